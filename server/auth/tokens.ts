@@ -1,0 +1,57 @@
+/**
+ * Identity: HS256 JWTs whose `sub` is the user id. The only source of a user id anywhere in the front.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import jwt from 'jsonwebtoken';
+import { CodedError } from '../protocol/errors.js';
+
+export interface TokenService {
+  /** Returns the user id, or throws UNAUTHORIZED. */
+  verify(token: unknown): string;
+  issue(userId: string, ttlSeconds?: number): string;
+}
+
+const USER_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
+
+export function isValidUserId(id: unknown): id is string {
+  return typeof id === 'string' && USER_ID.test(id);
+}
+
+export function createTokenService(secret: string): TokenService {
+  return {
+    verify(token) {
+      if (typeof token !== 'string' || token.length === 0) throw new CodedError('UNAUTHORIZED', 'missing token');
+      let claims: jwt.JwtPayload | string;
+      try {
+        claims = jwt.verify(token, secret, { algorithms: ['HS256'] });
+      } catch (err) {
+        const why = (err as Error).name === 'TokenExpiredError' ? 'token expired' : 'invalid token';
+        throw new CodedError('UNAUTHORIZED', why);
+      }
+      const sub = typeof claims === 'object' ? claims.sub : undefined;
+      if (!isValidUserId(sub)) throw new CodedError('UNAUTHORIZED', 'token has no valid sub (user id)');
+      return sub;
+    },
+    issue(userId, ttlSeconds = 12 * 3600) {
+      return jwt.sign({}, secret, { algorithm: 'HS256', subject: userId, expiresIn: ttlSeconds });
+    },
+  };
+}
+
+/**
+ * Without AUTH_JWT_SECRET (development only; config refuses it in production) a random secret is kept
+ * beside the database, so tokens survive restarts of the same local server.
+ */
+export function developmentSecret(databaseFile: string): string {
+  const file = path.join(path.dirname(databaseFile), '.dev-jwt-secret');
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    const secret = randomBytes(32).toString('hex');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, secret, { mode: 0o600 });
+    return secret;
+  }
+}

@@ -1,0 +1,23 @@
+/** Turns how a cell process ended (code, signal, last stderr) into a cause and a code for its runs. */
+import type { ErrorBody } from '../protocol/errors.js';
+
+export type CellDeathCause = 'out_of_memory' | 'fatal_error' | 'killed' | 'exited';
+
+export interface CellExit {
+  cause: CellDeathCause;
+  error: ErrorBody;
+}
+
+const OOM_MARKERS = ['heap out of memory', 'invalid size error', 'Allocation failed', 'out of memory'];
+
+export function describeCellExit(code: number | null, signal: NodeJS.Signals | null, stderrTail: string): CellExit {
+  const how = signal ? `signal ${signal}` : `exit code ${code}`;
+  if (OOM_MARKERS.some((m) => stderrTail.includes(m))) {
+    return { cause: 'out_of_memory', error: { code: 'OUT_OF_MEMORY', message: `the run's cell ran out of memory (V8 fatal error, ${how})` } };
+  }
+  if (signal === 'SIGABRT' || code === 134 || code === 133) {
+    return { cause: 'fatal_error', error: { code: 'WORKER_CRASHED', message: `the run's cell aborted (${how})` } };
+  }
+  if (signal) return { cause: 'killed', error: { code: 'WORKER_CRASHED', message: `the run's cell was killed (${how})` } };
+  return { cause: 'exited', error: { code: 'WORKER_CRASHED', message: `the run's cell exited (${how})` } };
+}

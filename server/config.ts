@@ -1,0 +1,107 @@
+/**
+ * Configuration: read from the environment once, validated with clear errors, frozen, then passed down.
+ * This and the other composition roots are the only places that read process.env.
+ */
+import path from 'node:path';
+import { z } from 'zod';
+
+const bool = z
+  .enum(['0', '1', 'true', 'false', ''])
+  .transform((v) => v === '1' || v === 'true');
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const EnvSchema = z.object({
+  NODE_ENV: z.string().default('development'),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: int(0, 65535).default(3000),
+  DATABASE_URL: z
+    .string()
+    .regex(/^file:.+/, 'must be a SQLite URL like file:./data/atoll.db')
+    .default('file:./data/atoll.db'),
+  AGENTS_DIR: z.string().min(1).optional(),
+  CELLS: int(1, 64).default(2),
+  THREADS_PER_CELL: int(1, 256).default(2),
+  RUN_TIMEOUT_MS: int(100, 86_400_000).default(30_000),
+  RUN_MEMORY_MB: int(16, 65_536).default(128),
+  CANCEL_GRACE_MS: int(0, 60_000).default(500),
+  SHUTDOWN_GRACE_MS: int(0, 600_000).default(10_000),
+  MAX_QUEUED_RUNS: int(0, 1_000_000).default(1000),
+  MAX_INPUT_BYTES: int(16, 16_777_216).default(65_536),
+  MAX_EVENTS_PER_RUN: int(1, 1_000_000).default(10_000),
+  MAX_EVENT_BYTES: int(64, 16_777_216).default(65_536),
+  MAX_RESULT_BYTES: int(64, 67_108_864).default(1_048_576),
+  AUTH_JWT_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  AUTH_DEV_LOGIN: bool.default(false),
+  ENABLE_CHAOS_AGENTS: bool.default(false),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export interface Config {
+  readonly production: boolean;
+  readonly host: string;
+  readonly port: number;
+  /** Absolute path of the SQLite file. */
+  readonly databaseFile: string;
+  readonly databaseUrl: string;
+  readonly agentsDir: string | null;
+  readonly cells: number;
+  readonly threadsPerCell: number;
+  readonly runTimeoutMs: number;
+  readonly runMemoryMb: number;
+  readonly cancelGraceMs: number;
+  readonly shutdownGraceMs: number;
+  readonly maxQueuedRuns: number;
+  readonly maxInputBytes: number;
+  readonly limits: { readonly maxEventsPerRun: number; readonly maxEventBytes: number; readonly maxResultBytes: number };
+  /** null: not configured; the composition root then provisions a development secret. */
+  readonly jwtSecret: string | null;
+  readonly devLogin: boolean;
+  readonly enableChaosAgents: boolean;
+  readonly logLevel: string;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message} (got ${JSON.stringify(env[String(i.path[0])])})`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const production = e.NODE_ENV === 'production';
+  if (production && e.AUTH_DEV_LOGIN) throw new ConfigError('invalid configuration:\n  AUTH_DEV_LOGIN: refused when NODE_ENV=production');
+  if (production && !e.AUTH_JWT_SECRET) throw new ConfigError('invalid configuration:\n  AUTH_JWT_SECRET: required when NODE_ENV=production');
+  const databaseFile = path.resolve(cwd, e.DATABASE_URL.slice('file:'.length));
+  return deepFreeze({
+    production,
+    host: e.HOST,
+    port: e.PORT,
+    databaseFile,
+    databaseUrl: `file:${databaseFile}`,
+    agentsDir: e.AGENTS_DIR ? path.resolve(cwd, e.AGENTS_DIR) : null,
+    cells: e.CELLS,
+    threadsPerCell: e.THREADS_PER_CELL,
+    runTimeoutMs: e.RUN_TIMEOUT_MS,
+    runMemoryMb: e.RUN_MEMORY_MB,
+    cancelGraceMs: e.CANCEL_GRACE_MS,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    maxQueuedRuns: e.MAX_QUEUED_RUNS,
+    maxInputBytes: e.MAX_INPUT_BYTES,
+    limits: { maxEventsPerRun: e.MAX_EVENTS_PER_RUN, maxEventBytes: e.MAX_EVENT_BYTES, maxResultBytes: e.MAX_RESULT_BYTES },
+    jwtSecret: e.AUTH_JWT_SECRET ?? null,
+    devLogin: e.AUTH_DEV_LOGIN,
+    enableChaosAgents: e.ENABLE_CHAOS_AGENTS,
+    logLevel: e.LOG_LEVEL,
+  });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,61 @@
+/** The express app: auth, the /v1 API, health and metrics, coded errors. Built from its dependencies. */
+import express from 'express';
+import type { TokenService } from '../auth/tokens.js';
+import type { CellSupervisor } from '../cells/supervisor.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import { CodedError } from '../protocol/errors.js';
+import { DevLoginBody, parse } from '../protocol/requests.js';
+import type { RunService } from '../runs/run-service.js';
+import type { RunStore } from '../store/run-store.js';
+import { requireUser } from './auth.js';
+import { errorHandler, notFoundHandler } from './errors.js';
+import { runRoutes } from './routes/runs.js';
+
+export interface HttpDeps {
+  store: RunStore;
+  runs: RunService;
+  cells: CellSupervisor;
+  tokens: TokenService;
+  metrics: Metrics;
+  log: Logger;
+  devLogin: boolean;
+  maxInputBytes: number;
+}
+
+export function createHttpApp(deps: HttpDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+  app.use(express.json({ limit: Math.max(deps.maxInputBytes * 2, 100_000) }));
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok', draining: deps.runs.draining, cells_ready: deps.cells.cells().filter((c) => c.state === 'ready').length });
+  });
+
+  app.get('/metrics', async (_req, res, next) => {
+    try {
+      res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+    } catch (err) {
+      next(err);
+    }
+  });
+
+  app.post('/v1/auth/dev-login', (req, res) => {
+    if (!deps.devLogin) throw new CodedError('FORBIDDEN', 'dev login is disabled (AUTH_DEV_LOGIN is not set)');
+    const body = parse(DevLoginBody, req.body ?? {}, 'body');
+    res.json({ token: deps.tokens.issue(body.user_id), user_id: body.user_id });
+  });
+
+  const v1 = express.Router();
+  v1.use(requireUser(deps.tokens));
+  v1.get('/agents', (_req, res) => {
+    res.json({ agents: deps.cells.agents() });
+  });
+  v1.use(runRoutes({ store: deps.store, runs: deps.runs, maxInputBytes: deps.maxInputBytes }));
+  app.use('/v1', v1);
+
+  app.use(notFoundHandler());
+  app.use(errorHandler(deps.log));
+  return app;
+}

@@ -1,0 +1,77 @@
+/** Threads, messages, runs, their event logs, and cancellation. */
+import { randomUUID } from 'node:crypto';
+import { Router } from 'express';
+import { CodedError } from '../../protocol/errors.js';
+import { CreateThreadBody, EventsQuery, IdParam, PageQuery, ThreadRunBody, ThreadsQuery, normalizeInput, parse } from '../../protocol/requests.js';
+import type { RunService } from '../../runs/run-service.js';
+import type { RunStore } from '../../store/run-store.js';
+import { userOf } from '../auth.js';
+import { messageView, runView, threadView } from '../views.js';
+
+export function runRoutes(deps: { store: RunStore; runs: RunService; maxInputBytes: number }): Router {
+  const { store, runs } = deps;
+  const r = Router();
+
+  const ownThread = async (userId: string, raw: unknown) => {
+    const thread = await store.findThread(userId, parse(IdParam, raw, 'thread id'));
+    if (!thread) throw new CodedError('NOT_FOUND', 'no such thread');
+    return thread;
+  };
+  const ownRun = async (userId: string, raw: unknown) => {
+    const run = await store.findRun(userId, parse(IdParam, raw, 'run id'));
+    if (!run) throw new CodedError('NOT_FOUND', 'no such run');
+    return run;
+  };
+
+  r.post('/threads', async (req, res) => {
+    const body = parse(CreateThreadBody, req.body ?? {}, 'body');
+    const thread = await store.createThread(userOf(res), randomUUID(), body.title ?? null);
+    res.status(201).json(threadView(thread));
+  });
+
+  r.get('/threads', async (req, res) => {
+    const q = parse(ThreadsQuery, req.query, 'query');
+    const threads = await store.listThreads(userOf(res), q.limit, q.before ? new Date(q.before) : null);
+    const last = threads.at(-1);
+    res.json({ threads: threads.map(threadView), next_before: threads.length === q.limit && last ? last.updatedAt.toISOString() : null });
+  });
+
+  r.get('/threads/:id/messages', async (req, res) => {
+    const thread = await ownThread(userOf(res), req.params.id);
+    const q = parse(PageQuery, req.query, 'query');
+    const messages = await store.listMessages(thread.id, q.limit, q.after);
+    const last = messages.at(-1);
+    res.json({ messages: messages.map(messageView), next_after: messages.length === q.limit && last ? last.id : null });
+  });
+
+  r.post('/threads/:id/runs', async (req, res) => {
+    const userId = userOf(res);
+    const thread = await ownThread(userId, req.params.id);
+    const body = parse(ThreadRunBody, req.body ?? {}, 'body');
+    const run = await runs.start(userId, {
+      agent: body.agent,
+      input: normalizeInput(body.input, deps.maxInputBytes),
+      threadId: thread.id,
+      correlationId: body.correlation_id ?? null,
+    });
+    res.status(202).json(runView(run));
+  });
+
+  r.get('/runs/:id', async (req, res) => {
+    res.json(runView(await ownRun(userOf(res), req.params.id)));
+  });
+
+  r.get('/runs/:id/events', async (req, res) => {
+    const run = await ownRun(userOf(res), req.params.id);
+    const q = parse(EventsQuery, req.query, 'query');
+    res.json({ run_id: run.id, status: run.status, events: await store.listEvents(run, q.after_seq, q.limit) });
+  });
+
+  r.post('/runs/:id/cancel', async (req, res) => {
+    const userId = userOf(res);
+    const run = await runs.cancel(userId, parse(IdParam, req.params.id, 'run id'));
+    res.status(202).json(runView(run));
+  });
+
+  return r;
+}

@@ -1,0 +1,93 @@
+/**
+ * The front's Prometheus registry (one per process, never prom-client's global). Cells report their
+ * numbers as IPC messages; the front turns them into gauges here, so one scrape shows the whole node.
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import client from 'prom-client';
+
+export interface CapacitySnapshot {
+  cellsAlive: number;
+  threadsAlive: number;
+  threadsBusy: number;
+  activeRuns: number;
+  queuedRuns: number;
+  activeContexts: number;
+  liveAgentInstances: number;
+  dbConnections: { process: string; count: number }[];
+  cellMemory: { cell: string; kind: 'heap' | 'rss' | 'external'; bytes: number }[];
+  socketConnections: number;
+}
+
+// Agent runs last seconds to minutes: the default buckets stop at 10 s.
+const RUN_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+
+export function createMetrics(snapshot: () => CapacitySnapshot) {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  const lag = monitorEventLoopDelay({ resolution: 20 });
+  lag.enable();
+
+  const m = {
+    registry,
+    runsAccepted: new client.Counter({ name: 'atoll_runs_accepted_total', help: 'Runs accepted (persisted and acknowledged).', registers: [registry] }),
+    runsRefused: new client.Counter({ name: 'atoll_runs_refused_total', help: 'Run requests refused before acceptance, by error code.', labelNames: ['code'], registers: [registry] }),
+    runsStarted: new client.Counter({ name: 'atoll_runs_started_total', help: 'Run attempts started by a worker thread.', registers: [registry] }),
+    runsFinished: new client.Counter({ name: 'atoll_runs_finished_total', help: 'Runs finished, by terminal status and error code ("none" when completed).', labelNames: ['status', 'code'], registers: [registry] }),
+    runDuration: new client.Histogram({ name: 'atoll_run_duration_seconds', help: 'Execution time of finished runs, from start in a thread to the terminal event.', buckets: RUN_BUCKETS, registers: [registry] }),
+    queueWait: new client.Histogram({ name: 'atoll_run_queue_wait_seconds', help: 'Time from acceptance to start in a worker thread.', buckets: RUN_BUCKETS, registers: [registry] }),
+    cellDeaths: new client.Counter({ name: 'atoll_cell_deaths_total', help: 'Cell processes that died, by cause.', labelNames: ['cause'], registers: [registry] }),
+    cellRestartSeconds: new client.Histogram({ name: 'atoll_cell_restart_seconds', help: 'Time from a cell\'s death to its replacement being ready.', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
+    eventsRelayed: new client.Counter({ name: 'atoll_events_relayed_total', help: 'Run events persisted and sent to their user\'s room.', registers: [registry] }),
+  };
+
+  const gauge = (name: string, help: string, read: (s: CapacitySnapshot) => number) =>
+    new client.Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read(snapshot()));
+      },
+    });
+  gauge('atoll_runs_active', 'Runs dispatched to a cell and not finished.', (s) => s.activeRuns);
+  gauge('atoll_runs_queued', 'Accepted runs waiting for a worker thread.', (s) => s.queuedRuns);
+  gauge('atoll_cells_alive', 'Cells ready to serve runs.', (s) => s.cellsAlive);
+  gauge('atoll_threads_alive', 'Worker threads alive across ready cells.', (s) => s.threadsAlive);
+  gauge('atoll_threads_busy', 'Worker threads executing a run.', (s) => s.threadsBusy);
+  gauge('atoll_execution_contexts_active', 'Execution contexts built and not yet released, across cells.', (s) => s.activeContexts);
+  gauge('atoll_agent_instances_live', 'Agent instances created and not yet released, across cells.', (s) => s.liveAgentInstances);
+  gauge('atoll_socket_connections', 'Connected socket.io clients.', (s) => s.socketConnections);
+  new client.Gauge({
+    name: 'atoll_db_connections',
+    help: 'Open database connections, by process (front, or cell id; one per worker thread).',
+    labelNames: ['process'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of snapshot().dbConnections) this.set({ process: d.process }, d.count);
+    },
+  });
+  new client.Gauge({
+    name: 'atoll_cell_memory_bytes',
+    help: 'Memory of each cell process, by kind (heap, rss, external = off-heap buffers).',
+    labelNames: ['cell', 'kind'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of snapshot().cellMemory) this.set({ cell: c.cell, kind: c.kind }, c.bytes);
+    },
+  });
+  new client.Gauge({
+    name: 'atoll_event_loop_lag_seconds',
+    help: 'p99 event-loop delay of the front over the last scrape interval.',
+    registers: [registry],
+    collect() {
+      this.set(lag.percentile(99) / 1e9);
+      lag.reset();
+    },
+  });
+
+  return { ...m, stop: () => lag.disable() };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

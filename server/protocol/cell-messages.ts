@@ -1,0 +1,78 @@
+/**
+ * Front ↔ cell IPC. Both ends import these types; messages are discriminated by a readable `type`.
+ * Errors cross as ErrorBody data, never as Error objects.
+ */
+import type { ErrorBody } from './errors.js';
+import type { AgentEvent, JsonValue, TerminalStatus } from './events.js';
+
+/** The run's input as agents see it: always an object with the user's text. */
+export interface AgentInput {
+  text: string;
+  [key: string]: JsonValue;
+}
+
+/** Everything a cell needs to execute one run: the seed of its immutable execution context. */
+export interface RunAssignment {
+  runId: string;
+  userId: string;
+  threadId: string;
+  requestId: string;
+  agentName: string;
+  input: AgentInput;
+  attempt: number;
+}
+
+/** Validated once by the front and handed down; cells and threads never read the environment. */
+export interface CellConfig {
+  cellId: string;
+  threads: number;
+  databaseUrl: string;
+  agentsDir: string | null;
+  enableChaosAgents: boolean;
+  runTimeoutMs: number;
+  runMemoryMb: number;
+  cancelGraceMs: number;
+  limits: RunLimits;
+  logLevel: string;
+}
+
+export interface RunLimits {
+  maxEventsPerRun: number;
+  maxEventBytes: number;
+  maxResultBytes: number;
+}
+
+export interface AgentInfo {
+  name: string;
+  source: 'builtin' | 'plugin';
+  description: string | null;
+}
+
+export type RunOutcome =
+  | { status: 'completed'; result: JsonValue; executionTimeMs: number }
+  | { status: Exclude<TerminalStatus, 'completed'>; error: ErrorBody; executionTimeMs: number };
+
+export interface CellStats {
+  threadsAlive: number;
+  threadsBusy: number;
+  activeContexts: number;
+  liveAgentInstances: number;
+  dbClients: number;
+  heapUsedBytes: number;
+  rssBytes: number;
+  externalBytes: number;
+}
+
+export type FrontToCell =
+  | { type: 'init'; config: CellConfig }
+  | { type: 'run'; run: RunAssignment }
+  | { type: 'cancel'; runId: string; reason: 'cancelled' | 'timeout' }
+  | { type: 'shutdown' };
+
+export type CellToFront =
+  | { type: 'ready'; agents: AgentInfo[] }
+  | { type: 'init_failed'; error: ErrorBody }
+  | { type: 'run_started'; runId: string; workerId: number; startedAt: number }
+  | { type: 'run_event'; runId: string; event: AgentEvent }
+  | { type: 'run_finished'; runId: string; outcome: RunOutcome }
+  | { type: 'stats'; stats: CellStats };

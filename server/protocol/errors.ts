@@ -1,0 +1,60 @@
+/**
+ * The one registry of error codes. Every error that leaves Atoll (HTTP body, socket ack, terminal event)
+ * carries one of these codes; clients branch on `code`, never on message text. A test checks that README
+ * documents every code.
+ */
+export const ERROR_CODES = {
+  BAD_REQUEST: { http: 400, retryable: false, meaning: 'The request is malformed; the message says what is wrong.' },
+  UNAUTHORIZED: { http: 401, retryable: false, meaning: 'No valid token (missing, malformed, expired or wrongly signed).' },
+  FORBIDDEN: { http: 403, retryable: false, meaning: 'The action is disabled on this server (for example dev login in production).' },
+  NOT_FOUND: { http: 404, retryable: false, meaning: 'No such thread, run or agent for this user (another user\'s ids look exactly like unknown ones).' },
+  PAYLOAD_TOO_LARGE: { http: 413, retryable: false, meaning: 'The request body or input is over its size limit.' },
+  OVERLOADED: { http: 503, retryable: true, meaning: 'The run queue is full; retry after the hinted delay. Nothing was accepted.' },
+  SHUTTING_DOWN: { http: 503, retryable: true, meaning: 'The server is draining for shutdown; retry on another node or after restart.' },
+  AGENT_ERROR: { http: 500, retryable: false, meaning: 'The agent threw or returned an invalid result.' },
+  WORKER_CRASHED: { http: 500, retryable: true, meaning: 'The run\'s worker thread or cell died (or the server restarted mid-run).' },
+  OUT_OF_MEMORY: { http: 500, retryable: false, meaning: 'The run exceeded its memory budget.' },
+  TIMEOUT: { http: 504, retryable: true, meaning: 'The run exceeded RUN_TIMEOUT_MS.' },
+  CANCELLED: { http: 409, retryable: false, meaning: 'The run was stopped by its user or by server shutdown.' },
+  LIMIT_EXCEEDED: { http: 500, retryable: false, meaning: 'The run exceeded an output cap (events, event size or result size).' },
+  SINGLETON_AGENT: { http: 500, retryable: false, meaning: 'The agent factory returned an instance that already served a run; the run was refused.' },
+  INTERNAL: { http: 500, retryable: true, meaning: 'An unexpected server fault; it is logged with the request id.' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** An error as data: what crosses every hop (thread → cell → front → client). No stacks, no classes. */
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, value);
+}
+
+/** Thrown inside the front where control flow needs it; turned back into an ErrorBody at the edge. */
+export class CodedError extends Error {
+  readonly code: ErrorCode;
+  readonly retryAfterSeconds?: number;
+
+  constructor(code: ErrorCode, message: string, options: { retryAfterSeconds?: number } = {}) {
+    super(message);
+    this.name = 'CodedError';
+    this.code = code;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+
+  toBody(): ErrorBody {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/** Flattens anything thrown into an ErrorBody; unknown faults become INTERNAL without leaking details. */
+export function toErrorBody(err: unknown, fallback: ErrorCode = 'INTERNAL'): ErrorBody {
+  if (err instanceof CodedError) return err.toBody();
+  if (err && typeof err === 'object' && isErrorCode((err as { code?: unknown }).code)) {
+    return { code: (err as { code: ErrorCode }).code, message: String((err as { message?: unknown }).message ?? '') };
+  }
+  return { code: fallback, message: fallback === 'INTERNAL' ? 'internal error' : String((err as Error)?.message ?? err) };
+}

@@ -1,0 +1,65 @@
+/**
+ * The run event: one shape for the whole path. Agents emit {type, payload}; the front numbers it, stores
+ * the envelope in the event log and sends the very same envelope to the user's room.
+ */
+import type { ErrorBody } from './errors.js';
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+/** Events only the engine emits. */
+export const ENGINE_EVENT_TYPES = ['message_received', 'agent_started', 'agent_completed'] as const;
+/** Events an agent may emit through ctx.emit. */
+export const AGENT_EVENT_TYPES = ['agent_thinking', 'tool_executing', 'tool_completed', 'partial_result'] as const;
+
+export type EngineEventType = (typeof ENGINE_EVENT_TYPES)[number];
+export type AgentEventType = (typeof AGENT_EVENT_TYPES)[number];
+export type RunEventType = EngineEventType | AgentEventType;
+
+export type TerminalStatus = 'completed' | 'failed' | 'cancelled' | 'timeout';
+export type RunStatus = 'queued' | 'running' | TerminalStatus;
+
+export interface EventPayloads {
+  message_received: { correlation_id: string | null };
+  agent_started: { status: 'running'; message: string };
+  agent_thinking: { reasoning: string };
+  tool_executing: { tool_call_id: string; tool_name: string; parameters: JsonValue };
+  tool_completed: {
+    tool_call_id: string;
+    tool_name: string;
+    status: 'success' | 'error';
+    results: JsonValue;
+    execution_time_ms: number;
+  };
+  partial_result: { text: string };
+  agent_completed: {
+    status: TerminalStatus;
+    success: boolean;
+    final_response: JsonValue;
+    error?: ErrorBody;
+    execution_time_ms: number;
+  };
+}
+
+export interface RunEventEnvelope<T extends RunEventType = RunEventType> {
+  type: T;
+  event_id: string;
+  seq: number;
+  run_id: string;
+  thread_id: string;
+  user_id: string;
+  agent_name: string;
+  timestamp: string;
+  payload: EventPayloads[T];
+}
+
+/** What an agent's emit produces inside the worker, before the front numbers it. */
+export interface AgentEvent {
+  type: AgentEventType;
+  payload: JsonObject;
+  timestamp: number;
+}
+
+export function isAgentEventType(value: unknown): value is AgentEventType {
+  return typeof value === 'string' && (AGENT_EVENT_TYPES as readonly string[]).includes(value);
+}

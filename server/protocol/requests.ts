@@ -1,0 +1,64 @@
+/**
+ * Schemas of every client request (HTTP bodies, query strings and socket payloads), checked once at the
+ * edge. Unknown fields are dropped, so a spoofed `user_id` in a payload is simply ignored.
+ */
+import { z } from 'zod';
+import type { AgentInput } from './cell-messages.js';
+import { CodedError } from './errors.js';
+
+const id = z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/, 'must be an id (letters, digits, . _ : -)');
+
+export const AgentName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be an agent name (letters, digits, _ -, at most 64)');
+
+const InputSchema = z.union([
+  z.string(),
+  z.looseObject({ text: z.string() }),
+]);
+
+export const StartRunBody = z.object({
+  agent: AgentName,
+  input: InputSchema,
+  thread_id: id.optional(),
+  correlation_id: z.string().min(1).max(128).optional(),
+});
+
+export const ThreadRunBody = StartRunBody.omit({ thread_id: true });
+
+export const CreateThreadBody = z.object({ title: z.string().max(200).optional() });
+
+export const StopRunBody = z.object({ run_id: id });
+
+export const DevLoginBody = z.object({ user_id: z.string().regex(/^[A-Za-z0-9._:@-]{1,128}$/, 'must be 1-128 letters, digits or . _ : @ -') });
+
+export const PageQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(100).default(50),
+  after: z.coerce.number().int().min(0).default(0),
+});
+
+export const EventsQuery = z.object({
+  after_seq: z.coerce.number().int().min(0).default(0),
+  limit: z.coerce.number().int().min(1).max(1000).default(1000),
+});
+
+export const ThreadsQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(100).default(50),
+  before: z.iso.datetime().optional(),
+});
+
+export const IdParam = id;
+
+/** Parses or throws BAD_REQUEST naming the fields that are wrong. */
+export function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : what}: ${i.message}`);
+  throw new CodedError('BAD_REQUEST', `invalid ${what}: ${problems.join('; ')}`);
+}
+
+/** A string input becomes { text }; the serialized size is capped. */
+export function normalizeInput(input: z.infer<typeof InputSchema>, maxBytes: number): AgentInput {
+  const normalized = (typeof input === 'string' ? { text: input } : input) as AgentInput;
+  const size = Buffer.byteLength(JSON.stringify(normalized));
+  if (size > maxBytes) throw new CodedError('PAYLOAD_TOO_LARGE', `input is ${size} bytes; MAX_INPUT_BYTES is ${maxBytes}`);
+  return normalized;
+}

@@ -1,0 +1,71 @@
+/** The front's in-memory view of an accepted, unfinished run. Owned by the run service alone. */
+import type { AgentInput, RunAssignment } from '../protocol/cell-messages.js';
+import type { RunEventEnvelope } from '../protocol/events.js';
+
+export type RunPhase = 'queued' | 'dispatched' | 'running' | 'finished';
+
+export interface LiveRun {
+  readonly id: string;
+  readonly userId: string;
+  readonly threadId: string;
+  readonly agentName: string;
+  readonly input: AgentInput;
+  readonly requestId: string;
+  readonly correlationId: string | null;
+  readonly acceptedAt: number;
+  phase: RunPhase;
+  attempt: number;
+  /** The next event's seq: assigned by the front alone, so it never resets or repeats across attempts. */
+  nextSeq: number;
+  cellId: string | null;
+  startedAt: number | null;
+  stopReason: 'cancelled' | 'timeout' | null;
+  timers: NodeJS.Timeout[];
+  /** Events numbered but not yet written; flushed in order by `chain`. */
+  pending: RunEventEnvelope[];
+  chain: Promise<void>;
+  /** Resolves once the terminal event is persisted and delivered. */
+  settled: Promise<void>;
+  markSettled(): void;
+}
+
+export function newLiveRun(fields: {
+  id: string;
+  userId: string;
+  threadId: string;
+  agentName: string;
+  input: AgentInput;
+  requestId: string;
+  correlationId: string | null;
+  acceptedAt: number;
+  nextSeq: number;
+  attempt?: number;
+}): LiveRun {
+  let markSettled!: () => void;
+  const settled = new Promise<void>((resolve) => (markSettled = resolve));
+  return {
+    ...fields,
+    attempt: fields.attempt ?? 0,
+    phase: 'queued',
+    cellId: null,
+    startedAt: null,
+    stopReason: null,
+    timers: [],
+    pending: [],
+    chain: Promise.resolve(),
+    settled,
+    markSettled,
+  };
+}
+
+export function assignment(run: LiveRun): RunAssignment {
+  return {
+    runId: run.id,
+    userId: run.userId,
+    threadId: run.threadId,
+    requestId: run.requestId,
+    agentName: run.agentName,
+    input: run.input,
+    attempt: run.attempt,
+  };
+}

@@ -1,0 +1,84 @@
+/**
+ * The agent plugin contract. An agent module's default export is a class:
+ *
+ * @example
+ * export default class Greeter {
+ *   static agentName = 'greeter';          // optional: defaults to the file's base name
+ *   static description = 'Says hello';      // optional: shown by GET /v1/agents
+ *   async execute(ctx) {
+ *     ctx.emit('agent_thinking', { reasoning: 'composing a greeting' });
+ *     if (ctx.signal.aborted) return '';
+ *     return `Hello, ${ctx.input.text}!`;   // a string or a JSON object
+ *   }
+ *   async cleanup() {}                      // optional: always runs after execute, whatever happened
+ * }
+ *
+ * A NEW instance is built for every run and never reused; per-run state belongs on `this`.
+ */
+import type { AgentInput } from '../server/protocol/cell-messages.js';
+import type { AgentEventType, EventPayloads, JsonObject, JsonValue } from '../server/protocol/events.js';
+
+export type AgentResult = string | JsonObject;
+
+export interface AgentLogger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface ThreadView {
+  id: string;
+  title: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface MessageView {
+  id: number;
+  role: 'user' | 'assistant' | 'tool';
+  content: string;
+  status: 'complete' | 'interrupted';
+  createdAt: string;
+}
+
+/** A run-scoped data handle: it reaches only the run's own user's data, and dies with the run. */
+export interface ScopedDb {
+  threads: {
+    get(threadId: string): Promise<ThreadView | null>;
+    list(options?: { limit?: number }): Promise<ThreadView[]>;
+  };
+  messages: {
+    /** The run's own thread by default; another thread of the same user by id; other users' threads: []. */
+    list(options?: { threadId?: string; limit?: number; afterId?: number }): Promise<MessageView[]>;
+  };
+}
+
+/** Immutable: frozen before the agent sees it. */
+export interface UserExecutionContext {
+  readonly userId: string;
+  readonly threadId: string;
+  readonly runId: string;
+  readonly requestId: string;
+  readonly agentName: string;
+  readonly attempt: number;
+  readonly input: Readonly<AgentInput>;
+  /** Aborted on stop_agent, on timeout and on shutdown; the thread is terminated soon after. */
+  readonly signal: AbortSignal;
+  emit<T extends AgentEventType>(type: T, payload: EventPayloads[T]): void;
+  readonly db: ScopedDb;
+  readonly log: AgentLogger;
+}
+
+export interface Agent {
+  execute(ctx: UserExecutionContext): Promise<AgentResult> | AgentResult;
+  cleanup?(): Promise<void> | void;
+}
+
+export interface AgentClass {
+  new (): Agent;
+  agentName?: string;
+  description?: string;
+}
+
+export type { JsonValue };

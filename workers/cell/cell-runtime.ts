@@ -1,0 +1,92 @@
+/**
+ * A cell: a supervised child process that hosts one Piscina pool. Transport-agnostic: it gets a `send`
+ * function and is handed messages, so it can be driven without forking. Never imports agent code itself;
+ * only its worker threads do.
+ */
+import path from 'node:path';
+import { Piscina } from 'piscina';
+import type { CellConfig, CellStats, CellToFront, FrontToCell } from '../../server/protocol/cell-messages.js';
+import type { DescribeReply, ThreadConfig } from '../thread-messages.js';
+import { createRunDispatcher, type RunDispatcher } from './run-dispatcher.js';
+
+const STATS_INTERVAL_MS = 1000;
+
+export function createCellRuntime(deps: { send: (msg: CellToFront) => void; exit: (code: number) => void; log: (obj: object, msg: string) => void }) {
+  let pool: Piscina | null = null;
+  let dispatcher: RunDispatcher | null = null;
+  let statsTimer: NodeJS.Timeout | null = null;
+
+  async function init(config: CellConfig) {
+    const threadConfig: ThreadConfig = {
+      cellId: config.cellId,
+      databaseFile: config.databaseUrl.replace(/^file:/, ''),
+      builtinAgentsDir: path.join(__dirname, '../agents'),
+      agentsDir: config.agentsDir,
+      enableChaosAgents: config.enableChaosAgents,
+      limits: config.limits,
+      logLevel: config.logLevel,
+    };
+    pool = new Piscina({
+      filename: path.join(__dirname, '../thread/run-entry.js'),
+      minThreads: config.threads,
+      maxThreads: config.threads,
+      // Queueing happens in the front, where it is persisted and fair; the cell only takes what fits.
+      maxQueue: config.threads * 2,
+      idleTimeout: 2 ** 31 - 1,
+      // 'sync' would freeze a thread's event loop between tasks (timers, sockets): facts.md.
+      atomics: 'disabled',
+      concurrentTasksPerWorker: 1,
+      closeTimeout: 2000,
+      resourceLimits: { maxOldGenerationSizeMb: config.runMemoryMb, maxYoungGenerationSizeMb: Math.max(4, Math.min(32, config.runMemoryMb / 8)) },
+      workerData: threadConfig,
+    });
+    // Without a listener, a thread dying while idle would take the cell down.
+    pool.on('error', (err: Error) => deps.log({ err: err.message }, 'pool error'));
+    dispatcher = createRunDispatcher({ pool, send: deps.send, runTimeoutMs: config.runTimeoutMs, cancelGraceMs: config.cancelGraceMs });
+    const reply = (await pool.run({ kind: 'describe' })) as DescribeReply;
+    deps.send({ type: 'ready', agents: reply.agents });
+    statsTimer = setInterval(() => deps.send({ type: 'stats', stats: stats() }), STATS_INTERVAL_MS);
+    statsTimer.unref();
+  }
+
+  function stats(): CellStats {
+    const mem = process.memoryUsage();
+    const threads = dispatcher?.threadStats() ?? [];
+    return {
+      threadsAlive: pool?.threads.length ?? 0,
+      threadsBusy: dispatcher?.busy ?? 0,
+      activeContexts: threads.reduce((n, t) => n + t.activeContexts, 0),
+      liveAgentInstances: threads.reduce((n, t) => n + t.liveAgentInstances, 0),
+      dbClients: pool?.threads.length ?? 0,
+      heapUsedBytes: mem.heapUsed,
+      rssBytes: mem.rss,
+      externalBytes: mem.external + mem.arrayBuffers,
+    };
+  }
+
+  return {
+    async handle(msg: FrontToCell) {
+      switch (msg.type) {
+        case 'init':
+          try {
+            await init(msg.config);
+          } catch (err) {
+            deps.send({ type: 'init_failed', error: { code: 'INTERNAL', message: String((err as Error)?.message ?? err) } });
+            deps.exit(3);
+          }
+          return;
+        case 'run':
+          dispatcher!.start(msg.run);
+          return;
+        case 'cancel':
+          dispatcher?.stop(msg.runId, msg.reason);
+          return;
+        case 'shutdown':
+          if (statsTimer) clearInterval(statsTimer);
+          await pool?.destroy().catch(() => undefined);
+          deps.exit(0);
+          return;
+      }
+    },
+  };
+}

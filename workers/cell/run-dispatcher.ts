@@ -1,0 +1,112 @@
+/**
+ * Runs assignments on the cell's Piscina pool, one MessagePort per run, and settles each run exactly once:
+ * from the thread's final `done` message, or from the way its thread ended (terminated, crashed, out of
+ * memory). Owns each run's deadline, counted from the moment its thread started it.
+ */
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import type { Piscina } from 'piscina';
+import type { CellToFront, RunAssignment, RunOutcome } from '../../server/protocol/cell-messages.js';
+import type { CellToThread, StopReason, ThreadStats, ThreadTask, ThreadToCell } from '../thread-messages.js';
+
+interface InFlight {
+  run: RunAssignment;
+  port: MessagePort;
+  abort: AbortController;
+  startedAt: number | null;
+  stopReason: StopReason | null;
+  timers: NodeJS.Timeout[];
+  settled: boolean;
+}
+
+export interface RunDispatcher {
+  start(run: RunAssignment): void;
+  stop(runId: string, reason: StopReason): void;
+  readonly busy: number;
+  threadStats(): ThreadStats[];
+}
+
+/** How long to wait for a thread's `done` after Piscina resolved its task (piscinajs/piscina#133). */
+const DONE_GRACE_MS = 2000;
+
+export function createRunDispatcher(deps: {
+  pool: Piscina;
+  send: (msg: CellToFront) => void;
+  runTimeoutMs: number;
+  cancelGraceMs: number;
+}): RunDispatcher {
+  const inFlight = new Map<string, InFlight>();
+  const statsByWorker = new Map<number, ThreadStats>();
+
+  function settle(f: InFlight, outcome: RunOutcome) {
+    if (f.settled) return;
+    f.settled = true;
+    f.timers.forEach(clearTimeout);
+    f.port.close();
+    inFlight.delete(f.run.runId);
+    deps.send({ type: 'run_finished', runId: f.run.runId, outcome });
+  }
+
+  function stop(f: InFlight, reason: StopReason) {
+    if (f.settled || f.stopReason) return;
+    f.stopReason = reason;
+    // Cooperative first (the agent's ctx.signal), then hard: terminate the thread.
+    f.port.postMessage({ type: 'abort', reason } satisfies CellToThread);
+    f.timers.push(setTimeout(() => f.abort.abort(), f.startedAt === null ? 0 : deps.cancelGraceMs));
+  }
+
+  function crashOutcome(f: InFlight, err: unknown): RunOutcome {
+    const executionTimeMs = f.startedAt === null ? 0 : Date.now() - f.startedAt;
+    if (f.stopReason === 'timeout') return { status: 'timeout', error: { code: 'TIMEOUT', message: `the run exceeded RUN_TIMEOUT_MS (${deps.runTimeoutMs} ms) and its thread was terminated` }, executionTimeMs };
+    if (f.stopReason === 'cancelled') return { status: 'cancelled', error: { code: 'CANCELLED', message: 'the run was stopped and its thread terminated' }, executionTimeMs };
+    const code = (err as { code?: unknown })?.code;
+    if (code === 'ERR_WORKER_OUT_OF_MEMORY') {
+      return { status: 'failed', error: { code: 'OUT_OF_MEMORY', message: 'the run exceeded its heap budget (RUN_MEMORY_MB) and its thread was terminated' }, executionTimeMs };
+    }
+    return { status: 'failed', error: { code: 'WORKER_CRASHED', message: `the run's worker thread died: ${String((err as Error)?.message ?? err)}` }, executionTimeMs };
+  }
+
+  return {
+    get busy() {
+      return inFlight.size;
+    },
+    threadStats() {
+      const alive = new Set(deps.pool.threads.map((t) => t.threadId));
+      for (const id of statsByWorker.keys()) if (!alive.has(id)) statsByWorker.delete(id);
+      return [...statsByWorker.values()];
+    },
+    stop(runId, reason) {
+      const f = inFlight.get(runId);
+      if (f) stop(f, reason);
+    },
+    start(run) {
+      const { port1, port2 } = new MessageChannel();
+      const f: InFlight = { run, port: port1, abort: new AbortController(), startedAt: null, stopReason: null, timers: [], settled: false };
+      inFlight.set(run.runId, f);
+      port1.on('message', (msg: ThreadToCell) => {
+        if (f.settled) return;
+        if (msg.type === 'started') {
+          f.startedAt = msg.startedAt;
+          // The deadline starts when the thread starts the run, not when it was queued (piscinajs/piscina#869).
+          f.timers.push(setTimeout(() => stop(f, 'timeout'), deps.runTimeoutMs));
+          deps.send({ type: 'run_started', runId: run.runId, workerId: msg.workerId, startedAt: msg.startedAt });
+        } else if (msg.type === 'event') {
+          deps.send({ type: 'run_event', runId: run.runId, event: msg.event });
+        } else if (msg.type === 'done') {
+          statsByWorker.set(msg.stats.workerId, msg.stats);
+          settle(f, msg.outcome);
+        }
+      });
+      const task: ThreadTask = { kind: 'run', run, port: port2 };
+      deps.pool.run(task, { transferList: [port2], signal: f.abort.signal }).then(
+        (summary: RunOutcome) => {
+          // The port's last messages usually arrive after the task resolves: give them time.
+          f.timers.push(setTimeout(() => settle(f, summary), DONE_GRACE_MS));
+        },
+        (err: unknown) => {
+          // Let messages the thread posted before it ended drain first; a `done` among them wins.
+          setImmediate(() => settle(f, crashOutcome(f, err)));
+        },
+      );
+    },
+  };
+}

@@ -1,0 +1,35 @@
+/** Cell ↔ worker-thread messages: the Piscina task, and what flows over each run's own MessagePort. */
+import type { MessagePort } from 'node:worker_threads';
+import type { AgentInfo, RunAssignment, RunLimits, RunOutcome } from '../server/protocol/cell-messages.js';
+import type { AgentEvent } from '../server/protocol/events.js';
+
+/** workerData of every thread in a cell's pool. */
+export interface ThreadConfig {
+  cellId: string;
+  databaseFile: string;
+  builtinAgentsDir: string;
+  agentsDir: string | null;
+  enableChaosAgents: boolean;
+  limits: RunLimits;
+  logLevel: string;
+}
+
+export type ThreadTask = { kind: 'run'; run: RunAssignment; port: MessagePort } | { kind: 'describe' };
+
+export type StopReason = 'cancelled' | 'timeout';
+
+export type CellToThread = { type: 'abort'; reason: StopReason };
+
+export interface ThreadStats {
+  workerId: number;
+  activeContexts: number;
+  liveAgentInstances: number;
+  dbClients: number;
+}
+
+export type ThreadToCell =
+  | { type: 'started'; workerId: number; startedAt: number }
+  | { type: 'event'; event: AgentEvent }
+  | { type: 'done'; outcome: RunOutcome; stats: ThreadStats };
+
+export type DescribeReply = { agents: AgentInfo[]; stats: ThreadStats };

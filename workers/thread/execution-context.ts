@@ -1,0 +1,67 @@
+/**
+ * Where a run gets its context: an immutable UserExecutionContext built for this run only, from the
+ * assignment the front persisted. Released (emit and db refuse) the moment the run ends.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import type { Db } from '../../prisma/create-client.js';
+import type { RunAssignment, RunLimits } from '../../server/protocol/cell-messages.js';
+import type { AgentLogger, UserExecutionContext } from '../agent-contract.js';
+import { createRunEmitter, type LimitExceededError, type RunEmitter } from './run-emitter.js';
+import { createScopedDb } from './scoped-db.js';
+
+export interface ExecutionContextHandle {
+  ctx: UserExecutionContext;
+  emitter: RunEmitter;
+  release(): void;
+}
+
+export function createExecutionContext(deps: {
+  run: RunAssignment;
+  port: MessagePort;
+  signal: AbortSignal;
+  prisma: Db;
+  limits: RunLimits;
+  log: Logger;
+  onViolation: (err: LimitExceededError) => void;
+}): ExecutionContextHandle {
+  const { run } = deps;
+  const emitter = createRunEmitter(deps.port, deps.limits, deps.onViolation);
+  const scoped = createScopedDb(deps.prisma, run.userId, run.threadId);
+  const log = agentLogger(deps.log);
+  const ctx: UserExecutionContext = Object.freeze({
+    userId: run.userId,
+    threadId: run.threadId,
+    runId: run.runId,
+    requestId: run.requestId,
+    agentName: run.agentName,
+    attempt: run.attempt,
+    input: deepFreeze(structuredClone(run.input)),
+    signal: deps.signal,
+    emit: (type: unknown, payload: unknown) => emitter.emit(type, payload),
+    db: scoped.db,
+    log,
+  }) as UserExecutionContext;
+  return {
+    ctx,
+    emitter,
+    release() {
+      emitter.release();
+      scoped.release();
+    },
+  };
+}
+
+function agentLogger(log: Logger): AgentLogger {
+  const at = (level: 'debug' | 'info' | 'warn' | 'error') => (msg: string, fields?: Record<string, unknown>) =>
+    log[level]({ ...(fields ?? {}), from: 'agent' }, String(msg));
+  return Object.freeze({ debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

@@ -1,0 +1,42 @@
+/** Turns what an agent returned or threw into a RunOutcome: flat data with a code, checked once here. */
+import type { RunLimits, RunOutcome } from '../../server/protocol/cell-messages.js';
+import type { ErrorBody } from '../../server/protocol/errors.js';
+import type { JsonValue } from '../../server/protocol/events.js';
+import type { StopReason } from '../thread-messages.js';
+
+const MAX_MESSAGE = 1000;
+
+export function completedOutcome(result: unknown, limits: RunLimits, executionTimeMs: number): RunOutcome {
+  const invalid = (message: string): RunOutcome => ({ status: 'failed', error: { code: 'AGENT_ERROR', message }, executionTimeMs });
+  if (typeof result !== 'string' && (result === null || typeof result !== 'object' || Array.isArray(result))) {
+    return invalid(`execute() must return a string or a JSON object, got ${result === null ? 'null' : Array.isArray(result) ? 'an array' : typeof result}`);
+  }
+  let text: string;
+  try {
+    text = JSON.stringify(result);
+  } catch (err) {
+    return invalid(`execute() returned a value that is not JSON-serialisable: ${(err as Error).message}`);
+  }
+  if (Buffer.byteLength(text) > limits.maxResultBytes) {
+    return { status: 'failed', error: { code: 'LIMIT_EXCEEDED', message: `result is over MAX_RESULT_BYTES (${limits.maxResultBytes})` }, executionTimeMs };
+  }
+  return { status: 'completed', result: JSON.parse(text) as JsonValue, executionTimeMs };
+}
+
+export function stoppedOutcome(reason: StopReason, executionTimeMs: number): RunOutcome {
+  return reason === 'timeout'
+    ? { status: 'timeout', error: { code: 'TIMEOUT', message: 'the run exceeded its time budget' }, executionTimeMs }
+    : { status: 'cancelled', error: { code: 'CANCELLED', message: 'the run was stopped' }, executionTimeMs };
+}
+
+export function failedOutcome(err: unknown, executionTimeMs: number): RunOutcome {
+  return { status: 'failed', error: agentErrorBody(err), executionTimeMs };
+}
+
+export function agentErrorBody(err: unknown): ErrorBody {
+  const code = (err as { code?: unknown })?.code;
+  const message = String((err as { message?: unknown })?.message ?? err).slice(0, MAX_MESSAGE);
+  if (code === 'LIMIT_EXCEEDED' || code === 'SINGLETON_AGENT') return { code, message };
+  const name = (err as { name?: unknown })?.name;
+  return { code: 'AGENT_ERROR', message: typeof name === 'string' && name !== 'Error' ? `${name}: ${message}` : message };
+}

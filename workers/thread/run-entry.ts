@@ -1,0 +1,30 @@
+/**
+ * The worker-thread entry Piscina loads: this thread's composition root. It refuses to run on a main
+ * thread, so agent code can only ever execute inside a cell's worker threads.
+ */
+import path from 'node:path';
+import { isMainThread, threadId, workerData } from 'node:worker_threads';
+import { createPrismaClient } from '../../prisma/create-client.js';
+import { createLogger } from '../../server/logger.js';
+import type { ThreadConfig, ThreadTask } from '../thread-messages.js';
+import { loadAgentRegistry } from './agent-registry.js';
+import { createThreadRuntime } from './thread-runtime.js';
+
+if (isMainThread) throw new Error('workers/thread/run-entry must run inside a worker thread, never in the front');
+
+const config = workerData as ThreadConfig;
+const log = createLogger(config.logLevel, { cell: config.cellId, worker: threadId });
+const runtime = createThreadRuntime({
+  config,
+  prisma: createPrismaClient(config.databaseFile),
+  registry: loadAgentRegistry({
+    builtinAgentsDir: config.builtinAgentsDir || path.join(__dirname, '../agents'),
+    agentsDir: config.agentsDir,
+    enableChaosAgents: config.enableChaosAgents,
+  }),
+  log,
+});
+
+export = function handle(task: ThreadTask) {
+  return runtime.handle(task);
+};

@@ -1,0 +1,65 @@
+/**
+ * ctx.db: the run's data handle, built on the worker thread's own Prisma client. Every query is pinned to
+ * the run's user, so another user's thread id answers exactly like an unknown one. Dies with the run.
+ */
+import type { Db } from '../../prisma/create-client.js';
+import type { MessageView, ScopedDb, ThreadView } from '../agent-contract.js';
+
+export interface ReleasableDb {
+  db: ScopedDb;
+  release(): void;
+}
+
+const clampLimit = (limit: unknown, fallback: number) =>
+  typeof limit === 'number' && Number.isInteger(limit) && limit > 0 ? Math.min(limit, 100) : fallback;
+
+export function createScopedDb(prisma: Db, userId: string, runThreadId: string): ReleasableDb {
+  let released = false;
+  const guard = () => {
+    if (released) throw new Error('ctx.db used after the run ended: the execution context is released');
+  };
+  const threadView = (t: { id: string; title: string | null; createdAt: Date; updatedAt: Date }): ThreadView => ({
+    id: t.id,
+    title: t.title,
+    createdAt: t.createdAt.toISOString(),
+    updatedAt: t.updatedAt.toISOString(),
+  });
+
+  const db: ScopedDb = Object.freeze({
+    threads: Object.freeze({
+      async get(threadId: string) {
+        guard();
+        if (typeof threadId !== 'string') return null;
+        const t = await prisma.thread.findFirst({ where: { id: threadId, userId } });
+        return t ? threadView(t) : null;
+      },
+      async list(options: { limit?: number } = {}) {
+        guard();
+        const rows = await prisma.thread.findMany({ where: { userId }, orderBy: { updatedAt: 'desc' }, take: clampLimit(options.limit, 20) });
+        return rows.map(threadView);
+      },
+    }),
+    messages: Object.freeze({
+      async list(options: { threadId?: string; limit?: number; afterId?: number } = {}) {
+        guard();
+        const threadId = options.threadId ?? runThreadId;
+        // The join on the thread's owner is what keeps another user's history out of reach.
+        const rows = await prisma.message.findMany({
+          where: { threadId, thread: { userId }, id: { gt: typeof options.afterId === 'number' ? options.afterId : 0 } },
+          orderBy: { id: 'asc' },
+          take: clampLimit(options.limit, 50),
+        });
+        return rows.map(
+          (m): MessageView => ({
+            id: m.id,
+            role: m.role as MessageView['role'],
+            content: m.content,
+            status: m.status as MessageView['status'],
+            createdAt: m.createdAt.toISOString(),
+          }),
+        );
+      },
+    }),
+  });
+  return { db, release: () => void (released = true) };
+}
