@@ -36,6 +36,9 @@ const EnvSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
+/** Every variable Atoll reads (README documents each; a test checks). */
+export const ENV_VARS = Object.keys(EnvSchema.shape);
+
 export interface Config {
   readonly production: boolean;
   readonly host: string;
@@ -65,7 +68,8 @@ export class ConfigError extends Error {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
-  const parsed = EnvSchema.safeParse(env);
+  // An empty variable means "not set", as in most shells' `VAR= cmd`.
+  const parsed = EnvSchema.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== '')));
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message} (got ${JSON.stringify(env[String(i.path[0])])})`);
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);

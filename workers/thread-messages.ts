@@ -30,6 +30,8 @@ export interface ThreadStats {
 export type ThreadToCell =
   | { type: 'started'; workerId: number; startedAt: number }
   | { type: 'event'; event: AgentEvent }
+  /** Sent once the run's context and agent instance exist, so the cell counts them while the run executes. */
+  | { type: 'stats'; stats: ThreadStats }
   | { type: 'done'; outcome: RunOutcome; stats: ThreadStats };
 
 export type DescribeReply = { agents: AgentInfo[]; stats: ThreadStats };

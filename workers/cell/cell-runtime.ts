@@ -15,6 +15,12 @@ export function createCellRuntime(deps: { send: (msg: CellToFront) => void; exit
   let pool: Piscina | null = null;
   let dispatcher: RunDispatcher | null = null;
   let statsTimer: NodeJS.Timeout | null = null;
+  let statsSoon: NodeJS.Timeout | null = null;
+  const sendStats = () => {
+    if (statsSoon) clearTimeout(statsSoon);
+    statsSoon = null;
+    deps.send({ type: 'stats', stats: stats() });
+  };
 
   async function init(config: CellConfig) {
     const threadConfig: ThreadConfig = {
@@ -42,10 +48,20 @@ export function createCellRuntime(deps: { send: (msg: CellToFront) => void; exit
     });
     // Without a listener, a thread dying while idle would take the cell down.
     pool.on('error', (err: Error) => deps.log({ err: err.message }, 'pool error'));
-    dispatcher = createRunDispatcher({ pool, send: deps.send, runTimeoutMs: config.runTimeoutMs, cancelGraceMs: config.cancelGraceMs });
+    dispatcher = createRunDispatcher({
+      pool,
+      send: deps.send,
+      runTimeoutMs: config.runTimeoutMs,
+      cancelGraceMs: config.cancelGraceMs,
+      onCountsChanged: () => {
+        // Report soon after a run settles (so gauges return to idle promptly), at most once per 100 ms.
+        if (!statsSoon) statsSoon = setTimeout(sendStats, 100);
+      },
+    });
     const reply = (await pool.run({ kind: 'describe' })) as DescribeReply;
     deps.send({ type: 'ready', agents: reply.agents });
-    statsTimer = setInterval(() => deps.send({ type: 'stats', stats: stats() }), STATS_INTERVAL_MS);
+    sendStats();
+    statsTimer = setInterval(sendStats, STATS_INTERVAL_MS);
     statsTimer.unref();
   }
 

@@ -33,6 +33,8 @@ export function createRunDispatcher(deps: {
   send: (msg: CellToFront) => void;
   runTimeoutMs: number;
   cancelGraceMs: number;
+  /** Thread-level counts changed: the cell reports them soon. */
+  onCountsChanged: () => void;
 }): RunDispatcher {
   const inFlight = new Map<string, InFlight>();
   const statsByWorker = new Map<number, ThreadStats>();
@@ -44,6 +46,7 @@ export function createRunDispatcher(deps: {
     f.port.close();
     inFlight.delete(f.run.runId);
     deps.send({ type: 'run_finished', runId: f.run.runId, outcome });
+    deps.onCountsChanged();
   }
 
   function stop(f: InFlight, reason: StopReason) {
@@ -91,6 +94,9 @@ export function createRunDispatcher(deps: {
           deps.send({ type: 'run_started', runId: run.runId, workerId: msg.workerId, startedAt: msg.startedAt });
         } else if (msg.type === 'event') {
           deps.send({ type: 'run_event', runId: run.runId, event: msg.event });
+        } else if (msg.type === 'stats') {
+          statsByWorker.set(msg.stats.workerId, msg.stats);
+          deps.onCountsChanged();
         } else if (msg.type === 'done') {
           statsByWorker.set(msg.stats.workerId, msg.stats);
           settle(f, msg.outcome);

@@ -64,6 +64,7 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
       counters.activeContexts++;
       agent = factory.create(entry);
       counters.liveAgentInstances++;
+      post({ type: 'stats', stats: stats() });
       const result = await Promise.race([Promise.resolve().then(() => agent!.execute(handle!.ctx)), stopped]);
       outcome = handle.emitter.violation ? failedOutcome(handle.emitter.violation, elapsed()) : completedOutcome(result, config.limits, elapsed());
     } catch (err) {

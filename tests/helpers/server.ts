@@ -1,0 +1,104 @@
+/**
+ * Starts a real Atoll front (node dist/server/main.js) on an ephemeral port with its own SQLite file,
+ * exactly as a user would, and captures its JSON log lines.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const ROOT = path.resolve(__dirname, '../../..');
+export const FIXTURE_AGENTS = path.join(ROOT, 'tests/fixtures/agents');
+
+export interface TestServer {
+  url: string;
+  port: number;
+  dir: string;
+  proc: ChildProcess;
+  logs: Record<string, unknown>[];
+  stderr: () => string;
+  /** SIGTERM and wait for exit; returns the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export async function startServer(env: Record<string, string> = {}, options: { dir?: string } = {}): Promise<TestServer> {
+  const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-test-'));
+  const proc = spawn(process.execPath, [path.join(ROOT, 'dist/server/main.js')], {
+    cwd: dir,
+    env: {
+      PATH: process.env.PATH ?? '',
+      PORT: '0',
+      DATABASE_URL: `file:${path.join(dir, 'atoll.db')}`,
+      AUTH_JWT_SECRET: 'test-secret-test-secret-test-secret',
+      AUTH_DEV_LOGIN: '1',
+      CELLS: '2',
+      THREADS_PER_CELL: '2',
+      LOG_LEVEL: 'info',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Record<string, unknown>[] = [];
+  let stderr = '';
+  let buffered = '';
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start in time:\n${stderr}`)), 30_000);
+    proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      buffered += chunk;
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        try {
+          const entry = JSON.parse(line) as Record<string, unknown>;
+          logs.push(entry);
+          if (entry.msg === 'listening') {
+            clearTimeout(timer);
+            resolve(entry.port as number);
+          }
+        } catch {
+          // not a log line
+        }
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code} before listening:\n${stderr}`));
+    });
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    dir,
+    proc,
+    logs,
+    stderr: () => stderr,
+    stop(signal = 'SIGTERM') {
+      return new Promise((resolve) => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return resolve(proc.exitCode);
+        proc.once('exit', (code) => resolve(code));
+        proc.kill(signal);
+      });
+    },
+  };
+}
+
+/** Runs the server entry with an environment and returns how it ended (for configuration errors). */
+export function runServerOnce(env: Record<string, string>, timeoutMs = 15_000): Promise<{ code: number | null; stderr: string }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-test-'));
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [path.join(ROOT, 'dist/server/main.js')], {
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? '', PORT: '0', DATABASE_URL: `file:${path.join(dir, 'atoll.db')}`, ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+}

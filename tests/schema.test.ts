@@ -1,0 +1,116 @@
+/**
+ * Migrations vs schema.prisma: the migrated database has every model, column and index the schema
+ * declares, and `_prisma_migrations` is recorded exactly as Prisma's own migrate would record it.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { ROOT } from './helpers/server';
+import { applyMigrations, listMigrations } from '../server/store/migrations';
+
+const MIGRATIONS = path.join(ROOT, 'prisma/migrations');
+
+interface Model {
+  name: string;
+  columns: string[];
+  indexes: { columns: string[]; unique: boolean }[];
+}
+
+/** A small reader for the parts of schema.prisma that become tables: scalar fields, @id, @unique, @@index, @@unique. */
+function readSchema(text: string): Model[] {
+  const models: Model[] = [];
+  const modelNames = [...text.matchAll(/^model (\w+) \{/gm)].map((m) => m[1]);
+  for (const block of text.matchAll(/^model (\w+) \{([\s\S]*?)^\}/gm)) {
+    const model: Model = { name: block[1], columns: [], indexes: [] };
+    for (const raw of block[2].split('\n')) {
+      const line = raw.replace(/\/\/.*$/, '').trim();
+      if (!line) continue;
+      const attr = /^@@(index|unique)\(\[([^\]]+)\]/.exec(line);
+      if (attr) {
+        model.indexes.push({ columns: attr[2].split(',').map((c) => c.trim()), unique: attr[1] === 'unique' });
+        continue;
+      }
+      const field = /^(\w+)\s+(\w+)(\[\])?(\?)?(.*)$/.exec(line);
+      if (!field || line.startsWith('@@')) continue;
+      const [, name, type, list, , rest] = field;
+      if (list || modelNames.includes(type)) continue; // relation fields are not columns
+      model.columns.push(name);
+      if (/@unique\b/.test(rest)) model.indexes.push({ columns: [name], unique: true });
+    }
+    models.push(model);
+  }
+  return models;
+}
+
+function freshDb(): string {
+  return path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-schema-')), 'nested', 'atoll.db');
+}
+
+test('the migrated database has every model, column and index that schema.prisma declares', () => {
+  const file = freshDb();
+  const report = applyMigrations(file, MIGRATIONS);
+  expect(report.applied).toEqual(listMigrations(MIGRATIONS).map((m) => m.name));
+  const db = new Database(file, { readonly: true });
+  const models = readSchema(fs.readFileSync(path.join(ROOT, 'prisma/schema.prisma'), 'utf8'));
+  expect(models.map((m) => m.name).sort()).toEqual(['Message', 'Run', 'RunEvent', 'Thread', 'User']);
+  for (const model of models) {
+    const columns = (db.prepare(`PRAGMA table_info("${model.name}")`).all() as { name: string }[]).map((c) => c.name);
+    expect([model.name, columns.sort()]).toEqual([model.name, [...model.columns].sort()]);
+    const indexes = (db.prepare(`PRAGMA index_list("${model.name}")`).all() as { name: string; unique: number; origin: string }[])
+      .filter((i) => i.origin === 'c')
+      .map((i) => ({
+        unique: i.unique === 1,
+        columns: (db.prepare(`PRAGMA index_info("${i.name}")`).all() as { name: string }[]).map((c) => c.name),
+      }));
+    for (const wanted of model.indexes) expect([model.name, indexes]).toEqual([model.name, expect.arrayContaining([wanted])]);
+    expect(indexes).toHaveLength(model.indexes.length);
+  }
+  expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+  db.close();
+});
+
+test('_prisma_migrations holds Prisma\'s columns and sha256 checksums; applying again changes nothing', () => {
+  const file = freshDb();
+  applyMigrations(file, MIGRATIONS);
+  const second = applyMigrations(file, MIGRATIONS);
+  expect(second.applied).toEqual([]);
+  expect(second.checksumMismatches).toEqual([]);
+  const db = new Database(file, { readonly: true });
+  const columns = (db.prepare('PRAGMA table_info("_prisma_migrations")').all() as { name: string }[]).map((c) => c.name);
+  expect(columns).toEqual(['id', 'checksum', 'finished_at', 'migration_name', 'logs', 'rolled_back_at', 'started_at', 'applied_steps_count']);
+  const rows = db.prepare('SELECT * FROM "_prisma_migrations" ORDER BY migration_name').all() as Record<string, unknown>[];
+  const migrations = listMigrations(MIGRATIONS);
+  expect(rows).toHaveLength(migrations.length);
+  rows.forEach((row, i) => {
+    const sql = fs.readFileSync(path.join(MIGRATIONS, migrations[i].name, 'migration.sql'));
+    expect(row).toMatchObject({ migration_name: migrations[i].name, checksum: createHash('sha256').update(sql).digest('hex'), applied_steps_count: 1, rolled_back_at: null, logs: null });
+    expect(row.finished_at).toEqual(expect.any(String));
+    expect(row.id).toMatch(/^[0-9a-f-]{36}$/);
+  });
+  db.close();
+});
+
+test('a failed migration left unresolved blocks start-up with instructions', () => {
+  const file = freshDb();
+  applyMigrations(file, MIGRATIONS);
+  const db = new Database(file);
+  db.prepare('INSERT INTO "_prisma_migrations" (id, checksum, migration_name, applied_steps_count) VALUES (?, ?, ?, 0)').run('x', 'y', '99990101000000_broken');
+  db.close();
+  expect(() => applyMigrations(file, MIGRATIONS)).toThrow(/99990101000000_broken failed earlier.*prisma migrate resolve --rolled-back/);
+});
+
+test('a migration whose SQL fails is recorded with its error and applies nothing', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-migrations-'));
+  fs.mkdirSync(path.join(dir, '001_ok'));
+  fs.writeFileSync(path.join(dir, '001_ok', 'migration.sql'), 'CREATE TABLE "A" ("id" TEXT NOT NULL PRIMARY KEY);\n');
+  fs.mkdirSync(path.join(dir, '002_bad'));
+  fs.writeFileSync(path.join(dir, '002_bad', 'migration.sql'), 'CREATE TABLE "B" ("id" TEXT);\nCREATE TABLE "A" ("id" TEXT);\n');
+  const file = freshDb();
+  expect(() => applyMigrations(file, dir)).toThrow(/migration 002_bad failed: table "A" already exists/);
+  const db = new Database(file, { readonly: true });
+  expect(db.prepare(`SELECT name FROM sqlite_master WHERE type='table' AND name='B'`).get()).toBeUndefined();
+  expect(db.prepare('SELECT logs, finished_at FROM "_prisma_migrations" WHERE migration_name = ?').get('002_bad')).toMatchObject({ logs: expect.stringMatching(/already exists/), finished_at: null });
+  db.close();
+});

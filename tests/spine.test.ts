@@ -1,0 +1,169 @@
+/**
+ * The seed's scenarios and the event contract, against a real server, real sockets and a real SQLite file.
+ */
+import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
+import { UserClient, eventually, httpCall, metricValue, terminal, type Envelope } from './helpers/client';
+
+let server: TestServer;
+const clients: UserClient[] = [];
+const connect = async (user: string) => {
+  const c = await UserClient.connect(server.url, user);
+  clients.push(c);
+  return c;
+};
+
+beforeAll(async () => {
+  server = await startServer({ AGENTS_DIR: FIXTURE_AGENTS, ENABLE_CHAOS_AGENTS: '1' });
+});
+afterAll(async () => {
+  clients.forEach((c) => c.close());
+  await server.stop();
+});
+
+function expectContract(events: Envelope[], runId: string) {
+  expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+  expect(events[0].type).toBe('message_received');
+  expect(events[1].type).toBe('agent_started');
+  expect(events.filter((e) => e.type === 'agent_completed')).toHaveLength(1);
+  expect(events.at(-1)!.type).toBe('agent_completed');
+  for (const e of events) {
+    expect(e.run_id).toBe(runId);
+    expect(Object.keys(e).sort()).toEqual(['agent_name', 'event_id', 'payload', 'run_id', 'seq', 'thread_id', 'timestamp', 'type', 'user_id']);
+  }
+}
+
+test('concurrent independence: three users at once, one agent throws, the other two complete', async () => {
+  const [a, b, c] = await Promise.all(['indep-a', 'indep-b', 'indep-c'].map(connect));
+  const [ra, rb, rc] = await Promise.all([
+    a.start({ agent: 'streamer', input: { text: 'alpha', parts: 6, delay: 20 } }),
+    b.start({ agent: 'chaos', input: { mode: 'throw', text: 'x' } }),
+    c.start({ agent: 'streamer', input: { text: 'gamma', parts: 6, delay: 20 } }),
+  ]);
+  const [ea, eb, ec] = await Promise.all([a.waitForRun(ra.run_id), b.waitForRun(rb.run_id), c.waitForRun(rc.run_id)]);
+  expect(terminal(ea).payload).toMatchObject({ status: 'completed', success: true, final_response: 'alpha-0 alpha-1 alpha-2 alpha-3 alpha-4 alpha-5 ' });
+  expect(terminal(eb).payload).toMatchObject({ status: 'failed', success: false, error: { code: 'AGENT_ERROR', message: 'chaos: thrown on purpose' } });
+  expect(terminal(ec).payload).toMatchObject({ status: 'completed', final_response: 'gamma-0 gamma-1 gamma-2 gamma-3 gamma-4 gamma-5 ' });
+});
+
+test('state isolation: an agent that sets this.state never sees it on a later run', async () => {
+  const u = await connect('stateful-user');
+  const results = [];
+  for (let i = 0; i < 8; i++) {
+    const { run_id } = await u.start({ agent: 'stateful', input: `run ${i}` });
+    results.push(terminal(await u.waitForRun(run_id)).payload.final_response);
+  }
+  // 8 sequential runs on 4 threads: threads are reused, instances never are.
+  for (const r of results) expect(r.seen).toBeNull();
+  const runs = await Promise.all(results.map((r) => u.http('GET', `/v1/runs/${r.mine.runId}`)));
+  const workers = new Set(runs.map((r) => `${r.body.ran_on.cell}/${r.body.ran_on.worker}`));
+  expect(workers.size).toBeLessThan(results.length);
+});
+
+test('a factory that hands out a cached instance is refused with SINGLETON_AGENT', async () => {
+  const u = await connect('singleton-user');
+  const codes: string[] = [];
+  // Enough runs that some thread sees the class twice.
+  for (let i = 0; i < 6; i++) {
+    const { run_id } = await u.start({ agent: 'singleton', input: 'x' });
+    codes.push(terminal(await u.waitForRun(run_id)).payload.error?.code ?? 'none');
+  }
+  expect(codes).toContain('none');
+  expect(codes).toContain('SINGLETON_AGENT');
+});
+
+test('resource cleanup: after runs no contexts or agent instances remain and DB connections stay bounded', async () => {
+  const u = await connect('cleanup-user');
+  const scrape = async () => (await httpCall(server.url, 'GET', '/metrics')).body as string;
+  // While a run executes, its context and instance are counted: the gauges below can tell busy from idle.
+  const slow = await u.start({ agent: 'chaos', input: { mode: 'slow', text: 'slow', ms: 1500 } });
+  await u.waitForEvent(slow.run_id, 'agent_thinking');
+  expect(await eventually(async () => metricValue(await scrape(), 'atoll_execution_contexts_active') >= 1, 3000)).toBe(true);
+  expect(metricValue(await scrape(), 'atoll_agent_instances_live')).toBeGreaterThanOrEqual(1);
+  await u.waitForRun(slow.run_id);
+  const runs = await Promise.all(
+    Array.from({ length: 24 }, (_, i) =>
+      u.start({ agent: i % 3 === 0 ? 'cleanup-probe' : 'streamer', input: { text: i % 6 === 0 ? 'throw' : `r${i}`, parts: 3, delay: 5 } }),
+    ),
+  );
+  await Promise.all(runs.map((r) => u.waitForRun(r.run_id)));
+  let text = '';
+  const idle = await eventually(async () => {
+    text = await scrape();
+    return metricValue(text, 'atoll_threads_alive') === 4 && metricValue(text, 'atoll_execution_contexts_active') === 0 && metricValue(text, 'atoll_agent_instances_live') === 0 && metricValue(text, 'atoll_runs_active') === 0;
+  }, 5000);
+  expect(idle).toBe(true);
+  // One client per thread (2 cells x 2 threads) plus the front's own: never one per run.
+  expect(metricValue(text, 'atoll_db_connections')).toBeLessThanOrEqual(5);
+  expect(metricValue(text, 'atoll_db_connections', { process: 'front' })).toBe(1);
+  expect(metricValue(text, 'atoll_threads_alive')).toBe(4);
+});
+
+test('event contract: seq 1..n without gaps, agent_started first, one agent_completed last, log equals socket', async () => {
+  const u = await connect('contract-user');
+  const { run_id, thread_id } = await u.start({ agent: 'streamer', input: { text: 'c', parts: 10, delay: 2 }, correlation_id: 'corr-1' });
+  const events = await u.waitForRun(run_id);
+  expectContract(events, run_id);
+  expect(events[0].payload).toEqual({ correlation_id: 'corr-1' });
+  expect(events.map((e) => e.type)).toEqual(
+    expect.arrayContaining(['agent_thinking', 'tool_executing', 'tool_completed', 'partial_result']),
+  );
+  for (const e of events) {
+    expect(e.thread_id).toBe(thread_id);
+    expect(e.user_id).toBe('contract-user');
+    expect(e.agent_name).toBe('streamer');
+  }
+  const log = await u.http('GET', `/v1/runs/${run_id}/events`);
+  expect(log.status).toBe(200);
+  expect(log.body.events).toEqual(events);
+  const after = await u.http('GET', `/v1/runs/${run_id}/events?after_seq=5`);
+  expect(after.body.events).toEqual(events.slice(5));
+  const run = await u.http('GET', `/v1/runs/${run_id}`);
+  expect(run.body).toMatchObject({ status: 'completed', agent: 'streamer', result: terminal(events).payload.final_response, attempts: 1 });
+  expect(run.body.ran_on.cell).toMatch(/^cell\d+-g\d+$/);
+});
+
+test('the thread keeps the conversation: user message and the assistant final answer, in order', async () => {
+  const u = await connect('history-user');
+  const first = await u.start({ agent: 'echo', input: 'first question' });
+  await u.waitForRun(first.run_id);
+  const second = await u.start({ agent: 'echo', input: { text: 'second question' }, thread_id: first.thread_id });
+  expect(second.thread_id).toBe(first.thread_id);
+  await u.waitForRun(second.run_id);
+  const res = await u.http('GET', `/v1/threads/${first.thread_id}/messages`);
+  expect(res.body.messages.map((m: any) => [m.role, m.content])).toEqual([
+    ['user', 'first question'],
+    ['assistant', 'first question'],
+    ['user', 'second question'],
+    ['assistant', 'second question'],
+  ]);
+});
+
+test('the execution context is immutable and agent output is validated at the boundary', async () => {
+  const u = await connect('bad-output-user');
+  const cases: Record<string, RegExp> = {
+    array: /must return a string or a JSON object/,
+    undefined: /must return a string or a JSON object/,
+    cyclic: /not JSON-serialisable/,
+    bad_event: /unknown event type "agent_completed"/,
+    bad_payload: /payload\.text must be a string/,
+    mutate_ctx: /read.only|Cannot assign/,
+  };
+  for (const [mode, message] of Object.entries(cases)) {
+    const { run_id } = await u.start({ agent: 'bad-output', input: mode });
+    const t = terminal(await u.waitForRun(run_id));
+    expect(t.payload.error.code).toBe('AGENT_ERROR');
+    expect(t.payload.error.message).toMatch(message);
+  }
+});
+
+test('ctx.db reaches only the run\'s own user\'s data', async () => {
+  const owner = await connect('db-owner');
+  const other = await connect('db-other');
+  const own = await owner.start({ agent: 'echo', input: 'private note' });
+  await owner.waitForRun(own.run_id);
+  const probe = await other.start({ agent: 'db-probe', input: { text: 'who am i', target_thread: own.thread_id } });
+  const result = terminal(await other.waitForRun(probe.run_id)).payload.final_response;
+  expect(result).toEqual({ found: false, messages: 0, ownMessages: 1, ownFirst: 'who am i' });
+  const self = await owner.start({ agent: 'db-probe', input: { text: 'me', target_thread: own.thread_id } });
+  expect(terminal(await owner.waitForRun(self.run_id)).payload.final_response).toMatchObject({ found: true, messages: 2 });
+});
