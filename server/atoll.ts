@@ -47,6 +47,7 @@ export async function startAtoll(config: Config, log: Logger) {
       cancelGraceMs: config.cancelGraceMs,
       limits: config.limits,
       logLevel: config.logLevel,
+      agentSettings: config.agentSettings,
     },
     events: {
       onMessage: (cell, msg) => runs.onCellMessage(cell, msg),

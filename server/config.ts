@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
+import type { AgentSettings } from './protocol/cell-messages.js';
 
 const bool = z
   .enum(['0', '1', 'true', 'false', ''])
@@ -33,6 +34,11 @@ const EnvSchema = z.object({
   AUTH_JWT_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   AUTH_DEV_LOGIN: bool.default(false),
   ENABLE_CHAOS_AGENTS: bool.default(false),
+  LLM_BASE_URL: z.url({ message: 'must be an http(s) URL like http://127.0.0.1:11434/v1' }).optional(),
+  LLM_API_KEY: z.string().optional(),
+  LLM_MODEL: z.string().min(1).optional(),
+  LLM_MAX_CONTEXT_MESSAGES: int(0, 1000).default(20),
+  TOOL_TIMEOUT_MS: int(10, 600_000).default(10_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -61,6 +67,8 @@ export interface Config {
   readonly devLogin: boolean;
   readonly enableChaosAgents: boolean;
   readonly logLevel: string;
+  /** Settings handed to agents as ctx.settings (validated here, frozen). */
+  readonly agentSettings: AgentSettings;
 }
 
 export class ConfigError extends Error {
@@ -99,6 +107,15 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     devLogin: e.AUTH_DEV_LOGIN,
     enableChaosAgents: e.ENABLE_CHAOS_AGENTS,
     logLevel: e.LOG_LEVEL,
+    agentSettings: {
+      llm: {
+        baseUrl: e.LLM_BASE_URL ?? null,
+        apiKey: e.LLM_API_KEY ?? null,
+        model: e.LLM_MODEL ?? null,
+        maxContextMessages: e.LLM_MAX_CONTEXT_MESSAGES,
+        toolTimeoutMs: e.TOOL_TIMEOUT_MS,
+      },
+    },
   });
 }
 

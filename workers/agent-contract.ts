@@ -15,7 +15,7 @@
  *
  * A NEW instance is built for every run and never reused; per-run state belongs on `this`.
  */
-import type { AgentInput } from '../server/protocol/cell-messages.js';
+import type { AgentInput, AgentSettings } from '../server/protocol/cell-messages.js';
 import type { AgentEventType, EventPayloads, JsonObject, JsonValue } from '../server/protocol/events.js';
 
 export type AgentResult = string | JsonObject;
@@ -68,6 +68,8 @@ export interface UserExecutionContext {
   emit<T extends AgentEventType>(type: T, payload: EventPayloads[T]): void;
   readonly db: ScopedDb;
   readonly log: AgentLogger;
+  /** Operator settings (LLM endpoint, tool timeout), frozen. */
+  readonly settings: Readonly<AgentSettings>;
 }
 
 export interface Agent {

@@ -1,6 +1,6 @@
 /** Cell ↔ worker-thread messages: the Piscina task, and what flows over each run's own MessagePort. */
 import type { MessagePort } from 'node:worker_threads';
-import type { AgentInfo, RunAssignment, RunLimits, RunOutcome } from '../server/protocol/cell-messages.js';
+import type { AgentInfo, AgentSettings, RunAssignment, RunLimits, RunOutcome } from '../server/protocol/cell-messages.js';
 import type { AgentEvent } from '../server/protocol/events.js';
 
 /** workerData of every thread in a cell's pool. */
@@ -12,6 +12,7 @@ export interface ThreadConfig {
   enableChaosAgents: boolean;
   limits: RunLimits;
   logLevel: string;
+  agentSettings: AgentSettings;
 }
 
 export type ThreadTask = { kind: 'run'; run: RunAssignment; port: MessagePort } | { kind: 'describe' };

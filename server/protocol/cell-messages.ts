@@ -34,6 +34,18 @@ export interface CellConfig {
   cancelGraceMs: number;
   limits: RunLimits;
   logLevel: string;
+  agentSettings: AgentSettings;
+}
+
+/** Operator settings agents may read (ctx.settings). */
+export interface AgentSettings {
+  llm: {
+    baseUrl: string | null;
+    apiKey: string | null;
+    model: string | null;
+    maxContextMessages: number;
+    toolTimeoutMs: number;
+  };
 }
 
 export interface RunLimits {

@@ -31,6 +31,7 @@ export function createCellRuntime(deps: { send: (msg: CellToFront) => void; exit
       enableChaosAgents: config.enableChaosAgents,
       limits: config.limits,
       logLevel: config.logLevel,
+      agentSettings: config.agentSettings,
     };
     pool = new Piscina({
       filename: path.join(__dirname, '../thread/run-entry.js'),

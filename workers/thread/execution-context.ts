@@ -5,7 +5,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Db } from '../../prisma/create-client.js';
-import type { RunAssignment, RunLimits } from '../../server/protocol/cell-messages.js';
+import type { AgentSettings, RunAssignment, RunLimits } from '../../server/protocol/cell-messages.js';
 import type { AgentLogger, UserExecutionContext } from '../agent-contract.js';
 import { createRunEmitter, type LimitExceededError, type RunEmitter } from './run-emitter.js';
 import { createScopedDb } from './scoped-db.js';
@@ -23,6 +23,7 @@ export function createExecutionContext(deps: {
   prisma: Db;
   limits: RunLimits;
   log: Logger;
+  settings: AgentSettings;
   onViolation: (err: LimitExceededError) => void;
 }): ExecutionContextHandle {
   const { run } = deps;
@@ -41,6 +42,7 @@ export function createExecutionContext(deps: {
     emit: (type: unknown, payload: unknown) => emitter.emit(type, payload),
     db: scoped.db,
     log,
+    settings: deps.settings,
   }) as UserExecutionContext;
   return {
     ctx,
@@ -58,7 +60,7 @@ function agentLogger(log: Logger): AgentLogger {
   return Object.freeze({ debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') });
 }
 
-function deepFreeze<T>(value: T): T {
+export function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value);
     for (const v of Object.values(value)) deepFreeze(v);

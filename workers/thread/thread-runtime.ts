@@ -10,7 +10,7 @@ import type { Agent } from '../agent-contract.js';
 import type { CellToThread, DescribeReply, StopReason, ThreadConfig, ThreadStats, ThreadTask, ThreadToCell } from '../thread-messages.js';
 import { createAgentFactory } from './agent-factory.js';
 import type { AgentRegistry } from './agent-registry.js';
-import { createExecutionContext, type ExecutionContextHandle } from './execution-context.js';
+import { createExecutionContext, deepFreeze, type ExecutionContextHandle } from './execution-context.js';
 import { completedOutcome, failedOutcome, stoppedOutcome } from './outcome.js';
 
 const CLEANUP_TIMEOUT_MS = 2000;
@@ -24,6 +24,7 @@ class StopSignal extends Error {
 export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; registry: Promise<AgentRegistry>; log: Logger }) {
   const { config, prisma, log } = deps;
   const factory = createAgentFactory();
+  const settings = deepFreeze(config.agentSettings);
   // A registry that failed to load is reported by describe(); mark it handled so the thread survives.
   deps.registry.catch(() => undefined);
   const counters = { activeContexts: 0, liveAgentInstances: 0 };
@@ -60,7 +61,7 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
     try {
       const entry = (await deps.registry).get(run.agentName);
       if (!entry) throw Object.assign(new Error(`agent "${run.agentName}" is not registered in this cell`), { code: 'AGENT_ERROR' });
-      handle = createExecutionContext({ run, port, signal: controller.signal, prisma, limits: config.limits, log: runLog, onViolation: () => stop('limit') });
+      handle = createExecutionContext({ run, port, signal: controller.signal, prisma, limits: config.limits, log: runLog, settings, onViolation: () => stop('limit') });
       counters.activeContexts++;
       agent = factory.create(entry);
       counters.liveAgentInstances++;
