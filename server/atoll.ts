@@ -35,6 +35,7 @@ export async function startAtoll(config: Config, log: Logger) {
   let socketConnections = () => 0;
   const cells: CellSupervisor = createCellSupervisor({
     cells: config.cells,
+    quarantineCells: config.quarantineCells,
     cellEntry: path.join(ROOT, 'dist/workers/cell/main.js'),
     log,
     cellConfig: {
@@ -44,6 +45,9 @@ export async function startAtoll(config: Config, log: Logger) {
       enableChaosAgents: config.enableChaosAgents,
       runTimeoutMs: config.runTimeoutMs,
       runMemoryMb: config.runMemoryMb,
+      cellMemoryMb: config.cellMemoryMb,
+      maxRunsPerWorker: config.maxRunsPerWorker,
+      quarantine: false,
       cancelGraceMs: config.cancelGraceMs,
       limits: config.limits,
       logLevel: config.logLevel,
@@ -61,7 +65,8 @@ export async function startAtoll(config: Config, log: Logger) {
     const sum = (pick: (s: NonNullable<(typeof ready)[number]['stats']>) => number) => ready.reduce((n, c) => n + (c.stats ? pick(c.stats) : 0), 0);
     return {
       ...runs.snapshot(),
-      cellsAlive: ready.length,
+      cellsAlive: ready.filter((c) => !c.quarantine).length,
+      quarantineCellsAlive: ready.filter((c) => c.quarantine).length,
       threadsAlive: sum((s) => s.threadsAlive),
       threadsBusy: ready.reduce((n, c) => n + c.runs.size, 0),
       activeContexts: sum((s) => s.activeContexts),
@@ -88,7 +93,7 @@ export async function startAtoll(config: Config, log: Logger) {
     cells: () => cells,
     metrics,
     log,
-    config: { maxQueuedRuns: config.maxQueuedRuns, runTimeoutMs: config.runTimeoutMs, cancelGraceMs: config.cancelGraceMs },
+    config: { maxQueuedRuns: config.maxQueuedRuns, maxRunAttempts: config.maxRunAttempts, runTimeoutMs: config.runTimeoutMs, cancelGraceMs: config.cancelGraceMs },
   });
 
   const recovered = await runs.recover();

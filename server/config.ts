@@ -24,6 +24,10 @@ const EnvSchema = z.object({
   THREADS_PER_CELL: int(1, 256).default(2),
   RUN_TIMEOUT_MS: int(100, 86_400_000).default(30_000),
   RUN_MEMORY_MB: int(16, 65_536).default(128),
+  CELL_MEMORY_MB: int(64, 1_048_576).optional(),
+  MAX_RUNS_PER_WORKER: int(0, 1_000_000_000).default(0),
+  MAX_RUN_ATTEMPTS: int(1, 10).default(3),
+  QUARANTINE_CELLS: int(1, 64).optional(),
   CANCEL_GRACE_MS: int(0, 60_000).default(500),
   SHUTDOWN_GRACE_MS: int(0, 600_000).default(10_000),
   MAX_QUEUED_RUNS: int(0, 1_000_000).default(1000),
@@ -57,6 +61,14 @@ export interface Config {
   readonly threadsPerCell: number;
   readonly runTimeoutMs: number;
   readonly runMemoryMb: number;
+  /** Whole-cell memory limit (RSS, off-heap included) enforced by each cell's watchdog. */
+  readonly cellMemoryMb: number;
+  /** 0 = unlimited; 1 = a brand-new thread for every run. */
+  readonly maxRunsPerWorker: number;
+  /** How many times a run may be started in all (bystanders of a cell death are run again). */
+  readonly maxRunAttempts: number;
+  /** At most this many quarantine cells at once (each runs one suspect of a cell death). */
+  readonly quarantineCells: number;
   readonly cancelGraceMs: number;
   readonly shutdownGraceMs: number;
   readonly maxQueuedRuns: number;
@@ -98,6 +110,12 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     threadsPerCell: e.THREADS_PER_CELL,
     runTimeoutMs: e.RUN_TIMEOUT_MS,
     runMemoryMb: e.RUN_MEMORY_MB,
+    // Room for every thread, burst threads included, at its heap budget, plus the cell's own baseline.
+    cellMemoryMb: e.CELL_MEMORY_MB ?? 512 + 2 * e.THREADS_PER_CELL * e.RUN_MEMORY_MB,
+    maxRunsPerWorker: e.MAX_RUNS_PER_WORKER,
+    maxRunAttempts: e.MAX_RUN_ATTEMPTS,
+    // One per thread of a serving cell: all suspects of one cell death are re-run at once.
+    quarantineCells: e.QUARANTINE_CELLS ?? e.THREADS_PER_CELL,
     cancelGraceMs: e.CANCEL_GRACE_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     maxQueuedRuns: e.MAX_QUEUED_RUNS,

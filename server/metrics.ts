@@ -7,6 +7,7 @@ import client from 'prom-client';
 
 export interface CapacitySnapshot {
   cellsAlive: number;
+  quarantineCellsAlive: number;
   threadsAlive: number;
   threadsBusy: number;
   activeRuns: number;
@@ -16,6 +17,8 @@ export interface CapacitySnapshot {
   dbConnections: { process: string; count: number }[];
   cellMemory: { cell: string; kind: 'heap' | 'rss' | 'external'; bytes: number }[];
   socketConnections: number;
+  /** Cumulative counts behind the isolation ratios. */
+  isolation: { finished: number; finishedWithViolations: number; failures: number; failuresAffectingOthers: number };
 }
 
 // Agent runs last seconds to minutes: the default buckets stop at 10 s.
@@ -37,6 +40,15 @@ export function createMetrics(snapshot: () => CapacitySnapshot) {
     queueWait: new client.Histogram({ name: 'atoll_run_queue_wait_seconds', help: 'Time from acceptance to start in a worker thread.', buckets: RUN_BUCKETS, registers: [registry] }),
     cellDeaths: new client.Counter({ name: 'atoll_cell_deaths_total', help: 'Cell processes that died, by cause.', labelNames: ['cause'], registers: [registry] }),
     cellRestartSeconds: new client.Histogram({ name: 'atoll_cell_restart_seconds', help: 'Time from a cell\'s death to its replacement being ready.', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
+    runRestarts: new client.Counter({ name: 'atoll_run_restarts_total', help: 'Bystander runs started again after their cell died (not failures), by the cell\'s death cause.', labelNames: ['reason'], registers: [registry] }),
+    collateralRuns: new client.Counter({ name: 'atoll_collateral_runs_total', help: 'Runs that failed only because another run killed their cell (target 0).', registers: [registry] }),
+    contamination: new client.Counter({ name: 'atoll_cross_request_contamination_total', help: 'Runs that found their thread not in its clean state when they started (target 0).', registers: [registry] }),
+    singletonReuse: new client.Counter({ name: 'atoll_singleton_agent_reuse_total', help: 'Runs refused because the agent factory returned an instance that had already served a run.', registers: [registry] }),
+    leakedResources: new client.Counter({ name: 'atoll_leaked_resources_total', help: 'Resources runs opened and did not close, by kind (timer, socket, file, process, other).', labelNames: ['kind'], registers: [registry] }),
+    globalsLeft: new client.Counter({ name: 'atoll_globals_left_behind_total', help: 'Runs that added, removed or replaced globals or built-in prototype members.', registers: [registry] }),
+    workerRecycles: new client.Counter({ name: 'atoll_worker_recycles_total', help: 'Worker threads retired after a run instead of serving another, by reason.', labelNames: ['reason'], registers: [registry] }),
+    threadDeaths: new client.Counter({ name: 'atoll_thread_deaths_total', help: 'Worker threads that died or were terminated inside a healthy cell, by cause.', labelNames: ['cause'], registers: [registry] }),
+    cleanupDuration: new client.Histogram({ name: 'atoll_cleanup_duration_seconds', help: 'Time to clean up after a run (agent cleanup, context release, leak checks).', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10], registers: [registry] }),
     eventsRelayed: new client.Counter({ name: 'atoll_events_relayed_total', help: 'Run events persisted and sent to their user\'s room.', registers: [registry] }),
   };
 
@@ -51,11 +63,18 @@ export function createMetrics(snapshot: () => CapacitySnapshot) {
     });
   gauge('atoll_runs_active', 'Runs dispatched to a cell and not finished.', (s) => s.activeRuns);
   gauge('atoll_runs_queued', 'Accepted runs waiting for a worker thread.', (s) => s.queuedRuns);
-  gauge('atoll_cells_alive', 'Cells ready to serve runs.', (s) => s.cellsAlive);
+  gauge('atoll_cells_alive', 'Serving cells that are ready (the quarantine cell is not counted).', (s) => s.cellsAlive);
+  gauge('atoll_quarantine_cells_alive', 'Quarantine cells that are ready (started on first need).', (s) => s.quarantineCellsAlive);
   gauge('atoll_threads_alive', 'Worker threads alive across ready cells.', (s) => s.threadsAlive);
   gauge('atoll_threads_busy', 'Worker threads executing a run.', (s) => s.threadsBusy);
   gauge('atoll_execution_contexts_active', 'Execution contexts built and not yet released, across cells.', (s) => s.activeContexts);
   gauge('atoll_agent_instances_live', 'Agent instances created and not yet released, across cells.', (s) => s.liveAgentInstances);
+  gauge('atoll_request_isolation_score', 'Share of finished runs with zero isolation violations (1 when none finished).', (s) =>
+    s.isolation.finished === 0 ? 1 : 1 - s.isolation.finishedWithViolations / s.isolation.finished,
+  );
+  gauge('atoll_failure_containment_rate', 'Share of failed runs whose failure affected no other run (1 when none failed).', (s) =>
+    s.isolation.failures === 0 ? 1 : 1 - s.isolation.failuresAffectingOthers / s.isolation.failures,
+  );
   gauge('atoll_socket_connections', 'Connected socket.io clients.', (s) => s.socketConnections);
   new client.Gauge({
     name: 'atoll_db_connections',

@@ -89,13 +89,15 @@ test('resource cleanup: after runs no contexts or agent instances remain and DB 
   let text = '';
   const idle = await eventually(async () => {
     text = await scrape();
-    return metricValue(text, 'atoll_threads_alive') === 4 && metricValue(text, 'atoll_execution_contexts_active') === 0 && metricValue(text, 'atoll_agent_instances_live') === 0 && metricValue(text, 'atoll_runs_active') === 0;
+    return metricValue(text, 'atoll_threads_alive') >= 4 && metricValue(text, 'atoll_execution_contexts_active') === 0 && metricValue(text, 'atoll_agent_instances_live') === 0 && metricValue(text, 'atoll_runs_active') === 0;
   }, 5000);
   expect(idle).toBe(true);
-  // One client per thread (2 cells x 2 threads) plus the front's own: never one per run.
-  expect(metricValue(text, 'atoll_db_connections')).toBeLessThanOrEqual(5);
+  // One client per live thread plus the front's own, never one per run: 24 runs, at most 2 cells x 2
+  // threads (x2 with burst threads for long runs).
+  const threads = metricValue(text, 'atoll_threads_alive');
+  expect(threads).toBeLessThanOrEqual(8);
+  expect(metricValue(text, 'atoll_db_connections')).toBe(threads + 1);
   expect(metricValue(text, 'atoll_db_connections', { process: 'front' })).toBe(1);
-  expect(metricValue(text, 'atoll_threads_alive')).toBe(4);
 });
 
 test('event contract: seq 1..n without gaps, agent_started first, one agent_completed last, log equals socket', async () => {

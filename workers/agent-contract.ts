@@ -17,6 +17,7 @@
  */
 import type { AgentInput, AgentSettings } from '../server/protocol/cell-messages.js';
 import type { AgentEventType, EventPayloads, JsonObject, JsonValue } from '../server/protocol/events.js';
+import type { RunLlm } from './llm/types.js';
 
 export type AgentResult = string | JsonObject;
 
@@ -70,6 +71,8 @@ export interface UserExecutionContext {
   readonly log: AgentLogger;
   /** Operator settings (LLM endpoint, tool timeout), frozen. */
   readonly settings: Readonly<AgentSettings>;
+  /** The operator's model (LLM_BASE_URL, LLM_MODEL) with streaming and tool calling: `await ctx.llm.chat({ system, tools })`. */
+  readonly llm: RunLlm;
 }
 
 export interface Agent {
@@ -81,6 +84,9 @@ export interface AgentClass {
   new (): Agent;
   agentName?: string;
   description?: string;
+  /** Set false when running the agent twice is unsafe (it has outside effects): a bystander of a cell
+   * death is then failed with WORKER_CRASHED instead of being run again. Default true. */
+  repeatable?: boolean;
 }
 
 export type { JsonValue };

@@ -1,6 +1,6 @@
 /** Cell ↔ worker-thread messages: the Piscina task, and what flows over each run's own MessagePort. */
 import type { MessagePort } from 'node:worker_threads';
-import type { AgentInfo, AgentSettings, RunAssignment, RunLimits, RunOutcome } from '../server/protocol/cell-messages.js';
+import type { AgentInfo, AgentSettings, RunAssignment, RunLimits, RunOutcome, RunReport } from '../server/protocol/cell-messages.js';
 import type { AgentEvent } from '../server/protocol/events.js';
 
 /** workerData of every thread in a cell's pool. */
@@ -11,6 +11,8 @@ export interface ThreadConfig {
   agentsDir: string | null;
   enableChaosAgents: boolean;
   limits: RunLimits;
+  /** 0 = unlimited */
+  maxRunsPerWorker: number;
   logLevel: string;
   agentSettings: AgentSettings;
 }
@@ -33,6 +35,7 @@ export type ThreadToCell =
   | { type: 'event'; event: AgentEvent }
   /** Sent once the run's context and agent instance exist, so the cell counts them while the run executes. */
   | { type: 'stats'; stats: ThreadStats }
-  | { type: 'done'; outcome: RunOutcome; stats: ThreadStats };
+  /** `report.recycled` set: the thread will not return; the cell terminates it (Piscina replaces it). */
+  | { type: 'done'; outcome: RunOutcome; stats: ThreadStats; report: RunReport };
 
 export type DescribeReply = { agents: AgentInfo[]; stats: ThreadStats };

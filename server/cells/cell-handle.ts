@@ -4,13 +4,18 @@ import type { AgentInfo, CellStats, FrontToCell } from '../protocol/cell-message
 
 export type CellState = 'starting' | 'ready' | 'stopping' | 'dead';
 
+/** A run that has been executing this long no longer counts against its cell's capacity (burst threads). */
+export const LONG_RUN_MS = 1000;
+
 export class CellHandle {
   state: CellState = 'starting';
   agents: AgentInfo[] = [];
   stats: CellStats | null = null;
-  /** Runs assigned to this cell and not yet finished. */
-  readonly runs = new Set<string>();
+  /** Runs assigned to this cell and not yet finished, with the time their thread started them. */
+  readonly runs = new Map<string, number | null>();
   stderrTail = '';
+  /** Last time a run was assigned or finished here (idle quarantine cells are retired). */
+  lastBusyAt = Date.now();
   readonly spawnedAt = Date.now();
 
   constructor(
@@ -18,10 +23,21 @@ export class CellHandle {
     readonly slot: number,
     readonly child: ChildProcess,
     readonly capacity: number,
+    /** The quarantine cell runs suspects of a cell death alone, one at a time. */
+    readonly quarantine: boolean,
   ) {}
 
+  /**
+   * Threads free for a new run. Runs executing longer than LONG_RUN_MS stop counting (up to the cell's
+   * base capacity again), so runs that hang cannot starve short ones: Piscina adds burst threads.
+   */
   get freeSlots(): number {
-    return this.state === 'ready' ? this.capacity - this.runs.size : 0;
+    if (this.state !== 'ready') return 0;
+    if (this.quarantine) return this.runs.size === 0 ? 1 : 0;
+    const now = Date.now();
+    let long = 0;
+    for (const startedAt of this.runs.values()) if (startedAt !== null && now - startedAt > LONG_RUN_MS) long++;
+    return Math.max(0, this.capacity + Math.min(this.capacity, long) - this.runs.size);
   }
 
   send(msg: FrontToCell): void {

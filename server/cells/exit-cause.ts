@@ -1,7 +1,8 @@
 /** Turns how a cell process ended (code, signal, last stderr) into a cause and a code for its runs. */
+import { CELL_EXIT_MEMORY } from '../protocol/cell-messages.js';
 import type { ErrorBody } from '../protocol/errors.js';
 
-export type CellDeathCause = 'out_of_memory' | 'fatal_error' | 'killed' | 'exited';
+export type CellDeathCause = 'out_of_memory' | 'memory_limit' | 'fatal_error' | 'killed' | 'exited';
 
 export interface CellExit {
   cause: CellDeathCause;
@@ -12,6 +13,9 @@ const OOM_MARKERS = ['heap out of memory', 'invalid size error', 'Allocation fai
 
 export function describeCellExit(code: number | null, signal: NodeJS.Signals | null, stderrTail: string): CellExit {
   const how = signal ? `signal ${signal}` : `exit code ${code}`;
+  if (code === CELL_EXIT_MEMORY) {
+    return { cause: 'memory_limit', error: { code: 'OUT_OF_MEMORY', message: 'the run exceeded its cell\'s memory limit (CELL_MEMORY_MB), counting off-heap buffers' } };
+  }
   if (OOM_MARKERS.some((m) => stderrTail.includes(m))) {
     return { cause: 'out_of_memory', error: { code: 'OUT_OF_MEMORY', message: `the run's cell ran out of memory (V8 fatal error, ${how})` } };
   }

@@ -1,6 +1,9 @@
 /**
  * Cell supervision: forks the cells, routes only to cells that said `ready`, turns exits into causes,
  * hands the runs that were inside a dead cell to the run service, and starts a replacement with backoff.
+ *
+ * Two kinds of cell: serving cells (CELLS of them, always replaced when they die) and quarantine cells,
+ * started on demand to run the suspects of a cell death one per cell, and retired when idle.
  */
 import { fork } from 'node:child_process';
 import type { Logger } from '../logger.js';
@@ -17,6 +20,7 @@ export interface SupervisorEvents {
 
 export interface SupervisorOptions {
   cells: number;
+  quarantineCells: number;
   cellConfig: Omit<CellConfig, 'cellId'>;
   cellEntry: string;
   log: Logger;
@@ -26,23 +30,28 @@ export interface SupervisorOptions {
 const STDERR_TAIL = 8192;
 const MAX_BACKOFF_MS = 5000;
 const STABLE_AFTER_MS = 30_000;
+const QUARANTINE_IDLE_MS = 30_000;
 
 export function createCellSupervisor(opts: SupervisorOptions) {
   const { log, events } = opts;
-  const slots: (CellHandle | null)[] = new Array(opts.cells).fill(null);
-  const generation = new Array(opts.cells).fill(0);
-  const failures = new Array(opts.cells).fill(0);
+  // Slots 0..cells-1 serve runs; the slots after them hold quarantine cells while they exist.
+  const total = opts.cells + opts.quarantineCells;
+  const slots: (CellHandle | null)[] = new Array(total).fill(null);
+  const generation = new Array(total).fill(0);
+  const failures = new Array(total).fill(0);
+  const isQuarantine = (slot: number) => slot >= opts.cells;
   let stopping = false;
   let lastAgents: AgentInfo[] = [];
 
   function spawn(slot: number, diedAt: number | null): Promise<CellHandle> {
     generation[slot]++;
-    const id = `cell${slot + 1}-g${generation[slot]}`;
+    const quarantine = isQuarantine(slot);
+    const id = quarantine ? `quarantine${slot - opts.cells + 1}-g${generation[slot]}` : `cell${slot + 1}-g${generation[slot]}`;
     // A --max-old-space-size in NODE_OPTIONS would silently override every worker's heap budget (nodejs/node#43991).
     const env = { ...process.env };
     if (env.NODE_OPTIONS?.includes('max-old-space-size')) delete env.NODE_OPTIONS;
     const child = fork(opts.cellEntry, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'pipe', 'ipc'], execArgv: [], env });
-    const cell = new CellHandle(id, slot, child, opts.cellConfig.threads);
+    const cell = new CellHandle(id, slot, child, quarantine ? 1 : opts.cellConfig.threads, quarantine);
     slots[slot] = cell;
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (chunk: string) => {
@@ -68,16 +77,22 @@ export function createCellSupervisor(opts: SupervisorOptions) {
       child.on('error', (err) => log.error({ cell: id, err: err.message }, 'cell process error'));
       child.on('exit', (code, signal) => {
         const wasReady = cell.state === 'ready';
+        const retired = cell.state === 'stopping';
         cell.state = 'dead';
         reject(new Error(`cell ${id} exited before it was ready (code ${code}, signal ${signal})`));
         // Give stderr a moment to deliver the fatal message that names the cause.
         setTimeout(() => {
           const exit = describeCellExit(code, signal, cell.stderrTail);
-          const runIds = [...cell.runs];
+          const runIds = [...cell.runs.keys()];
           cell.runs.clear();
-          if (!stopping) log.error({ cell: id, code, signal, cause: exit.cause, runs: runIds.length }, 'cell died');
+          if (!stopping && !retired) log.error({ cell: id, code, signal, cause: exit.cause, runs: runIds.length }, 'cell died');
           events.onCellExit(cell, exit, runIds);
           if (stopping) return;
+          // Quarantine cells are started again only when needed.
+          if (quarantine) {
+            if (slots[slot] === cell) slots[slot] = null;
+            return;
+          }
           if (wasReady && Date.now() - cell.spawnedAt > STABLE_AFTER_MS) failures[slot] = 0;
           const delay = failures[slot] === 0 ? 0 : Math.min(MAX_BACKOFF_MS, 100 * 2 ** failures[slot]);
           failures[slot]++;
@@ -86,31 +101,62 @@ export function createCellSupervisor(opts: SupervisorOptions) {
           }, delay).unref();
         }, 50);
       });
-      child.send({ type: 'init', config: { ...opts.cellConfig, cellId: id } });
+      const config = quarantine ? { ...opts.cellConfig, threads: 1, quarantine: true } : opts.cellConfig;
+      child.send({ type: 'init', config: { ...config, cellId: id } });
     });
   }
 
+  // Quarantine cells that sat idle for a while are retired: they cost a process each.
+  const retireTimer = setInterval(() => {
+    for (const cell of slots) {
+      if (cell?.quarantine && cell.state === 'ready' && cell.runs.size === 0 && Date.now() - cell.lastBusyAt > QUARANTINE_IDLE_MS) {
+        cell.state = 'stopping';
+        cell.send({ type: 'shutdown' });
+      }
+    }
+  }, 5000);
+  retireTimer.unref();
+
+  function cells(): CellHandle[] {
+    return slots.filter((c): c is CellHandle => c !== null);
+  }
+
   return {
-    /** Starts every cell; rejects with the first cell's start-up error (a broken agent module, say). */
+    /** Starts every serving cell; rejects with the first cell's start-up error (a broken agent module, say). */
     async start(): Promise<void> {
-      await Promise.all(slots.map((_, slot) => spawn(slot, null)));
+      await Promise.all(slots.slice(0, opts.cells).map((_, slot) => spawn(slot, null)));
     },
-    /** The ready cell with the most free slots, or null when all are full. */
+    /** The ready serving cell with the most free slots, or null when all are full. */
     pick(): CellHandle | null {
       let best: CellHandle | null = null;
-      for (const cell of slots) if (cell && cell.freeSlots > 0 && (!best || cell.freeSlots > best.freeSlots)) best = cell;
+      for (const cell of slots) if (cell && !cell.quarantine && cell.freeSlots > 0 && (!best || cell.freeSlots > best.freeSlots)) best = cell;
       return best;
     },
-    cells(): CellHandle[] {
-      return slots.filter((c): c is CellHandle => c !== null);
+    /**
+     * A ready, empty quarantine cell for the next suspect, or null. `waiting` suspects want one cell
+     * each: more quarantine cells are started (up to the limit) while fewer are starting.
+     */
+    pickQuarantine(waiting: number): CellHandle | null {
+      const ready = slots.find((c) => c?.quarantine && c.freeSlots > 0) ?? null;
+      if (ready || stopping) return ready;
+      const starting = slots.filter((c) => c?.quarantine && c.state === 'starting').length;
+      for (let slot = opts.cells, more = waiting - starting; slot < total && more > 0; slot++) {
+        if (slots[slot] === null) {
+          spawn(slot, null).catch((err) => log.error({ err: err.message }, 'quarantine cell failed to start'));
+          more--;
+        }
+      }
+      return null;
     },
+    cells,
     agents(): AgentInfo[] {
       return lastAgents;
     },
     async stop(timeoutMs: number): Promise<void> {
       stopping = true;
+      clearInterval(retireTimer);
       await Promise.all(
-        this.cells().map(
+        cells().map(
           (cell) =>
             new Promise<void>((resolve) => {
               if (cell.child.exitCode !== null || cell.child.signalCode !== null) return resolve();

@@ -18,6 +18,7 @@ export function runView(r: RunRecord) {
     finished_at: r.finishedAt?.toISOString() ?? null,
     ran_on: r.cellId ? { cell: r.cellId, worker: r.workerId } : null,
     attempts: r.attempts,
+    isolation: r.report,
   };
 }
 

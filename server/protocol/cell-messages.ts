@@ -5,6 +5,9 @@
 import type { ErrorBody } from './errors.js';
 import type { AgentEvent, JsonValue, TerminalStatus } from './events.js';
 
+/** Exit code of a cell ended by its memory watchdog (CELL_MEMORY_MB). */
+export const CELL_EXIT_MEMORY = 70;
+
 /** The run's input as agents see it: always an object with the user's text. */
 export interface AgentInput {
   text: string;
@@ -31,7 +34,11 @@ export interface CellConfig {
   enableChaosAgents: boolean;
   runTimeoutMs: number;
   runMemoryMb: number;
+  cellMemoryMb: number;
+  maxRunsPerWorker: number;
   cancelGraceMs: number;
+  /** The quarantine cell runs suspects one at a time. */
+  quarantine: boolean;
   limits: RunLimits;
   logLevel: string;
   agentSettings: AgentSettings;
@@ -56,6 +63,8 @@ export interface RunLimits {
 
 export interface AgentInfo {
   name: string;
+  /** false: the agent declared itself not safe to run twice (static repeatable = false). */
+  repeatable: boolean;
   source: 'builtin' | 'plugin';
   description: string | null;
 }
@@ -63,6 +72,21 @@ export interface AgentInfo {
 export type RunOutcome =
   | { status: 'completed'; result: JsonValue; executionTimeMs: number }
   | { status: Exclude<TerminalStatus, 'completed'>; error: ErrorBody; executionTimeMs: number };
+
+/** Why a worker thread was replaced after a run instead of serving the next one. */
+export type RecycleReason = 'leaked_resources' | 'globals_changed' | 'max_runs' | 'unsettled_after_stop' | 'contaminated';
+
+/** What the thread found around one run: the run's isolation report. */
+export interface RunReport {
+  /** Resources the run opened and did not close, by kind (timer, socket, file, process, other). */
+  leaks: Record<string, number>;
+  /** Globals or built-in prototype members the run added, removed or replaced. */
+  globals: string[];
+  /** The thread's state differed from its clean baseline before this run started (should never happen). */
+  contaminated: boolean;
+  recycled: RecycleReason | null;
+  cleanupMs: number;
+}
 
 export interface CellStats {
   threadsAlive: number;
@@ -86,5 +110,7 @@ export type CellToFront =
   | { type: 'init_failed'; error: ErrorBody }
   | { type: 'run_started'; runId: string; workerId: number; startedAt: number }
   | { type: 'run_event'; runId: string; event: AgentEvent }
-  | { type: 'run_finished'; runId: string; outcome: RunOutcome }
+  | { type: 'run_finished'; runId: string; outcome: RunOutcome; report: RunReport | null }
+  /** The cell's memory watchdog fired; the cell exits right after sending this. */
+  | { type: 'memory_exceeded'; rssBytes: number; limitBytes: number }
   | { type: 'stats'; stats: CellStats };

@@ -8,7 +8,7 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | { [key:
 export type JsonObject = { [key: string]: JsonValue };
 
 /** Events only the engine emits. */
-export const ENGINE_EVENT_TYPES = ['message_received', 'agent_started', 'agent_completed'] as const;
+export const ENGINE_EVENT_TYPES = ['message_received', 'agent_started', 'run_restarted', 'agent_completed'] as const;
 /** Events an agent may emit through ctx.emit. */
 export const AGENT_EVENT_TYPES = ['agent_thinking', 'tool_executing', 'tool_completed', 'partial_result'] as const;
 
@@ -22,6 +22,8 @@ export type RunStatus = 'queued' | 'running' | TerminalStatus;
 export interface EventPayloads {
   message_received: { correlation_id: string | null };
   agent_started: { status: 'running'; message: string };
+  /** The run's cell died under it and it is being run again (its events follow again, seq still growing). */
+  run_restarted: { attempt: number; reason: string };
   agent_thinking: { reasoning: string };
   tool_executing: { tool_call_id: string; tool_name: string; parameters: JsonValue };
   tool_completed: {

@@ -8,7 +8,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { ErrorBody } from '../protocol/errors.js';
 import type { EventPayloads, JsonValue, RunEventEnvelope, RunEventType, TerminalStatus } from '../protocol/events.js';
-import type { RunStore } from '../store/run-store.js';
+import type { IsolationReport, RunStore } from '../store/run-store.js';
 import type { LiveRun } from './live-run.js';
 
 export type Broadcast = (userId: string, envelope: RunEventEnvelope) => void;
@@ -64,7 +64,14 @@ export function createEventRelay(deps: { store: RunStore; broadcast: Broadcast; 
     },
 
     /** The terminal event: written with the run's final status in one batch, always last, then delivered. */
-    finish(run: LiveRun, status: TerminalStatus, error: ErrorBody | null, result: JsonValue | null, executionTimeMs: number): Promise<void> {
+    finish(
+      run: LiveRun,
+      status: TerminalStatus,
+      error: ErrorBody | null,
+      result: JsonValue | null,
+      executionTimeMs: number,
+      report: IsolationReport | null,
+    ): Promise<void> {
       const terminal = envelope(run, 'agent_completed', {
         status,
         success: status === 'completed',
@@ -76,7 +83,7 @@ export function createEventRelay(deps: { store: RunStore; broadcast: Broadcast; 
         .then(() => flush(run))
         .then(async () => {
           try {
-            await store.finishRun(run.id, run.threadId, status, error, result, terminal);
+            await store.finishRun(run.id, run.threadId, status, error, result, terminal, report, run.partialText);
           } catch (err) {
             log.error({ run_id: run.id, err: (err as Error).message }, 'terminal write failed');
           }

@@ -20,6 +20,12 @@ export interface LiveRun {
   cellId: string | null;
   startedAt: number | null;
   stopReason: 'cancelled' | 'timeout' | null;
+  /** Set when a cell died under the run: it runs again alone, in the quarantine cell. */
+  suspect: boolean;
+  /** The answer streamed so far (partial_result texts of the current attempt): kept as an interrupted
+   * assistant message if the run ends without completing. */
+  partialText: string;
+  restarts: { attempt: number; cell: string | null; reason: string }[];
   timers: NodeJS.Timeout[];
   /** Events numbered but not yet written; flushed in order by `chain`. */
   pending: RunEventEnvelope[];
@@ -50,6 +56,9 @@ export function newLiveRun(fields: {
     cellId: null,
     startedAt: null,
     stopReason: null,
+    suspect: false,
+    partialText: '',
+    restarts: [],
     timers: [],
     pending: [],
     chain: Promise.resolve(),

@@ -9,15 +9,16 @@ import type { CellExit } from '../cells/exit-cause.js';
 import type { CellSupervisor } from '../cells/supervisor.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import type { AgentInput, CellToFront, RunOutcome } from '../protocol/cell-messages.js';
+import type { AgentInput, CellToFront, RunOutcome, RunReport } from '../protocol/cell-messages.js';
 import { CodedError, type ErrorBody } from '../protocol/errors.js';
 import type { JsonValue, TerminalStatus } from '../protocol/events.js';
-import type { RunRecord, RunStore } from '../store/run-store.js';
+import type { IsolationReport, RunRecord, RunStore } from '../store/run-store.js';
 import type { EventRelay } from './event-relay.js';
 import { assignment, newLiveRun, type LiveRun } from './live-run.js';
 
 export interface RunServiceConfig {
   maxQueuedRuns: number;
+  maxRunAttempts: number;
   runTimeoutMs: number;
   cancelGraceMs: number;
 }
@@ -29,6 +30,8 @@ export interface StartRunRequest {
   correlationId: string | null;
 }
 
+/** At most this much of a stopped run's streamed answer is kept as its interrupted message. */
+const PARTIAL_TEXT_CAP = 256 * 1024;
 /** Beyond the cell's own deadline and grace: if a cell has not settled a run by then, the front does. */
 const SAFETY_MARGIN_MS = 1500;
 /** A cell that still holds a run this long after the front settled it is considered wedged and killed. */
@@ -46,46 +49,117 @@ export function createRunService(deps: {
   const live = new Map<string, LiveRun>();
   /** Accepted runs waiting for a thread, in acceptance order (a Map keeps insertion order). */
   const queue = new Map<string, LiveRun>();
+  /** Suspects of a cell death, waiting to run alone in the quarantine cell. */
+  const quarantine = new Map<string, LiveRun>();
+  const isolation = { finished: 0, finishedWithViolations: 0, failures: 0, failuresAffectingOthers: 0 };
   let draining = false;
+  // Runs that start to count as long-running free capacity over time, without any event to say so.
+  const pumpTimer = setInterval(() => (queue.size > 0 || quarantine.size > 0) && pump(), 250);
+  pumpTimer.unref();
+
+  function dispatch(run: LiveRun, cell: CellHandle, from: Map<string, LiveRun>): void {
+    from.delete(run.id);
+    run.phase = 'dispatched';
+    run.cellId = cell.id;
+    run.attempt++;
+    cell.runs.set(run.id, null);
+    cell.lastBusyAt = Date.now();
+    cell.send({ type: 'run', run: assignment(run) });
+  }
 
   function pump(): void {
+    for (const run of quarantine.values()) {
+      const cell = deps.cells().pickQuarantine(quarantine.size);
+      if (!cell) break;
+      dispatch(run, cell, quarantine);
+    }
     for (const run of queue.values()) {
       const cell = deps.cells().pick();
       if (!cell) return;
-      queue.delete(run.id);
-      run.phase = 'dispatched';
-      run.cellId = cell.id;
-      run.attempt++;
-      cell.runs.add(run.id);
-      cell.send({ type: 'run', run: assignment(run) });
+      dispatch(run, cell, queue);
     }
   }
 
-  function finish(run: LiveRun, status: TerminalStatus, error: ErrorBody | null, result: JsonValue | null, executionTimeMs: number): void {
+  function isolationReport(run: LiveRun, report: RunReport | null): IsolationReport | null {
+    if (!report && run.restarts.length === 0) return null;
+    return {
+      leaks: report?.leaks ?? {},
+      globals: report?.globals ?? [],
+      contaminated: report?.contaminated ?? false,
+      recycled: report?.recycled ?? null,
+      cleanup_ms: report?.cleanupMs ?? null,
+      restarts: run.restarts,
+    };
+  }
+
+  function countIsolation(report: RunReport | null, error: ErrorBody | null): void {
+    const violated = error?.code === 'SINGLETON_AGENT' || (report !== null && (report.contaminated || report.globals.length > 0 || Object.keys(report.leaks).length > 0));
+    isolation.finished++;
+    if (violated) isolation.finishedWithViolations++;
+    if (error?.code === 'SINGLETON_AGENT') metrics.singletonReuse.inc();
+    if (!report) return;
+    if (report.contaminated) metrics.contamination.inc();
+    if (report.globals.length > 0) metrics.globalsLeft.inc();
+    for (const [kind, n] of Object.entries(report.leaks)) metrics.leakedResources.inc({ kind }, n);
+    if (report.recycled) metrics.workerRecycles.inc({ reason: report.recycled });
+    metrics.cleanupDuration.observe(report.cleanupMs / 1000);
+  }
+
+  function finish(
+    run: LiveRun,
+    status: TerminalStatus,
+    error: ErrorBody | null,
+    result: JsonValue | null,
+    executionTimeMs: number,
+    report: RunReport | null = null,
+  ): void {
     if (run.phase === 'finished') return; // exactly one terminal event
     run.phase = 'finished';
     queue.delete(run.id);
+    quarantine.delete(run.id);
     run.timers.forEach(clearTimeout);
+    countIsolation(report, error);
+    if (status === 'failed' || status === 'timeout') isolation.failures++;
     metrics.runsFinished.inc({ status, code: error?.code ?? 'none' });
     if (run.startedAt !== null) metrics.runDuration.observe(executionTimeMs / 1000);
     log.info(
       { run_id: run.id, user_id: run.userId, thread_id: run.threadId, cell: run.cellId, agent: run.agentName, status, code: error?.code, execution_time_ms: executionTimeMs, attempt: run.attempt },
       'run finished',
     );
-    void relay.finish(run, status, error, result, executionTimeMs).then(() => {
+    void relay.finish(run, status, error, result, executionTimeMs, isolationReport(run, report)).then(() => {
       live.delete(run.id);
       run.markSettled();
     });
   }
 
-  function finishFromOutcome(run: LiveRun, outcome: RunOutcome): void {
-    if (outcome.status === 'completed') finish(run, 'completed', null, outcome.result, outcome.executionTimeMs);
-    else finish(run, outcome.status, outcome.error, null, outcome.executionTimeMs);
+  function finishFromOutcome(run: LiveRun, outcome: RunOutcome, report: RunReport | null): void {
+    if (outcome.status === 'completed') finish(run, 'completed', null, outcome.result, outcome.executionTimeMs, report);
+    else finish(run, outcome.status, outcome.error, null, outcome.executionTimeMs, report);
+  }
+
+  /** A bystander of a cell death: not a failure. It runs again, alone, with its events continuing. */
+  function restart(run: LiveRun, cell: CellHandle, reason: string): void {
+    run.timers.forEach(clearTimeout);
+    run.timers = [];
+    run.phase = 'queued';
+    run.suspect = true;
+    run.partialText = '';
+    run.startedAt = null;
+    run.restarts.push({ attempt: run.attempt, cell: cell.id, reason });
+    run.cellId = null;
+    metrics.runRestarts.inc({ reason });
+    relay.then(run, () => store.markRequeued(run.id));
+    relay.append(run, 'run_restarted', { attempt: run.attempt + 1, reason });
+    quarantine.set(run.id, run);
   }
 
   function stoppedBy(run: LiveRun, reason: 'cancelled' | 'timeout', message: string): void {
     const elapsed = run.startedAt === null ? 0 : Date.now() - run.startedAt;
     finish(run, reason, { code: reason === 'timeout' ? 'TIMEOUT' : 'CANCELLED', message }, null, elapsed);
+  }
+
+  function agentRepeatable(name: string): boolean {
+    return deps.cells().agents().find((a) => a.name === name)?.repeatable ?? true;
   }
 
   function cellOf(run: LiveRun): CellHandle | undefined {
@@ -123,7 +197,7 @@ export function createRunService(deps: {
     snapshot() {
       let active = 0;
       for (const r of live.values()) if (r.phase === 'dispatched' || r.phase === 'running') active++;
-      return { activeRuns: active, queuedRuns: queue.size };
+      return { activeRuns: active, queuedRuns: queue.size + quarantine.size, isolation: { ...isolation } };
     },
 
     /** Persists the request, then returns it; the caller acknowledges before any event is sent. */
@@ -199,10 +273,18 @@ export function createRunService(deps: {
         cell.stats = msg.stats;
         return;
       }
+      if (msg.type === 'memory_exceeded') {
+        log.warn({ cell: cell.id, rss_bytes: msg.rssBytes, limit_bytes: msg.limitBytes }, 'cell over CELL_MEMORY_MB');
+        return;
+      }
       if (msg.type !== 'run_started' && msg.type !== 'run_event' && msg.type !== 'run_finished') return;
       if (msg.type === 'run_finished') {
         cell.runs.delete(msg.runId);
+        cell.lastBusyAt = Date.now();
         setImmediate(pump);
+        if (!msg.report && msg.outcome.status !== 'completed' && ['WORKER_CRASHED', 'OUT_OF_MEMORY'].includes(msg.outcome.error.code)) {
+          metrics.threadDeaths.inc({ cause: msg.outcome.error.code === 'OUT_OF_MEMORY' ? 'out_of_memory' : 'exited' });
+        }
       }
       const run = live.get(msg.runId);
       // Messages for a run this cell no longer owns (settled by the front after a stop) are dropped.
@@ -211,6 +293,7 @@ export function createRunService(deps: {
         case 'run_started': {
           run.phase = 'running';
           run.startedAt = msg.startedAt;
+          cell.runs.set(run.id, msg.startedAt);
           metrics.runsStarted.inc();
           metrics.queueWait.observe(Math.max(0, msg.startedAt - run.acceptedAt) / 1000);
           const { startedAt, attempt } = run;
@@ -227,21 +310,46 @@ export function createRunService(deps: {
           return;
         }
         case 'run_event':
+          if (msg.event.type === 'partial_result' && run.partialText.length < PARTIAL_TEXT_CAP) {
+            run.partialText = (run.partialText + String(msg.event.payload.text)).slice(0, PARTIAL_TEXT_CAP);
+          }
           relay.append(run, msg.event.type, msg.event.payload as never, msg.event.timestamp);
           return;
         case 'run_finished':
-          finishFromOutcome(run, msg.outcome);
+          finishFromOutcome(run, msg.outcome, msg.report);
           return;
       }
     },
 
+    /**
+     * A cell died. Runs stopped meanwhile end as stopped. If one run was inside (or this is the quarantine
+     * cell, which holds one at a time), that run caused it and fails with the cause's code. Otherwise the
+     * culprit is unknown: every run inside is a suspect and runs again alone in quarantine, where the
+     * culprit kills its cell again and is named, and the bystanders complete as if nothing had happened.
+     * Agents that are not safe to repeat fail instead (collateral); attempts are bounded.
+     */
     onCellExit(cell: CellHandle, exit: CellExit, runIds: string[]): void {
       metrics.cellDeaths.inc({ cause: exit.cause });
-      for (const id of runIds) {
-        const run = live.get(id);
-        if (!run || run.phase === 'finished' || run.cellId !== cell.id) continue;
-        if (run.stopReason) stoppedBy(run, run.stopReason, `the run was stopped (its cell ended: ${exit.error.message})`);
-        else finish(run, 'failed', exit.error, null, run.startedAt === null ? 0 : Date.now() - run.startedAt);
+      const inside = runIds.map((id) => live.get(id)).filter((r): r is LiveRun => !!r && r.phase !== 'finished' && r.cellId === cell.id);
+      for (const run of inside.filter((r) => r.stopReason)) stoppedBy(run, run.stopReason!, `the run was stopped (its cell ended: ${exit.error.message})`);
+      const suspects = inside.filter((r) => !r.stopReason);
+      const elapsed = (r: LiveRun) => (r.startedAt === null ? 0 : Date.now() - r.startedAt);
+      if (cell.quarantine || suspects.length === 1) {
+        for (const run of suspects) finish(run, 'failed', exit.error, null, elapsed(run));
+      } else {
+        let collateral = 0;
+        for (const run of suspects) {
+          if (!agentRepeatable(run.agentName)) {
+            collateral++;
+            metrics.collateralRuns.inc();
+            finish(run, 'failed', { code: 'WORKER_CRASHED', message: `the run's cell died (${exit.error.message}) and agent ${run.agentName} is not safe to repeat` }, null, elapsed(run));
+          } else if (run.attempt >= config.maxRunAttempts) {
+            finish(run, 'failed', { code: exit.error.code, message: `${exit.error.message}; gave up after ${run.attempt} attempts` }, null, elapsed(run));
+          } else {
+            restart(run, cell, exit.cause);
+          }
+        }
+        if (collateral > 0) isolation.failuresAffectingOthers++;
       }
       pump();
     },
@@ -287,8 +395,10 @@ export function createRunService(deps: {
      */
     async drain(graceMs: number): Promise<void> {
       draining = true;
-      for (const run of queue.values()) run.markSettled();
+      clearInterval(pumpTimer);
+      for (const run of [...queue.values(), ...quarantine.values()]) run.markSettled();
       queue.clear();
+      quarantine.clear();
       const inFlight = () => [...live.values()].filter((r) => r.phase === 'dispatched' || r.phase === 'running');
       const deadline = Date.now() + graceMs;
       while (inFlight().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));

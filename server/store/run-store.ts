@@ -27,6 +27,17 @@ export interface RunRecord {
   cellId: string | null;
   workerId: number | null;
   attempts: number;
+  report: IsolationReport | null;
+}
+
+/** What Atoll found about a run's isolation (GET /v1/runs/:id shows it). */
+export interface IsolationReport {
+  leaks: Record<string, number>;
+  globals: string[];
+  contaminated: boolean;
+  recycled: string | null;
+  cleanup_ms: number | null;
+  restarts: { attempt: number; cell: string | null; reason: string }[];
 }
 
 export interface ThreadRecord {
@@ -81,6 +92,7 @@ export function createRunStore(db: Db) {
       cellId: row.cellId,
       workerId: row.workerId,
       attempts: row.attempts,
+      report: row.report ? (JSON.parse(row.report) as IsolationReport) : null,
     };
   }
 
@@ -151,6 +163,11 @@ export function createRunStore(db: Db) {
       await db.run.update({ where: { id: runId }, data: { status: 'running', cellId, workerId, startedAt, attempts } });
     },
 
+    /** Back to queued after its cell died under it (it will be run again). */
+    async markRequeued(runId: string): Promise<void> {
+      await db.run.update({ where: { id: runId }, data: { status: 'queued' } });
+    },
+
     async appendEvents(events: RunEventEnvelope[]): Promise<void> {
       if (events.length === 1) await db.runEvent.create({ data: eventRow(events[0]) });
       else if (events.length > 1) await db.runEvent.createMany({ data: events.map(eventRow) });
@@ -164,6 +181,9 @@ export function createRunStore(db: Db) {
       error: ErrorBody | null,
       result: JsonValue | null,
       terminal: RunEventEnvelope<'agent_completed'>,
+      report: IsolationReport | null,
+      /** What the run streamed before it ended without completing: stored as an interrupted answer. */
+      partialText: string,
     ): Promise<void> {
       const finishedAt = new Date(terminal.timestamp);
       const ops = [
@@ -175,6 +195,7 @@ export function createRunStore(db: Db) {
             errorCode: error?.code ?? null,
             errorMessage: error?.message ?? null,
             result: result === null ? null : JSON.stringify(result),
+            report: report ? JSON.stringify(report) : null,
             finishedAt,
           },
         }),
@@ -183,6 +204,8 @@ export function createRunStore(db: Db) {
         const content = typeof result === 'string' ? result : JSON.stringify(result);
         ops.push(db.message.create({ data: { threadId, runId, role: 'assistant', content, createdAt: finishedAt } }) as never);
         ops.push(db.thread.update({ where: { id: threadId }, data: { updatedAt: finishedAt } }) as never);
+      } else if (status !== 'completed' && partialText.length > 0) {
+        ops.push(db.message.create({ data: { threadId, runId, role: 'assistant', content: partialText, status: 'interrupted', createdAt: finishedAt } }) as never);
       }
       await db.$transaction(ops);
     },

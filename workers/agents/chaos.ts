@@ -2,6 +2,8 @@
  * Built-in `chaos` (only with ENABLE_CHAOS_AGENTS=1): misbehaves on purpose so tests and load scripts can
  * prove containment. `input.mode` (or `input.text`) picks the misbehaviour; see README "The chaos agent".
  */
+import { spawn } from 'node:child_process';
+import net from 'node:net';
 import type { Agent, UserExecutionContext } from '../agent-contract.js';
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -15,7 +17,11 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 
 export default class ChaosAgent implements Agent {
   static agentName = 'chaos';
-  static description = 'Misbehaves on demand (throw, exit, hang, hang_async, oom_heap, oom_fatal, leak_timer, leak_global, flood_events, slow, ok).';
+  static description = 'Misbehaves on demand: see README "The chaos agent" for its modes.';
+  static readonly modes = [
+    'ok', 'throw', 'exit', 'hang', 'hang_async', 'oom_heap', 'oom_fatal', 'oom_external', 'oom_map', 'oom_string', 'oom_json',
+    'recursion', 'leak_timer', 'leak_socket', 'leak_child', 'leak_global', 'leak_prototype', 'flood_events', 'huge_event', 'huge_result', 'slow',
+  ] as const;
 
   async execute(ctx: UserExecutionContext): Promise<string> {
     const mode = String(ctx.input.mode ?? ctx.input.text);
@@ -38,6 +44,28 @@ export default class ChaosAgent implements Agent {
         const hoard: unknown[] = [];
         for (;;) hoard.push(new Array(10_000).fill(hoard.length));
       }
+      case 'oom_external': {
+        // Off-heap: Buffers are not counted by resourceLimits; the cell's memory watchdog must catch this.
+        const hoard: Buffer[] = [];
+        for (;;) hoard.push(Buffer.alloc(16 * 1024 * 1024, 1));
+      }
+      case 'oom_map': {
+        const map = new Map<number, object>();
+        for (let i = 0; ; i++) map.set(i, { i });
+      }
+      case 'oom_string': {
+        const strings: string[] = [];
+        for (let i = 0; ; i++) strings.push('x'.repeat(1 << 20) + i);
+      }
+      case 'oom_json': {
+        const big = Array.from({ length: 20_000 }, (_, i) => ({ i, s: 'y'.repeat(100) }));
+        const copies: string[] = [];
+        for (;;) copies.push(JSON.stringify(big));
+      }
+      case 'recursion': {
+        const dive = (n: number): number => dive(n + 1) + 1;
+        return String(dive(0));
+      }
       case 'oom_fatal':
         // Aborts the whole process despite resourceLimits (facts.md): kills this cell.
         new Array(2 ** 28).fill(0);
@@ -45,6 +73,20 @@ export default class ChaosAgent implements Agent {
       case 'leak_timer':
         setInterval(() => undefined, 1000);
         return 'left an interval running';
+      case 'leak_socket':
+        net.createServer().listen(0, '127.0.0.1');
+        return 'left a listening socket open';
+      case 'leak_child':
+        spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+        return 'left a child process running';
+      case 'leak_prototype':
+        (Array.prototype as unknown as Record<string, unknown>).chaosLeak = () => 'polluted';
+        return 'polluted Array.prototype';
+      case 'huge_event':
+        ctx.emit('partial_result', { text: 'z'.repeat(10 * 1024 * 1024) });
+        return 'unreachable';
+      case 'huge_result':
+        return 'r'.repeat(4 * 1024 * 1024);
       case 'leak_global':
         (globalThis as Record<string, unknown>)[`chaos_leak_${ctx.runId}`] = ctx.input;
         return 'left a global behind';

@@ -5,11 +5,12 @@
  */
 import path from 'node:path';
 import { Piscina } from 'piscina';
-import type { CellConfig, CellStats, CellToFront, FrontToCell } from '../../server/protocol/cell-messages.js';
+import { CELL_EXIT_MEMORY, type CellConfig, type CellStats, type CellToFront, type FrontToCell } from '../../server/protocol/cell-messages.js';
 import type { DescribeReply, ThreadConfig } from '../thread-messages.js';
 import { createRunDispatcher, type RunDispatcher } from './run-dispatcher.js';
 
 const STATS_INTERVAL_MS = 1000;
+const WATCHDOG_INTERVAL_MS = 25;
 
 export function createCellRuntime(deps: { send: (msg: CellToFront) => void; exit: (code: number) => void; log: (obj: object, msg: string) => void }) {
   let pool: Piscina | null = null;
@@ -30,16 +31,19 @@ export function createCellRuntime(deps: { send: (msg: CellToFront) => void; exit
       agentsDir: config.agentsDir,
       enableChaosAgents: config.enableChaosAgents,
       limits: config.limits,
+      maxRunsPerWorker: config.maxRunsPerWorker,
       logLevel: config.logLevel,
       agentSettings: config.agentSettings,
     };
     pool = new Piscina({
       filename: path.join(__dirname, '../thread/run-entry.js'),
       minThreads: config.threads,
-      maxThreads: config.threads,
+      // Burst threads: runs that outlive LONG_RUN_MS stop counting against the cell's capacity (the front
+      // decides), so hung runs never starve short ones; the extra threads retire after idleTimeout.
+      maxThreads: config.threads * 2,
       // Queueing happens in the front, where it is persisted and fair; the cell only takes what fits.
       maxQueue: config.threads * 2,
-      idleTimeout: 2 ** 31 - 1,
+      idleTimeout: 30_000,
       // 'sync' would freeze a thread's event loop between tasks (timers, sockets): facts.md.
       atomics: 'disabled',
       concurrentTasksPerWorker: 1,
@@ -64,6 +68,24 @@ export function createCellRuntime(deps: { send: (msg: CellToFront) => void; exit
     sendStats();
     statsTimer = setInterval(sendStats, STATS_INTERVAL_MS);
     statsTimer.unref();
+    startMemoryWatchdog(config.cellMemoryMb * 1024 * 1024);
+  }
+
+  /**
+   * resourceLimits cap each thread's JS heap only; Buffers, ArrayBuffers and WebAssembly memory are not
+   * counted. The cell watches its whole footprint and dies before the machine runs short; the front then
+   * finds the run responsible by re-running the cell's runs alone (quarantine).
+   */
+  function startMemoryWatchdog(limitBytes: number) {
+    const timer = setInterval(() => {
+      const rssBytes = process.memoryUsage.rss();
+      if (rssBytes <= limitBytes) return;
+      clearInterval(timer);
+      deps.send({ type: 'memory_exceeded', rssBytes, limitBytes });
+      deps.log({ rss_bytes: rssBytes, limit_bytes: limitBytes }, 'cell memory limit exceeded (CELL_MEMORY_MB); exiting');
+      deps.exit(CELL_EXIT_MEMORY);
+    }, WATCHDOG_INTERVAL_MS);
+    timer.unref();
   }
 
   function stats(): CellStats {

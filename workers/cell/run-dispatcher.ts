@@ -5,7 +5,7 @@
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
-import type { CellToFront, RunAssignment, RunOutcome } from '../../server/protocol/cell-messages.js';
+import type { CellToFront, RunAssignment, RunOutcome, RunReport } from '../../server/protocol/cell-messages.js';
 import type { CellToThread, StopReason, ThreadStats, ThreadTask, ThreadToCell } from '../thread-messages.js';
 
 interface InFlight {
@@ -39,13 +39,15 @@ export function createRunDispatcher(deps: {
   const inFlight = new Map<string, InFlight>();
   const statsByWorker = new Map<number, ThreadStats>();
 
-  function settle(f: InFlight, outcome: RunOutcome) {
+  function settle(f: InFlight, outcome: RunOutcome, report: RunReport | null = null) {
     if (f.settled) return;
     f.settled = true;
     f.timers.forEach(clearTimeout);
     f.port.close();
     inFlight.delete(f.run.runId);
-    deps.send({ type: 'run_finished', runId: f.run.runId, outcome });
+    // A thread that must not serve again is terminated now; Piscina starts a fresh one.
+    if (report?.recycled) f.abort.abort();
+    deps.send({ type: 'run_finished', runId: f.run.runId, outcome, report });
     deps.onCountsChanged();
   }
 
@@ -99,7 +101,7 @@ export function createRunDispatcher(deps: {
           deps.onCountsChanged();
         } else if (msg.type === 'done') {
           statsByWorker.set(msg.stats.workerId, msg.stats);
-          settle(f, msg.outcome);
+          settle(f, msg.outcome, msg.report);
         }
       });
       const task: ThreadTask = { kind: 'run', run, port: port2 };

@@ -15,6 +15,7 @@ export interface RegisteredAgent {
   file: string;
   ctor: AgentClass;
   description: string | null;
+  repeatable: boolean;
 }
 
 export interface AgentRegistry {
@@ -52,7 +53,7 @@ export async function loadAgentRegistry(options: {
   }
 
   const list = [...agents.values()]
-    .map((a) => ({ name: a.name, source: a.source, description: a.description }))
+    .map((a) => ({ name: a.name, source: a.source, description: a.description, repeatable: a.repeatable }))
     .sort((a, b) => a.name.localeCompare(b.name));
   return { get: (name) => agents.get(name), list: () => list };
 }
@@ -82,5 +83,5 @@ async function loadAgentModule(file: string, source: 'builtin' | 'plugin'): Prom
   const name = typeof cls.agentName === 'string' ? cls.agentName : path.basename(file, path.extname(file));
   if (!AGENT_NAME.test(name)) throw new AgentLoadError(`agent name "${name}" (${file}) must match ${AGENT_NAME}`);
   const description = typeof cls.description === 'string' ? cls.description : null;
-  return { name, source, file, ctor: cls, description };
+  return { name, source, file, ctor: cls, description, repeatable: cls.repeatable !== false };
 }

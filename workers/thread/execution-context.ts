@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Db } from '../../prisma/create-client.js';
 import type { AgentSettings, RunAssignment, RunLimits } from '../../server/protocol/cell-messages.js';
 import type { AgentLogger, UserExecutionContext } from '../agent-contract.js';
+import { createRunLlm } from '../llm/run-llm.js';
 import { createRunEmitter, type LimitExceededError, type RunEmitter } from './run-emitter.js';
 import { createScopedDb } from './scoped-db.js';
 
@@ -30,6 +31,8 @@ export function createExecutionContext(deps: {
   const emitter = createRunEmitter(deps.port, deps.limits, deps.onViolation);
   const scoped = createScopedDb(deps.prisma, run.userId, run.threadId);
   const log = agentLogger(deps.log);
+  const emit = (type: unknown, payload: unknown) => emitter.emit(type, payload);
+  const input = deepFreeze(structuredClone(run.input));
   const ctx: UserExecutionContext = Object.freeze({
     userId: run.userId,
     threadId: run.threadId,
@@ -37,12 +40,13 @@ export function createExecutionContext(deps: {
     requestId: run.requestId,
     agentName: run.agentName,
     attempt: run.attempt,
-    input: deepFreeze(structuredClone(run.input)),
+    input,
     signal: deps.signal,
-    emit: (type: unknown, payload: unknown) => emitter.emit(type, payload),
+    emit,
     db: scoped.db,
     log,
     settings: deps.settings,
+    llm: createRunLlm({ settings: deps.settings, signal: deps.signal, emit, db: scoped.db, log, inputText: input.text }),
   }) as UserExecutionContext;
   return {
     ctx,

@@ -5,6 +5,8 @@ import type { JsonValue } from '../../server/protocol/events.js';
 import type { StopReason } from '../thread-messages.js';
 
 const MAX_MESSAGE = 1000;
+/** RangeErrors V8 throws when an allocation cannot be made (deep recursion is not one: it is the agent's bug). */
+const ALLOCATION_FAILURES = /Invalid (string|array|typed array) length|Array buffer allocation failed|allocation failed/i;
 
 export function completedOutcome(result: unknown, limits: RunLimits, executionTimeMs: number): RunOutcome {
   const invalid = (message: string): RunOutcome => ({ status: 'failed', error: { code: 'AGENT_ERROR', message }, executionTimeMs });
@@ -38,5 +40,8 @@ export function agentErrorBody(err: unknown): ErrorBody {
   const message = String((err as { message?: unknown })?.message ?? err).slice(0, MAX_MESSAGE);
   if (code === 'LIMIT_EXCEEDED' || code === 'SINGLETON_AGENT') return { code, message };
   const name = (err as { name?: unknown })?.name;
+  if (name === 'RangeError' && ALLOCATION_FAILURES.test(message)) {
+    return { code: 'OUT_OF_MEMORY', message: `the run exhausted memory: ${message}` };
+  }
   return { code: 'AGENT_ERROR', message: typeof name === 'string' && name !== 'Error' ? `${name}: ${message}` : message };
 }

@@ -1,19 +1,22 @@
 /**
  * One worker thread's runtime: its Prisma client (one per thread), its agent registry and factory, and
- * the execution of one run at a time. Everything a run touches is built per run and released after it.
+ * the execution of one run at a time. Everything a run touches is built per run and released after it;
+ * what a run leaves behind (globals, open resources, an agent that never settled) retires the thread.
  */
 import { threadId, type MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Db } from '../../prisma/create-client.js';
-import type { RunAssignment, RunOutcome } from '../../server/protocol/cell-messages.js';
+import type { RecycleReason, RunAssignment, RunOutcome, RunReport } from '../../server/protocol/cell-messages.js';
 import type { Agent } from '../agent-contract.js';
 import type { CellToThread, DescribeReply, StopReason, ThreadConfig, ThreadStats, ThreadTask, ThreadToCell } from '../thread-messages.js';
 import { createAgentFactory } from './agent-factory.js';
 import type { AgentRegistry } from './agent-registry.js';
 import { createExecutionContext, deepFreeze, type ExecutionContextHandle } from './execution-context.js';
+import { activeResources, changedGlobals, leakedResources, settleLazyGlobals, snapshotGlobals, type GlobalsSnapshot } from './isolation-check.js';
 import { completedOutcome, failedOutcome, stoppedOutcome } from './outcome.js';
 
 const CLEANUP_TIMEOUT_MS = 2000;
+const LEAK_RECHECK_MS = 20;
 
 class StopSignal extends Error {
   constructor(readonly reason: StopReason | 'limit') {
@@ -29,14 +32,28 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
   deps.registry.catch(() => undefined);
   const counters = { activeContexts: 0, liveAgentInstances: 0 };
   const stats = (): ThreadStats => ({ workerId: threadId, ...counters, dbClients: 1 });
+  let runsServed = 0;
+  // The clean state every run must start from and leave behind; taken once the thread is warm (agents
+  // loaded, database client initialised), so lazy initialisation is not mistaken for a leak.
+  let baseline: Promise<GlobalsSnapshot> | null = null;
+  const cleanBaseline = () =>
+    (baseline ??= (async () => {
+      await deps.registry.catch(() => undefined);
+      await prisma.$queryRawUnsafe('SELECT 1');
+      settleLazyGlobals();
+      return snapshotGlobals();
+    })());
 
   async function describe(): Promise<DescribeReply> {
     const registry = await deps.registry;
+    await cleanBaseline();
     return { agents: registry.list(), stats: stats() };
   }
 
   async function execute(run: RunAssignment, port: MessagePort): Promise<RunOutcome> {
     const post = (msg: ThreadToCell) => port.postMessage(msg);
+    const clean = await cleanBaseline();
+    const contaminated = changedGlobals(clean, snapshotGlobals()).length > 0;
     const startedAt = Date.now();
     post({ type: 'started', workerId: threadId, startedAt });
     const runLog = log.child({ run_id: run.runId, user_id: run.userId, thread_id: run.threadId, worker: threadId, attempt: run.attempt });
@@ -48,7 +65,9 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
     port.on('message', (msg: CellToThread) => {
       if (msg.type === 'abort') stop(msg.reason);
     });
-    // Resolves when the run is stopped, so a stop wins even against an agent that never settles.
+    // Counted once the run's own port is listening, so only what the agent opens shows up as a leak.
+    const resourcesBefore = activeResources();
+    // Rejects when the run is stopped, so a stop wins even against an agent that never settles.
     const stopped = new Promise<never>((_, reject) =>
       controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true }),
     );
@@ -57,6 +76,7 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
     let agent: Agent | null = null;
     let handle: ExecutionContextHandle | null = null;
     let outcome: RunOutcome;
+    let agentSettled = true;
     const elapsed = () => Date.now() - startedAt;
     try {
       const entry = (await deps.registry).get(run.agentName);
@@ -66,31 +86,72 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
       agent = factory.create(entry);
       counters.liveAgentInstances++;
       post({ type: 'stats', stats: stats() });
-      const result = await Promise.race([Promise.resolve().then(() => agent!.execute(handle!.ctx)), stopped]);
+      agentSettled = false;
+      const execution = Promise.resolve().then(() => agent!.execute(handle!.ctx));
+      execution.then(
+        () => (agentSettled = true),
+        () => (agentSettled = true),
+      );
+      const result = await Promise.race([execution, stopped]);
       outcome = handle.emitter.violation ? failedOutcome(handle.emitter.violation, elapsed()) : completedOutcome(result, config.limits, elapsed());
     } catch (err) {
       const reason = controller.signal.aborted ? (controller.signal.reason as StopSignal).reason : null;
       if (reason === 'limit' || handle?.emitter.violation) outcome = failedOutcome(handle?.emitter.violation ?? err, elapsed());
       else if (reason) outcome = stoppedOutcome(reason, elapsed());
       else outcome = failedOutcome(err, elapsed());
-    } finally {
-      // Cleanup always runs, bounded so a stuck cleanup cannot hold the thread.
-      if (agent && typeof agent.cleanup === 'function') {
-        try {
-          await Promise.race([Promise.resolve().then(() => agent!.cleanup!()), delay(CLEANUP_TIMEOUT_MS)]);
-        } catch (err) {
-          runLog.warn({ err: String((err as Error)?.message ?? err) }, 'agent cleanup threw');
-        }
-      }
-      if (handle) {
-        handle.release();
-        counters.activeContexts--;
-      }
-      if (agent) counters.liveAgentInstances--;
-      agent = null;
-      handle = null;
     }
-    post({ type: 'done', outcome, stats: stats() });
+
+    // Cleanup always runs, bounded so a stuck cleanup cannot hold the thread.
+    const cleanupStarted = Date.now();
+    if (agent && typeof agent.cleanup === 'function') {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          Promise.resolve().then(() => agent!.cleanup!()),
+          new Promise((resolve) => (timer = setTimeout(resolve, CLEANUP_TIMEOUT_MS))),
+        ]);
+      } catch (err) {
+        runLog.warn({ err: String((err as Error)?.message ?? err) }, 'agent cleanup threw');
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    if (handle) {
+      handle.release();
+      counters.activeContexts--;
+    }
+    if (agent) counters.liveAgentInstances--;
+    agent = null;
+    handle = null;
+    // Let callbacks the run scheduled for "right now" (closing sockets, finished reads) settle before counting.
+    await new Promise((resolve) => setImmediate(resolve));
+
+    let leaks = leakedResources(resourcesBefore, activeResources());
+    if (Object.keys(leaks).length > 0) {
+      // An aborted request's socket may still be closing: look again once before calling it a leak.
+      await new Promise((resolve) => setTimeout(resolve, LEAK_RECHECK_MS));
+      leaks = leakedResources(resourcesBefore, activeResources());
+    }
+    const globals = changedGlobals(clean, snapshotGlobals());
+    runsServed++;
+    const recycled: RecycleReason | null = contaminated
+      ? 'contaminated'
+      : globals.length > 0
+        ? 'globals_changed'
+        : Object.keys(leaks).length > 0
+          ? 'leaked_resources'
+          : !agentSettled
+            ? 'unsettled_after_stop'
+            : config.maxRunsPerWorker > 0 && runsServed >= config.maxRunsPerWorker
+              ? 'max_runs'
+              : null;
+    const report: RunReport = { leaks, globals, contaminated, recycled, cleanupMs: Date.now() - cleanupStarted };
+    if (recycled && recycled !== 'max_runs') runLog.warn({ leaks, globals, recycled }, 'run left state behind; recycling its worker thread');
+    post({ type: 'done', outcome, stats: stats(), report });
+    if (recycled) {
+      // Never return: the cell terminates this thread on `done`, so no later run can see what this one left.
+      await new Promise<never>(() => undefined);
+    }
     port.close();
     return outcome;
   }
@@ -100,8 +161,4 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
       return task.kind === 'describe' ? describe() : execute(task.run, task.port);
     },
   };
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

@@ -1,0 +1,251 @@
+/**
+ * Zero failure propagation: every chaos mode at once next to healthy runs of other users; hung runs never
+ * delay others; what a run leaves behind is reported and its thread recycled; bystanders of a cell death
+ * are run again and the culprit named; agents that are unsafe to repeat are the only collateral.
+ */
+import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
+import { UserClient, eventually, httpCall, metricValue, terminal, type Envelope } from './helpers/client';
+
+const BASE_ENV = {
+  AGENTS_DIR: FIXTURE_AGENTS,
+  ENABLE_CHAOS_AGENTS: '1',
+  RUN_MEMORY_MB: '64',
+  CELL_MEMORY_MB: '700',
+  MAX_EVENTS_PER_RUN: '300',
+  MAX_EVENT_BYTES: '65536',
+  MAX_RESULT_BYTES: '1048576',
+};
+
+const scrape = async (s: TestServer) => (await httpCall(s.url, 'GET', '/metrics')).body as string;
+
+describe('every chaos mode at once', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer({ ...BASE_ENV, CELLS: '2', THREADS_PER_CELL: '3', RUN_TIMEOUT_MS: '10000' });
+  });
+  afterAll(() => server.stop());
+
+  const expected: Record<string, [status: string, code: string | null]> = {
+    ok: ['completed', null],
+    throw: ['failed', 'AGENT_ERROR'],
+    exit: ['failed', 'WORKER_CRASHED'],
+    hang: ['timeout', 'TIMEOUT'],
+    hang_async: ['timeout', 'TIMEOUT'],
+    oom_heap: ['failed', 'OUT_OF_MEMORY'],
+    oom_fatal: ['failed', 'OUT_OF_MEMORY'],
+    oom_external: ['failed', 'OUT_OF_MEMORY'],
+    oom_map: ['failed', 'OUT_OF_MEMORY'],
+    oom_string: ['failed', 'OUT_OF_MEMORY'],
+    oom_json: ['failed', 'OUT_OF_MEMORY'],
+    recursion: ['failed', 'AGENT_ERROR'],
+    leak_timer: ['completed', null],
+    leak_socket: ['completed', null],
+    leak_child: ['completed', null],
+    leak_global: ['completed', null],
+    leak_prototype: ['completed', null],
+    flood_events: ['failed', 'LIMIT_EXCEEDED'],
+    huge_event: ['failed', 'LIMIT_EXCEEDED'],
+    huge_result: ['failed', 'LIMIT_EXCEEDED'],
+    slow: ['completed', null],
+  };
+
+  test('each chaos run ends with its exact code, 24 healthy runs complete correctly, the server never stops answering', async () => {
+    const healthFailures: number[] = [];
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        const res = await httpCall(server.url, 'GET', '/healthz').catch(() => ({ status: 0 }));
+        if (res.status !== 200) healthFailures.push(res.status);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+
+    const chaosUsers = await Promise.all(Object.keys(expected).map((mode) => UserClient.connect(server.url, `chaos-${mode}`)));
+    const healthyUsers = await Promise.all([1, 2, 3, 4].map((i) => UserClient.connect(server.url, `healthy-${i}`)));
+    const chaosRuns = await Promise.all(
+      Object.keys(expected).map((mode, i) => chaosUsers[i].start({ agent: 'chaos', input: { mode, text: mode, ms: 300 } }).then((r) => ({ mode, client: chaosUsers[i], ...r }))),
+    );
+    const healthyRuns = await Promise.all(
+      Array.from({ length: 24 }, (_, i) =>
+        healthyUsers[i % 4].start({ agent: 'streamer', input: { text: `h${i}`, parts: 4, delay: 50 } }).then((r) => ({ i, client: healthyUsers[i % 4], ...r })),
+      ),
+    );
+
+    for (const h of healthyRuns) {
+      const events = await h.client.waitForRun(h.run_id, 90_000);
+      expect(terminal(events).payload).toMatchObject({ status: 'completed', final_response: `h${h.i}-0 h${h.i}-1 h${h.i}-2 h${h.i}-3 ` });
+      expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+      // Each attempt's own execution stayed inside its own budget.
+      expect(terminal(events).payload.execution_time_ms).toBeLessThan(10_000);
+    }
+    const outcomes: Record<string, [string, string | null]> = {};
+    for (const c of chaosRuns) {
+      const end = terminal(await c.client.waitForRun(c.run_id, 90_000));
+      outcomes[c.mode] = [end.payload.status, end.payload.error?.code ?? null];
+    }
+    expect(outcomes).toEqual(expected);
+
+    // Every event any user received was that user's own.
+    for (const u of [...chaosUsers, ...healthyUsers]) expect(u.events.every((e: Envelope) => e.user_id === u.userId)).toBe(true);
+
+    // Back to full strength with nothing left behind.
+    const idle = await eventually(async () => {
+      const m = await scrape(server);
+      return (
+        metricValue(m, 'atoll_cells_alive') === 2 &&
+        metricValue(m, 'atoll_threads_alive') >= 6 &&
+        metricValue(m, 'atoll_runs_active') === 0 &&
+        metricValue(m, 'atoll_runs_queued') === 0 &&
+        metricValue(m, 'atoll_execution_contexts_active') === 0 &&
+        metricValue(m, 'atoll_agent_instances_live') === 0
+      );
+    }, 20_000);
+    expect(idle).toBe(true);
+    const m = await scrape(server);
+    expect(metricValue(m, 'atoll_db_connections')).toBe(metricValue(m, 'atoll_threads_alive') + 1);
+    expect(metricValue(m, 'atoll_collateral_runs_total')).toBe(0);
+    expect(metricValue(m, 'atoll_failure_containment_rate')).toBe(1);
+    polling = false;
+    await poller;
+    expect(healthFailures).toEqual([]);
+    [...chaosUsers, ...healthyUsers].forEach((u) => u.close());
+  }, 120_000);
+});
+
+describe('leaks, globals and recycling', () => {
+  let server: TestServer;
+  let u: UserClient;
+  beforeAll(async () => {
+    server = await startServer({ ...BASE_ENV, CELLS: '1', THREADS_PER_CELL: '1' });
+    u = await UserClient.connect(server.url, 'leaky');
+  });
+  afterAll(async () => {
+    u.close();
+    await server.stop();
+  });
+
+  test.each([
+    ['leak_timer', { leaks: { timer: 1 }, globals: [], recycled: 'leaked_resources' }],
+    ['leak_socket', { leaks: { socket: 1 }, globals: [], recycled: 'leaked_resources' }],
+    ['leak_child', { leaks: { process: 1 }, recycled: 'leaked_resources' }],
+    ['leak_global', { leaks: {}, recycled: 'globals_changed' }],
+    ['leak_prototype', { leaks: {}, globals: ['Array.prototype.chaosLeak'], recycled: 'globals_changed' }],
+  ])('%s is reported with the run, and the next run on the same cell finds a clean thread', async (mode, report) => {
+    const before = await scrape(server);
+    const { run_id } = await u.start({ agent: 'chaos', input: { mode, text: mode } });
+    const end = terminal(await u.waitForRun(run_id));
+    expect(end.payload.status).toBe('completed');
+    const view = (await u.http('GET', `/v1/runs/${run_id}`)).body;
+    expect(view.isolation).toMatchObject({ contaminated: false, ...report });
+    if (mode === 'leak_global') expect(view.isolation.globals).toEqual([`globalThis.chaos_leak_${run_id}`]);
+
+    // Only one thread in this server: the next run proves the recycled thread was replaced by a clean one.
+    const probe = await u.start({ agent: 'global-probe', input: 'x' });
+    expect(terminal(await u.waitForRun(probe.run_id)).payload.final_response).toEqual({ globals: [], polluted: false });
+    const probeView = (await u.http('GET', `/v1/runs/${probe.run_id}`)).body;
+    expect(probeView.ran_on.worker).not.toBe(view.ran_on.worker);
+
+    const after = await scrape(server);
+    expect(metricValue(after, 'atoll_worker_recycles_total', { reason: report.recycled }) - (metricValue(before, 'atoll_worker_recycles_total', { reason: report.recycled }) || 0)).toBe(1);
+    if (report.recycled === 'globals_changed') expect(metricValue(after, 'atoll_globals_left_behind_total') - (metricValue(before, 'atoll_globals_left_behind_total') || 0)).toBe(1);
+    expect(metricValue(after, 'atoll_request_isolation_score')).toBeLessThan(1);
+  });
+
+  test('a clean run keeps its thread and reports nothing', async () => {
+    const a = await u.start({ agent: 'echo', input: 'one' });
+    await u.waitForRun(a.run_id);
+    const b = await u.start({ agent: 'echo', input: 'two' });
+    await u.waitForRun(b.run_id);
+    const [va, vb] = await Promise.all([a, b].map(async (r) => (await u.http('GET', `/v1/runs/${r.run_id}`)).body));
+    expect(va.isolation).toMatchObject({ leaks: {}, globals: [], contaminated: false, recycled: null, restarts: [] });
+    expect(vb.ran_on.worker).toBe(va.ran_on.worker);
+    expect(metricValue(await scrape(server), 'atoll_cross_request_contamination_total')).toBe(0);
+  });
+});
+
+test('MAX_RUNS_PER_WORKER=1 gives every run a brand-new thread', async () => {
+  const server = await startServer({ ...BASE_ENV, CELLS: '1', THREADS_PER_CELL: '2', MAX_RUNS_PER_WORKER: '1' });
+  const u = await UserClient.connect(server.url, 'fresh');
+  const workers = new Set<number>();
+  for (let i = 0; i < 5; i++) {
+    const { run_id } = await u.start({ agent: 'stateful', input: `r${i}` });
+    expect(terminal(await u.waitForRun(run_id)).payload.final_response.seen).toBeNull();
+    workers.add((await u.http('GET', `/v1/runs/${run_id}`)).body.ran_on.worker);
+  }
+  expect(workers.size).toBe(5);
+  expect(metricValue(await scrape(server), 'atoll_worker_recycles_total', { reason: 'max_runs' })).toBe(5);
+  u.close();
+  await server.stop();
+});
+
+describe('a cell death with company', () => {
+  let server: TestServer;
+  let u: UserClient;
+  let other: UserClient;
+  beforeAll(async () => {
+    // One serving cell with three threads: whatever runs beside the culprit shares its cell.
+    server = await startServer({ ...BASE_ENV, CELLS: '1', THREADS_PER_CELL: '3' });
+    [u, other] = await Promise.all([UserClient.connect(server.url, 'culprit'), UserClient.connect(server.url, 'company')]);
+  });
+  afterAll(async () => {
+    [u, other].forEach((c) => c.close());
+    await server.stop();
+  });
+
+  test('an agent unsafe to repeat fails as collateral; a repeatable one completes; the culprit is named', async () => {
+    const before = await scrape(server);
+    const unsafe = await other.start({ agent: 'unrepeatable', input: { text: 'x', ms: 3000 } });
+    const safe = await other.start({ agent: 'chaos', input: { mode: 'slow', text: 's', ms: 3000 } });
+    await Promise.all([unsafe, safe].map((r) => other.waitForEvent(r.run_id, 'agent_started')));
+    const bad = await u.start({ agent: 'chaos', input: { mode: 'oom_fatal', text: 'boom' } });
+    expect(terminal(await u.waitForRun(bad.run_id)).payload.error.code).toBe('OUT_OF_MEMORY');
+    expect(terminal(await other.waitForRun(unsafe.run_id)).payload.error).toMatchObject({ code: 'WORKER_CRASHED', message: expect.stringMatching(/not safe to repeat/) });
+    const safeEvents = await other.waitForRun(safe.run_id);
+    expect(terminal(safeEvents).payload).toMatchObject({ status: 'completed', final_response: 'slept 3000 ms' });
+    expect(safeEvents.filter((e) => e.type === 'run_restarted')).toHaveLength(1);
+    const m = await scrape(server);
+    expect(metricValue(m, 'atoll_collateral_runs_total') - (metricValue(before, 'atoll_collateral_runs_total') || 0)).toBe(1);
+    expect(metricValue(m, 'atoll_failure_containment_rate')).toBeLessThan(1);
+  }, 60_000);
+
+  test('stop_agent reaches a run waiting for or running in quarantine', async () => {
+    const victim = await other.start({ agent: 'chaos', input: { mode: 'slow', text: 's', ms: 20_000 } });
+    await other.waitForEvent(victim.run_id, 'agent_started');
+    const bad = await u.start({ agent: 'chaos', input: { mode: 'oom_fatal', text: 'boom' } });
+    await other.waitForEvent(victim.run_id, 'run_restarted', 20_000);
+    await other.ack('stop_agent', { run_id: victim.run_id });
+    const end = terminal(await other.waitForRun(victim.run_id));
+    expect(end.payload).toMatchObject({ status: 'cancelled', error: { code: 'CANCELLED' } });
+    expect(terminal(await u.waitForRun(bad.run_id)).payload.error.code).toBe('OUT_OF_MEMORY');
+  }, 60_000);
+});
+
+test('MAX_RUN_ATTEMPTS bounds retries: with 1, a bystander fails with the cell\'s cause', async () => {
+  const server = await startServer({ ...BASE_ENV, CELLS: '1', THREADS_PER_CELL: '2', MAX_RUN_ATTEMPTS: '1' });
+  const u = await UserClient.connect(server.url, 'bounded');
+  const bystander = await u.start({ agent: 'chaos', input: { mode: 'slow', text: 's', ms: 5000 } });
+  await u.waitForEvent(bystander.run_id, 'agent_started');
+  await u.start({ agent: 'chaos', input: { mode: 'oom_fatal', text: 'boom' } });
+  const end = terminal(await u.waitForRun(bystander.run_id));
+  expect(end.payload.error).toMatchObject({ code: 'OUT_OF_MEMORY', message: expect.stringMatching(/gave up after 1 attempts/) });
+  u.close();
+  await server.stop();
+}, 60_000);
+
+test('hung runs, one per thread, never delay other users\' runs', async () => {
+  const server = await startServer({ ...BASE_ENV, CELLS: '2', THREADS_PER_CELL: '2', RUN_TIMEOUT_MS: '8000' });
+  const hangers = await Promise.all([1, 2, 3, 4].map((i) => UserClient.connect(server.url, `hanger-${i}`)));
+  const hangs = await Promise.all(hangers.map((h, i) => h.start({ agent: 'chaos', input: { mode: i % 2 ? 'hang' : 'hang_async', text: 'x' } })));
+  await Promise.all(hangs.map((r, i) => hangers[i].waitForEvent(r.run_id, 'agent_started')));
+  const users = await Promise.all([1, 2].map((i) => UserClient.connect(server.url, `steady-${i}`)));
+  for (let i = 0; i < 20; i++) {
+    const u = users[i % 2];
+    const { run_id } = await u.start({ agent: 'echo', input: `steady ${i}` });
+    expect(terminal(await u.waitForRun(run_id, 7000)).payload.final_response).toBe(`steady ${i}`);
+  }
+  // All 20 were served while every base thread was hung: none of the hangs has ended yet.
+  hangs.forEach((r, i) => expect(hangers[i].runEvents(r.run_id).some((e) => e.type === 'agent_completed')).toBe(false));
+  for (const [i, r] of hangs.entries()) expect(terminal(await hangers[i].waitForRun(r.run_id, 15_000)).payload.error.code).toBe('TIMEOUT');
+  [...hangers, ...users].forEach((c) => c.close());
+  await server.stop();
+}, 60_000);
