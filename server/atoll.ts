@@ -12,8 +12,11 @@ import type { Config } from './config.js';
 import { createHttpApp } from './http/app.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
+import { userMaxima } from './runs/user-stats.js';
 import { createSocketServer } from './realtime/socket-server.js';
-import { createEventRelay } from './runs/event-relay.js';
+import { createRateLimiter } from './realtime/rate-limiter.js';
+import { createTicketStore } from './auth/tickets.js';
+import { createEventRelay, type Broadcast } from './runs/event-relay.js';
 import { createRunService, type RunService } from './runs/run-service.js';
 import { applyMigrations } from './store/migrations.js';
 import { createRunStore } from './store/run-store.js';
@@ -82,10 +85,15 @@ export async function startAtoll(config: Config, log: Logger) {
           : [],
       ),
       socketConnections: socketConnections(),
+      userMaxima: userMaxima(runs.liveRuns()),
     };
+  }, {
+    alertActiveContexts: config.alertActiveContexts,
+    // Only live cells: a dead cell's process series leave the scrape with it.
+    cellProcessMetrics: () => cells.cells().filter((c) => c.state !== 'dead').map((c) => ({ cell: c.id, metrics: c.processMetrics })),
   });
 
-  let broadcast: (userId: string, envelope: Parameters<ReturnType<typeof createSocketServer>['broadcast']>[1]) => void = () => undefined;
+  let broadcast: Broadcast = () => undefined;
   const relay = createEventRelay({ store, broadcast: (u, e) => broadcast(u, e), metrics, log });
   runs = createRunService({
     store,
@@ -93,7 +101,7 @@ export async function startAtoll(config: Config, log: Logger) {
     cells: () => cells,
     metrics,
     log,
-    config: { maxQueuedRuns: config.maxQueuedRuns, maxRunAttempts: config.maxRunAttempts, runTimeoutMs: config.runTimeoutMs, cancelGraceMs: config.cancelGraceMs },
+    config: { maxQueuedRuns: config.maxQueuedRuns, userMaxConcurrentRuns: config.userMaxConcurrentRuns, userMaxQueuedRuns: config.userMaxQueuedRuns, maxRunAttempts: config.maxRunAttempts, runTimeoutMs: config.runTimeoutMs, cancelGraceMs: config.cancelGraceMs },
   });
 
   const recovered = await runs.recover();
@@ -107,10 +115,26 @@ export async function startAtoll(config: Config, log: Logger) {
     throw err;
   }
 
-  const app = createHttpApp({ store, runs, cells, tokens, metrics, log, devLogin: config.devLogin, maxInputBytes: config.maxInputBytes });
+  const tickets = createTicketStore();
+  const limits = { user: createRateLimiter(config.rateLimits.user), ip: createRateLimiter(config.rateLimits.ip) };
+  const app = createHttpApp({ store, runs, cells, tokens, metrics, log, devLogin: config.devLogin, maxInputBytes: config.maxInputBytes, tickets, limits });
   httpServer.on('request', app);
-  const sockets = createSocketServer({ http: httpServer, tokens, runs, log, maxInputBytes: config.maxInputBytes });
-  broadcast = sockets.broadcast;
+  const sockets = createSocketServer({
+    http: httpServer,
+    tokens,
+    tickets,
+    runs,
+    store,
+    log,
+    limits,
+    maxInputBytes: config.maxInputBytes,
+    maxConnectionsPerUser: config.maxConnectionsPerUser,
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
+    maxBufferedPackets: config.socketMaxBufferedPackets,
+    tokenExpiryWarningMs: config.tokenExpiryWarningMs,
+    onEventsDropped: (n) => metrics.eventsDropped.inc({ reason: 'socket_backpressure' }, n),
+  });
+  broadcast = (_userId, envelope) => sockets.deliver(envelope);
   socketConnections = sockets.connections;
 
   await new Promise<void>((resolve, reject) => {

@@ -31,6 +31,16 @@ const EnvSchema = z.object({
   CANCEL_GRACE_MS: int(0, 60_000).default(500),
   SHUTDOWN_GRACE_MS: int(0, 600_000).default(10_000),
   MAX_QUEUED_RUNS: int(0, 1_000_000).default(1000),
+  USER_MAX_CONCURRENT_RUNS: int(1, 10_000).default(3),
+  USER_MAX_QUEUED_RUNS: int(1, 1_000_000).default(100),
+  RATE_LIMIT_USER_PER_SEC: int(1, 1_000_000).default(20),
+  RATE_LIMIT_USER_BURST: int(1, 1_000_000).default(40),
+  RATE_LIMIT_IP_PER_SEC: int(1, 1_000_000).default(50),
+  RATE_LIMIT_IP_BURST: int(1, 1_000_000).default(100),
+  MAX_CONNECTIONS_PER_USER: int(1, 100_000).default(20),
+  MAX_CONNECTIONS_PER_IP: int(1, 100_000).default(100),
+  SOCKET_MAX_BUFFERED_PACKETS: int(10, 1_000_000).default(1000),
+  TOKEN_EXPIRY_WARNING_MS: int(0, 86_400_000).default(60_000),
   MAX_INPUT_BYTES: int(16, 16_777_216).default(65_536),
   MAX_EVENTS_PER_RUN: int(1, 1_000_000).default(10_000),
   MAX_EVENT_BYTES: int(64, 16_777_216).default(65_536),
@@ -44,6 +54,7 @@ const EnvSchema = z.object({
   LLM_MAX_CONTEXT_MESSAGES: int(0, 1000).default(20),
   TOOL_TIMEOUT_MS: int(10, 600_000).default(10_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  ALERT_ACTIVE_CONTEXTS: int(1, 1_000_000).default(10),
 });
 
 /** Every variable Atoll reads (README documents each; a test checks). */
@@ -73,12 +84,24 @@ export interface Config {
   readonly shutdownGraceMs: number;
   readonly maxQueuedRuns: number;
   readonly maxInputBytes: number;
+  readonly userMaxConcurrentRuns: number;
+  readonly userMaxQueuedRuns: number;
+  readonly rateLimits: {
+    readonly user: { readonly rate: number; readonly burst: number };
+    readonly ip: { readonly rate: number; readonly burst: number };
+  };
+  readonly maxConnectionsPerUser: number;
+  readonly maxConnectionsPerIp: number;
+  readonly socketMaxBufferedPackets: number;
+  readonly tokenExpiryWarningMs: number;
   readonly limits: { readonly maxEventsPerRun: number; readonly maxEventBytes: number; readonly maxResultBytes: number };
   /** null: not configured; the composition root then provisions a development secret. */
   readonly jwtSecret: string | null;
   readonly devLogin: boolean;
   readonly enableChaosAgents: boolean;
   readonly logLevel: string;
+  /** Above this many active execution contexts for one user, the alert rule fires (exported as a gauge). */
+  readonly alertActiveContexts: number;
   /** Settings handed to agents as ctx.settings (validated here, frozen). */
   readonly agentSettings: AgentSettings;
 }
@@ -120,11 +143,22 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     maxQueuedRuns: e.MAX_QUEUED_RUNS,
     maxInputBytes: e.MAX_INPUT_BYTES,
+    userMaxConcurrentRuns: e.USER_MAX_CONCURRENT_RUNS,
+    userMaxQueuedRuns: e.USER_MAX_QUEUED_RUNS,
+    rateLimits: {
+      user: { rate: e.RATE_LIMIT_USER_PER_SEC, burst: e.RATE_LIMIT_USER_BURST },
+      ip: { rate: e.RATE_LIMIT_IP_PER_SEC, burst: e.RATE_LIMIT_IP_BURST },
+    },
+    maxConnectionsPerUser: e.MAX_CONNECTIONS_PER_USER,
+    maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
+    socketMaxBufferedPackets: e.SOCKET_MAX_BUFFERED_PACKETS,
+    tokenExpiryWarningMs: e.TOKEN_EXPIRY_WARNING_MS,
     limits: { maxEventsPerRun: e.MAX_EVENTS_PER_RUN, maxEventBytes: e.MAX_EVENT_BYTES, maxResultBytes: e.MAX_RESULT_BYTES },
     jwtSecret: e.AUTH_JWT_SECRET ?? null,
     devLogin: e.AUTH_DEV_LOGIN,
     enableChaosAgents: e.ENABLE_CHAOS_AGENTS,
     logLevel: e.LOG_LEVEL,
+    alertActiveContexts: e.ALERT_ACTIVE_CONTEXTS,
     agentSettings: {
       llm: {
         baseUrl: e.LLM_BASE_URL ?? null,

@@ -1,9 +1,12 @@
 /**
  * The front's Prometheus registry (one per process, never prom-client's global). Cells report their
- * numbers as IPC messages; the front turns them into gauges here, so one scrape shows the whole node.
+ * numbers as IPC messages; the front turns them into gauges here, and merges each live cell's own
+ * default process metrics (labelled `cell`) into the scrape, so one scrape shows the whole node.
+ * docs/metrics.md is generated from this file (scripts/metrics-doc.ts); a test keeps them equal.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import client from 'prom-client';
+import { renderWithCells, type CellProcessMetrics } from './metrics-merge.js';
 
 export interface CapacitySnapshot {
   cellsAlive: number;
@@ -19,12 +22,21 @@ export interface CapacitySnapshot {
   socketConnections: number;
   /** Cumulative counts behind the isolation ratios. */
   isolation: { finished: number; finishedWithViolations: number; failures: number; failuresAffectingOthers: number };
+  /** The largest count any one user has right now: a maximum, never a label per user, so cardinality stays bounded. */
+  userMaxima: { queuedRuns: number; activeRuns: number; activeContexts: number };
+}
+
+export interface MetricsOptions {
+  /** ALERT_ACTIVE_CONTEXTS, exported as a gauge so the alert rule compares against the configured value. */
+  alertActiveContexts: number;
+  /** The default process metrics each live cell last reported; a dead cell is simply absent. */
+  cellProcessMetrics?: () => CellProcessMetrics[];
 }
 
 // Agent runs last seconds to minutes: the default buckets stop at 10 s.
 const RUN_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
-export function createMetrics(snapshot: () => CapacitySnapshot) {
+export function createMetrics(snapshot: () => CapacitySnapshot, options: MetricsOptions) {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
   const lag = monitorEventLoopDelay({ resolution: 20 });
@@ -50,6 +62,18 @@ export function createMetrics(snapshot: () => CapacitySnapshot) {
     threadDeaths: new client.Counter({ name: 'atoll_thread_deaths_total', help: 'Worker threads that died or were terminated inside a healthy cell, by cause.', labelNames: ['cause'], registers: [registry] }),
     cleanupDuration: new client.Histogram({ name: 'atoll_cleanup_duration_seconds', help: 'Time to clean up after a run (agent cleanup, context release, leak checks).', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10], registers: [registry] }),
     eventsRelayed: new client.Counter({ name: 'atoll_events_relayed_total', help: 'Run events persisted and sent to their user\'s room.', registers: [registry] }),
+    eventsDropped: new client.Counter({
+      name: 'atoll_events_dropped_total',
+      help: 'Run events that did not reach the event log or a socket, by reason: run_settled (a cell sent it for a run the front had already settled; never logged nor sent), not_logged (the event log write failed; it was still sent live), socket_backpressure (a live event not sent to one stalled socket, which was told resync_required and replays it from the log).',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    timeToFirstEvent: new client.Histogram({
+      name: 'atoll_run_time_to_first_event_seconds',
+      help: 'Time from acceptance to the front receiving the first event the agent emits (agent_thinking, tool_executing, tool_completed or partial_result); once per run, runs whose agent emits nothing are not observed.',
+      buckets: RUN_BUCKETS,
+      registers: [registry],
+    }),
   };
 
   const gauge = (name: string, help: string, read: (s: CapacitySnapshot) => number) =>
@@ -67,6 +91,14 @@ export function createMetrics(snapshot: () => CapacitySnapshot) {
   gauge('atoll_quarantine_cells_alive', 'Quarantine cells that are ready (started on first need).', (s) => s.quarantineCellsAlive);
   gauge('atoll_threads_alive', 'Worker threads alive across ready cells.', (s) => s.threadsAlive);
   gauge('atoll_threads_busy', 'Worker threads executing a run.', (s) => s.threadsBusy);
+  gauge('atoll_threads_idle', 'Worker threads alive and not executing a run.', (s) => Math.max(0, s.threadsAlive - s.threadsBusy));
+  gauge('atoll_pool_utilization_ratio', 'Busy threads / alive threads across ready cells (0 when none is alive; capped at 1 while burst threads start).', (s) =>
+    s.threadsAlive === 0 ? 0 : Math.min(1, s.threadsBusy / s.threadsAlive),
+  );
+  gauge('atoll_user_runs_queued_max', 'Accepted runs waiting for a thread of the one user with the most of them.', (s) => s.userMaxima.queuedRuns);
+  gauge('atoll_user_runs_active_max', 'Runs dispatched or running of the one user with the most of them.', (s) => s.userMaxima.activeRuns);
+  gauge('atoll_user_execution_contexts_active_max', 'Execution contexts alive (runs a thread has started and not finished) of the one user with the most of them.', (s) => s.userMaxima.activeContexts);
+  gauge('atoll_alert_active_contexts_threshold', 'ALERT_ACTIVE_CONTEXTS: above this many active contexts for one user, the AtollUserActiveContextsHigh alert fires.', () => options.alertActiveContexts);
   gauge('atoll_execution_contexts_active', 'Execution contexts built and not yet released, across cells.', (s) => s.activeContexts);
   gauge('atoll_agent_instances_live', 'Agent instances created and not yet released, across cells.', (s) => s.liveAgentInstances);
   gauge('atoll_request_isolation_score', 'Share of finished runs with zero isolation violations (1 when none finished).', (s) =>
@@ -106,7 +138,12 @@ export function createMetrics(snapshot: () => CapacitySnapshot) {
     },
   });
 
-  return { ...m, stop: () => lag.disable() };
+  return {
+    ...m,
+    /** The exposition of one scrape: the front's registry plus every live cell's process metrics. */
+    render: () => renderWithCells(registry, options.cellProcessMetrics?.() ?? []),
+    stop: () => lag.disable(),
+  };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

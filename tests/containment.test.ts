@@ -29,6 +29,7 @@ describe('every chaos mode at once', () => {
     ok: ['completed', null],
     throw: ['failed', 'AGENT_ERROR'],
     exit: ['failed', 'WORKER_CRASHED'],
+    abort: ['failed', 'WORKER_CRASHED'],
     hang: ['timeout', 'TIMEOUT'],
     hang_async: ['timeout', 'TIMEOUT'],
     oom_heap: ['failed', 'OUT_OF_MEMORY'],
@@ -197,8 +198,8 @@ describe('a cell death with company', () => {
     const unsafe = await other.start({ agent: 'unrepeatable', input: { text: 'x', ms: 3000 } });
     const safe = await other.start({ agent: 'chaos', input: { mode: 'slow', text: 's', ms: 3000 } });
     await Promise.all([unsafe, safe].map((r) => other.waitForEvent(r.run_id, 'agent_started')));
-    const bad = await u.start({ agent: 'chaos', input: { mode: 'oom_fatal', text: 'boom' } });
-    expect(terminal(await u.waitForRun(bad.run_id)).payload.error.code).toBe('OUT_OF_MEMORY');
+    const bad = await u.start({ agent: 'chaos', input: { mode: 'abort', text: 'boom' } });
+    expect(terminal(await u.waitForRun(bad.run_id)).payload.error.code).toBe('WORKER_CRASHED');
     expect(terminal(await other.waitForRun(unsafe.run_id)).payload.error).toMatchObject({ code: 'WORKER_CRASHED', message: expect.stringMatching(/not safe to repeat/) });
     const safeEvents = await other.waitForRun(safe.run_id);
     expect(terminal(safeEvents).payload).toMatchObject({ status: 'completed', final_response: 'slept 3000 ms' });
@@ -211,12 +212,12 @@ describe('a cell death with company', () => {
   test('stop_agent reaches a run waiting for or running in quarantine', async () => {
     const victim = await other.start({ agent: 'chaos', input: { mode: 'slow', text: 's', ms: 20_000 } });
     await other.waitForEvent(victim.run_id, 'agent_started');
-    const bad = await u.start({ agent: 'chaos', input: { mode: 'oom_fatal', text: 'boom' } });
+    const bad = await u.start({ agent: 'chaos', input: { mode: 'abort', text: 'boom' } });
     await other.waitForEvent(victim.run_id, 'run_restarted', 20_000);
     await other.ack('stop_agent', { run_id: victim.run_id });
     const end = terminal(await other.waitForRun(victim.run_id));
     expect(end.payload).toMatchObject({ status: 'cancelled', error: { code: 'CANCELLED' } });
-    expect(terminal(await u.waitForRun(bad.run_id)).payload.error.code).toBe('OUT_OF_MEMORY');
+    expect(terminal(await u.waitForRun(bad.run_id)).payload.error.code).toBe('WORKER_CRASHED');
   }, 60_000);
 });
 
@@ -225,9 +226,9 @@ test('MAX_RUN_ATTEMPTS bounds retries: with 1, a bystander fails with the cell\'
   const u = await UserClient.connect(server.url, 'bounded');
   const bystander = await u.start({ agent: 'chaos', input: { mode: 'slow', text: 's', ms: 5000 } });
   await u.waitForEvent(bystander.run_id, 'agent_started');
-  await u.start({ agent: 'chaos', input: { mode: 'oom_fatal', text: 'boom' } });
+  await u.start({ agent: 'chaos', input: { mode: 'abort', text: 'boom' } });
   const end = terminal(await u.waitForRun(bystander.run_id));
-  expect(end.payload.error).toMatchObject({ code: 'OUT_OF_MEMORY', message: expect.stringMatching(/gave up after 1 attempts/) });
+  expect(end.payload.error).toMatchObject({ code: 'WORKER_CRASHED', message: expect.stringMatching(/gave up after 1 attempts/) });
   u.close();
   await server.stop();
 }, 60_000);

@@ -1,15 +1,23 @@
 /**
  * Identity: HS256 JWTs whose `sub` is the user id. The only source of a user id anywhere in the front.
  */
-import { randomBytes } from 'node:crypto';
+import { createSecretKey, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import jwt from 'jsonwebtoken';
 import { CodedError } from '../protocol/errors.js';
 
+export interface Session {
+  userId: string;
+  /** Epoch ms when the token expires; null when it never does. */
+  expiresAt: number | null;
+}
+
 export interface TokenService {
   /** Returns the user id, or throws UNAUTHORIZED. */
   verify(token: unknown): string;
+  /** The user id and the token's expiry, or throws UNAUTHORIZED. */
+  session(token: unknown): Session;
   issue(userId: string, ttlSeconds?: number): string;
 }
 
@@ -19,9 +27,15 @@ export function isValidUserId(id: unknown): id is string {
   return typeof id === 'string' && USER_ID.test(id);
 }
 
-export function createTokenService(secret: string): TokenService {
-  return {
+export function createTokenService(secretText: string): TokenService {
+  // A KeyObject, not a string: with a string jsonwebtoken first tries (and fails) to parse it as a public key
+  // on every verification.
+  const secret = createSecretKey(Buffer.from(secretText, 'utf8'));
+  const service: TokenService = {
     verify(token) {
+      return service.session(token).userId;
+    },
+    session(token) {
       if (typeof token !== 'string' || token.length === 0) throw new CodedError('UNAUTHORIZED', 'missing token');
       let claims: jwt.JwtPayload | string;
       try {
@@ -32,12 +46,14 @@ export function createTokenService(secret: string): TokenService {
       }
       const sub = typeof claims === 'object' ? claims.sub : undefined;
       if (!isValidUserId(sub)) throw new CodedError('UNAUTHORIZED', 'token has no valid sub (user id)');
-      return sub;
+      const exp = typeof claims === 'object' && typeof claims.exp === 'number' ? claims.exp * 1000 : null;
+      return { userId: sub, expiresAt: exp };
     },
     issue(userId, ttlSeconds = 12 * 3600) {
       return jwt.sign({}, secret, { algorithm: 'HS256', subject: userId, expiresIn: ttlSeconds });
     },
   };
+  return service;
 }
 
 /**

@@ -1,6 +1,6 @@
 /** The front's handle on one cell process: its state, the runs inside it, and a typed send. */
 import type { ChildProcess } from 'node:child_process';
-import type { AgentInfo, CellStats, FrontToCell } from '../protocol/cell-messages.js';
+import type { AgentInfo, CellStats, FrontToCell, ProcessMetricFamily } from '../protocol/cell-messages.js';
 
 export type CellState = 'starting' | 'ready' | 'stopping' | 'dead';
 
@@ -11,11 +11,15 @@ export class CellHandle {
   state: CellState = 'starting';
   agents: AgentInfo[] = [];
   stats: CellStats | null = null;
+  /** The cell's default process metrics as last reported; merged into the front's scrape while the cell lives. */
+  processMetrics: ProcessMetricFamily[] = [];
   /** Runs assigned to this cell and not yet finished, with the time their thread started them. */
   readonly runs = new Map<string, number | null>();
   stderrTail = '';
   /** Last time a run was assigned or finished here (idle quarantine cells are retired). */
   lastBusyAt = Date.now();
+  /** When a thread of this cell last ended abnormally (terminated, crashed, out of memory). */
+  lastThreadKillAt: number | null = null;
   readonly spawnedAt = Date.now();
 
   constructor(

@@ -70,6 +70,8 @@ export function createCellSupervisor(opts: SupervisorOptions) {
           resolve(cell);
         } else if (msg.type === 'init_failed') {
           reject(new Error(`cell ${id} failed to start: ${msg.error.message}`));
+        } else if (msg.type === 'process_metrics') {
+          cell.processMetrics = msg.metrics;
         } else {
           events.onMessage(cell, msg);
         }

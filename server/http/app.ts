@@ -8,8 +8,12 @@ import { CodedError } from '../protocol/errors.js';
 import { DevLoginBody, parse } from '../protocol/requests.js';
 import type { RunService } from '../runs/run-service.js';
 import type { RunStore } from '../store/run-store.js';
-import { requireUser } from './auth.js';
+import { requireUser, sessionOf, userOf } from './auth.js';
+import type { TicketStore } from '../auth/tickets.js';
+import type { RateLimiter } from '../realtime/rate-limiter.js';
 import { errorHandler, notFoundHandler } from './errors.js';
+import { opsRoutes } from './routes/ops.js';
+import { replayRoutes } from './routes/replay.js';
 import { runRoutes } from './routes/runs.js';
 
 export interface HttpDeps {
@@ -21,21 +25,31 @@ export interface HttpDeps {
   log: Logger;
   devLogin: boolean;
   maxInputBytes: number;
+  tickets: TicketStore;
+  /** Shared with the socket server: one budget per user and per IP across HTTP and socket messages. */
+  limits: { user: RateLimiter; ip: RateLimiter };
 }
 
 export function createHttpApp(deps: HttpDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  // Per-IP budget first, before a body is even parsed; health and metrics stay free for probes.
+  app.use('/v1', (req, _res, next) => {
+    deps.limits.ip.take(`ip:${req.ip ?? req.socket.remoteAddress ?? 'unknown'}`, 'requests from this address');
+    next();
+  });
   app.use(express.json({ limit: Math.max(deps.maxInputBytes * 2, 100_000) }));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', draining: deps.runs.draining, cells_ready: deps.cells.cells().filter((c) => c.state === 'ready').length });
   });
 
+  app.use(opsRoutes({ ping: () => deps.store.ping(), cells: () => deps.cells.cells(), draining: () => deps.runs.draining }));
+
   app.get('/metrics', async (_req, res, next) => {
     try {
-      res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+      res.type(deps.metrics.registry.contentType).send(await deps.metrics.render());
     } catch (err) {
       next(err);
     }
@@ -49,10 +63,18 @@ export function createHttpApp(deps: HttpDeps): express.Express {
 
   const v1 = express.Router();
   v1.use(requireUser(deps.tokens));
+  v1.use((_req, res, next) => {
+    deps.limits.user.take(`user:${userOf(res)}`, 'requests for this user');
+    next();
+  });
+  v1.post('/auth/ticket', (_req, res) => {
+    res.status(201).json(deps.tickets.issue(sessionOf(res)));
+  });
   v1.get('/agents', (_req, res) => {
     res.json({ agents: deps.cells.agents() });
   });
   v1.use(runRoutes({ store: deps.store, runs: deps.runs, maxInputBytes: deps.maxInputBytes }));
+  v1.use(replayRoutes({ store: deps.store, runs: deps.runs }));
   app.use('/v1', v1);
 
   app.use(notFoundHandler());

@@ -1,6 +1,6 @@
 /** Bearer-token authentication for /v1: the user id comes from the verified token and nowhere else. */
 import type { RequestHandler } from 'express';
-import type { TokenService } from '../auth/tokens.js';
+import type { Session, TokenService } from '../auth/tokens.js';
 import { CodedError } from '../protocol/errors.js';
 
 export function requireUser(tokens: TokenService): RequestHandler {
@@ -8,9 +8,15 @@ export function requireUser(tokens: TokenService): RequestHandler {
     const header = req.headers.authorization;
     const match = typeof header === 'string' ? /^Bearer\s+(.+)$/i.exec(header) : null;
     if (!match) return next(new CodedError('UNAUTHORIZED', 'missing bearer token (Authorization: Bearer <token>)'));
-    res.locals.userId = tokens.verify(match[1]);
+    const session = tokens.session(match[1]);
+    res.locals.userId = session.userId;
+    res.locals.session = session;
     next();
   };
+}
+
+export function sessionOf(res: { locals: Record<string, unknown> }): Session {
+  return res.locals.session as Session;
 }
 
 export function userOf(res: { locals: Record<string, unknown> }): string {

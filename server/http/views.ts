@@ -19,6 +19,7 @@ export function runView(r: RunRecord) {
     ran_on: r.cellId ? { cell: r.cellId, worker: r.workerId } : null,
     attempts: r.attempts,
     isolation: r.report,
+    replay_of: r.replayOf,
   };
 }
 

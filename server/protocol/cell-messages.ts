@@ -99,6 +99,18 @@ export interface CellStats {
   externalBytes: number;
 }
 
+/**
+ * One metric family of a cell's own prom-client registry (`registry.getMetricsAsJSON()`), sent as plain
+ * data: the front merges it into its scrape with a `cell` label (server/metrics-merge.ts).
+ */
+export interface ProcessMetricFamily {
+  name: string;
+  help: string;
+  type: string;
+  aggregator: string;
+  values: { value: number; labels: Record<string, string | number>; metricName?: string }[];
+}
+
 export type FrontToCell =
   | { type: 'init'; config: CellConfig }
   | { type: 'run'; run: RunAssignment }
@@ -113,4 +125,6 @@ export type CellToFront =
   | { type: 'run_finished'; runId: string; outcome: RunOutcome; report: RunReport | null }
   /** The cell's memory watchdog fired; the cell exits right after sending this. */
   | { type: 'memory_exceeded'; rssBytes: number; limitBytes: number }
-  | { type: 'stats'; stats: CellStats };
+  | { type: 'stats'; stats: CellStats }
+  /** The cell's default process metrics (CPU, memory, event loop, GC, handles), every few seconds. */
+  | { type: 'process_metrics'; metrics: ProcessMetricFamily[] };

@@ -8,7 +8,7 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | { [key:
 export type JsonObject = { [key: string]: JsonValue };
 
 /** Events only the engine emits. */
-export const ENGINE_EVENT_TYPES = ['message_received', 'agent_started', 'run_restarted', 'agent_completed'] as const;
+export const ENGINE_EVENT_TYPES = ['message_received', 'run_queued', 'agent_started', 'run_restarted', 'agent_completed'] as const;
 /** Events an agent may emit through ctx.emit. */
 export const AGENT_EVENT_TYPES = ['agent_thinking', 'tool_executing', 'tool_completed', 'partial_result'] as const;
 
@@ -21,6 +21,8 @@ export type RunStatus = 'queued' | 'running' | TerminalStatus;
 
 export interface EventPayloads {
   message_received: { correlation_id: string | null };
+  /** The run has waited over a second for its slot; position is its place among its user's waiting runs. */
+  run_queued: { position: number };
   agent_started: { status: 'running'; message: string };
   /** The run's cell died under it and it is being run again (its events follow again, seq still growing). */
   run_restarted: { attempt: number; reason: string };

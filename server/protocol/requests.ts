@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import type { AgentInput } from './cell-messages.js';
 import { CodedError } from './errors.js';
+import { assertSafePayload } from './safe-json.js';
 
 const id = z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/, 'must be an id (letters, digits, . _ : -)');
 
@@ -15,12 +16,28 @@ const InputSchema = z.union([
   z.looseObject({ text: z.string() }),
 ]);
 
+export const Multitask = z.enum(['enqueue', 'reject', 'interrupt']);
+
 export const StartRunBody = z.object({
   agent: AgentName,
   input: InputSchema,
   thread_id: id.optional(),
   correlation_id: z.string().min(1).max(128).optional(),
+  multitask: Multitask.default('enqueue'),
 });
+
+export const SubscribeRunBody = z.object({
+  run_id: id,
+  after_seq: z.number().int().min(0).default(0),
+});
+
+export const ThreadHistoryBody = z.object({
+  thread_id: id,
+  limit: z.number().int().min(1).max(100).default(50),
+  after: z.number().int().min(0).default(0),
+});
+
+export const RefreshTokenBody = z.object({ token: z.string().min(1).max(4096) });
 
 export const ThreadRunBody = StartRunBody.omit({ thread_id: true });
 
@@ -47,8 +64,11 @@ export const ThreadsQuery = z.object({
 
 export const IdParam = id;
 
-/** Parses or throws BAD_REQUEST naming the fields that are wrong. */
+export const IdempotencyKey = z.string().min(1).max(128);
+
+/** Parses or throws BAD_REQUEST naming the fields that are wrong (after the generic payload checks). */
 export function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  assertSafePayload(value, what);
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const problems = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : what}: ${i.message}`);

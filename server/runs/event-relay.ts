@@ -9,7 +9,7 @@ import type { Metrics } from '../metrics.js';
 import type { ErrorBody } from '../protocol/errors.js';
 import type { EventPayloads, JsonValue, RunEventEnvelope, RunEventType, TerminalStatus } from '../protocol/events.js';
 import type { IsolationReport, RunStore } from '../store/run-store.js';
-import type { LiveRun } from './live-run.js';
+import { runLogFields, type LiveRun } from './live-run.js';
 
 export type Broadcast = (userId: string, envelope: RunEventEnvelope) => void;
 
@@ -36,7 +36,8 @@ export function createEventRelay(deps: { store: RunStore; broadcast: Broadcast; 
     try {
       await store.appendEvents(batch);
     } catch (err) {
-      log.error({ run_id: run.id, err: (err as Error).message, events: batch.length }, 'event log write failed');
+      log.error({ ...runLogFields(run), err: (err as Error).message, events: batch.length }, 'event log write failed');
+      metrics.eventsDropped.inc({ reason: 'not_logged' }, batch.length);
     }
     for (const e of batch) broadcast(run.userId, e);
     metrics.eventsRelayed.inc(batch.length);
@@ -60,7 +61,7 @@ export function createEventRelay(deps: { store: RunStore; broadcast: Broadcast; 
 
     /** Queues a side write (run status) in the run's order. */
     then(run: LiveRun, write: () => Promise<void>): void {
-      run.chain = run.chain.then(write).catch((err) => log.error({ run_id: run.id, err: (err as Error).message }, 'run write failed'));
+      run.chain = run.chain.then(write).catch((err) => log.error({ ...runLogFields(run), err: (err as Error).message }, 'run write failed'));
     },
 
     /** The terminal event: written with the run's final status in one batch, always last, then delivered. */
@@ -85,7 +86,8 @@ export function createEventRelay(deps: { store: RunStore; broadcast: Broadcast; 
           try {
             await store.finishRun(run.id, run.threadId, status, error, result, terminal, report, run.partialText);
           } catch (err) {
-            log.error({ run_id: run.id, err: (err as Error).message }, 'terminal write failed');
+            log.error({ ...runLogFields(run), err: (err as Error).message }, 'terminal write failed');
+            metrics.eventsDropped.inc({ reason: 'not_logged' });
           }
           broadcast(run.userId, terminal);
           metrics.eventsRelayed.inc();

@@ -18,10 +18,18 @@ export interface LiveRun {
   /** The next event's seq: assigned by the front alone, so it never resets or repeats across attempts. */
   nextSeq: number;
   cellId: string | null;
+  /** The worker thread running the current attempt (for log lines). */
+  workerId: number | null;
   startedAt: number | null;
+  /** When the front received the first event the agent emitted (time to first event is observed once). */
+  firstEventAt: number | null;
   stopReason: 'cancelled' | 'timeout' | null;
   /** Set when a cell died under the run: it runs again alone, in the quarantine cell. */
   suspect: boolean;
+  /** Counted in the per-user and per-thread active counts (dispatched or running). */
+  occupying: boolean;
+  /** Times its cell died before starting it (it went back in line each time). */
+  requeues: number;
   /** The answer streamed so far (partial_result texts of the current attempt): kept as an interrupted
    * assistant message if the run ends without completing. */
   partialText: string;
@@ -54,9 +62,13 @@ export function newLiveRun(fields: {
     attempt: fields.attempt ?? 0,
     phase: 'queued',
     cellId: null,
+    workerId: null,
     startedAt: null,
+    firstEventAt: null,
     stopReason: null,
     suspect: false,
+    occupying: false,
+    requeues: 0,
     partialText: '',
     restarts: [],
     timers: [],
@@ -65,6 +77,11 @@ export function newLiveRun(fields: {
     settled,
     markSettled,
   };
+}
+
+/** The fields every log line about a run carries, so one run's lines can be found across processes. */
+export function runLogFields(run: LiveRun) {
+  return { run_id: run.id, user_id: run.userId, thread_id: run.threadId, cell: run.cellId, worker: run.workerId };
 }
 
 export function assignment(run: LiveRun): RunAssignment {

@@ -14,10 +14,13 @@ import { CodedError, type ErrorBody } from '../protocol/errors.js';
 import type { JsonValue, TerminalStatus } from '../protocol/events.js';
 import type { IsolationReport, RunRecord, RunStore } from '../store/run-store.js';
 import type { EventRelay } from './event-relay.js';
-import { assignment, newLiveRun, type LiveRun } from './live-run.js';
+import { createAdmission } from './admission.js';
+import { assignment, newLiveRun, runLogFields, type LiveRun } from './live-run.js';
 
 export interface RunServiceConfig {
   maxQueuedRuns: number;
+  userMaxConcurrentRuns: number;
+  userMaxQueuedRuns: number;
   maxRunAttempts: number;
   runTimeoutMs: number;
   cancelGraceMs: number;
@@ -28,8 +31,18 @@ export interface StartRunRequest {
   input: AgentInput;
   threadId: string | null;
   correlationId: string | null;
+  /** Double-texting policy when the thread already has a run: wait behind it, refuse, or stop it. */
+  multitask: 'enqueue' | 'reject' | 'interrupt';
+  /** Set by POST /v1/runs/:id/replay: the run this one replays (same user, agent, input and thread). */
+  replayOf?: string | null;
 }
 
+const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
+/** A thread terminated this recently may be what killed its cell (V8 can abort while it tears down). */
+const RECENT_KILL_MS = 5000;
+/** How often a run may be put back in line because its cell died before starting it. */
+const MAX_REQUEUES = 5;
+const QUEUED_NOTICE_MS = 1000;
 /** At most this much of a stopped run's streamed answer is kept as its interrupted message. */
 const PARTIAL_TEXT_CAP = 256 * 1024;
 /** Beyond the cell's own deadline and grace: if a cell has not settled a run by then, the front does. */
@@ -47,8 +60,13 @@ export function createRunService(deps: {
 }) {
   const { store, relay, metrics, log, config } = deps;
   const live = new Map<string, LiveRun>();
-  /** Accepted runs waiting for a thread, in acceptance order (a Map keeps insertion order). */
-  const queue = new Map<string, LiveRun>();
+  /** Accepted runs waiting for a thread: FIFO per user, round-robin across users. */
+  const queue = createAdmission();
+  /** Runs holding a thread (or on their way to one), per user and per conversation thread. */
+  const activeByUser = new Map<string, number>();
+  const activeByThread = new Map<string, number>();
+  /** Requests being accepted right now, by idempotency key: a duplicate waits for the first one. */
+  const accepting = new Map<string, Promise<RunRecord & { deduplicated?: boolean }>>();
   /** Suspects of a cell death, waiting to run alone in the quarantine cell. */
   const quarantine = new Map<string, LiveRun>();
   const isolation = { finished: 0, finishedWithViolations: 0, failures: 0, failuresAffectingOthers: 0 };
@@ -57,8 +75,28 @@ export function createRunService(deps: {
   const pumpTimer = setInterval(() => (queue.size > 0 || quarantine.size > 0) && pump(), 250);
   pumpTimer.unref();
 
-  function dispatch(run: LiveRun, cell: CellHandle, from: Map<string, LiveRun>): void {
-    from.delete(run.id);
+  const bump = (map: Map<string, number>, key: string, by: number) => {
+    const n = (map.get(key) ?? 0) + by;
+    if (n > 0) map.set(key, n);
+    else map.delete(key);
+  };
+  function occupy(run: LiveRun): void {
+    if (run.occupying) return;
+    run.occupying = true;
+    bump(activeByUser, run.userId, 1);
+    bump(activeByThread, run.threadId, 1);
+  }
+  function vacate(run: LiveRun): void {
+    if (!run.occupying) return;
+    run.occupying = false;
+    bump(activeByUser, run.userId, -1);
+    bump(activeByThread, run.threadId, -1);
+  }
+  /** A run may start when its user is under the cap and no other run of its conversation is active. */
+  const eligible = (run: LiveRun) => (activeByUser.get(run.userId) ?? 0) < config.userMaxConcurrentRuns && !activeByThread.has(run.threadId);
+
+  function dispatch(run: LiveRun, cell: CellHandle): void {
+    occupy(run);
     run.phase = 'dispatched';
     run.cellId = cell.id;
     run.attempt++;
@@ -71,12 +109,15 @@ export function createRunService(deps: {
     for (const run of quarantine.values()) {
       const cell = deps.cells().pickQuarantine(quarantine.size);
       if (!cell) break;
-      dispatch(run, cell, quarantine);
+      quarantine.delete(run.id);
+      dispatch(run, cell);
     }
-    for (const run of queue.values()) {
+    while (queue.size > 0) {
       const cell = deps.cells().pick();
       if (!cell) return;
-      dispatch(run, cell, queue);
+      const run = queue.take(eligible);
+      if (!run) return;
+      dispatch(run, cell);
     }
   }
 
@@ -115,15 +156,32 @@ export function createRunService(deps: {
   ): void {
     if (run.phase === 'finished') return; // exactly one terminal event
     run.phase = 'finished';
-    queue.delete(run.id);
+    queue.remove(run);
     quarantine.delete(run.id);
+    vacate(run);
     run.timers.forEach(clearTimeout);
     countIsolation(report, error);
     if (status === 'failed' || status === 'timeout') isolation.failures++;
     metrics.runsFinished.inc({ status, code: error?.code ?? 'none' });
     if (run.startedAt !== null) metrics.runDuration.observe(executionTimeMs / 1000);
+    // One line per run with its outcome, timings and what it left behind; never its input or result.
     log.info(
-      { run_id: run.id, user_id: run.userId, thread_id: run.threadId, cell: run.cellId, agent: run.agentName, status, code: error?.code, execution_time_ms: executionTimeMs, attempt: run.attempt },
+      {
+        ...runLogFields(run),
+        agent: run.agentName,
+        status,
+        code: error?.code,
+        attempts: run.attempt,
+        restarts: run.restarts.length,
+        queue_wait_ms: run.startedAt === null ? null : run.startedAt - run.acceptedAt,
+        time_to_first_event_ms: run.firstEventAt === null ? null : run.firstEventAt - run.acceptedAt,
+        execution_time_ms: executionTimeMs,
+        total_ms: Date.now() - run.acceptedAt,
+        leaks: report?.leaks ?? null,
+        globals_changed: report?.globals.length ?? null,
+        recycled: report?.recycled ?? null,
+        cleanup_ms: report?.cleanupMs ?? null,
+      },
       'run finished',
     );
     void relay.finish(run, status, error, result, executionTimeMs, isolationReport(run, report)).then(() => {
@@ -141,6 +199,7 @@ export function createRunService(deps: {
   function restart(run: LiveRun, cell: CellHandle, reason: string): void {
     run.timers.forEach(clearTimeout);
     run.timers = [];
+    vacate(run);
     run.phase = 'queued';
     run.suspect = true;
     run.partialText = '';
@@ -176,11 +235,11 @@ export function createRunService(deps: {
     run.timers.push(
       setTimeout(() => {
         if (run.phase === 'finished') return;
-        log.warn({ run_id: run.id, cell: run.cellId }, 'cell did not settle a stopped run in time; settling it in the front');
+        log.warn(runLogFields(run), 'cell did not settle a stopped run in time; settling it in the front');
         stoppedBy(run, reason, 'the run was stopped');
         const wedged = setTimeout(() => {
           if (cell && cell.runs.has(run.id)) {
-            log.error({ cell: cell.id, run_id: run.id }, 'cell still holds a stopped run; killing the cell');
+            log.error({ ...runLogFields(run), cell: cell.id }, 'cell still holds a stopped run; killing the cell');
             cell.kill('SIGKILL');
           }
         }, WEDGED_CELL_MS);
@@ -189,9 +248,80 @@ export function createRunService(deps: {
     );
   }
 
+  async function accept(userId: string, req: StartRunRequest): Promise<RunRecord> {
+    if (draining) throw new CodedError('SHUTTING_DOWN', 'the server is shutting down; retry shortly', { retryAfterSeconds: 5 });
+    if (!deps.cells().agents().some((a) => a.name === req.agent)) {
+      throw new CodedError('BAD_REQUEST', `unknown agent ${JSON.stringify(req.agent)}; GET /v1/agents lists the agents`);
+    }
+    const free = deps.cells().cells().reduce((n, c) => n + c.freeSlots, 0);
+    if (queue.size >= config.maxQueuedRuns + free) {
+      metrics.runsRefused.inc({ code: 'OVERLOADED' });
+      throw new CodedError('OVERLOADED', `the run queue is full (MAX_QUEUED_RUNS=${config.maxQueuedRuns}); nothing was accepted`, { retryAfterSeconds: 2 });
+    }
+    if (queue.queuedFor(userId) >= config.userMaxQueuedRuns) {
+      metrics.runsRefused.inc({ code: 'OVERLOADED' });
+      throw new CodedError('OVERLOADED', `you have ${config.userMaxQueuedRuns} runs waiting (USER_MAX_QUEUED_RUNS); nothing was accepted`, { retryAfterSeconds: 5 });
+    }
+    if (req.threadId && !(await store.findThread(userId, req.threadId))) throw new CodedError('NOT_FOUND', 'no such thread');
+    if (req.threadId) {
+      // Double-texting: what to do when the conversation already has a run queued or in progress.
+      const busy = [...live.values()].filter((r) => r.threadId === req.threadId && r.phase !== 'finished');
+      if (busy.length > 0 && req.multitask === 'reject') {
+        throw new CodedError('THREAD_BUSY', `thread ${req.threadId} has a run in progress (multitask "reject")`, { retryAfterSeconds: 1 });
+      }
+      if (req.multitask === 'interrupt') for (const r of busy) requestStop(r, 'cancelled');
+    }
+
+    const now = Date.now();
+    const run = newLiveRun({
+      id: randomUUID(),
+      userId,
+      threadId: req.threadId ?? randomUUID(),
+      agentName: req.agent,
+      input: req.input,
+      requestId: req.correlationId ?? randomUUID(),
+      correlationId: req.correlationId,
+      acceptedAt: now,
+      nextSeq: 1,
+    });
+    const first = relay.envelope(run, 'message_received', { correlation_id: req.correlationId }, now);
+    const record = await store.acceptRun({
+      id: run.id,
+      userId,
+      threadId: req.threadId,
+      newThreadId: run.threadId,
+      agentName: run.agentName,
+      input: run.input,
+      correlationId: run.correlationId,
+      requestId: run.requestId,
+      firstEvent: first,
+      replayOf: req.replayOf ?? null,
+    });
+    metrics.runsAccepted.inc();
+    live.set(run.id, run);
+    queue.add(run);
+    // A run still waiting for its slot after a second is told where it stands.
+    run.timers.push(
+      setTimeout(() => {
+        if (run.phase === 'queued' && queue.position(run) > 0) relay.append(run, 'run_queued', { position: queue.position(run) });
+      }, QUEUED_NOTICE_MS),
+    );
+    // After the caller's acknowledgement: the client learns the run id before its first event.
+    setImmediate(() => {
+      relay.deliver(run, first);
+      pump();
+    });
+    return record;
+  }
+
   return {
     get draining() {
       return draining;
+    },
+
+    /** Runs waiting or in flight, for per-user maxima (server/runs/user-stats.ts). */
+    liveRuns(): LiveRun[] {
+      return [...queue.values(), ...quarantine.values(), ...[...live.values()].filter((r) => r.phase === 'dispatched' || r.phase === 'running')];
     },
 
     snapshot() {
@@ -200,52 +330,25 @@ export function createRunService(deps: {
       return { activeRuns: active, queuedRuns: queue.size + quarantine.size, isolation: { ...isolation } };
     },
 
-    /** Persists the request, then returns it; the caller acknowledges before any event is sent. */
-    async start(userId: string, req: StartRunRequest): Promise<RunRecord> {
-      if (draining) throw new CodedError('SHUTTING_DOWN', 'the server is shutting down; retry shortly', { retryAfterSeconds: 5 });
-      if (!deps.cells().agents().some((a) => a.name === req.agent)) {
-        throw new CodedError('BAD_REQUEST', `unknown agent ${JSON.stringify(req.agent)}; GET /v1/agents lists the agents`);
+    /**
+     * Persists the request, then returns it; the caller acknowledges before any event is sent. With a
+     * correlation id, the same id within 24 h returns the first run (`deduplicated`) instead of a new one.
+     */
+    async start(userId: string, req: StartRunRequest): Promise<RunRecord & { deduplicated?: boolean }> {
+      if (!req.correlationId) return accept(userId, req);
+      const key = `${userId}\u0000${req.correlationId}`;
+      const pending = accepting.get(key);
+      if (pending) return { ...(await pending), deduplicated: true };
+      const attempt = (async () => {
+        const stored = await store.findRunByCorrelation(userId, req.correlationId!, Date.now() - IDEMPOTENCY_WINDOW_MS);
+        return stored ? { ...stored, deduplicated: true } : accept(userId, req);
+      })();
+      accepting.set(key, attempt);
+      try {
+        return await attempt;
+      } finally {
+        accepting.delete(key);
       }
-      const free = deps.cells().cells().reduce((n, c) => n + c.freeSlots, 0);
-      if (queue.size >= config.maxQueuedRuns + free) {
-        metrics.runsRefused.inc({ code: 'OVERLOADED' });
-        throw new CodedError('OVERLOADED', `the run queue is full (MAX_QUEUED_RUNS=${config.maxQueuedRuns}); nothing was accepted`, { retryAfterSeconds: 2 });
-      }
-      if (req.threadId && !(await store.findThread(userId, req.threadId))) throw new CodedError('NOT_FOUND', 'no such thread');
-
-      const now = Date.now();
-      const run = newLiveRun({
-        id: randomUUID(),
-        userId,
-        threadId: req.threadId ?? randomUUID(),
-        agentName: req.agent,
-        input: req.input,
-        requestId: req.correlationId ?? randomUUID(),
-        correlationId: req.correlationId,
-        acceptedAt: now,
-        nextSeq: 1,
-      });
-      const first = relay.envelope(run, 'message_received', { correlation_id: req.correlationId }, now);
-      const record = await store.acceptRun({
-        id: run.id,
-        userId,
-        threadId: req.threadId,
-        newThreadId: run.threadId,
-        agentName: run.agentName,
-        input: run.input,
-        correlationId: run.correlationId,
-        requestId: run.requestId,
-        firstEvent: first,
-      });
-      metrics.runsAccepted.inc();
-      live.set(run.id, run);
-      queue.set(run.id, run);
-      // After the caller's acknowledgement: the client learns the run id before its first event.
-      setImmediate(() => {
-        relay.deliver(run, first);
-        pump();
-      });
-      return record;
     },
 
     /** Stops a run in any state; idempotent. Another user's run is NOT_FOUND. */
@@ -281,6 +384,9 @@ export function createRunService(deps: {
       if (msg.type === 'run_finished') {
         cell.runs.delete(msg.runId);
         cell.lastBusyAt = Date.now();
+        // No report: the thread did not end normally (terminated, crashed, out of memory). A cell that dies
+        // soon after is more likely dying of that thread than of the runs still inside it.
+        if (!msg.report) cell.lastThreadKillAt = Date.now();
         setImmediate(pump);
         if (!msg.report && msg.outcome.status !== 'completed' && ['WORKER_CRASHED', 'OUT_OF_MEMORY'].includes(msg.outcome.error.code)) {
           metrics.threadDeaths.inc({ cause: msg.outcome.error.code === 'OUT_OF_MEMORY' ? 'out_of_memory' : 'exited' });
@@ -288,11 +394,15 @@ export function createRunService(deps: {
       }
       const run = live.get(msg.runId);
       // Messages for a run this cell no longer owns (settled by the front after a stop) are dropped.
-      if (!run || run.cellId !== cell.id || run.phase === 'finished') return;
+      if (!run || run.cellId !== cell.id || run.phase === 'finished') {
+        if (msg.type === 'run_event') metrics.eventsDropped.inc({ reason: 'run_settled' });
+        return;
+      }
       switch (msg.type) {
         case 'run_started': {
           run.phase = 'running';
           run.startedAt = msg.startedAt;
+          run.workerId = msg.workerId;
           cell.runs.set(run.id, msg.startedAt);
           metrics.runsStarted.inc();
           metrics.queueWait.observe(Math.max(0, msg.startedAt - run.acceptedAt) / 1000);
@@ -303,13 +413,17 @@ export function createRunService(deps: {
           run.timers.push(
             setTimeout(() => {
               if (run.phase !== 'running' || run.stopReason) return;
-              log.warn({ run_id: run.id, cell: cell.id }, 'run outlived its deadline in the cell');
+              log.warn(runLogFields(run), 'run outlived its deadline in the cell');
               requestStop(run, 'timeout');
             }, config.runTimeoutMs + config.cancelGraceMs + SAFETY_MARGIN_MS),
           );
           return;
         }
         case 'run_event':
+          if (run.firstEventAt === null) {
+            run.firstEventAt = Date.now();
+            metrics.timeToFirstEvent.observe((run.firstEventAt - run.acceptedAt) / 1000);
+          }
           if (msg.event.type === 'partial_result' && run.partialText.length < PARTIAL_TEXT_CAP) {
             run.partialText = (run.partialText + String(msg.event.payload.text)).slice(0, PARTIAL_TEXT_CAP);
           }
@@ -332,9 +446,23 @@ export function createRunService(deps: {
       metrics.cellDeaths.inc({ cause: exit.cause });
       const inside = runIds.map((id) => live.get(id)).filter((r): r is LiveRun => !!r && r.phase !== 'finished' && r.cellId === cell.id);
       for (const run of inside.filter((r) => r.stopReason)) stoppedBy(run, run.stopReason!, `the run was stopped (its cell ended: ${exit.error.message})`);
-      const suspects = inside.filter((r) => !r.stopReason);
+      // Runs the cell never reported starting ran no agent code that we know of: back to the queue.
+      for (const run of inside.filter((r) => !r.stopReason && r.phase === 'dispatched')) {
+        // Not an attempt (it never ran), but bounded all the same in case "started" was lost with the cell.
+        run.attempt--;
+        if (++run.requeues > MAX_REQUEUES) {
+          finish(run, 'failed', { code: exit.error.code, message: `${exit.error.message}; its cell died ${run.requeues} times before it started` }, null, 0);
+          continue;
+        }
+        vacate(run);
+        run.phase = 'queued';
+        run.cellId = null;
+        queue.addFirst(run);
+      }
+      const suspects = inside.filter((r) => !r.stopReason && r.phase === 'running');
       const elapsed = (r: LiveRun) => (r.startedAt === null ? 0 : Date.now() - r.startedAt);
-      if (cell.quarantine || suspects.length === 1) {
+      const recentKill = cell.lastThreadKillAt !== null && Date.now() - cell.lastThreadKillAt < RECENT_KILL_MS;
+      if (cell.quarantine || (suspects.length === 1 && !recentKill)) {
         for (const run of suspects) finish(run, 'failed', exit.error, null, elapsed(run));
       } else {
         let collateral = 0;
@@ -378,7 +506,7 @@ export function createRunService(deps: {
           finish(run, 'failed', { code: 'WORKER_CRASHED', message: 'the server stopped while this run was running' }, null, 0);
           failed++;
         } else {
-          queue.set(run.id, run);
+          queue.add(run);
           requeued++;
         }
       }
@@ -396,7 +524,10 @@ export function createRunService(deps: {
     async drain(graceMs: number): Promise<void> {
       draining = true;
       clearInterval(pumpTimer);
-      for (const run of [...queue.values(), ...quarantine.values()]) run.markSettled();
+      for (const run of [...queue.values(), ...quarantine.values()]) {
+        run.timers.forEach(clearTimeout);
+        run.markSettled();
+      }
       queue.clear();
       quarantine.clear();
       const inFlight = () => [...live.values()].filter((r) => r.phase === 'dispatched' || r.phase === 'running');

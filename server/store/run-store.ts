@@ -28,6 +28,8 @@ export interface RunRecord {
   workerId: number | null;
   attempts: number;
   report: IsolationReport | null;
+  /** The run this one replays (POST /v1/runs/:id/replay), or null. */
+  replayOf: string | null;
 }
 
 /** What Atoll found about a run's isolation (GET /v1/runs/:id shows it). */
@@ -69,6 +71,8 @@ export interface NewRun {
   correlationId: string | null;
   requestId: string;
   firstEvent: RunEventEnvelope<'message_received'>;
+  /** Set when the run replays an earlier run of the same user. */
+  replayOf?: string | null;
 }
 
 type RunRow = Awaited<ReturnType<Db['run']['findFirst']>> & {};
@@ -93,6 +97,7 @@ export function createRunStore(db: Db) {
       workerId: row.workerId,
       attempts: row.attempts,
       report: row.report ? (JSON.parse(row.report) as IsolationReport) : null,
+      replayOf: row.replayOf,
     };
   }
 
@@ -152,6 +157,7 @@ export function createRunStore(db: Db) {
             requestId: r.requestId,
             status: 'queued',
             queuedAt: now,
+            replayOf: r.replayOf ?? null,
           },
         }),
         db.runEvent.create({ data: eventRow(r.firstEvent) }),
@@ -208,6 +214,12 @@ export function createRunStore(db: Db) {
         ops.push(db.message.create({ data: { threadId, runId, role: 'assistant', content: partialText, status: 'interrupted', createdAt: finishedAt } }) as never);
       }
       await db.$transaction(ops);
+    },
+
+    /** The user's run with this correlation id accepted since `since` (idempotency). */
+    async findRunByCorrelation(userId: string, correlationId: string, since: number): Promise<RunRecord | null> {
+      const row = await db.run.findFirst({ where: { userId, correlationId, queuedAt: { gte: new Date(since) } }, orderBy: { queuedAt: 'asc' } });
+      return row ? toRun(row) : null;
     },
 
     async findRun(userId: string, runId: string): Promise<RunRecord | null> {

@@ -34,6 +34,13 @@ export async function startServer(env: Record<string, string> = {}, options: { d
       CELLS: '2',
       THREADS_PER_CELL: '2',
       LOG_LEVEL: 'info',
+      // Tests drive many runs per user from one address; the admission and rate-limit tests set these
+      // back to their defaults (or lower) themselves.
+      USER_MAX_CONCURRENT_RUNS: '100',
+      RATE_LIMIT_USER_PER_SEC: '10000',
+      RATE_LIMIT_USER_BURST: '10000',
+      RATE_LIMIT_IP_PER_SEC: '10000',
+      RATE_LIMIT_IP_BURST: '10000',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

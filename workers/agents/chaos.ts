@@ -19,7 +19,7 @@ export default class ChaosAgent implements Agent {
   static agentName = 'chaos';
   static description = 'Misbehaves on demand: see README "The chaos agent" for its modes.';
   static readonly modes = [
-    'ok', 'throw', 'exit', 'hang', 'hang_async', 'oom_heap', 'oom_fatal', 'oom_external', 'oom_map', 'oom_string', 'oom_json',
+    'ok', 'throw', 'exit', 'abort', 'hang', 'hang_async', 'oom_heap', 'oom_fatal', 'oom_external', 'oom_map', 'oom_string', 'oom_json',
     'recursion', 'leak_timer', 'leak_socket', 'leak_child', 'leak_global', 'leak_prototype', 'flood_events', 'huge_event', 'huge_result', 'slow',
   ] as const;
 
@@ -66,6 +66,11 @@ export default class ChaosAgent implements Agent {
         const dive = (n: number): number => dive(n + 1) + 1;
         return String(dive(0));
       }
+      case 'abort':
+        // Aborts the whole cell process, every time: the deterministic way to kill a cell from a run.
+        // (process.abort() itself is refused in worker threads; the signal is not.)
+        process.kill(process.pid, 'SIGABRT');
+        return new Promise<string>(() => undefined);
       case 'oom_fatal':
         // Aborts the whole process despite resourceLimits (facts.md): kills this cell.
         new Array(2 ** 28).fill(0);

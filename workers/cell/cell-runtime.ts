@@ -5,17 +5,35 @@
  */
 import path from 'node:path';
 import { Piscina } from 'piscina';
-import { CELL_EXIT_MEMORY, type CellConfig, type CellStats, type CellToFront, type FrontToCell } from '../../server/protocol/cell-messages.js';
+import { CELL_EXIT_MEMORY, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../server/protocol/cell-messages.js';
 import type { DescribeReply, ThreadConfig } from '../thread-messages.js';
 import { createRunDispatcher, type RunDispatcher } from './run-dispatcher.js';
 
 const STATS_INTERVAL_MS = 1000;
+/** Process metrics are a few kB: often enough for a 15 s scrape interval, rare enough to cost nothing. */
+const PROCESS_METRICS_INTERVAL_MS = 2000;
 const WATCHDOG_INTERVAL_MS = 25;
 
-export function createCellRuntime(deps: { send: (msg: CellToFront) => void; exit: (code: number) => void; log: (obj: object, msg: string) => void }) {
+export function createCellRuntime(deps: {
+  send: (msg: CellToFront) => void;
+  exit: (code: number) => void;
+  log: (obj: object, msg: string) => void;
+  /** The cell's default process metrics (its own prom-client registry), reported to the front. */
+  processMetrics?: () => Promise<ProcessMetricFamily[]>;
+}) {
   let pool: Piscina | null = null;
   let dispatcher: RunDispatcher | null = null;
   let statsTimer: NodeJS.Timeout | null = null;
+  let metricsTimer: NodeJS.Timeout | null = null;
+  let cellId = '';
+  // Every cell log line names its cell, like the front's and the threads' lines do.
+  const log = (obj: object, msg: string) => deps.log({ cell: cellId || undefined, ...obj }, msg);
+  const sendProcessMetrics = () => {
+    deps.processMetrics?.().then(
+      (metrics) => deps.send({ type: 'process_metrics', metrics }),
+      (err: unknown) => log({ err: String((err as Error)?.message ?? err) }, 'process metrics collection failed'),
+    );
+  };
   let statsSoon: NodeJS.Timeout | null = null;
   const sendStats = () => {
     if (statsSoon) clearTimeout(statsSoon);
@@ -24,6 +42,7 @@ export function createCellRuntime(deps: { send: (msg: CellToFront) => void; exit
   };
 
   async function init(config: CellConfig) {
+    cellId = config.cellId;
     const threadConfig: ThreadConfig = {
       cellId: config.cellId,
       databaseFile: config.databaseUrl.replace(/^file:/, ''),
@@ -52,7 +71,7 @@ export function createCellRuntime(deps: { send: (msg: CellToFront) => void; exit
       workerData: threadConfig,
     });
     // Without a listener, a thread dying while idle would take the cell down.
-    pool.on('error', (err: Error) => deps.log({ err: err.message }, 'pool error'));
+    pool.on('error', (err: Error) => log({ err: err.message }, 'pool error'));
     dispatcher = createRunDispatcher({
       pool,
       send: deps.send,
@@ -68,6 +87,9 @@ export function createCellRuntime(deps: { send: (msg: CellToFront) => void; exit
     sendStats();
     statsTimer = setInterval(sendStats, STATS_INTERVAL_MS);
     statsTimer.unref();
+    sendProcessMetrics();
+    metricsTimer = setInterval(sendProcessMetrics, PROCESS_METRICS_INTERVAL_MS);
+    metricsTimer.unref();
     startMemoryWatchdog(config.cellMemoryMb * 1024 * 1024);
   }
 
@@ -82,7 +104,7 @@ export function createCellRuntime(deps: { send: (msg: CellToFront) => void; exit
       if (rssBytes <= limitBytes) return;
       clearInterval(timer);
       deps.send({ type: 'memory_exceeded', rssBytes, limitBytes });
-      deps.log({ rss_bytes: rssBytes, limit_bytes: limitBytes }, 'cell memory limit exceeded (CELL_MEMORY_MB); exiting');
+      log({ rss_bytes: rssBytes, limit_bytes: limitBytes }, 'cell memory limit exceeded (CELL_MEMORY_MB); exiting');
       deps.exit(CELL_EXIT_MEMORY);
     }, WATCHDOG_INTERVAL_MS);
     timer.unref();
@@ -122,6 +144,7 @@ export function createCellRuntime(deps: { send: (msg: CellToFront) => void; exit
           return;
         case 'shutdown':
           if (statsTimer) clearInterval(statsTimer);
+          if (metricsTimer) clearInterval(metricsTimer);
           await pool?.destroy().catch(() => undefined);
           deps.exit(0);
           return;

@@ -1,14 +1,21 @@
 /** Cell process entry (forked by the front's supervisor): wires IPC to the cell runtime. */
-import type { CellToFront, FrontToCell } from '../../server/protocol/cell-messages.js';
+import client from 'prom-client';
+import type { CellToFront, FrontToCell, ProcessMetricFamily } from '../../server/protocol/cell-messages.js';
 import { createCellRuntime } from './cell-runtime.js';
 
 if (!process.send) throw new Error('workers/cell/main must be forked with an IPC channel');
+
+// The cell's own default process metrics (CPU, memory, event loop, GC): the front merges them into its
+// scrape labelled with this cell's id.
+const registry = new client.Registry();
+client.collectDefaultMetrics({ register: registry });
 
 const runtime = createCellRuntime({
   send: (msg: CellToFront) => {
     if (process.connected) process.send!(msg);
   },
   exit: (code) => process.exit(code),
+  processMetrics: async () => (await registry.getMetricsAsJSON()) as unknown as ProcessMetricFamily[],
   log: (obj, msg) => process.stderr.write(JSON.stringify({ level: 40, msg, ...obj, cell_pid: process.pid }) + '\n'),
 });
 process.on('message', (msg: FrontToCell) => void runtime.handle(msg));

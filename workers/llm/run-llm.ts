@@ -6,12 +6,27 @@
 import type { AgentLogger, ScopedDb, UserExecutionContext } from '../agent-contract.js';
 import type { AgentSettings } from '../../server/protocol/cell-messages.js';
 import { BUILTIN_TOOLS } from '../tools/builtin-tools.js';
-import { runChatLoop } from './chat-loop.js';
-import { createModelClient } from './client.js';
-import { loadContext } from './history.js';
 import { isConfigured, modelEndpoint } from './settings.js';
-import { prepareTools } from './tool-set.js';
 import type { ChatOptions, ChatResult, RunLlm } from './types.js';
+
+/**
+ * The model client (openai) and the schema validator (ajv) are loaded on the first chat of a thread, not
+ * when the thread starts: most runs never talk to a model, and every new thread would pay for them.
+ */
+/** Loads the model client now: a thread with a model configured does it while warming up, so what the
+ * client library defines globally is part of the thread's clean baseline, not mistaken for a run's leak. */
+export function preloadLlm(): void {
+  heavy();
+}
+
+function heavy() {
+  return {
+    ...(require('./chat-loop.js') as typeof import('./chat-loop.js')),
+    ...(require('./client.js') as typeof import('./client.js')),
+    ...(require('./history.js') as typeof import('./history.js')),
+    ...(require('./tool-set.js') as typeof import('./tool-set.js')),
+  };
+}
 
 const DEFAULT_MAX_TURNS = 8;
 const MAX_TURNS = 20;
@@ -38,6 +53,7 @@ export function createRunLlm(deps: RunLlmDeps): RunLlm {
 
 async function chat(deps: RunLlmDeps, options: ChatOptions): Promise<ChatResult> {
   const endpoint = modelEndpoint(deps.settings.llm);
+  const { runChatLoop, createModelClient, loadContext, prepareTools } = heavy();
   const { system, prompt, maxTurns } = checkOptions(options);
   const tools = prepareTools(options.tools, endpoint.toolTimeoutMs);
   const context = await loadContext(deps.db, deps.inputText, endpoint.maxContextMessages);

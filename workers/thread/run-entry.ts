@@ -25,6 +25,9 @@ const runtime = createThreadRuntime({
   log,
 });
 
+// A new thread (at cell start, or replacing a recycled one) warms up at once, not on its first run.
+runtime.warm();
+
 export = function handle(task: ThreadTask) {
   return runtime.handle(task);
 };

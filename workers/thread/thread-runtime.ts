@@ -14,6 +14,8 @@ import type { AgentRegistry } from './agent-registry.js';
 import { createExecutionContext, deepFreeze, type ExecutionContextHandle } from './execution-context.js';
 import { activeResources, changedGlobals, leakedResources, settleLazyGlobals, snapshotGlobals, type GlobalsSnapshot } from './isolation-check.js';
 import { completedOutcome, failedOutcome, stoppedOutcome } from './outcome.js';
+import { preloadLlm } from '../llm/run-llm.js';
+import { isConfigured } from '../llm/settings.js';
 
 const CLEANUP_TIMEOUT_MS = 2000;
 const LEAK_RECHECK_MS = 20;
@@ -40,6 +42,7 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
     (baseline ??= (async () => {
       await deps.registry.catch(() => undefined);
       await prisma.$queryRawUnsafe('SELECT 1');
+      if (isConfigured(config.agentSettings.llm)) preloadLlm();
       settleLazyGlobals();
       return snapshotGlobals();
     })());
@@ -56,7 +59,9 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
     const contaminated = changedGlobals(clean, snapshotGlobals()).length > 0;
     const startedAt = Date.now();
     post({ type: 'started', workerId: threadId, startedAt });
-    const runLog = log.child({ run_id: run.runId, user_id: run.userId, thread_id: run.threadId, worker: threadId, attempt: run.attempt });
+    // `cell` and `worker` are already bound by the thread's logger (run-entry.ts); repeating them here would
+    // print each key twice.
+    const runLog = log.child({ run_id: run.runId, user_id: run.userId, thread_id: run.threadId, agent: run.agentName, attempt: run.attempt });
 
     const controller = new AbortController();
     const stop = (reason: StopReason | 'limit') => {
@@ -157,6 +162,10 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
   }
 
   return {
+    /** Starts warming up (agents, database client, clean baseline) before the first task arrives. */
+    warm(): void {
+      cleanBaseline().catch(() => undefined);
+    },
     handle(task: ThreadTask): Promise<RunOutcome | DescribeReply> {
       return task.kind === 'describe' ? describe() : execute(task.run, task.port);
     },

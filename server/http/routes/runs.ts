@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { Router } from 'express';
 import { CodedError } from '../../protocol/errors.js';
-import { CreateThreadBody, EventsQuery, IdParam, PageQuery, ThreadRunBody, ThreadsQuery, normalizeInput, parse } from '../../protocol/requests.js';
+import { CreateThreadBody, EventsQuery, IdParam, IdempotencyKey, PageQuery, ThreadRunBody, ThreadsQuery, normalizeInput, parse } from '../../protocol/requests.js';
 import type { RunService } from '../../runs/run-service.js';
 import type { RunStore } from '../../store/run-store.js';
 import { userOf } from '../auth.js';
@@ -48,12 +48,17 @@ export function runRoutes(deps: { store: RunStore; runs: RunService; maxInputByt
     const userId = userOf(res);
     const thread = await ownThread(userId, req.params.id);
     const body = parse(ThreadRunBody, req.body ?? {}, 'body');
+    // The Idempotency-Key header, when present, is the correlation id.
+    const header = req.get('idempotency-key');
+    const correlationId = body.correlation_id ?? (header ? parse(IdempotencyKey, header, 'Idempotency-Key header') : null);
     const run = await runs.start(userId, {
       agent: body.agent,
       input: normalizeInput(body.input, deps.maxInputBytes),
       threadId: thread.id,
-      correlationId: body.correlation_id ?? null,
+      correlationId,
+      multitask: body.multitask,
     });
+    if (run.deduplicated) res.setHeader('Idempotent-Replayed', 'true');
     res.status(202).json(runView(run));
   });
 

@@ -1,0 +1,189 @@
+/**
+ * `npm run bench`: one command, one machine, the same trivial workload through every design: the raw
+ * Piscina limit, Atoll end to end (default and MAX_RUNS_PER_WORKER=1), one shared in-process agent,
+ * one process per run; then memory per in-flight run and recovery after a cell's death. Prints a markdown
+ * table and writes a JSON report. Composition root: everything it starts, it stops.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { UsageError } from './load/argv.js';
+import { getJson } from './load/auth.js';
+import { ratio, round } from './load/stats.js';
+import { describeMachine } from './bench/machine.js';
+import { memoryAtLevel, perRunBytes, type MemoryLevel, type MemoryTarget } from './bench/memory.js';
+import { HELP, parseBenchOptions, type BenchOptions } from './bench/options.js';
+import { ATOLL_ENTRY, BASELINE_ENTRY, BENCH_AGENTS_DIR, agentFile } from './bench/paths.js';
+import { piscinaRound, withPiscina } from './bench/piscina-limit.js';
+import { recoveryOnce, summarizeRecovery, type RecoverySample } from './bench/recovery.js';
+import type { BenchReport, MemoryReport } from './bench/report-types.js';
+import { startServer, type Spawned } from './bench/spawn.js';
+import { renderMarkdown } from './bench/table.js';
+import { distinctWorkers, socketVariant, summarizeRounds, type VariantReport } from './bench/variants.js';
+
+/** Execution slots in every design: Atoll's default 2 cells × 2 threads. */
+const CELLS = 2;
+const THREADS_PER_CELL = 2;
+const SLOTS = CELLS * THREADS_PER_CELL;
+const WORKER_SAMPLE = 40;
+
+type Log = (msg: string) => void;
+
+/**
+ * The bench measures the run pipeline, not admission control: its few clients on one address would
+ * otherwise meet the per-user and per-address limits (variables an older server simply ignores).
+ */
+const NO_ADMISSION_LIMITS = {
+  USER_MAX_CONCURRENT_RUNS: '10000',
+  USER_MAX_QUEUED_RUNS: '1000000',
+  RATE_LIMIT_USER_PER_SEC: '1000000',
+  RATE_LIMIT_USER_BURST: '1000000',
+  RATE_LIMIT_IP_PER_SEC: '1000000',
+  RATE_LIMIT_IP_BURST: '1000000',
+  MAX_CONNECTIONS_PER_USER: '100000',
+  MAX_CONNECTIONS_PER_IP: '100000',
+};
+
+const startAtoll = (threadsPerCell: number, extra: Record<string, string> = {}) =>
+  startServer(ATOLL_ENTRY, { ...NO_ADMISSION_LIMITS, AGENTS_DIR: BENCH_AGENTS_DIR, CELLS: String(CELLS), THREADS_PER_CELL: String(threadsPerCell), ...extra });
+const startBaseline = (mode: 'in-process' | 'process-per-run', slots: number) => startServer(BASELINE_ENTRY, {}, ['--mode', mode, '--slots', String(slots)]);
+
+async function using<T>(server: Promise<Spawned>, use: (s: Spawned) => Promise<T>): Promise<T> {
+  const s = await server;
+  try {
+    return await use(s);
+  } finally {
+    await s.stop();
+  }
+}
+
+async function limit(opts: BenchOptions): Promise<VariantReport> {
+  return withPiscina(SLOTS, async (pool) => {
+    // Far more tasks in flight than threads: the pool, not the submitter, must be the bottleneck.
+    const inflight = SLOTS * 16;
+    const warmStart = performance.now();
+    if (opts.warmup > 0) await piscinaRound(pool, agentFile('steps'), opts.warmup * 10, inflight, opts.roundMs);
+    const left = opts.warmupMs - (performance.now() - warmStart);
+    if (left > 0) await piscinaRound(pool, agentFile('steps'), opts.limitRuns, inflight, left);
+    const rounds = [];
+    for (let r = 0; r < opts.reps; r++) rounds.push(await piscinaRound(pool, agentFile('steps'), opts.limitRuns, inflight, opts.roundMs));
+    return summarizeRounds('limit: raw Piscina dispatch', rounds);
+  });
+}
+
+async function memory(opts: BenchOptions, log: Log): Promise<MemoryReport> {
+  const [low, high] = opts.memoryLevels;
+  const atollTarget = (s: Spawned): MemoryTarget => ({ url: s.url, auth: 'dev-login', pids: async () => [s.pid, ...s.cellPids().values()], stop: s.stop });
+  const baselineTarget = (s: Spawned): MemoryTarget => ({
+    url: s.url,
+    auth: 'none',
+    pids: async () => (await getJson(s.url, '/pids', null, 5000)).body.pids as number[],
+    stop: s.stop,
+  });
+  const measure = async (start: (level: number) => Promise<Spawned>, target: (s: Spawned) => MemoryTarget, name: string) => {
+    const levels: MemoryLevel[] = [];
+    for (const level of [low, high]) {
+      log(`memory: ${name} with ${level} runs in flight`);
+      levels.push(await using(start(level), (s) => memoryAtLevel(target(s), level, opts.holdMs, opts.reps)));
+    }
+    return { levels: levels as [MemoryLevel, MemoryLevel], per_run_bytes: perRunBytes(levels[0], levels[1]), per_run_rss_bytes: perRunBytes(levels[0], levels[1], 'rss_bytes') };
+  };
+  const atoll = await measure((level) => startAtoll(level / CELLS), atollTarget, 'Atoll');
+  const processPerRun = await measure((level) => startBaseline('process-per-run', level), baselineTarget, 'process per run');
+  const inProcess = await measure((level) => startBaseline('in-process', level), baselineTarget, 'in-process');
+  return { levels: [low, high], source: atoll.levels[0].source, atoll, process_per_run: processPerRun, in_process: inProcess };
+}
+
+async function main(argv: string[]): Promise<number> {
+  let opts: BenchOptions;
+  try {
+    const parsed = parseBenchOptions(argv, new Date());
+    if (parsed === 'help') {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    opts = parsed;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`bench: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const startedAt = new Date();
+  const machine = describeMachine();
+  const log: Log = (msg) => process.stderr.write(`bench: ${((Date.now() - startedAt.getTime()) / 1000).toFixed(1)}s ${msg}\n`);
+
+  log('limit: raw Piscina');
+  const limitReport = await limit(opts);
+  log('Atoll end to end');
+  const recoverySamples: RecoverySample[] = [];
+  const atoll = await using(startAtoll(THREADS_PER_CELL), async (s) => {
+    const v = await socketVariant('Atoll', s.url, 'dev-login', opts);
+    const workers = await distinctWorkers(s.url, v.last.run_refs, WORKER_SAMPLE);
+    // This server has had no cell death yet, so it can serve as the first recovery repetition.
+    log(`recovery 1/${opts.recoveryReps}`);
+    recoverySamples.push(await recoveryOnce(s));
+    return { ...v, workers };
+  });
+  log('Atoll with MAX_RUNS_PER_WORKER=1');
+  const mrpw = await using(startAtoll(THREADS_PER_CELL, { MAX_RUNS_PER_WORKER: '1' }), async (s) => {
+    const v = await socketVariant('Atoll MAX_RUNS_PER_WORKER=1', s.url, 'dev-login', opts);
+    return { ...v, workers: await distinctWorkers(s.url, v.last.run_refs, WORKER_SAMPLE) };
+  });
+  log('one shared in-process agent');
+  const inProcess = await using(startBaseline('in-process', SLOTS), (s) => socketVariant('in-process', s.url, 'none', opts));
+  log('one process per run');
+  const processPerRun = await using(startBaseline('process-per-run', SLOTS), (s) => socketVariant('process per run', s.url, 'none', opts));
+  const mem = await memory(opts, log);
+  for (let r = 1; r < opts.recoveryReps; r++) {
+    log(`recovery ${r + 1}/${opts.recoveryReps}`);
+    recoverySamples.push(await using(startAtoll(THREADS_PER_CELL), recoveryOnce));
+  }
+
+  // More sampled runs than the default has threads, all on distinct threads: the server honoured it.
+  const honoured = mrpw.workers.runs > SLOTS ? mrpw.workers.workers === mrpw.workers.runs : null;
+  const finishedAt = new Date();
+  machine.loadavg_at_end = round(os.loadavg()[0], 2);
+  const report: BenchReport = {
+    tool: 'atoll-bench',
+    version: 1,
+    quick: opts.quick,
+    started_at: startedAt.toISOString(),
+    finished_at: finishedAt.toISOString(),
+    duration_s: round((finishedAt.getTime() - startedAt.getTime()) / 1000, 1)!,
+    machine,
+    settings: { reps: opts.reps, runs: opts.runs, limit_runs: opts.limitRuns, round_s: opts.roundMs / 1000, warmup: opts.warmup, warmup_s: opts.warmupMs / 1000, clients: opts.clients, inflight: opts.inflight, slots: SLOTS, hold_ms: opts.holdMs },
+    throughput: {
+      limit_piscina: limitReport,
+      atoll: atoll.report,
+      atoll_max_runs_per_worker_1: { ...mrpw.report, distinct_workers: mrpw.workers, default_distinct_workers: atoll.workers, honoured },
+      in_process: inProcess.report,
+      process_per_run: processPerRun.report,
+    },
+    ratios: {
+      atoll_over_limit: ratio(atoll.report.runs_per_s, limitReport.runs_per_s, 4),
+      atoll_over_in_process: ratio(atoll.report.runs_per_s, inProcess.report.runs_per_s, 4),
+      atoll_over_process_per_run: ratio(atoll.report.runs_per_s, processPerRun.report.runs_per_s, 4),
+      max_runs_per_worker_1_over_default: ratio(mrpw.report.runs_per_s, atoll.report.runs_per_s, 4),
+    },
+    memory: mem,
+    recovery: summarizeRecovery(recoverySamples),
+    markdown: '',
+  };
+  report.markdown = renderMarkdown(report, machine);
+  fs.mkdirSync(path.dirname(path.resolve(opts.out)), { recursive: true });
+  fs.writeFileSync(opts.out, JSON.stringify(report, null, 2) + '\n');
+  if (opts.markdown) fs.writeFileSync(opts.markdown, report.markdown);
+  process.stdout.write(`\n${report.markdown}\nreport: ${opts.out}\n`);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`bench: ${String(err?.stack ?? err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,80 @@
+/** `npm run bench` flags. --quick is the seconds-long mode the tests use; figures from it are not meaningful. */
+import { intFlag, numberFlag, parseFlags, stringFlag, switchFlag, UsageError } from '../load/argv.js';
+
+export interface BenchOptions {
+  quick: boolean;
+  reps: number;
+  runs: number;
+  limitRuns: number;
+  /** A round stops taking new runs after this long (a slow design then runs fewer). */
+  roundMs: number;
+  warmup: number;
+  /** Warm-up goes on (up to --runs) until this long has passed: JIT and caches settle in time, not in runs. */
+  warmupMs: number;
+  clients: number;
+  inflight: number;
+  memoryLevels: [number, number];
+  holdMs: number;
+  recoveryReps: number;
+  out: string;
+  markdown: string | null;
+}
+
+export const HELP = `npm run bench -- [flags]    Atoll against its limit and its alternatives, same machine, same workload
+
+Starts everything it needs (Atoll servers on ephemeral ports with scratch databases, the baselines, a raw
+Piscina pool) and prints a markdown table. Workload: the agent scripts/bench-agents/steps.mjs (two
+partial_result events, then returns). Every figure is the median of --reps repetitions.
+
+  --reps N             repetitions of every measurement (default 3; --quick: 1)
+  --runs N             runs per repetition for the socket variants (default 300; --quick: 10)
+  --limit-runs N       tasks per repetition for raw Piscina (default 10 x --runs)
+  --round-seconds S    a repetition stops starting runs after S seconds, so slow designs run fewer (default 10;
+                       --quick: 3)
+  --warmup N           runs before measuring each design (default 30; --quick: 2)
+  --warmup-seconds S   and keep warming up until S seconds have passed (default 2; --quick: 0)
+  --clients N          socket.io clients (default 4)
+  --inflight N         runs in flight per client (default 2)
+  --memory-levels A,B  concurrent in-flight runs at which memory is measured (default 2,16; --quick: 2,4)
+  --hold-ms MS         how long each memory-probe run stays in flight (default 2500; --quick: 800)
+  --recovery-reps N    cell kills, each on a server that had no cell death before (default 3; --quick: 1)
+  --out FILE           JSON report (default data/bench-reports/bench-<time>.json)
+  --markdown FILE      also write the markdown table there
+  --quick              a seconds-long smoke run (tests)
+  --help               this text
+`;
+
+const KINDS = {
+  reps: 'value', runs: 'value', 'limit-runs': 'value', 'round-seconds': 'value', warmup: 'value', clients: 'value', inflight: 'value', 'memory-levels': 'value',
+  'hold-ms': 'value', 'warmup-seconds': 'value', 'recovery-reps': 'value', out: 'value', markdown: 'value', quick: 'switch', help: 'switch',
+} as const;
+
+export function parseBenchOptions(argv: readonly string[], now: Date): BenchOptions | 'help' {
+  const flags = parseFlags(argv, KINDS);
+  if (switchFlag(flags, 'help')) return 'help';
+  const quick = switchFlag(flags, 'quick');
+  const runs = intFlag(flags, 'runs', quick ? 10 : 300, 1, 100_000);
+  const levelsRaw = stringFlag(flags, 'memory-levels', quick ? '2,4' : '2,16');
+  const m = /^(\d+),(\d+)$/.exec(levelsRaw);
+  const levels = m ? ([Number(m[1]), Number(m[2])] as [number, number]) : null;
+  // Atoll runs two cells, so a level must split evenly over them.
+  if (!levels || levels[0] < 2 || levels[1] <= levels[0] || levels[1] > 128 || levels.some((l) => l % 2 !== 0)) {
+    throw new UsageError(`--memory-levels must be two even numbers A,B with 2 <= A < B <= 128 (got ${JSON.stringify(levelsRaw)})`);
+  }
+  return {
+    quick,
+    reps: intFlag(flags, 'reps', quick ? 1 : 3, 1, 50),
+    runs,
+    limitRuns: intFlag(flags, 'limit-runs', runs * 10, 1, 1_000_000),
+    roundMs: Math.round(numberFlag(flags, 'round-seconds', quick ? 3 : 10, 0.5, 600) * 1000),
+    warmup: intFlag(flags, 'warmup', quick ? 2 : 30, 0, 10_000),
+    warmupMs: Math.round(numberFlag(flags, 'warmup-seconds', quick ? 0 : 2, 0, 600) * 1000),
+    clients: intFlag(flags, 'clients', 4, 1, 256),
+    inflight: intFlag(flags, 'inflight', 2, 1, 256),
+    memoryLevels: levels,
+    holdMs: intFlag(flags, 'hold-ms', quick ? 800 : 2500, 200, 60_000),
+    recoveryReps: intFlag(flags, 'recovery-reps', quick ? 1 : 3, 1, 20),
+    out: stringFlag(flags, 'out', `data/bench-reports/bench-${now.toISOString().replace(/[:.]/g, '-')}.json`),
+    markdown: stringFlag(flags, 'markdown', null),
+  };
+}

@@ -1,0 +1,90 @@
+/**
+ * Recovery: SIGKILL cell1 of an idle Atoll and time, from the kill, (1) the first run served at all (by
+ * the surviving cell), (2) the replacement's `cell ready` line, (3) the first run served by the
+ * replacement. A fresh server per repetition, because the supervisor backs off on repeated deaths.
+ */
+import { performance } from 'node:perf_hooks';
+import { getJson } from '../load/auth.js';
+import { metricValue } from '../load/prom.js';
+import { median } from '../load/stats.js';
+import { connectClients, drive } from './driver.js';
+import type { Spawned } from './spawn.js';
+
+export interface RecoverySample {
+  first_run_after_death_ms: number | null;
+  replacement_ready_ms: number | null;
+  served_on_replacement_ms: number | null;
+  /** The server's own atoll_cell_restart_seconds (death → replacement ready), in ms. */
+  server_restart_ms: number | null;
+  /** Probe runs sent after the kill, and how many of them did not complete (sent into the dying cell). */
+  probes: number;
+  probes_failed: number;
+  probe_failure_codes: Record<string, number>;
+}
+
+export interface RecoveryReport {
+  reps: number;
+  first_run_after_death_ms: number | null;
+  replacement_ready_ms: number | null;
+  served_on_replacement_ms: number | null;
+  server_restart_ms: number | null;
+  samples: RecoverySample[];
+}
+
+const RECOVERY_TIMEOUT_MS = 30_000;
+const MAX_PROBES = 2000;
+/** After a probe that did not complete: a refusal comes back at once and must not turn into a spin. */
+const PROBE_PAUSE_MS = 20;
+
+export async function recoveryOnce(server: Spawned): Promise<RecoverySample> {
+  const clients = await connectClients(server.url, 1, 'dev-login', 'recovery');
+  const user = clients.users[0];
+  const sample: RecoverySample = { first_run_after_death_ms: null, replacement_ready_ms: null, served_on_replacement_ms: null, server_restart_ms: null, probes: 0, probes_failed: 0, probe_failure_codes: {} };
+  try {
+    await drive(clients, { total: 4, inflightPerClient: 1, agent: 'steps', input: { text: 'warm' }, runTimeoutMs: 10_000 });
+    const pid = server.cellPids().get('cell1');
+    if (!pid) throw new Error('no cell1 pid in the server log');
+    const ready = server.waitForLog((l) => l.msg === 'cell ready' && /^cell1-g([2-9]|\d\d)/.test(l.cell ?? ''), RECOVERY_TIMEOUT_MS);
+    const t0 = performance.now();
+    process.kill(pid, 'SIGKILL');
+    // One run at a time until one lands on the replacement (ties go to cell1, the first slot).
+    while (performance.now() - t0 < RECOVERY_TIMEOUT_MS && sample.probes < MAX_PROBES) {
+      const r = await drive(clients, { total: 1, inflightPerClient: 1, agent: 'steps', input: { text: 'probe' }, runTimeoutMs: 10_000 });
+      const at = performance.now() - t0;
+      sample.probes++;
+      if (r.completed !== 1) {
+        sample.probes_failed++;
+        for (const [code, n] of Object.entries(r.failed_codes)) sample.probe_failure_codes[code] = (sample.probe_failure_codes[code] ?? 0) + n;
+        await new Promise((res) => setTimeout(res, PROBE_PAUSE_MS));
+        continue;
+      }
+      sample.first_run_after_death_ms ??= Math.round(at);
+      const run = await getJson(server.url, `/v1/runs/${r.run_refs[0].run_id}`, user.token, 5000);
+      if (/^cell1-g([2-9]|\d\d)/.test(run.body?.ran_on?.cell ?? '')) {
+        sample.served_on_replacement_ms = Math.round(at);
+        break;
+      }
+    }
+    const line = await ready;
+    if (line) sample.replacement_ready_ms = Math.round(line.receivedAt - t0);
+    const metrics = await fetch(`${server.url}/metrics`).then((res) => res.text());
+    const sum = metricValue(metrics, 'atoll_cell_restart_seconds_sum');
+    const count = metricValue(metrics, 'atoll_cell_restart_seconds_count');
+    if (sum !== null && count) sample.server_restart_ms = Math.round((sum / count) * 1000);
+  } finally {
+    clients.close();
+  }
+  return sample;
+}
+
+export function summarizeRecovery(samples: RecoverySample[]): RecoveryReport {
+  const med = (k: 'first_run_after_death_ms' | 'replacement_ready_ms' | 'served_on_replacement_ms' | 'server_restart_ms') => median(samples.map((s) => s[k]).filter((v): v is number => v !== null));
+  return {
+    reps: samples.length,
+    first_run_after_death_ms: med('first_run_after_death_ms'),
+    replacement_ready_ms: med('replacement_ready_ms'),
+    served_on_replacement_ms: med('served_on_replacement_ms'),
+    server_restart_ms: med('server_restart_ms'),
+    samples,
+  };
+}

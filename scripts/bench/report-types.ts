@@ -1,0 +1,53 @@
+/** The bench's JSON report. */
+import type { Machine } from './machine.js';
+import type { MemoryLevel, MemorySource } from './memory.js';
+import type { RecoveryReport } from './recovery.js';
+import type { VariantReport } from './variants.js';
+
+export interface DesignMemory {
+  levels: [MemoryLevel, MemoryLevel];
+  /** Slope between the two levels, PSS (else RSS). */
+  per_run_bytes: number | null;
+  per_run_rss_bytes: number | null;
+}
+
+export interface MemoryReport {
+  levels: [number, number];
+  source: MemorySource | null;
+  atoll: DesignMemory;
+  process_per_run: DesignMemory;
+  in_process: DesignMemory;
+}
+
+export interface BenchReport {
+  tool: 'atoll-bench';
+  version: 1;
+  quick: boolean;
+  started_at: string;
+  finished_at: string;
+  duration_s: number;
+  machine: Machine;
+  settings: { reps: number; runs: number; limit_runs: number; round_s: number; warmup: number; warmup_s: number; clients: number; inflight: number; slots: number; hold_ms: number };
+  throughput: {
+    limit_piscina: VariantReport;
+    atoll: VariantReport;
+    atoll_max_runs_per_worker_1: VariantReport & {
+      /** Distinct worker threads over a sample of runs: with one thread per run they are all distinct. */
+      distinct_workers: { runs: number; workers: number };
+      default_distinct_workers: { runs: number; workers: number };
+      /** null when the sample cannot tell (fewer sampled runs than the default's threads). */
+      honoured: boolean | null;
+    };
+    in_process: VariantReport;
+    process_per_run: VariantReport;
+  };
+  ratios: {
+    atoll_over_limit: number | null;
+    atoll_over_in_process: number | null;
+    atoll_over_process_per_run: number | null;
+    max_runs_per_worker_1_over_default: number | null;
+  };
+  memory: MemoryReport;
+  recovery: RecoveryReport;
+  markdown: string;
+}

@@ -1,0 +1,130 @@
+/**
+ * Starts a server process (Atoll's front or a bench baseline) on an ephemeral port with its own scratch
+ * directory, waits for its `listening` log line, and keeps the few log lines the bench needs (cell pids).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+
+export interface LogLine {
+  msg?: string;
+  cell?: string;
+  pid?: number;
+  port?: number;
+  /** performance.now() in the bench process when the line arrived */
+  receivedAt: number;
+}
+
+export interface Spawned {
+  url: string;
+  pid: number;
+  dir: string;
+  /** `cell ready` and `cell died` lines, in arrival order. */
+  cellLog: LogLine[];
+  /** Resolves with the first matching line that arrives from now on (or null after timeoutMs). */
+  waitForLog(match: (l: LogLine) => boolean, timeoutMs: number): Promise<LogLine | null>;
+  /** The live cells' pids by slot (cell1, cell2, ...), from the latest `cell ready` of each. */
+  cellPids(): Map<string, number>;
+  stop(): Promise<void>;
+}
+
+const START_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 15_000;
+
+export async function startServer(entry: string, env: Record<string, string>, args: string[] = []): Promise<Spawned> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-bench-'));
+  const proc: ChildProcess = spawn(process.execPath, [entry, ...args], {
+    cwd: dir,
+    env: {
+      PATH: process.env.PATH ?? '',
+      PORT: '0',
+      HOST: '127.0.0.1',
+      DATABASE_URL: `file:${path.join(dir, 'atoll.db')}`,
+      AUTH_JWT_SECRET: 'bench-secret-bench-secret-bench-secret',
+      AUTH_DEV_LOGIN: '1',
+      LOG_LEVEL: 'info',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const cellLog: LogLine[] = [];
+  const watchers = new Set<(l: LogLine) => void>();
+  let stderr = '';
+  let buffered = '';
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-4000)));
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${path.basename(entry)} did not start in ${START_TIMEOUT_MS} ms:\n${stderr}`)), START_TIMEOUT_MS);
+    proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      buffered += chunk;
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        // Only the few lines the bench reads are parsed: one log line per run would otherwise cost the client.
+        if (!line.includes('"listening"') && !line.includes('"cell ')) continue;
+        let entry: LogLine;
+        try {
+          entry = { ...(JSON.parse(line) as object), receivedAt: performance.now() };
+        } catch {
+          continue;
+        }
+        if (entry.msg === 'listening') {
+          clearTimeout(timer);
+          resolve(entry.port!);
+        }
+        if (entry.msg === 'cell ready' || entry.msg === 'cell died') {
+          cellLog.push(entry);
+          watchers.forEach((w) => w(entry));
+        }
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${path.basename(entry)} exited with ${code} before listening:\n${stderr}`));
+    });
+  });
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    pid: proc.pid!,
+    dir,
+    cellLog,
+    waitForLog(match, timeoutMs) {
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => {
+          watchers.delete(watch);
+          resolve(null);
+        }, timeoutMs);
+        const watch = (l: LogLine) => {
+          if (!match(l)) return;
+          clearTimeout(timer);
+          watchers.delete(watch);
+          resolve(l);
+        };
+        watchers.add(watch);
+      });
+    },
+    cellPids() {
+      const pids = new Map<string, number>();
+      for (const l of cellLog) if (l.msg === 'cell ready' && l.cell && l.pid) pids.set(l.cell.replace(/-g\d+$/, ''), l.pid);
+      return pids;
+    },
+    stop() {
+      return new Promise<void>((resolve) => {
+        const done = () => {
+          fs.rmSync(dir, { recursive: true, force: true });
+          resolve();
+        };
+        if (proc.exitCode !== null || proc.signalCode !== null) return done();
+        const kill = setTimeout(() => proc.kill('SIGKILL'), STOP_TIMEOUT_MS);
+        proc.once('exit', () => {
+          clearTimeout(kill);
+          done();
+        });
+        proc.kill('SIGTERM');
+      });
+    },
+  };
+}

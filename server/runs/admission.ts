@@ -1,0 +1,82 @@
+/**
+ * The queue of accepted runs waiting for a thread: one FIFO per user, served round-robin across users, so
+ * a user's runs start in the order they were accepted and one user flooding never delays another.
+ */
+import type { LiveRun } from './live-run.js';
+
+export function createAdmission() {
+  const byUser = new Map<string, LiveRun[]>();
+  /** Users with waiting runs, in the order they will next be served. */
+  let order: string[] = [];
+  let size = 0;
+
+  function remove(run: LiveRun): boolean {
+    const list = byUser.get(run.userId);
+    const i = list ? list.indexOf(run) : -1;
+    if (!list || i < 0) return false;
+    list.splice(i, 1);
+    size--;
+    if (list.length === 0) {
+      byUser.delete(run.userId);
+      order = order.filter((u) => u !== run.userId);
+    }
+    return true;
+  }
+
+  return {
+    get size() {
+      return size;
+    },
+    add(run: LiveRun): void {
+      const list = byUser.get(run.userId);
+      if (list) list.push(run);
+      else {
+        byUser.set(run.userId, [run]);
+        order.push(run.userId);
+      }
+      size++;
+    },
+    /** Puts a run back at the head of its user's line (it was dispatched but never started). */
+    addFirst(run: LiveRun): void {
+      const list = byUser.get(run.userId);
+      if (list) list.unshift(run);
+      else {
+        byUser.set(run.userId, [run]);
+        order.unshift(run.userId);
+      }
+      size++;
+    },
+    remove,
+    /** 1-based place of the run among its user's waiting runs, or 0. */
+    position(run: LiveRun): number {
+      return (byUser.get(run.userId)?.indexOf(run) ?? -1) + 1;
+    },
+    queuedFor(userId: string): number {
+      return byUser.get(userId)?.length ?? 0;
+    },
+    /**
+     * The next run to start: the oldest waiting run of the first user, in round-robin order, whose oldest
+     * run `eligible` accepts. That user then goes to the back of the line.
+     */
+    take(eligible: (run: LiveRun) => boolean): LiveRun | null {
+      for (const user of order) {
+        const head = byUser.get(user)![0];
+        if (!eligible(head)) continue;
+        remove(head);
+        if (byUser.has(user)) order = [...order.filter((u) => u !== user), user];
+        return head;
+      }
+      return null;
+    },
+    *values(): IterableIterator<LiveRun> {
+      for (const list of byUser.values()) yield* list;
+    },
+    clear(): void {
+      byUser.clear();
+      order = [];
+      size = 0;
+    },
+  };
+}
+
+export type Admission = ReturnType<typeof createAdmission>;

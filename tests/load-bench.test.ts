@@ -1,0 +1,253 @@
+/**
+ * `npm run load` and `npm run bench` in their short modes: they run to the end, and their reports have
+ * every field with figures that are consistent (counts add up, percentiles ordered, ratios match). No
+ * assertion on absolute timings: the machine is shared.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ROOT, startServer, type TestServer } from './helpers/server';
+
+const LOAD = path.join(ROOT, 'dist/scripts/load.js');
+const BENCH = path.join(ROOT, 'dist/scripts/bench.js');
+
+interface Exit {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runScript(file: string, args: string[], timeoutMs: number): Promise<Exit> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [file, ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const sumOf = (rec: Record<string, number>) => Object.values(rec).reduce((a, b) => a + b, 0);
+
+function expectPercentiles(p: any, count?: number) {
+  expect(Object.keys(p).sort()).toEqual(['count', 'max', 'mean', 'p50', 'p95', 'p99']);
+  if (count !== undefined) expect(p.count).toBe(count);
+  if (p.count === 0) return;
+  expect(p.p50).toBeGreaterThanOrEqual(0);
+  expect(p.p50).toBeLessThanOrEqual(p.p95);
+  expect(p.p95).toBeLessThanOrEqual(p.p99);
+  expect(p.p99).toBeLessThanOrEqual(p.max);
+}
+
+function expectCountsAddUp(c: any) {
+  expect(Object.keys(c).sort()).toEqual(['accepted', 'ack_errors', 'attempted', 'completed', 'failed_by_code', 'failed_total', 'refused', 'refused_total', 'unfinished']);
+  expect(c.attempted).toBe(c.accepted + c.refused_total + c.ack_errors);
+  expect(c.accepted).toBe(c.completed + c.failed_total + c.unfinished);
+  expect(sumOf(c.failed_by_code)).toBe(c.failed_total);
+  expect(sumOf(c.refused)).toBe(c.refused_total);
+  expect(c.refused).toHaveProperty('OVERLOADED');
+  expect(c.refused).toHaveProperty('RATE_LIMITED');
+}
+
+/** Checks one load report; returns it for test-specific assertions. */
+function checkLoadReport(file: string, expectedPhases: string[]) {
+  const r = JSON.parse(fs.readFileSync(file, 'utf8'));
+  expect(Object.keys(r).sort()).toEqual(['containment', 'duration_s', 'finished_at', 'isolation', 'options', 'phases', 'runs', 'server', 'started_at', 'target', 'tool', 'verdict', 'version'].sort());
+  expect(r.tool).toBe('atoll-load');
+  expect(r.phases.map((p: any) => p.name)).toEqual(expectedPhases);
+  let finished = 0;
+  for (const p of r.phases) {
+    expectCountsAddUp(p.runs);
+    expectCountsAddUp(omit(p.healthy, 'not_completed_correctly'));
+    expectCountsAddUp(omit(p.chaos, 'by_mode', 'unexpected'));
+    for (const k of ['attempted', 'accepted', 'completed', 'failed_total', 'unfinished', 'refused_total', 'ack_errors']) expect(p.healthy[k] + p.chaos[k]).toBe(p.runs[k]);
+    const modes = Object.values(p.chaos.by_mode) as any[];
+    expect(modes.reduce((n, m) => n + m.runs, 0)).toBe(p.chaos.accepted);
+    expect(modes.reduce((n, m) => n + (m.as_expected === null ? 0 : m.runs - m.as_expected), 0)).toBe(p.chaos.unexpected);
+    expectPercentiles(p.latency_ms.ack, p.runs.accepted + p.runs.refused_total);
+    expectPercentiles(p.latency_ms.first_event, p.runs.accepted);
+    expectPercentiles(p.latency_ms.agent_started);
+    expectPercentiles(p.latency_ms.terminal, p.runs.completed + p.runs.failed_total);
+    expectPercentiles(p.healthy_terminal_latency_ms, p.healthy.completed);
+    // echo: message_received, agent_started, agent_thinking, agent_completed at least once each run.
+    expect(p.throughput.events_received).toBeGreaterThanOrEqual(2 * (p.runs.completed + p.runs.failed_total));
+    expect(p.throughput.runs_per_s).toBeGreaterThan(0);
+    finished += p.runs.completed + p.runs.failed_total;
+  }
+  for (const k of ['attempted', 'accepted', 'completed', 'failed_total', 'unfinished', 'refused_total', 'ack_errors']) {
+    expect(r.runs[k]).toBe(r.phases.reduce((n: number, p: any) => n + p.runs[k], 0));
+  }
+  expectCountsAddUp(r.runs);
+  // Targets: every healthy run completed correctly, no isolation fault, every finished run compared with its log.
+  expect(r.containment.healthy_not_completed).toBe(0);
+  expect(r.containment.healthy_runs).toBe(r.phases.reduce((n: number, p: any) => n + p.healthy.accepted, 0));
+  expect(r.isolation.violations).toBe(0);
+  expect(r.isolation.runs_checked).toBe(finished);
+  expect(r.isolation.runs_checked_against_log).toBe(finished);
+  expect(r.verdict).toEqual({ ok: true, containment_ok: true, isolation_ok: true, notes: expect.any(Array) });
+  // The server saw what the clients saw (nothing else uses this server meanwhile).
+  expect(r.server.available).toBe(true);
+  expect(r.server.before.front_rss_bytes).toBeGreaterThan(0);
+  expect(r.server.after.front_rss_bytes).toBeGreaterThan(0);
+  expect(r.server.after.event_loop_lag_p99_s).toBeGreaterThanOrEqual(0);
+  expect(r.server.during.samples).toBeGreaterThanOrEqual(1);
+  expect(r.server.deltas.runs_finished).toBe(finished);
+  return r;
+}
+
+function omit(obj: any, ...keys: string[]) {
+  const out = { ...obj };
+  for (const k of keys) delete out[k];
+  return out;
+}
+
+let server: TestServer;
+let dir: string;
+let bench: Promise<Exit>;
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-load-bench-'));
+  // The bench starts its own servers; it runs while the load tests use theirs (timings are not asserted).
+  bench = runScript(BENCH, ['--quick', '--out', path.join(dir, 'bench.json'), '--markdown', path.join(dir, 'bench.md')], 110_000);
+  // Short deadline and event cap: hang and flood_events end in about a second.
+  server = await startServer({ ENABLE_CHAOS_AGENTS: '1', RUN_TIMEOUT_MS: '1000', CANCEL_GRACE_MS: '200', MAX_EVENTS_PER_RUN: '1000' });
+}, 60_000);
+
+afterAll(async () => {
+  await server?.stop();
+  await bench;
+  fs.rmSync(dir, { recursive: true, force: true });
+  if (server) fs.rmSync(server.dir, { recursive: true, force: true });
+});
+
+test('load: --help, and bad flags are refused with a message naming the flag (exit 2)', async () => {
+  const help = await runScript(LOAD, ['--help'], 15_000);
+  expect(help.code).toBe(0);
+  for (const flag of ['--users', '--runs', '--duration', '--think', '--ramp-up', '--burst', '--agent', '--input', '--chaos', '--out']) expect(help.stdout).toContain(flag);
+  const cases: [string[], RegExp][] = [
+    [['--users', '0'], /--users must be an integer from 1/],
+    [['--chaos', '1.5'], /--chaos must be a number from 0 to 1/],
+    [['--burst', '--duration', '2'], /--burst .* --runs, not --duration/],
+    [['--think', 'soon'], /--think must be milliseconds/],
+    [['--input', '{"no_text":1}'], /--input JSON must be an object with a "text" string/],
+    [['--url', 'ftp://x'], /--url must be like/],
+    [['--userz', '3'], /unknown flag --userz/],
+  ];
+  for (const [args, message] of cases) {
+    const res = await runScript(LOAD, args.includes('--url') ? args : [...args, '--url', server.url], 15_000);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(message);
+  }
+  const unreachable = await runScript(LOAD, ['--url', 'http://127.0.0.1:9', '--users', '1', '--runs', '1', '--ack-timeout', '2'], 15_000);
+  expect(unreachable.code).toBe(3);
+  expect(unreachable.stderr).toMatch(/cannot reach http:\/\/127\.0\.0\.1:9/);
+}, 60_000);
+
+test('load with chaos: a baseline phase, then 30% misbehaving runs; healthy runs all complete, no isolation fault', async () => {
+  const out = path.join(dir, 'chaos.json');
+  const res = await runScript(LOAD, ['--url', server.url, '--users', '3', '--runs', '6', '--chaos', '0.3', '--chaos-modes', 'throw,exit,hang,oom_heap,flood_events', '--think', '0-20', '--ramp-up', '0.2', '--metrics-every', '200', '--out', out, '--quiet'], 90_000);
+  expect(res.stderr).toBe('');
+  expect(res.code).toBe(0);
+  expect(res.stdout).toMatch(/verdict: OK/);
+  const r = checkLoadReport(out, ['baseline', 'main']);
+  const [baseline, main] = r.phases;
+  expect(baseline.runs.attempted).toBe(18);
+  expect(baseline.chaos.attempted).toBe(0);
+  expect(main.runs.attempted).toBe(18);
+  expect(main.chaos.attempted).toBe(Math.floor(18 * 0.3));
+  expect(Object.keys(main.chaos.by_mode).sort()).toEqual(['exit', 'flood_events', 'hang', 'oom_heap', 'throw']);
+  expect(r.containment.healthy_terminal_latency_ms.with_chaos).toEqual(main.healthy_terminal_latency_ms);
+  expect(r.containment.healthy_terminal_latency_ms.without_chaos).toEqual(baseline.healthy_terminal_latency_ms);
+  expect(r.containment.latency_ratio.p50).toBeCloseTo(main.healthy_terminal_latency_ms.p50 / baseline.healthy_terminal_latency_ms.p50, 2);
+}, 90_000);
+
+test('load in burst mode and in duration mode stop by themselves with consistent reports', async () => {
+  const burstOut = path.join(dir, 'burst.json');
+  const burst = await runScript(LOAD, ['--url', server.url, '--users', '2', '--runs', '5', '--burst', '--out', burstOut, '--quiet'], 60_000);
+  expect(burst.code).toBe(0);
+  const b = checkLoadReport(burstOut, ['main']);
+  expect(b.runs.attempted).toBe(10);
+
+  const durationOut = path.join(dir, 'duration.json');
+  const started = Date.now();
+  const timed = await runScript(LOAD, ['--url', server.url, '--users', '2', '--duration', '1', '--think', '30', '--out', durationOut, '--quiet'], 60_000);
+  expect(timed.code).toBe(0);
+  expect(Date.now() - started).toBeLessThan(30_000);
+  const d = checkLoadReport(durationOut, ['main']);
+  expect(d.runs.attempted).toBeGreaterThan(0);
+  expect(d.phases[0].stopped_by_time).toBe(false);
+}, 90_000);
+
+test('bench --quick: every design measured, figures consistent, a markdown table naming the machine', async () => {
+  const res = await bench;
+  expect(res.code).toBe(0);
+  const r = JSON.parse(fs.readFileSync(path.join(dir, 'bench.json'), 'utf8'));
+  expect(Object.keys(r).sort()).toEqual(['duration_s', 'finished_at', 'machine', 'markdown', 'memory', 'quick', 'ratios', 'recovery', 'settings', 'started_at', 'throughput', 'tool', 'version']);
+  expect(r.tool).toBe('atoll-bench');
+  expect(r.quick).toBe(true);
+  expect(r.machine).toMatchObject({ cpus: os.cpus().length, node: process.version });
+  expect(r.machine.memory_gib).toBeGreaterThan(0);
+  expect(Object.keys(r.throughput).sort()).toEqual(['atoll', 'atoll_max_runs_per_worker_1', 'in_process', 'limit_piscina', 'process_per_run']);
+  for (const [name, v] of Object.entries(r.throughput) as [string, any][]) {
+    expect(v.rounds).toHaveLength(r.settings.reps);
+    for (const round of v.rounds) {
+      // A repetition runs its count, or fewer when its time is up (slow designs).
+      expect(round.runs).toBeGreaterThan(0);
+      expect(round.runs).toBeLessThanOrEqual(name === 'limit_piscina' ? r.settings.limit_runs : r.settings.runs);
+      expect(round.completed + round.failed).toBe(round.runs);
+      expect(round.failed).toBe(0);
+      expectPercentiles(round.latency_ms, round.completed);
+      expect(round.runs_per_s).toBeGreaterThan(0);
+    }
+    expect(v.runs_per_s).toBeGreaterThan(0);
+    expect(v.latency_p50_ms).toBeLessThanOrEqual(v.latency_p95_ms);
+    expect(v.latency_p95_ms).toBeLessThanOrEqual(v.latency_p99_ms);
+  }
+  const t = r.throughput;
+  expect(r.ratios.atoll_over_limit).toBeCloseTo(t.atoll.runs_per_s / t.limit_piscina.runs_per_s, 3);
+  expect(r.ratios.atoll_over_in_process).toBeCloseTo(t.atoll.runs_per_s / t.in_process.runs_per_s, 3);
+  expect(r.ratios.atoll_over_process_per_run).toBeCloseTo(t.atoll.runs_per_s / t.process_per_run.runs_per_s, 3);
+  expect(r.ratios.max_runs_per_worker_1_over_default).toBeCloseTo(t.atoll_max_runs_per_worker_1.runs_per_s / t.atoll.runs_per_s, 3);
+  // Atoll's default reuses its 4 threads; the honoured flag follows from the distinct workers it saw.
+  expect(t.atoll_max_runs_per_worker_1.default_distinct_workers.workers).toBeLessThanOrEqual(r.settings.slots);
+  const w = t.atoll_max_runs_per_worker_1.distinct_workers;
+  expect(t.atoll_max_runs_per_worker_1.honoured).toBe(w.runs > r.settings.slots ? w.workers === w.runs : null);
+
+  for (const design of ['atoll', 'process_per_run', 'in_process']) {
+    const m = r.memory[design];
+    expect(m.levels.map((l: any) => l.level)).toEqual(r.memory.levels);
+    for (const l of m.levels) {
+      expect(l.in_flight).toEqual(Array(r.settings.reps).fill(l.level));
+      if (process.platform === 'linux') expect(l.bytes).toBeGreaterThan(0);
+    }
+    const slope = (k: string) => Math.round((m.levels[1][k] - m.levels[0][k]) / (m.levels[1].level - m.levels[0].level));
+    if (m.per_run_bytes !== null) expect(m.per_run_bytes).toBe(slope('bytes'));
+    if (m.per_run_rss_bytes !== null) expect(m.per_run_rss_bytes).toBe(slope('rss_bytes'));
+  }
+
+  expect(r.recovery.samples).toHaveLength(r.recovery.reps);
+  for (const s of r.recovery.samples) {
+    expect(s.first_run_after_death_ms).toBeGreaterThanOrEqual(0);
+    expect(s.replacement_ready_ms).toBeGreaterThan(0);
+    expect(s.served_on_replacement_ms).toBeGreaterThanOrEqual(s.first_run_after_death_ms);
+    expect(s.probes_failed).toBeLessThan(s.probes);
+  }
+  const median = (v: number[]) => {
+    const s = [...v].sort((a, b) => a - b);
+    return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  };
+  expect(r.recovery.served_on_replacement_ms).toBe(median(r.recovery.samples.map((s: any) => s.served_on_replacement_ms)));
+
+  const md = fs.readFileSync(path.join(dir, 'bench.md'), 'utf8');
+  expect(md).toBe(r.markdown);
+  expect(res.stdout).toContain(r.markdown);
+  expect(md).toContain(`Machine: ${os.cpus().length} cores`);
+  expect(md).toContain(process.version);
+  expect(md.split('\n').filter((l: string) => /^\| .* \|$/.test(l))).toHaveLength(6); // header and five designs
+}, 120_000);

@@ -1,0 +1,371 @@
+/**
+ * The realtime path under real conditions: dropped transports and replay, token expiry and refresh,
+ * tickets, fairness between users, double-texting, overload, idempotency, backpressure, rate limits,
+ * hostile input and a fuzz of every client event.
+ */
+import jwt from 'jsonwebtoken';
+import { io, type Socket } from 'socket.io-client';
+import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
+import { UserClient, devLogin, httpCall, terminal, type Envelope } from './helpers/client';
+import { ERROR_CODES } from '../server/protocol/errors';
+
+const SECRET = 'test-secret-test-secret-test-secret';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function rawSocket(url: string, auth: Record<string, unknown>): Socket {
+  return io(url, { auth, transports: ['websocket'], reconnection: false, forceNew: true });
+}
+
+function connected(socket: Socket): Promise<unknown> {
+  return new Promise((resolve) => {
+    socket.once('connect', () => resolve(null));
+    socket.once('connect_error', (err) => resolve(err));
+  });
+}
+
+/** Collects run envelopes on a raw socket. */
+function collect(socket: Socket): Envelope[] {
+  const got: Envelope[] = [];
+  socket.onAny((_n: string, e: Envelope) => e && typeof e === 'object' && 'seq' in e && got.push(e));
+  return got;
+}
+
+async function until(check: () => boolean, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await sleep(20);
+  }
+}
+
+describe('replay and reconnection', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer({ AGENTS_DIR: FIXTURE_AGENTS, ENABLE_CHAOS_AGENTS: '1' });
+  });
+  afterAll(() => server.stop());
+
+  test('a dropped transport mid-run, then subscribe_run with the last seq: exactly the missed events, no gap, no duplicate', async () => {
+    const token = await devLogin(server.url, 'dropper');
+    const first = rawSocket(server.url, { token });
+    await connected(first);
+    const before = collect(first);
+    const ack = await first.timeout(5000).emitWithAck('start_agent', { agent: 'streamer', input: { text: 'd', parts: 40, delay: 25 } });
+    await until(() => before.filter((e) => e.type === 'partial_result').length >= 5);
+    first.io.engine.close(); // the network drops
+    const lastSeen = before.at(-1)!.seq;
+    await sleep(300); // the run keeps going while nobody listens
+
+    const second = rawSocket(server.url, { token });
+    await connected(second);
+    const after = collect(second);
+    const sub = await second.timeout(10_000).emitWithAck('subscribe_run', { run_id: ack.run_id, after_seq: lastSeen });
+    expect(sub).toMatchObject({ run_id: ack.run_id });
+    await until(() => after.some((e) => e.type === 'agent_completed' && e.run_id === ack.run_id));
+    const seqs = [...before, ...after].filter((e) => e.run_id === ack.run_id).map((e) => e.seq);
+    expect(seqs).toEqual(seqs.map((_, i) => i + 1));
+    const log = await httpCall(server.url, 'GET', `/v1/runs/${ack.run_id}/events`, undefined, token);
+    expect([...before, ...after].filter((e) => e.run_id === ack.run_id)).toEqual(log.body.events);
+    first.close();
+    second.close();
+  });
+
+  test('subscribe_run on a finished run replays its whole log; on another user\'s run it is NOT_FOUND and sends nothing', async () => {
+    const owner = await UserClient.connect(server.url, 'replay-owner');
+    const thief = await UserClient.connect(server.url, 'replay-thief');
+    const { run_id } = await owner.start({ agent: 'echo', input: 'mine' });
+    const live = await owner.waitForRun(run_id);
+    const late = await UserClient.connect(server.url, 'replay-owner');
+    const ack = await late.ack('subscribe_run', { run_id, after_seq: 0 });
+    expect(ack).toEqual({ run_id, last_seq: live.length });
+    expect(late.runEvents(run_id)).toEqual(live);
+    expect(await thief.ack('subscribe_run', { run_id, after_seq: 0 })).toEqual({ error: { code: 'NOT_FOUND', message: 'no such run' } });
+    await sleep(100);
+    expect(thief.runEvents(run_id)).toEqual([]);
+    const history = await owner.ack('get_thread_history', { thread_id: live[0].thread_id });
+    expect(history.messages.map((m: any) => [m.role, m.content])).toEqual([['user', 'mine'], ['assistant', 'mine']]);
+    expect(await thief.ack('get_thread_history', { thread_id: live[0].thread_id })).toMatchObject({ error: { code: 'NOT_FOUND' } });
+    [owner, thief, late].forEach((c) => c.close());
+  });
+
+  test('after a restart of the server, a client that re-subscribes gets exactly what it missed', async () => {
+    const s = await startServer({ AGENTS_DIR: FIXTURE_AGENTS });
+    const u = await UserClient.connect(s.url, 'restarter');
+    const { run_id } = await u.start({ agent: 'streamer', input: { text: 'r', parts: 3, delay: 10 } });
+    const events = await u.waitForRun(run_id);
+    u.close();
+    await s.stop();
+    const again = await startServer({ AGENTS_DIR: FIXTURE_AGENTS }, { dir: s.dir });
+    const v = await UserClient.connect(again.url, 'restarter');
+    await v.ack('subscribe_run', { run_id, after_seq: 2 });
+    expect(v.runEvents(run_id)).toEqual(events.slice(2));
+    v.close();
+    await again.stop();
+  });
+});
+
+describe('identity', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer({ AGENTS_DIR: FIXTURE_AGENTS, TOKEN_EXPIRY_WARNING_MS: '1500' });
+  });
+  afterAll(() => server.stop());
+
+  test('a socket is told before its token expires, refreshes without losing events, and one that does not is disconnected', async () => {
+    const short = (user: string) => jwt.sign({}, SECRET, { subject: user, expiresIn: 3 });
+    const refresher = rawSocket(server.url, { token: short('expiry-a') });
+    const lapser = rawSocket(server.url, { token: short('expiry-a') });
+    // Listen before connecting: the warning may come right after the handshake.
+    const warned = new Promise((resolve) => refresher.once('token_expiring', resolve));
+    const kickedOut = new Promise<unknown>((resolve) => lapser.once('disconnect', resolve));
+    const got = collect(refresher);
+    await Promise.all([connected(refresher), connected(lapser)]);
+    const { run_id } = await refresher.timeout(5000).emitWithAck('start_agent', { agent: 'streamer', input: { text: 'e', parts: 30, delay: 100 } });
+    expect(await warned).toMatchObject({ expires_at: expect.any(String) });
+    expect(await refresher.timeout(5000).emitWithAck('refresh_token', { token: jwt.sign({}, SECRET, { subject: 'expiry-a', expiresIn: 60 }) })).toMatchObject({ expires_at: expect.any(String) });
+    expect(await refresher.timeout(5000).emitWithAck('refresh_token', { token: jwt.sign({}, SECRET, { subject: 'someone-else', expiresIn: 60 }) })).toMatchObject({ error: { code: 'UNAUTHORIZED' } });
+    expect(await kickedOut).toBe('io server disconnect');
+    await until(() => got.some((e) => e.type === 'agent_completed'), 10_000);
+    expect(refresher.connected).toBe(true);
+    const seqs = got.filter((e) => e.run_id === run_id).map((e) => e.seq);
+    expect(seqs).toEqual(seqs.map((_, i) => i + 1));
+    refresher.close();
+  });
+
+  test('single-use tickets: valid once, refused the second time', async () => {
+    const token = await devLogin(server.url, 'ticket-user');
+    const res = await httpCall(server.url, 'POST', '/v1/auth/ticket', undefined, token);
+    expect(res.status).toBe(201);
+    expect(res.body).toMatchObject({ ticket: expect.any(String), expires_in: 300 });
+    const a = rawSocket(server.url, { ticket: res.body.ticket });
+    expect(await connected(a)).toBeNull();
+    const b = rawSocket(server.url, { ticket: res.body.ticket });
+    const err = (await connected(b)) as any;
+    expect(err.message).toBe('UNAUTHORIZED');
+    a.close();
+    b.close();
+  });
+});
+
+describe('admission', () => {
+  test('one user flooding never delays another; each user\'s runs start in order; waiting runs hear run_queued', async () => {
+    const server = await startServer({ ENABLE_CHAOS_AGENTS: '1', CELLS: '1', THREADS_PER_CELL: '2', USER_MAX_CONCURRENT_RUNS: '3' });
+    const heavy = await UserClient.connect(server.url, 'heavy');
+    const light = await Promise.all([1, 2].map((i) => UserClient.connect(server.url, `light-${i}`)));
+    const flood = [];
+    for (let i = 0; i < 12; i++) flood.push(await heavy.start({ agent: 'chaos', input: { mode: 'slow', text: `f${i}`, ms: 400 } }));
+    const lights = [];
+    for (let i = 0; i < 4; i++) lights.push({ c: light[i % 2], ...(await light[i % 2].start({ agent: 'chaos', input: { mode: 'slow', text: `l${i}`, ms: 50 } })) });
+    for (const l of lights) await l.c.waitForRun(l.run_id, 20_000);
+    const floodEvents = await Promise.all(flood.map((r) => heavy.waitForRun(r.run_id, 30_000)));
+    const startedAt = (events: Envelope[]) => Date.parse(events.find((e) => e.type === 'agent_started')!.timestamp);
+    // The light users' runs all started long before the heavy user's backlog drained.
+    const lastHeavyStart = Math.max(...floodEvents.map(startedAt));
+    for (const l of lights) expect(startedAt(l.c.runEvents(l.run_id))).toBeLessThan(lastHeavyStart);
+    const lightWaits = lights.map((l) => startedAt(l.c.runEvents(l.run_id)) - Date.parse(l.c.runEvents(l.run_id)[0].timestamp));
+    expect(Math.max(...lightWaits)).toBeLessThan(2000);
+    // Per-user FIFO.
+    const starts = floodEvents.map(startedAt);
+    expect(starts).toEqual([...starts].sort((a, b) => a - b));
+    // Runs that waited over a second were told their place.
+    const queuedNotices = floodEvents.flatMap((ev) => ev.filter((e) => e.type === 'run_queued'));
+    expect(queuedNotices.length).toBeGreaterThan(0);
+    for (const n of queuedNotices) expect(n.payload.position).toBeGreaterThanOrEqual(1);
+    [heavy, ...light].forEach((c) => c.close());
+    await server.stop();
+  }, 60_000);
+
+  test('double-texting: enqueue waits for the thread, reject refuses with THREAD_BUSY, interrupt stops the active run first', async () => {
+    const server = await startServer({ ENABLE_CHAOS_AGENTS: '1' });
+    const u = await UserClient.connect(server.url, 'texter');
+    const first = await u.start({ agent: 'chaos', input: { mode: 'slow', text: 'a', ms: 600 } });
+    const second = await u.start({ agent: 'echo', input: 'b', thread_id: first.thread_id });
+    const e1 = await u.waitForRun(first.run_id);
+    const e2 = await u.waitForRun(second.run_id);
+    expect(Date.parse(e2.find((e) => e.type === 'agent_started')!.timestamp)).toBeGreaterThanOrEqual(Date.parse(terminal(e1).timestamp));
+
+    const busy = await u.start({ agent: 'chaos', input: { mode: 'slow', text: 'c', ms: 2000 } });
+    await u.waitForEvent(busy.run_id, 'agent_started');
+    expect(await u.ack('start_agent', { agent: 'echo', input: 'd', thread_id: busy.thread_id, multitask: 'reject' })).toMatchObject({ error: { code: 'THREAD_BUSY' } });
+    const interrupt = await u.start({ agent: 'echo', input: 'e', thread_id: busy.thread_id, multitask: 'interrupt' });
+    expect(terminal(await u.waitForRun(busy.run_id)).payload.status).toBe('cancelled');
+    expect(terminal(await u.waitForRun(interrupt.run_id)).payload).toMatchObject({ status: 'completed', final_response: 'e' });
+    expect((await u.ack('start_agent', { agent: 'echo', input: 'x', multitask: 'sometimes' })).error).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringMatching(/multitask/) });
+    u.close();
+    await server.stop();
+  });
+
+  test('overload: beyond MAX_QUEUED_RUNS a request is refused at once with a retry hint, and nothing accepted is lost', async () => {
+    const server = await startServer({ ENABLE_CHAOS_AGENTS: '1', CELLS: '1', THREADS_PER_CELL: '1', MAX_QUEUED_RUNS: '2' });
+    const u = await UserClient.connect(server.url, 'overloader');
+    const accepted = [];
+    let refusedSocket: any = null;
+    for (let i = 0; i < 6 && !refusedSocket; i++) {
+      const ack = await u.ack('start_agent', { agent: 'chaos', input: { mode: 'slow', text: `o${i}`, ms: 2500 } });
+      if (ack.error) refusedSocket = ack;
+      else accepted.push(ack);
+    }
+    expect(refusedSocket.error).toMatchObject({ code: 'OVERLOADED', retry_after_ms: expect.any(Number) });
+    const thread = (await u.http('POST', '/v1/threads', {})).body;
+    const refusedHttp = await u.http('POST', `/v1/threads/${thread.id}/runs`, { agent: 'echo', input: 'x' });
+    expect(refusedHttp.status).toBe(503);
+    expect(refusedHttp.headers.get('retry-after')).toMatch(/^\d+$/);
+    expect((await httpCall(server.url, 'GET', '/healthz')).status).toBe(200);
+    for (const a of accepted) expect(terminal(await u.waitForRun(a.run_id)).payload.status).toBe('completed');
+    expect((await u.http('GET', `/v1/threads/${thread.id}/messages`)).body.messages).toEqual([]);
+    u.close();
+    await server.stop();
+  });
+
+  test('idempotency: a repeated correlation_id or Idempotency-Key returns the first run', async () => {
+    const server = await startServer({});
+    const u = await UserClient.connect(server.url, 'idem');
+    const [a, b] = await Promise.all([0, 1].map(() => u.ack('start_agent', { agent: 'echo', input: 'once', correlation_id: 'req-1' })));
+    expect(a.run_id).toBe(b.run_id);
+    expect([a.deduplicated, b.deduplicated].filter(Boolean)).toHaveLength(1);
+    await u.waitForRun(a.run_id);
+    const again = await u.ack('start_agent', { agent: 'echo', input: 'once', correlation_id: 'req-1' });
+    expect(again).toEqual({ run_id: a.run_id, thread_id: a.thread_id, deduplicated: true });
+    const other = await UserClient.connect(server.url, 'idem-2');
+    expect((await other.ack('start_agent', { agent: 'echo', input: 'x', correlation_id: 'req-1' })).run_id).not.toBe(a.run_id);
+    const thread = (await u.http('POST', '/v1/threads', {})).body;
+    const headers = { authorization: `Bearer ${u.token}`, 'content-type': 'application/json', 'idempotency-key': 'http-1' };
+    const h1 = await (await fetch(`${server.url}/v1/threads/${thread.id}/runs`, { method: 'POST', headers, body: JSON.stringify({ agent: 'echo', input: 'h' }) })).json();
+    const h2res = await fetch(`${server.url}/v1/threads/${thread.id}/runs`, { method: 'POST', headers, body: JSON.stringify({ agent: 'echo', input: 'h' }) });
+    expect((await h2res.json()).id).toBe(h1.id);
+    expect(h2res.headers.get('idempotent-replayed')).toBe('true');
+    [u, other].forEach((c) => c.close());
+    await server.stop();
+  });
+});
+
+describe('limits and hostile input', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer({
+      AGENTS_DIR: FIXTURE_AGENTS,
+      RATE_LIMIT_USER_PER_SEC: '5',
+      RATE_LIMIT_USER_BURST: '5',
+      MAX_CONNECTIONS_PER_USER: '2',
+      MAX_INPUT_BYTES: '4096',
+      SOCKET_MAX_BUFFERED_PACKETS: '20',
+      MAX_EVENT_BYTES: '70000',
+    });
+  });
+  afterAll(() => server.stop());
+
+  test('rate limits: over the budget a clear RATE_LIMITED with a retry time, never a silent drop; it recovers', async () => {
+    const u = await UserClient.connect(server.url, 'limited');
+    const acks = await Promise.all(Array.from({ length: 10 }, () => u.ack('get_thread_history', { thread_id: 'nope' })));
+    const limited = acks.filter((a) => a.error?.code === 'RATE_LIMITED');
+    expect(limited.length).toBeGreaterThanOrEqual(4);
+    expect(acks.filter((a) => a.error?.code === 'NOT_FOUND').length + limited.length).toBe(10);
+    expect(limited[0].error.retry_after_ms).toBeGreaterThan(0);
+    const http = await u.http('GET', '/v1/threads');
+    expect(http.status).toBe(429);
+    expect(http.headers.get('retry-after')).toMatch(/^\d+$/);
+    await sleep(1300);
+    expect((await u.ack('get_thread_history', { thread_id: 'nope' })).error.code).toBe('NOT_FOUND');
+    // Connections per user are capped too.
+    const second = await UserClient.connect(server.url, 'limited');
+    const third = rawSocket(server.url, { token: u.token });
+    const err = (await connected(third)) as any;
+    expect(err.message).toBe('RATE_LIMITED');
+    [u, second].forEach((c) => c.close());
+    third.close();
+  });
+
+  test('hostile payloads each get BAD_REQUEST saying what is wrong; nothing is polluted; the connection stays healthy', async () => {
+    const u = await UserClient.connect(server.url, 'hostile');
+    const deep: any = { agent: 'echo', input: { text: 'x' } };
+    let cursor = deep.input;
+    for (let i = 0; i < 50; i++) cursor = cursor.next = {};
+    const cases: [unknown, RegExp][] = [
+      ['not an object', /expected object/],
+      [{ agent: 42, input: 'x' }, /agent/],
+      [{ input: 'x' }, /agent/],
+      [{ agent: 'echo', input: 'x'.repeat(10_000) }, /MAX_INPUT_BYTES/],
+      [deep, /nested deeper than 20/],
+      [JSON.parse('{"agent":"echo","input":{"text":"x","__proto__":{"polluted":true}}}'), /"__proto__" is not allowed/],
+      [{ agent: 'echo', input: { text: 'x', constructor: { prototype: { polluted: true } } } }, /"constructor" is not allowed/],
+      [{ agent: 'echo', input: 'bell\u0007' }, /control characters/],
+      [{ agent: 'no-such-agent', input: 'x' }, /unknown agent/],
+    ];
+    for (const [payload, message] of cases) {
+      await sleep(220); // stay under this server's low rate limit
+      const ack = await u.ack('start_agent', payload);
+      expect([payload, ack.error?.code]).toEqual([payload, ack.error?.code === 'PAYLOAD_TOO_LARGE' ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST']);
+      expect(ack.error.message).toMatch(message);
+    }
+    await sleep(220);
+    expect((await u.ack('no_such_event', {})).error).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringMatching(/unknown event/) });
+    expect(({} as any).polluted).toBeUndefined();
+    expect(u.socket.connected).toBe(true);
+    await sleep(220);
+    const ok = await u.start({ agent: 'echo', input: 'still fine' });
+    expect(terminal(await u.waitForRun(ok.run_id)).payload.final_response).toBe('still fine');
+    const http = await u.http('POST', '/v1/threads', '{"title":"t","__proto__":{"x":1}}');
+    expect(http.status).toBe(400);
+    expect((await httpCall(server.url, 'GET', '/healthz')).status).toBe(200);
+    u.close();
+  });
+
+  test('a stalled socket stops getting live events and is told resync_required; replay fills the gap', async () => {
+    const token = await devLogin(server.url, 'stalled');
+    const s = rawSocket(server.url, { token });
+    await connected(s);
+    const got = collect(s);
+    const resync = new Promise<any>((resolve) => s.once('resync_required', resolve));
+    const { run_id } = await s.timeout(5000).emitWithAck('start_agent', { agent: 'streamer', input: { text: 'x'.repeat(1000), parts: 400, delay: 0, pad: 60000 } });
+    // Stop reading from the TCP connection: the server's write buffer for this socket grows.
+    const raw = (s.io.engine as any).transport.ws._socket;
+    raw.pause();
+    await sleep(1500);
+    raw.resume();
+    const notice = await resync;
+    expect(notice).toMatchObject({ run_id, last_seq: expect.any(Number) });
+    await sleep(300);
+    await s.timeout(10_000).emitWithAck('subscribe_run', { run_id, after_seq: notice.last_seq });
+    await until(() => got.some((e) => e.type === 'agent_completed' && e.run_id === run_id), 20_000);
+    const seqs = got.filter((e) => e.run_id === run_id).map((e) => e.seq);
+    expect(seqs).toEqual(seqs.map((_, i) => i + 1));
+    s.close();
+  }, 40_000);
+
+  test('fuzz: random payloads to every event never break the server or the connection', async () => {
+    const fuzzServer = await startServer({ AGENTS_DIR: FIXTURE_AGENTS });
+    const u = await UserClient.connect(fuzzServer.url, 'fuzzer');
+    let seed = 42;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
+    const value = (depth: number): unknown => {
+      const kind = Math.floor(rand() * (depth > 3 ? 5 : 8));
+      switch (kind) {
+        case 0: return null;
+        case 1: return rand() * 1e9 - 5e8;
+        case 2: return pick(['', 'echo', 'streamer', 'x'.repeat(Math.floor(rand() * 3000)), '\u0000', '💥', '../../etc/passwd', 'run-1']);
+        case 3: return rand() > 0.5;
+        case 4: return pick([undefined, -1, 0, 1e308, Number.MAX_SAFE_INTEGER]);
+        case 5: return Array.from({ length: Math.floor(rand() * 4) }, () => value(depth + 1));
+        default: {
+          const o: Record<string, unknown> = {};
+          for (let i = 0; i < Math.floor(rand() * 5); i++) o[pick(['agent', 'input', 'text', 'run_id', 'thread_id', 'after_seq', 'token', 'limit', 'multitask', 'correlation_id', 'x'])] = value(depth + 1);
+          return o;
+        }
+      }
+    };
+    const events = ['start_agent', 'stop_agent', 'subscribe_run', 'get_thread_history', 'refresh_token', 'nope', '__proto__'];
+    const codes = new Set(Object.keys(ERROR_CODES));
+    for (let i = 0; i < 300; i++) {
+      const ack = await u.ack(pick(events), value(0));
+      expect(ack && typeof ack === 'object').toBe(true);
+      if (ack.error) expect(codes.has(ack.error.code)).toBe(true);
+    }
+    expect(u.socket.connected).toBe(true);
+    expect((await httpCall(fuzzServer.url, 'GET', '/healthz')).status).toBe(200);
+    const ok = await u.start({ agent: 'echo', input: 'after fuzz' });
+    expect(terminal(await u.waitForRun(ok.run_id)).payload.final_response).toBe('after fuzz');
+    u.close();
+    await fuzzServer.stop();
+  }, 60_000);
+});
