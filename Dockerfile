@@ -9,7 +9,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 COPY . .
-# `npm ci` runs `prepare`: prisma generate (offline-safe) and tsc into dist/.
+# `npm ci` runs `prepare`: prisma generate (offline-safe), tsc into dist/, and the web pages into web/dist/.
 RUN npm ci --no-audit --no-fund \
  && npm prune --omit=dev --no-audit --no-fund
 
@@ -22,6 +22,7 @@ WORKDIR /app
 COPY --from=build --chown=node:node /app/package.json ./package.json
 COPY --from=build --chown=node:node /app/node_modules ./node_modules
 COPY --from=build --chown=node:node /app/dist ./dist
+COPY --from=build --chown=node:node /app/web/dist ./web/dist
 COPY --from=build --chown=node:node /app/prisma/migrations ./prisma/migrations
 RUN mkdir -p /data && chown node:node /data
 USER node

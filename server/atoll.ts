@@ -39,6 +39,7 @@ export async function startAtoll(config: Config, log: Logger) {
   const cells: CellSupervisor = createCellSupervisor({
     cells: config.cells,
     quarantineCells: config.quarantineCells,
+    recycleRssRatio: config.cellRecycleRssRatio,
     cellEntry: path.join(ROOT, 'dist/workers/cell/main.js'),
     log,
     cellConfig: {
@@ -60,6 +61,7 @@ export async function startAtoll(config: Config, log: Logger) {
       onMessage: (cell, msg) => runs.onCellMessage(cell, msg),
       onCellExit: (cell, exit, runIds) => runs.onCellExit(cell, exit, runIds),
       onCellReady: (cell, restartMs) => runs.onCellReady(cell, restartMs),
+      onCellRejuvenated: () => metrics.cellRejuvenations.inc(),
     },
   });
 
@@ -117,7 +119,8 @@ export async function startAtoll(config: Config, log: Logger) {
 
   const tickets = createTicketStore();
   const limits = { user: createRateLimiter(config.rateLimits.user), ip: createRateLimiter(config.rateLimits.ip) };
-  const app = createHttpApp({ store, runs, cells, tokens, metrics, log, devLogin: config.devLogin, maxInputBytes: config.maxInputBytes, tickets, limits });
+  const web = { dir: path.join(ROOT, 'web/dist'), llmConfigured: Boolean(config.agentSettings.llm.baseUrl && config.agentSettings.llm.model) };
+  const app = createHttpApp({ store, runs, cells, tokens, metrics, log, devLogin: config.devLogin, maxInputBytes: config.maxInputBytes, tickets, limits, web });
   httpServer.on('request', app);
   const sockets = createSocketServer({
     http: httpServer,

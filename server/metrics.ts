@@ -50,6 +50,7 @@ export function createMetrics(snapshot: () => CapacitySnapshot, options: Metrics
     runsFinished: new client.Counter({ name: 'atoll_runs_finished_total', help: 'Runs finished, by terminal status and error code ("none" when completed).', labelNames: ['status', 'code'], registers: [registry] }),
     runDuration: new client.Histogram({ name: 'atoll_run_duration_seconds', help: 'Execution time of finished runs, from start in a thread to the terminal event.', buckets: RUN_BUCKETS, registers: [registry] }),
     queueWait: new client.Histogram({ name: 'atoll_run_queue_wait_seconds', help: 'Time from acceptance to start in a worker thread.', buckets: RUN_BUCKETS, registers: [registry] }),
+    cellRejuvenations: new client.Counter({ name: 'atoll_cell_rejuvenations_total', help: 'Idle serving cells replaced because their memory grew past CELL_RECYCLE_RSS_RATIO times their warm baseline (not deaths).', registers: [registry] }),
     cellDeaths: new client.Counter({ name: 'atoll_cell_deaths_total', help: 'Cell processes that died, by cause.', labelNames: ['cause'], registers: [registry] }),
     cellRestartSeconds: new client.Histogram({ name: 'atoll_cell_restart_seconds', help: 'Time from a cell\'s death to its replacement being ready.', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
     runRestarts: new client.Counter({ name: 'atoll_run_restarts_total', help: 'Bystander runs started again after their cell died (not failures), by the cell\'s death cause.', labelNames: ['reason'], registers: [registry] }),

@@ -20,6 +20,11 @@ export class CellHandle {
   lastBusyAt = Date.now();
   /** When a thread of this cell last ended abnormally (terminated, crashed, out of memory). */
   lastThreadKillAt: number | null = null;
+  readyAt: number | null = null;
+  /** The cell's RSS once warm (first report BASELINE_AFTER_MS after ready): what "grown" is measured against. */
+  baselineRssBytes: number | null = null;
+  /** Being replaced while idle because it grew (not a death). */
+  rejuvenating = false;
   readonly spawnedAt = Date.now();
 
   constructor(

@@ -16,11 +16,15 @@ export interface SupervisorEvents {
   /** A cell that held runs died: every one of them needs its terminal event. */
   onCellExit(cell: CellHandle, exit: CellExit, runIds: string[]): void;
   onCellReady(cell: CellHandle, restartMs: number | null): void;
+  /** An idle serving cell that had grown past CELL_RECYCLE_RSS_RATIO × its baseline was replaced. */
+  onCellRejuvenated(cell: CellHandle): void;
 }
 
 export interface SupervisorOptions {
   cells: number;
   quarantineCells: number;
+  /** Replace an idle serving cell whose RSS exceeds this multiple of its warm baseline (0: never). */
+  recycleRssRatio: number;
   cellConfig: Omit<CellConfig, 'cellId'>;
   cellEntry: string;
   log: Logger;
@@ -31,6 +35,8 @@ const STDERR_TAIL = 8192;
 const MAX_BACKOFF_MS = 5000;
 const STABLE_AFTER_MS = 30_000;
 const QUARANTINE_IDLE_MS = 30_000;
+const BASELINE_AFTER_MS = 5_000;
+const REJUVENATE_IDLE_MS = 5_000;
 
 export function createCellSupervisor(opts: SupervisorOptions) {
   const { log, events } = opts;
@@ -63,6 +69,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
       child.on('message', (msg: CellToFront) => {
         if (msg.type === 'ready') {
           cell.state = 'ready';
+          cell.readyAt = Date.now();
           cell.agents = msg.agents;
           lastAgents = msg.agents;
           log.info({ cell: id, pid: child.pid }, 'cell ready');
@@ -73,6 +80,9 @@ export function createCellSupervisor(opts: SupervisorOptions) {
         } else if (msg.type === 'process_metrics') {
           cell.processMetrics = msg.metrics;
         } else {
+          if (msg.type === 'stats' && cell.baselineRssBytes === null && cell.readyAt !== null && Date.now() - cell.readyAt >= BASELINE_AFTER_MS) {
+            cell.baselineRssBytes = msg.stats.rssBytes;
+          }
           events.onMessage(cell, msg);
         }
       });
@@ -80,6 +90,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
       child.on('exit', (code, signal) => {
         const wasReady = cell.state === 'ready';
         const retired = cell.state === 'stopping';
+        const rejuvenated = cell.rejuvenating;
         cell.state = 'dead';
         reject(new Error(`cell ${id} exited before it was ready (code ${code}, signal ${signal})`));
         // Give stderr a moment to deliver the fatal message that names the cause.
@@ -88,8 +99,13 @@ export function createCellSupervisor(opts: SupervisorOptions) {
           const runIds = [...cell.runs.keys()];
           cell.runs.clear();
           if (!stopping && !retired) log.error({ cell: id, code, signal, cause: exit.cause, runs: runIds.length }, 'cell died');
-          events.onCellExit(cell, exit, runIds);
+          // A cell retired while idle held no runs and did not die: nothing to settle, no death to count.
+          if (!retired || runIds.length > 0) events.onCellExit(cell, exit, runIds);
           if (stopping) return;
+          if (rejuvenated) {
+            spawn(slot, null).catch((err) => log.error({ err: err.message }, "cell restart failed"));
+            return;
+          }
           // Quarantine cells are started again only when needed.
           if (quarantine) {
             if (slots[slot] === cell) slots[slot] = null;
@@ -108,15 +124,32 @@ export function createCellSupervisor(opts: SupervisorOptions) {
     });
   }
 
-  // Quarantine cells that sat idle for a while are retired: they cost a process each.
+  // Quarantine cells that sat idle for a while are retired: they cost a process each. A serving cell that,
+  // idle, holds far more memory than when it was fresh (allocator fragmentation after threads were
+  // killed mid-allocation) is replaced while nothing runs in it, so memory returns to its level.
   const retireTimer = setInterval(() => {
+    const now = Date.now();
     for (const cell of slots) {
-      if (cell?.quarantine && cell.state === 'ready' && cell.runs.size === 0 && Date.now() - cell.lastBusyAt > QUARANTINE_IDLE_MS) {
+      if (!cell || cell.state !== 'ready' || cell.runs.size > 0) continue;
+      if (cell.quarantine && now - cell.lastBusyAt > QUARANTINE_IDLE_MS) {
         cell.state = 'stopping';
+        cell.send({ type: 'shutdown' });
+      } else if (
+        !cell.quarantine &&
+        opts.recycleRssRatio > 0 &&
+        cell.baselineRssBytes !== null &&
+        cell.stats !== null &&
+        now - cell.lastBusyAt > REJUVENATE_IDLE_MS &&
+        cell.stats.rssBytes > cell.baselineRssBytes * opts.recycleRssRatio
+      ) {
+        log.info({ cell: cell.id, rss_bytes: cell.stats.rssBytes, baseline_rss_bytes: cell.baselineRssBytes }, 'idle cell grew past its baseline; replacing it');
+        cell.state = 'stopping';
+        cell.rejuvenating = true;
+        events.onCellRejuvenated(cell);
         cell.send({ type: 'shutdown' });
       }
     }
-  }, 5000);
+  }, 2500);
   retireTimer.unref();
 
   function cells(): CellHandle[] {

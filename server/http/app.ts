@@ -12,9 +12,11 @@ import { requireUser, sessionOf, userOf } from './auth.js';
 import type { TicketStore } from '../auth/tickets.js';
 import type { RateLimiter } from '../realtime/rate-limiter.js';
 import { errorHandler, notFoundHandler } from './errors.js';
+import { metaRoutes } from './routes/meta.js';
 import { opsRoutes } from './routes/ops.js';
 import { replayRoutes } from './routes/replay.js';
 import { runRoutes } from './routes/runs.js';
+import { webRoutes } from './routes/web.js';
 
 export interface HttpDeps {
   store: RunStore;
@@ -28,6 +30,8 @@ export interface HttpDeps {
   tickets: TicketStore;
   /** Shared with the socket server: one budget per user and per IP across HTTP and socket messages. */
   limits: { user: RateLimiter; ip: RateLimiter };
+  /** The chat page: where its built files are, and whether a model is connected (the page says how to). */
+  web: { dir: string; llmConfigured: boolean };
 }
 
 export function createHttpApp(deps: HttpDeps): express.Express {
@@ -61,6 +65,8 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     res.json({ token: deps.tokens.issue(body.user_id), user_id: body.user_id });
   });
 
+  app.use(metaRoutes({ devLogin: deps.devLogin, llmConfigured: deps.web.llmConfigured }));
+
   const v1 = express.Router();
   v1.use(requireUser(deps.tokens));
   v1.use((_req, res, next) => {
@@ -76,6 +82,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   v1.use(runRoutes({ store: deps.store, runs: deps.runs, maxInputBytes: deps.maxInputBytes }));
   v1.use(replayRoutes({ store: deps.store, runs: deps.runs }));
   app.use('/v1', v1);
+  app.use(webRoutes({ dir: deps.web.dir }));
 
   app.use(notFoundHandler());
   app.use(errorHandler(deps.log));

@@ -36,16 +36,6 @@ export function createAdmission() {
       }
       size++;
     },
-    /** Puts a run back at the head of its user's line (it was dispatched but never started). */
-    addFirst(run: LiveRun): void {
-      const list = byUser.get(run.userId);
-      if (list) list.unshift(run);
-      else {
-        byUser.set(run.userId, [run]);
-        order.unshift(run.userId);
-      }
-      size++;
-    },
     remove,
     /** 1-based place of the run among its user's waiting runs, or 0. */
     position(run: LiveRun): number {

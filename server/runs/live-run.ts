@@ -28,8 +28,6 @@ export interface LiveRun {
   suspect: boolean;
   /** Counted in the per-user and per-thread active counts (dispatched or running). */
   occupying: boolean;
-  /** Times its cell died before starting it (it went back in line each time). */
-  requeues: number;
   /** The answer streamed so far (partial_result texts of the current attempt): kept as an interrupted
    * assistant message if the run ends without completing. */
   partialText: string;
@@ -68,7 +66,6 @@ export function newLiveRun(fields: {
     stopReason: null,
     suspect: false,
     occupying: false,
-    requeues: 0,
     partialText: '',
     restarts: [],
     timers: [],

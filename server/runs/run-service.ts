@@ -40,8 +40,6 @@ export interface StartRunRequest {
 const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
 /** A thread terminated this recently may be what killed its cell (V8 can abort while it tears down). */
 const RECENT_KILL_MS = 5000;
-/** How often a run may be put back in line because its cell died before starting it. */
-const MAX_REQUEUES = 5;
 const QUEUED_NOTICE_MS = 1000;
 /** At most this much of a stopped run's streamed answer is kept as its interrupted message. */
 const PARTIAL_TEXT_CAP = 256 * 1024;
@@ -446,23 +444,14 @@ export function createRunService(deps: {
       metrics.cellDeaths.inc({ cause: exit.cause });
       const inside = runIds.map((id) => live.get(id)).filter((r): r is LiveRun => !!r && r.phase !== 'finished' && r.cellId === cell.id);
       for (const run of inside.filter((r) => r.stopReason)) stoppedBy(run, run.stopReason!, `the run was stopped (its cell ended: ${exit.error.message})`);
-      // Runs the cell never reported starting ran no agent code that we know of: back to the queue.
-      for (const run of inside.filter((r) => !r.stopReason && r.phase === 'dispatched')) {
-        // Not an attempt (it never ran), but bounded all the same in case "started" was lost with the cell.
-        run.attempt--;
-        if (++run.requeues > MAX_REQUEUES) {
-          finish(run, 'failed', { code: exit.error.code, message: `${exit.error.message}; its cell died ${run.requeues} times before it started` }, null, 0);
-          continue;
-        }
-        vacate(run);
-        run.phase = 'queued';
-        run.cellId = null;
-        queue.addFirst(run);
-      }
-      const suspects = inside.filter((r) => !r.stopReason && r.phase === 'running');
+      // Every run inside is a suspect, started or not: a run whose `started` message died with its cell
+      // (an abort right after it began) looks as if it never started, and may be the culprit.
+      const suspects = inside.filter((r) => !r.stopReason);
       const elapsed = (r: LiveRun) => (r.startedAt === null ? 0 : Date.now() - r.startedAt);
       const recentKill = cell.lastThreadKillAt !== null && Date.now() - cell.lastThreadKillAt < RECENT_KILL_MS;
-      if (cell.quarantine || (suspects.length === 1 && !recentKill)) {
+      // One run that had started, alone in its cell, with no thread killed just before: it is the culprit.
+      const alone = suspects.length === 1 && suspects[0].phase === 'running' && !recentKill;
+      if (cell.quarantine || alone) {
         for (const run of suspects) finish(run, 'failed', exit.error, null, elapsed(run));
       } else {
         let collateral = 0;

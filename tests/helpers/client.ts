@@ -1,17 +1,9 @@
 /** A real socket.io client plus the HTTP API, as one user of Atoll. */
 import { io, type Socket } from 'socket.io-client';
+import type { RunEventEnvelope } from '../../server/protocol/events';
 
-export interface Envelope {
-  type: string;
-  event_id: string;
-  seq: number;
-  run_id: string;
-  thread_id: string;
-  user_id: string;
-  agent_name: string;
-  timestamp: string;
-  payload: Record<string, any>;
-}
+/** The wire envelope, with a payload loose enough for assertions on any event type. */
+export type Envelope = Omit<RunEventEnvelope, 'payload'> & { payload: Record<string, any> };
 
 export async function devLogin(url: string, userId: string): Promise<string> {
   const res = await fetch(`${url}/v1/auth/dev-login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user_id: userId }) });

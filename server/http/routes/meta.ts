@@ -1,0 +1,18 @@
+/**
+ * `GET /v1/meta`, public: what the chat page must know before anyone signs in (whether dev login is on,
+ * whether a model is connected). Booleans only: nothing here helps an anonymous caller beyond that.
+ */
+import { Router } from 'express';
+
+export interface PageMeta {
+  devLogin: boolean;
+  llmConfigured: boolean;
+}
+
+export function metaRoutes(meta: PageMeta): Router {
+  const r = Router();
+  r.get('/v1/meta', (_req, res) => {
+    res.json({ dev_login: meta.devLogin, llm_configured: meta.llmConfigured });
+  });
+  return r;
+}

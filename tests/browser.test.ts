@@ -1,0 +1,467 @@
+/**
+ * The chat page and the operations view in a real browser (Debian's headless Chromium): sign in, send,
+ * the streamed answer with a tool step, stop, a failure with its code, a reload mid-run, a network drop
+ * and a server restart, two tabs of one user, two users kept apart, a phone-width layout, the operations
+ * view updating live, and the quick start without a model. Screenshots go to test-artifacts/browser.
+ */
+import jwt from 'jsonwebtoken';
+import type { Browser, Locator, Page } from 'playwright-core';
+import { launchChromium, screenshot, trackedPage, type TrackedPage } from './helpers/browser';
+import { devLogin, httpCall, UserClient, type Envelope } from './helpers/client';
+import { startFakeOpenAI, type FakeOpenAI, type Reply, type SeenRequest, type Step } from './helpers/fake-openai';
+import { startServer, type TestServer } from './helpers/server';
+import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy';
+
+const SECRET = 'test-secret-test-secret-test-secret';
+const STORY = 'Once upon a time there was a small island where every visitor had a house of their own, and no storm on one shore ever reached another.';
+const DROP_STORY = 'The ferry kept sailing while the harbour lights were out, and when they came back every passenger was still aboard, counted once and only once, in order.';
+
+/** Three-character tokens, each after `delayMs`: a stream slow enough to reload or cut the network mid-run. */
+const tokens = (text: string, delayMs: number): Step[] => (text.match(/.{1,3}/gs) ?? []).flatMap((t) => [{ delayMs }, { text: t }]);
+
+function script(req: SeenRequest): Reply {
+  const results = req.toolResults.map((r) => JSON.parse(r.content));
+  switch (req.prompt) {
+    case 'what is 6*7?':
+      if (results.length === 0) {
+        return { steps: [{ reasoning: 'The user wants a product; I will use the calculator.' }, { toolCall: { id: 'call_mul', name: 'calculator', arguments: '{"expression":"6*7"}' } }] };
+      }
+      return { steps: tokens(`The answer is ${results[0].result}.`, 40) };
+    case 'tell me a long story':
+      if (results.length === 0) return { steps: [{ toolCall: { id: 'call_clock', name: 'current_time', arguments: '{"time_zone":"UTC"}' } }] };
+      return { steps: tokens(STORY, 45) };
+    case 'keep talking while the network is down':
+      return { steps: tokens(DROP_STORY, 60) };
+    case 'stall':
+      return { steps: [{ text: 'Partial ' }, { text: 'answer' }, { stall: true }] };
+    case 'fail please':
+      return { status: 500, message: 'the fake model is on fire' };
+    default:
+      return { steps: tokens(`You said: ${req.prompt}`, 10) };
+  }
+}
+
+let fake: FakeOpenAI;
+let server: TestServer;
+let bare: TestServer;
+let proxy: TcpProxy;
+let browser: Browser;
+const pages: TrackedPage[] = [];
+
+const page = async (options: Parameters<typeof trackedPage>[1] = {}) => {
+  const p = await trackedPage(browser, options);
+  pages.push(p);
+  return p;
+};
+
+/** Reads until `check` (an expectation) passes; after `timeoutMs` the last failed expectation is thrown. */
+async function poll<T>(read: () => Promise<T> | T, check: (value: T) => void, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    try {
+      check(value);
+      return value;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function signIn(p: Page, url: string, user: string): Promise<void> {
+  const res = await p.goto(url + '/');
+  expect(res?.headers()['content-security-policy']).toContain("connect-src 'self'");
+  await p.getByLabel('User id').fill(user);
+  await p.getByRole('button', { name: 'Sign in' }).click();
+  await poll(() => p.locator('#connection').textContent(), (v) => expect(v).toBe('Connected'), 15_000);
+  await poll(() => p.locator('#agent option').count(), (v) => expect(v).toBeGreaterThan(0));
+}
+
+async function send(p: Page, text: string, agent?: string): Promise<Locator> {
+  if (agent) await p.getByLabel('Agent').selectOption(agent);
+  const before = await p.locator('.turn').count();
+  await p.getByLabel('Your message').fill(text);
+  await p.getByLabel('Your message').press('Enter');
+  await poll(() => p.locator('.turn').count(), (v) => expect(v).toBe(before + 1));
+  return p.locator('.turn').nth(before);
+}
+
+const phaseOf = (turn: Locator) => turn.getAttribute('data-phase');
+const waitPhase = (turn: Locator, phase: string, timeout = 20_000) => poll(() => phaseOf(turn), (v) => expect(v).toBe(phase), timeout);
+/** The answer as the page shows it: every streamed text piece of the turn, in order. */
+const answerOf = (turn: Locator) => turn.locator('.answer-text').evaluateAll((els) => els.filter((e) => !e.closest('[hidden]')).map((e) => e.textContent ?? '').join(''));
+
+async function runLog(url: string, user: string, runId: string): Promise<Envelope[]> {
+  const token = await devLogin(url, user);
+  const res = await httpCall(url, 'GET', `/v1/runs/${runId}/events`, undefined, token);
+  return res.body.events;
+}
+
+/** Records every distinct answer text of the page's last turn, to see the answer grow piece by piece. */
+async function watchAnswers(p: Page): Promise<() => Promise<string[]>> {
+  await p.evaluate(() => {
+    const seen: string[] = [];
+    (window as unknown as { answers: string[] }).answers = seen;
+    new MutationObserver(() => {
+      const turns = document.querySelectorAll('#turns > .turn');
+      const last = turns[turns.length - 1];
+      const text = Array.from(last?.querySelectorAll('.answer-text:not([hidden])') ?? [], (e) => e.textContent ?? '').join('');
+      if (text && seen[seen.length - 1] !== text) seen.push(text);
+    }).observe(document.getElementById('turns')!, { subtree: true, childList: true, characterData: true });
+  });
+  return () => p.evaluate(() => (window as unknown as { answers: string[] }).answers);
+}
+
+beforeAll(async () => {
+  fake = await startFakeOpenAI(script);
+  [server, bare, browser] = await Promise.all([
+    startServer({ LLM_BASE_URL: `${fake.url}/v1`, LLM_MODEL: 'fake-model', ENABLE_CHAOS_AGENTS: '1' }),
+    // One cell of one thread is enough for echo, and starts (and restarts) faster.
+    startServer({ AUTH_DEV_LOGIN: '0', SHUTDOWN_GRACE_MS: '500', CELLS: '1', THREADS_PER_CELL: '1' }),
+    launchChromium(),
+  ]);
+  proxy = await startTcpProxy(server.port);
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await proxy?.close();
+  await Promise.all([server?.stop(), bare?.stop()]);
+  await fake?.close();
+});
+
+describe('one user in one tab', () => {
+  let alice: TrackedPage;
+  let threadId: string;
+
+  test('signs in, sends, and sees the answer stream in with its thinking and tool steps; focus returns to the message box', async () => {
+    alice = await page();
+    const p = alice.page;
+    await signIn(p, server.url, 'alice');
+    await poll(() => p.getByLabel('Agent').inputValue(), (v) => expect(v).toBe('llm'));
+    expect(await p.locator('#llm-notice').isHidden()).toBe(true);
+    const answers = await watchAnswers(p);
+
+    const turn = await send(p, 'what is 6*7?');
+    expect(await p.evaluate(() => document.activeElement?.id)).toBe('composer-input');
+    expect(await p.getByLabel('Your message').inputValue()).toBe('');
+    await waitPhase(turn, 'completed');
+
+    expect(await answerOf(turn)).toBe('The answer is 42.');
+    // Token by token: the page showed the answer growing, one prefix after another, before it was whole.
+    const seen = await answers();
+    expect(seen.length).toBeGreaterThanOrEqual(3);
+    seen.forEach((text, i) => expect('The answer is 42.'.startsWith(text) && (i === 0 || text.length > seen[i - 1].length)).toBe(true));
+
+    const thinking = turn.locator('details.step.thinking');
+    await poll(() => thinking.count(), (v) => expect(v).toBe(1));
+    expect(await thinking.locator('summary').textContent()).toMatch(/^Thinking/);
+    const tool = turn.locator('details.step.tool');
+    expect(await tool.count()).toBe(1);
+    expect(await tool.getAttribute('data-status')).toBe('success');
+    expect(await tool.locator('summary').textContent()).toMatch(/Tool: calculator.*done.*\d+ ms, at \+/);
+    // The steps are collapsed until asked for, from the keyboard too.
+    expect(await tool.evaluate((d) => (d as HTMLDetailsElement).open)).toBe(false);
+    await tool.locator('summary').focus();
+    await p.keyboard.press('Enter');
+    expect(await tool.evaluate((d) => (d as HTMLDetailsElement).open)).toBe(true);
+    expect(JSON.parse((await tool.locator('.tool-args').textContent())!)).toEqual({ expression: '6*7' });
+    expect(JSON.parse((await tool.locator('.tool-result').textContent())!)).toEqual({ expression: '6*7', result: 42 });
+    expect(await turn.locator('.run-status').textContent()).toMatch(/^Answered in /);
+    expect(await turn.getByRole('button', { name: 'Stop this answer' }).isHidden()).toBe(true);
+
+    // The new conversation is in the list, titled by its first message, and selected.
+    const current = p.locator('#thread-list button[aria-current="true"]');
+    await poll(() => current.locator('.thread-title').textContent(), (v) => expect(v).toBe('what is 6*7?'));
+    threadId = (await current.getAttribute('data-thread-id'))!;
+    expect(new URL(p.url()).hash).toBe(`#thread=${threadId}`);
+    await screenshot(p, '01-answer-with-tool-step');
+  });
+
+  test('text is shown as text: markup in a message is never interpreted', async () => {
+    const p = alice.page;
+    const turn = await send(p, 'echo <img src=x onerror="document.title=1"> <b>bold</b>', 'echo');
+    await waitPhase(turn, 'completed');
+    expect(await turn.locator('.user-text').textContent()).toBe('echo <img src=x onerror="document.title=1"> <b>bold</b>');
+    expect(await turn.locator('img, b').count()).toBe(0);
+    expect(await p.title()).toBe('Atoll chat');
+  });
+
+  test('Stop cancels a running answer; what was streamed stays, and the composer keeps working', async () => {
+    const p = alice.page;
+    const turn = await send(p, 'stall', 'llm');
+    await poll(() => answerOf(turn), (v) => expect(v).toBe('Partial answer'), 15_000);
+    expect(await phaseOf(turn)).toBe('running');
+    const stop = turn.getByRole('button', { name: 'Stop this answer' });
+    await stop.click();
+    await waitPhase(turn, 'cancelled');
+    expect(await turn.locator('.run-status').textContent()).toBe('Stopped');
+    expect(await answerOf(turn)).toBe('Partial answer');
+    expect(await stop.isHidden()).toBe(true);
+    expect(await turn.locator('.failure').isHidden()).toBe(true);
+    await poll(() => fake.requestsFor('stall')[0]?.aborted, (v) => expect(v).toBe(true));
+    await screenshot(p, '02-stopped');
+
+    const next = await send(p, 'are you still there?');
+    await waitPhase(next, 'completed');
+    expect(await answerOf(next)).toBe('You said: are you still there?');
+  });
+
+  test('failures show their code and a clear sentence, and the next message still works', async () => {
+    const p = alice.page;
+    const failed = await send(p, 'fail please', 'llm');
+    await waitPhase(failed, 'failed');
+    const failure = failed.locator('.failure');
+    expect(await failure.locator('.error-code').textContent()).toBe('AGENT_ERROR');
+    expect(await failure.locator('.error-sentence').textContent()).toBe('The agent failed while answering.');
+    expect(await failure.locator('.error-detail').textContent()).toContain('answered HTTP 500: the fake model is on fire');
+
+    const crashed = await send(p, 'exit', 'chaos');
+    await waitPhase(crashed, 'failed');
+    expect(await crashed.locator('.error-code').textContent()).toBe('WORKER_CRASHED');
+    expect(await crashed.locator('.error-sentence').textContent()).toMatch(/crashed\. Other conversations were not affected/);
+    await poll(() => p.locator('#announcer').textContent(), (v) => expect(v).toMatch(/^The answer failed: WORKER_CRASHED\./));
+    await screenshot(p, '03-failures');
+
+    const after = await send(p, 'and now?', 'llm');
+    await waitPhase(after, 'completed');
+    expect(await answerOf(after)).toBe('You said: and now?');
+    expect(await p.evaluate(() => document.activeElement?.id)).toBe('composer-input');
+  });
+
+  test('a reload mid-run picks the run up where it is: the history, then the rest of the stream, without a duplicate or a gap', async () => {
+    const p = alice.page;
+    const turn = await send(p, 'tell me a long story', 'llm');
+    await poll(() => answerOf(turn), (v) => expect(v).not.toBe(''), 15_000);
+    const runId = (await turn.getAttribute('data-run-id'))!;
+    expect(runId).toBeTruthy();
+    await p.reload();
+    const reloadedAt = Date.now();
+
+    // Still signed in (sessionStorage), the same conversation (the URL), the run joined from seq 1.
+    await poll(() => p.locator('#connection').textContent(), (v) => expect(v).toBe('Connected'), 15_000);
+    const again = p.locator(`.turn[data-run-id="${runId}"]`);
+    await waitPhase(again, 'completed');
+    expect(await answerOf(again)).toBe(STORY);
+    expect(await again.locator('details.step.tool').count()).toBe(1);
+    expect(await again.locator('.user-text').textContent()).toBe('tell me a long story');
+    expect(await p.locator(`.turn[data-run-id="${runId}"]`).count()).toBe(1);
+
+    const log = await runLog(server.url, 'alice', runId);
+    expect(await again.getAttribute('data-last-seq')).toBe(String(log.length));
+    expect(log.map((e) => e.seq)).toEqual(log.map((_, i) => i + 1));
+    // The run really was still streaming after the reload, so this is the mid-run case.
+    expect(Date.parse(log.at(-1)!.timestamp)).toBeGreaterThan(reloadedAt);
+
+    await screenshot(p, '04-after-reload');
+
+    // The earlier turns came back from the history, in order, with their stored answers.
+    const turns = p.locator('.turn');
+    expect(await turns.count()).toBe(8);
+    expect(await turns.first().locator('.user-text').textContent()).toBe('what is 6*7?');
+    expect(await answerOf(turns.first())).toBe('The answer is 42.');
+    expect(await answerOf(p.locator('.turn').nth(2))).toBe('Partial answer [interrupted]');
+    // A failure without any text is replayed from its log, so its code is still shown.
+    expect(await turns.nth(5).locator('.error-code').textContent()).toBe('WORKER_CRASHED');
+    // A finished run of the history shows its stored answer; its steps come from its log on request.
+    const first = turns.first();
+    expect(await first.locator('details.step').count()).toBe(0);
+    await first.getByRole('button', { name: 'Show the steps of this answer' }).press('Enter');
+    await poll(() => first.locator('details.step.tool summary').textContent(), (v) => expect(v).toMatch(/Tool: calculator/));
+    expect(await answerOf(first)).toBe('The answer is 42.');
+    expect(await first.locator('.agent-name').textContent()).toBe('llm');
+    expect(await p.evaluate(() => document.activeElement?.tagName)).toBe('SUMMARY');
+    await screenshot(p, '05-history-steps');
+  });
+});
+
+test('after a network drop the page reconnects with backoff and shows exactly the events it missed', async () => {
+  const { page: p } = await page();
+  await signIn(p, proxy.url, 'dora');
+  const turn = await send(p, 'keep talking while the network is down', 'llm');
+  await poll(() => answerOf(turn), (v) => expect(v).not.toBe(''), 15_000);
+  const runId = (await turn.getAttribute('data-run-id'))!;
+
+  proxy.drop();
+  const droppedAt = Date.now();
+  await poll(() => p.locator('#connection').textContent(), (v) => expect(v).toMatch(/Connection lost|Reconnecting/));
+  const frozen = await answerOf(turn);
+  await screenshot(p, '06-network-down');
+  await new Promise((r) => setTimeout(r, 1500));
+  expect(await answerOf(turn)).toBe(frozen);
+  proxy.restore();
+  const restoredAt = Date.now();
+
+  await poll(() => p.locator('#connection').textContent(), (v) => expect(v).toBe('Connected'), 15_000);
+  await waitPhase(turn, 'completed');
+  expect(await answerOf(turn)).toBe(DROP_STORY);
+  const log = await runLog(server.url, 'dora', runId);
+  expect(await turn.getAttribute('data-last-seq')).toBe(String(log.length));
+  // Events were produced while the page was cut off: those are the ones it had to catch up on.
+  expect(log.filter((e) => Date.parse(e.timestamp) > droppedAt && Date.parse(e.timestamp) < restoredAt).length).toBeGreaterThan(3);
+  expect(await p.locator('.turn').count()).toBe(1);
+});
+
+test('after a server restart the page reconnects by itself, keeps the conversation and can send again', async () => {
+  const { page: p } = await page();
+  await p.goto(bare.url + '/');
+  // Dev login is off there: the page offers the token field only, and a wrong token is refused with its code.
+  expect(await p.locator('#dev-login-form').isHidden()).toBe(true);
+  expect(await p.locator('#dev-login-off').isVisible()).toBe(true);
+  await p.getByLabel('Or paste an access token').fill(jwt.sign({}, 'a-wrong-secret-a-wrong-secret', { algorithm: 'HS256', subject: 'henry', expiresIn: 3600 }));
+  await p.getByRole('button', { name: 'Use this token' }).click();
+  await poll(() => p.locator('#sign-in-error').textContent(), (v) => expect(v).toMatch(/^UNAUTHORIZED: /));
+  await p.getByLabel('Or paste an access token').fill(jwt.sign({}, SECRET, { algorithm: 'HS256', subject: 'henry', expiresIn: 3600 }));
+  await p.getByRole('button', { name: 'Use this token' }).click();
+  await poll(() => p.locator('#connection').textContent(), (v) => expect(v).toBe('Connected'), 15_000);
+  expect(await p.locator('#whoami').textContent()).toBe('Signed in as henry');
+
+  // No model here: the page says how to connect one, and echo is picked so the quick start works.
+  const notice = p.locator('#llm-notice');
+  expect(await notice.isVisible()).toBe(true);
+  expect(await notice.textContent()).toMatch(/No language model is connected.*LLM_BASE_URL.*LLM_MODEL/s);
+  await poll(() => p.getByLabel('Agent').inputValue(), (v) => expect(v).toBe('echo'));
+  const first = await send(p, 'hello echo');
+  await waitPhase(first, 'completed');
+  expect(await answerOf(first)).toBe('hello echo');
+  await screenshot(p, '07-no-model-echo');
+
+  const port = String(bare.port);
+  await bare.stop();
+  await poll(() => p.locator('#connection').textContent(), (v) => expect(v).toMatch(/restarting|Connection lost|Reconnecting/));
+  bare = await startServer({ AUTH_DEV_LOGIN: '0', CELLS: '1', THREADS_PER_CELL: '1', PORT: port }, { dir: bare.dir });
+  await poll(() => p.locator('#connection').textContent(), (v) => expect(v).toBe('Connected'), 20_000);
+  const second = await send(p, 'still here after the restart');
+  await waitPhase(second, 'completed');
+  expect(await answerOf(second)).toBe('still here after the restart');
+  expect(await p.locator('.turn').count()).toBe(2);
+  expect(await p.locator('#thread-list .thread').count()).toBe(1);
+});
+
+test('two tabs of one user show the same conversation live, whichever tab sends', async () => {
+  const a = await page();
+  const b = await page({ context: a.context });
+  await signIn(a.page, server.url, 'erin');
+  await signIn(b.page, server.url, 'erin');
+
+  const first = await send(a.page, 'hello from tab A');
+  await waitPhase(first, 'completed');
+  // Tab B learns of the new conversation and opens it.
+  const entry = b.page.locator('#thread-list .thread', { hasText: 'hello from tab A' });
+  await poll(() => entry.count(), (v) => expect(v).toBe(1), 10_000);
+  await entry.click();
+  await poll(() => b.page.locator('.turn').count(), (v) => expect(v).toBe(1));
+  expect(await answerOf(b.page.locator('.turn').first())).toBe('You said: hello from tab A');
+
+  // A run started in tab A streams into tab B as it happens, with its user text and its steps.
+  const inA = await send(a.page, 'what is 6*7?');
+  const inB = b.page.locator('.turn').nth(1);
+  await poll(() => inB.locator('.user-text').textContent(), (v) => expect(v).toBe('what is 6*7?'), 10_000);
+  await waitPhase(inB, 'completed');
+  await waitPhase(inA, 'completed');
+  expect(await answerOf(inB)).toBe('The answer is 42.');
+  expect(await inB.locator('details.step.tool').count()).toBe(1);
+  expect(await inB.getAttribute('data-run-id')).toBe(await inA.getAttribute('data-run-id'));
+
+  // And the other way round.
+  const fromB = await send(b.page, 'hello from tab B');
+  await waitPhase(fromB, 'completed');
+  const inA2 = a.page.locator('.turn').nth(2);
+  await waitPhase(inA2, 'completed');
+  // Tab A learns the text of tab B's message from the history, which it reads when the run shows up.
+  await poll(() => inA2.locator('.user-text').textContent(), (v) => expect(v).toBe('hello from tab B'));
+  expect(await answerOf(inA2)).toBe('You said: hello from tab B');
+  expect(await a.page.locator('.turn').count()).toBe(3);
+  expect(await b.page.locator('.turn').count()).toBe(3);
+  await screenshot(b.page, '08-second-tab');
+});
+
+test('two users never see each other\'s conversations, on the page or on the wire', async () => {
+  const frank = await page();
+  const grace = await page();
+  await Promise.all([signIn(frank.page, server.url, 'frank'), signIn(grace.page, server.url, 'grace')]);
+  const [f, g] = await Promise.all([send(frank.page, 'frank-secret-1111'), send(grace.page, 'grace-secret-2222')]);
+  await Promise.all([waitPhase(f, 'completed'), waitPhase(g, 'completed')]);
+  const more = await send(frank.page, 'frank-secret-3333');
+  await waitPhase(more, 'completed');
+  await grace.page.waitForTimeout(300);
+
+  const frankText = await frank.page.locator('body').innerText();
+  const graceText = await grace.page.locator('body').innerText();
+  expect(frankText).toContain('frank-secret-1111');
+  expect(graceText).toContain('grace-secret-2222');
+  expect(frankText).not.toContain('grace');
+  expect(graceText).not.toContain('frank');
+  expect(await frank.page.locator('#thread-list .thread').count()).toBe(1);
+  expect(await grace.page.locator('#thread-list .thread').count()).toBe(1);
+  expect(frank.framesReceived.join('\n')).not.toMatch(/grace/);
+  expect(grace.framesReceived.join('\n')).not.toMatch(/frank/);
+  expect(frank.framesReceived.join('\n')).toContain('frank-secret-3333');
+});
+
+test('at phone width (375 px) everything fits, and the conversation list folds behind a button', async () => {
+  const { page: p } = await page({ width: 375, height: 740 });
+  await signIn(p, server.url, 'ivy');
+  const turn = await send(p, 'what is 6*7?');
+  await waitPhase(turn, 'completed');
+  await turn.locator('details.step.tool summary').click();
+  expect(await p.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375);
+  expect(await p.locator('#threads').isHidden()).toBe(true);
+  expect(await p.getByRole('button', { name: 'Send' }).isVisible()).toBe(true);
+  await screenshot(p, '09-phone');
+
+  const toggle = p.getByRole('button', { name: 'Conversations' });
+  await toggle.click();
+  expect(await toggle.getAttribute('aria-expanded')).toBe('true');
+  expect(await p.locator('#threads').isVisible()).toBe(true);
+  await screenshot(p, '10-phone-conversations');
+  expect(await p.evaluate(() => document.activeElement?.getAttribute('aria-current'))).toBe('true');
+  await p.keyboard.press('Escape');
+  expect(await p.locator('#threads').isHidden()).toBe(true);
+  expect(await p.evaluate(() => document.activeElement?.id)).toBe('threads-toggle');
+  await toggle.click();
+  await p.locator('#thread-list .thread').first().click();
+  expect(await p.locator('#threads').isHidden()).toBe(true);
+  expect(await p.evaluate(() => document.activeElement?.id)).toBe('composer-input');
+});
+
+test('the operations view shows cells, threads, runs, failures by code and the isolation figures, updating live', async () => {
+  const { page: p } = await page();
+  const res = await p.goto(server.url + '/ops');
+  expect(res?.headers()['content-security-policy']).toContain("default-src 'none'");
+  await poll(() => p.locator('#ops-status').textContent(), (v) => expect(v).toMatch(/^Updated /));
+  expect(await p.locator('#cells-alive').textContent()).toBe('2');
+  expect(Number(await p.locator('#threads-alive').textContent())).toBeGreaterThanOrEqual(4);
+  expect(await p.locator('#runs-queued').textContent()).toBe('0');
+  expect(await p.locator('#isolation-score').textContent()).toBe('100%');
+  expect(await p.locator('#containment-rate').textContent()).toBe('100%');
+  const row = (code: string) => p.locator(`#failures-body tr[data-code="${code}"] td`);
+  expect(await row('WORKER_CRASHED').last().textContent()).toBe('1');
+  const agentErrors = Number(await row('AGENT_ERROR').last().textContent());
+  expect(agentErrors).toBeGreaterThanOrEqual(1);
+
+  // A run that holds a thread shows up as active, and a new failure as recent, within a poll or two.
+  const u = await UserClient.connect(server.url, 'ops-watcher');
+  try {
+    const slow = await u.start({ agent: 'chaos', input: { mode: 'slow', text: 'slow', ms: 4000 } });
+    await poll(() => p.locator('#runs-active').textContent(), (v) => expect(v).toBe('1'), 6000);
+    const failing = await u.start({ agent: 'chaos', input: 'throw' });
+    await u.waitForRun(failing.run_id);
+    await poll(() => row('AGENT_ERROR').last().textContent(), (v) => expect(v).toBe(String(agentErrors + 1)), 6000);
+    expect(Number(await row('AGENT_ERROR').first().textContent())).toBeGreaterThanOrEqual(1);
+    await screenshot(p, '11-operations');
+    await u.ack('stop_agent', { run_id: slow.run_id });
+    await u.waitForRun(slow.run_id);
+  } finally {
+    u.close();
+  }
+});
+
+test('no page requested anything but the server it came from, and none threw', () => {
+  const allowed = [server.url, proxy.url, bare.url].map((u) => new URL(u).host);
+  const outside = pages.flatMap((p) => p.requests).filter((u) => !allowed.includes(new URL(u).host));
+  expect(outside).toEqual([]);
+  expect(pages.flatMap((p) => p.requests).some((u) => u.startsWith('ws://'))).toBe(true);
+  expect(pages.flatMap((p) => p.errors)).toEqual([]);
+});

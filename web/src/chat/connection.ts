@@ -1,0 +1,82 @@
+/**
+ * The socket: authenticated with the session's token at every (re)connection, reconnecting with
+ * exponential backoff and jitter, and requests as promises that resolve with the ack or throw its coded
+ * error. What to do on (re)connect is the page's business: it gets callbacks.
+ */
+import { io, type Socket } from 'socket.io-client';
+import { ApiError } from '../shared/api';
+import { isEnvelope, type Envelope, type ErrorBody } from '../shared/wire';
+
+export interface ConnectionEvents {
+  /** `again` is false the first time, true after every reconnection. */
+  connected(again: boolean): void;
+  disconnected(reason: string): void;
+  reconnecting(attempt: number): void;
+  /** The handshake was refused with a coded error (UNAUTHORIZED: the session is over). */
+  refused(error: ErrorBody): void;
+  envelope(e: Envelope): void;
+  resyncRequired(runId: string, lastSeq: number): void;
+  tokenExpiring(expiresAt: string): void;
+  serverShutdown(): void;
+}
+
+export interface Connection {
+  request<T>(event: string, payload: unknown, timeoutMs?: number): Promise<T>;
+  readonly connected: boolean;
+  close(): void;
+}
+
+export function openConnection(token: () => string, on: ConnectionEvents): Connection {
+  const socket: Socket = io({
+    auth: (cb) => cb({ token: token() }),
+    // WebSocket first; long polling only when a WebSocket cannot be opened.
+    transports: ['websocket', 'polling'],
+    tryAllTransports: true,
+    reconnectionDelay: 500,
+    reconnectionDelayMax: 3000,
+    randomizationFactor: 0.5,
+  });
+  let everConnected = false;
+
+  socket.on('connect', () => {
+    on.connected(everConnected);
+    everConnected = true;
+  });
+  socket.on('disconnect', (reason) => {
+    on.disconnected(reason);
+    // The server closed this socket on purpose (token expired): socket.io will not retry by itself.
+    if (reason === 'io server disconnect') socket.connect();
+  });
+  socket.on('connect_error', (err: Error & { data?: ErrorBody }) => {
+    if (!err.data?.code) return; // the server is unreachable: the manager retries with backoff
+    on.refused(err.data);
+    // A refused handshake is not retried by socket.io; one over a connection cap is worth another try.
+    if (err.data.code !== 'UNAUTHORIZED' && !socket.active) setTimeout(() => socket.connect(), 2000 + Math.random() * 2000);
+  });
+  socket.io.on('reconnect_attempt', (n) => on.reconnecting(n));
+  socket.on('resync_required', (p: { run_id: string; last_seq: number }) => on.resyncRequired(p.run_id, p.last_seq));
+  socket.on('token_expiring', (p: { expires_at: string }) => on.tokenExpiring(p.expires_at));
+  socket.on('server_shutdown', () => on.serverShutdown());
+  socket.onAny((_name: string, payload: unknown) => {
+    if (isEnvelope(payload)) on.envelope(payload);
+  });
+
+  return {
+    async request<T>(event: string, payload: unknown, timeoutMs = 15_000): Promise<T> {
+      let reply: (T & { error?: ErrorBody }) | undefined;
+      try {
+        reply = await socket.timeout(timeoutMs).emitWithAck(event, payload);
+      } catch {
+        throw new ApiError('NO_ACK', `no acknowledgement of ${event} within ${timeoutMs / 1000} s`, 0);
+      }
+      if (reply && typeof reply === 'object' && reply.error) throw new ApiError(reply.error.code, reply.error.message, 0, reply.error.retry_after_ms ?? null);
+      return reply as T;
+    },
+    get connected() {
+      return socket.connected;
+    },
+    close() {
+      socket.close();
+    },
+  };
+}

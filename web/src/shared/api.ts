@@ -1,0 +1,54 @@
+/** The HTTP half of the API the pages use (same origin, bearer token), with coded errors. */
+import type { AgentInfo, Envelope, ErrorBody, PageMeta, ThreadView } from './wire';
+
+export class ApiError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status: number,
+    /** The server's retry hint (RATE_LIMITED, OVERLOADED, SHUTTING_DOWN). */
+    readonly retryAfterMs: number | null = null,
+  ) {
+    super(message);
+  }
+}
+
+export interface Api {
+  meta(): Promise<PageMeta>;
+  devLogin(userId: string): Promise<{ token: string; user_id: string }>;
+  agents(): Promise<AgentInfo[]>;
+  threads(): Promise<ThreadView[]>;
+  createThread(title: string): Promise<ThreadView>;
+  /** A run's logged events (the whole log of a finished run fits in one page of 1000). */
+  runEvents(runId: string): Promise<Envelope[]>;
+}
+
+export function createApi(token: () => string | null): Api {
+  async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = {};
+    const t = token();
+    if (t) headers.authorization = `Bearer ${t}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    let res: Response;
+    try {
+      res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store' });
+    } catch (err) {
+      throw new ApiError('NETWORK', String((err as Error)?.message ?? err), 0);
+    }
+    const parsed = (await res.json().catch(() => null)) as ({ error?: ErrorBody } & T) | null;
+    if (!res.ok) {
+      const error = parsed?.error;
+      const retryAfter = Number(res.headers.get('retry-after'));
+      throw new ApiError(error?.code ?? 'INTERNAL', error?.message ?? `HTTP ${res.status}`, res.status, retryAfter > 0 ? retryAfter * 1000 : null);
+    }
+    return parsed as T;
+  }
+  return {
+    meta: () => call<PageMeta>('GET', '/v1/meta'),
+    devLogin: (userId) => call('POST', '/v1/auth/dev-login', { user_id: userId }),
+    agents: async () => (await call<{ agents: AgentInfo[] }>('GET', '/v1/agents')).agents,
+    threads: async () => (await call<{ threads: ThreadView[] }>('GET', '/v1/threads?limit=50')).threads,
+    createThread: (title) => call<ThreadView>('POST', '/v1/threads', { title }),
+    runEvents: async (runId) => (await call<{ events: Envelope[] }>('GET', `/v1/runs/${encodeURIComponent(runId)}/events?after_seq=0&limit=1000`)).events,
+  };
+}
