@@ -93,6 +93,8 @@ export function checkStream(events: readonly ReceivedEvent[]): { outOfOrder: boo
     if (seqs.has(e.seq) || ids.has(e.event_id)) duplicates++;
     else if (e.seq < last) outOfOrder = true;
     seqs.add(e.seq);
+    // A lagging socket may get partial_result events merged into one envelope covering a range.
+    if (typeof e.coalesced_from_seq === 'number') for (let s = e.coalesced_from_seq; s < e.seq; s++) seqs.add(s);
     ids.add(e.event_id);
     last = Math.max(last, e.seq);
   }
@@ -119,8 +121,19 @@ async function fetchLog(url: string, runId: string, token: string, timeoutMs: nu
 }
 
 /** The client saw exactly the logged events (same ids at the same seqs), each once. */
+/**
+ * The received stream against the log: every logged event arrived as itself, or (partial_result only)
+ * inside a coalesced envelope whose range covers it and which carries the range's last event.
+ */
 function sameEvents(log: readonly ReceivedEvent[], received: readonly ReceivedEvent[]): boolean {
-  if (log.length !== received.length) return false;
   const bySeq = new Map(received.map((e) => [e.seq, e]));
-  return log.every((e) => bySeq.get(e.seq)?.event_id === e.event_id && bySeq.get(e.seq)?.type === e.type);
+  const covered = new Map<number, ReceivedEvent>();
+  for (const e of received) if (typeof e.coalesced_from_seq === 'number') for (let s = e.coalesced_from_seq; s < e.seq; s++) covered.set(s, e);
+  const expectedEnvelopes = log.filter((e) => !covered.has(e.seq)).length;
+  if (expectedEnvelopes !== received.length) return false;
+  return log.every((e) => {
+    const own = bySeq.get(e.seq);
+    if (own) return own.event_id === e.event_id && own.type === e.type;
+    return e.type === 'partial_result' && covered.get(e.seq)?.type === 'partial_result';
+  });
 }

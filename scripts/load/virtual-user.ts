@@ -11,6 +11,8 @@ export interface ReceivedEvent {
   type: string;
   user_id: string;
   run_id: string;
+  /** Set when the server merged partial_result events coalesced_from_seq..seq for this (lagging) socket. */
+  coalesced_from_seq?: number;
 }
 
 export interface RunObservation {
@@ -172,6 +174,7 @@ export class VirtualUser {
     if (!envelope || typeof envelope !== 'object' || !('seq' in envelope) || !('run_id' in envelope)) return;
     const env = envelope as ReceivedEvent & { payload?: TerminalPayload };
     const e: ReceivedEvent = { seq: env.seq, event_id: env.event_id, type: env.type, user_id: env.user_id, run_id: env.run_id };
+    if (typeof env.coalesced_from_seq === 'number') e.coalesced_from_seq = env.coalesced_from_seq;
     // Only the terminal payload is kept: a flood of partial results must not pin memory.
     const arrival: Arrival = { e, at: performance.now(), payload: e.type === 'agent_completed' ? env.payload : undefined };
     this.counters.events++;

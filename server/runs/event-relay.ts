@@ -11,6 +11,12 @@ import type { EventPayloads, JsonValue, RunEventEnvelope, RunEventType, Terminal
 import type { IsolationReport, RunStore } from '../store/run-store.js';
 import { runLogFields, type LiveRun } from './live-run.js';
 
+/**
+ * Events written per statement. Bounded because Prisma's query compiler runs in WebAssembly, whose memory
+ * grows to the largest query it ever built and never shrinks: one 10,000-event batch would pin it.
+ */
+const MAX_BATCH = 200;
+
 export type Broadcast = (userId: string, envelope: RunEventEnvelope) => void;
 
 export function createEventRelay(deps: { store: RunStore; broadcast: Broadcast; metrics: Metrics; log: Logger }) {
@@ -31,8 +37,10 @@ export function createEventRelay(deps: { store: RunStore; broadcast: Broadcast; 
   }
 
   async function flush(run: LiveRun): Promise<void> {
-    const batch = run.pending.splice(0);
-    if (batch.length === 0) return;
+    while (run.pending.length > 0) await flushBatch(run, run.pending.splice(0, MAX_BATCH));
+  }
+
+  async function flushBatch(run: LiveRun, batch: RunEventEnvelope[]): Promise<void> {
     try {
       await store.appendEvents(batch);
     } catch (err) {

@@ -69,7 +69,8 @@ export type ApplyResult = 'applied' | 'duplicate' | 'gap';
 
 export function applyEnvelope(run: RunState, e: Envelope): ApplyResult {
   if (e.seq <= run.lastSeq) return 'duplicate';
-  if (e.seq !== run.lastSeq + 1) return 'gap';
+  // A lagging socket may get consecutive partial_result events merged: they cover coalesced_from_seq..seq.
+  if ((e.coalesced_from_seq ?? e.seq) !== run.lastSeq + 1) return 'gap';
   run.lastSeq = e.seq;
   run.rev++;
   const at = Date.parse(e.timestamp);

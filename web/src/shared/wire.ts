@@ -9,6 +9,8 @@ export interface Envelope {
   type: string;
   event_id: string;
   seq: number;
+  /** Set when the server merged partial_result events seq coalesced_from_seq..seq for a lagging socket. */
+  coalesced_from_seq?: number;
   run_id: string;
   thread_id: string;
   user_id: string;
