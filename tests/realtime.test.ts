@@ -316,18 +316,20 @@ describe('limits and hostile input', () => {
     await connected(s);
     const got = collect(s);
     const resync = new Promise<any>((resolve) => s.once('resync_required', resolve));
-    const { run_id } = await s.timeout(5000).emitWithAck('start_agent', { agent: 'streamer', input: { text: 'x'.repeat(1000), parts: 400, delay: 0, pad: 60000 } });
+    // Paced so the stall outlasts many coalescing rounds (one merged packet per 50 ms while it lags).
+    const { run_id } = await s.timeout(5000).emitWithAck('start_agent', { agent: 'streamer', input: { text: 'x'.repeat(1000), parts: 400, delay: 8, pad: 60000 } });
     // Stop reading from the TCP connection: the server's write buffer for this socket grows.
     const raw = (s.io.engine as any).transport.ws._socket;
     raw.pause();
-    await sleep(1500);
+    await sleep(3000);
     raw.resume();
-    const notice = await resync;
+    const notice = await Promise.race([resync, sleep(20_000).then(() => Promise.reject(new Error('no resync_required within 20 s')))]);
     expect(notice).toMatchObject({ run_id, last_seq: expect.any(Number) });
     await sleep(300);
     await s.timeout(10_000).emitWithAck('subscribe_run', { run_id, after_seq: notice.last_seq });
     await until(() => got.some((e) => e.type === 'agent_completed' && e.run_id === run_id), 45_000);
-    const seqs = got.filter((e) => e.run_id === run_id).map((e) => e.seq);
+    // A lagging socket may get partial results merged: an envelope then covers coalesced_from_seq..seq.
+    const seqs = got.filter((e) => e.run_id === run_id).flatMap((e: any) => (e.coalesced_from_seq ? Array.from({ length: e.seq - e.coalesced_from_seq + 1 }, (_, i) => e.coalesced_from_seq + i) : [e.seq]));
     expect(seqs).toEqual(seqs.map((_, i) => i + 1));
     s.close();
   }, 70_000);

@@ -16,6 +16,9 @@ interface InFlight {
   stopReason: StopReason | null;
   timers: NodeJS.Timeout[];
   settled: boolean;
+  /** The thread's `done`, kept until its Piscina task has resolved too. */
+  done: { outcome: RunOutcome; report: RunReport } | null;
+  taskResolved: boolean;
 }
 
 export interface RunDispatcher {
@@ -85,7 +88,7 @@ export function createRunDispatcher(deps: {
     },
     start(run) {
       const { port1, port2 } = new MessageChannel();
-      const f: InFlight = { run, port: port1, abort: new AbortController(), startedAt: null, stopReason: null, timers: [], settled: false };
+      const f: InFlight = { run, port: port1, abort: new AbortController(), startedAt: null, stopReason: null, timers: [], settled: false, done: null, taskResolved: false };
       inFlight.set(run.runId, f);
       port1.on('message', (msg: ThreadToCell) => {
         if (f.settled) return;
@@ -101,12 +104,18 @@ export function createRunDispatcher(deps: {
           deps.onCountsChanged();
         } else if (msg.type === 'done') {
           statsByWorker.set(msg.stats.workerId, msg.stats);
-          settle(f, msg.outcome, msg.report);
+          // Report the run finished only once its thread is free again (its task resolved): the front then
+          // sends the next run into a free thread, instead of Piscina queueing it or starting a burst thread
+          // for it, which would let a later run start first. A thread to recycle never resolves: settle now.
+          if (f.taskResolved || msg.report.recycled) settle(f, msg.outcome, msg.report);
+          else f.done = { outcome: msg.outcome, report: msg.report };
         }
       });
       const task: ThreadTask = { kind: 'run', run, port: port2 };
       deps.pool.run(task, { transferList: [port2], signal: f.abort.signal }).then(
         (summary: RunOutcome) => {
+          f.taskResolved = true;
+          if (f.done) return settle(f, f.done.outcome, f.done.report);
           // The port's last messages usually arrive after the task resolves: give them time.
           f.timers.push(setTimeout(() => settle(f, summary), DONE_GRACE_MS));
         },
