@@ -49,7 +49,8 @@ test.each(cases)('chaos %s: the failing run ends %s/%s and the others are untouc
   expect(await fullStrength()).toBe(true);
   const deathsBefore = metricValue(await scrape(), 'atoll_cell_deaths_total');
   const bad = await victim.start({ agent: 'chaos', input: { mode, text: mode } });
-  await victim.waitForEvent(bad.run_id, 'agent_started');
+  // An abort can take its cell down before the cell reports the start: then there is no agent_started yet.
+  await victim.waitForEvent(bad.run_id, mode === 'abort' ? 'message_received' : 'agent_started');
   // Four healthy runs of other users, long enough to be in flight when the failure lands.
   const healthy = await Promise.all(
     [0, 1, 2, 3].map((i) => others[i % 2].start({ agent: 'streamer', input: { text: `h${i}`, parts: 8, delay: 150 } }).then((r) => ({ ...r, client: others[i % 2], i }))),

@@ -247,21 +247,28 @@ describe('a live server under chaos', () => {
     // abort, not oom_fatal: a V8 out-of-memory abort of the whole cell is likely but not certain.
     const { run_id, end } = await run(u, { mode: 'abort', text: 'boom' });
     expect(end.payload.error.code).toBe('WORKER_CRASHED');
-    const dead = (await u.http('GET', `/v1/runs/${run_id}`)).body.ran_on.cell as string;
-    expect(cellsBefore).toContain(dead);
+    // ran_on is recorded when the cell reports the start; an abort can come first.
+    const reported = (await u.http('GET', `/v1/runs/${run_id}`)).body.ran_on?.cell as string | undefined;
+    let dead = reported ?? '';
 
     let after = '';
     const replaced = await eventually(async () => {
       after = await scrape();
       const cells = new Set(labelValues(after, 'process_cpu_seconds_total', 'cell'));
-      return value(after, 'atoll_cells_alive') === 2 && cells.size === 2 && !cells.has(dead) && delta(before, after, 'atoll_cell_restart_seconds_count') === 1;
+      const gone = cellsBefore.filter((c) => !cells.has(c));
+      if (gone.length === 1) dead = gone[0];
+      return value(after, 'atoll_cells_alive') === 2 && cells.size === 2 && gone.length === 1 && delta(before, after, 'atoll_cell_restart_seconds_count') >= 1;
     }, 20_000);
+    if (reported) expect(dead).toBe(reported);
     expect({ replaced, cellsAlive: value(after, 'atoll_cells_alive'), cells: [...new Set(labelValues(after, 'process_cpu_seconds_total', 'cell'))], dead, restarts: delta(before, after, 'atoll_cell_restart_seconds_count') }).toMatchObject({ replaced: true });
-    expect(delta(before, after, 'atoll_cell_deaths_total')).toBe(1);
-    expect(delta(before, after, 'atoll_cell_deaths_total', { cause: 'fatal_error' })).toBe(1);
+    // If the abort took its cell down before the cell reported the start, the run went to quarantine once
+    // (it could not be named from a run that had not started) and died there again: one more death, one restart.
+    const restarts = delta(before, after, 'atoll_run_restarts_total');
+    expect([0, 1]).toContain(restarts);
+    expect(delta(before, after, 'atoll_cell_deaths_total')).toBe(1 + restarts);
+    expect(delta(before, after, 'atoll_cell_deaths_total', { cause: 'fatal_error' })).toBe(1 + restarts);
     expect(delta(before, after, 'atoll_runs_finished_total', { status: 'failed', code: 'WORKER_CRASHED' })).toBe(1);
     expect(delta(before, after, 'atoll_collateral_runs_total')).toBe(0);
-    expect(delta(before, after, 'atoll_run_restarts_total')).toBe(0);
     expect(delta(before, after, 'atoll_thread_deaths_total')).toBe(0);
     // The dead cell is gone from every cell-labelled series; its replacement took its slot.
     expect(after).not.toContain(`"${dead}"`);
