@@ -51,8 +51,12 @@ export function createHttpApp(deps: HttpDeps): express.Express {
 
   app.use(opsRoutes({ ping: () => deps.store.ping(), cells: () => deps.cells.cells(), draining: () => deps.runs.draining }));
 
-  app.get('/metrics', async (_req, res, next) => {
+  app.get('/metrics', async (req, res, next) => {
     try {
+      // Diagnostics for memory soaks: only when the operator started node with --expose-gc, collect garbage
+      // first, so the scrape shows what is retained rather than what is merely not yet collected.
+      const gc = (globalThis as { gc?: () => void }).gc;
+      if (req.query.gc === '1' && typeof gc === 'function') gc();
       res.type(deps.metrics.registry.contentType).send(await deps.metrics.render());
     } catch (err) {
       next(err);
