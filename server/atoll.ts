@@ -20,6 +20,7 @@ import { createEventRelay, type Broadcast } from './runs/event-relay.js';
 import { createRunService, type RunService } from './runs/run-service.js';
 import { applyMigrations } from './store/migrations.js';
 import { createRunStore } from './store/run-store.js';
+import { createRunWrites } from './store/run-writes.js';
 
 const ROOT = path.resolve(__dirname, '../..');
 
@@ -29,7 +30,8 @@ export async function startAtoll(config: Config, log: Logger) {
   if (migrations.checksumMismatches.length) log.warn({ migrations: migrations.checksumMismatches }, 'applied migrations were edited since');
 
   const prisma = createPrismaClient(config.databaseFile);
-  const store = createRunStore(prisma);
+  const writes = createRunWrites(config.databaseFile, { busyTimeoutMs: 10_000 });
+  const store = createRunStore(prisma, writes);
   const tokens = createTokenService(config.jwtSecret ?? developmentSecret(config.databaseFile));
   const httpServer = http.createServer();
 
@@ -113,6 +115,7 @@ export async function startAtoll(config: Config, log: Logger) {
     await cells.start();
   } catch (err) {
     await cells.stop(2000);
+    writes.close();
     await prisma.$disconnect();
     throw err;
   }
@@ -159,6 +162,7 @@ export async function startAtoll(config: Config, log: Logger) {
         await new Promise<void>((resolve) => sockets.io.close(() => resolve()));
         await cells.stop(5000);
         metrics.stop();
+        writes.close();
         await prisma.$disconnect();
         log.info('stopped');
       })();

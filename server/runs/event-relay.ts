@@ -11,10 +11,7 @@ import type { EventPayloads, JsonValue, RunEventEnvelope, RunEventType, Terminal
 import type { IsolationReport, RunStore } from '../store/run-store.js';
 import { runLogFields, type LiveRun } from './live-run.js';
 
-/**
- * Events written per statement. Bounded because Prisma's query compiler runs in WebAssembly, whose memory
- * grows to the largest query it ever built and never shrinks: one 10,000-event batch would pin it.
- */
+/** Events per write: a flooding run's backlog is written in slices, so other runs' writes share its commits. */
 const MAX_BATCH = 200;
 
 export type Broadcast = (userId: string, envelope: RunEventEnvelope) => void;
@@ -59,9 +56,9 @@ export function createEventRelay(deps: { store: RunStore; broadcast: Broadcast; 
       if (run.pending.length === 1) run.chain = run.chain.then(() => flush(run));
     },
 
-    /** Sends an event that is already in the log (event 1, written with the run itself). */
-    deliver(run: LiveRun, e: RunEventEnvelope): void {
-      run.chain = run.chain.then(() => {
+    /** Sends an event that is already in the log (event 1, written with the run itself), once `after` resolves. */
+    deliver(run: LiveRun, e: RunEventEnvelope, after: Promise<void>): void {
+      run.chain = run.chain.then(() => after).then(() => {
         broadcast(run.userId, e);
         metrics.eventsRelayed.inc();
       });

@@ -296,6 +296,9 @@ export function createRunService(deps: {
       replayOf: req.replayOf ?? null,
     });
     metrics.runsAccepted.inc();
+    // The client learns the run id (the acknowledgement, sent as this returns) before its first event;
+    // every later event of the run is chained behind this one, however early its cell answers.
+    relay.deliver(run, first, new Promise<void>((resolve) => setImmediate(resolve)));
     live.set(run.id, run);
     queue.add(run);
     // A run still waiting for its slot after a second is told where it stands.
@@ -304,11 +307,7 @@ export function createRunService(deps: {
         if (run.phase === 'queued' && queue.position(run) > 0) relay.append(run, 'run_queued', { position: queue.position(run) });
       }, QUEUED_NOTICE_MS),
     );
-    // After the caller's acknowledgement: the client learns the run id before its first event.
-    setImmediate(() => {
-      relay.deliver(run, first);
-      pump();
-    });
+    setImmediate(pump);
     return record;
   }
 

@@ -2,13 +2,14 @@
  * The front's persistence: threads, messages, runs and the event log. Every query that takes a user id
  * filters by it, so another user's ids behave exactly like unknown ones.
  *
- * No interactive transactions here: with the SQLite driver adapter every query issued while one is open
- * joins it, and the front serves many requests on one client. Writes that must be atomic are batches.
+ * Reads go through Prisma. Writes go through run-writes.ts (prepared statements, group commit): each
+ * write's promise settles once it is committed, so a read issued after it sees it.
  */
 import type { Db } from '../../prisma/create-client.js';
 import type { AgentInput } from '../protocol/cell-messages.js';
 import type { ErrorBody } from '../protocol/errors.js';
 import type { JsonValue, RunEventEnvelope, RunStatus, TerminalStatus } from '../protocol/events.js';
+import type { RunWrites } from './run-writes.js';
 
 export interface RunRecord {
   id: string;
@@ -77,7 +78,7 @@ export interface NewRun {
 
 type RunRow = Awaited<ReturnType<Db['run']['findFirst']>> & {};
 
-export function createRunStore(db: Db) {
+export function createRunStore(db: Db, writes: RunWrites) {
   function toRun(row: RunRow): RunRecord {
     return {
       id: row.id,
@@ -101,21 +102,15 @@ export function createRunStore(db: Db) {
     };
   }
 
-  function eventRow(e: RunEventEnvelope) {
-    return { id: e.event_id, runId: e.run_id, seq: e.seq, type: e.type, payload: JSON.stringify(e.payload), timestamp: new Date(e.timestamp) };
-  }
-
   return {
     async ping(): Promise<void> {
       await db.$queryRawUnsafe('SELECT 1');
     },
 
     async createThread(userId: string, id: string, title: string | null): Promise<ThreadRecord> {
-      const [, thread] = await db.$transaction([
-        db.user.upsert({ where: { id: userId }, create: { id: userId }, update: {} }),
-        db.thread.create({ data: { id, userId, title } }),
-      ]);
-      return thread;
+      const now = new Date();
+      await writes.createThread(userId, id, title, now);
+      return { id, userId, title, createdAt: now, updatedAt: now };
     },
 
     async findThread(userId: string, threadId: string): Promise<ThreadRecord | null> {
@@ -138,49 +133,46 @@ export function createRunStore(db: Db) {
 
     /** Persists the request before it is acknowledged: user, thread, the user's message, the run, event 1. */
     async acceptRun(r: NewRun): Promise<RunRecord> {
-      const threadId = r.threadId ?? r.newThreadId;
+      const input = JSON.stringify(r.input);
+      await writes.acceptRun({ ...r, input, inputText: r.input.text, replayOf: r.replayOf ?? null });
       const now = new Date(r.firstEvent.timestamp);
-      const [, , , run] = await db.$transaction([
-        db.user.upsert({ where: { id: r.userId }, create: { id: r.userId }, update: {} }),
-        r.threadId
-          ? db.thread.update({ where: { id: r.threadId }, data: { updatedAt: now } })
-          : db.thread.create({ data: { id: threadId, userId: r.userId, title: r.input.text.slice(0, 80) || null } }),
-        db.message.create({ data: { threadId, runId: r.id, role: 'user', content: r.input.text, createdAt: now } }),
-        db.run.create({
-          data: {
-            id: r.id,
-            threadId,
-            userId: r.userId,
-            agentName: r.agentName,
-            input: JSON.stringify(r.input),
-            correlationId: r.correlationId,
-            requestId: r.requestId,
-            status: 'queued',
-            queuedAt: now,
-            replayOf: r.replayOf ?? null,
-          },
-        }),
-        db.runEvent.create({ data: eventRow(r.firstEvent) }),
-      ]);
-      return toRun(run);
+      return {
+        id: r.id,
+        threadId: r.threadId ?? r.newThreadId,
+        userId: r.userId,
+        agentName: r.agentName,
+        input: JSON.parse(input) as AgentInput,
+        correlationId: r.correlationId,
+        requestId: r.requestId,
+        status: 'queued',
+        error: null,
+        result: null,
+        queuedAt: now,
+        startedAt: null,
+        finishedAt: null,
+        cellId: null,
+        workerId: null,
+        attempts: 0,
+        report: null,
+        replayOf: r.replayOf ?? null,
+      };
     },
 
-    async markRunning(runId: string, cellId: string, workerId: number, startedAt: Date, attempts: number): Promise<void> {
-      await db.run.update({ where: { id: runId }, data: { status: 'running', cellId, workerId, startedAt, attempts } });
+    markRunning(runId: string, cellId: string, workerId: number, startedAt: Date, attempts: number): Promise<void> {
+      return writes.markRunning(runId, cellId, workerId, startedAt, attempts);
     },
 
     /** Back to queued after its cell died under it (it will be run again). */
-    async markRequeued(runId: string): Promise<void> {
-      await db.run.update({ where: { id: runId }, data: { status: 'queued' } });
+    markRequeued(runId: string): Promise<void> {
+      return writes.markRequeued(runId);
     },
 
-    async appendEvents(events: RunEventEnvelope[]): Promise<void> {
-      if (events.length === 1) await db.runEvent.create({ data: eventRow(events[0]) });
-      else if (events.length > 1) await db.runEvent.createMany({ data: events.map(eventRow) });
+    appendEvents(events: RunEventEnvelope[]): Promise<void> {
+      return events.length === 0 ? Promise.resolve() : writes.appendEvents(events);
     },
 
     /** The terminal write: status, error, result, the agent_completed event and the assistant's message. */
-    async finishRun(
+    finishRun(
       runId: string,
       threadId: string,
       status: TerminalStatus,
@@ -191,29 +183,7 @@ export function createRunStore(db: Db) {
       /** What the run streamed before it ended without completing: stored as an interrupted answer. */
       partialText: string,
     ): Promise<void> {
-      const finishedAt = new Date(terminal.timestamp);
-      const ops = [
-        db.runEvent.create({ data: eventRow(terminal) }),
-        db.run.update({
-          where: { id: runId },
-          data: {
-            status,
-            errorCode: error?.code ?? null,
-            errorMessage: error?.message ?? null,
-            result: result === null ? null : JSON.stringify(result),
-            report: report ? JSON.stringify(report) : null,
-            finishedAt,
-          },
-        }),
-      ];
-      if (status === 'completed' && result !== null) {
-        const content = typeof result === 'string' ? result : JSON.stringify(result);
-        ops.push(db.message.create({ data: { threadId, runId, role: 'assistant', content, createdAt: finishedAt } }) as never);
-        ops.push(db.thread.update({ where: { id: threadId }, data: { updatedAt: finishedAt } }) as never);
-      } else if (status !== 'completed' && partialText.length > 0) {
-        ops.push(db.message.create({ data: { threadId, runId, role: 'assistant', content: partialText, status: 'interrupted', createdAt: finishedAt } }) as never);
-      }
-      await db.$transaction(ops);
+      return writes.finishRun({ runId, threadId, status, error, result, terminal, report: report ? JSON.stringify(report) : null, partialText });
     },
 
     /** The user's run with this correlation id accepted since `since` (idempotency). */

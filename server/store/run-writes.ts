@@ -1,0 +1,133 @@
+/**
+ * The front's writes on its hot path, as prepared statements on its own better-sqlite3 connection, committed
+ * in groups (group-commit.ts). Prisma stays the schema, the migrations, every read and the workers' ctx.db;
+ * it is not used for these writes because it costs about half a millisecond of CPU per query (its query
+ * compiler runs in WebAssembly and its adapter prepares every statement again), which was half of the
+ * front's CPU per run. Rows are written exactly as Prisma writes them (DateTime as ISO-8601 text with
+ * "+00:00"), so Prisma reads them back, compares them and orders them as its own.
+ *
+ * All the front's writes go through here: a second writer on this process would wait on the write lock
+ * that this synchronous connection cannot release while it waits.
+ */
+import Database from 'better-sqlite3';
+import type { ErrorBody } from '../protocol/errors.js';
+import type { JsonValue, RunEventEnvelope, TerminalStatus } from '../protocol/events.js';
+import { createGroupCommit, type GroupCommit } from './group-commit.js';
+
+/** Prisma's DateTime text on SQLite (its adapter's default "iso8601" format). */
+export const prismaDateTime = (d: Date | number | string): string => new Date(d).toISOString().replace('Z', '+00:00');
+
+export interface AcceptedRunRow {
+  id: string;
+  userId: string;
+  /** Existing thread to continue, or null to create `newThreadId`. */
+  threadId: string | null;
+  newThreadId: string;
+  agentName: string;
+  input: string;
+  inputText: string;
+  correlationId: string | null;
+  requestId: string;
+  replayOf: string | null;
+  firstEvent: RunEventEnvelope;
+}
+
+export interface FinishedRunRow {
+  runId: string;
+  threadId: string;
+  status: TerminalStatus;
+  error: ErrorBody | null;
+  result: JsonValue | null;
+  terminal: RunEventEnvelope;
+  report: string | null;
+  partialText: string;
+}
+
+export class RowMissingError extends Error {
+  override name = 'RowMissingError';
+}
+
+export function createRunWrites(databaseFile: string, opts: { busyTimeoutMs: number }) {
+  const db = new Database(databaseFile, { timeout: opts.busyTimeoutMs });
+  const commits: GroupCommit = createGroupCommit(db);
+
+  const upsertUser = db.prepare('INSERT INTO "User" ("id", "createdAt") VALUES (?, ?) ON CONFLICT ("id") DO NOTHING');
+  const insertThread = db.prepare('INSERT INTO "Thread" ("id", "userId", "title", "createdAt", "updatedAt") VALUES (?, ?, ?, ?, ?)');
+  const touchThread = db.prepare('UPDATE "Thread" SET "updatedAt" = ? WHERE "id" = ?');
+  const insertMessage = db.prepare('INSERT INTO "Message" ("threadId", "runId", "role", "content", "status", "createdAt") VALUES (?, ?, ?, ?, ?, ?)');
+  const insertRun = db.prepare(
+    'INSERT INTO "Run" ("id", "threadId", "userId", "agentName", "input", "correlationId", "requestId", "status", "queuedAt", "attempts", "replayOf") ' +
+      "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, 0, ?)",
+  );
+  const insertEvent = db.prepare('INSERT INTO "RunEvent" ("id", "runId", "seq", "type", "payload", "timestamp") VALUES (?, ?, ?, ?, ?, ?)');
+  const setRunning = db.prepare('UPDATE "Run" SET "status" = \'running\', "cellId" = ?, "workerId" = ?, "startedAt" = ?, "attempts" = ? WHERE "id" = ?');
+  const setQueued = db.prepare('UPDATE "Run" SET "status" = \'queued\' WHERE "id" = ?');
+  const setFinished = db.prepare(
+    'UPDATE "Run" SET "status" = ?, "errorCode" = ?, "errorMessage" = ?, "result" = ?, "report" = ?, "finishedAt" = ? WHERE "id" = ?',
+  );
+
+  const event = (e: RunEventEnvelope) => insertEvent.run(e.event_id, e.run_id, e.seq, e.type, JSON.stringify(e.payload), prismaDateTime(e.timestamp));
+
+  return {
+    commits,
+
+    createThread(userId: string, id: string, title: string | null, at: Date): Promise<void> {
+      const now = prismaDateTime(at);
+      return commits.run(() => {
+        upsertUser.run(userId, now);
+        insertThread.run(id, userId, title, now, now);
+      });
+    },
+
+    /** User, thread, the user's message, the run and its event 1: all or nothing, before the acknowledgement. */
+    acceptRun(r: AcceptedRunRow): Promise<void> {
+      const now = prismaDateTime(r.firstEvent.timestamp);
+      const threadId = r.threadId ?? r.newThreadId;
+      return commits.run(() => {
+        upsertUser.run(r.userId, now);
+        if (r.threadId) {
+          if (touchThread.run(now, r.threadId).changes === 0) throw new RowMissingError(`thread ${r.threadId} does not exist`);
+        } else {
+          insertThread.run(threadId, r.userId, r.inputText.slice(0, 80) || null, now, now);
+        }
+        insertMessage.run(threadId, r.id, 'user', r.inputText, 'complete', now);
+        insertRun.run(r.id, threadId, r.userId, r.agentName, r.input, r.correlationId, r.requestId, now, r.replayOf);
+        event(r.firstEvent);
+      });
+    },
+
+    markRunning(runId: string, cellId: string, workerId: number, startedAt: Date, attempts: number): Promise<void> {
+      return commits.run(() => void setRunning.run(cellId, workerId, prismaDateTime(startedAt), attempts, runId));
+    },
+
+    markRequeued(runId: string): Promise<void> {
+      return commits.run(() => void setQueued.run(runId));
+    },
+
+    appendEvents(events: RunEventEnvelope[]): Promise<void> {
+      return commits.run(() => events.forEach(event));
+    },
+
+    finishRun(f: FinishedRunRow): Promise<void> {
+      const finishedAt = prismaDateTime(f.terminal.timestamp);
+      return commits.run(() => {
+        event(f.terminal);
+        setFinished.run(f.status, f.error?.code ?? null, f.error?.message ?? null, f.result === null ? null : JSON.stringify(f.result), f.report, finishedAt, f.runId);
+        if (f.status === 'completed' && f.result !== null) {
+          const content = typeof f.result === 'string' ? f.result : JSON.stringify(f.result);
+          insertMessage.run(f.threadId, f.runId, 'assistant', content, 'complete', finishedAt);
+          touchThread.run(finishedAt, f.threadId);
+        } else if (f.status !== 'completed' && f.partialText.length > 0) {
+          insertMessage.run(f.threadId, f.runId, 'assistant', f.partialText, 'interrupted', finishedAt);
+        }
+      });
+    },
+
+    close(): void {
+      commits.flushNow();
+      db.close();
+    },
+  };
+}
+
+export type RunWrites = ReturnType<typeof createRunWrites>;
