@@ -1,6 +1,7 @@
 /** The front's handle on one cell process: its state, the runs inside it, and a typed send. */
 import type { ChildProcess } from 'node:child_process';
 import type { AgentInfo, CellStats, FrontToCell, ProcessMetricFamily } from '../protocol/cell-messages.js';
+import { createBatchedSender } from '../protocol/ipc-batch.js';
 
 export type CellState = 'starting' | 'ready' | 'stopping' | 'dead';
 
@@ -26,6 +27,9 @@ export class CellHandle {
   /** Being replaced while idle because it grew (not a death). */
   rejuvenating = false;
   readonly spawnedAt = Date.now();
+  private readonly outbox = createBatchedSender<FrontToCell>((batch) => {
+    if (this.child.connected) this.child.send(batch);
+  });
 
   constructor(
     readonly id: string,
@@ -49,8 +53,9 @@ export class CellHandle {
     return Math.max(0, this.capacity + Math.min(this.capacity, long) - this.runs.size);
   }
 
+  /** Sent with whatever else this turn sends to the cell, in order. */
   send(msg: FrontToCell): void {
-    if (this.child.connected) this.child.send(msg);
+    this.outbox.send(msg);
   }
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {

@@ -8,6 +8,7 @@
 import { fork } from 'node:child_process';
 import type { Logger } from '../logger.js';
 import type { AgentInfo, CellConfig, CellToFront } from '../protocol/cell-messages.js';
+import { unbatch } from '../protocol/ipc-batch.js';
 import { CellHandle } from './cell-handle.js';
 import { describeCellExit, type CellExit } from './exit-cause.js';
 
@@ -66,7 +67,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
     });
 
     return new Promise<CellHandle>((resolve, reject) => {
-      child.on('message', (msg: CellToFront) => {
+      const receive = (msg: CellToFront) => {
         if (msg.type === 'ready') {
           cell.state = 'ready';
           cell.readyAt = Date.now();
@@ -85,6 +86,9 @@ export function createCellSupervisor(opts: SupervisorOptions) {
           }
           events.onMessage(cell, msg);
         }
+      };
+      child.on('message', (received: CellToFront | CellToFront[]) => {
+        for (const msg of unbatch(received)) receive(msg);
       });
       child.on('error', (err) => log.error({ cell: id, err: err.message }, 'cell process error'));
       child.on('exit', (code, signal) => {
@@ -120,7 +124,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
         }, 50);
       });
       const config = quarantine ? { ...opts.cellConfig, threads: 1, quarantine: true } : opts.cellConfig;
-      child.send({ type: 'init', config: { ...config, cellId: id } });
+      cell.send({ type: 'init', config: { ...config, cellId: id } });
     });
   }
 

@@ -56,7 +56,7 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
   async function execute(run: RunAssignment, port: MessagePort): Promise<RunOutcome> {
     const post = (msg: ThreadToCell) => port.postMessage(msg);
     const clean = await cleanBaseline();
-    const contaminated = changedGlobals(clean, snapshotGlobals()).length > 0;
+    const contaminated = changedGlobals(clean).length > 0;
     const startedAt = Date.now();
     post({ type: 'started', workerId: threadId, startedAt });
     // `cell` and `worker` are already bound by the thread's logger (run-entry.ts); repeating them here would
@@ -137,7 +137,7 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
       await new Promise((resolve) => setTimeout(resolve, LEAK_RECHECK_MS));
       leaks = leakedResources(resourcesBefore, activeResources());
     }
-    const globals = changedGlobals(clean, snapshotGlobals());
+    const globals = changedGlobals(clean);
     runsServed++;
     const recycled: RecycleReason | null = contaminated
       ? 'contaminated'
