@@ -124,6 +124,28 @@ test('event contract: seq 1..n without gaps, agent_started first, one agent_comp
   expect(run.body.ran_on.cell).toMatch(/^cell\d+-g\d+$/);
 });
 
+test('under concurrency every socket gets every event of every run, in order: nothing overtakes event 1', async () => {
+  // Fast runs many at a time: a run's cell may answer before the turn that acknowledged it has ended.
+  const users = await Promise.all(['burst-a', 'burst-b', 'burst-c', 'burst-d'].map(connect));
+  const perSlot = 40;
+  const runIds = new Map<UserClient, string[]>(users.map((u) => [u, []]));
+  await Promise.all(
+    users.flatMap((u) =>
+      Array.from({ length: 3 }, async () => {
+        for (let i = 0; i < perSlot; i++) {
+          const { run_id } = await u.start({ agent: 'streamer', input: { text: 'b', parts: 2, delay: 0 } });
+          runIds.get(u)!.push(run_id);
+          await u.waitForRun(run_id, 15_000);
+        }
+      }),
+    ),
+  );
+  for (const [u, ids] of runIds) {
+    expect(ids).toHaveLength(3 * perSlot);
+    for (const id of ids) expectContract(u.runEvents(id), id);
+  }
+}, 90_000);
+
 test('the thread keeps the conversation: user message and the assistant final answer, in order', async () => {
   const u = await connect('history-user');
   const first = await u.start({ agent: 'echo', input: 'first question' });
