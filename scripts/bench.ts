@@ -12,7 +12,7 @@ import { UsageError } from './load/argv.js';
 import { getJson } from './load/auth.js';
 import { ratio, round } from './load/stats.js';
 import { describeMachine } from './bench/machine.js';
-import { memoryAtLevel, perRunBytes, type MemoryLevel, type MemoryTarget } from './bench/memory.js';
+import { idleMemory, memoryAtLevel, perRunBytes, perWorker, type MemoryLevel, type MemoryTarget } from './bench/memory.js';
 import { HELP, parseBenchOptions, type BenchOptions } from './bench/options.js';
 import { ATOLL_ENTRY, BASELINE_ENTRY, BENCH_AGENTS_DIR, agentFile } from './bench/paths.js';
 import { piscinaRound, withPiscina } from './bench/piscina-limit.js';
@@ -92,7 +92,14 @@ async function memory(opts: BenchOptions, log: Log): Promise<MemoryReport> {
   const atoll = await measure((level) => startAtoll(level / CELLS), atollTarget, 'Atoll');
   const processPerRun = await measure((level) => startBaseline('process-per-run', level), baselineTarget, 'process per run');
   const inProcess = await measure((level) => startBaseline('in-process', level), baselineTarget, 'in-process');
-  return { levels: [low, high], source: atoll.levels[0].source, atoll, process_per_run: processPerRun, in_process: inProcess };
+  // Idle workers: the same memory levels, counted in threads (2 cells), measured at rest.
+  const idle = [];
+  for (const threads of [low, high]) {
+    log(`memory: Atoll at rest with ${threads} warmed worker threads`);
+    idle.push(await using(startAtoll(threads / CELLS), (s) => idleMemory(atollTarget(s), threads, opts.reps)));
+  }
+  const atollIdleWorker = perWorker([low, high], idle[0], idle[1]);
+  return { levels: [low, high], source: atoll.levels[0].source, atoll, process_per_run: processPerRun, in_process: inProcess, atoll_idle_worker: atollIdleWorker };
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -53,6 +53,7 @@ export async function startAtoll(config: Config, log: Logger) {
       runMemoryMb: config.runMemoryMb,
       cellMemoryMb: config.cellMemoryMb,
       maxRunsPerWorker: config.maxRunsPerWorker,
+      workerDbWarmup: config.workerDbWarmup,
       quarantine: false,
       cancelGraceMs: config.cancelGraceMs,
       limits: config.limits,

@@ -26,6 +26,7 @@ const EnvSchema = z.object({
   RUN_MEMORY_MB: int(16, 65_536).default(128),
   CELL_MEMORY_MB: int(64, 1_048_576).optional(),
   MAX_RUNS_PER_WORKER: int(0, 1_000_000_000).default(0),
+  WORKER_DB_WARMUP: z.enum(['lazy', 'eager']).default('lazy'),
   MAX_RUN_ATTEMPTS: int(1, 10).default(3),
   QUARANTINE_CELLS: int(1, 64).optional(),
   CELL_RECYCLE_RSS_RATIO: z.coerce.number().min(0).max(100).default(1.3),
@@ -77,6 +78,8 @@ export interface Config {
   readonly cellMemoryMb: number;
   /** 0 = unlimited; 1 = a brand-new thread for every run. */
   readonly maxRunsPerWorker: number;
+  /** lazy: a thread loads Prisma's query compiler at its first ctx.db query; eager: while it warms up. */
+  readonly workerDbWarmup: 'lazy' | 'eager';
   /** How many times a run may be started in all (bystanders of a cell death are run again). */
   readonly maxRunAttempts: number;
   /** At most this many quarantine cells at once (each runs one suspect of a cell death). */
@@ -139,6 +142,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     // Room for every thread, burst threads included, at its heap budget, plus the cell's own baseline.
     cellMemoryMb: e.CELL_MEMORY_MB ?? 512 + 2 * e.THREADS_PER_CELL * e.RUN_MEMORY_MB,
     maxRunsPerWorker: e.MAX_RUNS_PER_WORKER,
+    workerDbWarmup: e.WORKER_DB_WARMUP,
     maxRunAttempts: e.MAX_RUN_ATTEMPTS,
     // One per thread of a serving cell: all suspects of one cell death are re-run at once.
     quarantineCells: e.QUARANTINE_CELLS ?? e.THREADS_PER_CELL,

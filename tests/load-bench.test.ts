@@ -231,6 +231,12 @@ test('bench --quick: every design measured, figures consistent, a markdown table
     if (m.per_run_bytes !== null) expect(m.per_run_bytes).toBe(slope('bytes'));
     if (m.per_run_rss_bytes !== null) expect(m.per_run_rss_bytes).toBe(slope('rss_bytes'));
   }
+  const idle = r.memory.atoll_idle_worker;
+  expect(idle.threads).toEqual(r.memory.levels);
+  if (process.platform === 'linux') for (const b of [...idle.bytes, ...idle.rss_bytes]) expect(b).toBeGreaterThan(0);
+  expect(idle.per_worker_bytes).toBe(Math.round((idle.bytes[1] - idle.bytes[0]) / (idle.threads[1] - idle.threads[0])));
+  expect(idle.per_worker_rss_bytes).toBe(Math.round((idle.rss_bytes[1] - idle.rss_bytes[0]) / (idle.threads[1] - idle.threads[0])));
+  expect(r.markdown).toContain('Idle worker thread');
 
   expect(r.recovery.samples).toHaveLength(r.recovery.reps);
   for (const s of r.recovery.samples) {

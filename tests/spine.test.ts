@@ -180,6 +180,16 @@ test('the execution context is immutable and agent output is validated at the bo
   }
 });
 
+test('a thread loads its database client at its first ctx.db query, and that is not mistaken for a leak', async () => {
+  // WORKER_DB_WARMUP=lazy (the default): every thread meets ctx.db first inside some run.
+  const u = await connect('lazy-db-user');
+  const runs = await Promise.all(Array.from({ length: 8 }, (_, i) => u.start({ agent: 'db-probe', input: { text: `lazy ${i}` } })));
+  for (const r of runs) expect(terminal(await u.waitForRun(r.run_id)).payload.status).toBe('completed');
+  const reports = await Promise.all(runs.map((r) => u.http('GET', `/v1/runs/${r.run_id}`)));
+  for (const r of reports) expect(r.body.isolation).toMatchObject({ leaks: {}, globals: [], contaminated: false, recycled: null });
+  expect(new Set(reports.map((r) => `${r.body.ran_on.cell}/${r.body.ran_on.worker}`)).size).toBeGreaterThan(1);
+});
+
 test('ctx.db reaches only the run\'s own user\'s data', async () => {
   const owner = await connect('db-owner');
   const other = await connect('db-other');

@@ -13,6 +13,8 @@ export interface ThreadConfig {
   limits: RunLimits;
   /** 0 = unlimited */
   maxRunsPerWorker: number;
+  /** lazy: Prisma's query compiler (~26 MiB per thread) loads at the thread's first ctx.db query. */
+  dbWarmup: 'lazy' | 'eager';
   logLevel: string;
   agentSettings: AgentSettings;
 }

@@ -93,3 +93,50 @@ export const perRunBytes = (low: MemoryLevel, high: MemoryLevel, key: 'bytes' | 
   const b = high[key];
   return a === null || b === null || high.level === low.level ? null : Math.round((b - a) / (high.level - low.level));
 };
+
+export interface IdleWorkerMemory {
+  /** Worker threads in the two servers measured (2 cells each). */
+  threads: [number, number];
+  /** Median total memory (PSS, else RSS) of front and cells, idle, after every thread has served runs. */
+  bytes: [number | null, number | null];
+  rss_bytes: [number | null, number | null];
+  /** Slope: what one more idle, warmed worker thread costs. */
+  per_worker_bytes: number | null;
+  per_worker_rss_bytes: number | null;
+}
+
+/**
+ * Memory of an idle Atoll server once each of its `threads` threads has served runs (modules loaded,
+ * Prisma client warm, one database connection each): measured at rest, after a pause.
+ */
+export async function idleMemory(target: MemoryTarget, threads: number, reps: number): Promise<{ bytes: number | null; rssBytes: number | null }> {
+  const clients = await connectClients(target.url, 4, target.auth, `idle-${threads}`);
+  const samples: number[] = [];
+  const rssSamples: number[] = [];
+  try {
+    // Two rounds of holds as many as the threads: every thread serves at least one run.
+    for (let round = 0; round < 2; round++) await (await startHolds(clients, threads, 100)).finished(FINISH_TIMEOUT_MS);
+    for (let r = 0; r < reps; r++) {
+      await new Promise((res) => setTimeout(res, 1000));
+      const m = processMemory(await target.pids());
+      if (m) {
+        samples.push(m.bytes);
+        rssSamples.push(m.rssBytes);
+      }
+    }
+  } finally {
+    clients.close();
+  }
+  return { bytes: median(samples), rssBytes: median(rssSamples) };
+}
+
+export function perWorker(threads: [number, number], low: { bytes: number | null; rssBytes: number | null }, high: { bytes: number | null; rssBytes: number | null }): IdleWorkerMemory {
+  const slope = (a: number | null, b: number | null) => (a === null || b === null ? null : Math.round((b - a) / (threads[1] - threads[0])));
+  return {
+    threads,
+    bytes: [low.bytes, high.bytes],
+    rss_bytes: [low.rssBytes, high.rssBytes],
+    per_worker_bytes: slope(low.bytes, high.bytes),
+    per_worker_rss_bytes: slope(low.rssBytes, high.rssBytes),
+  };
+}

@@ -1,6 +1,6 @@
 /** The bench's JSON report. */
 import type { Machine } from './machine.js';
-import type { MemoryLevel, MemorySource } from './memory.js';
+import type { IdleWorkerMemory, MemoryLevel, MemorySource } from './memory.js';
 import type { RecoveryReport } from './recovery.js';
 import type { VariantReport } from './variants.js';
 
@@ -17,6 +17,8 @@ export interface MemoryReport {
   atoll: DesignMemory;
   process_per_run: DesignMemory;
   in_process: DesignMemory;
+  /** Atoll at rest: what one more idle, warmed worker thread costs. */
+  atoll_idle_worker: IdleWorkerMemory;
 }
 
 export interface BenchReport {

@@ -36,6 +36,7 @@ export interface CellConfig {
   runMemoryMb: number;
   cellMemoryMb: number;
   maxRunsPerWorker: number;
+  workerDbWarmup: 'lazy' | 'eager';
   cancelGraceMs: number;
   /** The quarantine cell runs suspects one at a time. */
   quarantine: boolean;

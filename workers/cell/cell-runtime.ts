@@ -51,6 +51,7 @@ export function createCellRuntime(deps: {
       enableChaosAgents: config.enableChaosAgents,
       limits: config.limits,
       maxRunsPerWorker: config.maxRunsPerWorker,
+      dbWarmup: config.workerDbWarmup,
       logLevel: config.logLevel,
       agentSettings: config.agentSettings,
     };

@@ -36,12 +36,15 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
   const stats = (): ThreadStats => ({ workerId: threadId, ...counters, dbClients: 1 });
   let runsServed = 0;
   // The clean state every run must start from and leave behind; taken once the thread is warm (agents
-  // loaded, database client initialised), so lazy initialisation is not mistaken for a leak.
+  // loaded, and with WORKER_DB_WARMUP=eager the database client), so lazy initialisation is not mistaken for a leak.
   let baseline: Promise<GlobalsSnapshot> | null = null;
   const cleanBaseline = () =>
     (baseline ??= (async () => {
       await deps.registry.catch(() => undefined);
-      await prisma.$queryRawUnsafe('SELECT 1');
+      // Prisma compiles its WebAssembly query compiler at the first query: ~26 MiB and ~0.1-0.3 s per
+      // thread. Most agents never touch ctx.db, so by default a thread pays it at its first ctx.db query
+      // (that first load changes no global and opens no handle: not a leak). eager: pay it here.
+      if (config.dbWarmup === 'eager') await prisma.$queryRawUnsafe('SELECT 1');
       if (isConfigured(config.agentSettings.llm)) preloadLlm();
       settleLazyGlobals();
       return snapshotGlobals();
