@@ -54,6 +54,7 @@ export async function startAtoll(config: Config, log: Logger) {
       cellMemoryMb: config.cellMemoryMb,
       maxRunsPerWorker: config.maxRunsPerWorker,
       workerDbWarmup: config.workerDbWarmup,
+      cpuDemoteAfterMs: config.cpuDemoteAfterMs,
       quarantine: false,
       cancelGraceMs: config.cancelGraceMs,
       limits: config.limits,

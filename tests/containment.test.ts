@@ -155,6 +155,23 @@ describe('leaks, globals and recycling', () => {
     expect(metricValue(after, 'atoll_request_isolation_score')).toBeLessThan(1);
   });
 
+  test('a run that keeps a core busy yields: its thread is lowered in priority, then restored (or replaced)', async () => {
+    const before = await scrape(server);
+    const { run_id } = await u.start({ agent: 'chaos', input: { mode: 'busy', ms: 1500, text: 'busy' } });
+    expect(terminal(await u.waitForRun(run_id)).payload).toMatchObject({ status: 'completed', final_response: 'busy 1500 ms' });
+    const view = (await u.http('GET', `/v1/runs/${run_id}`)).body;
+    // Raising a thread's priority back needs CAP_SYS_NICE: without it, the thread is replaced instead.
+    const restorable = process.getuid?.() === 0;
+    expect(view.isolation).toMatchObject({ cpu_demoted: true, recycled: restorable ? null : 'priority_not_restored' });
+    expect(metricValue(await scrape(server), 'atoll_runs_cpu_demoted_total') - (metricValue(before, 'atoll_runs_cpu_demoted_total') || 0)).toBe(1);
+    // A run that waits as long without using the CPU is left alone.
+    const slow = await u.start({ agent: 'chaos', input: { mode: 'slow', ms: 1500, text: 'slow' } });
+    await u.waitForRun(slow.run_id);
+    const slowView = (await u.http('GET', `/v1/runs/${slow.run_id}`)).body;
+    expect(slowView.isolation).toMatchObject({ cpu_demoted: false, recycled: null });
+    if (restorable) expect(slowView.ran_on.worker).toBe(view.ran_on.worker);
+  });
+
   test('a clean run keeps its thread and reports nothing', async () => {
     const a = await u.start({ agent: 'echo', input: 'one' });
     await u.waitForRun(a.run_id);

@@ -24,6 +24,7 @@ export const CHAOS_EXPECTED: Record<string, { status: string; code: string | nul
   huge_event: { status: 'failed', code: 'LIMIT_EXCEEDED' },
   huge_result: { status: 'failed', code: 'LIMIT_EXCEEDED' },
   slow: { status: 'completed', code: null },
+  busy: { status: 'completed', code: null },
   ok: { status: 'completed', code: null },
 };
 

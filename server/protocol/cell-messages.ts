@@ -37,6 +37,7 @@ export interface CellConfig {
   cellMemoryMb: number;
   maxRunsPerWorker: number;
   workerDbWarmup: 'lazy' | 'eager';
+  cpuDemoteAfterMs: number;
   cancelGraceMs: number;
   /** The quarantine cell runs suspects one at a time. */
   quarantine: boolean;
@@ -75,7 +76,7 @@ export type RunOutcome =
   | { status: Exclude<TerminalStatus, 'completed'>; error: ErrorBody; executionTimeMs: number };
 
 /** Why a worker thread was replaced after a run instead of serving the next one. */
-export type RecycleReason = 'leaked_resources' | 'globals_changed' | 'max_runs' | 'unsettled_after_stop' | 'contaminated';
+export type RecycleReason = 'leaked_resources' | 'globals_changed' | 'max_runs' | 'unsettled_after_stop' | 'contaminated' | 'priority_not_restored';
 
 /** What the thread found around one run: the run's isolation report. */
 export interface RunReport {
@@ -87,6 +88,8 @@ export interface RunReport {
   contaminated: boolean;
   recycled: RecycleReason | null;
   cleanupMs: number;
+  /** The run kept a core busy and its thread was lowered in priority (workers/cell/cpu-governor.ts). */
+  cpuDemoted?: boolean;
 }
 
 export interface CellStats {

@@ -127,6 +127,7 @@ export function createRunService(deps: {
       contaminated: report?.contaminated ?? false,
       recycled: report?.recycled ?? null,
       cleanup_ms: report?.cleanupMs ?? null,
+      cpu_demoted: report?.cpuDemoted ?? false,
       restarts: run.restarts,
     };
   }
@@ -141,6 +142,7 @@ export function createRunService(deps: {
     if (report.globals.length > 0) metrics.globalsLeft.inc();
     for (const [kind, n] of Object.entries(report.leaks)) metrics.leakedResources.inc({ kind }, n);
     if (report.recycled) metrics.workerRecycles.inc({ reason: report.recycled });
+    if (report.cpuDemoted) metrics.cpuDemoted.inc();
     metrics.cleanupDuration.observe(report.cleanupMs / 1000);
   }
 

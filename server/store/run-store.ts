@@ -40,6 +40,8 @@ export interface IsolationReport {
   contaminated: boolean;
   recycled: string | null;
   cleanup_ms: number | null;
+  /** The run kept a core busy and was lowered in OS priority (CPU_DEMOTE_AFTER_MS). */
+  cpu_demoted?: boolean;
   restarts: { attempt: number; cell: string | null; reason: string }[];
 }
 

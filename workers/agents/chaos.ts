@@ -20,7 +20,7 @@ export default class ChaosAgent implements Agent {
   static description = 'Misbehaves on demand: see README "The chaos agent" for its modes.';
   static readonly modes = [
     'ok', 'throw', 'exit', 'abort', 'hang', 'hang_async', 'oom_heap', 'oom_fatal', 'oom_external', 'oom_map', 'oom_string', 'oom_json',
-    'recursion', 'leak_timer', 'leak_socket', 'leak_child', 'leak_global', 'leak_prototype', 'flood_events', 'huge_event', 'huge_result', 'slow',
+    'recursion', 'leak_timer', 'leak_socket', 'leak_child', 'leak_global', 'leak_prototype', 'flood_events', 'huge_event', 'huge_result', 'slow', 'busy',
   ] as const;
 
   async execute(ctx: UserExecutionContext): Promise<string> {
@@ -100,6 +100,14 @@ export default class ChaosAgent implements Agent {
       case 'slow':
         await sleep(ms, ctx.signal);
         return `slept ${ms} ms`;
+      case 'busy': {
+        // Keeps a core busy for `ms`, then answers: CPU-hungry but legitimate (it yields to other runs).
+        const end = Date.now() + ms;
+        while (Date.now() < end) {
+          // spin
+        }
+        return `busy ${ms} ms`;
+      }
       default:
         throw new Error(`chaos: unknown mode ${JSON.stringify(mode)}`);
     }

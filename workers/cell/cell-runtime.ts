@@ -3,10 +3,12 @@
  * function and is handed messages, so it can be driven without forking. Never imports agent code itself;
  * only its worker threads do.
  */
+import os from 'node:os';
 import path from 'node:path';
 import { Piscina } from 'piscina';
 import { CELL_EXIT_MEMORY, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../server/protocol/cell-messages.js';
 import type { DescribeReply, ThreadConfig } from '../thread-messages.js';
+import { createCpuGovernor, type CpuGovernor } from './cpu-governor.js';
 import { createRunDispatcher, type RunDispatcher } from './run-dispatcher.js';
 
 const STATS_INTERVAL_MS = 1000;
@@ -23,6 +25,7 @@ export function createCellRuntime(deps: {
 }) {
   let pool: Piscina | null = null;
   let dispatcher: RunDispatcher | null = null;
+  let governor: CpuGovernor | null = null;
   let statsTimer: NodeJS.Timeout | null = null;
   let metricsTimer: NodeJS.Timeout | null = null;
   let cellId = '';
@@ -73,8 +76,10 @@ export function createCellRuntime(deps: {
     });
     // Without a listener, a thread dying while idle would take the cell down.
     pool.on('error', (err: Error) => log({ err: err.message }, 'pool error'));
+    governor = createCpuGovernor({ demoteAfterMs: config.cpuDemoteAfterMs, setPriority: (tid, nice) => os.setPriority(tid, nice) });
     dispatcher = createRunDispatcher({
       pool,
+      governor,
       send: deps.send,
       runTimeoutMs: config.runTimeoutMs,
       cancelGraceMs: config.cancelGraceMs,
@@ -146,6 +151,7 @@ export function createCellRuntime(deps: {
         case 'shutdown':
           if (statsTimer) clearInterval(statsTimer);
           if (metricsTimer) clearInterval(metricsTimer);
+          governor?.stop();
           await pool?.destroy().catch(() => undefined);
           deps.exit(0);
           return;

@@ -7,6 +7,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
 import type { CellToFront, RunAssignment, RunOutcome, RunReport } from '../../server/protocol/cell-messages.js';
 import type { CellToThread, StopReason, ThreadStats, ThreadTask, ThreadToCell } from '../thread-messages.js';
+import type { CpuGovernor } from './cpu-governor.js';
 
 interface InFlight {
   run: RunAssignment;
@@ -19,6 +20,7 @@ interface InFlight {
   /** The thread's `done`, kept until its Piscina task has resolved too. */
   done: { outcome: RunOutcome; report: RunReport } | null;
   taskResolved: boolean;
+  workerId: number | null;
 }
 
 export interface RunDispatcher {
@@ -38,6 +40,7 @@ export function createRunDispatcher(deps: {
   cancelGraceMs: number;
   /** Thread-level counts changed: the cell reports them soon. */
   onCountsChanged: () => void;
+  governor: CpuGovernor;
 }): RunDispatcher {
   const inFlight = new Map<string, InFlight>();
   const statsByWorker = new Map<number, ThreadStats>();
@@ -48,8 +51,18 @@ export function createRunDispatcher(deps: {
     f.timers.forEach(clearTimeout);
     f.port.close();
     inFlight.delete(f.run.runId);
+    const cpu = deps.governor.release(f.run.runId);
+    if (cpu.demoted && report) {
+      report = { ...report, cpuDemoted: true };
+      // Demoted for good (the OS would not give the priority back): this thread must not serve another run.
+      if (!cpu.restored && !report.recycled) report.recycled = 'priority_not_restored';
+    }
     // A thread that must not serve again is terminated now; Piscina starts a fresh one.
-    if (report?.recycled) f.abort.abort();
+    if (report?.recycled) {
+      f.abort.abort();
+      // Its task may already have resolved (the thread is back in the pool): terminate it by id.
+      if (f.taskResolved && f.workerId !== null) void deps.pool.threads.find((t) => t.threadId === f.workerId)?.terminate();
+    }
     deps.send({ type: 'run_finished', runId: f.run.runId, outcome, report });
     deps.onCountsChanged();
   }
@@ -88,12 +101,14 @@ export function createRunDispatcher(deps: {
     },
     start(run) {
       const { port1, port2 } = new MessageChannel();
-      const f: InFlight = { run, port: port1, abort: new AbortController(), startedAt: null, stopReason: null, timers: [], settled: false, done: null, taskResolved: false };
+      const f: InFlight = { run, port: port1, abort: new AbortController(), startedAt: null, stopReason: null, timers: [], settled: false, done: null, taskResolved: false, workerId: null };
       inFlight.set(run.runId, f);
       port1.on('message', (msg: ThreadToCell) => {
         if (f.settled) return;
         if (msg.type === 'started') {
           f.startedAt = msg.startedAt;
+          f.workerId = msg.workerId;
+          if (msg.tid !== null) deps.governor.watch(run.runId, msg.tid);
           // The deadline starts when the thread starts the run, not when it was queued (piscinajs/piscina#869).
           f.timers.push(setTimeout(() => stop(f, 'timeout'), deps.runTimeoutMs));
           deps.send({ type: 'run_started', runId: run.runId, workerId: msg.workerId, startedAt: msg.startedAt });

@@ -14,6 +14,7 @@ import type { AgentRegistry } from './agent-registry.js';
 import { createExecutionContext, deepFreeze, type ExecutionContextHandle } from './execution-context.js';
 import { activeResources, changedGlobals, leakedResources, settleLazyGlobals, snapshotGlobals, type GlobalsSnapshot } from './isolation-check.js';
 import { completedOutcome, failedOutcome, stoppedOutcome } from './outcome.js';
+import { osThreadId } from './os-thread-id.js';
 import { preloadLlm } from '../llm/run-llm.js';
 import { isConfigured } from '../llm/settings.js';
 
@@ -33,6 +34,7 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
   // A registry that failed to load is reported by describe(); mark it handled so the thread survives.
   deps.registry.catch(() => undefined);
   const counters = { activeContexts: 0, liveAgentInstances: 0 };
+  const tid = osThreadId();
   const stats = (): ThreadStats => ({ workerId: threadId, ...counters, dbClients: 1 });
   let runsServed = 0;
   // The clean state every run must start from and leave behind; taken once the thread is warm (agents
@@ -61,7 +63,7 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
     const clean = await cleanBaseline();
     const contaminated = changedGlobals(clean).length > 0;
     const startedAt = Date.now();
-    post({ type: 'started', workerId: threadId, startedAt });
+    post({ type: 'started', workerId: threadId, startedAt, tid });
     // `cell` and `worker` are already bound by the thread's logger (run-entry.ts); repeating them here would
     // print each key twice.
     const runLog = log.child({ run_id: run.runId, user_id: run.userId, thread_id: run.threadId, agent: run.agentName, attempt: run.attempt });
