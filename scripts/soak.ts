@@ -15,6 +15,8 @@ import { startServer } from './bench/spawn.js';
 
 const CELLS = 2;
 const THREADS = 2;
+/** WARM_SPARE_THREADS' default: idle, warm threads per cell beyond its capacity. */
+const WARM_SPARES = 1;
 const TOLERANCE = 0.1;
 
 interface MemorySample {
@@ -54,7 +56,7 @@ async function quiesce(url: string, timeoutMs: number, settleMs: number): Promis
     const text = await scrape(url);
     const idle = (metricValue(text, 'atoll_runs_active') ?? 1) === 0 && (metricValue(text, 'atoll_runs_queued') ?? 1) === 0;
     // Whole and back to its base size: burst threads and quarantine cells retire after 30 s idle.
-    const base = (metricValue(text, 'atoll_threads_alive') ?? 0) === CELLS * THREADS && (metricValue(text, 'atoll_quarantine_cells_alive') ?? 0) === 0;
+    const base = (metricValue(text, 'atoll_threads_alive') ?? 0) === CELLS * (THREADS + WARM_SPARES) && (metricValue(text, 'atoll_quarantine_cells_alive') ?? 0) === 0;
     if ((idle && base && (metricValue(text, 'atoll_cells_alive') ?? 0) === CELLS) || Date.now() > deadline) break;
     await sleep(250);
   }

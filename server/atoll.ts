@@ -55,6 +55,7 @@ export async function startAtoll(config: Config, log: Logger) {
       maxRunsPerWorker: config.maxRunsPerWorker,
       workerDbWarmup: config.workerDbWarmup,
       cpuDemoteAfterMs: config.cpuDemoteAfterMs,
+      warmSpareThreads: config.warmSpareThreads,
       quarantine: false,
       cancelGraceMs: config.cancelGraceMs,
       limits: config.limits,

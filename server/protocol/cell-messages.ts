@@ -38,6 +38,7 @@ export interface CellConfig {
   maxRunsPerWorker: number;
   workerDbWarmup: 'lazy' | 'eager';
   cpuDemoteAfterMs: number;
+  warmSpareThreads: number;
   cancelGraceMs: number;
   /** The quarantine cell runs suspects one at a time. */
   quarantine: boolean;

@@ -60,10 +60,12 @@ export function createCellRuntime(deps: {
     };
     pool = new Piscina({
       filename: path.join(__dirname, '../thread/run-entry.js'),
-      minThreads: config.threads,
+      // Warm spares: threads beyond the cell's capacity, idle and warm, so a run never waits for a thread
+      // to start when one was recycled, crashed or is held by a long run (a new thread is ready only once warm).
+      minThreads: config.threads + config.warmSpareThreads,
       // Burst threads: runs that outlive LONG_RUN_MS stop counting against the cell's capacity (the front
       // decides), so hung runs never starve short ones; the extra threads retire after idleTimeout.
-      maxThreads: config.threads * 2,
+      maxThreads: config.threads * 2 + config.warmSpareThreads,
       // Queueing happens in the front, where it is persisted and fair; the cell only takes what fits.
       maxQueue: config.threads * 2,
       idleTimeout: 30_000,

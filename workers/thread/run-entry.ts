@@ -25,9 +25,10 @@ const runtime = createThreadRuntime({
   log,
 });
 
-// A new thread (at cell start, or replacing a recycled one) warms up at once, not on its first run.
-runtime.warm();
-
-export = function handle(task: ThreadTask) {
+function handle(task: ThreadTask) {
   return runtime.handle(task);
-};
+}
+
+// Piscina awaits the handler export before it reports the thread ready: a new thread (at cell start, or
+// replacing a recycled one) is given tasks only once it is warm, so runs go to warm spares meanwhile.
+export default runtime.warm().then(() => handle);

@@ -167,9 +167,15 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
   }
 
   return {
-    /** Starts warming up (agents, database client, clean baseline) before the first task arrives. */
-    warm(): void {
-      cleanBaseline().catch(() => undefined);
+    /**
+     * Warms up (agents, clean baseline, the database client if eager); resolves when done, never rejects (a
+     * registry that failed to load is reported by describe()).
+     */
+    warm(): Promise<void> {
+      return cleanBaseline().then(
+        () => undefined,
+        () => undefined,
+      );
     },
     handle(task: ThreadTask): Promise<RunOutcome | DescribeReply> {
       return task.kind === 'describe' ? describe() : execute(task.run, task.port);
