@@ -176,3 +176,54 @@ test("a run's events never overtake its event 1, even when its cell answers at o
     metrics.stop();
   }
 });
+
+test('a run sent to a cell in the instant it died, never delivered, is dispatched again without suspicion', async () => {
+  const delivered: RunEventEnvelope[] = [];
+  const log = createLogger('silent');
+  const metrics = createMetrics(() => ({}) as never, { alertActiveContexts: 100 });
+  const relay = createEventRelay({ store, broadcast: (_user, e) => delivered.push(e), metrics, log });
+  let service: RunService;
+  const fields = { state: 'ready', quarantine: false, lastBusyAt: 0, lastThreadKillAt: null, freeSlots: 4 };
+  // The dead cell: its channel is closed, so what is sent to it is recorded as undelivered.
+  const dead = { ...fields, id: 'cell1-g1', runs: new Map(), undelivered: new Set<string>(), send: (msg: FrontToCell) => msg.type === 'run' && dead.undelivered.add(msg.run.runId) } as unknown as CellHandle & { undelivered: Set<string> };
+  const live = {
+    ...fields, id: 'cell2-g1', runs: new Map(), undelivered: new Set<string>(),
+    send(msg: FrontToCell) {
+      if (msg.type !== 'run') return;
+      const runId = msg.run.runId;
+      service.onCellMessage(live, { type: 'run_started', runId, workerId: 1, startedAt: Date.now() });
+      service.onCellMessage(live, { type: 'run_finished', runId, outcome: { status: 'completed', result: 'x', executionTimeMs: 0 }, report: null });
+    },
+  } as unknown as CellHandle;
+  let current: CellHandle = dead;
+  const supervisor = {
+    cells: () => [dead, live],
+    pick: () => current,
+    pickQuarantine: () => null,
+    agents: () => [{ name: 'fast', repeatable: true, source: 'plugin', description: null }],
+  } as unknown as CellSupervisor;
+  service = createRunService({
+    store, relay, metrics, log, cells: () => supervisor,
+    config: { maxQueuedRuns: 100, userMaxConcurrentRuns: 100, userMaxQueuedRuns: 100, maxRunAttempts: 3, runTimeoutMs: 5000, cancelGraceMs: 100 },
+  });
+  try {
+    const run = await service.start('u4', { agent: 'fast', input: { text: 'probe' }, threadId: null, correlationId: null, multitask: 'enqueue' });
+    service.pump();
+    expect(dead.undelivered.has(run.id)).toBe(true);
+    current = live;
+    service.onCellExit(dead, { cause: 'killed', error: { code: 'WORKER_CRASHED', message: 'killed by SIGKILL' } } as never, [run.id]);
+    await service.settled(run.id);
+    const events = delivered.filter((e) => e.run_id === run.id);
+    expect(events.map((e) => e.type)).toEqual(['message_received', 'agent_started', 'agent_completed']);
+    expect(events.at(-1)!.payload).toMatchObject({ status: 'completed' });
+    const row = new Database(file, { readonly: true });
+    try {
+      expect(row.prepare('SELECT "attempts", "cellId", "status" FROM "Run" WHERE "id" = ?').get(run.id)).toEqual({ attempts: 1, cellId: 'cell2-g1', status: 'completed' });
+    } finally {
+      row.close();
+    }
+  } finally {
+    await service.drain(0);
+    metrics.stop();
+  }
+});

@@ -27,8 +27,17 @@ export class CellHandle {
   /** Being replaced while idle because it grew (not a death). */
   rejuvenating = false;
   readonly spawnedAt = Date.now();
+  /**
+   * Runs whose assignment never reached the cell (its channel was already closed, or the write failed):
+   * if the cell is dead, they cannot be what killed it.
+   */
+  readonly undelivered = new Set<string>();
   private readonly outbox = createBatchedSender<FrontToCell>((batch) => {
-    if (this.child.connected) this.child.send(batch);
+    const lost = () => {
+      for (const m of batch) if (m.type === 'run') this.undelivered.add(m.run.runId);
+    };
+    if (!this.child.connected) return lost();
+    this.child.send(batch, (err) => err && lost());
   });
 
   constructor(

@@ -445,9 +445,18 @@ export function createRunService(deps: {
       metrics.cellDeaths.inc({ cause: exit.cause });
       const inside = runIds.map((id) => live.get(id)).filter((r): r is LiveRun => !!r && r.phase !== 'finished' && r.cellId === cell.id);
       for (const run of inside.filter((r) => r.stopReason)) stoppedBy(run, run.stopReason!, `the run was stopped (its cell ended: ${exit.error.message})`);
-      // Every run inside is a suspect, started or not: a run whose `started` message died with its cell
-      // (an abort right after it began) looks as if it never started, and may be the culprit.
-      const suspects = inside.filter((r) => !r.stopReason);
+      // A run whose assignment never reached the cell (sent in the instant it died) is queued again as if
+      // it had never been dispatched: no suspicion, no quarantine, no attempt spent.
+      for (const run of inside.filter((r) => !r.stopReason && r.phase === 'dispatched' && cell.undelivered.has(r.id))) {
+        vacate(run);
+        run.phase = 'queued';
+        run.cellId = null;
+        run.attempt--;
+        queue.add(run);
+      }
+      // Every other run inside is a suspect, started or not: a run whose `started` message died with its
+      // cell (an abort right after it began) looks as if it never started, and may be the culprit.
+      const suspects = inside.filter((r) => !r.stopReason && r.phase !== 'queued');
       const elapsed = (r: LiveRun) => (r.startedAt === null ? 0 : Date.now() - r.startedAt);
       const recentKill = cell.lastThreadKillAt !== null && Date.now() - cell.lastThreadKillAt < RECENT_KILL_MS;
       // One run that had started, alone in its cell, with no thread killed just before: it is the culprit.
