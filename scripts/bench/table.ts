@@ -36,7 +36,7 @@ export function renderMarkdown(r: BenchReport, machine: Machine): string {
       `in-flight run, between ${m.levels[0]} and ${m.levels[1]} runs in flight (Atoll: ${mib(m.atoll.levels[0].bytes)} → ${mib(m.atoll.levels[1].bytes)}, ` +
       `each Atoll slot being a worker thread with its own Prisma client; process per run: ${mib(m.process_per_run.levels[0].bytes)} → ${mib(m.process_per_run.levels[1].bytes)}). ` +
       `As plain RSS, which counts shared pages once per process: Atoll ${mib(m.atoll.per_run_rss_bytes)}, process per run ${mib(m.process_per_run.per_run_rss_bytes)}, in-process ${mib(m.in_process.per_run_rss_bytes)} per run.`,
-    `Idle worker thread (Atoll at rest, every thread warm: modules, agents, its Prisma client and database connection): ` +
+    `Idle worker thread (Atoll at rest, defaults, every thread warm and having served runs): ` +
       `${mib(m.atoll_idle_worker.per_worker_bytes)} each (${m.source === 'pss' ? 'PSS' : 'RSS'}; ${mib(m.atoll_idle_worker.per_worker_rss_bytes)} as RSS), ` +
       `between ${m.atoll_idle_worker.threads[0]} and ${m.atoll_idle_worker.threads[1]} threads (${mib(m.atoll_idle_worker.bytes[0])} → ${mib(m.atoll_idle_worker.bytes[1])} for front and cells).`,
     `Recovery after \`SIGKILL\` of a cell (median of ${rec.reps}): the surviving cell served the next run after ${num(rec.first_run_after_death_ms)} ms; ` +
