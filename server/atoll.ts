@@ -30,7 +30,7 @@ export async function startAtoll(config: Config, log: Logger) {
   if (migrations.checksumMismatches.length) log.warn({ migrations: migrations.checksumMismatches }, 'applied migrations were edited since');
 
   const prisma = createPrismaClient(config.databaseFile);
-  const writes = createRunWrites(config.databaseFile, { busyTimeoutMs: 10_000 });
+  const writes = createRunWrites(config.databaseFile, { busyTimeoutMs: 10_000, synchronous: config.dbSynchronous });
   const store = createRunStore(prisma, writes);
   const tokens = createTokenService(config.jwtSecret ?? developmentSecret(config.databaseFile));
   const httpServer = http.createServer();

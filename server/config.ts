@@ -29,6 +29,7 @@ const EnvSchema = z.object({
   WORKER_DB_WARMUP: z.enum(['lazy', 'eager']).default('lazy'),
   CPU_DEMOTE_AFTER_MS: int(0, 86_400_000).default(500),
   WARM_SPARE_THREADS: int(0, 64).default(1),
+  DB_SYNCHRONOUS: z.enum(['normal', 'full']).default('normal'),
   MAX_RUN_ATTEMPTS: int(1, 10).default(3),
   QUARANTINE_CELLS: int(1, 64).optional(),
   CELL_RECYCLE_RSS_RATIO: z.coerce.number().min(0).max(100).default(1.3),
@@ -86,6 +87,8 @@ export interface Config {
   readonly cpuDemoteAfterMs: number;
   /** Idle, warm threads each cell keeps beyond THREADS_PER_CELL, to take runs while replacements warm up. */
   readonly warmSpareThreads: number;
+  /** SQLite synchronous mode of the front's write connection: full also survives a power loss. */
+  readonly dbSynchronous: 'normal' | 'full';
   /** How many times a run may be started in all (bystanders of a cell death are run again). */
   readonly maxRunAttempts: number;
   /** At most this many quarantine cells at once (each runs one suspect of a cell death). */
@@ -151,6 +154,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     workerDbWarmup: e.WORKER_DB_WARMUP,
     cpuDemoteAfterMs: e.CPU_DEMOTE_AFTER_MS,
     warmSpareThreads: e.WARM_SPARE_THREADS,
+    dbSynchronous: e.DB_SYNCHRONOUS,
     maxRunAttempts: e.MAX_RUN_ATTEMPTS,
     // One per thread of a serving cell: all suspects of one cell death are re-run at once.
     quarantineCells: e.QUARANTINE_CELLS ?? e.THREADS_PER_CELL,

@@ -227,3 +227,13 @@ test('a run sent to a cell in the instant it died, never delivered, is dispatche
     metrics.stop();
   }
 });
+
+test('DB_SYNCHRONOUS sets what the write connection really runs with', () => {
+  expect(writes.synchronousLevel()).toBe(1); // the default, normal
+  const full = createRunWrites(file, { busyTimeoutMs: 1000, synchronous: 'full' });
+  try {
+    expect(full.synchronousLevel()).toBe(2);
+  } finally {
+    full.close();
+  }
+});

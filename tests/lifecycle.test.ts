@@ -16,6 +16,9 @@ test.each([
   [{ NODE_ENV: 'production' }, /AUTH_JWT_SECRET: required when NODE_ENV=production/],
   [{ NODE_ENV: 'production', AUTH_JWT_SECRET: 'x'.repeat(32), AUTH_DEV_LOGIN: '1' }, /AUTH_DEV_LOGIN: refused when NODE_ENV=production/],
   [{ AUTH_JWT_SECRET: 'short' }, /AUTH_JWT_SECRET: must be at least 16 characters/],
+  [{ DB_SYNCHRONOUS: 'sometimes' }, /DB_SYNCHRONOUS/],
+  [{ WORKER_DB_WARMUP: 'soon' }, /WORKER_DB_WARMUP/],
+  [{ CPU_DEMOTE_AFTER_MS: '-5' }, /CPU_DEMOTE_AFTER_MS/],
 ])('invalid configuration %j is refused at start-up with a clear message', async (env, message) => {
   const { code, stderr } = await runServerOnce(env as Record<string, string>);
   expect(code).toBe(2);

@@ -47,8 +47,10 @@ export class RowMissingError extends Error {
   override name = 'RowMissingError';
 }
 
-export function createRunWrites(databaseFile: string, opts: { busyTimeoutMs: number }) {
+export function createRunWrites(databaseFile: string, opts: { busyTimeoutMs: number; synchronous?: 'normal' | 'full' }) {
   const db = new Database(databaseFile, { timeout: opts.busyTimeoutMs });
+  // WAL with NORMAL: a commit survives a crash of this process; FULL also syncs every commit to disk.
+  db.pragma(`synchronous = ${opts.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
   const commits: GroupCommit = createGroupCommit(db);
 
   const upsertUser = db.prepare('INSERT INTO "User" ("id", "createdAt") VALUES (?, ?) ON CONFLICT ("id") DO NOTHING');
@@ -121,6 +123,11 @@ export function createRunWrites(databaseFile: string, opts: { busyTimeoutMs: num
           insertMessage.run(f.threadId, f.runId, 'assistant', f.partialText, 'interrupted', finishedAt);
         }
       });
+    },
+
+    /** SQLite's synchronous level on this connection as it really is (1 NORMAL, 2 FULL). */
+    synchronousLevel(): number {
+      return db.pragma('synchronous', { simple: true }) as number;
     },
 
     close(): void {
