@@ -20,6 +20,8 @@ export interface LiveRun {
   cellId: string | null;
   /** The worker thread running the current attempt (for log lines). */
   workerId: number | null;
+  /** When the front last sent the run to a cell (queue_wait splits into waiting here and in the cell). */
+  dispatchedAt: number | null;
   startedAt: number | null;
   /** When the front received the first event the agent emitted (time to first event is observed once). */
   firstEventAt: number | null;
@@ -61,6 +63,7 @@ export function newLiveRun(fields: {
     phase: 'queued',
     cellId: null,
     workerId: null,
+    dispatchedAt: null,
     startedAt: null,
     firstEventAt: null,
     stopReason: null,

@@ -96,6 +96,7 @@ export function createRunService(deps: {
   function dispatch(run: LiveRun, cell: CellHandle): void {
     occupy(run);
     run.phase = 'dispatched';
+    run.dispatchedAt = Date.now();
     run.cellId = cell.id;
     run.attempt++;
     cell.runs.set(run.id, null);
@@ -174,6 +175,8 @@ export function createRunService(deps: {
         attempts: run.attempt,
         restarts: run.restarts.length,
         queue_wait_ms: run.startedAt === null ? null : run.startedAt - run.acceptedAt,
+        // Of which waiting for a free slot in the front (the rest: the cell finding and starting a thread).
+        front_wait_ms: run.dispatchedAt === null ? null : run.dispatchedAt - run.acceptedAt,
         time_to_first_event_ms: run.firstEventAt === null ? null : run.firstEventAt - run.acceptedAt,
         execution_time_ms: executionTimeMs,
         total_ms: Date.now() - run.acceptedAt,
