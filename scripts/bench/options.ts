@@ -23,8 +23,8 @@ export interface BenchOptions {
 export const HELP = `npm run bench -- [flags]    Atoll against its limit and its alternatives, same machine, same workload
 
 Starts everything it needs (Atoll servers on ephemeral ports with scratch databases, the baselines, a raw
-Piscina pool) and prints a markdown table. Workload: the agent scripts/bench-agents/steps.mjs (two
-partial_result events, then returns). Every figure is the median of --reps repetitions.
+Piscina pool) and prints a markdown table. Workload: the agent scripts/bench-agents/steps.mjs (an
+agent_thinking and a partial_result event, then returns). Every figure is the median of --reps repetitions.
 
   --reps N             repetitions of every measurement (default 3; --quick: 1)
   --runs N             runs per repetition for the socket variants (default 300; --quick: 10)

@@ -18,7 +18,7 @@ export function renderMarkdown(r: BenchReport, machine: Machine): string {
   const rec = r.recovery;
   return [
     `Machine: ${machineLine(machine)}.`,
-    `Workload: \`scripts/bench-agents/steps.mjs\` (two \`partial_result\` events, then returns). Medians of ${s.reps} repetitions of ${s.runs} runs ` +
+    `Workload: \`scripts/bench-agents/steps.mjs\` (an \`agent_thinking\` and a \`partial_result\` event, then returns). Medians of ${s.reps} repetitions of ${s.runs} runs ` +
       `or ${s.round_s} s, whichever comes first (limit: ${s.limit_runs} tasks), ${s.clients} socket.io clients × ${s.inflight} runs in flight, ${s.slots} execution slots in every design ` +
       `(Atoll: 2 cells × 2 threads). Latency: client send → terminal event (limit: task submit → result).${r.quick ? ' **--quick smoke run: not meaningful figures.**' : ''}`,
     '',

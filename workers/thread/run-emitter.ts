@@ -2,6 +2,12 @@
  * ctx.emit: checks each agent event against the closed list of types and their payload shapes, enforces
  * the run's output caps, and posts it on the run's own port. Bad events throw into the agent at once,
  * with a message that says what is wrong.
+ *
+ * partial_result events emitted less than STREAM_INTERVAL_MS after the last one posted are merged (their
+ * texts joined, up to MAX_EVENT_BYTES) and posted together at the end of the interval: a stream reaches
+ * clients at most every 20 ms per run, whatever the agent does, so one run emitting in a tight loop costs
+ * the front (which logs and delivers every event) a few events instead of thousands. The first event after
+ * a pause goes out at once; any other event type first sends what is merged, so order is kept.
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { RunLimits } from '../../server/protocol/cell-messages.js';
@@ -29,9 +35,39 @@ export interface RunEmitter {
   readonly violation: LimitExceededError | null;
 }
 
+export const STREAM_INTERVAL_MS = 20;
+
 export function createRunEmitter(port: MessagePort, limits: RunLimits, onViolation: (err: LimitExceededError) => void): RunEmitter {
   let count = 0;
   let released = false;
+  let lastStreamPost = -Infinity;
+  /** partial_result texts waiting for the end of the interval, their JSON size, and the first one's time. */
+  let merged: { texts: string[]; bytes: number; timestamp: number } | null = null;
+  let mergeTimer: NodeJS.Timeout | null = null;
+
+  const post = (type: AgentEventType, payload: JsonObject, timestamp: number) => port.postMessage({ type: 'event', event: { type, payload, timestamp } } satisfies ThreadToCell);
+  function flushMerged(): void {
+    if (mergeTimer) clearTimeout(mergeTimer);
+    mergeTimer = null;
+    if (!merged) return;
+    const { texts, timestamp } = merged;
+    merged = null;
+    lastStreamPost = Date.now();
+    post('partial_result', { text: texts.join('') }, timestamp);
+  }
+  function stream(text: string, bytes: number, now: number): void {
+    if (!merged && now - lastStreamPost >= STREAM_INTERVAL_MS) {
+      lastStreamPost = now;
+      post('partial_result', { text }, now);
+      return;
+    }
+    // {"text":""} is 11 bytes around the joined texts.
+    if (merged && merged.bytes + bytes > limits.maxEventBytes - 11) flushMerged();
+    if (!merged) merged = { texts: [], bytes: 0, timestamp: now };
+    merged.texts.push(text);
+    merged.bytes += bytes;
+    mergeTimer ??= setTimeout(flushMerged, Math.max(0, lastStreamPost + STREAM_INTERVAL_MS - now));
+  }
   let violation: LimitExceededError | null = null;
   const fail = (err: LimitExceededError): never => {
     if (!violation) {
@@ -46,6 +82,8 @@ export function createRunEmitter(port: MessagePort, limits: RunLimits, onViolati
       return violation;
     },
     release() {
+      // What the agent streamed last still goes out, before the run's end is reported.
+      flushMerged();
       released = true;
     },
     emit(type, payload) {
@@ -74,8 +112,14 @@ export function createRunEmitter(port: MessagePort, limits: RunLimits, onViolati
       }
       if (Buffer.byteLength(text) > limits.maxEventBytes) fail(new LimitExceededError(`event ${type} is over MAX_EVENT_BYTES (${limits.maxEventBytes})`));
       if (++count > limits.maxEventsPerRun) fail(new LimitExceededError(`run emitted more than MAX_EVENTS_PER_RUN (${limits.maxEventsPerRun}) events`));
-      const msg: ThreadToCell = { type: 'event', event: { type: type as AgentEventType, payload: JSON.parse(text) as JsonObject, timestamp: Date.now() } };
-      port.postMessage(msg);
+      const now = Date.now();
+      // Only plain {text} payloads are merged; one with more fields goes out as it is, in order.
+      if (type === 'partial_result' && Object.keys(payload).length === 1) {
+        const piece = (payload as { text: string }).text;
+        return stream(piece, Buffer.byteLength(JSON.stringify(piece)) - 2, now);
+      }
+      flushMerged();
+      post(type as AgentEventType, JSON.parse(text) as JsonObject, now);
     },
   };
 }
