@@ -84,7 +84,8 @@ export function createCpuGovernor(opts: CpuGovernorOptions): CpuGovernor {
   return {
     watch(runId, tid) {
       if (!enabled) return;
-      watched.set(runId, { tid, since: now(), lastCpuMs: cpuMs(tid), lastAt: now(), demoted: false });
+      // No /proc read here: most runs end before the first sample, which takes the starting point.
+      watched.set(runId, { tid, since: now(), lastCpuMs: null, lastAt: now(), demoted: false });
       if (!timer) {
         timer = setInterval(sample, sampleMs);
         timer.unref();
@@ -93,10 +94,6 @@ export function createCpuGovernor(opts: CpuGovernorOptions): CpuGovernor {
     release(runId) {
       const w = watched.get(runId);
       watched.delete(runId);
-      if (watched.size === 0 && timer) {
-        clearInterval(timer);
-        timer = null;
-      }
       if (!w?.demoted) return { demoted: false, restored: true };
       try {
         opts.setPriority(w.tid, 0);
