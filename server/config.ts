@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
-import type { AgentSettings } from './protocol/cell-messages.js';
+import { BURST_THREADS_PER_THREAD, type AgentSettings } from './protocol/cell-messages.js';
 
 const bool = z
   .enum(['0', '1', 'true', 'false', ''])
@@ -149,7 +149,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     runTimeoutMs: e.RUN_TIMEOUT_MS,
     runMemoryMb: e.RUN_MEMORY_MB,
     // Room for every thread, burst threads included, at its heap budget, plus the cell's own baseline.
-    cellMemoryMb: e.CELL_MEMORY_MB ?? 512 + 2 * e.THREADS_PER_CELL * e.RUN_MEMORY_MB,
+    // Room for every thread a cell may hold (its capacity and its burst threads) at its heap budget.
+    cellMemoryMb: e.CELL_MEMORY_MB ?? 512 + (1 + BURST_THREADS_PER_THREAD) * e.THREADS_PER_CELL * e.RUN_MEMORY_MB,
     maxRunsPerWorker: e.MAX_RUNS_PER_WORKER,
     workerDbWarmup: e.WORKER_DB_WARMUP,
     cpuDemoteAfterMs: e.CPU_DEMOTE_AFTER_MS,

@@ -1,6 +1,6 @@
 /** The front's handle on one cell process: its state, the runs inside it, and a typed send. */
 import type { ChildProcess } from 'node:child_process';
-import type { AgentInfo, CellStats, FrontToCell, ProcessMetricFamily } from '../protocol/cell-messages.js';
+import { BURST_THREADS_PER_THREAD, type AgentInfo, type CellStats, type FrontToCell, type ProcessMetricFamily } from '../protocol/cell-messages.js';
 import { createBatchedSender } from '../protocol/ipc-batch.js';
 
 export type CellState = 'starting' | 'ready' | 'stopping' | 'dead';
@@ -50,8 +50,9 @@ export class CellHandle {
   ) {}
 
   /**
-   * Threads free for a new run. Runs executing longer than LONG_RUN_MS stop counting (up to the cell's
-   * base capacity again), so runs that hang cannot starve short ones: Piscina adds burst threads.
+   * Threads free for a new run. Runs executing longer than LONG_RUN_MS stop counting (up to
+   * BURST_THREADS_PER_THREAD times the cell's capacity), so runs that hang cannot starve short ones: Piscina
+   * adds burst threads.
    */
   get freeSlots(): number {
     if (this.state !== 'ready') return 0;
@@ -59,7 +60,7 @@ export class CellHandle {
     const now = Date.now();
     let long = 0;
     for (const startedAt of this.runs.values()) if (startedAt !== null && now - startedAt > LONG_RUN_MS) long++;
-    return Math.max(0, this.capacity + Math.min(this.capacity, long) - this.runs.size);
+    return Math.max(0, this.capacity + Math.min(this.capacity * BURST_THREADS_PER_THREAD, long) - this.runs.size);
   }
 
   /** Sent with whatever else this turn sends to the cell, in order. */

@@ -15,6 +15,13 @@ export interface AgentInput {
 }
 
 /** Everything a cell needs to execute one run: the seed of its immutable execution context. */
+/**
+ * Burst threads per thread of a cell's capacity: runs executing longer than LONG_RUN_MS stop counting against
+ * the capacity, up to this many more per thread, and the cell's pool may grow by as much. Idle threads cost
+ * ~17 MiB and a demoted CPU hog little CPU, so a few hung runs per thread still leave room for short ones.
+ */
+export const BURST_THREADS_PER_THREAD = 3;
+
 export interface RunAssignment {
   runId: string;
   userId: string;

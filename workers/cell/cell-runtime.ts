@@ -6,7 +6,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { Piscina } from 'piscina';
-import { CELL_EXIT_MEMORY, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../server/protocol/cell-messages.js';
+import { BURST_THREADS_PER_THREAD, CELL_EXIT_MEMORY, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../server/protocol/cell-messages.js';
 import type { DescribeReply, ThreadConfig } from '../thread-messages.js';
 import { createCpuGovernor, type CpuGovernor } from './cpu-governor.js';
 import { createRunDispatcher, type RunDispatcher } from './run-dispatcher.js';
@@ -15,6 +15,9 @@ const STATS_INTERVAL_MS = 1000;
 /** Process metrics are a few kB: often enough for a 15 s scrape interval, rare enough to cost nothing. */
 const PROCESS_METRICS_INTERVAL_MS = 2000;
 const WATCHDOG_INTERVAL_MS = 25;
+
+/** Capacity, burst threads for long runs, and the warm spares. */
+const maxThreadsPerCell = (config: CellConfig) => config.threads * (1 + BURST_THREADS_PER_THREAD) + config.warmSpareThreads;
 
 export function createCellRuntime(deps: {
   send: (msg: CellToFront) => void;
@@ -65,9 +68,9 @@ export function createCellRuntime(deps: {
       minThreads: config.threads + config.warmSpareThreads,
       // Burst threads: runs that outlive LONG_RUN_MS stop counting against the cell's capacity (the front
       // decides), so hung runs never starve short ones; the extra threads retire after idleTimeout.
-      maxThreads: config.threads * 2 + config.warmSpareThreads,
+      maxThreads: maxThreadsPerCell(config),
       // Queueing happens in the front, where it is persisted and fair; the cell only takes what fits.
-      maxQueue: config.threads * 2,
+      maxQueue: config.threads * (1 + BURST_THREADS_PER_THREAD),
       idleTimeout: 30_000,
       // 'sync' would freeze a thread's event loop between tasks (timers, sockets): facts.md.
       atomics: 'disabled',
