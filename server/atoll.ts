@@ -81,7 +81,8 @@ export async function startAtoll(config: Config, log: Logger) {
       threadsBusy: ready.reduce((n, c) => n + c.runs.size, 0),
       activeContexts: sum((s) => s.activeContexts),
       liveAgentInstances: sum((s) => s.liveAgentInstances),
-      dbConnections: [{ process: 'front', count: 1 }, ...ready.map((c) => ({ process: c.id, count: c.stats?.dbClients ?? 0 }))],
+      // The front: Prisma's connection (reads) and the write connection (server/store/run-writes.ts).
+      dbConnections: [{ process: 'front', count: 2 }, ...ready.map((c) => ({ process: c.id, count: c.stats?.dbClients ?? 0 }))],
       cellMemory: ready.flatMap((c) =>
         c.stats
           ? [

@@ -112,7 +112,7 @@ export function createMetrics(snapshot: () => CapacitySnapshot, options: Metrics
   gauge('atoll_socket_connections', 'Connected socket.io clients.', (s) => s.socketConnections);
   new client.Gauge({
     name: 'atoll_db_connections',
-    help: 'Open database connections, by process (front, or cell id; one per worker thread).',
+    help: 'Open database connections, by process: the front (two: reads, writes), or a cell id (one per worker thread that has queried, at its first ctx.db query unless WORKER_DB_WARMUP=eager).',
     labelNames: ['process'],
     registers: [registry],
     collect() {

@@ -129,7 +129,7 @@ export function createCellRuntime(deps: {
       threadsBusy: dispatcher?.busy ?? 0,
       activeContexts: threads.reduce((n, t) => n + t.activeContexts, 0),
       liveAgentInstances: threads.reduce((n, t) => n + t.liveAgentInstances, 0),
-      dbClients: pool?.threads.length ?? 0,
+      dbClients: threads.reduce((n, t) => n + t.dbClients, 0),
       heapUsedBytes: mem.heapUsed,
       rssBytes: mem.rss,
       externalBytes: mem.external + mem.arrayBuffers,

@@ -26,10 +26,12 @@ export function createExecutionContext(deps: {
   log: Logger;
   settings: AgentSettings;
   onViolation: (err: LimitExceededError) => void;
+  /** The run queried ctx.db (the thread's client connects at its first query). */
+  onDbQuery?: () => void;
 }): ExecutionContextHandle {
   const { run } = deps;
   const emitter = createRunEmitter(deps.port, deps.limits, deps.onViolation);
-  const scoped = createScopedDb(deps.prisma, run.userId, run.threadId);
+  const scoped = createScopedDb(deps.prisma, run.userId, run.threadId, deps.onDbQuery);
   const log = agentLogger(deps.log);
   const emit = (type: unknown, payload: unknown) => emitter.emit(type, payload);
   const input = deepFreeze(structuredClone(run.input));

@@ -13,10 +13,11 @@ export interface ReleasableDb {
 const clampLimit = (limit: unknown, fallback: number) =>
   typeof limit === 'number' && Number.isInteger(limit) && limit > 0 ? Math.min(limit, 100) : fallback;
 
-export function createScopedDb(prisma: Db, userId: string, runThreadId: string): ReleasableDb {
+export function createScopedDb(prisma: Db, userId: string, runThreadId: string, onQuery: () => void = () => undefined): ReleasableDb {
   let released = false;
   const guard = () => {
     if (released) throw new Error('ctx.db used after the run ended: the execution context is released');
+    onQuery();
   };
   const threadView = (t: { id: string; title: string | null; createdAt: Date; updatedAt: Date }): ThreadView => ({
     id: t.id,

@@ -35,7 +35,9 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
   deps.registry.catch(() => undefined);
   const counters = { activeContexts: 0, liveAgentInstances: 0 };
   const tid = osThreadId();
-  const stats = (): ThreadStats => ({ workerId: threadId, ...counters, dbClients: 1 });
+  // The thread's Prisma client opens its connection at its first query: eagerly, or at a run's first ctx.db query.
+  let dbOpen = config.dbWarmup === 'eager';
+  const stats = (): ThreadStats => ({ workerId: threadId, ...counters, dbClients: dbOpen ? 1 : 0 });
   let runsServed = 0;
   // The clean state every run must start from and leave behind; taken once the thread is warm (agents
   // loaded, and with WORKER_DB_WARMUP=eager the database client), so lazy initialisation is not mistaken for a leak.
@@ -91,7 +93,7 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
     try {
       const entry = (await deps.registry).get(run.agentName);
       if (!entry) throw Object.assign(new Error(`agent "${run.agentName}" is not registered in this cell`), { code: 'AGENT_ERROR' });
-      handle = createExecutionContext({ run, port, signal: controller.signal, prisma, limits: config.limits, log: runLog, settings, onViolation: () => stop('limit') });
+      handle = createExecutionContext({ run, port, signal: controller.signal, prisma, limits: config.limits, log: runLog, settings, onViolation: () => stop('limit'), onDbQuery: () => (dbOpen = true) });
       counters.activeContexts++;
       agent = factory.create(entry);
       counters.liveAgentInstances++;
