@@ -148,8 +148,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     threadsPerCell: e.THREADS_PER_CELL,
     runTimeoutMs: e.RUN_TIMEOUT_MS,
     runMemoryMb: e.RUN_MEMORY_MB,
-    // Room for every thread, burst threads included, at its heap budget, plus the cell's own baseline.
-    // Room for every thread a cell may hold (its capacity and its burst threads) at its heap budget.
+    // Room for every thread a cell may hold (its capacity and its burst threads) at its heap budget, plus the
+    // cell's own baseline (warm spares are idle threads: ~17 MiB each).
     cellMemoryMb: e.CELL_MEMORY_MB ?? 512 + (1 + BURST_THREADS_PER_THREAD) * e.THREADS_PER_CELL * e.RUN_MEMORY_MB,
     maxRunsPerWorker: e.MAX_RUNS_PER_WORKER,
     workerDbWarmup: e.WORKER_DB_WARMUP,

@@ -5,6 +5,7 @@
  */
 import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
 import { UserClient, eventually, httpCall, metricValue, terminal, type Envelope } from './helpers/client';
+import { canRaisePriority } from '../workers/os-thread';
 
 const BASE_ENV = {
   AGENTS_DIR: FIXTURE_AGENTS,
@@ -161,7 +162,7 @@ describe('leaks, globals and recycling', () => {
     expect(terminal(await u.waitForRun(run_id)).payload).toMatchObject({ status: 'completed', final_response: 'busy 1500 ms' });
     const view = (await u.http('GET', `/v1/runs/${run_id}`)).body;
     // Raising a thread's priority back needs CAP_SYS_NICE: without it, the thread is replaced instead.
-    const restorable = process.getuid?.() === 0;
+    const restorable = canRaisePriority();
     expect(view.isolation).toMatchObject({ cpu_demoted: true, recycled: restorable ? null : 'priority_not_restored' });
     expect(metricValue(await scrape(server), 'atoll_runs_cpu_demoted_total') - (metricValue(before, 'atoll_runs_cpu_demoted_total') || 0)).toBe(1);
     // A run that waits as long without using the CPU is left alone.
@@ -171,6 +172,28 @@ describe('leaks, globals and recycling', () => {
     expect(slowView.isolation).toMatchObject({ cpu_demoted: false, recycled: null });
     if (restorable) expect(slowView.ran_on.worker).toBe(view.ran_on.worker);
   });
+
+  // Where the server may not raise a priority again (a container without CAP_SYS_NICE), the demoted thread
+  // retires itself after its run and the next run gets a fresh one.
+  const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => require('node:fs').existsSync(p));
+  (setpriv && process.platform === 'linux' ? test : test.skip)('without CAP_SYS_NICE a demoted thread is replaced instead of serving on at low priority', async () => {
+    const capless = await startServer({ ...BASE_ENV, CELLS: '1', THREADS_PER_CELL: '1' }, { wrap: [setpriv!, '--bounding-set=-sys_nice', '--inh-caps=-sys_nice'] });
+    const c = await UserClient.connect(capless.url, 'capless');
+    try {
+      const busy = await c.start({ agent: 'chaos', input: { mode: 'busy', ms: 1500, text: 'busy' } });
+      expect(terminal(await c.waitForRun(busy.run_id)).payload.status).toBe('completed');
+      const view = (await c.http('GET', `/v1/runs/${busy.run_id}`)).body;
+      expect(view.isolation).toMatchObject({ cpu_demoted: true, recycled: 'priority_not_restored' });
+      const next = await c.start({ agent: 'echo', input: 'next' });
+      await c.waitForRun(next.run_id);
+      const nextView = (await c.http('GET', `/v1/runs/${next.run_id}`)).body;
+      expect(nextView.ran_on.worker).not.toBe(view.ran_on.worker);
+      expect(nextView.isolation).toMatchObject({ cpu_demoted: false, recycled: null });
+    } finally {
+      c.close();
+      await capless.stop();
+    }
+  }, 30_000);
 
   test('a clean run keeps its thread and reports nothing', async () => {
     const a = await u.start({ agent: 'echo', input: 'one' });

@@ -3,18 +3,19 @@
  * what happens when the OS will not give a priority back. Plus one real reading of this thread's CPU time.
  */
 import { createCpuGovernor, DEMOTED_NICE, threadCpuMs } from '../workers/cell/cpu-governor';
+import { canRaisePriority } from '../workers/os-thread';
 
-function rig(demoteAfterMs: number, refuseRestore = false) {
+function rig(demoteAfterMs: number, canRestore = true) {
   let t = 0;
   const cpu = new Map<number, number>();
   const calls: [number, number][] = [];
   const g = createCpuGovernor({
     demoteAfterMs,
+    canRestore,
     sampleMs: 60_000, // sampled by hand below, through the fake clock
     now: () => t,
     cpuMs: (tid) => cpu.get(tid) ?? null,
     setPriority: (tid, nice) => {
-      if (refuseRestore && nice === 0) throw new Error('EACCES');
       calls.push([tid, nice]);
     },
   });
@@ -62,14 +63,20 @@ linux('a short burst is forgiven: the share is measured between samples, not sin
   g.stop();
 });
 
-linux('when the OS refuses to restore the priority, the release says so (the cell then replaces the thread)', () => {
-  const { g, cpu, advance } = rig(100, true);
+linux('without CAP_SYS_NICE the demotion is never undone (the thread retires itself instead)', () => {
+  const { g, cpu, calls, advance } = rig(100, false);
   cpu.set(44, 0);
   g.watch('hog', 44);
   advance(200, { 44: 1 });
   advance(200, { 44: 1 });
   expect(g.release('hog')).toEqual({ demoted: true, restored: false });
+  expect(calls).toEqual([[44, DEMOTED_NICE]]); // no attempt to lower a nice value it may not lower
   g.stop();
+});
+
+linux('canRaisePriority reads CAP_SYS_NICE from this process', () => {
+  const capEff = require('node:fs').readFileSync('/proc/self/status', 'utf8').match(/^CapEff:\s*([0-9a-f]+)/m)[1];
+  expect(canRaisePriority()).toBe((BigInt(`0x${capEff}`) & (1n << 23n)) !== 0n);
 });
 
 test('CPU_DEMOTE_AFTER_MS=0 turns it off', () => {

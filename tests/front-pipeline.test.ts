@@ -20,6 +20,7 @@ import type { FrontToCell } from '../server/protocol/cell-messages';
 import type { RunEventEnvelope } from '../server/protocol/events';
 import { createEventRelay } from '../server/runs/event-relay';
 import { createRunService, type RunService } from '../server/runs/run-service';
+import { createGroupCommit } from '../server/store/group-commit';
 import { applyMigrations } from '../server/store/migrations';
 import { createRunStore, type RunStore } from '../server/store/run-store';
 import { createRunWrites, type RunWrites } from '../server/store/run-writes';
@@ -236,4 +237,27 @@ test('DB_SYNCHRONOUS sets what the write connection really runs with', () => {
   } finally {
     full.close();
   }
+});
+
+test('a failure that is not one write\'s own (the database busy or failing) fails the whole batch at once, nothing half-written', async () => {
+  const db = new Database(':memory:');
+  db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY)');
+  const insert = db.prepare('INSERT INTO t (id) VALUES (?)');
+  const g = createGroupCommit(db, (err: unknown) => /^SQLITE_CONSTRAINT/.test(String((err as { code?: unknown }).code)));
+  let attempts = 0;
+  const results = await Promise.allSettled([
+    g.run(() => insert.run(1)),
+    g.run(() => {
+      attempts++;
+      throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+    }),
+    g.run(() => insert.run(2)),
+  ]);
+  expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+  expect(attempts).toBe(1); // not retried write by write
+  expect(db.prepare('SELECT COUNT(*) AS n FROM t').get()).toEqual({ n: 0 });
+  // A constraint is one write's own failure: only it fails.
+  const again = await Promise.allSettled([g.run(() => insert.run(3)), g.run(() => insert.run(3)), g.run(() => insert.run(4))]);
+  expect(again.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+  db.close();
 });

@@ -14,7 +14,6 @@ export interface AgentInput {
   [key: string]: JsonValue;
 }
 
-/** Everything a cell needs to execute one run: the seed of its immutable execution context. */
 /**
  * Burst threads per thread of a cell's capacity: runs executing longer than LONG_RUN_MS stop counting against
  * the capacity, up to this many more per thread, and the cell's pool may grow by as much. Idle threads cost
@@ -22,6 +21,7 @@ export interface AgentInput {
  */
 export const BURST_THREADS_PER_THREAD = 3;
 
+/** Everything a cell needs to execute one run: the seed of its immutable execution context. */
 export interface RunAssignment {
   runId: string;
   userId: string;

@@ -36,6 +36,16 @@ export function createAdmission() {
       }
       size++;
     },
+    /** Back at the head of its user's queue: a run that was taken but never reached a cell keeps its place. */
+    addFirst(run: LiveRun): void {
+      const list = byUser.get(run.userId);
+      if (list) list.unshift(run);
+      else {
+        byUser.set(run.userId, [run]);
+        order.unshift(run.userId);
+      }
+      size++;
+    },
     remove,
     /** 1-based place of the run among its user's waiting runs, or 0. */
     position(run: LiveRun): number {

@@ -454,8 +454,12 @@ export function createRunService(deps: {
         vacate(run);
         run.phase = 'queued';
         run.cellId = null;
+        run.dispatchedAt = null;
         run.attempt--;
-        queue.add(run);
+        // Where it came from: a suspect waits for quarantine again; any other run keeps its place in line
+        // (a later message of the same conversation must not overtake it).
+        if (run.suspect) quarantine.set(run.id, run);
+        else queue.addFirst(run);
       }
       // Every other run inside is a suspect, started or not: a run whose `started` message died with its
       // cell (an abort right after it began) looks as if it never started, and may be the culprit.

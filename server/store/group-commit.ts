@@ -4,8 +4,11 @@
  * an acknowledgement or a delivered event still means "on disk", but a burst of runs shares one commit
  * instead of paying one each.
  *
- * A write that fails (a constraint, a vanished row) must not take its neighbours down: the batch is then
- * rolled back and every write is applied again in a transaction of its own, so only the faulty one fails.
+ * A write that fails on its own account (a constraint, a vanished row: `isWriteError`) must not take its
+ * neighbours down: the batch is then rolled back and every write is applied again in a transaction of its
+ * own, so only the faulty one fails. Any other failure (the database busy, closed or failing) fails the whole
+ * batch at once: retrying each write alone would only repeat it, and on this synchronous connection a busy
+ * database would hold the event loop once per write.
  */
 import type Database from 'better-sqlite3';
 
@@ -29,7 +32,7 @@ export interface GroupCommit {
   readonly stats: { writes: number; commits: number; retriedAlone: number };
 }
 
-export function createGroupCommit(db: Database.Database): GroupCommit {
+export function createGroupCommit(db: Database.Database, isWriteError: (err: unknown) => boolean): GroupCommit {
   let queue: Pending[] = [];
   let scheduled: NodeJS.Immediate | null = null;
   const stats = { writes: 0, commits: 0, retriedAlone: 0 };
@@ -40,8 +43,12 @@ export function createGroupCommit(db: Database.Database): GroupCommit {
     let results: unknown[];
     try {
       results = applyAll(batch);
-    } catch {
-      // Someone in the batch failed and the whole batch was rolled back: apply each alone.
+    } catch (err) {
+      if (!isWriteError(err)) {
+        for (const p of batch) p.reject(err);
+        return;
+      }
+      // One write in the batch failed and the whole batch was rolled back: apply each alone.
       stats.retriedAlone += batch.length;
       for (const p of batch) {
         try {

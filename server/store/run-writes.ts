@@ -51,7 +51,9 @@ export function createRunWrites(databaseFile: string, opts: { busyTimeoutMs: num
   const db = new Database(databaseFile, { timeout: opts.busyTimeoutMs });
   // WAL with NORMAL: a commit survives a crash of this process; FULL also syncs every commit to disk.
   db.pragma(`synchronous = ${opts.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
-  const commits: GroupCommit = createGroupCommit(db);
+  // A write's own failure: a constraint it breaks, or a row it needs that is gone.
+  const isWriteError = (err: unknown) => err instanceof RowMissingError || /^SQLITE_CONSTRAINT/.test(String((err as { code?: unknown })?.code));
+  const commits: GroupCommit = createGroupCommit(db, isWriteError);
 
   const upsertUser = db.prepare('INSERT INTO "User" ("id", "createdAt") VALUES (?, ?) ON CONFLICT ("id") DO NOTHING');
   const insertThread = db.prepare('INSERT INTO "Thread" ("id", "userId", "title", "createdAt", "updatedAt") VALUES (?, ?, ?, ?, ?)');

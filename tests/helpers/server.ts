@@ -21,9 +21,14 @@ export interface TestServer {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function startServer(env: Record<string, string> = {}, options: { dir?: string } = {}): Promise<TestServer> {
+/**
+ * `wrap`: a command the server runs under, e.g. `['setpriv', '--bounding-set=-sys_nice', '--inh-caps=-sys_nice']`
+ * to take a capability away from it.
+ */
+export async function startServer(env: Record<string, string> = {}, options: { dir?: string; wrap?: string[] } = {}): Promise<TestServer> {
   const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-test-'));
-  const proc = spawn(process.execPath, [path.join(ROOT, 'dist/server/main.js')], {
+  const [command, ...prefix] = [...(options.wrap ?? []), process.execPath];
+  const proc = spawn(command, [...prefix, path.join(ROOT, 'dist/server/main.js')], {
     cwd: dir,
     env: {
       PATH: process.env.PATH ?? '',

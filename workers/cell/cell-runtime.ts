@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Piscina } from 'piscina';
 import { BURST_THREADS_PER_THREAD, CELL_EXIT_MEMORY, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../server/protocol/cell-messages.js';
 import type { DescribeReply, ThreadConfig } from '../thread-messages.js';
+import { canRaisePriority } from '../os-thread.js';
 import { createCpuGovernor, type CpuGovernor } from './cpu-governor.js';
 import { createRunDispatcher, type RunDispatcher } from './run-dispatcher.js';
 
@@ -81,7 +82,7 @@ export function createCellRuntime(deps: {
     });
     // Without a listener, a thread dying while idle would take the cell down.
     pool.on('error', (err: Error) => log({ err: err.message }, 'pool error'));
-    governor = createCpuGovernor({ demoteAfterMs: config.cpuDemoteAfterMs, setPriority: (tid, nice) => os.setPriority(tid, nice) });
+    governor = createCpuGovernor({ demoteAfterMs: config.cpuDemoteAfterMs, canRestore: canRaisePriority(), setPriority: (tid, nice) => os.setPriority(tid, nice) });
     dispatcher = createRunDispatcher({
       pool,
       governor,

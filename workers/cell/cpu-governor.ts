@@ -3,8 +3,10 @@
  * samples) after CPU_DEMOTE_AFTER_MS gets its OS thread's nice value raised to 19, so the scheduler
  * serves every other thread first (the front, the cells, short runs) and gives it what is left. An agent
  * that waits on a model or a tool uses little CPU and is never touched; a `while (true) {}` or a garbage
- * collector fighting a heap limit is. When the run ends the thread gets its priority back; where the OS
- * refuses that (lowering a nice value needs CAP_SYS_NICE), the thread is replaced instead.
+ * collector fighting a heap limit is. When the run ends the thread gets its priority back. Lowering a nice
+ * value needs CAP_SYS_NICE, which a container's unprivileged user (and often its root) lacks: then the thread
+ * sees its own priority lowered when its run ends, retires instead of returning to the pool, and is replaced
+ * (workers/thread/thread-runtime.ts).
  *
  * Linux only (per-thread CPU times in /proc, per-thread nice values); elsewhere it does nothing.
  */
@@ -13,6 +15,8 @@ import fs from 'node:fs';
 export interface CpuGovernorOptions {
   /** 0 turns the governor off. */
   demoteAfterMs: number;
+  /** Whether this process may give a thread its priority back (canRaisePriority()). */
+  canRestore: boolean;
   sampleMs?: number;
   /** Share of one core, between two samples, that counts as hungry. */
   hungryShare?: number;
@@ -95,6 +99,7 @@ export function createCpuGovernor(opts: CpuGovernorOptions): CpuGovernor {
       const w = watched.get(runId);
       watched.delete(runId);
       if (!w?.demoted) return { demoted: false, restored: true };
+      if (!opts.canRestore) return { demoted: true, restored: false };
       try {
         opts.setPriority(w.tid, 0);
         return { demoted: true, restored: true };

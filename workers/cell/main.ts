@@ -14,8 +14,17 @@ client.collectDefaultMetrics({ register: registry });
 const toFront = createBatchedSender<CellToFront>((batch) => {
   if (process.connected) process.send!(batch);
 });
+/**
+ * A run's start and end go out at once (with whatever is batched before them, in order): if this cell dies
+ * a moment later, the front must already know which runs had finished (they are not suspects, and are not
+ * run again) and which had started.
+ */
+const URGENT: ReadonlySet<CellToFront['type']> = new Set(['run_started', 'run_finished', 'memory_exceeded', 'ready', 'init_failed']);
 const runtime = createCellRuntime({
-  send: toFront.send,
+  send: (msg) => {
+    toFront.send(msg);
+    if (URGENT.has(msg.type)) toFront.flush();
+  },
   exit: (code) => {
     toFront.flush();
     process.exit(code);

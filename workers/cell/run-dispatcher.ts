@@ -20,7 +20,6 @@ interface InFlight {
   /** The thread's `done`, kept until its Piscina task has resolved too. */
   done: { outcome: RunOutcome; report: RunReport } | null;
   taskResolved: boolean;
-  workerId: number | null;
 }
 
 export interface RunDispatcher {
@@ -51,18 +50,12 @@ export function createRunDispatcher(deps: {
     f.timers.forEach(clearTimeout);
     f.port.close();
     inFlight.delete(f.run.runId);
+    // A demoted thread gets its priority back here; without CAP_SYS_NICE it retired itself (its report
+    // says priority_not_restored) before returning to the pool.
     const cpu = deps.governor.release(f.run.runId);
-    if (cpu.demoted && report) {
-      report = { ...report, cpuDemoted: true };
-      // Demoted for good (the OS would not give the priority back): this thread must not serve another run.
-      if (!cpu.restored && !report.recycled) report.recycled = 'priority_not_restored';
-    }
+    if (cpu.demoted && report) report = { ...report, cpuDemoted: true };
     // A thread that must not serve again is terminated now; Piscina starts a fresh one.
-    if (report?.recycled) {
-      f.abort.abort();
-      // Its task may already have resolved (the thread is back in the pool): terminate it by id.
-      if (f.taskResolved && f.workerId !== null) void deps.pool.threads.find((t) => t.threadId === f.workerId)?.terminate();
-    }
+    if (report?.recycled) f.abort.abort();
     deps.send({ type: 'run_finished', runId: f.run.runId, outcome, report });
     deps.onCountsChanged();
   }
@@ -101,13 +94,12 @@ export function createRunDispatcher(deps: {
     },
     start(run) {
       const { port1, port2 } = new MessageChannel();
-      const f: InFlight = { run, port: port1, abort: new AbortController(), startedAt: null, stopReason: null, timers: [], settled: false, done: null, taskResolved: false, workerId: null };
+      const f: InFlight = { run, port: port1, abort: new AbortController(), startedAt: null, stopReason: null, timers: [], settled: false, done: null, taskResolved: false };
       inFlight.set(run.runId, f);
       port1.on('message', (msg: ThreadToCell) => {
         if (f.settled) return;
         if (msg.type === 'started') {
           f.startedAt = msg.startedAt;
-          f.workerId = msg.workerId;
           if (msg.tid !== null) deps.governor.watch(run.runId, msg.tid);
           // The deadline starts when the thread starts the run, not when it was queued (piscinajs/piscina#869).
           f.timers.push(setTimeout(() => stop(f, 'timeout'), deps.runTimeoutMs));

@@ -56,6 +56,8 @@ export function createRunEmitter(port: MessagePort, limits: RunLimits, onViolati
     post('partial_result', { text: texts.join('') }, timestamp);
   }
   function stream(text: string, bytes: number, now: number): void {
+    // An agent that blocks its event loop between emits never lets the timer fire: flush by the clock too.
+    if (merged && now - lastStreamPost >= STREAM_INTERVAL_MS) flushMerged();
     if (!merged && now - lastStreamPost >= STREAM_INTERVAL_MS) {
       lastStreamPost = now;
       post('partial_result', { text }, now);
@@ -113,13 +115,15 @@ export function createRunEmitter(port: MessagePort, limits: RunLimits, onViolati
       if (Buffer.byteLength(text) > limits.maxEventBytes) fail(new LimitExceededError(`event ${type} is over MAX_EVENT_BYTES (${limits.maxEventBytes})`));
       if (++count > limits.maxEventsPerRun) fail(new LimitExceededError(`run emitted more than MAX_EVENTS_PER_RUN (${limits.maxEventsPerRun}) events`));
       const now = Date.now();
+      // What was checked is what is sent: the parsed JSON, never the agent's own object (a getter or a
+      // toJSON could answer differently the second time).
+      const checked = JSON.parse(text) as JsonObject;
       // Only plain {text} payloads are merged; one with more fields goes out as it is, in order.
-      if (type === 'partial_result' && Object.keys(payload).length === 1) {
-        const piece = (payload as { text: string }).text;
-        return stream(piece, Buffer.byteLength(JSON.stringify(piece)) - 2, now);
+      if (type === 'partial_result' && typeof checked.text === 'string' && Object.keys(checked).length === 1) {
+        return stream(checked.text, Buffer.byteLength(text) - 11, now);
       }
       flushMerged();
-      post(type as AgentEventType, JSON.parse(text) as JsonObject, now);
+      post(type as AgentEventType, checked, now);
     },
   };
 }

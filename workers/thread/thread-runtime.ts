@@ -14,7 +14,8 @@ import type { AgentRegistry } from './agent-registry.js';
 import { createExecutionContext, deepFreeze, type ExecutionContextHandle } from './execution-context.js';
 import { activeResources, changedGlobals, leakedResources, settleLazyGlobals, snapshotGlobals, type GlobalsSnapshot } from './isolation-check.js';
 import { completedOutcome, failedOutcome, stoppedOutcome } from './outcome.js';
-import { osThreadId } from './os-thread-id.js';
+import os from 'node:os';
+import { canRaisePriority, osThreadId } from '../os-thread.js';
 import { preloadLlm } from '../llm/run-llm.js';
 import { isConfigured } from '../llm/settings.js';
 
@@ -35,6 +36,17 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
   deps.registry.catch(() => undefined);
   const counters = { activeContexts: 0, liveAgentInstances: 0 };
   const tid = osThreadId();
+  const mayRestorePriority = canRaisePriority();
+  // The cell's CPU governor lowered this thread's priority during the run and, without CAP_SYS_NICE, nobody
+  // can raise it again: the thread retires after the run instead of serving the next one at nice 19.
+  const demotedForGood = () => {
+    if (tid === null || mayRestorePriority) return false;
+    try {
+      return os.getPriority(tid) > 0;
+    } catch {
+      return false;
+    }
+  };
   // The thread's Prisma client opens its connection at its first query: eagerly, or at a run's first ctx.db query.
   let dbOpen = config.dbWarmup === 'eager';
   const stats = (): ThreadStats => ({ workerId: threadId, ...counters, dbClients: dbOpen ? 1 : 0 });
@@ -154,6 +166,8 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
           ? 'leaked_resources'
           : !agentSettled
             ? 'unsettled_after_stop'
+            : demotedForGood()
+              ? 'priority_not_restored'
             : config.maxRunsPerWorker > 0 && runsServed >= config.maxRunsPerWorker
               ? 'max_runs'
               : null;
