@@ -15,11 +15,11 @@ const toFront = createBatchedSender<CellToFront>((batch) => {
   if (process.connected) process.send!(batch);
 });
 /**
- * A run's start and end go out at once (with whatever is batched before them, in order): if this cell dies
- * a moment later, the front must already know which runs had finished (they are not suspects, and are not
- * run again) and which had started.
+ * A run's end goes out at once (with whatever is batched before it, in order): if this cell dies a moment
+ * later, the front must already know the run finished, or it would take it for a suspect and run it again.
+ * A lost start costs less (a suspect is re-run alone in quarantine and found there), so starts are batched.
  */
-const URGENT: ReadonlySet<CellToFront['type']> = new Set(['run_started', 'run_finished', 'memory_exceeded', 'ready', 'init_failed']);
+const URGENT: ReadonlySet<CellToFront['type']> = new Set(['run_finished', 'memory_exceeded', 'ready', 'init_failed']);
 const runtime = createCellRuntime({
   send: (msg) => {
     toFront.send(msg);
