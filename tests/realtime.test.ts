@@ -164,9 +164,10 @@ describe('admission', () => {
     for (const l of lights) expect(startedAt(l.c.runEvents(l.run_id))).toBeLessThan(lastHeavyStart);
     const lightWaits = lights.map((l) => startedAt(l.c.runEvents(l.run_id)) - Date.parse(l.c.runEvents(l.run_id)[0].timestamp));
     expect(Math.max(...lightWaits)).toBeLessThan(2000);
-    // Per-user FIFO.
+    // Per-user FIFO. Runs dispatched in the same turn start on different threads at once, either one first by
+    // a millisecond or two; a run started out of turn would be a whole run (400 ms) late.
     const starts = floodEvents.map(startedAt);
-    expect(starts).toEqual([...starts].sort((a, b) => a - b));
+    for (let i = 0; i + 1 < starts.length; i++) expect(starts[i]).toBeLessThanOrEqual(starts[i + 1] + 20);
     // Runs that waited over a second were told their place.
     const queuedNotices = floodEvents.flatMap((ev) => ev.filter((e) => e.type === 'run_queued'));
     expect(queuedNotices.length).toBeGreaterThan(0);
