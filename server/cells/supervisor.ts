@@ -8,7 +8,6 @@
 import { fork } from 'node:child_process';
 import type { Logger } from '../logger.js';
 import type { AgentInfo, CellConfig, CellToFront } from '../protocol/cell-messages.js';
-import { unbatch } from '../protocol/ipc-batch.js';
 import { CellHandle } from './cell-handle.js';
 import { describeCellExit, type CellExit } from './exit-cause.js';
 
@@ -87,8 +86,8 @@ export function createCellSupervisor(opts: SupervisorOptions) {
           events.onMessage(cell, msg);
         }
       };
-      child.on('message', (received: CellToFront | CellToFront[]) => {
-        for (const msg of unbatch(received)) receive(msg);
+      child.on('message', (received: CellToFront[]) => {
+        for (const msg of received) receive(msg);
       });
       child.on('error', (err) => log.error({ cell: id, err: err.message }, 'cell process error'));
       child.on('exit', (code, signal) => {

@@ -28,8 +28,3 @@ export function createBatchedSender<T>(write: (batch: T[]) => void): BatchedSend
     flush,
   };
 }
-
-/** A received IPC message: a batch, or (from an older peer) one message. */
-export function unbatch<T>(received: T | T[]): T[] {
-  return Array.isArray(received) ? received : [received];
-}

@@ -23,28 +23,26 @@ export function createAdmission() {
     return true;
   }
 
+  function insert(run: LiveRun, atHead: boolean): void {
+    const list = byUser.get(run.userId);
+    if (list) atHead ? list.unshift(run) : list.push(run);
+    else {
+      byUser.set(run.userId, [run]);
+      atHead ? order.unshift(run.userId) : order.push(run.userId);
+    }
+    size++;
+  }
+
   return {
     get size() {
       return size;
     },
     add(run: LiveRun): void {
-      const list = byUser.get(run.userId);
-      if (list) list.push(run);
-      else {
-        byUser.set(run.userId, [run]);
-        order.push(run.userId);
-      }
-      size++;
+      insert(run, false);
     },
     /** Back at the head of its user's queue: a run that was taken but never reached a cell keeps its place. */
     addFirst(run: LiveRun): void {
-      const list = byUser.get(run.userId);
-      if (list) list.unshift(run);
-      else {
-        byUser.set(run.userId, [run]);
-        order.unshift(run.userId);
-      }
-      size++;
+      insert(run, true);
     },
     remove,
     /** 1-based place of the run among its user's waiting runs, or 0. */

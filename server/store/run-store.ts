@@ -135,15 +135,14 @@ export function createRunStore(db: Db, writes: RunWrites) {
 
     /** Persists the request before it is acknowledged: user, thread, the user's message, the run, event 1. */
     async acceptRun(r: NewRun): Promise<RunRecord> {
-      const input = JSON.stringify(r.input);
-      await writes.acceptRun({ ...r, input, inputText: r.input.text, replayOf: r.replayOf ?? null });
+      await writes.acceptRun({ ...r, input: JSON.stringify(r.input), inputText: r.input.text, replayOf: r.replayOf ?? null });
       const now = new Date(r.firstEvent.timestamp);
       return {
         id: r.id,
         threadId: r.threadId ?? r.newThreadId,
         userId: r.userId,
         agentName: r.agentName,
-        input: JSON.parse(input) as AgentInput,
+        input: r.input,
         correlationId: r.correlationId,
         requestId: r.requestId,
         status: 'queued',

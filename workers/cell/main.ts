@@ -1,7 +1,7 @@
 /** Cell process entry (forked by the front's supervisor): wires IPC to the cell runtime. */
 import client from 'prom-client';
 import type { CellToFront, FrontToCell, ProcessMetricFamily } from '../../server/protocol/cell-messages.js';
-import { createBatchedSender, unbatch } from '../../server/protocol/ipc-batch.js';
+import { createBatchedSender } from '../../server/protocol/ipc-batch.js';
 import { createCellRuntime } from './cell-runtime.js';
 
 if (!process.send) throw new Error('workers/cell/main must be forked with an IPC channel');
@@ -32,8 +32,8 @@ const runtime = createCellRuntime({
   processMetrics: async () => (await registry.getMetricsAsJSON()) as unknown as ProcessMetricFamily[],
   log: (obj, msg) => process.stderr.write(JSON.stringify({ level: 40, msg, ...obj, cell_pid: process.pid }) + '\n'),
 });
-process.on('message', (received: FrontToCell | FrontToCell[]) => {
-  for (const msg of unbatch(received)) void runtime.handle(msg);
+process.on('message', (received: FrontToCell[]) => {
+  for (const msg of received) void runtime.handle(msg);
 });
 // If the front goes away, so does the cell: no orphans.
 process.on('disconnect', () => process.exit(0));
