@@ -132,26 +132,36 @@ test('a failing write fails alone: the writes committed with it in the same turn
   expect(writes.commits.stats.retriedAlone).toBeGreaterThanOrEqual(3);
 });
 
-test("a run's events never overtake its event 1, even when its cell answers at once", async () => {
+/**
+ * A run service on the real store, with stand-in cells: `answering` cells start and finish a run within the
+ * send that assigns it (the fastest cell there is), `dead` ones record what is sent as undelivered. Runs go
+ * to the first cell until `pick(cell)` says otherwise.
+ */
+function serviceRig(cells: { id: string; kind: 'answering' | 'dead'; events?: number }[]) {
   const delivered: RunEventEnvelope[] = [];
   const log = createLogger('silent');
   const metrics = createMetrics(() => ({}) as never, { alertActiveContexts: 100 });
   const relay = createEventRelay({ store, broadcast: (_user, e) => delivered.push(e), metrics, log });
   let service: RunService;
-  // A cell that starts, streams and finishes a run within the send that assigned it: the fastest cell.
-  const cell = {
-    id: 'cell1-g1', state: 'ready', quarantine: false, runs: new Map(), lastBusyAt: 0, lastThreadKillAt: null, freeSlots: 4,
-    send(msg: FrontToCell) {
-      if (msg.type !== 'run') return;
-      const runId = msg.run.runId;
-      service.onCellMessage(cell, { type: 'run_started', runId, workerId: 1, startedAt: Date.now() });
-      service.onCellMessage(cell, { type: 'run_event', runId, event: { type: 'partial_result', payload: { text: 'x' }, timestamp: Date.now() } as never });
-      service.onCellMessage(cell, { type: 'run_finished', runId, outcome: { status: 'completed', result: 'x', executionTimeMs: 0 }, report: null });
-    },
-  } as unknown as CellHandle;
+  const handles = cells.map(({ id, kind, events = 0 }) => {
+    const cell = {
+      id, state: 'ready', quarantine: false, runs: new Map(), lastBusyAt: 0, lastThreadKillAt: null, freeSlots: 4, undelivered: new Set<string>(),
+      send(msg: FrontToCell) {
+        if (msg.type !== 'run') return;
+        const runId = msg.run.runId;
+        if (kind === 'dead') return void cell.undelivered.add(runId);
+        service.onCellMessage(handle, { type: 'run_started', runId, workerId: 1, startedAt: Date.now() });
+        for (let i = 0; i < events; i++) service.onCellMessage(handle, { type: 'run_event', runId, event: { type: 'partial_result', payload: { text: 'x' }, timestamp: Date.now() } as never });
+        service.onCellMessage(handle, { type: 'run_finished', runId, outcome: { status: 'completed', result: 'x', executionTimeMs: 0 }, report: null });
+      },
+    };
+    const handle = cell as unknown as CellHandle & { undelivered: Set<string> };
+    return handle;
+  });
+  let picked = handles[0];
   const supervisor = {
-    cells: () => [cell],
-    pick: () => cell,
+    cells: () => handles,
+    pick: () => picked,
     pickQuarantine: () => null,
     agents: () => [{ name: 'fast', repeatable: true, source: 'plugin', description: null }],
   } as unknown as CellSupervisor;
@@ -159,10 +169,20 @@ test("a run's events never overtake its event 1, even when its cell answers at o
     store, relay, metrics, log, cells: () => supervisor,
     config: { maxQueuedRuns: 100, userMaxConcurrentRuns: 100, userMaxQueuedRuns: 100, maxRunAttempts: 3, runTimeoutMs: 5000, cancelGraceMs: 100 },
   });
+  const start = (userId: string, text: string) => service.start(userId, { agent: 'fast', input: { text }, threadId: null, correlationId: null, multitask: 'enqueue' });
+  const stop = async () => {
+    await service.drain(0);
+    metrics.stop();
+  };
+  return { service, delivered, cells: handles, pick: (cell: CellHandle) => (picked = cell as typeof picked), start, stop };
+}
+
+test("a run's events never overtake its event 1, even when its cell answers at once", async () => {
+  const { service, delivered, start, stop } = serviceRig([{ id: 'cell1-g1', kind: 'answering', events: 1 }]);
   try {
     const started = [];
     for (let i = 0; i < 5; i++) {
-      const run = await service.start('u3', { agent: 'fast', input: { text: `r${i}` }, threadId: null, correlationId: null, multitask: 'enqueue' });
+      const run = await start('u3', `r${i}`);
       // Another run's completion pumps the queue in this same turn, before the acknowledgement's turn ends.
       service.pump();
       started.push(run.id);
@@ -173,45 +193,21 @@ test("a run's events never overtake its event 1, even when its cell answers at o
       expect(seqs).toEqual([1, 2, 3, 4]);
     }
   } finally {
-    await service.drain(0);
-    metrics.stop();
+    await stop();
   }
 });
 
 test('a run sent to a cell in the instant it died, never delivered, is dispatched again without suspicion', async () => {
-  const delivered: RunEventEnvelope[] = [];
-  const log = createLogger('silent');
-  const metrics = createMetrics(() => ({}) as never, { alertActiveContexts: 100 });
-  const relay = createEventRelay({ store, broadcast: (_user, e) => delivered.push(e), metrics, log });
-  let service: RunService;
-  const fields = { state: 'ready', quarantine: false, lastBusyAt: 0, lastThreadKillAt: null, freeSlots: 4 };
-  // The dead cell: its channel is closed, so what is sent to it is recorded as undelivered.
-  const dead = { ...fields, id: 'cell1-g1', runs: new Map(), undelivered: new Set<string>(), send: (msg: FrontToCell) => msg.type === 'run' && dead.undelivered.add(msg.run.runId) } as unknown as CellHandle & { undelivered: Set<string> };
-  const live = {
-    ...fields, id: 'cell2-g1', runs: new Map(), undelivered: new Set<string>(),
-    send(msg: FrontToCell) {
-      if (msg.type !== 'run') return;
-      const runId = msg.run.runId;
-      service.onCellMessage(live, { type: 'run_started', runId, workerId: 1, startedAt: Date.now() });
-      service.onCellMessage(live, { type: 'run_finished', runId, outcome: { status: 'completed', result: 'x', executionTimeMs: 0 }, report: null });
-    },
-  } as unknown as CellHandle;
-  let current: CellHandle = dead;
-  const supervisor = {
-    cells: () => [dead, live],
-    pick: () => current,
-    pickQuarantine: () => null,
-    agents: () => [{ name: 'fast', repeatable: true, source: 'plugin', description: null }],
-  } as unknown as CellSupervisor;
-  service = createRunService({
-    store, relay, metrics, log, cells: () => supervisor,
-    config: { maxQueuedRuns: 100, userMaxConcurrentRuns: 100, userMaxQueuedRuns: 100, maxRunAttempts: 3, runTimeoutMs: 5000, cancelGraceMs: 100 },
-  });
+  const { service, delivered, cells, pick, start, stop } = serviceRig([
+    { id: 'cell1-g1', kind: 'dead' },
+    { id: 'cell2-g1', kind: 'answering' },
+  ]);
+  const [dead, live] = cells;
   try {
-    const run = await service.start('u4', { agent: 'fast', input: { text: 'probe' }, threadId: null, correlationId: null, multitask: 'enqueue' });
+    const run = await start('u4', 'probe');
     service.pump();
     expect(dead.undelivered.has(run.id)).toBe(true);
-    current = live;
+    pick(live);
     service.onCellExit(dead, { cause: 'killed', error: { code: 'WORKER_CRASHED', message: 'killed by SIGKILL' } } as never, [run.id]);
     await service.settled(run.id);
     const events = delivered.filter((e) => e.run_id === run.id);
@@ -224,8 +220,7 @@ test('a run sent to a cell in the instant it died, never delivered, is dispatche
       row.close();
     }
   } finally {
-    await service.drain(0);
-    metrics.stop();
+    await stop();
   }
 });
 

@@ -100,6 +100,15 @@ test('resource cleanup: after runs no contexts or agent instances remain and DB 
   expect(metricValue(text, 'atoll_db_connections')).toBeLessThanOrEqual(threads + 2);
 });
 
+test('each cell keeps a warm spare thread beyond its capacity, ready before any run needs it', async () => {
+  // 2 cells x (THREADS_PER_CELL=2 + WARM_SPARE_THREADS=1), all of them warm once the server is idle.
+  const scrape = async () => (await httpCall(server.url, 'GET', '/metrics')).body as string;
+  expect(await eventually(async () => {
+    const m = await scrape();
+    return metricValue(m, 'atoll_runs_active') === 0 && metricValue(m, 'atoll_threads_alive') >= 6;
+  }, 10_000)).toBe(true);
+});
+
 test('event contract: seq 1..n without gaps, agent_started first, one agent_completed last, log equals socket', async () => {
   const u = await connect('contract-user');
   const { run_id, thread_id } = await u.start({ agent: 'streamer', input: { text: 'c', parts: 10, delay: 2 }, correlation_id: 'corr-1' });
