@@ -112,7 +112,8 @@ export function createRunEmitter(port: MessagePort, limits: RunLimits, onViolati
       } catch (err) {
         throw new TypeError(`ctx.emit(${type}): payload is not JSON-serialisable: ${(err as Error).message}`);
       }
-      if (Buffer.byteLength(text) > limits.maxEventBytes) fail(new LimitExceededError(`event ${type} is over MAX_EVENT_BYTES (${limits.maxEventBytes})`));
+      const bytes = Buffer.byteLength(text);
+      if (bytes > limits.maxEventBytes) fail(new LimitExceededError(`event ${type} is over MAX_EVENT_BYTES (${limits.maxEventBytes})`));
       if (++count > limits.maxEventsPerRun) fail(new LimitExceededError(`run emitted more than MAX_EVENTS_PER_RUN (${limits.maxEventsPerRun}) events`));
       const now = Date.now();
       // What was checked is what is sent: the parsed JSON, never the agent's own object (a getter or a
@@ -120,7 +121,7 @@ export function createRunEmitter(port: MessagePort, limits: RunLimits, onViolati
       const checked = JSON.parse(text) as JsonObject;
       // Only plain {text} payloads are merged; one with more fields goes out as it is, in order.
       if (type === 'partial_result' && typeof checked.text === 'string' && Object.keys(checked).length === 1) {
-        return stream(checked.text, Buffer.byteLength(text) - 11, now);
+        return stream(checked.text, bytes - 11, now);
       }
       flushMerged();
       post(type as AgentEventType, checked, now);
