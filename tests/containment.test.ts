@@ -158,8 +158,8 @@ describe('leaks, globals and recycling', () => {
 
   test('a run that keeps a core busy yields: its thread is lowered in priority, then restored (or replaced)', async () => {
     const before = await scrape(server);
-    const { run_id } = await u.start({ agent: 'chaos', input: { mode: 'busy', ms: 1500, text: 'busy' } });
-    expect(terminal(await u.waitForRun(run_id)).payload).toMatchObject({ status: 'completed', final_response: 'busy 1500 ms' });
+    const { run_id } = await u.start({ agent: 'chaos', input: { mode: 'busy', ms: 3000, text: 'busy' } });
+    expect(terminal(await u.waitForRun(run_id)).payload).toMatchObject({ status: 'completed', final_response: 'busy 3000 ms' });
     const view = (await u.http('GET', `/v1/runs/${run_id}`)).body;
     // Raising a thread's priority back needs CAP_SYS_NICE: without it, the thread is replaced instead.
     const restorable = canRaisePriority();
@@ -180,7 +180,7 @@ describe('leaks, globals and recycling', () => {
     const capless = await startServer({ ...BASE_ENV, CELLS: '1', THREADS_PER_CELL: '1' }, { wrap: [setpriv!, '--bounding-set=-sys_nice', '--inh-caps=-sys_nice'] });
     const c = await UserClient.connect(capless.url, 'capless');
     try {
-      const busy = await c.start({ agent: 'chaos', input: { mode: 'busy', ms: 1500, text: 'busy' } });
+      const busy = await c.start({ agent: 'chaos', input: { mode: 'busy', ms: 3000, text: 'busy' } });
       expect(terminal(await c.waitForRun(busy.run_id)).payload.status).toBe('completed');
       const view = (await c.http('GET', `/v1/runs/${busy.run_id}`)).body;
       expect(view.isolation).toMatchObject({ cpu_demoted: true, recycled: 'priority_not_restored' });

@@ -1,6 +1,6 @@
 /**
- * CPU-hungry runs yield to short ones. A run whose thread keeps a core busy (over half of it between two
- * samples) after CPU_DEMOTE_AFTER_MS gets its OS thread's nice value raised to 19, so the scheduler
+ * CPU-hungry runs yield to short ones. A run whose thread keeps a core busy (over a quarter of one between
+ * two samples, 250 ms apart) after CPU_DEMOTE_AFTER_MS gets its OS thread's nice value raised to 19, so the scheduler
  * serves every other thread first (the front, the cells, short runs) and gives it what is left. An agent
  * that waits on a model or a tool uses little CPU and is never touched; a `while (true) {}` or a garbage
  * collector fighting a heap limit is. When the run ends the thread gets its priority back. Lowering a nice
@@ -18,7 +18,7 @@ export interface CpuGovernorOptions {
   /** Whether this process may give a thread its priority back (canRaisePriority()). */
   canRestore: boolean;
   sampleMs?: number;
-  /** Share of one core, between two samples, that counts as hungry. */
+  /** Share of one core, between two samples, that counts as hungry (default 0.25). */
   hungryShare?: number;
   setPriority: (tid: number, nice: number) => void;
   /** The thread's CPU time so far in ms (user + system), or null if it is gone. */
@@ -61,7 +61,9 @@ export function createCpuGovernor(opts: CpuGovernorOptions): CpuGovernor {
   const cpuMs = opts.cpuMs ?? threadCpuMs;
   const now = opts.now ?? Date.now;
   const sampleMs = opts.sampleMs ?? 250;
-  const hungryShare = opts.hungryShare ?? 0.5;
+  // A quarter, not a half: on saturated cores a spinning thread gets only its share of them, and must still
+  // be told from a thread waiting on I/O (which uses next to none).
+  const hungryShare = opts.hungryShare ?? 0.25;
   const watched = new Map<string, Watched>();
   let timer: NodeJS.Timeout | null = null;
 
