@@ -2,12 +2,15 @@
  * The front's composition root: database, cells, run service, HTTP and socket.io, wired once. The only
  * place that holds the process's mutable state; everything below it receives its dependencies.
  */
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createPrismaClient } from '../prisma/create-client.js';
 import { createTokenService, developmentSecret } from './auth/tokens.js';
 import { createCellSupervisor, type CellSupervisor } from './cells/supervisor.js';
+import { cellSandboxWarning, defaultScratchRoot } from './cells/cell-sandbox.js';
+import { createCpuGovernor } from './cells/cpu-governor.js';
 import type { Config } from './config.js';
 import { createHttpApp } from './http/app.js';
 import type { Logger } from './logger.js';
@@ -29,12 +32,17 @@ export async function startAtoll(config: Config, log: Logger) {
   if (migrations.applied.length) log.info({ applied: migrations.applied }, 'database migrated');
   if (migrations.checksumMismatches.length) log.warn({ migrations: migrations.checksumMismatches }, 'applied migrations were edited since');
 
+  // The database is the front's alone (cells reach it through the front): no other OS user may open it.
+  for (const f of [config.databaseFile, `${config.databaseFile}-wal`, `${config.databaseFile}-shm`]) if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
   const prisma = createPrismaClient(config.databaseFile);
   const writes = createRunWrites(config.databaseFile, { busyTimeoutMs: 10_000, synchronous: config.dbSynchronous });
   const store = createRunStore(prisma, writes);
   const tokens = createTokenService(config.jwtSecret ?? developmentSecret(config.databaseFile));
   const httpServer = http.createServer();
 
+  const scratchRoot = config.scratchRoot ?? defaultScratchRoot();
+  const sandboxWarning = cellSandboxWarning({ root: ROOT, agentsDir: config.agentsDir, uidBase: config.cellUidBase });
+  if (sandboxWarning) log.warn(sandboxWarning);
   // Late-bound: the supervisor reports to the run service, which dispatches through the supervisor.
   let runs: RunService;
   let socketConnections = () => 0;
@@ -43,6 +51,7 @@ export async function startAtoll(config: Config, log: Logger) {
     quarantineCells: config.quarantineCells,
     recycleRssRatio: config.cellRecycleRssRatio,
     cellEntry: path.join(ROOT, 'dist/workers/cell/main.js'),
+    sandbox: { mode: config.cellSandbox, root: ROOT, agentsDir: config.agentsDir, scratchRoot, uidBase: sandboxWarning ? 0 : config.cellUidBase },
     log,
     cellConfig: {
       threads: config.threadsPerCell,
@@ -54,7 +63,6 @@ export async function startAtoll(config: Config, log: Logger) {
       cellMemoryMb: config.cellMemoryMb,
       maxRunsPerWorker: config.maxRunsPerWorker,
       workerDbWarmup: config.workerDbWarmup,
-      cpuDemoteAfterMs: config.cpuDemoteAfterMs,
       warmSpareThreads: config.warmSpareThreads,
       quarantine: false,
       cancelGraceMs: config.cancelGraceMs,
@@ -112,12 +120,21 @@ export async function startAtoll(config: Config, log: Logger) {
     config: { maxQueuedRuns: config.maxQueuedRuns, userMaxConcurrentRuns: config.userMaxConcurrentRuns, userMaxQueuedRuns: config.userMaxQueuedRuns, maxRunAttempts: config.maxRunAttempts, runTimeoutMs: config.runTimeoutMs, cancelGraceMs: config.cancelGraceMs },
   });
 
+  const governor = createCpuGovernor({
+    demoteAfterMs: config.cpuDemoteAfterMs,
+    cells: () =>
+      cells.cells().flatMap((c) =>
+        c.state === 'ready' && c.child.pid !== undefined ? [{ id: c.id, pid: c.child.pid, runStarts: c.runs.values(), demote: (tid: number) => c.send({ type: 'demote_thread', tid }) }] : [],
+      ),
+  });
+
   const recovered = await runs.recover();
   if (recovered.failed || recovered.requeued) log.warn(recovered, 'recovered runs left by a previous process');
 
   try {
     await cells.start();
   } catch (err) {
+    governor.stop();
     await cells.stop(2000);
     writes.close();
     await prisma.$disconnect();
@@ -164,6 +181,7 @@ export async function startAtoll(config: Config, log: Logger) {
         await runs.drain(config.shutdownGraceMs);
         sockets.io.emit('server_shutdown', { reason: 'the server is shutting down' });
         await new Promise<void>((resolve) => sockets.io.close(() => resolve()));
+        governor.stop();
         await cells.stop(5000);
         metrics.stop();
         writes.close();

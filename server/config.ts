@@ -28,6 +28,9 @@ const EnvSchema = z.object({
   MAX_RUNS_PER_WORKER: int(0, 1_000_000_000).default(0),
   WORKER_DB_WARMUP: z.enum(['lazy', 'eager']).default('lazy'),
   CPU_DEMOTE_AFTER_MS: int(0, 86_400_000).default(500),
+  CELL_SANDBOX: z.enum(['permission', 'off']).default('permission'),
+  CELL_UID_BASE: int(0, 4_000_000_000).default(61_000),
+  SCRATCH_DIR: z.string().min(1).optional(),
   WARM_SPARE_THREADS: int(0, 64).default(1),
   DB_SYNCHRONOUS: z.enum(['normal', 'full']).default('normal'),
   MAX_RUN_ATTEMPTS: int(1, 10).default(3),
@@ -85,6 +88,12 @@ export interface Config {
   readonly workerDbWarmup: 'lazy' | 'eager';
   /** A run that keeps a core busy this long yields to the others (lower OS priority); 0: never. */
   readonly cpuDemoteAfterMs: number;
+  /** permission: cells run under Node's permission model (server/cells/cell-sandbox.ts); off: no sandbox. */
+  readonly cellSandbox: 'permission' | 'off';
+  /** When the front runs as root, cell slot n runs as OS user CELL_UID_BASE + n (0: as the front's user). */
+  readonly cellUidBase: number;
+  /** Where cells' scratch folders go (null: a folder per front process under the OS temp dir). */
+  readonly scratchRoot: string | null;
   /** Idle, warm threads each cell keeps beyond THREADS_PER_CELL, to take runs while replacements warm up. */
   readonly warmSpareThreads: number;
   /** SQLite synchronous mode of the front's write connection: full also survives a power loss. */
@@ -154,6 +163,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     maxRunsPerWorker: e.MAX_RUNS_PER_WORKER,
     workerDbWarmup: e.WORKER_DB_WARMUP,
     cpuDemoteAfterMs: e.CPU_DEMOTE_AFTER_MS,
+    cellSandbox: e.CELL_SANDBOX,
+    cellUidBase: e.CELL_UID_BASE,
+    scratchRoot: e.SCRATCH_DIR ? path.resolve(cwd, e.SCRATCH_DIR) : null,
     warmSpareThreads: e.WARM_SPARE_THREADS,
     dbSynchronous: e.DB_SYNCHRONOUS,
     maxRunAttempts: e.MAX_RUN_ATTEMPTS,

@@ -1,101 +1,99 @@
 /**
- * The cell's CPU governor, against a fake clock and fake per-thread CPU times: who gets demoted, when, and
- * what happens when the OS will not give a priority back. Plus one real reading of this thread's CPU time.
+ * The front's CPU governor, against a fake clock and fake per-thread CPU times: which threads of which cells
+ * get demoted, and when. Plus one real reading of a live process's threads.
  */
-import { createCpuGovernor, DEMOTED_NICE, threadCpuMs } from '../workers/cell/cpu-governor';
-import { canRaisePriority } from '../workers/os-thread';
+import { Worker } from 'node:worker_threads';
+import { createCpuGovernor, DEMOTED_NICE, readCellThreads, type ThreadSample } from '../server/cells/cpu-governor';
 
-function rig(demoteAfterMs: number, canRestore = true) {
+function rig(demoteAfterMs: number) {
   let t = 0;
-  const cpu = new Map<number, number>();
-  const calls: [number, number][] = [];
+  const threads = new Map<number, ThreadSample>();
+  const demoted: number[] = [];
+  let reads = 0;
+  const runStarts: (number | null)[] = [];
   const g = createCpuGovernor({
     demoteAfterMs,
-    canRestore,
-    sampleMs: 60_000, // sampled by hand below, through the fake clock
+    sampleMs: 3_600_000, // sampled by hand below
     now: () => t,
-    cpuMs: (tid) => cpu.get(tid) ?? null,
-    setPriority: (tid, nice) => {
-      calls.push([tid, nice]);
+    readThreads: () => {
+      reads++;
+      return new Map([...threads].map(([tid, s]) => [tid, { ...s }]));
     },
+    cells: () => [{ id: 'cell1', pid: 1, runStarts, demote: (tid) => {
+      demoted.push(tid);
+      threads.get(tid)!.nice = DEMOTED_NICE;
+    } }],
   });
   // Advance the clock by `ms`, charging each thread its share of it, then sample.
   const advance = (ms: number, shares: Record<number, number>) => {
     t += ms;
-    for (const [tid, share] of Object.entries(shares)) cpu.set(Number(tid), (cpu.get(Number(tid)) ?? 0) + ms * share);
-    jest.advanceTimersByTime(60_000);
+    for (const [tid, share] of Object.entries(shares)) {
+      const s = threads.get(Number(tid)) ?? { cpuMs: 0, nice: 0 };
+      threads.set(Number(tid), { ...s, cpuMs: s.cpuMs + ms * share });
+    }
+    g.sample();
   };
-  return { g, cpu, calls, advance };
+  return { g, threads, demoted, runStarts, advance, reads: () => reads, now: () => t };
 }
-
-beforeEach(() => jest.useFakeTimers());
-afterEach(() => jest.useRealTimers());
 
 const linux = process.platform === 'linux' ? test : test.skip;
 
-linux('a thread that keeps a core busy past the grace is demoted; one waiting on I/O never is', () => {
-  const { g, cpu, calls, advance } = rig(500);
-  cpu.set(11, 0);
-  cpu.set(22, 0);
-  g.watch('hog', 11);
-  g.watch('waiter', 22);
-  advance(250, { 11: 1, 22: 0.02 });
-  expect(calls).toEqual([]); // busy, but still within the grace
-  advance(250, { 11: 1, 22: 0.02 });
-  expect(calls).toEqual([[11, DEMOTED_NICE]]);
-  advance(5000, { 11: 1, 22: 0.05 });
-  expect(calls).toEqual([[11, DEMOTED_NICE]]); // once
-  expect(g.demotedNow).toBe(1);
-  expect(g.release('waiter')).toEqual({ demoted: false, restored: true });
-  expect(g.release('hog')).toEqual({ demoted: true, restored: true });
-  expect(calls).toEqual([[11, DEMOTED_NICE], [11, 0]]);
-  g.stop();
+linux('a thread that keeps a core busy past the grace is demoted once; one waiting on I/O never is', () => {
+  const r = rig(500);
+  r.runStarts.push(0, 0);
+  r.advance(600, { 11: 0, 22: 0 }); // runs are old enough; the first sample takes the starting point
+  r.advance(250, { 11: 1, 22: 0.02 });
+  expect(r.demoted).toEqual([]); // hungry, but for 250 ms only
+  r.advance(249, { 11: 1, 22: 0.02 });
+  expect(r.demoted).toEqual([]);
+  r.advance(1, { 11: 1, 22: 0.02 });
+  expect(r.demoted).toEqual([11]); // hungry in every sample for 500 ms
+  r.advance(5000, { 11: 1, 22: 0.05 });
+  expect(r.demoted).toEqual([11]); // once: its nice value says it is demoted already
+  r.g.stop();
 });
 
-linux('a short burst is forgiven: the share is measured between samples, not since the start', () => {
-  const { g, cpu, calls, advance } = rig(500);
-  cpu.set(33, 0);
-  g.watch('bursty', 33);
-  advance(300, { 33: 1 });
-  advance(300, { 33: 0.1 });
-  advance(300, { 33: 0.1 });
-  expect(calls).toEqual([]);
-  g.stop();
+linux('a short burst is forgiven: hunger must hold in every sample', () => {
+  const r = rig(500);
+  r.runStarts.push(0);
+  r.advance(600, { 33: 0 });
+  r.advance(300, { 33: 1 });
+  r.advance(300, { 33: 0.1 });
+  r.advance(300, { 33: 1 });
+  r.advance(300, { 33: 0.1 });
+  expect(r.demoted).toEqual([]);
+  r.g.stop();
 });
 
-linux('without CAP_SYS_NICE the demotion is never undone (the thread retires itself instead)', () => {
-  const { g, cpu, calls, advance } = rig(100, false);
-  cpu.set(44, 0);
-  g.watch('hog', 44);
-  advance(200, { 44: 1 });
-  advance(200, { 44: 1 });
-  expect(g.release('hog')).toEqual({ demoted: true, restored: false });
-  expect(calls).toEqual([[44, DEMOTED_NICE]]); // no attempt to lower a nice value it may not lower
-  g.stop();
-});
-
-linux('canRaisePriority reads CAP_SYS_NICE from this process', () => {
-  const capEff = require('node:fs').readFileSync('/proc/self/status', 'utf8').match(/^CapEff:\s*([0-9a-f]+)/m)[1];
-  expect(canRaisePriority()).toBe((BigInt(`0x${capEff}`) & (1n << 23n)) !== 0n);
+linux('a cell whose runs are all younger than the grace is not even read', () => {
+  const r = rig(500);
+  r.runStarts.push(null); // assigned, not started
+  r.advance(10_000, { 44: 1 });
+  r.runStarts.push(r.now());
+  r.advance(250, { 44: 1 });
+  r.advance(200, { 44: 1 });
+  expect(r.reads()).toBe(0);
+  expect(r.demoted).toEqual([]);
+  r.g.stop();
 });
 
 test('CPU_DEMOTE_AFTER_MS=0 turns it off', () => {
-  const { g, cpu, calls, advance } = rig(0);
-  cpu.set(55, 0);
-  g.watch('hog', 55);
-  advance(10_000, { 55: 1 });
-  expect(calls).toEqual([]);
+  const cells = jest.fn(() => []);
+  const g = createCpuGovernor({ demoteAfterMs: 0, cells });
+  expect(cells).not.toHaveBeenCalled();
   g.stop();
 });
 
-linux("threadCpuMs reads a live thread's CPU time and grows as it works", () => {
-  jest.useRealTimers();
-  const tid = Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop());
-  const before = threadCpuMs(tid)!;
-  const end = Date.now() + 60;
-  while (Date.now() < end) {
-    // work
-  }
-  expect(threadCpuMs(tid)!).toBeGreaterThan(before);
-  expect(threadCpuMs(999_999_999)).toBeNull();
+linux("readCellThreads reads a live process's threads (not its main thread), and a spinning one's CPU grows", async () => {
+  const spinner = new Worker("require('node:worker_threads').parentPort.postMessage('spinning'); const end = Date.now() + 5000; while (Date.now() < end) {}", { eval: true });
+  await new Promise((resolve) => spinner.once('message', resolve));
+  const before = readCellThreads(process.pid)!;
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const after = readCellThreads(process.pid)!;
+  expect(before.has(process.pid)).toBe(false);
+  // Even on a loaded machine a spinning thread gets some of a core in half a second.
+  const grew = [...after].filter(([tid, s]) => before.has(tid) && s.cpuMs - before.get(tid)!.cpuMs >= 30);
+  expect(grew.length).toBeGreaterThanOrEqual(1);
+  expect(readCellThreads(999_999_999)).toBeNull();
+  await spinner.terminate();
 });

@@ -146,6 +146,7 @@ function serviceRig(cells: { id: string; kind: 'answering' | 'dead'; events?: nu
   const handles = cells.map(({ id, kind, events = 0 }) => {
     const cell = {
       id, state: 'ready', quarantine: false, runs: new Map(), lastBusyAt: 0, lastThreadKillAt: null, freeSlots: 4, undelivered: new Set<string>(),
+      scratch: { open: (runId: string) => `/nonexistent/${runId}`, close: () => undefined },
       send(msg: FrontToCell) {
         if (msg.type !== 'run') return;
         const runId = msg.run.runId;

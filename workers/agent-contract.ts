@@ -73,6 +73,8 @@ export interface UserExecutionContext {
   readonly settings: Readonly<AgentSettings>;
   /** The operator's model (LLM_BASE_URL, LLM_MODEL) with streaming and tool calling: `await ctx.llm.chat({ system, tools })`. */
   readonly llm: RunLlm;
+  /** A folder of this run's own, empty at the start and removed when the run ends: the only place agent code may write files. */
+  readonly scratchDir: string;
 }
 
 export interface Agent {

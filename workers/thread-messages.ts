@@ -33,7 +33,7 @@ export interface ThreadStats {
 }
 
 export type ThreadToCell =
-  | { type: 'started'; workerId: number; startedAt: number; /** OS thread id (Linux), for the cell's CPU governor. */ tid: number | null }
+  | { type: 'started'; workerId: number; startedAt: number }
   | { type: 'event'; event: AgentEvent }
   /** Sent once the run's context and agent instance exist, so the cell counts them while the run executes. */
   | { type: 'stats'; stats: ThreadStats }

@@ -17,7 +17,7 @@ export const CHAOS_EXPECTED: Record<string, { status: string; code: string | nul
   recursion: { status: 'failed', code: 'AGENT_ERROR' },
   leak_timer: { status: 'completed', code: null },
   leak_socket: { status: 'completed', code: null },
-  leak_child: { status: 'completed', code: null },
+  leak_child: { status: 'failed', code: 'AGENT_ERROR' },
   leak_global: { status: 'completed', code: null },
   leak_prototype: { status: 'completed', code: null },
   flood_events: { status: 'failed', code: 'LIMIT_EXCEEDED' },

@@ -2,6 +2,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { BURST_THREADS_PER_THREAD, type AgentInfo, type CellStats, type FrontToCell, type ProcessMetricFamily } from '../protocol/cell-messages.js';
 import { createBatchedSender } from '../protocol/ipc-batch.js';
+import type { RunScratch } from './run-scratch.js';
 
 export type CellState = 'starting' | 'ready' | 'stopping' | 'dead';
 
@@ -47,6 +48,8 @@ export class CellHandle {
     readonly capacity: number,
     /** The quarantine cell runs suspects of a cell death alone, one at a time. */
     readonly quarantine: boolean,
+    /** The scratch folders of the runs inside (server/cells/run-scratch.ts). */
+    readonly scratch: RunScratch,
   ) {}
 
   /**

@@ -9,7 +9,10 @@ import { fork } from 'node:child_process';
 import type { Logger } from '../logger.js';
 import type { AgentInfo, CellConfig, CellToFront } from '../protocol/cell-messages.js';
 import { CellHandle } from './cell-handle.js';
+import { cellLaunch, type CellSandboxOptions } from './cell-sandbox.js';
+import { createRunScratch } from './run-scratch.js';
 import { describeCellExit, type CellExit } from './exit-cause.js';
+import fs from 'node:fs';
 
 export interface SupervisorEvents {
   onMessage(cell: CellHandle, msg: CellToFront): void;
@@ -26,6 +29,7 @@ export interface SupervisorOptions {
   /** Replace an idle serving cell whose RSS exceeds this multiple of its warm baseline (0: never). */
   recycleRssRatio: number;
   cellConfig: Omit<CellConfig, 'cellId'>;
+  sandbox: CellSandboxOptions;
   cellEntry: string;
   log: Logger;
   events: SupervisorEvents;
@@ -53,11 +57,12 @@ export function createCellSupervisor(opts: SupervisorOptions) {
     generation[slot]++;
     const quarantine = isQuarantine(slot);
     const id = quarantine ? `quarantine${slot - opts.cells + 1}-g${generation[slot]}` : `cell${slot + 1}-g${generation[slot]}`;
-    // A --max-old-space-size in NODE_OPTIONS would silently override every worker's heap budget (nodejs/node#43991).
-    const env = { ...process.env };
-    if (env.NODE_OPTIONS?.includes('max-old-space-size')) delete env.NODE_OPTIONS;
-    const child = fork(opts.cellEntry, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'pipe', 'ipc'], execArgv: [], env });
-    const cell = new CellHandle(id, slot, child, quarantine ? 1 : opts.cellConfig.threads, quarantine);
+    // An allow-listed environment (no secrets; no NODE_OPTIONS, whose --max-old-space-size would silently
+    // override every worker's heap budget: nodejs/node#43991), the permission model, and an OS user of its own.
+    const launch = cellLaunch(opts.sandbox, id, slot, process.env);
+    const child = fork(opts.cellEntry, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'pipe', 'ipc'], execArgv: launch.execArgv, env: launch.env, uid: launch.uid, gid: launch.gid });
+    const owner = launch.uid === undefined ? null : { uid: launch.uid, gid: launch.gid! };
+    const cell = new CellHandle(id, slot, child, quarantine ? 1 : opts.cellConfig.threads, quarantine, createRunScratch(launch.scratchDir, owner));
     slots[slot] = cell;
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (chunk: string) => {
@@ -95,6 +100,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
         const retired = cell.state === 'stopping';
         const rejuvenated = cell.rejuvenating;
         cell.state = 'dead';
+        fs.rm(launch.scratchDir, { recursive: true, force: true }, () => undefined);
         reject(new Error(`cell ${id} exited before it was ready (code ${code}, signal ${signal})`));
         // Give stderr a moment to deliver the fatal message that names the cause.
         setTimeout(() => {

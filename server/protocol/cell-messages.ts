@@ -8,6 +8,9 @@ import type { AgentEvent, JsonValue, TerminalStatus } from './events.js';
 /** Exit code of a cell ended by its memory watchdog (CELL_MEMORY_MB). */
 export const CELL_EXIT_MEMORY = 70;
 
+/** The nice value the front's CPU governor (server/cells/cpu-governor.ts) has a cell give a hungry thread. */
+export const DEMOTED_NICE = 19;
+
 /** The run's input as agents see it: always an object with the user's text. */
 export interface AgentInput {
   text: string;
@@ -30,6 +33,8 @@ export interface RunAssignment {
   agentName: string;
   input: AgentInput;
   attempt: number;
+  /** The run's own scratch folder (ctx.scratchDir), made by the front for this attempt and removed after it. */
+  scratchDir: string;
 }
 
 /** Validated once by the front and handed down; cells and threads never read the environment. */
@@ -44,7 +49,6 @@ export interface CellConfig {
   cellMemoryMb: number;
   maxRunsPerWorker: number;
   workerDbWarmup: 'lazy' | 'eager';
-  cpuDemoteAfterMs: number;
   warmSpareThreads: number;
   cancelGraceMs: number;
   /** The quarantine cell runs suspects one at a time. */
@@ -127,6 +131,8 @@ export type FrontToCell =
   | { type: 'init'; config: CellConfig }
   | { type: 'run'; run: RunAssignment }
   | { type: 'cancel'; runId: string; reason: 'cancelled' | 'timeout' }
+  /** The front's CPU governor found this OS thread of the cell hungry: lower it to the lowest priority. */
+  | { type: 'demote_thread'; tid: number }
   | { type: 'shutdown' };
 
 export type CellToFront =

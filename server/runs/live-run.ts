@@ -84,7 +84,7 @@ export function runLogFields(run: LiveRun) {
   return { run_id: run.id, user_id: run.userId, thread_id: run.threadId, cell: run.cellId, worker: run.workerId };
 }
 
-export function assignment(run: LiveRun): RunAssignment {
+export function assignment(run: LiveRun, scratchDir: string): RunAssignment {
   return {
     runId: run.id,
     userId: run.userId,
@@ -93,5 +93,6 @@ export function assignment(run: LiveRun): RunAssignment {
     agentName: run.agentName,
     input: run.input,
     attempt: run.attempt,
+    scratchDir,
   };
 }

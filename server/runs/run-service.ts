@@ -101,7 +101,7 @@ export function createRunService(deps: {
     run.attempt++;
     cell.runs.set(run.id, null);
     cell.lastBusyAt = Date.now();
-    cell.send({ type: 'run', run: assignment(run) });
+    cell.send({ type: 'run', run: assignment(run, cell.scratch.open(run.id)) });
   }
 
   function pump(): void {
@@ -385,6 +385,7 @@ export function createRunService(deps: {
       if (msg.type !== 'run_started' && msg.type !== 'run_event' && msg.type !== 'run_finished') return;
       if (msg.type === 'run_finished') {
         cell.runs.delete(msg.runId);
+        cell.scratch.close(msg.runId);
         cell.lastBusyAt = Date.now();
         // No report: the thread did not end normally (terminated, crashed, out of memory). A cell that dies
         // soon after is more likely dying of that thread than of the runs still inside it.

@@ -6,10 +6,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import { Piscina } from 'piscina';
-import { BURST_THREADS_PER_THREAD, CELL_EXIT_MEMORY, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../server/protocol/cell-messages.js';
+import { BURST_THREADS_PER_THREAD, CELL_EXIT_MEMORY, DEMOTED_NICE, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../server/protocol/cell-messages.js';
 import type { DescribeReply, ThreadConfig } from '../thread-messages.js';
-import { canRaisePriority } from '../os-thread.js';
-import { createCpuGovernor, type CpuGovernor } from './cpu-governor.js';
 import { createRunDispatcher, type RunDispatcher } from './run-dispatcher.js';
 
 const STATS_INTERVAL_MS = 1000;
@@ -29,7 +27,6 @@ export function createCellRuntime(deps: {
 }) {
   let pool: Piscina | null = null;
   let dispatcher: RunDispatcher | null = null;
-  let governor: CpuGovernor | null = null;
   let statsTimer: NodeJS.Timeout | null = null;
   let metricsTimer: NodeJS.Timeout | null = null;
   let cellId = '';
@@ -82,10 +79,8 @@ export function createCellRuntime(deps: {
     });
     // Without a listener, a thread dying while idle would take the cell down.
     pool.on('error', (err: Error) => log({ err: err.message }, 'pool error'));
-    governor = createCpuGovernor({ demoteAfterMs: config.cpuDemoteAfterMs, canRestore: canRaisePriority(), setPriority: (tid, nice) => os.setPriority(tid, nice) });
     dispatcher = createRunDispatcher({
       pool,
-      governor,
       send: deps.send,
       runTimeoutMs: config.runTimeoutMs,
       cancelGraceMs: config.cancelGraceMs,
@@ -154,10 +149,16 @@ export function createCellRuntime(deps: {
         case 'cancel':
           dispatcher?.stop(msg.runId, msg.reason);
           return;
+        case 'demote_thread':
+          try {
+            os.setPriority(msg.tid, DEMOTED_NICE);
+          } catch {
+            // the thread just ended
+          }
+          return;
         case 'shutdown':
           if (statsTimer) clearInterval(statsTimer);
           if (metricsTimer) clearInterval(metricsTimer);
-          governor?.stop();
           await pool?.destroy().catch(() => undefined);
           deps.exit(0);
           return;

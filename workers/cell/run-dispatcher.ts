@@ -7,7 +7,6 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
 import type { CellToFront, RunAssignment, RunOutcome, RunReport } from '../../server/protocol/cell-messages.js';
 import type { CellToThread, StopReason, ThreadStats, ThreadTask, ThreadToCell } from '../thread-messages.js';
-import type { CpuGovernor } from './cpu-governor.js';
 
 interface InFlight {
   run: RunAssignment;
@@ -39,7 +38,6 @@ export function createRunDispatcher(deps: {
   cancelGraceMs: number;
   /** Thread-level counts changed: the cell reports them soon. */
   onCountsChanged: () => void;
-  governor: CpuGovernor;
 }): RunDispatcher {
   const inFlight = new Map<string, InFlight>();
   const statsByWorker = new Map<number, ThreadStats>();
@@ -50,10 +48,6 @@ export function createRunDispatcher(deps: {
     f.timers.forEach(clearTimeout);
     f.port.close();
     inFlight.delete(f.run.runId);
-    // A demoted thread gets its priority back here; without CAP_SYS_NICE it retired itself (its report
-    // says priority_not_restored) before returning to the pool.
-    const cpu = deps.governor.release(f.run.runId);
-    if (cpu.demoted && report) report = { ...report, cpuDemoted: true };
     // A thread that must not serve again is terminated now; Piscina starts a fresh one.
     if (report?.recycled) f.abort.abort();
     deps.send({ type: 'run_finished', runId: f.run.runId, outcome, report });
@@ -100,7 +94,6 @@ export function createRunDispatcher(deps: {
         if (f.settled) return;
         if (msg.type === 'started') {
           f.startedAt = msg.startedAt;
-          if (msg.tid !== null) deps.governor.watch(run.runId, msg.tid);
           // The deadline starts when the thread starts the run, not when it was queued (piscinajs/piscina#869).
           f.timers.push(setTimeout(() => stop(f, 'timeout'), deps.runTimeoutMs));
           deps.send({ type: 'run_started', runId: run.runId, workerId: msg.workerId, startedAt: msg.startedAt });

@@ -48,6 +48,7 @@ export function createExecutionContext(deps: {
     db: scoped.db,
     log,
     settings: deps.settings,
+    scratchDir: run.scratchDir,
     llm: createRunLlm({ settings: deps.settings, signal: deps.signal, emit, db: scoped.db, log, inputText: input.text }),
   }) as UserExecutionContext;
   return {

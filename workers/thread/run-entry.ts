@@ -7,10 +7,13 @@ import { isMainThread, threadId, workerData } from 'node:worker_threads';
 import { createPrismaClient } from '../../prisma/create-client.js';
 import { createLogger } from '../../server/logger.js';
 import type { ThreadConfig, ThreadTask } from '../thread-messages.js';
+import { guardHost } from './host-guards.js';
 import { loadAgentRegistry } from './agent-registry.js';
 import { createThreadRuntime } from './thread-runtime.js';
 
 if (isMainThread) throw new Error('workers/thread/run-entry must run inside a worker thread, never in the front');
+// Before any agent module (or anything it imports) loads.
+guardHost();
 
 const config = workerData as ThreadConfig;
 const log = createLogger(config.logLevel, { cell: config.cellId, worker: threadId });

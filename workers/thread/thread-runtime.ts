@@ -6,7 +6,7 @@
 import { threadId, type MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Db } from '../../prisma/create-client.js';
-import type { RecycleReason, RunAssignment, RunOutcome, RunReport } from '../../server/protocol/cell-messages.js';
+import { DEMOTED_NICE, type RecycleReason, type RunAssignment, type RunOutcome, type RunReport } from '../../server/protocol/cell-messages.js';
 import type { Agent } from '../agent-contract.js';
 import type { CellToThread, DescribeReply, StopReason, ThreadConfig, ThreadStats, ThreadTask, ThreadToCell } from '../thread-messages.js';
 import { createAgentFactory } from './agent-factory.js';
@@ -15,7 +15,6 @@ import { createExecutionContext, deepFreeze, type ExecutionContextHandle } from 
 import { activeResources, changedGlobals, leakedResources, settleLazyGlobals, snapshotGlobals, type GlobalsSnapshot } from './isolation-check.js';
 import { completedOutcome, failedOutcome, stoppedOutcome } from './outcome.js';
 import os from 'node:os';
-import { canRaisePriority, osThreadId } from '../os-thread.js';
 import { preloadLlm } from '../llm/run-llm.js';
 import { isConfigured } from '../llm/settings.js';
 
@@ -35,16 +34,18 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
   // A registry that failed to load is reported by describe(); mark it handled so the thread survives.
   deps.registry.catch(() => undefined);
   const counters = { activeContexts: 0, liveAgentInstances: 0 };
-  const tid = osThreadId();
-  const mayRestorePriority = canRaisePriority();
-  // The cell's CPU governor lowered this thread's priority during the run and, without CAP_SYS_NICE, nobody
-  // can raise it again: the thread retires after the run instead of serving the next one at nice 19.
-  const demotedForGood = () => {
-    if (tid === null || mayRestorePriority) return false;
+  // The front's CPU governor may have had this thread lowered to nice 19 during a run. When the run ends the
+  // thread takes its priority back; where the OS refuses (no CAP_SYS_NICE: the Docker image's user, a cell
+  // with an OS user of its own) it retires instead of serving the next run at nice 19.
+  const niceAtStart = niceNow() ?? 0;
+  const priorityAfterRun = (): { demoted: boolean; restored: boolean } => {
+    const nice = niceNow();
+    if (nice === null || nice < DEMOTED_NICE || nice <= niceAtStart) return { demoted: false, restored: true };
     try {
-      return os.getPriority(tid) > 0;
+      os.setPriority(0, niceAtStart);
+      return { demoted: true, restored: true };
     } catch {
-      return false;
+      return { demoted: true, restored: false };
     }
   };
   // The thread's Prisma client opens its connection at its first query: eagerly, or at a run's first ctx.db query.
@@ -77,7 +78,7 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
     const clean = await cleanBaseline();
     const contaminated = changedGlobals(clean).length > 0;
     const startedAt = Date.now();
-    post({ type: 'started', workerId: threadId, startedAt, tid });
+    post({ type: 'started', workerId: threadId, startedAt });
     // `cell` and `worker` are already bound by the thread's logger (run-entry.ts); repeating them here would
     // print each key twice.
     const runLog = log.child({ run_id: run.runId, user_id: run.userId, thread_id: run.threadId, agent: run.agentName, attempt: run.attempt });
@@ -157,6 +158,7 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
       leaks = leakedResources(resourcesBefore, activeResources());
     }
     const globals = changedGlobals(clean);
+    const priority = priorityAfterRun();
     runsServed++;
     const recycled: RecycleReason | null = contaminated
       ? 'contaminated'
@@ -166,12 +168,12 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
           ? 'leaked_resources'
           : !agentSettled
             ? 'unsettled_after_stop'
-            : demotedForGood()
+            : !priority.restored
               ? 'priority_not_restored'
             : config.maxRunsPerWorker > 0 && runsServed >= config.maxRunsPerWorker
               ? 'max_runs'
               : null;
-    const report: RunReport = { leaks, globals, contaminated, recycled, cleanupMs: Date.now() - cleanupStarted };
+    const report: RunReport = { leaks, globals, contaminated, recycled, cleanupMs: Date.now() - cleanupStarted, ...(priority.demoted ? { cpuDemoted: true } : {}) };
     if (recycled && recycled !== 'max_runs') runLog.warn({ leaks, globals, recycled }, 'run left state behind; recycling its worker thread');
     post({ type: 'done', outcome, stats: stats(), report });
     if (recycled) {
@@ -197,4 +199,13 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
       return task.kind === 'describe' ? describe() : execute(task.run, task.port);
     },
   };
+}
+
+/** This thread's nice value (Linux: getpriority on the calling thread), or null where it cannot be read. */
+function niceNow(): number | null {
+  try {
+    return os.getPriority(0);
+  } catch {
+    return null;
+  }
 }

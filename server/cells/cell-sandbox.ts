@@ -1,0 +1,97 @@
+/**
+ * The walls around a cell process, decided by the front before it forks one: what the cell's environment
+ * holds, what Node's permission model lets it read and write, and which OS user it runs as. Agent code runs
+ * in the cell's threads and is semi-trusted (npm dependencies, model-chosen tools), so nothing the front
+ * knows reaches a cell unless it is listed here.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * The only variables a cell (and so every thread and agent) sees. Secrets (AUTH_JWT_SECRET, LLM_API_KEY),
+ * DATABASE_URL and NODE_OPTIONS never cross: cells get what they need in their init message.
+ */
+export const CELL_ENV_ALLOWLIST = ['PATH', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TZ', 'NODE_ENV'] as const;
+
+export function cellEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const key of CELL_ENV_ALLOWLIST) if (env[key] !== undefined) out[key] = env[key];
+  return out;
+}
+
+export interface CellSandboxOptions {
+  /** 'permission': Node's permission model (the default); 'off': none (development of Atoll itself only). */
+  mode: 'permission' | 'off';
+  /** Project root: the cell may read its dist/, node_modules/ and package.json, nothing else of it. */
+  root: string;
+  agentsDir: string | null;
+  /** Where each cell gets its scratch folder (runs' ctx.scratchDir live in it). */
+  scratchRoot: string;
+  /** First OS user id for cells when the front runs as root (cell slot n runs as uidBase + n); 0: off. */
+  uidBase: number;
+}
+
+export interface CellLaunch {
+  env: NodeJS.ProcessEnv;
+  execArgv: string[];
+  uid?: number;
+  gid?: number;
+  /** The cell's own scratch folder (its runs' folders go in it), created for it and removed when it dies. */
+  scratchDir: string;
+}
+
+/** Node 20 and 22.0–22.12 call it --experimental-permission; later versions --permission. */
+export function permissionFlag(): string {
+  return process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';
+}
+
+/** The front runs as root and may give each cell an OS user of its own (so no cell can signal another process). */
+export function separateUsers(uidBase: number): boolean {
+  return uidBase > 0 && typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+export function cellLaunch(opts: CellSandboxOptions, cellId: string, slot: number, env: NodeJS.ProcessEnv, ownUsers = separateUsers(opts.uidBase)): CellLaunch {
+  const scratchDir = path.join(opts.scratchRoot, cellId);
+  fs.rmSync(scratchDir, { recursive: true, force: true });
+  // The root may be passed through (each cell's OS user reaches its own folder) but not listed.
+  fs.mkdirSync(opts.scratchRoot, { recursive: true, mode: 0o711 });
+  fs.chmodSync(opts.scratchRoot, 0o711);
+  fs.mkdirSync(scratchDir, { mode: 0o700 });
+  const launch: CellLaunch = { env: cellEnvironment(env), execArgv: [], scratchDir };
+  if (ownUsers) {
+    launch.uid = launch.gid = opts.uidBase + slot;
+    // root's, and only passable: the cell reaches the run folders the front makes for it, nothing else.
+    fs.chmodSync(scratchDir, 0o111);
+  }
+  if (opts.mode === 'permission') {
+    const read = [path.join(opts.root, 'dist'), path.join(opts.root, 'node_modules'), path.join(opts.root, 'package.json'), scratchDir];
+    if (opts.agentsDir) read.push(opts.agentsDir);
+    // No --allow-addons (native code would run outside the model), no --allow-child-process, no /proc, no
+    // database file: threads reach the database through the front (server/store/thread-query-gate.ts).
+    launch.execArgv = [permissionFlag(), ...read.map((p) => `--allow-fs-read=${p}`), `--allow-fs-write=${scratchDir}`, '--allow-worker', '--no-warnings=ExperimentalWarning'];
+  }
+  return launch;
+}
+
+/** Default scratch root: one folder per front process under the OS temp dir. */
+export function defaultScratchRoot(): string {
+  return path.join(os.tmpdir(), `atoll-scratch-${process.pid}`);
+}
+
+/**
+ * Cells with an OS user of their own must be able to read Atoll's code: every folder above it searchable and
+ * the files readable by others. Says why not (cells then run as the front's user), or null.
+ */
+export function cellSandboxWarning(opts: { root: string; agentsDir: string | null; uidBase: number }): string | null {
+  if (!separateUsers(opts.uidBase)) return null;
+  for (const target of [path.join(opts.root, 'dist', 'workers', 'cell', 'main.js'), ...(opts.agentsDir ? [opts.agentsDir] : [])]) {
+    for (let p = target; ; p = path.dirname(p)) {
+      const mode = fs.statSync(p).mode;
+      const needed = p === target && !fs.statSync(p).isDirectory() ? 0o004 : 0o005;
+      if ((mode & needed) !== needed) return `cells cannot run as OS users of their own: ${p} is not readable by other users (mode ${(mode & 0o777).toString(8)}); make it so, or set CELL_UID_BASE=0`;
+      if (p === path.dirname(p)) break;
+    }
+  }
+  return null;
+}

@@ -1,0 +1,127 @@
+/**
+ * CPU-hungry runs yield to short ones. The front samples the OS threads of every cell that holds a run
+ * executing for at least CPU_DEMOTE_AFTER_MS; a thread that kept over a quarter of a core busy in every sample
+ * for that long is lowered to nice 19, so the scheduler serves every other thread first (the front, the
+ * cells, short runs). An agent that waits on a model or a tool uses next to no CPU and is never touched; a
+ * `while (true) {}` or a garbage collector fighting a heap limit is.
+ *
+ * Why in the front: cells run under Node's permission model and may not read /proc (their /proc/self/mem
+ * holds every run of the cell), so they cannot measure their threads. The front reads /proc/<cell>/task/*,
+ * which names threads but not runs: the thread itself notices its lowered priority when its run ends, and
+ * takes it back or retires (workers/thread/thread-runtime.ts). The cell lowers the priority (same OS user as
+ * its threads), the front only decides. Linux only.
+ */
+import fs from 'node:fs';
+import { DEMOTED_NICE } from '../protocol/cell-messages.js';
+
+export { DEMOTED_NICE };
+const CLOCK_TICK_MS = 10; // USER_HZ is 100 on Linux
+
+export interface ThreadSample {
+  cpuMs: number;
+  nice: number;
+}
+
+/** CPU time (user + system) and nice value of each thread of `pid` except its main thread, or null if it is gone. */
+export function readCellThreads(pid: number): Map<number, ThreadSample> | null {
+  let tids: string[];
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return null;
+  }
+  const out = new Map<number, ThreadSample>();
+  for (const t of tids) {
+    const tid = Number(t);
+    if (tid === pid) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(tid, { cpuMs: (Number(f[11]) + Number(f[12])) * CLOCK_TICK_MS, nice: Number(f[16]) });
+    } catch {
+      // the thread ended between readdir and read
+    }
+  }
+  return out;
+}
+
+export interface GovernedCell {
+  id: string;
+  pid: number;
+  /** Start times of the runs executing in the cell (null: assigned, not started). */
+  runStarts: Iterable<number | null>;
+  demote(tid: number): void;
+}
+
+export interface CpuGovernorOptions {
+  /** 0 turns the governor off. */
+  demoteAfterMs: number;
+  cells: () => GovernedCell[];
+  sampleMs?: number;
+  /** Share of one core, between two samples, that counts as hungry (default 0.25). */
+  hungryShare?: number;
+  readThreads?: (pid: number) => Map<number, ThreadSample> | null;
+  now?: () => number;
+}
+
+interface Seen {
+  cpuMs: number;
+  at: number;
+  /** Since when it has been hungry in every sample (null: not hungry at the last sample). */
+  hungrySince: number | null;
+}
+
+export interface CpuGovernor {
+  /** One sampling pass (the timer calls it; tests call it by hand). */
+  sample(): void;
+  stop(): void;
+}
+
+export function createCpuGovernor(opts: CpuGovernorOptions): CpuGovernor {
+  const now = opts.now ?? Date.now;
+  const readThreads = opts.readThreads ?? readCellThreads;
+  // A quarter, not a half: on saturated cores a spinning thread gets only its share of them, and must still
+  // be told from a thread waiting on I/O (which uses next to none).
+  const hungryShare = opts.hungryShare ?? 0.25;
+  const seen = new Map<string, Map<number, Seen>>();
+
+  function sample(): void {
+    const t = now();
+    const live = new Set<string>();
+    for (const cell of opts.cells()) {
+      live.add(cell.id);
+      let oldest = Infinity;
+      for (const s of cell.runStarts) if (s !== null && s < oldest) oldest = s;
+      // Nothing has run long enough to be demoted: forget what was measured, read nothing.
+      if (t - oldest < opts.demoteAfterMs) {
+        seen.delete(cell.id);
+        continue;
+      }
+      const threads = readThreads(cell.pid);
+      if (!threads) continue;
+      const before = seen.get(cell.id) ?? new Map<number, Seen>();
+      const after = new Map<number, Seen>();
+      for (const [tid, s] of threads) {
+        const prev = before.get(tid);
+        const hungry = prev !== undefined && t > prev.at && (s.cpuMs - prev.cpuMs) / (t - prev.at) >= hungryShare;
+        const hungrySince = hungry ? (prev!.hungrySince ?? prev!.at) : null;
+        after.set(tid, { cpuMs: s.cpuMs, at: t, hungrySince });
+        if (hungrySince !== null && t - hungrySince >= opts.demoteAfterMs && s.nice < DEMOTED_NICE) cell.demote(tid);
+      }
+      seen.set(cell.id, after);
+    }
+    for (const id of seen.keys()) if (!live.has(id)) seen.delete(id);
+  }
+
+  const enabled = opts.demoteAfterMs > 0 && process.platform === 'linux';
+  const timer = enabled ? setInterval(sample, opts.sampleMs ?? 250) : null;
+  timer?.unref();
+  return {
+    sample,
+    stop() {
+      if (timer) clearInterval(timer);
+      seen.clear();
+    },
+  };
+}

@@ -1,0 +1,47 @@
+/**
+ * Each run's scratch folder (ctx.scratchDir): made by the front just before the run is sent to its cell,
+ * under a random name, and removed when the run ends. The cell's own folder is root's and may only be passed
+ * through when cells have OS users of their own, so a run can neither list it, nor leave anything in it, nor
+ * find another run's folder. Without separate users a cell could write beside its runs' folders: whatever it
+ * leaves there is swept when a run ends, so nothing reaches a later run.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+
+export interface RunScratch {
+  /** Makes the run's folder and returns its path. */
+  open(runId: string): string;
+  /** Removes the run's folder (and, without separate users, anything else no running run owns). */
+  close(runId: string): void;
+}
+
+export function createRunScratch(cellDir: string, owner: { uid: number; gid: number } | null): RunScratch {
+  const folders = new Map<string, string>();
+  const sweep = () =>
+    fs.readdir(cellDir, (err, names) => {
+      if (err) return;
+      const live = new Set([...folders.values()].map((f) => path.basename(f)));
+      for (const name of names) if (!live.has(name)) fs.rm(path.join(cellDir, name), { recursive: true, force: true }, () => undefined);
+    });
+  return {
+    open(runId) {
+      const dir = path.join(cellDir, randomBytes(16).toString('hex'));
+      try {
+        fs.mkdirSync(dir, { mode: 0o700 });
+        if (owner) fs.chownSync(dir, owner.uid, owner.gid);
+      } catch {
+        // The cell's folder is gone: the cell died a moment ago, and its runs will be settled or sent elsewhere.
+      }
+      folders.set(runId, dir);
+      return dir;
+    },
+    close(runId) {
+      const dir = folders.get(runId);
+      if (!dir) return;
+      folders.delete(runId);
+      fs.rm(dir, { recursive: true, force: true }, () => undefined);
+      if (!owner) sweep();
+    },
+  };
+}

@@ -1,0 +1,106 @@
+/**
+ * Walls, not conventions: an agent that tries every way out (tests/fixtures/escape-agents/escape.mjs) reaches
+ * nothing it was not handed, and the server, the other cells and other users' runs carry on untouched.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { startServer, ROOT, type TestServer } from './helpers/server';
+import { UserClient, terminal } from './helpers/client';
+import { CELL_ENV_ALLOWLIST } from '../server/cells/cell-sandbox';
+
+const LLM_KEY = 'sk-escape-test-llm-key-0123456789';
+// Both ways a cell can be walled: as root (OS users of their own, the default) and as one user with the front
+// (the Docker image's `node`, or CELL_UID_BASE=0), where the permission model and the JS guard are the walls.
+describe.each([
+  ['cells with OS users of their own where root', {}],
+  ['cells as the front\'s own OS user', { CELL_UID_BASE: '0' }],
+])('%s', (_name, extraEnv: Record<string, string>) => {
+let server: TestServer;
+let mallory: UserClient;
+let victim: UserClient;
+const ownUsers = process.getuid?.() === 0 && !extraEnv.CELL_UID_BASE;
+
+function cellPids(frontPid: number): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+        return ppid === frontPid && fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('workers/cell/main.js');
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+const linux = process.platform === 'linux' ? test : test.skip;
+const uidOf = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+
+beforeAll(async () => {
+  server = await startServer({ AGENTS_DIR: path.join(ROOT, 'tests/fixtures/escape-agents'), CELLS: '2', THREADS_PER_CELL: '1', LLM_API_KEY: LLM_KEY, LLM_BASE_URL: 'http://127.0.0.1:9/v1', LLM_MODEL: 'none', ...extraEnv });
+  [mallory, victim] = await Promise.all([UserClient.connect(server.url, 'mallory'), UserClient.connect(server.url, 'victim')]);
+});
+afterAll(async () => {
+  mallory?.close();
+  victim?.close();
+  await server?.stop();
+});
+
+
+
+linux('every escape an agent tries fails, and the front, the other cell and another user carry on', async () => {
+  const frontPid = server.proc.pid!;
+  const cellsBefore = cellPids(frontPid);
+  expect(cellsBefore).toHaveLength(2);
+  const input = { text: 'escape', frontPid, otherPids: cellsBefore, dbFile: path.join(server.dir, 'atoll.db'), root: ROOT };
+  const { run_id } = await mallory.start({ agent: 'escape', input });
+  const end = terminal(await mallory.waitForRun(run_id));
+  expect(end.payload.status).toBe('completed');
+  const got = end.payload.final_response as Record<string, { ok: boolean; value?: string; code?: string; message?: string; secretish?: string[] }>;
+
+  // Nothing secret in the environment: only the allow-list crosses into a cell.
+  const envKeys = got.env.value!.split(',').filter(Boolean);
+  expect(got.env.secretish).toEqual([]);
+  for (const key of envKeys) expect(CELL_ENV_ALLOWLIST).toContain(key);
+  expect(JSON.stringify(got)).not.toContain(LLM_KEY);
+  expect(JSON.stringify(got)).not.toContain('test-secret-test-secret');
+
+  const refused = ['spawn', 'kill_front', 'kill_group', 'raw_kill_front', 'restore_kill', 'read_db', 'native_sqlite', 'dlopen', 'binding', 'proc_mem', 'front_environ', 'read_etc', 'read_source', 'write_outside', 'new_worker', ...cellsBefore.map((p) => `kill_cell_${p}`)];
+  for (const name of refused) {
+    expect([name, got[name]?.ok]).toEqual([name, false]);
+  }
+  // The permission model, not an accident, said no.
+  for (const name of ['spawn', 'read_db', 'proc_mem', 'write_outside', 'kill_front', 'new_worker']) expect([name, got[name].code]).toEqual([name, 'ERR_ACCESS_DENIED']);
+  expect(got.dlopen.code).toBe('ERR_DLOPEN_DISABLED');
+  // The run's own scratch folder works, and it started empty.
+  expect(got.scratch_was_empty).toEqual({ ok: true, value: 'left by mallory' });
+
+  // Everything else carries on: the front answers, both cells are the same processes, another user's run completes.
+  const v = await victim.start({ agent: 'echo', input: 'still here' });
+  expect(terminal(await victim.waitForRun(v.run_id)).payload).toMatchObject({ status: 'completed', final_response: 'still here' });
+  expect(cellPids(frontPid).sort()).toEqual(cellsBefore.sort());
+  expect(server.proc.exitCode).toBeNull();
+
+  // What the run wrote left with it: the next run (another user's, maybe on the same thread) finds an empty folder.
+  const again = await victim.start({ agent: 'escape', input: { ...input, otherPids: [] } });
+  const second = terminal(await victim.waitForRun(again.run_id)).payload.final_response as Record<string, { ok: boolean; value?: string }>;
+  expect(second.scratch_was_empty).toEqual({ ok: true, value: 'left by victim' });
+  // Beside its folder a run can leave nothing a later run finds: with OS users of their own (root) the cell's
+  // folder is root's and only passable; otherwise what is left there is swept when a run ends.
+  if (ownUsers) for (const r of [got, second]) for (const name of ['write_scratch_parent', 'list_scratch_parent']) expect([name, r[name].ok]).toEqual([name, false]);
+  expect(second.read_stash.ok).toBe(false);
+}, 60_000);
+
+// As root, each cell runs as an OS user of its own: the kernel refuses its signals to the front and to the
+// other cells even if agent code got past the JS guard. (In the Docker image the front is `node` and the JS
+// guard and the permission model are the walls: README, threat model.)
+linux('as root, every cell runs as an OS user of its own (unless CELL_UID_BASE=0)', () => {
+  const pids = cellPids(server.proc.pid!);
+  const uids = pids.map(uidOf);
+  if (!ownUsers) return expect(uids.every((u) => u === process.getuid!())).toBe(true);
+  expect(uids.every((u) => u !== 0)).toBe(true);
+  expect(new Set(uids).size).toBe(pids.length);
+});
+});
