@@ -56,6 +56,9 @@ export function createCellSupervisor(opts: SupervisorOptions) {
     // A --max-old-space-size in NODE_OPTIONS would silently override every worker's heap budget (nodejs/node#43991).
     const env = { ...process.env };
     if (env.NODE_OPTIONS?.includes('max-old-space-size')) delete env.NODE_OPTIONS;
+    // The model key reaches a cell in its init message, never through its environment (which its agent code
+    // can read: process.env, /proc/self/environ).
+    delete env.LLM_API_KEY;
     const child = fork(opts.cellEntry, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'pipe', 'ipc'], execArgv: [], env });
     const cell = new CellHandle(id, slot, child, quarantine ? 1 : opts.cellConfig.threads, quarantine);
     slots[slot] = cell;

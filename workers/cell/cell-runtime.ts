@@ -10,6 +10,7 @@ import { BURST_THREADS_PER_THREAD, CELL_EXIT_MEMORY, type CellConfig, type CellS
 import type { DescribeReply, ThreadConfig } from '../thread-messages.js';
 import { canRaisePriority } from '../os-thread.js';
 import { createCpuGovernor, type CpuGovernor } from './cpu-governor.js';
+import { createModelBroker } from './model-broker.js';
 import { createRunDispatcher, type RunDispatcher } from './run-dispatcher.js';
 
 const STATS_INTERVAL_MS = 1000;
@@ -82,10 +83,13 @@ export function createCellRuntime(deps: {
     });
     // Without a listener, a thread dying while idle would take the cell down.
     pool.on('error', (err: Error) => log({ err: err.message }, 'pool error'));
+    // config.llmApiKey stays here, in the cell's main thread: threads reach the model through the broker.
+    const broker = createModelBroker({ baseUrl: config.agentSettings.llm.baseUrl, apiKey: config.llmApiKey, log });
     governor = createCpuGovernor({ demoteAfterMs: config.cpuDemoteAfterMs, canRestore: canRaisePriority(), setPriority: (tid, nice) => os.setPriority(tid, nice) });
     dispatcher = createRunDispatcher({
       pool,
       governor,
+      broker,
       send: deps.send,
       runTimeoutMs: config.runTimeoutMs,
       cancelGraceMs: config.cancelGraceMs,
