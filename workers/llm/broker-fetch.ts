@@ -27,9 +27,9 @@ interface Pending {
   detach(): void;
 }
 
-/** Shaped like undici's own failures (TypeError "fetch failed" with a coded cause), which the client reports. */
+/** A TypeError, as fetch rejects with, carrying the broker's code (the client reports code and message). */
 function fetchFailed(code: string, message: string): TypeError {
-  return new TypeError('fetch failed', { cause: Object.assign(new Error(message), { code }) });
+  return Object.assign(new TypeError(message), { code });
 }
 
 function abortReason(signal: AbortSignal): unknown {
