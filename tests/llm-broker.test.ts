@@ -229,13 +229,13 @@ describe('LLM_API_KEY stays in the cell', () => {
     const t = terminal(events).payload;
     expect(t).toMatchObject({ status: 'completed' });
     const { replies, chatError } = t.final_response;
+    // Nothing reached the other server (its requests would carry the key), and nothing odd reached the endpoint.
+    expect(evil.requests.map((r) => [r.url, r.headers.authorization])).toEqual([]);
+    expect(fake.requests.slice(before)).toEqual([]);
     for (const r of replies) {
       expect(r.replies).toEqual([{ type: 'model_error', code: r.method === 'PUT' ? 'METHOD_NOT_ALLOWED' : 'URL_NOT_ALLOWED', message: expect.stringMatching(/^model broker: /) }]);
     }
     expect(chatError).toMatch(/cannot reach the model at .*URL_NOT_ALLOWED model broker: requests may only go to the model endpoint/);
-    // Nothing reached the other server, and nothing odd reached the endpoint.
-    expect(evil.requests).toEqual([]);
-    expect(fake.requests.slice(before)).toEqual([]);
     expect(JSON.stringify(events)).not.toContain(SECRET_PREFIX);
     // Each refusal is logged by the cell (on its stderr), without the key.
     expect(server.stderr().split('model request refused').length - 1).toBeGreaterThanOrEqual(targets.length);
