@@ -15,6 +15,7 @@ const MAX_URL_CHARS = 8192;
 const MAX_HEADERS = 64;
 const MAX_HEADER_BYTES = 16 * 1024;
 const METHODS = new Set(['GET', 'POST']);
+const MAX_REFUSALS_LOGGED_PER_RUN = 20;
 
 /** Credentials a thread must not choose (the broker sets the key itself), and hop-by-hop headers fetch sets. */
 const DROPPED_REQUEST_HEADERS = new Set([
@@ -84,8 +85,10 @@ export function createModelBroker(deps: {
           // the port is closed: the run is over
         }
       };
+      let refusals = 0;
       const refuse = (id: number, err: Refusal) => {
-        deps.log({ run_id: runId, code: err.code, reason: err.message }, 'model request refused');
+        // A run sending refused requests in a loop must not flood the cell's log.
+        if (++refusals <= MAX_REFUSALS_LOGGED_PER_RUN) deps.log({ run_id: runId, code: err.code, reason: err.message, refusals }, 'model request refused');
         send({ type: 'model_error', id, error: { code: err.code, message: `model broker: ${err.message}` } });
       };
 
