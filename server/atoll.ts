@@ -69,6 +69,7 @@ export async function startAtoll(config: Config, log: Logger) {
       limits: config.limits,
       logLevel: config.logLevel,
       agentSettings: config.agentSettings,
+      llmApiKey: config.llmApiKey,
     },
     events: {
       onMessage: (cell, msg) => runs.onCellMessage(cell, msg),

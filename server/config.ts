@@ -128,6 +128,8 @@ export interface Config {
   readonly alertActiveContexts: number;
   /** Settings handed to agents as ctx.settings (validated here, frozen). */
   readonly agentSettings: AgentSettings;
+  /** LLM_API_KEY: handed to the cells' model brokers only, never to agents (ctx.settings). */
+  readonly llmApiKey: string | null;
 }
 
 export class ConfigError extends Error {
@@ -195,12 +197,12 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     agentSettings: {
       llm: {
         baseUrl: e.LLM_BASE_URL ?? null,
-        apiKey: e.LLM_API_KEY ?? null,
         model: e.LLM_MODEL ?? null,
         maxContextMessages: e.LLM_MAX_CONTEXT_MESSAGES,
         toolTimeoutMs: e.TOOL_TIMEOUT_MS,
       },
     },
+    llmApiKey: e.LLM_API_KEY ?? null,
   });
 }
 

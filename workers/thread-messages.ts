@@ -23,7 +23,28 @@ export type ThreadTask = { kind: 'run'; run: RunAssignment; port: MessagePort } 
 
 export type StopReason = 'cancelled' | 'timeout';
 
-export type CellToThread = { type: 'abort'; reason: StopReason };
+/**
+ * A model request a thread asks its cell to send (workers/llm/broker-fetch.ts → workers/cell/model-broker.ts).
+ * The thread never holds the model's key: the cell checks the request and adds the key itself.
+ */
+export interface ModelRequest {
+  type: 'model_request';
+  /** Chosen by the thread, unique per run. */
+  id: number;
+  url: string;
+  method: string;
+  headers: [string, string][];
+  body: Uint8Array | null;
+}
+
+/** The cell's answer to one ModelRequest: `model_response` (or `model_error`), then chunks, then end or error. */
+export type ModelReply =
+  | { type: 'model_response'; id: number; status: number; statusText: string; headers: [string, string][] }
+  | { type: 'model_chunk'; id: number; chunk: Uint8Array }
+  | { type: 'model_end'; id: number }
+  | { type: 'model_error'; id: number; error: { code: string; message: string } };
+
+export type CellToThread = { type: 'abort'; reason: StopReason } | ModelReply;
 
 export interface ThreadStats {
   workerId: number;
@@ -35,6 +56,9 @@ export interface ThreadStats {
 export type ThreadToCell =
   | { type: 'started'; workerId: number; startedAt: number }
   | { type: 'event'; event: AgentEvent }
+  | ModelRequest
+  /** The thread no longer wants the answer to model request `id` (its signal aborted): the cell aborts it. */
+  | { type: 'model_abort'; id: number }
   /** Sent once the run's context and agent instance exist, so the cell counts them while the run executes. */
   | { type: 'stats'; stats: ThreadStats }
   /** `report.recycled` set: the thread will not return; the cell terminates it (Piscina replaces it). */

@@ -56,13 +56,17 @@ export interface CellConfig {
   limits: RunLimits;
   logLevel: string;
   agentSettings: AgentSettings;
+  /**
+   * LLM_API_KEY. The cell keeps it in its main thread (workers/cell/model-broker.ts adds it to the model
+   * requests its threads send): it is never put in workerData, ThreadConfig, ctx.settings or a thread message.
+   */
+  llmApiKey: string | null;
 }
 
-/** Operator settings agents may read (ctx.settings). */
+/** Operator settings agents may read (ctx.settings). Never a credential: agent code can read all of it. */
 export interface AgentSettings {
   llm: {
     baseUrl: string | null;
-    apiKey: string | null;
     model: string | null;
     maxContextMessages: number;
     toolTimeoutMs: number;

@@ -7,6 +7,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
 import type { CellToFront, RunAssignment, RunOutcome, RunReport } from '../../server/protocol/cell-messages.js';
 import type { CellToThread, StopReason, ThreadStats, ThreadTask, ThreadToCell } from '../thread-messages.js';
+import type { ModelBroker, ModelBrokerSession } from './model-broker.js';
 
 interface InFlight {
   run: RunAssignment;
@@ -19,6 +20,8 @@ interface InFlight {
   /** The thread's `done`, kept until its Piscina task has resolved too. */
   done: { outcome: RunOutcome; report: RunReport } | null;
   taskResolved: boolean;
+  /** The run's model requests (the broker adds the key); closed, aborting them, when the run settles. */
+  model: ModelBrokerSession;
 }
 
 export interface RunDispatcher {
@@ -38,6 +41,7 @@ export function createRunDispatcher(deps: {
   cancelGraceMs: number;
   /** Thread-level counts changed: the cell reports them soon. */
   onCountsChanged: () => void;
+  broker: ModelBroker;
 }): RunDispatcher {
   const inFlight = new Map<string, InFlight>();
   const statsByWorker = new Map<number, ThreadStats>();
@@ -46,6 +50,7 @@ export function createRunDispatcher(deps: {
     if (f.settled) return;
     f.settled = true;
     f.timers.forEach(clearTimeout);
+    f.model.close();
     f.port.close();
     inFlight.delete(f.run.runId);
     // A thread that must not serve again is terminated now; Piscina starts a fresh one.
@@ -88,10 +93,22 @@ export function createRunDispatcher(deps: {
     },
     start(run) {
       const { port1, port2 } = new MessageChannel();
-      const f: InFlight = { run, port: port1, abort: new AbortController(), startedAt: null, stopReason: null, timers: [], settled: false, done: null, taskResolved: false };
+      const f: InFlight = {
+        run,
+        port: port1,
+        abort: new AbortController(),
+        startedAt: null,
+        stopReason: null,
+        timers: [],
+        settled: false,
+        done: null,
+        taskResolved: false,
+        model: deps.broker.open(run.runId, (reply) => port1.postMessage(reply satisfies CellToThread)),
+      };
       inFlight.set(run.runId, f);
       port1.on('message', (msg: ThreadToCell) => {
         if (f.settled) return;
+        if (f.model.handle(msg)) return;
         if (msg.type === 'started') {
           f.startedAt = msg.startedAt;
           // The deadline starts when the thread starts the run, not when it was queued (piscinajs/piscina#869).
@@ -103,6 +120,8 @@ export function createRunDispatcher(deps: {
           statsByWorker.set(msg.stats.workerId, msg.stats);
           deps.onCountsChanged();
         } else if (msg.type === 'done') {
+          // The run is over: whatever model request it left open is aborted now, not when its task resolves.
+          f.model.close();
           statsByWorker.set(msg.stats.workerId, msg.stats);
           // Report the run finished only once its thread is free again (its task resolved): the front then
           // sends the next run into a free thread, instead of Piscina queueing it or starting a burst thread

@@ -1,19 +1,21 @@
 /**
  * One OpenAI-compatible client per run. Everything the library would otherwise pick up from the
  * environment (OPENAI_BASE_URL, OPENAI_ORG_ID, OPENAI_LOG, ...) is set explicitly: agents take their
- * configuration from ctx.settings only.
+ * configuration from ctx.settings only. The client holds no key: its fetch hands every request to the cell's
+ * model broker, which adds LLM_API_KEY outside the thread (workers/llm/broker-fetch.ts).
  */
 import OpenAI from 'openai';
 import type { AgentLogger } from '../agent-contract.js';
 import type { ModelEndpoint } from './settings.js';
 
-/** Local servers (Ollama, llama.cpp, vLLM) accept any key; the library insists on one. */
-const NO_KEY = 'not-needed';
+/** The library insists on a key; the broker drops this one and sets the real one (if any) itself. */
+const PLACEHOLDER_KEY = 'set-by-the-cell';
 
-export function createModelClient(endpoint: ModelEndpoint, log: AgentLogger): OpenAI {
+export function createModelClient(endpoint: ModelEndpoint, log: AgentLogger, brokerFetch: typeof fetch): OpenAI {
   return new OpenAI({
     baseURL: endpoint.baseUrl,
-    apiKey: endpoint.apiKey ?? NO_KEY,
+    apiKey: PLACEHOLDER_KEY,
+    fetch: brokerFetch,
     organization: null,
     project: null,
     webhookSecret: null,

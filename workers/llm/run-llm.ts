@@ -40,6 +40,8 @@ export interface RunLlmDeps {
   log: AgentLogger;
   /** The run's input text: the stored user message this run answers. */
   inputText: string;
+  /** Sends model requests through the cell's broker (workers/llm/broker-fetch.ts). */
+  modelFetch: typeof fetch;
 }
 
 export function createRunLlm(deps: RunLlmDeps): RunLlm {
@@ -59,7 +61,7 @@ async function chat(deps: RunLlmDeps, options: ChatOptions): Promise<ChatResult>
   const context = await loadContext(deps.db, deps.inputText, endpoint.maxContextMessages);
   deps.signal.throwIfAborted();
   return runChatLoop({
-    client: createModelClient(endpoint, deps.log),
+    client: createModelClient(endpoint, deps.log, deps.modelFetch),
     model: endpoint.model,
     baseUrl: endpoint.baseUrl,
     messages: [...(system ? [{ role: 'system' as const, content: system }] : []), ...context, { role: 'user', content: prompt ?? deps.inputText }],

@@ -6,7 +6,6 @@ import type { AgentSettings } from '../../server/protocol/cell-messages.js';
 
 export interface ModelEndpoint {
   baseUrl: string;
-  apiKey: string | null;
   model: string;
   maxContextMessages: number;
   toolTimeoutMs: number;
@@ -30,7 +29,6 @@ export function modelEndpoint(llm: AgentSettings['llm']): ModelEndpoint {
   }
   return {
     baseUrl: llm.baseUrl,
-    apiKey: llm.apiKey,
     model: llm.model,
     maxContextMessages: llm.maxContextMessages,
     toolTimeoutMs: llm.toolTimeoutMs,

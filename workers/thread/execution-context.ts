@@ -25,6 +25,8 @@ export function createExecutionContext(deps: {
   limits: RunLimits;
   log: Logger;
   settings: AgentSettings;
+  /** The run's model fetch, through the cell's broker (no key in the thread). */
+  modelFetch: typeof fetch;
   onViolation: (err: LimitExceededError) => void;
   /** The run queried ctx.db (the thread's client connects at its first query). */
   onDbQuery?: () => void;
@@ -49,7 +51,7 @@ export function createExecutionContext(deps: {
     log,
     settings: deps.settings,
     scratchDir: run.scratchDir,
-    llm: createRunLlm({ settings: deps.settings, signal: deps.signal, emit, db: scoped.db, log, inputText: input.text }),
+    llm: createRunLlm({ settings: deps.settings, signal: deps.signal, emit, db: scoped.db, log, inputText: input.text, modelFetch: deps.modelFetch }),
   }) as UserExecutionContext;
   return {
     ctx,

@@ -16,6 +16,7 @@ import { activeResources, changedGlobals, leakedResources, settleLazyGlobals, sn
 import { completedOutcome, failedOutcome, stoppedOutcome } from './outcome.js';
 import os from 'node:os';
 import { preloadLlm } from '../llm/run-llm.js';
+import { createBrokerLink } from '../llm/broker-fetch.js';
 import { isConfigured } from '../llm/settings.js';
 
 const CLEANUP_TIMEOUT_MS = 2000;
@@ -87,8 +88,11 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
     const stop = (reason: StopReason | 'limit') => {
       if (!controller.signal.aborted) controller.abort(new StopSignal(reason));
     };
+    // The run's model requests go to the cell's broker over this port; the key never enters the thread.
+    const broker = createBrokerLink(port);
     port.on('message', (msg: CellToThread) => {
       if (msg.type === 'abort') stop(msg.reason);
+      else broker.handle(msg);
     });
     // Counted once the run's own port is listening, so only what the agent opens shows up as a leak.
     const resourcesBefore = activeResources();
@@ -106,7 +110,7 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
     try {
       const entry = (await deps.registry).get(run.agentName);
       if (!entry) throw Object.assign(new Error(`agent "${run.agentName}" is not registered in this cell`), { code: 'AGENT_ERROR' });
-      handle = createExecutionContext({ run, port, signal: controller.signal, prisma, limits: config.limits, log: runLog, settings, onViolation: () => stop('limit'), onDbQuery: () => (dbOpen = true) });
+      handle = createExecutionContext({ run, port, signal: controller.signal, prisma, limits: config.limits, log: runLog, settings, modelFetch: broker.fetch, onViolation: () => stop('limit'), onDbQuery: () => (dbOpen = true) });
       counters.activeContexts++;
       agent = factory.create(entry);
       counters.liveAgentInstances++;
@@ -141,6 +145,7 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
         clearTimeout(timer);
       }
     }
+    broker.close();
     if (handle) {
       handle.release();
       counters.activeContexts--;
