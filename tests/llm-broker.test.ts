@@ -197,7 +197,8 @@ describe('LLM_API_KEY stays in the cell', () => {
     // The search works: the base URL (not a secret) is found where the settings live.
     expect(out.visited).toBeGreaterThan(1000);
     // (workerData.agentSettings is the very object ctx.settings is, so it is walked once.)
-    expect(out.found[fake.url]).toEqual(expect.arrayContaining(['ctx.settings.llm.baseUrl', 'process.env.LLM_BASE_URL', '/proc/self/environ']));
+    // (The environment is allow-listed and /proc is closed to cells, tests/escape.test.ts: settings are the one place left.)
+    expect(out.found[fake.url]).toEqual(expect.arrayContaining(['ctx.settings.llm.baseUrl']));
     expect(out.workerDataKeys).toContain('agentSettings');
     expect(out.answer).toBe('You said: hunt');
     // ...and the key is nowhere.
