@@ -52,7 +52,7 @@ export function createCellRuntime(deps: {
     cellId = config.cellId;
     const threadConfig: ThreadConfig = {
       cellId: config.cellId,
-      databaseFile: config.databaseUrl.replace(/^file:/, ''),
+      dbProvider: config.dbProvider,
       builtinAgentsDir: path.join(__dirname, '../agents'),
       agentsDir: config.agentsDir,
       enableChaosAgents: config.enableChaosAgents,
@@ -153,6 +153,9 @@ export function createCellRuntime(deps: {
           return;
         case 'cancel':
           dispatcher?.stop(msg.runId, msg.reason);
+          return;
+        case 'db_answer':
+          dispatcher?.answerDb(msg);
           return;
         case 'shutdown':
           if (statsTimer) clearInterval(statsTimer);
