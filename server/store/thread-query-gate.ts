@@ -14,6 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Provider, SqlDriverAdapter, SqlDriverAdapterFactory, SqlQuery, SqlResultSet } from '@prisma/driver-adapter-utils';
 import { z } from 'zod';
+import type { Db } from '../../prisma/client-type.js';
 import { PrismaClient } from '../../prisma/generated/client.js';
 import { exerciseScopedQueries, MAX_ROWS } from '../../prisma/scoped-queries.js';
 import type { CellHandle } from '../cells/cell-handle.js';
@@ -43,7 +44,10 @@ const normaliseArgType = (t: { scalarType: string; dbType?: string | null; arity
  * Throws (the front refuses to start) if a statement does not carry the sentinel user id as an argument,
  * or carries it (or the stand-in thread id) inside its SQL text.
  */
-export async function learnStatements(provider: Provider): Promise<LearnedStatement[]> {
+export async function learnStatements(
+  provider: Provider,
+  exercise: (prisma: Db, userId: string, stand: { threadId: string }) => Promise<unknown> = exerciseScopedQueries,
+): Promise<LearnedStatement[]> {
   const sentinel = `atoll-sentinel-user-${randomUUID()}`;
   const standThread = `atoll-sentinel-thread-${randomUUID()}`;
   const recorded: { kind: DbQueryKind; query: SqlQuery }[] = [];
@@ -64,7 +68,7 @@ export async function learnStatements(provider: Provider): Promise<LearnedStatem
   const factory: SqlDriverAdapterFactory = { provider, adapterName: recorder.adapterName, connect: async () => recorder };
   const prisma = new PrismaClient({ adapter: factory });
   try {
-    await exerciseScopedQueries(prisma, sentinel, { threadId: standThread });
+    await exercise(prisma, sentinel, { threadId: standThread });
   } finally {
     await prisma.$disconnect();
   }
