@@ -51,7 +51,7 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; db
   };
   // The thread's Prisma client (no connection of its own: its statements go to the front's gate) is open
   // once it has loaded its query compiler: while warming up if eager, or at a run's first ctx.db query.
-  let dbOpen = config.dbWarmup === 'eager';
+  let dbOpen = false;
   const stats = (): ThreadStats => ({ workerId: threadId, ...counters, dbClients: dbOpen ? 1 : 0 });
   let runsServed = 0;
   // The clean state every run must start from and leave behind; taken once the thread is warm (agents
@@ -65,7 +65,8 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; db
       // (that first load changes no global and opens no handle: not a leak). eager: pay it here, with a
       // ctx.db query shape compiled while no run is attached: Prisma compiles the statement (loading the
       // compiler), then the adapter refuses to send it (DB_NO_RUN), so nothing reaches the front.
-      if (config.dbWarmup === 'eager') await threadsGet(prisma, '', '').catch(() => undefined);
+      // The refusal proves the statement was compiled and reached the adapter: the client is loaded.
+      if (config.dbWarmup === 'eager') await threadsGet(prisma, '', '').catch((err: { code?: unknown }) => void (dbOpen = err?.code === 'DB_NO_RUN'));
       if (isConfigured(config.agentSettings.llm)) preloadLlm();
       settleLazyGlobals();
       return snapshotGlobals();
