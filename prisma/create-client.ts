@@ -1,15 +1,38 @@
 /**
- * The one way to open a Prisma client, used by the front and by each worker thread (one client each:
- * never one per run, never shared across threads). Prisma 7 is Rust-free; better-sqlite3 is the driver.
+ * The front's Prisma client: Prisma 7 is Rust-free; better-sqlite3 is the driver. Only the front opens the
+ * database file. Worker threads hold a Prisma client of their own whose adapter forwards every statement to
+ * the front (workers/thread/db-forwarding.ts), so this module is never in a thread's import graph.
  */
 import { PrismaBetterSqlite3 } from '@prisma/adapter-better-sqlite3';
+import type { SqlDriverAdapter, SqlDriverAdapterFactory } from '@prisma/driver-adapter-utils';
 import { PrismaClient } from './generated/client.js';
+import type { Db } from './client-type.js';
 
-export type Db = InstanceType<typeof PrismaClient>;
+export type { Db } from './client-type.js';
+
+export interface FrontDatabase {
+  prisma: Db;
+  /**
+   * The client's own connection (the adapter Prisma uses, opened once): the thread-query gate executes the
+   * statements it allows on it, so the front keeps one read connection whatever the number of threads.
+   */
+  connection(): Promise<SqlDriverAdapter>;
+}
+
+export function openFrontDatabase(databaseFile: string): FrontDatabase {
+  // timeout: how long a connection waits for SQLite's write lock before SQLITE_BUSY (the front's write
+  // connection shares the WAL-mode file).
+  const driver = new PrismaBetterSqlite3({ url: databaseFile, timeout: 10_000 });
+  let connected: Promise<SqlDriverAdapter> | null = null;
+  const factory: SqlDriverAdapterFactory = {
+    provider: driver.provider,
+    adapterName: driver.adapterName,
+    connect: () => (connected ??= driver.connect()),
+  };
+  const prisma = new PrismaClient({ adapter: factory });
+  return { prisma, connection: () => factory.connect() };
+}
 
 export function createPrismaClient(databaseFile: string): Db {
-  // timeout: how long a connection waits for SQLite's write lock before SQLITE_BUSY (several threads
-  // and the front share one WAL-mode file).
-  const adapter = new PrismaBetterSqlite3({ url: databaseFile, timeout: 10_000 });
-  return new PrismaClient({ adapter });
+  return openFrontDatabase(databaseFile).prisma;
 }

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { createPrismaClient } from '../prisma/create-client.js';
+import { openFrontDatabase } from '../prisma/create-client.js';
 import { createTokenService, developmentSecret } from './auth/tokens.js';
 import { createCellSupervisor, type CellSupervisor } from './cells/supervisor.js';
 import { cellSandboxWarning, defaultScratchRoot } from './cells/cell-sandbox.js';
@@ -24,6 +24,7 @@ import { createRunService, type RunService } from './runs/run-service.js';
 import { applyMigrations } from './store/migrations.js';
 import { createRunStore } from './store/run-store.js';
 import { createRunWrites } from './store/run-writes.js';
+import { createThreadQueryGate, learnStatements } from './store/thread-query-gate.js';
 
 const ROOT = path.resolve(__dirname, '../..');
 
@@ -32,9 +33,13 @@ export async function startAtoll(config: Config, log: Logger) {
   if (migrations.applied.length) log.info({ applied: migrations.applied }, 'database migrated');
   if (migrations.checksumMismatches.length) log.warn({ migrations: migrations.checksumMismatches }, 'applied migrations were edited since');
 
+  // What worker threads may have executed: learned before anything else starts; a scoped query that is
+  // not pinned to its user stops the start here.
+  const threadStatements = await learnStatements('sqlite');
   // The database is the front's alone (cells reach it through the front): no other OS user may open it.
   for (const f of [config.databaseFile, `${config.databaseFile}-wal`, `${config.databaseFile}-shm`]) if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
-  const prisma = createPrismaClient(config.databaseFile);
+  const database = openFrontDatabase(config.databaseFile);
+  const prisma = database.prisma;
   const writes = createRunWrites(config.databaseFile, { busyTimeoutMs: 10_000, synchronous: config.dbSynchronous });
   const store = createRunStore(prisma, writes);
   const tokens = createTokenService(config.jwtSecret ?? developmentSecret(config.databaseFile));
@@ -55,7 +60,7 @@ export async function startAtoll(config: Config, log: Logger) {
     log,
     cellConfig: {
       threads: config.threadsPerCell,
-      databaseUrl: config.databaseUrl,
+      dbProvider: 'sqlite',
       agentsDir: config.agentsDir,
       enableChaosAgents: config.enableChaosAgents,
       runTimeoutMs: config.runTimeoutMs,
@@ -90,7 +95,8 @@ export async function startAtoll(config: Config, log: Logger) {
       threadsBusy: ready.reduce((n, c) => n + c.runs.size, 0),
       activeContexts: sum((s) => s.activeContexts),
       liveAgentInstances: sum((s) => s.liveAgentInstances),
-      // The front: Prisma's connection (reads) and the write connection (server/store/run-writes.ts).
+      // The front: Prisma's connection (reads, and the threads' statements its gate allows) and the write
+      // connection (server/store/run-writes.ts). A cell: its threads' Prisma clients (no connection each).
       dbConnections: [{ process: 'front', count: 2 }, ...ready.map((c) => ({ process: c.id, count: c.stats?.dbClients ?? 0 }))],
       cellMemory: ready.flatMap((c) =>
         c.stats
@@ -110,6 +116,13 @@ export async function startAtoll(config: Config, log: Logger) {
     cellProcessMetrics: () => cells.cells().filter((c) => c.state !== 'dead').map((c) => ({ cell: c.id, metrics: c.processMetrics })),
   });
 
+  const threadQueries = createThreadQueryGate({
+    statements: threadStatements,
+    connection: database.connection,
+    onRefused: (reason) => metrics.dbQueriesRefused.inc({ reason }),
+    log,
+  });
+
   let broadcast: Broadcast = () => undefined;
   const relay = createEventRelay({ store, broadcast: (u, e) => broadcast(u, e), metrics, log });
   runs = createRunService({
@@ -118,6 +131,7 @@ export async function startAtoll(config: Config, log: Logger) {
     cells: () => cells,
     metrics,
     log,
+    threadQueries,
     config: { maxQueuedRuns: config.maxQueuedRuns, userMaxConcurrentRuns: config.userMaxConcurrentRuns, userMaxQueuedRuns: config.userMaxQueuedRuns, maxRunAttempts: config.maxRunAttempts, runTimeoutMs: config.runTimeoutMs, cancelGraceMs: config.cancelGraceMs },
   });
 

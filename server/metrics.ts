@@ -7,6 +7,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import client from 'prom-client';
 import { renderWithCells, type CellProcessMetrics } from './metrics-merge.js';
+import { REFUSAL_REASONS } from './protocol/db-messages.js';
 
 export interface CapacitySnapshot {
   cellsAlive: number;
@@ -70,6 +71,12 @@ export function createMetrics(snapshot: () => CapacitySnapshot, options: Metrics
       labelNames: ['reason'],
       registers: [registry],
     }),
+    dbQueriesRefused: new client.Counter({
+      name: 'atoll_db_queries_refused_total',
+      help: 'Database statements from worker threads that the front\'s gate refused (agent code went around ctx.db), by reason: invalid_message (malformed), run_not_running (its run is not running in that cell), statement_not_allowed (not one of the statements ctx.db compiles to), invalid_args (arguments of the wrong shape or out of bounds), user_mismatch (pinned to another user than the run\'s). Target 0.',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
     timeToFirstEvent: new client.Histogram({
       name: 'atoll_run_time_to_first_event_seconds',
       help: 'Time from acceptance to the front receiving the first event the agent emits (agent_thinking, tool_executing, tool_completed or partial_result); once per run, runs whose agent emits nothing are not observed.',
@@ -77,6 +84,9 @@ export function createMetrics(snapshot: () => CapacitySnapshot, options: Metrics
       registers: [registry],
     }),
   };
+
+  // Born at 0, so the first refusal is an increase Prometheus can see.
+  for (const reason of REFUSAL_REASONS) m.dbQueriesRefused.inc({ reason }, 0);
 
   const gauge = (name: string, help: string, read: (s: CapacitySnapshot) => number) =>
     new client.Gauge({
@@ -112,7 +122,7 @@ export function createMetrics(snapshot: () => CapacitySnapshot, options: Metrics
   gauge('atoll_socket_connections', 'Connected socket.io clients.', (s) => s.socketConnections);
   new client.Gauge({
     name: 'atoll_db_connections',
-    help: 'Open database connections, by process: the front (two: reads, writes), or a cell id (one per worker thread that has queried, at its first ctx.db query unless WORKER_DB_WARMUP=eager).',
+    help: 'Database clients, by process: the front (two connections: reads, which also runs the worker threads\' statements its gate allows, and writes), or a cell id (one Prisma client per worker thread that has loaded it, at its first ctx.db query unless WORKER_DB_WARMUP=eager; it opens no connection: its statements go to the front).',
     labelNames: ['process'],
     registers: [registry],
     collect() {

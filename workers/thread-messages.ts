@@ -2,17 +2,19 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { AgentInfo, AgentSettings, RunAssignment, RunLimits, RunOutcome, RunReport } from '../server/protocol/cell-messages.js';
 import type { AgentEvent } from '../server/protocol/events.js';
+import type { DbAnswer, DbQueryKind, ForwardedSqlQuery } from '../server/protocol/db-messages.js';
 
 /** workerData of every thread in a cell's pool. */
 export interface ThreadConfig {
   cellId: string;
-  databaseFile: string;
   builtinAgentsDir: string;
   agentsDir: string | null;
   enableChaosAgents: boolean;
   limits: RunLimits;
   /** 0 = unlimited */
   maxRunsPerWorker: number;
+  /** Provider of the thread's Prisma client (its adapter forwards to the front, whichever the database). */
+  dbProvider: 'sqlite' | 'postgres';
   /** lazy: Prisma's query compiler (~26 MiB per thread) loads at the thread's first ctx.db query. */
   dbWarmup: 'lazy' | 'eager';
   logLevel: string;
@@ -44,7 +46,11 @@ export type ModelReply =
   | { type: 'model_end'; id: number }
   | { type: 'model_error'; id: number; error: { code: string; message: string } };
 
-export type CellToThread = { type: 'abort'; reason: StopReason } | ModelReply;
+export type CellToThread =
+  | { type: 'abort'; reason: StopReason }
+  | ModelReply
+  /** The front's answer to the run's db query `id` (workers/thread/db-forwarding.ts). */
+  | ({ type: 'db_answer'; id: number } & DbAnswer);
 
 export interface ThreadStats {
   workerId: number;
@@ -59,6 +65,11 @@ export type ThreadToCell =
   | ModelRequest
   /** The thread no longer wants the answer to model request `id` (its signal aborted): the cell aborts it. */
   | { type: 'model_abort'; id: number }
+  /**
+   * A statement of the thread's Prisma client, for the front's gate (server/store/thread-query-gate.ts). The
+   * cell tags it with the run that owns this port: the thread cannot name another run.
+   */
+  | { type: 'db_query'; id: number; kind: DbQueryKind; query: ForwardedSqlQuery }
   /** Sent once the run's context and agent instance exist, so the cell counts them while the run executes. */
   | { type: 'stats'; stats: ThreadStats }
   /** `report.recycled` set: the thread will not return; the cell terminates it (Piscina replaces it). */

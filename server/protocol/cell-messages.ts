@@ -2,6 +2,7 @@
  * Front ↔ cell IPC. Both ends import these types; messages are discriminated by a readable `type`.
  * Errors cross as ErrorBody data, never as Error objects.
  */
+import type { DbAnswer, DbQueryKind, ForwardedSqlQuery } from './db-messages.js';
 import type { ErrorBody } from './errors.js';
 import type { AgentEvent, JsonValue, TerminalStatus } from './events.js';
 
@@ -41,7 +42,8 @@ export interface RunAssignment {
 export interface CellConfig {
   cellId: string;
   threads: number;
-  databaseUrl: string;
+  /** Cells and threads never open the database: their threads' statements go to the front's gate. */
+  dbProvider: 'sqlite' | 'postgres';
   agentsDir: string | null;
   enableChaosAgents: boolean;
   runTimeoutMs: number;
@@ -137,6 +139,8 @@ export type FrontToCell =
   | { type: 'cancel'; runId: string; reason: 'cancelled' | 'timeout' }
   /** The front's CPU governor found this OS thread of the cell hungry: lower it to the lowest priority. */
   | { type: 'demote_thread'; tid: number }
+  /** The gate's answer to a run's db query; the cell drops it if the run has ended. */
+  | ({ type: 'db_answer'; runId: string; queryId: number } & DbAnswer)
   | { type: 'shutdown' };
 
 export type CellToFront =
@@ -144,6 +148,8 @@ export type CellToFront =
   | { type: 'init_failed'; error: ErrorBody }
   | { type: 'run_started'; runId: string; workerId: number; startedAt: number }
   | { type: 'run_event'; runId: string; event: AgentEvent }
+  /** A statement of the run's thread (its Prisma client's), tagged by the cell with the run owning the port. */
+  | { type: 'db_query'; runId: string; queryId: number; kind: DbQueryKind; query: ForwardedSqlQuery }
   | { type: 'run_finished'; runId: string; outcome: RunOutcome; report: RunReport | null }
   /** The cell's memory watchdog fired; the cell exits right after sending this. */
   | { type: 'memory_exceeded'; rssBytes: number; limitBytes: number }

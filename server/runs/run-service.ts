@@ -13,6 +13,7 @@ import type { AgentInput, CellToFront, RunOutcome, RunReport } from '../protocol
 import { CodedError, type ErrorBody } from '../protocol/errors.js';
 import type { JsonValue, TerminalStatus } from '../protocol/events.js';
 import type { IsolationReport, RunRecord, RunStore } from '../store/run-store.js';
+import type { ThreadQueryGate } from '../store/thread-query-gate.js';
 import type { EventRelay } from './event-relay.js';
 import { createAdmission } from './admission.js';
 import { assignment, newLiveRun, runLogFields, type LiveRun } from './live-run.js';
@@ -55,6 +56,8 @@ export function createRunService(deps: {
   metrics: Metrics;
   log: Logger;
   config: RunServiceConfig;
+  /** Where worker threads' database statements go (absent: every one is refused). */
+  threadQueries?: ThreadQueryGate;
 }) {
   const { store, relay, metrics, log, config } = deps;
   const live = new Map<string, LiveRun>();
@@ -376,6 +379,11 @@ export function createRunService(deps: {
     onCellMessage(cell: CellHandle, msg: CellToFront): void {
       if (msg.type === 'stats') {
         cell.stats = msg.stats;
+        return;
+      }
+      if (msg.type === 'db_query') {
+        if (deps.threadQueries) deps.threadQueries.handle(cell, msg, (runId) => live.get(runId));
+        else cell.send({ type: 'db_answer', runId: msg.runId, queryId: msg.queryId, ok: false, error: { code: 'DB_QUERY_REFUSED', message: 'this server executes no database statement for worker threads' } });
         return;
       }
       if (msg.type === 'memory_exceeded') {

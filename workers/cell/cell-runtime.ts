@@ -50,7 +50,7 @@ export function createCellRuntime(deps: {
     cellId = config.cellId;
     const threadConfig: ThreadConfig = {
       cellId: config.cellId,
-      databaseFile: config.databaseUrl.replace(/^file:/, ''),
+      dbProvider: config.dbProvider,
       builtinAgentsDir: path.join(__dirname, '../agents'),
       agentsDir: config.agentsDir,
       enableChaosAgents: config.enableChaosAgents,
@@ -159,6 +159,9 @@ export function createCellRuntime(deps: {
           } catch {
             // the thread just ended
           }
+          return;
+        case 'db_answer':
+          dispatcher?.answerDb(msg);
           return;
         case 'shutdown':
           if (statsTimer) clearInterval(statsTimer);

@@ -5,7 +5,7 @@
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
-import type { CellToFront, RunAssignment, RunOutcome, RunReport } from '../../server/protocol/cell-messages.js';
+import type { CellToFront, FrontToCell, RunAssignment, RunOutcome, RunReport } from '../../server/protocol/cell-messages.js';
 import type { CellToThread, StopReason, ThreadStats, ThreadTask, ThreadToCell } from '../thread-messages.js';
 import type { ModelBroker, ModelBrokerSession } from './model-broker.js';
 
@@ -27,6 +27,8 @@ interface InFlight {
 export interface RunDispatcher {
   start(run: RunAssignment): void;
   stop(runId: string, reason: StopReason): void;
+  /** Routes the front's answer to a db query to the run's port; dropped if the run has ended. */
+  answerDb(msg: Extract<FrontToCell, { type: 'db_answer' }>): void;
   readonly busy: number;
   threadStats(): ThreadStats[];
 }
@@ -91,6 +93,12 @@ export function createRunDispatcher(deps: {
       const f = inFlight.get(runId);
       if (f) stop(f, reason);
     },
+    answerDb(msg) {
+      const f = inFlight.get(msg.runId);
+      if (!f || f.settled) return;
+      const answer: CellToThread = msg.ok ? { type: 'db_answer', id: msg.queryId, ok: true, result: msg.result } : { type: 'db_answer', id: msg.queryId, ok: false, error: msg.error };
+      f.port.postMessage(answer);
+    },
     start(run) {
       const { port1, port2 } = new MessageChannel();
       const f: InFlight = {
@@ -116,6 +124,10 @@ export function createRunDispatcher(deps: {
           deps.send({ type: 'run_started', runId: run.runId, workerId: msg.workerId, startedAt: msg.startedAt });
         } else if (msg.type === 'event') {
           deps.send({ type: 'run_event', runId: run.runId, event: msg.event });
+        } else if (msg.type === 'db_query') {
+          // The run id is the one this port was made for: whatever the thread sends, it asks for this run.
+          // The front's gate checks everything else (shape, statement, user).
+          deps.send({ type: 'db_query', runId: run.runId, queryId: msg.id, kind: msg.kind, query: msg.query });
         } else if (msg.type === 'stats') {
           statsByWorker.set(msg.stats.workerId, msg.stats);
           deps.onCountsChanged();

@@ -4,11 +4,11 @@
  */
 import path from 'node:path';
 import { isMainThread, threadId, workerData } from 'node:worker_threads';
-import { createPrismaClient } from '../../prisma/create-client.js';
 import { createLogger } from '../../server/logger.js';
 import type { ThreadConfig, ThreadTask } from '../thread-messages.js';
 import { guardHost } from './host-guards.js';
 import { loadAgentRegistry } from './agent-registry.js';
+import { createDbChannel, createThreadPrismaClient } from './db-forwarding.js';
 import { createThreadRuntime } from './thread-runtime.js';
 
 if (isMainThread) throw new Error('workers/thread/run-entry must run inside a worker thread, never in the front');
@@ -17,9 +17,13 @@ guardHost();
 
 const config = workerData as ThreadConfig;
 const log = createLogger(config.logLevel, { cell: config.cellId, worker: threadId });
+// The thread's own Prisma client, created once: it reaches the database only through the current run's
+// port and the front's gate (db-forwarding.ts); this thread never loads a database driver.
+const dbChannel = createDbChannel();
 const runtime = createThreadRuntime({
   config,
-  prisma: createPrismaClient(config.databaseFile),
+  prisma: createThreadPrismaClient(config.dbProvider, dbChannel),
+  dbChannel,
   registry: loadAgentRegistry({
     builtinAgentsDir: config.builtinAgentsDir || path.join(__dirname, '../agents'),
     agentsDir: config.agentsDir,

@@ -1,8 +1,10 @@
 /**
  * ctx.db: the run's data handle, built on the worker thread's own Prisma client. Every query is pinned to
  * the run's user, so another user's thread id answers exactly like an unknown one. Dies with the run.
+ * The queries themselves live in prisma/scoped-queries.ts: the front's gate executes nothing else.
  */
-import type { Db } from '../../prisma/create-client.js';
+import type { Db } from '../../prisma/client-type.js';
+import { MAX_ROWS, messagesList, threadsGet, threadsList } from '../../prisma/scoped-queries.js';
 import type { MessageView, ScopedDb, ThreadView } from '../agent-contract.js';
 
 export interface ReleasableDb {
@@ -11,7 +13,7 @@ export interface ReleasableDb {
 }
 
 const clampLimit = (limit: unknown, fallback: number) =>
-  typeof limit === 'number' && Number.isInteger(limit) && limit > 0 ? Math.min(limit, 100) : fallback;
+  typeof limit === 'number' && Number.isInteger(limit) && limit > 0 ? Math.min(limit, MAX_ROWS) : fallback;
 
 export function createScopedDb(prisma: Db, userId: string, runThreadId: string, onQuery: () => void = () => undefined): ReleasableDb {
   let released = false;
@@ -31,12 +33,12 @@ export function createScopedDb(prisma: Db, userId: string, runThreadId: string, 
       async get(threadId: string) {
         guard();
         if (typeof threadId !== 'string') return null;
-        const t = await prisma.thread.findFirst({ where: { id: threadId, userId } });
+        const t = await threadsGet(prisma, userId, threadId);
         return t ? threadView(t) : null;
       },
       async list(options: { limit?: number } = {}) {
         guard();
-        const rows = await prisma.thread.findMany({ where: { userId }, orderBy: { updatedAt: 'desc' }, take: clampLimit(options.limit, 20) });
+        const rows = await threadsList(prisma, userId, { limit: clampLimit(options.limit, 20) });
         return rows.map(threadView);
       },
     }),
@@ -44,12 +46,7 @@ export function createScopedDb(prisma: Db, userId: string, runThreadId: string, 
       async list(options: { threadId?: string; limit?: number; afterId?: number } = {}) {
         guard();
         const threadId = options.threadId ?? runThreadId;
-        // The join on the thread's owner is what keeps another user's history out of reach.
-        const rows = await prisma.message.findMany({
-          where: { threadId, thread: { userId }, id: { gt: typeof options.afterId === 'number' ? options.afterId : 0 } },
-          orderBy: { id: 'asc' },
-          take: clampLimit(options.limit, 50),
-        });
+        const rows = await messagesList(prisma, userId, { threadId, afterId: typeof options.afterId === 'number' ? options.afterId : 0, limit: clampLimit(options.limit, 50) });
         return rows.map(
           (m): MessageView => ({
             id: m.id,

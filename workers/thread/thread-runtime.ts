@@ -5,11 +5,13 @@
  */
 import { threadId, type MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import type { Db } from '../../prisma/create-client.js';
+import type { Db } from '../../prisma/client-type.js';
 import { DEMOTED_NICE, type RecycleReason, type RunAssignment, type RunOutcome, type RunReport } from '../../server/protocol/cell-messages.js';
 import type { Agent } from '../agent-contract.js';
 import type { CellToThread, DescribeReply, StopReason, ThreadConfig, ThreadStats, ThreadTask, ThreadToCell } from '../thread-messages.js';
+import { threadsGet } from '../../prisma/scoped-queries.js';
 import { createAgentFactory } from './agent-factory.js';
+import type { DbChannel } from './db-forwarding.js';
 import type { AgentRegistry } from './agent-registry.js';
 import { createExecutionContext, deepFreeze, type ExecutionContextHandle } from './execution-context.js';
 import { activeResources, changedGlobals, leakedResources, settleLazyGlobals, snapshotGlobals, type GlobalsSnapshot } from './isolation-check.js';
@@ -28,8 +30,8 @@ class StopSignal extends Error {
   }
 }
 
-export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; registry: Promise<AgentRegistry>; log: Logger }) {
-  const { config, prisma, log } = deps;
+export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; dbChannel: DbChannel; registry: Promise<AgentRegistry>; log: Logger }) {
+  const { config, prisma, dbChannel, log } = deps;
   const factory = createAgentFactory();
   const settings = deepFreeze(config.agentSettings);
   // A registry that failed to load is reported by describe(); mark it handled so the thread survives.
@@ -49,8 +51,9 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
       return { demoted: true, restored: false };
     }
   };
-  // The thread's Prisma client opens its connection at its first query: eagerly, or at a run's first ctx.db query.
-  let dbOpen = config.dbWarmup === 'eager';
+  // The thread's Prisma client (no connection of its own: its statements go to the front's gate) is open
+  // once it has loaded its query compiler: while warming up if eager, or at a run's first ctx.db query.
+  let dbOpen = false;
   const stats = (): ThreadStats => ({ workerId: threadId, ...counters, dbClients: dbOpen ? 1 : 0 });
   let runsServed = 0;
   // The clean state every run must start from and leave behind; taken once the thread is warm (agents
@@ -61,8 +64,11 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
       await deps.registry.catch(() => undefined);
       // Prisma compiles its WebAssembly query compiler at the first query: ~26 MiB and ~0.1-0.3 s per
       // thread. Most agents never touch ctx.db, so by default a thread pays it at its first ctx.db query
-      // (that first load changes no global and opens no handle: not a leak). eager: pay it here.
-      if (config.dbWarmup === 'eager') await prisma.$queryRawUnsafe('SELECT 1');
+      // (that first load changes no global and opens no handle: not a leak). eager: pay it here, with a
+      // ctx.db query shape compiled while no run is attached: Prisma compiles the statement (loading the
+      // compiler), then the adapter refuses to send it (DB_NO_RUN), so nothing reaches the front.
+      // The refusal proves the statement was compiled and reached the adapter: the client is loaded.
+      if (config.dbWarmup === 'eager') await threadsGet(prisma, '', '').catch((err: { code?: unknown }) => void (dbOpen = err?.code === 'DB_NO_RUN'));
       if (isConfigured(config.agentSettings.llm)) preloadLlm();
       settleLazyGlobals();
       return snapshotGlobals();
@@ -92,8 +98,11 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
     const broker = createBrokerLink(port);
     port.on('message', (msg: CellToThread) => {
       if (msg.type === 'abort') stop(msg.reason);
+      else if (msg.type === 'db_answer') dbChannel.answer(msg);
       else broker.handle(msg);
     });
+    // The thread's Prisma client sends its statements over this run's port, until the context is released.
+    dbChannel.attach(port);
     // Counted once the run's own port is listening, so only what the agent opens shows up as a leak.
     const resourcesBefore = activeResources();
     // Rejects when the run is stopped, so a stop wins even against an agent that never settles.
@@ -150,6 +159,7 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
       handle.release();
       counters.activeContexts--;
     }
+    dbChannel.release();
     if (agent) counters.liveAgentInstances--;
     agent = null;
     handle = null;

@@ -1,0 +1,33 @@
+/**
+ * What a worker thread's database statements look like on the wire (thread → cell → front and back). The
+ * front validates every one of them (server/store/thread-query-gate.ts): a thread runs agent code.
+ */
+
+/** queryRaw (rows) or executeRaw (affected-row count), as Prisma's adapter interface splits them. */
+export type DbQueryKind = 'query' | 'execute';
+
+/** Prisma's SqlQuery (@prisma/driver-adapter-utils), as plain data. */
+export interface ForwardedSqlQuery {
+  sql: string;
+  args: unknown[];
+  argTypes: { scalarType: string; dbType?: string | null; arity: string }[];
+}
+
+/** Prisma's SqlResultSet, as plain data. */
+export interface ForwardedResultSet {
+  columnTypes: number[];
+  columnNames: string[];
+  rows: unknown[][];
+  lastInsertId?: string;
+}
+
+/** Error codes of a refused or failed statement (internal: the agent sees them on the error Prisma throws). */
+export type DbErrorCode = 'DB_QUERY_REFUSED' | 'DB_QUERY_FAILED' | 'DB_NO_RUN' | 'DB_RUN_RELEASED' | 'DB_UNSUPPORTED';
+
+export type DbAnswer =
+  | { ok: true; result: ForwardedResultSet | number }
+  | { ok: false; error: { code: DbErrorCode; message: string } };
+
+/** Why the front's gate refused a thread's statement (the label of atoll_db_queries_refused_total). */
+export const REFUSAL_REASONS = ['invalid_message', 'run_not_running', 'statement_not_allowed', 'invalid_args', 'user_mismatch'] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];

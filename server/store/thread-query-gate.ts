@@ -1,0 +1,204 @@
+/**
+ * The front's gate for worker threads' database statements. A thread's Prisma client has no connection of
+ * its own: its adapter forwards each statement over the run's port, its cell tags it with the run's id, and
+ * it lands here. One job: execute only the statements ctx.db's queries compile to (prisma/scoped-queries.ts),
+ * pinned to the run's user as the front knows it, and answer with Prisma's own result set.
+ *
+ * The allowed statements are learned at start-up: the scoped queries run once against a Prisma client
+ * whose adapter records each statement and answers empty result sets, with a sentinel user id. Each learned
+ * statement is its SQL text, its argument types, and the argument positions that held the sentinel. A
+ * forwarded statement runs only if (a) its run is live, assigned to the sending cell and running, (b) its
+ * SQL text is a learned one, (c) its arguments have the learned shape, and (d) every sentinel position holds
+ * the run's own user id. Anything else is answered with an error, counted, and logged (never its values).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Provider, SqlDriverAdapter, SqlDriverAdapterFactory, SqlQuery, SqlResultSet } from '@prisma/driver-adapter-utils';
+import { z } from 'zod';
+import type { Db } from '../../prisma/client-type.js';
+import { PrismaClient } from '../../prisma/generated/client.js';
+import { exerciseScopedQueries, MAX_ROWS } from '../../prisma/scoped-queries.js';
+import type { CellHandle } from '../cells/cell-handle.js';
+import type { Logger } from '../logger.js';
+import type { DbAnswer, DbQueryKind, RefusalReason } from '../protocol/db-messages.js';
+import type { LiveRun } from '../runs/live-run.js';
+
+
+export interface LearnedStatement {
+  /** For log lines: the position of the statement in the learning order. */
+  index: number;
+  kind: DbQueryKind;
+  sql: string;
+  argTypes: { scalarType: string; dbType: string | null; arity: string }[];
+  /** Argument positions that must hold the run's user id. */
+  userArgs: number[];
+}
+
+const MAX_SQL_CHARS = 16_384;
+const MAX_ARGS = 64;
+const MAX_STRING_ARG_CHARS = 4096;
+
+const normaliseArgType = (t: { scalarType: string; dbType?: string | null; arity: string }) => ({ scalarType: t.scalarType, dbType: t.dbType ?? null, arity: t.arity });
+
+/**
+ * Runs every scoped query once against a recording adapter and returns the statements they compile to.
+ * Throws (the front refuses to start) if a statement does not carry the sentinel user id as an argument,
+ * or carries it (or the stand-in thread id) inside its SQL text.
+ */
+export async function learnStatements(
+  provider: Provider,
+  exercise: (prisma: Db, userId: string, stand: { threadId: string }) => Promise<unknown> = exerciseScopedQueries,
+): Promise<LearnedStatement[]> {
+  const sentinel = `atoll-sentinel-user-${randomUUID()}`;
+  const standThread = `atoll-sentinel-thread-${randomUUID()}`;
+  const recorded: { kind: DbQueryKind; query: SqlQuery }[] = [];
+  const empty: SqlResultSet = { columnNames: [], columnTypes: [], rows: [] };
+  const recorder: SqlDriverAdapter = {
+    provider,
+    adapterName: '@atoll/statement-recorder',
+    queryRaw: async (query) => (recorded.push({ kind: 'query', query }), empty),
+    executeRaw: async (query) => (recorded.push({ kind: 'execute', query }), 0),
+    executeScript: async () => {
+      throw new Error('the scoped queries ran a script');
+    },
+    startTransaction: async () => {
+      throw new Error('the scoped queries opened a transaction');
+    },
+    dispose: async () => undefined,
+  };
+  const factory: SqlDriverAdapterFactory = { provider, adapterName: recorder.adapterName, connect: async () => recorder };
+  const prisma = new PrismaClient({ adapter: factory });
+  try {
+    await exercise(prisma, sentinel, { threadId: standThread });
+  } finally {
+    await prisma.$disconnect();
+  }
+  if (recorded.length === 0) throw new Error('thread query gate: the scoped queries compiled to no statement');
+  const learned = new Map<string, LearnedStatement>();
+  for (const { kind, query } of recorded) {
+    if (query.sql.includes(sentinel) || query.sql.includes(standThread)) {
+      throw new Error(`thread query gate: a scoped query inlines a value into its SQL text (statement ${learned.size}); refusing to start`);
+    }
+    const userArgs = query.args.flatMap((a, i) => (a === sentinel ? [i] : []));
+    if (userArgs.length === 0) throw new Error(`thread query gate: a scoped query's statement is not pinned to a user (no user id argument): ${query.sql}`);
+    const statement: LearnedStatement = { index: learned.size, kind, sql: query.sql, argTypes: query.argTypes.map(normaliseArgType), userArgs };
+    const key = `${kind}\u0000${query.sql}`;
+    const seen = learned.get(key);
+    if (seen && JSON.stringify([seen.argTypes, seen.userArgs]) !== JSON.stringify([statement.argTypes, statement.userArgs])) {
+      throw new Error(`thread query gate: one SQL text compiled with two argument shapes: ${query.sql}`);
+    }
+    if (!seen) learned.set(key, statement);
+  }
+  return [...learned.values()];
+}
+
+/** The boundary: a cell's message, validated before anything in it is used. */
+const ArgTypeSchema = z.object({ scalarType: z.string().max(32), dbType: z.string().max(64).nullable().optional(), arity: z.string().max(16) });
+const DbQueryMessage = z.object({
+  type: z.literal('db_query'),
+  runId: z.string().min(1).max(128),
+  queryId: z.number().int().nonnegative(),
+  kind: z.enum(['query', 'execute']),
+  query: z.object({
+    sql: z.string().max(MAX_SQL_CHARS),
+    args: z.array(z.unknown()).max(MAX_ARGS),
+    argTypes: z.array(ArgTypeSchema).max(MAX_ARGS),
+  }),
+});
+
+const isRowCount = (v: unknown) =>
+  (typeof v === 'string' && /^\d{1,4}$/.test(v) && Number(v) <= MAX_ROWS) || (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_ROWS) || (typeof v === 'bigint' && v >= 0n && v <= BigInt(MAX_ROWS));
+
+/** Does this argument value fit its learned type? Only the types the scoped queries compile to are known. */
+function argFits(value: unknown, type: LearnedStatement['argTypes'][number]): boolean {
+  if (type.arity !== 'scalar') return false;
+  switch (type.scalarType) {
+    case 'string':
+      return typeof value === 'string' && value.length <= MAX_STRING_ARG_CHARS;
+    case 'int':
+      return typeof value === 'number' && Number.isSafeInteger(value);
+    // In the scoped queries, bigint arguments are LIMIT and OFFSET: row counts, bounded like ctx.db's limit.
+    case 'bigint':
+      return isRowCount(value);
+    default:
+      return false;
+  }
+}
+
+export interface ThreadQueryGate {
+  readonly statements: readonly LearnedStatement[];
+  /** A cell's `db_query` message; answers the cell (or drops an unanswerable message), never throws. */
+  handle(cell: CellHandle, msg: unknown, runOf: (runId: string) => LiveRun | undefined): void;
+}
+
+export function createThreadQueryGate(deps: {
+  statements: LearnedStatement[];
+  /** The front's own database connection (Prisma's adapter), where allowed statements run. */
+  connection: () => Promise<SqlDriverAdapter>;
+  onRefused: (reason: RefusalReason) => void;
+  log: Logger;
+}): ThreadQueryGate {
+  const bySql = new Map<string, LearnedStatement>();
+  for (const s of deps.statements) bySql.set(`${s.kind}\u0000${s.sql}`, s);
+
+  function check(msg: z.infer<typeof DbQueryMessage>, run: LiveRun | undefined, cell: CellHandle): { refused: RefusalReason } | { statement: LearnedStatement } {
+    if (!run || run.cellId !== cell.id || run.phase !== 'running') return { refused: 'run_not_running' };
+    const statement = bySql.get(`${msg.kind}\u0000${msg.query.sql}`);
+    if (!statement) return { refused: 'statement_not_allowed' };
+    const { args, argTypes } = msg.query;
+    if (args.length !== statement.argTypes.length || argTypes.length !== statement.argTypes.length) return { refused: 'invalid_args' };
+    for (let i = 0; i < args.length; i++) {
+      const learned = statement.argTypes[i]!;
+      const given = normaliseArgType(argTypes[i]!);
+      if (given.scalarType !== learned.scalarType || given.dbType !== learned.dbType || given.arity !== learned.arity) return { refused: 'invalid_args' };
+      if (!argFits(args[i], learned)) return { refused: 'invalid_args' };
+    }
+    for (const i of statement.userArgs) if (args[i] !== run.userId) return { refused: 'user_mismatch' };
+    return { statement };
+  }
+
+  function answer(cell: CellHandle, runId: string, queryId: number, a: DbAnswer) {
+    cell.send({ type: 'db_answer', runId, queryId, ...a });
+  }
+
+  return {
+    statements: deps.statements,
+    handle(cell, raw, runOf) {
+      const parsed = DbQueryMessage.safeParse(raw);
+      if (!parsed.success) {
+        deps.onRefused('invalid_message');
+        const r = raw as { runId?: unknown; queryId?: unknown };
+        const runId = typeof r?.runId === 'string' ? r.runId : null;
+        deps.log.warn({ cell: cell.id, run_id: runId, reason: 'invalid_message' }, 'thread db query refused');
+        // Answer when the message says where to: the thread is not left waiting until its run ends.
+        if (runId && typeof r.queryId === 'number' && Number.isInteger(r.queryId) && r.queryId >= 0) {
+          answer(cell, runId, r.queryId, { ok: false, error: { code: 'DB_QUERY_REFUSED', message: 'database query refused: malformed statement' } });
+        }
+        return;
+      }
+      const msg = parsed.data;
+      const run = runOf(msg.runId);
+      const verdict = check(msg, run, cell);
+      if ('refused' in verdict) {
+        deps.onRefused(verdict.refused);
+        const known = bySql.get(`${msg.kind}\u0000${msg.query.sql}`);
+        deps.log.warn(
+          { run_id: msg.runId, user_id: run?.userId ?? null, thread_id: run?.threadId ?? null, cell: cell.id, reason: verdict.refused, statement: known?.index ?? null, sql_chars: msg.query.sql.length, args: msg.query.args.length },
+          'thread db query refused',
+        );
+        answer(cell, msg.runId, msg.queryId, { ok: false, error: { code: 'DB_QUERY_REFUSED', message: `database query refused (${verdict.refused}): worker threads may run only ctx.db's queries, for their run's user` } });
+        return;
+      }
+      const query: SqlQuery = { sql: msg.query.sql, args: msg.query.args, argTypes: msg.query.argTypes as SqlQuery['argTypes'] };
+      deps
+        .connection()
+        .then((db): Promise<SqlResultSet | number> => (msg.kind === 'query' ? db.queryRaw(query) : db.executeRaw(query)))
+        .then(
+          (result) => answer(cell, msg.runId, msg.queryId, { ok: true, result }),
+          (err: unknown) => {
+            deps.log.warn({ run_id: msg.runId, user_id: run!.userId, cell: cell.id, statement: verdict.statement.index, err: String((err as Error)?.message ?? err) }, 'thread db query failed');
+            answer(cell, msg.runId, msg.queryId, { ok: false, error: { code: 'DB_QUERY_FAILED', message: `database query failed: ${String((err as Error)?.message ?? err)}` } });
+          },
+        );
+    },
+  };
+}

@@ -1,0 +1,49 @@
+/**
+ * The gate's start-up learning (in a plain node process: Prisma's WebAssembly compiler fails inside jest's
+ * sandbox), and the thread adapter's refusals without a run.
+ */
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { MessageChannel } from 'node:worker_threads';
+import { ROOT } from './helpers/server';
+import { createDbChannel } from '../workers/thread/db-forwarding';
+
+/** Runs learnStatements(provider, exercise) in a node process; returns the statements or the error message. */
+function learn(exercise: string | null): { statements?: { kind: string; sql: string; userArgs: number[] }[]; error?: string } {
+  const gate = JSON.stringify(path.join(ROOT, 'dist/server/store/thread-query-gate.js'));
+  const code = `require(${gate}).learnStatements('sqlite', ${exercise ?? 'undefined'}).then((statements) => console.log(JSON.stringify({ statements })), (err) => console.log(JSON.stringify({ error: err.message })))`;
+  const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+}
+
+test('the gate learns each scoped statement with the positions of the user id', () => {
+  const learned = learn(null).statements!;
+  expect(learned).toHaveLength(3);
+  for (const s of learned) {
+    expect(s.kind).toBe('query');
+    expect(s.userArgs.length).toBeGreaterThan(0);
+  }
+  expect(learned.map((s) => s.sql).join('\n')).toMatch(/`userId` = \?/);
+});
+
+test('the front refuses to start when a scoped query is not pinned to its user or inlines a value', () => {
+  expect(learn('(prisma) => prisma.message.findMany({ take: 5 })').error).toMatch(/not pinned to a user/);
+  expect(learn('(prisma, userId) => prisma.$queryRawUnsafe(`SELECT * FROM "Thread" WHERE "userId" = \'${userId}\'`)').error).toMatch(/inlines a value/);
+});
+
+test('the thread adapter refuses with no run, after release (pending statements too), and sends over the run\'s port', async () => {
+  const channel = createDbChannel();
+  const query = { sql: 'SELECT 1', args: [], argTypes: [] };
+  await expect(channel.send('query', query)).rejects.toMatchObject({ code: 'DB_NO_RUN' });
+  const { port1, port2 } = new MessageChannel();
+  const sent: unknown[] = [];
+  port1.on('message', (m) => sent.push(m));
+  channel.attach(port2);
+  const pending = channel.send('query', query);
+  channel.release();
+  await expect(pending).rejects.toMatchObject({ code: 'DB_RUN_RELEASED' });
+  await expect(channel.send('query', query)).rejects.toMatchObject({ code: 'DB_RUN_RELEASED' });
+  await new Promise((r) => setTimeout(r, 20));
+  expect(sent).toEqual([{ type: 'db_query', id: 1, kind: 'query', query }]);
+  port1.close();
+});

@@ -1,0 +1,136 @@
+/**
+ * How a worker thread's Prisma client reaches the database: through the front. Its driver adapter opens
+ * nothing; every statement Prisma compiles is posted over the current run's MessagePort to the cell, which
+ * tags it with that run's id and sends it to the front's gate (server/store/thread-query-gate.ts). The gate
+ * executes only the statements ctx.db compiles to, pinned to the run's user, and answers with Prisma's own
+ * result set. No run in progress, or its context released: the statement fails here, unsent.
+ *
+ * This file and everything it imports must never load a database driver: agent code runs in this thread.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import type { Provider, SqlDriverAdapter, SqlDriverAdapterFactory, SqlQuery, SqlResultSet, Transaction } from '@prisma/driver-adapter-utils';
+import { PrismaClient } from '../../prisma/generated/client.js';
+import type { Db } from '../../prisma/client-type.js';
+import type { DbErrorCode, DbQueryKind, ForwardedResultSet } from '../../server/protocol/db-messages.js';
+import type { CellToThread, ThreadToCell } from '../thread-messages.js';
+
+export const FORWARDING_ADAPTER_NAME = '@atoll/forwarding-adapter';
+
+/** An error Prisma passes on to the caller with its `code` (as a PrismaClientKnownRequestError). */
+export class DbForwardingError extends Error {
+  constructor(
+    readonly code: DbErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'DbForwardingError';
+  }
+}
+
+interface Pending {
+  resolve(value: ForwardedResultSet | number): void;
+  reject(err: Error): void;
+}
+
+/** The thread's one link to the database: the current run's port, or none. */
+export interface DbChannel {
+  /** A run starts on this thread: statements go over its port from now on. */
+  attach(port: MessagePort): void;
+  /** The run's context is released: its statements fail from now on, those still waiting too. */
+  release(): void;
+  /** A `db_answer` arrived on the run's port. */
+  answer(msg: Extract<CellToThread, { type: 'db_answer' }>): void;
+  send(kind: DbQueryKind, query: SqlQuery): Promise<ForwardedResultSet | number>;
+}
+
+const NO_RUN = 'no run in progress on this worker thread: the database is reached only through ctx.db, during a run';
+const RELEASED = 'ctx.db used after the run ended: the execution context is released';
+
+export function createDbChannel(): DbChannel {
+  let state: 'idle' | 'attached' | 'released' = 'idle';
+  let port: MessagePort | null = null;
+  let pending = new Map<number, Pending>();
+  let nextId = 1;
+
+  const refusal = () => (state === 'idle' ? new DbForwardingError('DB_NO_RUN', NO_RUN) : new DbForwardingError('DB_RUN_RELEASED', RELEASED));
+
+  return {
+    attach(runPort) {
+      port = runPort;
+      pending = new Map();
+      state = 'attached';
+    },
+    release() {
+      if (state !== 'attached') return;
+      state = 'released';
+      port = null;
+      const waiting = pending;
+      pending = new Map();
+      for (const p of waiting.values()) p.reject(refusal());
+    },
+    answer(msg) {
+      const p = pending.get(msg.id);
+      if (!p) return;
+      pending.delete(msg.id);
+      if (msg.ok) p.resolve(msg.result);
+      else p.reject(new DbForwardingError(msg.error.code, msg.error.message));
+    },
+    send(kind, query) {
+      if (state !== 'attached' || !port) return Promise.reject(refusal());
+      const id = nextId++;
+      const out: ThreadToCell = { type: 'db_query', id, kind, query: { sql: query.sql, args: query.args, argTypes: query.argTypes } };
+      return new Promise((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        try {
+          port!.postMessage(out);
+        } catch (err) {
+          pending.delete(id);
+          reject(err as Error);
+        }
+      });
+    },
+  };
+}
+
+class ForwardingAdapter implements SqlDriverAdapter {
+  readonly adapterName = FORWARDING_ADAPTER_NAME;
+  constructor(
+    readonly provider: Provider,
+    private readonly channel: DbChannel,
+  ) {}
+
+  async queryRaw(query: SqlQuery): Promise<SqlResultSet> {
+    const result = await this.channel.send('query', query);
+    if (typeof result === 'number') throw new DbForwardingError('DB_QUERY_FAILED', 'the front answered a row count to a query');
+    return result as SqlResultSet;
+  }
+
+  async executeRaw(query: SqlQuery): Promise<number> {
+    const result = await this.channel.send('execute', query);
+    if (typeof result !== 'number') throw new DbForwardingError('DB_QUERY_FAILED', 'the front answered rows to a statement');
+    return result;
+  }
+
+  async executeScript(): Promise<void> {
+    throw new DbForwardingError('DB_UNSUPPORTED', 'scripts are not available in worker threads: ctx.db runs single statements');
+  }
+
+  async startTransaction(): Promise<Transaction> {
+    throw new DbForwardingError('DB_UNSUPPORTED', 'ctx.db offers no transactions: worker threads cannot open one');
+  }
+
+  async dispose(): Promise<void> {}
+}
+
+export function forwardingAdapterFactory(provider: Provider, channel: DbChannel): SqlDriverAdapterFactory {
+  return {
+    provider,
+    adapterName: FORWARDING_ADAPTER_NAME,
+    connect: async () => new ForwardingAdapter(provider, channel),
+  };
+}
+
+/** The thread's Prisma client: one per thread, created once at thread start, never per run. */
+export function createThreadPrismaClient(provider: Provider, channel: DbChannel): Db {
+  return new PrismaClient({ adapter: forwardingAdapterFactory(provider, channel) });
+}
