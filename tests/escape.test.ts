@@ -57,7 +57,7 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   const input = { text: 'escape', frontPid, otherPids: cellsBefore, dbFile: path.join(server.dir, 'atoll.db'), root: ROOT };
   const { run_id } = await mallory.start({ agent: 'escape', input });
   const end = terminal(await mallory.waitForRun(run_id));
-  expect(end.payload.status).toBe('completed');
+  expect([end.payload.status, end.payload.error]).toEqual(['completed', undefined]);
   const got = end.payload.final_response as Record<string, { ok: boolean; value?: string; code?: string; message?: string; secretish?: string[] }>;
 
   // Nothing secret in the environment: only the allow-list crosses into a cell.
@@ -67,7 +67,10 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   expect(JSON.stringify(got)).not.toContain(LLM_KEY);
   expect(JSON.stringify(got)).not.toContain('test-secret-test-secret');
 
-  const refused = ['spawn', 'kill_front', 'kill_group', 'raw_kill_front', 'restore_kill', 'read_db', 'native_sqlite', 'dlopen', 'binding', 'proc_mem', 'front_environ', 'read_etc', 'read_source', 'write_outside', 'new_worker', ...cellsBefore.map((p) => `kill_cell_${p}`)];
+  const refused = ['spawn', 'kill_front', 'kill_group', 'raw_kill_front', 'restore_kill', 'read_db', 'native_sqlite', 'dlopen', 'binding', 'proc_mem', 'front_environ', 'read_etc', 'read_source', 'write_outside', 'new_worker'];
+  const otherCell = Object.keys(got).filter((k) => k.startsWith('kill_cell_'));
+  expect(otherCell).toHaveLength(1);
+  refused.push(...otherCell);
   for (const name of refused) {
     expect([name, got[name]?.ok]).toEqual([name, false]);
   }
