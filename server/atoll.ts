@@ -125,7 +125,11 @@ export async function startAtoll(config: Config, log: Logger) {
   }
 
   const tickets = createTicketStore();
-  const limits = { user: createRateLimiter(config.rateLimits.user), ip: createRateLimiter(config.rateLimits.ip) };
+  const limits = {
+    user: createRateLimiter(config.rateLimits.user),
+    ip: createRateLimiter(config.rateLimits.ip),
+    authFailures: createRateLimiter(config.rateLimits.authFailures),
+  };
   const web = { dir: path.join(ROOT, 'web/dist'), llmConfigured: Boolean(config.agentSettings.llm.baseUrl && config.agentSettings.llm.model) };
   const app = createHttpApp({ store, runs, cells, tokens, metrics, log, devLogin: config.devLogin, maxInputBytes: config.maxInputBytes, tickets, limits, web });
   httpServer.on('request', app);

@@ -42,6 +42,8 @@ const EnvSchema = z.object({
   RATE_LIMIT_USER_BURST: int(1, 1_000_000).default(40),
   RATE_LIMIT_IP_PER_SEC: int(1, 1_000_000).default(50),
   RATE_LIMIT_IP_BURST: int(1, 1_000_000).default(100),
+  RATE_LIMIT_AUTH_FAILURES_PER_MIN: int(1, 1_000_000).default(30),
+  RATE_LIMIT_AUTH_FAILURES_BURST: int(1, 1_000_000).default(10),
   MAX_CONNECTIONS_PER_USER: int(1, 100_000).default(20),
   MAX_CONNECTIONS_PER_IP: int(1, 100_000).default(100),
   SOCKET_MAX_BUFFERED_PACKETS: int(10, 1_000_000).default(1000),
@@ -104,6 +106,8 @@ export interface Config {
   readonly rateLimits: {
     readonly user: { readonly rate: number; readonly burst: number };
     readonly ip: { readonly rate: number; readonly burst: number };
+    /** Failed socket handshakes per address (rate per second). */
+    readonly authFailures: { readonly rate: number; readonly burst: number };
   };
   readonly maxConnectionsPerUser: number;
   readonly maxConnectionsPerIp: number;
@@ -169,6 +173,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     rateLimits: {
       user: { rate: e.RATE_LIMIT_USER_PER_SEC, burst: e.RATE_LIMIT_USER_BURST },
       ip: { rate: e.RATE_LIMIT_IP_PER_SEC, burst: e.RATE_LIMIT_IP_BURST },
+      authFailures: { rate: e.RATE_LIMIT_AUTH_FAILURES_PER_MIN / 60, burst: e.RATE_LIMIT_AUTH_FAILURES_BURST },
     },
     maxConnectionsPerUser: e.MAX_CONNECTIONS_PER_USER,
     maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,

@@ -14,6 +14,7 @@ import { RefreshTokenBody, StartRunBody, StopRunBody, SubscribeRunBody, ThreadHi
 import { messageView } from '../http/views.js';
 import type { RunService } from '../runs/run-service.js';
 import type { RunStore } from '../store/run-store.js';
+import { createConnectionSlots } from './connection-slots.js';
 import { createDelivery } from './delivery.js';
 import type { RateLimiter } from './rate-limiter.js';
 
@@ -28,7 +29,8 @@ export interface SocketServerDeps {
   runs: RunService;
   store: RunStore;
   log: Logger;
-  limits: { user: RateLimiter; ip: RateLimiter };
+  /** user, ip: messages; authFailures: failed handshakes per address. */
+  limits: { user: RateLimiter; ip: RateLimiter; authFailures: RateLimiter };
   maxInputBytes: number;
   maxConnectionsPerUser: number;
   maxConnectionsPerIp: number;
@@ -46,20 +48,31 @@ export function createSocketServer(deps: SocketServerDeps) {
     serveClient: false,
   });
   const delivery = createDelivery({ maxBufferedPackets: deps.maxBufferedPackets, onDropped: deps.onEventsDropped });
-  const connectionsByIp = new Map<string, number>();
+  const slots = createConnectionSlots({ perUser: deps.maxConnectionsPerUser, perIp: deps.maxConnectionsPerIp });
   const ipOf = (socket: Socket) => socket.handshake.address || 'unknown';
 
-  io.use((socket, next) => {
+  /** The session of a handshake; a failed one costs its address a token of the failed-handshake budget. */
+  function authenticate(socket: Socket): Session {
+    const ip = ipOf(socket);
+    deps.limits.authFailures.check(`ip:${ip}`, 'failed handshakes from this address');
     try {
       const auth = (socket.handshake.auth ?? {}) as { token?: unknown; ticket?: unknown };
       const session: Session = auth.ticket !== undefined ? deps.tickets.redeem(auth.ticket) : tokens.session(auth.token);
       if (session.expiresAt !== null && session.expiresAt <= Date.now()) throw new CodedError('UNAUTHORIZED', 'token expired');
-      if (delivery.socketsOf(session.userId) >= deps.maxConnectionsPerUser) {
-        throw new CodedError('RATE_LIMITED', `too many connections for this user (MAX_CONNECTIONS_PER_USER=${deps.maxConnectionsPerUser})`, { retryAfterSeconds: 5 });
-      }
-      if ((connectionsByIp.get(ipOf(socket)) ?? 0) >= deps.maxConnectionsPerIp) {
-        throw new CodedError('RATE_LIMITED', `too many connections from this address (MAX_CONNECTIONS_PER_IP=${deps.maxConnectionsPerIp})`, { retryAfterSeconds: 5 });
-      }
+      return session;
+    } catch (err) {
+      deps.limits.authFailures.spend(`ip:${ip}`);
+      throw err;
+    }
+  }
+
+  io.use((socket, next) => {
+    try {
+      const session = authenticate(socket);
+      const release = slots.claim(socket.id, session.userId, ipOf(socket), socket.conn);
+      // Released on disconnect, or when the transport closes before the socket ever connected.
+      socket.data.releaseSlot = release;
+      socket.conn.once('close', release);
       socket.data.userId = session.userId;
       socket.data.expiresAt = session.expiresAt;
       next();
@@ -130,16 +143,15 @@ export function createSocketServer(deps: SocketServerDeps) {
   io.on('connection', (socket) => {
     const userId = socket.data.userId as string;
     const ip = ipOf(socket);
-    connectionsByIp.set(ip, (connectionsByIp.get(ip) ?? 0) + 1);
     void socket.join(roomOf(userId));
     delivery.add(userId, socket);
     scheduleExpiry(socket);
     socket.on('disconnect', () => {
       delivery.remove(userId, socket);
       for (const t of (socket.data.expiryTimers as NodeJS.Timeout[] | undefined) ?? []) clearTimeout(t);
-      const n = (connectionsByIp.get(ip) ?? 1) - 1;
-      if (n > 0) connectionsByIp.set(ip, n);
-      else connectionsByIp.delete(ip);
+      const release = socket.data.releaseSlot as () => void;
+      socket.conn.off('close', release);
+      release();
     });
     socket.onAny((event: unknown, ...args: unknown[]) => {
       const ack: Ack | null = typeof args.at(-1) === 'function' ? (args.at(-1) as Ack) : null;
@@ -172,6 +184,7 @@ export function createSocketServer(deps: SocketServerDeps) {
     deliver(envelope: RunEventEnvelope): void {
       delivery.deliver(envelope);
     },
-    connections: () => io.engine.clientsCount,
+    /** Connected sockets (not engine.io connections: one of those may have tried to carry several). */
+    connections: () => io.of('/').sockets.size,
   };
 }
