@@ -32,7 +32,7 @@ export async function startAtoll(config: Config, log: Logger) {
   const prisma = createPrismaClient(config.databaseFile);
   const writes = createRunWrites(config.databaseFile, { busyTimeoutMs: 10_000, synchronous: config.dbSynchronous });
   const store = createRunStore(prisma, writes);
-  const tokens = createTokenService(config.jwtSecret ?? developmentSecret(config.databaseFile));
+  const tokens = createTokenService(config.jwtSecret ?? developmentSecret(config.databaseFile), { maxLifetimeS: config.maxTokenLifetimeS });
   const httpServer = http.createServer();
 
   // Late-bound: the supervisor reports to the run service, which dispatches through the supervisor.
@@ -131,7 +131,7 @@ export async function startAtoll(config: Config, log: Logger) {
     authFailures: createRateLimiter(config.rateLimits.authFailures),
   };
   const web = { dir: path.join(ROOT, 'web/dist'), llmConfigured: Boolean(config.agentSettings.llm.baseUrl && config.agentSettings.llm.model) };
-  const app = createHttpApp({ store, runs, cells, tokens, metrics, log, devLogin: config.devLogin, maxInputBytes: config.maxInputBytes, tickets, limits, web });
+  const app = createHttpApp({ store, runs, cells, tokens, metrics, log, devLogin: config.devLogin, maxInputBytes: config.maxInputBytes, tickets, limits, web, corsOrigins: config.corsOrigins });
   httpServer.on('request', app);
   const sockets = createSocketServer({
     http: httpServer,
@@ -147,6 +147,7 @@ export async function startAtoll(config: Config, log: Logger) {
     maxBufferedPackets: config.socketMaxBufferedPackets,
     tokenExpiryWarningMs: config.tokenExpiryWarningMs,
     onEventsDropped: (n) => metrics.eventsDropped.inc({ reason: 'socket_backpressure' }, n),
+    corsOrigins: config.corsOrigins,
   });
   broadcast = (_userId, envelope) => sockets.deliver(envelope);
   socketConnections = sockets.connections;

@@ -11,6 +11,7 @@ import type { Logger } from '../logger.js';
 import { CodedError, toErrorBody, type ErrorBody } from '../protocol/errors.js';
 import type { RunEventEnvelope } from '../protocol/events.js';
 import { RefreshTokenBody, StartRunBody, StopRunBody, SubscribeRunBody, ThreadHistoryBody, normalizeInput, parse } from '../protocol/requests.js';
+import { originAllowed } from '../http/origin.js';
 import { messageView } from '../http/views.js';
 import type { RunService } from '../runs/run-service.js';
 import type { RunStore } from '../store/run-store.js';
@@ -37,15 +38,29 @@ export interface SocketServerDeps {
   maxBufferedPackets: number;
   tokenExpiryWarningMs: number;
   onEventsDropped: (n: number) => void;
+  /** CORS_ORIGINS: browser origins allowed besides the server's own. */
+  corsOrigins: readonly string[];
 }
+
+/**
+ * The transport's cap on one message, well above MAX_INPUT_BYTES: a message over MAX_INPUT_BYTES but under
+ * this gets PAYLOAD_TOO_LARGE on its ack; only one over this is cut off by socket.io (the socket closes).
+ */
+export const transportCap = (maxInputBytes: number) => Math.max(4 * maxInputBytes + 64 * 1024, 1024 * 1024);
 
 const REPLAY_PAGE = 500;
 
 export function createSocketServer(deps: SocketServerDeps) {
   const { tokens, runs, store, log } = deps;
   const io = new Server(deps.http, {
-    maxHttpBufferSize: Math.max(deps.maxInputBytes * 2, 100_000),
+    maxHttpBufferSize: transportCap(deps.maxInputBytes),
     serveClient: false,
+    // A page of another origin cannot open a socket (browsers always send Origin; other clients need none).
+    allowRequest: (req, callback) => {
+      const ok = originAllowed(req.headers.origin, req.headers.host, deps.corsOrigins);
+      callback(ok ? null : 'origin not allowed (CORS_ORIGINS)', ok);
+    },
+    ...(deps.corsOrigins.length > 0 ? { cors: { origin: [...deps.corsOrigins] } } : {}),
   });
   const delivery = createDelivery({ maxBufferedPackets: deps.maxBufferedPackets, onDropped: deps.onEventsDropped });
   const slots = createConnectionSlots({ perUser: deps.maxConnectionsPerUser, perIp: deps.maxConnectionsPerIp });
