@@ -145,6 +145,9 @@ export async function startAtoll(config: Config, log: Logger) {
     maxConnectionsPerUser: config.maxConnectionsPerUser,
     maxConnectionsPerIp: config.maxConnectionsPerIp,
     maxBufferedPackets: config.socketMaxBufferedPackets,
+    maxBufferedBytes: config.socketMaxBufferedBytes,
+    stallTimeoutMs: config.socketStallTimeoutMs,
+    onStalledDisconnect: () => metrics.socketsStalled.inc(),
     tokenExpiryWarningMs: config.tokenExpiryWarningMs,
     onEventsDropped: (n) => metrics.eventsDropped.inc({ reason: 'socket_backpressure' }, n),
     corsOrigins: config.corsOrigins,
@@ -168,6 +171,7 @@ export async function startAtoll(config: Config, log: Logger) {
         log.info({ grace_ms: config.shutdownGraceMs }, 'shutting down');
         await runs.drain(config.shutdownGraceMs);
         sockets.io.emit('server_shutdown', { reason: 'the server is shutting down' });
+        sockets.stop();
         await new Promise<void>((resolve) => sockets.io.close(() => resolve()));
         await cells.stop(5000);
         metrics.stop();

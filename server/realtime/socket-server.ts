@@ -12,7 +12,7 @@ import { CodedError, toErrorBody, type ErrorBody } from '../protocol/errors.js';
 import type { RunEventEnvelope } from '../protocol/events.js';
 import { RefreshTokenBody, StartRunBody, StopRunBody, SubscribeRunBody, ThreadHistoryBody, normalizeInput, parse } from '../protocol/requests.js';
 import { originAllowed } from '../http/origin.js';
-import { messageView } from '../http/views.js';
+import { messageView, pageBySize } from '../http/views.js';
 import type { RunService } from '../runs/run-service.js';
 import type { RunStore } from '../store/run-store.js';
 import { createConnectionSlots } from './connection-slots.js';
@@ -36,8 +36,13 @@ export interface SocketServerDeps {
   maxConnectionsPerUser: number;
   maxConnectionsPerIp: number;
   maxBufferedPackets: number;
+  /** SOCKET_MAX_BUFFERED_BYTES: unsent bytes a socket may have; one answer (ack, replay) sends at most a quarter. */
+  maxBufferedBytes: number;
+  /** SOCKET_STALL_TIMEOUT_MS: a socket that takes none of its outstanding data this long is disconnected. */
+  stallTimeoutMs: number;
   tokenExpiryWarningMs: number;
   onEventsDropped: (n: number) => void;
+  onStalledDisconnect: () => void;
   /** CORS_ORIGINS: browser origins allowed besides the server's own. */
   corsOrigins: readonly string[];
 }
@@ -62,7 +67,37 @@ export function createSocketServer(deps: SocketServerDeps) {
     },
     ...(deps.corsOrigins.length > 0 ? { cors: { origin: [...deps.corsOrigins] } } : {}),
   });
-  const delivery = createDelivery({ maxBufferedPackets: deps.maxBufferedPackets, onDropped: deps.onEventsDropped });
+  const maxAckBytes = Math.floor(deps.maxBufferedBytes / 4);
+  const delivery = createDelivery({ maxBufferedPackets: deps.maxBufferedPackets, maxBufferedBytes: deps.maxBufferedBytes, maxAckBytes, onDropped: deps.onEventsDropped });
+  /**
+   * Runs `answer` (one that can be large: a history page, a replay) if the socket has room for it: its unsent
+   * bytes plus a full-size answer for each one already being prepared stay within its budget. Counting the
+   * ones being prepared matters: a burst of requests all passes a check of what was already sent.
+   */
+  async function withRoom<T>(socket: Socket, answer: () => Promise<T>): Promise<T> {
+    const preparing = (socket.data.preparing as number | undefined) ?? 0;
+    const buffered = delivery.bufferedBytes(socket);
+    if (delivery.overBudget(socket) || buffered + (preparing + 1) * maxAckBytes > deps.maxBufferedBytes) {
+      throw new CodedError('RATE_LIMITED', `this connection has ${buffered} bytes it has not read yet and ${preparing} answers on their way (SOCKET_MAX_BUFFERED_BYTES=${deps.maxBufferedBytes}); read them, then retry`, { retryAfterSeconds: 1 });
+    }
+    socket.data.preparing = preparing + 1;
+    try {
+      return await answer();
+    } finally {
+      socket.data.preparing = (socket.data.preparing as number) - 1;
+    }
+  }
+  // A socket that takes nothing of what it was sent holds memory here until it goes: past the time budget
+  // it is cut off (its unsent data discarded), and says so in the log and a metric.
+  const stallSweep = setInterval(() => {
+    for (const { socket, bytes, stalledMs } of delivery.stalled(deps.stallTimeoutMs)) {
+      log.warn({ socket_id: socket.id, user_id: socket.data.userId, buffered_bytes: bytes, stalled_ms: stalledMs }, 'socket stalled; disconnected');
+      deps.onStalledDisconnect();
+      delivery.remove(socket.data.userId as string, socket);
+      socket.conn.close(true);
+    }
+  }, Math.min(1000, deps.stallTimeoutMs));
+  stallSweep.unref();
   const slots = createConnectionSlots({ perUser: deps.maxConnectionsPerUser, perIp: deps.maxConnectionsPerIp });
   const ipOf = (socket: Socket) => socket.handshake.address || 'unknown';
 
@@ -116,18 +151,21 @@ export function createSocketServer(deps: SocketServerDeps) {
     },
     async subscribe_run(socket, payload) {
       const body = parse(SubscribeRunBody, payload, 'subscribe_run payload');
-      const run = await store.findRun(socket.data.userId, body.run_id);
-      if (!run) throw new CodedError('NOT_FOUND', 'no such run');
-      const lastSeq = await delivery.replay(socket, run.id, body.after_seq, (after) => store.listEvents(run, after, REPLAY_PAGE));
-      return { run_id: run.id, last_seq: lastSeq };
+      return withRoom(socket, async () => {
+        const run = await store.findRun(socket.data.userId, body.run_id);
+        if (!run) throw new CodedError('NOT_FOUND', 'no such run');
+        const replayed = await delivery.replay(socket, run.id, body.after_seq, (after) => store.listEvents(run, after, REPLAY_PAGE));
+        return { run_id: run.id, last_seq: replayed.lastSeq, next_after_seq: replayed.nextAfterSeq };
+      });
     },
     async get_thread_history(socket, payload) {
       const body = parse(ThreadHistoryBody, payload, 'get_thread_history payload');
-      const thread = await store.findThread(socket.data.userId, body.thread_id);
-      if (!thread) throw new CodedError('NOT_FOUND', 'no such thread');
-      const messages = await store.listMessages(thread.id, body.limit, body.after);
-      const last = messages.at(-1);
-      return { thread_id: thread.id, messages: messages.map(messageView), next_after: messages.length === body.limit && last ? last.id : null };
+      return withRoom(socket, async () => {
+        const thread = await store.findThread(socket.data.userId, body.thread_id);
+        if (!thread) throw new CodedError('NOT_FOUND', 'no such thread');
+        const page = pageBySize((await store.listMessages(thread.id, body.limit, body.after)).map(messageView), body.limit, maxAckBytes);
+        return { thread_id: thread.id, messages: page.items, next_after: page.nextAfter };
+      });
     },
     async refresh_token(socket, payload) {
       const body = parse(RefreshTokenBody, payload, 'refresh_token payload');
@@ -201,5 +239,6 @@ export function createSocketServer(deps: SocketServerDeps) {
     },
     /** Connected sockets (not engine.io connections: one of those may have tried to carry several). */
     connections: () => io.of('/').sockets.size,
+    stop: () => clearInterval(stallSweep),
   };
 }
