@@ -42,7 +42,7 @@ export async function startAtoll(config: Config, log: Logger) {
   const prisma = database.prisma;
   const writes = createRunWrites(config.databaseFile, { busyTimeoutMs: 10_000, synchronous: config.dbSynchronous });
   const store = createRunStore(prisma, writes);
-  const tokens = createTokenService(config.jwtSecret ?? developmentSecret(config.databaseFile));
+  const tokens = createTokenService(config.jwtSecret ?? developmentSecret(config.databaseFile), { maxLifetimeS: config.maxTokenLifetimeS });
   const httpServer = http.createServer();
 
   const scratchRoot = config.scratchRoot ?? defaultScratchRoot();
@@ -157,9 +157,13 @@ export async function startAtoll(config: Config, log: Logger) {
   }
 
   const tickets = createTicketStore();
-  const limits = { user: createRateLimiter(config.rateLimits.user), ip: createRateLimiter(config.rateLimits.ip) };
+  const limits = {
+    user: createRateLimiter(config.rateLimits.user),
+    ip: createRateLimiter(config.rateLimits.ip),
+    authFailures: createRateLimiter(config.rateLimits.authFailures),
+  };
   const web = { dir: path.join(ROOT, 'web/dist'), llmConfigured: Boolean(config.agentSettings.llm.baseUrl && config.agentSettings.llm.model) };
-  const app = createHttpApp({ store, runs, cells, tokens, metrics, log, devLogin: config.devLogin, maxInputBytes: config.maxInputBytes, tickets, limits, web });
+  const app = createHttpApp({ store, runs, cells, tokens, metrics, log, devLogin: config.devLogin, maxInputBytes: config.maxInputBytes, tickets, limits, web, corsOrigins: config.corsOrigins });
   httpServer.on('request', app);
   const sockets = createSocketServer({
     http: httpServer,
@@ -173,8 +177,12 @@ export async function startAtoll(config: Config, log: Logger) {
     maxConnectionsPerUser: config.maxConnectionsPerUser,
     maxConnectionsPerIp: config.maxConnectionsPerIp,
     maxBufferedPackets: config.socketMaxBufferedPackets,
+    maxBufferedBytes: config.socketMaxBufferedBytes,
+    stallTimeoutMs: config.socketStallTimeoutMs,
+    onStalledDisconnect: () => metrics.socketsStalled.inc(),
     tokenExpiryWarningMs: config.tokenExpiryWarningMs,
     onEventsDropped: (n) => metrics.eventsDropped.inc({ reason: 'socket_backpressure' }, n),
+    corsOrigins: config.corsOrigins,
   });
   broadcast = (_userId, envelope) => sockets.deliver(envelope);
   socketConnections = sockets.connections;
@@ -195,6 +203,7 @@ export async function startAtoll(config: Config, log: Logger) {
         log.info({ grace_ms: config.shutdownGraceMs }, 'shutting down');
         await runs.drain(config.shutdownGraceMs);
         sockets.io.emit('server_shutdown', { reason: 'the server is shutting down' });
+        sockets.stop();
         await new Promise<void>((resolve) => sockets.io.close(() => resolve()));
         governor.stop();
         await cells.stop(5000);

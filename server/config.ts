@@ -12,7 +12,12 @@ const bool = z
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
 const EnvSchema = z.object({
-  NODE_ENV: z.string().default('development'),
+  // Case-insensitive, and only known values: "Production" must not silently run as development.
+  NODE_ENV: z
+    .string()
+    .transform((v) => v.toLowerCase())
+    .pipe(z.enum(['development', 'production', 'test'], { message: 'must be development, production or test' }))
+    .default('development'),
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: int(0, 65535).default(3000),
   DATABASE_URL: z
@@ -45,15 +50,25 @@ const EnvSchema = z.object({
   RATE_LIMIT_USER_BURST: int(1, 1_000_000).default(40),
   RATE_LIMIT_IP_PER_SEC: int(1, 1_000_000).default(50),
   RATE_LIMIT_IP_BURST: int(1, 1_000_000).default(100),
+  RATE_LIMIT_AUTH_FAILURES_PER_MIN: int(1, 1_000_000).default(30),
+  RATE_LIMIT_AUTH_FAILURES_BURST: int(1, 1_000_000).default(10),
   MAX_CONNECTIONS_PER_USER: int(1, 100_000).default(20),
   MAX_CONNECTIONS_PER_IP: int(1, 100_000).default(100),
   SOCKET_MAX_BUFFERED_PACKETS: int(10, 1_000_000).default(1000),
+  SOCKET_MAX_BUFFERED_BYTES: int(65_536, 1_073_741_824).default(4_194_304),
+  SOCKET_STALL_TIMEOUT_MS: int(1000, 3_600_000).default(30_000),
   TOKEN_EXPIRY_WARNING_MS: int(0, 86_400_000).default(60_000),
   MAX_INPUT_BYTES: int(16, 16_777_216).default(65_536),
   MAX_EVENTS_PER_RUN: int(1, 1_000_000).default(10_000),
   MAX_EVENT_BYTES: int(64, 16_777_216).default(65_536),
   MAX_RESULT_BYTES: int(64, 67_108_864).default(1_048_576),
   AUTH_JWT_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  AUTH_MAX_TOKEN_LIFETIME_S: int(60, 31_536_000).default(86_400),
+  CORS_ORIGINS: z
+    .string()
+    .transform((v) => v.split(',').map((o) => o.trim()).filter(Boolean))
+    .pipe(z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'each must be an origin like https://chat.example.com (scheme, host, optional port; no path)')))
+    .optional(),
   AUTH_DEV_LOGIN: bool.default(false),
   ENABLE_CHAOS_AGENTS: bool.default(false),
   LLM_BASE_URL: z.url({ message: 'must be an http(s) URL like http://127.0.0.1:11434/v1' }).optional(),
@@ -67,6 +82,16 @@ const EnvSchema = z.object({
 
 /** Every variable Atoll reads (README documents each; a test checks). */
 export const ENV_VARS = Object.keys(EnvSchema.shape);
+
+/** Variables whose value a configuration error must never print (logs and terminals are not secret). */
+const SECRET_VARS = new Set(['AUTH_JWT_SECRET', 'LLM_API_KEY']);
+
+/** How a configuration error shows a value: secrets hidden, credentials inside URLs masked. */
+function shown(name: string, value: string | undefined): string {
+  if (value === undefined) return 'unset';
+  if (SECRET_VARS.has(name)) return `value hidden, ${value.length} characters`;
+  return `got ${JSON.stringify(value.replace(/\/\/[^/@\s]*@/, '//***@'))}`;
+}
 
 export interface Config {
   readonly production: boolean;
@@ -113,14 +138,24 @@ export interface Config {
   readonly rateLimits: {
     readonly user: { readonly rate: number; readonly burst: number };
     readonly ip: { readonly rate: number; readonly burst: number };
+    /** Failed socket handshakes per address (rate per second). */
+    readonly authFailures: { readonly rate: number; readonly burst: number };
   };
   readonly maxConnectionsPerUser: number;
   readonly maxConnectionsPerIp: number;
   readonly socketMaxBufferedPackets: number;
+  /** Unsent bytes a socket may have before it counts as stalled; one ack or replay sends at most a quarter. */
+  readonly socketMaxBufferedBytes: number;
+  /** A socket that takes none of its outstanding data this long is disconnected. */
+  readonly socketStallTimeoutMs: number;
   readonly tokenExpiryWarningMs: number;
   readonly limits: { readonly maxEventsPerRun: number; readonly maxEventBytes: number; readonly maxResultBytes: number };
   /** null: not configured; the composition root then provisions a development secret. */
   readonly jwtSecret: string | null;
+  /** Tokens whose exp - iat exceeds this are refused (tokens without exp always are). */
+  readonly maxTokenLifetimeS: number;
+  /** Browser origins allowed besides the server's own (HTTP CORS and the socket handshake's Origin). */
+  readonly corsOrigins: readonly string[];
   readonly devLogin: boolean;
   readonly enableChaosAgents: boolean;
   readonly logLevel: string;
@@ -140,7 +175,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
   // An empty variable means "not set", as in most shells' `VAR= cmd`.
   const parsed = EnvSchema.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== '')));
   if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message} (got ${JSON.stringify(env[String(i.path[0])])})`);
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message} (${shown(String(i.path[0]), env[String(i.path[0])])})`);
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
@@ -183,13 +218,18 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     rateLimits: {
       user: { rate: e.RATE_LIMIT_USER_PER_SEC, burst: e.RATE_LIMIT_USER_BURST },
       ip: { rate: e.RATE_LIMIT_IP_PER_SEC, burst: e.RATE_LIMIT_IP_BURST },
+      authFailures: { rate: e.RATE_LIMIT_AUTH_FAILURES_PER_MIN / 60, burst: e.RATE_LIMIT_AUTH_FAILURES_BURST },
     },
     maxConnectionsPerUser: e.MAX_CONNECTIONS_PER_USER,
     maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
     socketMaxBufferedPackets: e.SOCKET_MAX_BUFFERED_PACKETS,
+    socketMaxBufferedBytes: e.SOCKET_MAX_BUFFERED_BYTES,
+    socketStallTimeoutMs: e.SOCKET_STALL_TIMEOUT_MS,
     tokenExpiryWarningMs: e.TOKEN_EXPIRY_WARNING_MS,
     limits: { maxEventsPerRun: e.MAX_EVENTS_PER_RUN, maxEventBytes: e.MAX_EVENT_BYTES, maxResultBytes: e.MAX_RESULT_BYTES },
     jwtSecret: e.AUTH_JWT_SECRET ?? null,
+    maxTokenLifetimeS: e.AUTH_MAX_TOKEN_LIFETIME_S,
+    corsOrigins: e.CORS_ORIGINS ?? [],
     devLogin: e.AUTH_DEV_LOGIN,
     enableChaosAgents: e.ENABLE_CHAOS_AGENTS,
     logLevel: e.LOG_LEVEL,

@@ -77,6 +77,11 @@ export function createMetrics(snapshot: () => CapacitySnapshot, options: Metrics
       labelNames: ['reason'],
       registers: [registry],
     }),
+    socketsStalled: new client.Counter({
+      name: 'atoll_socket_stalled_disconnects_total',
+      help: 'Sockets disconnected because they took none of the data sent to them for SOCKET_STALL_TIMEOUT_MS (their unsent data was discarded).',
+      registers: [registry],
+    }),
     timeToFirstEvent: new client.Histogram({
       name: 'atoll_run_time_to_first_event_seconds',
       help: 'Time from acceptance to the front receiving the first event the agent emits (agent_thinking, tool_executing, tool_completed or partial_result); once per run, runs whose agent emits nothing are not observed.',
@@ -119,7 +124,7 @@ export function createMetrics(snapshot: () => CapacitySnapshot, options: Metrics
   gauge('atoll_failure_containment_rate', 'Share of failed runs whose failure affected no other run (1 when none failed).', (s) =>
     s.isolation.failures === 0 ? 1 : 1 - s.isolation.failuresAffectingOthers / s.isolation.failures,
   );
-  gauge('atoll_socket_connections', 'Connected socket.io clients.', (s) => s.socketConnections);
+  gauge('atoll_socket_connections', 'Connected socket.io sockets (one per engine.io connection).', (s) => s.socketConnections);
   new client.Gauge({
     name: 'atoll_db_connections',
     help: 'Database clients, by process: the front (two connections: reads, which also runs the worker threads\' statements its gate allows, and writes), or a cell id (one Prisma client per worker thread that has loaded it, at its first ctx.db query unless WORKER_DB_WARMUP=eager; it opens no connection: its statements go to the front).',

@@ -3,15 +3,27 @@
  * once, partial results coalesced while a socket lags, resync when it stalls, and a replay seam without a
  * gap or a duplicate.
  */
+import { EventEmitter } from 'node:events';
 import type { Socket } from 'socket.io';
 import type { RunEventEnvelope } from '../server/protocol/events';
 import { createDelivery } from '../server/realtime/delivery';
 
+/** A socket whose engine.io connection has `n` packets waiting, untaken, after lag(n); lag(0) drains it. */
 function fakeSocket(id: string) {
   const sent: { name: string; body: any }[] = [];
-  const socket = { id, conn: { writeBuffer: [] as unknown[] }, emit: (name: string, body: unknown) => sent.push({ name, body }) };
-  return { socket: socket as unknown as Socket, sent, lag: (n: number) => (socket.conn.writeBuffer = new Array(n).fill(0)) };
+  const conn = Object.assign(new EventEmitter(), { transport: { writable: true } });
+  const socket = { id, conn, emit: (name: string, body: unknown) => sent.push({ name, body }) };
+  const lag = (n: number) => {
+    conn.transport.writable = true;
+    conn.emit('flush');
+    if (n === 0) return;
+    conn.transport.writable = false;
+    for (let i = 0; i < n; i++) conn.emit('packetCreate', { data: 'x' });
+  };
+  return { socket: socket as unknown as Socket, sent, lag };
 }
+
+const BYTES = { maxBufferedBytes: 1e9, maxAckBytes: 1e9 };
 
 function ev(seq: number, type = 'partial_result', runId = 'r1'): RunEventEnvelope {
   return { type, event_id: `e${seq}`, seq, run_id: runId, thread_id: 't', user_id: 'u', agent_name: 'a', timestamp: new Date(0).toISOString(), payload: type === 'partial_result' ? { text: `p${seq} ` } : {} } as RunEventEnvelope;
@@ -21,7 +33,7 @@ const seqsOf = (sent: { name: string; body: any }[]) => sent.filter((s) => s.bod
 
 test('in order, exactly once, from the run\'s first event; a run under way is joined only by replay', () => {
   let dropped = 0;
-  const d = createDelivery({ maxBufferedPackets: 100, onDropped: (n) => (dropped += n) });
+  const d = createDelivery({ ...BYTES, maxBufferedPackets: 100, onDropped: (n) => (dropped += n) });
   const a = fakeSocket('a');
   d.add('u', a.socket);
   for (const s of [1, 2, 2, 3, 1, 4]) d.deliver(ev(s, s === 1 ? 'message_received' : 'partial_result'));
@@ -34,7 +46,7 @@ test('in order, exactly once, from the run\'s first event; a run under way is jo
 });
 
 test('a lagging socket gets consecutive partial results merged, flushed before the next other event', async () => {
-  const d = createDelivery({ maxBufferedPackets: 100, onDropped: () => undefined });
+  const d = createDelivery({ ...BYTES, maxBufferedPackets: 100, onDropped: () => undefined });
   const a = fakeSocket('a');
   d.add('u', a.socket);
   d.deliver(ev(1, 'message_received'));
@@ -56,7 +68,7 @@ test('a lagging socket gets consecutive partial results merged, flushed before t
 
 test('a stalled socket is told resync_required once and gets nothing more of that run until it replays', async () => {
   let dropped = 0;
-  const d = createDelivery({ maxBufferedPackets: 10, onDropped: (n) => (dropped += n) });
+  const d = createDelivery({ ...BYTES, maxBufferedPackets: 10, onDropped: (n) => (dropped += n) });
   const a = fakeSocket('a');
   d.add('u', a.socket);
   d.deliver(ev(1, 'message_received'));
@@ -67,14 +79,14 @@ test('a stalled socket is told resync_required once and gets nothing more of tha
   a.lag(0);
   const log = [2, 3, 4, 5].map((s) => ev(s));
   const last = await d.replay(a.socket, 'r1', 1, async (after) => log.filter((e) => e.seq > after).slice(0, 2));
-  expect(last).toBe(5);
+  expect(last.lastSeq).toBe(5);
   d.deliver(ev(5));
   d.deliver(ev(6, 'agent_completed'));
   expect(seqsOf(a.sent)).toEqual(['1', '2', '3', '4', '5', '6']);
 });
 
 test('events that arrive during a replay are held and released past what the replay sent', async () => {
-  const d = createDelivery({ maxBufferedPackets: 100, onDropped: () => undefined });
+  const d = createDelivery({ ...BYTES, maxBufferedPackets: 100, onDropped: () => undefined });
   const a = fakeSocket('a');
   d.add('u', a.socket);
   const log = [1, 2, 3].map((s) => ev(s));

@@ -327,7 +327,11 @@ describe('limits and hostile input', () => {
     const notice = await Promise.race([resync, sleep(20_000).then(() => Promise.reject(new Error('no resync_required within 20 s')))]);
     expect(notice).toMatchObject({ run_id, last_seq: expect.any(Number) });
     await sleep(300);
-    await s.timeout(10_000).emitWithAck('subscribe_run', { run_id, after_seq: notice.last_seq });
+    // A long log is replayed in size-capped parts: follow next_after_seq to the end.
+    for (let after: number | null = notice.last_seq; after !== null; ) {
+      const ack: any = await s.timeout(10_000).emitWithAck('subscribe_run', { run_id, after_seq: after });
+      after = ack.next_after_seq;
+    }
     await until(() => got.some((e) => e.type === 'agent_completed' && e.run_id === run_id), 45_000);
     // A lagging socket may get partial results merged: an envelope then covers coalesced_from_seq..seq.
     const seqs = got.filter((e) => e.run_id === run_id).flatMap((e: any) => (e.coalesced_from_seq ? Array.from({ length: e.seq - e.coalesced_from_seq + 1 }, (_, i) => e.coalesced_from_seq + i) : [e.seq]));

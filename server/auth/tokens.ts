@@ -27,7 +27,12 @@ export function isValidUserId(id: unknown): id is string {
   return typeof id === 'string' && USER_ID.test(id);
 }
 
-export function createTokenService(secretText: string): TokenService {
+export interface TokenPolicy {
+  /** AUTH_MAX_TOKEN_LIFETIME_S: a token valid for longer than this (exp - iat) is refused. */
+  maxLifetimeS: number;
+}
+
+export function createTokenService(secretText: string, policy: TokenPolicy): TokenService {
   // A KeyObject, not a string: with a string jsonwebtoken first tries (and fails) to parse it as a public key
   // on every verification.
   const secret = createSecretKey(Buffer.from(secretText, 'utf8'));
@@ -46,10 +51,16 @@ export function createTokenService(secretText: string): TokenService {
       }
       const sub = typeof claims === 'object' ? claims.sub : undefined;
       if (!isValidUserId(sub)) throw new CodedError('UNAUTHORIZED', 'token has no valid sub (user id)');
-      const exp = typeof claims === 'object' && typeof claims.exp === 'number' ? claims.exp * 1000 : null;
-      return { userId: sub, expiresAt: exp };
+      // A token without exp would be valid forever, and a very long-lived one nearly so: a leaked token must
+      // stop working on its own.
+      if (typeof claims !== 'object' || typeof claims.exp !== 'number') throw new CodedError('UNAUTHORIZED', 'token has no exp (expiry); tokens must expire');
+      const issuedAt = typeof claims.iat === 'number' ? claims.iat : Math.floor(Date.now() / 1000);
+      if (claims.exp - issuedAt > policy.maxLifetimeS) {
+        throw new CodedError('UNAUTHORIZED', `token lives longer than AUTH_MAX_TOKEN_LIFETIME_S (${policy.maxLifetimeS} s)`);
+      }
+      return { userId: sub, expiresAt: claims.exp * 1000 };
     },
-    issue(userId, ttlSeconds = 12 * 3600) {
+    issue(userId, ttlSeconds = Math.min(12 * 3600, policy.maxLifetimeS)) {
       return jwt.sign({}, secret, { algorithm: 'HS256', subject: userId, expiresIn: ttlSeconds });
     },
   };

@@ -1,4 +1,5 @@
 /** The express app: auth, the /v1 API, health and metrics, coded errors. Built from its dependencies. */
+import cors from 'cors';
 import express from 'express';
 import type { TokenService } from '../auth/tokens.js';
 import type { CellSupervisor } from '../cells/supervisor.js';
@@ -12,6 +13,7 @@ import { requireUser, sessionOf, userOf } from './auth.js';
 import type { TicketStore } from '../auth/tickets.js';
 import type { RateLimiter } from '../realtime/rate-limiter.js';
 import { errorHandler, notFoundHandler } from './errors.js';
+import { originAllowed } from './origin.js';
 import { metaRoutes } from './routes/meta.js';
 import { opsRoutes } from './routes/ops.js';
 import { replayRoutes } from './routes/replay.js';
@@ -32,12 +34,26 @@ export interface HttpDeps {
   limits: { user: RateLimiter; ip: RateLimiter };
   /** The chat page: where its built files are, and whether a model is connected (the page says how to). */
   web: { dir: string; llmConfigured: boolean };
+  /** CORS_ORIGINS: browser origins allowed besides the server's own. */
+  corsOrigins: readonly string[];
 }
 
 export function createHttpApp(deps: HttpDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  app.use((_req, res, next) => {
+    // API answers are per user and per moment: never cached, never sniffed (the chat pages set their own).
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+  // A page of another origin may neither read answers (no CORS headers for it) nor cause effects (refused).
+  app.use((req, _res, next) => {
+    if (originAllowed(req.headers.origin, req.headers.host, deps.corsOrigins)) return next();
+    next(new CodedError('FORBIDDEN', `origin ${JSON.stringify(String(req.headers.origin).slice(0, 200))} is not allowed (CORS_ORIGINS)`));
+  });
+  app.use(cors({ origin: [...deps.corsOrigins], allowedHeaders: ['authorization', 'content-type', 'idempotency-key'], exposedHeaders: ['retry-after', 'idempotent-replayed'], maxAge: 600 }));
   // Per-IP budget first, before a body is even parsed; health and metrics stay free for probes.
   app.use('/v1', (req, _res, next) => {
     deps.limits.ip.take(`ip:${req.ip ?? req.socket.remoteAddress ?? 'unknown'}`, 'requests from this address');

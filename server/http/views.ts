@@ -30,3 +30,19 @@ export function threadView(t: ThreadRecord) {
 export function messageView(m: MessageRecord) {
   return { id: m.id, thread_id: m.threadId, run_id: m.runId, role: m.role, content: m.content, status: m.status, created_at: m.createdAt.toISOString() };
 }
+
+/**
+ * A page of messages capped by size as well as count: the first message always (so a cursor advances),
+ * then as many as fit in `maxBytes` serialized. `nextAfter` is the cursor to continue from, null at the end.
+ */
+export function pageBySize<T extends { id: number }>(items: T[], limit: number, maxBytes: number): { items: T[]; nextAfter: number | null } {
+  let bytes = 0;
+  let n = 0;
+  for (; n < items.length; n++) {
+    bytes += Buffer.byteLength(JSON.stringify(items[n]));
+    if (n > 0 && bytes > maxBytes) break;
+  }
+  const page = items.slice(0, n);
+  const more = n < items.length || items.length === limit;
+  return { items: page, nextAfter: more && page.length > 0 ? page[page.length - 1].id : null };
+}

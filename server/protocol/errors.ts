@@ -9,6 +9,7 @@ export const ERROR_CODES = {
   FORBIDDEN: { http: 403, retryable: false, meaning: 'The action is disabled on this server (for example dev login in production).' },
   NOT_FOUND: { http: 404, retryable: false, meaning: 'No such thread, run or agent for this user (another user\'s ids look exactly like unknown ones).' },
   PAYLOAD_TOO_LARGE: { http: 413, retryable: false, meaning: 'The request body or input is over its size limit.' },
+  UNSUPPORTED_MEDIA_TYPE: { http: 415, retryable: false, meaning: 'The request body\'s Content-Encoding or charset is not supported (send UTF-8 JSON, identity, gzip, deflate or br).' },
   THREAD_BUSY: { http: 409, retryable: true, meaning: 'The thread has a run in progress and the request asked multitask "reject".' },
   RATE_LIMITED: { http: 429, retryable: true, meaning: 'Too many requests or connections; retry after the hinted delay. The limit recovers after its window.' },
   OVERLOADED: { http: 503, retryable: true, meaning: 'The run queue is full; retry after the hinted delay. Nothing was accepted.' },

@@ -1,6 +1,6 @@
 /**
  * The first check on every client payload, before its schema: bounded nesting, no keys that could reach
- * a prototype, no control characters in strings. A payload that fails gets BAD_REQUEST naming the place.
+ * a prototype, no control characters in strings, no binary values. A payload that fails gets BAD_REQUEST naming the place.
  */
 import { CodedError } from './errors.js';
 
@@ -18,6 +18,9 @@ export function assertSafePayload(value: unknown, what: string): void {
       return;
     }
     if (v === null || typeof v !== 'object') return;
+    // socket.io carries binary (it arrives as a Buffer): no agent input or field is binary, so refuse it here
+    // rather than let it fail later as an agent error.
+    if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) throw new CodedError('BAD_REQUEST', `invalid ${what}: binary value at ${path}; send text or JSON`);
     if (Array.isArray(v)) {
       v.forEach((item, i) => visit(item, `${path}[${i}]`, depth + 1));
       return;

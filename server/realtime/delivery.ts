@@ -6,14 +6,17 @@
  *   then releases the held ones past the cursor: no gap and no duplicate at the seam;
  * - a socket that lags (its outbound buffer over a quarter of the budget) gets consecutive partial_result
  *   events merged into one envelope (`coalesced_from_seq` .. `seq`, texts joined) every COALESCE_MS;
- * - a socket whose outbound buffer is over budget stops getting live events of a run and is told
- *   `resync_required {run_id, last_seq}` once, so it replays from the log instead of growing our memory.
+ * - a socket whose outbound buffer is over budget (packets or bytes) stops getting live events of a run and
+ *   is told `resync_required {run_id, last_seq}` once, so it replays from the log instead of growing our memory;
+ * - one replay sends at most `maxAckBytes`; the rest is read with another subscribe_run from the cursor.
  */
 import type { Socket } from 'socket.io';
 import type { RunEventEnvelope } from '../protocol/events.js';
+import { watchOutbox, type Outbox } from './outbox.js';
 
 interface SocketState {
   socket: Socket;
+  outbox: Outbox;
   cursors: Map<string, number>;
   /** Runs being replayed on this socket, with the live events held meanwhile. */
   held: Map<string, RunEventEnvelope[]>;
@@ -28,15 +31,27 @@ const COALESCE_MS = 50;
 export interface DeliveryOptions {
   /** Packets waiting in a socket's write buffer beyond which it counts as stalled. */
   maxBufferedPackets: number;
+  /** Bytes waiting for a socket beyond which it counts as stalled (SOCKET_MAX_BUFFERED_BYTES). */
+  maxBufferedBytes: number;
+  /** The most one answer (an ack, one replay) may send. */
+  maxAckBytes: number;
   onDropped: (n: number) => void;
+}
+
+export interface ReplayResult {
+  /** The last seq this socket has of the run. */
+  lastSeq: number;
+  /** Set when the replay stopped at its size cap: subscribe again from here for the rest. */
+  nextAfterSeq: number | null;
 }
 
 export function createDelivery(opts: DeliveryOptions) {
   const byUser = new Map<string, Set<SocketState>>();
   const bySocket = new Map<string, SocketState>();
 
-  function bufferedPackets(socket: Socket): number {
-    return (socket.conn as unknown as { writeBuffer?: unknown[] }).writeBuffer?.length ?? 0;
+  /** How far over its budget a socket's unsent data is: >1 over, >0.25 lagging. */
+  function load(state: SocketState): number {
+    return Math.max(state.outbox.packets() / opts.maxBufferedPackets, state.outbox.bytes() / opts.maxBufferedBytes);
   }
 
   function send(state: SocketState, e: RunEventEnvelope): void {
@@ -49,15 +64,15 @@ export function createDelivery(opts: DeliveryOptions) {
       opts.onDropped(1);
       return;
     }
-    const buffered = bufferedPackets(state.socket);
-    if (buffered > opts.maxBufferedPackets) {
+    const buffered = load(state);
+    if (buffered > 1) {
       flushMerged(state, e.run_id);
       state.paused.add(e.run_id);
       opts.onDropped(1);
       state.socket.emit('resync_required', { run_id: e.run_id, last_seq: state.cursors.get(e.run_id) ?? e.seq - 1 });
       return;
     }
-    if (e.type === 'partial_result' && (buffered > opts.maxBufferedPackets / 4 || state.merging.has(e.run_id))) {
+    if (e.type === 'partial_result' && (buffered > 0.25 || state.merging.has(e.run_id))) {
       const merging = state.merging.get(e.run_id);
       if (merging) merging.events.push(e);
       else state.merging.set(e.run_id, { events: [e], timer: setTimeout(() => flushMerged(state, e.run_id), COALESCE_MS) });
@@ -88,7 +103,7 @@ export function createDelivery(opts: DeliveryOptions) {
 
   return {
     add(userId: string, socket: Socket): void {
-      const state: SocketState = { socket, cursors: new Map(), held: new Map(), paused: new Set(), merging: new Map() };
+      const state: SocketState = { socket, outbox: watchOutbox(socket.conn), cursors: new Map(), held: new Map(), paused: new Set(), merging: new Map() };
       bySocket.set(socket.id, state);
       if (!byUser.has(userId)) byUser.set(userId, new Set());
       byUser.get(userId)!.add(state);
@@ -97,6 +112,7 @@ export function createDelivery(opts: DeliveryOptions) {
       const state = bySocket.get(socket.id);
       bySocket.delete(socket.id);
       for (const m of state?.merging.values() ?? []) clearTimeout(m.timer);
+      state?.outbox.stop();
       const set = byUser.get(userId);
       if (state && set) {
         set.delete(state);
@@ -105,6 +121,24 @@ export function createDelivery(opts: DeliveryOptions) {
     },
     socketsOf(userId: string): number {
       return byUser.get(userId)?.size ?? 0;
+    },
+    /** Bytes sent to the socket and not yet taken by it. */
+    bufferedBytes(socket: Socket): number {
+      return bySocket.get(socket.id)?.outbox.bytes() ?? 0;
+    },
+    /** Whether the socket's unsent data is over its budget (then answers that could be large are refused). */
+    overBudget(socket: Socket): boolean {
+      const state = bySocket.get(socket.id);
+      return state ? load(state) > 1 : false;
+    },
+    /** Sockets that have had data outstanding, taking none of it, for longer than `ms`. */
+    stalled(ms: number): { socket: Socket; bytes: number; stalledMs: number }[] {
+      const out = [];
+      for (const state of bySocket.values()) {
+        const stalledMs = state.outbox.stalledMs();
+        if (stalledMs > ms) out.push({ socket: state.socket, bytes: state.outbox.bytes(), stalledMs });
+      }
+      return out;
     },
     deliver(e: RunEventEnvelope): void {
       for (const state of byUser.get(e.user_id) ?? []) {
@@ -118,20 +152,29 @@ export function createDelivery(opts: DeliveryOptions) {
      * through the persisted log; events are persisted before they are delivered, so the log plus the
      * events held during the read cover everything.
      */
-    async replay(socket: Socket, runId: string, afterSeq: number, readLog: (after: number) => Promise<RunEventEnvelope[]>): Promise<number> {
+    async replay(socket: Socket, runId: string, afterSeq: number, readLog: (after: number) => Promise<RunEventEnvelope[]>): Promise<ReplayResult> {
       const state = bySocket.get(socket.id);
-      if (!state) return afterSeq;
+      if (!state) return { lastSeq: afterSeq, nextAfterSeq: null };
       flushMerged(state, runId);
       state.held.set(runId, []);
       state.paused.delete(runId);
       state.cursors.set(runId, afterSeq);
       let cursor = afterSeq;
+      let sent = 0;
+      let cut = false;
       try {
-        for (;;) {
+        read: for (;;) {
           const page = await readLog(cursor);
           if (page.length === 0) break;
           for (const e of page) {
+            // At least one event per replay, so a client following the cursor always advances.
+            const bytes = Buffer.byteLength(JSON.stringify(e));
+            if (sent > 0 && sent + bytes > opts.maxAckBytes) {
+              cut = true;
+              break read;
+            }
             state.socket.emit(e.type, e);
+            sent += bytes;
             cursor = e.seq;
           }
         }
@@ -139,9 +182,12 @@ export function createDelivery(opts: DeliveryOptions) {
         const held = state.held.get(runId) ?? [];
         state.held.delete(runId);
         state.cursors.set(runId, cursor);
-        for (const e of held) send(state, e);
+        // Cut short: the run waits, paused, for the next subscribe_run from the cursor; its live events
+        // would leave a gap.
+        if (cut) state.paused.add(runId);
+        else for (const e of held) send(state, e);
       }
-      return state.cursors.get(runId) ?? cursor;
+      return { lastSeq: state.cursors.get(runId) ?? cursor, nextAfterSeq: cut ? cursor : null };
     },
   };
 }

@@ -11,9 +11,11 @@ import type { Logger } from '../logger.js';
 import { CodedError, toErrorBody, type ErrorBody } from '../protocol/errors.js';
 import type { RunEventEnvelope } from '../protocol/events.js';
 import { RefreshTokenBody, StartRunBody, StopRunBody, SubscribeRunBody, ThreadHistoryBody, normalizeInput, parse } from '../protocol/requests.js';
-import { messageView } from '../http/views.js';
+import { originAllowed } from '../http/origin.js';
+import { messageView, pageBySize } from '../http/views.js';
 import type { RunService } from '../runs/run-service.js';
 import type { RunStore } from '../store/run-store.js';
+import { createConnectionSlots } from './connection-slots.js';
 import { createDelivery } from './delivery.js';
 import type { RateLimiter } from './rate-limiter.js';
 
@@ -28,38 +30,99 @@ export interface SocketServerDeps {
   runs: RunService;
   store: RunStore;
   log: Logger;
-  limits: { user: RateLimiter; ip: RateLimiter };
+  /** user, ip: messages; authFailures: failed handshakes per address. */
+  limits: { user: RateLimiter; ip: RateLimiter; authFailures: RateLimiter };
   maxInputBytes: number;
   maxConnectionsPerUser: number;
   maxConnectionsPerIp: number;
   maxBufferedPackets: number;
+  /** SOCKET_MAX_BUFFERED_BYTES: unsent bytes a socket may have; one answer (ack, replay) sends at most a quarter. */
+  maxBufferedBytes: number;
+  /** SOCKET_STALL_TIMEOUT_MS: a socket that takes none of its outstanding data this long is disconnected. */
+  stallTimeoutMs: number;
   tokenExpiryWarningMs: number;
   onEventsDropped: (n: number) => void;
+  onStalledDisconnect: () => void;
+  /** CORS_ORIGINS: browser origins allowed besides the server's own. */
+  corsOrigins: readonly string[];
 }
+
+/**
+ * The transport's cap on one message, well above MAX_INPUT_BYTES: a message over MAX_INPUT_BYTES but under
+ * this gets PAYLOAD_TOO_LARGE on its ack; only one over this is cut off by socket.io (the socket closes).
+ */
+export const transportCap = (maxInputBytes: number) => Math.max(4 * maxInputBytes + 64 * 1024, 1024 * 1024);
 
 const REPLAY_PAGE = 500;
 
 export function createSocketServer(deps: SocketServerDeps) {
   const { tokens, runs, store, log } = deps;
   const io = new Server(deps.http, {
-    maxHttpBufferSize: Math.max(deps.maxInputBytes * 2, 100_000),
+    maxHttpBufferSize: transportCap(deps.maxInputBytes),
     serveClient: false,
+    // A page of another origin cannot open a socket (browsers always send Origin; other clients need none).
+    allowRequest: (req, callback) => {
+      const ok = originAllowed(req.headers.origin, req.headers.host, deps.corsOrigins);
+      callback(ok ? null : 'origin not allowed (CORS_ORIGINS)', ok);
+    },
+    ...(deps.corsOrigins.length > 0 ? { cors: { origin: [...deps.corsOrigins] } } : {}),
   });
-  const delivery = createDelivery({ maxBufferedPackets: deps.maxBufferedPackets, onDropped: deps.onEventsDropped });
-  const connectionsByIp = new Map<string, number>();
+  const maxAckBytes = Math.floor(deps.maxBufferedBytes / 4);
+  const delivery = createDelivery({ maxBufferedPackets: deps.maxBufferedPackets, maxBufferedBytes: deps.maxBufferedBytes, maxAckBytes, onDropped: deps.onEventsDropped });
+  /**
+   * Runs `answer` (one that can be large: a history page, a replay) if the socket has room for it: its unsent
+   * bytes plus a full-size answer for each one already being prepared stay within its budget. Counting the
+   * ones being prepared matters: a burst of requests all passes a check of what was already sent.
+   */
+  async function withRoom<T>(socket: Socket, answer: () => Promise<T>): Promise<T> {
+    const preparing = (socket.data.preparing as number | undefined) ?? 0;
+    const buffered = delivery.bufferedBytes(socket);
+    if (delivery.overBudget(socket) || buffered + (preparing + 1) * maxAckBytes > deps.maxBufferedBytes) {
+      throw new CodedError('RATE_LIMITED', `this connection has ${buffered} bytes it has not read yet and ${preparing} answers on their way (SOCKET_MAX_BUFFERED_BYTES=${deps.maxBufferedBytes}); read them, then retry`, { retryAfterSeconds: 1 });
+    }
+    socket.data.preparing = preparing + 1;
+    try {
+      return await answer();
+    } finally {
+      socket.data.preparing = (socket.data.preparing as number) - 1;
+    }
+  }
+  // A socket that takes nothing of what it was sent holds memory here until it goes: past the time budget
+  // it is cut off (its unsent data discarded), and says so in the log and a metric.
+  const stallSweep = setInterval(() => {
+    for (const { socket, bytes, stalledMs } of delivery.stalled(deps.stallTimeoutMs)) {
+      log.warn({ socket_id: socket.id, user_id: socket.data.userId, buffered_bytes: bytes, stalled_ms: stalledMs }, 'socket stalled; disconnected');
+      deps.onStalledDisconnect();
+      delivery.remove(socket.data.userId as string, socket);
+      socket.conn.close(true);
+    }
+  }, Math.min(1000, deps.stallTimeoutMs));
+  stallSweep.unref();
+  const slots = createConnectionSlots({ perUser: deps.maxConnectionsPerUser, perIp: deps.maxConnectionsPerIp });
   const ipOf = (socket: Socket) => socket.handshake.address || 'unknown';
 
-  io.use((socket, next) => {
+  /** The session of a handshake; a failed one costs its address a token of the failed-handshake budget. */
+  function authenticate(socket: Socket): Session {
+    const ip = ipOf(socket);
+    deps.limits.authFailures.check(`ip:${ip}`, 'failed handshakes from this address');
     try {
       const auth = (socket.handshake.auth ?? {}) as { token?: unknown; ticket?: unknown };
       const session: Session = auth.ticket !== undefined ? deps.tickets.redeem(auth.ticket) : tokens.session(auth.token);
       if (session.expiresAt !== null && session.expiresAt <= Date.now()) throw new CodedError('UNAUTHORIZED', 'token expired');
-      if (delivery.socketsOf(session.userId) >= deps.maxConnectionsPerUser) {
-        throw new CodedError('RATE_LIMITED', `too many connections for this user (MAX_CONNECTIONS_PER_USER=${deps.maxConnectionsPerUser})`, { retryAfterSeconds: 5 });
-      }
-      if ((connectionsByIp.get(ipOf(socket)) ?? 0) >= deps.maxConnectionsPerIp) {
-        throw new CodedError('RATE_LIMITED', `too many connections from this address (MAX_CONNECTIONS_PER_IP=${deps.maxConnectionsPerIp})`, { retryAfterSeconds: 5 });
-      }
+      return session;
+    } catch (err) {
+      deps.limits.authFailures.spend(`ip:${ip}`);
+      throw err;
+    }
+  }
+
+  io.use((socket, next) => {
+    try {
+      const session = authenticate(socket);
+      const release = slots.claim(socket.id, session.userId, ipOf(socket), socket.conn);
+      // Released on disconnect, or when the transport closes before the socket ever connected.
+      socket.data.releaseSlot = release;
+      socket.conn.once('close', release);
       socket.data.userId = session.userId;
       socket.data.expiresAt = session.expiresAt;
       next();
@@ -88,18 +151,21 @@ export function createSocketServer(deps: SocketServerDeps) {
     },
     async subscribe_run(socket, payload) {
       const body = parse(SubscribeRunBody, payload, 'subscribe_run payload');
-      const run = await store.findRun(socket.data.userId, body.run_id);
-      if (!run) throw new CodedError('NOT_FOUND', 'no such run');
-      const lastSeq = await delivery.replay(socket, run.id, body.after_seq, (after) => store.listEvents(run, after, REPLAY_PAGE));
-      return { run_id: run.id, last_seq: lastSeq };
+      return withRoom(socket, async () => {
+        const run = await store.findRun(socket.data.userId, body.run_id);
+        if (!run) throw new CodedError('NOT_FOUND', 'no such run');
+        const replayed = await delivery.replay(socket, run.id, body.after_seq, (after) => store.listEvents(run, after, REPLAY_PAGE));
+        return { run_id: run.id, last_seq: replayed.lastSeq, next_after_seq: replayed.nextAfterSeq };
+      });
     },
     async get_thread_history(socket, payload) {
       const body = parse(ThreadHistoryBody, payload, 'get_thread_history payload');
-      const thread = await store.findThread(socket.data.userId, body.thread_id);
-      if (!thread) throw new CodedError('NOT_FOUND', 'no such thread');
-      const messages = await store.listMessages(thread.id, body.limit, body.after);
-      const last = messages.at(-1);
-      return { thread_id: thread.id, messages: messages.map(messageView), next_after: messages.length === body.limit && last ? last.id : null };
+      return withRoom(socket, async () => {
+        const thread = await store.findThread(socket.data.userId, body.thread_id);
+        if (!thread) throw new CodedError('NOT_FOUND', 'no such thread');
+        const page = pageBySize((await store.listMessages(thread.id, body.limit, body.after)).map(messageView), body.limit, maxAckBytes);
+        return { thread_id: thread.id, messages: page.items, next_after: page.nextAfter };
+      });
     },
     async refresh_token(socket, payload) {
       const body = parse(RefreshTokenBody, payload, 'refresh_token payload');
@@ -130,16 +196,15 @@ export function createSocketServer(deps: SocketServerDeps) {
   io.on('connection', (socket) => {
     const userId = socket.data.userId as string;
     const ip = ipOf(socket);
-    connectionsByIp.set(ip, (connectionsByIp.get(ip) ?? 0) + 1);
     void socket.join(roomOf(userId));
     delivery.add(userId, socket);
     scheduleExpiry(socket);
     socket.on('disconnect', () => {
       delivery.remove(userId, socket);
       for (const t of (socket.data.expiryTimers as NodeJS.Timeout[] | undefined) ?? []) clearTimeout(t);
-      const n = (connectionsByIp.get(ip) ?? 1) - 1;
-      if (n > 0) connectionsByIp.set(ip, n);
-      else connectionsByIp.delete(ip);
+      const release = socket.data.releaseSlot as () => void;
+      socket.conn.off('close', release);
+      release();
     });
     socket.onAny((event: unknown, ...args: unknown[]) => {
       const ack: Ack | null = typeof args.at(-1) === 'function' ? (args.at(-1) as Ack) : null;
@@ -172,6 +237,8 @@ export function createSocketServer(deps: SocketServerDeps) {
     deliver(envelope: RunEventEnvelope): void {
       delivery.deliver(envelope);
     },
-    connections: () => io.engine.clientsCount,
+    /** Connected sockets (not engine.io connections: one of those may have tried to carry several). */
+    connections: () => io.of('/').sockets.size,
+    stop: () => clearInterval(stallSweep),
   };
 }

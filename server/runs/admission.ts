@@ -9,6 +9,12 @@ export function createAdmission() {
   /** Users with waiting runs, in the order they will next be served. */
   let order: string[] = [];
   let size = 0;
+  /**
+   * Places held by requests still being accepted (between the limit check and `add`, across awaits):
+   * counted with the waiting runs, so a burst cannot pass the check together.
+   */
+  const reservedByUser = new Map<string, number>();
+  let reserved = 0;
 
   function remove(run: LiveRun): boolean {
     const list = byUser.get(run.userId);
@@ -49,8 +55,29 @@ export function createAdmission() {
     position(run: LiveRun): number {
       return (byUser.get(run.userId)?.indexOf(run) ?? -1) + 1;
     },
+    /** Waiting runs plus places reserved by requests being accepted. */
+    get claimed() {
+      return size + reserved;
+    },
     queuedFor(userId: string): number {
       return byUser.get(userId)?.length ?? 0;
+    },
+    claimedFor(userId: string): number {
+      return (byUser.get(userId)?.length ?? 0) + (reservedByUser.get(userId) ?? 0);
+    },
+    /** Holds one place for `userId` until the returned release is called (once; later calls do nothing). */
+    reserve(userId: string): () => void {
+      reserved++;
+      reservedByUser.set(userId, (reservedByUser.get(userId) ?? 0) + 1);
+      let held = true;
+      return () => {
+        if (!held) return;
+        held = false;
+        reserved--;
+        const n = (reservedByUser.get(userId) ?? 1) - 1;
+        if (n > 0) reservedByUser.set(userId, n);
+        else reservedByUser.delete(userId);
+      };
     },
     /**
      * The next run to start: the oldest waiting run of the first user, in round-robin order, whose oldest

@@ -260,14 +260,24 @@ export function createRunService(deps: {
       throw new CodedError('BAD_REQUEST', `unknown agent ${JSON.stringify(req.agent)}; GET /v1/agents lists the agents`);
     }
     const free = deps.cells().cells().reduce((n, c) => n + c.freeSlots, 0);
-    if (queue.size >= config.maxQueuedRuns + free) {
+    if (queue.claimed >= config.maxQueuedRuns + free) {
       metrics.runsRefused.inc({ code: 'OVERLOADED' });
       throw new CodedError('OVERLOADED', `the run queue is full (MAX_QUEUED_RUNS=${config.maxQueuedRuns}); nothing was accepted`, { retryAfterSeconds: 2 });
     }
-    if (queue.queuedFor(userId) >= config.userMaxQueuedRuns) {
+    if (queue.claimedFor(userId) >= config.userMaxQueuedRuns) {
       metrics.runsRefused.inc({ code: 'OVERLOADED' });
       throw new CodedError('OVERLOADED', `you have ${config.userMaxQueuedRuns} runs waiting (USER_MAX_QUEUED_RUNS); nothing was accepted`, { retryAfterSeconds: 5 });
     }
+    // The checks above and the queue.add below are separated by awaits: hold the place meanwhile.
+    const release = queue.reserve(userId);
+    try {
+      return await persistAndQueue(userId, req, release);
+    } finally {
+      release();
+    }
+  }
+
+  async function persistAndQueue(userId: string, req: StartRunRequest, release: () => void): Promise<RunRecord> {
     if (req.threadId && !(await store.findThread(userId, req.threadId))) throw new CodedError('NOT_FOUND', 'no such thread');
     if (req.threadId) {
       // Double-texting: what to do when the conversation already has a run queued or in progress.
@@ -308,6 +318,7 @@ export function createRunService(deps: {
     // every later event of the run is chained behind this one, however early its cell answers.
     relay.deliver(run, first, new Promise<void>((resolve) => setImmediate(resolve)));
     live.set(run.id, run);
+    release(); // the run now counts itself
     queue.add(run);
     // A run still waiting for its slot after a second is told where it stands.
     run.timers.push(

@@ -132,7 +132,11 @@ function startChatPage(): void {
     const inFlight = subscribing;
     inFlight.set(runId, mark);
     try {
-      await conn.request('subscribe_run', { run_id: runId, after_seq: afterSeq });
+      // A long log is replayed in parts (each answer is size-capped): follow the cursor to its end.
+      for (let after: number | null = afterSeq; after !== null; ) {
+        const reply: { next_after_seq?: number | null } = await conn.request('subscribe_run', { run_id: runId, after_seq: after });
+        after = reply.next_after_seq ?? null;
+      }
     } catch (err) {
       // NO_ACK: the connection dropped; the reconnection subscribes again.
       if (err instanceof ApiError && (err.code === 'NOT_FOUND' || err.code === 'NO_ACK')) return;

@@ -1,0 +1,132 @@
+/**
+ * Every bad input gets a clear, documented error and nothing is lost: binary values, oversized socket
+ * messages, body-parser failures, tokens that never expire, foreign origins, and configuration mistakes
+ * (without ever echoing a secret).
+ */
+import jwt from 'jsonwebtoken';
+import zlib from 'node:zlib';
+import { io, type Socket } from 'socket.io-client';
+import { runServerOnce, startServer, type TestServer } from './helpers/server';
+import { UserClient, devLogin, httpCall } from './helpers/client';
+
+const SECRET = 'test-secret-test-secret-test-secret';
+
+function socketWith(url: string, auth: Record<string, unknown>, headers: Record<string, string> = {}): Socket {
+  return io(url, { auth, transports: ['websocket'], reconnection: false, forceNew: true, extraHeaders: headers });
+}
+
+function connected(socket: Socket): Promise<Error | null> {
+  return new Promise((resolve) => {
+    socket.once('connect', () => resolve(null));
+    socket.once('connect_error', (err) => resolve(err));
+  });
+}
+
+describe('configuration errors', () => {
+  test('a bad secret is named, never echoed', async () => {
+    const secret = 'short-s3cr3t';
+    const { code, stderr } = await runServerOnce({ AUTH_JWT_SECRET: secret });
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/AUTH_JWT_SECRET: must be at least 16 characters \(value hidden/);
+    expect(stderr).not.toContain(secret);
+  });
+
+  test('NODE_ENV is compared case-insensitively and unknown values are refused', async () => {
+    // "Production" is production: it requires AUTH_JWT_SECRET.
+    const prod = await runServerOnce({ NODE_ENV: 'Production' });
+    expect(prod.code).toBe(2);
+    expect(prod.stderr).toMatch(/AUTH_JWT_SECRET: required when NODE_ENV=production/);
+    const odd = await runServerOnce({ NODE_ENV: 'staging' });
+    expect(odd.code).toBe(2);
+    expect(odd.stderr).toMatch(/NODE_ENV: must be development, production or test/);
+  });
+
+  test('CORS_ORIGINS must be a list of origins', async () => {
+    const { code, stderr } = await runServerOnce({ CORS_ORIGINS: 'https://ok.example, https://bad.example/path' });
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/CORS_ORIGINS/);
+  });
+});
+
+describe('a live server', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer({ CORS_ORIGINS: 'http://app.example', AUTH_MAX_TOKEN_LIFETIME_S: '3600' });
+  });
+  afterAll(() => server.stop());
+
+  test('tokens without exp, or living longer than AUTH_MAX_TOKEN_LIFETIME_S, are refused on HTTP and sockets', async () => {
+    const forever = jwt.sign({}, SECRET, { algorithm: 'HS256', subject: 'eternal' });
+    const tooLong = jwt.sign({}, SECRET, { algorithm: 'HS256', subject: 'eternal', expiresIn: 7200 });
+    const fine = jwt.sign({}, SECRET, { algorithm: 'HS256', subject: 'eternal', expiresIn: 3000 });
+    for (const [token, why] of [[forever, /no exp/], [tooLong, /AUTH_MAX_TOKEN_LIFETIME_S/]] as const) {
+      const res = await httpCall(server.url, 'GET', '/v1/threads', undefined, token);
+      expect(res.status).toBe(401);
+      expect(res.body.error).toMatchObject({ code: 'UNAUTHORIZED', message: expect.stringMatching(why) });
+      const s = socketWith(server.url, { token });
+      expect(((await connected(s)) as any)?.data).toMatchObject({ code: 'UNAUTHORIZED', message: expect.stringMatching(why) });
+      s.close();
+    }
+    expect((await httpCall(server.url, 'GET', '/v1/threads', undefined, fine)).status).toBe(200);
+  });
+
+  test('binary inside input is refused at the edge with BAD_REQUEST; a message over MAX_INPUT_BYTES gets PAYLOAD_TOO_LARGE and the socket stays', async () => {
+    const u = await UserClient.connect(server.url, 'binary');
+    const binary = await u.ack('start_agent', { agent: 'echo', input: { text: 'x', blob: Buffer.from('abc') } });
+    expect(binary.error).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringMatching(/binary value at .*input\.blob/) });
+    // ~200 KB: over MAX_INPUT_BYTES (64 KiB), under the transport cap (socket.io cut off ~128 KB before).
+    const big = await u.ack('start_agent', { agent: 'echo', input: 'x'.repeat(200_000) });
+    expect(big.error).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', message: expect.stringMatching(/MAX_INPUT_BYTES/) });
+    expect(u.socket.connected).toBe(true);
+    const ok = await u.start({ agent: 'echo', input: 'after' });
+    await u.waitForRun(ok.run_id);
+    u.close();
+  });
+
+  test('body-parser errors are coded with their status, answered with nosniff and no-store, never logged as errors', async () => {
+    const token = await devLogin(server.url, 'bodies');
+    const post = (headers: Record<string, string>, body: string | Uint8Array) =>
+      fetch(`${server.url}/v1/threads`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...headers }, body: body as unknown as string });
+    const cases: [Promise<Response>, number, string][] = [
+      [post({ 'content-encoding': 'compress' }, '{}'), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+      [post({ 'content-type': 'application/json; charset=koi8-r' }, '{}'), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+      [post({}, '{"title": '), 400, 'BAD_REQUEST'],
+      [post({}, JSON.stringify({ title: 'x'.repeat(300_000) })), 413, 'PAYLOAD_TOO_LARGE'],
+      [post({ 'content-encoding': 'gzip' }, new Uint8Array(zlib.gzipSync('{"title":"zipped"}'))), 201, ''],
+    ];
+    for (const [pending, status, code] of cases) {
+      const res = await pending;
+      const body = (await res.json()) as any;
+      expect([status, code ? body.error?.code : '']).toEqual([res.status, code]);
+      expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+      expect(res.headers.get('cache-control')).toBe('no-store');
+    }
+    expect(server.logs.filter((l) => (l.level as number) >= 50)).toEqual([]);
+  });
+
+  test('origins: same origin and CORS_ORIGINS are allowed (CORS headers), any other origin is refused on HTTP and at the handshake', async () => {
+    const token = await devLogin(server.url, 'origins');
+    const get = (origin: string) => fetch(`${server.url}/v1/threads`, { headers: { authorization: `Bearer ${token}`, origin } });
+    const same = await get(server.url);
+    expect(same.status).toBe(200);
+    const allowed = await get('http://app.example');
+    expect(allowed.status).toBe(200);
+    expect(allowed.headers.get('access-control-allow-origin')).toBe('http://app.example');
+    const preflight = await fetch(`${server.url}/v1/threads`, { method: 'OPTIONS', headers: { origin: 'http://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' } });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-headers')).toMatch(/authorization/);
+    const foreign = await get('http://evil.example');
+    expect(foreign.status).toBe(403);
+    expect(foreign.headers.get('access-control-allow-origin')).toBeNull();
+    expect(((await foreign.json()) as any).error).toMatchObject({ code: 'FORBIDDEN', message: expect.stringMatching(/CORS_ORIGINS/) });
+
+    const evil = socketWith(server.url, { token }, { origin: 'http://evil.example' });
+    expect(await connected(evil)).not.toBeNull();
+    evil.close();
+    for (const origin of ['http://app.example', server.url]) {
+      const good = socketWith(server.url, { token }, { origin });
+      expect(await connected(good)).toBeNull();
+      good.close();
+    }
+  });
+});

@@ -1,0 +1,110 @@
+/**
+ * Limits that hold under a burst: run-queue places and connection slots are claimed atomically, so
+ * requests that arrive together cannot all pass one check; failed handshakes are rate-limited per address.
+ */
+import { io, type Socket } from 'socket.io-client';
+import { startServer, type TestServer } from './helpers/server';
+import { devLogin, httpCall, metricValue } from './helpers/client';
+
+/** socket.io over raw engine.io long-polling (protocol 4): one session, packets sent and read by hand. */
+async function pollingSession(url: string) {
+  const base = `${url}/socket.io/?EIO=4&transport=polling`;
+  const open = await (await fetch(base)).text();
+  const sid = (JSON.parse(open.slice(1)) as { sid: string }).sid;
+  const at = `${base}&sid=${sid}`;
+  return {
+    /** Sends packets in ONE POST (engine.io separates them with the record separator). */
+    async post(packets: string[]): Promise<void> {
+      const res = await fetch(at, { method: 'POST', body: packets.join('\x1e'), headers: { 'content-type': 'text/plain;charset=UTF-8' } });
+      if (res.status !== 200) throw new Error(`POST ${res.status}: ${await res.text()}`);
+    },
+    async read(): Promise<string[]> {
+      return (await (await fetch(at)).text()).split('\x1e');
+    },
+  };
+}
+
+function rawSocket(url: string, token: string): Socket {
+  return io(url, { auth: { token }, transports: ['websocket'], reconnection: false, forceNew: true });
+}
+
+function connected(socket: Socket): Promise<Error | null> {
+  return new Promise((resolve) => {
+    socket.once('connect', () => resolve(null));
+    socket.once('connect_error', (err) => resolve(err));
+  });
+}
+
+describe('bursts', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer({
+      ENABLE_CHAOS_AGENTS: '1',
+      CELLS: '1',
+      THREADS_PER_CELL: '1',
+      MAX_QUEUED_RUNS: '20',
+      USER_MAX_QUEUED_RUNS: '10',
+      MAX_CONNECTIONS_PER_USER: '3',
+      RATE_LIMIT_AUTH_FAILURES_BURST: '3',
+      RATE_LIMIT_AUTH_FAILURES_PER_MIN: '1',
+      SHUTDOWN_GRACE_MS: '0',
+    });
+  });
+  afterAll(() => server.stop());
+
+  test('start_agent sent 200 at once: USER_MAX_QUEUED_RUNS, then MAX_QUEUED_RUNS hold; the rest is OVERLOADED', async () => {
+    // At most 1 thread plus burst threads (runs over LONG_RUN_MS) take runs out of the queue meanwhile.
+    const dispatchable = 5;
+    const burst = async (userId: string) => {
+      const s = rawSocket(server.url, await devLogin(server.url, userId));
+      expect(await connected(s)).toBeNull();
+      // Emitted together, not awaited one by one: the server sees them as one burst.
+      const acks = await Promise.all(Array.from({ length: 200 }, (_, i) => s.timeout(60_000).emitWithAck('start_agent', { agent: 'chaos', input: { mode: 'slow', ms: 20_000, text: `${i}` } })));
+      s.close();
+      const accepted = acks.filter((a) => a.run_id).length;
+      expect(acks.filter((a) => !a.run_id).every((a) => a.error?.code === 'OVERLOADED')).toBe(true);
+      return accepted;
+    };
+    const first = await burst('burst-a');
+    expect(first).toBeGreaterThanOrEqual(10);
+    expect(first).toBeLessThanOrEqual(10 + dispatchable);
+    const second = await burst('burst-b');
+    expect(first + second).toBeGreaterThanOrEqual(20);
+    expect(first + second).toBeLessThanOrEqual(20 + dispatchable);
+  }, 120_000);
+
+  test('150 CONNECT packets in one long-polling POST open one socket; the others are refused; the gauge counts sockets', async () => {
+    const token = await devLogin(server.url, 'connect-burst');
+    const session = await pollingSession(server.url);
+    await session.post(Array.from({ length: 150 }, () => `40${JSON.stringify({ token })}`));
+    const answers: string[] = [];
+    const deadline = Date.now() + 30_000;
+    while (answers.filter((p) => p.startsWith('40') || p.startsWith('44')).length < 150 && Date.now() < deadline) answers.push(...(await session.read()));
+    const opened = answers.filter((p) => p.startsWith('40'));
+    const refused = answers.filter((p) => p.startsWith('44'));
+    expect(opened).toHaveLength(1);
+    expect(refused).toHaveLength(149);
+    expect(JSON.parse(refused[0].slice(2))).toMatchObject({ message: 'BAD_REQUEST', data: { code: 'BAD_REQUEST', message: expect.stringMatching(/one socket per connection/) } });
+    const metrics = (await httpCall(server.url, 'GET', '/metrics')).body as string;
+    expect(metricValue(metrics, 'atoll_socket_connections')).toBe(1);
+  }, 60_000);
+
+  test('failed handshakes cost their address: after the burst a clear RATE_LIMITED, even with a good token', async () => {
+    const token = await devLogin(server.url, 'handshaker');
+    // Successful handshakes cost nothing.
+    for (let i = 0; i < 4; i++) {
+      const ok = rawSocket(server.url, token);
+      expect(await connected(ok)).toBeNull();
+      ok.close();
+    }
+    for (let i = 0; i < 3; i++) {
+      const bad = rawSocket(server.url, 'not-a-token');
+      expect(((await connected(bad)) as any)?.data).toMatchObject({ code: 'UNAUTHORIZED' });
+      bad.close();
+    }
+    const blocked = rawSocket(server.url, token);
+    const err = (await connected(blocked)) as any;
+    blocked.close();
+    expect(err?.data).toMatchObject({ code: 'RATE_LIMITED', message: expect.stringMatching(/failed handshakes from this address/) });
+  });
+});
