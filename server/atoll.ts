@@ -24,7 +24,7 @@ import { createRunService, type RunService } from './runs/run-service.js';
 import { applyMigrations } from './store/migrations.js';
 import { createRunStore } from './store/run-store.js';
 import { createRunWrites } from './store/run-writes.js';
-import { createThreadQueryGate, learnStatements } from './store/thread-query-gate.js';
+import { createThreadQueryGate, learnStatements, type ThreadQueryGate } from './store/thread-query-gate.js';
 
 const ROOT = path.resolve(__dirname, '../..');
 
@@ -33,9 +33,10 @@ export async function startAtoll(config: Config, log: Logger) {
   if (migrations.applied.length) log.info({ applied: migrations.applied }, 'database migrated');
   if (migrations.checksumMismatches.length) log.warn({ migrations: migrations.checksumMismatches }, 'applied migrations were edited since');
 
-  // What worker threads may have executed: learned before anything else starts; a scoped query that is
-  // not pinned to its user stops the start here.
-  const threadStatements = await learnStatements('sqlite');
+  // What worker threads may have executed; a scoped query that is not pinned to its user stops the start.
+  // Learning loads Prisma's query compiler (~0.5-2 s of CPU): done while the cells start (awaited below).
+  const learning = learnStatements('sqlite');
+  learning.catch(() => undefined);
   // The database is the front's alone (cells reach it through the front): no other OS user may open it.
   for (const f of [config.databaseFile, `${config.databaseFile}-wal`, `${config.databaseFile}-shm`]) if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
   const database = openFrontDatabase(config.databaseFile);
@@ -116,12 +117,14 @@ export async function startAtoll(config: Config, log: Logger) {
     cellProcessMetrics: () => cells.cells().filter((c) => c.state !== 'dead').map((c) => ({ cell: c.id, metrics: c.processMetrics })),
   });
 
-  const threadQueries = createThreadQueryGate({
-    statements: threadStatements,
-    connection: database.connection,
-    onRefused: (reason) => metrics.dbQueriesRefused.inc({ reason }),
-    log,
-  });
+  // Late-bound: the gate exists once learning is done, before the first run is dispatched (runs.pump()).
+  let gate: ThreadQueryGate | null = null;
+  const threadQueries: ThreadQueryGate = {
+    get statements() {
+      return gate?.statements ?? [];
+    },
+    handle: (cell, msg, runOf) => gate!.handle(cell, msg, runOf),
+  };
 
   let broadcast: Broadcast = () => undefined;
   const relay = createEventRelay({ store, broadcast: (u, e) => broadcast(u, e), metrics, log });
@@ -148,6 +151,7 @@ export async function startAtoll(config: Config, log: Logger) {
 
   try {
     await cells.start();
+    gate = createThreadQueryGate({ statements: await learning, connection: database.connection, onRefused: (reason) => metrics.dbQueriesRefused.inc({ reason }), log });
   } catch (err) {
     governor.stop();
     await cells.stop(2000);
