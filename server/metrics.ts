@@ -77,6 +77,12 @@ export function createMetrics(snapshot: () => CapacitySnapshot, options: Metrics
       labelNames: ['reason'],
       registers: [registry],
     }),
+    wallsHit: new client.Counter({
+      name: 'atoll_walls_hit_total',
+      help: 'Runs whose code tried something a wall refused, by wall: signal (a signal to another process), worker (a worker thread of its own), model (a model request the broker refused). Refused database statements are counted in atoll_db_queries_refused_total. Each run counts once per wall. Target 0: a non-zero value is agent code probing its walls.',
+      labelNames: ['wall'],
+      registers: [registry],
+    }),
     socketsStalled: new client.Counter({
       name: 'atoll_socket_stalled_disconnects_total',
       help: 'Sockets disconnected because they took none of the data sent to them for SOCKET_STALL_TIMEOUT_MS (their unsent data was discarded).',
@@ -92,6 +98,8 @@ export function createMetrics(snapshot: () => CapacitySnapshot, options: Metrics
 
   // Born at 0, so the first refusal is an increase Prometheus can see.
   for (const reason of REFUSAL_REASONS) m.dbQueriesRefused.inc({ reason }, 0);
+  // Born at 0, so rate() and increase() see the first one (facts.md).
+  for (const wall of ['signal', 'worker', 'model']) m.wallsHit.inc({ wall }, 0);
 
   const gauge = (name: string, help: string, read: (s: CapacitySnapshot) => number) =>
     new client.Gauge({

@@ -80,6 +80,16 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   // The run's own scratch folder works, and it started empty.
   expect(got.scratch_was_empty).toEqual({ ok: true, value: 'left by mallory' });
 
+  // The isolation report names the walls it saw refuse something, and the metric counts the run.
+  const view = (await mallory.http('GET', `/v1/runs/${run_id}`)).body;
+  expect(view.isolation.refused).toEqual(expect.arrayContaining(['signal', 'worker']));
+  const metrics = (await mallory.http('GET', '/metrics')).body as string;
+  expect(metrics).toMatch(/^atoll_walls_hit_total\{wall="signal"\} [1-9]/m);
+  // A run that tried nothing has nothing named.
+  const clean = await victim.start({ agent: 'echo', input: 'clean' });
+  await victim.waitForRun(clean.run_id);
+  expect((await victim.http('GET', `/v1/runs/${clean.run_id}`)).body.isolation.refused).toEqual([]);
+
   // Everything else carries on: the front answers, both cells are the same processes, another user's run completes.
   const v = await victim.start({ agent: 'echo', input: 'still here' });
   expect(terminal(await victim.waitForRun(v.run_id)).payload).toMatchObject({ status: 'completed', final_response: 'still here' });

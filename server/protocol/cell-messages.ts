@@ -106,8 +106,10 @@ export interface RunReport {
   contaminated: boolean;
   recycled: RecycleReason | null;
   cleanupMs: number;
-  /** The run kept a core busy and its thread was lowered in priority (workers/cell/cpu-governor.ts). */
+  /** The run kept a core busy and its thread was lowered in priority (server/cells/cpu-governor.ts). */
   cpuDemoted?: boolean;
+  /** Walls the run's code ran into, once each (e.g. `signal`, `worker`, `model:URL_NOT_ALLOWED`, `db:user_mismatch`). */
+  refused?: string[];
 }
 
 export interface CellStats {

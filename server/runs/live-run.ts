@@ -34,6 +34,8 @@ export interface LiveRun {
    * assistant message if the run ends without completing. */
   partialText: string;
   restarts: { attempt: number; cell: string | null; reason: string }[];
+  /** Walls the run's code ran into that the front saw (its thread's db statements the gate refused). */
+  refused: Set<string>;
   timers: NodeJS.Timeout[];
   /** Events numbered but not yet written; flushed in order by `chain`. */
   pending: RunEventEnvelope[];
@@ -71,6 +73,7 @@ export function newLiveRun(fields: {
     occupying: false,
     partialText: '',
     restarts: [],
+    refused: new Set(),
     timers: [],
     pending: [],
     chain: Promise.resolve(),

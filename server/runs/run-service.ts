@@ -124,7 +124,8 @@ export function createRunService(deps: {
   }
 
   function isolationReport(run: LiveRun, report: RunReport | null): IsolationReport | null {
-    if (!report && run.restarts.length === 0) return null;
+    const refused = [...new Set([...(report?.refused ?? []), ...run.refused])];
+    if (!report && run.restarts.length === 0 && refused.length === 0) return null;
     return {
       leaks: report?.leaks ?? {},
       globals: report?.globals ?? [],
@@ -132,6 +133,7 @@ export function createRunService(deps: {
       recycled: report?.recycled ?? null,
       cleanup_ms: report?.cleanupMs ?? null,
       cpu_demoted: report?.cpuDemoted ?? false,
+      refused,
       restarts: run.restarts,
     };
   }
@@ -147,6 +149,7 @@ export function createRunService(deps: {
     for (const [kind, n] of Object.entries(report.leaks)) metrics.leakedResources.inc({ kind }, n);
     if (report.recycled) metrics.workerRecycles.inc({ reason: report.recycled });
     if (report.cpuDemoted) metrics.cpuDemoted.inc();
+    for (const wall of report.refused ?? []) metrics.wallsHit.inc({ wall: wall.split(':')[0] });
     metrics.cleanupDuration.observe(report.cleanupMs / 1000);
   }
 

@@ -42,6 +42,8 @@ export interface IsolationReport {
   cleanup_ms: number | null;
   /** The run kept a core busy and was lowered in OS priority (CPU_DEMOTE_AFTER_MS). */
   cpu_demoted?: boolean;
+  /** Walls the run's code ran into, once each: signal, worker, model:<code>, db:<reason>. */
+  refused?: string[];
   restarts: { attempt: number; cell: string | null; reason: string }[];
 }
 

@@ -180,6 +180,7 @@ export function createThreadQueryGate(deps: {
       const verdict = check(msg, run, cell);
       if ('refused' in verdict) {
         deps.onRefused(verdict.refused);
+        run?.refused.add(`db:${verdict.refused}`);
         const known = bySql.get(`${msg.kind}\u0000${msg.query.sql}`);
         deps.log.warn(
           { run_id: msg.runId, user_id: run?.userId ?? null, thread_id: run?.threadId ?? null, cell: cell.id, reason: verdict.refused, statement: known?.index ?? null, sql_chars: msg.query.sql.length, args: msg.query.args.length },

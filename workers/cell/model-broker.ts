@@ -54,6 +54,8 @@ export interface ModelBrokerSession {
   /** The run is over: every request still open is aborted; later messages are ignored. */
   close(): void;
   readonly active: number;
+  /** What this run asked for and was refused (codes, once each), for its isolation report. */
+  refused(): string[];
 }
 
 export interface ModelBroker {
@@ -86,7 +88,9 @@ export function createModelBroker(deps: {
         }
       };
       let refusals = 0;
+      const refusedCodes = new Set<string>();
       const refuse = (id: number, err: Refusal) => {
+        if (err.code !== 'UPSTREAM_FAILED' && err.code !== 'NOT_CONFIGURED') refusedCodes.add(`model:${err.code}`);
         // A run sending refused requests in a loop must not flood the cell's log.
         if (++refusals <= MAX_REFUSALS_LOGGED_PER_RUN) deps.log({ run_id: runId, code: err.code, reason: err.message, refusals }, 'model request refused');
         send({ type: 'model_error', id, error: { code: err.code, message: `model broker: ${err.message}` } });
@@ -123,6 +127,7 @@ export function createModelBroker(deps: {
         get active() {
           return active.size;
         },
+        refused: () => [...refusedCodes],
         handle(raw) {
           const msg = raw as Partial<ModelRequest> | { type?: unknown; id?: unknown } | null;
           if (!msg || typeof msg !== 'object') return false;

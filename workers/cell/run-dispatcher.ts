@@ -52,6 +52,8 @@ export function createRunDispatcher(deps: {
     if (f.settled) return;
     f.settled = true;
     f.timers.forEach(clearTimeout);
+    const modelRefused = f.model.refused();
+    if (modelRefused.length && report) report = { ...report, refused: [...(report.refused ?? []), ...modelRefused] };
     f.model.close();
     f.port.close();
     inFlight.delete(f.run.runId);

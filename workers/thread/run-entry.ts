@@ -13,7 +13,9 @@ import { createThreadRuntime } from './thread-runtime.js';
 
 if (isMainThread) throw new Error('workers/thread/run-entry must run inside a worker thread, never in the front');
 // Before any agent module (or anything it imports) loads.
-guardHost();
+// What the guards refuse goes into the isolation report of the run that tried (thread-runtime.ts).
+const refused = new Set<string>();
+guardHost((wall) => refused.add(wall));
 
 const config = workerData as ThreadConfig;
 const log = createLogger(config.logLevel, { cell: config.cellId, worker: threadId });
@@ -21,6 +23,7 @@ const log = createLogger(config.logLevel, { cell: config.cellId, worker: threadI
 // port and the front's gate (db-forwarding.ts); this thread never loads a database driver.
 const dbChannel = createDbChannel();
 const runtime = createThreadRuntime({
+  refused,
   config,
   prisma: createThreadPrismaClient(config.dbProvider, dbChannel),
   dbChannel,

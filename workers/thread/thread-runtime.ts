@@ -30,7 +30,15 @@ class StopSignal extends Error {
   }
 }
 
-export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; dbChannel: DbChannel; registry: Promise<AgentRegistry>; log: Logger }) {
+export function createThreadRuntime(deps: {
+  config: ThreadConfig;
+  prisma: Db;
+  dbChannel: DbChannel;
+  registry: Promise<AgentRegistry>;
+  log: Logger;
+  /** Walls the host guards refused (workers/thread/host-guards.ts): emptied at each run's start, reported at its end. */
+  refused: Set<string>;
+}) {
   const { config, prisma, dbChannel, log } = deps;
   const factory = createAgentFactory();
   const settings = deepFreeze(config.agentSettings);
@@ -85,6 +93,7 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; db
     const clean = await cleanBaseline();
     const contaminated = changedGlobals(clean).length > 0;
     const startedAt = Date.now();
+    deps.refused.clear();
     post({ type: 'started', workerId: threadId, startedAt });
     // `cell` and `worker` are already bound by the thread's logger (run-entry.ts); repeating them here would
     // print each key twice.
@@ -188,7 +197,7 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; db
             : config.maxRunsPerWorker > 0 && runsServed >= config.maxRunsPerWorker
               ? 'max_runs'
               : null;
-    const report: RunReport = { leaks, globals, contaminated, recycled, cleanupMs: Date.now() - cleanupStarted, ...(priority.demoted ? { cpuDemoted: true } : {}) };
+    const report: RunReport = { leaks, globals, contaminated, recycled, cleanupMs: Date.now() - cleanupStarted, ...(priority.demoted ? { cpuDemoted: true } : {}), ...(deps.refused.size ? { refused: [...deps.refused] } : {}) };
     if (recycled && recycled !== 'max_runs') runLog.warn({ leaks, globals, recycled }, 'run left state behind; recycling its worker thread');
     post({ type: 'done', outcome, stats: stats(), report });
     if (recycled) {
