@@ -353,6 +353,7 @@ describe('a live server under chaos', () => {
       AtollCrossRequestContamination: 'critical',
       AtollIsolationScoreBelow100: 'critical',
       AtollSingletonAgentReuse: 'error',
+      AtollAgentProbingWalls: 'error',
       AtollSlowCleanup: 'warning',
       AtollUserActiveContextsHigh: 'warning',
       AtollFailureContainmentBelow100: 'warning',
