@@ -54,6 +54,8 @@ export async function startAtoll(config: Config, log: Logger) {
       cellMemoryMb: config.cellMemoryMb,
       maxRunsPerWorker: config.maxRunsPerWorker,
       workerDbWarmup: config.workerDbWarmup,
+      threadLockdown: config.threadLockdown,
+      threadReuse: config.threadReuse,
       cpuDemoteAfterMs: config.cpuDemoteAfterMs,
       warmSpareThreads: config.warmSpareThreads,
       quarantine: false,

@@ -27,6 +27,8 @@ const EnvSchema = z.object({
   CELL_MEMORY_MB: int(64, 1_048_576).optional(),
   MAX_RUNS_PER_WORKER: int(0, 1_000_000_000).default(0),
   WORKER_DB_WARMUP: z.enum(['lazy', 'eager']).default('lazy'),
+  THREAD_LOCKDOWN: bool.default(true),
+  THREAD_REUSE: z.enum(['same_user', 'any']).default('same_user'),
   CPU_DEMOTE_AFTER_MS: int(0, 86_400_000).default(500),
   WARM_SPARE_THREADS: int(0, 64).default(1),
   DB_SYNCHRONOUS: z.enum(['normal', 'full']).default('normal'),
@@ -83,6 +85,10 @@ export interface Config {
   readonly maxRunsPerWorker: number;
   /** lazy: a thread loads Prisma's query compiler at its first ctx.db query; eager: while it warms up. */
   readonly workerDbWarmup: 'lazy' | 'eager';
+  /** SES lockdown() and harden() of the host prototypes in every worker thread before agents load. */
+  readonly threadLockdown: boolean;
+  /** same_user: a thread that served one user never runs another user's run; any: lockdown and checks only. */
+  readonly threadReuse: 'same_user' | 'any';
   /** A run that keeps a core busy this long yields to the others (lower OS priority); 0: never. */
   readonly cpuDemoteAfterMs: number;
   /** Idle, warm threads each cell keeps beyond THREADS_PER_CELL, to take runs while replacements warm up. */
@@ -153,6 +159,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     cellMemoryMb: e.CELL_MEMORY_MB ?? 512 + (1 + BURST_THREADS_PER_THREAD) * e.THREADS_PER_CELL * e.RUN_MEMORY_MB,
     maxRunsPerWorker: e.MAX_RUNS_PER_WORKER,
     workerDbWarmup: e.WORKER_DB_WARMUP,
+    threadLockdown: e.THREAD_LOCKDOWN,
+    threadReuse: e.THREAD_REUSE,
     cpuDemoteAfterMs: e.CPU_DEMOTE_AFTER_MS,
     warmSpareThreads: e.WARM_SPARE_THREADS,
     dbSynchronous: e.DB_SYNCHRONOUS,

@@ -378,6 +378,10 @@ export function createRunService(deps: {
         cell.stats = msg.stats;
         return;
       }
+      if (msg.type === 'thread_retired') {
+        metrics.workerRecycles.inc({ reason: msg.reason });
+        return;
+      }
       if (msg.type === 'memory_exceeded') {
         log.warn({ cell: cell.id, rss_bytes: msg.rssBytes, limit_bytes: msg.limitBytes }, 'cell over CELL_MEMORY_MB');
         return;

@@ -40,6 +40,8 @@ export function createRunDispatcher(deps: {
   /** Thread-level counts changed: the cell reports them soon. */
   onCountsChanged: () => void;
   governor: CpuGovernor;
+  /** Extra Piscina task fields for a run (THREAD_REUSE=same_user: its user, for the load balancer). */
+  route?: (run: RunAssignment) => object;
 }): RunDispatcher {
   const inFlight = new Map<string, InFlight>();
   const statsByWorker = new Map<number, ThreadStats>();
@@ -68,6 +70,26 @@ export function createRunDispatcher(deps: {
     f.timers.push(setTimeout(() => f.abort.abort(), f.startedAt === null ? 0 : deps.cancelGraceMs));
   }
 
+  /**
+   * The thread refused the run (it serves another user): retire it and dispatch the run again. The run
+   * never started, so this is no attempt and no failure; the front only counts the retired thread.
+   */
+  function redispatch(f: InFlight, reason: 'user_switch') {
+    if (f.settled) return;
+    deps.send({ type: 'thread_retired', reason });
+    if (f.stopReason) {
+      settle(f, crashOutcome(f, null));
+      f.abort.abort();
+      return;
+    }
+    f.settled = true;
+    f.timers.forEach(clearTimeout);
+    f.port.close();
+    inFlight.delete(f.run.runId);
+    f.abort.abort();
+    start(f.run);
+  }
+
   function crashOutcome(f: InFlight, err: unknown): RunOutcome {
     const executionTimeMs = f.startedAt === null ? 0 : Date.now() - f.startedAt;
     if (f.stopReason === 'timeout') return { status: 'timeout', error: { code: 'TIMEOUT', message: `the run exceeded RUN_TIMEOUT_MS (${deps.runTimeoutMs} ms) and its thread was terminated` }, executionTimeMs };
@@ -92,45 +114,50 @@ export function createRunDispatcher(deps: {
       const f = inFlight.get(runId);
       if (f) stop(f, reason);
     },
-    start(run) {
-      const { port1, port2 } = new MessageChannel();
-      const f: InFlight = { run, port: port1, abort: new AbortController(), startedAt: null, stopReason: null, timers: [], settled: false, done: null, taskResolved: false };
-      inFlight.set(run.runId, f);
-      port1.on('message', (msg: ThreadToCell) => {
-        if (f.settled) return;
-        if (msg.type === 'started') {
-          f.startedAt = msg.startedAt;
-          if (msg.tid !== null) deps.governor.watch(run.runId, msg.tid);
-          // The deadline starts when the thread starts the run, not when it was queued (piscinajs/piscina#869).
-          f.timers.push(setTimeout(() => stop(f, 'timeout'), deps.runTimeoutMs));
-          deps.send({ type: 'run_started', runId: run.runId, workerId: msg.workerId, startedAt: msg.startedAt });
-        } else if (msg.type === 'event') {
-          deps.send({ type: 'run_event', runId: run.runId, event: msg.event });
-        } else if (msg.type === 'stats') {
-          statsByWorker.set(msg.stats.workerId, msg.stats);
-          deps.onCountsChanged();
-        } else if (msg.type === 'done') {
-          statsByWorker.set(msg.stats.workerId, msg.stats);
-          // Report the run finished only once its thread is free again (its task resolved): the front then
-          // sends the next run into a free thread, instead of Piscina queueing it or starting a burst thread
-          // for it, which would let a later run start first. A thread to recycle never resolves: settle now.
-          if (f.taskResolved || msg.report.recycled) settle(f, msg.outcome, msg.report);
-          else f.done = { outcome: msg.outcome, report: msg.report };
-        }
-      });
-      const task: ThreadTask = { kind: 'run', run, port: port2 };
-      deps.pool.run(task, { transferList: [port2], signal: f.abort.signal }).then(
-        (summary: RunOutcome) => {
-          f.taskResolved = true;
-          if (f.done) return settle(f, f.done.outcome, f.done.report);
-          // The port's last messages usually arrive after the task resolves: give them time.
-          f.timers.push(setTimeout(() => settle(f, summary), DONE_GRACE_MS));
-        },
-        (err: unknown) => {
-          // Let messages the thread posted before it ended drain first; a `done` among them wins.
-          setImmediate(() => settle(f, crashOutcome(f, err)));
-        },
-      );
-    },
+    start,
   };
+
+  function start(run: RunAssignment) {
+    const { port1, port2 } = new MessageChannel();
+    const f: InFlight = { run, port: port1, abort: new AbortController(), startedAt: null, stopReason: null, timers: [], settled: false, done: null, taskResolved: false };
+    inFlight.set(run.runId, f);
+    port1.on('message', (msg: ThreadToCell) => {
+      if (f.settled) return;
+      if (msg.type === 'started') {
+        f.startedAt = msg.startedAt;
+        if (msg.tid !== null) deps.governor.watch(run.runId, msg.tid);
+        // The deadline starts when the thread starts the run, not when it was queued (piscinajs/piscina#869).
+        f.timers.push(setTimeout(() => stop(f, 'timeout'), deps.runTimeoutMs));
+        deps.send({ type: 'run_started', runId: run.runId, workerId: msg.workerId, startedAt: msg.startedAt });
+      } else if (msg.type === 'event') {
+        deps.send({ type: 'run_event', runId: run.runId, event: msg.event });
+      } else if (msg.type === 'refused') {
+        redispatch(f, msg.reason);
+      } else if (msg.type === 'stats') {
+        statsByWorker.set(msg.stats.workerId, msg.stats);
+        deps.onCountsChanged();
+      } else if (msg.type === 'done') {
+        statsByWorker.set(msg.stats.workerId, msg.stats);
+        // Report the run finished only once its thread is free again (its task resolved): the front then
+        // sends the next run into a free thread, instead of Piscina queueing it or starting a burst thread
+        // for it, which would let a later run start first. A thread to recycle never resolves: settle now.
+        if (f.taskResolved || msg.report.recycled) settle(f, msg.outcome, msg.report);
+        else f.done = { outcome: msg.outcome, report: msg.report };
+      }
+    });
+    const task: ThreadTask = { kind: 'run', run, port: port2 };
+    Object.assign(task, deps.route?.(run));
+    deps.pool.run(task, { transferList: [port2], signal: f.abort.signal }).then(
+      (summary: RunOutcome) => {
+        f.taskResolved = true;
+        if (f.done) return settle(f, f.done.outcome, f.done.report);
+        // The port's last messages usually arrive after the task resolves: give them time.
+        f.timers.push(setTimeout(() => settle(f, summary), DONE_GRACE_MS));
+      },
+      (err: unknown) => {
+        // Let messages the thread posted before it ended drain first; a `done` among them wins.
+        setImmediate(() => settle(f, crashOutcome(f, err)));
+      },
+    );
+  }
 }

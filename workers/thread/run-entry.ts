@@ -1,34 +1,19 @@
 /**
- * The worker-thread entry Piscina loads: this thread's composition root. It refuses to run on a main
- * thread, so agent code can only ever execute inside a cell's worker threads.
+ * The worker-thread entry Piscina loads. It refuses to run on a main thread, so agent code can only ever
+ * execute inside a cell's worker threads, and it freezes what runs share (THREAD_LOCKDOWN) before the
+ * thread's own modules load: nothing of Prisma, pino or any agent runs against unfrozen intrinsics.
  */
-import path from 'node:path';
-import { isMainThread, threadId, workerData } from 'node:worker_threads';
-import { createPrismaClient } from '../../prisma/create-client.js';
-import { createLogger } from '../../server/logger.js';
-import type { ThreadConfig, ThreadTask } from '../thread-messages.js';
-import { loadAgentRegistry } from './agent-registry.js';
-import { createThreadRuntime } from './thread-runtime.js';
+import { isMainThread, workerData } from 'node:worker_threads';
+import type { ThreadConfig } from '../thread-messages.js';
+import { freezeShared } from './freeze-shared.js';
 
 if (isMainThread) throw new Error('workers/thread/run-entry must run inside a worker thread, never in the front');
 
 const config = workerData as ThreadConfig;
-const log = createLogger(config.logLevel, { cell: config.cellId, worker: threadId });
-const runtime = createThreadRuntime({
-  config,
-  prisma: createPrismaClient(config.databaseFile),
-  registry: loadAgentRegistry({
-    builtinAgentsDir: config.builtinAgentsDir || path.join(__dirname, '../agents'),
-    agentsDir: config.agentsDir,
-    enableChaosAgents: config.enableChaosAgents,
-  }),
-  log,
-});
-
-function handle(task: ThreadTask) {
-  return runtime.handle(task);
-}
+const frozen = config.lockdown ? freezeShared() : null;
+// Required only now, after the freeze (an import would be hoisted above it).
+const { startThread } = require('./thread-main.js') as typeof import('./thread-main.js');
 
 // Piscina awaits the handler export before it reports the thread ready: a new thread (at cell start, or
 // replacing a recycled one) is given tasks only once it is warm, so runs go to warm spares meanwhile.
-export default runtime.warm().then(() => handle);
+export default startThread(config, frozen);

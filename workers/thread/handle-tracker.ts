@@ -1,0 +1,77 @@
+/**
+ * Counts the handles a run opened and did not close, unref'd ones included: process.getActiveResourcesInfo()
+ * lists only ref'd handles, so a server or an interval the run unref'd would outlive it unseen. An
+ * async_hooks init/destroy pair sees every handle, ref'd or not; it is enabled only while a run executes,
+ * since with an init hook V8 reports every promise too (the per-promise cost is measured in README).
+ */
+import { createHook } from 'node:async_hooks';
+import type { ResourceCounts } from './isolation-check.js';
+
+/**
+ * Async resource types that are handles a run may leave open, by kind. Everything else (promises, ticks,
+ * requests that end by themselves, DNS's lazily created resolver shared by all runs) is not counted.
+ * TLSWRAP rides on a TCPWRAP that is counted already.
+ */
+const HANDLE_KINDS: Record<string, string> = {
+  Timeout: 'timer',
+  TCPWRAP: 'socket',
+  TCPSERVERWRAP: 'socket',
+  PIPEWRAP: 'socket',
+  PIPESERVERWRAP: 'socket',
+  UDPWRAP: 'socket',
+  HTTP2SESSION: 'socket',
+  PROCESSWRAP: 'process',
+  FSEVENTWRAP: 'file',
+  STATWATCHER: 'file',
+  FILEHANDLE: 'file',
+  MESSAGEPORT: 'other',
+  WORKER: 'other',
+};
+
+export interface HandleTracker {
+  /** Starts counting handles created from now on (call when the run starts). */
+  start(): void;
+  /** Not the run's: a handle the runtime itself opened while the run was being counted. */
+  exclude(resource: object): void;
+  /** Handles created since start() and not destroyed yet, by kind. Keeps counting until stop(). */
+  open(): ResourceCounts;
+  stop(): void;
+}
+
+export function createHandleTracker(): HandleTracker {
+  const live = new Map<number, { kind: string; resource: object }>();
+  const hook = createHook({
+    init(asyncId, type, _triggerAsyncId, resource) {
+      const kind = HANDLE_KINDS[type];
+      if (kind) live.set(asyncId, { kind, resource });
+    },
+    destroy(asyncId) {
+      live.delete(asyncId);
+    },
+  });
+  return {
+    start() {
+      live.clear();
+      hook.enable();
+    },
+    exclude(resource) {
+      for (const [id, entry] of live) if (entry.resource === resource) live.delete(id);
+    },
+    open() {
+      const counts: ResourceCounts = {};
+      for (const { kind } of live.values()) counts[kind] = (counts[kind] ?? 0) + 1;
+      return counts;
+    },
+    stop() {
+      hook.disable();
+      live.clear();
+    },
+  };
+}
+
+/** Per kind, the larger of two counts of the same leaks seen two ways. */
+export function mergeLeaks(a: ResourceCounts, b: ResourceCounts): ResourceCounts {
+  const merged: ResourceCounts = { ...a };
+  for (const [kind, n] of Object.entries(b)) merged[kind] = Math.max(merged[kind] ?? 0, n);
+  return merged;
+}

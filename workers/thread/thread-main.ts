@@ -1,0 +1,31 @@
+/**
+ * The worker thread's composition root, loaded by run-entry.ts once what runs share is frozen.
+ */
+import path from 'node:path';
+import { threadId } from 'node:worker_threads';
+import { createPrismaClient } from '../../prisma/create-client.js';
+import { createLogger } from '../../server/logger.js';
+import type { ThreadConfig, ThreadTask } from '../thread-messages.js';
+import { loadAgentRegistry } from './agent-registry.js';
+import type { FreezeReport } from './freeze-shared.js';
+import { createHandleTracker } from './handle-tracker.js';
+import { createThreadRuntime } from './thread-runtime.js';
+
+/** Resolves to the task handler once the thread is warm. */
+export function startThread(config: ThreadConfig, frozen: FreezeReport | null) {
+  const log = createLogger(config.logLevel, { cell: config.cellId, worker: threadId });
+  log.debug({ lockdown: config.lockdown, lockdown_ms: frozen ? Math.round(frozen.lockdownMs) : null }, 'thread starting');
+  const runtime = createThreadRuntime({
+    config,
+    prisma: createPrismaClient(config.databaseFile),
+    registry: loadAgentRegistry({
+      builtinAgentsDir: config.builtinAgentsDir || path.join(__dirname, '../agents'),
+      agentsDir: config.agentsDir,
+      enableChaosAgents: config.enableChaosAgents,
+    }),
+    log,
+    handles: createHandleTracker(),
+  });
+  const handle = (task: ThreadTask) => runtime.handle(task);
+  return runtime.warm().then(() => handle);
+}
