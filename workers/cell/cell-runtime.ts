@@ -66,7 +66,7 @@ export function createCellRuntime(deps: {
       reuse: config.threadReuse,
     };
     // same_user: a thread serves one user for its life (user-affinity.ts); any: Piscina's least-busy choice.
-    const affinity = config.threadReuse === 'same_user' ? createUserAffinity() : null;
+    const affinity = config.threadReuse === 'same_user' ? createUserAffinity({ threads: () => pool?.threads.length ?? 0, queued: () => pool?.queueSize ?? 0, maxThreads: maxThreadsPerCell(config) }) : null;
     pool = new Piscina({
       filename: path.join(__dirname, '../thread/run-entry.js'),
       // Warm spares: threads beyond the cell's capacity, idle and warm, so a run never waits for a thread
@@ -86,7 +86,10 @@ export function createCellRuntime(deps: {
       workerData: threadConfig,
       ...(affinity ? { loadBalancer: affinity.balancer } : {}),
     });
-    if (affinity) pool.on('workerDestroy', (worker: { id: number }) => affinity.forget(worker.id));
+    if (affinity) {
+      pool.on('workerCreate', (worker: { id: number }) => affinity.ready(worker.id));
+      pool.on('workerDestroy', (worker: { id: number }) => affinity.forget(worker.id));
+    }
     // Without a listener, a thread dying while idle would take the cell down.
     pool.on('error', (err: Error) => log({ err: err.message }, 'pool error'));
     governor = createCpuGovernor({ demoteAfterMs: config.cpuDemoteAfterMs, canRestore: canRaisePriority(), setPriority: (tid, nice) => os.setPriority(tid, nice) });
