@@ -10,8 +10,10 @@ import type { ModelEndpoint } from './settings.js';
 /** Local servers (Ollama, llama.cpp, vLLM) accept any key; the library insists on one. */
 const NO_KEY = 'not-needed';
 
-export function createModelClient(endpoint: ModelEndpoint, log: AgentLogger): OpenAI {
+export function createModelClient(endpoint: ModelEndpoint, log: AgentLogger, dispatcher: object | null): OpenAI {
   return new OpenAI({
+    // The chat's own connection pool (connection-pool.ts); Node's fetch accepts undici's `dispatcher`.
+    ...(dispatcher ? { fetchOptions: { dispatcher } as object } : {}),
     baseURL: endpoint.baseUrl,
     apiKey: endpoint.apiKey ?? NO_KEY,
     organization: null,

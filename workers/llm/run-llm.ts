@@ -6,6 +6,7 @@
 import type { AgentLogger, ScopedDb, UserExecutionContext } from '../agent-contract.js';
 import type { AgentSettings } from '../../server/protocol/cell-messages.js';
 import { BUILTIN_TOOLS } from '../tools/builtin-tools.js';
+import { openPool } from './connection-pool.js';
 import { isConfigured, modelEndpoint } from './settings.js';
 import type { ChatOptions, ChatResult, RunLlm } from './types.js';
 
@@ -58,16 +59,22 @@ async function chat(deps: RunLlmDeps, options: ChatOptions): Promise<ChatResult>
   const tools = prepareTools(options.tools, endpoint.toolTimeoutMs);
   const context = await loadContext(deps.db, deps.inputText, endpoint.maxContextMessages);
   deps.signal.throwIfAborted();
-  return runChatLoop({
-    client: createModelClient(endpoint, deps.log),
-    model: endpoint.model,
-    baseUrl: endpoint.baseUrl,
-    messages: [...(system ? [{ role: 'system' as const, content: system }] : []), ...context, { role: 'user', content: prompt ?? deps.inputText }],
-    tools,
-    maxTurns,
-    emit: deps.emit,
-    signal: deps.signal,
-  });
+  const pool = openPool();
+  try {
+    return await runChatLoop({
+      client: createModelClient(endpoint, deps.log, pool),
+      model: endpoint.model,
+      baseUrl: endpoint.baseUrl,
+      messages: [...(system ? [{ role: 'system' as const, content: system }] : []), ...context, { role: 'user', content: prompt ?? deps.inputText }],
+      tools,
+      maxTurns,
+      emit: deps.emit,
+      signal: deps.signal,
+    });
+  } finally {
+    // Closes its sockets and their timers before the run's leak check.
+    await pool?.destroy().catch(() => undefined);
+  }
 }
 
 function checkOptions(options: unknown): { system: string | undefined; prompt: string | undefined; maxTurns: number } {

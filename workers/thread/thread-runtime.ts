@@ -19,6 +19,7 @@ import { completedOutcome, failedOutcome, stoppedOutcome } from './outcome.js';
 import os from 'node:os';
 import { canRaisePriority, osThreadId } from '../os-thread.js';
 import { preloadLlm } from '../llm/run-llm.js';
+import { settleFetch } from '../llm/connection-pool.js';
 import { isConfigured } from '../llm/settings.js';
 
 const CLEANUP_TIMEOUT_MS = 2000;
@@ -63,7 +64,11 @@ export function createThreadRuntime(deps: { config: ThreadConfig; prisma: Db; re
       // thread. Most agents never touch ctx.db, so by default a thread pays it at its first ctx.db query
       // (that first load changes no global and opens no handle: not a leak). eager: pay it here.
       if (config.dbWarmup === 'eager') await prisma.$queryRawUnsafe('SELECT 1');
-      if (isConfigured(config.agentSettings.llm)) preloadLlm();
+      if (isConfigured(config.agentSettings.llm)) {
+        preloadLlm();
+        // fetch's global dispatcher, whose class gives each chat its own pool (workers/llm/connection-pool.ts).
+        await settleFetch();
+      }
       settleLazyGlobals();
       return snapshotGlobals();
     })());
