@@ -59,7 +59,7 @@ export function createHandleTracker(): HandleTracker {
     },
     open() {
       const counts: ResourceCounts = {};
-      for (const { kind } of live.values()) counts[kind] = (counts[kind] ?? 0) + 1;
+      for (const { kind, resource } of live.values()) if (!firesSoon(resource)) counts[kind] = (counts[kind] ?? 0) + 1;
       return counts;
     },
     stop() {
@@ -67,6 +67,17 @@ export function createHandleTracker(): HandleTracker {
       live.clear();
     },
   };
+}
+
+/**
+ * A one-shot timer of at most SOON_MS fires and ends by itself: fetch (undici) keeps a 1 s unref'd tick that
+ * outlives an aborted request by up to a second. An interval, or a longer timeout, is a leak. Node 20's
+ * Timeout fields (`_repeat`, `_idleTimeout`).
+ */
+const SOON_MS = 1000;
+function firesSoon(resource: object): boolean {
+  const t = resource as { _repeat?: unknown; _idleTimeout?: unknown };
+  return typeof t._idleTimeout === 'number' && t._idleTimeout >= 0 && t._idleTimeout <= SOON_MS && (t._repeat === null || t._repeat === undefined);
 }
 
 /** Per kind, the larger of two counts of the same leaks seen two ways. */
