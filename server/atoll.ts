@@ -69,6 +69,8 @@ export async function startAtoll(config: Config, log: Logger) {
       cellMemoryMb: config.cellMemoryMb,
       maxRunsPerWorker: config.maxRunsPerWorker,
       workerDbWarmup: config.workerDbWarmup,
+      threadLockdown: config.threadLockdown,
+      threadReuse: config.threadReuse,
       warmSpareThreads: config.warmSpareThreads,
       quarantine: false,
       cancelGraceMs: config.cancelGraceMs,

@@ -32,6 +32,8 @@ const EnvSchema = z.object({
   CELL_MEMORY_MB: int(64, 1_048_576).optional(),
   MAX_RUNS_PER_WORKER: int(0, 1_000_000_000).default(0),
   WORKER_DB_WARMUP: z.enum(['lazy', 'eager']).default('lazy'),
+  THREAD_LOCKDOWN: bool.default(true),
+  THREAD_REUSE: z.enum(['same_user', 'any']).default('same_user'),
   CPU_DEMOTE_AFTER_MS: int(0, 86_400_000).default(500),
   CELL_SANDBOX: z.enum(['permission', 'off']).default('permission'),
   CELL_UID_BASE: int(0, 4_000_000_000).default(61_000),
@@ -111,6 +113,10 @@ export interface Config {
   readonly maxRunsPerWorker: number;
   /** lazy: a thread loads Prisma's query compiler at its first ctx.db query; eager: while it warms up. */
   readonly workerDbWarmup: 'lazy' | 'eager';
+  /** SES lockdown() and harden() of the host prototypes in every worker thread before agents load. */
+  readonly threadLockdown: boolean;
+  /** same_user: a thread that served one user never runs another user's run; any: lockdown and checks only. */
+  readonly threadReuse: 'same_user' | 'any';
   /** A run that keeps a core busy this long yields to the others (lower OS priority); 0: never. */
   readonly cpuDemoteAfterMs: number;
   /** permission: cells run under Node's permission model (server/cells/cell-sandbox.ts); off: no sandbox. */
@@ -199,6 +205,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     cellMemoryMb: e.CELL_MEMORY_MB ?? 512 + (1 + BURST_THREADS_PER_THREAD) * e.THREADS_PER_CELL * e.RUN_MEMORY_MB,
     maxRunsPerWorker: e.MAX_RUNS_PER_WORKER,
     workerDbWarmup: e.WORKER_DB_WARMUP,
+    threadLockdown: e.THREAD_LOCKDOWN,
+    threadReuse: e.THREAD_REUSE,
     cpuDemoteAfterMs: e.CPU_DEMOTE_AFTER_MS,
     cellSandbox: e.CELL_SANDBOX,
     cellUidBase: e.CELL_UID_BASE,

@@ -8,6 +8,9 @@ import { UserClient, eventually, httpCall, metricValue, terminal, type Envelope 
 import { cellSandboxWarning, separateUsers } from '../server/cells/cell-sandbox';
 
 const BASE_ENV = {
+  // The chaos leak modes exercise the isolation check that stands behind lockdown (leak_prototype patches
+  // Array.prototype, which lockdown refuses); tests/thread-reset.test.ts covers lockdown itself.
+  THREAD_LOCKDOWN: '0',
   AGENTS_DIR: FIXTURE_AGENTS,
   ENABLE_CHAOS_AGENTS: '1',
   RUN_MEMORY_MB: '64',

@@ -106,7 +106,9 @@ beforeAll(async () => {
   const agentsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-db-wall-'));
   fs.writeFileSync(path.join(agentsDir, 'wall-probe.mjs'), WALL_PROBE);
   fs.copyFileSync(path.join(FIXTURE_AGENTS, 'db-probe.mjs'), path.join(agentsDir, 'db-probe.mjs'));
-  server = await startServer({ AGENTS_DIR: agentsDir, WORKER_DB_WARMUP: 'eager', CELLS: '2', THREADS_PER_CELL: '2' });
+  // THREAD_LOCKDOWN=0: the attacker here patches MessagePort.prototype to get its run's port, which lockdown
+  // refuses (tests/thread-reset.test.ts). The gate must hold even for code that got the port some other way.
+  server = await startServer({ AGENTS_DIR: agentsDir, WORKER_DB_WARMUP: 'eager', CELLS: '2', THREADS_PER_CELL: '2', THREAD_LOCKDOWN: '0' });
   [victim, attacker] = await Promise.all([UserClient.connect(server.url, 'wall-victim'), UserClient.connect(server.url, 'wall-attacker')]);
 });
 afterAll(async () => {

@@ -167,7 +167,9 @@ describe('LLM_API_KEY stays in the cell', () => {
     fs.writeFileSync(path.join(dir, 'key-thief.mjs'), THIEF);
     fake = await startFakeOpenAI((req) => ({ steps: [{ text: 'You said: ' }, { text: req.prompt }] }));
     evil = await startRecorder();
-    server = await startServer({ AGENTS_DIR: dir, LLM_BASE_URL: `${fake.url}/v1`, LLM_MODEL: 'fake-model', LLM_API_KEY: SECRET, RUN_TIMEOUT_MS: '15000' });
+    // THREAD_LOCKDOWN=0: the thief patches MessagePort.prototype and the openai module to reach the broker, which
+    // lockdown refuses (tests/thread-reset.test.ts). The broker must hold even for code that got the port.
+    server = await startServer({ AGENTS_DIR: dir, LLM_BASE_URL: `${fake.url}/v1`, LLM_MODEL: 'fake-model', LLM_API_KEY: SECRET, RUN_TIMEOUT_MS: '15000', THREAD_LOCKDOWN: '0' });
   });
   afterAll(async () => {
     clients.forEach((c) => c.close());

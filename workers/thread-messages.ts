@@ -19,6 +19,10 @@ export interface ThreadConfig {
   dbWarmup: 'lazy' | 'eager';
   logLevel: string;
   agentSettings: AgentSettings;
+  /** SES lockdown() + harden() of host prototypes before any agent loads (THREAD_LOCKDOWN). */
+  lockdown: boolean;
+  /** same_user: the thread refuses a run of any user but the first it served (THREAD_REUSE). */
+  reuse: 'same_user' | 'any';
 }
 
 export type ThreadTask = { kind: 'run'; run: RunAssignment; port: MessagePort } | { kind: 'describe' };
@@ -72,6 +76,11 @@ export type ThreadToCell =
   | { type: 'db_query'; id: number; kind: DbQueryKind; query: ForwardedSqlQuery }
   /** Sent once the run's context and agent instance exist, so the cell counts them while the run executes. */
   | { type: 'stats'; stats: ThreadStats }
+  /**
+   * THREAD_REUSE=same_user: the run belongs to another user than the one this thread serves. Sent before any
+   * agent code runs; the thread will not return: the cell terminates it and dispatches the run again.
+   */
+  | { type: 'refused'; reason: 'user_switch' }
   /** `report.recycled` set: the thread will not return; the cell terminates it (Piscina replaces it). */
   | { type: 'done'; outcome: RunOutcome; stats: ThreadStats; report: RunReport };
 

@@ -51,6 +51,8 @@ export interface CellConfig {
   cellMemoryMb: number;
   maxRunsPerWorker: number;
   workerDbWarmup: 'lazy' | 'eager';
+  threadLockdown: boolean;
+  threadReuse: 'same_user' | 'any';
   warmSpareThreads: number;
   cancelGraceMs: number;
   /** The quarantine cell runs suspects one at a time. */
@@ -94,7 +96,7 @@ export type RunOutcome =
   | { status: Exclude<TerminalStatus, 'completed'>; error: ErrorBody; executionTimeMs: number };
 
 /** Why a worker thread was replaced after a run instead of serving the next one. */
-export type RecycleReason = 'leaked_resources' | 'globals_changed' | 'max_runs' | 'unsettled_after_stop' | 'contaminated' | 'priority_not_restored';
+export type RecycleReason = 'leaked_resources' | 'globals_changed' | 'max_runs' | 'unsettled_after_stop' | 'contaminated' | 'priority_not_restored' | 'user_switch';
 
 /** What the thread found around one run: the run's isolation report. */
 export interface RunReport {
@@ -153,6 +155,8 @@ export type CellToFront =
   /** A statement of the run's thread (its Prisma client's), tagged by the cell with the run owning the port. */
   | { type: 'db_query'; runId: string; queryId: number; kind: DbQueryKind; query: ForwardedSqlQuery }
   | { type: 'run_finished'; runId: string; outcome: RunOutcome; report: RunReport | null }
+  /** A worker thread retired without finishing a run (a run of another user reached it: user_switch). */
+  | { type: 'thread_retired'; reason: RecycleReason }
   /** The cell's memory watchdog fired; the cell exits right after sending this. */
   | { type: 'memory_exceeded'; rssBytes: number; limitBytes: number }
   | { type: 'stats'; stats: CellStats }

@@ -395,6 +395,10 @@ export function createRunService(deps: {
         cell.stats = msg.stats;
         return;
       }
+      if (msg.type === 'thread_retired') {
+        metrics.workerRecycles.inc({ reason: msg.reason });
+        return;
+      }
       if (msg.type === 'db_query') {
         if (deps.threadQueries) deps.threadQueries.handle(cell, msg, (runId) => live.get(runId));
         else cell.send({ type: 'db_answer', runId: msg.runId, queryId: msg.queryId, ok: false, error: { code: 'DB_QUERY_REFUSED', message: 'this server executes no database statement for worker threads' } });

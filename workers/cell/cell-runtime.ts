@@ -10,6 +10,7 @@ import { BURST_THREADS_PER_THREAD, CELL_EXIT_MEMORY, DEMOTED_NICE, type CellConf
 import type { DescribeReply, ThreadConfig } from '../thread-messages.js';
 import { createModelBroker } from './model-broker.js';
 import { createRunDispatcher, type RunDispatcher } from './run-dispatcher.js';
+import { createUserAffinity, routeOptions } from './user-affinity.js';
 
 const STATS_INTERVAL_MS = 1000;
 /** Process metrics are a few kB: often enough for a 15 s scrape interval, rare enough to cost nothing. */
@@ -59,7 +60,11 @@ export function createCellRuntime(deps: {
       dbWarmup: config.workerDbWarmup,
       logLevel: config.logLevel,
       agentSettings: config.agentSettings,
+      lockdown: config.threadLockdown,
+      reuse: config.threadReuse,
     };
+    // same_user: a thread serves one user for its life (user-affinity.ts); any: Piscina's least-busy choice.
+    const affinity = config.threadReuse === 'same_user' ? createUserAffinity({ threads: () => pool?.threads.length ?? 0, queued: () => pool?.queueSize ?? 0, maxThreads: maxThreadsPerCell(config) }) : null;
     pool = new Piscina({
       filename: path.join(__dirname, '../thread/run-entry.js'),
       // Warm spares: threads beyond the cell's capacity, idle and warm, so a run never waits for a thread
@@ -77,7 +82,12 @@ export function createCellRuntime(deps: {
       closeTimeout: 2000,
       resourceLimits: { maxOldGenerationSizeMb: config.runMemoryMb, maxYoungGenerationSizeMb: Math.max(4, Math.min(32, config.runMemoryMb / 8)) },
       workerData: threadConfig,
+      ...(affinity ? { loadBalancer: affinity.balancer } : {}),
     });
+    if (affinity) {
+      pool.on('workerCreate', (worker: { id: number }) => affinity.ready(worker.id));
+      pool.on('workerDestroy', (worker: { id: number }) => affinity.forget(worker.id));
+    }
     // Without a listener, a thread dying while idle would take the cell down.
     pool.on('error', (err: Error) => log({ err: err.message }, 'pool error'));
     // config.llmApiKey stays here, in the cell's main thread: threads reach the model through the broker.
@@ -88,6 +98,7 @@ export function createCellRuntime(deps: {
       send: deps.send,
       runTimeoutMs: config.runTimeoutMs,
       cancelGraceMs: config.cancelGraceMs,
+      route: affinity ? (run) => routeOptions(run.userId) : undefined,
       onCountsChanged: () => {
         // Report soon after a run settles (so gauges return to idle promptly), at most once per 100 ms.
         if (!statsSoon) statsSoon = setTimeout(sendStats, 100);

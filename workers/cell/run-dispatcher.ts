@@ -44,6 +44,8 @@ export function createRunDispatcher(deps: {
   /** Thread-level counts changed: the cell reports them soon. */
   onCountsChanged: () => void;
   broker: ModelBroker;
+  /** Extra Piscina task fields for a run (THREAD_REUSE=same_user: its user, for the load balancer). */
+  route?: (run: RunAssignment) => object;
 }): RunDispatcher {
   const inFlight = new Map<string, InFlight>();
   const statsByWorker = new Map<number, ThreadStats>();
@@ -69,6 +71,27 @@ export function createRunDispatcher(deps: {
     // Cooperative first (the agent's ctx.signal), then hard: terminate the thread.
     f.port.postMessage({ type: 'abort', reason } satisfies CellToThread);
     f.timers.push(setTimeout(() => f.abort.abort(), f.startedAt === null ? 0 : deps.cancelGraceMs));
+  }
+
+  /**
+   * The thread refused the run (it serves another user): retire it and dispatch the run again. The run
+   * never started, so this is no attempt and no failure; the front only counts the retired thread.
+   */
+  function redispatch(f: InFlight, reason: 'user_switch') {
+    if (f.settled) return;
+    deps.send({ type: 'thread_retired', reason });
+    if (f.stopReason) {
+      settle(f, crashOutcome(f, null));
+      f.abort.abort();
+      return;
+    }
+    f.settled = true;
+    f.timers.forEach(clearTimeout);
+    f.model.close();
+    f.port.close();
+    inFlight.delete(f.run.runId);
+    f.abort.abort();
+    start(f.run);
   }
 
   function crashOutcome(f: InFlight, err: unknown): RunOutcome {
@@ -101,62 +124,67 @@ export function createRunDispatcher(deps: {
       const answer: CellToThread = msg.ok ? { type: 'db_answer', id: msg.queryId, ok: true, result: msg.result } : { type: 'db_answer', id: msg.queryId, ok: false, error: msg.error };
       f.port.postMessage(answer);
     },
-    start(run) {
-      const { port1, port2 } = new MessageChannel();
-      const f: InFlight = {
-        run,
-        port: port1,
-        abort: new AbortController(),
-        startedAt: null,
-        stopReason: null,
-        timers: [],
-        settled: false,
-        done: null,
-        taskResolved: false,
-        model: deps.broker.open(run.runId, (reply) => port1.postMessage(reply satisfies CellToThread)),
-      };
-      inFlight.set(run.runId, f);
-      port1.on('message', (msg: ThreadToCell) => {
-        if (f.settled) return;
-        if (f.model.handle(msg)) return;
-        if (msg.type === 'started') {
-          f.startedAt = msg.startedAt;
-          // The deadline starts when the thread starts the run, not when it was queued (piscinajs/piscina#869).
-          f.timers.push(setTimeout(() => stop(f, 'timeout'), deps.runTimeoutMs));
-          deps.send({ type: 'run_started', runId: run.runId, workerId: msg.workerId, startedAt: msg.startedAt });
-        } else if (msg.type === 'event') {
-          deps.send({ type: 'run_event', runId: run.runId, event: msg.event });
-        } else if (msg.type === 'db_query') {
-          // The run id is the one this port was made for: whatever the thread sends, it asks for this run.
-          // The front's gate checks everything else (shape, statement, user).
-          deps.send({ type: 'db_query', runId: run.runId, queryId: msg.id, kind: msg.kind, query: msg.query });
-        } else if (msg.type === 'stats') {
-          statsByWorker.set(msg.stats.workerId, msg.stats);
-          deps.onCountsChanged();
-        } else if (msg.type === 'done') {
-          // The run is over: whatever model request it left open is aborted now, not when its task resolves.
-          f.model.close();
-          statsByWorker.set(msg.stats.workerId, msg.stats);
-          // Report the run finished only once its thread is free again (its task resolved): the front then
-          // sends the next run into a free thread, instead of Piscina queueing it or starting a burst thread
-          // for it, which would let a later run start first. A thread to recycle never resolves: settle now.
-          if (f.taskResolved || msg.report.recycled) settle(f, msg.outcome, msg.report);
-          else f.done = { outcome: msg.outcome, report: msg.report };
-        }
-      });
-      const task: ThreadTask = { kind: 'run', run, port: port2 };
-      deps.pool.run(task, { transferList: [port2], signal: f.abort.signal }).then(
-        (summary: RunOutcome) => {
-          f.taskResolved = true;
-          if (f.done) return settle(f, f.done.outcome, f.done.report);
-          // The port's last messages usually arrive after the task resolves: give them time.
-          f.timers.push(setTimeout(() => settle(f, summary), DONE_GRACE_MS));
-        },
-        (err: unknown) => {
-          // Let messages the thread posted before it ended drain first; a `done` among them wins.
-          setImmediate(() => settle(f, crashOutcome(f, err)));
-        },
-      );
-    },
+    start,
   };
+
+  function start(run: RunAssignment) {
+    const { port1, port2 } = new MessageChannel();
+    const f: InFlight = {
+      run,
+      port: port1,
+      abort: new AbortController(),
+      startedAt: null,
+      stopReason: null,
+      timers: [],
+      settled: false,
+      done: null,
+      taskResolved: false,
+      model: deps.broker.open(run.runId, (reply) => port1.postMessage(reply satisfies CellToThread)),
+    };
+    inFlight.set(run.runId, f);
+    port1.on('message', (msg: ThreadToCell) => {
+      if (f.settled) return;
+      if (f.model.handle(msg)) return;
+      if (msg.type === 'started') {
+        f.startedAt = msg.startedAt;
+        // The deadline starts when the thread starts the run, not when it was queued (piscinajs/piscina#869).
+        f.timers.push(setTimeout(() => stop(f, 'timeout'), deps.runTimeoutMs));
+        deps.send({ type: 'run_started', runId: run.runId, workerId: msg.workerId, startedAt: msg.startedAt });
+      } else if (msg.type === 'event') {
+        deps.send({ type: 'run_event', runId: run.runId, event: msg.event });
+      } else if (msg.type === 'refused') {
+        redispatch(f, msg.reason);
+      } else if (msg.type === 'db_query') {
+        // The run id is the one this port was made for: whatever the thread sends, it asks for this run.
+        // The front's gate checks everything else (shape, statement, user).
+        deps.send({ type: 'db_query', runId: run.runId, queryId: msg.id, kind: msg.kind, query: msg.query });
+      } else if (msg.type === 'stats') {
+        statsByWorker.set(msg.stats.workerId, msg.stats);
+        deps.onCountsChanged();
+      } else if (msg.type === 'done') {
+        // The run is over: whatever model request it left open is aborted now, not when its task resolves.
+        f.model.close();
+        statsByWorker.set(msg.stats.workerId, msg.stats);
+        // Report the run finished only once its thread is free again (its task resolved): the front then
+        // sends the next run into a free thread, instead of Piscina queueing it or starting a burst thread
+        // for it, which would let a later run start first. A thread to recycle never resolves: settle now.
+        if (f.taskResolved || msg.report.recycled) settle(f, msg.outcome, msg.report);
+        else f.done = { outcome: msg.outcome, report: msg.report };
+      }
+    });
+    const task: ThreadTask = { kind: 'run', run, port: port2 };
+    Object.assign(task, deps.route?.(run));
+    deps.pool.run(task, { transferList: [port2], signal: f.abort.signal }).then(
+      (summary: RunOutcome) => {
+        f.taskResolved = true;
+        if (f.done) return settle(f, f.done.outcome, f.done.report);
+        // The port's last messages usually arrive after the task resolves: give them time.
+        f.timers.push(setTimeout(() => settle(f, summary), DONE_GRACE_MS));
+      },
+      (err: unknown) => {
+        // Let messages the thread posted before it ended drain first; a `done` among them wins.
+        setImmediate(() => settle(f, crashOutcome(f, err)));
+      },
+    );
+  }
 }

@@ -3,8 +3,14 @@
  * (globalThis and the prototypes of built-ins) and resources it opened and did not close. Either one makes
  * the thread unfit for the next run: it is recycled.
  */
+import { EventEmitter } from 'node:events';
+import { MessagePort } from 'node:worker_threads';
 
+// Host prototypes too: every run's events and answer go through MessagePort.prototype.postMessage.
 const BUILTINS: [string, object][] = [
+  ['MessagePort.prototype', MessagePort.prototype],
+  ['EventTarget.prototype', EventTarget.prototype],
+  ['EventEmitter.prototype', EventEmitter.prototype],
   ['globalThis', globalThis],
   ['Object.prototype', Object.prototype],
   ['Array.prototype', Array.prototype],

@@ -14,6 +14,8 @@ import { createAgentFactory } from './agent-factory.js';
 import type { DbChannel } from './db-forwarding.js';
 import type { AgentRegistry } from './agent-registry.js';
 import { createExecutionContext, deepFreeze, type ExecutionContextHandle } from './execution-context.js';
+import type { HandleTracker } from './handle-tracker.js';
+import { mergeLeaks } from './handle-tracker.js';
 import { activeResources, changedGlobals, leakedResources, settleLazyGlobals, snapshotGlobals, type GlobalsSnapshot } from './isolation-check.js';
 import { completedOutcome, failedOutcome, stoppedOutcome } from './outcome.js';
 import os from 'node:os';
@@ -38,8 +40,9 @@ export function createThreadRuntime(deps: {
   log: Logger;
   /** Walls the host guards refused (workers/thread/host-guards.ts): emptied at each run's start, reported at its end. */
   refused: Set<string>;
+  handles: HandleTracker;
 }) {
-  const { config, prisma, dbChannel, log } = deps;
+  const { config, prisma, dbChannel, log, handles } = deps;
   const factory = createAgentFactory();
   const settings = deepFreeze(config.agentSettings);
   // A registry that failed to load is reported by describe(); mark it handled so the thread survives.
@@ -88,8 +91,17 @@ export function createThreadRuntime(deps: {
     return { agents: registry.list(), stats: stats() };
   }
 
+  // THREAD_REUSE=same_user: the one user this thread serves, set by its first run.
+  let servedUser: string | null = null;
+
   async function execute(run: RunAssignment, port: MessagePort): Promise<RunOutcome> {
     const post = (msg: ThreadToCell) => port.postMessage(msg);
+    if (config.reuse === 'same_user' && servedUser !== null && servedUser !== run.userId) {
+      // Before any agent code: what earlier runs left in modules and closures must never meet another user.
+      post({ type: 'refused', reason: 'user_switch' });
+      return new Promise<never>(() => undefined);
+    }
+    servedUser = run.userId;
     const clean = await cleanBaseline();
     const contaminated = changedGlobals(clean).length > 0;
     const startedAt = Date.now();
@@ -114,6 +126,8 @@ export function createThreadRuntime(deps: {
     dbChannel.attach(port);
     // Counted once the run's own port is listening, so only what the agent opens shows up as a leak.
     const resourcesBefore = activeResources();
+    // ... and every handle the run opens from here, unref'd ones included.
+    handles.start();
     // Rejects when the run is stopped, so a stop wins even against an agent that never settles.
     const stopped = new Promise<never>((_, reject) =>
       controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true }),
@@ -155,7 +169,7 @@ export function createThreadRuntime(deps: {
       try {
         await Promise.race([
           Promise.resolve().then(() => agent!.cleanup!()),
-          new Promise((resolve) => (timer = setTimeout(resolve, CLEANUP_TIMEOUT_MS))),
+          new Promise((resolve) => handles.exclude((timer = setTimeout(resolve, CLEANUP_TIMEOUT_MS)))),
         ]);
       } catch (err) {
         runLog.warn({ err: String((err as Error)?.message ?? err) }, 'agent cleanup threw');
@@ -175,12 +189,15 @@ export function createThreadRuntime(deps: {
     // Let callbacks the run scheduled for "right now" (closing sockets, finished reads) settle before counting.
     await new Promise((resolve) => setImmediate(resolve));
 
-    let leaks = leakedResources(resourcesBefore, activeResources());
+    const countLeaks = () => mergeLeaks(leakedResources(resourcesBefore, activeResources()), handles.open());
+    let leaks = countLeaks();
     if (Object.keys(leaks).length > 0) {
       // An aborted request's socket may still be closing: look again once before calling it a leak.
-      await new Promise((resolve) => setTimeout(resolve, LEAK_RECHECK_MS));
-      leaks = leakedResources(resourcesBefore, activeResources());
+      await new Promise((resolve) => handles.exclude(setTimeout(resolve, LEAK_RECHECK_MS)));
+      await new Promise((resolve) => setImmediate(resolve));
+      leaks = countLeaks();
     }
+    handles.stop();
     const globals = changedGlobals(clean);
     const priority = priorityAfterRun();
     runsServed++;

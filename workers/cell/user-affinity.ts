@@ -1,0 +1,78 @@
+/**
+ * THREAD_REUSE=same_user: a worker thread serves one user for its whole life. Module-level state of an
+ * agent or of its dependencies survives any freeze and any check, so the only wall between two users is a
+ * thread that never serves both. This load balancer sends a run to an idle thread that already serves its
+ * user, else to a thread that has served nobody yet (a warm spare, a replacement). Failing both, the run
+ * waits for a thread that is starting, or for one Piscina starts for it while the pool is below its
+ * maximum (idle threads beyond the minimum retire after idleTimeout). Only a full pool gives the run to the
+ * idle thread of another user that was used least recently: that thread refuses the run before any agent
+ * code runs (thread-runtime.ts) and is retired, and the cell dispatches the run again. Retiring a thread
+ * whenever nothing fresh is ready would retire every idle thread at once under load (measured: 7 s stalls).
+ */
+import { Piscina } from 'piscina';
+
+type PiscinaLoadBalancer = NonNullable<NonNullable<ConstructorParameters<typeof Piscina>[0]>['loadBalancer']>;
+
+/** Carried on the Piscina task under Piscina.queueOptionsSymbol: visible to the balancer, never cloned to the thread. */
+export interface RouteOptions {
+  userId: string;
+}
+
+type Worker = Parameters<PiscinaLoadBalancer>[1][number];
+
+export function routeOptions(userId: string): { [key: symbol]: RouteOptions } {
+  return { [Piscina.queueOptionsSymbol]: { userId } };
+}
+
+export function createUserAffinity(pool: {
+  /** Threads alive or starting. */
+  threads(): number;
+  /** Tasks waiting in Piscina's queue. */
+  queued(): number;
+  maxThreads: number;
+}) {
+  /** The user each thread serves (by Piscina's worker id, the thread id), and when it last got a run. */
+  const owners = new Map<number, { userId: string; lastUsed: number }>();
+  let clock = 0;
+  /** Threads that finished starting (Piscina's workerCreate); the others are still starting. */
+  const ready = new Set<number>();
+
+  const balancer: PiscinaLoadBalancer = (task, workers) => {
+    const route = (task as unknown as Record<symbol, RouteOptions | null>)[Piscina.queueOptionsSymbol];
+    const idle = workers.filter((w) => w.currentUsage === 0 && !w.terminating && !w.destroyed);
+    // Tasks without a user (the cell's describe) go to any idle thread and make it nobody's.
+    if (!route) return idle[0] ?? null;
+    let fresh: Worker | null = null;
+    let other: Worker | null = null;
+    for (const w of idle) {
+      const owner = owners.get(w.id);
+      if (owner?.userId === route.userId) {
+        owner.lastUsed = ++clock;
+        return w;
+      }
+      if (!owner) fresh ??= w;
+      else if (!other || owner.lastUsed < owners.get(other.id)!.lastUsed) other = w;
+    }
+    if (fresh) {
+      owners.set(fresh.id, { userId: route.userId, lastUsed: ++clock });
+      return fresh;
+    }
+    const starting = pool.threads() - ready.size;
+    if (starting > pool.queued() || pool.threads() < pool.maxThreads) return null;
+    // `other` keeps its owner: it will refuse this run and retire.
+    return other;
+  };
+
+  return {
+    balancer,
+    /** Piscina's workerCreate: the thread is ready for tasks. */
+    ready(workerId: number) {
+      ready.add(workerId);
+    },
+    /** Piscina's workerDestroy: forget a thread that is gone. */
+    forget(workerId: number) {
+      owners.delete(workerId);
+      ready.delete(workerId);
+    },
+  };
+}
