@@ -145,7 +145,8 @@ describe('THREAD_REUSE=any, THREAD_LOCKDOWN=0, one cell, one thread: contaminati
   let mallory: UserClient;
   let victim: UserClient;
   beforeAll(async () => {
-    server = await startServer({ AGENTS_DIR: agentsDir(), ...ONE_THREAD, THREAD_REUSE: 'any', THREAD_LOCKDOWN: '0' });
+    // CELL_SANDBOX=off too: the late attacker tells the test it struck by writing a file outside its scratch folder.
+    server = await startServer({ AGENTS_DIR: agentsDir(), ...ONE_THREAD, THREAD_REUSE: 'any', THREAD_LOCKDOWN: '0', CELL_SANDBOX: 'off' });
     [mallory, victim] = await Promise.all([UserClient.connect(server.url, 'mallory'), UserClient.connect(server.url, 'victim')]);
   });
   afterAll(async () => {
