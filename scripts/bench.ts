@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: one command, one machine, the same trivial workload through every design: the raw
- * Piscina limit, Atoll end to end (default and MAX_RUNS_PER_WORKER=1), one shared in-process agent,
+ * Piscina limit, Atoll end to end (default, THREAD_REUSE=any and MAX_RUNS_PER_WORKER=1), one shared in-process agent,
  * one process per run; then memory per in-flight run and recovery after a cell's death. Prints a markdown
  * table and writes a JSON report. Composition root: everything it starts, it stops.
  */
@@ -134,6 +134,9 @@ async function main(argv: string[]): Promise<number> {
     recoverySamples.push(await recoveryOnce(s));
     return { ...v, workers };
   });
+  // The cost of the wall between users: the same server with threads shared by all users.
+  log('Atoll with THREAD_REUSE=any');
+  const reuseAny = await using(startAtoll(THREADS_PER_CELL, { THREAD_REUSE: 'any' }), (s) => socketVariant('Atoll THREAD_REUSE=any', s.url, 'dev-login', opts));
   log('Atoll with MAX_RUNS_PER_WORKER=1');
   const mrpw = await using(startAtoll(THREADS_PER_CELL, { MAX_RUNS_PER_WORKER: '1' }), async (s) => {
     const v = await socketVariant('Atoll MAX_RUNS_PER_WORKER=1', s.url, 'dev-login', opts);
@@ -165,6 +168,7 @@ async function main(argv: string[]): Promise<number> {
     throughput: {
       limit_piscina: limitReport,
       atoll: atoll.report,
+      atoll_thread_reuse_any: reuseAny.report,
       atoll_max_runs_per_worker_1: { ...mrpw.report, distinct_workers: mrpw.workers, default_distinct_workers: atoll.workers, honoured },
       in_process: inProcess.report,
       process_per_run: processPerRun.report,
@@ -174,6 +178,7 @@ async function main(argv: string[]): Promise<number> {
       atoll_over_in_process: ratio(atoll.report.runs_per_s, inProcess.report.runs_per_s, 4),
       atoll_over_process_per_run: ratio(atoll.report.runs_per_s, processPerRun.report.runs_per_s, 4),
       max_runs_per_worker_1_over_default: ratio(mrpw.report.runs_per_s, atoll.report.runs_per_s, 4),
+      thread_reuse_any_over_default: ratio(reuseAny.report.runs_per_s, atoll.report.runs_per_s, 4),
     },
     memory: mem,
     recovery: summarizeRecovery(recoverySamples),

@@ -33,6 +33,8 @@ export interface BenchReport {
   throughput: {
     limit_piscina: VariantReport;
     atoll: VariantReport;
+    /** Threads shared by every user (the wall between users off): what THREAD_REUSE=same_user costs. */
+    atoll_thread_reuse_any: VariantReport;
     atoll_max_runs_per_worker_1: VariantReport & {
       /** Distinct worker threads over a sample of runs: with one thread per run they are all distinct. */
       distinct_workers: { runs: number; workers: number };
@@ -48,6 +50,7 @@ export interface BenchReport {
     atoll_over_in_process: number | null;
     atoll_over_process_per_run: number | null;
     max_runs_per_worker_1_over_default: number | null;
+    thread_reuse_any_over_default: number | null;
   };
   memory: MemoryReport;
   recovery: RecoveryReport;

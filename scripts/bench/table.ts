@@ -27,11 +27,13 @@ export function renderMarkdown(r: BenchReport, machine: Machine): string {
     row('limit: raw Piscina dispatch (no server, no DB)', t.limit_piscina, undefined),
     row('**Atoll** end to end (socket → persisted run → cell → thread → events → socket)', t.atoll, m.atoll.per_run_bytes),
     row(`Atoll, \`MAX_RUNS_PER_WORKER=1\`${mrpw.honoured === false ? ' (ignored by this server build)' : ''}`, mrpw, undefined),
+    row('Atoll, `THREAD_REUSE=any` (threads shared by all users: lockdown and checks only, no wall between users)', t.atoll_thread_reuse_any, undefined),
     row('one shared in-process agent (no isolation, no DB)', t.in_process, m.in_process.per_run_bytes),
     row('one child process per run (no DB)', t.process_per_run, m.process_per_run.per_run_bytes),
     '',
     `Ratios (runs/s): Atoll / limit = ${num(r.ratios.atoll_over_limit, 3)}, Atoll / in-process = ${num(r.ratios.atoll_over_in_process, 3)}, ` +
-      `Atoll / process-per-run = ${num(r.ratios.atoll_over_process_per_run, 2)}, \`MAX_RUNS_PER_WORKER=1\` / default = ${num(r.ratios.max_runs_per_worker_1_over_default, 3)}.`,
+      `Atoll / process-per-run = ${num(r.ratios.atoll_over_process_per_run, 2)}, \`MAX_RUNS_PER_WORKER=1\` / default = ${num(r.ratios.max_runs_per_worker_1_over_default, 3)}, ` +
+      `\`THREAD_REUSE=any\` / default = ${num(r.ratios.thread_reuse_any_over_default, 3)}.`,
     `Memory: growth of the ${m.source === 'pss' ? 'PSS (shared pages split between the processes that map them)' : 'RSS'} of all the design's processes per extra concurrent ` +
       `in-flight run, between ${m.levels[0]} and ${m.levels[1]} runs in flight (Atoll: ${mib(m.atoll.levels[0].bytes)} → ${mib(m.atoll.levels[1].bytes)}, ` +
       `each Atoll slot being a worker thread with its own Prisma client; process per run: ${mib(m.process_per_run.levels[0].bytes)} → ${mib(m.process_per_run.levels[1].bytes)}). ` +
