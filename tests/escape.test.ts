@@ -77,6 +77,8 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   // The permission model, not an accident, said no.
   for (const name of ['spawn', 'read_db', 'proc_mem', 'write_outside', 'kill_front', 'new_worker']) expect([name, got[name].code]).toEqual([name, 'ERR_ACCESS_DENIED']);
   expect(got.dlopen.code).toBe('ERR_DLOPEN_DISABLED');
+  // Under the permission model, the database file is the front's alone for the OS too.
+  expect(fs.statSync(input.dbFile).mode & 0o077).toBe(0);
   // The run's own scratch folder works, and it started empty.
   expect(got.scratch_was_empty).toEqual({ ok: true, value: 'left by mallory' });
 
