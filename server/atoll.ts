@@ -144,7 +144,7 @@ export async function startAtoll(config: Config, log: Logger) {
     demoteAfterMs: config.cpuDemoteAfterMs,
     cells: () =>
       cells.cells().flatMap((c) =>
-        c.state === 'ready' && c.child.pid !== undefined ? [{ id: c.id, pid: c.child.pid, runStarts: c.runs.values(), demote: (tid: number) => c.send({ type: 'demote_thread', tid }) }] : [],
+        c.state === 'ready' && c.child.pid !== undefined && c.systemThreads ? [{ id: c.id, pid: c.child.pid, runStarts: c.runs.values(), systemThreads: c.systemThreads, demote: (tid: number) => c.send({ type: 'demote_thread', tid }) }] : [],
       ),
   });
 

@@ -19,7 +19,7 @@ function rig(demoteAfterMs: number) {
       reads++;
       return new Map([...threads].map(([tid, s]) => [tid, { ...s }]));
     },
-    cells: () => [{ id: 'cell1', pid: 1, runStarts, demote: (tid) => {
+    cells: () => [{ id: 'cell1', pid: 1, runStarts, systemThreads: new Set([99]), demote: (tid) => {
       demoted.push(tid);
       threads.get(tid)!.nice = DEMOTED_NICE;
     } }],
@@ -50,6 +50,15 @@ linux('a thread that keeps a core busy past the grace is demoted once; one waiti
   expect(r.demoted).toEqual([11]); // hungry in every sample for 500 ms
   r.advance(5000, { 11: 1, 22: 0.05 });
   expect(r.demoted).toEqual([11]); // once: its nice value says it is demoted already
+  r.g.stop();
+});
+
+linux("the cell's own threads (V8's platform, libuv) are never demoted, however busy", () => {
+  const r = rig(500);
+  r.runStarts.push(0);
+  r.advance(600, { 99: 0, 11: 0 });
+  for (let i = 0; i < 8; i++) r.advance(250, { 99: 1, 11: 1 });
+  expect(r.demoted).toEqual([11]);
   r.g.stop();
 });
 

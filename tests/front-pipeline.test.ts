@@ -147,6 +147,7 @@ function serviceRig(cells: { id: string; kind: 'answering' | 'dead'; events?: nu
     const cell = {
       id, state: 'ready', quarantine: false, runs: new Map(), lastBusyAt: 0, lastThreadKillAt: null, freeSlots: 4, undelivered: new Set<string>(),
       scratch: { open: (runId: string) => `/nonexistent/${runId}`, close: () => undefined },
+      recentUsers: new Map<string, number>(),
       send(msg: FrontToCell) {
         if (msg.type !== 'run') return;
         const runId = msg.run.runId;

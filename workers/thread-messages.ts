@@ -80,7 +80,7 @@ export type ThreadToCell =
    * THREAD_REUSE=same_user: the run belongs to another user than the one this thread serves. Sent before any
    * agent code runs; the thread will not return: the cell terminates it and dispatches the run again.
    */
-  | { type: 'refused'; reason: 'user_switch' }
+  | { type: 'refused'; reason: 'user_switch' | 'priority_not_restored' }
   /** `report.recycled` set: the thread will not return; the cell terminates it (Piscina replaces it). */
   | { type: 'done'; outcome: RunOutcome; stats: ThreadStats; report: RunReport };
 

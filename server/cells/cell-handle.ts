@@ -23,6 +23,13 @@ export class CellHandle {
   /** When a thread of this cell last ended abnormally (terminated, crashed, out of memory). */
   lastThreadKillAt: number | null = null;
   readyAt: number | null = null;
+  /**
+   * Users whose runs this cell served lately, with when: with THREAD_REUSE=same_user their threads are here, so
+   * their next run goes here when it can (a thread of its user, instead of a new one or a retired one).
+   */
+  readonly recentUsers = new Map<string, number>();
+  /** The OS threads the cell had before its pool started (Node's own: V8's platform, libuv); null until it said so. */
+  systemThreads: ReadonlySet<number> | null = null;
   /** The cell's RSS once warm (first report BASELINE_AFTER_MS after ready): what "grown" is measured against. */
   baselineRssBytes: number | null = null;
   /** Being replaced while idle because it grew (not a death). */

@@ -51,6 +51,11 @@ export interface GovernedCell {
   pid: number;
   /** Start times of the runs executing in the cell (null: assigned, not started). */
   runStarts: Iterable<number | null>;
+  /**
+   * Node's own threads of the cell (V8's platform, libuv), never demoted: a run that makes the garbage collector
+   * work hard must not slow every run of its cell, nor its own way to OUT_OF_MEMORY.
+   */
+  systemThreads: ReadonlySet<number>;
   demote(tid: number): void;
 }
 
@@ -103,6 +108,7 @@ export function createCpuGovernor(opts: CpuGovernorOptions): CpuGovernor {
       const before = seen.get(cell.id) ?? new Map<number, Seen>();
       const after = new Map<number, Seen>();
       for (const [tid, s] of threads) {
+        if (cell.systemThreads.has(tid)) continue;
         const prev = before.get(tid);
         const hungry = prev !== undefined && t > prev.at && (s.cpuMs - prev.cpuMs) / (t - prev.at) >= hungryShare;
         const hungrySince = hungry ? (prev!.hungrySince ?? prev!.at) : null;

@@ -11,6 +11,7 @@ import type { AgentInfo, CellConfig, CellToFront } from '../protocol/cell-messag
 import { CellHandle } from './cell-handle.js';
 import { cellLaunch, type CellSandboxOptions } from './cell-sandbox.js';
 import { createRunScratch } from './run-scratch.js';
+import { readCellThreads } from './cpu-governor.js';
 import { describeCellExit, type CellExit } from './exit-cause.js';
 import fs from 'node:fs';
 
@@ -72,7 +73,9 @@ export function createCellSupervisor(opts: SupervisorOptions) {
 
     return new Promise<CellHandle>((resolve, reject) => {
       const receive = (msg: CellToFront) => {
-        if (msg.type === 'ready') {
+        if (msg.type === 'booting') {
+          cell.systemThreads = new Set(child.pid === undefined ? [] : (readCellThreads(child.pid)?.keys() ?? []));
+        } else if (msg.type === 'ready') {
           cell.state = 'ready';
           cell.readyAt = Date.now();
           cell.agents = msg.agents;
@@ -171,9 +174,21 @@ export function createCellSupervisor(opts: SupervisorOptions) {
       await Promise.all(slots.slice(0, opts.cells).map((_, slot) => spawn(slot, null)));
     },
     /** The ready serving cell with the most free slots, or null when all are full. */
-    pick(): CellHandle | null {
+    /**
+     * The ready serving cell with the most free slots, or null when all are full. With a user, a cell with a free
+     * slot that served that user lately comes first: its threads are that user's (THREAD_REUSE=same_user).
+     */
+    pick(userId?: string): CellHandle | null {
       let best: CellHandle | null = null;
-      for (const cell of slots) if (cell && !cell.quarantine && cell.freeSlots > 0 && (!best || cell.freeSlots > best.freeSlots)) best = cell;
+      let bestSeen = false;
+      for (const cell of slots) {
+        if (!cell || cell.quarantine || cell.freeSlots <= 0) continue;
+        const seen = userId !== undefined && cell.recentUsers.has(userId);
+        if (!best || (seen && !bestSeen) || (seen === bestSeen && cell.freeSlots > best.freeSlots)) {
+          best = cell;
+          bestSeen = seen;
+        }
+      }
       return best;
     },
     /**

@@ -148,6 +148,8 @@ export type FrontToCell =
   | { type: 'shutdown' };
 
 export type CellToFront =
+  /** First words of a cell, before it starts its pool: the threads it has now are its own, not runs' (the CPU governor leaves them alone). */
+  | { type: 'booting' }
   | { type: 'ready'; agents: AgentInfo[] }
   | { type: 'init_failed'; error: ErrorBody }
   | { type: 'run_started'; runId: string; workerId: number; startedAt: number }

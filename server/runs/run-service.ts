@@ -42,6 +42,8 @@ const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
 /** A thread terminated this recently may be what killed its cell (V8 can abort while it tears down). */
 const RECENT_KILL_MS = 5000;
 const QUEUED_NOTICE_MS = 1000;
+/** A cell's idle threads retire after 30 s (Piscina's idleTimeout in workers/cell/cell-runtime.ts). */
+const RECENT_USER_MS = 30_000;
 /** At most this much of a stopped run's streamed answer is kept as its interrupted message. */
 const PARTIAL_TEXT_CAP = 256 * 1024;
 /** Beyond the cell's own deadline and grace: if a cell has not settled a run by then, the front does. */
@@ -104,7 +106,20 @@ export function createRunService(deps: {
     run.attempt++;
     cell.runs.set(run.id, null);
     cell.lastBusyAt = Date.now();
+    noteUser(cell, run.userId);
     cell.send({ type: 'run', run: assignment(run, cell.scratch.open(run.id)) });
+  }
+
+  /** Remembers the user on the cell (supervisor.pick prefers it next time); forgets users idle past a thread's idle timeout. */
+  function noteUser(cell: CellHandle, userId: string): void {
+    const now = Date.now();
+    cell.recentUsers.delete(userId);
+    cell.recentUsers.set(userId, now);
+    // Oldest first (re-inserted on every run): drop from the front while stale.
+    for (const [user, at] of cell.recentUsers) {
+      if (now - at < RECENT_USER_MS) break;
+      cell.recentUsers.delete(user);
+    }
   }
 
   function pump(): void {
@@ -119,7 +134,7 @@ export function createRunService(deps: {
       if (!cell) return;
       const run = queue.take(eligible);
       if (!run) return;
-      dispatch(run, cell);
+      dispatch(run, deps.cells().pick(run.userId) ?? cell);
     }
   }
 

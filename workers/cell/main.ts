@@ -5,6 +5,8 @@ import { createBatchedSender } from '../../server/protocol/ipc-batch.js';
 import { createCellRuntime } from './cell-runtime.js';
 
 if (!process.send) throw new Error('workers/cell/main must be forked with an IPC channel');
+// Before the pool exists: every OS thread of this process now is Node's own (V8's platform, libuv), none a run's.
+process.send([{ type: 'booting' }] satisfies CellToFront[]);
 
 // The cell's own default process metrics (CPU, memory, event loop, GC): the front merges them into its
 // scrape labelled with this cell's id.

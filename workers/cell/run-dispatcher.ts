@@ -74,10 +74,11 @@ export function createRunDispatcher(deps: {
   }
 
   /**
-   * The thread refused the run (it serves another user): retire it and dispatch the run again. The run
+   * The thread refused the run (it serves another user, or it was lowered in priority and cannot take it back):
+   * retire it and dispatch the run again. The run
    * never started, so this is no attempt and no failure; the front only counts the retired thread.
    */
-  function redispatch(f: InFlight, reason: 'user_switch') {
+  function redispatch(f: InFlight, reason: 'user_switch' | 'priority_not_restored') {
     if (f.settled) return;
     deps.send({ type: 'thread_retired', reason });
     if (f.stopReason) {

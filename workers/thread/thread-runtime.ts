@@ -101,6 +101,12 @@ export function createThreadRuntime(deps: {
       post({ type: 'refused', reason: 'user_switch' });
       return new Promise<never>(() => undefined);
     }
+    // Lowered while no run of its own was hungry (warming up beside a hungry run: the governor sees threads,
+    // not runs) and unable to take its priority back: no run starts here at nice 19, and none is blamed for it.
+    if (!priorityAfterRun().restored) {
+      post({ type: 'refused', reason: 'priority_not_restored' });
+      return new Promise<never>(() => undefined);
+    }
     servedUser = run.userId;
     const clean = await cleanBaseline();
     const contaminated = changedGlobals(clean).length > 0;
