@@ -19,12 +19,16 @@ ENV NODE_ENV=production \
     PORT=3000 \
     DATABASE_URL=file:/data/atoll.db
 WORKDIR /app
-COPY --from=build --chown=node:node /app/package.json ./package.json
-COPY --from=build --chown=node:node /app/node_modules ./node_modules
-COPY --from=build --chown=node:node /app/dist ./dist
-COPY --from=build --chown=node:node /app/web/dist ./web/dist
-COPY --from=build --chown=node:node /app/prisma/migrations ./prisma/migrations
+# The code stays root's (readable, not writable, by node): nothing running as node, agent code included,
+# can change what the next start runs. Only /data is node's.
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY --from=build /app/web/dist ./web/dist
+COPY --from=build /app/prisma/migrations ./prisma/migrations
 RUN mkdir -p /data && chown node:node /data
+# As node, cells share the front's OS user: Node's permission model and the threads' guards are the walls
+# (README, Threat model). `docker run --user root` also gives each cell an OS user of its own (CELL_UID_BASE).
 USER node
 VOLUME ["/data"]
 EXPOSE 3000
