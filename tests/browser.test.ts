@@ -307,8 +307,9 @@ test('after a server restart the page reconnects by itself, keeps the conversati
   const { page: p } = await page();
   await p.goto(bare.url + '/');
   // Dev login is off there: the page offers the token field only, and a wrong token is refused with its code.
+  // (The page learns it from /v1/meta after it loads: wait for it.)
+  await poll(() => p.locator('#dev-login-off').isVisible(), (v) => expect(v).toBe(true));
   expect(await p.locator('#dev-login-form').isHidden()).toBe(true);
-  expect(await p.locator('#dev-login-off').isVisible()).toBe(true);
   await p.getByLabel('Or paste an access token').fill(jwt.sign({}, 'a-wrong-secret-a-wrong-secret', { algorithm: 'HS256', subject: 'henry', expiresIn: 3600 }));
   await p.getByRole('button', { name: 'Use this token' }).click();
   await poll(() => p.locator('#sign-in-error').textContent(), (v) => expect(v).toMatch(/^UNAUTHORIZED: /));
