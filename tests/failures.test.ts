@@ -15,7 +15,8 @@ beforeAll(async () => {
     ENABLE_CHAOS_AGENTS: '1',
     CELLS: '2',
     THREADS_PER_CELL: '3',
-    RUN_TIMEOUT_MS: '5000',
+    // Wide enough for an out-of-memory run on a starved CI machine (0.6–3 s idle) to reach its limit first.
+    RUN_TIMEOUT_MS: '15000',
     RUN_MEMORY_MB: '64',
   });
   victim = await UserClient.connect(server.url, 'victim');

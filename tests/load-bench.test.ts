@@ -114,7 +114,8 @@ let bench: Promise<Exit>;
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-load-bench-'));
   // The bench starts its own servers; it runs while the load tests use theirs (timings are not asserted).
-  bench = runScript(BENCH, ['--quick', '--out', path.join(dir, 'bench.json'), '--markdown', path.join(dir, 'bench.md')], 110_000);
+  // Six designs and their servers: seconds each on an idle machine, several times that on a starved one.
+  bench = runScript(BENCH, ['--quick', '--out', path.join(dir, 'bench.json'), '--markdown', path.join(dir, 'bench.md')], 230_000);
   // Short deadline and event cap: hang and flood_events end in about a second.
   server = await startServer({ ENABLE_CHAOS_AGENTS: '1', RUN_TIMEOUT_MS: '1000', CANCEL_GRACE_MS: '200', MAX_EVENTS_PER_RUN: '1000' });
 }, 60_000);
@@ -260,4 +261,4 @@ test('bench --quick: every design measured, figures consistent, a markdown table
   expect(md).toContain(`Machine: ${os.cpus().length} cores`);
   expect(md).toContain(process.version);
   expect(md.split('\n').filter((l: string) => /^\| .* \|$/.test(l))).toHaveLength(7); // header and six designs
-}, 120_000);
+}, 240_000);

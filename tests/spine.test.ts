@@ -198,7 +198,13 @@ test('a thread loads its database client at its first ctx.db query, and that is 
   const runs = await Promise.all(Array.from({ length: 8 }, (_, i) => u.start({ agent: 'db-probe', input: { text: `lazy ${i}` } })));
   for (const r of runs) expect(terminal(await u.waitForRun(r.run_id)).payload.status).toBe('completed');
   const reports = await Promise.all(runs.map((r) => u.http('GET', `/v1/runs/${r.run_id}`)));
-  for (const r of reports) expect(r.body.isolation).toMatchObject({ leaks: {}, globals: [], contaminated: false, recycled: null });
+  for (const r of reports) {
+    expect(r.body.isolation).toMatchObject({ leaks: {}, globals: [], contaminated: false });
+    // Loading the compiler is CPU work: on a starved machine it can outlast CPU_DEMOTE_AFTER_MS, and a thread that
+    // was lowered and may not rise again retires (the governor's rule). Nothing else may retire it.
+    const i = r.body.isolation;
+    expect(i.recycled === null || (i.recycled === 'priority_not_restored' && i.cpu_demoted === true)).toBe(true);
+  }
   const workers = new Set(reports.map((r) => `${r.body.ran_on.cell}/${r.body.ran_on.worker}`));
   expect(workers.size).toBeGreaterThan(1);
   // Each of those threads now holds its connection (reported with the cell's stats shortly after the runs).

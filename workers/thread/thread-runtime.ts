@@ -24,7 +24,8 @@ import { createBrokerLink } from '../llm/broker-fetch.js';
 import { isConfigured } from '../llm/settings.js';
 
 const CLEANUP_TIMEOUT_MS = 2000;
-const LEAK_RECHECK_MS = 20;
+/** Looks again after these pauses before calling something a leak (a starved CPU closes sockets late). */
+const LEAK_RECHECKS_MS = [20, 100, 300];
 
 class StopSignal extends Error {
   constructor(readonly reason: StopReason | 'limit') {
@@ -197,9 +198,11 @@ export function createThreadRuntime(deps: {
 
     const countLeaks = () => mergeLeaks(leakedResources(resourcesBefore, activeResources()), handles.open());
     let leaks = countLeaks();
-    if (Object.keys(leaks).length > 0) {
-      // An aborted request's socket may still be closing: look again once before calling it a leak.
-      await new Promise((resolve) => handles.exclude(setTimeout(resolve, LEAK_RECHECK_MS)));
+    // An aborted request's socket may still be closing: look again before calling it a leak. Only a run that
+    // seems to leak pays for the pauses.
+    for (const ms of LEAK_RECHECKS_MS) {
+      if (Object.keys(leaks).length === 0) break;
+      await new Promise((resolve) => handles.exclude(setTimeout(resolve, ms)));
       await new Promise((resolve) => setImmediate(resolve));
       leaks = countLeaks();
     }
