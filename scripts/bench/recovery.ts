@@ -38,7 +38,6 @@ const PROBE_PAUSE_MS = 20;
 
 export async function recoveryOnce(server: Spawned): Promise<RecoverySample> {
   const clients = await connectClients(server.url, 1, 'dev-login', 'recovery');
-  const user = clients.users[0];
   const sample: RecoverySample = { first_run_after_death_ms: null, replacement_ready_ms: null, served_on_replacement_ms: null, server_restart_ms: null, probes: 0, probes_failed: 0, probe_failure_codes: {} };
   try {
     await drive(clients, { total: 4, inflightPerClient: 1, agent: 'steps', input: { text: 'warm' }, runTimeoutMs: 10_000 });
@@ -47,9 +46,12 @@ export async function recoveryOnce(server: Spawned): Promise<RecoverySample> {
     const ready = server.waitForLog((l) => l.msg === 'cell ready' && /^cell1-g([2-9]|\d\d)/.test(l.cell ?? ''), RECOVERY_TIMEOUT_MS);
     const t0 = performance.now();
     process.kill(pid, 'SIGKILL');
-    // One run at a time until one lands on the replacement (ties go to cell1, the first slot).
+    // One run at a time until one lands on the replacement (ties go to cell1, the first slot). Each probe is a
+    // new user: the front keeps a user's runs on the cell that served it lately, which is not cell1 any more.
     while (performance.now() - t0 < RECOVERY_TIMEOUT_MS && sample.probes < MAX_PROBES) {
-      const r = await drive(clients, { total: 1, inflightPerClient: 1, agent: 'steps', input: { text: 'probe' }, runTimeoutMs: 10_000 });
+      const prober = await connectClients(server.url, 1, 'dev-login', `recovery-probe-${sample.probes}`);
+      const r = await drive(prober, { total: 1, inflightPerClient: 1, agent: 'steps', input: { text: 'probe' }, runTimeoutMs: 10_000 }).finally(() => prober.close());
+      const user = prober.users[0];
       const at = performance.now() - t0;
       sample.probes++;
       if (r.completed !== 1) {
