@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Piscina } from 'piscina';
 import { BURST_THREADS_PER_THREAD, CELL_EXIT_MEMORY, DEMOTED_NICE, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../server/protocol/cell-messages.js';
 import type { DescribeReply, ThreadConfig } from '../thread-messages.js';
-import { createModelBroker } from './model-broker.js';
+import { createModelBroker, settleFetch } from './model-broker.js';
 import { createRunDispatcher, type RunDispatcher } from './run-dispatcher.js';
 import { createUserAffinity, routeOptions } from './user-affinity.js';
 
@@ -91,6 +91,7 @@ export function createCellRuntime(deps: {
     // Without a listener, a thread dying while idle would take the cell down.
     pool.on('error', (err: Error) => log({ err: err.message }, 'pool error'));
     // config.llmApiKey stays here, in the cell's main thread: threads reach the model through the broker.
+    await settleFetch();
     const broker = createModelBroker({ baseUrl: config.agentSettings.llm.baseUrl, apiKey: config.llmApiKey, log });
     dispatcher = createRunDispatcher({
       pool,

@@ -63,6 +63,28 @@ export interface ModelBroker {
   open(runId: string, post: (msg: ModelReply) => void): ModelBrokerSession;
 }
 
+/** Where Node's fetch keeps its global dispatcher (undici's own convention). */
+const GLOBAL_DISPATCHER = Symbol.for('undici.globalDispatcher.1');
+
+interface ConnectionPool {
+  destroy(): Promise<void>;
+}
+
+/** Makes Node create fetch's global dispatcher now (a data: URL, no network), so its class is known. */
+export async function settleFetch(): Promise<void> {
+  await (await fetch('data:,')).arrayBuffer();
+}
+
+/**
+ * A connection pool of the class Node's fetch uses, or null before settleFetch(). Each run gets its own, destroyed
+ * when the run ends: no keep-alive connection carries from one run to another, and a stalled request's socket is
+ * closed for certain (an abort alone was seen to leave it open under the permission model after a few seconds).
+ */
+function openPool(): ConnectionPool | null {
+  const shared = (globalThis as Record<symbol, unknown>)[GLOBAL_DISPATCHER] as { constructor: new () => ConnectionPool } | undefined;
+  return shared ? new shared.constructor() : null;
+}
+
 export function createModelBroker(deps: {
   /** LLM_BASE_URL: the only place requests may go. */
   baseUrl: string | null;
@@ -79,6 +101,7 @@ export function createModelBroker(deps: {
     open(runId, post) {
       const active = new Map<number, AbortController>();
       let closed = false;
+      let pool: ConnectionPool | null = null;
       const send = (msg: ModelReply) => {
         if (closed) return;
         try {
@@ -98,7 +121,9 @@ export function createModelBroker(deps: {
 
       async function forward(id: number, controller: AbortController, request: { url: string; init: RequestInit }) {
         try {
-          const res = await doFetch(request.url, { ...request.init, signal: controller.signal });
+          pool ??= deps.fetch ? null : openPool();
+          const init = { ...request.init, signal: controller.signal, ...(pool ? { dispatcher: pool } : {}) } as RequestInit;
+          const res = await doFetch(request.url, init);
           if (controller.signal.aborted) return;
           const headers: [string, string][] = [];
           res.headers.forEach((value, name) => {
@@ -165,6 +190,7 @@ export function createModelBroker(deps: {
           closed = true;
           for (const controller of active.values()) controller.abort();
           active.clear();
+          pool?.destroy().catch(() => undefined);
         },
       };
     },
