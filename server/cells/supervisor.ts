@@ -71,10 +71,13 @@ export function createCellSupervisor(opts: SupervisorOptions) {
       cell.stderrTail = (cell.stderrTail + chunk).slice(-STDERR_TAIL);
     });
 
+    const config = quarantine ? { ...opts.cellConfig, threads: 1, quarantine: true } : opts.cellConfig;
     return new Promise<CellHandle>((resolve, reject) => {
       const receive = (msg: CellToFront) => {
         if (msg.type === 'booting') {
+          // The cell starts its pool only on init, so every thread it has now is Node's own: note them, then init.
           cell.systemThreads = new Set(child.pid === undefined ? [] : (readCellThreads(child.pid)?.keys() ?? []));
+          cell.send({ type: 'init', config: { ...config, cellId: id } });
         } else if (msg.type === 'ready') {
           cell.state = 'ready';
           cell.readyAt = Date.now();
@@ -131,8 +134,6 @@ export function createCellSupervisor(opts: SupervisorOptions) {
           }, delay).unref();
         }, 50);
       });
-      const config = quarantine ? { ...opts.cellConfig, threads: 1, quarantine: true } : opts.cellConfig;
-      cell.send({ type: 'init', config: { ...config, cellId: id } });
     });
   }
 
