@@ -12,7 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { createPrismaClient, type Db } from '../prisma/create-client';
-import type { CellHandle } from '../server/cells/cell-handle';
+import type { ChildProcess } from 'node:child_process';
+import { CellHandle } from '../server/cells/cell-handle';
 import type { CellSupervisor } from '../server/cells/supervisor';
 import { createLogger } from '../server/logger';
 import { createMetrics } from '../server/metrics';
@@ -133,31 +134,48 @@ test('a failing write fails alone: the writes committed with it in the same turn
 });
 
 /**
- * A run service on the real store, with stand-in cells: `answering` cells start and finish a run within the
- * send that assigns it (the fastest cell there is), `dead` ones record what is sent as undelivered. Runs go
- * to the first cell until `pick(cell)` says otherwise.
+ * How a stand-in cell process behaves: `instant` answers a run within the very call that assigns it (faster
+ * than any real cell, which answers after an IPC round trip); `answering` is a live child whose IPC channel
+ * delivers each batch, and which answers every run in it; `gone` is a child whose channel already closed;
+ * `failing` is connected but its channel write fails (EPIPE, as when the cell dies mid-write).
+ * The stand-ins only carry raw messages: whether an assignment reached its cell is the real CellHandle's call.
  */
-function serviceRig(cells: { id: string; kind: 'answering' | 'dead'; events?: number }[]) {
+type CellKind = 'instant' | 'answering' | 'gone' | 'failing';
+
+/** A run service on the real store, with real CellHandles around stand-in child processes. */
+function serviceRig(cells: { id: string; kind: CellKind; events?: number }[]) {
   const delivered: RunEventEnvelope[] = [];
+  const written: FrontToCell[][] = [];
   const log = createLogger('silent');
   const metrics = createMetrics(() => ({}) as never, { alertActiveContexts: 100 });
   const relay = createEventRelay({ store, broadcast: (_user, e) => delivered.push(e), metrics, log });
   let service: RunService;
+  const scratch = { open: (runId: string) => `/nonexistent/${runId}`, close: () => undefined };
+  const answer = (handle: CellHandle, runId: string, events: number) => {
+    service.onCellMessage(handle, { type: 'run_started', runId, workerId: 1, startedAt: Date.now() });
+    for (let i = 0; i < events; i++) service.onCellMessage(handle, { type: 'run_event', runId, event: { type: 'partial_result', payload: { text: 'x' }, timestamp: Date.now() } as never });
+    service.onCellMessage(handle, { type: 'run_finished', runId, outcome: { status: 'completed', result: 'x', executionTimeMs: 0 }, report: null });
+  };
   const handles = cells.map(({ id, kind, events = 0 }) => {
-    const cell = {
-      id, state: 'ready', quarantine: false, runs: new Map(), lastBusyAt: 0, lastThreadKillAt: null, freeSlots: 4, undelivered: new Set<string>(),
-      scratch: { open: (runId: string) => `/nonexistent/${runId}`, close: () => undefined },
-      recentUsers: new Map<string, number>(),
-      send(msg: FrontToCell) {
-        if (msg.type !== 'run') return;
-        const runId = msg.run.runId;
-        if (kind === 'dead') return void cell.undelivered.add(runId);
-        service.onCellMessage(handle, { type: 'run_started', runId, workerId: 1, startedAt: Date.now() });
-        for (let i = 0; i < events; i++) service.onCellMessage(handle, { type: 'run_event', runId, event: { type: 'partial_result', payload: { text: 'x' }, timestamp: Date.now() } as never });
-        service.onCellMessage(handle, { type: 'run_finished', runId, outcome: { status: 'completed', result: 'x', executionTimeMs: 0 }, report: null });
+    const child = {
+      connected: kind !== 'gone',
+      exitCode: null,
+      signalCode: null,
+      kill: () => true,
+      send(batch: FrontToCell[], callback: (err: Error | null) => void) {
+        if (kind === 'gone') throw new Error('the front wrote to a closed channel');
+        written.push(batch);
+        // Node reports a failed channel write to the send callback, asynchronously.
+        if (kind === 'failing') return void setImmediate(() => callback(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' })));
+        setImmediate(() => callback(null));
+        for (const msg of batch) if (msg.type === 'run') answer(handle, msg.run.runId, events);
+        return true;
       },
     };
-    const handle = cell as unknown as CellHandle & { undelivered: Set<string> };
+    const handle = new CellHandle(id, 0, child as unknown as ChildProcess, 4, false, scratch);
+    handle.state = 'ready';
+    // The instant cell skips the IPC batch: it answers inside the dispatch itself.
+    if (kind === 'instant') handle.send = (msg: FrontToCell) => void (msg.type === 'run' && answer(handle, msg.run.runId, events));
     return handle;
   });
   let picked = handles[0];
@@ -176,11 +194,20 @@ function serviceRig(cells: { id: string; kind: 'answering' | 'dead'; events?: nu
     await service.drain(0);
     metrics.stop();
   };
-  return { service, delivered, cells: handles, pick: (cell: CellHandle) => (picked = cell as typeof picked), start, stop };
+  return { service, delivered, written, cells: handles, pick: (cell: CellHandle) => (picked = cell), start, stop };
+}
+
+/** Resolves once `check` holds; the IPC stand-ins answer on later turns. */
+async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 test("a run's events never overtake its event 1, even when its cell answers at once", async () => {
-  const { service, delivered, start, stop } = serviceRig([{ id: 'cell1-g1', kind: 'answering', events: 1 }]);
+  const { service, delivered, start, stop } = serviceRig([{ id: 'cell1-g1', kind: 'instant', events: 1 }]);
   try {
     const started = [];
     for (let i = 0; i < 5; i++) {
@@ -199,28 +226,66 @@ test("a run's events never overtake its event 1, even when its cell answers at o
   }
 });
 
-test('a run sent to a cell in the instant it died, never delivered, is dispatched again without suspicion', async () => {
-  const { service, delivered, cells, pick, start, stop } = serviceRig([
-    { id: 'cell1-g1', kind: 'dead' },
+/** The run's row as the store wrote it. */
+function runRow(runId: string) {
+  const db = new Database(file, { readonly: true });
+  try {
+    return db.prepare('SELECT "attempts", "cellId", "status" FROM "Run" WHERE "id" = ?').get(runId);
+  } finally {
+    db.close();
+  }
+}
+
+test.each(['gone', 'failing'] as const)('a run sent to a cell whose channel is %s, never delivered, is dispatched again without suspicion', async (kind) => {
+  const { service, delivered, written, cells, pick, start, stop } = serviceRig([
+    { id: 'cell1-g1', kind },
     { id: 'cell2-g1', kind: 'answering' },
   ]);
   const [dead, live] = cells;
   try {
-    const run = await start('u4', 'probe');
+    const run = await start('u4', `probe-${kind}`);
     service.pump();
-    expect(dead.undelivered.has(run.id)).toBe(true);
+    // The CellHandle, not the stand-in, notices that the assignment never arrived.
+    await until(() => dead.undelivered.has(run.id), 'the handle to mark the run undelivered');
+    expect(written.flat().filter((m) => m.type === 'run').length).toBe(kind === 'failing' ? 1 : 0);
     pick(live);
     service.onCellExit(dead, { cause: 'killed', error: { code: 'WORKER_CRASHED', message: 'killed by SIGKILL' } } as never, [run.id]);
+    await until(() => delivered.some((e) => e.run_id === run.id && e.type === 'agent_completed'), 'the run to complete on the other cell');
     await service.settled(run.id);
     const events = delivered.filter((e) => e.run_id === run.id);
     expect(events.map((e) => e.type)).toEqual(['message_received', 'agent_started', 'agent_completed']);
     expect(events.at(-1)!.payload).toMatchObject({ status: 'completed' });
-    const row = new Database(file, { readonly: true });
-    try {
-      expect(row.prepare('SELECT "attempts", "cellId", "status" FROM "Run" WHERE "id" = ?').get(run.id)).toEqual({ attempts: 1, cellId: 'cell2-g1', status: 'completed' });
-    } finally {
-      row.close();
-    }
+    expect(runRow(run.id)).toEqual({ attempts: 1, cellId: 'cell2-g1', status: 'completed' });
+  } finally {
+    await stop();
+  }
+});
+
+test('a run that did reach its cell is a suspect when the cell dies: it is not silently dispatched again', async () => {
+  const { service, delivered, written, cells, pick, start, stop } = serviceRig([
+    { id: 'cell1-g1', kind: 'answering', events: 0 },
+    { id: 'cell2-g1', kind: 'answering' },
+  ]);
+  const [first, second] = cells;
+  // The first cell takes the run but never answers (it dies holding it).
+  first.child.send = ((batch: FrontToCell[], callback: (err: Error | null) => void) => {
+    written.push(batch);
+    setImmediate(() => callback(null));
+    return true;
+  }) as never;
+  try {
+    const run = await start('u5', 'held');
+    service.pump();
+    await until(() => written.flat().some((m) => m.type === 'run' && m.run.runId === run.id), 'the assignment to be written');
+    await new Promise((r) => setImmediate(r));
+    expect(first.undelivered.has(run.id)).toBe(false);
+    pick(second);
+    service.onCellExit(first, { cause: 'killed', error: { code: 'WORKER_CRASHED', message: 'killed by SIGKILL' } } as never, [run.id]);
+    // Delivered, so possibly what killed the cell: it restarts as a suspect (quarantine, none here), never
+    // silently queued again for a normal cell as if it had not been sent.
+    const types = () => delivered.filter((e) => e.run_id === run.id).map((e) => e.type);
+    await until(() => types().includes('run_restarted') || types().includes('agent_started'), 'the run to restart or start again');
+    expect(types()).toEqual(['message_received', 'run_restarted']);
   } finally {
     await stop();
   }
