@@ -17,6 +17,7 @@ const EMPTY: CapacitySnapshot = {
   dbConnections: [],
   cellMemory: [],
   socketConnections: 0,
+  socketOutboundBytes: 0,
   isolation: { finished: 0, finishedWithViolations: 0, failures: 0, failuresAffectingOthers: 0 },
   userMaxima: { queuedRuns: 0, activeRuns: 0, activeContexts: 0 },
 };

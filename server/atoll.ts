@@ -52,6 +52,7 @@ export async function startAtoll(config: Config, log: Logger) {
   // Late-bound: the supervisor reports to the run service, which dispatches through the supervisor.
   let runs: RunService;
   let socketConnections = () => 0;
+  let socketOutboundBytes = () => 0;
   const cells: CellSupervisor = createCellSupervisor({
     cells: config.cells,
     quarantineCells: config.quarantineCells,
@@ -111,6 +112,7 @@ export async function startAtoll(config: Config, log: Logger) {
           : [],
       ),
       socketConnections: socketConnections(),
+      socketOutboundBytes: socketOutboundBytes(),
       userMaxima: userMaxima(runs.liveRuns()),
     };
   }, {
@@ -192,6 +194,7 @@ export async function startAtoll(config: Config, log: Logger) {
   });
   broadcast = (_userId, envelope) => sockets.deliver(envelope);
   socketConnections = sockets.connections;
+  socketOutboundBytes = sockets.outboundBytes;
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);

@@ -21,6 +21,8 @@ export interface CapacitySnapshot {
   dbConnections: { process: string; count: number }[];
   cellMemory: { cell: string; kind: 'heap' | 'rss' | 'external'; bytes: number }[];
   socketConnections: number;
+  /** Bytes sent to sockets and not yet taken by them, all sockets together (what slow clients cost the front). */
+  socketOutboundBytes: number;
   /** Cumulative counts behind the isolation ratios. */
   isolation: { finished: number; finishedWithViolations: number; failures: number; failuresAffectingOthers: number };
   /** The largest count any one user has right now: a maximum, never a label per user, so cardinality stays bounded. */
@@ -133,6 +135,7 @@ export function createMetrics(snapshot: () => CapacitySnapshot, options: Metrics
     s.isolation.failures === 0 ? 1 : 1 - s.isolation.failuresAffectingOthers / s.isolation.failures,
   );
   gauge('atoll_socket_connections', 'Connected socket.io sockets (one per engine.io connection).', (s) => s.socketConnections);
+  gauge('atoll_socket_outbound_bytes', 'Bytes the front has sent to its sockets that they have not taken yet, all sockets together: the memory slow clients cost (each socket is held to SOCKET_MAX_BUFFERED_BYTES plus about one message).', (s) => s.socketOutboundBytes);
   new client.Gauge({
     name: 'atoll_db_connections',
     help: 'Database clients, by process: the front (two connections: reads, which also runs the worker threads\' statements its gate allows, and writes), or a cell id (one Prisma client per worker thread that has loaded it, at its first ctx.db query unless WORKER_DB_WARMUP=eager; it opens no connection: its statements go to the front).',

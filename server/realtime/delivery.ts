@@ -122,6 +122,12 @@ export function createDelivery(opts: DeliveryOptions) {
     socketsOf(userId: string): number {
       return byUser.get(userId)?.size ?? 0;
     },
+    /** Bytes sent to all sockets and not yet taken by them. */
+    outboundBytes(): number {
+      let total = 0;
+      for (const state of bySocket.values()) total += state.outbox.bytes();
+      return total;
+    },
     /** Bytes sent to the socket and not yet taken by it. */
     bufferedBytes(socket: Socket): number {
       return bySocket.get(socket.id)?.outbox.bytes() ?? 0;

@@ -239,6 +239,8 @@ export function createSocketServer(deps: SocketServerDeps) {
     },
     /** Connected sockets (not engine.io connections: one of those may have tried to carry several). */
     connections: () => io.of('/').sockets.size,
+    /** Bytes sent to sockets and not yet taken by them. */
+    outboundBytes: () => delivery.outboundBytes(),
     stop: () => clearInterval(stallSweep),
   };
 }
