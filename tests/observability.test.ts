@@ -215,34 +215,40 @@ describe('a live server under chaos', () => {
     expect(value(m, 'atoll_threads_idle')).toBe(value(m, 'atoll_threads_alive'));
   });
 
-  test('a scrape during a burst of 200 runs answers in under 200 ms', async () => {
+  // How fast a scrape answers under load is measured by the bench (scripts/bench.ts), not asserted here: a
+  // starved CI machine could fail any number. What must hold under load: every scrape answers, complete.
+  test('scrapes during a burst of 200 runs all answer 200 with the run gauges and counters, and see the runs in flight', async () => {
     const users = await Promise.all(Array.from({ length: 20 }, (_, i) => UserClient.connect(server.url, `burst-${i}`)));
+    const scrapes: { status: number; inFlight: number; complete: boolean; ms: number }[] = [];
+    let bursting = true;
+    // Scrape back to back for as long as the burst lasts, starting before the requests.
+    const scraping = (async () => {
+      while (bursting) {
+        const t0 = performance.now();
+        const res = await fetch(`${server.url}/metrics`, { signal: AbortSignal.timeout(30_000) });
+        const body = await res.text();
+        const series = ['atoll_runs_active', 'atoll_runs_queued', 'atoll_runs_accepted_total', 'atoll_threads_busy', 'atoll_cells_alive'];
+        scrapes.push({
+          status: res.status,
+          inFlight: value(body, 'atoll_runs_active') + value(body, 'atoll_runs_queued'),
+          complete: series.every((name) => Number.isFinite(metricValue(body, name))) && /^process_cpu_seconds_total\{cell="/m.test(body),
+          ms: Math.round(performance.now() - t0),
+        });
+      }
+    })();
     try {
       const runs = await Promise.all(users.flatMap((c, i) => Array.from({ length: 10 }, (_, j) => c.start({ agent: 'echo', input: `burst ${i}-${j}` }).then((r) => ({ c, ...r })))));
       expect(runs).toHaveLength(200);
-      // Scrape while the 200 runs wait and execute; keep only the scrapes that saw them in flight. (A scrape
-      // sent together with the 200 requests waits behind their acceptance on the front's event loop: that
-      // is acceptance time, visible as atoll_event_loop_lag_seconds, not the cost of a scrape.)
-      const during: number[] = [];
-      while (during.length < 5) {
-        const t0 = performance.now();
-        const res = await fetch(`${server.url}/metrics`);
-        const body = await res.text();
-        const ms = performance.now() - t0;
-        expect(res.status).toBe(200);
-        if (value(body, 'atoll_runs_active') + value(body, 'atoll_runs_queued') === 0) break;
-        during.push(ms);
-        await sleep(10);
-      }
-      expect(during.length).toBeGreaterThan(0);
-      // The median: one scrape may share its moment with a GC pause or a cell's burst on two cores.
-      const median = [...during].sort((a, b) => a - b)[Math.floor(during.length / 2)];
-      // (The object shows every timing if it fails.)
-      expect({ medianUnder200ms: median < 200, during: during.map(Math.round) }).toMatchObject({ medianUnder200ms: true });
       for (const r of runs) expect(terminal(await r.c.waitForRun(r.run_id, 60_000)).payload.status).toBe('completed');
     } finally {
+      bursting = false;
+      await scraping;
       users.forEach((c) => c.close());
     }
+    // (The timings are printed if this fails; they are not what is checked.)
+    const failed = scrapes.filter((s) => s.status !== 200 || !s.complete);
+    expect({ scrapes: scrapes.length, failed: failed.length, first: failed.slice(0, 3) }).toMatchObject({ failed: 0 });
+    expect({ sawRunsInFlight: scrapes.some((s) => s.inFlight > 0), scrapes: scrapes.slice(0, 10) }).toMatchObject({ sawRunsInFlight: true });
     expect(await idle()).toBe(true);
   }, 120_000);
 
@@ -342,13 +348,13 @@ describe('a live server under chaos', () => {
     expect(agentLines.map((l) => l.msg)).toEqual(['chatty starts', 'chatty ends']);
     expect(agentLines[0]).toMatchObject({ text: '[redacted]', step: 1, agent: 'chatty', attempt: 1 });
 
-    // Every line any process wrote, stdout and stderr: no token, no secret, no message body.
-    const everything = JSON.stringify(server.logs) + server.stderr();
-    expect(everything).not.toContain(u.token);
-    expect(everything).not.toContain(other.token);
-    expect(everything).not.toContain('test-secret-test-secret-test-secret');
-    expect(everything).not.toContain(secret);
-    expect(everything).not.toContain('reproduce me');
+    // Every line any process wrote (the front and its cells share stdout and stderr), JSON or not: no token,
+    // no secret, no message body.
+    const everyLine = [...server.stdout().split('\n').map((line) => ['stdout', line]), ...server.stderr().split('\n').map((line) => ['stderr', line])];
+    expect(everyLine.filter(([, line]) => line.length > 0).length).toBeGreaterThan(server.logs.length - 1);
+    const forbidden = [u.token, other.token, 'test-secret-test-secret-test-secret', secret, 'reproduce me'];
+    const leaks = everyLine.filter(([, line]) => forbidden.some((f) => line.includes(f)));
+    expect(leaks).toEqual([]);
   });
 
   test('every metric the alert rules name is exported, and each alert has its severity', async () => {

@@ -6,6 +6,8 @@ export interface ServerSample {
   front_rss_bytes: number | null;
   front_heap_used_bytes: number | null;
   event_loop_lag_p99_s: number | null;
+  /** How long GET /metrics took to answer in full, as the load script saw it (the scrape-time benchmark). */
+  scrape_ms: number | null;
   cells_rss_bytes: number | null;
   cells_heap_bytes: number | null;
   runs_active: number | null;
@@ -36,9 +38,10 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   return found ? total : null;
 }
 
-export function sampleFromMetrics(text: string, tMs: number): ServerSample {
+export function sampleFromMetrics(text: string, tMs: number, scrapeMs: number | null = null): ServerSample {
   return {
     t_ms: Math.round(tMs),
+    scrape_ms: scrapeMs === null ? null : Math.round(scrapeMs * 10) / 10,
     front_rss_bytes: metricValue(text, 'process_resident_memory_bytes'),
     front_heap_used_bytes: metricValue(text, 'nodejs_heap_size_used_bytes'),
     event_loop_lag_p99_s: metricValue(text, 'atoll_event_loop_lag_seconds'),

@@ -17,7 +17,7 @@ export interface ServerReport {
 }
 
 const NUMERIC: (keyof ServerSample)[] = [
-  'front_rss_bytes', 'front_heap_used_bytes', 'event_loop_lag_p99_s', 'cells_rss_bytes', 'cells_heap_bytes', 'runs_active', 'runs_queued', 'threads_alive', 'cells_alive',
+  'front_rss_bytes', 'front_heap_used_bytes', 'event_loop_lag_p99_s', 'scrape_ms', 'cells_rss_bytes', 'cells_heap_bytes', 'runs_active', 'runs_queued', 'threads_alive', 'cells_alive',
 ];
 
 export function createServerWatch(url: string, everyMs: number, timeoutMs: number) {
@@ -25,9 +25,12 @@ export function createServerWatch(url: string, everyMs: number, timeoutMs: numbe
   let error: string | null = null;
   const scrape = async (): Promise<ServerSample | null> => {
     try {
+      const asked = performance.now();
       const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
       if (res.status !== 200) throw new Error(`GET /metrics answered ${res.status}`);
-      return sampleFromMetrics(await res.text(), performance.now() - t0);
+      const text = await res.text();
+      const now = performance.now();
+      return sampleFromMetrics(text, now - t0, now - asked);
     } catch (err) {
       error = String((err as Error)?.message ?? err);
       return null;

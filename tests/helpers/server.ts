@@ -16,6 +16,8 @@ export interface TestServer {
   dir: string;
   proc: ChildProcess;
   logs: Record<string, unknown>[];
+  /** Everything the process wrote to stdout, JSON log lines or not. */
+  stdout: () => string;
   stderr: () => string;
   /** SIGTERM and wait for exit; returns the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
@@ -52,11 +54,13 @@ export async function startServer(env: Record<string, string> = {}, options: { d
   });
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
+  let stdout = '';
   let buffered = '';
   proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start in time:\n${stderr}`)), 30_000);
     proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
       buffered += chunk;
       let nl: number;
       while ((nl = buffered.indexOf('\n')) >= 0) {
@@ -85,6 +89,7 @@ export async function startServer(env: Record<string, string> = {}, options: { d
     dir,
     proc,
     logs,
+    stdout: () => stdout,
     stderr: () => stderr,
     stop(signal = 'SIGTERM') {
       return new Promise((resolve) => {
