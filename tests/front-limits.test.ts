@@ -35,11 +35,11 @@ describe('queue and connection caps', () => {
   });
   afterAll(() => server.stop());
 
-  test('USER_MAX_QUEUED_RUNS: with one run going and two waiting, the next is refused OVERLOADED; the three all run; another user is not refused', async () => {
+  test('USER_MAX_QUEUED_RUNS: with one run going and two waiting, the next is refused OVERLOADED; the two waiting still run; another user is not refused', async () => {
     const u = await UserClient.connect(server.url, 'queuer');
     try {
-      // One running (the user's only concurrent slot), then two waiting: the user's queue is full.
-      const running = await u.start({ agent: 'chaos', input: { mode: 'slow', text: 'r0', ms: 3000 } });
+      // One running (the user's only concurrent slot) until it is stopped, then two waiting: the queue is full.
+      const running = await u.start({ agent: 'chaos', input: { mode: 'slow', text: 'r0', ms: 120_000 } });
       await u.waitForEvent(running.run_id, 'agent_started', 30_000);
       const waiting = [await u.start({ agent: 'chaos', input: { mode: 'slow', text: 'r1', ms: 100 } }), await u.start({ agent: 'echo', input: 'r2' })];
       const refused = await u.ack('start_agent', { agent: 'echo', input: 'r3' });
@@ -54,10 +54,11 @@ describe('queue and connection caps', () => {
       const theirs = await other.start({ agent: 'echo', input: 'mine' });
       expect(terminal(await other.waitForRun(theirs.run_id, 60_000)).payload.status).toBe('completed');
       other.close();
-      // Everything accepted runs, in order; nothing refused left a trace.
+      // The waiting runs were not lost: once the running one stops, they run; nothing refused left a trace.
+      expect(await u.ack('stop_agent', { run_id: running.run_id })).toMatchObject({ run_id: running.run_id, status: 'running' });
       const ends = [];
       for (const r of [running, ...waiting]) ends.push(terminal(await u.waitForRun(r.run_id, 60_000)));
-      expect(ends.map((e) => e.payload.status)).toEqual(['completed', 'completed', 'completed']);
+      expect(ends.map((e) => e.payload.status)).toEqual(['cancelled', 'completed', 'completed']);
       expect((await u.http('GET', `/v1/threads/${thread.id}/messages`)).body.messages).toEqual([]);
       // With the queue empty again, the user is accepted again.
       const again = await u.start({ agent: 'echo', input: 'r5' });
@@ -68,6 +69,9 @@ describe('queue and connection caps', () => {
   }, 120_000);
 
   test('MAX_CONNECTIONS_PER_IP: sockets opened together, from several users, get exactly the cap; a freed slot is reused', async () => {
+    // The previous test's sockets are gone once the server has seen them go.
+    const connections = async () => metricValue((await httpCall(server.url, 'GET', '/metrics')).body, 'atoll_socket_connections');
+    expect(await eventually(async () => (await connections()) === 0, 20_000)).toBe(true);
     const tokens = await Promise.all(Array.from({ length: PER_IP * 2 }, (_, i) => devLogin(server.url, `ip-user-${i}`)));
     const sockets = tokens.map((t) => rawSocket(server.url, t));
     try {
@@ -78,7 +82,7 @@ describe('queue and connection caps', () => {
       expect(open.length).toBe(PER_IP);
       expect(refused).toHaveLength(PER_IP);
       for (const err of refused) expect((err as any).data).toMatchObject({ code: 'RATE_LIMITED', message: expect.stringMatching(/MAX_CONNECTIONS_PER_IP/) });
-      expect(metricValue((await httpCall(server.url, 'GET', '/metrics')).body, 'atoll_socket_connections')).toBe(PER_IP);
+      expect(await connections()).toBe(PER_IP);
 
       // One leaves: its slot is free again (once the server has seen the disconnect), for one socket only.
       open[0].close();
