@@ -170,7 +170,7 @@ describe('output caps and ctx.db', () => {
     expect(r.end.payload.status).toBe('completed');
     const out = r.end.payload.final_response;
     expect(out.ran).toBe(false);
-    expect(out.error).toMatchObject({ message: expect.stringMatching(/transaction/i) });
+    expect(out.error).toMatchObject({ code: 'DB_UNSUPPORTED', message: expect.stringMatching(/no transactions/) });
     expect(out.own).toEqual(['transaction']);
   });
 });

@@ -53,6 +53,8 @@ export interface ScopedDb {
     /** The run's own thread by default; another thread of the same user by id; other users' threads: []. */
     list(options?: { threadId?: string; limit?: number; afterId?: number }): Promise<MessageView[]>;
   };
+  /** Refused (`DB_UNSUPPORTED`): ctx.db offers no transactions; the callback is never called. */
+  $transaction?(...args: unknown[]): Promise<never>;
 }
 
 /** Immutable: frozen before the agent sees it. */

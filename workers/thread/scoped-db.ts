@@ -29,6 +29,10 @@ export function createScopedDb(prisma: Db, userId: string, runThreadId: string, 
   });
 
   const db: ScopedDb = Object.freeze({
+    // Prisma's interactive transaction is what agent authors reach for: refuse it by name, not "not a function".
+    async $transaction(): Promise<never> {
+      throw Object.assign(new Error("ctx.db offers no transactions: each ctx.db call is one statement, pinned to the run's user"), { code: 'DB_UNSUPPORTED' });
+    },
     threads: Object.freeze({
       async get(threadId: string) {
         guard();
