@@ -1,0 +1,120 @@
+/**
+ * What the front does about cells that misbehave as processes: a wedged cell (alive, silent) does not keep
+ * its runs from ending, and is killed; a cell that keeps dying is restarted with a growing backoff.
+ * Every waiting step waits for a state (a log line, an event) with a generous bound, never for a time.
+ */
+import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
+import { UserClient, eventually, httpCall, metricValue, terminal } from './helpers/client';
+import { expectPersistedTerminal } from './helpers/run-checks';
+
+type Log = Record<string, unknown>;
+const scrape = async (s: TestServer) => (await httpCall(s.url, 'GET', '/metrics')).body as string;
+
+/** The first log line that matches, waited for (the server's output is read as it comes). */
+async function logLine(server: TestServer, match: (l: Log) => boolean, what: string, timeoutMs = 60_000): Promise<Log> {
+  let found: Log | undefined;
+  if (!(await eventually(() => (found = server.logs.find(match)) !== undefined, timeoutMs, 50))) throw new Error(`no log line ${what} in ${timeoutMs} ms`);
+  return found!;
+}
+
+describe('a wedged cell: alive, but it answers nothing', () => {
+  let server: TestServer;
+  let user: UserClient;
+  beforeAll(async () => {
+    // RUN_TIMEOUT_MS is short so the front's own deadline for a silent cell comes within the test.
+    server = await startServer({ AGENTS_DIR: FIXTURE_AGENTS, CELLS: '2', THREADS_PER_CELL: '2', RUN_TIMEOUT_MS: '4000', CANCEL_GRACE_MS: '500' });
+    user = await UserClient.connect(server.url, 'wedged');
+  });
+  afterAll(async () => {
+    user?.close();
+    await server?.stop();
+  });
+
+  test('the front settles the runs the cell does not (a stop and a deadline), then kills the cell and replaces it', async () => {
+    // Two runs that wait for a gate nobody opens; one user's runs go to the same cell while it has room.
+    const gate = `never-${Date.now()}`;
+    const [stopped, timed] = await Promise.all(['a', 'b'].map((text) => user.start({ agent: 'gated', input: { text, gate } })));
+    await Promise.all([stopped, timed].map((r) => user.waitForEvent(r.run_id, 'agent_started', 60_000)));
+    const cells = await Promise.all([stopped, timed].map(async (r) => (await user.http('GET', `/v1/runs/${r.run_id}`)).body.ran_on.cell as string));
+    expect(cells[1]).toBe(cells[0]);
+    const cell = cells[0];
+    const pid = (await logLine(server, (l) => l.msg === 'cell ready' && l.cell === cell, `cell ready ${cell}`)).pid as number;
+
+    // Wedge the whole cell process, its threads and its event loop: SIGSTOP is the most complete way to make
+    // a cell that stays alive and never answers (a native call that never returns, a blocked main thread).
+    process.kill(pid, 'SIGSTOP');
+    try {
+      await user.ack('stop_agent', { run_id: stopped.run_id });
+      // The cell cannot settle the stop: the front does, after CANCEL_GRACE_MS and its margin.
+      const stopEnd = terminal(await user.waitForRun(stopped.run_id, 60_000));
+      expect(stopEnd.payload).toMatchObject({ status: 'cancelled', error: { code: 'CANCELLED' } });
+      await logLine(server, (l) => l.msg === 'cell did not settle a stopped run in time; settling it in the front' && l.run_id === stopped.run_id, 'front settled the stop');
+      // The other run's deadline passes in a cell that cannot enforce it: the front's own deadline ends it.
+      const timeoutEnd = terminal(await user.waitForRun(timed.run_id, 60_000));
+      expect(timeoutEnd.payload).toMatchObject({ status: 'timeout', error: { code: 'TIMEOUT' } });
+      await logLine(server, (l) => l.msg === 'run outlived its deadline in the cell' && l.run_id === timed.run_id, 'front deadline');
+
+      // Still holding runs the front settled: the cell is killed and a new generation takes its slot.
+      await logLine(server, (l) => l.msg === 'cell still holds a stopped run; killing the cell' && l.cell === cell, 'wedged cell killed');
+      await logLine(server, (l) => l.msg === 'cell died' && l.cell === cell && l.cause === 'killed', 'wedged cell died');
+      const next = cell.replace(/g(\d+)$/, (_, g) => `g${Number(g) + 1}`);
+      await logLine(server, (l) => l.msg === 'cell ready' && l.cell === next, `cell ready ${next}`);
+    } finally {
+      // Whatever happened above, never leave a stopped process behind.
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    expect(metricValue(await scrape(server), 'atoll_cell_deaths_total', { cause: 'killed' })).toBe(1);
+
+    // The cell's death came after both runs were settled: neither was run again nor settled twice, in the
+    // socket's stream or in the log.
+    for (const r of [stopped, timed]) {
+      expect(user.runEvents(r.run_id).filter((e) => e.type === 'run_restarted' || e.type === 'agent_completed').map((e) => e.type)).toEqual(['agent_completed']);
+      await expectPersistedTerminal(user, r.run_id);
+    }
+    expect((await user.http('GET', `/v1/runs/${stopped.run_id}`)).body.status).toBe('cancelled');
+    expect((await user.http('GET', `/v1/runs/${timed.run_id}`)).body.status).toBe('timeout');
+    // And the user is served again.
+    const after = await user.start({ agent: 'echo', input: 'after the wedge' });
+    expect(terminal(await user.waitForRun(after.run_id, 60_000)).payload.final_response).toBe('after the wedge');
+  }, 180_000);
+});
+
+describe('a cell that keeps dying', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer({ AGENTS_DIR: FIXTURE_AGENTS, CELLS: '2', THREADS_PER_CELL: '1' });
+  });
+  afterAll(() => server?.stop());
+
+  test('is restarted after a backoff that grows with each death', async () => {
+    const KILLS = 5;
+    for (let g = 1; g <= KILLS; g++) {
+      const ready = await logLine(server, (l) => l.msg === 'cell ready' && l.cell === `cell1-g${g}`, `cell ready cell1-g${g}`);
+      process.kill(ready.pid as number, 'SIGKILL');
+    }
+    await logLine(server, (l) => l.msg === 'cell ready' && l.cell === `cell1-g${KILLS + 1}`, `cell ready cell1-g${KILLS + 1}`);
+
+    const delays: number[] = [];
+    for (let g = 1; g <= KILLS; g++) {
+      const died = server.logs.find((l) => l.msg === 'cell died' && l.cell === `cell1-g${g}`)!;
+      const starting = server.logs.find((l) => l.msg === 'cell starting' && l.cell === `cell1-g${g + 1}`)!;
+      expect(died).toMatchObject({ cause: 'killed', restart_in_ms: expect.any(Number) });
+      delays.push(died.restart_in_ms as number);
+      // The replacement was not started before its backoff was over (load can only make the wait longer).
+      expect(Date.parse(String(starting.time)) - Date.parse(String(died.time))).toBeGreaterThanOrEqual(died.restart_in_ms as number);
+    }
+    // The first replacement is immediate; each further death of a young cell doubles the wait.
+    expect(delays[0]).toBe(0);
+    for (let i = 2; i < KILLS; i++) expect(delays[i]).toBe(2 * delays[i - 1]);
+    expect(delays[1]).toBeGreaterThan(0);
+    const m = await scrape(server);
+    expect(metricValue(m, 'atoll_cell_deaths_total', { cause: 'killed' })).toBe(KILLS);
+    // The other cell was never touched, and the slot serves again.
+    expect(server.logs.filter((l) => l.msg === 'cell starting' && String(l.cell).startsWith('cell2-'))).toHaveLength(1);
+    expect(await eventually(async () => metricValue(await scrape(server), 'atoll_cells_alive') === 2, 60_000)).toBe(true);
+  }, 180_000);
+});
