@@ -55,7 +55,9 @@ describe('a wedged cell: alive, but it answers nothing', () => {
       await logLine(server, (l) => l.msg === 'run outlived its deadline in the cell' && l.run_id === timed.run_id, 'front deadline');
 
       // Still holding runs the front settled: the cell is killed and a new generation takes its slot.
-      await logLine(server, (l) => l.msg === 'cell still holds a stopped run; killing the cell' && l.cell === cell, 'wedged cell killed');
+      const kill = await logLine(server, (l) => l.msg === 'cell still holds a stopped run; killing the cell' && l.cell === cell, 'wedged cell killed');
+      // Settled by the front while the cell was still alive, not by the cell's death (which would settle them too).
+      for (const end of [stopEnd, timeoutEnd]) expect(Date.parse(end.timestamp)).toBeLessThan(Date.parse(String(kill.time)));
       await logLine(server, (l) => l.msg === 'cell died' && l.cell === cell && l.cause === 'killed', 'wedged cell died');
       const next = cell.replace(/g(\d+)$/, (_, g) => `g${Number(g) + 1}`);
       await logLine(server, (l) => l.msg === 'cell ready' && l.cell === next, `cell ready ${next}`);
