@@ -81,65 +81,70 @@ describe('every chaos mode at once', () => {
 
     const chaosUsers = await Promise.all(Object.keys(expected).map((mode) => UserClient.connect(server.url, `chaos-${mode}`)));
     const healthyUsers = await Promise.all([1, 2, 3, 4].map((i) => UserClient.connect(server.url, `healthy-${i}`)));
-    const chaosRuns = await Promise.all(
-      Object.keys(expected).map((mode, i) => chaosUsers[i].start({ agent: 'chaos', input: { mode, text: mode, ms: 300 } }).then((r) => ({ mode, client: chaosUsers[i], ...r }))),
-    );
-    const healthyRuns = await Promise.all(
-      Array.from({ length: 24 }, (_, i) =>
-        healthyUsers[i % 4].start({ agent: 'streamer', input: { text: `h${i}`, parts: 4, delay: 50 } }).then((r) => ({ i, client: healthyUsers[i % 4], ...r })),
-      ),
-    );
-
-    for (const h of healthyRuns) {
-      const events = await h.client.waitForRun(h.run_id, 180_000);
-      expect(terminal(events).payload).toMatchObject({ status: 'completed', final_response: `h${h.i}-0 h${h.i}-1 h${h.i}-2 h${h.i}-3 ` });
-      expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
-      // Its own execution (0.2 s of sleeps) was not held up by its neighbours: 30 s is 150 times that, and with
-      // RUN_TIMEOUT_MS at 600 s nothing else would end a run stalled for that long.
-      expect(terminal(events).payload.execution_time_ms).toBeLessThan(30_000);
-    }
-    const outcomes: Record<string, [string, string | null]> = {};
-    for (const c of chaosRuns.filter((r) => !HANGS.includes(r.mode))) {
-      const end = terminal(await c.client.waitForRun(c.run_id, 180_000));
-      outcomes[c.mode] = [end.payload.status, end.payload.error?.code ?? null];
-    }
-    // Everything else has ended and the hangs have not: they are still holding their threads. Stop them.
-    for (const c of chaosRuns.filter((r) => HANGS.includes(r.mode))) {
-      expect(c.client.runEvents(c.run_id).map((e) => e.type)).not.toContain('agent_completed');
-      expect((await c.client.ack('stop_agent', { run_id: c.run_id })).error).toBeUndefined();
-    }
-    for (const c of chaosRuns.filter((r) => HANGS.includes(r.mode))) {
-      const end = terminal(await c.client.waitForRun(c.run_id, 60_000));
-      outcomes[c.mode] = [end.payload.status, end.payload.error?.code ?? null];
-    }
-    expect(outcomes).toEqual(expected);
-
-    // Every event any user received was that user's own.
-    for (const u of [...chaosUsers, ...healthyUsers]) expect(u.events.every((e: Envelope) => e.user_id === u.userId)).toBe(true);
-
-    // Back to full strength with nothing left behind.
-    const idle = await eventually(async () => {
-      const m = await scrape(server);
-      return (
-        metricValue(m, 'atoll_cells_alive') === 2 &&
-        metricValue(m, 'atoll_threads_alive') >= 6 &&
-        metricValue(m, 'atoll_runs_active') === 0 &&
-        metricValue(m, 'atoll_runs_queued') === 0 &&
-        metricValue(m, 'atoll_execution_contexts_active') === 0 &&
-        metricValue(m, 'atoll_agent_instances_live') === 0
+    try {
+      const chaosRuns = await Promise.all(
+        Object.keys(expected).map((mode, i) => chaosUsers[i].start({ agent: 'chaos', input: { mode, text: mode, ms: 300 } }).then((r) => ({ mode, client: chaosUsers[i], ...r }))),
       );
-    }, 60_000);
-    expect(idle).toBe(true);
-    const m = await scrape(server);
-    expect(metricValue(m, 'atoll_db_connections')).toBeLessThanOrEqual(metricValue(m, 'atoll_threads_alive') + 2);
-    expect(metricValue(m, 'atoll_collateral_runs_total')).toBe(0);
-    expect(metricValue(m, 'atoll_failure_containment_rate')).toBe(1);
-    polling = false;
-    await poller;
-    expect(healthFailures).toEqual([]);
-    // The poller did run throughout (a probe every 100 ms plus its answer time, over a test of several seconds).
-    expect(probes).toBeGreaterThanOrEqual(10);
-    [...chaosUsers, ...healthyUsers].forEach((u) => u.close());
+      const healthyRuns = await Promise.all(
+        Array.from({ length: 24 }, (_, i) =>
+          healthyUsers[i % 4].start({ agent: 'streamer', input: { text: `h${i}`, parts: 4, delay: 50 } }).then((r) => ({ i, client: healthyUsers[i % 4], ...r })),
+        ),
+      );
+
+      for (const h of healthyRuns) {
+        const events = await h.client.waitForRun(h.run_id, 180_000);
+        expect(terminal(events).payload).toMatchObject({ status: 'completed', final_response: `h${h.i}-0 h${h.i}-1 h${h.i}-2 h${h.i}-3 ` });
+        expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+        // Its own execution (0.2 s of sleeps) was not held up by its neighbours: 30 s is 150 times that, and with
+        // RUN_TIMEOUT_MS at 600 s nothing else would end a run stalled for that long.
+        expect(terminal(events).payload.execution_time_ms).toBeLessThan(30_000);
+      }
+      const outcomes: Record<string, [string, string | null]> = {};
+      for (const c of chaosRuns.filter((r) => !HANGS.includes(r.mode))) {
+        const end = terminal(await c.client.waitForRun(c.run_id, 180_000));
+        outcomes[c.mode] = [end.payload.status, end.payload.error?.code ?? null];
+      }
+      // Everything else has ended and the hangs have not: they are still holding their threads. Stop them.
+      for (const c of chaosRuns.filter((r) => HANGS.includes(r.mode))) {
+        expect(c.client.runEvents(c.run_id).map((e) => e.type)).not.toContain('agent_completed');
+        expect((await c.client.ack('stop_agent', { run_id: c.run_id })).error).toBeUndefined();
+      }
+      for (const c of chaosRuns.filter((r) => HANGS.includes(r.mode))) {
+        const end = terminal(await c.client.waitForRun(c.run_id, 60_000));
+        outcomes[c.mode] = [end.payload.status, end.payload.error?.code ?? null];
+      }
+      expect(outcomes).toEqual(expected);
+
+      // Every event any user received was that user's own.
+      for (const u of [...chaosUsers, ...healthyUsers]) expect(u.events.every((e: Envelope) => e.user_id === u.userId)).toBe(true);
+
+      // Back to full strength with nothing left behind.
+      const idle = await eventually(async () => {
+        const m = await scrape(server);
+        return (
+          metricValue(m, 'atoll_cells_alive') === 2 &&
+          metricValue(m, 'atoll_threads_alive') >= 6 &&
+          metricValue(m, 'atoll_runs_active') === 0 &&
+          metricValue(m, 'atoll_runs_queued') === 0 &&
+          metricValue(m, 'atoll_execution_contexts_active') === 0 &&
+          metricValue(m, 'atoll_agent_instances_live') === 0
+        );
+      }, 60_000);
+      expect(idle).toBe(true);
+      const m = await scrape(server);
+      expect(metricValue(m, 'atoll_db_connections')).toBeLessThanOrEqual(metricValue(m, 'atoll_threads_alive') + 2);
+      expect(metricValue(m, 'atoll_collateral_runs_total')).toBe(0);
+      expect(metricValue(m, 'atoll_failure_containment_rate')).toBe(1);
+      polling = false;
+      await poller;
+      expect(healthFailures).toEqual([]);
+      // The poller did run throughout (a probe every 100 ms plus its answer time, over a test of several seconds).
+      expect(probes).toBeGreaterThanOrEqual(10);
+    } finally {
+      // A failed assertion must not leave the poller or the sockets running (jest would never exit).
+      polling = false;
+      [...chaosUsers, ...healthyUsers].forEach((u) => u.close());
+    }
   }, 300_000);
 });
 
