@@ -4,7 +4,7 @@
  * Every waiting step waits for a state (a log line, an event) with a generous bound, never for a time.
  */
 import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
-import { UserClient, eventually, httpCall, metricValue, terminal } from './helpers/client';
+import { UserClient, eventually, httpCall, metricValue, terminal, type Envelope } from './helpers/client';
 import { expectPersistedTerminal } from './helpers/run-checks';
 
 type Log = Record<string, unknown>;
@@ -21,8 +21,9 @@ describe('a wedged cell: alive, but it answers nothing', () => {
   let server: TestServer;
   let user: UserClient;
   beforeAll(async () => {
-    // RUN_TIMEOUT_MS is short so the front's own deadline for a silent cell comes within the test.
-    server = await startServer({ AGENTS_DIR: FIXTURE_AGENTS, CELLS: '2', THREADS_PER_CELL: '2', RUN_TIMEOUT_MS: '4000', CANCEL_GRACE_MS: '500' });
+    // RUN_TIMEOUT_MS: long enough that the test has surely wedged the cell before the cell's own deadline for a
+    // run could fire, short enough for the front's deadline (RUN_TIMEOUT_MS + CANCEL_GRACE_MS + 1.5 s) to come soon.
+    server = await startServer({ AGENTS_DIR: FIXTURE_AGENTS, CELLS: '2', THREADS_PER_CELL: '2', RUN_TIMEOUT_MS: '15000', CANCEL_GRACE_MS: '500' });
     user = await UserClient.connect(server.url, 'wedged');
   });
   afterAll(async () => {
@@ -30,54 +31,85 @@ describe('a wedged cell: alive, but it answers nothing', () => {
     await server?.stop();
   });
 
-  test('the front settles the runs the cell does not (a stop and a deadline), then kills the cell and replaces it', async () => {
-    // Two runs that wait for a gate nobody opens; one user's runs go to the same cell while it has room.
-    const gate = `never-${Date.now()}`;
-    const [stopped, timed] = await Promise.all(['a', 'b'].map((text) => user.start({ agent: 'gated', input: { text, gate } })));
-    await Promise.all([stopped, timed].map((r) => user.waitForEvent(r.run_id, 'agent_started', 60_000)));
-    const cells = await Promise.all([stopped, timed].map(async (r) => (await user.http('GET', `/v1/runs/${r.run_id}`)).body.ran_on.cell as string));
-    expect(cells[1]).toBe(cells[0]);
-    const cell = cells[0];
-    const pid = (await logLine(server, (l) => l.msg === 'cell ready' && l.cell === cell, `cell ready ${cell}`)).pid as number;
+  const nextGeneration = (cell: string) => cell.replace(/g(\d+)$/, (_, g) => `g${Number(g) + 1}`);
 
-    // Wedge the whole cell process, its threads and its event loop: SIGSTOP is the most complete way to make
-    // a cell that stays alive and never answers (a native call that never returns, a blocked main thread).
+  /** Starts gated runs of the user (one user's runs share a cell while it has room), waits until they run. */
+  async function runsInOneCell(gate: string, texts: string[]) {
+    const runs = await Promise.all(texts.map((text) => user.start({ agent: 'gated', input: { text, gate, parts: 2 } })));
+    await Promise.all(runs.map((r) => user.waitForEvent(r.run_id, 'agent_started', 60_000)));
+    const cells = await Promise.all(runs.map(async (r) => (await user.http('GET', `/v1/runs/${r.run_id}`)).body.ran_on.cell as string));
+    expect(new Set(cells).size).toBe(1);
+    const pid = (await logLine(server, (l) => l.msg === 'cell ready' && l.cell === cells[0], `cell ready ${cells[0]}`)).pid as number;
+    return { runs, cell: cells[0], pid };
+  }
+
+  /**
+   * Wedges the whole cell process, its threads and its event loop: SIGSTOP is the most complete way to make a
+   * cell that stays alive and never answers (a native call that never returns, a blocked main thread).
+   */
+  async function whileWedged(pid: number, body: () => Promise<void>): Promise<void> {
     process.kill(pid, 'SIGSTOP');
     try {
-      await user.ack('stop_agent', { run_id: stopped.run_id });
-      // The cell cannot settle the stop: the front does, after CANCEL_GRACE_MS and its margin.
-      const stopEnd = terminal(await user.waitForRun(stopped.run_id, 60_000));
-      expect(stopEnd.payload).toMatchObject({ status: 'cancelled', error: { code: 'CANCELLED' } });
-      await logLine(server, (l) => l.msg === 'cell did not settle a stopped run in time; settling it in the front' && l.run_id === stopped.run_id, 'front settled the stop');
-      // The other run's deadline passes in a cell that cannot enforce it: the front's own deadline ends it.
-      const timeoutEnd = terminal(await user.waitForRun(timed.run_id, 60_000));
-      expect(timeoutEnd.payload).toMatchObject({ status: 'timeout', error: { code: 'TIMEOUT' } });
-      await logLine(server, (l) => l.msg === 'run outlived its deadline in the cell' && l.run_id === timed.run_id, 'front deadline');
-
-      // Still holding runs the front settled: the cell is killed and a new generation takes its slot.
-      const kill = await logLine(server, (l) => l.msg === 'cell still holds a stopped run; killing the cell' && l.cell === cell, 'wedged cell killed');
-      // Settled by the front while the cell was still alive, not by the cell's death (which would settle them too).
-      for (const end of [stopEnd, timeoutEnd]) expect(Date.parse(end.timestamp)).toBeLessThan(Date.parse(String(kill.time)));
-      await logLine(server, (l) => l.msg === 'cell died' && l.cell === cell && l.cause === 'killed', 'wedged cell died');
-      const next = cell.replace(/g(\d+)$/, (_, g) => `g${Number(g) + 1}`);
-      await logLine(server, (l) => l.msg === 'cell ready' && l.cell === next, `cell ready ${next}`);
+      await body();
     } finally {
-      // Whatever happened above, never leave a stopped process behind.
+      // Whatever happened, never leave a stopped process behind.
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
         // already gone
       }
     }
+  }
+
+  test('a stopped run: the front settles it, kills the cell, and the run beside it is run again elsewhere', async () => {
+    const gate = `gate-stop-${Date.now()}`;
+    const { runs: [stopped, beside], cell, pid } = await runsInOneCell(gate, ['stopped', 'beside']);
+    let stopEnd!: Envelope;
+    let kill!: Record<string, unknown>;
+    await whileWedged(pid, async () => {
+      await user.ack('stop_agent', { run_id: stopped.run_id });
+      // The cell cannot settle the stop: the front does, after CANCEL_GRACE_MS and its margin.
+      stopEnd = terminal(await user.waitForRun(stopped.run_id, 60_000));
+      expect(stopEnd.payload).toMatchObject({ status: 'cancelled', error: { code: 'CANCELLED' } });
+      await logLine(server, (l) => l.msg === 'cell did not settle a stopped run in time; settling it in the front' && l.run_id === stopped.run_id, 'front settled the stop');
+      // Still holding a run the front settled: the cell is killed and a new generation takes its slot.
+      kill = await logLine(server, (l) => l.msg === 'cell still holds a stopped run; killing the cell' && l.cell === cell, 'wedged cell killed');
+      await logLine(server, (l) => l.msg === 'cell died' && l.cell === cell && l.cause === 'killed', 'wedged cell died');
+    });
+    // Settled by the front while the cell was still alive, not by the cell's death (which would settle it too).
+    expect(Date.parse(stopEnd.timestamp)).toBeLessThan(Date.parse(String(kill.time)));
+    await logLine(server, (l) => l.msg === 'cell ready' && l.cell === nextGeneration(cell), `cell ready ${nextGeneration(cell)}`);
+
+    // The front killed the cell, not the run beside: it is not blamed, it is run again in quarantine.
+    await user.waitForEvent(beside.run_id, 'run_restarted', 60_000);
+    await user.http('POST', '/v1/threads', { title: gate });
+    const besideEvents = await user.waitForRun(beside.run_id, 60_000);
+    expect(terminal(besideEvents).payload).toMatchObject({ status: 'completed', final_response: 'beside-0 beside-1 ' });
+    expect(besideEvents.filter((e) => e.type === 'run_restarted').map((e) => e.payload)).toEqual([{ attempt: 2, reason: 'killed' }]);
     expect(metricValue(await scrape(server), 'atoll_cell_deaths_total', { cause: 'killed' })).toBe(1);
 
-    // The cell's death came after both runs were settled: neither was run again nor settled twice, in the
-    // socket's stream or in the log.
-    for (const r of [stopped, timed]) {
-      expect(user.runEvents(r.run_id).filter((e) => e.type === 'run_restarted' || e.type === 'agent_completed').map((e) => e.type)).toEqual(['agent_completed']);
-      await expectPersistedTerminal(user, r.run_id);
-    }
+    // The stopped run was settled once, before the death: never run again nor settled twice, on the socket or in the log.
+    expect(user.runEvents(stopped.run_id).filter((e) => e.type === 'run_restarted' || e.type === 'agent_completed').map((e) => e.type)).toEqual(['agent_completed']);
+    for (const r of [stopped, beside]) await expectPersistedTerminal(user, r.run_id);
     expect((await user.http('GET', `/v1/runs/${stopped.run_id}`)).body.status).toBe('cancelled');
+  }, 180_000);
+
+  test('a run past its deadline: the front ends it with TIMEOUT, then kills the cell', async () => {
+    const { runs: [timed], cell, pid } = await runsInOneCell(`never-${Date.now()}`, ['timed']);
+    let timeoutEnd!: Envelope;
+    let kill!: Record<string, unknown>;
+    await whileWedged(pid, async () => {
+      // The deadline passes in a cell that cannot enforce it: the front's own deadline ends the run.
+      timeoutEnd = terminal(await user.waitForRun(timed.run_id, 90_000));
+      expect(timeoutEnd.payload).toMatchObject({ status: 'timeout', error: { code: 'TIMEOUT' } });
+      await logLine(server, (l) => l.msg === 'run outlived its deadline in the cell' && l.run_id === timed.run_id, 'front deadline');
+      kill = await logLine(server, (l) => l.msg === 'cell still holds a stopped run; killing the cell' && l.cell === cell, 'wedged cell killed');
+      await logLine(server, (l) => l.msg === 'cell died' && l.cell === cell && l.cause === 'killed', 'wedged cell died');
+    });
+    expect(Date.parse(timeoutEnd.timestamp)).toBeLessThan(Date.parse(String(kill.time)));
+    await logLine(server, (l) => l.msg === 'cell ready' && l.cell === nextGeneration(cell), `cell ready ${nextGeneration(cell)}`);
+    expect(user.runEvents(timed.run_id).filter((e) => e.type === 'run_restarted' || e.type === 'agent_completed').map((e) => e.type)).toEqual(['agent_completed']);
+    await expectPersistedTerminal(user, timed.run_id);
     expect((await user.http('GET', `/v1/runs/${timed.run_id}`)).body.status).toBe('timeout');
     // And the user is served again.
     const after = await user.start({ agent: 'echo', input: 'after the wedge' });
