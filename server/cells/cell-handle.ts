@@ -34,6 +34,11 @@ export class CellHandle {
   baselineRssBytes: number | null = null;
   /** Being replaced while idle because it grew (not a death). */
   rejuvenating = false;
+  /**
+   * Killed by the front because it held a run it was told to stop long after the front settled it: its death
+   * names no culprit among the runs still inside (the front caused it), so they are suspects, not culprits.
+   */
+  killedAsWedged = false;
   readonly spawnedAt = Date.now();
   /**
    * Runs whose assignment never reached the cell (its channel was already closed, or the write failed):

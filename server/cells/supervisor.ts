@@ -65,6 +65,8 @@ export function createCellSupervisor(opts: SupervisorOptions) {
     const owner = launch.uid === undefined ? null : { uid: launch.uid, gid: launch.gid! };
     const cell = new CellHandle(id, slot, child, quarantine ? 1 : opts.cellConfig.threads, quarantine, createRunScratch(launch.scratchDir, owner));
     slots[slot] = cell;
+    // With 'cell died' (restart_in_ms), shows the backoff a slot that keeps dying actually waited.
+    log.info({ cell: id, pid: child.pid }, 'cell starting');
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (chunk: string) => {
       process.stderr.write(chunk);
@@ -93,6 +95,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
         } else {
           if (msg.type === 'stats' && cell.baselineRssBytes === null && cell.readyAt !== null && Date.now() - cell.readyAt >= BASELINE_AFTER_MS) {
             cell.baselineRssBytes = msg.stats.rssBytes;
+            log.info({ cell: id, baseline_rss_bytes: cell.baselineRssBytes }, 'cell memory baseline noted');
           }
           events.onMessage(cell, msg);
         }
@@ -113,7 +116,11 @@ export function createCellSupervisor(opts: SupervisorOptions) {
           const exit = describeCellExit(code, signal, cell.stderrTail);
           const runIds = [...cell.runs.keys()];
           cell.runs.clear();
-          if (!stopping && !retired) log.error({ cell: id, code, signal, cause: exit.cause, runs: runIds.length }, 'cell died');
+          // A serving cell that died is replaced after a backoff that grows while it keeps dying young.
+          const restarts = !stopping && !rejuvenated && !quarantine;
+          if (restarts && wasReady && Date.now() - cell.spawnedAt > STABLE_AFTER_MS) failures[slot] = 0;
+          const delay = failures[slot] === 0 ? 0 : Math.min(MAX_BACKOFF_MS, 100 * 2 ** failures[slot]);
+          if (!stopping && !retired) log.error({ cell: id, code, signal, cause: exit.cause, runs: runIds.length, ...(restarts ? { restart_in_ms: delay } : {}) }, 'cell died');
           // A cell retired while idle held no runs and did not die: nothing to settle, no death to count.
           if (!retired || runIds.length > 0) events.onCellExit(cell, exit, runIds);
           if (stopping) return;
@@ -126,8 +133,6 @@ export function createCellSupervisor(opts: SupervisorOptions) {
             if (slots[slot] === cell) slots[slot] = null;
             return;
           }
-          if (wasReady && Date.now() - cell.spawnedAt > STABLE_AFTER_MS) failures[slot] = 0;
-          const delay = failures[slot] === 0 ? 0 : Math.min(MAX_BACKOFF_MS, 100 * 2 ** failures[slot]);
           failures[slot]++;
           setTimeout(() => {
             if (!stopping) spawn(slot, Date.now() - delay).catch((err) => log.error({ err: err.message }, 'cell restart failed'));

@@ -264,6 +264,7 @@ export function createRunService(deps: {
         const wedged = setTimeout(() => {
           if (cell && cell.runs.has(run.id)) {
             log.error({ ...runLogFields(run), cell: cell.id }, 'cell still holds a stopped run; killing the cell');
+            cell.killedAsWedged = true;
             cell.kill('SIGKILL');
           }
         }, WEDGED_CELL_MS);
@@ -508,8 +509,9 @@ export function createRunService(deps: {
       const suspects = inside.filter((r) => !r.stopReason && r.phase !== 'queued');
       const elapsed = (r: LiveRun) => (r.startedAt === null ? 0 : Date.now() - r.startedAt);
       const recentKill = cell.lastThreadKillAt !== null && Date.now() - cell.lastThreadKillAt < RECENT_KILL_MS;
-      // One run that had started, alone in its cell, with no thread killed just before: it is the culprit.
-      const alone = suspects.length === 1 && suspects[0].phase === 'running' && !recentKill;
+      // One run that had started, alone in its cell, with no thread killed just before: it is the culprit
+      // (unless the front killed the cell for wedging: then the run alone in it did not cause its death).
+      const alone = suspects.length === 1 && suspects[0].phase === 'running' && !recentKill && !cell.killedAsWedged;
       if (cell.quarantine || alone) {
         for (const run of suspects) finish(run, 'failed', exit.error, null, elapsed(run));
       } else {
