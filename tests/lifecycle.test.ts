@@ -140,14 +140,15 @@ test('SIGTERM leaves queued runs queued; the next start runs each of them once, 
   const env = { ENABLE_CHAOS_AGENTS: '1', SHUTDOWN_GRACE_MS: '20000' };
   const server = await serve(env);
   const u = await UserClient.connect(server.url, 'patient');
-  // Runs of one conversation wait for its current run: these three are queued for as long as the first runs.
-  const first = await u.start({ agent: 'chaos', input: { mode: 'slow', text: 's', ms: 1500 } });
+  // Runs of one conversation wait for its current run: these three stay queued while the first runs (4 s, ample
+  // time for SIGTERM to arrive even on a starved machine).
+  const first = await u.start({ agent: 'chaos', input: { mode: 'slow', text: 's', ms: 4000 } });
   const queued = [];
   for (const text of ['q1', 'q2', 'q3']) queued.push(await u.start({ agent: 'echo', input: text, thread_id: first.thread_id }));
   await u.waitForEvent(first.run_id, 'agent_started');
   const exited = server.stop('SIGTERM');
   // The running run finishes within the grace period; the queued ones neither start nor end.
-  expect(terminal(await u.waitForRun(first.run_id)).payload).toMatchObject({ status: 'completed', final_response: 'slept 1500 ms' });
+  expect(terminal(await u.waitForRun(first.run_id)).payload).toMatchObject({ status: 'completed', final_response: 'slept 4000 ms' });
   expect(await exited).toBe(0);
   for (const q of queued) expect(u.runEvents(q.run_id).map((e) => e.type)).toEqual(['message_received']);
   u.close();
@@ -163,7 +164,7 @@ test('SIGTERM leaves queued runs queued; the next start runs each of them once, 
   const history = (await c.http('GET', `/v1/threads/${first.thread_id}/messages`)).body.messages;
   const said = (role: string) => history.filter((m: any) => m.role === role).map((m: any) => m.content);
   expect(said('user')).toEqual(['s', 'q1', 'q2', 'q3']);
-  expect(said('assistant')).toEqual(['slept 1500 ms', 'q1', 'q2', 'q3']);
+  expect(said('assistant')).toEqual(['slept 4000 ms', 'q1', 'q2', 'q3']);
   c.close();
   await again.stop();
 }, 60_000);
