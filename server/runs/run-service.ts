@@ -108,6 +108,8 @@ export function createRunService(deps: {
     cell.lastBusyAt = Date.now();
     noteUser(cell, run.userId);
     cell.send({ type: 'run', run: assignment(run, cell.scratch.open(run.id)) });
+    // The front's own record of dispatch order (tests read per-user FIFO from it, not from clocks).
+    log.debug({ ...runLogFields(run), attempt: run.attempt }, 'run dispatched');
   }
 
   /** Remembers the user on the cell (supervisor.pick prefers it next time); forgets users idle past a thread's idle timeout. */

@@ -2,8 +2,8 @@
 import { io, type Socket } from 'socket.io-client';
 import type { RunEventEnvelope } from '../../server/protocol/events';
 
-/** The wire envelope, with a payload loose enough for assertions on any event type. */
-export type Envelope = Omit<RunEventEnvelope, 'payload'> & { payload: Record<string, any> };
+/** The wire envelope, with a payload loose enough for assertions on any event type (a merged one adds coalesced_from_seq). */
+export type Envelope = Omit<RunEventEnvelope, 'payload'> & { payload: Record<string, any>; coalesced_from_seq?: number };
 
 export async function devLogin(url: string, userId: string): Promise<string> {
   const res = await fetch(`${url}/v1/auth/dev-login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user_id: userId }) });
@@ -11,9 +11,24 @@ export async function devLogin(url: string, userId: string): Promise<string> {
   return ((await res.json()) as { token: string }).token;
 }
 
+/** How long waitForRun keeps listening after a run's terminal event, so a duplicate or late event is seen. */
+const SETTLE_MS = 100;
+
+/**
+ * Every event of every run is recorded (`events`); the client also checks the wire contract on each arrival:
+ * exactly one `agent_completed` per run, nothing after it, and `seq` strictly growing per run on this socket
+ * (a coalesced envelope covers `coalesced_from_seq..seq`). A breach is recorded in `violations` and fails the
+ * test: the next waitForRun/waitForEvent/runEvents throws it, and `close()` reports one that arrived after the
+ * last of those.
+ * Gaps are not breaches: a lagging socket legitimately skips events until it resyncs.
+ */
 export class UserClient {
   readonly events: Envelope[] = [];
+  readonly violations: string[] = [];
+  private reported = 0;
   private waiters: (() => void)[] = [];
+  /** Per run: the highest seq this socket has received, and whether its terminal event has arrived. */
+  private seen = new Map<string, { lastSeq: number; ended: boolean }>();
 
   private constructor(
     readonly url: string,
@@ -23,10 +38,32 @@ export class UserClient {
   ) {
     socket.onAny((_name: string, envelope: Envelope) => {
       if (envelope && typeof envelope === 'object' && 'seq' in envelope) {
+        this.check(envelope);
         this.events.push(envelope);
         this.waiters.splice(0).forEach((w) => w());
       }
     });
+  }
+
+  private check(e: Envelope): void {
+    const state = this.seen.get(e.run_id) ?? { lastSeq: 0, ended: false };
+    const first = typeof e.coalesced_from_seq === 'number' ? e.coalesced_from_seq : e.seq;
+    const where = `run ${e.run_id}: ${e.type} seq ${e.seq}`;
+    if (state.ended) this.violations.push(`${where} arrived after the run's agent_completed`);
+    else if (!(first > state.lastSeq) || !(e.seq >= first)) this.violations.push(`${where} does not follow seq ${state.lastSeq} (repeated or backwards)`);
+    if (e.type === 'agent_completed') state.ended = true;
+    state.lastSeq = Math.max(state.lastSeq, e.seq);
+    this.seen.set(e.run_id, state);
+  }
+
+  /**
+   * Throws the contract breaches seen since the last time it threw (all runs of this client): each breach
+   * fails the check that first sees it, not every later one (violations keeps them all).
+   */
+  assertClean(): void {
+    const fresh = this.violations.slice(this.reported);
+    this.reported = this.violations.length;
+    if (fresh.length) throw new Error(`event contract broken for user ${this.userId}:\n  ${fresh.join('\n  ')}`);
   }
 
   static async connect(url: string, userId: string): Promise<UserClient> {
@@ -50,15 +87,22 @@ export class UserClient {
   }
 
   runEvents(runId: string): Envelope[] {
+    this.assertClean();
     return this.events.filter((e) => e.run_id === runId);
   }
 
-  /** Resolves with the run's events once its agent_completed has arrived. */
+  /**
+   * Resolves with the run's events once its agent_completed has arrived and SETTLE_MS have passed without a
+   * breach (a second terminal event or a late event would land in that window and fail here).
+   */
   async waitForRun(runId: string, timeoutMs = 30_000): Promise<Envelope[]> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const events = this.runEvents(runId);
-      if (events.some((e) => e.type === 'agent_completed')) return events;
+      if (events.some((e) => e.type === 'agent_completed')) {
+        await sleep(SETTLE_MS);
+        return this.runEvents(runId);
+      }
       if (Date.now() > deadline) throw new Error(`run ${runId} did not finish in ${timeoutMs} ms; got ${events.map((e) => e.type).join(',')}`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, 100);
@@ -84,8 +128,19 @@ export class UserClient {
     return httpCall(this.url, method, path, body, token);
   }
 
+  /**
+   * Closes the socket; a breach not yet reported fails the test from the next turn (an uncaught error, which
+   * jest pins on the running test or hook), so the caller's cleanup (other clients, server.stop) still runs.
+   */
   close(): void {
     this.socket.close();
+    try {
+      this.assertClean();
+    } catch (err) {
+      setImmediate(() => {
+        throw err;
+      });
+    }
   }
 }
 
