@@ -57,6 +57,7 @@ export async function startAtoll(config: Config, log: Logger) {
     cells: config.cells,
     quarantineCells: config.quarantineCells,
     recycleRssRatio: config.cellRecycleRssRatio,
+    silenceTimeoutMs: config.cellSilenceTimeoutMs,
     cellEntry: path.join(ROOT, 'dist/workers/cell/main.js'),
     sandbox: { mode: config.cellSandbox, root: ROOT, agentsDir: config.agentsDir, scratchRoot, uidBase: sandboxWarning ? 0 : config.cellUidBase },
     log,

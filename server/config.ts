@@ -43,6 +43,7 @@ const EnvSchema = z.object({
   MAX_RUN_ATTEMPTS: int(1, 10).default(3),
   QUARANTINE_CELLS: int(1, 64).optional(),
   CELL_RECYCLE_RSS_RATIO: z.coerce.number().min(0).max(100).default(1.3),
+  CELL_SILENCE_TIMEOUT_MS: int(2_000, 3_600_000).default(30_000),
   CANCEL_GRACE_MS: int(0, 60_000).default(500),
   SHUTDOWN_GRACE_MS: int(0, 600_000).default(10_000),
   MAX_QUEUED_RUNS: int(0, 1_000_000).default(1000),
@@ -135,6 +136,7 @@ export interface Config {
   readonly quarantineCells: number;
   /** An idle cell whose RSS exceeds this multiple of its warm baseline is replaced (0: never). */
   readonly cellRecycleRssRatio: number;
+  readonly cellSilenceTimeoutMs: number;
   readonly cancelGraceMs: number;
   readonly shutdownGraceMs: number;
   readonly maxQueuedRuns: number;
@@ -217,6 +219,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     // One per thread of a serving cell: all suspects of one cell death are re-run at once.
     quarantineCells: e.QUARANTINE_CELLS ?? e.THREADS_PER_CELL,
     cellRecycleRssRatio: e.CELL_RECYCLE_RSS_RATIO,
+    cellSilenceTimeoutMs: e.CELL_SILENCE_TIMEOUT_MS,
     cancelGraceMs: e.CANCEL_GRACE_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     maxQueuedRuns: e.MAX_QUEUED_RUNS,

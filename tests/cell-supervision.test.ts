@@ -23,7 +23,8 @@ describe('a wedged cell: alive, but it answers nothing', () => {
   beforeAll(async () => {
     // RUN_TIMEOUT_MS: long enough that the test has surely wedged the cell before the cell's own deadline for a
     // run could fire, short enough for the front's deadline (RUN_TIMEOUT_MS + CANCEL_GRACE_MS + 1.5 s) to come soon.
-    server = await startServer({ AGENTS_DIR: FIXTURE_AGENTS, CELLS: '2', THREADS_PER_CELL: '2', RUN_TIMEOUT_MS: '15000', CANCEL_GRACE_MS: '500' });
+    // CELL_SILENCE_TIMEOUT_MS: out of the way, so these tests see the stop and deadline paths (silence has its own).
+    server = await startServer({ AGENTS_DIR: FIXTURE_AGENTS, CELLS: '2', THREADS_PER_CELL: '2', RUN_TIMEOUT_MS: '15000', CANCEL_GRACE_MS: '500', CELL_SILENCE_TIMEOUT_MS: '600000' });
     user = await UserClient.connect(server.url, 'wedged');
   });
   afterAll(async () => {
@@ -114,6 +115,47 @@ describe('a wedged cell: alive, but it answers nothing', () => {
     // And the user is served again.
     const after = await user.start({ agent: 'echo', input: 'after the wedge' });
     expect(terminal(await user.waitForRun(after.run_id, 60_000)).payload.final_response).toBe('after the wedge');
+  }, 180_000);
+});
+
+describe('a silent cell: nobody stopped its runs and no deadline is near', () => {
+  let server: TestServer;
+  let user: UserClient;
+  beforeAll(async () => {
+    // No deadline can end the run (600 s): only the front noticing the silence can.
+    server = await startServer({ AGENTS_DIR: FIXTURE_AGENTS, CELLS: '2', THREADS_PER_CELL: '2', RUN_TIMEOUT_MS: '600000', CELL_SILENCE_TIMEOUT_MS: '5000' });
+    user = await UserClient.connect(server.url, 'silent');
+  });
+  afterAll(async () => {
+    user?.close();
+    await server?.stop();
+  });
+
+  test('is killed; the run inside is not blamed, runs again in quarantine and completes', async () => {
+    const gate = `gate-silent-${Date.now()}`;
+    const run = await user.start({ agent: 'gated', input: { text: 'inside', gate, parts: 2 } });
+    await user.waitForEvent(run.run_id, 'agent_started', 60_000);
+    const cell = (await user.http('GET', `/v1/runs/${run.run_id}`)).body.ran_on.cell as string;
+    const pid = (await logLine(server, (l) => l.msg === 'cell ready' && l.cell === cell, `cell ready ${cell}`)).pid as number;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const silent = await logLine(server, (l) => l.msg === 'cell silent; killing it' && l.cell === cell, 'silent cell killed', 90_000);
+      expect(silent.silent_ms).toBeGreaterThanOrEqual(5000);
+      await logLine(server, (l) => l.msg === 'cell died' && l.cell === cell && l.cause === 'killed', 'silent cell died');
+    } finally {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    // Alone in its cell and started, it would look like the culprit; the front killed the cell, so it is a suspect.
+    await user.waitForEvent(run.run_id, 'run_restarted', 60_000);
+    await user.http('POST', '/v1/threads', { title: gate });
+    const events = await user.waitForRun(run.run_id, 60_000);
+    expect(terminal(events).payload).toMatchObject({ status: 'completed', final_response: 'inside-0 inside-1 ' });
+    expect(events.filter((e) => e.type === 'run_restarted').map((e) => e.payload)).toEqual([{ attempt: 2, reason: 'killed' }]);
+    await expectPersistedTerminal(user, run.run_id);
   }, 180_000);
 });
 

@@ -35,10 +35,13 @@ export class CellHandle {
   /** Being replaced while idle because it grew (not a death). */
   rejuvenating = false;
   /**
-   * Killed by the front because it held a run it was told to stop long after the front settled it: its death
-   * names no culprit among the runs still inside (the front caused it), so they are suspects, not culprits.
+   * Killed by the front because it held a run it was told to stop long after the front settled it, or because it
+   * fell silent (CELL_SILENCE_TIMEOUT_MS): its death names no culprit among the runs still inside (the front
+   * caused it), so they are suspects, not culprits.
    */
   killedAsWedged = false;
+  /** When the cell last sent anything (it reports stats every second once ready). */
+  lastHeardAt = Date.now();
   readonly spawnedAt = Date.now();
   /**
    * Runs whose assignment never reached the cell (its channel was already closed, or the write failed):

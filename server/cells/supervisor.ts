@@ -29,6 +29,8 @@ export interface SupervisorOptions {
   quarantineCells: number;
   /** Replace an idle serving cell whose RSS exceeds this multiple of its warm baseline (0: never). */
   recycleRssRatio: number;
+  /** A ready cell that sends nothing for this long (it reports stats every second) is killed as wedged. */
+  silenceTimeoutMs: number;
   cellConfig: Omit<CellConfig, 'cellId'>;
   sandbox: CellSandboxOptions;
   cellEntry: string;
@@ -42,6 +44,7 @@ const STABLE_AFTER_MS = 30_000;
 const QUARANTINE_IDLE_MS = 30_000;
 const BASELINE_AFTER_MS = 5_000;
 const REJUVENATE_IDLE_MS = 5_000;
+const WATCH_MS = 1000;
 
 export function createCellSupervisor(opts: SupervisorOptions) {
   const { log, events } = opts;
@@ -101,6 +104,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
         }
       };
       child.on('message', (received: CellToFront[]) => {
+        cell.lastHeardAt = Date.now();
         for (const msg of received) receive(msg);
       });
       child.on('error', (err) => log.error({ cell: id, err: err.message }, 'cell process error'));
@@ -145,8 +149,21 @@ export function createCellSupervisor(opts: SupervisorOptions) {
   // Quarantine cells that sat idle for a while are retired: they cost a process each. A serving cell that,
   // idle, holds far more memory than when it was fresh (allocator fragmentation after threads were
   // killed mid-allocation) is replaced while nothing runs in it, so memory returns to its level.
+  let lastWatchAt = Date.now();
   const retireTimer = setInterval(() => {
     const now = Date.now();
+    // If the front itself was stalled, the cells' messages are still unread in its queue: judge no silence now.
+    const frontStalled = now - lastWatchAt > WATCH_MS * 4;
+    lastWatchAt = now;
+    for (const cell of slots) {
+      if (cell && !frontStalled && cell.state === 'ready' && now - cell.lastHeardAt > opts.silenceTimeoutMs) {
+        // A cell that stopped talking (stopped by a signal, its main thread blocked) would hold its runs forever
+        // and keep being picked: kill it. It names no culprit, so the runs inside run again in quarantine.
+        log.error({ cell: cell.id, silent_ms: now - cell.lastHeardAt, runs: cell.runs.size }, 'cell silent; killing it');
+        cell.killedAsWedged = true;
+        cell.kill('SIGKILL');
+      }
+    }
     for (const cell of slots) {
       if (!cell || cell.state !== 'ready' || cell.runs.size > 0) continue;
       if (cell.quarantine && now - cell.lastBusyAt > QUARANTINE_IDLE_MS) {
@@ -167,7 +184,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
         cell.send({ type: 'shutdown' });
       }
     }
-  }, 2500);
+  }, WATCH_MS);
   retireTimer.unref();
 
   function cells(): CellHandle[] {
