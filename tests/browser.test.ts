@@ -26,7 +26,8 @@ function script(req: SeenRequest): Reply {
       if (results.length === 0) {
         return { steps: [{ reasoning: 'The user wants a product; I will use the calculator.' }, { toolCall: { id: 'call_mul', name: 'calculator', arguments: '{"expression":"6*7"}' } }] };
       }
-      return { steps: tokens(`The answer is ${results[0].result}.`, 40) };
+      // 150 ms apart: far enough that a busy machine's late timers and batched reads cannot merge the pieces.
+      return { steps: tokens(`The answer is ${results[0].result}.`, 150) };
     case 'tell me a long story':
       if (results.length === 0) return { steps: [{ toolCall: { id: 'call_clock', name: 'current_time', arguments: '{"time_zone":"UTC"}' } }] };
       return { steps: tokens(STORY, 45) };
