@@ -126,7 +126,7 @@ test('every variable set, each lands in its field', () => {
     ENABLE_CHAOS_AGENTS: 'true',
     LLM_BASE_URL: 'http://127.0.0.1:11434/v1',
     LLM_API_KEY: 'sk-1',
-    LLM_MODEL: 'm',
+    LLM_MODEL: 'llama3',
     LLM_MAX_CONTEXT_MESSAGES: '0',
     TOOL_TIMEOUT_MS: '10',
     LOG_LEVEL: 'debug',
@@ -178,7 +178,7 @@ test('every variable set, each lands in its field', () => {
     enableChaosAgents: true,
     logLevel: 'debug',
     alertActiveContexts: 22,
-    agentSettings: { llm: { baseUrl: 'http://127.0.0.1:11434/v1', model: 'm', maxContextMessages: 0, toolTimeoutMs: 10 } },
+    agentSettings: { llm: { baseUrl: 'http://127.0.0.1:11434/v1', model: 'llama3', maxContextMessages: 0, toolTimeoutMs: 10 } },
     llmApiKey: 'sk-1',
   });
 });

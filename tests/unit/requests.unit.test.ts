@@ -20,6 +20,7 @@ import {
   ThreadRunBody,
   ThreadsQuery,
 } from '../../server/protocol/requests';
+import { z } from 'zod';
 import { CodedError } from '../../server/protocol/errors';
 
 /** The CodedError parse throws, as code and message. */
@@ -114,6 +115,9 @@ test('parse throws BAD_REQUEST naming each wrong field, or the whole value when 
   expect(refusal(() => parse(StopRunBody, { run_id: { id: 'r' } }, 'payload'))).toEqual({ code: 'BAD_REQUEST', message: expect.stringMatching(/^invalid payload: run_id: /) });
   expect(refusal(() => parse(IdParam, 'a b', 'run id'))).toEqual({ code: 'BAD_REQUEST', message: 'invalid run id: run id: must be an id (letters, digits, . _ : -)' });
   expect(refusal(() => parse(StopRunBody, 'r1', 'payload'))).toEqual({ code: 'BAD_REQUEST', message: expect.stringMatching(/^invalid payload: payload: /) });
+  // A nested field is named by its dotted path.
+  const nested = z.object({ a: z.object({ b: z.string() }) });
+  expect(refusal(() => parse(nested, { a: { b: 1 } }, 'body'))).toEqual({ code: 'BAD_REQUEST', message: expect.stringMatching(/^invalid body: a\.b: /) });
 });
 
 test('parse applies the generic payload checks first', () => {
