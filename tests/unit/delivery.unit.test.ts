@@ -193,6 +193,18 @@ describe('budgets', () => {
     expect(jest.getTimerCount()).toBe(0);
   });
 
+  test('outboundBytes adds up what every socket has not taken yet', () => {
+    const { d, a } = rig();
+    const b = fakeSocket('b');
+    d.add('v', b.socket);
+    expect(d.outboundBytes()).toBe(0);
+    a.lag(2, 10);
+    b.lag(1, 5);
+    expect(d.outboundBytes()).toBe(25);
+    d.remove('v', b.socket);
+    expect(d.outboundBytes()).toBe(20);
+  });
+
   test('bufferedBytes and overBudget of an unknown socket are 0 and false', () => {
     const { d } = rig();
     const x = fakeSocket('x');
