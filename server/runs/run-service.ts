@@ -16,6 +16,7 @@ import type { IsolationReport, RunRecord, RunStore } from '../store/run-store.js
 import type { ThreadQueryGate } from '../store/thread-query-gate.js';
 import type { EventRelay } from './event-relay.js';
 import { createAdmission } from './admission.js';
+import { judgeCellDeath } from './cell-death.js';
 import { assignment, newLiveRun, runLogFields, type LiveRun } from './live-run.js';
 
 export interface RunServiceConfig {
@@ -492,45 +493,51 @@ export function createRunService(deps: {
     onCellExit(cell: CellHandle, exit: CellExit, runIds: string[]): void {
       metrics.cellDeaths.inc({ cause: exit.cause });
       const inside = runIds.map((id) => live.get(id)).filter((r): r is LiveRun => !!r && r.phase !== 'finished' && r.cellId === cell.id);
-      for (const run of inside.filter((r) => r.stopReason)) stoppedBy(run, run.stopReason!, `the run was stopped (its cell ended: ${exit.error.message})`);
-      // A run whose assignment never reached the cell (sent in the instant it died) is queued again as if
-      // it had never been dispatched: no suspicion, no quarantine, no attempt spent.
-      for (const run of inside.filter((r) => !r.stopReason && r.phase === 'dispatched' && cell.undelivered.has(r.id))) {
-        vacate(run);
-        run.phase = 'queued';
-        run.cellId = null;
-        run.dispatchedAt = null;
-        run.attempt--;
-        // Where it came from: a suspect waits for quarantine again; any other run keeps its place in line
-        // (a later message of the same conversation must not overtake it).
-        if (run.suspect) quarantine.set(run.id, run);
-        else queue.addFirst(run);
-      }
-      // Every other run inside is a suspect, started or not: a run whose `started` message died with its
-      // cell (an abort right after it began) looks as if it never started, and may be the culprit.
-      const suspects = inside.filter((r) => !r.stopReason && r.phase !== 'queued');
+      const { decisions, affectedOthers } = judgeCellDeath({
+        runs: inside.map((r) => ({
+          id: r.id,
+          phase: r.phase,
+          stopReason: r.stopReason,
+          attempt: r.attempt,
+          agentName: r.agentName,
+          undelivered: cell.undelivered.has(r.id),
+          repeatable: agentRepeatable(r.agentName),
+        })),
+        quarantineCell: cell.quarantine,
+        recentThreadKill: cell.lastThreadKillAt !== null && Date.now() - cell.lastThreadKillAt < RECENT_KILL_MS,
+        killedAsWedged: cell.killedAsWedged,
+        maxRunAttempts: config.maxRunAttempts,
+        exit,
+      });
+      const byId = new Map(inside.map((r) => [r.id, r]));
       const elapsed = (r: LiveRun) => (r.startedAt === null ? 0 : Date.now() - r.startedAt);
-      const recentKill = cell.lastThreadKillAt !== null && Date.now() - cell.lastThreadKillAt < RECENT_KILL_MS;
-      // One run that had started, alone in its cell, with no thread killed just before: it is the culprit
-      // (unless the front killed the cell for wedging: then the run alone in it did not cause its death).
-      const alone = suspects.length === 1 && suspects[0].phase === 'running' && !recentKill && !cell.killedAsWedged;
-      if (cell.quarantine || alone) {
-        for (const run of suspects) finish(run, 'failed', exit.error, null, elapsed(run));
-      } else {
-        let collateral = 0;
-        for (const run of suspects) {
-          if (!agentRepeatable(run.agentName)) {
-            collateral++;
-            metrics.collateralRuns.inc();
-            finish(run, 'failed', { code: 'WORKER_CRASHED', message: `the run's cell died (${exit.error.message}) and agent ${run.agentName} is not safe to repeat` }, null, elapsed(run));
-          } else if (run.attempt >= config.maxRunAttempts) {
-            finish(run, 'failed', { code: exit.error.code, message: `${exit.error.message}; gave up after ${run.attempt} attempts` }, null, elapsed(run));
-          } else {
-            restart(run, cell, exit.cause);
-          }
+      for (const d of decisions) {
+        const run = byId.get(d.runId)!;
+        switch (d.kind) {
+          case 'stopped':
+            stoppedBy(run, d.reason, d.message);
+            break;
+          case 'requeue':
+            vacate(run);
+            run.phase = 'queued';
+            run.cellId = null;
+            run.dispatchedAt = null;
+            run.attempt--;
+            // Where it came from: a suspect waits for quarantine again; any other run keeps its place in line
+            // (a later message of the same conversation must not overtake it).
+            if (run.suspect) quarantine.set(run.id, run);
+            else queue.addFirst(run);
+            break;
+          case 'fail':
+            if (d.collateral) metrics.collateralRuns.inc();
+            finish(run, 'failed', d.error, null, elapsed(run));
+            break;
+          case 'restart':
+            restart(run, cell, d.reason);
+            break;
         }
-        if (collateral > 0) isolation.failuresAffectingOthers++;
       }
+      if (affectedOthers) isolation.failuresAffectingOthers++;
       pump();
     },
 

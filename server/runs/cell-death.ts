@@ -1,0 +1,95 @@
+/**
+ * The judgement of a cell death, as a pure function: given the runs that were inside the dead cell, what
+ * happens to each. The run service applies the decisions (and keeps the clock, the metrics and the queues),
+ * so this rule can be tested on its own, case by case.
+ *
+ * - Runs stopped meanwhile end as stopped.
+ * - A run whose assignment never reached the cell (sent in the instant it died) is queued again as if it had
+ *   never been dispatched: no suspicion, no quarantine, no attempt spent.
+ * - Every other run inside is a suspect, started or not: a run whose `started` message died with its cell
+ *   (an abort right after it began) looks as if it never started, and may be the culprit.
+ * - If this is the quarantine cell (one run at a time), or one run that had started was alone in its cell
+ *   with no thread killed just before and the front did not kill the cell for wedging, that run caused it
+ *   and fails with the exit's error.
+ * - Otherwise the culprit is unknown: each suspect runs again alone in quarantine (restart), unless its agent
+ *   is not safe to repeat (it fails as collateral, which counts as a failure affecting others) or it has
+ *   used its attempts.
+ */
+import type { ErrorBody } from '../protocol/errors.js';
+import type { RunPhase } from './live-run.js';
+
+/** What the judgement reads of one run inside the dead cell. */
+export interface RunInside {
+  id: string;
+  phase: RunPhase;
+  stopReason: 'cancelled' | 'timeout' | null;
+  attempt: number;
+  agentName: string;
+  /** The cell never acknowledged the assignment (it died while the message was on its way). */
+  undelivered: boolean;
+  /** The agent may be run again from the start (false: a cell death fails it). */
+  repeatable: boolean;
+}
+
+export interface CellDeathInput {
+  /** Unfinished runs the dead cell owned, in the order the cell listed them. */
+  runs: RunInside[];
+  quarantineCell: boolean;
+  /** A thread of this cell was killed (terminated, crashed, out of memory) shortly before it died. */
+  recentThreadKill: boolean;
+  /** The front killed the cell because it held a stopped run too long (the death is the front's doing). */
+  killedAsWedged: boolean;
+  maxRunAttempts: number;
+  exit: { cause: string; error: ErrorBody };
+}
+
+export type CellDeathDecision =
+  /** End it as stopped with its stop reason. */
+  | { kind: 'stopped'; runId: string; reason: 'cancelled' | 'timeout'; message: string }
+  /** Back to where it waited (quarantine if it is a suspect, else the head of its user's queue); one attempt given back. */
+  | { kind: 'requeue'; runId: string }
+  /** Fail it with this error; `collateral`: it failed only because a neighbour killed its cell. */
+  | { kind: 'fail'; runId: string; error: ErrorBody; collateral: boolean }
+  /** Run it again, alone, in quarantine. */
+  | { kind: 'restart'; runId: string; reason: string };
+
+export interface CellDeathJudgement {
+  /** In the order to apply: stopped runs, then requeued ones, then the suspects. */
+  decisions: CellDeathDecision[];
+  /** Some run failed only because another run killed its cell. */
+  affectedOthers: boolean;
+}
+
+export function judgeCellDeath(input: CellDeathInput): CellDeathJudgement {
+  const { runs, exit } = input;
+  const decisions: CellDeathDecision[] = [];
+  for (const run of runs) {
+    if (run.stopReason) {
+      decisions.push({ kind: 'stopped', runId: run.id, reason: run.stopReason, message: `the run was stopped (its cell ended: ${exit.error.message})` });
+    }
+  }
+  const requeued = runs.filter((r) => !r.stopReason && r.phase === 'dispatched' && r.undelivered);
+  for (const run of requeued) decisions.push({ kind: 'requeue', runId: run.id });
+  const suspects = runs.filter((r) => !r.stopReason && r.phase !== 'queued' && !requeued.includes(r));
+  // One run that had started, alone in its cell, with no thread killed just before: it is the culprit
+  // (unless the front killed the cell for wedging: then the run alone in it did not cause its death).
+  const alone = suspects.length === 1 && suspects[0].phase === 'running' && !input.recentThreadKill && !input.killedAsWedged;
+  if (input.quarantineCell || alone) {
+    for (const run of suspects) decisions.push({ kind: 'fail', runId: run.id, error: exit.error, collateral: false });
+    return { decisions, affectedOthers: false };
+  }
+  let affectedOthers = false;
+  for (const run of suspects) {
+    if (!run.repeatable) {
+      affectedOthers = true;
+      const error: ErrorBody = { code: 'WORKER_CRASHED', message: `the run's cell died (${exit.error.message}) and agent ${run.agentName} is not safe to repeat` };
+      decisions.push({ kind: 'fail', runId: run.id, error, collateral: true });
+    } else if (run.attempt >= input.maxRunAttempts) {
+      const error: ErrorBody = { code: exit.error.code, message: `${exit.error.message}; gave up after ${run.attempt} attempts` };
+      decisions.push({ kind: 'fail', runId: run.id, error, collateral: false });
+    } else {
+      decisions.push({ kind: 'restart', runId: run.id, reason: exit.cause });
+    }
+  }
+  return { decisions, affectedOthers };
+}

@@ -1,0 +1,284 @@
+/**
+ * Configuration validation on its own: every default, every accepted enum value, refusals with messages
+ * that name the variable without printing secrets, the production rules, paths resolved against cwd, the
+ * derived values, and a frozen result.
+ */
+import path from 'node:path';
+import { ConfigError, ENV_VARS, loadConfig } from '../../server/config';
+import { BURST_THREADS_PER_THREAD } from '../../server/protocol/cell-messages';
+
+const CWD = '/srv/atoll';
+const load = (env: Record<string, string>) => loadConfig(env, CWD);
+/** The configuration error's text, or a note that none was thrown. */
+function refusal(env: Record<string, string>): string {
+  try {
+    load(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).name).toBe('ConfigError');
+    return (err as Error).message;
+  }
+  return 'accepted';
+}
+
+test('with nothing set, every default', () => {
+  expect(load({})).toEqual({
+    production: false,
+    host: '127.0.0.1',
+    port: 3000,
+    databaseFile: path.resolve(CWD, 'data/atoll.db'),
+    databaseUrl: `file:${path.resolve(CWD, 'data/atoll.db')}`,
+    agentsDir: null,
+    cells: 2,
+    threadsPerCell: 2,
+    runTimeoutMs: 30_000,
+    runMemoryMb: 128,
+    cellMemoryMb: 512 + (1 + BURST_THREADS_PER_THREAD) * 2 * 128,
+    maxRunsPerWorker: 0,
+    workerDbWarmup: 'lazy',
+    threadLockdown: true,
+    threadReuse: 'same_user',
+    cpuDemoteAfterMs: 500,
+    cellSandbox: 'permission',
+    cellUidBase: 61_000,
+    scratchRoot: null,
+    warmSpareThreads: 1,
+    dbSynchronous: 'normal',
+    maxRunAttempts: 3,
+    quarantineCells: 2,
+    cellRecycleRssRatio: 1.3,
+    cancelGraceMs: 500,
+    shutdownGraceMs: 10_000,
+    maxQueuedRuns: 1000,
+    maxInputBytes: 65_536,
+    userMaxConcurrentRuns: 3,
+    userMaxQueuedRuns: 100,
+    rateLimits: { user: { rate: 20, burst: 40 }, ip: { rate: 50, burst: 100 }, authFailures: { rate: 30 / 60, burst: 10 } },
+    maxConnectionsPerUser: 20,
+    maxConnectionsPerIp: 100,
+    socketMaxBufferedPackets: 1000,
+    socketMaxBufferedBytes: 4_194_304,
+    socketStallTimeoutMs: 30_000,
+    tokenExpiryWarningMs: 60_000,
+    limits: { maxEventsPerRun: 10_000, maxEventBytes: 65_536, maxResultBytes: 1_048_576 },
+    jwtSecret: null,
+    maxTokenLifetimeS: 86_400,
+    corsOrigins: [],
+    devLogin: false,
+    enableChaosAgents: false,
+    logLevel: 'info',
+    alertActiveContexts: 10,
+    agentSettings: { llm: { baseUrl: null, model: null, maxContextMessages: 20, toolTimeoutMs: 10_000 } },
+    llmApiKey: null,
+  });
+});
+
+test('every variable set, each lands in its field', () => {
+  const c = load({
+    NODE_ENV: 'Test',
+    HOST: '0.0.0.0',
+    PORT: '8080',
+    DATABASE_URL: 'file:/var/lib/atoll.db',
+    AGENTS_DIR: 'agents',
+    CELLS: '4',
+    THREADS_PER_CELL: '3',
+    RUN_TIMEOUT_MS: '1000',
+    RUN_MEMORY_MB: '100',
+    CELL_MEMORY_MB: '2048',
+    MAX_RUNS_PER_WORKER: '5',
+    WORKER_DB_WARMUP: 'eager',
+    THREAD_LOCKDOWN: 'false',
+    THREAD_REUSE: 'any',
+    CPU_DEMOTE_AFTER_MS: '0',
+    CELL_SANDBOX: 'off',
+    CELL_UID_BASE: '0',
+    SCRATCH_DIR: '/tmp/scratch',
+    WARM_SPARE_THREADS: '0',
+    DB_SYNCHRONOUS: 'full',
+    MAX_RUN_ATTEMPTS: '1',
+    QUARANTINE_CELLS: '7',
+    CELL_RECYCLE_RSS_RATIO: '0',
+    CANCEL_GRACE_MS: '1',
+    SHUTDOWN_GRACE_MS: '2',
+    MAX_QUEUED_RUNS: '3',
+    USER_MAX_CONCURRENT_RUNS: '4',
+    USER_MAX_QUEUED_RUNS: '5',
+    RATE_LIMIT_USER_PER_SEC: '6',
+    RATE_LIMIT_USER_BURST: '7',
+    RATE_LIMIT_IP_PER_SEC: '8',
+    RATE_LIMIT_IP_BURST: '9',
+    RATE_LIMIT_AUTH_FAILURES_PER_MIN: '120',
+    RATE_LIMIT_AUTH_FAILURES_BURST: '11',
+    MAX_CONNECTIONS_PER_USER: '12',
+    MAX_CONNECTIONS_PER_IP: '13',
+    SOCKET_MAX_BUFFERED_PACKETS: '14',
+    SOCKET_MAX_BUFFERED_BYTES: '70000',
+    SOCKET_STALL_TIMEOUT_MS: '1500',
+    TOKEN_EXPIRY_WARNING_MS: '16',
+    MAX_INPUT_BYTES: '17',
+    MAX_EVENTS_PER_RUN: '18',
+    MAX_EVENT_BYTES: '190',
+    MAX_RESULT_BYTES: '200',
+    AUTH_JWT_SECRET: 'a-secret-of-16-chars',
+    AUTH_MAX_TOKEN_LIFETIME_S: '61',
+    CORS_ORIGINS: ' https://chat.example.com , http://localhost:5173,,',
+    AUTH_DEV_LOGIN: '1',
+    ENABLE_CHAOS_AGENTS: 'true',
+    LLM_BASE_URL: 'http://127.0.0.1:11434/v1',
+    LLM_API_KEY: 'sk-1',
+    LLM_MODEL: 'llama3',
+    LLM_MAX_CONTEXT_MESSAGES: '0',
+    TOOL_TIMEOUT_MS: '10',
+    LOG_LEVEL: 'debug',
+    ALERT_ACTIVE_CONTEXTS: '22',
+  });
+  expect(c).toEqual({
+    production: false,
+    host: '0.0.0.0',
+    port: 8080,
+    databaseFile: '/var/lib/atoll.db',
+    databaseUrl: 'file:/var/lib/atoll.db',
+    agentsDir: path.resolve(CWD, 'agents'),
+    cells: 4,
+    threadsPerCell: 3,
+    runTimeoutMs: 1000,
+    runMemoryMb: 100,
+    cellMemoryMb: 2048,
+    maxRunsPerWorker: 5,
+    workerDbWarmup: 'eager',
+    threadLockdown: false,
+    threadReuse: 'any',
+    cpuDemoteAfterMs: 0,
+    cellSandbox: 'off',
+    cellUidBase: 0,
+    scratchRoot: '/tmp/scratch',
+    warmSpareThreads: 0,
+    dbSynchronous: 'full',
+    maxRunAttempts: 1,
+    quarantineCells: 7,
+    cellRecycleRssRatio: 0,
+    cancelGraceMs: 1,
+    shutdownGraceMs: 2,
+    maxQueuedRuns: 3,
+    maxInputBytes: 17,
+    userMaxConcurrentRuns: 4,
+    userMaxQueuedRuns: 5,
+    rateLimits: { user: { rate: 6, burst: 7 }, ip: { rate: 8, burst: 9 }, authFailures: { rate: 2, burst: 11 } },
+    maxConnectionsPerUser: 12,
+    maxConnectionsPerIp: 13,
+    socketMaxBufferedPackets: 14,
+    socketMaxBufferedBytes: 70_000,
+    socketStallTimeoutMs: 1500,
+    tokenExpiryWarningMs: 16,
+    limits: { maxEventsPerRun: 18, maxEventBytes: 190, maxResultBytes: 200 },
+    jwtSecret: 'a-secret-of-16-chars',
+    maxTokenLifetimeS: 61,
+    corsOrigins: ['https://chat.example.com', 'http://localhost:5173'],
+    devLogin: true,
+    enableChaosAgents: true,
+    logLevel: 'debug',
+    alertActiveContexts: 22,
+    agentSettings: { llm: { baseUrl: 'http://127.0.0.1:11434/v1', model: 'llama3', maxContextMessages: 0, toolTimeoutMs: 10 } },
+    llmApiKey: 'sk-1',
+  });
+});
+
+test('the cell memory limit follows the threads and their heap budget; quarantine cells follow the threads', () => {
+  const c = load({ THREADS_PER_CELL: '3', RUN_MEMORY_MB: '100' });
+  expect(c.cellMemoryMb).toBe(512 + (1 + BURST_THREADS_PER_THREAD) * 3 * 100);
+  expect(c.quarantineCells).toBe(3);
+});
+
+test('an empty variable counts as unset', () => {
+  expect(load({ PORT: '', NODE_ENV: '', THREAD_LOCKDOWN: '' })).toMatchObject({ port: 3000, production: false, threadLockdown: true });
+});
+
+test('NODE_ENV is case-insensitive and only known values pass', () => {
+  expect(load({ NODE_ENV: 'DEVELOPMENT' }).production).toBe(false);
+  expect(load({ NODE_ENV: 'test' }).production).toBe(false);
+  expect(load({ NODE_ENV: 'Production', AUTH_JWT_SECRET: 'x'.repeat(16) }).production).toBe(true);
+  expect(refusal({ NODE_ENV: 'prod' })).toBe('invalid configuration:\n  NODE_ENV: must be development, production or test (got "prod")');
+});
+
+test('booleans take 0, 1, true and false only', () => {
+  expect(load({ AUTH_DEV_LOGIN: '1' }).devLogin).toBe(true);
+  expect(load({ AUTH_DEV_LOGIN: 'true' }).devLogin).toBe(true);
+  expect(load({ AUTH_DEV_LOGIN: '0' }).devLogin).toBe(false);
+  expect(load({ AUTH_DEV_LOGIN: 'false' }).devLogin).toBe(false);
+  expect(load({ THREAD_LOCKDOWN: '0' }).threadLockdown).toBe(false);
+  expect(refusal({ AUTH_DEV_LOGIN: 'yes' })).toMatch(/^invalid configuration:\n {2}AUTH_DEV_LOGIN: .* \(got "yes"\)$/);
+});
+
+test('enumerations take each of their values and nothing else', () => {
+  for (const level of ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) expect(load({ LOG_LEVEL: level }).logLevel).toBe(level);
+  expect(load({ WORKER_DB_WARMUP: 'lazy' }).workerDbWarmup).toBe('lazy');
+  expect(load({ THREAD_REUSE: 'same_user' }).threadReuse).toBe('same_user');
+  expect(load({ CELL_SANDBOX: 'permission' }).cellSandbox).toBe('permission');
+  expect(load({ DB_SYNCHRONOUS: 'normal' }).dbSynchronous).toBe('normal');
+  for (const [name, bad] of [['LOG_LEVEL', 'verbose'], ['WORKER_DB_WARMUP', 'now'], ['THREAD_REUSE', 'never'], ['CELL_SANDBOX', 'on'], ['DB_SYNCHRONOUS', 'off']]) {
+    expect(refusal({ [name]: bad })).toContain(`  ${name}: `);
+  }
+});
+
+test('numbers are integers within their bounds', () => {
+  expect(load({ PORT: '0' }).port).toBe(0);
+  expect(load({ PORT: '65535' }).port).toBe(65535);
+  expect(refusal({ PORT: '65536' })).toContain('  PORT: ');
+  expect(refusal({ PORT: '-1' })).toContain('  PORT: ');
+  expect(refusal({ PORT: '80.5' })).toContain('  PORT: ');
+  expect(refusal({ PORT: 'http' })).toContain('  PORT: ');
+  expect(refusal({ CELLS: '0' })).toContain('  CELLS: ');
+  expect(load({ CELL_RECYCLE_RSS_RATIO: '2.5' }).cellRecycleRssRatio).toBe(2.5);
+  expect(refusal({ CELL_RECYCLE_RSS_RATIO: '-0.1' })).toContain('  CELL_RECYCLE_RSS_RATIO: ');
+});
+
+test('DATABASE_URL must be a SQLite file URL, resolved against cwd', () => {
+  expect(load({ DATABASE_URL: 'file:db/x.db' }).databaseFile).toBe(path.resolve(CWD, 'db/x.db'));
+  expect(refusal({ DATABASE_URL: 'file:' })).toBe('invalid configuration:\n  DATABASE_URL: must be a SQLite URL like file:./data/atoll.db (got "file:")');
+  expect(refusal({ DATABASE_URL: 'sqlite:file:x.db' })).toContain('DATABASE_URL: must be a SQLite URL');
+});
+
+test('a URL with credentials is shown masked; secrets are never shown', () => {
+  expect(refusal({ DATABASE_URL: 'postgres://admin:hunter2@db:5432/atoll' })).toBe(
+    'invalid configuration:\n  DATABASE_URL: must be a SQLite URL like file:./data/atoll.db (got "postgres://***@db:5432/atoll")',
+  );
+  expect(refusal({ AUTH_JWT_SECRET: 'short-secret' })).toBe('invalid configuration:\n  AUTH_JWT_SECRET: must be at least 16 characters (value hidden, 12 characters)');
+  const llm = refusal({ LLM_BASE_URL: 'not a url', LLM_API_KEY: 'sk-very-secret' });
+  expect(llm).toBe('invalid configuration:\n  LLM_BASE_URL: must be an http(s) URL like http://127.0.0.1:11434/v1 (got "not a url")');
+  expect(refusal({ LLM_MODEL: '', LLM_MAX_CONTEXT_MESSAGES: '1001' })).toContain('LLM_MAX_CONTEXT_MESSAGES');
+});
+
+test('several problems are listed one per line', () => {
+  expect(refusal({ PORT: 'x', CELLS: '0' }).split('\n')).toEqual(['invalid configuration:', expect.stringMatching(/^ {2}PORT: .*\(got "x"\)$/), expect.stringMatching(/^ {2}CELLS: .*\(got "0"\)$/)]);
+});
+
+test('CORS_ORIGINS: a comma-separated list of bare origins', () => {
+  expect(load({ CORS_ORIGINS: 'https://a.example' }).corsOrigins).toEqual(['https://a.example']);
+  for (const bad of ['https://a.example/', 'https://a.example/app', 'ftp://a.example', 'a.example', 'https://a example', 'xhttps://a.example', 'https://']) {
+    expect(refusal({ CORS_ORIGINS: `http://ok.example,${bad}` })).toBe(
+      `invalid configuration:\n  CORS_ORIGINS.1: each must be an origin like https://chat.example.com (scheme, host, optional port; no path) (got ${JSON.stringify(`http://ok.example,${bad}`)})`,
+    );
+  }
+});
+
+test('production refuses dev login and requires a JWT secret', () => {
+  expect(refusal({ NODE_ENV: 'production', AUTH_DEV_LOGIN: '1', AUTH_JWT_SECRET: 'x'.repeat(16) })).toBe('invalid configuration:\n  AUTH_DEV_LOGIN: refused when NODE_ENV=production');
+  expect(refusal({ NODE_ENV: 'production' })).toBe('invalid configuration:\n  AUTH_JWT_SECRET: required when NODE_ENV=production');
+  expect(load({ NODE_ENV: 'production', AUTH_DEV_LOGIN: '0', AUTH_JWT_SECRET: 'x'.repeat(16) }).devLogin).toBe(false);
+  // Development needs neither.
+  expect(load({ AUTH_DEV_LOGIN: '1' }).jwtSecret).toBeNull();
+});
+
+test('the configuration is frozen, nested parts too', () => {
+  const c = load({});
+  expect(Object.isFrozen(c)).toBe(true);
+  expect(Object.isFrozen(c.rateLimits.user)).toBe(true);
+  expect(Object.isFrozen(c.agentSettings.llm)).toBe(true);
+  expect(Object.isFrozen(c.corsOrigins)).toBe(true);
+});
+
+test('ENV_VARS lists every variable the schema reads', () => {
+  expect(ENV_VARS).toContain('NODE_ENV');
+  expect(ENV_VARS).toContain('ALERT_ACTIVE_CONTEXTS');
+  expect(ENV_VARS).toHaveLength(56);
+});

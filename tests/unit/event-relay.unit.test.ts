@@ -1,0 +1,198 @@
+/**
+ * The event relay with a fake store and a recording broadcast: numbering, write-then-send order, batching of
+ * events that arrive while a write is in flight, write failures, side writes in order, and the terminal event.
+ */
+import type { RunEventEnvelope } from '../../server/protocol/events';
+import { createEventRelay } from '../../server/runs/event-relay';
+import { newLiveRun, type LiveRun } from '../../server/runs/live-run';
+
+function deferred() {
+  let resolve!: () => void;
+  let reject!: (err: Error) => void;
+  const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+  return { promise, resolve, reject };
+}
+
+function rig() {
+  const log: string[] = [];
+  const batches: number[][] = [];
+  let gate: ReturnType<typeof deferred> | null = null;
+  let failAppend = false;
+  let failFinish = false;
+  const finished: unknown[][] = [];
+  const store = {
+    async appendEvents(batch: RunEventEnvelope[]) {
+      batches.push(batch.map((e) => e.seq));
+      log.push(`write ${batch.map((e) => e.seq).join(',')}`);
+      if (gate) await gate.promise;
+      if (failAppend) throw new Error('disk full');
+    },
+    async finishRun(...args: unknown[]) {
+      finished.push(args);
+      log.push(`finish ${(args[5] as RunEventEnvelope).seq}`);
+      if (failFinish) throw new Error('disk gone');
+    },
+  };
+  const counters = { relayed: 0, dropped: [] as [string, number][] };
+  const metrics = {
+    eventsRelayed: { inc: (n = 1) => (counters.relayed += n) },
+    eventsDropped: { inc: (labels: { reason: string }, n = 1) => counters.dropped.push([labels.reason, n]) },
+  };
+  const errors: [Record<string, unknown>, string][] = [];
+  const logger = { error: (fields: Record<string, unknown>, msg: string) => errors.push([fields, msg]) };
+  const sent: RunEventEnvelope[] = [];
+  const broadcast = (userId: string, e: RunEventEnvelope) => {
+    sent.push(e);
+    log.push(`send ${userId}:${e.seq}`);
+  };
+  const relay = createEventRelay({ store: store as never, broadcast, metrics: metrics as never, log: logger as never });
+  const run = newLiveRun({ id: 'r1', userId: 'u1', threadId: 't1', agentName: 'echo', input: { text: 'hi' }, requestId: 'q', correlationId: null, acceptedAt: 0, nextSeq: 2 });
+  return {
+    relay,
+    run,
+    log,
+    batches,
+    sent,
+    counters,
+    errors,
+    finished,
+    hold: () => (gate = deferred()),
+    release: () => gate?.resolve(),
+    failAppend: (v: boolean) => (failAppend = v),
+    failFinish: (v: boolean) => (failFinish = v),
+  };
+}
+
+const settle = (run: LiveRun) => run.chain;
+
+test('envelopes are numbered from the run, never repeat, and carry the run identity', () => {
+  const { relay, run } = rig();
+  const a = relay.envelope(run, 'partial_result', { text: 'x' }, Date.UTC(2020, 0, 1));
+  const b = relay.envelope(run, 'partial_result', { text: 'y' });
+  expect(a).toEqual({
+    type: 'partial_result',
+    event_id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+    seq: 2,
+    run_id: 'r1',
+    thread_id: 't1',
+    user_id: 'u1',
+    agent_name: 'echo',
+    timestamp: '2020-01-01T00:00:00.000Z',
+    payload: { text: 'x' },
+  });
+  expect(b.seq).toBe(3);
+  expect(b.event_id).not.toBe(a.event_id);
+  expect(Math.abs(Date.parse(b.timestamp) - Date.now())).toBeLessThan(60_000);
+  expect(run.nextSeq).toBe(4);
+});
+
+test('each event is written before it is sent; events arriving during a write go in the next batch', async () => {
+  const { relay, run, log, batches, sent, counters, hold, release } = rig();
+  hold();
+  relay.append(run, 'partial_result', { text: 'a' });
+  await Promise.resolve();
+  await Promise.resolve();
+  relay.append(run, 'partial_result', { text: 'b' });
+  relay.append(run, 'partial_result', { text: 'c' });
+  release();
+  await settle(run);
+  expect(batches).toEqual([[2], [3, 4]]);
+  expect(log).toEqual(['write 2', 'send u1:2', 'write 3,4', 'send u1:3', 'send u1:4']);
+  expect(sent.map((e) => e.payload)).toEqual([{ text: 'a' }, { text: 'b' }, { text: 'c' }]);
+  expect(counters.relayed).toBe(3);
+  expect(run.pending).toEqual([]);
+});
+
+test('append keeps the timestamp it is given', async () => {
+  const { relay, run, sent } = rig();
+  relay.append(run, 'agent_started', { status: 'running', message: 'go' }, Date.UTC(2021, 5, 1));
+  await settle(run);
+  expect(sent[0].timestamp).toBe('2021-06-01T00:00:00.000Z');
+});
+
+test('a flooding run is written in slices of 200 events', async () => {
+  const { relay, run, batches, counters } = rig();
+  for (let i = 0; i < 401; i++) relay.append(run, 'partial_result', { text: String(i) });
+  await settle(run);
+  expect(batches.map((b) => b.length)).toEqual([200, 200, 1]);
+  expect(batches.flat()).toEqual(Array.from({ length: 401 }, (_, i) => i + 2));
+  expect(counters.relayed).toBe(401);
+});
+
+test('a failed log write is logged and counted, and the events are still sent, in order', async () => {
+  const { relay, run, sent, counters, errors, failAppend } = rig();
+  failAppend(true);
+  relay.append(run, 'partial_result', { text: 'a' });
+  relay.append(run, 'partial_result', { text: 'b' });
+  await settle(run);
+  expect(sent.map((e) => e.seq)).toEqual([2, 3]);
+  expect(counters.dropped).toEqual([['not_logged', 2]]);
+  expect(counters.relayed).toBe(2);
+  expect(errors).toEqual([[expect.objectContaining({ run_id: 'r1', user_id: 'u1', err: 'disk full', events: 2 }), 'event log write failed']]);
+  // The chain goes on.
+  failAppend(false);
+  relay.append(run, 'partial_result', { text: 'c' });
+  await settle(run);
+  expect(sent.map((e) => e.seq)).toEqual([2, 3, 4]);
+});
+
+test('deliver sends an event already in the log once its write resolves, in the run order', async () => {
+  const { relay, run, log, counters } = rig();
+  const written = deferred();
+  const first = relay.envelope(run, 'message_received', { input: { text: 'hi' } } as never);
+  relay.deliver(run, first, written.promise);
+  relay.append(run, 'partial_result', { text: 'a' });
+  await Promise.resolve();
+  await Promise.resolve();
+  expect(log).toEqual([]);
+  written.resolve();
+  await settle(run);
+  expect(log).toEqual(['send u1:2', 'write 3', 'send u1:3']);
+  expect(counters.relayed).toBe(2);
+});
+
+test('side writes run in the run order; a failing one is logged and does not break the chain', async () => {
+  const { relay, run, log, errors } = rig();
+  relay.append(run, 'partial_result', { text: 'a' });
+  relay.then(run, async () => {
+    log.push('status');
+    throw new Error('no row');
+  });
+  relay.then(run, async () => {
+    log.push('status 2');
+  });
+  await settle(run);
+  expect(log).toEqual(['write 2', 'send u1:2', 'status', 'status 2']);
+  expect(errors).toEqual([[expect.objectContaining({ run_id: 'r1', err: 'no row' }), 'run write failed']]);
+});
+
+test('finish writes pending events first, then the terminal event with the run status, and sends it last', async () => {
+  const { relay, run, log, finished, sent, counters } = rig();
+  run.partialText = 'partial';
+  relay.append(run, 'partial_result', { text: 'a' });
+  const report = { leaks: {} } as never;
+  await relay.finish(run, 'completed', null, { answer: 1 }, 42, report);
+  expect(log).toEqual(['write 2', 'send u1:2', 'finish 3', 'send u1:3']);
+  const terminal = sent[1];
+  expect(terminal.type).toBe('agent_completed');
+  expect(terminal.payload).toEqual({ status: 'completed', success: true, final_response: { answer: 1 }, execution_time_ms: 42 });
+  expect(finished).toEqual([['r1', 't1', 'completed', null, { answer: 1 }, terminal, report, 'partial']]);
+  expect(counters.relayed).toBe(2);
+});
+
+test('a failed run carries its error and success false', async () => {
+  const { relay, run, sent } = rig();
+  const error = { code: 'TIMEOUT' as const, message: 'too slow' };
+  await relay.finish(run, 'timeout', error, null, 7, null);
+  expect(sent[0].payload).toEqual({ status: 'timeout', success: false, final_response: null, error, execution_time_ms: 7 });
+});
+
+test('a failed terminal write is logged and counted, and the terminal event is still sent', async () => {
+  const { relay, run, sent, counters, errors, failFinish } = rig();
+  failFinish(true);
+  await relay.finish(run, 'failed', { code: 'AGENT_ERROR', message: 'x' }, null, 1, null);
+  expect(sent.map((e) => e.type)).toEqual(['agent_completed']);
+  expect(counters.dropped).toEqual([['not_logged', 1]]);
+  expect(counters.relayed).toBe(1);
+  expect(errors).toEqual([[expect.objectContaining({ run_id: 'r1', err: 'disk gone' }), 'terminal write failed']]);
+});
