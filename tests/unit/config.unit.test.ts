@@ -47,6 +47,7 @@ test('with nothing set, every default', () => {
     maxRunAttempts: 3,
     quarantineCells: 2,
     cellRecycleRssRatio: 1.3,
+    cellSilenceTimeoutMs: 30_000,
     cancelGraceMs: 500,
     shutdownGraceMs: 10_000,
     maxQueuedRuns: 1000,
@@ -98,6 +99,7 @@ test('every variable set, each lands in its field', () => {
     MAX_RUN_ATTEMPTS: '1',
     QUARANTINE_CELLS: '7',
     CELL_RECYCLE_RSS_RATIO: '0',
+    CELL_SILENCE_TIMEOUT_MS: '4000',
     CANCEL_GRACE_MS: '1',
     SHUTDOWN_GRACE_MS: '2',
     MAX_QUEUED_RUNS: '3',
@@ -157,6 +159,7 @@ test('every variable set, each lands in its field', () => {
     maxRunAttempts: 1,
     quarantineCells: 7,
     cellRecycleRssRatio: 0,
+    cellSilenceTimeoutMs: 4000,
     cancelGraceMs: 1,
     shutdownGraceMs: 2,
     maxQueuedRuns: 3,
@@ -230,6 +233,9 @@ test('numbers are integers within their bounds', () => {
   expect(refusal({ CELLS: '0' })).toContain('  CELLS: ');
   expect(load({ CELL_RECYCLE_RSS_RATIO: '2.5' }).cellRecycleRssRatio).toBe(2.5);
   expect(refusal({ CELL_RECYCLE_RSS_RATIO: '-0.1' })).toContain('  CELL_RECYCLE_RSS_RATIO: ');
+  // Under 2 s a busy machine's late stats would read as silence.
+  expect(refusal({ CELL_SILENCE_TIMEOUT_MS: '1999' })).toContain('  CELL_SILENCE_TIMEOUT_MS: ');
+  expect(load({ CELL_SILENCE_TIMEOUT_MS: '2000' }).cellSilenceTimeoutMs).toBe(2000);
 });
 
 test('DATABASE_URL must be a SQLite file URL, resolved against cwd', () => {
@@ -280,5 +286,5 @@ test('the configuration is frozen, nested parts too', () => {
 test('ENV_VARS lists every variable the schema reads', () => {
   expect(ENV_VARS).toContain('NODE_ENV');
   expect(ENV_VARS).toContain('ALERT_ACTIVE_CONTEXTS');
-  expect(ENV_VARS).toHaveLength(56);
+  expect(ENV_VARS).toHaveLength(57);
 });
