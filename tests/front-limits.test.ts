@@ -5,20 +5,12 @@
  * or sends more than MAX_EVENTS_PER_RUN / MAX_EVENT_BYTES / MAX_RESULT_BYTES allow), and ctx.db refusing
  * interactive transactions.
  */
-import { io, type Socket } from 'socket.io-client';
+import type { Socket } from 'socket.io-client';
 import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
 import { UserClient, devLogin, eventually, httpCall, metricValue, terminal, type Envelope } from './helpers/client';
+import { rawSocket, connected } from './helpers/raw-socket';
 
-function rawSocket(url: string, token: string): Socket {
-  return io(url, { auth: { token }, transports: ['websocket'], reconnection: false, forceNew: true });
-}
 
-function connected(socket: Socket): Promise<Error | null> {
-  return new Promise((resolve) => {
-    socket.once('connect', () => resolve(null));
-    socket.once('connect_error', (err) => resolve(err));
-  });
-}
 
 describe('queue and connection caps', () => {
   let server: TestServer;

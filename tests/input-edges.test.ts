@@ -5,22 +5,13 @@
  */
 import jwt from 'jsonwebtoken';
 import zlib from 'node:zlib';
-import { io, type Socket } from 'socket.io-client';
 import { runServerOnce, startServer, type TestServer } from './helpers/server';
 import { UserClient, devLogin, httpCall } from './helpers/client';
+import { rawSocket as socketWith, connected } from './helpers/raw-socket';
 
 const SECRET = 'test-secret-test-secret-test-secret';
 
-function socketWith(url: string, auth: Record<string, unknown>, headers: Record<string, string> = {}): Socket {
-  return io(url, { auth, transports: ['websocket'], reconnection: false, forceNew: true, extraHeaders: headers });
-}
 
-function connected(socket: Socket): Promise<Error | null> {
-  return new Promise((resolve) => {
-    socket.once('connect', () => resolve(null));
-    socket.once('connect_error', (err) => resolve(err));
-  });
-}
 
 describe('configuration errors', () => {
   test('a bad secret is named, never echoed', async () => {

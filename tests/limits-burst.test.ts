@@ -2,9 +2,9 @@
  * Limits that hold under a burst: run-queue places and connection slots are claimed atomically, so
  * requests that arrive together cannot all pass one check; failed handshakes are rate-limited per address.
  */
-import { io, type Socket } from 'socket.io-client';
 import { startServer, type TestServer } from './helpers/server';
 import { devLogin, httpCall, metricValue } from './helpers/client';
+import { rawSocket, connected } from './helpers/raw-socket';
 
 /** socket.io over raw engine.io long-polling (protocol 4): one session, packets sent and read by hand. */
 async function pollingSession(url: string) {
@@ -24,16 +24,7 @@ async function pollingSession(url: string) {
   };
 }
 
-function rawSocket(url: string, token: string): Socket {
-  return io(url, { auth: { token }, transports: ['websocket'], reconnection: false, forceNew: true });
-}
 
-function connected(socket: Socket): Promise<Error | null> {
-  return new Promise((resolve) => {
-    socket.once('connect', () => resolve(null));
-    socket.once('connect_error', (err) => resolve(err));
-  });
-}
 
 describe('bursts', () => {
   let server: TestServer;

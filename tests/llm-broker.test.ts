@@ -107,7 +107,8 @@ export default class KeyThief {
     targets.forEach((t, i) => {
       port.postMessage({ type: 'model_request', id: 9000 + i, url: t.url, method: t.method ?? 'POST', headers: [['content-type', 'application/json'], ['authorization', 'Bearer thief']], body: t.method === 'GET' ? null : body.slice() });
     });
-    await new Promise((r) => setTimeout(r, 1500));
+    // Until every request has its answer (bounded): a busy machine answers late, not never.
+    for (let i = 0; i < 400 && targets.some((_, j) => !replies[9000 + j]); i++) await new Promise((r) => setTimeout(r, 50));
     port.off('message', listener);
 
     // 2. The model client's own fetch, pointed elsewhere by patching the shared openai module.
@@ -397,14 +398,15 @@ describe('the broker, directly', () => {
     await eventually(() => seen.filter((r) => r.url === '/v1/stall').length === MAX_MODEL_REQUESTS_PER_RUN, 5000, 10);
     // One aborted by the thread frees a slot; the run's end aborts the rest.
     s.handle({ type: 'model_abort', id: 10 });
-    await new Promise((r) => setTimeout(r, 100));
+    await eventually(() => s.active === MAX_MODEL_REQUESTS_PER_RUN - 1, 10_000, 10);
     expect(s.active).toBe(MAX_MODEL_REQUESTS_PER_RUN - 1);
     s.close();
     expect(s.active).toBe(0);
-    await new Promise((r) => setTimeout(r, 200));
-    const stalls = seen.filter((r) => r.url === '/v1/stall');
-    expect(stalls).toHaveLength(MAX_MODEL_REQUESTS_PER_RUN);
-    expect(stalls.every((r) => r.closedEarly)).toBe(true);
+    // Waited for, not slept on: a busy machine may take a while to see the upstream connections close.
+    const stalls = () => seen.filter((r) => r.url === '/v1/stall');
+    await eventually(() => stalls().every((r) => r.closedEarly), 10_000, 10);
+    expect(stalls()).toHaveLength(MAX_MODEL_REQUESTS_PER_RUN);
+    expect(stalls().every((r) => r.closedEarly)).toBe(true);
   });
 
   test("the thread's fetch streams a Response through a port, and its signal aborts the cell's request", async () => {
@@ -435,7 +437,7 @@ describe('the broker, directly', () => {
       const before = seen.filter((r) => r.url === '/v1/stall').length;
       controller.abort();
       expect(await reading).toMatchObject({ name: 'AbortError' });
-      await new Promise((r) => setTimeout(r, 200));
+      await eventually(() => seen.filter((r) => r.url === '/v1/stall').slice(before - 1).every((r) => r.closedEarly), 10_000, 10);
       expect(seen.filter((r) => r.url === '/v1/stall').slice(before - 1).every((r) => r.closedEarly)).toBe(true);
       expect(s.active).toBe(0);
 

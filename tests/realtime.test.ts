@@ -4,24 +4,16 @@
  * hostile input and a fuzz of every client event.
  */
 import jwt from 'jsonwebtoken';
-import { io, type Socket } from 'socket.io-client';
+import type { Socket } from 'socket.io-client';
 import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
 import { UserClient, devLogin, httpCall, terminal, type Envelope } from './helpers/client';
+import { rawSocket, connected } from './helpers/raw-socket';
 import { ERROR_CODES } from '../server/protocol/errors';
 
 const SECRET = 'test-secret-test-secret-test-secret';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function rawSocket(url: string, auth: Record<string, unknown>): Socket {
-  return io(url, { auth, transports: ['websocket'], reconnection: false, forceNew: true });
-}
 
-function connected(socket: Socket): Promise<unknown> {
-  return new Promise((resolve) => {
-    socket.once('connect', () => resolve(null));
-    socket.once('connect_error', (err) => resolve(err));
-  });
-}
 
 /** Collects run envelopes on a raw socket. */
 function collect(socket: Socket): Envelope[] {
