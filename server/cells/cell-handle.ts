@@ -86,6 +86,12 @@ export class CellHandle {
     this.outbox.send(msg);
   }
 
+  /** The front gives up on this cell (silent, or holding a run it settled): its death will name no culprit. */
+  killAsWedged(): void {
+    this.killedAsWedged = true;
+    this.kill('SIGKILL');
+  }
+
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
   }

@@ -160,8 +160,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
         // A cell that stopped talking (stopped by a signal, its main thread blocked) would hold its runs forever
         // and keep being picked: kill it. It names no culprit, so the runs inside run again in quarantine.
         log.error({ cell: cell.id, silent_ms: now - cell.lastHeardAt, runs: cell.runs.size }, 'cell silent; killing it');
-        cell.killedAsWedged = true;
-        cell.kill('SIGKILL');
+        cell.killAsWedged();
       }
     }
     for (const cell of slots) {

@@ -267,8 +267,7 @@ export function createRunService(deps: {
         const wedged = setTimeout(() => {
           if (cell && cell.runs.has(run.id)) {
             log.error({ ...runLogFields(run), cell: cell.id }, 'cell still holds a stopped run; killing the cell');
-            cell.killedAsWedged = true;
-            cell.kill('SIGKILL');
+            cell.killAsWedged();
           }
         }, WEDGED_CELL_MS);
         wedged.unref();
