@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
-import { BURST_THREADS_PER_THREAD, type AgentSettings } from './protocol/cell-messages.js';
+import { BURST_THREADS_PER_THREAD, type AgentSettings } from '../protocol/cell-messages.js';
 
 const bool = z
   .enum(['0', '1', 'true', 'false', ''])

@@ -5,7 +5,7 @@
  * with it and the label's cardinality stays bounded by the cells that exist.
  */
 import client from 'prom-client';
-import type { ProcessMetricFamily } from './protocol/cell-messages.js';
+import type { ProcessMetricFamily } from '../protocol/cell-messages.js';
 
 export interface CellProcessMetrics {
   cell: string;

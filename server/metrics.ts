@@ -7,7 +7,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import client from 'prom-client';
 import { renderWithCells, type CellProcessMetrics } from './metrics-merge.js';
-import { REFUSAL_REASONS } from './protocol/db-messages.js';
+import { REFUSAL_REASONS } from '../protocol/db-messages.js';
 
 export interface CapacitySnapshot {
   cellsAlive: number;

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ROOT } from './helpers/server';
-import { ERROR_CODES } from '../server/protocol/errors';
+import { ERROR_CODES } from '../protocol/errors';
 import { ENV_VARS } from '../server/config';
 
 /** The module specifiers a compiled file loads: require("x") and import("x"), string literals only. */

@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'socket.io';
-import type { RunEventEnvelope } from '../server/protocol/events';
+import type { RunEventEnvelope } from '../protocol/events';
 import { createDelivery } from '../server/realtime/delivery';
 
 /** A socket whose engine.io connection has `n` packets waiting, untaken, after lag(n); lag(0) drains it. */

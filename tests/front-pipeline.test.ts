@@ -17,13 +17,14 @@ import { CellHandle } from '../server/cells/cell-handle';
 import type { CellSupervisor } from '../server/cells/supervisor';
 import { createLogger } from '../server/logger';
 import { createMetrics } from '../server/metrics';
-import type { FrontToCell } from '../server/protocol/cell-messages';
-import type { RunEventEnvelope } from '../server/protocol/events';
+import type { FrontToCell } from '../protocol/cell-messages';
+import type { RunEventEnvelope } from '../protocol/events';
 import { createEventRelay } from '../server/runs/event-relay';
 import { createRunService, type RunService } from '../server/runs/run-service';
 import { createGroupCommit } from '../server/store/group-commit';
 import { applyMigrations } from '../server/store/migrations';
-import { createRunStore, type RunStore } from '../server/store/run-store';
+import { createRunStore } from '../server/store/run-store';
+import type { RunStore } from '../server/store/store';
 import { createRunWrites, type RunWrites } from '../server/store/run-writes';
 import { ROOT } from './helpers/server';
 

@@ -16,7 +16,7 @@ import { ROOT, startServer, type TestServer } from './helpers/server';
 import { UserClient, eventually, terminal } from './helpers/client';
 import { allowedUrl, createModelBroker, MAX_MODEL_REQUEST_BYTES, MAX_MODEL_REQUESTS_PER_RUN } from '../workers/cell/model-broker';
 import { createBrokerLink } from '../workers/llm/broker-fetch';
-import type { ModelReply } from '../workers/thread-messages';
+import type { ModelReply } from '../protocol/thread-messages.js';
 
 /** Recognisable, and unique to this test run. */
 const SECRET_PREFIX = 'sk-broker-test-';

@@ -8,7 +8,7 @@ import type { Socket } from 'socket.io-client';
 import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
 import { UserClient, devLogin, httpCall, terminal, type Envelope } from './helpers/client';
 import { rawSocket, connected } from './helpers/raw-socket';
-import { ERROR_CODES } from '../server/protocol/errors';
+import { ERROR_CODES } from '../protocol/errors';
 
 const SECRET = 'test-secret-test-secret-test-secret';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

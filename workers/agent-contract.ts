@@ -15,8 +15,8 @@
  *
  * A NEW instance is built for every run and never reused; per-run state belongs on `this`.
  */
-import type { AgentInput, AgentSettings } from '../server/protocol/cell-messages.js';
-import type { AgentEventType, EventPayloads, JsonObject, JsonValue } from '../server/protocol/events.js';
+import type { AgentInput, AgentSettings } from '../protocol/cell-messages.js';
+import type { AgentEventType, EventPayloads, JsonObject, JsonValue } from '../protocol/events.js';
 import type { RunLlm } from './llm/types.js';
 
 export type AgentResult = string | JsonObject;

@@ -3,7 +3,7 @@
  * page asks POST /v1/auth/ticket and opens its socket with `auth: { ticket }` within the ticket's lifetime.
  */
 import { randomBytes } from 'node:crypto';
-import { CodedError } from '../protocol/errors.js';
+import { CodedError } from '../../protocol/errors.js';
 import type { Session } from './tokens.js';
 
 export const TICKET_TTL_MS = 300_000;

@@ -5,7 +5,7 @@ import { createSecretKey, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import jwt from 'jsonwebtoken';
-import { CodedError } from '../protocol/errors.js';
+import { CodedError } from '../../protocol/errors.js';
 
 export interface Session {
   userId: string;

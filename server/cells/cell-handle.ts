@@ -1,7 +1,7 @@
 /** The front's handle on one cell process: its state, the runs inside it, and a typed send. */
 import type { ChildProcess } from 'node:child_process';
-import { BURST_THREADS_PER_THREAD, type AgentInfo, type CellStats, type FrontToCell, type ProcessMetricFamily } from '../protocol/cell-messages.js';
-import { createBatchedSender } from '../protocol/ipc-batch.js';
+import { BURST_THREADS_PER_THREAD, type AgentInfo, type CellStats, type FrontToCell, type ProcessMetricFamily } from '../../protocol/cell-messages.js';
+import { createBatchedSender } from '../../protocol/ipc-batch.js';
 import type { RunScratch } from './run-scratch.js';
 
 export type CellState = 'starting' | 'ready' | 'stopping' | 'dead';

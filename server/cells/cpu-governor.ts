@@ -12,7 +12,7 @@
  * its threads), the front only decides. Linux only.
  */
 import fs from 'node:fs';
-import { DEMOTED_NICE } from '../protocol/cell-messages.js';
+import { DEMOTED_NICE } from '../../protocol/cell-messages.js';
 
 export { DEMOTED_NICE };
 const CLOCK_TICK_MS = 10; // USER_HZ is 100 on Linux

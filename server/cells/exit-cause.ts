@@ -1,6 +1,6 @@
 /** Turns how a cell process ended (code, signal, last stderr) into a cause and a code for its runs. */
-import { CELL_EXIT_MEMORY } from '../protocol/cell-messages.js';
-import type { ErrorBody } from '../protocol/errors.js';
+import { CELL_EXIT_MEMORY } from '../../protocol/cell-messages.js';
+import type { ErrorBody } from '../../protocol/errors.js';
 
 export type CellDeathCause = 'out_of_memory' | 'memory_limit' | 'fatal_error' | 'killed' | 'exited';
 

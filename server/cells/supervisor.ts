@@ -7,7 +7,7 @@
  */
 import { fork } from 'node:child_process';
 import type { Logger } from '../logger.js';
-import type { AgentInfo, CellConfig, CellToFront } from '../protocol/cell-messages.js';
+import type { AgentInfo, CellConfig, CellToFront } from '../../protocol/cell-messages.js';
 import { CellHandle } from './cell-handle.js';
 import { cellLaunch, type CellSandboxOptions } from './cell-sandbox.js';
 import { createRunScratch } from './run-scratch.js';

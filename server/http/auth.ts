@@ -1,7 +1,7 @@
 /** Bearer-token authentication for /v1: the user id comes from the verified token and nowhere else. */
 import type { RequestHandler } from 'express';
 import type { Session, TokenService } from '../auth/tokens.js';
-import { CodedError } from '../protocol/errors.js';
+import { CodedError } from '../../protocol/errors.js';
 
 export function requireUser(tokens: TokenService): RequestHandler {
   return (req, res, next) => {

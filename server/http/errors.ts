@@ -1,7 +1,7 @@
 /** Coded errors → HTTP: status from the code registry, a JSON body the client can act on. */
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Logger } from '../logger.js';
-import { CodedError, ERROR_CODES, toErrorBody } from '../protocol/errors.js';
+import { CodedError, ERROR_CODES, toErrorBody } from '../../protocol/errors.js';
 
 export function notFoundHandler(): RequestHandler {
   return (req, res) => {

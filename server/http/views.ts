@@ -1,7 +1,8 @@
 /** What the HTTP API and socket acks show of stored records (snake_case on the wire). */
-import type { MessageRecord, RunRecord, ThreadRecord } from '../store/run-store.js';
+import type { MessageRecord, RunRecord, ThreadRecord } from '../store/store.js';
+import type { MessageView, RunView, ThreadView } from '../../protocol/views.js';
 
-export function runView(r: RunRecord) {
+export function runView(r: RunRecord): RunView {
   return {
     id: r.id,
     thread_id: r.threadId,
@@ -23,11 +24,11 @@ export function runView(r: RunRecord) {
   };
 }
 
-export function threadView(t: ThreadRecord) {
+export function threadView(t: ThreadRecord): ThreadView {
   return { id: t.id, title: t.title, created_at: t.createdAt.toISOString(), updated_at: t.updatedAt.toISOString() };
 }
 
-export function messageView(m: MessageRecord) {
+export function messageView(m: MessageRecord): MessageView {
   return { id: m.id, thread_id: m.threadId, run_id: m.runId, role: m.role, content: m.content, status: m.status, created_at: m.createdAt.toISOString() };
 }
 

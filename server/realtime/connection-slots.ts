@@ -4,7 +4,7 @@
  * them is connected, so a count of connected sockets lets a burst pass together. A slot is held from the
  * claim until the socket disconnects or its transport closes, whichever comes first.
  */
-import { CodedError } from '../protocol/errors.js';
+import { CodedError } from '../../protocol/errors.js';
 
 export interface ConnectionLimits {
   perUser: number;

@@ -11,7 +11,7 @@
  * - one replay sends at most `maxAckBytes`; the rest is read with another subscribe_run from the cursor.
  */
 import type { Socket } from 'socket.io';
-import type { RunEventEnvelope } from '../protocol/events.js';
+import type { RunEventEnvelope } from '../../protocol/events.js';
 import { watchOutbox, type Outbox } from './outbox.js';
 
 interface SocketState {

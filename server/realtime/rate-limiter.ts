@@ -2,7 +2,7 @@
  * Token buckets keyed by user or IP: `rate` requests per second with bursts up to `burst`. Over the limit
  * a request gets RATE_LIMITED with the time until a token is back; the bucket refills on its own.
  */
-import { CodedError } from '../protocol/errors.js';
+import { CodedError } from '../../protocol/errors.js';
 
 export interface RateLimit {
   rate: number;

@@ -15,7 +15,7 @@
  *   is not safe to repeat (it fails as collateral, which counts as a failure affecting others) or it has
  *   used its attempts.
  */
-import type { ErrorBody } from '../protocol/errors.js';
+import type { ErrorBody } from '../../protocol/errors.js';
 import type { RunPhase } from './live-run.js';
 
 /** What the judgement reads of one run inside the dead cell. */

@@ -6,9 +6,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import type { ErrorBody } from '../protocol/errors.js';
-import type { EventPayloads, JsonValue, RunEventEnvelope, RunEventType, TerminalStatus } from '../protocol/events.js';
-import type { IsolationReport, RunStore } from '../store/run-store.js';
+import type { ErrorBody } from '../../protocol/errors.js';
+import type { EventPayloads, JsonValue, RunEventEnvelope, RunEventType, TerminalStatus } from '../../protocol/events.js';
+import type { IsolationReport, RunStore } from '../store/store.js';
 import { runLogFields, type LiveRun } from './live-run.js';
 
 /** Events per write: a flooding run's backlog is written in slices, so other runs' writes share its commits. */

@@ -1,6 +1,6 @@
 /** The front's in-memory view of an accepted, unfinished run. Owned by the run service alone. */
-import type { AgentInput, RunAssignment } from '../protocol/cell-messages.js';
-import type { RunEventEnvelope } from '../protocol/events.js';
+import type { AgentInput, RunAssignment } from '../../protocol/cell-messages.js';
+import type { RunEventEnvelope } from '../../protocol/events.js';
 
 export type RunPhase = 'queued' | 'dispatched' | 'running' | 'finished';
 

@@ -6,83 +6,15 @@
  * write's promise settles once it is committed, so a read issued after it sees it.
  */
 import type { Db } from '../../prisma/create-client.js';
-import type { AgentInput } from '../protocol/cell-messages.js';
-import type { ErrorBody } from '../protocol/errors.js';
-import type { JsonValue, RunEventEnvelope, RunStatus, TerminalStatus } from '../protocol/events.js';
+import type { AgentInput } from '../../protocol/cell-messages.js';
+import type { ErrorBody } from '../../protocol/errors.js';
+import type { JsonValue, RunEventEnvelope, RunStatus, TerminalStatus } from '../../protocol/events.js';
 import type { RunWrites } from './run-writes.js';
-
-export interface RunRecord {
-  id: string;
-  threadId: string;
-  userId: string;
-  agentName: string;
-  input: AgentInput;
-  correlationId: string | null;
-  requestId: string;
-  status: RunStatus;
-  error: ErrorBody | null;
-  result: JsonValue | null;
-  queuedAt: Date;
-  startedAt: Date | null;
-  finishedAt: Date | null;
-  cellId: string | null;
-  workerId: number | null;
-  attempts: number;
-  report: IsolationReport | null;
-  /** The run this one replays (POST /v1/runs/:id/replay), or null. */
-  replayOf: string | null;
-}
-
-/** What Atoll found about a run's isolation (GET /v1/runs/:id shows it). */
-export interface IsolationReport {
-  leaks: Record<string, number>;
-  globals: string[];
-  contaminated: boolean;
-  recycled: string | null;
-  cleanup_ms: number | null;
-  /** The run kept a core busy and was lowered in OS priority (CPU_DEMOTE_AFTER_MS). */
-  cpu_demoted?: boolean;
-  /** Walls the run's code ran into, once each: signal, worker, model:<code>, db:<reason>. */
-  refused?: string[];
-  restarts: { attempt: number; cell: string | null; reason: string }[];
-}
-
-export interface ThreadRecord {
-  id: string;
-  userId: string;
-  title: string | null;
-  createdAt: Date;
-  updatedAt: Date;
-}
-
-export interface MessageRecord {
-  id: number;
-  threadId: string;
-  runId: string | null;
-  role: 'user' | 'assistant' | 'tool';
-  content: string;
-  status: 'complete' | 'interrupted';
-  createdAt: Date;
-}
-
-export interface NewRun {
-  id: string;
-  userId: string;
-  /** null: create a new thread with id newThreadId */
-  threadId: string | null;
-  newThreadId: string;
-  agentName: string;
-  input: AgentInput;
-  correlationId: string | null;
-  requestId: string;
-  firstEvent: RunEventEnvelope<'message_received'>;
-  /** Set when the run replays an earlier run of the same user. */
-  replayOf?: string | null;
-}
+import type { IsolationReport, MessageRecord, NewRun, RunRecord, RunStore, ThreadRecord } from './store.js';
 
 type RunRow = Awaited<ReturnType<Db['run']['findFirst']>> & {};
 
-export function createRunStore(db: Db, writes: RunWrites) {
+export function createRunStore(db: Db, writes: RunWrites): RunStore {
   function toRun(row: RunRow): RunRecord {
     return {
       id: row.id,
@@ -231,4 +163,3 @@ export function createRunStore(db: Db, writes: RunWrites) {
   };
 }
 
-export type RunStore = ReturnType<typeof createRunStore>;

@@ -19,7 +19,7 @@ import { PrismaClient } from '../../prisma/generated/client.js';
 import { exerciseScopedQueries, MAX_ROWS } from '../../prisma/scoped-queries.js';
 import type { CellHandle } from '../cells/cell-handle.js';
 import type { Logger } from '../logger.js';
-import type { DbAnswer, DbQueryKind, RefusalReason } from '../protocol/db-messages.js';
+import type { DbAnswer, DbQueryKind, RefusalReason } from '../../protocol/db-messages.js';
 import type { LiveRun } from '../runs/live-run.js';
 
 

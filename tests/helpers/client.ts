@@ -1,6 +1,6 @@
 /** A real socket.io client plus the HTTP API, as one user of Atoll. */
 import { io, type Socket } from 'socket.io-client';
-import type { RunEventEnvelope } from '../../server/protocol/events';
+import type { RunEventEnvelope } from '../../protocol/events';
 
 /** The wire envelope, with a payload loose enough for assertions on any event type (a merged one adds coalesced_from_seq). */
 export type Envelope = Omit<RunEventEnvelope, 'payload'> & { payload: Record<string, any>; coalesced_from_seq?: number };

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { ConfigError, ENV_VARS, loadConfig } from '../../server/config';
-import { BURST_THREADS_PER_THREAD } from '../../server/protocol/cell-messages';
+import { BURST_THREADS_PER_THREAD } from '../../protocol/cell-messages';
 
 const CWD = '/srv/atoll';
 const load = (env: Record<string, string>) => loadConfig(env, CWD);

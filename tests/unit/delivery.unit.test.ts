@@ -4,7 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'socket.io';
-import type { RunEventEnvelope } from '../../server/protocol/events';
+import type { RunEventEnvelope } from '../../protocol/events';
 import { createDelivery, type DeliveryOptions } from '../../server/realtime/delivery';
 
 /** A socket whose connection has `packets` packets of `size` bytes each waiting, untaken, after lag(). */

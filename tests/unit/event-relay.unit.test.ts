@@ -2,7 +2,7 @@
  * The event relay with a fake store and a recording broadcast: numbering, write-then-send order, batching of
  * events that arrive while a write is in flight, write failures, side writes in order, and the terminal event.
  */
-import type { RunEventEnvelope } from '../../server/protocol/events';
+import type { RunEventEnvelope } from '../../protocol/events';
 import { createEventRelay } from '../../server/runs/event-relay';
 import { newLiveRun, type LiveRun } from '../../server/runs/live-run';
 

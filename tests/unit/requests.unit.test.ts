@@ -19,9 +19,9 @@ import {
   ThreadHistoryBody,
   ThreadRunBody,
   ThreadsQuery,
-} from '../../server/protocol/requests';
+} from '../../protocol/requests';
 import { z } from 'zod';
-import { CodedError } from '../../server/protocol/errors';
+import { CodedError } from '../../protocol/errors';
 
 /** The CodedError parse throws, as code and message. */
 function refusal(fn: () => unknown): { code: string; message: string } | 'accepted' {

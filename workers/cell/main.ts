@@ -1,7 +1,7 @@
 /** Cell process entry (forked by the front's supervisor): wires IPC to the cell runtime. */
 import client from 'prom-client';
-import type { CellToFront, FrontToCell, ProcessMetricFamily } from '../../server/protocol/cell-messages.js';
-import { createBatchedSender } from '../../server/protocol/ipc-batch.js';
+import type { CellToFront, FrontToCell, ProcessMetricFamily } from '../../protocol/cell-messages.js';
+import { createBatchedSender } from '../../protocol/ipc-batch.js';
 import { createCellRuntime } from './cell-runtime.js';
 
 if (!process.send) throw new Error('workers/cell/main must be forked with an IPC channel');

@@ -7,7 +7,7 @@
  *
  * Never logs the key, a request's headers or its body.
  */
-import type { ModelReply, ModelRequest } from '../thread-messages.js';
+import type { ModelReply, ModelRequest } from '../../protocol/thread-messages.js';
 
 export const MAX_MODEL_REQUEST_BYTES = 4 * 1024 * 1024;
 export const MAX_MODEL_REQUESTS_PER_RUN = 4;

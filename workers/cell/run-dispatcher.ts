@@ -5,8 +5,8 @@
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
-import type { CellToFront, FrontToCell, RunAssignment, RunOutcome, RunReport } from '../../server/protocol/cell-messages.js';
-import type { CellToThread, StopReason, ThreadStats, ThreadTask, ThreadToCell } from '../thread-messages.js';
+import type { CellToFront, FrontToCell, RunAssignment, RunOutcome, RunReport } from '../../protocol/cell-messages.js';
+import type { CellToThread, StopReason, ThreadStats, ThreadTask, ThreadToCell } from '../../protocol/thread-messages.js';
 import type { ModelBroker, ModelBrokerSession } from './model-broker.js';
 
 interface InFlight {

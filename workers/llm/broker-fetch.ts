@@ -5,7 +5,7 @@
  * AbortSignal aborts the cell's request; the end of the run abandons every request still open.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { CellToThread, ModelReply, ThreadToCell } from '../thread-messages.js';
+import type { CellToThread, ModelReply, ThreadToCell } from '../../protocol/thread-messages.js';
 
 /** The broker refuses bigger bodies; refusing here too saves copying them across. */
 const MAX_BODY_BYTES = 4 * 1024 * 1024;

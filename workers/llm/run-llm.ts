@@ -4,7 +4,7 @@
  * Options are checked here, at the boundary, with messages that name the field.
  */
 import type { AgentLogger, ScopedDb, UserExecutionContext } from '../agent-contract.js';
-import type { AgentSettings } from '../../server/protocol/cell-messages.js';
+import type { AgentSettings } from '../../protocol/cell-messages.js';
 import { BUILTIN_TOOLS } from '../tools/builtin-tools.js';
 import { isConfigured, modelEndpoint } from './settings.js';
 import type { ChatOptions, ChatResult, RunLlm } from './types.js';

@@ -2,7 +2,7 @@
  * The model endpoint of one run, from ctx.settings.llm (validated by the front at start-up). An
  * unconfigured endpoint is an operator matter: the error says exactly which variables to set.
  */
-import type { AgentSettings } from '../../server/protocol/cell-messages.js';
+import type { AgentSettings } from '../../protocol/cell-messages.js';
 
 export interface ModelEndpoint {
   baseUrl: string;

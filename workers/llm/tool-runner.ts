@@ -5,7 +5,7 @@
  * tool_executing and tool_completed, also when the run is stopped in the middle of it.
  */
 import type { UserExecutionContext } from '../agent-contract.js';
-import type { JsonValue } from '../../server/protocol/events.js';
+import type { JsonValue } from '../../protocol/events.js';
 import { abortable } from './abortable.js';
 import { describeSchemaErrors, type ToolSet } from './tool-set.js';
 

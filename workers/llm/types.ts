@@ -2,7 +2,7 @@
  * The public shapes of the LLM layer: what an agent hands to `ctx.llm.chat` (tools included) and what it
  * gets back. Plain data and functions, so a plain-JavaScript plugin can build them without importing Atoll.
  */
-import type { JsonValue } from '../../server/protocol/events.js';
+import type { JsonValue } from '../../protocol/events.js';
 
 /** A JSON Schema (draft-07) object; a tool's `parameters` must be `{ type: 'object', ... }`. */
 export type JsonSchema = { [key: string]: JsonValue };

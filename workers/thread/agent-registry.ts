@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { AgentInfo } from '../../server/protocol/cell-messages.js';
+import type { AgentInfo } from '../../protocol/cell-messages.js';
 import type { AgentClass } from '../agent-contract.js';
 
 export interface RegisteredAgent {

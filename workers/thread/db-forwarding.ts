@@ -11,8 +11,8 @@ import type { MessagePort } from 'node:worker_threads';
 import type { Provider, SqlDriverAdapter, SqlDriverAdapterFactory, SqlQuery, SqlResultSet, Transaction } from '@prisma/driver-adapter-utils';
 import { PrismaClient } from '../../prisma/generated/client.js';
 import type { Db } from '../../prisma/client-type.js';
-import type { DbErrorCode, DbQueryKind, ForwardedResultSet } from '../../server/protocol/db-messages.js';
-import type { CellToThread, ThreadToCell } from '../thread-messages.js';
+import type { DbErrorCode, DbQueryKind, ForwardedResultSet } from '../../protocol/db-messages.js';
+import type { CellToThread, ThreadToCell } from '../../protocol/thread-messages.js';
 
 export const FORWARDING_ADAPTER_NAME = '@atoll/forwarding-adapter';
 

@@ -5,7 +5,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Db } from '../../prisma/client-type.js';
-import type { AgentSettings, RunAssignment, RunLimits } from '../../server/protocol/cell-messages.js';
+import type { AgentSettings, RunAssignment, RunLimits } from '../../protocol/cell-messages.js';
 import type { AgentLogger, UserExecutionContext } from '../agent-contract.js';
 import { createRunLlm } from '../llm/run-llm.js';
 import { createRunEmitter, type LimitExceededError, type RunEmitter } from './run-emitter.js';

@@ -1,8 +1,8 @@
 /** Turns what an agent returned or threw into a RunOutcome: flat data with a code, checked once here. */
-import type { RunLimits, RunOutcome } from '../../server/protocol/cell-messages.js';
-import type { ErrorBody } from '../../server/protocol/errors.js';
-import type { JsonValue } from '../../server/protocol/events.js';
-import type { StopReason } from '../thread-messages.js';
+import type { RunLimits, RunOutcome } from '../../protocol/cell-messages.js';
+import type { ErrorBody } from '../../protocol/errors.js';
+import type { JsonValue } from '../../protocol/events.js';
+import type { StopReason } from '../../protocol/thread-messages.js';
 
 const MAX_MESSAGE = 1000;
 /** RangeErrors V8 throws when an allocation cannot be made (deep recursion is not one: it is the agent's bug). */

@@ -10,9 +10,9 @@
  * a pause goes out at once; any other event type first sends what is merged, so order is kept.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { RunLimits } from '../../server/protocol/cell-messages.js';
-import { AGENT_EVENT_TYPES, type AgentEventType, type JsonObject } from '../../server/protocol/events.js';
-import type { ThreadToCell } from '../thread-messages.js';
+import type { RunLimits } from '../../protocol/cell-messages.js';
+import { AGENT_EVENT_TYPES, type AgentEventType, type JsonObject } from '../../protocol/events.js';
+import type { ThreadToCell } from '../../protocol/thread-messages.js';
 
 export class LimitExceededError extends Error {
   readonly code = 'LIMIT_EXCEEDED';

@@ -5,7 +5,7 @@
  * agent runs against unguarded or unfrozen objects.
  */
 import { isMainThread, workerData } from 'node:worker_threads';
-import type { ThreadConfig } from '../thread-messages.js';
+import type { ThreadConfig } from '../../protocol/thread-messages.js';
 import { freezeShared } from './freeze-shared.js';
 import { guardHost } from './host-guards.js';
 

@@ -4,7 +4,7 @@
 import path from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { createLogger } from '../../server/logger.js';
-import type { ThreadConfig, ThreadTask } from '../thread-messages.js';
+import type { ThreadConfig, ThreadTask } from '../../protocol/thread-messages.js';
 import { loadAgentRegistry } from './agent-registry.js';
 import type { FreezeReport } from './freeze-shared.js';
 import { createHandleTracker } from './handle-tracker.js';

@@ -6,9 +6,9 @@
 import { threadId, type MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Db } from '../../prisma/client-type.js';
-import { DEMOTED_NICE, type RecycleReason, type RunAssignment, type RunOutcome, type RunReport } from '../../server/protocol/cell-messages.js';
+import { DEMOTED_NICE, type RecycleReason, type RunAssignment, type RunOutcome, type RunReport } from '../../protocol/cell-messages.js';
 import type { Agent } from '../agent-contract.js';
-import type { CellToThread, DescribeReply, StopReason, ThreadConfig, ThreadStats, ThreadTask, ThreadToCell } from '../thread-messages.js';
+import type { CellToThread, DescribeReply, StopReason, ThreadConfig, ThreadStats, ThreadTask, ThreadToCell } from '../../protocol/thread-messages.js';
 import { threadsGet } from '../../prisma/scoped-queries.js';
 import { createAgentFactory } from './agent-factory.js';
 import type { DbChannel } from './db-forwarding.js';

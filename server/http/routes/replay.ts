@@ -4,10 +4,10 @@
  * be reproduced. Only the run's owner can replay it; another user's run answers like an unknown one.
  */
 import { Router } from 'express';
-import { CodedError } from '../../protocol/errors.js';
-import { IdParam, parse } from '../../protocol/requests.js';
+import { CodedError } from '../../../protocol/errors.js';
+import { IdParam, parse } from '../../../protocol/requests.js';
 import type { RunService } from '../../runs/run-service.js';
-import type { RunStore } from '../../store/run-store.js';
+import type { RunStore } from '../../store/store.js';
 import { userOf } from '../auth.js';
 import { runView } from '../views.js';
 

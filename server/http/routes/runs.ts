@@ -1,10 +1,10 @@
 /** Threads, messages, runs, their event logs, and cancellation. */
 import { randomUUID } from 'node:crypto';
 import { Router } from 'express';
-import { CodedError } from '../../protocol/errors.js';
-import { CreateThreadBody, EventsQuery, IdParam, IdempotencyKey, PageQuery, ThreadRunBody, ThreadsQuery, normalizeInput, parse } from '../../protocol/requests.js';
+import { CodedError } from '../../../protocol/errors.js';
+import { CreateThreadBody, EventsQuery, IdParam, IdempotencyKey, PageQuery, ThreadRunBody, ThreadsQuery, normalizeInput, parse } from '../../../protocol/requests.js';
 import type { RunService } from '../../runs/run-service.js';
-import type { RunStore } from '../../store/run-store.js';
+import type { RunStore } from '../../store/store.js';
 import { userOf } from '../auth.js';
 import { messageView, runView, threadView } from '../views.js';
 

@@ -4,7 +4,7 @@
  * waits for the first on the server), so a failure can never leave it unusable.
  */
 import { byId, h, replace } from '../shared/dom';
-import type { AgentInfo } from '../shared/wire';
+import { type AgentInfo } from '../../../protocol/views';
 
 export interface Composer {
   setAgents(agents: AgentInfo[], preferred: string): void;

@@ -5,7 +5,8 @@
  */
 import { io, type Socket } from 'socket.io-client';
 import { ApiError } from '../shared/api';
-import { isEnvelope, type Envelope, type ErrorBody } from '../shared/wire';
+import { isRunEventEnvelope as isEnvelope, type AnyRunEventEnvelope as Envelope } from '../../../protocol/events';
+import { type WireError as ErrorBody } from '../../../protocol/views';
 
 export interface ConnectionEvents {
   /** `again` is false the first time, true after every reconnection. */

@@ -4,7 +4,8 @@
  * events arrive, and the stored history. Decides which runs must be (re)subscribed and from which seq.
  */
 import { h, replace } from '../shared/dom';
-import type { Envelope, MessageView } from '../shared/wire';
+import { type AnyRunEventEnvelope as Envelope } from '../../../protocol/events';
+import { type MessageView } from '../../../protocol/views';
 import { applyEnvelope, isOpen, newRun, type ApplyResult, type RunState } from './run-state';
 import { createTurnView, type TurnView } from './run-view';
 

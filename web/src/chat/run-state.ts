@@ -3,7 +3,7 @@
  * renders it, the conversation feeds it. An event at or below the last seq applied is a duplicate and is
  * ignored; one past the next seq is a gap, which the caller closes with subscribe_run from the last seq.
  */
-import type { Envelope } from '../shared/wire';
+import { type AnyRunEventEnvelope as Envelope } from '../../../protocol/events';
 
 export type Phase = 'sending' | 'loading' | 'queued' | 'running' | 'completed' | 'failed' | 'cancelled' | 'timeout';
 
@@ -76,7 +76,6 @@ export function applyEnvelope(run: RunState, e: Envelope): ApplyResult {
   const at = Date.parse(e.timestamp);
   run.startedAt ??= at;
   const atMs = at - run.startedAt;
-  const p = e.payload;
   const last = run.segments.at(-1);
   switch (e.type) {
     case 'message_received':
@@ -84,7 +83,7 @@ export function applyEnvelope(run: RunState, e: Envelope): ApplyResult {
       break;
     case 'run_queued':
       run.phase = 'queued';
-      run.queuePosition = typeof p.position === 'number' ? p.position : null;
+      run.queuePosition = typeof e.payload.position === 'number' ? e.payload.position : null;
       break;
     case 'agent_started':
       run.phase = 'running';
@@ -92,41 +91,41 @@ export function applyEnvelope(run: RunState, e: Envelope): ApplyResult {
       break;
     case 'run_restarted':
       // The run starts again from scratch in a fresh cell: what it streamed before is superseded.
-      run.segments = [{ kind: 'notice', rev: 0, text: `The worker running this answer died; it is starting again (attempt ${String(p.attempt ?? '?')}). Other conversations were not affected.` }];
+      run.segments = [{ kind: 'notice', rev: 0, text: `The worker running this answer died; it is starting again (attempt ${String(e.payload.attempt ?? '?')}). Other conversations were not affected.` }];
       run.phase = 'queued';
       break;
     case 'agent_thinking':
       if (last?.kind === 'thinking') {
-        last.text += String(p.reasoning ?? '');
+        last.text += String(e.payload.reasoning ?? '');
         last.rev++;
-      } else run.segments.push({ kind: 'thinking', rev: 0, text: String(p.reasoning ?? ''), atMs });
+      } else run.segments.push({ kind: 'thinking', rev: 0, text: String(e.payload.reasoning ?? ''), atMs });
       break;
     case 'partial_result':
       if (last?.kind === 'text') {
-        last.text += String(p.text ?? '');
+        last.text += String(e.payload.text ?? '');
         last.rev++;
-      } else run.segments.push({ kind: 'text', rev: 0, text: String(p.text ?? '') });
+      } else run.segments.push({ kind: 'text', rev: 0, text: String(e.payload.text ?? '') });
       break;
     case 'tool_executing':
-      run.segments.push({ kind: 'tool', rev: 0, callId: String(p.tool_call_id ?? ''), name: String(p.tool_name ?? 'tool'), parameters: p.parameters, status: 'running', atMs });
+      run.segments.push({ kind: 'tool', rev: 0, callId: String(e.payload.tool_call_id ?? ''), name: String(e.payload.tool_name ?? 'tool'), parameters: e.payload.parameters, status: 'running', atMs });
       break;
     case 'tool_completed': {
-      const tool = [...run.segments].reverse().find((s) => s.kind === 'tool' && s.callId === String(p.tool_call_id ?? '') && s.status === 'running');
+      const tool = [...run.segments].reverse().find((s) => s.kind === 'tool' && s.callId === String(e.payload.tool_call_id ?? '') && s.status === 'running');
       if (tool?.kind === 'tool') {
-        tool.status = p.status === 'success' ? 'success' : 'error';
-        tool.results = p.results;
-        tool.ms = typeof p.execution_time_ms === 'number' ? p.execution_time_ms : undefined;
+        tool.status = e.payload.status === 'success' ? 'success' : 'error';
+        tool.results = e.payload.results;
+        tool.ms = typeof e.payload.execution_time_ms === 'number' ? e.payload.execution_time_ms : undefined;
         tool.rev++;
       }
       break;
     }
     case 'agent_completed': {
-      const status = String(p.status ?? 'failed');
+      const status = String(e.payload.status ?? 'failed');
       run.phase = status === 'completed' || status === 'cancelled' || status === 'timeout' ? status : 'failed';
-      run.final = p.final_response;
-      const err = p.error as { code?: unknown; message?: unknown } | undefined;
+      run.final = e.payload.final_response;
+      const err = e.payload.error as { code?: unknown; message?: unknown } | undefined;
       run.error = err ? { code: String(err.code ?? 'INTERNAL'), message: String(err.message ?? '') } : null;
-      run.executionMs = typeof p.execution_time_ms === 'number' ? p.execution_time_ms : null;
+      run.executionMs = typeof e.payload.execution_time_ms === 'number' ? e.payload.execution_time_ms : null;
       run.stopping = false;
       run.queuePosition = null;
       // An agent that answers without streaming (echo) still shows its answer as text.

@@ -1,6 +1,6 @@
 /** The user's conversations: one button each, the selected one marked with aria-current. */
 import { h, replace } from '../shared/dom';
-import type { ThreadView } from '../shared/wire';
+import { type ThreadView } from '../../../protocol/views';
 
 export interface ThreadList {
   render(threads: ThreadView[], selected: string | null): void;

@@ -1,5 +1,6 @@
 /** The HTTP half of the API the pages use (same origin, bearer token), with coded errors. */
-import type { AgentInfo, Envelope, ErrorBody, PageMeta, ThreadView } from './wire';
+import { type AnyRunEventEnvelope as Envelope } from '../../../protocol/events';
+import { type AgentInfo, type WireError as ErrorBody, type PageMeta, type ThreadView } from '../../../protocol/views';
 
 export class ApiError extends Error {
   constructor(

@@ -55,6 +55,30 @@ export interface RunEventEnvelope<T extends RunEventType = RunEventType> {
   agent_name: string;
   timestamp: string;
   payload: EventPayloads[T];
+  /** Set when the front merged partial_result events seq coalesced_from_seq..seq for a lagging socket. */
+  coalesced_from_seq?: number;
+}
+
+/** Any run event, discriminated by `type` (what a client receives). */
+export type AnyRunEventEnvelope = { [T in RunEventType]: RunEventEnvelope<T> }[RunEventType];
+
+/** Every event type, in the order a run can emit them (clients listen to each). */
+export const RUN_EVENT_TYPES: readonly RunEventType[] = [
+  'message_received',
+  'run_queued',
+  'agent_started',
+  'run_restarted',
+  'agent_thinking',
+  'tool_executing',
+  'tool_completed',
+  'partial_result',
+  'agent_completed',
+];
+
+/** A cheap shape check for what arrives from a socket (the server is trusted; this guards against mix-ups). */
+export function isRunEventEnvelope(value: unknown): value is AnyRunEventEnvelope {
+  const v = value as Partial<RunEventEnvelope> | null;
+  return !!v && typeof v === 'object' && typeof v.type === 'string' && typeof v.run_id === 'string' && typeof v.seq === 'number' && typeof v.thread_id === 'string';
 }
 
 /** What an agent's emit produces inside the worker, before the front numbers it. */

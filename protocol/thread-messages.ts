@@ -1,8 +1,8 @@
 /** Cell ↔ worker-thread messages: the Piscina task, and what flows over each run's own MessagePort. */
 import type { MessagePort } from 'node:worker_threads';
-import type { AgentInfo, AgentSettings, RunAssignment, RunLimits, RunOutcome, RunReport } from '../server/protocol/cell-messages.js';
-import type { AgentEvent } from '../server/protocol/events.js';
-import type { DbAnswer, DbQueryKind, ForwardedSqlQuery } from '../server/protocol/db-messages.js';
+import type { AgentInfo, AgentSettings, RunAssignment, RunLimits, RunOutcome, RunReport } from './cell-messages.js';
+import type { AgentEvent } from './events.js';
+import type { DbAnswer, DbQueryKind, ForwardedSqlQuery } from './db-messages.js';
 
 /** workerData of every thread in a cell's pool. */
 export interface ThreadConfig {

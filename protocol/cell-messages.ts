@@ -4,6 +4,9 @@
  */
 import type { DbAnswer, DbQueryKind, ForwardedSqlQuery } from './db-messages.js';
 import type { ErrorBody } from './errors.js';
+import type { AgentInfo } from './views.js';
+
+export type { AgentInfo } from './views.js';
 import type { AgentEvent, JsonValue, TerminalStatus } from './events.js';
 
 /** Exit code of a cell ended by its memory watchdog (CELL_MEMORY_MB). */
@@ -83,13 +86,6 @@ export interface RunLimits {
   maxResultBytes: number;
 }
 
-export interface AgentInfo {
-  name: string;
-  /** false: the agent declared itself not safe to run twice (static repeatable = false). */
-  repeatable: boolean;
-  source: 'builtin' | 'plugin';
-  description: string | null;
-}
 
 export type RunOutcome =
   | { status: 'completed'; result: JsonValue; executionTimeMs: number }

@@ -1,0 +1,47 @@
+/**
+ * The small state that nodes of one deployment must share besides the store: connection tickets, rate-limit
+ * buckets, connection counts and the requests being accepted right now (idempotency). Each is asynchronous
+ * so that an implementation may live outside the process.
+ *
+ * One implementation per folder: in-process/ (one node: maps in memory). A shared one (Redis) goes in a
+ * folder of its own beside it.
+ */
+import type { Session } from '../auth/tokens.js';
+
+export interface Tickets {
+  /** A single-use ticket for `session`, valid TICKET_TTL_MS. */
+  issue(session: Session): Promise<{ ticket: string; expires_in: number }>;
+  /** Consumes the ticket: a second use, or a use after its lifetime, is UNAUTHORIZED. */
+  redeem(ticket: unknown): Promise<Session>;
+}
+
+/** A token bucket per key: `rate` per second, bursts up to `burst`. */
+export interface RateLimiter {
+  /** Takes one token for `key` or throws RATE_LIMITED saying when to retry. */
+  take(key: string, what: string): Promise<void>;
+  /** Throws RATE_LIMITED like take when no token is left, without spending one. */
+  check(key: string, what: string): Promise<void>;
+  /** Spends one token if there is one, never throws (for costs counted after the fact, like a failure). */
+  spend(key: string): Promise<void>;
+}
+
+/** Sockets connected (or being handshaked) per user and per address, against their caps. */
+export interface ConnectionCounts {
+  /** Claims a slot or throws RATE_LIMITED over a cap; returns the release (safe to call more than once). */
+  claim(socketId: string, userId: string, ip: string): Promise<() => void>;
+}
+
+/** Requests being accepted right now, by idempotency key: a duplicate waits for the first one's answer. */
+export interface InFlight {
+  /** Runs `accept` unless a request with `key` is already being accepted; then returns that one's result. */
+  once<T>(key: string, accept: () => Promise<T>): Promise<{ value: T; duplicate: boolean }>;
+}
+
+export interface SharedState {
+  tickets: Tickets;
+  limits: { user: RateLimiter; ip: RateLimiter; authFailures: RateLimiter };
+  connections: ConnectionCounts;
+  inFlight: InFlight;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}

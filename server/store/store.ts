@@ -1,0 +1,116 @@
+/**
+ * The store: what Atoll keeps durably (threads, their messages, runs and each run's event log) as one
+ * declared interface, so the run service, the HTTP routes and the sockets never see which database holds it.
+ * One implementation per folder (sqlite/ today). Every query that takes a user id filters by it, so another
+ * user's ids behave exactly like unknown ones. Every write's promise settles once it is committed: a read
+ * issued after it sees it, and an acknowledgement sent after it means "on disk".
+ */
+import type { AgentInput } from '../../protocol/cell-messages.js';
+import type { ErrorBody } from '../../protocol/errors.js';
+import type { JsonValue, RunEventEnvelope, RunStatus, TerminalStatus } from '../../protocol/events.js';
+
+export interface RunRecord {
+  id: string;
+  threadId: string;
+  userId: string;
+  agentName: string;
+  input: AgentInput;
+  correlationId: string | null;
+  requestId: string;
+  status: RunStatus;
+  error: ErrorBody | null;
+  result: JsonValue | null;
+  queuedAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  cellId: string | null;
+  workerId: number | null;
+  attempts: number;
+  report: IsolationReport | null;
+  /** The run this one replays (POST /v1/runs/:id/replay), or null. */
+  replayOf: string | null;
+}
+
+/** What Atoll found about a run's isolation (GET /v1/runs/:id shows it). */
+export interface IsolationReport {
+  leaks: Record<string, number>;
+  globals: string[];
+  contaminated: boolean;
+  recycled: string | null;
+  cleanup_ms: number | null;
+  /** The run kept a core busy and was lowered in OS priority (CPU_DEMOTE_AFTER_MS). */
+  cpu_demoted?: boolean;
+  /** Walls the run's code ran into, once each: signal, worker, model:<code>, db:<reason>. */
+  refused?: string[];
+  restarts: { attempt: number; cell: string | null; reason: string }[];
+}
+
+export interface ThreadRecord {
+  id: string;
+  userId: string;
+  title: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface MessageRecord {
+  id: number;
+  threadId: string;
+  runId: string | null;
+  role: 'user' | 'assistant' | 'tool';
+  content: string;
+  status: 'complete' | 'interrupted';
+  createdAt: Date;
+}
+
+export interface NewRun {
+  id: string;
+  userId: string;
+  /** null: create a new thread with id newThreadId */
+  threadId: string | null;
+  newThreadId: string;
+  agentName: string;
+  input: AgentInput;
+  correlationId: string | null;
+  requestId: string;
+  firstEvent: RunEventEnvelope<'message_received'>;
+  /** Set when the run replays an earlier run of the same user. */
+  replayOf?: string | null;
+}
+
+
+export interface RunStore {
+  /** Answers once the database does (GET /health). */
+  ping(): Promise<void>;
+  createThread(userId: string, id: string, title: string | null): Promise<ThreadRecord>;
+  findThread(userId: string, threadId: string): Promise<ThreadRecord | null>;
+  /** The user's threads, most recently updated first, updated before `before` when given. */
+  listThreads(userId: string, limit: number, before: Date | null): Promise<ThreadRecord[]>;
+  /** A thread's messages in order, after the cursor (a message id). */
+  listMessages(threadId: string, limit: number, afterId: number): Promise<MessageRecord[]>;
+  /** Persists the request before it is acknowledged: user, thread, the user's message, the run, event 1. */
+  acceptRun(r: NewRun): Promise<RunRecord>;
+  markRunning(runId: string, cellId: string, workerId: number, startedAt: Date, attempts: number): Promise<void>;
+  /** Back to queued after its cell died under it (it will be run again). */
+  markRequeued(runId: string): Promise<void>;
+  appendEvents(events: RunEventEnvelope[]): Promise<void>;
+  /** The terminal write, all or nothing: status, error, result, the agent_completed event and the answer. */
+  finishRun(
+    runId: string,
+    threadId: string,
+    status: TerminalStatus,
+    error: ErrorBody | null,
+    result: JsonValue | null,
+    terminal: RunEventEnvelope<'agent_completed'>,
+    report: IsolationReport | null,
+    /** What the run streamed before it ended without completing: stored as an interrupted answer. */
+    partialText: string,
+  ): Promise<void>;
+  /** The user's run with this correlation id accepted since `since` (ms since the epoch), for idempotency. */
+  findRunByCorrelation(userId: string, correlationId: string, since: number): Promise<RunRecord | null>;
+  findRun(userId: string, runId: string): Promise<RunRecord | null>;
+  /** A run's logged events after `afterSeq`, in seq order. */
+  listEvents(run: RunRecord, afterSeq: number, limit: number): Promise<RunEventEnvelope[]>;
+  /** Runs a previous process left queued or running, oldest first, with the last seq each logged. */
+  findUnfinishedRuns(): Promise<{ run: RunRecord; lastSeq: number }[]>;
+}
