@@ -25,7 +25,7 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/web/dist ./web/dist
-COPY --from=build /app/prisma/migrations ./prisma/migrations
+COPY --from=build /app/prisma/sqlite/migrations ./prisma/sqlite/migrations
 RUN mkdir -p /data && chown node:node /data
 # As node, cells share the front's OS user: Node's permission model and the threads' guards are the walls
 # (README, Threat model). `docker run --user root` also gives each cell an OS user of its own (CELL_UID_BASE).

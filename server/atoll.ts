@@ -2,11 +2,9 @@
  * The front's composition root: database, cells, run service, HTTP and socket.io, wired once. The only
  * place that holds the process's mutable state; everything below it receives its dependencies.
  */
-import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { openFrontDatabase } from '../prisma/create-client.js';
 import { createTokenService, developmentSecret } from './auth/tokens.js';
 import { createCellSupervisor, type CellSupervisor } from './cells/supervisor.js';
 import { cellSandboxWarning, defaultScratchRoot } from './cells/cell-sandbox.js';
@@ -21,29 +19,25 @@ import { createRateLimiter } from './realtime/rate-limiter.js';
 import { createTicketStore } from './auth/tickets.js';
 import { createEventRelay, type Broadcast } from './runs/event-relay.js';
 import { createRunService, type RunService } from './runs/run-service.js';
-import { applyMigrations } from './store/migrations.js';
-import { createRunStore } from './store/run-store.js';
-import { createRunWrites } from './store/run-writes.js';
+import { localStateDir } from './store/database-target.js';
+import { openStore } from './store/open-store.js';
 import { createThreadQueryGate, learnStatements, type ThreadQueryGate } from './store/thread-query-gate.js';
 
 const ROOT = path.resolve(__dirname, '../..');
 
 export async function startAtoll(config: Config, log: Logger) {
-  const migrations = applyMigrations(config.databaseFile, path.join(ROOT, 'prisma/migrations'));
+  const backend = openStore(config.database, { synchronous: config.dbSynchronous });
+  const migrations = await backend.migrate();
   if (migrations.applied.length) log.info({ applied: migrations.applied }, 'database migrated');
   if (migrations.checksumMismatches.length) log.warn({ migrations: migrations.checksumMismatches }, 'applied migrations were edited since');
 
   // What worker threads may have executed; a scoped query that is not pinned to its user stops the start.
   // Learning loads Prisma's query compiler (~0.5-2 s of CPU): done while the cells start (awaited below).
-  const learning = learnStatements('sqlite');
+  const learning = learnStatements(backend);
   learning.catch(() => undefined);
-  // The database is the front's alone (cells reach it through the front): no other OS user may open it.
-  for (const f of [config.databaseFile, `${config.databaseFile}-wal`, `${config.databaseFile}-shm`]) if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
-  const database = openFrontDatabase(config.databaseFile);
-  const prisma = database.prisma;
-  const writes = createRunWrites(config.databaseFile, { busyTimeoutMs: 10_000, synchronous: config.dbSynchronous });
-  const store = createRunStore(prisma, writes);
-  const tokens = createTokenService(config.jwtSecret ?? developmentSecret(config.databaseFile), { maxLifetimeS: config.maxTokenLifetimeS });
+  const database = await backend.connect();
+  const store = database.store;
+  const tokens = createTokenService(config.jwtSecret ?? developmentSecret(localStateDir(config.database)), { maxLifetimeS: config.maxTokenLifetimeS });
   const httpServer = http.createServer();
 
   const scratchRoot = config.scratchRoot ?? defaultScratchRoot();
@@ -63,7 +57,7 @@ export async function startAtoll(config: Config, log: Logger) {
     log,
     cellConfig: {
       threads: config.threadsPerCell,
-      dbProvider: 'sqlite',
+      dbProvider: backend.provider,
       agentsDir: config.agentsDir,
       enableChaosAgents: config.enableChaosAgents,
       runTimeoutMs: config.runTimeoutMs,
@@ -100,9 +94,9 @@ export async function startAtoll(config: Config, log: Logger) {
       threadsBusy: ready.reduce((n, c) => n + c.runs.size, 0),
       activeContexts: sum((s) => s.activeContexts),
       liveAgentInstances: sum((s) => s.liveAgentInstances),
-      // The front: Prisma's connection (reads, and the threads' statements its gate allows) and the write
-      // connection (server/store/run-writes.ts). A cell: its threads' Prisma clients (no connection each).
-      dbConnections: [{ process: 'front', count: 2 }, ...ready.map((c) => ({ process: c.id, count: c.stats?.dbClients ?? 0 }))],
+      // The front: its store's connections (server/store/backend.ts). A cell: its threads' Prisma clients (no
+      // connection each).
+      dbConnections: [{ process: 'front', count: database.connections }, ...ready.map((c) => ({ process: c.id, count: c.stats?.dbClients ?? 0 }))],
       cellMemory: ready.flatMap((c) =>
         c.stats
           ? [
@@ -156,12 +150,11 @@ export async function startAtoll(config: Config, log: Logger) {
 
   try {
     await cells.start();
-    gate = createThreadQueryGate({ statements: await learning, connection: database.connection, onRefused: (reason) => metrics.dbQueriesRefused.inc({ reason }), log });
+    gate = createThreadQueryGate({ statements: await learning, connection: database.gateConnection, onRefused: (reason) => metrics.dbQueriesRefused.inc({ reason }), log });
   } catch (err) {
     governor.stop();
     await cells.stop(2000);
-    writes.close();
-    await prisma.$disconnect();
+    await database.close();
     throw err;
   }
 
@@ -218,8 +211,7 @@ export async function startAtoll(config: Config, log: Logger) {
         governor.stop();
         await cells.stop(5000);
         metrics.stop();
-        writes.close();
-        await prisma.$disconnect();
+        await database.close();
         log.info('stopped');
       })();
       return stopping;

@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { BURST_THREADS_PER_THREAD, type AgentSettings } from '../protocol/cell-messages.js';
+import { DATABASE_URL_HINT, DATABASE_URL_PATTERN, parseDatabaseUrl, type DatabaseTarget } from './store/database-target.js';
 
 const bool = z
   .enum(['0', '1', 'true', 'false', ''])
@@ -20,10 +21,7 @@ const EnvSchema = z.object({
     .default('development'),
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: int(0, 65535).default(3000),
-  DATABASE_URL: z
-    .string()
-    .regex(/^file:.+/, 'must be a SQLite URL like file:./data/atoll.db')
-    .default('file:./data/atoll.db'),
+  DATABASE_URL: z.string().regex(DATABASE_URL_PATTERN, DATABASE_URL_HINT).default('file:./data/atoll.db'),
   AGENTS_DIR: z.string().min(1).optional(),
   CELLS: int(1, 64).default(2),
   THREADS_PER_CELL: int(1, 256).default(2),
@@ -100,9 +98,8 @@ export interface Config {
   readonly production: boolean;
   readonly host: string;
   readonly port: number;
-  /** Absolute path of the SQLite file. */
-  readonly databaseFile: string;
-  readonly databaseUrl: string;
+  /** DATABASE_URL, parsed: which database and where (server/store/database-target.ts). */
+  readonly database: DatabaseTarget;
   readonly agentsDir: string | null;
   readonly cells: number;
   readonly threadsPerCell: number;
@@ -190,13 +187,11 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
   const production = e.NODE_ENV === 'production';
   if (production && e.AUTH_DEV_LOGIN) throw new ConfigError('invalid configuration:\n  AUTH_DEV_LOGIN: refused when NODE_ENV=production');
   if (production && !e.AUTH_JWT_SECRET) throw new ConfigError('invalid configuration:\n  AUTH_JWT_SECRET: required when NODE_ENV=production');
-  const databaseFile = path.resolve(cwd, e.DATABASE_URL.slice('file:'.length));
   return deepFreeze({
     production,
     host: e.HOST,
     port: e.PORT,
-    databaseFile,
-    databaseUrl: `file:${databaseFile}`,
+    database: parseDatabaseUrl(e.DATABASE_URL, cwd),
     agentsDir: e.AGENTS_DIR ? path.resolve(cwd, e.AGENTS_DIR) : null,
     cells: e.CELLS,
     threadsPerCell: e.THREADS_PER_CELL,

@@ -61,6 +61,75 @@ test('the front starts no threads: nothing it loads uses worker_threads or Pisci
   expect(threadStarts('const child = (0, node_child_process_1.fork)(opts.cellEntry, []); workerId: 1, Workers idle')).toEqual([]);
 });
 
+/**
+ * Database and bus drivers, each reserved to the folder of its implementation (folders of implementations still
+ * to come included): choosing a database or a bus stays one folder. Tests are not checked: they open the
+ * database file themselves to see what was written.
+ */
+const DRIVERS: Record<string, string[]> = {
+  'better-sqlite3': ['server/store/sqlite/'],
+  '@prisma/adapter-better-sqlite3': ['server/store/sqlite/'],
+  pg: ['server/store/postgresql/'],
+  '@prisma/adapter-pg': ['server/store/postgresql/'],
+  ioredis: ['server/bus/redis/', 'server/shared/redis/'],
+};
+const SOURCE_DIRS = ['server', 'workers', 'protocol', 'prisma', 'scripts', 'web'];
+const SKIPPED_DIRS = new Set(['node_modules', 'dist', 'generated']);
+
+/** The module specifiers a source file names: import/export … from, bare import, import(), require(); types included. */
+function sourceSpecifiers(src: string): string[] {
+  return [...src.matchAll(/\bfrom\s*["']([^"']+)["']|\bimport\s*["']([^"']+)["']|\b(?:require|import)\(\s*["'`]([^"'`]+)["'`]\s*\)/g)].map((m) => m[1] ?? m[2] ?? m[3]);
+}
+
+/** "file: driver" for every driver a file names outside the folders that driver is reserved to. */
+function misplacedDrivers(files: { file: string; src: string }[]): string[] {
+  return files.flatMap(({ file, src }) =>
+    sourceSpecifiers(src).flatMap((spec) => {
+      const driver = Object.keys(DRIVERS).find((d) => spec === d || spec.startsWith(`${d}/`));
+      return driver && !DRIVERS[driver].some((folder) => file.startsWith(folder)) ? [`${file}: ${spec}`] : [];
+    }),
+  );
+}
+
+/** The project's own source files (paths relative to the root), tests excepted. */
+function sourceFiles(): { file: string; src: string }[] {
+  const out: { file: string; src: string }[] = [];
+  const visit = (rel: string) => {
+    for (const entry of fs.readdirSync(path.join(ROOT, rel), { withFileTypes: true })) {
+      const child = path.posix.join(rel, entry.name);
+      if (entry.isDirectory()) {
+        if (!SKIPPED_DIRS.has(entry.name)) visit(child);
+      } else if (/\.(ts|js|mjs|cjs)$/.test(entry.name) && !entry.name.endsWith('.d.ts')) {
+        out.push({ file: child, src: fs.readFileSync(path.join(ROOT, child), 'utf8') });
+      }
+    }
+  };
+  for (const dir of SOURCE_DIRS) visit(dir);
+  return out;
+}
+
+test("nothing outside a backend's folder imports its driver (database and bus drivers)", () => {
+  const files = sourceFiles();
+  expect(files.length).toBeGreaterThan(100);
+  expect(misplacedDrivers(files)).toEqual([]);
+  // The scan does see drivers where they belong: SQLite's folder loads both of its own.
+  const inSqlite = files.filter((f) => f.file.startsWith('server/store/sqlite/')).flatMap((f) => sourceSpecifiers(f.src));
+  expect(inSqlite).toEqual(expect.arrayContaining(['better-sqlite3', '@prisma/adapter-better-sqlite3']));
+  // The check can fail: each way of naming a driver outside its folder is caught, types and subpaths included.
+  const elsewhere = (src: string, file = 'server/runs/run-service.ts') => misplacedDrivers([{ file, src }]);
+  expect(elsewhere("import Database from 'better-sqlite3';")).toHaveLength(1);
+  expect(elsewhere("import type { Database } from 'better-sqlite3';")).toHaveLength(1);
+  expect(elsewhere('const { Pool } = require("pg");')).toHaveLength(1);
+  expect(elsewhere("const Redis = (await import('ioredis')).default;")).toHaveLength(1);
+  expect(elsewhere("export { PrismaPg } from '@prisma/adapter-pg';")).toHaveLength(1);
+  expect(elsewhere("import 'pg/lib/native';")).toHaveLength(1);
+  expect(elsewhere("import { PrismaPg } from '@prisma/adapter-pg';", 'server/store/sqlite/x.ts')).toHaveLength(1);
+  // And it does not cry wolf: a driver in its own folder, or a package whose name only starts like one.
+  expect(elsewhere("import { Pool } from 'pg';", 'server/store/postgresql/pool.ts')).toEqual([]);
+  expect(elsewhere("import Redis from 'ioredis';", 'server/shared/redis/tickets.ts')).toEqual([]);
+  expect(elsewhere("import format from 'pg-format';")).toEqual([]);
+});
+
 test('the worker-thread entry refuses to run on a main thread', () => {
   const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(ROOT, 'dist/workers/thread/run-entry.js'))})`], { encoding: 'utf8' });
   expect(r.status).not.toBe(0);

@@ -11,7 +11,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { createPrismaClient, type Db } from '../prisma/create-client';
 import type { ChildProcess } from 'node:child_process';
 import { CellHandle } from '../server/cells/cell-handle';
 import type { CellSupervisor } from '../server/cells/supervisor';
@@ -21,11 +20,13 @@ import type { FrontToCell } from '../protocol/cell-messages';
 import type { RunEventEnvelope } from '../protocol/events';
 import { createEventRelay } from '../server/runs/event-relay';
 import { createRunService, type RunService } from '../server/runs/run-service';
-import { createGroupCommit } from '../server/store/group-commit';
-import { applyMigrations } from '../server/store/migrations';
-import { createRunStore } from '../server/store/run-store';
+import { migrationsFolder } from '../server/store/migrations';
+import { applyMigrations } from '../server/store/sqlite/apply-migrations';
+import { createGroupCommit } from '../server/store/sqlite/group-commit';
+import { createPrismaClient, type Db } from '../server/store/sqlite/prisma-client';
+import { createRunStore } from '../server/store/sqlite/run-store';
+import { createRunWrites, type RunWrites } from '../server/store/sqlite/run-writes';
 import type { RunStore } from '../server/store/store';
-import { createRunWrites, type RunWrites } from '../server/store/run-writes';
 import { ROOT } from './helpers/server';
 
 let dir: string;
@@ -37,7 +38,7 @@ let store: RunStore;
 beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-pipeline-'));
   file = path.join(dir, 'atoll.db');
-  applyMigrations(file, path.join(ROOT, 'prisma/migrations'));
+  applyMigrations(file, migrationsFolder('sqlite'));
   prisma = createPrismaClient(file);
   writes = createRunWrites(file, { busyTimeoutMs: 5000 });
   store = createRunStore(prisma, writes);
@@ -51,8 +52,8 @@ afterAll(async () => {
 /** Runs `body` (an async function of `store`, the front's RunStore on Prisma) in a child process; returns its JSON. */
 function readThroughPrisma(body: string): any {
   const script = `
-    const { createPrismaClient } = require(${JSON.stringify(path.join(ROOT, 'dist/prisma/create-client.js'))});
-    const { createRunStore } = require(${JSON.stringify(path.join(ROOT, 'dist/server/store/run-store.js'))});
+    const { createPrismaClient } = require(${JSON.stringify(path.join(ROOT, 'dist/server/store/sqlite/prisma-client.js'))});
+    const { createRunStore } = require(${JSON.stringify(path.join(ROOT, 'dist/server/store/sqlite/run-store.js'))});
     const prisma = createPrismaClient(${JSON.stringify(file)});
     const store = createRunStore(prisma, null);
     (${body})(store).then((out) => { process.stdout.write(JSON.stringify(out)); return prisma.$disconnect(); });

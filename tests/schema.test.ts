@@ -1,6 +1,7 @@
 /**
- * Migrations vs schema.prisma: the migrated database has every model, column and index the schema
- * declares, and `_prisma_migrations` is recorded exactly as Prisma's own migrate would record it.
+ * SQLite's migrations vs the Prisma schema: the migrated database has every model, column and index the
+ * models (prisma/models.prisma, linked into SQLite's schema folder prisma/sqlite/) declare, and
+ * `_prisma_migrations` is recorded exactly as Prisma's own migrate would record it.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -8,9 +9,10 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { ROOT } from './helpers/server';
-import { applyMigrations, listMigrations } from '../server/store/migrations';
+import { listMigrations, migrationsFolder } from '../server/store/migrations';
+import { applyMigrations } from '../server/store/sqlite/apply-migrations';
 
-const MIGRATIONS = path.join(ROOT, 'prisma/migrations');
+const MIGRATIONS = migrationsFolder('sqlite');
 
 interface Model {
   name: string;
@@ -18,7 +20,7 @@ interface Model {
   indexes: { columns: string[]; unique: boolean }[];
 }
 
-/** A small reader for the parts of schema.prisma that become tables: scalar fields, @id, @unique, @@index, @@unique. */
+/** A small reader for the parts of a Prisma schema that become tables: scalar fields, @id, @unique, @@index, @@unique. */
 function readSchema(text: string): Model[] {
   const models: Model[] = [];
   const modelNames = [...text.matchAll(/^model (\w+) \{/gm)].map((m) => m[1]);
@@ -44,16 +46,27 @@ function readSchema(text: string): Model[] {
   return models;
 }
 
+/** SQLite's Prisma schema as Prisma reads it: every .prisma file of its folder (the models arrive through a link). */
+function sqliteSchemaText(): string {
+  const dir = path.join(ROOT, 'prisma/sqlite');
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.prisma'))
+    .sort()
+    .map((f) => fs.readFileSync(path.join(dir, f), 'utf8'))
+    .join('\n');
+}
+
 function freshDb(): string {
   return path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-schema-')), 'nested', 'atoll.db');
 }
 
-test('the migrated database has every model, column and index that schema.prisma declares', () => {
+test('the migrated database has every model, column and index that the Prisma schema declares', () => {
   const file = freshDb();
   const report = applyMigrations(file, MIGRATIONS);
   expect(report.applied).toEqual(listMigrations(MIGRATIONS).map((m) => m.name));
   const db = new Database(file, { readonly: true });
-  const models = readSchema(fs.readFileSync(path.join(ROOT, 'prisma/schema.prisma'), 'utf8'));
+  const models = readSchema(sqliteSchemaText());
   expect(models.map((m) => m.name).sort()).toEqual(['Message', 'Run', 'RunEvent', 'Thread', 'User']);
   for (const model of models) {
     const columns = (db.prepare(`PRAGMA table_info("${model.name}")`).all() as { name: string }[]).map((c) => c.name);
@@ -113,4 +126,19 @@ test('a migration whose SQL fails is recorded with its error and applies nothing
   expect(db.prepare(`SELECT name FROM sqlite_master WHERE type='table' AND name='B'`).get()).toBeUndefined();
   expect(db.prepare('SELECT logs, finished_at FROM "_prisma_migrations" WHERE migration_name = ?').get('002_bad')).toMatchObject({ logs: expect.stringMatching(/already exists/), finished_at: null });
   db.close();
+});
+
+test("SQLite's schema folder is the shared models plus its own datasource; its migrations are locked to sqlite", () => {
+  const dir = path.join(ROOT, 'prisma/sqlite');
+  expect(fs.realpathSync(path.join(dir, 'models.prisma'))).toBe(fs.realpathSync(path.join(ROOT, 'prisma/models.prisma')));
+  expect(sqliteSchemaText()).toMatch(/datasource db \{\s*provider = "sqlite"\s*\}/);
+  expect(fs.readFileSync(path.join(MIGRATIONS, 'migration_lock.toml'), 'utf8')).toMatch(/^provider = "sqlite"$/m);
+});
+
+test('migrations that databases already hold keep their names and checksums (a changed one would read as edited)', () => {
+  expect(listMigrations(MIGRATIONS).map((m) => [m.name, m.checksum]).slice(0, 3)).toEqual([
+    ['20261126000000_init', 'd90fee9e74d6d126acd32f23f2708dedfbe0b44060898334f7d28f849c9ddd29'],
+    ['20261126010000_run_report', '84379bc42e7d41876c9bf96a0becb3d2a602318d2089391ba596cb410722398a'],
+    ['20261126020000_replay_of', '295793c29c83b47c860b83dc3722dc40e31c0710d4f23ca7c83c716afe978730'],
+  ]);
 });

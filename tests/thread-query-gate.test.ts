@@ -8,10 +8,12 @@ import { MessageChannel } from 'node:worker_threads';
 import { ROOT } from './helpers/server';
 import { createDbChannel } from '../workers/thread/db-forwarding';
 
-/** Runs learnStatements(provider, exercise) in a node process; returns the statements or the error message. */
+/** Runs learnStatements(SQLite's client, exercise) in a node process; returns the statements or the error message. */
 function learn(exercise: string | null): { statements?: { kind: string; sql: string; userArgs: number[] }[]; error?: string } {
   const gate = JSON.stringify(path.join(ROOT, 'dist/server/store/thread-query-gate.js'));
-  const code = `require(${gate}).learnStatements('sqlite', ${exercise ?? 'undefined'}).then((statements) => console.log(JSON.stringify({ statements })), (err) => console.log(JSON.stringify({ error: err.message })))`;
+  const sqlite = JSON.stringify(path.join(ROOT, 'dist/server/store/sqlite/prisma-client.js'));
+  const database = `{ provider: 'sqlite', prismaClient: require(${sqlite}).prismaClientOver }`;
+  const code = `require(${gate}).learnStatements(${database}, ${exercise ?? 'undefined'}).then((statements) => console.log(JSON.stringify({ statements })), (err) => console.log(JSON.stringify({ error: err.message })))`;
   const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }

@@ -68,11 +68,12 @@ export function createTokenService(secretText: string, policy: TokenPolicy): Tok
 }
 
 /**
- * Without AUTH_JWT_SECRET (development only; config refuses it in production) a random secret is kept
- * beside the database, so tokens survive restarts of the same local server.
+ * Without AUTH_JWT_SECRET (development only; config refuses it in production) a random secret is kept in
+ * `dir` (beside a SQLite database: server/store/database-target.ts), so tokens survive restarts of the same
+ * local server.
  */
-export function developmentSecret(databaseFile: string): string {
-  const file = path.join(path.dirname(databaseFile), '.dev-jwt-secret');
+export function developmentSecret(dir: string): string {
+  const file = path.join(dir, '.dev-jwt-secret');
   try {
     return fs.readFileSync(file, 'utf8').trim();
   } catch {

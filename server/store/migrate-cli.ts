@@ -1,15 +1,16 @@
 /** `npm run db:migrate`: applies pending migrations to DATABASE_URL and says what it did. */
-import path from 'node:path';
 import { loadConfig } from '../config.js';
-import { applyMigrations } from './migrations.js';
+import { describeTarget } from './database-target.js';
+import { openStore } from './open-store.js';
 
-const root = path.resolve(__dirname, '../../..');
-try {
+async function main(): Promise<void> {
   const config = loadConfig(process.env, process.cwd());
-  const report = applyMigrations(config.databaseFile, path.join(root, 'prisma/migrations'));
-  console.log(JSON.stringify({ database: config.databaseFile, ...report }));
+  const report = await openStore(config.database, { synchronous: config.dbSynchronous }).migrate();
+  console.log(JSON.stringify({ database: describeTarget(config.database), ...report }));
   if (report.checksumMismatches.length) console.error(`warning: applied migrations changed since: ${report.checksumMismatches.join(', ')}`);
-} catch (err) {
+}
+
+main().catch((err: unknown) => {
   console.error(String((err as Error).message));
   process.exit(1);
-}
+});

@@ -1,28 +1,21 @@
 /**
- * Applies prisma/migrations/<name>/migration.sql in name order, recording each in `_prisma_migrations`
- * with Prisma's own columns and checksums, so `prisma migrate status/deploy` agree wherever the native
- * schema engine is available. We apply them ourselves because that engine cannot be downloaded offline.
+ * Migrations, whatever the database: each database keeps its own in prisma/<kind>/migrations/<name>/migration.sql
+ * (Prisma's layout, `migration_lock.toml` naming the provider), applied in name order by its implementation
+ * folder and recorded in `_prisma_migrations` with Prisma's own columns and checksums (the sha256 of
+ * migration.sql; the name is the folder's), so `prisma migrate status/deploy` agree wherever Prisma's native
+ * schema engine is available. Atoll applies them itself because that engine cannot be downloaded offline.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
+import type { DatabaseKind } from './database-target.js';
 
-// Prisma's own DDL for SQLite.
-const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
-    "id"                    TEXT PRIMARY KEY NOT NULL,
-    "checksum"              TEXT NOT NULL,
-    "finished_at"           DATETIME,
-    "migration_name"        TEXT NOT NULL,
-    "logs"                  TEXT,
-    "rolled_back_at"        DATETIME,
-    "started_at"            DATETIME NOT NULL DEFAULT current_timestamp,
-    "applied_steps_count"   INTEGER UNSIGNED NOT NULL DEFAULT 0
-)`;
+const ROOT = path.resolve(__dirname, '../../..');
 
 export interface MigrationReport {
   applied: string[];
   alreadyApplied: string[];
+  /** Applied migrations whose migration.sql changed since (a warning, not a refusal). */
   checksumMismatches: string[];
 }
 
@@ -30,7 +23,18 @@ export class MigrationError extends Error {
   override name = 'MigrationError';
 }
 
-export function listMigrations(migrationsDir: string): { name: string; sql: string; checksum: string }[] {
+export interface Migration {
+  name: string;
+  sql: string;
+  checksum: string;
+}
+
+/** The migrations folder of one kind of database. */
+export function migrationsFolder(kind: DatabaseKind): string {
+  return path.join(ROOT, 'prisma', kind, 'migrations');
+}
+
+export function listMigrations(migrationsDir: string): Migration[] {
   return fs
     .readdirSync(migrationsDir, { withFileTypes: true })
     .filter((d) => d.isDirectory() && fs.existsSync(path.join(migrationsDir, d.name, 'migration.sql')))
@@ -40,52 +44,4 @@ export function listMigrations(migrationsDir: string): { name: string; sql: stri
       const sql = fs.readFileSync(path.join(migrationsDir, name, 'migration.sql'), 'utf8');
       return { name, sql, checksum: createHash('sha256').update(sql).digest('hex') };
     });
-}
-
-export function applyMigrations(databaseFile: string, migrationsDir: string): MigrationReport {
-  fs.mkdirSync(path.dirname(databaseFile), { recursive: true });
-  const db = new Database(databaseFile, { timeout: 10_000 });
-  try {
-    // WAL lets worker threads read while the front writes; it is a property of the file, set once here.
-    db.pragma('journal_mode = WAL');
-    db.exec(MIGRATIONS_TABLE);
-    const rows = db
-      .prepare('SELECT migration_name, checksum, finished_at, rolled_back_at FROM "_prisma_migrations"')
-      .all() as { migration_name: string; checksum: string; finished_at: string | null; rolled_back_at: string | null }[];
-    const failed = rows.find((r) => r.finished_at === null && r.rolled_back_at === null);
-    if (failed) {
-      throw new MigrationError(
-        `migration ${failed.migration_name} failed earlier and was not rolled back; fix the database, then mark it ` +
-          `rolled back (prisma migrate resolve --rolled-back ${failed.migration_name}) or delete its row`,
-      );
-    }
-    const done = new Map(rows.filter((r) => r.finished_at !== null && r.rolled_back_at === null).map((r) => [r.migration_name, r]));
-    const report: MigrationReport = { applied: [], alreadyApplied: [], checksumMismatches: [] };
-    for (const m of listMigrations(migrationsDir)) {
-      const prior = done.get(m.name);
-      if (prior) {
-        report.alreadyApplied.push(m.name);
-        if (prior.checksum !== m.checksum) report.checksumMismatches.push(m.name);
-        continue;
-      }
-      const id = randomUUID();
-      db.prepare('INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count) VALUES (?, ?, ?, ?, 0)').run(
-        id,
-        m.checksum,
-        m.name,
-        new Date().toISOString(),
-      );
-      try {
-        db.transaction(() => db.exec(m.sql))();
-      } catch (err) {
-        db.prepare('UPDATE "_prisma_migrations" SET logs = ? WHERE id = ?').run(String((err as Error).message), id);
-        throw new MigrationError(`migration ${m.name} failed: ${(err as Error).message}`);
-      }
-      db.prepare('UPDATE "_prisma_migrations" SET finished_at = ?, applied_steps_count = 1 WHERE id = ?').run(new Date().toISOString(), id);
-      report.applied.push(m.name);
-    }
-    return report;
-  } finally {
-    db.close();
-  }
 }

@@ -12,11 +12,11 @@
  * the run's own user id. Anything else is answered with an error, counted, and logged (never its values).
  */
 import { randomUUID } from 'node:crypto';
-import type { Provider, SqlDriverAdapter, SqlDriverAdapterFactory, SqlQuery, SqlResultSet } from '@prisma/driver-adapter-utils';
+import type { SqlDriverAdapter, SqlDriverAdapterFactory, SqlQuery, SqlResultSet } from '@prisma/driver-adapter-utils';
 import { z } from 'zod';
 import type { Db } from '../../prisma/client-type.js';
-import { PrismaClient } from '../../prisma/generated/client.js';
 import { exerciseScopedQueries, MAX_ROWS } from '../../prisma/scoped-queries.js';
+import type { StoreBackend } from './backend.js';
 import type { CellHandle } from '../cells/cell-handle.js';
 import type { Logger } from '../logger.js';
 import type { DbAnswer, DbQueryKind, RefusalReason } from '../../protocol/db-messages.js';
@@ -40,14 +40,16 @@ const MAX_STRING_ARG_CHARS = 4096;
 const normaliseArgType = (t: { scalarType: string; dbType?: string | null; arity: string }) => ({ scalarType: t.scalarType, dbType: t.dbType ?? null, arity: t.arity });
 
 /**
- * Runs every scoped query once against a recording adapter and returns the statements they compile to.
+ * Runs every scoped query once against a recording adapter and returns the statements they compile to, for
+ * the database's own provider and generated client (a client refuses an adapter of another provider).
  * Throws (the front refuses to start) if a statement does not carry the sentinel user id as an argument,
  * or carries it (or the stand-in thread id) inside its SQL text.
  */
 export async function learnStatements(
-  provider: Provider,
+  database: Pick<StoreBackend, 'provider' | 'prismaClient'>,
   exercise: (prisma: Db, userId: string, stand: { threadId: string }) => Promise<unknown> = exerciseScopedQueries,
 ): Promise<LearnedStatement[]> {
+  const { provider } = database;
   const sentinel = `atoll-sentinel-user-${randomUUID()}`;
   const standThread = `atoll-sentinel-thread-${randomUUID()}`;
   const recorded: { kind: DbQueryKind; query: SqlQuery }[] = [];
@@ -66,7 +68,7 @@ export async function learnStatements(
     dispose: async () => undefined,
   };
   const factory: SqlDriverAdapterFactory = { provider, adapterName: recorder.adapterName, connect: async () => recorder };
-  const prisma = new PrismaClient({ adapter: factory });
+  const prisma = database.prismaClient(factory);
   try {
     await exercise(prisma, sentinel, { threadId: standThread });
   } finally {

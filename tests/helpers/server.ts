@@ -1,6 +1,6 @@
 /**
- * Starts a real Atoll front (node dist/server/main.js) on an ephemeral port with its own SQLite file,
- * exactly as a user would, and captures its JSON log lines.
+ * Starts a real Atoll front (node dist/server/main.js) on an ephemeral port with its own database (a SQLite
+ * file in its folder: testDatabaseUrl), exactly as a user would, and captures its JSON log lines.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -9,6 +9,11 @@ import path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '../../..');
 export const FIXTURE_AGENTS = path.join(ROOT, 'tests/fixtures/agents');
+
+/** The DATABASE_URL of a test server whose folder is `dir`: a fresh database of its own. */
+export function testDatabaseUrl(dir: string): string {
+  return `file:${path.join(dir, 'atoll.db')}`;
+}
 
 export interface TestServer {
   url: string;
@@ -35,7 +40,7 @@ export async function startServer(env: Record<string, string> = {}, options: { d
     env: {
       PATH: process.env.PATH ?? '',
       PORT: '0',
-      DATABASE_URL: `file:${path.join(dir, 'atoll.db')}`,
+      DATABASE_URL: testDatabaseUrl(dir),
       AUTH_JWT_SECRET: 'test-secret-test-secret-test-secret',
       AUTH_DEV_LOGIN: '1',
       CELLS: '2',
@@ -107,7 +112,7 @@ export function runServerOnce(env: Record<string, string>, timeoutMs = 15_000): 
   return new Promise((resolve) => {
     const proc = spawn(process.execPath, [path.join(ROOT, 'dist/server/main.js')], {
       cwd: dir,
-      env: { PATH: process.env.PATH ?? '', PORT: '0', DATABASE_URL: `file:${path.join(dir, 'atoll.db')}`, ...env },
+      env: { PATH: process.env.PATH ?? '', PORT: '0', DATABASE_URL: testDatabaseUrl(dir), ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';

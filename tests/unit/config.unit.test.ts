@@ -26,8 +26,7 @@ test('with nothing set, every default', () => {
     production: false,
     host: '127.0.0.1',
     port: 3000,
-    databaseFile: path.resolve(CWD, 'data/atoll.db'),
-    databaseUrl: `file:${path.resolve(CWD, 'data/atoll.db')}`,
+    database: { kind: 'sqlite', file: path.resolve(CWD, 'data/atoll.db'), url: `file:${path.resolve(CWD, 'data/atoll.db')}` },
     agentsDir: null,
     cells: 2,
     threadsPerCell: 2,
@@ -138,8 +137,7 @@ test('every variable set, each lands in its field', () => {
     production: false,
     host: '0.0.0.0',
     port: 8080,
-    databaseFile: '/var/lib/atoll.db',
-    databaseUrl: 'file:/var/lib/atoll.db',
+    database: { kind: 'sqlite', file: '/var/lib/atoll.db', url: 'file:/var/lib/atoll.db' },
     agentsDir: path.resolve(CWD, 'agents'),
     cells: 4,
     threadsPerCell: 3,
@@ -239,7 +237,7 @@ test('numbers are integers within their bounds', () => {
 });
 
 test('DATABASE_URL must be a SQLite file URL, resolved against cwd', () => {
-  expect(load({ DATABASE_URL: 'file:db/x.db' }).databaseFile).toBe(path.resolve(CWD, 'db/x.db'));
+  expect(load({ DATABASE_URL: 'file:db/x.db' }).database).toEqual({ kind: 'sqlite', file: path.resolve(CWD, 'db/x.db'), url: `file:${path.resolve(CWD, 'db/x.db')}` });
   expect(refusal({ DATABASE_URL: 'file:' })).toBe('invalid configuration:\n  DATABASE_URL: must be a SQLite URL like file:./data/atoll.db (got "file:")');
   expect(refusal({ DATABASE_URL: 'sqlite:file:x.db' })).toContain('DATABASE_URL: must be a SQLite URL');
 });

@@ -3,7 +3,7 @@
  * 2000 writes, a faulty write failing alone, any other failure failing the batch, and flushNow.
  */
 import Database from 'better-sqlite3';
-import { createGroupCommit } from '../../server/store/group-commit';
+import { createGroupCommit } from '../../server/store/sqlite/group-commit';
 
 class WriteError extends Error {}
 

@@ -1,14 +1,14 @@
 /**
- * The front's Prisma client: Prisma 7 is Rust-free; better-sqlite3 is the driver. Only the front opens the
- * database file. Worker threads hold a Prisma client of their own whose adapter forwards every statement to
+ * The front's Prisma client on SQLite: Prisma 7 is Rust-free; better-sqlite3 is the driver. Only the front opens
+ * the database file. Worker threads hold a Prisma client of their own whose adapter forwards every statement to
  * the front (workers/thread/db-forwarding.ts), so this module is never in a thread's import graph.
  */
 import { PrismaBetterSqlite3 } from '@prisma/adapter-better-sqlite3';
 import type { SqlDriverAdapter, SqlDriverAdapterFactory } from '@prisma/driver-adapter-utils';
-import { PrismaClient } from './generated/client.js';
-import type { Db } from './client-type.js';
+import { PrismaClient } from '../../../prisma/generated/client.js';
+import type { Db } from '../../../prisma/client-type.js';
 
-export type { Db } from './client-type.js';
+export type { Db } from '../../../prisma/client-type.js';
 
 export interface FrontDatabase {
   prisma: Db;
@@ -17,6 +17,11 @@ export interface FrontDatabase {
    * statements it allows on it, so the front keeps one read connection whatever the number of threads.
    */
   connection(): Promise<SqlDriverAdapter>;
+}
+
+/** SQLite's generated Prisma client over any SQLite driver adapter. */
+export function prismaClientOver(adapter: SqlDriverAdapterFactory): Db {
+  return new PrismaClient({ adapter });
 }
 
 export function openFrontDatabase(databaseFile: string): FrontDatabase {
@@ -29,7 +34,7 @@ export function openFrontDatabase(databaseFile: string): FrontDatabase {
     adapterName: driver.adapterName,
     connect: () => (connected ??= driver.connect()),
   };
-  const prisma = new PrismaClient({ adapter: factory });
+  const prisma = prismaClientOver(factory);
   return { prisma, connection: () => factory.connect() };
 }
 

@@ -10,8 +10,8 @@
  * that this synchronous connection cannot release while it waits.
  */
 import Database from 'better-sqlite3';
-import type { ErrorBody } from '../../protocol/errors.js';
-import type { JsonValue, RunEventEnvelope, TerminalStatus } from '../../protocol/events.js';
+import type { ErrorBody } from '../../../protocol/errors.js';
+import type { JsonValue, RunEventEnvelope, TerminalStatus } from '../../../protocol/events.js';
 import { createGroupCommit, type GroupCommit } from './group-commit.js';
 
 /** Prisma's DateTime text on SQLite (its adapter's default "iso8601" format). */

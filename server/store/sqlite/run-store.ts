@@ -1,16 +1,16 @@
 /**
- * The front's persistence: threads, messages, runs and the event log. Every query that takes a user id
- * filters by it, so another user's ids behave exactly like unknown ones.
+ * The RunStore (../store.ts) on SQLite: threads, messages, runs and the event log. Every query that takes a
+ * user id filters by it, so another user's ids behave exactly like unknown ones.
  *
  * Reads go through Prisma. Writes go through run-writes.ts (prepared statements, group commit): each
  * write's promise settles once it is committed, so a read issued after it sees it.
  */
-import type { Db } from '../../prisma/create-client.js';
-import type { AgentInput } from '../../protocol/cell-messages.js';
-import type { ErrorBody } from '../../protocol/errors.js';
-import type { JsonValue, RunEventEnvelope, RunStatus, TerminalStatus } from '../../protocol/events.js';
+import type { Db } from '../../../prisma/client-type.js';
+import type { AgentInput } from '../../../protocol/cell-messages.js';
+import type { ErrorBody } from '../../../protocol/errors.js';
+import type { JsonValue, RunEventEnvelope, RunStatus, TerminalStatus } from '../../../protocol/events.js';
 import type { RunWrites } from './run-writes.js';
-import type { IsolationReport, MessageRecord, NewRun, RunRecord, RunStore, ThreadRecord } from './store.js';
+import type { IsolationReport, MessageRecord, NewRun, RunRecord, RunStore, ThreadRecord } from '../store.js';
 
 type RunRow = Awaited<ReturnType<Db['run']['findFirst']>> & {};
 

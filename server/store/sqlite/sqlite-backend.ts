@@ -1,0 +1,39 @@
+/**
+ * The store on SQLite: migrations on the file (switched to WAL), then the front's two connections, Prisma's
+ * (reads, and the threads' statements the gate allows) and the write connection (run-writes.ts, group commit).
+ */
+import fs from 'node:fs';
+import type { StoreBackend, StoreConnection, StoreOptions } from '../backend.js';
+import type { SqliteTarget } from '../database-target.js';
+import { migrationsFolder, type MigrationReport } from '../migrations.js';
+import { applyMigrations } from './apply-migrations.js';
+import { openFrontDatabase, prismaClientOver } from './prisma-client.js';
+import { createRunStore } from './run-store.js';
+import { createRunWrites } from './run-writes.js';
+
+export function createSqliteBackend(target: SqliteTarget, options: StoreOptions): StoreBackend {
+  return {
+    provider: 'sqlite',
+    prismaClient: prismaClientOver,
+
+    async migrate(): Promise<MigrationReport> {
+      return applyMigrations(target.file, migrationsFolder('sqlite'));
+    },
+
+    async connect(): Promise<StoreConnection> {
+      // The database is the front's alone (cells reach it through the front): no other OS user may open it.
+      for (const f of [target.file, `${target.file}-wal`, `${target.file}-shm`]) if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
+      const database = openFrontDatabase(target.file);
+      const writes = createRunWrites(target.file, { busyTimeoutMs: 10_000, synchronous: options.synchronous });
+      return {
+        store: createRunStore(database.prisma, writes),
+        gateConnection: database.connection,
+        connections: 2,
+        async close(): Promise<void> {
+          writes.close();
+          await database.prisma.$disconnect();
+        },
+      };
+    },
+  };
+}
