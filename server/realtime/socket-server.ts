@@ -10,6 +10,7 @@ import type { Session, TokenService } from '../auth/tokens.js';
 import type { EventBus } from '../bus/event-bus.js';
 import type { Logger } from '../logger.js';
 import { CodedError, toErrorBody, type ErrorBody } from '../../protocol/errors.js';
+import type { ClientToServerEvents, ReplyOf } from '../../protocol/socket-events.js';
 import { RefreshTokenBody, StartRunBody, StopRunBody, SubscribeRunBody, ThreadHistoryBody, normalizeInput, parse } from '../../protocol/requests.js';
 import { originAllowed } from '../http/origin.js';
 import { messageView, pageBySize } from '../http/views.js';
@@ -156,7 +157,8 @@ export function createSocketServer(deps: SocketServerDeps) {
     );
   });
 
-  const handlers: Record<string, (socket: AtollSocket, payload: unknown) => Promise<unknown>> = {
+  /** One per client event: the payload arrives unchecked (parsed here), the answer is the contract's ack. */
+  const handlers: { [E in keyof ClientToServerEvents]: (socket: AtollSocket, payload: unknown) => Promise<ReplyOf<E>> } = {
     async start_agent(socket, payload) {
       const body = parse(StartRunBody, payload, 'start_agent payload');
       const run = await runs.start(socket.data.userId, {
@@ -244,7 +246,7 @@ export function createSocketServer(deps: SocketServerDeps) {
         const body = toErrorBody(err);
         return fail({ ...body, retry_after_ms: ((err as CodedError).retryAfterSeconds ?? 1) * 1000 });
       }
-      const handler = Object.prototype.hasOwnProperty.call(handlers, name) ? handlers[name] : undefined;
+      const handler = Object.prototype.hasOwnProperty.call(handlers, name) ? handlers[name as keyof ClientToServerEvents] : undefined;
       if (!handler) return fail({ code: 'BAD_REQUEST', message: `unknown event ${JSON.stringify(name.slice(0, 64))}` });
       const payload = ack ? (args.length > 1 ? args[0] : undefined) : args[0];
       handler(socket, payload).then(
