@@ -8,8 +8,8 @@
  * - `transport.writable`: nothing is in flight, so nothing is outstanding.
  *
  * The one place that relies on how engine.io writes (the meaning of those events and of `writable`, which
- * socket.io does not document as a contract). Checked against engine.io 6.6.12 (socket.io 4.8.4,
- * engine.io/build/socket.js `sendPacket` and `flush`); check again when either is upgraded
+ * socket.io does not document as a contract). Checked against engine.io 6.6.12 (socket.io 4.8.4; its
+ * Socket's `sendPacket` and `flush`); check again when either is upgraded
  * (tests/unit/outbox.unit.test.ts pins the reading, tests/stalled-client.test.ts and
  * tests/outbound-budget.test.ts the behaviour on a real server).
  */
