@@ -15,9 +15,9 @@ import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { userMaxima } from './runs/user-stats.js';
 import { createSocketServer } from './realtime/socket-server.js';
-import { createRateLimiter } from './realtime/rate-limiter.js';
-import { createTicketStore } from './auth/tickets.js';
-import { createEventRelay, type Broadcast } from './runs/event-relay.js';
+import { createInProcessEventBus } from './bus/in-process/in-process-bus.js';
+import { createInProcessSharedState } from './shared/in-process/index.js';
+import { createEventRelay } from './runs/event-relay.js';
 import { createRunService, type RunService } from './runs/run-service.js';
 import { localStateDir } from './store/database-target.js';
 import { openStore } from './store/open-store.js';
@@ -125,8 +125,12 @@ export async function startAtoll(config: Config, log: Logger) {
     handle: (cell, msg, runOf) => gate!.handle(cell, msg, runOf),
   };
 
-  let broadcast: Broadcast = () => undefined;
-  const relay = createEventRelay({ store, broadcast: (u, e) => broadcast(u, e), metrics, log });
+  // The event bus: the relay publishes committed events, the socket server (started below) delivers them.
+  const bus = createInProcessEventBus();
+  // Tickets, rate limits, connection counts, idempotency: created here, started with the sockets below.
+  const shared = createInProcessSharedState(config);
+  // RELAY ← BUS: the relay's own branch passes `bus` here (it publishes with bus.publish(envelope)).
+  const relay = createEventRelay({ store, broadcast: (_userId, e) => bus.publish(e), metrics, log });
   runs = createRunService({
     store,
     relay,
@@ -158,26 +162,19 @@ export async function startAtoll(config: Config, log: Logger) {
     throw err;
   }
 
-  const tickets = createTicketStore();
-  const limits = {
-    user: createRateLimiter(config.rateLimits.user),
-    ip: createRateLimiter(config.rateLimits.ip),
-    authFailures: createRateLimiter(config.rateLimits.authFailures),
-  };
+  await shared.start();
   const web = { dir: path.join(ROOT, 'web/dist'), llmConfigured: Boolean(config.agentSettings.llm.baseUrl && config.agentSettings.llm.model) };
-  const app = createHttpApp({ store, runs, cells, tokens, metrics, log, devLogin: config.devLogin, maxInputBytes: config.maxInputBytes, tickets, limits, web, corsOrigins: config.corsOrigins });
+  const app = createHttpApp({ store, runs, cells, tokens, metrics, log, devLogin: config.devLogin, maxInputBytes: config.maxInputBytes, tickets: shared.tickets, limits: shared.limits, web, corsOrigins: config.corsOrigins });
   httpServer.on('request', app);
   const sockets = createSocketServer({
     http: httpServer,
     tokens,
-    tickets,
+    bus,
+    shared,
     runs,
     store,
     log,
-    limits,
     maxInputBytes: config.maxInputBytes,
-    maxConnectionsPerUser: config.maxConnectionsPerUser,
-    maxConnectionsPerIp: config.maxConnectionsPerIp,
     maxBufferedPackets: config.socketMaxBufferedPackets,
     maxBufferedBytes: config.socketMaxBufferedBytes,
     stallTimeoutMs: config.socketStallTimeoutMs,
@@ -186,7 +183,7 @@ export async function startAtoll(config: Config, log: Logger) {
     onEventsDropped: (n) => metrics.eventsDropped.inc({ reason: 'socket_backpressure' }, n),
     corsOrigins: config.corsOrigins,
   });
-  broadcast = (_userId, envelope) => sockets.deliver(envelope);
+  sockets.start();
   socketConnections = sockets.connections;
   socketOutboundBytes = sockets.outboundBytes;
 
@@ -206,8 +203,10 @@ export async function startAtoll(config: Config, log: Logger) {
         log.info({ grace_ms: config.shutdownGraceMs }, 'shutting down');
         await runs.drain(config.shutdownGraceMs);
         sockets.io.emit('server_shutdown', { reason: 'the server is shutting down' });
-        sockets.stop();
         await new Promise<void>((resolve) => sockets.io.close(() => resolve()));
+        sockets.stop();
+        await bus.stop();
+        await shared.stop();
         governor.stop();
         await cells.stop(5000);
         metrics.stop();

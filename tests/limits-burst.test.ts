@@ -99,3 +99,23 @@ describe('bursts', () => {
     expect(err?.data).toMatchObject({ code: 'RATE_LIMITED', message: expect.stringMatching(/failed handshakes from this address/) });
   });
 });
+
+describe('a burst of failed handshakes', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer({ CELLS: '1', THREADS_PER_CELL: '1', RATE_LIMIT_AUTH_FAILURES_BURST: '3', RATE_LIMIT_AUTH_FAILURES_PER_MIN: '1', SHUTDOWN_GRACE_MS: '0' });
+  });
+  afterAll(() => server.stop());
+
+  test('150 CONNECT packets with a bad token in one long-polling POST: 3 are UNAUTHORIZED, the other 147 RATE_LIMITED', async () => {
+    // The handshakes are checked concurrently: each failure must be counted before the next check passes.
+    const session = await pollingSession(server.url);
+    await session.post(Array.from({ length: 150 }, () => `40${JSON.stringify({ token: 'not-a-token' })}`));
+    const answers: string[] = [];
+    const deadline = Date.now() + 30_000;
+    while (answers.filter((p) => p.startsWith('44')).length < 150 && Date.now() < deadline) answers.push(...(await session.read()));
+    const codes = answers.filter((p) => p.startsWith('44')).map((p) => (JSON.parse(p.slice(2)) as { data: { code: string } }).data.code);
+    expect(codes.filter((c) => c === 'UNAUTHORIZED')).toHaveLength(3);
+    expect(codes.filter((c) => c === 'RATE_LIMITED')).toHaveLength(147);
+  }, 60_000);
+});

@@ -10,8 +10,7 @@ import { DevLoginBody, parse } from '../../protocol/requests.js';
 import type { RunService } from '../runs/run-service.js';
 import type { RunStore } from '../store/store.js';
 import { requireUser, sessionOf, userOf } from './auth.js';
-import type { TicketStore } from '../auth/tickets.js';
-import type { RateLimiter } from '../realtime/rate-limiter.js';
+import type { RateLimiter, Tickets } from '../shared/shared-state.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { originAllowed } from './origin.js';
 import { metaRoutes } from './routes/meta.js';
@@ -29,7 +28,7 @@ export interface HttpDeps {
   log: Logger;
   devLogin: boolean;
   maxInputBytes: number;
-  tickets: TicketStore;
+  tickets: Tickets;
   /** Shared with the socket server: one budget per user and per IP across HTTP and socket messages. */
   limits: { user: RateLimiter; ip: RateLimiter };
   /** The chat page: where its built files are, and whether a model is connected (the page says how to). */
@@ -55,8 +54,8 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   });
   app.use(cors({ origin: [...deps.corsOrigins], allowedHeaders: ['authorization', 'content-type', 'idempotency-key'], exposedHeaders: ['retry-after', 'idempotent-replayed'], maxAge: 600 }));
   // Per-IP budget first, before a body is even parsed; health and metrics stay free for probes.
-  app.use('/v1', (req, _res, next) => {
-    deps.limits.ip.take(`ip:${req.ip ?? req.socket.remoteAddress ?? 'unknown'}`, 'requests from this address');
+  app.use('/v1', async (req, _res, next) => {
+    await deps.limits.ip.take(`ip:${req.ip ?? req.socket.remoteAddress ?? 'unknown'}`, 'requests from this address');
     next();
   });
   app.use(express.json({ limit: Math.max(deps.maxInputBytes * 2, 100_000) }));
@@ -89,12 +88,12 @@ export function createHttpApp(deps: HttpDeps): express.Express {
 
   const v1 = express.Router();
   v1.use(requireUser(deps.tokens));
-  v1.use((_req, res, next) => {
-    deps.limits.user.take(`user:${userOf(res)}`, 'requests for this user');
+  v1.use(async (_req, res, next) => {
+    await deps.limits.user.take(`user:${userOf(res)}`, 'requests for this user');
     next();
   });
-  v1.post('/auth/ticket', (_req, res) => {
-    res.status(201).json(deps.tickets.issue(sessionOf(res)));
+  v1.post('/auth/ticket', async (_req, res) => {
+    res.status(201).json(await deps.tickets.issue(sessionOf(res)));
   });
   v1.get('/agents', (_req, res) => {
     res.json({ agents: deps.cells.agents() });

@@ -3,63 +3,57 @@
  * handshake's middleware for every CONNECT packet (150 can arrive in one long-polling POST) before any of
  * them is connected, so a count of connected sockets lets a burst pass together. A slot is held from the
  * claim until the socket disconnects or its transport closes, whichever comes first.
+ *
+ * Two parts: one socket per engine.io connection, checked here (a connection lives on one node), and the
+ * per-user and per-address caps, counted in the shared state (a user's sockets may be on several nodes).
  */
 import { CodedError } from '../../protocol/errors.js';
+import type { ConnectionCounts } from '../shared/shared-state.js';
 
-export interface ConnectionLimits {
-  perUser: number;
-  perIp: number;
+/** The parts of an engine.io connection (socket.conn) a slot watches. */
+export interface EngineLifecycle {
+  readyState: string;
+  once(event: 'close', listener: () => void): unknown;
+  off(event: 'close', listener: () => void): unknown;
 }
 
-export function createConnectionSlots(limits: ConnectionLimits) {
-  const byUser = new Map<string, Set<string>>();
-  const byIp = new Map<string, Set<string>>();
+export function createConnectionSlots(counts: ConnectionCounts) {
   /** engine.io connections that already carry a socket (being handshaked or connected): one each. */
   const engines = new WeakSet<object>();
-  let held = 0;
-
-  const add = (map: Map<string, Set<string>>, key: string, id: string) => {
-    const set = map.get(key) ?? new Set<string>();
-    set.add(id);
-    map.set(key, set);
-  };
-  const drop = (map: Map<string, Set<string>>, key: string, id: string) => {
-    const set = map.get(key);
-    set?.delete(id);
-    if (set && set.size === 0) map.delete(key);
-  };
 
   return {
     /**
      * Claims a slot for socket `id` of `userId` from `ip` over the engine.io connection `engine`, or throws
      * (BAD_REQUEST for a second socket on one connection, RATE_LIMITED over a cap). Returns the release,
-     * safe to call more than once.
+     * safe to call more than once; the slot is also released when `engine` closes.
      */
-    claim(id: string, userId: string, ip: string, engine: object): () => void {
+    async claim(id: string, userId: string, ip: string, engine: EngineLifecycle): Promise<() => void> {
+      // Marked before the shared claim is awaited: other CONNECTs on this connection meanwhile are refused.
       if (engines.has(engine)) throw new CodedError('BAD_REQUEST', 'this connection already has a socket; open one socket per connection');
-      if ((byUser.get(userId)?.size ?? 0) >= limits.perUser) {
-        throw new CodedError('RATE_LIMITED', `too many connections for this user (MAX_CONNECTIONS_PER_USER=${limits.perUser})`, { retryAfterSeconds: 5 });
-      }
-      if ((byIp.get(ip)?.size ?? 0) >= limits.perIp) {
-        throw new CodedError('RATE_LIMITED', `too many connections from this address (MAX_CONNECTIONS_PER_IP=${limits.perIp})`, { retryAfterSeconds: 5 });
-      }
+      if (engine.readyState !== 'open') throw new CodedError('BAD_REQUEST', 'the connection closed during the handshake');
       engines.add(engine);
-      add(byUser, userId, id);
-      add(byIp, ip, id);
-      held++;
+      let releaseShared: (() => Promise<void>) | null = null;
       let released = false;
-      return () => {
+      const release = () => {
         if (released) return;
         released = true;
+        engine.off('close', release);
         engines.delete(engine);
-        drop(byUser, userId, id);
-        drop(byIp, ip, id);
-        held--;
+        void releaseShared?.();
       };
-    },
-    /** Slots held: sockets connected or being handshaked. */
-    get held() {
-      return held;
+      // Watched from before the await: a transport that closes meanwhile must not leave a count behind.
+      engine.once('close', release);
+      try {
+        releaseShared = await counts.claim(id, userId, ip);
+      } catch (err) {
+        release();
+        throw err;
+      }
+      if (released) {
+        void releaseShared();
+        throw new CodedError('BAD_REQUEST', 'the connection closed during the handshake');
+      }
+      return release;
     },
   };
 }

@@ -10,9 +10,20 @@
  *   is told `resync_required {run_id, last_seq}` once, so it replays from the log instead of growing our memory;
  * - one replay sends at most `maxAckBytes`; the rest is read with another subscribe_run from the cursor.
  */
-import type { Socket } from 'socket.io';
 import type { RunEventEnvelope } from '../../protocol/events.js';
 import { watchOutbox, type Outbox } from './outbox.js';
+import type { AtollSocket } from './socket-types.js';
+
+type Socket = AtollSocket;
+
+/**
+ * Sends an envelope under its type's event name. socket.io's typed emit cannot tie a name to its payload
+ * when the envelope's type is a union; the contract (ServerToClientEvents) says each run event carries
+ * its own envelope, which is what this does.
+ */
+function emitEnvelope(socket: Socket, e: RunEventEnvelope): void {
+  (socket.emit as (event: RunEventEnvelope['type'], envelope: RunEventEnvelope) => boolean)(e.type, e);
+}
 
 interface SocketState {
   socket: Socket;
@@ -80,7 +91,7 @@ export function createDelivery(opts: DeliveryOptions) {
       return;
     }
     flushMerged(state, e.run_id);
-    state.socket.emit(e.type, e);
+    emitEnvelope(state.socket, e);
     if (e.type === 'agent_completed') state.cursors.delete(e.run_id);
     else state.cursors.set(e.run_id, e.seq);
   }
@@ -94,11 +105,11 @@ export function createDelivery(opts: DeliveryOptions) {
     const { events } = merging;
     const last = events[events.length - 1];
     if (events.length === 1) {
-      state.socket.emit(last.type, last);
+      emitEnvelope(state.socket, last);
       return;
     }
     const text = events.map((x) => String((x.payload as { text?: unknown }).text ?? '')).join('');
-    state.socket.emit(last.type, { ...last, payload: { text }, coalesced_from_seq: events[0].seq });
+    emitEnvelope(state.socket, { ...last, payload: { text }, coalesced_from_seq: events[0].seq });
   }
 
   return {
@@ -179,7 +190,7 @@ export function createDelivery(opts: DeliveryOptions) {
               cut = true;
               break read;
             }
-            state.socket.emit(e.type, e);
+            emitEnvelope(state.socket, e);
             sent += bytes;
             cursor = e.seq;
           }

@@ -1,11 +1,17 @@
 /**
  * What a socket has been sent and not yet taken: bytes and packets handed to engine.io that its transport
  * has not finished writing. socket.io has no backpressure (socketio/socket.io#3158); this measures it from
- * engine.io's public surface instead of its private write buffer:
+ * engine.io's events instead of its private `writeBuffer`:
  * - `packetCreate`: a packet is queued for the client;
  * - `flush`: the queued packets go to the transport, which only happens once the previous batch is written,
  *   so that previous batch is done;
  * - `transport.writable`: nothing is in flight, so nothing is outstanding.
+ *
+ * The one place that relies on how engine.io writes (the meaning of those events and of `writable`, which
+ * socket.io does not document as a contract). Checked against engine.io 6.6.12 (socket.io 4.8.4; its
+ * Socket's `sendPacket` and `flush`); check again when either is upgraded
+ * (tests/unit/outbox.unit.test.ts pins the reading, tests/stalled-client.test.ts and
+ * tests/outbound-budget.test.ts the behaviour on a real server).
  */
 /** The parts of an engine.io connection (socket.conn) this reads. */
 export interface EngineConnection {

@@ -1,40 +1,47 @@
 /**
- * socket.io: the handshake authenticates (token or single-use ticket → user id), each socket joins its own
- * user's room and no other, every client event is rate-limited and validated before use, and run events
- * reach each of the user's sockets through the delivery layer (exactly once, in order, with replay).
+ * socket.io: the handshake authenticates (token or single-use ticket → user id), every client event is
+ * rate-limited and validated before use, and run events, received from the event bus, reach each of the
+ * user's sockets through the delivery layer (exactly once, in order, with replay). Delivery is per socket,
+ * not per room: each socket has its own cursors and backpressure (server/realtime/delivery.ts).
  */
 import type { Server as HttpServer } from 'node:http';
-import { Server, type Socket } from 'socket.io';
-import type { TicketStore } from '../auth/tickets.js';
+import { Server } from 'socket.io';
 import type { Session, TokenService } from '../auth/tokens.js';
+import type { EventBus } from '../bus/event-bus.js';
 import type { Logger } from '../logger.js';
 import { CodedError, toErrorBody, type ErrorBody } from '../../protocol/errors.js';
-import type { RunEventEnvelope } from '../../protocol/events.js';
+import type { ClientToServerEvents, ReplyOf } from '../../protocol/socket-events.js';
 import { RefreshTokenBody, StartRunBody, StopRunBody, SubscribeRunBody, ThreadHistoryBody, normalizeInput, parse } from '../../protocol/requests.js';
 import { originAllowed } from '../http/origin.js';
 import { messageView, pageBySize } from '../http/views.js';
 import type { RunService } from '../runs/run-service.js';
+import type { SharedState } from '../shared/shared-state.js';
 import type { RunStore } from '../store/store.js';
 import { createConnectionSlots } from './connection-slots.js';
 import { createDelivery } from './delivery.js';
-import type { RateLimiter } from './rate-limiter.js';
+import type { AtollServer, AtollSocket } from './socket-types.js';
 
 type Ack = (reply: unknown) => void;
 
-export const roomOf = (userId: string) => `user:${userId}`;
+/** What the front keeps about a socket on this node only (never in socket.data, which may cross nodes). */
+interface SocketLocal {
+  releaseSlot: () => void;
+  expiryTimers: NodeJS.Timeout[];
+  /** Large answers being prepared for it (see withRoom). */
+  preparing: number;
+}
 
 export interface SocketServerDeps {
   http: HttpServer;
   tokens: TokenService;
-  tickets: TicketStore;
+  /** Where committed run events arrive from (any node's relay). */
+  bus: EventBus;
+  /** Tickets, connection counts and rate limits (user, ip: messages; authFailures: failed handshakes per address). */
+  shared: Pick<SharedState, 'tickets' | 'limits' | 'connections'>;
   runs: RunService;
   store: RunStore;
   log: Logger;
-  /** user, ip: messages; authFailures: failed handshakes per address. */
-  limits: { user: RateLimiter; ip: RateLimiter; authFailures: RateLimiter };
   maxInputBytes: number;
-  maxConnectionsPerUser: number;
-  maxConnectionsPerIp: number;
   maxBufferedPackets: number;
   /** SOCKET_MAX_BUFFERED_BYTES: unsent bytes a socket may have; one answer (ack, replay) sends at most a quarter. */
   maxBufferedBytes: number;
@@ -57,7 +64,8 @@ const REPLAY_PAGE = 500;
 
 export function createSocketServer(deps: SocketServerDeps) {
   const { tokens, runs, store, log } = deps;
-  const io = new Server(deps.http, {
+  const { tickets, limits } = deps.shared;
+  const io: AtollServer = new Server(deps.http, {
     maxHttpBufferSize: transportCap(deps.maxInputBytes),
     serveClient: false,
     // A page of another origin cannot open a socket (browsers always send Origin; other clients need none).
@@ -69,70 +77,88 @@ export function createSocketServer(deps: SocketServerDeps) {
   });
   const maxAckBytes = Math.floor(deps.maxBufferedBytes / 4);
   const delivery = createDelivery({ maxBufferedPackets: deps.maxBufferedPackets, maxBufferedBytes: deps.maxBufferedBytes, maxAckBytes, onDropped: deps.onEventsDropped });
+  const local = new WeakMap<AtollSocket, SocketLocal>();
+  const localOf = (socket: AtollSocket): SocketLocal => {
+    let l = local.get(socket);
+    if (!l) local.set(socket, (l = { releaseSlot: () => undefined, expiryTimers: [], preparing: 0 }));
+    return l;
+  };
   /**
    * Runs `answer` (one that can be large: a history page, a replay) if the socket has room for it: its unsent
    * bytes plus a full-size answer for each one already being prepared stay within its budget. Counting the
    * ones being prepared matters: a burst of requests all passes a check of what was already sent.
    */
-  async function withRoom<T>(socket: Socket, answer: () => Promise<T>): Promise<T> {
-    const preparing = (socket.data.preparing as number | undefined) ?? 0;
+  async function withRoom<T>(socket: AtollSocket, answer: () => Promise<T>): Promise<T> {
+    const l = localOf(socket);
+    const preparing = l.preparing;
     const buffered = delivery.bufferedBytes(socket);
     if (delivery.overBudget(socket) || buffered + (preparing + 1) * maxAckBytes > deps.maxBufferedBytes) {
       throw new CodedError('RATE_LIMITED', `this connection has ${buffered} bytes it has not read yet and ${preparing} answers on their way (SOCKET_MAX_BUFFERED_BYTES=${deps.maxBufferedBytes}); read them, then retry`, { retryAfterSeconds: 1 });
     }
-    socket.data.preparing = preparing + 1;
+    l.preparing = preparing + 1;
     try {
       return await answer();
     } finally {
-      socket.data.preparing = (socket.data.preparing as number) - 1;
+      l.preparing--;
     }
   }
-  // A socket that takes nothing of what it was sent holds memory here until it goes: past the time budget
-  // it is cut off (its unsent data discarded), and says so in the log and a metric.
-  const stallSweep = setInterval(() => {
+  /**
+   * A socket that takes nothing of what it was sent holds memory here until it goes: past the time budget
+   * it is cut off (its unsent data discarded), and says so in the log and a metric.
+   */
+  function sweepStalled(): void {
     for (const { socket, bytes, stalledMs } of delivery.stalled(deps.stallTimeoutMs)) {
       log.warn({ socket_id: socket.id, user_id: socket.data.userId, buffered_bytes: bytes, stalled_ms: stalledMs }, 'socket stalled; disconnected');
       deps.onStalledDisconnect();
-      delivery.remove(socket.data.userId as string, socket);
+      delivery.remove(socket.data.userId, socket);
       socket.conn.close(true);
     }
-  }, Math.min(1000, deps.stallTimeoutMs));
-  stallSweep.unref();
-  const slots = createConnectionSlots({ perUser: deps.maxConnectionsPerUser, perIp: deps.maxConnectionsPerIp });
-  const ipOf = (socket: Socket) => socket.handshake.address || 'unknown';
+  }
+  let stallSweep: NodeJS.Timeout | null = null;
+  let unsubscribe: (() => void) | null = null;
+  const slots = createConnectionSlots(deps.shared.connections);
+  const ipOf = (socket: AtollSocket) => socket.handshake.address || 'unknown';
 
-  /** The session of a handshake; a failed one costs its address a token of the failed-handshake budget. */
-  function authenticate(socket: Socket): Session {
-    const ip = ipOf(socket);
-    deps.limits.authFailures.check(`ip:${ip}`, 'failed handshakes from this address');
+  /**
+   * The session of a handshake; a failed one costs its address a token of the failed-handshake budget.
+   * The failure takes its token (take, atomic) rather than spending it after a check: handshakes are
+   * awaited concurrently, so a burst of failures all passes the check before any of them is counted.
+   */
+  async function authenticate(socket: AtollSocket): Promise<Session> {
+    const key = `ip:${ipOf(socket)}`;
+    const what = 'failed handshakes from this address';
+    await limits.authFailures.check(key, what);
     try {
       const auth = (socket.handshake.auth ?? {}) as { token?: unknown; ticket?: unknown };
-      const session: Session = auth.ticket !== undefined ? deps.tickets.redeem(auth.ticket) : tokens.session(auth.token);
+      const session: Session = auth.ticket !== undefined ? await tickets.redeem(auth.ticket) : tokens.session(auth.token);
       if (session.expiresAt !== null && session.expiresAt <= Date.now()) throw new CodedError('UNAUTHORIZED', 'token expired');
       return session;
     } catch (err) {
-      deps.limits.authFailures.spend(`ip:${ip}`);
+      await limits.authFailures.take(key, what);
       throw err;
     }
   }
 
+  /** Authenticates the handshake and claims its connection slot, released on disconnect or transport close. */
+  async function admit(socket: AtollSocket): Promise<void> {
+    const session = await authenticate(socket);
+    localOf(socket).releaseSlot = await slots.claim(socket.id, session.userId, ipOf(socket), socket.conn);
+    socket.data.userId = session.userId;
+    socket.data.expiresAt = session.expiresAt;
+  }
+
   io.use((socket, next) => {
-    try {
-      const session = authenticate(socket);
-      const release = slots.claim(socket.id, session.userId, ipOf(socket), socket.conn);
-      // Released on disconnect, or when the transport closes before the socket ever connected.
-      socket.data.releaseSlot = release;
-      socket.conn.once('close', release);
-      socket.data.userId = session.userId;
-      socket.data.expiresAt = session.expiresAt;
-      next();
-    } catch (err) {
-      const body = toErrorBody(err);
-      next(Object.assign(new Error(body.code), { data: body }));
-    }
+    admit(socket).then(
+      () => next(),
+      (err) => {
+        const body = toErrorBody(err);
+        next(Object.assign(new Error(body.code), { data: body }));
+      },
+    );
   });
 
-  const handlers: Record<string, (socket: Socket, payload: unknown) => Promise<unknown>> = {
+  /** One per client event: the payload arrives unchecked (parsed here), the answer is the contract's ack. */
+  const handlers: { [E in keyof ClientToServerEvents]: (socket: AtollSocket, payload: unknown) => Promise<ReplyOf<E>> } = {
     async start_agent(socket, payload) {
       const body = parse(StartRunBody, payload, 'start_agent payload');
       const run = await runs.start(socket.data.userId, {
@@ -178,13 +204,15 @@ export function createSocketServer(deps: SocketServerDeps) {
   };
 
   /** Warns a socket before its token expires and disconnects it at expiry unless it refreshed meanwhile. */
-  function scheduleExpiry(socket: Socket): void {
-    for (const t of (socket.data.expiryTimers as NodeJS.Timeout[] | undefined) ?? []) clearTimeout(t);
-    const expiresAt = socket.data.expiresAt as number | null;
+  function scheduleExpiry(socket: AtollSocket): void {
+    const l = localOf(socket);
+    for (const t of l.expiryTimers) clearTimeout(t);
+    l.expiryTimers = [];
+    const expiresAt = socket.data.expiresAt;
     if (expiresAt === null) return;
     const now = Date.now();
     const warnIn = Math.max(0, expiresAt - deps.tokenExpiryWarningMs - now);
-    socket.data.expiryTimers = [
+    l.expiryTimers = [
       setTimeout(() => socket.emit('token_expiring', { expires_at: new Date(expiresAt).toISOString() }), warnIn),
       setTimeout(() => {
         socket.emit('unauthorized', { error: { code: 'UNAUTHORIZED', message: 'token expired' } });
@@ -194,31 +222,31 @@ export function createSocketServer(deps: SocketServerDeps) {
   }
 
   io.on('connection', (socket) => {
-    const userId = socket.data.userId as string;
+    const userId = socket.data.userId;
     const ip = ipOf(socket);
-    void socket.join(roomOf(userId));
     delivery.add(userId, socket);
     scheduleExpiry(socket);
     socket.on('disconnect', () => {
       delivery.remove(userId, socket);
-      for (const t of (socket.data.expiryTimers as NodeJS.Timeout[] | undefined) ?? []) clearTimeout(t);
-      const release = socket.data.releaseSlot as () => void;
-      socket.conn.off('close', release);
-      release();
+      const l = localOf(socket);
+      for (const t of l.expiryTimers) clearTimeout(t);
+      l.releaseSlot();
     });
-    socket.onAny((event: unknown, ...args: unknown[]) => {
+    // Every event goes through one gate (rate limits, unknown names, validation), so it is read untyped here
+    // and each handler parses its payload with its schema.
+    socket.onAny(async (event: unknown, ...args: unknown[]) => {
       const ack: Ack | null = typeof args.at(-1) === 'function' ? (args.at(-1) as Ack) : null;
       const name = typeof event === 'string' ? event : String(event);
       const fail = (error: ErrorBody & { retry_after_ms?: number }) => (ack ? ack({ error }) : socket.emit('request_error', { event: name.slice(0, 64), error }));
       try {
         // Every message costs a token of its user's and its address's budgets, known event or not.
-        deps.limits.user.take(`user:${userId}`, 'messages for this user');
-        deps.limits.ip.take(`ip:${ip}`, 'messages from this address');
+        await limits.user.take(`user:${userId}`, 'messages for this user');
+        await limits.ip.take(`ip:${ip}`, 'messages from this address');
       } catch (err) {
         const body = toErrorBody(err);
         return fail({ ...body, retry_after_ms: ((err as CodedError).retryAfterSeconds ?? 1) * 1000 });
       }
-      const handler = Object.prototype.hasOwnProperty.call(handlers, name) ? handlers[name] : undefined;
+      const handler = Object.prototype.hasOwnProperty.call(handlers, name) ? handlers[name as keyof ClientToServerEvents] : undefined;
       if (!handler) return fail({ code: 'BAD_REQUEST', message: `unknown event ${JSON.stringify(name.slice(0, 64))}` });
       const payload = ack ? (args.length > 1 ? args[0] : undefined) : args[0];
       handler(socket, payload).then(
@@ -234,13 +262,23 @@ export function createSocketServer(deps: SocketServerDeps) {
 
   return {
     io,
-    deliver(envelope: RunEventEnvelope): void {
-      delivery.deliver(envelope);
-    },
     /** Connected sockets (not engine.io connections: one of those may have tried to carry several). */
     connections: () => io.of('/').sockets.size,
     /** Bytes sent to sockets and not yet taken by them. */
     outboundBytes: () => delivery.outboundBytes(),
-    stop: () => clearInterval(stallSweep),
+    /** Starts delivering the bus's events to this node's sockets, and the stall sweep. */
+    start(): void {
+      unsubscribe ??= deps.bus.subscribe((envelope) => delivery.deliver(envelope));
+      if (!stallSweep) {
+        stallSweep = setInterval(sweepStalled, Math.min(1000, deps.stallTimeoutMs));
+        stallSweep.unref();
+      }
+    },
+    stop(): void {
+      unsubscribe?.();
+      unsubscribe = null;
+      if (stallSweep) clearInterval(stallSweep);
+      stallSweep = null;
+    },
   };
 }

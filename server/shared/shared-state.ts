@@ -3,10 +3,17 @@
  * buckets, connection counts and the requests being accepted right now (idempotency). Each is asynchronous
  * so that an implementation may live outside the process.
  *
+ * Every operation that checks and changes (redeem, take, claim) must be atomic in the implementation: callers
+ * await it, so requests that arrive together interleave, and a separate check then change would let a burst
+ * pass one check together (tests/limits-burst.test.ts pins the exact counts).
+ *
  * One implementation per folder: in-process/ (one node: maps in memory). A shared one (Redis) goes in a
  * folder of its own beside it.
  */
 import type { Session } from '../auth/tokens.js';
+
+/** How long a connection ticket is valid. */
+export const TICKET_TTL_MS = 300_000;
 
 export interface Tickets {
   /** A single-use ticket for `session`, valid TICKET_TTL_MS. */
@@ -21,14 +28,12 @@ export interface RateLimiter {
   take(key: string, what: string): Promise<void>;
   /** Throws RATE_LIMITED like take when no token is left, without spending one. */
   check(key: string, what: string): Promise<void>;
-  /** Spends one token if there is one, never throws (for costs counted after the fact, like a failure). */
-  spend(key: string): Promise<void>;
 }
 
 /** Sockets connected (or being handshaked) per user and per address, against their caps. */
 export interface ConnectionCounts {
   /** Claims a slot or throws RATE_LIMITED over a cap; returns the release (safe to call more than once). */
-  claim(socketId: string, userId: string, ip: string): Promise<() => void>;
+  claim(socketId: string, userId: string, ip: string): Promise<() => Promise<void>>;
 }
 
 /** Requests being accepted right now, by idempotency key: a duplicate waits for the first one's answer. */
@@ -39,9 +44,11 @@ export interface InFlight {
 
 export interface SharedState {
   tickets: Tickets;
+  /** user, ip: messages and HTTP requests; authFailures: failed socket handshakes per address. */
   limits: { user: RateLimiter; ip: RateLimiter; authFailures: RateLimiter };
   connections: ConnectionCounts;
   inFlight: InFlight;
+  /** Starts what runs in the background (the in-process one: sweeps of forgotten entries). */
   start(): Promise<void>;
   stop(): Promise<void>;
 }

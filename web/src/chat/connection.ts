@@ -6,7 +6,10 @@
 import { io, type Socket } from 'socket.io-client';
 import { ApiError } from '../shared/api';
 import { isRunEventEnvelope as isEnvelope, type AnyRunEventEnvelope as Envelope } from '../../../protocol/events';
+import type { ClientToServerEvents, PayloadOf, ReplyOf, ServerToClientEvents } from '../../../protocol/socket-events';
 import { type WireError as ErrorBody } from '../../../protocol/views';
+
+export type RequestName = keyof ClientToServerEvents;
 
 export interface ConnectionEvents {
   /** `again` is false the first time, true after every reconnection. */
@@ -22,13 +25,14 @@ export interface ConnectionEvents {
 }
 
 export interface Connection {
-  request<T>(event: string, payload: unknown, timeoutMs?: number): Promise<T>;
+  /** Sends a client event and resolves with its ack's answer, or throws the ack's coded error. */
+  request<E extends RequestName>(event: E, payload: PayloadOf<E>, timeoutMs?: number): Promise<ReplyOf<E>>;
   readonly connected: boolean;
   close(): void;
 }
 
 export function openConnection(token: () => string, on: ConnectionEvents): Connection {
-  const socket: Socket = io({
+  const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io({
     auth: (cb) => cb({ token: token() }),
     // WebSocket first; long polling only when a WebSocket cannot be opened.
     transports: ['websocket', 'polling'],
@@ -55,23 +59,25 @@ export function openConnection(token: () => string, on: ConnectionEvents): Conne
     if (err.data.code !== 'UNAUTHORIZED' && !socket.active) setTimeout(() => socket.connect(), 2000 + Math.random() * 2000);
   });
   socket.io.on('reconnect_attempt', (n) => on.reconnecting(n));
-  socket.on('resync_required', (p: { run_id: string; last_seq: number }) => on.resyncRequired(p.run_id, p.last_seq));
-  socket.on('token_expiring', (p: { expires_at: string }) => on.tokenExpiring(p.expires_at));
+  socket.on('resync_required', (p) => on.resyncRequired(p.run_id, p.last_seq));
+  socket.on('token_expiring', (p) => on.tokenExpiring(p.expires_at));
   socket.on('server_shutdown', () => on.serverShutdown());
   socket.onAny((_name: string, payload: unknown) => {
     if (isEnvelope(payload)) on.envelope(payload);
   });
 
   return {
-    async request<T>(event: string, payload: unknown, timeoutMs = 15_000): Promise<T> {
-      let reply: (T & { error?: ErrorBody }) | undefined;
+    async request<E extends RequestName>(event: E, payload: PayloadOf<E>, timeoutMs = 15_000): Promise<ReplyOf<E>> {
+      let reply: (ReplyOf<E> & { error?: ErrorBody }) | undefined;
+      // One call for every event name: socket.io's typed emitWithAck cannot pair a generic name with its payload.
+      const timed = socket.timeout(timeoutMs) as unknown as { emitWithAck(event: E, payload: PayloadOf<E>): Promise<typeof reply> };
       try {
-        reply = await socket.timeout(timeoutMs).emitWithAck(event, payload);
+        reply = await timed.emitWithAck(event, payload);
       } catch {
         throw new ApiError('NO_ACK', `no acknowledgement of ${event} within ${timeoutMs / 1000} s`, 0);
       }
       if (reply && typeof reply === 'object' && reply.error) throw new ApiError(reply.error.code, reply.error.message, 0, reply.error.retry_after_ms ?? null);
-      return reply as T;
+      return reply as ReplyOf<E>;
     },
     get connected() {
       return socket.connected;

@@ -14,7 +14,8 @@ import { randomId } from '../shared/ids';
 import { type AnyRunEventEnvelope as Envelope } from '../../../protocol/events';
 import { type MessageView, type PageMeta, type ThreadView } from '../../../protocol/views';
 import { setUpComposer } from './composer';
-import { openConnection, type Connection } from './connection';
+import { openConnection, type Connection, type RequestName } from './connection';
+import type { PayloadOf, ReplyOf } from '../../../protocol/socket-events';
 import { createConversation, emptyState, type Conversation } from './conversation';
 import type { RunState } from './run-state';
 import { createSessionStore, type Session } from './session';
@@ -148,10 +149,10 @@ function startChatPage(): void {
   }
 
   /** A socket request, waiting out the server's rate limit instead of failing on it. */
-  async function requestPatiently<T>(event: string, payload: unknown): Promise<T> {
+  async function requestPatiently<E extends RequestName>(event: E, payload: PayloadOf<E>): Promise<ReplyOf<E>> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await conn!.request<T>(event, payload);
+        return await conn!.request(event, payload);
       } catch (err) {
         if (!(err instanceof ApiError && err.code === 'RATE_LIMITED' && attempt < 20)) throw err;
         await new Promise((r) => setTimeout(r, err.retryAfterMs ?? 1000));
@@ -177,7 +178,7 @@ function startChatPage(): void {
     // The history pages forward from the oldest message, so a long thread is read to its end: its newest
     // runs are the ones that matter.
     for (;;) {
-      const reply = await requestPatiently<{ messages: MessageView[]; next_after: number | null }>('get_thread_history', { thread_id: conv.threadId, after, limit: HISTORY_PAGE });
+      const reply = await requestPatiently('get_thread_history', { thread_id: conv.threadId, after, limit: HISTORY_PAGE });
       messages.push(...reply.messages);
       if (reply.next_after === null) break;
       after = reply.next_after;
@@ -235,7 +236,7 @@ function startChatPage(): void {
         els.title.textContent = threads.find((t) => t.id === threadId)?.title ?? 'Conversation';
         renderThreads();
       }
-      const ack = await conn.request<{ run_id: string; thread_id: string }>('start_agent', { agent, input: text, thread_id: threadId, correlation_id: correlationId });
+      const ack = await conn.request('start_agent', { agent, input: text, thread_id: threadId, correlation_id: correlationId });
       mine.add(ack.run_id);
       conv.bind(run, ack.run_id, ack.thread_id);
       refreshThreads();
