@@ -19,8 +19,11 @@ import { userMaxima } from './runs/user-stats.js';
 import { createSocketServer } from './realtime/socket-server.js';
 import { createRateLimiter } from './realtime/rate-limiter.js';
 import { createTicketStore } from './auth/tickets.js';
-import { createEventRelay, type Broadcast } from './runs/event-relay.js';
+import { createEventRelay } from './runs/event-relay.js';
 import { createRunService, type RunService } from './runs/run-service.js';
+import type { EventBus } from './bus/event-bus.js';
+import { createInFlight } from './shared/in-process/in-flight.js';
+import type { RunEventEnvelope } from '../protocol/events.js';
 import { applyMigrations } from './store/migrations.js';
 import { createRunStore } from './store/run-store.js';
 import { createRunWrites } from './store/run-writes.js';
@@ -131,8 +134,10 @@ export async function startAtoll(config: Config, log: Logger) {
     handle: (cell, msg, runOf) => gate!.handle(cell, msg, runOf),
   };
 
-  let broadcast: Broadcast = () => undefined;
-  const relay = createEventRelay({ store, broadcast: (u, e) => broadcast(u, e), metrics, log });
+  // Late-bound: the sockets exist below. A stand-in bus until server/bus/in-process/ is wired here.
+  let broadcast: (envelope: RunEventEnvelope) => void = () => undefined;
+  const bus: EventBus = { publish: (e) => broadcast(e), subscribe: () => () => undefined, start: async () => undefined, stop: async () => undefined };
+  const relay = createEventRelay({ store, bus, metrics, log });
   runs = createRunService({
     store,
     relay,
@@ -140,6 +145,7 @@ export async function startAtoll(config: Config, log: Logger) {
     metrics,
     log,
     threadQueries,
+    inFlight: createInFlight(),
     config: { maxQueuedRuns: config.maxQueuedRuns, userMaxConcurrentRuns: config.userMaxConcurrentRuns, userMaxQueuedRuns: config.userMaxQueuedRuns, maxRunAttempts: config.maxRunAttempts, runTimeoutMs: config.runTimeoutMs, cancelGraceMs: config.cancelGraceMs },
   });
 
@@ -151,6 +157,7 @@ export async function startAtoll(config: Config, log: Logger) {
       ),
   });
 
+  runs.open();
   const recovered = await runs.recover();
   if (recovered.failed || recovered.requeued) log.warn(recovered, 'recovered runs left by a previous process');
 
@@ -193,7 +200,7 @@ export async function startAtoll(config: Config, log: Logger) {
     onEventsDropped: (n) => metrics.eventsDropped.inc({ reason: 'socket_backpressure' }, n),
     corsOrigins: config.corsOrigins,
   });
-  broadcast = (_userId, envelope) => sockets.deliver(envelope);
+  broadcast = (envelope) => sockets.deliver(envelope);
   socketConnections = sockets.connections;
   socketOutboundBytes = sockets.outboundBytes;
 
