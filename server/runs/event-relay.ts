@@ -74,7 +74,7 @@ export function createEventRelay(deps: { store: RunStore; bus: Pick<EventBus, 'p
       return runLog;
     },
 
-    /** Drops the run's log state without a terminal event (a queued run left for the next start). */
+    /** Drops the run's log state without a terminal event (its acceptance failed: there is no run). */
     forget(run: LiveRun): void {
       logs.delete(run.id);
     },

@@ -201,3 +201,15 @@ test('a failed terminal write is logged and counted, and the terminal event is s
   expect(counters.relayed).toBe(1);
   expect(errors).toEqual([[expect.objectContaining({ run_id: 'r1', err: 'disk gone' }), 'terminal write failed']]);
 });
+
+test('the run log closes with its terminal event; a log never opened, or forgotten, numbers nothing', async () => {
+  const { relay, run } = rig();
+  await relay.finish(run, 'completed', null, 'x', 1, null);
+  expect(() => relay.append(run, 'partial_result', { text: 'late' })).toThrow('no event log is open for run r1');
+  const other = newLiveRun({ id: 'r2', userId: 'u1', threadId: 't1', agentName: 'echo', input: { text: '' }, requestId: 'q2', correlationId: null, acceptedAt: 0 });
+  expect(() => relay.envelope(other, 'partial_result', { text: 'x' })).toThrow('no event log is open for run r2');
+  relay.open(other, 1);
+  expect(relay.envelope(other, 'partial_result', { text: 'x' }).seq).toBe(1);
+  relay.forget(other);
+  expect(() => relay.queueWrite(other, async () => undefined)).toThrow('no event log is open for run r2');
+});
