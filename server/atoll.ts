@@ -23,7 +23,6 @@ import { createEventRelay } from './runs/event-relay.js';
 import { createRunService, type RunService } from './runs/run-service.js';
 import type { EventBus } from './bus/event-bus.js';
 import { createInFlight } from './shared/in-process/in-flight.js';
-import type { RunEventEnvelope } from '../protocol/events.js';
 import { applyMigrations } from './store/migrations.js';
 import { createRunStore } from './store/run-store.js';
 import { createRunWrites } from './store/run-writes.js';
@@ -135,7 +134,7 @@ export async function startAtoll(config: Config, log: Logger) {
   };
 
   // Late-bound: the sockets exist below. A stand-in bus until server/bus/in-process/ is wired here.
-  let broadcast: (envelope: RunEventEnvelope) => void = () => undefined;
+  let broadcast: EventBus['publish'] = () => undefined;
   const bus: EventBus = { publish: (e) => broadcast(e), subscribe: () => () => undefined, start: async () => undefined, stop: async () => undefined };
   const relay = createEventRelay({ store, bus, metrics, log });
   runs = createRunService({

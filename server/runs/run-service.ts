@@ -64,6 +64,7 @@ export function createRunService(deps: {
     onStillWaiting: (run, position) => relay.append(run, 'run_queued', { position }),
     config,
   });
+  // Finishing and the deadlines refer to each other: a deadline ends a run; an ended run's deadlines are disarmed.
   const finishing = createFinishing({
     relay,
     live,
