@@ -129,8 +129,7 @@ export async function startAtoll(config: Config, log: Logger) {
   const bus = createInProcessEventBus();
   // Tickets, rate limits, connection counts, idempotency: created here, started with the sockets below.
   const shared = createInProcessSharedState(config);
-  // RELAY ← BUS: the relay's own branch passes `bus` here (it publishes with bus.publish(envelope)).
-  const relay = createEventRelay({ store, broadcast: (_userId, e) => bus.publish(e), metrics, log });
+  const relay = createEventRelay({ store, bus, metrics, log });
   runs = createRunService({
     store,
     relay,
@@ -138,6 +137,7 @@ export async function startAtoll(config: Config, log: Logger) {
     metrics,
     log,
     threadQueries,
+    inFlight: shared.inFlight,
     config: { maxQueuedRuns: config.maxQueuedRuns, userMaxConcurrentRuns: config.userMaxConcurrentRuns, userMaxQueuedRuns: config.userMaxQueuedRuns, maxRunAttempts: config.maxRunAttempts, runTimeoutMs: config.runTimeoutMs, cancelGraceMs: config.cancelGraceMs },
   });
 
@@ -149,6 +149,7 @@ export async function startAtoll(config: Config, log: Logger) {
       ),
   });
 
+  runs.open();
   const recovered = await runs.recover();
   if (recovered.failed || recovered.requeued) log.warn(recovered, 'recovered runs left by a previous process');
 
@@ -162,6 +163,7 @@ export async function startAtoll(config: Config, log: Logger) {
     throw err;
   }
 
+  await bus.start();
   await shared.start();
   const web = { dir: path.join(ROOT, 'web/dist'), llmConfigured: Boolean(config.agentSettings.llm.baseUrl && config.agentSettings.llm.model) };
   const app = createHttpApp({ store, runs, cells, tokens, metrics, log, devLogin: config.devLogin, maxInputBytes: config.maxInputBytes, tickets: shared.tickets, limits: shared.limits, web, corsOrigins: config.corsOrigins });

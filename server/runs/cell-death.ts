@@ -16,6 +16,7 @@
  *   used its attempts.
  */
 import type { ErrorBody } from '../../protocol/errors.js';
+import { stopMessage } from '../../protocol/stop-errors.js';
 import type { RunPhase } from './live-run.js';
 
 /** What the judgement reads of one run inside the dead cell. */
@@ -65,7 +66,7 @@ export function judgeCellDeath(input: CellDeathInput): CellDeathJudgement {
   const decisions: CellDeathDecision[] = [];
   for (const run of runs) {
     if (run.stopReason) {
-      decisions.push({ kind: 'stopped', runId: run.id, reason: run.stopReason, message: `the run was stopped (its cell ended: ${exit.error.message})` });
+      decisions.push({ kind: 'stopped', runId: run.id, reason: run.stopReason, message: stopMessage(run.stopReason, { cellEnded: exit.error.message }) });
     }
   }
   const requeued = runs.filter((r) => !r.stopReason && r.phase === 'dispatched' && r.undelivered);

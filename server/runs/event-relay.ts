@@ -1,9 +1,12 @@
 /**
- * The event relay: numbers each run event, writes it to the durable log, then sends the very same envelope
- * to the user's room. Per run, writes are chained so the log and the room see events in seq order; events
- * that arrive while a write is in flight are written together in the next batch.
+ * The event relay: numbers each run event, writes it to the durable log, then publishes the very same
+ * envelope on the event bus (to wherever the user's sockets are). It owns each run's log state: the next seq
+ * (assigned here alone, so it never resets or repeats across attempts), the events numbered but not yet
+ * written, and the chain that keeps the log and the bus in seq order; events that arrive while a write is in
+ * flight are written together in the next batch. The run service never touches seq or the chain.
  */
 import { randomUUID } from 'node:crypto';
+import type { EventBus } from '../bus/event-bus.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { ErrorBody } from '../../protocol/errors.js';
@@ -14,16 +17,31 @@ import { runLogFields, type LiveRun } from './live-run.js';
 /** Events per write: a flooding run's backlog is written in slices, so other runs' writes share its commits. */
 const MAX_BATCH = 200;
 
-export type Broadcast = (userId: string, envelope: RunEventEnvelope) => void;
+/** One run's event log, as the relay keeps it between `open` and the terminal event (or `forget`). */
+export interface RunLog {
+  /** The next event's seq. */
+  nextSeq: number;
+  /** Events numbered but not yet written; flushed in order by `chain`. */
+  pending: RunEventEnvelope[];
+  /** Every write and publication of the run, in order; settles when all queued so far are done. */
+  chain: Promise<void>;
+}
 
-export function createEventRelay(deps: { store: RunStore; broadcast: Broadcast; metrics: Metrics; log: Logger }) {
-  const { store, broadcast, metrics, log } = deps;
+export function createEventRelay(deps: { store: RunStore; bus: Pick<EventBus, 'publish'>; metrics: Metrics; log: Logger }) {
+  const { store, bus, metrics, log } = deps;
+  const logs = new Map<string, RunLog>();
+
+  function logOf(run: LiveRun): RunLog {
+    const runLog = logs.get(run.id);
+    if (!runLog) throw new Error(`no event log is open for run ${run.id}`);
+    return runLog;
+  }
 
   function envelope<T extends RunEventType>(run: LiveRun, type: T, payload: EventPayloads[T], at = Date.now()): RunEventEnvelope<T> {
     return {
       type,
       event_id: randomUUID(),
-      seq: run.nextSeq++,
+      seq: logOf(run).nextSeq++,
       run_id: run.id,
       thread_id: run.threadId,
       user_id: run.userId,
@@ -33,8 +51,8 @@ export function createEventRelay(deps: { store: RunStore; broadcast: Broadcast; 
     };
   }
 
-  async function flush(run: LiveRun): Promise<void> {
-    while (run.pending.length > 0) await flushBatch(run, run.pending.splice(0, MAX_BATCH));
+  async function flush(run: LiveRun, runLog: RunLog): Promise<void> {
+    while (runLog.pending.length > 0) await flushBatch(run, runLog.pending.splice(0, MAX_BATCH));
   }
 
   async function flushBatch(run: LiveRun, batch: RunEventEnvelope[]): Promise<void> {
@@ -44,32 +62,47 @@ export function createEventRelay(deps: { store: RunStore; broadcast: Broadcast; 
       log.error({ ...runLogFields(run), err: (err as Error).message, events: batch.length }, 'event log write failed');
       metrics.eventsDropped.inc({ reason: 'not_logged' }, batch.length);
     }
-    for (const e of batch) broadcast(run.userId, e);
+    for (const e of batch) bus.publish(e);
     metrics.eventsRelayed.inc(batch.length);
   }
 
   return {
+    /** Starts the run's log: its next event is `nextSeq` (1 for a new run; after the last logged one on recovery). */
+    open(run: LiveRun, nextSeq: number): RunLog {
+      const runLog: RunLog = { nextSeq, pending: [], chain: Promise.resolve() };
+      logs.set(run.id, runLog);
+      return runLog;
+    },
+
+    /** Drops the run's log state without a terminal event (its acceptance failed: there is no run). */
+    forget(run: LiveRun): void {
+      logs.delete(run.id);
+    },
+
     envelope,
 
     append<T extends RunEventType>(run: LiveRun, type: T, payload: EventPayloads[T], at?: number): void {
-      run.pending.push(envelope(run, type, payload, at));
-      if (run.pending.length === 1) run.chain = run.chain.then(() => flush(run));
+      const runLog = logOf(run);
+      runLog.pending.push(envelope(run, type, payload, at));
+      if (runLog.pending.length === 1) runLog.chain = runLog.chain.then(() => flush(run, runLog));
     },
 
-    /** Sends an event that is already in the log (event 1, written with the run itself), once `after` resolves. */
+    /** Publishes an event that is already in the log (event 1, written with the run itself), once `after` resolves. */
     deliver(run: LiveRun, e: RunEventEnvelope, after: Promise<void>): void {
-      run.chain = run.chain.then(() => after).then(() => {
-        broadcast(run.userId, e);
+      const runLog = logOf(run);
+      runLog.chain = runLog.chain.then(() => after).then(() => {
+        bus.publish(e);
         metrics.eventsRelayed.inc();
       });
     },
 
-    /** Queues a side write (run status) in the run's order. */
-    then(run: LiveRun, write: () => Promise<void>): void {
-      run.chain = run.chain.then(write).catch((err) => log.error({ ...runLogFields(run), err: (err as Error).message }, 'run write failed'));
+    /** Queues a side write (the run's status) behind everything logged so far, in the run's order. */
+    queueWrite(run: LiveRun, write: () => Promise<void>): void {
+      const runLog = logOf(run);
+      runLog.chain = runLog.chain.then(write).catch((err) => log.error({ ...runLogFields(run), err: (err as Error).message }, 'run write failed'));
     },
 
-    /** The terminal event: written with the run's final status in one batch, always last, then delivered. */
+    /** The terminal event: written with the run's final status in one batch, always last, then published; the log closes. */
     finish(
       run: LiveRun,
       status: TerminalStatus,
@@ -85,8 +118,9 @@ export function createEventRelay(deps: { store: RunStore; broadcast: Broadcast; 
         ...(error ? { error } : {}),
         execution_time_ms: executionTimeMs,
       });
-      run.chain = run.chain
-        .then(() => flush(run))
+      const runLog = logOf(run);
+      runLog.chain = runLog.chain
+        .then(() => flush(run, runLog))
         .then(async () => {
           try {
             await store.finishRun(run.id, run.threadId, status, error, result, terminal, report, run.partialText);
@@ -94,10 +128,11 @@ export function createEventRelay(deps: { store: RunStore; broadcast: Broadcast; 
             log.error({ ...runLogFields(run), err: (err as Error).message }, 'terminal write failed');
             metrics.eventsDropped.inc({ reason: 'not_logged' });
           }
-          broadcast(run.userId, terminal);
+          bus.publish(terminal);
           metrics.eventsRelayed.inc();
+          logs.delete(run.id);
         });
-      return run.chain;
+      return runLog.chain;
     },
   };
 }

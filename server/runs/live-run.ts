@@ -1,6 +1,9 @@
-/** The front's in-memory view of an accepted, unfinished run. Owned by the run service alone. */
+/**
+ * The front's in-memory view of an accepted, unfinished run: who it is, where it stands, what it streamed.
+ * Its event log (seq, pending writes) is the relay's (event-relay.ts), its timers the deadlines' and the
+ * scheduler's, its place in the per-user counts the scheduler's.
+ */
 import type { AgentInput, RunAssignment } from '../../protocol/cell-messages.js';
-import type { RunEventEnvelope } from '../../protocol/events.js';
 
 export type RunPhase = 'queued' | 'dispatched' | 'running' | 'finished';
 
@@ -15,8 +18,6 @@ export interface LiveRun {
   readonly acceptedAt: number;
   phase: RunPhase;
   attempt: number;
-  /** The next event's seq: assigned by the front alone, so it never resets or repeats across attempts. */
-  nextSeq: number;
   cellId: string | null;
   /** The worker thread running the current attempt (for log lines). */
   workerId: number | null;
@@ -28,18 +29,12 @@ export interface LiveRun {
   stopReason: 'cancelled' | 'timeout' | null;
   /** Set when a cell died under the run: it runs again alone, in the quarantine cell. */
   suspect: boolean;
-  /** Counted in the per-user and per-thread active counts (dispatched or running). */
-  occupying: boolean;
   /** The answer streamed so far (partial_result texts of the current attempt): kept as an interrupted
    * assistant message if the run ends without completing. */
   partialText: string;
   restarts: { attempt: number; cell: string | null; reason: string }[];
   /** Walls the run's code ran into that the front saw (its thread's db statements the gate refused). */
   refused: Set<string>;
-  timers: NodeJS.Timeout[];
-  /** Events numbered but not yet written; flushed in order by `chain`. */
-  pending: RunEventEnvelope[];
-  chain: Promise<void>;
   /** Resolves once the terminal event is persisted and delivered. */
   settled: Promise<void>;
   markSettled(): void;
@@ -54,7 +49,6 @@ export function newLiveRun(fields: {
   requestId: string;
   correlationId: string | null;
   acceptedAt: number;
-  nextSeq: number;
   attempt?: number;
 }): LiveRun {
   let markSettled!: () => void;
@@ -70,13 +64,9 @@ export function newLiveRun(fields: {
     firstEventAt: null,
     stopReason: null,
     suspect: false,
-    occupying: false,
     partialText: '',
     restarts: [],
     refused: new Set(),
-    timers: [],
-    pending: [],
-    chain: Promise.resolve(),
     settled,
     markSettled,
   };

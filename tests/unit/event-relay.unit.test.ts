@@ -1,10 +1,10 @@
 /**
- * The event relay with a fake store and a recording broadcast: numbering, write-then-send order, batching of
+ * The event relay with a fake store and a recording bus: numbering, write-then-send order, batching of
  * events that arrive while a write is in flight, write failures, side writes in order, and the terminal event.
  */
 import type { RunEventEnvelope } from '../../protocol/events';
-import { createEventRelay } from '../../server/runs/event-relay';
-import { newLiveRun, type LiveRun } from '../../server/runs/live-run';
+import { createEventRelay, type RunLog } from '../../server/runs/event-relay';
+import { newLiveRun } from '../../server/runs/live-run';
 
 function deferred() {
   let resolve!: () => void;
@@ -41,15 +41,19 @@ function rig() {
   const errors: [Record<string, unknown>, string][] = [];
   const logger = { error: (fields: Record<string, unknown>, msg: string) => errors.push([fields, msg]) };
   const sent: RunEventEnvelope[] = [];
-  const broadcast = (userId: string, e: RunEventEnvelope) => {
-    sent.push(e);
-    log.push(`send ${userId}:${e.seq}`);
+  const bus = {
+    publish: (e: RunEventEnvelope) => {
+      sent.push(e);
+      log.push(`send ${e.user_id}:${e.seq}`);
+    },
   };
-  const relay = createEventRelay({ store: store as never, broadcast, metrics: metrics as never, log: logger as never });
-  const run = newLiveRun({ id: 'r1', userId: 'u1', threadId: 't1', agentName: 'echo', input: { text: 'hi' }, requestId: 'q', correlationId: null, acceptedAt: 0, nextSeq: 2 });
+  const relay = createEventRelay({ store: store as never, bus, metrics: metrics as never, log: logger as never });
+  const run = newLiveRun({ id: 'r1', userId: 'u1', threadId: 't1', agentName: 'echo', input: { text: 'hi' }, requestId: 'q', correlationId: null, acceptedAt: 0 });
+  const runLog = relay.open(run, 2);
   return {
     relay,
     run,
+    runLog,
     log,
     batches,
     sent,
@@ -63,10 +67,11 @@ function rig() {
   };
 }
 
-const settle = (run: LiveRun) => run.chain;
+/** Everything queued for the run so far is written and published. */
+const settle = (runLog: RunLog) => runLog.chain;
 
 test('envelopes are numbered from the run, never repeat, and carry the run identity', () => {
-  const { relay, run } = rig();
+  const { relay, run, runLog } = rig();
   const a = relay.envelope(run, 'partial_result', { text: 'x' }, Date.UTC(2020, 0, 1));
   const b = relay.envelope(run, 'partial_result', { text: 'y' });
   expect(a).toEqual({
@@ -83,11 +88,11 @@ test('envelopes are numbered from the run, never repeat, and carry the run ident
   expect(b.seq).toBe(3);
   expect(b.event_id).not.toBe(a.event_id);
   expect(Math.abs(Date.parse(b.timestamp) - Date.now())).toBeLessThan(60_000);
-  expect(run.nextSeq).toBe(4);
+  expect(runLog.nextSeq).toBe(4);
 });
 
 test('each event is written before it is sent; events arriving during a write go in the next batch', async () => {
-  const { relay, run, log, batches, sent, counters, hold, release } = rig();
+  const { relay, run, runLog, log, batches, sent, counters, hold, release } = rig();
   hold();
   relay.append(run, 'partial_result', { text: 'a' });
   await Promise.resolve();
@@ -95,36 +100,36 @@ test('each event is written before it is sent; events arriving during a write go
   relay.append(run, 'partial_result', { text: 'b' });
   relay.append(run, 'partial_result', { text: 'c' });
   release();
-  await settle(run);
+  await settle(runLog);
   expect(batches).toEqual([[2], [3, 4]]);
   expect(log).toEqual(['write 2', 'send u1:2', 'write 3,4', 'send u1:3', 'send u1:4']);
   expect(sent.map((e) => e.payload)).toEqual([{ text: 'a' }, { text: 'b' }, { text: 'c' }]);
   expect(counters.relayed).toBe(3);
-  expect(run.pending).toEqual([]);
+  expect(runLog.pending).toEqual([]);
 });
 
 test('append keeps the timestamp it is given', async () => {
-  const { relay, run, sent } = rig();
+  const { relay, run, runLog, sent } = rig();
   relay.append(run, 'agent_started', { status: 'running', message: 'go' }, Date.UTC(2021, 5, 1));
-  await settle(run);
+  await settle(runLog);
   expect(sent[0].timestamp).toBe('2021-06-01T00:00:00.000Z');
 });
 
 test('a flooding run is written in slices of 200 events', async () => {
-  const { relay, run, batches, counters } = rig();
+  const { relay, run, runLog, batches, counters } = rig();
   for (let i = 0; i < 401; i++) relay.append(run, 'partial_result', { text: String(i) });
-  await settle(run);
+  await settle(runLog);
   expect(batches.map((b) => b.length)).toEqual([200, 200, 1]);
   expect(batches.flat()).toEqual(Array.from({ length: 401 }, (_, i) => i + 2));
   expect(counters.relayed).toBe(401);
 });
 
 test('a failed log write is logged and counted, and the events are still sent, in order', async () => {
-  const { relay, run, sent, counters, errors, failAppend } = rig();
+  const { relay, run, runLog, sent, counters, errors, failAppend } = rig();
   failAppend(true);
   relay.append(run, 'partial_result', { text: 'a' });
   relay.append(run, 'partial_result', { text: 'b' });
-  await settle(run);
+  await settle(runLog);
   expect(sent.map((e) => e.seq)).toEqual([2, 3]);
   expect(counters.dropped).toEqual([['not_logged', 2]]);
   expect(counters.relayed).toBe(2);
@@ -132,12 +137,12 @@ test('a failed log write is logged and counted, and the events are still sent, i
   // The chain goes on.
   failAppend(false);
   relay.append(run, 'partial_result', { text: 'c' });
-  await settle(run);
+  await settle(runLog);
   expect(sent.map((e) => e.seq)).toEqual([2, 3, 4]);
 });
 
 test('deliver sends an event already in the log once its write resolves, in the run order', async () => {
-  const { relay, run, log, counters } = rig();
+  const { relay, run, runLog, log, counters } = rig();
   const written = deferred();
   const first = relay.envelope(run, 'message_received', { input: { text: 'hi' } } as never);
   relay.deliver(run, first, written.promise);
@@ -146,22 +151,22 @@ test('deliver sends an event already in the log once its write resolves, in the 
   await Promise.resolve();
   expect(log).toEqual([]);
   written.resolve();
-  await settle(run);
+  await settle(runLog);
   expect(log).toEqual(['send u1:2', 'write 3', 'send u1:3']);
   expect(counters.relayed).toBe(2);
 });
 
 test('side writes run in the run order; a failing one is logged and does not break the chain', async () => {
-  const { relay, run, log, errors } = rig();
+  const { relay, run, runLog, log, errors } = rig();
   relay.append(run, 'partial_result', { text: 'a' });
-  relay.then(run, async () => {
+  relay.queueWrite(run, async () => {
     log.push('status');
     throw new Error('no row');
   });
-  relay.then(run, async () => {
+  relay.queueWrite(run, async () => {
     log.push('status 2');
   });
-  await settle(run);
+  await settle(runLog);
   expect(log).toEqual(['write 2', 'send u1:2', 'status', 'status 2']);
   expect(errors).toEqual([[expect.objectContaining({ run_id: 'r1', err: 'no row' }), 'run write failed']]);
 });
@@ -195,4 +200,16 @@ test('a failed terminal write is logged and counted, and the terminal event is s
   expect(counters.dropped).toEqual([['not_logged', 1]]);
   expect(counters.relayed).toBe(1);
   expect(errors).toEqual([[expect.objectContaining({ run_id: 'r1', err: 'disk gone' }), 'terminal write failed']]);
+});
+
+test('the run log closes with its terminal event; a log never opened, or forgotten, numbers nothing', async () => {
+  const { relay, run } = rig();
+  await relay.finish(run, 'completed', null, 'x', 1, null);
+  expect(() => relay.append(run, 'partial_result', { text: 'late' })).toThrow('no event log is open for run r1');
+  const other = newLiveRun({ id: 'r2', userId: 'u1', threadId: 't1', agentName: 'echo', input: { text: '' }, requestId: 'q2', correlationId: null, acceptedAt: 0 });
+  expect(() => relay.envelope(other, 'partial_result', { text: 'x' })).toThrow('no event log is open for run r2');
+  relay.open(other, 1);
+  expect(relay.envelope(other, 'partial_result', { text: 'x' }).seq).toBe(1);
+  relay.forget(other);
+  expect(() => relay.queueWrite(other, async () => undefined)).toThrow('no event log is open for run r2');
 });

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Piscina } from 'piscina';
 import { BURST_THREADS_PER_THREAD, CELL_EXIT_MEMORY, DEMOTED_NICE, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../protocol/cell-messages.js';
 import type { DescribeReply, ThreadConfig } from '../../protocol/thread-messages.js';
+import { createMemoryWatchdog } from './memory-watchdog.js';
 import { createModelBroker, settleFetch } from './model-broker.js';
 import { createRunDispatcher, type RunDispatcher } from './run-dispatcher.js';
 import { createUserAffinity, routeOptions } from './user-affinity.js';
@@ -15,7 +16,6 @@ import { createUserAffinity, routeOptions } from './user-affinity.js';
 const STATS_INTERVAL_MS = 1000;
 /** Process metrics are a few kB: often enough for a 15 s scrape interval, rare enough to cost nothing. */
 const PROCESS_METRICS_INTERVAL_MS = 2000;
-const WATCHDOG_INTERVAL_MS = 25;
 
 /** Capacity, burst threads for long runs, and the warm spares. */
 const maxThreadsPerCell = (config: CellConfig) => config.threads * (1 + BURST_THREADS_PER_THREAD) + config.warmSpareThreads;
@@ -31,6 +31,7 @@ export function createCellRuntime(deps: {
   let dispatcher: RunDispatcher | null = null;
   let statsTimer: NodeJS.Timeout | null = null;
   let metricsTimer: NodeJS.Timeout | null = null;
+  let watchdog: ReturnType<typeof createMemoryWatchdog> | null = null;
   let cellId = '';
   // Every cell log line names its cell, like the front's and the threads' lines do.
   const log = (obj: object, msg: string) => deps.log({ cell: cellId || undefined, ...obj }, msg);
@@ -113,24 +114,16 @@ export function createCellRuntime(deps: {
     sendProcessMetrics();
     metricsTimer = setInterval(sendProcessMetrics, PROCESS_METRICS_INTERVAL_MS);
     metricsTimer.unref();
-    startMemoryWatchdog(config.cellMemoryMb * 1024 * 1024);
-  }
-
-  /**
-   * resourceLimits cap each thread's JS heap only; Buffers, ArrayBuffers and WebAssembly memory are not
-   * counted. The cell watches its whole footprint and dies before the machine runs short; the front then
-   * finds the run responsible by re-running the cell's runs alone (quarantine).
-   */
-  function startMemoryWatchdog(limitBytes: number) {
-    const timer = setInterval(() => {
-      const rssBytes = process.memoryUsage.rss();
-      if (rssBytes <= limitBytes) return;
-      clearInterval(timer);
-      deps.send({ type: 'memory_exceeded', rssBytes, limitBytes });
-      log({ rss_bytes: rssBytes, limit_bytes: limitBytes }, 'cell memory limit exceeded (CELL_MEMORY_MB); exiting');
-      deps.exit(CELL_EXIT_MEMORY);
-    }, WATCHDOG_INTERVAL_MS);
-    timer.unref();
+    watchdog = createMemoryWatchdog({
+      limitBytes: config.cellMemoryMb * 1024 * 1024,
+      rssBytes: () => process.memoryUsage.rss(),
+      onExceeded: (rssBytes, limitBytes) => {
+        deps.send({ type: 'memory_exceeded', rssBytes, limitBytes });
+        log({ rss_bytes: rssBytes, limit_bytes: limitBytes }, 'cell memory limit exceeded (CELL_MEMORY_MB); exiting');
+        deps.exit(CELL_EXIT_MEMORY);
+      },
+    });
+    watchdog.start();
   }
 
   function stats(): CellStats {

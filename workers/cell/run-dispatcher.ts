@@ -1,11 +1,14 @@
 /**
  * Runs assignments on the cell's Piscina pool, one MessagePort per run, and settles each run exactly once:
  * from the thread's final `done` message, or from the way its thread ended (terminated, crashed, out of
- * memory). Owns each run's deadline, counted from the moment its thread started it.
+ * memory). Owns each run's deadline, counted from the moment its thread started it: at RUN_TIMEOUT_MS the
+ * agent is asked to stop (ctx.signal), and CANCEL_GRACE_MS later its thread is terminated. The front's safety
+ * nets behind this one: server/runs/deadlines.ts.
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
 import type { CellToFront, FrontToCell, RunAssignment, RunOutcome, RunReport } from '../../protocol/cell-messages.js';
+import { stopError } from '../../protocol/stop-errors.js';
 import type { CellToThread, StopReason, ThreadStats, ThreadTask, ThreadToCell } from '../../protocol/thread-messages.js';
 import type { ModelBroker, ModelBrokerSession } from './model-broker.js';
 
@@ -97,8 +100,7 @@ export function createRunDispatcher(deps: {
 
   function crashOutcome(f: InFlight, err: unknown): RunOutcome {
     const executionTimeMs = f.startedAt === null ? 0 : Date.now() - f.startedAt;
-    if (f.stopReason === 'timeout') return { status: 'timeout', error: { code: 'TIMEOUT', message: `the run exceeded RUN_TIMEOUT_MS (${deps.runTimeoutMs} ms) and its thread was terminated` }, executionTimeMs };
-    if (f.stopReason === 'cancelled') return { status: 'cancelled', error: { code: 'CANCELLED', message: 'the run was stopped and its thread terminated' }, executionTimeMs };
+    if (f.stopReason) return { status: f.stopReason, error: stopError(f.stopReason, 'terminated'), executionTimeMs };
     const code = (err as { code?: unknown })?.code;
     if (code === 'ERR_WORKER_OUT_OF_MEMORY') {
       return { status: 'failed', error: { code: 'OUT_OF_MEMORY', message: 'the run exceeded its heap budget (RUN_MEMORY_MB) and its thread was terminated' }, executionTimeMs };

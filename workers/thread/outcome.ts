@@ -2,6 +2,7 @@
 import type { RunLimits, RunOutcome } from '../../protocol/cell-messages.js';
 import type { ErrorBody } from '../../protocol/errors.js';
 import type { JsonValue } from '../../protocol/events.js';
+import { stopError } from '../../protocol/stop-errors.js';
 import type { StopReason } from '../../protocol/thread-messages.js';
 
 const MAX_MESSAGE = 1000;
@@ -25,10 +26,9 @@ export function completedOutcome(result: unknown, limits: RunLimits, executionTi
   return { status: 'completed', result: JSON.parse(text) as JsonValue, executionTimeMs };
 }
 
+/** The agent honoured its stop (ctx.signal). */
 export function stoppedOutcome(reason: StopReason, executionTimeMs: number): RunOutcome {
-  return reason === 'timeout'
-    ? { status: 'timeout', error: { code: 'TIMEOUT', message: 'the run exceeded its time budget' }, executionTimeMs }
-    : { status: 'cancelled', error: { code: 'CANCELLED', message: 'the run was stopped' }, executionTimeMs };
+  return { status: reason, error: stopError(reason, 'agent'), executionTimeMs };
 }
 
 export function failedOutcome(err: unknown, executionTimeMs: number): RunOutcome {

@@ -1,19 +1,20 @@
 /**
- * PLACEHOLDER (helper "realtime"): the real file is written by another helper and replaces this one at the
- * merge. Only here so that index.ts compiles; it keeps the one export index.ts imports.
+ * Requests being accepted right now, by idempotency key, in this process: a duplicate that arrives while the
+ * first is still being accepted waits for the first one's answer instead of accepting a second run.
  */
 import type { InFlight } from '../shared-state.js';
 
 export function createInFlight(): InFlight {
   const pending = new Map<string, Promise<unknown>>();
   return {
-    async once<T>(key: string, accept: () => Promise<T>) {
+    async once<T>(key: string, accept: () => Promise<T>): Promise<{ value: T; duplicate: boolean }> {
+      // Looked up and claimed in the same turn as the call: two requests can never both pass.
       const first = pending.get(key) as Promise<T> | undefined;
       if (first) return { value: await first, duplicate: true };
-      const p = accept();
-      pending.set(key, p);
+      const attempt = accept();
+      pending.set(key, attempt);
       try {
-        return { value: await p, duplicate: false };
+        return { value: await attempt, duplicate: false };
       } finally {
         pending.delete(key);
       }

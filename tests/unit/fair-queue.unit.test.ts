@@ -2,14 +2,14 @@
  * The fair queue on its own: per-user FIFO, round-robin across users, places held by requests being
  * accepted, and a taken run put back at the head of its user's line.
  */
-import { createAdmission } from '../../server/runs/admission';
+import { createFairQueue } from '../../server/runs/fair-queue';
 import type { LiveRun } from '../../server/runs/live-run';
 
 const run = (userId: string, id: string) => ({ id, userId }) as LiveRun;
 const ids = (runs: (LiveRun | null)[]) => runs.map((r) => r?.id ?? null);
 const all = () => true;
 
-function takeAll(q: ReturnType<typeof createAdmission>, eligible: (r: LiveRun) => boolean = all): (string | null)[] {
+function takeAll(q: ReturnType<typeof createFairQueue>, eligible: (r: LiveRun) => boolean = all): (string | null)[] {
   const out: (string | null)[] = [];
   // Bounded: a queue that never empties fails the test instead of hanging it.
   for (let r = q.take(eligible); r && out.length < 50; r = q.take(eligible)) out.push(r.id);
@@ -17,7 +17,7 @@ function takeAll(q: ReturnType<typeof createAdmission>, eligible: (r: LiveRun) =
 }
 
 test('one user: runs start in the order they were accepted', () => {
-  const q = createAdmission();
+  const q = createFairQueue();
   for (const id of ['a1', 'a2', 'a3']) q.add(run('a', id));
   expect(q.size).toBe(3);
   expect(takeAll(q)).toEqual(['a1', 'a2', 'a3']);
@@ -26,7 +26,7 @@ test('one user: runs start in the order they were accepted', () => {
 });
 
 test('users are served round-robin: a flooding user never delays another by more than one run', () => {
-  const q = createAdmission();
+  const q = createFairQueue();
   for (let i = 1; i <= 4; i++) q.add(run('a', `a${i}`));
   q.add(run('b', 'b1'));
   q.add(run('c', 'c1'));
@@ -35,7 +35,7 @@ test('users are served round-robin: a flooding user never delays another by more
 });
 
 test('a user whose queue empties leaves the line and rejoins at the back', () => {
-  const q = createAdmission();
+  const q = createFairQueue();
   q.add(run('a', 'a1'));
   q.add(run('b', 'b1'));
   q.add(run('b', 'b2'));
@@ -45,7 +45,7 @@ test('a user whose queue empties leaves the line and rejoins at the back', () =>
 });
 
 test('take skips users whose oldest run is not eligible, without reordering them', () => {
-  const q = createAdmission();
+  const q = createFairQueue();
   q.add(run('a', 'a1'));
   q.add(run('a', 'a2'));
   q.add(run('b', 'b1'));
@@ -59,7 +59,7 @@ test('take skips users whose oldest run is not eligible, without reordering them
 });
 
 test('a served user goes to the back of the line only if it still has runs waiting', () => {
-  const q = createAdmission();
+  const q = createFairQueue();
   q.add(run('a', 'a1'));
   q.add(run('a', 'a2'));
   q.add(run('b', 'b1'));
@@ -70,7 +70,7 @@ test('a served user goes to the back of the line only if it still has runs waiti
 });
 
 test('addFirst puts a run back at the head of its user queue and its user at the front of the line', () => {
-  const q = createAdmission();
+  const q = createFairQueue();
   q.add(run('a', 'a2'));
   q.add(run('b', 'b1'));
   const a1 = run('a', 'a1');
@@ -83,7 +83,7 @@ test('addFirst puts a run back at the head of its user queue and its user at the
 });
 
 test('remove takes a run out wherever it waits; an unknown run is refused', () => {
-  const q = createAdmission();
+  const q = createFairQueue();
   const a1 = run('a', 'a1');
   const a2 = run('a', 'a2');
   const b1 = run('b', 'b1');
@@ -104,7 +104,7 @@ test('remove takes a run out wherever it waits; an unknown run is refused', () =
 });
 
 test('removing a user whose queue empties takes that user, and only that user, out of the line', () => {
-  const q = createAdmission();
+  const q = createFairQueue();
   const a1 = run('a', 'a1');
   q.add(a1);
   q.add(run('b', 'b1'));
@@ -114,7 +114,7 @@ test('removing a user whose queue empties takes that user, and only that user, o
 });
 
 test('position is the 1-based place among the user runs, 0 when not waiting', () => {
-  const q = createAdmission();
+  const q = createFairQueue();
   const a1 = run('a', 'a1');
   const a2 = run('a', 'a2');
   const b1 = run('b', 'b1');
@@ -127,7 +127,7 @@ test('position is the 1-based place among the user runs, 0 when not waiting', ()
 });
 
 test('reserve holds a place for a user until released once; claimed counts waiting runs plus places held', () => {
-  const q = createAdmission();
+  const q = createFairQueue();
   q.add(run('a', 'a1'));
   expect(q.claimed).toBe(1);
   expect(q.claimedFor('a')).toBe(1);
@@ -157,7 +157,7 @@ test('reserve holds a place for a user until released once; claimed counts waiti
 });
 
 test('values lists every waiting run; clear empties the queue and the line', () => {
-  const q = createAdmission();
+  const q = createFairQueue();
   q.add(run('a', 'a1'));
   q.add(run('b', 'b1'));
   q.add(run('a', 'a2'));

@@ -4,7 +4,7 @@
  */
 import type { LiveRun } from './live-run.js';
 
-export function createAdmission() {
+export function createFairQueue() {
   const byUser = new Map<string, LiveRun[]>();
   /** Users with waiting runs, in the order they will next be served. */
   let order: string[] = [];
@@ -104,4 +104,4 @@ export function createAdmission() {
   };
 }
 
-export type Admission = ReturnType<typeof createAdmission>;
+export type FairQueue = ReturnType<typeof createFairQueue>;

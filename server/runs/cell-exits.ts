@@ -1,0 +1,110 @@
+/**
+ * A cell died: applies the judgement of cell-death.ts (a pure function) to the runs that were inside.
+ * Runs stopped meanwhile end as stopped; a run whose assignment never arrived goes back where it waited; the
+ * culprit fails with the cause's code; suspects run again alone in quarantine, their events continuing
+ * (`run_restarted`), where the culprit kills its cell again and is named, and the bystanders complete as if
+ * nothing had happened. Agents that are not safe to repeat fail instead (collateral); attempts are bounded.
+ */
+import type { CellHandle } from '../cells/cell-handle.js';
+import type { CellExit } from '../cells/exit-cause.js';
+import type { CellSupervisor } from '../cells/supervisor.js';
+import type { Metrics } from '../metrics.js';
+import type { RunStore } from '../store/store.js';
+import { judgeCellDeath } from './cell-death.js';
+import type { Deadlines } from './deadlines.js';
+import type { EventRelay } from './event-relay.js';
+import type { Finishing } from './finishing.js';
+import type { LiveRun } from './live-run.js';
+import type { LiveRuns } from './live-runs.js';
+import type { Scheduler } from './scheduler.js';
+
+/** A thread terminated this recently may be what killed its cell (V8 can abort while it tears down). */
+const RECENT_KILL_MS = 5000;
+
+export function createCellExits(deps: {
+  store: RunStore;
+  relay: EventRelay;
+  live: LiveRuns;
+  scheduler: Scheduler;
+  finishing: Finishing;
+  deadlines: Deadlines;
+  cells: () => Pick<CellSupervisor, 'agents'>;
+  metrics: Metrics;
+  config: { maxRunAttempts: number };
+}) {
+  const { store, relay, scheduler, finishing, metrics } = deps;
+
+  function agentRepeatable(name: string): boolean {
+    return deps.cells().agents().find((a) => a.name === name)?.repeatable ?? true;
+  }
+
+  /** A bystander of a cell death: not a failure. It runs again, alone, with its events continuing. */
+  function restart(run: LiveRun, cell: CellHandle, reason: string): void {
+    deps.deadlines.clear(run);
+    run.phase = 'queued';
+    run.suspect = true;
+    run.partialText = '';
+    run.startedAt = null;
+    run.restarts.push({ attempt: run.attempt, cell: cell.id, reason });
+    run.cellId = null;
+    metrics.runRestarts.inc({ reason });
+    relay.queueWrite(run, () => store.markRequeued(run.id));
+    relay.append(run, 'run_restarted', { attempt: run.attempt + 1, reason });
+    scheduler.quarantine(run);
+  }
+
+  /** Back where it waited, as if it had never been dispatched: no suspicion, no attempt spent. */
+  function requeue(run: LiveRun): void {
+    run.phase = 'queued';
+    run.cellId = null;
+    run.dispatchedAt = null;
+    run.attempt--;
+    scheduler.putBack(run);
+  }
+
+  return {
+    onCellExit(cell: CellHandle, exit: CellExit, runIds: string[]): void {
+      metrics.cellDeaths.inc({ cause: exit.cause });
+      const inside = runIds.map((id) => deps.live.get(id)).filter((r): r is LiveRun => !!r && r.phase !== 'finished' && r.cellId === cell.id);
+      const { decisions, affectedOthers } = judgeCellDeath({
+        runs: inside.map((r) => ({
+          id: r.id,
+          phase: r.phase,
+          stopReason: r.stopReason,
+          attempt: r.attempt,
+          agentName: r.agentName,
+          undelivered: cell.undelivered.has(r.id),
+          repeatable: agentRepeatable(r.agentName),
+        })),
+        quarantineCell: cell.quarantine,
+        recentThreadKill: cell.lastThreadKillAt !== null && Date.now() - cell.lastThreadKillAt < RECENT_KILL_MS,
+        killedAsWedged: cell.killedAsWedged,
+        maxRunAttempts: deps.config.maxRunAttempts,
+        exit,
+      });
+      const byId = new Map(inside.map((r) => [r.id, r]));
+      for (const d of decisions) {
+        const run = byId.get(d.runId)!;
+        switch (d.kind) {
+          case 'stopped':
+            finishing.stopped(run, d.reason, d.message);
+            break;
+          case 'requeue':
+            requeue(run);
+            break;
+          case 'fail':
+            if (d.collateral) metrics.collateralRuns.inc();
+            finishing.failed(run, d.error);
+            break;
+          case 'restart':
+            restart(run, cell, d.reason);
+            break;
+        }
+      }
+      if (affectedOthers) finishing.countFailureAffectingOthers();
+      scheduler.pump();
+    },
+  };
+}
+
+export type CellExits = ReturnType<typeof createCellExits>;

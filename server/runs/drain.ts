@@ -1,0 +1,34 @@
+/**
+ * SIGTERM: refuse new runs, let running ones finish within the grace period, stop the rest as cancelled with
+ * their terminal events (deadlines.ts ends those whose cells do not). Queued runs stay queued in the database
+ * and resume at the next start: nothing accepted is lost.
+ */
+import type { Deadlines } from './deadlines.js';
+import type { LiveRuns } from './live-runs.js';
+import type { Scheduler } from './scheduler.js';
+
+export function createDrain(deps: { live: LiveRuns; scheduler: Scheduler; deadlines: Deadlines }) {
+  let draining = false;
+  return {
+    get draining(): boolean {
+      return draining;
+    },
+
+    async drain(graceMs: number): Promise<void> {
+      draining = true;
+      deps.scheduler.stop();
+      // Left for the next start: no terminal event, but whoever awaits their end is released.
+      for (const run of deps.scheduler.dropWaiting()) {
+        deps.deadlines.clear(run);
+        run.markSettled();
+      }
+      const inFlight = () => deps.live.inFlight();
+      const deadline = Date.now() + graceMs;
+      while (inFlight().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await deps.deadlines.stopAtShutdown(inFlight);
+      await Promise.all([...deps.live.values()].filter((r) => r.phase === 'finished').map((r) => r.settled));
+    },
+  };
+}
+
+export type Drain = ReturnType<typeof createDrain>;

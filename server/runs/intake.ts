@@ -1,0 +1,143 @@
+/**
+ * Accepting a run: the checks that refuse it (draining, unknown agent, full queue), idempotency by
+ * correlation id, double-texting (what a new message does to its conversation's run in progress), then
+ * persist-then-acknowledge: the run and its event 1 are written before the caller acknowledges, and event 1
+ * is published only after the acknowledgement has gone out.
+ */
+import { randomUUID } from 'node:crypto';
+import type { CellSupervisor } from '../cells/supervisor.js';
+import type { Metrics } from '../metrics.js';
+import type { AgentInput } from '../../protocol/cell-messages.js';
+import { CodedError } from '../../protocol/errors.js';
+import type { InFlight } from '../shared/shared-state.js';
+import type { RunRecord, RunStore } from '../store/store.js';
+import type { Deadlines } from './deadlines.js';
+import type { EventRelay } from './event-relay.js';
+import { newLiveRun } from './live-run.js';
+import type { LiveRuns } from './live-runs.js';
+import type { Scheduler } from './scheduler.js';
+
+export interface StartRunRequest {
+  agent: string;
+  input: AgentInput;
+  threadId: string | null;
+  correlationId: string | null;
+  /** Double-texting policy when the thread already has a run: wait behind it, refuse, or stop it. */
+  multitask: 'enqueue' | 'reject' | 'interrupt';
+  /** Set by POST /v1/runs/:id/replay: the run this one replays (same user, agent, input and thread). */
+  replayOf?: string | null;
+}
+
+export type StartedRun = RunRecord & { deduplicated?: boolean };
+
+const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
+
+export function createIntake(deps: {
+  store: RunStore;
+  relay: EventRelay;
+  live: LiveRuns;
+  scheduler: Scheduler;
+  deadlines: Deadlines;
+  cells: () => Pick<CellSupervisor, 'agents' | 'cells'>;
+  /** Requests being accepted right now, by idempotency key. */
+  inFlight: InFlight;
+  draining: () => boolean;
+  metrics: Metrics;
+  config: { maxQueuedRuns: number; userMaxQueuedRuns: number };
+}) {
+  const { store, relay, live, scheduler, metrics, config } = deps;
+
+  async function accept(userId: string, req: StartRunRequest): Promise<RunRecord> {
+    if (deps.draining()) throw new CodedError('SHUTTING_DOWN', 'the server is shutting down; retry shortly', { retryAfterSeconds: 5 });
+    if (!deps.cells().agents().some((a) => a.name === req.agent)) {
+      throw new CodedError('BAD_REQUEST', `unknown agent ${JSON.stringify(req.agent)}; GET /v1/agents lists the agents`);
+    }
+    const free = deps.cells().cells().reduce((n, c) => n + c.freeSlots, 0);
+    if (scheduler.claimed >= config.maxQueuedRuns + free) {
+      metrics.runsRefused.inc({ code: 'OVERLOADED' });
+      throw new CodedError('OVERLOADED', `the run queue is full (MAX_QUEUED_RUNS=${config.maxQueuedRuns}); nothing was accepted`, { retryAfterSeconds: 2 });
+    }
+    if (scheduler.claimedFor(userId) >= config.userMaxQueuedRuns) {
+      metrics.runsRefused.inc({ code: 'OVERLOADED' });
+      throw new CodedError('OVERLOADED', `you have ${config.userMaxQueuedRuns} runs waiting (USER_MAX_QUEUED_RUNS); nothing was accepted`, { retryAfterSeconds: 5 });
+    }
+    // The checks above and the enqueue below are separated by awaits: hold the place meanwhile.
+    const release = scheduler.reserve(userId);
+    try {
+      return await persistAndQueue(userId, req, release);
+    } finally {
+      release();
+    }
+  }
+
+  async function persistAndQueue(userId: string, req: StartRunRequest, release: () => void): Promise<RunRecord> {
+    if (req.threadId && !(await store.findThread(userId, req.threadId))) throw new CodedError('NOT_FOUND', 'no such thread');
+    if (req.threadId) {
+      // Double-texting: what to do when the conversation already has a run queued or in progress.
+      const busy = live.unfinishedIn(req.threadId);
+      if (busy.length > 0 && req.multitask === 'reject') {
+        throw new CodedError('THREAD_BUSY', `thread ${req.threadId} has a run in progress (multitask "reject")`, { retryAfterSeconds: 1 });
+      }
+      if (req.multitask === 'interrupt') for (const r of busy) deps.deadlines.requestStop(r, 'cancelled');
+    }
+
+    const now = Date.now();
+    const run = newLiveRun({
+      id: randomUUID(),
+      userId,
+      threadId: req.threadId ?? randomUUID(),
+      agentName: req.agent,
+      input: req.input,
+      requestId: req.correlationId ?? randomUUID(),
+      correlationId: req.correlationId,
+      acceptedAt: now,
+    });
+    relay.open(run, 1);
+    const first = relay.envelope(run, 'message_received', { correlation_id: req.correlationId }, now);
+    let record: RunRecord;
+    try {
+      record = await store.acceptRun({
+        id: run.id,
+        userId,
+        threadId: req.threadId,
+        newThreadId: run.threadId,
+        agentName: run.agentName,
+        input: run.input,
+        correlationId: run.correlationId,
+        requestId: run.requestId,
+        firstEvent: first,
+        replayOf: req.replayOf ?? null,
+      });
+    } catch (err) {
+      relay.forget(run); // nothing was accepted
+      throw err;
+    }
+    metrics.runsAccepted.inc();
+    // The client learns the run id (the acknowledgement, sent as this returns) before its first event;
+    // every later event of the run is chained behind this one, however early its cell answers.
+    relay.deliver(run, first, new Promise<void>((resolve) => setImmediate(resolve)));
+    live.add(run);
+    release(); // the run now counts itself
+    scheduler.enqueueAccepted(run);
+    setImmediate(scheduler.pump);
+    return record;
+  }
+
+  return {
+    /**
+     * Persists the request, then returns it; the caller acknowledges before any event is sent. With a
+     * correlation id, the same id within 24 h returns the first run (`deduplicated`) instead of a new one.
+     */
+    async start(userId: string, req: StartRunRequest): Promise<StartedRun> {
+      const correlationId = req.correlationId;
+      if (!correlationId) return accept(userId, req);
+      const { value, duplicate } = await deps.inFlight.once<StartedRun>(`${userId}\u0000${correlationId}`, async () => {
+        const stored = await store.findRunByCorrelation(userId, correlationId, Date.now() - IDEMPOTENCY_WINDOW_MS);
+        return stored ? { ...stored, deduplicated: true } : accept(userId, req);
+      });
+      return duplicate ? { ...value, deduplicated: true } : value;
+    },
+  };
+}
+
+export type Intake = ReturnType<typeof createIntake>;

@@ -1,0 +1,47 @@
+/**
+ * Start-up: runs a dead process left behind. Those it left running are finished as failed (WORKER_CRASHED)
+ * with their terminal event; those it had accepted and not started are queued again. Their event logs
+ * continue after the last event they logged.
+ */
+import type { RunStore } from '../store/store.js';
+import type { EventRelay } from './event-relay.js';
+import type { Finishing } from './finishing.js';
+import { newLiveRun } from './live-run.js';
+import type { LiveRuns } from './live-runs.js';
+import type { Scheduler } from './scheduler.js';
+
+export async function recoverRuns(deps: {
+  store: RunStore;
+  relay: EventRelay;
+  live: LiveRuns;
+  scheduler: Scheduler;
+  finishing: Finishing;
+}): Promise<{ failed: number; requeued: number }> {
+  let failed = 0;
+  let requeued = 0;
+  for (const { run: r, lastSeq } of await deps.store.findUnfinishedRuns()) {
+    const run = newLiveRun({
+      id: r.id,
+      userId: r.userId,
+      threadId: r.threadId,
+      agentName: r.agentName,
+      input: r.input,
+      requestId: r.requestId,
+      correlationId: r.correlationId,
+      acceptedAt: r.queuedAt.getTime(),
+      attempt: r.attempts,
+    });
+    deps.relay.open(run, lastSeq + 1);
+    deps.live.add(run);
+    if (r.status === 'running') {
+      run.phase = 'running';
+      run.startedAt = r.startedAt?.getTime() ?? null;
+      deps.finishing.finish(run, 'failed', { code: 'WORKER_CRASHED', message: 'the server stopped while this run was running' }, null, 0);
+      failed++;
+    } else {
+      deps.scheduler.enqueue(run);
+      requeued++;
+    }
+  }
+  return { failed, requeued };
+}

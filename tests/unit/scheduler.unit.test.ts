@@ -1,0 +1,228 @@
+/**
+ * The scheduler with stand-in cells: who is dispatched, in which order and where (quarantine first, the fair
+ * queue, the per-user cap and one run per conversation), what happens to runs put back, quarantined or
+ * released, the run_queued notice, and the pump timer (only between start and stop).
+ */
+import type { CellHandle } from '../../server/cells/cell-handle';
+import { newLiveRun, type LiveRun } from '../../server/runs/live-run';
+import { createScheduler } from '../../server/runs/scheduler';
+
+afterEach(() => jest.useRealTimers());
+
+const mkRun = (userId: string, id: string, threadId = `t-${id}`) =>
+  newLiveRun({ id, userId, threadId, agentName: 'echo', input: { text: id }, requestId: id, correlationId: null, acceptedAt: 0 });
+
+function rig(userMaxConcurrentRuns = 10) {
+  const dispatched: string[] = [];
+  const notices: [string, number][] = [];
+  const room = { serving: 0, quarantine: 0 };
+  /** Users whose runs a cell prefers (supervisor.pick(userId)). */
+  const affinity = new Map<string, string>();
+  const cell = (id: string) => ({ id }) as CellHandle;
+  const cells = {
+    pick: (userId?: string) => (room.serving <= 0 ? null : userId !== undefined && affinity.has(userId) ? cell(affinity.get(userId)!) : cell('c1')),
+    pickQuarantine: () => (room.quarantine > 0 ? cell('q1') : null),
+  };
+  const s = createScheduler({
+    cells: () => cells as never,
+    dispatch: (run: LiveRun, c: CellHandle) => {
+      run.phase = 'dispatched';
+      dispatched.push(`${run.id}@${c.id}`);
+      if (c.id === 'q1') room.quarantine--;
+      else room.serving--;
+    },
+    onStillWaiting: (run, position) => notices.push([run.id, position]),
+    config: { userMaxConcurrentRuns },
+  });
+  return { s, dispatched, notices, room, affinity };
+}
+
+test('pump dispatches in fair order while the cells have room, then stops', () => {
+  const { s, dispatched, room } = rig();
+  for (const r of [mkRun('a', 'a1'), mkRun('a', 'a2'), mkRun('b', 'b1')]) s.enqueue(r);
+  s.pump();
+  expect(dispatched).toEqual([]);
+  room.serving = 2;
+  s.pump();
+  expect(dispatched).toEqual(['a1@c1', 'b1@c1']);
+  expect(s.waiting).toBe(1);
+  room.serving = 5;
+  s.pump();
+  expect(dispatched).toEqual(['a1@c1', 'b1@c1', 'a2@c1']);
+  expect(s.waiting).toBe(0);
+});
+
+test('a user at the concurrency cap waits, without its later runs overtaking, while others are served', () => {
+  const { s, dispatched, room } = rig(1);
+  const a1 = mkRun('a', 'a1');
+  s.enqueue(a1);
+  s.enqueue(mkRun('a', 'a2'));
+  s.enqueue(mkRun('b', 'b1'));
+  room.serving = 10;
+  s.pump();
+  expect(dispatched).toEqual(['a1@c1', 'b1@c1']);
+  // a1 ends: a's place is free again.
+  s.release(a1);
+  s.pump();
+  expect(dispatched).toEqual(['a1@c1', 'b1@c1', 'a2@c1']);
+});
+
+test('a conversation runs one run at a time, in order, whatever the user cap', () => {
+  const { s, dispatched, room } = rig(10);
+  const first = mkRun('a', 'a1', 'conv');
+  s.enqueue(first);
+  s.enqueue(mkRun('a', 'a2', 'conv'));
+  s.enqueue(mkRun('b', 'b1', 'other'));
+  room.serving = 10;
+  s.pump();
+  expect(dispatched).toEqual(['a1@c1', 'b1@c1']);
+  s.release(first);
+  s.pump();
+  expect(dispatched).toEqual(['a1@c1', 'b1@c1', 'a2@c1']);
+});
+
+test('a run goes to the cell that prefers its user when there is one', () => {
+  const { s, dispatched, room, affinity } = rig();
+  affinity.set('b', 'c2');
+  s.enqueue(mkRun('a', 'a1'));
+  s.enqueue(mkRun('b', 'b1'));
+  room.serving = 2;
+  s.pump();
+  expect(dispatched).toEqual(['a1@c1', 'b1@c2']);
+});
+
+test('suspects in quarantine go first, to quarantine cells only, and stop counting against their user meanwhile', () => {
+  const { s, dispatched, room } = rig(1);
+  const suspect = mkRun('a', 'a1');
+  s.enqueue(suspect);
+  room.serving = 1;
+  s.pump();
+  expect(dispatched).toEqual(['a1@c1']);
+  // Its cell died: it waits for quarantine, and no longer holds a's only place.
+  suspect.phase = 'queued';
+  suspect.suspect = true;
+  s.quarantine(suspect);
+  s.enqueue(mkRun('a', 'a2'));
+  expect(s.waiting).toBe(2);
+  room.serving = 1;
+  s.pump(); // no quarantine cell free: the suspect waits, a2 goes
+  expect(dispatched).toEqual(['a1@c1', 'a2@c1']);
+  room.quarantine = 1;
+  room.serving = 1;
+  s.pump();
+  expect(dispatched).toEqual(['a1@c1', 'a2@c1', 'a1@q1']);
+  expect(s.waiting).toBe(0);
+});
+
+test('putBack: a run that never reached its cell returns to the head of its user line; a suspect to quarantine', () => {
+  const { s, dispatched, room } = rig();
+  const a1 = mkRun('a', 'a1');
+  s.enqueue(a1);
+  room.serving = 1;
+  s.pump();
+  s.enqueue(mkRun('a', 'a2'));
+  a1.phase = 'queued';
+  s.putBack(a1);
+  room.serving = 1;
+  s.pump();
+  expect(dispatched).toEqual(['a1@c1', 'a1@c1']);
+  const b1 = mkRun('b', 'b1');
+  s.enqueue(b1);
+  room.serving = 2;
+  s.pump();
+  expect(dispatched).toEqual(['a1@c1', 'a1@c1', 'a2@c1', 'b1@c1']);
+  b1.phase = 'queued';
+  b1.suspect = true;
+  s.putBack(b1);
+  expect(s.waitingRuns().map((r) => r.id)).toEqual(['b1']);
+  room.serving = 1;
+  s.pump(); // a suspect waits for a quarantine cell, never a serving one
+  expect(dispatched).toHaveLength(4);
+  room.quarantine = 1;
+  s.pump();
+  expect(dispatched.at(-1)).toBe('b1@q1');
+});
+
+test('release takes a run out wherever it waits', () => {
+  const { s, dispatched, room } = rig();
+  const a1 = mkRun('a', 'a1');
+  const b1 = mkRun('b', 'b1');
+  s.enqueue(a1);
+  s.quarantine(b1);
+  s.release(a1);
+  s.release(b1);
+  expect(s.waiting).toBe(0);
+  room.serving = 5;
+  room.quarantine = 5;
+  s.pump();
+  expect(dispatched).toEqual([]);
+});
+
+test('claimed counts waiting runs and places reserved by requests being accepted', () => {
+  const { s } = rig();
+  s.enqueue(mkRun('a', 'a1'));
+  const release = s.reserve('a');
+  expect([s.claimed, s.claimedFor('a'), s.claimedFor('b')]).toEqual([2, 2, 0]);
+  release();
+  expect([s.claimed, s.claimedFor('a')]).toEqual([1, 1]);
+});
+
+test('a newly accepted run still waiting after a second hears its position; a dispatched or released one does not', () => {
+  jest.useFakeTimers();
+  const { s, notices, room } = rig();
+  const a1 = mkRun('a', 'a1');
+  const a2 = mkRun('a', 'a2');
+  const a3 = mkRun('a', 'a3');
+  const b1 = mkRun('b', 'b1');
+  s.enqueueAccepted(a1);
+  s.enqueueAccepted(a2);
+  s.enqueueAccepted(a3);
+  s.enqueueAccepted(b1);
+  s.enqueue(mkRun('c', 'c1')); // recovered at start-up: no notice
+  room.serving = 1;
+  s.pump(); // a1 goes
+  s.release(a3);
+  // a3's notice is disarmed with it (a1's stays armed: it may be put back in line before it fires).
+  expect(jest.getTimerCount()).toBe(3);
+  jest.advanceTimersByTime(999);
+  expect(notices).toEqual([]);
+  jest.advanceTimersByTime(1);
+  expect(notices).toEqual([
+    ['a2', 1],
+    ['b1', 1],
+  ]);
+  expect(jest.getTimerCount()).toBe(0);
+});
+
+test('dropWaiting empties the line, returns what waited, and cancels their notices', () => {
+  jest.useFakeTimers();
+  const { s, notices } = rig();
+  s.enqueueAccepted(mkRun('a', 'a1'));
+  s.quarantine(mkRun('b', 'b1'));
+  expect(s.dropWaiting().map((r) => r.id)).toEqual(['a1', 'b1']);
+  expect(s.waiting).toBe(0);
+  expect(jest.getTimerCount()).toBe(0);
+  jest.advanceTimersByTime(5000);
+  expect(notices).toEqual([]);
+});
+
+test('the periodic pump runs only between start and stop, and only while runs wait', () => {
+  jest.useFakeTimers();
+  const { s, dispatched, room } = rig();
+  expect(jest.getTimerCount()).toBe(0); // creating the scheduler starts nothing
+  s.enqueue(mkRun('a', 'a1'));
+  room.serving = 1;
+  jest.advanceTimersByTime(1000);
+  expect(dispatched).toEqual([]);
+  s.start();
+  s.start(); // once
+  expect(jest.getTimerCount()).toBe(1);
+  jest.advanceTimersByTime(250);
+  expect(dispatched).toEqual(['a1@c1']);
+  s.stop();
+  expect(jest.getTimerCount()).toBe(0);
+  s.enqueue(mkRun('a', 'a2'));
+  room.serving = 1;
+  jest.advanceTimersByTime(1000);
+  expect(dispatched).toEqual(['a1@c1']);
+});
