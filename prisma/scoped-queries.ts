@@ -1,8 +1,8 @@
 /**
  * The only database queries agent code can have executed: the three shapes behind ctx.db. Both sides
- * import this file. Worker threads run them (workers/thread/scoped-db.ts) on their own Prisma client, whose
+ * import this file. Worker threads run them (workers/worker/scoped-db.ts) on their own Prisma client, whose
  * adapter forwards each statement to the front; the front runs them once at start-up against a recording
- * adapter (server/store/thread-query-gate.ts) to learn the statements they compile to, and executes nothing
+ * adapter (server/store/worker-query-gate.ts) to learn the statements they compile to, and executes nothing
  * else for a thread. A new ctx.db query is a new function here, and nothing more.
  */
 import type { Db } from './client-type.js';

@@ -5,6 +5,8 @@
 import type { DbAnswer, DbQueryKind, ForwardedSqlQuery } from './db-messages.js';
 import type { ErrorBody } from './errors.js';
 import type { AgentInfo } from './views.js';
+// Types only (nothing of the front is loaded): a cell's settings are named fields of the front's one Config.
+import type { Config } from '../server/config.js';
 
 export type { AgentInfo } from './views.js';
 import type { AgentEvent, JsonValue, TerminalStatus } from './events.js';
@@ -12,7 +14,7 @@ import type { AgentEvent, JsonValue, TerminalStatus } from './events.js';
 /** Exit code of a cell ended by its memory watchdog (CELL_MEMORY_MB). */
 export const CELL_EXIT_MEMORY = 70;
 
-/** The nice value the front's CPU governor (server/cells/cpu-governor.ts) has a cell give a hungry thread. */
+/** The nice value the front's CPU governor (server/cells/cpu-governor.ts) has a cell give a hungry OS thread. */
 export const DEMOTED_NICE = 19;
 
 /** The run's input as agents see it: always an object with the user's text. */
@@ -22,11 +24,11 @@ export interface AgentInput {
 }
 
 /**
- * Burst threads per thread of a cell's capacity: runs executing longer than LONG_RUN_MS stop counting against
- * the capacity, up to this many more per thread, and the cell's pool may grow by as much. Idle threads cost
- * ~17 MiB and a demoted CPU hog little CPU, so a few hung runs per thread still leave room for short ones.
+ * Burst workers per worker of a cell's capacity: runs executing longer than LONG_RUN_MS stop counting against
+ * the capacity, up to this many more per worker, and the cell's pool may grow by as much. Idle workers cost
+ * ~17 MiB and a demoted CPU hog little CPU, so a few hung runs per worker still leave room for short ones.
  */
-export const BURST_THREADS_PER_THREAD = 3;
+export const BURST_WORKERS_PER_WORKER = 3;
 
 /** Everything a cell needs to execute one run: the seed of its immutable execution context. */
 export interface RunAssignment {
@@ -41,34 +43,39 @@ export interface RunAssignment {
   scratchDir: string;
 }
 
-/** Validated once by the front and handed down; cells and threads never read the environment. */
-export interface CellConfig {
+/**
+ * The settings of the front's Config every cell is handed at init (server/config-views.ts picks them): a new
+ * cell setting is a Config field (server/config.ts) named here. Cells and workers never read the environment.
+ * llmApiKey (LLM_API_KEY) stays in the cell's main thread: workers/cell/model-broker.ts adds it to the model
+ * requests its workers send; it is never put in workerData, WorkerConfig, ctx.settings or a worker message.
+ */
+export const CELL_SETTINGS = [
+  'agentsDir',
+  'enableChaosAgents',
+  'workersPerCell',
+  'runTimeoutMs',
+  'runMemoryMb',
+  'cellMemoryMb',
+  'maxRunsPerWorker',
+  'workerDbWarmup',
+  'workerLockdown',
+  'workerReuse',
+  'warmSpareWorkers',
+  'cancelGraceMs',
+  'limits',
+  'logLevel',
+  'agentSettings',
+  'llmApiKey',
+] as const satisfies readonly (keyof Config)[];
+
+/** What one cell is told at init: its share of the front's Config, and what the supervisor sets per cell. */
+export type CellConfig = Pick<Config, (typeof CELL_SETTINGS)[number]> & {
   cellId: string;
-  threads: number;
-  /** Cells and threads never open the database: their threads' statements go to the front's gate. */
+  /** Cells and workers never open the database: their workers' statements go to the front's gate. */
   dbProvider: 'sqlite' | 'postgres';
-  agentsDir: string | null;
-  enableChaosAgents: boolean;
-  runTimeoutMs: number;
-  runMemoryMb: number;
-  cellMemoryMb: number;
-  maxRunsPerWorker: number;
-  workerDbWarmup: 'lazy' | 'eager';
-  threadLockdown: boolean;
-  threadReuse: 'same_user' | 'any';
-  warmSpareThreads: number;
-  cancelGraceMs: number;
-  /** The quarantine cell runs suspects one at a time. */
+  /** The quarantine cell runs suspects one at a time (its workersPerCell is 1). */
   quarantine: boolean;
-  limits: RunLimits;
-  logLevel: string;
-  agentSettings: AgentSettings;
-  /**
-   * LLM_API_KEY. The cell keeps it in its main thread (workers/cell/model-broker.ts adds it to the model
-   * requests its threads send): it is never put in workerData, ThreadConfig, ctx.settings or a thread message.
-   */
-  llmApiKey: string | null;
-}
+};
 
 /** Operator settings agents may read (ctx.settings). Never a credential: agent code can read all of it. */
 export interface AgentSettings {
@@ -91,28 +98,28 @@ export type RunOutcome =
   | { status: 'completed'; result: JsonValue; executionTimeMs: number }
   | { status: Exclude<TerminalStatus, 'completed'>; error: ErrorBody; executionTimeMs: number };
 
-/** Why a worker thread was replaced after a run instead of serving the next one. */
+/** Why a worker was replaced after a run instead of serving the next one. */
 export type RecycleReason = 'leaked_resources' | 'globals_changed' | 'max_runs' | 'unsettled_after_stop' | 'contaminated' | 'priority_not_restored' | 'user_switch';
 
-/** What the thread found around one run: the run's isolation report. */
+/** What the worker found around one run: the run's isolation report. */
 export interface RunReport {
   /** Resources the run opened and did not close, by kind (timer, socket, file, process, other). */
   leaks: Record<string, number>;
   /** Globals or built-in prototype members the run added, removed or replaced. */
   globals: string[];
-  /** The thread's state differed from its clean baseline before this run started (should never happen). */
+  /** The worker's state differed from its clean baseline before this run started (should never happen). */
   contaminated: boolean;
   recycled: RecycleReason | null;
   cleanupMs: number;
-  /** The run kept a core busy and its thread was lowered in priority (server/cells/cpu-governor.ts). */
+  /** The run kept a core busy and its worker was lowered in priority (server/cells/cpu-governor.ts). */
   cpuDemoted?: boolean;
   /** Walls the run's code ran into, once each (e.g. `signal`, `worker`, `model:URL_NOT_ALLOWED`, `db:user_mismatch`). */
   refused?: string[];
 }
 
 export interface CellStats {
-  threadsAlive: number;
-  threadsBusy: number;
+  workersAlive: number;
+  workersBusy: number;
   activeContexts: number;
   liveAgentInstances: number;
   dbClients: number;
@@ -138,23 +145,23 @@ export type FrontToCell =
   | { type: 'run'; run: RunAssignment }
   | { type: 'cancel'; runId: string; reason: 'cancelled' | 'timeout' }
   /** The front's CPU governor found this OS thread of the cell hungry: lower it to the lowest priority. */
-  | { type: 'demote_thread'; tid: number }
+  | { type: 'demote_os_thread'; tid: number }
   /** The gate's answer to a run's db query; the cell drops it if the run has ended. */
   | ({ type: 'db_answer'; runId: string; queryId: number } & DbAnswer)
   | { type: 'shutdown' };
 
 export type CellToFront =
-  /** First words of a cell, before it starts its pool: the threads it has now are its own, not runs' (the CPU governor leaves them alone). */
+  /** First words of a cell, before it starts its pool: the OS threads it has now are its own, not runs' (the CPU governor leaves them alone). */
   | { type: 'booting' }
   | { type: 'ready'; agents: AgentInfo[] }
   | { type: 'init_failed'; error: ErrorBody }
   | { type: 'run_started'; runId: string; workerId: number; startedAt: number }
   | { type: 'run_event'; runId: string; event: AgentEvent }
-  /** A statement of the run's thread (its Prisma client's), tagged by the cell with the run owning the port. */
+  /** A statement of the run's worker (its Prisma client's), tagged by the cell with the run owning the port. */
   | { type: 'db_query'; runId: string; queryId: number; kind: DbQueryKind; query: ForwardedSqlQuery }
   | { type: 'run_finished'; runId: string; outcome: RunOutcome; report: RunReport | null }
-  /** A worker thread retired without finishing a run (a run of another user reached it: user_switch). */
-  | { type: 'thread_retired'; reason: RecycleReason }
+  /** A worker retired without finishing a run (a run of another user reached it: user_switch). */
+  | { type: 'worker_retired'; reason: RecycleReason }
   /** The cell's memory watchdog fired; the cell exits right after sending this. */
   | { type: 'memory_exceeded'; rssBytes: number; limitBytes: number }
   | { type: 'stats'; stats: CellStats }

@@ -1,6 +1,6 @@
 /**
- * What a worker thread's database statements look like on the wire (thread → cell → front and back). The
- * front validates every one of them (server/store/thread-query-gate.ts): a thread runs agent code.
+ * What a worker's database statements look like on the wire (worker → cell → front and back). The
+ * front validates every one of them (server/store/worker-query-gate.ts): a worker runs agent code.
  */
 
 /** queryRaw (rows) or executeRaw (affected-row count), as Prisma's adapter interface splits them. */
@@ -28,6 +28,6 @@ export type DbAnswer =
   | { ok: true; result: ForwardedResultSet | number }
   | { ok: false; error: { code: DbErrorCode; message: string } };
 
-/** Why the front's gate refused a thread's statement (the label of atoll_db_queries_refused_total). */
+/** Why the front's gate refused a worker's statement (the label of atoll_db_queries_refused_total). */
 export const REFUSAL_REASONS = ['invalid_message', 'run_not_running', 'statement_not_allowed', 'invalid_args', 'user_mismatch'] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];

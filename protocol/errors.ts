@@ -26,7 +26,7 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
-/** An error as data: what crosses every hop (thread → cell → front → client). No stacks, no classes. */
+/** An error as data: what crosses every hop (worker → cell → front → client). No stacks, no classes. */
 export interface ErrorBody {
   code: ErrorCode;
   message: string;

@@ -45,8 +45,8 @@ const NO_ADMISSION_LIMITS = {
   MAX_CONNECTIONS_PER_IP: '100000',
 };
 
-const startAtoll = (threadsPerCell: number, extra: Record<string, string> = {}) =>
-  startServer(ATOLL_ENTRY, { ...NO_ADMISSION_LIMITS, AGENTS_DIR: BENCH_AGENTS_DIR, CELLS: String(CELLS), THREADS_PER_CELL: String(threadsPerCell), ...extra });
+const startAtoll = (workersPerCell: number, extra: Record<string, string> = {}) =>
+  startServer(ATOLL_ENTRY, { ...NO_ADMISSION_LIMITS, AGENTS_DIR: BENCH_AGENTS_DIR, CELLS: String(CELLS), THREADS_PER_CELL: String(workersPerCell), ...extra });
 const startBaseline = (mode: 'in-process' | 'process-per-run', slots: number) => startServer(BASELINE_ENTRY, {}, ['--mode', mode, '--slots', String(slots)]);
 
 async function using<T>(server: Promise<Spawned>, use: (s: Spawned) => Promise<T>): Promise<T> {

@@ -8,8 +8,8 @@ import { createMetrics, type CapacitySnapshot } from '../server/metrics.js';
 const EMPTY: CapacitySnapshot = {
   cellsAlive: 0,
   quarantineCellsAlive: 0,
-  threadsAlive: 0,
-  threadsBusy: 0,
+  workersAlive: 0,
+  workersBusy: 0,
   activeRuns: 0,
   queuedRuns: 0,
   activeContexts: 0,

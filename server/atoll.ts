@@ -10,6 +10,7 @@ import { createCellSupervisor, type CellSupervisor } from './cells/supervisor.js
 import { cellSandboxWarning, defaultScratchRoot } from './cells/cell-sandbox.js';
 import { createCpuGovernor } from './cells/cpu-governor.js';
 import type { Config } from './config.js';
+import { cellConfigOf, runServiceConfigOf } from './config-views.js';
 import { createHttpApp } from './http/app.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
@@ -21,7 +22,7 @@ import { createEventRelay } from './runs/event-relay.js';
 import { createRunService, type RunService } from './runs/run-service.js';
 import { localStateDir } from './store/database-target.js';
 import { openStore } from './store/open-store.js';
-import { createThreadQueryGate, learnStatements, type ThreadQueryGate } from './store/thread-query-gate.js';
+import { createWorkerQueryGate, learnStatements, type WorkerQueryGate } from './store/worker-query-gate.js';
 
 const ROOT = path.resolve(__dirname, '../..');
 
@@ -55,26 +56,7 @@ export async function startAtoll(config: Config, log: Logger) {
     cellEntry: path.join(ROOT, 'dist/workers/cell/main.js'),
     sandbox: { mode: config.cellSandbox, root: ROOT, agentsDir: config.agentsDir, scratchRoot, uidBase: sandboxWarning ? 0 : config.cellUidBase },
     log,
-    cellConfig: {
-      threads: config.threadsPerCell,
-      dbProvider: backend.provider,
-      agentsDir: config.agentsDir,
-      enableChaosAgents: config.enableChaosAgents,
-      runTimeoutMs: config.runTimeoutMs,
-      runMemoryMb: config.runMemoryMb,
-      cellMemoryMb: config.cellMemoryMb,
-      maxRunsPerWorker: config.maxRunsPerWorker,
-      workerDbWarmup: config.workerDbWarmup,
-      threadLockdown: config.threadLockdown,
-      threadReuse: config.threadReuse,
-      warmSpareThreads: config.warmSpareThreads,
-      quarantine: false,
-      cancelGraceMs: config.cancelGraceMs,
-      limits: config.limits,
-      logLevel: config.logLevel,
-      agentSettings: config.agentSettings,
-      llmApiKey: config.llmApiKey,
-    },
+    cellConfig: cellConfigOf(config, backend.provider),
     events: {
       onMessage: (cell, msg) => runs.onCellMessage(cell, msg),
       onCellExit: (cell, exit, runIds) => runs.onCellExit(cell, exit, runIds),
@@ -90,8 +72,8 @@ export async function startAtoll(config: Config, log: Logger) {
       ...runs.snapshot(),
       cellsAlive: ready.filter((c) => !c.quarantine).length,
       quarantineCellsAlive: ready.filter((c) => c.quarantine).length,
-      threadsAlive: sum((s) => s.threadsAlive),
-      threadsBusy: ready.reduce((n, c) => n + c.runs.size, 0),
+      workersAlive: sum((s) => s.workersAlive),
+      workersBusy: ready.reduce((n, c) => n + c.runs.size, 0),
       activeContexts: sum((s) => s.activeContexts),
       liveAgentInstances: sum((s) => s.liveAgentInstances),
       // The front: its store's connections (server/store/backend.ts). A cell: its threads' Prisma clients (no
@@ -115,10 +97,11 @@ export async function startAtoll(config: Config, log: Logger) {
     // Only live cells: a dead cell's process series leave the scrape with it.
     cellProcessMetrics: () => cells.cells().filter((c) => c.state !== 'dead').map((c) => ({ cell: c.id, metrics: c.processMetrics })),
   });
+  metrics.start();
 
   // Late-bound: the gate exists once learning is done, before the first run is dispatched (runs.pump()).
-  let gate: ThreadQueryGate | null = null;
-  const threadQueries: ThreadQueryGate = {
+  let gate: WorkerQueryGate | null = null;
+  const workerQueries: WorkerQueryGate = {
     get statements() {
       return gate?.statements ?? [];
     },
@@ -136,18 +119,19 @@ export async function startAtoll(config: Config, log: Logger) {
     cells: () => cells,
     metrics,
     log,
-    threadQueries,
+    workerQueries,
     inFlight: shared.inFlight,
-    config: { maxQueuedRuns: config.maxQueuedRuns, userMaxConcurrentRuns: config.userMaxConcurrentRuns, userMaxQueuedRuns: config.userMaxQueuedRuns, maxRunAttempts: config.maxRunAttempts, runTimeoutMs: config.runTimeoutMs, cancelGraceMs: config.cancelGraceMs },
+    config: runServiceConfigOf(config),
   });
 
   const governor = createCpuGovernor({
     demoteAfterMs: config.cpuDemoteAfterMs,
     cells: () =>
       cells.cells().flatMap((c) =>
-        c.state === 'ready' && c.child.pid !== undefined && c.systemThreads ? [{ id: c.id, pid: c.child.pid, runStarts: c.runs.values(), systemThreads: c.systemThreads, demote: (tid: number) => c.send({ type: 'demote_thread', tid }) }] : [],
+        c.state === 'ready' && c.child.pid !== undefined && c.systemOsThreads ? [{ id: c.id, pid: c.child.pid, runStarts: c.runs.values(), systemOsThreads: c.systemOsThreads, demote: (tid: number) => c.send({ type: 'demote_os_thread', tid }) }] : [],
       ),
   });
+  governor.start();
 
   runs.open();
   const recovered = await runs.recover();
@@ -155,7 +139,7 @@ export async function startAtoll(config: Config, log: Logger) {
 
   try {
     await cells.start();
-    gate = createThreadQueryGate({ statements: await learning, connection: database.gateConnection, onRefused: (reason) => metrics.dbQueriesRefused.inc({ reason }), log });
+    gate = createWorkerQueryGate({ statements: await learning, connection: database.gateConnection, onRefused: (reason) => metrics.dbQueriesRefused.inc({ reason }), log });
   } catch (err) {
     governor.stop();
     await cells.stop(2000);

@@ -4,7 +4,8 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
-import { BURST_THREADS_PER_THREAD, type AgentSettings } from '../protocol/cell-messages.js';
+import { BURST_WORKERS_PER_WORKER, type AgentSettings } from '../protocol/cell-messages.js';
+import { deepFreeze } from '../protocol/deep-freeze.js';
 import { DATABASE_URL_HINT, DATABASE_URL_PATTERN, parseDatabaseUrl, type DatabaseTarget } from './store/database-target.js';
 
 const bool = z
@@ -102,19 +103,20 @@ export interface Config {
   readonly database: DatabaseTarget;
   readonly agentsDir: string | null;
   readonly cells: number;
-  readonly threadsPerCell: number;
+  /** Workers (worker threads) per serving cell: its capacity (THREADS_PER_CELL). */
+  readonly workersPerCell: number;
   readonly runTimeoutMs: number;
   readonly runMemoryMb: number;
   /** Whole-cell memory limit (RSS, off-heap included) enforced by each cell's watchdog. */
   readonly cellMemoryMb: number;
-  /** 0 = unlimited; 1 = a brand-new thread for every run. */
+  /** 0 = unlimited; 1 = a brand-new worker for every run. */
   readonly maxRunsPerWorker: number;
-  /** lazy: a thread loads Prisma's query compiler at its first ctx.db query; eager: while it warms up. */
+  /** lazy: a worker loads Prisma's query compiler at its first ctx.db query; eager: while it warms up. */
   readonly workerDbWarmup: 'lazy' | 'eager';
-  /** SES lockdown() and harden() of the host prototypes in every worker thread before agents load. */
-  readonly threadLockdown: boolean;
-  /** same_user: a thread that served one user never runs another user's run; any: lockdown and checks only. */
-  readonly threadReuse: 'same_user' | 'any';
+  /** SES lockdown() and harden() of the host prototypes in every worker before agents load (THREAD_LOCKDOWN). */
+  readonly workerLockdown: boolean;
+  /** same_user: a worker that served one user never runs another user's run; any: lockdown and checks only (THREAD_REUSE). */
+  readonly workerReuse: 'same_user' | 'any';
   /** A run that keeps a core busy this long yields to the others (lower OS priority); 0: never. */
   readonly cpuDemoteAfterMs: number;
   /** permission: cells run under Node's permission model (server/cells/cell-sandbox.ts); off: no sandbox. */
@@ -123,8 +125,8 @@ export interface Config {
   readonly cellUidBase: number;
   /** Where cells' scratch folders go (null: a folder per front process under the OS temp dir). */
   readonly scratchRoot: string | null;
-  /** Idle, warm threads each cell keeps beyond THREADS_PER_CELL, to take runs while replacements warm up. */
-  readonly warmSpareThreads: number;
+  /** Idle, warm workers each cell keeps beyond THREADS_PER_CELL, to take runs while replacements warm up (WARM_SPARE_THREADS). */
+  readonly warmSpareWorkers: number;
   /** SQLite synchronous mode of the front's write connection: full also survives a power loss. */
   readonly dbSynchronous: 'normal' | 'full';
   /** How many times a run may be started in all (bystanders of a cell death are run again). */
@@ -194,24 +196,24 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     database: parseDatabaseUrl(e.DATABASE_URL, cwd),
     agentsDir: e.AGENTS_DIR ? path.resolve(cwd, e.AGENTS_DIR) : null,
     cells: e.CELLS,
-    threadsPerCell: e.THREADS_PER_CELL,
+    workersPerCell: e.THREADS_PER_CELL,
     runTimeoutMs: e.RUN_TIMEOUT_MS,
     runMemoryMb: e.RUN_MEMORY_MB,
-    // Room for every thread a cell may hold (its capacity and its burst threads) at its heap budget, plus the
-    // cell's own baseline (warm spares are idle threads: ~17 MiB each).
-    cellMemoryMb: e.CELL_MEMORY_MB ?? 512 + (1 + BURST_THREADS_PER_THREAD) * e.THREADS_PER_CELL * e.RUN_MEMORY_MB,
+    // Room for every worker a cell may hold (its capacity and its burst workers) at its heap budget, plus the
+    // cell's own baseline (warm spares are idle workers: ~17 MiB each).
+    cellMemoryMb: e.CELL_MEMORY_MB ?? 512 + (1 + BURST_WORKERS_PER_WORKER) * e.THREADS_PER_CELL * e.RUN_MEMORY_MB,
     maxRunsPerWorker: e.MAX_RUNS_PER_WORKER,
     workerDbWarmup: e.WORKER_DB_WARMUP,
-    threadLockdown: e.THREAD_LOCKDOWN,
-    threadReuse: e.THREAD_REUSE,
+    workerLockdown: e.THREAD_LOCKDOWN,
+    workerReuse: e.THREAD_REUSE,
     cpuDemoteAfterMs: e.CPU_DEMOTE_AFTER_MS,
     cellSandbox: e.CELL_SANDBOX,
     cellUidBase: e.CELL_UID_BASE,
     scratchRoot: e.SCRATCH_DIR ? path.resolve(cwd, e.SCRATCH_DIR) : null,
-    warmSpareThreads: e.WARM_SPARE_THREADS,
+    warmSpareWorkers: e.WARM_SPARE_THREADS,
     dbSynchronous: e.DB_SYNCHRONOUS,
     maxRunAttempts: e.MAX_RUN_ATTEMPTS,
-    // One per thread of a serving cell: all suspects of one cell death are re-run at once.
+    // One per worker of a serving cell: all suspects of one cell death are re-run at once.
     quarantineCells: e.QUARANTINE_CELLS ?? e.THREADS_PER_CELL,
     cellRecycleRssRatio: e.CELL_RECYCLE_RSS_RATIO,
     cellSilenceTimeoutMs: e.CELL_SILENCE_TIMEOUT_MS,
@@ -250,12 +252,4 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     },
     llmApiKey: e.LLM_API_KEY ?? null,
   });
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object') {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
 }

@@ -12,8 +12,8 @@ import { REFUSAL_REASONS } from '../protocol/db-messages.js';
 export interface CapacitySnapshot {
   cellsAlive: number;
   quarantineCellsAlive: number;
-  threadsAlive: number;
-  threadsBusy: number;
+  workersAlive: number;
+  workersBusy: number;
   activeRuns: number;
   queuedRuns: number;
   activeContexts: number;
@@ -42,8 +42,8 @@ const RUN_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
 export function createMetrics(snapshot: () => CapacitySnapshot, options: MetricsOptions) {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
+  // Sampled between start() and stop() (a timer of its own inside Node).
   const lag = monitorEventLoopDelay({ resolution: 20 });
-  lag.enable();
 
   const m = {
     registry,
@@ -64,7 +64,7 @@ export function createMetrics(snapshot: () => CapacitySnapshot, options: Metrics
     globalsLeft: new client.Counter({ name: 'atoll_globals_left_behind_total', help: 'Runs that added, removed or replaced globals or built-in prototype members.', registers: [registry] }),
     cpuDemoted: new client.Counter({ name: 'atoll_runs_cpu_demoted_total', help: 'Runs that kept a core busy past CPU_DEMOTE_AFTER_MS and were lowered in OS priority so other runs went first.', registers: [registry] }),
     workerRecycles: new client.Counter({ name: 'atoll_worker_recycles_total', help: 'Worker threads retired after a run instead of serving another, by reason.', labelNames: ['reason'], registers: [registry] }),
-    threadDeaths: new client.Counter({ name: 'atoll_thread_deaths_total', help: 'Worker threads that died or were terminated inside a healthy cell, by cause.', labelNames: ['cause'], registers: [registry] }),
+    workerDeaths: new client.Counter({ name: 'atoll_thread_deaths_total', help: 'Worker threads that died or were terminated inside a healthy cell, by cause.', labelNames: ['cause'], registers: [registry] }),
     cleanupDuration: new client.Histogram({ name: 'atoll_cleanup_duration_seconds', help: 'Time to clean up after a run (agent cleanup, context release, leak checks).', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10], registers: [registry] }),
     eventsRelayed: new client.Counter({ name: 'atoll_events_relayed_total', help: 'Run events persisted and sent to their user\'s room.', registers: [registry] }),
     eventsDropped: new client.Counter({
@@ -116,11 +116,11 @@ export function createMetrics(snapshot: () => CapacitySnapshot, options: Metrics
   gauge('atoll_runs_queued', 'Accepted runs waiting for a worker thread.', (s) => s.queuedRuns);
   gauge('atoll_cells_alive', 'Serving cells that are ready (the quarantine cell is not counted).', (s) => s.cellsAlive);
   gauge('atoll_quarantine_cells_alive', 'Quarantine cells that are ready (started on first need).', (s) => s.quarantineCellsAlive);
-  gauge('atoll_threads_alive', 'Worker threads alive across ready cells.', (s) => s.threadsAlive);
-  gauge('atoll_threads_busy', 'Worker threads executing a run.', (s) => s.threadsBusy);
-  gauge('atoll_threads_idle', 'Worker threads alive and not executing a run.', (s) => Math.max(0, s.threadsAlive - s.threadsBusy));
+  gauge('atoll_threads_alive', 'Worker threads alive across ready cells.', (s) => s.workersAlive);
+  gauge('atoll_threads_busy', 'Worker threads executing a run.', (s) => s.workersBusy);
+  gauge('atoll_threads_idle', 'Worker threads alive and not executing a run.', (s) => Math.max(0, s.workersAlive - s.workersBusy));
   gauge('atoll_pool_utilization_ratio', 'Busy threads / alive threads across ready cells (0 when none is alive; capped at 1 while burst threads start).', (s) =>
-    s.threadsAlive === 0 ? 0 : Math.min(1, s.threadsBusy / s.threadsAlive),
+    s.workersAlive === 0 ? 0 : Math.min(1, s.workersBusy / s.workersAlive),
   );
   gauge('atoll_user_runs_queued_max', 'Accepted runs waiting for a thread of the one user with the most of them.', (s) => s.userMaxima.queuedRuns);
   gauge('atoll_user_runs_active_max', 'Runs dispatched or running of the one user with the most of them.', (s) => s.userMaxima.activeRuns);
@@ -170,7 +170,9 @@ export function createMetrics(snapshot: () => CapacitySnapshot, options: Metrics
     ...m,
     /** The exposition of one scrape: the front's registry plus every live cell's process metrics. */
     render: () => renderWithCells(registry, options.cellProcessMetrics?.() ?? []),
-    stop: () => lag.disable(),
+    /** Starts measuring the front's event-loop delay (atoll_event_loop_lag_seconds). */
+    start: () => void lag.enable(),
+    stop: () => void lag.disable(),
   };
 }
 

@@ -32,10 +32,10 @@ function importGraph(entry: string): Set<string> {
  * How a compiled file could start threads of its own: loading worker_threads or Piscina (an import that is
  * only a type leaves no require behind), or constructing a Worker whatever it was imported as.
  */
-const THREAD_MODULES = new Set(['worker_threads', 'node:worker_threads', 'piscina']);
-function threadStarts(src: string): string[] {
+const WORKER_MODULES = new Set(['worker_threads', 'node:worker_threads', 'piscina']);
+function workerStarts(src: string): string[] {
   return [
-    ...specifiers(src).filter((s) => THREAD_MODULES.has(s)),
+    ...specifiers(src).filter((s) => WORKER_MODULES.has(s)),
     ...[...src.matchAll(/\bnew\s+[\w$.]*\bWorker\s*\(|\bWorker\s*\(\s*[^)]/g)].map((m) => m[0]),
   ];
 }
@@ -50,15 +50,15 @@ test('the front never executes agent code: its import graph never reaches worker
 test('the front starts no threads: nothing it loads uses worker_threads or Piscina, or constructs a Worker', () => {
   const graph = [...importGraph(path.join(ROOT, 'dist/server/main.js'))];
   // Cells are child processes (fork); agent threads exist only inside them (workers/cell). No front file is allowed.
-  const starts = graph.map((f) => [path.relative(path.join(ROOT, 'dist'), f), threadStarts(fs.readFileSync(f, 'utf8'))] as const).filter(([, s]) => s.length > 0);
+  const starts = graph.map((f) => [path.relative(path.join(ROOT, 'dist'), f), workerStarts(fs.readFileSync(f, 'utf8'))] as const).filter(([, s]) => s.length > 0);
   expect(starts).toEqual([]);
   // The check can fail: each way a front file could start a thread is caught.
-  expect(threadStarts('const worker_threads_1 = require("node:worker_threads");')).toHaveLength(1);
-  expect(threadStarts("const { Piscina } = await import('piscina');")).toHaveLength(1);
-  expect(threadStarts('new node_worker_threads_1.Worker(path.join(__dirname, "run.js"), { workerData })')).toHaveLength(1);
-  expect(threadStarts('const W = loadIt(); new W.Worker(file);')).toHaveLength(1);
+  expect(workerStarts('const worker_threads_1 = require("node:worker_threads");')).toHaveLength(1);
+  expect(workerStarts("const { Piscina } = await import('piscina');")).toHaveLength(1);
+  expect(workerStarts('new node_worker_threads_1.Worker(path.join(__dirname, "run.js"), { workerData })')).toHaveLength(1);
+  expect(workerStarts('const W = loadIt(); new W.Worker(file);')).toHaveLength(1);
   // And it does not cry wolf on what the front really does.
-  expect(threadStarts('const child = (0, node_child_process_1.fork)(opts.cellEntry, []); workerId: 1, Workers idle')).toEqual([]);
+  expect(workerStarts('const child = (0, node_child_process_1.fork)(opts.cellEntry, []); workerId: 1, Workers idle')).toEqual([]);
 });
 
 /**
@@ -131,7 +131,7 @@ test("nothing outside a backend's folder imports its driver (database and bus dr
 });
 
 test('the worker-thread entry refuses to run on a main thread', () => {
-  const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(ROOT, 'dist/workers/thread/run-entry.js'))})`], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(ROOT, 'dist/workers/worker/run-entry.js'))})`], { encoding: 'utf8' });
   expect(r.status).not.toBe(0);
   expect(r.stderr).toMatch(/must run inside a worker thread/);
 });

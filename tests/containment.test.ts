@@ -10,7 +10,7 @@ import { cellSandboxWarning, separateUsers } from '../server/cells/cell-sandbox'
 
 const BASE_ENV = {
   // The chaos leak modes exercise the isolation check that stands behind lockdown (leak_prototype patches
-  // Array.prototype, which lockdown refuses); tests/thread-reset.test.ts covers lockdown itself.
+  // Array.prototype, which lockdown refuses); tests/worker-reset.test.ts covers lockdown itself.
   THREAD_LOCKDOWN: '0',
   AGENTS_DIR: FIXTURE_AGENTS,
   ENABLE_CHAOS_AGENTS: '1',
@@ -32,7 +32,7 @@ describe('every chaos mode at once', () => {
     // tested below and in tests/failures.test.ts. The CPU governor is off: it would lower the allocating
     // threads to nice 19, where a busy machine starves them (it has tests of its own below).
     // THREAD_REUSE=any too: some 40 users on 6 threads would each need a thread of their own (a thread start per
-    // run). The wall between users is tested in tests/thread-reset.test.ts.
+    // run). The wall between users is tested in tests/worker-reset.test.ts.
     server = await startServer({ ...BASE_ENV, CELLS: '2', THREADS_PER_CELL: '3', RUN_TIMEOUT_MS: '600000', CPU_DEMOTE_AFTER_MS: '0', THREAD_REUSE: 'any' });
   });
   afterAll(() => server.stop());

@@ -3,11 +3,11 @@
  * get demoted, and when. Plus one real reading of a live process's threads.
  */
 import { Worker } from 'node:worker_threads';
-import { createCpuGovernor, DEMOTED_NICE, readCellThreads, type ThreadSample } from '../server/cells/cpu-governor';
+import { createCpuGovernor, DEMOTED_NICE, readCellOsThreads, type OsThreadSample } from '../server/cells/cpu-governor';
 
 function rig(demoteAfterMs: number) {
   let t = 0;
-  const threads = new Map<number, ThreadSample>();
+  const threads = new Map<number, OsThreadSample>();
   const demoted: number[] = [];
   let reads = 0;
   const runStarts: (number | null)[] = [];
@@ -15,11 +15,11 @@ function rig(demoteAfterMs: number) {
     demoteAfterMs,
     sampleMs: 3_600_000, // sampled by hand below
     now: () => t,
-    readThreads: () => {
+    readOsThreads: () => {
       reads++;
       return new Map([...threads].map(([tid, s]) => [tid, { ...s }]));
     },
-    cells: () => [{ id: 'cell1', pid: 1, runStarts, systemThreads: new Set([99]), demote: (tid) => {
+    cells: () => [{ id: 'cell1', pid: 1, runStarts, systemOsThreads: new Set([99]), demote: (tid) => {
       demoted.push(tid);
       threads.get(tid)!.nice = DEMOTED_NICE;
     } }],
@@ -93,16 +93,16 @@ test('CPU_DEMOTE_AFTER_MS=0 turns it off', () => {
   g.stop();
 });
 
-linux("readCellThreads reads a live process's threads (not its main thread), and a spinning one's CPU grows", async () => {
+linux("readCellOsThreads reads a live process's threads (not its main thread), and a spinning one's CPU grows", async () => {
   const spinner = new Worker("require('node:worker_threads').parentPort.postMessage('spinning'); const end = Date.now() + 5000; while (Date.now() < end) {}", { eval: true });
   await new Promise((resolve) => spinner.once('message', resolve));
-  const before = readCellThreads(process.pid)!;
+  const before = readCellOsThreads(process.pid)!;
   await new Promise((resolve) => setTimeout(resolve, 500));
-  const after = readCellThreads(process.pid)!;
+  const after = readCellOsThreads(process.pid)!;
   expect(before.has(process.pid)).toBe(false);
   // Even on a loaded machine a spinning thread gets some of a core in half a second.
   const grew = [...after].filter(([tid, s]) => before.has(tid) && s.cpuMs - before.get(tid)!.cpuMs >= 30);
   expect(grew.length).toBeGreaterThanOrEqual(1);
-  expect(readCellThreads(999_999_999)).toBeNull();
+  expect(readCellOsThreads(999_999_999)).toBeNull();
   await spinner.terminate();
 });

@@ -64,12 +64,12 @@ export default class WallProbe {
       malformed: await ask(null, null, { type: 'db_query', id: nextId, kind: 'drop everything', query: 42 }),
     };
     // A Prisma client of its own, built like the thread's, on the captured port.
-    const { createDbChannel, createThreadPrismaClient } = require(root + '/dist/workers/thread/db-forwarding.js');
+    const { createDbChannel, createWorkerPrismaClient } = require(root + '/dist/workers/worker/db-forwarding.js');
     const channel = createDbChannel();
     channel.attach(port);
     const mine = (m) => m && m.type === 'db_answer' && m.id < 1000000 && channel.answer(m);
     port.on('message', mine);
-    const prisma = createThreadPrismaClient('sqlite', channel);
+    const prisma = createWorkerPrismaClient('sqlite', channel);
     const viaPrisma = async (run) => {
       try {
         return { ok: true, result: await run() };
@@ -107,7 +107,7 @@ beforeAll(async () => {
   fs.writeFileSync(path.join(agentsDir, 'wall-probe.mjs'), WALL_PROBE);
   fs.copyFileSync(path.join(FIXTURE_AGENTS, 'db-probe.mjs'), path.join(agentsDir, 'db-probe.mjs'));
   // THREAD_LOCKDOWN=0: the attacker here patches MessagePort.prototype to get its run's port, which lockdown
-  // refuses (tests/thread-reset.test.ts). The gate must hold even for code that got the port some other way.
+  // refuses (tests/worker-reset.test.ts). The gate must hold even for code that got the port some other way.
   server = await startServer({ AGENTS_DIR: agentsDir, WORKER_DB_WARMUP: 'eager', CELLS: '2', THREADS_PER_CELL: '2', THREAD_LOCKDOWN: '0' });
   [victim, attacker] = await Promise.all([UserClient.connect(server.url, 'wall-victim'), UserClient.connect(server.url, 'wall-attacker')]);
 });

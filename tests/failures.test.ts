@@ -34,18 +34,18 @@ async function closeScenario(s: Scenario | undefined): Promise<void> {
 
 const scrape = async (s: Scenario) => (await httpCall(s.server.url, 'GET', '/metrics')).body as string;
 
-async function fullStrength(s: Scenario, threadsPerCell: number): Promise<boolean> {
+async function fullStrength(s: Scenario, workersPerCell: number): Promise<boolean> {
   return eventually(async () => {
     const m = await scrape(s);
-    return metricValue(m, 'atoll_cells_alive') === s.cells && metricValue(m, 'atoll_threads_alive') >= s.cells * threadsPerCell && metricValue(m, 'atoll_runs_active') === 0;
+    return metricValue(m, 'atoll_cells_alive') === s.cells && metricValue(m, 'atoll_threads_alive') >= s.cells * workersPerCell && metricValue(m, 'atoll_runs_active') === 0;
   }, 60_000);
 }
 
 /** How the failure must end, and whether it kills the cell it ran in ('maybe': V8 decides, see oom_fatal). */
 type Case = [mode: string, status: string, code: string, cellDies: 'no' | 'yes' | 'maybe'];
 
-async function failureWithCompany(s: Scenario, threadsPerCell: number, [mode, status, code, cellDies]: Case, runsPerBystander: number): Promise<void> {
-  expect(await fullStrength(s, threadsPerCell)).toBe(true);
+async function failureWithCompany(s: Scenario, workersPerCell: number, [mode, status, code, cellDies]: Case, runsPerBystander: number): Promise<void> {
+  expect(await fullStrength(s, workersPerCell)).toBe(true);
   const before = await scrape(s);
   const gate = `gate-${mode}-${Date.now()}`;
   const openGate = () => Promise.all(s.others.map((client) => client.http('POST', '/v1/threads', { title: gate })));
@@ -124,7 +124,7 @@ async function failureWithCompany(s: Scenario, threadsPerCell: number, [mode, st
   expect((await expectPersistedTerminal(s.victim, bad!.run_id)).payload).toMatchObject({ status, error: { code } });
 
   expect((await httpCall(s.server.url, 'GET', '/healthz')).status).toBe(200);
-  expect(await fullStrength(s, threadsPerCell)).toBe(true);
+  expect(await fullStrength(s, workersPerCell)).toBe(true);
   // And the server still serves new runs after every kind of failure.
   const after = await s.others[0].start({ agent: 'echo', input: `after ${mode}` });
   expect(terminal(await s.others[0].waitForRun(after.run_id, 60_000)).payload.final_response).toBe(`after ${mode}`);

@@ -16,7 +16,7 @@ import { ROOT, startServer, type TestServer } from './helpers/server';
 import { UserClient, eventually, terminal } from './helpers/client';
 import { allowedUrl, createModelBroker, MAX_MODEL_REQUEST_BYTES, MAX_MODEL_REQUESTS_PER_RUN } from '../workers/cell/model-broker';
 import { createBrokerLink } from '../workers/llm/broker-fetch';
-import type { ModelReply } from '../protocol/thread-messages.js';
+import type { ModelReply } from '../protocol/worker-messages.js';
 
 /** Recognisable, and unique to this test run. */
 const SECRET_PREFIX = 'sk-broker-test-';
@@ -169,7 +169,7 @@ describe('LLM_API_KEY stays in the cell', () => {
     fake = await startFakeOpenAI((req) => ({ steps: [{ text: 'You said: ' }, { text: req.prompt }] }));
     evil = await startRecorder();
     // THREAD_LOCKDOWN=0: the thief patches MessagePort.prototype and the openai module to reach the broker, which
-    // lockdown refuses (tests/thread-reset.test.ts). The broker must hold even for code that got the port.
+    // lockdown refuses (tests/worker-reset.test.ts). The broker must hold even for code that got the port.
     server = await startServer({ AGENTS_DIR: dir, LLM_BASE_URL: `${fake.url}/v1`, LLM_MODEL: 'fake-model', LLM_API_KEY: SECRET, RUN_TIMEOUT_MS: '15000', THREAD_LOCKDOWN: '0' });
   });
   afterAll(async () => {

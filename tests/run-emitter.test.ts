@@ -3,7 +3,7 @@
  * events holding every text in order, nothing waits longer than one interval, other events keep their
  * place, and no merged event is over MAX_EVENT_BYTES.
  */
-import { createRunEmitter, STREAM_INTERVAL_MS } from '../workers/thread/run-emitter';
+import { createRunEmitter, STREAM_INTERVAL_MS } from '../workers/worker/run-emitter';
 
 const LIMITS = { maxEventsPerRun: 100_000, maxEventBytes: 2000, maxResultBytes: 10_000 } as never;
 

@@ -1,12 +1,12 @@
 /** The front's handle on one cell process: its state, the runs inside it, and a typed send. */
 import type { ChildProcess } from 'node:child_process';
-import { BURST_THREADS_PER_THREAD, type AgentInfo, type CellStats, type FrontToCell, type ProcessMetricFamily } from '../../protocol/cell-messages.js';
+import { BURST_WORKERS_PER_WORKER, type AgentInfo, type CellStats, type FrontToCell, type ProcessMetricFamily } from '../../protocol/cell-messages.js';
 import { createBatchedSender } from '../../protocol/ipc-batch.js';
 import type { RunScratch } from './run-scratch.js';
 
 export type CellState = 'starting' | 'ready' | 'stopping' | 'dead';
 
-/** A run that has been executing this long no longer counts against its cell's capacity (burst threads). */
+/** A run that has been executing this long no longer counts against its cell's capacity (burst workers). */
 export const LONG_RUN_MS = 1000;
 
 export class CellHandle {
@@ -15,21 +15,21 @@ export class CellHandle {
   stats: CellStats | null = null;
   /** The cell's default process metrics as last reported; merged into the front's scrape while the cell lives. */
   processMetrics: ProcessMetricFamily[] = [];
-  /** Runs assigned to this cell and not yet finished, with the time their thread started them. */
+  /** Runs assigned to this cell and not yet finished, with the time their worker started them. */
   readonly runs = new Map<string, number | null>();
   stderrTail = '';
   /** Last time a run was assigned or finished here (idle quarantine cells are retired). */
   lastBusyAt = Date.now();
-  /** When a thread of this cell last ended abnormally (terminated, crashed, out of memory). */
-  lastThreadKillAt: number | null = null;
+  /** When a worker of this cell last ended abnormally (terminated, crashed, out of memory). */
+  lastWorkerKillAt: number | null = null;
   readyAt: number | null = null;
   /**
-   * Users whose runs this cell served lately, with when: with THREAD_REUSE=same_user their threads are here, so
-   * their next run goes here when it can (a thread of its user, instead of a new one or a retired one).
+   * Users whose runs this cell served lately, with when: with THREAD_REUSE=same_user their workers are here, so
+   * their next run goes here when it can (a worker of its user, instead of a new one or a retired one).
    */
   readonly recentUsers = new Map<string, number>();
   /** The OS threads the cell had before its pool started (Node's own: V8's platform, libuv); null until it said so. */
-  systemThreads: ReadonlySet<number> | null = null;
+  systemOsThreads: ReadonlySet<number> | null = null;
   /** The cell's RSS once warm (first report BASELINE_AFTER_MS after ready): what "grown" is measured against. */
   baselineRssBytes: number | null = null;
   /** Being replaced while idle because it grew (not a death). */
@@ -68,9 +68,9 @@ export class CellHandle {
   ) {}
 
   /**
-   * Threads free for a new run. Runs executing longer than LONG_RUN_MS stop counting (up to
-   * BURST_THREADS_PER_THREAD times the cell's capacity), so runs that hang cannot starve short ones: Piscina
-   * adds burst threads.
+   * Workers free for a new run. Runs executing longer than LONG_RUN_MS stop counting (up to
+   * BURST_WORKERS_PER_WORKER times the cell's capacity), so runs that hang cannot starve short ones: Piscina
+   * adds burst workers.
    */
   get freeSlots(): number {
     if (this.state !== 'ready') return 0;
@@ -78,7 +78,7 @@ export class CellHandle {
     const now = Date.now();
     let long = 0;
     for (const startedAt of this.runs.values()) if (startedAt !== null && now - startedAt > LONG_RUN_MS) long++;
-    return Math.max(0, this.capacity + Math.min(this.capacity * BURST_THREADS_PER_THREAD, long) - this.runs.size);
+    return Math.max(0, this.capacity + Math.min(this.capacity * BURST_WORKERS_PER_WORKER, long) - this.runs.size);
   }
 
   /** Sent with whatever else this turn sends to the cell, in order. */

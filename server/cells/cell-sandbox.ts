@@ -1,7 +1,7 @@
 /**
  * The walls around a cell process, decided by the front before it forks one: what the cell's environment
  * holds, what Node's permission model lets it read and write, and which OS user it runs as. Agent code runs
- * in the cell's threads and is semi-trusted (npm dependencies, model-chosen tools), so nothing the front
+ * in the cell's workers and is semi-trusted (npm dependencies, model-chosen tools), so nothing the front
  * knows reaches a cell unless it is listed here.
  */
 import fs from 'node:fs';
@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 /**
- * The only variables a cell (and so every thread and agent) sees. Secrets (AUTH_JWT_SECRET, LLM_API_KEY),
+ * The only variables a cell (and so every worker and agent) sees. Secrets (AUTH_JWT_SECRET, LLM_API_KEY),
  * DATABASE_URL and NODE_OPTIONS never cross: cells get what they need in their init message.
  */
 export const CELL_ENV_ALLOWLIST = ['PATH', 'LANG', 'LC_ALL', 'LC_CTYPE', 'TZ', 'NODE_ENV'] as const;
@@ -68,7 +68,7 @@ export function cellLaunch(opts: CellSandboxOptions, cellId: string, slot: numbe
     const read = [path.join(opts.root, 'dist'), path.join(opts.root, 'node_modules'), path.join(opts.root, 'package.json'), scratchDir];
     if (opts.agentsDir) read.push(opts.agentsDir);
     // No --allow-addons (native code would run outside the model), no --allow-child-process, no /proc, no
-    // database file: threads reach the database through the front (server/store/thread-query-gate.ts).
+    // database file: workers reach the database through the front (server/store/worker-query-gate.ts).
     launch.execArgv = [permissionFlag(), ...read.map((p) => `--allow-fs-read=${p}`), `--allow-fs-write=${scratchDir}`, '--allow-worker', '--no-warnings=ExperimentalWarning'];
   }
   return launch;

@@ -1,15 +1,15 @@
 /**
  * CPU-hungry runs yield to short ones. The front samples the OS threads of every cell that holds a run
- * executing for at least CPU_DEMOTE_AFTER_MS; a thread that kept over a quarter of a core busy in every sample
- * for that long is lowered to nice 19, so the scheduler serves every other thread first (the front, the
+ * executing for at least CPU_DEMOTE_AFTER_MS; an OS thread that kept over a quarter of a core busy in every
+ * sample for that long is lowered to nice 19, so the scheduler serves every other one first (the front, the
  * cells, short runs). An agent that waits on a model or a tool uses next to no CPU and is never touched; a
  * `while (true) {}` or a garbage collector fighting a heap limit is.
  *
  * Why in the front: cells run under Node's permission model and may not read /proc (their /proc/self/mem
- * holds every run of the cell), so they cannot measure their threads. The front reads /proc/<cell>/task/*,
- * which names threads but not runs: the thread itself notices its lowered priority when its run ends, and
- * takes it back or retires (workers/thread/thread-runtime.ts). The cell lowers the priority (same OS user as
- * its threads), the front only decides. Linux only.
+ * holds every run of the cell), so they cannot measure their OS threads. The front reads /proc/<cell>/task/*,
+ * which names OS threads but not runs or workers: the worker itself notices its lowered priority when its run
+ * ends, and takes it back or retires (workers/worker/worker-runtime.ts). The cell lowers the priority (same OS
+ * user as its workers), the front only decides. Linux only.
  */
 import fs from 'node:fs';
 import { DEMOTED_NICE } from '../../protocol/cell-messages.js';
@@ -17,20 +17,20 @@ import { DEMOTED_NICE } from '../../protocol/cell-messages.js';
 export { DEMOTED_NICE };
 const CLOCK_TICK_MS = 10; // USER_HZ is 100 on Linux
 
-export interface ThreadSample {
+export interface OsThreadSample {
   cpuMs: number;
   nice: number;
 }
 
-/** CPU time (user + system) and nice value of each thread of `pid` except its main thread, or null if it is gone. */
-export function readCellThreads(pid: number): Map<number, ThreadSample> | null {
+/** CPU time (user + system) and nice value of each OS thread of `pid` except its main thread, or null if it is gone. */
+export function readCellOsThreads(pid: number): Map<number, OsThreadSample> | null {
   let tids: string[];
   try {
     tids = fs.readdirSync(`/proc/${pid}/task`);
   } catch {
     return null;
   }
-  const out = new Map<number, ThreadSample>();
+  const out = new Map<number, OsThreadSample>();
   for (const t of tids) {
     const tid = Number(t);
     if (tid === pid) continue;
@@ -40,7 +40,7 @@ export function readCellThreads(pid: number): Map<number, ThreadSample> | null {
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       out.set(tid, { cpuMs: (Number(f[11]) + Number(f[12])) * CLOCK_TICK_MS, nice: Number(f[16]) });
     } catch {
-      // the thread ended between readdir and read
+      // the OS thread ended between readdir and read
     }
   }
   return out;
@@ -52,10 +52,10 @@ export interface GovernedCell {
   /** Start times of the runs executing in the cell (null: assigned, not started). */
   runStarts: Iterable<number | null>;
   /**
-   * Node's own threads of the cell (V8's platform, libuv), never demoted: a run that makes the garbage collector
+   * Node's own OS threads of the cell (V8's platform, libuv), never demoted: a run that makes the garbage collector
    * work hard must not slow every run of its cell, nor its own way to OUT_OF_MEMORY.
    */
-  systemThreads: ReadonlySet<number>;
+  systemOsThreads: ReadonlySet<number>;
   demote(tid: number): void;
 }
 
@@ -66,7 +66,7 @@ export interface CpuGovernorOptions {
   sampleMs?: number;
   /** Share of one core, between two samples, that counts as hungry (default 0.25). */
   hungryShare?: number;
-  readThreads?: (pid: number) => Map<number, ThreadSample> | null;
+  readOsThreads?: (pid: number) => Map<number, OsThreadSample> | null;
   now?: () => number;
 }
 
@@ -80,14 +80,16 @@ interface Seen {
 export interface CpuGovernor {
   /** One sampling pass (the timer calls it; tests call it by hand). */
   sample(): void;
+  /** Starts sampling every sampleMs (off when CPU_DEMOTE_AFTER_MS is 0 or not on Linux). */
+  start(): void;
   stop(): void;
 }
 
 export function createCpuGovernor(opts: CpuGovernorOptions): CpuGovernor {
   const now = opts.now ?? Date.now;
-  const readThreads = opts.readThreads ?? readCellThreads;
-  // A quarter, not a half: on saturated cores a spinning thread gets only its share of them, and must still
-  // be told from a thread waiting on I/O (which uses next to none).
+  const readOsThreads = opts.readOsThreads ?? readCellOsThreads;
+  // A quarter, not a half: on saturated cores a spinning OS thread gets only its share of them, and must still
+  // be told from one waiting on I/O (which uses next to none).
   const hungryShare = opts.hungryShare ?? 0.25;
   const seen = new Map<string, Map<number, Seen>>();
 
@@ -103,12 +105,12 @@ export function createCpuGovernor(opts: CpuGovernorOptions): CpuGovernor {
         seen.delete(cell.id);
         continue;
       }
-      const threads = readThreads(cell.pid);
-      if (!threads) continue;
+      const osThreads = readOsThreads(cell.pid);
+      if (!osThreads) continue;
       const before = seen.get(cell.id) ?? new Map<number, Seen>();
       const after = new Map<number, Seen>();
-      for (const [tid, s] of threads) {
-        if (cell.systemThreads.has(tid)) continue;
+      for (const [tid, s] of osThreads) {
+        if (cell.systemOsThreads.has(tid)) continue;
         const prev = before.get(tid);
         const hungry = prev !== undefined && t > prev.at && (s.cpuMs - prev.cpuMs) / (t - prev.at) >= hungryShare;
         const hungrySince = hungry ? (prev!.hungrySince ?? prev!.at) : null;
@@ -121,12 +123,17 @@ export function createCpuGovernor(opts: CpuGovernorOptions): CpuGovernor {
   }
 
   const enabled = opts.demoteAfterMs > 0 && process.platform === 'linux';
-  const timer = enabled ? setInterval(sample, opts.sampleMs ?? 250) : null;
-  timer?.unref();
+  let timer: NodeJS.Timeout | null = null;
   return {
     sample,
+    start() {
+      if (!enabled || timer) return;
+      timer = setInterval(sample, opts.sampleMs ?? 250);
+      timer.unref();
+    },
     stop() {
       if (timer) clearInterval(timer);
+      timer = null;
       seen.clear();
     },
   };

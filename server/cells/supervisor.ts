@@ -11,7 +11,7 @@ import type { AgentInfo, CellConfig, CellToFront } from '../../protocol/cell-mes
 import { CellHandle } from './cell-handle.js';
 import { cellLaunch, type CellSandboxOptions } from './cell-sandbox.js';
 import { createRunScratch } from './run-scratch.js';
-import { readCellThreads } from './cpu-governor.js';
+import { readCellOsThreads } from './cpu-governor.js';
 import { describeCellExit, type CellExit } from './exit-cause.js';
 import fs from 'node:fs';
 
@@ -66,7 +66,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
     const launch = cellLaunch(opts.sandbox, id, slot, process.env);
     const child = fork(opts.cellEntry, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'pipe', 'ipc'], execArgv: launch.execArgv, env: launch.env, uid: launch.uid, gid: launch.gid });
     const owner = launch.uid === undefined ? null : { uid: launch.uid, gid: launch.gid! };
-    const cell = new CellHandle(id, slot, child, quarantine ? 1 : opts.cellConfig.threads, quarantine, createRunScratch(launch.scratchDir, owner));
+    const cell = new CellHandle(id, slot, child, quarantine ? 1 : opts.cellConfig.workersPerCell, quarantine, createRunScratch(launch.scratchDir, owner));
     slots[slot] = cell;
     // With 'cell died' (restart_in_ms), shows the backoff a slot that keeps dying actually waited.
     log.info({ cell: id, pid: child.pid }, 'cell starting');
@@ -76,12 +76,12 @@ export function createCellSupervisor(opts: SupervisorOptions) {
       cell.stderrTail = (cell.stderrTail + chunk).slice(-STDERR_TAIL);
     });
 
-    const config = quarantine ? { ...opts.cellConfig, threads: 1, quarantine: true } : opts.cellConfig;
+    const config = quarantine ? { ...opts.cellConfig, workersPerCell: 1, quarantine: true } : opts.cellConfig;
     return new Promise<CellHandle>((resolve, reject) => {
       const receive = (msg: CellToFront) => {
         if (msg.type === 'booting') {
-          // The cell starts its pool only on init, so every thread it has now is Node's own: note them, then init.
-          cell.systemThreads = new Set(child.pid === undefined ? [] : (readCellThreads(child.pid)?.keys() ?? []));
+          // The cell starts its pool only on init, so every OS thread it has now is Node's own: note them, then init.
+          cell.systemOsThreads = new Set(child.pid === undefined ? [] : (readCellOsThreads(child.pid)?.keys() ?? []));
           cell.send({ type: 'init', config: { ...config, cellId: id } });
         } else if (msg.type === 'ready') {
           cell.state = 'ready';
@@ -147,10 +147,11 @@ export function createCellSupervisor(opts: SupervisorOptions) {
   }
 
   // Quarantine cells that sat idle for a while are retired: they cost a process each. A serving cell that,
-  // idle, holds far more memory than when it was fresh (allocator fragmentation after threads were
+  // idle, holds far more memory than when it was fresh (allocator fragmentation after workers were
   // killed mid-allocation) is replaced while nothing runs in it, so memory returns to its level.
   let lastWatchAt = Date.now();
-  const retireTimer = setInterval(() => {
+  let watchTimer: NodeJS.Timeout | null = null;
+  function watch(): void {
     const now = Date.now();
     // If the front itself was stalled, the cells' messages are still unread in its queue: judge no silence now.
     const frontStalled = now - lastWatchAt > WATCH_MS * 4;
@@ -183,22 +184,28 @@ export function createCellSupervisor(opts: SupervisorOptions) {
         cell.send({ type: 'shutdown' });
       }
     }
-  }, WATCH_MS);
-  retireTimer.unref();
+  }
 
   function cells(): CellHandle[] {
     return slots.filter((c): c is CellHandle => c !== null);
   }
 
   return {
-    /** Starts every serving cell; rejects with the first cell's start-up error (a broken agent module, say). */
+    /**
+     * Starts the watch (silent cells, idle quarantine cells, grown cells) and every serving cell; rejects with
+     * the first cell's start-up error (a broken agent module, say). stop() ends both.
+     */
     async start(): Promise<void> {
+      if (!watchTimer) {
+        lastWatchAt = Date.now();
+        watchTimer = setInterval(watch, WATCH_MS);
+        watchTimer.unref();
+      }
       await Promise.all(slots.slice(0, opts.cells).map((_, slot) => spawn(slot, null)));
     },
-    /** The ready serving cell with the most free slots, or null when all are full. */
     /**
      * The ready serving cell with the most free slots, or null when all are full. With a user, a cell with a free
-     * slot that served that user lately comes first: its threads are that user's (THREAD_REUSE=same_user).
+     * slot that served that user lately comes first: its workers are that user's (THREAD_REUSE=same_user).
      */
     pick(userId?: string): CellHandle | null {
       let best: CellHandle | null = null;
@@ -235,7 +242,8 @@ export function createCellSupervisor(opts: SupervisorOptions) {
     },
     async stop(timeoutMs: number): Promise<void> {
       stopping = true;
-      clearInterval(retireTimer);
+      if (watchTimer) clearInterval(watchTimer);
+      watchTimer = null;
       await Promise.all(
         cells().map(
           (cell) =>

@@ -11,7 +11,7 @@ function inside(id: string, fields: Partial<RunInside> = {}): RunInside {
 }
 
 function judge(runs: RunInside[], fields: Partial<CellDeathInput> = {}) {
-  return judgeCellDeath({ runs, quarantineCell: false, recentThreadKill: false, killedAsWedged: false, maxRunAttempts: 3, exit: EXIT, ...fields });
+  return judgeCellDeath({ runs, quarantineCell: false, recentWorkerKill: false, killedAsWedged: false, maxRunAttempts: 3, exit: EXIT, ...fields });
 }
 
 test('one started run alone in its cell is the culprit: it fails with the exit error', () => {
@@ -26,7 +26,7 @@ test('a run alone that had not started (its started message may have died) is a 
 });
 
 test('a run alone right after a thread of the cell was killed is a suspect, not the culprit', () => {
-  expect(judge([inside('r1')], { recentThreadKill: true }).decisions).toEqual([{ kind: 'restart', runId: 'r1', reason: 'out_of_memory' }]);
+  expect(judge([inside('r1')], { recentWorkerKill: true }).decisions).toEqual([{ kind: 'restart', runId: 'r1', reason: 'out_of_memory' }]);
 });
 
 test('a run alone in a cell the front killed for wedging did not cause the death: it is a suspect', () => {
@@ -45,7 +45,7 @@ test('several runs inside: every one is a suspect and runs again in quarantine',
 });
 
 test('in the quarantine cell every suspect is the culprit, started or not, whatever its attempts', () => {
-  const j = judge([inside('r1', { phase: 'dispatched', attempt: 9, repeatable: false })], { quarantineCell: true, recentThreadKill: true });
+  const j = judge([inside('r1', { phase: 'dispatched', attempt: 9, repeatable: false })], { quarantineCell: true, recentWorkerKill: true });
   expect(j).toEqual({ decisions: [{ kind: 'fail', runId: 'r1', error: EXIT.error, collateral: false }], affectedOthers: false });
 });
 

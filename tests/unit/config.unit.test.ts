@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { ConfigError, ENV_VARS, loadConfig } from '../../server/config';
-import { BURST_THREADS_PER_THREAD } from '../../protocol/cell-messages';
+import { BURST_WORKERS_PER_WORKER } from '../../protocol/cell-messages';
 
 const CWD = '/srv/atoll';
 const load = (env: Record<string, string>) => loadConfig(env, CWD);
@@ -29,19 +29,19 @@ test('with nothing set, every default', () => {
     database: { kind: 'sqlite', file: path.resolve(CWD, 'data/atoll.db'), url: `file:${path.resolve(CWD, 'data/atoll.db')}` },
     agentsDir: null,
     cells: 2,
-    threadsPerCell: 2,
+    workersPerCell: 2,
     runTimeoutMs: 30_000,
     runMemoryMb: 128,
-    cellMemoryMb: 512 + (1 + BURST_THREADS_PER_THREAD) * 2 * 128,
+    cellMemoryMb: 512 + (1 + BURST_WORKERS_PER_WORKER) * 2 * 128,
     maxRunsPerWorker: 0,
     workerDbWarmup: 'lazy',
-    threadLockdown: true,
-    threadReuse: 'same_user',
+    workerLockdown: true,
+    workerReuse: 'same_user',
     cpuDemoteAfterMs: 500,
     cellSandbox: 'permission',
     cellUidBase: 61_000,
     scratchRoot: null,
-    warmSpareThreads: 1,
+    warmSpareWorkers: 1,
     dbSynchronous: 'normal',
     maxRunAttempts: 3,
     quarantineCells: 2,
@@ -140,19 +140,19 @@ test('every variable set, each lands in its field', () => {
     database: { kind: 'sqlite', file: '/var/lib/atoll.db', url: 'file:/var/lib/atoll.db' },
     agentsDir: path.resolve(CWD, 'agents'),
     cells: 4,
-    threadsPerCell: 3,
+    workersPerCell: 3,
     runTimeoutMs: 1000,
     runMemoryMb: 100,
     cellMemoryMb: 2048,
     maxRunsPerWorker: 5,
     workerDbWarmup: 'eager',
-    threadLockdown: false,
-    threadReuse: 'any',
+    workerLockdown: false,
+    workerReuse: 'any',
     cpuDemoteAfterMs: 0,
     cellSandbox: 'off',
     cellUidBase: 0,
     scratchRoot: '/tmp/scratch',
-    warmSpareThreads: 0,
+    warmSpareWorkers: 0,
     dbSynchronous: 'full',
     maxRunAttempts: 1,
     quarantineCells: 7,
@@ -186,12 +186,12 @@ test('every variable set, each lands in its field', () => {
 
 test('the cell memory limit follows the threads and their heap budget; quarantine cells follow the threads', () => {
   const c = load({ THREADS_PER_CELL: '3', RUN_MEMORY_MB: '100' });
-  expect(c.cellMemoryMb).toBe(512 + (1 + BURST_THREADS_PER_THREAD) * 3 * 100);
+  expect(c.cellMemoryMb).toBe(512 + (1 + BURST_WORKERS_PER_WORKER) * 3 * 100);
   expect(c.quarantineCells).toBe(3);
 });
 
 test('an empty variable counts as unset', () => {
-  expect(load({ PORT: '', NODE_ENV: '', THREAD_LOCKDOWN: '' })).toMatchObject({ port: 3000, production: false, threadLockdown: true });
+  expect(load({ PORT: '', NODE_ENV: '', THREAD_LOCKDOWN: '' })).toMatchObject({ port: 3000, production: false, workerLockdown: true });
 });
 
 test('NODE_ENV is case-insensitive and only known values pass', () => {
@@ -206,14 +206,14 @@ test('booleans take 0, 1, true and false only', () => {
   expect(load({ AUTH_DEV_LOGIN: 'true' }).devLogin).toBe(true);
   expect(load({ AUTH_DEV_LOGIN: '0' }).devLogin).toBe(false);
   expect(load({ AUTH_DEV_LOGIN: 'false' }).devLogin).toBe(false);
-  expect(load({ THREAD_LOCKDOWN: '0' }).threadLockdown).toBe(false);
+  expect(load({ THREAD_LOCKDOWN: '0' }).workerLockdown).toBe(false);
   expect(refusal({ AUTH_DEV_LOGIN: 'yes' })).toMatch(/^invalid configuration:\n {2}AUTH_DEV_LOGIN: .* \(got "yes"\)$/);
 });
 
 test('enumerations take each of their values and nothing else', () => {
   for (const level of ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) expect(load({ LOG_LEVEL: level }).logLevel).toBe(level);
   expect(load({ WORKER_DB_WARMUP: 'lazy' }).workerDbWarmup).toBe('lazy');
-  expect(load({ THREAD_REUSE: 'same_user' }).threadReuse).toBe('same_user');
+  expect(load({ THREAD_REUSE: 'same_user' }).workerReuse).toBe('same_user');
   expect(load({ CELL_SANDBOX: 'permission' }).cellSandbox).toBe('permission');
   expect(load({ DB_SYNCHRONOUS: 'normal' }).dbSynchronous).toBe('normal');
   for (const [name, bad] of [['LOG_LEVEL', 'verbose'], ['WORKER_DB_WARMUP', 'now'], ['THREAD_REUSE', 'never'], ['CELL_SANDBOX', 'on'], ['DB_SYNCHRONOUS', 'off']]) {

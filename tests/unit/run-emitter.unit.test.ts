@@ -3,7 +3,7 @@
  * shapes, MAX_EVENT_BYTES and MAX_EVENTS_PER_RUN (reported once, sticky), release, and the stream merge
  * boundaries (the interval, the size cap, the clock flush).
  */
-import { createRunEmitter, LimitExceededError, STREAM_INTERVAL_MS } from '../../workers/thread/run-emitter';
+import { createRunEmitter, LimitExceededError, STREAM_INTERVAL_MS } from '../../workers/worker/run-emitter';
 
 function rig(limits: { maxEventsPerRun?: number; maxEventBytes?: number } = {}) {
   const posted: { type: string; payload: any; timestamp: number }[] = [];

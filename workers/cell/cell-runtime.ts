@@ -1,13 +1,14 @@
 /**
  * A cell: a supervised child process that hosts one Piscina pool. Transport-agnostic: it gets a `send`
  * function and is handed messages, so it can be driven without forking. Never imports agent code itself;
- * only its worker threads do.
+ * only its workers (the pool's workers) do.
  */
 import os from 'node:os';
 import path from 'node:path';
 import { Piscina } from 'piscina';
-import { BURST_THREADS_PER_THREAD, CELL_EXIT_MEMORY, DEMOTED_NICE, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../protocol/cell-messages.js';
-import type { DescribeReply, ThreadConfig } from '../../protocol/thread-messages.js';
+import { BURST_WORKERS_PER_WORKER, CELL_EXIT_MEMORY, DEMOTED_NICE, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../protocol/cell-messages.js';
+import { pick } from '../../protocol/pick.js';
+import { WORKER_SETTINGS, type DescribeReply, type WorkerConfig } from '../../protocol/worker-messages.js';
 import { createMemoryWatchdog } from './memory-watchdog.js';
 import { createModelBroker, settleFetch } from './model-broker.js';
 import { createRunDispatcher, type RunDispatcher } from './run-dispatcher.js';
@@ -17,8 +18,8 @@ const STATS_INTERVAL_MS = 1000;
 /** Process metrics are a few kB: often enough for a 15 s scrape interval, rare enough to cost nothing. */
 const PROCESS_METRICS_INTERVAL_MS = 2000;
 
-/** Capacity, burst threads for long runs, and the warm spares. */
-const maxThreadsPerCell = (config: CellConfig) => config.threads * (1 + BURST_THREADS_PER_THREAD) + config.warmSpareThreads;
+/** Capacity, burst workers for long runs, and the warm spares. */
+const maxWorkersPerCell = (config: CellConfig) => config.workersPerCell * (1 + BURST_WORKERS_PER_WORKER) + config.warmSpareWorkers;
 
 export function createCellRuntime(deps: {
   send: (msg: CellToFront) => void;
@@ -33,7 +34,7 @@ export function createCellRuntime(deps: {
   let metricsTimer: NodeJS.Timeout | null = null;
   let watchdog: ReturnType<typeof createMemoryWatchdog> | null = null;
   let cellId = '';
-  // Every cell log line names its cell, like the front's and the threads' lines do.
+  // Every cell log line names its cell, like the front's and the workers' lines do.
   const log = (obj: object, msg: string) => deps.log({ cell: cellId || undefined, ...obj }, msg);
   const sendProcessMetrics = () => {
     deps.processMetrics?.().then(
@@ -50,48 +51,35 @@ export function createCellRuntime(deps: {
 
   async function init(config: CellConfig) {
     cellId = config.cellId;
-    const threadConfig: ThreadConfig = {
-      cellId: config.cellId,
-      dbProvider: config.dbProvider,
-      builtinAgentsDir: path.join(__dirname, '../agents'),
-      agentsDir: config.agentsDir,
-      enableChaosAgents: config.enableChaosAgents,
-      limits: config.limits,
-      maxRunsPerWorker: config.maxRunsPerWorker,
-      dbWarmup: config.workerDbWarmup,
-      logLevel: config.logLevel,
-      agentSettings: config.agentSettings,
-      lockdown: config.threadLockdown,
-      reuse: config.threadReuse,
-    };
-    // same_user: a thread serves one user for its life (user-affinity.ts); any: Piscina's least-busy choice.
-    const affinity = config.threadReuse === 'same_user' ? createUserAffinity({ threads: () => pool?.threads.length ?? 0, queued: () => pool?.queueSize ?? 0, maxThreads: maxThreadsPerCell(config) }) : null;
+    const workerConfig: WorkerConfig = { ...pick(config, WORKER_SETTINGS), builtinAgentsDir: path.join(__dirname, '../agents') };
+    // same_user: a worker serves one user for its life (user-affinity.ts); any: Piscina's least-busy choice.
+    const affinity = config.workerReuse === 'same_user' ? createUserAffinity({ threads: () => pool?.threads.length ?? 0, queued: () => pool?.queueSize ?? 0, maxThreads: maxWorkersPerCell(config) }) : null;
     pool = new Piscina({
-      filename: path.join(__dirname, '../thread/run-entry.js'),
-      // Warm spares: threads beyond the cell's capacity, idle and warm, so a run never waits for a thread
-      // to start when one was recycled, crashed or is held by a long run (a new thread is ready only once warm).
-      minThreads: config.threads + config.warmSpareThreads,
-      // Burst threads: runs that outlive LONG_RUN_MS stop counting against the cell's capacity (the front
-      // decides), so hung runs never starve short ones; the extra threads retire after idleTimeout.
-      maxThreads: maxThreadsPerCell(config),
+      filename: path.join(__dirname, '../worker/run-entry.js'),
+      // Warm spares: workers beyond the cell's capacity, idle and warm, so a run never waits for a worker
+      // to start when one was recycled, crashed or is held by a long run (a new worker is ready only once warm).
+      minThreads: config.workersPerCell + config.warmSpareWorkers,
+      // Burst workers: runs that outlive LONG_RUN_MS stop counting against the cell's capacity (the front
+      // decides), so hung runs never starve short ones; the extra workers retire after idleTimeout.
+      maxThreads: maxWorkersPerCell(config),
       // Queueing happens in the front, where it is persisted and fair; the cell only takes what fits.
-      maxQueue: config.threads * (1 + BURST_THREADS_PER_THREAD),
+      maxQueue: config.workersPerCell * (1 + BURST_WORKERS_PER_WORKER),
       idleTimeout: 30_000,
-      // 'sync' would freeze a thread's event loop between tasks (timers, sockets): facts.md.
+      // 'sync' would freeze a worker's event loop between tasks (timers, sockets): facts.md.
       atomics: 'disabled',
       concurrentTasksPerWorker: 1,
       closeTimeout: 2000,
       resourceLimits: { maxOldGenerationSizeMb: config.runMemoryMb, maxYoungGenerationSizeMb: Math.max(4, Math.min(32, config.runMemoryMb / 8)) },
-      workerData: threadConfig,
+      workerData: workerConfig,
       ...(affinity ? { loadBalancer: affinity.balancer } : {}),
     });
     if (affinity) {
       pool.on('workerCreate', (worker: { id: number }) => affinity.ready(worker.id));
       pool.on('workerDestroy', (worker: { id: number }) => affinity.forget(worker.id));
     }
-    // Without a listener, a thread dying while idle would take the cell down.
+    // Without a listener, a worker dying while idle would take the cell down.
     pool.on('error', (err: Error) => log({ err: err.message }, 'pool error'));
-    // config.llmApiKey stays here, in the cell's main thread: threads reach the model through the broker.
+    // config.llmApiKey stays here, in the cell's main thread: workers reach the model through the broker.
     await settleFetch();
     const broker = createModelBroker({ baseUrl: config.agentSettings.llm.baseUrl, apiKey: config.llmApiKey, log });
     dispatcher = createRunDispatcher({
@@ -128,13 +116,13 @@ export function createCellRuntime(deps: {
 
   function stats(): CellStats {
     const mem = process.memoryUsage();
-    const threads = dispatcher?.threadStats() ?? [];
+    const workers = dispatcher?.workerStats() ?? [];
     return {
-      threadsAlive: pool?.threads.length ?? 0,
-      threadsBusy: dispatcher?.busy ?? 0,
-      activeContexts: threads.reduce((n, t) => n + t.activeContexts, 0),
-      liveAgentInstances: threads.reduce((n, t) => n + t.liveAgentInstances, 0),
-      dbClients: threads.reduce((n, t) => n + t.dbClients, 0),
+      workersAlive: pool?.threads.length ?? 0,
+      workersBusy: dispatcher?.busy ?? 0,
+      activeContexts: workers.reduce((n, w) => n + w.activeContexts, 0),
+      liveAgentInstances: workers.reduce((n, w) => n + w.liveAgentInstances, 0),
+      dbClients: workers.reduce((n, w) => n + w.dbClients, 0),
       heapUsedBytes: mem.heapUsed,
       rssBytes: mem.rss,
       externalBytes: mem.external + mem.arrayBuffers,
@@ -158,11 +146,11 @@ export function createCellRuntime(deps: {
         case 'cancel':
           dispatcher?.stop(msg.runId, msg.reason);
           return;
-        case 'demote_thread':
+        case 'demote_os_thread':
           try {
             os.setPriority(msg.tid, DEMOTED_NICE);
           } catch {
-            // the thread just ended
+            // the OS thread just ended
           }
           return;
         case 'db_answer':

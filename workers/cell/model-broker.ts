@@ -1,13 +1,13 @@
 /**
- * The cell's model broker: the only holder of the model's API key (LLM_API_KEY) below the front. Worker threads
- * run agent code, which can read anything in its thread, so they never get the key: their OpenAI client sends each
+ * The cell's model broker: the only holder of the model's API key (LLM_API_KEY) below the front. Workers
+ * run agent code, which can read anything in its worker, so they never get the key: their OpenAI client sends each
  * request over the run's MessagePort (workers/llm/broker-fetch.ts), and the broker checks it (URL under
  * LLM_BASE_URL, GET or POST, bounded body, a few at a time per run), adds the key and streams the answer back.
- * A thread can thus use the key only to talk to the configured endpoint, and never learn it.
+ * A worker can thus use the key only to talk to the configured endpoint, and never learn it.
  *
  * Never logs the key, a request's headers or its body.
  */
-import type { ModelReply, ModelRequest } from '../../protocol/thread-messages.js';
+import type { ModelReply, ModelRequest } from '../../protocol/worker-messages.js';
 
 export const MAX_MODEL_REQUEST_BYTES = 4 * 1024 * 1024;
 export const MAX_MODEL_REQUESTS_PER_RUN = 4;
@@ -17,7 +17,7 @@ const MAX_HEADER_BYTES = 16 * 1024;
 const METHODS = new Set(['GET', 'POST']);
 const MAX_REFUSALS_LOGGED_PER_RUN = 20;
 
-/** Credentials a thread must not choose (the broker sets the key itself), and hop-by-hop headers fetch sets. */
+/** Credentials a worker must not choose (the broker sets the key itself), and hop-by-hop headers fetch sets. */
 const DROPPED_REQUEST_HEADERS = new Set([
   'authorization',
   'api-key',
@@ -34,7 +34,7 @@ const DROPPED_REQUEST_HEADERS = new Set([
   'trailer',
   'expect',
 ]);
-/** fetch decodes the body already; cookies are nobody's business in a thread. */
+/** fetch decodes the body already; cookies are nobody's business in a worker. */
 const DROPPED_RESPONSE_HEADERS = new Set(['set-cookie', 'set-cookie2', 'content-encoding', 'content-length', 'transfer-encoding', 'connection']);
 
 export type BrokerErrorCode = 'NOT_CONFIGURED' | 'BAD_REQUEST' | 'URL_NOT_ALLOWED' | 'METHOD_NOT_ALLOWED' | 'BODY_TOO_LARGE' | 'TOO_MANY_REQUESTS' | 'UPSTREAM_FAILED';
@@ -49,7 +49,7 @@ class Refusal extends Error {
 }
 
 export interface ModelBrokerSession {
-  /** Handles one message from the run's thread; false when it is not a broker message. */
+  /** Handles one message from the run's worker; false when it is not a broker message. */
   handle(msg: unknown): boolean;
   /** The run is over: every request still open is aborted; later messages are ignored. */
   close(): void;
@@ -138,7 +138,7 @@ export function createModelBroker(deps: {
           }
           send({ type: 'model_end', id });
         } catch (err) {
-          if (controller.signal.aborted) return; // the thread gave up on it, or the run ended
+          if (controller.signal.aborted) return; // the worker gave up on it, or the run ended
           const cause = (err as { cause?: { code?: unknown; message?: unknown } })?.cause;
           const detail = [cause?.code, cause?.message].filter((x) => typeof x === 'string' && x).join(' ');
           const message = `${String((err as Error)?.message ?? err)}${detail ? ` (${detail})` : ''}`.slice(0, 1000);

@@ -1,15 +1,15 @@
 /**
  * Runs assignments on the cell's Piscina pool, one MessagePort per run, and settles each run exactly once:
- * from the thread's final `done` message, or from the way its thread ended (terminated, crashed, out of
- * memory). Owns each run's deadline, counted from the moment its thread started it: at RUN_TIMEOUT_MS the
- * agent is asked to stop (ctx.signal), and CANCEL_GRACE_MS later its thread is terminated. The front's safety
+ * from the worker's final `done` message, or from the way its worker ended (terminated, crashed, out of
+ * memory). Owns each run's deadline, counted from the moment its worker started it: at RUN_TIMEOUT_MS the
+ * agent is asked to stop (ctx.signal), and CANCEL_GRACE_MS later its worker is terminated. The front's safety
  * nets behind this one: server/runs/deadlines.ts.
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
 import type { CellToFront, FrontToCell, RunAssignment, RunOutcome, RunReport } from '../../protocol/cell-messages.js';
 import { stopError } from '../../protocol/stop-errors.js';
-import type { CellToThread, StopReason, ThreadStats, ThreadTask, ThreadToCell } from '../../protocol/thread-messages.js';
+import type { CellToWorker, StopReason, WorkerStats, WorkerTask, WorkerToCell } from '../../protocol/worker-messages.js';
 import type { ModelBroker, ModelBrokerSession } from './model-broker.js';
 
 interface InFlight {
@@ -20,7 +20,7 @@ interface InFlight {
   stopReason: StopReason | null;
   timers: NodeJS.Timeout[];
   settled: boolean;
-  /** The thread's `done`, kept until its Piscina task has resolved too. */
+  /** The worker's `done`, kept until its Piscina task has resolved too. */
   done: { outcome: RunOutcome; report: RunReport } | null;
   taskResolved: boolean;
   /** The run's model requests (the broker adds the key); closed, aborting them, when the run settles. */
@@ -33,10 +33,10 @@ export interface RunDispatcher {
   /** Routes the front's answer to a db query to the run's port; dropped if the run has ended. */
   answerDb(msg: Extract<FrontToCell, { type: 'db_answer' }>): void;
   readonly busy: number;
-  threadStats(): ThreadStats[];
+  workerStats(): WorkerStats[];
 }
 
-/** How long to wait for a thread's `done` after Piscina resolved its task (piscinajs/piscina#133). */
+/** How long to wait for a worker's `done` after Piscina resolved its task (piscinajs/piscina#133). */
 const DONE_GRACE_MS = 2000;
 
 export function createRunDispatcher(deps: {
@@ -44,14 +44,14 @@ export function createRunDispatcher(deps: {
   send: (msg: CellToFront) => void;
   runTimeoutMs: number;
   cancelGraceMs: number;
-  /** Thread-level counts changed: the cell reports them soon. */
+  /** Worker-level counts changed: the cell reports them soon. */
   onCountsChanged: () => void;
   broker: ModelBroker;
   /** Extra Piscina task fields for a run (THREAD_REUSE=same_user: its user, for the load balancer). */
   route?: (run: RunAssignment) => object;
 }): RunDispatcher {
   const inFlight = new Map<string, InFlight>();
-  const statsByWorker = new Map<number, ThreadStats>();
+  const statsByWorker = new Map<number, WorkerStats>();
 
   function settle(f: InFlight, outcome: RunOutcome, report: RunReport | null = null) {
     if (f.settled) return;
@@ -62,7 +62,7 @@ export function createRunDispatcher(deps: {
     f.model.close();
     f.port.close();
     inFlight.delete(f.run.runId);
-    // A thread that must not serve again is terminated now; Piscina starts a fresh one.
+    // A worker that must not serve again is terminated now; Piscina starts a fresh one.
     if (report?.recycled) f.abort.abort();
     deps.send({ type: 'run_finished', runId: f.run.runId, outcome, report });
     deps.onCountsChanged();
@@ -71,19 +71,19 @@ export function createRunDispatcher(deps: {
   function stop(f: InFlight, reason: StopReason) {
     if (f.settled || f.stopReason) return;
     f.stopReason = reason;
-    // Cooperative first (the agent's ctx.signal), then hard: terminate the thread.
-    f.port.postMessage({ type: 'abort', reason } satisfies CellToThread);
+    // Cooperative first (the agent's ctx.signal), then hard: terminate the worker.
+    f.port.postMessage({ type: 'abort', reason } satisfies CellToWorker);
     f.timers.push(setTimeout(() => f.abort.abort(), f.startedAt === null ? 0 : deps.cancelGraceMs));
   }
 
   /**
-   * The thread refused the run (it serves another user, or it was lowered in priority and cannot take it back):
+   * The worker refused the run (it serves another user, or it was lowered in priority and cannot take it back):
    * retire it and dispatch the run again. The run
-   * never started, so this is no attempt and no failure; the front only counts the retired thread.
+   * never started, so this is no attempt and no failure; the front only counts the retired worker.
    */
   function redispatch(f: InFlight, reason: 'user_switch' | 'priority_not_restored') {
     if (f.settled) return;
-    deps.send({ type: 'thread_retired', reason });
+    deps.send({ type: 'worker_retired', reason });
     if (f.stopReason) {
       settle(f, crashOutcome(f, null));
       f.abort.abort();
@@ -112,7 +112,7 @@ export function createRunDispatcher(deps: {
     get busy() {
       return inFlight.size;
     },
-    threadStats() {
+    workerStats() {
       const alive = new Set(deps.pool.threads.map((t) => t.threadId));
       for (const id of statsByWorker.keys()) if (!alive.has(id)) statsByWorker.delete(id);
       return [...statsByWorker.values()];
@@ -124,7 +124,7 @@ export function createRunDispatcher(deps: {
     answerDb(msg) {
       const f = inFlight.get(msg.runId);
       if (!f || f.settled) return;
-      const answer: CellToThread = msg.ok ? { type: 'db_answer', id: msg.queryId, ok: true, result: msg.result } : { type: 'db_answer', id: msg.queryId, ok: false, error: msg.error };
+      const answer: CellToWorker = msg.ok ? { type: 'db_answer', id: msg.queryId, ok: true, result: msg.result } : { type: 'db_answer', id: msg.queryId, ok: false, error: msg.error };
       f.port.postMessage(answer);
     },
     start,
@@ -142,15 +142,15 @@ export function createRunDispatcher(deps: {
       settled: false,
       done: null,
       taskResolved: false,
-      model: deps.broker.open(run.runId, (reply) => port1.postMessage(reply satisfies CellToThread)),
+      model: deps.broker.open(run.runId, (reply) => port1.postMessage(reply satisfies CellToWorker)),
     };
     inFlight.set(run.runId, f);
-    port1.on('message', (msg: ThreadToCell) => {
+    port1.on('message', (msg: WorkerToCell) => {
       if (f.settled) return;
       if (f.model.handle(msg)) return;
       if (msg.type === 'started') {
         f.startedAt = msg.startedAt;
-        // The deadline starts when the thread starts the run, not when it was queued (piscinajs/piscina#869).
+        // The deadline starts when the worker starts the run, not when it was queued (piscinajs/piscina#869).
         f.timers.push(setTimeout(() => stop(f, 'timeout'), deps.runTimeoutMs));
         deps.send({ type: 'run_started', runId: run.runId, workerId: msg.workerId, startedAt: msg.startedAt });
       } else if (msg.type === 'event') {
@@ -158,7 +158,7 @@ export function createRunDispatcher(deps: {
       } else if (msg.type === 'refused') {
         redispatch(f, msg.reason);
       } else if (msg.type === 'db_query') {
-        // The run id is the one this port was made for: whatever the thread sends, it asks for this run.
+        // The run id is the one this port was made for: whatever the worker sends, it asks for this run.
         // The front's gate checks everything else (shape, statement, user).
         deps.send({ type: 'db_query', runId: run.runId, queryId: msg.id, kind: msg.kind, query: msg.query });
       } else if (msg.type === 'stats') {
@@ -168,14 +168,14 @@ export function createRunDispatcher(deps: {
         // The run is over: whatever model request it left open is aborted now, not when its task resolves.
         f.model.close();
         statsByWorker.set(msg.stats.workerId, msg.stats);
-        // Report the run finished only once its thread is free again (its task resolved): the front then
-        // sends the next run into a free thread, instead of Piscina queueing it or starting a burst thread
-        // for it, which would let a later run start first. A thread to recycle never resolves: settle now.
+        // Report the run finished only once its worker is free again (its task resolved): the front then
+        // sends the next run into a free worker, instead of Piscina queueing it or starting a burst worker
+        // for it, which would let a later run start first. A worker to recycle never resolves: settle now.
         if (f.taskResolved || msg.report.recycled) settle(f, msg.outcome, msg.report);
         else f.done = { outcome: msg.outcome, report: msg.report };
       }
     });
-    const task: ThreadTask = { kind: 'run', run, port: port2 };
+    const task: WorkerTask = { kind: 'run', run, port: port2 };
     Object.assign(task, deps.route?.(run));
     deps.pool.run(task, { transferList: [port2], signal: f.abort.signal }).then(
       (summary: RunOutcome) => {
@@ -185,7 +185,7 @@ export function createRunDispatcher(deps: {
         f.timers.push(setTimeout(() => settle(f, summary), DONE_GRACE_MS));
       },
       (err: unknown) => {
-        // Let messages the thread posted before it ended drain first; a `done` among them wins.
+        // Let messages the worker posted before it ended drain first; a `done` among them wins.
         setImmediate(() => settle(f, crashOutcome(f, err)));
       },
     );

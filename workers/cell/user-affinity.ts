@@ -1,19 +1,19 @@
 /**
- * THREAD_REUSE=same_user: a worker thread serves one user for its whole life. Module-level state of an
+ * THREAD_REUSE=same_user: a worker serves one user for its whole life. Module-level state of an
  * agent or of its dependencies survives any freeze and any check, so the only wall between two users is a
- * thread that never serves both. This load balancer sends a run to an idle thread that already serves its
- * user, else to a thread that has served nobody yet (a warm spare, a replacement). Failing both, the run
- * waits for a thread that is starting, or for one Piscina starts for it while the pool is below its
- * maximum (idle threads beyond the minimum retire after idleTimeout). Only a full pool gives the run to the
- * idle thread of another user that was used least recently: that thread refuses the run before any agent
- * code runs (thread-runtime.ts) and is retired, and the cell dispatches the run again. Retiring a thread
- * whenever nothing fresh is ready would retire every idle thread at once under load (measured: 7 s stalls).
+ * worker that never serves both. This load balancer sends a run to an idle worker that already serves its
+ * user, else to a worker that has served nobody yet (a warm spare, a replacement). Failing both, the run
+ * waits for a worker that is starting, or for one Piscina starts for it while the pool is below its
+ * maximum (idle workers beyond the minimum retire after idleTimeout). Only a full pool gives the run to the
+ * idle worker of another user that was used least recently: that worker refuses the run before any agent
+ * code runs (worker-runtime.ts) and is retired, and the cell dispatches the run again. Retiring a worker
+ * whenever nothing fresh is ready would retire every idle worker at once under load (measured: 7 s stalls).
  */
 import { Piscina } from 'piscina';
 
 type PiscinaLoadBalancer = NonNullable<NonNullable<ConstructorParameters<typeof Piscina>[0]>['loadBalancer']>;
 
-/** Carried on the Piscina task under Piscina.queueOptionsSymbol: visible to the balancer, never cloned to the thread. */
+/** Carried on the Piscina task under Piscina.queueOptionsSymbol: visible to the balancer, never cloned to the worker. */
 export interface RouteOptions {
   userId: string;
 }
@@ -25,22 +25,22 @@ export function routeOptions(userId: string): { [key: symbol]: RouteOptions } {
 }
 
 export function createUserAffinity(pool: {
-  /** Threads alive or starting. */
+  /** Workers alive or starting. */
   threads(): number;
   /** Tasks waiting in Piscina's queue. */
   queued(): number;
   maxThreads: number;
 }) {
-  /** The user each thread serves (by Piscina's worker id, the thread id), and when it last got a run. */
+  /** The user each worker serves (by Piscina's worker id, the thread id), and when it last got a run. */
   const owners = new Map<number, { userId: string; lastUsed: number }>();
   let clock = 0;
-  /** Threads that finished starting (Piscina's workerCreate); the others are still starting. */
+  /** Workers that finished starting (Piscina's workerCreate); the others are still starting. */
   const ready = new Set<number>();
 
   const balancer: PiscinaLoadBalancer = (task, workers) => {
     const route = (task as unknown as Record<symbol, RouteOptions | null>)[Piscina.queueOptionsSymbol];
     const idle = workers.filter((w) => w.currentUsage === 0 && !w.terminating && !w.destroyed);
-    // Tasks without a user (the cell's describe) go to any idle thread and make it nobody's.
+    // Tasks without a user (the cell's describe) go to any idle worker and make it nobody's.
     if (!route) return idle[0] ?? null;
     let fresh: Worker | null = null;
     let other: Worker | null = null;
@@ -65,11 +65,11 @@ export function createUserAffinity(pool: {
 
   return {
     balancer,
-    /** Piscina's workerCreate: the thread is ready for tasks. */
+    /** Piscina's workerCreate: the worker is ready for tasks. */
     ready(workerId: number) {
       ready.add(workerId);
     },
-    /** Piscina's workerDestroy: forget a thread that is gone. */
+    /** Piscina's workerDestroy: forget a worker that is gone. */
     forget(workerId: number) {
       owners.delete(workerId);
       ready.delete(workerId);

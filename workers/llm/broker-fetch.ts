@@ -5,7 +5,7 @@
  * AbortSignal aborts the cell's request; the end of the run abandons every request still open.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { CellToThread, ModelReply, ThreadToCell } from '../../protocol/thread-messages.js';
+import type { CellToWorker, ModelReply, WorkerToCell } from '../../protocol/worker-messages.js';
 
 /** The broker refuses bigger bodies; refusing here too saves copying them across. */
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
@@ -15,7 +15,7 @@ export interface BrokerLink {
   /** A WHATWG fetch for the OpenAI client (`new OpenAI({ fetch })`). */
   readonly fetch: typeof fetch;
   /** A message from the cell; true when it was the broker's. */
-  handle(msg: CellToThread): boolean;
+  handle(msg: CellToWorker): boolean;
   /** The run is over: every open request fails and the cell is told to abort it. */
   close(): void;
 }
@@ -40,7 +40,7 @@ export function createBrokerLink(port: MessagePort): BrokerLink {
   const pending = new Map<number, Pending>();
   let nextId = 1;
   let closed = false;
-  const post = (msg: ThreadToCell, transfer: ArrayBuffer[] = []) => {
+  const post = (msg: WorkerToCell, transfer: ArrayBuffer[] = []) => {
     try {
       port.postMessage(msg, transfer);
     } catch {

@@ -13,7 +13,7 @@ export type { Db } from '../../../prisma/client-type.js';
 export interface FrontDatabase {
   prisma: Db;
   /**
-   * The client's own connection (the adapter Prisma uses, opened once): the thread-query gate executes the
+   * The client's own connection (the adapter Prisma uses, opened once): the worker query gate executes the
    * statements it allows on it, so the front keeps one read connection whatever the number of threads.
    */
   connection(): Promise<SqlDriverAdapter>;

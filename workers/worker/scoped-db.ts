@@ -1,5 +1,5 @@
 /**
- * ctx.db: the run's data handle, built on the worker thread's own Prisma client. Every query is pinned to
+ * ctx.db: the run's data handle, built on the worker's own Prisma client. Every query is pinned to
  * the run's user, so another user's thread id answers exactly like an unknown one. Dies with the run.
  * The queries themselves live in prisma/scoped-queries.ts: the front's gate executes nothing else.
  */

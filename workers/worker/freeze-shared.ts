@@ -1,5 +1,5 @@
 /**
- * Freezes what every run of a worker thread shares, before any agent module loads: SES `lockdown()` for
+ * Freezes what every run of a worker shares, before any agent module loads: SES `lockdown()` for
  * the JavaScript intrinsics, then the host objects Node puts in every run's reach (MessagePort, which
  * carries every run's events and answer; EventTarget; EventEmitter and the streams and sockets built on it;
  * Buffer; the worker_threads exports; process.emit and process.nextTick). Afterwards a patch of any of them
@@ -21,7 +21,7 @@ interface SesGlobals {
  * SES's options, checked here on Node 20.20: errors keep their stacks and own properties (`unsafe`),
  * console stays Node's, a frozen method can still be overridden on an instance (`severe`: the "override
  * mistake" breaks libraries that assign `obj.toString = …`), stacks are not trimmed (debugging runs), and
- * SES prints nothing to stdout (the cell parses the thread's log lines).
+ * SES prints nothing to stdout (the cell parses the worker's log lines).
  */
 const LOCKDOWN_OPTIONS = {
   errorTaming: 'unsafe',
@@ -31,9 +31,9 @@ const LOCKDOWN_OPTIONS = {
   // Node's `domain` module is not used here; SES's check would refuse to lock down if it were.
   domainTaming: 'safe',
   reporting: 'none',
-  // Keeps the thread's own eval and Function: Piscina, ajv and Prisma compile code with them.
+  // Keeps the worker's own eval and Function: Piscina, ajv and Prisma compile code with them.
   evalTaming: 'unsafe-eval',
-  // Keeps an unhandled rejection Node's business (the thread's own handlers), not SES's.
+  // Keeps an unhandled rejection Node's business (the worker's own handlers), not SES's.
   unhandledRejectionTrapping: 'none',
 };
 
@@ -89,7 +89,7 @@ export interface FreezeReport {
   lockdownMs: number;
 }
 
-/** Call once, first thing in the thread, before any other module of the thread's graph runs agent code. */
+/** Call once, first thing in the worker, before any other module of the worker's graph runs agent code. */
 export function freezeShared(): FreezeReport {
   const started = performance.now();
   require('ses');

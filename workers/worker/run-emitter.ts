@@ -12,7 +12,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { RunLimits } from '../../protocol/cell-messages.js';
 import { AGENT_EVENT_TYPES, type AgentEventType, type JsonObject } from '../../protocol/events.js';
-import type { ThreadToCell } from '../../protocol/thread-messages.js';
+import type { WorkerToCell } from '../../protocol/worker-messages.js';
 
 export class LimitExceededError extends Error {
   readonly code = 'LIMIT_EXCEEDED';
@@ -45,7 +45,7 @@ export function createRunEmitter(port: MessagePort, limits: RunLimits, onViolati
   let merged: { texts: string[]; bytes: number; timestamp: number } | null = null;
   let mergeTimer: NodeJS.Timeout | null = null;
 
-  const post = (type: AgentEventType, payload: JsonObject, timestamp: number) => port.postMessage({ type: 'event', event: { type, payload, timestamp } } satisfies ThreadToCell);
+  const post = (type: AgentEventType, payload: JsonObject, timestamp: number) => port.postMessage({ type: 'event', event: { type, payload, timestamp } } satisfies WorkerToCell);
   function flushMerged(): void {
     if (mergeTimer) clearTimeout(mergeTimer);
     mergeTimer = null;

@@ -1,7 +1,7 @@
 /**
- * What a worker thread takes away from agent code before any agent module loads, beyond what Node's permission
+ * What a worker takes away from agent code before any agent module loads, beyond what Node's permission
  * model refuses (child processes, native addons, files outside the allowed folders): signals to any process
- * but its own cell, and worker threads of its own (which would escape the thread's heap budget and outlive
+ * but its own cell, and workers of its own (which would escape the worker's heap budget and outlive
  * its run). Properties are made read-only and non-configurable, so agent code cannot put them back.
  */
 import { syncBuiltinESMExports } from 'node:module';
@@ -11,7 +11,7 @@ export function refusal(what: string): Error {
   return Object.assign(new Error(`${what} is not available to agent code`), { code: 'ERR_ACCESS_DENIED' });
 }
 
-/** Where a guard reports what it refused (the thread runtime puts it in the run's isolation report). */
+/** Where a guard reports what it refused (the worker runtime puts it in the run's isolation report). */
 export type OnRefused = (wall: 'signal' | 'worker') => void;
 
 export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process): void {

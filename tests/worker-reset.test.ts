@@ -70,14 +70,14 @@ export default class Victim {
 };
 
 function agentsDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-thread-reset-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-worker-reset-'));
   for (const [file, source] of Object.entries(AGENTS)) fs.writeFileSync(path.join(dir, file), source);
   return dir;
 }
 
 const scrape = async (s: TestServer) => (await httpCall(s.url, 'GET', '/metrics')).body as string;
 /** One cell, one thread, no spare: every run of this server goes through the same thread unless it retires. */
-const ONE_THREAD = { CELLS: '1', THREADS_PER_CELL: '1', WARM_SPARE_THREADS: '0' };
+const ONE_WORKER = { CELLS: '1', THREADS_PER_CELL: '1', WARM_SPARE_THREADS: '0' };
 
 async function runOnce(u: UserClient, agent: string, input: Record<string, unknown>) {
   const { run_id } = await u.start({ agent, input });
@@ -91,7 +91,7 @@ describe('defaults (THREAD_LOCKDOWN=1, THREAD_REUSE=same_user), one cell, one th
   let mallory: UserClient;
   let victim: UserClient;
   beforeAll(async () => {
-    server = await startServer({ AGENTS_DIR: agentsDir(), ...ONE_THREAD });
+    server = await startServer({ AGENTS_DIR: agentsDir(), ...ONE_WORKER });
     [mallory, victim] = await Promise.all([UserClient.connect(server.url, 'mallory'), UserClient.connect(server.url, 'victim')]);
   });
   afterAll(async () => {
@@ -146,7 +146,7 @@ describe('THREAD_REUSE=any, THREAD_LOCKDOWN=0, one cell, one thread: contaminati
   let victim: UserClient;
   beforeAll(async () => {
     // CELL_SANDBOX=off too: the late attacker tells the test it struck by writing a file outside its scratch folder.
-    server = await startServer({ AGENTS_DIR: agentsDir(), ...ONE_THREAD, THREAD_REUSE: 'any', THREAD_LOCKDOWN: '0', CELL_SANDBOX: 'off' });
+    server = await startServer({ AGENTS_DIR: agentsDir(), ...ONE_WORKER, THREAD_REUSE: 'any', THREAD_LOCKDOWN: '0', CELL_SANDBOX: 'off' });
     [mallory, victim] = await Promise.all([UserClient.connect(server.url, 'mallory'), UserClient.connect(server.url, 'victim')]);
   });
   afterAll(async () => {

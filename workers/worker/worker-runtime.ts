@@ -1,19 +1,21 @@
 /**
- * One worker thread's runtime: its Prisma client (one per thread), its agent registry and factory, and
+ * One worker's runtime: its Prisma client (one per worker), its agent registry and factory, and
  * the execution of one run at a time. Everything a run touches is built per run and released after it;
- * what a run leaves behind (globals, open resources, an agent that never settled) retires the thread.
+ * what a run leaves behind (globals, open resources, an agent that never settled) retires the worker.
  */
-import { threadId, type MessagePort } from 'node:worker_threads';
+import { threadId as workerId, type MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Db } from '../../prisma/client-type.js';
-import { DEMOTED_NICE, type RecycleReason, type RunAssignment, type RunOutcome, type RunReport } from '../../protocol/cell-messages.js';
+import { DEMOTED_NICE, type RunAssignment, type RunOutcome, type RunReport } from '../../protocol/cell-messages.js';
 import type { Agent } from '../agent-contract.js';
-import type { CellToThread, DescribeReply, StopReason, ThreadConfig, ThreadStats, ThreadTask, ThreadToCell } from '../../protocol/thread-messages.js';
+import type { CellToWorker, DescribeReply, StopReason, WorkerConfig, WorkerStats, WorkerTask, WorkerToCell } from '../../protocol/worker-messages.js';
 import { threadsGet } from '../../prisma/scoped-queries.js';
 import { createAgentFactory } from './agent-factory.js';
 import type { DbChannel } from './db-forwarding.js';
 import type { AgentRegistry } from './agent-registry.js';
-import { createExecutionContext, deepFreeze, type ExecutionContextHandle } from './execution-context.js';
+import { deepFreeze } from '../../protocol/deep-freeze.js';
+import { createExecutionContext, type ExecutionContextHandle } from './execution-context.js';
+import { recycleReason } from './recycle-reason.js';
 import type { HandleTracker } from './handle-tracker.js';
 import { mergeLeaks } from './handle-tracker.js';
 import { activeResources, changedGlobals, leakedResources, settleLazyGlobals, snapshotGlobals, type GlobalsSnapshot } from './isolation-check.js';
@@ -33,24 +35,24 @@ class StopSignal extends Error {
   }
 }
 
-export function createThreadRuntime(deps: {
-  config: ThreadConfig;
+export function createWorkerRuntime(deps: {
+  config: WorkerConfig;
   prisma: Db;
   dbChannel: DbChannel;
   registry: Promise<AgentRegistry>;
   log: Logger;
-  /** Walls the host guards refused (workers/thread/host-guards.ts): emptied at each run's start, reported at its end. */
+  /** Walls the host guards refused (workers/worker/host-guards.ts): emptied at each run's start, reported at its end. */
   refused: Set<string>;
   handles: HandleTracker;
 }) {
   const { config, prisma, dbChannel, log, handles } = deps;
   const factory = createAgentFactory();
   const settings = deepFreeze(config.agentSettings);
-  // A registry that failed to load is reported by describe(); mark it handled so the thread survives.
+  // A registry that failed to load is reported by describe(); mark it handled so the worker survives.
   deps.registry.catch(() => undefined);
   const counters = { activeContexts: 0, liveAgentInstances: 0 };
-  // The front's CPU governor may have had this thread lowered to nice 19 during a run. When the run ends the
-  // thread takes its priority back; where the OS refuses (no CAP_SYS_NICE: the Docker image's user, a cell
+  // The front's CPU governor may have had this worker lowered to nice 19 during a run. When the run ends the
+  // worker takes its priority back; where the OS refuses (no CAP_SYS_NICE: the Docker image's user, a cell
   // with an OS user of its own) it retires instead of serving the next run at nice 19.
   const niceAtStart = niceNow() ?? 0;
   const priorityAfterRun = (): { demoted: boolean; restored: boolean } => {
@@ -63,24 +65,24 @@ export function createThreadRuntime(deps: {
       return { demoted: true, restored: false };
     }
   };
-  // The thread's Prisma client (no connection of its own: its statements go to the front's gate) is open
+  // The worker's Prisma client (no connection of its own: its statements go to the front's gate) is open
   // once it has loaded its query compiler: while warming up if eager, or at a run's first ctx.db query.
   let dbOpen = false;
-  const stats = (): ThreadStats => ({ workerId: threadId, ...counters, dbClients: dbOpen ? 1 : 0 });
+  const stats = (): WorkerStats => ({ workerId, ...counters, dbClients: dbOpen ? 1 : 0 });
   let runsServed = 0;
-  // The clean state every run must start from and leave behind; taken once the thread is warm (agents
+  // The clean state every run must start from and leave behind; taken once the worker is warm (agents
   // loaded, and with WORKER_DB_WARMUP=eager the database client), so lazy initialisation is not mistaken for a leak.
   let baseline: Promise<GlobalsSnapshot> | null = null;
   const cleanBaseline = () =>
     (baseline ??= (async () => {
       await deps.registry.catch(() => undefined);
       // Prisma compiles its WebAssembly query compiler at the first query: ~26 MiB and ~0.1-0.3 s per
-      // thread. Most agents never touch ctx.db, so by default a thread pays it at its first ctx.db query
+      // worker. Most agents never touch ctx.db, so by default a worker pays it at its first ctx.db query
       // (that first load changes no global and opens no handle: not a leak). eager: pay it here, with a
       // ctx.db query shape compiled while no run is attached: Prisma compiles the statement (loading the
       // compiler), then the adapter refuses to send it (DB_NO_RUN), so nothing reaches the front.
       // The refusal proves the statement was compiled and reached the adapter: the client is loaded.
-      if (config.dbWarmup === 'eager') await threadsGet(prisma, '', '').catch((err: { code?: unknown }) => void (dbOpen = err?.code === 'DB_NO_RUN'));
+      if (config.workerDbWarmup === 'eager') await threadsGet(prisma, '', '').catch((err: { code?: unknown }) => void (dbOpen = err?.code === 'DB_NO_RUN'));
       if (isConfigured(config.agentSettings.llm)) preloadLlm();
       settleLazyGlobals();
       return snapshotGlobals();
@@ -92,17 +94,17 @@ export function createThreadRuntime(deps: {
     return { agents: registry.list(), stats: stats() };
   }
 
-  // THREAD_REUSE=same_user: the one user this thread serves, set by its first run.
+  // THREAD_REUSE=same_user: the one user this worker serves, set by its first run.
   let servedUser: string | null = null;
 
   async function execute(run: RunAssignment, port: MessagePort): Promise<RunOutcome> {
-    const post = (msg: ThreadToCell) => port.postMessage(msg);
-    if (config.reuse === 'same_user' && servedUser !== null && servedUser !== run.userId) {
+    const post = (msg: WorkerToCell) => port.postMessage(msg);
+    if (config.workerReuse === 'same_user' && servedUser !== null && servedUser !== run.userId) {
       // Before any agent code: what earlier runs left in modules and closures must never meet another user.
       post({ type: 'refused', reason: 'user_switch' });
       return new Promise<never>(() => undefined);
     }
-    // Lowered while no run of its own was hungry (warming up beside a hungry run: the governor sees threads,
+    // Lowered while no run of its own was hungry (warming up beside a hungry run: the governor sees OS threads,
     // not runs) and unable to take its priority back: no run starts here at nice 19, and none is blamed for it.
     if (!priorityAfterRun().restored) {
       post({ type: 'refused', reason: 'priority_not_restored' });
@@ -113,8 +115,8 @@ export function createThreadRuntime(deps: {
     const contaminated = changedGlobals(clean).length > 0;
     const startedAt = Date.now();
     deps.refused.clear();
-    post({ type: 'started', workerId: threadId, startedAt });
-    // `cell` and `worker` are already bound by the thread's logger (run-entry.ts); repeating them here would
+    post({ type: 'started', workerId, startedAt });
+    // `cell` and `worker` are already bound by the worker's logger (run-entry.ts); repeating them here would
     // print each key twice.
     const runLog = log.child({ run_id: run.runId, user_id: run.userId, thread_id: run.threadId, agent: run.agentName, attempt: run.attempt });
 
@@ -122,14 +124,14 @@ export function createThreadRuntime(deps: {
     const stop = (reason: StopReason | 'limit') => {
       if (!controller.signal.aborted) controller.abort(new StopSignal(reason));
     };
-    // The run's model requests go to the cell's broker over this port; the key never enters the thread.
+    // The run's model requests go to the cell's broker over this port; the key never enters the worker.
     const broker = createBrokerLink(port);
-    port.on('message', (msg: CellToThread) => {
+    port.on('message', (msg: CellToWorker) => {
       if (msg.type === 'abort') stop(msg.reason);
       else if (msg.type === 'db_answer') dbChannel.answer(msg);
       else broker.handle(msg);
     });
-    // The thread's Prisma client sends its statements over this run's port, until the context is released.
+    // The worker's Prisma client sends its statements over this run's port, until the context is released.
     dbChannel.attach(port);
     // Counted once the run's own port is listening, so only what the agent opens shows up as a leak.
     const resourcesBefore = activeResources();
@@ -169,7 +171,7 @@ export function createThreadRuntime(deps: {
       else outcome = failedOutcome(err, elapsed());
     }
 
-    // Cleanup always runs, bounded so a stuck cleanup cannot hold the thread.
+    // Cleanup always runs, bounded so a stuck cleanup cannot hold the worker.
     const cleanupStarted = Date.now();
     if (agent && typeof agent.cleanup === 'function') {
       let timer: NodeJS.Timeout | undefined;
@@ -210,24 +212,12 @@ export function createThreadRuntime(deps: {
     const globals = changedGlobals(clean);
     const priority = priorityAfterRun();
     runsServed++;
-    const recycled: RecycleReason | null = contaminated
-      ? 'contaminated'
-      : globals.length > 0
-        ? 'globals_changed'
-        : Object.keys(leaks).length > 0
-          ? 'leaked_resources'
-          : !agentSettled
-            ? 'unsettled_after_stop'
-            : !priority.restored
-              ? 'priority_not_restored'
-            : config.maxRunsPerWorker > 0 && runsServed >= config.maxRunsPerWorker
-              ? 'max_runs'
-              : null;
+    const recycled = recycleReason({ contaminated, globals, leaks, agentSettled, priorityRestored: priority.restored, runsServed, maxRunsPerWorker: config.maxRunsPerWorker });
     const report: RunReport = { leaks, globals, contaminated, recycled, cleanupMs: Date.now() - cleanupStarted, ...(priority.demoted ? { cpuDemoted: true } : {}), ...(deps.refused.size ? { refused: [...deps.refused] } : {}) };
     if (recycled && recycled !== 'max_runs') runLog.warn({ leaks, globals, recycled }, 'run left state behind; recycling its worker thread');
     post({ type: 'done', outcome, stats: stats(), report });
     if (recycled) {
-      // Never return: the cell terminates this thread on `done`, so no later run can see what this one left.
+      // Never return: the cell terminates this worker on `done`, so no later run can see what this one left.
       await new Promise<never>(() => undefined);
     }
     port.close();
@@ -245,13 +235,13 @@ export function createThreadRuntime(deps: {
         () => undefined,
       );
     },
-    handle(task: ThreadTask): Promise<RunOutcome | DescribeReply> {
+    handle(task: WorkerTask): Promise<RunOutcome | DescribeReply> {
       return task.kind === 'describe' ? describe() : execute(task.run, task.port);
     },
   };
 }
 
-/** This thread's nice value (Linux: getpriority on the calling thread), or null where it cannot be read. */
+/** This worker's nice value (Linux: getpriority on the calling OS thread), or null where it cannot be read. */
 function niceNow(): number | null {
   try {
     return os.getPriority(0);

@@ -6,6 +6,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Db } from '../../prisma/client-type.js';
 import type { AgentSettings, RunAssignment, RunLimits } from '../../protocol/cell-messages.js';
+import { deepFreeze } from '../../protocol/deep-freeze.js';
 import type { AgentLogger, UserExecutionContext } from '../agent-contract.js';
 import { createRunLlm } from '../llm/run-llm.js';
 import { createRunEmitter, type LimitExceededError, type RunEmitter } from './run-emitter.js';
@@ -25,10 +26,10 @@ export function createExecutionContext(deps: {
   limits: RunLimits;
   log: Logger;
   settings: AgentSettings;
-  /** The run's model fetch, through the cell's broker (no key in the thread). */
+  /** The run's model fetch, through the cell's broker (no key in the worker). */
   modelFetch: typeof fetch;
   onViolation: (err: LimitExceededError) => void;
-  /** The run queried ctx.db (the thread's client connects at its first query). */
+  /** The run queried ctx.db (the worker's client connects at its first query). */
   onDbQuery?: () => void;
 }): ExecutionContextHandle {
   const { run } = deps;
@@ -67,12 +68,4 @@ function agentLogger(log: Logger): AgentLogger {
   const at = (level: 'debug' | 'info' | 'warn' | 'error') => (msg: string, fields?: Record<string, unknown>) =>
     log[level]({ ...(fields ?? {}), from: 'agent' }, String(msg));
   return Object.freeze({ debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') });
-}
-
-export function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
 }

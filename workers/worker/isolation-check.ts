@@ -1,7 +1,7 @@
 /**
- * What a run may leave behind in its worker thread, measured around each run: new or changed globals
+ * What a run may leave behind in its worker, measured around each run: new or changed globals
  * (globalThis and the prototypes of built-ins) and resources it opened and did not close. Either one makes
- * the thread unfit for the next run: it is recycled.
+ * the worker unfit for the next run: it is recycled.
  */
 import { EventEmitter } from 'node:events';
 import { MessagePort } from 'node:worker_threads';
@@ -119,7 +119,7 @@ export function kindOf(resource: string): string {
   return KINDS.find(([re]) => re.test(resource))?.[1] ?? 'other';
 }
 
-/** Live (ref'd) libuv resources of this thread, by kind. */
+/** Live (ref'd) libuv resources of this worker, by kind. */
 export function activeResources(): ResourceCounts {
   const counts: ResourceCounts = {};
   for (const r of process.getActiveResourcesInfo()) {

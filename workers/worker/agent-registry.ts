@@ -1,6 +1,6 @@
 /**
  * The registry of agent CLASSES (never instances): built-ins from workers/agents/ and every .js/.mjs
- * module in AGENTS_DIR. Loaded once per worker thread; caching a module is fine, caching an instance is
+ * module in AGENTS_DIR. Loaded once per worker; caching a module is fine, caching an instance is
  * the bug this product exists to prevent.
  */
 import fs from 'node:fs';

@@ -3,7 +3,7 @@ import type { RunLimits, RunOutcome } from '../../protocol/cell-messages.js';
 import type { ErrorBody } from '../../protocol/errors.js';
 import type { JsonValue } from '../../protocol/events.js';
 import { stopError } from '../../protocol/stop-errors.js';
-import type { StopReason } from '../../protocol/thread-messages.js';
+import type { StopReason } from '../../protocol/worker-messages.js';
 
 const MAX_MESSAGE = 1000;
 /** RangeErrors V8 throws when an allocation cannot be made (deep recursion is not one: it is the agent's bug). */

@@ -1,18 +1,18 @@
 /**
- * How a worker thread's Prisma client reaches the database: through the front. Its driver adapter opens
+ * How a worker's Prisma client reaches the database: through the front. Its driver adapter opens
  * nothing; every statement Prisma compiles is posted over the current run's MessagePort to the cell, which
- * tags it with that run's id and sends it to the front's gate (server/store/thread-query-gate.ts). The gate
+ * tags it with that run's id and sends it to the front's gate (server/store/worker-query-gate.ts). The gate
  * executes only the statements ctx.db compiles to, pinned to the run's user, and answers with Prisma's own
  * result set. No run in progress, or its context released: the statement fails here, unsent.
  *
- * This file and everything it imports must never load a database driver: agent code runs in this thread.
+ * This file and everything it imports must never load a database driver: agent code runs in this worker.
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { Provider, SqlDriverAdapter, SqlDriverAdapterFactory, SqlQuery, SqlResultSet, Transaction } from '@prisma/driver-adapter-utils';
 import { PrismaClient } from '../../prisma/generated/client.js';
 import type { Db } from '../../prisma/client-type.js';
 import type { DbErrorCode, DbQueryKind, ForwardedResultSet } from '../../protocol/db-messages.js';
-import type { CellToThread, ThreadToCell } from '../../protocol/thread-messages.js';
+import type { CellToWorker, WorkerToCell } from '../../protocol/worker-messages.js';
 
 export const FORWARDING_ADAPTER_NAME = '@atoll/forwarding-adapter';
 
@@ -32,14 +32,14 @@ interface Pending {
   reject(err: Error): void;
 }
 
-/** The thread's one link to the database: the current run's port, or none. */
+/** The worker's one link to the database: the current run's port, or none. */
 export interface DbChannel {
-  /** A run starts on this thread: statements go over its port from now on. */
+  /** A run starts on this worker: statements go over its port from now on. */
   attach(port: MessagePort): void;
   /** The run's context is released: its statements fail from now on, those still waiting too. */
   release(): void;
   /** A `db_answer` arrived on the run's port. */
-  answer(msg: Extract<CellToThread, { type: 'db_answer' }>): void;
+  answer(msg: Extract<CellToWorker, { type: 'db_answer' }>): void;
   send(kind: DbQueryKind, query: SqlQuery): Promise<ForwardedResultSet | number>;
 }
 
@@ -78,7 +78,7 @@ export function createDbChannel(): DbChannel {
     send(kind, query) {
       if (state !== 'attached' || !port) return Promise.reject(refusal());
       const id = nextId++;
-      const out: ThreadToCell = { type: 'db_query', id, kind, query: { sql: query.sql, args: query.args, argTypes: query.argTypes } };
+      const out: WorkerToCell = { type: 'db_query', id, kind, query: { sql: query.sql, args: query.args, argTypes: query.argTypes } };
       return new Promise((resolve, reject) => {
         pending.set(id, { resolve, reject });
         try {
@@ -130,7 +130,7 @@ export function forwardingAdapterFactory(provider: Provider, channel: DbChannel)
   };
 }
 
-/** The thread's Prisma client: one per thread, created once at thread start, never per run. */
-export function createThreadPrismaClient(provider: Provider, channel: DbChannel): Db {
+/** The worker's Prisma client: one per worker, created once at worker start, never per run. */
+export function createWorkerPrismaClient(provider: Provider, channel: DbChannel): Db {
   return new PrismaClient({ adapter: forwardingAdapterFactory(provider, channel) });
 }

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { MessageChannel } from 'node:worker_threads';
 import { ROOT } from './helpers/server';
-import { createDbChannel } from '../workers/thread/db-forwarding';
+import { createDbChannel } from '../workers/worker/db-forwarding';
 
 /** Runs learnStatements(SQLite's client, exercise) in a node process; returns the statements or the error message. */
 function learn(exercise: string | null): { statements?: { kind: string; sql: string; userArgs: number[] }[]; error?: string } {

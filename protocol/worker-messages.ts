@@ -1,0 +1,84 @@
+/** Cell ↔ worker messages (a worker: one worker thread of a cell's Piscina pool): the Piscina task, and what flows over each run's own MessagePort. */
+import type { MessagePort } from 'node:worker_threads';
+import type { AgentInfo, CellConfig, RunAssignment, RunOutcome, RunReport } from './cell-messages.js';
+import type { AgentEvent } from './events.js';
+import type { DbAnswer, DbQueryKind, ForwardedSqlQuery } from './db-messages.js';
+
+/** The settings of its cell's CellConfig every worker is given (workerData: workers/cell/cell-runtime.ts picks them). */
+export const WORKER_SETTINGS = [
+  'cellId',
+  'dbProvider',
+  'agentsDir',
+  'enableChaosAgents',
+  'limits',
+  'maxRunsPerWorker',
+  'workerDbWarmup',
+  'workerLockdown',
+  'workerReuse',
+  'logLevel',
+  'agentSettings',
+] as const satisfies readonly (keyof CellConfig)[];
+
+/** workerData of every worker in a cell's pool: its share of the cell's settings, and where the built-in agents are. */
+export type WorkerConfig = Pick<CellConfig, (typeof WORKER_SETTINGS)[number]> & { builtinAgentsDir: string };
+
+export type WorkerTask = { kind: 'run'; run: RunAssignment; port: MessagePort } | { kind: 'describe' };
+
+export type StopReason = 'cancelled' | 'timeout';
+
+/**
+ * A model request a worker asks its cell to send (workers/llm/broker-fetch.ts → workers/cell/model-broker.ts).
+ * The worker never holds the model's key: the cell checks the request and adds the key itself.
+ */
+export interface ModelRequest {
+  type: 'model_request';
+  /** Chosen by the worker, unique per run. */
+  id: number;
+  url: string;
+  method: string;
+  headers: [string, string][];
+  body: Uint8Array | null;
+}
+
+/** The cell's answer to one ModelRequest: `model_response` (or `model_error`), then chunks, then end or error. */
+export type ModelReply =
+  | { type: 'model_response'; id: number; status: number; statusText: string; headers: [string, string][] }
+  | { type: 'model_chunk'; id: number; chunk: Uint8Array }
+  | { type: 'model_end'; id: number }
+  | { type: 'model_error'; id: number; error: { code: string; message: string } };
+
+export type CellToWorker =
+  | { type: 'abort'; reason: StopReason }
+  | ModelReply
+  /** The front's answer to the run's db query `id` (workers/worker/db-forwarding.ts). */
+  | ({ type: 'db_answer'; id: number } & DbAnswer);
+
+export interface WorkerStats {
+  workerId: number;
+  activeContexts: number;
+  liveAgentInstances: number;
+  dbClients: number;
+}
+
+export type WorkerToCell =
+  | { type: 'started'; workerId: number; startedAt: number }
+  | { type: 'event'; event: AgentEvent }
+  | ModelRequest
+  /** The worker no longer wants the answer to model request `id` (its signal aborted): the cell aborts it. */
+  | { type: 'model_abort'; id: number }
+  /**
+   * A statement of the worker's Prisma client, for the front's gate (server/store/worker-query-gate.ts). The
+   * cell tags it with the run that owns this port: the worker cannot name another run.
+   */
+  | { type: 'db_query'; id: number; kind: DbQueryKind; query: ForwardedSqlQuery }
+  /** Sent once the run's context and agent instance exist, so the cell counts them while the run executes. */
+  | { type: 'stats'; stats: WorkerStats }
+  /**
+   * THREAD_REUSE=same_user: the run belongs to another user than the one this worker serves. Sent before any
+   * agent code runs; the worker will not return: the cell terminates it and dispatches the run again.
+   */
+  | { type: 'refused'; reason: 'user_switch' | 'priority_not_restored' }
+  /** `report.recycled` set: the worker will not return; the cell terminates it (Piscina replaces it). */
+  | { type: 'done'; outcome: RunOutcome; stats: WorkerStats; report: RunReport };
+
+export type DescribeReply = { agents: AgentInfo[]; stats: WorkerStats };

@@ -1,0 +1,36 @@
+/**
+ * The worker's composition root, loaded by run-entry.ts once what runs share is frozen.
+ */
+import path from 'node:path';
+import { threadId as workerId } from 'node:worker_threads';
+import { createLogger } from '../../server/logger.js';
+import type { WorkerConfig, WorkerTask } from '../../protocol/worker-messages.js';
+import { loadAgentRegistry } from './agent-registry.js';
+import type { FreezeReport } from './freeze-shared.js';
+import { createHandleTracker } from './handle-tracker.js';
+import { createDbChannel, createWorkerPrismaClient } from './db-forwarding.js';
+import { createWorkerRuntime } from './worker-runtime.js';
+
+/** Resolves to the task handler once the worker is warm. */
+export function startWorker(config: WorkerConfig, frozen: FreezeReport | null, refused: Set<string>) {
+  const log = createLogger(config.logLevel, { cell: config.cellId, worker: workerId });
+  log.debug({ lockdown: config.workerLockdown, lockdown_ms: frozen ? Math.round(frozen.lockdownMs) : null }, 'thread starting');
+  // The worker's own Prisma client, created once: it reaches the database only through the current run's
+  // port and the front's gate (db-forwarding.ts); this worker never loads a database driver.
+  const dbChannel = createDbChannel();
+  const runtime = createWorkerRuntime({
+    config,
+    refused,
+    prisma: createWorkerPrismaClient(config.dbProvider, dbChannel),
+    dbChannel,
+    registry: loadAgentRegistry({
+      builtinAgentsDir: config.builtinAgentsDir || path.join(__dirname, '../agents'),
+      agentsDir: config.agentsDir,
+      enableChaosAgents: config.enableChaosAgents,
+    }),
+    log,
+    handles: createHandleTracker(),
+  });
+  const handle = (task: WorkerTask) => runtime.handle(task);
+  return runtime.warm().then(() => handle);
+}
