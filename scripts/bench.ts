@@ -22,7 +22,7 @@ import { startServer, type Spawned } from './bench/spawn.js';
 import { renderMarkdown } from './bench/table.js';
 import { distinctWorkers, socketVariant, summarizeRounds, type VariantReport } from './bench/variants.js';
 
-/** Execution slots in every design: Atoll's default 2 cells × 2 threads. */
+/** Execution slots in every design: Atoll's default 2 cells × 2 workers. */
 const CELLS = 2;
 const THREADS_PER_CELL = 2;
 const SLOTS = CELLS * THREADS_PER_CELL;
@@ -60,7 +60,7 @@ async function using<T>(server: Promise<Spawned>, use: (s: Spawned) => Promise<T
 
 async function limit(opts: BenchOptions): Promise<VariantReport> {
   return withPiscina(SLOTS, async (pool) => {
-    // Far more tasks in flight than threads: the pool, not the submitter, must be the bottleneck.
+    // Far more tasks in flight than workers: the pool, not the submitter, must be the bottleneck.
     const inflight = SLOTS * 16;
     const warmStart = performance.now();
     if (opts.warmup > 0) await piscinaRound(pool, agentFile('steps'), opts.warmup * 10, inflight, opts.roundMs);
@@ -92,11 +92,11 @@ async function memory(opts: BenchOptions, log: Log): Promise<MemoryReport> {
   const atoll = await measure((level) => startAtoll(level / CELLS), atollTarget, 'Atoll');
   const processPerRun = await measure((level) => startBaseline('process-per-run', level), baselineTarget, 'process per run');
   const inProcess = await measure((level) => startBaseline('in-process', level), baselineTarget, 'in-process');
-  // Idle workers: the same memory levels, counted in threads (2 cells), measured at rest.
+  // Idle workers: the same memory levels, counted in workers (2 cells), measured at rest.
   const idle = [];
-  for (const threads of [low, high]) {
-    log(`memory: Atoll at rest with ${threads} warmed worker threads`);
-    idle.push(await using(startAtoll(threads / CELLS), (s) => idleMemory(atollTarget(s), threads, opts.reps)));
+  for (const workers of [low, high]) {
+    log(`memory: Atoll at rest with ${workers} warmed workers`);
+    idle.push(await using(startAtoll(workers / CELLS), (s) => idleMemory(atollTarget(s), workers, opts.reps)));
   }
   const atollIdleWorker = perWorker([low, high], idle[0], idle[1]);
   return { levels: [low, high], source: atoll.levels[0].source, atoll, process_per_run: processPerRun, in_process: inProcess, atoll_idle_worker: atollIdleWorker };
@@ -134,7 +134,7 @@ async function main(argv: string[]): Promise<number> {
     recoverySamples.push(await recoveryOnce(s));
     return { ...v, workers };
   });
-  // The cost of the wall between users: the same server with threads shared by all users.
+  // The cost of the wall between users: the same server with workers shared by all users.
   log('Atoll with THREAD_REUSE=any');
   const reuseAny = await using(startAtoll(THREADS_PER_CELL, { THREAD_REUSE: 'any' }), (s) => socketVariant('Atoll THREAD_REUSE=any', s.url, 'dev-login', opts));
   log('Atoll with MAX_RUNS_PER_WORKER=1');
@@ -152,7 +152,7 @@ async function main(argv: string[]): Promise<number> {
     recoverySamples.push(await using(startAtoll(THREADS_PER_CELL), recoveryOnce));
   }
 
-  // More sampled runs than the default has threads, all on distinct threads: the server honoured it.
+  // More sampled runs than the default has workers, all on distinct workers: the server honoured it.
   const honoured = mrpw.workers.runs > SLOTS ? mrpw.workers.workers === mrpw.workers.runs : null;
   const finishedAt = new Date();
   machine.loadavg_at_end = round(os.loadavg()[0], 2);

@@ -1,7 +1,7 @@
 /**
  * `npm run soak`: one server lifetime, many runs with a share of every kind of chaos, and the question the
  * containment issue asks: afterwards, is the memory of the front and of each cell back within 10% of its
- * level after warm-up, and are the cells and threads whole? Starts its own server; drives it with the load
+ * level after warm-up, and are the cells and workers whole? Starts its own server; drives it with the load
  * generator (`dist/scripts/load.js`) as a separate process; prints a summary and writes a JSON report.
  */
 import { spawn } from 'node:child_process';
@@ -14,7 +14,7 @@ import { ATOLL_ENTRY, BENCH_AGENTS_DIR, ROOT } from './bench/paths.js';
 import { startServer } from './bench/spawn.js';
 
 const CELLS = 2;
-const THREADS = 2;
+const WORKERS_PER_CELL = 2;
 /** WARM_SPARE_THREADS' default: idle, warm threads per cell beyond its capacity. */
 const WARM_SPARES = 1;
 const TOLERANCE = 0.1;
@@ -55,8 +55,8 @@ async function quiesce(url: string, timeoutMs: number, settleMs: number): Promis
   for (;;) {
     const text = await scrape(url);
     const idle = (metricValue(text, 'atoll_runs_active') ?? 1) === 0 && (metricValue(text, 'atoll_runs_queued') ?? 1) === 0;
-    // Whole and back to its base size: burst threads and quarantine cells retire after 30 s idle.
-    const base = (metricValue(text, 'atoll_threads_alive') ?? 0) === CELLS * (THREADS + WARM_SPARES) && (metricValue(text, 'atoll_quarantine_cells_alive') ?? 0) === 0;
+    // Whole and back to its base size: burst workers and quarantine cells retire after 30 s idle.
+    const base = (metricValue(text, 'atoll_threads_alive') ?? 0) === CELLS * (WORKERS_PER_CELL + WARM_SPARES) && (metricValue(text, 'atoll_quarantine_cells_alive') ?? 0) === 0;
     if ((idle && base && (metricValue(text, 'atoll_cells_alive') ?? 0) === CELLS) || Date.now() > deadline) break;
     await sleep(250);
   }
@@ -93,7 +93,7 @@ async function main(argv: string[]): Promise<number> {
     AGENTS_DIR: BENCH_AGENTS_DIR,
     ENABLE_CHAOS_AGENTS: '1',
     CELLS: String(CELLS),
-    THREADS_PER_CELL: String(THREADS),
+    THREADS_PER_CELL: String(WORKERS_PER_CELL),
     RUN_TIMEOUT_MS: '2000',
     RUN_MEMORY_MB: '64',
     CELL_MEMORY_MB: '800',
@@ -143,7 +143,7 @@ async function main(argv: string[]): Promise<number> {
         front_heap_ok: within(afterWarmup.front_heap_bytes, afterSoak.front_heap_bytes),
         cells: cellChecks,
       },
-      pool_whole: afterSoak.cells_alive === CELLS && afterSoak.threads_alive >= CELLS * THREADS,
+      pool_whole: afterSoak.cells_alive === CELLS && afterSoak.threads_alive >= CELLS * WORKERS_PER_CELL,
       cell_deaths: metricValue(final, 'atoll_cell_deaths_total') ?? 0,
       run_restarts: metricValue(final, 'atoll_run_restarts_total') ?? 0,
       collateral_runs: metricValue(final, 'atoll_collateral_runs_total') ?? 0,
@@ -157,10 +157,10 @@ async function main(argv: string[]): Promise<number> {
       [
         `soak: ${runs} runs (${Math.round(chaos * 100)}% chaos) in ${report.seconds} s; report ${out}`,
         `  healthy runs not completed correctly: ${load.containment?.healthy_not_completed ?? '?'}; collateral runs: ${report.collateral_runs}`,
-        `  cell deaths: ${report.cell_deaths}, bystander restarts: ${report.run_restarts}, thread recycles: ${report.worker_recycles}, mean cell restart ${report.cell_restart_seconds_avg.toFixed(2)} s`,
+        `  cell deaths: ${report.cell_deaths}, bystander restarts: ${report.run_restarts}, worker recycles: ${report.worker_recycles}, mean cell restart ${report.cell_restart_seconds_avg.toFixed(2)} s`,
         `  front RSS ${mb(afterWarmup.front_rss_bytes)} -> ${mb(afterSoak.front_rss_bytes)} (${report.memory.front_rss_ok ? 'ok' : 'OVER 10%'}), heap ${mb(afterWarmup.front_heap_bytes)} -> ${mb(afterSoak.front_heap_bytes)}`,
         ...Object.entries(cellChecks).map(([slot, c]) => `  ${slot} RSS ${c.warmup === null ? '?' : mb(c.warmup)} -> ${mb(c.after)} (${c.ok ? 'ok' : 'OVER 10%'})`),
-        `  pool whole: ${report.pool_whole} (cells ${afterSoak.cells_alive}, threads ${afterSoak.threads_alive})`,
+        `  pool whole: ${report.pool_whole} (cells ${afterSoak.cells_alive}, workers ${afterSoak.threads_alive})`,
         `  verdict: ${ok ? 'ok' : 'NOT ok'}`,
         '',
       ].join('\n'),

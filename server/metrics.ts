@@ -100,7 +100,7 @@ export function createMetrics(snapshot: () => CapacitySnapshot, options: Metrics
 
   // Born at 0, so the first refusal is an increase Prometheus can see.
   for (const reason of REFUSAL_REASONS) m.dbQueriesRefused.inc({ reason }, 0);
-  // Born at 0, so rate() and increase() see the first one (facts.md).
+  // Born at 0, so rate() and increase() see the first one (a series that appears at 1 has no earlier sample).
   for (const wall of ['signal', 'worker', 'model']) m.wallsHit.inc({ wall }, 0);
 
   const gauge = (name: string, help: string, read: (s: CapacitySnapshot) => number) =>

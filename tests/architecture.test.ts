@@ -29,7 +29,7 @@ function importGraph(entry: string): Set<string> {
 }
 
 /**
- * How a compiled file could start threads of its own: loading worker_threads or Piscina (an import that is
+ * How a compiled file could start workers of its own: loading worker_threads or Piscina (an import that is
  * only a type leaves no require behind), or constructing a Worker whatever it was imported as.
  */
 const WORKER_MODULES = new Set(['worker_threads', 'node:worker_threads', 'piscina']);
@@ -49,10 +49,10 @@ test('the front never executes agent code: its import graph never reaches worker
 
 test('the front starts no threads: nothing it loads uses worker_threads or Piscina, or constructs a Worker', () => {
   const graph = [...importGraph(path.join(ROOT, 'dist/server/main.js'))];
-  // Cells are child processes (fork); agent threads exist only inside them (workers/cell). No front file is allowed.
+  // Cells are child processes (fork); agent workers exist only inside them (workers/cell). No front file is allowed.
   const starts = graph.map((f) => [path.relative(path.join(ROOT, 'dist'), f), workerStarts(fs.readFileSync(f, 'utf8'))] as const).filter(([, s]) => s.length > 0);
   expect(starts).toEqual([]);
-  // The check can fail: each way a front file could start a thread is caught.
+  // The check can fail: each way a front file could start a worker is caught.
   expect(workerStarts('const worker_threads_1 = require("node:worker_threads");')).toHaveLength(1);
   expect(workerStarts("const { Piscina } = await import('piscina');")).toHaveLength(1);
   expect(workerStarts('new node_worker_threads_1.Worker(path.join(__dirname, "run.js"), { workerData })')).toHaveLength(1);

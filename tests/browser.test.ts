@@ -118,7 +118,7 @@ beforeAll(async () => {
   fake = await startFakeOpenAI(script);
   [server, bare, browser] = await Promise.all([
     startServer({ LLM_BASE_URL: `${fake.url}/v1`, LLM_MODEL: 'fake-model', ENABLE_CHAOS_AGENTS: '1' }),
-    // One cell of one thread is enough for echo, and starts (and restarts) faster.
+    // One cell of one worker is enough for echo, and starts (and restarts) faster.
     startServer({ AUTH_DEV_LOGIN: '0', SHUTDOWN_GRACE_MS: '500', CELLS: '1', THREADS_PER_CELL: '1' }),
     launchChromium(),
   ]);
@@ -444,7 +444,7 @@ test('the operations view shows cells, threads, runs, failures by code and the i
   const agentErrors = Number(await row('AGENT_ERROR').last().textContent());
   expect(agentErrors).toBeGreaterThanOrEqual(1);
 
-  // A run that holds a thread shows up as active, and a new failure as recent, within a poll or two.
+  // A run that holds a worker shows up as active, and a new failure as recent, within a poll or two.
   const u = await UserClient.connect(server.url, 'ops-watcher');
   try {
     const slow = await u.start({ agent: 'chaos', input: { mode: 'slow', text: 'slow', ms: 4000 } });

@@ -45,7 +45,7 @@ describe('a wedged cell: alive, but it answers nothing', () => {
   }
 
   /**
-   * Wedges the whole cell process, its threads and its event loop: SIGSTOP is the most complete way to make a
+   * Wedges the whole cell process, its OS threads and its event loop: SIGSTOP is the most complete way to make a
    * cell that stays alive and never answers (a native call that never returns, a blocked main thread).
    */
   async function whileWedged(pid: number, body: () => Promise<void>): Promise<void> {

@@ -1,6 +1,6 @@
 /**
  * Zero failure propagation: every chaos mode at once next to healthy runs of other users; hung runs never
- * delay others; what a run leaves behind is reported and its thread recycled; bystanders of a cell death
+ * delay others; what a run leaves behind is reported and its worker recycled; bystanders of a cell death
  * are run again and the culprit named; agents that are unsafe to repeat are the only collateral.
  */
 import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
@@ -30,8 +30,8 @@ describe('every chaos mode at once', () => {
     // out-of-memory mode ends by memory however starved the machine is (they take 0.6-3 s idle, many times that
     // on a busy one), and the two hangs run until the test stops them. Hangs ending by their deadline are
     // tested below and in tests/failures.test.ts. The CPU governor is off: it would lower the allocating
-    // threads to nice 19, where a busy machine starves them (it has tests of its own below).
-    // THREAD_REUSE=any too: some 40 users on 6 threads would each need a thread of their own (a thread start per
+    // workers to nice 19, where a busy machine starves them (it has tests of its own below).
+    // THREAD_REUSE=any too: some 40 users on 6 workers would each need a worker of their own (a worker start per
     // run). The wall between users is tested in tests/worker-reset.test.ts.
     server = await startServer({ ...BASE_ENV, CELLS: '2', THREADS_PER_CELL: '3', RUN_TIMEOUT_MS: '600000', CPU_DEMOTE_AFTER_MS: '0', THREAD_REUSE: 'any' });
   });
@@ -104,7 +104,7 @@ describe('every chaos mode at once', () => {
         const end = terminal(await c.client.waitForRun(c.run_id, 180_000));
         outcomes[c.mode] = [end.payload.status, end.payload.error?.code ?? null];
       }
-      // Everything else has ended and the hangs have not: they are still holding their threads. Stop them.
+      // Everything else has ended and the hangs have not: they are still holding their workers. Stop them.
       for (const c of chaosRuns.filter((r) => HANGS.includes(r.mode))) {
         expect(c.client.runEvents(c.run_id).map((e) => e.type)).not.toContain('agent_completed');
         expect((await c.client.ack('stop_agent', { run_id: c.run_id })).error).toBeUndefined();
@@ -174,7 +174,7 @@ describe('leaks, globals and recycling', () => {
     expect(view.isolation).toMatchObject({ contaminated: false, ...report });
     if (mode === 'leak_global') expect(view.isolation.globals).toEqual([`globalThis.chaos_leak_${run_id}`]);
 
-    // Only one thread in this server: the next run proves the recycled thread was replaced by a clean one.
+    // Only one worker in this server: the next run proves the recycled worker was replaced by a clean one.
     const probe = await u.start({ agent: 'global-probe', input: 'x' });
     expect(terminal(await u.waitForRun(probe.run_id)).payload.final_response).toEqual({ globals: [], polluted: false });
     const probeView = (await u.http('GET', `/v1/runs/${probe.run_id}`)).body;
@@ -199,7 +199,7 @@ describe('leaks, globals and recycling', () => {
     const recycles = (m: string) => metricValue(m, 'atoll_worker_recycles_total', { reason: 'unsettled_after_stop' }) || 0;
     expect(recycles(await scrape(server)) - recycles(before)).toBe(1);
     expect(server.logs.some((l) => l.msg === 'run left state behind; recycling its worker thread' && l.run_id === run_id && l.recycled === 'unsettled_after_stop')).toBe(true);
-    // Only one thread in this server: the next run gets a fresh one.
+    // Only one worker in this server: the next run gets a fresh one.
     const next = await u.start({ agent: 'echo', input: 'next' });
     await u.waitForRun(next.run_id, 60_000);
     const nextView = (await u.http('GET', `/v1/runs/${next.run_id}`)).body;
@@ -214,7 +214,7 @@ describe('leaks, globals and recycling', () => {
     expect(terminal(await u.waitForRun(attack.run_id, 60_000)).payload.status).toBe('completed');
     const attackView = (await u.http('GET', `/v1/runs/${attack.run_id}`)).body;
     expect(attackView.isolation).toMatchObject({ leaks: {}, globals: [], contaminated: false, recycled: null });
-    // Only one thread in this server: the next run starts on the thread the global was left in.
+    // Only one worker in this server: the next run starts on the worker the global was left in.
     const victim = await u.start({ agent: 'echo', input: 'after' });
     expect(terminal(await u.waitForRun(victim.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: 'after' });
     const view = (await u.http('GET', `/v1/runs/${victim.run_id}`)).body;
@@ -222,7 +222,7 @@ describe('leaks, globals and recycling', () => {
     expect(view.isolation).toMatchObject({ contaminated: true, recycled: 'contaminated' });
     const contamination = (m: string) => metricValue(m, 'atoll_cross_request_contamination_total') || 0;
     expect(contamination(await scrape(server)) - contamination(before)).toBe(1);
-    // The contaminated thread was retired: the run after it gets a clean one.
+    // The contaminated worker was retired: the run after it gets a clean one.
     const next = await u.start({ agent: 'global-probe', input: 'x' });
     expect(terminal(await u.waitForRun(next.run_id, 60_000)).payload.final_response).toEqual({ globals: [], polluted: false });
     const nextView = (await u.http('GET', `/v1/runs/${next.run_id}`)).body;
@@ -235,8 +235,8 @@ describe('leaks, globals and recycling', () => {
     const { run_id } = await u.start({ agent: 'chaos', input: { mode: 'busy', ms: 3000, text: 'busy' } });
     expect(terminal(await u.waitForRun(run_id)).payload).toMatchObject({ status: 'completed', final_response: 'busy 3000 ms' });
     const view = (await u.http('GET', `/v1/runs/${run_id}`)).body;
-    // Raising a thread's priority back needs CAP_SYS_NICE in the cell: without it (a cell with an OS user of its
-    // own, a container without the capability), the thread is replaced instead.
+    // Raising a worker's priority back needs CAP_SYS_NICE in the cell: without it (a cell with an OS user of its
+    // own, a container without the capability), the worker is replaced instead.
     const root = require('node:path').resolve(__dirname, '../..');
     const ownUsers = separateUsers(61_000) && cellSandboxWarning({ root, agentsDir: null, uidBase: 61_000 }) === null;
     const capEff = require('node:fs').readFileSync('/proc/self/status', 'utf8').match(/^CapEff:\s*([0-9a-f]+)/m)[1];
@@ -251,7 +251,7 @@ describe('leaks, globals and recycling', () => {
     if (restorable) expect(slowView.ran_on.worker).toBe(view.ran_on.worker);
   });
 
-  // Where the server may not raise a priority again (a container without CAP_SYS_NICE), the demoted thread
+  // Where the server may not raise a priority again (a container without CAP_SYS_NICE), the demoted worker
   // retires itself after its run and the next run gets a fresh one.
   const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => require('node:fs').existsSync(p));
   (setpriv && process.platform === 'linux' ? test : test.skip)('without CAP_SYS_NICE a demoted thread is replaced instead of serving on at low priority', async () => {
@@ -282,7 +282,7 @@ describe('leaks, globals and recycling', () => {
     const [va, vb] = await Promise.all([a, b].map(async (r) => (await u.http('GET', `/v1/runs/${r.run_id}`)).body));
     expect(va.isolation).toMatchObject({ leaks: {}, globals: [], contaminated: false, recycled: null, restarts: [] });
     expect(vb.ran_on.worker).toBe(va.ran_on.worker);
-    // The counter moves only for a thread found not clean (asserted to fire above): not for clean runs.
+    // The counter moves only for a worker found not clean (asserted to fire above): not for clean runs.
     expect(metricValue(await scrape(server), 'atoll_cross_request_contamination_total') - before).toBe(0);
   });
 });
@@ -307,7 +307,7 @@ describe('a cell death with company', () => {
   let u: UserClient;
   let other: UserClient;
   beforeAll(async () => {
-    // One serving cell with three threads: whatever runs beside the culprit shares its cell.
+    // One serving cell with three workers: whatever runs beside the culprit shares its cell.
     server = await startServer({ ...BASE_ENV, CELLS: '1', THREADS_PER_CELL: '3' });
     [u, other] = await Promise.all([UserClient.connect(server.url, 'culprit'), UserClient.connect(server.url, 'company')]);
   });
@@ -357,7 +357,7 @@ test('MAX_RUN_ATTEMPTS bounds retries: with 1, a bystander fails with the cell\'
 }, 60_000);
 
 test('hung runs, one per thread, never delay other users\' runs', async () => {
-  // RUN_TIMEOUT_MS is longer than the test: the hangs hold their threads until the test stops them, so what is
+  // RUN_TIMEOUT_MS is longer than the test: the hangs hold their workers until the test stops them, so what is
   // checked is an order of states (all 20 served while all four still hang), not a race against their deadline.
   const server = await startServer({ ...BASE_ENV, CELLS: '2', THREADS_PER_CELL: '2', RUN_TIMEOUT_MS: '600000' });
   const hangers = await Promise.all([1, 2, 3, 4].map((i) => UserClient.connect(server.url, `hanger-${i}`)));
@@ -365,13 +365,13 @@ test('hung runs, one per thread, never delay other users\' runs', async () => {
   try {
     const hangs = await Promise.all(hangers.map((h, i) => h.start({ agent: 'chaos', input: { mode: i % 2 ? 'hang' : 'hang_async', text: 'x' } })));
     await Promise.all(hangs.map((r, i) => hangers[i].waitForEvent(r.run_id, 'agent_started', 60_000)));
-    // Every base thread (2 cells x 2) is hung now.
+    // Every base worker (2 cells x 2) is hung now.
     for (let i = 0; i < 20; i++) {
       const u = users[i % 2];
       const { run_id } = await u.start({ agent: 'echo', input: `steady ${i}` });
       expect(terminal(await u.waitForRun(run_id, 60_000)).payload.final_response).toBe(`steady ${i}`);
     }
-    // All 20 were served while every hang still held its thread.
+    // All 20 were served while every hang still held its worker.
     hangs.forEach((r, i) => expect(hangers[i].runEvents(r.run_id).some((e) => e.type === 'agent_completed')).toBe(false));
     await Promise.all(hangs.map((r, i) => hangers[i].ack('stop_agent', { run_id: r.run_id })));
     for (const [i, r] of hangs.entries()) {
@@ -401,12 +401,12 @@ describe('an idle cell whose memory grew', () => {
     // Both cells must have noted their warm baseline first: growth is measured against it.
     expect(await eventually(() => logged((l) => l.msg === 'cell memory baseline noted').length === 2, 60_000)).toBe(true);
     const baselines = new Map(logged((l) => l.msg === 'cell memory baseline noted').map((l) => [l.cell as string, l.baseline_rss_bytes as number]));
-    // Grow one cell well past 1.3 x its baseline: memory its thread keeps in module state after the run.
+    // Grow one cell well past 1.3 x its baseline: memory its worker keeps in module state after the run.
     const mb = Math.ceil(Math.max(...baselines.values()) / 2 ** 20) + 64;
     const { run_id } = await u.start({ agent: 'hoarder', input: { text: 'hoard', mb } });
     expect(terminal(await u.waitForRun(run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: `holding ${mb} MiB` });
     const view = (await u.http('GET', `/v1/runs/${run_id}`)).body;
-    // Module state is no leak the thread check sees: only the cell's memory shows it.
+    // Module state is no leak the worker check sees: only the cell's memory shows it.
     expect(view.isolation.recycled).toBeNull();
     const grown = view.ran_on.cell as string;
     const other = [...baselines.keys()].find((c) => c !== grown)!;

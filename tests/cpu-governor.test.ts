@@ -1,13 +1,13 @@
 /**
- * The front's CPU governor, against a fake clock and fake per-thread CPU times: which threads of which cells
- * get demoted, and when. Plus one real reading of a live process's threads.
+ * The front's CPU governor, against a fake clock and fake per-OS-thread CPU times: which OS threads of which
+ * cells get demoted, and when. Plus one real reading of a live process's OS threads.
  */
 import { Worker } from 'node:worker_threads';
 import { createCpuGovernor, DEMOTED_NICE, readCellOsThreads, type OsThreadSample } from '../server/cells/cpu-governor';
 
 function rig(demoteAfterMs: number) {
   let t = 0;
-  const threads = new Map<number, OsThreadSample>();
+  const osThreads = new Map<number, OsThreadSample>();
   const demoted: number[] = [];
   let reads = 0;
   const runStarts: (number | null)[] = [];
@@ -17,23 +17,23 @@ function rig(demoteAfterMs: number) {
     now: () => t,
     readOsThreads: () => {
       reads++;
-      return new Map([...threads].map(([tid, s]) => [tid, { ...s }]));
+      return new Map([...osThreads].map(([tid, s]) => [tid, { ...s }]));
     },
     cells: () => [{ id: 'cell1', pid: 1, runStarts, systemOsThreads: new Set([99]), demote: (tid) => {
       demoted.push(tid);
-      threads.get(tid)!.nice = DEMOTED_NICE;
+      osThreads.get(tid)!.nice = DEMOTED_NICE;
     } }],
   });
-  // Advance the clock by `ms`, charging each thread its share of it, then sample.
+  // Advance the clock by `ms`, charging each OS thread its share of it, then sample.
   const advance = (ms: number, shares: Record<number, number>) => {
     t += ms;
     for (const [tid, share] of Object.entries(shares)) {
-      const s = threads.get(Number(tid)) ?? { cpuMs: 0, nice: 0 };
-      threads.set(Number(tid), { ...s, cpuMs: s.cpuMs + ms * share });
+      const s = osThreads.get(Number(tid)) ?? { cpuMs: 0, nice: 0 };
+      osThreads.set(Number(tid), { ...s, cpuMs: s.cpuMs + ms * share });
     }
     g.sample();
   };
-  return { g, threads, demoted, runStarts, advance, reads: () => reads, now: () => t };
+  return { g, osThreads, demoted, runStarts, advance, reads: () => reads, now: () => t };
 }
 
 const linux = process.platform === 'linux' ? test : test.skip;
@@ -86,11 +86,28 @@ linux('a cell whose runs are all younger than the grace is not even read', () =>
   r.g.stop();
 });
 
-test('CPU_DEMOTE_AFTER_MS=0 turns it off', () => {
+test('CPU_DEMOTE_AFTER_MS=0 turns it off', async () => {
   const cells = jest.fn(() => []);
-  const g = createCpuGovernor({ demoteAfterMs: 0, cells });
+  const g = createCpuGovernor({ demoteAfterMs: 0, cells, sampleMs: 5 });
+  g.start();
+  await new Promise((resolve) => setTimeout(resolve, 50));
   expect(cells).not.toHaveBeenCalled();
   g.stop();
+});
+
+linux('it samples only between start() and stop()', async () => {
+  const cells = jest.fn(() => []);
+  const g = createCpuGovernor({ demoteAfterMs: 100, cells, sampleMs: 5 });
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  expect(cells).not.toHaveBeenCalled();
+  g.start();
+  g.start(); // twice is once
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  expect(cells.mock.calls.length).toBeGreaterThan(0);
+  g.stop();
+  const calls = cells.mock.calls.length;
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  expect(cells.mock.calls.length).toBe(calls);
 });
 
 linux("readCellOsThreads reads a live process's threads (not its main thread), and a spinning one's CPU grows", async () => {
@@ -100,7 +117,7 @@ linux("readCellOsThreads reads a live process's threads (not its main thread), a
   await new Promise((resolve) => setTimeout(resolve, 500));
   const after = readCellOsThreads(process.pid)!;
   expect(before.has(process.pid)).toBe(false);
-  // Even on a loaded machine a spinning thread gets some of a core in half a second.
+  // Even on a loaded machine a spinning OS thread gets some of a core in half a second.
   const grew = [...after].filter(([tid, s]) => before.has(tid) && s.cpuMs - before.get(tid)!.cpuMs >= 30);
   expect(grew.length).toBeGreaterThanOrEqual(1);
   expect(readCellOsThreads(999_999_999)).toBeNull();

@@ -1,5 +1,5 @@
 /**
- * The database wall: worker threads hold no database connection; their Prisma client's statements go to the
+ * The database wall: workers hold no database connection; their Prisma client's statements go to the
  * front's gate, which executes only ctx.db's statements for the run's own user. Agent code that gets hold
  * of its run's port (here: by patching MessagePort.prototype.postMessage) and crafts statements, or builds
  * a Prisma client of its own on that port, gets refusals, counted, and none of another user's rows.
@@ -63,7 +63,7 @@ export default class WallProbe {
       learned_sql_extra_arg: await ask('query', { ...learned, args: [...learned.args, victim_user], argTypes: [...learned.argTypes, learned.argTypes[0]] }),
       malformed: await ask(null, null, { type: 'db_query', id: nextId, kind: 'drop everything', query: 42 }),
     };
-    // A Prisma client of its own, built like the thread's, on the captured port.
+    // A Prisma client of its own, built like the worker's, on the captured port.
     const { createDbChannel, createWorkerPrismaClient } = require(root + '/dist/workers/worker/db-forwarding.js');
     const channel = createDbChannel();
     channel.attach(port);
@@ -118,7 +118,7 @@ afterAll(async () => {
 });
 
 test('eager warm-up loads each thread\'s Prisma client before its first run, and sends nothing to the gate', async () => {
-  // Runs that never touch ctx.db: with WORKER_DB_WARMUP=eager their threads report their client loaded anyway.
+  // Runs that never touch ctx.db: with WORKER_DB_WARMUP=eager their workers report their client loaded anyway.
   const runs = await Promise.all([0, 1, 2, 3].map((i) => attacker.start({ agent: 'wall-probe', input: { text: `warm ${i}`, mode: 'modules' } })));
   for (const r of runs) expect(terminal(await attacker.waitForRun(r.run_id)).payload.status).toBe('completed');
   const reports = await Promise.all(runs.map((r) => attacker.http('GET', `/v1/runs/${r.run_id}`)));
@@ -127,7 +127,7 @@ test('eager warm-up loads each thread\'s Prisma client before its first run, and
   expect(await eventually(async () => metricValue(await scrape(), 'atoll_db_connections') - 2 >= workers.size, 5000)).toBe(true);
   const text = await scrape();
   expect(metricValue(text, 'atoll_db_connections', { process: 'front' })).toBe(2);
-  // The warm-up query is compiled and then refused inside the thread (no run): the gate never saw it.
+  // The warm-up query is compiled and then refused inside the worker (no run): the gate never saw it.
   for (const reason of ['invalid_message', 'run_not_running', 'statement_not_allowed', 'invalid_args', 'user_mismatch']) expect([reason, refused(text, reason)]).toEqual([reason, 0]);
 });
 

@@ -10,7 +10,7 @@ import { ROOT } from './helpers/server';
 const TRACKED = execFileSync('git', ['ls-files'], { cwd: ROOT, encoding: 'utf8' }).split('\n').filter(Boolean);
 const TOP = ['server', 'workers', 'protocol', 'prisma', 'web', 'scripts', 'tests', 'ops', 'docs'];
 
-/** Repository paths written in `text` (`server/runs/x.ts`, `workers/worker/`), globs and placeholders left out. */
+/** Repository paths written in `text` (`server/runs/<file>.ts`, `workers/worker/`), globs and placeholders left out. */
 export function pathsIn(text: string): string[] {
   const re = new RegExp(`(?<![\\w./@-])((?:${TOP.join('|')})/[\\w./-]*[\\w/])`, 'g');
   return [...text.matchAll(re)].map((m) => m[1]).filter((p) => !/[*<>]/.test(p));
@@ -47,7 +47,7 @@ test('every file a source comment names exists in the repository', () => {
     lines.forEach((line, i) => {
       const comment = /(^\s*(\/\/|\*|\/\*))|\s\/\/\s/.exec(line) ? line : '';
       for (const p of pathsIn(comment)) if (!exists(p)) missing.push(`${file}:${i + 1} ${p}`);
-      // A bare file name in a comment (`see facts.md`) must be a file of this repository too.
+      // A bare file name in a comment (a notes file kept outside, say) must be a file of this repository too.
       for (const m of comment.matchAll(/(?<![\w./-])([\w-]+\.(?:ts|js|mjs|md|sql|toml|prisma))\b/g)) {
         if (!basenames.has(m[1])) missing.push(`${file}:${i + 1} ${m[1]}`);
       }

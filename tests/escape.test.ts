@@ -98,7 +98,7 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   expect(cellPids(frontPid).sort()).toEqual(cellsBefore.sort());
   expect(server.proc.exitCode).toBeNull();
 
-  // What the run wrote left with it: the next run (another user's, maybe on the same thread) finds an empty folder.
+  // What the run wrote left with it: the next run (another user's, maybe on the same worker) finds an empty folder.
   const again = await victim.start({ agent: 'escape', input: { ...input, otherPids: [] } });
   const second = terminal(await victim.waitForRun(again.run_id)).payload.final_response as Record<string, { ok: boolean; value?: string }>;
   expect(second.scratch_was_empty).toEqual({ ok: true, value: 'left by victim' });

@@ -147,16 +147,16 @@ describe('thread deaths: two cells of three threads', () => {
 describe('cell deaths and memory: one serving cell, so every bystander shares the failing run\'s cell', () => {
   let s: Scenario;
   // Memory, not time, must end the out-of-memory runs, whatever the machine's load: RUN_TIMEOUT_MS is longer
-  // than the test's own budget, and the CPU governor is off (on a busy machine it lowers the allocating thread
+  // than the test's own budget, and the CPU governor is off (on a busy machine it lowers the allocating worker
   // to nice 19, where it starves; the governor has tests of its own). One bystander run per user beside the
-  // failing run fills the cell's three threads, so the failing run starts at once and shares the cell with both.
+  // failing run fills the cell's three workers, so the failing run starts at once and shares the cell with both.
   beforeAll(async () => (s = await openScenario({ CELLS: '1', THREADS_PER_CELL: '3', RUN_TIMEOUT_MS: '600000', CPU_DEMOTE_AFTER_MS: '0' }, 2)));
   afterAll(() => closeScenario(s));
 
   const cases: Case[] = [
     ['abort', 'failed', 'WORKER_CRASHED', 'yes'],
     ['oom_heap', 'failed', 'OUT_OF_MEMORY', 'no'],
-    // A V8 out-of-memory abort of the whole cell, or (V8 decides) a heap overflow of its thread alone:
+    // A V8 out-of-memory abort of the whole cell, or (V8 decides) a heap overflow of its worker alone:
     // either way OUT_OF_MEMORY, and the bystanders are run again exactly when the cell died.
     ['oom_fatal', 'failed', 'OUT_OF_MEMORY', 'maybe'],
   ];
@@ -176,7 +176,7 @@ describe('a killed cell', () => {
     await Promise.all(runs.map((r) => user.waitForEvent(r.run_id, 'agent_started', 60_000)));
     const cellOf = await Promise.all(runs.map(async (r) => (await user.http('GET', `/v1/runs/${r.run_id}`)).body.ran_on.cell as string));
     const where = cellOf[0];
-    // Four runs on two cells of three threads: the killed cell holds some of them, the other cell the rest.
+    // Four runs on two cells of three workers: the killed cell holds some of them, the other cell the rest.
     const inside = cellOf.filter((c) => c === where).length;
     expect(inside).toBeGreaterThanOrEqual(1);
     expect(inside).toBeLessThan(runs.length);

@@ -44,7 +44,7 @@ describe('bursts', () => {
   afterAll(() => server.stop());
 
   test('start_agent sent 200 at once: USER_MAX_QUEUED_RUNS, then MAX_QUEUED_RUNS hold; the rest is OVERLOADED', async () => {
-    // At most 1 thread plus burst threads (runs over LONG_RUN_MS) take runs out of the queue meanwhile.
+    // At most 1 worker plus burst workers (runs over LONG_RUN_MS) take runs out of the queue meanwhile.
     const dispatchable = 5;
     const burst = async (userId: string) => {
       const s = rawSocket(server.url, await devLogin(server.url, userId));

@@ -99,10 +99,10 @@ export default class ToolsDemo {
 }
 `;
 
-/** The engine aborts the model request through ctx.signal, not by tearing the thread down later. */
+/** The engine aborts the model request through ctx.signal, not by tearing the worker down later. */
 const PROMPT_ABORT_MS = 1500;
 const RUN_TIMEOUT_MS = 10_000;
-/** A stop the agent honoured ends the run cooperatively; one it ignored ends with its thread terminated. */
+/** A stop the agent honoured ends the run cooperatively; one it ignored ends with its worker terminated. */
 const expectCooperativeStop = (events: Envelope[]) => expect(terminal(events).payload.error.message).not.toMatch(/terminated/);
 const recycledFor = (runId: string) => server.logs.filter((l) => l.run_id === runId && typeof l.recycled === 'string');
 const ofType = (events: Envelope[], type: string) => events.filter((e) => e.type === type);
@@ -368,7 +368,7 @@ describe('the llm agent against an OpenAI-compatible endpoint', () => {
   });
 
   test('no run of the llm agent leaves state behind in its worker thread', () => {
-    // Leaked sockets or timers, changed globals or an agent still running after a stop retire a thread.
+    // Leaked sockets or timers, changed globals or an agent still running after a stop retire a worker.
     expect(server.logs.filter((l) => typeof l.recycled === 'string')).toEqual([]);
   });
 });

@@ -1,9 +1,9 @@
 /**
  * LLM_API_KEY never reaches agent code: the cell's model broker (workers/cell/model-broker.ts) holds it and adds
- * it to the requests its threads send over their run's port. End to end against a real server: the llm agent
+ * it to the requests its workers send over their run's port. End to end against a real server: the llm agent
  * still works and the endpoint gets the key; an agent hunting for the key (ctx.settings, process.env,
  * workerData, globalThis, /proc/self/environ) finds nothing; an agent that grabs the broker (the run's port, or
- * the model client's fetch) to send the key elsewhere is refused. Then the broker and the thread's fetch directly.
+ * the model client's fetch) to send the key elsewhere is refused. Then the broker and the worker's fetch directly.
  */
 import fs from 'node:fs';
 import http, { type IncomingHttpHeaders } from 'node:http';
@@ -366,7 +366,7 @@ describe('the broker, directly', () => {
     expect(head.headers.map(([n]) => n)).not.toContain('set-cookie');
     const text = replies.filter((r) => r.type === 'model_chunk').map((r) => Buffer.from((r as { chunk: Uint8Array }).chunk).toString()).join('');
     expect(text).toBe('first second');
-    // Without a key, none is sent (and the thread's is still dropped).
+    // Without a key, none is sent (and the worker's is still dropped).
     const keyless = session(null);
     keyless.send(2, `${upstreamUrl}/v1/plain`, { headers: [['authorization', 'Bearer thread']] });
     await keyless.done(2);
@@ -396,7 +396,7 @@ describe('the broker, directly', () => {
     expect((await done(99))[0]).toMatchObject({ type: 'model_error', error: { code: 'TOO_MANY_REQUESTS' } });
     expect(s.active).toBe(MAX_MODEL_REQUESTS_PER_RUN);
     await eventually(() => seen.filter((r) => r.url === '/v1/stall').length === MAX_MODEL_REQUESTS_PER_RUN, 5000, 10);
-    // One aborted by the thread frees a slot; the run's end aborts the rest.
+    // One aborted by the worker frees a slot; the run's end aborts the rest.
     s.handle({ type: 'model_abort', id: 10 });
     await eventually(() => s.active === MAX_MODEL_REQUESTS_PER_RUN - 1, 10_000, 10);
     expect(s.active).toBe(MAX_MODEL_REQUESTS_PER_RUN - 1);

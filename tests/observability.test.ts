@@ -90,11 +90,11 @@ describe('a live server under chaos', () => {
       RUN_MEMORY_MB: '64',
       CELL_MEMORY_MB: '700',
       ALERT_ACTIVE_CONTEXTS: '7',
-      // The abort test counts the cells that went away: an idle cell replaced for its grown memory (one thread per
+      // The abort test counts the cells that went away: an idle cell replaced for its grown memory (one worker per
       // user after the 200-run burst) would be a second one; rejuvenation is not what these tests are about.
       CELL_RECYCLE_RSS_RATIO: '0',
-      // The burst below comes from 20 users on 4 threads: with one user per thread (the default) it would start a
-      // thread per run, and on a starved machine outlast its test. It measures scrapes, not the wall between users.
+      // The burst below comes from 20 users on 4 workers: with one user per worker (the default) it would start a
+      // worker per run, and on a starved machine outlast its test. It measures scrapes, not the wall between users.
       THREAD_REUSE: 'any',
       // The burst below sends 200 runs from one address; per-user budgets stay at their defaults.
       RATE_LIMIT_IP_PER_SEC: '100000',
@@ -343,7 +343,7 @@ describe('a live server under chaos', () => {
         recycled: null,
       });
     }
-    // The agent's own ctx.log lines, tagged by its thread's logger; a `text` field is redacted.
+    // The agent's own ctx.log lines, tagged by its worker's logger; a `text` field is redacted.
     const agentLines = lines(chatty.run_id).filter((l) => l.from === 'agent');
     expect(agentLines.map((l) => l.msg)).toEqual(['chatty starts', 'chatty ends']);
     expect(agentLines[0]).toMatchObject({ text: '[redacted]', step: 1, agent: 'chatty', attempt: 1 });

@@ -182,7 +182,7 @@ describe('admission', () => {
       const lastHeavy = dispatched.indexOf(heavyIds.at(-1)!);
       for (const l of lights) expect(dispatched.indexOf(l.run_id)).toBeLessThan(lastHeavy);
       const lightWaits = lights.map((l) => startedAt(l.c.runEvents(l.run_id)) - Date.parse(l.c.runEvents(l.run_id)[0].timestamp));
-      // Round-robin serves a light run after at most one heavy run (400 ms), plus the start of a thread of its own
+      // Round-robin serves a light run after at most one heavy run (400 ms), plus the start of a worker of its own
       // user (THREAD_REUSE=same_user): ~0.2 s idle, seconds on a starved CI machine. The backlog takes 2.4 s or more.
       expect(Math.max(...lightWaits)).toBeLessThan(5000);
       // Runs that waited over a second were told their place.

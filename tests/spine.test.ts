@@ -55,7 +55,7 @@ test('state isolation: an agent that sets this.state never sees it on a later ru
     const { run_id } = await u.start({ agent: 'stateful', input: `run ${i}` });
     results.push(terminal(await u.waitForRun(run_id)).payload.final_response);
   }
-  // 8 sequential runs on 4 threads: threads are reused, instances never are.
+  // 8 sequential runs on 4 workers: workers are reused, instances never are.
   for (const r of results) expect(r.seen).toBeNull();
   const runs = await Promise.all(results.map((r) => u.http('GET', `/v1/runs/${r.mine.runId}`)));
   const workers = new Set(runs.map((r) => `${r.body.ran_on.cell}/${r.body.ran_on.worker}`));
@@ -65,7 +65,7 @@ test('state isolation: an agent that sets this.state never sees it on a later ru
 test('a factory that hands out a cached instance is refused with SINGLETON_AGENT', async () => {
   const u = await connect('singleton-user');
   const codes: string[] = [];
-  // Enough runs that some thread sees the class twice.
+  // Enough runs that some worker sees the class twice.
   for (let i = 0; i < 6; i++) {
     const { run_id } = await u.start({ agent: 'singleton', input: 'x' });
     codes.push(terminal(await u.waitForRun(run_id)).payload.error?.code ?? 'none');
@@ -95,12 +95,12 @@ test('resource cleanup: after runs no contexts or agent instances remain and DB 
     return metricValue(text, 'atoll_threads_alive') >= 4 && metricValue(text, 'atoll_execution_contexts_active') === 0 && metricValue(text, 'atoll_agent_instances_live') === 0 && metricValue(text, 'atoll_runs_active') === 0;
   }, 5000);
   expect(idle).toBe(true);
-  // At most one connection per live thread (opened at its first ctx.db query) plus the front's two (reads,
-  // writes), never one per run: 24 runs, 2 cells x (2 threads + 3 burst threads each + 1 spare) at most.
-  const threads = metricValue(text, 'atoll_threads_alive');
-  expect(threads).toBeLessThanOrEqual(2 * (2 * 4 + 1));
+  // At most one connection per live worker (opened at its first ctx.db query) plus the front's two (reads,
+  // writes), never one per run: 24 runs, 2 cells x (2 workers + 3 burst workers each + 1 spare) at most.
+  const workersAlive = metricValue(text, 'atoll_threads_alive');
+  expect(workersAlive).toBeLessThanOrEqual(2 * (2 * 4 + 1));
   expect(metricValue(text, 'atoll_db_connections', { process: 'front' })).toBe(2);
-  expect(metricValue(text, 'atoll_db_connections')).toBeLessThanOrEqual(threads + 2);
+  expect(metricValue(text, 'atoll_db_connections')).toBeLessThanOrEqual(workersAlive + 2);
 });
 
 test('each cell keeps a warm spare thread beyond its capacity, ready before any run needs it', async () => {
@@ -193,21 +193,21 @@ test('the execution context is immutable and agent output is validated at the bo
 });
 
 test('a thread loads its database client at its first ctx.db query, and that is not mistaken for a leak', async () => {
-  // WORKER_DB_WARMUP=lazy (the default): every thread meets ctx.db first inside some run.
+  // WORKER_DB_WARMUP=lazy (the default): every worker meets ctx.db first inside some run.
   const u = await connect('lazy-db-user');
   const runs = await Promise.all(Array.from({ length: 8 }, (_, i) => u.start({ agent: 'db-probe', input: { text: `lazy ${i}` } })));
   for (const r of runs) expect(terminal(await u.waitForRun(r.run_id)).payload.status).toBe('completed');
   const reports = await Promise.all(runs.map((r) => u.http('GET', `/v1/runs/${r.run_id}`)));
   for (const r of reports) {
     expect(r.body.isolation).toMatchObject({ leaks: {}, globals: [], contaminated: false });
-    // Loading the compiler is CPU work: on a starved machine it can outlast CPU_DEMOTE_AFTER_MS, and a thread that
+    // Loading the compiler is CPU work: on a starved machine it can outlast CPU_DEMOTE_AFTER_MS, and a worker that
     // was lowered and may not rise again retires (the governor's rule). Nothing else may retire it.
     const i = r.body.isolation;
     expect(i.recycled === null || (i.recycled === 'priority_not_restored' && i.cpu_demoted === true)).toBe(true);
   }
   const workers = new Set(reports.map((r) => `${r.body.ran_on.cell}/${r.body.ran_on.worker}`));
   expect(workers.size).toBeGreaterThan(1);
-  // Each of those threads that still serves now holds its connection (reported with the cell's stats shortly after).
+  // Each of those workers that still serves now holds its connection (reported with the cell's stats shortly after).
   const serving = new Set(reports.filter((r) => r.body.isolation.recycled === null).map((r) => `${r.body.ran_on.cell}/${r.body.ran_on.worker}`));
   const scrape = async () => (await httpCall(server.url, 'GET', '/metrics')).body as string;
   expect(await eventually(async () => metricValue(await scrape(), 'atoll_db_connections') - 2 >= serving.size, 5000)).toBe(true);

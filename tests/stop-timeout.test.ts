@@ -1,7 +1,7 @@
 /**
  * stop_agent and the wall timeout: a stopped run ends as cancelled even when its agent ignores the signal or
- * blocks its thread; a deadline counts from the run's start, not from its wait (in the front's queue or for a
- * thread in its cell); a queued run is stopped before it starts; stops are owner-only.
+ * blocks its worker; a deadline counts from the run's start, not from its wait (in the front's queue or for a
+ * worker in its cell); a queued run is stopped before it starts; stops are owner-only.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -122,9 +122,9 @@ test('another user cannot stop my run: NOT_FOUND, and my run completes', async (
 });
 
 describe('a run that waits inside its cell for a thread to start', () => {
-  // Every worker thread of this server takes 2 s to warm up (an agent module that sleeps at load). With one
-  // thread per cell and THREAD_REUSE=same_user, a second user's run is dispatched to the cell at once and
-  // waits there while Piscina starts a thread for it: the wait is between dispatch and start.
+  // Every worker of this server takes 2 s to warm up (an agent module that sleeps at load). With one
+  // worker per cell and THREAD_REUSE=same_user, a second user's run is dispatched to the cell at once and
+  // waits there while Piscina starts a worker for it: the wait is between dispatch and start.
   const BOOT_MS = 2000;
   let slow: TestServer;
   let a: UserClient;
@@ -146,13 +146,13 @@ describe('a run that waits inside its cell for a thread to start', () => {
   });
 
   test('its deadline counts from its thread\'s start, not from its dispatch', async () => {
-    // The cell's only thread now serves the first user.
+    // The cell's only worker now serves the first user.
     expect(terminal(await a.waitForRun((await a.start({ agent: 'echo', input: 'mine' })).run_id)).payload.status).toBe('completed');
     const { run_id } = await b.start({ agent: 'chaos', input: { mode: 'hang', text: 'h' } });
     const events = await b.waitForRun(run_id, 40_000);
     const at = (type: string) => Date.parse(events.find((e) => e.type === type)!.timestamp);
     expect(terminal(events).payload).toMatchObject({ status: 'timeout', error: { code: 'TIMEOUT' } });
-    // It waited for a new thread (the front had a free slot and dispatched it at once).
+    // It waited for a new worker (the front had a free slot and dispatched it at once).
     expect(at('agent_started') - at('message_received')).toBeGreaterThanOrEqual(BOOT_MS - 100);
     // Its whole budget counted from its start; from dispatch it would have had about 0.5 s after its start.
     expect(at('agent_completed') - at('agent_started')).toBeGreaterThanOrEqual(2500);

@@ -1,6 +1,6 @@
 /**
  * The gate's start-up learning (in a plain node process: Prisma's WebAssembly compiler fails inside jest's
- * sandbox), and the thread adapter's refusals without a run.
+ * sandbox), and the worker adapter's refusals without a run.
  */
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';

@@ -1,7 +1,7 @@
 /**
  * Nothing survives into another user's run: a patch of a host prototype, an unref'd server or timer, and
  * module-level state all stay with the user who left them (THREAD_LOCKDOWN, the leak check, THREAD_REUSE),
- * and a thread that is found contaminated is reported and retired.
+ * and a worker that is found contaminated is reported and retired.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -76,7 +76,7 @@ function agentsDir(): string {
 }
 
 const scrape = async (s: TestServer) => (await httpCall(s.url, 'GET', '/metrics')).body as string;
-/** One cell, one thread, no spare: every run of this server goes through the same thread unless it retires. */
+/** One cell, one worker, no spare: every run of this server goes through the same worker unless it retires. */
 const ONE_WORKER = { CELLS: '1', THREADS_PER_CELL: '1', WARM_SPARE_THREADS: '0' };
 
 async function runOnce(u: UserClient, agent: string, input: Record<string, unknown>) {
@@ -128,14 +128,14 @@ describe('defaults (THREAD_LOCKDOWN=1, THREAD_REUSE=same_user), one cell, one th
   test('module-level state never reaches another user: a thread that served one user never runs another user\'s run', async () => {
     const first = await runOnce(mallory, 'attacker', { text: 'mallory-secret', mode: 'remember' });
     expect(first.final.final_response).toBe('mallory-secret');
-    // Same user, same thread: its own module state is its own business.
+    // Same user, same worker: its own module state is its own business.
     const again = await runOnce(mallory, 'attacker', { text: 'again', mode: 'remember' });
     expect(again.final.final_response).toBe('mallory-secret,again');
     expect(again.view.ran_on).toEqual(first.view.ran_on);
     const other = await runOnce(victim, 'attacker', { text: 'victim-text', mode: 'remember' });
     expect(other.final).toMatchObject({ status: 'completed', final_response: 'victim-text' });
     expect(other.view.ran_on.worker).not.toBe(first.view.ran_on.worker);
-    // A fresh thread or a retired one, never an attempt.
+    // A fresh worker or a retired one, never an attempt.
     expect(other.view.attempts).toBe(1);
   });
 });
@@ -173,7 +173,7 @@ describe('THREAD_REUSE=any, THREAD_LOCKDOWN=0, one cell, one thread: contaminati
     expect(answer.final).toMatchObject({ status: 'completed', final_response: 'victim says after' });
     expect(answer.view.isolation).toMatchObject({ contaminated: true, recycled: 'contaminated' });
     expect(metricValue(await scrape(server), 'atoll_cross_request_contamination_total') - before).toBe(1);
-    // The retired thread's replacement is clean.
+    // The retired worker's replacement is clean.
     const next = await runOnce(victim, 'victim', { text: 'clean' });
     expect(next.view.isolation).toMatchObject({ contaminated: false, recycled: null });
   });

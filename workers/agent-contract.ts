@@ -66,7 +66,7 @@ export interface UserExecutionContext {
   readonly agentName: string;
   readonly attempt: number;
   readonly input: Readonly<AgentInput>;
-  /** Aborted on stop_agent, on timeout and on shutdown; the thread is terminated soon after. */
+  /** Aborted on stop_agent, on timeout and on shutdown; its worker is terminated soon after. */
   readonly signal: AbortSignal;
   emit<T extends AgentEventType>(type: T, payload: EventPayloads[T]): void;
   readonly db: ScopedDb;

@@ -95,27 +95,27 @@ export const perRunBytes = (low: MemoryLevel, high: MemoryLevel, key: 'bytes' | 
 };
 
 export interface IdleWorkerMemory {
-  /** Worker threads in the two servers measured (2 cells each). */
+  /** Workers in the two servers measured (2 cells each); `threads` is the report's field name. */
   threads: [number, number];
-  /** Median total memory (PSS, else RSS) of front and cells, idle, after every thread has served runs. */
+  /** Median total memory (PSS, else RSS) of front and cells, idle, after every worker has served runs. */
   bytes: [number | null, number | null];
   rss_bytes: [number | null, number | null];
-  /** Slope: what one more idle, warmed worker thread costs. */
+  /** Slope: what one more idle, warmed worker costs. */
   per_worker_bytes: number | null;
   per_worker_rss_bytes: number | null;
 }
 
 /**
- * Memory of an idle Atoll server once each of its `threads` threads has served runs (modules loaded,
+ * Memory of an idle Atoll server once each of its `workers` workers has served runs (modules loaded,
  * Prisma client warm, one database connection each): measured at rest, after a pause.
  */
-export async function idleMemory(target: MemoryTarget, threads: number, reps: number): Promise<{ bytes: number | null; rssBytes: number | null }> {
-  const clients = await connectClients(target.url, 4, target.auth, `idle-${threads}`);
+export async function idleMemory(target: MemoryTarget, workers: number, reps: number): Promise<{ bytes: number | null; rssBytes: number | null }> {
+  const clients = await connectClients(target.url, 4, target.auth, `idle-${workers}`);
   const samples: number[] = [];
   const rssSamples: number[] = [];
   try {
-    // Two rounds of holds as many as the threads: every thread serves at least one run.
-    for (let round = 0; round < 2; round++) await (await startHolds(clients, threads, 100)).finished(FINISH_TIMEOUT_MS);
+    // Two rounds of holds as many as the workers: every worker serves at least one run.
+    for (let round = 0; round < 2; round++) await (await startHolds(clients, workers, 100)).finished(FINISH_TIMEOUT_MS);
     for (let r = 0; r < reps; r++) {
       await new Promise((res) => setTimeout(res, 1000));
       const m = processMemory(await target.pids());
@@ -130,10 +130,10 @@ export async function idleMemory(target: MemoryTarget, threads: number, reps: nu
   return { bytes: median(samples), rssBytes: median(rssSamples) };
 }
 
-export function perWorker(threads: [number, number], low: { bytes: number | null; rssBytes: number | null }, high: { bytes: number | null; rssBytes: number | null }): IdleWorkerMemory {
-  const slope = (a: number | null, b: number | null) => (a === null || b === null ? null : Math.round((b - a) / (threads[1] - threads[0])));
+export function perWorker(workers: [number, number], low: { bytes: number | null; rssBytes: number | null }, high: { bytes: number | null; rssBytes: number | null }): IdleWorkerMemory {
+  const slope = (a: number | null, b: number | null) => (a === null || b === null ? null : Math.round((b - a) / (workers[1] - workers[0])));
   return {
-    threads,
+    threads: workers,
     bytes: [low.bytes, high.bytes],
     rss_bytes: [low.rssBytes, high.rssBytes],
     per_worker_bytes: slope(low.bytes, high.bytes),

@@ -11,7 +11,7 @@ interface Task {
 }
 
 export = async function run(task: Task) {
-  // import() caches the module per thread, as Atoll's registry caches classes (never instances).
+  // import() caches the module per worker, as Atoll's registry caches classes (never instances).
   const Agent = await loadAgentClass(task.agentFile);
   const events: { type: string; payload: Record<string, unknown> }[] = [];
   const agent = new Agent();

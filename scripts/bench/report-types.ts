@@ -17,7 +17,7 @@ export interface MemoryReport {
   atoll: DesignMemory;
   process_per_run: DesignMemory;
   in_process: DesignMemory;
-  /** Atoll at rest: what one more idle, warmed worker thread costs. */
+  /** Atoll at rest: what one more idle, warmed worker costs. */
   atoll_idle_worker: IdleWorkerMemory;
 }
 
@@ -36,10 +36,10 @@ export interface BenchReport {
     /** Threads shared by every user (the wall between users off): what THREAD_REUSE=same_user costs. */
     atoll_thread_reuse_any: VariantReport;
     atoll_max_runs_per_worker_1: VariantReport & {
-      /** Distinct worker threads over a sample of runs: with one thread per run they are all distinct. */
+      /** Distinct workers over a sample of runs: with one worker per run they are all distinct. */
       distinct_workers: { runs: number; workers: number };
       default_distinct_workers: { runs: number; workers: number };
-      /** null when the sample cannot tell (fewer sampled runs than the default's threads). */
+      /** null when the sample cannot tell (fewer sampled runs than the default's workers). */
       honoured: boolean | null;
     };
     in_process: VariantReport;

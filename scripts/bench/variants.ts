@@ -50,7 +50,7 @@ export async function socketVariant(label: string, url: string, auth: 'dev-login
   }
 }
 
-/** How many distinct worker threads served a sample of runs (GET /v1/runs/:id → ran_on). */
+/** How many distinct workers served a sample of runs (GET /v1/runs/:id → ran_on). */
 export async function distinctWorkers(url: string, refs: DriveResult['run_refs'], sample: number): Promise<{ runs: number; workers: number }> {
   const picked = refs.slice(-sample);
   const seen = new Set<string>();

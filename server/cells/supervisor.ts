@@ -56,6 +56,8 @@ export function createCellSupervisor(opts: SupervisorOptions) {
   const isQuarantine = (slot: number) => slot >= opts.cells;
   let stopping = false;
   let lastAgents: AgentInfo[] = [];
+  /** Replacements waiting out their backoff: stop() cancels them. */
+  const pendingRestarts = new Set<NodeJS.Timeout>();
 
   function spawn(slot: number, diedAt: number | null): Promise<CellHandle> {
     generation[slot]++;
@@ -138,9 +140,12 @@ export function createCellSupervisor(opts: SupervisorOptions) {
             return;
           }
           failures[slot]++;
-          setTimeout(() => {
+          const restart = setTimeout(() => {
+            pendingRestarts.delete(restart);
             if (!stopping) spawn(slot, Date.now() - delay).catch((err) => log.error({ err: err.message }, 'cell restart failed'));
-          }, delay).unref();
+          }, delay);
+          restart.unref();
+          pendingRestarts.add(restart);
         }, 50);
       });
     });
@@ -244,6 +249,8 @@ export function createCellSupervisor(opts: SupervisorOptions) {
       stopping = true;
       if (watchTimer) clearInterval(watchTimer);
       watchTimer = null;
+      for (const restart of pendingRestarts) clearTimeout(restart);
+      pendingRestarts.clear();
       await Promise.all(
         cells().map(
           (cell) =>

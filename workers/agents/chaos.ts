@@ -36,7 +36,7 @@ export default class ChaosAgent implements Agent {
         process.exit(1);
       case 'hang':
         for (;;) {
-          // blocks the thread's event loop forever; only termination ends it
+          // blocks the worker's event loop forever; only termination ends it
         }
       case 'hang_async':
         return new Promise<string>(() => undefined); // ignores ctx.signal
@@ -72,7 +72,7 @@ export default class ChaosAgent implements Agent {
         process.kill(process.pid, 'SIGABRT');
         return new Promise<string>(() => undefined);
       case 'oom_fatal':
-        // Aborts the whole process despite resourceLimits (facts.md): kills this cell.
+        // Aborts the whole process despite resourceLimits (nodejs/node#47224): kills this cell.
         new Array(2 ** 28).fill(0);
         return 'unreachable';
       case 'leak_timer':

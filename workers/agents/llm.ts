@@ -26,7 +26,7 @@ export default class LlmAgent implements Agent {
 
   async cleanup(): Promise<void> {
     // After a stop the engine does not wait for execute, but it does wait for cleanup: let the aborted
-    // model request unwind and its socket finish closing (one more turn of the event loop), so the thread
+    // model request unwind and its socket finish closing (one more turn of the event loop), so the worker
     // is handed back without a half-closed connection.
     await this.chat?.then(
       () => undefined,

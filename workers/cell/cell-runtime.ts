@@ -53,7 +53,7 @@ export function createCellRuntime(deps: {
     cellId = config.cellId;
     const workerConfig: WorkerConfig = { ...pick(config, WORKER_SETTINGS), builtinAgentsDir: path.join(__dirname, '../agents') };
     // same_user: a worker serves one user for its life (user-affinity.ts); any: Piscina's least-busy choice.
-    const affinity = config.workerReuse === 'same_user' ? createUserAffinity({ threads: () => pool?.threads.length ?? 0, queued: () => pool?.queueSize ?? 0, maxThreads: maxWorkersPerCell(config) }) : null;
+    const affinity = config.workerReuse === 'same_user' ? createUserAffinity({ workers: () => pool?.threads.length ?? 0, queued: () => pool?.queueSize ?? 0, maxWorkers: maxWorkersPerCell(config) }) : null;
     pool = new Piscina({
       filename: path.join(__dirname, '../worker/run-entry.js'),
       // Warm spares: workers beyond the cell's capacity, idle and warm, so a run never waits for a worker
@@ -65,7 +65,7 @@ export function createCellRuntime(deps: {
       // Queueing happens in the front, where it is persisted and fair; the cell only takes what fits.
       maxQueue: config.workersPerCell * (1 + BURST_WORKERS_PER_WORKER),
       idleTimeout: 30_000,
-      // 'sync' would freeze a worker's event loop between tasks (timers, sockets): facts.md.
+      // Piscina's default atomics 'sync' would freeze a worker's event loop between tasks (timers, sockets).
       atomics: 'disabled',
       concurrentTasksPerWorker: 1,
       closeTimeout: 2000,

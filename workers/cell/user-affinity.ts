@@ -26,12 +26,12 @@ export function routeOptions(userId: string): { [key: symbol]: RouteOptions } {
 
 export function createUserAffinity(pool: {
   /** Workers alive or starting. */
-  threads(): number;
+  workers(): number;
   /** Tasks waiting in Piscina's queue. */
   queued(): number;
-  maxThreads: number;
+  maxWorkers: number;
 }) {
-  /** The user each worker serves (by Piscina's worker id, the thread id), and when it last got a run. */
+  /** The user each worker serves (by Piscina's worker id, its threadId), and when it last got a run. */
   const owners = new Map<number, { userId: string; lastUsed: number }>();
   let clock = 0;
   /** Workers that finished starting (Piscina's workerCreate); the others are still starting. */
@@ -57,8 +57,8 @@ export function createUserAffinity(pool: {
       owners.set(fresh.id, { userId: route.userId, lastUsed: ++clock });
       return fresh;
     }
-    const starting = pool.threads() - ready.size;
-    if (starting > pool.queued() || pool.threads() < pool.maxThreads) return null;
+    const starting = pool.workers() - ready.size;
+    if (starting > pool.queued() || pool.workers() < pool.maxWorkers) return null;
     // `other` keeps its owner: it will refuse this run and retire.
     return other;
   };

@@ -2,7 +2,7 @@
  * One OpenAI-compatible client per run. Everything the library would otherwise pick up from the
  * environment (OPENAI_BASE_URL, OPENAI_ORG_ID, OPENAI_LOG, ...) is set explicitly: agents take their
  * configuration from ctx.settings only. The client holds no key: its fetch hands every request to the cell's
- * model broker, which adds LLM_API_KEY outside the thread (workers/llm/broker-fetch.ts).
+ * model broker, which adds LLM_API_KEY outside the worker (workers/llm/broker-fetch.ts).
  */
 import OpenAI from 'openai';
 import type { AgentLogger } from '../agent-contract.js';

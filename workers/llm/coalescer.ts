@@ -14,7 +14,7 @@ export interface Coalescer {
 export function createCoalescer(emit: (text: string) => void, options: { maxChars: number; maxDelayMs: number }): Coalescer {
   let buffer = '';
   let timer: NodeJS.Timeout | null = null;
-  // An emit that throws from the timer would crash the worker thread; it is kept and rethrown on the
+  // An emit that throws from the timer would crash the worker; it is kept and rethrown on the
   // agent's own path at the next push or flush (a crossed output cap also stops the run by itself).
   let failure: unknown = null;
 

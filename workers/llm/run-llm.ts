@@ -10,11 +10,11 @@ import { isConfigured, modelEndpoint } from './settings.js';
 import type { ChatOptions, ChatResult, RunLlm } from './types.js';
 
 /**
- * The model client (openai) and the schema validator (ajv) are loaded on the first chat of a thread, not
- * when the thread starts: most runs never talk to a model, and every new thread would pay for them.
+ * The model client (openai) and the schema validator (ajv) are loaded on the first chat of a worker, not
+ * when the worker starts: most runs never talk to a model, and every new worker would pay for them.
  */
-/** Loads the model client now: a thread with a model configured does it while warming up, so what the
- * client library defines globally is part of the thread's clean baseline, not mistaken for a run's leak. */
+/** Loads the model client now: a worker with a model configured does it while warming up, so what the
+ * client library defines globally is part of the worker's clean baseline, not mistaken for a run's leak. */
 export function preloadLlm(): void {
   heavy();
 }

@@ -1,7 +1,6 @@
 /**
  * The worker entry Piscina loads (a worker: one worker thread of a cell's pool). It refuses to run on a main
- * thread, so agent code can only ever
- * execute inside a cell's workers. Before the worker's own modules load, it takes away what agent code
+ * thread, so agent code can only ever execute inside a cell's workers. Before the worker's own modules load, it takes away what agent code
  * must not have (host-guards.ts) and freezes what runs share (THREAD_LOCKDOWN): nothing of Prisma, pino or any
  * agent runs against unguarded or unfrozen objects.
  */
