@@ -5,7 +5,7 @@
  * TIMEOUT reads the same wherever it was decided. What decides each ending: server/runs/deadlines.ts.
  */
 import type { ErrorBody } from './errors.js';
-import type { StopReason } from './thread-messages.js';
+import type { StopReason } from './worker-messages.js';
 
 /** How a stopped run ended. */
 export type StopEnding =

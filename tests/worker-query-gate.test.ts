@@ -10,7 +10,7 @@ import { createDbChannel } from '../workers/worker/db-forwarding';
 
 /** Runs learnStatements(SQLite's client, exercise) in a node process; returns the statements or the error message. */
 function learn(exercise: string | null): { statements?: { kind: string; sql: string; userArgs: number[] }[]; error?: string } {
-  const gate = JSON.stringify(path.join(ROOT, 'dist/server/store/thread-query-gate.js'));
+  const gate = JSON.stringify(path.join(ROOT, 'dist/server/store/worker-query-gate.js'));
   const sqlite = JSON.stringify(path.join(ROOT, 'dist/server/store/sqlite/prisma-client.js'));
   const database = `{ provider: 'sqlite', prismaClient: require(${sqlite}).prismaClientOver }`;
   const code = `require(${gate}).learnStatements(${database}, ${exercise ?? 'undefined'}).then((statements) => console.log(JSON.stringify({ statements })), (err) => console.log(JSON.stringify({ error: err.message })))`;

@@ -37,7 +37,7 @@ export interface CellDeathInput {
   runs: RunInside[];
   quarantineCell: boolean;
   /** A thread of this cell was killed (terminated, crashed, out of memory) shortly before it died. */
-  recentThreadKill: boolean;
+  recentWorkerKill: boolean;
   /** The front killed the cell because it held a stopped run too long (the death is the front's doing). */
   killedAsWedged: boolean;
   maxRunAttempts: number;
@@ -74,7 +74,7 @@ export function judgeCellDeath(input: CellDeathInput): CellDeathJudgement {
   const suspects = runs.filter((r) => !r.stopReason && r.phase !== 'queued' && !requeued.includes(r));
   // One run that had started, alone in its cell, with no thread killed just before: it is the culprit
   // (unless the front killed the cell for wedging: then the run alone in it did not cause its death).
-  const alone = suspects.length === 1 && suspects[0].phase === 'running' && !input.recentThreadKill && !input.killedAsWedged;
+  const alone = suspects.length === 1 && suspects[0].phase === 'running' && !input.recentWorkerKill && !input.killedAsWedged;
   if (input.quarantineCell || alone) {
     for (const run of suspects) decisions.push({ kind: 'fail', runId: run.id, error: exit.error, collateral: false });
     return { decisions, affectedOthers: false };

@@ -9,7 +9,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { CellToFront } from '../../protocol/cell-messages.js';
 import type { RunStore } from '../store/store.js';
-import type { ThreadQueryGate } from '../store/thread-query-gate.js';
+import type { WorkerQueryGate } from '../store/worker-query-gate.js';
 import type { Deadlines } from './deadlines.js';
 import type { EventRelay } from './event-relay.js';
 import type { Finishing } from './finishing.js';
@@ -29,7 +29,7 @@ export function createCellEvents(deps: {
   metrics: Metrics;
   log: Logger;
   /** Where worker threads' database statements go (absent: every one is refused). */
-  threadQueries?: ThreadQueryGate;
+  workerQueries?: WorkerQueryGate;
 }) {
   const { store, relay, live, metrics, log } = deps;
 
@@ -45,12 +45,12 @@ export function createCellEvents(deps: {
         cell.stats = msg.stats;
         return;
       }
-      if (msg.type === 'thread_retired') {
+      if (msg.type === 'worker_retired') {
         metrics.workerRecycles.inc({ reason: msg.reason });
         return;
       }
       if (msg.type === 'db_query') {
-        if (deps.threadQueries) deps.threadQueries.handle(cell, msg, (runId) => live.get(runId));
+        if (deps.workerQueries) deps.workerQueries.handle(cell, msg, (runId) => live.get(runId));
         else cell.send({ type: 'db_answer', runId: msg.runId, queryId: msg.queryId, ok: false, error: { code: 'DB_QUERY_REFUSED', message: 'this server executes no database statement for worker threads' } });
         return;
       }
@@ -65,10 +65,10 @@ export function createCellEvents(deps: {
         cell.lastBusyAt = Date.now();
         // No report: the thread did not end normally (terminated, crashed, out of memory). A cell that dies
         // soon after is more likely dying of that thread than of the runs still inside it.
-        if (!msg.report) cell.lastThreadKillAt = Date.now();
+        if (!msg.report) cell.lastWorkerKillAt = Date.now();
         setImmediate(deps.pump);
         if (!msg.report && msg.outcome.status !== 'completed' && ['WORKER_CRASHED', 'OUT_OF_MEMORY'].includes(msg.outcome.error.code)) {
-          metrics.threadDeaths.inc({ cause: msg.outcome.error.code === 'OUT_OF_MEMORY' ? 'out_of_memory' : 'exited' });
+          metrics.workerDeaths.inc({ cause: msg.outcome.error.code === 'OUT_OF_MEMORY' ? 'out_of_memory' : 'exited' });
         }
       }
       const run = live.get(msg.runId);

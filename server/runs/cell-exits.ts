@@ -77,7 +77,7 @@ export function createCellExits(deps: {
           repeatable: agentRepeatable(r.agentName),
         })),
         quarantineCell: cell.quarantine,
-        recentThreadKill: cell.lastThreadKillAt !== null && Date.now() - cell.lastThreadKillAt < RECENT_KILL_MS,
+        recentWorkerKill: cell.lastWorkerKillAt !== null && Date.now() - cell.lastWorkerKillAt < RECENT_KILL_MS,
         killedAsWedged: cell.killedAsWedged,
         maxRunAttempts: deps.config.maxRunAttempts,
         exit,

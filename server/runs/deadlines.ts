@@ -25,7 +25,7 @@
 import type { CellHandle } from '../cells/cell-handle.js';
 import type { Logger } from '../logger.js';
 import { stopMessage } from '../../protocol/stop-errors.js';
-import type { StopReason } from '../../protocol/thread-messages.js';
+import type { StopReason } from '../../protocol/worker-messages.js';
 import { runLogFields, type LiveRun } from './live-run.js';
 
 /** Beyond the cell's own deadline and grace: if a cell has not settled a run by then, the front does. */

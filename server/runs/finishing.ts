@@ -10,7 +10,7 @@ import type { RunOutcome, RunReport } from '../../protocol/cell-messages.js';
 import type { ErrorBody } from '../../protocol/errors.js';
 import type { JsonValue, TerminalStatus } from '../../protocol/events.js';
 import { stopCode } from '../../protocol/stop-errors.js';
-import type { StopReason } from '../../protocol/thread-messages.js';
+import type { StopReason } from '../../protocol/worker-messages.js';
 import type { IsolationReport } from '../store/store.js';
 import type { EventRelay } from './event-relay.js';
 import { runLogFields, type LiveRun } from './live-run.js';

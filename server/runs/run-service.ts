@@ -19,7 +19,7 @@ import type { CellToFront } from '../../protocol/cell-messages.js';
 import { CodedError } from '../../protocol/errors.js';
 import type { InFlight } from '../shared/shared-state.js';
 import type { RunRecord, RunStore } from '../store/store.js';
-import type { ThreadQueryGate } from '../store/thread-query-gate.js';
+import type { WorkerQueryGate } from '../store/worker-query-gate.js';
 import { createCellEvents } from './cell-events.js';
 import { createCellExits } from './cell-exits.js';
 import { createDeadlines } from './deadlines.js';
@@ -54,7 +54,7 @@ export function createRunService(deps: {
   /** Requests being accepted right now, by idempotency key (server/shared/). */
   inFlight: InFlight;
   /** Where worker threads' database statements go (absent: every one is refused). */
-  threadQueries?: ThreadQueryGate;
+  workerQueries?: WorkerQueryGate;
 }) {
   const { store, relay, metrics, log, config } = deps;
   const live = createLiveRuns();
@@ -83,7 +83,7 @@ export function createRunService(deps: {
   });
   const drain = createDrain({ live, scheduler, deadlines });
   const intake = createIntake({ store, relay, live, scheduler, deadlines, cells: deps.cells, inFlight: deps.inFlight, draining: () => drain.draining, metrics, config });
-  const cellEvents = createCellEvents({ store, relay, live, finishing, deadlines, pump: scheduler.pump, metrics, log, threadQueries: deps.threadQueries });
+  const cellEvents = createCellEvents({ store, relay, live, finishing, deadlines, pump: scheduler.pump, metrics, log, workerQueries: deps.workerQueries });
   const cellExits = createCellExits({ store, relay, live, scheduler, finishing, deadlines, cells: deps.cells, metrics, config });
 
   return {

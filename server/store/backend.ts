@@ -17,7 +17,7 @@ export interface StoreBackend {
   readonly provider: CellConfig['dbProvider'];
   /**
    * This database's generated Prisma client over any driver adapter of its provider: the gate learns the
-   * threads' statements through one whose adapter records them (thread-query-gate.ts).
+   * threads' statements through one whose adapter records them (worker-query-gate.ts).
    */
   prismaClient(adapter: SqlDriverAdapterFactory): Db;
   /** Applies the pending migrations (safe at every start); throws a MigrationError when one failed. */
@@ -28,7 +28,7 @@ export interface StoreBackend {
 
 export interface StoreConnection {
   readonly store: RunStore;
-  /** The connection where the worker-thread query gate executes the statements it allows (server/store/thread-query-gate.ts). */
+  /** The connection where the worker-worker query gate executes the statements it allows (server/store/worker-query-gate.ts). */
   gateConnection(): Promise<SqlDriverAdapter>;
   /** How many database connections the front holds (the atoll_db_connections gauge). */
   readonly connections: number;

@@ -5,7 +5,7 @@
  */
 import { createDeadlines, frontDeadlines } from '../../server/runs/deadlines';
 import { newLiveRun, type LiveRun } from '../../server/runs/live-run';
-import type { StopReason } from '../../protocol/thread-messages';
+import type { StopReason } from '../../protocol/worker-messages';
 
 afterEach(() => jest.useRealTimers());
 

@@ -1,7 +1,7 @@
 /**
  * The front's Prisma client on SQLite: Prisma 7 is Rust-free; better-sqlite3 is the driver. Only the front opens
  * the database file. Worker threads hold a Prisma client of their own whose adapter forwards every statement to
- * the front (workers/thread/db-forwarding.ts), so this module is never in a thread's import graph.
+ * the front (workers/worker/db-forwarding.ts), so this module is never in a thread's import graph.
  */
 import { PrismaBetterSqlite3 } from '@prisma/adapter-better-sqlite3';
 import type { SqlDriverAdapter, SqlDriverAdapterFactory } from '@prisma/driver-adapter-utils';

@@ -74,19 +74,19 @@ export async function learnStatements(
   } finally {
     await prisma.$disconnect();
   }
-  if (recorded.length === 0) throw new Error('thread query gate: the scoped queries compiled to no statement');
+  if (recorded.length === 0) throw new Error('worker query gate: the scoped queries compiled to no statement');
   const learned = new Map<string, LearnedStatement>();
   for (const { kind, query } of recorded) {
     if (query.sql.includes(sentinel) || query.sql.includes(standThread)) {
-      throw new Error(`thread query gate: a scoped query inlines a value into its SQL text (statement ${learned.size}); refusing to start`);
+      throw new Error(`worker query gate: a scoped query inlines a value into its SQL text (statement ${learned.size}); refusing to start`);
     }
     const userArgs = query.args.flatMap((a, i) => (a === sentinel ? [i] : []));
-    if (userArgs.length === 0) throw new Error(`thread query gate: a scoped query's statement is not pinned to a user (no user id argument): ${query.sql}`);
+    if (userArgs.length === 0) throw new Error(`worker query gate: a scoped query's statement is not pinned to a user (no user id argument): ${query.sql}`);
     const statement: LearnedStatement = { index: learned.size, kind, sql: query.sql, argTypes: query.argTypes.map(normaliseArgType), userArgs };
     const key = `${kind}\u0000${query.sql}`;
     const seen = learned.get(key);
     if (seen && JSON.stringify([seen.argTypes, seen.userArgs]) !== JSON.stringify([statement.argTypes, statement.userArgs])) {
-      throw new Error(`thread query gate: one SQL text compiled with two argument shapes: ${query.sql}`);
+      throw new Error(`worker query gate: one SQL text compiled with two argument shapes: ${query.sql}`);
     }
     if (!seen) learned.set(key, statement);
   }
@@ -126,19 +126,19 @@ function argFits(value: unknown, type: LearnedStatement['argTypes'][number]): bo
   }
 }
 
-export interface ThreadQueryGate {
+export interface WorkerQueryGate {
   readonly statements: readonly LearnedStatement[];
   /** A cell's `db_query` message; answers the cell (or drops an unanswerable message), never throws. */
   handle(cell: CellHandle, msg: unknown, runOf: (runId: string) => LiveRun | undefined): void;
 }
 
-export function createThreadQueryGate(deps: {
+export function createWorkerQueryGate(deps: {
   statements: LearnedStatement[];
   /** The front's own database connection (Prisma's adapter), where allowed statements run. */
   connection: () => Promise<SqlDriverAdapter>;
   onRefused: (reason: RefusalReason) => void;
   log: Logger;
-}): ThreadQueryGate {
+}): WorkerQueryGate {
   const bySql = new Map<string, LearnedStatement>();
   for (const s of deps.statements) bySql.set(`${s.kind}\u0000${s.sql}`, s);
 
