@@ -1,6 +1,6 @@
 /**
- * The error a stopped run ends with (TIMEOUT or CANCELLED), whichever process ended it: its thread (the agent
- * honoured ctx.signal), its cell (the thread was terminated after CANCEL_GRACE_MS), or the front (the cell
+ * The error a stopped run ends with (TIMEOUT or CANCELLED), whichever process ended it: its worker (the agent
+ * honoured ctx.signal), its cell (the worker was terminated after CANCEL_GRACE_MS), or the front (the cell
  * did not settle it, it never started, the server shut down, or its cell died meanwhile). One builder, so a
  * TIMEOUT reads the same wherever it was decided. What decides each ending: server/runs/deadlines.ts.
  */
@@ -9,11 +9,11 @@ import type { StopReason } from './worker-messages.js';
 
 /** How a stopped run ended. */
 export type StopEnding =
-  /** The agent honoured ctx.signal (the thread reports it). */
+  /** The agent honoured ctx.signal (the worker reports it). */
   | 'agent'
-  /** It did not, and its thread was terminated (the cell). */
+  /** It did not, and its worker was terminated (the cell). */
   | 'terminated'
-  /** It was stopped while it waited for a thread (the front). */
+  /** It was stopped while it waited for a worker (the front). */
   | 'not_started'
   /** Its cell did not settle it in time: the front did (and kills the cell if it stays wedged). */
   | 'front'

@@ -13,6 +13,7 @@
  * The run's event log (seq, order of writes) is the relay's (event-relay.ts).
  */
 import type { CellSupervisor } from '../cells/supervisor.js';
+import type { RunServiceSettings } from '../config-views.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { CellToFront } from '../../protocol/cell-messages.js';
@@ -35,14 +36,8 @@ import { createScheduler } from './scheduler.js';
 
 export type { StartRunRequest } from './intake.js';
 
-export interface RunServiceConfig {
-  maxQueuedRuns: number;
-  userMaxConcurrentRuns: number;
-  userMaxQueuedRuns: number;
-  maxRunAttempts: number;
-  runTimeoutMs: number;
-  cancelGraceMs: number;
-}
+/** The run service's settings, picked from the one Config (server/config-views.ts). */
+export type RunServiceConfig = RunServiceSettings;
 
 export function createRunService(deps: {
   store: RunStore;

@@ -1,5 +1,5 @@
 /**
- * The cell's memory watchdog. resourceLimits cap each thread's JS heap only; Buffers, ArrayBuffers and
+ * The cell's memory watchdog. resourceLimits cap each worker's JS heap only; Buffers, ArrayBuffers and
  * WebAssembly memory are not counted. The cell watches its whole footprint (RSS) and dies before the machine
  * runs short; the front then finds the run responsible by re-running the cell's runs alone (quarantine).
  * One of the things that end a run that will not end: server/runs/deadlines.ts lists them all.
