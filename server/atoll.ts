@@ -32,7 +32,7 @@ export async function startAtoll(config: Config, log: Logger) {
   if (migrations.applied.length) log.info({ applied: migrations.applied }, 'database migrated');
   if (migrations.checksumMismatches.length) log.warn({ migrations: migrations.checksumMismatches }, 'applied migrations were edited since');
 
-  // What worker threads may have executed; a scoped query that is not pinned to its user stops the start.
+  // What workers may have executed; a scoped query that is not pinned to its user stops the start.
   // Learning loads Prisma's query compiler (~0.5-2 s of CPU): done while the cells start (awaited below).
   const learning = learnStatements(backend);
   learning.catch(() => undefined);
@@ -76,7 +76,7 @@ export async function startAtoll(config: Config, log: Logger) {
       workersBusy: ready.reduce((n, c) => n + c.runs.size, 0),
       activeContexts: sum((s) => s.activeContexts),
       liveAgentInstances: sum((s) => s.liveAgentInstances),
-      // The front: its store's connections (server/store/backend.ts). A cell: its threads' Prisma clients (no
+      // The front: its store's connections (server/store/backend.ts). A cell: its workers' Prisma clients (no
       // connection each).
       dbConnections: [{ process: 'front', count: database.connections }, ...ready.map((c) => ({ process: c.id, count: c.stats?.dbClients ?? 0 }))],
       cellMemory: ready.flatMap((c) =>

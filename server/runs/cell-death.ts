@@ -9,7 +9,7 @@
  * - Every other run inside is a suspect, started or not: a run whose `started` message died with its cell
  *   (an abort right after it began) looks as if it never started, and may be the culprit.
  * - If this is the quarantine cell (one run at a time), or one run that had started was alone in its cell
- *   with no thread killed just before and the front did not kill the cell for wedging, that run caused it
+ *   with no worker killed just before and the front did not kill the cell for wedging, that run caused it
  *   and fails with the exit's error.
  * - Otherwise the culprit is unknown: each suspect runs again alone in quarantine (restart), unless its agent
  *   is not safe to repeat (it fails as collateral, which counts as a failure affecting others) or it has
@@ -36,7 +36,7 @@ export interface CellDeathInput {
   /** Unfinished runs the dead cell owned, in the order the cell listed them. */
   runs: RunInside[];
   quarantineCell: boolean;
-  /** A thread of this cell was killed (terminated, crashed, out of memory) shortly before it died. */
+  /** A worker of this cell was killed (terminated, crashed, out of memory) shortly before it died. */
   recentWorkerKill: boolean;
   /** The front killed the cell because it held a stopped run too long (the death is the front's doing). */
   killedAsWedged: boolean;
@@ -72,7 +72,7 @@ export function judgeCellDeath(input: CellDeathInput): CellDeathJudgement {
   const requeued = runs.filter((r) => !r.stopReason && r.phase === 'dispatched' && r.undelivered);
   for (const run of requeued) decisions.push({ kind: 'requeue', runId: run.id });
   const suspects = runs.filter((r) => !r.stopReason && r.phase !== 'queued' && !requeued.includes(r));
-  // One run that had started, alone in its cell, with no thread killed just before: it is the culprit
+  // One run that had started, alone in its cell, with no worker killed just before: it is the culprit
   // (unless the front killed the cell for wedging: then the run alone in it did not cause its death).
   const alone = suspects.length === 1 && suspects[0].phase === 'running' && !input.recentWorkerKill && !input.killedAsWedged;
   if (input.quarantineCell || alone) {

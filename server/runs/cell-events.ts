@@ -1,7 +1,7 @@
 /**
  * What cells report, applied in the front: a run started (its status written, its safety deadline armed),
- * its events (numbered and relayed), its end (finished); and the cell's telemetry (stats, retired threads,
- * memory warnings) and its threads' database statements (to the gate). Messages about a run the cell no
+ * its events (numbered and relayed), its end (finished); and the cell's telemetry (stats, retired workers,
+ * memory warnings) and its workers' database statements (to the gate). Messages about a run the cell no
  * longer owns (settled by the front after a stop) are dropped.
  */
 import type { CellHandle } from '../cells/cell-handle.js';
@@ -28,7 +28,7 @@ export function createCellEvents(deps: {
   pump: () => void;
   metrics: Metrics;
   log: Logger;
-  /** Where worker threads' database statements go (absent: every one is refused). */
+  /** Where workers' database statements go (absent: every one is refused). */
   workerQueries?: WorkerQueryGate;
 }) {
   const { store, relay, live, metrics, log } = deps;
@@ -63,8 +63,8 @@ export function createCellEvents(deps: {
         cell.runs.delete(msg.runId);
         cell.scratch.close(msg.runId);
         cell.lastBusyAt = Date.now();
-        // No report: the thread did not end normally (terminated, crashed, out of memory). A cell that dies
-        // soon after is more likely dying of that thread than of the runs still inside it.
+        // No report: the worker did not end normally (terminated, crashed, out of memory). A cell that dies
+        // soon after is more likely dying of that worker than of the runs still inside it.
         if (!msg.report) cell.lastWorkerKillAt = Date.now();
         setImmediate(deps.pump);
         if (!msg.report && msg.outcome.status !== 'completed' && ['WORKER_CRASHED', 'OUT_OF_MEMORY'].includes(msg.outcome.error.code)) {

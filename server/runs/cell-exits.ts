@@ -18,7 +18,7 @@ import type { LiveRun } from './live-run.js';
 import type { LiveRuns } from './live-runs.js';
 import type { Scheduler } from './scheduler.js';
 
-/** A thread terminated this recently may be what killed its cell (V8 can abort while it tears down). */
+/** A worker terminated this recently may be what killed its cell (V8 can abort while it tears down). */
 const RECENT_KILL_MS = 5000;
 
 export function createCellExits(deps: {

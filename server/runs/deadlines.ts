@@ -2,7 +2,7 @@
  * What ends a run that will not end. Every mechanism, in every process, from the gentlest:
  *
  * - The run's deadline, in its cell (workers/cell/run-dispatcher.ts): RUN_TIMEOUT_MS counted from the moment
- *   its thread starts it. The cell asks the agent to stop (ctx.signal), then terminates its thread after
+ *   its worker starts it. The cell asks the agent to stop (ctx.signal), then terminates its worker after
  *   CANCEL_GRACE_MS. A stop the front asks for (its user, a double-text interrupt, shutdown) takes the same
  *   path. Ends the run with TIMEOUT or CANCELLED.
  * - The cell's memory watchdog (workers/cell/memory-watchdog.ts): the whole cell over CELL_MEMORY_MB exits;

@@ -3,7 +3,7 @@ import type { CellHandle } from '../cells/cell-handle.js';
 import type { Logger } from '../logger.js';
 import { assignment, runLogFields, type LiveRun } from './live-run.js';
 
-/** A cell's idle threads retire after 30 s (Piscina's idleTimeout in workers/cell/cell-runtime.ts). */
+/** A cell's idle workers retire after 30 s (Piscina's idleTimeout in workers/cell/cell-runtime.ts). */
 const RECENT_USER_MS = 30_000;
 
 export function dispatch(run: LiveRun, cell: CellHandle, log: Logger): void {
@@ -19,7 +19,7 @@ export function dispatch(run: LiveRun, cell: CellHandle, log: Logger): void {
   log.debug({ ...runLogFields(run), attempt: run.attempt }, 'run dispatched');
 }
 
-/** Remembers the user on the cell (supervisor.pick prefers it next time); forgets users idle past a thread's idle timeout. */
+/** Remembers the user on the cell (supervisor.pick prefers it next time); forgets users idle past a worker's idle timeout. */
 function noteUser(cell: CellHandle, userId: string): void {
   const now = Date.now();
   cell.recentUsers.delete(userId);

@@ -1,5 +1,5 @@
 /**
- * The queue of accepted runs waiting for a thread: one FIFO per user, served round-robin across users, so
+ * The queue of accepted runs waiting for a worker: one FIFO per user, served round-robin across users, so
  * a user's runs start in the order they were accepted and one user flooding never delays another.
  */
 import type { LiveRun } from './live-run.js';

@@ -90,7 +90,7 @@ export function createFinishing(deps: {
         attempts: run.attempt,
         restarts: run.restarts.length,
         queue_wait_ms: run.startedAt === null ? null : run.startedAt - run.acceptedAt,
-        // Of which waiting for a free slot in the front (the rest: the cell finding and starting a thread).
+        // Of which waiting for a free slot in the front (the rest: the cell finding and starting a worker).
         front_wait_ms: run.dispatchedAt === null ? null : run.dispatchedAt - run.acceptedAt,
         time_to_first_event_ms: run.firstEventAt === null ? null : run.firstEventAt - run.acceptedAt,
         execution_time_ms: executionTimeMs,

@@ -19,7 +19,7 @@ export interface LiveRun {
   phase: RunPhase;
   attempt: number;
   cellId: string | null;
-  /** The worker thread running the current attempt (for log lines). */
+  /** The worker running the current attempt (for log lines). */
   workerId: number | null;
   /** When the front last sent the run to a cell (queue_wait splits into waiting here and in the cell). */
   dispatchedAt: number | null;
@@ -33,7 +33,7 @@ export interface LiveRun {
    * assistant message if the run ends without completing. */
   partialText: string;
   restarts: { attempt: number; cell: string | null; reason: string }[];
-  /** Walls the run's code ran into that the front saw (its thread's db statements the gate refused). */
+  /** Walls the run's code ran into that the front saw (its worker's db statements the gate refused). */
   refused: Set<string>;
   /** Resolves once the terminal event is persisted and delivered. */
   settled: Promise<void>;

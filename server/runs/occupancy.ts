@@ -1,5 +1,5 @@
 /**
- * Runs holding a thread (or on their way to one), counted per user and per conversation. A run may start
+ * Runs holding a worker (or on their way to one), counted per user and per conversation. A run may start
  * when its user is under USER_MAX_CONCURRENT_RUNS and no other run of its conversation is active, so a
  * conversation's messages are answered one at a time, in order.
  */

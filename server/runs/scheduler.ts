@@ -2,7 +2,7 @@
  * Which waiting run goes to which cell, and when. Runs wait in the fair queue (per-user FIFO, round-robin
  * across users) or, as suspects of a cell death, in quarantine, which is served first, one run per
  * quarantine cell. A run leaves the queue only when its user is under the concurrency cap and its
- * conversation has no other run active (occupancy.ts), and only when a cell has a free thread.
+ * conversation has no other run active (occupancy.ts), and only when a cell has a free worker.
  *
  * `pump` is called whenever capacity may have appeared (a run accepted or finished, a cell ready or dead),
  * and every PUMP_EVERY_MS while started: runs that run long stop counting against their cell's capacity over

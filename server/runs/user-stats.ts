@@ -6,12 +6,12 @@
 import type { RunPhase } from './live-run.js';
 
 export interface UserMaxima {
-  /** Accepted runs waiting for a thread (the queue and quarantine). */
+  /** Accepted runs waiting for a worker (the queue and quarantine). */
   queuedRuns: number;
   /** Runs dispatched to a cell or running there. */
   activeRuns: number;
   /**
-   * Execution contexts: a thread builds one when it starts a run and releases it before the run's end is
+   * Execution contexts: a worker builds one when it starts a run and releases it before the run's end is
    * reported, so each run the front knows as `running` holds exactly one.
    */
   activeContexts: number;

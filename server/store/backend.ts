@@ -13,11 +13,11 @@ import type { MigrationReport } from './migrations.js';
 import type { RunStore } from './store.js';
 
 export interface StoreBackend {
-  /** Prisma's provider name for this database: the threads' Prisma clients and the gate's learning compile for it. */
+  /** Prisma's provider name for this database: the workers' Prisma clients and the gate's learning compile for it. */
   readonly provider: CellConfig['dbProvider'];
   /**
    * This database's generated Prisma client over any driver adapter of its provider: the gate learns the
-   * threads' statements through one whose adapter records them (worker-query-gate.ts).
+   * workers' statements through one whose adapter records them (worker-query-gate.ts).
    */
   prismaClient(adapter: SqlDriverAdapterFactory): Db;
   /** Applies the pending migrations (safe at every start); throws a MigrationError when one failed. */

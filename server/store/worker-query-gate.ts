@@ -1,5 +1,5 @@
 /**
- * The front's gate for worker threads' database statements. A thread's Prisma client has no connection of
+ * The front's gate for workers' database statements. A worker's Prisma client has no connection of
  * its own: its adapter forwards each statement over the run's port, its cell tags it with the run's id, and
  * it lands here. One job: execute only the statements ctx.db's queries compile to (prisma/scoped-queries.ts),
  * pinned to the run's user as the front knows it, and answer with Prisma's own result set.
@@ -171,7 +171,7 @@ export function createWorkerQueryGate(deps: {
         const r = raw as { runId?: unknown; queryId?: unknown };
         const runId = typeof r?.runId === 'string' ? r.runId : null;
         deps.log.warn({ cell: cell.id, run_id: runId, reason: 'invalid_message' }, 'thread db query refused');
-        // Answer when the message says where to: the thread is not left waiting until its run ends.
+        // Answer when the message says where to: the worker is not left waiting until its run ends.
         if (runId && typeof r.queryId === 'number' && Number.isInteger(r.queryId) && r.queryId >= 0) {
           answer(cell, runId, r.queryId, { ok: false, error: { code: 'DB_QUERY_REFUSED', message: 'database query refused: malformed statement' } });
         }

@@ -1,7 +1,7 @@
 /**
  * The front's Prisma client on SQLite: Prisma 7 is Rust-free; better-sqlite3 is the driver. Only the front opens
- * the database file. Worker threads hold a Prisma client of their own whose adapter forwards every statement to
- * the front (workers/worker/db-forwarding.ts), so this module is never in a thread's import graph.
+ * the database file. Workers hold a Prisma client of their own whose adapter forwards every statement to
+ * the front (workers/worker/db-forwarding.ts), so this module is never in a worker's import graph.
  */
 import { PrismaBetterSqlite3 } from '@prisma/adapter-better-sqlite3';
 import type { SqlDriverAdapter, SqlDriverAdapterFactory } from '@prisma/driver-adapter-utils';
@@ -14,7 +14,7 @@ export interface FrontDatabase {
   prisma: Db;
   /**
    * The client's own connection (the adapter Prisma uses, opened once): the worker query gate executes the
-   * statements it allows on it, so the front keeps one read connection whatever the number of threads.
+   * statements it allows on it, so the front keeps one read connection whatever the number of workers.
    */
   connection(): Promise<SqlDriverAdapter>;
 }

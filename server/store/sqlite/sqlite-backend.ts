@@ -1,6 +1,6 @@
 /**
  * The store on SQLite: migrations on the file (switched to WAL), then the front's two connections, Prisma's
- * (reads, and the threads' statements the gate allows) and the write connection (run-writes.ts, group commit).
+ * (reads, and the workers' statements the gate allows) and the write connection (run-writes.ts, group commit).
  */
 import fs from 'node:fs';
 import type { StoreBackend, StoreConnection, StoreOptions } from '../backend.js';
