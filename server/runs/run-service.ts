@@ -16,7 +16,6 @@ import type { CellSupervisor } from '../cells/supervisor.js';
 import type { RunServiceSettings } from '../config-views.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import type { CellToFront } from '../../protocol/cell-messages.js';
 import { CodedError } from '../../protocol/errors.js';
 import type { InFlight } from '../shared/shared-state.js';
 import type { RunRecord, RunStore } from '../store/store.js';
