@@ -1,26 +1,9 @@
 /**
  * Prints docs/metrics.md: every `atoll_` metric the server registers, with its type, labels and meaning,
- * read from the very registry the server builds (server/metrics.ts) with an empty snapshot. Starts
+ * read from the very registry the server builds (server/metrics.ts) with an idle snapshot (IDLE_CAPACITY). Starts
  * nothing. `npm run metrics:doc` rewrites the file; tests/observability.test.ts fails when they differ.
  */
-import { createMetrics, type CapacitySnapshot } from '../server/metrics.js';
-
-const EMPTY: CapacitySnapshot = {
-  cellsAlive: 0,
-  quarantineCellsAlive: 0,
-  workersAlive: 0,
-  workersBusy: 0,
-  activeRuns: 0,
-  queuedRuns: 0,
-  activeContexts: 0,
-  liveAgentInstances: 0,
-  dbConnections: [],
-  cellMemory: [],
-  socketConnections: 0,
-  socketOutboundBytes: 0,
-  isolation: { finished: 0, finishedWithViolations: 0, failures: 0, failuresAffectingOthers: 0 },
-  userMaxima: { queuedRuns: 0, activeRuns: 0, activeContexts: 0 },
-};
+import { createMetrics } from '../server/metrics.js';
 
 /** What prom-client keeps on every metric object but does not type. */
 interface Described {
@@ -33,7 +16,7 @@ interface Described {
 const cell = (text: string) => text.replace(/\|/g, '\\|');
 
 export function renderMetricsDoc(): string {
-  const metrics = createMetrics(() => EMPTY, { alertActiveContexts: 10 });
+  const metrics = createMetrics({ alertActiveContexts: 10 });
   try {
     const rows = (metrics.registry.getMetricsAsArray() as unknown as Described[])
       .filter((m) => m.name.startsWith('atoll_'))

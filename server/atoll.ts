@@ -6,7 +6,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createTokenService, developmentSecret } from './auth/tokens.js';
-import { createCellSupervisor, type CellSupervisor } from './cells/supervisor.js';
+import { createCellSupervisor } from './cells/supervisor.js';
 import { cellSandboxWarning, defaultScratchRoot } from './cells/cell-sandbox.js';
 import { createCpuGovernor } from './cells/cpu-governor.js';
 import type { Config } from './config.js';
@@ -19,10 +19,10 @@ import { createSocketServer } from './realtime/socket-server.js';
 import { createInProcessEventBus } from './bus/in-process/in-process-bus.js';
 import { createInProcessSharedState } from './shared/in-process/index.js';
 import { createEventRelay } from './runs/event-relay.js';
-import { createRunService, type RunService } from './runs/run-service.js';
+import { createRunService } from './runs/run-service.js';
 import { localStateDir } from './store/database-target.js';
 import { openStore } from './store/open-store.js';
-import { createWorkerQueryGate, learnStatements, type WorkerQueryGate } from './store/worker-query-gate.js';
+import { createWorkerQueryGate, learnStatements } from './store/worker-query-gate.js';
 
 const ROOT = path.resolve(__dirname, '../..');
 
@@ -44,11 +44,10 @@ export async function startAtoll(config: Config, log: Logger) {
   const scratchRoot = config.scratchRoot ?? defaultScratchRoot();
   const sandboxWarning = cellSandboxWarning({ root: ROOT, agentsDir: config.agentsDir, uidBase: config.cellUidBase });
   if (sandboxWarning) log.warn(sandboxWarning);
-  // Late-bound: the supervisor reports to the run service, which dispatches through the supervisor.
-  let runs: RunService;
-  let socketConnections = () => 0;
-  let socketOutboundBytes = () => 0;
-  const cells: CellSupervisor = createCellSupervisor({
+  // Built first, started last: the instruments exist before what counts with them, the gauges read
+  // from the parts once they all exist (metrics.start below).
+  const metrics = createMetrics({ alertActiveContexts: config.alertActiveContexts });
+  const cells = createCellSupervisor({
     cells: config.cells,
     quarantineCells: config.quarantineCells,
     recycleRssRatio: config.cellRecycleRssRatio,
@@ -57,63 +56,18 @@ export async function startAtoll(config: Config, log: Logger) {
     sandbox: { mode: config.cellSandbox, root: ROOT, agentsDir: config.agentsDir, scratchRoot, uidBase: sandboxWarning ? 0 : config.cellUidBase },
     log,
     cellConfig: cellConfigOf(config, backend.provider),
-    events: {
-      onMessage: (cell, msg) => runs.onCellMessage(cell, msg),
-      onCellExit: (cell, exit, runIds) => runs.onCellExit(cell, exit, runIds),
-      onCellReady: (cell, restartMs) => runs.onCellReady(cell, restartMs),
-      onCellRejuvenated: () => metrics.cellRejuvenations.inc(),
-    },
   });
 
-  const metrics = createMetrics(() => {
-    const ready = cells.cells().filter((c) => c.state === 'ready');
-    const sum = (pick: (s: NonNullable<(typeof ready)[number]['stats']>) => number) => ready.reduce((n, c) => n + (c.stats ? pick(c.stats) : 0), 0);
-    return {
-      ...runs.snapshot(),
-      cellsAlive: ready.filter((c) => !c.quarantine).length,
-      quarantineCellsAlive: ready.filter((c) => c.quarantine).length,
-      workersAlive: sum((s) => s.workersAlive),
-      workersBusy: ready.reduce((n, c) => n + c.runs.size, 0),
-      activeContexts: sum((s) => s.activeContexts),
-      liveAgentInstances: sum((s) => s.liveAgentInstances),
-      // The front: its store's connections (server/store/backend.ts). A cell: its workers' Prisma clients (no
-      // connection each).
-      dbConnections: [{ process: 'front', count: database.connections }, ...ready.map((c) => ({ process: c.id, count: c.stats?.dbClients ?? 0 }))],
-      cellMemory: ready.flatMap((c) =>
-        c.stats
-          ? [
-              { cell: c.id, kind: 'heap' as const, bytes: c.stats.heapUsedBytes },
-              { cell: c.id, kind: 'rss' as const, bytes: c.stats.rssBytes },
-              { cell: c.id, kind: 'external' as const, bytes: c.stats.externalBytes },
-            ]
-          : [],
-      ),
-      socketConnections: socketConnections(),
-      socketOutboundBytes: socketOutboundBytes(),
-      userMaxima: userMaxima(runs.liveRuns()),
-    };
-  }, {
-    alertActiveContexts: config.alertActiveContexts,
-    // Only live cells: a dead cell's process series leave the scrape with it.
-    cellProcessMetrics: () => cells.cells().filter((c) => c.state !== 'dead').map((c) => ({ cell: c.id, metrics: c.processMetrics })),
-  });
-  metrics.start();
 
-  // Late-bound: the gate exists once learning is done, before the first run is dispatched (runs.pump()).
-  let gate: WorkerQueryGate | null = null;
-  const workerQueries: WorkerQueryGate = {
-    get statements() {
-      return gate?.statements ?? [];
-    },
-    handle: (cell, msg, runOf) => gate!.handle(cell, msg, runOf),
-  };
+  // Statements forwarded before learning is done wait for it (server/store/worker-query-gate.ts).
+  const workerQueries = createWorkerQueryGate({ statements: learning, connection: database.gateConnection, onRefused: (reason) => metrics.dbQueriesRefused.inc({ reason }), log });
 
   // The event bus: the relay publishes committed events, the socket server (started below) delivers them.
   const bus = createInProcessEventBus();
   // Tickets, rate limits, connection counts, idempotency: created here, started with the sockets below.
   const shared = createInProcessSharedState(config);
   const relay = createEventRelay({ store, bus, metrics, log });
-  runs = createRunService({
+  const runs = createRunService({
     store,
     relay,
     cells: () => cells,
@@ -138,8 +92,13 @@ export async function startAtoll(config: Config, log: Logger) {
   if (recovered.failed || recovered.requeued) log.warn(recovered, 'recovered runs left by a previous process');
 
   try {
-    await cells.start();
-    gate = createWorkerQueryGate({ statements: await learning, connection: database.gateConnection, onRefused: (reason) => metrics.dbQueriesRefused.inc({ reason }), log });
+    await cells.start({
+      onMessage: (cell, msg) => runs.onCellMessage(cell, msg),
+      onCellExit: (cell, exit, runIds) => runs.onCellExit(cell, exit, runIds),
+      onCellReady: (cell, restartMs) => runs.onCellReady(cell, restartMs),
+      onCellRejuvenated: () => metrics.cellRejuvenations.inc(),
+    });
+    await learning;
   } catch (err) {
     governor.stop();
     await cells.stop(2000);
@@ -170,8 +129,38 @@ export async function startAtoll(config: Config, log: Logger) {
     corsOrigins: config.corsOrigins,
   });
   sockets.start();
-  socketConnections = sockets.connections;
-  socketOutboundBytes = sockets.outboundBytes;
+  metrics.start({
+    capacity: () => {
+      const ready = cells.cells().filter((c) => c.state === 'ready');
+      const sum = (pick: (s: NonNullable<(typeof ready)[number]['stats']>) => number) => ready.reduce((n, c) => n + (c.stats ? pick(c.stats) : 0), 0);
+      return {
+        ...runs.snapshot(),
+        cellsAlive: ready.filter((c) => !c.quarantine).length,
+        quarantineCellsAlive: ready.filter((c) => c.quarantine).length,
+        workersAlive: sum((s) => s.workersAlive),
+        workersBusy: ready.reduce((n, c) => n + c.runs.size, 0),
+        activeContexts: sum((s) => s.activeContexts),
+        liveAgentInstances: sum((s) => s.liveAgentInstances),
+        // The front: its store's connections (server/store/backend.ts). A cell: its workers' Prisma clients (no
+        // connection each).
+        dbConnections: [{ process: 'front', count: database.connections }, ...ready.map((c) => ({ process: c.id, count: c.stats?.dbClients ?? 0 }))],
+        cellMemory: ready.flatMap((c) =>
+          c.stats
+            ? [
+                { cell: c.id, kind: 'heap' as const, bytes: c.stats.heapUsedBytes },
+                { cell: c.id, kind: 'rss' as const, bytes: c.stats.rssBytes },
+                { cell: c.id, kind: 'external' as const, bytes: c.stats.externalBytes },
+              ]
+            : [],
+        ),
+        socketConnections: sockets.connections(),
+        socketOutboundBytes: sockets.outboundBytes(),
+        userMaxima: userMaxima(runs.liveRuns()),
+      };
+    },
+    // Only live cells: a dead cell's process series leave the scrape with it.
+    cellProcessMetrics: () => cells.cells().filter((c) => c.state !== 'dead').map((c) => ({ cell: c.id, metrics: c.processMetrics })),
+  });
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);

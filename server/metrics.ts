@@ -29,17 +29,45 @@ export interface CapacitySnapshot {
   userMaxima: { queuedRuns: number; activeRuns: number; activeContexts: number };
 }
 
+/** What a node is doing right now before anything ran: what the gauges show until start() names the sources. */
+export const IDLE_CAPACITY: CapacitySnapshot = {
+  cellsAlive: 0,
+  quarantineCellsAlive: 0,
+  workersAlive: 0,
+  workersBusy: 0,
+  activeRuns: 0,
+  queuedRuns: 0,
+  activeContexts: 0,
+  liveAgentInstances: 0,
+  dbConnections: [],
+  cellMemory: [],
+  socketConnections: 0,
+  socketOutboundBytes: 0,
+  isolation: { finished: 0, finishedWithViolations: 0, failures: 0, failuresAffectingOthers: 0 },
+  userMaxima: { queuedRuns: 0, activeRuns: 0, activeContexts: 0 },
+};
+
 export interface MetricsOptions {
   /** ALERT_ACTIVE_CONTEXTS, exported as a gauge so the alert rule compares against the configured value. */
   alertActiveContexts: number;
+}
+
+/**
+ * Where the gauges read from, given to start(): the instruments exist first (everything that counts needs
+ * them), the parts they read (run service, cells, sockets) are built with them.
+ */
+export interface MetricsSources {
+  capacity: () => CapacitySnapshot;
   /** The default process metrics each live cell last reported; a dead cell is simply absent. */
-  cellProcessMetrics?: () => CellProcessMetrics[];
+  cellProcessMetrics: () => CellProcessMetrics[];
 }
 
 // Agent runs last seconds to minutes: the default buckets stop at 10 s.
 const RUN_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
-export function createMetrics(snapshot: () => CapacitySnapshot, options: MetricsOptions) {
+export function createMetrics(options: MetricsOptions) {
+  let sources: MetricsSources = { capacity: () => IDLE_CAPACITY, cellProcessMetrics: () => [] };
+  const snapshot = () => sources.capacity();
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
   // Sampled between start() and stop() (a timer of its own inside Node).
@@ -169,9 +197,12 @@ export function createMetrics(snapshot: () => CapacitySnapshot, options: Metrics
   return {
     ...m,
     /** The exposition of one scrape: the front's registry plus every live cell's process metrics. */
-    render: () => renderWithCells(registry, options.cellProcessMetrics?.() ?? []),
-    /** Starts measuring the front's event-loop delay (atoll_event_loop_lag_seconds). */
-    start: () => void lag.enable(),
+    render: () => renderWithCells(registry, sources.cellProcessMetrics()),
+    /** Reads the gauges from `from` and starts measuring the front's event-loop delay (atoll_event_loop_lag_seconds). */
+    start(from: MetricsSources): void {
+      sources = from;
+      lag.enable();
+    },
     stop: () => void lag.disable(),
   };
 }

@@ -35,7 +35,6 @@ export interface SupervisorOptions {
   sandbox: CellSandboxOptions;
   cellEntry: string;
   log: Logger;
-  events: SupervisorEvents;
 }
 
 const STDERR_TAIL = 8192;
@@ -47,7 +46,9 @@ const REJUVENATE_IDLE_MS = 5_000;
 const WATCH_MS = 1000;
 
 export function createCellSupervisor(opts: SupervisorOptions) {
-  const { log, events } = opts;
+  const { log } = opts;
+  /** Who hears about cells: given to start(), so the supervisor can be built before its listener (the run service). */
+  let events: SupervisorEvents | null = null;
   // Slots 0..cells-1 serve runs; the slots after them hold quarantine cells while they exist.
   const total = opts.cells + opts.quarantineCells;
   const slots: (CellHandle | null)[] = new Array(total).fill(null);
@@ -91,7 +92,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
           cell.agents = msg.agents;
           lastAgents = msg.agents;
           log.info({ cell: id, pid: child.pid }, 'cell ready');
-          events.onCellReady(cell, diedAt === null ? null : Date.now() - diedAt);
+          events!.onCellReady(cell, diedAt === null ? null : Date.now() - diedAt);
           resolve(cell);
         } else if (msg.type === 'init_failed') {
           reject(new Error(`cell ${id} failed to start: ${msg.error.message}`));
@@ -102,7 +103,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
             cell.baselineRssBytes = msg.stats.rssBytes;
             log.info({ cell: id, baseline_rss_bytes: cell.baselineRssBytes }, 'cell memory baseline noted');
           }
-          events.onMessage(cell, msg);
+          events!.onMessage(cell, msg);
         }
       };
       child.on('message', (received: CellToFront[]) => {
@@ -128,7 +129,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
           const delay = failures[slot] === 0 ? 0 : Math.min(MAX_BACKOFF_MS, 100 * 2 ** failures[slot]);
           if (!stopping && !retired) log.error({ cell: id, code, signal, cause: exit.cause, runs: runIds.length, ...(restarts ? { restart_in_ms: delay } : {}) }, 'cell died');
           // A cell retired while idle held no runs and did not die: nothing to settle, no death to count.
-          if (!retired || runIds.length > 0) events.onCellExit(cell, exit, runIds);
+          if (!retired || runIds.length > 0) events!.onCellExit(cell, exit, runIds);
           if (stopping) return;
           if (rejuvenated) {
             spawn(slot, null).catch((err) => log.error({ err: err.message }, "cell restart failed"));
@@ -185,7 +186,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
         log.info({ cell: cell.id, rss_bytes: cell.stats.rssBytes, baseline_rss_bytes: cell.baselineRssBytes }, 'idle cell grew past its baseline; replacing it');
         cell.state = 'stopping';
         cell.rejuvenating = true;
-        events.onCellRejuvenated(cell);
+        events!.onCellRejuvenated(cell);
         cell.send({ type: 'shutdown' });
       }
     }
@@ -197,10 +198,12 @@ export function createCellSupervisor(opts: SupervisorOptions) {
 
   return {
     /**
-     * Starts the watch (silent cells, idle quarantine cells, grown cells) and every serving cell; rejects with
+     * Starts the watch (silent cells, idle quarantine cells, grown cells) and every serving cell, reporting to
+     * `listener`; rejects with
      * the first cell's start-up error (a broken agent module, say). stop() ends both.
      */
-    async start(): Promise<void> {
+    async start(listener: SupervisorEvents): Promise<void> {
+      events = listener;
       if (!watchTimer) {
         lastWatchAt = Date.now();
         watchTimer = setInterval(watch, WATCH_MS);

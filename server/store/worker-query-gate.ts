@@ -127,20 +127,28 @@ function argFits(value: unknown, type: LearnedStatement['argTypes'][number]): bo
 }
 
 export interface WorkerQueryGate {
-  readonly statements: readonly LearnedStatement[];
   /** A cell's `db_query` message; answers the cell (or drops an unanswerable message), never throws. */
   handle(cell: CellHandle, msg: unknown, runOf: (runId: string) => LiveRun | undefined): void;
 }
 
 export function createWorkerQueryGate(deps: {
-  statements: LearnedStatement[];
+  /**
+   * What it may execute, once learned (learnStatements, at start-up while the cells start): a statement that
+   * arrives earlier waits for it. A failed learning stops the start, so nothing waits forever.
+   */
+  statements: Promise<LearnedStatement[]>;
   /** The front's own database connection (Prisma's adapter), where allowed statements run. */
   connection: () => Promise<SqlDriverAdapter>;
   onRefused: (reason: RefusalReason) => void;
   log: Logger;
 }): WorkerQueryGate {
   const bySql = new Map<string, LearnedStatement>();
-  for (const s of deps.statements) bySql.set(`${s.kind}\u0000${s.sql}`, s);
+  let learned = false;
+  const ready = deps.statements.then((list) => {
+    for (const s of list) bySql.set(`${s.kind}\u0000${s.sql}`, s);
+    learned = true;
+  });
+  ready.catch(() => undefined);
 
   function check(msg: z.infer<typeof DbQueryMessage>, run: LiveRun | undefined, cell: CellHandle): { refused: RefusalReason } | { statement: LearnedStatement } {
     if (!run || run.cellId !== cell.id || run.phase !== 'running') return { refused: 'run_not_running' };
@@ -162,9 +170,12 @@ export function createWorkerQueryGate(deps: {
     cell.send({ type: 'db_answer', runId, queryId, ...a });
   }
 
-  return {
-    statements: deps.statements,
+  const gate: WorkerQueryGate = {
     handle(cell, raw, runOf) {
+      if (!learned) {
+        void ready.then(() => gate.handle(cell, raw, runOf));
+        return;
+      }
       const parsed = DbQueryMessage.safeParse(raw);
       if (!parsed.success) {
         deps.onRefused('invalid_message');
@@ -204,4 +215,5 @@ export function createWorkerQueryGate(deps: {
         );
     },
   };
+  return gate;
 }
