@@ -1,6 +1,6 @@
 /**
  * The run event: one shape for the whole path. Agents emit {type, payload}; the front numbers it, stores
- * the envelope in the event log and sends the very same envelope to the user's room.
+ * the envelope in the event log and sends the very same envelope to each of the user's sockets.
  */
 import type { ErrorBody } from './errors.js';
 
@@ -62,19 +62,6 @@ export interface RunEventEnvelope<T extends RunEventType = RunEventType> {
 /** Any run event, discriminated by `type` (what a client receives). */
 export type AnyRunEventEnvelope = { [T in RunEventType]: RunEventEnvelope<T> }[RunEventType];
 
-/** Every event type, in the order a run can emit them (clients listen to each). */
-export const RUN_EVENT_TYPES: readonly RunEventType[] = [
-  'message_received',
-  'run_queued',
-  'agent_started',
-  'run_restarted',
-  'agent_thinking',
-  'tool_executing',
-  'tool_completed',
-  'partial_result',
-  'agent_completed',
-];
-
 /** A cheap shape check for what arrives from a socket (the server is trusted; this guards against mix-ups). */
 export function isRunEventEnvelope(value: unknown): value is AnyRunEventEnvelope {
   const v = value as Partial<RunEventEnvelope> | null;
@@ -88,6 +75,3 @@ export interface AgentEvent {
   timestamp: number;
 }
 
-export function isAgentEventType(value: unknown): value is AgentEventType {
-  return typeof value === 'string' && (AGENT_EVENT_TYPES as readonly string[]).includes(value);
-}

@@ -3,7 +3,7 @@
  * them (server/http/views.ts); the browser reads them. One definition for both.
  */
 import type { ErrorBody } from './errors.js';
-import type { JsonValue, RunStatus } from './events.js';
+import type { AnyRunEventEnvelope, JsonValue, RunStatus } from './events.js';
 
 /** An error as a client receives it: the code and message, and when retrying makes sense, how soon. */
 export interface WireError extends ErrorBody {
@@ -43,8 +43,7 @@ export interface RunView {
   finished_at: string | null;
   ran_on: { cell: string; worker: number | null } | null;
   attempts: number;
-  /** What Atoll found about the run's isolation (leaks, globals, walls hit, restarts), or null. */
-  isolation: unknown;
+  isolation: IsolationReport | null;
   replay_of: string | null;
 }
 
@@ -61,4 +60,57 @@ export interface AgentInfo {
 export interface PageMeta {
   dev_login: boolean;
   llm_configured: boolean;
+}
+
+/** What Atoll found about a run's isolation (GET /v1/runs/:id shows it). */
+export interface IsolationReport {
+  leaks: Record<string, number>;
+  globals: string[];
+  contaminated: boolean;
+  recycled: string | null;
+  cleanup_ms: number | null;
+  /** The run kept a core busy and was lowered in OS priority (CPU_DEMOTE_AFTER_MS). */
+  cpu_demoted?: boolean;
+  /** Walls the run's code ran into, once each: signal, worker, model:<code>, db:<reason>. */
+  refused?: string[];
+  restarts: { attempt: number; cell: string | null; reason: string }[];
+}
+
+/** GET /v1/threads */
+export interface ThreadPage {
+  threads: ThreadView[];
+  /** Pass as `before` for the next page; null at the end. */
+  next_before: string | null;
+}
+
+/** GET /v1/threads/:id/messages */
+export interface MessagePage {
+  messages: MessageView[];
+  /** Pass as `after` for the next page; null at the end. */
+  next_after: number | null;
+}
+
+/** GET /v1/runs/:id/events */
+export interface RunEventsPage {
+  run_id: string;
+  status: RunStatus;
+  events: AnyRunEventEnvelope[];
+}
+
+/** GET /v1/agents */
+export interface AgentList {
+  agents: AgentInfo[];
+}
+
+/** POST /v1/auth/dev-login */
+export interface DevLoginReply {
+  token: string;
+  user_id: string;
+}
+
+/** POST /v1/auth/ticket: a single-use ticket for the socket handshake (`auth: { ticket }`). */
+export interface TicketReply {
+  ticket: string;
+  /** Seconds. */
+  expires_in: number;
 }

@@ -79,14 +79,14 @@ export function createMetrics(options: MetricsOptions) {
     runsRefused: new client.Counter({ name: 'atoll_runs_refused_total', help: 'Run requests refused before acceptance, by error code.', labelNames: ['code'], registers: [registry] }),
     runsStarted: new client.Counter({ name: 'atoll_runs_started_total', help: 'Run attempts started by a worker thread.', registers: [registry] }),
     runsFinished: new client.Counter({ name: 'atoll_runs_finished_total', help: 'Runs finished, by terminal status and error code ("none" when completed).', labelNames: ['status', 'code'], registers: [registry] }),
-    runDuration: new client.Histogram({ name: 'atoll_run_duration_seconds', help: 'Execution time of finished runs, from start in a thread to the terminal event.', buckets: RUN_BUCKETS, registers: [registry] }),
+    runDuration: new client.Histogram({ name: 'atoll_run_duration_seconds', help: 'Execution time of finished runs, from start in a worker to the terminal event.', buckets: RUN_BUCKETS, registers: [registry] }),
     queueWait: new client.Histogram({ name: 'atoll_run_queue_wait_seconds', help: 'Time from acceptance to start in a worker thread.', buckets: RUN_BUCKETS, registers: [registry] }),
     cellRejuvenations: new client.Counter({ name: 'atoll_cell_rejuvenations_total', help: 'Idle serving cells replaced because their memory grew past CELL_RECYCLE_RSS_RATIO times their warm baseline (not deaths).', registers: [registry] }),
     cellDeaths: new client.Counter({ name: 'atoll_cell_deaths_total', help: 'Cell processes that died, by cause.', labelNames: ['cause'], registers: [registry] }),
     cellRestartSeconds: new client.Histogram({ name: 'atoll_cell_restart_seconds', help: 'Time from a cell\'s death to its replacement being ready.', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
     runRestarts: new client.Counter({ name: 'atoll_run_restarts_total', help: 'Bystander runs started again after their cell died (not failures), by the cell\'s death cause.', labelNames: ['reason'], registers: [registry] }),
     collateralRuns: new client.Counter({ name: 'atoll_collateral_runs_total', help: 'Runs that failed only because another run killed their cell (target 0).', registers: [registry] }),
-    contamination: new client.Counter({ name: 'atoll_cross_request_contamination_total', help: 'Runs that found their thread not in its clean state when they started (target 0).', registers: [registry] }),
+    contamination: new client.Counter({ name: 'atoll_cross_request_contamination_total', help: 'Runs that found their worker not in its clean state when they started (target 0).', registers: [registry] }),
     singletonReuse: new client.Counter({ name: 'atoll_singleton_agent_reuse_total', help: 'Runs refused because the agent factory returned an instance that had already served a run.', registers: [registry] }),
     leakedResources: new client.Counter({ name: 'atoll_leaked_resources_total', help: 'Resources runs opened and did not close, by kind (timer, socket, file, process, other).', labelNames: ['kind'], registers: [registry] }),
     globalsLeft: new client.Counter({ name: 'atoll_globals_left_behind_total', help: 'Runs that added, removed or replaced globals or built-in prototype members.', registers: [registry] }),
@@ -147,12 +147,12 @@ export function createMetrics(options: MetricsOptions) {
   gauge('atoll_threads_alive', 'Worker threads alive across ready cells.', (s) => s.workersAlive);
   gauge('atoll_threads_busy', 'Worker threads executing a run.', (s) => s.workersBusy);
   gauge('atoll_threads_idle', 'Worker threads alive and not executing a run.', (s) => Math.max(0, s.workersAlive - s.workersBusy));
-  gauge('atoll_pool_utilization_ratio', 'Busy threads / alive threads across ready cells (0 when none is alive; capped at 1 while burst threads start).', (s) =>
+  gauge('atoll_pool_utilization_ratio', 'Busy workers / alive workers across ready cells (0 when none is alive; capped at 1 while burst workers start).', (s) =>
     s.workersAlive === 0 ? 0 : Math.min(1, s.workersBusy / s.workersAlive),
   );
-  gauge('atoll_user_runs_queued_max', 'Accepted runs waiting for a thread of the one user with the most of them.', (s) => s.userMaxima.queuedRuns);
+  gauge('atoll_user_runs_queued_max', 'Accepted runs waiting for a worker, of the one user with the most of them.', (s) => s.userMaxima.queuedRuns);
   gauge('atoll_user_runs_active_max', 'Runs dispatched or running of the one user with the most of them.', (s) => s.userMaxima.activeRuns);
-  gauge('atoll_user_execution_contexts_active_max', 'Execution contexts alive (runs a thread has started and not finished) of the one user with the most of them.', (s) => s.userMaxima.activeContexts);
+  gauge('atoll_user_execution_contexts_active_max', 'Execution contexts alive (runs a worker has started and not finished) of the one user with the most of them.', (s) => s.userMaxima.activeContexts);
   gauge('atoll_alert_active_contexts_threshold', 'ALERT_ACTIVE_CONTEXTS: above this many active contexts for one user, the AtollUserActiveContextsHigh alert fires.', () => options.alertActiveContexts);
   gauge('atoll_execution_contexts_active', 'Execution contexts built and not yet released, across cells.', (s) => s.activeContexts);
   gauge('atoll_agent_instances_live', 'Agent instances created and not yet released, across cells.', (s) => s.liveAgentInstances);

@@ -7,6 +7,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { CodedError } from '../../protocol/errors.js';
 import { DevLoginBody, parse } from '../../protocol/requests.js';
+import type { AgentList, DevLoginReply, TicketReply } from '../../protocol/views.js';
 import type { RunService } from '../runs/run-service.js';
 import type { RunStore } from '../store/store.js';
 import { requireUser, sessionOf, userOf } from './auth.js';
@@ -81,7 +82,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.post('/v1/auth/dev-login', (req, res) => {
     if (!deps.devLogin) throw new CodedError('FORBIDDEN', 'dev login is disabled (AUTH_DEV_LOGIN is not set)');
     const body = parse(DevLoginBody, req.body ?? {}, 'body');
-    res.json({ token: deps.tokens.issue(body.user_id), user_id: body.user_id });
+    res.json({ token: deps.tokens.issue(body.user_id), user_id: body.user_id } satisfies DevLoginReply);
   });
 
   app.use(metaRoutes({ devLogin: deps.devLogin, llmConfigured: deps.web.llmConfigured }));
@@ -93,10 +94,10 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     next();
   });
   v1.post('/auth/ticket', async (_req, res) => {
-    res.status(201).json(await deps.tickets.issue(sessionOf(res)));
+    res.status(201).json((await deps.tickets.issue(sessionOf(res))) satisfies TicketReply);
   });
   v1.get('/agents', (_req, res) => {
-    res.json({ agents: deps.cells.agents() });
+    res.json({ agents: deps.cells.agents() } satisfies AgentList);
   });
   v1.use(runRoutes({ store: deps.store, runs: deps.runs, maxInputBytes: deps.maxInputBytes }));
   v1.use(replayRoutes({ store: deps.store, runs: deps.runs }));

@@ -28,7 +28,7 @@ export interface StoreBackend {
 
 export interface StoreConnection {
   readonly store: RunStore;
-  /** The connection where the worker-worker query gate executes the statements it allows (server/store/worker-query-gate.ts). */
+  /** The connection where the worker query gate executes the statements it allows (server/store/worker-query-gate.ts). */
   gateConnection(): Promise<SqlDriverAdapter>;
   /** How many database connections the front holds (the atoll_db_connections gauge). */
   readonly connections: number;

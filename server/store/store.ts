@@ -8,6 +8,7 @@
 import type { AgentInput } from '../../protocol/cell-messages.js';
 import type { ErrorBody } from '../../protocol/errors.js';
 import type { JsonValue, RunEventEnvelope, RunStatus, TerminalStatus } from '../../protocol/events.js';
+import type { IsolationReport } from '../../protocol/views.js';
 
 export interface RunRecord {
   id: string;
@@ -31,19 +32,7 @@ export interface RunRecord {
   replayOf: string | null;
 }
 
-/** What Atoll found about a run's isolation (GET /v1/runs/:id shows it). */
-export interface IsolationReport {
-  leaks: Record<string, number>;
-  globals: string[];
-  contaminated: boolean;
-  recycled: string | null;
-  cleanup_ms: number | null;
-  /** The run kept a core busy and was lowered in OS priority (CPU_DEMOTE_AFTER_MS). */
-  cpu_demoted?: boolean;
-  /** Walls the run's code ran into, once each: signal, worker, model:<code>, db:<reason>. */
-  refused?: string[];
-  restarts: { attempt: number; cell: string | null; reason: string }[];
-}
+export type { IsolationReport } from '../../protocol/views.js';
 
 export interface ThreadRecord {
   id: string;

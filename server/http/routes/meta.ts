@@ -3,6 +3,7 @@
  * whether a model is connected). Booleans only: nothing here helps an anonymous caller beyond that.
  */
 import { Router } from 'express';
+import type { PageMeta as PageMetaView } from '../../../protocol/views.js';
 
 export interface PageMeta {
   devLogin: boolean;
@@ -12,7 +13,7 @@ export interface PageMeta {
 export function metaRoutes(meta: PageMeta): Router {
   const r = Router();
   r.get('/v1/meta', (_req, res) => {
-    res.json({ dev_login: meta.devLogin, llm_configured: meta.llmConfigured });
+    res.json({ dev_login: meta.devLogin, llm_configured: meta.llmConfigured } satisfies PageMetaView);
   });
   return r;
 }

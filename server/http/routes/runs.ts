@@ -2,10 +2,12 @@
 import { randomUUID } from 'node:crypto';
 import { Router } from 'express';
 import { CodedError } from '../../../protocol/errors.js';
+import type { AnyRunEventEnvelope } from '../../../protocol/events.js';
 import { CreateThreadBody, EventsQuery, IdParam, IdempotencyKey, PageQuery, ThreadRunBody, ThreadsQuery, normalizeInput, parse } from '../../../protocol/requests.js';
 import type { RunService } from '../../runs/run-service.js';
 import type { RunStore } from '../../store/store.js';
 import { userOf } from '../auth.js';
+import type { MessagePage, RunEventsPage, ThreadPage } from '../../../protocol/views.js';
 import { messageView, runView, threadView } from '../views.js';
 
 export function runRoutes(deps: { store: RunStore; runs: RunService; maxInputBytes: number }): Router {
@@ -33,7 +35,7 @@ export function runRoutes(deps: { store: RunStore; runs: RunService; maxInputByt
     const q = parse(ThreadsQuery, req.query, 'query');
     const threads = await store.listThreads(userOf(res), q.limit, q.before ? new Date(q.before) : null);
     const last = threads.at(-1);
-    res.json({ threads: threads.map(threadView), next_before: threads.length === q.limit && last ? last.updatedAt.toISOString() : null });
+    res.json({ threads: threads.map(threadView), next_before: threads.length === q.limit && last ? last.updatedAt.toISOString() : null } satisfies ThreadPage);
   });
 
   r.get('/threads/:id/messages', async (req, res) => {
@@ -41,7 +43,7 @@ export function runRoutes(deps: { store: RunStore; runs: RunService; maxInputByt
     const q = parse(PageQuery, req.query, 'query');
     const messages = await store.listMessages(thread.id, q.limit, q.after);
     const last = messages.at(-1);
-    res.json({ messages: messages.map(messageView), next_after: messages.length === q.limit && last ? last.id : null });
+    res.json({ messages: messages.map(messageView), next_after: messages.length === q.limit && last ? last.id : null } satisfies MessagePage);
   });
 
   r.post('/threads/:id/runs', async (req, res) => {
@@ -69,7 +71,7 @@ export function runRoutes(deps: { store: RunStore; runs: RunService; maxInputByt
   r.get('/runs/:id/events', async (req, res) => {
     const run = await ownRun(userOf(res), req.params.id);
     const q = parse(EventsQuery, req.query, 'query');
-    res.json({ run_id: run.id, status: run.status, events: await store.listEvents(run, q.after_seq, q.limit) });
+    res.json({ run_id: run.id, status: run.status, events: (await store.listEvents(run, q.after_seq, q.limit)) as AnyRunEventEnvelope[] } satisfies RunEventsPage);
   });
 
   r.post('/runs/:id/cancel', async (req, res) => {

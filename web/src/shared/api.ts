@@ -1,6 +1,6 @@
 /** The HTTP half of the API the pages use (same origin, bearer token), with coded errors. */
 import { type AnyRunEventEnvelope as Envelope } from '../../../protocol/events';
-import { type AgentInfo, type WireError as ErrorBody, type PageMeta, type ThreadView } from '../../../protocol/views';
+import type { AgentInfo, AgentList, DevLoginReply, PageMeta, RunEventsPage, ThreadPage, ThreadView, WireError as ErrorBody } from '../../../protocol/views';
 
 export class ApiError extends Error {
   constructor(
@@ -16,7 +16,7 @@ export class ApiError extends Error {
 
 export interface Api {
   meta(): Promise<PageMeta>;
-  devLogin(userId: string): Promise<{ token: string; user_id: string }>;
+  devLogin(userId: string): Promise<DevLoginReply>;
   agents(): Promise<AgentInfo[]>;
   threads(): Promise<ThreadView[]>;
   createThread(title: string): Promise<ThreadView>;
@@ -46,10 +46,10 @@ export function createApi(token: () => string | null): Api {
   }
   return {
     meta: () => call<PageMeta>('GET', '/v1/meta'),
-    devLogin: (userId) => call('POST', '/v1/auth/dev-login', { user_id: userId }),
-    agents: async () => (await call<{ agents: AgentInfo[] }>('GET', '/v1/agents')).agents,
-    threads: async () => (await call<{ threads: ThreadView[] }>('GET', '/v1/threads?limit=50')).threads,
+    devLogin: (userId) => call<DevLoginReply>('POST', '/v1/auth/dev-login', { user_id: userId }),
+    agents: async () => (await call<AgentList>('GET', '/v1/agents')).agents,
+    threads: async () => (await call<ThreadPage>('GET', '/v1/threads?limit=50')).threads,
     createThread: (title) => call<ThreadView>('POST', '/v1/threads', { title }),
-    runEvents: async (runId) => (await call<{ events: Envelope[] }>('GET', `/v1/runs/${encodeURIComponent(runId)}/events?after_seq=0&limit=1000`)).events,
+    runEvents: async (runId) => (await call<RunEventsPage>('GET', `/v1/runs/${encodeURIComponent(runId)}/events?after_seq=0&limit=1000`)).events,
   };
 }
