@@ -5,8 +5,6 @@
 import type { DbAnswer, DbQueryKind, ForwardedSqlQuery } from './db-messages.js';
 import type { ErrorBody } from './errors.js';
 import type { AgentInfo } from './views.js';
-// Types only (nothing of the front is loaded): a cell's settings are named fields of the front's one Config.
-import type { Config } from '../server/config.js';
 
 export type { AgentInfo } from './views.js';
 import type { AgentEvent, JsonValue, TerminalStatus } from './events.js';
@@ -44,38 +42,44 @@ export interface RunAssignment {
 }
 
 /**
- * The settings of the front's Config every cell is handed at init (server/config-views.ts picks them): a new
- * cell setting is a Config field (server/config.ts) named here. Cells and workers never read the environment.
- * llmApiKey (LLM_API_KEY) stays in the cell's main thread: workers/cell/model-broker.ts adds it to the model
- * requests its workers send; it is never put in workerData, WorkerConfig, ctx.settings or a worker message.
+ * The settings of the front's Config every cell is handed at init, by the Config's own names
+ * (server/config-views.ts picks them, and the compiler checks both lists name the same fields of the same
+ * types). A new cell setting is a Config field (server/config.ts) declared here and named there. Cells and
+ * workers never read the environment. llmApiKey (LLM_API_KEY) stays in the cell's main thread:
+ * workers/cell/model-broker.ts adds it to the model requests its workers send; it is never put in workerData,
+ * WorkerConfig, ctx.settings or a worker message.
  */
-export const CELL_SETTINGS = [
-  'agentsDir',
-  'enableChaosAgents',
-  'workersPerCell',
-  'runTimeoutMs',
-  'runMemoryMb',
-  'cellMemoryMb',
-  'maxRunsPerWorker',
-  'workerDbWarmup',
-  'workerLockdown',
-  'workerReuse',
-  'warmSpareWorkers',
-  'cancelGraceMs',
-  'limits',
-  'logLevel',
-  'agentSettings',
-  'llmApiKey',
-] as const satisfies readonly (keyof Config)[];
+export interface CellSettings {
+  /** AGENTS_DIR, resolved (null: the built-in agents only). */
+  readonly agentsDir: string | null;
+  readonly enableChaosAgents: boolean;
+  /** Workers (worker threads) per serving cell: its capacity (THREADS_PER_CELL). */
+  readonly workersPerCell: number;
+  readonly runTimeoutMs: number;
+  readonly runMemoryMb: number;
+  /** Whole-cell memory limit (RSS, off-heap included) enforced by the cell's watchdog. */
+  readonly cellMemoryMb: number;
+  /** 0 = unlimited; 1 = a brand-new worker for every run. */
+  readonly maxRunsPerWorker: number;
+  readonly workerDbWarmup: 'lazy' | 'eager';
+  readonly workerLockdown: boolean;
+  readonly workerReuse: 'same_user' | 'any';
+  readonly warmSpareWorkers: number;
+  readonly cancelGraceMs: number;
+  readonly limits: Readonly<RunLimits>;
+  readonly logLevel: string;
+  readonly agentSettings: AgentSettings;
+  readonly llmApiKey: string | null;
+}
 
 /** What one cell is told at init: its share of the front's Config, and what the supervisor sets per cell. */
-export type CellConfig = Pick<Config, (typeof CELL_SETTINGS)[number]> & {
-  cellId: string;
+export interface CellConfig extends CellSettings {
+  readonly cellId: string;
   /** Cells and workers never open the database: their workers' statements go to the front's gate. */
-  dbProvider: 'sqlite' | 'postgres';
+  readonly dbProvider: 'sqlite' | 'postgres';
   /** The quarantine cell runs suspects one at a time (its workersPerCell is 1). */
-  quarantine: boolean;
-};
+  readonly quarantine: boolean;
+}
 
 /** Operator settings agents may read (ctx.settings). Never a credential: agent code can read all of it. */
 export interface AgentSettings {

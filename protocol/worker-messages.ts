@@ -3,6 +3,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { AgentInfo, CellConfig, RunAssignment, RunOutcome, RunReport } from './cell-messages.js';
 import type { AgentEvent } from './events.js';
 import type { DbAnswer, DbQueryKind, ForwardedSqlQuery } from './db-messages.js';
+import type { Assert, SameShape } from './pick.js';
 
 /** The settings of its cell's CellConfig every worker is given (workerData: workers/cell/cell-runtime.ts picks them). */
 export const WORKER_SETTINGS = [
@@ -19,8 +20,27 @@ export const WORKER_SETTINGS = [
   'agentSettings',
 ] as const satisfies readonly (keyof CellConfig)[];
 
-/** workerData of every worker in a cell's pool: its share of the cell's settings, and where the built-in agents are. */
-export type WorkerConfig = Pick<CellConfig, (typeof WORKER_SETTINGS)[number]> & { builtinAgentsDir: string };
+/**
+ * workerData of every worker in a cell's pool: its share of the cell's settings, by the same names, and where
+ * the built-in agents are. Never the model key (llmApiKey).
+ */
+export interface WorkerConfig {
+  readonly cellId: CellConfig['cellId'];
+  readonly dbProvider: CellConfig['dbProvider'];
+  readonly agentsDir: CellConfig['agentsDir'];
+  readonly enableChaosAgents: CellConfig['enableChaosAgents'];
+  readonly limits: CellConfig['limits'];
+  readonly maxRunsPerWorker: CellConfig['maxRunsPerWorker'];
+  readonly workerDbWarmup: CellConfig['workerDbWarmup'];
+  readonly workerLockdown: CellConfig['workerLockdown'];
+  readonly workerReuse: CellConfig['workerReuse'];
+  readonly logLevel: CellConfig['logLevel'];
+  readonly agentSettings: CellConfig['agentSettings'];
+  readonly builtinAgentsDir: string;
+}
+
+/** Checked by the compiler: WORKER_SETTINGS names exactly the fields of WorkerConfig that come from the cell's config. */
+export type WorkerSettingsMatch = Assert<SameShape<Pick<CellConfig, (typeof WORKER_SETTINGS)[number]>, Omit<WorkerConfig, 'builtinAgentsDir'>>>;
 
 export type WorkerTask = { kind: 'run'; run: RunAssignment; port: MessagePort } | { kind: 'describe' };
 

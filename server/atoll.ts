@@ -10,7 +10,7 @@ import { createCellSupervisor } from './cells/supervisor.js';
 import { cellSandboxWarning, defaultScratchRoot } from './cells/cell-sandbox.js';
 import { createCpuGovernor } from './cells/cpu-governor.js';
 import type { Config } from './config.js';
-import { cellConfigOf, runServiceConfigOf } from './config-views.js';
+import { cellConfigOf, cpuGovernorSettingsOf, httpSettingsOf, runServiceConfigOf, socketSettingsOf, supervisorSettingsOf } from './config-views.js';
 import { createHttpApp } from './http/app.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
@@ -48,10 +48,7 @@ export async function startAtoll(config: Config, log: Logger) {
   // from the parts once they all exist (metrics.start below).
   const metrics = createMetrics({ alertActiveContexts: config.alertActiveContexts });
   const cells = createCellSupervisor({
-    cells: config.cells,
-    quarantineCells: config.quarantineCells,
-    recycleRssRatio: config.cellRecycleRssRatio,
-    silenceTimeoutMs: config.cellSilenceTimeoutMs,
+    settings: supervisorSettingsOf(config),
     cellEntry: path.join(ROOT, 'dist/workers/cell/main.js'),
     sandbox: { mode: config.cellSandbox, root: ROOT, agentsDir: config.agentsDir, scratchRoot, uidBase: sandboxWarning ? 0 : config.cellUidBase },
     log,
@@ -79,7 +76,7 @@ export async function startAtoll(config: Config, log: Logger) {
   });
 
   const governor = createCpuGovernor({
-    demoteAfterMs: config.cpuDemoteAfterMs,
+    settings: cpuGovernorSettingsOf(config),
     cells: () =>
       cells.cells().flatMap((c) =>
         c.state === 'ready' && c.child.pid !== undefined && c.systemOsThreads ? [{ id: c.id, pid: c.child.pid, runStarts: c.runs.values(), systemOsThreads: c.systemOsThreads, demote: (tid: number) => c.send({ type: 'demote_os_thread', tid }) }] : [],
@@ -109,7 +106,7 @@ export async function startAtoll(config: Config, log: Logger) {
   await bus.start();
   await shared.start();
   const web = { dir: path.join(ROOT, 'web/dist'), llmConfigured: Boolean(config.agentSettings.llm.baseUrl && config.agentSettings.llm.model) };
-  const app = createHttpApp({ store, runs, cells, tokens, metrics, log, devLogin: config.devLogin, maxInputBytes: config.maxInputBytes, tickets: shared.tickets, limits: shared.limits, web, corsOrigins: config.corsOrigins });
+  const app = createHttpApp({ store, runs, cells, tokens, metrics, log, settings: httpSettingsOf(config), tickets: shared.tickets, limits: shared.limits, web });
   httpServer.on('request', app);
   const sockets = createSocketServer({
     http: httpServer,
@@ -119,14 +116,9 @@ export async function startAtoll(config: Config, log: Logger) {
     runs,
     store,
     log,
-    maxInputBytes: config.maxInputBytes,
-    maxBufferedPackets: config.socketMaxBufferedPackets,
-    maxBufferedBytes: config.socketMaxBufferedBytes,
-    stallTimeoutMs: config.socketStallTimeoutMs,
+    settings: socketSettingsOf(config),
     onStalledDisconnect: () => metrics.socketsStalled.inc(),
-    tokenExpiryWarningMs: config.tokenExpiryWarningMs,
     onEventsDropped: (n) => metrics.eventsDropped.inc({ reason: 'socket_backpressure' }, n),
-    corsOrigins: config.corsOrigins,
   });
   sockets.start();
   metrics.start({

@@ -130,6 +130,47 @@ test("nothing outside a backend's folder imports its driver (database and bus dr
   expect(elsewhere("import format from 'pg-format';")).toEqual([]);
 });
 
+/**
+ * What protocol/ may import besides its own files: it is loaded by every process (front, cells, workers) and
+ * bundled for the browser, so it names nothing of server/, workers/ or web/, and no package that needs Node
+ * but these two. (ipc-batch.ts and requests.ts also use Node's globals setImmediate and Buffer, imported from
+ * nowhere; neither is in the browser bundle.)
+ */
+const PROTOCOL_PACKAGES: Record<string, string> = {
+  zod: 'requests.ts: the schemas requests are validated with at the edge',
+  'node:worker_threads': "worker-messages.ts, a type only: the MessagePort of a worker's task",
+};
+
+/** "file: specifier" for every import of a protocol/ file that leaves protocol/ or names a package not allowed there. */
+function protocolEscapes(files: { file: string; src: string }[]): string[] {
+  return files.flatMap(({ file, src }) =>
+    sourceSpecifiers(src).flatMap((spec) => {
+      const inside = spec.startsWith('.') ? path.posix.join(path.posix.dirname(file), spec).startsWith('protocol/') : spec in PROTOCOL_PACKAGES;
+      return inside ? [] : [`${file}: ${spec}`];
+    }),
+  );
+}
+
+test('protocol/ imports nothing of server/, workers/ or web/, and no package but zod and a type of node:worker_threads', () => {
+  const files = sourceFiles().filter((f) => f.file.startsWith('protocol/') && f.file.endsWith('.ts'));
+  expect(files.length).toBeGreaterThan(10);
+  expect(protocolEscapes(files)).toEqual([]);
+  // The allowed packages are really used (a stale entry would let one back in unnoticed).
+  expect(new Set(files.flatMap((f) => sourceSpecifiers(f.src)).filter((s) => !s.startsWith('.')))).toEqual(new Set(Object.keys(PROTOCOL_PACKAGES)));
+  // The check can fail: types, re-exports and import() types that leave protocol/ are caught, and Node-only packages.
+  const escapes = (src: string, file = 'protocol/cell-messages.ts') => protocolEscapes([{ file, src }]);
+  expect(escapes("import type { Config } from '../server/config.js';")).toHaveLength(1);
+  expect(escapes("export type { WorkerRuntime } from '../workers/worker/worker-runtime.js';")).toHaveLength(1);
+  expect(escapes("type Api = typeof import('../web/src/shared/api');")).toHaveLength(1);
+  expect(escapes("import fs from 'node:fs';")).toHaveLength(1);
+  expect(escapes("import { Server } from 'socket.io';")).toHaveLength(1);
+  expect(escapes("import type { Logger } from './../server/logger.js';")).toHaveLength(1);
+  // And it does not cry wolf on protocol's own files, nested folders included.
+  expect(escapes("import type { ErrorBody } from './errors.js';")).toEqual([]);
+  expect(escapes("import type { ErrorBody } from '../errors.js';", 'protocol/socket/x.ts')).toEqual([]);
+  expect(escapes("import { z } from 'zod';")).toEqual([]);
+});
+
 test('the worker-thread entry refuses to run on a main thread', () => {
   const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(ROOT, 'dist/workers/worker/run-entry.js'))})`], { encoding: 'utf8' });
   expect(r.status).not.toBe(0);

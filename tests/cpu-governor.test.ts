@@ -12,7 +12,7 @@ function rig(demoteAfterMs: number) {
   let reads = 0;
   const runStarts: (number | null)[] = [];
   const g = createCpuGovernor({
-    demoteAfterMs,
+    settings: { cpuDemoteAfterMs: demoteAfterMs },
     sampleMs: 3_600_000, // sampled by hand below
     now: () => t,
     readOsThreads: () => {
@@ -88,7 +88,7 @@ linux('a cell whose runs are all younger than the grace is not even read', () =>
 
 test('CPU_DEMOTE_AFTER_MS=0 turns it off', async () => {
   const cells = jest.fn(() => []);
-  const g = createCpuGovernor({ demoteAfterMs: 0, cells, sampleMs: 5 });
+  const g = createCpuGovernor({ settings: { cpuDemoteAfterMs: 0 }, cells, sampleMs: 5 });
   g.start();
   await new Promise((resolve) => setTimeout(resolve, 50));
   expect(cells).not.toHaveBeenCalled();
@@ -97,7 +97,7 @@ test('CPU_DEMOTE_AFTER_MS=0 turns it off', async () => {
 
 linux('it samples only between start() and stop()', async () => {
   const cells = jest.fn(() => []);
-  const g = createCpuGovernor({ demoteAfterMs: 100, cells, sampleMs: 5 });
+  const g = createCpuGovernor({ settings: { cpuDemoteAfterMs: 100 }, cells, sampleMs: 5 });
   await new Promise((resolve) => setTimeout(resolve, 30));
   expect(cells).not.toHaveBeenCalled();
   g.start();

@@ -13,6 +13,7 @@
  */
 import fs from 'node:fs';
 import { DEMOTED_NICE } from '../../protocol/cell-messages.js';
+import type { CpuGovernorSettings } from '../config-views.js';
 
 export { DEMOTED_NICE };
 const CLOCK_TICK_MS = 10; // USER_HZ is 100 on Linux
@@ -60,8 +61,8 @@ export interface GovernedCell {
 }
 
 export interface CpuGovernorOptions {
-  /** 0 turns the governor off. */
-  demoteAfterMs: number;
+  /** cpuDemoteAfterMs (CPU_DEMOTE_AFTER_MS): how long a run's OS thread may stay hungry; 0 turns the governor off. */
+  settings: CpuGovernorSettings;
   cells: () => GovernedCell[];
   sampleMs?: number;
   /** Share of one core, between two samples, that counts as hungry (default 0.25). */
@@ -101,7 +102,7 @@ export function createCpuGovernor(opts: CpuGovernorOptions): CpuGovernor {
       let oldest = Infinity;
       for (const s of cell.runStarts) if (s !== null && s < oldest) oldest = s;
       // Nothing has run long enough to be demoted: forget what was measured, read nothing.
-      if (t - oldest < opts.demoteAfterMs) {
+      if (t - oldest < opts.settings.cpuDemoteAfterMs) {
         seen.delete(cell.id);
         continue;
       }
@@ -115,14 +116,14 @@ export function createCpuGovernor(opts: CpuGovernorOptions): CpuGovernor {
         const hungry = prev !== undefined && t > prev.at && (s.cpuMs - prev.cpuMs) / (t - prev.at) >= hungryShare;
         const hungrySince = hungry ? (prev!.hungrySince ?? prev!.at) : null;
         after.set(tid, { cpuMs: s.cpuMs, at: t, hungrySince });
-        if (hungrySince !== null && t - hungrySince >= opts.demoteAfterMs && s.nice < DEMOTED_NICE) cell.demote(tid);
+        if (hungrySince !== null && t - hungrySince >= opts.settings.cpuDemoteAfterMs && s.nice < DEMOTED_NICE) cell.demote(tid);
       }
       seen.set(cell.id, after);
     }
     for (const id of seen.keys()) if (!live.has(id)) seen.delete(id);
   }
 
-  const enabled = opts.demoteAfterMs > 0 && process.platform === 'linux';
+  const enabled = opts.settings.cpuDemoteAfterMs > 0 && process.platform === 'linux';
   let timer: NodeJS.Timeout | null = null;
   return {
     sample,

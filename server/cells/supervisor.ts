@@ -6,6 +6,7 @@
  * started on demand to run the suspects of a cell death one per cell, and retired when idle.
  */
 import { fork } from 'node:child_process';
+import type { SupervisorSettings } from '../config-views.js';
 import type { Logger } from '../logger.js';
 import type { AgentInfo, CellConfig, CellToFront } from '../../protocol/cell-messages.js';
 import { CellHandle } from './cell-handle.js';
@@ -25,12 +26,12 @@ export interface SupervisorEvents {
 }
 
 export interface SupervisorOptions {
-  cells: number;
-  quarantineCells: number;
-  /** Replace an idle serving cell whose RSS exceeds this multiple of its warm baseline (0: never). */
-  recycleRssRatio: number;
-  /** A ready cell that sends nothing for this long (it reports stats every second) is killed as wedged. */
-  silenceTimeoutMs: number;
+  /**
+   * How many serving cells (CELLS) and quarantine cells at most (QUARANTINE_CELLS); an idle serving cell whose
+   * RSS exceeds cellRecycleRssRatio × its warm baseline is replaced (0: never); a ready cell that sends nothing
+   * for cellSilenceTimeoutMs (it reports stats every second) is killed as wedged.
+   */
+  settings: SupervisorSettings;
   cellConfig: Omit<CellConfig, 'cellId'>;
   sandbox: CellSandboxOptions;
   cellEntry: string;
@@ -46,15 +47,15 @@ const REJUVENATE_IDLE_MS = 5_000;
 const WATCH_MS = 1000;
 
 export function createCellSupervisor(opts: SupervisorOptions) {
-  const { log } = opts;
+  const { log, settings } = opts;
   /** Who hears about cells: given to start(), so the supervisor can be built before its listener (the run service). */
   let events: SupervisorEvents | null = null;
   // Slots 0..cells-1 serve runs; the slots after them hold quarantine cells while they exist.
-  const total = opts.cells + opts.quarantineCells;
+  const total = settings.cells + settings.quarantineCells;
   const slots: (CellHandle | null)[] = new Array(total).fill(null);
   const generation = new Array(total).fill(0);
   const failures = new Array(total).fill(0);
-  const isQuarantine = (slot: number) => slot >= opts.cells;
+  const isQuarantine = (slot: number) => slot >= settings.cells;
   let stopping = false;
   let lastAgents: AgentInfo[] = [];
   /** Replacements waiting out their backoff: stop() cancels them. */
@@ -63,7 +64,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
   function spawn(slot: number, diedAt: number | null): Promise<CellHandle> {
     generation[slot]++;
     const quarantine = isQuarantine(slot);
-    const id = quarantine ? `quarantine${slot - opts.cells + 1}-g${generation[slot]}` : `cell${slot + 1}-g${generation[slot]}`;
+    const id = quarantine ? `quarantine${slot - settings.cells + 1}-g${generation[slot]}` : `cell${slot + 1}-g${generation[slot]}`;
     // An allow-listed environment (no secrets; no NODE_OPTIONS, whose --max-old-space-size would silently
     // override every worker's heap budget: nodejs/node#43991), the permission model, and an OS user of its own.
     const launch = cellLaunch(opts.sandbox, id, slot, process.env);
@@ -163,7 +164,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
     const frontStalled = now - lastWatchAt > WATCH_MS * 4;
     lastWatchAt = now;
     for (const cell of slots) {
-      if (cell && !frontStalled && cell.state === 'ready' && now - cell.lastHeardAt > opts.silenceTimeoutMs) {
+      if (cell && !frontStalled && cell.state === 'ready' && now - cell.lastHeardAt > settings.cellSilenceTimeoutMs) {
         // A cell that stopped talking (stopped by a signal, its main thread blocked) would hold its runs forever
         // and keep being picked: kill it. It names no culprit, so the runs inside run again in quarantine.
         log.error({ cell: cell.id, silent_ms: now - cell.lastHeardAt, runs: cell.runs.size }, 'cell silent; killing it');
@@ -177,11 +178,11 @@ export function createCellSupervisor(opts: SupervisorOptions) {
         cell.send({ type: 'shutdown' });
       } else if (
         !cell.quarantine &&
-        opts.recycleRssRatio > 0 &&
+        settings.cellRecycleRssRatio > 0 &&
         cell.baselineRssBytes !== null &&
         cell.stats !== null &&
         now - cell.lastBusyAt > REJUVENATE_IDLE_MS &&
-        cell.stats.rssBytes > cell.baselineRssBytes * opts.recycleRssRatio
+        cell.stats.rssBytes > cell.baselineRssBytes * settings.cellRecycleRssRatio
       ) {
         log.info({ cell: cell.id, rss_bytes: cell.stats.rssBytes, baseline_rss_bytes: cell.baselineRssBytes }, 'idle cell grew past its baseline; replacing it');
         cell.state = 'stopping';
@@ -209,7 +210,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
         watchTimer = setInterval(watch, WATCH_MS);
         watchTimer.unref();
       }
-      await Promise.all(slots.slice(0, opts.cells).map((_, slot) => spawn(slot, null)));
+      await Promise.all(slots.slice(0, settings.cells).map((_, slot) => spawn(slot, null)));
     },
     /**
      * The ready serving cell with the most free slots, or null when all are full. With a user, a cell with a free
@@ -236,7 +237,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
       const ready = slots.find((c) => c?.quarantine && c.freeSlots > 0) ?? null;
       if (ready || stopping) return ready;
       const starting = slots.filter((c) => c?.quarantine && c.state === 'starting').length;
-      for (let slot = opts.cells, more = waiting - starting; slot < total && more > 0; slot++) {
+      for (let slot = settings.cells, more = waiting - starting; slot < total && more > 0; slot++) {
         if (slots[slot] === null) {
           spawn(slot, null).catch((err) => log.error({ err: err.message }, 'quarantine cell failed to start'));
           more--;

@@ -3,6 +3,7 @@ import cors from 'cors';
 import express from 'express';
 import type { TokenService } from '../auth/tokens.js';
 import type { CellSupervisor } from '../cells/supervisor.js';
+import type { HttpSettings } from '../config-views.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { CodedError } from '../../protocol/errors.js';
@@ -27,15 +28,13 @@ export interface HttpDeps {
   tokens: TokenService;
   metrics: Metrics;
   log: Logger;
-  devLogin: boolean;
-  maxInputBytes: number;
+  /** devLogin (AUTH_DEV_LOGIN), maxInputBytes (MAX_INPUT_BYTES), corsOrigins (CORS_ORIGINS: browser origins allowed besides the server's own). */
+  settings: HttpSettings;
   tickets: Tickets;
   /** Shared with the socket server: one budget per user and per IP across HTTP and socket messages. */
   limits: { user: RateLimiter; ip: RateLimiter };
   /** The chat page: where its built files are, and whether a model is connected (the page says how to). */
   web: { dir: string; llmConfigured: boolean };
-  /** CORS_ORIGINS: browser origins allowed besides the server's own. */
-  corsOrigins: readonly string[];
 }
 
 export function createHttpApp(deps: HttpDeps): express.Express {
@@ -50,16 +49,16 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   });
   // A page of another origin may neither read answers (no CORS headers for it) nor cause effects (refused).
   app.use((req, _res, next) => {
-    if (originAllowed(req.headers.origin, req.headers.host, deps.corsOrigins)) return next();
+    if (originAllowed(req.headers.origin, req.headers.host, deps.settings.corsOrigins)) return next();
     next(new CodedError('FORBIDDEN', `origin ${JSON.stringify(String(req.headers.origin).slice(0, 200))} is not allowed (CORS_ORIGINS)`));
   });
-  app.use(cors({ origin: [...deps.corsOrigins], allowedHeaders: ['authorization', 'content-type', 'idempotency-key'], exposedHeaders: ['retry-after', 'idempotent-replayed'], maxAge: 600 }));
+  app.use(cors({ origin: [...deps.settings.corsOrigins], allowedHeaders: ['authorization', 'content-type', 'idempotency-key'], exposedHeaders: ['retry-after', 'idempotent-replayed'], maxAge: 600 }));
   // Per-IP budget first, before a body is even parsed; health and metrics stay free for probes.
   app.use('/v1', async (req, _res, next) => {
     await deps.limits.ip.take(`ip:${req.ip ?? req.socket.remoteAddress ?? 'unknown'}`, 'requests from this address');
     next();
   });
-  app.use(express.json({ limit: Math.max(deps.maxInputBytes * 2, 100_000) }));
+  app.use(express.json({ limit: Math.max(deps.settings.maxInputBytes * 2, 100_000) }));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', draining: deps.runs.draining, cells_ready: deps.cells.cells().filter((c) => c.state === 'ready').length });
@@ -80,12 +79,12 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   });
 
   app.post('/v1/auth/dev-login', (req, res) => {
-    if (!deps.devLogin) throw new CodedError('FORBIDDEN', 'dev login is disabled (AUTH_DEV_LOGIN is not set)');
+    if (!deps.settings.devLogin) throw new CodedError('FORBIDDEN', 'dev login is disabled (AUTH_DEV_LOGIN is not set)');
     const body = parse(DevLoginBody, req.body ?? {}, 'body');
     res.json({ token: deps.tokens.issue(body.user_id), user_id: body.user_id } satisfies DevLoginReply);
   });
 
-  app.use(metaRoutes({ devLogin: deps.devLogin, llmConfigured: deps.web.llmConfigured }));
+  app.use(metaRoutes({ devLogin: deps.settings.devLogin, llmConfigured: deps.web.llmConfigured }));
 
   const v1 = express.Router();
   v1.use(requireUser(deps.tokens));
@@ -99,7 +98,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   v1.get('/agents', (_req, res) => {
     res.json({ agents: deps.cells.agents() } satisfies AgentList);
   });
-  v1.use(runRoutes({ store: deps.store, runs: deps.runs, maxInputBytes: deps.maxInputBytes }));
+  v1.use(runRoutes({ store: deps.store, runs: deps.runs, settings: deps.settings }));
   v1.use(replayRoutes({ store: deps.store, runs: deps.runs }));
   app.use('/v1', v1);
   app.use(webRoutes({ dir: deps.web.dir }));

@@ -8,6 +8,7 @@ import type { Server as HttpServer } from 'node:http';
 import { Server } from 'socket.io';
 import type { Session, TokenService } from '../auth/tokens.js';
 import type { EventBus } from '../bus/event-bus.js';
+import type { SocketSettings } from '../config-views.js';
 import type { Logger } from '../logger.js';
 import { CodedError, toErrorBody, type ErrorBody } from '../../protocol/errors.js';
 import type { ClientToServerEvents, ReplyOf } from '../../protocol/socket-events.js';
@@ -41,17 +42,10 @@ export interface SocketServerDeps {
   runs: RunService;
   store: RunStore;
   log: Logger;
-  maxInputBytes: number;
-  maxBufferedPackets: number;
-  /** SOCKET_MAX_BUFFERED_BYTES: unsent bytes a socket may have; one answer (ack, replay) sends at most a quarter. */
-  maxBufferedBytes: number;
-  /** SOCKET_STALL_TIMEOUT_MS: a socket that takes none of its outstanding data this long is disconnected. */
-  stallTimeoutMs: number;
-  tokenExpiryWarningMs: number;
+  /** Input size, backpressure, stall and token-expiry budgets, allowed origins: the Config's fields by their own names (server/config.ts says what each means). */
+  settings: SocketSettings;
   onEventsDropped: (n: number) => void;
   onStalledDisconnect: () => void;
-  /** CORS_ORIGINS: browser origins allowed besides the server's own. */
-  corsOrigins: readonly string[];
 }
 
 /**
@@ -66,17 +60,17 @@ export function createSocketServer(deps: SocketServerDeps) {
   const { tokens, runs, store, log } = deps;
   const { tickets, limits } = deps.shared;
   const io: AtollServer = new Server(deps.http, {
-    maxHttpBufferSize: transportCap(deps.maxInputBytes),
+    maxHttpBufferSize: transportCap(deps.settings.maxInputBytes),
     serveClient: false,
     // A page of another origin cannot open a socket (browsers always send Origin; other clients need none).
     allowRequest: (req, callback) => {
-      const ok = originAllowed(req.headers.origin, req.headers.host, deps.corsOrigins);
+      const ok = originAllowed(req.headers.origin, req.headers.host, deps.settings.corsOrigins);
       callback(ok ? null : 'origin not allowed (CORS_ORIGINS)', ok);
     },
-    ...(deps.corsOrigins.length > 0 ? { cors: { origin: [...deps.corsOrigins] } } : {}),
+    ...(deps.settings.corsOrigins.length > 0 ? { cors: { origin: [...deps.settings.corsOrigins] } } : {}),
   });
-  const maxAckBytes = Math.floor(deps.maxBufferedBytes / 4);
-  const delivery = createDelivery({ maxBufferedPackets: deps.maxBufferedPackets, maxBufferedBytes: deps.maxBufferedBytes, maxAckBytes, onDropped: deps.onEventsDropped });
+  const maxAckBytes = Math.floor(deps.settings.socketMaxBufferedBytes / 4);
+  const delivery = createDelivery({ maxBufferedPackets: deps.settings.socketMaxBufferedPackets, maxBufferedBytes: deps.settings.socketMaxBufferedBytes, maxAckBytes, onDropped: deps.onEventsDropped });
   const local = new WeakMap<AtollSocket, SocketLocal>();
   const localOf = (socket: AtollSocket): SocketLocal => {
     let l = local.get(socket);
@@ -92,8 +86,8 @@ export function createSocketServer(deps: SocketServerDeps) {
     const l = localOf(socket);
     const preparing = l.preparing;
     const buffered = delivery.bufferedBytes(socket);
-    if (delivery.overBudget(socket) || buffered + (preparing + 1) * maxAckBytes > deps.maxBufferedBytes) {
-      throw new CodedError('RATE_LIMITED', `this connection has ${buffered} bytes it has not read yet and ${preparing} answers on their way (SOCKET_MAX_BUFFERED_BYTES=${deps.maxBufferedBytes}); read them, then retry`, { retryAfterSeconds: 1 });
+    if (delivery.overBudget(socket) || buffered + (preparing + 1) * maxAckBytes > deps.settings.socketMaxBufferedBytes) {
+      throw new CodedError('RATE_LIMITED', `this connection has ${buffered} bytes it has not read yet and ${preparing} answers on their way (SOCKET_MAX_BUFFERED_BYTES=${deps.settings.socketMaxBufferedBytes}); read them, then retry`, { retryAfterSeconds: 1 });
     }
     l.preparing = preparing + 1;
     try {
@@ -107,7 +101,7 @@ export function createSocketServer(deps: SocketServerDeps) {
    * it is cut off (its unsent data discarded), and says so in the log and a metric.
    */
   function sweepStalled(): void {
-    for (const { socket, bytes, stalledMs } of delivery.stalled(deps.stallTimeoutMs)) {
+    for (const { socket, bytes, stalledMs } of delivery.stalled(deps.settings.socketStallTimeoutMs)) {
       log.warn({ socket_id: socket.id, user_id: socket.data.userId, buffered_bytes: bytes, stalled_ms: stalledMs }, 'socket stalled; disconnected');
       deps.onStalledDisconnect();
       delivery.remove(socket.data.userId, socket);
@@ -163,7 +157,7 @@ export function createSocketServer(deps: SocketServerDeps) {
       const body = parse(StartRunBody, payload, 'start_agent payload');
       const run = await runs.start(socket.data.userId, {
         agent: body.agent,
-        input: normalizeInput(body.input, deps.maxInputBytes),
+        input: normalizeInput(body.input, deps.settings.maxInputBytes),
         threadId: body.thread_id ?? null,
         correlationId: body.correlation_id ?? null,
         multitask: body.multitask,
@@ -211,7 +205,7 @@ export function createSocketServer(deps: SocketServerDeps) {
     const expiresAt = socket.data.expiresAt;
     if (expiresAt === null) return;
     const now = Date.now();
-    const warnIn = Math.max(0, expiresAt - deps.tokenExpiryWarningMs - now);
+    const warnIn = Math.max(0, expiresAt - deps.settings.tokenExpiryWarningMs - now);
     l.expiryTimers = [
       setTimeout(() => socket.emit('token_expiring', { expires_at: new Date(expiresAt).toISOString() }), warnIn),
       setTimeout(() => {
@@ -270,7 +264,7 @@ export function createSocketServer(deps: SocketServerDeps) {
     start(): void {
       unsubscribe ??= deps.bus.subscribe((envelope) => delivery.deliver(envelope));
       if (!stallSweep) {
-        stallSweep = setInterval(sweepStalled, Math.min(1000, deps.stallTimeoutMs));
+        stallSweep = setInterval(sweepStalled, Math.min(1000, deps.settings.socketStallTimeoutMs));
         stallSweep.unref();
       }
     },

@@ -1,9 +1,21 @@
-/** The per-process views of the one Config (server/config-views.ts, protocol's CELL_SETTINGS and WORKER_SETTINGS). */
-import { CELL_SETTINGS } from '../../protocol/cell-messages';
+/** The per-process views of the one Config (server/config-views.ts, and protocol's WORKER_SETTINGS). */
 import { pick } from '../../protocol/pick';
 import { WORKER_SETTINGS } from '../../protocol/worker-messages';
 import { loadConfig } from '../../server/config';
-import { cellConfigOf, RUN_SERVICE_SETTINGS, runServiceConfigOf } from '../../server/config-views';
+import {
+  CELL_SETTINGS,
+  cellConfigOf,
+  CPU_GOVERNOR_SETTINGS,
+  cpuGovernorSettingsOf,
+  HTTP_SETTINGS,
+  httpSettingsOf,
+  RUN_SERVICE_SETTINGS,
+  runServiceConfigOf,
+  SOCKET_SETTINGS,
+  socketSettingsOf,
+  SUPERVISOR_SETTINGS,
+  supervisorSettingsOf,
+} from '../../server/config-views';
 
 const config = loadConfig({ THREADS_PER_CELL: '3', WARM_SPARE_THREADS: '2', THREAD_REUSE: 'any', LLM_API_KEY: 'k', CANCEL_GRACE_MS: '700' }, '/srv/atoll');
 
@@ -27,4 +39,20 @@ test("a worker's config is its cell's settings but the model key (the key never 
 test("the run service's settings", () => {
   expect(runServiceConfigOf(config)).toEqual(Object.fromEntries(RUN_SERVICE_SETTINGS.map((k) => [k, config[k]])));
   expect(runServiceConfigOf(config)).toMatchObject({ cancelGraceMs: 700, maxRunAttempts: 3 });
+});
+
+test("the supervisor's, the CPU governor's, the HTTP app's and the socket server's settings: the Config's fields by their own names", () => {
+  const views = [
+    [SUPERVISOR_SETTINGS, supervisorSettingsOf(config)],
+    [CPU_GOVERNOR_SETTINGS, cpuGovernorSettingsOf(config)],
+    [HTTP_SETTINGS, httpSettingsOf(config)],
+    [SOCKET_SETTINGS, socketSettingsOf(config)],
+  ] as const;
+  for (const [names, view] of views) {
+    expect(view).toEqual(Object.fromEntries(names.map((k) => [k, config[k]])));
+    expect(view).not.toHaveProperty('jwtSecret');
+    expect(view).not.toHaveProperty('llmApiKey');
+  }
+  expect(supervisorSettingsOf(config)).toEqual({ cells: 2, quarantineCells: 3, cellRecycleRssRatio: 1.3, cellSilenceTimeoutMs: 30_000 });
+  expect(socketSettingsOf(config)).toMatchObject({ socketMaxBufferedPackets: 1000, socketStallTimeoutMs: 30_000, corsOrigins: [] });
 });

@@ -4,13 +4,14 @@ import { Router } from 'express';
 import { CodedError } from '../../../protocol/errors.js';
 import type { AnyRunEventEnvelope } from '../../../protocol/events.js';
 import { CreateThreadBody, EventsQuery, IdParam, IdempotencyKey, PageQuery, ThreadRunBody, ThreadsQuery, normalizeInput, parse } from '../../../protocol/requests.js';
+import type { HttpSettings } from '../../config-views.js';
 import type { RunService } from '../../runs/run-service.js';
 import type { RunStore } from '../../store/store.js';
 import { userOf } from '../auth.js';
 import type { MessagePage, RunEventsPage, ThreadPage } from '../../../protocol/views.js';
 import { messageView, runView, threadView } from '../views.js';
 
-export function runRoutes(deps: { store: RunStore; runs: RunService; maxInputBytes: number }): Router {
+export function runRoutes(deps: { store: RunStore; runs: RunService; settings: Pick<HttpSettings, 'maxInputBytes'> }): Router {
   const { store, runs } = deps;
   const r = Router();
 
@@ -55,7 +56,7 @@ export function runRoutes(deps: { store: RunStore; runs: RunService; maxInputByt
     const correlationId = body.correlation_id ?? (header ? parse(IdempotencyKey, header, 'Idempotency-Key header') : null);
     const run = await runs.start(userId, {
       agent: body.agent,
-      input: normalizeInput(body.input, deps.maxInputBytes),
+      input: normalizeInput(body.input, deps.settings.maxInputBytes),
       threadId: thread.id,
       correlationId,
       multitask: body.multitask,
