@@ -75,8 +75,13 @@ export interface CellSettings {
 /** What one cell is told at init: its share of the front's Config, and what the supervisor sets per cell. */
 export interface CellConfig extends CellSettings {
   readonly cellId: string;
-  /** Cells and workers never open the database: their workers' statements go to the front's gate. */
-  readonly dbProvider: 'sqlite' | 'postgres';
+  /**
+   * The database's Prisma provider: workers' Prisma clients compile for it (cells and workers never open the
+   * database; their statements go to the front's gate). Only `sqlite` while the workers' generated client is
+   * SQLite's (prisma/generated/, used by workers/worker/db-forwarding.ts): a database that adds its provider
+   * here adds its generated client there.
+   */
+  readonly dbProvider: 'sqlite';
   /** The quarantine cell runs suspects one at a time (its workersPerCell is 1). */
   readonly quarantine: boolean;
 }

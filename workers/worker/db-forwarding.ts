@@ -130,7 +130,11 @@ export function forwardingAdapterFactory(provider: Provider, channel: DbChannel)
   };
 }
 
-/** The worker's Prisma client: one per worker, created once at worker start, never per run. */
+/**
+ * The worker's Prisma client: one per worker, created once at worker start, never per run. Prisma refuses an
+ * adapter whose provider is not its generated client's: the one client here is SQLite's, so the provider is
+ * the cell config's `dbProvider` (protocol/cell-messages.ts), which admits only what has a client here.
+ */
 export function createWorkerPrismaClient(provider: Provider, channel: DbChannel): Db {
   return new PrismaClient({ adapter: forwardingAdapterFactory(provider, channel) });
 }
