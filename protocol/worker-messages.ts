@@ -3,6 +3,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { AgentInfo, CellConfig, RunAssignment, RunOutcome, RunReport } from './cell-messages.js';
 import type { AgentEvent } from './events.js';
 import type { DbAnswer, DbQueryKind, ForwardedSqlQuery } from './db-messages.js';
+import type { StopReason } from './stop-errors.js';
 
 /** The settings of its cell's CellConfig every worker is given (workerData: workers/cell/cell-runtime.ts picks them). */
 export const WORKER_SETTINGS = [
@@ -24,7 +25,7 @@ export type WorkerConfig = Pick<CellConfig, (typeof WORKER_SETTINGS)[number]> & 
 
 export type WorkerTask = { kind: 'run'; run: RunAssignment; port: MessagePort } | { kind: 'describe' };
 
-export type StopReason = 'cancelled' | 'timeout';
+export type { StopReason } from './stop-errors.js';
 
 /**
  * A model request a worker asks its cell to send (workers/llm/broker-fetch.ts → workers/cell/model-broker.ts).
