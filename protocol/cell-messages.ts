@@ -4,6 +4,7 @@
  */
 import type { DbAnswer, DbQueryKind, ForwardedSqlQuery } from './db-messages.js';
 import type { ErrorBody } from './errors.js';
+import type { StopReason } from './stop-errors.js';
 import type { AgentInfo } from './views.js';
 
 export type { AgentInfo } from './views.js';
@@ -152,7 +153,7 @@ export interface ProcessMetricFamily {
 export type FrontToCell =
   | { type: 'init'; config: CellConfig }
   | { type: 'run'; run: RunAssignment }
-  | { type: 'cancel'; runId: string; reason: 'cancelled' | 'timeout' }
+  | { type: 'cancel'; runId: string; reason: StopReason }
   /** The front's CPU governor found this OS thread of the cell hungry: lower it to the lowest priority. */
   | { type: 'demote_os_thread'; tid: number }
   /** The gate's answer to a run's db query; the cell drops it if the run has ended. */

@@ -5,7 +5,9 @@
  * TIMEOUT reads the same wherever it was decided. What decides each ending: server/runs/deadlines.ts.
  */
 import type { ErrorBody } from './errors.js';
-import type { StopReason } from './worker-messages.js';
+
+/** Why a run was asked to stop: its user, a double-text interrupt or shutdown (cancelled), or its deadline (timeout). */
+export type StopReason = 'cancelled' | 'timeout';
 
 /** How a stopped run ended. */
 export type StopEnding =

@@ -4,6 +4,7 @@ import type { AgentInfo, CellConfig, RunAssignment, RunOutcome, RunReport } from
 import type { AgentEvent } from './events.js';
 import type { DbAnswer, DbQueryKind, ForwardedSqlQuery } from './db-messages.js';
 import type { Assert, SameShape } from './pick.js';
+import type { StopReason } from './stop-errors.js';
 
 /** The settings of its cell's CellConfig every worker is given (workerData: workers/cell/cell-runtime.ts picks them). */
 export const WORKER_SETTINGS = [
@@ -44,7 +45,7 @@ export type WorkerSettingsMatch = Assert<SameShape<Pick<CellConfig, (typeof WORK
 
 export type WorkerTask = { kind: 'run'; run: RunAssignment; port: MessagePort } | { kind: 'describe' };
 
-export type StopReason = 'cancelled' | 'timeout';
+export type { StopReason } from './stop-errors.js';
 
 /**
  * A model request a worker asks its cell to send (workers/llm/broker-fetch.ts → workers/cell/model-broker.ts).

@@ -67,11 +67,11 @@ export async function startAtoll(config: Config, log: Logger) {
   const runs = createRunService({
     store,
     relay,
-    cells: () => cells,
+    cells,
     metrics,
     log,
     workerQueries,
-    inFlight: shared.inFlight,
+    accepting: shared.accepting,
     config: runServiceConfigOf(config),
   });
 
@@ -97,6 +97,7 @@ export async function startAtoll(config: Config, log: Logger) {
     });
     await learning;
   } catch (err) {
+    runs.close();
     governor.stop();
     await cells.stop(2000);
     await database.close();
@@ -178,6 +179,7 @@ export async function startAtoll(config: Config, log: Logger) {
         await cells.stop(5000);
         metrics.stop();
         await database.close();
+        runs.close();
         log.info('stopped');
       })();
       return stopping;

@@ -26,7 +26,7 @@ import { createGroupCommit } from '../server/store/sqlite/group-commit';
 import { createPrismaClient, type Db } from '../server/store/sqlite/prisma-client';
 import { createRunStore } from '../server/store/sqlite/run-store';
 import { createRunWrites, type RunWrites } from '../server/store/sqlite/run-writes';
-import { createInFlight } from '../server/shared/in-process/in-flight';
+import { createAccepting } from '../server/shared/in-process/accepting';
 import type { RunStore } from '../server/store/store';
 import { ROOT } from './helpers/server';
 
@@ -189,7 +189,7 @@ function serviceRig(cells: { id: string; kind: CellKind; events?: number }[]) {
     agents: () => [{ name: 'fast', repeatable: true, source: 'plugin', description: null }],
   } as unknown as CellSupervisor;
   service = createRunService({
-    store, relay, metrics, log, cells: () => supervisor, inFlight: createInFlight(),
+    store, relay, metrics, log, cells: supervisor, accepting: createAccepting(),
     config: { maxQueuedRuns: 100, userMaxConcurrentRuns: 100, userMaxQueuedRuns: 100, maxRunAttempts: 3, runTimeoutMs: 5000, cancelGraceMs: 100 },
   });
   const start = (userId: string, text: string) => service.start(userId, { agent: 'fast', input: { text }, threadId: null, correlationId: null, multitask: 'enqueue' });

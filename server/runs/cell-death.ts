@@ -16,14 +16,14 @@
  *   used its attempts.
  */
 import type { ErrorBody } from '../../protocol/errors.js';
-import { stopMessage } from '../../protocol/stop-errors.js';
+import { stopMessage, type StopReason } from '../../protocol/stop-errors.js';
 import type { RunPhase } from './live-run.js';
 
 /** What the judgement reads of one run inside the dead cell. */
 export interface RunInside {
   id: string;
   phase: RunPhase;
-  stopReason: 'cancelled' | 'timeout' | null;
+  stopReason: StopReason | null;
   attempt: number;
   agentName: string;
   /** The cell never acknowledged the assignment (it died while the message was on its way). */
@@ -46,7 +46,7 @@ export interface CellDeathInput {
 
 export type CellDeathDecision =
   /** End it as stopped with its stop reason. */
-  | { kind: 'stopped'; runId: string; reason: 'cancelled' | 'timeout'; message: string }
+  | { kind: 'stopped'; runId: string; reason: StopReason; message: string }
   /** Back to where it waited (quarantine if it is a suspect, else the head of its user's queue); one attempt given back. */
   | { kind: 'requeue'; runId: string }
   /** Fail it with this error; `collateral`: it failed only because a neighbour killed its cell. */

@@ -28,14 +28,14 @@ export function createCellExits(deps: {
   scheduler: Scheduler;
   finishing: Finishing;
   deadlines: Deadlines;
-  cells: () => Pick<CellSupervisor, 'agents'>;
+  cells: Pick<CellSupervisor, 'agents'>;
   metrics: Metrics;
   config: { maxRunAttempts: number };
 }) {
   const { store, relay, scheduler, finishing, metrics } = deps;
 
   function agentRepeatable(name: string): boolean {
-    return deps.cells().agents().find((a) => a.name === name)?.repeatable ?? true;
+    return deps.cells.agents().find((a) => a.name === name)?.repeatable ?? true;
   }
 
   /** A bystander of a cell death: not a failure. It runs again, alone, with its events continuing. */

@@ -24,8 +24,7 @@
  */
 import type { CellHandle } from '../cells/cell-handle.js';
 import type { Logger } from '../logger.js';
-import { stopMessage } from '../../protocol/stop-errors.js';
-import type { StopReason } from '../../protocol/worker-messages.js';
+import { stopMessage, type StopReason } from '../../protocol/stop-errors.js';
 import { runLogFields, type LiveRun } from './live-run.js';
 
 /** Beyond the cell's own deadline and grace: if a cell has not settled a run by then, the front does. */
@@ -70,11 +69,32 @@ export function createDeadlines(deps: {
   const after = frontDeadlines(deps.config);
   /** Each run's armed timers (cleared when it finishes or runs again). */
   const timers = new Map<string, NodeJS.Timeout[]>();
+  /**
+   * Wedged-cell watches: armed once the front has settled a run, so they outlive the run's own timers (the
+   * cell may go on holding a finished run: that is what they watch for). Kept here so stop() clears them.
+   */
+  const wedgedWatches = new Set<NodeJS.Timeout>();
+  let closed = false;
 
   function arm(run: LiveRun, ms: number, fire: () => void): void {
+    if (closed) return;
     const list = timers.get(run.id) ?? [];
     list.push(setTimeout(fire, ms));
     timers.set(run.id, list);
+  }
+
+  /** Kills the cell if it still holds the run after WEDGED_CELL_MS. */
+  function watchForWedge(run: LiveRun, cell: StoppableCell | undefined): void {
+    if (closed) return;
+    const watch = setTimeout(() => {
+      wedgedWatches.delete(watch);
+      if (cell && cell.runs.has(run.id)) {
+        log.error({ ...runLogFields(run), cell: cell.id }, 'cell still holds a stopped run; killing the cell');
+        cell.killAsWedged();
+      }
+    }, after.wedgedCell);
+    watch.unref();
+    wedgedWatches.add(watch);
   }
 
   /** Ask the run's cell to stop it; if the cell does not settle it in time, the front does, then kills a wedged cell. */
@@ -88,13 +108,7 @@ export function createDeadlines(deps: {
       if (run.phase === 'finished') return;
       log.warn(runLogFields(run), 'cell did not settle a stopped run in time; settling it in the front');
       deps.stopped(run, reason, stopMessage(reason, 'front'));
-      const wedged = setTimeout(() => {
-        if (cell && cell.runs.has(run.id)) {
-          log.error({ ...runLogFields(run), cell: cell.id }, 'cell still holds a stopped run; killing the cell');
-          cell.killAsWedged();
-        }
-      }, after.wedgedCell);
-      wedged.unref();
+      watchForWedge(run, cell);
     });
   }
 
@@ -122,6 +136,15 @@ export function createDeadlines(deps: {
       const deadline = Date.now() + after.shutdownStop;
       while (inFlight().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       for (const run of inFlight()) deps.stopped(run, 'cancelled', stopMessage('cancelled', 'shutdown'));
+    },
+
+    /** Shutdown is over (drain.ts) or start-up failed: every timer is cleared and none is armed again. */
+    stop(): void {
+      closed = true;
+      for (const list of timers.values()) list.forEach(clearTimeout);
+      timers.clear();
+      wedgedWatches.forEach(clearTimeout);
+      wedgedWatches.clear();
     },
   };
 }

@@ -27,6 +27,8 @@ export function createDrain(deps: { live: LiveRuns; scheduler: Scheduler; deadli
       while (inFlight().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       await deps.deadlines.stopAtShutdown(inFlight);
       await Promise.all([...deps.live.values()].filter((r) => r.phase === 'finished').map((r) => r.settled));
+      // Every run is settled: no deadline is left to keep, not even a wedged-cell watch (the cells stop next).
+      deps.deadlines.stop();
     },
   };
 }

@@ -25,6 +25,8 @@ export interface RunLog {
   pending: RunEventEnvelope[];
   /** Every write and publication of the run, in order; settles when all queued so far are done. */
   chain: Promise<void>;
+  /** The terminal event is numbered: nothing may follow it. */
+  closed: boolean;
 }
 
 export function createEventRelay(deps: { store: RunStore; bus: Pick<EventBus, 'publish'>; metrics: Metrics; log: Logger }) {
@@ -69,7 +71,7 @@ export function createEventRelay(deps: { store: RunStore; bus: Pick<EventBus, 'p
   return {
     /** Starts the run's log: its next event is `nextSeq` (1 for a new run; after the last logged one on recovery). */
     open(run: LiveRun, nextSeq: number): RunLog {
-      const runLog: RunLog = { nextSeq, pending: [], chain: Promise.resolve() };
+      const runLog: RunLog = { nextSeq, pending: [], chain: Promise.resolve(), closed: false };
       logs.set(run.id, runLog);
       return runLog;
     },
@@ -81,8 +83,17 @@ export function createEventRelay(deps: { store: RunStore; bus: Pick<EventBus, 'p
 
     envelope,
 
+    /**
+     * Numbers the event and queues it for the log and the bus. After the terminal event (a late timer or
+     * message) the event is dropped and counted, not thrown: the run is over, and the front must not crash for it.
+     */
     append<T extends RunEventType>(run: LiveRun, type: T, payload: EventPayloads[T], at?: number): void {
-      const runLog = logOf(run);
+      const runLog = logs.get(run.id);
+      if (!runLog || runLog.closed) {
+        metrics.eventsDropped.inc({ reason: 'run_settled' });
+        log.debug({ ...runLogFields(run), type }, 'event after the run settled; dropped');
+        return;
+      }
       runLog.pending.push(envelope(run, type, payload, at));
       if (runLog.pending.length === 1) runLog.chain = runLog.chain.then(() => flush(run, runLog));
     },
@@ -119,6 +130,7 @@ export function createEventRelay(deps: { store: RunStore; bus: Pick<EventBus, 'p
         execution_time_ms: executionTimeMs,
       });
       const runLog = logOf(run);
+      runLog.closed = true;
       runLog.chain = runLog.chain
         .then(() => flush(run, runLog))
         .then(async () => {

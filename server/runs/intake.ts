@@ -1,7 +1,7 @@
 /**
- * Accepting a run: the checks that refuse it (draining, unknown agent, full queue), idempotency by
- * correlation id, double-texting (what a new message does to its conversation's run in progress), then
- * persist-then-acknowledge: the run and its event 1 are written before the caller acknowledges, and event 1
+ * Accepting a run: the checks that refuse it (draining, unknown agent, full queue: scheduler.ts admits),
+ * idempotency by correlation id, double-texting (what a new message does to its conversation's run in
+ * progress), then persist-then-acknowledge: the run and its event 1 are written before the caller acknowledges, and event 1
  * is published only after the acknowledgement has gone out.
  */
 import { randomUUID } from 'node:crypto';
@@ -9,7 +9,7 @@ import type { CellSupervisor } from '../cells/supervisor.js';
 import type { Metrics } from '../metrics.js';
 import type { AgentInput } from '../../protocol/cell-messages.js';
 import { CodedError } from '../../protocol/errors.js';
-import type { InFlight } from '../shared/shared-state.js';
+import type { Accepting } from '../shared/shared-state.js';
 import type { RunRecord, RunStore } from '../store/store.js';
 import type { Deadlines } from './deadlines.js';
 import type { EventRelay } from './event-relay.js';
@@ -38,31 +38,21 @@ export function createIntake(deps: {
   live: LiveRuns;
   scheduler: Scheduler;
   deadlines: Deadlines;
-  cells: () => Pick<CellSupervisor, 'agents' | 'cells'>;
+  cells: Pick<CellSupervisor, 'agents'>;
   /** Requests being accepted right now, by idempotency key. */
-  inFlight: InFlight;
+  accepting: Accepting;
   draining: () => boolean;
   metrics: Metrics;
-  config: { maxQueuedRuns: number; userMaxQueuedRuns: number };
 }) {
-  const { store, relay, live, scheduler, metrics, config } = deps;
+  const { store, relay, live, scheduler, metrics } = deps;
 
   async function accept(userId: string, req: StartRunRequest): Promise<RunRecord> {
     if (deps.draining()) throw new CodedError('SHUTTING_DOWN', 'the server is shutting down; retry shortly', { retryAfterSeconds: 5 });
-    if (!deps.cells().agents().some((a) => a.name === req.agent)) {
+    if (!deps.cells.agents().some((a) => a.name === req.agent)) {
       throw new CodedError('BAD_REQUEST', `unknown agent ${JSON.stringify(req.agent)}; GET /v1/agents lists the agents`);
     }
-    const free = deps.cells().cells().reduce((n, c) => n + c.freeSlots, 0);
-    if (scheduler.claimed >= config.maxQueuedRuns + free) {
-      metrics.runsRefused.inc({ code: 'OVERLOADED' });
-      throw new CodedError('OVERLOADED', `the run queue is full (MAX_QUEUED_RUNS=${config.maxQueuedRuns}); nothing was accepted`, { retryAfterSeconds: 2 });
-    }
-    if (scheduler.claimedFor(userId) >= config.userMaxQueuedRuns) {
-      metrics.runsRefused.inc({ code: 'OVERLOADED' });
-      throw new CodedError('OVERLOADED', `you have ${config.userMaxQueuedRuns} runs waiting (USER_MAX_QUEUED_RUNS); nothing was accepted`, { retryAfterSeconds: 5 });
-    }
-    // The checks above and the enqueue below are separated by awaits: hold the place meanwhile.
-    const release = scheduler.reserve(userId);
+    // The queue's caps (scheduler.ts): checked and a place held at once, so the awaits below let no burst by.
+    const release = await scheduler.admit(userId);
     try {
       return await persistAndQueue(userId, req, release);
     } finally {
@@ -131,7 +121,7 @@ export function createIntake(deps: {
     async start(userId: string, req: StartRunRequest): Promise<StartedRun> {
       const correlationId = req.correlationId;
       if (!correlationId) return accept(userId, req);
-      const { value, duplicate } = await deps.inFlight.once<StartedRun>(`${userId}\u0000${correlationId}`, async () => {
+      const { value, duplicate } = await deps.accepting.once<StartedRun>(`${userId}\u0000${correlationId}`, async () => {
         const stored = await store.findRunByCorrelation(userId, correlationId, Date.now() - IDEMPOTENCY_WINDOW_MS);
         return stored ? { ...stored, deduplicated: true } : accept(userId, req);
       });

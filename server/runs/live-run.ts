@@ -4,6 +4,7 @@
  * scheduler's, its place in the per-user counts the scheduler's.
  */
 import type { AgentInput, RunAssignment } from '../../protocol/cell-messages.js';
+import type { StopReason } from '../../protocol/stop-errors.js';
 
 export type RunPhase = 'queued' | 'dispatched' | 'running' | 'finished';
 
@@ -26,7 +27,7 @@ export interface LiveRun {
   startedAt: number | null;
   /** When the front received the first event the agent emitted (time to first event is observed once). */
   firstEventAt: number | null;
-  stopReason: 'cancelled' | 'timeout' | null;
+  stopReason: StopReason | null;
   /** Set when a cell died under the run: it runs again alone, in the quarantine cell. */
   suspect: boolean;
   /** The answer streamed so far (partial_result texts of the current attempt): kept as an interrupted

@@ -17,7 +17,7 @@ import type { RunServiceSettings } from '../config-views.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { CodedError } from '../../protocol/errors.js';
-import type { InFlight } from '../shared/shared-state.js';
+import type { Accepting } from '../shared/shared-state.js';
 import type { RunRecord, RunStore } from '../store/store.js';
 import type { WorkerQueryGate } from '../store/worker-query-gate.js';
 import { createCellEvents } from './cell-events.js';
@@ -35,18 +35,16 @@ import { createScheduler } from './scheduler.js';
 
 export type { StartRunRequest } from './intake.js';
 
-/** The run service's settings, picked from the one Config (server/config-views.ts). */
-export type RunServiceConfig = RunServiceSettings;
-
 export function createRunService(deps: {
   store: RunStore;
   relay: EventRelay;
-  cells: () => CellSupervisor;
+  cells: CellSupervisor;
   metrics: Metrics;
   log: Logger;
-  config: RunServiceConfig;
+  /** Picked from the one Config (server/config-views.ts). */
+  config: RunServiceSettings;
   /** Requests being accepted right now, by idempotency key (server/shared/). */
-  inFlight: InFlight;
+  accepting: Accepting;
   /** Where worker threads' database statements go (absent: every one is refused). */
   workerQueries?: WorkerQueryGate;
 }) {
@@ -56,6 +54,7 @@ export function createRunService(deps: {
     cells: deps.cells,
     dispatch: (run, cell) => dispatch(run, cell, log),
     onStillWaiting: (run, position) => relay.append(run, 'run_queued', { position }),
+    metrics,
     config,
   });
   // Finishing and the deadlines refer to each other: a deadline ends a run; an ended run's deadlines are disarmed.
@@ -72,11 +71,11 @@ export function createRunService(deps: {
   const deadlines = createDeadlines({
     config,
     log,
-    cellOf: (run) => deps.cells().cells().find((c) => c.id === run.cellId),
+    cellOf: (run) => deps.cells.cells().find((c) => c.id === run.cellId),
     stopped: finishing.stopped,
   });
   const drain = createDrain({ live, scheduler, deadlines });
-  const intake = createIntake({ store, relay, live, scheduler, deadlines, cells: deps.cells, inFlight: deps.inFlight, draining: () => drain.draining, metrics, config });
+  const intake = createIntake({ store, relay, live, scheduler, deadlines, cells: deps.cells, accepting: deps.accepting, draining: () => drain.draining, metrics });
   const cellEvents = createCellEvents({ store, relay, live, finishing, deadlines, pump: scheduler.pump, metrics, log, workerQueries: deps.workerQueries });
   const cellExits = createCellExits({ store, relay, live, scheduler, finishing, deadlines, cells: deps.cells, metrics, config });
 
@@ -135,6 +134,12 @@ export function createRunService(deps: {
 
     /** SIGTERM: see drain.ts. */
     drain: drain.drain,
+
+    /** Stops every timer (the scheduler's pump, the deadlines): after drain, or when start-up fails after open(). */
+    close(): void {
+      scheduler.stop();
+      deadlines.stop();
+    },
   };
 }
 

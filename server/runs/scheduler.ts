@@ -7,9 +7,21 @@
  * `pump` is called whenever capacity may have appeared (a run accepted or finished, a cell ready or dead),
  * and every PUMP_EVERY_MS while started: runs that run long stop counting against their cell's capacity over
  * time (CellHandle.freeSlots), without any message to say so.
+ *
+ * This is the single-node implementation: the queue, the caps and the occupancy are this process's memory.
+ * `admit` is asynchronous so that a shared implementation may ask its database; this one checks and holds
+ * the place in the turn it is called, so a burst cannot pass the check together. A multi-node one (issue 14:
+ * the queue in PostgreSQL) replaces this module and must give the same calls the same answers, cluster-wide:
+ * `admit` (USER_MAX_QUEUED_RUNS exact and MAX_QUEUED_RUNS within a stated bound, counting every node's
+ * waiting runs and requests being accepted, refusing with the same errors), the claim of waiting runs under
+ * USER_MAX_CONCURRENT_RUNS and one active run per conversation across nodes, quarantine, and the release of
+ * a finished run. Intake's double-texting check (live-runs.ts `unfinishedIn`) reads this node's runs only:
+ * it too must then ask the shared queue.
  */
 import type { CellHandle } from '../cells/cell-handle.js';
 import type { CellSupervisor } from '../cells/supervisor.js';
+import type { Metrics } from '../metrics.js';
+import { CodedError } from '../../protocol/errors.js';
 import { createFairQueue } from './fair-queue.js';
 import type { LiveRun } from './live-run.js';
 import { createOccupancy } from './occupancy.js';
@@ -19,13 +31,15 @@ const PUMP_EVERY_MS = 250;
 const QUEUED_NOTICE_MS = 1000;
 
 export function createScheduler(deps: {
-  cells: () => Pick<CellSupervisor, 'pick' | 'pickQuarantine'>;
+  cells: Pick<CellSupervisor, 'pick' | 'pickQuarantine' | 'cells'>;
   /** Sends the run to the cell (dispatch.ts). */
   dispatch: (run: LiveRun, cell: CellHandle) => void;
   /** A newly accepted run still waits after QUEUED_NOTICE_MS, `position` among its user's runs. */
   onStillWaiting: (run: LiveRun, position: number) => void;
-  config: { userMaxConcurrentRuns: number };
+  metrics: Pick<Metrics, 'runsRefused'>;
+  config: { maxQueuedRuns: number; userMaxQueuedRuns: number; userMaxConcurrentRuns: number };
 }) {
+  const { cells, metrics, config } = deps;
   const queue = createFairQueue();
   /** Suspects of a cell death, waiting to run alone in a quarantine cell. */
   const quarantine = new Map<string, LiveRun>();
@@ -40,17 +54,17 @@ export function createScheduler(deps: {
 
   function pump(): void {
     for (const run of quarantine.values()) {
-      const cell = deps.cells().pickQuarantine(quarantine.size);
+      const cell = cells.pickQuarantine(quarantine.size);
       if (!cell) break;
       quarantine.delete(run.id);
       send(run, cell);
     }
     while (queue.size > 0) {
-      const cell = deps.cells().pick();
+      const cell = cells.pick();
       if (!cell) return;
       const run = queue.take(occupancy.eligible);
       if (!run) return;
-      send(run, deps.cells().pick(run.userId) ?? cell);
+      send(run, cells.pick(run.userId) ?? cell);
     }
   }
 
@@ -71,9 +85,12 @@ export function createScheduler(deps: {
       pumpTimer.unref();
     },
 
+    /** Stops the periodic pump and the pending `run_queued` notices (shutdown, or a start-up that failed). */
     stop(): void {
       if (pumpTimer) clearInterval(pumpTimer);
       pumpTimer = null;
+      for (const timer of notices.values()) clearTimeout(timer);
+      notices.clear();
     },
 
     /** Runs waiting (queue and quarantine). */
@@ -85,18 +102,23 @@ export function createScheduler(deps: {
       return [...queue.values(), ...quarantine.values()];
     },
 
-    /** Waiting runs plus places reserved by requests being accepted (MAX_QUEUED_RUNS). */
-    get claimed(): number {
-      return queue.claimed;
-    },
-
-    /** The same for one user (USER_MAX_QUEUED_RUNS). */
-    claimedFor(userId: string): number {
-      return queue.claimedFor(userId);
-    },
-
-    /** Holds one place for the user across the awaits of its acceptance; returns the release. */
-    reserve(userId: string): () => void {
+    /**
+     * Admits one more run of the user into the line, or refuses it OVERLOADED: the waiting runs plus the places
+     * held by requests being accepted count against MAX_QUEUED_RUNS (beyond the cells' free workers) and
+     * USER_MAX_QUEUED_RUNS. Checked and held in the turn it is called (before its first await), so a burst
+     * cannot pass the check together (tests/limits-burst.test.ts). Resolves to the release of the place held,
+     * called once the run is queued (it then counts itself) or refused.
+     */
+    async admit(userId: string): Promise<() => void> {
+      const free = cells.cells().reduce((n, c) => n + c.freeSlots, 0);
+      if (queue.claimed >= config.maxQueuedRuns + free) {
+        metrics.runsRefused.inc({ code: 'OVERLOADED' });
+        throw new CodedError('OVERLOADED', `the run queue is full (MAX_QUEUED_RUNS=${config.maxQueuedRuns}); nothing was accepted`, { retryAfterSeconds: 2 });
+      }
+      if (queue.claimedFor(userId) >= config.userMaxQueuedRuns) {
+        metrics.runsRefused.inc({ code: 'OVERLOADED' });
+        throw new CodedError('OVERLOADED', `you have ${config.userMaxQueuedRuns} runs waiting (USER_MAX_QUEUED_RUNS); nothing was accepted`, { retryAfterSeconds: 5 });
+      }
       return queue.reserve(userId);
     },
 

@@ -1,7 +1,7 @@
 /**
  * The small state that nodes of one deployment must share besides the store: connection tickets, rate-limit
- * buckets, connection counts and the requests being accepted right now (idempotency). Each is asynchronous
- * so that an implementation may live outside the process.
+ * buckets, connection counts and the requests being accepted right now (idempotency on one node: see
+ * Accepting). Each is asynchronous so that an implementation may live outside the process.
  *
  * Every operation that checks and changes (redeem, take, claim) must be atomic in the implementation: callers
  * await it, so requests that arrive together interleave, and a separate check then change would let a burst
@@ -36,8 +36,14 @@ export interface ConnectionCounts {
   claim(socketId: string, userId: string, ip: string): Promise<() => Promise<void>>;
 }
 
-/** Requests being accepted right now, by idempotency key: a duplicate waits for the first one's answer. */
-export interface InFlight {
+/**
+ * Requests being accepted right now, by idempotency key (user and correlation id): a duplicate that arrives
+ * while the first is being accepted waits for the first one's answer. This only deduplicates concurrent
+ * duplicates on one node: a duplicate sent to another node is not seen here. Across nodes, idempotency rests
+ * on the store's unique key on (user, correlation_id) (issue 13 adds it); this stays as the cheap path that
+ * spares the store the race on one node.
+ */
+export interface Accepting {
   /** Runs `accept` unless a request with `key` is already being accepted; then returns that one's result. */
   once<T>(key: string, accept: () => Promise<T>): Promise<{ value: T; duplicate: boolean }>;
 }
@@ -47,7 +53,7 @@ export interface SharedState {
   /** user, ip: messages and HTTP requests; authFailures: failed socket handshakes per address. */
   limits: { user: RateLimiter; ip: RateLimiter; authFailures: RateLimiter };
   connections: ConnectionCounts;
-  inFlight: InFlight;
+  accepting: Accepting;
   /** Starts what runs in the background (the in-process one: sweeps of forgotten entries). */
   start(): Promise<void>;
   stop(): Promise<void>;

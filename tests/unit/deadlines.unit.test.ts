@@ -5,7 +5,7 @@
  */
 import { createDeadlines, frontDeadlines } from '../../server/runs/deadlines';
 import { newLiveRun, type LiveRun } from '../../server/runs/live-run';
-import type { StopReason } from '../../protocol/worker-messages';
+import type { StopReason } from '../../protocol/stop-errors';
 
 afterEach(() => jest.useRealTimers());
 
@@ -103,6 +103,26 @@ test('a cell that lets go of the run after the front settled it is not killed', 
   cell.runs.delete('r1');
   jest.advanceTimersByTime(10_000);
   expect(killed).toEqual([]);
+});
+
+test('stop clears every timer, the wedged-cell watch that outlives its run included, and arms none after', () => {
+  const { deadlines, stops, killed, inCell } = rig();
+  const watched = inCell('r1');
+  deadlines.requestStop(watched, 'cancelled');
+  jest.advanceTimersByTime(2000); // settled by the front: only its wedged-cell watch is left
+  expect(stops).toHaveLength(1);
+  expect(jest.getTimerCount()).toBe(1);
+  const stopping = inCell('r2');
+  deadlines.requestStop(stopping, 'cancelled');
+  deadlines.started(inCell('r3'));
+  expect(jest.getTimerCount()).toBe(3);
+  deadlines.stop();
+  expect(jest.getTimerCount()).toBe(0);
+  deadlines.started(inCell('r4'));
+  expect(jest.getTimerCount()).toBe(0);
+  jest.advanceTimersByTime(60_000);
+  expect(killed).toEqual([]);
+  expect(stops).toHaveLength(1);
 });
 
 test('the safety deadline stops a run still running past its deadline and grace, as a timeout', () => {

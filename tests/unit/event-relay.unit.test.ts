@@ -39,7 +39,8 @@ function rig() {
     eventsDropped: { inc: (labels: { reason: string }, n = 1) => counters.dropped.push([labels.reason, n]) },
   };
   const errors: [Record<string, unknown>, string][] = [];
-  const logger = { error: (fields: Record<string, unknown>, msg: string) => errors.push([fields, msg]) };
+  const debugs: [Record<string, unknown>, string][] = [];
+  const logger = { error: (fields: Record<string, unknown>, msg: string) => errors.push([fields, msg]), debug: (fields: Record<string, unknown>, msg: string) => debugs.push([fields, msg]) };
   const sent: RunEventEnvelope[] = [];
   const bus = {
     publish: (e: RunEventEnvelope) => {
@@ -51,6 +52,7 @@ function rig() {
   const run = newLiveRun({ id: 'r1', userId: 'u1', threadId: 't1', agentName: 'echo', input: { text: 'hi' }, requestId: 'q', correlationId: null, acceptedAt: 0 });
   const runLog = relay.open(run, 2);
   return {
+    debugs,
     relay,
     run,
     runLog,
@@ -205,11 +207,35 @@ test('a failed terminal write is logged and counted, and the terminal event is s
 test('the run log closes with its terminal event; a log never opened, or forgotten, numbers nothing', async () => {
   const { relay, run } = rig();
   await relay.finish(run, 'completed', null, 'x', 1, null);
-  expect(() => relay.append(run, 'partial_result', { text: 'late' })).toThrow('no event log is open for run r1');
   const other = newLiveRun({ id: 'r2', userId: 'u1', threadId: 't1', agentName: 'echo', input: { text: '' }, requestId: 'q2', correlationId: null, acceptedAt: 0 });
   expect(() => relay.envelope(other, 'partial_result', { text: 'x' })).toThrow('no event log is open for run r2');
   relay.open(other, 1);
   expect(relay.envelope(other, 'partial_result', { text: 'x' }).seq).toBe(1);
   relay.forget(other);
   expect(() => relay.queueWrite(other, async () => undefined)).toThrow('no event log is open for run r2');
+});
+
+test('an event appended after the terminal event (a late timer or message) is dropped and counted, not thrown', async () => {
+  const { relay, run, runLog, sent, batches, counters, debugs } = rig();
+  relay.append(run, 'partial_result', { text: 'a' });
+  const done = relay.finish(run, 'completed', null, 'x', 1, null);
+  // Between the terminal event and the log's closing: nothing may follow the terminal event.
+  expect(() => relay.append(run, 'partial_result', { text: 'while closing' })).not.toThrow();
+  await done;
+  // After the log closed.
+  expect(() => relay.append(run, 'partial_result', { text: 'late' })).not.toThrow();
+  await settle(runLog);
+  expect(sent.map((e) => [e.seq, e.type])).toEqual([
+    [2, 'partial_result'],
+    [3, 'agent_completed'],
+  ]);
+  expect(batches).toEqual([[2]]);
+  expect(counters.dropped).toEqual([
+    ['run_settled', 1],
+    ['run_settled', 1],
+  ]);
+  expect(debugs).toEqual([
+    [expect.objectContaining({ run_id: 'r1', type: 'partial_result' }), 'event after the run settled; dropped'],
+    [expect.objectContaining({ run_id: 'r1', type: 'partial_result' }), 'event after the run settled; dropped'],
+  ]);
 });

@@ -12,19 +12,21 @@ afterEach(() => jest.useRealTimers());
 const mkRun = (userId: string, id: string, threadId = `t-${id}`) =>
   newLiveRun({ id, userId, threadId, agentName: 'echo', input: { text: id }, requestId: id, correlationId: null, acceptedAt: 0 });
 
-function rig(userMaxConcurrentRuns = 10) {
+function rig(userMaxConcurrentRuns = 10, caps = { maxQueuedRuns: 100, userMaxQueuedRuns: 100 }) {
   const dispatched: string[] = [];
+  const refused: string[] = [];
   const notices: [string, number][] = [];
-  const room = { serving: 0, quarantine: 0 };
+  const room = { serving: 0, quarantine: 0, free: 0 };
   /** Users whose runs a cell prefers (supervisor.pick(userId)). */
   const affinity = new Map<string, string>();
   const cell = (id: string) => ({ id }) as CellHandle;
   const cells = {
     pick: (userId?: string) => (room.serving <= 0 ? null : userId !== undefined && affinity.has(userId) ? cell(affinity.get(userId)!) : cell('c1')),
     pickQuarantine: () => (room.quarantine > 0 ? cell('q1') : null),
+    cells: () => [{ freeSlots: room.free }],
   };
   const s = createScheduler({
-    cells: () => cells as never,
+    cells: cells as never,
     dispatch: (run: LiveRun, c: CellHandle) => {
       run.phase = 'dispatched';
       dispatched.push(`${run.id}@${c.id}`);
@@ -32,9 +34,10 @@ function rig(userMaxConcurrentRuns = 10) {
       else room.serving--;
     },
     onStillWaiting: (run, position) => notices.push([run.id, position]),
-    config: { userMaxConcurrentRuns },
+    metrics: { runsRefused: { inc: (labels: { code: string }) => refused.push(labels.code) } } as never,
+    config: { userMaxConcurrentRuns, ...caps },
   });
-  return { s, dispatched, notices, room, affinity };
+  return { s, dispatched, notices, room, affinity, refused };
 }
 
 test('pump dispatches in fair order while the cells have room, then stops', () => {
@@ -158,13 +161,43 @@ test('release takes a run out wherever it waits', () => {
   expect(dispatched).toEqual([]);
 });
 
-test('claimed counts waiting runs and places reserved by requests being accepted', () => {
-  const { s } = rig();
+/** The error the promise rejects with (fulfilled: the test fails). */
+async function refusal(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => {
+      throw new Error('expected a refusal');
+    },
+    (err: unknown) => err,
+  );
+}
+
+test('admit counts waiting runs and places held by requests being accepted against both caps, and refuses OVERLOADED', async () => {
+  const { s, room, refused } = rig(10, { maxQueuedRuns: 3, userMaxQueuedRuns: 2 });
   s.enqueue(mkRun('a', 'a1'));
-  const release = s.reserve('a');
-  expect([s.claimed, s.claimedFor('a'), s.claimedFor('b')]).toEqual([2, 2, 0]);
+  const release = await s.admit('a');
+  // a: one waiting, one place held (USER_MAX_QUEUED_RUNS=2).
+  expect(await refusal(s.admit('a'))).toMatchObject({ code: 'OVERLOADED', message: expect.stringMatching(/you have 2 runs waiting \(USER_MAX_QUEUED_RUNS\)/), retryAfterSeconds: 5 });
+  const releaseB = await s.admit('b');
+  // Three claimed in all (MAX_QUEUED_RUNS=3).
+  expect(await refusal(s.admit('c'))).toMatchObject({ code: 'OVERLOADED', message: expect.stringMatching(/MAX_QUEUED_RUNS=3/), retryAfterSeconds: 2 });
+  // The cells' free workers add to MAX_QUEUED_RUNS.
+  room.free = 1;
+  const releaseC = await s.admit('c');
+  room.free = 0;
+  expect(refused).toEqual(['OVERLOADED', 'OVERLOADED']);
+  // A release gives the place back: a has one waiting again, b nothing.
   release();
-  expect([s.claimed, s.claimedFor('a')]).toEqual([1, 1]);
+  releaseB();
+  releaseC();
+  (await s.admit('a'))();
+  (await s.admit('b'))();
+});
+
+test('a burst of admissions started together is held to the caps: each is checked and held in the turn it is called', async () => {
+  const { s, refused } = rig(10, { maxQueuedRuns: 5, userMaxQueuedRuns: 3 });
+  const results = await Promise.allSettled([...'aaaabbbbcc'].map((user) => s.admit(user)));
+  expect(results.map((r) => r.status === 'fulfilled')).toEqual([true, true, true, false, true, true, false, false, false, false]);
+  expect(refused).toHaveLength(5);
 });
 
 test('a newly accepted run still waiting after a second hears its position; a dispatched or released one does not', () => {
@@ -225,4 +258,17 @@ test('the periodic pump runs only between start and stop, and only while runs wa
   room.serving = 1;
   jest.advanceTimersByTime(1000);
   expect(dispatched).toEqual(['a1@c1']);
+});
+
+test('stop also clears the pending run_queued notices: no timer outlives the scheduler', () => {
+  jest.useFakeTimers();
+  const { s, notices } = rig();
+  s.start();
+  s.enqueueAccepted(mkRun('a', 'a1'));
+  s.enqueueAccepted(mkRun('a', 'a2'));
+  expect(jest.getTimerCount()).toBe(3);
+  s.stop();
+  expect(jest.getTimerCount()).toBe(0);
+  jest.advanceTimersByTime(5000);
+  expect(notices).toEqual([]);
 });

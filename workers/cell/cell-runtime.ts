@@ -159,6 +159,8 @@ export function createCellRuntime(deps: {
         case 'shutdown':
           if (statsTimer) clearInterval(statsTimer);
           if (metricsTimer) clearInterval(metricsTimer);
+          // The cell is ending at the front's request: an exit for memory now would be misread as a run's doing.
+          watchdog?.stop();
           await pool?.destroy().catch(() => undefined);
           deps.exit(0);
           return;

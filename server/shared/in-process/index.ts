@@ -5,7 +5,7 @@
 import type { Config } from '../../config.js';
 import type { SharedState } from '../shared-state.js';
 import { createInProcessConnectionCounts } from './connection-counts.js';
-import { createInFlight } from './in-flight.js';
+import { createAccepting } from './accepting.js';
 import { createInProcessRateLimiter } from './rate-limiter.js';
 import { createInProcessTickets } from './tickets.js';
 
@@ -22,7 +22,7 @@ export function createInProcessSharedState(config: InProcessSharedStateConfig): 
     tickets: createInProcessTickets(),
     limits,
     connections: createInProcessConnectionCounts({ perUser: config.maxConnectionsPerUser, perIp: config.maxConnectionsPerIp }),
-    inFlight: createInFlight(),
+    accepting: createAccepting(),
     async start() {
       for (const l of all) l.start();
     },

@@ -2,9 +2,9 @@
  * Requests being accepted right now, by idempotency key, in this process: a duplicate that arrives while the
  * first is still being accepted waits for the first one's answer instead of accepting a second run.
  */
-import type { InFlight } from '../shared-state.js';
+import type { Accepting } from '../shared-state.js';
 
-export function createInFlight(): InFlight {
+export function createAccepting(): Accepting {
   const pending = new Map<string, Promise<unknown>>();
   return {
     async once<T>(key: string, accept: () => Promise<T>): Promise<{ value: T; duplicate: boolean }> {

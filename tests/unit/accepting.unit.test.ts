@@ -1,5 +1,5 @@
 /** The in-process idempotency map: a duplicate arriving while the first is being accepted gets its answer. */
-import { createInFlight } from '../../server/shared/in-process/in-flight';
+import { createAccepting } from '../../server/shared/in-process/accepting';
 
 function deferred<T>() {
   let resolve!: (v: T) => void;
@@ -9,16 +9,16 @@ function deferred<T>() {
 }
 
 test('a duplicate waits for the first acceptance and gets its value, marked duplicate; accept runs once', async () => {
-  const inFlight = createInFlight();
+  const accepting = createAccepting();
   const gate = deferred<string>();
   let calls = 0;
   const accept = () => {
     calls++;
     return gate.promise;
   };
-  const first = inFlight.once('k', accept);
-  const second = inFlight.once('k', accept);
-  const other = inFlight.once('other', async () => 'x');
+  const first = accepting.once('k', accept);
+  const second = accepting.once('k', accept);
+  const other = accepting.once('other', async () => 'x');
   gate.resolve('run-1');
   expect(await first).toEqual({ value: 'run-1', duplicate: false });
   expect(await second).toEqual({ value: 'run-1', duplicate: true });
@@ -27,18 +27,18 @@ test('a duplicate waits for the first acceptance and gets its value, marked dupl
 });
 
 test('once the first is answered, the key is free: the next request is accepted anew', async () => {
-  const inFlight = createInFlight();
-  expect(await inFlight.once('k', async () => 1)).toEqual({ value: 1, duplicate: false });
-  expect(await inFlight.once('k', async () => 2)).toEqual({ value: 2, duplicate: false });
+  const accepting = createAccepting();
+  expect(await accepting.once('k', async () => 1)).toEqual({ value: 1, duplicate: false });
+  expect(await accepting.once('k', async () => 2)).toEqual({ value: 2, duplicate: false });
 });
 
 test('a failed acceptance fails its duplicates too, and frees the key', async () => {
-  const inFlight = createInFlight();
+  const accepting = createAccepting();
   const gate = deferred<number>();
-  const first = inFlight.once('k', () => gate.promise);
-  const second = inFlight.once('k', async () => 99);
+  const first = accepting.once('k', () => gate.promise);
+  const second = accepting.once('k', async () => 99);
   gate.reject(new Error('disk full'));
   await expect(first).rejects.toThrow('disk full');
   await expect(second).rejects.toThrow('disk full');
-  expect(await inFlight.once('k', async () => 3)).toEqual({ value: 3, duplicate: false });
+  expect(await accepting.once('k', async () => 3)).toEqual({ value: 3, duplicate: false });
 });
