@@ -32,7 +32,7 @@ export function stopMessage(reason: StopReason, ending: StopEnding): string {
   if (typeof ending === 'object') return `the run was stopped (its cell ended: ${ending.cellEnded})`;
   if (reason === 'timeout') {
     const budget = 'the run exceeded its time budget (RUN_TIMEOUT_MS)';
-    if (ending === 'terminated') return `${budget} and its thread was terminated`;
+    if (ending === 'terminated') return `${budget} and its worker was terminated`;
     if (ending === 'front') return `${budget}; its cell did not end it, the front did`;
     return budget;
   }

@@ -12,7 +12,7 @@ test('a timeout is TIMEOUT and a cancellation CANCELLED, however the run ended',
 
 test('every TIMEOUT a process decides names the budget the same way, then says how the run ended', () => {
   expect(stopError('timeout', 'agent').message).toBe('the run exceeded its time budget (RUN_TIMEOUT_MS)');
-  expect(stopError('timeout', 'terminated').message).toBe('the run exceeded its time budget (RUN_TIMEOUT_MS) and its thread was terminated');
+  expect(stopError('timeout', 'terminated').message).toBe('the run exceeded its time budget (RUN_TIMEOUT_MS) and its worker was terminated');
   expect(stopError('timeout', 'front').message).toBe('the run exceeded its time budget (RUN_TIMEOUT_MS); its cell did not end it, the front did');
 });
 
