@@ -1,20 +1,49 @@
 /**
- * The event bus: carries a committed run event from the node that relayed it to every node where the
- * user's sockets are. The relay publishes an event only after the store committed it, so a bus that loses
- * a message loses no data: sockets catch up from the log (subscribe_run from their cursor).
+ * The event bus: carries a run event from the node whose relay published it to every node holding one of
+ * that user's sockets. Subscriptions are per user, so a node receives only the events of users it has a
+ * socket of (a Redis bus: a channel per user, subscribed only while the node holds one of that user's sockets).
+ *
+ * What the relay publishes (server/runs/event-relay.ts): each batch after its log write settles, in seq order
+ * per run. Normally the write committed, so a message the bus loses costs no data: the socket replays it from
+ * the log (subscribe_run from its cursor), and the bus says when that may be needed (onGap). When the write
+ * failed, the relay logs it, counts the batch as `atoll_events_dropped_total{reason="not_logged"}`, and still
+ * publishes it: such an event reaches the sockets live but is in no log, so a replay will not find it, and if
+ * the bus loses it too it is gone. (Issue 14 publishes committed events only.)
  *
  * One implementation per folder: in-process/ (one node: a direct call). A second node's bus (Redis) goes in
  * a folder of its own beside it.
  */
 import type { RunEventEnvelope } from '../../protocol/events.js';
 
-export type EventListener = (envelope: RunEventEnvelope) => void;
+/** What a subscription to one user's events is told. */
+export interface BusListener {
+  /** One of the user's run events, in the order published per run. */
+  onEvent(envelope: RunEventEnvelope): void;
+  /**
+   * Events of this user may have been missed (a Redis reconnect): every run being followed must be replayed
+   * from the log. The in-process bus never calls it.
+   */
+  onGap(): void;
+}
+
+/** Ends a subscription: the listener is not called after it returns; the bus lets go of the channel in its own time. */
+export type Unsubscribe = () => void;
 
 export interface EventBus {
-  /** Sends a committed event to every subscriber (on every node), in the order published per run. */
+  /**
+   * Sends an event to the subscribers of `envelope.user_id` on every node, in the order published per run.
+   * Returns nothing and never throws: the relay has already committed the event when it publishes it (see
+   * above), so there is nothing for it to await or retry. A publish that fails is a gap for the subscribers,
+   * not a loss: the bus reports it to them as onGap (a Redis bus: on reconnect) and they replay from the log.
+   */
   publish(envelope: RunEventEnvelope): void;
-  /** Receives every published event; returns the unsubscribe. */
-  subscribe(listener: EventListener): () => void;
+  /**
+   * Subscribes to one user's events. Resolves once every event published from then on reaches `listener`
+   * (a Redis bus: once SUBSCRIBE is acknowledged), so a caller that awaits it before completing a socket's
+   * handshake misses no event of a run started after the connection. Subscribing one user several times
+   * gives independent subscriptions.
+   */
+  subscribe(userId: string, listener: BusListener): Promise<Unsubscribe>;
   start(): Promise<void>;
   stop(): Promise<void>;
 }

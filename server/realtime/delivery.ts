@@ -8,6 +8,8 @@
  *   events merged into one envelope (`coalesced_from_seq` .. `seq`, texts joined) every COALESCE_MS;
  * - a socket whose outbound buffer is over budget (packets or bytes) stops getting live events of a run and
  *   is told `resync_required {run_id, last_seq}` once, so it replays from the log instead of growing our memory;
+ * - when the event bus may have lost events of a user (gap), each of the user's sockets is told the same for
+ *   every run it follows and has not finished, and those runs wait the same way for its replay;
  * - one replay sends at most `maxAckBytes`; the rest is read with another subscribe_run from the cursor.
  */
 import type { RunEventEnvelope } from '../../protocol/events.js';
@@ -35,6 +37,8 @@ interface SocketState {
   paused: Set<string>;
   /** partial_result events merged while the socket lags, per run, sent as one envelope. */
   merging: Map<string, { events: RunEventEnvelope[]; timer: NodeJS.Timeout }>;
+  /** Runs being replayed when the bus signalled a gap: their held events may have holes. */
+  gapped: Set<string>;
 }
 
 const COALESCE_MS = 50;
@@ -77,10 +81,8 @@ export function createDelivery(opts: DeliveryOptions) {
     }
     const buffered = load(state);
     if (buffered > 1) {
-      flushMerged(state, e.run_id);
-      state.paused.add(e.run_id);
+      pause(state, e.run_id, state.cursors.get(e.run_id) ?? e.seq - 1);
       opts.onDropped(1);
-      state.socket.emit('resync_required', { run_id: e.run_id, last_seq: state.cursors.get(e.run_id) ?? e.seq - 1 });
       return;
     }
     if (e.type === 'partial_result' && (buffered > 0.25 || state.merging.has(e.run_id))) {
@@ -94,6 +96,16 @@ export function createDelivery(opts: DeliveryOptions) {
     emitEnvelope(state.socket, e);
     if (e.type === 'agent_completed') state.cursors.delete(e.run_id);
     else state.cursors.set(e.run_id, e.seq);
+  }
+
+  /**
+   * Stops live events of a run for this socket until it replays (subscribe_run), and tells it so once:
+   * what it was sent so far (merged partials included), then resync_required from its last seq.
+   */
+  function pause(state: SocketState, runId: string, lastSeq: number): void {
+    flushMerged(state, runId);
+    state.paused.add(runId);
+    state.socket.emit('resync_required', { run_id: runId, last_seq: lastSeq });
   }
 
   /** Sends the partial_result events merged so far for a run as one envelope. */
@@ -114,7 +126,7 @@ export function createDelivery(opts: DeliveryOptions) {
 
   return {
     add(userId: string, socket: Socket): void {
-      const state: SocketState = { socket, outbox: watchOutbox(socket.conn), cursors: new Map(), held: new Map(), paused: new Set(), merging: new Map() };
+      const state: SocketState = { socket, outbox: watchOutbox(socket.conn), cursors: new Map(), held: new Map(), paused: new Set(), merging: new Map(), gapped: new Set() };
       bySocket.set(socket.id, state);
       if (!byUser.has(userId)) byUser.set(userId, new Set());
       byUser.get(userId)!.add(state);
@@ -157,6 +169,20 @@ export function createDelivery(opts: DeliveryOptions) {
       }
       return out;
     },
+    /**
+     * The bus may have missed events of this user's runs: each of the user's sockets is told resync_required
+     * for every run it follows (not finished, not already paused) and gets no live events of it until it
+     * replays, as when it falls behind its budget. A run being replayed finishes its replay first, then is
+     * paused at the replay's cursor: telling the client mid-replay would start a second replay beside it.
+     */
+    gap(userId: string): void {
+      for (const state of byUser.get(userId) ?? []) {
+        for (const runId of state.held.keys()) state.gapped.add(runId);
+        for (const [runId, lastSeq] of state.cursors) {
+          if (!state.held.has(runId) && !state.paused.has(runId)) pause(state, runId, lastSeq);
+        }
+      }
+    },
     deliver(e: RunEventEnvelope): void {
       for (const state of byUser.get(e.user_id) ?? []) {
         const held = state.held.get(e.run_id);
@@ -179,6 +205,7 @@ export function createDelivery(opts: DeliveryOptions) {
       let cursor = afterSeq;
       let sent = 0;
       let cut = false;
+      let finished = false;
       try {
         read: for (;;) {
           const page = await readLog(cursor);
@@ -193,16 +220,22 @@ export function createDelivery(opts: DeliveryOptions) {
             emitEnvelope(state.socket, e);
             sent += bytes;
             cursor = e.seq;
+            if (e.type === 'agent_completed') finished = true;
           }
         }
       } finally {
         const held = state.held.get(runId) ?? [];
         state.held.delete(runId);
+        const gapped = state.gapped.delete(runId);
         state.cursors.set(runId, cursor);
         // Cut short: the run waits, paused, for the next subscribe_run from the cursor; its live events
-        // would leave a gap.
+        // would leave a gap. A bus gap during the replay: the same, and the client is told.
         if (cut) state.paused.add(runId);
-        else for (const e of held) send(state, e);
+        else if (finished) state.cursors.delete(runId);
+        else {
+          if (gapped) pause(state, runId, cursor);
+          for (const e of held) send(state, e);
+        }
       }
       return { lastSeq: state.cursors.get(runId) ?? cursor, nextAfterSeq: cut ? cursor : null };
     },

@@ -1,8 +1,9 @@
 /**
- * socket.io: the handshake authenticates (token or single-use ticket → user id), every client event is
- * rate-limited and validated before use, and run events, received from the event bus, reach each of the
- * user's sockets through the delivery layer (exactly once, in order, with replay). Delivery is per socket,
- * not per room: each socket has its own cursors and backpressure (server/realtime/delivery.ts).
+ * socket.io: the handshake authenticates (token or single-use ticket → user id) and subscribes this node to
+ * the user's events on the bus, every client event is rate-limited and validated before use, and run events,
+ * received from the event bus, reach each of the user's sockets through the delivery layer (exactly once, in
+ * order, with replay). Delivery is per socket, not per room: each socket has its own cursors and backpressure
+ * (server/realtime/delivery.ts).
  */
 import type { Server as HttpServer } from 'node:http';
 import { Server } from 'socket.io';
@@ -11,7 +12,7 @@ import type { EventBus } from '../bus/event-bus.js';
 import type { SocketSettings } from '../config-views.js';
 import type { Logger } from '../logger.js';
 import { CodedError, toErrorBody, type ErrorBody } from '../../protocol/errors.js';
-import type { ClientToServerEvents, ReplyOf } from '../../protocol/socket-events.js';
+import type { Ack, ClientToServerEvents, ReplyOf } from '../../protocol/socket-events.js';
 import { RefreshTokenBody, StartRunBody, StopRunBody, SubscribeRunBody, ThreadHistoryBody, normalizeInput, parse } from '../../protocol/requests.js';
 import { originAllowed } from '../http/origin.js';
 import { messageView, pageBySize } from '../http/views.js';
@@ -21,12 +22,15 @@ import type { RunStore } from '../store/store.js';
 import { createConnectionSlots } from './connection-slots.js';
 import { createDelivery } from './delivery.js';
 import type { AtollServer, AtollSocket } from './socket-types.js';
-
-type Ack = (reply: unknown) => void;
+import { createUserSubscriptions } from './user-subscriptions.js';
 
 /** What the front keeps about a socket on this node only (never in socket.data, which may cross nodes). */
 interface SocketLocal {
   releaseSlot: () => void;
+  /** Lets go of this socket's hold on its user's bus subscription. */
+  releaseSubscription: () => void;
+  /** The admission of its latest client event (see onAny): the next one is admitted after it. */
+  admitted: Promise<void>;
   expiryTimers: NodeJS.Timeout[];
   /** Large answers being prepared for it (see withRoom). */
   preparing: number;
@@ -35,7 +39,7 @@ interface SocketLocal {
 export interface SocketServerDeps {
   http: HttpServer;
   tokens: TokenService;
-  /** Where committed run events arrive from (any node's relay). */
+  /** Where committed run events arrive from (any node's relay), subscribed per user while one of its sockets is here. */
   bus: EventBus;
   /** Tickets, connection counts and rate limits (user, ip: messages; authFailures: failed handshakes per address). */
   shared: Pick<SharedState, 'tickets' | 'limits' | 'connections'>;
@@ -74,7 +78,7 @@ export function createSocketServer(deps: SocketServerDeps) {
   const local = new WeakMap<AtollSocket, SocketLocal>();
   const localOf = (socket: AtollSocket): SocketLocal => {
     let l = local.get(socket);
-    if (!l) local.set(socket, (l = { releaseSlot: () => undefined, expiryTimers: [], preparing: 0 }));
+    if (!l) local.set(socket, (l = { releaseSlot: () => undefined, releaseSubscription: () => undefined, admitted: Promise.resolve(), expiryTimers: [], preparing: 0 }));
     return l;
   };
   /**
@@ -109,7 +113,10 @@ export function createSocketServer(deps: SocketServerDeps) {
     }
   }
   let stallSweep: NodeJS.Timeout | null = null;
-  let unsubscribe: (() => void) | null = null;
+  const subscriptions = createUserSubscriptions(deps.bus, (userId) => ({
+    onEvent: (envelope) => delivery.deliver(envelope),
+    onGap: () => delivery.gap(userId),
+  }));
   const slots = createConnectionSlots(deps.shared.connections);
   const ipOf = (socket: AtollSocket) => socket.handshake.address || 'unknown';
 
@@ -133,10 +140,35 @@ export function createSocketServer(deps: SocketServerDeps) {
     }
   }
 
-  /** Authenticates the handshake and claims its connection slot, released on disconnect or transport close. */
+  /**
+   * Holds the user's bus subscription for this socket until it disconnects or its transport closes (socket.io
+   * connects no socket whose transport closed during the handshake, and then says nothing of it).
+   */
+  async function holdSubscription(socket: AtollSocket, userId: string): Promise<() => void> {
+    const release = await subscriptions.hold(userId);
+    if (socket.conn.readyState !== 'open') {
+      release();
+      throw new CodedError('BAD_REQUEST', 'the connection closed during the handshake');
+    }
+    socket.conn.once('close', release);
+    return release;
+  }
+
+  /**
+   * Authenticates the handshake, claims its connection slot and holds its user's bus subscription, both
+   * released on disconnect or transport close. The subscription is in place before the socket connects: a
+   * run started right after connecting is followed from its first event.
+   */
   async function admit(socket: AtollSocket): Promise<void> {
     const session = await authenticate(socket);
-    localOf(socket).releaseSlot = await slots.claim(socket.id, session.userId, ipOf(socket), socket.conn);
+    const l = localOf(socket);
+    l.releaseSlot = await slots.claim(socket.id, session.userId, ipOf(socket), socket.conn);
+    try {
+      l.releaseSubscription = await holdSubscription(socket, session.userId);
+    } catch (err) {
+      l.releaseSlot();
+      throw err;
+    }
     socket.data.userId = session.userId;
     socket.data.expiresAt = session.expiresAt;
   }
@@ -218,20 +250,34 @@ export function createSocketServer(deps: SocketServerDeps) {
   io.on('connection', (socket) => {
     const userId = socket.data.userId;
     const ip = ipOf(socket);
+    const l = localOf(socket);
     delivery.add(userId, socket);
     scheduleExpiry(socket);
     socket.on('disconnect', () => {
       delivery.remove(userId, socket);
-      const l = localOf(socket);
       for (const t of l.expiryTimers) clearTimeout(t);
       l.releaseSlot();
+      l.releaseSubscription();
     });
     // Every event goes through one gate (rate limits, unknown names, validation), so it is read untyped here
     // and each handler parses its payload with its schema.
-    socket.onAny(async (event: unknown, ...args: unknown[]) => {
-      const ack: Ack | null = typeof args.at(-1) === 'function' ? (args.at(-1) as Ack) : null;
+    //
+    // Admission is chained per socket so handlers start in arrival order: the rate-limit takes are awaited,
+    // and with a remote limiter a start_agent then stop_agent could otherwise overtake each other. Only the
+    // admission is chained, not the handlers: handlers run concurrently as before, so a slow one (a large
+    // replay, a run's acceptance) never holds up the socket's later messages.
+    socket.onAny((event: unknown, ...args: unknown[]) => {
+      l.admitted = l.admitted
+        .then(() => admitEvent(event, args))
+        // A rejected link would skip every later message of the socket: log it and go on.
+        .catch((err) => log.error({ err: String((err as Error)?.stack ?? err), user_id: userId }, 'socket event admission failed'));
+    });
+    /** Takes the message's rate-limit tokens, then starts its handler without waiting for it. */
+    async function admitEvent(event: unknown, args: unknown[]): Promise<void> {
+      type AnyAck = Ack<ReplyOf<keyof ClientToServerEvents>>;
+      const ack: AnyAck | null = typeof args.at(-1) === 'function' ? (args.at(-1) as AnyAck) : null;
       const name = typeof event === 'string' ? event : String(event);
-      const fail = (error: ErrorBody & { retry_after_ms?: number }) => (ack ? ack({ error }) : socket.emit('request_error', { event: name.slice(0, 64), error }));
+      const fail = (error: ErrorBody & { retry_after_ms?: number }): void => void (ack ? ack({ error }) : socket.emit('request_error', { event: name.slice(0, 64), error }));
       try {
         // Every message costs a token of its user's and its address's budgets, known event or not.
         await limits.user.take(`user:${userId}`, 'messages for this user');
@@ -251,7 +297,7 @@ export function createSocketServer(deps: SocketServerDeps) {
           fail((err as CodedError).retryAfterSeconds ? { ...body, retry_after_ms: (err as CodedError).retryAfterSeconds! * 1000 } : body);
         },
       );
-    });
+    }
   });
 
   return {
@@ -260,17 +306,16 @@ export function createSocketServer(deps: SocketServerDeps) {
     connections: () => io.of('/').sockets.size,
     /** Bytes sent to sockets and not yet taken by them. */
     outboundBytes: () => delivery.outboundBytes(),
-    /** Starts delivering the bus's events to this node's sockets, and the stall sweep. */
+    /** Starts the stall sweep (the bus's events arrive per user, subscribed as their sockets connect). */
     start(): void {
-      unsubscribe ??= deps.bus.subscribe((envelope) => delivery.deliver(envelope));
       if (!stallSweep) {
         stallSweep = setInterval(sweepStalled, Math.min(1000, deps.settings.socketStallTimeoutMs));
         stallSweep.unref();
       }
     },
+    /** Stops the sweep and lets go of every user's bus subscription: no event reaches a socket after it. */
     stop(): void {
-      unsubscribe?.();
-      unsubscribe = null;
+      subscriptions.clear();
       if (stallSweep) clearInterval(stallSweep);
       stallSweep = null;
     },

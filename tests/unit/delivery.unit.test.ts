@@ -1,6 +1,6 @@
 /**
  * Delivery's decisions on fake sockets whose outbound buffer the test sets, with fake timers: cursors,
- * the lag and stall thresholds, coalescing, replay pages and the replay size cap.
+ * the lag and stall thresholds, coalescing, replay pages and the replay size cap, and a gap on the bus.
  */
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'socket.io';
@@ -421,5 +421,83 @@ describe('replay', () => {
     ).rejects.toThrow('disk');
     d.deliver(ev(2));
     expect(seqs(a.sent)).toEqual(['1', '2']);
+  });
+});
+
+describe('a gap on the bus', () => {
+  const resyncs = (sent: { name: string; body: any }[]) => sent.filter((s) => s.name === 'resync_required').map((s) => s.body);
+  const log = (n: number) => Array.from({ length: n }, (_, i) => ev(i + 1));
+
+  test('each of the user\'s sockets is told resync_required for every run it follows, then gets none of them until it replays', async () => {
+    const { d, a, drops } = rig();
+    const b = fakeSocket('b');
+    const other = fakeSocket('o');
+    d.add('u', b.socket);
+    d.add('v', other.socket);
+    d.deliver(ev(1, 'message_received', 'r1'));
+    d.deliver(ev(2, 'tool_executing', 'r1'));
+    d.deliver(ev(1, 'message_received', 'r2'));
+    d.deliver(ev(1, 'message_received', 'r3', 'v'));
+    d.gap('u');
+    expect(resyncs(a.sent)).toEqual([
+      { run_id: 'r1', last_seq: 2 },
+      { run_id: 'r2', last_seq: 1 },
+    ]);
+    expect(resyncs(b.sent)).toEqual(resyncs(a.sent));
+    expect(resyncs(other.sent)).toEqual([]);
+    d.deliver(ev(3, 'tool_executing', 'r1'));
+    d.deliver(ev(2, 'tool_executing', 'r3', 'v'));
+    expect(seqs(a.sent)).toEqual(['1', '2', '1']);
+    expect(seqs(other.sent)).toEqual(['1', '2']);
+    expect(drops).toEqual([1, 1]); // r1:3 for a and for b
+    await replayOf(d, a.socket, 'r1', 2, async (after) => [ev(3, 'tool_executing')].filter((e) => e.seq > after));
+    d.deliver(ev(4, 'tool_executing', 'r1'));
+    expect(seqs(a.sent)).toEqual(['1', '2', '1', '3', '4']);
+  });
+
+  test('finished runs, runs never followed and runs already paused are not told (again)', async () => {
+    const { d, a } = rig({ maxBufferedPackets: 10 });
+    d.deliver(ev(1, 'message_received', 'done'));
+    d.deliver(ev(2, 'agent_completed', 'done'));
+    await replayOf(d, a.socket, 'replayed', 0, async (after) => [ev(1, 'message_received', 'replayed'), ev(2, 'agent_completed', 'replayed')].filter((e) => e.seq > after));
+    d.deliver(ev(3, 'tool_executing', 'midway')); // joined mid-stream: not followed
+    d.deliver(ev(1, 'message_received', 'paused'));
+    a.lag(11);
+    d.deliver(ev(2, 'tool_executing', 'paused'));
+    a.lag(0);
+    expect(resyncs(a.sent)).toEqual([{ run_id: 'paused', last_seq: 1 }]);
+    d.gap('u');
+    d.gap('nobody');
+    expect(resyncs(a.sent)).toEqual([{ run_id: 'paused', last_seq: 1 }]);
+  });
+
+  test('partials merged so far go out before the notice', () => {
+    const { d, a } = rig();
+    d.deliver(ev(1));
+    a.lag(30);
+    d.deliver(ev(2));
+    d.deliver(ev(3));
+    d.gap('u');
+    expect(a.sent.map((s) => s.name)).toEqual(['partial_result', 'partial_result', 'resync_required']);
+    expect(seqs(a.sent)).toEqual(['1', '2-3']);
+    expect(a.sent[2].body).toEqual({ run_id: 'r1', last_seq: 3 });
+    expect(jest.getTimerCount()).toBe(0);
+  });
+
+  test('a run being replayed finishes its replay, then is paused and told from the replay\'s cursor; its held events are not sent', async () => {
+    const { d, a } = rig();
+    const result = await replayOf(d, a.socket, 'r1', 0, async (after) => {
+      d.deliver(ev(3));
+      d.gap('u');
+      d.deliver(ev(5));
+      return log(2).filter((e) => e.seq > after);
+    });
+    expect(result).toEqual({ lastSeq: 2, nextAfterSeq: null });
+    expect(a.sent.map((s) => s.name)).toEqual(['partial_result', 'partial_result', 'resync_required']);
+    expect(resyncs(a.sent)).toEqual([{ run_id: 'r1', last_seq: 2 }]);
+    await replayOf(d, a.socket, 'r1', 2, async (after) => log(5).filter((e) => e.seq > after));
+    d.deliver(ev(6));
+    expect(seqs(a.sent)).toEqual(['1', '2', '3', '4', '5', '6']);
+    expect(resyncs(a.sent)).toHaveLength(1);
   });
 });
