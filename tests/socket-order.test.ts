@@ -67,14 +67,9 @@ function rig() {
     runs,
     store: {} as RunStore,
     log,
-    maxInputBytes: 64 * 1024,
-    maxBufferedPackets: 1000,
-    maxBufferedBytes: 1 << 24,
-    stallTimeoutMs: 60_000,
-    tokenExpiryWarningMs: 60_000,
+    settings: { maxInputBytes: 64 * 1024, socketMaxBufferedPackets: 1000, socketMaxBufferedBytes: 1 << 24, socketStallTimeoutMs: 60_000, tokenExpiryWarningMs: 60_000, corsOrigins: [] },
     onEventsDropped: () => undefined,
     onStalledDisconnect: () => undefined,
-    corsOrigins: [],
   });
   sockets.start();
   return { http, sockets, calls, delays, subscribed, stall: (p: Promise<void>) => (stallStart = p) };
