@@ -17,7 +17,7 @@ export function pathsIn(text: string): string[] {
 }
 
 /** What the build writes (not tracked): named as places, never as sources. */
-const BUILT = ['web/dist'];
+const BUILT = ['web/dist', 'prisma/generated'];
 
 /** A path exists if a tracked file is it or lies under it (a folder), before or after compilation. */
 function exists(p: string): boolean {
