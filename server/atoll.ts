@@ -10,7 +10,7 @@ import { createCellSupervisor } from './cells/supervisor.js';
 import { cellSandboxWarning, defaultScratchRoot } from './cells/cell-sandbox.js';
 import { createCpuGovernor } from './cells/cpu-governor.js';
 import type { Config } from './config.js';
-import { cellConfigOf, cpuGovernorSettingsOf, httpSettingsOf, runServiceConfigOf, socketSettingsOf, supervisorSettingsOf } from './config-views.js';
+import { cellConfigOf, cpuGovernorSettingsOf, httpSettingsOf, runServiceSettingsOf, socketSettingsOf, supervisorSettingsOf } from './config-views.js';
 import { createHttpApp } from './http/app.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
@@ -55,7 +55,6 @@ export async function startAtoll(config: Config, log: Logger) {
     cellConfig: cellConfigOf(config, backend.provider),
   });
 
-
   // Statements forwarded before learning is done wait for it (server/store/worker-query-gate.ts).
   const workerQueries = createWorkerQueryGate({ statements: learning, connection: database.gateConnection, onRefused: (reason) => metrics.dbQueriesRefused.inc({ reason }), log });
 
@@ -72,7 +71,7 @@ export async function startAtoll(config: Config, log: Logger) {
     log,
     workerQueries,
     accepting: shared.accepting,
-    config: runServiceConfigOf(config),
+    settings: runServiceSettingsOf(config),
   });
 
   const governor = createCpuGovernor({

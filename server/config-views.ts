@@ -40,7 +40,7 @@ export function cellConfigOf(config: Config, dbProvider: CellConfig['dbProvider'
 export const RUN_SERVICE_SETTINGS = ['maxQueuedRuns', 'userMaxConcurrentRuns', 'userMaxQueuedRuns', 'maxRunAttempts', 'runTimeoutMs', 'cancelGraceMs'] as const satisfies readonly (keyof Config)[];
 export type RunServiceSettings = Pick<Config, (typeof RUN_SERVICE_SETTINGS)[number]>;
 
-export function runServiceConfigOf(config: Config): RunServiceSettings {
+export function runServiceSettingsOf(config: Config): RunServiceSettings {
   return pick(config, RUN_SERVICE_SETTINGS);
 }
 

@@ -30,7 +30,7 @@ export function createCellExits(deps: {
   deadlines: Deadlines;
   cells: Pick<CellSupervisor, 'agents'>;
   metrics: Metrics;
-  config: { maxRunAttempts: number };
+  settings: { maxRunAttempts: number };
 }) {
   const { store, relay, scheduler, finishing, metrics } = deps;
 
@@ -79,7 +79,7 @@ export function createCellExits(deps: {
         quarantineCell: cell.quarantine,
         recentWorkerKill: cell.lastWorkerKillAt !== null && Date.now() - cell.lastWorkerKillAt < RECENT_KILL_MS,
         killedAsWedged: cell.killedAsWedged,
-        maxRunAttempts: deps.config.maxRunAttempts,
+        maxRunAttempts: deps.settings.maxRunAttempts,
         exit,
       });
       const byId = new Map(inside.map((r) => [r.id, r]));

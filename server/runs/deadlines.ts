@@ -34,21 +34,21 @@ const WEDGED_CELL_MS = 10_000;
 /** At shutdown, beyond the stop settle: the front's own settling has had its turn too. */
 const SHUTDOWN_SLACK_MS = 500;
 
-export interface DeadlineConfig {
+export interface DeadlineSettings {
   runTimeoutMs: number;
   cancelGraceMs: number;
 }
 
 /** How long after each moment the front steps in, in ms (each one later than the cell's own answer). */
-export function frontDeadlines(config: DeadlineConfig) {
-  const settleStop = config.cancelGraceMs + SAFETY_MARGIN_MS;
+export function frontDeadlines(settings: DeadlineSettings) {
+  const settleStop = settings.cancelGraceMs + SAFETY_MARGIN_MS;
   return {
     /** After a stop is asked: the front settles the run. */
     settleStop,
     /** After the front settled it: the cell still holding it is killed. */
     wedgedCell: WEDGED_CELL_MS,
     /** After the run started: the front stops it as a timeout. */
-    safety: config.runTimeoutMs + settleStop,
+    safety: settings.runTimeoutMs + settleStop,
     /** At shutdown, after the stops are asked: runs still in flight end as 'the server shut down'. */
     shutdownStop: settleStop + SHUTDOWN_SLACK_MS,
   };
@@ -58,7 +58,7 @@ export function frontDeadlines(config: DeadlineConfig) {
 export type StoppableCell = Pick<CellHandle, 'id' | 'runs' | 'send' | 'killAsWedged'>;
 
 export function createDeadlines(deps: {
-  config: DeadlineConfig;
+  settings: DeadlineSettings;
   log: Pick<Logger, 'warn' | 'error'>;
   /** The cell the run was dispatched to, if it is still known. */
   cellOf: (run: LiveRun) => StoppableCell | undefined;
@@ -66,7 +66,7 @@ export function createDeadlines(deps: {
   stopped: (run: LiveRun, reason: StopReason, message: string) => void;
 }) {
   const { log } = deps;
-  const after = frontDeadlines(deps.config);
+  const after = frontDeadlines(deps.settings);
   /** Each run's armed timers (cleared when it finishes or runs again). */
   const timers = new Map<string, NodeJS.Timeout[]>();
   /**

@@ -10,7 +10,7 @@ export interface Occupant {
   readonly threadId: string;
 }
 
-export function createOccupancy(config: { userMaxConcurrentRuns: number }) {
+export function createOccupancy(settings: { userMaxConcurrentRuns: number }) {
   const byUser = new Map<string, number>();
   const byThread = new Map<string, number>();
   const holding = new Set<Occupant>();
@@ -36,7 +36,7 @@ export function createOccupancy(config: { userMaxConcurrentRuns: number }) {
       bump(byThread, run.threadId, -1);
     },
     eligible(run: Occupant): boolean {
-      return (byUser.get(run.userId) ?? 0) < config.userMaxConcurrentRuns && !byThread.has(run.threadId);
+      return (byUser.get(run.userId) ?? 0) < settings.userMaxConcurrentRuns && !byThread.has(run.threadId);
     },
     activeFor(userId: string): number {
       return byUser.get(userId) ?? 0;

@@ -42,20 +42,20 @@ export function createRunService(deps: {
   metrics: Metrics;
   log: Logger;
   /** Picked from the one Config (server/config-views.ts). */
-  config: RunServiceSettings;
+  settings: RunServiceSettings;
   /** Requests being accepted right now, by idempotency key (server/shared/). */
   accepting: Accepting;
   /** Where worker threads' database statements go (absent: every one is refused). */
   workerQueries?: WorkerQueryGate;
 }) {
-  const { store, relay, metrics, log, config } = deps;
+  const { store, relay, metrics, log, settings } = deps;
   const live = createLiveRuns();
   const scheduler = createScheduler({
     cells: deps.cells,
     dispatch: (run, cell) => dispatch(run, cell, log),
     onStillWaiting: (run, position) => relay.append(run, 'run_queued', { position }),
     metrics,
-    config,
+    settings,
   });
   // Finishing and the deadlines refer to each other: a deadline ends a run; an ended run's deadlines are disarmed.
   const finishing = createFinishing({
@@ -69,7 +69,7 @@ export function createRunService(deps: {
     },
   });
   const deadlines = createDeadlines({
-    config,
+    settings,
     log,
     cellOf: (run) => deps.cells.cells().find((c) => c.id === run.cellId),
     stopped: finishing.stopped,
@@ -77,7 +77,7 @@ export function createRunService(deps: {
   const drain = createDrain({ live, scheduler, deadlines });
   const intake = createIntake({ store, relay, live, scheduler, deadlines, cells: deps.cells, accepting: deps.accepting, draining: () => drain.draining, metrics });
   const cellEvents = createCellEvents({ store, relay, live, finishing, deadlines, pump: scheduler.pump, metrics, log, workerQueries: deps.workerQueries });
-  const cellExits = createCellExits({ store, relay, live, scheduler, finishing, deadlines, cells: deps.cells, metrics, config });
+  const cellExits = createCellExits({ store, relay, live, scheduler, finishing, deadlines, cells: deps.cells, metrics, settings });
 
   return {
     get draining() {

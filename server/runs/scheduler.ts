@@ -37,13 +37,13 @@ export function createScheduler(deps: {
   /** A newly accepted run still waits after QUEUED_NOTICE_MS, `position` among its user's runs. */
   onStillWaiting: (run: LiveRun, position: number) => void;
   metrics: Pick<Metrics, 'runsRefused'>;
-  config: { maxQueuedRuns: number; userMaxQueuedRuns: number; userMaxConcurrentRuns: number };
+  settings: { maxQueuedRuns: number; userMaxQueuedRuns: number; userMaxConcurrentRuns: number };
 }) {
-  const { cells, metrics, config } = deps;
+  const { cells, metrics, settings } = deps;
   const queue = createFairQueue();
   /** Suspects of a cell death, waiting to run alone in a quarantine cell. */
   const quarantine = new Map<string, LiveRun>();
-  const occupancy = createOccupancy(deps.config);
+  const occupancy = createOccupancy(deps.settings);
   const notices = new Map<LiveRun, NodeJS.Timeout>();
   let pumpTimer: NodeJS.Timeout | null = null;
 
@@ -111,13 +111,13 @@ export function createScheduler(deps: {
      */
     async admit(userId: string): Promise<() => void> {
       const free = cells.cells().reduce((n, c) => n + c.freeSlots, 0);
-      if (queue.claimed >= config.maxQueuedRuns + free) {
+      if (queue.claimed >= settings.maxQueuedRuns + free) {
         metrics.runsRefused.inc({ code: 'OVERLOADED' });
-        throw new CodedError('OVERLOADED', `the run queue is full (MAX_QUEUED_RUNS=${config.maxQueuedRuns}); nothing was accepted`, { retryAfterSeconds: 2 });
+        throw new CodedError('OVERLOADED', `the run queue is full (MAX_QUEUED_RUNS=${settings.maxQueuedRuns}); nothing was accepted`, { retryAfterSeconds: 2 });
       }
-      if (queue.claimedFor(userId) >= config.userMaxQueuedRuns) {
+      if (queue.claimedFor(userId) >= settings.userMaxQueuedRuns) {
         metrics.runsRefused.inc({ code: 'OVERLOADED' });
-        throw new CodedError('OVERLOADED', `you have ${config.userMaxQueuedRuns} runs waiting (USER_MAX_QUEUED_RUNS); nothing was accepted`, { retryAfterSeconds: 5 });
+        throw new CodedError('OVERLOADED', `you have ${settings.userMaxQueuedRuns} runs waiting (USER_MAX_QUEUED_RUNS); nothing was accepted`, { retryAfterSeconds: 5 });
       }
       return queue.reserve(userId);
     },

@@ -10,7 +10,7 @@ import {
   HTTP_SETTINGS,
   httpSettingsOf,
   RUN_SERVICE_SETTINGS,
-  runServiceConfigOf,
+  runServiceSettingsOf,
   SOCKET_SETTINGS,
   socketSettingsOf,
   SUPERVISOR_SETTINGS,
@@ -37,8 +37,8 @@ test("a worker's config is its cell's settings but the model key (the key never 
 });
 
 test("the run service's settings", () => {
-  expect(runServiceConfigOf(config)).toEqual(Object.fromEntries(RUN_SERVICE_SETTINGS.map((k) => [k, config[k]])));
-  expect(runServiceConfigOf(config)).toMatchObject({ cancelGraceMs: 700, maxRunAttempts: 3 });
+  expect(runServiceSettingsOf(config)).toEqual(Object.fromEntries(RUN_SERVICE_SETTINGS.map((k) => [k, config[k]])));
+  expect(runServiceSettingsOf(config)).toMatchObject({ cancelGraceMs: 700, maxRunAttempts: 3 });
 });
 
 test("the supervisor's, the CPU governor's, the HTTP app's and the socket server's settings: the Config's fields by their own names", () => {

@@ -20,7 +20,7 @@ function rig() {
   const log = { warn: (_f: object, msg: string) => lines.push(['warn', msg]), error: (_f: object, msg: string) => lines.push(['error', msg]) };
   const stops: [string, StopReason, string][] = [];
   const deadlines = createDeadlines({
-    config: CONFIG,
+    settings: CONFIG,
     log: log as never,
     cellOf: (run) => (run.cellId === cell.id ? (cell as never) : undefined),
     // As finishing.ts does: the run ends, and its deadlines are disarmed.

@@ -35,7 +35,7 @@ function rig(userMaxConcurrentRuns = 10, caps = { maxQueuedRuns: 100, userMaxQue
     },
     onStillWaiting: (run, position) => notices.push([run.id, position]),
     metrics: { runsRefused: { inc: (labels: { code: string }) => refused.push(labels.code) } } as never,
-    config: { userMaxConcurrentRuns, ...caps },
+    settings: { userMaxConcurrentRuns, ...caps },
   });
   return { s, dispatched, notices, room, affinity, refused };
 }
