@@ -8,7 +8,7 @@
 import type { Db } from '../../../prisma/client-type.js';
 import type { AgentInput } from '../../../protocol/cell-messages.js';
 import type { ErrorBody } from '../../../protocol/errors.js';
-import type { JsonValue, RunEventEnvelope, RunStatus, TerminalStatus } from '../../../protocol/events.js';
+import type { JsonValue, RunEventEnvelope, RunStatus } from '../../../protocol/events.js';
 import type { RunWrites } from './run-writes.js';
 import type { IsolationReport, MessageRecord, NewRun, RunRecord, RunStore, ThreadRecord } from '../store.js';
 
@@ -107,17 +107,7 @@ export function createRunStore(db: Db, writes: RunWrites): RunStore {
     },
 
     /** The terminal write: status, error, result, the agent_completed event and the assistant's message. */
-    finishRun(
-      runId: string,
-      threadId: string,
-      status: TerminalStatus,
-      error: ErrorBody | null,
-      result: JsonValue | null,
-      terminal: RunEventEnvelope<'agent_completed'>,
-      report: IsolationReport | null,
-      /** What the run streamed before it ended without completing: stored as an interrupted answer. */
-      partialText: string,
-    ): Promise<void> {
+    finishRun(runId, threadId, status, error, result, terminal, report, partialText) {
       return writes.finishRun({ runId, threadId, status, error, result, terminal, report: report ? JSON.stringify(report) : null, partialText });
     },
 
