@@ -34,6 +34,12 @@ const WEDGED_CELL_MS = 10_000;
 /** At shutdown, beyond the stop settle: the front's own settling has had its turn too. */
 const SHUTDOWN_SLACK_MS = 500;
 
+/** Waits (polling, shutdown only) until `runs` is empty or `ms` have passed. */
+export async function untilNone(runs: () => readonly unknown[], ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (runs().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+}
+
 export interface DeadlineSettings {
   runTimeoutMs: number;
   cancelGraceMs: number;
@@ -133,8 +139,7 @@ export function createDeadlines(deps: {
     /** Shutdown: stops every run in flight, waits for their cells, then ends the ones still in flight. */
     async stopAtShutdown(inFlight: () => LiveRun[]): Promise<void> {
       for (const run of inFlight()) requestStop(run, 'cancelled');
-      const deadline = Date.now() + after.shutdownStop;
-      while (inFlight().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await untilNone(inFlight, after.shutdownStop);
       for (const run of inFlight()) deps.stopped(run, 'cancelled', stopMessage('cancelled', 'shutdown'));
     },
 

@@ -3,7 +3,7 @@
  * their terminal events (deadlines.ts ends those whose cells do not). Queued runs stay queued in the database
  * and resume at the next start: nothing accepted is lost.
  */
-import type { Deadlines } from './deadlines.js';
+import { untilNone, type Deadlines } from './deadlines.js';
 import type { LiveRuns } from './live-runs.js';
 import type { Scheduler } from './scheduler.js';
 
@@ -23,8 +23,7 @@ export function createDrain(deps: { live: LiveRuns; scheduler: Scheduler; deadli
         run.markSettled();
       }
       const inFlight = () => deps.live.inFlight();
-      const deadline = Date.now() + graceMs;
-      while (inFlight().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await untilNone(inFlight, graceMs);
       await deps.deadlines.stopAtShutdown(inFlight);
       await Promise.all([...deps.live.values()].filter((r) => r.phase === 'finished').map((r) => r.settled));
       // Every run is settled: no deadline is left to keep, not even a wedged-cell watch (the cells stop next).
