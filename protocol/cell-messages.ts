@@ -73,16 +73,18 @@ export interface CellSettings {
   readonly llmApiKey: string | null;
 }
 
+/** The databases whose Prisma client a worker can hold. */
+export type DbProvider = 'sqlite' | 'postgres';
+
 /** What one cell is told at init: its share of the front's Config, and what the supervisor sets per cell. */
 export interface CellConfig extends CellSettings {
   readonly cellId: string;
   /**
-   * The database's Prisma provider: workers' Prisma clients compile for it (cells and workers never open the
-   * database; their statements go to the front's gate). Only `sqlite` while the workers' generated client is
-   * SQLite's (prisma/generated/, used by workers/worker/db-forwarding.ts): a database that adds its provider
-   * here adds its generated client there.
+   * The database's Prisma provider (driver adapters' names: `postgres`, not `postgresql`): workers' Prisma
+   * clients compile for it (cells and workers never open the database; their statements go to the front's
+   * gate). Each has its generated client (prisma/generated/<kind>/, picked in workers/worker/db-forwarding.ts).
    */
-  readonly dbProvider: 'sqlite';
+  readonly dbProvider: DbProvider;
   /** The quarantine cell runs suspects one at a time (its workersPerCell is 1). */
   readonly quarantine: boolean;
 }

@@ -9,9 +9,13 @@ const path = require('node:path');
 const env = { ...process.env, PRISMA_HIDE_UPDATE_MESSAGE: '1' };
 if (!env.PRISMA_SCHEMA_ENGINE_BINARY) env.PRISMA_SCHEMA_ENGINE_BINARY = process.execPath;
 const cli = require.resolve('prisma/build/index.js');
-const result = spawnSync(process.execPath, [cli, 'generate', '--no-hints'], {
-  cwd: path.join(__dirname, '..'),
-  env,
-  stdio: ['ignore', 'ignore', 'inherit'],
-});
-process.exit(result.status ?? 1);
+// One client per database (prisma/<kind>/schema.prisma → prisma/generated/<kind>/): the provider is fixed in
+// the schema, so each database has its own folder and its own generated client.
+for (const kind of ['sqlite', 'postgresql']) {
+  const result = spawnSync(process.execPath, [cli, 'generate', '--no-hints', '--schema', `prisma/${kind}`], {
+    cwd: path.join(__dirname, '..'),
+    env,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  if (result.status !== 0) process.exit(result.status ?? 1);
+}

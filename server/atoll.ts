@@ -10,7 +10,7 @@ import { createCellSupervisor } from './cells/supervisor.js';
 import { cellSandboxWarning, defaultScratchRoot } from './cells/cell-sandbox.js';
 import { createCpuGovernor } from './cells/cpu-governor.js';
 import type { Config } from './config.js';
-import { cellConfigOf, cpuGovernorSettingsOf, httpSettingsOf, runServiceSettingsOf, socketSettingsOf, supervisorSettingsOf } from './config-views.js';
+import { cellConfigOf, cpuGovernorSettingsOf, httpSettingsOf, runServiceSettingsOf, socketSettingsOf, storeOptionsOf, supervisorSettingsOf } from './config-views.js';
 import { createHttpApp } from './http/app.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
@@ -27,7 +27,7 @@ import { createWorkerQueryGate, learnStatements } from './store/worker-query-gat
 const ROOT = path.resolve(__dirname, '../..');
 
 export async function startAtoll(config: Config, log: Logger) {
-  const backend = openStore(config.database, { synchronous: config.dbSynchronous });
+  const backend = openStore(config.database, storeOptionsOf(config, log));
   const migrations = await backend.migrate();
   if (migrations.applied.length) log.info({ applied: migrations.applied }, 'database migrated');
   if (migrations.checksumMismatches.length) log.warn({ migrations: migrations.checksumMismatches }, 'applied migrations were edited since');

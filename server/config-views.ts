@@ -7,6 +7,7 @@
 import type { CellConfig, CellSettings } from '../protocol/cell-messages.js';
 import { pick, type Assert, type SameShape } from '../protocol/pick.js';
 import type { Config } from './config.js';
+import type { StoreOptions } from './store/backend.js';
 
 /** The Config's fields every cell is handed at init (protocol/cell-messages.ts's CellSettings). */
 export const CELL_SETTINGS = [
@@ -81,4 +82,9 @@ export type SocketSettings = Pick<Config, (typeof SOCKET_SETTINGS)[number]>;
 
 export function socketSettingsOf(config: Config): SocketSettings {
   return pick(config, SOCKET_SETTINGS);
+}
+
+/** The store's options (server/store/backend.ts): what each database implementation may need of the Config. */
+export function storeOptionsOf(config: Config, log: StoreOptions['log']): StoreOptions {
+  return { synchronous: config.dbSynchronous, poolSize: config.dbPoolSize, startupWaitMs: config.dbStartupWaitMs, log };
 }

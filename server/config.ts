@@ -39,6 +39,8 @@ const EnvSchema = z.object({
   SCRATCH_DIR: z.string().min(1).optional(),
   WARM_SPARE_THREADS: int(0, 64).default(1),
   DB_SYNCHRONOUS: z.enum(['normal', 'full']).default('normal'),
+  DB_POOL_SIZE: int(1, 1000).default(4),
+  DB_STARTUP_WAIT_MS: int(0, 3_600_000).default(60_000),
   MAX_RUN_ATTEMPTS: int(1, 10).default(3),
   QUARANTINE_CELLS: int(1, 64).optional(),
   CELL_RECYCLE_RSS_RATIO: z.coerce.number().min(0).max(100).default(1.3),
@@ -129,6 +131,10 @@ export interface Config {
   readonly warmSpareWorkers: number;
   /** SQLite synchronous mode of the front's write connection: full also survives a power loss. */
   readonly dbSynchronous: 'normal' | 'full';
+  /** DB_POOL_SIZE: PostgreSQL only, the front's read connections (reads and the gate's statements); writes have one more. */
+  readonly dbPoolSize: number;
+  /** DB_STARTUP_WAIT_MS: how long start-up waits for an unreachable database before giving up. */
+  readonly dbStartupWaitMs: number;
   /** How many times a run may be started in all (bystanders of a cell death are run again). */
   readonly maxRunAttempts: number;
   /** At most this many quarantine cells at once (each runs one suspect of a cell death). */
@@ -212,6 +218,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     scratchRoot: e.SCRATCH_DIR ? path.resolve(cwd, e.SCRATCH_DIR) : null,
     warmSpareWorkers: e.WARM_SPARE_THREADS,
     dbSynchronous: e.DB_SYNCHRONOUS,
+    dbPoolSize: e.DB_POOL_SIZE,
+    dbStartupWaitMs: e.DB_STARTUP_WAIT_MS,
     maxRunAttempts: e.MAX_RUN_ATTEMPTS,
     // One per worker of a serving cell: all suspects of one cell death are re-run at once.
     quarantineCells: e.QUARANTINE_CELLS ?? e.THREADS_PER_CELL,

@@ -24,8 +24,8 @@ import { migrationsFolder } from '../server/store/migrations';
 import { applyMigrations } from '../server/store/sqlite/apply-migrations';
 import { createGroupCommit } from '../server/store/sqlite/group-commit';
 import { createPrismaClient, type Db } from '../server/store/sqlite/prisma-client';
-import { createRunStore } from '../server/store/sqlite/run-store';
-import { createRunWrites, type RunWrites } from '../server/store/sqlite/run-writes';
+import { createPrismaRunStore } from '../server/store/prisma-run-store';
+import { createRunWrites, type SqliteRunWrites } from '../server/store/sqlite/run-writes';
 import { createAccepting } from '../server/shared/in-process/accepting';
 import type { RunStore } from '../server/store/store';
 import { ROOT } from './helpers/server';
@@ -33,7 +33,7 @@ import { ROOT } from './helpers/server';
 let dir: string;
 let file: string;
 let prisma: Db;
-let writes: RunWrites;
+let writes: SqliteRunWrites;
 let store: RunStore;
 
 beforeAll(() => {
@@ -42,7 +42,7 @@ beforeAll(() => {
   applyMigrations(file, migrationsFolder('sqlite'));
   prisma = createPrismaClient(file);
   writes = createRunWrites(file, { busyTimeoutMs: 5000 });
-  store = createRunStore(prisma, writes);
+  store = createPrismaRunStore(prisma, writes);
 });
 afterAll(async () => {
   writes.close();
@@ -54,9 +54,9 @@ afterAll(async () => {
 function readThroughPrisma(body: string): any {
   const script = `
     const { createPrismaClient } = require(${JSON.stringify(path.join(ROOT, 'dist/server/store/sqlite/prisma-client.js'))});
-    const { createRunStore } = require(${JSON.stringify(path.join(ROOT, 'dist/server/store/sqlite/run-store.js'))});
+    const { createPrismaRunStore } = require(${JSON.stringify(path.join(ROOT, 'dist/server/store/prisma-run-store.js'))});
     const prisma = createPrismaClient(${JSON.stringify(file)});
-    const store = createRunStore(prisma, null);
+    const store = createPrismaRunStore(prisma, null);
     (${body})(store).then((out) => { process.stdout.write(JSON.stringify(out)); return prisma.$disconnect(); });
   `;
   return JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 }));
@@ -69,7 +69,7 @@ test('rows written by the prepared statements read back through Prisma: dates, o
   const at = new Date('2026-11-26T10:00:00.123Z');
   const run = await store.acceptRun({
     id: 'run-1', userId: 'u1', threadId: null, newThreadId: 't1', agentName: 'a', input: { text: 'hello there' },
-    correlationId: 'corr-1', requestId: 'req-1', firstEvent: envelope('run-1', 1, 'message_received', { correlation_id: 'corr-1' }, at) as never,
+    correlationId: 'corr-1', requestId: 'req-1', firstEvent: envelope('run-1', 1, 'message_received', { correlation_id: 'corr-1' }, at) as never, correlationSince: 0,
   });
   expect(run).toMatchObject({ id: 'run-1', threadId: 't1', status: 'queued', queuedAt: at });
   await store.markRunning('run-1', 'cell1-g1', 7, new Date(at.getTime() + 5), 1);
@@ -113,11 +113,11 @@ test('rows written by the prepared statements read back through Prisma: dates, o
 test('a failing write fails alone: the writes committed with it in the same turn still land', async () => {
   const at = new Date();
   const good = (id: string) =>
-    store.acceptRun({ id, userId: 'u2', threadId: null, newThreadId: `t-${id}`, agentName: 'a', input: { text: id }, correlationId: null, requestId: id, firstEvent: envelope(id, 1, 'message_received', {}, at, 'u2', `t-${id}`) as never });
+    store.acceptRun({ id, userId: 'u2', threadId: null, newThreadId: `t-${id}`, agentName: 'a', input: { text: id }, correlationId: null, requestId: id, firstEvent: envelope(id, 1, 'message_received', {}, at, 'u2', `t-${id}`) as never, correlationSince: 0 });
   // Same turn: one commit. The middle one continues a thread that does not exist.
   const results = await Promise.allSettled([
     good('ok-1'),
-    store.acceptRun({ id: 'bad', userId: 'u2', threadId: 'no-such-thread', newThreadId: 'unused', agentName: 'a', input: { text: 'x' }, correlationId: null, requestId: 'bad', firstEvent: envelope('bad', 1, 'message_received', {}, at, 'u2') as never }),
+    store.acceptRun({ id: 'bad', userId: 'u2', threadId: 'no-such-thread', newThreadId: 'unused', agentName: 'a', input: { text: 'x' }, correlationId: null, requestId: 'bad', firstEvent: envelope('bad', 1, 'message_received', {}, at, 'u2') as never, correlationSince: 0 }),
     good('ok-2'),
   ]);
   expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);

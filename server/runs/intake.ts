@@ -10,6 +10,7 @@ import type { Metrics } from '../metrics.js';
 import type { AgentInput } from '../../protocol/cell-messages.js';
 import { CodedError } from '../../protocol/errors.js';
 import type { Accepting } from '../shared/shared-state.js';
+import { CorrelationTakenError } from '../store/run-writes.js';
 import type { RunRecord, RunStore } from '../store/store.js';
 import type { Deadlines } from './deadlines.js';
 import type { EventRelay } from './event-relay.js';
@@ -97,6 +98,7 @@ export function createIntake(deps: {
         requestId: run.requestId,
         firstEvent: first,
         replayOf: req.replayOf ?? null,
+        correlationSince: now - IDEMPOTENCY_WINDOW_MS,
       });
     } catch (err) {
       relay.forget(run); // nothing was accepted
@@ -122,8 +124,18 @@ export function createIntake(deps: {
       const correlationId = req.correlationId;
       if (!correlationId) return accept(userId, req);
       const { value, duplicate } = await deps.accepting.once<StartedRun>(`${userId}\u0000${correlationId}`, async () => {
-        const stored = await store.findRunByCorrelation(userId, correlationId, Date.now() - IDEMPOTENCY_WINDOW_MS);
-        return stored ? { ...stored, deduplicated: true } : accept(userId, req);
+        const since = Date.now() - IDEMPOTENCY_WINDOW_MS;
+        const stored = await store.findRunByCorrelation(userId, correlationId, since);
+        if (stored) return { ...stored, deduplicated: true };
+        try {
+          return await accept(userId, req);
+        } catch (err) {
+          // Accepted at the same moment by another node (the database's unique index decided): that run is the answer.
+          if (!(err instanceof CorrelationTakenError)) throw err;
+          const winner = await store.findRunByCorrelation(userId, correlationId, since);
+          if (!winner) throw err;
+          return { ...winner, deduplicated: true };
+        }
       });
       return duplicate ? { ...value, deduplicated: true } : value;
     },

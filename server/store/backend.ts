@@ -10,6 +10,7 @@ import type { SqlDriverAdapter, SqlDriverAdapterFactory } from '@prisma/driver-a
 import type { Db } from '../../prisma/client-type.js';
 import type { CellConfig } from '../../protocol/cell-messages.js';
 import type { MigrationReport } from './migrations.js';
+import type { Logger } from '../logger.js';
 import type { RunStore } from './store.js';
 
 export interface StoreBackend {
@@ -40,4 +41,10 @@ export interface StoreConnection {
 export interface StoreOptions {
   /** DB_SYNCHRONOUS: SQLite's synchronous mode of the write connection (full also survives a power loss). */
   synchronous: 'normal' | 'full';
+  /** DB_POOL_SIZE: PostgreSQL's read connections of the front (reads and the gate); writes use one more. */
+  poolSize: number;
+  /** DB_STARTUP_WAIT_MS: how long migrate() waits for an unreachable database, saying so, before it gives up. */
+  startupWaitMs: number;
+  /** Where "waiting for the database" and "the database is back" go. */
+  log: Pick<Logger, 'info' | 'warn'>;
 }

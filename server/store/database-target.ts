@@ -14,17 +14,45 @@ export interface SqliteTarget {
   readonly file: string;
 }
 
-export type DatabaseTarget = SqliteTarget;
+/** A PostgreSQL database; Atoll creates it if the server has no database of that name. */
+export interface PostgresqlTarget {
+  readonly kind: 'postgresql';
+  /** The URL as given (it may hold a password: never log it, use `masked`). */
+  readonly url: string;
+  /** The URL with its password replaced by `***`: for logs and error messages. */
+  readonly masked: string;
+  /** The database's name (the URL's path). */
+  readonly database: string;
+  /** Where development-only files go (the development JWT secret): ./data under the working directory. */
+  readonly stateDir: string;
+}
+
+export type DatabaseTarget = SqliteTarget | PostgresqlTarget;
 export type DatabaseKind = DatabaseTarget['kind'];
 
 /** What DATABASE_URL may look like (the configuration refuses anything else, with this hint). */
-export const DATABASE_URL_PATTERN = /^file:.+/;
-export const DATABASE_URL_HINT = 'must be a SQLite URL like file:./data/atoll.db';
+export const DATABASE_URL_PATTERN = /^(file:.+|postgres(ql)?:\/\/[^/]+\/[^/?#]+([?#].*)?)$/;
+export const DATABASE_URL_HINT = 'must be a SQLite URL like file:./data/atoll.db or a PostgreSQL URL like postgresql://user:password@host:5432/atoll';
 
-/** A DATABASE_URL that matched DATABASE_URL_PATTERN; relative paths are resolved against `cwd`. */
+/** The URL with its password (if any) replaced by `***`. */
+export function maskPassword(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@');
+  }
+}
+
+/** A DATABASE_URL that matched DATABASE_URL_PATTERN; relative SQLite paths are resolved against `cwd`. */
 export function parseDatabaseUrl(url: string, cwd: string): DatabaseTarget {
-  const file = path.resolve(cwd, url.slice('file:'.length));
-  return { kind: 'sqlite', url: `file:${file}`, file };
+  if (url.startsWith('file:')) {
+    const file = path.resolve(cwd, url.slice('file:'.length));
+    return { kind: 'sqlite', url: `file:${file}`, file };
+  }
+  const database = decodeURIComponent(new URL(url).pathname.slice(1));
+  return { kind: 'postgresql', url, masked: maskPassword(url), database, stateDir: path.resolve(cwd, 'data') };
 }
 
 /** Where the database is, for logs and `npm run db:migrate` (never a password). */
@@ -32,13 +60,17 @@ export function describeTarget(target: DatabaseTarget): string {
   switch (target.kind) {
     case 'sqlite':
       return target.file;
+    case 'postgresql':
+      return target.masked;
   }
 }
 
-/** A local folder for development-only files (the development JWT secret): beside the SQLite file. */
+/** A local folder for development-only files (the development JWT secret): beside the SQLite file, or ./data. */
 export function localStateDir(target: DatabaseTarget): string {
   switch (target.kind) {
     case 'sqlite':
       return path.dirname(target.file);
+    case 'postgresql':
+      return target.stateDir;
   }
 }

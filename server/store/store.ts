@@ -65,6 +65,12 @@ export interface NewRun {
   firstEvent: RunEventEnvelope<'message_received'>;
   /** Set when the run replays an earlier run of the same user. */
   replayOf?: string | null;
+  /**
+   * The idempotency window's start (ms since the epoch): a correlation id is unique per user, and an earlier
+   * run's, accepted before this, is given up to the new run. A run of the window holding it fails the accept
+   * with CorrelationTakenError (run-writes.ts).
+   */
+  correlationSince: number;
 }
 
 

@@ -43,6 +43,8 @@ test('with nothing set, every default', () => {
     scratchRoot: null,
     warmSpareWorkers: 1,
     dbSynchronous: 'normal',
+    dbPoolSize: 4,
+    dbStartupWaitMs: 60000,
     maxRunAttempts: 3,
     quarantineCells: 2,
     cellRecycleRssRatio: 1.3,
@@ -95,6 +97,8 @@ test('every variable set, each lands in its field', () => {
     SCRATCH_DIR: '/tmp/scratch',
     WARM_SPARE_THREADS: '0',
     DB_SYNCHRONOUS: 'full',
+    DB_POOL_SIZE: '9',
+    DB_STARTUP_WAIT_MS: '1500',
     MAX_RUN_ATTEMPTS: '1',
     QUARANTINE_CELLS: '7',
     CELL_RECYCLE_RSS_RATIO: '0',
@@ -154,6 +158,8 @@ test('every variable set, each lands in its field', () => {
     scratchRoot: '/tmp/scratch',
     warmSpareWorkers: 0,
     dbSynchronous: 'full',
+    dbPoolSize: 9,
+    dbStartupWaitMs: 1500,
     maxRunAttempts: 1,
     quarantineCells: 7,
     cellRecycleRssRatio: 0,
@@ -236,16 +242,28 @@ test('numbers are integers within their bounds', () => {
   expect(load({ CELL_SILENCE_TIMEOUT_MS: '2000' }).cellSilenceTimeoutMs).toBe(2000);
 });
 
-test('DATABASE_URL must be a SQLite file URL, resolved against cwd', () => {
+const URL_HINT = 'must be a SQLite URL like file:./data/atoll.db or a PostgreSQL URL like postgresql://user:password@host:5432/atoll';
+
+test('DATABASE_URL is a SQLite file URL, resolved against cwd, or a PostgreSQL URL naming its database', () => {
   expect(load({ DATABASE_URL: 'file:db/x.db' }).database).toEqual({ kind: 'sqlite', file: path.resolve(CWD, 'db/x.db'), url: `file:${path.resolve(CWD, 'db/x.db')}` });
-  expect(refusal({ DATABASE_URL: 'file:' })).toBe('invalid configuration:\n  DATABASE_URL: must be a SQLite URL like file:./data/atoll.db (got "file:")');
-  expect(refusal({ DATABASE_URL: 'sqlite:file:x.db' })).toContain('DATABASE_URL: must be a SQLite URL');
+  expect(load({ DATABASE_URL: 'postgresql://atoll:s3cret@db.internal:5432/atoll_prod?sslmode=require' }).database).toEqual({
+    kind: 'postgresql',
+    url: 'postgresql://atoll:s3cret@db.internal:5432/atoll_prod?sslmode=require',
+    masked: 'postgresql://atoll:***@db.internal:5432/atoll_prod?sslmode=require',
+    database: 'atoll_prod',
+    stateDir: path.resolve(CWD, 'data'),
+  });
+  expect(load({ DATABASE_URL: 'postgres://db/atoll' }).database).toMatchObject({ kind: 'postgresql', database: 'atoll', masked: 'postgres://db/atoll' });
+  expect(refusal({ DATABASE_URL: 'file:' })).toBe(`invalid configuration:\n  DATABASE_URL: ${URL_HINT} (got "file:")`);
+  expect(refusal({ DATABASE_URL: 'sqlite:file:x.db' })).toContain(`DATABASE_URL: ${URL_HINT}`);
+  // A PostgreSQL URL must name its database.
+  expect(refusal({ DATABASE_URL: 'postgresql://db:5432' })).toContain(`DATABASE_URL: ${URL_HINT}`);
+  expect(refusal({ DATABASE_URL: 'postgresql://db:5432/' })).toContain(`DATABASE_URL: ${URL_HINT}`);
+  expect(refusal({ DATABASE_URL: 'mysql://db/atoll' })).toContain(`DATABASE_URL: ${URL_HINT}`);
 });
 
 test('a URL with credentials is shown masked; secrets are never shown', () => {
-  expect(refusal({ DATABASE_URL: 'postgres://admin:hunter2@db:5432/atoll' })).toBe(
-    'invalid configuration:\n  DATABASE_URL: must be a SQLite URL like file:./data/atoll.db (got "postgres://***@db:5432/atoll")',
-  );
+  expect(refusal({ DATABASE_URL: 'postgres://admin:hunter2@db:5432' })).toBe(`invalid configuration:\n  DATABASE_URL: ${URL_HINT} (got "postgres://***@db:5432")`);
   expect(refusal({ AUTH_JWT_SECRET: 'short-secret' })).toBe('invalid configuration:\n  AUTH_JWT_SECRET: must be at least 16 characters (value hidden, 12 characters)');
   const llm = refusal({ LLM_BASE_URL: 'not a url', LLM_API_KEY: 'sk-very-secret' });
   expect(llm).toBe('invalid configuration:\n  LLM_BASE_URL: must be an http(s) URL like http://127.0.0.1:11434/v1 (got "not a url")');
@@ -284,5 +302,5 @@ test('the configuration is frozen, nested parts too', () => {
 test('ENV_VARS lists every variable the schema reads', () => {
   expect(ENV_VARS).toContain('NODE_ENV');
   expect(ENV_VARS).toContain('ALERT_ACTIVE_CONTEXTS');
-  expect(ENV_VARS).toHaveLength(57);
+  expect(ENV_VARS).toHaveLength(59);
 });

@@ -9,8 +9,8 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { Provider, SqlDriverAdapter, SqlDriverAdapterFactory, SqlQuery, SqlResultSet, Transaction } from '@prisma/driver-adapter-utils';
-import { PrismaClient } from '../../prisma/generated/client.js';
 import type { Db } from '../../prisma/client-type.js';
+import type { DbProvider } from '../../protocol/cell-messages.js';
 import type { DbErrorCode, DbQueryKind, ForwardedResultSet } from '../../protocol/db-messages.js';
 import type { CellToWorker, WorkerToCell } from '../../protocol/worker-messages.js';
 
@@ -132,9 +132,13 @@ export function forwardingAdapterFactory(provider: Provider, channel: DbChannel)
 
 /**
  * The worker's Prisma client: one per worker, created once at worker start, never per run. Prisma refuses an
- * adapter whose provider is not its generated client's: the one client here is SQLite's, so the provider is
- * the cell config's `dbProvider` (protocol/cell-messages.ts), which admits only what has a client here.
+ * adapter whose provider is not its generated client's, so the client is the database's own, loaded by
+ * provider (only the one in use is loaded: each costs ~40 ms and a few MiB per worker). Both are generated
+ * from the same models and share the `Db` type.
  */
-export function createWorkerPrismaClient(provider: Provider, channel: DbChannel): Db {
+export function createWorkerPrismaClient(provider: DbProvider, channel: DbChannel): Db {
+  const { PrismaClient } = (
+    provider === 'postgres' ? require('../../prisma/generated/postgresql/client.js') : require('../../prisma/generated/sqlite/client.js')
+  ) as typeof import('../../prisma/generated/sqlite/client.js');
   return new PrismaClient({ adapter: forwardingAdapterFactory(provider, channel) });
 }

@@ -5,7 +5,7 @@
  */
 import { PrismaBetterSqlite3 } from '@prisma/adapter-better-sqlite3';
 import type { SqlDriverAdapter, SqlDriverAdapterFactory } from '@prisma/driver-adapter-utils';
-import { PrismaClient } from '../../../prisma/generated/client.js';
+import { PrismaClient } from '../../../prisma/generated/sqlite/client.js';
 import type { Db } from '../../../prisma/client-type.js';
 
 export type { Db } from '../../../prisma/client-type.js';

@@ -10,49 +10,19 @@
  * that this synchronous connection cannot release while it waits.
  */
 import Database from 'better-sqlite3';
-import type { ErrorBody } from '../../../protocol/errors.js';
-import type { JsonValue, RunEventEnvelope, TerminalStatus } from '../../../protocol/events.js';
+import type { RunEventEnvelope } from '../../../protocol/events.js';
+import { answerOf, CorrelationTakenError, RowMissingError, type AcceptedRunRow, type FinishedRunRow, type RunWrites } from '../run-writes.js';
 import { createGroupCommit, type GroupCommit } from './group-commit.js';
 
 /** Prisma's DateTime text on SQLite (its adapter's default "iso8601" format). */
 export const prismaDateTime = (d: Date | number | string): string => new Date(d).toISOString().replace('Z', '+00:00');
 
-export interface AcceptedRunRow {
-  id: string;
-  userId: string;
-  /** Existing thread to continue, or null to create `newThreadId`. */
-  threadId: string | null;
-  newThreadId: string;
-  agentName: string;
-  input: string;
-  inputText: string;
-  correlationId: string | null;
-  requestId: string;
-  replayOf: string | null;
-  firstEvent: RunEventEnvelope;
-}
-
-export interface FinishedRunRow {
-  runId: string;
-  threadId: string;
-  status: TerminalStatus;
-  error: ErrorBody | null;
-  result: JsonValue | null;
-  terminal: RunEventEnvelope;
-  report: string | null;
-  partialText: string;
-}
-
-export class RowMissingError extends Error {
-  override name = 'RowMissingError';
-}
-
-export function createRunWrites(databaseFile: string, opts: { busyTimeoutMs: number; synchronous?: 'normal' | 'full' }) {
+export function createRunWrites(databaseFile: string, opts: { busyTimeoutMs: number; synchronous?: 'normal' | 'full' }): SqliteRunWrites {
   const db = new Database(databaseFile, { timeout: opts.busyTimeoutMs });
   // WAL with NORMAL: a commit survives a crash of this process; FULL also syncs every commit to disk.
   db.pragma(`synchronous = ${opts.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
   // A write's own failure: a constraint it breaks, or a row it needs that is gone.
-  const isWriteError = (err: unknown) => err instanceof RowMissingError || /^SQLITE_CONSTRAINT/.test(String((err as { code?: unknown })?.code));
+  const isWriteError = (err: unknown) => err instanceof RowMissingError || err instanceof CorrelationTakenError || /^SQLITE_CONSTRAINT/.test(String((err as { code?: unknown })?.code));
   const commits: GroupCommit = createGroupCommit(db, isWriteError);
 
   const upsertUser = db.prepare('INSERT INTO "User" ("id", "createdAt") VALUES (?, ?) ON CONFLICT ("id") DO NOTHING');
@@ -65,6 +35,7 @@ export function createRunWrites(databaseFile: string, opts: { busyTimeoutMs: num
   );
   const insertEvent = db.prepare('INSERT INTO "RunEvent" ("id", "runId", "seq", "type", "payload", "timestamp") VALUES (?, ?, ?, ?, ?, ?)');
   const setRunning = db.prepare('UPDATE "Run" SET "status" = \'running\', "cellId" = ?, "workerId" = ?, "startedAt" = ?, "attempts" = ? WHERE "id" = ?');
+  const releaseCorrelation = db.prepare('UPDATE "Run" SET "correlationId" = NULL WHERE "userId" = ? AND "correlationId" = ? AND "queuedAt" < ?');
   const setQueued = db.prepare('UPDATE "Run" SET "status" = \'queued\' WHERE "id" = ?');
   const setFinished = db.prepare(
     'UPDATE "Run" SET "status" = ?, "errorCode" = ?, "errorMessage" = ?, "result" = ?, "report" = ?, "finishedAt" = ? WHERE "id" = ?',
@@ -95,7 +66,16 @@ export function createRunWrites(databaseFile: string, opts: { busyTimeoutMs: num
           insertThread.run(threadId, r.userId, r.inputText.slice(0, 80) || null, now, now);
         }
         insertMessage.run(threadId, r.id, 'user', r.inputText, 'complete', now);
-        insertRun.run(r.id, threadId, r.userId, r.agentName, r.input, r.correlationId, r.requestId, now, r.replayOf);
+        // A correlation id is unique per user (an index): one used before the idempotency window is given up.
+        if (r.correlationId !== null) releaseCorrelation.run(r.userId, r.correlationId, prismaDateTime(r.correlationSince));
+        try {
+          insertRun.run(r.id, threadId, r.userId, r.agentName, r.input, r.correlationId, r.requestId, now, r.replayOf);
+        } catch (err) {
+          if (r.correlationId !== null && /UNIQUE constraint failed: Run\.userId, Run\.correlationId/.test(String((err as Error).message))) {
+            throw new CorrelationTakenError(r.userId, r.correlationId);
+          }
+          throw err;
+        }
         event(r.firstEvent);
       });
     },
@@ -117,13 +97,9 @@ export function createRunWrites(databaseFile: string, opts: { busyTimeoutMs: num
       return commits.run(() => {
         event(f.terminal);
         setFinished.run(f.status, f.error?.code ?? null, f.error?.message ?? null, f.result === null ? null : JSON.stringify(f.result), f.report, finishedAt, f.runId);
-        if (f.status === 'completed' && f.result !== null) {
-          const content = typeof f.result === 'string' ? f.result : JSON.stringify(f.result);
-          insertMessage.run(f.threadId, f.runId, 'assistant', content, 'complete', finishedAt);
-          touchThread.run(finishedAt, f.threadId);
-        } else if (f.status !== 'completed' && f.partialText.length > 0) {
-          insertMessage.run(f.threadId, f.runId, 'assistant', f.partialText, 'interrupted', finishedAt);
-        }
+        const answer = answerOf(f);
+        if (answer) insertMessage.run(f.threadId, f.runId, 'assistant', answer.content, answer.status, finishedAt);
+        if (answer?.status === 'complete') touchThread.run(finishedAt, f.threadId);
       });
     },
 
@@ -139,4 +115,9 @@ export function createRunWrites(databaseFile: string, opts: { busyTimeoutMs: num
   };
 }
 
-export type RunWrites = ReturnType<typeof createRunWrites>;
+export interface SqliteRunWrites extends RunWrites {
+  readonly commits: GroupCommit;
+  /** SQLite's synchronous level on this connection as it really is (1 NORMAL, 2 FULL). */
+  synchronousLevel(): number;
+  close(): void;
+}

@@ -8,7 +8,7 @@ import type { SqliteTarget } from '../database-target.js';
 import { migrationsFolder, type MigrationReport } from '../migrations.js';
 import { applyMigrations } from './apply-migrations.js';
 import { openFrontDatabase, prismaClientOver } from './prisma-client.js';
-import { createRunStore } from './run-store.js';
+import { createPrismaRunStore } from '../prisma-run-store.js';
 import { createRunWrites } from './run-writes.js';
 
 export function createSqliteBackend(target: SqliteTarget, options: StoreOptions): StoreBackend {
@@ -26,7 +26,7 @@ export function createSqliteBackend(target: SqliteTarget, options: StoreOptions)
       const database = openFrontDatabase(target.file);
       const writes = createRunWrites(target.file, { busyTimeoutMs: 10_000, synchronous: options.synchronous });
       return {
-        store: createRunStore(database.prisma, writes),
+        store: createPrismaRunStore(database.prisma, writes),
         gateConnection: database.connection,
         connections: 2,
         async close(): Promise<void> {

@@ -1,20 +1,21 @@
 /**
- * The RunStore (../store.ts) on SQLite: threads, messages, runs and the event log. Every query that takes a
- * user id filters by it, so another user's ids behave exactly like unknown ones.
+ * The RunStore (store.ts) over Prisma, for every database: threads, messages, runs and the event log. Every
+ * query that takes a user id filters by it, so another user's ids behave exactly like unknown ones.
  *
- * Reads go through Prisma. Writes go through run-writes.ts (prepared statements, group commit): each
- * write's promise settles once it is committed, so a read issued after it sees it.
+ * Reads go through the database's Prisma client. Writes go through its RunWrites (run-writes.ts: batched
+ * statements, group commit): each write's promise settles once it is committed, so a read issued after it
+ * sees it.
  */
-import type { Db } from '../../../prisma/client-type.js';
-import type { AgentInput } from '../../../protocol/cell-messages.js';
-import type { ErrorBody } from '../../../protocol/errors.js';
-import type { JsonValue, RunEventEnvelope, RunStatus } from '../../../protocol/events.js';
+import type { Db } from '../../prisma/client-type.js';
+import type { AgentInput } from '../../protocol/cell-messages.js';
+import type { ErrorBody } from '../../protocol/errors.js';
+import type { JsonValue, RunEventEnvelope, RunStatus } from '../../protocol/events.js';
 import type { RunWrites } from './run-writes.js';
-import type { IsolationReport, MessageRecord, NewRun, RunRecord, RunStore, ThreadRecord } from '../store.js';
+import type { IsolationReport, MessageRecord, NewRun, RunRecord, RunStore, ThreadRecord } from './store.js';
 
 type RunRow = Awaited<ReturnType<Db['run']['findFirst']>> & {};
 
-export function createRunStore(db: Db, writes: RunWrites): RunStore {
+export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
   function toRun(row: RunRow): RunRecord {
     return {
       id: row.id,
@@ -69,7 +70,7 @@ export function createRunStore(db: Db, writes: RunWrites): RunStore {
 
     /** Persists the request before it is acknowledged: user, thread, the user's message, the run, event 1. */
     async acceptRun(r: NewRun): Promise<RunRecord> {
-      await writes.acceptRun({ ...r, input: JSON.stringify(r.input), inputText: r.input.text, replayOf: r.replayOf ?? null });
+      await writes.acceptRun({ ...r, input: JSON.stringify(r.input), inputText: r.input.text, replayOf: r.replayOf ?? null, correlationSince: r.correlationSince });
       const now = new Date(r.firstEvent.timestamp);
       return {
         id: r.id,

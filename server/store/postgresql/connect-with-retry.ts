@@ -1,0 +1,62 @@
+/**
+ * Reaching PostgreSQL at start-up: retry until DB_STARTUP_WAIT_MS has passed, saying every few seconds which
+ * database (DATABASE_URL, password masked) is awaited and why; create the database when the server has none of
+ * that name (as `prisma migrate deploy` does), through the server's `postgres` database.
+ */
+import pg from 'pg';
+import type { PostgresqlTarget } from '../database-target.js';
+import type { StoreOptions } from '../backend.js';
+import { isUnavailable } from './unavailable.js';
+
+export class DatabaseUnreachableError extends Error {
+  override name = 'DatabaseUnreachableError';
+}
+
+const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/** One client on the target database, connected; the caller ends it. */
+export async function connectWithRetry(target: PostgresqlTarget, options: Pick<StoreOptions, 'startupWaitMs' | 'log'>): Promise<pg.Client> {
+  const deadline = Date.now() + options.startupWaitMs;
+  let delay = 200;
+  let lastSaid = 0;
+  for (;;) {
+    const client = new pg.Client({ connectionString: target.url, connectionTimeoutMillis: 5_000 });
+    client.on('error', () => undefined); // a dropped idle connection is seen by the next query
+    try {
+      await client.connect();
+      return client;
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      if ((err as { code?: string }).code === '3D000') {
+        await createDatabase(target);
+        continue;
+      }
+      const reason = String((err as Error).message || (err as { code?: string }).code || err);
+      if (!isUnavailable(err) || Date.now() >= deadline) {
+        throw new DatabaseUnreachableError(`cannot reach the database DATABASE_URL=${target.masked}: ${reason}${isUnavailable(err) ? ` (waited ${options.startupWaitMs} ms, DB_STARTUP_WAIT_MS)` : ''}`);
+      }
+      if (Date.now() - lastSaid >= 5_000) {
+        lastSaid = Date.now();
+        options.log.warn({ database: target.masked, reason, gives_up_in_ms: deadline - Date.now() }, 'waiting for the database (DATABASE_URL)');
+      }
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 2_000);
+    }
+  }
+}
+
+async function createDatabase(target: PostgresqlTarget): Promise<void> {
+  const url = new URL(target.url);
+  url.pathname = '/postgres';
+  const admin = new pg.Client({ connectionString: url.toString(), connectionTimeoutMillis: 5_000 });
+  admin.on('error', () => undefined);
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${quoteIdent(target.database)}`);
+  } catch (err) {
+    // Another node created it at the same moment.
+    if ((err as { code?: string }).code !== '42P04') throw new DatabaseUnreachableError(`database ${target.database} does not exist and could not be created: ${(err as Error).message}`);
+  } finally {
+    await admin.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,232 @@
+/**
+ * Group commit on PostgreSQL: every write asked for while the previous commit was under way goes into the next
+ * one, as one transaction of a few multi-row statements (run-statements.ts batches them by statement, not one
+ * round trip per row). Each caller's promise settles after COMMIT has returned: "acknowledged" means
+ * committed, as on SQLite.
+ *
+ * Failures, by what they mean:
+ * - a write's own fault (a constraint, a missing row): the batch is rolled back and every write is applied
+ *   again alone, so only the faulty one fails (as on SQLite);
+ * - the database unreachable (connection refused, reset, shut down: unavailable.ts): a request's write
+ *   (accepting a run, creating a thread) fails at once with DB_UNAVAILABLE, retryable; every other write (a
+ *   run's events, status changes, its finish: work already acknowledged) is kept, in order, and committed again
+ *   and again with backoff until the database is back. The statements are idempotent, so a batch whose COMMIT
+ *   was lost in flight can be committed twice. A request write whose COMMIT was lost may have been committed:
+ *   it is undone (deleted) in the next transaction, so "failed" still means "nothing accepted";
+ * - anything else (a bug): every write of the batch fails with it.
+ */
+import type pg from 'pg';
+import type { Logger } from '../../logger.js';
+import { isUnavailable, unavailableError } from './unavailable.js';
+
+export interface Statement {
+  name: string;
+  text: string;
+  values: unknown[];
+  /** Checks the statement's result; throws a write error (the batch is then retried write by write). */
+  check?: (result: pg.QueryResult) => void;
+}
+
+export interface Batching<I> {
+  /** The statements that apply these writes, in order (one transaction). */
+  statements(items: I[]): Statement[];
+  /** The statements that remove what these request writes left, in case their COMMIT did happen. */
+  undo(items: I[]): Statement[];
+  /** A request's write: fails fast while the database is unreachable instead of waiting for it. */
+  isRequest(item: I): boolean;
+  /** A write's own fault (the batch is retried write by write), as opposed to the database's. */
+  isWriteError(err: unknown): boolean;
+  /** The error a write alone fails with (a unique violation becomes a coded error, for instance). */
+  explain(item: I, err: unknown): unknown;
+}
+
+interface Pending<I> {
+  item: I;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+class CommitFailed extends Error {
+  constructor(
+    override readonly cause: unknown,
+    /** COMMIT was sent and its answer lost: the transaction may have committed. */
+    readonly inDoubt: boolean,
+  ) {
+    super(String((cause as Error)?.message ?? cause));
+  }
+}
+
+/** At most this many writes per commit: one transaction stays short. */
+const MAX_WRITES_PER_COMMIT = 1000;
+const RETRY_FIRST_MS = 100;
+const RETRY_MAX_MS = 2_000;
+
+export interface PgGroupCommit<I> {
+  run(item: I): Promise<void>;
+  /** True while the last attempt found the database unreachable. */
+  readonly unreachable: boolean;
+  /** Request writes whose COMMIT was lost and that are not yet undone: reads must not trust what they see. */
+  readonly undoPending: boolean;
+  /** Commits what is queued; writes still waiting after `graceMs` (the database unreachable) fail. */
+  close(graceMs: number): Promise<void>;
+  readonly stats: { writes: number; commits: number; retriedAlone: number; retriedUnreachable: number };
+}
+
+export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log: Pick<Logger, 'info' | 'warn'>): PgGroupCommit<I> {
+  let queue: Pending<I>[] = [];
+  let toUndo: I[] = [];
+  let flushing = false;
+  let unreachable = false;
+  let closing = false;
+  let retryMs = RETRY_FIRST_MS;
+  let wake: (() => void) | null = null;
+  let idle: (() => void) | null = null;
+  const stats = { writes: 0, commits: 0, retriedAlone: 0, retriedUnreachable: 0 };
+
+  async function transaction(statements: Statement[]): Promise<void> {
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (err) {
+      throw new CommitFailed(err, false);
+    }
+    let sentCommit = false;
+    try {
+      await client.query('BEGIN');
+      for (const s of statements) {
+        const result = await client.query({ name: s.name, text: s.text, values: s.values });
+        s.check?.(result);
+      }
+      sentCommit = true;
+      await client.query('COMMIT');
+      client.release();
+    } catch (err) {
+      const lost = isUnavailable(err);
+      if (!lost) await client.query('ROLLBACK').catch(() => undefined);
+      // A connection that failed is discarded, not returned to the pool.
+      client.release(lost ? (err as Error) : undefined);
+      throw new CommitFailed(err, lost && sentCommit);
+    }
+  }
+
+  async function commit(batch: Pending<I>[]): Promise<void> {
+    const undoing = toUndo;
+    try {
+      await transaction([...batching.undo(undoing), ...batching.statements(batch.map((p) => p.item))]);
+    } catch (err) {
+      const failure = err as CommitFailed;
+      if (isUnavailable(failure.cause)) return unreachableFailure(batch, failure.inDoubt);
+      if (!batching.isWriteError(failure.cause)) {
+        for (const p of batch) p.reject(failure.cause);
+        return;
+      }
+      // One write is at fault: apply each alone (undo first, on its own).
+      stats.retriedAlone += batch.length;
+      if (undoing.length > 0) {
+        try {
+          await transaction(batching.undo(undoing));
+          toUndo = toUndo.filter((i) => !undoing.includes(i));
+        } catch (undoErr) {
+          if (isUnavailable((undoErr as CommitFailed).cause)) return unreachableFailure(batch, false);
+        }
+      }
+      for (const [i, p] of batch.entries()) {
+        try {
+          await transaction(batching.statements([p.item]));
+          stats.writes++;
+          stats.commits++;
+          p.resolve();
+        } catch (aloneErr) {
+          const cause = (aloneErr as CommitFailed).cause;
+          if (isUnavailable(cause)) return unreachableFailure(batch.slice(i), (aloneErr as CommitFailed).inDoubt);
+          p.reject(batching.explain(p.item, cause));
+        }
+      }
+      return;
+    }
+    toUndo = toUndo.filter((i) => !undoing.includes(i));
+    stats.writes += batch.length;
+    stats.commits++;
+    if (unreachable) log.info({ retried_writes: stats.retriedUnreachable }, 'the database is reachable again; kept writes committed');
+    unreachable = false;
+    retryMs = RETRY_FIRST_MS;
+    for (const p of batch) p.resolve();
+  }
+
+  function unreachableFailure(batch: Pending<I>[], inDoubt: boolean): void {
+    if (!unreachable) log.warn({ writes_kept: batch.filter((p) => !batching.isRequest(p.item)).length }, 'the database is unreachable; requests fail with DB_UNAVAILABLE, acknowledged writes are kept and retried');
+    unreachable = true;
+    const kept: Pending<I>[] = [];
+    for (const p of batch) {
+      if (!batching.isRequest(p.item)) kept.push(p);
+      else {
+        if (inDoubt) toUndo.push(p.item);
+        p.reject(unavailableError());
+      }
+    }
+    stats.retriedUnreachable += kept.length;
+    // Kept writes go first: a run's events stay in order.
+    queue = [...kept, ...queue];
+  }
+
+  async function flush(): Promise<void> {
+    flushing = true;
+    while (queue.length > 0 || (toUndo.length > 0 && !closing)) {
+      if (unreachable) {
+        // Requests fail at once while it is down; acknowledged writes wait for the next attempt.
+        queue = queue.filter((p) => (batching.isRequest(p.item) ? (p.reject(unavailableError()), false) : true));
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, retryMs);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = null;
+        retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+        if (closing && unreachable && queue.length === 0) break;
+      }
+      const batch = queue.splice(0, MAX_WRITES_PER_COMMIT);
+      await commit(batch);
+    }
+    flushing = false;
+    idle?.();
+  }
+
+  return {
+    run(item: I): Promise<void> {
+      return new Promise<void>((resolve, reject) => {
+        if (closing) return reject(unavailableError());
+        queue.push({ item, resolve, reject });
+        // The next turn: what else is asked for in this one shares the commit.
+        if (!flushing) {
+          flushing = true;
+          setImmediate(() => void flush());
+        }
+      });
+    },
+    get unreachable() {
+      return unreachable;
+    },
+    get undoPending() {
+      return toUndo.length > 0;
+    },
+    async close(graceMs: number): Promise<void> {
+      closing = true;
+      if (flushing) {
+        const done = new Promise<void>((resolve) => (idle = resolve));
+        const timer = setTimeout(() => {
+          // Still unreachable after the grace: what is left fails (recovery at the next start settles those runs).
+          const left = queue;
+          queue = [];
+          for (const p of left) p.reject(unavailableError());
+          wake?.();
+        }, graceMs);
+        wake?.();
+        await done;
+        clearTimeout(timer);
+      }
+    },
+    stats,
+  };
+}

@@ -1,0 +1,87 @@
+/**
+ * The store on PostgreSQL: migrations under Prisma's advisory lock (after waiting for the server, creating the
+ * database if it has none of that name), then the front's connections: a pool of DB_POOL_SIZE for Prisma's reads
+ * and the worker gate's statements, and one connection for the run path's group-committed writes. That is
+ * DB_POOL_SIZE + 1 connections per node; cells and workers open none.
+ *
+ * While the database is unreachable, reads and requests fail with DB_UNAVAILABLE (retryable) and acknowledged
+ * writes wait for it (group-commit.ts); the pools reconnect by themselves.
+ */
+import pg from 'pg';
+import type { StoreBackend, StoreConnection, StoreOptions } from '../backend.js';
+import type { PostgresqlTarget } from '../database-target.js';
+import { migrationsFolder, type MigrationReport } from '../migrations.js';
+import { createPrismaRunStore } from '../prisma-run-store.js';
+import type { RunStore } from '../store.js';
+import { applyMigrations } from './apply-migrations.js';
+import { connectWithRetry } from './connect-with-retry.js';
+import { openReadClient, prismaClientOver } from './prisma-client.js';
+import { createPgRunWrites } from './run-writes.js';
+import { asUnavailable, unavailableError } from './unavailable.js';
+
+/** How long closing waits for writes the database cannot take (it is unreachable). */
+const CLOSE_GRACE_MS = 5_000;
+
+export function createPostgresqlBackend(target: PostgresqlTarget, options: StoreOptions): StoreBackend {
+  const poolConfig = (max: number): pg.PoolConfig => ({
+    connectionString: target.url,
+    max,
+    // Fail fast when the server is gone rather than queue behind a connect that never ends (pg waits forever by default).
+    connectionTimeoutMillis: 3_000,
+    idleTimeoutMillis: 30_000,
+    keepAlive: true,
+    // A statement that hangs (a half-open connection) fails instead of holding its caller.
+    query_timeout: 30_000,
+    application_name: 'atoll',
+  });
+
+  return {
+    provider: 'postgres',
+    prismaClient: prismaClientOver,
+
+    async migrate(): Promise<MigrationReport> {
+      const client = await connectWithRetry(target, options);
+      try {
+        return await applyMigrations(client, migrationsFolder('postgresql'));
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    },
+
+    async connect(): Promise<StoreConnection> {
+      const readPool = new pg.Pool(poolConfig(options.poolSize));
+      const writePool = new pg.Pool(poolConfig(1));
+      // An idle connection that drops emits 'error' on its pool; without a listener that would end the process.
+      for (const pool of [readPool, writePool]) pool.on('error', (err) => options.log.warn({ err: err.message }, 'a database connection was lost; it reconnects on next use'));
+      const reads = openReadClient(readPool);
+      const writes = createPgRunWrites(writePool, options.log);
+      const store = guarded(createPrismaRunStore(reads.prisma, writes), () => writes.commits.undoPending);
+      return {
+        store,
+        gateConnection: reads.connection,
+        connections: options.poolSize + 1,
+        async close(): Promise<void> {
+          await writes.commits.close(CLOSE_GRACE_MS);
+          await reads.prisma.$disconnect().catch(() => undefined);
+          await Promise.all([readPool.end(), writePool.end()]).catch(() => undefined);
+        },
+      };
+    },
+  };
+}
+
+/**
+ * Every store call's failure to reach the database becomes DB_UNAVAILABLE. Reads wait for nothing: while a
+ * request whose COMMIT was lost is not yet undone, the reads that could find it (idempotency) fail instead.
+ */
+function guarded(store: RunStore, undoPending: () => boolean): RunStore {
+  const wrapped = {} as Record<string, unknown>;
+  for (const key of Object.keys(store) as (keyof RunStore)[]) {
+    const fn = store[key] as (...args: unknown[]) => Promise<unknown>;
+    wrapped[key] = (...args: unknown[]) => {
+      if (key === 'findRunByCorrelation' && undoPending()) return Promise.reject(unavailableError());
+      return fn(...args).catch(asUnavailable);
+    };
+  }
+  return wrapped as unknown as RunStore;
+}

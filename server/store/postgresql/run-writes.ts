@@ -1,0 +1,23 @@
+/** The RunWrites (../run-writes.ts) on PostgreSQL: each write is an item of the next group commit. */
+import type pg from 'pg';
+import type { Logger } from '../../logger.js';
+import type { RunWrites } from '../run-writes.js';
+import { createPgGroupCommit, type PgGroupCommit } from './group-commit.js';
+import { explain, isRequest, isWriteError, runStatements, undoStatements, utc, type RunWrite } from './run-statements.js';
+
+export interface PgRunWrites extends RunWrites {
+  readonly commits: PgGroupCommit<RunWrite>;
+}
+
+export function createPgRunWrites(pool: pg.Pool, log: Pick<Logger, 'info' | 'warn'>): PgRunWrites {
+  const commits = createPgGroupCommit<RunWrite>(pool, { statements: runStatements, undo: undoStatements, isRequest, isWriteError, explain }, log);
+  return {
+    commits,
+    createThread: (userId, id, title, at) => commits.run({ kind: 'thread', userId, id, title, at: utc(at) }),
+    acceptRun: (row) => commits.run({ kind: 'accept', row }),
+    markRunning: (runId, cellId, workerId, startedAt, attempts) => commits.run({ kind: 'running', runId, cellId, workerId, startedAt: utc(startedAt), attempts }),
+    markRequeued: (runId) => commits.run({ kind: 'requeued', runId }),
+    appendEvents: (events) => commits.run({ kind: 'events', events }),
+    finishRun: (row) => commits.run({ kind: 'finish', row }),
+  };
+}

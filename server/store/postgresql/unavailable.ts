@@ -1,0 +1,35 @@
+/**
+ * Which PostgreSQL failures mean "the database cannot be reached right now" (retry later, nothing is wrong with
+ * the request) rather than "this statement is wrong". Connection refused, reset or closed, a server shutting
+ * down or not yet accepting, too many connections, a pool that timed out waiting: from pg itself, from the
+ * Prisma adapter's error kinds, or from Prisma's own codes.
+ */
+import { CodedError } from '../../../protocol/errors.js';
+
+const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+// Class 08 (connection exception), 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now), 53300 (too
+// many connections), 53xxx (insufficient resources).
+const SQLSTATE = /^(08...|57P0[1-3]|53...)$/;
+const ADAPTER_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections', 'TlsConnectionError']);
+const PRISMA_CODES = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024']);
+const MESSAGES = /Connection terminated|connection error|Client was closed|timeout exceeded when trying to connect|Connection refused|socket hang up|not queryable|the database system is (starting up|shutting down)/i;
+
+export function isUnavailable(err: unknown, depth = 0): boolean {
+  if (!err || typeof err !== 'object' || depth > 4) return false;
+  const e = err as { code?: unknown; kind?: unknown; message?: unknown; cause?: unknown; originalCode?: unknown; errno?: unknown };
+  if (typeof e.code === 'string' && (SOCKET_CODES.has(e.code) || SQLSTATE.test(e.code) || PRISMA_CODES.has(e.code))) return true;
+  if (typeof e.originalCode === 'string' && SQLSTATE.test(e.originalCode)) return true;
+  if (typeof e.kind === 'string' && ADAPTER_KINDS.has(e.kind)) return true;
+  if (typeof e.message === 'string' && MESSAGES.test(e.message)) return true;
+  return isUnavailable(e.cause, depth + 1);
+}
+
+/** The error a request gets while the database is unreachable: retryable, with a hint. */
+export function unavailableError(): CodedError {
+  return new CodedError('DB_UNAVAILABLE', 'the database cannot be reached right now; retry shortly (with the same correlation_id a retry is safe)', { retryAfterSeconds: 2 });
+}
+
+/** Rethrows a reachability failure as DB_UNAVAILABLE; anything else as it was. */
+export function asUnavailable(err: unknown): never {
+  throw isUnavailable(err) ? unavailableError() : err;
+}
