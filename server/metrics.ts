@@ -166,7 +166,7 @@ export function createMetrics(options: MetricsOptions) {
   gauge('atoll_socket_outbound_bytes', 'Bytes the front has sent to its sockets that they have not taken yet, all sockets together: the memory slow clients cost (each socket is held to SOCKET_MAX_BUFFERED_BYTES plus about one message).', (s) => s.socketOutboundBytes);
   new client.Gauge({
     name: 'atoll_db_connections',
-    help: 'Database clients, by process: the front (two connections: reads, which also runs the worker threads\' statements its gate allows, and writes), or a cell id (one Prisma client per worker thread that has loaded it, at its first ctx.db query unless WORKER_DB_WARMUP=eager; it opens no connection: its statements go to the front).',
+    help: 'Database clients, by process: the front (its connections: on SQLite two, reads (which also run the worker threads\' statements its gate allows) and writes; on PostgreSQL DB_POOL_SIZE for reads and the gate plus one for writes), or a cell id (one Prisma client per worker thread that has loaded it, at its first ctx.db query unless WORKER_DB_WARMUP=eager; it opens no connection: its statements go to the front).',
     labelNames: ['process'],
     registers: [registry],
     collect() {
