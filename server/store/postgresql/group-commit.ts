@@ -79,6 +79,8 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
   let unreachable = false;
   let closing = false;
   let retryMs = RETRY_FIRST_MS;
+  /** Between two attempts while the database is unreachable. */
+  let waiting = false;
   let wake: (() => void) | null = null;
   let idle: (() => void) | null = null;
   const stats = { writes: 0, commits: 0, retriedAlone: 0, retriedUnreachable: 0 };
@@ -172,22 +174,23 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
   async function flush(): Promise<void> {
     flushing = true;
     while (queue.length > 0 || (toUndo.length > 0 && !closing)) {
-      if (unreachable) {
-        // Requests fail at once while it is down; acknowledged writes wait for the next attempt.
-        queue = queue.filter((p) => (batching.isRequest(p.item) ? (p.reject(unavailableError()), false) : true));
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, retryMs);
-          wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        wake = null;
-        retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
-        if (closing && unreachable && queue.length === 0) break;
-      }
-      const batch = queue.splice(0, MAX_WRITES_PER_COMMIT);
-      await commit(batch);
+      await commit(queue.splice(0, MAX_WRITES_PER_COMMIT));
+      if (!unreachable || (queue.length === 0 && (toUndo.length === 0 || closing))) continue;
+      // Acknowledged writes wait for the next attempt; requests that came during this one fail now, as do those
+      // that come while waiting (run()). With nothing kept the loop ends here, and the next request is itself the
+      // next attempt: a database that is back is never reported unreachable from what an old attempt found.
+      queue = queue.filter((p) => (batching.isRequest(p.item) ? (p.reject(unavailableError()), false) : true));
+      waiting = true;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, retryMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = null;
+      waiting = false;
+      retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
     }
     flushing = false;
     idle?.();
@@ -197,6 +200,8 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
     run(item: I): Promise<void> {
       return new Promise<void>((resolve, reject) => {
         if (closing) return reject(unavailableError());
+        // Unreachable, and the next attempt is still to come: a request fails now rather than wait for it.
+        if (waiting && batching.isRequest(item)) return reject(unavailableError());
         queue.push({ item, resolve, reject });
         // The next turn: what else is asked for in this one shares the commit.
         if (!flushing) {
