@@ -37,6 +37,8 @@ interface Link {
 
 export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
   const links = new Set<Link>();
+  /** Upstreams half-closed by dropAfter, left for the server to finish; close() ends them too. */
+  const orphans = new Set<net.Socket>();
   let mode: 'pass' | 'drop' | 'hold' | 'freeze' = 'pass';
   let marker: Buffer | null = null;
   let tripped = false;
@@ -58,6 +60,8 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
         tripped = true;
         // The server gets the chunk, then the end of the stream; the client hears nothing more.
         to.end();
+        orphans.add(to);
+        to.once('close', () => orphans.delete(to));
         link.client.destroy();
         links.delete(link);
         drop();
@@ -145,6 +149,7 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     close: () =>
       new Promise<void>((resolve) => {
         for (const l of [...links]) close(l);
+        for (const o of orphans) o.destroy();
         server.close(() => resolve());
       }),
   };

@@ -420,6 +420,23 @@ describe('while the database cannot be reached (a TCP proxy in between)', () => 
     expect(await db.query(`SELECT role FROM "Message" WHERE "runId" = $1 ORDER BY id`, [r.id])).toEqual([{ role: 'user' }, { role: 'assistant' }]);
   });
 
+  test('closing while it is unreachable gives up on kept writes after the grace, even with an attempt under way', async () => {
+    const w = writer(db.urlVia(proxy.port), { connectionTimeoutMillis: 1_000 });
+    const user = uid('user');
+    const r = acceptRow({ userId: user, at: ms(0) });
+    await w.acceptRun(r);
+    proxy.hold(); // every attempt now waits a whole connection timeout
+    const kept = w.appendEvents([envelope(r.id, 2, 'partial_result', { text: 'a' }, ms(2), user, r.newThreadId)]);
+    kept.catch(() => undefined);
+    expect(await eventually(() => w.commits.unreachable, 10_000, 10)).toBe(true);
+    const started = Date.now();
+    const closed = await Promise.race([w.commits.close(300).then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('still waiting'), 10_000))]);
+    expect(closed).toBe('closed');
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await expect(kept).rejects.toMatchObject({ name: 'CodedError', code: 'DB_UNAVAILABLE' });
+    await expect(w.acceptRun(acceptRow({ userId: user, at: ms(3) }))).rejects.toMatchObject({ code: 'DB_UNAVAILABLE' });
+  });
+
   test('a silent partition (nothing answers, nothing is reset): requests fail with DB_UNAVAILABLE, acknowledged writes are kept', async () => {
     // The front's statement timeout is 30 s; a short one here says the same thing sooner.
     const w = writer(db.urlVia(proxy.port), { query_timeout: 1_000, connectionTimeoutMillis: 1_000 });

@@ -78,6 +78,8 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
   let flushing = false;
   let unreachable = false;
   let closing = false;
+  /** When closing gives up on writes the database cannot take (ms since the epoch). */
+  let closeBy: number | null = null;
   let retryMs = RETRY_FIRST_MS;
   /** Between two attempts while the database is unreachable. */
   let waiting = false;
@@ -176,13 +178,19 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
     while (queue.length > 0 || (toUndo.length > 0 && !closing)) {
       await commit(queue.splice(0, MAX_WRITES_PER_COMMIT));
       if (!unreachable || (queue.length === 0 && (toUndo.length === 0 || closing))) continue;
+      if (closeBy !== null && Date.now() >= closeBy) {
+        // Closing, and still unreachable after the grace: what is left fails (recovery at the next start settles
+        // those runs). Checked after every attempt, so an attempt under way when the grace ends cannot hold close().
+        for (const p of queue.splice(0)) p.reject(unavailableError());
+        break;
+      }
       // Acknowledged writes wait for the next attempt; requests that came during this one fail now, as do those
       // that come while waiting (run()). With nothing kept the loop ends here, and the next request is itself the
       // next attempt: a database that is back is never reported unreachable from what an old attempt found.
       queue = queue.filter((p) => (batching.isRequest(p.item) ? (p.reject(unavailableError()), false) : true));
       waiting = true;
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, retryMs);
+        const timer = setTimeout(resolve, closeBy === null ? retryMs : Math.min(retryMs, Math.max(0, closeBy - Date.now())));
         wake = () => {
           clearTimeout(timer);
           resolve();
@@ -218,18 +226,11 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
     },
     async close(graceMs: number): Promise<void> {
       closing = true;
+      closeBy = Date.now() + graceMs;
       if (flushing) {
         const done = new Promise<void>((resolve) => (idle = resolve));
-        const timer = setTimeout(() => {
-          // Still unreachable after the grace: what is left fails (recovery at the next start settles those runs).
-          const left = queue;
-          queue = [];
-          for (const p of left) p.reject(unavailableError());
-          wake?.();
-        }, graceMs);
         wake?.();
         await done;
-        clearTimeout(timer);
       }
     },
     stats,
