@@ -7,12 +7,14 @@
  * Failures, by what they mean:
  * - a write's own fault (a constraint, a missing row): the batch is rolled back and every write is applied
  *   again alone, so only the faulty one fails (as on SQLite);
- * - the database unreachable (connection refused, reset, shut down: unavailable.ts): a request's write
- *   (accepting a run, creating a thread) fails at once with DB_UNAVAILABLE, retryable; every other write (a
- *   run's events, status changes, its finish: work already acknowledged) is kept, in order, and committed again
- *   and again with backoff until the database is back. The statements are idempotent, so a batch whose COMMIT
- *   was lost in flight can be committed twice. A request write whose COMMIT was lost may have been committed:
- *   it is undone (deleted) in the next transaction, so "failed" still means "nothing accepted";
+ * - the database unreachable (connection refused, reset, shut down, a statement with no answer at all:
+ *   unavailable.ts): a request's write (accepting a run, creating a thread) fails with DB_UNAVAILABLE,
+ *   retryable, and while the next attempt is awaited new ones fail at once; every other write (a run's events,
+ *   status changes, its finish: work already acknowledged) is kept, in order, and committed again and again with
+ *   backoff until the database is back (or close() gives up on it). With nothing kept there is no next attempt
+ *   to wait for: the next request is itself one. The statements are idempotent, so a batch whose COMMIT was lost
+ *   in flight can be committed twice. A request write whose COMMIT was lost may have been committed: it is
+ *   undone (deleted) in the next transaction, so "failed" still means "nothing accepted";
  * - anything else (a bug): every write of the batch fails with it.
  */
 import type pg from 'pg';
@@ -63,7 +65,7 @@ const RETRY_MAX_MS = 2_000;
 
 export interface PgGroupCommit<I> {
   run(item: I): Promise<void>;
-  /** True while the last attempt found the database unreachable. */
+  /** True when the last attempt found the database unreachable (until one succeeds). */
   readonly unreachable: boolean;
   /** Request writes whose COMMIT was lost and that are not yet undone: reads must not trust what they see. */
   readonly undoPending: boolean;
