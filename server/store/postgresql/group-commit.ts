@@ -234,6 +234,10 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
         wake?.();
         await done;
       }
+      if (toUndo.length > 0) {
+        // Their callers were told DB_UNAVAILABLE; a retry with the same correlation_id finds the run instead.
+        log.warn({ requests: toUndo.length }, 'refused requests whose COMMIT was lost in flight could not be undone before closing: if they were committed, the next start recovers their runs');
+      }
     },
     stats,
   };
