@@ -430,7 +430,9 @@ describe('while the database cannot be reached (a TCP proxy in between)', () => 
     kept.catch(() => undefined);
     expect(await eventually(() => w.commits.unreachable, 10_000, 10)).toBe(true);
     const started = Date.now();
-    const closed = await Promise.race([w.commits.close(300).then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('still waiting'), 10_000))]);
+    let bound: NodeJS.Timeout | undefined;
+    const closed = await Promise.race([w.commits.close(300).then(() => 'closed'), new Promise((resolve) => (bound = setTimeout(() => resolve('still waiting'), 10_000)))]);
+    clearTimeout(bound);
     expect(closed).toBe('closed');
     expect(Date.now() - started).toBeLessThan(5_000);
     await expect(kept).rejects.toMatchObject({ name: 'CodedError', code: 'DB_UNAVAILABLE' });

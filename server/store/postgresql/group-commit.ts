@@ -177,9 +177,15 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
 
   async function flush(): Promise<void> {
     flushing = true;
-    while (queue.length > 0 || (toUndo.length > 0 && !closing)) {
+    // Undoing is tried while closing too, until the grace is over: a database that is back gets it done.
+    while (queue.length > 0 || toUndo.length > 0) {
       await commit(queue.splice(0, MAX_WRITES_PER_COMMIT));
-      if (!unreachable || (queue.length === 0 && (toUndo.length === 0 || closing))) continue;
+      if (!unreachable && queue.length === 0 && toUndo.length > 0) {
+        // The undo itself failed, and not for want of the database (a bug): trying again would spin.
+        log.warn({ requests: toUndo.length }, 'refused requests whose COMMIT was lost in flight could not be undone: if they were committed, their runs stay queued');
+        toUndo = [];
+      }
+      if (!unreachable || (queue.length === 0 && toUndo.length === 0)) continue;
       if (closeBy !== null && Date.now() >= closeBy) {
         // Closing, and still unreachable after the grace: what is left fails (recovery at the next start settles
         // those runs). Checked after every attempt, so an attempt under way when the grace ends cannot hold close().
