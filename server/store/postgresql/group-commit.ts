@@ -7,12 +7,14 @@
  * Failures, by what they mean:
  * - a write's own fault (a constraint, a missing row): the batch is rolled back and every write is applied
  *   again alone, so only the faulty one fails (as on SQLite);
- * - the database unreachable (connection refused, reset, shut down: unavailable.ts): a request's write
- *   (accepting a run, creating a thread) fails at once with DB_UNAVAILABLE, retryable; every other write (a
- *   run's events, status changes, its finish: work already acknowledged) is kept, in order, and committed again
- *   and again with backoff until the database is back. The statements are idempotent, so a batch whose COMMIT
- *   was lost in flight can be committed twice. A request write whose COMMIT was lost may have been committed:
- *   it is undone (deleted) in the next transaction, so "failed" still means "nothing accepted";
+ * - the database unreachable (connection refused, reset, shut down, a statement with no answer at all:
+ *   unavailable.ts): a request's write (accepting a run, creating a thread) fails with DB_UNAVAILABLE,
+ *   retryable, and while the next attempt is awaited new ones fail at once; every other write (a run's events,
+ *   status changes, its finish: work already acknowledged) is kept, in order, and committed again and again with
+ *   backoff until the database is back (or close() gives up on it). With nothing kept there is no next attempt
+ *   to wait for: the next request is itself one. The statements are idempotent, so a batch whose COMMIT was lost
+ *   in flight can be committed twice. A request write whose COMMIT was lost may have been committed: it is
+ *   undone (deleted) in the next transaction, so "failed" still means "nothing accepted";
  * - anything else (a bug): every write of the batch fails with it.
  */
 import type pg from 'pg';
@@ -63,7 +65,7 @@ const RETRY_MAX_MS = 2_000;
 
 export interface PgGroupCommit<I> {
   run(item: I): Promise<void>;
-  /** True while the last attempt found the database unreachable. */
+  /** True when the last attempt found the database unreachable (until one succeeds). */
   readonly unreachable: boolean;
   /** Request writes whose COMMIT was lost and that are not yet undone: reads must not trust what they see. */
   readonly undoPending: boolean;
@@ -78,7 +80,11 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
   let flushing = false;
   let unreachable = false;
   let closing = false;
+  /** When closing gives up on writes the database cannot take (ms since the epoch). */
+  let closeBy: number | null = null;
   let retryMs = RETRY_FIRST_MS;
+  /** Between two attempts while the database is unreachable. */
+  let waiting = false;
   let wake: (() => void) | null = null;
   let idle: (() => void) | null = null;
   const stats = { writes: 0, commits: 0, retriedAlone: 0, retriedUnreachable: 0 };
@@ -171,23 +177,36 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
 
   async function flush(): Promise<void> {
     flushing = true;
-    while (queue.length > 0 || (toUndo.length > 0 && !closing)) {
-      if (unreachable) {
-        // Requests fail at once while it is down; acknowledged writes wait for the next attempt.
-        queue = queue.filter((p) => (batching.isRequest(p.item) ? (p.reject(unavailableError()), false) : true));
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, retryMs);
-          wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        wake = null;
-        retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
-        if (closing && unreachable && queue.length === 0) break;
+    // Undoing is tried while closing too, until the grace is over: a database that is back gets it done.
+    while (queue.length > 0 || toUndo.length > 0) {
+      await commit(queue.splice(0, MAX_WRITES_PER_COMMIT));
+      if (!unreachable && queue.length === 0 && toUndo.length > 0) {
+        // The undo itself failed, and not for want of the database (a bug): trying again would spin.
+        log.warn({ requests: toUndo.length }, 'refused requests whose COMMIT was lost in flight could not be undone: if they were committed, their runs stay queued');
+        toUndo = [];
       }
-      const batch = queue.splice(0, MAX_WRITES_PER_COMMIT);
-      await commit(batch);
+      if (!unreachable || (queue.length === 0 && toUndo.length === 0)) continue;
+      if (closeBy !== null && Date.now() >= closeBy) {
+        // Closing, and still unreachable after the grace: what is left fails (recovery at the next start settles
+        // those runs). Checked after every attempt, so an attempt under way when the grace ends cannot hold close().
+        for (const p of queue.splice(0)) p.reject(unavailableError());
+        break;
+      }
+      // Acknowledged writes wait for the next attempt; requests that came during this one fail now, as do those
+      // that come while waiting (run()). With nothing kept the loop ends here, and the next request is itself the
+      // next attempt: a database that is back is never reported unreachable from what an old attempt found.
+      queue = queue.filter((p) => (batching.isRequest(p.item) ? (p.reject(unavailableError()), false) : true));
+      waiting = true;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, closeBy === null ? retryMs : Math.min(retryMs, Math.max(0, closeBy - Date.now())));
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = null;
+      waiting = false;
+      retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
     }
     flushing = false;
     idle?.();
@@ -197,6 +216,8 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
     run(item: I): Promise<void> {
       return new Promise<void>((resolve, reject) => {
         if (closing) return reject(unavailableError());
+        // Unreachable, and the next attempt is still to come: a request fails now rather than wait for it.
+        if (waiting && batching.isRequest(item)) return reject(unavailableError());
         queue.push({ item, resolve, reject });
         // The next turn: what else is asked for in this one shares the commit.
         if (!flushing) {
@@ -213,18 +234,15 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
     },
     async close(graceMs: number): Promise<void> {
       closing = true;
+      closeBy = Date.now() + graceMs;
       if (flushing) {
         const done = new Promise<void>((resolve) => (idle = resolve));
-        const timer = setTimeout(() => {
-          // Still unreachable after the grace: what is left fails (recovery at the next start settles those runs).
-          const left = queue;
-          queue = [];
-          for (const p of left) p.reject(unavailableError());
-          wake?.();
-        }, graceMs);
         wake?.();
         await done;
-        clearTimeout(timer);
+      }
+      if (toUndo.length > 0) {
+        // Their callers were told DB_UNAVAILABLE; a retry with the same correlation_id finds the run instead.
+        log.warn({ requests: toUndo.length }, 'refused requests whose COMMIT was lost in flight could not be undone before closing: if they were committed, the next start recovers their runs');
       }
     },
     stats,

@@ -7,7 +7,6 @@
  * While the database is unreachable, reads and requests fail with DB_UNAVAILABLE (retryable) and acknowledged
  * writes wait for it (group-commit.ts); the pools reconnect by themselves.
  */
-import pg from 'pg';
 import type { StoreBackend, StoreConnection, StoreOptions } from '../backend.js';
 import type { PostgresqlTarget } from '../database-target.js';
 import { migrationsFolder, type MigrationReport } from '../migrations.js';
@@ -15,6 +14,7 @@ import { createPrismaRunStore } from '../prisma-run-store.js';
 import type { RunStore } from '../store.js';
 import { applyMigrations } from './apply-migrations.js';
 import { connectWithRetry } from './connect-with-retry.js';
+import { createPool, poolConfig } from './pools.js';
 import { openReadClient, prismaClientOver } from './prisma-client.js';
 import { createPgRunWrites } from './run-writes.js';
 import { asUnavailable, unavailableError } from './unavailable.js';
@@ -23,18 +23,6 @@ import { asUnavailable, unavailableError } from './unavailable.js';
 const CLOSE_GRACE_MS = 5_000;
 
 export function createPostgresqlBackend(target: PostgresqlTarget, options: StoreOptions): StoreBackend {
-  const poolConfig = (max: number): pg.PoolConfig => ({
-    connectionString: target.url,
-    max,
-    // Fail fast when the server is gone rather than queue behind a connect that never ends (pg waits forever by default).
-    connectionTimeoutMillis: 3_000,
-    idleTimeoutMillis: 30_000,
-    keepAlive: true,
-    // A statement that hangs (a half-open connection) fails instead of holding its caller.
-    query_timeout: 30_000,
-    application_name: 'atoll',
-  });
-
   return {
     provider: 'postgres',
     prismaClient: prismaClientOver,
@@ -49,10 +37,8 @@ export function createPostgresqlBackend(target: PostgresqlTarget, options: Store
     },
 
     async connect(): Promise<StoreConnection> {
-      const readPool = new pg.Pool(poolConfig(options.poolSize));
-      const writePool = new pg.Pool(poolConfig(1));
-      // An idle connection that drops emits 'error' on its pool; without a listener that would end the process.
-      for (const pool of [readPool, writePool]) pool.on('error', (err) => options.log.warn({ err: err.message }, 'a database connection was lost; it reconnects on next use'));
+      const readPool = createPool(poolConfig(target.url, options.poolSize), options.log);
+      const writePool = createPool(poolConfig(target.url, 1), options.log);
       const reads = openReadClient(readPool);
       const writes = createPgRunWrites(writePool, options.log);
       const store = guarded(createPrismaRunStore(reads.prisma, writes), () => writes.commits.undoPending);
