@@ -22,7 +22,8 @@ export interface ForwardedResultSet {
 }
 
 /** Error codes of a refused or failed statement (internal: the agent sees them on the error Prisma throws). */
-export type DbErrorCode = 'DB_QUERY_REFUSED' | 'DB_QUERY_FAILED' | 'DB_NO_RUN' | 'DB_RUN_RELEASED' | 'DB_UNSUPPORTED';
+/** DB_UNAVAILABLE: the database cannot be reached right now (retry later); DB_QUERY_FAILED: the statement failed. */
+export type DbErrorCode = 'DB_QUERY_REFUSED' | 'DB_QUERY_FAILED' | 'DB_UNAVAILABLE' | 'DB_NO_RUN' | 'DB_RUN_RELEASED' | 'DB_UNSUPPORTED';
 
 export type DbAnswer =
   | { ok: true; result: ForwardedResultSet | number }

@@ -56,7 +56,7 @@ export async function startAtoll(config: Config, log: Logger) {
   });
 
   // Statements forwarded before learning is done wait for it (server/store/worker-query-gate.ts).
-  const workerQueries = createWorkerQueryGate({ statements: learning, connection: database.gateConnection, onRefused: (reason) => metrics.dbQueriesRefused.inc({ reason }), log });
+  const workerQueries = createWorkerQueryGate({ statements: learning, connection: database.gateConnection, isUnavailable: database.isUnavailable, onRefused: (reason) => metrics.dbQueriesRefused.inc({ reason }), log });
 
   // The event bus: the relay publishes committed events, the socket server (started below) delivers them.
   const bus = createInProcessEventBus();

@@ -31,6 +31,8 @@ export interface StoreConnection {
   readonly store: RunStore;
   /** The connection where the worker query gate executes the statements it allows (server/store/worker-query-gate.ts). */
   gateConnection(): Promise<SqlDriverAdapter>;
+  /** Does this error mean the database cannot be reached right now (rather than a failing statement)? */
+  isUnavailable(err: unknown): boolean;
   /** How many database connections the front holds (the atoll_db_connections gauge). */
   readonly connections: number;
   /** Commits what is still pending, then closes every connection. */

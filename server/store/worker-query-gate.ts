@@ -139,6 +139,8 @@ export function createWorkerQueryGate(deps: {
   statements: Promise<LearnedStatement[]>;
   /** The front's own database connection (Prisma's adapter), where allowed statements run. */
   connection: () => Promise<SqlDriverAdapter>;
+  /** The database cannot be reached (the worker gets DB_UNAVAILABLE, retryable, instead of DB_QUERY_FAILED). */
+  isUnavailable: (err: unknown) => boolean;
   onRefused: (reason: RefusalReason) => void;
   log: Logger;
 }): WorkerQueryGate {
@@ -210,7 +212,10 @@ export function createWorkerQueryGate(deps: {
           (result) => answer(cell, msg.runId, msg.queryId, { ok: true, result }),
           (err: unknown) => {
             deps.log.warn({ run_id: msg.runId, user_id: run!.userId, cell: cell.id, statement: verdict.statement.index, err: String((err as Error)?.message ?? err) }, 'thread db query failed');
-            answer(cell, msg.runId, msg.queryId, { ok: false, error: { code: 'DB_QUERY_FAILED', message: `database query failed: ${String((err as Error)?.message ?? err)}` } });
+            const error = deps.isUnavailable(err)
+              ? { code: 'DB_UNAVAILABLE' as const, message: 'the database cannot be reached right now; retry shortly' }
+              : { code: 'DB_QUERY_FAILED' as const, message: `database query failed: ${String((err as Error)?.message ?? err)}` };
+            answer(cell, msg.runId, msg.queryId, { ok: false, error });
           },
         );
     },

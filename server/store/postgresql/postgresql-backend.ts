@@ -17,7 +17,7 @@ import { connectWithRetry } from './connect-with-retry.js';
 import { createPool, poolConfig } from './pools.js';
 import { openReadClient, prismaClientOver } from './prisma-client.js';
 import { createPgRunWrites } from './run-writes.js';
-import { asUnavailable, unavailableError } from './unavailable.js';
+import { asUnavailable, isUnavailable, unavailableError } from './unavailable.js';
 
 /** How long closing waits for writes the database cannot take (it is unreachable). */
 const CLOSE_GRACE_MS = 5_000;
@@ -45,6 +45,7 @@ export function createPostgresqlBackend(target: PostgresqlTarget, options: Store
       return {
         store,
         gateConnection: reads.connection,
+        isUnavailable,
         connections: options.poolSize + 1,
         async close(): Promise<void> {
           await writes.commits.close(CLOSE_GRACE_MS);

@@ -28,6 +28,8 @@ export function createSqliteBackend(target: SqliteTarget, options: StoreOptions)
       return {
         store: createPrismaRunStore(database.prisma, writes),
         gateConnection: database.connection,
+        // A local file: never unreachable, only failing.
+        isUnavailable: () => false,
         connections: 2,
         async close(): Promise<void> {
           writes.close();
