@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { FIXTURE_AGENTS, startServer, ROOT, type TestServer } from './helpers/server';
+import { FRONT_DB_CONNECTIONS, TEST_STORE } from './helpers/test-database';
 import { UserClient, eventually, httpCall, metricValue, terminal } from './helpers/client';
 
 const WALL_PROBE = `
@@ -18,7 +19,7 @@ const require = createRequire(import.meta.url);
 export default class WallProbe {
   static agentName = 'wall-probe';
   async execute(ctx) {
-    const { mode, root, victim_user, victim_thread } = ctx.input;
+    const { mode, root, provider, victim_user, victim_thread } = ctx.input;
     if (mode === 'modules') {
       await new Promise((resolve) => setTimeout(resolve, 300));
       const loaded = Object.keys(require.cache);
@@ -69,7 +70,7 @@ export default class WallProbe {
     channel.attach(port);
     const mine = (m) => m && m.type === 'db_answer' && m.id < 1000000 && channel.answer(m);
     port.on('message', mine);
-    const prisma = createWorkerPrismaClient('sqlite', channel);
+    const prisma = createWorkerPrismaClient(provider, channel);
     const viaPrisma = async (run) => {
       try {
         return { ok: true, result: await run() };
@@ -124,9 +125,9 @@ test('eager warm-up loads each thread\'s Prisma client before its first run, and
   const reports = await Promise.all(runs.map((r) => attacker.http('GET', `/v1/runs/${r.run_id}`)));
   const workers = new Set(reports.map((r) => `${r.body.ran_on.cell}/${r.body.ran_on.worker}`));
   expect(workers.size).toBeGreaterThan(1);
-  expect(await eventually(async () => metricValue(await scrape(), 'atoll_db_connections') - 2 >= workers.size, 5000)).toBe(true);
+  expect(await eventually(async () => metricValue(await scrape(), 'atoll_db_connections') - FRONT_DB_CONNECTIONS >= workers.size, 5000)).toBe(true);
   const text = await scrape();
-  expect(metricValue(text, 'atoll_db_connections', { process: 'front' })).toBe(2);
+  expect(metricValue(text, 'atoll_db_connections', { process: 'front' })).toBe(FRONT_DB_CONNECTIONS);
   // The warm-up query is compiled and then refused inside the worker (no run): the gate never saw it.
   for (const reason of ['invalid_message', 'run_not_running', 'statement_not_allowed', 'invalid_args', 'user_mismatch']) expect([reason, refused(text, reason)]).toEqual([reason, 0]);
 });
@@ -144,7 +145,7 @@ test('crafted statements on the run\'s port are refused and counted; ctx.db keep
   await victim.waitForRun(own.run_id);
   const before = await scrape();
 
-  const probe = await attacker.start({ agent: 'wall-probe', input: { text: 'attacker note', root: ROOT, victim_user: 'wall-victim', victim_thread: own.thread_id } });
+  const probe = await attacker.start({ agent: 'wall-probe', input: { text: 'attacker note', root: ROOT, provider: TEST_STORE === 'sqlite' ? 'sqlite' : 'postgres', victim_user: 'wall-victim', victim_thread: own.thread_id } });
   const t = terminal(await attacker.waitForRun(probe.run_id));
   expect(t.payload.status).toBe('completed');
   const out = t.payload.final_response;
