@@ -2,8 +2,8 @@
 // anyway, and a TypeScript transform would not reach them.
 //
 // One pass per store, ATOLL_TEST_DATABASE=sqlite (the default) or postgresql (scripts/test-stores.js runs both):
-// - the SQLite pass runs every file except tests/postgresql/ (PostgreSQL-only tests);
-// - the PostgreSQL pass runs every file that starts a server or reaches a database, tests/postgresql/ included;
+// - the SQLite pass runs every file except the PostgreSQL-only ones (dist/tests/postgresql/);
+// - the PostgreSQL pass runs every file that starts a server or reaches a database, those included;
 //   the files that reach no database (STORE_FREE) ran already in the SQLite pass. A new test file runs in both
 //   passes unless it is listed here.
 const STORE = process.env.ATOLL_TEST_DATABASE || 'sqlite';
@@ -14,12 +14,13 @@ const STORE_FREE = [
   '/dist/tests/unit/',
   '/dist/tests/architecture\\.test\\.js$',
   '/dist/tests/cpu-governor\\.test\\.js$',
+  '/dist/tests/delivery\\.test\\.js$',
   '/dist/tests/docs-paths\\.test\\.js$',
   '/dist/tests/run-emitter\\.test\\.js$',
   '/dist/tests/socket-order\\.test\\.js$',
   // Learns both providers' statements with no database.
   '/dist/tests/worker-query-gate\\.test\\.js$',
-  // SQLite's migrations against the schema (PostgreSQL's: tests/postgresql/).
+  // SQLite's migrations against the schema (PostgreSQL's are a PostgreSQL-only file).
   '/dist/tests/schema\\.test\\.js$',
 ];
 

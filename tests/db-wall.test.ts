@@ -62,6 +62,8 @@ export default class WallProbe {
       learned_sql_as_execute: await ask('execute', learned),
       learned_sql_too_many_rows: await ask('query', { ...learned, args: learned.args.map((a, i) => (i === limitAt ? '100000' : a)) }),
       learned_sql_extra_arg: await ask('query', { ...learned, args: [...learned.args, victim_user], argTypes: [...learned.argTypes, learned.argTypes[0]] }),
+      // NUL: PostgreSQL's text cannot hold it; refused before any database sees it, on every store.
+      learned_sql_nul_arg: await ask('query', { ...learned, args: learned.args.map((a) => (a === ctx.threadId ? 'x\\u0000' : a)) }),
       malformed: await ask(null, null, { type: 'db_query', id: nextId, kind: 'drop everything', query: 42 }),
     };
     // A Prisma client of its own, built like the worker's, on the captured port.
@@ -97,6 +99,39 @@ export default class WallProbe {
 }
 `;
 
+// ctx.db's answers, as an agent sees them, for ids and cursors at the edges: the same on every store.
+const DB_ALIKE = `
+export default class DbAlike {
+  static agentName = 'db-alike';
+  async execute(ctx) {
+    const out = {};
+    const t = async (name, fn) => {
+      try {
+        out[name] = { ok: true, value: await fn() };
+      } catch (err) {
+        out[name] = { ok: false, code: err.code ?? null };
+      }
+    };
+    const types = (row) => row && Object.fromEntries(Object.entries(row).map(([k, v]) => [k, typeof v]));
+    await t('thread', async () => types(await ctx.db.threads.get(ctx.threadId)));
+    await t('threads', async () => (await ctx.db.threads.list({ limit: 1000 })).map((x) => x.title));
+    await t('messages', async () => (await ctx.db.messages.list()).map((m) => [m.role, m.content, m.status]));
+    await t('message_types', async () => types((await ctx.db.messages.list())[0]));
+    await t('after_first', async () => {
+      const [first] = await ctx.db.messages.list();
+      return (await ctx.db.messages.list({ afterId: first.id, limit: 1 })).map((m) => m.content);
+    });
+    await t('after_negative', async () => (await ctx.db.messages.list({ afterId: -5 })).length);
+    await t('after_beyond_int', async () => (await ctx.db.messages.list({ afterId: 2 ** 40 })).length);
+    await t('thread_nul', () => ctx.db.threads.get('a\\u0000b'));
+    await t('messages_nul', () => ctx.db.messages.list({ threadId: 'a\\u0000b' }));
+    await t('thread_astral', () => ctx.db.threads.get('\\u{1F600}\\uD800'));
+    await t('thread_long', () => ctx.db.threads.get('x'.repeat(5000)));
+    return out;
+  }
+}
+`;
+
 let server: TestServer;
 let victim: UserClient;
 let attacker: UserClient;
@@ -106,6 +141,7 @@ const refused = (text: string, reason: string) => metricValue(text, 'atoll_db_qu
 beforeAll(async () => {
   const agentsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-db-wall-'));
   fs.writeFileSync(path.join(agentsDir, 'wall-probe.mjs'), WALL_PROBE);
+  fs.writeFileSync(path.join(agentsDir, 'db-alike.mjs'), DB_ALIKE);
   fs.copyFileSync(path.join(FIXTURE_AGENTS, 'db-probe.mjs'), path.join(agentsDir, 'db-probe.mjs'));
   // THREAD_LOCKDOWN=0: the attacker here patches MessagePort.prototype to get its run's port, which lockdown
   // refuses (tests/worker-reset.test.ts). The gate must hold even for code that got the port some other way.
@@ -163,6 +199,7 @@ test('crafted statements on the run\'s port are refused and counted; ctx.db keep
   expect(out.attempts.raw_select.error.message).toMatch(/statement_not_allowed/);
   expect(out.attempts.learned_sql_victim_user.error.message).toMatch(/user_mismatch/);
   expect(out.attempts.learned_sql_too_many_rows.error.message).toMatch(/invalid_args/);
+  expect(out.attempts.learned_sql_nul_arg.error.message).toMatch(/invalid_args/);
   expect(out.attempts.malformed.error.message).toMatch(/malformed/);
 
   const after = await scrape();
@@ -171,12 +208,12 @@ test('crafted statements on the run\'s port are refused and counted; ctx.db keep
   expect(delta('statement_not_allowed')).toBeGreaterThanOrEqual(5);
   // learned_sql_victim_user, victim_threads_scoped_shape, victim_messages_scoped_shape
   expect(delta('user_mismatch')).toBeGreaterThanOrEqual(3);
-  expect(delta('invalid_args')).toBeGreaterThanOrEqual(2);
+  expect(delta('invalid_args')).toBeGreaterThanOrEqual(3);
   expect(delta('invalid_message')).toBeGreaterThanOrEqual(1);
 
   // Each refusal is logged naming the run, never the statement's values.
   const lines = server.logs.filter((l) => l.msg === 'thread db query refused');
-  expect(lines.filter((l) => l.run_id === probe.run_id).length).toBeGreaterThanOrEqual(11);
+  expect(lines.filter((l) => l.run_id === probe.run_id).length).toBeGreaterThanOrEqual(12);
   const text = JSON.stringify(lines);
   expect(text).not.toContain('wall-victim');
   expect(text).not.toContain(own.thread_id);
@@ -184,4 +221,30 @@ test('crafted statements on the run\'s port are refused and counted; ctx.db keep
   // And the victim's own ctx.db still sees its data.
   const self = await victim.start({ agent: 'db-probe', input: { text: 'me again', target_thread: own.thread_id } });
   expect(terminal(await victim.waitForRun(self.run_id)).payload.final_response).toMatchObject({ found: true, messages: 2 });
+});
+
+test('ctx.db answers alike on every store: row shapes, cursors, and ids no thread has (NUL, astral, too long)', async () => {
+  const u = await UserClient.connect(server.url, 'wall-alike');
+  try {
+    const first = await u.start({ agent: 'echo', input: 'first note' });
+    await u.waitForRun(first.run_id);
+    const run = await u.start({ agent: 'db-alike', input: 'second note', thread_id: first.thread_id });
+    const out = terminal(await u.waitForRun(run.run_id)).payload.final_response;
+    expect(out).toEqual({
+      thread: { ok: true, value: { id: 'string', title: 'string', createdAt: 'string', updatedAt: 'string' } },
+      threads: { ok: true, value: ['first note'] },
+      messages: { ok: true, value: [['user', 'first note', 'complete'], ['assistant', 'first note', 'complete'], ['user', 'second note', 'complete']] },
+      message_types: { ok: true, value: { id: 'number', role: 'string', content: 'string', status: 'string', createdAt: 'string' } },
+      after_first: { ok: true, value: ['first note'] },
+      after_negative: { ok: true, value: 3 },
+      // Prisma's Int is 32 bits on both: the cursor is refused before any database sees it.
+      after_beyond_int: { ok: false, code: 'DB_QUERY_REFUSED' },
+      thread_nul: { ok: true, value: null },
+      messages_nul: { ok: true, value: [] },
+      thread_astral: { ok: true, value: null },
+      thread_long: { ok: false, code: 'DB_QUERY_REFUSED' },
+    });
+  } finally {
+    u.close();
+  }
 });

@@ -117,6 +117,46 @@ test('a failing write fails alone: the writes committed with it in the same turn
   expect(front.retriedAlone()).toBeGreaterThanOrEqual(3);
 });
 
+test('agent text with NUL is stored alike on every store (NUL as U+FFFD) and takes no other write of its commit down', async () => {
+  const at = new Date();
+  const ids = ['nul-answer', 'nul-error', 'nul-neighbour'];
+  for (const id of ids) {
+    await store.acceptRun({ id, userId: 'u6', threadId: null, newThreadId: `t-${id}`, agentName: 'a', input: { text: id }, correlationId: null, requestId: id, firstEvent: envelope(id, 1, 'message_received', {}, at, 'u6', `t-${id}`) as never, correlationSince: 0 });
+  }
+  const done = new Date(at.getTime() + 10);
+  const finish = (id: string, status: 'completed' | 'failed', result: string | null, message: string | null, partial = '') =>
+    store.finishRun(id, `t-${id}`, status, message === null ? null : ({ code: 'AGENT_ERROR', message } as never), result, envelope(id, 2, 'agent_completed', { status }, done, 'u6', `t-${id}`) as never, null, partial);
+  // One turn: one commit, on either store.
+  const results = await Promise.allSettled([finish('nul-answer', 'completed', 'x\u0000y', null), finish('nul-error', 'failed', null, 'bo\u0000om', 'part\u0000ial'), finish('nul-neighbour', 'completed', 'fine', null)]);
+  expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+  const read = readThroughPrisma(front.url, `async (store) => {
+    const out = {};
+    for (const id of ${JSON.stringify(ids)}) {
+      const run = await store.findRun('u6', id);
+      out[id] = { status: run.status, result: run.result, error: run.error, messages: (await store.listMessages('t-' + id, 10, 0)).map((m) => [m.role, m.content, m.status]) };
+    }
+    return out;
+  }`);
+  expect(read['nul-answer']).toEqual({ status: 'completed', result: 'x\u0000y', error: null, messages: [['user', 'nul-answer', 'complete'], ['assistant', 'x\uFFFDy', 'complete']] });
+  expect(read['nul-error']).toEqual({ status: 'failed', result: null, error: { code: 'AGENT_ERROR', message: 'bo\uFFFDom' }, messages: [['user', 'nul-error', 'complete'], ['assistant', 'part\uFFFDial', 'interrupted']] });
+  expect(read['nul-neighbour']).toMatchObject({ status: 'completed', result: 'fine' });
+});
+
+onPostgresql('PostgreSQL: a value its column cannot take (SQLSTATE class 22) fails its own write alone', async () => {
+  const at = new Date();
+  for (const id of ['range-bad', 'range-good']) {
+    await store.acceptRun({ id, userId: 'u7', threadId: null, newThreadId: `t-${id}`, agentName: 'a', input: { text: id }, correlationId: null, requestId: id, firstEvent: envelope(id, 1, 'message_received', {}, at, 'u7', `t-${id}`) as never, correlationSince: 0 });
+  }
+  const before = front.retriedAlone();
+  // "workerId" is an INTEGER: 2^31 is out of its range (22003), a bad value of this write, not the database's fault.
+  const results = await Promise.allSettled([store.markRunning('range-bad', 'cell1-g1', 2 ** 31, at, 1), store.markRunning('range-good', 'cell1-g1', 1, at, 1)]);
+  expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled']);
+  expect((results[0] as PromiseRejectedResult).reason).toMatchObject({ code: '22003' });
+  expect(front.retriedAlone() - before).toBe(2);
+  const rows = await queryTestDatabase(front.url, 'SELECT "id", "status" FROM "Run" WHERE "userId" = ? ORDER BY "id"', ['u7']);
+  expect(rows).toEqual([{ id: 'range-bad', status: 'queued' }, { id: 'range-good', status: 'running' }]);
+});
+
 /**
  * How a stand-in cell process behaves: `instant` answers a run within the very call that assigns it (faster
  * than any real cell, which answers after an IPC round trip); `answering` is a live child whose IPC channel

@@ -114,8 +114,9 @@ const isRowCount = (v: unknown) =>
 function argFits(value: unknown, type: LearnedStatement['argTypes'][number]): boolean {
   if (type.arity !== 'scalar') return false;
   switch (type.scalarType) {
+    // NUL: PostgreSQL's text cannot hold it (the statement would fail there); no stored id contains it anyway.
     case 'string':
-      return typeof value === 'string' && value.length <= MAX_STRING_ARG_CHARS;
+      return typeof value === 'string' && value.length <= MAX_STRING_ARG_CHARS && !value.includes('\u0000');
     case 'int':
       return typeof value === 'number' && Number.isSafeInteger(value);
     // In the scoped queries, bigint arguments are LIMIT and OFFSET: row counts, bounded like ctx.db's limit.
