@@ -55,6 +55,7 @@ export default class WallProbe {
     const learned = seen[0];
     const swap = (a) => (a === ctx.userId ? victim_user : a === ctx.threadId ? victim_thread : a);
     const limitAt = learned.argTypes.findIndex((t) => t.scalarType === 'bigint');
+    const intAt = learned.argTypes.findIndex((t) => t.scalarType === 'int');
     const attempts = {
       raw_select: await ask('query', { sql: 'SELECT * FROM "Message"', args: [], argTypes: [] }),
       raw_delete: await ask('execute', { sql: 'DELETE FROM "Message"', args: [], argTypes: [] }),
@@ -63,6 +64,8 @@ export default class WallProbe {
       learned_sql_too_many_rows: await ask('query', { ...learned, args: learned.args.map((a, i) => (i === limitAt ? '100000' : a)) }),
       learned_sql_extra_arg: await ask('query', { ...learned, args: [...learned.args, victim_user], argTypes: [...learned.argTypes, learned.argTypes[0]] }),
       // NUL: PostgreSQL's text cannot hold it; refused before any database sees it, on every store.
+      // Prisma's Int is 32 bits on every store: the cursor beyond it is refused, not left to the database.
+      learned_sql_int_overflow: await ask('query', { ...learned, args: learned.args.map((a, i) => (i === intAt ? 2 ** 40 : a)) }),
       learned_sql_nul_arg: await ask('query', { ...learned, args: learned.args.map((a) => (a === ctx.threadId ? 'x\\u0000' : a)) }),
       malformed: await ask(null, null, { type: 'db_query', id: nextId, kind: 'drop everything', query: 42 }),
     };
@@ -200,6 +203,7 @@ test('crafted statements on the run\'s port are refused and counted; ctx.db keep
   expect(out.attempts.learned_sql_victim_user.error.message).toMatch(/user_mismatch/);
   expect(out.attempts.learned_sql_too_many_rows.error.message).toMatch(/invalid_args/);
   expect(out.attempts.learned_sql_nul_arg.error.message).toMatch(/invalid_args/);
+  expect(out.attempts.learned_sql_int_overflow.error.message).toMatch(/invalid_args/);
   expect(out.attempts.malformed.error.message).toMatch(/malformed/);
 
   const after = await scrape();
@@ -208,12 +212,12 @@ test('crafted statements on the run\'s port are refused and counted; ctx.db keep
   expect(delta('statement_not_allowed')).toBeGreaterThanOrEqual(5);
   // learned_sql_victim_user, victim_threads_scoped_shape, victim_messages_scoped_shape
   expect(delta('user_mismatch')).toBeGreaterThanOrEqual(3);
-  expect(delta('invalid_args')).toBeGreaterThanOrEqual(3);
+  expect(delta('invalid_args')).toBeGreaterThanOrEqual(4);
   expect(delta('invalid_message')).toBeGreaterThanOrEqual(1);
 
   // Each refusal is logged naming the run, never the statement's values.
   const lines = server.logs.filter((l) => l.msg === 'thread db query refused');
-  expect(lines.filter((l) => l.run_id === probe.run_id).length).toBeGreaterThanOrEqual(12);
+  expect(lines.filter((l) => l.run_id === probe.run_id).length).toBeGreaterThanOrEqual(13);
   const text = JSON.stringify(lines);
   expect(text).not.toContain('wall-victim');
   expect(text).not.toContain(own.thread_id);
