@@ -1,9 +1,52 @@
 // Jest runs the compiled tests (npm test builds first): worker threads and cells are plain JavaScript
 // anyway, and a TypeScript transform would not reach them.
+//
+// One pass per store, ATOLL_TEST_DATABASE=sqlite (the default) or postgresql (scripts/test-stores.js runs both):
+// - the SQLite pass runs every file except the PostgreSQL-only ones (dist/tests/postgresql/);
+// - the PostgreSQL pass runs the files whose outcome the store can change, those included. The rest ran already
+//   in the SQLite pass: files that reach no database (STORE_FREE), and files that start a server only to test
+//   what the store plays no part in (STORE_BLIND), which keeps both passes together well under 15 minutes on 2
+//   cores. A new test file runs in both passes unless it is listed here.
+const STORE = process.env.ATOLL_TEST_DATABASE || 'sqlite';
+if (!['sqlite', 'postgresql'].includes(STORE)) throw new Error(`ATOLL_TEST_DATABASE must be sqlite or postgresql (got ${JSON.stringify(STORE)})`);
+
+const file = (name) => `/dist/tests/${name}\\.test\\.js$`;
+
+/** Files that reach no database (or only SQLite's own): the SQLite pass only. */
+const STORE_FREE = [
+  '/dist/tests/unit/',
+  ...['architecture', 'cpu-governor', 'delivery', 'docs-paths', 'run-emitter', 'socket-order'].map(file),
+  // Learns both providers' statements with no database.
+  file('worker-query-gate'),
+  // SQLite's migrations against the schema (PostgreSQL's are a PostgreSQL-only file).
+  file('schema'),
+];
+
+/**
+ * Files that start a server to test cells, sockets, the browser page or the model broker: what they assert
+ * (walls, backpressure, supervision, rendering) does not depend on the store, and the store paths they pass
+ * through (accept, events, finish, resync) are the PostgreSQL pass's spine, realtime, lifecycle and failures.
+ */
+const STORE_BLIND = [
+  'browser', // the page; its HTTP and socket calls are http-api's and realtime's
+  'cell-supervision', // wedged and crashing cells
+  'containment', // memory and CPU walls of cells
+  'outbound-budget', // socket write budgets
+  'stalled-client', // socket backpressure
+  'llm-agent', // the model broker and tool loop
+  'llm-broker', // the model key's wall
+  'worker-reset', // worker-thread hygiene
+  'limits-burst', // the front's rate limits
+  'input-edges', // request validation
+].map(file);
+
 module.exports = {
-  testEnvironment: 'node',
+  testEnvironment: '<rootDir>/dist/tests/helpers/database-environment.js',
+  globalSetup: '<rootDir>/dist/tests/helpers/global-setup.js',
+  globalTeardown: '<rootDir>/dist/tests/helpers/global-teardown.js',
   roots: ['<rootDir>/dist/tests'],
   testMatch: ['**/*.test.js'],
+  testPathIgnorePatterns: ['/node_modules/', ...(STORE === 'postgresql' ? [...STORE_FREE, ...STORE_BLIND] : ['/dist/tests/postgresql/'])],
   testTimeout: 60000,
   maxWorkers: 2,
   verbose: true,

@@ -25,6 +25,8 @@ import { openStore } from './store/open-store.js';
 import { createWorkerQueryGate, learnStatements } from './store/worker-query-gate.js';
 
 const ROOT = path.resolve(__dirname, '../..');
+/** At shutdown, how long the sockets get to write the shutdown notice before they are closed. */
+const SHUTDOWN_NOTICE_MS = 1000;
 
 export async function startAtoll(config: Config, log: Logger) {
   const backend = openStore(config.database, storeOptionsOf(config, log));
@@ -170,6 +172,10 @@ export async function startAtoll(config: Config, log: Logger) {
         log.info({ grace_ms: config.shutdownGraceMs }, 'shutting down');
         await runs.drain(config.shutdownGraceMs);
         sockets.io.emit('server_shutdown', { reason: 'the server is shutting down' });
+        // Closing discards what engine.io has not written yet: let the notice (and the last runs' terminal
+        // events queued before it) go out first, a bounded moment (a stalled client does not hold the stop).
+        const noticeBy = Date.now() + SHUTDOWN_NOTICE_MS;
+        while (sockets.outboundBytes() > 0 && Date.now() < noticeBy) await new Promise((r) => setTimeout(r, 10));
         await new Promise<void>((resolve) => sockets.io.close(() => resolve()));
         sockets.stop();
         await bus.stop();

@@ -4,6 +4,7 @@
  * are run again and the culprit named; agents that are unsafe to repeat are the only collateral.
  */
 import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
+import { FRONT_DB_CONNECTIONS } from './helpers/test-database';
 import { UserClient, eventually, httpCall, metricValue, terminal, type Envelope } from './helpers/client';
 import { boundedStatus, expectPersistedTerminal } from './helpers/run-checks';
 import { cellSandboxWarning, separateUsers } from '../server/cells/cell-sandbox';
@@ -132,7 +133,7 @@ describe('every chaos mode at once', () => {
       }, 60_000);
       expect(idle).toBe(true);
       const m = await scrape(server);
-      expect(metricValue(m, 'atoll_db_connections')).toBeLessThanOrEqual(metricValue(m, 'atoll_threads_alive') + 2);
+      expect(metricValue(m, 'atoll_db_connections')).toBeLessThanOrEqual(metricValue(m, 'atoll_threads_alive') + FRONT_DB_CONNECTIONS);
       expect(metricValue(m, 'atoll_collateral_runs_total')).toBe(0);
       expect(metricValue(m, 'atoll_failure_containment_rate')).toBe(1);
       polling = false;

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { FIXTURE_AGENTS, startServer, ROOT, type TestServer } from './helpers/server';
+import { FRONT_DB_CONNECTIONS, TEST_STORE } from './helpers/test-database';
 import { UserClient, eventually, httpCall, metricValue, terminal } from './helpers/client';
 
 const WALL_PROBE = `
@@ -18,7 +19,7 @@ const require = createRequire(import.meta.url);
 export default class WallProbe {
   static agentName = 'wall-probe';
   async execute(ctx) {
-    const { mode, root, victim_user, victim_thread } = ctx.input;
+    const { mode, root, provider, victim_user, victim_thread } = ctx.input;
     if (mode === 'modules') {
       await new Promise((resolve) => setTimeout(resolve, 300));
       const loaded = Object.keys(require.cache);
@@ -54,6 +55,7 @@ export default class WallProbe {
     const learned = seen[0];
     const swap = (a) => (a === ctx.userId ? victim_user : a === ctx.threadId ? victim_thread : a);
     const limitAt = learned.argTypes.findIndex((t) => t.scalarType === 'bigint');
+    const intAt = learned.argTypes.findIndex((t) => t.scalarType === 'int');
     const attempts = {
       raw_select: await ask('query', { sql: 'SELECT * FROM "Message"', args: [], argTypes: [] }),
       raw_delete: await ask('execute', { sql: 'DELETE FROM "Message"', args: [], argTypes: [] }),
@@ -61,6 +63,10 @@ export default class WallProbe {
       learned_sql_as_execute: await ask('execute', learned),
       learned_sql_too_many_rows: await ask('query', { ...learned, args: learned.args.map((a, i) => (i === limitAt ? '100000' : a)) }),
       learned_sql_extra_arg: await ask('query', { ...learned, args: [...learned.args, victim_user], argTypes: [...learned.argTypes, learned.argTypes[0]] }),
+      // NUL: PostgreSQL's text cannot hold it; refused before any database sees it, on every store.
+      // Prisma's Int is 32 bits on every store: the cursor beyond it is refused, not left to the database.
+      learned_sql_int_overflow: await ask('query', { ...learned, args: learned.args.map((a, i) => (i === intAt ? 2 ** 40 : a)) }),
+      learned_sql_nul_arg: await ask('query', { ...learned, args: learned.args.map((a) => (a === ctx.threadId ? 'x\\u0000' : a)) }),
       malformed: await ask(null, null, { type: 'db_query', id: nextId, kind: 'drop everything', query: 42 }),
     };
     // A Prisma client of its own, built like the worker's, on the captured port.
@@ -69,7 +75,7 @@ export default class WallProbe {
     channel.attach(port);
     const mine = (m) => m && m.type === 'db_answer' && m.id < 1000000 && channel.answer(m);
     port.on('message', mine);
-    const prisma = createWorkerPrismaClient('sqlite', channel);
+    const prisma = createWorkerPrismaClient(provider, channel);
     const viaPrisma = async (run) => {
       try {
         return { ok: true, result: await run() };
@@ -96,6 +102,39 @@ export default class WallProbe {
 }
 `;
 
+// ctx.db's answers, as an agent sees them, for ids and cursors at the edges: the same on every store.
+const DB_ALIKE = `
+export default class DbAlike {
+  static agentName = 'db-alike';
+  async execute(ctx) {
+    const out = {};
+    const t = async (name, fn) => {
+      try {
+        out[name] = { ok: true, value: await fn() };
+      } catch (err) {
+        out[name] = { ok: false, code: err.code ?? null };
+      }
+    };
+    const types = (row) => row && Object.fromEntries(Object.entries(row).map(([k, v]) => [k, typeof v]));
+    await t('thread', async () => types(await ctx.db.threads.get(ctx.threadId)));
+    await t('threads', async () => (await ctx.db.threads.list({ limit: 1000 })).map((x) => x.title));
+    await t('messages', async () => (await ctx.db.messages.list()).map((m) => [m.role, m.content, m.status]));
+    await t('message_types', async () => types((await ctx.db.messages.list())[0]));
+    await t('after_first', async () => {
+      const [first] = await ctx.db.messages.list();
+      return (await ctx.db.messages.list({ afterId: first.id, limit: 1 })).map((m) => m.content);
+    });
+    await t('after_negative', async () => (await ctx.db.messages.list({ afterId: -5 })).length);
+    await t('after_beyond_int', async () => (await ctx.db.messages.list({ afterId: 2 ** 40 })).length);
+    await t('thread_nul', () => ctx.db.threads.get('a\\u0000b'));
+    await t('messages_nul', () => ctx.db.messages.list({ threadId: 'a\\u0000b' }));
+    await t('thread_astral', () => ctx.db.threads.get('\\u{1F600}\\uD800'));
+    await t('thread_long', () => ctx.db.threads.get('x'.repeat(5000)));
+    return out;
+  }
+}
+`;
+
 let server: TestServer;
 let victim: UserClient;
 let attacker: UserClient;
@@ -105,6 +144,7 @@ const refused = (text: string, reason: string) => metricValue(text, 'atoll_db_qu
 beforeAll(async () => {
   const agentsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-db-wall-'));
   fs.writeFileSync(path.join(agentsDir, 'wall-probe.mjs'), WALL_PROBE);
+  fs.writeFileSync(path.join(agentsDir, 'db-alike.mjs'), DB_ALIKE);
   fs.copyFileSync(path.join(FIXTURE_AGENTS, 'db-probe.mjs'), path.join(agentsDir, 'db-probe.mjs'));
   // THREAD_LOCKDOWN=0: the attacker here patches MessagePort.prototype to get its run's port, which lockdown
   // refuses (tests/worker-reset.test.ts). The gate must hold even for code that got the port some other way.
@@ -124,9 +164,9 @@ test('eager warm-up loads each thread\'s Prisma client before its first run, and
   const reports = await Promise.all(runs.map((r) => attacker.http('GET', `/v1/runs/${r.run_id}`)));
   const workers = new Set(reports.map((r) => `${r.body.ran_on.cell}/${r.body.ran_on.worker}`));
   expect(workers.size).toBeGreaterThan(1);
-  expect(await eventually(async () => metricValue(await scrape(), 'atoll_db_connections') - 2 >= workers.size, 5000)).toBe(true);
+  expect(await eventually(async () => metricValue(await scrape(), 'atoll_db_connections') - FRONT_DB_CONNECTIONS >= workers.size, 5000)).toBe(true);
   const text = await scrape();
-  expect(metricValue(text, 'atoll_db_connections', { process: 'front' })).toBe(2);
+  expect(metricValue(text, 'atoll_db_connections', { process: 'front' })).toBe(FRONT_DB_CONNECTIONS);
   // The warm-up query is compiled and then refused inside the worker (no run): the gate never saw it.
   for (const reason of ['invalid_message', 'run_not_running', 'statement_not_allowed', 'invalid_args', 'user_mismatch']) expect([reason, refused(text, reason)]).toEqual([reason, 0]);
 });
@@ -144,7 +184,7 @@ test('crafted statements on the run\'s port are refused and counted; ctx.db keep
   await victim.waitForRun(own.run_id);
   const before = await scrape();
 
-  const probe = await attacker.start({ agent: 'wall-probe', input: { text: 'attacker note', root: ROOT, victim_user: 'wall-victim', victim_thread: own.thread_id } });
+  const probe = await attacker.start({ agent: 'wall-probe', input: { text: 'attacker note', root: ROOT, provider: TEST_STORE === 'sqlite' ? 'sqlite' : 'postgres', victim_user: 'wall-victim', victim_thread: own.thread_id } });
   const t = terminal(await attacker.waitForRun(probe.run_id));
   expect(t.payload.status).toBe('completed');
   const out = t.payload.final_response;
@@ -162,6 +202,8 @@ test('crafted statements on the run\'s port are refused and counted; ctx.db keep
   expect(out.attempts.raw_select.error.message).toMatch(/statement_not_allowed/);
   expect(out.attempts.learned_sql_victim_user.error.message).toMatch(/user_mismatch/);
   expect(out.attempts.learned_sql_too_many_rows.error.message).toMatch(/invalid_args/);
+  expect(out.attempts.learned_sql_nul_arg.error.message).toMatch(/invalid_args/);
+  expect(out.attempts.learned_sql_int_overflow.error.message).toMatch(/invalid_args/);
   expect(out.attempts.malformed.error.message).toMatch(/malformed/);
 
   const after = await scrape();
@@ -170,12 +212,12 @@ test('crafted statements on the run\'s port are refused and counted; ctx.db keep
   expect(delta('statement_not_allowed')).toBeGreaterThanOrEqual(5);
   // learned_sql_victim_user, victim_threads_scoped_shape, victim_messages_scoped_shape
   expect(delta('user_mismatch')).toBeGreaterThanOrEqual(3);
-  expect(delta('invalid_args')).toBeGreaterThanOrEqual(2);
+  expect(delta('invalid_args')).toBeGreaterThanOrEqual(4);
   expect(delta('invalid_message')).toBeGreaterThanOrEqual(1);
 
   // Each refusal is logged naming the run, never the statement's values.
   const lines = server.logs.filter((l) => l.msg === 'thread db query refused');
-  expect(lines.filter((l) => l.run_id === probe.run_id).length).toBeGreaterThanOrEqual(11);
+  expect(lines.filter((l) => l.run_id === probe.run_id).length).toBeGreaterThanOrEqual(13);
   const text = JSON.stringify(lines);
   expect(text).not.toContain('wall-victim');
   expect(text).not.toContain(own.thread_id);
@@ -183,4 +225,30 @@ test('crafted statements on the run\'s port are refused and counted; ctx.db keep
   // And the victim's own ctx.db still sees its data.
   const self = await victim.start({ agent: 'db-probe', input: { text: 'me again', target_thread: own.thread_id } });
   expect(terminal(await victim.waitForRun(self.run_id)).payload.final_response).toMatchObject({ found: true, messages: 2 });
+});
+
+test('ctx.db answers alike on every store: row shapes, cursors, and ids no thread has (NUL, astral, too long)', async () => {
+  const u = await UserClient.connect(server.url, 'wall-alike');
+  try {
+    const first = await u.start({ agent: 'echo', input: 'first note' });
+    await u.waitForRun(first.run_id);
+    const run = await u.start({ agent: 'db-alike', input: 'second note', thread_id: first.thread_id });
+    const out = terminal(await u.waitForRun(run.run_id)).payload.final_response;
+    expect(out).toEqual({
+      thread: { ok: true, value: { id: 'string', title: 'string', createdAt: 'string', updatedAt: 'string' } },
+      threads: { ok: true, value: ['first note'] },
+      messages: { ok: true, value: [['user', 'first note', 'complete'], ['assistant', 'first note', 'complete'], ['user', 'second note', 'complete']] },
+      message_types: { ok: true, value: { id: 'number', role: 'string', content: 'string', status: 'string', createdAt: 'string' } },
+      after_first: { ok: true, value: ['first note'] },
+      after_negative: { ok: true, value: 3 },
+      // Prisma's Int is 32 bits on both: the cursor is refused before any database sees it.
+      after_beyond_int: { ok: false, code: 'DB_QUERY_REFUSED' },
+      thread_nul: { ok: true, value: null },
+      messages_nul: { ok: true, value: [] },
+      thread_astral: { ok: true, value: null },
+      thread_long: { ok: false, code: 'DB_QUERY_REFUSED' },
+    });
+  } finally {
+    u.close();
+  }
 });

@@ -4,7 +4,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServer, ROOT, type TestServer } from './helpers/server';
+import { startServer, ROOT, testDatabaseUrl, type TestServer } from './helpers/server';
+import { TEST_STORE } from './helpers/test-database';
 import { UserClient, terminal } from './helpers/client';
 import { CELL_ENV_ALLOWLIST } from '../server/cells/cell-sandbox';
 
@@ -54,7 +55,10 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   const frontPid = server.proc.pid!;
   const cellsBefore = cellPids(frontPid);
   expect(cellsBefore).toHaveLength(2);
-  const input = { text: 'escape', frontPid, otherPids: cellsBefore, dbFile: path.join(server.dir, 'atoll.db'), root: ROOT };
+  // On SQLite the agent also goes for the database file. PostgreSQL has no file here: its wall is that no
+  // credentials (DATABASE_URL) reach a cell, checked below on both stores.
+  const dbFile = TEST_STORE === 'sqlite' ? path.join(server.dir, 'atoll.db') : null;
+  const input = { text: 'escape', frontPid, otherPids: cellsBefore, dbFile, root: ROOT };
   const { run_id } = await mallory.start({ agent: 'escape', input });
   const end = terminal(await mallory.waitForRun(run_id));
   expect([end.payload.status, end.payload.error]).toEqual(['completed', undefined]);
@@ -66,8 +70,12 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   for (const key of envKeys) expect(CELL_ENV_ALLOWLIST).toContain(key);
   expect(JSON.stringify(got)).not.toContain(LLM_KEY);
   expect(JSON.stringify(got)).not.toContain('test-secret-test-secret');
+  expect(envKeys).not.toContain('DATABASE_URL');
+  expect(JSON.stringify(got)).not.toContain(testDatabaseUrl(server.dir));
 
-  const refused = ['spawn', 'kill_front', 'kill_group', 'raw_kill_front', 'restore_kill', 'read_db', 'native_sqlite', 'dlopen', 'binding', 'proc_mem', 'front_environ', 'read_etc', 'read_source', 'write_outside', 'new_worker'];
+  const refused = ['spawn', 'kill_front', 'kill_group', 'raw_kill_front', 'restore_kill', 'dlopen', 'binding', 'proc_mem', 'front_environ', 'read_etc', 'read_source', 'write_outside', 'new_worker'];
+  if (dbFile) refused.push('read_db', 'native_sqlite');
+  else expect([got.read_db, got.native_sqlite]).toEqual([undefined, undefined]);
   const otherCell = Object.keys(got).filter((k) => k.startsWith('kill_cell_'));
   expect(otherCell).toHaveLength(1);
   refused.push(...otherCell);
@@ -75,10 +83,10 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
     expect([name, got[name]?.ok]).toEqual([name, false]);
   }
   // The permission model, not an accident, said no.
-  for (const name of ['spawn', 'read_db', 'proc_mem', 'write_outside', 'kill_front', 'new_worker']) expect([name, got[name].code]).toEqual([name, 'ERR_ACCESS_DENIED']);
+  for (const name of ['spawn', ...(dbFile ? ['read_db'] : []), 'proc_mem', 'write_outside', 'kill_front', 'new_worker']) expect([name, got[name].code]).toEqual([name, 'ERR_ACCESS_DENIED']);
   expect(got.dlopen.code).toBe('ERR_DLOPEN_DISABLED');
   // Under the permission model, the database file is the front's alone for the OS too.
-  expect(fs.statSync(input.dbFile).mode & 0o077).toBe(0);
+  if (dbFile) expect(fs.statSync(dbFile).mode & 0o077).toBe(0);
   // The run's own scratch folder works, and it started empty.
   expect(got.scratch_was_empty).toEqual({ ok: true, value: 'left by mallory' });
 

@@ -1,16 +1,18 @@
 /**
- * The front's run pipeline below the sockets, on a real SQLite file: the group-committed writes (read back
- * through Prisma exactly as Prisma's own rows), a failing write that must not take its batch down, and
- * the order of a run's events when its cell answers before the acknowledging turn has ended.
+ * The front's run pipeline below the sockets, on the test store (a real SQLite file, or a real PostgreSQL
+ * database with ATOLL_TEST_DATABASE=postgresql): the group-committed writes (read back through Prisma exactly
+ * as Prisma's own rows), a failing write that must not take its batch down, and the order of a run's events
+ * when its cell answers before the acknowledging turn has ended. Then each store's group commit on its own:
+ * a failure that is not one write's fault fails the whole batch.
  *
  * Prisma's query compiler is loaded with a dynamic import that Jest's module sandbox refuses, so Prisma
  * reads run in a plain Node child process (readThroughPrisma).
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import type { ChildProcess } from 'node:child_process';
 import { CellHandle } from '../server/cells/cell-handle';
 import type { CellSupervisor } from '../server/cells/supervisor';
@@ -20,47 +22,30 @@ import type { FrontToCell } from '../protocol/cell-messages';
 import type { RunEventEnvelope } from '../protocol/events';
 import { createEventRelay } from '../server/runs/event-relay';
 import { createRunService, type RunService } from '../server/runs/run-service';
-import { migrationsFolder } from '../server/store/migrations';
-import { applyMigrations } from '../server/store/sqlite/apply-migrations';
+import { createPgGroupCommit } from '../server/store/postgresql/group-commit';
 import { createGroupCommit } from '../server/store/sqlite/group-commit';
-import { createPrismaClient, type Db } from '../server/store/sqlite/prisma-client';
-import { createPrismaRunStore } from '../server/store/prisma-run-store';
-import { createRunWrites, type SqliteRunWrites } from '../server/store/sqlite/run-writes';
+import { createRunWrites } from '../server/store/sqlite/run-writes';
 import { createAccepting } from '../server/shared/in-process/accepting';
 import type { RunStore } from '../server/store/store';
-import { ROOT } from './helpers/server';
+import { openFrontStore, readThroughPrisma, type FrontStore } from './helpers/front-store';
+import { queryTestDatabase, TEST_STORE } from './helpers/test-database';
+
+const onSqlite = TEST_STORE === 'sqlite' ? test : test.skip;
+const onPostgresql = TEST_STORE === 'postgresql' ? test : test.skip;
 
 let dir: string;
-let file: string;
-let prisma: Db;
-let writes: SqliteRunWrites;
+let front: FrontStore;
 let store: RunStore;
 
-beforeAll(() => {
+beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-pipeline-'));
-  file = path.join(dir, 'atoll.db');
-  applyMigrations(file, migrationsFolder('sqlite'));
-  prisma = createPrismaClient(file);
-  writes = createRunWrites(file, { busyTimeoutMs: 5000 });
-  store = createPrismaRunStore(prisma, writes);
+  front = await openFrontStore(dir);
+  store = front.store;
 });
 afterAll(async () => {
-  writes.close();
-  await prisma.$disconnect();
+  await front?.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
-
-/** Runs `body` (an async function of `store`, the front's RunStore on Prisma) in a child process; returns its JSON. */
-function readThroughPrisma(body: string): any {
-  const script = `
-    const { createPrismaClient } = require(${JSON.stringify(path.join(ROOT, 'dist/server/store/sqlite/prisma-client.js'))});
-    const { createPrismaRunStore } = require(${JSON.stringify(path.join(ROOT, 'dist/server/store/prisma-run-store.js'))});
-    const prisma = createPrismaClient(${JSON.stringify(file)});
-    const store = createPrismaRunStore(prisma, null);
-    (${body})(store).then((out) => { process.stdout.write(JSON.stringify(out)); return prisma.$disconnect(); });
-  `;
-  return JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 }));
-}
 
 const envelope = (runId: string, seq: number, type: string, payload: unknown, at: Date, userId = 'u1', threadId = 't1'): RunEventEnvelope =>
   ({ type, event_id: `${runId}-${seq}`, seq, run_id: runId, thread_id: threadId, user_id: userId, agent_name: 'a', timestamp: at.toISOString(), payload }) as RunEventEnvelope;
@@ -77,12 +62,12 @@ test('rows written by the prepared statements read back through Prisma: dates, o
   const done = new Date(at.getTime() + 50);
   await store.finishRun('run-1', 't1', 'completed', null, 'hi', envelope('run-1', 4, 'agent_completed', { status: 'completed' }, done) as never, null, 'hi');
 
-  const read = readThroughPrisma(`async (store) => {
+  const read = readThroughPrisma(front.url, `async (store) => {
     const run = await store.findRun('u1', 'run-1');
     return {
       run,
       events: (await store.listEvents(run, 0, 10)).map((e) => [e.seq, e.type, e.timestamp]),
-      // Prisma compares DateTime columns as text: only rows in its own format are found by these filters.
+      // On SQLite Prisma compares DateTime columns as text: only rows in its own format are found by these filters.
       byCorrelation: (await store.findRunByCorrelation('u1', 'corr-1', ${at.getTime() - 1}))?.id ?? null,
       byCorrelationLater: (await store.findRunByCorrelation('u1', 'corr-1', ${at.getTime() + 1}))?.id ?? null,
       threadsBefore: (await store.listThreads('u1', 10, new Date(${done.getTime() + 1}))).map((t) => t.id),
@@ -121,19 +106,55 @@ test('a failing write fails alone: the writes committed with it in the same turn
     good('ok-2'),
   ]);
   expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
-  const db = new Database(file, { readonly: true });
-  try {
-    const count = (sql: string, id: string) => (db.prepare(sql).get(id) as { n: number }).n;
-    expect(count('SELECT COUNT(*) AS n FROM "Run" WHERE "id" = ?', 'ok-1')).toBe(1);
-    expect(count('SELECT COUNT(*) AS n FROM "Run" WHERE "id" = ?', 'ok-2')).toBe(1);
-    // Nothing of the failed one is left half-written.
-    expect(count('SELECT COUNT(*) AS n FROM "Run" WHERE "id" = ?', 'bad')).toBe(0);
-    expect(count('SELECT COUNT(*) AS n FROM "RunEvent" WHERE "runId" = ?', 'bad')).toBe(0);
-    expect(count('SELECT COUNT(*) AS n FROM "Message" WHERE "runId" = ?', 'bad')).toBe(0);
-  } finally {
-    db.close();
+  const count = async (sql: string, id: string) => (await queryTestDatabase<{ n: number }>(front.url, sql, [id]))[0]!.n;
+  expect(await count('SELECT COUNT(*) AS n FROM "Run" WHERE "id" = ?', 'ok-1')).toBe(1);
+  expect(await count('SELECT COUNT(*) AS n FROM "Run" WHERE "id" = ?', 'ok-2')).toBe(1);
+  // Nothing of the failed one is left half-written.
+  expect(await count('SELECT COUNT(*) AS n FROM "Run" WHERE "id" = ?', 'bad')).toBe(0);
+  expect(await count('SELECT COUNT(*) AS n FROM "RunEvent" WHERE "runId" = ?', 'bad')).toBe(0);
+  expect(await count('SELECT COUNT(*) AS n FROM "Message" WHERE "runId" = ?', 'bad')).toBe(0);
+  // They shared one commit, which failed, and were applied again one by one.
+  expect(front.retriedAlone()).toBeGreaterThanOrEqual(3);
+});
+
+test('agent text with NUL is stored alike on every store (NUL as U+FFFD) and takes no other write of its commit down', async () => {
+  const at = new Date();
+  const ids = ['nul-answer', 'nul-error', 'nul-neighbour'];
+  for (const id of ids) {
+    await store.acceptRun({ id, userId: 'u6', threadId: null, newThreadId: `t-${id}`, agentName: 'a', input: { text: id }, correlationId: null, requestId: id, firstEvent: envelope(id, 1, 'message_received', {}, at, 'u6', `t-${id}`) as never, correlationSince: 0 });
   }
-  expect(writes.commits.stats.retriedAlone).toBeGreaterThanOrEqual(3);
+  const done = new Date(at.getTime() + 10);
+  const finish = (id: string, status: 'completed' | 'failed', result: string | null, message: string | null, partial = '') =>
+    store.finishRun(id, `t-${id}`, status, message === null ? null : ({ code: 'AGENT_ERROR', message } as never), result, envelope(id, 2, 'agent_completed', { status }, done, 'u6', `t-${id}`) as never, null, partial);
+  // One turn: one commit, on either store.
+  const results = await Promise.allSettled([finish('nul-answer', 'completed', 'x\u0000y', null), finish('nul-error', 'failed', null, 'bo\u0000om', 'part\u0000ial'), finish('nul-neighbour', 'completed', 'fine', null)]);
+  expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+  const read = readThroughPrisma(front.url, `async (store) => {
+    const out = {};
+    for (const id of ${JSON.stringify(ids)}) {
+      const run = await store.findRun('u6', id);
+      out[id] = { status: run.status, result: run.result, error: run.error, messages: (await store.listMessages('t-' + id, 10, 0)).map((m) => [m.role, m.content, m.status]) };
+    }
+    return out;
+  }`);
+  expect(read['nul-answer']).toEqual({ status: 'completed', result: 'x\u0000y', error: null, messages: [['user', 'nul-answer', 'complete'], ['assistant', 'x\uFFFDy', 'complete']] });
+  expect(read['nul-error']).toEqual({ status: 'failed', result: null, error: { code: 'AGENT_ERROR', message: 'bo\uFFFDom' }, messages: [['user', 'nul-error', 'complete'], ['assistant', 'part\uFFFDial', 'interrupted']] });
+  expect(read['nul-neighbour']).toMatchObject({ status: 'completed', result: 'fine' });
+});
+
+onPostgresql('PostgreSQL: a value its column cannot take (SQLSTATE class 22) fails its own write alone', async () => {
+  const at = new Date();
+  for (const id of ['range-bad', 'range-good']) {
+    await store.acceptRun({ id, userId: 'u7', threadId: null, newThreadId: `t-${id}`, agentName: 'a', input: { text: id }, correlationId: null, requestId: id, firstEvent: envelope(id, 1, 'message_received', {}, at, 'u7', `t-${id}`) as never, correlationSince: 0 });
+  }
+  const before = front.retriedAlone();
+  // "workerId" is an INTEGER: 2^31 is out of its range (22003), a bad value of this write, not the database's fault.
+  const results = await Promise.allSettled([store.markRunning('range-bad', 'cell1-g1', 2 ** 31, at, 1), store.markRunning('range-good', 'cell1-g1', 1, at, 1)]);
+  expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled']);
+  expect((results[0] as PromiseRejectedResult).reason).toMatchObject({ code: '22003' });
+  expect(front.retriedAlone() - before).toBe(2);
+  const rows = await queryTestDatabase(front.url, 'SELECT "id", "status" FROM "Run" WHERE "userId" = ? ORDER BY "id"', ['u7']);
+  expect(rows).toEqual([{ id: 'range-bad', status: 'queued' }, { id: 'range-good', status: 'running' }]);
 });
 
 /**
@@ -230,13 +251,8 @@ test("a run's events never overtake its event 1, even when its cell answers at o
 });
 
 /** The run's row as the store wrote it. */
-function runRow(runId: string) {
-  const db = new Database(file, { readonly: true });
-  try {
-    return db.prepare('SELECT "attempts", "cellId", "status" FROM "Run" WHERE "id" = ?').get(runId);
-  } finally {
-    db.close();
-  }
+async function runRow(runId: string) {
+  return (await queryTestDatabase(front.url, 'SELECT "attempts", "cellId", "status" FROM "Run" WHERE "id" = ?', [runId]))[0];
 }
 
 test.each(['gone', 'failing'] as const)('a run sent to a cell whose channel is %s, never delivered, is dispatched again without suspicion', async (kind) => {
@@ -258,7 +274,7 @@ test.each(['gone', 'failing'] as const)('a run sent to a cell whose channel is %
     const events = delivered.filter((e) => e.run_id === run.id);
     expect(events.map((e) => e.type)).toEqual(['message_received', 'agent_started', 'agent_completed']);
     expect(events.at(-1)!.payload).toMatchObject({ status: 'completed' });
-    expect(runRow(run.id)).toEqual({ attempts: 1, cellId: 'cell2-g1', status: 'completed' });
+    expect(await runRow(run.id)).toEqual({ attempts: 1, cellId: 'cell2-g1', status: 'completed' });
   } finally {
     await stop();
   }
@@ -294,17 +310,19 @@ test('a run that did reach its cell is a suspect when the cell dies: it is not s
   }
 });
 
-test('DB_SYNCHRONOUS sets what the write connection really runs with', () => {
-  expect(writes.synchronousLevel()).toBe(1); // the default, normal
-  const full = createRunWrites(file, { busyTimeoutMs: 1000, synchronous: 'full' });
-  try {
-    expect(full.synchronousLevel()).toBe(2);
-  } finally {
-    full.close();
+onSqlite('DB_SYNCHRONOUS (SQLite) sets what the write connection really runs with', () => {
+  const file = front.url.slice('file:'.length);
+  for (const [synchronous, level] of [[undefined, 1], ['normal', 1], ['full', 2]] as const) {
+    const writes = createRunWrites(file, { busyTimeoutMs: 1000, synchronous });
+    try {
+      expect([synchronous, writes.synchronousLevel()]).toEqual([synchronous, level]); // normal is the default
+    } finally {
+      writes.close();
+    }
   }
 });
 
-test('a failure that is not one write\'s own (the database busy or failing) fails the whole batch at once, nothing half-written', async () => {
+onSqlite('SQLite: a failure that is not one write\'s own (the database busy or failing) fails the whole batch at once, nothing half-written', async () => {
   const db = new Database(':memory:');
   db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY)');
   const insert = db.prepare('INSERT INTO t (id) VALUES (?)');
@@ -325,4 +343,44 @@ test('a failure that is not one write\'s own (the database busy or failing) fail
   const again = await Promise.allSettled([g.run(() => insert.run(3)), g.run(() => insert.run(3)), g.run(() => insert.run(4))]);
   expect(again.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
   db.close();
+});
+
+onPostgresql('PostgreSQL: a failure that is not one write\'s own fails the whole batch at once, nothing half-written; a constraint fails alone', async () => {
+  const pool = new pg.Pool({ connectionString: front.url, max: 1 });
+  try {
+    await pool.query('CREATE TABLE gc_probe (id INTEGER PRIMARY KEY)');
+    type Item = { id: number } | { fail: 'division' };
+    const batches: Item[][] = [];
+    const g = createPgGroupCommit<Item>(
+      pool,
+      {
+        statements: (items) => (
+          batches.push(items),
+          items.map((item) => ('fail' in item ? { name: 'gc_fail', text: 'SELECT 1 / 0', values: [] } : { name: 'gc_insert', text: 'INSERT INTO gc_probe (id) VALUES ($1)', values: [item.id] }))
+        ),
+        undo: () => [],
+        isRequest: () => false,
+        // What the real batching says: SQLSTATE class 23 (integrity) is a write's own fault; 22012 is not.
+        isWriteError: (err) => /^23/.test(String((err as { code?: unknown }).code)),
+        explain: (_item, err) => err,
+      },
+      createLogger('silent'),
+    );
+    const ids = async () => (await pool.query('SELECT id FROM gc_probe ORDER BY id')).rows.map((r) => r.id);
+    const results = await Promise.allSettled([g.run({ id: 1 }), g.run({ fail: 'division' }), g.run({ id: 2 })]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(results.map((r) => (r as PromiseRejectedResult).reason?.code)).toEqual(['22012', '22012', '22012']);
+    expect(batches).toHaveLength(1); // not retried write by write
+    expect(await ids()).toEqual([]);
+    // A constraint is one write's own failure: only it fails, the others of its commit land.
+    batches.length = 0;
+    const again = await Promise.allSettled([g.run({ id: 3 }), g.run({ id: 3 }), g.run({ id: 4 })]);
+    expect(again.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((again[1] as PromiseRejectedResult).reason).toMatchObject({ code: '23505' });
+    expect(batches.map((b) => b.length)).toEqual([3, 1, 1, 1]);
+    expect(await ids()).toEqual([3, 4]);
+    await g.close(1_000);
+  } finally {
+    await pool.end();
+  }
 });

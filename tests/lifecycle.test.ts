@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { FIXTURE_AGENTS, runServerOnce, startServer, type TestServer } from './helpers/server';
+import { testStateDir } from './helpers/test-database';
 import { UserClient, eventually, httpCall, terminal } from './helpers/client';
 
 test.each([
@@ -238,10 +239,10 @@ test('dev login is refused when AUTH_DEV_LOGIN is off', async () => {
   await server.stop();
 });
 
-test('without AUTH_JWT_SECRET a development secret is kept beside the database', async () => {
+test('without AUTH_JWT_SECRET a development secret is kept beside the database (on PostgreSQL, in ./data)', async () => {
   const server = await startServer({ AUTH_JWT_SECRET: '' });
   const token = (await httpCall(server.url, 'POST', '/v1/auth/dev-login', { user_id: 'dev' })).body.token;
-  expect(fs.existsSync(path.join(server.dir, '.dev-jwt-secret'))).toBe(true);
+  expect(fs.existsSync(path.join(testStateDir(server.dir), '.dev-jwt-secret'))).toBe(true);
   await server.stop();
   const again = await startServer({ AUTH_JWT_SECRET: '' }, { dir: server.dir });
   expect((await httpCall(again.url, 'GET', '/v1/threads', undefined, token)).status).toBe(200);

@@ -2,6 +2,7 @@
  * The seed's scenarios and the event contract, against a real server, real sockets and a real SQLite file.
  */
 import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
+import { FRONT_DB_CONNECTIONS } from './helpers/test-database';
 import { UserClient, eventually, httpCall, metricValue, terminal, type Envelope } from './helpers/client';
 
 let server: TestServer;
@@ -95,12 +96,12 @@ test('resource cleanup: after runs no contexts or agent instances remain and DB 
     return metricValue(text, 'atoll_threads_alive') >= 4 && metricValue(text, 'atoll_execution_contexts_active') === 0 && metricValue(text, 'atoll_agent_instances_live') === 0 && metricValue(text, 'atoll_runs_active') === 0;
   }, 5000);
   expect(idle).toBe(true);
-  // At most one connection per live worker (opened at its first ctx.db query) plus the front's two (reads,
-  // writes), never one per run: 24 runs, 2 cells x (2 workers + 3 burst workers each + 1 spare) at most.
+  // At most one connection per live worker (opened at its first ctx.db query) plus the front's own (SQLite:
+  // reads and writes; PostgreSQL: its pool and its write connection), never one per run: 24 runs, 2 cells x (2 workers + 3 burst workers each + 1 spare) at most.
   const workersAlive = metricValue(text, 'atoll_threads_alive');
   expect(workersAlive).toBeLessThanOrEqual(2 * (2 * 4 + 1));
-  expect(metricValue(text, 'atoll_db_connections', { process: 'front' })).toBe(2);
-  expect(metricValue(text, 'atoll_db_connections')).toBeLessThanOrEqual(workersAlive + 2);
+  expect(metricValue(text, 'atoll_db_connections', { process: 'front' })).toBe(FRONT_DB_CONNECTIONS);
+  expect(metricValue(text, 'atoll_db_connections')).toBeLessThanOrEqual(workersAlive + FRONT_DB_CONNECTIONS);
 });
 
 test('each cell keeps a warm spare thread beyond its capacity, ready before any run needs it', async () => {
@@ -210,7 +211,7 @@ test('a thread loads its database client at its first ctx.db query, and that is 
   // Each of those workers that still serves now holds its connection (reported with the cell's stats shortly after).
   const serving = new Set(reports.filter((r) => r.body.isolation.recycled === null).map((r) => `${r.body.ran_on.cell}/${r.body.ran_on.worker}`));
   const scrape = async () => (await httpCall(server.url, 'GET', '/metrics')).body as string;
-  expect(await eventually(async () => metricValue(await scrape(), 'atoll_db_connections') - 2 >= serving.size, 5000)).toBe(true);
+  expect(await eventually(async () => metricValue(await scrape(), 'atoll_db_connections') - FRONT_DB_CONNECTIONS >= serving.size, 5000)).toBe(true);
 });
 
 test('ctx.db reaches only the run\'s own user\'s data', async () => {

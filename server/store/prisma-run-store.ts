@@ -10,7 +10,7 @@ import type { Db } from '../../prisma/client-type.js';
 import type { AgentInput } from '../../protocol/cell-messages.js';
 import type { ErrorBody } from '../../protocol/errors.js';
 import type { JsonValue, RunEventEnvelope, RunStatus } from '../../protocol/events.js';
-import type { RunWrites } from './run-writes.js';
+import { storableText, type RunWrites } from './run-writes.js';
 import type { IsolationReport, MessageRecord, NewRun, RunRecord, RunStore, ThreadRecord } from './store.js';
 
 type RunRow = Awaited<ReturnType<Db['run']['findFirst']>> & {};
@@ -109,7 +109,8 @@ export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
 
     /** The terminal write: status, error, result, the agent_completed event and the assistant's message. */
     finishRun(runId, threadId, status, error, result, terminal, report, partialText) {
-      return writes.finishRun({ runId, threadId, status, error, result, terminal, report: report ? JSON.stringify(report) : null, partialText });
+      const stored = error && { ...error, message: storableText(error.message) };
+      return writes.finishRun({ runId, threadId, status, error: stored, result, terminal, report: report ? JSON.stringify(report) : null, partialText });
     },
 
     /** The user's run with this correlation id accepted since `since` (idempotency). */

@@ -62,9 +62,16 @@ export class CorrelationTakenError extends Error {
   }
 }
 
+/**
+ * Agent text stored as a plain text column (the answer, an error's message), the same on every database:
+ * PostgreSQL's text cannot hold NUL (the write would fail), so NUL becomes U+FFFD everywhere. JSON columns need
+ * nothing: JSON.stringify escapes it.
+ */
+export const storableText = (text: string): string => (text.includes('\u0000') ? text.replace(/\u0000/g, '\uFFFD') : text);
+
 /** What the assistant's message holds for a finished run, or null when it leaves none. */
 export function answerOf(f: Pick<FinishedRunRow, 'status' | 'result' | 'partialText'>): { content: string; status: 'complete' | 'interrupted' } | null {
-  if (f.status === 'completed' && f.result !== null) return { content: typeof f.result === 'string' ? f.result : JSON.stringify(f.result), status: 'complete' };
-  if (f.status !== 'completed' && f.partialText.length > 0) return { content: f.partialText, status: 'interrupted' };
+  if (f.status === 'completed' && f.result !== null) return { content: storableText(typeof f.result === 'string' ? f.result : JSON.stringify(f.result)), status: 'complete' };
+  if (f.status !== 'completed' && f.partialText.length > 0) return { content: storableText(f.partialText), status: 'interrupted' };
   return null;
 }

@@ -114,10 +114,12 @@ const isRowCount = (v: unknown) =>
 function argFits(value: unknown, type: LearnedStatement['argTypes'][number]): boolean {
   if (type.arity !== 'scalar') return false;
   switch (type.scalarType) {
+    // NUL: PostgreSQL's text cannot hold it (the statement would fail there); no stored id contains it anyway.
     case 'string':
-      return typeof value === 'string' && value.length <= MAX_STRING_ARG_CHARS;
+      return typeof value === 'string' && value.length <= MAX_STRING_ARG_CHARS && !value.includes('\u0000');
+    // Prisma's Int is 32 bits on every database; beyond it PostgreSQL fails the statement (SQLite would run it).
     case 'int':
-      return typeof value === 'number' && Number.isSafeInteger(value);
+      return typeof value === 'number' && Number.isInteger(value) && value >= -(2 ** 31) && value < 2 ** 31;
     // In the scoped queries, bigint arguments are LIMIT and OFFSET: row counts, bounded like ctx.db's limit.
     case 'bigint':
       return isRowCount(value);

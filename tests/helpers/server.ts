@@ -1,19 +1,17 @@
 /**
  * Starts a real Atoll front (node dist/server/main.js) on an ephemeral port with its own database (a SQLite
- * file in its folder: testDatabaseUrl), exactly as a user would, and captures its JSON log lines.
+ * file in its folder, or a PostgreSQL database of its own with ATOLL_TEST_DATABASE=postgresql: testDatabaseUrl),
+ * exactly as a user would, and captures its JSON log lines.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { testDatabaseUrl } from './test-database';
 
+export { testDatabaseUrl };
 export const ROOT = path.resolve(__dirname, '../../..');
 export const FIXTURE_AGENTS = path.join(ROOT, 'tests/fixtures/agents');
-
-/** The DATABASE_URL of a test server whose folder is `dir`: a fresh database of its own. */
-export function testDatabaseUrl(dir: string): string {
-  return `file:${path.join(dir, 'atoll.db')}`;
-}
 
 export interface TestServer {
   url: string;

@@ -12,6 +12,12 @@ export interface ReleasableDb {
   release(): void;
 }
 
+/**
+ * A thread id that names no thread on any database: ids never hold NUL, and PostgreSQL's text cannot even be
+ * compared with one (the gate refuses it), so ctx.db answers such an id as unknown without asking.
+ */
+const namesNoThread = (id: string) => id.includes('\u0000');
+
 const clampLimit = (limit: unknown, fallback: number) =>
   typeof limit === 'number' && Number.isInteger(limit) && limit > 0 ? Math.min(limit, MAX_ROWS) : fallback;
 
@@ -36,7 +42,7 @@ export function createScopedDb(prisma: Db, userId: string, runThreadId: string, 
     threads: Object.freeze({
       async get(threadId: string) {
         guard();
-        if (typeof threadId !== 'string') return null;
+        if (typeof threadId !== 'string' || namesNoThread(threadId)) return null;
         const t = await threadsGet(prisma, userId, threadId);
         return t ? threadView(t) : null;
       },
@@ -50,6 +56,7 @@ export function createScopedDb(prisma: Db, userId: string, runThreadId: string, 
       async list(options: { threadId?: string; limit?: number; afterId?: number } = {}) {
         guard();
         const threadId = options.threadId ?? runThreadId;
+        if (typeof threadId === 'string' && namesNoThread(threadId)) return [];
         const rows = await messagesList(prisma, userId, { threadId, afterId: typeof options.afterId === 'number' ? options.afterId : 0, limit: clampLimit(options.limit, 50) });
         return rows.map(
           (m): MessageView => ({

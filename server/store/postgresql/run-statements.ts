@@ -202,8 +202,12 @@ export function undoStatements(items: RunWrite[]): Statement[] {
 
 export const isRequest = (item: RunWrite): boolean => item.kind === 'thread' || item.kind === 'accept';
 
-/** Integrity constraint violations (SQLSTATE class 23) and missing rows: a write's own fault. */
-export const isWriteError = (err: unknown): boolean => err instanceof RowMissingError || /^23/.test(String((err as { code?: unknown })?.code ?? ''));
+/**
+ * A write's own fault: integrity constraint violations (SQLSTATE class 23), data exceptions (class 22: a value
+ * the column cannot take, such as text with NUL or a number out of range) and missing rows. The batch is then
+ * retried write by write, so one write's bad value fails it alone, never the other runs of its commit.
+ */
+export const isWriteError = (err: unknown): boolean => err instanceof RowMissingError || /^2[23]/.test(String((err as { code?: unknown })?.code ?? ''));
 
 export function explain(item: RunWrite, err: unknown): unknown {
   const e = err as { code?: string; constraint?: string };
