@@ -16,6 +16,7 @@ import type { RunStore } from '../store.js';
 import { applyMigrations } from './apply-migrations.js';
 import { connectWithRetry } from './connect-with-retry.js';
 import { openReadClient, prismaClientOver } from './prisma-client.js';
+import { WRITE_CONNECTION_OPTIONS } from './run-statements.js';
 import { createPgRunWrites } from './run-writes.js';
 import { asUnavailable, unavailableError } from './unavailable.js';
 
@@ -50,7 +51,7 @@ export function createPostgresqlBackend(target: PostgresqlTarget, options: Store
 
     async connect(): Promise<StoreConnection> {
       const readPool = new pg.Pool(poolConfig(options.poolSize));
-      const writePool = new pg.Pool(poolConfig(1));
+      const writePool = new pg.Pool({ ...poolConfig(1), options: WRITE_CONNECTION_OPTIONS });
       // An idle connection that drops emits 'error' on its pool; without a listener that would end the process.
       for (const pool of [readPool, writePool]) pool.on('error', (err) => options.log.warn({ err: err.message }, 'a database connection was lost; it reconnects on next use'));
       const reads = openReadClient(readPool);
