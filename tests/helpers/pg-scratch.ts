@@ -1,23 +1,22 @@
 /**
- * Scratch PostgreSQL databases for tests: each test file creates its own (`atoll_t_<random>`) on the server of
- * TEST_POSTGRESQL_URL (default: the local server, user postgres) and drops it at the end, so tests never share
- * a database and a failed run leaves nothing behind but a database that is obviously a test's.
+ * Scratch PostgreSQL databases for the PostgreSQL-only tests (tests/postgresql/): each test makes its own,
+ * named atoll_t_<jest run id>_<random>, on the server of ATOLL_TEST_POSTGRESQL (default
+ * postgresql://postgres@127.0.0.1:5432, no database name) and drops it at the end; a crashed file's leftovers
+ * carry the run's prefix, which the test pass's teardown sweeps.
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 
-/** A database on the test server to create and drop others from (their URLs differ from it only in the database). */
-export const TEST_POSTGRESQL_URL = process.env.TEST_POSTGRESQL_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+/** The test server, without a database name. */
+const SERVER = (process.env.ATOLL_TEST_POSTGRESQL || 'postgresql://postgres@127.0.0.1:5432').replace(/\/+$/, '');
 
-/** `url` with its database (path) replaced by `database`. */
-export function urlOf(database: string, base = TEST_POSTGRESQL_URL): string {
-  const u = new URL(base);
-  u.pathname = `/${database}`;
-  return u.toString();
-}
+/** The URL of database `name` on the test server. */
+export const urlOf = (name: string): string => `${SERVER}/${name}`;
+
+const RUN_ID = (process.env.ATOLL_TEST_RUN_ID || `p${process.pid}`).toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 12);
 
 async function onAdmin<T>(use: (admin: pg.Client) => Promise<T>): Promise<T> {
-  const admin = new pg.Client({ connectionString: TEST_POSTGRESQL_URL, connectionTimeoutMillis: 10_000 });
+  const admin = new pg.Client({ connectionString: urlOf('postgres'), connectionTimeoutMillis: 10_000 });
   admin.on('error', () => undefined);
   await admin.connect();
   try {
@@ -40,7 +39,7 @@ export interface ScratchDatabase {
 
 /** A database name and URL of its own, not created yet. */
 export function scratchDatabase(): ScratchDatabase {
-  const name = `atoll_t_${randomBytes(6).toString('hex')}`;
+  const name = `atoll_t_${RUN_ID}_${randomBytes(6).toString('hex')}`;
   const url = urlOf(name);
   return {
     name,
