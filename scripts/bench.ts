@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: one command, one machine, the same trivial workload through every design: the raw
- * Piscina limit, Atoll end to end (default, THREAD_REUSE=any and MAX_RUNS_PER_WORKER=1), one shared in-process agent,
- * one process per run; then memory per in-flight run and recovery after a cell's death. Prints a markdown
- * table and writes a JSON report. Composition root: everything it starts, it stops.
+ * Piscina limit, Atoll end to end (default, THREAD_REUSE=any and MAX_RUNS_PER_WORKER=1) on SQLite, PostgreSQL or
+ * both (--database), one shared in-process agent, one process per run; then memory per in-flight run and recovery
+ * after a cell's death. Prints a markdown table and writes a JSON report. Composition root: everything it starts
+ * (servers, their databases), it stops and drops.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -11,6 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { UsageError } from './load/argv.js';
 import { getJson } from './load/auth.js';
 import { ratio, round } from './load/stats.js';
+import { DatabaseUnusableError, postgresqlDatabase, sqliteDatabase, type BenchDatabase } from './bench/databases.js';
 import { describeMachine } from './bench/machine.js';
 import { idleMemory, memoryAtLevel, perRunBytes, perWorker, type MemoryLevel, type MemoryTarget } from './bench/memory.js';
 import { HELP, parseBenchOptions, type BenchOptions } from './bench/options.js';
@@ -18,9 +20,11 @@ import { ATOLL_ENTRY, BASELINE_ENTRY, BENCH_AGENTS_DIR, agentFile } from './benc
 import { piscinaRound, withPiscina } from './bench/piscina-limit.js';
 import { recoveryOnce, summarizeRecovery, type RecoverySample } from './bench/recovery.js';
 import type { BenchReport, MemoryReport } from './bench/report-types.js';
+import { maskPassword } from '../server/store/database-target.js';
 import { startServer, type Spawned } from './bench/spawn.js';
 import { renderMarkdown } from './bench/table.js';
 import { distinctWorkers, socketVariant, summarizeRounds, type VariantReport } from './bench/variants.js';
+import type { BenchDatabaseKind } from './bench/databases.js';
 
 /** Execution slots in every design: Atoll's default 2 cells × 2 workers. */
 const CELLS = 2;
@@ -29,6 +33,8 @@ const SLOTS = CELLS * THREADS_PER_CELL;
 const WORKER_SAMPLE = 40;
 
 type Log = (msg: string) => void;
+
+const rps = (v: { report: VariantReport } | undefined) => v?.report.runs_per_s ?? null;
 
 /**
  * The bench measures the run pipeline, not admission control: its few clients on one address would
@@ -45,8 +51,17 @@ const NO_ADMISSION_LIMITS = {
   MAX_CONNECTIONS_PER_IP: '100000',
 };
 
-const startAtoll = (workersPerCell: number, extra: Record<string, string> = {}) =>
-  startServer(ATOLL_ENTRY, { ...NO_ADMISSION_LIMITS, AGENTS_DIR: BENCH_AGENTS_DIR, CELLS: String(CELLS), THREADS_PER_CELL: String(workersPerCell), ...extra });
+/** An Atoll on a fresh database of its own, dropped when it stops. */
+async function startAtoll(db: BenchDatabase, workersPerCell: number, extra: Record<string, string> = {}): Promise<Spawned> {
+  const scratch = await db.scratch();
+  try {
+    const s = await startServer(ATOLL_ENTRY, { ...NO_ADMISSION_LIMITS, AGENTS_DIR: BENCH_AGENTS_DIR, CELLS: String(CELLS), THREADS_PER_CELL: String(workersPerCell), ...scratch.env, ...extra });
+    return { ...s, stop: () => s.stop().finally(() => scratch.drop()) };
+  } catch (err) {
+    await scratch.drop();
+    throw err;
+  }
+}
 const startBaseline = (mode: 'in-process' | 'process-per-run', slots: number) => startServer(BASELINE_ENTRY, {}, ['--mode', mode, '--slots', String(slots)]);
 
 async function using<T>(server: Promise<Spawned>, use: (s: Spawned) => Promise<T>): Promise<T> {
@@ -72,7 +87,7 @@ async function limit(opts: BenchOptions): Promise<VariantReport> {
   });
 }
 
-async function memory(opts: BenchOptions, log: Log): Promise<MemoryReport> {
+async function memory(db: BenchDatabase, opts: BenchOptions, log: Log): Promise<MemoryReport> {
   const [low, high] = opts.memoryLevels;
   const atollTarget = (s: Spawned): MemoryTarget => ({ url: s.url, auth: 'dev-login', pids: async () => [s.pid, ...s.cellPids().values()], stop: s.stop });
   const baselineTarget = (s: Spawned): MemoryTarget => ({
@@ -89,14 +104,14 @@ async function memory(opts: BenchOptions, log: Log): Promise<MemoryReport> {
     }
     return { levels: levels as [MemoryLevel, MemoryLevel], per_run_bytes: perRunBytes(levels[0], levels[1]), per_run_rss_bytes: perRunBytes(levels[0], levels[1], 'rss_bytes') };
   };
-  const atoll = await measure((level) => startAtoll(level / CELLS), atollTarget, 'Atoll');
+  const atoll = await measure((level) => startAtoll(db, level / CELLS), atollTarget, `Atoll on ${db.label}`);
   const processPerRun = await measure((level) => startBaseline('process-per-run', level), baselineTarget, 'process per run');
   const inProcess = await measure((level) => startBaseline('in-process', level), baselineTarget, 'in-process');
   // Idle workers: the same memory levels, counted in workers (2 cells), measured at rest.
   const idle = [];
   for (const workers of [low, high]) {
     log(`memory: Atoll at rest with ${workers} warmed workers`);
-    idle.push(await using(startAtoll(workers / CELLS), (s) => idleMemory(atollTarget(s), workers, opts.reps)));
+    idle.push(await using(startAtoll(db, workers / CELLS), (s) => idleMemory(atollTarget(s), workers, opts.reps)));
   }
   const atollIdleWorker = perWorker([low, high], idle[0], idle[1]);
   return { levels: [low, high], source: atoll.levels[0].source, atoll, process_per_run: processPerRun, in_process: inProcess, atoll_idle_worker: atollIdleWorker };
@@ -122,38 +137,67 @@ async function main(argv: string[]): Promise<number> {
   const machine = describeMachine();
   const log: Log = (msg) => process.stderr.write(`bench: ${((Date.now() - startedAt.getTime()) / 1000).toFixed(1)}s ${msg}\n`);
 
+  const dbs = opts.databases.map((kind) => (kind === 'sqlite' ? sqliteDatabase() : postgresqlDatabase(opts.postgresqlUrl)));
+  try {
+    // Before anything is measured: a database the bench cannot create is a usage problem, said at once.
+    for (const db of dbs) await (await db.scratch()).drop();
+  } catch (err) {
+    if (!(err instanceof DatabaseUnusableError)) throw err;
+    process.stderr.write(`bench: ${err.message}\n`);
+    return 3;
+  }
+
   log('limit: raw Piscina');
   const limitReport = await limit(opts);
-  log('Atoll end to end');
   const recoverySamples: RecoverySample[] = [];
-  const atoll = await using(startAtoll(THREADS_PER_CELL), async (s) => {
-    const v = await socketVariant('Atoll', s.url, 'dev-login', opts);
-    const workers = await distinctWorkers(s.url, v.last.run_refs, WORKER_SAMPLE);
-    // This server has had no cell death yet, so it can serve as the first recovery repetition.
-    log(`recovery 1/${opts.recoveryReps}`);
-    recoverySamples.push(await recoveryOnce(s));
-    return { ...v, workers };
-  });
+  // Each Atoll variant on every database in turn, so that each database's figures come from the same minutes.
+  const atoll = new Map<BenchDatabaseKind, { report: VariantReport; workers: { runs: number; workers: number } }>();
+  for (const [i, db] of dbs.entries()) {
+    log(`Atoll end to end on ${db.label}`);
+    atoll.set(db.kind, await using(startAtoll(db, THREADS_PER_CELL), async (s) => {
+      const v = await socketVariant(`Atoll ${db.label}`, s.url, 'dev-login', opts);
+      const workers = await distinctWorkers(s.url, v.last.run_refs, WORKER_SAMPLE);
+      // This server has had no cell death yet, so it can serve as the first recovery repetition.
+      if (i === 0) {
+        log(`recovery 1/${opts.recoveryReps}`);
+        recoverySamples.push(await recoveryOnce(s));
+      }
+      return { report: v.report, workers };
+    }));
+  }
   // The cost of the wall between users: the same server with workers shared by all users.
-  log('Atoll with THREAD_REUSE=any');
-  const reuseAny = await using(startAtoll(THREADS_PER_CELL, { THREAD_REUSE: 'any' }), (s) => socketVariant('Atoll THREAD_REUSE=any', s.url, 'dev-login', opts));
-  log('Atoll with MAX_RUNS_PER_WORKER=1');
-  const mrpw = await using(startAtoll(THREADS_PER_CELL, { MAX_RUNS_PER_WORKER: '1' }), async (s) => {
-    const v = await socketVariant('Atoll MAX_RUNS_PER_WORKER=1', s.url, 'dev-login', opts);
-    return { ...v, workers: await distinctWorkers(s.url, v.last.run_refs, WORKER_SAMPLE) };
-  });
+  const reuseAny = new Map<BenchDatabaseKind, VariantReport>();
+  for (const db of dbs) {
+    log(`Atoll with THREAD_REUSE=any on ${db.label}`);
+    reuseAny.set(db.kind, await using(startAtoll(db, THREADS_PER_CELL, { THREAD_REUSE: 'any' }), async (s) => (await socketVariant(`Atoll THREAD_REUSE=any ${db.label}`, s.url, 'dev-login', opts)).report));
+  }
+  const mrpw = new Map<BenchDatabaseKind, { report: VariantReport; workers: { runs: number; workers: number } }>();
+  for (const db of dbs) {
+    log(`Atoll with MAX_RUNS_PER_WORKER=1 on ${db.label}`);
+    mrpw.set(db.kind, await using(startAtoll(db, THREADS_PER_CELL, { MAX_RUNS_PER_WORKER: '1' }), async (s) => {
+      const v = await socketVariant(`Atoll MAX_RUNS_PER_WORKER=1 ${db.label}`, s.url, 'dev-login', opts);
+      return { report: v.report, workers: await distinctWorkers(s.url, v.last.run_refs, WORKER_SAMPLE) };
+    }));
+  }
   log('one shared in-process agent');
   const inProcess = await using(startBaseline('in-process', SLOTS), (s) => socketVariant('in-process', s.url, 'none', opts));
   log('one process per run');
   const processPerRun = await using(startBaseline('process-per-run', SLOTS), (s) => socketVariant('process per run', s.url, 'none', opts));
-  const mem = await memory(opts, log);
+  const mem = await memory(dbs[0], opts, log);
   for (let r = 1; r < opts.recoveryReps; r++) {
-    log(`recovery ${r + 1}/${opts.recoveryReps}`);
-    recoverySamples.push(await using(startAtoll(THREADS_PER_CELL), recoveryOnce));
+    log(`recovery ${r + 1}/${opts.recoveryReps} on ${dbs[0].label}`);
+    recoverySamples.push(await using(startAtoll(dbs[0], THREADS_PER_CELL), recoveryOnce));
   }
 
   // More sampled runs than the default has workers, all on distinct workers: the server honoured it.
-  const honoured = mrpw.workers.runs > SLOTS ? mrpw.workers.workers === mrpw.workers.runs : null;
+  const mrpwRow = (kind: BenchDatabaseKind) => {
+    const m = mrpw.get(kind)!;
+    const honoured = m.workers.runs > SLOTS ? m.workers.workers === m.workers.runs : null;
+    return { ...m.report, distinct_workers: m.workers, default_distinct_workers: atoll.get(kind)!.workers, honoured };
+  };
+  const first = dbs[0].kind;
+  // With --database both: PostgreSQL's rows beside SQLite's.
+  const second = dbs.length > 1 ? dbs[1].kind : null;
   const finishedAt = new Date();
   machine.loadavg_at_end = round(os.loadavg()[0], 2);
   const report: BenchReport = {
@@ -164,21 +208,33 @@ async function main(argv: string[]): Promise<number> {
     finished_at: finishedAt.toISOString(),
     duration_s: round((finishedAt.getTime() - startedAt.getTime()) / 1000, 1)!,
     machine,
-    settings: { reps: opts.reps, runs: opts.runs, limit_runs: opts.limitRuns, round_s: opts.roundMs / 1000, warmup: opts.warmup, warmup_s: opts.warmupMs / 1000, clients: opts.clients, inflight: opts.inflight, slots: SLOTS, hold_ms: opts.holdMs },
+    settings: { databases: opts.databases, postgresql: opts.databases.includes('postgresql') ? maskPassword(opts.postgresqlUrl) : null, reps: opts.reps, runs: opts.runs, limit_runs: opts.limitRuns, round_s: opts.roundMs / 1000, warmup: opts.warmup, warmup_s: opts.warmupMs / 1000, clients: opts.clients, inflight: opts.inflight, slots: SLOTS, hold_ms: opts.holdMs },
     throughput: {
       limit_piscina: limitReport,
-      atoll: atoll.report,
-      atoll_thread_reuse_any: reuseAny.report,
-      atoll_max_runs_per_worker_1: { ...mrpw.report, distinct_workers: mrpw.workers, default_distinct_workers: atoll.workers, honoured },
+      atoll: atoll.get(first)!.report,
+      atoll_thread_reuse_any: reuseAny.get(first)!,
+      atoll_max_runs_per_worker_1: mrpwRow(first),
       in_process: inProcess.report,
       process_per_run: processPerRun.report,
+      ...(second && {
+        atoll_postgresql: atoll.get(second)!.report,
+        atoll_thread_reuse_any_postgresql: reuseAny.get(second)!,
+        atoll_max_runs_per_worker_1_postgresql: mrpwRow(second),
+      }),
     },
     ratios: {
-      atoll_over_limit: ratio(atoll.report.runs_per_s, limitReport.runs_per_s, 4),
-      atoll_over_in_process: ratio(atoll.report.runs_per_s, inProcess.report.runs_per_s, 4),
-      atoll_over_process_per_run: ratio(atoll.report.runs_per_s, processPerRun.report.runs_per_s, 4),
-      max_runs_per_worker_1_over_default: ratio(mrpw.report.runs_per_s, atoll.report.runs_per_s, 4),
-      thread_reuse_any_over_default: ratio(reuseAny.report.runs_per_s, atoll.report.runs_per_s, 4),
+      atoll_over_limit: ratio(rps(atoll.get(first)), limitReport.runs_per_s, 4),
+      atoll_over_in_process: ratio(rps(atoll.get(first)), inProcess.report.runs_per_s, 4),
+      atoll_over_process_per_run: ratio(rps(atoll.get(first)), processPerRun.report.runs_per_s, 4),
+      max_runs_per_worker_1_over_default: ratio(rps(mrpw.get(first)), rps(atoll.get(first)), 4),
+      thread_reuse_any_over_default: ratio(reuseAny.get(first)!.runs_per_s, rps(atoll.get(first)), 4),
+      ...(second && {
+        postgresql_over_sqlite: {
+          atoll: ratio(rps(atoll.get(second)), rps(atoll.get(first)), 4),
+          thread_reuse_any: ratio(reuseAny.get(second)!.runs_per_s, reuseAny.get(first)!.runs_per_s, 4),
+          max_runs_per_worker_1: ratio(rps(mrpw.get(second)), rps(mrpw.get(first)), 4),
+        },
+      }),
     },
     memory: mem,
     recovery: summarizeRecovery(recoverySamples),

@@ -11,6 +11,13 @@ import { ROOT, startServer, type TestServer } from './helpers/server';
 
 const LOAD = path.join(ROOT, 'dist/scripts/load.js');
 const BENCH = path.join(ROOT, 'dist/scripts/bench.js');
+/**
+ * The test pass's store (ATOLL_TEST_DATABASE): the PostgreSQL pass runs the bench's Atoll rows on both databases
+ * side by side (`--database both`), the SQLite pass on SQLite alone.
+ */
+const ON_POSTGRESQL = process.env.ATOLL_TEST_DATABASE === 'postgresql';
+const BENCH_DATABASES = ON_POSTGRESQL ? ['sqlite', 'postgresql'] : ['sqlite'];
+const POSTGRESQL_SERVER = `${(process.env.ATOLL_TEST_POSTGRESQL || 'postgresql://postgres@127.0.0.1:5432').replace(/\/+$/, '')}/postgres`;
 
 interface Exit {
   code: number | null;
@@ -118,7 +125,8 @@ beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-load-bench-'));
   // The bench starts its own servers; it runs while the load tests use theirs (timings are not asserted).
   // Six designs and their servers: seconds each on an idle machine, several times that on a starved one.
-  bench = runScript(BENCH, ['--quick', '--out', path.join(dir, 'bench.json'), '--markdown', path.join(dir, 'bench.md')], 230_000);
+  const databaseFlags = ON_POSTGRESQL ? ['--database', 'both', '--postgresql', POSTGRESQL_SERVER] : [];
+  bench = runScript(BENCH, ['--quick', ...databaseFlags, '--out', path.join(dir, 'bench.json'), '--markdown', path.join(dir, 'bench.md')], 230_000);
   // Short deadline and event cap: hang and flood_events end in about a second.
   server = await startServer({ ENABLE_CHAOS_AGENTS: '1', RUN_TIMEOUT_MS: '1000', CANCEL_GRACE_MS: '200', MAX_EVENTS_PER_RUN: '1000' });
 }, 60_000);
@@ -197,7 +205,9 @@ test('bench --quick: every design measured, figures consistent, a markdown table
   expect(r.quick).toBe(true);
   expect(r.machine).toMatchObject({ cpus: os.cpus().length, node: process.version });
   expect(r.machine.memory_gib).toBeGreaterThan(0);
-  expect(Object.keys(r.throughput).sort()).toEqual(['atoll', 'atoll_max_runs_per_worker_1', 'atoll_thread_reuse_any', 'in_process', 'limit_piscina', 'process_per_run']);
+  expect(r.settings.databases).toEqual(BENCH_DATABASES);
+  const onPostgresql = ON_POSTGRESQL ? ['atoll_postgresql', 'atoll_max_runs_per_worker_1_postgresql', 'atoll_thread_reuse_any_postgresql'] : [];
+  expect(Object.keys(r.throughput).sort()).toEqual(['atoll', 'atoll_max_runs_per_worker_1', 'atoll_thread_reuse_any', 'in_process', 'limit_piscina', 'process_per_run', ...onPostgresql].sort());
   for (const [name, v] of Object.entries(r.throughput) as [string, any][]) {
     expect(v.rounds).toHaveLength(r.settings.reps);
     for (const round of v.rounds) {
@@ -219,6 +229,17 @@ test('bench --quick: every design measured, figures consistent, a markdown table
   expect(r.ratios.atoll_over_process_per_run).toBeCloseTo(t.atoll.runs_per_s / t.process_per_run.runs_per_s, 3);
   expect(r.ratios.max_runs_per_worker_1_over_default).toBeCloseTo(t.atoll_max_runs_per_worker_1.runs_per_s / t.atoll.runs_per_s, 3);
   expect(r.ratios.thread_reuse_any_over_default).toBeCloseTo(t.atoll_thread_reuse_any.runs_per_s / t.atoll.runs_per_s, 3);
+  if (ON_POSTGRESQL) {
+    // Each Atoll row on PostgreSQL against the same row on SQLite, and its server named without a password.
+    expect(r.ratios.postgresql_over_sqlite.atoll).toBeCloseTo(t.atoll_postgresql.runs_per_s / t.atoll.runs_per_s, 3);
+    expect(r.ratios.postgresql_over_sqlite.thread_reuse_any).toBeCloseTo(t.atoll_thread_reuse_any_postgresql.runs_per_s / t.atoll_thread_reuse_any.runs_per_s, 3);
+    expect(r.ratios.postgresql_over_sqlite.max_runs_per_worker_1).toBeCloseTo(t.atoll_max_runs_per_worker_1_postgresql.runs_per_s / t.atoll_max_runs_per_worker_1.runs_per_s, 3);
+    expect(r.settings.postgresql).toBe(new URL(POSTGRESQL_SERVER).password ? expect.stringContaining(':***@') : POSTGRESQL_SERVER);
+    expect(t.atoll_max_runs_per_worker_1_postgresql.default_distinct_workers.workers).toBeLessThan(t.atoll_max_runs_per_worker_1_postgresql.default_distinct_workers.runs);
+  } else {
+    expect(r.ratios).not.toHaveProperty('postgresql_over_sqlite');
+    expect(r.settings.postgresql).toBeNull();
+  }
   // Atoll's default reuses threads (each user's own, THREAD_REUSE=same_user); the honoured flag follows from the
   // distinct workers it saw.
   const d = t.atoll_max_runs_per_worker_1.default_distinct_workers;
@@ -263,5 +284,8 @@ test('bench --quick: every design measured, figures consistent, a markdown table
   expect(res.stdout).toContain(r.markdown);
   expect(md).toContain(`Machine: ${os.cpus().length} cores`);
   expect(md).toContain(process.version);
-  expect(md.split('\n').filter((l: string) => /^\| .* \|$/.test(l))).toHaveLength(7); // header and six designs
+  // The header and six designs, the three Atoll rows once per database.
+  const rows = md.split('\n').filter((l: string) => /^\| .* \|$/.test(l));
+  expect(rows).toHaveLength(4 + 3 * BENCH_DATABASES.length);
+  expect(rows.filter((l: string) => l.includes('end to end on PostgreSQL'))).toHaveLength(ON_POSTGRESQL ? 1 : 0);
 }, 240_000);

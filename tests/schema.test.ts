@@ -1,61 +1,20 @@
 /**
  * SQLite's migrations vs the Prisma schema: the migrated database has every model, column and index the
  * models (prisma/models.prisma, linked into SQLite's schema folder prisma/sqlite/) declare, and
- * `_prisma_migrations` is recorded exactly as Prisma's own migrate would record it.
+ * `_prisma_migrations` is recorded exactly as Prisma's own migrate would record it. PostgreSQL's side is
+ * tests/postgresql/schema.test.ts; both databases must share one migration history (tested here, no server needed).
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { readSchema, schemaText } from './helpers/prisma-schema';
 import { ROOT } from './helpers/server';
 import { listMigrations, migrationsFolder } from '../server/store/migrations';
 import { applyMigrations } from '../server/store/sqlite/apply-migrations';
 
 const MIGRATIONS = migrationsFolder('sqlite');
-
-interface Model {
-  name: string;
-  columns: string[];
-  indexes: { columns: string[]; unique: boolean }[];
-}
-
-/** A small reader for the parts of a Prisma schema that become tables: scalar fields, @id, @unique, @@index, @@unique. */
-function readSchema(text: string): Model[] {
-  const models: Model[] = [];
-  const modelNames = [...text.matchAll(/^model (\w+) \{/gm)].map((m) => m[1]);
-  for (const block of text.matchAll(/^model (\w+) \{([\s\S]*?)^\}/gm)) {
-    const model: Model = { name: block[1], columns: [], indexes: [] };
-    for (const raw of block[2].split('\n')) {
-      const line = raw.replace(/\/\/.*$/, '').trim();
-      if (!line) continue;
-      const attr = /^@@(index|unique)\(\[([^\]]+)\]/.exec(line);
-      if (attr) {
-        model.indexes.push({ columns: attr[2].split(',').map((c) => c.trim()), unique: attr[1] === 'unique' });
-        continue;
-      }
-      const field = /^(\w+)\s+(\w+)(\[\])?(\?)?(.*)$/.exec(line);
-      if (!field || line.startsWith('@@')) continue;
-      const [, name, type, list, , rest] = field;
-      if (list || modelNames.includes(type)) continue; // relation fields are not columns
-      model.columns.push(name);
-      if (/@unique\b/.test(rest)) model.indexes.push({ columns: [name], unique: true });
-    }
-    models.push(model);
-  }
-  return models;
-}
-
-/** SQLite's Prisma schema as Prisma reads it: every .prisma file of its folder (the models arrive through a link). */
-function sqliteSchemaText(): string {
-  const dir = path.join(ROOT, 'prisma/sqlite');
-  return fs
-    .readdirSync(dir)
-    .filter((f) => f.endsWith('.prisma'))
-    .sort()
-    .map((f) => fs.readFileSync(path.join(dir, f), 'utf8'))
-    .join('\n');
-}
 
 function freshDb(): string {
   return path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-schema-')), 'nested', 'atoll.db');
@@ -66,18 +25,18 @@ test('the migrated database has every model, column and index that the Prisma sc
   const report = applyMigrations(file, MIGRATIONS);
   expect(report.applied).toEqual(listMigrations(MIGRATIONS).map((m) => m.name));
   const db = new Database(file, { readonly: true });
-  const models = readSchema(sqliteSchemaText());
+  const models = readSchema(schemaText('sqlite'));
   expect(models.map((m) => m.name).sort()).toEqual(['Message', 'Run', 'RunEvent', 'Thread', 'User']);
   for (const model of models) {
     const columns = (db.prepare(`PRAGMA table_info("${model.name}")`).all() as { name: string }[]).map((c) => c.name);
-    expect([model.name, columns.sort()]).toEqual([model.name, [...model.columns].sort()]);
+    expect([model.name, columns.sort()]).toEqual([model.name, model.fields.map((f) => f.name).sort()]);
     const indexes = (db.prepare(`PRAGMA index_list("${model.name}")`).all() as { name: string; unique: number; origin: string }[])
       .filter((i) => i.origin === 'c')
       .map((i) => ({
         unique: i.unique === 1,
         columns: (db.prepare(`PRAGMA index_info("${i.name}")`).all() as { name: string }[]).map((c) => c.name),
       }));
-    for (const wanted of model.indexes) expect([model.name, indexes]).toEqual([model.name, expect.arrayContaining([wanted])]);
+    for (const { columns, unique } of model.indexes) expect([model.name, indexes]).toEqual([model.name, expect.arrayContaining([{ columns, unique }])]);
     expect(indexes).toHaveLength(model.indexes.length);
   }
   expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
@@ -131,7 +90,7 @@ test('a migration whose SQL fails is recorded with its error and applies nothing
 test("SQLite's schema folder is the shared models plus its own datasource; its migrations are locked to sqlite", () => {
   const dir = path.join(ROOT, 'prisma/sqlite');
   expect(fs.realpathSync(path.join(dir, 'models.prisma'))).toBe(fs.realpathSync(path.join(ROOT, 'prisma/models.prisma')));
-  expect(sqliteSchemaText()).toMatch(/datasource db \{\s*provider = "sqlite"\s*\}/);
+  expect(schemaText('sqlite')).toMatch(/datasource db \{\s*provider = "sqlite"\s*\}/);
   expect(fs.readFileSync(path.join(MIGRATIONS, 'migration_lock.toml'), 'utf8')).toMatch(/^provider = "sqlite"$/m);
 });
 
@@ -141,4 +100,15 @@ test('migrations that databases already hold keep their names and checksums (a c
     ['20261126010000_run_report', '84379bc42e7d41876c9bf96a0becb3d2a602318d2089391ba596cb410722398a'],
     ['20261126020000_replay_of', '295793c29c83b47c860b83dc3722dc40e31c0710d4f23ca7c83c716afe978730'],
   ]);
+});
+
+test("both databases' migration folders hold the same migrations: one history, whichever database a node runs on", () => {
+  const names = (kind: 'sqlite' | 'postgresql') => listMigrations(migrationsFolder(kind)).map((m) => m.name);
+  expect(names('sqlite').length).toBeGreaterThan(0);
+  expect(names('postgresql')).toEqual(names('sqlite'));
+  // Each folder is a full Prisma migrations folder (a stray directory without migration.sql would be skipped silently).
+  for (const kind of ['sqlite', 'postgresql'] as const) {
+    const dirs = fs.readdirSync(migrationsFolder(kind), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+    expect([kind, dirs]).toEqual([kind, names(kind)]);
+  }
 });

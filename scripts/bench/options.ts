@@ -1,8 +1,13 @@
 /** `npm run bench` flags. --quick is the seconds-long mode the tests use; figures from it are not meaningful. */
 import { intFlag, numberFlag, parseFlags, stringFlag, switchFlag, UsageError } from '../load/argv.js';
+import type { BenchDatabaseKind } from './databases.js';
 
 export interface BenchOptions {
   quick: boolean;
+  /** Atoll's rows on each of these, in this order; memory and recovery on the first. */
+  databases: BenchDatabaseKind[];
+  /** The PostgreSQL server (URL of a database to connect through) on which the bench creates its databases. */
+  postgresqlUrl: string;
   reps: number;
   runs: number;
   limitRuns: number;
@@ -33,6 +38,11 @@ agent_thinking and a partial_result event, then returns). Every figure is the me
                        --quick: 3)
   --warmup N           runs before measuring each design (default 30; --quick: 2)
   --warmup-seconds S   and keep warming up until S seconds have passed (default 2; --quick: 0)
+  --database D         sqlite, postgresql or both: the database of Atoll's rows (default sqlite). both: every
+                       Atoll row on each, side by side; memory and recovery on SQLite
+  --postgresql URL     the PostgreSQL server where each Atoll gets a fresh database, dropped after it (default
+                       postgresql://postgres@127.0.0.1:5432/postgres; the bench connects to that database to
+                       create and drop atoll_bench_* databases)
   --clients N          socket.io clients (default 4)
   --inflight N         runs in flight per client (default 2)
   --memory-levels A,B  concurrent in-flight runs at which memory is measured (default 2,16; --quick: 2,4)
@@ -47,7 +57,11 @@ agent_thinking and a partial_result event, then returns). Every figure is the me
 const KINDS = {
   reps: 'value', runs: 'value', 'limit-runs': 'value', 'round-seconds': 'value', warmup: 'value', clients: 'value', inflight: 'value', 'memory-levels': 'value',
   'hold-ms': 'value', 'warmup-seconds': 'value', 'recovery-reps': 'value', out: 'value', markdown: 'value', quick: 'switch', help: 'switch',
+  database: 'value', postgresql: 'value',
 } as const;
+
+const DEFAULT_POSTGRESQL = 'postgresql://postgres@127.0.0.1:5432/postgres';
+const DATABASES: Record<string, BenchDatabaseKind[]> = { sqlite: ['sqlite'], postgresql: ['postgresql'], both: ['sqlite', 'postgresql'] };
 
 export function parseBenchOptions(argv: readonly string[], now: Date): BenchOptions | 'help' {
   const flags = parseFlags(argv, KINDS);
@@ -61,8 +75,15 @@ export function parseBenchOptions(argv: readonly string[], now: Date): BenchOpti
   if (!levels || levels[0] < 2 || levels[1] <= levels[0] || levels[1] > 128 || levels.some((l) => l % 2 !== 0)) {
     throw new UsageError(`--memory-levels must be two even numbers A,B with 2 <= A < B <= 128 (got ${JSON.stringify(levelsRaw)})`);
   }
+  const database = stringFlag(flags, 'database', 'sqlite');
+  const databases = Object.hasOwn(DATABASES, database) ? DATABASES[database] : undefined;
+  if (!databases) throw new UsageError(`--database must be sqlite, postgresql or both (got ${JSON.stringify(database)})`);
+  const postgresqlUrl = stringFlag(flags, 'postgresql', DEFAULT_POSTGRESQL);
+  if (!/^postgres(ql)?:\/\/[^/]+\/[^/?#]+([?#].*)?$/.test(postgresqlUrl)) throw new UsageError('--postgresql must be like postgresql://user:password@host:5432/postgres');
   return {
     quick,
+    databases,
+    postgresqlUrl,
     reps: intFlag(flags, 'reps', quick ? 1 : 3, 1, 50),
     runs,
     limitRuns: intFlag(flags, 'limit-runs', runs * 10, 1, 1_000_000),

@@ -54,8 +54,10 @@ async function createDatabase(target: PostgresqlTarget): Promise<void> {
   try {
     await admin.query(`CREATE DATABASE ${quoteIdent(target.database)}`);
   } catch (err) {
-    // Another node created it at the same moment.
-    if ((err as { code?: string }).code !== '42P04') throw new DatabaseUnreachableError(`database ${target.database} does not exist and could not be created: ${(err as Error).message}`);
+    // Another node created it at the same moment: 42P04 if its CREATE committed first, 23505 (pg_database's
+    // unique name index) if both were under way together.
+    const code = (err as { code?: string }).code;
+    if (code !== '42P04' && code !== '23505') throw new DatabaseUnreachableError(`database ${target.database} does not exist and could not be created: ${(err as Error).message}`);
   } finally {
     await admin.end().catch(() => undefined);
   }

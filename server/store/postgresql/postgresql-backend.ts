@@ -16,6 +16,7 @@ import { applyMigrations } from './apply-migrations.js';
 import { connectWithRetry } from './connect-with-retry.js';
 import { createPool, poolConfig } from './pools.js';
 import { openReadClient, prismaClientOver } from './prisma-client.js';
+import { WRITE_CONNECTION_OPTIONS } from './run-statements.js';
 import { createPgRunWrites } from './run-writes.js';
 import { asUnavailable, isUnavailable, unavailableError } from './unavailable.js';
 
@@ -38,7 +39,7 @@ export function createPostgresqlBackend(target: PostgresqlTarget, options: Store
 
     async connect(): Promise<StoreConnection> {
       const readPool = createPool(poolConfig(target.url, options.poolSize), options.log);
-      const writePool = createPool(poolConfig(target.url, 1), options.log);
+      const writePool = createPool({ ...poolConfig(target.url, 1), options: WRITE_CONNECTION_OPTIONS }, options.log);
       const reads = openReadClient(readPool);
       const writes = createPgRunWrites(writePool, options.log);
       const store = guarded(createPrismaRunStore(reads.prisma, writes), () => writes.commits.undoPending);

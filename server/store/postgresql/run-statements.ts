@@ -1,10 +1,9 @@
 /**
- * The run path's writes on PostgreSQL, batched by statement: whatever a group commit holds (accepted runs,
- * status changes, events, finishes) becomes at most a dozen multi-row statements over unnest() arrays, in an
- * order that respects the foreign keys, instead of a round trip per row. Each statement is idempotent (a batch
- * whose COMMIT was lost is committed again: group-commit.ts), and every timestamp is written as ISO-8601 UTC
- * text, because pg would write a JS Date in the process's local time into TIMESTAMP(3) and Prisma reads it as
- * UTC.
+ * The run path's writes on PostgreSQL, batched: whatever a group commit holds (accepted runs, status changes,
+ * events, finishes) becomes one statement over unnest() arrays (two when a run brings a correlation id), not a
+ * round trip per row or per table. Each statement is idempotent (a batch whose COMMIT was lost is committed
+ * again: group-commit.ts), and every timestamp is written as ISO-8601 UTC text, because pg would write a JS Date
+ * in the process's local time into TIMESTAMP(3) and Prisma reads it as UTC.
  */
 import type { RunEventEnvelope } from '../../../protocol/events.js';
 import { answerOf, CorrelationTakenError, RowMissingError, type AcceptedRunRow, type FinishedRunRow } from '../run-writes.js';
@@ -18,39 +17,67 @@ export type RunWrite =
   | { kind: 'events'; events: RunEventEnvelope[] }
   | { kind: 'finish'; row: FinishedRunRow };
 
+/**
+ * Session settings of the connection that runs these statements (postgresql-backend.ts). They are prepared
+ * (named), and PostgreSQL plans a prepared statement once for all from the sixth execution on. On a fresh
+ * database that happens while the tables hold a handful of rows, so the cached plan scans whole tables (Run,
+ * Message, Thread) and every commit then costs time in proportion to the table until autovacuum's first
+ * ANALYZE replans it (measured: postgres CPU per run 2.6 → 1.1 ms over 1,500 runs). Every statement here is a
+ * keyed lookup with an index behind it, so table scans are ruled out and the generic plan is always used.
+ * (Startup options, like apply-migrations.ts's session lock, need a direct connection, not PgBouncer's transaction mode.)
+ */
+export const WRITE_CONNECTION_OPTIONS = '-c enable_seqscan=off -c plan_cache_mode=force_generic_plan';
+
 export const utc = (d: Date | number | string): string => new Date(d).toISOString();
 
 const CORRELATION_KEY = 'Run_userId_correlationId_key';
 
+/**
+ * A batch's writes as ONE statement: data-modifying CTEs, one per table, each over unnest() arrays (empty ones
+ * when the batch has none of that kind), so a commit costs BEGIN, this statement and COMMIT whatever it holds,
+ * not BEGIN, a statement per table and kind of change, COMMIT (7-10 round trips). On a busy machine, or with
+ * the database on another host, a commit waits for its round trips more than for its rows. The sub-statements
+ * share one snapshot and must not touch the same row twice (PostgreSQL would keep only one change), hence:
+ * - a run's status changes in one batch are folded into one row of `updated` (the last of each column group),
+ * - a change to a row the batch also inserts goes into a second execution (runStatements),
+ * - a new thread is checked against threads this user already had before the statement (`owned`), not
+ *   upserted (an upsert would touch a row `touched` may update too),
+ * - the foreign keys are checked at the end of the statement, so a new user, thread, run and its rows can
+ *   arrive together; a run continuing a thread that is not there fails them (explain() says which thread).
+ * Releasing a correlation id updates older runs that `updated` could be finishing: it stays a statement of its
+ * own, before (and is rare: runs with a correlation id).
+ */
+const BATCH =
+  'WITH users AS (INSERT INTO "User" ("id", "createdAt") SELECT * FROM unnest($1::text[], $2::timestamp(3)[]) ON CONFLICT ("id") DO NOTHING), ' +
+  'threads AS (INSERT INTO "Thread" ("id", "userId", "title", "createdAt", "updatedAt") SELECT v.id, v.u, v.t, v.at, v.at FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamp(3)[]) AS v(id, u, t, at) ' +
+  'ON CONFLICT ("id") DO NOTHING RETURNING "id"), ' +
+  'touched AS (UPDATE "Thread" AS t SET "updatedAt" = v.at FROM unnest($7::text[], $8::timestamp(3)[]) AS v(id, at) WHERE t."id" = v.id RETURNING t."id"), ' +
+  'runs AS (INSERT INTO "Run" ("id", "threadId", "userId", "agentName", "input", "correlationId", "requestId", "status", "queuedAt", "attempts", "replayOf") ' +
+  "SELECT v.id, v.th, v.u, v.a, v.i, v.c, v.r, 'queued', v.at, 0, v.rp FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::timestamp(3)[], $17::text[]) AS v(id, th, u, a, i, c, r, at, rp) " +
+  'ON CONFLICT ("id") DO NOTHING), ' +
+  // Ordered by position so message ids follow the order the writes were asked for; one message per run and role.
+  'messages AS (INSERT INTO "Message" ("threadId", "runId", "role", "content", "status", "createdAt") ' +
+  'SELECT v.th, v.r, v.role, v.content, v.status, v.at FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::timestamp(3)[]) WITH ORDINALITY AS v(th, r, role, content, status, at, ord) ' +
+  'WHERE NOT EXISTS (SELECT 1 FROM "Message" AS m WHERE m."runId" = v.r AND m."role" = v.role) ORDER BY v.ord), ' +
+  'events AS (INSERT INTO "RunEvent" ("id", "runId", "seq", "type", "payload", "timestamp") SELECT * FROM unnest($24::text[], $25::text[], $26::int[], $27::text[], $28::text[], $29::timestamp(3)[]) ' +
+  'ON CONFLICT ("id") DO NOTHING), ' +
+  'updated AS (UPDATE "Run" AS r SET "status" = v.st, ' +
+  '"cellId" = CASE WHEN v.ran THEN v.c ELSE r."cellId" END, "workerId" = CASE WHEN v.ran THEN v.w ELSE r."workerId" END, ' +
+  '"startedAt" = CASE WHEN v.ran THEN v.s ELSE r."startedAt" END, "attempts" = CASE WHEN v.ran THEN v.a ELSE r."attempts" END, ' +
+  '"errorCode" = CASE WHEN v.fin THEN v.ec ELSE r."errorCode" END, "errorMessage" = CASE WHEN v.fin THEN v.em ELSE r."errorMessage" END, ' +
+  '"result" = CASE WHEN v.fin THEN v.res ELSE r."result" END, "report" = CASE WHEN v.fin THEN v.rep ELSE r."report" END, ' +
+  '"finishedAt" = CASE WHEN v.fin THEN v.fa ELSE r."finishedAt" END ' +
+  'FROM unnest($30::text[], $31::text[], $32::bool[], $33::text[], $34::int[], $35::timestamp(3)[], $36::int[], $37::bool[], $38::text[], $39::text[], $40::text[], $41::text[], $42::timestamp(3)[]) ' +
+  'AS v(id, st, ran, c, w, s, a, fin, ec, em, res, rep, fa) WHERE r."id" = v.id) ' +
+  // The new threads that are this user's: inserted now, or already theirs before this statement.
+  'SELECT ARRAY(SELECT "id" FROM threads UNION SELECT t."id" FROM "Thread" AS t JOIN unnest($3::text[], $4::text[]) AS v(id, u) ON t."id" = v.id AND t."userId" = v.u) AS owned, ' +
+  'ARRAY(SELECT "id" FROM touched) AS touched';
+
 const SQL = {
-  users: 'INSERT INTO "User" ("id", "createdAt") SELECT * FROM unnest($1::text[], $2::timestamp(3)[]) ON CONFLICT ("id") DO NOTHING',
-  // A thread id already taken by another user is not silently shared: the upsert returns only rows of this user.
-  threads:
-    'INSERT INTO "Thread" ("id", "userId", "title", "createdAt", "updatedAt") SELECT v.id, v.u, v.t, v.at, v.at FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamp(3)[]) AS v(id, u, t, at) ' +
-    'ON CONFLICT ("id") DO UPDATE SET "id" = EXCLUDED."id" WHERE "Thread"."userId" = EXCLUDED."userId" RETURNING "id"',
-  touch: 'UPDATE "Thread" AS t SET "updatedAt" = v.at FROM unnest($1::text[], $2::timestamp(3)[]) AS v(id, at) WHERE t."id" = v.id RETURNING t."id"',
+  batch: BATCH,
   releaseCorrelations:
     'UPDATE "Run" AS r SET "correlationId" = NULL FROM unnest($1::text[], $2::text[], $3::timestamp(3)[], $4::text[]) AS v(u, c, since, id) ' +
     'WHERE r."userId" = v.u AND r."correlationId" = v.c AND r."queuedAt" < v.since AND r."id" <> v.id',
-  runs:
-    'INSERT INTO "Run" ("id", "threadId", "userId", "agentName", "input", "correlationId", "requestId", "status", "queuedAt", "attempts", "replayOf") ' +
-    "SELECT v.id, v.th, v.u, v.a, v.i, v.c, v.r, 'queued', v.at, 0, v.rp FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamp(3)[], $9::text[]) AS v(id, th, u, a, i, c, r, at, rp) " +
-    'ON CONFLICT ("id") DO NOTHING',
-  // Ordered by position so message ids follow the order the writes were asked for; one message per run and role.
-  messages:
-    'INSERT INTO "Message" ("threadId", "runId", "role", "content", "status", "createdAt") ' +
-    'SELECT v.th, v.r, v.role, v.content, v.status, v.at FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamp(3)[]) WITH ORDINALITY AS v(th, r, role, content, status, at, ord) ' +
-    'WHERE NOT EXISTS (SELECT 1 FROM "Message" AS m WHERE m."runId" = v.r AND m."role" = v.role) ORDER BY v.ord',
-  events:
-    'INSERT INTO "RunEvent" ("id", "runId", "seq", "type", "payload", "timestamp") SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::timestamp(3)[]) ' +
-    'ON CONFLICT ("id") DO NOTHING',
-  running:
-    'UPDATE "Run" AS r SET "status" = \'running\', "cellId" = v.c, "workerId" = v.w, "startedAt" = v.s, "attempts" = v.a ' +
-    'FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamp(3)[], $5::int[]) AS v(id, c, w, s, a) WHERE r."id" = v.id',
-  requeued: 'UPDATE "Run" SET "status" = \'queued\' WHERE "id" = ANY($1::text[])',
-  finished:
-    'UPDATE "Run" AS r SET "status" = v.st, "errorCode" = v.ec, "errorMessage" = v.em, "result" = v.res, "report" = v.rep, "finishedAt" = v.at ' +
-    'FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamp(3)[]) AS v(id, st, ec, em, res, rep, at) WHERE r."id" = v.id',
   undoMessages: 'DELETE FROM "Message" WHERE "runId" = ANY($1::text[])',
   undoRuns: 'DELETE FROM "Run" WHERE "id" = ANY($1::text[]) AND "status" = \'queued\'',
   undoThreads: 'DELETE FROM "Thread" AS t WHERE t."id" = ANY($1::text[]) AND NOT EXISTS (SELECT 1 FROM "Run" AS r WHERE r."threadId" = t."id")',
@@ -62,6 +89,13 @@ function columns<N extends number>(n: N): unknown[][] {
 }
 const statement = (name: keyof typeof SQL, values: unknown[], check?: Statement['check']): Statement => ({ name: `atoll_${name}`, text: SQL[name], values, check });
 
+/** A run's status changes in one batch, folded: the last status, and the last of each group of columns. */
+interface RunUpdate {
+  status: string;
+  running: [cellId: string, workerId: number, startedAt: string, attempts: number] | null;
+  finished: [errorCode: string | null, errorMessage: string | null, result: string | null, report: string | null, finishedAt: string] | null;
+}
+
 export function runStatements(items: RunWrite[]): Statement[] {
   const users = new Map<string, string>();
   const threads = columns(4);
@@ -72,13 +106,7 @@ export function runStatements(items: RunWrite[]): Statement[] {
   const runs = columns(9);
   const messages = columns(6);
   const events = columns(6);
-  const out: Statement[] = [];
-  // Status changes in the order asked; a run changed twice in one batch starts a new segment (see flushUpdates).
-  let running = columns(5);
-  let requeued: string[] = [];
-  let finished = columns(7);
-  let updated = new Set<string>();
-  const updates: Statement[] = [];
+  const updates = new Map<string, RunUpdate>();
 
   const message = (th: string, r: string, role: string, content: string, status: string, at: string) => {
     messages[0]!.push(th), messages[1]!.push(r), messages[2]!.push(role), messages[3]!.push(content), messages[4]!.push(status), messages[5]!.push(at);
@@ -90,18 +118,11 @@ export function runStatements(items: RunWrite[]): Statement[] {
     const prior = touches.get(id);
     if (prior === undefined || prior < at) touches.set(id, at);
   };
-  const flushUpdates = () => {
-    if (running[0]!.length) updates.push(statement('running', running));
-    if (requeued.length) updates.push(statement('requeued', [requeued]));
-    if (finished[0]!.length) updates.push(statement('finished', finished));
-    running = columns(5);
-    requeued = [];
-    finished = columns(7);
-    updated = new Set();
-  };
-  const update = (runId: string) => {
-    if (updated.has(runId)) flushUpdates();
-    updated.add(runId);
+  const update = (runId: string, change: Partial<RunUpdate> & { status: string }) => {
+    const prior = updates.get(runId) ?? { status: change.status, running: null, finished: null };
+    // Re-inserted at the end: rows are updated in the order of their last change.
+    updates.delete(runId);
+    updates.set(runId, { status: change.status, running: change.running ?? prior.running, finished: change.finished ?? prior.finished });
   };
 
   for (const item of items) {
@@ -134,19 +155,16 @@ export function runStatements(items: RunWrite[]): Statement[] {
         item.events.forEach(event);
         break;
       case 'running':
-        update(item.runId);
-        [item.runId, item.cellId, item.workerId, item.startedAt, item.attempts].forEach((v, i) => running[i]!.push(v));
+        update(item.runId, { status: 'running', running: [item.cellId, item.workerId, item.startedAt, item.attempts] });
         break;
       case 'requeued':
-        update(item.runId);
-        requeued.push(item.runId);
+        update(item.runId, { status: 'queued' });
         break;
       case 'finish': {
         const f = item.row;
         const at = utc(f.terminal.timestamp);
         event(f.terminal);
-        update(f.runId);
-        [f.runId, f.status, f.error?.code ?? null, f.error?.message ?? null, f.result === null ? null : JSON.stringify(f.result), f.report, at].forEach((v, i) => finished[i]!.push(v));
+        update(f.runId, { status: f.status, finished: [f.error?.code ?? null, f.error?.message ?? null, f.result === null ? null : JSON.stringify(f.result), f.report, at] });
         const answer = answerOf(f);
         if (answer) message(f.threadId, f.runId, 'assistant', answer.content, answer.status, at);
         if (answer?.status === 'complete') touch(f.threadId, at);
@@ -154,32 +172,51 @@ export function runStatements(items: RunWrite[]): Statement[] {
       }
     }
   }
-  flushUpdates();
 
-  if (users.size) out.push(statement('users', [[...users.keys()], [...users.values()]]));
-  if (threads[0]!.length) {
-    out.push(
-      statement('threads', threads, (result) => {
-        const got = new Set(result.rows.map((r: { id: string }) => r.id));
-        const taken = newThreads.find((id) => !got.has(id));
-        if (taken) throw new RowMissingError(`thread id ${taken} belongs to another user`);
-      }),
-    );
+  // A change to a row this batch inserts would not see it from a sibling sub-statement (one snapshot): such
+  // changes (a run accepted and started in the same turn, a thread created and continued) run as a second
+  // execution of the same statement, after the first. The server itself waits for an accept before the next
+  // change of its run, so a batch is one statement in practice.
+  const acceptedRuns = new Set(runs[0] as string[]);
+  const createdThreads = new Set(newThreads);
+  const updatedNow = columns(13);
+  const updatedAfter = columns(13);
+  for (const [id, u] of updates) {
+    const row = [id, u.status, u.running !== null, ...(u.running ?? [null, null, null, null]), u.finished !== null, ...(u.finished ?? [null, null, null, null, null])];
+    row.forEach((v, i) => (acceptedRuns.has(id) ? updatedAfter : updatedNow)[i]!.push(v));
   }
-  if (touches.size) {
-    out.push(
-      statement('touch', [[...touches.keys()], [...touches.values()]], (result) => {
-        const got = new Set(result.rows.map((r: { id: string }) => r.id));
-        const missing = [...mustTouch].find((id) => !got.has(id));
-        if (missing) throw new RowMissingError(`thread ${missing} does not exist`);
-      }),
-    );
-  }
+  const [touchNow, touchAfter] = [columns(2), columns(2)];
+  for (const [id, at] of touches) [id, at].forEach((v, i) => (createdThreads.has(id) ? touchAfter : touchNow)[i]!.push(v));
+
+  const out: Statement[] = [];
   if (releases[0]!.length) out.push(statement('releaseCorrelations', releases));
-  if (runs[0]!.length) out.push(statement('runs', runs));
-  if (messages[0]!.length) out.push(statement('messages', messages));
-  if (events[0]!.length) out.push(statement('events', events));
-  out.push(...updates);
+  const touched = new Set<string>();
+  const checkTouched = () => {
+    const missing = [...mustTouch].find((id) => !touched.has(id));
+    if (missing) throw new RowMissingError(`thread ${missing} does not exist`);
+  };
+  const second = updatedAfter[0]!.length > 0 || touchAfter[0]!.length > 0;
+  const first = [[...users.keys()], [...users.values()], ...threads, ...touchNow, ...runs, ...messages, ...events, ...updatedNow];
+  out.push(
+    statement('batch', first, (result) => {
+      const row = result.rows[0] as { owned: string[]; touched: string[] };
+      const owned = new Set(row.owned);
+      const taken = newThreads.find((id) => !owned.has(id));
+      if (taken) throw new RowMissingError(`thread id ${taken} belongs to another user`);
+      row.touched.forEach((id) => touched.add(id));
+      if (!second) checkTouched();
+    }),
+  );
+  if (second) {
+    const none = (n: number) => Array.from({ length: n }, () => []);
+    const after = [...none(6), ...touchAfter, ...none(9 + 6 + 6), ...updatedAfter];
+    out.push(
+      statement('batch', after, (result) => {
+        (result.rows[0] as { touched: string[] }).touched.forEach((id) => touched.add(id));
+        checkTouched();
+      }),
+    );
+  }
   return out;
 }
 
@@ -209,8 +246,14 @@ export const isRequest = (item: RunWrite): boolean => item.kind === 'thread' || 
  */
 export const isWriteError = (err: unknown): boolean => err instanceof RowMissingError || /^2[23]/.test(String((err as { code?: unknown })?.code ?? ''));
 
+/** An accept's rows that name its thread: a missing thread fails these foreign keys (checked at the statement's end). */
+const THREAD_KEYS = new Set(['Run_threadId_fkey', 'Message_threadId_fkey']);
+
 export function explain(item: RunWrite, err: unknown): unknown {
   const e = err as { code?: string; constraint?: string };
+  if (item.kind === 'accept' && item.row.threadId !== null && e?.code === '23503' && THREAD_KEYS.has(e.constraint ?? '')) {
+    return new RowMissingError(`thread ${item.row.threadId} does not exist`);
+  }
   if (item.kind === 'accept' && item.row.correlationId !== null && e?.code === '23505' && e.constraint === CORRELATION_KEY) {
     return new CorrelationTakenError(item.row.userId, item.row.correlationId);
   }
