@@ -34,24 +34,29 @@ const CORRELATION_KEY = 'Run_userId_correlationId_key';
 
 /**
  * A batch's writes as ONE statement: data-modifying CTEs, one per table, each over unnest() arrays (empty ones
- * when the batch has none of that kind), so a commit costs BEGIN, this statement and COMMIT whatever it holds,
- * not BEGIN, a statement per table and kind of change, COMMIT (7-10 round trips). On a busy machine, or with
- * the database on another host, a commit waits for its round trips more than for its rows. The sub-statements
- * share one snapshot and must not touch the same row twice (PostgreSQL would keep only one change), hence:
- * - a run's status changes in one batch are folded into one row of `updated` (the last of each column group),
+ * when the batch has none of that kind), then the runs' status changes, so a commit costs BEGIN, this statement
+ * and COMMIT whatever it holds, not BEGIN, a statement per table and kind of change, COMMIT (7-10 round trips).
+ * On a busy machine, or with the database on another host, a commit waits for its round trips more than for its
+ * rows. The sub-statements share one snapshot and must not touch the same row twice (PostgreSQL would keep only
+ * one change), hence:
+ * - a run's status changes in one batch are folded into one row of the final UPDATE (the last of each column group),
  * - a change to a row the batch also inserts goes into a second execution (runStatements),
- * - a new thread is checked against threads this user already had before the statement (`owned`), not
- *   upserted (an upsert would touch a row `touched` may update too),
+ * - a new thread whose id another user's thread holds is refused by the statement itself: `taken` inserts
+ *   that id again with no user, which violates NOT NULL (a write's own fault, class 23, like the foreign
+ *   keys), so the batch needs no check of its result and is all or nothing on its own,
  * - the foreign keys are checked at the end of the statement, so a new user, thread, run and its rows can
- *   arrive together; a run continuing a thread that is not there fails them (explain() says which thread).
- * Releasing a correlation id updates older runs that `updated` could be finishing: it stays a statement of its
- * own, before (and is rare: runs with a correlation id).
+ *   arrive together; a run continuing a thread that is not there fails them.
+ * explain() turns both into RowMissingError. Releasing a correlation id updates older runs that the final UPDATE
+ * could be finishing: it stays a statement of its own, before (and is rare: runs with a correlation id).
  */
 const BATCH =
   'WITH users AS (INSERT INTO "User" ("id", "createdAt") SELECT * FROM unnest($1::text[], $2::timestamp(3)[]) ON CONFLICT ("id") DO NOTHING), ' +
   'threads AS (INSERT INTO "Thread" ("id", "userId", "title", "createdAt", "updatedAt") SELECT v.id, v.u, v.t, v.at, v.at FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamp(3)[]) AS v(id, u, t, at) ' +
-  'ON CONFLICT ("id") DO NOTHING RETURNING "id"), ' +
-  'touched AS (UPDATE "Thread" AS t SET "updatedAt" = v.at FROM unnest($7::text[], $8::timestamp(3)[]) AS v(id, at) WHERE t."id" = v.id RETURNING t."id"), ' +
+  'ON CONFLICT ("id") DO NOTHING), ' +
+  // A new thread id that another user holds already, or that another user asks for in the same batch.
+  'taken AS (INSERT INTO "Thread" ("id", "userId", "createdAt", "updatedAt") SELECT v.id, NULL, v.at, v.at FROM unnest($3::text[], $4::text[], $6::timestamp(3)[]) AS v(id, u, at) ' +
+  'WHERE EXISTS (SELECT 1 FROM "Thread" AS t WHERE t."id" = v.id AND t."userId" <> v.u) OR EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS o(id, u) WHERE o.id = v.id AND o.u <> v.u)), ' +
+  'touched AS (UPDATE "Thread" AS t SET "updatedAt" = v.at FROM unnest($7::text[], $8::timestamp(3)[]) AS v(id, at) WHERE t."id" = v.id), ' +
   'runs AS (INSERT INTO "Run" ("id", "threadId", "userId", "agentName", "input", "correlationId", "requestId", "status", "queuedAt", "attempts", "replayOf") ' +
   "SELECT v.id, v.th, v.u, v.a, v.i, v.c, v.r, 'queued', v.at, 0, v.rp FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::timestamp(3)[], $17::text[]) AS v(id, th, u, a, i, c, r, at, rp) " +
   'ON CONFLICT ("id") DO NOTHING), ' +
@@ -60,18 +65,15 @@ const BATCH =
   'SELECT v.th, v.r, v.role, v.content, v.status, v.at FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::timestamp(3)[]) WITH ORDINALITY AS v(th, r, role, content, status, at, ord) ' +
   'WHERE NOT EXISTS (SELECT 1 FROM "Message" AS m WHERE m."runId" = v.r AND m."role" = v.role) ORDER BY v.ord), ' +
   'events AS (INSERT INTO "RunEvent" ("id", "runId", "seq", "type", "payload", "timestamp") SELECT * FROM unnest($24::text[], $25::text[], $26::int[], $27::text[], $28::text[], $29::timestamp(3)[]) ' +
-  'ON CONFLICT ("id") DO NOTHING), ' +
-  'updated AS (UPDATE "Run" AS r SET "status" = v.st, ' +
+  'ON CONFLICT ("id") DO NOTHING) ' +
+  'UPDATE "Run" AS r SET "status" = v.st, ' +
   '"cellId" = CASE WHEN v.ran THEN v.c ELSE r."cellId" END, "workerId" = CASE WHEN v.ran THEN v.w ELSE r."workerId" END, ' +
   '"startedAt" = CASE WHEN v.ran THEN v.s ELSE r."startedAt" END, "attempts" = CASE WHEN v.ran THEN v.a ELSE r."attempts" END, ' +
   '"errorCode" = CASE WHEN v.fin THEN v.ec ELSE r."errorCode" END, "errorMessage" = CASE WHEN v.fin THEN v.em ELSE r."errorMessage" END, ' +
   '"result" = CASE WHEN v.fin THEN v.res ELSE r."result" END, "report" = CASE WHEN v.fin THEN v.rep ELSE r."report" END, ' +
   '"finishedAt" = CASE WHEN v.fin THEN v.fa ELSE r."finishedAt" END ' +
   'FROM unnest($30::text[], $31::text[], $32::bool[], $33::text[], $34::int[], $35::timestamp(3)[], $36::int[], $37::bool[], $38::text[], $39::text[], $40::text[], $41::text[], $42::timestamp(3)[]) ' +
-  'AS v(id, st, ran, c, w, s, a, fin, ec, em, res, rep, fa) WHERE r."id" = v.id) ' +
-  // The new threads that are this user's: inserted now, or already theirs before this statement.
-  'SELECT ARRAY(SELECT "id" FROM threads UNION SELECT t."id" FROM "Thread" AS t JOIN unnest($3::text[], $4::text[]) AS v(id, u) ON t."id" = v.id AND t."userId" = v.u) AS owned, ' +
-  'ARRAY(SELECT "id" FROM touched) AS touched';
+  'AS v(id, st, ran, c, w, s, a, fin, ec, em, res, rep, fa) WHERE r."id" = v.id';
 
 const SQL = {
   batch: BATCH,
@@ -100,7 +102,6 @@ export function runStatements(items: RunWrite[]): Statement[] {
   const users = new Map<string, string>();
   const threads = columns(4);
   const touches = new Map<string, string>();
-  const mustTouch = new Set<string>();
   const newThreads: string[] = [];
   const releases = columns(4);
   const runs = columns(9);
@@ -137,10 +138,8 @@ export function runStatements(items: RunWrite[]): Statement[] {
         const at = utc(r.firstEvent.timestamp);
         const threadId = r.threadId ?? r.newThreadId;
         if (!users.has(r.userId)) users.set(r.userId, at);
-        if (r.threadId) {
-          touch(r.threadId, at);
-          mustTouch.add(r.threadId);
-        } else {
+        if (r.threadId) touch(r.threadId, at);
+        else {
           threads[0]!.push(threadId), threads[1]!.push(r.userId), threads[2]!.push(r.inputText.slice(0, 80) || null), threads[3]!.push(at);
           newThreads.push(threadId);
         }
@@ -190,32 +189,10 @@ export function runStatements(items: RunWrite[]): Statement[] {
 
   const out: Statement[] = [];
   if (releases[0]!.length) out.push(statement('releaseCorrelations', releases));
-  const touched = new Set<string>();
-  const checkTouched = () => {
-    const missing = [...mustTouch].find((id) => !touched.has(id));
-    if (missing) throw new RowMissingError(`thread ${missing} does not exist`);
-  };
-  const second = updatedAfter[0]!.length > 0 || touchAfter[0]!.length > 0;
-  const first = [[...users.keys()], [...users.values()], ...threads, ...touchNow, ...runs, ...messages, ...events, ...updatedNow];
-  out.push(
-    statement('batch', first, (result) => {
-      const row = result.rows[0] as { owned: string[]; touched: string[] };
-      const owned = new Set(row.owned);
-      const taken = newThreads.find((id) => !owned.has(id));
-      if (taken) throw new RowMissingError(`thread id ${taken} belongs to another user`);
-      row.touched.forEach((id) => touched.add(id));
-      if (!second) checkTouched();
-    }),
-  );
-  if (second) {
+  out.push(statement('batch', [[...users.keys()], [...users.values()], ...threads, ...touchNow, ...runs, ...messages, ...events, ...updatedNow]));
+  if (updatedAfter[0]!.length > 0 || touchAfter[0]!.length > 0) {
     const none = (n: number) => Array.from({ length: n }, () => []);
-    const after = [...none(6), ...touchAfter, ...none(9 + 6 + 6), ...updatedAfter];
-    out.push(
-      statement('batch', after, (result) => {
-        (result.rows[0] as { touched: string[] }).touched.forEach((id) => touched.add(id));
-        checkTouched();
-      }),
-    );
+    out.push(statement('batch', [...none(6), ...touchAfter, ...none(9 + 6 + 6), ...updatedAfter]));
   }
   return out;
 }
@@ -249,11 +226,17 @@ export const isWriteError = (err: unknown): boolean => err instanceof RowMissing
 /** An accept's rows that name its thread: a missing thread fails these foreign keys (checked at the statement's end). */
 const THREAD_KEYS = new Set(['Run_threadId_fkey', 'Message_threadId_fkey']);
 
+/** The thread a write creates, if any. */
+const newThreadOf = (item: RunWrite): string | null => (item.kind === 'thread' ? item.id : item.kind === 'accept' && item.row.threadId === null ? item.row.newThreadId : null);
+
 export function explain(item: RunWrite, err: unknown): unknown {
-  const e = err as { code?: string; constraint?: string };
+  const e = err as { code?: string; constraint?: string; table?: string; column?: string };
   if (item.kind === 'accept' && item.row.threadId !== null && e?.code === '23503' && THREAD_KEYS.has(e.constraint ?? '')) {
     return new RowMissingError(`thread ${item.row.threadId} does not exist`);
   }
+  // `taken` in BATCH: the id is another user's thread.
+  const created = newThreadOf(item);
+  if (created !== null && e?.code === '23502' && e.table === 'Thread' && e.column === 'userId') return new RowMissingError(`thread id ${created} belongs to another user`);
   if (item.kind === 'accept' && item.row.correlationId !== null && e?.code === '23505' && e.constraint === CORRELATION_KEY) {
     return new CorrelationTakenError(item.row.userId, item.row.correlationId);
   }
