@@ -45,3 +45,37 @@ export function listMigrations(migrationsDir: string): Migration[] {
       return { name, sql, checksum: createHash('sha256').update(sql).digest('hex') };
     });
 }
+
+/** A row of `_prisma_migrations` as both runners read it. */
+export interface AppliedMigration {
+  migration_name: string;
+  checksum: string;
+  finished_at: unknown;
+  rolled_back_at: unknown;
+}
+
+/**
+ * What to apply, given what `_prisma_migrations` holds: refuses (MigrationError) while an earlier migration is
+ * marked failed and not rolled back, as Prisma does; reports the applied ones and those edited since.
+ */
+export function planMigrations(rows: AppliedMigration[], migrations: Migration[]): { pending: Migration[]; report: MigrationReport } {
+  const failed = rows.find((r) => r.finished_at === null && r.rolled_back_at === null);
+  if (failed) {
+    throw new MigrationError(
+      `migration ${failed.migration_name} failed earlier and was not rolled back; fix the database, then mark it ` +
+        `rolled back (prisma migrate resolve --rolled-back ${failed.migration_name}) or delete its row`,
+    );
+  }
+  const done = new Map(rows.filter((r) => r.finished_at !== null && r.rolled_back_at === null).map((r) => [r.migration_name, r]));
+  const report: MigrationReport = { applied: [], alreadyApplied: [], checksumMismatches: [] };
+  const pending: Migration[] = [];
+  for (const m of migrations) {
+    const prior = done.get(m.name);
+    if (!prior) pending.push(m);
+    else {
+      report.alreadyApplied.push(m.name);
+      if (prior.checksum !== m.checksum) report.checksumMismatches.push(m.name);
+    }
+  }
+  return { pending, report };
+}

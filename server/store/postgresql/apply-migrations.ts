@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { listMigrations, MigrationError, type MigrationReport } from '../migrations.js';
+import { listMigrations, MigrationError, planMigrations, type MigrationReport } from '../migrations.js';
 
 const PRISMA_MIGRATE_LOCK = 72707369;
 
@@ -30,22 +30,8 @@ export async function applyMigrations(client: pg.Client, migrationsDir: string):
     const { rows } = await client.query<{ migration_name: string; checksum: string; finished_at: Date | null; rolled_back_at: Date | null }>(
       'SELECT migration_name, checksum, finished_at, rolled_back_at FROM "_prisma_migrations"',
     );
-    const failed = rows.find((r) => r.finished_at === null && r.rolled_back_at === null);
-    if (failed) {
-      throw new MigrationError(
-        `migration ${failed.migration_name} failed earlier and was not rolled back; fix the database, then mark it ` +
-          `rolled back (prisma migrate resolve --rolled-back ${failed.migration_name}) or delete its row`,
-      );
-    }
-    const done = new Map(rows.filter((r) => r.finished_at !== null && r.rolled_back_at === null).map((r) => [r.migration_name, r]));
-    const report: MigrationReport = { applied: [], alreadyApplied: [], checksumMismatches: [] };
-    for (const m of listMigrations(migrationsDir)) {
-      const prior = done.get(m.name);
-      if (prior) {
-        report.alreadyApplied.push(m.name);
-        if (prior.checksum !== m.checksum) report.checksumMismatches.push(m.name);
-        continue;
-      }
+    const { pending, report } = planMigrations(rows, listMigrations(migrationsDir));
+    for (const m of pending) {
       const id = randomUUID();
       await client.query('INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count) VALUES ($1, $2, $3, now(), 0)', [id, m.checksum, m.name]);
       try {

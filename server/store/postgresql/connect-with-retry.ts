@@ -6,13 +6,12 @@
 import pg from 'pg';
 import type { PostgresqlTarget } from '../database-target.js';
 import type { StoreOptions } from '../backend.js';
+import { createDatabase, databaseUrl } from './database-admin.js';
 import { isUnavailable } from './unavailable.js';
 
 export class DatabaseUnreachableError extends Error {
   override name = 'DatabaseUnreachableError';
 }
-
-const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 /** One client on the target database, connected; the caller ends it. */
 export async function connectWithRetry(target: PostgresqlTarget, options: Pick<StoreOptions, 'startupWaitMs' | 'log'>): Promise<pg.Client> {
@@ -28,7 +27,7 @@ export async function connectWithRetry(target: PostgresqlTarget, options: Pick<S
     } catch (err) {
       await client.end().catch(() => undefined);
       if ((err as { code?: string }).code === '3D000') {
-        await createDatabase(target);
+        await createTargetDatabase(target);
         continue;
       }
       const reason = String((err as Error).message || (err as { code?: string }).code || err);
@@ -45,20 +44,11 @@ export async function connectWithRetry(target: PostgresqlTarget, options: Pick<S
   }
 }
 
-async function createDatabase(target: PostgresqlTarget): Promise<void> {
-  const url = new URL(target.url);
-  url.pathname = '/postgres';
-  const admin = new pg.Client({ connectionString: url.toString(), connectionTimeoutMillis: 5_000 });
-  admin.on('error', () => undefined);
-  await admin.connect();
+/** Creates the target's database through the server's `postgres` database; another node may just have done it. */
+async function createTargetDatabase(target: PostgresqlTarget): Promise<void> {
   try {
-    await admin.query(`CREATE DATABASE ${quoteIdent(target.database)}`);
+    await createDatabase(databaseUrl(target.url, 'postgres'), target.database);
   } catch (err) {
-    // Another node created it at the same moment: 42P04 if its CREATE committed first, 23505 (pg_database's
-    // unique name index) if both were under way together.
-    const code = (err as { code?: string }).code;
-    if (code !== '42P04' && code !== '23505') throw new DatabaseUnreachableError(`database ${target.database} does not exist and could not be created: ${(err as Error).message}`);
-  } finally {
-    await admin.end().catch(() => undefined);
+    if ((err as { code?: string }).code !== '42P04') throw new DatabaseUnreachableError(`database ${target.database} does not exist and could not be created: ${(err as Error).message}`);
   }
 }

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { listMigrations, MigrationError, type MigrationReport } from '../migrations.js';
+import { listMigrations, MigrationError, planMigrations, type MigrationReport } from '../migrations.js';
 
 // Prisma's own DDL for SQLite.
 const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
@@ -31,22 +31,8 @@ export function applyMigrations(databaseFile: string, migrationsDir: string): Mi
     const rows = db
       .prepare('SELECT migration_name, checksum, finished_at, rolled_back_at FROM "_prisma_migrations"')
       .all() as { migration_name: string; checksum: string; finished_at: string | null; rolled_back_at: string | null }[];
-    const failed = rows.find((r) => r.finished_at === null && r.rolled_back_at === null);
-    if (failed) {
-      throw new MigrationError(
-        `migration ${failed.migration_name} failed earlier and was not rolled back; fix the database, then mark it ` +
-          `rolled back (prisma migrate resolve --rolled-back ${failed.migration_name}) or delete its row`,
-      );
-    }
-    const done = new Map(rows.filter((r) => r.finished_at !== null && r.rolled_back_at === null).map((r) => [r.migration_name, r]));
-    const report: MigrationReport = { applied: [], alreadyApplied: [], checksumMismatches: [] };
-    for (const m of listMigrations(migrationsDir)) {
-      const prior = done.get(m.name);
-      if (prior) {
-        report.alreadyApplied.push(m.name);
-        if (prior.checksum !== m.checksum) report.checksumMismatches.push(m.name);
-        continue;
-      }
+    const { pending, report } = planMigrations(rows, listMigrations(migrationsDir));
+    for (const m of pending) {
       const id = randomUUID();
       db.prepare('INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, applied_steps_count) VALUES (?, ?, ?, ?, 0)').run(
         id,
