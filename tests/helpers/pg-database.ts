@@ -1,11 +1,10 @@
 /**
- * A PostgreSQL database of a test's own (`atoll_t_<what>_<random>`) on the machine's server (PG_TEST_URL, by
- * default postgresql://postgres@127.0.0.1:5432/postgres), dropped WITH (FORCE) afterwards.
+ * A PostgreSQL database of a test's own, for tests that reach it through a proxy or read rows back: a scratch
+ * database (pg-scratch.ts: named with the test run's prefix, on ATOLL_TEST_POSTGRESQL's server, swept by the
+ * pass's teardown if a file crashes) with a URL through another host and port, and one-shot queries.
  */
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
-
-export const PG_ADMIN_URL = process.env.PG_TEST_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+import type pg from 'pg';
+import { scratchDatabase } from './pg-scratch';
 
 export interface TestDatabase {
   name: string;
@@ -18,41 +17,27 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: PG_ADMIN_URL });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
-
-/** Names a fresh database; `create: false` leaves creating it to the server under test. */
-export async function testDatabase(what: string, options: { create?: boolean } = {}): Promise<TestDatabase> {
-  const name = `atoll_t_${what.replace(/[^a-z0-9_]/gi, '_').toLowerCase()}_${randomBytes(4).toString('hex')}`;
-  if (options.create !== false) await admin((c) => c.query(`CREATE DATABASE "${name}"`));
-  const urlOf = (host: string, port: string) => {
-    const u = new URL(PG_ADMIN_URL);
-    u.hostname = host;
-    u.port = port;
-    u.pathname = `/${name}`;
-    return u.toString();
-  };
-  const base = new URL(PG_ADMIN_URL);
+/** A fresh database; `create: false` leaves creating it to the server under test. */
+export async function testDatabase(_what: string, options: { create?: boolean } = {}): Promise<TestDatabase> {
+  const db = scratchDatabase();
+  if (options.create !== false) await db.create();
   return {
-    name,
-    url: urlOf(base.hostname, base.port || '5432'),
-    urlVia: (port, host = '127.0.0.1') => urlOf(host, String(port)),
+    name: db.name,
+    url: db.url,
+    urlVia(port, host = '127.0.0.1') {
+      const u = new URL(db.url);
+      u.hostname = host;
+      u.port = String(port);
+      return u.toString();
+    },
     async query(text, values) {
-      const c = new pg.Client({ connectionString: urlOf(base.hostname, base.port || '5432') });
-      await c.connect();
+      const c = await db.connect();
       try {
         return (await c.query(text, values)).rows;
       } finally {
         await c.end();
       }
     },
-    drop: () => admin((c) => c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)).then(() => undefined),
+    drop: db.drop,
   };
 }

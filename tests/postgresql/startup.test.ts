@@ -10,7 +10,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { eventually, httpCall } from '../helpers/client';
-import { PG_ADMIN_URL, testDatabase, type TestDatabase } from '../helpers/pg-database';
+import { testDatabase, type TestDatabase } from '../helpers/pg-database';
+import { urlOf } from '../helpers/pg-scratch';
 import { ROOT, startServer, type TestServer } from '../helpers/server';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';
 
@@ -65,7 +66,7 @@ test('nothing listening: the start ends non-zero with one line naming DATABASE_U
 });
 
 test('a fault that waiting cannot cure (an unknown role) ends the start at once, without the password', async () => {
-  const admin = new URL(PG_ADMIN_URL);
+  const admin = new URL(urlOf('postgres'));
   const out = await runOnce({ DATABASE_URL: `postgresql://atoll_no_such_role:${SECRET}@${admin.host}/atoll_t_never`, DB_STARTUP_WAIT_MS: '600000' });
   expect(out.code).toBe(1);
   expect(out.stderr.trim()).toMatch(/^atoll: failed to start: cannot reach the database DATABASE_URL=postgresql:\/\/atoll_no_such_role:\*\*\*@[^ ]+\/atoll_t_never: .*atoll_no_such_role/);
