@@ -44,11 +44,13 @@ export async function connectWithRetry(target: PostgresqlTarget, options: Pick<S
   }
 }
 
-/** Creates the target's database through the server's `postgres` database; another node may just have done it. */
+/** Creates the target's database through the server's `postgres` database; another node may be doing it too. */
 async function createTargetDatabase(target: PostgresqlTarget): Promise<void> {
   try {
     await createDatabase(databaseUrl(target.url, 'postgres'), target.database);
   } catch (err) {
-    if ((err as { code?: string }).code !== '42P04') throw new DatabaseUnreachableError(`database ${target.database} does not exist and could not be created: ${(err as Error).message}`);
+    // 42P04: it exists now; 23505: another node's CREATE DATABASE of the same name won the race at that moment.
+    const code = (err as { code?: string }).code;
+    if (code !== '42P04' && code !== '23505') throw new DatabaseUnreachableError(`database ${target.database} does not exist and could not be created: ${(err as Error).message}`);
   }
 }
