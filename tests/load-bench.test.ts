@@ -3,10 +3,10 @@
  * every field with figures that are consistent (counts add up, percentiles ordered, ratios match). No
  * assertion on absolute timings: the machine is shared.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { runToExit, type Exit } from './helpers/run-to-exit';
 import { ROOT, startServer, type TestServer } from './helpers/server';
 
 const LOAD = path.join(ROOT, 'dist/scripts/load.js');
@@ -19,25 +19,9 @@ const ON_POSTGRESQL = process.env.ATOLL_TEST_DATABASE === 'postgresql';
 const BENCH_DATABASES = ON_POSTGRESQL ? ['sqlite', 'postgresql'] : ['sqlite'];
 const POSTGRESQL_SERVER = `${(process.env.ATOLL_TEST_POSTGRESQL || 'postgresql://postgres@127.0.0.1:5432').replace(/\/+$/, '')}/postgres`;
 
-interface Exit {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 function runScript(file: string, args: string[], timeoutMs: number): Promise<Exit> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [file, ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runToExit(file, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, timeoutMs });
 }
 
 const sumOf = (rec: Record<string, number>) => Object.values(rec).reduce((a, b) => a + b, 0);

@@ -4,7 +4,6 @@
  * of that name that does not exist is created; a fault that waiting cannot cure (an unknown role) ends the start
  * at once. The password never appears in anything the process prints.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -13,30 +12,15 @@ import { eventually, httpCall } from '../helpers/client';
 import { testDatabase, type TestDatabase } from '../helpers/pg-database';
 import { urlOf } from '../helpers/pg-scratch';
 import { ROOT, startServer, type TestServer } from '../helpers/server';
+import { runToExit, type Exit } from '../helpers/run-to-exit';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';
 
 const SECRET = 'pw-s3cret-never-printed';
 
 /** Runs the server entry until it exits (or is killed after `timeoutMs`): its exit code, output and duration. */
-function runOnce(env: Record<string, string>, timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+function runOnce(env: Record<string, string>, timeoutMs = 60_000): Promise<Exit> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-test-'));
-  const started = Date.now();
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [path.join(ROOT, 'dist/server/main.js')], {
-      cwd: dir,
-      env: { PATH: process.env.PATH ?? '', PORT: '0', AUTH_JWT_SECRET: 'test-secret-test-secret-test-secret', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, ms: Date.now() - started });
-    });
-  });
+  return runToExit(path.join(ROOT, 'dist/server/main.js'), [], { cwd: dir, env: { PATH: process.env.PATH ?? '', PORT: '0', AUTH_JWT_SECRET: 'test-secret-test-secret-test-secret', ...env }, timeoutMs });
 }
 
 /** A port where nothing listens (taken, then given back). */
