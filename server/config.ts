@@ -2,6 +2,7 @@
  * Configuration: read from the environment once, validated with clear errors, frozen, then passed down.
  * This and the other composition roots are the only places that read process.env.
  */
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { BURST_WORKERS_PER_WORKER, type AgentSettings } from '../protocol/cell-messages.js';
@@ -41,6 +42,10 @@ const EnvSchema = z.object({
   DB_SYNCHRONOUS: z.enum(['normal', 'full']).default('normal'),
   DB_POOL_SIZE: int(1, 1000).default(4),
   DB_STARTUP_WAIT_MS: int(0, 3_600_000).default(60_000),
+  REDIS_URL: z.string().regex(/^rediss?:\/\/\S+$/, 'must be a Redis URL like redis://127.0.0.1:6379 (rediss:// for TLS)').optional(),
+  REDIS_KEY_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 : . _ -').default('atoll:'),
+  NODE_ID: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 . _ -').optional(),
+  NODE_LEASE_MS: int(1_000, 600_000).default(10_000),
   MAX_RUN_ATTEMPTS: int(1, 10).default(3),
   QUARANTINE_CELLS: int(1, 64).optional(),
   CELL_RECYCLE_RSS_RATIO: z.coerce.number().min(0).max(100).default(1.3),
@@ -135,6 +140,15 @@ export interface Config {
   readonly dbPoolSize: number;
   /** DB_STARTUP_WAIT_MS: how long start-up waits for an unreachable database before giving up. */
   readonly dbStartupWaitMs: number;
+  /**
+   * REDIS_URL set: this node is one of several (server/cluster/): PostgreSQL holds the run queue, Redis carries
+   * events and the shared state. null: a single node, which refuses to share its database with another.
+   */
+  readonly cluster: { readonly redisUrl: string; readonly keyPrefix: string } | null;
+  /** NODE_ID: this node's name in the database, metrics and logs (default: host name and pid). */
+  readonly nodeId: string;
+  /** NODE_LEASE_MS: a node that has not renewed its lease this long is dead; its runs move to other nodes. */
+  readonly nodeLeaseMs: number;
   /** How many times a run may be started in all (bystanders of a cell death are run again). */
   readonly maxRunAttempts: number;
   /** At most this many quarantine cells at once (each runs one suspect of a cell death). */
@@ -195,11 +209,18 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
   const production = e.NODE_ENV === 'production';
   if (production && e.AUTH_DEV_LOGIN) throw new ConfigError('invalid configuration:\n  AUTH_DEV_LOGIN: refused when NODE_ENV=production');
   if (production && !e.AUTH_JWT_SECRET) throw new ConfigError('invalid configuration:\n  AUTH_JWT_SECRET: required when NODE_ENV=production');
+  const database = parseDatabaseUrl(e.DATABASE_URL, cwd);
+  if (e.REDIS_URL && database.kind !== 'postgresql') {
+    throw new ConfigError('invalid configuration:\n  REDIS_URL: several nodes need a shared database: set DATABASE_URL=postgresql://… (SQLite is one node only)');
+  }
+  if (e.REDIS_URL && !e.AUTH_JWT_SECRET) {
+    throw new ConfigError('invalid configuration:\n  AUTH_JWT_SECRET: required with REDIS_URL (every node must verify the same tokens)');
+  }
   return deepFreeze({
     production,
     host: e.HOST,
     port: e.PORT,
-    database: parseDatabaseUrl(e.DATABASE_URL, cwd),
+    database,
     agentsDir: e.AGENTS_DIR ? path.resolve(cwd, e.AGENTS_DIR) : null,
     cells: e.CELLS,
     workersPerCell: e.THREADS_PER_CELL,
@@ -221,6 +242,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     dbPoolSize: e.DB_POOL_SIZE,
     dbStartupWaitMs: e.DB_STARTUP_WAIT_MS,
     maxRunAttempts: e.MAX_RUN_ATTEMPTS,
+    cluster: e.REDIS_URL ? { redisUrl: e.REDIS_URL, keyPrefix: e.REDIS_KEY_PREFIX } : null,
+    nodeId: e.NODE_ID ?? `${os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 50)}-${process.pid}`,
+    nodeLeaseMs: e.NODE_LEASE_MS,
     // One per worker of a serving cell: all suspects of one cell death are re-run at once.
     quarantineCells: e.QUARANTINE_CELLS ?? e.THREADS_PER_CELL,
     cellRecycleRssRatio: e.CELL_RECYCLE_RSS_RATIO,
