@@ -56,7 +56,7 @@ export async function startAtoll(config: Config, log: Logger) {
   if (sandboxWarning) log.warn(sandboxWarning);
   // Built first, started last: the instruments exist before what counts with them, the gauges read
   // from the parts once they all exist (metrics.start below).
-  const metrics = createMetrics({ alertActiveContexts: config.alertActiveContexts });
+  const metrics = createMetrics({ alertActiveContexts: config.alertActiveContexts, nodeId: config.nodeId });
   const cells = createCellSupervisor({
     settings: supervisorSettingsOf(config),
     cellEntry: path.join(ROOT, 'dist/workers/cell/main.js'),
