@@ -1,5 +1,5 @@
 /**
- * Messages between the nodes of a cluster (over Redis: server/bus/redis/). Each is a hint that saves waiting,
+ * Messages between the nodes of a cluster (over Redis). Each is a hint that saves waiting,
  * never the only record: the database holds the truth, and every node also finds it out by itself (it claims
  * every PUMP_EVERY_MS, it reads the stops asked of its runs at each lease renewal).
  */
