@@ -67,7 +67,10 @@ export function createSharedRuns(deps: {
     nodeId: settings.nodeId,
     leaseMs: settings.nodeLeaseMs,
     log,
-    onLost: () => abandonAll(),
+    onLost: () => {
+      metrics.leasesLost.inc();
+      abandonAll();
+    },
     onStopsAsked: (ids) => ids.forEach(stopHeld),
     onGained: () => deps.scheduler().pump(),
   });
@@ -81,6 +84,9 @@ export function createSharedRuns(deps: {
     everyMs: Math.max(100, Math.floor(settings.nodeLeaseMs / 5)),
     onTakenOver: (t) => {
       if (t.rerun) metrics.runRestarts.inc({ reason: 'node_lost' }, t.rerun);
+      metrics.runsTakenOver.inc({ outcome: 'rerun' }, t.rerun);
+      metrics.runsTakenOver.inc({ outcome: 'failed' }, t.failed);
+      metrics.runsTakenOver.inc({ outcome: 'requeued' }, t.requeued);
       signals.wake();
       deps.scheduler().pump();
     },
