@@ -10,8 +10,8 @@
  * publishes it: such an event reaches the sockets live but is in no log, so a replay will not find it, and if
  * the bus loses it too it is gone. (Issue 14 publishes committed events only.)
  *
- * One implementation per folder: in-process/ (one node: a direct call). A second node's bus (Redis) goes in
- * a folder of its own beside it.
+ * One implementation per folder: in-process/ (one node: a direct call), redis/ (several nodes: pub/sub, a
+ * channel per user; see its header for when it calls onGap).
  */
 import type { RunEventEnvelope } from '../../protocol/events.js';
 
