@@ -42,12 +42,15 @@ let admin: Redis;
 let prefix: string;
 let a: RedisCluster;
 let b: RedisCluster;
+/** Node ids of this file's own: connections are named after them (CLIENT KILL finds them by name). */
+const A = `bus-a-${process.pid}`;
+const B = `bus-b-${process.pid}`;
 
 beforeEach(async () => {
   admin = adminConnection();
   prefix = scratchPrefix();
-  a = await startNode(prefix, 'node-a');
-  b = await startNode(prefix, 'node-b');
+  a = await startNode(prefix, A);
+  b = await startNode(prefix, B);
 });
 
 afterEach(async () => {
@@ -103,7 +106,7 @@ test('subscribe resolves once Redis has the subscription; several per user are i
 
 test('subscribe resolves only once Redis acknowledged the SUBSCRIBE', async () => {
   const proxy = await startTcpProxy(Number(new URL(TEST_REDIS_URL).port || 6379), new URL(TEST_REDIS_URL).hostname);
-  const far = await startNode(prefix, 'node-far', {}, `redis://127.0.0.1:${proxy.port}`);
+  const far = await startNode(prefix, `bus-far-${process.pid}`, {}, `redis://127.0.0.1:${proxy.port}`);
   try {
     // Nothing reaches Redis from node-far now: its SUBSCRIBE waits in the proxy.
     proxy.freeze();
@@ -146,7 +149,7 @@ test('the subscriber connection cut by the server: onGap once the subscription i
   let receiversAtGap: Promise<number> | null = null;
   const watcher: BusListener = { onEvent: () => undefined, onGap: () => (receiversAtGap ??= admin.publish(`${prefix}user:u`, JSON.stringify({ n: 'node-x', gap: true }))) };
   await b.bus.subscribe('u', watcher);
-  await killConnection(admin, 'atoll:node-b:subscriber');
+  await killConnection(admin, `atoll:${B}:subscriber`);
   await onB.when((s) => s.includes('gap'));
   expect(await receiversAtGap).toBe(1);
   a.bus.publish(event(2));
@@ -165,7 +168,7 @@ test('a PUBLISH that could not go out: the other node gets onGap before the next
   a.bus.publish(event(1));
   await onB.when((s) => s.includes(1));
   const closed = once(a.connections.command, 'close');
-  await killConnection(admin, 'atoll:node-a:command');
+  await killConnection(admin, `atoll:${A}:command`);
   await closed;
   // Reconnecting: the PUBLISH is not sent; a's own subscriber still gets the event directly.
   a.bus.publish(event(2));
@@ -186,7 +189,7 @@ test('a lost PUBLISH is announced when the connection is back even if that user 
   const onB = recorder();
   await b.bus.subscribe('u', onB.listener);
   const closed = once(a.connections.command, 'close');
-  await killConnection(admin, 'atoll:node-a:command');
+  await killConnection(admin, `atoll:${A}:command`);
   await closed;
   a.bus.publish(event(1));
   await onB.when((s) => s.includes('gap'));
