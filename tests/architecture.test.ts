@@ -72,6 +72,7 @@ const DRIVERS: Record<string, string[]> = {
   pg: ['server/store/postgresql/'],
   '@prisma/adapter-pg': ['server/store/postgresql/'],
   ioredis: ['server/bus/redis/', 'server/shared/redis/'],
+  'rate-limiter-flexible': ['server/shared/redis/'],
 };
 const SOURCE_DIRS = ['server', 'workers', 'protocol', 'prisma', 'scripts', 'web'];
 const SKIPPED_DIRS = new Set(['node_modules', 'dist', 'generated']);

@@ -8,8 +8,8 @@
  * so a socket never sees an event a replay would not find. A message the bus loses therefore costs no data: the
  * socket replays it from the log (subscribe_run from its cursor), and the bus says when that may be needed (onGap).
  *
- * One implementation per folder: in-process/ (one node: a direct call). A second node's bus (Redis) goes in
- * a folder of its own beside it.
+ * One implementation per folder: in-process/ (one node: a direct call), redis/ (several nodes: pub/sub, a
+ * channel per user; see its header for when it calls onGap).
  */
 import type { RunEventEnvelope } from '../../protocol/events.js';
 

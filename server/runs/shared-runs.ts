@@ -87,6 +87,7 @@ export function createSharedRuns(deps: {
       metrics.runsTakenOver.inc({ outcome: 'rerun' }, t.rerun);
       metrics.runsTakenOver.inc({ outcome: 'failed' }, t.failed);
       metrics.runsTakenOver.inc({ outcome: 'requeued' }, t.requeued);
+      signals.nodeDied(t.nodeId);
       signals.wake();
       deps.scheduler().pump();
     },
@@ -193,7 +194,7 @@ export function createSharedRuns(deps: {
         metrics.runsFinished.inc({ status: 'cancelled', code: 'CANCELLED' });
       } else if (outcome?.kind === 'held') {
         if (outcome.nodeId === settings.nodeId) stopHeld(runId);
-        else if (outcome.nodeId) signals.stopRun(outcome.nodeId, runId);
+        else if (outcome.nodeId) signals.stopRun(outcome.nodeId, userId, runId);
       }
     },
 
