@@ -198,6 +198,35 @@ export function createSharedRuns(deps: {
       }
     },
 
+    /**
+     * Drain, after the grace period: each run still running whose agent is safe to repeat (and has attempts
+     * left) moves: its attempt here is stopped and its late messages dropped, its log says `run_restarted`
+     * (reason `node_draining`), and it goes back to the shared queue for another node. The others stay, to be
+     * cancelled as on one node.
+     */
+    async move(runs: LiveRun[]): Promise<void> {
+      const held = lease.current;
+      if (held === null) return;
+      await Promise.all(
+        runs
+          .filter((run) => repeatable(run.agentName) && run.attempt < settings.maxRunAttempts && !run.stopReason)
+          .map(async (run) => {
+            const cell = run.cellId ? deps.cells.cells().find((c) => c.id === run.cellId) : undefined;
+            cell?.send({ type: 'cancel', runId: run.id, reason: 'cancelled' });
+            deps.deadlines().clear(run);
+            deps.scheduler().release(run);
+            run.phase = 'finished'; // what its cell still says about this attempt is dropped
+            relay.append(run, 'run_restarted', { attempt: run.attempt + 1, reason: 'node_draining' });
+            relay.queueWrite(run, () => cluster.release(held, [run.id]));
+            await relay.written(run);
+            relay.forget(run);
+            live.delete(run.id);
+            run.markSettled();
+            metrics.runRestarts.inc({ reason: 'node_draining' });
+          }),
+      );
+    },
+
     /** The write of a run was refused: this node's lease no longer holds it. */
     fenced(run: LiveRun): void {
       abandon(run);
