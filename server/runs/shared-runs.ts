@@ -120,6 +120,8 @@ export function createSharedRuns(deps: {
   function noticeLater(record: RunRecord): void {
     const timer = setTimeout(() => {
       notices.delete(timer);
+      // Claimed here meanwhile: it no longer waits (a run another node claimed is found so in the database).
+      if (live.get(record.id)) return;
       cluster
         .noticeIfWaiting(record.id, (run, lastSeq, position) => envelopeOf(run, lastSeq + 1, 'run_queued', { position }))
         .then((e) => e && bus.publish(e))
