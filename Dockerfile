@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# Atoll: multi-stage build, non-root runtime. The SQLite database lives on the /data volume.
+# Atoll: multi-stage build, non-root runtime. The SQLite database lives on the /data volume; with
+# DATABASE_URL=postgresql://… (deploy/compose.yaml) the node applies PostgreSQL's migrations at start-up.
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
@@ -26,6 +27,7 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/web/dist ./web/dist
 COPY --from=build /app/prisma/sqlite/migrations ./prisma/sqlite/migrations
+COPY --from=build /app/prisma/postgresql/migrations ./prisma/postgresql/migrations
 RUN mkdir -p /data && chown node:node /data
 # As node, cells share the front's OS user: Node's permission model and the threads' guards are the walls
 # (README, Threat model). `docker run --user root` also gives each cell an OS user of its own (CELL_UID_BASE).

@@ -20,6 +20,8 @@ const STORE_FREE = [
   file('worker-query-gate'),
   // SQLite's migrations against the schema (PostgreSQL's are a PostgreSQL-only file).
   file('schema'),
+  // deploy/ against the config schema, promtool and haproxy: files only.
+  file('deploy-compose'),
 ];
 
 /**

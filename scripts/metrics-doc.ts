@@ -16,7 +16,7 @@ interface Described {
 const cell = (text: string) => text.replace(/\|/g, '\\|');
 
 export function renderMetricsDoc(): string {
-  const metrics = createMetrics({ alertActiveContexts: 10 });
+  const metrics = createMetrics({ alertActiveContexts: 10, nodeId: 'doc' });
   try {
     const rows = (metrics.registry.getMetricsAsArray() as unknown as Described[])
       .filter((m) => m.name.startsWith('atoll_'))
@@ -34,6 +34,9 @@ export function renderMetricsDoc(): string {
       'label per user or per run: per-user figures are maxima across users, so the number of series stays',
       'bounded however many users there are. Labels that name a cell (`cell`, `process`) carry the ids of',
       'cells alive now (`cell1-g2` = slot 1, second generation); a dead cell\'s series leave with it.',
+      'Every series, the process metrics below included, also carries `node`: the node\'s `NODE_ID` (default:',
+      'host name and pid), so the scrapes of several nodes can be summed (`sum without (node)`) or told apart.',
+      'It is not listed in the table\'s labels column, which names the labels each metric adds.',
       '',
       '## Atoll metrics',
       '',
@@ -45,7 +48,7 @@ export function renderMetricsDoc(): string {
       '',
       "prom-client's default metrics (`process_cpu_seconds_total`, `process_resident_memory_bytes`,",
       '`nodejs_heap_size_used_bytes`, `nodejs_eventloop_lag_p99_seconds`, `nodejs_gc_duration_seconds`,',
-      '`nodejs_active_handles_total`, ...) appear once per process: without labels for the front, and with a',
+      '`nodejs_active_handles_total`, ...) appear once per process: with only `node` for the front, and with a',
       '`cell` label for every live cell, which collects them in its own registry and reports them to the front',
       'every 2 s (`process_metrics` IPC message). Worker threads live inside their cell\'s process: their memory',
       'counts in the cell\'s RSS (`process_resident_memory_bytes{cell}`, `atoll_cell_memory_bytes{kind="rss"}`),',

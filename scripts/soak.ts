@@ -28,16 +28,20 @@ interface MemorySample {
   threads_alive: number;
 }
 
+/** A series' labels when it is the front's own: none, or any that do not include `cell`. */
+const FRONT_LABELS = '(?:\\{(?![^}]*\\bcell=)[^}]*\\})?';
+
 function sample(text: string): MemorySample {
   const cells: Record<string, number> = {};
   for (const line of text.split('\n')) {
-    const m = /^atoll_cell_memory_bytes\{cell="(cell\d+)-g\d+",kind="rss"\} (\S+)/.exec(line);
+    // Label order is prom-client's business: find each label wherever it stands.
+    const m = /^atoll_cell_memory_bytes\{(?=[^}]*\bkind="rss")[^}]*\bcell="(cell\d+)-g\d+"[^}]*\} (\S+)/.exec(line);
     if (m) cells[m[1]] = Number(m[2]);
   }
   return {
-    // The front's own series carry no cell label (cells' default metrics are labelled by cell).
-    front_rss_bytes: Number(/^process_resident_memory_bytes (\S+)/m.exec(text)?.[1] ?? NaN),
-    front_heap_bytes: Number(/^nodejs_heap_size_used_bytes (\S+)/m.exec(text)?.[1] ?? NaN),
+    // The front's own series carry no cell label (cells' default metrics are labelled by cell; all carry node).
+    front_rss_bytes: Number(new RegExp(`^process_resident_memory_bytes${FRONT_LABELS} (\\S+)`, 'm').exec(text)?.[1] ?? NaN),
+    front_heap_bytes: Number(new RegExp(`^nodejs_heap_size_used_bytes${FRONT_LABELS} (\\S+)`, 'm').exec(text)?.[1] ?? NaN),
     cells_rss_bytes: cells,
     cells_alive: metricValue(text, 'atoll_cells_alive') ?? 0,
     threads_alive: metricValue(text, 'atoll_threads_alive') ?? 0,

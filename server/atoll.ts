@@ -19,6 +19,7 @@ import { createSocketServer } from './realtime/socket-server.js';
 import { createInProcessEventBus } from './bus/in-process/in-process-bus.js';
 import { createInProcessSharedState } from './shared/in-process/index.js';
 import { createEventRelay } from './runs/event-relay.js';
+import { noSignals } from './cluster/signals.js';
 import { createRunService } from './runs/run-service.js';
 import { localStateDir } from './store/database-target.js';
 import { openStore } from './store/open-store.js';
@@ -39,6 +40,13 @@ export async function startAtoll(config: Config, log: Logger) {
   const learning = learnStatements(backend);
   learning.catch(() => undefined);
   const database = await backend.connect();
+  // One node per database unless they are a cluster (server/store/node-lock.ts); says why when it refuses.
+  try {
+    await database.lockNode(config.cluster ? 'cluster' : 'single');
+  } catch (err) {
+    await database.close();
+    throw err;
+  }
   const store = database.store;
   const tokens = createTokenService(config.jwtSecret ?? developmentSecret(localStateDir(config.database)), { maxLifetimeS: config.maxTokenLifetimeS });
   const httpServer = http.createServer();
@@ -48,7 +56,7 @@ export async function startAtoll(config: Config, log: Logger) {
   if (sandboxWarning) log.warn(sandboxWarning);
   // Built first, started last: the instruments exist before what counts with them, the gauges read
   // from the parts once they all exist (metrics.start below).
-  const metrics = createMetrics({ alertActiveContexts: config.alertActiveContexts });
+  const metrics = createMetrics({ alertActiveContexts: config.alertActiveContexts, nodeId: config.nodeId });
   const cells = createCellSupervisor({
     settings: supervisorSettingsOf(config),
     cellEntry: path.join(ROOT, 'dist/workers/cell/main.js'),
@@ -64,7 +72,8 @@ export async function startAtoll(config: Config, log: Logger) {
   const bus = createInProcessEventBus();
   // Tickets, rate limits, connection counts, idempotency: created here, started with the sockets below.
   const shared = createInProcessSharedState(config);
-  const relay = createEventRelay({ store, bus, metrics, log });
+  const signals = noSignals;
+  const relay = createEventRelay({ store, bus, metrics, log, onFenced: (run) => runs.fenced(run) });
   const runs = createRunService({
     store,
     relay,
@@ -74,6 +83,7 @@ export async function startAtoll(config: Config, log: Logger) {
     workerQueries,
     accepting: shared.accepting,
     settings: runServiceSettingsOf(config),
+    cluster: config.cluster && database.cluster ? { store: database.cluster, signals, bus, nodeId: config.nodeId, nodeLeaseMs: config.nodeLeaseMs } : null,
   });
 
   const governor = createCpuGovernor({
@@ -107,6 +117,8 @@ export async function startAtoll(config: Config, log: Logger) {
 
   await bus.start();
   await shared.start();
+  // Several nodes: the lease, the sweeper and claiming start once events can be published.
+  await runs.join();
   const web = { dir: path.join(ROOT, 'web/dist'), llmConfigured: Boolean(config.agentSettings.llm.baseUrl && config.agentSettings.llm.model) };
   const app = createHttpApp({ store, runs, cells, tokens, metrics, log, settings: httpSettingsOf(config), tickets: shared.tickets, limits: shared.limits, web });
   httpServer.on('request', app);

@@ -2,6 +2,7 @@
  * The front's Prometheus registry (one per process, never prom-client's global). Cells report their
  * numbers as IPC messages; the front turns them into gauges here, and merges each live cell's own
  * default process metrics (labelled `cell`) into the scrape, so one scrape shows the whole node.
+ * Every series carries `node` (NODE_ID): several nodes' scrapes can be summed or told apart.
  * docs/metrics.md is generated from this file (scripts/metrics-doc.ts); a test keeps them equal.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -48,6 +49,8 @@ export const IDLE_CAPACITY: CapacitySnapshot = {
 };
 
 export interface MetricsOptions {
+  /** NODE_ID: the `node` label of every series this node exports, its cells' included. */
+  nodeId: string;
   /** ALERT_ACTIVE_CONTEXTS, exported as a gauge so the alert rule compares against the configured value. */
   alertActiveContexts: number;
 }
@@ -69,6 +72,10 @@ export function createMetrics(options: MetricsOptions) {
   let sources: MetricsSources = { capacity: () => IDLE_CAPACITY, cellProcessMetrics: () => [] };
   const snapshot = () => sources.capacity();
   const registry = new client.Registry();
+  // prom-client adds default labels to every series of the registry (text and JSON alike), so no metric
+  // has to name `node` itself; the cells' series get it where they are merged (metrics-merge.ts).
+  const nodeLabels = { node: options.nodeId };
+  registry.setDefaultLabels(nodeLabels);
   client.collectDefaultMetrics({ register: registry });
   // Sampled between start() and stop() (a timer of its own inside Node).
   const lag = monitorEventLoopDelay({ resolution: 20 });
@@ -197,7 +204,7 @@ export function createMetrics(options: MetricsOptions) {
   return {
     ...m,
     /** The exposition of one scrape: the front's registry plus every live cell's process metrics. */
-    render: () => renderWithCells(registry, sources.cellProcessMetrics()),
+    render: () => renderWithCells(registry, sources.cellProcessMetrics(), nodeLabels),
     /** Reads the gauges from `from` and starts measuring the front's event-loop delay (atoll_event_loop_lag_seconds). */
     start(from: MetricsSources): void {
       sources = from;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { ROOT } from './helpers/server';
 
 const TRACKED = execFileSync('git', ['ls-files'], { cwd: ROOT, encoding: 'utf8' }).split('\n').filter(Boolean);
-const TOP = ['server', 'workers', 'protocol', 'prisma', 'web', 'scripts', 'tests', 'ops', 'docs'];
+const TOP = ['server', 'workers', 'protocol', 'prisma', 'web', 'scripts', 'tests', 'ops', 'docs', 'deploy'];
 
 /** Repository paths written in `text` (`server/runs/<file>.ts`, `workers/worker/`), globs and placeholders left out. */
 export function pathsIn(text: string): string[] {
@@ -18,10 +18,12 @@ export function pathsIn(text: string): string[] {
 
 /** What the build writes (not tracked): named as places, never as sources. */
 const BUILT = ['web/dist', 'prisma/generated'];
+/** What a user makes from a tracked example, ignored by git (`cp deploy/.env.example deploy/.env`). */
+const LOCAL = ['deploy/.env'];
 
 /** A path exists if a tracked file is it or lies under it (a folder), before or after compilation. */
 function exists(p: string): boolean {
-  if (BUILT.some((b) => p === b || p.startsWith(`${b}/`))) return true;
+  if ([...BUILT, ...LOCAL].some((b) => p === b || p.startsWith(`${b}/`))) return true;
   const src = p.replace(/^dist\//, '').replace(/\.js$/, '.ts');
   const candidates = [p, src, src.replace(/\.ts$/, '.mjs'), src.replace(/\.ts$/, '.js'), `${src}.ts`];
   return candidates.some((c) => TRACKED.some((f) => f === c || f.startsWith(c.endsWith('/') ? c : `${c}/`)));

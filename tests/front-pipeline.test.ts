@@ -171,7 +171,7 @@ function serviceRig(cells: { id: string; kind: CellKind; events?: number }[]) {
   const delivered: RunEventEnvelope[] = [];
   const written: FrontToCell[][] = [];
   const log = createLogger('silent');
-  const metrics = createMetrics({ alertActiveContexts: 100 });
+  const metrics = createMetrics({ alertActiveContexts: 100, nodeId: 'front-pipeline' });
   const relay = createEventRelay({ store, bus: { publish: (e) => delivered.push(e) }, metrics, log });
   let service: RunService;
   const scratch = { open: (runId: string) => `/nonexistent/${runId}`, close: () => undefined };

@@ -18,6 +18,8 @@ import type { CellHandle } from '../server/cells/cell-handle';
 const RULES = path.join(ROOT, 'ops/prometheus/atoll-rules.yml');
 const DASHBOARD = path.join(ROOT, 'ops/grafana/atoll-dashboard.json');
 const DOC = path.join(ROOT, 'docs/metrics.md');
+/** Series Prometheus makes itself for every target (the node-down alert watches the scrape, not a metric). */
+const PROMETHEUS_OWN = new Set(['up']);
 
 /** A value that is absent from the scrape counts as 0 (labelled counters appear on first increment). */
 const value = (text: string, name: string, labels: Record<string, string> = {}) => metricValue(text, name, labels) || 0;
@@ -90,6 +92,7 @@ describe('a live server under chaos', () => {
       RUN_MEMORY_MB: '64',
       CELL_MEMORY_MB: '700',
       ALERT_ACTIVE_CONTEXTS: '7',
+      NODE_ID: 'observed-node',
       // The abort test counts the cells that went away: an idle cell replaced for its grown memory (one worker per
       // user after the 200-run burst) would be a second one; rejuvenation is not what these tests are about.
       CELL_RECYCLE_RSS_RATIO: '0',
@@ -113,7 +116,7 @@ describe('a live server under chaos', () => {
     expect(res.body).toEqual({ status: 'ready', checks: { database: 'ok', cells: '2/2 serving', draining: false }, failing: [] });
   });
 
-  test('each live cell\'s process metrics are in the front\'s scrape, labelled by cell; the front\'s carry no label', async () => {
+  test('each live cell\'s process metrics are in the front\'s scrape, labelled by cell; every series carries the node', async () => {
     let m = '';
     const cellsReported = await eventually(async () => {
       m = await scrape();
@@ -124,9 +127,14 @@ describe('a live server under chaos', () => {
     const cells = [...new Set(labelValues(m, 'atoll_cell_memory_bytes', 'cell'))].sort();
     expect([...new Set(labelValues(m, 'process_resident_memory_bytes', 'cell'))].sort()).toEqual(cells);
     expect([...new Set(labelValues(m, 'nodejs_heap_size_used_bytes', 'cell'))].sort()).toEqual(cells);
-    // The front's own series: one unlabelled sample each.
-    expect(m).toMatch(/^process_cpu_seconds_total \d/m);
-    expect(m).toMatch(/^nodejs_eventloop_lag_p99_seconds \d/m);
+    // The front's own series: one sample each, labelled with the node only.
+    expect(m).toMatch(/^process_cpu_seconds_total\{node="observed-node"\} \d/m);
+    expect(m).toMatch(/^nodejs_eventloop_lag_p99_seconds\{node="observed-node"\} \d/m);
+    // Every sample, the front's and the cells' alike, names this node (NODE_ID), and no other.
+    const samples = m.split('\n').filter((line) => line !== '' && !line.startsWith('#'));
+    expect(samples.length).toBeGreaterThan(100);
+    expect(samples.filter((line) => !/^[a-zA-Z_:][a-zA-Z0-9_:]*\{(?:[^}]*,)?node="observed-node"[,}]/.test(line))).toEqual([]);
+    expect(samples.filter((line) => /^process_cpu_seconds_total\{/.test(line) && line.includes('cell="')).length).toBe(2);
     // One HELP/TYPE per family even though several processes report it.
     expect(m.match(/^# TYPE process_cpu_seconds_total /gm)).toHaveLength(1);
     expect(value(m, 'atoll_alert_active_contexts_threshold')).toBe(7);
@@ -373,6 +381,7 @@ describe('a live server under chaos', () => {
       AtollCellRestartingRepeatedly: 'warning',
       AtollQueueWaitGrowing: 'warning',
       AtollFrontEventLoopLag: 'warning',
+      AtollNodeDown: 'warning',
     });
     const used = new Set<string>();
     for (const rule of rules) {
@@ -381,7 +390,7 @@ describe('a live server under chaos', () => {
       expect([rule.alert, names.length > 0]).toEqual([rule.alert, true]);
       for (const name of names) {
         used.add(name);
-        expect([rule.alert, name, isExported(name, families)]).toEqual([rule.alert, name, true]);
+        expect([rule.alert, name, isExported(name, families) || PROMETHEUS_OWN.has(name)]).toEqual([rule.alert, name, true]);
       }
     }
     // The rule compares against the configured threshold, not a number of its own.
@@ -408,12 +417,24 @@ describe('a live server under chaos', () => {
           queried.add(name);
           expect([panel.title, name, isExported(name, families)]).toEqual([panel.title, name, true]);
         }
+        // Every selector follows the node picker, so "cluster" means the selected nodes.
+        const selectors = [...target.expr.matchAll(/\b(?:atoll|process|nodejs)_\w+(\{[^}]*\})?/g)];
+        expect([panel.title, target.expr, selectors.length > 0 && selectors.every((m) => (m[1] ?? '').includes('node=~"$node"'))]).toEqual([panel.title, target.expr, true]);
       }
     }
     for (const variable of dashboard.templating.list.filter((v: { type: string }) => v.type === 'query')) {
       const m = /label_values\((\w+),\s*\w+\)/.exec(variable.definition);
       expect(m && isExported(m[1], families)).toBe(true);
     }
+    // The node picker: the label every series carries, several nodes or all of them at once.
+    expect(dashboard.templating.list.find((v: { name: string }) => v.name === 'node')).toMatchObject({
+      type: 'query',
+      definition: 'label_values(atoll_cells_alive, node)',
+      multi: true,
+      includeAll: true,
+      allValue: '.*',
+    });
+    expect(labelValues(await scrape(), 'atoll_cells_alive', 'node')).toEqual(['observed-node']);
     // The design's panels: isolation, containment, leaks, recycling, cleanup, contexts, capacity, processes.
     for (const name of [
       'atoll_request_isolation_score',

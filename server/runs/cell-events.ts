@@ -86,7 +86,7 @@ export function createCellEvents(deps: {
           metrics.runsStarted.inc();
           metrics.queueWait.observe(Math.max(0, msg.startedAt - run.acceptedAt) / 1000);
           const { startedAt, attempt } = run;
-          relay.queueWrite(run, () => store.markRunning(run.id, cell.id, msg.workerId, new Date(startedAt), attempt));
+          relay.queueWrite(run, () => store.markRunning(run.id, cell.id, msg.workerId, new Date(startedAt), attempt, run.owner));
           relay.append(run, 'agent_started', { status: 'running', message: `agent ${run.agentName} started` }, msg.startedAt);
           deps.deadlines.started(run);
           return;

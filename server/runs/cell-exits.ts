@@ -48,7 +48,7 @@ export function createCellExits(deps: {
     run.restarts.push({ attempt: run.attempt, cell: cell.id, reason });
     run.cellId = null;
     metrics.runRestarts.inc({ reason });
-    relay.queueWrite(run, () => store.markRequeued(run.id));
+    relay.queueWrite(run, () => store.markRequeued(run.id, run.owner));
     relay.append(run, 'run_restarted', { attempt: run.attempt + 1, reason });
     scheduler.quarantine(run);
   }

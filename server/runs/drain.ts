@@ -4,10 +4,17 @@
  * and resume at the next start: nothing accepted is lost.
  */
 import { untilNone, type Deadlines } from './deadlines.js';
+import type { LiveRun } from './live-run.js';
 import type { LiveRuns } from './live-runs.js';
 import type { Scheduler } from './scheduler.js';
 
-export function createDrain(deps: { live: LiveRuns; scheduler: Scheduler; deadlines: Deadlines }) {
+export function createDrain(deps: {
+  live: LiveRuns;
+  scheduler: Scheduler;
+  deadlines: Deadlines;
+  /** Several nodes: the runs waiting here go back to the shared queue, for the other nodes (shared-runs.ts). */
+  giveBack?: (runs: LiveRun[]) => Promise<void>;
+}) {
   let draining = false;
   return {
     get draining(): boolean {
@@ -18,9 +25,14 @@ export function createDrain(deps: { live: LiveRuns; scheduler: Scheduler; deadli
       draining = true;
       deps.scheduler.stop();
       // Left for the next start: no terminal event, but whoever awaits their end is released.
-      for (const run of deps.scheduler.dropWaiting()) {
+      const waiting = deps.scheduler.dropWaiting();
+      for (const run of waiting) {
         deps.deadlines.clear(run);
         run.markSettled();
+      }
+      if (deps.giveBack) {
+        for (const run of waiting) deps.live.delete(run.id);
+        await deps.giveBack(waiting);
       }
       const inFlight = () => deps.live.inFlight();
       await untilNone(inFlight, graceMs);

@@ -11,6 +11,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { ErrorBody } from '../../protocol/errors.js';
 import type { EventPayloads, JsonValue, RunEventEnvelope, RunEventType, TerminalStatus } from '../../protocol/events.js';
+import { FencedError } from '../store/run-writes.js';
 import type { IsolationReport, RunStore } from '../store/store.js';
 import { runLogFields, type LiveRun } from './live-run.js';
 
@@ -29,7 +30,14 @@ export interface RunLog {
   closed: boolean;
 }
 
-export function createEventRelay(deps: { store: RunStore; bus: Pick<EventBus, 'publish'>; metrics: Metrics; log: Logger }) {
+export function createEventRelay(deps: {
+  store: RunStore;
+  bus: Pick<EventBus, 'publish'>;
+  metrics: Metrics;
+  log: Logger;
+  /** A write of the run was refused because this node's lease lost it (several nodes): it is not this node's any more. */
+  onFenced?: (run: LiveRun) => void;
+}) {
   const { store, bus, metrics, log } = deps;
   const logs = new Map<string, RunLog>();
 
@@ -59,13 +67,25 @@ export function createEventRelay(deps: { store: RunStore; bus: Pick<EventBus, 'p
 
   async function flushBatch(run: LiveRun, batch: RunEventEnvelope[]): Promise<void> {
     try {
-      await store.appendEvents(batch);
+      await store.appendEvents(batch, run.owner);
     } catch (err) {
-      log.error({ ...runLogFields(run), err: (err as Error).message, events: batch.length }, 'event log write failed');
+      // Only committed events are published: a socket never sees an event that a replay would not find.
       metrics.eventsDropped.inc({ reason: 'not_logged' }, batch.length);
+      if (fenced(run, err)) return;
+      log.error({ ...runLogFields(run), err: (err as Error).message, events: batch.length }, 'event log write failed');
+      return;
     }
     for (const e of batch) bus.publish(e);
     metrics.eventsRelayed.inc(batch.length);
+  }
+
+  /** The write was refused because another node took the run over: the run is dropped here, quietly. */
+  function fenced(run: LiveRun, err: unknown): boolean {
+    if (!(err instanceof FencedError)) return false;
+    const runLog = logs.get(run.id);
+    if (runLog) runLog.closed = true;
+    deps.onFenced?.(run);
+    return true;
   }
 
   return {
@@ -110,7 +130,9 @@ export function createEventRelay(deps: { store: RunStore; bus: Pick<EventBus, 'p
     /** Queues a side write (the run's status) behind everything logged so far, in the run's order. */
     queueWrite(run: LiveRun, write: () => Promise<void>): void {
       const runLog = logOf(run);
-      runLog.chain = runLog.chain.then(write).catch((err) => log.error({ ...runLogFields(run), err: (err as Error).message }, 'run write failed'));
+      runLog.chain = runLog.chain.then(write).catch((err) => {
+        if (!fenced(run, err)) log.error({ ...runLogFields(run), err: (err as Error).message }, 'run write failed');
+      });
     },
 
     /** The terminal event: written with the run's final status in one batch, always last, then published; the log closes. */
@@ -135,13 +157,13 @@ export function createEventRelay(deps: { store: RunStore; bus: Pick<EventBus, 'p
         .then(() => flush(run, runLog))
         .then(async () => {
           try {
-            await store.finishRun(run.id, run.threadId, status, error, result, terminal, report, run.partialText);
+            await store.finishRun(run.id, run.threadId, status, error, result, terminal, report, run.partialText, run.owner);
+            bus.publish(terminal);
+            metrics.eventsRelayed.inc();
           } catch (err) {
-            log.error({ ...runLogFields(run), err: (err as Error).message }, 'terminal write failed');
             metrics.eventsDropped.inc({ reason: 'not_logged' });
+            if (!fenced(run, err)) log.error({ ...runLogFields(run), err: (err as Error).message }, 'terminal write failed');
           }
-          bus.publish(terminal);
-          metrics.eventsRelayed.inc();
           logs.delete(run.id);
         });
       return runLog.chain;

@@ -17,6 +17,8 @@ import type { EventRelay } from './event-relay.js';
 import { newLiveRun } from './live-run.js';
 import type { LiveRuns } from './live-runs.js';
 import type { Scheduler } from './scheduler.js';
+import type { SharedRuns } from './shared-runs.js';
+import { envelopeOf } from '../cluster/envelopes.js';
 
 export interface StartRunRequest {
   agent: string;
@@ -44,14 +46,54 @@ export function createIntake(deps: {
   accepting: Accepting;
   draining: () => boolean;
   metrics: Metrics;
+  /** Several nodes: the shared queue (shared-runs.ts) accepts instead of this node's scheduler. */
+  shared?: SharedRuns | null;
+  /** Stops a run wherever it is (a double-texting interrupt of a run on another node). */
+  stopRun: (userId: string, runId: string) => Promise<unknown>;
 }) {
   const { store, relay, live, scheduler, metrics } = deps;
+
+  /** Several nodes: the caps and the conversation's state are checked in the shared queue, under the user's lock. */
+  async function acceptShared(userId: string, req: StartRunRequest, shared: SharedRuns): Promise<RunRecord> {
+    const release = shared.admit();
+    try {
+      if (req.threadId && !(await store.findThread(userId, req.threadId))) throw new CodedError('NOT_FOUND', 'no such thread');
+      const now = Date.now();
+      const id = randomUUID();
+      const threadId = req.threadId ?? randomUUID();
+      const first = envelopeOf({ id, threadId, userId, agentName: req.agent }, 1, 'message_received', { correlation_id: req.correlationId }, now);
+      const { record, busy } = await shared.accept(
+        {
+          id,
+          userId,
+          threadId: req.threadId,
+          newThreadId: threadId,
+          agentName: req.agent,
+          input: req.input,
+          correlationId: req.correlationId,
+          requestId: req.correlationId ?? randomUUID(),
+          firstEvent: first,
+          replayOf: req.replayOf ?? null,
+          correlationSince: now - IDEMPOTENCY_WINDOW_MS,
+        },
+        req.multitask,
+      );
+      metrics.runsAccepted.inc();
+      if (req.multitask === 'interrupt') for (const other of busy) void deps.stopRun(userId, other).catch(() => undefined);
+      shared.accepted(record, first);
+      return record;
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
 
   async function accept(userId: string, req: StartRunRequest): Promise<RunRecord> {
     if (deps.draining()) throw new CodedError('SHUTTING_DOWN', 'the server is shutting down; retry shortly', { retryAfterSeconds: 5 });
     if (!deps.cells.agents().some((a) => a.name === req.agent)) {
       throw new CodedError('BAD_REQUEST', `unknown agent ${JSON.stringify(req.agent)}; GET /v1/agents lists the agents`);
     }
+    if (deps.shared) return acceptShared(userId, req, deps.shared);
     // The queue's caps (scheduler.ts): checked and a place held at once, so the awaits below let no burst by.
     const release = await scheduler.admit(userId);
     try {

@@ -17,6 +17,8 @@ export interface LiveRun {
   readonly requestId: string;
   readonly correlationId: string | null;
   readonly acceptedAt: number;
+  /** The lease of the node holding the run (several nodes: its writes name it, server/runs/shared-runs.ts); null on one node. */
+  readonly owner: string | null;
   phase: RunPhase;
   attempt: number;
   cellId: string | null;
@@ -51,12 +53,14 @@ export function newLiveRun(fields: {
   correlationId: string | null;
   acceptedAt: number;
   attempt?: number;
+  owner?: string | null;
 }): LiveRun {
   let markSettled!: () => void;
   const settled = new Promise<void>((resolve) => (markSettled = resolve));
   return {
     ...fields,
     attempt: fields.attempt ?? 0,
+    owner: fields.owner ?? null,
     phase: 'queued',
     cellId: null,
     workerId: null,

@@ -32,6 +32,10 @@ import type { LiveRun } from './live-run.js';
 import { createLiveRuns } from './live-runs.js';
 import { recoverRuns } from './recovery.js';
 import { createScheduler } from './scheduler.js';
+import { createSharedRuns } from './shared-runs.js';
+import type { ClusterSignals } from '../cluster/signals.js';
+import type { ClusterStore } from '../cluster/cluster-store.js';
+import type { EventBus } from '../bus/event-bus.js';
 
 export type { StartRunRequest } from './intake.js';
 
@@ -47,15 +51,33 @@ export function createRunService(deps: {
   accepting: Accepting;
   /** Where worker threads' database statements go (absent: every one is refused). */
   workerQueries?: WorkerQueryGate;
+  /** Several nodes (REDIS_URL): the shared queue in the database and the signals between nodes. */
+  cluster?: { store: ClusterStore; signals: ClusterSignals; bus: Pick<EventBus, 'publish'>; nodeId: string; nodeLeaseMs: number } | null;
 }) {
   const { store, relay, metrics, log, settings } = deps;
   const live = createLiveRuns();
+  const shared = deps.cluster
+    ? createSharedRuns({
+        cluster: deps.cluster.store,
+        signals: deps.cluster.signals,
+        bus: deps.cluster.bus,
+        relay,
+        live,
+        scheduler: () => scheduler,
+        deadlines: () => deadlines,
+        cells: deps.cells,
+        metrics,
+        log,
+        settings: { ...settings, nodeId: deps.cluster.nodeId, nodeLeaseMs: deps.cluster.nodeLeaseMs },
+      })
+    : null;
   const scheduler = createScheduler({
     cells: deps.cells,
     dispatch: (run, cell) => dispatch(run, cell, log),
     onStillWaiting: (run, position) => relay.append(run, 'run_queued', { position }),
     metrics,
     settings,
+    claim: shared ? (max) => shared.claim(max) : undefined,
   });
   // Finishing and the deadlines refer to each other: a deadline ends a run; an ended run's deadlines are disarmed.
   const finishing = createFinishing({
@@ -74,8 +96,30 @@ export function createRunService(deps: {
     cellOf: (run) => deps.cells.cells().find((c) => c.id === run.cellId),
     stopped: finishing.stopped,
   });
-  const drain = createDrain({ live, scheduler, deadlines });
-  const intake = createIntake({ store, relay, live, scheduler, deadlines, cells: deps.cells, accepting: deps.accepting, draining: () => drain.draining, metrics });
+  const drain = createDrain({ live, scheduler, deadlines, giveBack: shared ? (runs) => shared.releaseWaiting(runs) : undefined });
+  const intake = createIntake({
+    store,
+    relay,
+    live,
+    scheduler,
+    deadlines,
+    cells: deps.cells,
+    accepting: deps.accepting,
+    draining: () => drain.draining,
+    metrics,
+    shared,
+    stopRun: (userId, runId) => cancel(userId, runId),
+  });
+
+  /** Stops a run in any state, wherever it is; idempotent. Another user's run is NOT_FOUND. */
+  async function cancel(userId: string, runId: string): Promise<RunRecord> {
+    const record = await store.findRun(userId, runId);
+    if (!record) throw new CodedError('NOT_FOUND', 'no such run');
+    const run = live.get(runId);
+    if (run && run.phase !== 'finished') deadlines.requestStop(run, 'cancelled');
+    else if (!run && shared && (record.status === 'queued' || record.status === 'running')) await shared.stopElsewhere(userId, runId);
+    return record;
+  }
   const cellEvents = createCellEvents({ store, relay, live, finishing, deadlines, pump: scheduler.pump, metrics, log, workerQueries: deps.workerQueries });
   const cellExits = createCellExits({ store, relay, live, scheduler, finishing, deadlines, cells: deps.cells, metrics, settings });
 
@@ -101,13 +145,12 @@ export function createRunService(deps: {
       return intake.start(userId, req);
     },
 
-    /** Stops a run in any state; idempotent. Another user's run is NOT_FOUND. */
-    async cancel(userId: string, runId: string): Promise<RunRecord> {
-      const record = await store.findRun(userId, runId);
-      if (!record) throw new CodedError('NOT_FOUND', 'no such run');
-      const run = live.get(runId);
-      if (run && run.phase !== 'finished') deadlines.requestStop(run, 'cancelled');
-      return record;
+    /** Stops a run in any state, on this node or another; idempotent. Another user's run is NOT_FOUND. */
+    cancel,
+
+    /** A write of the run was refused: this node's lease no longer holds it (the relay's onFenced). */
+    fenced(run: LiveRun): void {
+      shared?.fenced(run);
     },
 
     /** Resolves when the run's terminal event is persisted and delivered (immediately if it is not live). */
@@ -121,7 +164,14 @@ export function createRunService(deps: {
 
     /** At start-up: finish runs a dead process left running; queue again the ones it had accepted. */
     recover(): Promise<{ failed: number; requeued: number }> {
+      // Several nodes: nothing is this node's at start; the runs of dead nodes are taken over by the sweeper.
+      if (shared) return Promise.resolve({ failed: 0, requeued: 0 });
       return recoverRuns({ store, relay, live, scheduler, finishing });
+    },
+
+    /** Several nodes: registers this node's lease, starts the sweeper and claiming (after the bus is up). */
+    async join(): Promise<void> {
+      await shared?.start();
     },
 
     /** Starts the scheduler's periodic pump (drain stops it). */
@@ -132,13 +182,17 @@ export function createRunService(deps: {
     /** Dispatches whatever the cells can take now. */
     pump: scheduler.pump,
 
-    /** SIGTERM: see drain.ts. */
-    drain: drain.drain,
+    /** SIGTERM: see drain.ts; several nodes: then the lease ends (what is left goes back to the shared queue). */
+    async drain(graceMs: number): Promise<void> {
+      await drain.drain(graceMs);
+      await shared?.stop(true);
+    },
 
     /** Stops every timer (the scheduler's pump, the deadlines): after drain, or when start-up fails after open(). */
     close(): void {
       scheduler.stop();
       deadlines.stop();
+      void shared?.stop(false);
     },
   };
 }

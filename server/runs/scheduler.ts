@@ -38,6 +38,11 @@ export function createScheduler(deps: {
   onStillWaiting: (run: LiveRun, position: number) => void;
   metrics: Pick<Metrics, 'runsRefused'>;
   settings: { maxQueuedRuns: number; userMaxQueuedRuns: number; userMaxConcurrentRuns: number };
+  /**
+   * Several nodes: up to `max` runs from the shared queue (server/runs/shared-runs.ts), held by this node and
+   * ready to dispatch. Asked once this node's own waiting runs are placed and its cells still have room.
+   */
+  claim?: (max: number) => Promise<LiveRun[]>;
 }) {
   const { cells, metrics, settings } = deps;
   const queue = createFairQueue();
@@ -46,6 +51,9 @@ export function createScheduler(deps: {
   const occupancy = createOccupancy(deps.settings);
   const notices = new Map<LiveRun, NodeJS.Timeout>();
   let pumpTimer: NodeJS.Timeout | null = null;
+  /** A claim is on its way (one at a time: the next pump claims what it did not). */
+  let claiming = false;
+  let stopped = false;
 
   function send(run: LiveRun, cell: CellHandle): void {
     occupancy.occupy(run);
@@ -63,9 +71,31 @@ export function createScheduler(deps: {
       const cell = cells.pick();
       if (!cell) return;
       const run = queue.take(occupancy.eligible);
-      if (!run) return;
+      if (!run) break;
       send(run, cells.pick(run.userId) ?? cell);
     }
+    if (deps.claim && !claiming && !stopped) claimShared(deps.claim);
+  }
+
+  function claimShared(claim: (max: number) => Promise<LiveRun[]>): void {
+    const free = cells.cells().reduce((n, c) => n + (c.quarantine ? 0 : c.freeSlots), 0);
+    if (free <= 0) return;
+    claiming = true;
+    claim(free).then(
+      (runs) => {
+        claiming = false;
+        for (const run of runs) {
+          const cell = cells.pick(run.userId) ?? cells.pick();
+          // Its cells filled up meanwhile: it waits here, first in its user's line (it is this node's now).
+          if (cell && !stopped) send(run, cell);
+          else queue.addFirst(run);
+        }
+        if (runs.length > 0 && runs.length >= free) setImmediate(pump);
+      },
+      () => {
+        claiming = false;
+      },
+    );
   }
 
   function dropNotice(run: LiveRun): void {
@@ -81,7 +111,9 @@ export function createScheduler(deps: {
     /** Starts the periodic pump. */
     start(): void {
       if (pumpTimer) return;
-      pumpTimer = setInterval(() => (queue.size > 0 || quarantine.size > 0) && pump(), PUMP_EVERY_MS);
+      stopped = false;
+      // Several nodes: the shared queue has runs that no local event announces (accepted elsewhere).
+      pumpTimer = setInterval(() => (queue.size > 0 || quarantine.size > 0 || deps.claim) && pump(), PUMP_EVERY_MS);
       pumpTimer.unref();
     },
 
@@ -89,6 +121,7 @@ export function createScheduler(deps: {
     stop(): void {
       if (pumpTimer) clearInterval(pumpTimer);
       pumpTimer = null;
+      stopped = true;
       for (const timer of notices.values()) clearTimeout(timer);
       notices.clear();
     },

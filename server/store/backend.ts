@@ -9,7 +9,9 @@
 import type { SqlDriverAdapter, SqlDriverAdapterFactory } from '@prisma/driver-adapter-utils';
 import type { Db } from '../../prisma/client-type.js';
 import type { CellConfig } from '../../protocol/cell-messages.js';
+import type { ClusterStore } from '../cluster/cluster-store.js';
 import type { MigrationReport } from './migrations.js';
+import type { NodeMode } from './node-lock.js';
 import type { Logger } from '../logger.js';
 import type { RunStore } from './store.js';
 
@@ -33,6 +35,13 @@ export interface StoreConnection {
   gateConnection(): Promise<SqlDriverAdapter>;
   /** Does this error mean the database cannot be reached right now (rather than a failing statement)? */
   isUnavailable(err: unknown): boolean;
+  /**
+   * Takes the node lock (node-lock.ts): a single node holds the database alone, nodes of a cluster share it;
+   * throws NodeLockError when another node holds it in a way this one cannot share. Released by close().
+   */
+  lockNode(mode: NodeMode): Promise<void>;
+  /** What several nodes share through the database (server/cluster/cluster-store.ts); null: one node only (SQLite). */
+  readonly cluster: ClusterStore | null;
   /** How many database connections the front holds (the atoll_db_connections gauge). */
   readonly connections: number;
   /** Commits what is still pending, then closes every connection. */

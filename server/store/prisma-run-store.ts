@@ -7,37 +7,13 @@
  * sees it.
  */
 import type { Db } from '../../prisma/client-type.js';
-import type { AgentInput } from '../../protocol/cell-messages.js';
-import type { ErrorBody } from '../../protocol/errors.js';
-import type { JsonValue, RunEventEnvelope, RunStatus } from '../../protocol/events.js';
+import type { RunEventEnvelope } from '../../protocol/events.js';
+import { acceptedRecordOf, acceptedRowOf, runRecordOf } from './run-record.js';
 import { storableText, type RunWrites } from './run-writes.js';
-import type { IsolationReport, MessageRecord, NewRun, RunRecord, RunStore, ThreadRecord } from './store.js';
-
-type RunRow = Awaited<ReturnType<Db['run']['findFirst']>> & {};
+import type { MessageRecord, NewRun, RunRecord, RunStore, ThreadRecord } from './store.js';
 
 export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
-  function toRun(row: RunRow): RunRecord {
-    return {
-      id: row.id,
-      threadId: row.threadId,
-      userId: row.userId,
-      agentName: row.agentName,
-      input: JSON.parse(row.input) as AgentInput,
-      correlationId: row.correlationId,
-      requestId: row.requestId,
-      status: row.status as RunStatus,
-      error: row.errorCode ? ({ code: row.errorCode, message: row.errorMessage ?? '' } as ErrorBody) : null,
-      result: row.result === null ? null : (JSON.parse(row.result) as JsonValue),
-      queuedAt: row.queuedAt,
-      startedAt: row.startedAt,
-      finishedAt: row.finishedAt,
-      cellId: row.cellId,
-      workerId: row.workerId,
-      attempts: row.attempts,
-      report: row.report ? (JSON.parse(row.report) as IsolationReport) : null,
-      replayOf: row.replayOf,
-    };
-  }
+  const toRun = runRecordOf;
 
   return {
     async ping(): Promise<void> {
@@ -70,47 +46,27 @@ export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
 
     /** Persists the request before it is acknowledged: user, thread, the user's message, the run, event 1. */
     async acceptRun(r: NewRun): Promise<RunRecord> {
-      await writes.acceptRun({ ...r, input: JSON.stringify(r.input), inputText: r.input.text, replayOf: r.replayOf ?? null, correlationSince: r.correlationSince });
-      const now = new Date(r.firstEvent.timestamp);
-      return {
-        id: r.id,
-        threadId: r.threadId ?? r.newThreadId,
-        userId: r.userId,
-        agentName: r.agentName,
-        input: r.input,
-        correlationId: r.correlationId,
-        requestId: r.requestId,
-        status: 'queued',
-        error: null,
-        result: null,
-        queuedAt: now,
-        startedAt: null,
-        finishedAt: null,
-        cellId: null,
-        workerId: null,
-        attempts: 0,
-        report: null,
-        replayOf: r.replayOf ?? null,
-      };
+      await writes.acceptRun(acceptedRowOf(r));
+      return acceptedRecordOf(r);
     },
 
-    markRunning(runId: string, cellId: string, workerId: number, startedAt: Date, attempts: number): Promise<void> {
-      return writes.markRunning(runId, cellId, workerId, startedAt, attempts);
+    markRunning(runId: string, cellId: string, workerId: number, startedAt: Date, attempts: number, owner?: string | null): Promise<void> {
+      return writes.markRunning(runId, cellId, workerId, startedAt, attempts, owner);
     },
 
     /** Back to queued after its cell died under it (it will be run again). */
-    markRequeued(runId: string): Promise<void> {
-      return writes.markRequeued(runId);
+    markRequeued(runId: string, owner?: string | null): Promise<void> {
+      return writes.markRequeued(runId, owner);
     },
 
-    appendEvents(events: RunEventEnvelope[]): Promise<void> {
-      return events.length === 0 ? Promise.resolve() : writes.appendEvents(events);
+    appendEvents(events: RunEventEnvelope[], owner?: string | null): Promise<void> {
+      return events.length === 0 ? Promise.resolve() : writes.appendEvents(events, owner);
     },
 
     /** The terminal write: status, error, result, the agent_completed event and the assistant's message. */
-    finishRun(runId, threadId, status, error, result, terminal, report, partialText) {
+    finishRun(runId, threadId, status, error, result, terminal, report, partialText, owner) {
       const stored = error && { ...error, message: storableText(error.message) };
-      return writes.finishRun({ runId, threadId, status, error: stored, result, terminal, report: report ? JSON.stringify(report) : null, partialText });
+      return writes.finishRun({ runId, threadId, status, error: stored, result, terminal, report: report ? JSON.stringify(report) : null, partialText }, owner);
     },
 
     /** The user's run with this correlation id accepted since `since` (idempotency). */

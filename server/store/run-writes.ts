@@ -39,16 +39,28 @@ export interface RunWrites {
   createThread(userId: string, id: string, title: string | null, at: Date): Promise<void>;
   /** User, thread, the user's message, the run and its event 1: all or nothing, before the acknowledgement. */
   acceptRun(r: AcceptedRunRow): Promise<void>;
-  markRunning(runId: string, cellId: string, workerId: number, startedAt: Date, attempts: number): Promise<void>;
-  markRequeued(runId: string): Promise<void>;
-  appendEvents(events: RunEventEnvelope[]): Promise<void>;
+  /**
+   * The writes of a started run name the lease that holds it (`owner`, several nodes), and fail with FencedError
+   * once that lease lost it; without one (a single node) they are not fenced. SQLite is one node and ignores it.
+   */
+  markRunning(runId: string, cellId: string, workerId: number, startedAt: Date, attempts: number, owner?: string | null): Promise<void>;
+  markRequeued(runId: string, owner?: string | null): Promise<void>;
+  appendEvents(events: RunEventEnvelope[], owner?: string | null): Promise<void>;
   /** The terminal event, the run's status, error, result and report, and the answer (or the interrupted part). */
-  finishRun(f: FinishedRunRow): Promise<void>;
+  finishRun(f: FinishedRunRow, owner?: string | null): Promise<void>;
 }
 
 /** A thread the run continues was not there (deleted, or never existed): the accept fails alone. */
 export class RowMissingError extends Error {
   override name = 'RowMissingError';
+}
+
+/**
+ * The database refused a write of a run this node's lease no longer holds (several nodes: another node took the
+ * run over while this one was paused or cut off). The write is not applied; the run is no longer this node's.
+ */
+export class FencedError extends Error {
+  override name = 'FencedError';
 }
 
 /** The user already has a run with this correlation id (accepted concurrently, here or on another node). */

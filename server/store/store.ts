@@ -85,10 +85,11 @@ export interface RunStore {
   listMessages(threadId: string, limit: number, afterId: number): Promise<MessageRecord[]>;
   /** Persists the request before it is acknowledged: user, thread, the user's message, the run, event 1. */
   acceptRun(r: NewRun): Promise<RunRecord>;
-  markRunning(runId: string, cellId: string, workerId: number, startedAt: Date, attempts: number): Promise<void>;
+  /** `owner`: the lease holding the run (several nodes: a write fails with FencedError once it lost the run). */
+  markRunning(runId: string, cellId: string, workerId: number, startedAt: Date, attempts: number, owner?: string | null): Promise<void>;
   /** Back to queued after its cell died under it (it will be run again). */
-  markRequeued(runId: string): Promise<void>;
-  appendEvents(events: RunEventEnvelope[]): Promise<void>;
+  markRequeued(runId: string, owner?: string | null): Promise<void>;
+  appendEvents(events: RunEventEnvelope[], owner?: string | null): Promise<void>;
   /** The terminal write, all or nothing: status, error, result, the agent_completed event and the answer. */
   finishRun(
     runId: string,
@@ -100,6 +101,7 @@ export interface RunStore {
     report: IsolationReport | null,
     /** What the run streamed before it ended without completing: stored as an interrupted answer. */
     partialText: string,
+    owner?: string | null,
   ): Promise<void>;
   /** The user's run with this correlation id accepted since `since` (ms since the epoch), for idempotency. */
   findRunByCorrelation(userId: string, correlationId: string, since: number): Promise<RunRecord | null>;

@@ -72,9 +72,9 @@ export function testDatabaseUrl(dir: string): string {
 /**
  * The database connections a test server's front holds (the atoll_db_connections gauge, process="front"):
  * SQLite's read and write connections, or PostgreSQL's DB_POOL_SIZE (4, which tests leave alone) plus its write
- * connection.
+ * connection and the node lock's (a single node: server/store/postgresql/node-lock.ts).
  */
-export const FRONT_DB_CONNECTIONS = TEST_STORE === 'sqlite' ? 2 : 4 + 1;
+export const FRONT_DB_CONNECTIONS = TEST_STORE === 'sqlite' ? 2 : 4 + 1 + 1;
 
 /** Where a server on folder `dir` keeps its development-only files (the development JWT secret). */
 export function testStateDir(dir: string): string {

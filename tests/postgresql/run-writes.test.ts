@@ -261,13 +261,13 @@ test('a batch committed twice changes nothing the second time', async () => {
     { kind: 'thread', userId: user, id: uid('thread'), title: 'new', at: ms(0).toISOString() },
     { kind: 'accept', row: a },
     { kind: 'accept', row: b },
-    { kind: 'running', runId: a.id, cellId: 'c', workerId: 1, startedAt: ms(10).toISOString(), attempts: 1 },
-    { kind: 'events', events: [envelope(a.id, 2, 'partial_result', { text: 'x' }, ms(11), user, existing)] },
-    { kind: 'finish', row: finishRow(a, 3, ms(12)) },
-    { kind: 'running', runId: b.id, cellId: 'c', workerId: 2, startedAt: ms(10).toISOString(), attempts: 1 },
-    { kind: 'requeued', runId: b.id },
-    { kind: 'running', runId: earlier.id, cellId: 'c', workerId: 3, startedAt: ms(13).toISOString(), attempts: 1 },
-    { kind: 'finish', row: { ...finishRow(earlier, 2, ms(14)), status: 'failed', error: { code: 'AGENT_ERROR', message: 'boom' }, result: null, partialText: 'half' } },
+    { kind: 'running', runId: a.id, cellId: 'c', workerId: 1, startedAt: ms(10).toISOString(), attempts: 1, owner: null },
+    { kind: 'events', events: [envelope(a.id, 2, 'partial_result', { text: 'x' }, ms(11), user, existing)], owner: null },
+    { kind: 'finish', row: finishRow(a, 3, ms(12)), owner: null },
+    { kind: 'running', runId: b.id, cellId: 'c', workerId: 2, startedAt: ms(10).toISOString(), attempts: 1, owner: null },
+    { kind: 'requeued', runId: b.id, owner: null },
+    { kind: 'running', runId: earlier.id, cellId: 'c', workerId: 3, startedAt: ms(13).toISOString(), attempts: 1, owner: null },
+    { kind: 'finish', row: { ...finishRow(earlier, 2, ms(14)), status: 'failed', error: { code: 'AGENT_ERROR', message: 'boom' }, result: null, partialText: 'half' }, owner: null },
   ];
   const pool = createPool(poolConfig(db.url, 1), quiet);
   pools.push(pool);

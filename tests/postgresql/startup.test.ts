@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { migrationsFolder } from '../../server/store/migrations';
 import { eventually, httpCall } from '../helpers/client';
 import { testDatabase, type TestDatabase } from '../helpers/pg-database';
 import { urlOf } from '../helpers/pg-scratch';
@@ -87,7 +88,9 @@ describe('a database that answers late, and does not exist yet', () => {
     expect(waiting[0]).toMatchObject({ level: 40, database: masked });
     expect(waiting[0]!.reason).toEqual(expect.any(String));
     expect(server.logs.find((l) => l.msg === 'database migrated')).toBeDefined();
-    expect(await db.query(`SELECT count(*)::int AS n FROM "_prisma_migrations" WHERE finished_at IS NOT NULL`)).toEqual([{ n: 4 }]);
+    const shipped = fs.readdirSync(migrationsFolder('postgresql'), { withFileTypes: true }).filter((d) => d.isDirectory()).length;
+    expect(shipped).toBeGreaterThanOrEqual(5);
+    expect(await db.query(`SELECT count(*)::int AS n FROM "_prisma_migrations" WHERE finished_at IS NOT NULL`)).toEqual([{ n: shipped }]);
     expect(await eventually(async () => (await httpCall(server!.url, 'GET', '/readyz')).status === 200, 30_000, 50)).toBe(true);
     expect(server.stdout() + server.stderr()).not.toContain(SECRET);
   });

@@ -14,11 +14,16 @@ import { createPrismaRunStore } from '../prisma-run-store.js';
 import type { RunStore } from '../store.js';
 import { applyMigrations } from './apply-migrations.js';
 import { connectWithRetry } from './connect-with-retry.js';
+import { createPgClusterStore } from './cluster-store.js';
+import { lockPostgresql } from './node-lock.js';
 import { createPool, poolConfig } from './pools.js';
 import { openReadClient, prismaClientOver } from './prisma-client.js';
 import { WRITE_CONNECTION_OPTIONS } from './run-statements.js';
 import { createPgRunWrites } from './run-writes.js';
 import { asUnavailable, isUnavailable, unavailableError } from './unavailable.js';
+
+/** Connections of the shared queue's pool (claims, takeovers, accepts of several nodes); opened on first use. */
+const CLUSTER_POOL_SIZE = 2;
 
 /** How long closing waits for writes the database cannot take (it is unreachable). */
 const CLOSE_GRACE_MS = 5_000;
@@ -43,15 +48,32 @@ export function createPostgresqlBackend(target: PostgresqlTarget, options: Store
       const reads = openReadClient(readPool);
       const writes = createPgRunWrites(writePool, options.log);
       const store = guarded(createPrismaRunStore(reads.prisma, writes), () => writes.commits.undoPending);
+      // The shared queue's transactions (several nodes): a pool of their own, so a claim never waits behind reads.
+      const clusterPool = createPool(poolConfig(target.url, CLUSTER_POOL_SIZE), options.log);
+      const cluster = createPgClusterStore(clusterPool);
+      let clusterUsed = false;
+      let unlock: (() => Promise<void>) | null = null;
       return {
         store,
+        async lockNode(mode) {
+          unlock = await lockPostgresql(target, mode, options.log);
+        },
+        // Opened on first use: a single node never does.
+        get cluster() {
+          clusterUsed = true;
+          return cluster;
+        },
         gateConnection: reads.connection,
         isUnavailable,
-        connections: options.poolSize + 1,
+        // Reads, the write connection, the node lock's, and the shared queue's pool when several nodes use it.
+        get connections() {
+          return options.poolSize + 1 + (unlock ? 1 : 0) + (clusterUsed ? CLUSTER_POOL_SIZE : 0);
+        },
         async close(): Promise<void> {
           await writes.commits.close(CLOSE_GRACE_MS);
           await reads.prisma.$disconnect().catch(() => undefined);
-          await Promise.all([readPool.end(), writePool.end()]).catch(() => undefined);
+          await Promise.all([readPool.end(), writePool.end(), clusterPool.end()]).catch(() => undefined);
+          await unlock?.();
         },
       };
     },

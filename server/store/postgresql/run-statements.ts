@@ -6,16 +6,16 @@
  * in the process's local time into TIMESTAMP(3) and Prisma reads it as UTC.
  */
 import type { RunEventEnvelope } from '../../../protocol/events.js';
-import { answerOf, CorrelationTakenError, RowMissingError, type AcceptedRunRow, type FinishedRunRow } from '../run-writes.js';
+import { answerOf, CorrelationTakenError, FencedError, RowMissingError, type AcceptedRunRow, type FinishedRunRow } from '../run-writes.js';
 import type { Statement } from './group-commit.js';
 
 export type RunWrite =
   | { kind: 'thread'; userId: string; id: string; title: string | null; at: string }
   | { kind: 'accept'; row: AcceptedRunRow }
-  | { kind: 'running'; runId: string; cellId: string; workerId: number; startedAt: string; attempts: number }
-  | { kind: 'requeued'; runId: string }
-  | { kind: 'events'; events: RunEventEnvelope[] }
-  | { kind: 'finish'; row: FinishedRunRow };
+  | { kind: 'running'; runId: string; cellId: string; workerId: number; startedAt: string; attempts: number; owner: string | null }
+  | { kind: 'requeued'; runId: string; owner: string | null }
+  | { kind: 'events'; events: RunEventEnvelope[]; owner: string | null }
+  | { kind: 'finish'; row: FinishedRunRow; owner: string | null };
 
 /**
  * Session settings of the connection that runs these statements (postgresql-backend.ts). They are prepared
@@ -46,7 +46,12 @@ const CORRELATION_KEY = 'Run_userId_correlationId_key';
  *   keys), so the batch needs no check of its result and is all or nothing on its own,
  * - the foreign keys are checked at the end of the statement, so a new user, thread, run and its rows can
  *   arrive together; a run continuing a thread that is not there fails them.
- * explain() turns both into RowMissingError. Releasing a correlation id updates older runs that the final UPDATE
+ * explain() turns both into RowMissingError.
+ * - a write of a run held by a node's lease (several nodes: server/cluster/) names that lease (its owner); `fence`
+ *   inserts a lease row with no id when the run's owner is another (taken over), which violates NOT NULL: the
+ *   write fails alone, as FencedError, and the final UPDATE skips such a row too. Writes without an owner (one
+ *   node, an accept) are not fenced. The check reads the statement's snapshot: a node stops writing before its
+ *   lease can expire by its own clock (server/cluster/node-lease.ts), so no takeover commits while its write runs. Releasing a correlation id updates older runs that the final UPDATE
  * could be finishing: it stays a statement of its own, before (and is rare: runs with a correlation id).
  */
 const BATCH =
@@ -65,15 +70,18 @@ const BATCH =
   'SELECT v.th, v.r, v.role, v.content, v.status, v.at FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::timestamp(3)[]) WITH ORDINALITY AS v(th, r, role, content, status, at, ord) ' +
   'WHERE NOT EXISTS (SELECT 1 FROM "Message" AS m WHERE m."runId" = v.r AND m."role" = v.role) ORDER BY v.ord), ' +
   'events AS (INSERT INTO "RunEvent" ("id", "runId", "seq", "type", "payload", "timestamp") SELECT * FROM unnest($24::text[], $25::text[], $26::int[], $27::text[], $28::text[], $29::timestamp(3)[]) ' +
-  'ON CONFLICT ("id") DO NOTHING) ' +
+  'ON CONFLICT ("id") DO NOTHING), ' +
+  'fence AS (INSERT INTO "Node" ("id", "nodeId", "startedAt", "expiresAt") SELECT NULL, f.r, now(), now() FROM ' +
+  '(SELECT v.r, v.o FROM unnest($25::text[], $43::text[]) AS v(r, o) UNION ALL SELECT v.r, v.o FROM unnest($30::text[], $44::text[]) AS v(r, o)) AS f ' +
+  'JOIN "Run" AS x ON x."id" = f.r WHERE f.o IS NOT NULL AND x."owner" IS DISTINCT FROM f.o) ' +
   'UPDATE "Run" AS r SET "status" = v.st, ' +
   '"cellId" = CASE WHEN v.ran THEN v.c ELSE r."cellId" END, "workerId" = CASE WHEN v.ran THEN v.w ELSE r."workerId" END, ' +
   '"startedAt" = CASE WHEN v.ran THEN v.s ELSE r."startedAt" END, "attempts" = CASE WHEN v.ran THEN v.a ELSE r."attempts" END, ' +
   '"errorCode" = CASE WHEN v.fin THEN v.ec ELSE r."errorCode" END, "errorMessage" = CASE WHEN v.fin THEN v.em ELSE r."errorMessage" END, ' +
   '"result" = CASE WHEN v.fin THEN v.res ELSE r."result" END, "report" = CASE WHEN v.fin THEN v.rep ELSE r."report" END, ' +
   '"finishedAt" = CASE WHEN v.fin THEN v.fa ELSE r."finishedAt" END ' +
-  'FROM unnest($30::text[], $31::text[], $32::bool[], $33::text[], $34::int[], $35::timestamp(3)[], $36::int[], $37::bool[], $38::text[], $39::text[], $40::text[], $41::text[], $42::timestamp(3)[]) ' +
-  'AS v(id, st, ran, c, w, s, a, fin, ec, em, res, rep, fa) WHERE r."id" = v.id';
+  'FROM unnest($30::text[], $31::text[], $32::bool[], $33::text[], $34::int[], $35::timestamp(3)[], $36::int[], $37::bool[], $38::text[], $39::text[], $40::text[], $41::text[], $42::timestamp(3)[], $44::text[]) ' +
+  'AS v(id, st, ran, c, w, s, a, fin, ec, em, res, rep, fa, ow) WHERE r."id" = v.id AND (v.ow IS NULL OR r."owner" IS NOT DISTINCT FROM v.ow)';
 
 const SQL = {
   batch: BATCH,
@@ -94,6 +102,7 @@ const statement = (name: keyof typeof SQL, values: unknown[], check?: Statement[
 /** A run's status changes in one batch, folded: the last status, and the last of each group of columns. */
 interface RunUpdate {
   status: string;
+  owner: string | null;
   running: [cellId: string, workerId: number, startedAt: string, attempts: number] | null;
   finished: [errorCode: string | null, errorMessage: string | null, result: string | null, report: string | null, finishedAt: string] | null;
 }
@@ -107,23 +116,26 @@ export function runStatements(items: RunWrite[]): Statement[] {
   const runs = columns(9);
   const messages = columns(6);
   const events = columns(6);
+  /** The lease each event's write names ($43; null: not fenced). */
+  const eventOwners: (string | null)[] = [];
   const updates = new Map<string, RunUpdate>();
 
   const message = (th: string, r: string, role: string, content: string, status: string, at: string) => {
     messages[0]!.push(th), messages[1]!.push(r), messages[2]!.push(role), messages[3]!.push(content), messages[4]!.push(status), messages[5]!.push(at);
   };
-  const event = (e: RunEventEnvelope) => {
+  const event = (e: RunEventEnvelope, owner: string | null) => {
+    eventOwners.push(owner);
     events[0]!.push(e.event_id), events[1]!.push(e.run_id), events[2]!.push(e.seq), events[3]!.push(e.type), events[4]!.push(JSON.stringify(e.payload)), events[5]!.push(utc(e.timestamp));
   };
   const touch = (id: string, at: string) => {
     const prior = touches.get(id);
     if (prior === undefined || prior < at) touches.set(id, at);
   };
-  const update = (runId: string, change: Partial<RunUpdate> & { status: string }) => {
-    const prior = updates.get(runId) ?? { status: change.status, running: null, finished: null };
+  const update = (runId: string, change: Partial<RunUpdate> & { status: string; owner: string | null }) => {
+    const prior = updates.get(runId) ?? { status: change.status, owner: change.owner, running: null, finished: null };
     // Re-inserted at the end: rows are updated in the order of their last change.
     updates.delete(runId);
-    updates.set(runId, { status: change.status, running: change.running ?? prior.running, finished: change.finished ?? prior.finished });
+    updates.set(runId, { status: change.status, owner: change.owner, running: change.running ?? prior.running, finished: change.finished ?? prior.finished });
   };
 
   for (const item of items) {
@@ -147,23 +159,23 @@ export function runStatements(items: RunWrite[]): Statement[] {
         const row = [r.id, threadId, r.userId, r.agentName, r.input, r.correlationId, r.requestId, at, r.replayOf];
         row.forEach((v, i) => runs[i]!.push(v));
         message(threadId, r.id, 'user', r.inputText, 'complete', at);
-        event(r.firstEvent);
+        event(r.firstEvent, null);
         break;
       }
       case 'events':
-        item.events.forEach(event);
+        for (const e of item.events) event(e, item.owner);
         break;
       case 'running':
-        update(item.runId, { status: 'running', running: [item.cellId, item.workerId, item.startedAt, item.attempts] });
+        update(item.runId, { status: 'running', owner: item.owner, running: [item.cellId, item.workerId, item.startedAt, item.attempts] });
         break;
       case 'requeued':
-        update(item.runId, { status: 'queued' });
+        update(item.runId, { status: 'queued', owner: item.owner });
         break;
       case 'finish': {
         const f = item.row;
         const at = utc(f.terminal.timestamp);
-        event(f.terminal);
-        update(f.runId, { status: f.status, finished: [f.error?.code ?? null, f.error?.message ?? null, f.result === null ? null : JSON.stringify(f.result), f.report, at] });
+        event(f.terminal, item.owner);
+        update(f.runId, { status: f.status, owner: item.owner, finished: [f.error?.code ?? null, f.error?.message ?? null, f.result === null ? null : JSON.stringify(f.result), f.report, at] });
         const answer = answerOf(f);
         if (answer) message(f.threadId, f.runId, 'assistant', answer.content, answer.status, at);
         if (answer?.status === 'complete') touch(f.threadId, at);
@@ -178,10 +190,10 @@ export function runStatements(items: RunWrite[]): Statement[] {
   // change of its run, so a batch is one statement in practice.
   const acceptedRuns = new Set(runs[0] as string[]);
   const createdThreads = new Set(newThreads);
-  const updatedNow = columns(13);
-  const updatedAfter = columns(13);
+  const updatedNow = columns(14);
+  const updatedAfter = columns(14);
   for (const [id, u] of updates) {
-    const row = [id, u.status, u.running !== null, ...(u.running ?? [null, null, null, null]), u.finished !== null, ...(u.finished ?? [null, null, null, null, null])];
+    const row = [id, u.status, u.running !== null, ...(u.running ?? [null, null, null, null]), u.finished !== null, ...(u.finished ?? [null, null, null, null, null]), u.owner];
     row.forEach((v, i) => (acceptedRuns.has(id) ? updatedAfter : updatedNow)[i]!.push(v));
   }
   const [touchNow, touchAfter] = [columns(2), columns(2)];
@@ -189,10 +201,12 @@ export function runStatements(items: RunWrite[]): Statement[] {
 
   const out: Statement[] = [];
   if (releases[0]!.length) out.push(statement('releaseCorrelations', releases));
-  out.push(statement('batch', [[...users.keys()], [...users.values()], ...threads, ...touchNow, ...runs, ...messages, ...events, ...updatedNow]));
+  // $1-$42 in the order of the statement's sub-statements; the owners ($43 events', $44 updates') last.
+  const [updateColumns, updateOwners] = [updatedNow.slice(0, 13), updatedNow[13]!];
+  out.push(statement('batch', [[...users.keys()], [...users.values()], ...threads, ...touchNow, ...runs, ...messages, ...events, ...updateColumns, eventOwners, updateOwners]));
   if (updatedAfter[0]!.length > 0 || touchAfter[0]!.length > 0) {
     const none = (n: number) => Array.from({ length: n }, () => []);
-    out.push(statement('batch', [...none(6), ...touchAfter, ...none(9 + 6 + 6), ...updatedAfter]));
+    out.push(statement('batch', [...none(6), ...touchAfter, ...none(9 + 6 + 6), ...updatedAfter.slice(0, 13), [], updatedAfter[13]!]));
   }
   return out;
 }
@@ -237,6 +251,8 @@ export function explain(item: RunWrite, err: unknown): unknown {
   // `taken` in BATCH: the id is another user's thread.
   const created = newThreadOf(item);
   if (created !== null && e?.code === '23502' && e.table === 'Thread' && e.column === 'userId') return new RowMissingError(`thread id ${created} belongs to another user`);
+  // `fence` in BATCH: the run's lease is no longer this write's.
+  if (item.kind !== 'accept' && item.kind !== 'thread' && e?.code === '23502' && e.table === 'Node') return new FencedError(`the run is no longer held by this node's lease`);
   if (item.kind === 'accept' && item.row.correlationId !== null && e?.code === '23505' && e.constraint === CORRELATION_KEY) {
     return new CorrelationTakenError(item.row.userId, item.row.correlationId);
   }

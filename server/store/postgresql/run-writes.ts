@@ -15,9 +15,9 @@ export function createPgRunWrites(pool: pg.Pool, log: Pick<Logger, 'info' | 'war
     commits,
     createThread: (userId, id, title, at) => commits.run({ kind: 'thread', userId, id, title, at: utc(at) }),
     acceptRun: (row) => commits.run({ kind: 'accept', row }),
-    markRunning: (runId, cellId, workerId, startedAt, attempts) => commits.run({ kind: 'running', runId, cellId, workerId, startedAt: utc(startedAt), attempts }),
-    markRequeued: (runId) => commits.run({ kind: 'requeued', runId }),
-    appendEvents: (events) => commits.run({ kind: 'events', events }),
-    finishRun: (row) => commits.run({ kind: 'finish', row }),
+    markRunning: (runId, cellId, workerId, startedAt, attempts, owner = null) => commits.run({ kind: 'running', runId, cellId, workerId, startedAt: utc(startedAt), attempts, owner }),
+    markRequeued: (runId, owner = null) => commits.run({ kind: 'requeued', runId, owner }),
+    appendEvents: (events, owner = null) => commits.run({ kind: 'events', events, owner }),
+    finishRun: (row, owner = null) => commits.run({ kind: 'finish', row, owner }),
   };
 }

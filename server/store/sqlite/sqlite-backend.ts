@@ -9,6 +9,7 @@ import { migrationsFolder, type MigrationReport } from '../migrations.js';
 import { applyMigrations } from './apply-migrations.js';
 import { openFrontDatabase, prismaClientOver } from './prisma-client.js';
 import { createPrismaRunStore } from '../prisma-run-store.js';
+import { lockSqlite } from './node-lock.js';
 import { createRunWrites } from './run-writes.js';
 
 export function createSqliteBackend(target: SqliteTarget, options: StoreOptions): StoreBackend {
@@ -25,13 +26,19 @@ export function createSqliteBackend(target: SqliteTarget, options: StoreOptions)
       for (const f of [target.file, `${target.file}-wal`, `${target.file}-shm`]) if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
       const database = openFrontDatabase(target.file);
       const writes = createRunWrites(target.file, { busyTimeoutMs: 10_000, synchronous: options.synchronous });
+      let unlock: (() => Promise<void>) | null = null;
       return {
         store: createPrismaRunStore(database.prisma, writes),
+        async lockNode() {
+          unlock = lockSqlite(target);
+        },
+        cluster: null,
         gateConnection: database.connection,
         // A local file: never unreachable, only failing.
         isUnavailable: () => false,
         connections: 2,
         async close(): Promise<void> {
+          await unlock?.();
           writes.close();
           await database.prisma.$disconnect();
         },

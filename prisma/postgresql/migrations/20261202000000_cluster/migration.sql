@@ -1,0 +1,36 @@
+-- Several nodes (issue 14): the lease that holds a run (its node's, while it runs or waits there), a stop asked
+-- from another node, each node's lease, and the users the shared queue serves in turn.
+
+-- AlterTable
+ALTER TABLE "Run" ADD COLUMN "owner" TEXT;
+ALTER TABLE "Run" ADD COLUMN "cancelRequested" BOOLEAN NOT NULL DEFAULT false;
+
+-- CreateTable
+CREATE TABLE "Node" (
+    "id" TEXT NOT NULL,
+    "nodeId" TEXT NOT NULL,
+    "startedAt" TIMESTAMP(3) NOT NULL,
+    "expiresAt" TIMESTAMP(3) NOT NULL,
+
+    CONSTRAINT "Node_pkey" PRIMARY KEY ("id")
+);
+
+-- CreateTable
+CREATE TABLE "QueueUser" (
+    "userId" TEXT NOT NULL,
+    "servedAt" TIMESTAMP(3) NOT NULL,
+
+    CONSTRAINT "QueueUser_pkey" PRIMARY KEY ("userId")
+);
+
+-- CreateIndex
+CREATE INDEX "Run_userId_status_idx" ON "Run"("userId", "status");
+
+-- CreateIndex
+CREATE INDEX "Run_threadId_status_idx" ON "Run"("threadId", "status");
+
+-- CreateIndex
+CREATE INDEX "Run_owner_idx" ON "Run"("owner");
+
+-- CreateIndex
+CREATE INDEX "Node_expiresAt_idx" ON "Node"("expiresAt");

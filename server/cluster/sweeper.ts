@@ -1,0 +1,56 @@
+/**
+ * The sweeper, on every node: every NODE_LEASE_MS / 5 it takes over the expired leases, one transaction each
+ * (server/store/postgresql/cluster-store.ts takeOverExpired: SKIP LOCKED, so two sweeping nodes share the work
+ * and no run is taken over twice), publishes the events the takeover wrote, and wakes the nodes to claim the
+ * runs that went back to the queue. A run of a dead node therefore runs again within NODE_LEASE_MS plus one
+ * sweep of its death.
+ */
+import type { EventBus } from '../bus/event-bus.js';
+import type { Logger } from '../logger.js';
+import type { ClusterStore, TakeoverDecision } from './cluster-store.js';
+import type { RunRecord } from '../store/store.js';
+
+export function createSweeper(deps: {
+  store: Pick<ClusterStore, 'takeOverExpired'>;
+  rule: (run: RunRecord, lastSeq: number, nodeId: string) => TakeoverDecision;
+  bus: Pick<EventBus, 'publish'>;
+  log: Logger;
+  everyMs: number;
+  /** A takeover put runs back in the queue or ended some: claim, and count. */
+  onTakenOver: (t: { nodeId: string; rerun: number; failed: number; requeued: number }) => void;
+}) {
+  let timer: NodeJS.Timeout | null = null;
+  let busy = false;
+
+  async function sweep(): Promise<void> {
+    if (busy) return;
+    busy = true;
+    try {
+      for (;;) {
+        const taken = await deps.store.takeOverExpired(deps.rule);
+        if (!taken) return;
+        for (const e of taken.events) deps.bus.publish(e);
+        const failed = taken.events.filter((e) => e.type === 'agent_completed').length;
+        const rerun = taken.events.length - failed;
+        deps.log.warn({ node: taken.nodeId, rerun, failed, requeued: taken.requeued - rerun }, 'took over the runs of a node whose lease expired');
+        deps.onTakenOver({ nodeId: taken.nodeId, rerun, failed, requeued: taken.requeued - rerun });
+      }
+    } catch (err) {
+      deps.log.warn({ err: (err as Error).message }, 'sweep failed; trying again at the next one');
+    } finally {
+      busy = false;
+    }
+  }
+
+  return {
+    sweep,
+    start(): void {
+      timer ??= setInterval(() => void sweep(), deps.everyMs);
+      timer.unref();
+    },
+    stop(): void {
+      if (timer) clearInterval(timer);
+      timer = null;
+    },
+  };
+}

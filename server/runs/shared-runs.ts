@@ -1,0 +1,227 @@
+/**
+ * The run service's side of several nodes (REDIS_URL set): the runs of the shared queue (server/cluster/) that
+ * this node claims, accepts, stops, gives back and abandons. A claimed run becomes a LiveRun held by this node's
+ * lease (`owner`): its writes name the lease, and the database refuses them once the lease lost the run.
+ *
+ * - accept: the caps are checked in the database under the user's lock (exact cluster-wide), MAX_QUEUED_RUNS
+ *   by this node's share (queue-budget.ts); event 1 is published once the acknowledgement has gone out;
+ * - claim: the scheduler asks for as many runs as its cells have room for (scheduler.ts);
+ * - stop: a run held here is stopped here; one waiting in the shared queue ends where the stop arrives; one
+ *   held by another node is flagged in the database and that node is told (signals.ts);
+ * - a run still waiting after QUEUED_NOTICE_MS hears where it stands (run_queued), written under its row lock;
+ * - the lease lost: every run held here is abandoned without a word (the takeover speaks for them);
+ * - drain: the runs waiting here go back to the shared queue, the lease ends.
+ */
+import type { EventBus } from '../bus/event-bus.js';
+import type { ClusterSignals } from '../cluster/signals.js';
+import type { ClusterStore } from '../cluster/cluster-store.js';
+import { endingOf, envelopeOf } from '../cluster/envelopes.js';
+import { createNodeLease } from '../cluster/node-lease.js';
+import { createQueueBudget } from '../cluster/queue-budget.js';
+import { createSweeper } from '../cluster/sweeper.js';
+import { takeoverRule } from '../cluster/takeover.js';
+import type { CellSupervisor } from '../cells/supervisor.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import { stopMessage } from '../../protocol/stop-errors.js';
+import type { NewRun, RunRecord } from '../store/store.js';
+import type { Deadlines } from './deadlines.js';
+import type { EventRelay } from './event-relay.js';
+import { newLiveRun, runLogFields, type LiveRun } from './live-run.js';
+import type { LiveRuns } from './live-runs.js';
+import type { Scheduler } from './scheduler.js';
+
+/** A newly accepted run still waiting this long is told where it stands (`run_queued`), as on one node. */
+const QUEUED_NOTICE_MS = 1000;
+/** How often MAX_QUEUED_RUNS's share is read again (queue-budget.ts). */
+const BUDGET_EVERY_MS = 250;
+
+export interface SharedRunsSettings {
+  nodeId: string;
+  nodeLeaseMs: number;
+  maxQueuedRuns: number;
+  userMaxQueuedRuns: number;
+  userMaxConcurrentRuns: number;
+  maxRunAttempts: number;
+}
+
+export function createSharedRuns(deps: {
+  cluster: ClusterStore;
+  signals: ClusterSignals;
+  bus: Pick<EventBus, 'publish'>;
+  relay: EventRelay;
+  live: LiveRuns;
+  scheduler: () => Scheduler;
+  deadlines: () => Deadlines;
+  cells: Pick<CellSupervisor, 'agents' | 'cells'>;
+  metrics: Metrics;
+  log: Logger;
+  settings: SharedRunsSettings;
+}) {
+  const { cluster, signals, bus, relay, live, metrics, log, settings } = deps;
+  const notices = new Set<NodeJS.Timeout>();
+  let draining = false;
+
+  const lease = createNodeLease({
+    store: cluster,
+    nodeId: settings.nodeId,
+    leaseMs: settings.nodeLeaseMs,
+    log,
+    onLost: () => abandonAll(),
+    onStopsAsked: (ids) => ids.forEach(stopHeld),
+    onGained: () => deps.scheduler().pump(),
+  });
+  const budget = createQueueBudget({ store: cluster, maxQueuedRuns: settings.maxQueuedRuns, everyMs: BUDGET_EVERY_MS, onRefused: () => metrics.runsRefused.inc({ code: 'OVERLOADED' }) });
+  const repeatable = (name: string) => deps.cells.agents().find((a) => a.name === name)?.repeatable ?? true;
+  const sweeper = createSweeper({
+    store: cluster,
+    rule: takeoverRule({ maxRunAttempts: settings.maxRunAttempts, repeatable }),
+    bus,
+    log,
+    everyMs: Math.max(100, Math.floor(settings.nodeLeaseMs / 5)),
+    onTakenOver: (t) => {
+      if (t.rerun) metrics.runRestarts.inc({ reason: 'node_lost' }, t.rerun);
+      signals.wake();
+      deps.scheduler().pump();
+    },
+  });
+
+  /** A run held here whose stop was asked through another node. */
+  function stopHeld(runId: string): void {
+    const run = live.get(runId);
+    if (run && run.phase !== 'finished') deps.deadlines().requestStop(run, 'cancelled');
+  }
+
+  /** Forgets a run this node no longer holds, without writing or publishing anything; its cell drops it. */
+  function abandon(run: LiveRun): void {
+    if (run.phase === 'finished') return;
+    const cell = run.cellId ? deps.cells.cells().find((c) => c.id === run.cellId) : undefined;
+    if (run.phase === 'dispatched' || run.phase === 'running') cell?.send({ type: 'cancel', runId: run.id, reason: 'cancelled' });
+    run.phase = 'finished';
+    deps.deadlines().clear(run);
+    deps.scheduler().release(run);
+    relay.forget(run);
+    live.delete(run.id);
+    run.markSettled();
+    log.warn(runLogFields(run), 'run abandoned: this node no longer holds it');
+  }
+
+  function abandonAll(): void {
+    for (const run of [...live.values()]) abandon(run);
+  }
+
+  function noticeLater(record: RunRecord): void {
+    const timer = setTimeout(() => {
+      notices.delete(timer);
+      cluster
+        .noticeIfWaiting(record.id, (run, lastSeq, position) => envelopeOf(run, lastSeq + 1, 'run_queued', { position }))
+        .then((e) => e && bus.publish(e))
+        .catch(() => undefined);
+    }, QUEUED_NOTICE_MS);
+    timer.unref();
+    notices.add(timer);
+  }
+
+  return {
+    /** Holds a place of this node's MAX_QUEUED_RUNS share, or throws OVERLOADED; the release gives it back. */
+    admit(): () => void {
+      budget.take();
+      let held = true;
+      return () => {
+        if (held) budget.giveBack();
+        held = false;
+      };
+    },
+
+    /** Persists the run in the shared queue (user caps and a busy conversation checked there, exactly). */
+    accept(run: NewRun, multitask: 'enqueue' | 'reject' | 'interrupt'): Promise<{ record: RunRecord; busy: string[] }> {
+      return cluster.accept(run, { userMaxQueuedRuns: settings.userMaxQueuedRuns, rejectIfBusy: multitask === 'reject' }).catch((err) => {
+        if ((err as { code?: string }).code === 'OVERLOADED') metrics.runsRefused.inc({ code: 'OVERLOADED' });
+        throw err;
+      });
+    },
+
+    /** After the acknowledgement: event 1 to the user's sockets, the nodes woken to claim it, its notice armed. */
+    accepted(record: RunRecord, first: NewRun['firstEvent']): void {
+      setImmediate(() => {
+        bus.publish(first);
+        metrics.eventsRelayed.inc();
+        signals.wake();
+        deps.scheduler().pump();
+      });
+      noticeLater(record);
+    },
+
+    /** Up to `max` runs of the shared queue, now held by this node (the scheduler dispatches them). */
+    async claim(max: number): Promise<LiveRun[]> {
+      const held = lease.current;
+      if (held === null || draining) return [];
+      const claimed = await cluster.claim(held, max, settings.userMaxConcurrentRuns);
+      return claimed.map(({ record: r, lastSeq }) => {
+        const run = newLiveRun({
+          id: r.id,
+          userId: r.userId,
+          threadId: r.threadId,
+          agentName: r.agentName,
+          input: r.input,
+          requestId: r.requestId,
+          correlationId: r.correlationId,
+          acceptedAt: r.queuedAt.getTime(),
+          attempt: r.attempts,
+          owner: held,
+        });
+        relay.open(run, lastSeq + 1);
+        live.add(run);
+        return run;
+      });
+    },
+
+    /**
+     * Stops a run that is not held here: one waiting in the shared queue ends now (its terminal event written
+     * and published here); one another node holds is flagged and that node told.
+     */
+    async stopElsewhere(userId: string, runId: string): Promise<void> {
+      const outcome = await cluster.stop(userId, runId, (run, lastSeq) => endingOf(run, lastSeq, 'cancelled', { code: 'CANCELLED', message: stopMessage('cancelled', 'not_started') }));
+      if (outcome?.kind === 'ended') {
+        bus.publish(outcome.terminal);
+        metrics.runsFinished.inc({ status: 'cancelled', code: 'CANCELLED' });
+      } else if (outcome?.kind === 'held') {
+        if (outcome.nodeId === settings.nodeId) stopHeld(runId);
+        else if (outcome.nodeId) signals.stopRun(outcome.nodeId, runId);
+      }
+    },
+
+    /** The write of a run was refused: this node's lease no longer holds it. */
+    fenced(run: LiveRun): void {
+      abandon(run);
+    },
+
+    async start(): Promise<void> {
+      signals.onWake(() => deps.scheduler().pump());
+      signals.onStopRun(stopHeld);
+      await lease.start();
+      await budget.start();
+      sweeper.start();
+      void sweeper.sweep();
+    },
+
+    /** Drain: no more claims; the runs waiting here go back to the shared queue. */
+    async releaseWaiting(runs: LiveRun[]): Promise<void> {
+      draining = true;
+      const held = lease.current;
+      if (held) await cluster.release(held, runs.map((r) => r.id)).catch((err) => log.warn({ err: (err as Error).message }, 'could not give waiting runs back; they are taken over when the lease expires'));
+    },
+
+    /** Stops the timers; `release`: ends the lease (drained), otherwise it expires and is taken over. */
+    async stop(release: boolean): Promise<void> {
+      draining = true;
+      for (const t of notices) clearTimeout(t);
+      notices.clear();
+      sweeper.stop();
+      budget.stop();
+      await lease.stop(release);
+    },
+  };
+}
+
+export type SharedRuns = ReturnType<typeof createSharedRuns>;
