@@ -4,7 +4,8 @@
  * numbered by one sequence inside the transaction that makes it. The end state alone cannot show that two runs
  * were active at once, nor in which order runs were claimed; this record can (checks/occupancy.ts says why its
  * order is a sound witness). It observes the database, whatever code wrote to it: it needs only the `Run`
- * table's `id`, `userId`, `threadId`, `status` and `attempts` columns.
+ * table's `id`, `userId`, `threadId`, `status` and `attempts` columns, and reads `owner` where there is one
+ * (several nodes: the lease that claimed the run).
  *
  * Installed once the first node has migrated the database, before any run is accepted.
  */
@@ -79,6 +80,7 @@ export function readTransitions(databaseUrl: string): Promise<Transition[]> {
       from: r.old_status,
       to: r.new_status,
       attempts: r.attempts,
+      owner: typeof r.row_after?.owner === 'string' ? r.row_after.owner : null,
       atMs: r.at_ms,
       row: r.row_after,
     }));

@@ -44,6 +44,11 @@ export interface Transition {
   from: string | null;
   to: string | null;
   attempts: number | null;
+  /**
+   * The row's `owner` after the change (the lease of the node that claimed it, on several nodes); null when the
+   * row has none, or no such column.
+   */
+  owner: string | null;
   atMs: number;
   /** The row after the change (before it, for a delete), for the report. */
   row?: unknown;
@@ -147,3 +152,9 @@ export const TERMINAL_STATUSES: readonly string[] = ['completed', 'failed', 'can
 export const isTerminal = (status: string | null): boolean => status !== null && TERMINAL_STATUSES.includes(status);
 /** A run holds a slot (its user's cap, its conversation) in any status but waiting and finished. */
 export const isActive = (status: string | null): boolean => status !== null && status !== 'queued' && !isTerminal(status);
+
+/**
+ * After this change the run holds a slot: it runs, or a node claimed it and it has not started yet (several
+ * nodes: the claim sets `owner` and leaves the status `queued` until its worker starts it).
+ */
+export const holdsSlot = (t: Pick<Transition, 'to' | 'owner'>): boolean => isActive(t.to) || (t.to === 'queued' && t.owner !== null);

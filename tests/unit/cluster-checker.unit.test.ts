@@ -25,7 +25,7 @@ function envelope(e: LoggedEvent, userId = 'u1', threadId = 't1'): Envelope {
 const live = (e: Envelope, at = 200): Delivery => ({ envelope: e, at, final: false });
 
 function tr(id: number, runId: string, threadId: string, from: string | null, to: string | null): Transition {
-  return { id, runId, userId: 'u1', threadId, from, to, attempts: null, atMs: id };
+  return { id, runId, userId: 'u1', threadId, from, to, attempts: null, owner: null, atMs: id };
 }
 
 /**
@@ -169,6 +169,16 @@ describe('the cluster checker', () => {
     expect(found.map((v) => v.kind)).toEqual(['cap_exceeded']);
     expect(found[0]).toMatchObject({ runId: 'B', otherRunIds: ['A'] });
     expect(kinds(h, { ...LIMITS, userMaxConcurrentRuns: 2 })).toEqual([]);
+  });
+
+  test('a run a node claimed holds its slot before it starts (owner set, still queued)', () => {
+    const h = cleanHistory();
+    const claimed = (id: number, runId: string, threadId: string): Transition => ({ ...tr(id, runId, threadId, 'queued', 'queued'), owner: 'lease-1' });
+    h.transitions = [tr(1, 'A', 't1', null, 'queued'), tr(2, 'B', 't2', null, 'queued'), claimed(3, 'A', 't1'), claimed(4, 'B', 't2'), tr(5, 'A', 't1', 'queued', 'running'), tr(6, 'A', 't1', 'running', 'completed'), tr(7, 'B', 't2', 'queued', 'running'), tr(8, 'B', 't2', 'running', 'completed')];
+    expect(kinds(h)).toEqual(['cap_exceeded']);
+    // Given back (a drain, a takeover: no owner, queued) before the other is claimed: no breach.
+    h.transitions = [tr(1, 'A', 't1', null, 'queued'), tr(2, 'B', 't2', null, 'queued'), claimed(3, 'A', 't1'), tr(4, 'A', 't1', 'queued', 'queued'), claimed(5, 'B', 't2'), tr(6, 'B', 't2', 'queued', 'running'), tr(7, 'B', 't2', 'running', 'completed'), claimed(8, 'A', 't1'), tr(9, 'A', 't1', 'queued', 'running'), tr(10, 'A', 't1', 'running', 'completed')];
+    expect(kinds(h)).toEqual([]);
   });
 
   test('two active runs of one conversation, whatever the cap', () => {

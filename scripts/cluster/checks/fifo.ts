@@ -1,16 +1,16 @@
 /**
  * Per-user FIFO of starts. Definition: for two runs X and Y of one user, if X was acknowledged (to any
  * request) before any request that could have created Y was sent, then X was accepted before Y, and X's first
- * claim (its first change to an active status in the audit, audit.ts) comes before Y's first claim. Later
- * claims of the same run (a re-run after its node or cell died) are not starts in this sense and are not
- * ordered. Runs that never started (stopped while queued) order nothing.
+ * claim (the first change after which it holds a slot, in the audit: audit.ts, history.ts holdsSlot) comes
+ * before Y's first claim. Later claims of the same run (a re-run after its node or cell died) are not starts in
+ * this sense and are not ordered. Runs that never started (stopped while queued) order nothing.
  *
  * "Acknowledged before sent" is judged on the checker's own clock, where both happen: the acknowledgement
  * proves X's row was committed, so X was waiting, visible to every node, before Y existed. Concurrent
  * requests are not ordered (either order is a correct FIFO), and runs the checker cannot place (placement.ts)
  * are left out. The claims' order is the audit's (see occupancy.ts for why it is a sound witness).
  */
-import { isActive, type History } from '../history.js';
+import { holdsSlot, type History } from '../history.js';
 import { placeRuns } from './placement.js';
 import type { Violation } from './violation.js';
 
@@ -18,7 +18,7 @@ export function checkFifo(h: History): Violation[] {
   if (!h.transitions) return [];
   const firstClaim = new Map<string, number>();
   for (const t of [...h.transitions].sort((a, b) => a.id - b.id)) {
-    if (isActive(t.to) && !firstClaim.has(t.runId)) firstClaim.set(t.runId, t.id);
+    if (holdsSlot(t) && !firstClaim.has(t.runId)) firstClaim.set(t.runId, t.id);
   }
   const { ackedAt, createdNotBefore } = placeRuns(h);
   const byUser = new Map<string, { runId: string; acked: number; created: number; claim: number }[]>();

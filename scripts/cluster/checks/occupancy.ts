@@ -1,8 +1,8 @@
 /**
  * Caps and conversations, judged on the audit of run rows (audit.ts), replayed in the order the trigger
- * recorded the changes. A run occupies its user's cap and its conversation from the change that makes it
- * active (any status but queued and the terminal ones: the claim) to the change that makes it queued again
- * or finished (the release). At no point of the replay may a user have more than USER_MAX_CONCURRENT_RUNS
+ * recorded the changes. A run occupies its user's cap and its conversation from the change that claims it (a
+ * node becomes its owner, or it runs: history.ts holdsSlot) to the change that gives it back (no owner and
+ * queued again) or finishes it (the release). At no point of the replay may a user have more than USER_MAX_CONCURRENT_RUNS
  * active runs, nor a conversation two. A finished row never changes again.
  *
  * Why the recorded order is a sound witness: each change is numbered by one sequence, inside the transaction
@@ -12,7 +12,7 @@
  * too many active runs is therefore a real breach, never an artefact of the order (it may miss breaches whose
  * transactions overlapped, never invent one).
  */
-import { isActive, isTerminal, type History, type Limits, type Transition } from '../history.js';
+import { holdsSlot, isTerminal, type History, type Limits, type Transition } from '../history.js';
 import type { Violation } from './violation.js';
 
 /** Reports per user and per conversation are capped: one breach repeated a thousand times is one finding. */
@@ -44,7 +44,7 @@ export function checkOccupancy(transitions: readonly Transition[], limits: Limit
     status.set(t.runId, t.to);
     const user = setOf(activeByUser, t.userId);
     const thread = setOf(activeByThread, t.threadId);
-    if (!isActive(t.to)) {
+    if (!holdsSlot(t)) {
       user.delete(t.runId);
       thread.delete(t.runId);
       continue;
