@@ -321,8 +321,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   };
 
   try {
-    // One after the other: the first applies the migrations alone, and two cores are not crowded by three start-ups.
-    for (let slot = 1; slot <= opts.size; slot++) await cluster.start(slot);
+    // The first alone (it applies the migrations), then the others together.
+    await cluster.start(1);
+    await Promise.all(Array.from({ length: opts.size - 1 }, (_, i) => cluster.start(i + 2)));
   } catch (err) {
     await cluster.close();
     throw err;
