@@ -34,6 +34,7 @@ export interface AtollNode {
   readonly port: number;
   readonly url: string;
   readonly pid: number;
+  readonly proc: ChildProcess;
   state: NodeState;
   /** Every JSON log line so far (the node's and its cells'). */
   readonly logs: LogLine[];
@@ -42,7 +43,7 @@ export interface AtollNode {
   otherStdout(): string;
   /** Resolves when the process has exited. */
   readonly exited: Promise<NodeExit>;
-  /** The first log line from now on (or already logged, with `includePast`) that matches; null after timeoutMs. */
+  /** The first log line from now on (or already logged, with `includePast`) that matches; null after timeoutMs or at exit. */
   waitForLog(match: (l: LogLine) => boolean, timeoutMs: number, includePast?: boolean): Promise<LogLine | null>;
 }
 
@@ -139,7 +140,8 @@ function launch(slot: number, nodeId: string, port: number, env: Record<string, 
   const pid = proc.pid;
   if (pid === undefined) throw new Error(`node ${nodeId} could not be spawned`);
   const logs: LogLine[] = [];
-  const watchers = new Set<(l: LogLine) => void>();
+  /** Each waitForLog in progress; called with null when the process exits (nothing more will come). */
+  const watchers = new Set<(l: LogLine | null) => void>();
   const file = opts.logDir ? fs.createWriteStream(path.join(opts.logDir, `${nodeId}.${pid}.log`)) : null;
   let stderr = '';
   let other = '';
@@ -169,6 +171,7 @@ function launch(slot: number, nodeId: string, port: number, env: Record<string, 
   const exited = new Promise<NodeExit>((resolve) =>
     proc.once('exit', (code, signal) => {
       node.state = 'exited';
+      for (const w of [...watchers]) w(null);
       file?.end();
       fs.rm(cwd, { recursive: true, force: true }, () => undefined);
       resolve({ code, signal });
@@ -180,6 +183,7 @@ function launch(slot: number, nodeId: string, port: number, env: Record<string, 
     port,
     url: `http://127.0.0.1:${port}`,
     pid,
+    proc,
     state: 'starting',
     logs,
     stderr: () => stderr,
@@ -190,9 +194,10 @@ function launch(slot: number, nodeId: string, port: number, env: Record<string, 
         const past = logs.find(match);
         if (past) return Promise.resolve(past);
       }
+      if (node.state === 'exited') return Promise.resolve(null);
       return new Promise((resolve) => {
-        const watch = (l: LogLine) => {
-          if (!match(l)) return;
+        const watch = (l: LogLine | null) => {
+          if (l !== null && !match(l)) return;
           clearTimeout(timer);
           watchers.delete(watch);
           resolve(l);
@@ -210,16 +215,19 @@ function launch(slot: number, nodeId: string, port: number, env: Record<string, 
 
 /** Waits for the node's `listening` line (naming the port it was given); throws with its stderr if it exits first. */
 async function untilListening(node: AtollNode, timeoutMs: number): Promise<void> {
-  const listening = node.waitForLog((l) => l.msg === 'listening', timeoutMs, true);
-  const outcome = await Promise.race([listening.then((l) => ({ l })), node.exited.then((exit) => ({ exit }))]);
-  if ('exit' in outcome) {
-    throw new Error(`node ${node.nodeId} exited (${outcome.exit.code ?? outcome.exit.signal}) before listening:\n${node.stderr()}`);
+  const listening = await node.waitForLog((l) => l.msg === 'listening', timeoutMs, true);
+  if (!listening && node.state === 'exited') {
+    const exit = await node.exited;
+    // 'exit' may come before the last of stderr: let the pipe drain (bounded: its cells may still hold it).
+    const stderr = node.proc.stderr;
+    if (stderr && !stderr.closed) await Promise.race([new Promise((r) => stderr.once('close', r)), new Promise((r) => setTimeout(r, 2000))]);
+    throw new Error(`node ${node.nodeId} exited (${exit.code ?? exit.signal}) before listening:\n${node.stderr()}`);
   }
-  if (!outcome.l) {
+  if (!listening) {
     signalGroup(node.pid, 'SIGKILL');
     throw new Error(`node ${node.nodeId} did not log "listening" within ${timeoutMs} ms:\n${node.stderr()}`);
   }
-  if (outcome.l.port !== node.port) throw new Error(`node ${node.nodeId} listens on ${String(outcome.l.port)}, not on its port ${node.port}`);
+  if (listening.port !== node.port) throw new Error(`node ${node.nodeId} listens on ${String(listening.port)}, not on its port ${node.port}`);
   node.state = 'up';
 }
 
