@@ -41,6 +41,9 @@ export interface WorkloadDeps {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A request's outcome until its answer (or its loss) is known. */
+const IN_FLIGHT = 'in flight';
+
 type Answer = { status: number; body: any; headers: Headers | null; error: string | null };
 
 async function http(url: string, method: string, path: string, token: string, body: unknown, timeoutMs: number): Promise<Answer> {
@@ -121,7 +124,7 @@ export async function runWorkload(deps: WorkloadDeps): Promise<WorkloadResult> {
       agent: run.agent,
       sentAt: Date.now(),
       answeredAt: null,
-      outcome: { kind: 'lost', reason: 'not sent' },
+      outcome: { kind: 'lost', reason: IN_FLIGHT },
     };
     requests.push(req);
     const payload = { agent: run.agent, input: run.input, multitask: run.multitask, ...(threadId ? { thread_id: threadId } : {}), ...(run.correlationId ? { correlation_id: run.correlationId } : {}) };
@@ -225,9 +228,10 @@ export async function runWorkload(deps: WorkloadDeps): Promise<WorkloadResult> {
   }
 
   const progress = setInterval(() => {
-    const count = (k: string) => requests.filter((r) => r.outcome.kind === k).length;
+    const count = (k: string) => requests.filter((r) => r.outcome.kind === k && !(r.outcome.kind === 'lost' && r.outcome.reason === IN_FLIGHT)).length;
+    const inFlight = requests.filter((r) => r.outcome.kind === 'lost' && r.outcome.reason === IN_FLIGHT).length;
     const states = cluster.slots.map((s) => `${cluster.node(s).nodeId}:${cluster.node(s).state}`).join(' ');
-    deps.progress(`${Math.round((Date.now() - t0) / 1000)} s: ${requests.length} requests, ${count('accepted')} acknowledged, ${count('refused')} refused, ${count('lost')} lost; ${states}`);
+    deps.progress(`${Math.round((Date.now() - t0) / 1000)} s: ${requests.length} requests, ${count('accepted')} acknowledged, ${count('refused')} refused, ${count('lost')} unanswered, ${inFlight} in flight; ${states}`);
   }, 5000);
   try {
     await Promise.all([Promise.all(plan.runs.map(issue)), injectFaults(), moveClients()]);
