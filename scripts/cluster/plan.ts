@@ -106,9 +106,12 @@ export function makePlan(options: PlanOptions): Plan {
       stop: rand.chance(0.08) ? { afterMs: rand.int(0, 400), ...other() } : null,
     });
   }
+  // Each user's first client stays where it is (until its node goes away): its sockets are the ones that must have
+  // every event live; the others move between nodes every few seconds.
   const moves: MovePlan[] = [];
   users.forEach((u, user) =>
     u.clients.forEach((_, client) => {
+      if (client === 0) return;
       for (let at = rand.int(2000, 10_000); at < options.durationMs; at += rand.int(3000, 12_000)) moves.push({ atMs: at, user, client, slot: rand.pick(slots) });
     }),
   );

@@ -19,6 +19,12 @@ beforeAll(async () => {
   cluster = await startTestCluster({ nodes: 3, leaseMs: LEASE_MS });
 }, 300_000);
 
+// Each test kills or stops a node: the next one starts with all three again (same NODE_ID, same port).
+afterEach(async () => {
+  open.splice(0).forEach((c) => c.close());
+  for (const slot of cluster.slots) if (cluster.node(slot).state === 'exited') await cluster.start(slot);
+}, 120_000);
+
 afterAll(async () => {
   open.forEach((c) => c.close());
   await cluster?.destroy();
@@ -63,8 +69,6 @@ test("a SIGKILLed node's running run runs again on another node, exactly once, a
   for (const s of survivors(sockets, slot)) expect((await s.waitForRun(run_id, 60_000)).map((e) => e.event_id)).toEqual(log.map((e) => e.event_id));
   const row = (await cluster.query('SELECT status, attempts FROM "Run" WHERE id = $1', [run_id]))[0];
   expect(row).toEqual({ status: 'completed', attempts: 2 });
-
-  await cluster.start(slot);
 });
 
 test('a SIGKILLed node\'s run of an agent that is not safe to repeat fails with WORKER_CRASHED and never runs again', async () => {
@@ -78,8 +82,6 @@ test('a SIGKILLed node\'s run of an agent that is not safe to repeat fails with 
   expect(events[events.length - 1].payload).toMatchObject({ status: 'failed', error: { code: 'WORKER_CRASHED' } });
   const log = await persistedEvents(watcher, run_id);
   expect(log.map((e) => e.type)).toEqual(['message_received', 'agent_started', 'agent_completed']);
-
-  await cluster.start(slot);
 });
 
 test('SIGTERM drains a node: its sockets are told to go elsewhere, its running run finishes, it exits 0', async () => {
@@ -89,17 +91,17 @@ test('SIGTERM drains a node: its sockets are told to go elsewhere, its running r
   const slot = await holder(run_id);
   const onIt = first.find((s) => s.url === cluster.url(slot))!;
   const told = new Promise<unknown>((resolve) => onIt.socket.once('server_shutdown', resolve));
+  const draining = cluster.node(slot).waitForLog((l) => l.msg === 'shutting down', 60_000);
   const exited = cluster.term(slot);
-  expect(await told).toMatchObject({ reason: expect.any(String) });
-  // Its run is still its own and finishes within SHUTDOWN_GRACE_MS once it may.
+  expect(await draining).not.toBeNull();
+  // Draining: its run is still its own, and finishes within SHUTDOWN_GRACE_MS once it may.
   const other = survivors(first, slot)[0];
   expect((await httpCall(other.url, 'POST', '/v1/threads', { title: 'dr1-open' }, other.token)).status).toBe(201);
   const events = await other.waitForRun(run_id, 60_000);
   expect(events[events.length - 1].payload.status).toBe('completed');
+  expect(await told).toMatchObject({ reason: expect.any(String) });
   expect(await exited).toEqual({ code: 0, signal: null });
   // New work goes to the nodes left.
   const next = await other.start({ agent: 'streamer', input: { text: 'after', parts: 2 } });
   expect((await other.waitForRun(next.run_id, 60_000)).pop()!.payload.status).toBe('completed');
-
-  await cluster.start(slot);
 });

@@ -249,6 +249,17 @@ describe('the cluster checker', () => {
     expect(kinds(across)).toEqual(['stream_order']);
   });
 
+  test("a socket sent a run's later event without the one before it (a skipped seq)", () => {
+    const h = cleanHistory();
+    // A's seq 2 dropped on its way: the socket went from 1 to the merged 3..4.
+    socketOf(h).received.splice(1, 1);
+    expect(kinds(h)).toEqual(['client_incomplete', 'stream_gap', 'stream_incomplete']);
+    // Closed before the end (not owed everything live), it still shows the gap, and its client lacks seq 2.
+    socketOf(h).closedAt = 300;
+    h.clients[0].sockets.push({ id: 'c1.s2', node: 'n2', connectedAt: 310, closedAt: null, closedBy: null, received: [] });
+    expect(kinds(h)).toEqual(['client_incomplete', 'stream_gap']);
+  });
+
   test('a delivered event that is not the logged one: payload, id, phantom seq, merged text', () => {
     const payload = cleanHistory();
     socketOf(payload).received[1].envelope.payload = { status: 'running', forged: true };
@@ -259,7 +270,7 @@ describe('the cluster checker', () => {
     expect(kinds(id)).toEqual(['stream_mismatch']);
 
     const phantom = cleanHistory();
-    socketOf(phantom).received.push(live({ ...envelope(eventOf(phantom, 'B', 3), 'u1', 't2'), seq: 9, type: 'partial_result', payload: { text: 'ghost' } }));
+    socketOf(phantom).received.push(live({ ...envelope(eventOf(phantom, 'B', 3), 'u1', 't2'), seq: 4, type: 'partial_result', payload: { text: 'ghost' } }));
     expect(kinds(phantom)).toEqual(['stream_mismatch']);
 
     const merged = cleanHistory();

@@ -2,7 +2,9 @@
  * What the sockets received, against the log:
  * - no socket receives an event of another user's run;
  * - per socket and run, seqs strictly increase (a merged partial_result covers coalesced_from_seq..seq), and
- *   the same across a client's successive sockets (it resumes from its cursor);
+ *   the same across a client's successive sockets (it resumes from its cursor), with no seq skipped: a socket
+ *   follows a run from seq 1 or from where its client subscribed, and is told `resync_required` rather than
+ *   sent past a seq it lacks (a skipped one is lost: the client only ever asks from its cursor);
  * - every envelope is the logged event with its seq (same id, type and payload; a merged one: the logged
  *   partial_results of its range, texts joined);
  * - a socket that was connected before a run was requested and still is at the end (it never dropped) received
@@ -101,8 +103,11 @@ export function checkStreams(h: History): { violations: Violation[]; stats: Stre
         }
         const first = firstSeqOf(d);
         const before = socketLast.get(e.run_id) ?? 0;
+        const had = clientLast.get(e.run_id) ?? 0;
         if (!(first > before) || e.seq < first) report({ kind: 'stream_order', runId: e.run_id, where, message: `${where}: ${e.type} seq ${first === e.seq ? e.seq : `${first}..${e.seq}`} of run ${e.run_id} after seq ${before}` });
-        else if (!(first > (clientLast.get(e.run_id) ?? 0))) report({ kind: 'stream_order', runId: e.run_id, where: `client ${client.id}`, message: `client ${client.id}: seq ${first} of run ${e.run_id} again on socket ${socket.id}, after seq ${clientLast.get(e.run_id)} on an earlier socket` });
+        else if (!(first > had)) report({ kind: 'stream_order', runId: e.run_id, where: `client ${client.id}`, message: `client ${client.id}: seq ${first} of run ${e.run_id} again on socket ${socket.id}, after seq ${had} on an earlier socket` });
+        // The client asks only from its cursor (subscribe_run after the last seq it has): a skipped seq is lost to it.
+        else if (first > had + 1) report({ kind: 'stream_gap', runId: e.run_id, where, message: `${where}: ${e.type} seq ${e.seq} of run ${e.run_id} arrived when the client had seq ${had}: seq ${had + 1}${first - 1 > had + 1 ? `..${first - 1}` : ''} skipped` });
         socketLast.set(e.run_id, Math.max(before, e.seq));
         clientLast.set(e.run_id, Math.max(clientLast.get(e.run_id) ?? 0, e.seq));
         const wrong = mismatch(d, logs.get(e.run_id));

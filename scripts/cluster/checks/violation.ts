@@ -17,6 +17,7 @@ export const VIOLATION_KINDS = {
   idempotency: 'one correlation_id of a user named two runs',
   foreign_event: "a socket received an event of another user's run",
   stream_order: "a socket's events of a run were not in strictly increasing seq order (a repeat, or backwards)",
+  stream_gap: "a socket got a run's event without the one before it (a skipped seq), which no replay from the client's cursor can bring back",
   stream_mismatch: "an event a socket received is not the logged event with that seq (type, id or payload), or no such event was logged",
   stream_incomplete: 'a socket connected for the whole life of a run did not receive every event of it',
   client_incomplete: 'a client that followed a run, after catching up from its cursor, is missing events of it',
