@@ -70,7 +70,7 @@ export function readTransitions(databaseUrl: string): Promise<Transition[]> {
     const { rows } = await c.query(
       `SELECT id::text AS id, run_id, user_id, thread_id, old_status, new_status, attempts,
               (EXTRACT(EPOCH FROM at) * 1000)::float8 AS at_ms, row_after
-         FROM atoll_check.run_change ORDER BY id`,
+         FROM atoll_check.run_change AS c ORDER BY c.id`,
     );
     return rows.map((r) => ({
       id: Number(r.id),
