@@ -65,6 +65,13 @@ async function run(opts: CheckOptions): Promise<number> {
   const keyPrefix = freshKeyPrefix();
   let redisUrl = opts.redisUrl;
   let failed = true;
+  // Interrupted (Ctrl-C, a timeout's SIGTERM): the nodes are process groups of their own and would outlive this.
+  const interrupted = (signal: NodeJS.Signals) => {
+    say(`${signal}: stopping the nodes`);
+    void (cluster?.close() ?? Promise.resolve()).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   try {
     const databaseUrl = opts.databaseUrl ?? (database = await createCheckDatabase(opts.postgresServer)).url;
     if (opts.redisRestarts > 0) {

@@ -43,6 +43,8 @@ export class ClusterClient {
   private final = false;
   private closed = false;
   private queue: Promise<unknown> = Promise.resolve();
+  /** The replays of the latest (re)connection. */
+  private resuming: Promise<void> = Promise.resolve();
   private socketSeq = 0;
   private readonly waiters = new Set<() => void>();
 
@@ -111,7 +113,8 @@ export class ClusterClient {
         continue;
       }
       if (await this.open(node)) {
-        await this.resume();
+        // Not awaited: a start or a move need not wait for the replays (catchUp does).
+        this.resuming = this.resume();
         return true;
       }
       avoid = node.nodeId;
@@ -123,6 +126,14 @@ export class ClusterClient {
   private open(node: NodeAddress): Promise<boolean> {
     return new Promise((resolve) => {
       const socket = io(node.url, { auth: { token: this.token }, transports: ['websocket'], reconnection: false, forceNew: true, timeout: this.opts.connectTimeoutMs });
+      // socket.io's own timeout covers the transport, not the handshake's answer (a node paused, or stuck in its
+      // middleware): bound the whole of it.
+      const timer = setTimeout(() => {
+        this.log.notes.push(`${Date.now()} handshake with ${node.nodeId} not answered in ${this.opts.connectTimeoutMs} ms`);
+        socket.removeAllListeners();
+        socket.close();
+        resolve(false);
+      }, this.opts.connectTimeoutMs);
       const log: SocketLog = { id: `${this.log.id}.s${++this.socketSeq}`, node: node.nodeId, connectedAt: 0, closedAt: null, closedBy: null, received: [] };
       socket.onAny((_name: string, payload: unknown) => {
         if (payload && typeof payload === 'object' && 'seq' in payload && 'run_id' in payload) this.receive(log, payload as Envelope);
@@ -136,6 +147,7 @@ export class ClusterClient {
         if (this.socket === socket) this.onLost(socket, log, 'server');
       });
       socket.once('connect', () => {
+        clearTimeout(timer);
         log.connectedAt = Date.now();
         this.log.sockets.push(log);
         this.socket = socket;
@@ -143,7 +155,9 @@ export class ClusterClient {
         socket.once('disconnect', (reason) => this.onLost(socket, log, reason === 'io client disconnect' ? 'client' : 'server'));
         resolve(true);
       });
-      socket.once('connect_error', () => {
+      socket.once('connect_error', (err) => {
+        clearTimeout(timer);
+        this.log.notes.push(`${Date.now()} connect to ${node.nodeId} refused: ${err.message}`);
         socket.close();
         resolve(false);
       });
@@ -188,7 +202,11 @@ export class ClusterClient {
    * of one socket at once (RATE_LIMITED beyond them), as it bounds what a socket may have on its way.
    */
   private async resume(): Promise<void> {
-    for (const id of this.log.follows.filter((runId) => !this.finished.has(runId))) await this.subscribe(id);
+    const socket = this.socket;
+    for (const id of this.log.follows.filter((runId) => !this.finished.has(runId))) {
+      // A failure other than RATE_LIMITED (retried inside) means this socket is gone: the next one resumes.
+      if (this.socket !== socket || !(await this.subscribe(id))) return;
+    }
   }
 
   /** subscribe_run from the cursor, page after page, on the current socket; false if it could not. */
@@ -290,6 +308,7 @@ export class ClusterClient {
   async catchUp(timeoutMs: number): Promise<void> {
     this.final = true;
     await this.connect();
+    await this.resuming;
     for (const id of this.log.follows.filter((runId) => !this.finished.has(runId))) await this.subscribe(id);
     await this.until(() => this.log.follows.every((id) => this.finished.has(id)), timeoutMs);
   }
