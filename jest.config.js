@@ -16,6 +16,8 @@ const file = (name) => `/dist/tests/${name}\\.test\\.js$`;
 /** Files that reach no database (or only SQLite's own): the SQLite pass only. */
 const STORE_FREE = [
   '/dist/tests/unit/',
+  // The Redis parts (bus, shared state, node messages) against the real Redis, no database.
+  '/dist/tests/redis/',
   ...['architecture', 'cpu-governor', 'delivery', 'docs-paths', 'run-emitter', 'socket-order'].map(file),
   // Learns both providers' statements with no database.
   file('worker-query-gate'),

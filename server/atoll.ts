@@ -19,7 +19,9 @@ import { createSocketServer } from './realtime/socket-server.js';
 import { createInProcessEventBus } from './bus/in-process/in-process-bus.js';
 import { createInProcessSharedState } from './shared/in-process/index.js';
 import { createEventRelay } from './runs/event-relay.js';
-import { noSignals } from './cluster/signals.js';
+import { createInProcessNodeMessages } from './bus/in-process/node-messages.js';
+import { signalsOver } from './cluster/signals.js';
+import { createRedisCluster } from './redis-cluster.js';
 import { createRunService } from './runs/run-service.js';
 import { localStateDir } from './store/database-target.js';
 import { openStore } from './store/open-store.js';
@@ -68,11 +70,18 @@ export async function startAtoll(config: Config, log: Logger) {
   // Statements forwarded before learning is done wait for it (server/store/worker-query-gate.ts).
   const workerQueries = createWorkerQueryGate({ statements: learning, connection: database.gateConnection, isUnavailable: database.isUnavailable, onRefused: (reason) => metrics.dbQueriesRefused.inc({ reason }), log });
 
+  // One node: the bus, the shared state and the node messages in memory. Several nodes (REDIS_URL): over Redis,
+  // on the node's two connections (server/redis-cluster.ts).
+  const redis = config.cluster
+    ? createRedisCluster({ url: config.cluster.redisUrl, keyPrefix: config.cluster.keyPrefix, nodeId: config.nodeId, startupWaitMs: config.dbStartupWaitMs, config, log })
+    : null;
   // The event bus: the relay publishes committed events, the socket server (started below) delivers them.
-  const bus = createInProcessEventBus();
-  // Tickets, rate limits, connection counts, idempotency: created here, started with the sockets below.
-  const shared = createInProcessSharedState(config);
-  const signals = noSignals;
+  const bus = redis?.bus ?? createInProcessEventBus();
+  // Tickets, rate limits, connection counts, idempotency: created here, started before the cells below.
+  const shared = redis?.shared ?? createInProcessSharedState(config);
+  const nodeMessages = redis?.nodeMessages ?? createInProcessNodeMessages(config.nodeId, log);
+  // A dead node may have committed events it never published: every socket here replays what it follows.
+  const signals = signalsOver(nodeMessages, { onNodeDied: () => redis?.bus.gap() });
   const relay = createEventRelay({ store, bus, metrics, log, onFenced: (run) => runs.fenced(run) });
   const runs = createRunService({
     store,
@@ -100,6 +109,10 @@ export async function startAtoll(config: Config, log: Logger) {
   if (recovered.failed || recovered.requeued) log.warn(recovered, 'recovered runs left by a previous process');
 
   try {
+    // First what may refuse to start (Redis unreachable for DB_STARTUP_WAIT_MS), then the cells.
+    await bus.start();
+    await shared.start();
+    await nodeMessages.start();
     await cells.start({
       onMessage: (cell, msg) => runs.onCellMessage(cell, msg),
       onCellExit: (cell, exit, runIds) => runs.onCellExit(cell, exit, runIds),
@@ -111,12 +124,14 @@ export async function startAtoll(config: Config, log: Logger) {
     runs.close();
     governor.stop();
     await cells.stop(2000);
+    await nodeMessages.stop().catch(() => undefined);
+    await shared.stop().catch(() => undefined);
+    await bus.stop().catch(() => undefined);
+    await redis?.stop();
     await database.close();
     throw err;
   }
 
-  await bus.start();
-  await shared.start();
   // Several nodes: the lease, the sweeper and claiming start once events can be published.
   await runs.join();
   const web = { dir: path.join(ROOT, 'web/dist'), llmConfigured: Boolean(config.agentSettings.llm.baseUrl && config.agentSettings.llm.model) };
@@ -190,8 +205,10 @@ export async function startAtoll(config: Config, log: Logger) {
         while (sockets.outboundBytes() > 0 && Date.now() < noticeBy) await new Promise((r) => setTimeout(r, 10));
         await new Promise<void>((resolve) => sockets.io.close(() => resolve()));
         sockets.stop();
+        await nodeMessages.stop();
         await bus.stop();
         await shared.stop();
+        await redis?.stop();
         governor.stop();
         await cells.stop(5000);
         metrics.stop();

@@ -92,6 +92,8 @@ export function createMetrics(options: MetricsOptions) {
     cellDeaths: new client.Counter({ name: 'atoll_cell_deaths_total', help: 'Cell processes that died, by cause.', labelNames: ['cause'], registers: [registry] }),
     cellRestartSeconds: new client.Histogram({ name: 'atoll_cell_restart_seconds', help: 'Time from a cell\'s death to its replacement being ready.', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
     runRestarts: new client.Counter({ name: 'atoll_run_restarts_total', help: 'Bystander runs started again after their cell died (not failures), by the cell\'s death cause.', labelNames: ['reason'], registers: [registry] }),
+    runsTakenOver: new client.Counter({ name: 'atoll_runs_taken_over_total', help: 'Runs of a node whose lease expired, taken over by this node (several nodes), by outcome: rerun (run again, its log continuing with run_restarted), failed (not safe to repeat, or out of attempts: WORKER_CRASHED), requeued (it had not started there).', labelNames: ['outcome'], registers: [registry] }),
+    leasesLost: new client.Counter({ name: 'atoll_node_leases_lost_total', help: 'Times this node lost its lease (several nodes: it could not renew it in time, or found it expired) and abandoned its runs to the others (target 0).', registers: [registry] }),
     collateralRuns: new client.Counter({ name: 'atoll_collateral_runs_total', help: 'Runs that failed only because another run killed their cell (target 0).', registers: [registry] }),
     contamination: new client.Counter({ name: 'atoll_cross_request_contamination_total', help: 'Runs that found their worker not in its clean state when they started (target 0).', registers: [registry] }),
     singletonReuse: new client.Counter({ name: 'atoll_singleton_agent_reuse_total', help: 'Runs refused because the agent factory returned an instance that had already served a run.', registers: [registry] }),
@@ -137,6 +139,7 @@ export function createMetrics(options: MetricsOptions) {
   for (const reason of REFUSAL_REASONS) m.dbQueriesRefused.inc({ reason }, 0);
   // Born at 0, so rate() and increase() see the first one (a series that appears at 1 has no earlier sample).
   for (const wall of ['signal', 'worker', 'model']) m.wallsHit.inc({ wall }, 0);
+  for (const outcome of ['rerun', 'failed', 'requeued']) m.runsTakenOver.inc({ outcome }, 0);
 
   const gauge = (name: string, help: string, read: (s: CapacitySnapshot) => number) =>
     new client.Gauge({

@@ -73,6 +73,7 @@ const DRIVERS: Record<string, string[]> = {
   pg: ['server/store/postgresql/', 'scripts/cluster/'],
   '@prisma/adapter-pg': ['server/store/postgresql/'],
   ioredis: ['server/bus/redis/', 'server/shared/redis/', 'scripts/cluster/'],
+  'rate-limiter-flexible': ['server/shared/redis/'],
 };
 const SOURCE_DIRS = ['server', 'workers', 'protocol', 'prisma', 'scripts', 'web'];
 const SKIPPED_DIRS = new Set(['node_modules', 'dist', 'generated']);

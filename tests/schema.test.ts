@@ -26,7 +26,7 @@ test('the migrated database has every model, column and index that the Prisma sc
   expect(report.applied).toEqual(listMigrations(MIGRATIONS).map((m) => m.name));
   const db = new Database(file, { readonly: true });
   const models = readSchema(schemaText('sqlite'));
-  expect(models.map((m) => m.name).sort()).toEqual(['Message', 'Run', 'RunEvent', 'Thread', 'User']);
+  expect(models.map((m) => m.name).sort()).toEqual(['Message', 'Node', 'QueueUser', 'Run', 'RunEvent', 'Thread', 'User']);
   for (const model of models) {
     const columns = (db.prepare(`PRAGMA table_info("${model.name}")`).all() as { name: string }[]).map((c) => c.name);
     expect([model.name, columns.sort()]).toEqual([model.name, model.fields.map((f) => f.name).sort()]);

@@ -3,15 +3,13 @@
  * that user's sockets. Subscriptions are per user, so a node receives only the events of users it has a
  * socket of (a Redis bus: a channel per user, subscribed only while the node holds one of that user's sockets).
  *
- * What the relay publishes (server/runs/event-relay.ts): each batch after its log write settles, in seq order
- * per run. Normally the write committed, so a message the bus loses costs no data: the socket replays it from
- * the log (subscribe_run from its cursor), and the bus says when that may be needed (onGap). When the write
- * failed, the relay logs it, counts the batch as `atoll_events_dropped_total{reason="not_logged"}`, and still
- * publishes it: such an event reaches the sockets live but is in no log, so a replay will not find it, and if
- * the bus loses it too it is gone. (Issue 14 publishes committed events only.)
+ * What the relay publishes (server/runs/event-relay.ts): each batch once its log write committed, in seq order
+ * per run; a batch whose write failed is not published (counted `atoll_events_dropped_total{reason="not_logged"}`),
+ * so a socket never sees an event a replay would not find. A message the bus loses therefore costs no data: the
+ * socket replays it from the log (subscribe_run from its cursor), and the bus says when that may be needed (onGap).
  *
- * One implementation per folder: in-process/ (one node: a direct call). A second node's bus (Redis) goes in
- * a folder of its own beside it.
+ * One implementation per folder: in-process/ (one node: a direct call), redis/ (several nodes: pub/sub, a
+ * channel per user; see its header for when it calls onGap).
  */
 import type { RunEventEnvelope } from '../../protocol/events.js';
 

@@ -9,7 +9,8 @@
  * - a socket whose outbound buffer is over budget (packets or bytes) stops getting live events of a run and
  *   is told `resync_required {run_id, last_seq}` once, so it replays from the log instead of growing our memory;
  * - when the event bus may have lost events of a user (gap), each of the user's sockets is told the same for
- *   every run it follows and has not finished, and those runs wait the same way for its replay;
+ *   every run it follows and has not finished, and those runs wait the same way for its replay; so does a
+ *   socket that sees a hole in a run's seqs (an event committed by a node that died before publishing it);
  * - one replay sends at most `maxAckBytes`; the rest is read with another subscribe_run from the cursor.
  */
 import type { RunEventEnvelope } from '../../protocol/events.js';
@@ -76,6 +77,13 @@ export function createDelivery(opts: DeliveryOptions) {
     if (last === undefined && e.seq !== 1) return;
     if (last !== undefined && e.seq <= last) return;
     if (state.paused.has(e.run_id)) {
+      opts.onDropped(1);
+      return;
+    }
+    // A hole: events this socket never got (a node died after committing them, before publishing; a write that
+    // failed was never published). The client replays from its cursor, as after any gap.
+    if (last !== undefined && e.seq > last + 1) {
+      pause(state, e.run_id, last);
       opts.onDropped(1);
       return;
     }

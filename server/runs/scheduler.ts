@@ -8,15 +8,11 @@
  * and every PUMP_EVERY_MS while started: runs that run long stop counting against their cell's capacity over
  * time (CellHandle.freeSlots), without any message to say so.
  *
- * This is the single-node implementation: the queue, the caps and the occupancy are this process's memory.
- * `admit` is asynchronous so that a shared implementation may ask its database; this one checks and holds
- * the place in the turn it is called, so a burst cannot pass the check together. A multi-node one (issue 14:
- * the queue in PostgreSQL) replaces this module and must give the same calls the same answers, cluster-wide:
- * `admit` (USER_MAX_QUEUED_RUNS exact and MAX_QUEUED_RUNS within a stated bound, counting every node's
- * waiting runs and requests being accepted, refusing with the same errors), the claim of waiting runs under
- * USER_MAX_CONCURRENT_RUNS and one active run per conversation across nodes, quarantine, and the release of
- * a finished run. Intake's double-texting check (live-runs.ts `unfinishedIn`) reads this node's runs only:
- * it too must then ask the shared queue.
+ * On one node the queue, the caps and the occupancy are this process's memory; `admit` checks and holds the
+ * place in the turn it is called, so a burst cannot pass the check together. With several nodes (`claim` given:
+ * server/runs/shared-runs.ts) the runs wait in the shared queue in PostgreSQL, where the accept checks the caps
+ * and the claim serves users in turn under their caps; this node's own line then holds only the runs it claimed
+ * and could not place yet, the runs its cells' deaths put back, and its quarantine.
  */
 import type { CellHandle } from '../cells/cell-handle.js';
 import type { CellSupervisor } from '../cells/supervisor.js';

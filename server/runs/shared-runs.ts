@@ -67,7 +67,10 @@ export function createSharedRuns(deps: {
     nodeId: settings.nodeId,
     leaseMs: settings.nodeLeaseMs,
     log,
-    onLost: () => abandonAll(),
+    onLost: () => {
+      metrics.leasesLost.inc();
+      abandonAll();
+    },
     onStopsAsked: (ids) => ids.forEach(stopHeld),
     onGained: () => deps.scheduler().pump(),
   });
@@ -81,6 +84,10 @@ export function createSharedRuns(deps: {
     everyMs: Math.max(100, Math.floor(settings.nodeLeaseMs / 5)),
     onTakenOver: (t) => {
       if (t.rerun) metrics.runRestarts.inc({ reason: 'node_lost' }, t.rerun);
+      metrics.runsTakenOver.inc({ outcome: 'rerun' }, t.rerun);
+      metrics.runsTakenOver.inc({ outcome: 'failed' }, t.failed);
+      metrics.runsTakenOver.inc({ outcome: 'requeued' }, t.requeued);
+      signals.nodeDied(t.nodeId);
       signals.wake();
       deps.scheduler().pump();
     },
@@ -113,6 +120,8 @@ export function createSharedRuns(deps: {
   function noticeLater(record: RunRecord): void {
     const timer = setTimeout(() => {
       notices.delete(timer);
+      // Claimed here meanwhile: it no longer waits (a run another node claimed is found so in the database).
+      if (live.get(record.id)) return;
       cluster
         .noticeIfWaiting(record.id, (run, lastSeq, position) => envelopeOf(run, lastSeq + 1, 'run_queued', { position }))
         .then((e) => e && bus.publish(e))
@@ -187,8 +196,37 @@ export function createSharedRuns(deps: {
         metrics.runsFinished.inc({ status: 'cancelled', code: 'CANCELLED' });
       } else if (outcome?.kind === 'held') {
         if (outcome.nodeId === settings.nodeId) stopHeld(runId);
-        else if (outcome.nodeId) signals.stopRun(outcome.nodeId, runId);
+        else if (outcome.nodeId) signals.stopRun(outcome.nodeId, userId, runId);
       }
+    },
+
+    /**
+     * Drain, after the grace period: each run still running whose agent is safe to repeat (and has attempts
+     * left) moves: its attempt here is stopped and its late messages dropped, its log says `run_restarted`
+     * (reason `node_draining`), and it goes back to the shared queue for another node. The others stay, to be
+     * cancelled as on one node.
+     */
+    async move(runs: LiveRun[]): Promise<void> {
+      const held = lease.current;
+      if (held === null) return;
+      await Promise.all(
+        runs
+          .filter((run) => repeatable(run.agentName) && run.attempt < settings.maxRunAttempts && !run.stopReason)
+          .map(async (run) => {
+            const cell = run.cellId ? deps.cells.cells().find((c) => c.id === run.cellId) : undefined;
+            cell?.send({ type: 'cancel', runId: run.id, reason: 'cancelled' });
+            deps.deadlines().clear(run);
+            deps.scheduler().release(run);
+            run.phase = 'finished'; // what its cell still says about this attempt is dropped
+            relay.append(run, 'run_restarted', { attempt: run.attempt + 1, reason: 'node_draining' });
+            relay.queueWrite(run, () => cluster.release(held, [run.id]));
+            await relay.written(run);
+            relay.forget(run);
+            live.delete(run.id);
+            run.markSettled();
+            metrics.runRestarts.inc({ reason: 'node_draining' });
+          }),
+      );
     },
 
     /** The write of a run was refused: this node's lease no longer holds it. */

@@ -7,8 +7,8 @@
  * await it, so requests that arrive together interleave, and a separate check then change would let a burst
  * pass one check together (tests/limits-burst.test.ts pins the exact counts).
  *
- * One implementation per folder: in-process/ (one node: maps in memory). A shared one (Redis) goes in a
- * folder of its own beside it.
+ * One implementation per folder: in-process/ (one node: maps in memory), redis/ (several nodes: keys in
+ * Redis, each check-and-change one atomic command or script).
  */
 import type { Session } from '../auth/tokens.js';
 

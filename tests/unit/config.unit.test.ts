@@ -46,6 +46,9 @@ test('with nothing set, every default', () => {
     dbPoolSize: 4,
     dbStartupWaitMs: 60000,
     maxRunAttempts: 3,
+    cluster: null,
+    nodeId: expect.stringMatching(new RegExp(`-${process.pid}$`)),
+    nodeLeaseMs: 10000,
     quarantineCells: 2,
     cellRecycleRssRatio: 1.3,
     cellSilenceTimeoutMs: 30_000,
@@ -99,6 +102,9 @@ test('every variable set, each lands in its field', () => {
     DB_SYNCHRONOUS: 'full',
     DB_POOL_SIZE: '9',
     DB_STARTUP_WAIT_MS: '1500',
+    NODE_ID: 'node-7',
+    NODE_LEASE_MS: '2500',
+    REDIS_KEY_PREFIX: 'mine:',
     MAX_RUN_ATTEMPTS: '1',
     QUARANTINE_CELLS: '7',
     CELL_RECYCLE_RSS_RATIO: '0',
@@ -161,6 +167,10 @@ test('every variable set, each lands in its field', () => {
     dbPoolSize: 9,
     dbStartupWaitMs: 1500,
     maxRunAttempts: 1,
+    // REDIS_URL needs PostgreSQL: tested on its own below.
+    cluster: null,
+    nodeId: 'node-7',
+    nodeLeaseMs: 2500,
     quarantineCells: 7,
     cellRecycleRssRatio: 0,
     cellSilenceTimeoutMs: 4000,
@@ -302,5 +312,26 @@ test('the configuration is frozen, nested parts too', () => {
 test('ENV_VARS lists every variable the schema reads', () => {
   expect(ENV_VARS).toContain('NODE_ENV');
   expect(ENV_VARS).toContain('ALERT_ACTIVE_CONTEXTS');
-  expect(ENV_VARS).toHaveLength(59);
+  expect(ENV_VARS).toHaveLength(63);
+});
+
+test('several nodes: REDIS_URL needs PostgreSQL and a shared token secret; NODE_ID and NODE_LEASE_MS are checked', () => {
+  const pg = 'postgresql://u:p@db:5432/atoll';
+  const c = load({ REDIS_URL: 'redis://:secret@cache:6379', DATABASE_URL: pg, AUTH_JWT_SECRET: 'x'.repeat(16), NODE_ID: 'n1', NODE_LEASE_MS: '3000' });
+  expect(c.cluster).toEqual({ redisUrl: 'redis://:secret@cache:6379', keyPrefix: 'atoll:' });
+  expect([c.nodeId, c.nodeLeaseMs]).toEqual(['n1', 3000]);
+  expect(() => load({ REDIS_URL: 'redis://cache:6379', AUTH_JWT_SECRET: 'x'.repeat(16) })).toThrow(/REDIS_URL: several nodes need a shared database/);
+  expect(() => load({ REDIS_URL: 'redis://cache:6379', DATABASE_URL: pg })).toThrow(/AUTH_JWT_SECRET: required with REDIS_URL/);
+  expect(() => load({ REDIS_URL: 'http://cache', DATABASE_URL: pg, AUTH_JWT_SECRET: 'x'.repeat(16) })).toThrow(/REDIS_URL: must be a Redis URL/);
+  expect(() => load({ NODE_ID: 'a b' })).toThrow(/NODE_ID/);
+  expect(() => load({ NODE_LEASE_MS: '10' })).toThrow(/NODE_LEASE_MS/);
+  // The Redis password never reaches the message.
+  let message = '';
+  try {
+    load({ REDIS_URL: 'redis://:hunter2@cache:6379 x', DATABASE_URL: pg, AUTH_JWT_SECRET: 'x'.repeat(16) });
+  } catch (err) {
+    message = (err as Error).message;
+  }
+  expect(message).toMatch(/REDIS_URL/);
+  expect(message).not.toContain('hunter2');
 });

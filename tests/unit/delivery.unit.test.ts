@@ -65,11 +65,14 @@ describe('cursors', () => {
     expect(drops).toEqual([]);
   });
 
-  test('a gap is not refused: the next seq past the cursor goes out', () => {
-    const { d, a } = rig();
+  test('a hole in the seqs (events this socket never got) pauses the run and asks the client to replay from its cursor, once', () => {
+    const { d, a, drops } = rig();
     d.deliver(ev(1));
     d.deliver(ev(5));
-    expect(seqs(a.sent)).toEqual(['1', '5']);
+    d.deliver(ev(6));
+    expect(seqs(a.sent)).toEqual(['1']);
+    expect(a.sent.filter((s) => s.name === 'resync_required')).toEqual([{ name: 'resync_required', body: { run_id: 'r1', last_seq: 1 } }]);
+    expect(drops).toEqual([1, 1]);
   });
 
   test('agent_completed forgets the run: a later event of it is never sent', () => {

@@ -5,6 +5,7 @@
 import type { RunEventEnvelope } from '../../protocol/events';
 import { createEventRelay, type RunLog } from '../../server/runs/event-relay';
 import { newLiveRun } from '../../server/runs/live-run';
+import { FencedError } from '../../server/store/run-writes';
 
 function deferred() {
   let resolve!: () => void;
@@ -19,17 +20,21 @@ function rig() {
   let gate: ReturnType<typeof deferred> | null = null;
   let failAppend = false;
   let failFinish = false;
+  let fence = false;
+  const fencedRuns: string[] = [];
   const finished: unknown[][] = [];
   const store = {
     async appendEvents(batch: RunEventEnvelope[]) {
       batches.push(batch.map((e) => e.seq));
       log.push(`write ${batch.map((e) => e.seq).join(',')}`);
       if (gate) await gate.promise;
+      if (fence) throw new FencedError('taken over');
       if (failAppend) throw new Error('disk full');
     },
     async finishRun(...args: unknown[]) {
       finished.push(args);
       log.push(`finish ${(args[5] as RunEventEnvelope).seq}`);
+      if (fence) throw new FencedError('taken over');
       if (failFinish) throw new Error('disk gone');
     },
   };
@@ -48,7 +53,7 @@ function rig() {
       log.push(`send ${e.user_id}:${e.seq}`);
     },
   };
-  const relay = createEventRelay({ store: store as never, bus, metrics: metrics as never, log: logger as never });
+  const relay = createEventRelay({ store: store as never, bus, metrics: metrics as never, log: logger as never, onFenced: (r) => fencedRuns.push(r.id) });
   const run = newLiveRun({ id: 'r1', userId: 'u1', threadId: 't1', agentName: 'echo', input: { text: 'hi' }, requestId: 'q', correlationId: null, acceptedAt: 0 });
   const runLog = relay.open(run, 2);
   return {
@@ -66,6 +71,8 @@ function rig() {
     release: () => gate?.resolve(),
     failAppend: (v: boolean) => (failAppend = v),
     failFinish: (v: boolean) => (failFinish = v),
+    fence: () => (fence = true),
+    fencedRuns,
   };
 }
 
@@ -183,7 +190,7 @@ test('finish writes pending events first, then the terminal event with the run s
   const terminal = sent[1];
   expect(terminal.type).toBe('agent_completed');
   expect(terminal.payload).toEqual({ status: 'completed', success: true, final_response: { answer: 1 }, execution_time_ms: 42 });
-  expect(finished).toEqual([['r1', 't1', 'completed', null, { answer: 1 }, terminal, report, 'partial']]);
+  expect(finished).toEqual([['r1', 't1', 'completed', null, { answer: 1 }, terminal, report, 'partial', null]]);
   expect(counters.relayed).toBe(2);
 });
 
@@ -194,13 +201,13 @@ test('a failed run carries its error and success false', async () => {
   expect(sent[0].payload).toEqual({ status: 'timeout', success: false, final_response: null, error, execution_time_ms: 7 });
 });
 
-test('a failed terminal write is logged and counted, and the terminal event is still sent', async () => {
+test('a failed terminal write is logged and counted, and the terminal event is not sent (only committed events are)', async () => {
   const { relay, run, sent, counters, errors, failFinish } = rig();
   failFinish(true);
   await relay.finish(run, 'failed', { code: 'AGENT_ERROR', message: 'x' }, null, 1, null);
-  expect(sent.map((e) => e.type)).toEqual(['agent_completed']);
+  expect(sent.map((e) => e.type)).toEqual([]);
   expect(counters.dropped).toEqual([['not_logged', 1]]);
-  expect(counters.relayed).toBe(1);
+  expect(counters.relayed).toBe(0);
   expect(errors).toEqual([[expect.objectContaining({ run_id: 'r1', err: 'disk gone' }), 'terminal write failed']]);
 });
 
@@ -238,4 +245,21 @@ test('an event appended after the terminal event (a late timer or message) is dr
     [expect.objectContaining({ run_id: 'r1', type: 'partial_result' }), 'event after the run settled; dropped'],
     [expect.objectContaining({ run_id: 'r1', type: 'partial_result' }), 'event after the run settled; dropped'],
   ]);
+});
+
+test('a write refused because another node took the run over: nothing is sent, the run is handed to onFenced once, its log closes', async () => {
+  const { relay, run, runLog, sent, errors, fence, fencedRuns, counters } = rig();
+  relay.append(run, 'partial_result', { text: 'a' });
+  await settle(runLog);
+  fence();
+  relay.append(run, 'partial_result', { text: 'b' });
+  relay.append(run, 'partial_result', { text: 'c' });
+  await settle(runLog);
+  expect(sent.map((e) => e.seq)).toEqual([2]);
+  expect(fencedRuns).toEqual(['r1']);
+  expect(runLog.closed).toBe(true);
+  // Nothing more is numbered for it, and it is not an error of this node.
+  relay.append(run, 'partial_result', { text: 'd' });
+  expect(errors).toEqual([]);
+  expect(counters.dropped).toEqual([['not_logged', 2], ['run_settled', 1]]);
 });
