@@ -1,6 +1,6 @@
 /**
- * Without REDIS_URL a node runs alone: a second node on the same PostgreSQL database refuses to start and says
- * why and what to do; a cluster node (REDIS_URL set) refuses to start beside it too.
+ * Without REDIS_URL a node holds its database alone (tests/node-lock.test.ts: a second such node refuses to start,
+ * on both stores); a node started as one of a cluster (REDIS_URL set) refuses too, and says what to do.
  */
 import { startTestCluster, type TestCluster } from '../helpers/cluster';
 import { SHARED_REDIS_URL, freshKeyPrefix } from '../../scripts/cluster/redis';
@@ -17,16 +17,11 @@ afterAll(async () => {
   await cluster?.destroy();
 });
 
-test('a second single node on the same database exits at once, naming REDIS_URL', async () => {
-  await expect(cluster.start(2)).rejects.toThrow(/exited \(1\) before listening/);
-  const refused = cluster.node(2);
-  expect(refused.stderr().trim()).toMatch(/^atoll: failed to start: another Atoll node is using the database postgresql:\/\/.*: without REDIS_URL a node runs alone.*set REDIS_URL/);
-  expect(refused.stderr().trim().split('\n')).toHaveLength(1);
-  // The first one is unharmed.
+test('a cluster node (REDIS_URL set) refuses to start beside a single node, in one line saying what to do', async () => {
+  await expect(cluster.start(2, { env: { REDIS_URL: SHARED_REDIS_URL, REDIS_KEY_PREFIX: freshKeyPrefix() } })).rejects.toThrow(/exited \(1\) before listening/);
+  const refused = cluster.node(2).stderr().trim();
+  expect(refused).toMatch(/^atoll: failed to start: a single-node Atoll \(started without REDIS_URL\) is using .*: stop it, or start it with REDIS_URL like this node$/);
+  expect(refused.split('\n')).toHaveLength(1);
+  // The single node is untouched by the attempt.
   expect((await fetch(`${cluster.url(1)}/readyz`)).status).toBe(200);
-});
-
-test('a cluster node (REDIS_URL set) refuses to start beside a single node', async () => {
-  await expect(cluster.start(3, { env: { REDIS_URL: SHARED_REDIS_URL, REDIS_KEY_PREFIX: freshKeyPrefix() } })).rejects.toThrow(/exited \(1\) before listening/);
-  expect(cluster.node(3).stderr()).toMatch(/a single-node Atoll \(started without REDIS_URL\) is using .*start it with REDIS_URL/);
 });
