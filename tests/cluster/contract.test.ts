@@ -10,7 +10,7 @@ import { checkFifo } from '../../scripts/cluster/checks/fifo';
 import { checkOccupancy } from '../../scripts/cluster/checks/occupancy';
 import type { History, StartRequest } from '../../scripts/cluster/history';
 import { httpCall, UserClient, type Envelope } from '../helpers/client';
-import { startTestCluster, type TestCluster } from '../helpers/cluster';
+import { replayOnResync, startTestCluster, type TestCluster } from '../helpers/cluster';
 import { persistedEvents } from '../helpers/run-checks';
 
 jest.setTimeout(120_000);
@@ -28,7 +28,7 @@ afterAll(async () => {
 });
 
 async function connect(userId: string, slot: number): Promise<UserClient> {
-  const c = await UserClient.connect(cluster.url(slot), userId);
+  const c = replayOnResync(await UserClient.connect(cluster.url(slot), userId));
   open.push(c);
   return c;
 }

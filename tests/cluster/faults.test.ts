@@ -6,7 +6,7 @@
  * Takeover times are printed, never asserted (tests wait for states, not for times).
  */
 import { httpCall, UserClient } from '../helpers/client';
-import { startTestCluster, type TestCluster } from '../helpers/cluster';
+import { replayOnResync, startTestCluster, type TestCluster } from '../helpers/cluster';
 import { persistedEvents } from '../helpers/run-checks';
 
 jest.setTimeout(180_000);
@@ -32,7 +32,7 @@ afterAll(async () => {
 
 /** A socket of `userId` on every node that is up. */
 async function everywhere(userId: string): Promise<UserClient[]> {
-  const sockets = await Promise.all(cluster.slots.filter((s) => cluster.node(s).state === 'up').map((s) => UserClient.connect(cluster.url(s), userId)));
+  const sockets = await Promise.all(cluster.slots.filter((s) => cluster.node(s).state === 'up').map(async (s) => replayOnResync(await UserClient.connect(cluster.url(s), userId))));
   open.push(...sockets);
   return sockets;
 }

@@ -11,6 +11,7 @@ import { signToken } from '../../scripts/cluster/client';
 import type { Transition } from '../../scripts/cluster/history';
 import { startCluster, type Cluster, type ClusterOptions } from '../../scripts/cluster/nodes';
 import { freshKeyPrefix, removeKeys, SHARED_REDIS_URL } from '../../scripts/cluster/redis';
+import type { UserClient } from './client';
 import { scratchDatabase, type ScratchDatabase } from './pg-scratch';
 import { FIXTURE_AGENTS } from './server';
 
@@ -104,4 +105,17 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
       await database.drop();
     },
   });
+}
+
+/**
+ * Makes a test client answer `resync_required` as a real one does (the chat page, the checker's clients): with
+ * subscribe_run from the last seq it has of that run. A node that sees a hole in a run's seqs, or hears that
+ * another node died, pauses the run for its sockets and asks for this (README "Wire contract").
+ */
+export function replayOnResync(client: UserClient): UserClient {
+  client.socket.on('resync_required', (notice: { run_id: string }) => {
+    const after = client.events.filter((e) => e.run_id === notice.run_id).reduce((n, e) => Math.max(n, e.seq), 0);
+    client.ack('subscribe_run', { run_id: notice.run_id, after_seq: after }).catch(() => undefined);
+  });
+  return client;
 }
