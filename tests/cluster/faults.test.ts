@@ -1,7 +1,8 @@
 /**
  * A node's death and a node's drain, with three real nodes: the runs a SIGKILLed node held run again on another
  * node exactly once (`run_restarted`), or fail with WORKER_CRASHED when their agent is not safe to repeat; a
- * SIGTERMed node lets its run finish, tells its sockets to go elsewhere (`server_shutdown`) and exits cleanly.
+ * SIGTERMed node lets its run finish (or, past SHUTDOWN_GRACE_MS, move to another node), tells its sockets to go
+ * elsewhere (`server_shutdown`) and exits cleanly.
  * Which node holds a run is read from its row (its owner's lease), so each test kills the right one.
  * Takeover times are printed, never asserted (tests wait for states, not for times).
  */
@@ -105,3 +106,23 @@ test('SIGTERM drains a node: its sockets are told to go elsewhere, its running r
   const next = await other.start({ agent: 'streamer', input: { text: 'after', parts: 2 } });
   expect((await other.waitForRun(next.run_id, 60_000)).pop()!.payload.status).toBe('completed');
 });
+
+test("SIGTERM drains a node: a run still running after SHUTDOWN_GRACE_MS moves to another node and completes there", async () => {
+  const sockets = await everywhere('dr2');
+  const { run_id } = await sockets[0].start({ agent: 'gated', input: { text: 'dr2', gate: 'dr2-open', parts: 2 } });
+  await sockets[0].waitForEvent(run_id, 'agent_started', 60_000);
+  const slot = await holder(run_id);
+  const exited = cluster.term(slot);
+  const watcher = survivors(sockets, slot)[0];
+  // Its gate stays shut through the grace period: the run cannot finish there, so it moves.
+  const moved = await watcher.waitForEvent(run_id, 'run_restarted', 60_000);
+  expect(moved.payload).toEqual({ attempt: 2, reason: 'node_draining' });
+  expect(await exited).toEqual({ code: 0, signal: null });
+  expect((await httpCall(watcher.url, 'POST', '/v1/threads', { title: 'dr2-open' }, watcher.token)).status).toBe(201);
+  const events = await watcher.waitForRun(run_id, 60_000);
+  expect(events[events.length - 1].payload.status).toBe('completed');
+  const log = await persistedEvents(watcher, run_id);
+  expect(log.filter((e) => e.type === 'run_restarted')).toHaveLength(1);
+  expect(log.filter((e) => e.type === 'agent_completed')).toHaveLength(1);
+});
+
