@@ -43,6 +43,9 @@ export class ClusterClient {
   private final = false;
   private closed = false;
   private queue: Promise<unknown> = Promise.resolve();
+  /** subscribe_run in progress per run, and the runs asked again meanwhile. */
+  private readonly subscribing = new Map<string, Promise<boolean>>();
+  private readonly subscribeAgain = new Set<string>();
   /** The replays of the latest (re)connection. */
   private resuming: Promise<void> = Promise.resolve();
   private socketSeq = 0;
@@ -209,8 +212,27 @@ export class ClusterClient {
     }
   }
 
-  /** subscribe_run from the cursor, page after page, on the current socket; false if it could not. */
-  async subscribe(runId: string): Promise<boolean> {
+  /**
+   * subscribe_run from the cursor, page after page, on the current socket; false if it could not. One at a time
+   * per run, as a careful client does: asked again meanwhile (a resync notice during a resume), it subscribes
+   * once more when the first is done, from the cursor it then has.
+   */
+  subscribe(runId: string): Promise<boolean> {
+    const running = this.subscribing.get(runId);
+    if (running) {
+      this.subscribeAgain.add(runId);
+      return running;
+    }
+    const next = this.subscribeNow(runId).then(async (ok) => {
+      this.subscribing.delete(runId);
+      if (!this.subscribeAgain.delete(runId)) return ok;
+      return this.subscribe(runId);
+    });
+    this.subscribing.set(runId, next);
+    return next;
+  }
+
+  private async subscribeNow(runId: string): Promise<boolean> {
     for (let pages = 0, tries = 0; pages < 100 && tries < 200; tries++) {
       const socket = this.socket;
       if (!socket) return false;

@@ -100,7 +100,6 @@ export const NODE_DEFAULTS: Readonly<Record<string, string>> = Object.freeze({
   CELLS: '1',
   THREADS_PER_CELL: '2',
   WARM_SPARE_THREADS: '1',
-  DB_POOL_SIZE: '3',
   // Workers serve any user: the checker is about the cluster, not about the wall between users, and a worker
   // per user switch would spend the two cores on worker start-ups.
   THREAD_REUSE: 'any',

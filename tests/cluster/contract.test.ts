@@ -92,6 +92,18 @@ test('subscribe_run, get_thread_history, REST reads and replays work from any no
   expect(stranger.events).toEqual([]);
 });
 
+test('two subscribe_run of one run at once on one socket (a resume and a resync notice): each event once', async () => {
+  const a = await connect('dup1', 1);
+  const { run_id } = await a.start(stream({ text: 'dup' }));
+  await a.waitForRun(run_id, 60_000);
+  const stored = await persistedEvents(a, run_id);
+  const b = await connect('dup1', 2);
+  const acks = await Promise.all([b.ack('subscribe_run', { run_id, after_seq: 0 }), b.ack('subscribe_run', { run_id, after_seq: 0 })]);
+  expect(acks.map((x) => x.error ?? null)).toEqual([null, null]);
+  // The socket's cursor says what it was sent: never an older seq again (README "Replay without gaps or duplicates").
+  expectWholeLog(b.events.filter((e) => e.run_id === run_id), stored, 'overlapping replays on n2');
+});
+
 test('a run joined mid-stream from another node with subscribe_run: the log, then live, no gap, no duplicate', async () => {
   const a = await connect('mid1', 1);
   const { run_id } = await a.start({ agent: 'gated', input: { text: 'mid', gate: 'mid1-open', parts: 5 } });
