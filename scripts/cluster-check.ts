@@ -118,6 +118,7 @@ async function run(opts: CheckOptions): Promise<number> {
     const header = [
       `seed ${opts.seed}: ${opts.nodes} nodes, ${opts.users} users, ${opts.runs} runs over ${opts.durationMs / 1000} s, NODE_LEASE_MS=${opts.leaseMs}, USER_MAX_CONCURRENT_RUNS=${opts.cap}, MAX_RUN_ATTEMPTS=${opts.maxAttempts}`,
       `faults: ${work.faults.map((f) => `${f.kind}${f.node ? ` ${f.node}` : ''} (${f.detail})`).join('; ') || 'none'}`,
+      ...(work.startFailures.length ? [`NODE RESTARTS THAT FAILED (not a contract violation, but look): ${work.startFailures.join('; ')}`] : []),
       `stops: ${work.stops.length} sent; settled ${settled.settledMs === null ? `NOT within the wait (${settled.unfinished} runs left)` : `${settled.settledMs} ms after the workload`}`,
       `history: ${path.join(logDir, 'history.json')} (re-check with --check)`,
     ];

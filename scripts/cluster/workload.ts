@@ -27,6 +27,8 @@ export interface WorkloadResult {
   /** Stops sent, and what they were answered. */
   stops: { runId: string; via: 'socket' | 'http'; node: string; answer: string }[];
   threads: string[][];
+  /** Restarts of a killed node that failed (each tried again, up to three times). */
+  startFailures: string[];
 }
 
 export interface WorkloadDeps {
@@ -106,6 +108,7 @@ export async function runWorkload(deps: WorkloadDeps): Promise<WorkloadResult> {
   const requests: StartRequest[] = [];
   const stops: WorkloadResult['stops'] = [];
   const faults: FaultRecord[] = [];
+  const startFailures: string[] = [];
   let requestSeq = 0;
   const t0 = Date.now();
   const at = (ms: number) => sleep(Math.max(0, t0 + ms - Date.now()));
@@ -186,6 +189,23 @@ export async function runWorkload(deps: WorkloadDeps): Promise<WorkloadResult> {
     await Promise.all(work);
   }
 
+  /**
+   * Starts a killed node again, as a process manager would: a start that fails is tried again (up to three
+   * times) and reported, since a node that cannot come back is worth knowing about even when nothing is lost.
+   */
+  async function restart(slot: number, nodeId: string | undefined): Promise<string | null> {
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      try {
+        return (await cluster.start(slot, nodeId ? { nodeId } : {})).nodeId;
+      } catch (err) {
+        const why = (err as Error).message.split('\n').filter(Boolean).slice(0, 2).join(' ');
+        startFailures.push(`slot ${slot}, attempt ${attempt}: ${why}`);
+        deps.progress(`could not restart slot ${slot} (attempt ${attempt}): ${why}`);
+      }
+    }
+    return null;
+  }
+
   async function injectFaults(): Promise<void> {
     let restarts = 0;
     for (const f of plan.faults) {
@@ -197,8 +217,8 @@ export async function runWorkload(deps: WorkloadDeps): Promise<WorkloadResult> {
         await cluster.kill(f.slot);
         deps.progress(`fault: SIGKILL ${node.nodeId} (slot ${f.slot}); back in ${f.downMs} ms`);
         await sleep(f.downMs);
-        const next = await cluster.start(f.slot, f.newNodeId ? { nodeId: `${node.nodeId.replace(/-r\d+$/, '')}-r${++restarts}` } : {});
-        faults.push({ kind: 'kill', node: node.nodeId, startedAt, endedAt: Date.now(), detail: `restarted as ${next.nodeId}` });
+        const next = await restart(f.slot, f.newNodeId ? `${node.nodeId.replace(/-r\d+$/, '')}-r${++restarts}` : undefined);
+        faults.push({ kind: 'kill', node: node.nodeId, startedAt, endedAt: Date.now(), detail: next ? `restarted as ${next}` : 'could not be restarted' });
       } else if (f.kind === 'pause') {
         const node = cluster.node(f.slot);
         if (node.state !== 'up') continue;
@@ -238,5 +258,5 @@ export async function runWorkload(deps: WorkloadDeps): Promise<WorkloadResult> {
   } finally {
     clearInterval(progress);
   }
-  return { requests, clients: clients.flat(), faults, stops, threads };
+  return { requests, clients: clients.flat(), faults, stops, threads, startFailures };
 }
