@@ -1,9 +1,10 @@
 /**
  * `npm run bench -- --cluster`: several Atoll nodes on this machine, on PostgreSQL and Redis. Measures, in this
- * order: runs/s through each row of cluster-throughput.ts (a fresh database and Redis key prefix per row); on the
- * three-node row's cluster, once its throughput is measured, event latency within a node against across nodes
- * (event-latency.ts) and takeover after SIGKILL with the first NODE_LEASE_MS (takeover.ts); then takeover with
- * each further NODE_LEASE_MS on a fresh three-node cluster. Everything it starts it stops and removes.
+ * order: runs/s through each row of cluster-throughput.ts, the rows taking turns for --reps repetitions, each on
+ * a cluster of its own (a fresh database and Redis key prefix); on the last three-node cluster, once its
+ * throughput is measured, event latency within a node against across nodes (event-latency.ts) and takeover after
+ * SIGKILL with the first NODE_LEASE_MS (takeover.ts); then takeover with each further NODE_LEASE_MS on a fresh
+ * three-node cluster. Everything it starts it stops and removes.
  */
 import os from 'node:os';
 import { metricValue } from '../load/prom.js';
@@ -19,7 +20,7 @@ import type { BenchOptions } from './options.js';
 import type { RedisScratches } from './redis-scratch.js';
 import type { ClusterBenchReport, ClusterThroughputRow } from './report-types.js';
 import { takeover, type TakeoverReport } from './takeover.js';
-import { socketVariant } from './variants.js';
+import { socketVariant, summarizeRounds, type Round } from './variants.js';
 
 /** Every node may run the chaos agent (the takeover's slow runs); the other rows never call it. */
 const NODE_EXTRA = { ENABLE_CHAOS_AGENTS: '1' };
@@ -36,18 +37,32 @@ export async function clusterBench(opts: BenchOptions, deps: { db: BenchDatabase
   const takeovers: TakeoverReport[] = [];
   const latencyOpts = { runs: opts.latencyRuns, warmup: opts.quick ? 2 : LATENCY_WARMUP, inflight: LATENCY_INFLIGHT };
 
-  for (const v of CLUSTER_VARIANTS.filter((v) => !opts.quick || !v.full)) {
-    log(`cluster: ${v.label}`);
-    await using(startCluster(db, v.cluster ? redis : null, { nodes: v.nodes, cells: v.cells, threads: v.threads, leaseMs, extra: NODE_EXTRA }, `bench-${v.key.replace(/_/g, '-')}`), async (cluster) => {
-      const { report } = await socketVariant(`cluster ${v.key}`, cluster.urls(), 'dev-login', opts);
-      const recycles = await sumOverNodes(cluster, 'atoll_worker_recycles_total', { reason: 'user_switch' });
-      const threads = await sumOverNodes(cluster, 'atoll_threads_alive', {});
-      throughput[v.key] = { ...report, label: v.label, nodes: v.nodes, cells_per_node: v.cells, threads_per_node: v.threads, cluster: v.cluster, worker_recycles_user_switch: recycles, threads_alive_after: threads };
-      if (v.key !== SHARED_VARIANT) return;
-      log(`cluster: event latency, a socket on each of ${cluster.nodes.length} nodes, ${opts.latencyRuns} runs`);
-      measured.latency = await eventLatency(cluster, latencyOpts);
-      takeovers.push(await takeover(cluster, opts.takeoverRounds, log));
-    });
+  // The rows take turns, one repetition each on a cluster started for it, so every row's median comes from the
+  // same minutes (this machine's speed drifts, and other work shares it).
+  const variants = CLUSTER_VARIANTS.filter((v) => !opts.quick || !v.full);
+  const rounds = new Map<ClusterVariantKey, Round[]>(variants.map((v) => [v.key, []]));
+  const counted = new Map<ClusterVariantKey, { recycles: number | null; threads: number | null }>();
+  for (let rep = 0; rep < opts.reps; rep++) {
+    for (const v of variants) {
+      log(`cluster: ${v.label}${opts.reps > 1 ? `, repetition ${rep + 1}/${opts.reps}` : ''}`);
+      await using(startCluster(db, v.cluster ? redis : null, { nodes: v.nodes, cells: v.cells, threads: v.threads, leaseMs, extra: NODE_EXTRA }, `bench-${v.key.replace(/_/g, '-')}`), async (cluster) => {
+        const { report } = await socketVariant(`cluster ${v.key}`, cluster.urls(), 'dev-login', { ...opts, reps: 1 });
+        rounds.get(v.key)!.push(...report.rounds);
+        counted.set(v.key, {
+          recycles: await sumOverNodes(cluster, 'atoll_worker_recycles_total', { reason: 'user_switch' }),
+          threads: await sumOverNodes(cluster, 'atoll_threads_alive', {}),
+        });
+        // Once, on the last three-node cluster: the other measurements.
+        if (v.key !== SHARED_VARIANT || rep !== opts.reps - 1) return;
+        log(`cluster: event latency, a socket on each of ${cluster.nodes.length} nodes, ${opts.latencyRuns} runs`);
+        measured.latency = await eventLatency(cluster, latencyOpts);
+        takeovers.push(await takeover(cluster, opts.takeoverRounds, log));
+      });
+    }
+  }
+  for (const v of variants) {
+    const c = counted.get(v.key)!;
+    throughput[v.key] = { ...summarizeRounds(v.label, rounds.get(v.key)!), nodes: v.nodes, cells_per_node: v.cells, threads_per_node: v.threads, cluster: v.cluster, worker_recycles_user_switch: c.recycles, threads_alive_after: c.threads };
   }
   for (const lease of otherLeases) {
     const shape = { nodes: TAKEOVER_NODES, cells: 1, threads: 2, leaseMs: lease, extra: NODE_EXTRA };
@@ -84,6 +99,7 @@ export async function clusterBench(opts: BenchOptions, deps: { db: BenchDatabase
     throughput,
     ratios: {
       three_nodes_over_one_node: ratio(rps('three_nodes'), rps('one_node'), 4),
+      three_nodes_over_one_node_per_rep: (rounds.get('three_nodes') ?? []).map((r, i) => ratio(r.runs_per_s, rounds.get('one_node')?.[i]?.runs_per_s ?? null, 4)),
       three_nodes_same_per_node_over_one_node: ratio(rps('three_nodes_same_per_node'), rps('one_node'), 4),
       one_node_cluster_over_single_node: ratio(rps('one_node'), rps('single_node_postgresql'), 4),
     },

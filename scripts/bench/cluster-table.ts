@@ -27,7 +27,8 @@ export function renderClusterMarkdown(r: ClusterBenchReport): string {
   return [
     `Machine: ${machineLine(r.machine)}.`,
     `Workload: \`scripts/bench-agents/steps.mjs\` (an \`agent_thinking\` and a \`partial_result\` event, then returns). Medians of ${st.reps} repetitions of ${st.runs} runs ` +
-      `or ${st.round_s} s, whichever comes first, ${st.clients} socket.io clients × ${st.inflight} runs in flight, the clients dealt round robin over the nodes. ` +
+      `or ${st.round_s} s, whichever comes first, the rows taking turns, each repetition on a cluster started for it (warm-up: ${st.warmup} runs and ${st.warmup_s} s); ` +
+      `${st.clients} socket.io clients × ${st.inflight} runs in flight, the clients dealt round robin over the nodes. ` +
       `Every row on a fresh PostgreSQL database (${st.postgresql}); the cluster rows with a fresh Redis key prefix (${st.redis}), \`NODE_LEASE_MS=${st.lease_ms}\`. ` +
       `Latency: client send → terminal event.${r.quick ? ' **--quick smoke run: not meaningful figures.**' : ''}`,
     '',
@@ -35,7 +36,7 @@ export function renderClusterMarkdown(r: ClusterBenchReport): string {
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows,
     '',
-    `Three nodes / one node = **${num(ra.three_nodes_over_one_node, 3)}** (goal: at least 0.9), three default nodes / one node = ${num(ra.three_nodes_same_per_node_over_one_node, 3)}; ` +
+    `Three nodes / one node = **${num(ra.three_nodes_over_one_node, 3)}** (goal: at least 0.9; by repetition: ${ra.three_nodes_over_one_node_per_rep.map((v) => num(v, 3)).join(', ')}), three default nodes / one node = ${num(ra.three_nodes_same_per_node_over_one_node, 3)}; ` +
       `one node in cluster mode / the same node without \`REDIS_URL\` = ${num(ra.one_node_cluster_over_single_node, 3)}. ` +
       `Threads alive after: worker threads of all nodes once measured (\`atoll_threads_alive\`; with \`THREAD_REUSE=same_user\` a cell keeps threads per user it served, up to its burst limit).`,
     '',

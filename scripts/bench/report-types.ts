@@ -78,11 +78,11 @@ export type ClusterThroughputRow = VariantReport & {
   /** REDIS_URL set (cluster mode); false: the single-node mode on PostgreSQL. */
   cluster: boolean;
   /**
-   * Worker threads retired to serve another user (THREAD_REUSE=same_user), over all nodes, warm-up included: a
-   * node's threads serve the users whose runs it claims, and the shared queue does not keep a user on one node.
+   * Worker threads retired to serve another user (THREAD_REUSE=same_user), over all nodes of the last repetition's
+   * cluster, warm-up included: a node's threads serve the users whose runs it claims, wherever they connect.
    */
   worker_recycles_user_switch: number | null;
-  /** Worker threads alive over all nodes once measured (atoll_threads_alive): each cell keeps warm threads per user it served. */
+  /** Worker threads alive over all nodes of the last repetition's cluster once measured (atoll_threads_alive). */
   threads_alive_after: number | null;
 };
 
@@ -101,8 +101,10 @@ export interface ClusterBenchReport {
   /** Keys: see scripts/bench/cluster-throughput.ts (a --quick run skips three_nodes_same_per_node). */
   throughput: Partial<Record<ClusterVariantKey, ClusterThroughputRow>>;
   ratios: {
-    /** The goal: at least 0.9. */
+    /** The goal: at least 0.9. Ratios of the rows' medians. */
     three_nodes_over_one_node: number | null;
+    /** The same, repetition by repetition (each pair measured minutes apart at most). */
+    three_nodes_over_one_node_per_rep: (number | null)[];
     three_nodes_same_per_node_over_one_node: number | null;
     /** What cluster mode itself costs on one node. */
     one_node_cluster_over_single_node: number | null;

@@ -20,7 +20,8 @@ export interface VariantReport {
 
 const RUN_TIMEOUT_MS = 30_000;
 
-export function summarizeRounds(label: string, results: DriveResult[]): VariantReport {
+/** Rounds of one design (a round's run_refs, if any, left out), and their medians. */
+export function summarizeRounds(label: string, results: (Round & { run_refs?: unknown })[]): VariantReport {
   const rounds = results.map(({ run_refs: _refs, ...round }) => round);
   const med = (pick: (r: Round) => number | null) => median(rounds.map(pick).filter((v): v is number => v !== null));
   return {

@@ -58,6 +58,8 @@ test('bench --cluster --quick: one node against three, event latency, a takeover
   expect(r.ratios.three_nodes_over_one_node).toBeCloseTo(t.three_nodes.runs_per_s / t.one_node.runs_per_s, 3);
   expect(r.ratios.one_node_cluster_over_single_node).toBeCloseTo(t.one_node.runs_per_s / t.single_node_postgresql.runs_per_s, 3);
   expect(r.ratios.three_nodes_same_per_node_over_one_node).toBeNull();
+  expect(r.ratios.three_nodes_over_one_node_per_rep).toHaveLength(r.settings.reps);
+  r.ratios.three_nodes_over_one_node_per_rep.forEach((v: number, i: number) => expect(v).toBeCloseTo(t.three_nodes.rounds[i].runs_per_s / t.one_node.rounds[i].runs_per_s, 3));
 
   const l = r.event_latency;
   expect(l.nodes).toBe(3);
