@@ -44,6 +44,8 @@ interface SocketState {
   replaying: Map<string, Promise<ReplayResult>>;
   /** The last seq sent of runs this socket saw finish (the most recent FINISHED_MEMORY): never sent again. */
   finished: Map<string, number>;
+  /** When it was added: the runs its user starts from then on are its to follow. */
+  since: number;
 }
 
 const FINISHED_MEMORY = 1000;
@@ -148,7 +150,7 @@ export function createDelivery(opts: DeliveryOptions) {
 
   return {
     add(userId: string, socket: Socket): void {
-      const state: SocketState = { socket, outbox: watchOutbox(socket.conn), cursors: new Map(), held: new Map(), paused: new Set(), merging: new Map(), gapped: new Set(), replaying: new Map(), finished: new Map() };
+      const state: SocketState = { socket, outbox: watchOutbox(socket.conn), cursors: new Map(), held: new Map(), paused: new Set(), merging: new Map(), gapped: new Set(), replaying: new Map(), finished: new Map(), since: Date.now() };
       bySocket.set(socket.id, state);
       if (!byUser.has(userId)) byUser.set(userId, new Set());
       byUser.get(userId)!.add(state);
@@ -204,6 +206,22 @@ export function createDelivery(opts: DeliveryOptions) {
           if (!state.held.has(runId) && !state.paused.has(runId)) pause(state, runId, lastSeq);
         }
       }
+    },
+    /**
+     * The user's sockets, each with when it joined and whether it knows a run (follows it, saw it finish, or is
+     * replaying it): after a bus gap, runs that started during it are unknown to sockets on other nodes.
+     */
+    socketStates(userId: string): { socket: Socket; since: number; knows: (runId: string) => boolean }[] {
+      return [...(byUser.get(userId) ?? [])].map((state) => ({
+        socket: state.socket,
+        since: state.since,
+        knows: (runId: string) => state.cursors.has(runId) || state.finished.has(runId) || state.held.has(runId) || state.replaying.has(runId) || state.paused.has(runId),
+      }));
+    },
+    /** Tells the socket to go on with subscribe_run after `lastSeq` (a replay it did not ask for was cut short). */
+    askResync(socket: Socket, runId: string, lastSeq: number): void {
+      const state = bySocket.get(socket.id);
+      if (state) pause(state, runId, lastSeq);
     },
     deliver(e: RunEventEnvelope): void {
       for (const state of byUser.get(e.user_id) ?? []) {
