@@ -2,8 +2,9 @@
  * `npm run bench`: one command, one machine, the same trivial workload through every design: the raw
  * Piscina limit, Atoll end to end (default, THREAD_REUSE=any and MAX_RUNS_PER_WORKER=1) on SQLite, PostgreSQL or
  * both (--database), one shared in-process agent, one process per run; then memory per in-flight run and recovery
- * after a cell's death. Prints a markdown table and writes a JSON report. Composition root: everything it starts
- * (servers, their databases), it stops and drops.
+ * after a cell's death. Prints a markdown table and writes a JSON report. With --cluster, several nodes instead
+ * (scripts/bench/cluster-bench.ts). Composition root: everything it starts (servers, their databases, Redis key
+ * prefixes), it stops and drops.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,12 +14,15 @@ import { UsageError } from './load/argv.js';
 import { getJson } from './load/auth.js';
 import { ratio, round } from './load/stats.js';
 import { DatabaseUnusableError, postgresqlDatabase, sqliteDatabase, type BenchDatabase } from './bench/databases.js';
-import { describeMachine } from './bench/machine.js';
+import { clusterBench } from './bench/cluster-bench.js';
+import { describeMachine, type Machine } from './bench/machine.js';
 import { idleMemory, memoryAtLevel, perRunBytes, perWorker, type MemoryLevel, type MemoryTarget } from './bench/memory.js';
 import { HELP, parseBenchOptions, type BenchOptions } from './bench/options.js';
-import { ATOLL_ENTRY, BASELINE_ENTRY, BENCH_AGENTS_DIR, agentFile } from './bench/paths.js';
+import { startAtoll as startAtollOn } from './bench/atoll-server.js';
+import { BASELINE_ENTRY, agentFile } from './bench/paths.js';
 import { piscinaRound, withPiscina } from './bench/piscina-limit.js';
 import { recoveryOnce, summarizeRecovery, type RecoverySample } from './bench/recovery.js';
+import { redisScratches, RedisUnusableError } from './bench/redis-scratch.js';
 import type { BenchReport, MemoryReport } from './bench/report-types.js';
 import { maskPassword } from '../server/store/database-target.js';
 import { startServer, type Spawned } from './bench/spawn.js';
@@ -36,32 +40,8 @@ type Log = (msg: string) => void;
 
 const rps = (v: { report: VariantReport } | undefined) => v?.report.runs_per_s ?? null;
 
-/**
- * The bench measures the run pipeline, not admission control: its few clients on one address would
- * otherwise meet the per-user and per-address limits (variables an older server simply ignores).
- */
-const NO_ADMISSION_LIMITS = {
-  USER_MAX_CONCURRENT_RUNS: '10000',
-  USER_MAX_QUEUED_RUNS: '1000000',
-  RATE_LIMIT_USER_PER_SEC: '1000000',
-  RATE_LIMIT_USER_BURST: '1000000',
-  RATE_LIMIT_IP_PER_SEC: '1000000',
-  RATE_LIMIT_IP_BURST: '1000000',
-  MAX_CONNECTIONS_PER_USER: '100000',
-  MAX_CONNECTIONS_PER_IP: '100000',
-};
-
-/** An Atoll on a fresh database of its own, dropped when it stops. */
-async function startAtoll(db: BenchDatabase, workersPerCell: number, extra: Record<string, string> = {}): Promise<Spawned> {
-  const scratch = await db.scratch();
-  try {
-    const s = await startServer(ATOLL_ENTRY, { ...NO_ADMISSION_LIMITS, AGENTS_DIR: BENCH_AGENTS_DIR, CELLS: String(CELLS), THREADS_PER_CELL: String(workersPerCell), ...scratch.env, ...extra });
-    return { ...s, stop: () => s.stop().finally(() => scratch.drop()) };
-  } catch (err) {
-    await scratch.drop();
-    throw err;
-  }
-}
+/** An Atoll of `CELLS` cells on a fresh database of its own, dropped when it stops. */
+const startAtoll = (db: BenchDatabase, workersPerCell: number, extra: Record<string, string> = {}) => startAtollOn(db, CELLS, workersPerCell, extra);
 const startBaseline = (mode: 'in-process' | 'process-per-run', slots: number) => startServer(BASELINE_ENTRY, {}, ['--mode', mode, '--slots', String(slots)]);
 
 async function using<T>(server: Promise<Spawned>, use: (s: Spawned) => Promise<T>): Promise<T> {
@@ -137,6 +117,7 @@ async function main(argv: string[]): Promise<number> {
   const machine = describeMachine();
   const log: Log = (msg) => process.stderr.write(`bench: ${((Date.now() - startedAt.getTime()) / 1000).toFixed(1)}s ${msg}\n`);
 
+  if (opts.cluster) return cluster(opts, machine, startedAt, log);
   const dbs = opts.databases.map((kind) => (kind === 'sqlite' ? sqliteDatabase() : postgresqlDatabase(opts.postgresqlUrl)));
   try {
     // Before anything is measured: a database the bench cannot create is a usage problem, said at once.
@@ -241,11 +222,32 @@ async function main(argv: string[]): Promise<number> {
     markdown: '',
   };
   report.markdown = renderMarkdown(report, machine);
+  writeReport(opts, report);
+  return 0;
+}
+
+/** --cluster: several nodes on PostgreSQL and Redis (scripts/bench/cluster-bench.ts). */
+async function cluster(opts: BenchOptions, machine: Machine, startedAt: Date, log: Log): Promise<number> {
+  const db = postgresqlDatabase(opts.postgresqlUrl);
+  const redis = redisScratches(opts.redisUrl);
+  try {
+    // Before anything is measured: a database or a Redis the bench cannot use is a usage problem, said at once.
+    await (await db.scratch()).drop();
+    await (await redis.scratch()).drop();
+  } catch (err) {
+    if (!(err instanceof DatabaseUnusableError) && !(err instanceof RedisUnusableError)) throw err;
+    process.stderr.write(`bench: ${err.message}\n`);
+    return 3;
+  }
+  writeReport(opts, await clusterBench(opts, { db, redis, machine, startedAt, log }));
+  return 0;
+}
+
+function writeReport(opts: BenchOptions, report: { markdown: string }): void {
   fs.mkdirSync(path.dirname(path.resolve(opts.out)), { recursive: true });
   fs.writeFileSync(opts.out, JSON.stringify(report, null, 2) + '\n');
   if (opts.markdown) fs.writeFileSync(opts.markdown, report.markdown);
   process.stdout.write(`\n${report.markdown}\nreport: ${opts.out}\n`);
-  return 0;
 }
 
 main(process.argv.slice(2)).then(

@@ -28,9 +28,12 @@ export interface Clients {
 
 const ACK_TIMEOUT_MS = 15_000;
 
-export async function connectClients(url: string, count: number, auth: 'dev-login' | 'none', prefix: string): Promise<Clients> {
+/** `count` clients, one user each; with several URLs (the nodes of a cluster) they are dealt round robin over them. */
+export async function connectClients(urls: string | readonly string[], count: number, auth: 'dev-login' | 'none', prefix: string): Promise<Clients> {
+  const list = typeof urls === 'string' ? [urls] : urls;
   const users = await Promise.all(
     Array.from({ length: count }, async (_, i) => {
+      const url = list[i % list.length];
       const id = `${prefix}-${i + 1}`;
       const token = auth === 'dev-login' ? await userToken(url, id, null, ACK_TIMEOUT_MS) : 'none';
       return VirtualUser.connect(url, id, token, newCounters(), ACK_TIMEOUT_MS);

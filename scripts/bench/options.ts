@@ -1,4 +1,4 @@
-/** `npm run bench` flags. --quick is the seconds-long mode the tests use; figures from it are not meaningful. */
+/** `npm run bench` flags. --quick is the seconds-long mode the tests use; figures from it are not meaningful. --cluster: the cluster bench. */
 import { intFlag, numberFlag, parseFlags, stringFlag, switchFlag, UsageError } from '../load/argv.js';
 import type { BenchDatabaseKind } from './databases.js';
 
@@ -23,6 +23,14 @@ export interface BenchOptions {
   recoveryReps: number;
   out: string;
   markdown: string | null;
+  /** The cluster bench (scripts/bench/cluster-bench.ts) instead of the default one. */
+  cluster: boolean;
+  /** Its Redis server: every cluster gets a fresh key prefix there. */
+  redisUrl: string;
+  latencyRuns: number;
+  takeoverRounds: number;
+  /** NODE_LEASE_MS of each takeover measurement; the first is also the throughput and latency nodes'. */
+  takeoverLeaseMs: number[];
 }
 
 export const HELP = `npm run bench -- [flags]    Atoll against its limit and its alternatives, same machine, same workload
@@ -48,16 +56,30 @@ agent_thinking and a partial_result event, then returns). Every figure is the me
   --memory-levels A,B  concurrent in-flight runs at which memory is measured (default 2,16; --quick: 2,4)
   --hold-ms MS         how long each memory-probe run stays in flight (default 2500; --quick: 800)
   --recovery-reps N    cell kills, each on a server that had no cell death before (default 3; --quick: 1)
-  --out FILE           JSON report (default data/bench-reports/bench-<time>.json)
+  --out FILE           JSON report (default data/bench-reports/bench-<time>.json; with --cluster
+                       bench-cluster-<time>.json)
   --markdown FILE      also write the markdown table there
   --quick              a seconds-long smoke run (tests)
   --help               this text
+
+  --cluster            instead: several nodes on this machine (PostgreSQL of --postgresql, Redis of --redis;
+                       a fresh database and key prefix per cluster, removed after). Runs/s of the same workload
+                       through one node and through three (the --clients dealt round robin over the nodes;
+                       default 6 clients), and through the single-node mode; event latency within one node
+                       against across nodes; takeover time after SIGKILL of a node. --reps, --runs,
+                       --round-seconds, --warmup, --warmup-seconds, --clients, --inflight apply; the memory
+                       and recovery flags do not
+  --redis URL          the Redis server (default redis://127.0.0.1:6379)
+  --latency-runs N     runs followed by a socket on every node (default 200; --quick: 10)
+  --takeover-rounds N  node kills per lease (default 10; --quick: 1)
+  --takeover-lease-ms LIST  NODE_LEASE_MS of each takeover measurement, the first also that of the throughput
+                       and latency nodes (default 10000,2000; --quick: 2000)
 `;
 
 const KINDS = {
   reps: 'value', runs: 'value', 'limit-runs': 'value', 'round-seconds': 'value', warmup: 'value', clients: 'value', inflight: 'value', 'memory-levels': 'value',
   'hold-ms': 'value', 'warmup-seconds': 'value', 'recovery-reps': 'value', out: 'value', markdown: 'value', quick: 'switch', help: 'switch',
-  database: 'value', postgresql: 'value',
+  database: 'value', postgresql: 'value', cluster: 'switch', redis: 'value', 'latency-runs': 'value', 'takeover-rounds': 'value', 'takeover-lease-ms': 'value',
 } as const;
 
 const DEFAULT_POSTGRESQL = 'postgresql://postgres@127.0.0.1:5432/postgres';
@@ -75,11 +97,21 @@ export function parseBenchOptions(argv: readonly string[], now: Date): BenchOpti
   if (!levels || levels[0] < 2 || levels[1] <= levels[0] || levels[1] > 128 || levels.some((l) => l % 2 !== 0)) {
     throw new UsageError(`--memory-levels must be two even numbers A,B with 2 <= A < B <= 128 (got ${JSON.stringify(levelsRaw)})`);
   }
-  const database = stringFlag(flags, 'database', 'sqlite');
+  const cluster = switchFlag(flags, 'cluster');
+  const database = stringFlag(flags, 'database', cluster ? 'postgresql' : 'sqlite');
+  if (cluster && database !== 'postgresql') throw new UsageError('--cluster runs on PostgreSQL only (--database postgresql, the default with --cluster)');
   const databases = Object.hasOwn(DATABASES, database) ? DATABASES[database] : undefined;
   if (!databases) throw new UsageError(`--database must be sqlite, postgresql or both (got ${JSON.stringify(database)})`);
   const postgresqlUrl = stringFlag(flags, 'postgresql', DEFAULT_POSTGRESQL);
   if (!/^postgres(ql)?:\/\/[^/]+\/[^/?#]+([?#].*)?$/.test(postgresqlUrl)) throw new UsageError('--postgresql must be like postgresql://user:password@host:5432/postgres');
+  const redisUrl = stringFlag(flags, 'redis', 'redis://127.0.0.1:6379');
+  if (!/^rediss?:\/\/\S+$/.test(redisUrl)) throw new UsageError('--redis must be like redis://127.0.0.1:6379');
+  const leasesRaw = stringFlag(flags, 'takeover-lease-ms', quick ? '2000' : '10000,2000');
+  const takeoverLeaseMs = leasesRaw.split(',').map(Number);
+  // NODE_LEASE_MS's own range (server/config.ts).
+  if (!/^\d+(,\d+)*$/.test(leasesRaw) || takeoverLeaseMs.some((ms) => ms < 1000 || ms > 600_000)) {
+    throw new UsageError(`--takeover-lease-ms must be a comma-separated list of milliseconds from 1000 to 600000 (got ${JSON.stringify(leasesRaw)})`);
+  }
   return {
     quick,
     databases,
@@ -90,12 +122,17 @@ export function parseBenchOptions(argv: readonly string[], now: Date): BenchOpti
     roundMs: Math.round(numberFlag(flags, 'round-seconds', quick ? 3 : 10, 0.5, 600) * 1000),
     warmup: intFlag(flags, 'warmup', quick ? 2 : 30, 0, 10_000),
     warmupMs: Math.round(numberFlag(flags, 'warmup-seconds', quick ? 0 : 2, 0, 600) * 1000),
-    clients: intFlag(flags, 'clients', 4, 1, 256),
+    clients: intFlag(flags, 'clients', cluster ? 6 : 4, 1, 256),
     inflight: intFlag(flags, 'inflight', 2, 1, 256),
     memoryLevels: levels,
     holdMs: intFlag(flags, 'hold-ms', quick ? 800 : 2500, 200, 60_000),
     recoveryReps: intFlag(flags, 'recovery-reps', quick ? 1 : 3, 1, 20),
-    out: stringFlag(flags, 'out', `data/bench-reports/bench-${now.toISOString().replace(/[:.]/g, '-')}.json`),
+    out: stringFlag(flags, 'out', `data/bench-reports/bench-${cluster ? 'cluster-' : ''}${now.toISOString().replace(/[:.]/g, '-')}.json`),
     markdown: stringFlag(flags, 'markdown', null),
+    cluster,
+    redisUrl,
+    latencyRuns: intFlag(flags, 'latency-runs', quick ? 10 : 200, 1, 100_000),
+    takeoverRounds: intFlag(flags, 'takeover-rounds', quick ? 1 : 10, 1, 1000),
+    takeoverLeaseMs,
   };
 }

@@ -1,8 +1,11 @@
-/** The bench's JSON report. */
+/** The bench's JSON reports: the default run's, and --cluster's. */
+import type { ClusterVariantKey } from './cluster-throughput.js';
 import type { BenchDatabaseKind } from './databases.js';
+import type { EventLatencyReport } from './event-latency.js';
 import type { Machine } from './machine.js';
 import type { IdleWorkerMemory, MemoryLevel, MemorySource } from './memory.js';
 import type { RecoveryReport } from './recovery.js';
+import type { TakeoverReport } from './takeover.js';
 import type { VariantReport } from './variants.js';
 
 export interface DesignMemory {
@@ -64,5 +67,50 @@ export interface BenchReport {
   };
   memory: MemoryReport;
   recovery: RecoveryReport;
+  markdown: string;
+}
+
+/** One throughput row of `--cluster`: a variant's figures and its shape. */
+export type ClusterThroughputRow = VariantReport & {
+  nodes: number;
+  cells_per_node: number;
+  threads_per_node: number;
+  /** REDIS_URL set (cluster mode); false: the single-node mode on PostgreSQL. */
+  cluster: boolean;
+  /**
+   * Worker threads retired to serve another user (THREAD_REUSE=same_user), over all nodes of the last repetition's
+   * cluster, warm-up included: a node's threads serve the users whose runs it claims, wherever they connect.
+   */
+  worker_recycles_user_switch: number | null;
+  /** Worker threads alive over all nodes of the last repetition's cluster once measured (atoll_threads_alive). */
+  threads_alive_after: number | null;
+};
+
+/** `npm run bench -- --cluster`'s JSON report. */
+export interface ClusterBenchReport {
+  tool: 'atoll-bench';
+  mode: 'cluster';
+  version: 1;
+  quick: boolean;
+  started_at: string;
+  finished_at: string;
+  duration_s: number;
+  machine: Machine;
+  /** postgresql: its server, password masked. lease_ms: NODE_LEASE_MS of the throughput and latency nodes. */
+  settings: { postgresql: string; redis: string; reps: number; runs: number; round_s: number; warmup: number; warmup_s: number; clients: number; inflight: number; lease_ms: number; latency_runs: number; takeover_rounds: number; takeover_lease_ms: number[] };
+  /** Keys: see scripts/bench/cluster-throughput.ts (a --quick run skips three_nodes_same_per_node). */
+  throughput: Partial<Record<ClusterVariantKey, ClusterThroughputRow>>;
+  ratios: {
+    /** The goal: at least 0.9. Ratios of the rows' medians. */
+    three_nodes_over_one_node: number | null;
+    /** The same, repetition by repetition (each pair measured minutes apart at most). */
+    three_nodes_over_one_node_per_rep: (number | null)[];
+    three_nodes_same_per_node_over_one_node: number | null;
+    /** What cluster mode itself costs on one node. */
+    one_node_cluster_over_single_node: number | null;
+  };
+  event_latency: EventLatencyReport;
+  /** One per --takeover-lease-ms, in that order. */
+  takeover: TakeoverReport[];
   markdown: string;
 }

@@ -1,6 +1,7 @@
 /**
  * Starts a server process (Atoll's front or a bench baseline) on an ephemeral port with its own scratch
- * directory, waits for its `listening` log line, and keeps the few log lines the bench needs (cell pids).
+ * directory, waits for its `listening` log line, and keeps the few log lines the bench needs (cell pids, and
+ * the lines a caller listens to with onLog).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -13,6 +14,7 @@ export interface LogLine {
   cell?: string;
   pid?: number;
   port?: number;
+  run_id?: string;
   /** performance.now() in the bench process when the line arrived */
   receivedAt: number;
 }
@@ -27,6 +29,10 @@ export interface Spawned {
   waitForLog(match: (l: LogLine) => boolean, timeoutMs: number): Promise<LogLine | null>;
   /** The live cells' pids by slot (cell1, cell2, ...), from the latest `cell ready` of each. */
   cellPids(): Map<string, number>;
+  /** Calls `listener` with every line whose msg is `msg` from now on, until the returned function is called. */
+  onLog(msg: string, listener: (l: LogLine) => void): () => void;
+  /** SIGKILL of the server and its cells at once, as when its machine dies; stop() then only cleans up. */
+  kill(): void;
   stop(): Promise<void>;
 }
 
@@ -51,6 +57,8 @@ export async function startServer(entry: string, env: Record<string, string>, ar
   });
   const cellLog: LogLine[] = [];
   const watchers = new Set<(l: LogLine) => void>();
+  /** Lines parsed on request only (onLog): one log line per run would otherwise cost the client. */
+  const listened = new Map<string, Set<(l: LogLine) => void>>();
   let stderr = '';
   let buffered = '';
   proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-4000)));
@@ -63,7 +71,8 @@ export async function startServer(entry: string, env: Record<string, string>, ar
         const line = buffered.slice(0, nl);
         buffered = buffered.slice(nl + 1);
         // Only the few lines the bench reads are parsed: one log line per run would otherwise cost the client.
-        if (!line.includes('"listening"') && !line.includes('"cell ')) continue;
+        const listenedTo = listened.size > 0 && [...listened.keys()].some((m) => line.includes(`"msg":"${m}"`));
+        if (!line.includes('"listening"') && !line.includes('"cell ') && !listenedTo) continue;
         let entry: LogLine;
         try {
           entry = { ...(JSON.parse(line) as object), receivedAt: performance.now() };
@@ -78,6 +87,7 @@ export async function startServer(entry: string, env: Record<string, string>, ar
           cellLog.push(entry);
           watchers.forEach((w) => w(entry));
         }
+        if (entry.msg !== undefined) listened.get(entry.msg)?.forEach((l) => l(entry));
       }
     });
     proc.once('exit', (code) => {
@@ -85,6 +95,12 @@ export async function startServer(entry: string, env: Record<string, string>, ar
       reject(new Error(`${path.basename(entry)} exited with ${code} before listening:\n${stderr}`));
     });
   });
+
+  const cellPids = () => {
+    const pids = new Map<string, number>();
+    for (const l of cellLog) if (l.msg === 'cell ready' && l.cell && l.pid) pids.set(l.cell.replace(/-g\d+$/, ''), l.pid);
+    return pids;
+  };
 
   return {
     url: `http://127.0.0.1:${port}`,
@@ -106,10 +122,25 @@ export async function startServer(entry: string, env: Record<string, string>, ar
         watchers.add(watch);
       });
     },
-    cellPids() {
-      const pids = new Map<string, number>();
-      for (const l of cellLog) if (l.msg === 'cell ready' && l.cell && l.pid) pids.set(l.cell.replace(/-g\d+$/, ''), l.pid);
-      return pids;
+    cellPids,
+    onLog(msg, listener) {
+      const set = listened.get(msg) ?? new Set();
+      set.add(listener);
+      listened.set(msg, set);
+      return () => {
+        set.delete(listener);
+        if (set.size === 0 && listened.get(msg) === set) listened.delete(msg);
+      };
+    },
+    kill() {
+      const pids = [proc.pid!, ...cellPids().values()];
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
     },
     stop() {
       return new Promise<void>((resolve) => {

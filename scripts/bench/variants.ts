@@ -20,7 +20,8 @@ export interface VariantReport {
 
 const RUN_TIMEOUT_MS = 30_000;
 
-export function summarizeRounds(label: string, results: DriveResult[]): VariantReport {
+/** Rounds of one design (a round's run_refs, if any, left out), and their medians. */
+export function summarizeRounds(label: string, results: (Round & { run_refs?: unknown })[]): VariantReport {
   const rounds = results.map(({ run_refs: _refs, ...round }) => round);
   const med = (pick: (r: Round) => number | null) => median(rounds.map(pick).filter((v): v is number => v !== null));
   return {
@@ -34,8 +35,14 @@ export function summarizeRounds(label: string, results: DriveResult[]): VariantR
   };
 }
 
-export async function socketVariant(label: string, url: string, auth: 'dev-login' | 'none', opts: BenchOptions): Promise<{ report: VariantReport; last: DriveResult }> {
-  const clients = await connectClients(url, opts.clients, auth, label.replace(/[^A-Za-z0-9-]/g, '-'));
+/** `urls`: one server, or the nodes of a cluster (the clients dealt round robin over them). */
+export async function socketVariant(
+  label: string,
+  urls: string | readonly string[],
+  auth: 'dev-login' | 'none',
+  opts: BenchOptions,
+): Promise<{ report: VariantReport; last: DriveResult }> {
+  const clients = await connectClients(urls, opts.clients, auth, label.replace(/[^A-Za-z0-9-]/g, '-'));
   try {
     const shape = { inflightPerClient: opts.inflight, agent: 'steps', input: { text: 'bench' }, runTimeoutMs: RUN_TIMEOUT_MS, maxMs: opts.roundMs };
     const warmStart = performance.now();

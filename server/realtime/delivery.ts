@@ -40,6 +40,8 @@ interface SocketState {
   merging: Map<string, { events: RunEventEnvelope[]; timer: NodeJS.Timeout }>;
   /** Runs being replayed when the bus signalled a gap: their held events may have holes. */
   gapped: Set<string>;
+  /** The replay under way per run (the last one asked): a later one waits for it. */
+  replaying: Map<string, Promise<ReplayResult>>;
 }
 
 const COALESCE_MS = 50;
@@ -134,7 +136,7 @@ export function createDelivery(opts: DeliveryOptions) {
 
   return {
     add(userId: string, socket: Socket): void {
-      const state: SocketState = { socket, outbox: watchOutbox(socket.conn), cursors: new Map(), held: new Map(), paused: new Set(), merging: new Map(), gapped: new Set() };
+      const state: SocketState = { socket, outbox: watchOutbox(socket.conn), cursors: new Map(), held: new Map(), paused: new Set(), merging: new Map(), gapped: new Set(), replaying: new Map() };
       bySocket.set(socket.id, state);
       if (!byUser.has(userId)) byUser.set(userId, new Set());
       byUser.get(userId)!.add(state);
@@ -206,6 +208,25 @@ export function createDelivery(opts: DeliveryOptions) {
     async replay(socket: Socket, runId: string, afterSeq: number, readLog: (after: number) => Promise<RunEventEnvelope[]>): Promise<ReplayResult> {
       const state = bySocket.get(socket.id);
       if (!state) return { lastSeq: afterSeq, nextAfterSeq: null };
+      // A replay of this run already under way on this socket (a resume and a resync notice crossing): this one
+      // waits for it, then sends only what it has not (both would otherwise send the same events).
+      const before = state.replaying.get(runId);
+      if (before) {
+        const mine = before.then(
+          (done) => replayNow(state, runId, Math.max(afterSeq, done.lastSeq), readLog),
+          () => replayNow(state, runId, afterSeq, readLog),
+        );
+        state.replaying.set(runId, mine);
+        return mine.finally(() => state.replaying.get(runId) === mine && state.replaying.delete(runId));
+      }
+      const mine = replayNow(state, runId, afterSeq, readLog);
+      state.replaying.set(runId, mine);
+      return mine.finally(() => state.replaying.get(runId) === mine && state.replaying.delete(runId));
+    },
+  };
+
+  async function replayNow(state: SocketState, runId: string, afterSeq: number, readLog: (after: number) => Promise<RunEventEnvelope[]>): Promise<ReplayResult> {
+    {
       flushMerged(state, runId);
       state.held.set(runId, []);
       state.paused.delete(runId);
@@ -246,8 +267,8 @@ export function createDelivery(opts: DeliveryOptions) {
         }
       }
       return { lastSeq: state.cursors.get(runId) ?? cursor, nextAfterSeq: cut ? cursor : null };
-    },
-  };
+    }
+  }
 }
 
 export type Delivery = ReturnType<typeof createDelivery>;
