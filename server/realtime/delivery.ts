@@ -42,6 +42,16 @@ interface SocketState {
   gapped: Set<string>;
   /** The replay under way per run (the last one asked): a later one waits for it. */
   replaying: Map<string, Promise<ReplayResult>>;
+  /** The last seq sent of runs this socket saw finish (the most recent FINISHED_MEMORY): never sent again. */
+  finished: Map<string, number>;
+}
+
+const FINISHED_MEMORY = 1000;
+
+/** Remembers that the socket was sent a run's terminal event at `seq`. */
+function rememberFinished(state: SocketState, runId: string, seq: number): void {
+  state.finished.set(runId, seq);
+  if (state.finished.size > FINISHED_MEMORY) state.finished.delete(state.finished.keys().next().value as string);
 }
 
 const COALESCE_MS = 50;
@@ -104,8 +114,10 @@ export function createDelivery(opts: DeliveryOptions) {
     }
     flushMerged(state, e.run_id);
     emitEnvelope(state.socket, e);
-    if (e.type === 'agent_completed') state.cursors.delete(e.run_id);
-    else state.cursors.set(e.run_id, e.seq);
+    if (e.type === 'agent_completed') {
+      state.cursors.delete(e.run_id);
+      rememberFinished(state, e.run_id, e.seq);
+    } else state.cursors.set(e.run_id, e.seq);
   }
 
   /**
@@ -136,7 +148,7 @@ export function createDelivery(opts: DeliveryOptions) {
 
   return {
     add(userId: string, socket: Socket): void {
-      const state: SocketState = { socket, outbox: watchOutbox(socket.conn), cursors: new Map(), held: new Map(), paused: new Set(), merging: new Map(), gapped: new Set(), replaying: new Map() };
+      const state: SocketState = { socket, outbox: watchOutbox(socket.conn), cursors: new Map(), held: new Map(), paused: new Set(), merging: new Map(), gapped: new Set(), replaying: new Map(), finished: new Map() };
       bySocket.set(socket.id, state);
       if (!byUser.has(userId)) byUser.set(userId, new Set());
       byUser.get(userId)!.add(state);
@@ -219,7 +231,9 @@ export function createDelivery(opts: DeliveryOptions) {
         state.replaying.set(runId, mine);
         return mine.finally(() => state.replaying.get(runId) === mine && state.replaying.delete(runId));
       }
-      const mine = replayNow(state, runId, afterSeq, readLog);
+      // Never an older seq than this socket was sent already (README "Replay without gaps or duplicates").
+      const sent = state.cursors.get(runId) ?? state.finished.get(runId);
+      const mine = replayNow(state, runId, sent === undefined ? afterSeq : Math.max(afterSeq, sent), readLog);
       state.replaying.set(runId, mine);
       return mine.finally(() => state.replaying.get(runId) === mine && state.replaying.delete(runId));
     },
@@ -260,7 +274,10 @@ export function createDelivery(opts: DeliveryOptions) {
         // Cut short: the run waits, paused, for the next subscribe_run from the cursor; its live events
         // would leave a gap. A bus gap during the replay: the same, and the client is told.
         if (cut) state.paused.add(runId);
-        else if (finished) state.cursors.delete(runId);
+        else if (finished) {
+          state.cursors.delete(runId);
+          rememberFinished(state, runId, cursor);
+        }
         else {
           if (gapped) pause(state, runId, cursor);
           for (const e of held) send(state, e);
