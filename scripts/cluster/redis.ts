@@ -53,6 +53,10 @@ export interface PrivateRedis {
   port: number;
   /** Stops it (keeping nothing: it saves nothing) and starts it again on the same port; resolves once it answers. */
   restart(downMs?: number): Promise<void>;
+  /** Stops it, to be started again with up(). */
+  down(): Promise<void>;
+  /** Starts it again on the same port (after down()); resolves once it answers. */
+  up(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -100,6 +104,11 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
     async restart(downMs = 0) {
       await stopProc(proc);
       if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
+      proc = startRedisServer(port);
+      await untilAnswering(url, 10_000);
+    },
+    down: () => stopProc(proc),
+    async up() {
       proc = startRedisServer(port);
       await untilAnswering(url, 10_000);
     },

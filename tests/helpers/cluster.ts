@@ -10,7 +10,7 @@ import { installAudit, readTransitions } from '../../scripts/cluster/audit';
 import { signToken } from '../../scripts/cluster/client';
 import type { Transition } from '../../scripts/cluster/history';
 import { startCluster, type Cluster, type ClusterOptions } from '../../scripts/cluster/nodes';
-import { freshKeyPrefix, removeKeys, SHARED_REDIS_URL } from '../../scripts/cluster/redis';
+import { freshKeyPrefix, removeKeys, SHARED_REDIS_URL, startPrivateRedis, type PrivateRedis } from '../../scripts/cluster/redis';
 import type { UserClient } from './client';
 import { scratchDatabase, type ScratchDatabase } from './pg-scratch';
 import { FIXTURE_AGENTS } from './server';
@@ -21,6 +21,8 @@ export interface TestCluster extends Cluster {
   database: ScratchDatabase;
   /** null: the nodes run without REDIS_URL. */
   redis: { url: string; keyPrefix: string } | null;
+  /** The cluster's own redis-server (`privateRedis: true`), to stop and start at will; null on the shared one. */
+  redisServer: PrivateRedis | null;
   /** A token for `userId`, signed with the nodes' secret. */
   token(userId: string): string;
   /** One statement on the cluster's database (numbers come back as pg gives them). */
@@ -39,6 +41,8 @@ export interface TestClusterOptions {
   nodes?: number;
   /** Start the nodes with REDIS_URL (default true). */
   redis?: boolean;
+  /** A redis-server of the cluster's own on a free port (to restart it) instead of the machine's. */
+  privateRedis?: boolean;
   leaseMs?: number;
   env?: Record<string, string>;
   /** Install the audit trigger on the Run table once the first node has migrated. */
@@ -49,7 +53,8 @@ export interface TestClusterOptions {
 export async function startTestCluster(options: TestClusterOptions = {}): Promise<TestCluster> {
   const database = scratchDatabase();
   await database.create();
-  const redis = options.redis === false ? null : { url: SHARED_REDIS_URL, keyPrefix: freshKeyPrefix() };
+  const redisServer = options.redis !== false && options.privateRedis ? await startPrivateRedis() : null;
+  const redis = options.redis === false ? null : { url: redisServer?.url ?? SHARED_REDIS_URL, keyPrefix: freshKeyPrefix() };
   const clusterOptions: ClusterOptions = {
     size: options.nodes ?? 3,
     databaseUrl: database.url,
@@ -70,6 +75,7 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
     cluster = await startCluster(clusterOptions);
   } catch (err) {
     if (redis) await removeKeys(redis.url, redis.keyPrefix).catch(() => undefined);
+    await redisServer?.stop();
     await database.drop().catch(() => undefined);
     throw err;
   }
@@ -87,6 +93,7 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
   return Object.assign(cluster, {
     database,
     redis,
+    redisServer,
     token: (userId: string) => signToken(CLUSTER_SECRET, userId),
     query,
     transitions: () => readTransitions(database.url),
@@ -102,6 +109,7 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
     async destroy() {
       await cluster.close();
       if (redis) await removeKeys(redis.url, redis.keyPrefix).catch(() => undefined);
+      await redisServer?.stop();
       await database.drop();
     },
   });
