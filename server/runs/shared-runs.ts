@@ -27,7 +27,7 @@ import { stopMessage } from '../../protocol/stop-errors.js';
 import type { NewRun, RunRecord } from '../store/store.js';
 import type { Deadlines } from './deadlines.js';
 import type { EventRelay } from './event-relay.js';
-import { newLiveRun, runLogFields, type LiveRun } from './live-run.js';
+import { liveRunOf, runLogFields, type LiveRun } from './live-run.js';
 import type { LiveRuns } from './live-runs.js';
 import type { Scheduler } from './scheduler.js';
 
@@ -167,18 +167,7 @@ export function createSharedRuns(deps: {
       if (held === null || draining) return [];
       const claimed = await cluster.claim(held, max, settings.userMaxConcurrentRuns);
       return claimed.map(({ record: r, lastSeq }) => {
-        const run = newLiveRun({
-          id: r.id,
-          userId: r.userId,
-          threadId: r.threadId,
-          agentName: r.agentName,
-          input: r.input,
-          requestId: r.requestId,
-          correlationId: r.correlationId,
-          acceptedAt: r.queuedAt.getTime(),
-          attempt: r.attempts,
-          owner: held,
-        });
+        const run = liveRunOf(r, held);
         relay.open(run, lastSeq + 1);
         live.add(run);
         return run;
