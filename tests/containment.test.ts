@@ -389,7 +389,9 @@ describe('an idle cell whose memory grew', () => {
   let server: TestServer;
   let u: UserClient;
   beforeAll(async () => {
-    server = await startServer({ AGENTS_DIR: FIXTURE_AGENTS, CELLS: '2', THREADS_PER_CELL: '1', CELL_RECYCLE_RSS_RATIO: '1.3' });
+    // The CPU governor stays out (CPU_DEMOTE_AFTER_MS=0): on a loaded machine the memory-growing run can keep a core
+    // long enough to be demoted, and its worker is then retired for that (priority_not_restored), not for memory.
+    server = await startServer({ AGENTS_DIR: FIXTURE_AGENTS, CELLS: '2', THREADS_PER_CELL: '1', CELL_RECYCLE_RSS_RATIO: '1.3', CPU_DEMOTE_AFTER_MS: '0' });
     u = await UserClient.connect(server.url, 'hoarder');
   });
   afterAll(async () => {
