@@ -94,7 +94,7 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   const view = (await mallory.http('GET', `/v1/runs/${run_id}`)).body;
   expect(view.isolation.refused).toEqual(expect.arrayContaining(['signal', 'worker']));
   const metrics = (await mallory.http('GET', '/metrics')).body as string;
-  expect(metrics).toMatch(/^atoll_walls_hit_total\{wall="signal"\} [1-9]/m);
+  expect(metrics).toMatch(/^atoll_walls_hit_total\{wall="signal",node="[^"]+"\} [1-9]/m);
   // A run that tried nothing has nothing named.
   const clean = await victim.start({ agent: 'echo', input: 'clean' });
   await victim.waitForRun(clean.run_id);
