@@ -17,7 +17,8 @@ const PARTS = 250; // 25 MB streamed: 25 times the budget
 const STREAMED = PAD * PARTS;
 
 /** The front's own sample of a metric: the unlabelled series (cells' series carry a `cell` label). */
-const frontValue = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+/** The front's own series: only the node label (cells' series carry `cell` too). */
+const frontValue = (text: string, name: string) => Number(new RegExp(`^${name}(?:\\{node="[^"]*"\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
 
 describe('a client that stops reading', () => {
   let server: TestServer;
