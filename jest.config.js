@@ -2,7 +2,8 @@
 // anyway, and a TypeScript transform would not reach them.
 //
 // One pass per store, ATOLL_TEST_DATABASE=sqlite (the default) or postgresql (scripts/test-stores.js runs both):
-// - the SQLite pass runs every file except the PostgreSQL-only ones (dist/tests/postgresql/);
+// - the SQLite pass runs every file except the PostgreSQL-only ones (dist/tests/postgresql/, and the cluster's
+//   dist/tests/cluster/: several nodes need PostgreSQL and Redis);
 // - the PostgreSQL pass runs the files whose outcome the store can change, those included. The rest ran already
 //   in the SQLite pass: files that reach no database (STORE_FREE), and files that start a server only to test
 //   what the store plays no part in (STORE_BLIND), which keeps both passes together well under 15 minutes on 2
@@ -50,7 +51,7 @@ module.exports = {
   globalTeardown: '<rootDir>/dist/tests/helpers/global-teardown.js',
   roots: ['<rootDir>/dist/tests'],
   testMatch: ['**/*.test.js'],
-  testPathIgnorePatterns: ['/node_modules/', ...(STORE === 'postgresql' ? [...STORE_FREE, ...STORE_BLIND] : ['/dist/tests/postgresql/'])],
+  testPathIgnorePatterns: ['/node_modules/', ...(STORE === 'postgresql' ? [...STORE_FREE, ...STORE_BLIND] : ['/dist/tests/postgresql/', '/dist/tests/cluster/'])],
   testTimeout: 60000,
   maxWorkers: 2,
   verbose: true,

@@ -64,14 +64,15 @@ test('the front starts no threads: nothing it loads uses worker_threads or Pisci
 /**
  * Database and bus drivers, each reserved to the folder of its implementation (folders of implementations still
  * to come included): choosing a database or a bus stays one folder. Tests are not checked: they open the
- * database file themselves to see what was written.
+ * database file themselves to see what was written. Nor is the cluster checker (scripts/cluster/), for the same
+ * reason: it observes PostgreSQL and Redis from outside the nodes it judges.
  */
 const DRIVERS: Record<string, string[]> = {
   'better-sqlite3': ['server/store/sqlite/'],
   '@prisma/adapter-better-sqlite3': ['server/store/sqlite/'],
-  pg: ['server/store/postgresql/'],
+  pg: ['server/store/postgresql/', 'scripts/cluster/'],
   '@prisma/adapter-pg': ['server/store/postgresql/'],
-  ioredis: ['server/bus/redis/', 'server/shared/redis/'],
+  ioredis: ['server/bus/redis/', 'server/shared/redis/', 'scripts/cluster/'],
   'rate-limiter-flexible': ['server/shared/redis/'],
 };
 const SOURCE_DIRS = ['server', 'workers', 'protocol', 'prisma', 'scripts', 'web'];

@@ -40,6 +40,20 @@ interface SocketState {
   merging: Map<string, { events: RunEventEnvelope[]; timer: NodeJS.Timeout }>;
   /** Runs being replayed when the bus signalled a gap: their held events may have holes. */
   gapped: Set<string>;
+  /** The replay under way per run (the last one asked): a later one waits for it. */
+  replaying: Map<string, Promise<ReplayResult>>;
+  /** The last seq sent of runs this socket saw finish (the most recent FINISHED_MEMORY): never sent again. */
+  finished: Map<string, number>;
+  /** When it was added: the runs its user starts from then on are its to follow. */
+  since: number;
+}
+
+const FINISHED_MEMORY = 1000;
+
+/** Remembers that the socket was sent a run's terminal event at `seq`. */
+function rememberFinished(state: SocketState, runId: string, seq: number): void {
+  state.finished.set(runId, seq);
+  if (state.finished.size > FINISHED_MEMORY) state.finished.delete(state.finished.keys().next().value as string);
 }
 
 const COALESCE_MS = 50;
@@ -102,8 +116,10 @@ export function createDelivery(opts: DeliveryOptions) {
     }
     flushMerged(state, e.run_id);
     emitEnvelope(state.socket, e);
-    if (e.type === 'agent_completed') state.cursors.delete(e.run_id);
-    else state.cursors.set(e.run_id, e.seq);
+    if (e.type === 'agent_completed') {
+      state.cursors.delete(e.run_id);
+      rememberFinished(state, e.run_id, e.seq);
+    } else state.cursors.set(e.run_id, e.seq);
   }
 
   /**
@@ -134,7 +150,7 @@ export function createDelivery(opts: DeliveryOptions) {
 
   return {
     add(userId: string, socket: Socket): void {
-      const state: SocketState = { socket, outbox: watchOutbox(socket.conn), cursors: new Map(), held: new Map(), paused: new Set(), merging: new Map(), gapped: new Set() };
+      const state: SocketState = { socket, outbox: watchOutbox(socket.conn), cursors: new Map(), held: new Map(), paused: new Set(), merging: new Map(), gapped: new Set(), replaying: new Map(), finished: new Map(), since: Date.now() };
       bySocket.set(socket.id, state);
       if (!byUser.has(userId)) byUser.set(userId, new Set());
       byUser.get(userId)!.add(state);
@@ -191,6 +207,22 @@ export function createDelivery(opts: DeliveryOptions) {
         }
       }
     },
+    /**
+     * The user's sockets, each with when it joined and whether it knows a run (follows it, saw it finish, or is
+     * replaying it): after a bus gap, runs that started during it are unknown to sockets on other nodes.
+     */
+    socketStates(userId: string): { socket: Socket; since: number; knows: (runId: string) => boolean }[] {
+      return [...(byUser.get(userId) ?? [])].map((state) => ({
+        socket: state.socket,
+        since: state.since,
+        knows: (runId: string) => state.cursors.has(runId) || state.finished.has(runId) || state.held.has(runId) || state.replaying.has(runId) || state.paused.has(runId),
+      }));
+    },
+    /** Tells the socket to go on with subscribe_run after `lastSeq` (a replay it did not ask for was cut short). */
+    askResync(socket: Socket, runId: string, lastSeq: number): void {
+      const state = bySocket.get(socket.id);
+      if (state) pause(state, runId, lastSeq);
+    },
     deliver(e: RunEventEnvelope): void {
       for (const state of byUser.get(e.user_id) ?? []) {
         const held = state.held.get(e.run_id);
@@ -206,6 +238,27 @@ export function createDelivery(opts: DeliveryOptions) {
     async replay(socket: Socket, runId: string, afterSeq: number, readLog: (after: number) => Promise<RunEventEnvelope[]>): Promise<ReplayResult> {
       const state = bySocket.get(socket.id);
       if (!state) return { lastSeq: afterSeq, nextAfterSeq: null };
+      // A replay of this run already under way on this socket (a resume and a resync notice crossing): this one
+      // waits for it, then sends only what it has not (both would otherwise send the same events).
+      const before = state.replaying.get(runId);
+      if (before) {
+        const mine = before.then(
+          (done) => replayNow(state, runId, Math.max(afterSeq, done.lastSeq), readLog),
+          () => replayNow(state, runId, afterSeq, readLog),
+        );
+        state.replaying.set(runId, mine);
+        return mine.finally(() => state.replaying.get(runId) === mine && state.replaying.delete(runId));
+      }
+      // Never an older seq than this socket was sent already (README "Replay without gaps or duplicates").
+      const sent = state.cursors.get(runId) ?? state.finished.get(runId);
+      const mine = replayNow(state, runId, sent === undefined ? afterSeq : Math.max(afterSeq, sent), readLog);
+      state.replaying.set(runId, mine);
+      return mine.finally(() => state.replaying.get(runId) === mine && state.replaying.delete(runId));
+    },
+  };
+
+  async function replayNow(state: SocketState, runId: string, afterSeq: number, readLog: (after: number) => Promise<RunEventEnvelope[]>): Promise<ReplayResult> {
+    {
       flushMerged(state, runId);
       state.held.set(runId, []);
       state.paused.delete(runId);
@@ -239,15 +292,18 @@ export function createDelivery(opts: DeliveryOptions) {
         // Cut short: the run waits, paused, for the next subscribe_run from the cursor; its live events
         // would leave a gap. A bus gap during the replay: the same, and the client is told.
         if (cut) state.paused.add(runId);
-        else if (finished) state.cursors.delete(runId);
+        else if (finished) {
+          state.cursors.delete(runId);
+          rememberFinished(state, runId, cursor);
+        }
         else {
           if (gapped) pause(state, runId, cursor);
           for (const e of held) send(state, e);
         }
       }
       return { lastSeq: state.cursors.get(runId) ?? cursor, nextAfterSeq: cut ? cursor : null };
-    },
-  };
+    }
+  }
 }
 
 export type Delivery = ReturnType<typeof createDelivery>;

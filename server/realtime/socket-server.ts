@@ -59,6 +59,10 @@ export interface SocketServerDeps {
 export const transportCap = (maxInputBytes: number) => Math.max(4 * maxInputBytes + 64 * 1024, 1024 * 1024);
 
 const REPLAY_PAGE = 500;
+/** After a bus gap, at most this many of a user's runs accepted since a socket connected are looked at for it. */
+const MISSED_RUNS_MAX = 100;
+/** Nodes' clocks differ a little: a run accepted elsewhere just before a socket connected here still counts. */
+const CLOCK_SLACK_MS = 5_000;
 
 export function createSocketServer(deps: SocketServerDeps) {
   const { tokens, runs, store, log } = deps;
@@ -115,8 +119,27 @@ export function createSocketServer(deps: SocketServerDeps) {
   let stallSweep: NodeJS.Timeout | null = null;
   const subscriptions = createUserSubscriptions(deps.bus, (userId) => ({
     onEvent: (envelope) => delivery.deliver(envelope),
-    onGap: () => delivery.gap(userId),
+    onGap: () => {
+      delivery.gap(userId);
+      void announceMissedRuns(userId);
+    },
   }));
+
+  /**
+   * After a bus gap (Redis was away), the runs the user started meanwhile on another node reached none of this
+   * node's sockets: each socket is sent the log of every run of its user accepted since it connected that it
+   * does not know, then follows it live (a run still going) as if it had seen it start.
+   */
+  async function announceMissedRuns(userId: string): Promise<void> {
+    for (const { socket, since, knows } of delivery.socketStates(userId)) {
+      const runs = await store.listRunsSince(userId, new Date(since - CLOCK_SLACK_MS), MISSED_RUNS_MAX).catch(() => []);
+      for (const run of runs) {
+        if (knows(run.id)) continue;
+        const replayed = await delivery.replay(socket, run.id, 0, (after) => store.listEvents(run, after, REPLAY_PAGE)).catch(() => null);
+        if (replayed?.nextAfterSeq != null) delivery.askResync(socket, run.id, replayed.nextAfterSeq);
+      }
+    }
+  }
   const slots = createConnectionSlots(deps.shared.connections);
   const ipOf = (socket: AtollSocket) => socket.handshake.address || 'unknown';
 

@@ -1,7 +1,9 @@
 /**
  * SIGTERM: refuse new runs, let running ones finish within the grace period, stop the rest as cancelled with
  * their terminal events (deadlines.ts ends those whose cells do not). Queued runs stay queued in the database
- * and resume at the next start: nothing accepted is lost.
+ * and resume at the next start: nothing accepted is lost. With several nodes, the waiting runs go back to the
+ * shared queue at once, and the runs still running after the grace period move to another node when their
+ * agent is safe to repeat (the rest are cancelled as on one node).
  */
 import { untilNone, type Deadlines } from './deadlines.js';
 import type { LiveRun } from './live-run.js';
@@ -14,6 +16,8 @@ export function createDrain(deps: {
   deadlines: Deadlines;
   /** Several nodes: the runs waiting here go back to the shared queue, for the other nodes (shared-runs.ts). */
   giveBack?: (runs: LiveRun[]) => Promise<void>;
+  /** Several nodes: runs still running after the grace period move to other nodes where they may (shared-runs.ts). */
+  move?: (runs: LiveRun[]) => Promise<void>;
 }) {
   let draining = false;
   return {
@@ -36,6 +40,7 @@ export function createDrain(deps: {
       }
       const inFlight = () => deps.live.inFlight();
       await untilNone(inFlight, graceMs);
+      if (deps.move) await deps.move(inFlight());
       await deps.deadlines.stopAtShutdown(inFlight);
       await Promise.all([...deps.live.values()].filter((r) => r.phase === 'finished').map((r) => r.settled));
       // Every run is settled: no deadline is left to keep, not even a wedged-cell watch (the cells stop next).

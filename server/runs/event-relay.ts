@@ -127,6 +127,11 @@ export function createEventRelay(deps: {
       });
     },
 
+    /** Settles once everything queued for the run so far is written (and published). */
+    written(run: LiveRun): Promise<void> {
+      return logs.get(run.id)?.chain ?? Promise.resolve();
+    },
+
     /** Queues a side write (the run's status) behind everything logged so far, in the run's order. */
     queueWrite(run: LiveRun, write: () => Promise<void>): void {
       const runLog = logOf(run);

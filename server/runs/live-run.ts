@@ -5,6 +5,7 @@
  */
 import type { AgentInput, RunAssignment } from '../../protocol/cell-messages.js';
 import type { StopReason } from '../../protocol/stop-errors.js';
+import type { RunRecord } from '../store/store.js';
 
 export type RunPhase = 'queued' | 'dispatched' | 'running' | 'finished';
 
@@ -75,6 +76,22 @@ export function newLiveRun(fields: {
     settled,
     markSettled,
   };
+}
+
+/** The LiveRun of a stored run taken up again (recovered at start-up, or claimed from the shared queue). */
+export function liveRunOf(r: RunRecord, owner: string | null = null): LiveRun {
+  return newLiveRun({
+    id: r.id,
+    userId: r.userId,
+    threadId: r.threadId,
+    agentName: r.agentName,
+    input: r.input,
+    requestId: r.requestId,
+    correlationId: r.correlationId,
+    acceptedAt: r.queuedAt.getTime(),
+    attempt: r.attempts,
+    owner,
+  });
 }
 
 /** The fields every log line about a run carries, so one run's lines can be found across processes. */

@@ -6,7 +6,7 @@
 import type { RunStore } from '../store/store.js';
 import type { EventRelay } from './event-relay.js';
 import type { Finishing } from './finishing.js';
-import { newLiveRun } from './live-run.js';
+import { liveRunOf } from './live-run.js';
 import type { LiveRuns } from './live-runs.js';
 import type { Scheduler } from './scheduler.js';
 
@@ -20,17 +20,7 @@ export async function recoverRuns(deps: {
   let failed = 0;
   let requeued = 0;
   for (const { run: r, lastSeq } of await deps.store.findUnfinishedRuns()) {
-    const run = newLiveRun({
-      id: r.id,
-      userId: r.userId,
-      threadId: r.threadId,
-      agentName: r.agentName,
-      input: r.input,
-      requestId: r.requestId,
-      correlationId: r.correlationId,
-      acceptedAt: r.queuedAt.getTime(),
-      attempt: r.attempts,
-    });
+    const run = liveRunOf(r);
     deps.relay.open(run, lastSeq + 1);
     deps.live.add(run);
     if (r.status === 'running') {

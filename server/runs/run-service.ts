@@ -96,7 +96,13 @@ export function createRunService(deps: {
     cellOf: (run) => deps.cells.cells().find((c) => c.id === run.cellId),
     stopped: finishing.stopped,
   });
-  const drain = createDrain({ live, scheduler, deadlines, giveBack: shared ? (runs) => shared.releaseWaiting(runs) : undefined });
+  const drain = createDrain({
+    live,
+    scheduler,
+    deadlines,
+    giveBack: shared ? (runs) => shared.releaseWaiting(runs) : undefined,
+    move: shared ? (runs) => shared.move(runs) : undefined,
+  });
   const intake = createIntake({
     store,
     relay,

@@ -27,7 +27,7 @@ import { stopMessage } from '../../protocol/stop-errors.js';
 import type { NewRun, RunRecord } from '../store/store.js';
 import type { Deadlines } from './deadlines.js';
 import type { EventRelay } from './event-relay.js';
-import { newLiveRun, runLogFields, type LiveRun } from './live-run.js';
+import { liveRunOf, runLogFields, type LiveRun } from './live-run.js';
 import type { LiveRuns } from './live-runs.js';
 import type { Scheduler } from './scheduler.js';
 
@@ -120,6 +120,8 @@ export function createSharedRuns(deps: {
   function noticeLater(record: RunRecord): void {
     const timer = setTimeout(() => {
       notices.delete(timer);
+      // Claimed here meanwhile: it no longer waits (a run another node claimed is found so in the database).
+      if (live.get(record.id)) return;
       cluster
         .noticeIfWaiting(record.id, (run, lastSeq, position) => envelopeOf(run, lastSeq + 1, 'run_queued', { position }))
         .then((e) => e && bus.publish(e))
@@ -165,18 +167,7 @@ export function createSharedRuns(deps: {
       if (held === null || draining) return [];
       const claimed = await cluster.claim(held, max, settings.userMaxConcurrentRuns);
       return claimed.map(({ record: r, lastSeq }) => {
-        const run = newLiveRun({
-          id: r.id,
-          userId: r.userId,
-          threadId: r.threadId,
-          agentName: r.agentName,
-          input: r.input,
-          requestId: r.requestId,
-          correlationId: r.correlationId,
-          acceptedAt: r.queuedAt.getTime(),
-          attempt: r.attempts,
-          owner: held,
-        });
+        const run = liveRunOf(r, held);
         relay.open(run, lastSeq + 1);
         live.add(run);
         return run;
@@ -196,6 +187,35 @@ export function createSharedRuns(deps: {
         if (outcome.nodeId === settings.nodeId) stopHeld(runId);
         else if (outcome.nodeId) signals.stopRun(outcome.nodeId, userId, runId);
       }
+    },
+
+    /**
+     * Drain, after the grace period: each run still running whose agent is safe to repeat (and has attempts
+     * left) moves: its attempt here is stopped and its late messages dropped, its log says `run_restarted`
+     * (reason `node_draining`), and it goes back to the shared queue for another node. The others stay, to be
+     * cancelled as on one node.
+     */
+    async move(runs: LiveRun[]): Promise<void> {
+      const held = lease.current;
+      if (held === null) return;
+      await Promise.all(
+        runs
+          .filter((run) => repeatable(run.agentName) && run.attempt < settings.maxRunAttempts && !run.stopReason)
+          .map(async (run) => {
+            const cell = run.cellId ? deps.cells.cells().find((c) => c.id === run.cellId) : undefined;
+            cell?.send({ type: 'cancel', runId: run.id, reason: 'cancelled' });
+            deps.deadlines().clear(run);
+            deps.scheduler().release(run);
+            run.phase = 'finished'; // what its cell still says about this attempt is dropped
+            relay.append(run, 'run_restarted', { attempt: run.attempt + 1, reason: 'node_draining' });
+            relay.queueWrite(run, () => cluster.release(held, [run.id]));
+            await relay.written(run);
+            relay.forget(run);
+            live.delete(run.id);
+            run.markSettled();
+            metrics.runRestarts.inc({ reason: 'node_draining' });
+          }),
+      );
     },
 
     /** The write of a run was refused: this node's lease no longer holds it. */

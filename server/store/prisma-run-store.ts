@@ -80,6 +80,11 @@ export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
       return row ? toRun(row) : null;
     },
 
+    async listRunsSince(userId: string, since: Date, limit: number): Promise<RunRecord[]> {
+      const rows = await db.run.findMany({ where: { userId, queuedAt: { gte: since } }, orderBy: [{ queuedAt: 'asc' }, { id: 'asc' }], take: limit });
+      return rows.map(toRun);
+    },
+
     async listEvents(run: RunRecord, afterSeq: number, limit: number): Promise<RunEventEnvelope[]> {
       const rows = await db.runEvent.findMany({ where: { runId: run.id, seq: { gt: afterSeq } }, orderBy: { seq: 'asc' }, take: limit });
       return rows.map(

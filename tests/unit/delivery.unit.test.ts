@@ -326,6 +326,28 @@ describe('replay', () => {
     expect(seqs(a.sent)).toEqual(['2', '3', '4', '5', '6']);
   });
 
+  test('two replays of one run at once on one socket (a resume and a resync crossing): each event once, the second from where the first ended', async () => {
+    const { d, a } = rig();
+    const r = reader(log(5));
+    const [first, second] = await Promise.all([replayOf(d, a.socket, 'r1', 0, r.read), replayOf(d, a.socket, 'r1', 0, r.read)]);
+    expect(seqs(a.sent)).toEqual(['1', '2', '3', '4', '5']);
+    expect(first).toEqual({ lastSeq: 5, nextAfterSeq: null });
+    expect(second).toEqual({ lastSeq: 5, nextAfterSeq: null });
+    d.deliver(ev(6));
+    expect(seqs(a.sent)).toEqual(['1', '2', '3', '4', '5', '6']);
+  });
+
+  test('a socket is never sent an older seq again: a later replay from 0 of a run it saw, even finished, sends only what is new', async () => {
+    const { d, a } = rig();
+    const r = reader(log(3));
+    await replayOf(d, a.socket, 'r1', 0, r.read);
+    d.deliver(ev(4, 'agent_completed'));
+    expect(seqs(a.sent)).toEqual(['1', '2', '3', '4']);
+    const again = reader([...log(3), ev(4, 'agent_completed')]);
+    await expect(replayOf(d, a.socket, 'r1', 0, again.read)).resolves.toEqual({ lastSeq: 4, nextAfterSeq: null });
+    expect(seqs(a.sent)).toEqual(['1', '2', '3', '4']);
+  });
+
   test('an empty log leaves the cursor where the client is', async () => {
     const { d, a } = rig();
     await expect(replayOf(d, a.socket, 'r1', 7, async () => [])).resolves.toEqual({ lastSeq: 7, nextAfterSeq: null });

@@ -65,11 +65,15 @@ const lastSeqs = async (client: pg.PoolClient, runIds: string[]): Promise<Map<st
   return new Map(rows.map((r) => [r.runId, Number(r.last)]));
 };
 
-export function createPgClusterStore(pool: pg.Pool): ClusterStore {
+/**
+ * `pool` serves the queue (accepts, claims, takeovers, stops); `leasePool` (one connection) only the lease: a
+ * renewal must never wait behind a burst of accepts, or a busy node would lose its lease and its runs.
+ */
+export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool): ClusterStore {
   return {
     async register(nodeId, leaseMs) {
       const lease = randomUUID();
-      return inTransaction(pool, async (c) => {
+      return inTransaction(leasePool, async (c) => {
         const { rowCount } = await c.query(`UPDATE "Node" SET "expiresAt" = ${NOW} - interval '1 millisecond' WHERE "nodeId" = $1 AND "expiresAt" > ${NOW}`, [nodeId]);
         // Runs a single node left running when it stopped (before this database served several nodes) belong to
         // no lease: they are given one that has expired already, so the next takeover treats them like a dead node's.
@@ -82,9 +86,9 @@ export function createPgClusterStore(pool: pg.Pool): ClusterStore {
     },
 
     async renew(lease, leaseMs) {
-      const { rowCount } = await pool.query(`UPDATE "Node" SET "expiresAt" = ${NOW} + $2 * interval '1 millisecond' WHERE "id" = $1 AND "expiresAt" > ${NOW}`, [lease, leaseMs]);
+      const { rowCount } = await leasePool.query(`UPDATE "Node" SET "expiresAt" = ${NOW} + $2 * interval '1 millisecond' WHERE "id" = $1 AND "expiresAt" > ${NOW}`, [lease, leaseMs]);
       if (!rowCount) return { alive: false, stopsAsked: [] };
-      const { rows } = await pool.query<{ id: string }>(`SELECT "id" FROM "Run" WHERE "owner" = $1 AND "cancelRequested" AND "status" IN ${ACTIVE}`, [lease]);
+      const { rows } = await leasePool.query<{ id: string }>(`SELECT "id" FROM "Run" WHERE "owner" = $1 AND "cancelRequested" AND "status" IN ${ACTIVE}`, [lease]);
       return { alive: true, stopsAsked: rows.map((r) => r.id) };
     },
 
@@ -243,7 +247,7 @@ export function createPgClusterStore(pool: pg.Pool): ClusterStore {
     },
 
     async close() {
-      await pool.end().catch(() => undefined);
+      await Promise.all([pool.end(), leasePool.end()]).catch(() => undefined);
     },
   };
 }

@@ -8,12 +8,13 @@ import pg from 'pg';
 import type { StoreOptions } from '../backend.js';
 import type { PostgresqlTarget } from '../database-target.js';
 import { lockRefusal, type NodeMode } from '../node-lock.js';
+import { isUnavailable } from './unavailable.js';
 
 /** Beside Prisma's migration lock (72707369). */
 const NODE_LOCK_KEY = 72707370;
 const RELOCK_EVERY_MS = 5_000;
 
-export async function lockPostgresql(target: PostgresqlTarget, mode: NodeMode, log: StoreOptions['log']): Promise<() => Promise<void>> {
+export async function lockPostgresql(target: PostgresqlTarget, mode: NodeMode, log: StoreOptions['log'], startupWaitMs: number): Promise<() => Promise<void>> {
   const fn = mode === 'single' ? 'pg_try_advisory_lock' : 'pg_try_advisory_lock_shared';
   let client: pg.Client | null = null;
   let closed = false;
@@ -48,7 +49,17 @@ export async function lockPostgresql(target: PostgresqlTarget, mode: NodeMode, l
     timer.unref();
   }
 
-  if (!(await take())) throw lockRefusal(mode, `the database ${target.masked}`);
+  // A connection that fails (a busy server, a restart) is tried again for DB_STARTUP_WAIT_MS, as migrations are.
+  const deadline = Date.now() + startupWaitMs;
+  for (;;) {
+    try {
+      if (await take()) break;
+      throw lockRefusal(mode, `the database ${target.masked}`);
+    } catch (err) {
+      if (!isUnavailable(err) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
   return async () => {
     closed = true;
     if (timer) clearTimeout(timer);

@@ -50,13 +50,14 @@ export function createPostgresqlBackend(target: PostgresqlTarget, options: Store
       const store = guarded(createPrismaRunStore(reads.prisma, writes), () => writes.commits.undoPending);
       // The shared queue's transactions (several nodes): a pool of their own, so a claim never waits behind reads.
       const clusterPool = createPool(poolConfig(target.url, CLUSTER_POOL_SIZE), options.log);
-      const cluster = createPgClusterStore(clusterPool);
+      const leasePool = createPool(poolConfig(target.url, 1), options.log);
+      const cluster = createPgClusterStore(clusterPool, leasePool);
       let clusterUsed = false;
       let unlock: (() => Promise<void>) | null = null;
       return {
         store,
         async lockNode(mode) {
-          unlock = await lockPostgresql(target, mode, options.log);
+          unlock = await lockPostgresql(target, mode, options.log, options.startupWaitMs);
         },
         // Opened on first use: a single node never does.
         get cluster() {
@@ -65,14 +66,15 @@ export function createPostgresqlBackend(target: PostgresqlTarget, options: Store
         },
         gateConnection: reads.connection,
         isUnavailable,
-        // Reads, the write connection, the node lock's, and the shared queue's pool when several nodes use it.
+        // Reads, the write connection, the node lock's, and the shared queue's pool and the lease's connection
+        // when several nodes use them.
         get connections() {
-          return options.poolSize + 1 + (unlock ? 1 : 0) + (clusterUsed ? CLUSTER_POOL_SIZE : 0);
+          return options.poolSize + 1 + (unlock ? 1 : 0) + (clusterUsed ? CLUSTER_POOL_SIZE + 1 : 0);
         },
         async close(): Promise<void> {
           await writes.commits.close(CLOSE_GRACE_MS);
           await reads.prisma.$disconnect().catch(() => undefined);
-          await Promise.all([readPool.end(), writePool.end(), clusterPool.end()]).catch(() => undefined);
+          await Promise.all([readPool.end(), writePool.end(), clusterPool.end(), leasePool.end()]).catch(() => undefined);
           await unlock?.();
         },
       };

@@ -1,0 +1,45 @@
+/**
+ * Redis restarting or unreachable loses no event: events are committed to PostgreSQL first, and delivery resumes
+ * with a replay once Redis is back. Two nodes on a redis-server of the test's own, stopped while a run executes:
+ * the user's socket on the node that does not run it must still receive the whole run, exactly once.
+ */
+import { httpCall, UserClient } from '../helpers/client';
+import { replayOnResync, startTestCluster, type TestCluster } from '../helpers/cluster';
+import { persistedEvents } from '../helpers/run-checks';
+
+jest.setTimeout(180_000);
+
+let cluster: TestCluster;
+const open: UserClient[] = [];
+
+beforeAll(async () => {
+  cluster = await startTestCluster({ nodes: 2, privateRedis: true });
+}, 300_000);
+
+afterAll(async () => {
+  open.forEach((c) => c.close());
+  await cluster?.destroy();
+});
+
+test('a run that starts and ends while Redis is down reaches the sockets on the other node once Redis is back', async () => {
+  const sockets = await Promise.all([1, 2].map(async (slot) => replayOnResync(await UserClient.connect(cluster.url(slot), 'ro1'))));
+  open.push(...sockets);
+  await cluster.redisServer!.down();
+  // Accepted and run while the nodes cannot publish to each other.
+  const started = await httpCall(cluster.url(1), 'POST', '/v1/threads', {}, sockets[0].token);
+  expect(started.status).toBe(201);
+  const run = await httpCall(cluster.url(1), 'POST', `/v1/threads/${started.body.id}/runs`, { agent: 'streamer', input: { text: 'outage', parts: 3 } }, sockets[0].token);
+  expect(run.status).toBe(202);
+  const runId: string = run.body.id;
+  for (const deadline = Date.now() + 60_000; ; await new Promise((r) => setTimeout(r, 100))) {
+    const res = await httpCall(cluster.url(1), 'GET', `/v1/runs/${runId}`, undefined, sockets[0].token);
+    if (['completed', 'failed', 'cancelled', 'timeout'].includes(res.body.status)) break;
+    if (Date.now() > deadline) throw new Error(`run ${runId} did not finish while Redis was down (${res.body.status})`);
+  }
+  await cluster.redisServer!.up();
+  const log = await persistedEvents(sockets[0], runId);
+  expect(log[log.length - 1].payload.status).toBe('completed');
+  // Each socket, on the node that ran it or not: the whole log, once (what it got by then, if it never finished).
+  const got = await Promise.all(sockets.map((s) => s.waitForRun(runId, 30_000).catch(() => s.events.filter((e) => e.run_id === runId))));
+  expect(got.map((events, i) => ({ node: `n${i + 1}`, seqs: events.map((e) => e.seq) }))).toEqual(sockets.map((_, i) => ({ node: `n${i + 1}`, seqs: log.map((e) => e.seq) })));
+});
