@@ -35,6 +35,7 @@ export async function clusterBench(opts: BenchOptions, deps: { db: BenchDatabase
   const throughput: Partial<Record<ClusterVariantKey, ClusterThroughputRow>> = {};
   const measured: { latency?: EventLatencyReport } = {};
   const takeovers: TakeoverReport[] = [];
+  const startFailures: string[] = [];
   const latencyOpts = { runs: opts.latencyRuns, warmup: opts.quick ? 2 : LATENCY_WARMUP, inflight: LATENCY_INFLIGHT };
 
   // The rows take turns, one repetition each on a cluster started for it, so every row's median comes from the
@@ -45,7 +46,7 @@ export async function clusterBench(opts: BenchOptions, deps: { db: BenchDatabase
   for (let rep = 0; rep < opts.reps; rep++) {
     for (const v of variants) {
       log(`cluster: ${v.label}${opts.reps > 1 ? `, repetition ${rep + 1}/${opts.reps}` : ''}`);
-      await using(startCluster(db, v.cluster ? redis : null, { nodes: v.nodes, cells: v.cells, threads: v.threads, leaseMs, extra: NODE_EXTRA }, `bench-${v.key.replace(/_/g, '-')}`), async (cluster) => {
+      await using(startCluster(db, v.cluster ? redis : null, { nodes: v.nodes, cells: v.cells, threads: v.threads, leaseMs, extra: NODE_EXTRA }, `bench-${v.key.replace(/_/g, '-')}`), startFailures, async (cluster) => {
         const { report } = await socketVariant(`cluster ${v.key}`, cluster.urls(), 'dev-login', { ...opts, reps: 1 });
         rounds.get(v.key)!.push(...report.rounds);
         counted.set(v.key, {
@@ -66,7 +67,7 @@ export async function clusterBench(opts: BenchOptions, deps: { db: BenchDatabase
   }
   for (const lease of otherLeases) {
     const shape = { nodes: TAKEOVER_NODES, cells: 1, threads: 2, leaseMs: lease, extra: NODE_EXTRA };
-    takeovers.push(await using(startCluster(db, redis, shape, `bench-takeover-${lease}`), (cluster) => takeover(cluster, opts.takeoverRounds, log)));
+    takeovers.push(await using(startCluster(db, redis, shape, `bench-takeover-${lease}`), startFailures, (cluster) => takeover(cluster, opts.takeoverRounds, log)));
   }
 
   const rps = (k: ClusterVariantKey) => throughput[k]?.runs_per_s ?? null;
@@ -105,6 +106,7 @@ export async function clusterBench(opts: BenchOptions, deps: { db: BenchDatabase
     },
     event_latency: measured.latency!,
     takeover: takeovers,
+    node_start_failures: startFailures,
     markdown: '',
   };
   report.markdown = renderClusterMarkdown(report);
@@ -117,11 +119,13 @@ async function sumOverNodes(cluster: Cluster, name: string, labels: Record<strin
   return values.some((v) => v === null) ? null : values.reduce((a, b) => a! + b!, 0);
 }
 
-async function using<T>(cluster: Promise<Cluster>, use: (c: Cluster) => Promise<T>): Promise<T> {
+/** Uses a cluster, then stops it; `failures` gets its node starts that had to be tried again. */
+async function using<T>(cluster: Promise<Cluster>, failures: string[], use: (c: Cluster) => Promise<T>): Promise<T> {
   const c = await cluster;
   try {
     return await use(c);
   } finally {
+    failures.push(...c.startFailures);
     await c.stop();
   }
 }

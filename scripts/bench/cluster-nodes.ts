@@ -7,7 +7,7 @@
 import type { BenchDatabase } from './databases.js';
 import { atollEnv } from './atoll-server.js';
 import { ATOLL_ENTRY } from './paths.js';
-import type { RedisScratches } from './redis-scratch.js';
+import type { RedisScratch, RedisScratches } from './redis-scratch.js';
 import { startServer, type Spawned } from './spawn.js';
 
 export interface ClusterNode {
@@ -25,6 +25,8 @@ export interface ClusterNode {
 
 export interface Cluster {
   nodes: ClusterNode[];
+  /** Node starts that failed and were tried again (a starved machine: PostgreSQL or Redis too slow to answer). */
+  startFailures: string[];
   /** The live nodes' URLs, in node order. */
   urls(): string[];
   leaseMs: number;
@@ -43,8 +45,15 @@ export interface ClusterShape {
 /** `redis` null: the same nodes without REDIS_URL (only one may then use the database: the single-node mode). */
 export async function startCluster(db: BenchDatabase, redis: RedisScratches | null, shape: ClusterShape, name: string): Promise<Cluster> {
   const scratch = await db.scratch();
-  const keys = redis ? await redis.scratch() : null;
+  let keys: RedisScratch | null = null;
+  try {
+    keys = redis ? await redis.scratch() : null;
+  } catch (err) {
+    await scratch.drop();
+    throw err;
+  }
   const nodes: ClusterNode[] = [];
+  const startFailures: string[] = [];
   const stop = async () => {
     await Promise.all(nodes.map((n) => n.server.stop()));
     await scratch.drop();
@@ -53,7 +62,7 @@ export async function startCluster(db: BenchDatabase, redis: RedisScratches | nu
   // Started together, as nodes of a deployment are (they migrate the new database under one lock).
   const started = await Promise.allSettled(
     Array.from({ length: shape.nodes }, (_, i) =>
-      startNode(i, `${name}-${i + 1}`, atollEnv(shape.cells, shape.threads, { ...scratch.env, ...keys?.env, NODE_LEASE_MS: String(shape.leaseMs), ...shape.extra })),
+      startNode(i, `${name}-${i + 1}`, atollEnv(shape.cells, shape.threads, { ...scratch.env, ...keys?.env, NODE_LEASE_MS: String(shape.leaseMs), ...shape.extra }), startFailures),
     ),
   );
   for (const s of started) if (s.status === 'fulfilled') nodes.push(s.value);
@@ -62,12 +71,25 @@ export async function startCluster(db: BenchDatabase, redis: RedisScratches | nu
     await stop();
     throw failed.reason;
   }
-  return { nodes, urls: () => nodes.filter((n) => n.alive).map((n) => n.url), leaseMs: shape.leaseMs, stop };
+  return { nodes, startFailures, urls: () => nodes.filter((n) => n.alive).map((n) => n.url), leaseMs: shape.leaseMs, stop };
 }
 
-async function startNode(index: number, nodeId: string, env: Record<string, string>): Promise<ClusterNode> {
+/** A node start is tried this often: on a machine other work starves, a start-up query can time out. */
+const START_ATTEMPTS = 2;
+
+async function startNode(index: number, nodeId: string, env: Record<string, string>, failures: string[]): Promise<ClusterNode> {
   const withId = { ...env, NODE_ID: nodeId };
-  let server = await startServer(ATOLL_ENTRY, withId);
+  const start = async (): Promise<Spawned> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await startServer(ATOLL_ENTRY, withId);
+      } catch (err) {
+        if (attempt >= START_ATTEMPTS) throw err;
+        failures.push(`${nodeId}: ${String((err as Error).message).split('\n').filter(Boolean).slice(-1)[0]}`);
+      }
+    }
+  };
+  let server = await start();
   let alive = true;
   return {
     index,
@@ -89,7 +111,7 @@ async function startNode(index: number, nodeId: string, env: Record<string, stri
     },
     async restart() {
       await server.stop();
-      server = await startServer(ATOLL_ENTRY, withId);
+      server = await start();
       alive = true;
     },
   };

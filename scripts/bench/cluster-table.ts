@@ -60,5 +60,6 @@ export function renderClusterMarkdown(r: ClusterBenchReport): string {
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...takeoverRows,
     '',
+    ...(r.node_start_failures.length ? [`Node starts that failed and were tried again (other work starving the machine): ${r.node_start_failures.join('; ')}.`, ''] : []),
   ].join('\n');
 }

@@ -112,5 +112,7 @@ export interface ClusterBenchReport {
   event_latency: EventLatencyReport;
   /** One per --takeover-lease-ms, in that order. */
   takeover: TakeoverReport[];
+  /** Node starts that failed and were tried again (node: reason): a starved machine, not a measurement. */
+  node_start_failures: string[];
   markdown: string;
 }

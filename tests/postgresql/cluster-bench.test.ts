@@ -34,7 +34,7 @@ test('bench --cluster --quick: one node against three, event latency, a takeover
   const res = await runToExit(BENCH, ['--cluster', '--quick', '--postgresql', POSTGRESQL_SERVER, '--out', out, '--markdown', md], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, timeoutMs: 170_000 });
   expect(res.code).toBe(0);
   const r = JSON.parse(fs.readFileSync(out, 'utf8'));
-  expect(Object.keys(r).sort()).toEqual(['duration_s', 'event_latency', 'finished_at', 'machine', 'markdown', 'mode', 'quick', 'ratios', 'settings', 'started_at', 'takeover', 'throughput', 'tool', 'version']);
+  expect(Object.keys(r).sort()).toEqual(['duration_s', 'event_latency', 'finished_at', 'machine', 'markdown', 'mode', 'node_start_failures', 'quick', 'ratios', 'settings', 'started_at', 'takeover', 'throughput', 'tool', 'version']);
   expect(r).toMatchObject({ tool: 'atoll-bench', mode: 'cluster', quick: true });
   expect(r.settings.postgresql).toBe(POSTGRESQL_SERVER);
   expect(r.settings.takeover_lease_ms).toEqual([r.settings.lease_ms]);
