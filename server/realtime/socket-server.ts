@@ -61,8 +61,6 @@ export const transportCap = (maxInputBytes: number) => Math.max(4 * maxInputByte
 const REPLAY_PAGE = 500;
 /** After a bus gap, at most this many of a user's runs accepted since a socket connected are looked at for it. */
 const MISSED_RUNS_MAX = 100;
-/** Nodes' clocks differ a little: a run accepted elsewhere just before a socket connected here still counts. */
-const CLOCK_SLACK_MS = 5_000;
 
 export function createSocketServer(deps: SocketServerDeps) {
   const { tokens, runs, store, log } = deps;
@@ -128,11 +126,13 @@ export function createSocketServer(deps: SocketServerDeps) {
   /**
    * After a bus gap (Redis was away), the runs the user started meanwhile on another node reached none of this
    * node's sockets: each socket is sent the log of every run of its user accepted since it connected that it
-   * does not know, then follows it live (a run still going) as if it had seen it start.
+   * does not know, then follows it live (a run still going) as if it had seen it start. Not one accepted before
+   * it connected: a client joins those with subscribe_run from its own cursor (it may have seen them on an
+   * earlier socket).
    */
   async function announceMissedRuns(userId: string): Promise<void> {
     for (const { socket, since, knows } of delivery.socketStates(userId)) {
-      const runs = await store.listRunsSince(userId, new Date(since - CLOCK_SLACK_MS), MISSED_RUNS_MAX).catch(() => []);
+      const runs = await store.listRunsSince(userId, new Date(since), MISSED_RUNS_MAX).catch(() => []);
       for (const run of runs) {
         if (knows(run.id)) continue;
         const replayed = await delivery.replay(socket, run.id, 0, (after) => store.listEvents(run, after, REPLAY_PAGE)).catch(() => null);
