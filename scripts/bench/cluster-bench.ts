@@ -22,8 +22,11 @@ import type { ClusterBenchReport, ClusterThroughputRow } from './report-types.js
 import { takeover, type TakeoverReport } from './takeover.js';
 import { socketVariant, summarizeRounds, type Round } from './variants.js';
 
-/** Every node may run the chaos agent (the takeover's slow runs); the other rows never call it. */
-const NODE_EXTRA = { ENABLE_CHAOS_AGENTS: '1' };
+/**
+ * Every node may run the chaos agent (the takeover's slow runs; the other rows never call it), and lets a run
+ * live 5 minutes rather than 30 s: a slow run must outlast the round's set-up and a takeover on a busy machine.
+ */
+const NODE_EXTRA = { ENABLE_CHAOS_AGENTS: '1', RUN_TIMEOUT_MS: '300000' };
 const TAKEOVER_NODES = 3;
 /** Runs before the latency runs, not counted (the first runs of a user start its worker threads). */
 const LATENCY_WARMUP = 6;
@@ -42,7 +45,7 @@ export async function clusterBench(opts: BenchOptions, deps: { db: BenchDatabase
   // same minutes (this machine's speed drifts, and other work shares it).
   const variants = CLUSTER_VARIANTS.filter((v) => !opts.quick || !v.full);
   const rounds = new Map<ClusterVariantKey, Round[]>(variants.map((v) => [v.key, []]));
-  const counted = new Map<ClusterVariantKey, { recycles: number | null; threads: number | null }>();
+  const counted = new Map<ClusterVariantKey, { recycles: number | null; threads: number | null; leasesLost: number | null }>();
   for (let rep = 0; rep < opts.reps; rep++) {
     for (const v of variants) {
       log(`cluster: ${v.label}${opts.reps > 1 ? `, repetition ${rep + 1}/${opts.reps}` : ''}`);
@@ -52,6 +55,7 @@ export async function clusterBench(opts: BenchOptions, deps: { db: BenchDatabase
         counted.set(v.key, {
           recycles: await sumOverNodes(cluster, 'atoll_worker_recycles_total', { reason: 'user_switch' }),
           threads: await sumOverNodes(cluster, 'atoll_threads_alive', {}),
+          leasesLost: v.cluster ? await sumOverNodes(cluster, 'atoll_node_leases_lost_total', {}) : null,
         });
         // Once, on the last three-node cluster: the other measurements.
         if (v.key !== SHARED_VARIANT || rep !== opts.reps - 1) return;
@@ -63,7 +67,7 @@ export async function clusterBench(opts: BenchOptions, deps: { db: BenchDatabase
   }
   for (const v of variants) {
     const c = counted.get(v.key)!;
-    throughput[v.key] = { ...summarizeRounds(v.label, rounds.get(v.key)!), nodes: v.nodes, cells_per_node: v.cells, threads_per_node: v.threads, cluster: v.cluster, worker_recycles_user_switch: c.recycles, threads_alive_after: c.threads };
+    throughput[v.key] = { ...summarizeRounds(v.label, rounds.get(v.key)!), nodes: v.nodes, cells_per_node: v.cells, threads_per_node: v.threads, cluster: v.cluster, worker_recycles_user_switch: c.recycles, threads_alive_after: c.threads, leases_lost: c.leasesLost };
   }
   for (const lease of otherLeases) {
     const shape = { nodes: TAKEOVER_NODES, cells: 1, threads: 2, leaseMs: lease, extra: NODE_EXTRA };

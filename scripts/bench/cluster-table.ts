@@ -14,7 +14,7 @@ export function renderClusterMarkdown(r: ClusterBenchReport): string {
     const t = r.throughput[v.key];
     if (!t) return [];
     const vsOne = t.runs_per_s === null || one === null || one === 0 ? null : t.runs_per_s / one;
-    return [`| ${v.label} | ${t.nodes} | ${t.cells_per_node} × ${t.threads_per_node} | ${num(t.runs_per_s)} | ${num(t.latency_p50_ms, 2)} | ${num(t.latency_p95_ms, 2)} | ${t.failed} | ${t.threads_alive_after ?? 'n/a'} | ${x(vsOne)} |`];
+    return [`| ${v.label} | ${t.nodes} | ${t.cells_per_node} × ${t.threads_per_node} | ${num(t.runs_per_s)} | ${num(t.latency_p50_ms, 2)} | ${num(t.latency_p95_ms, 2)} | ${t.failed} | ${t.threads_alive_after ?? 'n/a'} | ${t.leases_lost ?? '–'} | ${x(vsOne)} |`];
   });
   const l = r.event_latency;
   const latencyRow = (name: string, p: typeof l.within_ms) => `| ${name} | ${p.count} | ${num(p.p50, 2)} | ${num(p.p99, 2)} | ${num(p.max, 2)} |`;
@@ -32,8 +32,8 @@ export function renderClusterMarkdown(r: ClusterBenchReport): string {
       `Every row on a fresh PostgreSQL database (${st.postgresql}); the cluster rows with a fresh Redis key prefix (${st.redis}), \`NODE_LEASE_MS=${st.lease_ms}\`. ` +
       `Latency: client send → terminal event.${r.quick ? ' **--quick smoke run: not meaningful figures.**' : ''}`,
     '',
-    '| design | nodes | cells × threads per node | runs/s | p50 ms | p95 ms | failed | threads alive after | runs/s vs one node |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| design | nodes | cells × threads per node | runs/s | p50 ms | p95 ms | failed | threads alive after | leases lost | runs/s vs one node |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows,
     '',
     `Three nodes / one node = **${num(ra.three_nodes_over_one_node, 3)}** (goal: at least 0.9; by repetition: ${ra.three_nodes_over_one_node_per_rep.map((v) => num(v, 3)).join(', ')}), three default nodes / one node = ${num(ra.three_nodes_same_per_node_over_one_node, 3)}; ` +
@@ -43,7 +43,7 @@ export function renderClusterMarkdown(r: ClusterBenchReport): string {
     `Event latency: one user with a socket on each of ${l.nodes} nodes (the three-node row's cluster) starts ${l.runs} runs through them in turn, ${l.inflight} at a time; ` +
       `each event of a run reaches the socket on the node that executed it (within) and those on the others (across). Envelope \`timestamp\` → arrival, ms ` +
       `(runs by executing node: ${Object.entries(l.runs_by_node).map(([n, c]) => `${n} ${c}`).join(', ')}${l.runs_unattributed ? `, unattributed ${l.runs_unattributed}` : ''}; ` +
-      `${l.runs_unheard ? `runs whose end no socket heard ${l.runs_unheard}; ` : ''}` +
+      `${l.runs_unheard ? `runs whose end no socket heard ${l.runs_unheard} (${l.unheard.map((u) => `${u.run_id} ${u.status}`).join(', ')}); ` : ''}` +
       `missing within ${l.missing_within}, across ${l.missing_across}; duplicates ${l.duplicates}).`,
     '',
     '| path | events | p50 ms | p99 ms | max ms |',

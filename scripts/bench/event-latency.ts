@@ -10,7 +10,7 @@
  * Only the events the executing node publishes count (agent_started, the agent's events, agent_completed), not
  * message_received and run_queued, which the node that accepted the run publishes.
  */
-import { userToken } from '../load/auth.js';
+import { getJson, userToken } from '../load/auth.js';
 import { percentiles, type Percentiles } from '../load/stats.js';
 import type { Cluster } from './cluster-nodes.js';
 import { EventRecorder, type Arrival } from './event-recorder.js';
@@ -25,6 +25,8 @@ export interface EventLatencyReport {
   runs_unattributed: number;
   /** Runs whose terminal event reached none of the sockets (their events are not counted). */
   runs_unheard: number;
+  /** Those runs as the database has them: id, status and the types of their logged events. */
+  unheard: { run_id: string; status: string | null; events: string[] }[];
   /** Events counted: those published by the executing node, of attributed runs. */
   events: number;
   /** Envelope timestamp → arrival on the socket on the executing node. */
@@ -71,20 +73,26 @@ export async function eventLatency(cluster: Cluster, opts: { runs: number; warmu
     while (Date.now() < settled && !(measured.every((r) => executedOn.has(r)) && sockets.every((s) => measured.every((r) => s.runs.get(r)?.some((a) => a.type === 'agent_completed'))))) {
       await new Promise((res) => setTimeout(res, 50));
     }
-    return { ...summarize(measured, executedOn, nodes.map((n) => n.nodeId), sockets), inflight: opts.inflight };
+    const summary = summarize(measured, executedOn, nodes.map((n) => n.nodeId), sockets);
+    const unheard = await Promise.all(summary.unheardIds.map(async (id) => {
+      const page = (await getJson(nodes[0].url, `/v1/runs/${id}/events`, token, 10_000)).body;
+      return { run_id: id, status: page?.status ?? null, events: ((page?.events ?? []) as { type: string }[]).map((e) => e.type) };
+    }));
+    const { unheardIds: _ids, ...report } = summary;
+    return { ...report, unheard, inflight: opts.inflight };
   } finally {
     unlisten.forEach((u) => u());
     sockets.forEach((s) => s.close());
   }
 }
 
-function summarize(runIds: string[], executedOn: Map<string, string>, nodeIds: string[], sockets: EventRecorder[]): Omit<EventLatencyReport, 'inflight'> {
+function summarize(runIds: string[], executedOn: Map<string, string>, nodeIds: string[], sockets: EventRecorder[]): Omit<EventLatencyReport, 'inflight' | 'unheard'> & { unheardIds: string[] } {
   const within: number[] = [];
   const across: number[] = [];
   const diff: number[] = [];
   const byNode: Record<string, number> = Object.fromEntries(nodeIds.map((id) => [id, 0]));
   let unattributed = 0;
-  let unheard = 0;
+  const unheard: string[] = [];
   let events = 0;
   let missingWithin = 0;
   let missingAcross = 0;
@@ -92,7 +100,7 @@ function summarize(runIds: string[], executedOn: Map<string, string>, nodeIds: s
   for (const runId of runIds) {
     const bySocket = sockets.map((s) => firstBySeq(s.runs.get(runId) ?? []));
     duplicates += sockets.reduce((n, s) => n + (s.runs.get(runId)?.length ?? 0), 0) - bySocket.reduce((n, m) => n + m.size, 0);
-    if (!bySocket.some((m) => [...m.values()].some((a) => a.type === 'agent_completed'))) unheard++;
+    if (!bySocket.some((m) => [...m.values()].some((a) => a.type === 'agent_completed'))) unheard.push(runId);
     const node = executedOn.get(runId);
     if (node === undefined) {
       unattributed++;
@@ -120,7 +128,8 @@ function summarize(runIds: string[], executedOn: Map<string, string>, nodeIds: s
     runs: runIds.length,
     runs_by_node: byNode,
     runs_unattributed: unattributed,
-    runs_unheard: unheard,
+    runs_unheard: unheard.length,
+    unheardIds: unheard,
     events,
     within_ms: percentiles(within),
     across_ms: percentiles(across),

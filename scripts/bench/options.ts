@@ -73,7 +73,7 @@ agent_thinking and a partial_result event, then returns). Every figure is the me
   --latency-runs N     runs followed by a socket on every node (default 200; --quick: 10)
   --takeover-rounds N  node kills per lease (default 10; --quick: 1)
   --takeover-lease-ms LIST  NODE_LEASE_MS of each takeover measurement, the first also that of the throughput
-                       and latency nodes (default 10000,2000; --quick: 2000)
+                       and latency nodes (default 10000,2000; --quick: 3000)
 `;
 
 const KINDS = {
@@ -106,7 +106,7 @@ export function parseBenchOptions(argv: readonly string[], now: Date): BenchOpti
   if (!/^postgres(ql)?:\/\/[^/]+\/[^/?#]+([?#].*)?$/.test(postgresqlUrl)) throw new UsageError('--postgresql must be like postgresql://user:password@host:5432/postgres');
   const redisUrl = stringFlag(flags, 'redis', 'redis://127.0.0.1:6379');
   if (!/^rediss?:\/\/\S+$/.test(redisUrl)) throw new UsageError('--redis must be like redis://127.0.0.1:6379');
-  const leasesRaw = stringFlag(flags, 'takeover-lease-ms', quick ? '2000' : '10000,2000');
+  const leasesRaw = stringFlag(flags, 'takeover-lease-ms', quick ? '3000' : '10000,2000');
   const takeoverLeaseMs = leasesRaw.split(',').map(Number);
   // NODE_LEASE_MS's own range (server/config.ts).
   if (!/^\d+(,\d+)*$/.test(leasesRaw) || takeoverLeaseMs.some((ms) => ms < 1000 || ms > 600_000)) {

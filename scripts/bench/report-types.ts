@@ -84,6 +84,11 @@ export type ClusterThroughputRow = VariantReport & {
   worker_recycles_user_switch: number | null;
   /** Worker threads alive over all nodes of the last repetition's cluster once measured (atoll_threads_alive). */
   threads_alive_after: number | null;
+  /**
+   * Leases the last repetition's nodes lost (atoll_node_leases_lost_total; target 0): a node that could not renew
+   * in time gives its runs up, and they run again elsewhere. null: not a cluster.
+   */
+  leases_lost: number | null;
 };
 
 /** `npm run bench -- --cluster`'s JSON report. */

@@ -54,7 +54,7 @@ const SLOW = { agent: 'chaos', input: { text: 'slow', ms: 60_000 } };
 const ON_VICTIM = 2;
 const ON_OTHERS = 1;
 const POLL_MS = 200;
-const WAIT_RUNNING_MS = 30_000;
+const WAIT_RUNNING_MS = 60_000;
 /** After the bound, how long the bench still waits for the restarts before it writes the round down as it is. */
 const GRACE_MS = 30_000;
 const CANCEL_WAIT_MS = 30_000;

@@ -66,6 +66,7 @@ test('bench --cluster --quick: one node against three, event latency, a takeover
   expect(l.nodes).toBe(3);
   expect(l.runs).toBe(r.settings.latency_runs);
   expect(Object.values(l.runs_by_node).reduce((a: number, b: any) => a + b, 0) + l.runs_unattributed).toBe(l.runs);
+  expect(l.unheard).toEqual([]);
   expect(l.runs_unheard).toBe(0);
   expect(l.events).toBeGreaterThan(0);
   // Each counted event: one socket within, one across per other node; the socket on the executing node misses none.
