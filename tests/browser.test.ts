@@ -19,6 +19,20 @@ const DROP_STORY = 'The ferry kept sailing while the harbour lights were out, an
 /** Three-character tokens, each after `delayMs`: a stream slow enough to reload or cut the network mid-run. */
 const tokens = (text: string, delayMs: number): Step[] => (text.match(/.{1,3}/gs) ?? []).flatMap((t) => [{ delayMs }, { text: t }]);
 
+/** The page whose answers `shownOneByOne` waits for (set by the test that streams). */
+let watched: Page | null = null;
+
+/** Three-character tokens, each sent once the watched page shows everything before it. */
+function shownOneByOne(text: string): Step[] {
+  const pieces = text.match(/.{1,3}/gs) ?? [];
+  let late = false; // a page that does not stream fails the test's own check; the stream then just goes on
+  const shown = async (prefix: string) => {
+    if (late) return;
+    await poll(() => watched!.evaluate(() => (window as unknown as { answers?: string[] }).answers ?? []), (seen) => expect(seen).toContain(prefix), 10_000).catch(() => (late = true));
+  };
+  return pieces.flatMap((t, i) => [{ text: t }, { until: () => shown(pieces.slice(0, i + 1).join('')) }]);
+}
+
 function script(req: SeenRequest): Reply {
   const results = req.toolResults.map((r) => JSON.parse(r.content));
   switch (req.prompt) {
@@ -26,8 +40,9 @@ function script(req: SeenRequest): Reply {
       if (results.length === 0) {
         return { steps: [{ reasoning: 'The user wants a product; I will use the calculator.' }, { toolCall: { id: 'call_mul', name: 'calculator', arguments: '{"expression":"6*7"}' } }] };
       }
-      // 150 ms apart: far enough that a busy machine's late timers and batched reads cannot merge the pieces.
-      return { steps: tokens(`The answer is ${results[0].result}.`, 150) };
+      // Each piece only after the page has shown the one before (a state, not a time): a slow commit on a busy
+      // machine would otherwise deliver several pieces in one read, and the page would rightly draw them once.
+      return { steps: shownOneByOne(`The answer is ${results[0].result}.`) };
     case 'tell me a long story':
       if (results.length === 0) return { steps: [{ toolCall: { id: 'call_clock', name: 'current_time', arguments: '{"time_zone":"UTC"}' } }] };
       return { steps: tokens(STORY, 45) };
@@ -143,6 +158,7 @@ describe('one user in one tab', () => {
     await poll(() => p.getByLabel('Agent').inputValue(), (v) => expect(v).toBe('llm'));
     expect(await p.locator('#llm-notice').isHidden()).toBe(true);
     const answers = await watchAnswers(p);
+    watched = p;
 
     const turn = await send(p, 'what is 6*7?');
     expect(await p.evaluate(() => document.activeElement?.id)).toBe('composer-input');

@@ -367,7 +367,14 @@ describe('limits and hostile input', () => {
     // Stop reading from the TCP connection: the server's write buffer for this socket grows.
     const raw = (s.io.engine as any).transport.ws._socket;
     raw.pause();
-    await sleep(3000);
+    // Held until the run has ended on the server (a state, not a time: a starved machine streams slowly), so
+    // everything it streamed (400 × 60 kB) piled up behind this socket, far over its budget.
+    // Polled under this server's rate limit (5/s): a 429 is just asked again.
+    for (const deadline = Date.now() + 45_000; ; await sleep(400)) {
+      const run = await httpCall(server.url, 'GET', `/v1/runs/${run_id}`, undefined, token);
+      if (['completed', 'failed', 'cancelled', 'timeout'].includes(run.body?.status)) break;
+      if (Date.now() > deadline) throw new Error(`run still ${run.body.status} after 45 s`);
+    }
     raw.resume();
     const notice = await Promise.race([resync, sleep(20_000).then(() => Promise.reject(new Error('no resync_required within 20 s')))]);
     expect(notice).toMatchObject({ run_id, last_seq: expect.any(Number) });
@@ -388,7 +395,7 @@ describe('limits and hostile input', () => {
     const seqs = got.filter((e) => e.run_id === run_id).flatMap((e: any) => (e.coalesced_from_seq ? Array.from({ length: e.seq - e.coalesced_from_seq + 1 }, (_, i) => e.coalesced_from_seq + i) : [e.seq]));
     expect(seqs).toEqual(seqs.map((_, i) => i + 1));
     s.close();
-  }, 70_000);
+  }, 120_000);
 
   test('fuzz: random payloads to every event never break the server or the connection', async () => {
     const fuzzServer = await startServer({ AGENTS_DIR: FIXTURE_AGENTS });

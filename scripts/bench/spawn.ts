@@ -39,7 +39,7 @@ export interface Spawned {
 const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 15_000;
 
-export async function startServer(entry: string, env: Record<string, string>, args: string[] = []): Promise<Spawned> {
+export async function startServer(entry: string, env: Record<string, string>, args: string[] = [], { startTimeoutMs = START_TIMEOUT_MS } = {}): Promise<Spawned> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-bench-'));
   const proc: ChildProcess = spawn(process.execPath, [entry, ...args], {
     cwd: dir,
@@ -62,8 +62,8 @@ export async function startServer(entry: string, env: Record<string, string>, ar
   let stderr = '';
   let buffered = '';
   proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-4000)));
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${path.basename(entry)} did not start in ${START_TIMEOUT_MS} ms:\n${stderr}`)), START_TIMEOUT_MS);
+  const started = new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${path.basename(entry)} did not start in ${startTimeoutMs} ms:\n${stderr}`)), startTimeoutMs);
     proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       buffered += chunk;
       let nl: number;
@@ -95,6 +95,21 @@ export async function startServer(entry: string, env: Record<string, string>, ar
       reject(new Error(`${path.basename(entry)} exited with ${code} before listening:\n${stderr}`));
     });
   });
+
+  let port: number;
+  try {
+    port = await started;
+  } catch (err) {
+    // A start that timed out leaves a live server (and its cells) behind unless it is killed here.
+    for (const l of cellLog) if (l.msg === 'cell ready' && l.pid) killQuietly(l.pid);
+    if (proc.exitCode === null && proc.signalCode === null) {
+      const exited = new Promise((resolve) => proc.once('exit', resolve));
+      proc.kill('SIGKILL');
+      await exited;
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
 
   const cellPids = () => {
     const pids = new Map<string, number>();
@@ -133,14 +148,7 @@ export async function startServer(entry: string, env: Record<string, string>, ar
       };
     },
     kill() {
-      const pids = [proc.pid!, ...cellPids().values()];
-      for (const pid of pids) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
+      for (const pid of [proc.pid!, ...cellPids().values()]) killQuietly(pid);
     },
     stop() {
       return new Promise<void>((resolve) => {
@@ -158,4 +166,12 @@ export async function startServer(entry: string, env: Record<string, string>, ar
       });
     },
   };
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
 }

@@ -14,6 +14,8 @@ export type Step =
   /** A tool call, its arguments sent in `pieces` chunks (default 2). */
   | { toolCall: { id: string; name: string; arguments: string; index?: number; pieces?: number } }
   | { delayMs: number }
+  /** Waits for a state the test observes (e.g. a page showing what was streamed so far) before going on. */
+  | { until: () => Promise<unknown> }
   /** Keeps the response open forever (until the client hangs up). */
   | { stall: true };
 
@@ -148,6 +150,7 @@ async function stream(res: http.ServerResponse, model: string, reply: { steps: S
     if (res.destroyed) return;
     if ('stall' in step) return; // never ends; the client must hang up
     if ('delayMs' in step) await new Promise((r) => setTimeout(r, step.delayMs));
+    else if ('until' in step) await step.until();
     else if ('text' in step) send({ content: step.text });
     else if ('reasoning' in step) send({ reasoning_content: step.reasoning });
     else {
