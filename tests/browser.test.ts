@@ -463,11 +463,12 @@ test('the operations view shows cells, threads, runs, failures by code and the i
   // A run that holds a worker shows up as active, and a new failure as recent, within a poll or two.
   const u = await UserClient.connect(server.url, 'ops-watcher');
   try {
-    const slow = await u.start({ agent: 'chaos', input: { mode: 'slow', text: 'slow', ms: 4000 } });
-    await poll(() => p.locator('#runs-active').textContent(), (v) => expect(v).toBe('1'), 6000);
+    // Held until the test stops it (a state, not a time: a starved machine may start it late or poll slowly).
+    const slow = await u.start({ agent: 'chaos', input: { mode: 'slow', text: 'slow', ms: 120_000 } });
+    await poll(() => p.locator('#runs-active').textContent(), (v) => expect(v).toBe('1'), 30_000);
     const failing = await u.start({ agent: 'chaos', input: 'throw' });
     await u.waitForRun(failing.run_id);
-    await poll(() => row('AGENT_ERROR').last().textContent(), (v) => expect(v).toBe(String(agentErrors + 1)), 6000);
+    await poll(() => row('AGENT_ERROR').last().textContent(), (v) => expect(v).toBe(String(agentErrors + 1)), 30_000);
     expect(Number(await row('AGENT_ERROR').first().textContent())).toBeGreaterThanOrEqual(1);
     await screenshot(p, '11-operations');
     await u.ack('stop_agent', { run_id: slow.run_id });
