@@ -55,6 +55,9 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   const frontPid = server.proc.pid!;
   const cellsBefore = cellPids(frontPid);
   expect(cellsBefore).toHaveLength(2);
+  // Node 22 and 24 let worker threads read their process's working directory whatever --allow-fs-read says:
+  // a cell never works in the front's folder (where the SQLite file is), only in its own scratch folder.
+  for (const pid of cellsBefore) expect(fs.readlinkSync(`/proc/${pid}/cwd`)).toMatch(/atoll-scratch-\d+\/cell\d+-g\d+$/);
   // On SQLite the agent also goes for the database file. PostgreSQL has no file here: its wall is that no
   // credentials (DATABASE_URL) reach a cell, checked below on both stores.
   const dbFile = TEST_STORE === 'sqlite' ? path.join(server.dir, 'atoll.db') : null;

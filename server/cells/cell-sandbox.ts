@@ -37,7 +37,12 @@ export interface CellLaunch {
   execArgv: string[];
   uid?: number;
   gid?: number;
-  /** The cell's own scratch folder (its runs' folders go in it), created for it and removed when it dies. */
+  /**
+   * The cell's own scratch folder (its runs' folders go in it), created for it and removed when it dies. The cell
+   * also starts in it: on Node 22 and 24 the permission model lets a process's worker threads read its working
+   * directory whatever --allow-fs-read says (measured: Node 20 does not), so the front's folder, where a SQLite
+   * database may live, must never be a cell's working directory.
+   */
   scratchDir: string;
 }
 

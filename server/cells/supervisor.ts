@@ -68,7 +68,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
     // An allow-listed environment (no secrets; no NODE_OPTIONS, whose --max-old-space-size would silently
     // override every worker's heap budget: nodejs/node#43991), the permission model, and an OS user of its own.
     const launch = cellLaunch(opts.sandbox, id, slot, process.env);
-    const child = fork(opts.cellEntry, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'pipe', 'ipc'], execArgv: launch.execArgv, env: launch.env, uid: launch.uid, gid: launch.gid });
+    const child = fork(opts.cellEntry, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'pipe', 'ipc'], execArgv: launch.execArgv, env: launch.env, uid: launch.uid, gid: launch.gid, cwd: launch.scratchDir });
     const owner = launch.uid === undefined ? null : { uid: launch.uid, gid: launch.gid! };
     const cell = new CellHandle(id, slot, child, quarantine ? 1 : opts.cellConfig.workersPerCell, quarantine, createRunScratch(launch.scratchDir, owner));
     slots[slot] = cell;
