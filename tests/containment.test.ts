@@ -233,8 +233,9 @@ describe('leaks, globals and recycling', () => {
 
   test('a run that keeps a core busy yields: its thread is lowered in priority, then restored (or replaced)', async () => {
     const before = await scrape(server);
-    const { run_id } = await u.start({ agent: 'chaos', input: { mode: 'busy', ms: 3000, text: 'busy' } });
-    expect(terminal(await u.waitForRun(run_id)).payload).toMatchObject({ status: 'completed', final_response: 'busy 3000 ms' });
+    // Busy until its thread is lowered (a state: a starved machine may give it under a quarter of a core for a while).
+    const { run_id } = await u.start({ agent: 'chaos', input: { mode: 'busy', ms: 25_000, until_demoted: true, text: 'busy' } });
+    expect(terminal(await u.waitForRun(run_id, 45_000)).payload).toMatchObject({ status: 'completed', final_response: 'busy until demoted' });
     const view = (await u.http('GET', `/v1/runs/${run_id}`)).body;
     // Raising a worker's priority back needs CAP_SYS_NICE in the cell: without it (a cell with an OS user of its
     // own, a container without the capability), the worker is replaced instead.
@@ -259,8 +260,8 @@ describe('leaks, globals and recycling', () => {
     const capless = await startServer({ ...BASE_ENV, CELLS: '1', THREADS_PER_CELL: '1' }, { wrap: [setpriv!, '--bounding-set=-sys_nice', '--inh-caps=-sys_nice'] });
     const c = await UserClient.connect(capless.url, 'capless');
     try {
-      const busy = await c.start({ agent: 'chaos', input: { mode: 'busy', ms: 3000, text: 'busy' } });
-      expect(terminal(await c.waitForRun(busy.run_id)).payload.status).toBe('completed');
+      const busy = await c.start({ agent: 'chaos', input: { mode: 'busy', ms: 25_000, until_demoted: true, text: 'busy' } });
+      expect(terminal(await c.waitForRun(busy.run_id, 45_000)).payload).toMatchObject({ status: 'completed', final_response: 'busy until demoted' });
       const view = (await c.http('GET', `/v1/runs/${busy.run_id}`)).body;
       expect(view.isolation).toMatchObject({ cpu_demoted: true, recycled: 'priority_not_restored' });
       const next = await c.start({ agent: 'echo', input: 'next' });

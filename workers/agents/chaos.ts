@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import net from 'node:net';
+import os from 'node:os';
 import type { Agent, UserExecutionContext } from '../agent-contract.js';
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -101,10 +102,13 @@ export default class ChaosAgent implements Agent {
         await sleep(ms, ctx.signal);
         return `slept ${ms} ms`;
       case 'busy': {
-        // Keeps a core busy for `ms`, then answers: CPU-hungry but legitimate (it yields to other runs).
+        // Keeps a core busy for `ms`, then answers: CPU-hungry but legitimate (it yields to other runs). With
+        // `until_demoted`, it stops as soon as its thread was lowered in priority (a state tests can wait for,
+        // however little CPU a starved machine gives it).
         const end = Date.now() + ms;
-        while (Date.now() < end) {
-          // spin
+        const priority = os.getPriority(0); // its thread's nice value, inherited from the cell (not always 0)
+        for (let i = 1; Date.now() < end; i++) {
+          if (ctx.input.until_demoted === true && i % 100_000 === 0 && os.getPriority(0) > priority) return 'busy until demoted';
         }
         return `busy ${ms} ms`;
       }
