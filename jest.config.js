@@ -43,6 +43,7 @@ const STORE_BLIND = [
   'worker-reset', // worker-thread hygiene
   'limits-burst', // the front's rate limits
   'input-edges', // request validation
+  'alerts', // metrics born at 0 and a real Prometheus's alerts
 ].map(file);
 
 module.exports = {
