@@ -43,6 +43,8 @@ const STORE_BLIND = [
   'worker-reset', // worker-thread hygiene
   'limits-burst', // the front's rate limits
   'input-edges', // request validation
+  'alerts', // metrics born at 0 and a real Prometheus's alerts
+  'trust-proxy', // the client's address behind a proxy, for the front's per-address limits
 ].map(file);
 
 module.exports = {

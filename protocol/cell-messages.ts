@@ -110,13 +110,18 @@ export type RunOutcome =
   | { status: 'completed'; result: JsonValue; executionTimeMs: number }
   | { status: Exclude<TerminalStatus, 'completed'>; error: ErrorBody; executionTimeMs: number };
 
-/** Why a worker was replaced after a run instead of serving the next one. */
-export type RecycleReason = 'leaked_resources' | 'globals_changed' | 'max_runs' | 'unsettled_after_stop' | 'contaminated' | 'priority_not_restored' | 'user_switch';
+/** Why a worker was replaced after a run instead of serving the next one (every one is a metric label from start-up). */
+export const RECYCLE_REASONS = ['leaked_resources', 'globals_changed', 'max_runs', 'unsettled_after_stop', 'contaminated', 'priority_not_restored', 'user_switch'] as const;
+export type RecycleReason = (typeof RECYCLE_REASONS)[number];
+
+/** The kinds of resource a run can leave open (each is a label of atoll_leaked_resources_total from start-up). */
+export const LEAK_KINDS = ['timer', 'socket', 'file', 'process', 'other'] as const;
+export type LeakKind = (typeof LEAK_KINDS)[number];
 
 /** What the worker found around one run: the run's isolation report. */
 export interface RunReport {
   /** Resources the run opened and did not close, by kind (timer, socket, file, process, other). */
-  leaks: Record<string, number>;
+  leaks: Partial<Record<LeakKind, number>>;
   /** Globals or built-in prototype members the run added, removed or replaced. */
   globals: string[];
   /** The worker's state differed from its clean baseline before this run started (should never happen). */

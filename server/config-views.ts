@@ -62,14 +62,14 @@ export function cpuGovernorSettingsOf(config: Config): CpuGovernorSettings {
 }
 
 /** The HTTP app's (server/http/app.ts and its routes). */
-export const HTTP_SETTINGS = ['devLogin', 'maxInputBytes', 'corsOrigins'] as const satisfies readonly (keyof Config)[];
+export const HTTP_SETTINGS = ['devLogin', 'maxInputBytes', 'corsOrigins', 'trustProxy'] as const satisfies readonly (keyof Config)[];
 export type HttpSettings = Pick<Config, (typeof HTTP_SETTINGS)[number]>;
 
 export function httpSettingsOf(config: Config): HttpSettings {
   return pick(config, HTTP_SETTINGS);
 }
 
-/** The socket server's (server/realtime/socket-server.ts): input size, backpressure, token expiry, origins. */
+/** The socket server's (server/realtime/socket-server.ts): input size, backpressure, token expiry, origins, client addresses. */
 export const SOCKET_SETTINGS = [
   'maxInputBytes',
   'socketMaxBufferedPackets',
@@ -77,6 +77,7 @@ export const SOCKET_SETTINGS = [
   'socketStallTimeoutMs',
   'tokenExpiryWarningMs',
   'corsOrigins',
+  'trustProxy',
 ] as const satisfies readonly (keyof Config)[];
 export type SocketSettings = Pick<Config, (typeof SOCKET_SETTINGS)[number]>;
 

@@ -4,6 +4,7 @@
  */
 import os from 'node:os';
 import path from 'node:path';
+import proxyAddr from 'proxy-addr';
 import { z } from 'zod';
 import { BURST_WORKERS_PER_WORKER, type AgentSettings } from '../protocol/cell-messages.js';
 import { deepFreeze } from '../protocol/deep-freeze.js';
@@ -13,6 +14,26 @@ const bool = z
   .enum(['0', '1', 'true', 'false', ''])
   .transform((v) => v === '1' || v === 'true');
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+/** TRUST_PROXY, validated: false (the peer is the client), true (every hop), a hop count, or the proxies' addresses/subnets. */
+export type TrustProxy = boolean | number | readonly string[];
+
+/** What express's `trust proxy` accepts that makes sense from an environment variable (server/http/client-address.ts). */
+const trustProxy = z.string().transform((v, ctx): TrustProxy => {
+  const text = v.trim().toLowerCase();
+  if (text === 'true') return true;
+  if (text === 'false') return false;
+  if (/^\d+$/.test(text)) return Number(text) === 0 ? false : Number(text);
+  const proxies = text.split(',').map((p) => p.trim());
+  try {
+    if (proxies.some((p) => p === '')) throw new Error('an empty entry');
+    proxyAddr.compile(proxies);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `must be true, false, a number of proxy hops, or comma-separated proxy addresses/subnets (loopback, linklocal, uniquelocal, 10.0.0.0/8, ::1…): ${(err as Error).message}` });
+    return z.NEVER;
+  }
+  return proxies;
+});
 
 const EnvSchema = z.object({
   // Case-insensitive, and only known values: "Production" must not silently run as development.
@@ -63,6 +84,7 @@ const EnvSchema = z.object({
   RATE_LIMIT_AUTH_FAILURES_BURST: int(1, 1_000_000).default(10),
   MAX_CONNECTIONS_PER_USER: int(1, 100_000).default(20),
   MAX_CONNECTIONS_PER_IP: int(1, 100_000).default(100),
+  TRUST_PROXY: trustProxy.default(false),
   SOCKET_MAX_BUFFERED_PACKETS: int(10, 1_000_000).default(1000),
   SOCKET_MAX_BUFFERED_BYTES: int(65_536, 1_073_741_824).default(4_194_304),
   SOCKET_STALL_TIMEOUT_MS: int(1000, 3_600_000).default(30_000),
@@ -170,6 +192,11 @@ export interface Config {
   };
   readonly maxConnectionsPerUser: number;
   readonly maxConnectionsPerIp: number;
+  /**
+   * TRUST_PROXY: which hops' X-Forwarded-For to believe when taking a client's address (HTTP and the socket
+   * handshake alike) for the per-address limits; false: the peer's address.
+   */
+  readonly trustProxy: TrustProxy;
   readonly socketMaxBufferedPackets: number;
   /** Unsent bytes a socket may have before it counts as stalled; one ack or replay sends at most a quarter. */
   readonly socketMaxBufferedBytes: number;
@@ -262,6 +289,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     },
     maxConnectionsPerUser: e.MAX_CONNECTIONS_PER_USER,
     maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP,
+    trustProxy: e.TRUST_PROXY,
     socketMaxBufferedPackets: e.SOCKET_MAX_BUFFERED_PACKETS,
     socketMaxBufferedBytes: e.SOCKET_MAX_BUFFERED_BYTES,
     socketStallTimeoutMs: e.SOCKET_STALL_TIMEOUT_MS,

@@ -9,6 +9,10 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import client from 'prom-client';
 import { renderWithCells, type CellProcessMetrics } from './metrics-merge.js';
 import { REFUSAL_REASONS } from '../protocol/db-messages.js';
+import { LEAK_KINDS, RECYCLE_REASONS } from '../protocol/cell-messages.js';
+import type { ErrorCode } from '../protocol/errors.js';
+import type { TerminalStatus } from '../protocol/events.js';
+import { CELL_DEATH_CAUSES } from './cells/exit-cause.js';
 
 export interface CapacitySnapshot {
   cellsAlive: number;
@@ -64,6 +68,31 @@ export interface MetricsSources {
   /** The default process metrics each live cell last reported; a dead cell is simply absent. */
   cellProcessMetrics: () => CellProcessMetrics[];
 }
+
+/**
+ * Every label value each labelled counter is known to take, each series exported at 0 from start-up: a series
+ * that first appears at 1 has no earlier sample, so increase() and rate() (the alert rules, the dashboard) never
+ * see the first event. tests/alerts.test.ts checks that every counter they read is there at 0 on a fresh server.
+ */
+export const KNOWN_LABELS = {
+  atoll_runs_refused_total: [{ code: 'OVERLOADED' }],
+  atoll_runs_finished_total: [
+    { status: 'completed', code: 'none' },
+    { status: 'cancelled', code: 'CANCELLED' },
+    { status: 'timeout', code: 'TIMEOUT' },
+    ...(['AGENT_ERROR', 'WORKER_CRASHED', 'OUT_OF_MEMORY', 'LIMIT_EXCEEDED', 'SINGLETON_AGENT', 'INTERNAL'] satisfies ErrorCode[]).map((code) => ({ status: 'failed' satisfies TerminalStatus, code })),
+  ],
+  atoll_cell_deaths_total: CELL_DEATH_CAUSES.map((cause) => ({ cause })),
+  // A bystander runs again because its cell died (the cause), or its node was lost or is draining.
+  atoll_run_restarts_total: [...CELL_DEATH_CAUSES, 'node_lost', 'node_draining'].map((reason) => ({ reason })),
+  atoll_runs_taken_over_total: ['rerun', 'failed', 'requeued'].map((outcome) => ({ outcome })),
+  atoll_leaked_resources_total: LEAK_KINDS.map((kind) => ({ kind })),
+  atoll_worker_recycles_total: RECYCLE_REASONS.map((reason) => ({ reason })),
+  atoll_thread_deaths_total: ['out_of_memory', 'exited'].map((cause) => ({ cause })),
+  atoll_events_dropped_total: ['run_settled', 'not_logged', 'socket_backpressure'].map((reason) => ({ reason })),
+  atoll_db_queries_refused_total: REFUSAL_REASONS.map((reason) => ({ reason })),
+  atoll_walls_hit_total: ['signal', 'worker', 'model'].map((wall) => ({ wall })),
+} as const satisfies Record<string, readonly Record<string, string>[]>;
 
 // Agent runs last seconds to minutes: the default buckets stop at 10 s.
 const RUN_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
@@ -135,11 +164,12 @@ export function createMetrics(options: MetricsOptions) {
     }),
   };
 
-  // Born at 0, so the first refusal is an increase Prometheus can see.
-  for (const reason of REFUSAL_REASONS) m.dbQueriesRefused.inc({ reason }, 0);
-  // Born at 0, so rate() and increase() see the first one (a series that appears at 1 has no earlier sample).
-  for (const wall of ['signal', 'worker', 'model']) m.wallsHit.inc({ wall }, 0);
-  for (const outcome of ['rerun', 'failed', 'requeued']) m.runsTakenOver.inc({ outcome }, 0);
+  // Born at 0 (KNOWN_LABELS says why).
+  for (const metric of Object.values(m)) {
+    if (!(metric instanceof client.Counter)) continue;
+    const known: readonly Record<string, string>[] | undefined = (KNOWN_LABELS as Record<string, readonly Record<string, string>[]>)[(metric as unknown as { name: string }).name];
+    for (const labels of known ?? []) metric.inc(labels, 0);
+  }
 
   const gauge = (name: string, help: string, read: (s: CapacitySnapshot) => number) =>
     new client.Gauge({

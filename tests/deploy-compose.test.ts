@@ -179,7 +179,10 @@ function haproxyBackend(lines: string[]): HaproxyBackend {
   return { lines, servers };
 }
 
-/** HAProxy: one server per node on its PORT, health-checked on /readyz, sticky by cookie, WebSocket-ready, published. */
+/**
+ * HAProxy: one server per node on its PORT, health-checked on /readyz, sticky by cookie, WebSocket-ready, published;
+ * it adds the client's address to X-Forwarded-For, and each node trusts exactly that one hop (TRUST_PROXY=1).
+ */
 function checkLoadBalancer(compose: ComposeFile, nodes: NodeView[], cfgText: string): string[] {
   const problems: string[] = [];
   const sections = haproxySections(cfgText);
@@ -200,6 +203,11 @@ function checkLoadBalancer(compose: ComposeFile, nodes: NodeView[], cfgText: str
   if (!backend.lines.includes('balance leastconn')) problems.push(`${backendName}: not balanced by least connections`);
   if (!backend.lines.includes('http-check send meth GET uri /readyz')) problems.push(`${backendName}: health check is not GET /readyz`);
   if (!backend.lines.includes('http-check expect status 200')) problems.push(`${backendName}: health check does not expect 200`);
+  const forwardfor = ['defaults', backendName].some((k) => (sections.get(k) ?? []).some((l) => /^option forwardfor\b/.test(l)));
+  if (!forwardfor) problems.push('HAProxy does not add X-Forwarded-For (option forwardfor): the nodes would see every client as HAProxy');
+  for (const { name, config } of nodes) {
+    if (config.trustProxy !== 1) problems.push(`${name}: TRUST_PROXY is ${JSON.stringify(config.trustProxy)}, not 1 (HAProxy, the one hop in front of the node)`);
+  }
   if (!(sections.get('defaults') ?? []).some((l) => /^timeout tunnel \d+[smh]$/.test(l))) problems.push('defaults: no timeout tunnel (WebSocket connections would be cut by timeout client/server)');
   const lb = mountedFile(compose, path.join(DEPLOY, 'haproxy/haproxy.cfg'));
   if (!lb || lb.target !== '/usr/local/etc/haproxy/haproxy.cfg') problems.push('no service mounts deploy/haproxy/haproxy.cfg where HAProxy reads it');
@@ -326,7 +334,7 @@ describe('deploy/compose.yaml against the code', () => {
     expect(checkBackingServices(wrong, nodes.slice(0, 1))).toEqual(['postgres: image postgres:16 is not PostgreSQL 15', 'atoll-1: DATABASE_URL database is not POSTGRES_DB']);
   });
 
-  test('HAProxy has one health-checked, cookie-sticky server per node on its PORT, leastconn, a WebSocket tunnel timeout, no public /metrics', () => {
+  test('HAProxy has one health-checked, cookie-sticky server per node on its PORT, leastconn, a WebSocket tunnel timeout, no public /metrics, X-Forwarded-For the nodes trust', () => {
     const cfg = fs.readFileSync(path.join(DEPLOY, 'haproxy/haproxy.cfg'), 'utf8');
     expect(checkLoadBalancer(load(), nodes, cfg)).toEqual([]);
     const moved = cfg.replace('server atoll-2 atoll-2:3000 cookie atoll-2', 'server atoll-2 atoll-2:3001 cookie atoll-1').replace('server atoll-3 atoll-3:3000 cookie atoll-3\n', '');
@@ -334,6 +342,11 @@ describe('deploy/compose.yaml against the code', () => {
       'backend atoll: atoll-2 on port 3001, PORT is 3000',
       'backend atoll: no server for atoll-3',
       'backend atoll: every server needs a cookie of its own (sticky sessions for long polling)',
+    ]);
+    const untrusted = nodes.map((n, i) => ({ ...n, config: { ...n.config, trustProxy: i === 0 ? false : n.config.trustProxy } }));
+    expect(checkLoadBalancer(load(), untrusted, cfg.replace(/^\s*option forwardfor\n/m, ''))).toEqual([
+      'HAProxy does not add X-Forwarded-For (option forwardfor): the nodes would see every client as HAProxy',
+      'atoll-1: TRUST_PROXY is false, not 1 (HAProxy, the one hop in front of the node)',
     ]);
   });
 

@@ -21,7 +21,7 @@ const DOC = path.join(ROOT, 'docs/metrics.md');
 /** Series Prometheus makes itself for every target (the node-down alert watches the scrape, not a metric). */
 const PROMETHEUS_OWN = new Set(['up']);
 
-/** A value that is absent from the scrape counts as 0 (labelled counters appear on first increment). */
+/** A value that is absent from the scrape counts as 0 (a label value outside server/metrics.ts KNOWN_LABELS appears on first increment). */
 const value = (text: string, name: string, labels: Record<string, string> = {}) => metricValue(text, name, labels) || 0;
 const delta = (before: string, after: string, name: string, labels: Record<string, string> = {}) => value(after, name, labels) - value(before, name, labels);
 /** The label values a metric's series carry for one label. */

@@ -67,7 +67,7 @@ function rig() {
     runs,
     store: {} as RunStore,
     log,
-    settings: { maxInputBytes: 64 * 1024, socketMaxBufferedPackets: 1000, socketMaxBufferedBytes: 1 << 24, socketStallTimeoutMs: 60_000, tokenExpiryWarningMs: 60_000, corsOrigins: [] },
+    settings: { maxInputBytes: 64 * 1024, socketMaxBufferedPackets: 1000, socketMaxBufferedBytes: 1 << 24, socketStallTimeoutMs: 60_000, tokenExpiryWarningMs: 60_000, corsOrigins: [], trustProxy: false },
     onEventsDropped: () => undefined,
     onStalledDisconnect: () => undefined,
   });

@@ -2,7 +2,8 @@
 import { CELL_EXIT_MEMORY } from '../../protocol/cell-messages.js';
 import type { ErrorBody } from '../../protocol/errors.js';
 
-export type CellDeathCause = 'out_of_memory' | 'memory_limit' | 'fatal_error' | 'killed' | 'exited';
+export const CELL_DEATH_CAUSES = ['out_of_memory', 'memory_limit', 'fatal_error', 'killed', 'exited'] as const;
+export type CellDeathCause = (typeof CELL_DEATH_CAUSES)[number];
 
 export interface CellExit {
   cause: CellDeathCause;

@@ -13,6 +13,7 @@ import type { RunService } from '../runs/run-service.js';
 import type { RunStore } from '../store/store.js';
 import { requireUser, sessionOf, userOf } from './auth.js';
 import type { RateLimiter, Tickets } from '../shared/shared-state.js';
+import { trustFunction } from './client-address.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { originAllowed } from './origin.js';
 import { metaRoutes } from './routes/meta.js';
@@ -28,7 +29,7 @@ export interface HttpDeps {
   tokens: TokenService;
   metrics: Metrics;
   log: Logger;
-  /** devLogin (AUTH_DEV_LOGIN), maxInputBytes (MAX_INPUT_BYTES), corsOrigins (CORS_ORIGINS: browser origins allowed besides the server's own). */
+  /** devLogin (AUTH_DEV_LOGIN), maxInputBytes (MAX_INPUT_BYTES), corsOrigins (CORS_ORIGINS: browser origins allowed besides the server's own), trustProxy (TRUST_PROXY). */
   settings: HttpSettings;
   tickets: Tickets;
   /** Shared with the socket server: one budget per user and per IP across HTTP and socket messages. */
@@ -41,6 +42,8 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  // req.ip: the client's address behind trusted proxies (TRUST_PROXY), by the rule the socket handshake uses too.
+  app.set('trust proxy', trustFunction(deps.settings.trustProxy));
   app.use((_req, res, next) => {
     // API answers are per user and per moment: never cached, never sniffed (the chat pages set their own).
     res.setHeader('X-Content-Type-Options', 'nosniff');
@@ -55,7 +58,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.use(cors({ origin: [...deps.settings.corsOrigins], allowedHeaders: ['authorization', 'content-type', 'idempotency-key'], exposedHeaders: ['retry-after', 'idempotent-replayed'], maxAge: 600 }));
   // Per-IP budget first, before a body is even parsed; health and metrics stay free for probes.
   app.use('/v1', async (req, _res, next) => {
-    await deps.limits.ip.take(`ip:${req.ip ?? req.socket.remoteAddress ?? 'unknown'}`, 'requests from this address');
+    await deps.limits.ip.take(`ip:${req.ip ?? 'unknown'}`, 'requests from this address');
     next();
   });
   app.use(express.json({ limit: Math.max(deps.settings.maxInputBytes * 2, 100_000) }));

@@ -14,6 +14,7 @@ import type { Logger } from '../logger.js';
 import { CodedError, toErrorBody, type ErrorBody } from '../../protocol/errors.js';
 import type { Ack, ClientToServerEvents, ReplyOf } from '../../protocol/socket-events.js';
 import { RefreshTokenBody, StartRunBody, StopRunBody, SubscribeRunBody, ThreadHistoryBody, normalizeInput, parse } from '../../protocol/requests.js';
+import { clientAddress, trustFunction } from '../http/client-address.js';
 import { originAllowed } from '../http/origin.js';
 import { messageView, pageBySize } from '../http/views.js';
 import type { RunService } from '../runs/run-service.js';
@@ -141,7 +142,9 @@ export function createSocketServer(deps: SocketServerDeps) {
     }
   }
   const slots = createConnectionSlots(deps.shared.connections);
-  const ipOf = (socket: AtollSocket) => socket.handshake.address || 'unknown';
+  // The handshake's client address behind trusted proxies (TRUST_PROXY), by the rule express's req.ip follows.
+  const trust = trustFunction(deps.settings.trustProxy);
+  const ipOf = (socket: AtollSocket) => clientAddress({ headers: socket.handshake.headers, socket: { remoteAddress: socket.handshake.address } }, trust) || 'unknown';
 
   /**
    * The session of a handshake; a failed one costs its address a token of the failed-handshake budget.

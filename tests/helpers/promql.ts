@@ -34,3 +34,32 @@ export function isExported(name: string, families: Map<string, string>): boolean
   const m = /^(.*)_(bucket|sum|count)$/.exec(name);
   return !!m && (families.get(m[1]) === 'histogram' || families.get(m[1]) === 'summary');
 }
+
+/** Functions that read a counter's increase: a series born at 1 shows none of its first count to them. */
+const INCREASE_FUNCTIONS = new Set(['rate', 'irate', 'increase']);
+
+/** The metric names an expression reads through rate(), irate() or increase() (Grafana intervals allowed). */
+export function promqlIncreaseReads(expr: string): string[] {
+  const text = expr.replace(GRAFANA_INTERVALS, '5m');
+  const tree = parser.parse(text);
+  const names = new Set<string>();
+  const cursor = tree.cursor();
+  do {
+    if (cursor.name !== 'Identifier' || cursor.node.parent?.name !== 'VectorSelector') continue;
+    const call = cursor.node.parent.parent?.name === 'MatrixSelector' ? cursor.node.parent.parent.parent?.parent : null;
+    const fn = call?.name === 'FunctionCall' ? call.getChild('FunctionIdentifier') : null;
+    if (fn && INCREASE_FUNCTIONS.has(text.slice(fn.from, fn.to))) names.add(text.slice(cursor.from, cursor.to));
+  } while (cursor.next());
+  return [...names];
+}
+
+/** The samples of one metric in a Prometheus text exposition: each series' labels and value. */
+export function samplesOf(exposition: string, name: string): { labels: Record<string, string>; value: number }[] {
+  const samples: { labels: Record<string, string>; value: number }[] = [];
+  for (const m of exposition.matchAll(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? (\S+)$/gm)) {
+    if (m[1] !== name) continue;
+    const labels = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((l) => [l[1], l[2]]));
+    samples.push({ labels, value: Number(m[3]) });
+  }
+  return samples;
+}

@@ -61,6 +61,7 @@ test('with nothing set, every default', () => {
     rateLimits: { user: { rate: 20, burst: 40 }, ip: { rate: 50, burst: 100 }, authFailures: { rate: 30 / 60, burst: 10 } },
     maxConnectionsPerUser: 20,
     maxConnectionsPerIp: 100,
+    trustProxy: false,
     socketMaxBufferedPackets: 1000,
     socketMaxBufferedBytes: 4_194_304,
     socketStallTimeoutMs: 30_000,
@@ -122,6 +123,7 @@ test('every variable set, each lands in its field', () => {
     RATE_LIMIT_AUTH_FAILURES_BURST: '11',
     MAX_CONNECTIONS_PER_USER: '12',
     MAX_CONNECTIONS_PER_IP: '13',
+    TRUST_PROXY: '10.0.0.0/8, 172.16.0.0/12',
     SOCKET_MAX_BUFFERED_PACKETS: '14',
     SOCKET_MAX_BUFFERED_BYTES: '70000',
     SOCKET_STALL_TIMEOUT_MS: '1500',
@@ -183,6 +185,7 @@ test('every variable set, each lands in its field', () => {
     rateLimits: { user: { rate: 6, burst: 7 }, ip: { rate: 8, burst: 9 }, authFailures: { rate: 2, burst: 11 } },
     maxConnectionsPerUser: 12,
     maxConnectionsPerIp: 13,
+    trustProxy: ['10.0.0.0/8', '172.16.0.0/12'],
     socketMaxBufferedPackets: 14,
     socketMaxBufferedBytes: 70_000,
     socketStallTimeoutMs: 1500,
@@ -293,6 +296,26 @@ test('CORS_ORIGINS: a comma-separated list of bare origins', () => {
   }
 });
 
+test('TRUST_PROXY: true, false, a hop count, or proxy addresses and subnets, as express reads them', () => {
+  expect(['true', 'TRUE', 'false', '0', '1', '2', 'loopback', 'loopback, uniquelocal', '10.0.0.1,::1', 'fd00::/8'].map((v) => load({ TRUST_PROXY: v }).trustProxy)).toEqual([
+    true,
+    true,
+    false,
+    false,
+    1,
+    2,
+    ['loopback'],
+    ['loopback', 'uniquelocal'],
+    ['10.0.0.1', '::1'],
+    ['fd00::/8'],
+  ]);
+  const hint = 'must be true, false, a number of proxy hops, or comma-separated proxy addresses/subnets (loopback, linklocal, uniquelocal, 10.0.0.0/8, ::1…)';
+  expect(refusal({ TRUST_PROXY: 'yes' })).toBe(`invalid configuration:\n  TRUST_PROXY: ${hint}: invalid IP address: yes (got "yes")`);
+  expect(refusal({ TRUST_PROXY: '10.0.0.0/33' })).toBe(`invalid configuration:\n  TRUST_PROXY: ${hint}: invalid range on address: 10.0.0.0/33 (got "10.0.0.0/33")`);
+  expect(refusal({ TRUST_PROXY: '10.0.0.1,,10.0.0.2' })).toContain('TRUST_PROXY: must be true, false');
+  expect(refusal({ TRUST_PROXY: '-1' })).toContain('TRUST_PROXY: must be true, false');
+});
+
 test('production refuses dev login and requires a JWT secret', () => {
   expect(refusal({ NODE_ENV: 'production', AUTH_DEV_LOGIN: '1', AUTH_JWT_SECRET: 'x'.repeat(16) })).toBe('invalid configuration:\n  AUTH_DEV_LOGIN: refused when NODE_ENV=production');
   expect(refusal({ NODE_ENV: 'production' })).toBe('invalid configuration:\n  AUTH_JWT_SECRET: required when NODE_ENV=production');
@@ -312,7 +335,8 @@ test('the configuration is frozen, nested parts too', () => {
 test('ENV_VARS lists every variable the schema reads', () => {
   expect(ENV_VARS).toContain('NODE_ENV');
   expect(ENV_VARS).toContain('ALERT_ACTIVE_CONTEXTS');
-  expect(ENV_VARS).toHaveLength(63);
+  expect(ENV_VARS).toContain('TRUST_PROXY');
+  expect(ENV_VARS).toHaveLength(64);
 });
 
 test('several nodes: REDIS_URL needs PostgreSQL and a shared token secret; NODE_ID and NODE_LEASE_MS are checked', () => {

@@ -5,6 +5,7 @@
  * since with an init hook V8 reports every promise too (~2.5-4 µs each; README, Containment).
  */
 import { createHook } from 'node:async_hooks';
+import type { LeakKind } from '../../protocol/cell-messages.js';
 import type { ResourceCounts } from './isolation-check.js';
 
 /**
@@ -13,7 +14,7 @@ import type { ResourceCounts } from './isolation-check.js';
  * TLSWRAP rides on a TCPWRAP that is counted already. FILEHANDLE is left out: its destroy comes only when
  * the closed handle is garbage-collected (Prisma's first query reads its WebAssembly through two).
  */
-const HANDLE_KINDS: Record<string, string> = {
+const HANDLE_KINDS: Record<string, LeakKind> = {
   Timeout: 'timer',
   TCPWRAP: 'socket',
   TCPSERVERWRAP: 'socket',

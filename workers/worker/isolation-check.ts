@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { MessagePort } from 'node:worker_threads';
+import type { LeakKind } from '../../protocol/cell-messages.js';
 
 // Host prototypes too: every run's events and answer go through MessagePort.prototype.postMessage.
 const BUILTINS: [string, object][] = [
@@ -108,14 +109,14 @@ export function changedGlobals(clean: GlobalsSnapshot): string[] {
 
 export type ResourceCounts = Record<string, number>;
 
-const KINDS: [RegExp, string][] = [
+const KINDS: [RegExp, LeakKind][] = [
   [/^(Timeout|Immediate)$/, 'timer'],
   [/TCP|Pipe|UDP|TLS|HTTP|Socket/i, 'socket'],
   [/^(FSReq|FileHandle|FSEvent|StatWatcher)/, 'file'],
   [/^(ProcessWrap|ChildProcess)/, 'process'],
 ];
 
-export function kindOf(resource: string): string {
+export function kindOf(resource: string): LeakKind {
   return KINDS.find(([re]) => re.test(resource))?.[1] ?? 'other';
 }
 
