@@ -93,8 +93,8 @@ describe('the runtime stage, replayed from its COPY lines', () => {
     for (const entry of fs.readdirSync(ROOT)) if (!skip(entry)) execFileSync('cp', ['-al', path.join(ROOT, entry), path.join(buildApp, entry)]);
     // Files npm may rewrite get copies of their own, so that the tree's stay untouched.
     for (const f of ['package.json', 'package-lock.json', 'node_modules/.package-lock.json']) {
-      fs.rmSync(path.join(buildApp, f));
-      fs.copyFileSync(path.join(ROOT, f), path.join(buildApp, f));
+      fs.rmSync(path.join(buildApp, f), { force: true });
+      if (fs.existsSync(path.join(ROOT, f))) fs.copyFileSync(path.join(ROOT, f), path.join(buildApp, f));
     }
 
     // The build stage's last RUN as written, less its `npm run build` (this tree is built).
