@@ -227,7 +227,7 @@ describe('the runtime stage, replayed from its COPY lines', () => {
     server.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(log.map((l) => l.msg)).toEqual(expect.arrayContaining(['shutting down', 'stopped']));
-  });
+  }, 180_000);
 
   test('npm start inside the image builds nothing, starts, and says how to get a token without dev login', async () => {
     const proc = spawn('npm', ['start'], { cwd: app, env: env(), stdio: ['ignore', 'ignore', 'pipe'], detached: true, ...nonRoot });
@@ -245,5 +245,5 @@ describe('the runtime stage, replayed from its COPY lines', () => {
     expect(banner).toContain('build: a built tree without sources (the container image): nothing to build');
     expect(banner).toContain('Token (dev login is off): a JWT signed with AUTH_JWT_SECRET');
     expect(banner).not.toContain(SECRET);
-  });
+  }, 120_000);
 });

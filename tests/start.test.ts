@@ -65,4 +65,4 @@ test('on a built tree, npm start builds nothing, then prints the URL and a dev-l
   process.kill(-proc.pid!, 'SIGTERM');
   await exited;
   fs.rmSync(dir, { recursive: true, force: true });
-});
+}, 120_000);
