@@ -25,6 +25,8 @@ const STORE_FREE = [
   file('schema'),
   // deploy/ against the config schema, promtool and haproxy: files only.
   file('deploy-compose'),
+  // `npm start`, the container image's runtime stage and an unwritable SQLite folder: SQLite files of their own.
+  ...['start', 'container-image', 'database-path'].map(file),
 ];
 
 /**

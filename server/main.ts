@@ -2,8 +2,10 @@
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { startAtoll } from './atoll.js';
+import { startBanner } from './start-banner.js';
 
-async function main(): Promise<void> {
+/** `banner`: also tell the person at the terminal where to go and how to get a token (`npm start`). */
+export async function main(options: { banner?: boolean } = {}): Promise<void> {
   let config;
   try {
     config = loadConfig(process.env, process.cwd());
@@ -25,6 +27,7 @@ async function main(): Promise<void> {
   }
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${atoll.port}`;
   log.info({ port: atoll.port, url, dev_login: config.devLogin }, 'listening');
+  if (options.banner) process.stderr.write(`${startBanner(config, atoll.port)}\n`);
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       atoll.stop().then(
@@ -38,4 +41,5 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+// Run when started as `node dist/server/main.js`; scripts/start.js calls main() itself.
+if (require.main === module) void main();

@@ -137,3 +137,35 @@ export function runtimeStage(dockerfile: string): { workdir: string; env: Record
   }
   return stage;
 }
+
+/** A Dockerfile instruction, continuation lines joined, with the stage it belongs to (`AS <name>`, or null). */
+export interface DockerInstruction {
+  stage: string | null;
+  instruction: string;
+  args: string;
+}
+
+/** Every instruction of a Dockerfile in order; comments dropped, `ARG` defaults substituted into `FROM`. */
+export function dockerInstructions(dockerfile: string): DockerInstruction[] {
+  const lines = fs.readFileSync(dockerfile, 'utf8').replace(/\\\n/g, ' ').split('\n');
+  const args: Record<string, string> = {};
+  let stage: string | null = null;
+  const out: DockerInstruction[] = [];
+  for (const raw of lines) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const [word, ...rest] = line.split(/\s+/);
+    const instruction = word.toUpperCase();
+    let text = rest.join(' ');
+    if (instruction === 'ARG' && stage === null) {
+      const m = /^([A-Za-z_][A-Za-z0-9_]*)=(\S+)/.exec(text);
+      if (m) args[m[1]] = m[2];
+    }
+    if (instruction === 'FROM') {
+      text = text.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a: string | undefined, b: string | undefined) => args[a ?? b!] ?? '');
+      stage = /\sAS\s+(\S+)/i.exec(text)?.[1] ?? null;
+    }
+    out.push({ stage, instruction, args: text });
+  }
+  return out;
+}

@@ -11,6 +11,7 @@ import { openFrontDatabase, prismaClientOver } from './prisma-client.js';
 import { createPrismaRunStore } from '../prisma-run-store.js';
 import { lockSqlite } from './node-lock.js';
 import { createRunWrites } from './run-writes.js';
+import { ensureWritableFolder } from './writable-folder.js';
 
 export function createSqliteBackend(target: SqliteTarget, options: StoreOptions): StoreBackend {
   return {
@@ -18,6 +19,8 @@ export function createSqliteBackend(target: SqliteTarget, options: StoreOptions)
     prismaClient: prismaClientOver,
 
     async migrate(): Promise<MigrationReport> {
+      // Migrations are the first to touch the file: a folder Atoll cannot write is refused here, saying why.
+      ensureWritableFolder(target.file);
       return applyMigrations(target.file, migrationsFolder('sqlite'));
     },
 
