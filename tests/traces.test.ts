@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { startFakeOpenAI, type FakeOpenAI, type SeenRequest, type Reply } from './helpers/fake-openai';
-import { startServer, type TestServer } from './helpers/server';
+import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
 
 interface OtlpSpan {
@@ -83,12 +83,13 @@ afterAll(async () => {
 describe('with OTEL_EXPORTER_OTLP_ENDPOINT set', () => {
   let server: TestServer;
   let probe: ReturnType<typeof moduleProbe>;
-  const runs: { ok: string; failed: string; user: string } = { ok: '', failed: '', user: 'traced-user' };
+  const runs: { ok: string; failed: string; chatty: string; user: string } = { ok: '', failed: '', chatty: '', user: 'traced-user' };
 
   beforeAll(async () => {
     probe = moduleProbe(fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-traces-')));
     server = await startServer({
       ...probe.env,
+      AGENTS_DIR: FIXTURE_AGENTS,
       LLM_BASE_URL: `${fake.url}/v1`,
       LLM_MODEL: 'fake-model',
       LLM_API_KEY: 'sk-fake-key',
@@ -103,6 +104,8 @@ describe('with OTEL_EXPORTER_OTLP_ENDPOINT set', () => {
       expect(terminal(await u.waitForRun(runs.ok)).payload.status).toBe('completed');
       runs.failed = (await u.start({ agent: 'llm', input: 'refuse this' })).run_id;
       expect(terminal(await u.waitForRun(runs.failed)).payload.status).toBe('failed');
+      runs.chatty = (await u.start({ agent: 'chatty', input: 'log this' })).run_id;
+      expect(terminal(await u.waitForRun(runs.chatty)).payload.status).toBe('completed');
     } finally {
       u.close();
     }
@@ -175,14 +178,19 @@ describe('with OTEL_EXPORTER_OTLP_ENDPOINT set', () => {
 
   test('no content in any span: no input, no answer, no tool parameters or results, no error message', () => {
     const text = JSON.stringify(receiver.spans);
-    for (const content of ['2*(3+4)', 'The result is', 'refuse this', 'the fake model refuses', 'sk-fake-key']) expect(text).not.toContain(content);
+    for (const content of ['2*(3+4)', 'log this', 'The result is', 'refuse this', 'the fake model refuses', 'sk-fake-key']) expect(text).not.toContain(content);
   });
 
-  test("the front's run log lines carry the run's trace id; the SDK was loaded", () => {
-    for (const runId of [runs.ok, runs.failed]) {
+  test("a run's log lines carry its trace id: the front's, and its worker thread's (the agent's ctx.log included); the SDK was loaded", () => {
+    for (const runId of [runs.ok, runs.failed, runs.chatty]) {
       const finished = server.logs.find((l) => l.msg === 'run finished' && l.run_id === runId);
       expect(finished?.trace_id).toBe(traceOf(runId).root.traceId);
     }
+    const agentLines = server.logs.filter((l) => l.run_id === runs.chatty && l.from === 'agent');
+    expect(agentLines.map((l) => [l.msg, l.trace_id])).toEqual([
+      ['chatty starts', traceOf(runs.chatty).root.traceId],
+      ['chatty ends', traceOf(runs.chatty).root.traceId],
+    ]);
     expect(probe.loaded().some((m) => m.includes('@opentelemetry/sdk-trace'))).toBe(true);
   });
 });
@@ -206,6 +214,7 @@ describe('with OTEL_EXPORTER_OTLP_ENDPOINT unset', () => {
     const finished = server.logs.find((l) => l.msg === 'run finished' && l.run_id === runId);
     expect(finished).toBeDefined();
     expect(finished).not.toHaveProperty('trace_id');
+    expect(server.logs.filter((l) => 'trace_id' in l)).toEqual([]);
     expect(receiver.spans.length).toBe(received);
   });
 });

@@ -38,6 +38,9 @@ export interface RunDispatcher {
   workerStats(): WorkerStats[];
 }
 
+/** W3C Trace Context's traceparent (version 00): its second field is the trace id. */
+const TRACEPARENT = /^00-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
 /** How long to wait for a worker's `done` after Piscina resolved its task (piscinajs/piscina#133). */
 const DONE_GRACE_MS = 2000;
 
@@ -135,7 +138,8 @@ export function createRunDispatcher(deps: {
   function start(run: RunAssignment, traceparent?: string) {
     const { port1, port2 } = new MessageChannel();
     // Traced runs only: each model request's timing goes to the front, which makes its span.
-    const tracing = traceparent ? { traceId: traceparent.split('-')[1] ?? '', onCall: (call: ModelCallTiming) => deps.send({ type: 'model_call', runId: run.runId, call }) } : undefined;
+    const traceId = traceparent ? TRACEPARENT.exec(traceparent)?.[1] : undefined;
+    const tracing = traceId ? { traceId, onCall: (call: ModelCallTiming) => deps.send({ type: 'model_call', runId: run.runId, call }) } : undefined;
     const f: InFlight = {
       run,
       port: port1,
@@ -180,7 +184,7 @@ export function createRunDispatcher(deps: {
         else f.done = { outcome: msg.outcome, report: msg.report };
       }
     });
-    const task: WorkerTask = { kind: 'run', run, port: port2 };
+    const task: WorkerTask = { kind: 'run', run, port: port2, ...(tracing ? { traceId: tracing.traceId } : {}) };
     Object.assign(task, deps.route?.(run));
     deps.pool.run(task, { transferList: [port2], signal: f.abort.signal }).then(
       (summary: RunOutcome) => {
