@@ -91,8 +91,8 @@ const EnvSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   ALERT_ACTIVE_CONTEXTS: int(1, 1_000_000).default(10),
   // Traces (server/tracing/): the standard OpenTelemetry variables; unset endpoint, no tracing at all.
-  OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ message: 'must be the collector base URL like http://127.0.0.1:4318 (/v1/traces is added)' }).optional(),
-  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.url({ message: 'must be the full traces URL like http://127.0.0.1:4318/v1/traces' }).optional(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ protocol: /^https?$/, message: 'must be the collector base URL like http://127.0.0.1:4318 (/v1/traces is added)' }).optional(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.url({ protocol: /^https?$/, message: 'must be the full traces URL like http://127.0.0.1:4318/v1/traces' }).optional(),
   OTEL_EXPORTER_OTLP_PROTOCOL: otlpProtocol.optional(),
   OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: otlpProtocol.optional(),
   OTEL_SERVICE_NAME: z.string().min(1).default('atoll'),

@@ -26,25 +26,29 @@ interface OtlpSpan {
 }
 const STATUS_ERROR = 2;
 
-/** An OTLP/HTTP JSON receiver: keeps every span posted to /v1/traces, and the resource it came with. */
+/** An OTLP/HTTP receiver: keeps every JSON span posted to /v1/traces (with its service), and every raw post. */
 async function startReceiver() {
   const spans: (OtlpSpan & { service: unknown })[] = [];
+  const posts: { contentType: string; body: Buffer }[] = [];
   const server = http.createServer((req, res) => {
-    let body = '';
-    req.setEncoding('utf8').on('data', (c: string) => (body += c));
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      if (req.method === 'POST' && req.url === '/v1/traces' && String(req.headers['content-type']).startsWith('application/json')) {
-        const payload = JSON.parse(body) as { resourceSpans: { resource: { attributes: OtlpSpan['attributes'] }; scopeSpans: { spans: OtlpSpan[] }[] }[] };
+      const body = Buffer.concat(chunks);
+      const contentType = String(req.headers['content-type']);
+      if (req.method === 'POST' && req.url === '/v1/traces') posts.push({ contentType, body });
+      if (req.method === 'POST' && req.url === '/v1/traces' && contentType.startsWith('application/json')) {
+        const payload = JSON.parse(body.toString('utf8')) as { resourceSpans: { resource: { attributes: OtlpSpan['attributes'] }; scopeSpans: { spans: OtlpSpan[] }[] }[] };
         for (const rs of payload.resourceSpans) {
           const service = rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue;
           for (const ss of rs.scopeSpans) for (const s of ss.spans) spans.push({ ...s, service });
         }
       }
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      res.writeHead(200, { 'content-type': contentType }).end();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, spans, close: () => new Promise<void>((r) => server.close(() => r())) };
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, spans, posts, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
 const attr = (s: OtlpSpan, key: string) => {
@@ -56,6 +60,10 @@ function script(req: SeenRequest): Reply {
   if (req.prompt === 'what is 2*(3+4)?') {
     if (req.toolResults.length === 0) return { steps: [{ toolCall: { id: 'call_calc', name: 'calculator', arguments: '{"expression":"2*(3+4)"}' } }] };
     return { steps: [{ text: `The result is ${JSON.parse(req.toolResults[0].content).result}.` }] };
+  }
+  if (req.prompt === 'call a missing tool') {
+    if (req.toolResults.length === 0) return { steps: [{ toolCall: { id: 'call_missing', name: 'no_such_tool', arguments: '{}' } }] };
+    return { steps: [{ text: 'done' }] };
   }
   return { status: 400, message: 'the fake model refuses this' };
 }
@@ -83,13 +91,14 @@ afterAll(async () => {
 describe('with OTEL_EXPORTER_OTLP_ENDPOINT set', () => {
   let server: TestServer;
   let probe: ReturnType<typeof moduleProbe>;
-  const runs: { ok: string; failed: string; chatty: string; user: string } = { ok: '', failed: '', chatty: '', user: 'traced-user' };
+  const runs = { ok: '', failed: '', chatty: '', missingTool: '', cellKilled: '', user: 'traced-user' };
 
   beforeAll(async () => {
     probe = moduleProbe(fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-traces-')));
     server = await startServer({
       ...probe.env,
       AGENTS_DIR: FIXTURE_AGENTS,
+      ENABLE_CHAOS_AGENTS: '1',
       LLM_BASE_URL: `${fake.url}/v1`,
       LLM_MODEL: 'fake-model',
       LLM_API_KEY: 'sk-fake-key',
@@ -106,6 +115,11 @@ describe('with OTEL_EXPORTER_OTLP_ENDPOINT set', () => {
       expect(terminal(await u.waitForRun(runs.failed)).payload.status).toBe('failed');
       runs.chatty = (await u.start({ agent: 'chatty', input: 'log this' })).run_id;
       expect(terminal(await u.waitForRun(runs.chatty)).payload.status).toBe('completed');
+      runs.missingTool = (await u.start({ agent: 'llm', input: 'call a missing tool' })).run_id;
+      expect(terminal(await u.waitForRun(runs.missingTool)).payload.status).toBe('completed');
+      // Kills its cell (SIGABRT), alone in it: the culprit, failed without another attempt.
+      runs.cellKilled = (await u.start({ agent: 'chaos', input: { text: 'abort', mode: 'abort' } })).run_id;
+      expect(terminal(await u.waitForRun(runs.cellKilled, 60_000)).payload.status).toBe('failed');
     } finally {
       u.close();
     }
@@ -176,6 +190,21 @@ describe('with OTEL_EXPORTER_OTLP_ENDPOINT set', () => {
     expect([chat.status?.code, attr(chat, 'atoll.model.outcome'), attr(chat, 'http.response.status_code')]).toEqual([STATUS_ERROR, 'http_error', 400]);
   });
 
+  test('a failed tool call has status error', () => {
+    const tool = traceOf(runs.missingTool).one('execute_tool no_such_tool');
+    expect(tool.status?.code).toBe(STATUS_ERROR);
+    expect(tool.parentSpanId).toBe(traceOf(runs.missingTool).one('atoll.execute').spanId);
+  });
+
+  test('a run whose cell was killed under it: its spans still end, in error, with the code of its terminal event', () => {
+    const killed = traceOf(runs.cellKilled);
+    const code = server.logs.find((l) => l.msg === 'run finished' && l.run_id === runs.cellKilled)?.code;
+    expect(code).toEqual(expect.any(String));
+    expect([killed.root.status?.code, killed.root.status?.message, attr(killed.root, 'atoll.error.code')]).toEqual([STATUS_ERROR, code, code]);
+    expect([killed.one('atoll.execute').status?.code, killed.one('atoll.execute').status?.message]).toEqual([STATUS_ERROR, code]);
+    killed.one('atoll.terminal');
+  });
+
   test('no content in any span: no input, no answer, no tool parameters or results, no error message', () => {
     const text = JSON.stringify(receiver.spans);
     for (const content of ['2*(3+4)', 'log this', 'The result is', 'refuse this', 'the fake model refuses', 'sk-fake-key']) expect(text).not.toContain(content);
@@ -192,6 +221,28 @@ describe('with OTEL_EXPORTER_OTLP_ENDPOINT set', () => {
       ['chatty ends', traceOf(runs.chatty).root.traceId],
     ]);
     expect(probe.loaded().some((m) => m.includes('@opentelemetry/sdk-trace'))).toBe(true);
+  });
+});
+
+describe('with the default protocol', () => {
+  test('the spans go out as OTLP protobuf (application/x-protobuf to /v1/traces)', async () => {
+    const before = receiver.posts.length;
+    const server = await startServer({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
+    const u = await UserClient.connect(server.url, 'proto-user');
+    let runId: string;
+    try {
+      runId = (await u.start({ agent: 'echo', input: 'proto' })).run_id;
+      expect(terminal(await u.waitForRun(runId)).payload.status).toBe('completed');
+    } finally {
+      u.close();
+    }
+    expect(await server.stop()).toBe(0);
+    const posts = receiver.posts.slice(before);
+    expect(posts.length).toBeGreaterThan(0);
+    expect(posts.every((p) => p.contentType === 'application/x-protobuf')).toBe(true);
+    // Protobuf strings are their UTF-8 bytes: the run's id and its spans' names are in the request.
+    const body = Buffer.concat(posts.map((p) => p.body));
+    for (const text of [runId, 'atoll.run', 'atoll.execute', 'atoll.terminal']) expect(body.includes(Buffer.from(text))).toBe(true);
   });
 });
 
