@@ -43,6 +43,7 @@ const STORE_BLIND = [
   'worker-reset', // worker-thread hygiene
   'limits-burst', // the front's rate limits
   'input-edges', // request validation
+  'traces', // OpenTelemetry spans of runs
 ].map(file);
 
 module.exports = {

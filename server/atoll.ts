@@ -84,7 +84,7 @@ export async function startAtoll(config: Config, log: Logger) {
   // A dead node may have committed events it never published: every socket here replays what it follows.
   const signals = signalsOver(nodeMessages, { onNodeDied: () => redis?.bus.gap() });
   // Tracing on (OTEL_EXPORTER_OTLP_ENDPOINT): the OpenTelemetry SDK is loaded now, and only then.
-  const tracing = config.tracing ? await startTracing(config.tracing, config.nodeId) : null;
+  const tracing = config.tracing ? await startTracing(config.tracing, config.nodeId, log) : null;
   const relay = createEventRelay({ store, bus, metrics, log, onFenced: (run) => runs.fenced(run) });
   const runs = createRunService({
     store,

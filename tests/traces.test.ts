@@ -123,8 +123,11 @@ describe('with OTEL_EXPORTER_OTLP_ENDPOINT set', () => {
     } finally {
       u.close();
     }
-    // A graceful stop exports what is still buffered: after it, every span of both runs has been received.
+    // A graceful stop exports what is still buffered: after it, every span of every run has been received.
     expect(await server.stop()).toBe(0);
+  }, 240_000);
+  afterAll(async () => {
+    if (server?.proc.exitCode === null) await server.stop();
   });
 
   const traceOf = (runId: string) => {
@@ -155,9 +158,11 @@ describe('with OTEL_EXPORTER_OTLP_ENDPOINT set', () => {
     expect(ok.root.status?.code ?? 0).not.toBe(STATUS_ERROR);
     const parts = ['atoll.accept', 'atoll.queue', 'atoll.dispatch', 'atoll.execute', 'atoll.terminal'].map((name) => ok.one(name));
     for (const part of parts) expect(part.parentSpanId).toBe(ok.root.spanId);
-    // Each part starts when the one before it ended (nanosecond strings: compared as BigInt).
-    for (let i = 1; i < parts.length; i++) expect(BigInt(parts[i].startTimeUnixNano)).toBeGreaterThanOrEqual(BigInt(parts[i - 1].startTimeUnixNano));
-    expect(BigInt(ok.root.endTimeUnixNano)).toBeGreaterThanOrEqual(BigInt(parts[4].endTimeUnixNano));
+    // Inside the run, each part starting once the one before it has ended (nanosecond strings: compared as BigInt).
+    const ns = (t: string) => BigInt(t);
+    expect(ns(parts[0].startTimeUnixNano)).toBeGreaterThanOrEqual(ns(ok.root.startTimeUnixNano));
+    for (let i = 1; i < parts.length; i++) expect(ns(parts[i].startTimeUnixNano)).toBeGreaterThanOrEqual(ns(parts[i - 1].endTimeUnixNano));
+    expect(ns(ok.root.endTimeUnixNano)).toBeGreaterThanOrEqual(ns(parts[4].endTimeUnixNano));
   });
 
   test("the model calls (timed in the cell) and the tool call (the thread's events) are children of the execution", () => {
@@ -230,20 +235,22 @@ describe('with the default protocol', () => {
     const server = await startServer({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
     const u = await UserClient.connect(server.url, 'proto-user');
     let runId: string;
+    let exit: number | null;
     try {
       runId = (await u.start({ agent: 'echo', input: 'proto' })).run_id;
       expect(terminal(await u.waitForRun(runId)).payload.status).toBe('completed');
     } finally {
       u.close();
+      exit = await server.stop();
     }
-    expect(await server.stop()).toBe(0);
+    expect(exit).toBe(0);
     const posts = receiver.posts.slice(before);
     expect(posts.length).toBeGreaterThan(0);
     expect(posts.every((p) => p.contentType === 'application/x-protobuf')).toBe(true);
     // Protobuf strings are their UTF-8 bytes: the run's id and its spans' names are in the request.
     const body = Buffer.concat(posts.map((p) => p.body));
     for (const text of [runId, 'atoll.run', 'atoll.execute', 'atoll.terminal']) expect(body.includes(Buffer.from(text))).toBe(true);
-  });
+  }, 120_000);
 });
 
 describe('with OTEL_EXPORTER_OTLP_ENDPOINT unset', () => {
@@ -253,13 +260,15 @@ describe('with OTEL_EXPORTER_OTLP_ENDPOINT unset', () => {
     const server = await startServer({ ...probe.env, LLM_BASE_URL: `${fake.url}/v1`, LLM_MODEL: 'fake-model', RUN_TIMEOUT_MS: '60000' });
     const u = await UserClient.connect(server.url, 'untraced-user');
     let runId: string;
+    let exit: number | null;
     try {
       runId = (await u.start({ agent: 'llm', input: 'what is 2*(3+4)?' })).run_id;
       expect(terminal(await u.waitForRun(runId)).payload.status).toBe('completed');
     } finally {
       u.close();
+      exit = await server.stop();
     }
-    expect(await server.stop()).toBe(0);
+    expect(exit).toBe(0);
     // The API package alone is always there: prom-client requires it (for exemplars), a no-op without an SDK.
     expect(probe.loaded().filter((m) => !m.includes(`${path.sep}@opentelemetry${path.sep}api${path.sep}`))).toEqual([]);
     const finished = server.logs.find((l) => l.msg === 'run finished' && l.run_id === runId);
@@ -267,5 +276,5 @@ describe('with OTEL_EXPORTER_OTLP_ENDPOINT unset', () => {
     expect(finished).not.toHaveProperty('trace_id');
     expect(server.logs.filter((l) => 'trace_id' in l)).toEqual([]);
     expect(receiver.spans.length).toBe(received);
-  });
+  }, 120_000);
 });

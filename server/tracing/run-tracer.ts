@@ -69,13 +69,16 @@ export function createRunTracer({ api, tracer, propagator }: OtelParts): RunTrac
   const child = (parent: Otel.Span, name: string, startTime: number, attributes: Otel.Attributes = {}, kind = api.SpanKind.INTERNAL) =>
     tracer.startSpan(name, { startTime, attributes, kind }, under(parent));
 
-  /** The run's spans; a run taken up without being accepted here (recovered, claimed from another node) gets its root now. */
-  function of(run: LiveRun): RunSpans {
+  /**
+   * The run's spans, its root started at `since` if they do not exist yet (a run taken up without being accepted
+   * here, recovered or claimed from another node, gets its root at its acceptance time).
+   */
+  function of(run: LiveRun, since = run.acceptedAt): RunSpans {
     let s = spans.get(run);
     if (!s) {
       const root = tracer.startSpan(
         'atoll.run',
-        { root: true, startTime: run.acceptedAt, kind: api.SpanKind.SERVER, attributes: { 'atoll.run.id': run.id, 'atoll.user.id': run.userId, 'atoll.thread.id': run.threadId, 'atoll.agent': run.agentName } },
+        { root: true, startTime: since, kind: api.SpanKind.SERVER, attributes: { 'atoll.run.id': run.id, 'atoll.user.id': run.userId, 'atoll.thread.id': run.threadId, 'atoll.agent': run.agentName } },
         api.ROOT_CONTEXT,
       );
       s = { root, queue: null, dispatch: null, execute: null, terminal: null, tools: new Map() };
@@ -103,9 +106,11 @@ export function createRunTracer({ api, tracer, propagator }: OtelParts): RunTrac
 
   return {
     accepted(run, receivedAt) {
-      const s = of(run);
-      child(s.root, 'atoll.accept', receivedAt).end(run.acceptedAt);
-      s.queue = child(s.root, 'atoll.queue', run.acceptedAt);
+      const s = of(run, receivedAt);
+      // Stored now (the run and its first event are written): the wait for a slot starts.
+      const storedAt = Date.now();
+      child(s.root, 'atoll.accept', receivedAt).end(storedAt);
+      s.queue = child(s.root, 'atoll.queue', storedAt);
     },
 
     dispatched(run) {
