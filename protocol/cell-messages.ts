@@ -167,8 +167,8 @@ export interface ModelCallTiming {
 export type FrontToCell =
   | { type: 'init'; config: CellConfig }
   /**
-   * traceparent (W3C Trace Context), only when tracing is on: the cell names the trace on the run's log lines
-   * and reports the run's model calls (model_call). It stays in the cell: the run's worker never gets it.
+   * traceparent (W3C Trace Context), only when tracing is on: the cell reports the run's model calls (model_call)
+   * and hands the run's worker the trace id alone, for the run's log lines (WorkerTask in worker-messages.ts).
    */
   | { type: 'run'; run: RunAssignment; traceparent?: string }
   | { type: 'cancel'; runId: string; reason: StopReason }
