@@ -47,6 +47,7 @@ const STORE_BLIND = [
   'input-edges', // request validation
   'alerts', // metrics born at 0 and a real Prometheus's alerts
   'trust-proxy', // the client's address behind a proxy, for the front's per-address limits
+  'traces', // OpenTelemetry spans of runs
 ].map(file);
 
 module.exports = {

@@ -157,9 +157,25 @@ export interface ProcessMetricFamily {
   values: { value: number; labels: Record<string, string | number>; metricName?: string }[];
 }
 
+/**
+ * One model request of a run, timed by the cell's broker (workers/cell/model-broker.ts) for the run's trace:
+ * timings, the HTTP status and how it ended; never a header, a body or an error's text.
+ */
+export interface ModelCallTiming {
+  startedAt: number;
+  endedAt: number;
+  /** ok: answered and read to the end with a 2xx-3xx status; http_error: another status; failed: no answer; aborted: the run or the worker gave up on it. */
+  outcome: 'ok' | 'http_error' | 'failed' | 'aborted';
+  httpStatus: number | null;
+}
+
 export type FrontToCell =
   | { type: 'init'; config: CellConfig }
-  | { type: 'run'; run: RunAssignment }
+  /**
+   * traceparent (W3C Trace Context), only when tracing is on: the cell reports the run's model calls (model_call)
+   * and hands the run's worker the trace id alone, for the run's log lines (WorkerTask in worker-messages.ts).
+   */
+  | { type: 'run'; run: RunAssignment; traceparent?: string }
   | { type: 'cancel'; runId: string; reason: StopReason }
   /** The front's CPU governor found this OS thread of the cell hungry: lower it to the lowest priority. */
   | { type: 'demote_os_thread'; tid: number }
@@ -177,6 +193,8 @@ export type CellToFront =
   /** A statement of the run's worker (its Prisma client's), tagged by the cell with the run owning the port. */
   | { type: 'db_query'; runId: string; queryId: number; kind: DbQueryKind; query: ForwardedSqlQuery }
   | { type: 'run_finished'; runId: string; outcome: RunOutcome; report: RunReport | null }
+  /** One model request of a run traced by the front (its run message had a traceparent), once it is over. */
+  | { type: 'model_call'; runId: string; call: ModelCallTiming }
   /** A worker retired without finishing a run (a run of another user reached it: user_switch). */
   | { type: 'worker_retired'; reason: RecycleReason }
   /** The cell's memory watchdog fired; the cell exits right after sending this. */

@@ -43,7 +43,11 @@ export interface WorkerConfig {
 /** Checked by the compiler: WORKER_SETTINGS names exactly the fields of WorkerConfig that come from the cell's config. */
 export type WorkerSettingsMatch = Assert<SameShape<Pick<CellConfig, (typeof WORKER_SETTINGS)[number]>, Omit<WorkerConfig, 'builtinAgentsDir'>>>;
 
-export type WorkerTask = { kind: 'run'; run: RunAssignment; port: MessagePort } | { kind: 'describe' };
+/**
+ * traceId: the run is traced (the front's run message had a traceparent); the worker names the trace on the
+ * run's log lines, ctx.log's included. The trace id only: the thread makes no span and holds no exporter.
+ */
+export type WorkerTask = { kind: 'run'; run: RunAssignment; port: MessagePort; traceId?: string } | { kind: 'describe' };
 
 export type { StopReason } from './stop-errors.js';
 

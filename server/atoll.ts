@@ -23,6 +23,7 @@ import { createInProcessNodeMessages } from './bus/in-process/node-messages.js';
 import { signalsOver } from './cluster/signals.js';
 import { createRedisCluster } from './redis-cluster.js';
 import { createRunService } from './runs/run-service.js';
+import { startTracing } from './tracing/start-tracing.js';
 import { localStateDir } from './store/database-target.js';
 import { openStore } from './store/open-store.js';
 import { createWorkerQueryGate, learnStatements } from './store/worker-query-gate.js';
@@ -82,6 +83,8 @@ export async function startAtoll(config: Config, log: Logger) {
   const nodeMessages = redis?.nodeMessages ?? createInProcessNodeMessages(config.nodeId, log);
   // A dead node may have committed events it never published: every socket here replays what it follows.
   const signals = signalsOver(nodeMessages, { onNodeDied: () => redis?.bus.gap() });
+  // Tracing on (OTEL_EXPORTER_OTLP_ENDPOINT): the OpenTelemetry SDK is loaded now, and only then.
+  const tracing = config.tracing ? await startTracing(config.tracing, config.nodeId, log) : null;
   const relay = createEventRelay({ store, bus, metrics, log, onFenced: (run) => runs.fenced(run) });
   const runs = createRunService({
     store,
@@ -93,6 +96,7 @@ export async function startAtoll(config: Config, log: Logger) {
     accepting: shared.accepting,
     settings: runServiceSettingsOf(config),
     cluster: config.cluster && database.cluster ? { store: database.cluster, signals, bus, nodeId: config.nodeId, nodeLeaseMs: config.nodeLeaseMs } : null,
+    tracer: tracing?.tracer,
   });
 
   const governor = createCpuGovernor({
@@ -129,6 +133,7 @@ export async function startAtoll(config: Config, log: Logger) {
     await bus.stop().catch(() => undefined);
     await redis?.stop();
     await database.close();
+    await tracing?.stop().catch(() => undefined);
     throw err;
   }
 
@@ -214,6 +219,8 @@ export async function startAtoll(config: Config, log: Logger) {
         metrics.stop();
         await database.close();
         runs.close();
+        // The last runs' spans go out before the process exits.
+        await tracing?.stop().catch((err: unknown) => log.warn({ err: String((err as Error)?.message ?? err) }, 'exporting the last spans failed'));
         log.info('stopped');
       })();
       return stopping;

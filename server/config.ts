@@ -34,6 +34,8 @@ const trustProxy = z.string().transform((v, ctx): TrustProxy => {
   }
   return proxies;
 });
+// OTLP over HTTP only: gRPC would add a second transport stack for what a collector's :4318 takes anyway.
+const otlpProtocol = z.enum(['http/protobuf', 'http/json'], { message: 'must be http/protobuf or http/json (gRPC is not supported: use the collector\'s HTTP port, 4318)' });
 
 const EnvSchema = z.object({
   // Case-insensitive, and only known values: "Production" must not silently run as development.
@@ -109,6 +111,14 @@ const EnvSchema = z.object({
   TOOL_TIMEOUT_MS: int(10, 600_000).default(10_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   ALERT_ACTIVE_CONTEXTS: int(1, 1_000_000).default(10),
+  // Traces (server/tracing/): the standard OpenTelemetry variables; unset endpoint, no tracing at all.
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ protocol: /^https?$/, message: 'must be the collector base URL like http://127.0.0.1:4318 (/v1/traces is added)' }).optional(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.url({ protocol: /^https?$/, message: 'must be the full traces URL like http://127.0.0.1:4318/v1/traces' }).optional(),
+  OTEL_EXPORTER_OTLP_PROTOCOL: otlpProtocol.optional(),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: otlpProtocol.optional(),
+  OTEL_SERVICE_NAME: z.string().min(1).default('atoll'),
+  OTEL_SDK_DISABLED: bool.default(false),
+  OTEL_BSP_SCHEDULE_DELAY: int(0, 3_600_000).default(5000),
 });
 
 /** Every variable Atoll reads (README documents each; a test checks). */
@@ -219,6 +229,25 @@ export interface Config {
   readonly agentSettings: AgentSettings;
   /** LLM_API_KEY: handed to the cells' model brokers only, never to agents (ctx.settings). */
   readonly llmApiKey: string | null;
+  /** Where the front exports its spans (null: tracing off, no OpenTelemetry module loaded). */
+  readonly tracing: TracingSettings | null;
+}
+
+export interface TracingSettings {
+  /** The OTLP/HTTP traces URL: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces. */
+  readonly url: string;
+  readonly protocol: 'http/protobuf' | 'http/json';
+  readonly serviceName: string;
+  /** How long finished spans wait to be sent together (OTEL_BSP_SCHEDULE_DELAY). */
+  readonly scheduledDelayMs: number;
+}
+
+/** The traces URL the OpenTelemetry spec derives from the variables (the signal's own endpoint is used as is). */
+function tracingOf(e: z.infer<typeof EnvSchema>): TracingSettings | null {
+  const base = e.OTEL_EXPORTER_OTLP_ENDPOINT;
+  const url = e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (base ? `${base.replace(/\/+$/, '')}/v1/traces` : null);
+  if (!url || e.OTEL_SDK_DISABLED) return null;
+  return { url, protocol: e.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? e.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf', serviceName: e.OTEL_SERVICE_NAME, scheduledDelayMs: e.OTEL_BSP_SCHEDULE_DELAY };
 }
 
 export class ConfigError extends Error {
@@ -311,5 +340,6 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
       },
     },
     llmApiKey: e.LLM_API_KEY ?? null,
+    tracing: tracingOf(e),
   });
 }

@@ -14,6 +14,7 @@ import type { Deadlines } from './deadlines.js';
 import type { EventRelay } from './event-relay.js';
 import type { Finishing } from './finishing.js';
 import type { LiveRuns } from './live-runs.js';
+import type { RunTracer } from '../tracing/run-tracer.js';
 
 /** At most this much of a stopped run's streamed answer is kept as its interrupted message. */
 const PARTIAL_TEXT_CAP = 256 * 1024;
@@ -30,6 +31,7 @@ export function createCellEvents(deps: {
   log: Logger;
   /** Where workers' database statements go (absent: every one is refused). */
   workerQueries?: WorkerQueryGate;
+  tracer: RunTracer;
 }) {
   const { store, relay, live, metrics, log } = deps;
 
@@ -58,6 +60,11 @@ export function createCellEvents(deps: {
         log.warn({ cell: cell.id, rss_bytes: msg.rssBytes, limit_bytes: msg.limitBytes }, 'cell over CELL_MEMORY_MB');
         return;
       }
+      if (msg.type === 'model_call') {
+        const run = live.get(msg.runId);
+        if (run && run.cellId === cell.id) deps.tracer.modelCall(run, msg.call);
+        return;
+      }
       if (msg.type !== 'run_started' && msg.type !== 'run_event' && msg.type !== 'run_finished') return;
       if (msg.type === 'run_finished') {
         cell.runs.delete(msg.runId);
@@ -83,6 +90,7 @@ export function createCellEvents(deps: {
           run.startedAt = msg.startedAt;
           run.workerId = msg.workerId;
           cell.runs.set(run.id, msg.startedAt);
+          deps.tracer.started(run, msg.startedAt);
           metrics.runsStarted.inc();
           metrics.queueWait.observe(Math.max(0, msg.startedAt - run.acceptedAt) / 1000);
           const { startedAt, attempt } = run;
@@ -100,6 +108,7 @@ export function createCellEvents(deps: {
             run.partialText = (run.partialText + String(msg.event.payload.text)).slice(0, PARTIAL_TEXT_CAP);
           }
           relay.append(run, msg.event.type, msg.event.payload as never, msg.event.timestamp);
+          deps.tracer.event(run, msg.event);
           return;
         case 'run_finished':
           deps.finishing.fromOutcome(run, msg.outcome, msg.report);

@@ -1,12 +1,13 @@
 /** Sends a run to a cell: the run and the cell record where it went, and the cell remembers its user. */
 import type { CellHandle } from '../cells/cell-handle.js';
 import type { Logger } from '../logger.js';
+import type { RunTracer } from '../tracing/run-tracer.js';
 import { assignment, runLogFields, type LiveRun } from './live-run.js';
 
 /** A cell's idle workers retire after 30 s (Piscina's idleTimeout in workers/cell/cell-runtime.ts). */
 const RECENT_USER_MS = 30_000;
 
-export function dispatch(run: LiveRun, cell: CellHandle, log: Logger): void {
+export function dispatch(run: LiveRun, cell: CellHandle, log: Logger, tracer: RunTracer): void {
   run.phase = 'dispatched';
   run.dispatchedAt = Date.now();
   run.cellId = cell.id;
@@ -14,7 +15,8 @@ export function dispatch(run: LiveRun, cell: CellHandle, log: Logger): void {
   cell.runs.set(run.id, null);
   cell.lastBusyAt = Date.now();
   noteUser(cell, run.userId);
-  cell.send({ type: 'run', run: assignment(run, cell.scratch.open(run.id)) });
+  const traceparent = tracer.dispatched(run);
+  cell.send({ type: 'run', run: assignment(run, cell.scratch.open(run.id)), ...(traceparent ? { traceparent } : {}) });
   // The front's own record of dispatch order (tests read per-user FIFO from it, not from clocks).
   log.debug({ ...runLogFields(run), attempt: run.attempt }, 'run dispatched');
 }

@@ -14,6 +14,7 @@ import type { IsolationReport } from '../store/store.js';
 import type { EventRelay } from './event-relay.js';
 import { runLogFields, type LiveRun } from './live-run.js';
 import type { LiveRuns } from './live-runs.js';
+import type { RunTracer } from '../tracing/run-tracer.js';
 
 export interface IsolationTally {
   finished: number;
@@ -45,6 +46,7 @@ export function createFinishing(deps: {
   log: Logger;
   /** Takes the run out of the scheduler and disarms its deadlines. */
   release: (run: LiveRun) => void;
+  tracer: RunTracer;
 }) {
   const { relay, metrics, log } = deps;
   const tally: IsolationTally = { finished: 0, finishedWithViolations: 0, failures: 0, failuresAffectingOthers: 0 };
@@ -101,7 +103,9 @@ export function createFinishing(deps: {
       },
       'run finished',
     );
+    deps.tracer.finishing(run, status, error);
     void relay.finish(run, status, error, result, executionTimeMs, isolationReport(run, report)).then(() => {
+      deps.tracer.settled(run);
       deps.live.delete(run.id);
       run.markSettled();
     });

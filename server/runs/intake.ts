@@ -19,6 +19,7 @@ import type { LiveRuns } from './live-runs.js';
 import type { Scheduler } from './scheduler.js';
 import type { SharedRuns } from './shared-runs.js';
 import { envelopeOf } from '../cluster/envelopes.js';
+import type { RunTracer } from '../tracing/run-tracer.js';
 
 export interface StartRunRequest {
   agent: string;
@@ -50,6 +51,7 @@ export function createIntake(deps: {
   shared?: SharedRuns | null;
   /** Stops a run wherever it is (a double-texting interrupt of a run on another node). */
   stopRun: (userId: string, runId: string) => Promise<unknown>;
+  tracer: RunTracer;
 }) {
   const { store, relay, live, scheduler, metrics } = deps;
 
@@ -89,6 +91,7 @@ export function createIntake(deps: {
   }
 
   async function accept(userId: string, req: StartRunRequest): Promise<RunRecord> {
+    const receivedAt = Date.now();
     if (deps.draining()) throw new CodedError('SHUTTING_DOWN', 'the server is shutting down; retry shortly', { retryAfterSeconds: 5 });
     if (!deps.cells.agents().some((a) => a.name === req.agent)) {
       throw new CodedError('BAD_REQUEST', `unknown agent ${JSON.stringify(req.agent)}; GET /v1/agents lists the agents`);
@@ -97,13 +100,13 @@ export function createIntake(deps: {
     // The queue's caps (scheduler.ts): checked and a place held at once, so the awaits below let no burst by.
     const release = await scheduler.admit(userId);
     try {
-      return await persistAndQueue(userId, req, release);
+      return await persistAndQueue(userId, req, release, receivedAt);
     } finally {
       release();
     }
   }
 
-  async function persistAndQueue(userId: string, req: StartRunRequest, release: () => void): Promise<RunRecord> {
+  async function persistAndQueue(userId: string, req: StartRunRequest, release: () => void, receivedAt: number): Promise<RunRecord> {
     if (req.threadId && !(await store.findThread(userId, req.threadId))) throw new CodedError('NOT_FOUND', 'no such thread');
     if (req.threadId) {
       // Double-texting: what to do when the conversation already has a run queued or in progress.
@@ -151,6 +154,7 @@ export function createIntake(deps: {
     // every later event of the run is chained behind this one, however early its cell answers.
     relay.deliver(run, first, new Promise<void>((resolve) => setImmediate(resolve)));
     live.add(run);
+    deps.tracer.accepted(run, receivedAt);
     release(); // the run now counts itself
     scheduler.enqueueAccepted(run);
     setImmediate(scheduler.pump);

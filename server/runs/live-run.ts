@@ -39,6 +39,8 @@ export interface LiveRun {
   restarts: { attempt: number; cell: string | null; reason: string }[];
   /** Walls the run's code ran into that the front saw (its worker's db statements the gate refused). */
   refused: Set<string>;
+  /** The run's trace (set by the run tracer when tracing is on, server/tracing/run-tracer.ts): its log lines name it. */
+  traceId: string | null;
   /** Resolves once the terminal event is persisted and delivered. */
   settled: Promise<void>;
   markSettled(): void;
@@ -73,6 +75,7 @@ export function newLiveRun(fields: {
     partialText: '',
     restarts: [],
     refused: new Set(),
+    traceId: null,
     settled,
     markSettled,
   };
@@ -96,7 +99,7 @@ export function liveRunOf(r: RunRecord, owner: string | null = null): LiveRun {
 
 /** The fields every log line about a run carries, so one run's lines can be found across processes. */
 export function runLogFields(run: LiveRun) {
-  return { run_id: run.id, user_id: run.userId, thread_id: run.threadId, cell: run.cellId, worker: run.workerId };
+  return { run_id: run.id, user_id: run.userId, thread_id: run.threadId, cell: run.cellId, worker: run.workerId, ...(run.traceId ? { trace_id: run.traceId } : {}) };
 }
 
 export function assignment(run: LiveRun, scratchDir: string): RunAssignment {

@@ -36,6 +36,7 @@ import { createSharedRuns } from './shared-runs.js';
 import type { ClusterSignals } from '../cluster/signals.js';
 import type { ClusterStore } from '../cluster/cluster-store.js';
 import type { EventBus } from '../bus/event-bus.js';
+import { NO_TRACING, type RunTracer } from '../tracing/run-tracer.js';
 
 export type { StartRunRequest } from './intake.js';
 
@@ -53,8 +54,11 @@ export function createRunService(deps: {
   workerQueries?: WorkerQueryGate;
   /** Several nodes (REDIS_URL): the shared queue in the database and the signals between nodes. */
   cluster?: { store: ClusterStore; signals: ClusterSignals; bus: Pick<EventBus, 'publish'>; nodeId: string; nodeLeaseMs: number } | null;
+  /** The runs' spans (server/tracing/); absent: tracing off. */
+  tracer?: RunTracer;
 }) {
   const { store, relay, metrics, log, settings } = deps;
+  const tracer = deps.tracer ?? NO_TRACING;
   const live = createLiveRuns();
   const shared = deps.cluster
     ? createSharedRuns({
@@ -73,7 +77,7 @@ export function createRunService(deps: {
     : null;
   const scheduler = createScheduler({
     cells: deps.cells,
-    dispatch: (run, cell) => dispatch(run, cell, log),
+    dispatch: (run, cell) => dispatch(run, cell, log, tracer),
     onStillWaiting: (run, position) => relay.append(run, 'run_queued', { position }),
     metrics,
     settings,
@@ -89,6 +93,7 @@ export function createRunService(deps: {
       scheduler.release(run);
       deadlines.clear(run);
     },
+    tracer,
   });
   const deadlines = createDeadlines({
     settings,
@@ -115,6 +120,7 @@ export function createRunService(deps: {
     metrics,
     shared,
     stopRun: (userId, runId) => cancel(userId, runId),
+    tracer,
   });
 
   /** Stops a run in any state, wherever it is; idempotent. Another user's run is NOT_FOUND. */
@@ -126,7 +132,7 @@ export function createRunService(deps: {
     else if (!run && shared && (record.status === 'queued' || record.status === 'running')) await shared.stopElsewhere(userId, runId);
     return record;
   }
-  const cellEvents = createCellEvents({ store, relay, live, finishing, deadlines, pump: scheduler.pump, metrics, log, workerQueries: deps.workerQueries });
+  const cellEvents = createCellEvents({ store, relay, live, finishing, deadlines, pump: scheduler.pump, metrics, log, workerQueries: deps.workerQueries, tracer });
   const cellExits = createCellExits({ store, relay, live, scheduler, finishing, deadlines, cells: deps.cells, metrics, settings });
 
   return {

@@ -76,6 +76,7 @@ test('with nothing set, every default', () => {
     alertActiveContexts: 10,
     agentSettings: { llm: { baseUrl: null, model: null, maxContextMessages: 20, toolTimeoutMs: 10_000 } },
     llmApiKey: null,
+    tracing: null,
   });
 });
 
@@ -144,6 +145,13 @@ test('every variable set, each lands in its field', () => {
     TOOL_TIMEOUT_MS: '10',
     LOG_LEVEL: 'debug',
     ALERT_ACTIVE_CONTEXTS: '22',
+    OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://collector:4318/custom/traces',
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json',
+    OTEL_SERVICE_NAME: 'atoll-eu',
+    OTEL_BSP_SCHEDULE_DELAY: '250',
+    OTEL_SDK_DISABLED: 'false',
   });
   expect(c).toEqual({
     production: false,
@@ -200,6 +208,7 @@ test('every variable set, each lands in its field', () => {
     alertActiveContexts: 22,
     agentSettings: { llm: { baseUrl: 'http://127.0.0.1:11434/v1', model: 'llama3', maxContextMessages: 0, toolTimeoutMs: 10 } },
     llmApiKey: 'sk-1',
+    tracing: { url: 'http://collector:4318/custom/traces', protocol: 'http/json', serviceName: 'atoll-eu', scheduledDelayMs: 250 },
   });
 });
 
@@ -336,7 +345,7 @@ test('ENV_VARS lists every variable the schema reads', () => {
   expect(ENV_VARS).toContain('NODE_ENV');
   expect(ENV_VARS).toContain('ALERT_ACTIVE_CONTEXTS');
   expect(ENV_VARS).toContain('TRUST_PROXY');
-  expect(ENV_VARS).toHaveLength(64);
+  expect(ENV_VARS).toHaveLength(71);
 });
 
 test('several nodes: REDIS_URL needs PostgreSQL and a shared token secret; NODE_ID and NODE_LEASE_MS are checked', () => {
@@ -358,4 +367,14 @@ test('several nodes: REDIS_URL needs PostgreSQL and a shared token secret; NODE_
   }
   expect(message).toMatch(/REDIS_URL/);
   expect(message).not.toContain('hunter2');
+});
+
+test('tracing: on with an OTLP endpoint, /v1/traces added to the base URL; protobuf by default; gRPC refused; OTEL_SDK_DISABLED turns it off', () => {
+  expect(load({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }).tracing).toEqual({ url: 'http://collector:4318/v1/traces', protocol: 'http/protobuf', serviceName: 'atoll', scheduledDelayMs: 5000 });
+  expect(load({ OTEL_EXPORTER_OTLP_ENDPOINT: 'https://otel.example.com/otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }).tracing).toMatchObject({ url: 'https://otel.example.com/otlp/v1/traces', protocol: 'http/json' });
+  expect(load({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://collector:4318/v1/traces' }).tracing?.url).toBe('http://collector:4318/v1/traces');
+  expect(load({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SDK_DISABLED: '1' }).tracing).toBeNull();
+  expect(load({ OTEL_EXPORTER_OTLP_ENDPOINT: '' }).tracing).toBeNull();
+  expect(refusal({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })).toMatch(/OTEL_EXPORTER_OTLP_PROTOCOL: must be http\/protobuf or http\/json \(gRPC is not supported/);
+  expect(refusal({ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' })).toMatch(/OTEL_EXPORTER_OTLP_ENDPOINT: must be the collector base URL/);
 });

@@ -141,7 +141,7 @@ export function createCellRuntime(deps: {
           }
           return;
         case 'run':
-          dispatcher!.start(msg.run);
+          dispatcher!.start(msg.run, msg.traceparent);
           return;
         case 'cancel':
           dispatcher?.stop(msg.runId, msg.reason);

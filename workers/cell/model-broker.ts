@@ -7,6 +7,7 @@
  *
  * Never logs the key, a request's headers or its body.
  */
+import type { ModelCallTiming } from '../../protocol/cell-messages.js';
 import type { ModelReply, ModelRequest } from '../../protocol/worker-messages.js';
 
 export const MAX_MODEL_REQUEST_BYTES = 4 * 1024 * 1024;
@@ -58,9 +59,15 @@ export interface ModelBrokerSession {
   refused(): string[];
 }
 
+/** A traced run (its run message had a traceparent): its trace id for log lines, and where its model calls' timings go. */
+export interface ModelCallTracing {
+  traceId: string;
+  onCall(call: ModelCallTiming): void;
+}
+
 export interface ModelBroker {
   /** One run's session; its answers go out through `post` (the run's port). */
-  open(runId: string, post: (msg: ModelReply) => void): ModelBrokerSession;
+  open(runId: string, post: (msg: ModelReply) => void, tracing?: ModelCallTracing): ModelBrokerSession;
 }
 
 /** Where Node's fetch keeps its global dispatcher (undici's own convention). */
@@ -98,7 +105,7 @@ export function createModelBroker(deps: {
   const authorization = deps.apiKey ? `Bearer ${deps.apiKey}` : null;
 
   return {
-    open(runId, post) {
+    open(runId, post, tracing) {
       const active = new Map<number, AbortController>();
       let closed = false;
       let pool: ConnectionPool | null = null;
@@ -115,15 +122,19 @@ export function createModelBroker(deps: {
       const refuse = (id: number, err: Refusal) => {
         if (err.code !== 'UPSTREAM_FAILED' && err.code !== 'NOT_CONFIGURED') refusedCodes.add(`model:${err.code}`);
         // A run sending refused requests in a loop must not flood the cell's log.
-        if (++refusals <= MAX_REFUSALS_LOGGED_PER_RUN) deps.log({ run_id: runId, code: err.code, reason: err.message, refusals }, 'model request refused');
+        if (++refusals <= MAX_REFUSALS_LOGGED_PER_RUN) deps.log({ run_id: runId, ...(tracing ? { trace_id: tracing.traceId } : {}), code: err.code, reason: err.message, refusals }, 'model request refused');
         send({ type: 'model_error', id, error: { code: err.code, message: `model broker: ${err.message}` } });
       };
 
       async function forward(id: number, controller: AbortController, request: { url: string; init: RequestInit }) {
+        const startedAt = Date.now();
+        let outcome: ModelCallTiming['outcome'] = 'aborted';
+        let httpStatus: number | null = null;
         try {
           pool ??= deps.fetch ? null : openPool();
           const init = { ...request.init, signal: controller.signal, ...(pool ? { dispatcher: pool } : {}) } as RequestInit;
           const res = await doFetch(request.url, init);
+          httpStatus = res.status;
           if (controller.signal.aborted) return;
           const headers: [string, string][] = [];
           res.headers.forEach((value, name) => {
@@ -137,14 +148,17 @@ export function createModelBroker(deps: {
             }
           }
           send({ type: 'model_end', id });
+          outcome = res.ok || (res.status >= 300 && res.status < 400) ? 'ok' : 'http_error';
         } catch (err) {
           if (controller.signal.aborted) return; // the worker gave up on it, or the run ended
+          outcome = 'failed';
           const cause = (err as { cause?: { code?: unknown; message?: unknown } })?.cause;
           const detail = [cause?.code, cause?.message].filter((x) => typeof x === 'string' && x).join(' ');
           const message = `${String((err as Error)?.message ?? err)}${detail ? ` (${detail})` : ''}`.slice(0, 1000);
           send({ type: 'model_error', id, error: { code: 'UPSTREAM_FAILED', message: `model broker: ${message}` } });
         } finally {
           active.delete(id);
+          tracing?.onCall({ startedAt, endedAt: Date.now(), outcome, httpStatus });
         }
       }
 

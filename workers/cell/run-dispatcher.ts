@@ -7,7 +7,7 @@
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
-import type { CellToFront, FrontToCell, RunAssignment, RunOutcome, RunReport } from '../../protocol/cell-messages.js';
+import type { CellToFront, FrontToCell, ModelCallTiming, RunAssignment, RunOutcome, RunReport } from '../../protocol/cell-messages.js';
 import { stopError } from '../../protocol/stop-errors.js';
 import type { CellToWorker, StopReason, WorkerStats, WorkerTask, WorkerToCell } from '../../protocol/worker-messages.js';
 import type { ModelBroker, ModelBrokerSession } from './model-broker.js';
@@ -25,16 +25,21 @@ interface InFlight {
   taskResolved: boolean;
   /** The run's model requests (the broker adds the key); closed, aborting them, when the run settles. */
   model: ModelBrokerSession;
+  traceparent: string | undefined;
 }
 
 export interface RunDispatcher {
-  start(run: RunAssignment): void;
+  /** `traceparent`: the front traces the run (its model calls are reported; the worker never sees it). */
+  start(run: RunAssignment, traceparent?: string): void;
   stop(runId: string, reason: StopReason): void;
   /** Routes the front's answer to a db query to the run's port; dropped if the run has ended. */
   answerDb(msg: Extract<FrontToCell, { type: 'db_answer' }>): void;
   readonly busy: number;
   workerStats(): WorkerStats[];
 }
+
+/** W3C Trace Context's traceparent (version 00): its second field is the trace id. */
+const TRACEPARENT = /^00-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 /** How long to wait for a worker's `done` after Piscina resolved its task (piscinajs/piscina#133). */
 const DONE_GRACE_MS = 2000;
@@ -95,7 +100,7 @@ export function createRunDispatcher(deps: {
     f.port.close();
     inFlight.delete(f.run.runId);
     f.abort.abort();
-    start(f.run);
+    start(f.run, f.traceparent);
   }
 
   function crashOutcome(f: InFlight, err: unknown): RunOutcome {
@@ -130,8 +135,11 @@ export function createRunDispatcher(deps: {
     start,
   };
 
-  function start(run: RunAssignment) {
+  function start(run: RunAssignment, traceparent?: string) {
     const { port1, port2 } = new MessageChannel();
+    // Traced runs only: each model request's timing goes to the front, which makes its span.
+    const traceId = traceparent ? TRACEPARENT.exec(traceparent)?.[1] : undefined;
+    const tracing = traceId ? { traceId, onCall: (call: ModelCallTiming) => deps.send({ type: 'model_call', runId: run.runId, call }) } : undefined;
     const f: InFlight = {
       run,
       port: port1,
@@ -142,7 +150,8 @@ export function createRunDispatcher(deps: {
       settled: false,
       done: null,
       taskResolved: false,
-      model: deps.broker.open(run.runId, (reply) => port1.postMessage(reply satisfies CellToWorker)),
+      model: deps.broker.open(run.runId, (reply) => port1.postMessage(reply satisfies CellToWorker), tracing),
+      traceparent,
     };
     inFlight.set(run.runId, f);
     port1.on('message', (msg: WorkerToCell) => {
@@ -175,7 +184,7 @@ export function createRunDispatcher(deps: {
         else f.done = { outcome: msg.outcome, report: msg.report };
       }
     });
-    const task: WorkerTask = { kind: 'run', run, port: port2 };
+    const task: WorkerTask = { kind: 'run', run, port: port2, ...(tracing ? { traceId: tracing.traceId } : {}) };
     Object.assign(task, deps.route?.(run));
     deps.pool.run(task, { transferList: [port2], signal: f.abort.signal }).then(
       (summary: RunOutcome) => {

@@ -97,7 +97,7 @@ export function createWorkerRuntime(deps: {
   // THREAD_REUSE=same_user: the one user this worker serves, set by its first run.
   let servedUser: string | null = null;
 
-  async function execute(run: RunAssignment, port: MessagePort): Promise<RunOutcome> {
+  async function execute(run: RunAssignment, port: MessagePort, traceId?: string): Promise<RunOutcome> {
     const post = (msg: WorkerToCell) => port.postMessage(msg);
     if (config.workerReuse === 'same_user' && servedUser !== null && servedUser !== run.userId) {
       // Before any agent code: what earlier runs left in modules and closures must never meet another user.
@@ -118,7 +118,7 @@ export function createWorkerRuntime(deps: {
     post({ type: 'started', workerId, startedAt });
     // `cell` and `worker` are already bound by the worker's logger (run-entry.ts); repeating them here would
     // print each key twice.
-    const runLog = log.child({ run_id: run.runId, user_id: run.userId, thread_id: run.threadId, agent: run.agentName, attempt: run.attempt });
+    const runLog = log.child({ run_id: run.runId, user_id: run.userId, thread_id: run.threadId, agent: run.agentName, attempt: run.attempt, ...(traceId ? { trace_id: traceId } : {}) });
 
     const controller = new AbortController();
     const stop = (reason: StopReason | 'limit') => {
@@ -236,7 +236,7 @@ export function createWorkerRuntime(deps: {
       );
     },
     handle(task: WorkerTask): Promise<RunOutcome | DescribeReply> {
-      return task.kind === 'describe' ? describe() : execute(task.run, task.port);
+      return task.kind === 'describe' ? describe() : execute(task.run, task.port, task.traceId);
     },
   };
 }
