@@ -112,9 +112,20 @@ describe('a server with a TypeScript agent that takes { numbers }', () => {
     expect([res.status, res.body.error.code]).toEqual([413, 'PAYLOAD_TOO_LARGE']);
   });
 
+  test('agent code cannot write the agent cache: neither another agent\'s compiled module nor a new file', async () => {
+    const module = server.logs.find((l) => l.msg === 'TypeScript agent compiled' && l.agent === path.join(agentsDir, 'sum.ts'))!.module as string;
+    const before = fs.readFileSync(module, 'utf8');
+    for (const target of [module, path.join(cacheDir, 'planted.mjs')]) {
+      const run = await u.start({ agent: 'tamper', input: { path: target } });
+      expect([target, (await u.waitForRun(run.run_id)).at(-1)!.payload]).toEqual([target, expect.objectContaining({ status: 'completed', final_response: { written: false, code: 'ERR_ACCESS_DENIED' } })]);
+    }
+    expect(fs.readFileSync(module, 'utf8')).toBe(before);
+    expect(fs.existsSync(path.join(cacheDir, 'planted.mjs'))).toBe(false);
+  });
+
   test('the next start takes the compiled agent from the cache (no compilation), and it still runs', async () => {
     const compiledFirst = server.logs.filter((l) => l.msg === 'TypeScript agent compiled');
-    expect(compiledFirst).toEqual([expect.objectContaining({ agent: path.join(agentsDir, 'sum.ts'), cache: 'miss' })]);
+    expect(compiledFirst.map((l) => [l.agent, l.cache])).toEqual([path.join(agentsDir, 'sum.ts'), path.join(agentsDir, 'tamper.ts')].map((f) => [f, 'miss']));
     const module = compiledFirst[0]!.module as string;
     expect(path.dirname(module)).toBe(cacheDir);
     // Only the front can write the cache: mode 755, files 644.
@@ -126,7 +137,9 @@ describe('a server with a TypeScript agent that takes { numbers }', () => {
     server = await startServer({ AGENTS_DIR: agentsDir, AGENT_CACHE_DIR: cacheDir, MAX_INPUT_BYTES: String(MAX_INPUT_BYTES) });
     u = await UserClient.connect(server.url, 'ts-user');
     expect(server.logs.filter((l) => l.msg === 'TypeScript agent compiled')).toEqual([]);
-    expect(server.logs.filter((l) => l.msg === 'TypeScript agent loaded from the cache')).toEqual([expect.objectContaining({ agent: path.join(agentsDir, 'sum.ts'), module, cache: 'hit' })]);
+    const hits = server.logs.filter((l) => l.msg === 'TypeScript agent loaded from the cache');
+    expect(hits.map((l) => [l.agent, l.cache])).toEqual([path.join(agentsDir, 'sum.ts'), path.join(agentsDir, 'tamper.ts')].map((f) => [f, 'hit']));
+    expect(hits[0]!.module).toBe(module);
     const run = await u.start({ agent: 'sum', input: { numbers: [2, 3] } });
     expect((await u.waitForRun(run.run_id)).at(-1)!.payload).toMatchObject({ status: 'completed', final_response: { sum: 5 } });
   }, 90_000);
