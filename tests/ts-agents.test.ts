@@ -29,6 +29,12 @@ test('a .ts agent that does not compile stops the start with file:line:column an
   expect(stderr).toMatch(new RegExp(`${path.join(FIXTURES, 'ts-agents-syntax-error', 'broken.ts').replace(/[.]/g, '\\.')}:5:\\d+: Unexpected ";"`));
 });
 
+test('an input schema that does not compile (strict: a misspelt keyword) stops the start, naming the agent', async () => {
+  const { code, stderr } = await runServerOnce({ AGENTS_DIR: path.join(FIXTURES, 'bad-input-schema') }, 60_000);
+  expect(code).toBe(1);
+  expect(stderr).toMatch(/misspelt\.mjs: static input is not a valid JSON Schema: strict mode: unknown keyword: "requird"/);
+});
+
 describe('a server with a TypeScript agent that takes { numbers }', () => {
   let agentsDir: string;
   let cacheDir: string;
