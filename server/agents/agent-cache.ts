@@ -22,5 +22,6 @@ export function prepareAgentCache(dir: string): string | null {
   if (!stat.isDirectory() || !ownerOk || (stat.mode & 0o022) !== 0) {
     return `AGENT_CACHE_DIR ${dir} must be a directory (not a link) owned by this user and writable by no one else (mode ${(stat.mode & 0o777).toString(8)}, owner ${stat.uid})`;
   }
+  fs.chmodSync(dir, 0o755); // whatever the umask: cells running as other OS users must read it
   return null;
 }

@@ -130,5 +130,6 @@ function hashOf(file: string): string {
 function writeAtomically(file: string, text: string): void {
   const temporary = `${file}.${process.pid}.${Date.now()}.tmp`;
   fs.writeFileSync(temporary, text, { mode: 0o644, flag: 'wx' });
+  fs.chmodSync(temporary, 0o644); // whatever the umask: cells running as other OS users must read it
   fs.renameSync(temporary, file);
 }
