@@ -41,6 +41,14 @@ export async function compileAgents(opts: { agentsDir: string; cacheDir: string;
   if (sources.length === 0) return [];
   const cacheProblem = prepareAgentCache(opts.cacheDir);
   if (cacheProblem) throw new AgentCompileError(cacheProblem);
+  try {
+    return await compileAll(sources, opts);
+  } finally {
+    await esbuild.stop(); // esbuild's service process is not needed once the agents are compiled
+  }
+}
+
+async function compileAll(sources: string[], opts: { cacheDir: string; contractModule: string; log: Logger }): Promise<CompiledAgent[]> {
   const compiled: CompiledAgent[] = [];
   for (const source of sources) {
     const key = createHash('sha256').update(`${RECIPE}\0${esbuild.version}\0${source}\0`).update(fs.readFileSync(source)).digest('hex');
