@@ -43,6 +43,7 @@ const STORE_BLIND = [
   'worker-reset', // worker-thread hygiene
   'limits-burst', // the front's rate limits
   'input-edges', // request validation
+  'ts-agents', // TypeScript agents compiled at start-up, input declarations checked at acceptance
 ].map(file);
 
 module.exports = {

@@ -60,7 +60,7 @@ export interface ScopedDb {
 }
 
 /** Immutable: frozen before the agent sees it. `I` is the input the agent declared it takes (default: any JSON object). */
-export interface UserExecutionContext<I extends AgentInput = AgentInput> {
+export interface UserExecutionContext<I extends object = AgentInput> {
   readonly userId: string;
   readonly threadId: string;
   readonly runId: string;
@@ -83,14 +83,14 @@ export interface UserExecutionContext<I extends AgentInput = AgentInput> {
 }
 
 /** The same context, by the name agent authors use. */
-export type RunContext<I extends AgentInput = AgentInput> = UserExecutionContext<I>;
+export type RunContext<I extends object = AgentInput> = UserExecutionContext<I>;
 
-export interface Agent<I extends AgentInput = AgentInput> {
+export interface Agent<I extends object = AgentInput> {
   execute(ctx: UserExecutionContext<I>): Promise<AgentResult> | AgentResult;
   cleanup?(): Promise<void> | void;
 }
 
-export interface AgentClass<I extends AgentInput = AgentInput> {
+export interface AgentClass<I extends object = AgentInput> {
   new (): Agent<I>;
   agentName?: string;
   description?: string;
