@@ -24,7 +24,9 @@ test('a TypeScript agent type-checks against atoll/agent with the pinned compile
 }, 500_000);
 
 test('a .ts agent that does not compile stops the start with file:line:column and the message', async () => {
-  const { code, stderr } = await runServerOnce({ AGENTS_DIR: path.join(FIXTURES, 'ts-agents-syntax-error'), AGENT_CACHE_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-cache-')) }, 60_000);
+  const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-cache-'));
+  const { code, stderr } = await runServerOnce({ AGENTS_DIR: path.join(FIXTURES, 'ts-agents-syntax-error'), AGENT_CACHE_DIR: cacheDir }, 60_000);
+  fs.rmSync(cacheDir, { recursive: true, force: true });
   expect(code).toBe(1);
   expect(stderr).toMatch(new RegExp(`${path.join(FIXTURES, 'ts-agents-syntax-error', 'broken.ts').replace(/[.]/g, '\\.')}:5:\\d+: Unexpected ";"`));
 });
