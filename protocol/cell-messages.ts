@@ -16,11 +16,8 @@ export const CELL_EXIT_MEMORY = 70;
 /** The nice value the front's CPU governor (server/cells/cpu-governor.ts) has a cell give a hungry OS thread. */
 export const DEMOTED_NICE = 19;
 
-/** The run's input as agents see it: always an object with the user's text. */
-export interface AgentInput {
-  text: string;
-  [key: string]: JsonValue;
-}
+export type { AgentInput } from './agent-input.js';
+import type { AgentInput } from './agent-input.js';
 
 /**
  * Burst workers per worker of a cell's capacity: runs executing longer than LONG_RUN_MS stop counting against
@@ -87,6 +84,16 @@ export interface CellConfig extends CellSettings {
   readonly dbProvider: DbProvider;
   /** The quarantine cell runs suspects one at a time (its workersPerCell is 1). */
   readonly quarantine: boolean;
+  /** AGENTS_DIR's TypeScript agents, compiled by the front at start-up (server/agents/compile-agents.ts). */
+  readonly compiledAgents: readonly CompiledAgent[];
+}
+
+/** A TypeScript agent of AGENTS_DIR and the JavaScript module the front compiled it to (read-only to cells). */
+export interface CompiledAgent {
+  /** The .ts file in AGENTS_DIR (its base name is the agent's default name; errors name it). */
+  readonly source: string;
+  /** The compiled ES module in the front's agent cache. */
+  readonly module: string;
 }
 
 /** Operator settings agents may read (ctx.settings). Never a credential: agent code can read all of it. */

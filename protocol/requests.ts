@@ -3,7 +3,7 @@
  * edge. Unknown fields are dropped, so a spoofed `user_id` in a payload is simply ignored.
  */
 import { z } from 'zod';
-import type { AgentInput } from './cell-messages.js';
+import type { AgentInput } from './agent-input.js';
 import { CodedError } from './errors.js';
 import { assertSafePayload } from './safe-json.js';
 
@@ -11,10 +11,8 @@ const id = z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/, 'must be an id
 
 export const AgentName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be an agent name (letters, digits, _ -, at most 64)');
 
-const InputSchema = z.union([
-  z.string(),
-  z.looseObject({ text: z.string() }),
-]);
+/** A string, or any JSON object: what an agent needs of it is its own declaration (protocol/agent-input.ts). */
+const InputSchema = z.union([z.string(), z.looseObject({})], { error: 'must be a string or a JSON object' });
 
 export const Multitask = z.enum(['enqueue', 'reject', 'interrupt']);
 

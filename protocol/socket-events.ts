@@ -19,8 +19,8 @@ export type Ack<T> = (reply: T | ErrorReply) => void;
 
 export interface StartAgentPayload {
   agent: string;
-  /** A string becomes `{ text }`. */
-  input: string | { text: string; [key: string]: unknown };
+  /** A string becomes `{ text }`; any JSON object goes as it is, if the agent takes it (AgentInfo.input). */
+  input: string | { [key: string]: unknown };
   thread_id?: string;
   correlation_id?: string;
   multitask?: 'enqueue' | 'reject' | 'interrupt';

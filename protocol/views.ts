@@ -3,7 +3,7 @@
  * them (server/http/views.ts); the browser reads them. One definition for both.
  */
 import type { ErrorBody } from './errors.js';
-import type { AnyRunEventEnvelope, JsonValue, RunStatus } from './events.js';
+import type { AnyRunEventEnvelope, JsonObject, JsonValue, RunStatus } from './events.js';
 
 /** An error as a client receives it: the code and message, and when retrying makes sense, how soon. */
 export interface WireError extends ErrorBody {
@@ -54,6 +54,8 @@ export interface AgentInfo {
   repeatable: boolean;
   source: 'builtin' | 'plugin';
   description: string | null;
+  /** The JSON Schema its input must match (checked at acceptance: BAD_REQUEST otherwise); null: any JSON object. */
+  input: JsonObject | null;
 }
 
 /** GET /v1/meta: what the chat page must know before anyone signs in. */

@@ -11,6 +11,7 @@ export const WORKER_SETTINGS = [
   'cellId',
   'dbProvider',
   'agentsDir',
+  'compiledAgents',
   'enableChaosAgents',
   'limits',
   'maxRunsPerWorker',
@@ -29,6 +30,7 @@ export interface WorkerConfig {
   readonly cellId: CellConfig['cellId'];
   readonly dbProvider: CellConfig['dbProvider'];
   readonly agentsDir: CellConfig['agentsDir'];
+  readonly compiledAgents: CellConfig['compiledAgents'];
   readonly enableChaosAgents: CellConfig['enableChaosAgents'];
   readonly limits: CellConfig['limits'];
   readonly maxRunsPerWorker: CellConfig['maxRunsPerWorker'];

@@ -46,11 +46,16 @@ const STEPS = [
     what: 'server (tsc)',
     inputs: [
       'tsconfig.json',
+      'tsconfig.agent.json',
       ...['protocol', 'server', 'workers', 'prisma/generated', 'tests', 'scripts'].map((dir) => ({ dir, ext: ['.ts'] })),
       'package-lock.json',
     ],
     output: 'dist',
-    run: [['node', 'node_modules/typescript/bin/tsc', '-p', 'tsconfig.json']],
+    run: [
+      ['node', 'node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'],
+      // The agent contract's declarations (dist/types/), for `import type { Agent } from 'atoll/agent'`.
+      ['node', 'node_modules/typescript/bin/tsc', '-p', 'tsconfig.agent.json'],
+    ],
   },
   {
     name: 'web',

@@ -12,6 +12,8 @@ import { createCpuGovernor } from './cells/cpu-governor.js';
 import type { Config } from './config.js';
 import { cellConfigOf, cpuGovernorSettingsOf, httpSettingsOf, runServiceSettingsOf, socketSettingsOf, storeOptionsOf, supervisorSettingsOf } from './config-views.js';
 import { createHttpApp } from './http/app.js';
+import { defaultAgentCacheDir } from './agents/agent-cache.js';
+import { compileAgents } from './agents/compile-agents.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { userMaxima } from './runs/user-stats.js';
@@ -33,6 +35,9 @@ const ROOT = path.resolve(__dirname, '../..');
 const SHUTDOWN_NOTICE_MS = 1000;
 
 export async function startAtoll(config: Config, log: Logger) {
+  // AGENTS_DIR's TypeScript agents, compiled first: one that does not compile stops the start before anything opens.
+  const agentCacheDir = config.agentCacheDir ?? defaultAgentCacheDir();
+  const compiledAgents = config.agentsDir ? await compileAgents({ agentsDir: config.agentsDir, cacheDir: agentCacheDir, contractModule: path.join(ROOT, 'dist/workers/agent-contract.js'), log }) : [];
   const backend = openStore(config.database, storeOptionsOf(config, log));
   const migrations = await backend.migrate();
   if (migrations.applied.length) log.info({ applied: migrations.applied }, 'database migrated');
@@ -63,9 +68,9 @@ export async function startAtoll(config: Config, log: Logger) {
   const cells = createCellSupervisor({
     settings: supervisorSettingsOf(config),
     cellEntry: path.join(ROOT, 'dist/workers/cell/main.js'),
-    sandbox: { mode: config.cellSandbox, root: ROOT, agentsDir: config.agentsDir, scratchRoot, uidBase: sandboxWarning ? 0 : config.cellUidBase },
+    sandbox: { mode: config.cellSandbox, root: ROOT, agentsDir: config.agentsDir, agentCacheDir: compiledAgents.length ? agentCacheDir : null, scratchRoot, uidBase: sandboxWarning ? 0 : config.cellUidBase },
     log,
-    cellConfig: cellConfigOf(config, backend.provider),
+    cellConfig: cellConfigOf(config, backend.provider, compiledAgents),
   });
 
   // Statements forwarded before learning is done wait for it (server/store/worker-query-gate.ts).

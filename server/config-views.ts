@@ -33,8 +33,8 @@ export const CELL_SETTINGS = [
 export type CellSettingsMatch = Assert<SameShape<Pick<Config, (typeof CELL_SETTINGS)[number]>, CellSettings>>;
 
 /** What every serving cell is told at init; the supervisor adds each cell's id (and the quarantine cell's own). */
-export function cellConfigOf(config: Config, dbProvider: CellConfig['dbProvider']): Omit<CellConfig, 'cellId'> {
-  return { ...pick(config, CELL_SETTINGS), dbProvider, quarantine: false };
+export function cellConfigOf(config: Config, dbProvider: CellConfig['dbProvider'], compiledAgents: CellConfig['compiledAgents']): Omit<CellConfig, 'cellId'> {
+  return { ...pick(config, CELL_SETTINGS), dbProvider, quarantine: false, compiledAgents };
 }
 
 /** The run service's settings: admission limits, attempts, and the deadlines it keeps. */

@@ -48,6 +48,7 @@ const EnvSchema = z.object({
   PORT: int(0, 65535).default(3000),
   DATABASE_URL: z.string().regex(DATABASE_URL_PATTERN, DATABASE_URL_HINT).default('file:./data/atoll.db'),
   AGENTS_DIR: z.string().min(1).optional(),
+  AGENT_CACHE_DIR: z.string().min(1).optional(),
   CELLS: int(1, 64).default(2),
   THREADS_PER_CELL: int(1, 256).default(2),
   RUN_TIMEOUT_MS: int(100, 86_400_000).default(30_000),
@@ -164,6 +165,8 @@ export interface Config {
   readonly cellUidBase: number;
   /** Where cells' scratch folders go (null: a folder per front process under the OS temp dir). */
   readonly scratchRoot: string | null;
+  /** Where the front keeps AGENTS_DIR's TypeScript agents compiled (null: the OS temp dir's atoll-agent-cache-<uid>). */
+  readonly agentCacheDir: string | null;
   /** Idle, warm workers each cell keeps beyond THREADS_PER_CELL, to take runs while replacements warm up (WARM_SPARE_THREADS). */
   readonly warmSpareWorkers: number;
   /** SQLite synchronous mode of the front's write connection: full also survives a power loss. */
@@ -293,6 +296,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     cellSandbox: e.CELL_SANDBOX,
     cellUidBase: e.CELL_UID_BASE,
     scratchRoot: e.SCRATCH_DIR ? path.resolve(cwd, e.SCRATCH_DIR) : null,
+    agentCacheDir: e.AGENT_CACHE_DIR ? path.resolve(cwd, e.AGENT_CACHE_DIR) : null,
     warmSpareWorkers: e.WARM_SPARE_THREADS,
     dbSynchronous: e.DB_SYNCHRONOUS,
     dbPoolSize: e.DB_POOL_SIZE,

@@ -5,6 +5,7 @@
  * export default class Greeter {
  *   static agentName = 'greeter';          // optional: defaults to the file's base name
  *   static description = 'Says hello';      // optional: shown by GET /v1/agents
+ *   static input = 'text';                   // optional: what input it takes ('text' or a JSON Schema); default any JSON object
  *   async execute(ctx) {
  *     ctx.emit('agent_thinking', { reasoning: 'composing a greeting' });
  *     if (ctx.signal.aborted) return '';
@@ -15,7 +16,8 @@
  *
  * A NEW instance is built for every run and never reused; per-run state belongs on `this`.
  */
-import type { AgentInput, AgentSettings } from '../protocol/cell-messages.js';
+import type { AgentInput, InputDeclaration, TextInput } from '../protocol/agent-input.js';
+import type { AgentSettings } from '../protocol/cell-messages.js';
 import type { AgentEventType, EventPayloads, JsonObject, JsonValue } from '../protocol/events.js';
 import type { RunLlm } from './llm/types.js';
 
@@ -57,15 +59,16 @@ export interface ScopedDb {
   $transaction?(...args: unknown[]): Promise<never>;
 }
 
-/** Immutable: frozen before the agent sees it. */
-export interface UserExecutionContext {
+/** Immutable: frozen before the agent sees it. `I` is the input the agent declared it takes (default: any JSON object). */
+export interface UserExecutionContext<I extends object = AgentInput> {
   readonly userId: string;
   readonly threadId: string;
   readonly runId: string;
   readonly requestId: string;
   readonly agentName: string;
   readonly attempt: number;
-  readonly input: Readonly<AgentInput>;
+  /** A deep-frozen copy of the request's input: a string arrives as `{text}`. */
+  readonly input: Readonly<I>;
   /** Aborted on stop_agent, on timeout and on shutdown; its worker is terminated soon after. */
   readonly signal: AbortSignal;
   emit<T extends AgentEventType>(type: T, payload: EventPayloads[T]): void;
@@ -79,18 +82,24 @@ export interface UserExecutionContext {
   readonly scratchDir: string;
 }
 
-export interface Agent {
-  execute(ctx: UserExecutionContext): Promise<AgentResult> | AgentResult;
+/** The same context, by the name agent authors use. */
+export type RunContext<I extends object = AgentInput> = UserExecutionContext<I>;
+
+export interface Agent<I extends object = AgentInput> {
+  execute(ctx: UserExecutionContext<I>): Promise<AgentResult> | AgentResult;
   cleanup?(): Promise<void> | void;
 }
 
-export interface AgentClass {
-  new (): Agent;
+export interface AgentClass<I extends object = AgentInput> {
+  new (): Agent<I>;
   agentName?: string;
   description?: string;
+  /** What input it takes, checked by the front before a run is accepted (BAD_REQUEST otherwise): 'text' (an
+   * object with a `text` string: a plain string always is one) or a JSON Schema. Absent: any JSON object. */
+  input?: InputDeclaration;
   /** Set false when running the agent twice is unsafe (it has outside effects): a bystander of a cell
    * death is then failed with WORKER_CRASHED instead of being run again. Default true. */
   repeatable?: boolean;
 }
 
-export type { JsonValue };
+export type { AgentEventType, AgentInput, EventPayloads, InputDeclaration, JsonObject, JsonValue, TextInput };

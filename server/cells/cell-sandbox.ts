@@ -26,6 +26,8 @@ export interface CellSandboxOptions {
   /** Project root: the cell may read its dist/, node_modules/ and package.json, nothing else of it. */
   root: string;
   agentsDir: string | null;
+  /** Where the front put AGENTS_DIR's compiled TypeScript agents (null: none): cells read it, never write it. */
+  agentCacheDir?: string | null;
   /** Where each cell gets its scratch folder (runs' ctx.scratchDir live in it). */
   scratchRoot: string;
   /** First OS user id for cells when the front runs as root (cell slot n runs as uidBase + n); 0: off. */
@@ -72,6 +74,7 @@ export function cellLaunch(opts: CellSandboxOptions, cellId: string, slot: numbe
   if (opts.mode === 'permission') {
     const read = [path.join(opts.root, 'dist'), path.join(opts.root, 'node_modules'), path.join(opts.root, 'package.json'), scratchDir];
     if (opts.agentsDir) read.push(opts.agentsDir);
+    if (opts.agentCacheDir) read.push(opts.agentCacheDir);
     // No --allow-addons (native code would run outside the model), no --allow-child-process, no /proc, no
     // database file: workers reach the database through the front (server/store/worker-query-gate.ts).
     launch.execArgv = [permissionFlag(), ...read.map((p) => `--allow-fs-read=${p}`), `--allow-fs-write=${scratchDir}`, '--allow-worker', '--no-warnings=ExperimentalWarning'];

@@ -14,6 +14,7 @@ import { CorrelationTakenError } from '../store/run-writes.js';
 import type { RunRecord, RunStore } from '../store/store.js';
 import type { Deadlines } from './deadlines.js';
 import type { EventRelay } from './event-relay.js';
+import { createInputChecks } from './input-checks.js';
 import { newLiveRun } from './live-run.js';
 import type { LiveRuns } from './live-runs.js';
 import type { Scheduler } from './scheduler.js';
@@ -54,6 +55,7 @@ export function createIntake(deps: {
   tracer: RunTracer;
 }) {
   const { store, relay, live, scheduler, metrics } = deps;
+  const inputs = createInputChecks();
 
   /** Several nodes: the caps and the conversation's state are checked in the shared queue, under the user's lock. */
   async function acceptShared(userId: string, req: StartRunRequest, shared: SharedRuns): Promise<RunRecord> {
@@ -93,9 +95,9 @@ export function createIntake(deps: {
   async function accept(userId: string, req: StartRunRequest): Promise<RunRecord> {
     const receivedAt = Date.now();
     if (deps.draining()) throw new CodedError('SHUTTING_DOWN', 'the server is shutting down; retry shortly', { retryAfterSeconds: 5 });
-    if (!deps.cells.agents().some((a) => a.name === req.agent)) {
-      throw new CodedError('BAD_REQUEST', `unknown agent ${JSON.stringify(req.agent)}; GET /v1/agents lists the agents`);
-    }
+    const agent = deps.cells.agents().find((a) => a.name === req.agent);
+    if (!agent) throw new CodedError('BAD_REQUEST', `unknown agent ${JSON.stringify(req.agent)}; GET /v1/agents lists the agents`);
+    inputs.check(agent, req.input);
     if (deps.shared) return acceptShared(userId, req, deps.shared);
     // The queue's caps (scheduler.ts): checked and a place held at once, so the awaits below let no burst by.
     const release = await scheduler.admit(userId);

@@ -3,6 +3,7 @@
  * an accepted run's row to write and the record it makes.
  */
 import type { AgentInput } from '../../protocol/cell-messages.js';
+import { inputTextOf } from '../../protocol/agent-input.js';
 import type { ErrorBody } from '../../protocol/errors.js';
 import type { JsonValue, RunStatus } from '../../protocol/events.js';
 import type { AcceptedRunRow } from './run-writes.js';
@@ -55,7 +56,7 @@ export function runRecordOf(row: RunRow): RunRecord {
 
 /** What the database writes for an accepted run (run-writes.ts). */
 export function acceptedRowOf(r: NewRun): AcceptedRunRow {
-  return { ...r, input: JSON.stringify(r.input), inputText: r.input.text, replayOf: r.replayOf ?? null, correlationSince: r.correlationSince };
+  return { ...r, input: JSON.stringify(r.input), inputText: inputTextOf(r.input), replayOf: r.replayOf ?? null, correlationSince: r.correlationSince };
 }
 
 /** The record of a run just accepted, as a read would return it. */

@@ -53,7 +53,10 @@ test('start run: agent and input required, the rest optional with enqueue by def
   expect(parse(StartRunBody, full, 'body')).toEqual(full);
   for (const m of ['enqueue', 'reject', 'interrupt']) expect(parse(StartRunBody, { agent: 'a', input: 'x', multitask: m }, 'body').multitask).toBe(m);
   expect(ok(StartRunBody, { agent: 'a', input: 'x', multitask: 'queue' })).toBe(false);
-  expect(ok(StartRunBody, { agent: 'a', input: { txt: 'x' } })).toBe(false);
+  // Any JSON object is an input (what an agent takes is its own declaration, checked at acceptance); not an array.
+  expect(parse(StartRunBody, { agent: 'a', input: { numbers: [1, 2], nested: { deep: true } } }, 'body').input).toEqual({ numbers: [1, 2], nested: { deep: true } });
+  expect(ok(StartRunBody, { agent: 'a', input: [1, 2] })).toBe(false);
+  expect(ok(StartRunBody, { agent: 'a', input: null })).toBe(false);
   expect(ok(StartRunBody, { agent: 'a', input: 5 })).toBe(false);
   expect(ok(StartRunBody, { agent: 'a', input: 'x', correlation_id: '' })).toBe(false);
   expect(ok(StartRunBody, { agent: 'a', input: 'x', correlation_id: 'c'.repeat(129) })).toBe(false);

@@ -19,6 +19,12 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 export default class ChaosAgent implements Agent {
   static agentName = 'chaos';
   static description = 'Misbehaves on demand: see README "The chaos agent" for its modes.';
+  /** The mode, by name (`mode`, else `text`), and its duration. */
+  static input = {
+    type: 'object',
+    anyOf: [{ required: ['mode'] }, { required: ['text'] }],
+    properties: { mode: { type: 'string' }, text: { type: 'string' }, ms: { type: 'number' } },
+  };
   static readonly modes = [
     'ok', 'throw', 'exit', 'abort', 'hang', 'hang_async', 'oom_heap', 'oom_fatal', 'oom_external', 'oom_map', 'oom_string', 'oom_json',
     'recursion', 'leak_timer', 'leak_socket', 'leak_child', 'leak_global', 'leak_prototype', 'flood_events', 'huge_event', 'huge_result', 'slow', 'busy',

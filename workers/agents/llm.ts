@@ -3,7 +3,7 @@
  * with the thread's earlier messages as context and the built-in tools. All of the work is ctx.llm.chat,
  * the same entry point a plugin agent uses.
  */
-import type { Agent, UserExecutionContext } from '../agent-contract.js';
+import type { Agent, TextInput, UserExecutionContext } from '../agent-contract.js';
 
 const SYSTEM_PROMPT = [
   'You are a helpful assistant in a chat.',
@@ -11,13 +11,14 @@ const SYSTEM_PROMPT = [
   'Use the tools when they help: current_time for the date or the time, calculator for any arithmetic.',
 ].join(' ');
 
-export default class LlmAgent implements Agent {
+export default class LlmAgent implements Agent<TextInput> {
   static agentName = 'llm';
   static description = 'Chats with the configured OpenAI-compatible model (LLM_BASE_URL, LLM_MODEL), with the current_time and calculator tools.';
+  static input = 'text' as const;
 
   private chat: Promise<unknown> | null = null;
 
-  async execute(ctx: UserExecutionContext): Promise<string> {
+  async execute(ctx: UserExecutionContext<TextInput>): Promise<string> {
     // Fails fast, before any work, with the variables to set when no model is configured.
     const chat = ctx.llm.chat({ system: SYSTEM_PROMPT, tools: ctx.llm.builtinTools });
     this.chat = chat;

@@ -6,6 +6,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Db } from '../../prisma/client-type.js';
 import type { AgentSettings, RunAssignment, RunLimits } from '../../protocol/cell-messages.js';
+import { inputTextOf } from '../../protocol/agent-input.js';
 import { deepFreeze } from '../../protocol/deep-freeze.js';
 import type { AgentLogger, UserExecutionContext } from '../agent-contract.js';
 import { createRunLlm } from '../llm/run-llm.js';
@@ -52,7 +53,7 @@ export function createExecutionContext(deps: {
     log,
     settings: deps.settings,
     scratchDir: run.scratchDir,
-    llm: createRunLlm({ settings: deps.settings, signal: deps.signal, emit, db: scoped.db, log, inputText: input.text, modelFetch: deps.modelFetch }),
+    llm: createRunLlm({ settings: deps.settings, signal: deps.signal, emit, db: scoped.db, log, inputText: inputTextOf(input), modelFetch: deps.modelFetch }),
   }) as UserExecutionContext;
   return {
     ctx,

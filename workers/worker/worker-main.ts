@@ -26,6 +26,7 @@ export function startWorker(config: WorkerConfig, frozen: FreezeReport | null, r
     registry: loadAgentRegistry({
       builtinAgentsDir: config.builtinAgentsDir || path.join(__dirname, '../agents'),
       agentsDir: config.agentsDir,
+      compiledAgents: config.compiledAgents,
       enableChaosAgents: config.enableChaosAgents,
     }),
     log,
