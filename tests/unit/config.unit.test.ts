@@ -28,6 +28,7 @@ test('with nothing set, every default', () => {
     port: 3000,
     database: { kind: 'sqlite', file: path.resolve(CWD, 'data/atoll.db'), url: `file:${path.resolve(CWD, 'data/atoll.db')}` },
     agentsDir: null,
+    agentCacheDir: null,
     cells: 2,
     workersPerCell: 2,
     runTimeoutMs: 30_000,
@@ -87,6 +88,7 @@ test('every variable set, each lands in its field', () => {
     PORT: '8080',
     DATABASE_URL: 'file:/var/lib/atoll.db',
     AGENTS_DIR: 'agents',
+    AGENT_CACHE_DIR: 'agent-cache',
     CELLS: '4',
     THREADS_PER_CELL: '3',
     RUN_TIMEOUT_MS: '1000',
@@ -159,6 +161,7 @@ test('every variable set, each lands in its field', () => {
     port: 8080,
     database: { kind: 'sqlite', file: '/var/lib/atoll.db', url: 'file:/var/lib/atoll.db' },
     agentsDir: path.resolve(CWD, 'agents'),
+    agentCacheDir: path.resolve(CWD, 'agent-cache'),
     cells: 4,
     workersPerCell: 3,
     runTimeoutMs: 1000,
@@ -345,7 +348,8 @@ test('ENV_VARS lists every variable the schema reads', () => {
   expect(ENV_VARS).toContain('NODE_ENV');
   expect(ENV_VARS).toContain('ALERT_ACTIVE_CONTEXTS');
   expect(ENV_VARS).toContain('TRUST_PROXY');
-  expect(ENV_VARS).toHaveLength(71);
+  expect(ENV_VARS).toContain('AGENT_CACHE_DIR');
+  expect(ENV_VARS).toHaveLength(72);
 });
 
 test('several nodes: REDIS_URL needs PostgreSQL and a shared token secret; NODE_ID and NODE_LEASE_MS are checked', () => {
