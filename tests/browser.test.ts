@@ -35,13 +35,18 @@ function shownOneByOne(text: string): Step[] {
 }
 
 const GREET = 'export function greet(name: string): string {\n  return `Hello, ${name}!`;\n}\n';
-/** A long answer in Markdown, in parts: each part is streamed, then the page must show `shows` before the next. */
-const MARKDOWN_PARTS: { text: string; shows: string }[] = [
+/**
+ * A long answer in Markdown, in parts: each part is streamed, then the page must show `shows` before the next.
+ * `live`: how many last blocks may still change there (two when the last line, still being written, starts one).
+ */
+const MARKDOWN_PARTS: { text: string; shows: string; live?: number }[] = [
   {
     text: '# Island report\n\nEvery visitor gets **a house of their own**, and *no storm* on one shore reaches another. Read [the guide](https://example.com/guide) or write to [the harbour](mailto:harbour@example.com).\n\n',
     shows: 'the harbour',
   },
-  { text: '## Arrivals\n\n1. Take the ferry\n2. Pick a house\n   - with a view\n   - or by the harbour\n\n', shows: 'or by the harbour' },
+  // Stops on a `2` that ends the list for now, until `.` makes it the list's second item.
+  { text: '## Arrivals\n\n1. Take the ferry\n\n2', shows: 'ferry\n2', live: 2 },
+  { text: '. Pick a house\n   - with a view\n   - or by the harbour\n\n', shows: 'or by the harbour' },
   { text: '| Island | Houses | Storms |\n|:-------|-------:|:------:|\n| North  | 12     | none   |\n| South  | 7      | one    |\n\n', shows: 'South' },
   // Stops inside the code fence, before it is closed.
   { text: '```ts\nexport function greet(name: string): string {\n', shows: 'export function greet' },
@@ -106,11 +111,11 @@ function markFinishedBlocks({ shows, live }: { shows: string; live: number }): M
 
 /** MARKDOWN_PARTS as a stream: three-character tokens, and after each part a stop until the page shows it. */
 function markdownStream(): Step[] {
-  return MARKDOWN_PARTS.flatMap(({ text, shows }) => [
+  return MARKDOWN_PARTS.flatMap(({ text, shows, live = 1 }) => [
     ...(text.match(/.{1,3}/gs) ?? []).map((t) => ({ text: t })),
     {
       until: () =>
-        poll(() => watched!.evaluate(markFinishedBlocks, { shows, live: 1 }), (state) => expect(state?.text).toContain(shows), 10_000).then(
+        poll(() => watched!.evaluate(markFinishedBlocks, { shows, live }), (state) => expect(state?.text).toContain(shows), 10_000).then(
           (state) => markdownStops.set(shows, state!),
           () => undefined, // the test finds the stop missing
         ),
@@ -396,14 +401,18 @@ describe('answers in Markdown', () => {
     const final = (await p.evaluate(markFinishedBlocks, { shows: '', live: 1 }))!;
     expect(tracked.refusedByCsp).toEqual([]);
 
-    // Each part was shown before the next was sent, the code block while its fence was still open.
+    // Each part was shown before the next was sent: the `2` as a paragraph after the list, the code block while
+    // its fence was still open.
+    const two = markdownStops.get('ferry\n2')!;
+    expect(two.text).toMatch(/Take the ferry\s*2$/);
     expect([...markdownStops.keys()]).toEqual(MARKDOWN_PARTS.map((part) => part.shows));
     const inFence = markdownStops.get('export function greet')!;
     expect(inFence.phase).toBe('running');
     expect(inFence.codeLangs).toEqual(['ts']);
     expect(inFence.code).toEqual(['export function greet(name: string): string {\n']);
     // Blocks finished at each stop (heading, paragraph, heading, list, table) stayed the same nodes, untouched,
-    // while the rest streamed in: only the block being written was rendered again.
+    // while the rest streamed in: only the block being written was rendered again. And the list, which the `2`
+    // had not finished, is one list of two items.
     expect(inFence.finished).toBe(5);
     expect(final.finished).toBe(7);
     const watch = await p.evaluate(() => {
