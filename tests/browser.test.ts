@@ -461,12 +461,18 @@ describe('answers in Markdown', () => {
     // Copy puts the code on the clipboard.
     expect(await code.getByRole('button', { name: 'Copy the ts code' }).count()).toBe(1);
     const copy = code.locator('.copy');
-    await p.bringToFront();
+    await p.bringToFront(); // the Clipboard API writes only for the focused page
     await copy.click();
     await poll(() => copy.textContent(), (v) => expect(v).toBe('Copied'));
     expect(await p.evaluate(() => navigator.clipboard.readText())).toBe(GREET);
     await turn.scrollIntoViewIfNeeded();
     await screenshot(p, '12-markdown-answer');
+    // Without the Clipboard API (a page served over plain HTTP to another host), Copy selects the code instead.
+    await p.evaluate(() => Object.defineProperty(Navigator.prototype, 'clipboard', { get: () => undefined, configurable: true }));
+    await copy.click();
+    await poll(() => copy.textContent(), (v) => expect(v).toBe('Selected: press Ctrl+C'));
+    expect(await p.evaluate(() => getSelection()?.toString())).toBe(GREET.trimEnd());
+    await p.evaluate(() => getSelection()?.removeAllRanges());
   });
 
   test('markup, scripts, unsafe links and images in an answer stay text, as it streams and from the history', async () => {
