@@ -2,7 +2,8 @@
  * The chat page and the operations view in a real browser (Debian's headless Chromium): sign in, send,
  * the streamed answer with a tool step, stop, a failure with its code, a reload mid-run, a network drop
  * and a server restart, two tabs of one user, two users kept apart, a phone-width layout, the operations
- * view updating live, and the quick start without a model. Screenshots go to test-artifacts/browser.
+ * view updating live, the quick start without a model, and answers rendered as Markdown while they stream
+ * (markup in them shown as text). Screenshots go to test-artifacts/browser.
  */
 import jwt from 'jsonwebtoken';
 import type { Browser, Locator, Page } from 'playwright-core';
@@ -33,6 +34,95 @@ function shownOneByOne(text: string): Step[] {
   return pieces.flatMap((t, i) => [{ text: t }, { until: () => shown(pieces.slice(0, i + 1).join('')) }]);
 }
 
+const GREET = 'export function greet(name: string): string {\n  return `Hello, ${name}!`;\n}\n';
+/**
+ * A long answer in Markdown, in parts: each part is streamed, then the page must show `shows` before the next.
+ * `live`: how many last blocks may still change there (two when the last line, still being written, starts one).
+ */
+const MARKDOWN_PARTS: { text: string; shows: string; live?: number }[] = [
+  {
+    text: '# Island report\n\nEvery visitor gets **a house of their own**, and *no storm* on one shore reaches another. Read [the guide](https://example.com/guide) or write to [the harbour](mailto:harbour@example.com).\n\n',
+    shows: 'the harbour',
+  },
+  // Stops on a `2` that ends the list for now, until `.` makes it the list's second item.
+  { text: '## Arrivals\n\n1. Take the ferry\n\n2', shows: 'ferry\n2', live: 2 },
+  { text: '. Pick a house\n   - with a view\n   - or by the harbour\n\n', shows: 'or by the harbour' },
+  { text: '| Island | Houses | Storms |\n|:-------|-------:|:------:|\n| North  | 12     | none   |\n| South  | 7      | one    |\n\n', shows: 'South' },
+  // Stops inside the code fence, before it is closed.
+  { text: '```ts\nexport function greet(name: string): string {\n', shows: 'export function greet' },
+  { text: '  return `Hello, ${name}!`;\n}\n```\n\n> Every run is an island: what one does never reaches another.\n\nThat is all for today, with `inline code` at the end.\n', shows: 'at the end' },
+];
+/** Markup, scripts and unsafe links: a model's answer must show them as text. */
+const UNSAFE = [
+  `<img src=x onerror="document.title='pwned'"> <script>document.title='pwned'</script> <b>not bold</b>`,
+  '',
+  `<div onclick="document.title='pwned'">a block of HTML</div>`,
+  '',
+  `[js](javascript:document.title='pwned') [JS](JaVaScRiPt:alert(1)) [ent](jav&#x61;script:alert(1)) <javascript:alert(1)> [data](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==) [relative](/v1/agents) [safe](https://example.com/safe)`,
+  '',
+  '![pixel](https://tracker.example/pixel.png) ![local](/assets/favicon.svg) ![inline](data:image/png;base64,iVBORw0KGgo=)',
+  '',
+  '<iframe src="/ops"></iframe><svg onload="document.title=1"></svg>',
+].join('\n');
+
+/** What the watched page showed of its last answer at each stop of MARKDOWN_PARTS, by the text it waited for. */
+const markdownStops = new Map<string, MarkdownState>();
+interface MarkdownState {
+  phase: string;
+  text: string;
+  codeLangs: string[];
+  code: string[];
+  /** Blocks of the answer marked finished so far. */
+  finished: number;
+}
+
+/**
+ * In the page: once the last answer shows `shows`, marks its blocks but the `live` last ones as finished (the view
+ * promises never to touch those again: at most the last block is still being written, or the last two while a
+ * line that starts a new block is incomplete), and records any later change to a marked block. Returns what the
+ * answer shows.
+ */
+function markFinishedBlocks({ shows, live }: { shows: string; live: number }): MarkdownState | null {
+  type Watch = { finished: Set<Element>; touched: string[] };
+  const w = window as unknown as { markdownWatch?: Watch };
+  const turn = document.querySelector('#turns > .turn:last-child');
+  const answer = turn?.querySelector('.run-body .answer-text');
+  if (!turn || !answer) return null;
+  if (!w.markdownWatch) {
+    const watch: Watch = { finished: new Set(), touched: [] };
+    w.markdownWatch = watch;
+    new MutationObserver((records) => {
+      for (const r of records) {
+        for (const f of watch.finished) {
+          if (f.contains(r.target) || Array.from(r.removedNodes).includes(f)) watch.touched.push(`${r.type} in <${f.tagName.toLowerCase()}> ${(f.textContent ?? '').slice(0, 30)}`);
+        }
+      }
+    }).observe(answer, { subtree: true, childList: true, characterData: true, attributes: true });
+  }
+  if ((answer.textContent ?? '').includes(shows)) Array.from(answer.children).slice(0, -live).forEach((b) => w.markdownWatch!.finished.add(b));
+  return {
+    phase: (turn as HTMLElement).dataset.phase ?? '',
+    text: answer.textContent ?? '',
+    codeLangs: Array.from(answer.querySelectorAll('.code-lang'), (e) => e.textContent ?? ''),
+    code: Array.from(answer.querySelectorAll('pre code'), (e) => e.textContent ?? ''),
+    finished: w.markdownWatch.finished.size,
+  };
+}
+
+/** MARKDOWN_PARTS as a stream: three-character tokens, and after each part a stop until the page shows it. */
+function markdownStream(): Step[] {
+  return MARKDOWN_PARTS.flatMap(({ text, shows, live = 1 }) => [
+    ...(text.match(/.{1,3}/gs) ?? []).map((t) => ({ text: t })),
+    {
+      until: () =>
+        poll(() => watched!.evaluate(markFinishedBlocks, { shows, live }), (state) => expect(state?.text).toContain(shows), 10_000).then(
+          (state) => markdownStops.set(shows, state!),
+          () => undefined, // the test finds the stop missing
+        ),
+    },
+  ]);
+}
+
 function script(req: SeenRequest): Reply {
   const results = req.toolResults.map((r) => JSON.parse(r.content));
   switch (req.prompt) {
@@ -50,6 +140,10 @@ function script(req: SeenRequest): Reply {
       return { steps: tokens(DROP_STORY, 60) };
     case 'stall':
       return { steps: [{ text: 'Partial ' }, { text: 'answer' }, { stall: true }] };
+    case 'answer in markdown':
+      return { steps: markdownStream() };
+    case 'answer with markup':
+      return { steps: (UNSAFE.match(/.{1,5}/gs) ?? []).map((t) => ({ text: t })) };
     case 'fail please':
       return { status: 500, message: 'the fake model is on fire' };
     default:
@@ -278,7 +372,9 @@ describe('one user in one tab', () => {
     expect(await turns.count()).toBe(8);
     expect(await turns.first().locator('.user-text').textContent()).toBe('what is 6*7?');
     expect(await answerOf(turns.first())).toBe('The answer is 42.');
-    expect(await answerOf(p.locator('.turn').nth(2))).toBe('Partial answer [interrupted]');
+    expect(await answerOf(p.locator('.turn').nth(2))).toBe('Partial answer');
+    expect(await p.locator('.turn').nth(2).locator('.answer-note').textContent()).toBe('[interrupted]');
+    expect(await turns.first().locator('.answer-note').isHidden()).toBe(true);
     // A failure without any text is replayed from its log, so its code is still shown.
     expect(await turns.nth(5).locator('.error-code').textContent()).toBe('WORKER_CRASHED');
     // A finished run of the history shows its stored answer; its steps come from its log on request.
@@ -290,6 +386,127 @@ describe('one user in one tab', () => {
     expect(await first.locator('.agent-name').textContent()).toBe('llm');
     expect(await p.evaluate(() => document.activeElement?.tagName)).toBe('SUMMARY');
     await screenshot(p, '05-history-steps');
+  });
+});
+
+describe('answers in Markdown', () => {
+  test('a long answer is rendered as it streams: headings, lists, a table, safe links, a code block with its language and a Copy button; finished blocks are never rendered again', async () => {
+    const tracked = await page({ height: 1300 });
+    const p = tracked.page;
+    await tracked.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
+    await signIn(p, server.url, 'mia');
+    watched = p;
+    const turn = await send(p, 'answer in markdown', 'llm');
+    await waitPhase(turn, 'completed');
+    const final = (await p.evaluate(markFinishedBlocks, { shows: '', live: 1 }))!;
+    expect(tracked.refusedByCsp).toEqual([]);
+
+    // Each part was shown before the next was sent: the `2` as a paragraph after the list, the code block while
+    // its fence was still open.
+    const two = markdownStops.get('ferry\n2')!;
+    expect(two.text).toMatch(/Take the ferry\s*2$/);
+    expect([...markdownStops.keys()]).toEqual(MARKDOWN_PARTS.map((part) => part.shows));
+    const inFence = markdownStops.get('export function greet')!;
+    expect(inFence.phase).toBe('running');
+    expect(inFence.codeLangs).toEqual(['ts']);
+    expect(inFence.code).toEqual(['export function greet(name: string): string {\n']);
+    // Blocks finished at each stop (heading, paragraph, heading, list, table) stayed the same nodes, untouched,
+    // while the rest streamed in: only the block being written was rendered again. And the list, which the `2`
+    // had not finished, is one list of two items.
+    expect(inFence.finished).toBe(5);
+    expect(final.finished).toBe(7);
+    const watch = await p.evaluate(() => {
+      const w = (window as unknown as { markdownWatch: { finished: Set<Element>; touched: string[] } }).markdownWatch;
+      const answer = document.querySelector('#turns > .turn:last-child .run-body .answer-text')!;
+      return { touched: w.touched, inAnswer: Array.from(w.finished).filter((f) => f.parentElement === answer).length };
+    });
+    expect(watch.touched).toEqual([]);
+    expect(watch.inAnswer).toBe(7);
+
+    const answer = turn.locator('.run-body .answer-text');
+    expect(await answer.count()).toBe(1);
+    expect(await answer.evaluate((a) => Array.from(a.children, (c) => c.tagName.toLowerCase()))).toEqual(['h1', 'p', 'h2', 'ol', 'table', 'div', 'blockquote', 'p']);
+    expect(await answer.locator('h1').textContent()).toBe('Island report');
+    expect(await answer.locator('h2').textContent()).toBe('Arrivals');
+    expect(await answer.locator('p strong').textContent()).toBe('a house of their own');
+    expect(await answer.locator('p em').textContent()).toBe('no storm');
+    expect(await answer.locator('ol > li').count()).toBe(2);
+    expect(await answer.locator('ol > li ul > li').allTextContents()).toEqual(['with a view', 'or by the harbour']);
+    expect(await answer.locator('thead th').allTextContents()).toEqual(['Island', 'Houses', 'Storms']);
+    expect(await answer.locator('tbody tr').count()).toBe(2);
+    expect(await answer.locator('tbody tr').first().locator('td').allTextContents()).toEqual(['North', '12', 'none']);
+    expect(await answer.locator('blockquote').textContent()).toContain('Every run is an island');
+    expect(await answer.locator('p code').textContent()).toBe('inline code');
+    const links = await answer.locator('a').evaluateAll((as) => as.map((a) => [a.textContent, a.getAttribute('href'), a.getAttribute('target'), a.getAttribute('rel')]));
+    expect(links).toEqual([
+      ['the guide', 'https://example.com/guide', '_blank', 'noopener noreferrer'],
+      ['the harbour', 'mailto:harbour@example.com', '_blank', 'noopener noreferrer'],
+    ]);
+    const code = answer.locator('.code-block');
+    expect(await code.locator('.code-lang').textContent()).toBe('ts');
+    expect(await code.locator('pre code').textContent()).toBe(GREET);
+    // The style sheet applies: bordered cells, aligned columns, monospaced code on its own background.
+    const looks = await answer.evaluate((a) => {
+      const css = (sel: string, i = 0) => getComputedStyle(a.querySelectorAll(sel)[i]);
+      return {
+        cell: `${css('td').borderTopStyle} ${css('td').borderTopWidth}`,
+        aligns: [css('td', 0).textAlign, css('td', 1).textAlign, css('td', 2).textAlign],
+        font: css('pre code').fontFamily,
+        codeBackground: css('.code-block').backgroundColor !== getComputedStyle(a.closest('.msg')!).backgroundColor,
+        headingBigger: parseFloat(css('h1').fontSize) > parseFloat(css('p').fontSize),
+      };
+    });
+    expect(looks).toEqual({ cell: 'solid 1px', aligns: ['left', 'right', 'center'], font: expect.stringMatching(/mono/i), codeBackground: true, headingBigger: true });
+
+    // Copy puts the code on the clipboard.
+    expect(await code.getByRole('button', { name: 'Copy the ts code' }).count()).toBe(1);
+    const copy = code.locator('.copy');
+    await p.bringToFront(); // the Clipboard API writes only for the focused page
+    await copy.click();
+    await poll(() => copy.textContent(), (v) => expect(v).toBe('Copied'));
+    expect(await p.evaluate(() => navigator.clipboard.readText())).toBe(GREET);
+    await turn.scrollIntoViewIfNeeded();
+    await screenshot(p, '12-markdown-answer');
+    // Without the Clipboard API (a page served over plain HTTP to another host), Copy selects the code instead.
+    await p.evaluate(() => Object.defineProperty(Navigator.prototype, 'clipboard', { get: () => undefined, configurable: true }));
+    await copy.click();
+    await poll(() => copy.textContent(), (v) => expect(v).toBe('Selected: press Ctrl+C'));
+    expect(await p.evaluate(() => getSelection()?.toString())).toBe(GREET.trimEnd());
+    await p.evaluate(() => getSelection()?.removeAllRanges());
+  });
+
+  test('markup, scripts, unsafe links and images in an answer stay text, as it streams and from the history', async () => {
+    const tracked = await page();
+    const p = tracked.page;
+    await signIn(p, server.url, 'nina');
+    const shown = async (turn: Locator, answer: Locator) => {
+      expect(await turn.locator('img, script, iframe, svg, b, [onclick], [onerror], [onload]').count()).toBe(0);
+      const text = await answer.textContent();
+      for (const raw of [`<script>document.title='pwned'</script>`, `<div onclick="document.title='pwned'">`, '<iframe src=', '[js](javascript:', '<javascript:alert(1)>', '[data](data:text/html', '[relative](/v1/agents)', '![local](/assets/favicon.svg)']) {
+        expect(text).toContain(raw);
+      }
+      // Only http(s) links, opening in a new tab without an opener; an image is a link to its address.
+      const links = await answer.locator('a').evaluateAll((as) => as.map((a) => [a.textContent, a.getAttribute('href'), a.getAttribute('target'), a.getAttribute('rel')]));
+      expect(links).toEqual([
+        ['safe', 'https://example.com/safe', '_blank', 'noopener noreferrer'],
+        ['pixel', 'https://tracker.example/pixel.png', '_blank', 'noopener noreferrer'],
+      ]);
+      expect(await answer.locator('a.image-link').textContent()).toBe('pixel');
+      expect(await p.title()).toBe('Atoll chat');
+    };
+    const turn = await send(p, 'answer with markup', 'llm');
+    await waitPhase(turn, 'completed');
+    await shown(turn, turn.locator('.run-body .answer-text'));
+
+    // The stored answer, read from the history after a reload, is rendered by the same rules.
+    const runId = (await turn.getAttribute('data-run-id'))!;
+    await p.reload();
+    await poll(() => p.locator('#connection').textContent(), (v) => expect(v).toBe('Connected'), 15_000);
+    const again = p.locator(`.turn[data-run-id="${runId}"]`);
+    await poll(() => again.locator('.answer-text.stored a').count(), (v) => expect(v).toBe(2));
+    await shown(again, again.locator('.answer-text.stored'));
+    expect(tracked.requests.filter((u) => !u.startsWith(server.url) && !u.startsWith(server.url.replace('http', 'ws')))).toEqual([]);
+    expect(tracked.refusedByCsp).toEqual([]);
   });
 });
 
@@ -484,4 +701,5 @@ test('no page requested anything but the server it came from, and none threw', (
   expect(outside).toEqual([]);
   expect(pages.flatMap((p) => p.requests).some((u) => u.startsWith('ws://'))).toBe(true);
   expect(pages.flatMap((p) => p.errors)).toEqual([]);
+  expect(pages.flatMap((p) => p.refusedByCsp)).toEqual([]);
 });

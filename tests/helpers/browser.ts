@@ -1,7 +1,8 @@
 /**
  * Headless Chromium from Debian's package (/usr/bin/chromium), driven by playwright-core: no browser is
- * downloaded. Every page records the requests it makes and the errors it throws, so a test can prove the
- * page reached nothing but the server, and saves screenshots under test-artifacts/browser.
+ * downloaded. Every page records the requests it makes, the errors it throws and what its Content-Security-Policy
+ * refused, so a test can prove the page reached nothing but the server, and saves screenshots under
+ * test-artifacts/browser.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -26,6 +27,8 @@ export interface TrackedPage {
   requests: string[];
   /** Uncaught exceptions in the page. */
   errors: string[];
+  /** What the page's Content-Security-Policy refused (Chromium reports each refusal on the console). */
+  refusedByCsp: string[];
   /** Payloads of every WebSocket frame the page received. */
   framesReceived: string[];
 }
@@ -33,9 +36,12 @@ export interface TrackedPage {
 export async function trackedPage(browser: Browser, options: { context?: BrowserContext; width?: number; height?: number } = {}): Promise<TrackedPage> {
   const context = options.context ?? (await browser.newContext({ viewport: { width: options.width ?? 1100, height: options.height ?? 800 } }));
   const page = await context.newPage();
-  const tracked: TrackedPage = { page, context, requests: [], errors: [], framesReceived: [] };
+  const tracked: TrackedPage = { page, context, requests: [], errors: [], refusedByCsp: [], framesReceived: [] };
   page.on('request', (r) => tracked.requests.push(r.url()));
   page.on('pageerror', (e) => tracked.errors.push(String(e?.stack ?? e)));
+  page.on('console', (m) => {
+    if (/Content Security Policy/i.test(m.text())) tracked.refusedByCsp.push(m.text());
+  });
   page.on('websocket', (ws) => {
     tracked.requests.push(ws.url());
     ws.on('framereceived', (f) => tracked.framesReceived.push(typeof f.payload === 'string' ? f.payload : f.payload.toString('utf8')));

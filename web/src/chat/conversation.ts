@@ -7,6 +7,7 @@ import { h, replace } from '../shared/dom';
 import { type AnyRunEventEnvelope as Envelope } from '../../../protocol/events';
 import { type MessageView } from '../../../protocol/views';
 import { applyEnvelope, isOpen, newRun, type ApplyResult, type RunState } from './run-state';
+import type { Markdown } from './markdown';
 import { createTurnView, type TurnView } from './run-view';
 
 interface Turn {
@@ -45,6 +46,8 @@ export interface Conversation {
 export function createConversation(deps: {
   list: HTMLOListElement;
   threadId: string | null;
+  /** Renders the answers' Markdown. */
+  markdown: Markdown;
   onStop(run: RunState): void;
   onShowSteps(run: RunState): void;
   onChange(): void;
@@ -58,7 +61,7 @@ export function createConversation(deps: {
   replace(deps.list);
 
   function add(run: RunState): Turn {
-    const view = createTurnView({ onStop: deps.onStop, onShowSteps: deps.onShowSteps });
+    const view = createTurnView(deps.markdown, { onStop: deps.onStop, onShowSteps: deps.onShowSteps });
     const turn = { run, view };
     turns.push(turn);
     if (run.runId) byRun.set(run.runId, turn);

@@ -17,6 +17,7 @@ import { setUpComposer } from './composer';
 import { openConnection, type Connection, type RequestName } from './connection';
 import type { PayloadOf, ReplyOf } from '../../../protocol/socket-events';
 import { createConversation, emptyState, type Conversation } from './conversation';
+import { createMarkdown } from './markdown';
 import type { RunState } from './run-state';
 import { createSessionStore, type Session } from './session';
 import { setUpSignIn } from './sign-in';
@@ -112,11 +113,13 @@ function startChatPage(): void {
   });
 
   // ---- the shown conversation ----
+  const markdown = createMarkdown();
   const nearBottom = () => els.scroller.scrollHeight - els.scroller.scrollTop - els.scroller.clientHeight < 120;
   function newConversation(threadId: string | null): Conversation {
     const conv = createConversation({
       list: els.turns,
       threadId,
+      markdown,
       onStop: (run) => void stop(run),
       onShowSteps: (run) => void showSteps(conv, run),
       onChange: () => {

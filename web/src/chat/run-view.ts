@@ -6,6 +6,8 @@
  */
 import { h, replace } from '../shared/dom';
 import { sentenceFor } from '../shared/error-text';
+import { createAnswerView } from './answer-view';
+import type { Markdown } from './markdown';
 import { isOpen, type RunState, type Segment } from './run-state';
 
 export interface TurnView {
@@ -38,10 +40,10 @@ function phaseText(run: RunState): string {
 }
 
 /** One step's element, created once and refreshed when its segment changes. */
-function segmentView(seg: Segment): { el: HTMLElement; update(s: Segment): void } {
+function segmentView(seg: Segment, md: Markdown): { el: HTMLElement; update(s: Segment): void } {
   if (seg.kind === 'text') {
-    const el = h('p', { class: 'answer-text' });
-    return { el, update: (s) => s.kind === 'text' && (el.textContent = s.text) };
+    const answer = createAnswerView(md, { class: 'answer-text' });
+    return { el: answer.el, update: (s) => s.kind === 'text' && answer.update(s.text) };
   }
   if (seg.kind === 'notice') {
     const el = h('p', { class: 'notice' });
@@ -77,7 +79,7 @@ function segmentView(seg: Segment): { el: HTMLElement; update(s: Segment): void 
   };
 }
 
-export function createTurnView(handlers: { onStop(run: RunState): void; onShowSteps(run: RunState): void }): TurnView {
+export function createTurnView(md: Markdown, handlers: { onStop(run: RunState): void; onShowSteps(run: RunState): void }): TurnView {
   const userText = h('p', { class: 'user-text' });
   const agentLabel = h('span', { class: 'agent-name' });
   const status = h('span', { class: 'run-status', tabindex: -1 });
@@ -85,7 +87,9 @@ export function createTurnView(handlers: { onStop(run: RunState): void; onShowSt
   const stop = h('button', { type: 'button', class: 'stop', 'aria-label': 'Stop this answer', text: 'Stop', onclick: () => current && handlers.onStop(current) });
   const showSteps = h('button', { type: 'button', class: 'quiet show-steps', 'aria-label': 'Show the steps of this answer', text: 'Show steps', onclick: () => current && handlers.onShowSteps(current) });
   const steps = h('div', { class: 'run-body' });
-  const stored = h('p', { class: 'answer-text stored', hidden: true });
+  const storedAnswer = createAnswerView(md, { class: 'answer-text stored' });
+  const interrupted = h('p', { class: 'answer-note', text: '[interrupted]', hidden: true });
+  const stored = h('div', { hidden: true }, storedAnswer.el, interrupted);
   const result = h('pre', { class: 'run-result', hidden: true });
   const failure = h('div', { class: 'failure', hidden: true });
   const el = h(
@@ -116,7 +120,7 @@ export function createTurnView(handlers: { onStop(run: RunState): void; onShowSt
       run.segments.forEach((seg, i) => {
         let r = rendered[i];
         if (!r) {
-          r = { view: segmentView(seg), rev: -1, seg };
+          r = { view: segmentView(seg, md), rev: -1, seg };
           rendered.push(r);
           steps.appendChild(r.view.el);
         }
@@ -134,7 +138,8 @@ export function createTurnView(handlers: { onStop(run: RunState): void; onShowSt
       showSteps.hidden = !(showStored && run.runId);
       // The button goes away once the steps are there: keyboard focus moves to them instead of the page top.
       if (hadFocus && showSteps.hidden) (steps.querySelector('summary') ?? status).focus();
-      stored.textContent = !showStored ? '' : run.stored!.status === 'interrupted' ? `${run.stored!.content} [interrupted]` : run.stored!.content;
+      storedAnswer.update(showStored ? run.stored!.content : '');
+      interrupted.hidden = !(showStored && run.stored!.status === 'interrupted');
 
       const structured = run.phase === 'completed' && run.final !== undefined && typeof run.final !== 'string';
       result.hidden = !structured;
