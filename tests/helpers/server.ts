@@ -61,7 +61,12 @@ export async function startServer(env: Record<string, string> = {}, options: { d
   let buffered = '';
   proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start in time:\n${stderr}`)), 30_000);
+    // A start that never comes is killed (its cells follow it: they exit when its IPC channel closes), so a
+    // starved machine's slow start cannot leave a server behind that keeps jest from exiting.
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`server did not start in 60 s:\n${stderr}`));
+    }, 60_000);
     proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       stdout += chunk;
       buffered += chunk;
