@@ -20,7 +20,7 @@ const DROP_STORY = 'The ferry kept sailing while the harbour lights were out, an
 /** Three-character tokens, each after `delayMs`: a stream slow enough to reload or cut the network mid-run. */
 const tokens = (text: string, delayMs: number): Step[] => (text.match(/.{1,3}/gs) ?? []).flatMap((t) => [{ delayMs }, { text: t }]);
 
-/** The page whose answers `shownOneByOne` waits for (set by the test that streams). */
+/** The page whose answers `shownOneByOne` waits for: set by the test that streams, for its one answer. */
 let watched: Page | null = null;
 
 /** Three-character tokens, each sent once the watched page shows everything before it. */
@@ -132,7 +132,8 @@ function script(req: SeenRequest): Reply {
       }
       // Each piece only after the page has shown the one before (a state, not a time): a slow commit on a busy
       // machine would otherwise deliver several pieces in one read, and the page would rightly draw them once.
-      return { steps: shownOneByOne(`The answer is ${results[0].result}.`) };
+      // Only while a test watches a page (the streaming test); for the others, plain tokens.
+      return { steps: watched ? shownOneByOne(`The answer is ${results[0].result}.`) : tokens(`The answer is ${results[0].result}.`, 20) };
     case 'tell me a long story':
       if (results.length === 0) return { steps: [{ toolCall: { id: 'call_clock', name: 'current_time', arguments: '{"time_zone":"UTC"}' } }] };
       return { steps: tokens(STORY, 45) };
@@ -258,6 +259,7 @@ describe('one user in one tab', () => {
     expect(await p.evaluate(() => document.activeElement?.id)).toBe('composer-input');
     expect(await p.getByLabel('Your message').inputValue()).toBe('');
     await waitPhase(turn, 'completed');
+    watched = null;
 
     expect(await answerOf(turn)).toBe('The answer is 42.');
     // Token by token: the page showed the answer growing, one prefix after another, before it was whole.

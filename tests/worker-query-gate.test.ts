@@ -56,7 +56,10 @@ test('the thread adapter refuses with no run, after release (pending statements 
   channel.release();
   await expect(pending).rejects.toMatchObject({ code: 'DB_RUN_RELEASED' });
   await expect(channel.send('query', query)).rejects.toMatchObject({ code: 'DB_RUN_RELEASED' });
-  await new Promise((r) => setTimeout(r, 20));
+  // The port delivers on a later turn: wait for the first message (a state; a starved machine is slow), then a
+  // little more, in which a wrongly sent second one would arrive too.
+  for (const deadline = Date.now() + 10_000; sent.length === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => setTimeout(r, 50));
   expect(sent).toEqual([{ type: 'db_query', id: 1, kind: 'query', query }]);
   port1.close();
 });

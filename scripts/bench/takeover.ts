@@ -107,7 +107,14 @@ async function oneRound(cluster: Cluster, victim: ClusterNode, token: string, ro
     for (const n of others) for (let i = 0; i < ON_OTHERS; i++) runIds.push(await sockets.get(n)!.start(SLOW.agent, SLOW.input));
     await allRunning(others[0].url, token, runIds);
     // Only a run that started counts as held (one dispatched but not started goes back to the queue unannounced).
-    sample.runs_on_victim = metricValue(await fetch(`${victim.url}/metrics`).then((res) => res.text()), 'atoll_runs_active') ?? 0;
+    const heldByVictim = async () => metricValue(await fetch(`${victim.url}/metrics`).then((res) => res.text()), 'atoll_runs_active') ?? 0;
+    sample.runs_on_victim = await heldByVictim();
+    // On a starved machine the others may claim the victim's runs before it does: give it more until it holds one.
+    for (let tries = 0; sample.runs_on_victim === 0 && tries < 5; tries++) {
+      runIds.push(await sockets.get(victim)!.start(SLOW.agent, SLOW.input));
+      await allRunning(others[0].url, token, runIds);
+      sample.runs_on_victim = await heldByVictim();
+    }
 
     const killedAt = victim.kill();
     const survivor = others[0].url;
