@@ -229,21 +229,27 @@ describe('with OTEL_EXPORTER_OTLP_ENDPOINT set', () => {
   });
 });
 
+/** One completed run of `agent` on `server`, then a graceful stop that must exit 0; returns the run's id. */
+async function oneRunThenStop(server: TestServer, userId: string, agent: string, input: string): Promise<string> {
+  const u = await UserClient.connect(server.url, userId);
+  let runId: string;
+  let exit: number | null;
+  try {
+    runId = (await u.start({ agent, input })).run_id;
+    expect(terminal(await u.waitForRun(runId)).payload.status).toBe('completed');
+  } finally {
+    u.close();
+    exit = await server.stop();
+  }
+  expect(exit).toBe(0);
+  return runId;
+}
+
 describe('with the default protocol', () => {
   test('the spans go out as OTLP protobuf (application/x-protobuf to /v1/traces)', async () => {
     const before = receiver.posts.length;
     const server = await startServer({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
-    const u = await UserClient.connect(server.url, 'proto-user');
-    let runId: string;
-    let exit: number | null;
-    try {
-      runId = (await u.start({ agent: 'echo', input: 'proto' })).run_id;
-      expect(terminal(await u.waitForRun(runId)).payload.status).toBe('completed');
-    } finally {
-      u.close();
-      exit = await server.stop();
-    }
-    expect(exit).toBe(0);
+    const runId = await oneRunThenStop(server, 'proto-user', 'echo', 'proto');
     const posts = receiver.posts.slice(before);
     expect(posts.length).toBeGreaterThan(0);
     expect(posts.every((p) => p.contentType === 'application/x-protobuf')).toBe(true);
@@ -258,17 +264,7 @@ describe('with OTEL_EXPORTER_OTLP_ENDPOINT unset', () => {
     const probe = moduleProbe(fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-traces-')));
     const received = receiver.spans.length;
     const server = await startServer({ ...probe.env, LLM_BASE_URL: `${fake.url}/v1`, LLM_MODEL: 'fake-model', RUN_TIMEOUT_MS: '60000' });
-    const u = await UserClient.connect(server.url, 'untraced-user');
-    let runId: string;
-    let exit: number | null;
-    try {
-      runId = (await u.start({ agent: 'llm', input: 'what is 2*(3+4)?' })).run_id;
-      expect(terminal(await u.waitForRun(runId)).payload.status).toBe('completed');
-    } finally {
-      u.close();
-      exit = await server.stop();
-    }
-    expect(exit).toBe(0);
+    const runId = await oneRunThenStop(server, 'untraced-user', 'llm', 'what is 2*(3+4)?');
     // The API package alone is always there: prom-client requires it (for exemplars), a no-op without an SDK.
     expect(probe.loaded().filter((m) => !m.includes(`${path.sep}@opentelemetry${path.sep}api${path.sep}`))).toEqual([]);
     const finished = server.logs.find((l) => l.msg === 'run finished' && l.run_id === runId);
