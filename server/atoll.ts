@@ -6,14 +6,11 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createTokenService, developmentSecret } from './auth/tokens.js';
-import { createCellSupervisor } from './cells/supervisor.js';
-import { cellSandboxWarning, defaultScratchRoot } from './cells/cell-sandbox.js';
+import { launchCells, type LaunchedCells } from './cells/launch-cells.js';
 import { createCpuGovernor } from './cells/cpu-governor.js';
 import type { Config } from './config.js';
-import { cellConfigOf, cpuGovernorSettingsOf, httpSettingsOf, runServiceSettingsOf, socketSettingsOf, storeOptionsOf, supervisorSettingsOf } from './config-views.js';
+import { cpuGovernorSettingsOf, httpSettingsOf, runServiceSettingsOf, socketSettingsOf, storeOptionsOf } from './config-views.js';
 import { createHttpApp } from './http/app.js';
-import { defaultAgentCacheDir } from './agents/agent-cache.js';
-import { compileAgents } from './agents/compile-agents.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { userMaxima } from './runs/user-stats.js';
@@ -23,7 +20,6 @@ import { createInProcessSharedState } from './shared/in-process/index.js';
 import { createEventRelay } from './runs/event-relay.js';
 import { createInProcessNodeMessages } from './bus/in-process/node-messages.js';
 import { signalsOver } from './cluster/signals.js';
-import { createRedisCluster } from './redis-cluster.js';
 import { createRunService } from './runs/run-service.js';
 import { startTracing } from './tracing/start-tracing.js';
 import { localStateDir } from './store/database-target.js';
@@ -34,17 +30,16 @@ const ROOT = path.resolve(__dirname, '../..');
 /** At shutdown, how long the sockets get to write the shutdown notice before they are closed. */
 const SHUTDOWN_NOTICE_MS = 1000;
 
-export async function startAtoll(config: Config, log: Logger) {
-  // AGENTS_DIR's TypeScript agents, compiled first: one that does not compile stops the start before anything opens.
-  const agentCacheDir = config.agentCacheDir ?? defaultAgentCacheDir();
-  const compiledAgents = config.agentsDir ? await compileAgents({ agentsDir: config.agentsDir, cacheDir: agentCacheDir, contractModule: path.join(ROOT, 'dist/workers/agent-contract.js'), log }) : [];
+/** The database migrated, the workers' statements being learned, this node's connection open and locked. */
+async function openDatabase(config: Config, log: Logger, dbProvider: LaunchedCells['dbProvider']) {
   const backend = openStore(config.database, storeOptionsOf(config, log));
+  if (backend.provider !== dbProvider) throw new Error(`the cells were launched for ${dbProvider}, the store is ${backend.provider}`);
   const migrations = await backend.migrate();
   if (migrations.applied.length) log.info({ applied: migrations.applied }, 'database migrated');
   if (migrations.checksumMismatches.length) log.warn({ migrations: migrations.checksumMismatches }, 'applied migrations were edited since');
 
   // What workers may have executed; a scoped query that is not pinned to its user stops the start.
-  // Learning loads Prisma's query compiler (~0.5-2 s of CPU): done while the cells start (awaited below).
+  // Learning loads Prisma's query compiler (~0.5-2 s of CPU): done while the cells start (awaited in startAtoll).
   const learning = learnStatements(backend);
   learning.catch(() => undefined);
   const database = await backend.connect();
@@ -55,31 +50,36 @@ export async function startAtoll(config: Config, log: Logger) {
     await database.close();
     throw err;
   }
+  return { backend, learning, database };
+}
+
+/**
+ * `launching`: the cells, already starting (server/main.ts launches them before it loads this module); by
+ * default launched here.
+ */
+export async function startAtoll(config: Config, log: Logger, launching: Promise<LaunchedCells> = launchCells(config, log, ROOT)) {
+  const { cells, dbProvider } = await launching;
+  // A front that cannot open its database stops the cells launched for it.
+  const { learning, database } = await openDatabase(config, log, dbProvider).catch(async (err: unknown) => {
+    await cells.stop(2000);
+    throw err;
+  });
   const store = database.store;
   const tokens = createTokenService(config.jwtSecret ?? developmentSecret(localStateDir(config.database)), { maxLifetimeS: config.maxTokenLifetimeS });
   const httpServer = http.createServer();
 
-  const scratchRoot = config.scratchRoot ?? defaultScratchRoot();
-  const sandboxWarning = cellSandboxWarning({ root: ROOT, agentsDir: config.agentsDir, uidBase: config.cellUidBase });
-  if (sandboxWarning) log.warn(sandboxWarning);
   // Built first, started last: the instruments exist before what counts with them, the gauges read
   // from the parts once they all exist (metrics.start below).
   const metrics = createMetrics({ alertActiveContexts: config.alertActiveContexts, nodeId: config.nodeId });
-  const cells = createCellSupervisor({
-    settings: supervisorSettingsOf(config),
-    cellEntry: path.join(ROOT, 'dist/workers/cell/main.js'),
-    sandbox: { mode: config.cellSandbox, root: ROOT, agentsDir: config.agentsDir, agentCacheDir: compiledAgents.length ? agentCacheDir : null, scratchRoot, uidBase: sandboxWarning ? 0 : config.cellUidBase },
-    log,
-    cellConfig: cellConfigOf(config, backend.provider, compiledAgents),
-  });
 
   // Statements forwarded before learning is done wait for it (server/store/worker-query-gate.ts).
   const workerQueries = createWorkerQueryGate({ statements: learning, connection: database.gateConnection, isUnavailable: database.isUnavailable, onRefused: (reason) => metrics.dbQueriesRefused.inc({ reason }), log });
 
   // One node: the bus, the shared state and the node messages in memory. Several nodes (REDIS_URL): over Redis,
   // on the node's two connections (server/redis-cluster.ts).
+  // Required only then: a single node loads no Redis client.
   const redis = config.cluster
-    ? createRedisCluster({ url: config.cluster.redisUrl, keyPrefix: config.cluster.keyPrefix, nodeId: config.nodeId, startupWaitMs: config.dbStartupWaitMs, config, log })
+    ? (require('./redis-cluster.js') as typeof import('./redis-cluster.js')).createRedisCluster({ url: config.cluster.redisUrl, keyPrefix: config.cluster.keyPrefix, nodeId: config.nodeId, startupWaitMs: config.dbStartupWaitMs, config, log })
     : null;
   // The event bus: the relay publishes committed events, the socket server (started below) delivers them.
   const bus = redis?.bus ?? createInProcessEventBus();

@@ -1,7 +1,8 @@
 /** Process entry of the front: configuration, logging, start, and signals. */
+import path from 'node:path';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
-import { startAtoll } from './atoll.js';
+import { launchCells } from './cells/launch-cells.js';
 import { startBanner } from './start-banner.js';
 
 /** `banner`: also tell the person at the terminal where to go and how to get a token (`npm start`). */
@@ -17,9 +18,13 @@ export async function main(options: { banner?: boolean } = {}): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel, { process: 'front' });
-  let atoll: Awaited<ReturnType<typeof startAtoll>>;
+  let atoll: Awaited<ReturnType<typeof import('./atoll.js').startAtoll>>;
   try {
-    atoll = await startAtoll(config, log);
+    // The cells first, then the rest of the front's modules: the two start-ups overlap (server/cells/launch-cells.ts).
+    const launching = launchCells(config, log, path.resolve(__dirname, '../..'));
+    launching.catch(() => undefined);
+    const { startAtoll } = require('./atoll.js') as typeof import('./atoll.js');
+    atoll = await startAtoll(config, log, launching);
   } catch (err) {
     log.fatal({ err: String((err as Error)?.message ?? err) }, 'failed to start');
     process.stderr.write(`atoll: failed to start: ${(err as Error)?.message ?? err}\n`);

@@ -50,6 +50,14 @@ export function createCellSupervisor(opts: SupervisorOptions) {
   const { log, settings } = opts;
   /** Who hears about cells: given to start(), so the supervisor can be built before its listener (the run service). */
   let events: SupervisorEvents | null = null;
+  /**
+   * What cells said before start() named the listener: the cells are launched first thing (launch(), while the
+   * front loads its modules and migrates), and what they report meanwhile is told to the listener in order.
+   */
+  const early: ((listener: SupervisorEvents) => void)[] = [];
+  const tell = (event: (listener: SupervisorEvents) => void) => (events ? event(events) : early.push(event));
+  /** The serving cells' first start, from launch(): start() awaits it. */
+  let launched: Promise<unknown> | null = null;
   // Slots 0..cells-1 serve runs; the slots after them hold quarantine cells while they exist.
   const total = settings.cells + settings.quarantineCells;
   const slots: (CellHandle | null)[] = new Array(total).fill(null);
@@ -93,7 +101,8 @@ export function createCellSupervisor(opts: SupervisorOptions) {
           cell.agents = msg.agents;
           lastAgents = msg.agents;
           log.info({ cell: id, pid: child.pid }, 'cell ready');
-          events!.onCellReady(cell, diedAt === null ? null : Date.now() - diedAt);
+          const restartMs = diedAt === null ? null : Date.now() - diedAt;
+          tell((l) => l.onCellReady(cell, restartMs));
           resolve(cell);
         } else if (msg.type === 'init_failed') {
           reject(new Error(`cell ${id} failed to start: ${msg.error.message}`));
@@ -104,7 +113,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
             cell.baselineRssBytes = msg.stats.rssBytes;
             log.info({ cell: id, baseline_rss_bytes: cell.baselineRssBytes }, 'cell memory baseline noted');
           }
-          events!.onMessage(cell, msg);
+          tell((l) => l.onMessage(cell, msg));
         }
       };
       child.on('message', (received: CellToFront[]) => {
@@ -130,7 +139,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
           const delay = failures[slot] === 0 ? 0 : Math.min(MAX_BACKOFF_MS, 100 * 2 ** failures[slot]);
           if (!stopping && !retired) log.error({ cell: id, code, signal, cause: exit.cause, runs: runIds.length, ...(restarts ? { restart_in_ms: delay } : {}) }, 'cell died');
           // A cell retired while idle held no runs and did not die: nothing to settle, no death to count.
-          if (!retired || runIds.length > 0) events!.onCellExit(cell, exit, runIds);
+          if (!retired || runIds.length > 0) tell((l) => l.onCellExit(cell, exit, runIds));
           if (stopping) return;
           if (rejuvenated) {
             spawn(slot, null).catch((err) => log.error({ err: err.message }, "cell restart failed"));
@@ -187,10 +196,19 @@ export function createCellSupervisor(opts: SupervisorOptions) {
         log.info({ cell: cell.id, rss_bytes: cell.stats.rssBytes, baseline_rss_bytes: cell.baselineRssBytes }, 'idle cell grew past its baseline; replacing it');
         cell.state = 'stopping';
         cell.rejuvenating = true;
-        events!.onCellRejuvenated(cell);
+        tell((l) => l.onCellRejuvenated(cell));
         cell.send({ type: 'shutdown' });
       }
     }
+  }
+
+  function launchServing(): Promise<unknown> {
+    if (!launched) {
+      launched = Promise.all(slots.slice(0, settings.cells).map((_, slot) => spawn(slot, null)));
+      // Its failure is start()'s to report; until then it must not count as unhandled.
+      launched.catch(() => undefined);
+    }
+    return launched;
   }
 
   function cells(): CellHandle[] {
@@ -199,18 +217,25 @@ export function createCellSupervisor(opts: SupervisorOptions) {
 
   return {
     /**
-     * Starts the watch (silent cells, idle quarantine cells, grown cells) and every serving cell, reporting to
-     * `listener`; rejects with
-     * the first cell's start-up error (a broken agent module, say). stop() ends both.
+     * Starts every serving cell now, before anyone listens (a cell takes a second or two to warm its threads,
+     * the front as long to load its modules and migrate: they overlap). What the cells report meanwhile waits
+     * for start(). Called again it does nothing more; start() launches if nobody did.
+     */
+    launch: launchServing,
+    /**
+     * Starts the watch (silent cells, idle quarantine cells, grown cells), names the listener (telling it what
+     * the cells said since launch()) and waits for every serving cell to be ready; rejects with the first cell's
+     * start-up error (a broken agent module, say). stop() ends both.
      */
     async start(listener: SupervisorEvents): Promise<void> {
       events = listener;
+      for (const event of early.splice(0)) event(listener);
       if (!watchTimer) {
         lastWatchAt = Date.now();
         watchTimer = setInterval(watch, WATCH_MS);
         watchTimer.unref();
       }
-      await Promise.all(slots.slice(0, settings.cells).map((_, slot) => spawn(slot, null)));
+      await launchServing();
     },
     /**
      * The ready serving cell with the most free slots, or null when all are full. With a user, a cell with a free

@@ -4,6 +4,7 @@
  * and one more folder, and every `switch` on `kind` that misses it fails to compile.
  */
 import path from 'node:path';
+import type { DbProvider } from '../../protocol/cell-messages.js';
 
 /** A SQLite file; Atoll creates it (and its folder) if it does not exist. */
 export interface SqliteTarget {
@@ -72,5 +73,15 @@ export function localStateDir(target: DatabaseTarget): string {
       return path.dirname(target.file);
     case 'postgresql':
       return target.stateDir;
+  }
+}
+
+/** Prisma's provider name for a target: what the workers' Prisma clients compile for (a backend says the same). */
+export function providerOf(target: DatabaseTarget): DbProvider {
+  switch (target.kind) {
+    case 'sqlite':
+      return 'sqlite';
+    case 'postgresql':
+      return 'postgres';
   }
 }
