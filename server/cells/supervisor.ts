@@ -128,35 +128,37 @@ export function createCellSupervisor(opts: SupervisorOptions) {
         cell.state = 'dead';
         fs.rm(launch.scratchDir, { recursive: true, force: true }, () => undefined);
         reject(new Error(`cell ${id} exited before it was ready (code ${code}, signal ${signal})`));
+        // A serving cell that died is replaced at once, or after a backoff that grows while it keeps dying young;
+        // the replacement does not wait for the death to be described below.
+        const restarts = !stopping && !rejuvenated && !quarantine;
+        const diedAt = Date.now();
+        if (restarts && wasReady && Date.now() - cell.spawnedAt > STABLE_AFTER_MS) failures[slot] = 0;
+        const delay = failures[slot] === 0 ? 0 : Math.min(MAX_BACKOFF_MS, 100 * 2 ** failures[slot]);
+        if (!stopping && rejuvenated) {
+          spawn(slot, null).catch((err) => log.error({ err: err.message }, 'cell restart failed'));
+        } else if (restarts) {
+          failures[slot]++;
+            const replace = () => spawn(slot, diedAt).catch((err) => log.error({ err: err.message }, 'cell restart failed'));
+          if (delay === 0) replace();
+          else {
+            const restart = setTimeout(() => {
+              pendingRestarts.delete(restart);
+              if (!stopping) replace();
+            }, delay);
+            restart.unref();
+            pendingRestarts.add(restart);
+          }
+        }
         // Give stderr a moment to deliver the fatal message that names the cause.
         setTimeout(() => {
           const exit = describeCellExit(code, signal, cell.stderrTail);
           const runIds = [...cell.runs.keys()];
           cell.runs.clear();
-          // A serving cell that died is replaced after a backoff that grows while it keeps dying young.
-          const restarts = !stopping && !rejuvenated && !quarantine;
-          if (restarts && wasReady && Date.now() - cell.spawnedAt > STABLE_AFTER_MS) failures[slot] = 0;
-          const delay = failures[slot] === 0 ? 0 : Math.min(MAX_BACKOFF_MS, 100 * 2 ** failures[slot]);
-          if (!stopping && !retired) log.error({ cell: id, code, signal, cause: exit.cause, runs: runIds.length, ...(restarts ? { restart_in_ms: delay } : {}) }, 'cell died');
+          if (!stopping && !retired) log.error({ cell: id, code, signal, cause: exit.cause, runs: runIds.length, died_at: new Date(diedAt).toISOString(), ...(restarts ? { restart_in_ms: delay } : {}) }, 'cell died');
           // A cell retired while idle held no runs and did not die: nothing to settle, no death to count.
           if (!retired || runIds.length > 0) tell((l) => l.onCellExit(cell, exit, runIds));
-          if (stopping) return;
-          if (rejuvenated) {
-            spawn(slot, null).catch((err) => log.error({ err: err.message }, "cell restart failed"));
-            return;
-          }
           // Quarantine cells are started again only when needed.
-          if (quarantine) {
-            if (slots[slot] === cell) slots[slot] = null;
-            return;
-          }
-          failures[slot]++;
-          const restart = setTimeout(() => {
-            pendingRestarts.delete(restart);
-            if (!stopping) spawn(slot, Date.now() - delay).catch((err) => log.error({ err: err.message }, 'cell restart failed'));
-          }, delay);
-          restart.unref();
-          pendingRestarts.add(restart);
+          if (quarantine && slots[slot] === cell) slots[slot] = null;
         }, 50);
       });
     });
