@@ -42,6 +42,14 @@ export interface WorkerConfig {
   readonly builtinAgentsDir: string;
 }
 
+/**
+ * What a cell gives each worker: its configuration and the cell's warm-up lock (workers/worker/warm-up-turn.ts),
+ * an Int32Array over a SharedArrayBuffer the worker takes out before any other code runs.
+ */
+export interface WorkerData extends WorkerConfig {
+  readonly warmUpLock: Int32Array;
+}
+
 /** Checked by the compiler: WORKER_SETTINGS names exactly the fields of WorkerConfig that come from the cell's config. */
 export type WorkerSettingsMatch = Assert<SameShape<Pick<CellConfig, (typeof WORKER_SETTINGS)[number]>, Omit<WorkerConfig, 'builtinAgentsDir'>>>;
 

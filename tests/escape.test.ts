@@ -67,6 +67,9 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   expect([end.payload.status, end.payload.error]).toEqual(['completed', undefined]);
   const got = end.payload.final_response as Record<string, { ok: boolean; value?: string; code?: string; message?: string; secretish?: string[] }>;
 
+  // No memory shared with the cell's other workers is within reach (the warm-up lock leaves workerData first).
+  expect(got.shared_memory).toEqual({ ok: true, value: '' });
+
   // Nothing secret in the environment: only the allow-list crosses into a cell.
   const envKeys = got.env.value!.split(',').filter(Boolean);
   expect(got.env.secretish).toEqual([]);

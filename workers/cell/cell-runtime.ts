@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Piscina } from 'piscina';
 import { BURST_WORKERS_PER_WORKER, CELL_EXIT_MEMORY, DEMOTED_NICE, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../protocol/cell-messages.js';
 import { pick } from '../../protocol/pick.js';
-import { WORKER_SETTINGS, type DescribeReply, type WorkerConfig } from '../../protocol/worker-messages.js';
+import { WORKER_SETTINGS, type DescribeReply, type WorkerData } from '../../protocol/worker-messages.js';
 import { createMemoryWatchdog } from './memory-watchdog.js';
 import { createModelBroker, settleFetch } from './model-broker.js';
 import { createRunDispatcher, type RunDispatcher } from './run-dispatcher.js';
@@ -51,7 +51,8 @@ export function createCellRuntime(deps: {
 
   async function init(config: CellConfig) {
     cellId = config.cellId;
-    const workerConfig: WorkerConfig = { ...pick(config, WORKER_SETTINGS), builtinAgentsDir: path.join(__dirname, '../agents') };
+    // warmUpLock: shared by the cell's workers, so they warm up one at a time (workers/worker/warm-up-turn.ts).
+    const workerConfig: WorkerData = { ...pick(config, WORKER_SETTINGS), builtinAgentsDir: path.join(__dirname, '../agents'), warmUpLock: new Int32Array(new SharedArrayBuffer(4)) };
     // same_user: a worker serves one user for its life (user-affinity.ts); any: Piscina's least-busy choice.
     const affinity = config.workerReuse === 'same_user' ? createUserAffinity({ workers: () => pool?.threads.length ?? 0, queued: () => pool?.queueSize ?? 0, maxWorkers: maxWorkersPerCell(config) }) : null;
     pool = new Piscina({

@@ -5,21 +5,37 @@
  * agent runs against unguarded or unfrozen objects.
  */
 import { isMainThread, workerData } from 'node:worker_threads';
-import type { WorkerConfig } from '../../protocol/worker-messages.js';
+import type { WorkerConfig, WorkerData } from '../../protocol/worker-messages.js';
 import { freezeShared } from './freeze-shared.js';
 import { guardHost } from './host-guards.js';
+import { takeWarmUpTurn } from './warm-up-turn.js';
 
 if (isMainThread) throw new Error('workers/worker/run-entry must run inside a worker thread, never in the front');
 
-const config = workerData as WorkerConfig;
-// What the guards refuse goes into the isolation report of the run that tried (worker-runtime.ts). Guarded
-// before the freeze: the guards replace members the freeze then pins.
-const refused = new Set<string>();
-guardHost((wall) => refused.add(wall));
-const frozen = config.workerLockdown ? freezeShared() : null;
-// Required only now, after the freeze (an import would be hoisted above it).
-const { startWorker } = require('./worker-main.js') as typeof import('./worker-main.js');
+const data = workerData as WorkerData;
+// The warm-up lock is memory shared by the cell's workers, whoever they serve: it leaves workerData before any
+// other code runs, and this module drops it once its turn is over, so no agent code can ever reach it.
+let warmUpLock: Int32Array | null = data.warmUpLock;
+delete (data as { warmUpLock?: Int32Array }).warmUpLock;
+const config: WorkerConfig = data;
+/** How long a worker waits for its turn to warm up before it warms anyway (the holder may have died warming). */
+const WARM_UP_TURN_MAX_WAIT_MS = 2000;
 
 // Piscina awaits the handler export before it reports the worker ready: a new worker (at cell start, or
 // replacing a recycled one) is given tasks only once it is warm, so runs go to warm spares meanwhile.
-export default startWorker(config, frozen, refused);
+export default (async () => {
+  const release = await takeWarmUpTurn(warmUpLock!, WARM_UP_TURN_MAX_WAIT_MS);
+  try {
+    // What the guards refuse goes into the isolation report of the run that tried (worker-runtime.ts). Guarded
+    // before the freeze: the guards replace members the freeze then pins. Nothing but Node and Piscina ran before.
+    const refused = new Set<string>();
+    guardHost((wall) => refused.add(wall));
+    const frozen = config.workerLockdown ? freezeShared() : null;
+    // Required only now, after the freeze (an import would be hoisted above it).
+    const { startWorker } = require('./worker-main.js') as typeof import('./worker-main.js');
+    return await startWorker(config, frozen, refused);
+  } finally {
+    release();
+    warmUpLock = null;
+  }
+})();
