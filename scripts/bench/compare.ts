@@ -88,11 +88,12 @@ export function compareReports(before: LooseBenchReport, after: LooseBenchReport
     const b = num(pick(before));
     const a = num(pick(after));
     if (a === null && b === null) return [];
-    return [{ figure, unit, before: b, after: a, ratio: a === null || b === null || b === 0 ? null : round(a / b, 3), delta: a === null || b === null ? null : round(a - b, 3) }];
+    return [{ figure, unit, before: b, after: a, ratio: a === null || b === null || b === 0 ? null : round(a / b, 3), delta: a === null || b === null ? null : Number((a - b).toPrecision(6)) }];
   });
 }
 
-const show = (v: number | null) => (v === null ? '–' : Math.abs(v) >= 100 ? String(Math.round(v)) : String(round(v, 2)));
+/** Three significant digits below 1 (ratios such as 0.018 must not print as 0), two decimals up to 100, whole above. */
+const show = (v: number | null) => (v === null ? '–' : Math.abs(v) >= 100 ? String(Math.round(v)) : Math.abs(v) >= 1 ? String(round(v, 2)) : String(Number(v.toPrecision(3))));
 
 export function renderComparison(rows: readonly ComparisonRow[], names: { before: string; after: string }): string {
   return [

@@ -95,3 +95,8 @@ test('issue 16 targets: each figure against its bound, per database, not measure
   expect(old.get('time to first event p99 at half of peak on SQLite')).toMatchObject({ figure: null, met: null });
   expect(old.get('front + 2 idle cells (RSS, defaults)')).toMatchObject({ figure: null, met: null });
 });
+
+test('small figures keep three significant digits in the table (a ratio of 0.018 is not 0)', () => {
+  const md = renderComparison(compareReports({ ratios: { atoll_over_limit: 0.0182 } }, { ratios: { atoll_over_limit: 0.0261 } }), { before: 'a', after: 'b' });
+  expect(md).toContain('| ratio atoll_over_limit | ratio | 0.0182 | 0.0261 | 1.434× | +0.0079 |');
+});
