@@ -1,8 +1,10 @@
 /**
  * `npm run bench`: one command, one machine, the same trivial workload through every design: the raw
  * Piscina limit, Atoll end to end (default, THREAD_REUSE=any and MAX_RUNS_PER_WORKER=1) on SQLite, PostgreSQL or
- * both (--database), one shared in-process agent, one process per run; then memory per in-flight run and recovery
- * after a cell's death. Prints a markdown table and writes a JSON report. With --cluster, several nodes instead
+ * both (--database), one shared in-process agent, one process per run; Atoll at half of its own peak, with and
+ * without chaos runs (bench/half-peak.ts); then memory per in-flight run and at rest, and recovery after a cell's
+ * death. Prints a markdown table with issue 16's targets (bench/targets.ts) and writes a JSON report; --compare
+ * adds a before/after table against an earlier report (bench/compare.ts). With --cluster, several nodes instead
  * (scripts/bench/cluster-bench.ts). Composition root: everything it starts (servers, their databases, Redis key
  * prefixes), it stops and drops.
  */
