@@ -1,8 +1,10 @@
 /**
  * `npm run bench`: one command, one machine, the same trivial workload through every design: the raw
  * Piscina limit, Atoll end to end (default, THREAD_REUSE=any and MAX_RUNS_PER_WORKER=1) on SQLite, PostgreSQL or
- * both (--database), one shared in-process agent, one process per run; then memory per in-flight run and recovery
- * after a cell's death. Prints a markdown table and writes a JSON report. With --cluster, several nodes instead
+ * both (--database), one shared in-process agent, one process per run; Atoll at half of its own peak, with and
+ * without chaos runs (bench/half-peak.ts); then memory per in-flight run and at rest, and recovery after a cell's
+ * death. Prints a markdown table with issue 16's targets (bench/targets.ts) and writes a JSON report; --compare
+ * adds a before/after table against an earlier report (bench/compare.ts). With --cluster, several nodes instead
  * (scripts/bench/cluster-bench.ts). Composition root: everything it starts (servers, their databases, Redis key
  * prefixes), it stops and drops.
  */
@@ -16,18 +18,22 @@ import { ratio, round } from './load/stats.js';
 import { DatabaseUnusableError, postgresqlDatabase, sqliteDatabase, type BenchDatabase } from './bench/databases.js';
 import { clusterBench } from './bench/cluster-bench.js';
 import { describeMachine, type Machine } from './bench/machine.js';
-import { idleMemory, memoryAtLevel, perRunBytes, perWorker, type MemoryLevel, type MemoryTarget } from './bench/memory.js';
+import { idleMemory, memoryAtLevel, perRunBytes, perWorker, restingMemory, type MemoryLevel, type MemoryTarget } from './bench/memory.js';
+import { CHAOS_SERVER_ENV, SHARE_OF_PEAK, chaosComparison, halfPeak, type PhaseSettings } from './bench/half-peak.js';
+import type { PacedPhase } from './bench/paced.js';
+import { compareReports, renderComparison } from './bench/compare.js';
+import { issueTargets } from './bench/targets.js';
 import { HELP, parseBenchOptions, type BenchOptions } from './bench/options.js';
 import { startAtoll as startAtollOn } from './bench/atoll-server.js';
 import { BASELINE_ENTRY, agentFile } from './bench/paths.js';
 import { piscinaRound, withPiscina } from './bench/piscina-limit.js';
 import { recoveryOnce, summarizeRecovery, type RecoverySample } from './bench/recovery.js';
 import { redisScratches, RedisUnusableError } from './bench/redis-scratch.js';
-import type { BenchReport, MemoryReport } from './bench/report-types.js';
+import type { BenchReport, LooseBenchReport, MemoryReport } from './bench/report-types.js';
 import { maskPassword } from '../server/store/database-target.js';
 import { startServer, type Spawned } from './bench/spawn.js';
 import { renderMarkdown } from './bench/table.js';
-import { distinctWorkers, socketVariant, summarizeRounds, type VariantReport } from './bench/variants.js';
+import { clientPrefix, distinctWorkers, socketVariant, summarizeRounds, type VariantReport } from './bench/variants.js';
 import type { BenchDatabaseKind } from './bench/databases.js';
 
 /** Execution slots in every design: Atoll's default 2 cells × 2 workers. */
@@ -35,6 +41,8 @@ const CELLS = 2;
 const THREADS_PER_CELL = 2;
 const SLOTS = CELLS * THREADS_PER_CELL;
 const WORKER_SAMPLE = 40;
+/** After the last run of a paced phase is sent: the most it waits for those in flight. */
+const PACED_DRAIN_MS = 30_000;
 
 type Log = (msg: string) => void;
 
@@ -94,7 +102,14 @@ async function memory(db: BenchDatabase, opts: BenchOptions, log: Log): Promise<
     idle.push(await using(startAtoll(db, workers / CELLS), (s) => idleMemory(atollTarget(s), workers, opts.reps)));
   }
   const atollIdleWorker = perWorker([low, high], idle[0], idle[1]);
-  return { levels: [low, high], source: atoll.levels[0].source, atoll, process_per_run: processPerRun, in_process: inProcess, atoll_idle_worker: atollIdleWorker };
+  // The defaults' shape: already measured when it is one of the levels (--quick's 2,4).
+  const atDefaults = [low, high].indexOf(SLOTS);
+  if (atDefaults < 0) log(`memory: Atoll at rest with its defaults (${CELLS} cells × ${THREADS_PER_CELL} workers)`);
+  const atRest =
+    atDefaults >= 0
+      ? { cells: CELLS, workers: SLOTS, bytes: idle[atDefaults].bytes, rss_bytes: idle[atDefaults].rssBytes }
+      : await using(startAtoll(db, THREADS_PER_CELL), (s) => restingMemory(atollTarget(s), CELLS, SLOTS, opts.reps));
+  return { levels: [low, high], source: atoll.levels[0].source, atoll, process_per_run: processPerRun, in_process: inProcess, atoll_idle_worker: atollIdleWorker, atoll_at_rest: atRest };
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -112,6 +127,21 @@ async function main(argv: string[]): Promise<number> {
       return 2;
     }
     throw err;
+  }
+  let earlier: LooseBenchReport | null = null;
+  if (opts.compare !== null) {
+    // Read before anything runs: a report that cannot be compared is a usage problem, said at once.
+    try {
+      earlier = readReport(opts.compare);
+      if (opts.current !== null) {
+        process.stdout.write(renderComparison(compareReports(earlier, readReport(opts.current)), { before: opts.compare, after: opts.current }));
+        return 0;
+      }
+    } catch (err) {
+      if (!(err instanceof UsageError)) throw err;
+      process.stderr.write(`bench: ${err.message}\n`);
+      return 2;
+    }
   }
   const startedAt = new Date();
   const machine = describeMachine();
@@ -133,11 +163,19 @@ async function main(argv: string[]): Promise<number> {
   const recoverySamples: RecoverySample[] = [];
   // Each Atoll variant on every database in turn, so that each database's figures come from the same minutes.
   const atoll = new Map<BenchDatabaseKind, { report: VariantReport; workers: { runs: number; workers: number } }>();
+  const halfPeaks = new Map<BenchDatabaseKind, PacedPhase | null>();
+  const phase: PhaseSettings = { durationMs: opts.pacedMs, drainMs: PACED_DRAIN_MS, clients: opts.clients, warmup: opts.warmup };
+  const halfOf = (v: VariantReport) => (v.runs_per_s === null || v.runs_per_s <= 0 ? null : v.runs_per_s * SHARE_OF_PEAK);
   for (const [i, db] of dbs.entries()) {
     log(`Atoll end to end on ${db.label}`);
     atoll.set(db.kind, await using(startAtoll(db, THREADS_PER_CELL), async (s) => {
-      const v = await socketVariant(`Atoll ${db.label}`, s.url, 'dev-login', opts);
+      const label = `Atoll ${db.label}`;
+      const v = await socketVariant(label, s.url, 'dev-login', opts);
       const workers = await distinctWorkers(s.url, v.last.run_refs, WORKER_SAMPLE);
+      // Half of the peak just measured, on the same warm server and by the same users, before any cell death.
+      const rate = halfOf(v.report);
+      log(`half of peak on ${db.label}: ${rate?.toFixed(1) ?? 'no'} runs/s`);
+      halfPeaks.set(db.kind, rate === null ? null : await halfPeak(s.url, clientPrefix(label), rate, phase));
       // This server has had no cell death yet, so it can serve as the first recovery repetition.
       if (i === 0) {
         log(`recovery 1/${opts.recoveryReps}`);
@@ -164,6 +202,9 @@ async function main(argv: string[]): Promise<number> {
   const inProcess = await using(startBaseline('in-process', SLOTS), (s) => socketVariant('in-process', s.url, 'none', opts));
   log('one process per run');
   const processPerRun = await using(startBaseline('process-per-run', SLOTS), (s) => socketVariant('process per run', s.url, 'none', opts));
+  const chaosRate = halfOf(atoll.get(dbs[0].kind)!.report);
+  log(`half of peak with and without chaos on ${dbs[0].label}`);
+  const chaos = chaosRate === null ? null : await using(startAtoll(dbs[0], THREADS_PER_CELL, CHAOS_SERVER_ENV), (s) => chaosComparison(s.url, chaosRate, phase, log));
   const mem = await memory(dbs[0], opts, log);
   for (let r = 1; r < opts.recoveryReps; r++) {
     log(`recovery ${r + 1}/${opts.recoveryReps} on ${dbs[0].label}`);
@@ -189,7 +230,7 @@ async function main(argv: string[]): Promise<number> {
     finished_at: finishedAt.toISOString(),
     duration_s: round((finishedAt.getTime() - startedAt.getTime()) / 1000, 1)!,
     machine,
-    settings: { databases: opts.databases, postgresql: opts.databases.includes('postgresql') ? maskPassword(opts.postgresqlUrl) : null, reps: opts.reps, runs: opts.runs, limit_runs: opts.limitRuns, round_s: opts.roundMs / 1000, warmup: opts.warmup, warmup_s: opts.warmupMs / 1000, clients: opts.clients, inflight: opts.inflight, slots: SLOTS, hold_ms: opts.holdMs },
+    settings: { databases: opts.databases, postgresql: opts.databases.includes('postgresql') ? maskPassword(opts.postgresqlUrl) : null, reps: opts.reps, runs: opts.runs, limit_runs: opts.limitRuns, round_s: opts.roundMs / 1000, warmup: opts.warmup, warmup_s: opts.warmupMs / 1000, clients: opts.clients, inflight: opts.inflight, slots: SLOTS, hold_ms: opts.holdMs, paced_s: opts.pacedMs / 1000 },
     throughput: {
       limit_piscina: limitReport,
       atoll: atoll.get(first)!.report,
@@ -219,10 +260,19 @@ async function main(argv: string[]): Promise<number> {
     },
     memory: mem,
     recovery: summarizeRecovery(recoverySamples),
+    half_peak: {
+      share_of_peak: SHARE_OF_PEAK,
+      atoll: halfPeaks.get(first) ?? null,
+      ...(second && { atoll_postgresql: halfPeaks.get(second) ?? null }),
+      chaos,
+    },
+    targets: [],
     markdown: '',
   };
+  report.targets = issueTargets(report);
   report.markdown = renderMarkdown(report, machine);
   writeReport(opts, report);
+  if (earlier !== null) process.stdout.write(`\n${renderComparison(compareReports(earlier, report), { before: opts.compare!, after: opts.out })}`);
   return 0;
 }
 
@@ -241,6 +291,19 @@ async function cluster(opts: BenchOptions, machine: Machine, startedAt: Date, lo
   }
   writeReport(opts, await clusterBench(opts, { db, redis, machine, startedAt, log }));
   return 0;
+}
+
+/** A report of the default bench, as JSON; anything else is a UsageError naming the file. */
+function readReport(file: string): LooseBenchReport {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new UsageError(`cannot read ${file} as a JSON report: ${(err as Error).message}`);
+  }
+  const r = parsed as { tool?: unknown; mode?: unknown } | null;
+  if (r?.tool !== 'atoll-bench' || r.mode === 'cluster') throw new UsageError(`${file} is not a report of npm run bench (without --cluster)`);
+  return parsed as LooseBenchReport;
 }
 
 function writeReport(opts: BenchOptions, report: { markdown: string }): void {

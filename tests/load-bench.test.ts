@@ -184,7 +184,7 @@ test('bench --quick: every design measured, figures consistent, a markdown table
   const res = await bench;
   expect(res.code).toBe(0);
   const r = JSON.parse(fs.readFileSync(path.join(dir, 'bench.json'), 'utf8'));
-  expect(Object.keys(r).sort()).toEqual(['duration_s', 'finished_at', 'machine', 'markdown', 'memory', 'quick', 'ratios', 'recovery', 'settings', 'started_at', 'throughput', 'tool', 'version']);
+  expect(Object.keys(r).sort()).toEqual(['duration_s', 'finished_at', 'half_peak', 'machine', 'markdown', 'memory', 'quick', 'ratios', 'recovery', 'settings', 'started_at', 'targets', 'throughput', 'tool', 'version']);
   expect(r.tool).toBe('atoll-bench');
   expect(r.quick).toBe(true);
   expect(r.machine).toMatchObject({ cpus: os.cpus().length, node: process.version });
@@ -263,13 +263,64 @@ test('bench --quick: every design measured, figures consistent, a markdown table
   };
   expect(r.recovery.served_on_replacement_ms).toBe(median(r.recovery.samples.map((s: any) => s.served_on_replacement_ms)));
 
+  // Front and cells at rest with the defaults (in --quick, the idle measurement's upper level has that shape).
+  expect(r.memory.atoll_at_rest).toEqual({ cells: 2, workers: r.settings.slots, bytes: idle.bytes[1], rss_bytes: idle.rss_bytes[1] });
+
+  // Half of peak: each database's default Atoll at half its own row's runs/s, then healthy runs with and without chaos.
+  const h = r.half_peak;
+  expect(h.share_of_peak).toBe(0.5);
+  const paced = [[h.atoll, t.atoll], ...(ON_POSTGRESQL ? [[h.atoll_postgresql, t.atoll_postgresql]] : []), [h.chaos.without, t.atoll], [h.chaos.with, t.atoll]];
+  if (!ON_POSTGRESQL) expect(h).not.toHaveProperty('atoll_postgresql');
+  for (const [p, row] of paced) {
+    expect(p.rate_per_s).toBeCloseTo(row.runs_per_s / 2, 1);
+    expect(p.runs).toBe(p.healthy_runs + p.chaos_runs);
+    expect(p.runs).toBeGreaterThan(0);
+    // Every healthy run completes, with or without chaos beside it.
+    expect(p.healthy_not_completed).toBe(0);
+    expectPercentiles(p.first_event_ms, p.healthy_runs);
+    expectPercentiles(p.terminal_ms, p.healthy_completed);
+    expect(p.first_event_ms.p50).toBeLessThanOrEqual(p.terminal_ms.p50);
+    expect(sumOf(p.chaos_outcomes)).toBe(p.chaos_runs);
+  }
+  expect(h.chaos.without.chaos_runs).toBe(0);
+  expect(h.chaos.with.chaos_runs).toBe(Math.floor(h.chaos.with.runs * 0.2));
+  for (const k of Object.keys(h.chaos.with.chaos_outcomes)) expect(h.chaos.modes).toContain(k.split(':')[0]);
+  expect(h.chaos.share).toBe(0.2);
+  expect(h.chaos.server_env).toMatchObject({ ENABLE_CHAOS_AGENTS: '1' });
+  expect(h.chaos.healthy_p99_ratio).toBeCloseTo(h.chaos.with.terminal_ms.p99 / h.chaos.without.terminal_ms.p99, 2);
+
+  // Issue 16's targets, each with this report's figure (whether met is the bench's finding, not the test's).
+  expect(r.targets).toHaveLength(5 + 2 * BENCH_DATABASES.length);
+  for (const g of r.targets) {
+    expect(typeof g.figure).toBe('number');
+    expect(g.met).toBe(g.op === '>=' ? g.figure >= g.bound : g.op === '<' ? g.figure < g.bound : g.figure <= g.bound);
+  }
+  expect(r.targets.find((g: any) => g.target === 'time to first event p99 at half of peak on SQLite').figure).toBe(h.atoll.first_event_ms.p99);
+
+  const help = await runScript(BENCH, ['--help'], 15_000);
+  for (const flag of ['--compare', '--current', '--paced-seconds']) expect(help.stdout).toContain(flag);
+  // --compare of a report with itself, without running: every figure, each 1× and +0.
+  const compared = await runScript(BENCH, ['--compare', path.join(dir, 'bench.json'), '--current', path.join(dir, 'bench.json')], 30_000);
+  expect(compared.code).toBe(0);
+  const lines = compared.stdout.split('\n').filter((l: string) => /^\| .* \|$/.test(l)).slice(2);
+  expect(lines.length).toBeGreaterThan(40);
+  for (const l of lines) expect(l).toMatch(/\| (1\.000×|–) \| (\+?0|–) \|$/);
+  expect(lines.some((l: string) => l.startsWith('| half peak atoll first event p99 |'))).toBe(true);
+  const notReport = await runScript(BENCH, ['--compare', path.join(dir, 'bench.md'), '--current', path.join(dir, 'bench.json')], 30_000);
+  expect(notReport.code).toBe(2);
+  expect(notReport.stderr).toMatch(/cannot read .*bench\.md as a JSON report/);
+
   const md = fs.readFileSync(path.join(dir, 'bench.md'), 'utf8');
   expect(md).toBe(r.markdown);
   expect(res.stdout).toContain(r.markdown);
   expect(md).toContain(`Machine: ${os.cpus().length} cores`);
   expect(md).toContain(process.version);
-  // The header and six designs, the three Atoll rows once per database.
-  const rows = md.split('\n').filter((l: string) => /^\| .* \|$/.test(l));
-  expect(rows).toHaveLength(4 + 3 * BENCH_DATABASES.length);
+  // The header (the separator line does not match) and six designs, the three Atoll rows once per database; then
+  // the half-of-peak table and the targets.
+  const tables = md.split(/\n(?!\|)/).map((block) => block.split('\n').filter((l: string) => /^\| .* \|$/.test(l))).filter((t) => t.length > 0);
+  expect(tables.map((t) => t.length)).toEqual([4 + 3 * BENCH_DATABASES.length, 1 + 2 + BENCH_DATABASES.length, 1 + r.targets.length]);
+  const rows = tables[0];
+  expect(md).toContain('Targets (issue 16)');
+  expect(md).toContain(h.chaos.modes.join(', '));
   expect(rows.filter((l: string) => l.includes('end to end on PostgreSQL'))).toHaveLength(ON_POSTGRESQL ? 1 : 0);
 }, 240_000);

@@ -140,3 +140,17 @@ export function perWorker(workers: [number, number], low: { bytes: number | null
     per_worker_rss_bytes: slope(low.rssBytes, high.rssBytes),
   };
 }
+
+export interface RestingMemory {
+  cells: number;
+  workers: number;
+  /** Front and cells together, at rest after every worker served runs: PSS (else RSS), and plain RSS. */
+  bytes: number | null;
+  rss_bytes: number | null;
+}
+
+/** An Atoll with its default shape (`cells` × `workers` in all), at rest once each worker has served runs. */
+export async function restingMemory(target: MemoryTarget, cells: number, workers: number, reps: number): Promise<RestingMemory> {
+  const m = await idleMemory(target, workers, reps);
+  return { cells, workers, bytes: m.bytes, rss_bytes: m.rssBytes };
+}

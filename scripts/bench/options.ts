@@ -21,6 +21,11 @@ export interface BenchOptions {
   memoryLevels: [number, number];
   holdMs: number;
   recoveryReps: number;
+  /** Each paced phase at half of peak sends runs for this long. */
+  pacedMs: number;
+  /** An earlier report to print a before/after table against, and (instead of running) the report to compare it with. */
+  compare: string | null;
+  current: string | null;
   out: string;
   markdown: string | null;
   /** The cluster bench (scripts/bench/cluster-bench.ts) instead of the default one. */
@@ -56,6 +61,14 @@ agent_thinking and a partial_result event, then returns). Every figure is the me
   --memory-levels A,B  concurrent in-flight runs at which memory is measured (default 2,16; --quick: 2,4)
   --hold-ms MS         how long each memory-probe run stays in flight (default 2500; --quick: 800)
   --recovery-reps N    cell kills, each on a server that had no cell death before (default 3; --quick: 1)
+  --paced-seconds S    each phase at half of peak sends runs for S seconds (default 10; --quick: 1.5): Atoll with
+                       its defaults on each database at half the runs/s of its own row above, healthy runs only
+                       (time to first event and to the terminal event); then, on the first database, a server with
+                       ENABLE_CHAOS_AGENTS=1 and RUN_TIMEOUT_MS=1000 at the same rate, without and then with 20%
+                       chaos runs (the load script's default modes): healthy runs' p99 with / without
+  --compare FILE       after the run, a before/after table of every figure of FILE (an earlier report) and of this
+                       run's report, with after / before and after - before; a figure a report lacks shows as "-"
+  --current FILE       with --compare: compare FILE with this report instead of running the bench
   --out FILE           JSON report (default data/bench-reports/bench-<time>.json; with --cluster
                        bench-cluster-<time>.json)
   --markdown FILE      also write the markdown table there
@@ -79,6 +92,7 @@ agent_thinking and a partial_result event, then returns). Every figure is the me
 const KINDS = {
   reps: 'value', runs: 'value', 'limit-runs': 'value', 'round-seconds': 'value', warmup: 'value', clients: 'value', inflight: 'value', 'memory-levels': 'value',
   'hold-ms': 'value', 'warmup-seconds': 'value', 'recovery-reps': 'value', out: 'value', markdown: 'value', quick: 'switch', help: 'switch',
+  'paced-seconds': 'value', compare: 'value', current: 'value',
   database: 'value', postgresql: 'value', cluster: 'switch', redis: 'value', 'latency-runs': 'value', 'takeover-rounds': 'value', 'takeover-lease-ms': 'value',
 } as const;
 
@@ -112,6 +126,10 @@ export function parseBenchOptions(argv: readonly string[], now: Date): BenchOpti
   if (!/^\d+(,\d+)*$/.test(leasesRaw) || takeoverLeaseMs.some((ms) => ms < 1000 || ms > 600_000)) {
     throw new UsageError(`--takeover-lease-ms must be a comma-separated list of milliseconds from 1000 to 600000 (got ${JSON.stringify(leasesRaw)})`);
   }
+  const compare = stringFlag(flags, 'compare', null);
+  const current = stringFlag(flags, 'current', null);
+  if (current !== null && compare === null) throw new UsageError('--current needs --compare (the earlier report)');
+  if (compare !== null && cluster) throw new UsageError('--compare reads reports of the default bench, not of --cluster');
   return {
     quick,
     databases,
@@ -127,6 +145,9 @@ export function parseBenchOptions(argv: readonly string[], now: Date): BenchOpti
     memoryLevels: levels,
     holdMs: intFlag(flags, 'hold-ms', quick ? 800 : 2500, 200, 60_000),
     recoveryReps: intFlag(flags, 'recovery-reps', quick ? 1 : 3, 1, 20),
+    pacedMs: Math.round(numberFlag(flags, 'paced-seconds', quick ? 1.5 : 10, 0.5, 600) * 1000),
+    compare,
+    current,
     out: stringFlag(flags, 'out', `data/bench-reports/bench-${cluster ? 'cluster-' : ''}${now.toISOString().replace(/[:.]/g, '-')}.json`),
     markdown: stringFlag(flags, 'markdown', null),
     cluster,

@@ -3,9 +3,12 @@ import type { ClusterVariantKey } from './cluster-throughput.js';
 import type { BenchDatabaseKind } from './databases.js';
 import type { EventLatencyReport } from './event-latency.js';
 import type { Machine } from './machine.js';
-import type { IdleWorkerMemory, MemoryLevel, MemorySource } from './memory.js';
+import type { ChaosComparison } from './half-peak.js';
+import type { IdleWorkerMemory, MemoryLevel, MemorySource, RestingMemory } from './memory.js';
+import type { PacedPhase } from './paced.js';
 import type { RecoveryReport } from './recovery.js';
 import type { TakeoverReport } from './takeover.js';
+import type { TargetRow } from './targets.js';
 import type { VariantReport } from './variants.js';
 
 export interface DesignMemory {
@@ -23,6 +26,18 @@ export interface MemoryReport {
   in_process: DesignMemory;
   /** Atoll at rest: what one more idle, warmed worker costs. */
   atoll_idle_worker: IdleWorkerMemory;
+  /** Atoll with its default shape (2 cells × 2 workers), front and cells at rest after serving runs. */
+  atoll_at_rest: RestingMemory;
+}
+
+/** Atoll under an open-loop load at half the runs/s of its own throughput row (scripts/bench/half-peak.ts). */
+export interface HalfPeakReport {
+  share_of_peak: number;
+  /** Healthy runs only, default config, on each database (null: its throughput row had no runs/s). */
+  atoll: PacedPhase | null;
+  atoll_postgresql?: PacedPhase | null;
+  /** On the first database: healthy runs with and without a share of chaos runs. */
+  chaos: ChaosComparison | null;
 }
 
 export type MaxRunsPerWorkerReport = VariantReport & {
@@ -42,7 +57,7 @@ export interface BenchReport {
   duration_s: number;
   machine: Machine;
   /** databases: Atoll's rows on each (the plain atoll* keys on the first; *_postgresql keys with both); postgresql: its server, password masked. */
-  settings: { databases: BenchDatabaseKind[]; postgresql: string | null; reps: number; runs: number; limit_runs: number; round_s: number; warmup: number; warmup_s: number; clients: number; inflight: number; slots: number; hold_ms: number };
+  settings: { databases: BenchDatabaseKind[]; postgresql: string | null; reps: number; runs: number; limit_runs: number; round_s: number; warmup: number; warmup_s: number; clients: number; inflight: number; slots: number; hold_ms: number; paced_s: number };
   throughput: {
     limit_piscina: VariantReport;
     atoll: VariantReport;
@@ -67,6 +82,9 @@ export interface BenchReport {
   };
   memory: MemoryReport;
   recovery: RecoveryReport;
+  half_peak: HalfPeakReport;
+  /** Issue 16's targets, each with its figure from this report. */
+  targets: TargetRow[];
   markdown: string;
 }
 
@@ -121,3 +139,7 @@ export interface ClusterBenchReport {
   node_start_failures: string[];
   markdown: string;
 }
+
+/** Any field may be missing: a report written by an older bench (--compare reads those too). */
+export type DeepPartial<T> = T extends (infer U)[] ? DeepPartial<U>[] : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> | null } : T;
+export type LooseBenchReport = DeepPartial<BenchReport>;

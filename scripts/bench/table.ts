@@ -1,6 +1,8 @@
 /** The markdown the bench prints (and the README quotes). */
 import { machineLine, type Machine } from './machine.js';
+import { renderHalfPeak } from './half-peak-table.js';
 import type { BenchReport } from './report-types.js';
+import { renderTargets } from './targets.js';
 
 const num = (v: number | null | undefined, digits = 1) => (v == null ? 'n/a' : v >= 100 ? Math.round(v).toString() : v.toFixed(digits));
 const mib = (b: number | null | undefined) => (b == null ? 'n/a' : `${(b / 2 ** 20).toFixed(1)} MiB`);
@@ -59,6 +61,12 @@ export function renderMarkdown(r: BenchReport, machine: Machine): string {
     `Recovery after \`SIGKILL\` of a cell (Atoll on ${first}, median of ${rec.reps}): the surviving cell served the next run after ${num(rec.first_run_after_death_ms)} ms; ` +
       `the replacement was ready after ${num(rec.replacement_ready_ms)} ms (server's own \`atoll_cell_restart_seconds\`: ${num(rec.server_restart_ms)} ms) ` +
       `and served its first run after ${num(rec.served_on_replacement_ms)} ms.`,
+    `Front + ${m.atoll_at_rest.cells} cells at rest with the defaults (${m.atoll_at_rest.workers} workers, each having served runs): ${mib(m.atoll_at_rest.rss_bytes)} RSS ` +
+      `(${mib(m.atoll_at_rest.bytes)} ${m.source === 'pss' ? 'PSS' : 'RSS'}).`,
+    '',
+    ...renderHalfPeak(r),
+    '',
+    ...renderTargets(r.targets),
     '',
   ].join('\n');
 }

@@ -35,6 +35,9 @@ export function summarizeRounds(label: string, results: (Round & { run_refs?: un
   };
 }
 
+/** The user ids of a variant's clients start with this: later phases on the same server reuse those users (and their warm workers). */
+export const clientPrefix = (label: string) => label.replace(/[^A-Za-z0-9-]/g, '-');
+
 /** `urls`: one server, or the nodes of a cluster (the clients dealt round robin over them). */
 export async function socketVariant(
   label: string,
@@ -42,7 +45,7 @@ export async function socketVariant(
   auth: 'dev-login' | 'none',
   opts: BenchOptions,
 ): Promise<{ report: VariantReport; last: DriveResult }> {
-  const clients = await connectClients(urls, opts.clients, auth, label.replace(/[^A-Za-z0-9-]/g, '-'));
+  const clients = await connectClients(urls, opts.clients, auth, clientPrefix(label));
   try {
     const shape = { inflightPerClient: opts.inflight, agent: 'steps', input: { text: 'bench' }, runTimeoutMs: RUN_TIMEOUT_MS, maxMs: opts.roundMs };
     const warmStart = performance.now();
