@@ -28,6 +28,7 @@ import { startAtoll as startAtollOn } from './bench/atoll-server.js';
 import { BASELINE_ENTRY, agentFile } from './bench/paths.js';
 import { piscinaRound, withPiscina } from './bench/piscina-limit.js';
 import { recoveryOnce, summarizeRecovery, type RecoverySample } from './bench/recovery.js';
+import { measureStartup } from './bench/startup.js';
 import { redisScratches, RedisUnusableError } from './bench/redis-scratch.js';
 import type { BenchReport, LooseBenchReport, MemoryReport } from './bench/report-types.js';
 import { maskPassword } from '../server/store/database-target.js';
@@ -158,6 +159,9 @@ async function main(argv: string[]): Promise<number> {
     return 3;
   }
 
+  // First, while nothing else of the bench runs: start-up is what a busy machine slows most.
+  log('start-up: npm start on the built tree');
+  const startup = await measureStartup(opts.reps);
   log('limit: raw Piscina');
   const limitReport = await limit(opts);
   const recoverySamples: RecoverySample[] = [];
@@ -260,6 +264,7 @@ async function main(argv: string[]): Promise<number> {
     },
     memory: mem,
     recovery: summarizeRecovery(recoverySamples),
+    startup,
     half_peak: {
       share_of_peak: SHARE_OF_PEAK,
       atoll: halfPeaks.get(first) ?? null,

@@ -320,7 +320,9 @@ test('bench --quick: every design measured, figures consistent, a markdown table
   const tables = md.split(/\n(?!\|)/).map((block) => block.split('\n').filter((l: string) => /^\| .* \|$/.test(l))).filter((t) => t.length > 0);
   expect(tables.map((t) => t.length)).toEqual([4 + 3 * BENCH_DATABASES.length, 1 + 2 + BENCH_DATABASES.length, 1 + r.targets.length]);
   const rows = tables[0];
-  expect(md).toContain('Targets (issue 16)');
+  expect(md).toContain('Targets (issues 15 and 16)');
+  expect(r.startup.listening_ms).toBeGreaterThan(0);
+  expect(md).toContain('Start-up: `node scripts/start.js`');
   expect(md).toContain(h.chaos.modes.join(', '));
   expect(rows.filter((l: string) => l.includes('end to end on PostgreSQL'))).toHaveLength(ON_POSTGRESQL ? 1 : 0);
 }, 240_000);

@@ -64,6 +64,8 @@ const RECOVERY: Figure[] = (['first_run_after_death_ms', 'replacement_ready_ms',
   figure: `recovery ${k.replace(/_ms$/, '')}`, unit: 'ms', pick: (r: LooseBenchReport) => r.recovery?.[k],
 }));
 
+const STARTUP: Figure[] = [{ figure: 'start-up to listening', unit: 'ms', pick: (r) => r.startup?.listening_ms }];
+
 type PhasePick = (r: LooseBenchReport) => NonNullable<LooseBenchReport['half_peak']>['atoll'] | undefined;
 const phaseFigures = (name: string, phase: PhasePick): Figure[] => [
   { figure: `${name} runs/s scheduled`, unit: 'runs/s', pick: (r) => phase(r)?.rate_per_s },
@@ -83,7 +85,7 @@ const HALF_PEAK: Figure[] = [
 ];
 
 export function compareReports(before: LooseBenchReport, after: LooseBenchReport): ComparisonRow[] {
-  const figures = [...throughputFigures(before, after), ...RATIOS, ...MEMORY, ...RECOVERY, ...HALF_PEAK];
+  const figures = [...throughputFigures(before, after), ...RATIOS, ...MEMORY, ...RECOVERY, ...STARTUP, ...HALF_PEAK];
   return figures.flatMap(({ figure, unit, pick }) => {
     const b = num(pick(before));
     const a = num(pick(after));

@@ -59,7 +59,7 @@ agent_thinking and a partial_result event, then returns). Every figure is the me
   --clients N          socket.io clients (default 4)
   --inflight N         runs in flight per client (default 2)
   --memory-levels A,B  concurrent in-flight runs at which memory is measured (default 2,16; --quick: 2,4)
-  --hold-ms MS         how long each memory-probe run stays in flight (default 2500; --quick: 800)
+  --hold-ms MS         how long each memory-probe run stays in flight (default 2500; --quick: 2000)
   --recovery-reps N    cell kills, each on a server that had no cell death before (default 3; --quick: 1)
   --paced-seconds S    each phase at half of peak sends runs for S seconds (default 10; --quick: 1.5): Atoll with
                        its defaults on each database at half the runs/s of its own row above, healthy runs only
@@ -143,7 +143,7 @@ export function parseBenchOptions(argv: readonly string[], now: Date): BenchOpti
     clients: intFlag(flags, 'clients', cluster ? 6 : 4, 1, 256),
     inflight: intFlag(flags, 'inflight', 2, 1, 256),
     memoryLevels: levels,
-    holdMs: intFlag(flags, 'hold-ms', quick ? 800 : 2500, 200, 60_000),
+    holdMs: intFlag(flags, 'hold-ms', quick ? 2000 : 2500, 200, 60_000), // --quick too: a child process may take a second to start on a busy machine
     recoveryReps: intFlag(flags, 'recovery-reps', quick ? 1 : 3, 1, 20),
     pacedMs: Math.round(numberFlag(flags, 'paced-seconds', quick ? 1.5 : 10, 0.5, 600) * 1000),
     compare,

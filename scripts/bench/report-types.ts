@@ -7,6 +7,7 @@ import type { ChaosComparison } from './half-peak.js';
 import type { IdleWorkerMemory, MemoryLevel, MemorySource, RestingMemory } from './memory.js';
 import type { PacedPhase } from './paced.js';
 import type { RecoveryReport } from './recovery.js';
+import type { StartupReport } from './startup.js';
 import type { TakeoverReport } from './takeover.js';
 import type { TargetRow } from './targets.js';
 import type { VariantReport } from './variants.js';
@@ -82,6 +83,8 @@ export interface BenchReport {
   };
   memory: MemoryReport;
   recovery: RecoveryReport;
+  /** `npm start` on the built tree to `listening` (issue 15). */
+  startup: StartupReport;
   half_peak: HalfPeakReport;
   /** Issue 16's targets, each with its figure from this report. */
   targets: TargetRow[];

@@ -25,6 +25,8 @@ export interface Spawned {
   dir: string;
   /** `cell ready` and `cell died` lines, in arrival order. */
   cellLog: LogLine[];
+  /** performance.now() when its `listening` line arrived. */
+  startedAt: number;
   /** Resolves with the first matching line that arrives from now on (or null after timeoutMs). */
   waitForLog(match: (l: LogLine) => boolean, timeoutMs: number): Promise<LogLine | null>;
   /** The live cells' pids by slot (cell1, cell2, ...), from the latest `cell ready` of each. */
@@ -62,7 +64,7 @@ export async function startServer(entry: string, env: Record<string, string>, ar
   let stderr = '';
   let buffered = '';
   proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-4000)));
-  const started = new Promise<number>((resolve, reject) => {
+  const started = new Promise<LogLine>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${path.basename(entry)} did not start in ${startTimeoutMs} ms:\n${stderr}`)), startTimeoutMs);
     proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       buffered += chunk;
@@ -81,7 +83,7 @@ export async function startServer(entry: string, env: Record<string, string>, ar
         }
         if (entry.msg === 'listening') {
           clearTimeout(timer);
-          resolve(entry.port!);
+          resolve(entry);
         }
         if (entry.msg === 'cell ready' || entry.msg === 'cell died') {
           cellLog.push(entry);
@@ -96,9 +98,9 @@ export async function startServer(entry: string, env: Record<string, string>, ar
     });
   });
 
-  let port: number;
+  let listening: LogLine;
   try {
-    port = await started;
+    listening = await started;
   } catch (err) {
     // A start that timed out leaves a live server (and its cells) behind unless it is killed here.
     for (const l of cellLog) if (l.msg === 'cell ready' && l.pid) killQuietly(l.pid);
@@ -118,10 +120,11 @@ export async function startServer(entry: string, env: Record<string, string>, ar
   };
 
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${listening.port!}`,
     pid: proc.pid!,
     dir,
     cellLog,
+    startedAt: listening.receivedAt,
     waitForLog(match, timeoutMs) {
       return new Promise((resolve) => {
         const timer = setTimeout(() => {

@@ -61,6 +61,8 @@ export function renderMarkdown(r: BenchReport, machine: Machine): string {
     `Recovery after \`SIGKILL\` of a cell (Atoll on ${first}, median of ${rec.reps}): the surviving cell served the next run after ${num(rec.first_run_after_death_ms)} ms; ` +
       `the replacement was ready after ${num(rec.replacement_ready_ms)} ms (server's own \`atoll_cell_restart_seconds\`: ${num(rec.server_restart_ms)} ms) ` +
       `and served its first run after ${num(rec.served_on_replacement_ms)} ms.`,
+    `Start-up: \`node ${r.startup.entry}\` (what \`npm start\` runs) on the built tree, fresh SQLite, defaults: listening after ${num(r.startup.listening_ms)} ms ` +
+      `(median of ${r.startup.samples_ms.length}; npm's own start-up not included).`,
     `Front + ${m.atoll_at_rest.cells} cells at rest with the defaults (${m.atoll_at_rest.workers} workers, each having served runs): ${mib(m.atoll_at_rest.rss_bytes)} RSS ` +
       `(${mib(m.atoll_at_rest.bytes)} ${m.source === 'pss' ? 'PSS' : 'RSS'}).`,
     '',
