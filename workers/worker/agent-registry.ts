@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { AGENT_EXTENSIONS, TYPESCRIPT_AGENT_EXTENSIONS, isAgentFile } from '../../protocol/agent-files.js';
-import Ajv from 'ajv';
+import type AjvClass from 'ajv';
 import { INPUT_SCHEMA_OPTIONS, MAX_INPUT_SCHEMA_BYTES, TEXT_INPUT_SCHEMA } from '../../protocol/agent-input.js';
 import type { AgentInfo, CompiledAgent } from '../../protocol/cell-messages.js';
 import type { JsonObject } from '../../protocol/events.js';
@@ -48,9 +48,13 @@ export async function loadAgentRegistry(options: {
   const compiled = new Map((options.compiledAgents ?? []).map((c) => [c.source, c.module]));
   const agents = new Map<string, RegisteredAgent>();
   const add = async (file: string, source: 'builtin' | 'plugin') => {
-    const entry = await loadAgentModule(file, source, TYPESCRIPT_AGENT_EXTENSIONS.includes(path.extname(file)) ? compiled.get(file) ?? null : file);
-    const gate = source === 'builtin' ? GATED_BUILTINS[entry.name] : undefined;
-    if (gate && !options[gate]) return;
+    // A built-in whose switch is off is dropped before its input schema is compiled (chaos's would load ajv).
+    const gatedOff = (name: string) => {
+      const gate = source === 'builtin' ? GATED_BUILTINS[name] : undefined;
+      return gate !== undefined && !options[gate];
+    };
+    const entry = await loadAgentModule(file, source, TYPESCRIPT_AGENT_EXTENSIONS.includes(path.extname(file)) ? compiled.get(file) ?? null : file, gatedOff);
+    if (!entry) return;
     const prior = agents.get(entry.name);
     if (prior) throw new AgentLoadError(`agent name "${entry.name}" is defined twice: ${prior.file} and ${file}`);
     agents.set(entry.name, entry);
@@ -77,7 +81,7 @@ function agentFiles(dir: string, extensions: string[]): string[] {
 }
 
 /** `module` is what is imported: the file itself, or (a .ts agent) the front's compilation of it. */
-async function loadAgentModule(file: string, source: 'builtin' | 'plugin', module: string | null): Promise<RegisteredAgent> {
+async function loadAgentModule(file: string, source: 'builtin' | 'plugin', module: string | null, gatedOff: (name: string) => boolean): Promise<RegisteredAgent | null> {
   if (module === null) throw new AgentLoadError(`agent module ${file} was not compiled by the front (TypeScript agents are compiled at start-up)`);
   let mod: { default?: unknown };
   try {
@@ -94,6 +98,7 @@ async function loadAgentModule(file: string, source: 'builtin' | 'plugin', modul
   const cls = ctor as AgentClass;
   const name = typeof cls.agentName === 'string' ? cls.agentName : path.basename(file, path.extname(file));
   if (!AGENT_NAME.test(name)) throw new AgentLoadError(`agent name "${name}" (${file}) must match ${AGENT_NAME}`);
+  if (gatedOff(name)) return null;
   const description = typeof cls.description === 'string' ? cls.description : null;
   return { name, source, file, ctor: cls, description, repeatable: cls.repeatable !== false, input: inputSchemaOf(cls.input, file) };
 }
@@ -112,6 +117,8 @@ function inputSchemaOf(declared: unknown, file: string): JsonObject | null {
   if (Buffer.byteLength(json) > MAX_INPUT_SCHEMA_BYTES) throw new AgentLoadError(`agent module ${file}: its input schema is over ${MAX_INPUT_SCHEMA_BYTES} bytes`);
   const schema = JSON.parse(json) as JsonObject;
   try {
+    // Required here, not imported: most agents declare no schema, and ajv is ~0.8 MiB of every idle worker's heap.
+    const Ajv = (require('ajv') as { default: typeof AjvClass }).default;
     new Ajv(INPUT_SCHEMA_OPTIONS).compile(schema); // the front compiles it the same way: a bad one stops the start here
   } catch (err) {
     throw new AgentLoadError(`agent module ${file}: static input is not a valid JSON Schema: ${(err as Error).message}`);

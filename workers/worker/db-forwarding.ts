@@ -131,7 +131,7 @@ export function forwardingAdapterFactory(provider: Provider, channel: DbChannel)
 }
 
 /**
- * The worker's Prisma client: one per worker, created once at worker start, never per run. Prisma refuses an
+ * The worker's Prisma client: one per worker, created once (at its first ctx.db query, or at warm-up if eager), never per run. Prisma refuses an
  * adapter whose provider is not its generated client's, so the client is the database's own, loaded by
  * provider (only the one in use is loaded: each costs ~40 ms and a few MiB per worker). Both are generated
  * from the same models and share the `Db` type.

@@ -23,7 +23,7 @@ export function createExecutionContext(deps: {
   run: RunAssignment;
   port: MessagePort;
   signal: AbortSignal;
-  prisma: Db;
+  prisma: () => Db;
   limits: RunLimits;
   log: Logger;
   settings: AgentSettings;

@@ -107,6 +107,35 @@ export function changedGlobals(clean: GlobalsSnapshot): string[] {
   return changed.slice(0, 20);
 }
 
+/**
+ * `clean` with what changed between `before` and `after` (snapshots taken around trusted code that ran with no
+ * agent code in between, such as loading the worker's Prisma client in the middle of a run) taken into it:
+ * those changes are part of the clean state from then on. Anything else that differs from `clean` (what the
+ * run did before) still differs.
+ */
+export function adoptChanges(clean: GlobalsSnapshot, before: GlobalsSnapshot, after: GlobalsSnapshot): GlobalsSnapshot {
+  return clean.map((snap, n) => {
+    const b = before[n]!;
+    const a = after[n]!;
+    const at = (s: OwnerSnapshot, i: number) => ({ value: s.values[i], get: s.getters[i], set: s.setters[i] });
+    const beforeAt = new Map(b.keys.map((k, i) => [k, i]));
+    const entries = new Map(snap.keys.map((k, i) => [k, at(snap, i)]));
+    let changed = false;
+    for (let i = 0; i < a.keys.length; i++) {
+      const j = beforeAt.get(a.keys[i]!);
+      beforeAt.delete(a.keys[i]!);
+      if (j !== undefined && Object.is(b.values[j], a.values[i]) && b.getters[j] === a.getters[i] && b.setters[j] === a.setters[i]) continue;
+      entries.set(a.keys[i]!, at(a, i));
+      changed = true;
+    }
+    for (const key of beforeAt.keys()) changed = entries.delete(key) || changed;
+    if (!changed) return snap;
+    // The object's own key order where it has the key, so the next check takes the in-place path.
+    const keys = [...a.keys.filter((k) => entries.has(k)), ...[...entries.keys()].filter((k) => !a.keys.includes(k))];
+    return { owner: snap.owner, obj: snap.obj, keys, values: keys.map((k) => entries.get(k)!.value), getters: keys.map((k) => entries.get(k)!.get), setters: keys.map((k) => entries.get(k)!.set) };
+  });
+}
+
 export type ResourceCounts = Record<string, number>;
 
 const KINDS: [RegExp, LeakKind][] = [

@@ -21,7 +21,8 @@ const namesNoThread = (id: string) => id.includes('\u0000');
 const clampLimit = (limit: unknown, fallback: number) =>
   typeof limit === 'number' && Number.isInteger(limit) && limit > 0 ? Math.min(limit, MAX_ROWS) : fallback;
 
-export function createScopedDb(prisma: Db, userId: string, runThreadId: string, onQuery: () => void = () => undefined): ReleasableDb {
+/** `prisma`: the worker's one client, created at the first call (loading it costs every idle worker ~2.4 MiB). */
+export function createScopedDb(prisma: () => Db, userId: string, runThreadId: string, onQuery: () => void = () => undefined): ReleasableDb {
   let released = false;
   const guard = () => {
     if (released) throw new Error('ctx.db used after the run ended: the execution context is released');
@@ -43,12 +44,12 @@ export function createScopedDb(prisma: Db, userId: string, runThreadId: string, 
       async get(threadId: string) {
         guard();
         if (typeof threadId !== 'string' || namesNoThread(threadId)) return null;
-        const t = await threadsGet(prisma, userId, threadId);
+        const t = await threadsGet(prisma(), userId, threadId);
         return t ? threadView(t) : null;
       },
       async list(options: { limit?: number } = {}) {
         guard();
-        const rows = await threadsList(prisma, userId, { limit: clampLimit(options.limit, 20) });
+        const rows = await threadsList(prisma(), userId, { limit: clampLimit(options.limit, 20) });
         return rows.map(threadView);
       },
     }),
@@ -57,7 +58,7 @@ export function createScopedDb(prisma: Db, userId: string, runThreadId: string, 
         guard();
         const threadId = options.threadId ?? runThreadId;
         if (typeof threadId === 'string' && namesNoThread(threadId)) return [];
-        const rows = await messagesList(prisma, userId, { threadId, afterId: typeof options.afterId === 'number' ? options.afterId : 0, limit: clampLimit(options.limit, 50) });
+        const rows = await messagesList(prisma(), userId, { threadId, afterId: typeof options.afterId === 'number' ? options.afterId : 0, limit: clampLimit(options.limit, 50) });
         return rows.map(
           (m): MessageView => ({
             id: m.id,

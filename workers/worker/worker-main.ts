@@ -21,7 +21,7 @@ export function startWorker(config: WorkerConfig, frozen: FreezeReport | null, r
   const runtime = createWorkerRuntime({
     config,
     refused,
-    prisma: createWorkerPrismaClient(config.dbProvider, dbChannel),
+    createPrisma: () => createWorkerPrismaClient(config.dbProvider, dbChannel),
     dbChannel,
     registry: loadAgentRegistry({
       builtinAgentsDir: config.builtinAgentsDir || path.join(__dirname, '../agents'),
