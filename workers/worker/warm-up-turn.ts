@@ -17,7 +17,11 @@ export async function takeWarmUpTurn(lock: Int32Array, maxWaitMs: number): Promi
     if (left <= 0) return () => undefined;
     // Atomics.waitAsync: in every Node this project supports, not yet in TypeScript's ES2022 library.
     const { async, value } = (Atomics as unknown as AtomicsWaitAsync).waitAsync(lock, 0, 1, left);
-    if (async) await value;
+    if (!async) continue;
+    // A pending waitAsync does not keep a thread's event loop alive: this timer does, while it waits.
+    const alive = setTimeout(() => undefined, left);
+    await value;
+    clearTimeout(alive);
   }
   return () => {
     Atomics.store(lock, 0, 0);
