@@ -24,6 +24,9 @@ export function renderHalfPeak(r: BenchReport): string[] {
     row(`on ${first}, \`${env || 'chaos server'}\`: healthy runs only`, c?.without),
     row(`the same with ${c ? Math.round(c.share * 100) : 20}% \`chaos\` runs (${c ? c.modes.join(', ') : 'not run'}): its healthy runs`, c?.with),
     '',
+    ...(c && c.tried_rates && c.tried_rates.length > 1
+      ? [`The chaos comparison ran at ${ms(c.rate_per_s)} runs/s: at ${c.tried_rates.slice(0, -1).map(ms).join(', then ')} runs/s the machine could not carry the chaos share (a run left without its terminal event, or healthy p99 past 2 s: the backlog grew), so the rate was halved.`, '']
+      : []),
     `Healthy runs with chaos / without, same schedule, same server: p99 ${c?.healthy_p99_ratio ?? 'n/a'}×, p50 ${c?.healthy_p50_ratio ?? 'n/a'}×` +
       (c ? ` (chaos runs by mode and outcome: ${Object.entries(c.with.chaos_outcomes).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}).` : '.'),
   ];
