@@ -15,7 +15,13 @@ import { connectClients, drive } from './driver.js';
 const TICK_MS = 10; // USER_HZ is 100 on Linux x64
 
 function cpuMs(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    // A cell replaced mid-measurement (its CPU is lost with it): the figures would be wrong, not just noisy.
+    throw new Error(`process ${pid} is gone: a cell died or was replaced during the measurement; run again`);
+  }
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) * TICK_MS; // utime, stime (fields 14, 15)
 }
@@ -41,6 +47,8 @@ async function main() {
   try {
     const shape = { inflightPerClient: 2, agent: 'steps', input: { text: 'bench' }, runTimeoutMs: 30_000 };
     await drive(clients, { ...shape, total: warmup });
+    const died = server.cellLog.filter((l) => l.msg !== 'cell ready');
+    if (died.length > 0) throw new Error(`cells died during the warm-up: ${JSON.stringify(died)}`);
     const pids = new Map<string, number>([['front', server.pid], ...server.cellPids()]);
     const before = new Map([...pids].map(([k, p]) => [k, cpuMs(p)]));
     const retired0 = await retiredWorkers(server.url);
