@@ -27,10 +27,10 @@ export const atollEnv = (cells: number, threads: number, extra: Record<string, s
   ...extra,
 });
 
-export async function startAtoll(db: BenchDatabase, cells: number, threads: number, extra: Record<string, string> = {}): Promise<Spawned> {
+export async function startAtoll(db: BenchDatabase, cells: number, threads: number, extra: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Spawned> {
   const scratch = await db.scratch();
   try {
-    const s = await startServer(ATOLL_ENTRY, atollEnv(cells, threads, { ...scratch.env, ...extra }));
+    const s = await startServer(ATOLL_ENTRY, atollEnv(cells, threads, { ...scratch.env, ...extra }), [], { nodeArgs });
     return { ...s, stop: () => s.stop().finally(() => scratch.drop()) };
   } catch (err) {
     await scratch.drop();

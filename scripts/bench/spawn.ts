@@ -41,9 +41,14 @@ export interface Spawned {
 const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 15_000;
 
-export async function startServer(entry: string, env: Record<string, string>, args: string[] = [], { startTimeoutMs = START_TIMEOUT_MS } = {}): Promise<Spawned> {
+export async function startServer(
+  entry: string,
+  env: Record<string, string>,
+  args: string[] = [],
+  { startTimeoutMs = START_TIMEOUT_MS, nodeArgs = [] as string[] } = {},
+): Promise<Spawned> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-bench-'));
-  const proc: ChildProcess = spawn(process.execPath, [entry, ...args], {
+  const proc: ChildProcess = spawn(process.execPath, [...nodeArgs, entry, ...args], {
     cwd: dir,
     env: {
       PATH: process.env.PATH ?? '',
