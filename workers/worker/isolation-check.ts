@@ -142,7 +142,12 @@ export function adoptChanges(clean: GlobalsSnapshot, before: GlobalsSnapshot, af
     if (!changed) return snap;
     // The object's own key order where it has the key, so the next check takes the in-place path.
     const keys = [...a.keys.filter((k) => entries.has(k)), ...[...entries.keys()].filter((k) => !a.keys.includes(k))];
-    return { owner: snap.owner, obj: snap.obj, keys, values: keys.map((k) => entries.get(k)!.value), getters: keys.map((k) => entries.get(k)!.get), setters: keys.map((k) => entries.get(k)!.set) };
+    // Which properties can still change, read now (no agent code ran since `after`); one that is gone may come back.
+    const mutable = keys.flatMap((k, i) => {
+      const d = Reflect.getOwnPropertyDescriptor(snap.obj, k);
+      return !d || d.configurable || d.writable ? [i] : [];
+    });
+    return { owner: snap.owner, obj: snap.obj, frozen: snap.frozen && Object.isFrozen(snap.obj), keys, mutable, values: keys.map((k) => entries.get(k)!.value), getters: keys.map((k) => entries.get(k)!.get), setters: keys.map((k) => entries.get(k)!.set) };
   });
 }
 
