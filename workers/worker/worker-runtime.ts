@@ -37,7 +37,7 @@ class StopSignal extends Error {
 
 export function createWorkerRuntime(deps: {
   config: WorkerConfig;
-  /** Creates the worker's one Prisma client; called at most once, at warm-up (eager) or at a run's first ctx.db query. */
+  /** Creates the worker's one Prisma client; called once, at warm-up (its query compiler loads at the first ctx.db query). */
   createPrisma: () => Db;
   dbChannel: DbChannel;
   registry: Promise<AgentRegistry>;
@@ -76,8 +76,7 @@ export function createWorkerRuntime(deps: {
   let baseline: Promise<GlobalsSnapshot> | null = null;
   // The clean state once taken; Prisma's loading mid-run is taken into it (prisma() below).
   let clean: GlobalsSnapshot | null = null;
-  // The worker's Prisma client, created at first use (by default a run's first ctx.db query): most agents never
-  // query, and the client costs ~2.4 MiB and ~0.1 s of CPU per worker.
+  // The worker's Prisma client, created once: at warm-up (cleanBaseline), before the clean state is taken.
   let client: Db | null = null;
   const prisma = (): Db => {
     if (client) return client;
@@ -100,6 +99,11 @@ export function createWorkerRuntime(deps: {
       // The refusal proves the statement was compiled and reached the adapter: the client is loaded.
       if (config.workerDbWarmup === 'eager') await threadsGet(prisma(), '', '').catch((err: { code?: unknown }) => void (dbOpen = err?.code === 'DB_NO_RUN'));
       if (isConfigured(config.agentSettings.llm)) preloadLlm();
+      // The client itself (not its query compiler) is created at warm-up after all: created at a run's first ctx.db
+      // query it saved ~2.4 MiB per idle worker, but on a starved machine it added seconds to that run, inside its
+      // deadline (CI beside two CPU burners: the llm agent's first runs timed out). prisma() still adopts what a
+      // later creation would change, should a path ever create it mid-run.
+      prisma();
       settleLazyGlobals();
       clean = snapshotGlobals();
       return clean;
