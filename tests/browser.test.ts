@@ -227,7 +227,8 @@ async function watchAnswers(p: Page): Promise<() => Promise<string[]>> {
 beforeAll(async () => {
   fake = await startFakeOpenAI(script);
   [server, bare, browser] = await Promise.all([
-    startServer({ LLM_BASE_URL: `${fake.url}/v1`, LLM_MODEL: 'fake-model', ENABLE_CHAOS_AGENTS: '1' }),
+    // eager: as in llm-agent.test, a fresh worker's first history read does not load Prisma's compiler inside a run.
+    startServer({ LLM_BASE_URL: `${fake.url}/v1`, LLM_MODEL: 'fake-model', ENABLE_CHAOS_AGENTS: '1', WORKER_DB_WARMUP: 'eager' }),
     // One cell of one worker is enough for echo, and starts (and restarts) faster.
     startServer({ AUTH_DEV_LOGIN: '0', SHUTDOWN_GRACE_MS: '500', CELLS: '1', THREADS_PER_CELL: '1' }),
     launchChromium(),

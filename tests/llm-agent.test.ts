@@ -130,6 +130,10 @@ beforeAll(async () => {
     TOOL_TIMEOUT_MS: '300',
     // Wide enough for a tool-calling run on a starved CI machine; the stall test waits it out once.
     RUN_TIMEOUT_MS: String(RUN_TIMEOUT_MS),
+    // Each user's first run here starts in a fresh worker and reads the thread's history: loading Prisma's query
+    // compiler there (~1 s of CPU) took most of the run's deadline beside two CPU burners. These tests are about the
+    // llm agent, so every worker loads it while warming up instead (WORKER_DB_WARMUP's own tests: spine, db-wall).
+    WORKER_DB_WARMUP: 'eager',
   });
 });
 afterAll(async () => {

@@ -170,7 +170,7 @@ describe('LLM_API_KEY stays in the cell', () => {
     evil = await startRecorder();
     // THREAD_LOCKDOWN=0: the thief patches MessagePort.prototype and the openai module to reach the broker, which
     // lockdown refuses (tests/worker-reset.test.ts). The broker must hold even for code that got the port.
-    server = await startServer({ AGENTS_DIR: dir, LLM_BASE_URL: `${fake.url}/v1`, LLM_MODEL: 'fake-model', LLM_API_KEY: SECRET, RUN_TIMEOUT_MS: '15000', THREAD_LOCKDOWN: '0' });
+    server = await startServer({ AGENTS_DIR: dir, LLM_BASE_URL: `${fake.url}/v1`, LLM_MODEL: 'fake-model', LLM_API_KEY: SECRET, RUN_TIMEOUT_MS: '15000', THREAD_LOCKDOWN: '0', WORKER_DB_WARMUP: 'eager' }); // eager: as in llm-agent.test, the compiler's load stays out of the runs' deadlines
   });
   afterAll(async () => {
     clients.forEach((c) => c.close());
