@@ -5,6 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import path from 'node:path';
+import { median } from '../load/stats.js';
 import { ROOT } from './paths.js';
 import { startServer } from './spawn.js';
 
@@ -16,8 +17,6 @@ export interface StartupReport {
   samples_ms: number[];
 }
 
-const median = (xs: number[]) => (xs.length === 0 ? null : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!);
-
 export async function measureStartup(reps: number): Promise<StartupReport> {
   const entry = path.join(ROOT, 'scripts/start.js');
   const samples: number[] = [];
@@ -28,5 +27,6 @@ export async function measureStartup(reps: number): Promise<StartupReport> {
     samples.push(Math.round(s.startedAt - t0));
     await s.stop();
   }
-  return { entry: path.relative(ROOT, entry), listening_ms: median(samples), samples_ms: samples };
+  const mid = median(samples);
+  return { entry: path.relative(ROOT, entry), listening_ms: mid === null ? null : Math.round(mid), samples_ms: samples };
 }
