@@ -25,6 +25,8 @@ export interface TcpProxy {
   readonly refused: number;
   /** Connections waiting for restore() while held or frozen, now. */
   readonly held: number;
+  /** Connections that arrived while held or frozen, since the proxy started. */
+  readonly heldSoFar: number;
   /** Whether the last dropAfter's marker went through (and the proxy dropped after it). */
   readonly tripped: boolean;
   close(): Promise<void>;
@@ -43,6 +45,7 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
   let marker: Buffer | null = null;
   let tripped = false;
   let refused = 0;
+  let heldSoFar = 0;
 
   function close(link: Link): void {
     link.client.destroy();
@@ -98,6 +101,7 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     links.add(link);
     client.on('close', () => links.has(link) && !link.upstream && links.delete(link));
     if (mode === 'pass') pass(link);
+    else heldSoFar++;
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
@@ -142,6 +146,9 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     },
     get held() {
       return mode === 'pass' ? 0 : links.size;
+    },
+    get heldSoFar() {
+      return heldSoFar;
     },
     get tripped() {
       return tripped;

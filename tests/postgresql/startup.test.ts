@@ -2,7 +2,8 @@
  * Starting on PostgreSQL when the database is not there yet: a server that never answers ends the start with one
  * clear line naming DATABASE_URL, its password masked; one that answers late is waited for, saying so; a database
  * of that name that does not exist is created; a fault that waiting cannot cure (an unknown role) ends the start
- * at once. The password never appears in anything the process prints.
+ * at once; one that leaves connections unanswered (a server too busy to answer within the connect timeout) is
+ * waited for too. The password never appears in anything the process prints.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -93,5 +94,30 @@ describe('a database that answers late, and does not exist yet', () => {
     expect(await db.query(`SELECT count(*)::int AS n FROM "_prisma_migrations" WHERE finished_at IS NOT NULL`)).toEqual([{ n: shipped }]);
     expect(await eventually(async () => (await httpCall(server!.url, 'GET', '/readyz')).status === 200, 30_000, 50)).toBe(true);
     expect(server.stdout() + server.stderr()).not.toContain(SECRET);
+  });
+});
+
+describe('a database that leaves connections unanswered at first', () => {
+  let proxy: TcpProxy;
+  let db: TestDatabase;
+  let server: TestServer | undefined;
+  beforeAll(async () => {
+    proxy = await startTcpProxy(5432);
+    db = await testDatabase('startup-held');
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await proxy?.close();
+    await db?.drop();
+  });
+
+  test('is waited for: a connect that timed out is tried again, and the server starts', async () => {
+    proxy.hold();
+    // Let through once the first connect has timed out and the server has come back for another try.
+    const opening = eventually(() => proxy.heldSoFar >= 2, 60_000, 20).then((ok) => (proxy.restore(), ok));
+    server = await startServer({ DATABASE_URL: db.urlVia(proxy.port), DB_STARTUP_WAIT_MS: '60000' });
+    expect(await opening).toBe(true);
+    expect(server.logs.filter((l) => l.msg === 'waiting for the database (DATABASE_URL)').map((l) => l.reason)).toContain('timeout expired');
+    expect(await eventually(async () => (await httpCall(server!.url, 'GET', '/readyz')).status === 200, 30_000, 50)).toBe(true);
   });
 });

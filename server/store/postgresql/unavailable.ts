@@ -13,8 +13,9 @@ const SQLSTATE = /^(08...|57P0[1-3]|53...)$/;
 const ADAPTER_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections', 'TlsConnectionError']);
 const PRISMA_CODES = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024']);
 // pg's query_timeout ('Query read timeout'): a statement that got no answer at all means the connection is lost (a
-// silent partition); the pool then discards it, and a COMMIT sent on it may have happened.
-const MESSAGES = /Query read timeout|Connection terminated|connection error|Client was closed|timeout exceeded when trying to connect|Connection refused|socket hang up|not queryable|the database system is (starting up|shutting down)/i;
+// silent partition); the pool then discards it, and a COMMIT sent on it may have happened. A client's own connect
+// timeout ('timeout expired', connectionTimeoutMillis) is a server too busy or too far to answer in time.
+const MESSAGES = /Query read timeout|timeout expired|Connection terminated|connection error|Client was closed|timeout exceeded when trying to connect|Connection refused|socket hang up|not queryable|the database system is (starting up|shutting down)/i;
 
 export function isUnavailable(err: unknown, depth = 0): boolean {
   if (!err || typeof err !== 'object' || depth > 4) return false;
