@@ -60,7 +60,7 @@ export interface SocketServerDeps {
 export const transportCap = (maxInputBytes: number) => Math.max(4 * maxInputBytes + 64 * 1024, 1024 * 1024);
 
 const REPLAY_PAGE = 500;
-/** After a bus gap, at most this many of a user's runs accepted since a socket connected are looked at for it. */
+/** After a bus gap, the newest this many of a user's runs accepted since a socket connected are looked at for it. */
 const MISSED_RUNS_MAX = 100;
 
 export function createSocketServer(deps: SocketServerDeps) {

@@ -81,8 +81,8 @@ export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
     },
 
     async listRunsSince(userId: string, since: Date, limit: number): Promise<RunRecord[]> {
-      const rows = await db.run.findMany({ where: { userId, queuedAt: { gte: since } }, orderBy: [{ queuedAt: 'asc' }, { id: 'asc' }], take: limit });
-      return rows.map(toRun);
+      const rows = await db.run.findMany({ where: { userId, queuedAt: { gte: since } }, orderBy: [{ queuedAt: 'desc' }, { id: 'desc' }], take: limit });
+      return rows.reverse().map(toRun);
     },
 
     async listEvents(run: RunRecord, afterSeq: number, limit: number): Promise<RunEventEnvelope[]> {

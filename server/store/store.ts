@@ -106,7 +106,10 @@ export interface RunStore {
   /** The user's run with this correlation id accepted since `since` (ms since the epoch), for idempotency. */
   findRunByCorrelation(userId: string, correlationId: string, since: number): Promise<RunRecord | null>;
   findRun(userId: string, runId: string): Promise<RunRecord | null>;
-  /** The user's runs accepted since `since`, oldest first, at most `limit` (catching up sockets after a bus gap). */
+  /**
+   * The newest `limit` of the user's runs accepted since `since`, oldest first (catching up sockets after a bus
+   * gap: the runs missed are the newest; a socket connected for long has had more than `limit` before them).
+   */
   listRunsSince(userId: string, since: Date, limit: number): Promise<RunRecord[]>;
   /** A run's logged events after `afterSeq`, in seq order. */
   listEvents(run: RunRecord, afterSeq: number, limit: number): Promise<RunEventEnvelope[]>;

@@ -1,7 +1,8 @@
 /**
  * Redis restarting or unreachable loses no event: events are committed to PostgreSQL first, and delivery resumes
  * with a replay once Redis is back. Two nodes on a redis-server of the test's own, stopped while a run executes:
- * the user's socket on the node that does not run it must still receive the whole run, exactly once.
+ * the user's socket on the node that does not run it must still receive the whole run, exactly once, however many
+ * runs of that user it saw before.
  */
 import { httpCall, UserClient } from '../helpers/client';
 import { replayOnResync, startTestCluster, type TestCluster } from '../helpers/cluster';
@@ -21,9 +22,14 @@ afterAll(async () => {
   await cluster?.destroy();
 });
 
-test('a run that starts and ends while Redis is down reaches the sockets on the other node once Redis is back', async () => {
-  const sockets = await Promise.all([1, 2].map(async (slot) => replayOnResync(await UserClient.connect(cluster.url(slot), 'ro1'))));
+/** `earlier` runs of the user, seen by both sockets, then one run from start to end while Redis is down. */
+async function runDuringOutage(userId: string, earlier: number): Promise<void> {
+  const sockets = await Promise.all([1, 2].map(async (slot) => replayOnResync(await UserClient.connect(cluster.url(slot), userId))));
   open.push(...sockets);
+  for (let i = 0; i < earlier; i += 10) {
+    const batch = await Promise.all(Array.from({ length: Math.min(10, earlier - i) }, () => sockets[0].start({ agent: 'echo', input: 'before' })));
+    for (const { run_id } of batch) await Promise.all(sockets.map((s) => s.waitForRun(run_id, 60_000)));
+  }
   await cluster.redisServer!.down();
   // Accepted and run while the nodes cannot publish to each other.
   const started = await httpCall(cluster.url(1), 'POST', '/v1/threads', {}, sockets[0].token);
@@ -42,4 +48,12 @@ test('a run that starts and ends while Redis is down reaches the sockets on the 
   // Each socket, on the node that ran it or not: the whole log, once (what it got by then, if it never finished).
   const got = await Promise.all(sockets.map((s) => s.waitForRun(runId, 30_000).catch(() => s.events.filter((e) => e.run_id === runId))));
   expect(got.map((events, i) => ({ node: `n${i + 1}`, seqs: events.map((e) => e.seq) }))).toEqual(sockets.map((_, i) => ({ node: `n${i + 1}`, seqs: log.map((e) => e.seq) })));
+}
+
+test('a run that starts and ends while Redis is down reaches the sockets on the other node once Redis is back', async () => {
+  await runDuringOutage('ro1', 0);
+});
+
+test('the same for a socket that saw more than a hundred runs of its user before (found by cluster:check: only the oldest hundred were looked at)', async () => {
+  await runDuringOutage('ro2', 101);
 });
