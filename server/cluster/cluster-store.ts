@@ -57,8 +57,11 @@ export interface ClusterStore {
    * while the user has fewer than `userMaxConcurrentRuns` runs held by nodes and the run's conversation has none.
    */
   claim(lease: string, max: number, userMaxConcurrentRuns: number): Promise<ClaimedRun[]>;
-  /** Writes `build`'s event for a run still waiting in the shared queue (run_queued); null if it left it. */
-  noticeIfWaiting(runId: string, build: (run: RunRecord, lastSeq: number, position: number) => RunEventEnvelope): Promise<RunEventEnvelope | null>;
+  /**
+   * Writes `build`'s event for each of `runIds` still waiting in the shared queue (run_queued), in one
+   * transaction; returns the events written (none for runs that left it).
+   */
+  noticeWaiting(runIds: string[], build: (run: RunRecord, lastSeq: number, position: number) => RunEventEnvelope): Promise<RunEventEnvelope[]>;
   /**
    * Stops a run of `userId` wherever it is: one waiting in the shared queue ends here (`build`'s terminal
    * write); one a node holds is flagged (that node stops it: `owner` says which). null: no such run.

@@ -47,8 +47,10 @@ export function createScheduler(deps: {
   const occupancy = createOccupancy(deps.settings);
   const notices = new Map<LiveRun, NodeJS.Timeout>();
   let pumpTimer: NodeJS.Timeout | null = null;
-  /** A claim is on its way (one at a time: the next pump claims what it did not). */
+  /** A claim is on its way (one at a time). */
   let claiming = false;
+  /** A pump came while a claim was on its way: claim again once it is back (that pump's run may not have been seen). */
+  let claimAgain = false;
   let stopped = false;
 
   function send(run: LiveRun, cell: CellHandle): void {
@@ -56,7 +58,8 @@ export function createScheduler(deps: {
     deps.dispatch(run, cell);
   }
 
-  function pump(): void {
+  /** Places what waits here; with several nodes, claims. True when this node has room and claims now or next. */
+  function pump(): boolean {
     for (const run of quarantine.values()) {
       const cell = cells.pickQuarantine(quarantine.size);
       if (!cell) break;
@@ -65,33 +68,38 @@ export function createScheduler(deps: {
     }
     while (queue.size > 0) {
       const cell = cells.pick();
-      if (!cell) return;
+      if (!cell) return false;
       const run = queue.take(occupancy.eligible);
       if (!run) break;
       send(run, cells.pick(run.userId) ?? cell);
     }
-    if (deps.claim && !claiming && !stopped) claimShared(deps.claim);
+    if (!deps.claim || stopped) return false;
+    if (claiming) return (claimAgain = true);
+    return claimShared(deps.claim);
   }
 
-  function claimShared(claim: (max: number) => Promise<LiveRun[]>): void {
+  function claimShared(claim: (max: number) => Promise<LiveRun[]>): boolean {
     const free = cells.cells().reduce((n, c) => n + (c.quarantine ? 0 : c.freeSlots), 0);
-    if (free <= 0) return;
+    if (free <= 0) return false;
     claiming = true;
+    claimAgain = false;
+    const settled = (again: boolean) => {
+      claiming = false;
+      if (again || claimAgain) setImmediate(pump);
+    };
     claim(free).then(
       (runs) => {
-        claiming = false;
         for (const run of runs) {
           const cell = cells.pick(run.userId) ?? cells.pick();
           // Its cells filled up meanwhile: it waits here, first in its user's line (it is this node's now).
           if (cell && !stopped) send(run, cell);
           else queue.addFirst(run);
         }
-        if (runs.length > 0 && runs.length >= free) setImmediate(pump);
+        settled(runs.length > 0 && runs.length >= free);
       },
-      () => {
-        claiming = false;
-      },
+      () => settled(false),
     );
+    return true;
   }
 
   function dropNotice(run: LiveRun): void {

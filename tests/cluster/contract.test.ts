@@ -145,6 +145,27 @@ test('stop_agent and POST /cancel through any node stop a run held by any node, 
   }
 });
 
+test('runs waiting in the shared queue hear once where they stand (run_queued), on the sockets of every node', async () => {
+  const sockets = await Promise.all([1, 2, 3].map((slot) => connect('nq1', slot)));
+  const running = await sockets[0].start({ agent: 'gated', input: { text: 'nq', gate: 'nq1-never' } });
+  await sockets[0].waitForEvent(running.run_id, 'agent_started', 60_000);
+  // The user's cap is 1: these wait behind it, accepted through two other nodes, in this order.
+  const first = await sockets[1].start(stream({ text: 'nq-1', parts: 1 }));
+  const second = await sockets[2].start(stream({ text: 'nq-2', parts: 1 }));
+  for (const [run, position] of [[first, 1], [second, 2]] as const) {
+    const notice = await sockets[0].waitForEvent(run.run_id, 'run_queued', 60_000);
+    expect(notice.payload).toMatchObject({ position });
+  }
+  await sockets[2].ack('stop_agent', { run_id: running.run_id });
+  for (const run of [first, second]) {
+    await sockets[0].waitForRun(run.run_id, 60_000);
+    const log = await persistedEvents(sockets[0], run.run_id);
+    expect(log.filter((e) => e.type === 'run_queued')).toHaveLength(1);
+    expect(log[log.length - 1]).toMatchObject({ type: 'agent_completed', payload: { status: 'completed' } });
+    for (const [i, s] of sockets.entries()) expectWholeLog(await s.waitForRun(run.run_id, 60_000), log, `socket on n${i + 1}`);
+  }
+});
+
 test('USER_MAX_CONCURRENT_RUNS=1 and FIFO hold across nodes: never two runs of a user held at once, claimed in order', async () => {
   const user = 'cap1';
   const token = cluster.token(user);

@@ -272,3 +272,37 @@ test('stop also clears the pending run_queued notices: no timer outlives the sch
   jest.advanceTimersByTime(5000);
   expect(notices).toEqual([]);
 });
+
+test('several nodes: a pump that comes while a claim is on its way claims again once it is back; pump says whether it claims', async () => {
+  const claims: number[] = [];
+  let answerFirst: (runs: LiveRun[]) => void = () => undefined;
+  const room = { free: 2 };
+  const s = createScheduler({
+    cells: { pick: () => null, pickQuarantine: () => null, cells: () => [{ freeSlots: room.free }] } as never,
+    dispatch: () => undefined,
+    onStillWaiting: () => undefined,
+    metrics: { runsRefused: { inc: () => undefined } } as never,
+    settings: { userMaxConcurrentRuns: 10, maxQueuedRuns: 100, userMaxQueuedRuns: 100 },
+    claim: (max) => {
+      claims.push(max);
+      return claims.length === 1 ? new Promise<LiveRun[]>((resolve) => (answerFirst = resolve)) : Promise.resolve([]);
+    },
+  });
+  const turns = () => new Promise((resolve) => setImmediate(resolve));
+  expect(s.pump()).toBe(true);
+  // The run accepted now may not be seen by the claim on its way: this pump is remembered, not dropped.
+  expect(s.pump()).toBe(true);
+  expect(claims).toEqual([2]);
+  answerFirst([]);
+  await turns();
+  await turns();
+  expect(claims).toEqual([2, 2]);
+  // Nothing asked meanwhile: no third claim.
+  await turns();
+  await turns();
+  expect(claims).toEqual([2, 2]);
+  // No room: no claim (the caller wakes the other nodes instead).
+  room.free = 0;
+  expect(s.pump()).toBe(false);
+  expect(claims).toEqual([2, 2]);
+});

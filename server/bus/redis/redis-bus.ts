@@ -56,6 +56,8 @@ export function createRedisEventBus(opts: RedisEventBusOptions): RedisEventBus {
   /** Users an event of which this node could not PUBLISH: the others get a gap notice before the next one. */
   const unsent = new Set<string>();
   const gapNotice = JSON.stringify({ n: nodeId, gap: true } satisfies Wire);
+  /** How every message this node sends begins: its own come back on the channels it holds, and are not parsed. */
+  const ownPrefix = `{"n":${JSON.stringify(nodeId)},`;
   let stopped = false;
 
   const call = (listener: BusListener, what: 'onEvent' | 'onGap', e?: RunEventEnvelope) => {
@@ -72,6 +74,7 @@ export function createRedisEventBus(opts: RedisEventBusOptions): RedisEventBus {
   }
 
   function receive(userId: string, raw: string): void {
+    if (raw.startsWith(ownPrefix)) return;
     let msg: Partial<{ n: unknown; e: unknown; gap: unknown }>;
     try {
       msg = JSON.parse(raw);

@@ -49,8 +49,9 @@ export function createPostgresqlBackend(target: PostgresqlTarget, options: Store
       const writes = createPgRunWrites(writePool, options.log);
       const store = guarded(createPrismaRunStore(reads.prisma, writes), () => writes.commits.undoPending);
       // The shared queue's transactions (several nodes): a pool of their own, so a claim never waits behind reads.
-      const clusterPool = createPool(poolConfig(target.url, CLUSTER_POOL_SIZE), options.log);
-      const leasePool = createPool(poolConfig(target.url, 1), options.log);
+      // The queue's statements are keyed lookups too: the same generic plans as the write connection's.
+      const clusterPool = createPool({ ...poolConfig(target.url, CLUSTER_POOL_SIZE), options: WRITE_CONNECTION_OPTIONS }, options.log);
+      const leasePool = createPool({ ...poolConfig(target.url, 1), options: WRITE_CONNECTION_OPTIONS }, options.log);
       const cluster = createPgClusterStore(clusterPool, leasePool);
       let clusterUsed = false;
       let unlock: (() => Promise<void>) | null = null;
