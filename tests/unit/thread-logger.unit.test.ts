@@ -1,6 +1,7 @@
 /**
- * A worker thread's log lines survive its termination (server/logger.ts): the cell terminates a thread right after
- * its `done` (a recycle, a timeout), and the lines it wrote just before (why it is recycled) must reach the log.
+ * A worker thread's log lines survive its termination (server/logger.ts, `sync` as worker-main.ts asks): the cell
+ * terminates a thread right after its `done` (a recycle, a timeout), and the lines it wrote just before (why it is
+ * recycled) must reach the log.
  * A child process so that its stdout is a real pipe, as a cell's is.
  */
 import fs from 'node:fs';
@@ -24,7 +25,8 @@ test('lines a thread logged just before it was terminated are all written', asyn
           w.on('message', () => void w.terminate());
         }
       } else {
-        const log = require(${JSON.stringify(LOGGER)}).createLogger('info', { worker: 1 });
+        // As workers/worker/worker-main.ts makes it.
+        const log = require(${JSON.stringify(LOGGER)}).createLogger('info', { worker: 1 }, { sync: true });
         for (let i = 0; i < 20; i++) log.info({ i }, 'line');
         log.warn({}, 'last');
         parentPort.postMessage('done');
