@@ -687,7 +687,8 @@ test('the operations view shows cells, threads, runs, failures by code and the i
     const slow = await u.start({ agent: 'chaos', input: { mode: 'slow', text: 'slow', ms: 120_000 } });
     await poll(() => p.locator('#runs-active').textContent(), (v) => expect(v).toBe('1'), 30_000);
     const failing = await u.start({ agent: 'chaos', input: 'throw' });
-    await u.waitForRun(failing.run_id);
+    // Its user's only thread is held: a fresh one starts for it, which beside two CPU burners once took over 30 s.
+    await u.waitForRun(failing.run_id, 60_000);
     await poll(() => row('AGENT_ERROR').last().textContent(), (v) => expect(v).toBe(String(agentErrors + 1)), 30_000);
     expect(Number(await row('AGENT_ERROR').first().textContent())).toBeGreaterThanOrEqual(1);
     await screenshot(p, '11-operations');
