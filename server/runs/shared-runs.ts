@@ -178,7 +178,11 @@ export function createSharedRuns(deps: {
     /** Up to `max` runs of the shared queue, now held by this node (the scheduler dispatches them). */
     async claim(max: number): Promise<LiveRun[]> {
       const held = lease.current;
-      if (held === null || draining) return [];
+      if (held === null || draining) {
+        // This node takes nothing now (no lease, or draining): the run just accepted here is the others' to claim.
+        signals.wake();
+        return [];
+      }
       const claimed = await cluster.claim(held, max, settings.userMaxConcurrentRuns);
       // Full now, and more may wait: the other nodes claim the rest.
       if (claimed.length >= max) signals.wake();
