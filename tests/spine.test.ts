@@ -211,7 +211,9 @@ test('a thread loads its database client at its first ctx.db query, and that is 
   // Each of those workers that still serves now holds its connection (reported with the cell's stats shortly after).
   const serving = new Set(reports.filter((r) => r.body.isolation.recycled === null).map((r) => `${r.body.ran_on.cell}/${r.body.ran_on.worker}`));
   const scrape = async () => (await httpCall(server.url, 'GET', '/metrics')).body as string;
-  expect(await eventually(async () => metricValue(await scrape(), 'atoll_db_connections') - FRONT_DB_CONNECTIONS >= serving.size, 30_000)).toBe(true);
+  // The cells' series only: the front's own pool on PostgreSQL closes connections idle for 30 s, so its count drifts.
+  const held = (text: string) => metricValue(text, 'atoll_db_connections') - metricValue(text, 'atoll_db_connections', { process: 'front' });
+  expect(await eventually(async () => held(await scrape()) >= serving.size, 30_000)).toBe(true);
 });
 
 test('ctx.db reaches only the run\'s own user\'s data', async () => {
