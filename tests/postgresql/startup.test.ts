@@ -61,28 +61,33 @@ test('a fault that waiting cannot cure (an unknown role) ends the start at once,
   expect(out.stdout + out.stderr).not.toContain(SECRET);
 });
 
-describe('a database that answers late, and does not exist yet', () => {
-  let proxy: TcpProxy;
-  let db: TestDatabase;
-  let server: TestServer | undefined;
+/** A scratch database behind a TCP proxy for the describe block, and the server a test starts on it; all removed after. */
+function behindProxy(what: string, options: { create?: boolean } = {}) {
+  const at = {} as { proxy: TcpProxy; db: TestDatabase; server?: TestServer };
   beforeAll(async () => {
-    proxy = await startTcpProxy(5432);
-    db = await testDatabase('startup', { create: false });
+    at.proxy = await startTcpProxy(5432);
+    at.db = await testDatabase(what, options);
   });
   afterAll(async () => {
-    await server?.stop();
-    await proxy?.close();
-    await db?.drop();
+    await at.server?.stop();
+    await at.proxy?.close();
+    await at.db?.drop();
   });
+  return at;
+}
+
+describe('a database that answers late, and does not exist yet', () => {
+  const at = behindProxy('startup', { create: false });
 
   test('is waited for (saying so), then created and migrated; the server starts and is ready', async () => {
+    const { proxy, db } = at;
     proxy.drop();
     const url = new URL(db.urlVia(proxy.port));
     url.password = SECRET; // trust authentication takes any password; none may be printed
     const masked = url.toString().replace(SECRET, '***');
     // Refused until the server has come knocking a few times (about two seconds of its backoff), then let through.
     const opening = eventually(() => proxy.refused >= 4, 60_000, 20).then((ok) => (proxy.restore(), ok));
-    server = await startServer({ DATABASE_URL: url.toString(), DB_STARTUP_WAIT_MS: '60000' });
+    const server = (at.server = await startServer({ DATABASE_URL: url.toString(), DB_STARTUP_WAIT_MS: '60000' }));
     expect(await opening).toBe(true);
     const waiting = server.logs.filter((l) => l.msg === 'waiting for the database (DATABASE_URL)');
     expect(waiting.length).toBeGreaterThanOrEqual(1);
@@ -92,32 +97,22 @@ describe('a database that answers late, and does not exist yet', () => {
     const shipped = fs.readdirSync(migrationsFolder('postgresql'), { withFileTypes: true }).filter((d) => d.isDirectory()).length;
     expect(shipped).toBeGreaterThanOrEqual(5);
     expect(await db.query(`SELECT count(*)::int AS n FROM "_prisma_migrations" WHERE finished_at IS NOT NULL`)).toEqual([{ n: shipped }]);
-    expect(await eventually(async () => (await httpCall(server!.url, 'GET', '/readyz')).status === 200, 30_000, 50)).toBe(true);
+    expect(await eventually(async () => (await httpCall(server.url, 'GET', '/readyz')).status === 200, 30_000, 50)).toBe(true);
     expect(server.stdout() + server.stderr()).not.toContain(SECRET);
   });
 });
 
 describe('a database that leaves connections unanswered at first', () => {
-  let proxy: TcpProxy;
-  let db: TestDatabase;
-  let server: TestServer | undefined;
-  beforeAll(async () => {
-    proxy = await startTcpProxy(5432);
-    db = await testDatabase('startup-held');
-  });
-  afterAll(async () => {
-    await server?.stop();
-    await proxy?.close();
-    await db?.drop();
-  });
+  const at = behindProxy('startup-held');
 
   test('is waited for: a connect that timed out is tried again, and the server starts', async () => {
+    const { proxy, db } = at;
     proxy.hold();
     // Let through once the first connect has timed out and the server has come back for another try.
     const opening = eventually(() => proxy.heldSoFar >= 2, 60_000, 20).then((ok) => (proxy.restore(), ok));
-    server = await startServer({ DATABASE_URL: db.urlVia(proxy.port), DB_STARTUP_WAIT_MS: '60000' });
+    const server = (at.server = await startServer({ DATABASE_URL: db.urlVia(proxy.port), DB_STARTUP_WAIT_MS: '60000' }));
     expect(await opening).toBe(true);
     expect(server.logs.filter((l) => l.msg === 'waiting for the database (DATABASE_URL)').map((l) => l.reason)).toContain('timeout expired');
-    expect(await eventually(async () => (await httpCall(server!.url, 'GET', '/readyz')).status === 200, 30_000, 50)).toBe(true);
+    expect(await eventually(async () => (await httpCall(server.url, 'GET', '/readyz')).status === 200, 30_000, 50)).toBe(true);
   });
 });
