@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { processAlive } from '../process-alive.js';
 
 /**
  * The only variables a cell (and so every worker and agent) sees. Secrets (AUTH_JWT_SECRET, LLM_API_KEY),
@@ -82,9 +83,33 @@ export function cellLaunch(opts: CellSandboxOptions, cellId: string, slot: numbe
   return launch;
 }
 
+const SCRATCH_ROOT = /^atoll-scratch-(\d+)$/;
+
 /** Default scratch root: one folder per front process under the OS temp dir. */
-export function defaultScratchRoot(): string {
-  return path.join(os.tmpdir(), `atoll-scratch-${process.pid}`);
+export function defaultScratchRoot(tmpDir = os.tmpdir(), pid = process.pid): string {
+  return path.join(tmpDir, `atoll-scratch-${pid}`);
+}
+
+/**
+ * Removes the default scratch roots of fronts that are gone (killed, or stopped: a front leaves its root to the next
+ * start rather than race its exiting cells), with whatever their runs left in them: agents' files must not outlive the
+ * process that ran them. Only this OS user's, and only roots whose process is not alive. Returns what it removed.
+ */
+export function removeStaleScratchRoots(tmpDir = os.tmpdir(), alive: (pid: number) => boolean = processAlive): string[] {
+  const removed: string[] = [];
+  for (const name of fs.readdirSync(tmpDir)) {
+    const pid = SCRATCH_ROOT.exec(name)?.[1];
+    if (!pid || Number(pid) === process.pid || alive(Number(pid))) continue;
+    const dir = path.join(tmpDir, name);
+    try {
+      if (fs.lstatSync(dir).uid !== process.getuid?.()) continue;
+      fs.rmSync(dir, { recursive: true, force: true });
+      removed.push(dir);
+    } catch {
+      // Another start removed it first, or a folder in it is not ours to remove: left as it is.
+    }
+  }
+  return removed;
 }
 
 /**

@@ -11,7 +11,7 @@ import type { Config } from '../config.js';
 import { cellConfigOf, supervisorSettingsOf } from '../config-views.js';
 import type { Logger } from '../logger.js';
 import { providerOf } from '../store/database-target.js';
-import { cellSandboxWarning, defaultScratchRoot } from './cell-sandbox.js';
+import { cellSandboxWarning, defaultScratchRoot, removeStaleScratchRoots } from './cell-sandbox.js';
 import { createCellSupervisor, type CellSupervisor } from './supervisor.js';
 
 export interface LaunchedCells {
@@ -26,6 +26,10 @@ export async function launchCells(config: Config, log: Logger, root: string): Pr
   const agentCacheDir = config.agentCacheDir ?? defaultAgentCacheDir();
   const compiledAgents = config.agentsDir ? await compileAgents({ agentsDir: config.agentsDir, cacheDir: agentCacheDir, contractModule: path.join(root, 'dist/workers/agent-contract.js'), log }) : [];
   const scratchRoot = config.scratchRoot ?? defaultScratchRoot();
+  if (!config.scratchRoot) {
+    const removed = removeStaleScratchRoots();
+    if (removed.length) log.info({ removed: removed.length }, 'removed the scratch folders of fronts that are gone');
+  }
   const sandboxWarning = cellSandboxWarning({ root, agentsDir: config.agentsDir, uidBase: config.cellUidBase });
   if (sandboxWarning) log.warn(sandboxWarning);
   const dbProvider = providerOf(config.database);

@@ -7,15 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import type { SqliteTarget } from '../database-target.js';
 import { lockRefusal } from '../node-lock.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+import { processAlive } from '../../process-alive.js';
 
 export function lockSqlite(target: SqliteTarget): () => Promise<void> {
   const file = `${target.file}.node-lock`;
@@ -30,7 +22,7 @@ export function lockSqlite(target: SqliteTarget): () => Promise<void> {
     } catch {
       // Unreadable or half-written: nobody can be said to hold it.
     }
-    if (typeof holder.pid === 'number' && holder.host === os.hostname() && holder.pid !== process.pid && alive(holder.pid)) {
+    if (typeof holder.pid === 'number' && holder.host === os.hostname() && holder.pid !== process.pid && processAlive(holder.pid)) {
       throw lockRefusal('single', `${target.file} (process ${holder.pid} holds ${file})`);
     }
     fs.writeFileSync(file, mine, { mode: 0o600 });
