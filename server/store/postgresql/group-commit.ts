@@ -1,8 +1,9 @@
 /**
  * Group commit on PostgreSQL: every write asked for while the previous commit was under way goes into the next
  * one, as one transaction of a few multi-row statements (run-statements.ts batches them by statement, not one
- * round trip per row). Each caller's promise settles after COMMIT has returned: "acknowledged" means
- * committed, as on SQLite.
+ * round trip per row; usually one statement, which commits on its own, without BEGIN and COMMIT, when the batch
+ * holds no request). Each
+ * caller's promise settles after the commit has returned: "acknowledged" means committed, as on SQLite.
  *
  * Failures, by what they mean:
  * - a write's own fault (a constraint, a missing row): the batch is rolled back and every write is applied
@@ -89,13 +90,15 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
   let idle: (() => void) | null = null;
   const stats = { writes: 0, commits: 0, retriedAlone: 0, retriedUnreachable: 0 };
 
-  async function transaction(statements: Statement[]): Promise<void> {
+  /** `alone`: a single statement may commit on its own (autocommit); see autocommit(). */
+  async function transaction(statements: Statement[], alone = false): Promise<void> {
     let client: pg.PoolClient;
     try {
       client = await pool.connect();
     } catch (err) {
       throw new CommitFailed(err, false);
     }
+    if (alone && statements.length === 1 && !statements[0]!.check) return autocommit(client, statements[0]!);
     let sentCommit = false;
     try {
       await client.query('BEGIN');
@@ -115,10 +118,29 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
     }
   }
 
+  /**
+   * One statement commits on its own: one round trip instead of three (BEGIN, it, COMMIT), which is most of a
+   * commit's cost on a busy machine (run-statements.ts makes a batch one statement). Only for batches without
+   * requests: a failure on a connection that died unnoticed cannot say whether the statement was sent, so it is
+   * in doubt, which costs an acknowledged write nothing (it is committed again, idempotent) but would cost a
+   * request an undo and the requests behind it their fast answer. With requests, BEGIN goes first and a failure
+   * there proves nothing was committed.
+   */
+  async function autocommit(client: pg.PoolClient, s: Statement): Promise<void> {
+    try {
+      await client.query({ name: s.name, text: s.text, values: s.values });
+      client.release();
+    } catch (err) {
+      const lost = isUnavailable(err);
+      client.release(lost ? (err as Error) : undefined);
+      throw new CommitFailed(err, lost);
+    }
+  }
+
   async function commit(batch: Pending<I>[]): Promise<void> {
     const undoing = toUndo;
     try {
-      await transaction([...batching.undo(undoing), ...batching.statements(batch.map((p) => p.item))]);
+      await transaction([...batching.undo(undoing), ...batching.statements(batch.map((p) => p.item))], !batch.some((p) => batching.isRequest(p.item)));
     } catch (err) {
       const failure = err as CommitFailed;
       if (isUnavailable(failure.cause)) return unreachableFailure(batch, failure.inDoubt);
@@ -138,7 +160,7 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
       }
       for (const [i, p] of batch.entries()) {
         try {
-          await transaction(batching.statements([p.item]));
+          await transaction(batching.statements([p.item]), !batching.isRequest(p.item));
           stats.writes++;
           stats.commits++;
           p.resolve();
