@@ -40,6 +40,8 @@ export interface ClusterShape {
   leaseMs: number;
   /** More environment for every node (ENABLE_CHAOS_AGENTS, ...). */
   extra?: Record<string, string>;
+  /** Node flags of every front (`--cpu-prof`, ...). */
+  nodeArgs?: string[];
 }
 
 /** `redis` null: the same nodes without REDIS_URL (only one may then use the database: the single-node mode). */
@@ -62,7 +64,7 @@ export async function startCluster(db: BenchDatabase, redis: RedisScratches | nu
   // Started together, as nodes of a deployment are (they migrate the new database under one lock).
   const started = await Promise.allSettled(
     Array.from({ length: shape.nodes }, (_, i) =>
-      startNode(i, `${name}-${i + 1}`, atollEnv(shape.cells, shape.threads, { ...scratch.env, ...keys?.env, NODE_LEASE_MS: String(shape.leaseMs), ...shape.extra }), startFailures),
+      startNode(i, `${name}-${i + 1}`, atollEnv(shape.cells, shape.threads, { ...scratch.env, ...keys?.env, NODE_LEASE_MS: String(shape.leaseMs), ...shape.extra }), startFailures, shape.nodeArgs ?? []),
     ),
   );
   for (const s of started) if (s.status === 'fulfilled') nodes.push(s.value);
@@ -77,12 +79,12 @@ export async function startCluster(db: BenchDatabase, redis: RedisScratches | nu
 /** A node start is tried this often: on a machine other work starves, a start-up query can time out. */
 const START_ATTEMPTS = 2;
 
-async function startNode(index: number, nodeId: string, env: Record<string, string>, failures: string[]): Promise<ClusterNode> {
+async function startNode(index: number, nodeId: string, env: Record<string, string>, failures: string[], nodeArgs: string[]): Promise<ClusterNode> {
   const withId = { ...env, NODE_ID: nodeId };
   const start = async (): Promise<Spawned> => {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await startServer(ATOLL_ENTRY, withId);
+        return await startServer(ATOLL_ENTRY, withId, [], { nodeArgs });
       } catch (err) {
         if (attempt >= START_ATTEMPTS) throw err;
         failures.push(`${nodeId}: ${String((err as Error).message).split('\n').filter(Boolean).slice(-1)[0]}`);
