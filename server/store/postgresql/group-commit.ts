@@ -2,8 +2,8 @@
  * Group commit on PostgreSQL: every write asked for while the previous commit was under way goes into the next
  * one, as one transaction of a few multi-row statements (run-statements.ts batches them by statement, not one
  * round trip per row; usually one statement, which commits on its own, without BEGIN and COMMIT, when the batch
- * holds no request). Each
- * caller's promise settles after the commit has returned: "acknowledged" means committed, as on SQLite.
+ * holds no request). Each caller's promise settles after the commit has returned: "acknowledged" means committed,
+ * as on SQLite.
  *
  * Failures, by what they mean:
  * - a write's own fault (a constraint, a missing row): the batch is rolled back and every write is applied
