@@ -5,24 +5,34 @@
  * Order is kept. `flush` sends at once: a cell calls it before it exits on purpose.
  */
 export interface BatchedSender<T> {
-  send(msg: T): void;
+  /** `written`: called once the batch holding `msg` is handed to the channel (never, if that write failed). */
+  send(msg: T, written?: () => void): void;
   flush(): void;
 }
 
-export function createBatchedSender<T>(write: (batch: T[]) => void): BatchedSender<T> {
+/** Writes one batch; calls `done` once it is handed to the channel (the OS pipe), with an error if it was not. */
+export type BatchWrite<T> = (batch: T[], done: (err?: Error | null) => void) => void;
+
+export function createBatchedSender<T>(write: BatchWrite<T>): BatchedSender<T> {
   let batch: T[] = [];
+  let waiting: (() => void)[] = [];
   let scheduled: NodeJS.Immediate | null = null;
   function flush(): void {
     if (scheduled) clearImmediate(scheduled);
     scheduled = null;
     if (batch.length === 0) return;
     const out = batch;
+    const callbacks = waiting;
     batch = [];
-    write(out);
+    waiting = [];
+    write(out, (err) => {
+      if (!err) for (const cb of callbacks) cb();
+    });
   }
   return {
-    send(msg: T): void {
+    send(msg: T, written?: () => void): void {
       batch.push(msg);
+      if (written) waiting.push(written);
       scheduled ??= setImmediate(flush);
     },
     flush,

@@ -83,6 +83,11 @@ export type ModelReply =
   | { type: 'model_error'; id: number; error: { code: string; message: string } };
 
 export type CellToWorker =
+  /**
+   * The run's `run_started` is written to the front's channel: the worker may now run agent code. A cell that
+   * dies before this leaves a run the front knows never ran any (server/runs/cell-death.ts).
+   */
+  | { type: 'start_recorded' }
   | { type: 'abort'; reason: StopReason }
   | ModelReply
   /** The front's answer to the run's db query `id` (workers/worker/db-forwarding.ts). */
@@ -96,6 +101,7 @@ export interface WorkerStats {
 }
 
 export type WorkerToCell =
+  /** The run is about to start: agent code runs once the cell answers `start_recorded`. */
   | { type: 'started'; workerId: number; startedAt: number }
   | { type: 'event'; event: AgentEvent }
   | ModelRequest

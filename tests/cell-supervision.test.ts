@@ -159,6 +159,57 @@ describe('a silent cell: nobody stopped its runs and no deadline is near', () =>
   }, 180_000);
 });
 
+describe('a cell that dies holding a run it had not started', () => {
+  let server: TestServer;
+  let user: UserClient;
+  beforeAll(async () => {
+    // One cell, so the run can only be sent to it; debug logs for the front's 'run dispatched' line.
+    server = await startServer({ AGENTS_DIR: FIXTURE_AGENTS, CELLS: '1', THREADS_PER_CELL: '1', CELL_SILENCE_TIMEOUT_MS: '600000', LOG_LEVEL: 'debug' });
+    user = await UserClient.connect(server.url, 'unstarted');
+  });
+  afterAll(async () => {
+    user?.close();
+    await server?.stop();
+  });
+
+  test('the run never ran agent code, so it is no suspect: it runs on the replacement with no restart and no quarantine', async () => {
+    const warm = await user.start({ agent: 'echo', input: 'warm' });
+    await user.waitForRun(warm.run_id, 60_000);
+    const pid = (await logLine(server, (l) => l.msg === 'cell ready' && l.cell === 'cell1-g1', 'cell ready cell1-g1')).pid as number;
+    // Stopped, the cell cannot read the assignment: it is in the pipe (delivered) when the cell dies, never started.
+    process.kill(pid, 'SIGSTOP');
+    let run!: { run_id: string };
+    try {
+      run = await user.start({ agent: 'echo', input: 'unstarted' });
+      await logLine(server, (l) => l.msg === 'run dispatched' && l.run_id === run.run_id && l.cell === 'cell1-g1', 'run dispatched to the stopped cell');
+    } finally {
+      process.kill(pid, 'SIGKILL');
+    }
+    const events = await user.waitForRun(run.run_id, 60_000);
+    expect(events.map((e) => e.type)).toEqual(['message_received', 'agent_started', 'agent_thinking', 'agent_completed']);
+    expect(terminal(events).payload).toMatchObject({ status: 'completed', final_response: 'unstarted' });
+    const row = (await user.http('GET', `/v1/runs/${run.run_id}`)).body;
+    // Sent twice, so two attempts; served by the replacement, never by a quarantine cell.
+    expect({ cell: row.ran_on.cell, attempts: row.attempts }).toEqual({ cell: 'cell1-g2', attempts: 2 });
+    const metrics = await scrape(server);
+    expect(metricValue(metrics, 'atoll_cell_deaths_total', { cause: 'killed' })).toBe(1);
+    expect(server.logs.filter((l) => String(l.cell ?? '').startsWith('quarantine'))).toEqual([]);
+    await expectPersistedTerminal(user, run.run_id);
+  }, 120_000);
+
+  test('a run that kills its cell in its agent\'s constructor is the culprit at once: its start was written before any agent code', async () => {
+    const diedBefore = server.logs.filter((l) => l.msg === 'cell died').length;
+    const run = await user.start({ agent: 'doomed', input: 'x' });
+    const end = terminal(await user.waitForRun(run.run_id, 60_000));
+    // Had the cell died before the front heard of the start, the run would look unstarted, be sent again unsuspected
+    // and kill cell after cell until its attempts ran out ("gave up after 3 attempts").
+    expect({ code: end.payload.error.code, gaveUp: /gave up/.test(end.payload.error.message) }).toEqual({ code: 'WORKER_CRASHED', gaveUp: false });
+    expect((await user.http('GET', `/v1/runs/${run.run_id}`)).body.attempts).toBe(1);
+    expect(server.logs.filter((l) => l.msg === 'cell died').length - diedBefore).toBe(1);
+    await expectPersistedTerminal(user, run.run_id);
+  }, 120_000);
+});
+
 describe('a cell that keeps dying', () => {
   let server: TestServer;
   beforeAll(async () => {

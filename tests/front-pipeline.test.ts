@@ -280,7 +280,38 @@ test.each(['gone', 'failing'] as const)('a run sent to a cell whose channel is %
   }
 });
 
-test('a run that did reach its cell is a suspect when the cell dies: it is not silently dispatched again', async () => {
+test('a run its cell received but never reported started is dispatched again unsuspected once the dead cell\'s channel is read to its end', async () => {
+  const { service, delivered, written, cells, pick, start, stop } = serviceRig([
+    { id: 'cell1-g1', kind: 'answering', events: 0 },
+    { id: 'cell2-g1', kind: 'answering' },
+  ]);
+  const [first, second] = cells;
+  // The first cell takes the run and dies before its worker reports the start.
+  first.child.send = ((batch: FrontToCell[], callback: (err: Error | null) => void) => {
+    written.push(batch);
+    setImmediate(() => callback(null));
+    return true;
+  }) as never;
+  try {
+    const run = await start('u6', 'received');
+    service.pump();
+    await until(() => written.flat().some((m) => m.type === 'run' && m.run.runId === run.id), 'the assignment to be written');
+    await new Promise((r) => setImmediate(r));
+    expect(first.undelivered.has(run.id)).toBe(false);
+    pick(second);
+    first.channelDrained = true;
+    service.onCellExit(first, { cause: 'killed', error: { code: 'WORKER_CRASHED', message: 'killed by SIGKILL' } } as never, [run.id]);
+    await until(() => delivered.some((e) => e.run_id === run.id && e.type === 'agent_completed'), 'the run to complete on the other cell');
+    await service.settled(run.id);
+    // No run_restarted, no quarantine: the client sees one ordinary run; the row counts both dispatches.
+    expect(delivered.filter((e) => e.run_id === run.id).map((e) => e.type)).toEqual(['message_received', 'agent_started', 'agent_completed']);
+    expect(await runRow(run.id)).toEqual({ attempts: 2, cellId: 'cell2-g1', status: 'completed' });
+  } finally {
+    await stop();
+  }
+});
+
+test('a run that did reach its cell is a suspect when the cell dies and its channel was not read to the end: it is not silently dispatched again', async () => {
   const { service, delivered, written, cells, pick, start, stop } = serviceRig([
     { id: 'cell1-g1', kind: 'answering', events: 0 },
     { id: 'cell2-g1', kind: 'answering' },

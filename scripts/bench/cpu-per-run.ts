@@ -10,6 +10,9 @@
  * 6 clients dealt round robin over the nodes); every front and cell is counted, and so are PostgreSQL's and
  * Redis's processes (the whole server: run it on an otherwise idle one). CPU_BENCH_CLIENTS and CPU_BENCH_INFLIGHT
  * (runs in flight per client, default 2) change the load.
+ *
+ * CPU_BENCH_IDLE_MS=N: afterwards, with the clients still connected and nothing sent, the CPU each process spends
+ * per second at rest over N ms (timers, heartbeats, leases: a cost every node pays whatever its share of the load).
  */
 import fs from 'node:fs';
 import { startAtoll } from './atoll-server.js';
@@ -105,6 +108,22 @@ async function retiredWorkers(urls: string[]): Promise<Record<string, number>> {
   return out;
 }
 
+/** CPU ms per second of each process over `ms` with nothing sent ({} when ms is 0). */
+async function idleCpu(target: Target, ms: number): Promise<{ idle_ms_per_s?: Record<string, number> }> {
+  if (ms <= 0) return {};
+  await new Promise((r) => setTimeout(r, 1000)); // the last run's stragglers (stats, metrics, commits)
+  const pids = target.processes();
+  const before = new Map([...pids].map(([k, p]) => [k, cpuMs(p)]));
+  const services0 = new Map(target.services.map((c) => [c, cpuOfCommand(c)]));
+  const t0 = Date.now();
+  await new Promise((r) => setTimeout(r, ms));
+  const seconds = (Date.now() - t0) / 1000;
+  const out: Record<string, number> = {};
+  for (const [k, p] of pids) out[k] = Number(((cpuMs(p) - before.get(k)!) / seconds).toFixed(1));
+  for (const [c, b] of services0) out[c] = Number((commandDelta(b, cpuOfCommand(c)) / seconds).toFixed(1));
+  return { idle_ms_per_s: out };
+}
+
 async function main() {
   const runs = Number(process.argv[2] ?? 2000);
   const warmup = Number(process.argv[3] ?? 300);
@@ -140,8 +159,9 @@ async function main() {
     const retired1 = await retiredWorkers(target.urls);
     const workers_retired = Object.fromEntries(Object.entries(retired1).map(([k, v]) => [k, v - (retired0[k] ?? 0)]));
     const fmt = (n: number) => n.toFixed(3);
+    const idle = await idleCpu(target, Number(process.env.CPU_BENCH_IDLE_MS ?? 0));
     console.log(
-      JSON.stringify({ completed: r.completed, failed: r.failed, runs_per_s: r.runs_per_s, ms_per_run: Object.fromEntries(Object.entries(per).map(([k, v]) => [k, Number(fmt(v))])), total: Number(fmt(total)), workers_retired }),
+      JSON.stringify({ completed: r.completed, failed: r.failed, runs_per_s: r.runs_per_s, ms_per_run: Object.fromEntries(Object.entries(per).map(([k, v]) => [k, Number(fmt(v))])), total: Number(fmt(total)), workers_retired, ...idle }),
     );
   } finally {
     clients.close();

@@ -35,6 +35,8 @@ const RECOVERY_TIMEOUT_MS = 30_000;
 const MAX_PROBES = 2000;
 /** After a probe that did not complete: a refusal comes back at once and must not turn into a spin. */
 const PROBE_PAUSE_MS = 20;
+/** Enough for the probes of a typical recovery (5-8 on this machine); later ones connect as they go. */
+const PRECONNECTED_PROBERS = 20;
 
 export async function recoveryOnce(server: Spawned): Promise<RecoverySample> {
   const clients = await connectClients(server.url, 1, 'dev-login', 'recovery');
@@ -43,13 +45,16 @@ export async function recoveryOnce(server: Spawned): Promise<RecoverySample> {
     await drive(clients, { total: 4, inflightPerClient: 1, agent: 'steps', input: { text: 'warm' }, runTimeoutMs: 10_000 });
     const pid = server.cellPids().get('cell1');
     if (!pid) throw new Error('no cell1 pid in the server log');
+    // Probers connected beforehand: what is timed is the server serving a run, not a client's log-in and handshake.
+    const spare: Awaited<ReturnType<typeof connectClients>>[] = [];
+    for (let i = 0; i < PRECONNECTED_PROBERS; i++) spare.push(await connectClients(server.url, 1, 'dev-login', `recovery-probe-${i}`));
     const ready = server.waitForLog((l) => l.msg === 'cell ready' && /^cell1-g([2-9]|\d\d)/.test(l.cell ?? ''), RECOVERY_TIMEOUT_MS);
     const t0 = performance.now();
     process.kill(pid, 'SIGKILL');
     // One run at a time until one lands on the replacement (ties go to cell1, the first slot). Each probe is a
     // new user: the front keeps a user's runs on the cell that served it lately, which is not cell1 any more.
     while (performance.now() - t0 < RECOVERY_TIMEOUT_MS && sample.probes < MAX_PROBES) {
-      const prober = await connectClients(server.url, 1, 'dev-login', `recovery-probe-${sample.probes}`);
+      const prober = spare.shift() ?? (await connectClients(server.url, 1, 'dev-login', `recovery-probe-${sample.probes}`));
       const r = await drive(prober, { total: 1, inflightPerClient: 1, agent: 'steps', input: { text: 'probe' }, runTimeoutMs: 10_000 }).finally(() => prober.close());
       const user = prober.users[0];
       const at = performance.now() - t0;
@@ -67,6 +72,7 @@ export async function recoveryOnce(server: Spawned): Promise<RecoverySample> {
         break;
       }
     }
+    spare.forEach((c) => c.close());
     const line = await ready;
     if (line) sample.replacement_ready_ms = Math.round(line.receivedAt - t0);
     const metrics = await fetch(`${server.url}/metrics`).then((res) => res.text());

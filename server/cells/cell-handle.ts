@@ -48,12 +48,21 @@ export class CellHandle {
    * if the cell is dead, they cannot be what killed it.
    */
   readonly undelivered = new Set<string>();
-  private readonly outbox = createBatchedSender<FrontToCell>((batch) => {
+  /**
+   * Set once the cell is dead: its channel was read to the end, so every run it reported started is known. A
+   * worker starts agent code only once its run's start is written (workers/cell/run-dispatcher.ts), so a run
+   * not reported started never ran any. False if the channel was not closed in time: the front then cannot tell.
+   */
+  channelDrained = false;
+  private readonly outbox = createBatchedSender<FrontToCell>((batch, done) => {
     const lost = () => {
       for (const m of batch) if (m.type === 'run') this.undelivered.add(m.run.runId);
     };
     if (!this.child.connected) return lost();
-    this.child.send(batch, (err) => err && lost());
+    this.child.send(batch, (err) => {
+      if (err) lost();
+      done(err);
+    });
   });
 
   constructor(

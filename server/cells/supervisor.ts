@@ -45,6 +45,10 @@ const QUARANTINE_IDLE_MS = 30_000;
 const BASELINE_AFTER_MS = 5_000;
 const REJUVENATE_IDLE_MS = 5_000;
 const WATCH_MS = 1000;
+/** How long a dead cell's channel may take to deliver its last messages before the death is judged without them. */
+const DRAIN_MAX_MS = 2000;
+/** How long after a cell's exit its stderr may still be delivering the fatal message that names the cause. */
+const STDERR_WAIT_MS = 50;
 
 export function createCellSupervisor(opts: SupervisorOptions) {
   const { log, settings } = opts;
@@ -149,8 +153,9 @@ export function createCellSupervisor(opts: SupervisorOptions) {
             pendingRestarts.add(restart);
           }
         }
-        // Give stderr a moment to deliver the fatal message that names the cause.
-        setTimeout(() => {
+        // Give stderr a moment to deliver the fatal message that names the cause, and the channel every message the
+        // cell wrote before it died (the runs it reported started: the others never ran agent code).
+        afterDrain(cell, () => {
           const exit = describeCellExit(code, signal, cell.stderrTail);
           const runIds = [...cell.runs.keys()];
           cell.runs.clear();
@@ -159,7 +164,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
           if (!retired || runIds.length > 0) tell((l) => l.onCellExit(cell, exit, runIds));
           // Quarantine cells are started again only when needed.
           if (quarantine && slots[slot] === cell) slots[slot] = null;
-        }, 50);
+        });
       });
     });
   }
@@ -302,3 +307,26 @@ export function createCellSupervisor(opts: SupervisorOptions) {
 }
 
 export type CellSupervisor = ReturnType<typeof createCellSupervisor>;
+
+/**
+ * Calls `then` once a dead cell's channel has been read to its end (or DRAIN_MAX_MS passed: cell.channelDrained
+ * says which), and, if a run had started inside, at least STDERR_WAIT_MS after the exit: the fatal message on
+ * stderr names the cause a culprit fails with. Runs that never started cannot be culprits: they go elsewhere at once.
+ */
+function afterDrain(cell: CellHandle, then: () => void): void {
+  const exitedAt = Date.now();
+  let done = false;
+  const finish = () => {
+    if (done) return;
+    done = true;
+    clearTimeout(cap);
+    cell.channelDrained = !cell.child.connected;
+    const anyStarted = [...cell.runs.values()].some((startedAt) => startedAt !== null);
+    const wait = cell.channelDrained && !anyStarted ? 0 : STDERR_WAIT_MS - (Date.now() - exitedAt);
+    if (wait > 0) setTimeout(then, wait);
+    else then();
+  };
+  const cap = setTimeout(finish, DRAIN_MAX_MS);
+  if (!cell.child.connected) finish();
+  else cell.child.once('disconnect', finish);
+}

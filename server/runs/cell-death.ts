@@ -6,8 +6,11 @@
  * - Runs stopped meanwhile end as stopped.
  * - A run whose assignment never reached the cell (sent in the instant it died) is queued again as if it had
  *   never been dispatched: no suspicion, no quarantine, no attempt spent.
- * - Every other run inside is a suspect, started or not: a run whose `started` message died with its cell
- *   (an abort right after it began) looks as if it never started, and may be the culprit.
+ * - A run the cell received but never reported started, once the dead cell's channel was read to its end, never
+ *   ran agent code: a worker starts it only after the start is written to the front (workers/cell/run-dispatcher.ts).
+ *   It is queued again without suspicion; the attempt stays spent, so an assignment that itself kills cells
+ *   cannot go round forever. If the channel could not be read to its end, it is a suspect like the others.
+ * - Every other run inside is a suspect.
  * - If this is the quarantine cell (one run at a time), or one run that had started was alone in its cell
  *   with no worker killed just before and the front did not kill the cell for wedging, that run caused it
  *   and fails with the exit's error.
@@ -42,13 +45,18 @@ export interface CellDeathInput {
   killedAsWedged: boolean;
   maxRunAttempts: number;
   exit: { cause: string; error: ErrorBody };
+  /** The dead cell's channel was read to its end: a run it never reported started never ran agent code. */
+  startsKnown: boolean;
 }
 
 export type CellDeathDecision =
   /** End it as stopped with its stop reason. */
   | { kind: 'stopped'; runId: string; reason: StopReason; message: string }
-  /** Back to where it waited (quarantine if it is a suspect, else the head of its user's queue); one attempt given back. */
-  | { kind: 'requeue'; runId: string }
+  /**
+   * Back to where it waited (quarantine if it is a suspect, else the head of its user's queue), unsuspected;
+   * `attemptBack`: it never reached the cell, so the attempt is given back.
+   */
+  | { kind: 'requeue'; runId: string; attemptBack: boolean }
   /** Fail it with this error; `collateral`: it failed only because a neighbour killed its cell. */
   | { kind: 'fail'; runId: string; error: ErrorBody; collateral: boolean }
   /** Run it again, alone, in quarantine. */
@@ -69,9 +77,15 @@ export function judgeCellDeath(input: CellDeathInput): CellDeathJudgement {
       decisions.push({ kind: 'stopped', runId: run.id, reason: run.stopReason, message: stopMessage(run.stopReason, { cellEnded: exit.error.message }) });
     }
   }
-  const requeued = runs.filter((r) => !r.stopReason && r.phase === 'dispatched' && r.undelivered);
-  for (const run of requeued) decisions.push({ kind: 'requeue', runId: run.id });
-  const suspects = runs.filter((r) => !r.stopReason && r.phase !== 'queued' && !requeued.includes(r));
+  const waiting = runs.filter((r) => !r.stopReason && r.phase === 'dispatched');
+  const undelivered = waiting.filter((r) => r.undelivered);
+  const unstarted = input.startsKnown ? waiting.filter((r) => !r.undelivered) : [];
+  for (const run of undelivered) decisions.push({ kind: 'requeue', runId: run.id, attemptBack: true });
+  for (const run of unstarted) {
+    if (run.attempt < input.maxRunAttempts) decisions.push({ kind: 'requeue', runId: run.id, attemptBack: false });
+    else decisions.push({ kind: 'fail', runId: run.id, error: { code: exit.error.code, message: `${exit.error.message}; gave up after ${run.attempt} attempts` }, collateral: false });
+  }
+  const suspects = runs.filter((r) => !r.stopReason && r.phase !== 'queued' && !undelivered.includes(r) && !unstarted.includes(r));
   // One run that had started, alone in its cell, with no worker killed just before: it is the culprit
   // (unless the front killed the cell for wedging: then the run alone in it did not cause its death).
   const alone = suspects.length === 1 && suspects[0].phase === 'running' && !input.recentWorkerKill && !input.killedAsWedged;

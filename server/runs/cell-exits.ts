@@ -53,12 +53,12 @@ export function createCellExits(deps: {
     scheduler.quarantine(run);
   }
 
-  /** Back where it waited, as if it had never been dispatched: no suspicion, no attempt spent. */
-  function requeue(run: LiveRun): void {
+  /** Back where it waited, unsuspected (it never ran agent code); the attempt given back if it never arrived. */
+  function requeue(run: LiveRun, attemptBack: boolean): void {
     run.phase = 'queued';
     run.cellId = null;
     run.dispatchedAt = null;
-    run.attempt--;
+    if (attemptBack) run.attempt--;
     scheduler.putBack(run);
   }
 
@@ -81,6 +81,7 @@ export function createCellExits(deps: {
         killedAsWedged: cell.killedAsWedged,
         maxRunAttempts: deps.settings.maxRunAttempts,
         exit,
+        startsKnown: cell.channelDrained,
       });
       const byId = new Map(inside.map((r) => [r.id, r]));
       for (const d of decisions) {
@@ -90,7 +91,7 @@ export function createCellExits(deps: {
             finishing.stopped(run, d.reason, d.message);
             break;
           case 'requeue':
-            requeue(run);
+            requeue(run, d.attemptBack);
             break;
           case 'fail':
             if (d.collateral) metrics.collateralRuns.inc();

@@ -11,7 +11,7 @@ function inside(id: string, fields: Partial<RunInside> = {}): RunInside {
 }
 
 function judge(runs: RunInside[], fields: Partial<CellDeathInput> = {}) {
-  return judgeCellDeath({ runs, quarantineCell: false, recentWorkerKill: false, killedAsWedged: false, maxRunAttempts: 3, exit: EXIT, ...fields });
+  return judgeCellDeath({ runs, quarantineCell: false, recentWorkerKill: false, killedAsWedged: false, maxRunAttempts: 3, exit: EXIT, startsKnown: false, ...fields });
 }
 
 test('one started run alone in its cell is the culprit: it fails with the exit error', () => {
@@ -21,7 +21,7 @@ test('one started run alone in its cell is the culprit: it fails with the exit e
   });
 });
 
-test('a run alone that had not started (its started message may have died) is a suspect, not the culprit', () => {
+test('a run alone not reported started, its cell\'s channel not read to the end (its started message may be lost), is a suspect, not the culprit', () => {
   expect(judge([inside('r1', { phase: 'dispatched' })]).decisions).toEqual([{ kind: 'restart', runId: 'r1', reason: 'out_of_memory' }]);
 });
 
@@ -62,9 +62,34 @@ test('stopped runs end as stopped, whatever else is true of them, and are never 
 test('a dispatched run the cell never received is queued again, and is not a suspect', () => {
   const j = judge([inside('r1', { phase: 'dispatched', undelivered: true }), inside('r2')]);
   expect(j.decisions).toEqual([
-    { kind: 'requeue', runId: 'r1' },
+    { kind: 'requeue', runId: 'r1', attemptBack: true },
     { kind: 'fail', runId: 'r2', error: EXIT.error, collateral: false },
   ]);
+});
+
+test('a run the cell received but never reported started, its channel read to the end, never ran: queued again unsuspected, its attempt spent', () => {
+  // Beside a started run, which is then alone among the suspects: the culprit.
+  const j = judge([inside('r1', { phase: 'dispatched' }), inside('r2')], { startsKnown: true });
+  expect(j).toEqual({
+    decisions: [
+      { kind: 'requeue', runId: 'r1', attemptBack: false },
+      { kind: 'fail', runId: 'r2', error: EXIT.error, collateral: false },
+    ],
+    affectedOthers: false,
+  });
+  // Alone, and in the quarantine cell too: innocent either way.
+  expect(judge([inside('r1', { phase: 'dispatched' })], { startsKnown: true }).decisions).toEqual([{ kind: 'requeue', runId: 'r1', attemptBack: false }]);
+  expect(judge([inside('r1', { phase: 'dispatched' })], { startsKnown: true, quarantineCell: true }).decisions).toEqual([{ kind: 'requeue', runId: 'r1', attemptBack: false }]);
+  // Never delivered at all: the attempt is given back.
+  expect(judge([inside('r1', { phase: 'dispatched', undelivered: true })], { startsKnown: true }).decisions).toEqual([{ kind: 'requeue', runId: 'r1', attemptBack: true }]);
+});
+
+test('a run received but never started that used its attempts fails: an assignment that kills cells cannot go round forever', () => {
+  const j = judge([inside('r1', { phase: 'dispatched', attempt: 3 })], { startsKnown: true });
+  expect(j).toEqual({
+    decisions: [{ kind: 'fail', runId: 'r1', collateral: false, error: { code: 'OUT_OF_MEMORY', message: 'the cell ran out of memory; gave up after 3 attempts' } }],
+    affectedOthers: false,
+  });
 });
 
 test('an undelivered mark on a run that already started does not requeue it', () => {

@@ -31,7 +31,8 @@ export const youngGenerationMb = (runMemoryMb: number) => Math.max(2, Math.min(1
 const maxWorkersPerCell = (config: CellConfig) => config.workersPerCell * (1 + BURST_WORKERS_PER_WORKER) + config.warmSpareWorkers;
 
 export function createCellRuntime(deps: {
-  send: (msg: CellToFront) => void;
+  /** `written`: called once `msg` is in the front's channel (the cell may die next and the front still reads it). */
+  send: (msg: CellToFront, written?: () => void) => void;
   exit: (code: number) => void;
   log: (obj: object, msg: string) => void;
   /** The cell's default process metrics (its own prom-client registry), reported to the front. */

@@ -1,5 +1,5 @@
 /** Cell process entry (forked by the front's supervisor): wires IPC to the cell runtime. */
-import client from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { CellToFront, FrontToCell, ProcessMetricFamily } from '../../protocol/cell-messages.js';
 import { createBatchedSender } from '../../protocol/ipc-batch.js';
 import { createCellRuntime } from './cell-runtime.js';
@@ -9,12 +9,20 @@ if (!process.send) throw new Error('workers/cell/main must be forked with an IPC
 process.send([{ type: 'booting' }] satisfies CellToFront[]);
 
 // The cell's own default process metrics (CPU, memory, event loop, GC): the front merges them into its
-// scrape labelled with this cell's id.
-const registry = new client.Registry();
-client.collectDefaultMetrics({ register: registry });
+// scrape labelled with this cell's id. prom-client loads at the first report, after the cell is ready: ~50 ms
+// less between a dead cell and its replacement.
+let registry: Registry | null = null;
+function processRegistry(): Registry {
+  if (registry) return registry;
+  const client = require('prom-client') as typeof import('prom-client');
+  registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  return registry;
+}
 
-const toFront = createBatchedSender<CellToFront>((batch) => {
-  if (process.connected) process.send!(batch);
+// A batch's callbacks run once it is in the pipe: what is there reaches the front even if this process dies next.
+const toFront = createBatchedSender<CellToFront>((batch, done) => {
+  if (process.connected) process.send!(batch, (err: Error | null) => done(err));
 });
 /**
  * A run's end goes out at once (with whatever is batched before it, in order): if this cell dies a moment
@@ -23,15 +31,15 @@ const toFront = createBatchedSender<CellToFront>((batch) => {
  */
 const URGENT: ReadonlySet<CellToFront['type']> = new Set(['run_finished', 'memory_exceeded', 'ready', 'init_failed']);
 const runtime = createCellRuntime({
-  send: (msg) => {
-    toFront.send(msg);
+  send: (msg, written) => {
+    toFront.send(msg, written);
     if (URGENT.has(msg.type)) toFront.flush();
   },
   exit: (code) => {
     toFront.flush();
     process.exit(code);
   },
-  processMetrics: async () => (await registry.getMetricsAsJSON()) as unknown as ProcessMetricFamily[],
+  processMetrics: async () => (await processRegistry().getMetricsAsJSON()) as unknown as ProcessMetricFamily[],
   log: (obj, msg) => process.stderr.write(JSON.stringify({ level: 40, msg, ...obj, cell_pid: process.pid }) + '\n'),
 });
 process.on('message', (received: FrontToCell[]) => {

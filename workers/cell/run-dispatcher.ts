@@ -46,7 +46,8 @@ const DONE_GRACE_MS = 2000;
 
 export function createRunDispatcher(deps: {
   pool: Piscina;
-  send: (msg: CellToFront) => void;
+  /** `written`: called once `msg` is in the front's channel. */
+  send: (msg: CellToFront, written?: () => void) => void;
   runTimeoutMs: number;
   cancelGraceMs: number;
   /** Worker-level counts changed: the cell reports them soon. */
@@ -161,7 +162,11 @@ export function createRunDispatcher(deps: {
         f.startedAt = msg.startedAt;
         // The deadline starts when the worker starts the run, not when it was queued (piscinajs/piscina#869).
         f.timers.push(setTimeout(() => stop(f, 'timeout'), deps.runTimeoutMs));
-        deps.send({ type: 'run_started', runId: run.runId, workerId: msg.workerId, startedAt: msg.startedAt });
+        // The worker runs agent code only once the front is sure to hear of the start: a cell that dies before
+        // that leaves a run the front knows never ran (not a suspect of the death), even one aborted at once.
+        deps.send({ type: 'run_started', runId: run.runId, workerId: msg.workerId, startedAt: msg.startedAt }, () => {
+          if (!f.settled) port1.postMessage({ type: 'start_recorded' } satisfies CellToWorker);
+        });
       } else if (msg.type === 'event') {
         deps.send({ type: 'run_event', runId: run.runId, event: msg.event });
       } else if (msg.type === 'refused') {

@@ -137,6 +137,9 @@ export function createWorkerRuntime(deps: {
     const startedAt = Date.now();
     deps.refused.clear();
     post({ type: 'started', workerId, startedAt });
+    // No agent code (not even its constructor) before the cell has written the start to the front: if the cell
+    // dies first, the front knows this run never ran and sends it elsewhere, unsuspected (server/runs/cell-death.ts).
+    const earlyStop = await startRecorded(port);
     // `cell` and `worker` are already bound by the worker's logger (run-entry.ts); repeating them here would
     // print each key twice.
     const runLog = log.child({ run_id: run.runId, user_id: run.userId, thread_id: run.threadId, agent: run.agentName, attempt: run.attempt, ...(traceId ? { trace_id: traceId } : {}) });
@@ -145,6 +148,7 @@ export function createWorkerRuntime(deps: {
     const stop = (reason: StopReason | 'limit') => {
       if (!controller.signal.aborted) controller.abort(new StopSignal(reason));
     };
+    if (earlyStop) stop(earlyStop);
     // The run's model requests go to the cell's broker over this port; the key never enters the worker.
     const broker = createBrokerLink(port);
     port.on('message', (msg: CellToWorker) => {
@@ -269,4 +273,21 @@ function niceNow(): number | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * Resolves when the cell says the run's start is written to the front (`start_recorded`), with the stop the
+ * cell asked for meanwhile, if any (applied once the run's stop signal exists).
+ */
+function startRecorded(port: MessagePort): Promise<StopReason | null> {
+  let stop: StopReason | null = null;
+  return new Promise((resolve) => {
+    const onMessage = (msg: CellToWorker) => {
+      if (msg.type === 'abort') stop ??= msg.reason;
+      if (msg.type !== 'start_recorded') return;
+      port.off('message', onMessage);
+      resolve(stop);
+    };
+    port.on('message', onMessage);
+  });
 }
