@@ -57,7 +57,12 @@ export type WorkerSettingsMatch = Assert<SameShape<Pick<CellConfig, (typeof WORK
  * traceId: the run is traced (the front's run message had a traceparent); the worker names the trace on the
  * run's log lines, ctx.log's included. The trace id only: the thread makes no span and holds no exporter.
  */
-export type WorkerTask = { kind: 'run'; run: RunAssignment; port: MessagePort; traceId?: string } | { kind: 'describe' };
+/**
+ * `startRecorded`: an Int32 in a SharedArrayBuffer of this run's own, set to 1 by the cell once the run's
+ * `run_started` is written to the front's channel. The worker runs no agent code before: a cell that dies first
+ * leaves a run the front knows never ran any (server/runs/cell-death.ts).
+ */
+export type WorkerTask = { kind: 'run'; run: RunAssignment; port: MessagePort; startRecorded: Int32Array; traceId?: string } | { kind: 'describe' };
 
 export type { StopReason } from './stop-errors.js';
 
@@ -83,11 +88,6 @@ export type ModelReply =
   | { type: 'model_error'; id: number; error: { code: string; message: string } };
 
 export type CellToWorker =
-  /**
-   * The run's `run_started` is written to the front's channel: the worker may now run agent code. A cell that
-   * dies before this leaves a run the front knows never ran any (server/runs/cell-death.ts).
-   */
-  | { type: 'start_recorded' }
   | { type: 'abort'; reason: StopReason }
   | ModelReply
   /** The front's answer to the run's db query `id` (workers/worker/db-forwarding.ts). */
@@ -101,7 +101,7 @@ export interface WorkerStats {
 }
 
 export type WorkerToCell =
-  /** The run is about to start: agent code runs once the cell answers `start_recorded`. */
+  /** The run is about to start: agent code runs once the cell has set the task's `startRecorded`. */
   | { type: 'started'; workerId: number; startedAt: number }
   | { type: 'event'; event: AgentEvent }
   | ModelRequest

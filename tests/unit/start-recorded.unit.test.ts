@@ -1,10 +1,11 @@
 /**
- * A worker runs no agent code for a run (not even its constructor) until the cell says the run's start is written
- * to the front (`start_recorded`): the front's cell-death judgement (server/runs/cell-death.ts) trusts that a run
- * it never heard start never ran. The worker runtime is driven here over a real MessageChannel, in this thread.
+ * A worker runs no agent code for a run (not even its constructor) until the cell has set the run's
+ * `startRecorded` (its start is written to the front): the front's cell-death judgement (server/runs/cell-death.ts)
+ * trusts that a run it never heard start never ran. The worker runtime runs here, in this thread, over a real
+ * MessageChannel; another thread plays the cell and sets the flag 300 ms after the run is handed over.
  */
 import path from 'node:path';
-import { MessageChannel } from 'node:worker_threads';
+import { MessageChannel, Worker } from 'node:worker_threads';
 import pino from 'pino';
 import { loadConfig } from '../../server/config';
 import { cellConfigOf } from '../../server/config-views';
@@ -17,7 +18,7 @@ import { createWorkerRuntime } from '../../workers/worker/worker-runtime';
 
 const BUILTIN = path.join(__dirname, '../../workers/agents');
 
-test('a run starts its agent only once the cell answers start_recorded', async () => {
+test('a run starts its agent only once the cell has set startRecorded', async () => {
   // The agent records when it is made: its constructor is the first agent code of a run.
   const made: number[] = [];
   class Probe {
@@ -45,26 +46,28 @@ test('a run starts its agent only once the cell answers start_recorded', async (
   const seen: WorkerToCell['type'][] = [];
   let done!: () => void;
   const finished = new Promise<void>((resolve) => (done = resolve));
-  const started = new Promise<void>((resolve) =>
-    port1.on('message', (msg: WorkerToCell) => {
-      seen.push(msg.type);
-      if (msg.type === 'started') resolve();
-      if (msg.type === 'done') done();
-    }),
-  );
+  port1.on('message', (msg: WorkerToCell) => {
+    seen.push(msg.type);
+    if (msg.type === 'done') done();
+  });
   const run = { runId: 'r1', userId: 'u1', threadId: 't1', requestId: 'q1', agentName: 'probe', input: { text: 'hello' }, attempt: 1, scratchDir: '/tmp' };
-  const outcome = runtime.handle({ kind: 'run', run, port: port2 });
-  await started;
-  // Long enough for the agent to have been made and to have emitted, had it not waited (it is made at once).
-  await new Promise((r) => setTimeout(r, 200));
-  expect({ made: made.length, seen }).toEqual({ made: 0, seen: ['started'] });
-  const recordedAt = Date.now();
-  port1.postMessage({ type: 'start_recorded' });
-  expect(await outcome).toMatchObject({ status: 'completed', result: 'ran' });
-  expect(made.length).toBe(1);
-  expect(made[0]).toBeGreaterThanOrEqual(recordedAt);
-  // Made and counted (stats), finished.
+  const startRecorded = new Int32Array(new SharedArrayBuffer(4));
+  // The cell's part, on a thread of its own: this one blocks while the worker runtime waits.
+  const cell = new Worker(
+    `const { workerData: flag, parentPort } = require('node:worker_threads');
+     parentPort.once('message', () => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300); Atomics.store(flag, 0, 1); Atomics.notify(flag, 0); });`,
+    { eval: true, workerData: startRecorded },
+  );
+  await new Promise((resolve) => cell.once('online', resolve));
+  const handedAt = Date.now();
+  cell.postMessage('go');
+  const outcome = await runtime.handle({ kind: 'run', run, port: port2, startRecorded });
   await finished;
+  await cell.terminate();
+  expect(outcome).toMatchObject({ status: 'completed', result: 'ran' });
+  // Made once, and not before the flag was set (less a few ms of timer slack).
+  expect(made.length).toBe(1);
+  expect(made[0] - handedAt).toBeGreaterThanOrEqual(280);
   expect(seen).toEqual(['started', 'stats', 'done']);
   port1.close();
 });

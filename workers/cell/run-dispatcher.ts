@@ -165,7 +165,8 @@ export function createRunDispatcher(deps: {
         // The worker runs agent code only once the front is sure to hear of the start: a cell that dies before
         // that leaves a run the front knows never ran (not a suspect of the death), even one aborted at once.
         deps.send({ type: 'run_started', runId: run.runId, workerId: msg.workerId, startedAt: msg.startedAt }, () => {
-          if (!f.settled) port1.postMessage({ type: 'start_recorded' } satisfies CellToWorker);
+          Atomics.store(startRecorded, 0, 1);
+          Atomics.notify(startRecorded, 0);
         });
       } else if (msg.type === 'event') {
         deps.send({ type: 'run_event', runId: run.runId, event: msg.event });
@@ -189,7 +190,9 @@ export function createRunDispatcher(deps: {
         else f.done = { outcome: msg.outcome, report: msg.report };
       }
     });
-    const task: WorkerTask = { kind: 'run', run, port: port2, ...(tracing ? { traceId: tracing.traceId } : {}) };
+    // Shared memory, not a message: the worker waits for it without a turn of either event loop.
+    const startRecorded = new Int32Array(new SharedArrayBuffer(4));
+    const task: WorkerTask = { kind: 'run', run, port: port2, startRecorded, ...(tracing ? { traceId: tracing.traceId } : {}) };
     Object.assign(task, deps.route?.(run));
     deps.pool.run(task, { transferList: [port2], signal: f.abort.signal }).then(
       (summary: RunOutcome) => {

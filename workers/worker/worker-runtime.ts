@@ -118,7 +118,7 @@ export function createWorkerRuntime(deps: {
   // THREAD_REUSE=same_user: the one user this worker serves, set by its first run.
   let servedUser: string | null = null;
 
-  async function execute(run: RunAssignment, port: MessagePort, traceId?: string): Promise<RunOutcome> {
+  async function execute(run: RunAssignment, port: MessagePort, startRecorded: Int32Array, traceId?: string): Promise<RunOutcome> {
     const post = (msg: WorkerToCell) => port.postMessage(msg);
     if (config.workerReuse === 'same_user' && servedUser !== null && servedUser !== run.userId) {
       // Before any agent code: what earlier runs left in modules and closures must never meet another user.
@@ -139,7 +139,7 @@ export function createWorkerRuntime(deps: {
     post({ type: 'started', workerId, startedAt });
     // No agent code (not even its constructor) before the cell has written the start to the front: if the cell
     // dies first, the front knows this run never ran and sends it elsewhere, unsuspected (server/runs/cell-death.ts).
-    const earlyStop = await startRecorded(port);
+    waitUntilSet(startRecorded);
     // `cell` and `worker` are already bound by the worker's logger (run-entry.ts); repeating them here would
     // print each key twice.
     const runLog = log.child({ run_id: run.runId, user_id: run.userId, thread_id: run.threadId, agent: run.agentName, attempt: run.attempt, ...(traceId ? { trace_id: traceId } : {}) });
@@ -148,7 +148,6 @@ export function createWorkerRuntime(deps: {
     const stop = (reason: StopReason | 'limit') => {
       if (!controller.signal.aborted) controller.abort(new StopSignal(reason));
     };
-    if (earlyStop) stop(earlyStop);
     // The run's model requests go to the cell's broker over this port; the key never enters the worker.
     const broker = createBrokerLink(port);
     port.on('message', (msg: CellToWorker) => {
@@ -261,7 +260,7 @@ export function createWorkerRuntime(deps: {
       );
     },
     handle(task: WorkerTask): Promise<RunOutcome | DescribeReply> {
-      return task.kind === 'describe' ? describe() : execute(task.run, task.port, task.traceId);
+      return task.kind === 'describe' ? describe() : execute(task.run, task.port, task.startRecorded, task.traceId);
     },
   };
 }
@@ -276,18 +275,9 @@ function niceNow(): number | null {
 }
 
 /**
- * Resolves when the cell says the run's start is written to the front (`start_recorded`), with the stop the
- * cell asked for meanwhile, if any (applied once the run's stop signal exists).
+ * Blocks this thread until the cell sets `flag` (it has just written the run's start, so this is short). A
+ * stop meanwhile is read from the run's port afterwards; terminating the thread ends the wait too.
  */
-function startRecorded(port: MessagePort): Promise<StopReason | null> {
-  let stop: StopReason | null = null;
-  return new Promise((resolve) => {
-    const onMessage = (msg: CellToWorker) => {
-      if (msg.type === 'abort') stop ??= msg.reason;
-      if (msg.type !== 'start_recorded') return;
-      port.off('message', onMessage);
-      resolve(stop);
-    };
-    port.on('message', onMessage);
-  });
+function waitUntilSet(flag: Int32Array): void {
+  while (Atomics.load(flag, 0) === 0) Atomics.wait(flag, 0, 0, 1000);
 }
