@@ -37,6 +37,8 @@ const MAX_PROBES = 2000;
 const PROBE_PAUSE_MS = 20;
 /** Enough for the probes of a typical recovery (5-8 on this machine); later ones connect as they go. */
 const PRECONNECTED_PROBERS = 20;
+/** How long the server rests before the kill. */
+const SETTLE_MS = 5000;
 
 export async function recoveryOnce(server: Spawned): Promise<RecoverySample> {
   const clients = await connectClients(server.url, 1, 'dev-login', 'recovery');
@@ -45,6 +47,9 @@ export async function recoveryOnce(server: Spawned): Promise<RecoverySample> {
     await drive(clients, { total: 4, inflightPerClient: 1, agent: 'steps', input: { text: 'warm' }, runTimeoutMs: 10_000 });
     const pid = server.cellPids().get('cell1');
     if (!pid) throw new Error('no cell1 pid in the server log');
+    // A server at rest: after its start, a cell's spare workers warm up in turns for a second or more (~0.2 s of CPU
+    // each), and a replacement starting beside them would be timed against them, not against the death.
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
     // Probers connected beforehand: what is timed is the server serving a run, not a client's log-in and handshake.
     const spare: Awaited<ReturnType<typeof connectClients>>[] = [];
     for (let i = 0; i < PRECONNECTED_PROBERS; i++) spare.push(await connectClients(server.url, 1, 'dev-login', `recovery-probe-${i}`));
@@ -71,6 +76,10 @@ export async function recoveryOnce(server: Spawned): Promise<RecoverySample> {
         sample.served_on_replacement_ms = Math.round(at);
         break;
       }
+      // Served by the surviving cell: the next probes wait for the replacement. Sent back to back, each one a new
+      // user, they made the surviving cell retire and start a worker thread per probe (~0.2 s of CPU each) on the
+      // cores the replacement was starting on: a storm no real load makes, and it slowed the start it measures.
+      await ready;
     }
     spare.forEach((c) => c.close());
     const line = await ready;

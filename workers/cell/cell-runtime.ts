@@ -91,8 +91,11 @@ export function createCellRuntime(deps: {
     // Without a listener, a worker dying while idle would take the cell down.
     pool.on('error', (err: Error) => log({ err: err.message }, 'pool error'));
     // config.llmApiKey stays here, in the cell's main thread: workers reach the model through the broker.
-    await settleFetch();
-    const broker = createModelBroker({ baseUrl: config.agentSettings.llm.baseUrl, apiKey: config.llmApiKey, log });
+    // fetch is settled once the cell is ready (below): before, it competed for the CPU with the first worker's
+    // start, which is what the cell waits for (~40 ms on an idle machine). A model request waits for it.
+    let fetchSettled: Promise<void> | null = null;
+    const fetchReady = () => (fetchSettled ??= settleFetch());
+    const broker = createModelBroker({ baseUrl: config.agentSettings.llm.baseUrl, apiKey: config.llmApiKey, log, fetchReady });
     dispatcher = createRunDispatcher({
       pool,
       broker,
@@ -107,6 +110,7 @@ export function createCellRuntime(deps: {
     });
     const reply = (await pool.run({ kind: 'describe' })) as DescribeReply;
     deps.send({ type: 'ready', agents: reply.agents });
+    fetchReady().catch((err: unknown) => log({ err: String((err as Error)?.message ?? err) }, 'settling fetch failed'));
     sendStats();
     statsTimer = setInterval(sendStats, STATS_INTERVAL_MS);
     statsTimer.unref();

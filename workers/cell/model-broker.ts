@@ -98,6 +98,8 @@ export function createModelBroker(deps: {
   apiKey: string | null;
   log: (obj: object, msg: string) => void;
   fetch?: typeof fetch;
+  /** Resolves once fetch's global dispatcher exists (settleFetch()); requests wait for it. */
+  fetchReady?: () => Promise<void>;
 }): ModelBroker {
   const base = deps.baseUrl ? new URL(deps.baseUrl) : null;
   const doFetch = deps.fetch ?? fetch;
@@ -131,6 +133,7 @@ export function createModelBroker(deps: {
         let outcome: ModelCallTiming['outcome'] = 'aborted';
         let httpStatus: number | null = null;
         try {
+          if (!pool && !deps.fetch) await deps.fetchReady?.();
           pool ??= deps.fetch ? null : openPool();
           const init = { ...request.init, signal: controller.signal, ...(pool ? { dispatcher: pool } : {}) } as RequestInit;
           const res = await doFetch(request.url, init);
