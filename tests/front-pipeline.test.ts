@@ -280,31 +280,42 @@ test.each(['gone', 'failing'] as const)('a run sent to a cell whose channel is %
   }
 });
 
-test('a run its cell received but never reported started is dispatched again unsuspected once the dead cell\'s channel is read to its end', async () => {
-  const { service, delivered, written, cells, pick, start, stop } = serviceRig([
+/**
+ * Two cells; the first takes a run (the assignment is written) and dies before its worker reports the start. The
+ * death is told to the run service with the dead cell's channel read to its end or not (`drained`); the second
+ * cell serves what is sent again.
+ */
+async function diesHoldingUnstartedRun(userId: string, drained: boolean) {
+  const rig = serviceRig([
     { id: 'cell1-g1', kind: 'answering', events: 0 },
     { id: 'cell2-g1', kind: 'answering' },
   ]);
+  const { service, written, cells, pick, start } = rig;
   const [first, second] = cells;
-  // The first cell takes the run and dies before its worker reports the start.
   first.child.send = ((batch: FrontToCell[], callback: (err: Error | null) => void) => {
     written.push(batch);
     setImmediate(() => callback(null));
     return true;
   }) as never;
+  const run = await start(userId, `unstarted-${drained}`);
+  service.pump();
+  await until(() => written.flat().some((m) => m.type === 'run' && m.run.runId === run.id), 'the assignment to be written');
+  await new Promise((r) => setImmediate(r));
+  expect(first.undelivered.has(run.id)).toBe(false);
+  pick(second);
+  first.channelDrained = drained;
+  service.onCellExit(first, { cause: 'killed', error: { code: 'WORKER_CRASHED', message: 'killed by SIGKILL' } } as never, [run.id]);
+  const types = () => rig.delivered.filter((e) => e.run_id === run.id).map((e) => e.type);
+  return { ...rig, run, types };
+}
+
+test('a run its cell received but never reported started is dispatched again unsuspected once the dead cell\'s channel is read to its end', async () => {
+  const { service, run, types, stop } = await diesHoldingUnstartedRun('u6', true);
   try {
-    const run = await start('u6', 'received');
-    service.pump();
-    await until(() => written.flat().some((m) => m.type === 'run' && m.run.runId === run.id), 'the assignment to be written');
-    await new Promise((r) => setImmediate(r));
-    expect(first.undelivered.has(run.id)).toBe(false);
-    pick(second);
-    first.channelDrained = true;
-    service.onCellExit(first, { cause: 'killed', error: { code: 'WORKER_CRASHED', message: 'killed by SIGKILL' } } as never, [run.id]);
-    await until(() => delivered.some((e) => e.run_id === run.id && e.type === 'agent_completed'), 'the run to complete on the other cell');
+    await until(() => types().includes('agent_completed'), 'the run to complete on the other cell');
     await service.settled(run.id);
     // No run_restarted, no quarantine: the client sees one ordinary run; the row counts both dispatches.
-    expect(delivered.filter((e) => e.run_id === run.id).map((e) => e.type)).toEqual(['message_received', 'agent_started', 'agent_completed']);
+    expect(types()).toEqual(['message_received', 'agent_started', 'agent_completed']);
     expect(await runRow(run.id)).toEqual({ attempts: 2, cellId: 'cell2-g1', status: 'completed' });
   } finally {
     await stop();
@@ -312,28 +323,10 @@ test('a run its cell received but never reported started is dispatched again uns
 });
 
 test('a run that did reach its cell is a suspect when the cell dies and its channel was not read to the end: it is not silently dispatched again', async () => {
-  const { service, delivered, written, cells, pick, start, stop } = serviceRig([
-    { id: 'cell1-g1', kind: 'answering', events: 0 },
-    { id: 'cell2-g1', kind: 'answering' },
-  ]);
-  const [first, second] = cells;
-  // The first cell takes the run but never answers (it dies holding it).
-  first.child.send = ((batch: FrontToCell[], callback: (err: Error | null) => void) => {
-    written.push(batch);
-    setImmediate(() => callback(null));
-    return true;
-  }) as never;
+  const { types, stop } = await diesHoldingUnstartedRun('u5', false);
   try {
-    const run = await start('u5', 'held');
-    service.pump();
-    await until(() => written.flat().some((m) => m.type === 'run' && m.run.runId === run.id), 'the assignment to be written');
-    await new Promise((r) => setImmediate(r));
-    expect(first.undelivered.has(run.id)).toBe(false);
-    pick(second);
-    service.onCellExit(first, { cause: 'killed', error: { code: 'WORKER_CRASHED', message: 'killed by SIGKILL' } } as never, [run.id]);
-    // Delivered, so possibly what killed the cell: it restarts as a suspect (quarantine, none here), never
-    // silently queued again for a normal cell as if it had not been sent.
-    const types = () => delivered.filter((e) => e.run_id === run.id).map((e) => e.type);
+    // Delivered, and its start may have died with the cell: possibly what killed it. It restarts as a suspect
+    // (quarantine, none here), never silently queued again for a normal cell as if it had not been sent.
     await until(() => types().includes('run_restarted') || types().includes('agent_started'), 'the run to restart or start again');
     expect(types()).toEqual(['message_received', 'run_restarted']);
   } finally {
