@@ -186,7 +186,8 @@ describe('a cell that dies holding a run it had not started', () => {
       process.kill(pid, 'SIGKILL');
     }
     const events = await user.waitForRun(run.run_id, 60_000);
-    expect(events.map((e) => e.type)).toEqual(['message_received', 'agent_started', 'agent_thinking', 'agent_completed']);
+    // While it waits for the replacement it may hear run_queued (a busy machine); never run_restarted.
+    expect(events.map((e) => e.type).filter((t) => t !== 'run_queued')).toEqual(['message_received', 'agent_started', 'agent_thinking', 'agent_completed']);
     expect(terminal(events).payload).toMatchObject({ status: 'completed', final_response: 'unstarted' });
     const row = (await user.http('GET', `/v1/runs/${run.run_id}`)).body;
     // Sent twice, so two attempts; served by the replacement, never by a quarantine cell.
