@@ -77,15 +77,15 @@ export function judgeCellDeath(input: CellDeathInput): CellDeathJudgement {
       decisions.push({ kind: 'stopped', runId: run.id, reason: run.stopReason, message: stopMessage(run.stopReason, { cellEnded: exit.error.message }) });
     }
   }
-  const waiting = runs.filter((r) => !r.stopReason && r.phase === 'dispatched');
-  const undelivered = waiting.filter((r) => r.undelivered);
-  const unstarted = input.startsKnown ? waiting.filter((r) => !r.undelivered) : [];
-  for (const run of undelivered) decisions.push({ kind: 'requeue', runId: run.id, attemptBack: true });
-  for (const run of unstarted) {
+  // Dispatched and never reported started: known never to have run agent code if it never arrived, or if the
+  // dead cell's channel was read to its end.
+  const neverRan = (r: RunInside) => !r.stopReason && r.phase === 'dispatched' && (r.undelivered || input.startsKnown);
+  for (const run of runs.filter((r) => neverRan(r) && r.undelivered)) decisions.push({ kind: 'requeue', runId: run.id, attemptBack: true });
+  for (const run of runs.filter((r) => neverRan(r) && !r.undelivered)) {
     if (run.attempt < input.maxRunAttempts) decisions.push({ kind: 'requeue', runId: run.id, attemptBack: false });
     else decisions.push({ kind: 'fail', runId: run.id, error: { code: exit.error.code, message: `${exit.error.message}; gave up after ${run.attempt} attempts` }, collateral: false });
   }
-  const suspects = runs.filter((r) => !r.stopReason && r.phase !== 'queued' && !undelivered.includes(r) && !unstarted.includes(r));
+  const suspects = runs.filter((r) => !r.stopReason && r.phase !== 'queued' && !neverRan(r));
   // One run that had started, alone in its cell, with no worker killed just before: it is the culprit
   // (unless the front killed the cell for wedging: then the run alone in it did not cause its death).
   const alone = suspects.length === 1 && suspects[0].phase === 'running' && !input.recentWorkerKill && !input.killedAsWedged;
