@@ -37,6 +37,9 @@ export async function startServer(env: Record<string, string> = {}, options: { d
     cwd: dir,
     env: {
       PATH: process.env.PATH ?? '',
+      // The jest run's own folder (global-setup): the server's scratch roots go there, and are removed with it
+      // even when a test kills the server.
+      TMPDIR: os.tmpdir(),
       PORT: '0',
       DATABASE_URL: testDatabaseUrl(dir),
       AUTH_JWT_SECRET: 'test-secret-test-secret-test-secret',
@@ -115,7 +118,7 @@ export function runServerOnce(env: Record<string, string>, timeoutMs = 15_000): 
   return new Promise((resolve) => {
     const proc = spawn(process.execPath, [path.join(ROOT, 'dist/server/main.js')], {
       cwd: dir,
-      env: { PATH: process.env.PATH ?? '', PORT: '0', DATABASE_URL: testDatabaseUrl(dir), ...env },
+      env: { PATH: process.env.PATH ?? '', TMPDIR: os.tmpdir(), PORT: '0', DATABASE_URL: testDatabaseUrl(dir), ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';

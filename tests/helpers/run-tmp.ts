@@ -1,0 +1,23 @@
+/**
+ * The jest run's own temporary folder (global-setup makes it and points TMPDIR at it; global-teardown removes it).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+
+export const RUN_TMP_ENV = 'ATOLL_TEST_RUN_TMP';
+export const RUN_TMP_PREFIX = 'atoll-tests-';
+
+/** Removes the run's folder; returns how many entries the tests had left in it. */
+export function removeRunTmp(env: NodeJS.ProcessEnv = process.env): number {
+  const dir = env[RUN_TMP_ENV];
+  // Only a folder global-setup named: never whatever TMPDIR happens to be.
+  if (!dir || !path.basename(dir).startsWith(RUN_TMP_PREFIX)) return 0;
+  let left = 0;
+  try {
+    left = fs.readdirSync(dir).length;
+  } catch {
+    return 0;
+  }
+  fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+  return left;
+}
