@@ -32,7 +32,8 @@ export interface GroupCommit {
   readonly stats: { writes: number; commits: number; retriedAlone: number };
 }
 
-export function createGroupCommit(db: Database.Database, isWriteError: (err: unknown) => boolean): GroupCommit {
+/** `afterCommit`: called after each batch (the WAL checkpointer follows the writes: wal-checkpointer.ts). */
+export function createGroupCommit(db: Database.Database, isWriteError: (err: unknown) => boolean, afterCommit: () => void = () => undefined): GroupCommit {
   let queue: Pending[] = [];
   let scheduled: NodeJS.Immediate | null = null;
   const stats = { writes: 0, commits: 0, retriedAlone: 0 };
@@ -71,6 +72,7 @@ export function createGroupCommit(db: Database.Database, isWriteError: (err: unk
     const batch = queue.length <= MAX_WRITES_PER_COMMIT ? queue : queue.slice(0, MAX_WRITES_PER_COMMIT);
     queue = queue.length <= MAX_WRITES_PER_COMMIT ? [] : queue.slice(MAX_WRITES_PER_COMMIT);
     commit(batch);
+    afterCommit();
   }
 
   function scheduledFlush(): void {

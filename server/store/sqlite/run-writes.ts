@@ -13,17 +13,29 @@ import Database from 'better-sqlite3';
 import type { RunEventEnvelope } from '../../../protocol/events.js';
 import { answerOf, CorrelationTakenError, RowMissingError, type AcceptedRunRow, type FinishedRunRow, type RunWrites } from '../run-writes.js';
 import { createGroupCommit, type GroupCommit } from './group-commit.js';
+import { createWalCheckpointer, type WalCheckpointer } from './wal-checkpointer.js';
+
+/**
+ * The WAL is copied into the database file at most this often, on a thread of its own, and started over once
+ * past WAL_RESTART_BYTES (wal-checkpointer.ts). 16 MiB: four times SQLite's own threshold (1000 pages).
+ */
+const CHECKPOINT_EVERY_MS = 100;
+const WAL_RESTART_BYTES = 16 * 1024 * 1024;
 
 /** Prisma's DateTime text on SQLite (its adapter's default "iso8601" format). */
 export const prismaDateTime = (d: Date | number | string): string => new Date(d).toISOString().replace('Z', '+00:00');
 
-export function createRunWrites(databaseFile: string, opts: { busyTimeoutMs: number; synchronous?: 'normal' | 'full' }): SqliteRunWrites {
+export function createRunWrites(
+  databaseFile: string,
+  opts: { busyTimeoutMs: number; synchronous?: 'normal' | 'full'; onCheckpointFailure?: (err: string) => void },
+): SqliteRunWrites {
   const db = new Database(databaseFile, { timeout: opts.busyTimeoutMs });
   // WAL with NORMAL: a commit survives a crash of this process; FULL also syncs every commit to disk.
   db.pragma(`synchronous = ${opts.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+  const checkpointer = createWalCheckpointer(db, databaseFile, { busyTimeoutMs: opts.busyTimeoutMs, minIntervalMs: CHECKPOINT_EVERY_MS, restartBytes: WAL_RESTART_BYTES, onFailure: opts.onCheckpointFailure });
   // A write's own failure: a constraint it breaks, or a row it needs that is gone.
   const isWriteError = (err: unknown) => err instanceof RowMissingError || err instanceof CorrelationTakenError || /^SQLITE_CONSTRAINT/.test(String((err as { code?: unknown })?.code));
-  const commits: GroupCommit = createGroupCommit(db, isWriteError);
+  const commits: GroupCommit = createGroupCommit(db, isWriteError, () => checkpointer.committed());
 
   const upsertUser = db.prepare('INSERT INTO "User" ("id", "createdAt") VALUES (?, ?) ON CONFLICT ("id") DO NOTHING');
   const insertThread = db.prepare('INSERT INTO "Thread" ("id", "userId", "title", "createdAt", "updatedAt") VALUES (?, ?, ?, ?, ?)');
@@ -108,8 +120,11 @@ export function createRunWrites(databaseFile: string, opts: { busyTimeoutMs: num
       return db.pragma('synchronous', { simple: true }) as number;
     },
 
+    checkpointer,
+
     close(): void {
       commits.flushNow();
+      checkpointer.stop();
       db.close();
     },
   };
@@ -117,6 +132,7 @@ export function createRunWrites(databaseFile: string, opts: { busyTimeoutMs: num
 
 export interface SqliteRunWrites extends RunWrites {
   readonly commits: GroupCommit;
+  readonly checkpointer: WalCheckpointer;
   /** SQLite's synchronous level on this connection as it really is (1 NORMAL, 2 FULL). */
   synchronousLevel(): number;
   close(): void;

@@ -28,7 +28,11 @@ export function createSqliteBackend(target: SqliteTarget, options: StoreOptions)
       // The database is the front's alone (cells reach it through the front): no other OS user may open it.
       for (const f of [target.file, `${target.file}-wal`, `${target.file}-shm`]) if (fs.existsSync(f)) fs.chmodSync(f, 0o600);
       const database = openFrontDatabase(target.file);
-      const writes = createRunWrites(target.file, { busyTimeoutMs: 10_000, synchronous: options.synchronous });
+      const writes = createRunWrites(target.file, {
+        busyTimeoutMs: 10_000,
+        synchronous: options.synchronous,
+        onCheckpointFailure: (err) => options.log.warn({ err }, 'the WAL checkpoint thread failed; SQLite checkpoints on the write connection again'),
+      });
       let unlock: (() => Promise<void>) | null = null;
       return {
         store: createPrismaRunStore(database.prisma, writes),
