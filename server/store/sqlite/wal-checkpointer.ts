@@ -1,8 +1,8 @@
 /**
  * Checkpoints the front's SQLite WAL on a thread of its own. SQLite's automatic checkpoint runs inside the
  * commit that crosses its threshold (1000 pages), on the committing connection: on the front, that is the
- * event loop, which then copies the WAL's pages into the database file and waits for their fsync (5–9 ms each
- * here, several times a second at ~150 runs/s). Everything else the front does waits with it: measured, time to
+ * event loop, which then copies the WAL's pages into the database file and waits for two fsyncs (each up to
+ * 5–9 ms here, seen with strace; several checkpoints a second at ~150 runs/s). Everything else the front does waits with it: measured, time to
  * first event p99 at ~120 runs/s 19–24 ms with it, 15–19 ms with no checkpoint at all, and 31–48 ms with a
  * threshold five times larger (fewer, longer stalls).
  *
@@ -24,7 +24,7 @@ const SQLITE_AUTOCHECKPOINT_PAGES = 1000;
 export interface WalCheckpointer {
   /** The writer committed: a checkpoint follows (now, or once the one in progress and the interval are over). */
   committed(): void;
-  /** Checkpoints made, how many of them restarted the WAL, the failed ones, and the largest WAL file seen. */
+  /** Checkpoints made, how many of them restarted the WAL, the failed ones, and the most the WAL held. */
   readonly stats: { checkpoints: number; restarts: number; failures: number; maxWalBytes: number };
   /** Stops the thread (it closes its connection); the writer's automatic checkpoint is back on. */
   stop(): void;
@@ -39,7 +39,7 @@ export function createWalCheckpointer(
   const stats = { checkpoints: 0, restarts: 0, failures: 0, maxWalBytes: 0 };
   const worker = new Worker(path.join(__dirname, 'wal-checkpoint-thread.js'), {
     workerData: { file, busyTimeoutMs: opts.busyTimeoutMs, restartBytes: opts.restartBytes },
-    // It holds next to nothing: the smallest heaps V8 takes (the thread is ~2 MiB lighter for it).
+    // It holds next to nothing: small heaps.
     resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 1 },
   });
   // The front's exit is never held up by it.
