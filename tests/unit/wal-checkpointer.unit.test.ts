@@ -1,8 +1,9 @@
 /**
  * The front's SQLite WAL is checkpointed on a thread of its own (server/store/sqlite/wal-checkpointer.ts): the
- * writer's connection never checkpoints (wal_autocheckpoint 0), yet under steady writes the WAL file stays near
- * its restart size, because the thread restarts it once past that size (a PASSIVE checkpoint alone never lets
- * it start over while commits keep coming). If the thread fails, the writer checkpoints on its own again.
+ * writer's automatic checkpoint is off (wal_autocheckpoint 0), yet under steady writes the WAL file stays near
+ * its restart size, because past that size the writer copies the last few frames itself after a commit (the
+ * thread's PASSIVE checkpoints alone never let it start over while commits keep coming). If the thread fails, the
+ * automatic checkpoint comes back.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -49,7 +50,7 @@ async function steadyWrites(restartBytes: number, ms: number) {
       await new Promise((r) => setTimeout(r, 1));
     }
     expect(checkpointer.stats.failures).toBe(0);
-    // The writer never checkpointed: the thread did it all.
+    // The automatic checkpoint stayed off: the thread copied the WAL, and the writer only its last frames.
     expect(writer.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
     return { maxWal, written, restarts: checkpointer.stats.restarts, checkpoints: checkpointer.stats.checkpoints, writer };
   } finally {
@@ -57,7 +58,7 @@ async function steadyWrites(restartBytes: number, ms: number) {
   }
 }
 
-test('steady commits: the writer never checkpoints, and the WAL stays near its restart size', async () => {
+test('steady commits: no automatic checkpoint, and the WAL stays near its restart size', async () => {
   const got = await steadyWrites(2 * MiB, 3000);
   expect(got.restarts).toBeGreaterThanOrEqual(2);
   // Restarts wait for the writer's next commit, and the thread may be some commits behind: a bound, not the size.
