@@ -94,8 +94,8 @@ export const KNOWN_LABELS = {
   atoll_walls_hit_total: ['signal', 'worker', 'model'].map((wall) => ({ wall })),
 } as const satisfies Record<string, readonly Record<string, string>[]>;
 
-/** prom-client's nodejs_eventloop_lag_* in the front and in each cell (workers/cell/main.ts). */
-export const DEFAULT_METRICS_LAG_RESOLUTION_MS = 100;
+/** atoll_event_loop_lag_seconds samples the front's event loop this often; the alert is at 100 ms of lag. */
+const LAG_RESOLUTION_MS = 50;
 
 // Agent runs last seconds to minutes: the default buckets stop at 10 s.
 const RUN_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
@@ -108,13 +108,12 @@ export function createMetrics(options: MetricsOptions) {
   // has to name `node` itself; the cells' series get it where they are merged (metrics-merge.ts).
   const nodeLabels = { node: options.nodeId };
   registry.setDefaultLabels(nodeLabels);
-  // Each event-loop monitor is a timer that wakes the process at its resolution, and waking an idle process is
-  // what costs: prom-client's default 10 ms kept an otherwise idle Node process at ~6.5 ms of CPU per second
-  // here, 20 ms at ~3.8. atoll_event_loop_lag_seconds (alerted on at 100 ms) samples every 50 ms; nodejs_eventloop_lag_*
-  // (dashboards) every 100 ms. A stall longer than that is seen whole either way.
-  client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: DEFAULT_METRICS_LAG_RESOLUTION_MS });
-  // Sampled between start() and stop() (a timer of its own inside Node).
-  const lag = monitorEventLoopDelay({ resolution: 50 });
+  client.collectDefaultMetrics({ register: registry });
+  // Sampled between start() and stop() (a timer of its own inside Node). Each sample is the time between two of its
+  // ticks, so an idle loop reads as the resolution itself: the gauge reports what is over it. A monitor is a timer
+  // that wakes the process, and waking an idle process is what costs (here: ~3.8 ms of CPU per second at 20 ms,
+  // ~6.5 at prom-client's 10, kept for nodejs_eventloop_lag_* as every Node dashboard knows it).
+  const lag = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
 
   const m = {
     registry,
@@ -233,10 +232,10 @@ export function createMetrics(options: MetricsOptions) {
   });
   new client.Gauge({
     name: 'atoll_event_loop_lag_seconds',
-    help: 'p99 event-loop delay of the front over the last scrape interval.',
+    help: 'p99 event-loop delay of the front over the last scrape interval (beyond the sampling interval: 0 when idle).',
     registers: [registry],
     collect() {
-      this.set(lag.percentile(99) / 1e9);
+      this.set(Math.max(0, lag.percentile(99) / 1e9 - LAG_RESOLUTION_MS / 1000));
       lag.reset();
     },
   });

@@ -9,6 +9,7 @@ const LIMIT = 1000;
 
 function rig() {
   let rss = 100;
+  let warming = false;
   const reads: number[] = [];
   const exceeded: Array<[number, number]> = [];
   const watchdog = createMemoryWatchdog({
@@ -18,9 +19,10 @@ function rig() {
       return rss;
     },
     onExceeded: (r, l) => exceeded.push([r, l]),
+    warming: () => warming,
     now: () => Date.now(),
   });
-  return { watchdog, reads, exceeded, grow: (to: number) => (rss = to) };
+  return { watchdog, reads, exceeded, grow: (to: number) => (rss = to), warm: (on: boolean) => (warming = on) };
 }
 
 /** Reads within [from, from + ms). */
@@ -81,4 +83,22 @@ test('over the limit while busy: reported within the busy interval', () => {
   grow(LIMIT + 1);
   jest.advanceTimersByTime(BUSY_INTERVAL_MS);
   expect(exceeded).toHaveLength(1);
+});
+
+test('a worker warming up (agent modules load then) keeps the busy pace; one about to start is checked at once', () => {
+  const { watchdog, reads, warm } = rig();
+  watchdog.start();
+  jest.advanceTimersByTime(1010);
+  const starting = Date.now();
+  watchdog.workerStarting();
+  expect(readsIn(reads, starting, 1)).toBe(1);
+  warm(true);
+  jest.advanceTimersByTime(2000);
+  expect(readsIn(reads, starting + 1, 2000)).toBe(2000 / BUSY_INTERVAL_MS);
+  warm(false);
+  jest.advanceTimersByTime(BUSY_TAIL_MS + REST_INTERVAL_MS);
+  const resting = Date.now();
+  jest.advanceTimersByTime(1000);
+  expect(readsIn(reads, resting, 1000)).toBe(1000 / REST_INTERVAL_MS);
+  watchdog.stop();
 });

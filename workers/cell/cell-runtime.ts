@@ -46,6 +46,7 @@ export function createCellRuntime(deps: {
   let statsTimer: NodeJS.Timeout | null = null;
   let metricsTimer: NodeJS.Timeout | null = null;
   let watchdog: ReturnType<typeof createMemoryWatchdog> | null = null;
+  const readyWorkers = new Set<number>();
   let cellId = '';
   // Every cell log line names its cell, like the front's and the workers' lines do.
   const log = (obj: object, msg: string) => deps.log({ cell: cellId || undefined, ...obj }, msg);
@@ -91,6 +92,13 @@ export function createCellRuntime(deps: {
       pool.on('workerCreate', (worker: { id: number }) => affinity.ready(worker.id));
       pool.on('workerDestroy', (worker: { id: number }) => affinity.forget(worker.id));
     }
+    // Workers Piscina reports ready; pool.threads counts the others too.
+    pool.on('workerCreate', (worker: { id: number }) => readyWorkers.add(worker.id));
+    pool.on('workerDestroy', (worker: { id: number }) => {
+      readyWorkers.delete(worker.id);
+      // Piscina starts its replacement now: the watchdog keeps the busy pace while it warms.
+      watchdog?.workerStarting();
+    });
     // Without a listener, a worker dying while idle would take the cell down.
     pool.on('error', (err: Error) => log({ err: err.message }, 'pool error'));
     // config.llmApiKey stays here, in the cell's main thread: workers reach the model through the broker.
@@ -124,6 +132,9 @@ export function createCellRuntime(deps: {
     watchdog = createMemoryWatchdog({
       limitBytes: config.cellMemoryMb * 1024 * 1024,
       rssBytes: () => process.memoryUsage.rss(),
+      // A worker holds the warm-up turn while it warms (agent modules included); Piscina's first workers count as
+      // created at once, replacements only once ready.
+      warming: () => Atomics.load(workerConfig.warmUpLock, 0) !== 0 || (pool?.threads.length ?? 0) > readyWorkers.size,
       onExceeded: (rssBytes, limitBytes) => {
         deps.send({ type: 'memory_exceeded', rssBytes, limitBytes });
         log({ rss_bytes: rssBytes, limit_bytes: limitBytes }, 'cell memory limit exceeded (CELL_MEMORY_MB); exiting');

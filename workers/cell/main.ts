@@ -16,9 +16,7 @@ function processRegistry(): Registry {
   if (registry) return registry;
   const client = require('prom-client') as typeof import('prom-client');
   registry = new client.Registry();
-  // 100 ms, as the front's (server/metrics.ts, DEFAULT_METRICS_LAG_RESOLUTION_MS): prom-client's 10 ms would wake
-  // an idle cell 100 times a second. A literal: the cell does not load the front's metrics module.
-  client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 100 });
+  client.collectDefaultMetrics({ register: registry });
   return registry;
 }
 

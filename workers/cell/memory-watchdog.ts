@@ -4,9 +4,9 @@
  * runs short; the front then finds the run responsible by re-running the cell's runs alone (quarantine).
  * One of the things that end a run that will not end: server/runs/deadlines.ts lists them all.
  *
- * Paced by what can allocate: every 25 ms while runs are in the cell and for a second after the last one ends
- * (a run's worker is recycled if it left a handle behind, and that can land just after the run settles), every
- * 250 ms at rest, when no agent code runs. Waking up costs more than the read itself (~10 µs): measured here, a
+ * Paced by what can allocate: every 25 ms while runs are in the cell or a worker is warming up (it imports the
+ * agents' modules, whose top-level code runs then), and for a second after (a run's worker is recycled if it left
+ * a handle behind, and that can land just after the run settles); every 250 ms at rest, when no agent code runs. Waking up costs more than the read itself (~10 µs): measured here, a
  * 25 ms timer kept an otherwise idle Node process at ~9.5 ms of CPU per second, 250 ms at ~1.
  */
 export const BUSY_INTERVAL_MS = 25;
@@ -19,6 +19,8 @@ export function createMemoryWatchdog(deps: {
   rssBytes: () => number;
   /** Called once, when the cell is over its limit: the cell reports it and exits. */
   onExceeded: (rssBytes: number, limitBytes: number) => void;
+  /** Whether a worker is starting (Piscina starts one for a retired or crashed worker, a spare, a burst). */
+  warming?: () => boolean;
   now?: () => number;
 }) {
   const now = deps.now ?? Date.now;
@@ -27,7 +29,10 @@ export function createMemoryWatchdog(deps: {
   let runs = 0;
   let lastBusyAt = -Infinity;
 
-  const interval = () => (runs > 0 || now() - lastBusyAt < BUSY_TAIL_MS ? BUSY_INTERVAL_MS : REST_INTERVAL_MS);
+  function interval(): number {
+    if (runs > 0 || deps.warming?.()) lastBusyAt = now();
+    return now() - lastBusyAt < BUSY_TAIL_MS ? BUSY_INTERVAL_MS : REST_INTERVAL_MS;
+  }
 
   function schedule(ms: number): void {
     if (timer) clearTimeout(timer);
@@ -66,6 +71,11 @@ export function createMemoryWatchdog(deps: {
       runs = count;
       lastBusyAt = now();
       if (running && wasIdle && count > 0) check();
+    },
+    /** A worker is starting or about to (one just went away): check at once, and keep the busy pace meanwhile. */
+    workerStarting(): void {
+      lastBusyAt = now();
+      if (running) check();
     },
     stop,
   };

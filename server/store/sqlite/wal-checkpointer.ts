@@ -90,12 +90,16 @@ export function createWalCheckpointer(
     if (reply.ok) {
       stats.checkpoints++;
       stats.maxWalBytes = Math.max(stats.maxWalBytes, reply.walBytes);
-      if (reply.walBytes > opts.restartBytes) restartDue = true;
+      // Only after a checkpoint that copied everything it saw: the writer's own is then a few frames, not a backlog
+      // a reader held back.
+      if (reply.walBytes > opts.restartBytes && reply.complete) restartDue = true;
     } else {
       // A busy database or a transient error: counted, and the next commit asks again.
       stats.failures++;
     }
-    start();
+    // With the writer's step due, the thread waits for it: were the thread always busy (slow fsyncs), the step
+    // would never find it idle and the WAL would never start over.
+    if (!restartDue) start();
   });
   worker.on('error', (err) => fallBack(String(err?.message ?? err)));
   worker.on('exit', (code) => fallBack(`the checkpoint thread exited (${code})`));
