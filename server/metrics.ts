@@ -232,7 +232,7 @@ export function createMetrics(options: MetricsOptions) {
   });
   new client.Gauge({
     name: 'atoll_event_loop_lag_seconds',
-    help: 'p99 event-loop delay of the front over the last scrape interval (beyond the sampling interval: 0 when idle).',
+    help: 'p99 event-loop delay of the front over the last scrape interval, beyond its 50 ms sampling interval.',
     registers: [registry],
     collect() {
       this.set(Math.max(0, lag.percentile(99) / 1e9 - LAG_RESOLUTION_MS / 1000));
