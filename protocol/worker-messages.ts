@@ -43,11 +43,14 @@ export interface WorkerConfig {
 }
 
 /**
- * What a cell gives each worker: its configuration and the cell's warm-up lock (workers/worker/warm-up-turn.ts),
- * an Int32Array over a SharedArrayBuffer the worker takes out before any other code runs.
+ * What a cell gives each worker: its configuration, the cell's warm-up lock (workers/worker/warm-up-turn.ts), an
+ * Int32Array over a SharedArrayBuffer, and with WORKER_DB_WARMUP=eager Prisma's query compiler as the cell compiled
+ * it (prisma/query-compiler.ts; lazy workers ask for it over a run's port). The worker takes both out before
+ * any other code runs.
  */
 export interface WorkerData extends WorkerConfig {
   readonly warmUpLock: Int32Array;
+  readonly queryCompiler: WebAssembly.Module | null;
 }
 
 /** Checked by the compiler: WORKER_SETTINGS names exactly the fields of WorkerConfig that come from the cell's config. */
@@ -91,7 +94,9 @@ export type CellToWorker =
   | { type: 'abort'; reason: StopReason }
   | ModelReply
   /** The front's answer to the run's db query `id` (workers/worker/db-forwarding.ts). */
-  | ({ type: 'db_answer'; id: number } & DbAnswer);
+  | ({ type: 'db_answer'; id: number } & DbAnswer)
+  /** Prisma's query compiler as the cell compiled it (prisma/query-compiler.ts); null: compile your own. */
+  | { type: 'query_compiler'; module: WebAssembly.Module | null };
 
 export interface WorkerStats {
   workerId: number;
@@ -112,6 +117,8 @@ export type WorkerToCell =
    * cell tags it with the run that owns this port: the worker cannot name another run.
    */
   | { type: 'db_query'; id: number; kind: DbQueryKind; query: ForwardedSqlQuery }
+  /** The worker's Prisma client loads its query compiler (its first ctx.db query): the cell's, please. */
+  | { type: 'query_compiler' }
   /** Sent once the run's context and agent instance exist, so the cell counts them while the run executes. */
   | { type: 'stats'; stats: WorkerStats }
   /**

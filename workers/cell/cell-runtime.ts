@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Piscina } from 'piscina';
 import { BURST_WORKERS_PER_WORKER, CELL_EXIT_MEMORY, DEMOTED_NICE, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../protocol/cell-messages.js';
 import { pick } from '../../protocol/pick.js';
+import { compileQueryCompiler } from '../../prisma/query-compiler.js';
 import { WORKER_SETTINGS, type DescribeReply, type WorkerData } from '../../protocol/worker-messages.js';
 import { createMemoryWatchdog } from './memory-watchdog.js';
 import { createModelBroker, settleFetch } from './model-broker.js';
@@ -65,8 +66,21 @@ export function createCellRuntime(deps: {
 
   async function init(config: CellConfig) {
     cellId = config.cellId;
+    // Compiled when a worker first asks (its first ctx.db query): agents that never use ctx.db never pay for it.
+    let compiled: Promise<WebAssembly.Module | null> | null = null;
+    const queryCompiler = () =>
+      (compiled ??= compileQueryCompiler(config.dbProvider).catch((err: unknown) => {
+        log({ err: String((err as Error)?.message ?? err) }, "Prisma's query compiler could not be compiled for the cell: each worker compiles its own");
+        return null;
+      }));
     // warmUpLock: shared by the cell's workers, so they warm up one at a time (workers/worker/warm-up-turn.ts).
-    const workerConfig: WorkerData = { ...pick(config, WORKER_SETTINGS), builtinAgentsDir: path.join(__dirname, '../agents'), warmUpLock: new Int32Array(new SharedArrayBuffer(4)) };
+    const workerConfig: WorkerData = {
+      ...pick(config, WORKER_SETTINGS),
+      builtinAgentsDir: path.join(__dirname, '../agents'),
+      warmUpLock: new Int32Array(new SharedArrayBuffer(4)),
+      // eager: every worker loads it while warming up, with no run's port to ask on.
+      queryCompiler: config.workerDbWarmup === 'eager' ? await queryCompiler() : null,
+    };
     // same_user: a worker serves one user for its life (user-affinity.ts); any: Piscina's least-busy choice.
     const affinity = config.workerReuse === 'same_user' ? createUserAffinity({ workers: () => pool?.threads.length ?? 0, queued: () => pool?.queueSize ?? 0, maxWorkers: maxWorkersPerCell(config) }) : null;
     pool = new Piscina({
@@ -114,6 +128,7 @@ export function createCellRuntime(deps: {
       runTimeoutMs: config.runTimeoutMs,
       cancelGraceMs: config.cancelGraceMs,
       route: affinity ? (run) => routeOptions(run.userId) : undefined,
+      queryCompiler,
       onCountsChanged: () => {
         watchdog?.runsInCell(dispatcher?.busy ?? 0);
         // Report soon after a run settles (so gauges return to idle promptly), at most once per 100 ms.

@@ -55,6 +55,8 @@ export function createRunDispatcher(deps: {
   broker: ModelBroker;
   /** Extra Piscina task fields for a run (THREAD_REUSE=same_user: its user, for the load balancer). */
   route?: (run: RunAssignment) => object;
+  /** Prisma's query compiler, compiled once by the cell (prisma/query-compiler.ts); null if it could not be. */
+  queryCompiler: () => Promise<WebAssembly.Module | null>;
 }): RunDispatcher {
   const inFlight = new Map<string, InFlight>();
   const statsByWorker = new Map<number, WorkerStats>();
@@ -176,6 +178,8 @@ export function createRunDispatcher(deps: {
         // The run id is the one this port was made for: whatever the worker sends, it asks for this run.
         // The front's gate checks everything else (shape, statement, user).
         deps.send({ type: 'db_query', runId: run.runId, queryId: msg.id, kind: msg.kind, query: msg.query });
+      } else if (msg.type === 'query_compiler') {
+        void deps.queryCompiler().then((module) => f.settled || f.port.postMessage({ type: 'query_compiler', module } satisfies CellToWorker));
       } else if (msg.type === 'stats') {
         statsByWorker.set(msg.stats.workerId, msg.stats);
         deps.onCountsChanged();

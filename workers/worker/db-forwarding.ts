@@ -10,6 +10,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { Provider, SqlDriverAdapter, SqlDriverAdapterFactory, SqlQuery, SqlResultSet, Transaction } from '@prisma/driver-adapter-utils';
 import type { Db } from '../../prisma/client-type.js';
+import { queryCompilerFrom } from '../../prisma/query-compiler-loader.js';
 import type { DbProvider } from '../../protocol/cell-messages.js';
 import type { DbErrorCode, DbQueryKind, ForwardedResultSet } from '../../protocol/db-messages.js';
 import type { CellToWorker, WorkerToCell } from '../../protocol/worker-messages.js';
@@ -41,16 +42,31 @@ export interface DbChannel {
   /** A `db_answer` arrived on the run's port. */
   answer(msg: Extract<CellToWorker, { type: 'db_answer' }>): void;
   send(kind: DbQueryKind, query: SqlQuery): Promise<ForwardedResultSet | number>;
+  /**
+   * Prisma's query compiler as the cell compiled it: given at start, or asked for over the run's port; null when
+   * there is no run, the run ends first, or the cell has none: Prisma then compiles its own.
+   */
+  queryCompiler(): Promise<WebAssembly.Module | null>;
+  /** The cell's answer to queryCompiler(). */
+  answerQueryCompiler(module: WebAssembly.Module | null): void;
 }
 
 const NO_RUN = 'no run in progress on this worker thread: the database is reached only through ctx.db, during a run';
 const RELEASED = 'ctx.db used after the run ended: the execution context is released';
 
-export function createDbChannel(): DbChannel {
+/** `queryCompiler`: the cell's, given at start (WORKER_DB_WARMUP=eager); otherwise asked for over a run's port. */
+export function createDbChannel(queryCompiler: WebAssembly.Module | null = null): DbChannel {
   let state: 'idle' | 'attached' | 'released' = 'idle';
   let port: MessagePort | null = null;
   let pending = new Map<number, Pending>();
   let nextId = 1;
+  // Waiting for the cell's query compiler: answered, or null when the run's port goes.
+  let compilerWaiters: ((module: WebAssembly.Module | null) => void)[] = [];
+  const answerCompiler = (module: WebAssembly.Module | null) => {
+    const waiting = compilerWaiters;
+    compilerWaiters = [];
+    for (const w of waiting) w(module);
+  };
 
   const refusal = () => (state === 'idle' ? new DbForwardingError('DB_NO_RUN', NO_RUN) : new DbForwardingError('DB_RUN_RELEASED', RELEASED));
 
@@ -67,6 +83,25 @@ export function createDbChannel(): DbChannel {
       const waiting = pending;
       pending = new Map();
       for (const p of waiting.values()) p.reject(refusal());
+      answerCompiler(null);
+    },
+    queryCompiler() {
+      if (queryCompiler) return Promise.resolve(queryCompiler);
+      if (state !== 'attached' || !port) return Promise.resolve(null);
+      const first = compilerWaiters.length === 0;
+      const answered = new Promise<WebAssembly.Module | null>((resolve) => compilerWaiters.push(resolve));
+      if (first) {
+        try {
+          port.postMessage({ type: 'query_compiler' } satisfies WorkerToCell);
+        } catch {
+          answerCompiler(null);
+        }
+      }
+      return answered;
+    },
+    answerQueryCompiler(module) {
+      // Only the cell's own WebAssembly.Module: the port is the cell's, but a wrong value must not reach Prisma.
+      answerCompiler(module instanceof WebAssembly.Module ? module : null);
     },
     answer(msg) {
       const p = pending.get(msg.id);
@@ -135,10 +170,14 @@ export function forwardingAdapterFactory(provider: Provider, channel: DbChannel)
  * adapter whose provider is not its generated client's, so the client is the database's own, loaded by
  * provider (only the one in use is loaded: each costs ~40 ms and a few MiB per worker). Both are generated
  * from the same models and share the `Db` type.
+ *
+ * Its query compiler is the cell's (prisma/query-compiler.ts), given at start or asked for when Prisma loads it
+ * (the first query), and only instantiated here; with no run attached or no answer, Prisma compiles its own.
  */
 export function createWorkerPrismaClient(provider: DbProvider, channel: DbChannel): Db {
   const { PrismaClient } = (
     provider === 'postgres' ? require('../../prisma/generated/postgresql/client.js') : require('../../prisma/generated/sqlite/client.js')
   ) as typeof import('../../prisma/generated/sqlite/client.js');
-  return new PrismaClient({ adapter: forwardingAdapterFactory(provider, channel) });
+  const options = { adapter: forwardingAdapterFactory(provider, channel), ...queryCompilerFrom(() => channel.queryCompiler()) };
+  return new PrismaClient(options as ConstructorParameters<typeof PrismaClient>[0]);
 }

@@ -17,6 +17,9 @@ const data = workerData as WorkerData;
 // other code runs, and this module drops it once its turn is over, so no agent code can ever reach it.
 let warmUpLock: Int32Array | null = data.warmUpLock;
 delete (data as { warmUpLock?: Int32Array }).warmUpLock;
+// Prisma's query compiler, compiled by the cell (eager warm-up only): for the worker's own Prisma client alone.
+const queryCompiler = data.queryCompiler;
+delete (data as { queryCompiler?: WebAssembly.Module | null }).queryCompiler;
 const config: WorkerConfig = data;
 /** How long a worker waits for its turn to warm up before it warms anyway (the holder may have died warming). */
 const WARM_UP_TURN_MAX_WAIT_MS = 2000;
@@ -33,7 +36,7 @@ export default (async () => {
     const frozen = config.workerLockdown ? freezeShared() : null;
     // Required only now, after the freeze (an import would be hoisted above it).
     const { startWorker } = require('./worker-main.js') as typeof import('./worker-main.js');
-    return await startWorker(config, frozen, refused);
+    return await startWorker(config, frozen, refused, queryCompiler);
   } finally {
     release();
     warmUpLock = null;

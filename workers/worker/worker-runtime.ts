@@ -91,8 +91,8 @@ export function createWorkerRuntime(deps: {
   const cleanBaseline = () =>
     (baseline ??= (async () => {
       await deps.registry.catch(() => undefined);
-      // Prisma compiles its WebAssembly query compiler at the first query: ~26 MiB and ~0.1-0.3 s per
-      // worker. Most agents never touch ctx.db, so by default a worker pays it at its first ctx.db query
+      // Prisma loads its WebAssembly query compiler at the first query: the cell's, instantiated (~25 MiB and
+      // ~50 ms per worker; db-forwarding.ts). Most agents never touch ctx.db, so by default a worker pays it at its first ctx.db query
       // (that first load changes no global and opens no handle: not a leak). eager: pay it here, with a
       // ctx.db query shape compiled while no run is attached: Prisma compiles the statement (loading the
       // compiler), then the adapter refuses to send it (DB_NO_RUN), so nothing reaches the front.
@@ -153,6 +153,7 @@ export function createWorkerRuntime(deps: {
     port.on('message', (msg: CellToWorker) => {
       if (msg.type === 'abort') stop(msg.reason);
       else if (msg.type === 'db_answer') dbChannel.answer(msg);
+      else if (msg.type === 'query_compiler') dbChannel.answerQueryCompiler(msg.module);
       else broker.handle(msg);
     });
     // The worker's Prisma client sends its statements over this run's port, until the context is released.

@@ -9,10 +9,15 @@ import type { SqlDriverAdapter, SqlDriverAdapterFactory } from '@prisma/driver-a
 import type pg from 'pg';
 import { PrismaClient } from '../../../prisma/generated/postgresql/client.js';
 import type { Db } from '../../../prisma/client-type.js';
+import { compileQueryCompiler } from '../../../prisma/query-compiler.js';
+import { queryCompilerFrom } from '../../../prisma/query-compiler-loader.js';
 
-/** PostgreSQL's generated Prisma client over any PostgreSQL driver adapter (the gate's recorder included). */
+/**
+ * PostgreSQL's generated Prisma client over any PostgreSQL driver adapter (the gate's recorder included); its
+ * query compiler decoded without its module (prisma/query-compiler.ts).
+ */
 export function prismaClientOver(adapter: SqlDriverAdapterFactory): Db {
-  return new PrismaClient({ adapter }) as unknown as Db;
+  return new PrismaClient({ adapter, ...queryCompilerFrom(() => compileQueryCompiler('postgres')) } as ConstructorParameters<typeof PrismaClient>[0]) as unknown as Db;
 }
 
 export function openReadClient(pool: pg.Pool): { prisma: Db; connection(): Promise<SqlDriverAdapter> } {

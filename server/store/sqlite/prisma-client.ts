@@ -7,6 +7,8 @@ import { PrismaBetterSqlite3 } from '@prisma/adapter-better-sqlite3';
 import type { SqlDriverAdapter, SqlDriverAdapterFactory } from '@prisma/driver-adapter-utils';
 import { PrismaClient } from '../../../prisma/generated/sqlite/client.js';
 import type { Db } from '../../../prisma/client-type.js';
+import { compileQueryCompiler } from '../../../prisma/query-compiler.js';
+import { queryCompilerFrom } from '../../../prisma/query-compiler-loader.js';
 
 export type { Db } from '../../../prisma/client-type.js';
 
@@ -19,9 +21,9 @@ export interface FrontDatabase {
   connection(): Promise<SqlDriverAdapter>;
 }
 
-/** SQLite's generated Prisma client over any SQLite driver adapter. */
+/** SQLite's generated Prisma client over any SQLite driver adapter; its query compiler decoded without its module (query-compiler.ts). */
 export function prismaClientOver(adapter: SqlDriverAdapterFactory): Db {
-  return new PrismaClient({ adapter });
+  return new PrismaClient({ adapter, ...queryCompilerFrom(() => compileQueryCompiler('sqlite')) } as ConstructorParameters<typeof PrismaClient>[0]);
 }
 
 export function openFrontDatabase(databaseFile: string): FrontDatabase {
