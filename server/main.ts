@@ -1,5 +1,6 @@
 /** Process entry of the front: configuration, logging, start, and signals. */
 import path from 'node:path';
+import v8 from 'node:v8';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { launchCells } from './cells/launch-cells.js';
@@ -7,6 +8,10 @@ import { startBanner } from './start-banner.js';
 
 /** `banner`: also tell the person at the terminal where to go and how to get a token (`npm start`). */
 export async function main(options: { banner?: boolean } = {}): Promise<void> {
+  // Before any WebAssembly is compiled (Prisma's query compiler loads at the first query): V8 tiers hot wasm
+  // functions up to TurboFan, and in the front that code and its compilation held ~60 MiB of RSS for no CPU the
+  // bench could see (front CPU per run on SQLite and PostgreSQL, a Prisma read path). Liftoff's code stays.
+  v8.setFlagsFromString('--liftoff-only');
   let config;
   try {
     config = loadConfig(process.env, process.cwd());
