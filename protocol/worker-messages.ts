@@ -43,8 +43,8 @@ export interface WorkerConfig {
 }
 
 /**
- * What a cell gives each worker: its configuration, the cell's warm-up lock (workers/worker/warm-up-turn.ts), an
- * Int32Array over a SharedArrayBuffer, and with WORKER_DB_WARMUP=eager Prisma's query compiler as the cell compiled
+ * What a cell gives each worker: its configuration, the cell's warm-up lock (workers/worker/warm-up-turn.ts: two
+ * Int32s over a SharedArrayBuffer, the lock and the first warm worker), and with WORKER_DB_WARMUP=eager Prisma's query compiler as the cell compiled
  * it (prisma/query-compiler.ts; lazy workers ask for it over a run's port). The worker takes both out before
  * any other code runs.
  */

@@ -4,7 +4,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import path from 'node:path';
-import { takeWarmUpTurn } from '../../workers/worker/warm-up-turn';
+import { firstWarmWorker, takeWarmUpTurn, warmWorkers } from '../../workers/worker/warm-up-turn';
 
 const TURN = path.join(__dirname, '../../workers/worker/warm-up-turn.js');
 
@@ -63,4 +63,43 @@ test('a released turn goes to the one waiting, at once', async () => {
   (await waiting)();
   expect(second).toBe(true);
   expect(lock[0]).toBe(0);
+});
+
+/** A thread that notes itself warm after `afterMs`, and answers its threadId. */
+function noting(lock: Int32Array, afterMs: number): Promise<number> {
+  const source = `
+    const { parentPort, workerData, threadId } = require('node:worker_threads');
+    const { noteWarm } = require(${JSON.stringify(TURN)});
+    setTimeout(() => { noteWarm(workerData.lock, threadId); parentPort.postMessage(threadId); }, workerData.afterMs);`;
+  const w = new Worker(source, { eval: true, workerData: { lock, afterMs } });
+  return new Promise((resolve, reject) => {
+    w.once('message', (id: number) => {
+      void w.terminate();
+      resolve(id);
+    });
+    w.once('error', reject);
+  });
+}
+
+test('the cell learns which worker warmed first, from another thread, as it happens, and the others in order', async () => {
+  const lock = new Int32Array(new SharedArrayBuffer(4 * 4));
+  const first = firstWarmWorker(lock, 60_000);
+  const [early, late] = await Promise.all([noting(lock, 50), noting(lock, 400)]);
+  expect(await first).toBe(early);
+  expect(warmWorkers(lock)).toEqual([early, late]);
+  expect(late).not.toBe(early);
+});
+
+test('workers beyond the list are not listed, and take no one’s place', async () => {
+  const lock = new Int32Array(new SharedArrayBuffer(4 * 2));
+  const early = await noting(lock, 0);
+  await noting(lock, 0);
+  expect(warmWorkers(lock)).toEqual([early]);
+  expect(lock[0]).toBe(0);
+});
+
+test('no worker warms: the cell stops waiting after maxWaitMs', async () => {
+  const t0 = Date.now();
+  expect(await firstWarmWorker(new Int32Array(new SharedArrayBuffer(8)), 200)).toBeNull();
+  expect(Date.now() - t0).toBeGreaterThanOrEqual(190);
 });

@@ -14,8 +14,12 @@ import { createMemoryWatchdog } from './memory-watchdog.js';
 import { createModelBroker, settleFetch } from './model-broker.js';
 import { createRunDispatcher, type RunDispatcher } from './run-dispatcher.js';
 import { createUserAffinity, routeOptions } from './user-affinity.js';
+import { describeFirstWarm, describeOn, firstIdle } from './warm-first.js';
+import { firstWarmWorker, warmWorkers } from '../worker/warm-up-turn.js';
 
 const STATS_INTERVAL_MS = 1000;
+/** How long the cell waits for a worker to warm before it asks any worker to describe its agents. */
+const FIRST_WARM_MAX_WAIT_MS = 10_000;
 /**
  * Process metrics are a few kB and ~1 ms of CPU to collect: every 5 s is fresh enough for a 15 s scrape interval
  * and costs an idle cell little (it was 2 s).
@@ -73,16 +77,20 @@ export function createCellRuntime(deps: {
         log({ err: String((err as Error)?.message ?? err) }, "Prisma's query compiler could not be compiled for the cell: each worker compiles its own");
         return null;
       }));
-    // warmUpLock: shared by the cell's workers, so they warm up one at a time (workers/worker/warm-up-turn.ts).
+    // warmUpLock: shared by the cell's workers, so they warm up one at a time, and list themselves once warm
+    // (workers/worker/warm-up-turn.ts): room for as many as the pool starts with, and more.
     const workerConfig: WorkerData = {
       ...pick(config, WORKER_SETTINGS),
       builtinAgentsDir: path.join(__dirname, '../agents'),
-      warmUpLock: new Int32Array(new SharedArrayBuffer(4)),
+      warmUpLock: new Int32Array(new SharedArrayBuffer(4 * (1 + maxWorkersPerCell(config)))),
       // eager: every worker loads it while warming up, with no run's port to ask on.
       queryCompiler: config.workerDbWarmup === 'eager' ? await queryCompiler() : null,
     };
     // same_user: a worker serves one user for its life (user-affinity.ts); any: Piscina's least-busy choice.
-    const affinity = config.workerReuse === 'same_user' ? createUserAffinity({ workers: () => pool?.threads.length ?? 0, queued: () => pool?.queueSize ?? 0, maxWorkers: maxWorkersPerCell(config) }) : null;
+    const affinity =
+      config.workerReuse === 'same_user'
+        ? createUserAffinity({ workers: () => pool?.threads.length ?? 0, queued: () => pool?.queueSize ?? 0, maxWorkers: maxWorkersPerCell(config), warm: (id): boolean => knownWarm(id) })
+        : null;
     pool = new Piscina({
       filename: path.join(__dirname, '../worker/run-entry.js'),
       // Warm spares: workers beyond the cell's capacity, idle and warm, so a run never waits for a worker
@@ -100,8 +108,12 @@ export function createCellRuntime(deps: {
       closeTimeout: 2000,
       resourceLimits: { maxOldGenerationSizeMb: config.runMemoryMb, maxYoungGenerationSizeMb: youngGenerationMb(config.runMemoryMb) },
       workerData: workerConfig,
-      ...(affinity ? { loadBalancer: affinity.balancer } : {}),
+      loadBalancer: describeFirstWarm(affinity?.balancer ?? firstIdle),
     });
+    // Piscina counts the workers it starts with ready before they are (warm-first.ts): those are known warm once
+    // listed in warmUpLock; the others once Piscina reports them (it waits for them to warm).
+    const startedWithPool = new Set<number>(pool.threads.map((t) => t.threadId));
+    const knownWarm = (id: number): boolean => (startedWithPool.has(id) ? warmWorkers(workerConfig.warmUpLock).includes(id) : readyWorkers.has(id));
     if (affinity) {
       pool.on('workerCreate', (worker: { id: number }) => affinity.ready(worker.id));
       pool.on('workerDestroy', (worker: { id: number }) => affinity.forget(worker.id));
@@ -135,7 +147,8 @@ export function createCellRuntime(deps: {
         if (!statsSoon) statsSoon = setTimeout(sendStats, 100);
       },
     });
-    const reply = (await pool.run({ kind: 'describe' })) as DescribeReply;
+    const firstWarm = await firstWarmWorker(workerConfig.warmUpLock, FIRST_WARM_MAX_WAIT_MS);
+    const reply = (await pool.run({ kind: 'describe', ...(firstWarm === null ? {} : describeOn(firstWarm)) })) as DescribeReply;
     deps.send({ type: 'ready', agents: reply.agents });
     fetchReady().catch((err: unknown) => log({ err: String((err as Error)?.message ?? err) }, 'settling fetch failed'));
     sendStats();

@@ -30,6 +30,8 @@ export function createUserAffinity(pool: {
   /** Tasks waiting in Piscina's queue. */
   queued(): number;
   maxWorkers: number;
+  /** The worker has warmed: a run given to it starts now, not after the worker's warm-up. */
+  warm: (workerId: number) => boolean;
 }) {
   /** The user each worker serves (by Piscina's worker id, its threadId), and when it last got a run. */
   const owners = new Map<number, { userId: string; lastUsed: number }>();
@@ -43,6 +45,7 @@ export function createUserAffinity(pool: {
     // Tasks without a user (the cell's describe) go to any idle worker and make it nobody's.
     if (!route) return idle[0] ?? null;
     let fresh: Worker | null = null;
+    let cold: Worker | null = null;
     let other: Worker | null = null;
     for (const w of idle) {
       const owner = owners.get(w.id);
@@ -50,9 +53,13 @@ export function createUserAffinity(pool: {
         owner.lastUsed = ++clock;
         return w;
       }
-      if (!owner) fresh ??= w;
-      else if (!other || owner.lastUsed < owners.get(other.id)!.lastUsed) other = w;
+      if (!owner) {
+        // A fresh worker that has warmed first, one still warming (a cell's first seconds) only if none has.
+        if (pool.warm(w.id)) fresh ??= w;
+        else cold ??= w;
+      } else if (!other || owner.lastUsed < owners.get(other.id)!.lastUsed) other = w;
     }
+    fresh ??= cold;
     if (fresh) {
       owners.set(fresh.id, { userId: route.userId, lastUsed: ++clock });
       return fresh;

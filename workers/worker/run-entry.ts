@@ -4,11 +4,11 @@
  * must not have (host-guards.ts) and freezes what runs share (THREAD_LOCKDOWN): nothing of Prisma, pino or any
  * agent runs against unguarded or unfrozen objects.
  */
-import { isMainThread, workerData } from 'node:worker_threads';
+import { isMainThread, threadId, workerData } from 'node:worker_threads';
 import type { WorkerConfig, WorkerData } from '../../protocol/worker-messages.js';
 import { freezeShared } from './freeze-shared.js';
 import { guardHost } from './host-guards.js';
-import { takeWarmUpTurn } from './warm-up-turn.js';
+import { noteWarm, takeWarmUpTurn } from './warm-up-turn.js';
 
 if (isMainThread) throw new Error('workers/worker/run-entry must run inside a worker thread, never in the front');
 
@@ -36,7 +36,9 @@ export default (async () => {
     const frozen = config.workerLockdown ? freezeShared() : null;
     // Required only now, after the freeze (an import would be hoisted above it).
     const { startWorker } = require('./worker-main.js') as typeof import('./worker-main.js');
-    return await startWorker(config, frozen, refused, queryCompiler);
+    const handler = await startWorker(config, frozen, refused, queryCompiler);
+    noteWarm(warmUpLock!, threadId);
+    return handler;
   } finally {
     release();
     warmUpLock = null;

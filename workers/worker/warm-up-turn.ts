@@ -2,8 +2,10 @@
  * One worker of a cell warms up at a time. A cell starts several workers at once (its capacity and a warm
  * spare); warming together on few cores they all become ready late, together, and the cell with them. In
  * turns, the first is ready after one worker's warm-up and the cell serves while the others warm (measured
- * at start-up: see README, "Performance"). The lock is an Int32 in a SharedArrayBuffer the cell gives every
- * worker: 0 free, 1 taken.
+ * at start-up: see README, "Performance"). The cell gives every worker the same Int32s in a SharedArrayBuffer: [0]
+ * the lock (0 free, 1 taken), then the threadIds of the workers that finished warming, in that order (0: none
+ * yet; workers beyond the array's length are not listed). The cell's describe goes to the first, and runs to
+ * listed workers first (workers/cell/warm-first.ts).
  */
 
 /**
@@ -31,4 +33,41 @@ export async function takeWarmUpTurn(lock: Int32Array, maxWaitMs: number): Promi
 
 interface AtomicsWaitAsync {
   waitAsync(array: Int32Array, index: number, value: number, timeoutMs: number): { async: false; value: string } | { async: true; value: Promise<string> };
+}
+
+/** The worker has warmed: listed after those that warmed before it. */
+export function noteWarm(lock: Int32Array, threadId: number): void {
+  for (let i = 1; i < lock.length; i++) {
+    if (Atomics.compareExchange(lock, i, 0, threadId) === 0) {
+      Atomics.notify(lock, i);
+      return;
+    }
+  }
+}
+
+/** The workers listed warm so far. */
+export function warmWorkers(lock: Int32Array): number[] {
+  const ids: number[] = [];
+  for (let i = 1; i < lock.length; i++) {
+    const id = Atomics.load(lock, i);
+    if (id === 0) break;
+    ids.push(id);
+  }
+  return ids;
+}
+
+/** The threadId of the first worker that warmed; null if none has after `maxWaitMs`. */
+export async function firstWarmWorker(lock: Int32Array, maxWaitMs: number): Promise<number | null> {
+  const deadline = Date.now() + maxWaitMs;
+  for (;;) {
+    const warm = Atomics.load(lock, 1);
+    if (warm !== 0) return warm;
+    const left = deadline - Date.now();
+    if (left <= 0) return null;
+    const { async, value } = (Atomics as unknown as AtomicsWaitAsync).waitAsync(lock, 1, 0, left);
+    if (!async) continue;
+    const alive = setTimeout(() => undefined, left);
+    await value;
+    clearTimeout(alive);
+  }
 }
