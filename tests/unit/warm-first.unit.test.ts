@@ -33,6 +33,13 @@ test('every other task is the next balancer’s (same-user affinity, or the firs
   const run = task({ [Piscina.queueOptionsSymbol]: { userId: 'u' } });
   expect(describeFirstWarm(next)(run, workers)).toBe(workers[1]);
   expect(next).toHaveBeenCalledWith(run, workers);
-  expect(firstIdle(task(), [worker(1, 1), worker(2, 0, { destroyed: true }), worker(3)])!.id).toBe(3);
-  expect(firstIdle(task(), [worker(1, 1)])).toBeNull();
+  const any = firstIdle(() => true);
+  expect(any(task(), [worker(1, 1), worker(2, 0, { destroyed: true }), worker(3)])!.id).toBe(3);
+  expect(any(task(), [worker(1, 1)])).toBeNull();
+});
+
+test('THREAD_REUSE=any: a worker that has warmed before one still warming, else the first idle', () => {
+  const workers = [worker(1), worker(2), worker(3)];
+  expect(firstIdle((id) => id === 2)(task(), workers)!.id).toBe(2);
+  expect(firstIdle(() => false)(task(), workers)!.id).toBe(1);
 });

@@ -108,7 +108,7 @@ export function createCellRuntime(deps: {
       closeTimeout: 2000,
       resourceLimits: { maxOldGenerationSizeMb: config.runMemoryMb, maxYoungGenerationSizeMb: youngGenerationMb(config.runMemoryMb) },
       workerData: workerConfig,
-      loadBalancer: describeFirstWarm(affinity?.balancer ?? firstIdle),
+      loadBalancer: describeFirstWarm(affinity?.balancer ?? firstIdle((id) => knownWarm(id))),
     });
     // Piscina counts the workers it starts with ready before they are (warm-first.ts): those are known warm once
     // listed in warmUpLock; the others once Piscina reports them (it waits for them to warm).

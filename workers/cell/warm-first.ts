@@ -20,14 +20,19 @@ export function describeOn(workerId: number): { [key: symbol]: DescribeOn } {
 
 const available = (w: Parameters<PiscinaLoadBalancer>[1][number]) => w.currentUsage === 0 && !w.terminating && !w.destroyed;
 
-/** Piscina's own choice with one task per worker (its LeastBusyBalancer, not exported): the first idle worker. */
-export const firstIdle: PiscinaLoadBalancer = (_task, workers) => workers.find(available) ?? null;
+/**
+ * THREAD_REUSE=any: Piscina's own choice with one task per worker (its LeastBusyBalancer, not exported), the
+ * first idle worker, except that one that has warmed goes before one still warming.
+ */
+export function firstIdle(warm: (workerId: number) => boolean): PiscinaLoadBalancer {
+  return (_task, workers) => workers.find((w) => available(w) && warm(w.id)) ?? workers.find(available) ?? null;
+}
 
 /** `next`, except that a describe goes to the worker it names when that one is idle. */
 export function describeFirstWarm(next: PiscinaLoadBalancer): PiscinaLoadBalancer {
   return (task, workers) => {
     const on = (task as unknown as Record<symbol, Partial<DescribeOn> | undefined>)[Piscina.queueOptionsSymbol]?.describeOn;
-    if (on !== undefined) return workers.find((w) => w.id === on && available(w)) ?? firstIdle(task, workers);
+    if (on !== undefined) return workers.find((w) => w.id === on && available(w)) ?? workers.find(available) ?? null;
     return next(task, workers);
   };
 }
