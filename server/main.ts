@@ -5,13 +5,10 @@ import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { launchCells } from './cells/launch-cells.js';
 import { startBanner } from './start-banner.js';
+import { providerOf } from './store/database-target.js';
 
 /** `banner`: also tell the person at the terminal where to go and how to get a token (`npm start`). */
 export async function main(options: { banner?: boolean } = {}): Promise<void> {
-  // Before any WebAssembly is compiled (Prisma's query compiler loads at the first query): V8 tiers hot wasm
-  // functions up to TurboFan, and in the front that code and its compilation held ~60 MiB of RSS for no CPU the
-  // bench could see (front CPU per run on SQLite and PostgreSQL, a Prisma read path). Liftoff's code stays.
-  v8.setFlagsFromString('--liftoff-only');
   let config;
   try {
     config = loadConfig(process.env, process.cwd());
@@ -22,6 +19,11 @@ export async function main(options: { banner?: boolean } = {}): Promise<void> {
     }
     throw err;
   }
+  // Before any WebAssembly is compiled (Prisma's query compiler loads at the first query): V8 tiers hot wasm
+  // functions up to TurboFan, and in the front that code and its compilation held ~40-70 MiB of RSS. On SQLite
+  // the run path does not go through Prisma and Liftoff's code alone cost no CPU measured (three interleaved pairs);
+  // on PostgreSQL the front's CPU per run rose ~7% without TurboFan (three pairs), so it keeps it.
+  if (providerOf(config.database) === 'sqlite') v8.setFlagsFromString('--liftoff-only');
   const log = createLogger(config.logLevel, { process: 'front' });
   let atoll: Awaited<ReturnType<typeof import('./atoll.js').startAtoll>>;
   try {
