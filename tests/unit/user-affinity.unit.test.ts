@@ -12,7 +12,7 @@ const worker = (id: number, currentUsage = 0) => ({ id, currentUsage, terminatin
 const run = (userId: string) => routeOptions(userId) as unknown as Task;
 
 function affinity(warm: number[]) {
-  return createUserAffinity({ workers: () => 3, queued: () => 0, maxWorkers: 6, warm: (id) => warm.includes(id) });
+  return createUserAffinity({ workers: () => 3, ready: () => 3, queued: () => 0, maxWorkers: 6, warm: (id) => warm.includes(id) });
 }
 
 test("a new user's run goes to a fresh worker that has warmed, though a cold one comes first", () => {

@@ -89,7 +89,13 @@ export function createCellRuntime(deps: {
     // same_user: a worker serves one user for its life (user-affinity.ts); any: Piscina's least-busy choice.
     const affinity =
       config.workerReuse === 'same_user'
-        ? createUserAffinity({ workers: () => pool?.threads.length ?? 0, queued: () => pool?.queueSize ?? 0, maxWorkers: maxWorkersPerCell(config), warm: (id): boolean => knownWarm(id) })
+        ? createUserAffinity({
+            workers: () => pool?.threads.length ?? 0,
+            ready: () => readyWorkers.size,
+            queued: () => pool?.queueSize ?? 0,
+            maxWorkers: maxWorkersPerCell(config),
+            warm: (id): boolean => knownWarm(id),
+          })
         : null;
     pool = new Piscina({
       filename: path.join(__dirname, '../worker/run-entry.js'),
@@ -111,13 +117,16 @@ export function createCellRuntime(deps: {
       loadBalancer: describeFirstWarm(affinity?.balancer ?? firstIdle((id) => knownWarm(id))),
     });
     // Piscina counts the workers it starts with ready before they are (warm-first.ts): those are known warm once
-    // listed in warmUpLock; the others once Piscina reports them (it waits for them to warm).
-    const startedWithPool = new Set<number>(pool.threads.map((t) => t.threadId));
-    const knownWarm = (id: number): boolean => (startedWithPool.has(id) ? warmWorkers(workerConfig.warmUpLock).includes(id) : readyWorkers.has(id));
-    if (affinity) {
-      pool.on('workerCreate', (worker: { id: number }) => affinity.ready(worker.id));
-      pool.on('workerDestroy', (worker: { id: number }) => affinity.forget(worker.id));
-    }
+    // listed in warmUpLock (read only while one of them is not yet); the others once Piscina reports them (it
+    // waits for them to warm).
+    const notYetWarm = new Set<number>(pool.threads.map((t) => t.threadId));
+    const knownWarm = (id: number): boolean => {
+      if (!notYetWarm.has(id)) return readyWorkers.has(id);
+      if (!warmWorkers(workerConfig.warmUpLock).includes(id)) return false;
+      notYetWarm.delete(id);
+      return true;
+    };
+    if (affinity) pool.on('workerDestroy', (worker: { id: number }) => affinity.forget(worker.id));
     // Workers Piscina reports ready; pool.threads counts the others too.
     pool.on('workerCreate', (worker: { id: number }) => readyWorkers.add(worker.id));
     pool.on('workerDestroy', (worker: { id: number }) => {

@@ -27,6 +27,8 @@ export function routeOptions(userId: string): { [key: symbol]: RouteOptions } {
 export function createUserAffinity(pool: {
   /** Workers alive or starting. */
   workers(): number;
+  /** Workers that finished starting (Piscina's workerCreate); the others are still starting. */
+  ready(): number;
   /** Tasks waiting in Piscina's queue. */
   queued(): number;
   maxWorkers: number;
@@ -36,8 +38,6 @@ export function createUserAffinity(pool: {
   /** The user each worker serves (by Piscina's worker id, its threadId), and when it last got a run. */
   const owners = new Map<number, { userId: string; lastUsed: number }>();
   let clock = 0;
-  /** Workers that finished starting (Piscina's workerCreate); the others are still starting. */
-  const ready = new Set<number>();
 
   const balancer: PiscinaLoadBalancer = (task, workers) => {
     const route = (task as unknown as Record<symbol, RouteOptions | null>)[Piscina.queueOptionsSymbol];
@@ -55,7 +55,8 @@ export function createUserAffinity(pool: {
       }
       if (!owner) {
         // A fresh worker that has warmed first, one still warming (a cell's first seconds) only if none has.
-        if (pool.warm(w.id)) fresh ??= w;
+        if (fresh) continue;
+        if (pool.warm(w.id)) fresh = w;
         else cold ??= w;
       } else if (!other || owner.lastUsed < owners.get(other.id)!.lastUsed) other = w;
     }
@@ -64,7 +65,7 @@ export function createUserAffinity(pool: {
       owners.set(fresh.id, { userId: route.userId, lastUsed: ++clock });
       return fresh;
     }
-    const starting = pool.workers() - ready.size;
+    const starting = pool.workers() - pool.ready();
     if (starting > pool.queued() || pool.workers() < pool.maxWorkers) return null;
     // `other` keeps its owner: it will refuse this run and retire.
     return other;
@@ -72,14 +73,9 @@ export function createUserAffinity(pool: {
 
   return {
     balancer,
-    /** Piscina's workerCreate: the worker is ready for tasks. */
-    ready(workerId: number) {
-      ready.add(workerId);
-    },
     /** Piscina's workerDestroy: forget a worker that is gone. */
     forget(workerId: number) {
       owners.delete(workerId);
-      ready.delete(workerId);
     },
   };
 }
