@@ -3,6 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import { BURST_WORKERS_PER_WORKER, type AgentInfo, type CellStats, type FrontToCell, type ProcessMetricFamily } from '../../protocol/cell-messages.js';
 import { createBatchedSender } from '../../protocol/ipc-batch.js';
 import type { RunScratch } from './run-scratch.js';
+import { UserWorkers } from './user-workers.js';
 
 export type CellState = 'starting' | 'ready' | 'stopping' | 'dead';
 
@@ -23,11 +24,8 @@ export class CellHandle {
   /** When a worker of this cell last ended abnormally (terminated, crashed, out of memory). */
   lastWorkerKillAt: number | null = null;
   readyAt: number | null = null;
-  /**
-   * Users whose runs this cell served lately, with when: with THREAD_REUSE=same_user their workers are here, so
-   * their next run goes here when it can (a worker of its user, instead of a new one or a retired one).
-   */
-  readonly recentUsers = new Map<string, number>();
+  /** Which of this cell's workers serve which user (THREAD_REUSE=same_user): supervisor.pick sends a user's run where its worker is idle. */
+  readonly userWorkers = new UserWorkers();
   /** The OS threads the cell had before its pool started (Node's own: V8's platform, libuv); null until it said so. */
   systemOsThreads: ReadonlySet<number> | null = null;
   /** The cell's RSS once warm (first report BASELINE_AFTER_MS after ready): what "grown" is measured against. */

@@ -14,6 +14,7 @@ import { cellLaunch, type CellSandboxOptions } from './cell-sandbox.js';
 import { createRunScratch } from './run-scratch.js';
 import { readCellOsThreads } from './cpu-governor.js';
 import { describeCellExit, type CellExit } from './exit-cause.js';
+import { pickCell } from './pick-cell.js';
 import fs from 'node:fs';
 
 export interface SupervisorEvents {
@@ -244,22 +245,9 @@ export function createCellSupervisor(opts: SupervisorOptions) {
       }
       await launchServing();
     },
-    /**
-     * The ready serving cell with the most free slots, or null when all are full. With a user, a cell with a free
-     * slot that served that user lately comes first: its workers are that user's (THREAD_REUSE=same_user).
-     */
+    /** The ready serving cell for a run (of `userId`: where its worker is idle first), or null when all are full: pick-cell.ts. */
     pick(userId?: string): CellHandle | null {
-      let best: CellHandle | null = null;
-      let bestSeen = false;
-      for (const cell of slots) {
-        if (!cell || cell.quarantine || cell.freeSlots <= 0) continue;
-        const seen = userId !== undefined && cell.recentUsers.has(userId);
-        if (!best || (seen && !bestSeen) || (seen === bestSeen && cell.freeSlots > best.freeSlots)) {
-          best = cell;
-          bestSeen = seen;
-        }
-      }
-      return best;
+      return pickCell(slots, userId);
     },
     /**
      * A ready, empty quarantine cell for the next suspect, or null. `waiting` suspects want one cell

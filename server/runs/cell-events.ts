@@ -68,6 +68,7 @@ export function createCellEvents(deps: {
       if (msg.type !== 'run_started' && msg.type !== 'run_event' && msg.type !== 'run_finished') return;
       if (msg.type === 'run_finished') {
         cell.runs.delete(msg.runId);
+        cell.userWorkers.finished(msg.runId, msg.report !== null && msg.report.recycled === null);
         cell.scratch.close(msg.runId);
         cell.lastBusyAt = Date.now();
         // No report: the worker did not end normally (terminated, crashed, out of memory). A cell that dies
@@ -90,6 +91,7 @@ export function createCellEvents(deps: {
           run.startedAt = msg.startedAt;
           run.workerId = msg.workerId;
           cell.runs.set(run.id, msg.startedAt);
+          cell.userWorkers.started(run.id, msg.workerId);
           deps.tracer.started(run, msg.startedAt);
           metrics.runsStarted.inc();
           metrics.queueWait.observe(Math.max(0, msg.startedAt - run.acceptedAt) / 1000);

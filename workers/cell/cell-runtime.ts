@@ -13,6 +13,7 @@ import { WORKER_SETTINGS, type DescribeReply, type WorkerData } from '../../prot
 import { createMemoryWatchdog } from './memory-watchdog.js';
 import { createModelBroker, settleFetch } from './model-broker.js';
 import { createRunDispatcher, type RunDispatcher } from './run-dispatcher.js';
+import { createSpareWorkers, spareTasks } from './spare-workers.js';
 import { createUserAffinity, routeOptions } from './user-affinity.js';
 import { describeFirstWarm, describeOn, firstIdle } from './warm-first.js';
 import { firstWarmWorker, warmWorkers } from '../worker/warm-up-turn.js';
@@ -86,6 +87,8 @@ export function createCellRuntime(deps: {
       // eager: every worker loads it while warming up, with no run's port to ask on.
       queryCompiler: config.workerDbWarmup === 'eager' ? await queryCompiler() : null,
     };
+    // Fresh workers beyond Piscina's minimum while they are taken or end (same_user only: spare-workers.ts).
+    let spares: ReturnType<typeof createSpareWorkers> | null = null;
     // same_user: a worker serves one user for its life (user-affinity.ts); any: Piscina's least-busy choice.
     const affinity =
       config.workerReuse === 'same_user'
@@ -95,6 +98,7 @@ export function createCellRuntime(deps: {
             queued: () => pool?.queueSize ?? 0,
             maxWorkers: maxWorkersPerCell(config),
             warm: (id): boolean => knownWarm(id),
+            onFreshTaken: () => setImmediate(() => spares?.freshTaken()),
           })
         : null;
     pool = new Piscina({
@@ -114,8 +118,12 @@ export function createCellRuntime(deps: {
       closeTimeout: 2000,
       resourceLimits: { maxOldGenerationSizeMb: config.runMemoryMb, maxYoungGenerationSizeMb: youngGenerationMb(config.runMemoryMb) },
       workerData: workerConfig,
-      loadBalancer: describeFirstWarm(affinity?.balancer ?? firstIdle((id) => knownWarm(id))),
+      loadBalancer: spareTasks(describeFirstWarm(affinity?.balancer ?? firstIdle((id) => knownWarm(id)))),
     });
+    // same_user only: with any, every idle worker serves every user, and Piscina's minimum keeps enough of them.
+    spares = affinity
+      ? createSpareWorkers({ pool, maxWorkers: maxWorkersPerCell(config), warmSpares: config.warmSpareWorkers, fresh: () => affinity.fresh(pool!.threads.map((t) => t.threadId)) })
+      : null;
     // Piscina counts the workers it starts with ready before they are (warm-first.ts): those are known warm once
     // listed in warmUpLock (read only while one of them is not yet); the others once Piscina reports them (it
     // waits for them to warm).
@@ -150,6 +158,7 @@ export function createCellRuntime(deps: {
       cancelGraceMs: config.cancelGraceMs,
       route: affinity ? (run) => routeOptions(run.userId) : undefined,
       queryCompiler,
+      onWorkerEnded: () => spares?.workerEnded(),
       onCountsChanged: () => {
         watchdog?.runsInCell(dispatcher?.busy ?? 0);
         // Report soon after a run settles (so gauges return to idle promptly), at most once per 100 ms.

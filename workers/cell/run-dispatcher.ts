@@ -57,6 +57,8 @@ export function createRunDispatcher(deps: {
   route?: (run: RunAssignment) => object;
   /** Prisma's query compiler, compiled once by the cell (prisma/query-compiler.ts); null if it could not be. */
   queryCompiler: () => Promise<WebAssembly.Module | null>;
+  /** A run's worker ended with the run, or was retired before it (spare-workers.ts). */
+  onWorkerEnded?: () => void;
 }): RunDispatcher {
   const inFlight = new Map<string, InFlight>();
   const statsByWorker = new Map<number, WorkerStats>();
@@ -74,6 +76,8 @@ export function createRunDispatcher(deps: {
     if (report?.recycled) f.abort.abort();
     deps.send({ type: 'run_finished', runId: f.run.runId, outcome, report });
     deps.onCountsChanged();
+    // Its worker ended with it (recycled, or its task failed: terminated, crashed, out of memory).
+    if (report ? report.recycled : !f.taskResolved) deps.onWorkerEnded?.();
   }
 
   function stop(f: InFlight, reason: StopReason) {
@@ -103,6 +107,7 @@ export function createRunDispatcher(deps: {
     f.port.close();
     inFlight.delete(f.run.runId);
     f.abort.abort();
+    deps.onWorkerEnded?.();
     start(f.run, f.traceparent);
   }
 

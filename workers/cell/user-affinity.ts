@@ -34,6 +34,8 @@ export function createUserAffinity(pool: {
   maxWorkers: number;
   /** The worker has warmed: a run given to it starts now, not after the worker's warm-up. */
   warm: (workerId: number) => boolean;
+  /** A user took a fresh worker (called from inside Piscina's distribution: start no task synchronously). */
+  onFreshTaken?: () => void;
 }) {
   /** The user each worker serves (by Piscina's worker id, its threadId), and when it last got a run. */
   const owners = new Map<number, { userId: string; lastUsed: number }>();
@@ -63,6 +65,7 @@ export function createUserAffinity(pool: {
     fresh ??= cold;
     if (fresh) {
       owners.set(fresh.id, { userId: route.userId, lastUsed: ++clock });
+      pool.onFreshTaken?.();
       return fresh;
     }
     const starting = pool.workers() - pool.ready();
@@ -73,6 +76,10 @@ export function createUserAffinity(pool: {
 
   return {
     balancer,
+    /** Of these workers (alive or starting), how many no user has taken yet. */
+    fresh(workerIds: readonly number[]): number {
+      return workerIds.filter((id) => !owners.has(id)).length;
+    },
     /** Piscina's workerDestroy: forget a worker that is gone. */
     forget(workerId: number) {
       owners.delete(workerId);

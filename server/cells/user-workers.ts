@@ -1,0 +1,103 @@
+/**
+ * Which of a cell's workers serve which user, as the front learns it from the runs it sends there
+ * (THREAD_REUSE=same_user: a worker serves one user for its life, workers/cell/user-affinity.ts). A run given to
+ * a cell where its user has an idle worker starts at once; anywhere else it takes a fresh worker: the cell's warm
+ * spare if one is left, else a thread start (~0.3 s of a core). Under misbehaving runs, which end their workers,
+ * sending a user's run to the cell that merely served it lately made its runs wait for thread starts while its
+ * worker in the other cell sat idle (README, "Performance").
+ *
+ * Learned, not told: a run's start names its worker, its end says whether that worker serves again (a report
+ * without `recycled`). What the front cannot see (a worker retired idle after Piscina's idleTimeout, or handed to
+ * another user when the cell's pool was full) only costs a run the fresh worker it would have taken anyway.
+ */
+
+/** A cell's idle workers retire after 30 s (Piscina's idleTimeout in workers/cell/cell-runtime.ts). */
+export const USER_WORKER_MEMORY_MS = 30_000;
+
+interface UserEntry {
+  /** The user's workers here: true while one of its runs executes on it. */
+  workers: Map<number, boolean>;
+  /** The user's runs sent here that have not started yet: each will take one of its idle workers. */
+  waiting: number;
+  lastUsed: number;
+}
+
+export class UserWorkers {
+  private readonly users = new Map<string, UserEntry>();
+  private readonly runs = new Map<string, { userId: string; workerId: number | null }>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** A run of `userId` was sent to the cell. */
+  dispatched(runId: string, userId: string): void {
+    const entry = this.entry(userId);
+    entry.waiting++;
+    this.runs.set(runId, { userId, workerId: null });
+  }
+
+  /** The run started on `workerId`. */
+  started(runId: string, workerId: number): void {
+    const run = this.runs.get(runId);
+    if (!run || run.workerId !== null) return;
+    run.workerId = workerId;
+    const entry = this.entry(run.userId);
+    entry.waiting = Math.max(0, entry.waiting - 1);
+    entry.workers.set(workerId, true);
+  }
+
+  /** The run ended; `workerServesAgain`: its worker stays, idle, for its user (false: recycled, killed, crashed). */
+  finished(runId: string, workerServesAgain: boolean): void {
+    const run = this.runs.get(runId);
+    if (!run) return;
+    this.runs.delete(runId);
+    const entry = this.entry(run.userId);
+    if (run.workerId === null) entry.waiting = Math.max(0, entry.waiting - 1);
+    else if (workerServesAgain) entry.workers.set(run.workerId, false);
+    else entry.workers.delete(run.workerId);
+  }
+
+  /** Workers of `userId` here that a new run of its would find idle. */
+  idleFor(userId: string): number {
+    const entry = this.fresh(userId);
+    if (!entry) return 0;
+    let idle = 0;
+    for (const busy of entry.workers.values()) if (!busy) idle++;
+    return Math.max(0, idle - entry.waiting);
+  }
+
+  /** The cell served `userId` lately (it may hold its workers, all busy). */
+  serves(userId: string): boolean {
+    return this.fresh(userId) !== null;
+  }
+
+  private fresh(userId: string): UserEntry | null {
+    const entry = this.users.get(userId);
+    if (!entry) return null;
+    if (idleSince(entry, this.now()) >= USER_WORKER_MEMORY_MS) {
+      this.users.delete(userId);
+      return null;
+    }
+    return entry;
+  }
+
+  /** The user's entry, moved to the end (the map is kept in order of use), after forgetting users gone stale. */
+  private entry(userId: string): UserEntry {
+    const now = this.now();
+    const entry = this.users.get(userId) ?? { workers: new Map(), waiting: 0, lastUsed: now };
+    this.users.delete(userId);
+    for (const [user, e] of this.users) {
+      if (now - e.lastUsed < USER_WORKER_MEMORY_MS) break;
+      if (idleSince(e, now) >= USER_WORKER_MEMORY_MS) this.users.delete(user);
+    }
+    entry.lastUsed = now;
+    this.users.set(userId, entry);
+    return entry;
+  }
+}
+
+/** How long the user has had nothing running or waiting here (0 while it has). */
+function idleSince(entry: UserEntry, now: number): number {
+  if (entry.waiting > 0) return 0;
+  for (const busy of entry.workers.values()) if (busy) return 0;
+  return now - entry.lastUsed;
+}
