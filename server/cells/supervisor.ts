@@ -247,7 +247,8 @@ export function createCellSupervisor(opts: SupervisorOptions) {
     },
     /** The ready serving cell for a run (of `userId`: where its worker is idle first), or null when all are full: pick-cell.ts. */
     pick(userId?: string): CellHandle | null {
-      return pickCell(slots, userId);
+      // With THREAD_REUSE=any every idle worker serves every user: only free slots matter.
+      return pickCell(slots, opts.cellConfig.workerReuse === 'same_user' ? userId : undefined);
     },
     /**
      * A ready, empty quarantine cell for the next suspect, or null. `waiting` suspects want one cell

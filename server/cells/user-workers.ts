@@ -7,16 +7,17 @@
  * worker in the other cell sat idle (README, "Performance").
  *
  * Learned, not told: a run's start names its worker, its end says whether that worker serves again (a report
- * without `recycled`). What the front cannot see (a worker retired idle after Piscina's idleTimeout, or handed to
- * another user when the cell's pool was full) only costs a run the fresh worker it would have taken anyway.
+ * without `recycled`). What the front cannot see, a worker retired idle after Piscina's idleTimeout or handed to
+ * another user when the cell's pool was full, only costs a run the fresh worker it would have taken anyway; a
+ * worker idle that long is no longer counted (it may have retired), so what the front believes cannot pile up.
  */
 
 /** A cell's idle workers retire after 30 s (Piscina's idleTimeout in workers/cell/cell-runtime.ts). */
 export const USER_WORKER_MEMORY_MS = 30_000;
 
 interface UserEntry {
-  /** The user's workers here: true while one of its runs executes on it. */
-  workers: Map<number, boolean>;
+  /** The user's workers here: null while one of its runs executes on it, else since when it has been idle. */
+  workers: Map<number, number | null>;
   /** The user's runs sent here that have not started yet: each will take one of its idle workers. */
   waiting: number;
   lastUsed: number;
@@ -42,7 +43,7 @@ export class UserWorkers {
     run.workerId = workerId;
     const entry = this.entry(run.userId);
     entry.waiting = Math.max(0, entry.waiting - 1);
-    entry.workers.set(workerId, true);
+    entry.workers.set(workerId, null);
   }
 
   /** The run ended; `workerServesAgain`: its worker stays, idle, for its user (false: recycled, killed, crashed). */
@@ -52,7 +53,7 @@ export class UserWorkers {
     this.runs.delete(runId);
     const entry = this.entry(run.userId);
     if (run.workerId === null) entry.waiting = Math.max(0, entry.waiting - 1);
-    else if (workerServesAgain) entry.workers.set(run.workerId, false);
+    else if (workerServesAgain) entry.workers.set(run.workerId, this.now());
     else entry.workers.delete(run.workerId);
   }
 
@@ -60,8 +61,13 @@ export class UserWorkers {
   idleFor(userId: string): number {
     const entry = this.fresh(userId);
     if (!entry) return 0;
+    const now = this.now();
     let idle = 0;
-    for (const busy of entry.workers.values()) if (!busy) idle++;
+    for (const [workerId, idleSince] of entry.workers) {
+      if (idleSince === null) continue;
+      if (now - idleSince < USER_WORKER_MEMORY_MS) idle++;
+      else entry.workers.delete(workerId);
+    }
     return Math.max(0, idle - entry.waiting);
   }
 
@@ -98,6 +104,6 @@ export class UserWorkers {
 /** How long the user has had nothing running or waiting here (0 while it has). */
 function idleSince(entry: UserEntry, now: number): number {
   if (entry.waiting > 0) return 0;
-  for (const busy of entry.workers.values()) if (busy) return 0;
+  for (const idleSince of entry.workers.values()) if (idleSince === null) return 0;
   return now - entry.lastUsed;
 }

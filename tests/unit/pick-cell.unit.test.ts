@@ -85,3 +85,18 @@ test('full cells and quarantine cells are never picked', () => {
   expect(pickCell([cell('a', 0, a), cell('q', 1, new UserWorkers(t.now), true)], 'u')).toBeNull();
   expect(pickCell([null, cell('a', 0, a), cell('c', 1, new UserWorkers(t.now))], 'u')!.name).toBe('c');
 });
+
+test("a worker idle for a worker's idle timeout no longer counts (it may have retired), though its user stays busy", () => {
+  const t = clock();
+  const a = new UserWorkers(t.now);
+  ran(a, 'r1', 'u', 7);
+  t.advance(USER_WORKER_MEMORY_MS - 1);
+  a.dispatched('r2', 'u');
+  a.started('r2', 8);
+  expect(a.idleFor('u')).toBe(1);
+  t.advance(1);
+  expect(a.idleFor('u')).toBe(0);
+  expect(a.serves('u')).toBe(true);
+  a.finished('r2', true);
+  expect(a.idleFor('u')).toBe(1);
+});

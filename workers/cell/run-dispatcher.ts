@@ -76,8 +76,9 @@ export function createRunDispatcher(deps: {
     if (report?.recycled) f.abort.abort();
     deps.send({ type: 'run_finished', runId: f.run.runId, outcome, report });
     deps.onCountsChanged();
-    // Its worker ended with it (recycled, or its task failed: terminated, crashed, out of memory).
-    if (report ? report.recycled : !f.taskResolved) deps.onWorkerEnded?.();
+    // Its worker ended with it: recycled, or the run had started and its task failed (terminated, crashed, out of
+    // memory). A run stopped or refused before it started ended no worker.
+    if (report ? report.recycled : f.startedAt !== null && !f.taskResolved) deps.onWorkerEnded?.();
   }
 
   function stop(f: InFlight, reason: StopReason) {
@@ -99,6 +100,7 @@ export function createRunDispatcher(deps: {
     if (f.stopReason) {
       settle(f, crashOutcome(f, null));
       f.abort.abort();
+      deps.onWorkerEnded?.();
       return;
     }
     f.settled = true;

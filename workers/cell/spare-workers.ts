@@ -12,6 +12,9 @@
  * a spare task that no worker ever takes (the balancer refuses it): Piscina starts a worker for it, below
  * `maxThreads`, and the cell withdraws the task at once, before any worker could be offered it. Above
  * `minThreads`, a worker idle for Piscina's idleTimeout retires, so the extra spares go once the churn stops.
+ * Piscina retires whichever idle worker's timeout comes first, a spare or a user's: a cell at rest can be left with
+ * no spare until the next new user or worker end (topping up on such a retirement would start and retire a worker
+ * every idleTimeout, for ever).
  */
 import { Piscina } from 'piscina';
 

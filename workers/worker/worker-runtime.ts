@@ -261,7 +261,9 @@ export function createWorkerRuntime(deps: {
       );
     },
     handle(task: WorkerTask): Promise<RunOutcome | DescribeReply> {
-      return task.kind === 'describe' ? describe() : execute(task.run, task.port, task.startRecorded, task.traceId);
+      if (task.kind === 'describe') return describe();
+      if (task.kind === 'run') return execute(task.run, task.port, task.startRecorded, task.traceId);
+      return Promise.reject(new Error(`unknown worker task ${JSON.stringify((task as { kind?: unknown }).kind)}`));
     },
   };
 }
