@@ -59,7 +59,7 @@ export class UserWorkers {
 
   /** Workers of `userId` here that a new run of its would find idle. */
   idleFor(userId: string): number {
-    const entry = this.fresh(userId);
+    const entry = this.current(userId);
     if (!entry) return 0;
     const now = this.now();
     let idle = 0;
@@ -73,13 +73,14 @@ export class UserWorkers {
 
   /** The cell served `userId` lately (it may hold its workers, all busy). */
   serves(userId: string): boolean {
-    return this.fresh(userId) !== null;
+    return this.current(userId) !== null;
   }
 
-  private fresh(userId: string): UserEntry | null {
+  /** The user's entry, unless it has had nothing here for a worker's idle timeout (then it is forgotten). */
+  private current(userId: string): UserEntry | null {
     const entry = this.users.get(userId);
     if (!entry) return null;
-    if (idleSince(entry, this.now()) >= USER_WORKER_MEMORY_MS) {
+    if (quietFor(entry, this.now()) >= USER_WORKER_MEMORY_MS) {
       this.users.delete(userId);
       return null;
     }
@@ -93,7 +94,7 @@ export class UserWorkers {
     this.users.delete(userId);
     for (const [user, e] of this.users) {
       if (now - e.lastUsed < USER_WORKER_MEMORY_MS) break;
-      if (idleSince(e, now) >= USER_WORKER_MEMORY_MS) this.users.delete(user);
+      if (quietFor(e, now) >= USER_WORKER_MEMORY_MS) this.users.delete(user);
     }
     entry.lastUsed = now;
     this.users.set(userId, entry);
@@ -102,7 +103,7 @@ export class UserWorkers {
 }
 
 /** How long the user has had nothing running or waiting here (0 while it has). */
-function idleSince(entry: UserEntry, now: number): number {
+function quietFor(entry: UserEntry, now: number): number {
   if (entry.waiting > 0) return 0;
   for (const idleSince of entry.workers.values()) if (idleSince === null) return 0;
   return now - entry.lastUsed;
