@@ -11,7 +11,10 @@
  * - when the event bus may have lost events of a user (gap), each of the user's sockets is told the same for
  *   every run it follows and has not finished, and those runs wait the same way for its replay; so does a
  *   socket that sees a hole in a run's seqs (an event committed by a node that died before publishing it);
- * - one replay sends at most `maxAckBytes`; the rest is read with another subscribe_run from the cursor.
+ * - one replay sends at most `maxAckBytes`; the rest is read with another subscribe_run from the cursor;
+ * - several nodes: a run's first event is published by the node that accepted it, the rest by the node that
+ *   claimed it, so a socket may get event 2 before event 1. Events of a run it does not follow yet are kept a
+ *   moment (a few per socket, for EARLY_MS) and sent after event 1; those it could not keep it replays (resync).
  */
 import type { RunEventEnvelope } from '../../protocol/events.js';
 import { watchOutbox, type Outbox } from './outbox.js';
@@ -46,9 +49,24 @@ interface SocketState {
   finished: Map<string, number>;
   /** When it was added: the runs its user starts from then on are its to follow. */
   since: number;
+  /**
+   * Events of runs not followed yet, which came before the run's event 1 (see the top): kept for the run's
+   * event 1, in arrival order; `events` null once some were let go (too many, too late): then event 1 is
+   * followed by resync_required. Also left by runs a socket joined mid-stream (whose event 1 it never gets).
+   */
+  early: Map<string, { events: RunEventEnvelope[] | null; since: number }>;
+  /** Events kept in `early`, all runs together. */
+  earlyKept: number;
 }
 
 const FINISHED_MEMORY = 1000;
+/**
+ * Early events (see SocketState.early): how long they are kept (event 1 comes within a few milliseconds, or
+ * hundreds on a starved machine), how many per socket, and how many runs are remembered per socket.
+ */
+const EARLY_MS = 2000;
+const EARLY_EVENTS = 32;
+const EARLY_RUNS = 256;
 
 /** Remembers that the socket was sent a run's terminal event at `seq`. */
 function rememberFinished(state: SocketState, runId: string, seq: number): void {
@@ -85,10 +103,11 @@ export function createDelivery(opts: DeliveryOptions) {
   }
 
   function send(state: SocketState, e: RunEventEnvelope): void {
+    if (state.finished.has(e.run_id)) return;
     const last = state.cursors.get(e.run_id);
     // A socket follows a run from its first event, or from where it subscribed: a run already under way
     // when the socket connected (a reconnect, a new tab) is joined with subscribe_run, never mid-stream.
-    if (last === undefined && e.seq !== 1) return;
+    if (last === undefined && e.seq !== 1) return keepEarly(state, e);
     if (last !== undefined && e.seq <= last) return;
     if (state.paused.has(e.run_id)) {
       opts.onDropped(1);
@@ -120,6 +139,49 @@ export function createDelivery(opts: DeliveryOptions) {
       state.cursors.delete(e.run_id);
       rememberFinished(state, e.run_id, e.seq);
     } else state.cursors.set(e.run_id, e.seq);
+    if (e.seq === 1) sendEarly(state, e.run_id);
+  }
+
+  /** Keeps an event of a run this socket does not follow yet, for the run's event 1 (bounded: see EARLY_*). */
+  function keepEarly(state: SocketState, e: RunEventEnvelope): void {
+    const now = Date.now();
+    let entry = state.early.get(e.run_id);
+    if (!entry) {
+      if (state.early.size >= EARLY_RUNS) dropEarly(state, state.early.keys().next().value as string);
+      state.early.set(e.run_id, (entry = { events: [], since: now }));
+    }
+    if (entry.events === null) return;
+    if (state.earlyKept >= EARLY_EVENTS) letGoOfStale(state, now);
+    if (state.earlyKept >= EARLY_EVENTS || now - entry.since > EARLY_MS) return letGo(state, entry);
+    entry.events.push(e);
+    state.earlyKept++;
+  }
+
+  /** Early events let go of are replayed from the log after the run's event 1, if it ever comes. */
+  function letGo(state: SocketState, entry: { events: RunEventEnvelope[] | null }): void {
+    state.earlyKept -= entry.events?.length ?? 0;
+    entry.events = null;
+  }
+
+  /** Lets go of the early events kept longer than EARLY_MS (runs this socket joined mid-stream, mostly). */
+  function letGoOfStale(state: SocketState, now: number): void {
+    for (const entry of state.early.values()) if (entry.events !== null && now - entry.since > EARLY_MS) letGo(state, entry);
+  }
+
+  function dropEarly(state: SocketState, runId: string): void {
+    state.earlyKept -= state.early.get(runId)?.events?.length ?? 0;
+    state.early.delete(runId);
+  }
+
+  /** After a run's event 1: what came before it, in order; if some was let go, the client replays (resync). */
+  function sendEarly(state: SocketState, runId: string): void {
+    const entry = state.early.get(runId);
+    if (!entry) return;
+    dropEarly(state, runId);
+    if (entry.events !== null) {
+      // In seq order; a hole among them pauses the run as any hole does.
+      for (const e of entry.events.sort((a, b) => a.seq - b.seq)) send(state, e);
+    } else if (state.cursors.has(runId) && !state.paused.has(runId)) pause(state, runId, state.cursors.get(runId)!);
   }
 
   /**
@@ -150,7 +212,7 @@ export function createDelivery(opts: DeliveryOptions) {
 
   return {
     add(userId: string, socket: Socket): void {
-      const state: SocketState = { socket, outbox: watchOutbox(socket.conn), cursors: new Map(), held: new Map(), paused: new Set(), merging: new Map(), gapped: new Set(), replaying: new Map(), finished: new Map(), since: Date.now() };
+      const state: SocketState = { socket, outbox: watchOutbox(socket.conn), cursors: new Map(), held: new Map(), paused: new Set(), merging: new Map(), gapped: new Set(), replaying: new Map(), finished: new Map(), since: Date.now(), early: new Map(), earlyKept: 0 };
       bySocket.set(socket.id, state);
       if (!byUser.has(userId)) byUser.set(userId, new Set());
       byUser.get(userId)!.add(state);

@@ -65,6 +65,50 @@ describe('cursors', () => {
     expect(drops).toEqual([]);
   });
 
+  test('several nodes: events of a run that come before its event 1 (another node claimed it first) are sent after it, in order, once', () => {
+    const { d, a, drops } = rig();
+    d.deliver(ev(3));
+    d.deliver(ev(2));
+    d.deliver(ev(4, 'agent_completed'));
+    expect(a.sent).toEqual([]);
+    d.deliver(ev(1, 'message_received'));
+    expect(seqs(a.sent)).toEqual(['1', '2', '3', '4']);
+    // The accepting node's event 1 arriving late, after the run finished here, is not a new run.
+    d.deliver(ev(1, 'message_received'));
+    d.deliver(ev(2));
+    expect(seqs(a.sent)).toEqual(['1', '2', '3', '4']);
+    expect(a.sent.filter((s) => s.name === 'resync_required')).toEqual([]);
+    expect(drops).toEqual([]);
+  });
+
+  test('early events a socket could not keep (too many, or kept past 2 s) are replayed: event 1, then resync_required from 1', () => {
+    const { d, a } = rig();
+    for (let seq = 2; seq <= 40; seq++) d.deliver(ev(seq));
+    d.deliver(ev(1, 'message_received'));
+    expect(seqs(a.sent)).toEqual(['1']);
+    expect(a.sent.filter((s) => s.name === 'resync_required')).toEqual([{ name: 'resync_required', body: { run_id: 'r1', last_seq: 1 } }]);
+    d.deliver(ev(41));
+    expect(seqs(a.sent)).toEqual(['1']);
+
+    const late = rig();
+    late.d.deliver(ev(2, 'agent_thinking', 'r2'));
+    jest.advanceTimersByTime(2001);
+    late.d.deliver(ev(3, 'agent_completed', 'r2'));
+    late.d.deliver(ev(1, 'message_received', 'r2'));
+    expect(late.a.sent.map((s) => s.name)).toEqual(['message_received', 'resync_required']);
+  });
+
+  test('early events of runs a socket joined mid-stream (whose event 1 never comes) are let go of after 2 s and do not crowd out later runs', () => {
+    const { d, a } = rig();
+    for (let run = 0; run < 300; run++) for (let seq = 50; seq < 53; seq++) d.deliver(ev(seq, 'partial_result', `mid${run}`));
+    jest.advanceTimersByTime(2001);
+    d.deliver(ev(2, 'agent_thinking', 'r9'));
+    d.deliver(ev(3, 'agent_completed', 'r9'));
+    d.deliver(ev(1, 'message_received', 'r9'));
+    expect(seqs(a.sent)).toEqual(['1', '2', '3']);
+    expect(a.sent.filter((s) => s.name === 'resync_required')).toEqual([]);
+  });
+
   test('a hole in the seqs (events this socket never got) pauses the run and asks the client to replay from its cursor, once', () => {
     const { d, a, drops } = rig();
     d.deliver(ev(1));
