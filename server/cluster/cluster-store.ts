@@ -55,8 +55,10 @@ export interface ClusterStore {
   /**
    * Gives this lease up to `max` waiting runs: users least recently served first, each user's oldest run, only
    * while the user has fewer than `userMaxConcurrentRuns` runs held by nodes and the run's conversation has none.
+   * `more`: runs still waited once these were taken (read after the take; a claim of another node not committed
+   * yet may make it true for nothing, never false while runs wait). Always false when none were taken.
    */
-  claim(lease: string, max: number, userMaxConcurrentRuns: number): Promise<ClaimedRun[]>;
+  claim(lease: string, max: number, userMaxConcurrentRuns: number): Promise<{ runs: ClaimedRun[]; more: boolean }>;
   /**
    * Writes `build`'s event for each of `runIds` still waiting in the shared queue (run_queued), in one
    * transaction; returns the events written (none for runs that left it).

@@ -183,9 +183,10 @@ export function createSharedRuns(deps: {
         signals.wake();
         return [];
       }
-      const claimed = await cluster.claim(held, max, settings.userMaxConcurrentRuns);
-      // Full now, and more may wait: the other nodes claim the rest.
-      if (claimed.length >= max) signals.wake();
+      const { runs: claimed, more } = await cluster.claim(held, max, settings.userMaxConcurrentRuns);
+      // Full now, and runs still wait: the other nodes claim the rest. (Not on every full claim: with one free
+      // worker each claim is full, and each would wake every node to claim for nothing.)
+      if (claimed.length >= max && more) signals.wake();
       return claimed.map(({ record: r, lastSeq }) => {
         notices.delete(r.id);
         const run = liveRunOf(r, held);

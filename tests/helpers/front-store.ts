@@ -12,6 +12,7 @@ import pg from 'pg';
 import { createLogger } from '../../server/logger';
 import { migrationsFolder } from '../../server/store/migrations';
 import { createPostgresqlBackend } from '../../server/store/postgresql/postgresql-backend';
+import { createPool, writePoolConfig } from '../../server/store/postgresql/pools';
 import { openReadClient } from '../../server/store/postgresql/prisma-client';
 import { createPgRunWrites } from '../../server/store/postgresql/run-writes';
 import { createPrismaRunStore } from '../../server/store/prisma-run-store';
@@ -56,7 +57,7 @@ export async function openFrontStore(dir: string): Promise<FrontStore> {
       // The backend's own start-up: it creates the database and applies the migrations.
       await createPostgresqlBackend(target, { synchronous: 'normal', poolSize: 2, startupWaitMs: 10_000, log }).migrate();
       const readPool = new pg.Pool({ connectionString: url, max: 2 });
-      const writePool = new pg.Pool({ connectionString: url, max: 1 });
+      const writePool = createPool(writePoolConfig(url, 1), log);
       const reads = openReadClient(readPool);
       const writes = createPgRunWrites(writePool, log);
       return {

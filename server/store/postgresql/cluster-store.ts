@@ -11,8 +11,8 @@
  *   stop while it waits, a takeover) with a claim, which reads the run's last seq only after its UPDATE got the row;
  * - an expired lease's Node row (FOR UPDATE SKIP LOCKED) gives each takeover to one node, and its runs change
  *   in the transaction that deletes the lease: exactly once.
- * The claim and an accept's checks are functions of the database (migration 20261203000000_claim_function): one
- * round trip each, the same statements and locks inside.
+ * The claim and an accept's checks are functions of the database (migrations 20261203000000_claim_function and
+ * 20261204000000_claim_more): one round trip each, the same statements and locks inside.
  * Timestamps are database time as UTC (`now() AT TIME ZONE 'UTC'`, the TIMESTAMP(3) columns hold UTC).
  */
 import { createHash, randomUUID } from 'node:crypto';
@@ -23,7 +23,8 @@ import type { ClaimedRun, ClusterStore, TakeoverDecision } from '../../cluster/c
 import { RowMissingError } from '../run-writes.js';
 import { acceptedRecordOf, acceptedRowOf, runRecordOf as runRecordOfRow, type RunRow as RunFields } from '../run-record.js';
 import { explain, runStatements, type RunWrite } from './run-statements.js';
-import { asUnavailable } from './unavailable.js';
+import { pipelinedTransaction, TransactionFailed } from './pipelined-transaction.js';
+import { asUnavailable, isUnavailable, unavailableError } from './unavailable.js';
 
 type RunRow = RunFields & { owner: string | null };
 
@@ -70,8 +71,8 @@ const Q = {
   ownedRuns: statement(`SELECT ${RUN_COLUMNS} FROM "Run" WHERE "owner" = $1 AND "status" IN ${ACTIVE} ORDER BY "id" FOR UPDATE`, UTC_TYPES),
   requeue: statement(`UPDATE "Run" SET "owner" = NULL, "status" = 'queued' WHERE "id" = ANY($1::text[])`),
   lastSeqs: statement('SELECT "runId", max("seq") AS "last" FROM "RunEvent" WHERE "runId" = ANY($1::text[]) GROUP BY "runId"'),
-  acceptCheck: statement('SELECT "waiting", "busy" FROM atoll_accept_check($1, $2)'),
-  claim: statement(`SELECT ${RUN_COLUMNS}, "lastSeq" FROM atoll_claim($1, $2, $3)`, UTC_TYPES),
+  acceptCheck: statement('SELECT atoll_accept_check($1, $2, $3, $4) AS "busy"'),
+  claim: statement(`SELECT ${RUN_COLUMNS}, "lastSeq", "more" FROM atoll_claim($1, $2, $3)`, UTC_TYPES),
   waitingRuns: statement(`SELECT ${RUN_COLUMNS} FROM "Run" WHERE "id" = ANY($1::text[]) AND "status" = 'queued' AND "owner" IS NULL FOR UPDATE SKIP LOCKED`, UTC_TYPES),
   positions: statement(
     `SELECT r."id", (SELECT count(*) FROM "Run" AS w WHERE w."userId" = r."userId" AND w."status" = 'queued' AND w."owner" IS NULL AND w."queuedAt" <= r."queuedAt") AS "n" ` +
@@ -86,9 +87,12 @@ const Q = {
 
 async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect().catch(asUnavailable);
+  // BEGIN goes out with the first statement (the connection is pipelined: pools.ts); when it fails, so does that.
+  const begun = client.query('BEGIN');
+  begun.catch(() => undefined);
   try {
-    await client.query('BEGIN');
     const result = await work(client);
+    await begun;
     await client.query('COMMIT');
     return result;
   } catch (err) {
@@ -108,6 +112,16 @@ const lastSeqs = async (client: pg.PoolClient, runIds: string[]): Promise<Map<st
   const { rows } = await client.query<{ runId: string; last: number }>(Q.lastSeqs([runIds]));
   return new Map(rows.map((r) => [r.runId, Number(r.last)]));
 };
+
+/** What a failed accept tells its caller: a refusal of its checks, a missing thread, or the database unreachable. */
+function refusal(err: unknown, item: RunWrite, userMaxQueuedRuns: number): unknown {
+  const code = (err as { code?: unknown }).code;
+  if (code === 'AT001') return new CodedError('OVERLOADED', `you have ${userMaxQueuedRuns} runs waiting (USER_MAX_QUEUED_RUNS); nothing was accepted`, { retryAfterSeconds: 5 });
+  if (code === 'AT002' && item.kind === 'accept') return new CodedError('THREAD_BUSY', `thread ${item.row.threadId} has a run in progress (multitask "reject")`, { retryAfterSeconds: 1 });
+  if (isUnavailable(err)) return unavailableError();
+  const explained = explain(item, err);
+  return explained instanceof RowMissingError ? new CodedError('NOT_FOUND', 'no such thread') : explained;
+}
 
 /**
  * `pool` serves the queue (accepts, claims, takeovers, stops); `leasePool` (one connection) only the lease: a
@@ -175,36 +189,30 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool): Cluster
 
     async accept(run, check) {
       const row = acceptedRowOf(run);
+      const item: RunWrite = { kind: 'accept', row };
+      const client = await pool.connect().catch(asUnavailable);
       try {
-        return await inTransaction(pool, async (c) => {
-          // Locks the user's row first (every accept and claim of this user waits there in turn), then counts.
-          const { rows } = await c.query<{ waiting: string; busy: string[] }>(Q.acceptCheck([row.userId, row.threadId]));
-          const { waiting, busy } = rows[0]!;
-          if (Number(waiting) >= check.userMaxQueuedRuns) {
-            throw new CodedError('OVERLOADED', `you have ${check.userMaxQueuedRuns} runs waiting (USER_MAX_QUEUED_RUNS); nothing was accepted`, { retryAfterSeconds: 5 });
-          }
-          if (busy.length > 0 && check.rejectIfBusy) {
-            throw new CodedError('THREAD_BUSY', `thread ${row.threadId} has a run in progress (multitask "reject")`, { retryAfterSeconds: 1 });
-          }
-          const item: RunWrite = { kind: 'accept', row };
-          try {
-            await write(c, [item]);
-          } catch (err) {
-            throw explain(item, err);
-          }
-          return { record: acceptedRecordOf(run), busy };
-        });
+        // BEGIN, the checks under the user's lock (which refuse by themselves, aborting the rest: see the migration
+        // 20261204000000_queue_round_trips) and the writes in one round trip; COMMIT once they answered, so a
+        // connection lost before it means nothing was accepted.
+        const [checked] = await pipelinedTransaction(client, [Q.acceptCheck([row.userId, row.threadId, check.userMaxQueuedRuns, check.rejectIfBusy]), ...runStatements([item])], 'after');
+        client.release();
+        return { record: acceptedRecordOf(run), busy: (checked!.rows[0] as { busy: string[] }).busy };
       } catch (err) {
-        if (err instanceof RowMissingError) throw new CodedError('NOT_FOUND', 'no such thread');
-        return asUnavailable(err);
+        const cause = err instanceof TransactionFailed ? err.cause : err;
+        client.release(isUnavailable(cause) ? (cause as Error) : undefined);
+        throw refusal(cause, item, check.userMaxQueuedRuns);
       }
     },
 
     async claim(lease, max, userMaxConcurrentRuns) {
-      if (max <= 0) return [];
-      // One statement, its own transaction: the locks, the takes and the reads are atoll_claim's (see the migration).
-      const { rows } = await pool.query<RunRow & { lastSeq: number }>(Q.claim([lease, max, userMaxConcurrentRuns])).catch(asUnavailable);
-      return rows.map(({ lastSeq, ...r }): ClaimedRun => ({ record: runRecordOfRow(r), lastSeq: Number(lastSeq) }));
+      if (max <= 0) return { runs: [], more: false };
+      // One statement, its own transaction: the locks, the takes and the reads are atoll_claim's (see the migrations).
+      const { rows } = await pool.query<RunRow & { lastSeq: number; more: boolean }>(Q.claim([lease, max, userMaxConcurrentRuns])).catch(asUnavailable);
+      return {
+        runs: rows.map(({ lastSeq, more: _, ...r }): ClaimedRun => ({ record: runRecordOfRow(r), lastSeq: Number(lastSeq) })),
+        more: rows[0]?.more === true,
+      };
     },
 
     async noticeWaiting(runIds, build) {

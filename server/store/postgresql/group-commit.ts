@@ -1,9 +1,8 @@
 /**
  * Group commit on PostgreSQL: every write asked for while the previous commit was under way goes into the next
  * one, as one transaction of a few multi-row statements (run-statements.ts batches them by statement, not one
- * round trip per row; usually one statement, which commits on its own, without BEGIN and COMMIT, when the batch
- * holds no request). Each caller's promise settles after the commit has returned: "acknowledged" means committed,
- * as on SQLite.
+ * round trip per row; usually one statement, which commits on its own when the batch holds no request). Each
+ * caller's promise settles after the commit has returned: "acknowledged" means committed, as on SQLite.
  *
  * Failures, by what they mean:
  * - a write's own fault (a constraint, a missing row): the batch is rolled back and every write is applied
@@ -20,14 +19,13 @@
  */
 import type pg from 'pg';
 import type { Logger } from '../../logger.js';
+import { pipelinedTransaction, TransactionFailed } from './pipelined-transaction.js';
 import { isUnavailable, unavailableError } from './unavailable.js';
 
 export interface Statement {
   name: string;
   text: string;
   values: unknown[];
-  /** Checks the statement's result; throws a write error (the batch is then retried write by write). */
-  check?: (result: pg.QueryResult) => void;
 }
 
 export interface Batching<I> {
@@ -90,57 +88,43 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
   let idle: (() => void) | null = null;
   const stats = { writes: 0, commits: 0, retriedAlone: 0, retriedUnreachable: 0 };
 
-  /** `alone`: a single statement may commit on its own (autocommit); see autocommit(). */
-  async function transaction(statements: Statement[], alone = false): Promise<void> {
+  /**
+   * A single statement without requests commits on its own; otherwise BEGIN and the statements go out together
+   * (pipelined-transaction.ts), and COMMIT with them too unless the batch holds a request: a request's write must
+   * be able to fail with "nothing was committed" when the connection drops before its COMMIT was sent (otherwise
+   * it is in doubt, and undone). One round trip without requests, two with.
+   */
+  async function transaction(statements: Statement[], requests: boolean): Promise<void> {
     let client: pg.PoolClient;
     try {
       client = await pool.connect();
     } catch (err) {
       throw new CommitFailed(err, false);
     }
-    if (alone && statements.length === 1 && !statements[0]!.check) return autocommit(client, statements[0]!);
-    let sentCommit = false;
     try {
-      await client.query('BEGIN');
-      for (const s of statements) {
-        const result = await client.query({ name: s.name, text: s.text, values: s.values });
-        s.check?.(result);
+      if (statements.length === 1 && !requests) {
+        try {
+          await client.query(statements[0]!);
+        } catch (err) {
+          throw new TransactionFailed(err, true);
+        }
+      } else {
+        await pipelinedTransaction(client, statements, requests ? 'after' : 'with');
       }
-      sentCommit = true;
-      await client.query('COMMIT');
       client.release();
     } catch (err) {
-      const lost = isUnavailable(err);
-      if (!lost) await client.query('ROLLBACK').catch(() => undefined);
+      const { cause, commitSent } = err as TransactionFailed;
+      const lost = isUnavailable(cause);
       // A connection that failed is discarded, not returned to the pool.
-      client.release(lost ? (err as Error) : undefined);
-      throw new CommitFailed(err, lost && sentCommit);
-    }
-  }
-
-  /**
-   * One statement commits on its own: one round trip instead of three (BEGIN, it, COMMIT), which is most of a
-   * commit's cost on a busy machine (run-statements.ts makes a batch one statement). Only for batches without
-   * requests: a failure on a connection that died unnoticed cannot say whether the statement was sent, so it is
-   * in doubt, which costs an acknowledged write nothing (it is committed again, idempotent) but would cost a
-   * request an undo and the requests behind it their fast answer. With requests, BEGIN goes first and a failure
-   * there proves nothing was committed.
-   */
-  async function autocommit(client: pg.PoolClient, s: Statement): Promise<void> {
-    try {
-      await client.query({ name: s.name, text: s.text, values: s.values });
-      client.release();
-    } catch (err) {
-      const lost = isUnavailable(err);
-      client.release(lost ? (err as Error) : undefined);
-      throw new CommitFailed(err, lost);
+      client.release(lost ? (cause as Error) : undefined);
+      throw new CommitFailed(cause, lost && commitSent);
     }
   }
 
   async function commit(batch: Pending<I>[]): Promise<void> {
     const undoing = toUndo;
     try {
-      await transaction([...batching.undo(undoing), ...batching.statements(batch.map((p) => p.item))], !batch.some((p) => batching.isRequest(p.item)));
+      await transaction([...batching.undo(undoing), ...batching.statements(batch.map((p) => p.item))], batch.some((p) => batching.isRequest(p.item)));
     } catch (err) {
       const failure = err as CommitFailed;
       if (isUnavailable(failure.cause)) return unreachableFailure(batch, failure.inDoubt);
@@ -152,7 +136,7 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
       stats.retriedAlone += batch.length;
       if (undoing.length > 0) {
         try {
-          await transaction(batching.undo(undoing));
+          await transaction(batching.undo(undoing), false);
           toUndo = toUndo.filter((i) => !undoing.includes(i));
         } catch (undoErr) {
           if (isUnavailable((undoErr as CommitFailed).cause)) return unreachableFailure(batch, false);
@@ -160,7 +144,7 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
       }
       for (const [i, p] of batch.entries()) {
         try {
-          await transaction(batching.statements([p.item]), !batching.isRequest(p.item));
+          await transaction(batching.statements([p.item]), batching.isRequest(p.item));
           stats.writes++;
           stats.commits++;
           p.resolve();

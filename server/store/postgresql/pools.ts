@@ -1,9 +1,10 @@
 /**
- * The front's pg pools: their settings, and what keeps a lost connection from ending the process. Both pools of
- * the front (reads, writes) are made here; the tests build the write path on the same ones.
+ * The front's pg pools: their settings, and what keeps a lost connection from ending the process. Every pool of
+ * the front (reads, writes, the shared queue's) is made here; the tests build the write path on the same ones.
  */
 import pg from 'pg';
 import type { StoreOptions } from '../backend.js';
+import { WRITE_CONNECTION_OPTIONS } from './run-statements.js';
 
 /** The settings of every pool of the front; `max` connections. */
 export function poolConfig(url: string, max: number): pg.PoolConfig {
@@ -19,6 +20,16 @@ export function poolConfig(url: string, max: number): pg.PoolConfig {
     query_timeout: 30_000,
     application_name: 'atoll',
   };
+}
+
+/**
+ * The settings of the write path's pools (group commit, shared queue, lease): their statements are keyed lookups
+ * (WRITE_CONNECTION_OPTIONS' generic plans, see run-statements.ts), and their connections are pipelined, so a
+ * transaction's statements that do not wait for each other's answers go out together: one round trip, not one
+ * each (on a busy machine each round trip is two process switches). Prisma's reads keep a plain pool.
+ */
+export function writePoolConfig(url: string, max: number): pg.PoolConfig {
+  return { ...poolConfig(url, max), options: WRITE_CONNECTION_OPTIONS, pipeline: true };
 }
 
 /**

@@ -16,9 +16,8 @@ import { applyMigrations } from './apply-migrations.js';
 import { connectWithRetry } from './connect-with-retry.js';
 import { createPgClusterStore } from './cluster-store.js';
 import { lockPostgresql } from './node-lock.js';
-import { createPool, poolConfig } from './pools.js';
+import { createPool, poolConfig, writePoolConfig } from './pools.js';
 import { openReadClient, prismaClientOver } from './prisma-client.js';
-import { WRITE_CONNECTION_OPTIONS } from './run-statements.js';
 import { createPgRunWrites } from './run-writes.js';
 import { asUnavailable, isUnavailable, unavailableError } from './unavailable.js';
 
@@ -44,14 +43,14 @@ export function createPostgresqlBackend(target: PostgresqlTarget, options: Store
 
     async connect(): Promise<StoreConnection> {
       const readPool = createPool(poolConfig(target.url, options.poolSize), options.log);
-      const writePool = createPool({ ...poolConfig(target.url, 1), options: WRITE_CONNECTION_OPTIONS }, options.log);
+      const writePool = createPool(writePoolConfig(target.url, 1), options.log);
       const reads = openReadClient(readPool);
       const writes = createPgRunWrites(writePool, options.log);
       const store = guarded(createPrismaRunStore(reads.prisma, writes), () => writes.commits.undoPending);
       // The shared queue's transactions (several nodes): a pool of their own, so a claim never waits behind reads.
-      // The queue's statements are keyed lookups too: the same generic plans as the write connection's.
-      const clusterPool = createPool({ ...poolConfig(target.url, CLUSTER_POOL_SIZE), options: WRITE_CONNECTION_OPTIONS }, options.log);
-      const leasePool = createPool({ ...poolConfig(target.url, 1), options: WRITE_CONNECTION_OPTIONS }, options.log);
+      // The queue's statements are keyed lookups too: set up as the write connection is.
+      const clusterPool = createPool(writePoolConfig(target.url, CLUSTER_POOL_SIZE), options.log);
+      const leasePool = createPool(writePoolConfig(target.url, 1), options.log);
       const cluster = createPgClusterStore(clusterPool, leasePool);
       let clusterUsed = false;
       let unlock: (() => Promise<void>) | null = null;

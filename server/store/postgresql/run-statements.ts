@@ -34,9 +34,8 @@ const CORRELATION_KEY = 'Run_userId_correlationId_key';
 
 /**
  * A batch's writes as ONE statement: data-modifying CTEs, one per table, each over unnest() arrays (empty ones
- * when the batch has none of that kind), then the runs' status changes, so a commit costs this statement (and BEGIN
- * and COMMIT around it when it holds a request: group-commit.ts) whatever it holds, not BEGIN, a statement per table
- * and kind of change, COMMIT (7-10 round trips).
+ * when the batch has none of that kind), then the runs' status changes, so a commit costs this statement whatever
+ * it holds, not BEGIN, a statement per table and kind of change, COMMIT (7-10 statements).
  * On a busy machine, or with the database on another host, a commit waits for its round trips more than for its
  * rows. The sub-statements share one snapshot and must not touch the same row twice (PostgreSQL would keep only
  * one change), hence:
@@ -98,7 +97,7 @@ const SQL = {
 function columns<N extends number>(n: N): unknown[][] {
   return Array.from({ length: n }, () => []);
 }
-const statement = (name: keyof typeof SQL, values: unknown[], check?: Statement['check']): Statement => ({ name: `atoll_${name}`, text: SQL[name], values, check });
+const statement = (name: keyof typeof SQL, values: unknown[]): Statement => ({ name: `atoll_${name}`, text: SQL[name], values });
 
 /** A run's status changes in one batch, folded: the last status, and the last of each group of columns. */
 interface RunUpdate {

@@ -1,0 +1,145 @@
+/**
+ * The shared queue of several nodes on a real PostgreSQL, at the store (server/store/postgresql/cluster-store.ts
+ * over the functions of its migrations), with the pools the front uses (pipelined: pools.ts):
+ * - an accept's checks refuse by themselves, and the writes sent behind them in the same round trip never
+ *   commit: nothing of a refused run is left (OVERLOADED, THREAD_BUSY, a missing thread);
+ * - a claim serves users in turn under their cap, each user's runs in order, one run per conversation, and says
+ *   whether runs still wait (`more`), which is what decides whether the other nodes are woken.
+ */
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import type { RunEventEnvelope } from '../../protocol/events';
+import type { ClusterStore } from '../../server/cluster/cluster-store';
+import { migrationsFolder } from '../../server/store/migrations';
+import { applyMigrations } from '../../server/store/postgresql/apply-migrations';
+import { createPgClusterStore } from '../../server/store/postgresql/cluster-store';
+import { createPool, writePoolConfig } from '../../server/store/postgresql/pools';
+import type { NewRun } from '../../server/store/store';
+import { testDatabase, type TestDatabase } from '../helpers/pg-database';
+
+const quiet = { warn: () => undefined };
+let db: TestDatabase;
+let cluster: ClusterStore;
+let lease: string;
+
+beforeAll(async () => {
+  db = await testDatabase('shared_queue');
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  await applyMigrations(c, migrationsFolder('postgresql'));
+  await c.end();
+  cluster = createPgClusterStore(createPool(writePoolConfig(db.url, 2), quiet), createPool(writePoolConfig(db.url, 1), quiet));
+  ({ lease } = await cluster.register(`node-${randomUUID()}`, 60_000));
+});
+afterAll(async () => {
+  await cluster?.close();
+  await db?.drop();
+});
+
+let clock = Date.parse('2026-12-04T00:00:00.000Z');
+
+/** A run of `userId`, in a new conversation unless `threadId` names one. */
+function newRun(userId: string, threadId: string | null = null): NewRun {
+  const id = randomUUID();
+  const newThreadId = randomUUID();
+  const at = new Date(++clock).toISOString();
+  const firstEvent = {
+    type: 'message_received',
+    event_id: `${id}-1`,
+    seq: 1,
+    run_id: id,
+    thread_id: threadId ?? newThreadId,
+    user_id: userId,
+    agent_name: 'echo',
+    timestamp: at,
+    payload: {},
+  } as unknown as RunEventEnvelope<'message_received'>;
+  return { id, userId, threadId, newThreadId, agentName: 'echo', input: { text: id }, correlationId: null, requestId: randomUUID(), firstEvent, correlationSince: 0 };
+}
+
+const roomy = { userMaxQueuedRuns: 100, rejectIfBusy: false };
+const user = () => `user-${randomUUID()}`;
+const rowsOf = (runId: string) =>
+  db.query(`SELECT 'run' AS what FROM "Run" WHERE id = $1 UNION ALL SELECT 'message' FROM "Message" WHERE "runId" = $1 UNION ALL SELECT 'event' FROM "RunEvent" WHERE "runId" = $1`, [runId]);
+const finish = (runIds: string[]) => db.query(`UPDATE "Run" SET status = 'completed' WHERE id = ANY($1)`, [runIds]);
+
+test('an accept past USER_MAX_QUEUED_RUNS is refused OVERLOADED, and nothing of it is written', async () => {
+  const u = user();
+  for (let i = 0; i < 2; i++) await cluster.accept(newRun(u), { ...roomy, userMaxQueuedRuns: 2 });
+  const third = newRun(u);
+  await expect(cluster.accept(third, { ...roomy, userMaxQueuedRuns: 2 })).rejects.toMatchObject({ name: 'CodedError', code: 'OVERLOADED', message: expect.stringMatching(/USER_MAX_QUEUED_RUNS/) });
+  expect(await rowsOf(third.id)).toEqual([]);
+  expect(await db.query(`SELECT count(*)::int AS n FROM "Thread" WHERE id = $1`, [third.newThreadId])).toEqual([{ n: 0 }]);
+  // The same run is accepted once there is room: the refusal left the connection usable and the user unlocked.
+  await expect(cluster.accept(third, { ...roomy, userMaxQueuedRuns: 3 })).resolves.toMatchObject({ record: { id: third.id, status: 'queued' }, busy: [] });
+  expect((await rowsOf(third.id)).map((r) => r.what).sort()).toEqual(['event', 'message', 'run']);
+});
+
+test('a run on a busy conversation: refused THREAD_BUSY with "reject" (nothing written), accepted with the busy runs named otherwise', async () => {
+  const u = user();
+  const first = newRun(u);
+  await cluster.accept(first, roomy);
+  const rejected = newRun(u, first.newThreadId);
+  await expect(cluster.accept(rejected, { ...roomy, rejectIfBusy: true })).rejects.toMatchObject({ name: 'CodedError', code: 'THREAD_BUSY' });
+  expect(await rowsOf(rejected.id)).toEqual([]);
+  const queued = newRun(u, first.newThreadId);
+  await expect(cluster.accept(queued, roomy)).resolves.toMatchObject({ busy: [first.id] });
+});
+
+test('a run on a conversation that does not exist is refused NOT_FOUND', async () => {
+  const lost = newRun(user(), `missing-${randomUUID()}`);
+  await expect(cluster.accept(lost, roomy)).rejects.toMatchObject({ name: 'CodedError', code: 'NOT_FOUND' });
+  expect(await rowsOf(lost.id)).toEqual([]);
+});
+
+describe('claims', () => {
+  // Each test starts from an empty queue: what earlier tests left waiting is finished.
+  beforeEach(async () => {
+    await db.query(`UPDATE "Run" SET status = 'completed' WHERE status IN ('queued', 'running')`);
+  });
+
+  test("a user's runs in order, one per claim, under the cap; `more` says whether runs still wait", async () => {
+    const u = user();
+    const runs = [newRun(u), newRun(u), newRun(u)];
+    for (const r of runs) await cluster.accept(r, roomy);
+    const ids = async (claim: Promise<{ runs: { record: { id: string } }[]; more: boolean }>) => {
+      const c = await claim;
+      return { runs: c.runs.map((r) => r.record.id), more: c.more };
+    };
+    expect(await ids(cluster.claim(lease, 10, 2))).toEqual({ runs: [runs[0]!.id], more: true });
+    expect(await ids(cluster.claim(lease, 10, 2))).toEqual({ runs: [runs[1]!.id], more: true });
+    // At its cap of 2: nothing taken, and then never `more` (a claim that took nothing wakes no one).
+    expect(await ids(cluster.claim(lease, 10, 2))).toEqual({ runs: [], more: false });
+    await finish([runs[0]!.id]);
+    const last = await cluster.claim(lease, 10, 2);
+    expect(last.runs.map((r) => r.record.id)).toEqual([runs[2]!.id]);
+    expect(last.runs[0]!.lastSeq).toBe(1); // the accept's message_received
+    expect(last.more).toBe(false); // the queue is empty now
+  });
+
+  test('users in turn: a full claim says whether another user still waits', async () => {
+    const [a, b] = [newRun(user()), newRun(user())];
+    await cluster.accept(a, roomy);
+    await cluster.accept(b, roomy);
+    const first = await cluster.claim(lease, 1, 2);
+    expect(first.runs).toHaveLength(1);
+    expect(first.more).toBe(true); // full, and the other user's run waits: the other nodes are woken
+    const second = await cluster.claim(lease, 1, 2);
+    expect([...first.runs, ...second.runs].map((r) => r.record.id).sort()).toEqual([a.id, b.id].sort());
+    expect(second.more).toBe(false); // full, and nothing waits: no one is woken
+  });
+
+  test('one run per conversation: the second waits until the first ends', async () => {
+    const u = user();
+    const first = newRun(u);
+    await cluster.accept(first, roomy);
+    const second = newRun(u, first.newThreadId);
+    await cluster.accept(second, roomy);
+    const claim = await cluster.claim(lease, 10, 5);
+    expect(claim.runs.map((r) => r.record.id)).toEqual([first.id]);
+    expect(claim.more).toBe(true);
+    expect((await cluster.claim(lease, 10, 5)).runs).toEqual([]);
+    await finish([first.id]);
+    expect((await cluster.claim(lease, 10, 5)).runs.map((r) => r.record.id)).toEqual([second.id]);
+  });
+});
