@@ -129,6 +129,39 @@ describe('claims', () => {
     expect(second.more).toBe(false); // full, and nothing waits: no one is woken
   });
 
+  // A user who cannot start now (at its cap, or its oldest run's conversation busy) must not take the free worker's
+  // turn from the users behind it: with one free worker, a claim that locked only that user took nothing, and
+  // the others waited, a worker idle, until that user's run ended (minutes, for a model's run).
+  test('a user at its cap does not hold up the users behind it, even with one free worker', async () => {
+    const [a, b] = [user(), user()];
+    const [a1, a2] = [newRun(a), newRun(a)];
+    await cluster.accept(a1, roomy);
+    await cluster.accept(a2, roomy);
+    expect((await cluster.claim(lease, 1, 1)).runs.map((r) => r.record.id)).toEqual([a1.id]);
+    // b arrives after a was served: a is first in turn, but at its cap of 1.
+    const b1 = newRun(b);
+    await cluster.accept(b1, roomy);
+    const claim = await cluster.claim(lease, 1, 1);
+    expect(claim.runs.map((r) => r.record.id)).toEqual([b1.id]);
+    expect(claim.more).toBe(true); // a's second run still waits
+    await finish([a1.id]);
+    expect((await cluster.claim(lease, 1, 1)).runs.map((r) => r.record.id)).toEqual([a2.id]);
+  });
+
+  test("a user whose oldest run's conversation is busy does not hold up the users behind it", async () => {
+    const [a, b] = [user(), user()];
+    const a1 = newRun(a);
+    await cluster.accept(a1, roomy);
+    const a2 = newRun(a, a1.newThreadId);
+    await cluster.accept(a2, roomy);
+    expect((await cluster.claim(lease, 1, 5)).runs.map((r) => r.record.id)).toEqual([a1.id]);
+    const b1 = newRun(b);
+    await cluster.accept(b1, roomy);
+    expect((await cluster.claim(lease, 1, 5)).runs.map((r) => r.record.id)).toEqual([b1.id]);
+    await finish([a1.id]);
+    expect((await cluster.claim(lease, 1, 5)).runs.map((r) => r.record.id)).toEqual([a2.id]);
+  });
+
   test('one run per conversation: the second waits until the first ends', async () => {
     const u = user();
     const first = newRun(u);

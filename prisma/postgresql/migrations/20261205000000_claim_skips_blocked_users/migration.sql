@@ -1,0 +1,81 @@
+-- The claim locks only users who could start a run now (server/store/postgresql/cluster-store.ts).
+--
+-- It used to lock the p_max least recently served users with waiting runs and then check each one's cap and
+-- conversation: with one free worker, a user at its cap (or whose oldest run's conversation was busy) was locked,
+-- took nothing, and stayed first in turn, so the users behind it waited with a worker idle until that user's run
+-- ended. Same result columns: the definition is replaced in place.
+
+-- Up to p_max runs for the lease p_lease: locks up to p_max users with waiting runs who could start one now, least
+-- recently served first (SKIP LOCKED: nodes claiming together serve different users); takes each one's oldest waiting run if the user
+-- holds fewer than p_cap started runs and its conversation none; marks those users served; returns the runs taken,
+-- in that order, with the last seq of each (read after the run's row was locked by the take, so an event another
+-- node wrote under that lock is counted).
+CREATE OR REPLACE FUNCTION atoll_claim(p_lease TEXT, p_max INTEGER, p_cap INTEGER)
+RETURNS TABLE (
+  "id" TEXT, "threadId" TEXT, "userId" TEXT, "agentName" TEXT, "input" TEXT, "correlationId" TEXT, "requestId" TEXT,
+  "status" TEXT, "errorCode" TEXT, "errorMessage" TEXT, "result" TEXT, "queuedAt" TIMESTAMP(3), "startedAt" TIMESTAMP(3),
+  "finishedAt" TIMESTAMP(3), "cellId" TEXT, "workerId" INTEGER, "attempts" INTEGER, "report" TEXT, "replayOf" TEXT,
+  "owner" TEXT, "lastSeq" INTEGER, "more" BOOLEAN
+)
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+  locked TEXT[];
+  taken TEXT[];
+  rest BOOLEAN;
+BEGIN
+  -- Only users who could start now are locked: one at its cap, or whose oldest run's conversation is busy, would
+  -- take a free worker's turn and leave it idle. This read is a snapshot taken before the locks; the take below
+  -- checks again after them, so a stale answer only costs a claim that takes nothing, never a cap.
+  WITH "waiting" AS (SELECT DISTINCT w."userId" FROM "Run" AS w WHERE w."status" = 'queued' AND w."owner" IS NULL),
+  "ready" AS (
+    SELECT u."userId" FROM "waiting" AS u CROSS JOIN LATERAL (
+      SELECT r."threadId" FROM "Run" AS r WHERE r."userId" = u."userId" AND r."status" = 'queued' AND r."owner" IS NULL
+      ORDER BY r."queuedAt", (SELECT min(m."id") FROM "Message" AS m WHERE m."runId" = r."id") LIMIT 1
+    ) AS h
+    WHERE (SELECT count(*) FROM "Run" AS a WHERE a."userId" = u."userId" AND a."owner" IS NOT NULL AND a."status" IN ('queued', 'running')) < p_cap
+      AND NOT EXISTS (SELECT 1 FROM "Run" AS b WHERE b."threadId" = h."threadId" AND b."owner" IS NOT NULL AND b."status" IN ('queued', 'running'))
+  ),
+  "picked" AS (
+    SELECT q."userId", q."servedAt" FROM "QueueUser" AS q JOIN "ready" AS w ON w."userId" = q."userId"
+    ORDER BY q."servedAt", q."userId" LIMIT p_max FOR UPDATE OF q SKIP LOCKED
+  )
+  SELECT array_agg(p."userId" ORDER BY p."servedAt", p."userId") INTO locked FROM "picked" AS p;
+  IF locked IS NULL THEN
+    RETURN;
+  END IF;
+
+  WITH "heads" AS (
+    SELECT h."id", h."userId", u."ord",
+      (SELECT count(*) FROM "Run" AS a WHERE a."userId" = h."userId" AND a."owner" IS NOT NULL AND a."status" IN ('queued', 'running')) AS "active",
+      EXISTS (SELECT 1 FROM "Run" AS b WHERE b."threadId" = h."threadId" AND b."owner" IS NOT NULL AND b."status" IN ('queued', 'running')) AS "held"
+    FROM unnest(locked) WITH ORDINALITY AS u("uid", "ord") CROSS JOIN LATERAL (
+      SELECT r."id", r."userId", r."threadId" FROM "Run" AS r WHERE r."userId" = u."uid" AND r."status" = 'queued' AND r."owner" IS NULL
+      ORDER BY r."queuedAt", (SELECT min(m."id") FROM "Message" AS m WHERE m."runId" = r."id") LIMIT 1
+    ) AS h
+  ),
+  "took" AS (
+    UPDATE "Run" AS r SET "owner" = p_lease FROM "heads" AS e
+    WHERE r."id" = e."id" AND e."active" < p_cap AND NOT e."held" AND r."status" = 'queued' AND r."owner" IS NULL
+    RETURNING r."id", r."userId", e."ord"
+  ),
+  "served" AS (
+    UPDATE "QueueUser" AS q SET "servedAt" = (now() AT TIME ZONE 'UTC') FROM "took" AS t WHERE q."userId" = t."userId"
+  )
+  SELECT array_agg(t."id" ORDER BY t."ord") INTO taken FROM "took" AS t;
+  IF taken IS NULL THEN
+    RETURN;
+  END IF;
+
+  -- Read after the take: this claim's own runs are no longer waiting; other claims' takes not committed yet still
+  -- look waiting (a wake too many, never one too few).
+  rest := EXISTS (SELECT 1 FROM "Run" AS w WHERE w."status" = 'queued' AND w."owner" IS NULL);
+
+  RETURN QUERY
+    SELECT r."id", r."threadId", r."userId", r."agentName", r."input", r."correlationId", r."requestId", r."status",
+      r."errorCode", r."errorMessage", r."result", r."queuedAt", r."startedAt", r."finishedAt", r."cellId", r."workerId",
+      r."attempts", r."report", r."replayOf", r."owner",
+      coalesce((SELECT max(e."seq") FROM "RunEvent" AS e WHERE e."runId" = r."id"), 0), rest
+    FROM unnest(taken) WITH ORDINALITY AS t("rid", "ord") JOIN "Run" AS r ON r."id" = t."rid"
+    ORDER BY t."ord";
+END $$;
