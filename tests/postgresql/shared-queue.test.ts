@@ -3,8 +3,10 @@
  * over the functions of its migrations), with the pools the front uses (pipelined: pools.ts):
  * - an accept's checks refuse by themselves, and the writes sent behind them in the same round trip never
  *   commit: nothing of a refused run is left (OVERLOADED, THREAD_BUSY, a missing thread);
- * - a claim serves users in turn under their cap, each user's runs in order, one run per conversation, and says
- *   whether runs still wait (`more`), which is what decides whether the other nodes are woken.
+ * - a claim serves users in turn under their cap, each user's runs in order, one run per conversation; a user who
+ *   cannot start a run now never takes a free worker's turn; a full claim says whether a run that could start still
+ *   waits (`more`), which is what decides whether the other nodes are woken;
+ * - runs a single node left waiting are found by the claims once a node registers.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -98,7 +100,7 @@ describe('claims', () => {
     await db.query(`UPDATE "Run" SET status = 'completed' WHERE status IN ('queued', 'running')`);
   });
 
-  test("a user's runs in order, one per claim, under the cap; `more` says whether runs still wait", async () => {
+  test("a user's runs in order, one per claim, under the cap; `more` says whether a full claim left runs that could start", async () => {
     const u = user();
     const runs = [newRun(u), newRun(u), newRun(u)];
     for (const r of runs) await cluster.accept(r, roomy);
@@ -106,8 +108,10 @@ describe('claims', () => {
       const c = await claim;
       return { runs: c.runs.map((r) => r.record.id), more: c.more };
     };
-    expect(await ids(cluster.claim(lease, 10, 2))).toEqual({ runs: [runs[0]!.id], more: true });
-    expect(await ids(cluster.claim(lease, 10, 2))).toEqual({ runs: [runs[1]!.id], more: true });
+    // Room for more than it took: no one else needs waking, whatever waits.
+    expect(await ids(cluster.claim(lease, 10, 2))).toEqual({ runs: [runs[0]!.id], more: false });
+    // Full, but the user's next run cannot start (2 of 2 started): no one is woken for it.
+    expect(await ids(cluster.claim(lease, 1, 2))).toEqual({ runs: [runs[1]!.id], more: false });
     // At its cap of 2: nothing taken, and then never `more` (a claim that took nothing wakes no one).
     expect(await ids(cluster.claim(lease, 10, 2))).toEqual({ runs: [], more: false });
     await finish([runs[0]!.id]);
@@ -143,7 +147,7 @@ describe('claims', () => {
     await cluster.accept(b1, roomy);
     const claim = await cluster.claim(lease, 1, 1);
     expect(claim.runs.map((r) => r.record.id)).toEqual([b1.id]);
-    expect(claim.more).toBe(true); // a's second run still waits
+    expect(claim.more).toBe(false); // full, and a's second run waits, but it cannot start: no node is woken for it
     await finish([a1.id]);
     expect((await cluster.claim(lease, 1, 1)).runs.map((r) => r.record.id)).toEqual([a2.id]);
   });
@@ -162,6 +166,15 @@ describe('claims', () => {
     expect((await cluster.claim(lease, 1, 5)).runs.map((r) => r.record.id)).toEqual([a2.id]);
   });
 
+  test('runs a single node left waiting (no QueueUser row) are claimed once a node registers', async () => {
+    const left = newRun(user());
+    await cluster.accept(left, roomy);
+    await db.query(`DELETE FROM "QueueUser" WHERE "userId" = $1`, [left.userId]);
+    expect((await cluster.claim(lease, 10, 5)).runs).toEqual([]);
+    await cluster.register(`node-${randomUUID()}`, 60_000);
+    expect((await cluster.claim(lease, 10, 5)).runs.map((r) => r.record.id)).toEqual([left.id]);
+  });
+
   test('one run per conversation: the second waits until the first ends', async () => {
     const u = user();
     const first = newRun(u);
@@ -170,7 +183,7 @@ describe('claims', () => {
     await cluster.accept(second, roomy);
     const claim = await cluster.claim(lease, 10, 5);
     expect(claim.runs.map((r) => r.record.id)).toEqual([first.id]);
-    expect(claim.more).toBe(true);
+    expect(claim.more).toBe(false);
     expect((await cluster.claim(lease, 10, 5)).runs).toEqual([]);
     await finish([first.id]);
     expect((await cluster.claim(lease, 10, 5)).runs.map((r) => r.record.id)).toEqual([second.id]);

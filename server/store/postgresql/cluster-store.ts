@@ -61,6 +61,9 @@ const ACTIVE = `('queued', 'running')`;
 const Q = {
   retireNode: statement(`UPDATE "Node" SET "expiresAt" = ${NOW} - interval '1 millisecond' WHERE "nodeId" = $1 AND "expiresAt" > ${NOW}`),
   adoptOrphans: statement(`UPDATE "Run" SET "owner" = $1 WHERE "owner" IS NULL AND "status" = 'running'`),
+  // Runs a single node left waiting have no QueueUser row (a single node keeps its queue in memory): a claim, which
+  // finds users through that table, would never see them.
+  queueUsersOfWaiting: statement(`INSERT INTO "QueueUser" ("userId", "servedAt") SELECT DISTINCT "userId", ${NOW} FROM "Run" WHERE "status" = 'queued' AND "owner" IS NULL ON CONFLICT ("userId") DO NOTHING`),
   orphansNode: statement(`INSERT INTO "Node" ("id", "nodeId", "startedAt", "expiresAt") VALUES ($1, 'a single node', ${NOW}, ${NOW} - interval '1 millisecond')`),
   registerNode: statement(`INSERT INTO "Node" ("id", "nodeId", "startedAt", "expiresAt") VALUES ($1, $2, ${NOW}, ${NOW} + $3 * interval '1 millisecond')`),
   renew: statement(`UPDATE "Node" SET "expiresAt" = ${NOW} + $2 * interval '1 millisecond' WHERE "id" = $1 AND "expiresAt" > ${NOW}`),
@@ -138,6 +141,7 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool): Cluster
         const orphans = `orphans-${randomUUID()}`;
         const { rowCount: orphaned } = await c.query(Q.adoptOrphans([orphans]));
         if (orphaned) await c.query(Q.orphansNode([orphans]));
+        await c.query(Q.queueUsersOfWaiting([]));
         await c.query(Q.registerNode([lease, nodeId, leaseMs]));
         return { lease, replaced: rowCount ?? 0 };
       });

@@ -3,13 +3,34 @@
 -- It used to lock the p_max least recently served users with waiting runs and then check each one's cap and
 -- conversation: with one free worker, a user at its cap (or whose oldest run's conversation was busy) was locked,
 -- took nothing, and stayed first in turn, so the users behind it waited with a worker idle until that user's run
--- ended. Same result columns: the definition is replaced in place.
+-- ended. And its `more` counted every waiting run: with any user at its cap, every full claim woke every node to
+-- claim nothing. Same result columns: the definition is replaced in place.
+--
+-- Runs a single node left waiting get their QueueUser rows when a node registers (cluster-store.ts), and here.
+INSERT INTO "QueueUser" ("userId", "servedAt")
+  SELECT DISTINCT "userId", (now() AT TIME ZONE 'UTC') FROM "Run" WHERE "status" = 'queued' AND "owner" IS NULL
+  ON CONFLICT ("userId") DO NOTHING;
+
+-- Users with waiting runs whose oldest waiting run could start now: the user holds fewer than p_cap started runs
+-- and that run's conversation none.
+CREATE OR REPLACE FUNCTION atoll_ready_users(p_cap INTEGER)
+RETURNS TABLE ("userId" TEXT)
+LANGUAGE sql STABLE AS $$
+  SELECT u."userId" FROM (SELECT DISTINCT w."userId" FROM "Run" AS w WHERE w."status" = 'queued' AND w."owner" IS NULL) AS u
+  CROSS JOIN LATERAL (
+    SELECT r."threadId" FROM "Run" AS r WHERE r."userId" = u."userId" AND r."status" = 'queued' AND r."owner" IS NULL
+    ORDER BY r."queuedAt", (SELECT min(m."id") FROM "Message" AS m WHERE m."runId" = r."id") LIMIT 1
+  ) AS h
+  WHERE (SELECT count(*) FROM "Run" AS a WHERE a."userId" = u."userId" AND a."owner" IS NOT NULL AND a."status" IN ('queued', 'running')) < p_cap
+    AND NOT EXISTS (SELECT 1 FROM "Run" AS b WHERE b."threadId" = h."threadId" AND b."owner" IS NOT NULL AND b."status" IN ('queued', 'running'))
+$$;
 
 -- Up to p_max runs for the lease p_lease: locks up to p_max users with waiting runs who could start one now, least
--- recently served first (SKIP LOCKED: nodes claiming together serve different users); takes each one's oldest waiting run if the user
--- holds fewer than p_cap started runs and its conversation none; marks those users served; returns the runs taken,
--- in that order, with the last seq of each (read after the run's row was locked by the take, so an event another
--- node wrote under that lock is counted).
+-- recently served first (SKIP LOCKED: nodes claiming together serve different users); takes each one's oldest
+-- waiting run if the user holds fewer than p_cap started runs and its conversation none; marks those users served;
+-- returns the runs taken, in that order, with the last seq of each (read after the run's row was locked by the
+-- take, so an event another node wrote under that lock is counted) and `more`: the claim was full and a run that
+-- could start still waits.
 CREATE OR REPLACE FUNCTION atoll_claim(p_lease TEXT, p_max INTEGER, p_cap INTEGER)
 RETURNS TABLE (
   "id" TEXT, "threadId" TEXT, "userId" TEXT, "agentName" TEXT, "input" TEXT, "correlationId" TEXT, "requestId" TEXT,
@@ -24,20 +45,10 @@ DECLARE
   taken TEXT[];
   rest BOOLEAN;
 BEGIN
-  -- Only users who could start now are locked: one at its cap, or whose oldest run's conversation is busy, would
-  -- take a free worker's turn and leave it idle. This read is a snapshot taken before the locks; the take below
-  -- checks again after them, so a stale answer only costs a claim that takes nothing, never a cap.
-  WITH "waiting" AS (SELECT DISTINCT w."userId" FROM "Run" AS w WHERE w."status" = 'queued' AND w."owner" IS NULL),
-  "ready" AS (
-    SELECT u."userId" FROM "waiting" AS u CROSS JOIN LATERAL (
-      SELECT r."threadId" FROM "Run" AS r WHERE r."userId" = u."userId" AND r."status" = 'queued' AND r."owner" IS NULL
-      ORDER BY r."queuedAt", (SELECT min(m."id") FROM "Message" AS m WHERE m."runId" = r."id") LIMIT 1
-    ) AS h
-    WHERE (SELECT count(*) FROM "Run" AS a WHERE a."userId" = u."userId" AND a."owner" IS NOT NULL AND a."status" IN ('queued', 'running')) < p_cap
-      AND NOT EXISTS (SELECT 1 FROM "Run" AS b WHERE b."threadId" = h."threadId" AND b."owner" IS NOT NULL AND b."status" IN ('queued', 'running'))
-  ),
-  "picked" AS (
-    SELECT q."userId", q."servedAt" FROM "QueueUser" AS q JOIN "ready" AS w ON w."userId" = q."userId"
+  -- Only users who could start now are locked (atoll_ready_users, a snapshot taken before the locks; the take below
+  -- checks again after them, so a stale answer only costs a claim that takes nothing, never a cap).
+  WITH "picked" AS (
+    SELECT q."userId", q."servedAt" FROM "QueueUser" AS q JOIN atoll_ready_users(p_cap) AS w ON w."userId" = q."userId"
     ORDER BY q."servedAt", q."userId" LIMIT p_max FOR UPDATE OF q SKIP LOCKED
   )
   SELECT array_agg(p."userId" ORDER BY p."servedAt", p."userId") INTO locked FROM "picked" AS p;
@@ -67,9 +78,11 @@ BEGIN
     RETURN;
   END IF;
 
-  -- Read after the take: this claim's own runs are no longer waiting; other claims' takes not committed yet still
-  -- look waiting (a wake too many, never one too few).
-  rest := EXISTS (SELECT 1 FROM "Run" AS w WHERE w."status" = 'queued' AND w."owner" IS NULL);
+  -- Only a full claim's caller asks whether other nodes should claim: then, whether a run that could start still
+  -- waits (a user at its cap or on a busy conversation wakes no one: the node where its run ends claims). Read
+  -- after the take: this claim's own runs no longer wait; other claims' takes not committed yet still look waiting
+  -- (a wake too many, never one too few).
+  rest := cardinality(taken) >= p_max AND EXISTS (SELECT 1 FROM atoll_ready_users(p_cap));
 
   RETURN QUERY
     SELECT r."id", r."threadId", r."userId", r."agentName", r."input", r."correlationId", r."requestId", r."status",
