@@ -55,10 +55,17 @@ export interface ClusterStore {
   /**
    * Gives this lease up to `max` waiting runs: users least recently served first, each user's oldest run, only
    * while the user has fewer than `userMaxConcurrentRuns` runs held by nodes and the run's conversation has none.
-   * `more`: runs still waited once these were taken (read after the take; a claim of another node not committed
-   * yet may make it true for nothing, never false while runs wait). Always false when none were taken.
+   * `more`: the claim was full and a run that could start still waited once these were taken (read after the take;
+   * a claim of another node not committed yet may make it true for nothing, never false while such a run waits).
+   * A claim that failed may have committed (its answer lost): see `releaseUnknown`.
    */
   claim(lease: string, max: number, userMaxConcurrentRuns: number): Promise<{ runs: ClaimedRun[]; more: boolean }>;
+  /**
+   * Puts back in the queue the runs this lease holds but has not started, except `known`: after a claim failed, the
+   * ones it took if it committed anyway, which the node never heard of (they would count against their user's cap
+   * and hold their conversation until the node stopped). Returns how many.
+   */
+  releaseUnknown(lease: string, known: string[]): Promise<number>;
   /**
    * Writes `build`'s event for each of `runIds` still waiting in the shared queue (run_queued), in one
    * transaction; returns the events written (none for runs that left it).

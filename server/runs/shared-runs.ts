@@ -65,6 +65,8 @@ export function createSharedRuns(deps: {
   const notices = new Map<string, number>();
   let noticeTimer: NodeJS.Timeout | null = null;
   let draining = false;
+  /** A claim failed: if it committed before its answer was lost, this node holds runs it never heard of. */
+  let claimInDoubt = false;
 
   const lease = createNodeLease({
     store: cluster,
@@ -183,7 +185,16 @@ export function createSharedRuns(deps: {
         signals.wake();
         return [];
       }
-      const { runs: claimed, more } = await cluster.claim(held, max, settings.userMaxConcurrentRuns);
+      if (claimInDoubt) {
+        // The scheduler claims one at a time, so every run this lease took is known here by now, except those.
+        const released = await cluster.releaseUnknown(held, [...live.values()].map((r) => r.id));
+        claimInDoubt = false;
+        if (released > 0) log.warn({ released }, 'runs of a claim whose answer was lost are back in the queue');
+      }
+      const { runs: claimed, more } = await cluster.claim(held, max, settings.userMaxConcurrentRuns).catch((err: unknown) => {
+        claimInDoubt = true;
+        throw err;
+      });
       // Full now, and runs still wait: the other nodes claim the rest. (Not on every full claim: with one free
       // worker each claim is full, and each would wake every node to claim for nothing.)
       if (claimed.length >= max && more) signals.wake();

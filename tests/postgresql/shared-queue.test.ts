@@ -3,10 +3,12 @@
  * over the functions of its migrations), with the pools the front uses (pipelined: pools.ts):
  * - an accept's checks refuse by themselves, and the writes sent behind them in the same round trip never
  *   commit: nothing of a refused run is left (OVERLOADED, THREAD_BUSY, a missing thread);
+ * - an accept whose COMMIT's answer was lost is reported accepted when it committed;
  * - a claim serves users in turn under their cap, each user's runs in order, one run per conversation; a user who
  *   cannot start a run now never takes a free worker's turn; a full claim says whether a run that could start still
  *   waits (`more`), which is what decides whether the other nodes are woken;
- * - runs a single node left waiting are found by the claims once a node registers.
+ * - runs a single node left waiting are found by the claims once a node registers;
+ * - the runs a claim took whose answer was lost go back to the queue (releaseUnknown), and no others.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -94,6 +96,48 @@ test('a run on a conversation that does not exist is refused NOT_FOUND', async (
   expect(await rowsOf(lost.id)).toEqual([]);
 });
 
+/** A pool whose next COMMIT happens, and then its answer is lost as when the connection drops right after it. */
+function losingCommitAnswers(pool: pg.Pool): { pool: pg.Pool; loseNext: () => void } {
+  let lose = false;
+  const wrapClient = (client: pg.PoolClient) =>
+    new Proxy(client, {
+      get(target, prop, receiver) {
+        if (prop !== 'query') return Reflect.get(target, prop, receiver);
+        return async (q: unknown, ...rest: unknown[]) => {
+          const result = await (target.query as (...a: unknown[]) => Promise<unknown>)(q, ...rest);
+          if (q === 'COMMIT' && lose) {
+            lose = false;
+            throw new Error('Connection terminated unexpectedly');
+          }
+          return result;
+        };
+      },
+    });
+  const wrapped = new Proxy(pool, {
+    get(target, prop, receiver) {
+      if (prop === 'connect') return async () => wrapClient(await target.connect());
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  return { pool: wrapped, loseNext: () => (lose = true) };
+}
+
+test("an accept whose COMMIT's answer was lost: accepted if it committed, with what its checks said", async () => {
+  const losing = losingCommitAnswers(createPool(writePoolConfig(db.url, 1), quiet));
+  const store = createPgClusterStore(losing.pool, createPool(writePoolConfig(db.url, 1), quiet));
+  try {
+    const first = newRun(user());
+    await store.accept(first, roomy);
+    const second = newRun(first.userId, first.newThreadId);
+    losing.loseNext();
+    await expect(store.accept(second, roomy)).resolves.toMatchObject({ record: { id: second.id, status: 'queued' }, busy: [first.id] });
+    expect((await rowsOf(second.id)).map((r) => r.what).sort()).toEqual(['event', 'message', 'run']);
+  } finally {
+    await store.close();
+  }
+});
+
 describe('claims', () => {
   // Each test starts from an empty queue: what earlier tests left waiting is finished.
   beforeEach(async () => {
@@ -173,6 +217,22 @@ describe('claims', () => {
     expect((await cluster.claim(lease, 10, 5)).runs).toEqual([]);
     await cluster.register(`node-${randomUUID()}`, 60_000);
     expect((await cluster.claim(lease, 10, 5)).runs.map((r) => r.record.id)).toEqual([left.id]);
+  });
+
+  test('a claim whose answer was lost: releaseUnknown puts back what the node never heard of, and only that', async () => {
+    const u = user();
+    const [known, lost] = [newRun(u), newRun(u)];
+    await cluster.accept(known, roomy);
+    await cluster.accept(lost, roomy);
+    expect((await cluster.claim(lease, 1, 5)).runs.map((r) => r.record.id)).toEqual([known.id]);
+    // Committed, its answer lost: the run counts against the user's cap, and no node will claim it.
+    expect((await cluster.claim(lease, 1, 5)).runs.map((r) => r.record.id)).toEqual([lost.id]);
+    expect((await cluster.claim(lease, 10, 2)).runs).toEqual([]);
+    expect(await cluster.releaseUnknown(lease, [known.id])).toBe(1);
+    expect(await cluster.releaseUnknown(lease, [known.id])).toBe(0);
+    const again = await cluster.claim(lease, 10, 2);
+    expect(again.runs.map((r) => r.record.id)).toEqual([lost.id]);
+    expect(again.runs[0]!.record.attempts).toBe(0); // never started: no attempt spent
   });
 
   test('one run per conversation: the second waits until the first ends', async () => {

@@ -84,6 +84,8 @@ const Q = {
   lockRun: statement(`SELECT ${RUN_COLUMNS} FROM "Run" WHERE "id" = $1 AND "userId" = $2 FOR UPDATE`, UTC_TYPES),
   flagStop: statement(`UPDATE "Run" SET "cancelRequested" = true WHERE "id" = $1`),
   nodeOf: statement('SELECT "nodeId" FROM "Node" WHERE "id" = $1'),
+  runExists: statement('SELECT 1 FROM "Run" WHERE "id" = $1'),
+  releaseUnknown: statement(`UPDATE "Run" SET "owner" = NULL WHERE "owner" = $1 AND "status" = 'queued' AND NOT ("id" = ANY($2::text[]))`),
   release: statement(`UPDATE "Run" SET "owner" = NULL, "status" = 'queued' WHERE "owner" = $1 AND "id" = ANY($2::text[]) AND "status" IN ${ACTIVE}`),
   census: statement(`SELECT (SELECT count(*) FROM "Run" WHERE "status" = 'queued') AS "queued", (SELECT count(*) FROM "Node" WHERE "expiresAt" > ${NOW}) AS "nodes"`),
 };
@@ -205,6 +207,13 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool): Cluster
       } catch (err) {
         const cause = err instanceof TransactionFailed ? err.cause : err;
         client.release(isUnavailable(cause) ? (cause as Error) : undefined);
+        // COMMIT's answer lost: it may have happened, and then the run is in the shared queue and will run. Ask (on
+        // another connection) rather than tell the client nothing was accepted; if that fails too, DB_UNAVAILABLE
+        // says a retry with the same correlation_id is safe, which holds either way.
+        if (err instanceof TransactionFailed && err.commitSent && err.answers && isUnavailable(cause)) {
+          const committed = await pool.query(Q.runExists([row.id])).then((r) => (r.rowCount ?? 0) > 0, () => false);
+          if (committed) return { record: acceptedRecordOf(run), busy: (err.answers[0]!.rows[0] as { busy: string[] }).busy };
+        }
         throw refusal(cause, item, check.userMaxQueuedRuns);
       }
     },
@@ -217,6 +226,11 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool): Cluster
         runs: rows.map(({ lastSeq, more: _, ...r }): ClaimedRun => ({ record: runRecordOfRow(r), lastSeq: Number(lastSeq) })),
         more: rows[0]?.more === true,
       };
+    },
+
+    async releaseUnknown(lease, known) {
+      const { rowCount } = await pool.query(Q.releaseUnknown([lease, known])).catch(asUnavailable);
+      return rowCount ?? 0;
     },
 
     async noticeWaiting(runIds, build) {

@@ -17,6 +17,8 @@ export class TransactionFailed extends Error {
     override readonly cause: unknown,
     /** COMMIT had been sent: if its answer was lost, it may have happened. */
     readonly commitSent: boolean,
+    /** With 'after', when only COMMIT failed: the statements' results (what the transaction returns if it committed). */
+    readonly answers: pg.QueryResult[] | null = null,
   ) {
     super(String((cause as Error)?.message ?? cause));
   }
@@ -33,12 +35,13 @@ export async function pipelinedTransaction(client: pg.PoolClient, statements: pg
     if (commit === 'after') await client.query('ROLLBACK').catch(() => undefined);
     throw new TransactionFailed(cause, commit === 'with');
   }
+  const results = answers.slice(1, statements.length + 1).map((a) => (a as PromiseFulfilledResult<pg.QueryResult>).value);
   if (commit === 'after') {
     try {
       await client.query('COMMIT');
     } catch (err) {
-      throw new TransactionFailed(err, true);
+      throw new TransactionFailed(err, true, results);
     }
   }
-  return answers.slice(1, statements.length + 1).map((a) => (a as PromiseFulfilledResult<pg.QueryResult>).value);
+  return results;
 }
