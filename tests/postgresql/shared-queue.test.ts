@@ -235,6 +235,19 @@ describe('claims', () => {
     expect(again.runs[0]!.record.attempts).toBe(0); // never started: no attempt spent
   });
 
+  test("a user's runs start in the order they were accepted, whatever the accepting nodes' clocks say", async () => {
+    const u = user();
+    const first = newRun(u);
+    // Accepted first by a node whose clock runs a second ahead of the next one's.
+    const ahead = new Date(clock + 1000).toISOString();
+    first.firstEvent = { ...first.firstEvent, timestamp: ahead };
+    const second = newRun(u);
+    await cluster.accept(first, roomy);
+    await cluster.accept(second, roomy);
+    expect((await cluster.claim(lease, 1, 5)).runs.map((r) => r.record.id)).toEqual([first.id]);
+    expect((await cluster.claim(lease, 1, 5)).runs.map((r) => r.record.id)).toEqual([second.id]);
+  });
+
   test('one run per conversation: the second waits until the first ends', async () => {
     const u = user();
     const first = newRun(u);

@@ -6,6 +6,10 @@
 -- ended. And its `more` counted every waiting run: with any user at its cap, every full claim woke every node to
 -- claim nothing. Same result columns: the definition is replaced in place.
 --
+-- A user's oldest waiting run is the one whose message came first: message ids are given under the user's lock
+-- (atoll_accept_check), so they follow the order of the accepts; `queuedAt` is the accepting node's clock, and
+-- two nodes' clocks a few milliseconds apart could swap two quick sends of one conversation.
+--
 -- Runs a single node left waiting get their QueueUser rows when a node registers (cluster-store.ts), and here.
 INSERT INTO "QueueUser" ("userId", "servedAt")
   SELECT DISTINCT "userId", (now() AT TIME ZONE 'UTC') FROM "Run" WHERE "status" = 'queued' AND "owner" IS NULL
@@ -19,7 +23,7 @@ LANGUAGE sql STABLE AS $$
   SELECT u."userId" FROM (SELECT DISTINCT w."userId" FROM "Run" AS w WHERE w."status" = 'queued' AND w."owner" IS NULL) AS u
   CROSS JOIN LATERAL (
     SELECT r."threadId" FROM "Run" AS r WHERE r."userId" = u."userId" AND r."status" = 'queued' AND r."owner" IS NULL
-    ORDER BY r."queuedAt", (SELECT min(m."id") FROM "Message" AS m WHERE m."runId" = r."id") LIMIT 1
+    ORDER BY (SELECT min(m."id") FROM "Message" AS m WHERE m."runId" = r."id"), r."queuedAt" LIMIT 1
   ) AS h
   WHERE (SELECT count(*) FROM "Run" AS a WHERE a."userId" = u."userId" AND a."owner" IS NOT NULL AND a."status" IN ('queued', 'running')) < p_cap
     AND NOT EXISTS (SELECT 1 FROM "Run" AS b WHERE b."threadId" = h."threadId" AND b."owner" IS NOT NULL AND b."status" IN ('queued', 'running'))
@@ -62,7 +66,7 @@ BEGIN
       EXISTS (SELECT 1 FROM "Run" AS b WHERE b."threadId" = h."threadId" AND b."owner" IS NOT NULL AND b."status" IN ('queued', 'running')) AS "held"
     FROM unnest(locked) WITH ORDINALITY AS u("uid", "ord") CROSS JOIN LATERAL (
       SELECT r."id", r."userId", r."threadId" FROM "Run" AS r WHERE r."userId" = u."uid" AND r."status" = 'queued' AND r."owner" IS NULL
-      ORDER BY r."queuedAt", (SELECT min(m."id") FROM "Message" AS m WHERE m."runId" = r."id") LIMIT 1
+      ORDER BY (SELECT min(m."id") FROM "Message" AS m WHERE m."runId" = r."id"), r."queuedAt" LIMIT 1
     ) AS h
   ),
   "took" AS (
