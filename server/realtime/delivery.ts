@@ -107,12 +107,14 @@ export function createDelivery(opts: DeliveryOptions) {
     const last = state.cursors.get(e.run_id);
     // A socket follows a run from its first event, or from where it subscribed: a run already under way
     // when the socket connected (a reconnect, a new tab) is joined with subscribe_run, never mid-stream.
-    if (last === undefined && e.seq !== 1) return keepEarly(state, e);
-    if (last !== undefined && e.seq <= last) return;
+    // Paused first: a run paused at its event 1 (the socket over budget) has no cursor, and its later events are
+    // the replay's to send, not early ones to keep.
     if (state.paused.has(e.run_id)) {
       opts.onDropped(1);
       return;
     }
+    if (last === undefined && e.seq !== 1) return keepEarly(state, e);
+    if (last !== undefined && e.seq <= last) return;
     // A hole: events this socket never got (a node died after committing them, before publishing; a write that
     // failed was never published). The client replays from its cursor, as after any gap.
     if (last !== undefined && e.seq > last + 1) {
@@ -311,16 +313,18 @@ export function createDelivery(opts: DeliveryOptions) {
         state.replaying.set(runId, mine);
         return mine.finally(() => state.replaying.get(runId) === mine && state.replaying.delete(runId));
       }
-      // Never an older seq than this socket was sent already (README "Replay without gaps or duplicates").
-      const sent = state.cursors.get(runId) ?? state.finished.get(runId);
-      const mine = replayNow(state, runId, sent === undefined ? afterSeq : Math.max(afterSeq, sent), readLog);
+      const mine = replayNow(state, runId, afterSeq, readLog);
       state.replaying.set(runId, mine);
       return mine.finally(() => state.replaying.get(runId) === mine && state.replaying.delete(runId));
     },
   };
 
-  async function replayNow(state: SocketState, runId: string, afterSeq: number, readLog: (after: number) => Promise<RunEventEnvelope[]>): Promise<ReplayResult> {
+  async function replayNow(state: SocketState, runId: string, askedAfter: number, readLog: (after: number) => Promise<RunEventEnvelope[]>): Promise<ReplayResult> {
     {
+      // Never an older seq than this socket was sent already (README "Replay without gaps or duplicates"), also
+      // when it waited for a replay that failed half-way (its cursor is where that one stopped).
+      const sentSeq = state.cursors.get(runId) ?? state.finished.get(runId);
+      const afterSeq = sentSeq === undefined ? askedAfter : Math.max(askedAfter, sentSeq);
       flushMerged(state, runId);
       state.held.set(runId, []);
       state.paused.delete(runId);
@@ -354,7 +358,8 @@ export function createDelivery(opts: DeliveryOptions) {
         // Cut short: the run waits, paused, for the next subscribe_run from the cursor; its live events
         // would leave a gap. A bus gap during the replay: the same, and the client is told.
         if (cut) state.paused.add(runId);
-        else if (finished) {
+        else if (finished || state.finished.has(runId)) {
+          // Finished now, or before (a replay of a run it saw end): no cursor stays behind for it.
           state.cursors.delete(runId);
           rememberFinished(state, runId, cursor);
         }

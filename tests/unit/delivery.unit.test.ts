@@ -214,6 +214,17 @@ describe('budgets', () => {
     expect(a.sent).toEqual([{ name: 'resync_required', body: { run_id: 'r1', last_seq: 0 } }]);
   });
 
+  test('a run paused at its first event keeps none of its later events as early ones: they are counted dropped', () => {
+    const { d, a, drops } = rig({ maxBufferedPackets: 10 });
+    a.lag(11);
+    d.deliver(ev(1, 'message_received'));
+    a.lag(0);
+    d.deliver(ev(2));
+    d.deliver(ev(3));
+    expect(a.sent).toEqual([{ name: 'resync_required', body: { run_id: 'r1', last_seq: 0 } }]);
+    expect(drops).toEqual([1, 1, 1]);
+  });
+
   test('pausing one run leaves the socket\'s other runs alone once it drains', () => {
     const { d, a } = rig({ maxBufferedPackets: 10 });
     d.deliver(ev(1, 'message_received', 'r1'));
@@ -478,6 +489,31 @@ describe('replay', () => {
     await replayOf(d, a.socket, 'r1', 2, async (after) => [ev(3, 'tool_executing')].filter((e) => e.seq > after));
     d.deliver(ev(4, 'tool_executing'));
     expect(seqs(a.sent)).toEqual(['1', '2', '3', '4']);
+  });
+
+  test('a replay that waited for one failing half-way starts where that one stopped: nothing is sent twice', async () => {
+    const { d, a } = rig();
+    const events = log(6);
+    let calls = 0;
+    const failing = async (after: number) => {
+      if (++calls > 1) throw new Error('database hiccup');
+      return events.filter((e) => e.seq > after).slice(0, 3);
+    };
+    const first = replayOf(d, a.socket, 'r1', 0, failing);
+    const second = replayOf(d, a.socket, 'r1', 0, reader(events).read);
+    await expect(first).rejects.toThrow('database hiccup');
+    await expect(second).resolves.toEqual({ lastSeq: 6, nextAfterSeq: null });
+    expect(seqs(a.sent)).toEqual(['1', '2', '3', '4', '5', '6']);
+  });
+
+  test('a replay of a run the socket saw finish leaves no cursor: a later gap on the bus asks nothing for it', async () => {
+    const { d, a } = rig();
+    d.deliver(ev(1, 'message_received'));
+    d.deliver(ev(2, 'agent_completed'));
+    await expect(replayOf(d, a.socket, 'r1', 2, reader([ev(1, 'message_received'), ev(2, 'agent_completed')]).read)).resolves.toEqual({ lastSeq: 2, nextAfterSeq: null });
+    d.gap('u');
+    expect(a.sent.filter((s) => s.name === 'resync_required')).toEqual([]);
+    expect(seqs(a.sent)).toEqual(['1', '2']);
   });
 
   test('a failing log read still releases the held events and resumes the run', async () => {
