@@ -33,7 +33,7 @@ const seqsOf = (sent: { name: string; body: any }[]) => sent.filter((s) => s.bod
 
 test('in order, exactly once, from the run\'s first event; a run under way is joined only by replay', () => {
   let dropped = 0;
-  const d = createDelivery({ ...BYTES, maxBufferedPackets: 100, onDropped: (n) => (dropped += n) });
+  const d = createDelivery({ ...BYTES, maxBufferedPackets: 100, onDropped: (n) => (dropped += n), eventOneMissing: async () => [] });
   const a = fakeSocket('a');
   d.add('u', a.socket);
   for (const s of [1, 2, 2, 3, 1, 4]) d.deliver(ev(s, s === 1 ? 'message_received' : 'partial_result'));
@@ -46,7 +46,7 @@ test('in order, exactly once, from the run\'s first event; a run under way is jo
 });
 
 test('a lagging socket gets consecutive partial results merged, flushed before the next other event', async () => {
-  const d = createDelivery({ ...BYTES, maxBufferedPackets: 100, onDropped: () => undefined });
+  const d = createDelivery({ ...BYTES, maxBufferedPackets: 100, onDropped: () => undefined, eventOneMissing: async () => [] });
   const a = fakeSocket('a');
   d.add('u', a.socket);
   d.deliver(ev(1, 'message_received'));
@@ -69,7 +69,7 @@ test('a lagging socket gets consecutive partial results merged, flushed before t
 
 test('a stalled socket is told resync_required once and gets nothing more of that run until it replays', async () => {
   let dropped = 0;
-  const d = createDelivery({ ...BYTES, maxBufferedPackets: 10, onDropped: (n) => (dropped += n) });
+  const d = createDelivery({ ...BYTES, maxBufferedPackets: 10, onDropped: (n) => (dropped += n), eventOneMissing: async () => [] });
   const a = fakeSocket('a');
   d.add('u', a.socket);
   d.deliver(ev(1, 'message_received'));
@@ -87,7 +87,7 @@ test('a stalled socket is told resync_required once and gets nothing more of tha
 });
 
 test('events that arrive during a replay are held and released past what the replay sent', async () => {
-  const d = createDelivery({ ...BYTES, maxBufferedPackets: 100, onDropped: () => undefined });
+  const d = createDelivery({ ...BYTES, maxBufferedPackets: 100, onDropped: () => undefined, eventOneMissing: async () => [] });
   const a = fakeSocket('a');
   d.add('u', a.socket);
   const log = [1, 2, 3].map((s) => ev(s));

@@ -15,6 +15,9 @@
  * - several nodes: a run's first event is published by the node that accepted it, the rest by the node that
  *   claimed it, so a socket may get event 2 before event 1. Events of a run it does not follow yet are kept a
  *   moment (a few per socket, for EARLY_MS) and sent after event 1; those it could not keep it replays (resync).
+ *   Event 1 may never come (the accepting node died between its commit and its publish): a run still waiting
+ *   EARLY_MS after its first early event is handed to `eventOneMissing`, which replays it from the log if it
+ *   began after the socket joined, and otherwise marks it not followed (a run the socket joined mid-stream).
  */
 import type { RunEventEnvelope } from '../../protocol/events.js';
 import { watchOutbox, type Outbox } from './outbox.js';
@@ -54,9 +57,20 @@ interface SocketState {
    * event 1, in arrival order; `events` null once some were let go (too many, too late): then event 1 is
    * followed by resync_required. Also left by runs a socket joined mid-stream (whose event 1 it never gets).
    */
-  early: Map<string, { events: RunEventEnvelope[] | null; since: number }>;
+  early: Map<string, EarlyEntry>;
   /** Events kept in `early`, all runs together. */
   earlyKept: number;
+  /** Looks for early entries whose event 1 is overdue (set while some wait). */
+  earlySweep: NodeJS.Timeout | null;
+}
+
+interface EarlyEntry {
+  events: RunEventEnvelope[] | null;
+  since: number;
+  /** Handed to eventOneMissing: no longer waiting for event 1 to come by itself. */
+  asked: boolean;
+  /** A run that began before the socket joined: its live events are not this socket's (subscribe_run joins it). */
+  notFollowed: boolean;
 }
 
 const FINISHED_MEMORY = 1000;
@@ -84,6 +98,12 @@ export interface DeliveryOptions {
   /** The most one answer (an ack, one replay) may send. */
   maxAckBytes: number;
   onDropped: (n: number) => void;
+  /**
+   * Runs whose events reached this socket but whose event 1 did not within EARLY_MS (or that were evicted from
+   * the early memory). Replays those that began at or after `since` (when the socket joined) and resolves with
+   * the others: runs the socket joined mid-stream, whose live events it then ignores until it subscribes.
+   */
+  eventOneMissing: (socket: Socket, since: number, runIds: string[]) => Promise<string[]>;
 }
 
 export interface ReplayResult {
@@ -149,8 +169,9 @@ export function createDelivery(opts: DeliveryOptions) {
     const now = Date.now();
     let entry = state.early.get(e.run_id);
     if (!entry) {
-      if (state.early.size >= EARLY_RUNS) dropEarly(state, state.early.keys().next().value as string);
-      state.early.set(e.run_id, (entry = { events: [], since: now }));
+      if (state.early.size >= EARLY_RUNS) evictEarly(state);
+      state.early.set(e.run_id, (entry = { events: [], since: now, asked: false, notFollowed: false }));
+      state.earlySweep ??= sweepLater(state, EARLY_MS + 1);
     }
     if (entry.events === null) return;
     if (state.earlyKept >= EARLY_EVENTS) letGoOfStale(state, now);
@@ -168,6 +189,68 @@ export function createDelivery(opts: DeliveryOptions) {
   /** Lets go of the early events kept longer than EARLY_MS (runs this socket joined mid-stream, mostly). */
   function letGoOfStale(state: SocketState, now: number): void {
     for (const entry of state.early.values()) if (entry.events !== null && now - entry.since > EARLY_MS) letGo(state, entry);
+  }
+
+  /**
+   * Makes room in the early memory: the oldest entry no longer waiting for event 1 goes first; if every one
+   * still waits, the oldest goes and its run is handed to eventOneMissing (event 1, when it comes, then finds
+   * no entry: the replay from the log, which is from the socket's cursor, fills in what was kept).
+   */
+  function evictEarly(state: SocketState): void {
+    let victim: string | null = null;
+    for (const [runId, entry] of state.early) {
+      if (entry.asked || entry.notFollowed) {
+        victim = runId;
+        break;
+      }
+    }
+    if (victim !== null) return dropEarly(state, victim);
+    const oldest = state.early.keys().next().value as string;
+    dropEarly(state, oldest);
+    askEventOne(state, [oldest]);
+  }
+
+  /** Hands the runs whose event 1 is overdue to eventOneMissing (see the top), then checks again later. */
+  function sweepEarly(state: SocketState): void {
+    state.earlySweep = null;
+    const now = Date.now();
+    const overdue: string[] = [];
+    let next = Infinity;
+    for (const [runId, entry] of state.early) {
+      if (entry.asked || entry.notFollowed) continue;
+      if (now - entry.since > EARLY_MS) {
+        letGo(state, entry);
+        entry.asked = true;
+        overdue.push(runId);
+      } else next = Math.min(next, entry.since + EARLY_MS + 1 - now);
+    }
+    if (overdue.length > 0) askEventOne(state, overdue);
+    if (next !== Infinity) state.earlySweep = sweepLater(state, next);
+  }
+
+  function sweepLater(state: SocketState, ms: number): NodeJS.Timeout {
+    // Unref'd: a socket's sweep never keeps a process alive that is otherwise done.
+    return setTimeout(() => sweepEarly(state), ms).unref();
+  }
+
+  function askEventOne(state: SocketState, runIds: string[]): void {
+    opts.eventOneMissing(state.socket, state.since, runIds).then(
+      (notFollowed) => {
+        for (const runId of notFollowed) {
+          const entry = state.early.get(runId);
+          if (entry) entry.notFollowed = true;
+        }
+      },
+      // Not known (the database did not answer): asked again at the next sweep.
+      () => {
+        if (!bySocket.has(state.socket.id)) return;
+        for (const runId of runIds) {
+          const entry = state.early.get(runId);
+          if (entry) entry.asked = false;
+        }
+        state.earlySweep ??= sweepLater(state, EARLY_MS + 1);
+      },
+    );
   }
 
   function dropEarly(state: SocketState, runId: string): void {
@@ -214,7 +297,7 @@ export function createDelivery(opts: DeliveryOptions) {
 
   return {
     add(userId: string, socket: Socket): void {
-      const state: SocketState = { socket, outbox: watchOutbox(socket.conn), cursors: new Map(), held: new Map(), paused: new Set(), merging: new Map(), gapped: new Set(), replaying: new Map(), finished: new Map(), since: Date.now(), early: new Map(), earlyKept: 0 };
+      const state: SocketState = { socket, outbox: watchOutbox(socket.conn), cursors: new Map(), held: new Map(), paused: new Set(), merging: new Map(), gapped: new Set(), replaying: new Map(), finished: new Map(), since: Date.now(), early: new Map(), earlyKept: 0, earlySweep: null };
       bySocket.set(socket.id, state);
       if (!byUser.has(userId)) byUser.set(userId, new Set());
       byUser.get(userId)!.add(state);
@@ -223,6 +306,7 @@ export function createDelivery(opts: DeliveryOptions) {
       const state = bySocket.get(socket.id);
       bySocket.delete(socket.id);
       for (const m of state?.merging.values() ?? []) clearTimeout(m.timer);
+      if (state?.earlySweep) clearTimeout(state.earlySweep);
       state?.outbox.stop();
       const set = byUser.get(userId);
       if (state && set) {
@@ -326,6 +410,8 @@ export function createDelivery(opts: DeliveryOptions) {
       const sentSeq = state.cursors.get(runId) ?? state.finished.get(runId);
       const afterSeq = sentSeq === undefined ? askedAfter : Math.max(askedAfter, sentSeq);
       flushMerged(state, runId);
+      // The log has every event kept early (each was committed before it was published).
+      dropEarly(state, runId);
       state.held.set(runId, []);
       state.paused.delete(runId);
       state.cursors.set(runId, afterSeq);

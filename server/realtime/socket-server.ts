@@ -77,7 +77,7 @@ export function createSocketServer(deps: SocketServerDeps) {
     ...(deps.settings.corsOrigins.length > 0 ? { cors: { origin: [...deps.settings.corsOrigins] } } : {}),
   });
   const maxAckBytes = Math.floor(deps.settings.socketMaxBufferedBytes / 4);
-  const delivery = createDelivery({ maxBufferedPackets: deps.settings.socketMaxBufferedPackets, maxBufferedBytes: deps.settings.socketMaxBufferedBytes, maxAckBytes, onDropped: deps.onEventsDropped });
+  const delivery = createDelivery({ maxBufferedPackets: deps.settings.socketMaxBufferedPackets, maxBufferedBytes: deps.settings.socketMaxBufferedBytes, maxAckBytes, onDropped: deps.onEventsDropped, eventOneMissing: followMissingStarts });
   const local = new WeakMap<AtollSocket, SocketLocal>();
   const localOf = (socket: AtollSocket): SocketLocal => {
     let l = local.get(socket);
@@ -140,6 +140,24 @@ export function createSocketServer(deps: SocketServerDeps) {
         if (replayed?.nextAfterSeq != null) delivery.askResync(socket, run.id, replayed.nextAfterSeq);
       }
     }
+  }
+  /**
+   * Runs whose later events reached a socket but whose event 1 never did (the node that accepted them died
+   * before publishing it): those accepted since the socket joined are sent from the log and followed live; the
+   * others it joined mid-stream and leaves to subscribe_run, as any run under way when it connected.
+   */
+  async function followMissingStarts(socket: AtollSocket, since: number, runIds: string[]): Promise<string[]> {
+    const notFollowed: string[] = [];
+    for (const runId of runIds) {
+      const run = await store.findRun(socket.data.userId, runId);
+      if (!run || run.queuedAt.getTime() < since) {
+        notFollowed.push(runId);
+        continue;
+      }
+      const replayed = await delivery.replay(socket, run.id, 0, (after) => store.listEvents(run, after, REPLAY_PAGE));
+      if (replayed.nextAfterSeq != null) delivery.askResync(socket, run.id, replayed.nextAfterSeq);
+    }
+    return notFollowed;
   }
   const slots = createConnectionSlots(deps.shared.connections);
   // The handshake's client address behind trusted proxies (TRUST_PROXY), by the rule express's req.ip follows.

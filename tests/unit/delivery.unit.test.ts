@@ -41,10 +41,11 @@ function replayOf(d: ReturnType<typeof createDelivery>, socket: Socket, runId: s
 
 function rig(opts: Partial<DeliveryOptions> = {}) {
   const drops: number[] = [];
-  const d = createDelivery({ maxBufferedPackets: 100, maxBufferedBytes: 1e9, maxAckBytes: 1e9, onDropped: (n) => drops.push(n), ...opts });
+  const missing: string[][] = [];
+  const d = createDelivery({ maxBufferedPackets: 100, maxBufferedBytes: 1e9, maxAckBytes: 1e9, onDropped: (n) => drops.push(n), eventOneMissing: async (_s, _since, ids) => (missing.push(ids), []), ...opts });
   const a = fakeSocket('a');
   d.add('u', a.socket);
-  return { d, a, drops };
+  return { d, a, drops, missing };
 }
 
 beforeEach(() => jest.useFakeTimers());
@@ -107,6 +108,83 @@ describe('cursors', () => {
     d.deliver(ev(1, 'message_received', 'r9'));
     expect(seqs(a.sent)).toEqual(['1', '2', '3']);
     expect(a.sent.filter((s) => s.name === 'resync_required')).toEqual([]);
+  });
+
+  test('event 1 that never comes (its node died before publishing it): after 2 s the run is replayed from the log and followed live', async () => {
+    const log = [ev(1, 'message_received'), ev(2, 'agent_thinking'), ev(3)];
+    let d!: ReturnType<typeof createDelivery>;
+    const asked: string[][] = [];
+    const r = rig({
+      eventOneMissing: async (socket, _since, ids) => {
+        asked.push(ids);
+        for (const id of ids) await d.replay(socket, id, 0, async (after) => log.filter((e) => e.seq > after));
+        return [];
+      },
+    });
+    d = r.d;
+    d.deliver(ev(2, 'agent_thinking'));
+    d.deliver(ev(3));
+    jest.advanceTimersByTime(1999);
+    expect(asked).toEqual([]);
+    jest.advanceTimersByTime(10);
+    expect(asked).toEqual([['r1']]);
+    await jest.advanceTimersByTimeAsync(0);
+    d.deliver(ev(4));
+    d.deliver(ev(1, 'message_received'));
+    expect(seqs(r.a.sent)).toEqual(['1', '2', '3', '4']);
+    expect(r.a.sent.filter((s) => s.name === 'resync_required')).toEqual([]);
+    // Asked once: the replay ended its wait.
+    jest.advanceTimersByTime(10_000);
+    expect(asked).toEqual([['r1']]);
+  });
+
+  test('a run the socket joined mid-stream is asked about once; then its live events are not kept', async () => {
+    const asked: string[][] = [];
+    const { d, a } = rig({ eventOneMissing: async (_s, _since, ids) => (asked.push(ids), ids) });
+    d.deliver(ev(50, 'partial_result', 'mid'));
+    jest.advanceTimersByTime(2001);
+    await jest.advanceTimersByTimeAsync(0);
+    for (let seq = 51; seq < 100; seq++) d.deliver(ev(seq, 'partial_result', 'mid'));
+    jest.advanceTimersByTime(10_000);
+    expect(asked).toEqual([['mid']]);
+    // Not kept: a later run's early events all fit in the budget and are sent after its event 1.
+    for (let seq = 2; seq <= 30; seq++) d.deliver(ev(seq, 'partial_result', 'r2'));
+    d.deliver(ev(1, 'message_received', 'r2'));
+    expect(seqs(a.sent)).toHaveLength(30);
+    expect(a.sent.filter((s) => s.name === 'resync_required')).toEqual([]);
+  });
+
+  test('a run whose event 1 could not be looked up is asked about again at the next sweep', async () => {
+    let calls = 0;
+    const { d } = rig({ eventOneMissing: async () => { calls++; throw new Error('database away'); } });
+    d.deliver(ev(2, 'agent_thinking'));
+    jest.advanceTimersByTime(2001);
+    await jest.advanceTimersByTimeAsync(0);
+    expect(calls).toBe(1);
+    await jest.advanceTimersByTimeAsync(2001);
+    expect(calls).toBe(2);
+  });
+
+  test('a replay ends a run\'s wait for event 1: what it kept early leaves the budget and it is not asked about', async () => {
+    const { d, a, missing } = rig();
+    d.deliver(ev(2, 'agent_thinking'));
+    await replayOf(d, a.socket, 'r1', 0, async (after) => [ev(1, 'message_received'), ev(2, 'agent_thinking')].filter((e) => e.seq > after));
+    expect(seqs(a.sent)).toEqual(['1', '2']);
+    // The whole budget (32 events) is free for the next run.
+    for (let seq = 2; seq <= 33; seq++) d.deliver(ev(seq, 'partial_result', 'r2'));
+    d.deliver(ev(1, 'message_received', 'r2'));
+    expect(seqs(a.sent)).toHaveLength(2 + 33);
+    expect(a.sent.filter((s) => s.name === 'resync_required')).toEqual([]);
+    jest.advanceTimersByTime(10_000);
+    expect(missing).toEqual([]);
+  });
+
+  test('the early memory is full of runs still waiting: the oldest is let go and asked about at once, not forgotten', () => {
+    const { d, missing } = rig();
+    for (let run = 0; run < 256; run++) d.deliver(ev(2, 'agent_thinking', `w${run}`));
+    expect(missing).toEqual([]);
+    d.deliver(ev(2, 'agent_thinking', 'w256'));
+    expect(missing).toEqual([['w0']]);
   });
 
   test('a hole in the seqs (events this socket never got) pauses the run and asks the client to replay from its cursor, once', () => {
