@@ -248,6 +248,17 @@ describe('claims', () => {
     expect((await cluster.claim(lease, 1, 5)).runs.map((r) => r.record.id)).toEqual([second.id]);
   });
 
+  test("a waiting run's place in line (run_queued) follows the same order, not the accepting nodes' clocks", async () => {
+    const u = user();
+    const first = newRun(u);
+    first.firstEvent = { ...first.firstEvent, timestamp: new Date(clock + 1000).toISOString() };
+    const second = newRun(u);
+    await cluster.accept(first, roomy);
+    await cluster.accept(second, roomy);
+    const notices = await cluster.noticeWaiting([second.id, first.id], (run, lastSeq, position) => ({ ...second.firstEvent, run_id: run.id, seq: lastSeq + 1, type: 'run_queued', payload: { position } }) as RunEventEnvelope);
+    expect(Object.fromEntries(notices.map((e) => [e.run_id, (e.payload as { position: number }).position]))).toEqual({ [first.id]: 1, [second.id]: 2 });
+  });
+
   test('one run per conversation: the second waits until the first ends', async () => {
     const u = user();
     const first = newRun(u);

@@ -77,9 +77,12 @@ const Q = {
   acceptCheck: statement('SELECT atoll_accept_check($1, $2, $3, $4) AS "busy"'),
   claim: statement(`SELECT ${RUN_COLUMNS}, "lastSeq", "more" FROM atoll_claim($1, $2, $3)`, UTC_TYPES),
   waitingRuns: statement(`SELECT ${RUN_COLUMNS} FROM "Run" WHERE "id" = ANY($1::text[]) AND "status" = 'queued' AND "owner" IS NULL FOR UPDATE SKIP LOCKED`, UTC_TYPES),
+  // A run's place among its user's waiting runs, in the claim's order: by the first message id (given under the
+  // user's lock, so in the order of the accepts), not by queuedAt (the accepting node's clock).
   positions: statement(
-    `SELECT r."id", (SELECT count(*) FROM "Run" AS w WHERE w."userId" = r."userId" AND w."status" = 'queued' AND w."owner" IS NULL AND w."queuedAt" <= r."queuedAt") AS "n" ` +
-      `FROM "Run" AS r WHERE r."id" = ANY($1::text[])`,
+    `WITH "w" AS (SELECT w."id", w."userId", (SELECT min(m."id") FROM "Message" AS m WHERE m."runId" = w."id") AS "first" FROM "Run" AS w ` +
+      `WHERE w."userId" IN (SELECT "userId" FROM "Run" WHERE "id" = ANY($1::text[])) AND w."status" = 'queued' AND w."owner" IS NULL) ` +
+      `SELECT r."id", (SELECT count(*) FROM "w" AS o WHERE o."userId" = r."userId" AND o."first" <= r."first") AS "n" FROM "w" AS r WHERE r."id" = ANY($1::text[])`,
   ),
   lockRun: statement(`SELECT ${RUN_COLUMNS} FROM "Run" WHERE "id" = $1 AND "userId" = $2 FOR UPDATE`, UTC_TYPES),
   flagStop: statement(`UPDATE "Run" SET "cancelRequested" = true WHERE "id" = $1`),
