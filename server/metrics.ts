@@ -91,7 +91,7 @@ export const KNOWN_LABELS = {
   atoll_thread_deaths_total: ['out_of_memory', 'exited'].map((cause) => ({ cause })),
   atoll_events_dropped_total: ['run_settled', 'not_logged', 'socket_backpressure'].map((reason) => ({ reason })),
   atoll_db_queries_refused_total: REFUSAL_REASONS.map((reason) => ({ reason })),
-  atoll_walls_hit_total: ['signal', 'worker', 'model'].map((wall) => ({ wall })),
+  atoll_walls_hit_total: ['signal', 'priority', 'worker', 'model'].map((wall) => ({ wall })),
 } as const satisfies Record<string, readonly Record<string, string>[]>;
 
 /** atoll_event_loop_lag_seconds samples the front's event loop this often; the alert is at 100 ms of lag. */

@@ -3,6 +3,7 @@
  * nothing it was not handed, and the server, the other cells and other users' runs carry on untouched.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { startServer, ROOT, testDatabaseUrl, type TestServer } from './helpers/server';
 import { TEST_STORE } from './helpers/test-database';
@@ -79,17 +80,20 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   expect(envKeys).not.toContain('DATABASE_URL');
   expect(JSON.stringify(got)).not.toContain(testDatabaseUrl(server.dir));
 
-  const refused = ['spawn', 'kill_front', 'kill_group', 'raw_kill_front', 'restore_kill', 'dlopen', 'binding', 'proc_mem', 'front_environ', 'read_etc', 'read_source', 'write_outside', 'new_worker'];
+  const refused = ['spawn', 'kill_front', 'kill_group', 'raw_kill_front', 'restore_kill', 'renice_front', 'dlopen', 'binding', 'proc_mem', 'front_environ', 'read_etc', 'read_source', 'write_outside', 'new_worker'];
   if (dbFile) refused.push('read_db', 'native_sqlite');
   else expect([got.read_db, got.native_sqlite]).toEqual([undefined, undefined]);
-  const otherCell = Object.keys(got).filter((k) => k.startsWith('kill_cell_'));
-  expect(otherCell).toHaveLength(1);
+  const otherCell = Object.keys(got).filter((k) => k.startsWith('kill_cell_') || k.startsWith('renice_cell_'));
+  expect(otherCell).toHaveLength(2);
   refused.push(...otherCell);
   for (const name of refused) {
     expect([name, got[name]?.ok]).toEqual([name, false]);
   }
   // The permission model, not an accident, said no.
-  for (const name of ['spawn', ...(dbFile ? ['read_db'] : []), 'proc_mem', 'write_outside', 'kill_front', 'new_worker']) expect([name, got[name].code]).toEqual([name, 'ERR_ACCESS_DENIED']);
+  for (const name of ['spawn', ...(dbFile ? ['read_db'] : []), 'proc_mem', 'write_outside', 'kill_front', 'renice_front', 'new_worker']) expect([name, got[name].code]).toEqual([name, 'ERR_ACCESS_DENIED']);
+  expect(got.renice_self).toEqual({ ok: true, value: 'ok' });
+  // The front's priority is untouched.
+  expect(os.getPriority(frontPid)).toBe(os.getPriority(process.pid));
   expect(got.dlopen.code).toBe('ERR_DLOPEN_DISABLED');
   // Under the permission model, the database file is the front's alone for the OS too.
   if (dbFile) expect(fs.statSync(dbFile).mode & 0o077).toBe(0);
@@ -98,7 +102,7 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
 
   // The isolation report names the walls it saw refuse something, and the metric counts the run.
   const view = (await mallory.http('GET', `/v1/runs/${run_id}`)).body;
-  expect(view.isolation.refused).toEqual(expect.arrayContaining(['signal', 'worker']));
+  expect(view.isolation.refused).toEqual(expect.arrayContaining(['signal', 'priority', 'worker']));
   const metrics = (await mallory.http('GET', '/metrics')).body as string;
   expect(metrics).toMatch(/^atoll_walls_hit_total\{wall="signal",node="[^"]+"\} [1-9]/m);
   // A run that tried nothing has nothing named.

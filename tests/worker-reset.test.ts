@@ -14,7 +14,7 @@ const AGENTS: Record<string, string> = {
   'attacker.mjs': `
 import fs from 'node:fs';
 import net from 'node:net';
-import { MessagePort } from 'node:worker_threads';
+import { MessagePort, workerData } from 'node:worker_threads';
 const seen = [];
 export default class Attacker {
   static agentName = 'attacker';
@@ -49,6 +49,19 @@ export default class Attacker {
         fs.writeFileSync(ctx.input.marker, 'set');
       });
       return 'armed';
+    }
+    if (mode === 'flip_reuse') {
+      // The worker's settings arrive as workerData: turn off the refusal of other users' runs, raise the limits.
+      const tried = [];
+      for (const [key, write] of [['workerReuse', () => (workerData.workerReuse = 'any')], ['limits', () => (workerData.limits.maxEventsPerRun = 1e9)], ['maxRunsPerWorker', () => (workerData.maxRunsPerWorker = 1e9)]]) {
+        try {
+          write();
+          tried.push(key + ' changed');
+        } catch (err) {
+          tried.push(key + ' refused');
+        }
+      }
+      return tried.join(',') + ';' + workerData.workerReuse;
     }
     if (mode === 'remember') {
       // Module-level state: survives any freeze and any check.
@@ -123,6 +136,14 @@ describe('defaults (THREAD_LOCKDOWN=1, THREAD_REUSE=same_user), one cell, one th
     const answer = await runOnce(victim, 'victim', { text: mode });
     expect(answer.final).toMatchObject({ status: 'completed', final_response: `victim says ${mode}` });
     expect(answer.view.isolation).toMatchObject({ leaks: {}, contaminated: false });
+  });
+
+  test('a run cannot change its worker\'s settings (workerData): the same-user refusal and the limits stay as the cell set them', async () => {
+    const attack = await runOnce(mallory, 'attacker', { text: 'x', mode: 'flip_reuse' });
+    expect(attack.final).toMatchObject({ status: 'completed', final_response: 'workerReuse refused,limits refused,maxRunsPerWorker refused;same_user' });
+    const other = await runOnce(victim, 'victim', { text: 'after' });
+    expect(other.final).toMatchObject({ status: 'completed', final_response: 'victim says after' });
+    expect(other.view.ran_on.worker).not.toBe(attack.view.ran_on.worker);
   });
 
   test('module-level state never reaches another user: a thread that served one user never runs another user\'s run', async () => {

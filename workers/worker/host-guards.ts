@@ -1,10 +1,12 @@
 /**
  * What a worker takes away from agent code before any agent module loads, beyond what Node's permission
  * model refuses (child processes, native addons, files outside the allowed folders): signals to any process
- * but its own cell, and workers of its own (which would escape the worker's heap budget and outlive
- * its run). Properties are made read-only and non-configurable, so agent code cannot put them back.
+ * but its own cell, the priority of any thread but its own (the front, other cells and other users' workers
+ * share its OS user unless cells run as users of their own), and workers of its own (which would escape the
+ * worker's heap budget and outlive its run). Properties are made read-only and non-configurable, so agent code cannot put them back.
  */
 import { syncBuiltinESMExports } from 'node:module';
+import os from 'node:os';
 import workerThreads from 'node:worker_threads';
 
 export function refusal(what: string): Error {
@@ -12,9 +14,9 @@ export function refusal(what: string): Error {
 }
 
 /** Where a guard reports what it refused (the worker runtime puts it in the run's isolation report). */
-export type OnRefused = (wall: 'signal' | 'worker') => void;
+export type OnRefused = (wall: 'signal' | 'priority' | 'worker') => void;
 
-export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process): void {
+export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process, osModule: typeof os = os): void {
   const ownPid = proc.pid;
   const kill = proc.kill.bind(proc);
   const rawKill = (proc as unknown as { _kill: (pid: number, signal: number) => number })._kill.bind(proc);
@@ -38,6 +40,20 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
   };
   Object.defineProperty(proc, '_kill', { value: guardedRawKill, writable: false, configurable: false, enumerable: false });
 
+  // os.setPriority(pid) renices any thread or process of the same OS user: the front (a DoS on every user), another
+  // cell, another user's worker (which then cannot restore its priority and retires). Its own thread (pid 0, or no
+  // pid) stays possible: the worker restores its priority after each run (worker-runtime.ts).
+  const setPriority = osModule.setPriority.bind(osModule) as (pid: number, priority?: number) => void;
+  const guardedSetPriority = (pidOrPriority: number, priority?: number) => {
+    if (priority === undefined) return setPriority(0, pidOrPriority);
+    if (pidOrPriority !== 0) {
+      onRefused('priority');
+      throw refusal(`os.setPriority(${Number(pidOrPriority)})`);
+    }
+    return setPriority(0, priority);
+  };
+  Object.defineProperty(osModule, 'setPriority', { value: guardedSetPriority, writable: false, configurable: false, enumerable: true });
+
   class RefusedWorker {
     constructor() {
       onRefused('worker');
@@ -45,6 +61,6 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
     }
   }
   Object.defineProperty(workerThreads, 'Worker', { value: RefusedWorker, writable: false, configurable: false, enumerable: true });
-  // ES modules importing { Worker } from 'node:worker_threads' see the guarded value too.
+  // ES modules importing { Worker } from 'node:worker_threads' or { setPriority } from 'node:os' see the guarded values too.
   syncBuiltinESMExports();
 }

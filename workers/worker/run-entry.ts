@@ -5,6 +5,7 @@
  * agent runs against unguarded or unfrozen objects.
  */
 import { isMainThread, threadId, workerData } from 'node:worker_threads';
+import { deepFreeze } from '../../protocol/deep-freeze.js';
 import type { WorkerConfig, WorkerData } from '../../protocol/worker-messages.js';
 import { freezeShared } from './freeze-shared.js';
 import { guardHost } from './host-guards.js';
@@ -20,7 +21,10 @@ delete (data as { warmUpLock?: Int32Array }).warmUpLock;
 // Prisma's query compiler, compiled by the cell (eager warm-up only): for the worker's own Prisma client alone.
 const queryCompiler = data.queryCompiler;
 delete (data as { queryCompiler?: WebAssembly.Module | null }).queryCompiler;
-const config: WorkerConfig = data;
+// Frozen: workerData is an ordinary object any code in this thread can reach, and the worker reads its settings at
+// every run (the same-user refusal, the limits, the runs per worker): a run must not be able to change them for
+// the next one (README "Threat model"; escape.test.ts).
+const config: WorkerConfig = deepFreeze(data);
 /** How long a worker waits for its turn to warm up before it warms anyway (the holder may have died warming). */
 const WARM_UP_TURN_MAX_WAIT_MS = 2000;
 
