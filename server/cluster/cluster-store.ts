@@ -45,7 +45,7 @@ export interface ClusterStore {
    * outcome, all in one transaction with the lease's removal, so each run is taken over exactly once. Returns
    * the node, its runs' new events (to publish), and the runs back in the queue; null when none expired.
    */
-  takeOverExpired(decide: (run: RunRecord, lastSeq: number, nodeId: string) => TakeoverDecision): Promise<{ nodeId: string; events: RunEventEnvelope[]; requeued: number } | null>;
+  takeOverExpired(decide: (run: RunRecord, lastSeq: number, nodeId: string, stopAsked: boolean) => TakeoverDecision): Promise<{ nodeId: string; events: RunEventEnvelope[]; requeued: number } | null>;
   /**
    * Accepts a run into the shared queue, checked under its user's lock so the checks are exact cluster-wide:
    * OVERLOADED past `userMaxQueuedRuns` waiting runs, THREAD_BUSY when `rejectIfBusy` and its conversation

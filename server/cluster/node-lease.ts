@@ -52,10 +52,13 @@ export function createNodeLease(deps: {
   }
 
   async function tick(): Promise<void> {
-    if (busy || stopped) return;
+    if (stopped) return;
+    // Checked before waiting for a renewal still under way: one that never answers (a half-open connection waits
+    // for the query timeout, longer than the lease) must not keep this node acting on runs taken over elsewhere.
+    if (lease !== null && now() > validUntil - marginMs) lose('no renewal for 80% of NODE_LEASE_MS');
+    if (busy) return;
     busy = true;
     try {
-      if (lease !== null && now() > validUntil - marginMs) lose('no renewal for 80% of NODE_LEASE_MS');
       if (lease === null) {
         await register();
         return;

@@ -12,7 +12,7 @@ import type { RunRecord } from '../store/store.js';
 
 export function createSweeper(deps: {
   store: Pick<ClusterStore, 'takeOverExpired'>;
-  rule: (run: RunRecord, lastSeq: number, nodeId: string) => TakeoverDecision;
+  rule: (run: RunRecord, lastSeq: number, nodeId: string, stopAsked: boolean) => TakeoverDecision;
   bus: Pick<EventBus, 'publish'>;
   log: Logger;
   everyMs: number;

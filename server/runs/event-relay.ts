@@ -20,6 +20,11 @@ const MAX_BATCH = 200;
 
 /** One run's event log, as the relay keeps it between `open` and the terminal event (or `forget`). */
 export interface RunLog {
+  /**
+   * The run it was opened for. A run this node lost and then claimed again is a new LiveRun with the same id and a
+   * new log: what the old one still has under way (a write the database then refuses, a late event) must not touch it.
+   */
+  run: LiveRun;
   /** The next event's seq. */
   nextSeq: number;
   /** Events numbered but not yet written; flushed in order by `chain`. */
@@ -43,8 +48,14 @@ export function createEventRelay(deps: {
 
   function logOf(run: LiveRun): RunLog {
     const runLog = logs.get(run.id);
-    if (!runLog) throw new Error(`no event log is open for run ${run.id}`);
+    if (!runLog || runLog.run !== run) throw new Error(`no event log is open for run ${run.id}`);
     return runLog;
+  }
+
+  /** The run's log if it is still this LiveRun's (see RunLog.run). */
+  function ownLog(run: LiveRun): RunLog | undefined {
+    const runLog = logs.get(run.id);
+    return runLog?.run === run ? runLog : undefined;
   }
 
   function envelope<T extends RunEventType>(run: LiveRun, type: T, payload: EventPayloads[T], at = Date.now()): RunEventEnvelope<T> {
@@ -82,7 +93,7 @@ export function createEventRelay(deps: {
   /** The write was refused because another node took the run over: the run is dropped here, quietly. */
   function fenced(run: LiveRun, err: unknown): boolean {
     if (!(err instanceof FencedError)) return false;
-    const runLog = logs.get(run.id);
+    const runLog = ownLog(run);
     if (runLog) runLog.closed = true;
     deps.onFenced?.(run);
     return true;
@@ -91,14 +102,14 @@ export function createEventRelay(deps: {
   return {
     /** Starts the run's log: its next event is `nextSeq` (1 for a new run; after the last logged one on recovery). */
     open(run: LiveRun, nextSeq: number): RunLog {
-      const runLog: RunLog = { nextSeq, pending: [], chain: Promise.resolve(), closed: false };
+      const runLog: RunLog = { run, nextSeq, pending: [], chain: Promise.resolve(), closed: false };
       logs.set(run.id, runLog);
       return runLog;
     },
 
     /** Drops the run's log state without a terminal event (its acceptance failed: there is no run). */
     forget(run: LiveRun): void {
-      logs.delete(run.id);
+      if (ownLog(run)) logs.delete(run.id);
     },
 
     envelope,
@@ -108,7 +119,7 @@ export function createEventRelay(deps: {
      * message) the event is dropped and counted, not thrown: the run is over, and the front must not crash for it.
      */
     append<T extends RunEventType>(run: LiveRun, type: T, payload: EventPayloads[T], at?: number): void {
-      const runLog = logs.get(run.id);
+      const runLog = ownLog(run);
       if (!runLog || runLog.closed) {
         metrics.eventsDropped.inc({ reason: 'run_settled' });
         log.debug({ ...runLogFields(run), type }, 'event after the run settled; dropped');
@@ -129,7 +140,7 @@ export function createEventRelay(deps: {
 
     /** Settles once everything queued for the run so far is written (and published). */
     written(run: LiveRun): Promise<void> {
-      return logs.get(run.id)?.chain ?? Promise.resolve();
+      return ownLog(run)?.chain ?? Promise.resolve();
     },
 
     /** Queues a side write (the run's status) behind everything logged so far, in the run's order. */
@@ -169,7 +180,7 @@ export function createEventRelay(deps: {
             metrics.eventsDropped.inc({ reason: 'not_logged' });
             if (!fenced(run, err)) log.error({ ...runLogFields(run), err: (err as Error).message }, 'terminal write failed');
           }
-          logs.delete(run.id);
+          if (logs.get(run.id) === runLog) logs.delete(run.id);
         });
       return runLog.chain;
     },

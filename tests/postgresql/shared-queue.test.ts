@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { RunEventEnvelope } from '../../protocol/events';
 import type { ClusterStore } from '../../server/cluster/cluster-store';
+import { takeoverRule } from '../../server/cluster/takeover';
 import { migrationsFolder } from '../../server/store/migrations';
 import { applyMigrations } from '../../server/store/postgresql/apply-migrations';
 import { createPgClusterStore } from '../../server/store/postgresql/cluster-store';
@@ -257,6 +258,41 @@ describe('claims', () => {
     await cluster.accept(second, roomy);
     const notices = await cluster.noticeWaiting([second.id, first.id], (run, lastSeq, position) => ({ ...second.firstEvent, run_id: run.id, seq: lastSeq + 1, type: 'run_queued', payload: { position } }) as RunEventEnvelope);
     expect(Object.fromEntries(notices.map((e) => [e.run_id, (e.payload as { position: number }).position]))).toEqual({ [first.id]: 1, [second.id]: 2 });
+  });
+
+  test('a lease that expired claims nothing, taken over or not (its runs would be owned by no node, forever)', async () => {
+    const u = user();
+    const run = newRun(u);
+    await cluster.accept(run, roomy);
+    const { lease: dying } = await cluster.register(`node-${randomUUID()}`, 100);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect((await cluster.claim(dying, 5, 5)).runs).toEqual([]);
+    // Taken over: its Node row is gone (with any other expired lease of this file's tests).
+    let swept = 0;
+    while (await cluster.takeOverExpired(() => ({ kind: 'requeue' as const }))) swept++;
+    expect(swept).toBeGreaterThan(0);
+    expect((await cluster.claim(dying, 5, 5)).runs).toEqual([]);
+    // The live lease still gets the run.
+    expect((await cluster.claim(lease, 5, 5)).runs.map((r) => r.record.id)).toContain(run.id);
+  });
+
+  test('runs whose stop was asked while their node was dying end cancelled at the takeover, started or not: never run again', async () => {
+    const [started, waiting] = [newRun(user()), newRun(user())];
+    for (const r of [started, waiting]) await cluster.accept(r, roomy);
+    const { lease: dying } = await cluster.register(`node-${randomUUID()}`, 300);
+    expect((await cluster.claim(dying, 5, 5)).runs.map((r) => r.record.id).sort()).toEqual([started.id, waiting.id].sort());
+    await db.query(`UPDATE "Run" SET status = 'running', "startedAt" = now(), attempts = 1 WHERE id = $1`, [started.id]);
+    const build = () => {
+      throw new Error('a run held by a node is not ended by the stop itself');
+    };
+    for (const r of [started, waiting]) expect(await cluster.stop(r.userId, r.id, build)).toMatchObject({ kind: 'held' });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const events: RunEventEnvelope[] = [];
+    for (let taken; (taken = await cluster.takeOverExpired(takeoverRule({ maxRunAttempts: 3, repeatable: () => true }))); ) events.push(...taken.events);
+    const ends = Object.fromEntries(events.map((e) => [e.run_id, [e.type, (e.payload as { status?: string }).status, (e.payload as { error?: { code: string } }).error?.code]]));
+    expect(ends).toEqual({ [started.id]: ['agent_completed', 'cancelled', 'CANCELLED'], [waiting.id]: ['agent_completed', 'cancelled', 'CANCELLED'] });
+    expect((await cluster.claim(lease, 5, 5)).runs).toEqual([]);
+    expect(await db.query(`SELECT status FROM "Run" WHERE id = ANY($1)`, [[started.id, waiting.id]])).toEqual([{ status: 'cancelled' }, { status: 'cancelled' }]);
   });
 
   test('one run per conversation: the second waits until the first ends', async () => {

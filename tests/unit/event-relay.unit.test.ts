@@ -72,6 +72,7 @@ function rig() {
     failAppend: (v: boolean) => (failAppend = v),
     failFinish: (v: boolean) => (failFinish = v),
     fence: () => (fence = true),
+    unfence: () => (fence = false),
     fencedRuns,
   };
 }
@@ -262,4 +263,31 @@ test('a write refused because another node took the run over: nothing is sent, t
   relay.append(run, 'partial_result', { text: 'd' });
   expect(errors).toEqual([]);
   expect(counters.dropped).toEqual([['not_logged', 2], ['run_settled', 1]]);
+});
+
+test('a run lost and claimed again here: what the old one still had under way never touches the new one\'s log', async () => {
+  const { relay, run, runLog, sent, hold, release, fence, unfence, counters } = rig();
+  hold();
+  relay.append(run, 'partial_result', { text: 'old' });
+  // The lease is lost (the run abandoned), the run taken over, then claimed again by this node under a new lease.
+  relay.forget(run);
+  const again = newLiveRun({ id: 'r1', userId: 'u1', threadId: 't1', agentName: 'echo', input: { text: 'hi' }, requestId: 'q', correlationId: null, acceptedAt: 0 });
+  const newLog = relay.open(again, 5);
+  // The old attempt's write is refused by the database (its owner is the lost lease).
+  fence();
+  release();
+  await settle(runLog);
+  unfence();
+  expect(newLog.closed).toBe(false);
+  // A late event of the old attempt takes no seq of the new one.
+  relay.append(run, 'partial_result', { text: 'late' });
+  relay.append(again, 'partial_result', { text: 'new' });
+  await settle(newLog);
+  expect(sent.map((e) => [e.seq, (e.payload as { text: string }).text])).toEqual([[5, 'new']]);
+  expect(counters.dropped).toEqual([['not_logged', 1], ['run_settled', 1]]);
+  // The old attempt's end (abandoned: it never writes one) could not drop the new log either.
+  relay.forget(run);
+  relay.append(again, 'partial_result', { text: 'more' });
+  await settle(newLog);
+  expect(sent.map((e) => e.seq)).toEqual([5, 6]);
 });

@@ -71,7 +71,7 @@ const Q = {
   requeueOwned: statement(`UPDATE "Run" SET "owner" = NULL, "status" = 'queued' WHERE "owner" = $1 AND "status" IN ${ACTIVE}`),
   deleteNode: statement('DELETE FROM "Node" WHERE "id" = $1'),
   expiredNode: statement(`SELECT "id", "nodeId" FROM "Node" WHERE "expiresAt" <= ${NOW} ORDER BY "expiresAt" LIMIT 1 FOR UPDATE SKIP LOCKED`),
-  ownedRuns: statement(`SELECT ${RUN_COLUMNS} FROM "Run" WHERE "owner" = $1 AND "status" IN ${ACTIVE} ORDER BY "id" FOR UPDATE`, UTC_TYPES),
+  ownedRuns: statement(`SELECT ${RUN_COLUMNS}, "cancelRequested" FROM "Run" WHERE "owner" = $1 AND "status" IN ${ACTIVE} ORDER BY "id" FOR UPDATE`, UTC_TYPES),
   requeue: statement(`UPDATE "Run" SET "owner" = NULL, "status" = 'queued' WHERE "id" = ANY($1::text[])`),
   lastSeqs: statement('SELECT "runId", max("seq") AS "last" FROM "RunEvent" WHERE "runId" = ANY($1::text[]) GROUP BY "runId"'),
   acceptCheck: statement('SELECT atoll_accept_check($1, $2, $3, $4) AS "busy"'),
@@ -171,13 +171,13 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool): Cluster
         const { rows: nodes } = await c.query<{ id: string; nodeId: string }>(Q.expiredNode([]));
         const node = nodes[0];
         if (!node) return null;
-        const { rows } = await c.query<RunRow>(Q.ownedRuns([node.id]));
+        const { rows } = await c.query<RunRow & { cancelRequested: boolean }>(Q.ownedRuns([node.id]));
         const seqs = await lastSeqs(c, rows.map((r) => r.id));
         const events: RunEventEnvelope[] = [];
         const items: RunWrite[] = [];
         const back: string[] = [];
         for (const row of rows) {
-          const decision: TakeoverDecision = decide(runRecordOfRow(row), seqs.get(row.id) ?? 0, node.nodeId);
+          const decision: TakeoverDecision = decide(runRecordOfRow(row), seqs.get(row.id) ?? 0, node.nodeId, row.cancelRequested);
           if (decision.kind === 'fail') {
             items.push({ kind: 'finish', row: decision.finish, owner: null });
             events.push(decision.finish.terminal);
