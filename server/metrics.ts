@@ -85,7 +85,7 @@ export const KNOWN_LABELS = {
   atoll_cell_deaths_total: CELL_DEATH_CAUSES.map((cause) => ({ cause })),
   // A bystander runs again because its cell died (the cause), or its node was lost or is draining.
   atoll_run_restarts_total: [...CELL_DEATH_CAUSES, 'node_lost', 'node_draining'].map((reason) => ({ reason })),
-  atoll_runs_taken_over_total: ['rerun', 'failed', 'requeued'].map((outcome) => ({ outcome })),
+  atoll_runs_taken_over_total: ['rerun', 'failed', 'cancelled', 'requeued'].map((outcome) => ({ outcome })),
   atoll_leaked_resources_total: LEAK_KINDS.map((kind) => ({ kind })),
   atoll_worker_recycles_total: RECYCLE_REASONS.map((reason) => ({ reason })),
   atoll_thread_deaths_total: ['out_of_memory', 'exited'].map((cause) => ({ cause })),
@@ -127,7 +127,7 @@ export function createMetrics(options: MetricsOptions) {
     cellDeaths: new client.Counter({ name: 'atoll_cell_deaths_total', help: 'Cell processes that died, by cause.', labelNames: ['cause'], registers: [registry] }),
     cellRestartSeconds: new client.Histogram({ name: 'atoll_cell_restart_seconds', help: 'Time from a cell\'s death to its replacement being ready.', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
     runRestarts: new client.Counter({ name: 'atoll_run_restarts_total', help: 'Bystander runs started again after their cell died (not failures), by the cell\'s death cause.', labelNames: ['reason'], registers: [registry] }),
-    runsTakenOver: new client.Counter({ name: 'atoll_runs_taken_over_total', help: 'Runs of a node whose lease expired, taken over by this node (several nodes), by outcome: rerun (run again, its log continuing with run_restarted), failed (not safe to repeat, or out of attempts: WORKER_CRASHED), requeued (it had not started there).', labelNames: ['outcome'], registers: [registry] }),
+    runsTakenOver: new client.Counter({ name: 'atoll_runs_taken_over_total', help: 'Runs of a node whose lease expired, taken over by this node (several nodes), by outcome: rerun (run again, its log continuing with run_restarted), failed (not safe to repeat, or out of attempts: WORKER_CRASHED), cancelled (its stop was asked meanwhile), requeued (it had not started there).', labelNames: ['outcome'], registers: [registry] }),
     leasesLost: new client.Counter({ name: 'atoll_node_leases_lost_total', help: 'Times this node lost its lease (several nodes: it could not renew it in time, or found it expired) and abandoned its runs to the others (target 0).', registers: [registry] }),
     collateralRuns: new client.Counter({ name: 'atoll_collateral_runs_total', help: 'Runs that failed only because another run killed their cell (target 0).', registers: [registry] }),
     contamination: new client.Counter({ name: 'atoll_cross_request_contamination_total', help: 'Runs that found their worker not in its clean state when they started (target 0).', registers: [registry] }),

@@ -17,7 +17,7 @@ export function createSweeper(deps: {
   log: Logger;
   everyMs: number;
   /** A takeover put runs back in the queue or ended some: claim, and count. */
-  onTakenOver: (t: { nodeId: string; rerun: number; failed: number; requeued: number }) => void;
+  onTakenOver: (t: { nodeId: string; rerun: number; failed: number; cancelled: number; requeued: number }) => void;
 }) {
   let timer: NodeJS.Timeout | null = null;
   let busy = false;
@@ -30,10 +30,12 @@ export function createSweeper(deps: {
         const taken = await deps.store.takeOverExpired(deps.rule);
         if (!taken) return;
         for (const e of taken.events) deps.bus.publish(e);
-        const failed = taken.events.filter((e) => e.type === 'agent_completed').length;
-        const rerun = taken.events.length - failed;
-        deps.log.warn({ node: taken.nodeId, rerun, failed, requeued: taken.requeued - rerun }, 'took over the runs of a node whose lease expired');
-        deps.onTakenOver({ nodeId: taken.nodeId, rerun, failed, requeued: taken.requeued - rerun });
+        const ended = taken.events.filter((e) => e.type === 'agent_completed');
+        const cancelled = ended.filter((e) => (e.payload as { status?: string }).status === 'cancelled').length;
+        const failed = ended.length - cancelled;
+        const rerun = taken.events.length - ended.length;
+        deps.log.warn({ node: taken.nodeId, rerun, failed, cancelled, requeued: taken.requeued - rerun }, 'took over the runs of a node whose lease expired');
+        deps.onTakenOver({ nodeId: taken.nodeId, rerun, failed, cancelled, requeued: taken.requeued - rerun });
       }
     } catch (err) {
       deps.log.warn({ err: (err as Error).message }, 'sweep failed; trying again at the next one');

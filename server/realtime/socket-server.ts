@@ -149,6 +149,7 @@ export function createSocketServer(deps: SocketServerDeps) {
   async function followMissingStarts(socket: AtollSocket, since: number, runIds: string[]): Promise<string[]> {
     const notFollowed: string[] = [];
     for (const runId of runIds) {
+      if (socket.disconnected) break;
       const run = await store.findRun(socket.data.userId, runId);
       if (!run || run.queuedAt.getTime() < since) {
         notFollowed.push(runId);

@@ -92,6 +92,7 @@ export function createSharedRuns(deps: {
       if (t.rerun) metrics.runRestarts.inc({ reason: 'node_lost' }, t.rerun);
       metrics.runsTakenOver.inc({ outcome: 'rerun' }, t.rerun);
       metrics.runsTakenOver.inc({ outcome: 'failed' }, t.failed);
+      metrics.runsTakenOver.inc({ outcome: 'cancelled' }, t.cancelled);
       metrics.runsTakenOver.inc({ outcome: 'requeued' }, t.requeued);
       signals.nodeDied(t.nodeId);
       signals.wake();

@@ -295,6 +295,26 @@ describe('claims', () => {
     expect(await db.query(`SELECT status FROM "Run" WHERE id = ANY($1)`, [[started.id, waiting.id]])).toEqual([{ status: 'cancelled' }, { status: 'cancelled' }]);
   });
 
+  test('a drain racing a claim of its own lease leaves no run owned by the lease it deletes', async () => {
+    const run = newRun(user());
+    await cluster.accept(run, roomy);
+    const { lease: draining } = await cluster.register(`node-${randomUUID()}`, 60_000);
+    const claimer = new pg.Client({ connectionString: db.url });
+    await claimer.connect();
+    try {
+      await claimer.query('BEGIN');
+      const { rows } = await claimer.query('SELECT "id" FROM atoll_claim($1, 1, 5)', [draining]);
+      expect(rows).toEqual([{ id: run.id }]);
+      const drained = cluster.deregister(draining);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await claimer.query('COMMIT');
+      await drained;
+    } finally {
+      await claimer.end();
+    }
+    expect(await db.query(`SELECT "owner", "status" FROM "Run" WHERE "id" = $1`, [run.id])).toEqual([{ owner: null, status: 'queued' }]);
+  });
+
   test('one run per conversation: the second waits until the first ends', async () => {
     const u = user();
     const first = newRun(u);

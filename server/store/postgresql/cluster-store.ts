@@ -161,8 +161,11 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool): Cluster
 
     async deregister(lease) {
       await inTransaction(pool, async (c) => {
-        await c.query(Q.requeueOwned([lease]));
+        // The row first: its DELETE waits for a claim of this lease still under way (it holds the row in KEY
+        // SHARE), so the requeue after it sees that claim's takes; in the other order they would be left owned by
+        // a lease no row names, which no takeover ever finds.
         await c.query(Q.deleteNode([lease]));
+        await c.query(Q.requeueOwned([lease]));
       });
     },
 
