@@ -174,7 +174,8 @@ export function createDelivery(opts: DeliveryOptions) {
       state.earlySweep ??= sweepLater(state, EARLY_MS + 1);
     }
     if (entry.events === null) return;
-    if (state.earlyKept >= EARLY_EVENTS) letGoOfStale(state, now);
+    // The budget is full: the sweep's work now, rather than at its timer (which a busy loop may have delayed).
+    if (state.earlyKept >= EARLY_EVENTS) sweepNow(state);
     if (state.earlyKept >= EARLY_EVENTS || now - entry.since > EARLY_MS) return letGo(state, entry);
     entry.events.push(e);
     state.earlyKept++;
@@ -184,11 +185,6 @@ export function createDelivery(opts: DeliveryOptions) {
   function letGo(state: SocketState, entry: { events: RunEventEnvelope[] | null }): void {
     state.earlyKept -= entry.events?.length ?? 0;
     entry.events = null;
-  }
-
-  /** Lets go of the early events kept longer than EARLY_MS (runs this socket joined mid-stream, mostly). */
-  function letGoOfStale(state: SocketState, now: number): void {
-    for (const entry of state.early.values()) if (entry.events !== null && now - entry.since > EARLY_MS) letGo(state, entry);
   }
 
   /**
@@ -226,6 +222,11 @@ export function createDelivery(opts: DeliveryOptions) {
     }
     if (overdue.length > 0) askEventOne(state, overdue);
     if (next !== Infinity) state.earlySweep = sweepLater(state, next);
+  }
+
+  function sweepNow(state: SocketState): void {
+    if (state.earlySweep) clearTimeout(state.earlySweep);
+    sweepEarly(state);
   }
 
   function sweepLater(state: SocketState, ms: number): NodeJS.Timeout {

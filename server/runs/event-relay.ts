@@ -46,16 +46,16 @@ export function createEventRelay(deps: {
   const { store, bus, metrics, log } = deps;
   const logs = new Map<string, RunLog>();
 
-  function logOf(run: LiveRun): RunLog {
-    const runLog = logs.get(run.id);
-    if (!runLog || runLog.run !== run) throw new Error(`no event log is open for run ${run.id}`);
-    return runLog;
-  }
-
   /** The run's log if it is still this LiveRun's (see RunLog.run). */
   function ownLog(run: LiveRun): RunLog | undefined {
     const runLog = logs.get(run.id);
     return runLog?.run === run ? runLog : undefined;
+  }
+
+  function logOf(run: LiveRun): RunLog {
+    const runLog = ownLog(run);
+    if (!runLog) throw new Error(`no event log is open for run ${run.id}`);
+    return runLog;
   }
 
   function envelope<T extends RunEventType>(run: LiveRun, type: T, payload: EventPayloads[T], at = Date.now()): RunEventEnvelope<T> {

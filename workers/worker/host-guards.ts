@@ -16,7 +16,7 @@ export function refusal(what: string): Error {
 /** Where a guard reports what it refused (the worker runtime puts it in the run's isolation report). */
 export type OnRefused = (wall: 'signal' | 'priority' | 'worker') => void;
 
-export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process, osModule: typeof os = os): void {
+export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process): void {
   const ownPid = proc.pid;
   const kill = proc.kill.bind(proc);
   const rawKill = (proc as unknown as { _kill: (pid: number, signal: number) => number })._kill.bind(proc);
@@ -43,7 +43,7 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process, 
   // os.setPriority(pid) renices any thread or process of the same OS user: the front (a DoS on every user), another
   // cell, another user's worker (which then cannot restore its priority and retires). Its own thread (pid 0, or no
   // pid) stays possible: the worker restores its priority after each run (worker-runtime.ts).
-  const setPriority = osModule.setPriority.bind(osModule) as (pid: number, priority?: number) => void;
+  const setPriority = os.setPriority.bind(os) as (pid: number, priority?: number) => void;
   const guardedSetPriority = (pidOrPriority: number, priority?: number) => {
     if (priority === undefined) return setPriority(0, pidOrPriority);
     if (pidOrPriority !== 0) {
@@ -52,7 +52,7 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process, 
     }
     return setPriority(0, priority);
   };
-  Object.defineProperty(osModule, 'setPriority', { value: guardedSetPriority, writable: false, configurable: false, enumerable: true });
+  Object.defineProperty(os, 'setPriority', { value: guardedSetPriority, writable: false, configurable: false, enumerable: true });
 
   class RefusedWorker {
     constructor() {
