@@ -6,11 +6,12 @@ export type Logger = pino.Logger;
 const REDACTED = ['token', 'authorization', 'cookie', 'secret', 'password', 'apiKey', 'api_key', 'input', 'text', 'content', 'messages', 'prompt', 'result', 'final_response'];
 
 /**
- * `sync`: write each line before going on. A worker thread's logger needs it (workers/worker/worker-main.ts):
- * pino's default buffers and writes later, and a thread the cell terminates right after its run (a recycle, a
- * timeout) would take its last lines with it. A process keeps the default, which pino flushes when it exits.
+ * `write`: a synchronous writer each line goes to before logging returns. A worker thread's logger needs it
+ * (workers/worker/worker-main.ts, with the writer workers/worker/fd-guards.ts keeps for it): pino's default
+ * buffers and writes later, and a thread the cell terminates right after its run (a recycle, a timeout) would take
+ * its last lines with it. A process keeps the default, which pino flushes when it exits.
  */
-export function createLogger(level: string, bindings: Record<string, unknown> = {}, opts: { sync?: boolean } = {}): Logger {
+export function createLogger(level: string, bindings: Record<string, unknown> = {}, opts: { write?: (line: string) => void } = {}): Logger {
   const options: pino.LoggerOptions = {
     level,
     base: { pid: process.pid, ...bindings },
@@ -19,5 +20,6 @@ export function createLogger(level: string, bindings: Record<string, unknown> = 
     // timings and counts only; this catches a field someone adds later (an agent's ctx.log included).
     redact: { paths: REDACTED.flatMap((key) => [key, `*.${key}`]), censor: '[redacted]' },
   };
-  return opts.sync ? pino(options, pino.destination({ fd: 1, sync: true })) : pino(options);
+  const write = opts.write;
+  return write ? pino(options, { write: (line: string) => write(line) }) : pino(options);
 }

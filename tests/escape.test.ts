@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startServer, ROOT, testDatabaseUrl, type TestServer } from './helpers/server';
 import { TEST_STORE } from './helpers/test-database';
-import { UserClient, terminal } from './helpers/client';
+import { UserClient, eventually, terminal } from './helpers/client';
 import { CELL_ENV_ALLOWLIST } from '../server/cells/cell-sandbox';
 
 const LLM_KEY = 'sk-escape-test-llm-key-0123456789';
@@ -80,9 +80,13 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   expect(envKeys).not.toContain('DATABASE_URL');
   expect(JSON.stringify(got)).not.toContain(testDatabaseUrl(server.dir));
 
-  const refused = ['spawn', 'kill_front', 'kill_group', 'raw_kill_front', 'restore_kill', 'renice_front', 'dlopen', 'binding', 'proc_mem', 'front_environ', 'read_etc', 'read_source', 'write_outside', 'new_worker'];
+  const refused = ['spawn', 'kill_front', 'kill_group', 'raw_kill_front', 'restore_kill', 'renice_front', 'dlopen', 'binding', 'proc_mem', 'front_environ', 'read_etc', 'read_source', 'write_outside', 'new_worker', 'module_register'];
   if (dbFile) refused.push('read_db', 'native_sqlite');
   else expect([got.read_db, got.native_sqlite]).toEqual([undefined, undefined]);
+  // node:sqlite exists from Node 22: there the guard, not the permission model, refuses it.
+  const hasNodeSqlite = Boolean((process as unknown as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule?.('node:sqlite'));
+  if (dbFile && hasNodeSqlite) expect(got.node_sqlite).toMatchObject({ ok: false, code: 'ERR_ACCESS_DENIED' });
+  else expect(got.node_sqlite).toBeUndefined();
   const otherCell = Object.keys(got).filter((k) => k.startsWith('kill_cell_') || k.startsWith('renice_cell_'));
   expect(otherCell).toHaveLength(2);
   refused.push(...otherCell);
@@ -90,7 +94,8 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
     expect([name, got[name]?.ok]).toEqual([name, false]);
   }
   // The permission model, not an accident, said no.
-  for (const name of ['spawn', ...(dbFile ? ['read_db'] : []), 'proc_mem', 'write_outside', 'kill_front', 'renice_front', 'new_worker']) expect([name, got[name].code]).toEqual([name, 'ERR_ACCESS_DENIED']);
+  for (const name of ['spawn', ...(dbFile ? ['read_db'] : []), 'proc_mem', 'write_outside', 'kill_front', 'renice_front', 'new_worker', 'module_register']) expect([name, got[name].code]).toEqual([name, 'ERR_ACCESS_DENIED']);
+  expect(server.stderr()).not.toContain('from the hooks thread');
   expect(got.renice_self).toEqual({ ok: true, value: 'ok' });
   // The front's priority is untouched.
   expect(os.getPriority(frontPid)).toBe(os.getPriority(process.pid));
@@ -100,11 +105,51 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   // The run's own scratch folder works, and it started empty.
   expect(got.scratch_was_empty).toEqual({ ok: true, value: 'left by mallory' });
 
+  // The cell's descriptors (its channel to the front, the log): every way to use one the thread did not open is
+  // refused by the descriptor wall itself, not by an accident of the descriptor's type.
+  const fdAttempts = Object.keys(got).filter((k) => k.startsWith('fd_') && !k.startsWith('fd_own_'));
+  expect(fdAttempts).toHaveLength(19);
+  for (const name of fdAttempts) expect([name, got[name].ok, got[name].code]).toEqual([name, false, 'ERR_ACCESS_DENIED']);
+  // Nothing it wrote reached the front: no forged event in the run's log, no forged line in the front's output.
+  expect(JSON.stringify(await mallory.waitForRun(run_id))).not.toContain('forged by the agent');
+  // What it printed is in the log as data: every line naming the front is the front's (none is the agent's), the
+  // printed lines are strings of the cell's `"from":"output"` lines, and ctx.log's fields cannot replace the line's own.
+  const logLines = () =>
+    [...server.stdout().split('\n'), ...server.stderr().split('\n')].flatMap((line) => {
+      try {
+        return [JSON.parse(line) as Record<string, unknown>];
+      } catch {
+        return [];
+      }
+    });
+  const msgOf = (line: unknown) => {
+    try {
+      return (JSON.parse(String(line)) as { msg?: string }).msg;
+    } catch {
+      return undefined;
+    }
+  };
+  const printedLines = () => logLines().filter((l) => l.from === 'output').map((l) => `${l.stream} ${msgOf(l.line)}`);
+  // Printed output travels the cell's stdio, not the run's channel: it may land just after the run's end.
+  await eventually(() => printedLines().filter((p) => p.includes('run finished (')).length >= 4);
+  const lines = logLines();
+  expect(lines.filter((l) => l.process === 'front' && String(l.msg).includes('run finished ('))).toEqual([]);
+  expect(printedLines()).toEqual(expect.arrayContaining(['stdout run finished (console.log)', 'stderr run finished (console.error)', 'stdout run finished (stdout.write)', 'stderr run finished (_rawDebug)']));
+  const agentLine = lines.find((l) => l.from === 'agent' && l.msg === 'run finished (ctx.log)');
+  expect(agentLine).toMatchObject({ run_id, fields: { process: 'front', run_id: 'forged-run', user_id: 'forged-user' } });
+  expect([agentLine!.process, agentLine!.user_id]).toEqual([undefined, expect.any(String)]);
+  expect(agentLine!.user_id).not.toBe('forged-user');
+  // Its own descriptors work as ever; a closed one is no longer its own.
+  expect(got.fd_own_file).toEqual({ ok: true, value: 'mine ERR_ACCESS_DENIED' });
+  expect(got.fd_own_stream).toEqual({ ok: true, value: 'streamed' });
+  expect(got.fd_own_promises).toEqual({ ok: true, value: 'handled' });
+
   // The isolation report names the walls it saw refuse something, and the metric counts the run.
   const view = (await mallory.http('GET', `/v1/runs/${run_id}`)).body;
-  expect(view.isolation.refused).toEqual(expect.arrayContaining(['signal', 'priority', 'worker']));
+  expect(view.isolation.refused).toEqual(expect.arrayContaining(['signal', 'priority', 'worker', 'fd']));
   const metrics = (await mallory.http('GET', '/metrics')).body as string;
   expect(metrics).toMatch(/^atoll_walls_hit_total\{wall="signal",node="[^"]+"\} [1-9]/m);
+  expect(metrics).toMatch(/^atoll_walls_hit_total\{wall="fd",node="[^"]+"\} [1-9]/m);
   // A run that tried nothing has nothing named.
   const clean = await victim.start({ agent: 'echo', input: 'clean' });
   await victim.waitForRun(clean.run_id);

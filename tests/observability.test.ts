@@ -354,7 +354,7 @@ describe('a live server under chaos', () => {
     // The agent's own ctx.log lines, tagged by its worker's logger; a `text` field is redacted.
     const agentLines = lines(chatty.run_id).filter((l) => l.from === 'agent');
     expect(agentLines.map((l) => l.msg)).toEqual(['chatty starts', 'chatty ends']);
-    expect(agentLines[0]).toMatchObject({ text: '[redacted]', step: 1, agent: 'chatty', attempt: 1 });
+    expect(agentLines[0]).toMatchObject({ fields: { text: '[redacted]', step: 1 }, agent: 'chatty', attempt: 1 });
 
     // Every line any process wrote (the front and its cells share stdout and stderr), JSON or not: no token,
     // no secret, no message body.

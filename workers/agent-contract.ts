@@ -23,6 +23,7 @@ import type { RunLlm } from './llm/types.js';
 
 export type AgentResult = string | JsonObject;
 
+/** A JSON log line of the run's worker, tagged `"from":"agent"` with the run's ids; `fields` appear under `fields`. */
 export interface AgentLogger {
   debug(msg: string, fields?: Record<string, unknown>): void;
   info(msg: string, fields?: Record<string, unknown>): void;

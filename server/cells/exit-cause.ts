@@ -17,7 +17,10 @@ export function describeCellExit(code: number | null, signal: NodeJS.Signals | n
   if (code === CELL_EXIT_MEMORY) {
     return { cause: 'memory_limit', error: { code: 'OUT_OF_MEMORY', message: 'the run exceeded its cell\'s memory limit (CELL_MEMORY_MB), counting off-heap buffers' } };
   }
-  if (OOM_MARKERS.some((m) => stderrTail.includes(m))) {
+  // V8's fatal messages are plain text; a JSON line is the cell's own log or what its workers printed (agent code
+  // could print a marker, then end its cell), so only the plain lines are read.
+  const plain = stderrTail.split('\n').filter((line) => !line.startsWith('{'));
+  if (plain.some((line) => OOM_MARKERS.some((m) => line.includes(m)))) {
     return { cause: 'out_of_memory', error: { code: 'OUT_OF_MEMORY', message: `the run's cell ran out of memory (V8 fatal error, ${how})` } };
   }
   if (signal === 'SIGABRT' || code === 134 || code === 133) {

@@ -1,5 +1,6 @@
 /**
- * A worker thread's log lines survive its termination (server/logger.ts, `sync` as worker-main.ts asks): the cell
+ * A worker thread's log lines survive its termination (server/logger.ts, with the writer worker-main.ts is handed
+ * by workers/worker/fd-guards.ts): the cell
  * terminates a thread right after its `done` (a recycle, a timeout), and the lines it wrote just before (why it is
  * recycled) must reach the log.
  * A child process so that its stdout is a real pipe, as a cell's is.
@@ -10,6 +11,7 @@ import path from 'node:path';
 import { runToExit } from '../helpers/run-to-exit';
 
 const LOGGER = path.join(__dirname, '../../server/logger.js');
+const FD_GUARDS = path.join(__dirname, '../../workers/worker/fd-guards.js');
 
 test('lines a thread logged just before it was terminated are all written', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-test-'));
@@ -25,8 +27,9 @@ test('lines a thread logged just before it was terminated are all written', asyn
           w.on('message', () => void w.terminate());
         }
       } else {
-        // As workers/worker/worker-main.ts makes it.
-        const log = require(${JSON.stringify(LOGGER)}).createLogger('info', { worker: 1 }, { sync: true });
+        // As workers/worker/run-entry.ts and worker-main.ts make it: behind the descriptor wall, with the writer it keeps.
+        const writeLog = require(${JSON.stringify(FD_GUARDS)}).guardDescriptors(() => undefined);
+        const log = require(${JSON.stringify(LOGGER)}).createLogger('info', { worker: 1 }, { write: writeLog });
         for (let i = 0; i < 20; i++) log.info({ i }, 'line');
         log.warn({}, 'last');
         parentPort.postMessage('done');

@@ -3,10 +3,17 @@ import type { Registry } from 'prom-client';
 import type { CellToFront, FrontToCell, ProcessMetricFamily } from '../../protocol/cell-messages.js';
 import { createBatchedSender } from '../../protocol/ipc-batch.js';
 import { createCellRuntime } from './cell-runtime.js';
+import { tagOutput } from './worker-output.js';
 
 if (!process.send) throw new Error('workers/cell/main must be forked with an IPC channel');
 // Before the pool exists: every OS thread of this process now is Node's own (V8's platform, libuv), none a run's.
 process.send([{ type: 'booting' }] satisfies CellToFront[]);
+
+// The cell's own log keeps the stream's own write; from here on, what reaches its stdout and stderr through
+// JavaScript is its workers' output (what agent code prints), written as data (worker-output.ts).
+const writeOwnLog = process.stderr.write.bind(process.stderr);
+tagOutput(process.stdout, 'stdout', { cell_pid: process.pid });
+tagOutput(process.stderr, 'stderr', { cell_pid: process.pid });
 
 // The cell's own default process metrics (CPU, memory, event loop, GC): the front merges them into its
 // scrape labelled with this cell's id. prom-client loads at the first report, after the cell is ready: ~50 ms
@@ -40,7 +47,7 @@ const runtime = createCellRuntime({
     process.exit(code);
   },
   processMetrics: async () => (await processRegistry().getMetricsAsJSON()) as unknown as ProcessMetricFamily[],
-  log: (obj, msg) => process.stderr.write(JSON.stringify({ level: 40, msg, ...obj, cell_pid: process.pid }) + '\n'),
+  log: (obj, msg) => writeOwnLog(JSON.stringify({ level: 40, msg, ...obj, cell_pid: process.pid }) + '\n'),
 });
 process.on('message', (received: FrontToCell[]) => {
   for (const msg of received) void runtime.handle(msg);

@@ -65,8 +65,13 @@ export function createExecutionContext(deps: {
   };
 }
 
+/**
+ * The agent's fields go under `fields`, never beside the line's own: at the top level an agent's `run_id`,
+ * `user_id` or `process` would come after the worker's in the JSON and win when it is read, so a line could claim
+ * another run, another user or the front (README, threat model).
+ */
 function agentLogger(log: Logger): AgentLogger {
   const at = (level: 'debug' | 'info' | 'warn' | 'error') => (msg: string, fields?: Record<string, unknown>) =>
-    log[level]({ ...(fields ?? {}), from: 'agent' }, String(msg));
+    log[level]({ from: 'agent', ...(fields === undefined ? {} : { fields }) }, String(msg));
   return Object.freeze({ debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') });
 }

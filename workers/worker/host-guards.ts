@@ -3,10 +3,13 @@
  * model refuses (child processes, native addons, files outside the allowed folders): signals to any process
  * but its own cell, the priority of any thread but its own (the front, other cells and other users' workers
  * share its OS user unless cells run as users of their own), and workers of its own (which would escape the
- * worker's heap budget and outlive its run). Properties are made read-only and non-configurable, so agent code cannot put them back.
+ * worker's heap budget and outlive its run), module hooks (a thread of their own, unguarded), `node:sqlite` (which
+ * the permission model does not check); and `process._rawDebug`'s way around the cell's tagging of what workers
+ * print. Properties are made read-only and non-configurable, so agent code cannot put them back.
  */
-import { syncBuiltinESMExports } from 'node:module';
+import nodeModule, { syncBuiltinESMExports } from 'node:module';
 import os from 'node:os';
+import { format } from 'node:util';
 import workerThreads from 'node:worker_threads';
 
 export function refusal(what: string): Error {
@@ -14,7 +17,7 @@ export function refusal(what: string): Error {
 }
 
 /** Where a guard reports what it refused (the worker runtime puts it in the run's isolation report). */
-export type OnRefused = (wall: 'signal' | 'priority' | 'worker') => void;
+export type OnRefused = (wall: 'signal' | 'priority' | 'worker' | 'sqlite') => void;
 
 export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process): void {
   const ownPid = proc.pid;
@@ -54,6 +57,12 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
   };
   Object.defineProperty(os, 'setPriority', { value: guardedSetPriority, writable: false, configurable: false, enumerable: true });
 
+  // process._rawDebug writes from C++ straight to the cell's stderr, around the cell's tagging of what workers print
+  // (workers/cell/worker-output.ts): it goes through this thread's stderr like console.error.
+  const stderr = proc.stderr;
+  const rawDebug = (...args: unknown[]) => void stderr.write(`${format(...args)}\n`);
+  Object.defineProperty(proc, '_rawDebug', { value: rawDebug, writable: false, configurable: false, enumerable: false });
+
   class RefusedWorker {
     constructor() {
       onRefused('worker');
@@ -61,6 +70,40 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
     }
   }
   Object.defineProperty(workerThreads, 'Worker', { value: RefusedWorker, writable: false, configurable: false, enumerable: true });
-  // ES modules importing { Worker } from 'node:worker_threads' or { setPriority } from 'node:os' see the guarded values too.
+  // module.register starts Node's module-hooks thread: a thread of the cell with none of these guards.
+  Object.defineProperty(nodeModule, 'register', {
+    value: () => {
+      onRefused('worker');
+      throw refusal('module.register()');
+    },
+    writable: false,
+    configurable: false,
+    enumerable: true,
+  });
+
+  // node:sqlite (Node 22 and 24) opens database files the permission model does not check (measured on 22.23 and
+  // 24.22: a file outside --allow-fs-read opened and read): the front's SQLite file, when cells share its OS user.
+  let sqlite: Record<string, unknown> | undefined;
+  try {
+    sqlite = (proc as unknown as { getBuiltinModule?: (id: string) => Record<string, unknown> | undefined }).getBuiltinModule?.('node:sqlite');
+  } catch {
+    // Not in this Node (20), or behind --experimental-sqlite (22.5 to 22.12), which cells never get.
+  }
+  if (sqlite) {
+    for (const name of Object.keys(sqlite)) {
+      if (typeof sqlite[name] !== 'function') continue;
+      Object.defineProperty(sqlite, name, {
+        value: function refusedSqlite() {
+          onRefused('sqlite');
+          throw refusal(`node:sqlite ${name}`);
+        },
+        writable: false,
+        configurable: false,
+        enumerable: true,
+      });
+    }
+  }
+  // ES modules importing { Worker } from 'node:worker_threads', { setPriority } from 'node:os' or { register } from
+  // 'node:module' see the guarded values too.
   syncBuiltinESMExports();
 }

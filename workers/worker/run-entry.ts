@@ -1,13 +1,14 @@
 /**
  * The worker entry Piscina loads (a worker: one worker thread of a cell's pool). It refuses to run on a main
  * thread, so agent code can only ever execute inside a cell's workers. Before the worker's own modules load, it takes away what agent code
- * must not have (host-guards.ts) and freezes what runs share (THREAD_LOCKDOWN): nothing of Prisma, pino or any
+ * must not have (host-guards.ts, fd-guards.ts) and freezes what runs share (THREAD_LOCKDOWN): nothing of Prisma, pino or any
  * agent runs against unguarded or unfrozen objects.
  */
 import { isMainThread, threadId, workerData } from 'node:worker_threads';
 import { deepFreeze } from '../../protocol/deep-freeze.js';
 import type { WorkerConfig, WorkerData } from '../../protocol/worker-messages.js';
 import { freezeShared } from './freeze-shared.js';
+import { guardDescriptors } from './fd-guards.js';
 import { guardHost } from './host-guards.js';
 import { noteWarm, takeWarmUpTurn } from './warm-up-turn.js';
 
@@ -37,10 +38,12 @@ export default (async () => {
     // before the freeze: the guards replace members the freeze then pins. Nothing but Node and Piscina ran before.
     const refused = new Set<string>();
     guardHost((wall) => refused.add(wall));
+    // The worker's own log keeps the one writer to fd 1 taken before the wall.
+    const writeLog = guardDescriptors(() => refused.add('fd'));
     const frozen = config.workerLockdown ? freezeShared() : null;
     // Required only now, after the freeze (an import would be hoisted above it).
     const { startWorker } = require('./worker-main.js') as typeof import('./worker-main.js');
-    const handler = await startWorker(config, frozen, refused, queryCompiler);
+    const handler = await startWorker(config, frozen, refused, queryCompiler, writeLog);
     noteWarm(warmUpLock!, threadId);
     return handler;
   } finally {

@@ -12,9 +12,9 @@ import { createDbChannel, createWorkerPrismaClient } from './db-forwarding.js';
 import { createWorkerRuntime } from './worker-runtime.js';
 
 /** Resolves to the task handler once the worker is warm. */
-export function startWorker(config: WorkerConfig, frozen: FreezeReport | null, refused: Set<string>, queryCompiler: WebAssembly.Module | null) {
+export function startWorker(config: WorkerConfig, frozen: FreezeReport | null, refused: Set<string>, queryCompiler: WebAssembly.Module | null, writeLog: (line: string) => void) {
   // Synchronous: the cell may terminate this thread right after a run's last line (server/logger.ts).
-  const log = createLogger(config.logLevel, { cell: config.cellId, worker: workerId }, { sync: true });
+  const log = createLogger(config.logLevel, { cell: config.cellId, worker: workerId }, { write: writeLog });
   log.debug({ lockdown: config.workerLockdown, lockdown_ms: frozen ? Math.round(frozen.lockdownMs) : null }, 'thread starting');
   // The worker's own Prisma client, created once: it reaches the database only through the current run's
   // port and the front's gate (db-forwarding.ts); this worker never loads a database driver.

@@ -1,0 +1,63 @@
+/**
+ * What workers print is written as data (workers/cell/worker-output.ts): each line a JSON line of the cell's with the
+ * text as a string, split on newlines across writes, long lines cut, backpressure passed through; and a cell's death
+ * is named from V8's plain-text messages only, never from a line a worker printed (server/cells/exit-cause.ts).
+ */
+import { describeCellExit } from '../../server/cells/exit-cause';
+import { MAX_OUTPUT_LINE, tagOutput, type TaggedStream } from '../../workers/cell/worker-output';
+
+function fakeStream(accept = true) {
+  const written: string[] = [];
+  const callbacks: (() => void)[] = [];
+  const stream: TaggedStream = {
+    write: ((chunk: string, callback?: () => void) => {
+      written.push(chunk);
+      if (callback) callbacks.push(callback);
+      return accept;
+    }) as TaggedStream['write'],
+  };
+  const records = () => written.join('').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+  return { stream, written, callbacks, records };
+}
+
+test('each printed line becomes a string in a line of its own, whatever it says', () => {
+  const { stream, records } = fakeStream();
+  tagOutput(stream, 'stdout', { cell_pid: 42 });
+  stream.write('{"process":"front","msg":"run finished"}\nsecond ');
+  stream.write(Buffer.from('line\n'));
+  expect(records()).toEqual([
+    { level: 30, time: expect.any(String), cell_pid: 42, from: 'output', stream: 'stdout', line: '{"process":"front","msg":"run finished"}' },
+    { level: 30, time: expect.any(String), cell_pid: 42, from: 'output', stream: 'stdout', line: 'second line' },
+  ]);
+});
+
+test('a line with no end is cut at MAX_OUTPUT_LINE; a write with no complete line writes nothing yet', async () => {
+  const { stream, written, records } = fakeStream();
+  tagOutput(stream, 'stderr', {});
+  let called = false;
+  expect(stream.write('partial', () => (called = true))).toBe(true);
+  expect(written).toEqual([]);
+  await new Promise((resolve) => process.nextTick(resolve));
+  expect(called).toBe(true);
+  stream.write('x'.repeat(MAX_OUTPUT_LINE * 2 + 10));
+  expect(records().map((r) => (r.line as string).length)).toEqual([MAX_OUTPUT_LINE, MAX_OUTPUT_LINE]);
+  stream.write('\n');
+  expect(records().map((r) => (r.line as string).length)).toEqual([MAX_OUTPUT_LINE, MAX_OUTPUT_LINE, 'partial'.length + 10]);
+});
+
+test("the underlying stream's backpressure and callback are the writer's", () => {
+  const { stream, callbacks } = fakeStream(false);
+  tagOutput(stream, 'stdout', {});
+  let called = false;
+  expect(stream.write('a\nb\n', () => (called = true))).toBe(false);
+  expect(callbacks).toHaveLength(1);
+  callbacks[0]();
+  expect(called).toBe(true);
+});
+
+test("a cell's death is out of memory from V8's own message, not from a line a worker printed", () => {
+  const v8 = '\n<--- Last few GCs --->\nFATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory\n';
+  expect(describeCellExit(null, 'SIGABRT', v8).cause).toBe('out_of_memory');
+  const printed = `${JSON.stringify({ from: 'output', stream: 'stderr', line: 'FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory' })}\n`;
+  expect(describeCellExit(1, null, printed).cause).toBe('exited');
+});

@@ -1,0 +1,252 @@
+/**
+ * The file descriptor wall: agent code may use a descriptor number only if this thread opened it itself.
+ *
+ * Every descriptor of the cell is the whole process's, whatever thread opened it: fd 3 is the cell's channel to
+ * the front (other users' run inputs and query answers come in on it, and whatever is written to it the front takes
+ * as the cell's word: events, results, statements for any run of the cell), fds 1 and 2 are the front's log, and the
+ * cell's model broker holds sockets carrying other users' model calls. Node's permission model checks paths, never
+ * descriptors, so `fs.writeSync(3, …)`, `fs.readSync(3, …)`, `new net.Socket({ fd: 3 })` or
+ * `http.request({ fd: 3 })` reached all of that from any worker. Refused here, before any agent module loads:
+ * - `fs`'s descriptor functions (and the path-or-descriptor ones given a number, and streams given `fd`) accept
+ *   only descriptors this thread's `fs.open`/`fs.openSync` returned and it has not closed since;
+ * - wrapping a raw descriptor in a socket, server, UDP socket or terminal stream is refused outright (the handles'
+ *   own `open`, which `net`, `http`, `dgram` and servers' `listen({ fd })` all end in, and `tty`'s streams);
+ * - a FileHandle (`fs.promises.open`) acts only on the descriptor it opened: its `fd` must be its native handle's
+ *   (a FileHandle pointed at fd 3 through its `kFd` symbol, or an object made from its prototype, is refused), and
+ *   native handles cannot be made for a number;
+ * - `process.report.writeReport('stdout' | 'stderr')` writes fds 1 and 2 from C++: refused.
+ * Attacks that found these: an attacker's-eye review, each shown with a throwaway harness (README, threat model).
+ */
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+import net from 'node:net';
+import tty from 'node:tty';
+import { refusal } from './host-guards.js';
+
+/** Built-ins the wall replaces members of (parameters so a test can hand its own). */
+export interface DescriptorModules {
+  fs: typeof fs;
+  net: typeof net;
+  dgram: typeof dgram;
+  tty: typeof tty;
+  process: NodeJS.Process;
+}
+
+/** fs functions whose first argument is a descriptor; each has a `…Sync` twin. */
+const DESCRIPTOR_FIRST = ['close', 'fchmod', 'fchown', 'fdatasync', 'fstat', 'fsync', 'ftruncate', 'futimes', 'read', 'readv', 'write', 'writev'] as const;
+/** fs functions that take a path or, given a number, a descriptor; each has a `…Sync` twin. */
+const PATH_OR_DESCRIPTOR = ['readFile', 'writeFile', 'appendFile', 'truncate'] as const;
+/** fs stream makers and classes that take `{ fd }` in their options (second argument). */
+const STREAM_MAKERS = ['createReadStream', 'createWriteStream', 'ReadStream', 'WriteStream', 'FileReadStream', 'FileWriteStream'] as const;
+
+type AnyFunction = (...args: unknown[]) => unknown;
+
+/** Every fs member the wall guards, by name (a test checks no descriptor-taking function of fs is left out). */
+export const GUARDED_FS_MEMBERS: readonly string[] = [
+  ...[...DESCRIPTOR_FIRST, ...PATH_OR_DESCRIPTOR].flatMap((name) => [name, `${name}Sync`]),
+  ...STREAM_MAKERS,
+  'open',
+  'openSync',
+];
+
+function pin(obj: object, key: string, value: unknown): void {
+  Object.defineProperty(obj, key, { value, writable: false, configurable: false, enumerable: true });
+}
+
+/** The guard keeps what else the original carries (util.promisify's custom forms of `fs.read` and `fs.write`). */
+function sameExtras(guarded: AnyFunction, original: AnyFunction): AnyFunction {
+  for (const key of Reflect.ownKeys(original)) {
+    if (typeof key === 'symbol') Object.defineProperty(guarded, key, Reflect.getOwnPropertyDescriptor(original, key)!);
+  }
+  return guarded;
+}
+
+/** The prototype of a libuv handle class (TCP, Pipe, UDP) as Node builds it, from a throwaway instance. */
+function handlePrototypes(modules: DescriptorModules): object[] {
+  const found: object[] = [];
+  // A connect creates the socket's handle at once; nothing is listening on port 0 or at an empty abstract path.
+  for (const target of [{ port: 0, host: '127.0.0.1' }, { path: '\0atoll-fd-guard' }]) {
+    const socket = new modules.net.Socket();
+    socket.on('error', () => undefined);
+    socket.connect(target as net.NetConnectOpts);
+    const handle = (socket as unknown as { _handle: object | null })._handle;
+    socket.destroy();
+    if (handle) found.push(Object.getPrototypeOf(handle) as object);
+  }
+  const udp = modules.dgram.createSocket('udp4');
+  for (const key of Object.getOwnPropertySymbols(udp)) {
+    const handle = (udp as unknown as Record<symbol, { handle?: object } | undefined>)[key]?.handle;
+    if (handle && typeof handle === 'object') found.push(Object.getPrototypeOf(handle) as object);
+  }
+  udp.close();
+  if (found.length !== 3 || found.some((proto) => typeof (proto as { open?: unknown }).open !== 'function')) {
+    // Fail closed: a worker whose wall could not be built must not run agent code.
+    throw new Error('the descriptor wall could not find the TCP, Pipe and UDP handle classes on this Node version');
+  }
+  return found;
+}
+
+/**
+ * Installs the wall; returns a synchronous writer to this thread's standard output for the worker's own log
+ * (taken before the wall, so it is the only code here that writes fd 1).
+ */
+export function guardDescriptors(onRefused: () => void, modules: DescriptorModules = { fs, net, dgram, tty, process }): (text: string) => void {
+  const m = modules.fs as unknown as Record<string, AnyFunction>;
+  const writeSync = m.writeSync.bind(modules.fs) as typeof fs.writeSync;
+  /** Descriptors this thread opened through fs and has not closed. */
+  const own = new Set<number>();
+  const refuse = (what: string): never => {
+    onRefused();
+    throw refusal(what);
+  };
+  const check = (name: string, fd: unknown) => {
+    if (!own.has(fd as number)) refuse(`fs.${name}(${String(fd)})`);
+  };
+
+  for (const base of DESCRIPTOR_FIRST) {
+    for (const name of [base, `${base}Sync`]) {
+      const original = m[name];
+      // Forgotten before the close: from then on another thread may get the same number.
+      const closes = base === 'close';
+      pin(m, name, sameExtras((...args: unknown[]) => {
+        check(name, args[0]);
+        if (closes) own.delete(args[0] as number);
+        return original(...args);
+      }, original));
+    }
+  }
+  for (const base of PATH_OR_DESCRIPTOR) {
+    for (const name of [base, `${base}Sync`]) {
+      const original = m[name];
+      pin(m, name, sameExtras((...args: unknown[]) => {
+        if (typeof args[0] === 'number') check(name, args[0]);
+        return original(...args);
+      }, original));
+    }
+  }
+  const streamDescriptor = (name: string, options: unknown) => {
+    const fd = options !== null && typeof options === 'object' ? (options as { fd?: unknown }).fd : undefined;
+    // A FileHandle (from fs.promises.open) is its own; numbers must be this thread's.
+    if (typeof fd === 'number') check(name, fd);
+  };
+  for (const name of STREAM_MAKERS) {
+    const original = m[name];
+    if (typeof original !== 'function') continue;
+    // A proxy, not a wrapper: `stream instanceof fs.ReadStream` stays true for the streams fs makes.
+    pin(m, name, new Proxy(original, {
+      apply: (target, self, args: unknown[]) => (streamDescriptor(name, args[1]), Reflect.apply(target, self, args)),
+      construct: (target, args: unknown[], newTarget) => (streamDescriptor(name, args[1]), Reflect.construct(target, args, newTarget)),
+    }));
+  }
+
+  const openSync = m.openSync;
+  pin(m, 'openSync', (...args: unknown[]) => {
+    const fd = openSync(...args) as number;
+    own.add(fd);
+    return fd;
+  });
+  const open = m.open;
+  pin(m, 'open', (...args: unknown[]) => {
+    const last = args.length - 1;
+    const callback = args[last];
+    if (typeof callback === 'function') {
+      args[last] = (err: unknown, fd: number) => {
+        if (!err) own.add(fd);
+        (callback as AnyFunction)(err, fd);
+      };
+    }
+    return open(...args);
+  });
+
+  // Sockets, servers and UDP sockets made from a raw descriptor all go through their handle's `open(fd)`.
+  for (const proto of handlePrototypes(modules)) {
+    const name = (proto as { constructor?: { name?: string } }).constructor?.name ?? 'handle';
+    pin(proto, 'open', (fd: unknown) => refuse(`${name}.open(${String(fd)})`));
+  }
+  // Not proxies: a proxy hands out the original class as `prototype.constructor`. A worker's own stdout is no
+  // terminal, so nothing in it is an instance of these.
+  for (const name of ['ReadStream', 'WriteStream'] as const) {
+    pin(modules.tty, name, function refusedTerminal() {
+      return refuse(`tty.${name}`);
+    });
+  }
+
+  const promises = modules.fs.promises as unknown as Record<string, AnyFunction>;
+  const openHandle = promises.open;
+  let handlesGuarded = false;
+  pin(promises, 'open', async (...args: unknown[]) => {
+    const handle = (await openHandle(...args)) as object;
+    // The FileHandle classes exist only once one is made: guarded at the first, before agent code holds it.
+    if (!handlesGuarded) {
+      guardFileHandles(handle, refuse);
+      handlesGuarded = true;
+    }
+    return handle;
+  });
+
+  const report = modules.process.report;
+  const writeReport = report.writeReport.bind(report);
+  pin(modules.process, 'report', Object.freeze({
+    getReport: report.getReport.bind(report),
+    writeReport: (file?: string, err?: Error) => {
+      if (file === undefined || file === 'stdout' || file === 'stderr') return refuse(`process.report.writeReport(${String(file)})`);
+      return writeReport(file, err);
+    },
+  }));
+
+  // ES modules importing { writeSync } from 'node:fs' (or from 'node:fs/promises', 'node:tty') see the guarded values.
+  syncBuiltinESMExports();
+  return (text: string) => writeAll(writeSync, 1, text);
+}
+
+/**
+ * A FileHandle keeps its descriptor under a symbol (`kFd`) any code can write, and every operation reads it through
+ * the class's `fd` getter: the getter now answers only when that number is its native handle's (`kHandle`), and
+ * the native class can no longer be reached to make a handle for a number. Fails closed if Node's layout changed.
+ */
+function guardFileHandles(handle: object, refuse: (what: string) => never): void {
+  const symbol = (description: string) => Object.getOwnPropertySymbols(handle).find((s) => s.description === description);
+  const kFd = symbol('kFd');
+  const kHandle = symbol('kHandle');
+  const proto = Object.getPrototypeOf(handle) as object;
+  const native = kHandle ? ((handle as Record<symbol, object | undefined>)[kHandle] ?? null) : null;
+  if (!kFd || !kHandle || !native || typeof (native as { fd?: unknown }).fd !== 'number' || !Object.getOwnPropertyDescriptor(proto, 'fd')?.get) {
+    throw new Error('the descriptor wall does not know this Node version\'s FileHandle');
+  }
+  Object.defineProperty(proto, 'fd', {
+    get(this: Record<symbol, unknown>) {
+      const fd = this[kFd];
+      if (fd === -1 || fd === (this[kHandle] as { fd?: unknown } | undefined)?.fd) return fd;
+      return refuse(`FileHandle.fd (${String(fd)})`);
+    },
+    enumerable: false,
+    configurable: false,
+  });
+  pin(Object.getPrototypeOf(native) as object, 'constructor', function refusedHandle() {
+    return refuse('a native FileHandle for a descriptor');
+  });
+}
+
+/** How long the worker's own log waits for a full pipe before it drops the line: a stuck log must not hang runs. */
+const FULL_PIPE_MAX_WAIT_MS = 2000;
+
+/**
+ * Writes all of `text` to `fd` before returning: a worker thread's log must reach the pipe before the cell may
+ * terminate the thread (server/logger.ts). A pipe can be non-blocking (the front's own stdout, inherited): a short
+ * write goes on with the rest, a full pipe is waited for.
+ */
+export function writeAll(writeSync: typeof fs.writeSync, fd: number, text: string): void {
+  let rest = Buffer.from(text, 'utf8');
+  const waitedSince = Date.now();
+  let sleeper: Int32Array | null = null;
+  while (rest.length > 0) {
+    try {
+      rest = rest.subarray(writeSync(fd, rest));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || Date.now() - waitedSince > FULL_PIPE_MAX_WAIT_MS) return;
+      sleeper ??= new Int32Array(new SharedArrayBuffer(4));
+      Atomics.wait(sleeper, 0, 0, 1);
+    }
+  }
+}
