@@ -60,6 +60,13 @@ function attemptsIn(thread: { walled: boolean; tcp: number; udp: number; file: n
       // Its own: works either way.
       await attempt('own_file', () => { const fd = fs.openSync(path.join(dir, 'own'), 'w+'); fs.writeSync(fd, 'x'); fs.readFileSync(fd); fs.closeSync(fd); });
       await attempt('own_handle', async () => { const h = await fs.promises.open(path.join(dir, 'own-handle'), 'w+'); await h.write('x'); await h.stat(); await h.close(); await fs.promises.readFile(path.join(dir, 'own-handle')); });
+      // graceful-fs (under fs-extra) copies fs's members with their descriptors and patches the copy.
+      await attempt('own_graceful_fs', async () => {
+        const gfs = require('graceful-fs');
+        gfs.writeFileSync(path.join(dir, 'graceful'), 'x');
+        await new Promise((resolve, reject) => gfs.createWriteStream(path.join(dir, 'graceful-stream')).on('error', reject).end('y', resolve));
+        if (gfs.readFileSync(path.join(dir, 'graceful-stream'), 'utf8') !== 'y') throw new Error('not written');
+      });
       // Only where the wall is: without it the report would land in this test's output.
       if (walled) await attempt('report_to_stdout', () => process.report.writeReport('stdout'));
       parentPort.postMessage(out);
@@ -127,7 +134,7 @@ test('a walled thread cannot use descriptors it did not open; an unwalled one co
   for (const name of names) expect([name, open[name]]).toEqual([name, 'ok']);
   // ...and the wall refuses it.
   for (const name of names) expect([name, walled[name]]).toEqual([name, 'ERR_ACCESS_DENIED']);
-  expect([open.own_file, walled.own_file, open.own_handle, walled.own_handle]).toEqual(['ok', 'ok', 'ok', 'ok']);
+  for (const name of ['own_file', 'own_handle', 'own_graceful_fs']) expect([name, open[name], walled[name]]).toEqual([name, 'ok', 'ok']);
   expect(walled.report_to_stdout).toBe('ERR_ACCESS_DENIED');
 });
 

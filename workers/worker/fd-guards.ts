@@ -50,8 +50,19 @@ export const GUARDED_FS_MEMBERS: readonly string[] = [
   'openSync',
 ];
 
+/** For members no library needs to change: read-only and non-configurable. */
 function pin(obj: object, key: string, value: unknown): void {
   Object.defineProperty(obj, key, { value, writable: false, configurable: false, enumerable: true });
+}
+
+/**
+ * For `fs`'s members: ordinary properties, as before. graceful-fs (under fs-extra and many tools) copies every
+ * member of `fs` with its descriptor and then reassigns and redefines them on the copy, which fails on pinned
+ * ones. The wall does not need them pinned: the originals are held only here, so whatever code puts in their
+ * place can only call the guarded ones.
+ */
+function replace(obj: object, key: string, value: unknown): void {
+  Object.defineProperty(obj, key, { value, writable: true, configurable: true, enumerable: true });
 }
 
 /** The guard keeps what else the original carries (util.promisify's custom forms of `fs.read` and `fs.write`). */
@@ -109,7 +120,7 @@ export function guardDescriptors(onRefused: () => void, modules: DescriptorModul
       const original = m[name];
       // Forgotten before the close: from then on another thread may get the same number.
       const closes = base === 'close';
-      pin(m, name, sameExtras((...args: unknown[]) => {
+      replace(m, name, sameExtras((...args: unknown[]) => {
         check(name, args[0]);
         if (closes) own.delete(args[0] as number);
         return original(...args);
@@ -119,7 +130,7 @@ export function guardDescriptors(onRefused: () => void, modules: DescriptorModul
   for (const base of PATH_OR_DESCRIPTOR) {
     for (const name of [base, `${base}Sync`]) {
       const original = m[name];
-      pin(m, name, sameExtras((...args: unknown[]) => {
+      replace(m, name, sameExtras((...args: unknown[]) => {
         if (typeof args[0] === 'number') check(name, args[0]);
         return original(...args);
       }, original));
@@ -134,20 +145,20 @@ export function guardDescriptors(onRefused: () => void, modules: DescriptorModul
     const original = m[name];
     if (typeof original !== 'function') continue;
     // A proxy, not a wrapper: `stream instanceof fs.ReadStream` stays true for the streams fs makes.
-    pin(m, name, new Proxy(original, {
+    replace(m, name, new Proxy(original, {
       apply: (target, self, args: unknown[]) => (streamDescriptor(name, args[1]), Reflect.apply(target, self, args)),
       construct: (target, args: unknown[], newTarget) => (streamDescriptor(name, args[1]), Reflect.construct(target, args, newTarget)),
     }));
   }
 
   const openSync = m.openSync;
-  pin(m, 'openSync', (...args: unknown[]) => {
+  replace(m, 'openSync', (...args: unknown[]) => {
     const fd = openSync(...args) as number;
     own.add(fd);
     return fd;
   });
   const open = m.open;
-  pin(m, 'open', (...args: unknown[]) => {
+  replace(m, 'open', (...args: unknown[]) => {
     const last = args.length - 1;
     const callback = args[last];
     if (typeof callback === 'function') {
@@ -175,7 +186,7 @@ export function guardDescriptors(onRefused: () => void, modules: DescriptorModul
   const promises = modules.fs.promises as unknown as Record<string, AnyFunction>;
   const openHandle = promises.open;
   let handlesGuarded = false;
-  pin(promises, 'open', async (...args: unknown[]) => {
+  replace(promises, 'open', async (...args: unknown[]) => {
     const handle = (await openHandle(...args)) as object;
     // The FileHandle classes exist only once one is made: guarded at the first, before agent code holds it.
     if (!handlesGuarded) {
