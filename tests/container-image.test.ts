@@ -115,6 +115,10 @@ describe('the runtime stage, replayed from its COPY lines', () => {
     const data = path.join(image, 'data');
     fs.mkdirSync(data);
     if (asRoot) fs.chownSync(data, NOBODY, NOBODY);
+    // The image's /tmp, here inside the test's folder: what the server leaves there (its cells' scratch root, kept
+    // after a stop) goes with the folder.
+    fs.mkdirSync(path.join(image, 'tmp'), { mode: 0o1777 });
+    fs.chmodSync(path.join(image, 'tmp'), 0o1777);
     for (const dir of [image, path.join(image, stage.workdir)]) fs.chmodSync(dir, 0o755);
     app = path.join(image, stage.workdir);
   }, 600_000);
@@ -139,6 +143,7 @@ describe('the runtime stage, replayed from its COPY lines', () => {
     CELLS: '1',
     THREADS_PER_CELL: '1',
     AUTH_JWT_SECRET: SECRET,
+    TMPDIR: path.join(image, 'tmp'),
   });
 
   test(`what it copies is only what the server loads: under ${SIZE_BOUND_MIB} MiB, no TypeScript, Prisma CLI or Studio, no compiler leftovers`, () => {

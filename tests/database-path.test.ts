@@ -18,7 +18,8 @@ function run(entry: string, env: Record<string, string>): Promise<{ code: number
   return new Promise((resolve) => {
     const proc = spawn(process.execPath, [path.join(ROOT, entry)], {
       cwd: os.tmpdir(),
-      env: { PATH: process.env.PATH ?? '', PORT: '0', CELLS: '1', THREADS_PER_CELL: '1', AUTH_JWT_SECRET: 'path-test-secret-path-test-secret', ...env },
+      // TMPDIR in the test's folder: a front launches its cells (and their scratch root, kept after it ends) first.
+      env: { PATH: process.env.PATH ?? '', TMPDIR: path.join(dir, 'tmp'), PORT: '0', CELLS: '1', THREADS_PER_CELL: '1', AUTH_JWT_SECRET: 'path-test-secret-path-test-secret', ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
       ...(asRoot ? { uid: NOBODY, gid: NOBODY } : {}),
     });
@@ -32,6 +33,8 @@ let dir: string;
 beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-dbpath-'));
   fs.chmodSync(dir, 0o755);
+  fs.mkdirSync(path.join(dir, 'tmp'));
+  fs.chmodSync(path.join(dir, 'tmp'), 0o1777);
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 

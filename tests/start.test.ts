@@ -30,7 +30,8 @@ test('on a built tree, npm start builds nothing, then prints the URL and a dev-l
   const before = mtimes();
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-start-'));
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, PORT: '0', DATABASE_URL: `file:${dir}/atoll.db`, CELLS: '1', THREADS_PER_CELL: '1' };
+  // TMPDIR: the test run's folder, where the server's cells' scratch root (kept after a stop) is removed with it.
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: os.tmpdir(), PORT: '0', DATABASE_URL: `file:${dir}/atoll.db`, CELLS: '1', THREADS_PER_CELL: '1' };
   // Its own process group: npm, and the server it starts, are stopped together.
   proc = spawn('npm', ['start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let stderr = '';

@@ -48,6 +48,9 @@ export async function startServer(
   { startTimeoutMs = START_TIMEOUT_MS, nodeArgs = [] as string[] } = {},
 ): Promise<Spawned> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-bench-'));
+  // The server's cells' scratch root goes in here (TMPDIR), removed with it: a front keeps its root after a stop.
+  // Passable, not listable: cells with OS users of their own reach their folders through it.
+  fs.chmodSync(dir, 0o711);
   const proc: ChildProcess = spawn(process.execPath, [...nodeArgs, entry, ...args], {
     cwd: dir,
     env: {
@@ -58,6 +61,7 @@ export async function startServer(
       AUTH_JWT_SECRET: 'bench-secret-bench-secret-bench-secret',
       AUTH_DEV_LOGIN: '1',
       LOG_LEVEL: 'info',
+      TMPDIR: dir,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
