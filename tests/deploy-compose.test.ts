@@ -28,6 +28,7 @@ const DASHBOARD = path.join(ROOT, 'ops/grafana/atoll-dashboard.json');
 /** Values for the .env file's secrets, as a user would fill them in (deploy/.env.example says how). */
 const SECRETS: Record<string, string> = {
   POSTGRES_PASSWORD: 'f3a9c1d07be2a4c58e61d2f0',
+  REDIS_PASSWORD: '0b7e4f2a9c1d58e3a6f0c2d4',
   AUTH_JWT_SECRET: '5d1e0c7a9b3f48e2a6c4d8b0f2e1a3c5',
   GRAFANA_ADMIN_PASSWORD: 'grafana-admin-pw',
 };
@@ -133,6 +134,11 @@ function checkBackingServices(compose: ComposeFile, nodes: NodeView[]): string[]
     else {
       if (!/^redis:7(\b|$)/.test(rs.image ?? '')) problems.push(`${redis.hostname}: image ${rs.image} is not Redis 7`);
       if ((redis.port || '6379') !== '6379') problems.push(`${name}: REDIS_URL port ${redis.port}, Redis listens on 6379`);
+      // Cells (agent code) share the nodes' network: Redis must ask for the password REDIS_URL carries.
+      const command = (rs.command ?? []) as string[];
+      const required = command[command.indexOf('--requirepass') + 1];
+      if (!command.includes('--requirepass') || !required) problems.push(`${redis.hostname}: requires no password (--requirepass)`);
+      else if (decodeURIComponent(redis.password) !== required) problems.push(`${name}: REDIS_URL password is not the one ${redis.hostname} requires`);
     }
   }
   return problems;
@@ -276,7 +282,7 @@ describe('deploy/compose.yaml against the code', () => {
     expect(nodeProblems).toEqual([]);
     expect(nodes.map((n) => n.config.nodeId).sort()).toEqual(['atoll-1', 'atoll-2', 'atoll-3']);
     for (const { config } of nodes) {
-      expect(config.cluster).toEqual({ redisUrl: 'redis://redis:6379', keyPrefix: 'atoll:' });
+      expect(config.cluster).toEqual({ redisUrl: 'redis://:0b7e4f2a9c1d58e3a6f0c2d4@redis:6379', keyPrefix: 'atoll:' });
       expect(config.jwtSecret).toBe(SECRETS.AUTH_JWT_SECRET);
       expect(config.nodeLeaseMs).toBe(10_000);
     }
@@ -333,6 +339,10 @@ describe('deploy/compose.yaml against the code', () => {
       (c.services.postgres.environment as Record<string, string>).POSTGRES_DB = 'other';
     });
     expect(checkBackingServices(wrong, nodes.slice(0, 1))).toEqual(['postgres: image postgres:16 is not PostgreSQL 15', 'atoll-1: DATABASE_URL database is not POSTGRES_DB']);
+    const open = broken((c) => (c.services.redis.command = ['redis-server', '--save', '']));
+    expect(checkBackingServices(open, nodes.slice(0, 1))).toEqual(['redis: requires no password (--requirepass)']);
+    const other = broken((c) => (c.services.redis.command = ['redis-server', '--requirepass', 'another']));
+    expect(checkBackingServices(other, nodes.slice(0, 1))).toEqual(['atoll-1: REDIS_URL password is not the one redis requires']);
   });
 
   test('HAProxy has one health-checked, cookie-sticky server per node on its PORT, leastconn, a WebSocket tunnel timeout, no public /metrics, X-Forwarded-For the nodes trust', () => {

@@ -80,9 +80,10 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   expect(envKeys).not.toContain('DATABASE_URL');
   expect(JSON.stringify(got)).not.toContain(testDatabaseUrl(server.dir));
 
-  const refused = ['spawn', 'kill_front', 'kill_group', 'raw_kill_front', 'restore_kill', 'renice_front', 'dlopen', 'binding', 'proc_mem', 'front_environ', 'read_etc', 'read_source', 'write_outside', 'new_worker', 'module_register'];
+  const refused = ['spawn', 'kill_front', 'kill_group', 'raw_kill_front', 'restore_kill', 'renice_front', 'dlopen', 'binding', 'proc_mem', 'front_environ', 'read_etc', 'read_source', 'write_outside', 'new_worker', 'module_register', 'v8_flags'];
   if (dbFile) refused.push('read_db', 'native_sqlite');
   else expect([got.read_db, got.native_sqlite]).toEqual([undefined, undefined]);
+  if (got.module_register_hooks) refused.push('module_register_hooks');
   // node:sqlite exists from Node 22: there the guard, not the permission model, refuses it.
   const hasNodeSqlite = Boolean((process as unknown as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule?.('node:sqlite'));
   if (dbFile && hasNodeSqlite) expect(got.node_sqlite).toMatchObject({ ok: false, code: 'ERR_ACCESS_DENIED' });
@@ -94,7 +95,7 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
     expect([name, got[name]?.ok]).toEqual([name, false]);
   }
   // The permission model, not an accident, said no.
-  for (const name of ['spawn', ...(dbFile ? ['read_db'] : []), 'proc_mem', 'write_outside', 'kill_front', 'renice_front', 'new_worker', 'module_register']) expect([name, got[name].code]).toEqual([name, 'ERR_ACCESS_DENIED']);
+  for (const name of ['spawn', ...(dbFile ? ['read_db'] : []), 'proc_mem', 'write_outside', 'kill_front', 'renice_front', 'new_worker', 'module_register', 'v8_flags']) expect([name, got[name].code]).toEqual([name, 'ERR_ACCESS_DENIED']);
   expect(server.stderr()).not.toContain('from the hooks thread');
   expect(got.renice_self).toEqual({ ok: true, value: 'ok' });
   // The front's priority is untouched.
@@ -146,7 +147,7 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
 
   // The isolation report names the walls it saw refuse something, and the metric counts the run.
   const view = (await mallory.http('GET', `/v1/runs/${run_id}`)).body;
-  expect(view.isolation.refused).toEqual(expect.arrayContaining(['signal', 'priority', 'worker', 'fd']));
+  expect(view.isolation.refused).toEqual(expect.arrayContaining(['signal', 'priority', 'worker', 'module_hooks', 'v8', 'fd']));
   const metrics = (await mallory.http('GET', '/metrics')).body as string;
   expect(metrics).toMatch(/^atoll_walls_hit_total\{wall="signal",node="[^"]+"\} [1-9]/m);
   expect(metrics).toMatch(/^atoll_walls_hit_total\{wall="fd",node="[^"]+"\} [1-9]/m);

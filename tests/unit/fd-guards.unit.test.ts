@@ -51,6 +51,12 @@ function attemptsIn(thread: { walled: boolean; tcp: number; udp: number; file: n
         forged[symbolOf(own, 'kFd')] = file;
         await fs.promises.readFile(forged);
       });
+      await attempt('filehandle_dressed', async () => {
+        const handle = await fs.promises.open(path.join(dir, 'dressed'), 'w');
+        handle[symbolOf(handle, 'kHandle')] = { fd: tcp };
+        handle[symbolOf(handle, 'kFd')] = tcp;
+        await handle.write('through an object dressed as a native handle');
+      });
       await attempt('filehandle_native', async () => {
         const own = await fs.promises.open(path.join(dir, 'native'), 'w');
         const Native = Object.getPrototypeOf(own[symbolOf(own, 'kHandle')]).constructor;
@@ -129,7 +135,7 @@ test('a walled thread cannot use descriptors it did not open; an unwalled one co
   const walled = await attemptsIn({ ...thread, walled: true });
   const open = await attemptsIn({ ...thread, walled: false });
   const names = Object.keys(open).filter((name) => !name.startsWith('own_'));
-  expect(names).toHaveLength(12);
+  expect(names).toHaveLength(13);
   // Each attempt works without the wall (so the test can fail)...
   for (const name of names) expect([name, open[name]]).toEqual([name, 'ok']);
   // ...and the wall refuses it.

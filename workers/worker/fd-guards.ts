@@ -222,13 +222,23 @@ function guardFileHandles(handle: object, refuse: (what: string) => never): void
   const kHandle = symbol('kHandle');
   const proto = Object.getPrototypeOf(handle) as object;
   const native = kHandle ? ((handle as Record<symbol, object | undefined>)[kHandle] ?? null) : null;
-  if (!kFd || !kHandle || !native || typeof (native as { fd?: unknown }).fd !== 'number' || !Object.getOwnPropertyDescriptor(proto, 'fd')?.get) {
+  // The native class's own `fd` accessor: it answers only for a real native handle ("Illegal invocation" for an
+  // object dressed as one, which a FileHandle's writable kHandle would otherwise accept).
+  const nativeFd = native ? Object.getOwnPropertyDescriptor(Object.getPrototypeOf(native) as object, 'fd')?.get : undefined;
+  if (!kFd || !kHandle || !native || !nativeFd || typeof nativeFd.call(native) !== 'number' || !Object.getOwnPropertyDescriptor(proto, 'fd')?.get) {
     throw new Error('the descriptor wall does not know this Node version\'s FileHandle');
   }
+  const realFd = (candidate: unknown): unknown => {
+    try {
+      return nativeFd.call(candidate);
+    } catch {
+      return undefined;
+    }
+  };
   Object.defineProperty(proto, 'fd', {
     get(this: Record<symbol, unknown>) {
       const fd = this[kFd];
-      if (fd === -1 || fd === (this[kHandle] as { fd?: unknown } | undefined)?.fd) return fd;
+      if (fd === -1 || fd === realFd(this[kHandle])) return fd;
       return refuse(`FileHandle.fd (${String(fd)})`);
     },
     enumerable: false,

@@ -3,13 +3,14 @@
  * model refuses (child processes, native addons, files outside the allowed folders): signals to any process
  * but its own cell, the priority of any thread but its own (the front, other cells and other users' workers
  * share its OS user unless cells run as users of their own), and workers of its own (which would escape the
- * worker's heap budget and outlive its run), module hooks (a thread of their own, unguarded), `node:sqlite` (which
- * the permission model does not check); and `process._rawDebug`'s way around the cell's tagging of what workers
+ * worker's heap budget and outlive its run), module hooks (a thread of their own, unguarded; or hooks that outlive
+ * the run), V8's flags (the whole process's), `node:sqlite` (which the permission model does not check); and `process._rawDebug`'s way around the cell's tagging of what workers
  * print. Properties are made read-only and non-configurable, so agent code cannot put them back.
  */
 import nodeModule, { syncBuiltinESMExports } from 'node:module';
 import os from 'node:os';
 import { format } from 'node:util';
+import v8 from 'node:v8';
 import workerThreads from 'node:worker_threads';
 
 export function refusal(what: string): Error {
@@ -17,7 +18,7 @@ export function refusal(what: string): Error {
 }
 
 /** Where a guard reports what it refused (the worker runtime puts it in the run's isolation report). */
-export type OnRefused = (wall: 'signal' | 'priority' | 'worker' | 'sqlite') => void;
+export type OnRefused = (wall: 'signal' | 'priority' | 'worker' | 'module_hooks' | 'v8' | 'sqlite') => void;
 
 export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process): void {
   const ownPid = proc.pid;
@@ -71,10 +72,28 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
   }
   Object.defineProperty(workerThreads, 'Worker', { value: RefusedWorker, writable: false, configurable: false, enumerable: true });
   // module.register starts Node's module-hooks thread: a thread of the cell with none of these guards.
-  Object.defineProperty(nodeModule, 'register', {
+  // module.registerHooks (Node 22.15+) runs in the thread, but its hooks outlive the run and rewrite every module
+  // later runs of the worker load.
+  for (const name of ['register', 'registerHooks']) {
+    if (!(name in nodeModule)) continue;
+    Object.defineProperty(nodeModule, name, {
+      value: () => {
+        onRefused('module_hooks');
+        throw refusal(`module.${name}()`);
+      },
+      writable: false,
+      configurable: false,
+      enumerable: true,
+    });
+  }
+
+  // V8's flags are the whole process's: the cell's main thread, other users' workers, later workers. They write
+  // fds 1 and 2 from C++ (--trace-gc, %DebugPrint with --allow-natives-syntax), files anywhere the OS user may
+  // (--perf-basic-prof-path on Node 22 and 24), or abort the cell.
+  Object.defineProperty(v8, 'setFlagsFromString', {
     value: () => {
-      onRefused('worker');
-      throw refusal('module.register()');
+      onRefused('v8');
+      throw refusal('v8.setFlagsFromString()');
     },
     writable: false,
     configurable: false,
@@ -103,7 +122,7 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
       });
     }
   }
-  // ES modules importing { Worker } from 'node:worker_threads', { setPriority } from 'node:os' or { register } from
-  // 'node:module' see the guarded values too.
+  // ES modules importing { Worker } from 'node:worker_threads', { setPriority } from 'node:os', { register } from
+  // 'node:module' or { setFlagsFromString } from 'node:v8' see the guarded values too.
   syncBuiltinESMExports();
 }
