@@ -22,7 +22,9 @@ const SECRET = 'pw-s3cret-never-printed';
 /** Runs the server entry until it exits (or is killed after `timeoutMs`): its exit code, output and duration. */
 function runOnce(env: Record<string, string>, timeoutMs = 60_000): Promise<Exit> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-test-'));
-  return runToExit(path.join(ROOT, 'dist/server/main.js'), [], { cwd: dir, env: { PATH: process.env.PATH ?? '', PORT: '0', AUTH_JWT_SECRET: 'test-secret-test-secret-test-secret', ...env }, timeoutMs });
+  // TMPDIR: the test run's folder, removed with it: a front launches its cells (and their scratch root, which it
+  // keeps when it ends) before it reaches the database.
+  return runToExit(path.join(ROOT, 'dist/server/main.js'), [], { cwd: dir, env: { PATH: process.env.PATH ?? '', TMPDIR: os.tmpdir(), PORT: '0', AUTH_JWT_SECRET: 'test-secret-test-secret-test-secret', ...env }, timeoutMs });
 }
 
 /** A port where nothing listens (taken, then given back). */
