@@ -244,6 +244,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   function envOf(nodeId: string, port: number, extra: Record<string, string>): Record<string, string> {
     return {
       PATH: process.env.PATH ?? '',
+      // Where a node's cells get their scratch root, which a node keeps when it ends: under jest, the test run's
+      // own folder (removed with it), not /tmp.
+      TMPDIR: os.tmpdir(),
       ...NODE_DEFAULTS,
       ...(opts.env ?? {}),
       ...extra,
