@@ -21,7 +21,7 @@ const POSTGRESQL_SERVER = `${(process.env.ATOLL_TEST_POSTGRESQL || 'postgresql:/
 
 
 function runScript(file: string, args: string[], timeoutMs: number): Promise<Exit> {
-  return runToExit(file, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, timeoutMs });
+  return runToExit(file, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', TMPDIR: os.tmpdir() }, timeoutMs });
 }
 
 const sumOf = (rec: Record<string, number>) => Object.values(rec).reduce((a, b) => a + b, 0);

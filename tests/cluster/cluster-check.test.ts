@@ -4,6 +4,7 @@
  * first, is printed when it finds a violation. The checker's own checks are unit-tested on planted violations
  * (tests/unit/cluster-checker.unit.test.ts).
  */
+import os from 'node:os';
 import path from 'node:path';
 import { createdDatabase, type ScratchDatabase } from '../helpers/pg-scratch';
 import { runToExit } from '../helpers/run-to-exit';
@@ -24,7 +25,8 @@ afterAll(async () => {
 test('the quick cluster check finds no violation', async () => {
   const out = await runToExit(path.join(ROOT, 'dist/scripts/cluster-check.js'), ['--quick', '--database-url', database.url], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '' },
+    // TMPDIR: the nodes' scratch roots go in the test run's own folder, removed with it.
+    env: { PATH: process.env.PATH ?? '', TMPDIR: os.tmpdir() },
     timeoutMs: 330_000,
   });
   const seed = /seed (\d+)/.exec(out.stderr)?.[1];

@@ -31,7 +31,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 test('bench --cluster --quick: one node against three, event latency, a takeover; figures consistent, a markdown table', async () => {
   const out = path.join(dir, 'cluster.json');
   const md = path.join(dir, 'cluster.md');
-  const res = await runToExit(BENCH, ['--cluster', '--quick', '--postgresql', POSTGRESQL_SERVER, '--out', out, '--markdown', md], { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, timeoutMs: 170_000 });
+  const res = await runToExit(BENCH, ['--cluster', '--quick', '--postgresql', POSTGRESQL_SERVER, '--out', out, '--markdown', md], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', TMPDIR: os.tmpdir() }, timeoutMs: 170_000 });
   // On failure, what the bench said is in the message.
   expect({ code: res.code, stderr: res.code === 0 ? '' : res.stderr.slice(-3000) }).toEqual({ code: 0, stderr: '' });
   const r = JSON.parse(fs.readFileSync(out, 'utf8'));

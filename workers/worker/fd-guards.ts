@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import net from 'node:net';
 import tty from 'node:tty';
-import { refusal } from './host-guards.js';
+import { pin, refusal } from './host-guards.js';
 
 /** Built-ins the wall replaces members of (parameters so a test can hand its own). */
 export interface DescriptorModules {
@@ -50,16 +50,11 @@ export const GUARDED_FS_MEMBERS: readonly string[] = [
   'openSync',
 ];
 
-/** For members no library needs to change: read-only and non-configurable. */
-function pin(obj: object, key: string, value: unknown): void {
-  Object.defineProperty(obj, key, { value, writable: false, configurable: false, enumerable: true });
-}
-
 /**
- * For `fs`'s members: ordinary properties, as before. graceful-fs (under fs-extra and many tools) copies every
- * member of `fs` with its descriptor and then reassigns and redefines them on the copy, which fails on pinned
- * ones. The wall does not need them pinned: the originals are held only here, so whatever code puts in their
- * place can only call the guarded ones.
+ * For `fs`'s members: ordinary properties, not `pin`ned like the other guards. graceful-fs (under fs-extra and
+ * many tools) copies every member of `fs` with its descriptor and then reassigns and redefines them on the copy,
+ * which fails on pinned ones. The wall does not need them pinned: the originals are held only here, so whatever
+ * code puts in their place can only call the guarded ones.
  */
 function replace(obj: object, key: string, value: unknown): void {
   Object.defineProperty(obj, key, { value, writable: true, configurable: true, enumerable: true });

@@ -17,6 +17,22 @@ export function refusal(what: string): Error {
   return Object.assign(new Error(`${what} is not available to agent code`), { code: 'ERR_ACCESS_DENIED' });
 }
 
+/** Sets a guard in place of `key`: read-only and non-configurable, so agent code cannot put the original back. */
+export function pin(obj: object, key: string, value: unknown, enumerable = true): void {
+  Object.defineProperty(obj, key, { value, writable: false, configurable: false, enumerable });
+}
+
+/**
+ * A stand-in that counts the wall and throws its refusal, whatever it is called with; a `function`, not an arrow,
+ * so `new` on it (a refused class) is refused the same way rather than failing as "not a constructor".
+ */
+export function refusing(count: () => void, what: string): () => never {
+  return function refused(): never {
+    count();
+    throw refusal(what);
+  };
+}
+
 /** Where a guard reports what it refused (the worker runtime puts it in the run's isolation report). */
 export type OnRefused = (wall: 'signal' | 'priority' | 'worker' | 'module_hooks' | 'v8' | 'sqlite') => void;
 
@@ -33,7 +49,7 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
     }
     return kill(pid, signal);
   };
-  Object.defineProperty(proc, 'kill', { value: guardedKill, writable: false, configurable: false, enumerable: true });
+  pin(proc, 'kill', guardedKill);
   // process.kill calls the binding's _kill at call time, and agent code can reach it directly: guarded the same way.
   const guardedRawKill = (pid: number, signal: number) => {
     if (pid !== ownPid) {
@@ -42,7 +58,7 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
     }
     return rawKill(pid, signal);
   };
-  Object.defineProperty(proc, '_kill', { value: guardedRawKill, writable: false, configurable: false, enumerable: false });
+  pin(proc, '_kill', guardedRawKill, false);
 
   // os.setPriority(pid) renices any thread or process of the same OS user: the front (a DoS on every user), another
   // cell, another user's worker (which then cannot restore its priority and retires). Its own thread (pid 0, or no
@@ -56,49 +72,27 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
     }
     return setPriority(0, priority);
   };
-  Object.defineProperty(os, 'setPriority', { value: guardedSetPriority, writable: false, configurable: false, enumerable: true });
+  pin(os, 'setPriority', guardedSetPriority);
 
   // process._rawDebug writes from C++ straight to the cell's stderr, around the cell's tagging of what workers print
   // (workers/cell/worker-output.ts): it goes through this thread's stderr like console.error.
   const stderr = proc.stderr;
   const rawDebug = (...args: unknown[]) => void stderr.write(`${format(...args)}\n`);
-  Object.defineProperty(proc, '_rawDebug', { value: rawDebug, writable: false, configurable: false, enumerable: false });
+  pin(proc, '_rawDebug', rawDebug, false);
 
-  class RefusedWorker {
-    constructor() {
-      onRefused('worker');
-      throw refusal('new Worker()');
-    }
-  }
-  Object.defineProperty(workerThreads, 'Worker', { value: RefusedWorker, writable: false, configurable: false, enumerable: true });
+  pin(workerThreads, 'Worker', refusing(() => onRefused('worker'), 'new Worker()'));
   // module.register starts Node's module-hooks thread: a thread of the cell with none of these guards.
   // module.registerHooks (Node 22.15+) runs in the thread, but its hooks outlive the run and rewrite every module
   // later runs of the worker load.
   for (const name of ['register', 'registerHooks']) {
     if (!(name in nodeModule)) continue;
-    Object.defineProperty(nodeModule, name, {
-      value: () => {
-        onRefused('module_hooks');
-        throw refusal(`module.${name}()`);
-      },
-      writable: false,
-      configurable: false,
-      enumerable: true,
-    });
+    pin(nodeModule, name, refusing(() => onRefused('module_hooks'), `module.${name}()`));
   }
 
   // V8's flags are the whole process's: the cell's main thread, other users' workers, later workers. They write
   // fds 1 and 2 from C++ (--trace-gc, %DebugPrint with --allow-natives-syntax), files anywhere the OS user may
   // (--perf-basic-prof-path on Node 22 and 24), or abort the cell.
-  Object.defineProperty(v8, 'setFlagsFromString', {
-    value: () => {
-      onRefused('v8');
-      throw refusal('v8.setFlagsFromString()');
-    },
-    writable: false,
-    configurable: false,
-    enumerable: true,
-  });
+  pin(v8, 'setFlagsFromString', refusing(() => onRefused('v8'), 'v8.setFlagsFromString()'));
 
   // node:sqlite (Node 22 and 24) opens database files the permission model does not check (measured on 22.23 and
   // 24.22: a file outside --allow-fs-read opened and read): the front's SQLite file, when cells share its OS user.
@@ -111,15 +105,7 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
   if (sqlite) {
     for (const name of Object.keys(sqlite)) {
       if (typeof sqlite[name] !== 'function') continue;
-      Object.defineProperty(sqlite, name, {
-        value: function refusedSqlite() {
-          onRefused('sqlite');
-          throw refusal(`node:sqlite ${name}`);
-        },
-        writable: false,
-        configurable: false,
-        enumerable: true,
-      });
+      pin(sqlite, name, refusing(() => onRefused('sqlite'), `node:sqlite ${name}`));
     }
   }
   // ES modules importing { Worker } from 'node:worker_threads', { setPriority } from 'node:os', { register } from
