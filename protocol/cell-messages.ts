@@ -62,6 +62,7 @@ export interface CellSettings {
   readonly workerDbWarmup: 'lazy' | 'eager';
   readonly workerLockdown: boolean;
   readonly workerReuse: 'same_user' | 'any';
+  readonly agentEgress: AgentEgress;
   readonly warmSpareWorkers: number;
   readonly cancelGraceMs: number;
   readonly limits: Readonly<RunLimits>;
@@ -104,6 +105,15 @@ export interface AgentSettings {
     maxContextMessages: number;
     toolTimeoutMs: number;
   };
+}
+
+/**
+ * Where agent code may connect (AGENT_EGRESS, AGENT_EGRESS_ALLOW; workers/worker/egress-guards.ts): public
+ * addresses only, none, or anywhere; `allow` adds subnets (CIDRs, validated by the front) to the first two.
+ */
+export interface AgentEgress {
+  readonly mode: 'public' | 'none' | 'any';
+  readonly allow: readonly string[];
 }
 
 export interface RunLimits {

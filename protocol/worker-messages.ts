@@ -18,6 +18,7 @@ export const WORKER_SETTINGS = [
   'workerDbWarmup',
   'workerLockdown',
   'workerReuse',
+  'agentEgress',
   'logLevel',
   'agentSettings',
 ] as const satisfies readonly (keyof CellConfig)[];
@@ -37,6 +38,7 @@ export interface WorkerConfig {
   readonly workerDbWarmup: CellConfig['workerDbWarmup'];
   readonly workerLockdown: CellConfig['workerLockdown'];
   readonly workerReuse: CellConfig['workerReuse'];
+  readonly agentEgress: CellConfig['agentEgress'];
   readonly logLevel: CellConfig['logLevel'];
   readonly agentSettings: CellConfig['agentSettings'];
   readonly builtinAgentsDir: string;

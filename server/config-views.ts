@@ -21,6 +21,7 @@ export const CELL_SETTINGS = [
   'workerDbWarmup',
   'workerLockdown',
   'workerReuse',
+  'agentEgress',
   'warmSpareWorkers',
   'cancelGraceMs',
   'limits',

@@ -2,11 +2,13 @@
  * Configuration: read from the environment once, validated with clear errors, frozen, then passed down.
  * This and the other composition roots are the only places that read process.env.
  */
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import ipaddr from 'ipaddr.js';
 import proxyAddr from 'proxy-addr';
 import { z } from 'zod';
-import { BURST_WORKERS_PER_WORKER, type AgentSettings } from '../protocol/cell-messages.js';
+import { BURST_WORKERS_PER_WORKER, type AgentEgress, type AgentSettings } from '../protocol/cell-messages.js';
 import { deepFreeze } from '../protocol/deep-freeze.js';
 import { DATABASE_URL_HINT, DATABASE_URL_PATTERN, parseDatabaseUrl, type DatabaseTarget } from './store/database-target.js';
 
@@ -34,6 +36,25 @@ const trustProxy = z.string().transform((v, ctx): TrustProxy => {
   }
   return proxies;
 });
+/** AGENT_EGRESS_ALLOW: comma-separated addresses or subnets, each kept as a CIDR (an address is its own /32 or /128). */
+const egressAllow = z.string().transform((v, ctx): string[] => {
+  const entries = v.split(',').map((e) => e.trim()).filter(Boolean);
+  const cidrs: string[] = [];
+  for (const entry of entries) {
+    const [address, bits] = entry.split('/');
+    try {
+      // net.isIP first: the ipaddr package also reads shorthand and hex forms ("10.0.0"), which no connection carries.
+      if (!net.isIP(address!)) throw new Error('not an address');
+      const ip = ipaddr.parse(address!);
+      const prefix = bits === undefined ? (ip.kind() === 'ipv4' ? 32 : 128) : ipaddr.parseCIDR(entry)[1];
+      cidrs.push(`${ip.toString()}/${prefix}`);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `"${entry}" is not an IP address or subnet: give comma-separated addresses or CIDRs like 10.0.5.20,10.1.0.0/16,fd00:1::/64` });
+      return z.NEVER;
+    }
+  }
+  return cidrs;
+});
 // OTLP over HTTP only: gRPC would add a second transport stack for what a collector's :4318 takes anyway.
 const otlpProtocol = z.enum(['http/protobuf', 'http/json'], { message: 'must be http/protobuf or http/json (gRPC is not supported: use the collector\'s HTTP port, 4318)' });
 
@@ -59,6 +80,8 @@ const EnvSchema = z.object({
   THREAD_LOCKDOWN: bool.default(true),
   THREAD_REUSE: z.enum(['same_user', 'any']).default('same_user'),
   CPU_DEMOTE_AFTER_MS: int(0, 86_400_000).default(500),
+  AGENT_EGRESS: z.enum(['public', 'none', 'any'], { message: 'must be public (the default), none or any' }).default('public'),
+  AGENT_EGRESS_ALLOW: egressAllow.optional(),
   CELL_SANDBOX: z.enum(['permission', 'off']).default('permission'),
   CELL_UID_BASE: int(0, 4_000_000_000).default(61_000),
   SCRATCH_DIR: z.string().min(1).optional(),
@@ -157,6 +180,8 @@ export interface Config {
   readonly workerLockdown: boolean;
   /** same_user: a worker that served one user never runs another user's run; any: lockdown and checks only (THREAD_REUSE). */
   readonly workerReuse: 'same_user' | 'any';
+  /** Where agent code may connect: public addresses (the default), none or any, plus AGENT_EGRESS_ALLOW's subnets. */
+  readonly agentEgress: AgentEgress;
   /** A run that keeps a core busy this long yields to the others (lower OS priority); 0: never. */
   readonly cpuDemoteAfterMs: number;
   /** permission: cells run under Node's permission model (server/cells/cell-sandbox.ts); off: no sandbox. */
@@ -292,6 +317,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     workerDbWarmup: e.WORKER_DB_WARMUP,
     workerLockdown: e.THREAD_LOCKDOWN,
     workerReuse: e.THREAD_REUSE,
+    agentEgress: { mode: e.AGENT_EGRESS, allow: e.AGENT_EGRESS_ALLOW ?? [] },
     cpuDemoteAfterMs: e.CPU_DEMOTE_AFTER_MS,
     cellSandbox: e.CELL_SANDBOX,
     cellUidBase: e.CELL_UID_BASE,

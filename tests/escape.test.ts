@@ -3,6 +3,7 @@
  * nothing it was not handed, and the server, the other cells and other users' runs carry on untouched.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { startServer, ROOT, testDatabaseUrl, type TestServer } from './helpers/server';
@@ -40,11 +41,22 @@ function cellPids(frontPid: number): number[] {
 const linux = process.platform === 'linux' ? test : test.skip;
 const uidOf = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
 
+// A unix socket on the host (abstract: no file), which the agent must not reach.
+const unixName = `atoll-escape-${process.pid}-${Object.keys(extraEnv).length}`;
+let unixServer: net.Server;
+let unixConnections = 0;
+
 beforeAll(async () => {
+  unixServer = net.createServer((s) => {
+    unixConnections++;
+    s.destroy();
+  });
+  await new Promise<void>((resolve) => unixServer.listen(`\0${unixName}`, resolve));
   server = await startServer({ AGENTS_DIR: path.join(ROOT, 'tests/fixtures/escape-agents'), CELLS: '2', THREADS_PER_CELL: '1', LLM_API_KEY: LLM_KEY, LLM_BASE_URL: 'http://127.0.0.1:9/v1', LLM_MODEL: 'none', ...extraEnv });
   [mallory, victim] = await Promise.all([UserClient.connect(server.url, 'mallory'), UserClient.connect(server.url, 'victim')]);
 });
 afterAll(async () => {
+  unixServer?.close();
   mallory?.close();
   victim?.close();
   await server?.stop();
@@ -62,7 +74,7 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   // On SQLite the agent also goes for the database file. PostgreSQL has no file here: its wall is that no
   // credentials (DATABASE_URL) reach a cell, checked below on both stores.
   const dbFile = TEST_STORE === 'sqlite' ? path.join(server.dir, 'atoll.db') : null;
-  const input = { text: 'escape', frontPid, otherPids: cellsBefore, dbFile, root: ROOT };
+  const input = { text: 'escape', frontPid, otherPids: cellsBefore, dbFile, root: ROOT, frontPort: Number(new URL(server.url).port), unixName };
   const { run_id } = await mallory.start({ agent: 'escape', input });
   const end = terminal(await mallory.waitForRun(run_id));
   expect([end.payload.status, end.payload.error]).toEqual(['completed', undefined]);
@@ -106,6 +118,15 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   // The run's own scratch folder works, and it started empty.
   expect(got.scratch_was_empty).toEqual({ ok: true, value: 'left by mallory' });
 
+  // The host's own network (AGENT_EGRESS=public): the front's API, PostgreSQL, Redis, the metadata service, a unix
+  // socket and UDP, refused by the egress wall at once, whatever name or form the address takes; the unix socket's
+  // server saw no one.
+  const egress = Object.keys(got).filter((k) => k.startsWith('egress_') && !k.startsWith('egress_own_'));
+  expect(egress).toHaveLength(8);
+  for (const name of egress) expect([name, got[name].ok, got[name].code]).toEqual([name, false, 'EACCES']);
+  expect(unixConnections).toBe(0);
+  expect(got.egress_own_udp6).toEqual({ ok: true, value: 'bound' });
+
   // The cell's descriptors (its channel to the front, the log): every way to use one the thread did not open is
   // refused by the descriptor wall itself, not by an accident of the descriptor's type.
   const fdAttempts = Object.keys(got).filter((k) => k.startsWith('fd_') && !k.startsWith('fd_own_'));
@@ -147,10 +168,11 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
 
   // The isolation report names the walls it saw refuse something, and the metric counts the run.
   const view = (await mallory.http('GET', `/v1/runs/${run_id}`)).body;
-  expect(view.isolation.refused).toEqual(expect.arrayContaining(['signal', 'priority', 'worker', 'module_hooks', 'v8', 'fd']));
+  expect(view.isolation.refused).toEqual(expect.arrayContaining(['signal', 'priority', 'worker', 'module_hooks', 'v8', 'fd', 'egress']));
   const metrics = (await mallory.http('GET', '/metrics')).body as string;
   expect(metrics).toMatch(/^atoll_walls_hit_total\{wall="signal",node="[^"]+"\} [1-9]/m);
   expect(metrics).toMatch(/^atoll_walls_hit_total\{wall="fd",node="[^"]+"\} [1-9]/m);
+  expect(metrics).toMatch(/^atoll_walls_hit_total\{wall="egress",node="[^"]+"\} [1-9]/m);
   // A run that tried nothing has nothing named.
   const clean = await victim.start({ agent: 'echo', input: 'clean' });
   await victim.waitForRun(clean.run_id);

@@ -38,6 +38,7 @@ test('with nothing set, every default', () => {
     workerDbWarmup: 'lazy',
     workerLockdown: true,
     workerReuse: 'same_user',
+    agentEgress: { mode: 'public', allow: [] },
     cpuDemoteAfterMs: 500,
     cellSandbox: 'permission',
     cellUidBase: 61_000,
@@ -98,6 +99,8 @@ test('every variable set, each lands in its field', () => {
     WORKER_DB_WARMUP: 'eager',
     THREAD_LOCKDOWN: 'false',
     THREAD_REUSE: 'any',
+    AGENT_EGRESS: 'none',
+    AGENT_EGRESS_ALLOW: ' 10.0.5.20 ,10.1.0.0/16,, fd00:1::/64',
     CPU_DEMOTE_AFTER_MS: '0',
     CELL_SANDBOX: 'off',
     CELL_UID_BASE: '0',
@@ -171,6 +174,7 @@ test('every variable set, each lands in its field', () => {
     workerDbWarmup: 'eager',
     workerLockdown: false,
     workerReuse: 'any',
+    agentEgress: { mode: 'none', allow: ['10.0.5.20/32', '10.1.0.0/16', 'fd00:1::/64'] },
     cpuDemoteAfterMs: 0,
     cellSandbox: 'off',
     cellUidBase: 0,
@@ -308,6 +312,15 @@ test('CORS_ORIGINS: a comma-separated list of bare origins', () => {
   }
 });
 
+test('AGENT_EGRESS and AGENT_EGRESS_ALLOW: a mode, and addresses or subnets kept as CIDRs; anything else refused by name', () => {
+  expect(['public', 'none', 'any'].map((m) => load({ AGENT_EGRESS: m }).agentEgress.mode)).toEqual(['public', 'none', 'any']);
+  expect(load({ AGENT_EGRESS_ALLOW: '::ffff:10.0.0.1,2001:db8::1' }).agentEgress.allow).toEqual(['::ffff:a00:1/128', '2001:db8::1/128']);
+  expect(refusal({ AGENT_EGRESS: 'private' })).toMatch(/^invalid configuration:\n {2}AGENT_EGRESS: must be public \(the default\), none or any/);
+  for (const bad of ['10.0.0.0/33', 'localhost', '10.0.0.1:443', 'fd00::/129', '10.0.0']) {
+    expect(refusal({ AGENT_EGRESS_ALLOW: `10.0.0.1,${bad}` })).toMatch(new RegExp(`AGENT_EGRESS_ALLOW: "${bad.replace(/[./]/g, '\\$&')}" is not an IP address or subnet`));
+  }
+});
+
 test('TRUST_PROXY: true, false, a hop count, or proxy addresses and subnets, as express reads them', () => {
   expect(['true', 'TRUE', 'false', '0', '1', '2', 'loopback', 'loopback, uniquelocal', '10.0.0.1,::1', 'fd00::/8'].map((v) => load({ TRUST_PROXY: v }).trustProxy)).toEqual([
     true,
@@ -349,7 +362,7 @@ test('ENV_VARS lists every variable the schema reads', () => {
   expect(ENV_VARS).toContain('ALERT_ACTIVE_CONTEXTS');
   expect(ENV_VARS).toContain('TRUST_PROXY');
   expect(ENV_VARS).toContain('AGENT_CACHE_DIR');
-  expect(ENV_VARS).toHaveLength(72);
+  expect(ENV_VARS).toHaveLength(74);
 });
 
 test('several nodes: REDIS_URL needs PostgreSQL and a shared token secret; NODE_ID and NODE_LEASE_MS are checked', () => {

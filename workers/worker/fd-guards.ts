@@ -23,6 +23,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import net from 'node:net';
 import tty from 'node:tty';
 import { pin, refusal } from './host-guards.js';
+import { socketHandles } from './socket-handles.js';
 
 /** Built-ins the wall replaces members of (parameters so a test can hand its own). */
 export interface DescriptorModules {
@@ -66,31 +67,6 @@ function sameExtras(guarded: AnyFunction, original: AnyFunction): AnyFunction {
     if (typeof key === 'symbol') Object.defineProperty(guarded, key, Reflect.getOwnPropertyDescriptor(original, key)!);
   }
   return guarded;
-}
-
-/** The prototype of a libuv handle class (TCP, Pipe, UDP) as Node builds it, from a throwaway instance. */
-function handlePrototypes(modules: DescriptorModules): object[] {
-  const found: object[] = [];
-  // A connect creates the socket's handle at once; nothing is listening on port 0 or at an empty abstract path.
-  for (const target of [{ port: 0, host: '127.0.0.1' }, { path: '\0atoll-fd-guard' }]) {
-    const socket = new modules.net.Socket();
-    socket.on('error', () => undefined);
-    socket.connect(target as net.NetConnectOpts);
-    const handle = (socket as unknown as { _handle: object | null })._handle;
-    socket.destroy();
-    if (handle) found.push(Object.getPrototypeOf(handle) as object);
-  }
-  const udp = modules.dgram.createSocket('udp4');
-  for (const key of Object.getOwnPropertySymbols(udp)) {
-    const handle = (udp as unknown as Record<symbol, { handle?: object } | undefined>)[key]?.handle;
-    if (handle && typeof handle === 'object') found.push(Object.getPrototypeOf(handle) as object);
-  }
-  udp.close();
-  if (found.length !== 3 || found.some((proto) => typeof (proto as { open?: unknown }).open !== 'function')) {
-    // Fail closed: a worker whose wall could not be built must not run agent code.
-    throw new Error('the descriptor wall could not find the TCP, Pipe and UDP handle classes on this Node version');
-  }
-  return found;
 }
 
 /**
@@ -166,7 +142,7 @@ export function guardDescriptors(onRefused: () => void, modules: DescriptorModul
   });
 
   // Sockets, servers and UDP sockets made from a raw descriptor all go through their handle's `open(fd)`.
-  for (const proto of handlePrototypes(modules)) {
+  for (const proto of Object.values(socketHandles(modules))) {
     const name = (proto as { constructor?: { name?: string } }).constructor?.name ?? 'handle';
     pin(proto, 'open', (fd: unknown) => refuse(`${name}.open(${String(fd)})`));
   }

@@ -1,15 +1,19 @@
 /**
  * The worker entry Piscina loads (a worker: one worker thread of a cell's pool). It refuses to run on a main
  * thread, so agent code can only ever execute inside a cell's workers. Before the worker's own modules load, it takes away what agent code
- * must not have (host-guards.ts, fd-guards.ts) and freezes what runs share (THREAD_LOCKDOWN): nothing of Prisma, pino or any
+ * must not have (host-guards.ts, fd-guards.ts, egress-guards.ts) and freezes what runs share (THREAD_LOCKDOWN): nothing of Prisma, pino or any
  * agent runs against unguarded or unfrozen objects.
  */
+import dgram from 'node:dgram';
+import net from 'node:net';
 import { isMainThread, threadId, workerData } from 'node:worker_threads';
 import { deepFreeze } from '../../protocol/deep-freeze.js';
 import type { WorkerConfig, WorkerData } from '../../protocol/worker-messages.js';
 import { freezeShared } from './freeze-shared.js';
+import { guardEgress } from './egress-guards.js';
 import { guardDescriptors } from './fd-guards.js';
 import { guardHost } from './host-guards.js';
+import { socketHandles } from './socket-handles.js';
 import { noteWarm, takeWarmUpTurn } from './warm-up-turn.js';
 
 if (isMainThread) throw new Error('workers/worker/run-entry must run inside a worker thread, never in the front');
@@ -40,6 +44,7 @@ export default (async () => {
     guardHost((wall) => refused.add(wall));
     // The worker's own log keeps the one writer to fd 1 taken before the wall.
     const writeLog = guardDescriptors(() => refused.add('fd'));
+    guardEgress(config.agentEgress, () => refused.add('egress'), socketHandles({ net, dgram }));
     const frozen = config.workerLockdown ? freezeShared() : null;
     // Required only now, after the freeze (an import would be hoisted above it).
     const { startWorker } = require('./worker-main.js') as typeof import('./worker-main.js');

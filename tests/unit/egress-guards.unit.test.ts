@@ -1,0 +1,167 @@
+/**
+ * The egress wall (workers/worker/egress-guards.ts), in a real worker thread: every way a thread connects (net,
+ * http, fetch, a name that resolves to loopback, IPv6 and IPv4-mapped forms, a unix socket, UDP) reaches this
+ * process's servers without the wall and is refused with EACCES with it; AGENT_EGRESS_ALLOW lets a subnet through;
+ * a public address is never refused under `public`. And the address rules themselves.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { AgentEgress } from '../../protocol/cell-messages';
+import { egressAllows } from '../../workers/worker/egress-guards';
+
+const GUARDS = path.join(__dirname, '../../workers/worker/egress-guards.js');
+const HANDLES = path.join(__dirname, '../../workers/worker/socket-handles.js');
+
+interface Targets {
+  tcpPort: number;
+  v6: boolean;
+  unixPath: string;
+  udpPort: number;
+}
+type Outcome = { results: Record<string, string>; refusals: number };
+
+/** What a thread gets when it tries each way out, under a policy (or with no wall at all). */
+function attemptsIn(policy: AgentEgress | null, targets: Targets): Promise<Outcome> {
+  const code = `
+    const { workerData, parentPort } = require('node:worker_threads');
+    const { policy, tcpPort, v6, unixPath, udpPort } = workerData;
+    const net = require('node:net'), dgram = require('node:dgram'), http = require('node:http');
+    let refusals = 0;
+    if (policy) require(${JSON.stringify(GUARDS)}).guardEgress(policy, () => refusals++, require(${JSON.stringify(HANDLES)}).socketHandles({ net, dgram }));
+    const results = {};
+    const attempt = async (name, fn) => {
+      try { results[name] = String(await fn()); } catch (err) { results[name] = err?.cause?.code || err?.code || String(err); }
+    };
+    const connect = (opts) => new Promise((resolve, reject) => {
+      const s = net.connect(opts, () => { s.destroy(); resolve('ok'); });
+      s.on('error', reject);
+    });
+    const udpSend = (type, host) => new Promise((resolve, reject) => {
+      const s = dgram.createSocket(type);
+      s.send('hello', udpPort, host, (err) => { s.close(); err ? reject(err) : resolve('ok'); });
+    });
+    (async () => {
+      await attempt('tcp_loopback', () => connect({ port: tcpPort, host: '127.0.0.1' }));
+      await attempt('tcp_name', () => connect({ port: tcpPort, host: 'localhost' }));
+      await attempt('http_get', () => new Promise((resolve, reject) => http.get('http://127.0.0.1:' + tcpPort + '/', (res) => { res.resume(); resolve('ok'); }).on('error', reject)));
+      await attempt('fetch', async () => { await (await fetch('http://127.0.0.1:' + tcpPort + '/')).text(); return 'ok'; });
+      if (v6) await attempt('tcp_v6_loopback', () => connect({ port: tcpPort, host: '::1' }));
+      if (v6) await attempt('tcp_v4_mapped', () => connect({ port: tcpPort, host: '::ffff:127.0.0.1' }));
+      await attempt('unix_socket', () => connect({ path: unixPath }));
+      await attempt('udp_send', () => udpSend('udp4', '127.0.0.1'));
+      await attempt('udp_connect', () => new Promise((resolve, reject) => {
+        const s = dgram.createSocket('udp4');
+        s.on('error', (err) => { s.close(); reject(err); });
+        s.connect(udpPort, '127.0.0.1', (refused) => {
+          if (refused) return s.emit('error', refused);
+          s.send('connected', (err) => { s.close(); err ? reject(err) : resolve('ok'); });
+        });
+      }));
+      // dgram's udp6 handles assign connect6/send6 over their own connect/send: the wall must leave that possible.
+      if (v6) await attempt('udp6_send', () => udpSend('udp6', '::1'));
+      // A public address (TEST-NET would be refused as reserved): the wall lets the attempt through, whatever the
+      // network then says; only the wall's own count tells.
+      const before = refusals;
+      await attempt('public', () => new Promise((resolve) => {
+        const s = net.connect({ port: 9, host: '1.1.1.1' });
+        s.on('error', () => resolve('tried'));
+        setTimeout(() => { s.destroy(); resolve('tried'); }, 200);
+      }));
+      results.public_refused = String(refusals > before);
+      parentPort.postMessage({ results, refusals });
+    })();
+  `;
+  return new Promise((resolve, reject) => {
+    const thread = new Worker(code, { eval: true, workerData: { policy, ...targets } });
+    thread.once('message', (m: Outcome) => {
+      resolve(m);
+      void thread.terminate();
+    });
+    thread.once('error', reject);
+  });
+}
+
+let tcp: net.Server;
+let unix: net.Server;
+let udp: dgram.Socket;
+let targets: Targets;
+const udpReceived: string[] = [];
+const open = new Set<net.Socket>();
+
+beforeAll(async () => {
+  // Dual-stack where the host has IPv6 (loopback ::1 and IPv4-mapped addresses reach it too).
+  const listen = (server: net.Server, opts: net.ListenOptions) => new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts, () => resolve());
+  });
+  const respond = (s: net.Socket) => {
+    // Clients close as soon as they connected: a reset here is theirs.
+    open.add(s.on('close', () => open.delete(s)).on('error', () => undefined));
+    s.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok');
+  };
+  tcp = net.createServer(respond);
+  let v6 = true;
+  await listen(tcp, { port: 0, host: '::', ipv6Only: false }).catch(async () => {
+    v6 = false;
+    tcp = net.createServer(respond);
+    await listen(tcp, { port: 0, host: '127.0.0.1' });
+  });
+  const unixPath = `\0atoll-egress-test-${process.pid}`;
+  unix = net.createServer((s) => s.on('error', () => undefined).end());
+  await listen(unix, { path: unixPath });
+  udp = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: false });
+  udp.on('message', (m) => udpReceived.push(String(m)));
+  await new Promise<void>((resolve) => udp.bind(0, v6 ? '::' : '127.0.0.1', resolve));
+  targets = { tcpPort: (tcp.address() as net.AddressInfo).port, v6, unixPath, udpPort: udp.address().port };
+});
+afterAll(async () => {
+  for (const s of open) s.destroy();
+  await Promise.all([new Promise((r) => tcp.close(r)), new Promise((r) => unix.close(r))]);
+  udp.close();
+});
+
+const LOCAL = ['tcp_loopback', 'tcp_name', 'http_get', 'fetch', 'tcp_v6_loopback', 'tcp_v4_mapped', 'unix_socket', 'udp_send', 'udp_connect', 'udp6_send'];
+
+test('without the wall every local way in works (so each refusal below is the wall\'s)', async () => {
+  const { results } = await attemptsIn(null, targets);
+  for (const name of LOCAL.filter((n) => n in results)) expect([name, results[name]]).toEqual([name, 'ok']);
+  expect(udpReceived).toEqual(expect.arrayContaining(['hello', 'connected']));
+});
+
+test('AGENT_EGRESS=public: loopback, IPv6, IPv4-mapped, unix sockets and UDP refused with EACCES, a public address let through', async () => {
+  const { results, refusals } = await attemptsIn({ mode: 'public', allow: [] }, targets);
+  const tried = LOCAL.filter((n) => n in results && n !== 'udp6_send');
+  expect(tried.length).toBeGreaterThanOrEqual(8);
+  for (const name of tried) expect([name, results[name]]).toEqual([name, 'EACCES']);
+  if (targets.v6) expect(results.udp6_send).toBe('EACCES');
+  expect(results.public_refused).toBe('false');
+  expect(refusals).toBeGreaterThanOrEqual(tried.length);
+});
+
+test('AGENT_EGRESS_ALLOW lets its subnet through and nothing else; none refuses public addresses too', async () => {
+  const allowed = await attemptsIn({ mode: 'public', allow: ['127.0.0.0/8'] }, targets);
+  for (const name of ['tcp_loopback', 'http_get', 'fetch', 'udp_send', 'udp_connect']) expect([name, allowed.results[name]]).toEqual([name, 'ok']);
+  // Mapped IPv4 is judged as the IPv4 address it carries; ::1 is not in 127.0.0.0/8.
+  if (targets.v6) expect([allowed.results.tcp_v4_mapped, allowed.results.tcp_v6_loopback]).toEqual(['ok', 'EACCES']);
+  expect(allowed.results.unix_socket).toBe('EACCES');
+  const none = await attemptsIn({ mode: 'none', allow: [] }, targets);
+  expect([none.results.tcp_loopback, none.results.public_refused]).toEqual(['EACCES', 'true']);
+});
+
+test('the address rules: only public unicast under public, the allow list by subnet, anything unparsable refused', () => {
+  const pub = egressAllows({ mode: 'public', allow: [] });
+  for (const a of ['8.8.8.8', '1.1.1.1', '2606:4700:4700::1111', '::ffff:8.8.8.8']) expect([a, pub(a)]).toEqual([a, true]);
+  const refused = [
+    '127.0.0.1', '127.1.2.3', '0.0.0.0', '10.1.2.3', '172.16.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1',
+    '224.0.0.1', '255.255.255.255', '192.0.2.1', '::1', '::', 'fe80::1', 'fd00::1', 'fc00::1', '::ffff:127.0.0.1',
+    '::ffff:169.254.169.254', '64:ff9b::a9fe:a9fe', '2002:a9fe:a9fe::1', 'ff02::1', '0x7f.1', '10.1', '', 'localhost', '/var/run/docker.sock', undefined, 42,
+  ];
+  for (const a of refused) expect([a, pub(a)]).toEqual([a, false]);
+  const allowList = egressAllows({ mode: 'public', allow: ['10.0.5.0/24', 'fd00:1::/64'] });
+  expect(['10.0.5.7', '10.0.6.1', 'fd00:1::9', 'fd00:2::9', '8.8.8.8'].map(allowList)).toEqual([true, false, true, false, true]);
+  const none = egressAllows({ mode: 'none', allow: ['10.0.5.0/24'] });
+  expect(['10.0.5.7', '8.8.8.8', '127.0.0.1'].map(none)).toEqual([true, false, false]);
+  expect(['127.0.0.1', '/any/path'].map(egressAllows({ mode: 'any', allow: [] }))).toEqual([true, true]);
+});
