@@ -119,13 +119,14 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   expect(got.scratch_was_empty).toEqual({ ok: true, value: 'left by mallory' });
 
   // The host's own network (AGENT_EGRESS=public): the front's API, PostgreSQL, Redis, the metadata service, a unix
-  // socket and UDP, refused by the egress wall at once, whatever name or form the address takes; the unix socket's
-  // server saw no one.
+  // socket and UDP, refused by the egress wall at once, whatever name or form the address takes and whatever shared
+  // module the agent patched; the unix socket's server saw no one; a loopback DNS server is refused where it is set.
   const egress = Object.keys(got).filter((k) => k.startsWith('egress_') && !k.startsWith('egress_own_'));
-  expect(egress).toHaveLength(8);
+  expect(egress).toHaveLength(9);
   for (const name of egress) expect([name, got[name].ok, got[name].code]).toEqual([name, false, 'EACCES']);
   expect(unixConnections).toBe(0);
   expect(got.egress_own_udp6).toEqual({ ok: true, value: 'bound' });
+  expect([got.dns_server_loopback.ok, got.dns_server_loopback.code]).toEqual([false, 'ERR_ACCESS_DENIED']);
 
   // The cell's descriptors (its channel to the front, the log): every way to use one the thread did not open is
   // refused by the descriptor wall itself, not by an accident of the descriptor's type.

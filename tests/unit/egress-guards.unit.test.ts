@@ -9,7 +9,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { AgentEgress } from '../../protocol/cell-messages';
-import { egressAllows } from '../../workers/worker/egress-guards';
+import ipaddr from 'ipaddr.js';
+import { addressBytes, egressAllows } from '../../workers/worker/egress-guards';
 
 const GUARDS = path.join(__dirname, '../../workers/worker/egress-guards.js');
 const HANDLES = path.join(__dirname, '../../workers/worker/socket-handles.js');
@@ -29,7 +30,8 @@ function attemptsIn(policy: AgentEgress | null, targets: Targets): Promise<Outco
     const { policy, tcpPort, v6, unixPath, udpPort } = workerData;
     const net = require('node:net'), dgram = require('node:dgram'), http = require('node:http');
     let refusals = 0;
-    if (policy) require(${JSON.stringify(GUARDS)}).guardEgress(policy, () => refusals++, require(${JSON.stringify(HANDLES)}).socketHandles({ net, dgram }));
+    const dns = require('node:dns');
+    if (policy) require(${JSON.stringify(GUARDS)}).guardEgress(policy, () => refusals++, require(${JSON.stringify(HANDLES)}).socketHandles({ net, dgram, dns }));
     const results = {};
     const attempt = async (name, fn) => {
       try { results[name] = String(await fn()); } catch (err) { results[name] = err?.cause?.code || err?.code || String(err); }
@@ -61,6 +63,33 @@ function attemptsIn(policy: AgentEgress | null, targets: Targets): Promise<Outco
       }));
       // dgram's udp6 handles assign connect6/send6 over their own connect/send: the wall must leave that possible.
       if (v6) await attempt('udp6_send', () => udpSend('udp6', '::1'));
+      // c-ares makes sockets of its own: a loopback "DNS server" would receive a query whose name the agent chose.
+      await attempt('dns_server', () => new Promise((resolve, reject) => {
+        const resolver = new dns.Resolver({ timeout: 200, tries: 1 });
+        resolver.setServers(['127.0.0.1:' + udpPort]);
+        resolver.resolve4('query-from-the-thread.example', () => resolve('ok'));
+      }));
+      await attempt('dns_server_native', () => new Promise((resolve) => {
+        const resolver = new dns.Resolver({ timeout: 200, tries: 1 });
+        resolver._handle.setServers([[4, '127.0.0.1', udpPort]]);
+        resolver.resolve4('native-query-from-the-thread.example', () => resolve('ok'));
+      }));
+      await attempt('dns_public_server', () => { new dns.Resolver().setServers(['1.1.1.1', '[2606:4700:4700::1111]:53']); return 'ok'; });
+      // Everything the check could lean on, replaced (an attacker's-eye review turned an earlier check off by
+      // patching the shared ipaddr package): the check must not notice.
+      await attempt('tampered', () => {
+        const ipaddr = require('ipaddr.js');
+        ipaddr.IPv4.prototype.range = ipaddr.IPv6.prototype.range = () => 'unicast';
+        ipaddr.isValid = () => true;
+        ipaddr.process = () => ipaddr.parse('8.8.8.8');
+        net.isIP = () => 4;
+        Reflect.apply = () => 0;
+        // This thread has no lockdown: JavaScript's built-ins are fair game too.
+        Array.prototype.some = () => true;
+        Array.isArray = () => true;
+        globalThis.Uint8Array = class extends Uint16Array {};
+        return connect({ port: tcpPort, host: '127.0.0.1' });
+      });
       // A public address (TEST-NET would be refused as reserved): the wall lets the attempt through, whatever the
       // network then says; only the wall's own count tells.
       const before = refusals;
@@ -122,19 +151,28 @@ afterAll(async () => {
   udp.close();
 });
 
-const LOCAL = ['tcp_loopback', 'tcp_name', 'http_get', 'fetch', 'tcp_v6_loopback', 'tcp_v4_mapped', 'unix_socket', 'udp_send', 'udp_connect', 'udp6_send'];
+const LOCAL = ['tcp_loopback', 'tcp_name', 'http_get', 'fetch', 'tcp_v6_loopback', 'tcp_v4_mapped', 'unix_socket', 'udp_send', 'udp_connect', 'udp6_send', 'dns_server', 'dns_server_native', 'tampered'];
+/** The names the c-ares queries carry: only the unwalled thread's may arrive. */
+const DNS_NAMES = /query-from-the-thread/;
 
 test('without the wall every local way in works (so each refusal below is the wall\'s)', async () => {
   const { results } = await attemptsIn(null, targets);
   for (const name of LOCAL.filter((n) => n in results)) expect([name, results[name]]).toEqual([name, 'ok']);
   expect(udpReceived).toEqual(expect.arrayContaining(['hello', 'connected']));
+  expect(udpReceived.filter((m) => DNS_NAMES.test(m))).toHaveLength(2);
+  expect(results.dns_public_server).toBe('ok');
 });
 
 test('AGENT_EGRESS=public: loopback, IPv6, IPv4-mapped, unix sockets and UDP refused with EACCES, a public address let through', async () => {
+  const before = udpReceived.length;
   const { results, refusals } = await attemptsIn({ mode: 'public', allow: [] }, targets);
-  const tried = LOCAL.filter((n) => n in results && n !== 'udp6_send');
-  expect(tried.length).toBeGreaterThanOrEqual(8);
+  const tried = LOCAL.filter((n) => n in results && !['udp6_send', 'dns_server', 'dns_server_native'].includes(n));
+  expect(tried.length).toBeGreaterThanOrEqual(9);
   for (const name of tried) expect([name, results[name]]).toEqual([name, 'EACCES']);
+  // A DNS server list with a loopback server is refused outright; nothing reached the UDP port.
+  expect([results.dns_server, results.dns_server_native, results.dns_public_server]).toEqual(['ERR_ACCESS_DENIED', 'ERR_ACCESS_DENIED', 'ok']);
+  await new Promise((r) => setTimeout(r, 300));
+  expect(udpReceived.slice(before)).toEqual([]);
   if (targets.v6) expect(results.udp6_send).toBe('EACCES');
   expect(results.public_refused).toBe('false');
   expect(refusals).toBeGreaterThanOrEqual(tried.length);
@@ -151,7 +189,7 @@ test('AGENT_EGRESS_ALLOW lets its subnet through and nothing else; none refuses 
 });
 
 test('the address rules: only public unicast under public, the allow list by subnet, anything unparsable refused', () => {
-  const pub = egressAllows({ mode: 'public', allow: [] });
+  const pub = egressAllows({ mode: 'public', allow: [] }, []);
   for (const a of ['8.8.8.8', '1.1.1.1', '2606:4700:4700::1111', '::ffff:8.8.8.8']) expect([a, pub(a)]).toEqual([a, true]);
   const refused = [
     '127.0.0.1', '127.1.2.3', '0.0.0.0', '10.1.2.3', '172.16.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1',
@@ -159,9 +197,32 @@ test('the address rules: only public unicast under public, the allow list by sub
     '::ffff:169.254.169.254', '64:ff9b::a9fe:a9fe', '2002:a9fe:a9fe::1', 'ff02::1', '0x7f.1', '10.1', '', 'localhost', '/var/run/docker.sock', undefined, 42,
   ];
   for (const a of refused) expect([a, pub(a)]).toEqual([a, false]);
+  // IPv4-compatible forms of loopback, and the host's own addresses even when public.
+  for (const a of ['::127.0.0.1', '::7f00:1', '0:0:0:0:0:ffff:7f00:1', '::ffff:0:127.0.0.1', 'fe80::1%lo']) expect([a, pub(a)]).toEqual([a, false]);
+  const onHost = egressAllows({ mode: 'public', allow: [] }, ['203.0.114.7', '2a01:4f8::7']);
+  expect(['203.0.114.7', '::ffff:203.0.114.7', '2a01:4f8::7', '203.0.114.8'].map(onHost)).toEqual([false, false, false, true]);
   const allowList = egressAllows({ mode: 'public', allow: ['10.0.5.0/24', 'fd00:1::/64'] });
   expect(['10.0.5.7', '10.0.6.1', 'fd00:1::9', 'fd00:2::9', '8.8.8.8'].map(allowList)).toEqual([true, false, true, false, true]);
   const none = egressAllows({ mode: 'none', allow: ['10.0.5.0/24'] });
   expect(['10.0.5.7', '8.8.8.8', '127.0.0.1'].map(none)).toEqual([true, false, false]);
   expect(['127.0.0.1', '/any/path'].map(egressAllows({ mode: 'any', allow: [] }))).toEqual([true, true]);
+});
+
+test('addresses are read into the same bytes as the ipaddr package reads them, in every textual form', () => {
+  const forms: string[] = ['0.0.0.0', '255.255.255.255', '8.8.8.8', '::', '::1', '1::', '1::2', 'fe80::1%eth0', '::ffff:1.2.3.4', '64:ff9b::1.2.3.4', '1:2:3:4:5:6:7:8', '1:2:3:4:5:6:1.2.3.4', '::2:3:4:5:6:7:8', '1:2:3:4:5:6:7::', 'ABCD:ef01::FfFf'];
+  // Random addresses, each written with the longest zero run compressed and in full.
+  let seed = 7;
+  const next = () => (seed = (seed * 48271) % 2147483647);
+  for (let n = 0; n < 300; n++) {
+    const parts = Array.from({ length: 8 }, () => (next() % 3 === 0 ? 0 : next() % 65536));
+    const ip = new ipaddr.IPv6(parts);
+    forms.push(ip.toString(), ip.toNormalizedString());
+    forms.push(new ipaddr.IPv4(Array.from({ length: 4 }, () => next() % 256)).toString());
+  }
+  for (const form of forms) {
+    const expected = ipaddr.parse(form.split('%')[0]!);
+    const bytes = expected.kind() === 'ipv4' ? (expected as ipaddr.IPv4).toIPv4MappedAddress().toByteArray() : expected.toByteArray();
+    expect([form, Array.from(addressBytes(form) ?? [])]).toEqual([form, bytes]);
+  }
+  for (const bad of ['1.2.3', '01.2.3.4', '1.2.3.256', '1:2:3:4:5:6:7:8:9', '1::2::3', 'g::1', '', 'localhost']) expect([bad, addressBytes(bad)]).toEqual([bad, null]);
 });

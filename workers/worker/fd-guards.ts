@@ -18,6 +18,7 @@
  * Attacks that found these: an attacker's-eye review, each shown with a throwaway harness (README, threat model).
  */
 import dgram from 'node:dgram';
+import dns from 'node:dns';
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import net from 'node:net';
@@ -142,7 +143,8 @@ export function guardDescriptors(onRefused: () => void, modules: DescriptorModul
   });
 
   // Sockets, servers and UDP sockets made from a raw descriptor all go through their handle's `open(fd)`.
-  for (const proto of Object.values(socketHandles(modules))) {
+  const { tcp, pipe, udp } = socketHandles({ net: modules.net, dgram: modules.dgram, dns });
+  for (const proto of [tcp, pipe, udp]) {
     const name = (proto as { constructor?: { name?: string } }).constructor?.name ?? 'handle';
     pin(proto, 'open', (fd: unknown) => refuse(`${name}.open(${String(fd)})`));
   }

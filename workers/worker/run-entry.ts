@@ -5,6 +5,7 @@
  * agent runs against unguarded or unfrozen objects.
  */
 import dgram from 'node:dgram';
+import dns from 'node:dns';
 import net from 'node:net';
 import { isMainThread, threadId, workerData } from 'node:worker_threads';
 import { deepFreeze } from '../../protocol/deep-freeze.js';
@@ -44,7 +45,7 @@ export default (async () => {
     guardHost((wall) => refused.add(wall));
     // The worker's own log keeps the one writer to fd 1 taken before the wall.
     const writeLog = guardDescriptors(() => refused.add('fd'));
-    guardEgress(config.agentEgress, () => refused.add('egress'), socketHandles({ net, dgram }));
+    guardEgress(config.agentEgress, () => refused.add('egress'), socketHandles({ net, dgram, dns }));
     const frozen = config.workerLockdown ? freezeShared() : null;
     // Required only now, after the freeze (an import would be hoisted above it).
     const { startWorker } = require('./worker-main.js') as typeof import('./worker-main.js');

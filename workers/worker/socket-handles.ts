@@ -1,19 +1,22 @@
 /**
- * The native handle classes every socket of a thread goes through: TCP, Pipe (Unix sockets) and UDP. Their classes
+ * The native handle classes every socket of a thread goes through: TCP, Pipe (Unix sockets) and UDP, and the DNS
+ * resolver's channel (c-ares, which makes sockets of its own to the servers it is given). Their classes
  * are not exported (and `process.binding` is refused under the permission model), so their prototypes are found
  * from throwaway sockets. The descriptor wall (fd-guards.ts) and the egress wall (egress-guards.ts) replace their
  * members; each handle a thread makes later has these prototypes.
  */
 import type dgram from 'node:dgram';
+import type dns from 'node:dns';
 import type net from 'node:net';
 
 export interface SocketHandles {
   readonly tcp: object;
   readonly pipe: object;
   readonly udp: object;
+  readonly resolver: object;
 }
 
-export function socketHandles(modules: { net: typeof net; dgram: typeof dgram }): SocketHandles {
+export function socketHandles(modules: { net: typeof net; dgram: typeof dgram; dns: typeof dns }): SocketHandles {
   const found: object[] = [];
   // A connect creates the socket's handle at once; nothing is listening on port 0 or at an empty abstract path.
   for (const target of [{ port: 0, host: '127.0.0.1' }, { path: '\0atoll-socket-handles' }]) {
@@ -30,11 +33,13 @@ export function socketHandles(modules: { net: typeof net; dgram: typeof dgram })
     if (handle && typeof handle === 'object') found.push(Object.getPrototypeOf(handle) as object);
   }
   udp.close();
+  const channel = (new modules.dns.Resolver() as unknown as { _handle?: object })._handle;
+  const resolver = channel ? (Object.getPrototypeOf(channel) as object) : undefined;
   const [tcp, pipe, udpProto] = found;
   const has = (proto: object | undefined, ...names: string[]) => proto !== undefined && names.every((n) => typeof (proto as Record<string, unknown>)[n] === 'function');
-  if (found.length !== 3 || !has(tcp, 'open', 'connect', 'connect6') || !has(pipe, 'open', 'connect') || !has(udpProto, 'open', 'connect', 'connect6', 'send', 'send6')) {
+  if (found.length !== 3 || !has(tcp, 'open', 'connect', 'connect6') || !has(pipe, 'open', 'connect') || !has(udpProto, 'open', 'connect', 'connect6', 'send', 'send6') || !has(resolver, 'setServers')) {
     // Fail closed: a worker whose walls could not be built must not run agent code.
-    throw new Error('the socket walls could not find the TCP, Pipe and UDP handle classes on this Node version');
+    throw new Error('the socket walls could not find the TCP, Pipe, UDP and DNS channel classes on this Node version');
   }
-  return { tcp: tcp!, pipe: pipe!, udp: udpProto! };
+  return { tcp: tcp!, pipe: pipe!, udp: udpProto!, resolver: resolver! };
 }
