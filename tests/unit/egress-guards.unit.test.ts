@@ -52,6 +52,10 @@ function attemptsIn(policy: AgentEgress | null, targets: Targets): Promise<Outco
       if (v6) await attempt('tcp_v6_loopback', () => connect({ port: tcpPort, host: '::1' }));
       if (v6) await attempt('tcp_v4_mapped', () => connect({ port: tcpPort, host: '::ffff:127.0.0.1' }));
       await attempt('unix_socket', () => connect({ path: unixPath }));
+      // A unix socket path that reads like a public address (the cell's folder is writable: one could be made there).
+      await attempt('unix_public_name', () => connect({ path: '8.8.8.8' }));
+      // libuv reads only 39 characters before a zone: this is 127.0.0.1 to the kernel, 127.0.0.10 to a naive check.
+      if (v6) await attempt('zone_truncated', () => connect({ port: tcpPort, host: '0000:0000:0000:0000:0000:ffff:127.0.0.10%lo' }));
       await attempt('udp_send', () => udpSend('udp4', '127.0.0.1'));
       await attempt('udp_connect', () => new Promise((resolve, reject) => {
         const s = dgram.createSocket('udp4');
@@ -75,6 +79,18 @@ function attemptsIn(policy: AgentEgress | null, targets: Targets): Promise<Outco
         resolver.resolve4('native-query-from-the-thread.example', () => resolve('ok'));
       }));
       await attempt('dns_public_server', () => { new dns.Resolver().setServers(['1.1.1.1', '[2606:4700:4700::1111]:53']); return 'ok'; });
+      // A setter on Array.prototype would leave a hole in a checked copy that the native side reads through the
+      // prototype (this thread has no lockdown).
+      await attempt('dns_prototype_hole', () => {
+        const resolver = new dns.Resolver({ timeout: 200, tries: 1 });
+        Object.defineProperty(Array.prototype, '0', { configurable: true, set() {}, get() { return [4, '127.0.0.1', udpPort]; } });
+        try {
+          resolver._handle.setServers([[4, '8.8.8.8', 53]]);
+        } finally {
+          delete Array.prototype[0];
+        }
+        return resolver.getServers().join(',');
+      });
       // Everything the check could lean on, replaced (an attacker's-eye review turned an earlier check off by
       // patching the shared ipaddr package): the check must not notice.
       await attempt('tampered', () => {
@@ -151,7 +167,7 @@ afterAll(async () => {
   udp.close();
 });
 
-const LOCAL = ['tcp_loopback', 'tcp_name', 'http_get', 'fetch', 'tcp_v6_loopback', 'tcp_v4_mapped', 'unix_socket', 'udp_send', 'udp_connect', 'udp6_send', 'dns_server', 'dns_server_native', 'tampered'];
+const LOCAL = ['tcp_loopback', 'tcp_name', 'http_get', 'fetch', 'tcp_v6_loopback', 'tcp_v4_mapped', 'zone_truncated', 'unix_socket', 'udp_send', 'udp_connect', 'udp6_send', 'dns_server', 'dns_server_native', 'tampered'];
 /** The names the c-ares queries carry: only the unwalled thread's may arrive. */
 const DNS_NAMES = /query-from-the-thread/;
 
@@ -161,6 +177,7 @@ test('without the wall every local way in works (so each refusal below is the wa
   expect(udpReceived).toEqual(expect.arrayContaining(['hello', 'connected']));
   expect(udpReceived.filter((m) => DNS_NAMES.test(m))).toHaveLength(2);
   expect(results.dns_public_server).toBe('ok');
+  expect(results.unix_public_name).toBe('ENOENT');
 });
 
 test('AGENT_EGRESS=public: loopback, IPv6, IPv4-mapped, unix sockets and UDP refused with EACCES, a public address let through', async () => {
@@ -171,6 +188,8 @@ test('AGENT_EGRESS=public: loopback, IPv6, IPv4-mapped, unix sockets and UDP ref
   for (const name of tried) expect([name, results[name]]).toEqual([name, 'EACCES']);
   // A DNS server list with a loopback server is refused outright; nothing reached the UDP port.
   expect([results.dns_server, results.dns_server_native, results.dns_public_server]).toEqual(['ERR_ACCESS_DENIED', 'ERR_ACCESS_DENIED', 'ok']);
+  expect(results.dns_prototype_hole).toBe('8.8.8.8');
+  expect(results.unix_public_name).toBe('EACCES');
   await new Promise((r) => setTimeout(r, 300));
   expect(udpReceived.slice(before)).toEqual([]);
   if (targets.v6) expect(results.udp6_send).toBe('EACCES');
@@ -186,6 +205,8 @@ test('AGENT_EGRESS_ALLOW lets its subnet through and nothing else; none refuses 
   expect(allowed.results.unix_socket).toBe('EACCES');
   const none = await attemptsIn({ mode: 'none', allow: [] }, targets);
   expect([none.results.tcp_loopback, none.results.public_refused]).toEqual(['EACCES', 'true']);
+  // One address allowed: a zoned form of it that the kernel reads as another address is not.
+  if (targets.v6) expect((await attemptsIn({ mode: 'none', allow: ['127.0.0.10/32'] }, targets)).results.zone_truncated).toBe('EACCES');
 });
 
 test('the address rules: only public unicast under public, the allow list by subnet, anything unparsable refused', () => {
@@ -198,7 +219,7 @@ test('the address rules: only public unicast under public, the allow list by sub
   ];
   for (const a of refused) expect([a, pub(a)]).toEqual([a, false]);
   // IPv4-compatible forms of loopback, and the host's own addresses even when public.
-  for (const a of ['::127.0.0.1', '::7f00:1', '0:0:0:0:0:ffff:7f00:1', '::ffff:0:127.0.0.1', 'fe80::1%lo']) expect([a, pub(a)]).toEqual([a, false]);
+  for (const a of ['::127.0.0.1', '::7f00:1', '0:0:0:0:0:ffff:7f00:1', '::ffff:0:127.0.0.1', 'fe80::1%lo', '2606:4700::1111%eth0']) expect([a, pub(a)]).toEqual([a, false]);
   const onHost = egressAllows({ mode: 'public', allow: [] }, ['203.0.114.7', '2a01:4f8::7']);
   expect(['203.0.114.7', '::ffff:203.0.114.7', '2a01:4f8::7', '203.0.114.8'].map(onHost)).toEqual([false, false, false, true]);
   const allowList = egressAllows({ mode: 'public', allow: ['10.0.5.0/24', 'fd00:1::/64'] });
@@ -209,7 +230,7 @@ test('the address rules: only public unicast under public, the allow list by sub
 });
 
 test('addresses are read into the same bytes as the ipaddr package reads them, in every textual form', () => {
-  const forms: string[] = ['0.0.0.0', '255.255.255.255', '8.8.8.8', '::', '::1', '1::', '1::2', 'fe80::1%eth0', '::ffff:1.2.3.4', '64:ff9b::1.2.3.4', '1:2:3:4:5:6:7:8', '1:2:3:4:5:6:1.2.3.4', '::2:3:4:5:6:7:8', '1:2:3:4:5:6:7::', 'ABCD:ef01::FfFf'];
+  const forms: string[] = ['0.0.0.0', '255.255.255.255', '8.8.8.8', '::', '::1', '1::', '1::2', '::ffff:1.2.3.4', '64:ff9b::1.2.3.4', '1:2:3:4:5:6:7:8', '1:2:3:4:5:6:1.2.3.4', '::2:3:4:5:6:7:8', '1:2:3:4:5:6:7::', 'ABCD:ef01::FfFf'];
   // Random addresses, each written with the longest zero run compressed and in full.
   let seed = 7;
   const next = () => (seed = (seed * 48271) % 2147483647);
@@ -224,5 +245,7 @@ test('addresses are read into the same bytes as the ipaddr package reads them, i
     const bytes = expected.kind() === 'ipv4' ? (expected as ipaddr.IPv4).toIPv4MappedAddress().toByteArray() : expected.toByteArray();
     expect([form, Array.from(addressBytes(form) ?? [])]).toEqual([form, bytes]);
   }
-  for (const bad of ['1.2.3', '01.2.3.4', '1.2.3.256', '1:2:3:4:5:6:7:8:9', '1::2::3', 'g::1', '', 'localhost']) expect([bad, addressBytes(bad)]).toEqual([bad, null]);
+  // Zones are refused (libuv reads 39 characters before one); so is anything inet_pton would not read the same way.
+  const bad = ['1.2.3', '01.2.3.4', '1.2.3.256', '1:2:3:4:5:6:7:8:9', '1::2::3', 'g::1', '', 'localhost', 'fe80::1%eth0', '::1%lo', '0000:0000:0000:0000:0000:ffff:127.0.0.10%lo', '00001::', ':1::', '1.2.3.4 '];
+  for (const form of bad) expect([form, addressBytes(form)]).toEqual([form, null]);
 });

@@ -36,6 +36,7 @@ const UV_EACCES = -os.constants.errno.EACCES;
 const isIP = net.isIP;
 const apply = Reflect.apply;
 const isArray = Array.isArray;
+const define = Reflect.defineProperty;
 const Bytes = Uint8Array;
 const Words = Uint16Array;
 const codeAt = Function.prototype.call.bind(String.prototype.charCodeAt) as (s: string, i: number) => number;
@@ -98,12 +99,14 @@ function readIPv4(s: string, from: number, to: number, out: Uint8Array, at: numb
   for (let i = from; i <= to; i++) {
     const c = i === to ? 46 : codeAt(s, i);
     if (c === 46) {
-      if (digits === 0 || value > 255 || part > 3) return false;
+      if (digits === 0 || digits > 3 || value > 255 || part > 3) return false;
       out[at + part] = value;
       part++;
       value = 0;
       digits = 0;
     } else if (c >= 48 && c <= 57) {
+      // No leading zero (inet_pton reads none; "010" is not 10 everywhere).
+      if (digits === 1 && value === 0) return false;
       value = value * 10 + (c - 48);
       digits++;
     } else {
@@ -123,13 +126,11 @@ export function addressBytes(s: string): Uint8Array | null {
     return readIPv4(s, 0, s.length, out, 12) ? out : null;
   }
   if (family !== 6) return null;
-  let end = s.length;
-  for (let i = 0; i < s.length; i++) {
-    if (codeAt(s, i) === 37) {
-      end = i;
-      break;
-    }
-  }
+  // A zone (`%eth0`) is refused: zones belong to link-local addresses, refused anyway, and libuv reads only the
+  // first 39 characters before one (an attacker's-eye review: `0000:…:ffff:1.2.3.40%x` was checked as 1.2.3.40
+  // and connected to 1.2.3.4).
+  const end = s.length;
+  for (let i = 0; i < end; i++) if (codeAt(s, i) === 37) return null;
   const groups = new Words(8);
   let count = 0;
   let gap = -1;
@@ -150,7 +151,7 @@ export function addressBytes(s: string): Uint8Array | null {
         break;
       }
       const h = hexValue(c);
-      if (h < 0) return null;
+      if (h < 0 || j - i >= 4) return null;
       value = value * 16 + h;
       j++;
     }
@@ -161,7 +162,8 @@ export function addressBytes(s: string): Uint8Array | null {
       groups[count++] = tail[2]! * 256 + tail[3]!;
       break;
     }
-    if (count > 7 || value > 0xffff) return null;
+    // As strict as inet_pton on its own, whatever net.isIP said: 1 to 4 hex digits a group.
+    if (count > 7 || j === i) return null;
     groups[count++] = value;
     if (j >= end) break;
     if (j + 1 < end && codeAt(s, j + 1) === 58) {
@@ -226,12 +228,11 @@ export function guardEgress(policy: AgentEgress, onRefused: () => void, handles:
   // `connect6`/`send6` to their own `connect`/`send` (an assignment a read-only prototype member would refuse);
   // whatever code assigns there can only call the guarded functions. The address checked is a primitive string,
   // the very value the native function reads.
-  const guard = (proto: object, name: string, addressOf: (args: unknown[]) => unknown) => {
+  const guard = (proto: object, name: string, permitted: (args: unknown[]) => boolean) => {
     const original = (proto as Record<string, (...args: unknown[]) => unknown>)[name]!;
     Object.defineProperty(proto, name, {
       value: function guardedConnect(this: object, ...args: unknown[]) {
-        const address = addressOf(args);
-        if (address !== undefined && !allows(address)) {
+        if (!permitted(args)) {
           onRefused();
           return UV_EACCES;
         }
@@ -243,16 +244,16 @@ export function guardEgress(policy: AgentEgress, onRefused: () => void, handles:
     });
   };
   // TCP: connect(req, address, port) and connect6(req, address, port).
-  guard(handles.tcp, 'connect', (args) => args[1]);
-  guard(handles.tcp, 'connect6', (args) => args[1]);
-  // Unix sockets: connect(req, path); a path is never an address.
-  guard(handles.pipe, 'connect', (args) => args[1] ?? '');
+  guard(handles.tcp, 'connect', (args) => allows(args[1]));
+  guard(handles.tcp, 'connect6', (args) => allows(args[1]));
+  // Unix sockets: never (a path named like a public address is still a path).
+  guard(handles.pipe, 'connect', () => false);
   // UDP: connect(address, port); send(req, list, count, port, address, hasCallback) to an unconnected peer, or
   // send(req, list, count, hasCallback) to the connected one (checked at its connect).
-  guard(handles.udp, 'connect', (args) => args[0]);
-  guard(handles.udp, 'connect6', (args) => args[0]);
-  guard(handles.udp, 'send', (args) => (args.length > 4 ? args[4] : undefined));
-  guard(handles.udp, 'send6', (args) => (args.length > 4 ? args[4] : undefined));
+  guard(handles.udp, 'connect', (args) => allows(args[0]));
+  guard(handles.udp, 'connect6', (args) => allows(args[0]));
+  guard(handles.udp, 'send', (args) => args.length <= 4 || allows(args[4]));
+  guard(handles.udp, 'send6', (args) => args.length <= 4 || allows(args[4]));
 
   // c-ares sends its queries (UDP, then TCP for a truncated answer) to its servers from sockets of its own: a
   // server list goes through only if every server is allowed. Copied into fresh arrays of primitives first, so
@@ -271,7 +272,9 @@ export function guardEgress(policy: AgentEgress, onRefused: () => void, handles:
           onRefused();
           throw refusal(`a DNS server at ${String(address)}`);
         }
-        copy[i] = [family, address, port];
+        // Defined, not assigned: an assignment would call a setter agent code put on Array.prototype and leave a
+        // hole the native side reads through the prototype (an attacker's-eye review, without lockdown).
+        define(copy, i, { value: [family, address, port], writable: true, enumerable: true, configurable: true });
       }
       if (length < 0) {
         onRefused();
