@@ -49,6 +49,7 @@ const STORE_BLIND = [
   'trust-proxy', // the client's address behind a proxy, for the front's per-address limits
   'traces', // OpenTelemetry spans of runs
   'ts-agents', // TypeScript agents compiled at start-up, input declarations checked at acceptance
+  'egress', // AGENT_EGRESS_ALLOW reaching the workers
 ].map(file);
 
 module.exports = {

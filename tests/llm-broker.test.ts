@@ -260,10 +260,12 @@ describe('the broker, directly', () => {
       let bytes = 0;
       const entry = { url: req.url ?? '', headers: req.headers, bytes: 0, closedEarly: false };
       seen.push(entry);
+      // At arrival, not at the body's end: a request aborted before its body was read never ends (seen on a busy
+      // machine: a stalled request closed by the run's end stayed "not closed early").
+      res.on('close', () => (entry.closedEarly = !res.writableEnded));
       req.on('data', (c: Buffer) => (bytes += c.length));
       req.on('end', () => {
         entry.bytes = bytes;
-        res.on('close', () => (entry.closedEarly = !res.writableEnded));
         if (req.url === '/v1/redirect') {
           res.writeHead(302, { location: `${other.url}/v1/chat/completions` });
           return res.end();
