@@ -24,7 +24,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import net from 'node:net';
 import tty from 'node:tty';
 import { pin, refusal } from './host-guards.js';
-import { socketHandles } from './socket-handles.js';
+import { socketHandles, type SocketHandles } from './socket-handles.js';
 
 /** Built-ins the wall replaces members of (parameters so a test can hand its own). */
 export interface DescriptorModules {
@@ -74,7 +74,12 @@ function sameExtras(guarded: AnyFunction, original: AnyFunction): AnyFunction {
  * Installs the wall; returns a synchronous writer to this thread's standard output for the worker's own log
  * (taken before the wall, so it is the only code here that writes fd 1).
  */
-export function guardDescriptors(onRefused: () => void, modules: DescriptorModules = { fs, net, dgram, tty, process }): (text: string) => void {
+export function guardDescriptors(
+  onRefused: () => void,
+  modules: DescriptorModules = { fs, net, dgram, tty, process },
+  // The worker finds these once for this wall and the egress wall (run-entry.ts).
+  handles: SocketHandles = socketHandles({ net: modules.net, dgram: modules.dgram, dns }),
+): (text: string) => void {
   const m = modules.fs as unknown as Record<string, AnyFunction>;
   const writeSync = m.writeSync.bind(modules.fs) as typeof fs.writeSync;
   /** Descriptors this thread opened through fs and has not closed. */
@@ -143,8 +148,7 @@ export function guardDescriptors(onRefused: () => void, modules: DescriptorModul
   });
 
   // Sockets, servers and UDP sockets made from a raw descriptor all go through their handle's `open(fd)`.
-  const { tcp, pipe, udp } = socketHandles({ net: modules.net, dgram: modules.dgram, dns });
-  for (const proto of [tcp, pipe, udp]) {
+  for (const proto of [handles.tcp, handles.pipe, handles.udp]) {
     const name = (proto as { constructor?: { name?: string } }).constructor?.name ?? 'handle';
     pin(proto, 'open', (fd: unknown) => refuse(`${name}.open(${String(fd)})`));
   }

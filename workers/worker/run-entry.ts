@@ -44,8 +44,9 @@ export default (async () => {
     const refused = new Set<string>();
     guardHost((wall) => refused.add(wall));
     // The worker's own log keeps the one writer to fd 1 taken before the wall.
-    const writeLog = guardDescriptors(() => refused.add('fd'));
-    guardEgress(config.agentEgress, () => refused.add('egress'), socketHandles({ net, dgram, dns }));
+    const handles = socketHandles({ net, dgram, dns });
+    const writeLog = guardDescriptors(() => refused.add('fd'), undefined, handles);
+    guardEgress(config.agentEgress, () => refused.add('egress'), handles);
     const frozen = config.workerLockdown ? freezeShared() : null;
     // Required only now, after the freeze (an import would be hoisted above it).
     const { startWorker } = require('./worker-main.js') as typeof import('./worker-main.js');
