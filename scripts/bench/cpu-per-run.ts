@@ -11,6 +11,9 @@
  * Redis's processes (the whole server: run it on an otherwise idle one). CPU_BENCH_CLIENTS and CPU_BENCH_INFLIGHT
  * (runs in flight per client, default 2) change the load.
  *
+ * Also per run and process: write system calls (writes_per_run) and the main thread's involuntary context switches
+ * (preempted_per_run).
+ *
  * CPU_BENCH_IDLE_MS=N: afterwards, with the clients still connected and nothing sent, the CPU each process spends
  * per second at rest over N ms (timers, heartbeats, leases: a cost every node pays whatever its share of the load).
  */
@@ -35,6 +38,17 @@ function cpuMs(pid: number): number {
   }
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) * TICK_MS; // utime, stime (fields 14, 15)
+}
+
+/**
+ * Write system calls (the whole process, /proc/<pid>/io) and the main thread's involuntary context switches
+ * (/proc/<pid>/status) so far: each write to a socket may wake its reader, and on a machine with more busy
+ * processes than cores a woken reader takes the writer's core (a switch that costs both processes cache).
+ */
+function wakeCounters(pid: number): { writes: number; preempted: number } {
+  const io = fs.readFileSync(`/proc/${pid}/io`, 'utf8');
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return { writes: Number(/^syscw:\s*(\d+)/m.exec(io)?.[1] ?? NaN), preempted: Number(/^nonvoluntary_ctxt_switches:\s*(\d+)/m.exec(status)?.[1] ?? NaN) };
 }
 
 /** CPU so far of every process named `comm` (postgres, redis-server); one that ended meanwhile counts as 0. */
@@ -139,6 +153,7 @@ async function main() {
     if (died.length > 0) throw new Error(`cells died during the warm-up: ${JSON.stringify(died)}`);
     const pids = target.processes();
     const before = new Map([...pids].map(([k, p]) => [k, cpuMs(p)]));
+    const wakes0 = new Map([...pids].map(([k, p]) => [k, wakeCounters(p)]));
     const services0 = new Map(target.services.map((c) => [c, cpuOfCommand(c)]));
     const retired0 = await retiredWorkers(target.urls);
     const self0 = process.cpuUsage();
@@ -146,9 +161,14 @@ async function main() {
     const self = process.cpuUsage(self0);
     const per: Record<string, number> = {};
     let total = 0;
+    const writes: Record<string, number> = {};
+    const preempted: Record<string, number> = {};
     for (const [k, p] of pids) {
       per[k] = (cpuMs(p) - before.get(k)!) / r.completed;
       total += per[k];
+      const w = wakeCounters(p);
+      writes[k] = Number(((w.writes - wakes0.get(k)!.writes) / r.completed).toFixed(2));
+      preempted[k] = Number(((w.preempted - wakes0.get(k)!.preempted) / r.completed).toFixed(2));
     }
     for (const [c, b] of services0) {
       per[c] = commandDelta(b, cpuOfCommand(c)) / r.completed;
@@ -161,7 +181,7 @@ async function main() {
     const fmt = (n: number) => n.toFixed(3);
     const idle = await idleCpu(target, Number(process.env.CPU_BENCH_IDLE_MS ?? 0));
     console.log(
-      JSON.stringify({ completed: r.completed, failed: r.failed, runs_per_s: r.runs_per_s, ms_per_run: Object.fromEntries(Object.entries(per).map(([k, v]) => [k, Number(fmt(v))])), total: Number(fmt(total)), workers_retired, ...idle }),
+      JSON.stringify({ completed: r.completed, failed: r.failed, runs_per_s: r.runs_per_s, ms_per_run: Object.fromEntries(Object.entries(per).map(([k, v]) => [k, Number(fmt(v))])), total: Number(fmt(total)), writes_per_run: writes, preempted_per_run: preempted, workers_retired, ...idle }),
     );
   } finally {
     clients.close();
