@@ -192,11 +192,12 @@ test('a deliberately wrong migration is caught, each mistake named', async () =>
   replace(init, 'REFERENCES "Run"("id") ON DELETE CASCADE', 'REFERENCES "Run"("id") ON DELETE RESTRICT'); // no cascade
   const correlation = path.join(dir, '20261201000000_correlation_unique', 'migration.sql');
   replace(correlation, 'ON "Run"("userId", "correlationId")', 'ON "Run"("correlationId", "userId")'); // columns out of order
-  replace(correlation, 'CREATE INDEX "Message_runId_idx"', 'CREATE INDEX "Message_run_idx"'); // not Prisma's name
+  const lookups = path.join(dir, '20261207000000_queue_lookups_by_key', 'migration.sql');
+  replace(lookups, 'CREATE INDEX "Message_runId_id_idx"', 'CREATE INDEX "Message_run_idx"'); // not Prisma's name
 
   const client = await migrated(dir);
   expect(differences(expected(MODELS), await actual(client))).toEqual([
-    'Message.indexes.Message_runId_idx: missing',
+    'Message.indexes.Message_runId_id_idx: missing',
     'Message.indexes.Message_run_idx: not in the schema',
     'Run.columns.queuedAt.type: expected "TIMESTAMP(3)", got "TIMESTAMP(3) WITH TIME ZONE"',
     'Run.columns.requestId.nullable: expected false, got true',

@@ -67,7 +67,12 @@ const Q = {
   orphansNode: statement(`INSERT INTO "Node" ("id", "nodeId", "startedAt", "expiresAt") VALUES ($1, 'a single node', ${NOW}, ${NOW} - interval '1 millisecond')`),
   registerNode: statement(`INSERT INTO "Node" ("id", "nodeId", "startedAt", "expiresAt") VALUES ($1, $2, ${NOW}, ${NOW} + $3 * interval '1 millisecond')`),
   renew: statement(`UPDATE "Node" SET "expiresAt" = ${NOW} + $2 * interval '1 millisecond' WHERE "id" = $1 AND "expiresAt" > ${NOW}`),
-  stopsAsked: statement(`SELECT "id" FROM "Run" WHERE "owner" = $1 AND "cancelRequested" AND "status" IN ${ACTIVE}`),
+  // At every renewal: each status by equality on Run("owner", "status"). An IN there could be planned as a scan of
+  // every run the lease ever held (migration 20261207000000_queue_lookups_by_key).
+  stopsAsked: statement(
+    `SELECT "id" FROM "Run" WHERE "owner" = $1 AND "status" = 'queued' AND "cancelRequested" UNION ALL ` +
+      `SELECT "id" FROM "Run" WHERE "owner" = $1 AND "status" = 'running' AND "cancelRequested"`,
+  ),
   requeueOwned: statement(`UPDATE "Run" SET "owner" = NULL, "status" = 'queued' WHERE "owner" = $1 AND "status" IN ${ACTIVE}`),
   deleteNode: statement('DELETE FROM "Node" WHERE "id" = $1'),
   expiredNode: statement(`SELECT "id", "nodeId" FROM "Node" WHERE "expiresAt" <= ${NOW} ORDER BY "expiresAt" LIMIT 1 FOR UPDATE SKIP LOCKED`),
@@ -92,6 +97,9 @@ const Q = {
   release: statement(`UPDATE "Run" SET "owner" = NULL, "status" = 'queued' WHERE "owner" = $1 AND "id" = ANY($2::text[]) AND "status" IN ${ACTIVE}`),
   census: statement(`SELECT (SELECT count(*) FROM "Run" WHERE "status" = 'queued') AS "queued", (SELECT count(*) FROM "Node" WHERE "expiresAt" > ${NOW}) AS "nodes"`),
 };
+
+/** The queue's statements, for tests/postgresql/queue-cost.test.ts, which reads their plans. */
+export const queueStatements = Q;
 
 async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect().catch(asUnavailable);
