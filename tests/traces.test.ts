@@ -68,11 +68,18 @@ function script(req: SeenRequest): Reply {
   return { status: 400, message: 'the fake model refuses this' };
 }
 
-/** A preload for the front that writes, at exit, which OpenTelemetry modules it had loaded. */
+/**
+ * A preload for the front that writes, at exit, which OpenTelemetry modules it had loaded. Its main thread only:
+ * NODE_OPTIONS' preload runs in the front's worker threads too (the WAL checkpointer), whose own exits wrote the same
+ * file at the same moment (a busy machine interleaved the two writes).
+ */
 function moduleProbe(dir: string): { env: Record<string, string>; loaded: () => string[] } {
   const probe = path.join(dir, 'probe.cjs');
   const out = path.join(dir, 'modules.json');
-  fs.writeFileSync(probe, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(Object.keys(require.cache).filter((k) => k.includes('@opentelemetry')))));\n`);
+  fs.writeFileSync(
+    probe,
+    `if (require('worker_threads').isMainThread) process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(Object.keys(require.cache).filter((k) => k.includes('@opentelemetry')))));\n`,
+  );
   return { env: { NODE_OPTIONS: `--require ${probe}` }, loaded: () => JSON.parse(fs.readFileSync(out, 'utf8')) as string[] };
 }
 
