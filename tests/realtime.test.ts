@@ -169,7 +169,8 @@ describe('admission', () => {
       for (const l of lights) await l.c.waitForRun(l.run_id, 20_000);
       const floodEvents = await Promise.all(flood.map((r) => heavy.waitForRun(r.run_id, 30_000)));
       // Order is read from the front's own sequence: its 'run dispatched' log lines, in the order it wrote them.
-      const dispatched = server.logs.filter((l) => l.msg === 'run dispatched').map((l) => l.run_id as string);
+      const dispatchLines = server.logs.filter((l) => l.msg === 'run dispatched').map((l) => ({ id: l.run_id as string, at: Date.parse(l.time as string) }));
+      const dispatched = dispatchLines.map((d) => d.id);
       const heavyIds = flood.map((r) => r.run_id);
       // Per-user FIFO: the heavy user's runs were each dispatched once, exactly in the order they were accepted.
       expect(dispatched.filter((id) => heavyIds.includes(id))).toEqual(heavyIds);
@@ -183,7 +184,6 @@ describe('admission', () => {
       // Round-robin: once a light run is accepted, the heavy user gets at most one turn per user ahead of it before
       // that run is dispatched (counted from the front's log, whatever the machine's speed; a per-user FIFO without
       // turns would dispatch the heavy backlog first: up to 10 here). Ties within a millisecond may count one more.
-      const dispatchLines = server.logs.filter((l) => l.msg === 'run dispatched').map((l) => ({ id: l.run_id as string, at: Date.parse(l.time as string) }));
       const heavyTurnsWhileWaiting = lights.map((l) => {
         const acceptedAt = Date.parse(l.c.runEvents(l.run_id)[0].timestamp);
         const own = dispatchLines.findIndex((d) => d.id === l.run_id);
