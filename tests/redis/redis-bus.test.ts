@@ -79,6 +79,53 @@ test('events reach the other node in the order published; the publishing node\'s
   expect(onB.seen).toEqual([...all, 1]);
 });
 
+test('the PUBLISHes of one event-loop turn leave as one write, each user\'s in the order published', async () => {
+  const onU = recorder();
+  const onV = recorder();
+  await b.bus.subscribe('u', onU.listener);
+  await b.bus.subscribe('v', onV.listener);
+  const stream = a.connections.command.stream;
+  const write = stream.write;
+  let writes = 0;
+  stream.write = function (this: typeof stream, ...args: Parameters<typeof write>) {
+    writes++;
+    return write.apply(this, args);
+  } as typeof write;
+  try {
+    for (let seq = 1; seq <= 50; seq++) {
+      a.bus.publish(event(seq, 'u'));
+      a.bus.publish(event(seq, 'v'));
+    }
+    const all = Array.from({ length: 50 }, (_, i) => i + 1);
+    await onU.when((s) => s.length >= 50);
+    await onV.when((s) => s.length >= 50);
+    expect(onU.seen).toEqual(all);
+    expect(onV.seen).toEqual(all);
+    expect(writes).toBe(1);
+    // The next turn's are a write of their own.
+    a.bus.publish(event(51, 'u'));
+    await onU.when((s) => s.length >= 51);
+    expect(writes).toBe(2);
+  } finally {
+    stream.write = write;
+  }
+});
+
+test('what was published in the turn a node stops still leaves, before its connections close', async () => {
+  const onB = recorder();
+  await b.bus.subscribe('u', onB.listener);
+  a.bus.publish(event(1));
+  a.bus.publish(event(2));
+  // The bus stops and the connections close in the same turn: their QUIT must queue behind the two.
+  await Promise.all([a.bus.stop(), a.stop()]);
+  // Redis handled a's commands before its QUIT was answered: a message sent now reaches b after them.
+  await admin.publish(`${prefix}user:u`, JSON.stringify({ n: 'node-x', e: event(3) }));
+  await onB.when((s) => s.includes(3));
+  expect(onB.seen).toEqual([1, 2, 3]);
+  await stopNode(a);
+  a = await startNode(prefix, A);
+});
+
 test('subscribe resolves once Redis has the subscription; several per user are independent; the channel goes with the last', async () => {
   const channel = `${prefix}user:v`;
   const first = recorder();

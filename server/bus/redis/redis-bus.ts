@@ -4,7 +4,9 @@
  * - publish: this node's own subscribers of the user get the event at once, by a direct call (as on one node:
  *   no Redis latency for local sockets, and no dependence on Redis for them); the event is also PUBLISHed on
  *   the user's channel, once serialized and tagged with this node's id, for the other nodes. Every PUBLISH goes
- *   out on the one command connection, so a run's events leave in the order published. A subscriber ignores
+ *   out on the one command connection, so a run's events leave in the order published. The PUBLISHes of one
+ *   event-loop turn (a group commit's events, of every run in it) leave together at the turn's end, as one
+ *   pipeline: one write for the node and one read for Redis instead of one per event. A subscriber ignores
  *   messages tagged with its own node's id (it had them directly).
  * - subscribe: holds the user's channel on the node's subscriber connection (one connection for all users,
  *   channels counted by holder) and resolves once Redis acknowledged the SUBSCRIBE.
@@ -94,9 +96,34 @@ export function createRedisEventBus(opts: RedisEventBusOptions): RedisEventBus {
     unsent.add(userId);
   }
 
-  /** PUBLISHes on the user's channel; a failure is remembered as a gap to announce. */
+  /** Messages of this turn, in the order sent; they leave together when the turn ends (flush). */
+  let outbox: { userId: string; message: string }[] = [];
+  let flushing: NodeJS.Immediate | null = null;
+
+  /** PUBLISHes on the user's channel at the end of this turn; a failure is remembered as a gap to announce. */
   function send(userId: string, message: string): void {
-    publisher.publish(channelOf(userId), message).catch((err: unknown) => lost(userId, err));
+    outbox.push({ userId, message });
+    flushing ??= setImmediate(flush);
+  }
+
+  /** Sends this turn's messages in their order, one pipeline (a single write) when there are several. */
+  function flush(): void {
+    if (flushing) clearImmediate(flushing);
+    flushing = null;
+    const batch = outbox;
+    outbox = [];
+    if (batch.length === 1) {
+      const { userId, message } = batch[0]!;
+      publisher.publish(channelOf(userId), message).catch((err: unknown) => lost(userId, err));
+      return;
+    }
+    if (batch.length === 0) return;
+    const pipeline = publisher.pipeline();
+    for (const { userId, message } of batch) pipeline.publish(channelOf(userId), message);
+    pipeline.exec().then(
+      (replies) => replies?.forEach(([err], i) => err && lost(batch[i]!.userId, err)),
+      (err: unknown) => batch.forEach(({ userId }) => lost(userId, err)),
+    );
   }
 
   function announceGaps(): void {
@@ -158,6 +185,8 @@ export function createRedisEventBus(opts: RedisEventBusOptions): RedisEventBus {
       await opts.connect();
     },
     async stop() {
+      // What this turn published leaves before the connections close (their QUIT queues behind it).
+      flush();
       stopped = true;
       offResubscribed();
       publisher.off('ready', announceGaps);
