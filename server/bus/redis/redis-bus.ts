@@ -5,8 +5,9 @@
  *   no Redis latency for local sockets, and no dependence on Redis for them); the event is also PUBLISHed on
  *   the user's channel, once serialized and tagged with this node's id, for the other nodes. Every PUBLISH goes
  *   out on the one command connection, so a run's events leave in the order published. The PUBLISHes of one
- *   event-loop turn (a group commit's events, of every run in it) leave together at the turn's end, as one
- *   pipeline: one write for the node and one read for Redis instead of one per event. A subscriber ignores
+ *   event-loop turn (a group commit's events, of every run in it) leave together at the turn's end, in one
+ *   write (the socket corked while they are sent): one write for the node and one read for Redis instead of one
+ *   per event. A subscriber ignores
  *   messages tagged with its own node's id (it had them directly).
  * - subscribe: holds the user's channel on the node's subscriber connection (one connection for all users,
  *   channels counted by holder) and resolves once Redis acknowledged the SUBSCRIBE.
@@ -92,6 +93,7 @@ export function createRedisEventBus(opts: RedisEventBusOptions): RedisEventBus {
   }
 
   function lost(userId: string, err: unknown): void {
+    if (stopped) return; // stopping: no gap notice can follow any more, so there is nothing to remember
     if (unsent.size === 0) log.warn({ err: String(err) }, 'bus: PUBLISH failed; the other nodes will be told to replay once Redis answers');
     unsent.add(userId);
   }
@@ -106,24 +108,24 @@ export function createRedisEventBus(opts: RedisEventBusOptions): RedisEventBus {
     flushing ??= setImmediate(flush);
   }
 
-  /** Sends this turn's messages in their order, one pipeline (a single write) when there are several. */
+  /**
+   * Sends this turn's messages in their order, in one write: the connection's socket is corked while they are
+   * sent. Each stays a PUBLISH of its own, not a pipeline: a connection lost before their replies resends every
+   * unanswered command in order, where ioredis drops a pipeline's unanswered tail (its later events would then
+   * reach the other nodes before the gap notice for the dropped ones).
+   */
   function flush(): void {
     if (flushing) clearImmediate(flushing);
     flushing = null;
     const batch = outbox;
     outbox = [];
-    if (batch.length === 1) {
-      const { userId, message } = batch[0]!;
-      publisher.publish(channelOf(userId), message).catch((err: unknown) => lost(userId, err));
-      return;
+    const socket = batch.length > 1 && publisher.status === 'ready' ? publisher.stream : null;
+    socket?.cork();
+    try {
+      for (const { userId, message } of batch) publisher.publish(channelOf(userId), message).catch((err: unknown) => lost(userId, err));
+    } finally {
+      socket?.uncork();
     }
-    if (batch.length === 0) return;
-    const pipeline = publisher.pipeline();
-    for (const { userId, message } of batch) pipeline.publish(channelOf(userId), message);
-    pipeline.exec().then(
-      (replies) => replies?.forEach(([err], i) => err && lost(batch[i]!.userId, err)),
-      (err: unknown) => batch.forEach(({ userId }) => lost(userId, err)),
-    );
   }
 
   function announceGaps(): void {
