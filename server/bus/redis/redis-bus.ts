@@ -7,8 +7,7 @@
  *   out on the one command connection, so a run's events leave in the order published. The PUBLISHes of one
  *   event-loop turn (a group commit's events, of every run in it) leave together at the turn's end, in one
  *   write (the socket corked while they are sent): one write for the node and one read for Redis instead of one
- *   per event. A subscriber ignores
- *   messages tagged with its own node's id (it had them directly).
+ *   per event. A subscriber ignores messages tagged with its own node's id (it had them directly).
  * - subscribe: holds the user's channel on the node's subscriber connection (one connection for all users,
  *   channels counted by holder) and resolves once Redis acknowledged the SUBSCRIBE.
  * - gaps: Redis pub/sub is at most once, so a listener is told (onGap; the delivery then has each socket
