@@ -21,6 +21,7 @@
  *     not published yet went nowhere).
  */
 import { isRunEventEnvelope, type RunEventEnvelope } from '../../../protocol/events.js';
+import { createBatchedSender } from '../../../protocol/ipc-batch.js';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../../logger.js';
 import type { BusListener, EventBus } from '../event-bus.js';
@@ -97,27 +98,13 @@ export function createRedisEventBus(opts: RedisEventBusOptions): RedisEventBus {
     unsent.add(userId);
   }
 
-  /** Messages of this turn, in the order sent; they leave together when the turn ends (flush). */
-  let outbox: { userId: string; message: string }[] = [];
-  let flushing: NodeJS.Immediate | null = null;
-
-  /** PUBLISHes on the user's channel at the end of this turn; a failure is remembered as a gap to announce. */
-  function send(userId: string, message: string): void {
-    outbox.push({ userId, message });
-    flushing ??= setImmediate(flush);
-  }
-
   /**
-   * Sends this turn's messages in their order, in one write: the connection's socket is corked while they are
-   * sent. Each stays a PUBLISH of its own, not a pipeline: a connection lost before their replies resends every
-   * unanswered command in order, where ioredis drops a pipeline's unanswered tail (its later events would then
-   * reach the other nodes before the gap notice for the dropped ones).
+   * This turn's messages, in the order sent, leave together at its end, in one write: the connection's socket is
+   * corked while they are sent. Each stays a PUBLISH of its own, not a pipeline: a connection lost before their
+   * replies resends every unanswered command in order, where ioredis drops a pipeline's unanswered tail (its later
+   * events would then reach the other nodes before the gap notice for the dropped ones).
    */
-  function flush(): void {
-    if (flushing) clearImmediate(flushing);
-    flushing = null;
-    const batch = outbox;
-    outbox = [];
+  const outbox = createBatchedSender<{ userId: string; message: string }>((batch, done) => {
     const socket = batch.length > 1 && publisher.status === 'ready' ? publisher.stream : null;
     socket?.cork();
     try {
@@ -125,6 +112,12 @@ export function createRedisEventBus(opts: RedisEventBusOptions): RedisEventBus {
     } finally {
       socket?.uncork();
     }
+    done();
+  });
+
+  /** PUBLISHes on the user's channel at the end of this turn; a failure is remembered as a gap to announce. */
+  function send(userId: string, message: string): void {
+    outbox.send({ userId, message });
   }
 
   function announceGaps(): void {
@@ -187,7 +180,7 @@ export function createRedisEventBus(opts: RedisEventBusOptions): RedisEventBus {
     },
     async stop() {
       // What this turn published leaves before the connections close (their QUIT queues behind it).
-      flush();
+      outbox.flush();
       stopped = true;
       offResubscribed();
       publisher.off('ready', announceGaps);
