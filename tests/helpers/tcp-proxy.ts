@@ -83,7 +83,9 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     upstream.on('error', () => undefined);
     forward(link.client, upstream, link, true);
     forward(upstream, link.client, link, false);
-    link.client.on('close', () => close(link));
+    // A client cut by dropAfter leaves its upstream to finish: destroying it would reset the server's connection
+    // while it still executes what the chunk carried.
+    link.client.on('close', () => links.has(link) && close(link));
     upstream.on('close', () => {
       // A half-closed upstream (dropAfter) is left to finish; anything else takes its client along.
       if (links.has(link)) close(link);

@@ -293,6 +293,53 @@ test('a batch committed twice changes nothing the second time', async () => {
   ]);
 });
 
+/**
+ * A pool whose connections note each query as it is issued: its text or statement name, and how many of the
+ * queries issued before it had answered by then. A commit that goes out in one round trip issues everything
+ * before any of it answers.
+ */
+function notingPool(): { pool: pg.Pool; issued: { what: string; answeredBefore: number }[] } {
+  const issued: { what: string; answeredBefore: number }[] = [];
+  let answered = 0;
+  const noting = (client: pg.PoolClient) =>
+    new Proxy(client, {
+      get(target, prop, receiver) {
+        if (prop !== 'query') return Reflect.get(target, prop, receiver);
+        return (q: string | pg.QueryConfig, ...rest: unknown[]) => {
+          issued.push({ what: typeof q === 'string' ? q : (q.name ?? q.text), answeredBefore: answered });
+          const done = (target.query as (...a: unknown[]) => Promise<unknown>)(q, ...rest);
+          return done.finally(() => answered++);
+        };
+      },
+    });
+  const base = createPool(writePoolConfig(db.url, 1), quiet);
+  pools.push(base);
+  const pool = new Proxy(base, {
+    get(target, prop, receiver) {
+      if (prop === 'connect') return async () => noting(await target.connect());
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  return { pool, issued };
+}
+
+test('a commit holding a request sends COMMIT only once its statements answered; one without is a lone statement', async () => {
+  // Sent with the statements, COMMIT could still happen after the connection was given up on (a statement slow on
+  // the server past query_timeout, a partition that heals): the undo of a request in doubt would then run before
+  // that commit, delete nothing, and the run refused with DB_UNAVAILABLE would be there after all.
+  const { pool, issued } = notingPool();
+  const w = createPgRunWrites(pool, quiet);
+  const user = uid('user');
+  const r = acceptRow({ userId: user, at: ms(0) });
+  await w.acceptRun(r);
+  expect(issued.map((q) => q.what)).toEqual(['BEGIN', 'atoll_batch', 'COMMIT']);
+  expect(issued.map((q) => q.answeredBefore)).toEqual([0, 0, 2]);
+  issued.length = 0;
+  await w.appendEvents([envelope(r.id, 2, 'partial_result', { text: 'x' }, ms(1), user, r.newThreadId)]);
+  expect(issued).toEqual([{ what: 'atoll_batch', answeredBefore: 3 }]);
+});
+
 test('a writer in another time zone (TZ=America/New_York) writes the same instants', async () => {
   const user = uid('user');
   const r = acceptRow({ userId: user, at: ms(0) });
