@@ -21,6 +21,7 @@ import { createPgRunWrites, type PgRunWrites } from '../../server/store/postgres
 import { CorrelationTakenError, RowMissingError, type AcceptedRunRow, type FinishedRunRow } from '../../server/store/run-writes';
 import { eventually } from '../helpers/client';
 import { testDatabase, type TestDatabase } from '../helpers/pg-database';
+import { aroundQueries } from '../helpers/pool-queries';
 import { ROOT } from '../helpers/server';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';
 
@@ -301,25 +302,11 @@ test('a batch committed twice changes nothing the second time', async () => {
 function notingPool(): { pool: pg.Pool; issued: { what: string; answeredBefore: number }[] } {
   const issued: { what: string; answeredBefore: number }[] = [];
   let answered = 0;
-  const noting = (client: pg.PoolClient) =>
-    new Proxy(client, {
-      get(target, prop, receiver) {
-        if (prop !== 'query') return Reflect.get(target, prop, receiver);
-        return (q: string | pg.QueryConfig, ...rest: unknown[]) => {
-          issued.push({ what: typeof q === 'string' ? q : (q.name ?? q.text), answeredBefore: answered });
-          const done = (target.query as (...a: unknown[]) => Promise<unknown>)(q, ...rest);
-          return done.finally(() => answered++);
-        };
-      },
-    });
   const base = createPool(writePoolConfig(db.url, 1), quiet);
   pools.push(base);
-  const pool = new Proxy(base, {
-    get(target, prop, receiver) {
-      if (prop === 'connect') return async () => noting(await target.connect());
-      const v = Reflect.get(target, prop, receiver);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
+  const pool = aroundQueries(base, (query, q, rest) => {
+    issued.push({ what: typeof q === 'string' ? q : ((q as pg.QueryConfig).name ?? (q as pg.QueryConfig).text), answeredBefore: answered });
+    return query(q, ...rest).finally(() => answered++);
   });
   return { pool, issued };
 }

@@ -21,6 +21,7 @@ import { createPgClusterStore } from '../../server/store/postgresql/cluster-stor
 import { createPool, writePoolConfig } from '../../server/store/postgresql/pools';
 import type { NewRun } from '../../server/store/store';
 import { testDatabase, type TestDatabase } from '../helpers/pg-database';
+import { aroundQueries } from '../helpers/pool-queries';
 
 const quiet = { warn: () => undefined };
 let db: TestDatabase;
@@ -100,26 +101,13 @@ test('a run on a conversation that does not exist is refused NOT_FOUND', async (
 /** A pool whose next COMMIT happens, and then its answer is lost as when the connection drops right after it. */
 function losingCommitAnswers(pool: pg.Pool): { pool: pg.Pool; loseNext: () => void } {
   let lose = false;
-  const wrapClient = (client: pg.PoolClient) =>
-    new Proxy(client, {
-      get(target, prop, receiver) {
-        if (prop !== 'query') return Reflect.get(target, prop, receiver);
-        return async (q: unknown, ...rest: unknown[]) => {
-          const result = await (target.query as (...a: unknown[]) => Promise<unknown>)(q, ...rest);
-          if (q === 'COMMIT' && lose) {
-            lose = false;
-            throw new Error('Connection terminated unexpectedly');
-          }
-          return result;
-        };
-      },
-    });
-  const wrapped = new Proxy(pool, {
-    get(target, prop, receiver) {
-      if (prop === 'connect') return async () => wrapClient(await target.connect());
-      const v = Reflect.get(target, prop, receiver);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
+  const wrapped = aroundQueries(pool, async (query, q, rest) => {
+    const result = await query(q, ...rest);
+    if (q === 'COMMIT' && lose) {
+      lose = false;
+      throw new Error('Connection terminated unexpectedly');
+    }
+    return result;
   });
   return { pool: wrapped, loseNext: () => (lose = true) };
 }
