@@ -15,9 +15,12 @@ export function aroundQueries(pool: pg.Pool, around: (query: Query, q: unknown, 
         return (q: unknown, ...rest: unknown[]) => around(query, q, rest);
       },
     });
+  // One wrapper per client, as pg hands out the same client object each time it lends that connection.
+  const wrapped = new WeakMap<pg.PoolClient, pg.PoolClient>();
+  const wrapOnce = (client: pg.PoolClient) => wrapped.get(client) ?? wrapped.set(client, wrap(client)).get(client)!;
   return new Proxy(pool, {
     get(target, prop, receiver) {
-      if (prop === 'connect') return async () => wrap(await target.connect());
+      if (prop === 'connect') return async () => wrapOnce(await target.connect());
       const v = Reflect.get(target, prop, receiver);
       return typeof v === 'function' ? v.bind(target) : v;
     },

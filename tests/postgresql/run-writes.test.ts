@@ -15,11 +15,13 @@ import { CodedError } from '../../protocol/errors';
 import type { RunEventEnvelope } from '../../protocol/events';
 import { migrationsFolder } from '../../server/store/migrations';
 import { applyMigrations } from '../../server/store/postgresql/apply-migrations';
+import { createBackends, type Backends } from '../../server/store/postgresql/backends';
 import { createPool, writePoolConfig } from '../../server/store/postgresql/pools';
 import { runStatements, type RunWrite } from '../../server/store/postgresql/run-statements';
 import { createPgRunWrites, type PgRunWrites } from '../../server/store/postgresql/run-writes';
 import { CorrelationTakenError, RowMissingError, type AcceptedRunRow, type FinishedRunRow } from '../../server/store/run-writes';
 import { eventually } from '../helpers/client';
+import { holdCommits } from '../helpers/held-commits';
 import { testDatabase, type TestDatabase } from '../helpers/pg-database';
 import { aroundQueries } from '../helpers/pool-queries';
 import { ROOT } from '../helpers/server';
@@ -43,10 +45,10 @@ afterAll(async () => {
   await db?.drop();
 });
 
-function writer(url = db.url, overrides: pg.PoolConfig = {}, log = quiet): PgRunWrites {
+function writer(url = db.url, overrides: pg.PoolConfig = {}, log = quiet, backends?: Backends): PgRunWrites {
   const pool = createPool({ ...writePoolConfig(url, 1), ...overrides }, log);
   pools.push(pool);
-  return createPgRunWrites(pool, log);
+  return createPgRunWrites(pool, log, backends);
 }
 
 /** Reads through Prisma's PostgreSQL client in a plain Node process (TZ as given), as the front reads. */
@@ -311,20 +313,22 @@ function notingPool(): { pool: pg.Pool; issued: { what: string; answeredBefore: 
   return { pool, issued };
 }
 
-test('a commit holding a request sends COMMIT only once its statements answered; one without is a lone statement', async () => {
-  // Sent with the statements, COMMIT could still happen after the connection was given up on (a statement slow on
-  // the server past query_timeout, a partition that heals): the undo of a request in doubt would then run before
-  // that commit, delete nothing, and the run refused with DB_UNAVAILABLE would be there after all.
+test('a commit holding a request is one round trip once its connection is known; one without is a lone statement', async () => {
   const { pool, issued } = notingPool();
   const w = createPgRunWrites(pool, quiet);
   const user = uid('user');
   const r = acceptRow({ userId: user, at: ms(0) });
   await w.acceptRun(r);
-  expect(issued.map((q) => q.what)).toEqual(['BEGIN', 'atoll_batch', 'COMMIT']);
-  expect(issued.map((q) => q.answeredBefore)).toEqual([0, 0, 2]);
+  // First, once per connection: which backend to end if a COMMIT is left in doubt (backends.ts). Then BEGIN, the
+  // statement and COMMIT together.
+  expect(issued.map((q) => q.what)).toEqual(['atoll_backend', 'BEGIN', 'atoll_batch', 'COMMIT']);
+  expect(issued.map((q) => q.answeredBefore)).toEqual([0, 1, 1, 1]);
   issued.length = 0;
   await w.appendEvents([envelope(r.id, 2, 'partial_result', { text: 'x' }, ms(1), user, r.newThreadId)]);
-  expect(issued).toEqual([{ what: 'atoll_batch', answeredBefore: 3 }]);
+  expect(issued).toEqual([{ what: 'atoll_batch', answeredBefore: 4 }]);
+  issued.length = 0;
+  await w.acceptRun(acceptRow({ userId: user, at: ms(2) }));
+  expect(issued).toEqual(['BEGIN', 'atoll_batch', 'COMMIT'].map((what) => ({ what, answeredBefore: 5 })));
 });
 
 test('a writer in another time zone (TZ=America/New_York) writes the same instants', async () => {
@@ -430,6 +434,59 @@ describe('while the database cannot be reached (a TCP proxy in between)', () => 
     expect(await eventually(() => !w.commits.undoPending, 15_000, 20)).toBe(true);
     expect(await rowsOf()).toEqual([]);
     await expect(w.acceptRun(acceptRow({ userId: user, at: ms(2), correlationId: 'lost-commit' }))).resolves.toBeUndefined();
+  });
+
+  test("a COMMIT the server holds up past the read timeout: its backend is ended before the undo, so the refused run never lands", async () => {
+    const w = writer(db.url, { query_timeout: 1_000 });
+    const user = uid('user');
+    await w.acceptRun(acceptRow({ userId: user, at: ms(0) }));
+    const held = acceptRow({ userId: user, at: ms(1), correlationId: 'held-commit' });
+    const commits = await holdCommits(db, 'Run', 'INSERT', `NEW."correlationId" = 'held-commit'`);
+    try {
+      await expect(w.acceptRun(held)).rejects.toMatchObject({ name: 'CodedError', code: 'DB_UNAVAILABLE' });
+      expect(await eventually(() => !w.commits.undoPending, 15_000, 20)).toBe(true);
+    } finally {
+      // Had its backend been left running, the COMMIT would land now, after the undo found nothing to delete.
+      await commits.release();
+    }
+    expect(await db.query(`SELECT id FROM "Run" WHERE id = $1 UNION ALL SELECT id FROM "Thread" WHERE id = $2`, [held.id, held.newThreadId])).toEqual([]);
+    await expect(w.acceptRun(acceptRow({ userId: user, at: ms(2), correlationId: 'held-commit' }))).resolves.toBeUndefined();
+  });
+
+  test('a backend that has not exited yet holds the undo back: requests refused and acknowledged writes kept meanwhile, all settled once it has', async () => {
+    // The server takes longer than the wait to end it (a stalled disk): told by a Backends that answers 'alive'.
+    const real = createBackends();
+    let stalled = true;
+    const endings: string[] = [];
+    const backends: Backends = {
+      of: real.of,
+      async end(p, b) {
+        const ending = stalled ? 'alive' : await real.end(p, b);
+        endings.push(ending);
+        return ending;
+      },
+    };
+    const w = writer(db.urlVia(proxy.port), {}, quiet, backends);
+    const user = uid('user');
+    const r = acceptRow({ userId: user, at: ms(0) });
+    await w.acceptRun(r);
+    const lost = acceptRow({ userId: user, at: ms(1) });
+    proxy.dropAfter('COMMIT');
+    await expect(w.acceptRun(lost)).rejects.toMatchObject({ name: 'CodedError', code: 'DB_UNAVAILABLE' });
+    proxy.restore();
+    const kept = w.appendEvents([envelope(r.id, 2, 'partial_result', { text: 'kept' }, ms(2), user, r.newThreadId)]);
+    let keptSettled = false;
+    void kept.then(() => (keptSettled = true));
+    expect(await eventually(() => endings.length >= 2, 10_000, 20)).toBe(true);
+    await expect(w.acceptRun(acceptRow({ userId: user, at: ms(3) }))).rejects.toMatchObject({ code: 'DB_UNAVAILABLE' });
+    expect(w.commits.undoPending).toBe(true);
+    expect(keptSettled).toBe(false);
+    stalled = false;
+    await kept;
+    expect(w.commits.undoPending).toBe(false);
+    expect(endings.at(-1)).toBe('ended');
+    expect(await db.query(`SELECT id FROM "Run" WHERE id = $1`, [lost.id])).toEqual([]);
+    expect(await db.query(`SELECT seq FROM "RunEvent" WHERE "runId" = $1 ORDER BY seq`, [r.id])).toEqual([{ seq: 1 }, { seq: 2 }]);
   });
 
   test("acknowledged writes whose commit was lost are committed again, once", async () => {

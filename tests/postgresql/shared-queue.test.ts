@@ -21,6 +21,7 @@ import { createPgClusterStore } from '../../server/store/postgresql/cluster-stor
 import { createPool, writePoolConfig } from '../../server/store/postgresql/pools';
 import type { NewRun } from '../../server/store/store';
 import { testDatabase, type TestDatabase } from '../helpers/pg-database';
+import { holdCommits } from '../helpers/held-commits';
 import { aroundQueries } from '../helpers/pool-queries';
 
 const quiet = { warn: () => undefined };
@@ -127,6 +128,20 @@ test("an accept whose COMMIT's answer was lost: accepted if it committed, with w
   }
 });
 
+test('an accept whose COMMIT the server holds up past the read timeout: refused, and its backend ended before the look-up, so the run never lands', async () => {
+  const store = createPgClusterStore(createPool({ ...writePoolConfig(db.url, 1), query_timeout: 1_000 }, quiet), createPool(writePoolConfig(db.url, 1), quiet));
+  const held = newRun(user());
+  const commits = await holdCommits(db, 'Run', 'INSERT', `NEW.id = '${held.id}'`);
+  try {
+    await expect(store.accept(held, roomy)).rejects.toMatchObject({ name: 'CodedError', code: 'DB_UNAVAILABLE' });
+  } finally {
+    // Left running, the COMMIT would land now: a run refused with DB_UNAVAILABLE, queued after all.
+    await commits.release();
+    await store.close();
+  }
+  expect(await rowsOf(held.id)).toEqual([]);
+});
+
 describe('claims', () => {
   // Each test starts from an empty queue: what earlier tests left waiting is finished.
   beforeEach(async () => {
@@ -222,6 +237,24 @@ describe('claims', () => {
     const again = await cluster.claim(lease, 10, 2);
     expect(again.runs.map((r) => r.record.id)).toEqual([lost.id]);
     expect(again.runs[0]!.record.attempts).toBe(0); // never started: no attempt spent
+  });
+
+  test('a claim the server holds up past the read timeout: releaseUnknown ends its backend first, so nothing it took stays unknown', async () => {
+    // 2 s: the ending (pg_terminate_backend waits for the exit) is bound by the same read timeout.
+    const store = createPgClusterStore(createPool({ ...writePoolConfig(db.url, 1), query_timeout: 2_000 }, quiet), createPool(writePoolConfig(db.url, 1), quiet));
+    const run = newRun(user());
+    await cluster.accept(run, roomy);
+    const commits = await holdCommits(db, 'Run', 'UPDATE', `NEW.id = '${run.id}' AND NEW.owner IS NOT NULL`);
+    try {
+      await expect(store.claim(lease, 1, 5)).rejects.toMatchObject({ code: 'DB_UNAVAILABLE' });
+      expect(await store.releaseUnknown(lease, [])).toBe(0);
+    } finally {
+      // Left running, the claim would commit now, after releaseUnknown looked: the run held by this lease, unknown to it.
+      await commits.release();
+      await store.close();
+    }
+    expect(await db.query(`SELECT status, owner FROM "Run" WHERE id = $1`, [run.id])).toEqual([{ status: 'queued', owner: null }]);
+    expect((await cluster.claim(lease, 1, 5)).runs.map((r) => r.record.id)).toEqual([run.id]);
   });
 
   test("a user's runs start in the order they were accepted, whatever the accepting nodes' clocks say", async () => {

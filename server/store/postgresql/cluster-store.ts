@@ -22,6 +22,7 @@ import type { RunEventEnvelope } from '../../../protocol/events.js';
 import type { ClaimedRun, ClusterStore, TakeoverDecision } from '../../cluster/cluster-store.js';
 import { RowMissingError } from '../run-writes.js';
 import { acceptedRecordOf, acceptedRowOf, runRecordOf as runRecordOfRow, type RunRow as RunFields } from '../run-record.js';
+import { createBackends, type Backend } from './backends.js';
 import { explain, runStatements, type RunWrite } from './run-statements.js';
 import { pipelinedTransaction, TransactionFailed } from './pipelined-transaction.js';
 import { asUnavailable, isUnavailable, unavailableError } from './unavailable.js';
@@ -144,6 +145,9 @@ function refusal(err: unknown, item: RunWrite, userMaxQueuedRuns: number): unkno
  * renewal must never wait behind a burst of accepts, or a busy node would lose its lease and its runs.
  */
 export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool): ClusterStore {
+  const backends = createBackends();
+  /** Backends of claims whose answer was lost: ended before releaseUnknown reads what they took. */
+  let claimsInDoubt: Backend[] = [];
   return {
     async register(nodeId, leaseMs) {
       const lease = randomUUID();
@@ -211,7 +215,10 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool): Cluster
       const row = acceptedRowOf(run);
       const item: RunWrite = { kind: 'accept', row };
       const client = await pool.connect().catch(asUnavailable);
+      let backend: Backend | undefined;
       try {
+        // Known before anything is sent: the backend to end if the COMMIT's answer is lost.
+        backend = await backends.of(client);
         // BEGIN, the checks under the user's lock (which refuse by themselves, aborting the rest: see the migration
         // 20261204000000_queue_round_trips) and the writes in one round trip; COMMIT once they answered, so a
         // connection lost before it means nothing was accepted.
@@ -222,10 +229,12 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool): Cluster
         const cause = err instanceof TransactionFailed ? err.cause : err;
         client.release(isUnavailable(cause) ? (cause as Error) : undefined);
         // COMMIT's answer lost: it may have happened, and then the run is in the shared queue and will run. Ask (on
-        // another connection) rather than tell the client nothing was accepted; if that fails too, DB_UNAVAILABLE
-        // says a retry with the same correlation_id is safe, which holds either way.
-        if (err instanceof TransactionFailed && err.commitSent && err.answers && isUnavailable(cause)) {
-          const committed = await pool.query(Q.runExists([row.id])).then((r) => (r.rowCount ?? 0) > 0, () => false);
+        // another connection, once the old one's backend has ended: it could still be executing that COMMIT) rather
+        // than tell the client nothing was accepted; if that fails too, DB_UNAVAILABLE says a retry with the same
+        // correlation_id is safe, which holds either way.
+        if (err instanceof TransactionFailed && err.commitSent && err.answers && isUnavailable(cause) && backend) {
+          const ending = await backends.end(pool, backend).catch(() => 'alive' as const);
+          const committed = ending !== 'alive' && (await pool.query(Q.runExists([row.id])).then((r) => (r.rowCount ?? 0) > 0, () => false));
           if (committed) return { record: acceptedRecordOf(run), busy: (err.answers[0]!.rows[0] as { busy: string[] }).busy };
         }
         throw refusal(cause, item, check.userMaxQueuedRuns);
@@ -234,8 +243,20 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool): Cluster
 
     async claim(lease, max, userMaxConcurrentRuns) {
       if (max <= 0) return { runs: [], more: false };
-      // One statement, its own transaction: the locks, the takes and the reads are atoll_claim's (see the migrations).
-      const { rows } = await pool.query<RunRow & { lastSeq: number; more: boolean }>(Q.claim([lease, max, userMaxConcurrentRuns])).catch(asUnavailable);
+      const client = await pool.connect().catch(asUnavailable);
+      let backend: Backend | undefined;
+      let rows: (RunRow & { lastSeq: number; more: boolean })[];
+      try {
+        backend = await backends.of(client);
+        // One statement, its own transaction: the locks, the takes and the reads are atoll_claim's (see the migrations).
+        ({ rows } = await client.query<RunRow & { lastSeq: number; more: boolean }>(Q.claim([lease, max, userMaxConcurrentRuns])));
+        client.release();
+      } catch (err) {
+        const lost = isUnavailable(err);
+        client.release(lost ? (err as Error) : undefined);
+        if (lost && backend) claimsInDoubt.push(backend);
+        return asUnavailable(err);
+      }
       return {
         runs: rows.map(({ lastSeq, more: _, ...r }): ClaimedRun => ({ record: runRecordOfRow(r), lastSeq: Number(lastSeq) })),
         more: rows[0]?.more === true,
@@ -243,6 +264,13 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool): Cluster
     },
 
     async releaseUnknown(lease, known) {
+      // A claim given up on may still be executing on the server: what it takes after this look would stay unknown.
+      for (const backend of [...claimsInDoubt]) {
+        // Not ended for a reason waiting cannot cure (a bug, a setting): look anyway rather than never claim again.
+        const ending = await backends.end(pool, backend).catch((err: unknown) => (isUnavailable(err) ? asUnavailable(err) : ('not-allowed' as const)));
+        if (ending === 'alive') throw unavailableError();
+        claimsInDoubt = claimsInDoubt.filter((b) => b !== backend);
+      }
       const { rowCount } = await pool.query(Q.releaseUnknown([lease, known])).catch(asUnavailable);
       return rowCount ?? 0;
     },

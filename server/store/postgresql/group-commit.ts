@@ -11,14 +11,17 @@
  *   unavailable.ts): a request's write (accepting a run, creating a thread) fails with DB_UNAVAILABLE,
  *   retryable, and while the next attempt is awaited new ones fail at once; every other write (a run's events,
  *   status changes, its finish: work already acknowledged) is kept, in order, and committed again and again with
- *   backoff until the database is back (or close() gives up on it). With nothing kept there is no next attempt
- *   to wait for: the next request is itself one. The statements are idempotent, so a batch whose COMMIT was lost
- *   in flight can be committed twice. A request write whose COMMIT was lost may have been committed: it is
- *   undone (deleted) in the next transaction, so "failed" still means "nothing accepted";
+ *   backoff until the database is back (or close() gives up on it). With nothing kept (at most undos waiting)
+ *   the next request is itself the next attempt. The statements are idempotent, so a batch whose COMMIT was lost
+ *   in flight can be committed twice. A request write whose connection was lost may have been committed (COMMIT
+ *   goes with the statements): the connection's backend is ended first (backends.ts: it could still be executing
+ *   that COMMIT), then the write is undone (deleted) in the next transaction, so "failed" still means "nothing
+ *   accepted";
  * - anything else (a bug): every write of the batch fails with it.
  */
 import type pg from 'pg';
 import type { Logger } from '../../logger.js';
+import { createBackends, type Backend, type Backends } from './backends.js';
 import { pipelinedTransaction, TransactionFailed } from './pipelined-transaction.js';
 import { isUnavailable, unavailableError } from './unavailable.js';
 
@@ -52,6 +55,8 @@ class CommitFailed extends Error {
     override readonly cause: unknown,
     /** COMMIT was sent and its answer lost: the transaction may have committed. */
     readonly inDoubt: boolean,
+    /** The backend that may still commit it (a batch holding a request). */
+    readonly backend: Backend | null = null,
   ) {
     super(String((cause as Error)?.message ?? cause));
   }
@@ -73,9 +78,11 @@ export interface PgGroupCommit<I> {
   readonly stats: { writes: number; commits: number; retriedAlone: number; retriedUnreachable: number };
 }
 
-export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log: Pick<Logger, 'info' | 'warn'>): PgGroupCommit<I> {
+export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log: Pick<Logger, 'info' | 'warn'>, backends: Backends = createBackends()): PgGroupCommit<I> {
   let queue: Pending<I>[] = [];
   let toUndo: I[] = [];
+  /** Backends of connections given up on with a request's COMMIT in doubt: ended before the undo. */
+  let toEnd: Backend[] = [];
   let flushing = false;
   let unreachable = false;
   let closing = false;
@@ -89,16 +96,24 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
   const stats = { writes: 0, commits: 0, retriedAlone: 0, retriedUnreachable: 0 };
 
   /**
-   * A single statement without requests commits on its own; otherwise BEGIN and the statements go out together
-   * (pipelined-transaction.ts), and COMMIT with them too unless the batch holds a request: a request's write must
-   * be able to fail with "nothing was committed" when the connection drops before its COMMIT was sent (otherwise
-   * it is in doubt, and undone). One round trip without requests, two with.
+   * A single statement without requests commits on its own; otherwise BEGIN, the statements and COMMIT go out
+   * together (pipelined-transaction.ts): one round trip. A batch holding a request whose connection is lost is in
+   * doubt, whenever it was lost (the server may still execute what it was sent): its backend is ended and its
+   * requests undone before the next commit (commit()).
    */
   async function transaction(statements: Statement[], requests: boolean): Promise<void> {
     let client: pg.PoolClient;
     try {
       client = await pool.connect();
     } catch (err) {
+      throw new CommitFailed(err, false);
+    }
+    let backend: Backend | null = null;
+    try {
+      // Known before anything is sent: the backend to end if this COMMIT is left in doubt.
+      if (requests) backend = await backends.of(client);
+    } catch (err) {
+      client.release(isUnavailable(err) ? (err as Error) : undefined);
       throw new CommitFailed(err, false);
     }
     try {
@@ -109,7 +124,7 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
           throw new TransactionFailed(err, true);
         }
       } else {
-        await pipelinedTransaction(client, statements, requests ? 'after' : 'with');
+        await pipelinedTransaction(client, statements, 'with');
       }
       client.release();
     } catch (err) {
@@ -117,17 +132,40 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
       const lost = isUnavailable(cause);
       // A connection that failed is discarded, not returned to the pool.
       client.release(lost ? (cause as Error) : undefined);
-      throw new CommitFailed(cause, lost && commitSent);
+      throw new CommitFailed(cause, lost && commitSent, backend);
     }
   }
 
+  /** Ends the backends that may still commit a request in doubt; false while one is still running. */
+  async function endInDoubt(): Promise<boolean> {
+    for (const backend of [...toEnd]) {
+      const ending = await backends.end(pool, backend);
+      if (ending === 'alive') {
+        log.warn({ pid: backend.pid }, 'a connection given up on with a COMMIT in doubt is still executing on the server; its requests are undone once it has ended');
+        return false;
+      }
+      if (ending === 'not-allowed') log.warn({ pid: backend.pid }, "a connection given up on with a COMMIT in doubt cannot be ended (the database role may not signal it: grant it pg_signal_backend); its requests are undone now, and a COMMIT the server still holds could land after");
+      toEnd = toEnd.filter((b) => b !== backend);
+    }
+    return true;
+  }
+
   async function commit(batch: Pending<I>[]): Promise<void> {
+    if (toEnd.length > 0) {
+      // A request in doubt is undone only once nothing can commit it any more.
+      const ended = await endInDoubt().catch((err: unknown) => {
+        // Whatever it was, the backend is not known to have ended: the undo waits for the next attempt.
+        if (!isUnavailable(err)) log.warn({ err: (err as Error)?.message }, 'ending a connection given up on with a COMMIT in doubt failed');
+        return false;
+      });
+      if (!ended) return unreachableFailure(batch, null);
+    }
     const undoing = toUndo;
     try {
       await transaction([...batching.undo(undoing), ...batching.statements(batch.map((p) => p.item))], batch.some((p) => batching.isRequest(p.item)));
     } catch (err) {
       const failure = err as CommitFailed;
-      if (isUnavailable(failure.cause)) return unreachableFailure(batch, failure.inDoubt);
+      if (isUnavailable(failure.cause)) return unreachableFailure(batch, failure.inDoubt ? failure.backend : null);
       if (!batching.isWriteError(failure.cause)) {
         for (const p of batch) p.reject(failure.cause);
         return;
@@ -139,7 +177,7 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
           await transaction(batching.undo(undoing), false);
           toUndo = toUndo.filter((i) => !undoing.includes(i));
         } catch (undoErr) {
-          if (isUnavailable((undoErr as CommitFailed).cause)) return unreachableFailure(batch, false);
+          if (isUnavailable((undoErr as CommitFailed).cause)) return unreachableFailure(batch, null);
         }
       }
       for (const [i, p] of batch.entries()) {
@@ -150,7 +188,8 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
           p.resolve();
         } catch (aloneErr) {
           const cause = (aloneErr as CommitFailed).cause;
-          if (isUnavailable(cause)) return unreachableFailure(batch.slice(i), (aloneErr as CommitFailed).inDoubt);
+          const failed = aloneErr as CommitFailed;
+          if (isUnavailable(cause)) return unreachableFailure(batch.slice(i), failed.inDoubt ? failed.backend : null);
           p.reject(batching.explain(p.item, cause));
         }
       }
@@ -165,10 +204,12 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
     for (const p of batch) p.resolve();
   }
 
-  function unreachableFailure(batch: Pending<I>[], inDoubt: boolean): void {
+  /** `inDoubt`: the backend of a lost COMMIT that held this batch's requests (null: nothing was committed). */
+  function unreachableFailure(batch: Pending<I>[], inDoubt: Backend | null): void {
     if (!unreachable) log.warn({ writes_kept: batch.filter((p) => !batching.isRequest(p.item)).length }, 'the database is unreachable; requests fail with DB_UNAVAILABLE, acknowledged writes are kept and retried');
     unreachable = true;
     const kept: Pending<I>[] = [];
+    if (inDoubt && batch.some((p) => batching.isRequest(p.item))) toEnd.push(inDoubt);
     for (const p of batch) {
       if (!batching.isRequest(p.item)) kept.push(p);
       else {
@@ -222,8 +263,14 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
     run(item: I): Promise<void> {
       return new Promise<void>((resolve, reject) => {
         if (closing) return reject(unavailableError());
-        // Unreachable, and the next attempt is still to come: a request fails now rather than wait for it.
-        if (waiting && batching.isRequest(item)) return reject(unavailableError());
+        if (waiting && batching.isRequest(item)) {
+          // Unreachable, and the next attempt is still to come: a request fails now rather than wait for it, unless
+          // only undos wait (nothing acknowledged kept, no backend left to end): then it is the next attempt, as when
+          // nothing waits at all.
+          if (toEnd.length > 0 || queue.some((p) => !batching.isRequest(p.item))) return reject(unavailableError());
+          queue.push({ item, resolve, reject });
+          return wake?.();
+        }
         queue.push({ item, resolve, reject });
         // The next turn: what else is asked for in this one shares the commit.
         if (!flushing) {

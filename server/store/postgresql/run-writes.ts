@@ -2,6 +2,7 @@
 import type pg from 'pg';
 import type { Logger } from '../../logger.js';
 import type { RunWrites } from '../run-writes.js';
+import type { Backends } from './backends.js';
 import { createPgGroupCommit, type PgGroupCommit } from './group-commit.js';
 import { explain, isRequest, isWriteError, runStatements, undoStatements, utc, type RunWrite } from './run-statements.js';
 
@@ -9,8 +10,9 @@ export interface PgRunWrites extends RunWrites {
   readonly commits: PgGroupCommit<RunWrite>;
 }
 
-export function createPgRunWrites(pool: pg.Pool, log: Pick<Logger, 'info' | 'warn'>): PgRunWrites {
-  const commits = createPgGroupCommit<RunWrite>(pool, { statements: runStatements, undo: undoStatements, isRequest, isWriteError, explain }, log);
+/** `backends`: how connections given up on are ended (backends.ts; a test can stall it). */
+export function createPgRunWrites(pool: pg.Pool, log: Pick<Logger, 'info' | 'warn'>, backends?: Backends): PgRunWrites {
+  const commits = createPgGroupCommit<RunWrite>(pool, { statements: runStatements, undo: undoStatements, isRequest, isWriteError, explain }, log, backends);
   return {
     commits,
     createThread: (userId, id, title, at) => commits.run({ kind: 'thread', userId, id, title, at: utc(at) }),
