@@ -328,6 +328,8 @@ export function createSocketServer(deps: SocketServerDeps) {
         await limits.user.take(`user:${userId}`, 'messages for this user');
         await limits.ip.take(`ip:${ip}`, 'messages from this address');
       } catch (err) {
+        // An INTERNAL answer is logged, as the handlers' are (a limiter's store failing in a way it does not cover).
+        if (!(err instanceof CodedError)) log.error({ err: String((err as Error)?.stack ?? err), event: typeof event === 'string' ? event.slice(0, 64) : null, user_id: userId }, 'rate limit check failed');
         const body = toErrorBody(err);
         return fail({ ...body, retry_after_ms: ((err as CodedError).retryAfterSeconds ?? 1) * 1000 });
       }
