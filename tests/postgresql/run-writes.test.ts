@@ -363,6 +363,29 @@ test('a writer in another time zone (TZ=America/New_York) writes the same instan
   ]);
 });
 
+test("a request whose COMMIT's answer is an error raised on this side (not the server's) fails with DB_UNAVAILABLE, and what it committed is undone", async () => {
+  let lose = false;
+  const base = createPool(writePoolConfig(db.url, 1), quiet);
+  pools.push(base);
+  const pool = aroundQueries(base, async (query, q, rest) => {
+    const result = await query(q, ...rest);
+    if (q === 'COMMIT' && lose) {
+      lose = false;
+      throw new TypeError('something on this side broke');
+    }
+    return result;
+  });
+  const w = createPgRunWrites(pool, quiet);
+  const user = uid('user');
+  await w.acceptRun(acceptRow({ userId: user, at: ms(0) }));
+  const r = acceptRow({ userId: user, at: ms(1), correlationId: 'unrecognised' });
+  lose = true;
+  await expect(w.acceptRun(r)).rejects.toMatchObject({ name: 'CodedError', code: 'DB_UNAVAILABLE' });
+  // It did commit; refused, so undone by itself (after the connection's backend has ended).
+  expect(await eventually(async () => !w.commits.undoPending && (await db.query(`SELECT id FROM "Run" WHERE id = $1`, [r.id])).length === 0, 15_000, 20)).toBe(true);
+  await expect(w.acceptRun(acceptRow({ userId: user, at: ms(2), correlationId: 'unrecognised' }))).resolves.toBeUndefined();
+});
+
 describe('while the database cannot be reached (a TCP proxy in between)', () => {
   let proxy: TcpProxy;
   beforeEach(async () => {

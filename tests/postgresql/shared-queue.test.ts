@@ -99,14 +99,17 @@ test('a run on a conversation that does not exist is refused NOT_FOUND', async (
   expect(await rowsOf(lost.id)).toEqual([]);
 });
 
-/** A pool whose next COMMIT happens, and then its answer is lost as when the connection drops right after it. */
-function losingCommitAnswers(pool: pg.Pool): { pool: pg.Pool; loseNext: () => void } {
+/**
+ * A pool whose next COMMIT happens, and then its answer is lost as when the connection drops right after it (or,
+ * given `error`, replaced by that error raised on this side).
+ */
+function losingCommitAnswers(pool: pg.Pool, error = () => new Error('Connection terminated unexpectedly')): { pool: pg.Pool; loseNext: () => void } {
   let lose = false;
   const wrapped = aroundQueries(pool, async (query, q, rest) => {
     const result = await query(q, ...rest);
     if (q === 'COMMIT' && lose) {
       lose = false;
-      throw new Error('Connection terminated unexpectedly');
+      throw error();
     }
     return result;
   });
@@ -123,6 +126,19 @@ test("an accept whose COMMIT's answer was lost: accepted if it committed, with w
     losing.loseNext();
     await expect(store.accept(second, roomy)).resolves.toMatchObject({ record: { id: second.id, status: 'queued' }, busy: [first.id] });
     expect((await rowsOf(second.id)).map((r) => r.what).sort()).toEqual(['event', 'message', 'run']);
+  } finally {
+    await store.close();
+  }
+});
+
+test("an accept whose COMMIT's answer is an error raised on this side, not the server's: in doubt as a lost one, so accepted if it committed", async () => {
+  const losing = losingCommitAnswers(createPool(writePoolConfig(db.url, 1), quiet), () => new TypeError('something on this side broke'));
+  const store = createPgClusterStore(losing.pool, createPool(writePoolConfig(db.url, 1), quiet));
+  try {
+    const run = newRun(user());
+    losing.loseNext();
+    await expect(store.accept(run, roomy)).resolves.toMatchObject({ record: { id: run.id, status: 'queued' }, busy: [] });
+    expect((await rowsOf(run.id)).map((r) => r.what).sort()).toEqual(['event', 'message', 'run']);
   } finally {
     await store.close();
   }

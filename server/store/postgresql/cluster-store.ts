@@ -25,7 +25,7 @@ import { acceptedRecordOf, acceptedRowOf, runRecordOf as runRecordOfRow, type Ru
 import { createBackends, type Backend } from './backends.js';
 import { explain, runStatements, type RunWrite } from './run-statements.js';
 import { pipelinedTransaction, TransactionFailed } from './pipelined-transaction.js';
-import { asUnavailable, isUnavailable, unavailableError } from './unavailable.js';
+import { asUnavailable, isServerAnswer, isUnavailable, unavailableError } from './unavailable.js';
 
 type RunRow = RunFields & { owner: string | null };
 
@@ -227,15 +227,18 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool): Cluster
         return { record: acceptedRecordOf(run), busy: (checked!.rows[0] as { busy: string[] }).busy };
       } catch (err) {
         const cause = err instanceof TransactionFailed ? err.cause : err;
-        client.release(isUnavailable(cause) ? (cause as Error) : undefined);
-        // COMMIT's answer lost: it may have happened, and then the run is in the shared queue and will run. Ask (on
-        // another connection, once the old one's backend has ended: it could still be executing that COMMIT) rather
-        // than tell the client nothing was accepted; if that fails too, DB_UNAVAILABLE says a retry with the same
-        // correlation_id is safe, which holds either way.
-        if (err instanceof TransactionFailed && err.commitSent && err.answers && isUnavailable(cause) && backend) {
-          const ending = await backends.end(pool, backend).catch(() => 'alive' as const);
+        // COMMIT's answer lost (the connection, or anything raised on this side rather than answered by the server):
+        // it may have happened, and then the run is in the shared queue and will run.
+        const inDoubt = err instanceof TransactionFailed && err.commitSent && err.answers !== null && backend !== undefined && (isUnavailable(cause) || !isServerAnswer(cause));
+        client.release(isUnavailable(cause) || inDoubt ? (cause as Error) : undefined);
+        // Ask (on another connection, once the old one's backend has ended: it could still be executing that COMMIT)
+        // rather than tell the client nothing was accepted; if that fails too, DB_UNAVAILABLE says a retry with the
+        // same correlation_id is safe, which holds either way.
+        if (inDoubt) {
+          const ending = await backends.end(pool, backend!).catch(() => 'alive' as const);
           const committed = ending !== 'alive' && (await pool.query(Q.runExists([row.id])).then((r) => (r.rowCount ?? 0) > 0, () => false));
-          if (committed) return { record: acceptedRecordOf(run), busy: (err.answers[0]!.rows[0] as { busy: string[] }).busy };
+          if (committed) return { record: acceptedRecordOf(run), busy: ((err as TransactionFailed).answers![0]!.rows[0] as { busy: string[] }).busy };
+          throw unavailableError();
         }
         throw refusal(cause, item, check.userMaxQueuedRuns);
       }

@@ -17,13 +17,14 @@
  *   goes with the statements): the connection's backend is ended first (backends.ts: it could still be executing
  *   that COMMIT), then the write is undone (deleted) in the next transaction, so "failed" still means "nothing
  *   accepted";
+ * - an error raised on this side (no SQLSTATE) once a request's COMMIT went out: in doubt, as a lost connection;
  * - anything else (a bug): every write of the batch fails with it.
  */
 import type pg from 'pg';
 import type { Logger } from '../../logger.js';
 import { createBackends, type Backend, type Backends } from './backends.js';
 import { pipelinedTransaction, TransactionFailed } from './pipelined-transaction.js';
-import { isUnavailable, unavailableError } from './unavailable.js';
+import { isServerAnswer, isUnavailable, unavailableError } from './unavailable.js';
 
 export interface Statement {
   name: string;
@@ -57,6 +58,8 @@ class CommitFailed extends Error {
     readonly inDoubt: boolean,
     /** The backend that may still commit it (a batch holding a request). */
     readonly backend: Backend | null = null,
+    /** Not a database answer nor a lost connection known as such, after a request's COMMIT went out: in doubt too. */
+    readonly unrecognised = false,
   ) {
     super(String((cause as Error)?.message ?? cause));
   }
@@ -130,9 +133,12 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
     } catch (err) {
       const { cause, commitSent } = err as TransactionFailed;
       const lost = isUnavailable(cause);
+      // Whatever broke on this side once a request's COMMIT was sent (not the server's answer), that COMMIT may have
+      // happened: in doubt as a lost connection is, rather than a bug's failure that says nothing was accepted.
+      const unrecognised = !lost && requests && commitSent && !isServerAnswer(cause);
       // A connection that failed is discarded, not returned to the pool.
-      client.release(lost ? (cause as Error) : undefined);
-      throw new CommitFailed(cause, lost && commitSent, backend);
+      client.release(lost || unrecognised ? (cause as Error) : undefined);
+      throw new CommitFailed(cause, (lost || unrecognised) && commitSent, backend, unrecognised);
     }
   }
 
@@ -165,7 +171,8 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
       await transaction([...batching.undo(undoing), ...batching.statements(batch.map((p) => p.item))], batch.some((p) => batching.isRequest(p.item)));
     } catch (err) {
       const failure = err as CommitFailed;
-      if (isUnavailable(failure.cause)) return unreachableFailure(batch, failure.inDoubt ? failure.backend : null);
+      if (failure.unrecognised) log.warn({ err: String((failure.cause as Error)?.message ?? failure.cause) }, "a commit holding requests failed on this side after its COMMIT was sent: it may have happened, so its requests are refused and undone");
+      if (isUnavailable(failure.cause) || failure.unrecognised) return unreachableFailure(batch, failure.inDoubt ? failure.backend : null);
       if (!batching.isWriteError(failure.cause)) {
         for (const p of batch) p.reject(failure.cause);
         return;
@@ -189,7 +196,7 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
         } catch (aloneErr) {
           const cause = (aloneErr as CommitFailed).cause;
           const failed = aloneErr as CommitFailed;
-          if (isUnavailable(cause)) return unreachableFailure(batch.slice(i), failed.inDoubt ? failed.backend : null);
+          if (isUnavailable(cause) || failed.unrecognised) return unreachableFailure(batch.slice(i), failed.inDoubt ? failed.backend : null);
           p.reject(batching.explain(p.item, cause));
         }
       }

@@ -27,6 +27,15 @@ export function isUnavailable(err: unknown, depth = 0): boolean {
   return isUnavailable(e.cause, depth + 1);
 }
 
+/**
+ * An error PostgreSQL itself sent (a SQLSTATE with a severity), as opposed to one raised on this side: a
+ * connection that failed with anything else is in an unknown state, and a COMMIT it carried may have happened.
+ */
+export function isServerAnswer(err: unknown): boolean {
+  const e = err as { code?: unknown; severity?: unknown } | null;
+  return typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && typeof e.severity === 'string';
+}
+
 /** The error a request gets while the database is unreachable: retryable, with a hint. */
 export function unavailableError(): CodedError {
   return new CodedError('DB_UNAVAILABLE', 'the database cannot be reached right now; retry shortly (with the same correlation_id a retry is safe)', { retryAfterSeconds: 2 });
