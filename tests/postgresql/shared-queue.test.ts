@@ -116,7 +116,7 @@ function losingCommitAnswers(pool: pg.Pool, error = () => new Error('Connection 
   return { pool: wrapped, loseNext: () => (lose = true) };
 }
 
-test("an accept whose COMMIT's answer was lost: accepted if it committed, with what its checks said", async () => {
+test("an accept whose COMMIT's answer was lost: accepted if it committed, with the conversation's runs accepted before it", async () => {
   const losing = losingCommitAnswers(createPool(writePoolConfig(db.url, 1), quiet));
   const store = createPgClusterStore(losing.pool, createPool(writePoolConfig(db.url, 1), quiet));
   try {
@@ -126,6 +126,28 @@ test("an accept whose COMMIT's answer was lost: accepted if it committed, with w
     losing.loseNext();
     await expect(store.accept(second, roomy)).resolves.toMatchObject({ record: { id: second.id, status: 'queued' }, busy: [first.id] });
     expect((await rowsOf(second.id)).map((r) => r.what).sort()).toEqual(['event', 'message', 'run']);
+  } finally {
+    await store.close();
+  }
+});
+
+test('an accept is one round trip once its connection is known: BEGIN, the checks, the writes and COMMIT go out together', async () => {
+  const issued: { what: string; answeredBefore: number }[] = [];
+  let answered = 0;
+  const noting = aroundQueries(createPool(writePoolConfig(db.url, 1), quiet), (query, q, rest) => {
+    issued.push({ what: typeof q === 'string' ? q : ((q as pg.QueryConfig).name ?? (q as pg.QueryConfig).text), answeredBefore: answered });
+    return query(q, ...rest).finally(() => answered++);
+  });
+  const store = createPgClusterStore(noting, createPool(writePoolConfig(db.url, 1), quiet));
+  try {
+    const first = newRun(user());
+    await store.accept(first, roomy);
+    issued.length = 0;
+    const before = answered;
+    await expect(store.accept(newRun(first.userId, first.newThreadId), roomy)).resolves.toMatchObject({ busy: [first.id] });
+    expect(issued.map((q) => q.what)[0]).toBe('BEGIN');
+    expect(issued.map((q) => q.what).at(-1)).toBe('COMMIT');
+    expect(issued.every((q) => q.answeredBefore === before)).toBe(true);
   } finally {
     await store.close();
   }

@@ -93,7 +93,13 @@ const Q = {
   lockRun: statement(`SELECT ${RUN_COLUMNS} FROM "Run" WHERE "id" = $1 AND "userId" = $2 FOR UPDATE`, UTC_TYPES),
   flagStop: statement(`UPDATE "Run" SET "cancelRequested" = true WHERE "id" = $1`),
   nodeOf: statement('SELECT "nodeId" FROM "Node" WHERE "id" = $1'),
-  runExists: statement('SELECT 1 FROM "Run" WHERE "id" = $1'),
+  // An accept whose COMMIT's answer was lost, with its checks' answer: whether it committed, and if so the
+  // conversation's unfinished runs accepted before it (what its check answered, less the runs that ended since).
+  acceptedAfterAll: statement(
+    `WITH "mine" AS (SELECT min(m."id") AS "first" FROM "Message" AS m WHERE m."runId" = $1) ` +
+      `SELECT EXISTS (SELECT 1 FROM "Run" WHERE "id" = $1) AS "committed", coalesce((SELECT array_agg(r."id" ORDER BY r."id") FROM "Run" AS r, "mine" ` +
+      `WHERE r."threadId" = $2 AND r."status" IN ${ACTIVE} AND r."id" <> $1 AND (SELECT min(m."id") FROM "Message" AS m WHERE m."runId" = r."id") < "mine"."first"), '{}') AS "busy"`,
+  ),
   releaseUnknown: statement(`UPDATE "Run" SET "owner" = NULL WHERE "owner" = $1 AND "status" = 'queued' AND NOT ("id" = ANY($2::text[]))`),
   release: statement(`UPDATE "Run" SET "owner" = NULL, "status" = 'queued' WHERE "owner" = $1 AND "id" = ANY($2::text[]) AND "status" IN ${ACTIVE}`),
   census: statement(`SELECT (SELECT count(*) FROM "Run" WHERE "status" = 'queued') AS "queued", (SELECT count(*) FROM "Node" WHERE "expiresAt" > ${NOW}) AS "nodes"`),
@@ -220,24 +226,23 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool): Cluster
         // Known before anything is sent: the backend to end if the COMMIT's answer is lost.
         backend = await backends.of(client);
         // BEGIN, the checks under the user's lock (which refuse by themselves, aborting the rest: see the migration
-        // 20261204000000_queue_round_trips) and the writes in one round trip; COMMIT once they answered, so a
-        // connection lost before it means nothing was accepted.
-        const [checked] = await pipelinedTransaction(client, [Q.acceptCheck([row.userId, row.threadId, check.userMaxQueuedRuns, check.rejectIfBusy]), ...runStatements([item])], 'after');
+        // 20261204000000_queue_round_trips), the writes and COMMIT in one round trip.
+        const [checked] = await pipelinedTransaction(client, [Q.acceptCheck([row.userId, row.threadId, check.userMaxQueuedRuns, check.rejectIfBusy]), ...runStatements([item])]);
         client.release();
         return { record: acceptedRecordOf(run), busy: (checked!.rows[0] as { busy: string[] }).busy };
       } catch (err) {
         const cause = err instanceof TransactionFailed ? err.cause : err;
-        // COMMIT's answer lost (the connection, or anything raised on this side rather than answered by the server):
+        // The connection lost with COMMIT sent (or anything raised on this side rather than answered by the server):
         // it may have happened, and then the run is in the shared queue and will run.
-        const inDoubt = err instanceof TransactionFailed && err.commitSent && err.answers !== null && backend !== undefined && (isUnavailable(cause) || !isServerAnswer(cause));
+        const inDoubt = err instanceof TransactionFailed && err.commitSent && backend !== undefined && (isUnavailable(cause) || !isServerAnswer(cause));
         client.release(isUnavailable(cause) || inDoubt ? (cause as Error) : undefined);
         // Ask (on another connection, once the old one's backend has ended: it could still be executing that COMMIT)
         // rather than tell the client nothing was accepted; if that fails too, DB_UNAVAILABLE says a retry with the
         // same correlation_id is safe, which holds either way.
         if (inDoubt) {
           const ending = await backends.end(pool, backend!).catch(() => 'alive' as const);
-          const committed = ending !== 'alive' && (await pool.query(Q.runExists([row.id])).then((r) => (r.rowCount ?? 0) > 0, () => false));
-          if (committed) return { record: acceptedRecordOf(run), busy: ((err as TransactionFailed).answers![0]!.rows[0] as { busy: string[] }).busy };
+          const found = ending === 'alive' ? null : await pool.query<{ committed: boolean; busy: string[] }>(Q.acceptedAfterAll([row.id, row.threadId ?? row.newThreadId])).then((r) => r.rows[0]!, () => null);
+          if (found?.committed) return { record: acceptedRecordOf(run), busy: found.busy };
           throw unavailableError();
         }
         throw refusal(cause, item, check.userMaxQueuedRuns);

@@ -127,7 +127,7 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
           throw new TransactionFailed(err, true);
         }
       } else {
-        await pipelinedTransaction(client, statements, 'with');
+        await pipelinedTransaction(client, statements);
       }
       client.release();
     } catch (err) {
