@@ -56,6 +56,8 @@ async function withNodeErrors(body: () => Promise<void>): Promise<void> {
   try {
     await body();
   } catch (err) {
+    // A node's log line reaches this process through its stdout pipe, which can trail the socket's ack: wait for it.
+    await new Promise((r) => setTimeout(r, 1_000));
     const lines = cluster.slots.flatMap((slot, i) => cluster.node(slot).logs.slice(since[i]).filter((l) => Number(l.level) >= 40).map((l) => JSON.stringify({ node: slot, ...l })));
     throw new Error(`${String((err as Error)?.stack ?? err)}\nthe nodes' warnings and errors meanwhile:\n${lines.join('\n') || '(none)'}`);
   }
