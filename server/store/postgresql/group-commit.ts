@@ -124,21 +124,22 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
         try {
           await client.query(statements[0]!);
         } catch (err) {
-          throw new TransactionFailed(err, true);
+          throw new TransactionFailed(err);
         }
       } else {
         await pipelinedTransaction(client, statements);
       }
       client.release();
     } catch (err) {
-      const { cause, commitSent } = err as TransactionFailed;
+      // COMMIT went out with the statements (or the lone statement commits by itself): a lost answer leaves it in doubt.
+      const { cause } = err as TransactionFailed;
       const lost = isUnavailable(cause);
       // Whatever broke on this side once a request's COMMIT was sent (not the server's answer), that COMMIT may have
       // happened: in doubt as a lost connection is, rather than a bug's failure that says nothing was accepted.
-      const unrecognised = !lost && requests && commitSent && !isServerAnswer(cause);
+      const unrecognised = !lost && requests && !isServerAnswer(cause);
       // A connection that failed is discarded, not returned to the pool.
       client.release(lost || unrecognised ? (cause as Error) : undefined);
-      throw new CommitFailed(cause, (lost || unrecognised) && commitSent, backend, unrecognised);
+      throw new CommitFailed(cause, lost || unrecognised, backend, unrecognised);
     }
   }
 

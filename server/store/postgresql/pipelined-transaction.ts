@@ -14,8 +14,6 @@ export class TransactionFailed extends Error {
   constructor(
     /** The error of the statement at fault (not of those its failure aborted). */
     override readonly cause: unknown,
-    /** COMMIT had been sent: if its answer was lost, it may have happened. */
-    readonly commitSent: boolean,
   ) {
     super(String((cause as Error)?.message ?? cause));
   }
@@ -27,7 +25,7 @@ export async function pipelinedTransaction(client: pg.PoolClient, statements: pg
   const failures = answers.flatMap((a) => (a.status === 'rejected' ? [a.reason as unknown] : []));
   if (failures.length > 0) {
     const cause = failures.find((f) => (f as { code?: unknown }).code !== IN_FAILED_TRANSACTION) ?? failures[0];
-    throw new TransactionFailed(cause, true);
+    throw new TransactionFailed(cause);
   }
   return answers.slice(1, statements.length + 1).map((a) => (a as PromiseFulfilledResult<pg.QueryResult>).value);
 }
