@@ -35,7 +35,7 @@ beforeAll(async () => {
   await c.connect();
   await applyMigrations(c, migrationsFolder('postgresql'));
   await c.end();
-  cluster = createPgClusterStore(createPool(writePoolConfig(db.url, 2), quiet), createPool(writePoolConfig(db.url, 1), quiet));
+  cluster = createPgClusterStore(createPool(writePoolConfig(db.url, 2), quiet), createPool(writePoolConfig(db.url, 1), quiet), quiet);
   ({ lease } = await cluster.register(`node-${randomUUID()}`, 60_000));
 });
 afterAll(async () => {
@@ -103,29 +103,39 @@ test('a run on a conversation that does not exist is refused NOT_FOUND', async (
  * A pool whose next COMMIT happens, and then its answer is lost as when the connection drops right after it (or,
  * given `error`, replaced by that error raised on this side).
  */
-function losingCommitAnswers(pool: pg.Pool, error = () => new Error('Connection terminated unexpectedly')): { pool: pg.Pool; loseNext: () => void } {
-  let lose = false;
+function losingCommitAnswers(pool: pg.Pool, error = () => new Error('Connection terminated unexpectedly')): { pool: pg.Pool; loseNext: (meanwhile?: () => Promise<unknown>) => void } {
+  let lose: (() => Promise<unknown>) | null = null;
   const wrapped = aroundQueries(pool, async (query, q, rest) => {
     const result = await query(q, ...rest);
     if (q === 'COMMIT' && lose) {
-      lose = false;
+      // What others do between the COMMIT landing and the look-up that finds it.
+      const meanwhile = lose;
+      lose = null;
+      await meanwhile();
       throw error();
     }
     return result;
   });
-  return { pool: wrapped, loseNext: () => (lose = true) };
+  return { pool: wrapped, loseNext: (meanwhile = async () => undefined) => (lose = meanwhile) };
 }
 
-test("an accept whose COMMIT's answer was lost: accepted if it committed, with the conversation's runs accepted before it", async () => {
+test("an accept whose COMMIT's answer was lost: accepted if it committed, with the conversation's unfinished runs accepted before it", async () => {
   const losing = losingCommitAnswers(createPool(writePoolConfig(db.url, 1), quiet));
-  const store = createPgClusterStore(losing.pool, createPool(writePoolConfig(db.url, 1), quiet));
+  const store = createPgClusterStore(losing.pool, createPool(writePoolConfig(db.url, 1), quiet), quiet);
   try {
-    const first = newRun(user());
-    await store.accept(first, roomy);
-    const second = newRun(first.userId, first.newThreadId);
-    losing.loseNext();
-    await expect(store.accept(second, roomy)).resolves.toMatchObject({ record: { id: second.id, status: 'queued' }, busy: [first.id] });
-    expect((await rowsOf(second.id)).map((r) => r.what).sort()).toEqual(['event', 'message', 'run']);
+    const waiting = newRun(user());
+    await store.accept(waiting, roomy);
+    const ending = newRun(waiting.userId, waiting.newThreadId);
+    await store.accept(ending, roomy);
+    const lost = newRun(waiting.userId, waiting.newThreadId);
+    const later = newRun(waiting.userId, waiting.newThreadId);
+    // Before the look-up: a run accepted before it ends, and one is accepted after it (on another node).
+    losing.loseNext(async () => {
+      await finish([ending.id]);
+      await cluster.accept(later, roomy);
+    });
+    await expect(store.accept(lost, roomy)).resolves.toMatchObject({ record: { id: lost.id, status: 'queued' }, busy: [waiting.id] });
+    expect((await rowsOf(lost.id)).map((r) => r.what).sort()).toEqual(['event', 'message', 'run']);
   } finally {
     await store.close();
   }
@@ -138,7 +148,7 @@ test('an accept is one round trip once its connection is known: BEGIN, the check
     issued.push({ what: typeof q === 'string' ? q : ((q as pg.QueryConfig).name ?? (q as pg.QueryConfig).text), answeredBefore: answered });
     return query(q, ...rest).finally(() => answered++);
   });
-  const store = createPgClusterStore(noting, createPool(writePoolConfig(db.url, 1), quiet));
+  const store = createPgClusterStore(noting, createPool(writePoolConfig(db.url, 1), quiet), quiet);
   try {
     const first = newRun(user());
     await store.accept(first, roomy);
@@ -155,19 +165,22 @@ test('an accept is one round trip once its connection is known: BEGIN, the check
 
 test("an accept whose COMMIT's answer is an error raised on this side, not the server's: in doubt as a lost one, so accepted if it committed", async () => {
   const losing = losingCommitAnswers(createPool(writePoolConfig(db.url, 1), quiet), () => new TypeError('something on this side broke'));
-  const store = createPgClusterStore(losing.pool, createPool(writePoolConfig(db.url, 1), quiet));
+  const warned: string[] = [];
+  const store = createPgClusterStore(losing.pool, createPool(writePoolConfig(db.url, 1), quiet), { warn: (fields: unknown, message?: string) => void warned.push(`${message} ${JSON.stringify(fields)}`) } as never);
   try {
     const run = newRun(user());
     losing.loseNext();
     await expect(store.accept(run, roomy)).resolves.toMatchObject({ record: { id: run.id, status: 'queued' }, busy: [] });
     expect((await rowsOf(run.id)).map((r) => r.what).sort()).toEqual(['event', 'message', 'run']);
+    // A bug on this side is said, even when the run turns out accepted.
+    expect(warned).toEqual([expect.stringMatching(/failed on this side.*something on this side broke/)]);
   } finally {
     await store.close();
   }
 });
 
 test('an accept whose COMMIT the server holds up past the read timeout: refused, and its backend ended before the look-up, so the run never lands', async () => {
-  const store = createPgClusterStore(createPool({ ...writePoolConfig(db.url, 1), query_timeout: 1_000 }, quiet), createPool(writePoolConfig(db.url, 1), quiet));
+  const store = createPgClusterStore(createPool({ ...writePoolConfig(db.url, 1), query_timeout: 1_000 }, quiet), createPool(writePoolConfig(db.url, 1), quiet), quiet);
   const held = newRun(user());
   const commits = await holdCommits(db, 'Run', 'INSERT', `NEW.id = '${held.id}'`);
   try {
@@ -279,7 +292,7 @@ describe('claims', () => {
 
   test('a claim the server holds up past the read timeout: releaseUnknown ends its backend first, so nothing it took stays unknown', async () => {
     // 2 s: the ending (pg_terminate_backend waits for the exit) is bound by the same read timeout.
-    const store = createPgClusterStore(createPool({ ...writePoolConfig(db.url, 1), query_timeout: 2_000 }, quiet), createPool(writePoolConfig(db.url, 1), quiet));
+    const store = createPgClusterStore(createPool({ ...writePoolConfig(db.url, 1), query_timeout: 2_000 }, quiet), createPool(writePoolConfig(db.url, 1), quiet), quiet);
     const run = newRun(user());
     await cluster.accept(run, roomy);
     const commits = await holdCommits(db, 'Run', 'UPDATE', `NEW.id = '${run.id}' AND NEW.owner IS NOT NULL`);

@@ -20,6 +20,7 @@ import pg from 'pg';
 import { CodedError } from '../../../protocol/errors.js';
 import type { RunEventEnvelope } from '../../../protocol/events.js';
 import type { ClaimedRun, ClusterStore, TakeoverDecision } from '../../cluster/cluster-store.js';
+import type { Logger } from '../../logger.js';
 import { RowMissingError } from '../run-writes.js';
 import { acceptedRecordOf, acceptedRowOf, runRecordOf as runRecordOfRow, type RunRow as RunFields } from '../run-record.js';
 import { createBackends, type Backend } from './backends.js';
@@ -150,7 +151,7 @@ function refusal(err: unknown, item: RunWrite, userMaxQueuedRuns: number): unkno
  * `pool` serves the queue (accepts, claims, takeovers, stops); `leasePool` (one connection) only the lease: a
  * renewal must never wait behind a burst of accepts, or a busy node would lose its lease and its runs.
  */
-export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool): ClusterStore {
+export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pick<Logger, 'warn'>): ClusterStore {
   const backends = createBackends();
   /** Backends of claims whose answer was lost: ended before releaseUnknown reads what they took. */
   let claimsInDoubt: Backend[] = [];
@@ -240,8 +241,19 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool): Cluster
         // rather than tell the client nothing was accepted; if that fails too, DB_UNAVAILABLE says a retry with the
         // same correlation_id is safe, which holds either way.
         if (inDoubt) {
-          const ending = await backends.end(pool, backend!).catch(() => 'alive' as const);
-          const found = ending === 'alive' ? null : await pool.query<{ committed: boolean; busy: string[] }>(Q.acceptedAfterAll([row.id, row.threadId ?? row.newThreadId])).then((r) => r.rows[0]!, () => null);
+          if (!isUnavailable(cause)) log.warn({ run_id: row.id, err: String((cause as Error)?.message ?? cause) }, "an accept's COMMIT failed on this side after it was sent: it may have happened, so it is looked up");
+          const ending = await backends.end(pool, backend!).catch((err: unknown) => {
+            if (!isUnavailable(err)) log.warn({ run_id: row.id, err: String((err as Error)?.message ?? err) }, 'ending the connection of an accept in doubt failed; refused with DB_UNAVAILABLE');
+            return 'alive' as const;
+          });
+          if (ending === 'not-allowed') log.warn({ run_id: row.id, pid: backend!.pid }, "the connection of an accept in doubt cannot be ended (the database role may not signal it: grant it pg_signal_backend); it is looked up now, and a COMMIT the server still holds could land after");
+          const found = ending === 'alive' ? null : await pool.query<{ committed: boolean; busy: string[] }>(Q.acceptedAfterAll([row.id, row.threadId ?? row.newThreadId])).then(
+            (r) => r.rows[0]!,
+            (err: unknown) => {
+              if (!isUnavailable(err)) log.warn({ run_id: row.id, err: String((err as Error)?.message ?? err) }, 'looking up an accept in doubt failed; refused with DB_UNAVAILABLE');
+              return null;
+            },
+          );
           if (found?.committed) return { record: acceptedRecordOf(run), busy: found.busy };
           throw unavailableError();
         }
@@ -275,7 +287,11 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool): Cluster
       // A claim given up on may still be executing on the server: what it takes after this look would stay unknown.
       for (const backend of [...claimsInDoubt]) {
         // Not ended for a reason waiting cannot cure (a bug, a setting): look anyway rather than never claim again.
-        const ending = await backends.end(pool, backend).catch((err: unknown) => (isUnavailable(err) ? asUnavailable(err) : ('not-allowed' as const)));
+        const ending = await backends.end(pool, backend).catch((err: unknown) => {
+          if (isUnavailable(err)) return asUnavailable(err);
+          log.warn({ err: String((err as Error)?.message ?? err) }, 'ending the connection of a claim in doubt failed; its runs are released anyway');
+          return 'not-allowed' as const;
+        });
         if (ending === 'alive') throw unavailableError();
         claimsInDoubt = claimsInDoubt.filter((b) => b !== backend);
       }

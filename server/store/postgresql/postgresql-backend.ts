@@ -51,7 +51,7 @@ export function createPostgresqlBackend(target: PostgresqlTarget, options: Store
       // The queue's statements are keyed lookups too: set up as the write connection is.
       const clusterPool = createPool(writePoolConfig(target.url, CLUSTER_POOL_SIZE), options.log);
       const leasePool = createPool(writePoolConfig(target.url, 1), options.log);
-      const cluster = createPgClusterStore(clusterPool, leasePool);
+      const cluster = createPgClusterStore(clusterPool, leasePool, options.log);
       let clusterUsed = false;
       let unlock: (() => Promise<void>) | null = null;
       return {
