@@ -408,3 +408,42 @@ onPostgresql('PostgreSQL: a failure that is not one write\'s own fails the whole
     await pool.end();
   }
 });
+
+onPostgresql('PostgreSQL: a value pg cannot convert fails its write alone before anything is sent; the requests batched with it land, and the database is not taken for unreachable', async () => {
+  const pool = new pg.Pool({ connectionString: front.url, max: 1, pipeline: true } as pg.PoolConfig);
+  try {
+    await pool.query('CREATE TABLE gc_convert (id INTEGER PRIMARY KEY)');
+    type Item = { id: number } | { unconvertible: true };
+    const batches: Item[][] = [];
+    const g = createPgGroupCommit<Item>(
+      pool,
+      {
+        statements: (items) => (
+          batches.push(items),
+          items.map((item) => ({
+            name: 'gc_convert_insert',
+            text: 'INSERT INTO gc_convert (id) VALUES ($1)',
+            // pg converts a value when it writes the statement: this one throws there.
+            values: ['id' in item ? item.id : { toPostgres: () => { throw new Error('cannot convert this value'); } }],
+          }))
+        ),
+        undo: () => [],
+        // Requests: a failure of theirs that is not the server's answer would leave their COMMIT in doubt.
+        isRequest: () => true,
+        isWriteError: (err) => /^23/.test(String((err as { code?: unknown }).code)),
+        explain: (_item, err) => err,
+      },
+      createLogger('silent'),
+    );
+    const results = await Promise.allSettled([g.run({ id: 1 }), g.run({ unconvertible: true }), g.run({ id: 2 })]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ message: 'cannot convert this value' });
+    // The batch was tried whole, then write by write, and the unconvertible one was never half-committed with the others.
+    expect(batches.map((b) => b.length)).toEqual([3, 1, 1, 1]);
+    expect((await pool.query('SELECT id FROM gc_convert ORDER BY id')).rows.map((r) => r.id)).toEqual([1, 2]);
+    expect(g.unreachable).toBe(false);
+    await g.close(1_000);
+  } finally {
+    await pool.end();
+  }
+});

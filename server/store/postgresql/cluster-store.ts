@@ -235,7 +235,7 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pic
         const cause = err instanceof TransactionFailed ? err.cause : err;
         // The connection lost with COMMIT sent (or anything raised on this side rather than answered by the server):
         // it may have happened, and then the run is in the shared queue and will run.
-        const inDoubt = err instanceof TransactionFailed && backend !== undefined && (isUnavailable(cause) || !isServerAnswer(cause));
+        const inDoubt = err instanceof TransactionFailed && err.sent && backend !== undefined && (isUnavailable(cause) || !isServerAnswer(cause));
         client.release(isUnavailable(cause) || inDoubt ? (cause as Error) : undefined);
         // Ask (on another connection, once the old one's backend has ended: it could still be executing that COMMIT)
         // rather than tell the client nothing was accepted; if that fails too, DB_UNAVAILABLE says a retry with the

@@ -23,7 +23,7 @@
 import type pg from 'pg';
 import type { Logger } from '../../logger.js';
 import { createBackends, type Backend, type Backends } from './backends.js';
-import { pipelinedTransaction, TransactionFailed } from './pipelined-transaction.js';
+import { convertedValues, pipelinedTransaction, TransactionFailed } from './pipelined-transaction.js';
 import { isServerAnswer, isUnavailable, unavailableError } from './unavailable.js';
 
 export interface Statement {
@@ -60,6 +60,8 @@ class CommitFailed extends Error {
     readonly backend: Backend | null = null,
     /** Not a database answer nor a lost connection known as such, after a request's COMMIT went out: in doubt too. */
     readonly unrecognised = false,
+    /** Nothing was sent (a value pg could not convert): the fault of one write, which nothing committed. */
+    readonly unsent = false,
   ) {
     super(String((cause as Error)?.message ?? cause));
   }
@@ -121,8 +123,9 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
     }
     try {
       if (statements.length === 1 && !requests) {
+        const [statement] = convertedValues(statements);
         try {
-          await client.query(statements[0]!);
+          await client.query(statement!);
         } catch (err) {
           throw new TransactionFailed(err);
         }
@@ -132,7 +135,11 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
       client.release();
     } catch (err) {
       // COMMIT went out with the statements (or the lone statement commits by itself): a lost answer leaves it in doubt.
-      const { cause } = err as TransactionFailed;
+      const { cause, sent } = err as TransactionFailed;
+      if (!sent) {
+        client.release();
+        throw new CommitFailed(cause, false, null, false, true);
+      }
       const lost = isUnavailable(cause);
       // Whatever broke on this side once a request's COMMIT was sent (not the server's answer), that COMMIT may have
       // happened: in doubt as a lost connection is, rather than a bug's failure that says nothing was accepted.
@@ -174,7 +181,7 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
       const failure = err as CommitFailed;
       if (failure.unrecognised) log.warn({ err: String((failure.cause as Error)?.message ?? failure.cause) }, "a commit holding requests failed on this side after its COMMIT was sent: it may have happened, so its requests are refused and undone");
       if (isUnavailable(failure.cause) || failure.unrecognised) return unreachableFailure(batch, failure.inDoubt ? failure.backend : null);
-      if (!batching.isWriteError(failure.cause)) {
+      if (!batching.isWriteError(failure.cause) && !failure.unsent) {
         for (const p of batch) p.reject(failure.cause);
         return;
       }
