@@ -2,7 +2,7 @@
  * Redis restarting or unreachable loses no event: events are committed to PostgreSQL first, and delivery resumes
  * with a replay once Redis is back. Two nodes on a redis-server of the test's own, stopped while a run executes:
  * the user's socket on the node that does not run it must still receive the whole run, exactly once, however many
- * runs of that user it saw before.
+ * runs of that user it saw before. Meanwhile a new socket and a ticket are refused with REDIS_UNAVAILABLE.
  */
 import { httpCall, UserClient } from '../helpers/client';
 import { replayOnResync, startTestCluster, type TestCluster } from '../helpers/cluster';
@@ -31,6 +31,9 @@ async function runDuringOutage(userId: string, earlier: number): Promise<void> {
     for (const { run_id } of batch) await Promise.all(sockets.map((s) => s.waitForRun(run_id, 60_000)));
   }
   await cluster.redisServer!.down();
+  // What needs Redis's answer is refused as such, retryable, never INTERNAL: a socket's connection slot, a ticket.
+  await expect(UserClient.connect(cluster.url(2), userId)).rejects.toMatchObject({ data: { code: 'REDIS_UNAVAILABLE' } });
+  expect(await httpCall(cluster.url(2), 'POST', '/v1/auth/ticket', {}, sockets[0].token)).toMatchObject({ status: 503, body: { error: { code: 'REDIS_UNAVAILABLE' } } });
   // Accepted and run while the nodes cannot publish to each other.
   const started = await httpCall(cluster.url(1), 'POST', '/v1/threads', {}, sockets[0].token);
   expect(started.status).toBe(201);
@@ -42,7 +45,11 @@ async function runDuringOutage(userId: string, earlier: number): Promise<void> {
     if (['completed', 'failed', 'cancelled', 'timeout'].includes(res.body.status)) break;
     if (Date.now() > deadline) throw new Error(`run ${runId} did not finish while Redis was down (${res.body.status})`);
   }
+  // Each node refuses what needs its Redis command connection (a socket's connection slot) until that is back:
+  // the next test must find both whole, not race their reconnection (up to a second apart).
+  const back = cluster.slots.map((slot) => cluster.node(slot).waitForLog((l) => l.msg === 'Redis connection ready' && l.connection === 'command', 30_000));
   await cluster.redisServer!.up();
+  expect((await Promise.all(back)).map((l) => l !== null)).toEqual(cluster.slots.map(() => true));
   const log = await persistedEvents(sockets[0], runId);
   expect(log[log.length - 1].payload.status).toBe('completed');
   // Each socket, on the node that ran it or not: the whole log, once (what it got by then, if it never finished).

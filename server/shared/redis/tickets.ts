@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { CodedError } from '../../../protocol/errors.js';
 import { TICKET_TTL_MS, type Tickets } from '../shared-state.js';
+import { asRedisUnavailable } from './unavailable.js';
 
 /** What issue makes: 24 random bytes, base64url. Anything else is refused without asking Redis. */
 const TICKET = /^[A-Za-z0-9_-]{32}$/;
@@ -19,12 +20,12 @@ export function createRedisTickets(redis: Redis, keyPrefix: string): Tickets {
   return {
     async issue(session) {
       const ticket = randomBytes(24).toString('base64url');
-      await redis.set(keyOf(ticket), JSON.stringify({ userId: session.userId, expiresAt: session.expiresAt }), 'PX', TICKET_TTL_MS);
+      await redis.set(keyOf(ticket), JSON.stringify({ userId: session.userId, expiresAt: session.expiresAt }), 'PX', TICKET_TTL_MS).catch(asRedisUnavailable);
       return { ticket, expires_in: TICKET_TTL_MS / 1000 };
     },
     async redeem(ticket) {
       if (typeof ticket !== 'string' || !TICKET.test(ticket)) throw refused();
-      const stored = await redis.getdel(keyOf(ticket));
+      const stored = await redis.getdel(keyOf(ticket)).catch(asRedisUnavailable);
       if (stored === null) throw refused();
       let session;
       try {
