@@ -145,7 +145,7 @@ export async function startAtoll(config: Config, log: Logger, launching: Promise
   // Several nodes: the lease, the sweeper and claiming start once events can be published.
   await runs.join();
   const web = { dir: path.join(ROOT, 'web/dist'), llmConfigured: Boolean(config.agentSettings.llm.baseUrl && config.agentSettings.llm.model) };
-  const app = createHttpApp({ store, runs, cells, tokens, metrics, log, settings: httpSettingsOf(config), tickets: shared.tickets, limits: shared.limits, web });
+  const app = createHttpApp({ store, runs, cells, tokens, metrics, log, settings: httpSettingsOf(config), tickets: shared.tickets, limits: shared.limits, web, pingRedis: redis ? () => redis.connections.ping() : undefined });
   httpServer.on('request', app);
   const sockets = createSocketServer({
     http: httpServer,
@@ -185,6 +185,7 @@ export async function startAtoll(config: Config, log: Logger, launching: Promise
             : [],
         ),
         socketConnections: sockets.connections(),
+        redisConnections: redis?.connections.connected() ?? [],
         socketOutboundBytes: sockets.outboundBytes(),
         userMaxima: userMaxima(runs.liveRuns()),
       };

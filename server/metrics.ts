@@ -24,6 +24,8 @@ export interface CapacitySnapshot {
   activeContexts: number;
   liveAgentInstances: number;
   dbConnections: { process: string; count: number }[];
+  /** Several nodes: whether each of the node's two Redis connections is up (none on a single node). */
+  redisConnections: { connection: string; up: boolean }[];
   cellMemory: { cell: string; kind: 'heap' | 'rss' | 'external'; bytes: number }[];
   socketConnections: number;
   /** Bytes sent to sockets and not yet taken by them, all sockets together (what slow clients cost the front). */
@@ -45,6 +47,7 @@ export const IDLE_CAPACITY: CapacitySnapshot = {
   activeContexts: 0,
   liveAgentInstances: 0,
   dbConnections: [],
+  redisConnections: [],
   cellMemory: [],
   socketConnections: 0,
   socketOutboundBytes: 0,
@@ -218,6 +221,16 @@ export function createMetrics(options: MetricsOptions) {
     collect() {
       this.reset();
       for (const d of snapshot().dbConnections) this.set({ process: d.process }, d.count);
+    },
+  });
+  new client.Gauge({
+    name: 'atoll_redis_connected',
+    help: 'Several nodes (REDIS_URL): 1 while this node\'s Redis connection is up, 0 while it reconnects, by connection (command: commands and PUBLISH; subscriber: the events of other nodes). No series on a single node. While the command connection is down, new sockets and tickets are refused (REDIS_UNAVAILABLE) and rate limits count per node.',
+    labelNames: ['connection'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of snapshot().redisConnections) this.set({ connection: r.connection }, r.up ? 1 : 0);
     },
   });
   new client.Gauge({

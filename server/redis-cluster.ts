@@ -34,8 +34,8 @@ export interface RedisCluster {
   bus: RedisEventBus;
   shared: SharedState;
   nodeMessages: NodeMessages;
-  /** The two connections, for health checks (their `status`: ready, reconnecting, …) and tests. */
-  connections: Pick<RedisConnections, 'command' | 'subscriber' | 'masked'>;
+  /** The two connections: their health (/readyz, atoll_redis_connected) and, for tests, the clients themselves. */
+  connections: Pick<RedisConnections, 'command' | 'subscriber' | 'masked' | 'connected' | 'ping'>;
   /** Closes the connections; call it after the parts' stop(). */
   stop(): Promise<void>;
 }

@@ -51,14 +51,27 @@ describe('pure parts', () => {
   test('readiness names each failing check', async () => {
     const cell = (state: string, quarantine = false) => ({ state, quarantine }) as unknown as CellHandle;
     const ok = await readiness({ ping: async () => undefined, cells: () => [cell('ready'), cell('starting'), cell('ready', true)], draining: () => false });
-    expect(ok).toEqual({ ready: true, checks: { database: 'ok', cells: '1/2 serving', draining: false }, failing: [] });
+    expect(ok).toEqual({ ready: true, checks: { database: 'ok', cells: '1/2 serving', draining: false }, failing: [], degraded: [] });
 
     const down = await readiness({ ping: () => Promise.reject(new Error('SQLITE_CANTOPEN')), cells: () => [cell('dead'), cell('starting')], draining: () => true });
-    expect(down).toEqual({ ready: false, checks: { database: 'unreachable: SQLITE_CANTOPEN', cells: '0/2 serving', draining: true }, failing: ['database', 'cells', 'draining'] });
+    expect(down).toEqual({ ready: false, checks: { database: 'unreachable: SQLITE_CANTOPEN', cells: '0/2 serving', draining: true }, failing: ['database', 'cells', 'draining'], degraded: [] });
 
     const hung = await readiness({ ping: () => new Promise(() => undefined), cells: () => [cell('ready')], draining: () => false });
     expect(hung.failing).toEqual(['database']);
     expect(hung.checks.database).toMatch(/no answer in \d+ ms/);
+
+    // Several nodes: Redis is reported, and a Redis that fails or hangs degrades the node without making it unready.
+    const base = { ping: async () => undefined, cells: () => [cell('ready')], draining: () => false };
+    expect(await readiness({ ...base, pingRedis: async () => undefined })).toEqual({ ready: true, checks: { database: 'ok', cells: '1/1 serving', draining: false, redis: 'ok' }, failing: [], degraded: [] });
+    const redisDown = await readiness({ ...base, pingRedis: () => Promise.reject(new Error('the command connection is reconnecting (connect ECONNREFUSED 127.0.0.1:6379)')) });
+    expect(redisDown).toEqual({
+      ready: true,
+      checks: { database: 'ok', cells: '1/1 serving', draining: false, redis: 'unreachable: the command connection is reconnecting (connect ECONNREFUSED 127.0.0.1:6379)' },
+      failing: [],
+      degraded: ['redis'],
+    });
+    const redisHung = await readiness({ ...base, pingRedis: () => new Promise(() => undefined) });
+    expect([redisHung.ready, redisHung.degraded, redisHung.checks.redis]).toEqual([true, ['redis'], expect.stringMatching(/^unreachable: no answer in \d+ ms$/)]);
   });
 });
 
@@ -113,7 +126,7 @@ describe('a live server under chaos', () => {
   test('/readyz answers ready with every check named', async () => {
     const res = await httpCall(server.url, 'GET', '/readyz');
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ status: 'ready', checks: { database: 'ok', cells: '2/2 serving', draining: false }, failing: [] });
+    expect(res.body).toEqual({ status: 'ready', checks: { database: 'ok', cells: '2/2 serving', draining: false }, failing: [], degraded: [] });
   });
 
   test('each live cell\'s process metrics are in the front\'s scrape, labelled by cell; every series carries the node', async () => {
@@ -382,6 +395,7 @@ describe('a live server under chaos', () => {
       AtollQueueWaitGrowing: 'warning',
       AtollFrontEventLoopLag: 'warning',
       AtollNodeDown: 'warning',
+      AtollRedisUnreachable: 'warning',
     });
     const used = new Set<string>();
     for (const rule of rules) {
@@ -476,7 +490,7 @@ describe('a live server under chaos', () => {
       return res?.status === 503;
     }, 5000, 20);
     expect(refused).toBe(true);
-    expect(res!.body).toEqual({ status: 'not_ready', checks: { database: 'ok', cells: '2/2 serving', draining: true }, failing: ['draining'] });
+    expect(res!.body).toEqual({ status: 'not_ready', checks: { database: 'ok', cells: '2/2 serving', draining: true }, failing: ['draining'], degraded: [] });
     // Liveness stays green while it drains: the process is alive and finishing its runs.
     expect((await httpCall(server.url, 'GET', '/healthz')).status).toBe(200);
     expect(terminal(await u.waitForRun(slow.run_id)).payload.status).toBe('completed');

@@ -36,6 +36,8 @@ export interface HttpDeps {
   limits: { user: RateLimiter; ip: RateLimiter };
   /** The chat page: where its built files are, and whether a model is connected (the page says how to). */
   web: { dir: string; llmConfigured: boolean };
+  /** Several nodes (REDIS_URL): Redis answers or says why not (reported by /readyz). */
+  pingRedis?: () => Promise<void>;
 }
 
 export function createHttpApp(deps: HttpDeps): express.Express {
@@ -67,7 +69,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     res.json({ status: 'ok', draining: deps.runs.draining, cells_ready: deps.cells.cells().filter((c) => c.state === 'ready').length });
   });
 
-  app.use(opsRoutes({ ping: () => deps.store.ping(), cells: () => deps.cells.cells(), draining: () => deps.runs.draining }));
+  app.use(opsRoutes({ ping: () => deps.store.ping(), cells: () => deps.cells.cells(), draining: () => deps.runs.draining, pingRedis: deps.pingRedis }));
 
   app.get('/metrics', async (req, res, next) => {
     try {

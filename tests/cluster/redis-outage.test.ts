@@ -2,9 +2,10 @@
  * Redis restarting or unreachable loses no event: events are committed to PostgreSQL first, and delivery resumes
  * with a replay once Redis is back. Two nodes on a redis-server of the test's own, stopped while a run executes:
  * the user's socket on the node that does not run it must still receive the whole run, exactly once, however many
- * runs of that user it saw before. Meanwhile a new socket and a ticket are refused with REDIS_UNAVAILABLE.
+ * runs of that user it saw before. Meanwhile a new socket and a ticket are refused with REDIS_UNAVAILABLE, and
+ * each node says so: /readyz names Redis as degraded (still ready) and atoll_redis_connected is 0.
  */
-import { httpCall, UserClient } from '../helpers/client';
+import { eventually, httpCall, metricValue, UserClient } from '../helpers/client';
 import { replayOnResync, startTestCluster, type TestCluster } from '../helpers/cluster';
 import { persistedEvents } from '../helpers/run-checks';
 
@@ -22,6 +23,30 @@ afterAll(async () => {
   await cluster?.destroy();
 });
 
+/** What a node says of its Redis: /readyz (HTTP status, checks.redis, degraded) and its connections' gauges. */
+async function redisHealth(slot: number): Promise<{ status: number; redis: string; degraded: string[]; command: number; subscriber: number }> {
+  const ready = await httpCall(cluster.url(slot), 'GET', '/readyz');
+  const metrics = await (await fetch(`${cluster.url(slot)}/metrics`)).text();
+  return {
+    status: ready.status,
+    redis: ready.body.checks.redis,
+    degraded: ready.body.degraded,
+    command: metricValue(metrics, 'atoll_redis_connected', { connection: 'command' }),
+    subscriber: metricValue(metrics, 'atoll_redis_connected', { connection: 'subscriber' }),
+  };
+}
+
+/** Polls redisHealth until `ok` holds (20 s at most); returns the last answer of each node. */
+async function healthOfEachNode(ok: (h: Awaited<ReturnType<typeof redisHealth>>) => boolean): Promise<Awaited<ReturnType<typeof redisHealth>>[]> {
+  let last: Awaited<ReturnType<typeof redisHealth>>[] = [];
+  await eventually(async () => (last = await Promise.all(cluster.slots.map(redisHealth))).every(ok), 20_000, 100);
+  return last;
+}
+
+test('each node reports Redis up: /readyz says ok, both connections count 1', async () => {
+  expect(await healthOfEachNode((h) => h.redis === 'ok')).toEqual(cluster.slots.map(() => ({ status: 200, redis: 'ok', degraded: [], command: 1, subscriber: 1 })));
+});
+
 /** `earlier` runs of the user, seen by both sockets, then one run from start to end while Redis is down. */
 async function runDuringOutage(userId: string, earlier: number): Promise<void> {
   const sockets = await Promise.all([1, 2].map(async (slot) => replayOnResync(await UserClient.connect(cluster.url(slot), userId))));
@@ -31,6 +56,9 @@ async function runDuringOutage(userId: string, earlier: number): Promise<void> {
     for (const { run_id } of batch) await Promise.all(sockets.map((s) => s.waitForRun(run_id, 60_000)));
   }
   await cluster.redisServer!.down();
+  // Each node says so, and stays ready: it still accepts and runs (below), over HTTP.
+  const down = await healthOfEachNode((h) => h.command === 0 && h.subscriber === 0);
+  expect(down).toEqual(cluster.slots.map(() => ({ status: 200, redis: expect.stringMatching(/^unreachable: the command connection is /), degraded: ['redis'], command: 0, subscriber: 0 })));
   // What needs Redis's answer is refused as such, retryable, never INTERNAL: a socket's connection slot, a ticket.
   await expect(UserClient.connect(cluster.url(2), userId)).rejects.toMatchObject({ data: { code: 'REDIS_UNAVAILABLE' } });
   expect(await httpCall(cluster.url(2), 'POST', '/v1/auth/ticket', {}, sockets[0].token)).toMatchObject({ status: 503, body: { error: { code: 'REDIS_UNAVAILABLE' } } });
@@ -50,6 +78,7 @@ async function runDuringOutage(userId: string, earlier: number): Promise<void> {
   const back = cluster.slots.map((slot) => cluster.node(slot).waitForLog((l) => l.msg === 'Redis connection ready' && l.connection === 'command', 30_000));
   await cluster.redisServer!.up();
   expect((await Promise.all(back)).map((l) => l !== null)).toEqual(cluster.slots.map(() => true));
+  expect(await healthOfEachNode((h) => h.redis === 'ok' && h.subscriber === 1)).toEqual(cluster.slots.map(() => ({ status: 200, redis: 'ok', degraded: [], command: 1, subscriber: 1 })));
   const log = await persistedEvents(sockets[0], runId);
   expect(log[log.length - 1].payload.status).toBe('completed');
   // Each socket, on the node that ran it or not: the whole log, once (what it got by then, if it never finished).

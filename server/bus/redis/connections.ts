@@ -38,6 +38,13 @@ export interface RedisConnections {
   readonly masked: string;
   /** Connects both (once; later calls share the first); rejects with RedisUnreachableError after startupWaitMs. */
   connect(): Promise<void>;
+  /** Whether each connection is up now (ready for commands), for the atoll_redis_connected gauge. */
+  connected(): { connection: 'command' | 'subscriber'; up: boolean }[];
+  /**
+   * Resolves when both connections are up and Redis answers a PING on the command connection; rejects naming
+   * what is wrong (a connection down and why, or Redis's error). The caller bounds the wait (/readyz: 1 s).
+   */
+  ping(): Promise<void>;
   /** Closes both: QUIT (replies still due are read first), or a hard close if Redis does not answer. */
   close(): Promise<void>;
 }
@@ -103,10 +110,18 @@ export function createRedisConnections(opts: RedisConnectionOptions): RedisConne
     }
   }
 
+  const roles = [['command', command], ['subscriber', subscriber]] as const;
   return {
     command,
     subscriber,
     masked,
+    connected: () => roles.map(([connection, conn]) => ({ connection, up: conn.status === 'ready' })),
+    async ping() {
+      for (const [role, conn] of roles) {
+        if (conn.status !== 'ready') throw new Error(`the ${role} connection is ${conn.status}${lastError.has(conn) ? ` (${lastError.get(conn)})` : ''}`);
+      }
+      await command.ping();
+    },
     connect() {
       connecting ??= connectBoth();
       return connecting;

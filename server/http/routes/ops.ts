@@ -1,33 +1,51 @@
 /**
  * Readiness for load balancers and orchestrators: `/readyz` says whether this node should get traffic
  * now, and names what is wrong when not (liveness stays `/healthz`: the process answers at all).
+ *
+ * Redis (several nodes) is reported, and named in `degraded` when it does not answer, but never makes a node
+ * unready: every node shares the one Redis, so an outage would take every node out of the load balancer at once,
+ * while without Redis a node still accepts, runs and serves runs over HTTP (only new sockets and tickets are
+ * refused, REDIS_UNAVAILABLE, and live delivery waits for the replay). The AtollRedisUnreachable alert covers it.
  */
 import { Router } from 'express';
 import type { CellHandle } from '../../cells/cell-handle.js';
 
-/** A database that does not answer within this long counts as unreachable: probes must not hang. */
-const DB_PING_TIMEOUT_MS = 1000;
+/** A database or Redis that does not answer within this long counts as unreachable: probes must not hang. */
+const PING_TIMEOUT_MS = 1000;
 
 export interface Readiness {
   ready: boolean;
-  checks: { database: string; cells: string; draining: boolean };
+  /** `redis` only on a node of several (REDIS_URL). */
+  checks: { database: string; cells: string; draining: boolean; redis?: string };
   /** The names of the failing checks, for people and scripts. */
   failing: string[];
+  /** The names of checks that fail without making the node unready (see above). */
+  degraded: string[];
 }
 
-export async function readiness(deps: { ping: () => Promise<void>; cells: () => CellHandle[]; draining: () => boolean }): Promise<Readiness> {
-  let database = 'ok';
+export interface ReadinessDeps {
+  ping: () => Promise<void>;
+  cells: () => CellHandle[];
+  draining: () => boolean;
+  /** Several nodes: resolves when Redis answers, rejects saying why not. */
+  pingRedis?: () => Promise<void>;
+}
+
+/** 'ok', or 'unreachable: <why>' when `ping` fails or does not answer within PING_TIMEOUT_MS. */
+async function answers(ping: () => Promise<void>): Promise<string> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      deps.ping(),
-      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer in ${DB_PING_TIMEOUT_MS} ms`)), DB_PING_TIMEOUT_MS))),
-    ]);
+    await Promise.race([ping(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer in ${PING_TIMEOUT_MS} ms`)), PING_TIMEOUT_MS)))]);
+    return 'ok';
   } catch (err) {
-    database = `unreachable: ${String((err as Error)?.message ?? err)}`;
+    return `unreachable: ${String((err as Error)?.message ?? err)}`;
   } finally {
     clearTimeout(timer);
   }
+}
+
+export async function readiness(deps: ReadinessDeps): Promise<Readiness> {
+  const [database, redis] = await Promise.all([answers(deps.ping), deps.pingRedis ? answers(deps.pingRedis) : undefined]);
   // Serving slots keep their handle while a replacement starts, so their count is the configured CELLS.
   const serving = deps.cells().filter((c) => !c.quarantine);
   const ready = serving.filter((c) => c.state === 'ready').length;
@@ -37,14 +55,19 @@ export async function readiness(deps: { ping: () => Promise<void>; cells: () => 
     ...(ready >= 1 ? [] : ['cells']),
     ...(draining ? ['draining'] : []),
   ];
-  return { ready: failing.length === 0, checks: { database, cells: `${ready}/${serving.length} serving`, draining }, failing };
+  return {
+    ready: failing.length === 0,
+    checks: { database, cells: `${ready}/${serving.length} serving`, draining, ...(redis === undefined ? {} : { redis }) },
+    failing,
+    degraded: redis === undefined || redis === 'ok' ? [] : ['redis'],
+  };
 }
 
-export function opsRoutes(deps: Parameters<typeof readiness>[0]): Router {
+export function opsRoutes(deps: ReadinessDeps): Router {
   const r = Router();
   r.get('/readyz', async (_req, res) => {
     const result = await readiness(deps);
-    res.status(result.ready ? 200 : 503).json({ status: result.ready ? 'ready' : 'not_ready', checks: result.checks, failing: result.failing });
+    res.status(result.ready ? 200 : 503).json({ status: result.ready ? 'ready' : 'not_ready', checks: result.checks, failing: result.failing, degraded: result.degraded });
   });
   return r;
 }
