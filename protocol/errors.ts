@@ -55,11 +55,16 @@ export class CodedError extends Error {
   }
 }
 
+/** What was thrown, as one line for a log or an error: its message, or the value itself when it is no Error. */
+export function messageOf(err: unknown): string {
+  return String((err as Error)?.message ?? err);
+}
+
 /** Flattens anything thrown into an ErrorBody; unknown faults become INTERNAL without leaking details. */
 export function toErrorBody(err: unknown, fallback: ErrorCode = 'INTERNAL'): ErrorBody {
   if (err instanceof CodedError) return err.toBody();
   if (err && typeof err === 'object' && isErrorCode((err as { code?: unknown }).code)) {
     return { code: (err as { code: ErrorCode }).code, message: String((err as { message?: unknown }).message ?? '') };
   }
-  return { code: fallback, message: fallback === 'INTERNAL' ? 'internal error' : String((err as Error)?.message ?? err) };
+  return { code: fallback, message: fallback === 'INTERNAL' ? 'internal error' : messageOf(err) };
 }

@@ -25,6 +25,7 @@ import { startTracing } from './tracing/start-tracing.js';
 import { localStateDir } from './store/database-target.js';
 import { openStore } from './store/open-store.js';
 import { createWorkerQueryGate, learnStatements } from './store/worker-query-gate.js';
+import { messageOf } from '../protocol/errors.js';
 
 const ROOT = path.resolve(__dirname, '../..');
 /** At shutdown, how long the sockets get to write the shutdown notice before they are closed. */
@@ -226,7 +227,7 @@ export async function startAtoll(config: Config, log: Logger, launching: Promise
         await database.close();
         runs.close();
         // The last runs' spans go out before the process exits.
-        await tracing?.stop().catch((err: unknown) => log.warn({ err: String((err as Error)?.message ?? err) }, 'exporting the last spans failed'));
+        await tracing?.stop().catch((err: unknown) => log.warn({ err: messageOf(err) }, 'exporting the last spans failed'));
         log.info('stopped');
       })();
       return stopping;

@@ -6,6 +6,7 @@ import { createLogger } from './logger.js';
 import { launchCells } from './cells/launch-cells.js';
 import { startBanner } from './start-banner.js';
 import { providerOf } from './store/database-target.js';
+import { messageOf } from '../protocol/errors.js';
 
 /** `banner`: also tell the person at the terminal where to go and how to get a token (`npm start`). */
 export async function main(options: { banner?: boolean } = {}): Promise<void> {
@@ -33,8 +34,8 @@ export async function main(options: { banner?: boolean } = {}): Promise<void> {
     const { startAtoll } = require('./atoll.js') as typeof import('./atoll.js');
     atoll = await startAtoll(config, log, launching);
   } catch (err) {
-    log.fatal({ err: String((err as Error)?.message ?? err) }, 'failed to start');
-    process.stderr.write(`atoll: failed to start: ${(err as Error)?.message ?? err}\n`);
+    log.fatal({ err: messageOf(err) }, 'failed to start');
+    process.stderr.write(`atoll: failed to start: ${messageOf(err)}\n`);
     process.exit(1);
   }
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${atoll.port}`;

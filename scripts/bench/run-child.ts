@@ -3,6 +3,7 @@
  * IPC and sends its events and result back the same way.
  */
 import { loadAgentClass, NEVER } from './agent-module.js';
+import { messageOf } from '../../protocol/errors.js';
 
 interface Assignment {
   agentFile: string;
@@ -26,7 +27,7 @@ process.once('message', async (a: Assignment) => {
     await send({ type: 'done', result });
     process.exit(0);
   } catch (err) {
-    await send({ type: 'error', message: String((err as Error)?.message ?? err) });
+    await send({ type: 'error', message: messageOf(err) });
     process.exit(1);
   }
 });

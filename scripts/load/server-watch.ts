@@ -4,6 +4,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { sampleFromMetrics, type ServerSample } from './prom.js';
+import { messageOf } from '../../protocol/errors.js';
 
 export interface ServerReport {
   available: boolean;
@@ -32,7 +33,7 @@ export function createServerWatch(url: string, everyMs: number, timeoutMs: numbe
       const now = performance.now();
       return sampleFromMetrics(text, now - t0, now - asked);
     } catch (err) {
-      error = String((err as Error)?.message ?? err);
+      error = messageOf(err);
       return null;
     }
   };

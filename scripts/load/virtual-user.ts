@@ -4,6 +4,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { io, type Socket } from 'socket.io-client';
+import { messageOf } from '../../protocol/errors.js';
 
 export interface ReceivedEvent {
   seq: number;
@@ -126,7 +127,7 @@ export class VirtualUser {
       ack = await this.socket.timeout(ackTimeoutMs).emitWithAck('start_agent', { agent, input });
     } catch (err) {
       obs.state = 'ack_error';
-      obs.ackError = this.disconnected ? 'disconnected' : String((err as Error)?.message ?? err);
+      obs.ackError = this.disconnected ? 'disconnected' : messageOf(err);
       this.counters.ackErrors++;
       return;
     }

@@ -21,6 +21,7 @@ import type { CellHandle } from '../cells/cell-handle.js';
 import type { Logger } from '../logger.js';
 import type { DbAnswer, DbQueryKind, RefusalReason } from '../../protocol/db-messages.js';
 import type { LiveRun } from '../runs/live-run.js';
+import { messageOf } from '../../protocol/errors.js';
 
 
 export interface LearnedStatement {
@@ -213,10 +214,10 @@ export function createWorkerQueryGate(deps: {
         .then(
           (result) => answer(cell, msg.runId, msg.queryId, { ok: true, result }),
           (err: unknown) => {
-            deps.log.warn({ run_id: msg.runId, user_id: run!.userId, cell: cell.id, statement: verdict.statement.index, err: String((err as Error)?.message ?? err) }, 'thread db query failed');
+            deps.log.warn({ run_id: msg.runId, user_id: run!.userId, cell: cell.id, statement: verdict.statement.index, err: messageOf(err) }, 'thread db query failed');
             const error = deps.isUnavailable(err)
               ? { code: 'DB_UNAVAILABLE' as const, message: 'the database cannot be reached right now; retry shortly' }
-              : { code: 'DB_QUERY_FAILED' as const, message: `database query failed: ${String((err as Error)?.message ?? err)}` };
+              : { code: 'DB_QUERY_FAILED' as const, message: `database query failed: ${messageOf(err)}` };
             answer(cell, msg.runId, msg.queryId, { ok: false, error });
           },
         );

@@ -17,6 +17,7 @@ import { createSpareWorkers, spareTasks } from './spare-workers.js';
 import { createUserAffinity, routeOptions } from './user-affinity.js';
 import { describeFirstWarm, describeOn, firstIdle } from './warm-first.js';
 import { firstWarmWorker, warmWorkers } from '../worker/warm-up-turn.js';
+import { messageOf } from '../../protocol/errors.js';
 
 const STATS_INTERVAL_MS = 1000;
 /** How long the cell waits for a worker to warm before it asks any worker to describe its agents. */
@@ -59,7 +60,7 @@ export function createCellRuntime(deps: {
   const sendProcessMetrics = () => {
     deps.processMetrics?.().then(
       (metrics) => deps.send({ type: 'process_metrics', metrics }),
-      (err: unknown) => log({ err: String((err as Error)?.message ?? err) }, 'process metrics collection failed'),
+      (err: unknown) => log({ err: messageOf(err) }, 'process metrics collection failed'),
     );
   };
   let statsSoon: NodeJS.Timeout | null = null;
@@ -75,7 +76,7 @@ export function createCellRuntime(deps: {
     let compiled: Promise<WebAssembly.Module | null> | null = null;
     const queryCompiler = () =>
       (compiled ??= compileQueryCompiler(config.dbProvider).catch((err: unknown) => {
-        log({ err: String((err as Error)?.message ?? err) }, "Prisma's query compiler could not be compiled for the cell: each worker compiles its own");
+        log({ err: messageOf(err) }, "Prisma's query compiler could not be compiled for the cell: each worker compiles its own");
         return null;
       }));
     // warmUpLock: shared by the cell's workers, so they warm up one at a time, and list themselves once warm
@@ -168,7 +169,7 @@ export function createCellRuntime(deps: {
     const firstWarm = await firstWarmWorker(workerConfig.warmUpLock, FIRST_WARM_MAX_WAIT_MS);
     const reply = (await pool.run({ kind: 'describe', ...(firstWarm === null ? {} : describeOn(firstWarm)) })) as DescribeReply;
     deps.send({ type: 'ready', agents: reply.agents });
-    fetchReady().catch((err: unknown) => log({ err: String((err as Error)?.message ?? err) }, 'settling fetch failed'));
+    fetchReady().catch((err: unknown) => log({ err: messageOf(err) }, 'settling fetch failed'));
     sendStats();
     statsTimer = setInterval(sendStats, STATS_INTERVAL_MS);
     statsTimer.unref();
@@ -212,7 +213,7 @@ export function createCellRuntime(deps: {
           try {
             await init(msg.config);
           } catch (err) {
-            deps.send({ type: 'init_failed', error: { code: 'INTERNAL', message: String((err as Error)?.message ?? err) } });
+            deps.send({ type: 'init_failed', error: { code: 'INTERNAL', message: messageOf(err) } });
             deps.exit(3);
           }
           return;

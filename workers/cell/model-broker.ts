@@ -9,6 +9,7 @@
  */
 import type { ModelCallTiming } from '../../protocol/cell-messages.js';
 import type { ModelReply, ModelRequest } from '../../protocol/worker-messages.js';
+import { messageOf } from '../../protocol/errors.js';
 
 export const MAX_MODEL_REQUEST_BYTES = 4 * 1024 * 1024;
 export const MAX_MODEL_REQUESTS_PER_RUN = 4;
@@ -157,7 +158,7 @@ export function createModelBroker(deps: {
           outcome = 'failed';
           const cause = (err as { cause?: { code?: unknown; message?: unknown } })?.cause;
           const detail = [cause?.code, cause?.message].filter((x) => typeof x === 'string' && x).join(' ');
-          const message = `${String((err as Error)?.message ?? err)}${detail ? ` (${detail})` : ''}`.slice(0, 1000);
+          const message = `${messageOf(err)}${detail ? ` (${detail})` : ''}`.slice(0, 1000);
           send({ type: 'model_error', id, error: { code: 'UPSTREAM_FAILED', message: `model broker: ${message}` } });
         } finally {
           active.delete(id);
@@ -194,7 +195,7 @@ export function createModelBroker(deps: {
             request = checkRequest(msg as Partial<ModelRequest>, base, authorization);
           } catch (err) {
             if (err instanceof Refusal) refuse(id, err);
-            else refuse(id, new Refusal('BAD_REQUEST', String((err as Error)?.message ?? err).slice(0, 300)));
+            else refuse(id, new Refusal('BAD_REQUEST', messageOf(err).slice(0, 300)));
             return true;
           }
           const controller = new AbortController();

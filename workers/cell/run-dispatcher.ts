@@ -11,6 +11,7 @@ import type { CellToFront, FrontToCell, ModelCallTiming, RunAssignment, RunOutco
 import { stopError } from '../../protocol/stop-errors.js';
 import type { CellToWorker, StopReason, WorkerStats, WorkerTask, WorkerToCell } from '../../protocol/worker-messages.js';
 import type { ModelBroker, ModelBrokerSession } from './model-broker.js';
+import { messageOf } from '../../protocol/errors.js';
 
 interface InFlight {
   run: RunAssignment;
@@ -120,7 +121,7 @@ export function createRunDispatcher(deps: {
     if (code === 'ERR_WORKER_OUT_OF_MEMORY') {
       return { status: 'failed', error: { code: 'OUT_OF_MEMORY', message: 'the run exceeded its heap budget (RUN_MEMORY_MB) and its thread was terminated' }, executionTimeMs };
     }
-    return { status: 'failed', error: { code: 'WORKER_CRASHED', message: `the run's worker thread died: ${String((err as Error)?.message ?? err)}` }, executionTimeMs };
+    return { status: 'failed', error: { code: 'WORKER_CRASHED', message: `the run's worker thread died: ${messageOf(err)}` }, executionTimeMs };
   }
 
   return {

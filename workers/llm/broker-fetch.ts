@@ -6,6 +6,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { CellToWorker, ModelReply, WorkerToCell } from '../../protocol/worker-messages.js';
+import { messageOf } from '../../protocol/errors.js';
 
 /** The broker refuses bigger bodies; refusing here too saves copying them across. */
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
@@ -118,7 +119,7 @@ export function createBrokerLink(port: MessagePort): BrokerLink {
           post({ type: 'model_abort', id: msg.id });
           pending.delete(msg.id);
           p.detach();
-          return p.reject(fetchFailed('BAD_RESPONSE', String((err as Error)?.message ?? err)));
+          return p.reject(fetchFailed('BAD_RESPONSE', messageOf(err)));
         }
         p.resolve(response);
         return;

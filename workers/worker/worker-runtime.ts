@@ -24,6 +24,7 @@ import os from 'node:os';
 import { preloadLlm } from '../llm/run-llm.js';
 import { createBrokerLink } from '../llm/broker-fetch.js';
 import { isConfigured } from '../llm/settings.js';
+import { messageOf } from '../../protocol/errors.js';
 
 const CLEANUP_TIMEOUT_MS = 2000;
 /** Looks again after these pauses before calling something a leak (a starved CPU closes sockets late). */
@@ -206,7 +207,7 @@ export function createWorkerRuntime(deps: {
           new Promise((resolve) => handles.exclude((timer = setTimeout(resolve, CLEANUP_TIMEOUT_MS)))),
         ]);
       } catch (err) {
-        runLog.warn({ err: String((err as Error)?.message ?? err) }, 'agent cleanup threw');
+        runLog.warn({ err: messageOf(err) }, 'agent cleanup threw');
       } finally {
         clearTimeout(timer);
       }

@@ -9,6 +9,7 @@
  */
 import { Router } from 'express';
 import type { CellHandle } from '../../cells/cell-handle.js';
+import { messageOf } from '../../../protocol/errors.js';
 
 /** A database or Redis that does not answer within this long counts as unreachable: probes must not hang. */
 const PING_TIMEOUT_MS = 1000;
@@ -38,7 +39,7 @@ async function answers(ping: () => Promise<void>): Promise<string> {
     await Promise.race([ping(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer in ${PING_TIMEOUT_MS} ms`)), PING_TIMEOUT_MS)))]);
     return 'ok';
   } catch (err) {
-    return `unreachable: ${String((err as Error)?.message ?? err)}`;
+    return `unreachable: ${messageOf(err)}`;
   } finally {
     clearTimeout(timer);
   }

@@ -17,7 +17,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { CodedError } from '../../../protocol/errors.js';
+import { CodedError, messageOf } from '../../../protocol/errors.js';
 import type { RunEventEnvelope } from '../../../protocol/events.js';
 import type { ClaimedRun, ClusterStore, TakeoverDecision } from '../../cluster/cluster-store.js';
 import type { Logger } from '../../logger.js';
@@ -243,14 +243,14 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pic
         if (inDoubt) {
           if (!isUnavailable(cause)) log.warn({ run_id: row.id, err: String((cause as Error)?.message ?? cause) }, "an accept's COMMIT failed on this side after it was sent: it may have happened, so it is looked up");
           const ending = await backends.end(pool, backend!).catch((err: unknown) => {
-            if (!isUnavailable(err)) log.warn({ run_id: row.id, err: String((err as Error)?.message ?? err) }, 'ending the connection of an accept in doubt failed; refused with DB_UNAVAILABLE');
+            if (!isUnavailable(err)) log.warn({ run_id: row.id, err: messageOf(err) }, 'ending the connection of an accept in doubt failed; refused with DB_UNAVAILABLE');
             return 'alive' as const;
           });
           if (ending === 'not-allowed') log.warn({ run_id: row.id, pid: backend!.pid }, "the connection of an accept in doubt cannot be ended (the database role may not signal it: grant it pg_signal_backend); it is looked up now, and a COMMIT the server still holds could land after");
           const found = ending === 'alive' ? null : await pool.query<{ committed: boolean; busy: string[] }>(Q.acceptedAfterAll([row.id, row.threadId ?? row.newThreadId])).then(
             (r) => r.rows[0]!,
             (err: unknown) => {
-              if (!isUnavailable(err)) log.warn({ run_id: row.id, err: String((err as Error)?.message ?? err) }, 'looking up an accept in doubt failed; refused with DB_UNAVAILABLE');
+              if (!isUnavailable(err)) log.warn({ run_id: row.id, err: messageOf(err) }, 'looking up an accept in doubt failed; refused with DB_UNAVAILABLE');
               return null;
             },
           );
@@ -289,7 +289,7 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pic
         // Not ended for a reason waiting cannot cure (a bug, a setting): look anyway rather than never claim again.
         const ending = await backends.end(pool, backend).catch((err: unknown) => {
           if (isUnavailable(err)) return asUnavailable(err);
-          log.warn({ err: String((err as Error)?.message ?? err) }, 'ending the connection of a claim in doubt failed; its runs are released anyway');
+          log.warn({ err: messageOf(err) }, 'ending the connection of a claim in doubt failed; its runs are released anyway');
           return 'not-allowed' as const;
         });
         if (ending === 'alive') throw unavailableError();
