@@ -16,6 +16,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../../logger.js';
 import { maskPassword } from '../../store/database-target.js';
+import { messageOf } from '../../../protocol/errors.js';
 
 export class RedisUnreachableError extends Error {
   override name = 'RedisUnreachableError';
@@ -120,7 +121,10 @@ export function createRedisConnections(opts: RedisConnectionOptions): RedisConne
       for (const [role, conn] of roles) {
         if (conn.status !== 'ready') throw new Error(`the ${role} connection is ${conn.status}${lastError.has(conn) ? ` (${lastError.get(conn)})` : ''}`);
       }
-      await command.ping();
+      // Its status can still say ready for a moment after the socket closed: then PING fails with ioredis's own words.
+      await command.ping().catch((err: unknown) => {
+        throw new Error(`the command connection does not answer PING: ${messageOf(err)}`);
+      });
     },
     connect() {
       connecting ??= connectBoth();
