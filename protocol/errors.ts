@@ -14,7 +14,7 @@ export const ERROR_CODES = {
   RATE_LIMITED: { http: 429, retryable: true, meaning: 'Too many requests or connections; retry after the hinted delay. The limit recovers after its window.' },
   OVERLOADED: { http: 503, retryable: true, meaning: 'The run queue is full; retry after the hinted delay. Nothing was accepted.' },
   DB_UNAVAILABLE: { http: 503, retryable: true, meaning: 'The database cannot be reached right now; retry after the hinted delay. Nothing was accepted; with the same correlation_id a retry is always safe.' },
-  REDIS_UNAVAILABLE: { http: 503, retryable: true, meaning: 'Redis (several nodes) cannot be reached right now, so a connection ticket or a socket\'s connection slot cannot be checked across nodes; retry after the hinted delay. Nothing was issued or admitted.' },
+  REDIS_UNAVAILABLE: { http: 503, retryable: true, meaning: 'Redis (several nodes) cannot be reached right now, so a connection ticket or a socket\'s connection slot cannot be checked across nodes; retry after the hinted delay. Nothing was issued or admitted; a ticket refused so may be used up: fetch a new one.' },
   SHUTTING_DOWN: { http: 503, retryable: true, meaning: 'The server is draining for shutdown; retry on another node or after restart.' },
   AGENT_ERROR: { http: 500, retryable: false, meaning: 'The agent threw or returned an invalid result.' },
   WORKER_CRASHED: { http: 500, retryable: true, meaning: 'The run\'s worker thread or cell died (or the server restarted mid-run).' },

@@ -180,7 +180,9 @@ export function createSocketServer(deps: SocketServerDeps) {
       if (session.expiresAt !== null && session.expiresAt <= Date.now()) throw new CodedError('UNAUTHORIZED', 'token expired');
       return session;
     } catch (err) {
-      await limits.authFailures.take(key, what);
+      // Redis unreachable is no failed handshake: a client retrying each second through an outage must not
+      // find itself rate limited when Redis comes back.
+      if (!(err instanceof CodedError && err.code === 'REDIS_UNAVAILABLE')) await limits.authFailures.take(key, what);
       throw err;
     }
   }

@@ -213,6 +213,20 @@ test('the subscriber connection cut by the server: onGap once the subscription i
   expect(onB.seen).toEqual([1, 'gap', 'gap', 2]);
 });
 
+test('a subscription asked for while the subscriber connection is reconnecting is refused REDIS_UNAVAILABLE (retryable), and works once it is back', async () => {
+  const closed = once(b.connections.subscriber, 'close');
+  await killConnection(admin, `atoll:${B}:subscriber`);
+  await closed;
+  // The command connection is up: only the subscriber is away (its first retry comes 100 ms after the close).
+  expect(b.connections.command.status).toBe('ready');
+  await expect(b.bus.subscribe('late', recorder().listener)).rejects.toMatchObject({ code: 'REDIS_UNAVAILABLE', message: expect.stringContaining("cannot follow its user's events") });
+  await once(b.connections.subscriber, 'ready');
+  const onB = recorder();
+  await b.bus.subscribe('late', onB.listener);
+  a.bus.publish(event(1, 'late'));
+  await onB.when((s) => s.includes(1));
+});
+
 test('a PUBLISH that could not go out: the other node gets onGap before the next event of that user', async () => {
   const onA = recorder();
   const onB = recorder();

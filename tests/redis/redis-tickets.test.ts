@@ -6,7 +6,9 @@ import type { Redis } from 'ioredis';
 import { CodedError } from '../../protocol/errors';
 import { TICKET_TTL_MS } from '../../server/shared/shared-state';
 import type { RedisCluster } from '../../server/redis-cluster';
-import { adminConnection, dropPrefix, scratchPrefix, startNode, stopNode } from '../helpers/redis-scratch';
+import { adminConnection, dropPrefix, scratchPrefix, startNode, stopNode, TEST_REDIS_URL } from '../helpers/redis-scratch';
+import { startTcpProxy } from '../helpers/tcp-proxy';
+import { eventually } from '../helpers/client';
 
 let admin: Redis;
 let prefix: string;
@@ -28,6 +30,7 @@ afterAll(async () => {
 });
 
 const codeOf = (p: Promise<unknown>) => p.then(() => 'ok', (err) => (err instanceof CodedError ? err.code : `not coded: ${err}`));
+const errorOf = (p: Promise<unknown>) => p.then(() => 'ok', (err) => (err instanceof CodedError ? `${err.code}: ${err.message}` : `not coded: ${err}`));
 
 test('issued on one node, redeemed on the other, once', async () => {
   const session = { userId: 'alice', expiresAt: 1_900_000_000_000 };
@@ -59,3 +62,29 @@ test('anything but a ticket issue made is UNAUTHORIZED, a lapsed one too', async
   await admin.del(`${prefix}ticket:${ticket}`);
   expect(await codeOf(b.shared.tickets.redeem(ticket))).toBe('UNAUTHORIZED');
 });
+
+test('Redis unreachable: issue and redeem are REDIS_UNAVAILABLE; a redeem left unanswered may still run, so it says to fetch a new ticket', async () => {
+  const proxy = await startTcpProxy(Number(new URL(TEST_REDIS_URL).port || 6379), new URL(TEST_REDIS_URL).hostname);
+  const far = await startNode(prefix, `tickets-far-${process.pid}`, {}, `redis://127.0.0.1:${proxy.port}`);
+  try {
+    const { ticket } = await a.shared.tickets.issue({ userId: 'carol', expiresAt: null });
+    // Not asked: the connection is down (no offline queue).
+    proxy.drop();
+    expect(await eventually(() => far.connections.command.status !== 'ready')).toBe(true);
+    expect(await errorOf(far.shared.tickets.issue({ userId: 'carol', expiresAt: null }))).toMatch(/^REDIS_UNAVAILABLE: .*no connection ticket can be issued/);
+    expect(await errorOf(far.shared.tickets.redeem(ticket))).toMatch(/^REDIS_UNAVAILABLE: .*fetch a new ticket/);
+    expect(await admin.exists(`${prefix}ticket:${ticket}`)).toBe(1);
+    // Asked, no answer in time: the GETDEL waits in the network and reaches Redis once it flows again.
+    proxy.restore();
+    expect(await eventually(() => far.connections.command.status === 'ready')).toBe(true);
+    proxy.freeze();
+    expect(await errorOf(far.shared.tickets.redeem(ticket))).toMatch(/^REDIS_UNAVAILABLE: .*may be used up; fetch a new ticket/);
+    proxy.restore();
+    expect(await eventually(async () => (await admin.exists(`${prefix}ticket:${ticket}`)) === 0)).toBe(true);
+    expect(await codeOf(b.shared.tickets.redeem(ticket))).toBe('UNAUTHORIZED');
+  } finally {
+    proxy.restore();
+    await stopNode(far);
+    await proxy.close();
+  }
+}, 30_000);

@@ -23,7 +23,9 @@
 import { isRunEventEnvelope, type RunEventEnvelope } from '../../../protocol/events.js';
 import { createBatchedSender } from '../../../protocol/ipc-batch.js';
 import type { Redis } from 'ioredis';
+import { messageOf } from '../../../protocol/errors.js';
 import type { Logger } from '../../logger.js';
+import { isRedisUnreachable, redisUnavailable } from '../../shared/redis/unavailable.js';
 import type { BusListener, EventBus } from '../event-bus.js';
 import type { SubscriberChannels, HeldChannel } from './subscriber-channels.js';
 
@@ -168,7 +170,10 @@ export function createRedisEventBus(opts: RedisEventBusOptions): RedisEventBus {
           mine.channel.release();
         }
         mine.listeners.delete(entry);
-        throw new Error(`cannot subscribe to the user's events (Redis): ${(err as Error).message ?? err}`);
+        // Redis down or the subscriber not back yet (it reconnects on its own, maybe after the command
+        // connection): retryable, like everything else Redis is needed for.
+        if (isRedisUnreachable(err)) throw redisUnavailable("this socket cannot follow its user's events across nodes; retry shortly");
+        throw new Error(`cannot subscribe to the user's events (Redis): ${messageOf(err)}`);
       }
       return unsubscribe;
     },

@@ -26,7 +26,7 @@ import type { Redis } from 'ioredis';
 import { CodedError } from '../../../protocol/errors.js';
 import type { Logger } from '../../logger.js';
 import type { ConnectionCounts } from '../shared-state.js';
-import { asRedisUnavailable } from './unavailable.js';
+import { isRedisUnreachable, redisUnavailable } from './unavailable.js';
 
 /** KEYS: the user's set, the address's set. ARGV: the member, the per-user cap, the per-address cap, the lease key prefix. */
 const CLAIM_LUA = `
@@ -121,7 +121,7 @@ export function createRedisConnectionCounts(opts: RedisConnectionCountsOptions):
       } catch (err) {
         // Its outcome is unknown (Redis may still run it): undo it, after it on the same connection.
         void remove(member, slot);
-        asRedisUnavailable(err);
+        throw isRedisUnreachable(err) ? redisUnavailable("this socket's connection slot cannot be counted across nodes; retry shortly") : err;
       }
       if (verdict === 1) throw new CodedError('RATE_LIMITED', `too many connections for this user (MAX_CONNECTIONS_PER_USER=${limits.perUser})`, { retryAfterSeconds: 5 });
       if (verdict === 2) throw new CodedError('RATE_LIMITED', `too many connections from this address (MAX_CONNECTIONS_PER_IP=${limits.perIp})`, { retryAfterSeconds: 5 });

@@ -20,12 +20,14 @@ export function createRedisTickets(redis: Redis, keyPrefix: string): Tickets {
   return {
     async issue(session) {
       const ticket = randomBytes(24).toString('base64url');
-      await redis.set(keyOf(ticket), JSON.stringify({ userId: session.userId, expiresAt: session.expiresAt }), 'PX', TICKET_TTL_MS).catch(asRedisUnavailable);
+      await redis.set(keyOf(ticket), JSON.stringify({ userId: session.userId, expiresAt: session.expiresAt }), 'PX', TICKET_TTL_MS).catch(asRedisUnavailable('no connection ticket can be issued; retry shortly'));
       return { ticket, expires_in: TICKET_TTL_MS / 1000 };
     },
     async redeem(ticket) {
       if (typeof ticket !== 'string' || !TICKET.test(ticket)) throw refused();
-      const stored = await redis.getdel(keyOf(ticket)).catch(asRedisUnavailable);
+      // A GETDEL without an answer may still run (ioredis sends it again once reconnected): this ticket may be
+      // used up, so the client is told to fetch a new one rather than to retry with it.
+      const stored = await redis.getdel(keyOf(ticket)).catch(asRedisUnavailable('this connection ticket cannot be redeemed and may be used up; fetch a new ticket and retry shortly'));
       if (stored === null) throw refused();
       let session;
       try {

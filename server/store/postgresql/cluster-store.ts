@@ -241,7 +241,7 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pic
         // rather than tell the client nothing was accepted; if that fails too, DB_UNAVAILABLE says a retry with the
         // same correlation_id is safe, which holds either way.
         if (inDoubt) {
-          if (!isUnavailable(cause)) log.warn({ run_id: row.id, err: String((cause as Error)?.message ?? cause) }, "an accept's COMMIT failed on this side after it was sent: it may have happened, so it is looked up");
+          if (!isUnavailable(cause)) log.warn({ run_id: row.id, err: messageOf(cause) }, "an accept's COMMIT failed on this side after it was sent: it may have happened, so it is looked up");
           const ending = await backends.end(pool, backend!).catch((err: unknown) => {
             if (!isUnavailable(err)) log.warn({ run_id: row.id, err: messageOf(err) }, 'ending the connection of an accept in doubt failed; refused with DB_UNAVAILABLE');
             return 'alive' as const;

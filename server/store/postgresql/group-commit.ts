@@ -21,6 +21,7 @@
  * - anything else (a bug): every write of the batch fails with it.
  */
 import type pg from 'pg';
+import { messageOf } from '../../../protocol/errors.js';
 import type { Logger } from '../../logger.js';
 import { createBackends, type Backend, type Backends } from './backends.js';
 import { convertedValues, pipelinedTransaction, TransactionFailed } from './pipelined-transaction.js';
@@ -63,7 +64,7 @@ class CommitFailed extends Error {
     /** Nothing was sent (a value pg could not convert): the fault of one write, which nothing committed. */
     readonly unsent = false,
   ) {
-    super(String((cause as Error)?.message ?? cause));
+    super(messageOf(cause));
   }
 }
 
@@ -135,7 +136,9 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
       client.release();
     } catch (err) {
       // COMMIT went out with the statements (or the lone statement commits by itself): a lost answer leaves it in doubt.
-      const { cause, sent } = err as TransactionFailed;
+      // Anything but a TransactionFailed is taken as sent: what is not known unsent may have committed.
+      const cause = err instanceof TransactionFailed ? err.cause : err;
+      const sent = !(err instanceof TransactionFailed) || err.sent;
       if (!sent) {
         client.release();
         throw new CommitFailed(cause, false, null, false, true);
@@ -179,8 +182,9 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
       await transaction([...batching.undo(undoing), ...batching.statements(batch.map((p) => p.item))], batch.some((p) => batching.isRequest(p.item)));
     } catch (err) {
       const failure = err as CommitFailed;
-      if (failure.unrecognised) log.warn({ err: String((failure.cause as Error)?.message ?? failure.cause) }, "a commit holding requests failed on this side after its COMMIT was sent: it may have happened, so its requests are refused and undone");
-      if (isUnavailable(failure.cause) || failure.unrecognised) return unreachableFailure(batch, failure.inDoubt ? failure.backend : null);
+      if (failure.unrecognised) log.warn({ err: messageOf(failure.cause) }, "a commit holding requests failed on this side after its COMMIT was sent: it may have happened, so its requests are refused and undone");
+      // Unsent is one write's fault whatever its error says: nothing went out, so nothing is in doubt.
+      if (!failure.unsent && (isUnavailable(failure.cause) || failure.unrecognised)) return unreachableFailure(batch, failure.inDoubt ? failure.backend : null);
       if (!batching.isWriteError(failure.cause) && !failure.unsent) {
         for (const p of batch) p.reject(failure.cause);
         return;
@@ -204,7 +208,7 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
         } catch (aloneErr) {
           const cause = (aloneErr as CommitFailed).cause;
           const failed = aloneErr as CommitFailed;
-          if (isUnavailable(cause) || failed.unrecognised) return unreachableFailure(batch.slice(i), failed.inDoubt ? failed.backend : null);
+          if (!failed.unsent && (isUnavailable(cause) || failed.unrecognised)) return unreachableFailure(batch.slice(i), failed.inDoubt ? failed.backend : null);
           p.reject(batching.explain(p.item, cause));
         }
       }

@@ -11,6 +11,7 @@
  */
 import type pg from 'pg';
 import { prepareValue } from 'pg/lib/utils.js';
+import { messageOf } from '../../../protocol/errors.js';
 
 /** SQLSTATE of a statement sent after another failed in the same transaction. */
 const IN_FAILED_TRANSACTION = '25P02';
@@ -22,7 +23,7 @@ export class TransactionFailed extends Error {
     /** False: nothing was sent (a value could not be converted), so nothing can have committed. */
     readonly sent = true,
   ) {
-    super(String((cause as Error)?.message ?? cause));
+    super(messageOf(cause));
   }
 }
 
