@@ -224,6 +224,9 @@ export function createSocketServer(deps: SocketServerDeps) {
     admit(socket).then(
       () => next(),
       (err) => {
+        // A refusal is the client's to act on; anything uncoded is a bug of ours, which the client sees only as
+        // INTERNAL: said here, as the HTTP side's error handler does.
+        if (!(err instanceof CodedError)) log.error({ err: String((err as Error)?.stack ?? err), socket_id: socket.id }, 'unhandled socket handshake error');
         const body = toErrorBody(err);
         next(Object.assign(new Error(body.code), { data: body }));
       },

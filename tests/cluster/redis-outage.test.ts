@@ -69,7 +69,8 @@ async function runDuringOutage(userId: string, earlier: number): Promise<void> {
   await expect(UserClient.connect(cluster.url(2), userId)).rejects.toMatchObject({ data: { code: 'REDIS_UNAVAILABLE' } });
   expect(await httpCall(cluster.url(2), 'POST', '/v1/auth/ticket', {}, sockets[0].token)).toMatchObject({ status: 503, body: { error: { code: 'REDIS_UNAVAILABLE' } } });
   // A client retrying its ticket through the outage, more often than failed handshakes may come from one address
-  // (10, RATE_LIMIT_AUTH_FAILURES_BURST): each is told to fetch a new ticket, none is counted as a failed handshake.
+  // (10, RATE_LIMIT_AUTH_FAILURES_BURST): each is told to fetch a new ticket, none is counted as a failed handshake
+  // (counted, the 11th would be RATE_LIMITED: the node's own limiter stands in for Redis's meanwhile).
   const refusals: unknown[] = [];
   for (let i = 0; i < 12; i++) {
     const socket = rawSocket(cluster.url(2), { ticket: ticket.body.ticket });
@@ -95,12 +96,6 @@ async function runDuringOutage(userId: string, earlier: number): Promise<void> {
   await cluster.redisServer!.up();
   expect((await Promise.all(back)).map((l) => l !== null)).toEqual(cluster.slots.map(() => true));
   expect(await healthOfEachNode((h) => h.redis === 'ok' && h.subscriber === 1)).toEqual(cluster.slots.map(() => ({ status: 200, redis: 'ok', degraded: [], command: 1, subscriber: 1 })));
-  // The retries above cost that address nothing: a fresh ticket connects.
-  const fresh = await httpCall(cluster.url(2), 'POST', '/v1/auth/ticket', {}, sockets[0].token);
-  const again = rawSocket(cluster.url(2), { ticket: fresh.body.ticket });
-  const refused = await connected(again);
-  again.close();
-  expect(refused && (refused as Error & { data?: unknown }).data).toBeNull();
   const log = await persistedEvents(sockets[0], runId);
   expect(log[log.length - 1].payload.status).toBe('completed');
   // Each socket, on the node that ran it or not: the whole log, once (what it got by then, if it never finished).

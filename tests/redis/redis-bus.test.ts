@@ -219,6 +219,7 @@ test('a subscription asked for while the subscriber connection is reconnecting i
   await closed;
   // The command connection is up: only the subscriber is away (its first retry comes 100 ms after the close).
   expect(b.connections.command.status).toBe('ready');
+  expect(b.connections.subscriber.status).not.toBe('ready');
   await expect(b.bus.subscribe('late', recorder().listener)).rejects.toMatchObject({ code: 'REDIS_UNAVAILABLE', message: expect.stringContaining("cannot follow its user's events") });
   await once(b.connections.subscriber, 'ready');
   const onB = recorder();

@@ -4,18 +4,27 @@
  * the ticket or connection slot it was for was not given. Anything else (an error Redis answered, or a bug of
  * ours) stays what it is: turned into REDIS_UNAVAILABLE it would read as an outage and hide the bug.
  */
+import { ReplyError } from 'ioredis';
 import { CodedError } from '../../../protocol/errors.js';
 
 /**
- * ioredis's own words for "not asked" or "no answer" (ioredis 6: Redis.sendCommand, Command's commandTimeout,
- * Redis.flushQueue on close, MaxRetriesPerRequestError). ioredis gives them no class or code of their own.
+ * redis-errors' base class, which ioredis does not export: ReplyError's parent. Its other subclasses are ioredis's
+ * "connection lost" errors: AbortError (a command dropped with its connection), MaxRetriesPerRequestError and
+ * InterruptError; ParserError too, should an ioredis parse with redis-parser again.
  */
-const UNREACHABLE = [/^Stream isn't writeable/, /^Command timed out/, /^Connection is closed/, /max retries per request/i];
+const RedisError = Object.getPrototypeOf(ReplyError) as new (...args: never[]) => Error;
+
+/**
+ * ioredis's plain Errors for "not asked", "no answer" and "garbled answer" (ioredis 6: Redis.sendCommand with no
+ * offline queue, Command's commandTimeout, a command sent after the connection ended, and DataHandler's
+ * returnFatalError: a reply it cannot decode resets the connection, the outcome unknown). They have no class.
+ */
+const UNREACHABLE = [/^Stream isn't writeable/, /^Command timed out/, /^Connection is closed/, /\. Please report this\.$/];
 
 export function isRedisUnreachable(err: unknown): boolean {
-  if (!(err instanceof Error) || err instanceof CodedError) return false;
-  if (err.name === 'AbortError' || err.name === 'MaxRetriesPerRequestError') return true;
-  return UNREACHABLE.some((pattern) => pattern.test(err.message));
+  if (!(err instanceof Error) || err instanceof CodedError || err instanceof ReplyError) return false;
+  const { message } = err;
+  return err instanceof RedisError || UNREACHABLE.some((pattern) => pattern.test(message));
 }
 
 export function redisUnavailable(what = 'this cannot be checked across nodes; retry shortly'): CodedError {

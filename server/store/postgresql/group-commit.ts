@@ -133,7 +133,6 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
       } else {
         await pipelinedTransaction(client, statements);
       }
-      client.release();
     } catch (err) {
       // COMMIT went out with the statements (or the lone statement commits by itself): a lost answer leaves it in doubt.
       // Anything but a TransactionFailed is taken as sent: what is not known unsent may have committed.
@@ -151,6 +150,8 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
       client.release(lost || unrecognised ? (cause as Error) : undefined);
       throw new CommitFailed(cause, lost || unrecognised, backend, unrecognised);
     }
+    // Out of the try: what it might throw is not the transaction's failure.
+    client.release();
   }
 
   /** Ends the backends that may still commit a request in doubt; false while one is still running. */
