@@ -54,6 +54,18 @@ async function failureOf(redis: Redis): Promise<unknown> {
 // As Atoll's connections (no offline queue, RESP2: no HELLO), with no ready check and no reconnection.
 const options = { lazyConnect: true, enableOfflineQueue: false, enableReadyCheck: false, retryStrategy: () => null, maxRetriesPerRequest: 0, protocol: 2 } as const;
 
+/** What a GET fails with against a fake Redis that answers it `reply` (nothing: null). */
+async function failureAgainst(reply: string | null, extra: { commandTimeout?: number } = {}): Promise<unknown> {
+  const server = await fakeRedis(reply);
+  try {
+    const redis = new Redis({ ...options, ...extra, port: server.port });
+    await redis.connect();
+    return await failureOf(redis);
+  } finally {
+    await server.close();
+  }
+}
+
 function expectUnreachable(err: unknown): void {
   expect(isRedisUnreachable(err)).toBe(true);
   expect(() => asRedisUnavailable('no ticket can be issued')(err)).toThrow(expect.objectContaining({ code: 'REDIS_UNAVAILABLE', message: 'Redis cannot be reached right now, so no ticket can be issued', retryAfterSeconds: 1 }));
@@ -74,29 +86,15 @@ test('sent after the connection ended', async () => {
 });
 
 test('no answer in time (commandTimeout)', async () => {
-  const server = await fakeRedis(null);
-  try {
-    const redis = new Redis({ ...options, port: server.port, commandTimeout: 50 });
-    await redis.connect();
-    const err = await failureOf(redis);
-    expect(String(err)).toMatch(/Command timed out/);
-    expectUnreachable(err);
-  } finally {
-    await server.close();
-  }
+  const err = await failureAgainst(null, { commandTimeout: 50 });
+  expect(String(err)).toMatch(/Command timed out/);
+  expectUnreachable(err);
 });
 
 test('a garbled reply stream (the connection is reset, the outcome unknown)', async () => {
-  const server = await fakeRedis('?garbage\r\n');
-  try {
-    const redis = new Redis({ ...options, port: server.port });
-    await redis.connect();
-    const err = await failureOf(redis);
-    expect(String(err)).toMatch(/Unknown RESP type .*\. Please report this\.$/);
-    expectUnreachable(err);
-  } finally {
-    await server.close();
-  }
+  const err = await failureAgainst('?garbage\r\n');
+  expect(String(err)).toMatch(/Unknown RESP type .*\. Please report this\.$/);
+  expectUnreachable(err);
 });
 
 test('given up after its retries (MaxRetriesPerRequestError, an AbortError of redis-errors)', () => {
@@ -120,14 +118,7 @@ test.each([
 });
 
 test('an error Redis answered, really: rethrown as it is', async () => {
-  const server = await fakeRedis('-WRONGTYPE Operation against a key holding the wrong kind of value\r\n');
-  try {
-    const redis = new Redis({ ...options, port: server.port });
-    await redis.connect();
-    const err = await failureOf(redis);
-    expect(err).toBeInstanceOf(ReplyError);
-    expect(isRedisUnreachable(err)).toBe(false);
-  } finally {
-    await server.close();
-  }
+  const err = await failureAgainst('-WRONGTYPE Operation against a key holding the wrong kind of value\r\n');
+  expect(err).toBeInstanceOf(ReplyError);
+  expect(isRedisUnreachable(err)).toBe(false);
 });
