@@ -26,7 +26,7 @@ import type { Redis } from 'ioredis';
 import { CodedError } from '../../../protocol/errors.js';
 import type { Logger } from '../../logger.js';
 import type { ConnectionCounts } from '../shared-state.js';
-import { isRedisUnreachable, redisUnavailable } from './unavailable.js';
+import { asRedisUnavailable } from './unavailable.js';
 
 /** KEYS: the user's set, the address's set. ARGV: the member, the per-user cap, the per-address cap, the lease key prefix. */
 const CLAIM_LUA = `
@@ -115,14 +115,11 @@ export function createRedisConnectionCounts(opts: RedisConnectionCountsOptions):
     async claim(socketId, userId, ip) {
       const member = `${nodeId}:${socketId}`;
       const slot: Slot = { userKey: `${opts.keyPrefix}conns:user:${userId}`, ipKey: `${opts.keyPrefix}conns:ip:${ip}` };
-      let verdict: number;
-      try {
-        verdict = await claimScript.atollClaimSlot(slot.userKey, slot.ipKey, member, limits.perUser, limits.perIp, leasePrefix);
-      } catch (err) {
+      const verdict: number = await claimScript.atollClaimSlot(slot.userKey, slot.ipKey, member, limits.perUser, limits.perIp, leasePrefix).catch((err: unknown) => {
         // Its outcome is unknown (Redis may still run it): undo it, after it on the same connection.
         void remove(member, slot);
-        throw isRedisUnreachable(err) ? redisUnavailable("this socket's connection slot cannot be counted across nodes; retry shortly") : err;
-      }
+        return asRedisUnavailable("this socket's connection slot cannot be counted across nodes; retry shortly")(err);
+      });
       if (verdict === 1) throw new CodedError('RATE_LIMITED', `too many connections for this user (MAX_CONNECTIONS_PER_USER=${limits.perUser})`, { retryAfterSeconds: 5 });
       if (verdict === 2) throw new CodedError('RATE_LIMITED', `too many connections from this address (MAX_CONNECTIONS_PER_IP=${limits.perIp})`, { retryAfterSeconds: 5 });
       held.set(member, slot);
