@@ -447,3 +447,63 @@ onPostgresql('PostgreSQL: a value pg cannot convert fails its write alone before
     await pool.end();
   }
 });
+
+/** Resolves once `backend`'s transaction waits for a row lock another transaction holds. */
+async function waitingForLock(observer: pg.Pool, backend: number): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const { rows } = await observer.query(`SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1`, [backend]);
+    if (rows[0]?.wait_event_type === 'Lock') return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`backend ${backend} never waited for a lock`);
+}
+
+onPostgresql('PostgreSQL: a batch the database rolls back for a deadlock with another transaction is sent again: its acknowledged writes land, none is lost', async () => {
+  // The group commit's connection detects the deadlock first (deadlock_timeout 1 s against the other's 30 s), so
+  // the database picks it as the victim, as it would pick either of two nodes' commits. PostgreSQL looks for a
+  // deadlock once per wait, at deadlock_timeout: the other's second lock must be asked for within that second.
+  const pool = new pg.Pool({ connectionString: front.url, max: 1, pipeline: true, options: '-c deadlock_timeout=1s' } as pg.PoolConfig);
+  const other = new pg.Client({ connectionString: front.url, options: '-c deadlock_timeout=30s' });
+  other.on('error', () => undefined);
+  const observer = new pg.Pool({ connectionString: front.url, max: 1 });
+  await other.connect();
+  try {
+    await pool.query('CREATE TABLE gc_deadlock (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)');
+    await pool.query('INSERT INTO gc_deadlock VALUES (1, 0), (2, 0)');
+    const backend = (await pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    const attempts: number[][] = [];
+    const g = createPgGroupCommit<number[]>(
+      pool,
+      {
+        // One acknowledged write (not a request) that changes rows 1 then 2, as a batch touches conversations in its order.
+        statements: ([ids]) => (attempts.push(ids!), ids!.map((id) => ({ name: `gc_deadlock_${id}`, text: 'UPDATE gc_deadlock SET n = n + 1 WHERE id = $1', values: [id] }))),
+        undo: () => [],
+        isRequest: () => false,
+        isWriteError: (err) => /^2[23]/.test(String((err as { code?: unknown }).code)),
+        explain: (_item, err) => err,
+      },
+      createLogger('silent'),
+    );
+    // The other transaction holds row 2; the batch takes row 1 and waits for row 2; the other then asks for row 1.
+    await other.query('BEGIN');
+    await other.query('UPDATE gc_deadlock SET n = n + 10 WHERE id = 2');
+    const written = g.run([1, 2]);
+    await waitingForLock(observer, backend);
+    const otherTakesRow1 = other.query('UPDATE gc_deadlock SET n = n + 10 WHERE id = 1');
+    await otherTakesRow1; // granted once the database rolled the batch back
+    await other.query('COMMIT');
+    await expect(written).resolves.toBeUndefined();
+    // The batch's statements were built once; its transaction ran twice (rolled back, then committed).
+    expect(attempts).toEqual([[1, 2]]);
+    expect((await pool.query('SELECT id, n FROM gc_deadlock ORDER BY id')).rows).toEqual([
+      { id: 1, n: 11 },
+      { id: 2, n: 11 },
+    ]);
+    expect(g.unreachable).toBe(false);
+    await g.close(1_000);
+  } finally {
+    await other.end();
+    await observer.end();
+    await pool.end();
+  }
+});

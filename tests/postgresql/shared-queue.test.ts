@@ -193,6 +193,43 @@ test('an accept whose COMMIT the server holds up past the read timeout: refused,
   expect(await rowsOf(held.id)).toEqual([]);
 });
 
+test('an accept the database rolls back for a deadlock with another transaction is sent again, and accepted', async () => {
+  // The accept's connection detects the deadlock first (deadlock_timeout 1 s against the other's 30 s): the victim.
+  // PostgreSQL looks for a deadlock once per wait, at deadlock_timeout: the other's second lock must be asked for
+  // within that second of the accept's wait, which a busy machine needs some room for.
+  const store = createPgClusterStore(
+    createPool({ ...writePoolConfig(db.url, 1), application_name: 'atoll-deadlock-victim', options: `${writePoolConfig(db.url, 1).options} -c deadlock_timeout=1s` }, quiet),
+    createPool(writePoolConfig(db.url, 1), quiet),
+    quiet,
+  );
+  const other = new pg.Client({ connectionString: db.url, options: '-c deadlock_timeout=30s' });
+  other.on('error', () => undefined);
+  const observer = new pg.Client({ connectionString: db.url });
+  await Promise.all([other.connect(), observer.connect()]);
+  try {
+    const first = newRun(user());
+    await store.accept(first, roomy);
+    // The other transaction holds the conversation; the accept takes its user's lock and waits for the
+    // conversation (it touches it); the other then asks for the user's lock.
+    await other.query('BEGIN');
+    await other.query(`UPDATE "Thread" SET "updatedAt" = "updatedAt" WHERE id = $1`, [first.newThreadId]);
+    const next = newRun(first.userId, first.newThreadId);
+    const accepted = store.accept(next, roomy);
+    const waiting = async () => (await observer.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'atoll-deadlock-victim' AND wait_event_type = 'Lock'`)).rowCount! > 0;
+    for (let i = 0; !(await waiting()); i++) {
+      if (i === 500) throw new Error('the accept never waited for the conversation');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await other.query(`UPDATE "QueueUser" SET "servedAt" = "servedAt" WHERE "userId" = $1`, [first.userId]); // granted once the accept was rolled back
+    await other.query('COMMIT');
+    await expect(accepted).resolves.toMatchObject({ record: { id: next.id, status: 'queued' }, busy: [first.id] });
+    expect((await rowsOf(next.id)).map((r) => r.what).sort()).toEqual(['event', 'message', 'run']);
+  } finally {
+    await Promise.all([other.end(), observer.end()]);
+    await store.close();
+  }
+});
+
 describe('claims', () => {
   // Each test starts from an empty queue: what earlier tests left waiting is finished.
   beforeEach(async () => {

@@ -25,7 +25,8 @@ import { RowMissingError } from '../run-writes.js';
 import { acceptedRecordOf, acceptedRowOf, runRecordOf as runRecordOfRow, type RunRow as RunFields } from '../run-record.js';
 import { createBackends, type Backend } from './backends.js';
 import { explain, runStatements, type RunWrite } from './run-statements.js';
-import { pipelinedTransaction, TransactionFailed } from './pipelined-transaction.js';
+import { causeOfFailure, pipelinedTransaction, TransactionFailed } from './pipelined-transaction.js';
+import { retryRolledBack } from './rolled-back.js';
 import { asUnavailable, isServerAnswer, isUnavailable, unavailableError } from './unavailable.js';
 
 type RunRow = RunFields & { owner: string | null };
@@ -109,7 +110,12 @@ const Q = {
 /** The queue's statements, for tests/postgresql/queue-cost.test.ts, which reads their plans. */
 export const queueStatements = Q;
 
-async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+/** `work` in a transaction; done again from the start if the database rolls it back for a deadlock (rolled-back.ts). */
+function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  return retryRolledBack(() => inTransactionOnce(pool, work));
+}
+
+async function inTransactionOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect().catch(asUnavailable);
   // BEGIN goes out with the first statement (the connection is pipelined: pools.ts); when it fails, so does that.
   const begun = client.query('BEGIN');
@@ -228,11 +234,13 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pic
         backend = await backends.of(client);
         // BEGIN, the checks under the user's lock (which refuse by themselves, aborting the rest: see the migration
         // 20261204000000_queue_round_trips), the writes and COMMIT in one round trip.
-        const [checked] = await pipelinedTransaction(client, [Q.acceptCheck([row.userId, row.threadId, check.userMaxQueuedRuns, check.rejectIfBusy]), ...runStatements([item])]);
+        // Rolled back for a deadlock (another transaction locking the same user or conversation): sent again.
+        const statements = [Q.acceptCheck([row.userId, row.threadId, check.userMaxQueuedRuns, check.rejectIfBusy]), ...runStatements([item])];
+        const [checked] = await retryRolledBack(() => pipelinedTransaction(client, statements), causeOfFailure);
         client.release();
         return { record: acceptedRecordOf(run), busy: (checked!.rows[0] as { busy: string[] }).busy };
       } catch (err) {
-        const cause = err instanceof TransactionFailed ? err.cause : err;
+        const cause = causeOfFailure(err);
         // The connection lost with COMMIT sent (or anything raised on this side rather than answered by the server):
         // it may have happened, and then the run is in the shared queue and will run.
         const inDoubt = err instanceof TransactionFailed && err.sent && backend !== undefined && (isUnavailable(cause) || !isServerAnswer(cause));
@@ -269,7 +277,7 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pic
       try {
         backend = await backends.of(client);
         // One statement, its own transaction: the locks, the takes and the reads are atoll_claim's (see the migrations).
-        ({ rows } = await client.query<RunRow & { lastSeq: number; more: boolean }>(Q.claim([lease, max, userMaxConcurrentRuns])));
+        ({ rows } = await retryRolledBack(() => client.query<RunRow & { lastSeq: number; more: boolean }>(Q.claim([lease, max, userMaxConcurrentRuns]))));
         client.release();
       } catch (err) {
         const lost = isUnavailable(err);

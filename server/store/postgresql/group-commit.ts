@@ -24,7 +24,8 @@ import type pg from 'pg';
 import { messageOf } from '../../../protocol/errors.js';
 import type { Logger } from '../../logger.js';
 import { createBackends, type Backend, type Backends } from './backends.js';
-import { convertedValues, pipelinedTransaction, TransactionFailed } from './pipelined-transaction.js';
+import { causeOfFailure, convertedValues, pipelinedTransaction, TransactionFailed } from './pipelined-transaction.js';
+import { retryRolledBack } from './rolled-back.js';
 import { isServerAnswer, isUnavailable, unavailableError } from './unavailable.js';
 
 export interface Statement {
@@ -123,20 +124,23 @@ export function createPgGroupCommit<I>(pool: pg.Pool, batching: Batching<I>, log
       throw new CommitFailed(err, false);
     }
     try {
-      if (statements.length === 1 && !requests) {
-        const [statement] = convertedValues(statements);
-        try {
-          await client.query(statement!);
-        } catch (err) {
-          throw new TransactionFailed(err);
+      // Rolled back by the database for a deadlock with another transaction: nothing committed, sent again.
+      await retryRolledBack(async () => {
+        if (statements.length === 1 && !requests) {
+          const [statement] = convertedValues(statements);
+          try {
+            await client.query(statement!);
+          } catch (err) {
+            throw new TransactionFailed(err);
+          }
+        } else {
+          await pipelinedTransaction(client, statements);
         }
-      } else {
-        await pipelinedTransaction(client, statements);
-      }
+      }, causeOfFailure);
     } catch (err) {
       // COMMIT went out with the statements (or the lone statement commits by itself): a lost answer leaves it in doubt.
       // Anything but a TransactionFailed is taken as sent: what is not known unsent may have committed.
-      const cause = err instanceof TransactionFailed ? err.cause : err;
+      const cause = causeOfFailure(err);
       const sent = !(err instanceof TransactionFailed) || err.sent;
       if (!sent) {
         client.release();

@@ -27,6 +27,9 @@ export class TransactionFailed extends Error {
   }
 }
 
+/** The database's (or the connection's) own error inside what a transaction threw. */
+export const causeOfFailure = (err: unknown): unknown => (err instanceof TransactionFailed ? err.cause : err);
+
 /** Each statement's result, in order; rejects with TransactionFailed. The connection is idle again after a failure the database answered. */
 export async function pipelinedTransaction(client: pg.PoolClient, statements: pg.QueryConfig[]): Promise<pg.QueryResult[]> {
   const converted = convertedValues(statements);
