@@ -128,8 +128,16 @@ export type RunOutcome =
   | { status: Exclude<TerminalStatus, 'completed'>; error: ErrorBody; executionTimeMs: number };
 
 /** Why a worker was replaced after a run instead of serving the next one (every one is a metric label from start-up). */
-export const RECYCLE_REASONS = ['leaked_resources', 'globals_changed', 'max_runs', 'unsettled_after_stop', 'contaminated', 'priority_not_restored', 'user_switch'] as const;
+export const RECYCLE_REASONS = ['leaked_resources', 'globals_changed', 'max_runs', 'unsettled_after_stop', 'contaminated', 'priority_not_restored', 'user_switch', 'invalid_message'] as const;
 export type RecycleReason = (typeof RECYCLE_REASONS)[number];
+
+/**
+ * The walls a worker's guards report in a run's `refused` (workers/worker/host-guards.ts, fd-guards.ts,
+ * egress-guards.ts). The cell adds `port` (a message on the run's port it refused: workers/cell/run-port-check.ts)
+ * and `model:<code>`, the front `db:<reason>`.
+ */
+export const WORKER_WALLS = ['signal', 'priority', 'worker', 'module_hooks', 'v8', 'sqlite', 'fd', 'egress', 'broadcast_channel'] as const;
+export type WorkerWall = (typeof WORKER_WALLS)[number];
 
 /** The kinds of resource a run can leave open (each is a label of atoll_leaked_resources_total from start-up). */
 export const LEAK_KINDS = ['timer', 'socket', 'file', 'process', 'other'] as const;

@@ -92,7 +92,7 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   expect(envKeys).not.toContain('DATABASE_URL');
   expect(JSON.stringify(got)).not.toContain(testDatabaseUrl(server.dir));
 
-  const refused = ['spawn', 'kill_front', 'kill_group', 'raw_kill_front', 'restore_kill', 'renice_front', 'dlopen', 'binding', 'proc_mem', 'front_environ', 'read_etc', 'read_source', 'write_outside', 'new_worker', 'module_register', 'v8_flags'];
+  const refused = ['spawn', 'kill_front', 'kill_group', 'raw_kill_front', 'restore_kill', 'renice_front', 'dlopen', 'binding', 'proc_mem', 'front_environ', 'read_etc', 'read_source', 'write_outside', 'new_worker', 'module_register', 'v8_flags', 'broadcast_channel', 'broadcast_channel_module'];
   if (dbFile) refused.push('read_db', 'native_sqlite');
   else expect([got.read_db, got.native_sqlite]).toEqual([undefined, undefined]);
   if (got.module_register_hooks) refused.push('module_register_hooks');
@@ -107,7 +107,10 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
     expect([name, got[name]?.ok]).toEqual([name, false]);
   }
   // The permission model, not an accident, said no.
-  for (const name of ['spawn', ...(dbFile ? ['read_db'] : []), 'proc_mem', 'write_outside', 'kill_front', 'renice_front', 'new_worker', 'module_register', 'v8_flags']) expect([name, got[name].code]).toEqual([name, 'ERR_ACCESS_DENIED']);
+  for (const name of ['spawn', ...(dbFile ? ['read_db'] : []), 'proc_mem', 'write_outside', 'kill_front', 'renice_front', 'new_worker', 'module_register', 'v8_flags', 'broadcast_channel', 'broadcast_channel_module']) expect([name, got[name].code]).toEqual([name, 'ERR_ACCESS_DENIED']);
+  // No MessagePort (the run's, Piscina's) comes out of async_hooks; AsyncLocalStorage works as before.
+  expect(got.ports_via_async_hooks).toEqual({ ok: true, value: '0' });
+  expect(got.async_local_storage).toEqual({ ok: true, value: 'kept' });
   expect(server.stderr()).not.toContain('from the hooks thread');
   expect(got.renice_self).toEqual({ ok: true, value: 'ok' });
   // The front's priority is untouched.
@@ -169,7 +172,7 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
 
   // The isolation report names the walls it saw refuse something, and the metric counts the run.
   const view = (await mallory.http('GET', `/v1/runs/${run_id}`)).body;
-  expect(view.isolation.refused).toEqual(expect.arrayContaining(['signal', 'priority', 'worker', 'module_hooks', 'v8', 'fd', 'egress']));
+  expect(view.isolation.refused).toEqual(expect.arrayContaining(['signal', 'priority', 'worker', 'module_hooks', 'v8', 'fd', 'egress', 'broadcast_channel']));
   const metrics = (await mallory.http('GET', '/metrics')).body as string;
   expect(metrics).toMatch(/^atoll_walls_hit_total\{wall="signal",node="[^"]+"\} [1-9]/m);
   expect(metrics).toMatch(/^atoll_walls_hit_total\{wall="fd",node="[^"]+"\} [1-9]/m);

@@ -157,6 +157,8 @@ export function createCellRuntime(deps: {
       send: deps.send,
       runTimeoutMs: config.runTimeoutMs,
       cancelGraceMs: config.cancelGraceMs,
+      limits: config.limits,
+      log,
       route: affinity ? (run) => routeOptions(run.userId) : undefined,
       queryCompiler,
       onWorkerEnded: () => spares?.workerEnded(),

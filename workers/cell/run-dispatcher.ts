@@ -7,11 +7,12 @@
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
-import type { CellToFront, FrontToCell, ModelCallTiming, RunAssignment, RunOutcome, RunReport } from '../../protocol/cell-messages.js';
+import type { CellToFront, FrontToCell, ModelCallTiming, RunAssignment, RunLimits, RunOutcome, RunReport } from '../../protocol/cell-messages.js';
 import { stopError } from '../../protocol/stop-errors.js';
-import type { CellToWorker, StopReason, WorkerStats, WorkerTask, WorkerToCell } from '../../protocol/worker-messages.js';
+import type { CellToWorker, StopReason, WorkerStats, WorkerTask } from '../../protocol/worker-messages.js';
 import type { ModelBroker, ModelBrokerSession } from './model-broker.js';
 import { messageOf } from '../../protocol/errors.js';
+import { createRunPortCheck, type RunPortCheck } from './run-port-check.js';
 
 interface InFlight {
   run: RunAssignment;
@@ -27,6 +28,10 @@ interface InFlight {
   /** The run's model requests (the broker adds the key); closed, aborting them, when the run settles. */
   model: ModelBrokerSession;
   traceparent: string | undefined;
+  /** Everything from the run's port goes through it (agent code can reach the port). */
+  check: RunPortCheck;
+  /** Times the run was sent again because a worker refused it (user_switch): bounded, since agent code could forge that too. */
+  redispatches: number;
 }
 
 export interface RunDispatcher {
@@ -42,6 +47,9 @@ export interface RunDispatcher {
 /** W3C Trace Context's traceparent (version 00): its second field is the trace id. */
 const TRACEPARENT = /^00-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
+/** How many times a run is sent to another worker after one refused it (a user_switch) before it fails. */
+const MAX_REDISPATCHES = 3;
+
 /** How long to wait for a worker's `done` after Piscina resolved its task (piscinajs/piscina#133). */
 const DONE_GRACE_MS = 2000;
 
@@ -51,6 +59,9 @@ export function createRunDispatcher(deps: {
   send: (msg: CellToFront, written?: () => void) => void;
   runTimeoutMs: number;
   cancelGraceMs: number;
+  /** The run's output caps, checked again on everything its port carries (run-port-check.ts). */
+  limits: RunLimits;
+  log: (fields: Record<string, unknown>, msg: string) => void;
   /** Worker-level counts changed: the cell reports them soon. */
   onCountsChanged: () => void;
   broker: ModelBroker;
@@ -67,6 +78,8 @@ export function createRunDispatcher(deps: {
   function settle(f: InFlight, outcome: RunOutcome, report: RunReport | null = null) {
     if (f.settled) return;
     f.settled = true;
+    // Once anything on the port was refused, the report says `port` and the worker is retired.
+    report = f.check.report(report);
     f.timers.forEach(clearTimeout);
     const modelRefused = f.model.refused();
     if (modelRefused.length && report) report = { ...report, refused: [...(report.refused ?? []), ...modelRefused] };
@@ -111,7 +124,7 @@ export function createRunDispatcher(deps: {
     inFlight.delete(f.run.runId);
     f.abort.abort();
     deps.onWorkerEnded?.();
-    start(f.run, f.traceparent);
+    start(f.run, f.traceparent, f.redispatches + 1);
   }
 
   function crashOutcome(f: InFlight, err: unknown): RunOutcome {
@@ -146,7 +159,7 @@ export function createRunDispatcher(deps: {
     start,
   };
 
-  function start(run: RunAssignment, traceparent?: string) {
+  function start(run: RunAssignment, traceparent?: string, redispatches = 0) {
     const { port1, port2 } = new MessageChannel();
     // Traced runs only: each model request's timing goes to the front, which makes its span.
     const traceId = traceparent ? TRACEPARENT.exec(traceparent)?.[1] : undefined;
@@ -163,10 +176,23 @@ export function createRunDispatcher(deps: {
       taskResolved: false,
       model: deps.broker.open(run.runId, (reply) => port1.postMessage(reply satisfies CellToWorker), tracing),
       traceparent,
+      redispatches,
+      check: createRunPortCheck(
+        deps.limits,
+        () => deps.pool.threads.map((t) => t.threadId),
+        (why) => {
+          // Code in the worker spoke for its runtime: the run fails now and the worker is retired (settle).
+          deps.log({ run_id: run.runId, refused: why }, "a message on a run's port was refused: code in its worker wrote it; the run fails and its worker is retired");
+          const executionTimeMs = f.startedAt === null ? 0 : Date.now() - f.startedAt;
+          settle(f, { status: 'failed', error: { code: 'AGENT_ERROR', message: `the run's code sent its cell a message the worker never sends (${why}); its worker was retired` }, executionTimeMs });
+        },
+      ),
     };
     inFlight.set(run.runId, f);
-    port1.on('message', (msg: WorkerToCell) => {
+    port1.on('message', (raw: unknown) => {
       if (f.settled) return;
+      const msg = f.check.admit(raw);
+      if (!msg) return;
       if (f.model.handle(msg)) return;
       if (msg.type === 'started') {
         f.startedAt = msg.startedAt;
@@ -181,6 +207,11 @@ export function createRunDispatcher(deps: {
       } else if (msg.type === 'event') {
         deps.send({ type: 'run_event', runId: run.runId, event: msg.event });
       } else if (msg.type === 'refused') {
+        if (f.redispatches >= MAX_REDISPATCHES) {
+          settle(f, { status: 'failed', error: { code: 'WORKER_CRASHED', message: `the run was refused by ${MAX_REDISPATCHES + 1} workers in a row (${msg.reason})` }, executionTimeMs: 0 });
+          f.abort.abort();
+          return;
+        }
         redispatch(f, msg.reason);
       } else if (msg.type === 'db_query') {
         // The run id is the one this port was made for: whatever the worker sends, it asks for this run.
@@ -207,9 +238,11 @@ export function createRunDispatcher(deps: {
     const task: WorkerTask = { kind: 'run', run, port: port2, startRecorded, ...(tracing ? { traceId: tracing.traceId } : {}) };
     Object.assign(task, deps.route?.(run));
     deps.pool.run(task, { transferList: [port2], signal: f.abort.signal }).then(
-      (summary: RunOutcome) => {
+      (answer: unknown) => {
         f.taskResolved = true;
         if (f.done) return settle(f, f.done.outcome, f.done.report);
+        // The worker's answer is checked like its port's messages (Piscina's port is within agent code's reach too).
+        const summary = f.check.outcome(answer) ?? crashOutcome(f, new Error('its worker answered the run with something that is not an outcome'));
         // The port's last messages usually arrive after the task resolves: give them time.
         f.timers.push(setTimeout(() => settle(f, summary), DONE_GRACE_MS));
       },

@@ -4,7 +4,7 @@
  * async_hooks init/destroy pair sees every handle, ref'd or not; it is enabled only while a run executes,
  * since with an init hook V8 reports every promise too (~2.5-4 µs each; README, Containment).
  */
-import { createHook } from 'node:async_hooks';
+import type { createHook as CreateHook } from 'node:async_hooks';
 import type { LeakKind } from '../../protocol/cell-messages.js';
 import type { ResourceCounts } from './isolation-check.js';
 
@@ -39,7 +39,8 @@ export interface HandleTracker {
   stop(): void;
 }
 
-export function createHandleTracker(): HandleTracker {
+/** `createHook`: async_hooks' own (not the guarded one agent code gets), so `exclude` can name real resources. */
+export function createHandleTracker(createHook: typeof CreateHook): HandleTracker {
   const live = new Map<number, { kind: string; resource: object }>();
   const hook = createHook({
     init(asyncId, type, _triggerAsyncId, resource) {

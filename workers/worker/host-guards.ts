@@ -4,7 +4,7 @@
  * but its own cell, the priority of any thread but its own (the front, other cells and other users' workers
  * share its OS user unless cells run as users of their own), and workers of its own (which would escape the
  * worker's heap budget and outlive its run), module hooks (a thread of their own, unguarded; or hooks that outlive
- * the run), V8's flags (the whole process's), `node:sqlite` (which the permission model does not check); and `process._rawDebug`'s way around the cell's tagging of what workers
+ * the run), V8's flags (the whole process's), BroadcastChannel (every thread of the cell, whoever it serves), `node:sqlite` (which the permission model does not check); and `process._rawDebug`'s way around the cell's tagging of what workers
  * print. Properties are made read-only and non-configurable, so agent code cannot put them back.
  */
 import nodeModule, { syncBuiltinESMExports } from 'node:module';
@@ -12,6 +12,7 @@ import os from 'node:os';
 import { format } from 'node:util';
 import v8 from 'node:v8';
 import workerThreads from 'node:worker_threads';
+import type { WorkerWall } from '../../protocol/cell-messages.js';
 
 export function refusal(what: string): Error {
   return Object.assign(new Error(`${what} is not available to agent code`), { code: 'ERR_ACCESS_DENIED' });
@@ -34,7 +35,7 @@ export function refusing(count: () => void, what: string): () => never {
 }
 
 /** Where a guard reports what it refused (the worker runtime puts it in the run's isolation report). */
-export type OnRefused = (wall: 'signal' | 'priority' | 'worker' | 'module_hooks' | 'v8' | 'sqlite') => void;
+export type OnRefused = (wall: Extract<WorkerWall, 'signal' | 'priority' | 'worker' | 'module_hooks' | 'v8' | 'sqlite' | 'broadcast_channel'>) => void;
 
 export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process): void {
   const ownPid = proc.pid;
@@ -81,6 +82,11 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
   pin(proc, '_rawDebug', rawDebug, false);
 
   pin(workerThreads, 'Worker', refusing(() => onRefused('worker'), 'new Worker()'));
+  // A BroadcastChannel joins every thread of the process that opens one by the same name: other users' workers in
+  // the cell, warm spares that serve nobody yet. Whatever one run posts, another user's worker would hear.
+  const broadcastChannel = refusing(() => onRefused('broadcast_channel'), 'BroadcastChannel');
+  pin(workerThreads, 'BroadcastChannel', broadcastChannel);
+  pin(globalThis, 'BroadcastChannel', broadcastChannel, false);
   // module.register starts Node's module-hooks thread: a thread of the cell with none of these guards.
   // module.registerHooks (Node 22.15+) runs in the thread, but its hooks outlive the run and rewrite every module
   // later runs of the worker load.

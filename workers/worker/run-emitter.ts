@@ -11,6 +11,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { RunLimits } from '../../protocol/cell-messages.js';
+import { isAgentEventType, payloadProblem } from '../../protocol/agent-event-shapes.js';
 import { AGENT_EVENT_TYPES, type AgentEventType, type JsonObject } from '../../protocol/events.js';
 import type { WorkerToCell } from '../../protocol/worker-messages.js';
 
@@ -18,14 +19,6 @@ export class LimitExceededError extends Error {
   readonly code = 'LIMIT_EXCEEDED';
   override name = 'LimitExceededError';
 }
-
-type FieldCheck = [field: string, kind: 'string' | 'number' | 'json' | 'status'];
-const SHAPES: Record<AgentEventType, FieldCheck[]> = {
-  agent_thinking: [['reasoning', 'string']],
-  partial_result: [['text', 'string']],
-  tool_executing: [['tool_call_id', 'string'], ['tool_name', 'string'], ['parameters', 'json']],
-  tool_completed: [['tool_call_id', 'string'], ['tool_name', 'string'], ['status', 'status'], ['results', 'json'], ['execution_time_ms', 'number']],
-};
 
 export interface RunEmitter {
   emit(type: unknown, payload: unknown): void;
@@ -91,21 +84,11 @@ export function createRunEmitter(port: MessagePort, limits: RunLimits, onViolati
     emit(type, payload) {
       if (released) throw new Error('ctx.emit called after the run ended: the execution context is released');
       if (violation) throw violation;
-      if (typeof type !== 'string' || !(AGENT_EVENT_TYPES as readonly string[]).includes(type)) {
+      if (!isAgentEventType(type)) {
         throw new TypeError(`ctx.emit: unknown event type ${JSON.stringify(type)}; expected one of ${AGENT_EVENT_TYPES.join(', ')}`);
       }
-      if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
-        throw new TypeError(`ctx.emit(${type}): payload must be an object`);
-      }
-      for (const [field, kind] of SHAPES[type as AgentEventType]) {
-        const v = (payload as Record<string, unknown>)[field];
-        const ok =
-          kind === 'string' ? typeof v === 'string'
-          : kind === 'number' ? typeof v === 'number' && Number.isFinite(v)
-          : kind === 'status' ? v === 'success' || v === 'error'
-          : v !== undefined;
-        if (!ok) throw new TypeError(`ctx.emit(${type}): payload.${field} must be ${kind === 'status' ? '"success" or "error"' : `a ${kind}`}`);
-      }
+      const problem = payloadProblem(type, payload);
+      if (problem) throw new TypeError(`ctx.emit(${type}): ${problem}`);
       let text: string;
       try {
         text = JSON.stringify(payload);

@@ -11,6 +11,7 @@ import { isMainThread, threadId, workerData } from 'node:worker_threads';
 import { deepFreeze } from '../../protocol/deep-freeze.js';
 import type { WorkerConfig, WorkerData } from '../../protocol/worker-messages.js';
 import { freezeShared } from './freeze-shared.js';
+import { guardAsyncHooks } from './async-hooks-guards.js';
 import { guardEgress } from './egress-guards.js';
 import { guardDescriptors } from './fd-guards.js';
 import { guardHost } from './host-guards.js';
@@ -43,6 +44,7 @@ export default (async () => {
     // before the freeze: the guards replace members the freeze then pins. Nothing but Node and Piscina ran before.
     const refused = new Set<string>();
     guardHost((wall) => refused.add(wall));
+    const { createHook } = guardAsyncHooks();
     // The worker's own log keeps the one writer to fd 1 taken before the wall.
     const handles = socketHandles({ net, dgram, dns });
     const writeLog = guardDescriptors(() => refused.add('fd'), undefined, handles);
@@ -50,7 +52,7 @@ export default (async () => {
     const frozen = config.workerLockdown ? freezeShared() : null;
     // Required only now, after the freeze (an import would be hoisted above it).
     const { startWorker } = require('./worker-main.js') as typeof import('./worker-main.js');
-    const handler = await startWorker(config, frozen, refused, queryCompiler, writeLog);
+    const handler = await startWorker(config, frozen, refused, queryCompiler, writeLog, createHook);
     noteWarm(warmUpLock!, threadId);
     return handler;
   } finally {

@@ -12,7 +12,8 @@ import { createDbChannel, createWorkerPrismaClient } from './db-forwarding.js';
 import { createWorkerRuntime } from './worker-runtime.js';
 
 /** Resolves to the task handler once the worker is warm. */
-export function startWorker(config: WorkerConfig, frozen: FreezeReport | null, refused: Set<string>, queryCompiler: WebAssembly.Module | null, writeLog: (line: string) => void) {
+/** `createHook`: async_hooks' own, from before its guard (async-hooks-guards.ts): the handle tracker needs the real resources. */
+export function startWorker(config: WorkerConfig, frozen: FreezeReport | null, refused: Set<string>, queryCompiler: WebAssembly.Module | null, writeLog: (line: string) => void, createHook: typeof import('node:async_hooks').createHook) {
   // Synchronous: the cell may terminate this thread right after a run's last line (server/logger.ts).
   const log = createLogger(config.logLevel, { cell: config.cellId, worker: workerId }, { write: writeLog });
   log.debug({ lockdown: config.workerLockdown, lockdown_ms: frozen ? Math.round(frozen.lockdownMs) : null }, 'thread starting');
@@ -31,7 +32,7 @@ export function startWorker(config: WorkerConfig, frozen: FreezeReport | null, r
       enableChaosAgents: config.enableChaosAgents,
     }),
     log,
-    handles: createHandleTracker(),
+    handles: createHandleTracker(createHook),
   });
   const handle = (task: WorkerTask) => runtime.handle(task);
   return runtime.warm().then(() => handle);

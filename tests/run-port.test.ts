@@ -1,0 +1,134 @@
+/**
+ * The run's port is the worker runtime's channel to its cell, and agent code can get hold of it (here, with
+ * THREAD_LOCKDOWN=0, by patching MessagePort.prototype.postMessage; async_hooks is the way with lockdown on, which
+ * tests/escape.test.ts shows closed). Whatever it posts there is checked by the cell as if agent code wrote it
+ * (workers/cell/run-port-check.ts): no event ctx.emit would refuse, no result over its cap, no report whose
+ * labels the front would count reaches the front; the run fails, its report names the wall `port`, and its worker
+ * is retired. Another user's run carries on.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startServer, type TestServer } from './helpers/server';
+import { UserClient, httpCall, terminal, type Envelope } from './helpers/client';
+
+const FORGER = `
+import { MessagePort, threadId } from 'node:worker_threads';
+
+export default class Forger {
+  static agentName = 'forger';
+  async execute(ctx) {
+    // The run's own port: the first one the runtime posts on (ctx.emit's event).
+    const original = MessagePort.prototype.postMessage;
+    let port = null;
+    MessagePort.prototype.postMessage = function (msg, ...rest) {
+      port ??= this;
+      return original.call(this, msg, ...rest);
+    };
+    try {
+      ctx.emit('agent_thinking', { reasoning: 'finding my port' });
+    } finally {
+      MessagePort.prototype.postMessage = original;
+    }
+    const post = (msg) => original.call(port, msg);
+    const event = (type, payload) => post({ type: 'event', event: { type, payload, timestamp: Date.now() } });
+    const report = { leaks: {}, globals: [], contaminated: false, recycled: null, cleanupMs: 1 };
+    const stats = { workerId: threadId, activeContexts: 0, liveAgentInstances: 0, dbClients: 0 };
+    switch (ctx.input.mode) {
+      case 'terminal':
+        event('agent_completed', { status: 'completed', success: true, final_response: 'FORGED terminal event' });
+        break;
+      case 'oversized':
+        event('partial_result', { text: 'x'.repeat(200000) });
+        break;
+      case 'flood':
+        for (let i = 0; i < 40; i++) event('partial_result', { text: 'flood ' + i });
+        break;
+      case 'bigint':
+        post({ type: 'done', outcome: { status: 'completed', result: { n: 10n }, executionTimeMs: 1 }, stats, report });
+        break;
+      case 'labels': {
+        const leaks = Object.fromEntries(Array.from({ length: 500 }, (_, i) => ['leak_' + i, 1]));
+        const refused = Array.from({ length: 500 }, (_, i) => 'wall_' + i);
+        post({ type: 'done', outcome: { status: 'completed', result: 'labels', executionTimeMs: 1 }, stats, report: { ...report, leaks, refused, recycled: 'made_up_reason' } });
+        break;
+      }
+      case 'refused':
+        post({ type: 'refused', reason: 'user_switch' });
+        break;
+    }
+    // Give the cell a moment to answer before returning what ctx.emit would have allowed.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    return 'returned normally';
+  }
+}
+`;
+
+let server: TestServer;
+let forger: UserClient;
+let bystander: UserClient;
+
+beforeAll(async () => {
+  const agentsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-run-port-'));
+  fs.writeFileSync(path.join(agentsDir, 'forger.mjs'), FORGER);
+  // MAX_EVENTS_PER_RUN=20 and MAX_EVENT_BYTES=65536: a flood of 40 and an event of 200 kB are over them.
+  server = await startServer({ AGENTS_DIR: agentsDir, THREAD_LOCKDOWN: '0', MAX_EVENTS_PER_RUN: '20', CELLS: '1', THREADS_PER_CELL: '2' });
+  [forger, bystander] = await Promise.all([UserClient.connect(server.url, 'port-forger'), UserClient.connect(server.url, 'port-bystander')]);
+});
+afterAll(async () => {
+  forger?.close();
+  bystander?.close();
+  await server?.stop();
+});
+
+async function forged(mode: string): Promise<{ events: Envelope[]; view: any }> {
+  const { run_id } = await forger.start({ agent: 'forger', input: { text: mode, mode } });
+  const events = await forger.waitForRun(run_id);
+  const view = (await forger.http('GET', `/v1/runs/${run_id}`)).body;
+  return { events, view };
+}
+
+function expectRefused({ events, view }: { events: Envelope[]; view: any }): void {
+  const end = terminal(events);
+  expect(end.payload).toMatchObject({ status: 'failed', error: { code: 'AGENT_ERROR', message: expect.stringMatching(/message the worker never sends/) } });
+  // One terminal event, the last: nothing the agent forged among them.
+  expect(events.filter((e) => e.type === 'agent_completed')).toHaveLength(1);
+  expect(JSON.stringify(events)).not.toContain('FORGED');
+  expect(view.isolation).toMatchObject({ recycled: 'invalid_message', refused: expect.arrayContaining(['port']) });
+}
+
+test('an event ctx.emit would refuse (a terminal event of its own) never reaches the front', async () => {
+  expectRefused(await forged('terminal'));
+});
+
+test('an event over MAX_EVENT_BYTES is refused by the cell too', async () => {
+  const got = await forged('oversized');
+  expectRefused(got);
+  expect(Math.max(...got.events.map((e) => JSON.stringify(e.payload).length))).toBeLessThan(65_536);
+});
+
+test('events past MAX_EVENTS_PER_RUN are refused by the cell too', async () => {
+  const got = await forged('flood');
+  expectRefused(got);
+  expect(got.events.filter((e) => e.type === 'partial_result' || e.type === 'agent_thinking').length).toBeLessThanOrEqual(20);
+});
+
+test('an outcome that is not JSON (a BigInt in the result) fails the run instead of leaving it running', async () => {
+  expectRefused(await forged('bigint'));
+});
+
+test("a report's made-up kinds, walls and reasons never become metric labels", async () => {
+  expectRefused(await forged('labels'));
+  const metrics = (await httpCall(server.url, 'GET', '/metrics')).body as string;
+  expect(metrics).not.toMatch(/leak_\d|wall_\d|made_up_reason/);
+  expect(metrics).toMatch(/^atoll_walls_hit_total\{wall="port",node="[^"]+"\} [1-9]/m);
+});
+
+test("a refusal sent after the run started is not the worker's: the run is not sent around again", async () => {
+  expectRefused(await forged('refused'));
+});
+
+test('another user carries on', async () => {
+  const { run_id } = await bystander.start({ agent: 'echo', input: 'still here' });
+  expect(terminal(await bystander.waitForRun(run_id)).payload).toMatchObject({ status: 'completed', final_response: 'still here' });
+});

@@ -1,0 +1,181 @@
+/**
+ * What a run's port may carry from its worker, checked by the cell before anything reaches the front. The port is
+ * the worker runtime's channel, but agent code can get hold of it: inside the port's 'message' callback (an
+ * AbortSignal listener runs there when the cell asks the run to stop) async_hooks' executionAsyncResource() is
+ * the port, and a hook's `init` is handed every port the thread receives (workers/worker/async-hooks-guards.ts
+ * hands out stand-ins instead; this is the wall behind it). So every message is checked here as if agent code
+ * wrote it: the worker's own checks (ctx.emit's, the outcome's) are repeated, nothing the front turns into
+ * a row, an event, a log field or a metric label is taken on the worker's word.
+ *
+ * A message that fails is dropped and the run's report names the wall `port`; its worker is retired
+ * (`invalid_message`), since code in it spoke for the runtime.
+ */
+import type { RunLimits, RunOutcome, RunReport } from '../../protocol/cell-messages.js';
+import { LEAK_KINDS, RECYCLE_REASONS, WORKER_WALLS } from '../../protocol/cell-messages.js';
+import { isAgentEventType, payloadProblem } from '../../protocol/agent-event-shapes.js';
+import { ERROR_CODES } from '../../protocol/errors.js';
+import type { AgentEvent, JsonObject, JsonValue } from '../../protocol/events.js';
+import type { WorkerStats, WorkerToCell } from '../../protocol/worker-messages.js';
+
+/** How far an event's timestamp may be from the cell's clock before the cell's own replaces it. */
+const CLOCK_SLACK_MS = 60_000;
+/** The most characters of an error message, and of a global's name in a report, that reach the front. */
+const MAX_MESSAGE = 1000;
+const MAX_GLOBAL_NAME = 200;
+/** A report names at most this many changed globals (the worker lists far fewer; more is not a report). */
+const MAX_GLOBALS = 100;
+
+const STATUSES = new Set(['completed', 'failed', 'cancelled', 'timeout']);
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isDuration = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+
+export interface RunPortCheck {
+  /** The message to act on (`started` carries the cell's clock), or null: refused. */
+  admit(msg: unknown): WorkerToCell | null;
+  /** A `done` outcome, or the task's answer, as the front may take it: within the run's limits, or a failure that says why. */
+  outcome(o: unknown): RunOutcome | null;
+  /** The report as the front may take it: with `port` among `refused` and the worker retired once anything was refused. */
+  report(r: RunReport | null): RunReport | null;
+  /** Something on the port was refused: the worker must not serve again. */
+  readonly refused: boolean;
+}
+
+/**
+ * `workerIds`: the threads alive in the cell (a `started` or `stats` names one of them); `onRefused` is told the
+ * first time something is refused (the dispatcher retires the worker).
+ */
+export function createRunPortCheck(limits: RunLimits, workerIds: () => number[], onRefused: (why: string) => void): RunPortCheck {
+  let startedBy: number | null = null;
+  let events = 0;
+  let done = false;
+  let refused = false;
+  const refuse = (why: string): null => {
+    if (!refused) {
+      refused = true;
+      onRefused(why);
+    }
+    return null;
+  };
+  const isWorker = (id: unknown): id is number => isCount(id) && (startedBy === null ? workerIds().includes(id) : id === startedBy);
+
+  function stats(s: unknown): WorkerStats | null {
+    if (!isObject(s) || !isWorker(s.workerId) || !isCount(s.activeContexts) || !isCount(s.liveAgentInstances) || !isCount(s.dbClients)) return null;
+    return { workerId: s.workerId, activeContexts: s.activeContexts, liveAgentInstances: s.liveAgentInstances, dbClients: s.dbClients };
+  }
+
+  function event(e: unknown): AgentEvent | null {
+    if (!isObject(e) || !isAgentEventType(e.type)) return null;
+    if (payloadProblem(e.type, e.payload) !== null) return null;
+    let text: string;
+    try {
+      text = JSON.stringify(e.payload);
+    } catch {
+      return null;
+    }
+    if (Buffer.byteLength(text) > limits.maxEventBytes) return null;
+    const now = Date.now();
+    const at = typeof e.timestamp === 'number' && Math.abs(e.timestamp - now) <= CLOCK_SLACK_MS ? e.timestamp : now;
+    // What was checked is what goes on: plain JSON, whatever structured clone carried (a Map, a BigInt, a Date).
+    return { type: e.type, payload: JSON.parse(text) as JsonObject, timestamp: at };
+  }
+
+  function outcome(o: unknown): RunOutcome | null {
+    if (!isObject(o) || typeof o.status !== 'string' || !STATUSES.has(o.status)) return null;
+    const executionTimeMs = isDuration(o.executionTimeMs) ? o.executionTimeMs : 0;
+    if (o.status === 'completed') {
+      const result = o.result;
+      if (typeof result !== 'string' && !isObject(result)) return null;
+      let text: string;
+      try {
+        text = JSON.stringify(result);
+      } catch {
+        return null;
+      }
+      if (Buffer.byteLength(text) > limits.maxResultBytes) {
+        return { status: 'failed', error: { code: 'LIMIT_EXCEEDED', message: `result is over MAX_RESULT_BYTES (${limits.maxResultBytes})` }, executionTimeMs };
+      }
+      return { status: 'completed', result: JSON.parse(text) as JsonValue, executionTimeMs };
+    }
+    const error = o.error;
+    if (!isObject(error) || typeof error.code !== 'string' || !Object.hasOwn(ERROR_CODES, error.code) || typeof error.message !== 'string') return null;
+    return { status: o.status as Exclude<RunOutcome['status'], 'completed'>, error: { code: error.code as keyof typeof ERROR_CODES, message: error.message.slice(0, MAX_MESSAGE) }, executionTimeMs };
+  }
+
+  function report(r: unknown): RunReport | null {
+    if (!isObject(r) || !isObject(r.leaks) || !Array.isArray(r.globals) || typeof r.contaminated !== 'boolean' || !isDuration(r.cleanupMs)) return null;
+    const leaks: RunReport['leaks'] = {};
+    for (const [kind, n] of Object.entries(r.leaks)) {
+      if (!(LEAK_KINDS as readonly string[]).includes(kind) || !isCount(n)) return null;
+      leaks[kind as keyof RunReport['leaks']] = n;
+    }
+    if (r.globals.length > MAX_GLOBALS || !r.globals.every((g) => typeof g === 'string' && g.length <= MAX_GLOBAL_NAME)) return null;
+    if (r.recycled !== null && !(RECYCLE_REASONS as readonly unknown[]).includes(r.recycled)) return null;
+    if (r.cpuDemoted !== undefined && typeof r.cpuDemoted !== 'boolean') return null;
+    if (r.refused !== undefined && !(Array.isArray(r.refused) && r.refused.every((w) => (WORKER_WALLS as readonly unknown[]).includes(w)))) return null;
+    return {
+      leaks,
+      globals: [...(r.globals as string[])],
+      contaminated: r.contaminated,
+      recycled: r.recycled as RunReport['recycled'],
+      cleanupMs: r.cleanupMs,
+      ...(r.cpuDemoted ? { cpuDemoted: true } : {}),
+      ...(r.refused ? { refused: [...new Set(r.refused as string[])] } : {}),
+    };
+  }
+
+  return {
+    get refused() {
+      return refused;
+    },
+    admit(raw) {
+      if (!isObject(raw) || typeof raw.type !== 'string') return refuse('a message that is not one');
+      const msg = raw as { type: string } & Record<string, unknown>;
+      if (done && msg.type !== 'model_abort') return refuse(`${msg.type} after done`);
+      switch (msg.type) {
+        case 'started':
+          if (startedBy !== null || !isWorker(msg.workerId)) return refuse('started twice, or by no worker of the cell');
+          startedBy = msg.workerId;
+          return { type: 'started', workerId: msg.workerId, startedAt: Date.now() };
+        case 'event': {
+          if (startedBy === null) return refuse('an event before started');
+          const checked = event(msg.event);
+          if (!checked) return refuse('an event ctx.emit would have refused');
+          if (++events > limits.maxEventsPerRun) return refuse('more events than MAX_EVENTS_PER_RUN');
+          return { type: 'event', event: checked };
+        }
+        case 'stats': {
+          const checked = stats(msg.stats);
+          return checked ? { type: 'stats', stats: checked } : refuse('stats of no worker of the run');
+        }
+        case 'refused':
+          // Sent before the run starts, and only then: afterwards agent code may have written it.
+          if (startedBy !== null || (msg.reason !== 'user_switch' && msg.reason !== 'priority_not_restored')) return refuse('a refusal after started');
+          return { type: 'refused', reason: msg.reason };
+        case 'done': {
+          const checkedOutcome = outcome(msg.outcome);
+          const checkedReport = report(msg.report);
+          const checkedStats = stats(msg.stats);
+          if (startedBy === null || !checkedOutcome || !checkedReport || !checkedStats) return refuse('a done the worker runtime would not have sent');
+          done = true;
+          return { type: 'done', outcome: checkedOutcome, report: checkedReport, stats: checkedStats };
+        }
+        // Checked where they are handled: the broker (model requests), the front's gate (db_query's statement), and
+        // query_compiler asks for nothing but the cell's compiled module.
+        case 'model_request':
+        case 'model_abort':
+        case 'db_query':
+        case 'query_compiler':
+          return msg as unknown as WorkerToCell;
+        default:
+          return refuse(`an unknown message type ${JSON.stringify(msg.type).slice(0, 40)}`);
+      }
+    },
+    outcome,
+    report(r) {
+      if (!refused) return r;
+      const base: RunReport = r ?? { leaks: {}, globals: [], contaminated: false, recycled: null, cleanupMs: 0 };
+      return { ...base, recycled: base.recycled ?? 'invalid_message', refused: [...new Set([...(base.refused ?? []), 'port'])] };
+    },
+  };
+}
