@@ -198,6 +198,27 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   expect(second.read_stash.ok).toBe(false);
 }, 60_000);
 
+// A run's code can act after its run has ended (a V8 timer is no handle the checks see): what it writes beside its
+// folder then must not reach the next run in its cell, another user's. Swept before each run's folder is made.
+linux('a file written beside its folder after its run has ended never reaches a later run of the cell', async () => {
+  const plant = await mallory.start({ agent: 'late-writer', input: { text: 'plant', mode: 'plant' } });
+  expect(terminal(await mallory.waitForRun(plant.run_id)).payload.final_response).toBe('armed');
+  const plantedIn = (await mallory.http('GET', `/v1/runs/${plant.run_id}`)).body.ran_on.cell;
+  const cellDirs = cellPids(server.proc.pid!).map((pid) => fs.readlinkSync(`/proc/${pid}/cwd`));
+  // Planted (unless the cell's own OS user may not write there), once its run is over.
+  if (!ownUsers) expect(await eventually(() => cellDirs.some((d) => fs.existsSync(path.join(d, 'planted'))), 10_000)).toBe(true);
+  else await new Promise((resolve) => setTimeout(resolve, 500));
+  // Runs of another user until one lands in the planter's cell: none finds it.
+  let sameCell = 0;
+  for (let i = 0; i < 8 && sameCell === 0; i++) {
+    const look = await victim.start({ agent: 'late-writer', input: { text: `look ${i}`, mode: 'read' } });
+    const found = terminal(await victim.waitForRun(look.run_id)).payload.final_response;
+    expect(found).not.toMatch(/planted by/);
+    if ((await victim.http('GET', `/v1/runs/${look.run_id}`)).body.ran_on.cell === plantedIn) sameCell++;
+  }
+  expect(sameCell).toBe(1);
+}, 60_000);
+
 // As root, each cell runs as an OS user of its own: the kernel refuses its signals to the front and to the
 // other cells even if agent code got past the JS guard. (In the Docker image the front is `node` and the JS
 // guard and the permission model are the walls: README, threat model.)

@@ -2,8 +2,10 @@
  * Each run's scratch folder (ctx.scratchDir): made by the front just before the run is sent to its cell,
  * under a random name, and removed when the run ends. The cell's own folder is root's and may only be passed
  * through when cells have OS users of their own, so a run can neither list it, nor leave anything in it, nor
- * find another run's folder. Without separate users a cell could write beside its runs' folders: whatever it
- * leaves there is swept when a run ends, so nothing reaches a later run.
+ * find another run's folder. Without separate users a cell could write beside its runs' folders: whatever is
+ * there is swept when a run ends and again just before a run's folder is made, since a run's code can still write
+ * after its end (a late callback that is no handle: Atomics.waitAsync's timer, a finalizer, a WebAssembly compile).
+ * What it writes while another run executes is as visible to that run as a run beside it (README, conventions).
  */
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
@@ -18,14 +20,27 @@ export interface RunScratch {
 
 export function createRunScratch(cellDir: string, owner: { uid: number; gid: number } | null): RunScratch {
   const folders = new Map<string, string>();
+  const live = () => new Set([...folders.values()].map((f) => path.basename(f)));
   const sweep = () =>
     fs.readdir(cellDir, (err, names) => {
       if (err) return;
-      const live = new Set([...folders.values()].map((f) => path.basename(f)));
-      for (const name of names) if (!live.has(name)) fs.rm(path.join(cellDir, name), { recursive: true, force: true }, () => undefined);
+      const running = live();
+      for (const name of names) if (!running.has(name)) fs.rm(path.join(cellDir, name), { recursive: true, force: true }, () => undefined);
     });
+  /** Before a run's folder is made: done by the time its run starts (a readdir of a handful of names). */
+  const sweepNow = () => {
+    let names: string[];
+    try {
+      names = fs.readdirSync(cellDir);
+    } catch {
+      return;
+    }
+    const running = live();
+    for (const name of names) if (!running.has(name)) fs.rmSync(path.join(cellDir, name), { recursive: true, force: true });
+  };
   return {
     open(runId) {
+      if (!owner) sweepNow();
       // randomUUID draws from a buffered pool (122 random bits): one OpenSSL call per 128 names, not one per name.
       const dir = path.join(cellDir, randomUUID());
       try {
