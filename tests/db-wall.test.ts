@@ -67,7 +67,7 @@ export default class WallProbe {
       // Prisma's Int is 32 bits on every store: the cursor beyond it is refused, not left to the database.
       learned_sql_int_overflow: await ask('query', { ...learned, args: learned.args.map((a, i) => (i === intAt ? 2 ** 40 : a)) }),
       learned_sql_nul_arg: await ask('query', { ...learned, args: learned.args.map((a) => (a === ctx.threadId ? 'x\\u0000' : a)) }),
-      malformed: await ask(null, null, { type: 'db_query', id: nextId, kind: 'drop everything', query: 42 }),
+      // A db_query that is not one at all never leaves the cell (tests/run-port.test.ts): not tried here.
     };
     // A Prisma client of its own, built like the worker's, on the captured port.
     const { createDbChannel, createWorkerPrismaClient } = require(root + '/dist/workers/worker/db-forwarding.js');
@@ -204,7 +204,6 @@ test('crafted statements on the run\'s port are refused and counted; ctx.db keep
   expect(out.attempts.learned_sql_too_many_rows.error.message).toMatch(/invalid_args/);
   expect(out.attempts.learned_sql_nul_arg.error.message).toMatch(/invalid_args/);
   expect(out.attempts.learned_sql_int_overflow.error.message).toMatch(/invalid_args/);
-  expect(out.attempts.malformed.error.message).toMatch(/malformed/);
 
   const after = await scrape();
   const delta = (reason: string) => refused(after, reason) - refused(before, reason);
@@ -213,11 +212,10 @@ test('crafted statements on the run\'s port are refused and counted; ctx.db keep
   // learned_sql_victim_user, victim_threads_scoped_shape, victim_messages_scoped_shape
   expect(delta('user_mismatch')).toBeGreaterThanOrEqual(3);
   expect(delta('invalid_args')).toBeGreaterThanOrEqual(4);
-  expect(delta('invalid_message')).toBeGreaterThanOrEqual(1);
 
   // Each refusal is logged naming the run, never the statement's values.
   const lines = server.logs.filter((l) => l.msg === 'thread db query refused');
-  expect(lines.filter((l) => l.run_id === probe.run_id).length).toBeGreaterThanOrEqual(13);
+  expect(lines.filter((l) => l.run_id === probe.run_id).length).toBeGreaterThanOrEqual(12);
   const text = JSON.stringify(lines);
   expect(text).not.toContain('wall-victim');
   expect(text).not.toContain(own.thread_id);

@@ -56,6 +56,16 @@ export default class Forger {
       case 'refused':
         post({ type: 'refused', reason: 'user_switch' });
         break;
+      case 'malformed_db':
+        post({ type: 'db_query', id: 1000000, kind: 'drop everything', query: 42 });
+        break;
+      case 'unclonable_db':
+        // Crosses a MessagePort, but not the front's channel: read back there, it threw and the front exited.
+        post({ type: 'db_query', id: 1000001, kind: 'query', query: { sql: 'SELECT 1', args: [new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]))], argTypes: [] } });
+        break;
+      case 'shared_memory_db':
+        post({ type: 'db_query', id: 1000002, kind: 'query', query: { sql: 'SELECT 1', args: [new SharedArrayBuffer(8)], argTypes: [] } });
+        break;
     }
     // Give the cell a moment to answer before returning what ctx.emit would have allowed.
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -126,6 +136,15 @@ test("a report's made-up kinds, walls and reasons never become metric labels", a
 
 test("a refusal sent after the run started is not the worker's: the run is not sent around again", async () => {
   expectRefused(await forged('refused'));
+});
+
+test.each(['malformed_db', 'unclonable_db', 'shared_memory_db'])('a db_query that is not plain data (%s) never leaves the cell, and the front and the cell stay up', async (mode) => {
+  const ready = (await httpCall(server.url, 'GET', '/readyz')).status;
+  expectRefused(await forged(mode));
+  expect((await httpCall(server.url, 'GET', '/healthz')).status).toBe(200);
+  expect(server.proc.exitCode).toBeNull();
+  expect((await httpCall(server.url, 'GET', '/readyz')).status).toBe(ready);
+  expect(server.logs.filter((l) => l.msg === 'cell died')).toEqual([]);
 });
 
 test('another user carries on', async () => {

@@ -30,6 +30,8 @@ interface InFlight {
   traceparent: string | undefined;
   /** Everything from the run's port goes through it (agent code can reach the port). */
   check: RunPortCheck;
+  /** The worker that started the run (its `started`). */
+  workerId: number | null;
   /** Times the run was sent again because a worker refused it (user_switch): bounded, since agent code could forge that too. */
   redispatches: number;
 }
@@ -177,6 +179,7 @@ export function createRunDispatcher(deps: {
       model: deps.broker.open(run.runId, (reply) => port1.postMessage(reply satisfies CellToWorker), tracing),
       traceparent,
       redispatches,
+      workerId: null,
       check: createRunPortCheck(
         deps.limits,
         () => deps.pool.threads.map((t) => t.threadId),
@@ -196,6 +199,7 @@ export function createRunDispatcher(deps: {
       if (f.model.handle(msg)) return;
       if (msg.type === 'started') {
         f.startedAt = msg.startedAt;
+        f.workerId = msg.workerId;
         // The deadline starts when the worker starts the run, not when it was queued (piscinajs/piscina#869).
         f.timers.push(setTimeout(() => stop(f, 'timeout'), deps.runTimeoutMs));
         // The worker runs agent code only once the front is sure to hear of the start: a cell that dies before
@@ -238,13 +242,19 @@ export function createRunDispatcher(deps: {
     const task: WorkerTask = { kind: 'run', run, port: port2, startRecorded, ...(tracing ? { traceId: tracing.traceId } : {}) };
     Object.assign(task, deps.route?.(run));
     deps.pool.run(task, { transferList: [port2], signal: f.abort.signal }).then(
-      (answer: unknown) => {
+      () => {
         f.taskResolved = true;
         if (f.done) return settle(f, f.done.outcome, f.done.report);
-        // The worker's answer is checked like its port's messages (Piscina's port is within agent code's reach too).
-        const summary = f.check.outcome(answer) ?? crashOutcome(f, new Error('its worker answered the run with something that is not an outcome'));
-        // The port's last messages usually arrive after the task resolves: give them time.
-        f.timers.push(setTimeout(() => settle(f, summary), DONE_GRACE_MS));
+        // The runtime posts a run's `done` before it answers the task, but the port's last messages usually arrive
+        // after the answer: give them time. The answer itself only says the worker is free (code holding Piscina's
+        // port could answer for it, and the run's deadline would be gone with the run): without a `done`, the run
+        // failed, and its worker, whatever it still runs, is ended.
+        f.timers.push(
+          setTimeout(() => {
+            settle(f, crashOutcome(f, new Error('it answered the run without reporting its end')));
+            if (f.workerId !== null) void deps.pool.threads.find((t) => t.threadId === f.workerId)?.terminate();
+          }, DONE_GRACE_MS),
+        );
       },
       (err: unknown) => {
         // Let messages the worker posted before it ended drain first; a `done` among them wins.

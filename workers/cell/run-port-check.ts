@@ -24,17 +24,67 @@ const MAX_MESSAGE = 1000;
 const MAX_GLOBAL_NAME = 200;
 /** A report names at most this many changed globals (the worker lists far fewer; more is not a report). */
 const MAX_GLOBALS = 100;
+/** What a db_query may hold: the front's gate allows less (server/store/worker-query-gate.ts), this keeps it plain data. */
+const MAX_SQL_CHARS = 16_384;
+const MAX_ARGS = 64;
+const MAX_ARG_CHARS = 65_536;
+/** What a model request may hold. */
+const MAX_URL_CHARS = 8192;
+const MAX_HEADERS = 100;
+const MAX_HEADER_CHARS = 8192;
+const MAX_MODEL_BODY_BYTES = 32 * 1024 * 1024;
+/** A worker has one execution context and one database client at a time; its live agent instances are few. */
+const MAX_CONTEXTS = 1;
+const MAX_DB_CLIENTS = 1;
+const MAX_AGENT_INSTANCES = 1000;
 
 const STATUSES = new Set(['completed', 'failed', 'cancelled', 'timeout']);
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const isDuration = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+const isString = (v: unknown, max: number): v is string => typeof v === 'string' && v.length <= max;
+const isId = (v: unknown): v is number => isCount(v);
+
+/**
+ * A db_query rebuilt from plain values only: whatever else structured clone carried (a WebAssembly.Module, a
+ * SharedArrayBuffer) would be forwarded to the front's channel, where it cannot be read back (a WebAssembly.Module
+ * made the front's channel throw and the front exit). The gate then checks the statement itself.
+ */
+function dbQuery(msg: Record<string, unknown>): WorkerToCell | null {
+  const query = msg.query;
+  if (!isId(msg.id) || (msg.kind !== 'query' && msg.kind !== 'execute') || !isObject(query) || !isString(query.sql, MAX_SQL_CHARS)) return null;
+  const { args, argTypes } = query;
+  if (!Array.isArray(args) || !Array.isArray(argTypes) || args.length > MAX_ARGS || argTypes.length > MAX_ARGS) return null;
+  const plainArgs: unknown[] = [];
+  for (const a of args) {
+    const ok = a === null || typeof a === 'boolean' || typeof a === 'bigint' || (typeof a === 'number' && Number.isFinite(a)) || isString(a, MAX_ARG_CHARS);
+    if (!ok) return null;
+    plainArgs.push(a);
+  }
+  const plainTypes: { scalarType: string; dbType?: string | null; arity: string }[] = [];
+  for (const t of argTypes) {
+    if (!isObject(t) || !isString(t.scalarType, 32) || !isString(t.arity, 16) || !(t.dbType === undefined || t.dbType === null || isString(t.dbType, 64))) return null;
+    plainTypes.push({ scalarType: t.scalarType, arity: t.arity, ...(t.dbType === undefined ? {} : { dbType: t.dbType as string | null }) });
+  }
+  return { type: 'db_query', id: msg.id, kind: msg.kind, query: { sql: query.sql, args: plainArgs, argTypes: plainTypes } };
+}
+
+/** A model request rebuilt from plain values, its body copied (a view of shared memory could change after the check). */
+function modelRequest(msg: Record<string, unknown>): WorkerToCell | null {
+  const { id, url, method, headers, body } = msg;
+  if (!isId(id) || !isString(url, MAX_URL_CHARS) || !isString(method, 16) || !Array.isArray(headers) || headers.length > MAX_HEADERS) return null;
+  const plainHeaders: [string, string][] = [];
+  for (const h of headers) {
+    if (!Array.isArray(h) || h.length !== 2 || !isString(h[0], 256) || !isString(h[1], MAX_HEADER_CHARS)) return null;
+    plainHeaders.push([h[0], h[1]]);
+  }
+  if (body !== null && !(body instanceof Uint8Array && body.byteLength <= MAX_MODEL_BODY_BYTES)) return null;
+  return { type: 'model_request', id, url, method, headers: plainHeaders, body: body === null ? null : new Uint8Array(body) };
+}
 
 export interface RunPortCheck {
   /** The message to act on (`started` carries the cell's clock), or null: refused. */
   admit(msg: unknown): WorkerToCell | null;
-  /** A `done` outcome, or the task's answer, as the front may take it: within the run's limits, or a failure that says why. */
-  outcome(o: unknown): RunOutcome | null;
   /** The report as the front may take it: with `port` among `refused` and the worker retired once anything was refused. */
   report(r: RunReport | null): RunReport | null;
   /** Something on the port was refused: the worker must not serve again. */
@@ -46,6 +96,8 @@ export interface RunPortCheck {
  * first time something is refused (the dispatcher retires the worker).
  */
 export function createRunPortCheck(limits: RunLimits, workerIds: () => number[], onRefused: (why: string) => void): RunPortCheck {
+  /** When the cell saw the run start: an outcome's execution time is at most what the cell measured. */
+  let startedAt: number | null = null;
   let startedBy: number | null = null;
   let events = 0;
   let done = false;
@@ -60,7 +112,9 @@ export function createRunPortCheck(limits: RunLimits, workerIds: () => number[],
   const isWorker = (id: unknown): id is number => isCount(id) && (startedBy === null ? workerIds().includes(id) : id === startedBy);
 
   function stats(s: unknown): WorkerStats | null {
-    if (!isObject(s) || !isWorker(s.workerId) || !isCount(s.activeContexts) || !isCount(s.liveAgentInstances) || !isCount(s.dbClients)) return null;
+    if (!isObject(s) || !isWorker(s.workerId)) return null;
+    if (!isCount(s.activeContexts) || s.activeContexts > MAX_CONTEXTS || !isCount(s.dbClients) || s.dbClients > MAX_DB_CLIENTS) return null;
+    if (!isCount(s.liveAgentInstances) || s.liveAgentInstances > MAX_AGENT_INSTANCES) return null;
     return { workerId: s.workerId, activeContexts: s.activeContexts, liveAgentInstances: s.liveAgentInstances, dbClients: s.dbClients };
   }
 
@@ -82,7 +136,8 @@ export function createRunPortCheck(limits: RunLimits, workerIds: () => number[],
 
   function outcome(o: unknown): RunOutcome | null {
     if (!isObject(o) || typeof o.status !== 'string' || !STATUSES.has(o.status)) return null;
-    const executionTimeMs = isDuration(o.executionTimeMs) ? o.executionTimeMs : 0;
+    const measured = startedAt === null ? 0 : Date.now() - startedAt;
+    const executionTimeMs = isDuration(o.executionTimeMs) ? Math.min(o.executionTimeMs, measured) : measured;
     if (o.status === 'completed') {
       const result = o.result;
       if (typeof result !== 'string' && !isObject(result)) return null;
@@ -136,7 +191,8 @@ export function createRunPortCheck(limits: RunLimits, workerIds: () => number[],
         case 'started':
           if (startedBy !== null || !isWorker(msg.workerId)) return refuse('started twice, or by no worker of the cell');
           startedBy = msg.workerId;
-          return { type: 'started', workerId: msg.workerId, startedAt: Date.now() };
+          startedAt = Date.now();
+          return { type: 'started', workerId: msg.workerId, startedAt };
         case 'event': {
           if (startedBy === null) return refuse('an event before started');
           const checked = event(msg.event);
@@ -160,18 +216,20 @@ export function createRunPortCheck(limits: RunLimits, workerIds: () => number[],
           done = true;
           return { type: 'done', outcome: checkedOutcome, report: checkedReport, stats: checkedStats };
         }
-        // Checked where they are handled: the broker (model requests), the front's gate (db_query's statement), and
-        // query_compiler asks for nothing but the cell's compiled module.
-        case 'model_request':
-        case 'model_abort':
+        // Rebuilt from plain values; what they ask for is checked where they are handled: the broker (the model's
+        // URL), the front's gate (the statement and its user).
         case 'db_query':
+          return dbQuery(msg) ?? refuse('a db_query that is not plain data');
+        case 'model_request':
+          return modelRequest(msg) ?? refuse('a model request that is not plain data');
+        case 'model_abort':
+          return isId(msg.id) ? { type: 'model_abort', id: msg.id } : refuse('a model_abort of no request');
         case 'query_compiler':
-          return msg as unknown as WorkerToCell;
+          return { type: 'query_compiler' };
         default:
           return refuse(`an unknown message type ${JSON.stringify(msg.type).slice(0, 40)}`);
       }
     },
-    outcome,
     report(r) {
       if (!refused) return r;
       const base: RunReport = r ?? { leaks: {}, globals: [], contaminated: false, recycled: null, cleanupMs: 0 };

@@ -30,18 +30,56 @@ export function guardAsyncHooks(): { createHook: typeof asyncHooks.createHook } 
     resource !== null && typeof resource === 'object' && getPrototypeOf(resource) === portPrototype ? standInFor(resource) : resource;
 
   pin(asyncHooks, 'executionAsyncResource', () => shown(executionAsyncResource()));
+  // Each callback is read once, into an object of the guard's own: Node never reads the caller's object (a getter
+  // could answer differently the second time and hand Node an unguarded `init`).
   pin(asyncHooks, 'createHook', (callbacks: HookCallbacks) => {
-    const init = callbacks?.init;
-    if (typeof init !== 'function') return createHook(callbacks);
-    return createHook({
-      init: (asyncId, type, triggerAsyncId, resource) => init.call(callbacks, asyncId, type, triggerAsyncId, shown(resource) as object),
-      before: callbacks.before?.bind(callbacks),
-      after: callbacks.after?.bind(callbacks),
-      destroy: callbacks.destroy?.bind(callbacks),
-      promiseResolve: callbacks.promiseResolve?.bind(callbacks),
-    });
+    const read = (name: keyof HookCallbacks): ((...args: never[]) => unknown) | undefined => {
+      const fn = (callbacks as Record<string, unknown> | null | undefined)?.[name];
+      return typeof fn === 'function' ? (fn as (...args: never[]) => unknown).bind(callbacks) : undefined;
+    };
+    const init = read('init') as HookCallbacks['init'];
+    const own: HookCallbacks = {};
+    if (init) own.init = (asyncId, type, triggerAsyncId, resource) => init(asyncId, type, triggerAsyncId, shown(resource) as object);
+    for (const name of ['before', 'after', 'destroy', 'promiseResolve'] as const) {
+      const fn = read(name);
+      if (fn) own[name] = fn as (asyncId: number) => void;
+    }
+    return createHook(own);
   });
+  guardAsyncLocalStorage(asyncHooks);
   // ES modules importing { createHook } or { executionAsyncResource } from 'node:async_hooks' get the guarded ones.
   syncBuiltinESMExports();
   return { createHook };
+}
+
+/**
+ * Node 20's and 22's AsyncLocalStorage rides on a hook of Node's own, which hands every new resource (ports included)
+ * and the current one (Piscina's port while it delivers a task) to `store._propagate` of every enabled store. An
+ * agent's store could shadow `_propagate` on itself, or a made-up object with the prototype could be enabled. So
+ * every store made gets the prototype's `_propagate` as a fixed property of its own, and `_enable` enables only
+ * stores made so. (Node 24's stores, on AsyncContextFrame, have neither: nothing to guard.)
+ */
+function guardAsyncLocalStorage(hooks: typeof asyncHooks): void {
+  const Original = hooks.AsyncLocalStorage;
+  const proto = Original.prototype as unknown as Record<string, unknown>;
+  const propagate = proto._propagate;
+  const enable = proto._enable;
+  if (typeof propagate !== 'function' || typeof enable !== 'function') return;
+  const made = new WeakSet<object>();
+  const defineProperty = Object.defineProperty;
+  const Guarded = new Proxy(Original, {
+    construct(target, args, newTarget) {
+      const store = Reflect.construct(target, args, newTarget) as object;
+      defineProperty(store, '_propagate', { value: propagate, writable: false, configurable: false, enumerable: false });
+      made.add(store);
+      return store;
+    },
+  });
+  pin(proto, '_enable', function _enable(this: object) {
+    if (!made.has(this)) throw new TypeError('AsyncLocalStorage: not a store made by its constructor');
+    return (enable as () => unknown).call(this);
+  }, false);
+  // The prototype names the guarded class, so `store.constructor` does not lead back to the original.
+  pin(proto, 'constructor', Guarded, false);
+  pin(hooks, 'AsyncLocalStorage', Guarded);
 }
