@@ -50,6 +50,8 @@ const STORE_BLIND = [
   'traces', // OpenTelemetry spans of runs
   'ts-agents', // TypeScript agents compiled at start-up, input declarations checked at acceptance
   'egress', // AGENT_EGRESS_ALLOW reaching the workers
+  'http-page-size', // the HTTP pages' size cap (the route's; the reads under it are http-api's)
+  'http-stall', // the HTTP server's limits on clients that do not read or send
 ].map(file);
 
 module.exports = {

@@ -97,6 +97,8 @@ export interface RunEventsPage {
   run_id: string;
   status: RunStatus;
   events: AnyRunEventEnvelope[];
+  /** Pass as `after_seq` for the next page (a page is capped by size as well as by `limit`); null at the end of the log so far. */
+  next_after_seq: number | null;
 }
 
 /** GET /v1/agents */

@@ -2,7 +2,6 @@
  * The front's composition root: database, cells, run service, HTTP and socket.io, wired once. The only
  * place that holds the process's mutable state; everything below it receives its dependencies.
  */
-import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createTokenService, developmentSecret } from './auth/tokens.js';
@@ -11,6 +10,7 @@ import { createCpuGovernor } from './cells/cpu-governor.js';
 import type { Config } from './config.js';
 import { cpuGovernorSettingsOf, httpSettingsOf, runServiceSettingsOf, socketSettingsOf, storeOptionsOf } from './config-views.js';
 import { createHttpApp } from './http/app.js';
+import { createHttpServer } from './http/server-limits.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { userMaxima } from './runs/user-stats.js';
@@ -67,7 +67,7 @@ export async function startAtoll(config: Config, log: Logger, launching: Promise
   });
   const store = database.store;
   const tokens = createTokenService(config.jwtSecret ?? developmentSecret(localStateDir(config.database)), { maxLifetimeS: config.maxTokenLifetimeS });
-  const httpServer = http.createServer();
+  const httpServer = createHttpServer();
 
   // Built first, started last: the instruments exist before what counts with them, the gauges read
   // from the parts once they all exist (metrics.start below).

@@ -114,6 +114,7 @@ const EnvSchema = z.object({
   SOCKET_MAX_BUFFERED_PACKETS: int(10, 1_000_000).default(1000),
   SOCKET_MAX_BUFFERED_BYTES: int(65_536, 1_073_741_824).default(4_194_304),
   SOCKET_STALL_TIMEOUT_MS: int(1000, 3_600_000).default(30_000),
+  HTTP_STALL_TIMEOUT_MS: int(1000, 3_600_000).default(30_000),
   TOKEN_EXPIRY_WARNING_MS: int(0, 86_400_000).default(60_000),
   MAX_INPUT_BYTES: int(16, 16_777_216).default(65_536),
   MAX_EVENTS_PER_RUN: int(1, 1_000_000).default(10_000),
@@ -240,6 +241,8 @@ export interface Config {
   readonly socketMaxBufferedBytes: number;
   /** A socket that takes none of its outstanding data this long is disconnected. */
   readonly socketStallTimeoutMs: number;
+  /** An HTTP answer whose connection makes no progress (nothing read, no write completed) this long is cut. */
+  readonly httpStallTimeoutMs: number;
   readonly tokenExpiryWarningMs: number;
   readonly limits: { readonly maxEventsPerRun: number; readonly maxEventBytes: number; readonly maxResultBytes: number };
   /** null: not configured; the composition root then provisions a development secret. */
@@ -352,6 +355,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     socketMaxBufferedPackets: e.SOCKET_MAX_BUFFERED_PACKETS,
     socketMaxBufferedBytes: e.SOCKET_MAX_BUFFERED_BYTES,
     socketStallTimeoutMs: e.SOCKET_STALL_TIMEOUT_MS,
+    httpStallTimeoutMs: e.HTTP_STALL_TIMEOUT_MS,
     tokenExpiryWarningMs: e.TOKEN_EXPIRY_WARNING_MS,
     limits: { maxEventsPerRun: e.MAX_EVENTS_PER_RUN, maxEventBytes: e.MAX_EVENT_BYTES, maxResultBytes: e.MAX_RESULT_BYTES },
     jwtSecret: e.AUTH_JWT_SECRET ?? null,

@@ -28,7 +28,10 @@ export interface IsolationReport {
   violations: number;
 }
 
-/** Pages the log endpoint allows (1000 events each): beyond MAX_EVENTS_PER_RUN's default of 10000. */
+/**
+ * Pages of the log read at most: up to 1000 events or 1 MiB each, so beyond MAX_EVENTS_PER_RUN's default of
+ * 10000 events of the load's size (a log of large events may need more; the check then reports it incomplete).
+ */
 const MAX_LOG_PAGES = 20;
 const LOG_CONCURRENCY = 8;
 
@@ -115,7 +118,8 @@ async function fetchLog(url: string, runId: string, token: string, timeoutMs: nu
     if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
     const events = res.body.events as ReceivedEvent[];
     all.push(...events);
-    if (events.length < 1000) return all;
+    // Pages are capped by size as well as by count (next_after_seq: null at the end).
+    if (res.body.next_after_seq === null || events.length === 0) return all;
   }
   return all;
 }

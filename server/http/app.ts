@@ -16,6 +16,7 @@ import type { RateLimiter, Tickets } from '../shared/shared-state.js';
 import { trustFunction } from './client-address.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { originAllowed } from './origin.js';
+import { stalledAnswerTimeout } from './server-limits.js';
 import { metaRoutes } from './routes/meta.js';
 import { opsRoutes } from './routes/ops.js';
 import { replayRoutes } from './routes/replay.js';
@@ -29,7 +30,7 @@ export interface HttpDeps {
   tokens: TokenService;
   metrics: Metrics;
   log: Logger;
-  /** devLogin (AUTH_DEV_LOGIN), maxInputBytes (MAX_INPUT_BYTES), corsOrigins (CORS_ORIGINS: browser origins allowed besides the server's own), trustProxy (TRUST_PROXY). */
+  /** devLogin (AUTH_DEV_LOGIN), maxInputBytes (MAX_INPUT_BYTES), corsOrigins (CORS_ORIGINS: browser origins allowed besides the server's own), trustProxy (TRUST_PROXY), httpStallTimeoutMs (HTTP_STALL_TIMEOUT_MS). */
   settings: HttpSettings;
   tickets: Tickets;
   /** Shared with the socket server: one budget per user and per IP across HTTP and socket messages. */
@@ -46,6 +47,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.set('query parser', 'simple');
   // req.ip: the client's address behind trusted proxies (TRUST_PROXY), by the rule the socket handshake uses too.
   app.set('trust proxy', trustFunction(deps.settings.trustProxy));
+  app.use(stalledAnswerTimeout(deps.settings.httpStallTimeoutMs, deps.log));
   app.use((_req, res, next) => {
     // API answers are per user and per moment: never cached, never sniffed (the chat pages set their own).
     res.setHeader('X-Content-Type-Options', 'nosniff');

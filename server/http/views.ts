@@ -33,10 +33,13 @@ export function messageView(m: MessageRecord): MessageView {
 }
 
 /**
- * A page of messages capped by size as well as count: the first message always (so a cursor advances),
- * then as many as fit in `maxBytes` serialized. `nextAfter` is the cursor to continue from, null at the end.
+ * A page capped by size as well as count: the first item always (so a cursor advances), then as many as fit in
+ * `maxBytes` serialized. `nextAfter` is the cursor to continue from (the last item's: its `id`, or what
+ * `cursorOf` says), null at the end.
  */
-export function pageBySize<T extends { id: number }>(items: T[], limit: number, maxBytes: number): { items: T[]; nextAfter: number | null } {
+export function pageBySize<T extends { id: number }>(items: T[], limit: number, maxBytes: number): { items: T[]; nextAfter: number | null };
+export function pageBySize<T>(items: T[], limit: number, maxBytes: number, cursorOf: (item: T) => number): { items: T[]; nextAfter: number | null };
+export function pageBySize<T>(items: T[], limit: number, maxBytes: number, cursorOf = (item: T) => (item as { id: number }).id): { items: T[]; nextAfter: number | null } {
   let bytes = 0;
   let n = 0;
   for (; n < items.length; n++) {
@@ -45,5 +48,5 @@ export function pageBySize<T extends { id: number }>(items: T[], limit: number, 
   }
   const page = items.slice(0, n);
   const more = n < items.length || items.length === limit;
-  return { items: page, nextAfter: more && page.length > 0 ? page[page.length - 1].id : null };
+  return { items: page, nextAfter: more && page.length > 0 ? cursorOf(page[page.length - 1]) : null };
 }

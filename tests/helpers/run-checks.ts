@@ -4,11 +4,16 @@
  */
 import type { Envelope, UserClient } from './client';
 
-/** The run's whole persisted log (`GET /v1/runs/:id/events`). */
+/** The run's whole persisted log (`GET /v1/runs/:id/events`, page by page: pages are capped by size). */
 export async function persistedEvents(client: UserClient, runId: string): Promise<Envelope[]> {
-  const res = await client.http('GET', `/v1/runs/${runId}/events?after_seq=0&limit=1000`);
-  if (res.status !== 200) throw new Error(`GET /v1/runs/${runId}/events answered ${res.status}`);
-  return res.body.events as Envelope[];
+  const events: Envelope[] = [];
+  for (let after: number | null = 0; after !== null; ) {
+    const res = await client.http('GET', `/v1/runs/${runId}/events?after_seq=${after}&limit=1000`);
+    if (res.status !== 200) throw new Error(`GET /v1/runs/${runId}/events answered ${res.status}`);
+    events.push(...(res.body.events as Envelope[]));
+    after = res.body.next_after_seq as number | null;
+  }
+  return events;
 }
 
 /**

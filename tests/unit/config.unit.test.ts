@@ -67,6 +67,7 @@ test('with nothing set, every default', () => {
     socketMaxBufferedPackets: 1000,
     socketMaxBufferedBytes: 4_194_304,
     socketStallTimeoutMs: 30_000,
+    httpStallTimeoutMs: 30_000,
     tokenExpiryWarningMs: 60_000,
     limits: { maxEventsPerRun: 10_000, maxEventBytes: 65_536, maxResultBytes: 1_048_576 },
     jwtSecret: null,
@@ -133,6 +134,7 @@ test('every variable set, each lands in its field', () => {
     SOCKET_MAX_BUFFERED_PACKETS: '14',
     SOCKET_MAX_BUFFERED_BYTES: '70000',
     SOCKET_STALL_TIMEOUT_MS: '1500',
+    HTTP_STALL_TIMEOUT_MS: '2500',
     TOKEN_EXPIRY_WARNING_MS: '16',
     MAX_INPUT_BYTES: '17',
     MAX_EVENTS_PER_RUN: '18',
@@ -204,6 +206,7 @@ test('every variable set, each lands in its field', () => {
     socketMaxBufferedPackets: 14,
     socketMaxBufferedBytes: 70_000,
     socketStallTimeoutMs: 1500,
+    httpStallTimeoutMs: 2500,
     tokenExpiryWarningMs: 16,
     limits: { maxEventsPerRun: 18, maxEventBytes: 190, maxResultBytes: 200 },
     jwtSecret: 'a-secret-of-16-chars',
@@ -362,7 +365,8 @@ test('ENV_VARS lists every variable the schema reads', () => {
   expect(ENV_VARS).toContain('ALERT_ACTIVE_CONTEXTS');
   expect(ENV_VARS).toContain('TRUST_PROXY');
   expect(ENV_VARS).toContain('AGENT_CACHE_DIR');
-  expect(ENV_VARS).toHaveLength(74);
+  expect(ENV_VARS).toContain('HTTP_STALL_TIMEOUT_MS');
+  expect(ENV_VARS).toHaveLength(75);
 });
 
 test('several nodes: REDIS_URL needs PostgreSQL and a shared token secret; NODE_ID and NODE_LEASE_MS are checked', () => {

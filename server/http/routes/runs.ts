@@ -9,7 +9,14 @@ import type { RunService } from '../../runs/run-service.js';
 import type { RunStore } from '../../store/store.js';
 import { userOf } from '../auth.js';
 import type { MessagePage, RunEventsPage, ThreadPage } from '../../../protocol/views.js';
-import { messageView, runView, threadView } from '../views.js';
+import { messageView, pageBySize, runView, threadView } from '../views.js';
+
+/**
+ * What one page of messages or events may hold, serialized (at least one item, so paging advances): the
+ * socket's history and replays are capped the same way, so a user cannot make the front build (and hold, for a
+ * client that does not read) answers of many MiB: 100 messages or 1000 events can reach 6–64 MiB.
+ */
+export const PAGE_MAX_BYTES = 1024 * 1024;
 
 export function runRoutes(deps: { store: RunStore; runs: RunService; settings: Pick<HttpSettings, 'maxInputBytes'> }): Router {
   const { store, runs } = deps;
@@ -42,9 +49,8 @@ export function runRoutes(deps: { store: RunStore; runs: RunService; settings: P
   r.get('/threads/:id/messages', async (req, res) => {
     const thread = await ownThread(userOf(res), req.params.id);
     const q = parse(PageQuery, req.query, 'query');
-    const messages = await store.listMessages(thread.id, q.limit, q.after);
-    const last = messages.at(-1);
-    res.json({ messages: messages.map(messageView), next_after: messages.length === q.limit && last ? last.id : null } satisfies MessagePage);
+    const page = pageBySize((await store.listMessages(thread.id, q.limit, q.after)).map(messageView), q.limit, PAGE_MAX_BYTES);
+    res.json({ messages: page.items, next_after: page.nextAfter } satisfies MessagePage);
   });
 
   r.post('/threads/:id/runs', async (req, res) => {
@@ -72,7 +78,9 @@ export function runRoutes(deps: { store: RunStore; runs: RunService; settings: P
   r.get('/runs/:id/events', async (req, res) => {
     const run = await ownRun(userOf(res), req.params.id);
     const q = parse(EventsQuery, req.query, 'query');
-    res.json({ run_id: run.id, status: run.status, events: (await store.listEvents(run, q.after_seq, q.limit)) as AnyRunEventEnvelope[] } satisfies RunEventsPage);
+    const events = (await store.listEvents(run, q.after_seq, q.limit)) as AnyRunEventEnvelope[];
+    const page = pageBySize(events, q.limit, PAGE_MAX_BYTES, (e) => e.seq);
+    res.json({ run_id: run.id, status: run.status, events: page.items, next_after_seq: page.nextAfter } satisfies RunEventsPage);
   });
 
   r.post('/runs/:id/cancel', async (req, res) => {

@@ -50,6 +50,15 @@ export function createApi(token: () => string | null): Api {
     agents: async () => (await call<AgentList>('GET', '/v1/agents')).agents,
     threads: async () => (await call<ThreadPage>('GET', '/v1/threads?limit=50')).threads,
     createThread: (title) => call<ThreadView>('POST', '/v1/threads', { title }),
-    runEvents: async (runId) => (await call<RunEventsPage>('GET', `/v1/runs/${encodeURIComponent(runId)}/events?after_seq=0&limit=1000`)).events,
+    runEvents: async (runId) => {
+      // Pages are capped by size as well as by count: read on while the server names a next page.
+      const events: Envelope[] = [];
+      for (let after: number | null = 0; after !== null; ) {
+        const page: RunEventsPage = await call<RunEventsPage>('GET', `/v1/runs/${encodeURIComponent(runId)}/events?after_seq=${after}&limit=1000`);
+        events.push(...page.events);
+        after = page.next_after_seq;
+      }
+      return events;
+    },
   };
 }
