@@ -55,9 +55,27 @@ export const EventsQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(1000),
 });
 
+/** Between the time and the thread id in a `next_before` cursor: in neither an ISO time nor an id. */
+export const THREAD_CURSOR_SEPARATOR = '~';
+
+/**
+ * `before` of GET /v1/threads: a page's `next_before` (`<updated_at>~<thread id>`: the threads listed after that
+ * one, those updated at the same millisecond included), or an ISO time (the threads updated before it).
+ */
+const ThreadsBefore = z.string().max(200).transform((text, ctx) => {
+  const cut = text.indexOf(THREAD_CURSOR_SEPARATOR);
+  const updatedAt = cut < 0 ? text : text.slice(0, cut);
+  const threadId = cut < 0 ? null : text.slice(cut + 1);
+  if (!z.iso.datetime().safeParse(updatedAt).success || (threadId !== null && !id.safeParse(threadId).success)) {
+    ctx.addIssue({ code: 'custom', message: 'must be a next_before cursor or an ISO date-time' });
+    return z.NEVER;
+  }
+  return { updatedAt, threadId };
+});
+
 export const ThreadsQuery = z.object({
   limit: z.coerce.number().int().min(1).max(100).default(50),
-  before: z.iso.datetime().optional(),
+  before: ThreadsBefore.optional(),
 });
 
 export const IdParam = id;

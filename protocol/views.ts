@@ -81,7 +81,7 @@ export interface IsolationReport {
 /** GET /v1/threads */
 export interface ThreadPage {
   threads: ThreadView[];
-  /** Pass as `before` for the next page; null at the end. */
+  /** Pass as `before` for the next page (an opaque cursor: the last thread's time and id); null at the end. */
   next_before: string | null;
 }
 

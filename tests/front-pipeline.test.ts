@@ -70,8 +70,11 @@ test('rows written by the prepared statements read back through Prisma: dates, o
       // On SQLite Prisma compares DateTime columns as text: only rows in its own format are found by these filters.
       byCorrelation: (await store.findRunByCorrelation('u1', 'corr-1', ${at.getTime() - 1}))?.id ?? null,
       byCorrelationLater: (await store.findRunByCorrelation('u1', 'corr-1', ${at.getTime() + 1}))?.id ?? null,
-      threadsBefore: (await store.listThreads('u1', 10, new Date(${done.getTime() + 1}))).map((t) => t.id),
-      threadsBeforeDone: (await store.listThreads('u1', 10, new Date(${done.getTime()}))).map((t) => t.id),
+      threadsBefore: (await store.listThreads('u1', 10, { updatedAt: new Date(${done.getTime() + 1}), threadId: null })).map((t) => t.id),
+      threadsBeforeDone: (await store.listThreads('u1', 10, { updatedAt: new Date(${done.getTime()}), threadId: null })).map((t) => t.id),
+      // At the same millisecond, the threads with a lower id: none lower than t1, t1 itself after a higher one.
+      threadsAfterT1: (await store.listThreads('u1', 10, { updatedAt: new Date(${done.getTime()}), threadId: 't1' })).map((t) => t.id),
+      threadsAfterT2: (await store.listThreads('u1', 10, { updatedAt: new Date(${done.getTime()}), threadId: 't2' })).map((t) => t.id),
       messages: (await store.listMessages('t1', 10, 0)).map((m) => [m.role, m.content, m.status]),
     };
   }`);
@@ -89,6 +92,8 @@ test('rows written by the prepared statements read back through Prisma: dates, o
   expect(read.byCorrelationLater).toBeNull();
   expect(read.threadsBefore).toEqual(['t1']);
   expect(read.threadsBeforeDone).toEqual([]);
+  expect(read.threadsAfterT1).toEqual([]);
+  expect(read.threadsAfterT2).toEqual(['t1']);
   expect(read.messages).toEqual([
     ['user', 'hello there', 'complete'],
     ['assistant', 'hi', 'complete'],

@@ -1,6 +1,7 @@
 /** What the HTTP API and socket acks show of stored records (snake_case on the wire). */
 import type { MessageRecord, RunRecord, ThreadRecord } from '../store/store.js';
 import type { MessageView, RunView, ThreadView } from '../../protocol/views.js';
+import { THREAD_CURSOR_SEPARATOR } from '../../protocol/requests.js';
 
 export function runView(r: RunRecord): RunView {
   return {
@@ -26,6 +27,11 @@ export function runView(r: RunRecord): RunView {
 
 export function threadView(t: ThreadRecord): ThreadView {
   return { id: t.id, title: t.title, created_at: t.createdAt.toISOString(), updated_at: t.updatedAt.toISOString() };
+}
+
+/** `next_before` of a page of threads ending with `t` (read back by protocol/requests.ts's ThreadsQuery). */
+export function threadCursorOf(t: ThreadRecord): string {
+  return `${t.updatedAt.toISOString()}${THREAD_CURSOR_SEPARATOR}${t.id}`;
 }
 
 export function messageView(m: MessageRecord): MessageView {

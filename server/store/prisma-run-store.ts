@@ -10,7 +10,7 @@ import type { Db } from '../../prisma/client-type.js';
 import type { RunEventEnvelope } from '../../protocol/events.js';
 import { acceptedRecordOf, acceptedRowOf, runRecordOf } from './run-record.js';
 import { storableText, type RunWrites } from './run-writes.js';
-import type { MessageRecord, NewRun, RunRecord, RunStore, ThreadRecord } from './store.js';
+import type { MessageRecord, NewRun, RunRecord, RunStore, ThreadCursor, ThreadRecord } from './store.js';
 
 export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
   const toRun = runRecordOf;
@@ -30,9 +30,11 @@ export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
       return db.thread.findFirst({ where: { id: threadId, userId } });
     },
 
-    async listThreads(userId: string, limit: number, before: Date | null): Promise<ThreadRecord[]> {
+    async listThreads(userId: string, limit: number, before: ThreadCursor | null): Promise<ThreadRecord[]> {
+      // Past the cursor in (updatedAt, id) order: threads sharing its millisecond are not skipped.
+      const after = !before ? {} : before.threadId === null ? { updatedAt: { lt: before.updatedAt } } : { OR: [{ updatedAt: { lt: before.updatedAt } }, { updatedAt: before.updatedAt, id: { lt: before.threadId } }] };
       return db.thread.findMany({
-        where: { userId, ...(before ? { updatedAt: { lt: before } } : {}) },
+        where: { userId, ...after },
         orderBy: [{ updatedAt: 'desc' }, { id: 'desc' }],
         take: limit,
       });

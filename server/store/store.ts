@@ -42,6 +42,12 @@ export interface ThreadRecord {
   updatedAt: Date;
 }
 
+/** Where a page of threads ended: its last thread's time and id (`threadId` null: only a time). */
+export interface ThreadCursor {
+  updatedAt: Date;
+  threadId: string | null;
+}
+
 export interface MessageRecord {
   id: number;
   threadId: string;
@@ -79,8 +85,11 @@ export interface RunStore {
   ping(): Promise<void>;
   createThread(userId: string, id: string, title: string | null): Promise<ThreadRecord>;
   findThread(userId: string, threadId: string): Promise<ThreadRecord | null>;
-  /** The user's threads, most recently updated first, updated before `before` when given. */
-  listThreads(userId: string, limit: number, before: Date | null): Promise<ThreadRecord[]>;
+  /**
+   * The user's threads, most recently updated first (then by id, descending), those after `before` in that order
+   * when given: updated before its time, or at its time with a lower id (`threadId` null: before its time only).
+   */
+  listThreads(userId: string, limit: number, before: ThreadCursor | null): Promise<ThreadRecord[]>;
   /** A thread's messages in order, after the cursor (a message id). */
   listMessages(threadId: string, limit: number, afterId: number): Promise<MessageRecord[]>;
   /** Persists the request before it is acknowledged: user, thread, the user's message, the run, event 1. */

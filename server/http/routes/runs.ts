@@ -9,7 +9,7 @@ import type { RunService } from '../../runs/run-service.js';
 import type { RunStore } from '../../store/store.js';
 import { userOf } from '../auth.js';
 import type { MessagePage, RunEventsPage, ThreadPage } from '../../../protocol/views.js';
-import { messageView, pageBySize, runView, threadView } from '../views.js';
+import { messageView, pageBySize, runView, threadCursorOf, threadView } from '../views.js';
 
 /**
  * What one page of messages or events may hold, serialized (at least one item, so paging advances): the
@@ -41,9 +41,10 @@ export function runRoutes(deps: { store: RunStore; runs: RunService; settings: P
 
   r.get('/threads', async (req, res) => {
     const q = parse(ThreadsQuery, req.query, 'query');
-    const threads = await store.listThreads(userOf(res), q.limit, q.before ? new Date(q.before) : null);
+    const before = q.before ? { updatedAt: new Date(q.before.updatedAt), threadId: q.before.threadId } : null;
+    const threads = await store.listThreads(userOf(res), q.limit, before);
     const last = threads.at(-1);
-    res.json({ threads: threads.map(threadView), next_before: threads.length === q.limit && last ? last.updatedAt.toISOString() : null } satisfies ThreadPage);
+    res.json({ threads: threads.map(threadView), next_before: threads.length === q.limit && last ? threadCursorOf(last) : null } satisfies ThreadPage);
   });
 
   r.get('/threads/:id/messages', async (req, res) => {
