@@ -95,6 +95,28 @@ describe('a live server', () => {
     expect(server.logs.filter((l) => (l.level as number) >= 50)).toEqual([]);
   });
 
+  test('a path parameter that is not valid percent-encoding: 400 BAD_REQUEST, one info line, never an error', async () => {
+    const token = await devLogin(server.url, 'escapes');
+    const paths: [string, string][] = [
+      ['GET', '/v1/runs/%ZZ'],
+      ['GET', '/v1/runs/%ZZ/events'],
+      ['POST', '/v1/runs/%E0%A4%A/cancel'],
+      ['GET', '/v1/threads/%E0%A4%A/messages'],
+      ['POST', '/v1/threads/%ZZ/runs'],
+    ];
+    for (const [method, path] of paths) {
+      // fetch sends the path as written: the URL parser leaves a malformed escape alone.
+      const res = await fetch(server.url + path, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: method === 'POST' ? '{}' : undefined });
+      const body = (await res.json()) as any;
+      expect([path, res.status, body.error?.code]).toEqual([path, 400, 'BAD_REQUEST']);
+      expect(body.error.message).toMatch(/percent-encoding/);
+    }
+    const refused = server.logs.filter((l) => l.msg === 'refused malformed request' && l.status === 400);
+    expect(refused.length).toBeGreaterThanOrEqual(paths.length);
+    expect(refused.every((l) => l.level === 30)).toBe(true);
+    expect(server.logs.filter((l) => (l.level as number) >= 50)).toEqual([]);
+  });
+
   test('origins: same origin and CORS_ORIGINS are allowed (CORS headers), any other origin is refused on HTTP and at the handshake', async () => {
     const token = await devLogin(server.url, 'origins');
     const get = (origin: string) => fetch(`${server.url}/v1/threads`, { headers: { authorization: `Bearer ${token}`, origin } });

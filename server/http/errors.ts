@@ -13,11 +13,12 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     let coded: CodedError;
     if (err instanceof CodedError) coded = err;
-    else if (isClientBodyError(err)) {
-      // The client's mistake (body-parser's 4xx: bad JSON, too large, unsupported encoding or charset): a
-      // coded answer with its status, worth a debug line at most.
-      coded = bodyError(err);
-      log.debug({ type: err.type, method: req.method, path: req.path }, 'refused request body');
+    else if (isClientError(err)) {
+      // The client's mistake, raised by express or body-parser with its 4xx status (a path parameter that is not
+      // valid percent-encoding, bad JSON, a body too large, an unsupported encoding or charset): a coded answer
+      // with its status, and one line without a stack (this is no fault of ours).
+      coded = clientError(err);
+      log.info({ status: statusOf(err), type: err.type, code: coded.code, method: req.method, path: req.path }, 'refused malformed request');
     } else {
       log.error({ err: String(err?.stack ?? err), method: req.method, path: req.path }, 'unhandled HTTP error');
       coded = new CodedError('INTERNAL', 'internal error');
@@ -27,20 +28,24 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
   };
 }
 
-interface BodyParserError {
-  type: string;
-  status: number;
+/** What express, its router and body-parser raise for a bad request: an error carrying a 4xx status (http-errors' style). */
+interface ClientError {
+  status?: number;
+  statusCode?: number;
+  type?: string;
   message: string;
   charset?: string;
   encoding?: string;
 }
 
-function isClientBodyError(err: unknown): err is BodyParserError {
-  const e = err as Partial<BodyParserError> | null;
-  return typeof e?.type === 'string' && typeof e.status === 'number' && e.status >= 400 && e.status < 500;
+const statusOf = (err: ClientError): number | undefined => err.status ?? err.statusCode;
+
+function isClientError(err: unknown): err is ClientError {
+  const status = typeof err === 'object' && err !== null ? statusOf(err as ClientError) : undefined;
+  return typeof status === 'number' && status >= 400 && status < 500;
 }
 
-function bodyError(err: BodyParserError): CodedError {
+function clientError(err: ClientError): CodedError {
   switch (err.type) {
     case 'entity.parse.failed':
       return new CodedError('BAD_REQUEST', 'malformed JSON body');
@@ -50,9 +55,13 @@ function bodyError(err: BodyParserError): CodedError {
       return new CodedError('UNSUPPORTED_MEDIA_TYPE', `unsupported Content-Encoding ${JSON.stringify(err.encoding ?? '')}; send identity, gzip, deflate or br`);
     case 'charset.unsupported':
       return new CodedError('UNSUPPORTED_MEDIA_TYPE', `unsupported charset ${JSON.stringify(err.charset ?? '')}; send UTF-8 JSON`);
-    default:
-      if (err.status === 413) return new CodedError('PAYLOAD_TOO_LARGE', 'request body is too large');
-      if (err.status === 415) return new CodedError('UNSUPPORTED_MEDIA_TYPE', String(err.message));
-      return new CodedError('BAD_REQUEST', String(err.message));
+    default: {
+      const status = statusOf(err);
+      if (status === 413) return new CodedError('PAYLOAD_TOO_LARGE', 'request body is too large');
+      if (status === 415) return new CodedError('UNSUPPORTED_MEDIA_TYPE', String(err.message).slice(0, 200));
+      // The router's URIError: its message quotes the raw parameter, which is the client's own text.
+      if (err instanceof URIError) return new CodedError('BAD_REQUEST', 'malformed URL: a path parameter is not valid percent-encoding');
+      return new CodedError('BAD_REQUEST', String(err.message).slice(0, 200));
+    }
   }
 }
