@@ -70,7 +70,7 @@ export function httpSettingsOf(config: Config): HttpSettings {
   return pick(config, HTTP_SETTINGS);
 }
 
-/** The socket server's (server/realtime/socket-server.ts): input size, backpressure, token expiry, origins, client addresses. */
+/** The socket server's (server/realtime/socket-server.ts): input size, backpressure, token expiry, origins, client addresses and their engine.io connections. */
 export const SOCKET_SETTINGS = [
   'maxInputBytes',
   'socketMaxBufferedPackets',
@@ -79,6 +79,7 @@ export const SOCKET_SETTINGS = [
   'tokenExpiryWarningMs',
   'corsOrigins',
   'trustProxy',
+  'maxConnectionsPerIp',
 ] as const satisfies readonly (keyof Config)[];
 export type SocketSettings = Pick<Config, (typeof SOCKET_SETTINGS)[number]>;
 

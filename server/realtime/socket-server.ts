@@ -22,6 +22,7 @@ import type { SharedState } from '../shared/shared-state.js';
 import type { RunStore } from '../store/store.js';
 import { createConnectionSlots } from './connection-slots.js';
 import { createDelivery } from './delivery.js';
+import { createEngineConnections } from './engine-connections.js';
 import type { AtollServer, AtollSocket } from './socket-types.js';
 import { createUserSubscriptions } from './user-subscriptions.js';
 
@@ -59,6 +60,12 @@ export interface SocketServerDeps {
  */
 export const transportCap = (maxInputBytes: number) => Math.max(4 * maxInputBytes + 64 * 1024, 1024 * 1024);
 
+/**
+ * How long an engine.io connection may go without a socket (socket.io's CONNECT, handshake included): a real
+ * client sends CONNECT with its first request; one that does not is an idle session holding memory.
+ */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
 const REPLAY_PAGE = 500;
 /** After a bus gap, the newest this many of a user's runs accepted since a socket connected are looked at for it. */
 const MISSED_RUNS_MAX = 100;
@@ -66,13 +73,22 @@ const MISSED_RUNS_MAX = 100;
 export function createSocketServer(deps: SocketServerDeps) {
   const { tokens, runs, store, log } = deps;
   const { tickets, limits } = deps.shared;
+  // The client address behind trusted proxies (TRUST_PROXY), by the rule express's req.ip follows.
+  const trust = trustFunction(deps.settings.trustProxy);
+  const addressOf = (req: Parameters<typeof clientAddress>[0]) => clientAddress(req, trust) || 'unknown';
+  // Twice the socket cap: room for a client's sockets and as many reconnecting or refused handshakes.
+  const engines = createEngineConnections({ maxPerAddress: 2 * deps.settings.maxConnectionsPerIp, connectTimeoutMs: CONNECT_TIMEOUT_MS, addressOf });
   const io: AtollServer = new Server(deps.http, {
     maxHttpBufferSize: transportCap(deps.settings.maxInputBytes),
     serveClient: false,
-    // A page of another origin cannot open a socket (browsers always send Origin; other clients need none).
+    // A backstop only: engine-connections.ts closes a connection without a socket first, discarding what it holds.
+    // socket.io's own close would wait up to engine.io's close timeout (30 s) for a poll a bare session never sends.
+    connectTimeout: 2 * CONNECT_TIMEOUT_MS,
     allowRequest: (req, callback) => {
-      const ok = originAllowed(req.headers.origin, req.headers.host, deps.settings.corsOrigins);
-      callback(ok ? null : 'origin not allowed (CORS_ORIGINS)', ok);
+      // A page of another origin cannot open a socket (browsers always send Origin; other clients need none).
+      if (!originAllowed(req.headers.origin, req.headers.host, deps.settings.corsOrigins)) return callback('origin not allowed (CORS_ORIGINS)', false);
+      const refused = engines.refusal(req);
+      callback(refused, refused === null);
     },
     ...(deps.settings.corsOrigins.length > 0 ? { cors: { origin: [...deps.settings.corsOrigins] } } : {}),
   });
@@ -160,10 +176,9 @@ export function createSocketServer(deps: SocketServerDeps) {
     }
     return notFollowed;
   }
+  io.engine.on('connection', (conn: Parameters<typeof engines.track>[0]) => engines.track(conn));
   const slots = createConnectionSlots(deps.shared.connections);
-  // The handshake's client address behind trusted proxies (TRUST_PROXY), by the rule express's req.ip follows.
-  const trust = trustFunction(deps.settings.trustProxy);
-  const ipOf = (socket: AtollSocket) => clientAddress({ headers: socket.handshake.headers, socket: { remoteAddress: socket.handshake.address } }, trust) || 'unknown';
+  const ipOf = (socket: AtollSocket) => addressOf({ headers: socket.handshake.headers, socket: { remoteAddress: socket.handshake.address } });
 
   /**
    * The session of a handshake; a failed one costs its address a token of the failed-handshake budget.
@@ -301,6 +316,7 @@ export function createSocketServer(deps: SocketServerDeps) {
     const userId = socket.data.userId;
     const ip = ipOf(socket);
     const l = localOf(socket);
+    engines.socketJoined(socket.conn);
     delivery.add(userId, socket);
     scheduleExpiry(socket);
     socket.on('disconnect', () => {

@@ -1,0 +1,69 @@
+/**
+ * engine.io sessions before any sign-in: a polling handshake that never sends socket.io's CONNECT is no socket,
+ * so MAX_CONNECTIONS_PER_IP (claimed at the socket.io handshake) does not see it. Each one counts against its
+ * address from the transport's handshake (at most twice MAX_CONNECTIONS_PER_IP per node), and one that carries
+ * no socket after the connect timeout (10 s) is closed, freeing its place.
+ */
+import { eventually } from './helpers/client';
+import { connected, rawSocket } from './helpers/raw-socket';
+import { startServer, type TestServer } from './helpers/server';
+import jwt from 'jsonwebtoken';
+
+const SECRET = 'test-secret-test-secret-test-secret'; // startServer's AUTH_JWT_SECRET
+const token = (user: string) => jwt.sign({}, SECRET, { algorithm: 'HS256', subject: user, expiresIn: 3600 });
+const PER_IP = 3;
+const ENGINE_BOUND = 2 * PER_IP;
+
+/** One engine.io long-polling handshake, never followed by CONNECT: its status, its sid, its body. */
+async function handshake(url: string): Promise<{ status: number; sid: string | null; body: string }> {
+  const res = await fetch(`${url}/socket.io/?EIO=4&transport=polling`);
+  const body = await res.text();
+  return { status: res.status, sid: res.status === 200 ? (JSON.parse(body.slice(1)) as { sid: string }).sid : null, body };
+}
+
+/** Whether the server still knows engine.io session `sid` (a noop packet is accepted only by a live session). */
+async function alive(url: string, sid: string): Promise<boolean> {
+  const res = await fetch(`${url}/socket.io/?EIO=4&transport=polling&sid=${sid}`, { method: 'POST', body: '6', headers: { 'content-type': 'text/plain;charset=UTF-8' } });
+  await res.arrayBuffer();
+  return res.status === 200;
+}
+
+describe('engine.io connections before sign-in', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer({ CELLS: '1', THREADS_PER_CELL: '1', MAX_CONNECTIONS_PER_IP: String(PER_IP), SHUTDOWN_GRACE_MS: '0' });
+  });
+  afterAll(() => server.stop());
+
+  test('sessions that never CONNECT count against their address: past twice MAX_CONNECTIONS_PER_IP the handshake is refused; after the connect timeout they are closed and the address connects again; a socket stays', async () => {
+    const socket = rawSocket(server.url, token('engine-a'));
+    try {
+      expect(await connected(socket)).toBeNull();
+      const sessions: string[] = [];
+      for (let i = 1; i < ENGINE_BOUND; i++) {
+        const h = await handshake(server.url);
+        expect(h.status).toBe(200);
+        sessions.push(h.sid!);
+      }
+      // The bound is full (one socket and five bare sessions): another handshake is refused, socket or not.
+      const over = await handshake(server.url);
+      expect(over.status).toBe(403);
+      expect(JSON.parse(over.body)).toMatchObject({ message: expect.stringMatching(/too many connections from this address/) });
+      const refused = rawSocket(server.url, token('engine-b'));
+      expect(await connected(refused)).not.toBeNull();
+      refused.close();
+
+      // The bare sessions close after the connect timeout (before: ~45 s, engine.io's ping timeout), freeing places.
+      expect(await eventually(async () => !(await alive(server.url, sessions[0])), 30_000, 500)).toBe(true);
+      for (const sid of sessions) expect(await alive(server.url, sid)).toBe(false);
+      const again = await handshake(server.url);
+      expect(again.status).toBe(200);
+      // The socket's connection carries a socket: the connect timeout left it open, and it still answers.
+      expect(socket.connected).toBe(true);
+      const ack = await socket.timeout(10_000).emitWithAck('no_such_event', {});
+      expect(ack.error).toMatchObject({ code: 'BAD_REQUEST' });
+    } finally {
+      socket.close();
+    }
+  }, 60_000);
+});

@@ -1,0 +1,79 @@
+/**
+ * The per-address count of engine.io connections (server/realtime/engine-connections.ts) with fake connections:
+ * the bound, the release on close, a handshake that slipped past the check, and the connect timeout.
+ */
+import { EventEmitter } from 'node:events';
+import { createEngineConnections, type EngineConnection } from '../../server/realtime/engine-connections';
+
+class FakeConnection extends EventEmitter {
+  readyState = 'open';
+  closedWith: boolean | null = null;
+  constructor(readonly request: EngineConnection['request']) {
+    super();
+  }
+  close(discard?: boolean): void {
+    if (this.readyState === 'closed') return;
+    this.closedWith = discard ?? false;
+    this.readyState = 'closed';
+    this.emit('close');
+  }
+}
+
+/** A handshake request from `address`; `upgrade`: it came in as a WebSocket upgrade (its TCP socket is its own). */
+const requestFrom = (address: string, upgrade = false) =>
+  ({ headers: upgrade ? { upgrade: 'websocket' } : {}, socket: { remoteAddress: address, destroyed: false, destroy() { this.destroyed = true; } } }) as unknown as EngineConnection['request'];
+
+describe('engine connections per address', () => {
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+  const make = () => createEngineConnections({ maxPerAddress: 2, connectTimeoutMs: 10_000, addressOf: (req) => req.socket.remoteAddress ?? 'unknown' });
+
+  test('refuses past the bound, per address; a close frees a place', () => {
+    const engines = make();
+    const a = [new FakeConnection(requestFrom('10.0.0.1')), new FakeConnection(requestFrom('10.0.0.1'))];
+    expect(engines.refusal(requestFrom('10.0.0.1'))).toBeNull();
+    a.forEach((c) => engines.track(c));
+    expect(engines.refusal(requestFrom('10.0.0.1'))).toMatch(/too many connections from this address/);
+    expect(engines.refusal(requestFrom('10.0.0.2'))).toBeNull();
+    a[0].close();
+    expect(engines.openFrom('10.0.0.1')).toBe(1);
+    expect(engines.refusal(requestFrom('10.0.0.1'))).toBeNull();
+    a[1].close();
+    expect(engines.openFrom('10.0.0.1')).toBe(0);
+  });
+
+  test('a connection that passed the check with others and goes past the bound is closed at once', () => {
+    const engines = make();
+    const three = [1, 2, 3].map(() => new FakeConnection(requestFrom('10.0.0.1')));
+    three.forEach((c) => engines.track(c));
+    expect(three.map((c) => c.readyState)).toEqual(['open', 'open', 'closed']);
+    expect(engines.openFrom('10.0.0.1')).toBe(2);
+  });
+
+  test('a WebSocket connection closed for its address or its connect timeout loses its TCP socket too; a polling one keeps it', () => {
+    const engines = make();
+    const polling = new FakeConnection(requestFrom('10.0.0.1'));
+    const upgraded = new FakeConnection(requestFrom('10.0.0.1', true));
+    const over = new FakeConnection(requestFrom('10.0.0.1', true));
+    [polling, upgraded, over].forEach((c) => engines.track(c));
+    expect((over.request.socket as unknown as { destroyed: boolean }).destroyed).toBe(true);
+    jest.advanceTimersByTime(10_000);
+    expect([polling, upgraded].map((c) => c.closedWith)).toEqual([true, true]);
+    expect([polling, upgraded].map((c) => (c.request.socket as unknown as { destroyed: boolean }).destroyed)).toEqual([false, true]);
+  });
+
+  test('the connect timeout closes (discarding) a connection without a socket, not one with a socket', () => {
+    const engines = make();
+    const bare = new FakeConnection(requestFrom('10.0.0.1'));
+    const joined = new FakeConnection(requestFrom('10.0.0.1'));
+    engines.track(bare);
+    engines.track(joined);
+    engines.socketJoined(joined);
+    jest.advanceTimersByTime(9_999);
+    expect(bare.readyState).toBe('open');
+    jest.advanceTimersByTime(1);
+    expect(bare.closedWith).toBe(true);
+    expect(joined.readyState).toBe('open');
+    expect(engines.openFrom('10.0.0.1')).toBe(1);
+  });
+});
