@@ -48,6 +48,7 @@ const STORE_BLIND = [
   'alerts', // metrics born at 0 and a real Prometheus's alerts
   'trust-proxy', // the client's address behind a proxy, for the front's per-address limits
   'engine-connections', // engine.io sessions per address before sign-in
+  'socket-flood', // a socket flooding messages is cut off
   'traces', // OpenTelemetry spans of runs
   'ts-agents', // TypeScript agents compiled at start-up, input declarations checked at acceptance
   'egress', // AGENT_EGRESS_ALLOW reaching the workers

@@ -93,6 +93,11 @@ export interface ServerToClientEvents extends RunEvents {
   /** The token expired: the server disconnects the socket right after. */
   unauthorized(payload: { error: ErrorBody }): void;
   server_shutdown(payload: { reason: string }): void;
+  /**
+   * The server disconnects this socket right after, and why: RATE_LIMITED when it kept sending past its refusals
+   * (or had too many messages waiting); reconnect after `retry_after_ms`, and wait out each refusal's.
+   */
+  closing(payload: { error: WireError }): void;
   /** A client event sent without an ack failed (unknown event, invalid payload, rate limit). */
   request_error(payload: { event: string; error: WireError }): void;
 }

@@ -22,7 +22,8 @@ import type { SharedState } from '../shared/shared-state.js';
 import type { RunStore } from '../store/store.js';
 import { createConnectionSlots } from './connection-slots.js';
 import { createDelivery } from './delivery.js';
-import { createEngineConnections } from './engine-connections.js';
+import { closeNow, createEngineConnections } from './engine-connections.js';
+import { SOCKET_FLOOD_LIMITS, createFloodGuard } from './flood-guard.js';
 import type { AtollServer, AtollSocket } from './socket-types.js';
 import { createUserSubscriptions } from './user-subscriptions.js';
 
@@ -65,6 +66,9 @@ export const transportCap = (maxInputBytes: number) => Math.max(4 * maxInputByte
  * client sends CONNECT with its first request; one that does not is an idle session holding memory.
  */
 export const CONNECT_TIMEOUT_MS = 10_000;
+
+/** How long a socket cut off for flooding has to take what was sent to it before its connection (TCP too) is closed regardless. */
+const CUT_OFF_DRAIN_MS = 1000;
 
 const REPLAY_PAGE = 500;
 /** After a bus gap, the newest this many of a user's runs accepted since a socket connected are looked at for it. */
@@ -316,6 +320,7 @@ export function createSocketServer(deps: SocketServerDeps) {
     const userId = socket.data.userId;
     const ip = ipOf(socket);
     const l = localOf(socket);
+    const guard = createFloodGuard(SOCKET_FLOOD_LIMITS);
     engines.socketJoined(socket.conn);
     delivery.add(userId, socket);
     scheduleExpiry(socket);
@@ -333,11 +338,33 @@ export function createSocketServer(deps: SocketServerDeps) {
     // admission is chained, not the handlers: handlers run concurrently as before, so a slow one (a large
     // replay, a run's acceptance) never holds up the socket's later messages.
     socket.onAny((event: unknown, ...args: unknown[]) => {
+      if (socket.disconnected) return;
+      if (!guard.arrive()) return cutOff(`over ${SOCKET_FLOOD_LIMITS.maxWaiting} messages waiting for admission`);
       l.admitted = l.admitted
-        .then(() => admitEvent(event, args))
+        .then(async () => {
+          try {
+            // Messages already queued when the socket was cut off cost nothing more.
+            if (!socket.disconnected) await admitEvent(event, args);
+          } finally {
+            guard.settle();
+          }
+        })
         // A rejected link would skip every later message of the socket: log it and go on.
         .catch((err) => log.error({ err: String((err as Error)?.stack ?? err), user_id: userId }, 'socket event admission failed'));
     });
+    /** Disconnects a flooding socket, telling it why and when to come back (if it reads at all). */
+    function cutOff(why: string): void {
+      if (socket.disconnected) return;
+      log.warn({ socket_id: socket.id, user_id: userId, why }, 'socket flooding; disconnected');
+      socket.emit('closing', { error: { code: 'RATE_LIMITED', message: `${why}: disconnected; wait retry_after_ms after each RATE_LIMITED`, retry_after_ms: SOCKET_FLOOD_LIMITS.windowMs } });
+      const conn = socket.conn;
+      // Its unsent packets go first, the notice among them (the connection ignores what it receives meanwhile).
+      // A flooder that reads nothing would keep them, or its WebSocket's closing handshake (ws waits 30 s, reading
+      // and ignoring what it still sends), for as long as it likes: after a moment, closed regardless. Also when
+      // the engine.io connection already reads closed: its WebSocket may still be waiting for the peer.
+      socket.disconnect(true);
+      setTimeout(() => closeNow(conn), CUT_OFF_DRAIN_MS).unref();
+    }
     /** Takes the message's rate-limit tokens, then starts its handler without waiting for it. */
     async function admitEvent(event: unknown, args: unknown[]): Promise<void> {
       type AnyAck = Ack<ReplyOf<keyof ClientToServerEvents>>;
@@ -352,6 +379,7 @@ export function createSocketServer(deps: SocketServerDeps) {
         // An INTERNAL answer is logged, as the handlers' are (a limiter's store failing in a way it does not cover).
         if (!(err instanceof CodedError)) log.error({ err: String((err as Error)?.stack ?? err), event: typeof event === 'string' ? event.slice(0, 64) : null, user_id: userId }, 'rate limit check failed');
         const body = toErrorBody(err);
+        if (body.code === 'RATE_LIMITED' && !guard.refused()) return cutOff(`over ${SOCKET_FLOOD_LIMITS.maxRefusals} messages refused RATE_LIMITED within ${SOCKET_FLOOD_LIMITS.windowMs / 1000} s`);
         return fail({ ...body, retry_after_ms: ((err as CodedError).retryAfterSeconds ?? 1) * 1000 });
       }
       const handler = Object.prototype.hasOwnProperty.call(handlers, name) ? handlers[name as keyof ClientToServerEvents] : undefined;
