@@ -49,6 +49,7 @@ const STORE_BLIND = [
   'trust-proxy', // the client's address behind a proxy, for the front's per-address limits
   'engine-connections', // engine.io sessions per address before sign-in
   'socket-flood', // a socket flooding messages is cut off
+  'long-token', // a socket's expiry timer for tokens living over ~24.8 days
   'traces', // OpenTelemetry spans of runs
   'ts-agents', // TypeScript agents compiled at start-up, input declarations checked at acceptance
   'egress', // AGENT_EGRESS_ALLOW reaching the workers

@@ -24,6 +24,7 @@ import { createConnectionSlots } from './connection-slots.js';
 import { createDelivery } from './delivery.js';
 import { closeNow, createEngineConnections } from './engine-connections.js';
 import { SOCKET_FLOOD_LIMITS, createFloodGuard } from './flood-guard.js';
+import { timeoutAt } from './timeout-at.js';
 import type { AtollServer, AtollSocket } from './socket-types.js';
 import { createUserSubscriptions } from './user-subscriptions.js';
 
@@ -34,7 +35,8 @@ interface SocketLocal {
   releaseSubscription: () => void;
   /** The admission of its latest client event (see onAny): the next one is admitted after it. */
   admitted: Promise<void>;
-  expiryTimers: NodeJS.Timeout[];
+  /** Cancels its token's expiry warning and expiry. */
+  expiryTimers: (() => void)[];
   /** Large answers being prepared for it (see withRoom). */
   preparing: number;
 }
@@ -301,18 +303,17 @@ export function createSocketServer(deps: SocketServerDeps) {
   /** Warns a socket before its token expires and disconnects it at expiry unless it refreshed meanwhile. */
   function scheduleExpiry(socket: AtollSocket): void {
     const l = localOf(socket);
-    for (const t of l.expiryTimers) clearTimeout(t);
+    for (const cancel of l.expiryTimers) cancel();
     l.expiryTimers = [];
     const expiresAt = socket.data.expiresAt;
     if (expiresAt === null) return;
-    const now = Date.now();
-    const warnIn = Math.max(0, expiresAt - deps.settings.tokenExpiryWarningMs - now);
+    // timeoutAt, not setTimeout: a token may live longer than a Node timer can wait (~24.8 days).
     l.expiryTimers = [
-      setTimeout(() => socket.emit('token_expiring', { expires_at: new Date(expiresAt).toISOString() }), warnIn),
-      setTimeout(() => {
+      timeoutAt(expiresAt - deps.settings.tokenExpiryWarningMs, () => socket.emit('token_expiring', { expires_at: new Date(expiresAt).toISOString() })),
+      timeoutAt(expiresAt, () => {
         socket.emit('unauthorized', { error: { code: 'UNAUTHORIZED', message: 'token expired' } });
         socket.disconnect(true);
-      }, Math.max(0, expiresAt - now)),
+      }),
     ];
   }
 
@@ -326,7 +327,7 @@ export function createSocketServer(deps: SocketServerDeps) {
     scheduleExpiry(socket);
     socket.on('disconnect', () => {
       delivery.remove(userId, socket);
-      for (const t of l.expiryTimers) clearTimeout(t);
+      for (const cancel of l.expiryTimers) cancel();
       l.releaseSlot();
       l.releaseSubscription();
     });
