@@ -46,11 +46,15 @@ describe('a live server', () => {
   });
   afterAll(() => server.stop());
 
-  test('tokens without exp, or living longer than AUTH_MAX_TOKEN_LIFETIME_S, are refused on HTTP and sockets', async () => {
+  test('tokens without exp, living longer than AUTH_MAX_TOKEN_LIFETIME_S, or issued in the future, are refused on HTTP and sockets', async () => {
     const forever = jwt.sign({}, SECRET, { algorithm: 'HS256', subject: 'eternal' });
     const tooLong = jwt.sign({}, SECRET, { algorithm: 'HS256', subject: 'eternal', expiresIn: 7200 });
     const fine = jwt.sign({}, SECRET, { algorithm: 'HS256', subject: 'eternal', expiresIn: 3000 });
-    for (const [token, why] of [[forever, /no exp/], [tooLong, /AUTH_MAX_TOKEN_LIFETIME_S/]] as const) {
+    // exp - iat within the cap, but only because iat is in the future: exp is ten years away.
+    const inTenYears = Math.floor(Date.now() / 1000) + 10 * 365 * 86_400;
+    const futureIat = jwt.sign({ iat: inTenYears - 60, exp: inTenYears }, SECRET, { algorithm: 'HS256', subject: 'eternal' });
+    const farOff = jwt.sign({ iat: 1e300, exp: 1e300 }, SECRET, { algorithm: 'HS256', subject: 'eternal' });
+    for (const [token, why] of [[forever, /no exp/], [tooLong, /AUTH_MAX_TOKEN_LIFETIME_S/], [futureIat, /issued in the future/], [farOff, /issued in the future/]] as const) {
       const res = await httpCall(server.url, 'GET', '/v1/threads', undefined, token);
       expect(res.status).toBe(401);
       expect(res.body.error).toMatchObject({ code: 'UNAUTHORIZED', message: expect.stringMatching(why) });

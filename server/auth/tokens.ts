@@ -28,9 +28,12 @@ export function isValidUserId(id: unknown): id is string {
 }
 
 export interface TokenPolicy {
-  /** AUTH_MAX_TOKEN_LIFETIME_S: a token valid for longer than this (exp - iat) is refused. */
+  /** AUTH_MAX_TOKEN_LIFETIME_S: a token valid for longer than this (exp - iat, or exp - now) is refused. */
   maxLifetimeS: number;
 }
+
+/** How far the issuer's clock may run ahead of ours: an iat or a lifetime this much over is still accepted. */
+export const CLOCK_SKEW_S = 60;
 
 export function createTokenService(secretText: string, policy: TokenPolicy): TokenService {
   // A KeyObject, not a string: with a string jsonwebtoken first tries (and fails) to parse it as a public key
@@ -54,8 +57,12 @@ export function createTokenService(secretText: string, policy: TokenPolicy): Tok
       // A token without exp would be valid forever, and a very long-lived one nearly so: a leaked token must
       // stop working on its own.
       if (typeof claims !== 'object' || typeof claims.exp !== 'number') throw new CodedError('UNAUTHORIZED', 'token has no exp (expiry); tokens must expire');
-      const issuedAt = typeof claims.iat === 'number' ? claims.iat : Math.floor(Date.now() / 1000);
-      if (claims.exp - issuedAt > policy.maxLifetimeS) {
+      // exp - iat alone can be cheated with an iat in the future (iat = exp - 60, exp in ten years): the time
+      // left from now is held to the cap as well, and an iat ahead of our clock is refused.
+      const now = Math.floor(Date.now() / 1000);
+      const issuedAt = typeof claims.iat === 'number' ? claims.iat : now;
+      if (issuedAt > now + CLOCK_SKEW_S) throw new CodedError('UNAUTHORIZED', 'token issued in the future (iat)');
+      if (claims.exp - issuedAt > policy.maxLifetimeS || claims.exp - now > policy.maxLifetimeS + CLOCK_SKEW_S) {
         throw new CodedError('UNAUTHORIZED', `token lives longer than AUTH_MAX_TOKEN_LIFETIME_S (${policy.maxLifetimeS} s)`);
       }
       return { userId: sub, expiresAt: claims.exp * 1000 };
