@@ -2,7 +2,8 @@
  * engine.io sessions before any sign-in: a polling handshake that never sends socket.io's CONNECT is no socket,
  * so MAX_CONNECTIONS_PER_IP (claimed at the socket.io handshake) does not see it. Each one counts against its
  * address from the transport's handshake (at most twice MAX_CONNECTIONS_PER_IP per node), and one that carries
- * no socket after the connect timeout (10 s) is closed, freeing its place.
+ * no socket after the connect timeout (10 s), or sends anything but CONNECT before its socket, is closed, freeing
+ * its place.
  */
 import { eventually } from './helpers/client';
 import { connected, rawSocket } from './helpers/raw-socket';
@@ -62,6 +63,22 @@ describe('engine.io connections before sign-in', () => {
       expect(socket.connected).toBe(true);
       const ack = await socket.timeout(10_000).emitWithAck('no_such_event', {});
       expect(ack.error).toMatchObject({ code: 'BAD_REQUEST' });
+    } finally {
+      socket.close();
+    }
+  }, 60_000);
+
+  test('a session that sends anything but CONNECT before its socket is closed at once (socket.io would drop it unread)', async () => {
+    const h = await handshake(server.url);
+    expect(h.status).toBe(200);
+    const post = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling&sid=${h.sid}`, { method: 'POST', body: ['42["x"]', '42["y"]'].join('\x1e'), headers: { 'content-type': 'text/plain;charset=UTF-8' } });
+    await post.arrayBuffer();
+    expect(await alive(server.url, h.sid!)).toBe(false);
+    // One that sends CONNECT is not: it gets its socket and stays.
+    const socket = rawSocket(server.url, token('engine-c'));
+    try {
+      expect(await connected(socket)).toBeNull();
+      expect((await socket.timeout(10_000).emitWithAck('no_such_event', {})).error).toMatchObject({ code: 'BAD_REQUEST' });
     } finally {
       socket.close();
     }

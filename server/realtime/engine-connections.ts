@@ -3,8 +3,9 @@
  * MAX_CONNECTIONS_PER_IP counts sockets, claimed at the socket.io handshake (connection-slots.ts); an engine.io
  * session that never sends CONNECT is no socket, yet holds ~6 KB of the front's memory until it times out. So
  * every engine.io connection counts here from its handshake to its close, per address, and one that carries no
- * socket after the connect timeout is closed at once (closeNow: a polling client that never polls again would
- * otherwise keep it for engine.io's close timeout, a WebSocket peer that reads nothing for ws's).
+ * socket after the connect timeout, or that sends anything but CONNECT before its socket, is closed at once
+ * (closeNow: a polling client that never polls again would otherwise keep it for engine.io's close timeout, a
+ * WebSocket peer that reads nothing for ws's).
  *
  * Per node on purpose: the bound protects this node's memory, needs no round trip before authentication, and
  * the cluster-wide cap still holds for sockets.
@@ -16,7 +17,15 @@ export interface EngineConnection {
   readonly request: IncomingMessage;
   readonly readyState: string;
   once(event: 'close', listener: () => void): unknown;
+  on(event: 'packet', listener: (packet: EnginePacket) => void): unknown;
+  off(event: 'packet', listener: (packet: EnginePacket) => void): unknown;
   close(discard?: boolean): unknown;
+}
+
+/** An engine.io packet as its connection's 'packet' event gives it ('message' carries a socket.io packet). */
+export interface EnginePacket {
+  type: string;
+  data?: unknown;
 }
 
 export interface EngineConnectionOptions {
@@ -32,6 +41,8 @@ export function createEngineConnections(options: EngineConnectionOptions) {
   const open = new Map<string, number>();
   /** Connections that carry a socket: the connect timeout leaves them be. */
   const withSocket = new WeakSet<object>();
+  /** The packet watch of each connection without a socket yet (see track), removed when its socket joins. */
+  const watches = new WeakMap<object, (packet: EnginePacket) => void>();
   const refusal = `too many connections from this address (engine.io connections on this node, with a socket or not: at most ${options.maxPerAddress}, twice MAX_CONNECTIONS_PER_IP)`;
 
   return {
@@ -57,11 +68,21 @@ export function createEngineConnections(options: EngineConnectionOptions) {
         if (left > 0) open.set(address, left);
         else open.delete(address);
       });
-      if (count > options.maxPerAddress) closeNow(conn);
+      if (count > options.maxPerAddress) return void closeNow(conn);
+      // Before its socket, a client sends socket.io's CONNECT ("0…") and nothing else: socket.io drops anything
+      // else unread, so a flood of it would cost the front its parsing until the connect timeout, for nothing.
+      const watch = (packet: EnginePacket) => {
+        if (packet.type === 'message' && !(typeof packet.data === 'string' && packet.data.startsWith('0'))) closeNow(conn);
+      };
+      conn.on('packet', watch);
+      watches.set(conn, watch);
     },
     /** The connection carries a socket now (socket.io's 'connection'). */
-    socketJoined(conn: object): void {
+    socketJoined(conn: EngineConnection): void {
       withSocket.add(conn);
+      const watch = watches.get(conn);
+      watches.delete(conn);
+      if (watch) conn.off('packet', watch);
     },
     /** Open connections from `address` (for tests and the report). */
     openFrom(address: string): number {

@@ -62,6 +62,19 @@ describe('engine connections per address', () => {
     expect([polling, upgraded].map((c) => (c.request.socket as unknown as { destroyed: boolean }).destroyed)).toEqual([false, true]);
   });
 
+  test('before its socket, a connection may send CONNECT only: anything else closes it; once its socket joined, anything goes', () => {
+    const engines = make();
+    const [connecting, flooding, joined] = [1, 2, 3].map((i) => new FakeConnection(requestFrom(`10.0.1.${i}`)));
+    [connecting, flooding, joined].forEach((c) => engines.track(c));
+    connecting.emit('packet', { type: 'message', data: '0{"token":"t"}' });
+    connecting.emit('packet', { type: 'pong' });
+    flooding.emit('packet', { type: 'message', data: '42["x"]' });
+    engines.socketJoined(joined);
+    joined.emit('packet', { type: 'message', data: '42["x"]' });
+    expect([connecting, flooding, joined].map((c) => c.readyState)).toEqual(['open', 'closed', 'open']);
+    expect(joined.listenerCount('packet')).toBe(0);
+  });
+
   test('the connect timeout closes (discarding) a connection without a socket, not one with a socket', () => {
     const engines = make();
     const bare = new FakeConnection(requestFrom('10.0.0.1'));
