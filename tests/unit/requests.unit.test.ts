@@ -104,8 +104,11 @@ test('query strings are coerced from text, with defaults and bounds', () => {
   expect(parse(EventsQuery, { after_seq: '5', limit: '1' }, 'query')).toEqual({ after_seq: 5, limit: 1 });
   for (const bad of [{ limit: '0' }, { limit: '1001' }, { after_seq: '-1' }, { after_seq: '1.5' }]) expect(ok(EventsQuery, bad)).toBe(false);
   expect(parse(ThreadsQuery, {}, 'query')).toEqual({ limit: 50 });
-  expect(parse(ThreadsQuery, { before: '2024-01-02T03:04:05Z', limit: '2' }, 'query')).toEqual({ before: '2024-01-02T03:04:05Z', limit: 2 });
+  // A plain ISO time (threads updated before it), or next_before's cursor: the time and the last thread's id.
+  expect(parse(ThreadsQuery, { before: '2024-01-02T03:04:05Z', limit: '2' }, 'query')).toEqual({ before: { updatedAt: '2024-01-02T03:04:05Z', threadId: null }, limit: 2 });
+  expect(parse(ThreadsQuery, { before: '2024-01-02T03:04:05.000Z~thread-1' }, 'query')).toEqual({ before: { updatedAt: '2024-01-02T03:04:05.000Z', threadId: 'thread-1' }, limit: 50 });
   expect(ok(ThreadsQuery, { before: 'yesterday' })).toBe(false);
+  expect(ok(ThreadsQuery, { before: 'yesterday~thread-1' })).toBe(false);
   expect(ok(ThreadsQuery, { limit: '101' })).toBe(false);
 });
 
