@@ -110,7 +110,9 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   for (const name of ['spawn', ...(dbFile ? ['read_db'] : []), 'proc_mem', 'write_outside', 'kill_front', 'renice_front', 'new_worker', 'module_register', 'v8_flags', 'broadcast_channel', 'broadcast_channel_module']) expect([name, got[name].code]).toEqual([name, 'ERR_ACCESS_DENIED']);
   // No MessagePort (the run's, Piscina's) comes out of async_hooks; AsyncLocalStorage works as before.
   // Also through a getter that answers differently the second time, a store's own _propagate, a made-up store.
-  expect(got.ports_via_async_hooks).toEqual({ ok: true, value: '0;shadow refused: TypeError,fake refused: TypeError;true' });
+  expect(got.ports_via_async_hooks).toEqual({ ok: true, value: expect.stringMatching(/^0;(shadow refused: TypeError,fake refused: TypeError|stores without a hook);true$/) });
+  // Node 20 and 22 run AsyncLocalStorage on a hook: there both ways around it are refused.
+  if (Number(process.versions.node.split('.')[0]) < 24) expect(got.ports_via_async_hooks.value).toMatch(/shadow refused/);
   expect(got.async_local_storage).toEqual({ ok: true, value: 'kept' });
   expect(server.stderr()).not.toContain('from the hooks thread');
   expect(got.renice_self).toEqual({ ok: true, value: 'ok' });
