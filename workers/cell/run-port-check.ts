@@ -14,7 +14,8 @@ import type { RunLimits, RunOutcome, RunReport } from '../../protocol/cell-messa
 import { LEAK_KINDS, RECYCLE_REASONS, WORKER_WALLS } from '../../protocol/cell-messages.js';
 import { isAgentEventType, payloadProblem } from '../../protocol/agent-event-shapes.js';
 import { ERROR_CODES } from '../../protocol/errors.js';
-import type { AgentEvent, JsonObject, JsonValue } from '../../protocol/events.js';
+import { checkResult } from '../../protocol/result-check.js';
+import type { AgentEvent, JsonObject } from '../../protocol/events.js';
 import type { WorkerStats, WorkerToCell } from '../../protocol/worker-messages.js';
 
 /** How far an event's timestamp may be from the cell's clock before the cell's own replaces it. */
@@ -139,18 +140,9 @@ export function createRunPortCheck(limits: RunLimits, workerIds: () => number[],
     const measured = startedAt === null ? 0 : Date.now() - startedAt;
     const executionTimeMs = isDuration(o.executionTimeMs) ? Math.min(o.executionTimeMs, measured) : measured;
     if (o.status === 'completed') {
-      const result = o.result;
-      if (typeof result !== 'string' && !isObject(result)) return null;
-      let text: string;
-      try {
-        text = JSON.stringify(result);
-      } catch {
-        return null;
-      }
-      if (Buffer.byteLength(text) > limits.maxResultBytes) {
-        return { status: 'failed', error: { code: 'LIMIT_EXCEEDED', message: `result is over MAX_RESULT_BYTES (${limits.maxResultBytes})` }, executionTimeMs };
-      }
-      return { status: 'completed', result: JSON.parse(text) as JsonValue, executionTimeMs };
+      // The worker fails a run whose result is not one (outcome.ts): a `completed` with such a result is not its.
+      const checked = checkResult(o.result, limits.maxResultBytes);
+      return checked.ok ? { status: 'completed', result: checked.result, executionTimeMs } : null;
     }
     const error = o.error;
     if (!isObject(error) || typeof error.code !== 'string' || !Object.hasOwn(ERROR_CODES, error.code) || typeof error.message !== 'string') return null;

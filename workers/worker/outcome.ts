@@ -1,7 +1,7 @@
 /** Turns what an agent returned or threw into a RunOutcome: flat data with a code, checked once here. */
 import type { RunLimits, RunOutcome } from '../../protocol/cell-messages.js';
 import type { ErrorBody } from '../../protocol/errors.js';
-import type { JsonValue } from '../../protocol/events.js';
+import { checkResult } from '../../protocol/result-check.js';
 import { stopError } from '../../protocol/stop-errors.js';
 import type { StopReason } from '../../protocol/worker-messages.js';
 
@@ -10,20 +10,8 @@ const MAX_MESSAGE = 1000;
 const ALLOCATION_FAILURES = /Invalid (string|array|typed array) length|Array buffer allocation failed|allocation failed/i;
 
 export function completedOutcome(result: unknown, limits: RunLimits, executionTimeMs: number): RunOutcome {
-  const invalid = (message: string): RunOutcome => ({ status: 'failed', error: { code: 'AGENT_ERROR', message }, executionTimeMs });
-  if (typeof result !== 'string' && (result === null || typeof result !== 'object' || Array.isArray(result))) {
-    return invalid(`execute() must return a string or a JSON object, got ${result === null ? 'null' : Array.isArray(result) ? 'an array' : typeof result}`);
-  }
-  let text: string;
-  try {
-    text = JSON.stringify(result);
-  } catch (err) {
-    return invalid(`execute() returned a value that is not JSON-serialisable: ${(err as Error).message}`);
-  }
-  if (Buffer.byteLength(text) > limits.maxResultBytes) {
-    return { status: 'failed', error: { code: 'LIMIT_EXCEEDED', message: `result is over MAX_RESULT_BYTES (${limits.maxResultBytes})` }, executionTimeMs };
-  }
-  return { status: 'completed', result: JSON.parse(text) as JsonValue, executionTimeMs };
+  const checked = checkResult(result, limits.maxResultBytes);
+  return checked.ok ? { status: 'completed', result: checked.result, executionTimeMs } : { status: 'failed', error: { code: checked.code, message: checked.message }, executionTimeMs };
 }
 
 /** The agent honoured its stop (ctx.signal). */
