@@ -3,6 +3,10 @@
  * front validates every one of them (server/store/worker-query-gate.ts): a worker runs agent code.
  */
 
+/** The most a forwarded statement may hold: checked by the cell (workers/cell/run-port-check.ts) and the gate. */
+export const MAX_SQL_CHARS = 16_384;
+export const MAX_ARGS = 64;
+
 /** queryRaw (rows) or executeRaw (affected-row count), as Prisma's adapter interface splits them. */
 export type DbQueryKind = 'query' | 'execute';
 

@@ -19,7 +19,7 @@ import { exerciseScopedQueries, MAX_ROWS } from '../../prisma/scoped-queries.js'
 import type { StoreBackend } from './backend.js';
 import type { CellHandle } from '../cells/cell-handle.js';
 import type { Logger } from '../logger.js';
-import type { DbAnswer, DbQueryKind, RefusalReason } from '../../protocol/db-messages.js';
+import { MAX_ARGS, MAX_SQL_CHARS, type DbAnswer, type DbQueryKind, type RefusalReason } from '../../protocol/db-messages.js';
 import type { LiveRun } from '../runs/live-run.js';
 import { messageOf } from '../../protocol/errors.js';
 
@@ -34,8 +34,6 @@ export interface LearnedStatement {
   userArgs: number[];
 }
 
-const MAX_SQL_CHARS = 16_384;
-const MAX_ARGS = 64;
 const MAX_STRING_ARG_CHARS = 4096;
 
 const normaliseArgType = (t: { scalarType: string; dbType?: string | null; arity: string }) => ({ scalarType: t.scalarType, dbType: t.dbType ?? null, arity: t.arity });

@@ -13,6 +13,7 @@
 import type { RunLimits, RunOutcome, RunReport } from '../../protocol/cell-messages.js';
 import { LEAK_KINDS, RECYCLE_REASONS, WORKER_WALLS } from '../../protocol/cell-messages.js';
 import { isAgentEventType, payloadProblem } from '../../protocol/agent-event-shapes.js';
+import { MAX_ARGS, MAX_SQL_CHARS } from '../../protocol/db-messages.js';
 import { ERROR_CODES } from '../../protocol/errors.js';
 import { checkResult } from '../../protocol/result-check.js';
 import type { AgentEvent, JsonObject } from '../../protocol/events.js';
@@ -25,9 +26,7 @@ const MAX_MESSAGE = 1000;
 const MAX_GLOBAL_NAME = 200;
 /** A report names at most this many changed globals (the worker lists far fewer; more is not a report). */
 const MAX_GLOBALS = 100;
-/** What a db_query may hold: the front's gate allows less (server/store/worker-query-gate.ts), this keeps it plain data. */
-const MAX_SQL_CHARS = 16_384;
-const MAX_ARGS = 64;
+/** A db_query's string arguments: the front's gate allows less (server/store/worker-query-gate.ts); this keeps it plain data. */
 const MAX_ARG_CHARS = 65_536;
 /** What a model request may hold. */
 const MAX_URL_CHARS = 8192;
