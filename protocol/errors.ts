@@ -28,6 +28,9 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/** The most characters of a run's error message that travel (the worker cuts an agent's; the cell again). */
+export const MAX_ERROR_MESSAGE = 1000;
+
 /** An error as data: what crosses every hop (worker → cell → front → client). No stacks, no classes. */
 export interface ErrorBody {
   code: ErrorCode;

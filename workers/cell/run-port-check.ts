@@ -14,15 +14,14 @@ import type { RunLimits, RunOutcome, RunReport } from '../../protocol/cell-messa
 import { LEAK_KINDS, RECYCLE_REASONS, WORKER_WALLS } from '../../protocol/cell-messages.js';
 import { isAgentEventType, payloadProblem } from '../../protocol/agent-event-shapes.js';
 import { MAX_ARGS, MAX_SQL_CHARS } from '../../protocol/db-messages.js';
-import { ERROR_CODES } from '../../protocol/errors.js';
+import { ERROR_CODES, MAX_ERROR_MESSAGE } from '../../protocol/errors.js';
 import { checkResult } from '../../protocol/result-check.js';
 import type { AgentEvent, JsonObject } from '../../protocol/events.js';
 import type { WorkerStats, WorkerToCell } from '../../protocol/worker-messages.js';
 
 /** How far an event's timestamp may be from the cell's clock before the cell's own replaces it. */
 const CLOCK_SLACK_MS = 60_000;
-/** The most characters of an error message, and of a global's name in a report, that reach the front. */
-const MAX_MESSAGE = 1000;
+/** The most characters of a global's name in a report that reach the front. */
 const MAX_GLOBAL_NAME = 200;
 /** A report names at most this many changed globals (the worker lists far fewer; more is not a report). */
 const MAX_GLOBALS = 100;
@@ -145,7 +144,7 @@ export function createRunPortCheck(limits: RunLimits, workerIds: () => number[],
     }
     const error = o.error;
     if (!isObject(error) || typeof error.code !== 'string' || !Object.hasOwn(ERROR_CODES, error.code) || typeof error.message !== 'string') return null;
-    return { status: o.status as Exclude<RunOutcome['status'], 'completed'>, error: { code: error.code as keyof typeof ERROR_CODES, message: error.message.slice(0, MAX_MESSAGE) }, executionTimeMs };
+    return { status: o.status as Exclude<RunOutcome['status'], 'completed'>, error: { code: error.code as keyof typeof ERROR_CODES, message: error.message.slice(0, MAX_ERROR_MESSAGE) }, executionTimeMs };
   }
 
   function report(r: unknown): RunReport | null {

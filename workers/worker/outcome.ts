@@ -1,11 +1,10 @@
 /** Turns what an agent returned or threw into a RunOutcome: flat data with a code, checked once here. */
 import type { RunLimits, RunOutcome } from '../../protocol/cell-messages.js';
-import type { ErrorBody } from '../../protocol/errors.js';
+import { MAX_ERROR_MESSAGE, type ErrorBody } from '../../protocol/errors.js';
 import { checkResult } from '../../protocol/result-check.js';
 import { stopError } from '../../protocol/stop-errors.js';
 import type { StopReason } from '../../protocol/worker-messages.js';
 
-const MAX_MESSAGE = 1000;
 /** RangeErrors V8 throws when an allocation cannot be made (deep recursion is not one: it is the agent's bug). */
 const ALLOCATION_FAILURES = /Invalid (string|array|typed array) length|Array buffer allocation failed|allocation failed/i;
 
@@ -25,7 +24,7 @@ export function failedOutcome(err: unknown, executionTimeMs: number): RunOutcome
 
 export function agentErrorBody(err: unknown): ErrorBody {
   const code = (err as { code?: unknown })?.code;
-  const message = String((err as { message?: unknown })?.message ?? err).slice(0, MAX_MESSAGE);
+  const message = String((err as { message?: unknown })?.message ?? err).slice(0, MAX_ERROR_MESSAGE);
   if (code === 'LIMIT_EXCEEDED' || code === 'SINGLETON_AGENT') return { code, message };
   const name = (err as { name?: unknown })?.name;
   if (name === 'RangeError' && ALLOCATION_FAILURES.test(message)) {
