@@ -58,6 +58,8 @@ const WAIT_RUNNING_MS = 60_000;
 /** After the bound, how long the bench still waits for the restarts before it writes the round down as it is. */
 const GRACE_MS = 30_000;
 const CANCEL_WAIT_MS = 30_000;
+/** Set-ups tried before a round where the victim holds no run is written down as it is. */
+const SET_UP_TRIES = 5;
 
 export const sweepMs = (leaseMs: number) => Math.max(100, Math.floor(leaseMs / 5));
 
@@ -101,19 +103,15 @@ async function oneRound(cluster: Cluster, victim: ClusterNode, token: string, ro
   const runIds: string[] = [];
   const sample: TakeoverSample = { round: round + 1, victim: victim.nodeId, runs_on_victim: 0, runs_restarted: 0, restarted_ms: [], agent_started_ms: [], socket_ms: [], reasons: [], survivors_restarted: 0, not_cancelled: 0 };
   try {
-    // The victim's first, so it claims them (a node claims at once what it accepts; the others look every 250 ms).
-    for (let i = 0; i < ON_VICTIM; i++) runIds.push(await sockets.get(victim)!.start(SLOW.agent, SLOW.input));
-    await allRunning(others[0].url, token, runIds);
-    for (const n of others) for (let i = 0; i < ON_OTHERS; i++) runIds.push(await sockets.get(n)!.start(SLOW.agent, SLOW.input));
-    await allRunning(others[0].url, token, runIds);
-    // Only a run that started counts as held (one dispatched but not started goes back to the queue unannounced).
-    const heldByVictim = async () => metricValue(await fetch(`${victim.url}/metrics`).then((res) => res.text()), 'atoll_runs_active') ?? 0;
-    sample.runs_on_victim = await heldByVictim();
-    // On a starved machine the others may claim the victim's runs before it does: give it more until it holds one.
-    for (let tries = 0; sample.runs_on_victim === 0 && tries < 5; tries++) {
-      runIds.push(await sockets.get(victim)!.start(SLOW.agent, SLOW.input));
-      await allRunning(others[0].url, token, runIds);
-      sample.runs_on_victim = await heldByVictim();
+    // On a starved machine the others may claim the victim's runs before it does: then the round starts over (its
+    // runs cancelled), rather than adding runs, so the survivors always keep room for every run the victim holds
+    // (each node has 2 threads: 2 + 1 + 1 runs on 6 threads leave the survivors exactly what the victim held).
+    for (let tries = 0; ; tries++) {
+      const started = await startRound(sockets, victim, others, token);
+      runIds.push(...started);
+      sample.runs_on_victim = metricValue(await fetch(`${victim.url}/metrics`).then((res) => res.text()), 'atoll_runs_active') ?? 0;
+      if (sample.runs_on_victim > 0 || tries === SET_UP_TRIES - 1) break;
+      sample.not_cancelled += await cancelAll(others[0].url, token, started);
     }
 
     const killedAt = victim.kill();
@@ -145,11 +143,21 @@ async function oneRound(cluster: Cluster, victim: ClusterNode, token: string, ro
       sample.socket_ms.push(heard.length ? roundTo(Math.min(...heard) - killedAt, 1) : null);
     }
     sample.survivors_restarted = Math.max(0, sample.runs_restarted - sample.runs_on_victim);
-    sample.not_cancelled = await cancelAll(survivor, token, runIds);
+    sample.not_cancelled += await cancelAll(survivor, token, runIds);
   } finally {
     sockets.forEach((s) => s.close());
   }
   return sample;
+}
+
+/** The round's slow runs, all running: the victim's first, so it claims them (a node claims at once what it accepts; the others look every 250 ms). */
+async function startRound(sockets: Map<ClusterNode, EventRecorder>, victim: ClusterNode, others: ClusterNode[], token: string): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < ON_VICTIM; i++) ids.push(await sockets.get(victim)!.start(SLOW.agent, SLOW.input));
+  await allRunning(others[0].url, token, ids);
+  for (const n of others) for (let i = 0; i < ON_OTHERS; i++) ids.push(await sockets.get(n)!.start(SLOW.agent, SLOW.input));
+  await allRunning(others[0].url, token, ids);
+  return ids;
 }
 
 async function allRunning(url: string, token: string, runIds: string[]): Promise<void> {
