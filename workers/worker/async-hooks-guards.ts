@@ -47,6 +47,23 @@ export function guardAsyncHooks(): { createHook: typeof asyncHooks.createHook } 
     return createHook(own);
   });
   guardAsyncLocalStorage(asyncHooks);
+  // process._getActiveHandles() lists the owner of every ref'd handle: the run's port (it listens for the cell's
+  // stop) and Piscina's task port are among them. Filtered without calling anything agent code could replace.
+  const getActiveHandles = (process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles;
+  if (typeof getActiveHandles === 'function') {
+    const original = getActiveHandles.bind(process);
+    pin(
+      process,
+      '_getActiveHandles',
+      () => {
+        const all = original();
+        const kept: unknown[] = [];
+        for (let i = 0; i < all.length; i++) if (shown(all[i]) === all[i]) kept[kept.length] = all[i];
+        return kept;
+      },
+      false,
+    );
+  }
   // ES modules importing { createHook } or { executionAsyncResource } from 'node:async_hooks' get the guarded ones.
   syncBuiltinESMExports();
   return { createHook };
