@@ -63,6 +63,16 @@ export default class Forger {
         // Crosses a MessagePort, but not the front's channel: read back there, it threw and the front exited.
         post({ type: 'db_query', id: 1000001, kind: 'query', query: { sql: 'SELECT 1', args: [new WebAssembly.Module(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]))], argTypes: [] } });
         break;
+      case 'hide_walls':
+      case 'hide_walls_recycled':
+        // Probes a wall (a signal to pid 1: refused, 'signal' in the real report), then sends a done of its own with a
+        // clean report before the runtime's: settled on the Piscina answer, which usually beats the runtime's done, or at
+        // once when the report says its worker is to be recycled ('max_runs', a reason the runtime gives).
+        try {
+          process.kill(1, 0);
+        } catch {}
+        post({ type: 'done', outcome: { status: 'completed', result: 'FORGED done', executionTimeMs: 1 }, stats: { ...stats, activeContexts: 1, liveAgentInstances: 1 }, report: ctx.input.mode === 'hide_walls' ? report : { ...report, recycled: 'max_runs' } });
+        return 'returned normally';
       case 'shared_memory_db':
         post({ type: 'db_query', id: 1000002, kind: 'query', query: { sql: 'SELECT 1', args: [new SharedArrayBuffer(8)], argTypes: [] } });
         break;
@@ -145,6 +155,14 @@ test.each(['malformed_db', 'unclonable_db', 'shared_memory_db'])('a db_query tha
   expect(server.proc.exitCode).toBeNull();
   expect((await httpCall(server.url, 'GET', '/readyz')).status).toBe(ready);
   expect(server.logs.filter((l) => l.msg === 'cell died')).toEqual([]);
+});
+
+test.each(['hide_walls', 'hide_walls_recycled'])("a done of the agent's own, then its runtime's (%s): neither the forged outcome nor its clean report (hiding the walls it hit) is taken", async (mode) => {
+  for (let i = 0; i < 3; i++) {
+    const { events, view } = await forged(mode);
+    expect(JSON.stringify(events)).not.toContain('FORGED');
+    expect(view.isolation.refused).toEqual(expect.arrayContaining(['signal']));
+  }
 });
 
 test('another user carries on', async () => {
