@@ -100,6 +100,45 @@ test('rows written by the prepared statements read back through Prisma: dates, o
   ]);
 });
 
+test('a page cut by size reads about a page: 40 events of 100 KB, 1,000 asked, 1 MiB allowed, 12 read (event 1, ten that fit, the one past the size so the cut shows)', async () => {
+  const at = new Date('2026-11-26T11:00:00.000Z');
+  const big = 'x'.repeat(600_000);
+  const accept = (id: string, first: boolean) =>
+    store.acceptRun({
+      id, userId: 'u-size', threadId: first ? null : 't-size', newThreadId: 't-size', agentName: 'a', input: { text: big },
+      correlationId: null, requestId: `req-${id}`, firstEvent: envelope(id, 1, 'message_received', {}, at, 'u-size', 't-size') as never, correlationSince: 0,
+    });
+  await accept('size-1', true);
+  await store.appendEvents(Array.from({ length: 40 }, (_, i) => envelope('size-1', i + 2, 'partial_result', { text: 'e'.repeat(100_000) }, at, 'u-size', 't-size')));
+  for (const id of ['size-2', 'size-3', 'size-4']) await accept(id, false);
+  const read = readThroughPrisma(front.url, `async (store) => {
+    const run = await store.findRun('u-size', 'size-1');
+    const seqs = async (after, limit, maxBytes) => (await store.listEvents(run, after, limit, maxBytes)).map((e) => e.seq);
+    const lengths = async (limit, maxBytes) => (await store.listMessages('t-size', limit, 0, maxBytes)).map((m) => m.content.length);
+    return {
+      cut: await seqs(0, 1000, ${1024 * 1024}),
+      uncut: await seqs(0, 1000),
+      fewerAsked: await seqs(0, 5, ${1024 * 1024}),
+      fromTheMiddle: await seqs(35, 1000, ${1024 * 1024}),
+      pastTheEnd: await seqs(41, 1000, ${1024 * 1024}),
+      oneLargerThanTheCut: await seqs(1, 1000, 50_000),
+      messagesCut: await lengths(100, ${1024 * 1024}),
+      messagesUncut: await lengths(100),
+    };
+  }`);
+  // Event 1 is small: it and ten of 100 KB stay within 1 MiB, the twelfth passes it.
+  expect(read.cut).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+  expect(read.uncut).toHaveLength(41);
+  expect(read.fewerAsked).toEqual([1, 2, 3, 4, 5]);
+  expect(read.fromTheMiddle).toEqual([36, 37, 38, 39, 40, 41]);
+  expect(read.pastTheEnd).toEqual([]);
+  // Even the first alone is past the size: two, so the caller's cut falls between them.
+  expect(read.oneLargerThanTheCut).toEqual([2, 3]);
+  // Messages alike: two user messages of 600 KB pass 1 MiB.
+  expect(read.messagesCut).toEqual([600_000, 600_000]);
+  expect(read.messagesUncut).toHaveLength(4);
+});
+
 test('a failing write fails alone: the writes committed with it in the same turn still land', async () => {
   const at = new Date();
   const good = (id: string) =>

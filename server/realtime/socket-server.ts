@@ -158,7 +158,7 @@ export function createSocketServer(deps: SocketServerDeps) {
       const runs = await store.listRunsSince(userId, new Date(since), MISSED_RUNS_MAX).catch(() => []);
       for (const run of runs) {
         if (knows(run.id)) continue;
-        const replayed = await delivery.replay(socket, run.id, 0, (after) => store.listEvents(run, after, REPLAY_PAGE)).catch(() => null);
+        const replayed = await delivery.replay(socket, run.id, 0, (after) => store.listEvents(run, after, REPLAY_PAGE, maxAckBytes)).catch(() => null);
         if (replayed?.nextAfterSeq != null) delivery.askResync(socket, run.id, replayed.nextAfterSeq);
       }
     }
@@ -177,7 +177,7 @@ export function createSocketServer(deps: SocketServerDeps) {
         notFollowed.push(runId);
         continue;
       }
-      const replayed = await delivery.replay(socket, run.id, 0, (after) => store.listEvents(run, after, REPLAY_PAGE));
+      const replayed = await delivery.replay(socket, run.id, 0, (after) => store.listEvents(run, after, REPLAY_PAGE, maxAckBytes));
       if (replayed.nextAfterSeq != null) delivery.askResync(socket, run.id, replayed.nextAfterSeq);
     }
     return notFollowed;
@@ -277,7 +277,7 @@ export function createSocketServer(deps: SocketServerDeps) {
       return withRoom(socket, async () => {
         const run = await store.findRun(socket.data.userId, body.run_id);
         if (!run) throw new CodedError('NOT_FOUND', 'no such run');
-        const replayed = await delivery.replay(socket, run.id, body.after_seq, (after) => store.listEvents(run, after, REPLAY_PAGE));
+        const replayed = await delivery.replay(socket, run.id, body.after_seq, (after) => store.listEvents(run, after, REPLAY_PAGE, maxAckBytes));
         return { run_id: run.id, last_seq: replayed.lastSeq, next_after_seq: replayed.nextAfterSeq };
       });
     },
@@ -286,7 +286,7 @@ export function createSocketServer(deps: SocketServerDeps) {
       return withRoom(socket, async () => {
         const thread = await store.findThread(socket.data.userId, body.thread_id);
         if (!thread) throw new CodedError('NOT_FOUND', 'no such thread');
-        const page = pageBySize((await store.listMessages(thread.id, body.limit, body.after)).map(messageView), body.limit, maxAckBytes);
+        const page = pageBySize((await store.listMessages(thread.id, body.limit, body.after, maxAckBytes)).map(messageView), body.limit, maxAckBytes);
         return { thread_id: thread.id, messages: page.items, next_after: page.nextAfter };
       });
     },

@@ -12,6 +12,25 @@ import { acceptedRecordOf, acceptedRowOf, runRecordOf } from './run-record.js';
 import { storableText, type RunWrites } from './run-writes.js';
 import type { MessageRecord, NewRun, RunRecord, RunStore, ThreadCursor, ThreadRecord } from './store.js';
 
+type SizeRow = { key: number | bigint; n: number | bigint };
+
+/**
+ * For a page cut by size: the sizes are read first (a run's event may be MAX_EVENT_BYTES, a message MAX_RESULT_BYTES,
+ * and a page of 1,000 events of 64 KiB was read and parsed whole, 64 MB, before its caller cut it at 1 MiB), and
+ * the rows read up to the one where they pass `maxBytes`, at least two: a caller cutting at `maxBytes` then always
+ * cuts inside what it got, and so can tell that more follow. The key of the last row to read; none: no rows.
+ */
+function lastKeyWithin(sizes: SizeRow[], maxBytes: number): number | undefined {
+  let total = 0;
+  let last: number | undefined;
+  for (const [i, row] of sizes.entries()) {
+    if (i >= 2 && total > maxBytes) break;
+    total += Number(row.n);
+    last = Number(row.key);
+  }
+  return last;
+}
+
 export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
   const toRun = runRecordOf;
 
@@ -41,8 +60,15 @@ export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
     },
 
     /** Messages in order, after the cursor (a message id). */
-    async listMessages(threadId: string, limit: number, afterId: number): Promise<MessageRecord[]> {
-      const rows = await db.message.findMany({ where: { threadId, id: { gt: afterId } }, orderBy: { id: 'asc' }, take: limit });
+    async listMessages(threadId: string, limit: number, afterId: number, maxBytes?: number): Promise<MessageRecord[]> {
+      let lastId: number | undefined;
+      if (maxBytes !== undefined) {
+        const sizes = await db.$queryRaw<SizeRow[]>`SELECT "id" AS "key", length("content") AS "n" FROM "Message" WHERE "threadId" = ${threadId} AND "id" > ${afterId} ORDER BY "id" LIMIT ${limit}`;
+        lastId = lastKeyWithin(sizes, maxBytes);
+        if (lastId === undefined) return [];
+      }
+      const id = lastId === undefined ? { gt: afterId } : { gt: afterId, lte: lastId };
+      const rows = await db.message.findMany({ where: { threadId, id }, orderBy: { id: 'asc' }, take: limit });
       return rows as MessageRecord[];
     },
 
@@ -87,8 +113,15 @@ export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
       return rows.reverse().map(toRun);
     },
 
-    async listEvents(run: RunRecord, afterSeq: number, limit: number): Promise<RunEventEnvelope[]> {
-      const rows = await db.runEvent.findMany({ where: { runId: run.id, seq: { gt: afterSeq } }, orderBy: { seq: 'asc' }, take: limit });
+    async listEvents(run: RunRecord, afterSeq: number, limit: number, maxBytes?: number): Promise<RunEventEnvelope[]> {
+      let lastSeq: number | undefined;
+      if (maxBytes !== undefined) {
+        const sizes = await db.$queryRaw<SizeRow[]>`SELECT "seq" AS "key", length("payload") AS "n" FROM "RunEvent" WHERE "runId" = ${run.id} AND "seq" > ${afterSeq} ORDER BY "seq" LIMIT ${limit}`;
+        lastSeq = lastKeyWithin(sizes, maxBytes);
+        if (lastSeq === undefined) return [];
+      }
+      const seq = lastSeq === undefined ? { gt: afterSeq } : { gt: afterSeq, lte: lastSeq };
+      const rows = await db.runEvent.findMany({ where: { runId: run.id, seq }, orderBy: { seq: 'asc' }, take: limit });
       return rows.map(
         (row) =>
           ({

@@ -90,8 +90,8 @@ export interface RunStore {
    * when given: updated before its time, or at its time with a lower id (`threadId` null: before its time only).
    */
   listThreads(userId: string, limit: number, before: ThreadCursor | null): Promise<ThreadRecord[]>;
-  /** A thread's messages in order, after the cursor (a message id). */
-  listMessages(threadId: string, limit: number, afterId: number): Promise<MessageRecord[]>;
+  /** A thread's messages in order, after the cursor (a message id); `maxBytes` as for listEvents (their content). */
+  listMessages(threadId: string, limit: number, afterId: number, maxBytes?: number): Promise<MessageRecord[]>;
   /** Persists the request before it is acknowledged: user, thread, the user's message, the run, event 1. */
   acceptRun(r: NewRun): Promise<RunRecord>;
   /** `owner`: the lease holding the run (several nodes: a write fails with FencedError once it lost the run). */
@@ -120,8 +120,12 @@ export interface RunStore {
    * gap: the runs missed are the newest; a socket connected for long has had more than `limit` before them).
    */
   listRunsSince(userId: string, since: Date, limit: number): Promise<RunRecord[]>;
-  /** A run's logged events after `afterSeq`, in seq order. */
-  listEvents(run: RunRecord, afterSeq: number, limit: number): Promise<RunEventEnvelope[]>;
+  /**
+   * A run's logged events after `afterSeq`, in seq order, at most `limit`. With `maxBytes`: no more than it takes
+   * for their payloads to pass `maxBytes` (at least two), for a caller that cuts its page at `maxBytes`: it reads
+   * about a page from the database, not `limit` events, and when it is cut short here its own cut falls inside.
+   */
+  listEvents(run: RunRecord, afterSeq: number, limit: number, maxBytes?: number): Promise<RunEventEnvelope[]>;
   /** Runs a previous process left queued or running, oldest first, with the last seq each logged. */
   findUnfinishedRuns(): Promise<{ run: RunRecord; lastSeq: number }[]>;
 }

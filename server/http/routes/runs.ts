@@ -50,7 +50,7 @@ export function runRoutes(deps: { store: RunStore; runs: RunService; settings: P
   r.get('/threads/:id/messages', async (req, res) => {
     const thread = await ownThread(userOf(res), req.params.id);
     const q = parse(PageQuery, req.query, 'query');
-    const page = pageBySize((await store.listMessages(thread.id, q.limit, q.after)).map(messageView), q.limit, PAGE_MAX_BYTES);
+    const page = pageBySize((await store.listMessages(thread.id, q.limit, q.after, PAGE_MAX_BYTES)).map(messageView), q.limit, PAGE_MAX_BYTES);
     res.json({ messages: page.items, next_after: page.nextAfter } satisfies MessagePage);
   });
 
@@ -79,7 +79,7 @@ export function runRoutes(deps: { store: RunStore; runs: RunService; settings: P
   r.get('/runs/:id/events', async (req, res) => {
     const run = await ownRun(userOf(res), req.params.id);
     const q = parse(EventsQuery, req.query, 'query');
-    const events = (await store.listEvents(run, q.after_seq, q.limit)) as AnyRunEventEnvelope[];
+    const events = (await store.listEvents(run, q.after_seq, q.limit, PAGE_MAX_BYTES)) as AnyRunEventEnvelope[];
     const page = pageBySize(events, q.limit, PAGE_MAX_BYTES, (e) => e.seq);
     res.json({ run_id: run.id, status: run.status, events: page.items, next_after_seq: page.nextAfter } satisfies RunEventsPage);
   });
