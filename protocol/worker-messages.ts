@@ -65,8 +65,13 @@ export type WorkerSettingsMatch = Assert<SameShape<Pick<CellConfig, (typeof WORK
 /**
  * `startRecorded`: an Int32 in a SharedArrayBuffer of this run's own, set to 1 by the cell once the run's
  * `run_started` is written to the front's channel. The worker runs no agent code before: a cell that dies first
- * leaves a run the front knows never ran any (server/runs/cell-death.ts).
+ * leaves a run the front knows never ran any (server/runs/cell-death.ts). Its next two Int32s are the run's seal
+ * (random, from the cell): the worker runtime reads them only to sign its `done` (RUN_SEAL_AT).
  */
+/** Where the seal sits in `startRecorded`: two Int32s after the start flag. */
+export const RUN_SEAL_AT = 1;
+export const RUN_SHARED_INT32S = 3;
+
 export type WorkerTask = { kind: 'run'; run: RunAssignment; port: MessagePort; startRecorded: Int32Array; traceId?: string } | { kind: 'describe' };
 
 export type { StopReason } from './stop-errors.js';
@@ -128,7 +133,11 @@ export type WorkerToCell =
    * agent code runs; the worker will not return: the cell terminates it and dispatches the run again.
    */
   | { type: 'refused'; reason: 'user_switch' | 'priority_not_restored' }
-  /** `report.recycled` set: the worker will not return; the cell terminates it (Piscina replaces it). */
-  | { type: 'done'; outcome: RunOutcome; stats: WorkerStats; report: RunReport };
+  /**
+   * `report.recycled` set: the worker will not return; the cell terminates it (Piscina replaces it). `seal`: the
+   * run's seal, read from shared memory as the runtime sends it, so code that got hold of the port cannot post a
+   * `done` of its own before the runtime's (hiding the walls its run hit, or choosing its outcome).
+   */
+  | { type: 'done'; outcome: RunOutcome; stats: WorkerStats; report: RunReport; seal: [number, number] };
 
 export type DescribeReply = { agents: AgentInfo[]; stats: WorkerStats };

@@ -11,7 +11,7 @@ import pino from 'pino';
 import { loadConfig } from '../../server/config';
 import { cellConfigOf } from '../../server/config-views';
 import { pick } from '../../protocol/pick';
-import { WORKER_SETTINGS, type WorkerToCell } from '../../protocol/worker-messages';
+import { RUN_SHARED_INT32S, WORKER_SETTINGS, type WorkerToCell } from '../../protocol/worker-messages';
 import type { AgentRegistry } from '../../workers/worker/agent-registry';
 import { createDbChannel } from '../../workers/worker/db-forwarding';
 import { createHandleTracker } from '../../workers/worker/handle-tracker';
@@ -52,7 +52,7 @@ test('a run starts its agent only once the cell has set startRecorded', async ()
     if (msg.type === 'done') done();
   });
   const run = { runId: 'r1', userId: 'u1', threadId: 't1', requestId: 'q1', agentName: 'probe', input: { text: 'hello' }, attempt: 1, scratchDir: '/tmp' };
-  const startRecorded = new Int32Array(new SharedArrayBuffer(4));
+  const startRecorded = new Int32Array(new SharedArrayBuffer(RUN_SHARED_INT32S * 4));
   // The cell's part, on a thread of its own: this one blocks while the worker runtime waits.
   const cell = new Worker(
     `const { workerData: flag, parentPort } = require('node:worker_threads');

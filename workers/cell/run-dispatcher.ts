@@ -9,7 +9,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
 import type { CellToFront, FrontToCell, ModelCallTiming, RunAssignment, RunLimits, RunOutcome, RunReport } from '../../protocol/cell-messages.js';
 import { stopError } from '../../protocol/stop-errors.js';
-import type { CellToWorker, StopReason, WorkerStats, WorkerTask } from '../../protocol/worker-messages.js';
+import { RUN_SEAL_AT, RUN_SHARED_INT32S, type CellToWorker, type StopReason, type WorkerStats, type WorkerTask } from '../../protocol/worker-messages.js';
 import type { ModelBroker, ModelBrokerSession } from './model-broker.js';
 import { messageOf } from '../../protocol/errors.js';
 import { createRunPortCheck, type RunPortCheck } from './run-port-check.js';
@@ -163,6 +163,11 @@ export function createRunDispatcher(deps: {
 
   function start(run: RunAssignment, traceparent?: string, redispatches = 0) {
     const { port1, port2 } = new MessageChannel();
+    // Shared memory, not a message: the worker waits for the start flag without a turn of either event loop, and
+    // reads the seal only as it sends its done (no message carries it before).
+    const startRecorded = new Int32Array(new SharedArrayBuffer(RUN_SHARED_INT32S * 4));
+    crypto.getRandomValues(startRecorded.subarray(RUN_SEAL_AT, RUN_SEAL_AT + 2));
+    const seal: [number, number] = [startRecorded[RUN_SEAL_AT], startRecorded[RUN_SEAL_AT + 1]];
     // Traced runs only: each model request's timing goes to the front, which makes its span.
     const traceId = traceparent ? TRACEPARENT.exec(traceparent)?.[1] : undefined;
     const tracing = traceId ? { traceId, onCall: (call: ModelCallTiming) => deps.send({ type: 'model_call', runId: run.runId, call }) } : undefined;
@@ -182,6 +187,7 @@ export function createRunDispatcher(deps: {
       workerId: null,
       check: createRunPortCheck(
         deps.limits,
+        seal,
         () => deps.pool.threads.map((t) => t.threadId),
         (why) => {
           // Code in the worker spoke for its runtime: the run fails now and the worker is retired (settle).
@@ -237,8 +243,6 @@ export function createRunDispatcher(deps: {
         else f.done = { outcome: msg.outcome, report: msg.report };
       }
     });
-    // Shared memory, not a message: the worker waits for it without a turn of either event loop.
-    const startRecorded = new Int32Array(new SharedArrayBuffer(4));
     const task: WorkerTask = { kind: 'run', run, port: port2, startRecorded, ...(tracing ? { traceId: tracing.traceId } : {}) };
     Object.assign(task, deps.route?.(run));
     deps.pool.run(task, { transferList: [port2], signal: f.abort.signal }).then(

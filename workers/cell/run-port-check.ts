@@ -91,10 +91,10 @@ export interface RunPortCheck {
 }
 
 /**
- * `workerIds`: the threads alive in the cell (a `started` or `stats` names one of them); `onRefused` is told the
+ * `seal`: the run's seal (protocol/worker-messages.ts), which only its runtime's `done` carries. `workerIds`: the threads alive in the cell (a `started` or `stats` names one of them); `onRefused` is told the
  * first time something is refused (the dispatcher retires the worker).
  */
-export function createRunPortCheck(limits: RunLimits, workerIds: () => number[], onRefused: (why: string) => void): RunPortCheck {
+export function createRunPortCheck(limits: RunLimits, seal: readonly [number, number], workerIds: () => number[], onRefused: (why: string) => void): RunPortCheck {
   /** When the cell saw the run start: an outcome's execution time is at most what the cell measured. */
   let startedAt: number | null = null;
   let startedBy: number | null = null;
@@ -203,8 +203,9 @@ export function createRunPortCheck(limits: RunLimits, workerIds: () => number[],
           const checkedReport = report(msg.report);
           const checkedStats = stats(msg.stats);
           if (startedBy === null || !checkedOutcome || !checkedReport || !checkedStats) return refuse('a done the worker runtime would not have sent');
+          if (!Array.isArray(msg.seal) || msg.seal.length !== 2 || msg.seal[0] !== seal[0] || msg.seal[1] !== seal[1]) return refuse('a done without the run\'s seal');
           done = true;
-          return { type: 'done', outcome: checkedOutcome, report: checkedReport, stats: checkedStats };
+          return { type: 'done', outcome: checkedOutcome, report: checkedReport, stats: checkedStats, seal: [seal[0], seal[1]] };
         }
         // Rebuilt from plain values; what they ask for is checked where they are handled: the broker (the model's
         // URL), the front's gate (the statement and its user).

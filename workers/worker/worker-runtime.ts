@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Db } from '../../prisma/client-type.js';
 import { DEMOTED_NICE, type RunAssignment, type RunOutcome, type RunReport } from '../../protocol/cell-messages.js';
 import type { Agent } from '../agent-contract.js';
-import type { CellToWorker, DescribeReply, StopReason, WorkerConfig, WorkerStats, WorkerTask, WorkerToCell } from '../../protocol/worker-messages.js';
+import { RUN_SEAL_AT, type CellToWorker, type DescribeReply, type StopReason, type WorkerConfig, type WorkerStats, type WorkerTask, type WorkerToCell } from '../../protocol/worker-messages.js';
 import { threadsGet } from '../../prisma/scoped-queries.js';
 import { createAgentFactory } from './agent-factory.js';
 import type { DbChannel } from './db-forwarding.js';
@@ -241,7 +241,8 @@ export function createWorkerRuntime(deps: {
     const recycled = recycleReason({ contaminated, globals, leaks, agentSettled, priorityRestored: priority.restored, runsServed, maxRunsPerWorker: config.maxRunsPerWorker });
     const report: RunReport = { leaks, globals, contaminated, recycled, cleanupMs: Date.now() - cleanupStarted, ...(priority.demoted ? { cpuDemoted: true } : {}), ...(deps.refused.size ? { refused: [...deps.refused] } : {}) };
     if (recycled && recycled !== 'max_runs') runLog.warn({ leaks, globals, recycled }, 'run left state behind; recycling its worker thread');
-    post({ type: 'done', outcome, stats: stats(), report });
+    // The seal is read only now, after the outcome and report are built (their building may run agent getters).
+    post({ type: 'done', outcome, stats: stats(), report, seal: [Atomics.load(startRecorded, RUN_SEAL_AT), Atomics.load(startRecorded, RUN_SEAL_AT + 1)] });
     if (recycled) {
       // Never return: the cell terminates this worker on `done`, so no later run can see what this one left.
       await new Promise<never>(() => undefined);
