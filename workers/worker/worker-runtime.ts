@@ -118,6 +118,8 @@ export function createWorkerRuntime(deps: {
 
   // THREAD_REUSE=same_user: the one user this worker serves, set by its first run.
   let servedUser: string | null = null;
+  // A run is executing (its task is not answered yet; a refused or recycled run's never is).
+  let executing = false;
 
   async function execute(run: RunAssignment, port: MessagePort, startRecorded: Int32Array, traceId?: string): Promise<RunOutcome> {
     const post = (msg: WorkerToCell) => port.postMessage(msg);
@@ -264,7 +266,14 @@ export function createWorkerRuntime(deps: {
     },
     handle(task: WorkerTask): Promise<RunOutcome | DescribeReply> {
       if (task.kind === 'describe') return describe();
-      if (task.kind === 'run') return execute(task.run, task.port, task.startRecorded, task.traceId);
+      if (task.kind === 'run') {
+        // One run at a time (Piscina gives a worker one task at a time): a run task while one executes is not
+        // Piscina's but code of the run's own, which found this handler (run-entry's export, in require.cache).
+        // Refused before it touches anything the runs share: the walls hit, the handle tracker, the database channel.
+        if (executing) return Promise.reject(new Error('a run is already executing on this worker'));
+        executing = true;
+        return execute(task.run, task.port, task.startRecorded, task.traceId).finally(() => (executing = false));
+      }
       return Promise.reject(new Error(`unknown worker task ${JSON.stringify((task as { kind?: unknown }).kind)}`));
     },
   };
