@@ -87,6 +87,9 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
   const broadcastChannel = refusing(() => onRefused('broadcast_channel'), 'BroadcastChannel');
   pin(workerThreads, 'BroadcastChannel', broadcastChannel);
   pin(globalThis, 'BroadcastChannel', broadcastChannel, false);
+  // postMessageToThread (Node 20.20, 22.5+) is the same channel by thread id: through the cell's main thread to any
+  // thread's process 'workerMessage', another user's worker included. Counted as the same wall.
+  if ('postMessageToThread' in workerThreads) pin(workerThreads, 'postMessageToThread', refusing(() => onRefused('broadcast_channel'), 'worker_threads.postMessageToThread()'));
   // module.register starts Node's module-hooks thread: a thread of the cell with none of these guards.
   // module.registerHooks (Node 22.15+) runs in the thread, but its hooks outlive the run and rewrite every module
   // later runs of the worker load.
