@@ -102,6 +102,9 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
   // fds 1 and 2 from C++ (--trace-gc, %DebugPrint with --allow-natives-syntax), files anywhere the OS user may
   // (--perf-basic-prof-path on Node 22 and 24), or abort the cell.
   pin(v8, 'setFlagsFromString', refusing(() => onRefused('v8'), 'v8.setFlagsFromString()'));
+  // v8.queryObjects (Node 20.20, 22, 24) with format 'summary' prints every object of the thread's heap of a class, with
+  // its contents: a run's shared memory (its start flag and the seal its done is signed with), what earlier runs left.
+  if ('queryObjects' in v8) pin(v8, 'queryObjects', refusing(() => onRefused('v8'), 'v8.queryObjects()'));
 
   // node:sqlite (Node 22 and 24) opens database files the permission model does not check (measured on 22.23 and
   // 24.22: a file outside --allow-fs-read opened and read): the front's SQLite file, when cells share its OS user.
