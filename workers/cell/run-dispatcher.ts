@@ -262,7 +262,13 @@ export function createRunDispatcher(deps: {
       },
       (err: unknown) => {
         // Let messages the worker posted before it ended drain first; a `done` among them wins.
-        setImmediate(() => settle(f, crashOutcome(f, err)));
+        setImmediate(() => {
+          settle(f, crashOutcome(f, err));
+          // A started run's task failed without its done: its worker ended already (terminated, crashed, out of
+          // memory), or its runtime threw before the done (agent code can make it: a getter it put on a timer it
+          // left). Either way that worker, with whatever the run left in it, serves no other run.
+          if (f.workerId !== null) void deps.pool.threads.find((t) => t.threadId === f.workerId)?.terminate();
+        });
       },
     );
   }
