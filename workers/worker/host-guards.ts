@@ -90,6 +90,13 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
   // postMessageToThread (Node 20.20, 22.5+) is the same channel by thread id: through the cell's main thread to any
   // thread's process 'workerMessage', another user's worker included. Counted as the same wall.
   if ('postMessageToThread' in workerThreads) pin(workerThreads, 'postMessageToThread', refusing(() => onRefused('broadcast_channel'), 'worker_threads.postMessageToThread()'));
+  // Node 24's Web Locks (worker_threads.locks, the same object as navigator.locks) are the process's: a request with
+  // `ifAvailable` tells whether another thread holds a name, a user's worker or another's. Counted as the same wall.
+  const locks = (workerThreads as { locks?: object }).locks;
+  if (locks) {
+    const lockManager = Object.getPrototypeOf(locks) as object;
+    for (const name of ['request', 'query']) pin(lockManager, name, refusing(() => onRefused('broadcast_channel'), `Web Locks ${name}()`), false);
+  }
   // module.register starts Node's module-hooks thread: a thread of the cell with none of these guards.
   // module.registerHooks (Node 22.15+) runs in the thread, but its hooks outlive the run and rewrite every module
   // later runs of the worker load.
