@@ -32,6 +32,7 @@ const BUILTINS: [string, object][] = [
   ['Uint8Array.prototype', Uint8Array.prototype],
   ['Buffer.prototype', Buffer.prototype],
   ['JSON', JSON],
+  ['Atomics', Atomics],
   ['Math', Math],
   ['Reflect', Reflect],
   ['Object', Object],

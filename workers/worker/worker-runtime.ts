@@ -3,7 +3,7 @@
  * the execution of one run at a time. Everything a run touches is built per run and released after it;
  * what a run leaves behind (globals, open resources, an agent that never settled) retires the worker.
  */
-import { threadId as workerId, type MessagePort } from 'node:worker_threads';
+import { threadId as workerId, MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Db } from '../../prisma/client-type.js';
 import { DEMOTED_NICE, type RunAssignment, type RunOutcome, type RunReport } from '../../protocol/cell-messages.js';
@@ -27,6 +27,15 @@ import { isConfigured } from '../llm/settings.js';
 import { messageOf } from '../../protocol/errors.js';
 
 const CLEANUP_TIMEOUT_MS = 2000;
+/**
+ * Taken as this module loads, before any agent module does: with THREAD_LOCKDOWN=0 agent code can replace
+ * MessagePort.prototype.postMessage or Atomics.load, and a patch the runtime calls after the isolation check (it reads
+ * the seal after it) rewrote the sealed `done` (its outcome, its report) or read the next run's seal as it waited to start.
+ */
+const postMessage = MessagePort.prototype.postMessage;
+const atomicsLoad = Atomics.load;
+const atomicsWait = Atomics.wait;
+const apply = Reflect.apply;
 /** Looks again after these pauses before calling something a leak (a starved CPU closes sockets late). */
 const LEAK_RECHECKS_MS = [20, 100, 300];
 
@@ -122,7 +131,7 @@ export function createWorkerRuntime(deps: {
   let executing = false;
 
   async function execute(run: RunAssignment, port: MessagePort, startRecorded: Int32Array, traceId?: string): Promise<RunOutcome> {
-    const post = (msg: WorkerToCell) => port.postMessage(msg);
+    const post = (msg: WorkerToCell) => apply(postMessage, port, [msg]);
     if (config.workerReuse === 'same_user' && servedUser !== null && servedUser !== run.userId) {
       // Before any agent code: what earlier runs left in modules and closures must never meet another user.
       post({ type: 'refused', reason: 'user_switch' });
@@ -244,7 +253,7 @@ export function createWorkerRuntime(deps: {
     const report: RunReport = { leaks, globals, contaminated, recycled, cleanupMs: Date.now() - cleanupStarted, ...(priority.demoted ? { cpuDemoted: true } : {}), ...(deps.refused.size ? { refused: [...deps.refused] } : {}) };
     if (recycled && recycled !== 'max_runs') runLog.warn({ leaks, globals, recycled }, 'run left state behind; recycling its worker thread');
     // The seal is read only now, after the outcome and report are built (their building may run agent getters).
-    post({ type: 'done', outcome, stats: stats(), report, seal: [Atomics.load(startRecorded, RUN_SEAL_AT), Atomics.load(startRecorded, RUN_SEAL_AT + 1)] });
+    post({ type: 'done', outcome, stats: stats(), report, seal: [atomicsLoad(startRecorded, RUN_SEAL_AT), atomicsLoad(startRecorded, RUN_SEAL_AT + 1)] });
     if (recycled) {
       // Never return: the cell terminates this worker on `done`, so no later run can see what this one left.
       await new Promise<never>(() => undefined);
@@ -293,5 +302,5 @@ function niceNow(): number | null {
  * stop meanwhile is read from the run's port afterwards; terminating the thread ends the wait too.
  */
 function waitUntilSet(flag: Int32Array): void {
-  while (Atomics.load(flag, 0) === 0) Atomics.wait(flag, 0, 0, 1000);
+  while (atomicsLoad(flag, 0) === 0) atomicsWait(flag, 0, 0, 1000);
 }
