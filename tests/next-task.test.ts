@@ -1,7 +1,7 @@
 /**
  * THREAD_LOCKDOWN=0: code that gets hold of Piscina's task port (here a patch of MessagePort.prototype.postMessage put
- * in after the isolation check, from a patch of Atomics.load that check does not compare, and taken out again at
- * Piscina's answer) listens on it: the worker's next task arrives there too, its run's port and shared memory with it.
+ * in after the isolation check, from a patch of os.getPriority that check does not compare and the runtime calls after
+ * it, and taken out again at Piscina's answer) listens on it: the worker's next task arrives there too, its run's port and shared memory with it.
  * The next run, on the same worker, signs a done of its own with that seal on that port: taken, with its forged
  * outcome and clean report, at once with recycled 'max_runs'. (With THREAD_REUSE=any the next run is another user's.)
  */
@@ -12,6 +12,7 @@ import { startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
 
 const NEXT_TASK = `
+import os from 'node:os';
 import { MessagePort, threadId } from 'node:worker_threads';
 let nextTask = null;
 const postMessage = MessagePort.prototype.postMessage;
@@ -25,20 +26,19 @@ export default class NextTask {
       await new Promise((r) => setTimeout(r, 300));
       return 'returned normally';
     }
-    // After the isolation check (the runtime reads the seal): patch postMessage until Piscina's answer, take its port.
-    const load = Atomics.load;
-    Atomics.load = function (array, index) {
-      if (index === 1 && array.length === 3) {
-        Atomics.load = load;
-        MessagePort.prototype.postMessage = function (msg, ...rest) {
-          if (msg && typeof msg === 'object' && 'taskId' in msg) {
-            MessagePort.prototype.postMessage = postMessage;
-            this.on('message', (m) => m && m.task && m.task.kind === 'run' && (nextTask = m.task));
-          }
-          return postMessage.call(this, msg, ...rest);
-        };
-      }
-      return load(array, index);
+    // After the isolation check the runtime asks its priority back (os.getPriority, which that check does not
+    // compare): patch postMessage there until Piscina's answer, and take its port.
+    const getPriority = os.getPriority;
+    os.getPriority = function (...args) {
+      os.getPriority = getPriority;
+      MessagePort.prototype.postMessage = function (msg, ...rest) {
+        if (msg && typeof msg === 'object' && 'taskId' in msg) {
+          MessagePort.prototype.postMessage = postMessage;
+          this.on('message', (m) => m && m.task && m.task.kind === 'run' && (nextTask = m.task));
+        }
+        return postMessage.call(this, msg, ...rest);
+      };
+      return getPriority(...args);
     };
     return 'armed';
   }
