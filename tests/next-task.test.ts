@@ -1,6 +1,6 @@
 /**
  * THREAD_LOCKDOWN=0: code that gets hold of Piscina's task port (here a patch of MessagePort.prototype.postMessage put
- * in after the isolation check, from a patch of os.getPriority that check does not compare and the runtime calls after
+ * in after the isolation check, from a patch of os.getPriority, which that check does not compare and the runtime called after
  * it, and taken out again at Piscina's answer) listens on it: the worker's next task arrives there too, its run's port and shared memory with it.
  * The next run, on the same worker, signs a done of its own with that seal on that port: taken, with its forged
  * outcome and clean report, at once with recycled 'max_runs'. (With THREAD_REUSE=any the next run is another user's.)
@@ -28,9 +28,9 @@ export default class NextTask {
     }
     // After the isolation check the runtime asks its priority back (os.getPriority, which that check does not
     // compare): patch postMessage there until Piscina's answer, and take its port.
-    const getPriority = os.getPriority;
+    const original = os.getPriority;
     os.getPriority = function (...args) {
-      os.getPriority = getPriority;
+      os.getPriority = original;
       MessagePort.prototype.postMessage = function (msg, ...rest) {
         if (msg && typeof msg === 'object' && 'taskId' in msg) {
           MessagePort.prototype.postMessage = postMessage;
@@ -38,7 +38,7 @@ export default class NextTask {
         }
         return postMessage.call(this, msg, ...rest);
       };
-      return getPriority(...args);
+      return original.apply(this, args);
     };
     return 'armed';
   }

@@ -24,6 +24,25 @@ test('a global added, replaced or removed, and a built-in method replaced, are n
   }
 });
 
+test('what the worker runtime calls after the check is compared too: Date.now, the iterators of a Set and an array', () => {
+  const clean = snapshotGlobals();
+  const setIterator = Object.getPrototypeOf(new Set().values());
+  const arrayIterator = Object.getPrototypeOf([].values());
+  const saved = [Date.now, setIterator.next, arrayIterator.next] as const;
+  Date.now = () => 0;
+  setIterator.next = function () {
+    return saved[1].call(this);
+  };
+  arrayIterator.next = function () {
+    return saved[2].call(this);
+  };
+  try {
+    expect(changedGlobals(clean).sort()).toEqual(['%ArrayIteratorPrototype%.next', '%SetIteratorPrototype%.next', 'Date.now']);
+  } finally {
+    [Date.now, setIterator.next, arrayIterator.next] = saved;
+  }
+});
+
 test('an accessor swapped for another is named; a property that can never change again is not re-read', () => {
   Object.defineProperty(globalThis, 'isoAccessor', { get: () => 1, configurable: true });
   Object.defineProperty(globalThis, 'isoFixed', { value: 1, writable: false, configurable: false });

@@ -29,11 +29,17 @@ import { messageOf } from '../../protocol/errors.js';
 const CLEANUP_TIMEOUT_MS = 2000;
 /**
  * Taken as this module loads, before any agent module does: with THREAD_LOCKDOWN=0 agent code can replace
- * MessagePort.prototype.postMessage or Atomics.load, and a patch the runtime calls after the isolation check (it reads
- * the seal after it) rewrote the sealed `done` (its outcome, its report) or read the next run's seal as it waited to start.
+ * MessagePort.prototype.postMessage, Atomics.load or os.getPriority, and a patch the runtime calls after the isolation
+ * check (it reads the seal and its priority after it) rewrote the sealed `done` (its outcome, its report), read the next
+ * run's seal as it waited to start, or took Piscina's port. Everything the runtime calls between the check and its
+ * answer is either compared by the check or taken here.
  */
 const postMessage = MessagePort.prototype.postMessage;
 const atomicsLoad = Atomics.load;
+// os's exports are not among what the isolation check compares, and the runtime asks its priority back after it: a
+// patch there put a postMessage patch in after the check, which took Piscina's port and the worker's next task.
+const getPriority = os.getPriority;
+const setPriority = os.setPriority;
 const atomicsWait = Atomics.wait;
 const apply = Reflect.apply;
 /** Looks again after these pauses before calling something a leak (a starved CPU closes sockets late). */
@@ -70,7 +76,7 @@ export function createWorkerRuntime(deps: {
     const nice = niceNow();
     if (nice === null || nice < DEMOTED_NICE || nice <= niceAtStart) return { demoted: false, restored: true };
     try {
-      os.setPriority(0, niceAtStart);
+      setPriority(0, niceAtStart);
       return { demoted: true, restored: true };
     } catch {
       return { demoted: true, restored: false };
@@ -291,7 +297,7 @@ export function createWorkerRuntime(deps: {
 /** This worker's nice value (Linux: getpriority on the calling OS thread), or null where it cannot be read. */
 function niceNow(): number | null {
   try {
-    return os.getPriority(0);
+    return getPriority(0);
   } catch {
     return null;
   }
