@@ -60,7 +60,7 @@ function bornAtZeroProblems(exposition: string, reads: string[]): string[] {
 }
 
 const BASE_ENV = {
-  // late-contaminator and leak_timer leave behind what lockdown would refuse (as in tests/containment.test.ts).
+  // leak_timer leaves behind what lockdown would refuse (as in tests/containment.test.ts).
   THREAD_LOCKDOWN: '0',
   AGENTS_DIR: FIXTURE_AGENTS,
   ENABLE_CHAOS_AGENTS: '1',
@@ -127,10 +127,11 @@ describe('alerts see the first occurrence', () => {
     expect((await p.alerts()).map((a) => a.labels.alertname).filter((n) => watched.some((r) => r.alert === n))).toEqual([]);
 
     u = await UserClient.connect(server.url, 'alerted');
-    // Contamination: late-contaminator leaves a global behind after its own checks; the next run on its worker
-    // finds the worker not clean (a violation, so the isolation score drops too).
-    const attack = await u.start({ agent: 'late-contaminator', input: 'x' });
+    // Contamination: late-contaminator leaves a global behind 2 s after its run, its own checks long over; the next
+    // run on its worker finds the worker not clean (a violation, so the isolation score drops too).
+    const attack = await u.start({ agent: 'late-contaminator', input: { text: 'x', ms: 2000 } });
     expect(terminal(await u.waitForRun(attack.run_id, 60_000)).payload.status).toBe('completed');
+    await new Promise((resolve) => setTimeout(resolve, 2500));
     const victim = await u.start({ agent: 'echo', input: 'after' });
     expect(terminal(await u.waitForRun(victim.run_id, 60_000)).payload.status).toBe('completed');
     expect((await u.http('GET', `/v1/runs/${victim.run_id}`)).body.isolation).toMatchObject({ contaminated: true });

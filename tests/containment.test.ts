@@ -211,11 +211,12 @@ describe('leaks, globals and recycling', () => {
 
   test('a run that finds its thread not clean is reported as contaminated, counted, and its thread retired', async () => {
     const before = await scrape(server);
-    // This agent leaves a global behind only after its own run's checks are over (see the fixture).
-    const attack = await u.start({ agent: 'late-contaminator', input: 'x' });
+    // This agent leaves a global behind 2 s after its run returned, its run's checks long over (see the fixture).
+    const attack = await u.start({ agent: 'late-contaminator', input: { text: 'x', ms: 2000 } });
     expect(terminal(await u.waitForRun(attack.run_id, 60_000)).payload.status).toBe('completed');
     const attackView = (await u.http('GET', `/v1/runs/${attack.run_id}`)).body;
     expect(attackView.isolation).toMatchObject({ leaks: {}, globals: [], contaminated: false, recycled: null });
+    await new Promise((resolve) => setTimeout(resolve, 2500));
     // Only one worker in this server: the next run starts on the worker the global was left in.
     const victim = await u.start({ agent: 'echo', input: 'after' });
     expect(terminal(await u.waitForRun(victim.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: 'after' });

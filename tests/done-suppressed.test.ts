@@ -5,10 +5,7 @@
  * worker, answered with an error rather than ended, serves the next run with the run's timer and module state still in
  * it. README: "a started run ends with its own done, or fails (WORKER_CRASHED) and its worker is ended". Lockdown on.
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { startServer, type TestServer } from './helpers/server';
+import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
 
 const SUPPRESSOR = `
@@ -45,8 +42,7 @@ let server: TestServer;
 let user: UserClient;
 
 beforeAll(async () => {
-  const agentsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-done-suppressed-'));
-  fs.writeFileSync(path.join(agentsDir, 'suppressor.mjs'), SUPPRESSOR);
+  const agentsDir = agentsDirWith({ 'suppressor.mjs': SUPPRESSOR });
   server = await startServer({ AGENTS_DIR: agentsDir, CELLS: '1', THREADS_PER_CELL: '1' });
   user = await UserClient.connect(server.url, 'suppressor');
 });

@@ -6,10 +6,7 @@
  * sealed and sent by the runtime itself, carries a clean report: no `signal` wall, no leaked interval, the worker
  * kept. Lockdown on (the default).
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { startServer, type TestServer } from './helpers/server';
+import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
 
 const REENTRANT = `
@@ -46,8 +43,7 @@ let server: TestServer;
 let user: UserClient;
 
 beforeAll(async () => {
-  const agentsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-handler-reentry-'));
-  fs.writeFileSync(path.join(agentsDir, 'reentrant.mjs'), REENTRANT);
+  const agentsDir = agentsDirWith({ 'reentrant.mjs': REENTRANT });
   server = await startServer({ AGENTS_DIR: agentsDir, CELLS: '1', THREADS_PER_CELL: '1' });
   user = await UserClient.connect(server.url, 'reentrant');
 });

@@ -7,10 +7,7 @@
  * sealed `done`. The patching run's report comes out clean (the wall it hit unnamed, the worker kept), and the next
  * user's outcome is the agent's, sealed.
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { startServer, type TestServer } from './helpers/server';
+import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
 
 const PATCHER = `
@@ -57,8 +54,7 @@ let patcher: UserClient;
 let victim: UserClient;
 
 beforeAll(async () => {
-  const agentsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-lockdown-off-'));
-  fs.writeFileSync(path.join(agentsDir, 'patcher.mjs'), PATCHER);
+  const agentsDir = agentsDirWith({ 'patcher.mjs': PATCHER });
   server = await startServer({ AGENTS_DIR: agentsDir, THREAD_LOCKDOWN: '0', THREAD_REUSE: 'any', CELLS: '1', THREADS_PER_CELL: '1', WARM_SPARE_THREADS: '0' });
   [patcher, victim] = await Promise.all([UserClient.connect(server.url, 'lockdown-off-patcher'), UserClient.connect(server.url, 'lockdown-off-victim')]);
 });

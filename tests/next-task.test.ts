@@ -5,10 +5,7 @@
  * The next run, on the same worker, signs a done of its own with that seal on that port: taken, with its forged
  * outcome and clean report, at once with recycled 'max_runs'. (With THREAD_REUSE=any the next run is another user's.)
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { startServer, type TestServer } from './helpers/server';
+import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
 
 const NEXT_TASK = `
@@ -49,8 +46,7 @@ let server: TestServer;
 let user: UserClient;
 
 beforeAll(async () => {
-  const agentsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-next-task-'));
-  fs.writeFileSync(path.join(agentsDir, 'nexttask.mjs'), NEXT_TASK);
+  const agentsDir = agentsDirWith({ 'nexttask.mjs': NEXT_TASK });
   server = await startServer({ AGENTS_DIR: agentsDir, THREAD_LOCKDOWN: '0', CELLS: '1', THREADS_PER_CELL: '1' });
   user = await UserClient.connect(server.url, 'next-task');
 });

@@ -4,10 +4,7 @@
  * the cell's stop) and Piscina's task port among them. An agent that finds one speaks on it for the runtime: here a
  * forged terminal event, which the cell refuses (run-port-check.ts), but the first wall is gone.
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { startServer, type TestServer } from './helpers/server';
+import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
 
 const FINDER = `
@@ -29,8 +26,7 @@ let server: TestServer;
 let user: UserClient;
 
 beforeAll(async () => {
-  const agentsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-port-capture-'));
-  fs.writeFileSync(path.join(agentsDir, 'port-finder.mjs'), FINDER);
+  const agentsDir = agentsDirWith({ 'port-finder.mjs': FINDER });
   server = await startServer({ AGENTS_DIR: agentsDir, CELLS: '1', THREADS_PER_CELL: '1' });
   user = await UserClient.connect(server.url, 'port-finder');
 });

@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startServer, type TestServer } from './helpers/server';
 import { UserClient, httpCall, terminal, type Envelope } from './helpers/client';
+import { FIND_RUN_PORT } from './helpers/agent-snippets';
 
 const FORGER = `
 import { MessagePort, threadId } from 'node:worker_threads';
@@ -18,18 +19,7 @@ import { MessagePort, threadId } from 'node:worker_threads';
 export default class Forger {
   static agentName = 'forger';
   async execute(ctx) {
-    // The run's own port: the first one the runtime posts on (ctx.emit's event).
-    const original = MessagePort.prototype.postMessage;
-    let port = null;
-    MessagePort.prototype.postMessage = function (msg, ...rest) {
-      port ??= this;
-      return original.call(this, msg, ...rest);
-    };
-    try {
-      ctx.emit('agent_thinking', { reasoning: 'finding my port' });
-    } finally {
-      MessagePort.prototype.postMessage = original;
-    }
+${FIND_RUN_PORT}
     const post = (msg) => original.call(port, msg);
     const event = (type, payload) => post({ type: 'event', event: { type, payload, timestamp: Date.now() } });
     const report = { leaks: {}, globals: [], contaminated: false, recycled: null, cleanupMs: 1 };

@@ -5,11 +5,9 @@
  * run-port.test.ts) signs a done of its own with it: the forged outcome and a clean report that hides the wall the
  * run hit are taken, at once with recycled 'max_runs'.
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { startServer, type TestServer } from './helpers/server';
+import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
+import { FIND_RUN_PORT } from './helpers/agent-snippets';
 
 const SEALER = `
 import v8 from 'node:v8';
@@ -18,18 +16,7 @@ import { MessagePort, threadId } from 'node:worker_threads';
 export default class Sealer {
   static agentName = 'sealer';
   async execute(ctx) {
-    // The run's own port, as run-port.test.ts finds it (lockdown off).
-    const original = MessagePort.prototype.postMessage;
-    let port = null;
-    MessagePort.prototype.postMessage = function (msg, ...rest) {
-      port ??= this;
-      return original.call(this, msg, ...rest);
-    };
-    try {
-      ctx.emit('agent_thinking', { reasoning: 'finding my port' });
-    } finally {
-      MessagePort.prototype.postMessage = original;
-    }
+${FIND_RUN_PORT}
     // The seal, read out of the heap's Int32Arrays: the run's start flag (1) and the two Int32s beside it.
     let seals = [];
     try {
@@ -56,8 +43,7 @@ let server: TestServer;
 let user: UserClient;
 
 beforeAll(async () => {
-  const agentsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-seal-query-'));
-  fs.writeFileSync(path.join(agentsDir, 'sealer.mjs'), SEALER);
+  const agentsDir = agentsDirWith({ 'sealer.mjs': SEALER });
   server = await startServer({ AGENTS_DIR: agentsDir, THREAD_LOCKDOWN: '0', CELLS: '1', THREADS_PER_CELL: '1' });
   user = await UserClient.connect(server.url, 'sealer');
 });

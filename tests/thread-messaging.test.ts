@@ -4,10 +4,7 @@
  * in the same cell hears what this run sends, exactly as with a BroadcastChannel (host-guards.ts refuses that one).
  * Lockdown on (the default). Thread ids are small integers: the sender tries them all.
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { startServer, type TestServer } from './helpers/server';
+import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
 
 const MESSENGER = `
@@ -39,8 +36,7 @@ let listener: UserClient;
 let sender: UserClient;
 
 beforeAll(async () => {
-  const agentsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-thread-messaging-'));
-  fs.writeFileSync(path.join(agentsDir, 'messenger.mjs'), MESSENGER);
+  const agentsDir = agentsDirWith({ 'messenger.mjs': MESSENGER });
   // One cell, two workers: each user gets one of them (THREAD_REUSE=same_user).
   server = await startServer({ AGENTS_DIR: agentsDir, CELLS: '1', THREADS_PER_CELL: '2' });
   [listener, sender] = await Promise.all([UserClient.connect(server.url, 'messaging-listener'), UserClient.connect(server.url, 'messaging-sender')]);

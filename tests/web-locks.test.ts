@@ -5,10 +5,7 @@
  * bit a channel between users, as with a BroadcastChannel (refused, host-guards.ts); or holds one another user's
  * code waits for. Lockdown on (the default). Nothing to test where Node has no Web Locks (20, 22).
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { startServer, type TestServer } from './helpers/server';
+import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
 
 const LOCKER = `
@@ -45,8 +42,7 @@ let holder: UserClient;
 let reader: UserClient;
 
 beforeAll(async () => {
-  const agentsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-web-locks-'));
-  fs.writeFileSync(path.join(agentsDir, 'locker.mjs'), LOCKER);
+  const agentsDir = agentsDirWith({ 'locker.mjs': LOCKER });
   server = await startServer({ AGENTS_DIR: agentsDir, CELLS: '1', THREADS_PER_CELL: '2' });
   [holder, reader] = await Promise.all([UserClient.connect(server.url, 'locks-holder'), UserClient.connect(server.url, 'locks-reader')]);
 });

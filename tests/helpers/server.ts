@@ -10,6 +10,13 @@ import path from 'node:path';
 import { testDatabaseUrl } from './test-database';
 
 export { testDatabaseUrl };
+
+/** A folder of agents for one test file (file name to source), under the test run's temporary folder. */
+export function agentsDirWith(files: Record<string, string>): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-agents-'));
+  for (const [name, source] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), source);
+  return dir;
+}
 export const ROOT = path.resolve(__dirname, '../../..');
 export const FIXTURE_AGENTS = path.join(ROOT, 'tests/fixtures/agents');
 
