@@ -35,13 +35,13 @@ const CLEANUP_TIMEOUT_MS = 2000;
  * answer is either compared by the check or taken here.
  */
 const postMessage = MessagePort.prototype.postMessage;
+const apply = Reflect.apply;
 const atomicsLoad = Atomics.load;
-// os's exports are not among what the isolation check compares, and the runtime asks its priority back after it: a
-// patch there put a postMessage patch in after the check, which took Piscina's port and the worker's next task.
+const atomicsWait = Atomics.wait;
+// os's exports are not among what the isolation check compares (lockdown or not), and the runtime asks its priority
+// back after it: a patch there put a postMessage patch in after the check, which took Piscina's port and the next task.
 const getPriority = os.getPriority;
 const setPriority = os.setPriority;
-const atomicsWait = Atomics.wait;
-const apply = Reflect.apply;
 /** Looks again after these pauses before calling something a leak (a starved CPU closes sockets late). */
 const LEAK_RECHECKS_MS = [20, 100, 300];
 
