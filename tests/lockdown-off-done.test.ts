@@ -71,7 +71,6 @@ test("a patch of Atomics.load is named and its worker retired; the next user's a
   const next = await victim.start({ agent: 'echo', input: 'my own answer' });
   const answer = terminal(await victim.waitForRun(next.run_id)).payload;
   // Printed for the reader: what the patch knew of the victim's run, and when.
-  console.log(JSON.stringify({ isolation, answer }));
   expect(answer).toMatchObject({ status: 'completed', final_response: 'my own answer' });
   expect(isolation).toMatchObject({ globals: expect.arrayContaining([expect.stringMatching(/Atomics/)]), refused: expect.arrayContaining(['signal']), recycled: 'globals_changed' });
 });

@@ -55,7 +55,6 @@ afterAll(async () => {
 test("a run cannot tell whether another user's worker holds a Web Lock", async () => {
   const holding = await holder.start({ agent: 'locker', input: { text: 'hold', mode: 'hold' } });
   const reading = await reader.start({ agent: 'locker', input: { text: 'read', mode: 'read' } });
-  const [held, read] = await Promise.all([holder.waitForRun(holding.run_id), reader.waitForRun(reading.run_id)]);
-  console.log(JSON.stringify([terminal(held).payload, terminal(read).payload]));
+  const [, read] = await Promise.all([holder.waitForRun(holding.run_id), reader.waitForRun(reading.run_id)]);
   expect(terminal(read).payload.final_response.heard).not.toBe(true);
 });
