@@ -76,7 +76,7 @@ async function main(argv: string[]): Promise<number> {
   const users = await connectUsers(opts);
   try {
     await checkTarget(opts, users[0]);
-    const watch = createServerWatch(opts.url, opts.metricsEveryMs, opts.ackTimeoutMs);
+    const watch = createServerWatch(opts.url, opts.metricsEveryMs, opts.ackTimeoutMs, opts.metricsToken);
     await watch.before();
     watch.start();
     // Ctrl-C: no new runs; the ones in flight finish (bounded by --run-timeout) and the report is written.

@@ -122,6 +122,11 @@ const EnvSchema = z.object({
   MAX_RESULT_BYTES: int(64, 67_108_864).default(1_048_576),
   AUTH_JWT_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   AUTH_MAX_TOKEN_LIFETIME_S: int(60, 31_536_000).default(86_400),
+  METRICS_TOKEN: z
+    .string()
+    .min(16, 'must be at least 16 characters')
+    .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces (it travels in an Authorization header)')
+    .optional(),
   CORS_ORIGINS: z
     .string()
     .transform((v) => v.split(',').map((o) => o.trim()).filter(Boolean))
@@ -150,7 +155,7 @@ const EnvSchema = z.object({
 export const ENV_VARS = Object.keys(EnvSchema.shape);
 
 /** Variables whose value a configuration error must never print (logs and terminals are not secret). */
-const SECRET_VARS = new Set(['AUTH_JWT_SECRET', 'LLM_API_KEY']);
+const SECRET_VARS = new Set(['AUTH_JWT_SECRET', 'LLM_API_KEY', 'METRICS_TOKEN']);
 
 /** How a configuration error shows a value: secrets hidden, credentials inside URLs masked. */
 function shown(name: string, value: string | undefined): string {
@@ -252,6 +257,8 @@ export interface Config {
   /** Browser origins allowed besides the server's own (HTTP CORS and the socket handshake's Origin). */
   readonly corsOrigins: readonly string[];
   readonly devLogin: boolean;
+  /** METRICS_TOKEN: the bearer token /metrics asks for (null: /metrics is open to whoever reaches the port). */
+  readonly metricsToken: string | null;
   readonly enableChaosAgents: boolean;
   readonly logLevel: string;
   /** Above this many active execution contexts for one user, the alert rule fires (exported as a gauge). */
@@ -362,6 +369,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     maxTokenLifetimeS: e.AUTH_MAX_TOKEN_LIFETIME_S,
     corsOrigins: e.CORS_ORIGINS ?? [],
     devLogin: e.AUTH_DEV_LOGIN,
+    metricsToken: e.METRICS_TOKEN ?? null,
     enableChaosAgents: e.ENABLE_CHAOS_AGENTS,
     logLevel: e.LOG_LEVEL,
     alertActiveContexts: e.ALERT_ACTIVE_CONTEXTS,

@@ -8,6 +8,8 @@ import { startBanner } from './start-banner.js';
 import { providerOf } from './store/database-target.js';
 import { messageOf } from '../protocol/errors.js';
 
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
 /** `banner`: also tell the person at the terminal where to go and how to get a token (`npm start`). */
 export async function main(options: { banner?: boolean } = {}): Promise<void> {
   let config;
@@ -39,7 +41,11 @@ export async function main(options: { banner?: boolean } = {}): Promise<void> {
     process.exit(1);
   }
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${atoll.port}`;
-  log.info({ port: atoll.port, url, dev_login: config.devLogin }, 'listening');
+  log.info({ port: atoll.port, url, dev_login: config.devLogin, metrics: config.metricsToken ? 'token' : 'open' }, 'listening');
+  // Open metrics are right on a private port (behind HAProxy), a leak on a public one: say so where it may be public.
+  if (config.production && !config.metricsToken && !LOOPBACK.has(config.host)) {
+    log.warn({ host: config.host }, '/metrics answers whoever reaches this port: set METRICS_TOKEN, or keep the port private');
+  }
   if (options.banner) process.stderr.write(`${startBanner(config, atoll.port)}\n`);
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {

@@ -14,6 +14,8 @@ import { startServer, type TestServer } from './helpers/server';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy';
 
 const SECRET = 'test-secret-test-secret-test-secret';
+/** The server without dev login also asks for a metrics token: its /ops page must ask for it. */
+const BARE_METRICS_TOKEN = 'ops-page-metrics-token-0123456789';
 const STORY = 'Once upon a time there was a small island where every visitor had a house of their own, and no storm on one shore ever reached another.';
 const DROP_STORY = 'The ferry kept sailing while the harbour lights were out, and when they came back every passenger was still aboard, counted once and only once, in order.';
 
@@ -230,7 +232,7 @@ beforeAll(async () => {
     // eager: as in llm-agent.test, a fresh worker's first history read does not load Prisma's compiler inside a run.
     startServer({ LLM_BASE_URL: `${fake.url}/v1`, LLM_MODEL: 'fake-model', ENABLE_CHAOS_AGENTS: '1', WORKER_DB_WARMUP: 'eager' }),
     // One cell of one worker is enough for echo, and starts (and restarts) faster.
-    startServer({ AUTH_DEV_LOGIN: '0', SHUTDOWN_GRACE_MS: '500', CELLS: '1', THREADS_PER_CELL: '1' }),
+    startServer({ AUTH_DEV_LOGIN: '0', SHUTDOWN_GRACE_MS: '500', CELLS: '1', THREADS_PER_CELL: '1', METRICS_TOKEN: BARE_METRICS_TOKEN }),
     launchChromium(),
   ]);
   proxy = await startTcpProxy(server.port);
@@ -568,7 +570,7 @@ test('after a server restart the page reconnects by itself, keeps the conversati
   const port = String(bare.port);
   await bare.stop();
   await poll(() => p.locator('#connection').textContent(), (v) => expect(v).toMatch(/restarting|Connection lost|Reconnecting/));
-  bare = await startServer({ AUTH_DEV_LOGIN: '0', CELLS: '1', THREADS_PER_CELL: '1', PORT: port }, { dir: bare.dir });
+  bare = await startServer({ AUTH_DEV_LOGIN: '0', CELLS: '1', THREADS_PER_CELL: '1', PORT: port, METRICS_TOKEN: BARE_METRICS_TOKEN }, { dir: bare.dir });
   await poll(() => p.locator('#connection').textContent(), (v) => expect(v).toBe('Connected'), 20_000);
   const second = await send(p, 'still here after the restart');
   await waitPhase(second, 'completed');
@@ -698,6 +700,32 @@ test('the operations view shows cells, threads, runs, failures by code and the i
   } finally {
     u.close();
   }
+});
+
+test('on a server with METRICS_TOKEN the operations view asks for it, says when it is wrong, and keeps it for the tab', async () => {
+  const { page: p } = await page();
+  await p.goto(bare.url + '/ops');
+  const form = p.locator('#metrics-token-form');
+  await poll(() => form.isVisible(), (v) => expect(v).toBe(true));
+  expect(await p.locator('#ops-status').getAttribute('data-state')).toBe('offline');
+  expect(await p.locator('#cells-alive').textContent()).toBe('–');
+
+  await p.getByLabel('Metrics token').fill('not-the-metrics-token-at-all');
+  await p.getByRole('button', { name: 'Show metrics' }).click();
+  await poll(() => p.locator('#metrics-token-error').textContent(), (v) => expect(v).toMatch(/refused/));
+  expect(await form.isVisible()).toBe(true);
+  await screenshot(p, '13-operations-token');
+
+  await p.getByLabel('Metrics token').fill(BARE_METRICS_TOKEN);
+  await p.getByRole('button', { name: 'Show metrics' }).click();
+  await poll(() => p.locator('#ops-status').textContent(), (v) => expect(v).toMatch(/^Updated /));
+  expect(await form.isHidden()).toBe(true);
+  await poll(() => p.locator('#cells-alive').textContent(), (v) => expect(v).toBe('1'), 30_000);
+
+  // A reload keeps it (sessionStorage): no form, figures at once.
+  await p.reload();
+  await poll(() => p.locator('#ops-status').textContent(), (v) => expect(v).toMatch(/^Updated /));
+  expect(await form.isHidden()).toBe(true);
 });
 
 test('no page requested anything but the server it came from, and none threw', () => {

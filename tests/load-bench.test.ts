@@ -101,6 +101,9 @@ function omit(obj: any, ...keys: string[]) {
   return out;
 }
 
+/** The load tests' server asks for a metrics token: the load script's reports of it prove --metrics-token works. */
+const METRICS_TOKEN = 'load-test-metrics-token-0123456789';
+
 let server: TestServer;
 let dir: string;
 let bench: Promise<Exit>;
@@ -112,7 +115,7 @@ beforeAll(async () => {
   const databaseFlags = ON_POSTGRESQL ? ['--database', 'both', '--postgresql', POSTGRESQL_SERVER] : [];
   bench = runScript(BENCH, ['--quick', ...databaseFlags, '--out', path.join(dir, 'bench.json'), '--markdown', path.join(dir, 'bench.md')], 230_000);
   // Short deadline and event cap: hang and flood_events end in about a second.
-  server = await startServer({ ENABLE_CHAOS_AGENTS: '1', RUN_TIMEOUT_MS: '1000', CANCEL_GRACE_MS: '200', MAX_EVENTS_PER_RUN: '1000' });
+  server = await startServer({ ENABLE_CHAOS_AGENTS: '1', RUN_TIMEOUT_MS: '1000', CANCEL_GRACE_MS: '200', MAX_EVENTS_PER_RUN: '1000', METRICS_TOKEN });
 }, 60_000);
 
 afterAll(async () => {
@@ -147,7 +150,7 @@ test('load: --help, and bad flags are refused with a message naming the flag (ex
 
 test('load with chaos: a baseline phase, then 30% misbehaving runs; healthy runs all complete, no isolation fault', async () => {
   const out = path.join(dir, 'chaos.json');
-  const res = await runScript(LOAD, ['--url', server.url, '--users', '3', '--runs', '6', '--chaos', '0.3', '--chaos-modes', 'throw,exit,hang,oom_heap,flood_events', '--think', '0-20', '--ramp-up', '0.2', '--metrics-every', '200', '--out', out, '--quiet'], 90_000);
+  const res = await runScript(LOAD, ['--url', server.url, '--metrics-token', METRICS_TOKEN, '--users', '3', '--runs', '6', '--chaos', '0.3', '--chaos-modes', 'throw,exit,hang,oom_heap,flood_events', '--think', '0-20', '--ramp-up', '0.2', '--metrics-every', '200', '--out', out, '--quiet'], 90_000);
   expect(res.stderr).toBe('');
   expect(res.code).toBe(0);
   expect(res.stdout).toMatch(/verdict: OK/);
@@ -165,14 +168,14 @@ test('load with chaos: a baseline phase, then 30% misbehaving runs; healthy runs
 
 test('load in burst mode and in duration mode stop by themselves with consistent reports', async () => {
   const burstOut = path.join(dir, 'burst.json');
-  const burst = await runScript(LOAD, ['--url', server.url, '--users', '2', '--runs', '5', '--burst', '--out', burstOut, '--quiet'], 60_000);
+  const burst = await runScript(LOAD, ['--url', server.url, '--metrics-token', METRICS_TOKEN, '--users', '2', '--runs', '5', '--burst', '--out', burstOut, '--quiet'], 60_000);
   expect(burst.code).toBe(0);
   const b = checkLoadReport(burstOut, ['main']);
   expect(b.runs.attempted).toBe(10);
 
   const durationOut = path.join(dir, 'duration.json');
   const started = Date.now();
-  const timed = await runScript(LOAD, ['--url', server.url, '--users', '2', '--duration', '1', '--think', '30', '--out', durationOut, '--quiet'], 60_000);
+  const timed = await runScript(LOAD, ['--url', server.url, '--metrics-token', METRICS_TOKEN, '--users', '2', '--duration', '1', '--think', '30', '--out', durationOut, '--quiet'], 60_000);
   expect(timed.code).toBe(0);
   expect(Date.now() - started).toBeLessThan(30_000);
   const d = checkLoadReport(durationOut, ['main']);

@@ -59,6 +59,8 @@ export interface LoadOptions {
   maxTimeMs: number;
   userPrefix: string;
   jwtSecret: string | null;
+  /** --metrics-token: the server's METRICS_TOKEN, for its /metrics (null: sent without one). */
+  metricsToken: string | null;
   verifyLimit: number;
   metricsEveryMs: number;
   out: string;
@@ -69,7 +71,7 @@ const KINDS = {
   url: 'value', users: 'value', runs: 'value', duration: 'value', think: 'value', 'ramp-up': 'value', burst: 'switch',
   agent: 'value', input: 'value', chaos: 'value', 'chaos-modes': 'value', 'chaos-ms': 'value', 'no-baseline': 'switch',
   'run-timeout': 'value', 'ack-timeout': 'value', 'max-time': 'value', 'user-prefix': 'value', 'jwt-secret': 'value',
-  verify: 'value', 'metrics-every': 'value', out: 'value', quiet: 'switch', help: 'switch',
+  'metrics-token': 'value', verify: 'value', 'metrics-every': 'value', out: 'value', quiet: 'switch', help: 'switch',
 } as const;
 
 export function helpText(defaultUrl: string): string {
@@ -78,6 +80,7 @@ export function helpText(defaultUrl: string): string {
 Target
   --url URL             server to load (default ${defaultUrl}; PORT picks the port)
   --jwt-secret SECRET   sign user tokens with the server's AUTH_JWT_SECRET instead of POST /v1/auth/dev-login
+  --metrics-token T     the server's METRICS_TOKEN, if it asks for one to read /metrics
 
 Workload
   --users N             concurrent users, one socket each (default 10)
@@ -155,6 +158,7 @@ export function parseLoadOptions(argv: readonly string[], env: NodeJS.ProcessEnv
     maxTimeMs: Math.round(numberFlag(flags, 'max-time', 900, 1, 86_400) * 1000),
     userPrefix,
     jwtSecret: stringFlag(flags, 'jwt-secret', null),
+    metricsToken: stringFlag(flags, 'metrics-token', null),
     verifyLimit: intFlag(flags, 'verify', 1000, 0, 1_000_000),
     metricsEveryMs: intFlag(flags, 'metrics-every', 1000, 100, 60_000),
     out: stringFlag(flags, 'out', `data/load-reports/load-${now.toISOString().replace(/[:.]/g, '-')}.json`),

@@ -21,13 +21,15 @@ const NUMERIC: (keyof ServerSample)[] = [
   'front_rss_bytes', 'front_heap_used_bytes', 'event_loop_lag_p99_s', 'scrape_ms', 'cells_rss_bytes', 'cells_heap_bytes', 'runs_active', 'runs_queued', 'threads_alive', 'cells_alive',
 ];
 
-export function createServerWatch(url: string, everyMs: number, timeoutMs: number) {
+/** `metricsToken`: the server's METRICS_TOKEN, when it asks for one. */
+export function createServerWatch(url: string, everyMs: number, timeoutMs: number, metricsToken: string | null = null) {
+  const headers: Record<string, string> = metricsToken ? { authorization: `Bearer ${metricsToken}` } : {};
   const t0 = performance.now();
   let error: string | null = null;
   const scrape = async (): Promise<ServerSample | null> => {
     try {
       const asked = performance.now();
-      const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
+      const res = await fetch(`${url}/metrics`, { headers, signal: AbortSignal.timeout(timeoutMs) });
       if (res.status !== 200) throw new Error(`GET /metrics answered ${res.status}`);
       const text = await res.text();
       const now = performance.now();

@@ -15,6 +15,7 @@ import { requireUser, sessionOf, userOf } from './auth.js';
 import type { RateLimiter, Tickets } from '../shared/shared-state.js';
 import { trustFunction } from './client-address.js';
 import { errorHandler, notFoundHandler } from './errors.js';
+import { metricsAccess } from './metrics-access.js';
 import { originAllowed } from './origin.js';
 import { stalledAnswerTimeout } from './server-limits.js';
 import { metaRoutes } from './routes/meta.js';
@@ -30,7 +31,7 @@ export interface HttpDeps {
   tokens: TokenService;
   metrics: Metrics;
   log: Logger;
-  /** devLogin (AUTH_DEV_LOGIN), maxInputBytes (MAX_INPUT_BYTES), corsOrigins (CORS_ORIGINS: browser origins allowed besides the server's own), trustProxy (TRUST_PROXY), httpStallTimeoutMs (HTTP_STALL_TIMEOUT_MS). */
+  /** devLogin (AUTH_DEV_LOGIN), maxInputBytes (MAX_INPUT_BYTES), corsOrigins (CORS_ORIGINS: browser origins allowed besides the server's own), trustProxy (TRUST_PROXY), httpStallTimeoutMs (HTTP_STALL_TIMEOUT_MS), metricsToken (METRICS_TOKEN). */
   settings: HttpSettings;
   tickets: Tickets;
   /** Shared with the socket server: one budget per user and per IP across HTTP and socket messages. */
@@ -73,7 +74,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
 
   app.use(opsRoutes({ ping: () => deps.store.ping(), cells: () => deps.cells.cells(), draining: () => deps.runs.draining, pingRedis: deps.pingRedis }));
 
-  app.get('/metrics', async (req, res, next) => {
+  app.get('/metrics', metricsAccess(deps.settings.metricsToken), async (req, res, next) => {
     try {
       // Diagnostics for memory soaks: only when the operator started node with --expose-gc, collect garbage
       // first, so the scrape shows what is retained rather than what is merely not yet collected.

@@ -74,6 +74,7 @@ test('with nothing set, every default', () => {
     maxTokenLifetimeS: 86_400,
     corsOrigins: [],
     devLogin: false,
+    metricsToken: null,
     enableChaosAgents: false,
     logLevel: 'info',
     alertActiveContexts: 10,
@@ -142,6 +143,7 @@ test('every variable set, each lands in its field', () => {
     MAX_RESULT_BYTES: '200',
     AUTH_JWT_SECRET: 'a-secret-of-16-chars',
     AUTH_MAX_TOKEN_LIFETIME_S: '61',
+    METRICS_TOKEN: 'a-metrics-token-of-24ch',
     CORS_ORIGINS: ' https://chat.example.com , http://localhost:5173,,',
     AUTH_DEV_LOGIN: '1',
     ENABLE_CHAOS_AGENTS: 'true',
@@ -213,6 +215,7 @@ test('every variable set, each lands in its field', () => {
     maxTokenLifetimeS: 61,
     corsOrigins: ['https://chat.example.com', 'http://localhost:5173'],
     devLogin: true,
+    metricsToken: 'a-metrics-token-of-24ch',
     enableChaosAgents: true,
     logLevel: 'debug',
     alertActiveContexts: 22,
@@ -297,6 +300,10 @@ test('DATABASE_URL is a SQLite file URL, resolved against cwd, or a PostgreSQL U
 test('a URL with credentials is shown masked; secrets are never shown', () => {
   expect(refusal({ DATABASE_URL: 'postgres://admin:hunter2@db:5432' })).toBe(`invalid configuration:\n  DATABASE_URL: ${URL_HINT} (got "postgres://***@db:5432")`);
   expect(refusal({ AUTH_JWT_SECRET: 'short-secret' })).toBe('invalid configuration:\n  AUTH_JWT_SECRET: must be at least 16 characters (value hidden, 12 characters)');
+  expect(refusal({ METRICS_TOKEN: 'short-token' })).toBe('invalid configuration:\n  METRICS_TOKEN: must be at least 16 characters (value hidden, 11 characters)');
+  expect(refusal({ METRICS_TOKEN: 'a metrics token with spaces' })).toBe(
+    'invalid configuration:\n  METRICS_TOKEN: must be printable ASCII without spaces (it travels in an Authorization header) (value hidden, 27 characters)',
+  );
   const llm = refusal({ LLM_BASE_URL: 'not a url', LLM_API_KEY: 'sk-very-secret' });
   expect(llm).toBe('invalid configuration:\n  LLM_BASE_URL: must be an http(s) URL like http://127.0.0.1:11434/v1 (got "not a url")');
   expect(refusal({ LLM_MODEL: '', LLM_MAX_CONTEXT_MESSAGES: '1001' })).toContain('LLM_MAX_CONTEXT_MESSAGES');
@@ -366,7 +373,8 @@ test('ENV_VARS lists every variable the schema reads', () => {
   expect(ENV_VARS).toContain('TRUST_PROXY');
   expect(ENV_VARS).toContain('AGENT_CACHE_DIR');
   expect(ENV_VARS).toContain('HTTP_STALL_TIMEOUT_MS');
-  expect(ENV_VARS).toHaveLength(75);
+  expect(ENV_VARS).toContain('METRICS_TOKEN');
+  expect(ENV_VARS).toHaveLength(76);
 });
 
 test('several nodes: REDIS_URL needs PostgreSQL and a shared token secret; NODE_ID and NODE_LEASE_MS are checked', () => {

@@ -1,9 +1,11 @@
 /**
  * The operations view's composition root: polls /metrics every 2 s and shows what is alive, what is
- * running and waiting, recent failures by code, and the isolation figures. Reads nothing but /metrics.
+ * running and waiting, recent failures by code, and the isolation figures. Reads nothing but /metrics (with the
+ * metrics token, on a server that asks for one).
  */
 import { byId, h, replace } from '../shared/dom';
 import { createFailureWindow, failureCounts } from './failures';
+import { createMetricsToken, tokenHeaders } from './metrics-token';
 import { parseMetrics, total } from './prom';
 
 const POLL_MS = 2000;
@@ -25,10 +27,24 @@ function startOpsPage(): void {
   const failuresBody = byId('failures-body');
   const recent = createFailureWindow(WINDOW_MS);
   const startedAt = Date.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let inFlight = false;
+  // A token just given is tried at once rather than at the next poll (or right after the poll on its way).
+  const token = createMetricsToken(sessionStorage, () => {
+    if (inFlight) return;
+    clearTimeout(timer);
+    void poll();
+  });
 
   async function poll(): Promise<void> {
+    inFlight = true;
+    const sent = token.current();
     try {
-      const res = await fetch('/metrics', { cache: 'no-store' });
+      const res = await fetch('/metrics', { cache: 'no-store', headers: tokenHeaders(sent) });
+      if (res.status === 401) {
+        token.refused(sent);
+        throw new Error('the metrics token is missing or wrong');
+      }
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const samples = parseMetrics(await res.text());
       for (const g of GAUGES) {
@@ -52,7 +68,10 @@ function startOpsPage(): void {
       status.textContent = `Metrics unavailable (${(err as Error).message}); retrying every ${POLL_MS / 1000} s.`;
       status.dataset.state = 'offline';
     } finally {
-      setTimeout(() => void poll(), POLL_MS);
+      inFlight = false;
+      // A token given during this poll is tried at once.
+      const given = token.current();
+      timer = setTimeout(() => void poll(), given !== null && given !== sent ? 0 : POLL_MS);
     }
   }
   void poll();
