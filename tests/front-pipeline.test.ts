@@ -139,6 +139,27 @@ test('a page cut by size reads about a page: 40 events of 100 KB, 1,000 asked, 1
   expect(read.messagesUncut).toHaveLength(4);
 });
 
+test("every write stores its row's size as length() counts the text (characters, not bytes or UTF-16 units): accept, events, finish", async () => {
+  const at = new Date('2026-11-26T12:00:00.000Z');
+  // 'é' is 2 bytes in UTF-8, '🙂' 4 bytes and 2 UTF-16 units: each is one character to length() on both databases.
+  const text = 'héllo 🙂';
+  await store.acceptRun({
+    id: 'sized', userId: 'u-sized', threadId: null, newThreadId: 't-sized', agentName: 'a', input: { text },
+    correlationId: null, requestId: 'req-sized', firstEvent: envelope('sized', 1, 'message_received', { text }, at, 'u-sized', 't-sized') as never, correlationSince: 0,
+  });
+  await store.appendEvents([envelope('sized', 2, 'partial_result', { text: text.repeat(3) }, at, 'u-sized', 't-sized')]);
+  await store.finishRun('sized', 't-sized', 'completed', null, text, envelope('sized', 3, 'agent_completed', { status: 'completed' }, at, 'u-sized', 't-sized') as never, null, text);
+  const events = await queryTestDatabase<{ size: number; n: number }>(front.url, 'SELECT "size", length("payload") AS n FROM "RunEvent" WHERE "runId" = ? ORDER BY "seq"', ['sized']);
+  const messages = await queryTestDatabase<{ size: number; n: number }>(front.url, 'SELECT "size", length("content") AS n FROM "Message" WHERE "runId" = ? ORDER BY "id"', ['sized']);
+  const chars = (v: unknown) => [...JSON.stringify(v)].length;
+  expect(events.map((e) => Number(e.size))).toEqual([chars({ text }), chars({ text: text.repeat(3) }), chars({ status: 'completed' })]);
+  expect(messages.map((m) => Number(m.size))).toEqual([7, 7]);
+  // No write of this file's tests left a row whose size is not its text's length().
+  const off = async (sql: string) => Number((await queryTestDatabase<{ n: number }>(front.url, sql))[0]!.n);
+  expect(await off('SELECT COUNT(*) AS n FROM "RunEvent" WHERE "size" <> length("payload")')).toBe(0);
+  expect(await off('SELECT COUNT(*) AS n FROM "Message" WHERE "size" <> length("content")')).toBe(0);
+});
+
 test('a failing write fails alone: the writes committed with it in the same turn still land', async () => {
   const at = new Date();
   const good = (id: string) =>

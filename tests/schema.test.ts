@@ -1,7 +1,8 @@
 /**
  * SQLite's migrations vs the Prisma schema: the migrated database has every model, column and index the
  * models (prisma/models.prisma, linked into SQLite's schema folder prisma/sqlite/) declare, and
- * `_prisma_migrations` is recorded exactly as Prisma's own migrate would record it. PostgreSQL's side is
+ * `_prisma_migrations` is recorded exactly as Prisma's own migrate would record it; a database of an earlier
+ * schema migrates with its rows (stored sizes). PostgreSQL's side is
  * tests/postgresql/schema.test.ts; both databases must share one migration history (tested here, no server needed).
  */
 import { createHash } from 'node:crypto';
@@ -85,6 +86,49 @@ test('a migration whose SQL fails is recorded with its error and applies nothing
   expect(db.prepare(`SELECT name FROM sqlite_master WHERE type='table' AND name='B'`).get()).toBeUndefined();
   expect(db.prepare('SELECT logs, finished_at FROM "_prisma_migrations" WHERE migration_name = ?').get('002_bad')).toMatchObject({ logs: expect.stringMatching(/already exists/), finished_at: null });
   db.close();
+});
+
+test('a database of the schema before stored sizes migrates: old rows get their length() as size, keep everything else, and message ids are never given again', () => {
+  // The migrations before 20261208000000_stored_sizes, as a database that ran them holds them (same checksums).
+  const before = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-migrations-'));
+  for (const m of listMigrations(MIGRATIONS).filter((m) => m.name < '20261208000000_stored_sizes')) fs.cpSync(path.join(MIGRATIONS, m.name), path.join(before, m.name), { recursive: true });
+  const file = freshDb();
+  applyMigrations(file, before);
+  const db = new Database(file);
+  const at = '2026-12-01T10:00:00.000+00:00';
+  db.prepare('INSERT INTO "User" ("id", "createdAt") VALUES (?, ?)').run('u', at);
+  db.prepare('INSERT INTO "Thread" ("id", "userId", "title", "createdAt", "updatedAt") VALUES (?, ?, ?, ?, ?)').run('t', 'u', null, at, at);
+  db.prepare('INSERT INTO "Run" ("id", "threadId", "userId", "agentName", "input", "requestId", "queuedAt") VALUES (?, ?, ?, ?, ?, ?, ?)').run('r', 't', 'u', 'a', '{}', 'q', at);
+  const message = db.prepare('INSERT INTO "Message" ("threadId", "runId", "role", "content", "createdAt") VALUES (?, ?, ?, ?, ?)');
+  // 'é' is 2 bytes, '🙂' 4 bytes and 2 UTF-16 units: one character each to length(), the measure the cut used.
+  message.run('t', 'r', 'user', 'héllo 🙂', at);
+  message.run('t', 'r', 'assistant', 'x'.repeat(70_000), at);
+  message.run('t', 'r', 'assistant', 'the newest, deleted', at);
+  db.prepare('DELETE FROM "Message" WHERE "id" = 3').run();
+  const event = db.prepare('INSERT INTO "RunEvent" ("id", "runId", "seq", "type", "payload", "timestamp") VALUES (?, ?, ?, ?, ?, ?)');
+  event.run('e1', 'r', 1, 'message_received', '{"text":"héllo 🙂"}', at);
+  event.run('e2', 'r', 2, 'partial_result', JSON.stringify({ text: 'e'.repeat(70_000) }), at);
+  const rowsOf = (table: string) => db.prepare(`SELECT * FROM "${table}" ORDER BY "id"`).all() as Record<string, unknown>[];
+  const [messages, events] = [rowsOf('Message'), rowsOf('RunEvent')];
+  db.close();
+
+  expect(applyMigrations(file, MIGRATIONS).applied).toEqual(['20261208000000_stored_sizes']);
+  const after = new Database(file);
+  const migrated = (table: string) => after.prepare(`SELECT * FROM "${table}" ORDER BY "id"`).all() as Record<string, unknown>[];
+  expect(migrated('Message')).toEqual(messages.map((m, i) => ({ ...m, size: [7, 70_000][i] })));
+  expect(migrated('RunEvent')).toEqual(events.map((e, i) => ({ ...e, size: [18, 70_011][i] })));
+  // "size" precedes the text: after it, SQLite would walk a large row's overflow pages to read it.
+  const order = (table: string) => (after.prepare(`PRAGMA table_info("${table}")`).all() as { name: string }[]).map((c) => c.name);
+  expect(order('Message').indexOf('size')).toBeLessThan(order('Message').indexOf('content'));
+  expect(order('RunEvent').indexOf('size')).toBeLessThan(order('RunEvent').indexOf('payload'));
+  // AUTOINCREMENT's counter came along: the deleted message's id 3 is not given again.
+  expect(after.prepare('INSERT INTO "Message" ("threadId", "role", "content", "createdAt") VALUES (?, ?, ?, ?)').run('t', 'user', 'new', at).lastInsertRowid).toBe(4);
+  // The foreign keys still hold: deleting the thread takes its messages and (through the run) its events.
+  after.pragma('foreign_keys = ON');
+  after.prepare('DELETE FROM "Thread" WHERE "id" = ?').run('t');
+  expect(after.prepare('SELECT (SELECT COUNT(*) FROM "Message") + (SELECT COUNT(*) FROM "RunEvent") AS n').get()).toEqual({ n: 0 });
+  expect(after.pragma('foreign_key_check')).toEqual([]);
+  after.close();
 });
 
 test("SQLite's schema folder is the shared models plus its own datasource; its migrations are locked to sqlite", () => {

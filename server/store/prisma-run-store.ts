@@ -12,21 +12,24 @@ import { acceptedRecordOf, acceptedRowOf, runRecordOf } from './run-record.js';
 import { storableText, type RunWrites } from './run-writes.js';
 import type { MessageRecord, NewRun, RunRecord, RunStore, ThreadCursor, ThreadRecord } from './store.js';
 
-type SizeRow = { key: number | bigint; n: number | bigint };
+type SizeRow = { key: number; size: number };
 
 /**
  * For a page cut by size: the sizes are read first (a run's event may be MAX_EVENT_BYTES, a message MAX_RESULT_BYTES,
  * and a page of 1,000 events of 64 KiB was read and parsed whole, 64 MB, before its caller cut it at 1 MiB), and
  * the rows read up to the one where they pass `maxBytes`, at least two: a caller cutting at `maxBytes` then always
- * cuts inside what it got, and so can tell that more follow. The key of the last row to read; none: no rows.
+ * cuts inside what it got, and so can tell that more follow. The sizes are the rows' stored `size`, written with
+ * the row: length() of the text, which read every row's whole text when asked here. It counts characters, never
+ * more than the bytes the caller counts, so the caller's cut still falls inside. The key of the last row to read;
+ * none: no rows.
  */
 function lastKeyWithin(sizes: SizeRow[], maxBytes: number): number | undefined {
   let total = 0;
   let last: number | undefined;
   for (const [i, row] of sizes.entries()) {
     if (i >= 2 && total > maxBytes) break;
-    total += Number(row.n);
-    last = Number(row.key);
+    total += row.size;
+    last = row.key;
   }
   return last;
 }
@@ -63,8 +66,8 @@ export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
     async listMessages(threadId: string, limit: number, afterId: number, maxBytes?: number): Promise<MessageRecord[]> {
       let lastId: number | undefined;
       if (maxBytes !== undefined) {
-        const sizes = await db.$queryRaw<SizeRow[]>`SELECT "id" AS "key", length("content") AS "n" FROM "Message" WHERE "threadId" = ${threadId} AND "id" > ${afterId} ORDER BY "id" LIMIT ${limit}`;
-        lastId = lastKeyWithin(sizes, maxBytes);
+        const sizes = await db.message.findMany({ where: { threadId, id: { gt: afterId } }, orderBy: { id: 'asc' }, take: limit, select: { id: true, size: true } });
+        lastId = lastKeyWithin(sizes.map((m) => ({ key: m.id, size: m.size })), maxBytes);
         if (lastId === undefined) return [];
       }
       const id = lastId === undefined ? { gt: afterId } : { gt: afterId, lte: lastId };
@@ -116,8 +119,8 @@ export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
     async listEvents(run: RunRecord, afterSeq: number, limit: number, maxBytes?: number): Promise<RunEventEnvelope[]> {
       let lastSeq: number | undefined;
       if (maxBytes !== undefined) {
-        const sizes = await db.$queryRaw<SizeRow[]>`SELECT "seq" AS "key", length("payload") AS "n" FROM "RunEvent" WHERE "runId" = ${run.id} AND "seq" > ${afterSeq} ORDER BY "seq" LIMIT ${limit}`;
-        lastSeq = lastKeyWithin(sizes, maxBytes);
+        const sizes = await db.runEvent.findMany({ where: { runId: run.id, seq: { gt: afterSeq } }, orderBy: { seq: 'asc' }, take: limit, select: { seq: true, size: true } });
+        lastSeq = lastKeyWithin(sizes.map((e) => ({ key: e.seq, size: e.size })), maxBytes);
         if (lastSeq === undefined) return [];
       }
       const seq = lastSeq === undefined ? { gt: afterSeq } : { gt: afterSeq, lte: lastSeq };

@@ -2,7 +2,8 @@
  * PostgreSQL's migration runner (server/store/postgresql/apply-migrations.ts) and `npm run db:migrate` on it:
  * nodes starting together apply each migration exactly once (Prisma's advisory lock), `_prisma_migrations` is
  * recorded as Prisma's migrate records it, a second start applies nothing, an edited migration is reported, a
- * failed one is recorded and blocks later starts with instructions, and the CLI never prints a password.
+ * failed one is recorded and blocks later starts with instructions, the CLI never prints a password, and a
+ * database of an earlier schema migrates with its rows (stored sizes).
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -225,3 +226,27 @@ test('npm run db:migrate on PostgreSQL: refuses a database with a failed migrati
   expect(unreachable.stderr).toContain(`cannot reach the database DATABASE_URL=${nowhere.toString().replace(`:${encodeURIComponent(password)}@`, ':***@')}`);
   for (const e of [first, refused, unreachable]) expect(e.stdout + e.stderr).not.toContain(password);
 }, 60_000);
+
+test('a database of the schema before stored sizes migrates: old rows get their length() as size and keep everything else', async () => {
+  // The migrations before 20261208000000_stored_sizes, as a database that ran them holds them (same checksums).
+  const before = folder(Object.fromEntries(listMigrations(MIGRATIONS).filter((m) => m.name < '20261208000000_stored_sizes').map((m) => [m.name, m.sql])));
+  const client = await connect(await fresh());
+  await applyMigrations(client, before);
+  await client.query(`INSERT INTO "User" ("id") VALUES ('u')`);
+  await client.query(`INSERT INTO "Thread" ("id", "userId", "updatedAt") VALUES ('t', 'u', now())`);
+  await client.query(`INSERT INTO "Run" ("id", "threadId", "userId", "agentName", "input", "requestId") VALUES ('r', 't', 'u', 'a', '{}', 'q')`);
+  // 'é' is 2 bytes, '🙂' 4 bytes and 2 UTF-16 units: one character each to length(), the measure the cut used.
+  for (const content of ['héllo 🙂', 'x'.repeat(70_000)]) await client.query(`INSERT INTO "Message" ("threadId", "runId", "role", "content") VALUES ('t', 'r', 'user', $1)`, [content]);
+  for (const [seq, payload] of ['{"text":"héllo 🙂"}', JSON.stringify({ text: 'e'.repeat(70_000) })].entries()) {
+    await client.query(`INSERT INTO "RunEvent" ("id", "runId", "seq", "type", "payload", "timestamp") VALUES ($1, 'r', $2, 'partial_result', $3, now())`, [`e${seq}`, seq + 1, payload]);
+  }
+  const rowsOf = async (table: string) => (await client.query(`SELECT * FROM "${table}" ORDER BY "id"`)).rows as Record<string, unknown>[];
+  const [messages, events] = [await rowsOf('Message'), await rowsOf('RunEvent')];
+
+  expect((await applyMigrations(client, MIGRATIONS)).applied).toEqual(['20261208000000_stored_sizes']);
+  expect(await rowsOf('Message')).toEqual(messages.map((m, i) => ({ ...m, size: [7, 70_000][i] })));
+  expect(await rowsOf('RunEvent')).toEqual(events.map((e, i) => ({ ...e, size: [18, 70_011][i] })));
+  // A row written without it (a node older than the column, during a rolling upgrade) still inserts.
+  await client.query(`INSERT INTO "Message" ("threadId", "role", "content") VALUES ('t', 'user', 'old node')`);
+  expect((await client.query(`SELECT "size" FROM "Message" WHERE "content" = 'old node'`)).rows).toEqual([{ size: 0 }]);
+});

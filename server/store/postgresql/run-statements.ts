@@ -66,10 +66,12 @@ const BATCH =
   "SELECT v.id, v.th, v.u, v.a, v.i, v.c, v.r, 'queued', v.at, 0, v.rp FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::timestamp(3)[], $17::text[]) AS v(id, th, u, a, i, c, r, at, rp) " +
   'ON CONFLICT ("id") DO NOTHING), ' +
   // Ordered by position so message ids follow the order the writes were asked for; one message per run and role.
-  'messages AS (INSERT INTO "Message" ("threadId", "runId", "role", "content", "status", "createdAt") ' +
-  'SELECT v.th, v.r, v.role, v.content, v.status, v.at FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::timestamp(3)[]) WITH ORDINALITY AS v(th, r, role, content, status, at, ord) ' +
+  // "size": length() of the text, the measure pages cut by size read (prisma-run-store.ts).
+  'messages AS (INSERT INTO "Message" ("threadId", "runId", "role", "content", "size", "status", "createdAt") ' +
+  'SELECT v.th, v.r, v.role, v.content, length(v.content), v.status, v.at FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::timestamp(3)[]) WITH ORDINALITY AS v(th, r, role, content, status, at, ord) ' +
   'WHERE NOT EXISTS (SELECT 1 FROM "Message" AS m WHERE m."runId" = v.r AND m."role" = v.role) ORDER BY v.ord), ' +
-  'events AS (INSERT INTO "RunEvent" ("id", "runId", "seq", "type", "payload", "timestamp") SELECT * FROM unnest($24::text[], $25::text[], $26::int[], $27::text[], $28::text[], $29::timestamp(3)[]) ' +
+  'events AS (INSERT INTO "RunEvent" ("id", "runId", "seq", "type", "payload", "size", "timestamp") ' +
+  'SELECT v.id, v.r, v.s, v.t, v.p, length(v.p), v.at FROM unnest($24::text[], $25::text[], $26::int[], $27::text[], $28::text[], $29::timestamp(3)[]) AS v(id, r, s, t, p, at) ' +
   'ON CONFLICT ("id") DO NOTHING), ' +
   'fence AS (INSERT INTO "Node" ("id", "nodeId", "startedAt", "expiresAt") SELECT NULL, f.r, now(), now() FROM ' +
   '(SELECT v.r, v.o FROM unnest($25::text[], $43::text[]) AS v(r, o) UNION ALL SELECT v.r, v.o FROM unnest($30::text[], $44::text[]) AS v(r, o)) AS f ' +

@@ -40,12 +40,16 @@ export function createRunWrites(
   const upsertUser = db.prepare('INSERT INTO "User" ("id", "createdAt") VALUES (?, ?) ON CONFLICT ("id") DO NOTHING');
   const insertThread = db.prepare('INSERT INTO "Thread" ("id", "userId", "title", "createdAt", "updatedAt") VALUES (?, ?, ?, ?, ?)');
   const touchThread = db.prepare('UPDATE "Thread" SET "updatedAt" = ? WHERE "id" = ?');
-  const insertMessage = db.prepare('INSERT INTO "Message" ("threadId", "runId", "role", "content", "status", "createdAt") VALUES (?, ?, ?, ?, ?, ?)');
+  // "size" is length() of the text as bound, the measure pages cut by size read (prisma-run-store.ts); named
+  // parameters bind the text once for both.
+  const insertMessage = db.prepare(
+    'INSERT INTO "Message" ("threadId", "runId", "role", "content", "size", "status", "createdAt") VALUES (@threadId, @runId, @role, @content, length(@content), @status, @at)',
+  );
   const insertRun = db.prepare(
     'INSERT INTO "Run" ("id", "threadId", "userId", "agentName", "input", "correlationId", "requestId", "status", "queuedAt", "attempts", "replayOf") ' +
       "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, 0, ?)",
   );
-  const insertEvent = db.prepare('INSERT INTO "RunEvent" ("id", "runId", "seq", "type", "payload", "timestamp") VALUES (?, ?, ?, ?, ?, ?)');
+  const insertEvent = db.prepare('INSERT INTO "RunEvent" ("id", "runId", "seq", "type", "payload", "size", "timestamp") VALUES (@id, @runId, @seq, @type, @payload, length(@payload), @at)');
   const setRunning = db.prepare('UPDATE "Run" SET "status" = \'running\', "cellId" = ?, "workerId" = ?, "startedAt" = ?, "attempts" = ? WHERE "id" = ?');
   const releaseCorrelation = db.prepare('UPDATE "Run" SET "correlationId" = NULL WHERE "userId" = ? AND "correlationId" = ? AND "queuedAt" < ?');
   const setQueued = db.prepare('UPDATE "Run" SET "status" = \'queued\' WHERE "id" = ?');
@@ -53,7 +57,8 @@ export function createRunWrites(
     'UPDATE "Run" SET "status" = ?, "errorCode" = ?, "errorMessage" = ?, "result" = ?, "report" = ?, "finishedAt" = ? WHERE "id" = ?',
   );
 
-  const event = (e: RunEventEnvelope) => insertEvent.run(e.event_id, e.run_id, e.seq, e.type, JSON.stringify(e.payload), prismaDateTime(e.timestamp));
+  const event = (e: RunEventEnvelope) => insertEvent.run({ id: e.event_id, runId: e.run_id, seq: e.seq, type: e.type, payload: JSON.stringify(e.payload), at: prismaDateTime(e.timestamp) });
+  const message = (threadId: string, runId: string, role: string, content: string, status: string, at: string) => insertMessage.run({ threadId, runId, role, content, status, at });
 
   return {
     commits,
@@ -77,7 +82,7 @@ export function createRunWrites(
         } else {
           insertThread.run(threadId, r.userId, r.inputText.slice(0, 80) || null, now, now);
         }
-        insertMessage.run(threadId, r.id, 'user', r.inputText, 'complete', now);
+        message(threadId, r.id, 'user', r.inputText, 'complete', now);
         // A correlation id is unique per user (an index): one used before the idempotency window is given up.
         if (r.correlationId !== null) releaseCorrelation.run(r.userId, r.correlationId, prismaDateTime(r.correlationSince));
         try {
@@ -110,7 +115,7 @@ export function createRunWrites(
         event(f.terminal);
         setFinished.run(f.status, f.error?.code ?? null, f.error?.message ?? null, f.result === null ? null : JSON.stringify(f.result), f.report, finishedAt, f.runId);
         const answer = answerOf(f);
-        if (answer) insertMessage.run(f.threadId, f.runId, 'assistant', answer.content, answer.status, finishedAt);
+        if (answer) message(f.threadId, f.runId, 'assistant', answer.content, answer.status, finishedAt);
         if (answer?.status === 'complete') touchThread.run(finishedAt, f.threadId);
       });
     },
