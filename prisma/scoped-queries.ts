@@ -49,8 +49,15 @@ export function messagesList(prisma: Db, userId: string, options: { threadId: st
  * Every shape, called once each with `userId` (and stand-in ids): what the front's gate learns from.
  * Each call must compile to statements that hold `userId` as an argument.
  */
-export async function exerciseScopedQueries(prisma: Db, userId: string, stand: { threadId: string }): Promise<void> {
+export async function exerciseScopedQueries(prisma: Db, userId: string, stand: Stand): Promise<void> {
   await threadsGet(prisma, userId, stand.threadId);
   await threadsList(prisma, userId, { limit: 20 });
-  await messagesList(prisma, userId, { threadId: stand.threadId, afterId: 0, limit: 50 });
+  await messagesList(prisma, userId, { threadId: stand.threadId, afterId: stand.afterId, limit: stand.limit });
+}
+
+/** Stand-in values the gate finds again among a statement's arguments: where a page of messages names its thread, cursor and size. */
+export interface Stand {
+  threadId: string;
+  afterId: number;
+  limit: number;
 }

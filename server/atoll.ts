@@ -74,7 +74,14 @@ export async function startAtoll(config: Config, log: Logger, launching: Promise
   const metrics = createMetrics({ alertActiveContexts: config.alertActiveContexts, nodeId: config.nodeId });
 
   // Statements forwarded before learning is done wait for it (server/store/worker-query-gate.ts).
-  const workerQueries = createWorkerQueryGate({ statements: learning, connection: database.gateConnection, isUnavailable: database.isUnavailable, onRefused: (reason) => metrics.dbQueriesRefused.inc({ reason }), log });
+  const workerQueries = createWorkerQueryGate({
+    statements: learning,
+    connection: database.gateConnection,
+    isUnavailable: database.isUnavailable,
+    onRefused: (reason) => metrics.dbQueriesRefused.inc({ reason }),
+    messagesFitting: (...page) => store.messagesFitting(...page),
+    log,
+  });
 
   // One node: the bus, the shared state and the node messages in memory. Several nodes (REDIS_URL): over Redis,
   // on the node's two connections (server/redis-cluster.ts).

@@ -75,6 +75,18 @@ export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
       return rows as MessageRecord[];
     },
 
+    async messagesFitting(threadId: string, afterId: number, offset: number, limit: number, maxBytes: number): Promise<number> {
+      const sizes = await db.message.findMany({ where: { threadId, id: { gt: afterId } }, orderBy: { id: 'asc' }, skip: offset, take: limit, select: { size: true } });
+      let total = 0;
+      let fitting = 0;
+      for (const { size } of sizes) {
+        if (fitting >= 1 && total + size > maxBytes) break;
+        total += size;
+        fitting++;
+      }
+      return fitting;
+    },
+
     /** Persists the request before it is acknowledged: user, thread, the user's message, the run, event 1. */
     async acceptRun(r: NewRun): Promise<RunRecord> {
       await writes.acceptRun(acceptedRowOf(r));

@@ -92,6 +92,12 @@ export interface RunStore {
   listThreads(userId: string, limit: number, before: ThreadCursor | null): Promise<ThreadRecord[]>;
   /** A thread's messages in order, after the cursor (a message id); `maxBytes` as for listEvents (their content). */
   listMessages(threadId: string, limit: number, afterId: number, maxBytes?: number): Promise<MessageRecord[]>;
+  /**
+   * How many of a thread's messages after `afterId` (past the first `offset`, at most `limit`) fit in `maxBytes` of
+   * content, at least one when there is one: the rows ctx.db's `messages.list` may have (worker-query-gate.ts). Reads
+   * their stored sizes only.
+   */
+  messagesFitting(threadId: string, afterId: number, offset: number, limit: number, maxBytes: number): Promise<number>;
   /** Persists the request before it is acknowledged: user, thread, the user's message, the run, event 1. */
   acceptRun(r: NewRun): Promise<RunRecord>;
   /** `owner`: the lease holding the run (several nodes: a write fails with FencedError once it lost the run). */

@@ -9,14 +9,17 @@
  * statement is its SQL text, its argument types, and the argument positions that held the sentinel. A
  * forwarded statement runs only if (a) its run is live, assigned to the sending cell and running, (b) its
  * SQL text is a learned one, (c) its arguments have the learned shape, and (d) every sentinel position holds
- * the run's own user id. Anything else is answered with an error, counted, and logged (never its values).
+ * the run's own user id. Anything else is answered with an error, counted, and logged once per run and reason
+ * (never its values). What passes runs one statement of a run at a time, within the run's budget
+ * (gate-admission.ts).
  */
 import { randomUUID } from 'node:crypto';
 import type { SqlDriverAdapter, SqlDriverAdapterFactory, SqlQuery, SqlResultSet } from '@prisma/driver-adapter-utils';
 import { z } from 'zod';
 import type { Db } from '../../prisma/client-type.js';
-import { exerciseScopedQueries, MAX_ROWS } from '../../prisma/scoped-queries.js';
+import { exerciseScopedQueries, MAX_ROWS, type Stand } from '../../prisma/scoped-queries.js';
 import type { StoreBackend } from './backend.js';
+import { answerBytes, createGateAdmission, type GateAdmission } from './gate-admission.js';
 import type { CellHandle } from '../cells/cell-handle.js';
 import type { Logger } from '../logger.js';
 import { MAX_ARGS, MAX_SQL_CHARS, type DbAnswer, type DbQueryKind, type RefusalReason } from '../../protocol/db-messages.js';
@@ -32,7 +35,19 @@ export interface LearnedStatement {
   argTypes: { scalarType: string; dbType: string | null; arity: string }[];
   /** Argument positions that must hold the run's user id. */
   userArgs: number[];
+  /**
+   * A page of a thread's messages (ctx.db's messages.list): where its thread, cursor, row count and offset are. The
+   * gate lowers the row count to what fits in MAX_ANSWER_BYTES before it runs the statement.
+   */
+  messagePage: { threadArg: number; afterArg: number; limitArg: number; offsetArg: number | null } | null;
 }
+
+/** The most content one messages.list answer carries (at least one message): a page of the HTTP API's size. */
+export const MAX_ANSWER_BYTES = 1024 * 1024;
+
+/** Stand-in cursor and row count: values no scoped query would otherwise pass, so their positions are unambiguous. */
+const STAND_AFTER_ID = 1_234_567_891;
+const STAND_LIMIT = 47;
 
 const MAX_STRING_ARG_CHARS = 4096;
 
@@ -46,7 +61,7 @@ const normaliseArgType = (t: { scalarType: string; dbType?: string | null; arity
  */
 export async function learnStatements(
   database: Pick<StoreBackend, 'provider' | 'prismaClient'>,
-  exercise: (prisma: Db, userId: string, stand: { threadId: string }) => Promise<unknown> = exerciseScopedQueries,
+  exercise: (prisma: Db, userId: string, stand: Stand) => Promise<unknown> = exerciseScopedQueries,
 ): Promise<LearnedStatement[]> {
   const { provider } = database;
   const sentinel = `atoll-sentinel-user-${randomUUID()}`;
@@ -69,7 +84,7 @@ export async function learnStatements(
   const factory: SqlDriverAdapterFactory = { provider, adapterName: recorder.adapterName, connect: async () => recorder };
   const prisma = database.prismaClient(factory);
   try {
-    await exercise(prisma, sentinel, { threadId: standThread });
+    await exercise(prisma, sentinel, { threadId: standThread, afterId: STAND_AFTER_ID, limit: STAND_LIMIT });
   } finally {
     await prisma.$disconnect();
   }
@@ -81,7 +96,7 @@ export async function learnStatements(
     }
     const userArgs = query.args.flatMap((a, i) => (a === sentinel ? [i] : []));
     if (userArgs.length === 0) throw new Error(`worker query gate: a scoped query's statement is not pinned to a user (no user id argument): ${query.sql}`);
-    const statement: LearnedStatement = { index: learned.size, kind, sql: query.sql, argTypes: query.argTypes.map(normaliseArgType), userArgs };
+    const statement: LearnedStatement = { index: learned.size, kind, sql: query.sql, argTypes: query.argTypes.map(normaliseArgType), userArgs, messagePage: messagePageOf(query, standThread) };
     const key = `${kind}\u0000${query.sql}`;
     const seen = learned.get(key);
     if (seen && JSON.stringify([seen.argTypes, seen.userArgs]) !== JSON.stringify([statement.argTypes, statement.userArgs])) {
@@ -90,6 +105,23 @@ export async function learnStatements(
     if (!seen) learned.set(key, statement);
   }
   return [...learned.values()];
+}
+
+const numberOf = (v: unknown) => (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'string' ? Number(v) : NaN);
+
+/** Where a page of messages holds its thread, cursor, row count and offset (the other row count), or null. */
+function messagePageOf(query: SqlQuery, standThread: string): LearnedStatement['messagePage'] {
+  const threadArg = query.args.indexOf(standThread);
+  const afterArg = query.args.findIndex((a, i) => query.argTypes[i]?.scalarType === 'int' && numberOf(a) === STAND_AFTER_ID);
+  const limitArg = query.args.findIndex((a, i) => query.argTypes[i]?.scalarType === 'bigint' && numberOf(a) === STAND_LIMIT);
+  if (threadArg < 0 || afterArg < 0 || limitArg < 0) return null;
+  const offsetArg = query.args.findIndex((_, i) => i !== limitArg && query.argTypes[i]?.scalarType === 'bigint');
+  return { threadArg, afterArg, limitArg, offsetArg: offsetArg < 0 ? null : offsetArg };
+}
+
+/** `value` with `like`'s representation (the driver adapter's bigint arguments arrive as numbers, bigints or strings). */
+function sameKind(like: unknown, value: number): unknown {
+  return typeof like === 'bigint' ? BigInt(value) : typeof like === 'string' ? String(value) : value;
 }
 
 /** The boundary: a cell's message, validated before anything in it is used. */
@@ -127,6 +159,17 @@ function argFits(value: unknown, type: LearnedStatement['argTypes'][number]): bo
   }
 }
 
+/** What a refused statement's error tells agent code. */
+const REFUSAL_MEANING: Record<RefusalReason, string> = {
+  invalid_message: 'malformed statement',
+  run_not_running: 'worker threads may run only ctx.db\'s queries, for their run\'s user, while their run runs',
+  statement_not_allowed: 'worker threads may run only ctx.db\'s queries, for their run\'s user',
+  invalid_args: 'worker threads may run only ctx.db\'s queries, for their run\'s user',
+  user_mismatch: 'worker threads may run only ctx.db\'s queries, for their run\'s user',
+  too_many_waiting: 'a run\'s ctx.db calls run one at a time, and at most 16 may wait: await some before making more',
+  run_budget: 'a run may make 1,000 ctx.db calls with 64 MiB of answers in all',
+};
+
 export interface WorkerQueryGate {
   /** A cell's `db_query` message; answers the cell (or drops an unanswerable message), never throws. */
   handle(cell: CellHandle, msg: unknown, runOf: (runId: string) => LiveRun | undefined): void;
@@ -144,7 +187,12 @@ export function createWorkerQueryGate(deps: {
   isUnavailable: (err: unknown) => boolean;
   onRefused: (reason: RefusalReason) => void;
   log: Logger;
+  /** Default: GATE_LIMITS. */
+  admission?: GateAdmission;
+  /** RunStore.messagesFitting: how many rows of a page of messages fit in MAX_ANSWER_BYTES. */
+  messagesFitting: (threadId: string, afterId: number, offset: number, limit: number, maxBytes: number) => Promise<number>;
 }): WorkerQueryGate {
+  const admission = deps.admission ?? createGateAdmission();
   const bySql = new Map<string, LearnedStatement>();
   let learned = false;
   const ready = deps.statements.then((list) => {
@@ -184,7 +232,7 @@ export function createWorkerQueryGate(deps: {
         deps.onRefused('invalid_message');
         const r = raw as { runId?: unknown; queryId?: unknown };
         const runId = typeof r?.runId === 'string' ? r.runId : null;
-        deps.log.warn({ cell: cell.id, run_id: runId, reason: 'invalid_message' }, 'thread db query refused');
+        if (firstRefusal(runId === null ? undefined : runOf(runId), 'invalid_message')) deps.log.warn({ cell: cell.id, run_id: runId, reason: 'invalid_message' }, 'thread db query refused');
         // Answer when the message says where to: the worker is not left waiting until its run ends.
         if (runId && typeof r.queryId === 'number' && Number.isInteger(r.queryId) && r.queryId >= 0) {
           answer(cell, runId, r.queryId, { ok: false, error: { code: 'DB_QUERY_REFUSED', message: 'database query refused: malformed statement' } });
@@ -194,32 +242,73 @@ export function createWorkerQueryGate(deps: {
       const msg = parsed.data;
       const run = runOf(msg.runId);
       const verdict = check(msg, run, cell);
-      if ('refused' in verdict) {
-        deps.onRefused(verdict.refused);
-        run?.refused.add(`db:${verdict.refused}`);
-        const known = bySql.get(`${msg.kind}\u0000${msg.query.sql}`);
-        deps.log.warn(
-          { run_id: msg.runId, user_id: run?.userId ?? null, thread_id: run?.threadId ?? null, cell: cell.id, reason: verdict.refused, statement: known?.index ?? null, sql_chars: msg.query.sql.length, args: msg.query.args.length },
-          'thread db query refused',
-        );
-        answer(cell, msg.runId, msg.queryId, { ok: false, error: { code: 'DB_QUERY_REFUSED', message: `database query refused (${verdict.refused}): worker threads may run only ctx.db's queries, for their run's user` } });
-        return;
-      }
+      if ('refused' in verdict) return refuse(cell, msg, run, verdict.refused);
       const query: SqlQuery = { sql: msg.query.sql, args: msg.query.args, argTypes: msg.query.argTypes as SqlQuery['argTypes'] };
-      deps
-        .connection()
-        .then((db): Promise<SqlResultSet | number> => (msg.kind === 'query' ? db.queryRaw(query) : db.executeRaw(query)))
-        .then(
-          (result) => answer(cell, msg.runId, msg.queryId, { ok: true, result }),
-          (err: unknown) => {
-            deps.log.warn({ run_id: msg.runId, user_id: run!.userId, cell: cell.id, statement: verdict.statement.index, err: messageOf(err) }, 'thread db query failed');
-            const error = deps.isUnavailable(err)
-              ? { code: 'DB_UNAVAILABLE' as const, message: 'the database cannot be reached right now; retry shortly' }
-              : { code: 'DB_QUERY_FAILED' as const, message: `database query failed: ${messageOf(err)}` };
-            answer(cell, msg.runId, msg.queryId, { ok: false, error });
-          },
-        );
+      const overBudget = admission.admit(run!, async () => {
+        // It waited behind the run's earlier statements: the run may have ended meanwhile.
+        if (run!.phase !== 'running' || run!.cellId !== cell.id) {
+          refuse(cell, msg, run, 'run_not_running');
+          return 0;
+        }
+        try {
+          await fitToAnswer(query, verdict.statement);
+          const db = await deps.connection();
+          const result = msg.kind === 'query' ? await db.queryRaw(query) : await db.executeRaw(query);
+          answer(cell, msg.runId, msg.queryId, { ok: true, result });
+          return answerBytes(result);
+        } catch (err) {
+          deps.log.warn({ run_id: msg.runId, user_id: run!.userId, cell: cell.id, statement: verdict.statement.index, err: messageOf(err) }, 'thread db query failed');
+          const error = deps.isUnavailable(err)
+            ? { code: 'DB_UNAVAILABLE' as const, message: 'the database cannot be reached right now; retry shortly' }
+            : { code: 'DB_QUERY_FAILED' as const, message: `database query failed: ${messageOf(err)}` };
+          answer(cell, msg.runId, msg.queryId, { ok: false, error });
+          return 0;
+        }
+      });
+      if (overBudget) refuse(cell, msg, run, overBudget);
     },
   };
+
+  /**
+   * A page of messages is read only as far as MAX_ANSWER_BYTES goes: its row count is lowered to the rows that fit
+   * (their stored sizes, read first). A message may hold MAX_RESULT_BYTES, and 100 of them were read whole for one
+   * call. The statement is still the learned one: only its LIMIT argument is smaller.
+   */
+  async function fitToAnswer(query: SqlQuery, statement: LearnedStatement): Promise<void> {
+    const page = statement.messagePage;
+    if (!page) return;
+    const limit = numberOf(query.args[page.limitArg]);
+    const offset = page.offsetArg === null ? 0 : numberOf(query.args[page.offsetArg]);
+    const fitting = await deps.messagesFitting(String(query.args[page.threadArg]), numberOf(query.args[page.afterArg]), offset, limit, MAX_ANSWER_BYTES);
+    if (fitting < limit) {
+      const args = [...query.args];
+      args[page.limitArg] = sameKind(query.args[page.limitArg], Math.max(fitting, 1));
+      query.args = args;
+    }
+  }
+
+  /**
+   * Notes the refusal in the run's report; true the first time for this run and reason. Refusals are logged once
+   * per run and reason (the metric counts every one): a run repeating a refused statement must not write the
+   * front's log at its own pace.
+   */
+  function firstRefusal(run: LiveRun | undefined, reason: RefusalReason): boolean {
+    if (!run) return true;
+    const first = !run.refused.has(`db:${reason}`);
+    run.refused.add(`db:${reason}`);
+    return first;
+  }
+
+  function refuse(cell: CellHandle, msg: z.infer<typeof DbQueryMessage>, run: LiveRun | undefined, reason: RefusalReason): void {
+    deps.onRefused(reason);
+    if (firstRefusal(run, reason)) {
+      const known = bySql.get(`${msg.kind}\u0000${msg.query.sql}`);
+      deps.log.warn(
+        { run_id: msg.runId, user_id: run?.userId ?? null, thread_id: run?.threadId ?? null, cell: cell.id, reason, statement: known?.index ?? null, sql_chars: msg.query.sql.length, args: msg.query.args.length },
+        'thread db query refused',
+      );
+    }
+    answer(cell, msg.runId, msg.queryId, { ok: false, error: { code: 'DB_QUERY_REFUSED', message: `database query refused (${reason}): ${REFUSAL_MEANING[reason]}` } });
+  }
   return gate;
 }
