@@ -34,5 +34,5 @@ export type DbAnswer =
   | { ok: false; error: { code: DbErrorCode; message: string } };
 
 /** Why the front's gate refused a worker's statement (the label of atoll_db_queries_refused_total). */
-export const REFUSAL_REASONS = ['invalid_message', 'run_not_running', 'statement_not_allowed', 'invalid_args', 'user_mismatch', 'too_many_waiting', 'run_budget'] as const;
+export const REFUSAL_REASONS = ['invalid_message', 'run_not_running', 'statement_not_allowed', 'invalid_args', 'user_mismatch', 'too_many_waiting'] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];

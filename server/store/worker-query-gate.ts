@@ -10,8 +10,7 @@
  * forwarded statement runs only if (a) its run is live, assigned to the sending cell and running, (b) its
  * SQL text is a learned one, (c) its arguments have the learned shape, and (d) every sentinel position holds
  * the run's own user id. Anything else is answered with an error, counted, and logged once per run and reason
- * (never its values). What passes runs one statement of a run at a time, within the run's budget
- * (gate-admission.ts).
+ * (never its values). What passes runs one statement of a run at a time, at the run's pace (gate-admission.ts).
  */
 import { randomUUID } from 'node:crypto';
 import type { SqlDriverAdapter, SqlDriverAdapterFactory, SqlQuery, SqlResultSet } from '@prisma/driver-adapter-utils';
@@ -167,7 +166,6 @@ const REFUSAL_MEANING: Record<RefusalReason, string> = {
   invalid_args: 'worker threads may run only ctx.db\'s queries, for their run\'s user',
   user_mismatch: 'worker threads may run only ctx.db\'s queries, for their run\'s user',
   too_many_waiting: 'a run\'s ctx.db calls run one at a time, and at most 16 may wait: await some before making more',
-  run_budget: 'a run may make 1,000 ctx.db calls with 64 MiB of answers in all',
 };
 
 export interface WorkerQueryGate {
