@@ -150,7 +150,7 @@ export function createMetrics(options: MetricsOptions) {
     }),
     dbQueriesRefused: new client.Counter({
       name: 'atoll_db_queries_refused_total',
-      help: 'Database statements from worker threads that the front\'s gate refused (agent code went around ctx.db), by reason: invalid_message (malformed), run_not_running (its run is not running in that cell), statement_not_allowed (not one of the statements ctx.db compiles to), invalid_args (arguments of the wrong shape or out of bounds), user_mismatch (pinned to another user than the run\'s), too_many_waiting (over 16 of its run\'s statements waiting: they run one at a time, paced). Target 0.',
+      help: 'Database statements from worker threads that the front\'s gate refused (agent code went around ctx.db), by reason: invalid_message (malformed), run_not_running (its run is not running in that cell), statement_not_allowed (not one of the statements ctx.db compiles to), invalid_args (arguments of the wrong shape or out of bounds), user_mismatch (pinned to another user than the run\'s), too_many_waiting (over 256 of its run\'s statements waiting: they run one at a time, paced; a limit, not a wall, and AtollAgentProbingWalls leaves it out). Target 0.',
       labelNames: ['reason'],
       registers: [registry],
     }),

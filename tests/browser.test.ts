@@ -710,6 +710,12 @@ test('on a server with METRICS_TOKEN the operations view asks for it, says when 
   expect(await p.locator('#ops-status').getAttribute('data-state')).toBe('offline');
   expect(await p.locator('#cells-alive').textContent()).toBe('–');
 
+  // Not a token the server could have (a space, a character no header carries): said at once, nothing sent.
+  await p.getByLabel('Metrics token').fill('not a tökén');
+  await p.getByRole('button', { name: 'Show metrics' }).click();
+  await poll(() => p.locator('#metrics-token-error').textContent(), (v) => expect(v).toMatch(/printable ASCII/));
+  expect(await form.isVisible()).toBe(true);
+
   await p.getByLabel('Metrics token').fill('not-the-metrics-token-at-all');
   await p.getByRole('button', { name: 'Show metrics' }).click();
   await poll(() => p.locator('#metrics-token-error').textContent(), (v) => expect(v).toMatch(/refused/));

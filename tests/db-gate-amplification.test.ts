@@ -3,7 +3,7 @@
  * thread with answers of ~1 MB (8 ordinary runs), then fires 60 concurrent `ctx.db.messages.list({limit: 100})`:
  * the gate took them all at once and the front read ~0.5 GB for them together (another user's /healthz waited
  * 3.4 s, the front's RSS grew 163 → 1,064 MiB; at 150 calls 2.4 GiB). Now a run's statements run one at a time,
- * 16 at most wait, the rest are refused `too_many_waiting`, a run's answers are held to its budget
+ * 256 at most wait, the rest are refused `too_many_waiting`, a run's answers are paced
  * (server/store/gate-admission.ts), and one answer holds at most MAX_ANSWER_BYTES of messages, at least one
  * (worker-query-gate.ts: the page's LIMIT is lowered to the rows whose stored sizes fit). Timings are printed, not
  * judged: memory, answer sizes and refusals are.
@@ -17,15 +17,16 @@ export default class DbHog {
   static agentName = 'db-hog';
   async execute(ctx) {
     if (ctx.input.mode === 'fill') return 'x'.repeat(1_000_000);
-    const n = ctx.input.n;
+    // Reads of the whole thread, then cheap calls past what may wait.
     let answered = 0;
     let biggest = 0;
     const failed = {};
-    await Promise.all(Array.from({ length: n }, () =>
-      ctx.db.messages.list({ limit: 100 }).then(
-        (rows) => { answered++; biggest = Math.max(biggest, rows.reduce((sum, r) => sum + r.content.length, 0)); },
-        (err) => { const why = /refused \\((\\w+)\\)/.exec(String(err && err.message))?.[1] ?? 'other'; failed[why] = (failed[why] ?? 0) + 1; },
-      )));
+    const refused = (err) => { const why = /refused \\((\\w+)\\)/.exec(String(err && err.message))?.[1] ?? 'other'; failed[why] = (failed[why] ?? 0) + 1; };
+    await Promise.all([
+      ...Array.from({ length: ctx.input.big }, () =>
+        ctx.db.messages.list({ limit: 100 }).then((rows) => { answered++; biggest = Math.max(biggest, rows.reduce((sum, r) => sum + r.content.length, 0)); }, refused)),
+      ...Array.from({ length: ctx.input.small }, (_, i) => ctx.db.threads.get('no-such-thread-' + i).then(() => { answered++; }, refused)),
+    ]);
     // A page after the last id of the first: the cursor still pages through the whole thread.
     const first = await ctx.db.messages.list({ limit: 100 });
     const next = await ctx.db.messages.list({ limit: 100, afterId: first[first.length - 1].id });
@@ -44,7 +45,7 @@ afterAll(async () => {
   await server?.stop();
 });
 
-test('60 concurrent ctx.db reads of a thread of 8 MB: one at a time, 16 waiting, the rest refused, each answer 1 MiB at most; the front neither balloons nor stops answering', async () => {
+test('60 concurrent ctx.db reads of a thread of 8 MB and 400 other calls: one at a time, 256 waiting, the rest refused, each answer 1 MiB at most; the front neither balloons nor stops answering', async () => {
   const attacker = await UserClient.connect(server.url, 'hog-user');
   try {
     const first = await attacker.start({ agent: 'db-hog', input: { mode: 'fill' } });
@@ -57,7 +58,7 @@ test('60 concurrent ctx.db reads of a thread of 8 MB: one at a time, 16 waiting,
     const pid = server.proc.pid!;
     const rssBefore = rssMiB(pid);
     const metricsBefore = (await httpCall(server.url, 'GET', '/metrics')).body as string;
-    const { run_id } = await attacker.start({ agent: 'db-hog', input: { mode: 'flood', n: 60 }, thread_id: first.thread_id });
+    const { run_id } = await attacker.start({ agent: 'db-hog', input: { mode: 'flood', big: 60, small: 400 }, thread_id: first.thread_id });
     // Another user's probe of the front while the flood runs: it must keep answering (its time is printed).
     let worstMs = 0;
     let peakRss = rssBefore;
@@ -77,11 +78,11 @@ test('60 concurrent ctx.db reads of a thread of 8 MB: one at a time, 16 waiting,
 
     expect(final.payload.status).toBe('completed');
     const { answered, biggest, failed, first: firstPage, next } = final.payload.final_response;
-    // At most the one executing and the 16 waiting at any moment: of 60 sent together, some were refused at once
+    // At most the one executing and 256 waiting at any moment: of 460 sent together, some were refused at once
     // (how many depends on how fast the first ones were answered), and nothing else went wrong.
     expect(Object.keys(failed)).toEqual(['too_many_waiting']);
     expect(failed.too_many_waiting).toBeGreaterThan(0);
-    expect(answered + failed.too_many_waiting).toBe(60);
+    expect(answered + failed.too_many_waiting).toBe(460);
     expect(refusedDelta).toBe(failed.too_many_waiting);
     // One answer: a user message and a 1 MB answer fit in 1 MiB, the next 1 MB answer does not (of 16 rows).
     expect(biggest).toBeGreaterThan(1_000_000);

@@ -21,10 +21,11 @@ export interface GateLimits {
 }
 
 /**
- * A run starts with 200 statements and 32 MiB of answers at full speed (ctx.db pages its history 100 messages and
+ * 256 waiting: an honest agent may ask for each of its 100 threads at once (a waiting statement is the learned SQL
+ * and at most 5 arguments: ~25 KiB at worst). A run starts with 200 statements and 32 MiB of answers at full speed (ctx.db pages its history 100 messages and
  * at most 1 MiB at a time), then 100 statements and 8 MiB a second.
  */
-export const GATE_LIMITS: GateLimits = { maxWaiting: 16, statementsPerSec: 100, statementBurst: 200, bytesPerSec: 8 * 1024 * 1024, byteBurst: 32 * 1024 * 1024 };
+export const GATE_LIMITS: GateLimits = { maxWaiting: 256, statementsPerSec: 100, statementBurst: 200, bytesPerSec: 8 * 1024 * 1024, byteBurst: 32 * 1024 * 1024 };
 
 interface RunShare {
   tail: Promise<void>;

@@ -165,7 +165,7 @@ const REFUSAL_MEANING: Record<RefusalReason, string> = {
   statement_not_allowed: 'worker threads may run only ctx.db\'s queries, for their run\'s user',
   invalid_args: 'worker threads may run only ctx.db\'s queries, for their run\'s user',
   user_mismatch: 'worker threads may run only ctx.db\'s queries, for their run\'s user',
-  too_many_waiting: 'a run\'s ctx.db calls run one at a time, and at most 16 may wait: await some before making more',
+  too_many_waiting: 'a run\'s ctx.db calls run one at a time, and at most 256 may wait: await some before making more',
 };
 
 export interface WorkerQueryGate {

@@ -6,7 +6,7 @@
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { MessageView, ScopedDb } from '../agent-contract.js';
 
-/** ctx.db pages hold at most 100 messages. */
+/** ctx.db pages hold at most 100 messages (and at most 1 MiB of content: a shorter page is not the end). */
 const PAGE = 100;
 /** Messages kept beyond the bound while paging, to find the run's own message among concurrent runs'. */
 const SLACK = 20;
@@ -18,8 +18,8 @@ export async function loadContext(db: ScopedDb, inputText: string, maxMessages: 
   let tail: MessageView[] = [];
   for (let afterId = 0; ; ) {
     const page = await db.messages.list({ limit: PAGE, afterId });
+    if (page.length === 0) break;
     tail = tail.concat(page).slice(-(maxMessages + SLACK));
-    if (page.length < PAGE) break;
     afterId = page[page.length - 1].id;
   }
   // The run's user message is stored before the run starts: the last user message with the input's text.

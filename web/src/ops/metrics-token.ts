@@ -26,6 +26,11 @@ export function createMetricsToken(store: Storage, onGiven: () => void): Metrics
     e.preventDefault();
     const token = input.value.trim();
     if (!token) return;
+    // What METRICS_TOKEN may be: anything else could not even travel in a header (fetch would throw), nor match.
+    if (!/^[\x21-\x7e]+$/.test(token)) {
+      error.textContent = 'A metrics token is printable ASCII without spaces: check METRICS_TOKEN.';
+      return;
+    }
     store.setItem(KEY, token);
     input.value = '';
     form.hidden = true;
