@@ -27,6 +27,8 @@ const STORE_FREE = [
   file('deploy-compose'),
   // `npm start`, the container image's runtime stage and an unwritable SQLite folder: SQLite files of their own.
   ...['start', 'container-image', 'database-path'].map(file),
+  // run-scratch.ts on a folder of its own, as a non-root user.
+  file('run-scratch'),
 ];
 
 /**
@@ -55,6 +57,8 @@ const STORE_BLIND = [
   'egress', // AGENT_EGRESS_ALLOW reaching the workers
   'http-page-size', // the HTTP pages' size cap (the route's; the reads under it are http-api's)
   'http-stall', // the HTTP server's limits on clients that do not read or send
+  'metrics-token', // who may read /metrics
+  'haproxy-metrics', // the shipped HAProxy file's /metrics deny
 ].map(file);
 
 module.exports = {

@@ -239,7 +239,7 @@ function serviceRig(cells: { id: string; kind: CellKind; events?: number }[]) {
   const metrics = createMetrics({ alertActiveContexts: 100, nodeId: 'front-pipeline' });
   const relay = createEventRelay({ store, bus: { publish: (e) => delivered.push(e) }, metrics, log });
   let service: RunService;
-  const scratch = { open: (runId: string) => `/nonexistent/${runId}`, close: () => undefined };
+  const scratch = { open: (runId: string) => `/nonexistent/${runId}`, close: () => undefined, removeAll: () => undefined };
   const answer = (handle: CellHandle, runId: string, events: number) => {
     service.onCellMessage(handle, { type: 'run_started', runId, workerId: 1, startedAt: Date.now() });
     for (let i = 0; i < events; i++) service.onCellMessage(handle, { type: 'run_event', runId, event: { type: 'partial_result', payload: { text: 'x' }, timestamp: Date.now() } as never });

@@ -15,7 +15,6 @@ import { createRunScratch } from './run-scratch.js';
 import { readCellOsThreads } from './cpu-governor.js';
 import { describeCellExit, type CellExit } from './exit-cause.js';
 import { pickCell } from './pick-cell.js';
-import fs from 'node:fs';
 
 export interface SupervisorEvents {
   onMessage(cell: CellHandle, msg: CellToFront): void;
@@ -131,7 +130,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
         const retired = cell.state === 'stopping';
         const rejuvenated = cell.rejuvenating;
         cell.state = 'dead';
-        fs.rm(launch.scratchDir, { recursive: true, force: true }, () => undefined);
+        cell.scratch.removeAll();
         reject(new Error(`cell ${id} exited before it was ready (code ${code}, signal ${signal})`));
         // A serving cell that died is replaced at once, or after a backoff that grows while it keeps dying young;
         // the replacement does not wait for the death to be described below.
