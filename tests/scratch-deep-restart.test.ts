@@ -1,0 +1,65 @@
+/**
+ * A run can keep the front from starting again (helper-65). Its agent builds a folder tree deeper than PATH_MAX in
+ * its scratch folder (a ~4,000-character chain, a second one renamed into its tip: every path it names is short
+ * enough and inside its folder) and kills its own cell (allowed: contained). The dead cell's folder cannot be
+ * removed (run-scratch removeAll: fs.rm fails ENAMETOOLONG) and stays in SCRATCH_DIR. At the next start with the
+ * same SCRATCH_DIR (a deploy, a restart; README asks for SCRATCH_DIR on its own filesystem), cellLaunch's
+ * fs.rmSync of `cell1-g1` throws (ENAMETOOLONG, or RangeError from Node 20's recursive rimrafSync) and the front
+ * exits before listening, on every start, until someone removes the folder by hand. Any user who can start a run.
+ * Fix: server/cells/cell-sandbox.ts cellLaunch must not throw on what a previous front left (use a fresh name per
+ * front, e.g. suffix the pid or a random id, and remove the old one in the background with a removal that does not
+ * depend on PATH_MAX); and run-scratch's removeTree should remove deep trees (see scratch-deep-tree.test.ts).
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { agentsDirWith, startServer, type TestServer } from './helpers/server';
+import { UserClient, eventually } from './helpers/client';
+
+const DEEP_THEN_DIE = `
+import fs from 'node:fs';
+import path from 'node:path';
+export default class DeepThenDie {
+  static agentName = 'deep-then-die';
+  async execute(ctx) {
+    const chain = (root) => { let p = root; fs.mkdirSync(p); while (p.length < 4000) { p = path.join(p, 'a'); fs.mkdirSync(p); } return p; };
+    const tip = chain(path.join(ctx.scratchDir, 'x'));
+    for (let k = 0; k < 2; k++) { chain(path.join(ctx.scratchDir, 'y')); fs.renameSync(path.join(ctx.scratchDir, 'y'), path.join(tip, 'y' + k)); }
+    process.kill(process.pid, 'SIGABRT');
+    return 'unreachable';
+  }
+}
+`;
+
+let scratch: string;
+let agents: string;
+const servers: TestServer[] = [];
+afterAll(async () => {
+  for (const s of servers) await s.stop();
+  if (scratch) spawnSync('rm', ['-rf', scratch]);
+});
+
+test('a front starts again on its SCRATCH_DIR after a run left a deep tree and killed its cell', async () => {
+  agents = agentsDirWith({ 'deep.mjs': DEEP_THEN_DIE });
+  scratch = fs.mkdtempSync(path.join(path.dirname(agents), 'atoll-deep-restart-'));
+  const env = { AGENTS_DIR: agents, SCRATCH_DIR: scratch, CELLS: '1', THREADS_PER_CELL: '1' };
+  const first = await startServer(env);
+  servers.push(first);
+  const mallory = await UserClient.connect(first.url, 'mallory');
+  await mallory.start({ agent: 'deep-then-die', input: { text: 'go' } });
+  // Its cell died and was replaced (cell1-g2); cell1-g1's folder could not be removed.
+  expect(await eventually(() => first.logs.some((l) => l.msg === 'cell ready' && l.cell === 'cell1-g2'), 30_000)).toBe(true);
+  mallory.socket.close();
+  await first.stop();
+  const left = fs.readdirSync(scratch);
+  // The same SCRATCH_DIR, a new front: it must listen.
+  let started: TestServer | null = null;
+  let error = '';
+  try {
+    started = await startServer(env);
+    servers.push(started);
+  } catch (err) {
+    error = String(err).split('\n').slice(0, 3).join(' | ');
+  }
+  expect({ left, started: started !== null, error }).toMatchObject({ started: true, error: '' });
+}, 120_000);
