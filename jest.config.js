@@ -59,6 +59,8 @@ const STORE_BLIND = [
   'http-stall', // the HTTP server's limits on clients that do not read or send
   'metrics-token', // who may read /metrics
   'haproxy-metrics', // the shipped HAProxy file's /metrics deny
+  'scratch-deep-tree', // runs' scratch leftovers removed
+  'scratch-deep-restart', // a start on a SCRATCH_DIR a former front left
 ].map(file);
 
 module.exports = {

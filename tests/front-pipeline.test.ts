@@ -44,7 +44,8 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await front?.close();
-  fs.rmSync(dir, { recursive: true, force: true });
+  // Retried: SQLite may still be removing its -wal and -shm files as the folder is emptied (ENOTEMPTY once, busy).
+  fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
 });
 
 const envelope = (runId: string, seq: number, type: string, payload: unknown, at: Date, userId = 'u1', threadId = 't1'): RunEventEnvelope =>

@@ -3,7 +3,7 @@
  * image's `node`, or CELL_UID_BASE=0): the front removed it with fs.rmSync on its event loop, so a read-only folder
  * threw EACCES into the dispatch and the front exited, and 3,812 nested folders held its event loop 7.9 s
  * (helper-63). Now leftovers are renamed into the cell's trash (one rename whatever their depth, at most
- * SWEEP_NOW_MAX before a run starts) and removed there in the background, made writable first.
+ * SWEEP_NOW_MAX before a run starts) and removed there in the background by coreutils (remove-tree.ts).
  *
  * Runs server/cells/run-scratch.ts in a node process as `nobody` (root ignores the mode bits a run sets).
  */
@@ -58,7 +58,8 @@ afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
     const second = scratch.open('r2');
     const atStart = fs.readdirSync(cellDir);
     scratch.close('r2');
-    const cleaned = await until(() => fs.readdirSync(cellDir).length === 0 && !fs.existsSync(cellDir + '.trash/0') && !fs.existsSync(cellDir + '.trash/1'));
+    // Nothing left in the cell's folder, and nothing beside it (its trash and the trash's batches are gone).
+    const cleaned = await until(() => fs.readdirSync(cellDir).length === 0 && fs.readdirSync(path.dirname(cellDir)).length === 1);
     return { atStart, second: path.basename(second), cleaned, left: fs.readdirSync(cellDir) };
   `,
   );
@@ -79,7 +80,7 @@ afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
     for (let i = 0; i < SWEEP_NOW_MAX + 500; i++) fs.mkdirSync(path.join(cellDir, 'many' + i));
     const running = scratch.open('r1');
     const atStart = fs.readdirSync(cellDir).length;
-    const cleaned = await until(() => fs.readdirSync(cellDir).length === 1 && fs.readdirSync(cellDir + '.trash').length === 0);
+    const cleaned = await until(() => fs.readdirSync(cellDir).length === 1 && fs.readdirSync(path.dirname(cellDir)).length === 1);
     return { atStart, cleaned, left: fs.readdirSync(cellDir), running: path.basename(running), max: SWEEP_NOW_MAX };
   `,
   );

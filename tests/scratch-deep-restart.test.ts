@@ -1,14 +1,10 @@
 /**
- * A run can keep the front from starting again (helper-65). Its agent builds a folder tree deeper than PATH_MAX in
- * its scratch folder (a ~4,000-character chain, a second one renamed into its tip: every path it names is short
- * enough and inside its folder) and kills its own cell (allowed: contained). The dead cell's folder cannot be
- * removed (run-scratch removeAll: fs.rm fails ENAMETOOLONG) and stays in SCRATCH_DIR. At the next start with the
- * same SCRATCH_DIR (a deploy, a restart; README asks for SCRATCH_DIR on its own filesystem), cellLaunch's
- * fs.rmSync of `cell1-g1` throws (ENAMETOOLONG, or RangeError from Node 20's recursive rimrafSync) and the front
- * exits before listening, on every start, until someone removes the folder by hand. Any user who can start a run.
- * Fix: server/cells/cell-sandbox.ts cellLaunch must not throw on what a previous front left (use a fresh name per
- * front, e.g. suffix the pid or a random id, and remove the old one in the background with a removal that does not
- * depend on PATH_MAX); and run-scratch's removeTree should remove deep trees (see scratch-deep-tree.test.ts).
+ * A run cannot keep the front from starting again (helper-65). Its agent builds a folder tree deeper than PATH_MAX in
+ * its scratch folder (a ~4,000-character chain, a second one renamed into its tip) and kills its own cell (allowed:
+ * contained). The dead cell's folder could not be removed and stayed in SCRATCH_DIR; at the next start with the same
+ * SCRATCH_DIR, cellLaunch's fs.rmSync of `cell1-g1` threw (RangeError from Node 20's recursive rimrafSync) and the
+ * front exited before listening, on every start. Now a start sets aside what a former front left there and removes
+ * it in the background (cell-sandbox.ts clearScratchRoot, remove-tree.ts).
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';

@@ -1,14 +1,9 @@
 /**
- * A run's scratch leftovers are never removed when their tree is deeper than PATH_MAX (helper-65). A run builds a
- * chain of folders ~4,000 characters long, then renames a second such chain into its tip (each path it names stays
- * under PATH_MAX, all inside its own folder: the permission model allows it). The front's removal (fs.rm, by full
- * path) fails ENAMETOOLONG, makeWritable gives up at the same depth, and the tree stays in the cell's trash for
- * good; every later pass of the trash walks it again (and every other one left the same way), so the background
- * work grows with each such run; a dead cell's folder and a front's stale scratch root stay too. Any user can do it,
- * with or without separate OS users (root gets ENAMETOOLONG as well).
- * Fix (server/cells/run-scratch.ts removeTree): remove relative to a descriptor/cwd that walks down (e.g. a child
- * process `rm -rf --one-file-system` with cwd, or descend by renaming deep subtrees up to the trash's top level
- * before removing), so no path handed to the kernel exceeds PATH_MAX.
+ * A tree deeper than PATH_MAX that a run leaves in its scratch folder is removed after the run (helper-65). The run
+ * builds a chain of folders ~4,000 characters long, then renames a second such chain into its tip (each path it
+ * names stays under PATH_MAX, all inside its own folder: the permission model allows it). fs.rm (full paths) failed
+ * ENAMETOOLONG and the tree stayed in the cell's trash for good, walked again by every later pass; remove-tree.ts
+ * hands folders to coreutils, which walk by descriptor.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';

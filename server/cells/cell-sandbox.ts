@@ -4,10 +4,12 @@
  * in the cell's workers and is semi-trusted (npm dependencies, model-chosen tools), so nothing the front
  * knows reaches a cell unless it is listed here.
  */
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { processAlive } from '../process-alive.js';
+import { removeTree } from './remove-tree.js';
 
 /**
  * The only variables a cell (and so every worker and agent) sees. Secrets (AUTH_JWT_SECRET, LLM_API_KEY),
@@ -61,7 +63,9 @@ export function separateUsers(uidBase: number): boolean {
 
 export function cellLaunch(opts: CellSandboxOptions, cellId: string, slot: number, env: NodeJS.ProcessEnv, ownUsers = separateUsers(opts.uidBase)): CellLaunch {
   const scratchDir = path.join(opts.scratchRoot, cellId);
-  fs.rmSync(scratchDir, { recursive: true, force: true });
+  // Nothing of a former front's cell of this name may reach this one: set aside (one rename), removed in the
+  // background. fs.rmSync here threw on a tree a run made deeper than PATH_MAX, and the front could not start.
+  retire(scratchDir);
   // The root may be passed through (each cell's OS user reaches its own folder) but not listed.
   fs.mkdirSync(opts.scratchRoot, { recursive: true, mode: 0o711 });
   fs.chmodSync(opts.scratchRoot, 0o711);
@@ -85,6 +89,38 @@ export function cellLaunch(opts: CellSandboxOptions, cellId: string, slot: numbe
 
 const SCRATCH_ROOT = /^atoll-scratch-(\d+)$/;
 
+/** What a former front left in a scratch root is renamed to this, then removed in the background (remove-tree.ts). */
+const RETIRED = '.retired-';
+
+/** Sets `dir` aside under its parent (one rename) and removes it in the background; nothing if it is not there. */
+function retire(dir: string): void {
+  const aside = path.join(path.dirname(dir), `${RETIRED}${randomUUID()}`);
+  try {
+    fs.renameSync(dir, aside);
+  } catch {
+    return;
+  }
+  void removeTree(aside);
+}
+
+/**
+ * SCRATCH_DIR at a front's start: what a former front left there (its cells' folders and trash, and anything it was
+ * still removing) is set aside and removed in the background. The folder is this front's alone. Returns how many.
+ */
+export function clearScratchRoot(scratchRoot: string): number {
+  let names: string[];
+  try {
+    names = fs.readdirSync(scratchRoot);
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    if (name.startsWith(RETIRED)) void removeTree(path.join(scratchRoot, name));
+    else retire(path.join(scratchRoot, name));
+  }
+  return names.length;
+}
+
 /** Default scratch root: one folder per front process under the OS temp dir. */
 export function defaultScratchRoot(tmpDir = os.tmpdir(), pid = process.pid): string {
   return path.join(tmpDir, `atoll-scratch-${pid}`);
@@ -103,11 +139,17 @@ export function removeStaleScratchRoots(tmpDir = os.tmpdir(), alive: (pid: numbe
     const dir = path.join(tmpDir, name);
     try {
       if (fs.lstatSync(dir).uid !== process.getuid?.()) continue;
-      fs.rmSync(dir, { recursive: true, force: true });
-      removed.push(dir);
     } catch {
-      // Another start removed it first, or a folder in it is not ours to remove: left as it is.
+      continue; // another start removed it first
     }
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // A read-only folder, or a tree deeper than PATH_MAX (fs.rmSync overflows its stack on one): coreutils, in
+      // the background.
+      void removeTree(dir);
+    }
+    removed.push(dir);
   }
   return removed;
 }

@@ -11,7 +11,7 @@ import type { Config } from '../config.js';
 import { cellConfigOf, supervisorSettingsOf } from '../config-views.js';
 import type { Logger } from '../logger.js';
 import { providerOf } from '../store/database-target.js';
-import { cellSandboxWarning, defaultScratchRoot, removeStaleScratchRoots } from './cell-sandbox.js';
+import { cellSandboxWarning, clearScratchRoot, defaultScratchRoot, removeStaleScratchRoots } from './cell-sandbox.js';
 import { createCellSupervisor, type CellSupervisor } from './supervisor.js';
 
 export interface LaunchedCells {
@@ -29,6 +29,9 @@ export async function launchCells(config: Config, log: Logger, root: string): Pr
   if (!config.scratchRoot) {
     const removed = removeStaleScratchRoots();
     if (removed.length) log.info({ removed: removed.length }, 'removed the scratch folders of fronts that are gone');
+  } else {
+    const cleared = clearScratchRoot(config.scratchRoot);
+    if (cleared) log.info({ cleared }, 'set aside what a former front left in SCRATCH_DIR');
   }
   const sandboxWarning = cellSandboxWarning({ root, agentsDir: config.agentsDir, uidBase: config.cellUidBase });
   if (sandboxWarning) log.warn(sandboxWarning);

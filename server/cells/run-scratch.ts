@@ -10,14 +10,14 @@
  *
  * Nothing here removes a tree on the front's event loop, nor throws into the caller: leftovers are renamed into the
  * cell's trash (a sibling of its folder, outside what the cell may touch: one rename whatever their depth) and
- * removed there in the background, made writable first. A run that left a read-only folder had the front's
+ * removed there in the background (remove-tree.ts). A run that left a read-only folder had the front's
  * synchronous removal throw EACCES into the dispatch and the front exit; one that left 3,812 nested folders held the
  * front's event loop 7.9 s while they were removed (helper-63).
  */
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { removeTree } from './remove-tree.js';
 
 /** Leftovers moved aside before a run's folder is made, at most: past it the rest go a moment later (README). */
 export const SWEEP_NOW_MAX = 1000;
@@ -35,6 +35,7 @@ export function createRunScratch(cellDir: string, owner: { uid: number; gid: num
   const folders = new Map<string, string>();
   const trash = `${cellDir}.trash`;
   let moved = 0;
+  let batches = 0;
   let emptying = false;
   let emptyAgain = false;
   const live = () => new Set([...folders.values()].map((f) => path.basename(f)));
@@ -64,7 +65,10 @@ export function createRunScratch(cellDir: string, owner: { uid: number; gid: num
     return false;
   }
 
-  /** Removes what is in the trash, in the background; one pass at a time, again if more arrived meanwhile. */
+  /**
+   * Removes what is in the trash, in the background: the trash is renamed to a batch of its own (what arrives
+   * meanwhile starts a new trash) and removed whole; one batch at a time, again if more arrived meanwhile.
+   */
   function emptyTrash(): void {
     if (emptying) {
       emptyAgain = true;
@@ -74,7 +78,13 @@ export function createRunScratch(cellDir: string, owner: { uid: number; gid: num
     void (async () => {
       do {
         emptyAgain = false;
-        for (const name of await fsp.readdir(trash).catch(() => [] as string[])) await removeTree(path.join(trash, name));
+        const batch = `${trash}.${batches++}`;
+        try {
+          fs.renameSync(trash, batch);
+        } catch {
+          continue;
+        }
+        await removeTree(batch);
       } while (emptyAgain);
       emptying = false;
     })();
@@ -153,24 +163,4 @@ function makeDirWritable(dir: string): boolean {
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
   }
-}
-
-/** Removes a tree that its run may have made read-only (the front is its owner: it may make it writable again). */
-async function removeTree(target: string): Promise<void> {
-  try {
-    await fsp.rm(target, { recursive: true, force: true });
-    return;
-  } catch {
-    // EACCES: a folder without write permission; made writable below.
-  }
-  await makeWritable(target);
-  await fsp.rm(target, { recursive: true, force: true }).catch(() => undefined);
-}
-
-/** lstat, never stat: a symbolic link is removed, not followed. Nothing in the trash is the cell's to change. */
-async function makeWritable(target: string): Promise<void> {
-  const stat = await fsp.lstat(target).catch(() => null);
-  if (!stat?.isDirectory()) return;
-  await fsp.chmod(target, 0o700).catch(() => undefined);
-  for (const name of await fsp.readdir(target).catch(() => [] as string[])) await makeWritable(path.join(target, name));
 }
