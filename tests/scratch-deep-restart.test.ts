@@ -9,23 +9,10 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { DEEP_TREE_AGENT } from './helpers/agent-snippets';
 import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, eventually } from './helpers/client';
 
-const DEEP_THEN_DIE = `
-import fs from 'node:fs';
-import path from 'node:path';
-export default class DeepThenDie {
-  static agentName = 'deep-then-die';
-  async execute(ctx) {
-    const chain = (root) => { let p = root; fs.mkdirSync(p); while (p.length < 4000) { p = path.join(p, 'a'); fs.mkdirSync(p); } return p; };
-    const tip = chain(path.join(ctx.scratchDir, 'x'));
-    for (let k = 0; k < 2; k++) { chain(path.join(ctx.scratchDir, 'y')); fs.renameSync(path.join(ctx.scratchDir, 'y'), path.join(tip, 'y' + k)); }
-    process.kill(process.pid, 'SIGABRT');
-    return 'unreachable';
-  }
-}
-`;
 
 let scratch: string;
 let agents: string;
@@ -36,13 +23,13 @@ afterAll(async () => {
 });
 
 test('a front starts again on its SCRATCH_DIR after a run left a deep tree and killed its cell', async () => {
-  agents = agentsDirWith({ 'deep.mjs': DEEP_THEN_DIE });
+  agents = agentsDirWith({ 'deep-tree.mjs': DEEP_TREE_AGENT });
   scratch = fs.mkdtempSync(path.join(path.dirname(agents), 'atoll-deep-restart-'));
   const env = { AGENTS_DIR: agents, SCRATCH_DIR: scratch, CELLS: '1', THREADS_PER_CELL: '1' };
   const first = await startServer(env);
   servers.push(first);
   const mallory = await UserClient.connect(first.url, 'mallory');
-  await mallory.start({ agent: 'deep-then-die', input: { text: 'go' } });
+  await mallory.start({ agent: 'deep-tree', input: { text: 'go', die: true } });
   // Its cell died and was replaced (cell1-g2); cell1-g1's folder could not be removed.
   expect(await eventually(() => first.logs.some((l) => l.msg === 'cell ready' && l.cell === 'cell1-g2'), 30_000)).toBe(true);
   mallory.socket.close();

@@ -8,29 +8,16 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { DEEP_TREE_AGENT } from './helpers/agent-snippets';
 import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, eventually, terminal } from './helpers/client';
 
-const DEEP = `
-import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
-export default class Deep {
-  static agentName = 'deep';
-  async execute(ctx) {
-    const chain = (root) => { let p = root; fs.mkdirSync(p); while (p.length < 4000) { p = path.join(p, 'a'); fs.mkdirSync(p); } return p; };
-    const tip = chain(path.join(ctx.scratchDir, 'x'));
-    for (let k = 0; k < 2; k++) { chain(path.join(ctx.scratchDir, 'y')); fs.renameSync(path.join(ctx.scratchDir, 'y'), path.join(tip, 'y' + k)); }
-    return 'deep';
-  }
-}
-`;
 
 let server: TestServer;
 let scratch: string;
 let mallory: UserClient;
 beforeAll(async () => {
-  const agents = agentsDirWith({ 'deep.mjs': DEEP });
+  const agents = agentsDirWith({ 'deep-tree.mjs': DEEP_TREE_AGENT });
   scratch = fs.mkdtempSync(path.join(path.dirname(agents), 'atoll-deep-scratch-'));
   server = await startServer({ AGENTS_DIR: agents, SCRATCH_DIR: scratch, CELLS: '1', THREADS_PER_CELL: '1' });
   mallory = await UserClient.connect(server.url, 'mallory');
@@ -43,7 +30,7 @@ afterAll(async () => {
 });
 
 test('a tree deeper than PATH_MAX that a run leaves in its folder is removed after the run', async () => {
-  const run = await mallory.start({ agent: 'deep', input: { text: 'go' } });
+  const run = await mallory.start({ agent: 'deep-tree', input: { text: 'go' } });
   const end = terminal(await mallory.waitForRun(run.run_id));
   expect(end.payload.final_response).toBe('deep');
   // Everything in the scratch root: the cell's folder (its idle state: empty) and its trash (emptied in the
