@@ -4,12 +4,11 @@
  * in the cell's workers and is semi-trusted (npm dependencies, model-chosen tools), so nothing the front
  * knows reaches a cell unless it is listed here.
  */
-import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { processAlive } from '../process-alive.js';
-import { removeTree } from './remove-tree.js';
+import { RETIRED, removeTree, retire } from './remove-tree.js';
 
 /**
  * The only variables a cell (and so every worker and agent) sees. Secrets (AUTH_JWT_SECRET, LLM_API_KEY),
@@ -65,7 +64,7 @@ export function cellLaunch(opts: CellSandboxOptions, cellId: string, slot: numbe
   const scratchDir = path.join(opts.scratchRoot, cellId);
   // Nothing of a former front's cell of this name may reach this one: set aside (one rename), removed in the
   // background. fs.rmSync here threw on a tree a run made deeper than PATH_MAX, and the front could not start.
-  retire(scratchDir);
+  void retire(scratchDir);
   // The root may be passed through (each cell's OS user reaches its own folder) but not listed.
   fs.mkdirSync(opts.scratchRoot, { recursive: true, mode: 0o711 });
   fs.chmodSync(opts.scratchRoot, 0o711);
@@ -89,20 +88,6 @@ export function cellLaunch(opts: CellSandboxOptions, cellId: string, slot: numbe
 
 const SCRATCH_ROOT = /^atoll-scratch-(\d+)$/;
 
-/** What a former front left in a scratch root is renamed to this, then removed in the background (remove-tree.ts). */
-const RETIRED = '.retired-';
-
-/** Sets `dir` aside under its parent (one rename) and removes it in the background; nothing if it is not there. */
-function retire(dir: string): void {
-  const aside = path.join(path.dirname(dir), `${RETIRED}${randomUUID()}`);
-  try {
-    fs.renameSync(dir, aside);
-  } catch {
-    return;
-  }
-  void removeTree(aside);
-}
-
 /**
  * SCRATCH_DIR at a front's start: what a former front left there (its cells' folders and trash, and anything it was
  * still removing) is set aside and removed in the background. The folder is this front's alone. Returns how many.
@@ -116,7 +101,7 @@ export function clearScratchRoot(scratchRoot: string): number {
   }
   for (const name of names) {
     if (name.startsWith(RETIRED)) void removeTree(path.join(scratchRoot, name));
-    else retire(path.join(scratchRoot, name));
+    else void retire(path.join(scratchRoot, name));
   }
   return names.length;
 }

@@ -9,7 +9,28 @@
  * changes them while they are walked, and neither tool follows a link met on the way.
  */
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import path from 'node:path';
+
+/** What is being removed is renamed to this first (a name never used twice), in the same folder. */
+export const RETIRED = '.retired-';
+
+/**
+ * Sets `dir` aside under a name no one will use again (one rename) and removes it in the background; resolves once
+ * removed, at once if `dir` is not there. A removal by the name a cell's folder had could outlive its front (the
+ * tools are child processes) and remove the folder a later front's cell of that name had just been given.
+ */
+export function retire(dir: string): Promise<void> {
+  const aside = path.join(path.dirname(dir), `${RETIRED}${randomUUID()}`);
+  try {
+    fs.renameSync(dir, aside);
+  } catch {
+    return Promise.resolve();
+  }
+  return removeTree(aside);
+}
 
 /** Resolves once `target` is removed, or removing it failed (logged by the caller's next look, never thrown). */
 export async function removeTree(target: string): Promise<void> {

@@ -17,7 +17,7 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { removeTree } from './remove-tree.js';
+import { retire } from './remove-tree.js';
 
 /** Leftovers moved aside before a run's folder is made, at most: past it the rest go a moment later (README). */
 export const SWEEP_NOW_MAX = 1000;
@@ -35,7 +35,6 @@ export function createRunScratch(cellDir: string, owner: { uid: number; gid: num
   const folders = new Map<string, string>();
   const trash = `${cellDir}.trash`;
   let moved = 0;
-  let batches = 0;
   let emptying = false;
   let emptyAgain = false;
   const live = () => new Set([...folders.values()].map((f) => path.basename(f)));
@@ -66,8 +65,9 @@ export function createRunScratch(cellDir: string, owner: { uid: number; gid: num
   }
 
   /**
-   * Removes what is in the trash, in the background: the trash is renamed to a batch of its own (what arrives
-   * meanwhile starts a new trash) and removed whole; one batch at a time, again if more arrived meanwhile.
+   * Removes what is in the trash, in the background: the trash is retired (renamed, so what arrives meanwhile starts
+   * a new trash) and removed whole; one at a time, again if more arrived meanwhile. Called after every attempt to
+   * move something aside, moved or not: the attempt may have made the trash.
    */
   function emptyTrash(): void {
     if (emptying) {
@@ -78,13 +78,7 @@ export function createRunScratch(cellDir: string, owner: { uid: number; gid: num
     void (async () => {
       do {
         emptyAgain = false;
-        const batch = `${trash}.${batches++}`;
-        try {
-          fs.renameSync(trash, batch);
-        } catch {
-          continue;
-        }
-        await removeTree(batch);
+        await retire(trash);
       } while (emptyAgain);
       emptying = false;
     })();
@@ -141,13 +135,16 @@ export function createRunScratch(cellDir: string, owner: { uid: number; gid: num
       // Most runs leave their folder empty: one rmdir. Anything else (a non-empty folder, a file in its place)
       // is moved aside and removed in the background.
       fs.rmdir(dir, (err) => {
-        if (err && err.code !== 'ENOENT' && moveAside(path.basename(dir))) emptyTrash();
+        if (!err || err.code === 'ENOENT') return;
+        moveAside(path.basename(dir));
+        emptyTrash();
       });
       if (!owner) setImmediate(() => sweep(SWEEP_NOW_MAX));
     },
     removeAll() {
       folders.clear();
-      void removeTree(cellDir).then(() => removeTree(trash));
+      void retire(cellDir);
+      void retire(trash);
     },
   };
 }
