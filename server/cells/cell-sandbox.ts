@@ -88,9 +88,12 @@ export function cellLaunch(opts: CellSandboxOptions, cellId: string, slot: numbe
 
 const SCRATCH_ROOT = /^atoll-scratch-(\d+)$/;
 
+/** The names a front gives what it keeps in a scratch root: cells' folders, their trash, what it is removing. */
+const LEFT_BY_A_FRONT = /^(?:(?:cell|quarantine)\d+-g\d+(?:\.trash)?|\.retired-[0-9a-f-]{36})$/;
+
 /**
  * SCRATCH_DIR at a front's start: what a former front left there (its cells' folders and trash, and anything it was
- * still removing) is set aside and removed in the background. The folder is this front's alone. Returns how many.
+ * still removing) is set aside and removed in the background; nothing else in the folder is touched. Returns how many.
  */
 export function clearScratchRoot(scratchRoot: string): number {
   let names: string[];
@@ -99,11 +102,12 @@ export function clearScratchRoot(scratchRoot: string): number {
   } catch {
     return 0;
   }
-  for (const name of names) {
+  const left = names.filter((name) => LEFT_BY_A_FRONT.test(name));
+  for (const name of left) {
     if (name.startsWith(RETIRED)) void removeTree(path.join(scratchRoot, name));
     else void retire(path.join(scratchRoot, name));
   }
-  return names.length;
+  return left.length;
 }
 
 /** Default scratch root: one folder per front process under the OS temp dir. */

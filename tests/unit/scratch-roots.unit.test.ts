@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { defaultScratchRoot, removeStaleScratchRoots } from '../../server/cells/cell-sandbox';
+import { clearScratchRoot, defaultScratchRoot, removeStaleScratchRoots } from '../../server/cells/cell-sandbox';
 
 test("the scratch roots of dead fronts are removed with their runs' files; live fronts' and other folders stay", () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-test-'));
@@ -27,5 +27,24 @@ test("the scratch roots of dead fronts are removed with their runs' files; live 
     expect(removeStaleScratchRoots(tmp)).toEqual([]);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('SCRATCH_DIR at start: what a former front left there goes, in the background; nothing else in the folder is touched', async () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-test-'));
+  try {
+    const left = ['cell1-g1', 'cell2-g7', 'quarantine1-g2', 'cell1-g1.trash', '.retired-0b7a6c8e-4f1d-4c1e-9a7e-2f7f3b9d1c55'];
+    for (const name of left) fs.mkdirSync(path.join(root, name, 'run', 'deep'), { recursive: true });
+    // What an operator keeps beside, or a folder that only looks like a cell's.
+    const others = ['notes.txt', 'cell1', 'cell1-g1-backup', 'mycell1-g1', '.retired-x'];
+    for (const name of others) fs.writeFileSync(path.join(root, name), 'keep');
+    expect(clearScratchRoot(root)).toBe(left.length);
+    const settled = async () => {
+      for (let i = 0; i < 200 && fs.readdirSync(root).length > others.length; i++) await new Promise((r) => setTimeout(r, 50));
+    };
+    await settled();
+    expect(fs.readdirSync(root).sort()).toEqual([...others].sort());
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
   }
 });
