@@ -59,13 +59,15 @@ test('the deadline of a run that waited for its turn counts from its start, not 
   const at = (type: string) => Date.parse(events.find((e) => e.type === type)!.timestamp);
   expect(terminal(events).payload).toMatchObject({ status: 'timeout', error: { code: 'TIMEOUT' } });
   const blockerEnd = Date.parse(terminal(await u.waitForRun(blocker.run_id)).timestamp);
-  // It really waited: it started only after the blocker ended, 2 s or more after it was accepted.
+  // It really waited: it started only after the blocker ended, the blocker's 2 s after the blocker's start, less
+  // however late the test's second request came (143 ms on a starved CI: a fixed 1.9 s failed there).
   expect(at('agent_started')).toBeGreaterThanOrEqual(blockerEnd);
-  expect(at('agent_started') - at('message_received')).toBeGreaterThanOrEqual(1900);
+  const waited = at('agent_started') - at('message_received');
+  expect(waited).toBeGreaterThanOrEqual(1000);
   // Its whole budget (2.5 s) counted from its start: a deadline counted from acceptance would have left it
-  // about 0.5 s after its start.
+  // 2.5 s less what it waited after its start.
   expect(at('agent_completed') - at('agent_started')).toBeGreaterThanOrEqual(2500);
-  expect(at('agent_completed') - at('message_received')).toBeGreaterThanOrEqual(2500 + 1900);
+  expect(at('agent_completed') - at('message_received')).toBeGreaterThanOrEqual(2500 + waited);
   expect(at('agent_completed') - at('agent_started')).toBeLessThan(2500 + 10_000);
 }, 45_000);
 
