@@ -18,7 +18,7 @@ import { z } from 'zod';
 import type { Db } from '../../prisma/client-type.js';
 import { exerciseScopedQueries, MAX_ROWS, type Stand } from '../../prisma/scoped-queries.js';
 import type { StoreBackend } from './backend.js';
-import { answerBytes, createGateAdmission, type GateAdmission } from './gate-admission.js';
+import { answerBytes, createGateAdmission, GATE_LIMITS, type GateAdmission } from './gate-admission.js';
 import type { CellHandle } from '../cells/cell-handle.js';
 import type { Logger } from '../logger.js';
 import { MAX_ARGS, MAX_SQL_CHARS, type DbAnswer, type DbQueryKind, type RefusalReason } from '../../protocol/db-messages.js';
@@ -165,7 +165,7 @@ const REFUSAL_MEANING: Record<RefusalReason, string> = {
   statement_not_allowed: 'worker threads may run only ctx.db\'s queries, for their run\'s user',
   invalid_args: 'worker threads may run only ctx.db\'s queries, for their run\'s user',
   user_mismatch: 'worker threads may run only ctx.db\'s queries, for their run\'s user',
-  too_many_waiting: 'a run\'s ctx.db calls run one at a time, and at most 256 may wait: await some before making more',
+  too_many_waiting: `a run's ctx.db calls run one at a time, and at most ${GATE_LIMITS.maxWaiting} may wait: await some before making more`,
 };
 
 export interface WorkerQueryGate {
@@ -199,7 +199,7 @@ export function createWorkerQueryGate(deps: {
   });
   ready.catch(() => undefined);
 
-  function check(msg: z.infer<typeof DbQueryMessage>, run: LiveRun | undefined, cell: CellHandle): { refused: RefusalReason } | { statement: LearnedStatement } {
+  function check(msg: z.infer<typeof DbQueryMessage>, run: LiveRun | undefined, cell: CellHandle): { refused: RefusalReason } | { statement: LearnedStatement; run: LiveRun } {
     if (!run || run.cellId !== cell.id || run.phase !== 'running') return { refused: 'run_not_running' };
     const statement = bySql.get(`${msg.kind}\u0000${msg.query.sql}`);
     if (!statement) return { refused: 'statement_not_allowed' };
@@ -212,7 +212,7 @@ export function createWorkerQueryGate(deps: {
       if (!argFits(args[i], learned)) return { refused: 'invalid_args' };
     }
     for (const i of statement.userArgs) if (args[i] !== run.userId) return { refused: 'user_mismatch' };
-    return { statement };
+    return { statement, run };
   }
 
   function answer(cell: CellHandle, runId: string, queryId: number, a: DbAnswer) {
@@ -241,21 +241,22 @@ export function createWorkerQueryGate(deps: {
       const run = runOf(msg.runId);
       const verdict = check(msg, run, cell);
       if ('refused' in verdict) return refuse(cell, msg, run, verdict.refused);
+      const { statement, run: live } = verdict;
       const query: SqlQuery = { sql: msg.query.sql, args: msg.query.args, argTypes: msg.query.argTypes as SqlQuery['argTypes'] };
-      const overBudget = admission.admit(run!, async () => {
+      const refusal = admission.admit(live, async () => {
         // It waited behind the run's earlier statements: the run may have ended meanwhile.
-        if (run!.phase !== 'running' || run!.cellId !== cell.id) {
-          refuse(cell, msg, run, 'run_not_running');
+        if (live.phase !== 'running' || live.cellId !== cell.id) {
+          refuse(cell, msg, live, 'run_not_running');
           return 0;
         }
         try {
-          await fitToAnswer(query, verdict.statement);
+          await fitToAnswer(query, statement);
           const db = await deps.connection();
           const result = msg.kind === 'query' ? await db.queryRaw(query) : await db.executeRaw(query);
           answer(cell, msg.runId, msg.queryId, { ok: true, result });
           return answerBytes(result);
         } catch (err) {
-          deps.log.warn({ run_id: msg.runId, user_id: run!.userId, cell: cell.id, statement: verdict.statement.index, err: messageOf(err) }, 'thread db query failed');
+          deps.log.warn({ run_id: msg.runId, user_id: live.userId, cell: cell.id, statement: statement.index, err: messageOf(err) }, 'thread db query failed');
           const error = deps.isUnavailable(err)
             ? { code: 'DB_UNAVAILABLE' as const, message: 'the database cannot be reached right now; retry shortly' }
             : { code: 'DB_QUERY_FAILED' as const, message: `database query failed: ${messageOf(err)}` };
@@ -263,7 +264,7 @@ export function createWorkerQueryGate(deps: {
           return 0;
         }
       });
-      if (overBudget) refuse(cell, msg, run, overBudget);
+      if (refusal) refuse(cell, msg, live, refusal);
     },
   };
 
