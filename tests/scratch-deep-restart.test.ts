@@ -25,7 +25,9 @@ afterAll(async () => {
 test('a front starts again on its SCRATCH_DIR after a run left a deep tree and killed its cell', async () => {
   agents = agentsDirWith({ 'deep-tree.mjs': DEEP_TREE_AGENT });
   scratch = fs.mkdtempSync(path.join(path.dirname(agents), 'atoll-deep-restart-'));
-  const env = { AGENTS_DIR: agents, SCRATCH_DIR: scratch, CELLS: '1', THREADS_PER_CELL: '1' };
+  // Its thousands of long-path folders take seconds idle; beside two CPU burners, past the default 30 s deadline,
+  // and longer still once the CPU governor demotes its busy thread (off here: this is about removal, not CPU).
+  const env = { AGENTS_DIR: agents, SCRATCH_DIR: scratch, CELLS: '1', THREADS_PER_CELL: '1', RUN_TIMEOUT_MS: '150000', CPU_DEMOTE_AFTER_MS: '0' };
   const first = await startServer(env);
   servers.push(first);
   const mallory = await UserClient.connect(first.url, 'mallory');

@@ -19,7 +19,9 @@ let mallory: UserClient;
 beforeAll(async () => {
   const agents = agentsDirWith({ 'deep-tree.mjs': DEEP_TREE_AGENT });
   scratch = fs.mkdtempSync(path.join(path.dirname(agents), 'atoll-deep-scratch-'));
-  server = await startServer({ AGENTS_DIR: agents, SCRATCH_DIR: scratch, CELLS: '1', THREADS_PER_CELL: '1' });
+  // Its thousands of long-path folders take seconds idle; beside two CPU burners, past the default 30 s deadline,
+  // and longer still once the CPU governor demotes its busy thread (off here: this is about removal, not CPU).
+  server = await startServer({ AGENTS_DIR: agents, SCRATCH_DIR: scratch, CELLS: '1', THREADS_PER_CELL: '1', RUN_TIMEOUT_MS: '150000', CPU_DEMOTE_AFTER_MS: '0' });
   mallory = await UserClient.connect(server.url, 'mallory');
 }, 90_000);
 afterAll(async () => {
