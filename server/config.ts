@@ -95,6 +95,7 @@ const EnvSchema = z.object({
   NODE_LEASE_MS: int(1_000, 600_000).default(10_000),
   MAX_RUN_ATTEMPTS: int(1, 10).default(3),
   QUARANTINE_CELLS: int(1, 64).optional(),
+  CELL_KILLER_QUARANTINE_MS: int(0, 86_400_000).default(600_000),
   CELL_RECYCLE_RSS_RATIO: z.coerce.number().min(0).max(100).default(1.3),
   CELL_SILENCE_TIMEOUT_MS: int(2_000, 3_600_000).default(30_000),
   CANCEL_GRACE_MS: int(0, 60_000).default(500),
@@ -219,6 +220,8 @@ export interface Config {
   readonly maxRunAttempts: number;
   /** At most this many quarantine cells at once (each runs one suspect of a cell death). */
   readonly quarantineCells: number;
+  /** A user whose run killed its cell has its runs run alone in quarantine cells this long (0: never). */
+  readonly cellKillerQuarantineMs: number;
   /** An idle cell whose RSS exceeds this multiple of its warm baseline is replaced (0: never). */
   readonly cellRecycleRssRatio: number;
   readonly cellSilenceTimeoutMs: number;
@@ -343,6 +346,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     nodeLeaseMs: e.NODE_LEASE_MS,
     // One per worker of a serving cell: all suspects of one cell death are re-run at once.
     quarantineCells: e.QUARANTINE_CELLS ?? e.THREADS_PER_CELL,
+    cellKillerQuarantineMs: e.CELL_KILLER_QUARANTINE_MS,
     cellRecycleRssRatio: e.CELL_RECYCLE_RSS_RATIO,
     cellSilenceTimeoutMs: e.CELL_SILENCE_TIMEOUT_MS,
     cancelGraceMs: e.CANCEL_GRACE_MS,

@@ -342,12 +342,15 @@ describe('a cell death with company', () => {
   test('stop_agent reaches a run waiting for or running in quarantine', async () => {
     const victim = await other.start({ agent: 'chaos', input: { mode: 'slow', text: 's', ms: 20_000 } });
     await other.waitForEvent(victim.run_id, 'agent_started');
-    const bad = await u.start({ agent: 'chaos', input: { mode: 'abort', text: 'boom' } });
+    // A culprit not yet named: `u`'s runs run alone in quarantine cells now (tests/cell-killers.test.ts).
+    const second = await UserClient.connect(server.url, 'second-culprit');
+    const bad = await second.start({ agent: 'chaos', input: { mode: 'abort', text: 'boom' } });
     await other.waitForEvent(victim.run_id, 'run_restarted', 20_000);
     await other.ack('stop_agent', { run_id: victim.run_id });
     const end = terminal(await other.waitForRun(victim.run_id));
     expect(end.payload).toMatchObject({ status: 'cancelled', error: { code: 'CANCELLED' } });
-    expect(terminal(await u.waitForRun(bad.run_id)).payload.error.code).toBe('WORKER_CRASHED');
+    expect(terminal(await second.waitForRun(bad.run_id)).payload.error.code).toBe('WORKER_CRASHED');
+    second.close();
   }, 60_000);
 });
 

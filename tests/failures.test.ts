@@ -10,7 +10,9 @@ import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
 import { UserClient, eventually, httpCall, metricValue, terminal, type Envelope } from './helpers/client';
 import { expectPersistedTerminal } from './helpers/run-checks';
 
-const BASE_ENV = { AGENTS_DIR: FIXTURE_AGENTS, ENABLE_CHAOS_AGENTS: '1', RUN_MEMORY_MB: '64' };
+// One victim user runs every failure kind in turn, each with company in its cell: its user is not put in
+// quarantine for the cells it kills (that is tests/cell-killers.test.ts), or its later kills would be alone.
+const BASE_ENV = { AGENTS_DIR: FIXTURE_AGENTS, ENABLE_CHAOS_AGENTS: '1', RUN_MEMORY_MB: '64', CELL_KILLER_QUARANTINE_MS: '0' };
 
 interface Scenario {
   server: TestServer;

@@ -277,11 +277,14 @@ describe('a live server under chaos', () => {
     expect(await idle()).toBe(true);
     const before = await scrape();
     const cellsBefore = [...new Set(labelValues(before, 'atoll_cell_memory_bytes', 'cell'))];
-    // abort, not oom_fatal: a V8 out-of-memory abort of the whole cell is likely but not certain.
-    const { run_id, end } = await run(u, { mode: 'abort', text: 'boom' });
+    // abort, not oom_fatal: a V8 out-of-memory abort of the whole cell is likely but not certain. A user of its
+    // own: the killer's later runs run in quarantine cells (tests/cell-killers.test.ts), the observer's must not.
+    const aborter = await UserClient.connect(server.url, 'aborter');
+    const { run_id, end } = await run(aborter, { mode: 'abort', text: 'boom' });
     expect(end.payload.error.code).toBe('WORKER_CRASHED');
     // ran_on is recorded when the cell reports the start; an abort can come first.
-    const reported = (await u.http('GET', `/v1/runs/${run_id}`)).body.ran_on?.cell as string | undefined;
+    const reported = (await aborter.http('GET', `/v1/runs/${run_id}`)).body.ran_on?.cell as string | undefined;
+    aborter.close();
     let dead = reported ?? '';
 
     let after = '';
@@ -303,6 +306,8 @@ describe('a live server under chaos', () => {
     expect(delta(before, after, 'atoll_cell_deaths_total', { cause: 'fatal_error' })).toBe(1 + restarts);
     expect(delta(before, after, 'atoll_runs_finished_total', { status: 'failed', code: 'WORKER_CRASHED' })).toBe(1);
     expect(delta(before, after, 'atoll_collateral_runs_total')).toBe(0);
+    // Named the culprit, alone or in quarantine: its user is in quarantine now.
+    expect(delta(before, after, 'atoll_cell_killers_quarantined_total')).toBe(1);
     expect(delta(before, after, 'atoll_thread_deaths_total')).toBe(0);
     // The dead cell is gone from every cell-labelled series; its replacement took its slot.
     expect(after).not.toContain(`"${dead}"`);

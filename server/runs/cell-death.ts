@@ -57,8 +57,11 @@ export type CellDeathDecision =
    * `attemptBack`: it never reached the cell, so the attempt is given back.
    */
   | { kind: 'requeue'; runId: string; attemptBack: boolean }
-  /** Fail it with this error; `collateral`: it failed only because a neighbour killed its cell. */
-  | { kind: 'fail'; runId: string; error: ErrorBody; collateral: boolean }
+  /**
+   * Fail it with this error; `collateral`: it failed only because a neighbour killed its cell; `culprit`: it
+   * killed its cell (its user's runs then run in quarantine for a while: cell-killers.ts).
+   */
+  | { kind: 'fail'; runId: string; error: ErrorBody; collateral: boolean; culprit: boolean }
   /** Run it again, alone, in quarantine. */
   | { kind: 'restart'; runId: string; reason: string };
 
@@ -83,14 +86,14 @@ export function judgeCellDeath(input: CellDeathInput): CellDeathJudgement {
   for (const run of runs.filter((r) => neverRan(r) && r.undelivered)) decisions.push({ kind: 'requeue', runId: run.id, attemptBack: true });
   for (const run of runs.filter((r) => neverRan(r) && !r.undelivered)) {
     if (run.attempt < input.maxRunAttempts) decisions.push({ kind: 'requeue', runId: run.id, attemptBack: false });
-    else decisions.push({ kind: 'fail', runId: run.id, error: { code: exit.error.code, message: `${exit.error.message}; gave up after ${run.attempt} attempts` }, collateral: false });
+    else decisions.push({ kind: 'fail', runId: run.id, error: { code: exit.error.code, message: `${exit.error.message}; gave up after ${run.attempt} attempts` }, collateral: false, culprit: false });
   }
   const suspects = runs.filter((r) => !r.stopReason && r.phase !== 'queued' && !neverRan(r));
   // One run that had started, alone in its cell, with no worker killed just before: it is the culprit
   // (unless the front killed the cell for wedging: then the run alone in it did not cause its death).
   const alone = suspects.length === 1 && suspects[0].phase === 'running' && !input.recentWorkerKill && !input.killedAsWedged;
   if (input.quarantineCell || alone) {
-    for (const run of suspects) decisions.push({ kind: 'fail', runId: run.id, error: exit.error, collateral: false });
+    for (const run of suspects) decisions.push({ kind: 'fail', runId: run.id, error: exit.error, collateral: false, culprit: true });
     return { decisions, affectedOthers: false };
   }
   let affectedOthers = false;
@@ -98,10 +101,10 @@ export function judgeCellDeath(input: CellDeathInput): CellDeathJudgement {
     if (!run.repeatable) {
       affectedOthers = true;
       const error: ErrorBody = { code: 'WORKER_CRASHED', message: `the run's cell died (${exit.error.message}) and agent ${run.agentName} is not safe to repeat` };
-      decisions.push({ kind: 'fail', runId: run.id, error, collateral: true });
+      decisions.push({ kind: 'fail', runId: run.id, error, collateral: true, culprit: false });
     } else if (run.attempt >= input.maxRunAttempts) {
       const error: ErrorBody = { code: exit.error.code, message: `${exit.error.message}; gave up after ${run.attempt} attempts` };
-      decisions.push({ kind: 'fail', runId: run.id, error, collateral: false });
+      decisions.push({ kind: 'fail', runId: run.id, error, collateral: false, culprit: false });
     } else {
       decisions.push({ kind: 'restart', runId: run.id, reason: exit.cause });
     }

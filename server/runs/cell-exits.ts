@@ -4,13 +4,16 @@
  * culprit fails with the cause's code; suspects run again alone in quarantine, their events continuing
  * (`run_restarted`), where the culprit kills its cell again and is named, and the bystanders complete as if
  * nothing had happened. Agents that are not safe to repeat fail instead (collateral); attempts are bounded.
+ * The culprit's user is put in quarantine for a while (cell-killers.ts): its next runs run alone.
  */
 import type { CellHandle } from '../cells/cell-handle.js';
 import type { CellExit } from '../cells/exit-cause.js';
 import type { CellSupervisor } from '../cells/supervisor.js';
+import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { RunStore } from '../store/store.js';
 import { judgeCellDeath } from './cell-death.js';
+import type { CellKillers } from './cell-killers.js';
 import type { Deadlines } from './deadlines.js';
 import type { EventRelay } from './event-relay.js';
 import type { Finishing } from './finishing.js';
@@ -29,8 +32,10 @@ export function createCellExits(deps: {
   finishing: Finishing;
   deadlines: Deadlines;
   cells: Pick<CellSupervisor, 'agents'>;
+  killers: CellKillers;
   metrics: Metrics;
-  settings: { maxRunAttempts: number };
+  log: Logger;
+  settings: { maxRunAttempts: number; cellKillerQuarantineMs: number };
 }) {
   const { store, relay, scheduler, finishing, metrics } = deps;
 
@@ -60,6 +65,15 @@ export function createCellExits(deps: {
     run.dispatchedAt = null;
     if (attemptBack) run.attempt--;
     scheduler.putBack(run);
+  }
+
+  function quarantineUser(run: LiveRun, cell: CellHandle): void {
+    if (deps.settings.cellKillerQuarantineMs <= 0) return;
+    if (!deps.killers.has(run.userId)) {
+      metrics.cellKillersQuarantined.inc();
+      deps.log.warn({ user_id: run.userId, run_id: run.id, cell: cell.id, quarantine_ms: deps.settings.cellKillerQuarantineMs }, "a user's run killed its cell; the user's runs now run alone in quarantine cells");
+    }
+    deps.killers.named(run.userId);
   }
 
   return {
@@ -95,6 +109,7 @@ export function createCellExits(deps: {
             break;
           case 'fail':
             if (d.collateral) metrics.collateralRuns.inc();
+            if (d.culprit) quarantineUser(run, cell);
             finishing.failed(run, d.error);
             break;
           case 'restart':

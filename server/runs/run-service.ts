@@ -22,6 +22,7 @@ import type { RunRecord, RunStore } from '../store/store.js';
 import type { WorkerQueryGate } from '../store/worker-query-gate.js';
 import { createCellEvents } from './cell-events.js';
 import { createCellExits } from './cell-exits.js';
+import { createCellKillers } from './cell-killers.js';
 import { createDeadlines } from './deadlines.js';
 import { dispatch } from './dispatch.js';
 import { createDrain } from './drain.js';
@@ -60,6 +61,7 @@ export function createRunService(deps: {
   const { store, relay, metrics, log, settings } = deps;
   const tracer = deps.tracer ?? NO_TRACING;
   const live = createLiveRuns();
+  const killers = createCellKillers(settings);
   const shared = deps.cluster
     ? createSharedRuns({
         cluster: deps.cluster.store,
@@ -81,6 +83,7 @@ export function createRunService(deps: {
     onStillWaiting: (run, position) => relay.append(run, 'run_queued', { position }),
     metrics,
     settings,
+    killers,
     claim: shared ? (max) => shared.claim(max) : undefined,
   });
   // Finishing and the deadlines refer to each other: a deadline ends a run; an ended run's deadlines are disarmed.
@@ -133,7 +136,7 @@ export function createRunService(deps: {
     return record;
   }
   const cellEvents = createCellEvents({ store, relay, live, finishing, deadlines, pump: scheduler.pump, metrics, log, workerQueries: deps.workerQueries, tracer });
-  const cellExits = createCellExits({ store, relay, live, scheduler, finishing, deadlines, cells: deps.cells, metrics, settings });
+  const cellExits = createCellExits({ store, relay, live, scheduler, finishing, deadlines, cells: deps.cells, killers, metrics, log, settings });
 
   return {
     get draining() {

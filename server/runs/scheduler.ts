@@ -2,7 +2,9 @@
  * Which waiting run goes to which cell, and when. Runs wait in the fair queue (per-user FIFO, round-robin
  * across users) or, as suspects of a cell death, in quarantine, which is served first, one run per
  * quarantine cell. A run leaves the queue only when its user is under the concurrency cap and its
- * conversation has no other run active (occupancy.ts), and only when a cell has a free worker.
+ * conversation has no other run active (occupancy.ts), and only when a cell has a free worker. The runs of a
+ * user whose run killed its cell lately (cell-killers.ts) wait in the same line but go only to quarantine cells,
+ * one at a time per user, once no suspect waits for one: they can no longer kill a cell with others' runs inside.
  *
  * `pump` is called whenever capacity may have appeared (a run accepted or finished, a cell ready or dead),
  * and every PUMP_EVERY_MS while started: runs that run long stop counting against their cell's capacity over
@@ -18,6 +20,7 @@ import type { CellHandle } from '../cells/cell-handle.js';
 import type { CellSupervisor } from '../cells/supervisor.js';
 import type { Metrics } from '../metrics.js';
 import { CodedError } from '../../protocol/errors.js';
+import type { CellKillers } from './cell-killers.js';
 import { createFairQueue } from './fair-queue.js';
 import type { LiveRun } from './live-run.js';
 import { createOccupancy } from './occupancy.js';
@@ -34,6 +37,8 @@ export function createScheduler(deps: {
   onStillWaiting: (run: LiveRun, position: number) => void;
   metrics: Pick<Metrics, 'runsRefused'>;
   settings: { maxQueuedRuns: number; userMaxQueuedRuns: number; userMaxConcurrentRuns: number };
+  /** Users whose runs run alone in quarantine cells for now. */
+  killers: Pick<CellKillers, 'has' | 'any'>;
   /**
    * Several nodes: up to `max` runs from the shared queue (server/runs/shared-runs.ts), held by this node and
    * ready to dispatch. Asked once this node's own waiting runs are placed and its cells still have room.
@@ -58,6 +63,25 @@ export function createScheduler(deps: {
     deps.dispatch(run, cell);
   }
 
+  /** A run that may go to a serving cell now: its user and conversation have room, and its user is not a cell killer. */
+  const servable = (run: LiveRun) => occupancy.eligible(run) && !deps.killers.has(run.userId);
+  /** A cell killer's run that may go to a quarantine cell now: none of its user's runs is in flight. */
+  const isolable = (run: LiveRun) => deps.killers.has(run.userId) && occupancy.activeFor(run.userId) === 0 && occupancy.eligible(run);
+
+  /** Cell killers' runs, alone in quarantine cells, once no suspect of a cell death waits for one. */
+  function isolateKillers(): void {
+    if (quarantine.size > 0 || !deps.killers.any) return;
+    let users = new Set([...queue.values()].filter(isolable).map((r) => r.userId)).size;
+    while (users > 0) {
+      const cell = cells.pickQuarantine(users);
+      if (!cell) return;
+      const run = queue.take(isolable);
+      if (!run) return;
+      send(run, cell);
+      users--;
+    }
+  }
+
   /** Places what waits here; with several nodes, claims. True when this node has room and claims now or next. */
   function pump(): boolean {
     for (const run of quarantine.values()) {
@@ -66,10 +90,11 @@ export function createScheduler(deps: {
       quarantine.delete(run.id);
       send(run, cell);
     }
+    isolateKillers();
     while (queue.size > 0) {
       const cell = cells.pick();
       if (!cell) return false;
-      const run = queue.take(occupancy.eligible);
+      const run = queue.take(servable);
       if (!run) break;
       send(run, cells.pick(run.userId) ?? cell);
     }
@@ -89,13 +114,18 @@ export function createScheduler(deps: {
     };
     claim(free).then(
       (runs) => {
+        let killers = false;
         for (const run of runs) {
-          const cell = cells.pick(run.userId) ?? cells.pick();
-          // Its cells filled up meanwhile: it waits here, first in its user's line (it is this node's now).
+          const cell = deps.killers.has(run.userId) ? null : (cells.pick(run.userId) ?? cells.pick());
+          // Its cells filled up meanwhile, or its user kills cells (it goes to quarantine on the next pump): it waits
+          // here, first in its user's line (it is this node's now).
           if (cell && !stopped) send(run, cell);
-          else queue.addFirst(run);
+          else {
+            queue.addFirst(run);
+            killers ||= deps.killers.has(run.userId);
+          }
         }
-        settled(runs.length > 0 && runs.length >= free);
+        settled((runs.length > 0 && runs.length >= free) || killers);
       },
       () => settled(false),
     );

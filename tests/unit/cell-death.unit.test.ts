@@ -16,7 +16,7 @@ function judge(runs: RunInside[], fields: Partial<CellDeathInput> = {}) {
 
 test('one started run alone in its cell is the culprit: it fails with the exit error', () => {
   expect(judge([inside('r1')])).toEqual({
-    decisions: [{ kind: 'fail', runId: 'r1', error: EXIT.error, collateral: false }],
+    decisions: [{ kind: 'fail', runId: 'r1', error: EXIT.error, collateral: false, culprit: true }],
     affectedOthers: false,
   });
 });
@@ -46,7 +46,7 @@ test('several runs inside: every one is a suspect and runs again in quarantine',
 
 test('in the quarantine cell every suspect is the culprit, started or not, whatever its attempts', () => {
   const j = judge([inside('r1', { phase: 'dispatched', attempt: 9, repeatable: false })], { quarantineCell: true, recentWorkerKill: true });
-  expect(j).toEqual({ decisions: [{ kind: 'fail', runId: 'r1', error: EXIT.error, collateral: false }], affectedOthers: false });
+  expect(j).toEqual({ decisions: [{ kind: 'fail', runId: 'r1', error: EXIT.error, collateral: false, culprit: true }], affectedOthers: false });
 });
 
 test('stopped runs end as stopped, whatever else is true of them, and are never suspects', () => {
@@ -55,7 +55,7 @@ test('stopped runs end as stopped, whatever else is true of them, and are never 
     { kind: 'stopped', runId: 'r1', reason: 'cancelled', message: 'the run was stopped (its cell ended: the cell ran out of memory)' },
     { kind: 'stopped', runId: 'r2', reason: 'timeout', message: 'the run was stopped (its cell ended: the cell ran out of memory)' },
     // r3 is alone among the suspects: the culprit.
-    { kind: 'fail', runId: 'r3', error: EXIT.error, collateral: false },
+    { kind: 'fail', runId: 'r3', error: EXIT.error, collateral: false, culprit: true },
   ]);
 });
 
@@ -63,7 +63,7 @@ test('a dispatched run the cell never received is queued again, and is not a sus
   const j = judge([inside('r1', { phase: 'dispatched', undelivered: true }), inside('r2')]);
   expect(j.decisions).toEqual([
     { kind: 'requeue', runId: 'r1', attemptBack: true },
-    { kind: 'fail', runId: 'r2', error: EXIT.error, collateral: false },
+    { kind: 'fail', runId: 'r2', error: EXIT.error, collateral: false, culprit: true },
   ]);
 });
 
@@ -73,7 +73,7 @@ test('a run the cell received but never reported started, its channel read to th
   expect(j).toEqual({
     decisions: [
       { kind: 'requeue', runId: 'r1', attemptBack: false },
-      { kind: 'fail', runId: 'r2', error: EXIT.error, collateral: false },
+      { kind: 'fail', runId: 'r2', error: EXIT.error, collateral: false, culprit: true },
     ],
     affectedOthers: false,
   });
@@ -87,7 +87,7 @@ test('a run the cell received but never reported started, its channel read to th
 test('a run received but never started that used its attempts fails: an assignment that kills cells cannot go round forever', () => {
   const j = judge([inside('r1', { phase: 'dispatched', attempt: 3 })], { startsKnown: true });
   expect(j).toEqual({
-    decisions: [{ kind: 'fail', runId: 'r1', collateral: false, error: { code: 'OUT_OF_MEMORY', message: 'the cell ran out of memory; gave up after 3 attempts' } }],
+    decisions: [{ kind: 'fail', runId: 'r1', collateral: false, culprit: false, error: { code: 'OUT_OF_MEMORY', message: 'the cell ran out of memory; gave up after 3 attempts' } }],
     affectedOthers: false,
   });
 });
@@ -99,14 +99,14 @@ test('an undelivered mark on a run that already started does not requeue it', ()
 
 test('a queued run listed by the cell is neither requeued nor judged', () => {
   const j = judge([inside('r1', { phase: 'queued' }), inside('r2')]);
-  expect(j.decisions).toEqual([{ kind: 'fail', runId: 'r2', error: EXIT.error, collateral: false }]);
+  expect(j.decisions).toEqual([{ kind: 'fail', runId: 'r2', error: EXIT.error, collateral: false, culprit: true }]);
 });
 
 test('a suspect whose agent is not safe to repeat fails as collateral: a failure affecting others', () => {
   const j = judge([inside('r1', { repeatable: false, agentName: 'pay' }), inside('r2')]);
   expect(j).toEqual({
     decisions: [
-      { kind: 'fail', runId: 'r1', collateral: true, error: { code: 'WORKER_CRASHED', message: "the run's cell died (the cell ran out of memory) and agent pay is not safe to repeat" } },
+      { kind: 'fail', runId: 'r1', collateral: true, culprit: false, error: { code: 'WORKER_CRASHED', message: "the run's cell died (the cell ran out of memory) and agent pay is not safe to repeat" } },
       { kind: 'restart', runId: 'r2', reason: 'out_of_memory' },
     ],
     affectedOthers: true,
@@ -117,7 +117,7 @@ test('a suspect that used its attempts fails with the exit code, not as collater
   const j = judge([inside('r1', { attempt: 3 }), inside('r2', { attempt: 2 })]);
   expect(j).toEqual({
     decisions: [
-      { kind: 'fail', runId: 'r1', collateral: false, error: { code: 'OUT_OF_MEMORY', message: 'the cell ran out of memory; gave up after 3 attempts' } },
+      { kind: 'fail', runId: 'r1', collateral: false, culprit: false, error: { code: 'OUT_OF_MEMORY', message: 'the cell ran out of memory; gave up after 3 attempts' } },
       { kind: 'restart', runId: 'r2', reason: 'out_of_memory' },
     ],
     affectedOthers: false,

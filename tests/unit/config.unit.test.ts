@@ -52,6 +52,7 @@ test('with nothing set, every default', () => {
     nodeId: expect.stringMatching(new RegExp(`-${process.pid}$`)),
     nodeLeaseMs: 10000,
     quarantineCells: 2,
+    cellKillerQuarantineMs: 600_000,
     cellRecycleRssRatio: 1.3,
     cellSilenceTimeoutMs: 30_000,
     cancelGraceMs: 500,
@@ -116,6 +117,7 @@ test('every variable set, each lands in its field', () => {
     REDIS_KEY_PREFIX: 'mine:',
     MAX_RUN_ATTEMPTS: '1',
     QUARANTINE_CELLS: '7',
+    CELL_KILLER_QUARANTINE_MS: '0',
     CELL_RECYCLE_RSS_RATIO: '0',
     CELL_SILENCE_TIMEOUT_MS: '4000',
     CANCEL_GRACE_MS: '1',
@@ -193,6 +195,7 @@ test('every variable set, each lands in its field', () => {
     nodeId: 'node-7',
     nodeLeaseMs: 2500,
     quarantineCells: 7,
+    cellKillerQuarantineMs: 0,
     cellRecycleRssRatio: 0,
     cellSilenceTimeoutMs: 4000,
     cancelGraceMs: 1,
@@ -374,7 +377,8 @@ test('ENV_VARS lists every variable the schema reads', () => {
   expect(ENV_VARS).toContain('AGENT_CACHE_DIR');
   expect(ENV_VARS).toContain('HTTP_STALL_TIMEOUT_MS');
   expect(ENV_VARS).toContain('METRICS_TOKEN');
-  expect(ENV_VARS).toHaveLength(76);
+  expect(ENV_VARS).toContain('CELL_KILLER_QUARANTINE_MS');
+  expect(ENV_VARS).toHaveLength(77);
 });
 
 test('several nodes: REDIS_URL needs PostgreSQL and a shared token secret; NODE_ID and NODE_LEASE_MS are checked', () => {

@@ -20,6 +20,8 @@ function rig(userMaxConcurrentRuns = 10, caps = { maxQueuedRuns: 100, userMaxQue
   /** Users whose runs a cell prefers (supervisor.pick(userId)). */
   const affinity = new Map<string, string>();
   const cell = (id: string) => ({ id }) as CellHandle;
+  /** Users whose run killed a cell (cell-killers.ts). */
+  const killers = new Set<string>();
   const cells = {
     pick: (userId?: string) => (room.serving <= 0 ? null : userId !== undefined && affinity.has(userId) ? cell(affinity.get(userId)!) : cell('c1')),
     pickQuarantine: () => (room.quarantine > 0 ? cell('q1') : null),
@@ -36,8 +38,9 @@ function rig(userMaxConcurrentRuns = 10, caps = { maxQueuedRuns: 100, userMaxQue
     onStillWaiting: (run, position) => notices.push([run.id, position]),
     metrics: { runsRefused: { inc: (labels: { code: string }) => refused.push(labels.code) } } as never,
     settings: { userMaxConcurrentRuns, ...caps },
+    killers: { has: (userId: string) => killers.has(userId), get any() { return killers.size > 0; } },
   });
-  return { s, dispatched, notices, room, affinity, refused };
+  return { s, dispatched, notices, room, affinity, refused, killers };
 }
 
 test('pump dispatches in fair order while the cells have room, then stops', () => {
@@ -144,6 +147,43 @@ test('putBack: a run that never reached its cell returns to the head of its user
   room.quarantine = 1;
   s.pump();
   expect(dispatched.at(-1)).toBe('b1@q1');
+});
+
+test('a cell killer\'s runs go only to quarantine cells, one at a time, after the suspects; others\' runs are not held up', () => {
+  const { s, dispatched, room, killers } = rig(10);
+  killers.add('k');
+  const k1 = mkRun('k', 'k1');
+  for (const r of [k1, mkRun('k', 'k2'), mkRun('b', 'b1')]) s.enqueue(r);
+  room.serving = 5;
+  s.pump(); // no quarantine cell yet: k's runs wait, b's goes
+  expect(dispatched).toEqual(['b1@c1']);
+  const suspect = mkRun('c', 'c1');
+  suspect.suspect = true;
+  s.quarantine(suspect);
+  room.quarantine = 1;
+  s.pump(); // the suspect first
+  expect(dispatched).toEqual(['b1@c1', 'c1@q1']);
+  room.quarantine = 5;
+  s.pump(); // k1 alone; k2 waits for it although quarantine cells and k's cap have room
+  expect(dispatched).toEqual(['b1@c1', 'c1@q1', 'k1@q1']);
+  s.pump();
+  expect(dispatched).toHaveLength(3);
+  // k1 ended (it killed its quarantine cell: its user is still in quarantine): k2 goes, to a quarantine cell.
+  s.release(k1);
+  s.pump();
+  expect(dispatched).toEqual(['b1@c1', 'c1@q1', 'k1@q1', 'k2@q1']);
+});
+
+test('a user no longer in quarantine has its runs served by serving cells again', () => {
+  const { s, dispatched, room, killers } = rig(10);
+  killers.add('k');
+  s.enqueue(mkRun('k', 'k1'));
+  room.serving = 1;
+  s.pump();
+  expect(dispatched).toEqual([]);
+  killers.delete('k');
+  s.pump();
+  expect(dispatched).toEqual(['k1@c1']);
 });
 
 test('release takes a run out wherever it waits', () => {
@@ -283,6 +323,7 @@ test('several nodes: a pump that comes while a claim is on its way claims again 
     onStillWaiting: () => undefined,
     metrics: { runsRefused: { inc: () => undefined } } as never,
     settings: { userMaxConcurrentRuns: 10, maxQueuedRuns: 100, userMaxQueuedRuns: 100 },
+    killers: { has: () => false, any: false },
     claim: (max) => {
       claims.push(max);
       return claims.length === 1 ? new Promise<LiveRun[]>((resolve) => (answerFirst = resolve)) : Promise.resolve([]);

@@ -1,0 +1,74 @@
+/**
+ * A user whose run killed its cell is put in quarantine (CELL_KILLER_QUARANTINE_MS): its next runs run alone in
+ * quarantine cells, one at a time, so when it kills a cell again nobody else's run is inside. Without it (0), the
+ * second kill takes another user's run with it: an agent unsafe to repeat fails as collateral.
+ */
+import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
+import { UserClient, httpCall, metricValue, terminal } from './helpers/client';
+
+const scrape = async (s: TestServer) => (await httpCall(s.url, 'GET', '/metrics')).body as string;
+
+/** One serving cell with three workers: without the quarantine whatever runs beside the killer shares its cell. */
+async function twoKills(quarantineMs: string) {
+  const server = await startServer({ AGENTS_DIR: FIXTURE_AGENTS, ENABLE_CHAOS_AGENTS: '1', CELLS: '1', THREADS_PER_CELL: '3', CELL_KILLER_QUARANTINE_MS: quarantineMs });
+  const [killer, other] = await Promise.all([UserClient.connect(server.url, 'killer'), UserClient.connect(server.url, 'bystander')]);
+  try {
+    // Alone in its cell: named the culprit at once.
+    const first = await killer.start({ agent: 'chaos', input: { mode: 'abort', text: 'boom' } });
+    expect(terminal(await killer.waitForRun(first.run_id, 60_000)).payload.error.code).toBe('WORKER_CRASHED');
+    const afterFirst = await scrape(server);
+
+    // Another user's run that must not run twice, running in the (replaced) serving cell.
+    const unsafe = await other.start({ agent: 'unrepeatable', input: { text: 'x', ms: 120_000 } });
+    await other.waitForEvent(unsafe.run_id, 'agent_started', 60_000);
+    const second = await killer.start({ agent: 'chaos', input: { mode: 'abort', text: 'boom' } });
+    const secondEvents = await killer.waitForRun(second.run_id, 60_000);
+    expect(terminal(secondEvents).payload.error.code).toBe('WORKER_CRASHED');
+    const secondOn = (await killer.http('GET', `/v1/runs/${second.run_id}`)).body.ran_on.cell as string;
+
+    // The killer's ordinary runs are still served.
+    const ok = await killer.start({ agent: 'echo', input: 'still served' });
+    expect(terminal(await killer.waitForRun(ok.run_id, 60_000)).payload.final_response).toBe('still served');
+    const okOn = (await killer.http('GET', `/v1/runs/${ok.run_id}`)).body.ran_on.cell as string;
+
+    // The bystander's run: still running, or already failed by the second kill.
+    const unsafeNow = (await other.http('GET', `/v1/runs/${unsafe.run_id}`)).body;
+    if (unsafeNow.status === 'running') await other.ack('stop_agent', { run_id: unsafe.run_id });
+    const unsafeEnd = terminal(await other.waitForRun(unsafe.run_id, 60_000)).payload;
+    const m = await scrape(server);
+    return {
+      // Run again after the death of a cell it shared (a suspect), before it was named.
+      secondRestarted: secondEvents.filter((e) => e.type === 'run_restarted').length,
+      secondOn,
+      okOn,
+      unsafeEnd,
+      firstQuarantined: metricValue(afterFirst, 'atoll_cell_killers_quarantined_total'),
+      quarantined: metricValue(m, 'atoll_cell_killers_quarantined_total'),
+      collateral: metricValue(m, 'atoll_collateral_runs_total'),
+      logged: server.logs.filter((l) => /killed its cell; the user's runs now run alone/.test(String(l.msg))).length,
+    };
+  } finally {
+    [killer, other].forEach((c) => c.close());
+    await server.stop();
+  }
+}
+
+test('a user whose run killed its cell runs alone in quarantine cells: its next kill takes nobody with it', async () => {
+  const r = await twoKills('600000');
+  // Sent to a quarantine cell at once, where it was alone: no suspect, no second start.
+  expect(r.secondRestarted).toBe(0);
+  expect(r.secondOn).toMatch(/^quarantine\d+-g\d+$/);
+  expect(r.okOn).toMatch(/^quarantine\d+-g\d+$/);
+  expect(r.unsafeEnd).toMatchObject({ status: 'cancelled', error: { code: 'CANCELLED' } });
+  // Counted and logged once, when the user was first named.
+  expect({ first: r.firstQuarantined, all: r.quarantined, logged: r.logged, collateral: r.collateral }).toEqual({ first: 1, all: 1, logged: 1, collateral: 0 });
+}, 240_000);
+
+test('with CELL_KILLER_QUARANTINE_MS=0 the second kill is in the serving cell and takes the other user\'s run with it', async () => {
+  const r = await twoKills('0');
+  // It shared the serving cell, was a suspect of its death, and was named only when it killed a quarantine cell.
+  expect(r.secondRestarted).toBe(1);
+  expect(r.okOn).toMatch(/^cell1-g\d+$/);
+  expect(r.unsafeEnd).toMatchObject({ status: 'failed', error: { code: 'WORKER_CRASHED', message: expect.stringMatching(/not safe to repeat/) } });
+  expect({ all: r.quarantined, logged: r.logged, collateral: r.collateral }).toEqual({ all: 0, logged: 0, collateral: 1 });
+}, 240_000);
