@@ -40,6 +40,7 @@ const STORE_BLIND = [
   'browser', // the page; its HTTP and socket calls are http-api's and realtime's
   'cell-supervision', // wedged and crashing cells
   'containment', // memory and CPU walls of cells
+  'cell-killers', // a user whose run killed its cell runs in quarantine cells
   'outbound-budget', // socket write budgets
   'stalled-client', // socket backpressure
   'llm-agent', // the model broker and tool loop
