@@ -1,16 +1,20 @@
 /**
  * A user whose run killed its cell is put in quarantine (CELL_KILLER_QUARANTINE_MS): its next runs run alone in
- * quarantine cells, one at a time, so when it kills a cell again nobody else's run is inside. Without it (0), the
- * second kill takes another user's run with it: an agent unsafe to repeat fails as collateral.
+ * the cell killers' quarantine cell, one at a time, so when it kills a cell again nobody else's run is inside.
+ * Without it (0), the second kill takes another user's run with it: an agent unsafe to repeat fails as
+ * collateral. The suspects of other cells' deaths never wait for the cell killers' runs.
  */
 import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
 import { UserClient, httpCall, metricValue, terminal } from './helpers/client';
 
 const scrape = async (s: TestServer) => (await httpCall(s.url, 'GET', '/metrics')).body as string;
+// One quarantine cell for suspects: the cell killers' own is quarantine2.
+const ENV = { AGENTS_DIR: FIXTURE_AGENTS, ENABLE_CHAOS_AGENTS: '1', CELLS: '1', THREADS_PER_CELL: '3', QUARANTINE_CELLS: '1' };
+const KILLERS_CELL = /^quarantine2-g\d+$/;
 
 /** One serving cell with three workers: without the quarantine whatever runs beside the killer shares its cell. */
 async function twoKills(quarantineMs: string) {
-  const server = await startServer({ AGENTS_DIR: FIXTURE_AGENTS, ENABLE_CHAOS_AGENTS: '1', CELLS: '1', THREADS_PER_CELL: '3', CELL_KILLER_QUARANTINE_MS: quarantineMs });
+  const server = await startServer({ ...ENV, CELL_KILLER_QUARANTINE_MS: quarantineMs });
   const [killer, other] = await Promise.all([UserClient.connect(server.url, 'killer'), UserClient.connect(server.url, 'bystander')]);
   try {
     // Alone in its cell: named the culprit at once.
@@ -57,8 +61,8 @@ test('a user whose run killed its cell runs alone in quarantine cells: its next 
   const r = await twoKills('600000');
   // Sent to a quarantine cell at once, where it was alone: no suspect, no second start.
   expect(r.secondRestarted).toBe(0);
-  expect(r.secondOn).toMatch(/^quarantine\d+-g\d+$/);
-  expect(r.okOn).toMatch(/^quarantine\d+-g\d+$/);
+  expect(r.secondOn).toMatch(KILLERS_CELL);
+  expect(r.okOn).toMatch(KILLERS_CELL);
   expect(r.unsafeEnd).toMatchObject({ status: 'cancelled', error: { code: 'CANCELLED' } });
   // Counted and logged once, when the user was first named.
   expect({ first: r.firstQuarantined, all: r.quarantined, logged: r.logged, collateral: r.collateral }).toEqual({ first: 1, all: 1, logged: 1, collateral: 0 });
@@ -71,4 +75,32 @@ test('with CELL_KILLER_QUARANTINE_MS=0 the second kill is in the serving cell an
   expect(r.okOn).toMatch(/^cell1-g\d+$/);
   expect(r.unsafeEnd).toMatchObject({ status: 'failed', error: { code: 'WORKER_CRASHED', message: expect.stringMatching(/not safe to repeat/) } });
   expect({ all: r.quarantined, logged: r.logged, collateral: r.collateral }).toEqual({ all: 0, logged: 0, collateral: 1 });
+}, 240_000);
+
+test('the suspects of another cell\'s death do not wait for a cell killer\'s run: it has a quarantine cell of its own', async () => {
+  const server = await startServer(ENV);
+  const [killer, company, culprit] = await Promise.all(['killer', 'company', 'new-culprit'].map((u) => UserClient.connect(server.url, u)));
+  try {
+    const first = await killer.start({ agent: 'chaos', input: { mode: 'abort', text: 'boom' } });
+    await killer.waitForRun(first.run_id, 60_000);
+    // The killer's next run holds its cell until the test stops it.
+    const long = await killer.start({ agent: 'chaos', input: { mode: 'slow', text: 'l', ms: 600_000 } });
+    await killer.waitForEvent(long.run_id, 'agent_started', 60_000);
+    expect((await killer.http('GET', `/v1/runs/${long.run_id}`)).body.ran_on.cell).toMatch(KILLERS_CELL);
+    // A death with company in the serving cell: the company is a suspect and needs the one suspects' cell.
+    const bystander = await company.start({ agent: 'chaos', input: { mode: 'slow', text: 's', ms: 2000 } });
+    await company.waitForEvent(bystander.run_id, 'agent_started', 60_000);
+    const bad = await culprit.start({ agent: 'chaos', input: { mode: 'abort', text: 'boom' } });
+    const events = await company.waitForRun(bystander.run_id, 120_000);
+    expect(terminal(events).payload).toMatchObject({ status: 'completed', final_response: 'slept 2000 ms' });
+    expect(events.filter((e) => e.type === 'run_restarted')).toHaveLength(1);
+    expect(terminal(await culprit.waitForRun(bad.run_id, 60_000)).payload.error.code).toBe('WORKER_CRASHED');
+    // All that while, the killer's run held its own cell.
+    expect((await killer.http('GET', `/v1/runs/${long.run_id}`)).body.status).toBe('running');
+    await killer.ack('stop_agent', { run_id: long.run_id });
+    expect(terminal(await killer.waitForRun(long.run_id, 60_000)).payload.status).toBe('cancelled');
+  } finally {
+    [killer, company, culprit].forEach((c) => c.close());
+    await server.stop();
+  }
 }, 240_000);

@@ -3,7 +3,9 @@
  * hands the runs that were inside a dead cell to the run service, and starts a replacement with backoff.
  *
  * Two kinds of cell: serving cells (CELLS of them, always replaced when they die) and quarantine cells,
- * started on demand to run the suspects of a cell death one per cell, and retired when idle.
+ * started on demand to run the suspects of a cell death one per cell (QUARANTINE_CELLS of them at most), and
+ * retired when idle; one more quarantine cell runs the runs of users whose run killed a cell (server/runs/
+ * cell-killers.ts), one at a time, so those users never hold a cell a suspect waits for.
  */
 import { fork } from 'node:child_process';
 import type { SupervisorSettings } from '../config-views.js';
@@ -62,12 +64,16 @@ export function createCellSupervisor(opts: SupervisorOptions) {
   const tell = (event: (listener: SupervisorEvents) => void) => (events ? event(events) : early.push(event));
   /** The serving cells' first start, from launch(): start() awaits it. */
   let launched: Promise<unknown> | null = null;
-  // Slots 0..cells-1 serve runs; the slots after them hold quarantine cells while they exist.
-  const total = settings.cells + settings.quarantineCells;
+  // Slots 0..cells-1 serve runs; the slots after them hold quarantine cells while they exist: the suspects'
+  // (QUARANTINE_CELLS), then the cell killers' one.
+  const killerSlot = settings.cells + settings.quarantineCells;
+  const total = killerSlot + 1;
   const slots: (CellHandle | null)[] = new Array(total).fill(null);
   const generation = new Array(total).fill(0);
   const failures = new Array(total).fill(0);
   const isQuarantine = (slot: number) => slot >= settings.cells;
+  /** A quarantine cell for suspects (not the cell killers' one). */
+  const forSuspects = (c: CellHandle | null): c is CellHandle => !!c && c.quarantine && c.slot !== killerSlot;
   let stopping = false;
   let lastAgents: AgentInfo[] = [];
   /** Replacements waiting out their backoff: stop() cancels them. */
@@ -254,15 +260,22 @@ export function createCellSupervisor(opts: SupervisorOptions) {
      * each: more quarantine cells are started (up to the limit) while fewer are starting.
      */
     pickQuarantine(waiting: number): CellHandle | null {
-      const ready = slots.find((c) => c?.quarantine && c.freeSlots > 0) ?? null;
+      const ready = slots.find((c) => forSuspects(c) && c.freeSlots > 0) ?? null;
       if (ready || stopping) return ready;
-      const starting = slots.filter((c) => c?.quarantine && c.state === 'starting').length;
-      for (let slot = settings.cells, more = waiting - starting; slot < total && more > 0; slot++) {
+      const starting = slots.filter((c) => forSuspects(c) && c.state === 'starting').length;
+      for (let slot = settings.cells, more = waiting - starting; slot < killerSlot && more > 0; slot++) {
         if (slots[slot] === null) {
           spawn(slot, null).catch((err) => log.error({ err: err.message }, 'quarantine cell failed to start'));
           more--;
         }
       }
+      return null;
+    },
+    /** The cell killers' quarantine cell if it is ready and empty, or null (it is started if it does not exist). */
+    pickKillerCell(): CellHandle | null {
+      const cell = slots[killerSlot];
+      if (cell) return cell.freeSlots > 0 ? cell : null;
+      if (!stopping) spawn(killerSlot, null).catch((err) => log.error({ err: err.message }, 'quarantine cell failed to start'));
       return null;
     },
     cells,

@@ -3,8 +3,9 @@
  * across users) or, as suspects of a cell death, in quarantine, which is served first, one run per
  * quarantine cell. A run leaves the queue only when its user is under the concurrency cap and its
  * conversation has no other run active (occupancy.ts), and only when a cell has a free worker. The runs of a
- * user whose run killed its cell lately (cell-killers.ts) wait in the same line but go only to quarantine cells,
- * one at a time per user, once no suspect waits for one: they can no longer kill a cell with others' runs inside.
+ * user whose run killed its cell lately (cell-killers.ts) wait in the same line but go only to the cell killers'
+ * quarantine cell, one at a time: they can no longer kill a cell with others' runs inside, nor hold a cell that
+ * suspects wait for.
  *
  * `pump` is called whenever capacity may have appeared (a run accepted or finished, a cell ready or dead),
  * and every PUMP_EVERY_MS while started: runs that run long stop counting against their cell's capacity over
@@ -30,7 +31,7 @@ const PUMP_EVERY_MS = 250;
 const QUEUED_NOTICE_MS = 1000;
 
 export function createScheduler(deps: {
-  cells: Pick<CellSupervisor, 'pick' | 'pickQuarantine' | 'cells'>;
+  cells: Pick<CellSupervisor, 'pick' | 'pickQuarantine' | 'pickKillerCell' | 'cells'>;
   /** Sends the run to the cell (dispatch.ts). */
   dispatch: (run: LiveRun, cell: CellHandle) => void;
   /** A newly accepted run still waits after QUEUED_NOTICE_MS, `position` among its user's runs. */
@@ -65,20 +66,19 @@ export function createScheduler(deps: {
 
   /** A run that may go to a serving cell now: its user and conversation have room, and its user is not a cell killer. */
   const servable = (run: LiveRun) => occupancy.eligible(run) && !deps.killers.has(run.userId);
-  /** A cell killer's run that may go to a quarantine cell now: none of its user's runs is in flight. */
+  /** A cell killer's run that may go to the cell killers' quarantine cell now: none of its user's runs is in flight. */
   const isolable = (run: LiveRun) => deps.killers.has(run.userId) && occupancy.activeFor(run.userId) === 0 && occupancy.eligible(run);
 
-  /** Cell killers' runs, alone in quarantine cells, once no suspect of a cell death waits for one. */
-  function isolateKillers(): void {
-    if (quarantine.size > 0 || !deps.killers.any) return;
-    let users = new Set([...queue.values()].filter(isolable).map((r) => r.userId)).size;
-    while (users > 0) {
-      const cell = cells.pickQuarantine(users);
-      if (!cell) return;
-      const run = queue.take(isolable);
-      if (!run) return;
-      send(run, cell);
-      users--;
+  /** The next cell killer's run, in turn across those users, alone in the cell killers' quarantine cell. */
+  function isolateKiller(): void {
+    if (!deps.killers.any) return;
+    for (const waiting of queue.values()) {
+      if (!isolable(waiting)) continue;
+      // One is waiting: the cell is started if it does not exist yet.
+      const cell = cells.pickKillerCell();
+      const run = cell && queue.take(isolable);
+      if (cell && run) send(run, cell);
+      return;
     }
   }
 
@@ -90,7 +90,7 @@ export function createScheduler(deps: {
       quarantine.delete(run.id);
       send(run, cell);
     }
-    isolateKillers();
+    isolateKiller();
     while (queue.size > 0) {
       const cell = cells.pick();
       if (!cell) return false;

@@ -16,7 +16,7 @@ function rig(userMaxConcurrentRuns = 10, caps = { maxQueuedRuns: 100, userMaxQue
   const dispatched: string[] = [];
   const refused: string[] = [];
   const notices: [string, number][] = [];
-  const room = { serving: 0, quarantine: 0, free: 0 };
+  const room = { serving: 0, quarantine: 0, killers: 0, free: 0 };
   /** Users whose runs a cell prefers (supervisor.pick(userId)). */
   const affinity = new Map<string, string>();
   const cell = (id: string) => ({ id }) as CellHandle;
@@ -25,6 +25,7 @@ function rig(userMaxConcurrentRuns = 10, caps = { maxQueuedRuns: 100, userMaxQue
   const cells = {
     pick: (userId?: string) => (room.serving <= 0 ? null : userId !== undefined && affinity.has(userId) ? cell(affinity.get(userId)!) : cell('c1')),
     pickQuarantine: () => (room.quarantine > 0 ? cell('q1') : null),
+    pickKillerCell: () => (room.killers > 0 ? cell('k') : null),
     cells: () => [{ freeSlots: room.free }],
   };
   const s = createScheduler({
@@ -33,6 +34,7 @@ function rig(userMaxConcurrentRuns = 10, caps = { maxQueuedRuns: 100, userMaxQue
       run.phase = 'dispatched';
       dispatched.push(`${run.id}@${c.id}`);
       if (c.id === 'q1') room.quarantine--;
+      else if (c.id === 'k') room.killers--;
       else room.serving--;
     },
     onStillWaiting: (run, position) => notices.push([run.id, position]),
@@ -149,29 +151,28 @@ test('putBack: a run that never reached its cell returns to the head of its user
   expect(dispatched.at(-1)).toBe('b1@q1');
 });
 
-test('a cell killer\'s runs go only to quarantine cells, one at a time, after the suspects; others\' runs are not held up', () => {
+test('cell killers\' runs go only to the cell killers\' quarantine cell, one at a time, in turn; nobody else waits for them', () => {
   const { s, dispatched, room, killers } = rig(10);
-  killers.add('k');
+  killers.add('k').add('j');
   const k1 = mkRun('k', 'k1');
-  for (const r of [k1, mkRun('k', 'k2'), mkRun('b', 'b1')]) s.enqueue(r);
-  room.serving = 5;
-  s.pump(); // no quarantine cell yet: k's runs wait, b's goes
-  expect(dispatched).toEqual(['b1@c1']);
+  for (const r of [k1, mkRun('k', 'k2'), mkRun('j', 'j1'), mkRun('b', 'b1')]) s.enqueue(r);
   const suspect = mkRun('c', 'c1');
   suspect.suspect = true;
   s.quarantine(suspect);
-  room.quarantine = 1;
-  s.pump(); // the suspect first
-  expect(dispatched).toEqual(['b1@c1', 'c1@q1']);
+  room.serving = 5;
   room.quarantine = 5;
-  s.pump(); // k1 alone; k2 waits for it although quarantine cells and k's cap have room
-  expect(dispatched).toEqual(['b1@c1', 'c1@q1', 'k1@q1']);
+  s.pump(); // the killers' cell is not ready: their runs wait; the suspect and b's run go
+  expect(dispatched).toEqual(['c1@q1', 'b1@c1']);
+  room.killers = 1;
   s.pump();
+  expect(dispatched).toEqual(['c1@q1', 'b1@c1', 'k1@k']);
+  s.pump(); // its cell is taken: j1 and k2 wait however much room the other cells have
   expect(dispatched).toHaveLength(3);
-  // k1 ended (it killed its quarantine cell: its user is still in quarantine): k2 goes, to a quarantine cell.
+  // k1 ended (it killed its cell: k is still in quarantine); the cell is back: j's turn, then k's.
   s.release(k1);
+  room.killers = 1;
   s.pump();
-  expect(dispatched).toEqual(['b1@c1', 'c1@q1', 'k1@q1', 'k2@q1']);
+  expect(dispatched.at(-1)).toBe('j1@k');
 });
 
 test('a user no longer in quarantine has its runs served by serving cells again', () => {
