@@ -13,6 +13,7 @@ import { LEAK_KINDS, RECYCLE_REASONS } from '../protocol/cell-messages.js';
 import type { ErrorCode } from '../protocol/errors.js';
 import type { TerminalStatus } from '../protocol/events.js';
 import { CELL_DEATH_CAUSES } from './cells/exit-cause.js';
+import type { KillerEvidence } from './runs/cell-killers.js';
 
 export interface CapacitySnapshot {
   cellsAlive: number;
@@ -86,6 +87,7 @@ export const KNOWN_LABELS = {
     ...(['AGENT_ERROR', 'WORKER_CRASHED', 'OUT_OF_MEMORY', 'LIMIT_EXCEEDED', 'SINGLETON_AGENT', 'INTERNAL'] satisfies ErrorCode[]).map((code) => ({ status: 'failed' satisfies TerminalStatus, code })),
   ],
   atoll_cell_deaths_total: CELL_DEATH_CAUSES.map((cause) => ({ cause })),
+  atoll_cell_killers_quarantined_total: (['culprit', 'suspect'] satisfies KillerEvidence[]).map((evidence) => ({ evidence })),
   // A bystander runs again because its cell died (the cause), or its node was lost or is draining.
   atoll_run_restarts_total: [...CELL_DEATH_CAUSES, 'node_lost', 'node_draining'].map((reason) => ({ reason })),
   atoll_runs_taken_over_total: ['rerun', 'failed', 'cancelled', 'requeued'].map((outcome) => ({ outcome })),
@@ -132,7 +134,7 @@ export function createMetrics(options: MetricsOptions) {
     runRestarts: new client.Counter({ name: 'atoll_run_restarts_total', help: 'Bystander runs started again after their cell died (not failures), by the cell\'s death cause.', labelNames: ['reason'], registers: [registry] }),
     runsTakenOver: new client.Counter({ name: 'atoll_runs_taken_over_total', help: 'Runs of a node whose lease expired, taken over by this node (several nodes), by outcome: rerun (run again, its log continuing with run_restarted), failed (not safe to repeat, or out of attempts: WORKER_CRASHED), cancelled (its stop was asked meanwhile), requeued (it had not started there).', labelNames: ['outcome'], registers: [registry] }),
     leasesLost: new client.Counter({ name: 'atoll_node_leases_lost_total', help: 'Times this node lost its lease (several nodes: it could not renew it in time, or found it expired) and abandoned its runs to the others (target 0).', registers: [registry] }),
-    cellKillersQuarantined: new client.Counter({ name: 'atoll_cell_killers_quarantined_total', help: 'Users put in quarantine because their run killed its cell (their runs then run alone in quarantine cells for CELL_KILLER_QUARANTINE_MS; a user named again while in quarantine is not counted again).', registers: [registry] }),
+    cellKillersQuarantined: new client.Counter({ name: 'atoll_cell_killers_quarantined_total', help: 'Users put in quarantine for killing cells (their runs then run alone in the cell killers\' quarantine cell for CELL_KILLER_QUARANTINE_MS; a user named again while in quarantine is not counted again), by evidence: culprit (a run of theirs named the culprit of a cell death) or suspect (their runs, and no other user\'s, were suspects of 3 cell deaths in a row that named no culprit).', labelNames: ['evidence'], registers: [registry] }),
     collateralRuns: new client.Counter({ name: 'atoll_collateral_runs_total', help: 'Runs that failed only because another run killed their cell (target 0).', registers: [registry] }),
     contamination: new client.Counter({ name: 'atoll_cross_request_contamination_total', help: 'Runs that found their worker not in its clean state when they started (target 0).', registers: [registry] }),
     singletonReuse: new client.Counter({ name: 'atoll_singleton_agent_reuse_total', help: 'Runs refused because the agent factory returned an instance that had already served a run.', registers: [registry] }),

@@ -104,3 +104,40 @@ test('the suspects of another cell\'s death do not wait for a cell killer\'s run
     await server.stop();
   }
 }, 240_000);
+
+test('a killer that behaves in quarantine is named by evidence: the one user among the suspects of 3 unresolved deaths', async () => {
+  const server = await startServer(ENV);
+  const users = await Promise.all(['evasive', 'company-a', 'company-b', 'company-c'].map((u) => UserClient.connect(server.url, u)));
+  const [killer, ...company] = users;
+  try {
+    for (const [i, other] of company.entries()) {
+      // Company in the serving cell, held there until its gate opens (after the death, however slow the machine),
+      // then the kill: both suspects, both run again alone, both complete there.
+      const gate = `gate-${i}`;
+      const bystander = await other.start({ agent: 'gated', input: { text: 's', gate, parts: 1 } });
+      await other.waitForEvent(bystander.run_id, 'agent_started', 60_000);
+      const kill = await killer.start({ agent: 'evasive', input: {} });
+      // The cell died: open the gate (the two suspects share one quarantine cell, one after the other).
+      await other.waitForEvent(bystander.run_id, 'run_restarted', 120_000);
+      await other.http('POST', '/v1/threads', { title: gate });
+      const killEvents = await killer.waitForRun(kill.run_id, 120_000);
+      expect({ death: i + 1, end: terminal(killEvents).payload.status, final: terminal(killEvents).payload.final_response, restarted: killEvents.some((e) => e.type === 'run_restarted') }).toEqual({ death: i + 1, end: 'completed', final: 'behaved', restarted: true });
+      const bystanderEvents = await other.waitForRun(bystander.run_id, 120_000);
+      expect({ end: terminal(bystanderEvents).payload.status, restarted: bystanderEvents.some((e) => e.type === 'run_restarted') }).toEqual({ end: 'completed', restarted: true });
+    }
+    const m = await scrape(server);
+    expect({ suspect: metricValue(m, 'atoll_cell_killers_quarantined_total', { evidence: 'suspect' }), culprit: metricValue(m, 'atoll_cell_killers_quarantined_total', { evidence: 'culprit' }) }).toEqual({ suspect: 1, culprit: 0 });
+    expect(server.logs.filter((l) => l.evidence === 'suspect').map((l) => l.user_id)).toEqual(['evasive']);
+    // Its next run goes alone to the cell killers' cell, where it behaves: no death, nobody restarted.
+    const deaths = metricValue(m, 'atoll_cell_deaths_total');
+    const next = await killer.start({ agent: 'evasive', input: {} });
+    const nextEvents = await killer.waitForRun(next.run_id, 60_000);
+    expect(terminal(nextEvents).payload.final_response).toBe('behaved');
+    expect(nextEvents.some((e) => e.type === 'run_restarted')).toBe(false);
+    expect((await killer.http('GET', `/v1/runs/${next.run_id}`)).body.ran_on.cell).toMatch(KILLERS_CELL);
+    expect(metricValue(await scrape(server), 'atoll_cell_deaths_total')).toBe(deaths);
+  } finally {
+    users.forEach((c) => c.close());
+    await server.stop();
+  }
+}, 300_000);

@@ -13,7 +13,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { RunStore } from '../store/store.js';
 import { judgeCellDeath } from './cell-death.js';
-import type { CellKillers } from './cell-killers.js';
+import { CELL_KILLER_EVIDENCE, type CellKillers, type KillerEvidence } from './cell-killers.js';
 import type { Deadlines } from './deadlines.js';
 import type { EventRelay } from './event-relay.js';
 import type { Finishing } from './finishing.js';
@@ -67,13 +67,26 @@ export function createCellExits(deps: {
     scheduler.putBack(run);
   }
 
-  function quarantineUser(run: LiveRun, cell: CellHandle): void {
+  /** The user's runs run alone in the cell killers' quarantine cell from now on (cell-killers.ts). */
+  function quarantined(userId: string, evidence: KillerEvidence, fields: Record<string, unknown>): void {
+    metrics.cellKillersQuarantined.inc({ evidence });
+    const why = evidence === 'culprit' ? "a user's run killed its cell" : `a user's runs were suspects of ${CELL_KILLER_EVIDENCE} cell deaths in a row that named no culprit, and no other user's were`;
+    deps.log.warn({ user_id: userId, evidence, quarantine_ms: deps.settings.cellKillerQuarantineMs, ...fields }, `${why}; the user's runs now run alone in the cell killers' quarantine cell`);
+  }
+
+  /** The culprit's user: in quarantine from now on (counted and logged once while it lasts). */
+  function culprit(run: LiveRun, cell: CellHandle): void {
     if (deps.settings.cellKillerQuarantineMs <= 0) return;
-    if (!deps.killers.has(run.userId)) {
-      metrics.cellKillersQuarantined.inc();
-      deps.log.warn({ user_id: run.userId, run_id: run.id, cell: cell.id, quarantine_ms: deps.settings.cellKillerQuarantineMs }, "a user's run killed its cell; the user's runs now run alone in quarantine cells");
-    }
+    const already = deps.killers.has(run.userId);
     deps.killers.named(run.userId);
+    if (!already) quarantined(run.userId, 'culprit', { run_id: run.id, cell: cell.id });
+  }
+
+  /** A death that named no culprit: its suspects' users are evidence (cell-killers.ts). */
+  function unresolved(suspects: LiveRun[], cell: CellHandle): void {
+    const users = [...new Set(suspects.map((r) => r.userId))].filter((u) => !deps.killers.has(u));
+    const userId = deps.killers.unresolvedDeath(users);
+    if (userId) quarantined(userId, 'suspect', { cell: cell.id });
   }
 
   return {
@@ -109,7 +122,7 @@ export function createCellExits(deps: {
             break;
           case 'fail':
             if (d.collateral) metrics.collateralRuns.inc();
-            if (d.culprit) quarantineUser(run, cell);
+            if (d.culprit) culprit(run, cell);
             finishing.failed(run, d.error);
             break;
           case 'restart':
@@ -118,6 +131,9 @@ export function createCellExits(deps: {
         }
       }
       if (affectedOthers) finishing.countFailureAffectingOthers();
+      if (!decisions.some((d) => d.kind === 'fail' && d.culprit)) {
+        unresolved(decisions.filter((d) => d.kind === 'restart' || d.kind === 'fail').map((d) => byId.get(d.runId)!), cell);
+      }
       scheduler.pump();
     },
   };

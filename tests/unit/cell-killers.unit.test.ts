@@ -32,3 +32,51 @@ test('bounded: past 10,000 users the one named longest ago is forgotten', () => 
   k.named('extra');
   expect([k.has('u1'), k.has('u2')]).toEqual([true, false]);
 });
+
+describe('deaths that name no culprit', () => {
+  test('the one user common to the suspects of the last 3 within the window is named', () => {
+    let now = 0;
+    const k = createCellKillers({ cellKillerQuarantineMs: 1000 }, () => now);
+    expect(k.unresolvedDeath(['evasive', 'a'])).toBeNull();
+    now = 100;
+    expect(k.unresolvedDeath(['b', 'evasive'])).toBeNull();
+    expect(k.has('evasive')).toBe(false);
+    now = 200;
+    expect(k.unresolvedDeath(['c', 'evasive', 'd'])).toBe('evasive');
+    expect([k.has('evasive'), k.has('a'), k.has('c')]).toEqual([true, false, false]);
+    // The evidence was used: the next deaths start again.
+    expect(k.unresolvedDeath(['c', 'd'])).toBeNull();
+  });
+
+  test('two users always in company are both spared; nobody is named on a guess', () => {
+    const k = createCellKillers({ cellKillerQuarantineMs: 1000 });
+    for (const company of ['a', 'b', 'c', 'd']) expect(k.unresolvedDeath(['evasive', 'busy', company])).toBeNull();
+    expect([k.has('evasive'), k.has('busy')]).toEqual([false, false]);
+  });
+
+  test('only the last 3, and only within the window, count', () => {
+    let now = 0;
+    const k = createCellKillers({ cellKillerQuarantineMs: 1000 }, () => now);
+    k.unresolvedDeath(['x', 'a']);
+    now = 500;
+    k.unresolvedDeath(['x', 'b']);
+    now = 1200; // the first is out of the window: two left
+    expect(k.unresolvedDeath(['x', 'c'])).toBeNull();
+    now = 1300;
+    expect(k.unresolvedDeath(['y', 'c'])).toBeNull();
+    now = 1400; // x was in 2 of the last 3, c in all 3
+    expect(k.unresolvedDeath(['y', 'c'])).toBe('c');
+    expect(k.has('x')).toBe(false);
+  });
+
+  test('a death explained later (its suspect named the culprit in quarantine) no longer counts', () => {
+    const k = createCellKillers({ cellKillerQuarantineMs: 1000 });
+    k.unresolvedDeath(['loud', 'a']);
+    k.unresolvedDeath(['loud', 'quiet']);
+    k.named('loud');
+    k.unresolvedDeath(['quiet', 'b']);
+    expect(k.has('quiet')).toBe(false);
+    expect(k.unresolvedDeath(['quiet'])).toBeNull();
+    expect(k.unresolvedDeath(['quiet', 'c'])).toBe('quiet');
+  });
+});
