@@ -18,6 +18,8 @@ export const NODE_MESSAGE = z.discriminatedUnion('type', [
   z.object({ type: z.literal('node_died'), node_id: z.string().max(64) }),
   /** Stop a run this node executes (its cancel flag is already in the database). */
   z.object({ type: z.literal('cancel_run'), run_id: z.string().max(100), user_id: z.string().max(200) }),
+  /** A run of this user killed a cell of the sender's: its runs go to the cell killers' quarantine cell here too. */
+  z.object({ type: z.literal('cell_killer'), user_id: z.string().max(200) }),
 ]);
 
 export type NodeMessage = z.infer<typeof NODE_MESSAGE>;

@@ -14,8 +14,11 @@ export interface ClusterSignals {
   stopRun(nodeId: string, userId: string, runId: string): void;
   /** A node died and its runs were taken over: its subscribers' events may be missing. */
   nodeDied(nodeId: string): void;
+  /** This node put a user in quarantine for killing cells (server/runs/cell-killers.ts): the others do too. */
+  cellKiller(userId: string): void;
   onWake(handler: () => void): void;
   onStopRun(handler: (runId: string) => void): void;
+  onCellKiller(handler: (userId: string) => void): void;
 }
 
 /** Wake-ups are coalesced: a burst of accepts sends one per WAKE_EVERY_MS (the first at once, the last at the end). */
@@ -24,6 +27,7 @@ const WAKE_EVERY_MS = 20;
 export function signalsOver(messages: NodeMessages, deps: { onNodeDied: () => void; log?: Pick<Logger, 'debug'> }): ClusterSignals {
   const wakeHandlers: (() => void)[] = [];
   const stopHandlers: ((runId: string) => void)[] = [];
+  const killerHandlers: ((userId: string) => void)[] = [];
   let lastWake = 0;
   let trailing: NodeJS.Timeout | null = null;
   const ignore = () => undefined;
@@ -32,6 +36,7 @@ export function signalsOver(messages: NodeMessages, deps: { onNodeDied: () => vo
     if (m.type === 'wake') wakeHandlers.forEach((h) => h());
     else if (m.type === 'cancel_run') stopHandlers.forEach((h) => h(m.run_id));
     else if (m.type === 'node_died') deps.onNodeDied();
+    else if (m.type === 'cell_killer') killerHandlers.forEach((h) => h(m.user_id));
   });
   // Messages may have been missed: claim now (the stops asked are read again at the next renewal).
   messages.onGap(() => wakeHandlers.forEach((h) => h()));
@@ -58,11 +63,17 @@ export function signalsOver(messages: NodeMessages, deps: { onNodeDied: () => vo
       messages.broadcast({ type: 'node_died', node_id: nodeId }).catch(ignore);
       deps.onNodeDied();
     },
+    cellKiller(userId) {
+      messages.broadcast({ type: 'cell_killer', user_id: userId }).catch(ignore);
+    },
     onWake(handler) {
       wakeHandlers.push(handler);
     },
     onStopRun(handler) {
       stopHandlers.push(handler);
+    },
+    onCellKiller(handler) {
+      killerHandlers.push(handler);
     },
   };
 }

@@ -33,6 +33,8 @@ export function createCellExits(deps: {
   deadlines: Deadlines;
   cells: Pick<CellSupervisor, 'agents'>;
   killers: CellKillers;
+  /** A user was put in quarantine here (several nodes: the others are told). */
+  onQuarantined?: (userId: string) => void;
   metrics: Metrics;
   log: Logger;
   settings: { maxRunAttempts: number; cellKillerQuarantineMs: number };
@@ -79,6 +81,7 @@ export function createCellExits(deps: {
     if (deps.settings.cellKillerQuarantineMs <= 0) return;
     const already = deps.killers.has(run.userId);
     deps.killers.named(run.userId);
+    deps.onQuarantined?.(run.userId);
     if (!already) quarantined(run.userId, 'culprit', { run_id: run.id, cell: cell.id });
   }
 
@@ -86,7 +89,9 @@ export function createCellExits(deps: {
   function unresolved(suspects: LiveRun[], cell: CellHandle): void {
     const users = [...new Set(suspects.map((r) => r.userId))].filter((u) => !deps.killers.has(u));
     const userId = deps.killers.unresolvedDeath(users);
-    if (userId) quarantined(userId, 'suspect', { cell: cell.id });
+    if (!userId) return;
+    deps.onQuarantined?.(userId);
+    quarantined(userId, 'suspect', { cell: cell.id });
   }
 
   return {

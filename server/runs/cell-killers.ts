@@ -12,7 +12,8 @@
  *   in common, that user is the one. Two users always in company (a killer beside a busy user) are both spared:
  *   nobody is named on a guess.
  *
- * This node's memory: with several nodes each node learns it from deaths of its own. Bounded in size: past
+ * This node's memory: with several nodes, the node that names a user tells the others (run-service.ts; a message
+ * between nodes, so a node that missed it learns only from deaths of its own). Bounded in size: past
  * MAX_USERS the user named longest ago is forgotten first.
  */
 

@@ -136,7 +136,15 @@ export function createRunService(deps: {
     return record;
   }
   const cellEvents = createCellEvents({ store, relay, live, finishing, deadlines, pump: scheduler.pump, metrics, log, workerQueries: deps.workerQueries, tracer });
-  const cellExits = createCellExits({ store, relay, live, scheduler, finishing, deadlines, cells: deps.cells, killers, metrics, log, settings });
+  const cellExits = createCellExits({
+    store, relay, live, scheduler, finishing, deadlines, cells: deps.cells, killers, metrics, log, settings,
+    onQuarantined: deps.cluster ? (userId) => deps.cluster!.signals.cellKiller(userId) : undefined,
+  });
+  // Several nodes: a user another node put in quarantine for killing cells is in quarantine here too.
+  deps.cluster?.signals.onCellKiller((userId) => {
+    if (!killers.has(userId)) log.info({ user_id: userId }, "another node put a user in quarantine for killing cells; the user's runs here run alone in the cell killers' quarantine cell too");
+    killers.named(userId);
+  });
 
   return {
     get draining() {
