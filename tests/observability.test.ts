@@ -397,6 +397,7 @@ describe('a live server under chaos', () => {
       AtollFailureContainmentBelow100: 'warning',
       AtollLeaksDetected: 'warning',
       AtollCellRestartingRepeatedly: 'warning',
+      AtollCellKillerQuarantined: 'warning',
       AtollQueueWaitGrowing: 'warning',
       AtollFrontEventLoopLag: 'warning',
       AtollNodeDown: 'warning',
