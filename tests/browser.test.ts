@@ -542,6 +542,38 @@ test('after a network drop the page reconnects with backoff and shows exactly th
   expect(await p.locator('.turn').count()).toBe(1);
 });
 
+test('cut off by the server for sending too many messages, the page waits the retry_after_ms it was told before it reconnects', async () => {
+  const { page: p } = await page();
+  // Every WebSocket the page opens, and when (engine.io takes the constructor from the window as it loads).
+  await p.addInitScript(() => {
+    const opened: { at: number; ws: WebSocket }[] = [];
+    (window as unknown as { sockets: typeof opened }).sockets = opened;
+    const Native = window.WebSocket;
+    window.WebSocket = class extends Native {
+      constructor(url: string | URL, protocols?: string | string[]) {
+        super(url, protocols);
+        opened.push({ at: Date.now(), ws: this });
+      }
+    };
+  });
+  await signIn(p, server.url, 'flooder');
+  // A page gone wrong: 1,500 messages at once on its socket (engine.io packet 4, socket.io event 2).
+  const cutAt = await p.evaluate(() => {
+    const { sockets } = window as unknown as { sockets: { ws: WebSocket }[] };
+    const ws = sockets[sockets.length - 1].ws;
+    const closed = new Promise<number>((resolve) => ws.addEventListener('close', () => resolve(Date.now())));
+    for (let i = 0; i < 1500; i++) ws.send('42["no_such_event",{}]');
+    return closed;
+  });
+  await poll(() => p.locator('#connection').textContent(), (v) => expect(v).toMatch(/^Disconnected by the server: .+\. Reconnecting in 10 s…$/));
+  await screenshot(p, '14-flood-cut-off');
+  await poll(() => p.locator('#connection').textContent(), (v) => expect(v).toBe('Connected'), 30_000);
+  const opened = await p.evaluate(() => (window as unknown as { sockets: { at: number }[] }).sockets.map((s) => s.at));
+  const next = opened.find((at) => at > cutAt)!;
+  // The notice asked for 10 s from just before the close (SOCKET_FLOOD_LIMITS.windowMs); before, it came back at once.
+  expect(next - cutAt).toBeGreaterThanOrEqual(9_000);
+});
+
 test('after a server restart the page reconnects by itself, keeps the conversation and can send again', async () => {
   const { page: p } = await page();
   await p.goto(bare.url + '/');

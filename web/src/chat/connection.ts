@@ -20,6 +20,8 @@ export interface ConnectionEvents {
   refused(error: ErrorBody): void;
   envelope(e: Envelope): void;
   resyncRequired(runId: string, lastSeq: number): void;
+  /** The server is cutting this socket off (it sent too many messages): it reconnects after `retryAfterMs`. */
+  closing(error: ErrorBody, retryAfterMs: number): void;
   tokenExpiring(expiresAt: string): void;
   serverShutdown(): void;
 }
@@ -30,6 +32,9 @@ export interface Connection {
   readonly connected: boolean;
   close(): void;
 }
+
+/** The longest wait a `closing` notice can impose on the page (a notice asking more is held to this). */
+const MAX_COME_BACK_MS = 60_000;
 
 export function openConnection(token: () => string, on: ConnectionEvents): Connection {
   const socket: Socket<ServerToClientEvents, ClientToServerEvents> = io({
@@ -42,15 +47,27 @@ export function openConnection(token: () => string, on: ConnectionEvents): Conne
     randomizationFactor: 0.5,
   });
   let everConnected = false;
+  /** When the server, cutting this socket off, asked it to come back (its `closing` notice's retry_after_ms). */
+  let comeBackAt = 0;
 
   socket.on('connect', () => {
     on.connected(everConnected);
     everConnected = true;
   });
+  socket.on('closing', ({ error }) => {
+    const wait = Math.min(Math.max(error.retry_after_ms ?? 0, 0), MAX_COME_BACK_MS);
+    comeBackAt = Date.now() + wait;
+    on.closing(error, wait);
+  });
   socket.on('disconnect', (reason) => {
-    on.disconnected(reason);
-    // The server closed this socket on purpose (token expired): socket.io will not retry by itself.
-    if (reason === 'io server disconnect') socket.connect();
+    // The server closed this socket on purpose (token expired, or too many messages: then after the wait its
+    // notice asked for): socket.io will not retry by itself.
+    if (reason !== 'io server disconnect') return on.disconnected(reason);
+    const wait = comeBackAt - Date.now();
+    if (wait <= 0) {
+      on.disconnected(reason);
+      socket.connect();
+    } else setTimeout(() => socket.connect(), wait);
   });
   socket.on('connect_error', (err: Error & { data?: ErrorBody }) => {
     if (!err.data?.code) return; // the server is unreachable: the manager retries with backoff

@@ -334,6 +334,9 @@ function startChatPage(): void {
         else setStatus(`Refused: ${error.code}. ${sentenceFor(error.code)} Retrying…`, 'offline');
       },
       envelope: onEnvelope,
+      closing(error, retryAfterMs) {
+        setStatus(`Disconnected by the server: ${error.message.split(':')[0]}. Reconnecting in ${Math.ceil(retryAfterMs / 1000)} s…`, 'offline');
+      },
       resyncRequired(runId) {
         void subscribe(runId, conversation?.lastSeqOf(runId) ?? 0);
       },
