@@ -220,6 +220,37 @@ export function egressAllows(policy: AgentEgress, hostAddresses: readonly string
   };
 }
 
+/**
+ * The listening wall, whatever AGENT_EGRESS says: a thread binds no port of its own choosing (TCP or UDP) and no unix
+ * socket. Node's permission model checks neither (Node 20 to 24), and the egress wall checks only where a socket
+ * connects. A run that listened on the port of a local model server that was down (LLM_BASE_URL on 127.0.0.1)
+ * received every cell's model requests, other users' prompts and the LLM key with them, and answered them as the
+ * model; a unix socket's bind made a file wherever the cell's OS user may write, past --allow-fs-write (an
+ * attacker's-eye review). Port 0, the one the kernel picks (a UDP socket's first send, a server on port 0), is
+ * no one's and stays allowed. Refused as `egress`, the way a firewall refuses (EACCES).
+ */
+export function guardListening(onRefused: () => void, handles: SocketHandles): void {
+  const guard = (proto: object, name: string, permitted: (args: unknown[]) => boolean) => {
+    const original = (proto as Record<string, (...args: unknown[]) => unknown>)[name]!;
+    Object.defineProperty(proto, name, {
+      value: function guardedBind(this: object, ...args: unknown[]) {
+        if (!permitted(args)) {
+          onRefused();
+          return UV_EACCES;
+        }
+        return apply(original, this, args);
+      },
+      writable: true,
+      configurable: false,
+      enumerable: true,
+    });
+  };
+  // bind(address, port, flags) and bind6(address, port, flags): the port a primitive 0, the very value the native
+  // side reads. A unix socket's bind(path): never (a path, or an abstract name another service may answer at).
+  for (const proto of [handles.tcp, handles.udp]) for (const name of ['bind', 'bind6']) guard(proto, name, (args) => args[1] === 0);
+  guard(handles.pipe, 'bind', () => false);
+}
+
 /** Installs the wall on the thread's socket handles and its DNS resolvers (before any agent module loads). */
 export function guardEgress(policy: AgentEgress, onRefused: () => void, handles: SocketHandles): void {
   if (policy.mode === 'any') return;

@@ -12,7 +12,7 @@ import { deepFreeze } from '../../protocol/deep-freeze.js';
 import type { WorkerConfig, WorkerData } from '../../protocol/worker-messages.js';
 import { freezeShared } from './freeze-shared.js';
 import { guardAsyncHooks } from './async-hooks-guards.js';
-import { guardEgress } from './egress-guards.js';
+import { guardEgress, guardListening } from './egress-guards.js';
 import { guardDescriptors } from './fd-guards.js';
 import { guardHost } from './host-guards.js';
 import { socketHandles } from './socket-handles.js';
@@ -49,6 +49,7 @@ export default (async () => {
     const handles = socketHandles({ net, dgram, dns });
     const writeLog = guardDescriptors(() => refused.add('fd'), undefined, handles);
     guardEgress(config.agentEgress, () => refused.add('egress'), handles);
+    guardListening(() => refused.add('egress'), handles);
     const frozen = config.workerLockdown ? freezeShared() : null;
     // Required only now, after the freeze (an import would be hoisted above it).
     const { startWorker } = require('./worker-main.js') as typeof import('./worker-main.js');
