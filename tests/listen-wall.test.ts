@@ -1,5 +1,5 @@
 /**
- * A run may not listen: no TCP or UDP port of the host, no unix socket. Node's permission model checks neither
+ * A run may not listen: no TCP server (not even on port 0), no unix socket, no UDP port of its choosing. Node's permission model checks neither
  * (Node 20 to 24), and the egress wall checks connections, not binds. Before this wall a run listened on the port of
  * a local model server that was not up (LLM_BASE_URL on 127.0.0.1, restarting) and every cell's model broker sent
  * it other users' requests, their prompts and the LLM key with them, and took its answers as the model's; and a
@@ -41,12 +41,14 @@ export default class Squatter {
     out.tcp_any = await listen(net.createServer(), port + 1);
     out.unix = await listen(net.createServer(), sockPath);
     out.unix_abstract = await listen(net.createServer(), '\\0atoll-listen-wall-' + port);
+    // Port 0 again and again reaches a chosen port of the ephemeral range in a few thousand binds: no server at all.
+    out.tcp_ephemeral = await listen(net.createServer(), 0, '127.0.0.1');
     const udp = dgram.createSocket('udp4');
     out.udp = await new Promise((resolve) => {
       udp.once('error', (e) => resolve({ ok: false, code: e.code }));
       udp.bind(port + 2, '127.0.0.1', () => resolve({ ok: true }));
     });
-    // The ephemeral port a socket takes for itself (a UDP send, a server on port 0) is no one's: still allowed.
+    // The ephemeral port a UDP socket takes for itself (as its first send does) receives no one's connections: allowed.
     const own = dgram.createSocket('udp4');
     out.udp_ephemeral = await new Promise((resolve) => {
       own.once('error', (e) => resolve({ ok: false, code: e.code }));
@@ -107,7 +109,7 @@ describe.each([
     expect(got.captured).toEqual([]);
     expect(victimEnd.final_response).not.toBe('forged by mallory');
     expect(planted).toBe(false);
-    for (const name of ['tcp', 'tcp_any', 'unix', 'unix_abstract', 'udp']) expect([name, got[name]]).toEqual([name, { ok: false, code: 'EACCES' }]);
+    for (const name of ['tcp', 'tcp_any', 'unix', 'unix_abstract', 'tcp_ephemeral', 'udp']) expect([name, got[name]]).toEqual([name, { ok: false, code: 'EACCES' }]);
     expect(got.udp_ephemeral).toEqual({ ok: true });
     expect((await mallory.http('GET', `/v1/runs/${run_id}`)).body.isolation.refused).toContain('egress');
   }, 60_000);

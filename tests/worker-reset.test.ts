@@ -13,7 +13,7 @@ import { UserClient, eventually, httpCall, metricValue, terminal } from './helpe
 const AGENTS: Record<string, string> = {
   'attacker.mjs': `
 import fs from 'node:fs';
-import net from 'node:net';
+import dgram from 'node:dgram';
 import { MessagePort, workerData } from 'node:worker_threads';
 const seen = [];
 export default class Attacker {
@@ -31,7 +31,7 @@ export default class Attacker {
       return 'patched';
     }
     if (mode === 'unref_server') {
-      await new Promise((resolve) => net.createServer().listen(0, '127.0.0.1', resolve).unref());
+      await new Promise((resolve) => dgram.createSocket('udp4').bind(0, '127.0.0.1', resolve).unref());
       return 'server left behind';
     }
     if (mode === 'unref_interval') {

@@ -1,8 +1,9 @@
 /**
  * The listening wall (guardListening in workers/worker/egress-guards.ts), in a real worker thread: a TCP server on a
  * chosen port (IPv4, IPv6, every address), a unix socket (a path, an abstract name), a UDP socket on a chosen port
- * and a client bound to a chosen local port all work without the wall and are refused with EACCES with it, whatever
- * AGENT_EGRESS says (the wall does not read it); port 0, the kernel's pick, still works.
+ * a client bound to a chosen local port and a TCP server on port 0 (the kernel's pick: binding it again and again reaches
+ * a chosen ephemeral port) all work without the wall and are refused with EACCES with it, whatever AGENT_EGRESS says
+ * (the wall does not read it); a UDP socket or a client on port 0 still works.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -56,6 +57,12 @@ function attemptsIn(walled: boolean, port: number, sockPath: string): Promise<{ 
       });
       results.tcp_ephemeral = await listen(0, '127.0.0.1');
       results.udp_ephemeral = await udp('udp4', 0);
+      results.client_port_0 = await new Promise((resolve) => {
+        const s = net.connect({ port: 9, host: '192.0.2.1', localPort: 0, localAddress: '127.0.0.1' });
+        s.once('error', (e) => { s.destroy(); resolve(e.code === 'EACCES' ? 'EACCES' : 'ok'); });
+        s.once('connect', () => { s.destroy(); resolve('ok'); });
+        setTimeout(() => { s.destroy(); resolve('ok'); }, 300);
+      });
       parentPort.postMessage({ results, refusals });
     })();
   `;
@@ -66,16 +73,16 @@ function attemptsIn(walled: boolean, port: number, sockPath: string): Promise<{ 
   });
 }
 
-const REFUSED = ['tcp_port', 'tcp_port_v6', 'tcp_port_any', 'tcp_port_object', 'unix_path', 'unix_abstract', 'udp_port', 'udp6_port', 'client_local_port'];
+const REFUSED = ['tcp_port', 'tcp_port_v6', 'tcp_port_any', 'tcp_port_object', 'unix_path', 'unix_abstract', 'udp_port', 'udp6_port', 'client_local_port', 'tcp_ephemeral'];
 
-test('without the wall a thread listens where it likes; with it, only on the port the kernel picks', async () => {
+test('without the wall a thread listens where it likes; with it, nowhere, and binds only port 0', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-listen-guards-'));
   try {
     const open = await attemptsIn(false, await freePort(), path.join(dir, 'open.sock'));
-    for (const name of [...REFUSED.filter((n) => n !== 'tcp_port_v6' && n !== 'udp6_port' && n !== 'client_local_port'), 'tcp_ephemeral', 'udp_ephemeral']) expect([name, open.results[name]]).toEqual([name, 'ok']);
+    for (const name of [...REFUSED.filter((n) => n !== 'tcp_port_v6' && n !== 'udp6_port' && n !== 'client_local_port'), 'udp_ephemeral']) expect([name, open.results[name]]).toEqual([name, 'ok']);
     const walled = await attemptsIn(true, await freePort(), path.join(dir, 'walled.sock'));
     for (const name of REFUSED) expect([name, walled.results[name]]).toEqual([name, 'EACCES']);
-    expect([walled.results.tcp_ephemeral, walled.results.udp_ephemeral]).toEqual(['ok', 'ok']);
+    expect([walled.results.udp_ephemeral, walled.results.client_port_0]).toEqual(['ok', 'ok']);
     expect(walled.refusals).toBeGreaterThanOrEqual(REFUSED.length);
     expect(fs.existsSync(path.join(dir, 'walled.sock'))).toBe(false);
   } finally {

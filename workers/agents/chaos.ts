@@ -3,7 +3,7 @@
  * prove containment. `input.mode` (or `input.text`) picks the misbehaviour; see README "The chaos agent".
  */
 import { spawn } from 'node:child_process';
-import net from 'node:net';
+import dgram from 'node:dgram';
 import os from 'node:os';
 import type { Agent, UserExecutionContext } from '../agent-contract.js';
 
@@ -86,8 +86,9 @@ export default class ChaosAgent implements Agent {
         setInterval(() => undefined, 1000);
         return 'left an interval running';
       case 'leak_socket':
-        net.createServer().listen(0, '127.0.0.1');
-        return 'left a listening socket open';
+        // A UDP socket on a port the kernel picked: agents may not listen (the listening wall, egress-guards.ts).
+        dgram.createSocket('udp4').bind(0, '127.0.0.1');
+        return 'left a socket open';
       case 'leak_child':
         spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
         return 'left a child process running';

@@ -221,13 +221,15 @@ export function egressAllows(policy: AgentEgress, hostAddresses: readonly string
 }
 
 /**
- * The listening wall, whatever AGENT_EGRESS says: a thread binds no port of its own choosing (TCP or UDP) and no unix
- * socket. Node's permission model checks neither (Node 20 to 24), and the egress wall checks only where a socket
- * connects. A run that listened on the port of a local model server that was down (LLM_BASE_URL on 127.0.0.1)
- * received every cell's model requests, other users' prompts and the LLM key with them, and answered them as the
- * model; a unix socket's bind made a file wherever the cell's OS user may write, past --allow-fs-write (an
- * attacker's-eye review). Port 0, the one the kernel picks (a UDP socket's first send, a server on port 0), is
- * no one's and stays allowed. Refused as `egress`, the way a firewall refuses (EACCES).
+ * The listening wall, whatever AGENT_EGRESS says: a thread listens on nothing (no TCP server, no unix socket) and
+ * binds no port of its own choosing (TCP or UDP). Node's permission model checks neither (Node 20 to 24), and the
+ * egress wall checks only where a socket connects. A run that listened on the port of a local model server that was
+ * down (LLM_BASE_URL on 127.0.0.1) received every cell's model requests, other users' prompts and the LLM key with
+ * them, and answered them as the model; a unix socket's bind made a file wherever the cell's OS user may write, past
+ * --allow-fs-write (an attacker's-eye review). Port 0 alone is not enough for a server: binding port 0 again and
+ * again reached a chosen port of the ephemeral range in ~5,000 binds, 144 ms (a front on PORT=0 has one). A
+ * socket's bind to port 0, the kernel's pick (a UDP socket's first send), stays allowed. Refused as `egress`, the
+ * way a firewall refuses (EACCES).
  */
 export function guardListening(onRefused: () => void, handles: SocketHandles): void {
   const guard = (proto: object, name: string, permitted: (args: unknown[]) => boolean) => {
@@ -246,9 +248,13 @@ export function guardListening(onRefused: () => void, handles: SocketHandles): v
     });
   };
   // bind(address, port, flags) and bind6(address, port, flags): the port a primitive 0, the very value the native
-  // side reads. A unix socket's bind(path): never (a path, or an abstract name another service may answer at).
+  // side reads (a client's explicit local port 0). A unix socket's bind(path): never (a path, or an abstract name
+  // another service may answer at).
   for (const proto of [handles.tcp, handles.udp]) for (const name of ['bind', 'bind6']) guard(proto, name, (args) => args[1] === 0);
   guard(handles.pipe, 'bind', () => false);
+  // listen(backlog): never, on TCP (an unbound socket's listen takes an ephemeral port) or a unix socket.
+  guard(handles.tcp, 'listen', () => false);
+  guard(handles.pipe, 'listen', () => false);
 }
 
 /** Installs the wall on the thread's socket handles and its DNS resolvers (before any agent module loads). */

@@ -37,7 +37,7 @@ export function socketHandles(modules: { net: typeof net; dgram: typeof dgram; d
   const resolver = channel ? (Object.getPrototypeOf(channel) as object) : undefined;
   const [tcp, pipe, udpProto] = found;
   const has = (proto: object | undefined, ...names: string[]) => proto !== undefined && names.every((n) => typeof (proto as Record<string, unknown>)[n] === 'function');
-  if (found.length !== 3 || !has(tcp, 'open', 'connect', 'connect6', 'bind', 'bind6') || !has(pipe, 'open', 'connect', 'bind') || !has(udpProto, 'open', 'connect', 'connect6', 'send', 'send6', 'bind', 'bind6') || !has(resolver, 'setServers')) {
+  if (found.length !== 3 || !has(tcp, 'open', 'connect', 'connect6', 'bind', 'bind6', 'listen') || !has(pipe, 'open', 'connect', 'bind', 'listen') || !has(udpProto, 'open', 'connect', 'connect6', 'send', 'send6', 'bind', 'bind6') || !has(resolver, 'setServers')) {
     // Fail closed: a worker whose walls could not be built must not run agent code.
     throw new Error('the socket walls could not find the TCP, Pipe, UDP and DNS channel classes on this Node version');
   }
