@@ -92,7 +92,7 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   expect(envKeys).not.toContain('DATABASE_URL');
   expect(JSON.stringify(got)).not.toContain(testDatabaseUrl(server.dir));
 
-  const refused = ['spawn', 'kill_front', 'kill_group', 'raw_kill_front', 'restore_kill', 'renice_front', 'dlopen', 'binding', 'proc_mem', 'front_environ', 'read_etc', 'read_source', 'write_outside', 'new_worker', 'module_register', 'v8_flags', 'broadcast_channel', 'broadcast_channel_module'];
+  const refused = ['spawn', 'kill_front', 'kill_group', 'raw_kill_front', 'restore_kill', 'renice_front', 'dlopen', 'binding', 'proc_mem', 'front_environ', 'read_etc', 'read_source', 'write_outside', 'new_worker', 'module_register', 'v8_flags', 'v8_heap_snapshot_limit', 'broadcast_channel', 'broadcast_channel_module'];
   if (dbFile) refused.push('read_db', 'native_sqlite');
   else expect([got.read_db, got.native_sqlite]).toEqual([undefined, undefined]);
   if (got.module_register_hooks) refused.push('module_register_hooks');
@@ -107,7 +107,7 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
     expect([name, got[name]?.ok]).toEqual([name, false]);
   }
   // The permission model, not an accident, said no.
-  for (const name of ['spawn', ...(dbFile ? ['read_db'] : []), 'proc_mem', 'write_outside', 'kill_front', 'renice_front', 'new_worker', 'module_register', 'v8_flags', 'broadcast_channel', 'broadcast_channel_module']) expect([name, got[name].code]).toEqual([name, 'ERR_ACCESS_DENIED']);
+  for (const name of ['spawn', ...(dbFile ? ['read_db'] : []), 'proc_mem', 'write_outside', 'kill_front', 'renice_front', 'new_worker', 'module_register', 'v8_flags', 'v8_heap_snapshot_limit', 'broadcast_channel', 'broadcast_channel_module']) expect([name, got[name].code]).toEqual([name, 'ERR_ACCESS_DENIED']);
   // No MessagePort (the run's, Piscina's) comes out of async_hooks; AsyncLocalStorage works as before.
   // Also through a getter that answers differently the second time, a store's own _propagate, a made-up store.
   expect(got.ports_via_async_hooks).toEqual({ ok: true, value: expect.stringMatching(/^0;(shadow refused: TypeError,fake refused: TypeError|stores without a hook);true$/) });

@@ -112,6 +112,10 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
   // v8.queryObjects (Node 20.20, 22, 24) with format 'summary' prints every object of the thread's heap of a class, with
   // its contents: a run's shared memory (its start flag and the seal its done is signed with), what earlier runs left.
   if ('queryObjects' in v8) pin(v8, 'queryObjects', refusing(() => onRefused('v8'), 'v8.queryObjects()'));
+  // v8.setHeapSnapshotNearHeapLimit outlives the run: V8 later writes the thread's whole heap (a later run's, another
+  // user's with THREAD_REUSE=any) into the cell's working directory, its scratch folder, where runs beside it may read
+  // it when cells share the front's OS user (measured on Node 20 and 24, under the permission model).
+  pin(v8, 'setHeapSnapshotNearHeapLimit', refusing(() => onRefused('v8'), 'v8.setHeapSnapshotNearHeapLimit()'));
 
   // node:sqlite (Node 22 and 24) opens database files the permission model does not check (measured on 22.23 and
   // 24.22: a file outside --allow-fs-read opened and read): the front's SQLite file, when cells share its OS user.
