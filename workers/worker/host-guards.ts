@@ -7,6 +7,7 @@
  * the run), V8's flags (the whole process's), BroadcastChannel (every thread of the cell, whoever it serves), `node:sqlite` (which the permission model does not check); and `process._rawDebug`'s way around the cell's tagging of what workers
  * print. Properties are made read-only and non-configurable, so agent code cannot put them back.
  */
+import fs from 'node:fs';
 import nodeModule, { syncBuiltinESMExports } from 'node:module';
 import os from 'node:os';
 import { format } from 'node:util';
@@ -117,6 +118,15 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
   // it when cells share the front's OS user (measured on Node 20 and 24, under the permission model).
   pin(v8, 'setHeapSnapshotNearHeapLimit', refusing(() => onRefused('v8'), 'v8.setHeapSnapshotNearHeapLimit()'));
 
+  // fs.cpSync (Node 22 and 24: C++) copies a readable tree's symbolic links into the scratch folder, past the permission
+  // model's refusal of fs.symlink (measured on 22.23 and 24.22). A link there is read and written through as if its
+  // target were in the folder: a run overwrote typescript/bin/tsc through a copy of node_modules/.bin/tsc, a file the
+  // next build runs outside any sandbox. Refused, as Node 20's permission model refuses it (and every fs.cp: on 22 and 24
+  // the permission model refuses fs.cp and fs.promises.cp too, measured, so no cp worked for agents but this one).
+  pin(fs, 'cpSync', () => {
+    throw refusal('fs.cpSync()');
+  });
+
   // node:sqlite (Node 22 and 24) opens database files the permission model does not check (measured on 22.23 and
   // 24.22: a file outside --allow-fs-read opened and read): the front's SQLite file, when cells share its OS user.
   let sqlite: Record<string, unknown> | undefined;
@@ -132,6 +142,6 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
     }
   }
   // ES modules importing { Worker } from 'node:worker_threads', { setPriority } from 'node:os', { register } from
-  // 'node:module' or { setFlagsFromString } from 'node:v8' see the guarded values too.
+  // 'node:module', { setFlagsFromString } from 'node:v8' or { cpSync } from 'node:fs' see the guarded values too.
   syncBuiltinESMExports();
 }
