@@ -96,6 +96,7 @@ linux('every escape an agent tries fails, and the front, the other cell and anot
   if (dbFile) refused.push('read_db', 'native_sqlite');
   else expect([got.read_db, got.native_sqlite]).toEqual([undefined, undefined]);
   if (got.module_register_hooks) refused.push('module_register_hooks');
+  if (got.module_compile_cache) refused.push('module_compile_cache');
   // node:sqlite exists from Node 22: there the guard, not the permission model, refuses it.
   const hasNodeSqlite = Boolean((process as unknown as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule?.('node:sqlite'));
   if (dbFile && hasNodeSqlite) expect(got.node_sqlite).toMatchObject({ ok: false, code: 'ERR_ACCESS_DENIED' });

@@ -101,7 +101,9 @@ export function guardHost(onRefused: OnRefused, proc: NodeJS.Process = process):
   // module.register starts Node's module-hooks thread: a thread of the cell with none of these guards.
   // module.registerHooks (Node 22.15+) runs in the thread, but its hooks outlive the run and rewrite every module
   // later runs of the worker load.
-  for (const name of ['register', 'registerHooks']) {
+  // module.enableCompileCache (Node 22.1+) too: the thread's later runs (another user's with THREAD_REUSE=any) would
+  // load code cached in a folder the run chose and may still write (the cell's own, as the front's OS user).
+  for (const name of ['register', 'registerHooks', 'enableCompileCache']) {
     if (!(name in nodeModule)) continue;
     pin(nodeModule, name, refusing(() => onRefused('module_hooks'), `module.${name}()`));
   }
