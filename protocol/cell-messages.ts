@@ -3,6 +3,7 @@
  * Errors cross as ErrorBody data, never as Error objects.
  */
 import type { DbAnswer, DbQueryKind, ForwardedSqlQuery } from './db-messages.js';
+import type { ModelOperations } from './model-operations.js';
 import type { ErrorBody } from './errors.js';
 import type { StopReason } from './stop-errors.js';
 import type { AgentInfo } from './views.js';
@@ -69,6 +70,8 @@ export interface CellSettings {
   readonly logLevel: string;
   readonly agentSettings: AgentSettings;
   readonly llmApiKey: string | null;
+  /** LLM_OPERATIONS: what the cell's model broker forwards (protocol/model-operations.ts). */
+  readonly llmOperations: ModelOperations;
 }
 
 /** The databases whose Prisma client a worker can hold. */

@@ -28,6 +28,7 @@ export const CELL_SETTINGS = [
   'logLevel',
   'agentSettings',
   'llmApiKey',
+  'llmOperations',
 ] as const satisfies readonly (keyof Config)[];
 
 /** Checked by the compiler: CELL_SETTINGS names exactly protocol's CellSettings, each of the Config's type (both ways). */

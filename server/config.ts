@@ -10,6 +10,7 @@ import proxyAddr from 'proxy-addr';
 import { z } from 'zod';
 import { BURST_WORKERS_PER_WORKER, type AgentEgress, type AgentSettings } from '../protocol/cell-messages.js';
 import { deepFreeze } from '../protocol/deep-freeze.js';
+import { DEFAULT_MODEL_OPERATIONS, parseModelOperations, type ModelOperations } from '../protocol/model-operations.js';
 import { DATABASE_URL_HINT, DATABASE_URL_PATTERN, parseDatabaseUrl, type DatabaseTarget } from './store/database-target.js';
 
 const bool = z
@@ -139,6 +140,14 @@ const EnvSchema = z.object({
   LLM_API_KEY: z.string().optional(),
   LLM_MODEL: z.string().min(1).optional(),
   LLM_MAX_CONTEXT_MESSAGES: int(0, 1000).default(20),
+  LLM_OPERATIONS: z
+    .string()
+    .default(DEFAULT_MODEL_OPERATIONS)
+    .transform((v, ctx) => {
+      const parsed = parseModelOperations(v);
+      if ('error' in parsed) ctx.addIssue({ code: 'custom', message: parsed.error });
+      return 'operations' in parsed ? parsed.operations : ('any' as ModelOperations);
+    }),
   TOOL_TIMEOUT_MS: int(10, 600_000).default(10_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   ALERT_ACTIVE_CONTEXTS: int(1, 1_000_000).default(10),
@@ -270,6 +279,8 @@ export interface Config {
   readonly agentSettings: AgentSettings;
   /** LLM_API_KEY: handed to the cells' model brokers only, never to agents (ctx.settings). */
   readonly llmApiKey: string | null;
+  /** LLM_OPERATIONS: what the brokers forward to the model endpoint (protocol/model-operations.ts). */
+  readonly llmOperations: ModelOperations;
   /** Where the front exports its spans (null: tracing off, no OpenTelemetry module loaded). */
   readonly tracing: TracingSettings | null;
 }
@@ -386,6 +397,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
       },
     },
     llmApiKey: e.LLM_API_KEY ?? null,
+    llmOperations: e.LLM_OPERATIONS,
     tracing: tracingOf(e),
   });
 }

@@ -15,6 +15,7 @@ import { startFakeOpenAI, type FakeOpenAI } from './helpers/fake-openai';
 import { ROOT, startServer, type TestServer } from './helpers/server';
 import { UserClient, eventually, terminal } from './helpers/client';
 import { allowedUrl, createModelBroker, MAX_MODEL_REQUEST_BYTES, MAX_MODEL_REQUESTS_PER_RUN } from '../workers/cell/model-broker';
+import { DEFAULT_MODEL_OPERATIONS, parseModelOperations, type ModelOperations } from '../protocol/model-operations';
 import { createBrokerLink } from '../workers/llm/broker-fetch';
 import type { ModelReply } from '../protocol/worker-messages.js';
 
@@ -295,8 +296,9 @@ describe('the broker, directly', () => {
   });
 
   /** A session whose replies are collected; `done(id)` resolves with request id's replies once it ended. */
-  function session(apiKey: string | null = 'sk-direct') {
-    const broker = createModelBroker({ baseUrl: `${upstreamUrl}/v1`, apiKey, log: (obj, msg) => logs.push({ obj, msg }) });
+  /** `any` operations unless told: these tests use paths of their own (stall, slow, redirect). */
+  function session(apiKey: string | null = 'sk-direct', operations: ModelOperations = 'any') {
+    const broker = createModelBroker({ baseUrl: `${upstreamUrl}/v1`, apiKey, operations, log: (obj, msg) => logs.push({ obj, msg }) });
     const replies = new Map<number, ModelReply[]>();
     const waiters = new Map<number, () => void>();
     const s = broker.open('run-direct', (msg) => {
@@ -384,6 +386,56 @@ describe('the broker, directly', () => {
     expect(other.requests).toEqual([]);
   });
 
+  test('by default only the operations that answer a request reach the endpoint, never those that read what it stores for the key', async () => {
+    const { send, done } = session('sk-direct', (parseModelOperations(DEFAULT_MODEL_OPERATIONS) as { operations: ModelOperations }).operations);
+    const before = seen.length;
+    const refused: [method: string, path: string][] = [
+      ['GET', '/v1/chat/completions'], // stored completions: every user's prompts and answers
+      ['GET', '/v1/chat/completions/chatcmpl-1/messages'],
+      ['POST', '/v1/chat/completions/chatcmpl-1'],
+      ['GET', '/v1/responses/resp_1'],
+      ['GET', '/v1/responses/resp_1/input_items'],
+      ['GET', '/v1/files'],
+      ['GET', '/v1/files/file-1/content'],
+      ['POST', '/v1/files'],
+      ['GET', '/v1/batches'],
+      ['POST', '/v1/models'],
+      ['GET', '/v1/models/a/b'],
+      ['GET', '/v1'],
+      ['POST', '/v1/chat/completions/'],
+    ];
+    for (const [i, [method, p]] of refused.entries()) {
+      send(100 + i, `${upstreamUrl}${p}`, { method, body: method === 'GET' ? null : new TextEncoder().encode('{}') });
+      expect([method, p, (await done(100 + i))[0]]).toMatchObject([method, p, { type: 'model_error', error: { code: 'URL_NOT_ALLOWED', message: expect.stringMatching(/LLM_OPERATIONS: POST chat\/completions, /) } }]);
+    }
+    expect(seen.length).toBe(before);
+    const allowed: [method: string, path: string][] = [
+      ['POST', '/v1/chat/completions'],
+      ['POST', '/v1/responses'],
+      ['POST', '/v1/embeddings'],
+      ['GET', '/v1/models'],
+      ['GET', '/v1/models/gpt-4o-mini?x=1'],
+    ];
+    for (const [i, [method, p]] of allowed.entries()) {
+      send(200 + i, `${upstreamUrl}${p}`, { method, body: method === 'GET' ? null : new TextEncoder().encode('{}') });
+      expect([method, p, (await done(200 + i)).map((r) => r.type)]).toEqual([method, p, ['model_response', 'model_chunk', 'model_end']]);
+    }
+    expect(seen.slice(before).map((r) => r.url)).toEqual(allowed.map(([, p]) => p));
+  });
+
+  test('LLM_OPERATIONS is read strictly: methods, segments, * for one segment, or any', () => {
+    expect(parseModelOperations('any')).toEqual({ operations: 'any' });
+    expect(parseModelOperations(' POST chat/completions , GET models/* ')).toEqual({
+      operations: [
+        { method: 'POST', path: ['chat', 'completions'] },
+        { method: 'GET', path: ['models', '*'] },
+      ],
+    });
+    for (const bad of ['', ',', 'DELETE files', 'GET /models', 'GET models/../files', 'GET models/%2e%2e', 'POST chat//completions', 'GET', 'get models', 'GET a b']) {
+      expect([bad, parseModelOperations(bad)]).toEqual([bad, { error: expect.any(String) }]);
+    }
+  });
+
   test('body size, method and concurrency are bounded, with clear errors', async () => {
     const { send, done, s } = session();
     send(1, `${upstreamUrl}/v1/x`, { body: new Uint8Array(MAX_MODEL_REQUEST_BYTES + 1) });
@@ -413,7 +465,7 @@ describe('the broker, directly', () => {
 
   test("the thread's fetch streams a Response through a port, and its signal aborts the cell's request", async () => {
     const { port1, port2 } = new MessageChannel();
-    const broker = createModelBroker({ baseUrl: `${upstreamUrl}/v1`, apiKey: 'sk-direct', log: () => undefined });
+    const broker = createModelBroker({ baseUrl: `${upstreamUrl}/v1`, apiKey: 'sk-direct', operations: 'any', log: () => undefined });
     const s = broker.open('run-link', (msg) => port1.postMessage(msg));
     port1.on('message', (msg) => s.handle(msg));
     const link = createBrokerLink(port2);

@@ -81,6 +81,14 @@ test('with nothing set, every default', () => {
     alertActiveContexts: 10,
     agentSettings: { llm: { baseUrl: null, model: null, maxContextMessages: 20, toolTimeoutMs: 10_000 } },
     llmApiKey: null,
+    llmOperations: [
+      { method: 'POST', path: ['chat', 'completions'] },
+      { method: 'POST', path: ['completions'] },
+      { method: 'POST', path: ['embeddings'] },
+      { method: 'POST', path: ['responses'] },
+      { method: 'GET', path: ['models'] },
+      { method: 'GET', path: ['models', '*'] },
+    ],
     tracing: null,
   });
 });
@@ -152,6 +160,7 @@ test('every variable set, each lands in its field', () => {
     LLM_BASE_URL: 'http://127.0.0.1:11434/v1',
     LLM_API_KEY: 'sk-1',
     LLM_MODEL: 'llama3',
+    LLM_OPERATIONS: 'any',
     LLM_MAX_CONTEXT_MESSAGES: '0',
     TOOL_TIMEOUT_MS: '10',
     LOG_LEVEL: 'debug',
@@ -224,6 +233,7 @@ test('every variable set, each lands in its field', () => {
     alertActiveContexts: 22,
     agentSettings: { llm: { baseUrl: 'http://127.0.0.1:11434/v1', model: 'llama3', maxContextMessages: 0, toolTimeoutMs: 10 } },
     llmApiKey: 'sk-1',
+    llmOperations: 'any',
     tracing: { url: 'http://collector:4318/custom/traces', protocol: 'http/json', serviceName: 'atoll-eu', scheduledDelayMs: 250 },
   });
 });
@@ -310,6 +320,7 @@ test('a URL with credentials is shown masked; secrets are never shown', () => {
   const llm = refusal({ LLM_BASE_URL: 'not a url', LLM_API_KEY: 'sk-very-secret' });
   expect(llm).toBe('invalid configuration:\n  LLM_BASE_URL: must be an http(s) URL like http://127.0.0.1:11434/v1 (got "not a url")');
   expect(refusal({ LLM_MODEL: '', LLM_MAX_CONTEXT_MESSAGES: '1001' })).toContain('LLM_MAX_CONTEXT_MESSAGES');
+  expect(refusal({ LLM_OPERATIONS: 'DELETE files' })).toMatch(/LLM_OPERATIONS.*"DELETE files" is not "GET path" or "POST path"/);
 });
 
 test('several problems are listed one per line', () => {
@@ -378,7 +389,8 @@ test('ENV_VARS lists every variable the schema reads', () => {
   expect(ENV_VARS).toContain('HTTP_STALL_TIMEOUT_MS');
   expect(ENV_VARS).toContain('METRICS_TOKEN');
   expect(ENV_VARS).toContain('CELL_KILLER_QUARANTINE_MS');
-  expect(ENV_VARS).toHaveLength(77);
+  expect(ENV_VARS).toContain('LLM_OPERATIONS');
+  expect(ENV_VARS).toHaveLength(78);
 });
 
 test('several nodes: REDIS_URL needs PostgreSQL and a shared token secret; NODE_ID and NODE_LEASE_MS are checked', () => {

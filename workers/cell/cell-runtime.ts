@@ -150,7 +150,7 @@ export function createCellRuntime(deps: {
     // start, which is what the cell waits for (~40 ms on an idle machine). A model request waits for it.
     let fetchSettled: Promise<void> | null = null;
     const fetchReady = () => (fetchSettled ??= settleFetch());
-    const broker = createModelBroker({ baseUrl: config.agentSettings.llm.baseUrl, apiKey: config.llmApiKey, log, fetchReady });
+    const broker = createModelBroker({ baseUrl: config.agentSettings.llm.baseUrl, apiKey: config.llmApiKey, operations: config.llmOperations, log, fetchReady });
     dispatcher = createRunDispatcher({
       pool,
       broker,

@@ -2,14 +2,16 @@
  * The cell's model broker: the only holder of the model's API key (LLM_API_KEY) below the front. Workers
  * run agent code, which can read anything in its worker, so they never get the key: their OpenAI client sends each
  * request over the run's MessagePort (workers/llm/broker-fetch.ts), and the broker checks it (URL under
- * LLM_BASE_URL, GET or POST, bounded body, a few at a time per run), adds the key and streams the answer back.
- * A worker can thus use the key only to talk to the configured endpoint, and never learn it.
+ * LLM_BASE_URL, one of LLM_OPERATIONS, bounded body, a few at a time per run), adds the key and streams the answer
+ * back. A worker can thus use the key only for the configured endpoint's operations that answer a request (not those
+ * that read what the provider stores for the key: other users' stored completions, files), and never learn it.
  *
  * Never logs the key, a request's headers or its body.
  */
 import type { ModelCallTiming } from '../../protocol/cell-messages.js';
 import type { ModelReply, ModelRequest } from '../../protocol/worker-messages.js';
 import { messageOf } from '../../protocol/errors.js';
+import { describeModelOperations, operationAllowed, type ModelOperations } from '../../protocol/model-operations.js';
 
 export const MAX_MODEL_REQUEST_BYTES = 4 * 1024 * 1024;
 export const MAX_MODEL_REQUESTS_PER_RUN = 4;
@@ -97,6 +99,8 @@ export function createModelBroker(deps: {
   /** LLM_BASE_URL: the only place requests may go. */
   baseUrl: string | null;
   apiKey: string | null;
+  /** LLM_OPERATIONS: the operations forwarded. */
+  operations: ModelOperations;
   log: (obj: object, msg: string) => void;
   fetch?: typeof fetch;
   /** Resolves once fetch's global dispatcher exists (settleFetch()); requests wait for it. */
@@ -192,7 +196,7 @@ export function createModelBroker(deps: {
           }
           let request: { url: string; init: RequestInit };
           try {
-            request = checkRequest(msg as Partial<ModelRequest>, base, authorization);
+            request = checkRequest(msg as Partial<ModelRequest>, base, authorization, deps.operations);
           } catch (err) {
             if (err instanceof Refusal) refuse(id, err);
             else refuse(id, new Refusal('BAD_REQUEST', messageOf(err).slice(0, 300)));
@@ -215,13 +219,17 @@ export function createModelBroker(deps: {
   };
 }
 
-function checkRequest(msg: Partial<ModelRequest>, base: URL | null, authorization: string | null): { url: string; init: RequestInit } {
+function checkRequest(msg: Partial<ModelRequest>, base: URL | null, authorization: string | null, operations: ModelOperations): { url: string; init: RequestInit } {
   if (!base) throw new Refusal('NOT_CONFIGURED', 'no model endpoint is configured (LLM_BASE_URL)');
   if (typeof msg.url !== 'string' || msg.url.length > MAX_URL_CHARS) throw new Refusal('BAD_REQUEST', `url must be a string of at most ${MAX_URL_CHARS} characters`);
   const url = allowedUrl(msg.url, base);
   if (!url) throw new Refusal('URL_NOT_ALLOWED', `requests may only go to the model endpoint, under ${base.href}`);
   const method = typeof msg.method === 'string' ? msg.method.toUpperCase() : '';
   if (!METHODS.has(method)) throw new Refusal('METHOD_NOT_ALLOWED', 'only GET and POST are sent to the model endpoint');
+  const below = url.pathname.slice(base.pathname.replace(/\/+$/, '').length).replace(/^\//, '');
+  if (!operationAllowed(operations, method, below.split('/'))) {
+    throw new Refusal('URL_NOT_ALLOWED', `${method} ${below || '(the base itself)'} is not an operation the model endpoint is used for (LLM_OPERATIONS: ${describeModelOperations(operations)})`);
+  }
 
   const body = msg.body ?? null;
   if (body !== null && !(body instanceof Uint8Array)) throw new Refusal('BAD_REQUEST', 'body must be bytes');
