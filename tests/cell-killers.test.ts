@@ -141,3 +141,46 @@ test('a killer that behaves in quarantine is named by evidence: the one user amo
     await server.stop();
   }
 }, 300_000);
+
+/**
+ * A run that kills its cell once it is asked to stop (its user cancels it, or its time is up) ends as stopped:
+ * it was no suspect, so the one other run inside was "alone" and named the culprit (it failed, its user was put in
+ * quarantine: one kill framed it), and the evidence never saw the killer's user. Now a stopped run that had run
+ * is company, and its user is among the evidence.
+ */
+async function stopKills(companyNames: string[]) {
+  const server = await startServer(ENV);
+  const users = await Promise.all(['stop-killer', ...new Set(companyNames)].map((u) => UserClient.connect(server.url, u)));
+  const byName = new Map(users.map((c, i) => [i === 0 ? 'stop-killer' : [...new Set(companyNames)][i - 1], c]));
+  const killer = users[0];
+  try {
+    for (const [i, name] of companyNames.entries()) {
+      const other = byName.get(name)!;
+      const gate = `gate-${i}`;
+      const bystander = await other.start({ agent: 'gated', input: { text: 's', gate, parts: 1 } });
+      await other.waitForEvent(bystander.run_id, 'agent_started', 60_000);
+      const kill = await killer.start({ agent: 'stop-killer', input: {} });
+      await killer.waitForEvent(kill.run_id, 'agent_started', 60_000);
+      await killer.ack('stop_agent', { run_id: kill.run_id });
+      // Ended once its cell's death was judged: the bystander has been run again, or failed, by then.
+      expect(terminal(await killer.waitForRun(kill.run_id, 60_000)).payload).toMatchObject({ status: 'cancelled', error: { message: expect.stringMatching(/its cell ended/) } });
+      await other.http('POST', '/v1/threads', { title: gate });
+      const events = await other.waitForRun(bystander.run_id, 120_000);
+      expect({ death: i + 1, end: terminal(events).payload.status, restarted: events.some((e) => e.type === 'run_restarted') }).toEqual({ death: i + 1, end: 'completed', restarted: true });
+    }
+    // Every user put in quarantine, and on what evidence.
+    return server.logs.filter((l) => l.evidence).map((l) => `${l.user_id}: ${l.evidence}`);
+  } finally {
+    users.forEach((c) => c.close());
+    await server.stop();
+  }
+}
+
+test('a run that kills its cell once asked to stop does not get the busy user beside it put in quarantine', async () => {
+  // Always in the same company: both spared.
+  expect(await stopKills(['busy', 'busy', 'busy'])).toEqual([]);
+}, 300_000);
+
+test('a run that kills its cell once asked to stop is named by evidence like any other', async () => {
+  expect(await stopKills(['company-a', 'company-b', 'company-c'])).toEqual(['stop-killer: suspect']);
+}, 300_000);

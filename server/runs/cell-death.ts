@@ -72,6 +72,14 @@ export interface CellDeathJudgement {
   affectedOthers: boolean;
 }
 
+/**
+ * The run may have run agent code in the dead cell: it had been dispatched, and the cell received it and either
+ * reported it started or its channel could not be read to its end.
+ */
+export function ranAgentCode(r: Pick<RunInside, 'phase' | 'undelivered'>, startsKnown: boolean): boolean {
+  return r.phase !== 'queued' && !(r.phase === 'dispatched' && (r.undelivered || startsKnown));
+}
+
 export function judgeCellDeath(input: CellDeathInput): CellDeathJudgement {
   const { runs, exit } = input;
   const decisions: CellDeathDecision[] = [];
@@ -90,8 +98,11 @@ export function judgeCellDeath(input: CellDeathInput): CellDeathJudgement {
   }
   const suspects = runs.filter((r) => !r.stopReason && r.phase !== 'queued' && !neverRan(r));
   // One run that had started, alone in its cell, with no worker killed just before: it is the culprit
-  // (unless the front killed the cell for wedging: then the run alone in it did not cause its death).
-  const alone = suspects.length === 1 && suspects[0].phase === 'running' && !input.recentWorkerKill && !input.killedAsWedged;
+  // (unless the front killed the cell for wedging: then the run alone in it did not cause its death). A run
+  // stopped meanwhile that had run is company too: its code may still have been running (a run can kill its
+  // cell once asked to stop), so the one suspect beside it is not named on that.
+  const stoppedThatRan = runs.filter((r) => r.stopReason && ranAgentCode(r, input.startsKnown));
+  const alone = suspects.length === 1 && stoppedThatRan.length === 0 && suspects[0].phase === 'running' && !input.recentWorkerKill && !input.killedAsWedged;
   if (input.quarantineCell || alone) {
     for (const run of suspects) decisions.push({ kind: 'fail', runId: run.id, error: exit.error, collateral: false, culprit: true });
     return { decisions, affectedOthers: false };

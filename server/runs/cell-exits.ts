@@ -12,7 +12,7 @@ import type { CellSupervisor } from '../cells/supervisor.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { RunStore } from '../store/store.js';
-import { judgeCellDeath } from './cell-death.js';
+import { judgeCellDeath, ranAgentCode } from './cell-death.js';
 import { CELL_KILLER_EVIDENCE, type CellKillers, type KillerEvidence } from './cell-killers.js';
 import type { Deadlines } from './deadlines.js';
 import type { EventRelay } from './event-relay.js';
@@ -116,6 +116,8 @@ export function createCellExits(deps: {
         startsKnown: cell.channelDrained,
       });
       const byId = new Map(inside.map((r) => [r.id, r]));
+      // Stopped meanwhile, though they had run: not suspects (they have ended), but their code was in the cell.
+      const stoppedThatRan = inside.filter((r) => r.stopReason && ranAgentCode({ phase: r.phase, undelivered: cell.undelivered.has(r.id) }, cell.channelDrained));
       for (const d of decisions) {
         const run = byId.get(d.runId)!;
         switch (d.kind) {
@@ -137,7 +139,7 @@ export function createCellExits(deps: {
       }
       if (affectedOthers) finishing.countFailureAffectingOthers();
       if (!decisions.some((d) => d.kind === 'fail' && d.culprit)) {
-        unresolved(decisions.filter((d) => d.kind === 'restart' || d.kind === 'fail').map((d) => byId.get(d.runId)!), cell);
+        unresolved([...decisions.filter((d) => d.kind === 'restart' || d.kind === 'fail').map((d) => byId.get(d.runId)!), ...stoppedThatRan], cell);
       }
       scheduler.pump();
     },

@@ -54,9 +54,11 @@ test('stopped runs end as stopped, whatever else is true of them, and are never 
   expect(j.decisions).toEqual([
     { kind: 'stopped', runId: 'r1', reason: 'cancelled', message: 'the run was stopped (its cell ended: the cell ran out of memory)' },
     { kind: 'stopped', runId: 'r2', reason: 'timeout', message: 'the run was stopped (its cell ended: the cell ran out of memory)' },
-    // r3 is alone among the suspects: the culprit.
-    { kind: 'fail', runId: 'r3', error: EXIT.error, collateral: false, culprit: true },
+    // r3 is alone among the suspects, but r2 had run (a run can kill its cell once asked to stop): r3 is a suspect.
+    { kind: 'restart', runId: 'r3', reason: 'out_of_memory' },
   ]);
+  // Beside a stopped run that never ran agent code (never delivered), r3 is alone: the culprit.
+  expect(judge([inside('r1', { stopReason: 'cancelled', undelivered: true, phase: 'dispatched' }), inside('r3')]).decisions[1]).toEqual({ kind: 'fail', runId: 'r3', error: EXIT.error, collateral: false, culprit: true });
 });
 
 test('a dispatched run the cell never received is queued again, and is not a suspect', () => {
