@@ -148,10 +148,10 @@ test('a killer that behaves in quarantine is named by evidence: the one user amo
  * quarantine: one kill framed it), and the evidence never saw the killer's user. Now a stopped run that had run
  * is company, and its user is among the evidence.
  */
-async function stopKills(companyNames: string[]) {
+async function stopKills(companyNames: string[], agent = 'stop-killer') {
   const server = await startServer(ENV);
-  const users = await Promise.all(['stop-killer', ...new Set(companyNames)].map((u) => UserClient.connect(server.url, u)));
-  const byName = new Map(users.map((c, i) => [i === 0 ? 'stop-killer' : [...new Set(companyNames)][i - 1], c]));
+  const users = await Promise.all([agent, ...new Set(companyNames)].map((u) => UserClient.connect(server.url, u)));
+  const byName = new Map(users.map((c, i) => [i === 0 ? agent : [...new Set(companyNames)][i - 1], c]));
   const killer = users[0];
   try {
     for (const [i, name] of companyNames.entries()) {
@@ -159,11 +159,17 @@ async function stopKills(companyNames: string[]) {
       const gate = `gate-${i}`;
       const bystander = await other.start({ agent: 'gated', input: { text: 's', gate, parts: 1 } });
       await other.waitForEvent(bystander.run_id, 'agent_started', 60_000);
-      const kill = await killer.start({ agent: 'stop-killer', input: {} });
+      const kill = await killer.start({ agent, input: {} });
       await killer.waitForEvent(kill.run_id, 'agent_started', 60_000);
       await killer.ack('stop_agent', { run_id: kill.run_id });
-      // Ended once its cell's death was judged: the bystander has been run again, or failed, by then.
-      expect(terminal(await killer.waitForRun(kill.run_id, 60_000)).payload).toMatchObject({ status: 'cancelled', error: { message: expect.stringMatching(/its cell ended/) } });
+      if (agent === 'stop-killer') {
+        // Ended once its cell's death was judged: the bystander has been run again, or failed, by then.
+        expect(terminal(await killer.waitForRun(kill.run_id, 60_000)).payload).toMatchObject({ status: 'cancelled', error: { message: expect.stringMatching(/its cell ended/) } });
+      } else {
+        // Settled by the front; its cell, stopped, is killed as wedged some 10 s later.
+        expect(terminal(await killer.waitForRun(kill.run_id, 60_000)).payload.status).toBe('cancelled');
+        await other.waitForEvent(bystander.run_id, 'run_restarted', 60_000);
+      }
       await other.http('POST', '/v1/threads', { title: gate });
       const events = await other.waitForRun(bystander.run_id, 120_000);
       expect({ death: i + 1, end: terminal(events).payload.status, restarted: events.some((e) => e.type === 'run_restarted') }).toEqual({ death: i + 1, end: 'completed', restarted: true });
@@ -183,4 +189,17 @@ test('a run that kills its cell once asked to stop does not get the busy user be
 
 test('a run that kills its cell once asked to stop is named by evidence like any other', async () => {
   expect(await stopKills(['company-a', 'company-b', 'company-c'])).toEqual(['stop-killer: suspect']);
+}, 300_000);
+
+/**
+ * Once asked to stop, a run stops its own cell (SIGSTOP): the front settles the run (it has ended) and, the cell
+ * still holding it, kills the cell as wedged. Its user was in no evidence, the other users inside were: three such
+ * kills beside the same busy user put that user in quarantine, never the killer.
+ */
+test('a run that wedges its cell once asked to stop does not get the busy user beside it put in quarantine', async () => {
+  expect(await stopKills(['busy', 'busy', 'busy'], 'stop-freezer')).toEqual([]);
+}, 300_000);
+
+test('a run that wedges its cell once asked to stop is named by evidence like any other', async () => {
+  expect(await stopKills(['company-a', 'company-b', 'company-c'], 'stop-freezer')).toEqual(['stop-freezer: suspect']);
 }, 300_000);

@@ -38,6 +38,8 @@ export class CellHandle {
    * caused it), so they are suspects, not culprits.
    */
   killedAsWedged = false;
+  /** Killed as wedged for holding a stopped run the front had settled: that run's user. */
+  wedgedBy: string | null = null;
   /** When the cell last sent anything (it reports stats every second once ready). */
   lastHeardAt = Date.now();
   readonly spawnedAt = Date.now();
@@ -93,9 +95,13 @@ export class CellHandle {
     this.outbox.send(msg);
   }
 
-  /** The front gives up on this cell (silent, or holding a run it settled): its death will name no culprit. */
-  killAsWedged(): void {
+  /**
+   * The front gives up on this cell (silent, or holding a run it settled): its death will name no culprit.
+   * `heldBy`: the user of the stopped run the cell still held (its user is among the death's evidence).
+   */
+  killAsWedged(heldBy?: string): void {
     this.killedAsWedged = true;
+    if (heldBy !== undefined) this.wedgedBy = heldBy;
     this.kill('SIGKILL');
   }
 

@@ -86,8 +86,8 @@ export function createCellExits(deps: {
   }
 
   /** A death that named no culprit: its suspects' users are evidence (cell-killers.ts). */
-  function unresolved(suspects: LiveRun[], cell: CellHandle): void {
-    const users = [...new Set(suspects.map((r) => r.userId))].filter((u) => !deps.killers.has(u));
+  function unresolved(suspects: string[], cell: CellHandle): void {
+    const users = [...new Set(suspects)].filter((u) => !deps.killers.has(u));
     const userId = deps.killers.unresolvedDeath(users);
     if (!userId) return;
     deps.onQuarantined?.(userId);
@@ -139,7 +139,9 @@ export function createCellExits(deps: {
       }
       if (affectedOthers) finishing.countFailureAffectingOthers();
       if (!decisions.some((d) => d.kind === 'fail' && d.culprit)) {
-        unresolved([...decisions.filter((d) => d.kind === 'restart' || d.kind === 'fail').map((d) => byId.get(d.runId)!), ...stoppedThatRan], cell);
+        // With the user of a stopped run the front settled and the cell still held (it was killed as wedged for it).
+        const users = [...decisions.filter((d) => d.kind === 'restart' || d.kind === 'fail').map((d) => byId.get(d.runId)!), ...stoppedThatRan].map((r) => r.userId);
+        unresolved(cell.wedgedBy === null ? users : [...users, cell.wedgedBy], cell);
       }
       scheduler.pump();
     },

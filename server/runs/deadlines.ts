@@ -96,7 +96,7 @@ export function createDeadlines(deps: {
       wedgedWatches.delete(watch);
       if (cell && cell.runs.has(run.id)) {
         log.error({ ...runLogFields(run), cell: cell.id }, 'cell still holds a stopped run; killing the cell');
-        cell.killAsWedged();
+        cell.killAsWedged(run.userId);
       }
     }, after.wedgedCell);
     watch.unref();
