@@ -160,6 +160,8 @@ let bare: TestServer;
 let proxy: TcpProxy;
 let browser: Browser;
 const pages: TrackedPage[] = [];
+/** Servers a single test starts for itself: its pages may request them too. */
+const ownServers: string[] = [];
 
 const page = async (options: Parameters<typeof trackedPage>[1] = {}) => {
   const p = await trackedPage(browser, options);
@@ -556,23 +558,37 @@ test('cut off by the server for sending too many messages, the page waits the re
       }
     };
   });
-  await signIn(p, server.url, 'flooder');
-  // A page gone wrong: 1,500 messages at once on its socket (engine.io packet 4, socket.io event 2).
-  const cutAt = await p.evaluate(() => {
-    const { sockets } = window as unknown as { sockets: { ws: WebSocket }[] };
-    const ws = sockets[sockets.length - 1].ws;
-    const closed = new Promise<number>((resolve) => ws.addEventListener('close', () => resolve(Date.now())));
-    for (let i = 0; i < 1500; i++) ws.send('42["no_such_event",{}]');
-    return closed;
-  });
-  await poll(() => p.locator('#connection').textContent(), (v) => expect(v).toMatch(/^Disconnected by the server: .+\. Reconnecting in 10 s…$/));
-  await screenshot(p, '14-flood-cut-off');
-  await poll(() => p.locator('#connection').textContent(), (v) => expect(v).toBe('Connected'), 30_000);
-  const opened = await p.evaluate(() => (window as unknown as { sockets: { at: number }[] }).sockets.map((s) => s.at));
-  const next = opened.find((at) => at > cutAt)!;
-  // The notice asked for 10 s from just before the close (SOCKET_FLOOD_LIMITS.windowMs); before, it came back at once.
-  expect(next - cutAt).toBeGreaterThanOrEqual(9_000);
-});
+  // The default message budgets (the test servers' are lifted): past them each message is refused RATE_LIMITED,
+  // and 200 refusals cut the socket off however fast the server drains them.
+  const limited = await startServer({ RATE_LIMIT_USER_PER_SEC: '20', RATE_LIMIT_USER_BURST: '40', RATE_LIMIT_IP_PER_SEC: '50', RATE_LIMIT_IP_BURST: '100', CELLS: '1', THREADS_PER_CELL: '1' });
+  ownServers.push(limited.url);
+  try {
+    await signIn(p, limited.url, 'flooder');
+    // A page gone wrong: 1,500 messages at once on its socket (engine.io packet 4, socket.io event 2).
+    // The page's open WebSocket (on a busy machine an earlier attempt may have been given up and closed).
+    const cut = await p.evaluate(() => {
+      const { sockets } = window as unknown as { sockets: { ws: WebSocket }[] };
+      const ws = sockets.map((s) => s.ws).filter((w) => w.readyState === WebSocket.OPEN).at(-1);
+      if (!ws) return { error: `no open WebSocket among ${sockets.length}` };
+      const closed = new Promise<{ at: number }>((resolve) => ws.addEventListener('close', () => resolve({ at: Date.now() })));
+      for (let i = 0; i < 1500; i++) ws.send('42["no_such_event",{}]');
+      const late = new Promise<{ error: string }>((resolve) => setTimeout(() => resolve({ error: 'not cut off within 30 s' }), 30_000));
+      return Promise.race([closed, late]);
+    });
+    if (!('at' in cut)) throw new Error(cut.error);
+    const cutAt = cut.at;
+    await poll(() => p.locator('#connection').textContent(), (v) => expect(v).toMatch(/^Disconnected by the server: .+\. Reconnecting in 10 s…$/));
+    await screenshot(p, '14-flood-cut-off');
+    await poll(() => p.locator('#connection').textContent(), (v) => expect(v).toBe('Connected'), 30_000);
+    const opened = await p.evaluate(() => (window as unknown as { sockets: { at: number }[] }).sockets.map((s) => s.at));
+    const next = opened.find((at) => at > cutAt)!;
+    // The notice asked for 10 s from just before the close (SOCKET_FLOOD_LIMITS.windowMs); before, it came back at once.
+    expect(next - cutAt).toBeGreaterThanOrEqual(9_000);
+  } finally {
+    await p.close();
+    await limited.stop();
+  }
+}, 120_000);
 
 test('after a server restart the page reconnects by itself, keeps the conversation and can send again', async () => {
   const { page: p } = await page();
@@ -767,7 +783,7 @@ test('on a server with METRICS_TOKEN the operations view asks for it, says when 
 });
 
 test('no page requested anything but the server it came from, and none threw', () => {
-  const allowed = [server.url, proxy.url, bare.url].map((u) => new URL(u).host);
+  const allowed = [server.url, proxy.url, bare.url, ...ownServers].map((u) => new URL(u).host);
   const outside = pages.flatMap((p) => p.requests).filter((u) => !allowed.includes(new URL(u).host));
   expect(outside).toEqual([]);
   expect(pages.flatMap((p) => p.requests).some((u) => u.startsWith('ws://'))).toBe(true);
