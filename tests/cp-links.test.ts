@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
+import { CELL_WALL_MODES } from './helpers/cell-walls';
 
 const COPIER = `
 import fs from 'node:fs';
@@ -42,10 +43,7 @@ export default class Copier {
 }
 `;
 
-describe.each([
-  ['cells with OS users of their own where root', {}],
-  ['cells as the front\'s own OS user', { CELL_UID_BASE: '0' }],
-])('%s', (_name, extraEnv: Record<string, string>) => {
+describe.each(CELL_WALL_MODES)('%s', (_name, extraEnv) => {
   let server: TestServer;
   let mallory: UserClient;
   let agentsDir: string;

@@ -10,14 +10,10 @@ import { startServer, ROOT, testDatabaseUrl, type TestServer } from './helpers/s
 import { TEST_STORE } from './helpers/test-database';
 import { UserClient, eventually, terminal } from './helpers/client';
 import { CELL_ENV_ALLOWLIST } from '../server/cells/cell-sandbox';
+import { CELL_WALL_MODES } from './helpers/cell-walls';
 
 const LLM_KEY = 'sk-escape-test-llm-key-0123456789';
-// Both ways a cell can be walled: as root (OS users of their own, the default) and as one user with the front
-// (the Docker image's `node`, or CELL_UID_BASE=0), where the permission model and the JS guard are the walls.
-describe.each([
-  ['cells with OS users of their own where root', {}],
-  ['cells as the front\'s own OS user', { CELL_UID_BASE: '0' }],
-])('%s', (_name, extraEnv: Record<string, string>) => {
+describe.each(CELL_WALL_MODES)('%s', (_name, extraEnv) => {
 let server: TestServer;
 let mallory: UserClient;
 let victim: UserClient;

@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
+import { CELL_WALL_MODES } from './helpers/cell-walls';
 
 const LLM_KEY = 'sk-listen-wall-test-key-0123456789';
 
@@ -64,10 +65,7 @@ export default class Squatter {
 }
 `;
 
-describe.each([
-  ['cells with OS users of their own where root', {}],
-  ['cells as the front\'s own OS user', { CELL_UID_BASE: '0' }],
-])('%s', (_name, extraEnv: Record<string, string>) => {
+describe.each(CELL_WALL_MODES)('%s', (_name, extraEnv) => {
   let server: TestServer;
   let mallory: UserClient;
   let victim: UserClient;

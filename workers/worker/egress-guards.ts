@@ -221,6 +221,28 @@ export function egressAllows(policy: AgentEgress, hostAddresses: readonly string
 }
 
 /**
+ * Replaces a native socket handle's member with one that refuses (EACCES, as a firewall would) the calls `permitted`
+ * does not accept. The replacement holds the only reference to the original. Writable: dgram's udp6 handles assign
+ * `connect6`/`send6` to their own `connect`/`send` (an assignment a read-only prototype member would refuse);
+ * whatever code assigns there can only call the guarded functions.
+ */
+function guardMember(proto: object, name: string, permitted: (args: unknown[]) => boolean, onRefused: () => void): void {
+  const original = (proto as Record<string, (...args: unknown[]) => unknown>)[name]!;
+  Object.defineProperty(proto, name, {
+    value: function guarded(this: object, ...args: unknown[]) {
+      if (!permitted(args)) {
+        onRefused();
+        return UV_EACCES;
+      }
+      return apply(original, this, args);
+    },
+    writable: true,
+    configurable: false,
+    enumerable: true,
+  });
+}
+
+/**
  * The listening wall, whatever AGENT_EGRESS says: a thread listens on nothing (no TCP server, no unix socket) and
  * binds no port of its own choosing (TCP or UDP). Node's permission model checks neither (Node 20 to 24), and the
  * egress wall checks only where a socket connects. A run that listened on the port of a local model server that was
@@ -232,21 +254,7 @@ export function egressAllows(policy: AgentEgress, hostAddresses: readonly string
  * way a firewall refuses (EACCES).
  */
 export function guardListening(onRefused: () => void, handles: SocketHandles): void {
-  const guard = (proto: object, name: string, permitted: (args: unknown[]) => boolean) => {
-    const original = (proto as Record<string, (...args: unknown[]) => unknown>)[name]!;
-    Object.defineProperty(proto, name, {
-      value: function guardedBind(this: object, ...args: unknown[]) {
-        if (!permitted(args)) {
-          onRefused();
-          return UV_EACCES;
-        }
-        return apply(original, this, args);
-      },
-      writable: true,
-      configurable: false,
-      enumerable: true,
-    });
-  };
+  const guard = (proto: object, name: string, permitted: (args: unknown[]) => boolean) => guardMember(proto, name, permitted, onRefused);
   // bind(address, port, flags) and bind6(address, port, flags): the port a primitive 0, the very value the native
   // side reads (a client's explicit local port 0). A unix socket's bind(path): never (a path, or an abstract name
   // another service may answer at).
@@ -261,25 +269,8 @@ export function guardListening(onRefused: () => void, handles: SocketHandles): v
 export function guardEgress(policy: AgentEgress, onRefused: () => void, handles: SocketHandles): void {
   if (policy.mode === 'any') return;
   const allows = egressAllows(policy);
-  // Each replaced member holds the only reference to the original. Writable: dgram's udp6 handles assign
-  // `connect6`/`send6` to their own `connect`/`send` (an assignment a read-only prototype member would refuse);
-  // whatever code assigns there can only call the guarded functions. The address checked is a primitive string,
-  // the very value the native function reads.
-  const guard = (proto: object, name: string, permitted: (args: unknown[]) => boolean) => {
-    const original = (proto as Record<string, (...args: unknown[]) => unknown>)[name]!;
-    Object.defineProperty(proto, name, {
-      value: function guardedConnect(this: object, ...args: unknown[]) {
-        if (!permitted(args)) {
-          onRefused();
-          return UV_EACCES;
-        }
-        return apply(original, this, args);
-      },
-      writable: true,
-      configurable: false,
-      enumerable: true,
-    });
-  };
+  // The address checked is a primitive string, the very value the native function reads.
+  const guard = (proto: object, name: string, permitted: (args: unknown[]) => boolean) => guardMember(proto, name, permitted, onRefused);
   // TCP: connect(req, address, port) and connect6(req, address, port).
   guard(handles.tcp, 'connect', (args) => allows(args[1]));
   guard(handles.tcp, 'connect6', (args) => allows(args[1]));
