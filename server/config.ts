@@ -145,8 +145,9 @@ const EnvSchema = z.object({
     .default(DEFAULT_MODEL_OPERATIONS)
     .transform((v, ctx) => {
       const parsed = parseModelOperations(v);
-      if ('error' in parsed) ctx.addIssue({ code: 'custom', message: parsed.error });
-      return 'operations' in parsed ? parsed.operations : ('any' as ModelOperations);
+      if ('operations' in parsed) return parsed.operations;
+      ctx.addIssue({ code: 'custom', message: parsed.error });
+      return z.NEVER;
     }),
   TOOL_TIMEOUT_MS: int(10, 600_000).default(10_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
