@@ -387,7 +387,7 @@ describe('the broker, directly', () => {
   });
 
   test('by default only the operations that answer a request reach the endpoint, never those that read what it stores for the key', async () => {
-    const { send, done } = session('sk-direct', (parseModelOperations(DEFAULT_MODEL_OPERATIONS) as { operations: ModelOperations }).operations);
+    const { send, done, s } = session('sk-direct', (parseModelOperations(DEFAULT_MODEL_OPERATIONS) as { operations: ModelOperations }).operations);
     const before = seen.length;
     const refused: [method: string, path: string][] = [
       ['GET', '/v1/chat/completions'], // stored completions: every user's prompts and answers
@@ -421,6 +421,7 @@ describe('the broker, directly', () => {
       expect([method, p, (await done(200 + i)).map((r) => r.type)]).toEqual([method, p, ['model_response', 'model_chunk', 'model_end']]);
     }
     expect(seen.slice(before).map((r) => r.url)).toEqual(allowed.map(([, p]) => p));
+    s.close();
   });
 
   test('LLM_OPERATIONS is read strictly: methods, segments, * for one segment, or any', () => {
