@@ -29,6 +29,7 @@ test.each([
 
 test('a broken agent module stops start-up with a message naming it', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-agents-'));
+  fs.chmodSync(dir, 0o755);
   fs.writeFileSync(path.join(dir, 'not-a-class.mjs'), 'export default 42;\n');
   const { code, stderr } = await runServerOnce({ AGENTS_DIR: dir });
   expect(code).toBe(1);

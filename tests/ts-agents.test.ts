@@ -46,7 +46,10 @@ describe('a server with a TypeScript agent that takes { numbers }', () => {
   beforeAll(async () => {
     agentsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-ts-agents-'));
     fs.cpSync(path.join(FIXTURES, 'ts-agents'), agentsDir, { recursive: true });
+    // Readable (the agents) and passable (the cache's parent) by cells with OS users of their own.
+    fs.chmodSync(agentsDir, 0o755);
     cacheDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-cache-')), 'agents');
+    fs.chmodSync(path.dirname(cacheDir), 0o711);
     server = await startServer({ AGENTS_DIR: agentsDir, AGENT_CACHE_DIR: cacheDir, MAX_INPUT_BYTES: String(MAX_INPUT_BYTES) });
     u = await UserClient.connect(server.url, 'ts-user');
   }, 60_000);

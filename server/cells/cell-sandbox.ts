@@ -144,16 +144,19 @@ export function removeStaleScratchRoots(tmpDir = os.tmpdir(), alive: (pid: numbe
 }
 
 /**
- * Cells with an OS user of their own must be able to read Atoll's code: every folder above it searchable and
- * the files readable by others. Says why not (cells then run as the front's user), or null.
+ * Cells with an OS user of their own must be able to read Atoll's code and AGENTS_DIR: each one listable and
+ * readable by others (r-x for a folder, r for a file), every folder above it searchable (x is enough: a folder
+ * a user may pass through but not list, as the tests' 0711 temporary folder or a home directory often is, was
+ * refused here until 2026-12-06, and cells silently ran as the front's own user). Says why not (cells then run as
+ * the front's user), or null.
  */
 export function cellSandboxWarning(opts: { root: string; agentsDir: string | null; uidBase: number }): string | null {
   if (!separateUsers(opts.uidBase)) return null;
   for (const target of [path.join(opts.root, 'dist', 'workers', 'cell', 'main.js'), ...(opts.agentsDir ? [opts.agentsDir] : [])]) {
     for (let p = target; ; p = path.dirname(p)) {
-      const mode = fs.statSync(p).mode;
-      const needed = p === target && !fs.statSync(p).isDirectory() ? 0o004 : 0o005;
-      if ((mode & needed) !== needed) return `cells cannot run as OS users of their own: ${p} is not readable by other users (mode ${(mode & 0o777).toString(8)}); make it so, or set CELL_UID_BASE=0`;
+      const stat = fs.statSync(p);
+      const needed = p !== target ? 0o001 : stat.isDirectory() ? 0o005 : 0o004;
+      if ((stat.mode & needed) !== needed) return `cells cannot run as OS users of their own: ${p} is not ${needed === 0o001 ? 'searchable' : 'readable'} by other users (mode ${(stat.mode & 0o777).toString(8)}); make it so, or set CELL_UID_BASE=0`;
       if (p === path.dirname(p)) break;
     }
   }

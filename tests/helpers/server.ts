@@ -14,6 +14,8 @@ export { testDatabaseUrl };
 /** A folder of agents for one test file (file name to source), under the test run's temporary folder. */
 export function agentsDirWith(files: Record<string, string>): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-agents-'));
+  // Readable by cells with OS users of their own (mkdtemp makes it 0700), as an operator's AGENTS_DIR must be.
+  fs.chmodSync(dir, 0o755);
   for (const [name, source] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), source);
   return dir;
 }
@@ -87,6 +89,12 @@ export async function startServer(env: Record<string, string> = {}, options: { d
         try {
           const entry = JSON.parse(line) as Record<string, unknown>;
           logs.push(entry);
+          if (typeof entry.msg === 'string' && entry.msg.startsWith('cells cannot run as OS users of their own')) {
+            // A test of the walls as root would test the weaker ones without saying so (it did, until 2026-12-06).
+            clearTimeout(timer);
+            proc.kill('SIGKILL');
+            reject(new Error(`the test server's cells would run as its own OS user: ${entry.msg}`));
+          }
           if (entry.msg === 'listening') {
             clearTimeout(timer);
             resolve(entry.port as number);
