@@ -41,6 +41,7 @@ const STORE_BLIND = [
   'cell-supervision', // wedged and crashing cells
   'containment', // memory and CPU walls of cells
   'cell-killers', // a user whose run killed its cell runs in quarantine cells
+  'scratch-budget', // what a run may leave on disk
   'outbound-budget', // socket write budgets
   'stalled-client', // socket backpressure
   'llm-agent', // the model broker and tool loop

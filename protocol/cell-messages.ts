@@ -13,6 +13,8 @@ import type { AgentEvent, JsonValue, TerminalStatus } from './events.js';
 
 /** Exit code of a cell ended by its memory watchdog (CELL_MEMORY_MB). */
 export const CELL_EXIT_MEMORY = 70;
+/** Exit code of a cell whose folder held more than a run's scratch budget beside its runs' folders (workers/cell/scratch-watch.ts). */
+export const CELL_EXIT_SCRATCH = 71;
 
 /** The nice value the front's CPU governor (server/cells/cpu-governor.ts) has a cell give a hungry OS thread. */
 export const DEMOTED_NICE = 19;
@@ -80,6 +82,8 @@ export type DbProvider = 'sqlite' | 'postgres';
 /** What one cell is told at init: its share of the front's Config, and what the supervisor sets per cell. */
 export interface CellConfig extends CellSettings {
   readonly cellId: string;
+  /** The cell's own folder: its runs' scratch folders are made in it (its scratch watch reads it). */
+  readonly scratchDir: string;
   /**
    * The database's Prisma provider (driver adapters' names: `postgres`, not `postgresql`): workers' Prisma
    * clients compile for it (cells and workers never open the database; their statements go to the front's
@@ -123,6 +127,9 @@ export interface RunLimits {
   maxEventsPerRun: number;
   maxEventBytes: number;
   maxResultBytes: number;
+  /** What the run's scratch folder may hold, in bytes of disk and in names (0: unbounded; workers/cell/scratch-watch.ts). */
+  scratchBytes: number;
+  scratchEntries: number;
 }
 
 

@@ -21,7 +21,7 @@ export const ERROR_CODES = {
   OUT_OF_MEMORY: { http: 500, retryable: false, meaning: 'The run exceeded its memory budget.' },
   TIMEOUT: { http: 504, retryable: true, meaning: 'The run exceeded RUN_TIMEOUT_MS.' },
   CANCELLED: { http: 409, retryable: false, meaning: 'The run was stopped by its user or by server shutdown.' },
-  LIMIT_EXCEEDED: { http: 500, retryable: false, meaning: 'The run exceeded an output cap (events, event size or result size).' },
+  LIMIT_EXCEEDED: { http: 500, retryable: false, meaning: 'The run exceeded an output cap (events, event size or result size) or its scratch folder\'s budget (RUN_SCRATCH_MB, RUN_SCRATCH_FILES).' },
   SINGLETON_AGENT: { http: 500, retryable: false, meaning: 'The agent factory returned an instance that already served a run; the run was refused.' },
   INTERNAL: { http: 500, retryable: true, meaning: 'An unexpected server fault; it is logged with the request id.' },
 } as const;

@@ -35,7 +35,7 @@ export const CELL_SETTINGS = [
 export type CellSettingsMatch = Assert<SameShape<Pick<Config, (typeof CELL_SETTINGS)[number]>, CellSettings>>;
 
 /** What every serving cell is told at init; the supervisor adds each cell's id (and the quarantine cell's own). */
-export function cellConfigOf(config: Config, dbProvider: CellConfig['dbProvider'], compiledAgents: CellConfig['compiledAgents']): Omit<CellConfig, 'cellId'> {
+export function cellConfigOf(config: Config, dbProvider: CellConfig['dbProvider'], compiledAgents: CellConfig['compiledAgents']): Omit<CellConfig, 'cellId' | 'scratchDir'> {
   return { ...pick(config, CELL_SETTINGS), dbProvider, quarantine: false, compiledAgents };
 }
 

@@ -62,6 +62,7 @@ describe('every chaos mode at once', () => {
     flood_events: ['failed', 'LIMIT_EXCEEDED'],
     huge_event: ['failed', 'LIMIT_EXCEEDED'],
     huge_result: ['failed', 'LIMIT_EXCEEDED'],
+    fill_disk: ['failed', 'LIMIT_EXCEEDED'],
     slow: ['completed', null],
   };
   const HANGS = ['hang', 'hang_async'];

@@ -23,6 +23,7 @@ export const CHAOS_EXPECTED: Record<string, { status: string; code: string | nul
   flood_events: { status: 'failed', code: 'LIMIT_EXCEEDED' },
   huge_event: { status: 'failed', code: 'LIMIT_EXCEEDED' },
   huge_result: { status: 'failed', code: 'LIMIT_EXCEEDED' },
+  fill_disk: { status: 'failed', code: 'LIMIT_EXCEEDED' },
   slow: { status: 'completed', code: null },
   busy: { status: 'completed', code: null },
   ok: { status: 'completed', code: null },

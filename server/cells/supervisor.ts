@@ -34,7 +34,7 @@ export interface SupervisorOptions {
    * for cellSilenceTimeoutMs (it reports stats every second) is killed as wedged.
    */
   settings: SupervisorSettings;
-  cellConfig: Omit<CellConfig, 'cellId'>;
+  cellConfig: Omit<CellConfig, 'cellId' | 'scratchDir'>;
   sandbox: CellSandboxOptions;
   cellEntry: string;
   log: Logger;
@@ -104,7 +104,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
         if (msg.type === 'booting') {
           // The cell starts its pool only on init, so every OS thread it has now is Node's own: note them, then init.
           cell.systemOsThreads = new Set(child.pid === undefined ? [] : (readCellOsThreads(child.pid)?.keys() ?? []));
-          cell.send({ type: 'init', config: { ...config, cellId: id } });
+          cell.send({ type: 'init', config: { ...config, cellId: id, scratchDir: launch.scratchDir } });
         } else if (msg.type === 'ready') {
           cell.state = 'ready';
           cell.readyAt = Date.now();

@@ -7,6 +7,9 @@
  *   path. Ends the run with TIMEOUT or CANCELLED.
  * - The cell's memory watchdog (workers/cell/memory-watchdog.ts): the whole cell over CELL_MEMORY_MB exits;
  *   its runs run again in quarantine, where the culprit is named (server/runs/cell-exits.ts).
+ * - The cell's scratch watch (workers/cell/scratch-watch.ts): a run whose scratch folder holds more than
+ *   RUN_SCRATCH_MB or RUN_SCRATCH_FILES fails (LIMIT_EXCEEDED) and its worker is terminated; past a run's budget
+ *   beside the runs' folders, the cell exits as above.
  * - Here, in the front, for a cell that does not do its part:
  *   - stop settle: a stop the cell has not settled CANCEL_GRACE_MS + SAFETY_MARGIN_MS after it was asked is
  *     settled by the front (log line 'cell did not settle a stopped run in time; settling it in the front');

@@ -4,6 +4,8 @@
  */
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
+import fs from 'node:fs';
+import path from 'node:path';
 import os from 'node:os';
 import type { Agent, UserExecutionContext } from '../agent-contract.js';
 
@@ -27,7 +29,7 @@ export default class ChaosAgent implements Agent {
   };
   static readonly modes = [
     'ok', 'throw', 'exit', 'abort', 'hang', 'hang_async', 'oom_heap', 'oom_fatal', 'oom_external', 'oom_map', 'oom_string', 'oom_json',
-    'recursion', 'leak_timer', 'leak_socket', 'leak_child', 'leak_global', 'leak_prototype', 'flood_events', 'huge_event', 'huge_result', 'slow', 'busy',
+    'recursion', 'leak_timer', 'leak_socket', 'leak_child', 'leak_global', 'leak_prototype', 'flood_events', 'huge_event', 'huge_result', 'fill_disk', 'slow', 'busy',
   ] as const;
 
   async execute(ctx: UserExecutionContext): Promise<string> {
@@ -100,6 +102,18 @@ export default class ChaosAgent implements Agent {
         return 'unreachable';
       case 'huge_result':
         return 'r'.repeat(4 * 1024 * 1024);
+      case 'fill_disk': {
+        // Writes its scratch folder full in one synchronous loop, 1 MiB at a time: its cell's scratch watch ends it
+        // past RUN_SCRATCH_MB. Stops by itself at 4 GiB, so a server with the watch off is not left without disk.
+        const chunk = Buffer.alloc(1024 * 1024, 0x66);
+        const fd = fs.openSync(path.join(ctx.scratchDir, 'fill'), 'w');
+        try {
+          for (let i = 0; i < 4096; i++) fs.writeSync(fd, chunk);
+        } finally {
+          fs.closeSync(fd);
+        }
+        return 'wrote 4 GiB';
+      }
       case 'leak_global':
         (globalThis as Record<string, unknown>)[`chaos_leak_${ctx.runId}`] = ctx.input;
         return 'left a global behind';

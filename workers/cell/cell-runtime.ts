@@ -6,13 +6,14 @@
 import os from 'node:os';
 import path from 'node:path';
 import { Piscina } from 'piscina';
-import { BURST_WORKERS_PER_WORKER, CELL_EXIT_MEMORY, DEMOTED_NICE, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../protocol/cell-messages.js';
+import { BURST_WORKERS_PER_WORKER, CELL_EXIT_MEMORY, CELL_EXIT_SCRATCH, DEMOTED_NICE, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../protocol/cell-messages.js';
 import { pick } from '../../protocol/pick.js';
 import { compileQueryCompiler } from '../../prisma/query-compiler.js';
 import { WORKER_SETTINGS, type DescribeReply, type WorkerData } from '../../protocol/worker-messages.js';
 import { createMemoryWatchdog } from './memory-watchdog.js';
 import { createModelBroker, settleFetch } from './model-broker.js';
 import { createRunDispatcher, type RunDispatcher } from './run-dispatcher.js';
+import { createScratchWatch, type ScratchUsage, type ScratchWatch } from './scratch-watch.js';
 import { createSpareWorkers, spareTasks } from './spare-workers.js';
 import { createUserAffinity, routeOptions } from './user-affinity.js';
 import { describeFirstWarm, describeOn, firstIdle } from './warm-first.js';
@@ -53,6 +54,7 @@ export function createCellRuntime(deps: {
   let statsTimer: NodeJS.Timeout | null = null;
   let metricsTimer: NodeJS.Timeout | null = null;
   let watchdog: ReturnType<typeof createMemoryWatchdog> | null = null;
+  let scratchWatch: ScratchWatch | null = null;
   const readyWorkers = new Set<number>();
   let cellId = '';
   // Every cell log line names its cell, like the front's and the workers' lines do.
@@ -191,6 +193,23 @@ export function createCellRuntime(deps: {
       },
     });
     watchdog.start();
+    const budget = { bytes: config.limits.scratchBytes, entries: config.limits.scratchEntries };
+    const held = (usage: ScratchUsage) =>
+      usage.unreadable ? 'a folder it cannot read' : `${Math.round(usage.bytes / 1048576)} MiB in ${usage.entries} names`;
+    scratchWatch = createScratchWatch({
+      budget,
+      cellDir: config.scratchDir,
+      runs: () => dispatcher?.scratchFolders() ?? [],
+      onRunOver: (runId, usage) => {
+        log({ run_id: runId, scratch_bytes: usage.bytes, scratch_entries: usage.entries, unreadable: usage.unreadable || undefined }, "a run's scratch folder is over its budget (RUN_SCRATCH_MB, RUN_SCRATCH_FILES); the run fails and its worker is terminated");
+        dispatcher?.fail(runId, { code: 'LIMIT_EXCEEDED', message: `the run's scratch folder is over its budget (RUN_SCRATCH_MB=${Math.round(budget.bytes / 1048576)}, RUN_SCRATCH_FILES=${budget.entries}): it held ${held(usage)}; its thread was terminated` });
+      },
+      onLooseOver: (usage) => {
+        log({ scratch_bytes: usage.bytes, scratch_entries: usage.entries }, "the cell's folder holds more than a run's scratch budget beside its runs' folders; exiting (its runs run again alone, and the culprit is named)");
+        deps.exit(CELL_EXIT_SCRATCH);
+      },
+    });
+    scratchWatch.start();
   }
 
   function stats(): CellStats {
@@ -222,6 +241,7 @@ export function createCellRuntime(deps: {
         case 'run':
           dispatcher!.start(msg.run, msg.traceparent);
           watchdog?.runsInCell(dispatcher!.busy);
+          scratchWatch?.runArrived();
           return;
         case 'cancel':
           dispatcher?.stop(msg.runId, msg.reason);
@@ -241,6 +261,7 @@ export function createCellRuntime(deps: {
           if (metricsTimer) clearInterval(metricsTimer);
           // The cell is ending at the front's request: an exit for memory now would be misread as a run's doing.
           watchdog?.stop();
+          scratchWatch?.stop();
           await pool?.destroy().catch(() => undefined);
           deps.exit(0);
           return;

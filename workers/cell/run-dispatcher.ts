@@ -11,7 +11,7 @@ import type { CellToFront, FrontToCell, ModelCallTiming, RunAssignment, RunLimit
 import { stopError } from '../../protocol/stop-errors.js';
 import { RUN_SEAL_AT, RUN_SHARED_INT32S, type CellToWorker, type StopReason, type WorkerStats, type WorkerTask } from '../../protocol/worker-messages.js';
 import type { ModelBroker, ModelBrokerSession } from './model-broker.js';
-import { messageOf } from '../../protocol/errors.js';
+import { messageOf, type ErrorBody } from '../../protocol/errors.js';
 import { createRunPortCheck, type RunPortCheck } from './run-port-check.js';
 
 interface InFlight {
@@ -44,6 +44,10 @@ export interface RunDispatcher {
   answerDb(msg: Extract<FrontToCell, { type: 'db_answer' }>): void;
   readonly busy: number;
   workerStats(): WorkerStats[];
+  /** The runs in the cell, with their scratch folders (scratch-watch.ts). */
+  scratchFolders(): Iterable<{ runId: string; scratchDir: string }>;
+  /** Fails a run the cell found over a budget (its scratch folder): its worker is terminated. */
+  fail(runId: string, error: ErrorBody): void;
 }
 
 /** W3C Trace Context's traceparent (version 00): its second field is the trace id. */
@@ -151,6 +155,16 @@ export function createRunDispatcher(deps: {
     stop(runId, reason) {
       const f = inFlight.get(runId);
       if (f) stop(f, reason);
+    },
+    *scratchFolders() {
+      for (const f of inFlight.values()) yield { runId: f.run.runId, scratchDir: f.run.scratchDir };
+    },
+    fail(runId, error) {
+      const f = inFlight.get(runId);
+      if (!f || f.settled) return;
+      // Terminated, not asked: a run writing in a synchronous loop would never see ctx.signal.
+      f.abort.abort();
+      settle(f, { status: 'failed', error, executionTimeMs: f.startedAt === null ? 0 : Date.now() - f.startedAt });
     },
     answerDb(msg) {
       const f = inFlight.get(msg.runId);

@@ -1,0 +1,119 @@
+/**
+ * A run's scratch folder holds at most RUN_SCRATCH_MB of disk and RUN_SCRATCH_FILES names (workers/cell/scratch-watch.ts).
+ * Node's permission model bounds where a run writes, not how much: before the watch, a run could fill the disk under
+ * SCRATCH_DIR (and the database's, when they share it), and every other run's writes there failed. Each test here was
+ * red without the watch: the run completed.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startServer, type TestServer } from './helpers/server';
+import { UserClient, terminal } from './helpers/client';
+import { CELL_WALL_MODES } from './helpers/cell-walls';
+
+const FILLER = `
+import fs from 'node:fs';
+import path from 'node:path';
+export default class Filler {
+  static agentName = 'filler';
+  async execute(ctx) {
+    const { mode, mb = 0, files = 0, holdMs = 0 } = ctx.input;
+    const chunk = Buffer.alloc(1 << 20, 120);
+    const fill = (file) => {
+      const fd = fs.openSync(file, 'w');
+      // One synchronous loop: the worker's event loop never turns while it writes.
+      for (let i = 0; i < mb; i++) fs.writeSync(fd, chunk);
+      fs.closeSync(fd);
+    };
+    if (mode === 'stream') fill(path.join(ctx.scratchDir, 'big'));
+    if (mode === 'files') for (let i = 0; i < files; i++) fs.writeFileSync(path.join(ctx.scratchDir, 'f' + i), '');
+    if (mode === 'hidden') {
+      // Each half within the budget, the two together over it: only a count that reads the hidden half sees it.
+      const hidden = path.join(ctx.scratchDir, 'hidden');
+      fs.mkdirSync(hidden);
+      fill(path.join(hidden, 'big'));
+      fs.chmodSync(hidden, 0);
+      fill(path.join(ctx.scratchDir, 'big'));
+    }
+    if (mode === 'beside') fill(path.join(path.dirname(ctx.scratchDir), 'beside-' + Math.random().toString(36).slice(2)));
+    if (mode === 'sparse') {
+      const fd = fs.openSync(path.join(ctx.scratchDir, 'sparse'), 'w');
+      fs.ftruncateSync(fd, 1 << 30);
+      fs.closeSync(fd);
+    }
+    // Held so its cell's watch has time to look, however busy the machine (a stop ends the hold).
+    await new Promise((r) => {
+      const t = setTimeout(r, holdMs);
+      ctx.signal.addEventListener('abort', () => { clearTimeout(t); r(); });
+    });
+    return { done: mode };
+  }
+}
+`;
+
+const BUDGET = { RUN_SCRATCH_MB: '16', RUN_SCRATCH_FILES: '500' };
+
+describe.each(CELL_WALL_MODES)('%s', (_name, extraEnv) => {
+  let server: TestServer;
+  let mallory: UserClient;
+  let alice: UserClient;
+  let agentsDir: string;
+
+  beforeAll(async () => {
+    agentsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-agents-'));
+    fs.chmodSync(agentsDir, 0o755);
+    fs.writeFileSync(path.join(agentsDir, 'filler.mjs'), FILLER);
+    server = await startServer({ AGENTS_DIR: agentsDir, CELLS: '1', THREADS_PER_CELL: '2', ...BUDGET, ...extraEnv });
+    [mallory, alice] = await Promise.all([UserClient.connect(server.url, 'mallory'), UserClient.connect(server.url, 'alice')]);
+  });
+  afterAll(async () => {
+    mallory?.close();
+    alice?.close();
+    await server?.stop();
+    fs.rmSync(agentsDir, { recursive: true, force: true });
+  });
+
+  const end = async (client: UserClient, input: Record<string, unknown>) => {
+    const { run_id } = await client.start({ agent: 'filler', input: { text: 'fill', holdMs: 3000, ...input } });
+    return terminal(await client.waitForRun(run_id, 60_000)).payload;
+  };
+
+  test('a run writing past RUN_SCRATCH_MB in one synchronous loop fails with LIMIT_EXCEEDED; a neighbour in its cell completes', async () => {
+    const [filled, neighbour] = await Promise.all([end(mallory, { mode: 'stream', mb: 2048, holdMs: 0 }), end(alice, { mode: 'stream', mb: 4 })]);
+    expect(filled.status).toBe('failed');
+    expect(filled.error).toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    expect(String((filled.error as { message: string }).message)).toContain('RUN_SCRATCH_MB=16');
+    expect([neighbour.status, neighbour.final_response]).toEqual(['completed', { done: 'stream' }]);
+  }, 90_000);
+
+  test('and past RUN_SCRATCH_FILES names, even empty ones', async () => {
+    const filled = await end(mallory, { mode: 'files', files: 2000, holdMs: 60_000 });
+    expect([filled.status, (filled.error as { code: string } | undefined)?.code]).toEqual(['failed', 'LIMIT_EXCEEDED']);
+  }, 90_000);
+
+  test('a folder the run made unreadable still counts', async () => {
+    const filled = await end(mallory, { mode: 'hidden', mb: 12, holdMs: 60_000 });
+    expect([filled.status, (filled.error as { code: string } | undefined)?.code]).toEqual(['failed', 'LIMIT_EXCEEDED']);
+  }, 90_000);
+
+  test('within the budget a run completes: disk blocks count, not a sparse file\'s length', async () => {
+    const [small, sparse] = await Promise.all([end(mallory, { mode: 'stream', mb: 8 }), end(alice, { mode: 'sparse' })]);
+    expect([small.status, small.final_response]).toEqual(['completed', { done: 'stream' }]);
+    expect([sparse.status, sparse.final_response]).toEqual(['completed', { done: 'sparse' }]);
+  }, 90_000);
+
+  test("beside its folder, in its cell's: refused where cells have users of their own; otherwise the cell exits and the run, run again alone, is named", async () => {
+    const beside = await end(mallory, { mode: 'beside', mb: 64, holdMs: 60_000 });
+    expect(beside.status).toBe('failed');
+    if (extraEnv.CELL_UID_BASE === '0') {
+      expect(beside.error).toMatchObject({ code: 'LIMIT_EXCEEDED' });
+      expect(String((beside.error as { message: string }).message)).toContain('beside its scratch folder');
+    } else {
+      // The cell's folder is root's and only passable: the run cannot write there at all.
+      expect(beside.error).toMatchObject({ code: 'AGENT_ERROR' });
+    }
+    // The server goes on serving: a run after it completes.
+    const after = await end(alice, { mode: 'stream', mb: 1, holdMs: 0 });
+    expect(after.status).toBe('completed');
+  }, 120_000);
+});
