@@ -240,7 +240,7 @@ function serviceRig(cells: { id: string; kind: CellKind; events?: number }[]) {
   const metrics = createMetrics({ alertActiveContexts: 100, nodeId: 'front-pipeline' });
   const relay = createEventRelay({ store, bus: { publish: (e) => delivered.push(e) }, metrics, log });
   let service: RunService;
-  const scratch = { open: (runId: string) => `/nonexistent/${runId}`, close: () => undefined, removeAll: () => undefined };
+  const scratch = { dir: '/nonexistent', open: (runId: string) => `/nonexistent/${runId}`, close: () => undefined, removeAll: () => undefined };
   const answer = (handle: CellHandle, runId: string, events: number) => {
     service.onCellMessage(handle, { type: 'run_started', runId, workerId: 1, startedAt: Date.now() });
     for (let i = 0; i < events; i++) service.onCellMessage(handle, { type: 'run_event', runId, event: { type: 'partial_result', payload: { text: 'x' }, timestamp: Date.now() } as never });
@@ -400,14 +400,14 @@ test('a run that did reach its cell is a suspect when the cell dies and its chan
   }
 });
 
-onSqlite('DB_SYNCHRONOUS (SQLite) sets what the write connection really runs with', () => {
+onSqlite('DB_SYNCHRONOUS (SQLite) sets what the write connection really runs with', async () => {
   const file = front.url.slice('file:'.length);
   for (const [synchronous, level] of [[undefined, 1], ['normal', 1], ['full', 2]] as const) {
     const writes = createRunWrites(file, { busyTimeoutMs: 1000, synchronous });
     try {
       expect([synchronous, writes.synchronousLevel()]).toEqual([synchronous, level]); // normal is the default
     } finally {
-      writes.close();
+      await writes.close();
     }
   }
 });

@@ -47,7 +47,7 @@ export async function openFrontStore(dir: string): Promise<FrontStore> {
         url,
         retriedAlone: () => writes.commits.stats.retriedAlone,
         async close() {
-          writes.close();
+          await writes.close();
           await prisma.$disconnect();
         },
       };

@@ -54,7 +54,7 @@ async function steadyWrites(restartBytes: number, ms: number) {
     expect(writer.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
     return { maxWal, written, restarts: checkpointer.stats.restarts, checkpoints: checkpointer.stats.checkpoints, writer };
   } finally {
-    checkpointer.stop();
+    await checkpointer.stop();
   }
 }
 
@@ -89,6 +89,6 @@ test('a thread that fails hands checkpoints back to the writer, and says so', as
   expect(failures).toHaveLength(1);
   expect(writer.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
   checkpointer.committed();
-  checkpointer.stop();
+  await checkpointer.stop();
   writer.close();
 });

@@ -127,10 +127,11 @@ export function createRunWrites(
 
     checkpointer,
 
-    close(): void {
+    async close(): Promise<void> {
       commits.flushNow();
-      checkpointer.stop();
+      const stopped = checkpointer.stop();
       db.close();
+      await stopped;
     },
   };
 }
@@ -140,5 +141,6 @@ export interface SqliteRunWrites extends RunWrites {
   readonly checkpointer: WalCheckpointer;
   /** SQLite's synchronous level on this connection as it really is (1 NORMAL, 2 FULL). */
   synchronousLevel(): number;
-  close(): void;
+  /** Resolves once the WAL checkpoint thread has closed its connection too. */
+  close(): Promise<void>;
 }

@@ -46,7 +46,7 @@ export function createSqliteBackend(target: SqliteTarget, options: StoreOptions)
         connections: 2,
         async close(): Promise<void> {
           await unlock?.();
-          writes.close();
+          await writes.close();
           await database.prisma.$disconnect();
         },
       };

@@ -34,8 +34,12 @@ export interface WalCheckpointer {
   committed(): void;
   /** The thread's checkpoints, the writer's own (restarts), the failed ones, and the most the WAL held. */
   readonly stats: { checkpoints: number; restarts: number; failures: number; maxWalBytes: number };
-  /** Stops the thread (it closes its connection); the writer's automatic checkpoint is back on. */
-  stop(): void;
+  /**
+   * Stops the thread (it closes its connection); the writer's automatic checkpoint is back on. Resolves once the thread
+   * is gone: one still starting opened the database after the front had closed, and made an empty file again where
+   * the database had just been removed (tests/front-pipeline.test.ts, on a busy machine).
+   */
+  stop(): Promise<void>;
 }
 
 export function createWalCheckpointer(
@@ -102,6 +106,7 @@ export function createWalCheckpointer(
     if (!restartDue) start();
   });
   worker.on('error', (err) => fallBack(String(err?.message ?? err)));
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
   worker.on('exit', (code) => fallBack(`the checkpoint thread exited (${code})`));
 
   return {
@@ -123,11 +128,17 @@ export function createWalCheckpointer(
     },
     stats,
     stop() {
-      if (stopped) return;
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      if (writer.open) writer.pragma(`wal_autocheckpoint = ${SQLITE_AUTOCHECKPOINT_PAGES}`);
-      send('stop');
+      if (!stopped) {
+        stopped = true;
+        if (timer) clearTimeout(timer);
+        if (writer.open) writer.pragma(`wal_autocheckpoint = ${SQLITE_AUTOCHECKPOINT_PAGES}`);
+        send('stop');
+        // A thread that does not end by itself is ended: a close never waits on it for long.
+        const stuck = setTimeout(() => void worker.terminate(), 5000);
+        stuck.unref();
+        void exited.then(() => clearTimeout(stuck));
+      }
+      return exited;
     },
   };
 }
