@@ -216,6 +216,12 @@ export type FrontToCell =
   | { type: 'demote_os_thread'; tid: number }
   /** The gate's answer to a run's db query; the cell drops it if the run has ended. */
   | ({ type: 'db_answer'; runId: string; queryId: number } & DbAnswer)
+  /**
+   * Disk held by files with no name under the cell's folder (unlinked while open, or opened nameless), by the first
+   * name under it, which the cell cannot see: the front reads /proc (server/cells/nameless-files.ts). Replaces the
+   * last report; an empty one once they are gone.
+   */
+  | { type: 'nameless_files'; byFolder: [name: string, bytes: number][] }
   | { type: 'shutdown' };
 
 export type CellToFront =

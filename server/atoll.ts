@@ -7,6 +7,7 @@ import path from 'node:path';
 import { createTokenService, developmentSecret } from './auth/tokens.js';
 import { launchCells, type LaunchedCells } from './cells/launch-cells.js';
 import { createCpuGovernor } from './cells/cpu-governor.js';
+import { createNamelessFilesWatch } from './cells/nameless-files.js';
 import type { Config } from './config.js';
 import { cpuGovernorSettingsOf, httpSettingsOf, runServiceSettingsOf, socketSettingsOf, storeOptionsOf } from './config-views.js';
 import { createHttpApp } from './http/app.js';
@@ -120,6 +121,14 @@ export async function startAtoll(config: Config, log: Logger, launching: Promise
       ),
   });
   governor.start();
+  const nameless = createNamelessFilesWatch({
+    cells: () =>
+      cells.cells().flatMap((c) =>
+        c.state === 'ready' && c.child.pid !== undefined ? [{ pid: c.child.pid, scratchDir: c.scratch.dir, busy: c.runs.size > 0, send: c.send.bind(c) }] : [],
+      ),
+  });
+  // Only disk counts them: with RUN_SCRATCH_MB at 0 nothing is read.
+  if (config.limits.scratchBytes > 0) nameless.start();
 
   runs.open();
   const recovered = await runs.recover();
@@ -140,6 +149,7 @@ export async function startAtoll(config: Config, log: Logger, launching: Promise
   } catch (err) {
     runs.close();
     governor.stop();
+    nameless.stop();
     await cells.stop(2000);
     await nodeMessages.stop().catch(() => undefined);
     await shared.stop().catch(() => undefined);
@@ -229,6 +239,7 @@ export async function startAtoll(config: Config, log: Logger, launching: Promise
         await shared.stop();
         await redis?.stop();
         governor.stop();
+        nameless.stop();
         await cells.stop(5000);
         metrics.stop();
         await database.close();

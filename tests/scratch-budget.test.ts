@@ -19,6 +19,7 @@ export default class Filler {
   async execute(ctx) {
     const { mode, mb = 0, files = 0, holdMs = 0 } = ctx.input;
     const chunk = Buffer.alloc(1 << 20, 120);
+    const held = [];
     const fill = (file) => {
       const fd = fs.openSync(file, 'w');
       // One synchronous loop: the worker's event loop never turns while it writes.
@@ -35,6 +36,15 @@ export default class Filler {
       fs.chmodSync(hidden, 0);
       fill(path.join(ctx.scratchDir, 'big'));
     }
+    if (mode === 'unlinked' || mode === 'nameless') {
+      // A file with no name holds disk for as long as it is open: one unlinked after it was opened, or one opened
+      // nameless in the folder (O_TMPFILE). No walk of the folder finds either.
+      const file = path.join(ctx.scratchDir, 'gone');
+      const fd = mode === 'unlinked' ? fs.openSync(file, 'w') : fs.openSync(ctx.scratchDir, 0o20000000 | 0o200000 | fs.constants.O_RDWR);
+      if (mode === 'unlinked') fs.unlinkSync(file);
+      for (let i = 0; i < mb; i++) fs.writeSync(fd, chunk);
+      held.push(fd);
+    }
     if (mode === 'beside') fill(path.join(path.dirname(ctx.scratchDir), 'beside-' + Math.random().toString(36).slice(2)));
     if (mode === 'sparse') {
       const fd = fs.openSync(path.join(ctx.scratchDir, 'sparse'), 'w');
@@ -46,6 +56,7 @@ export default class Filler {
       const t = setTimeout(r, holdMs);
       ctx.signal.addEventListener('abort', () => { clearTimeout(t); r(); });
     });
+    for (const fd of held) fs.closeSync(fd);
     return { done: mode };
   }
 }
@@ -94,6 +105,11 @@ describe.each(CELL_WALL_MODES)('%s', (_name, extraEnv) => {
   test('a folder the run made unreadable still counts', async () => {
     const filled = await end(mallory, { mode: 'hidden', mb: 12, holdMs: 60_000 });
     expect([filled.status, (filled.error as { code: string } | undefined)?.code]).toEqual(['failed', 'LIMIT_EXCEEDED']);
+  }, 90_000);
+
+  test.each(['unlinked', 'nameless'])('a file with no name, held open (%s), counts as long as it is open', async (mode) => {
+    const filled = await end(mallory, { mode, mb: 64, holdMs: 60_000 });
+    expect([filled.status, filled.error]).toEqual(['failed', expect.objectContaining({ code: 'LIMIT_EXCEEDED' })]);
   }, 90_000);
 
   test('within the budget a run completes: disk blocks count, not a sparse file\'s length', async () => {

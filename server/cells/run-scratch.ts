@@ -23,6 +23,8 @@ import { retire } from './remove-tree.js';
 export const SWEEP_NOW_MAX = 1000;
 
 export interface RunScratch {
+  /** The cell's folder, where its runs' folders are made. */
+  readonly dir: string;
   /** Makes the run's folder and returns its path. */
   open(runId: string): string;
   /** Removes the run's folder (and, without separate users, anything else no running run owns). */
@@ -115,6 +117,7 @@ export function createRunScratch(cellDir: string, owner: { uid: number; gid: num
   }
 
   return {
+    dir: cellDir,
     open(runId) {
       if (!owner) sweep(SWEEP_NOW_MAX);
       // randomUUID draws from a buffered pool (122 random bits): one OpenSSL call per 128 names, not one per name.

@@ -256,6 +256,9 @@ export function createCellRuntime(deps: {
         case 'db_answer':
           dispatcher?.answerDb(msg);
           return;
+        case 'nameless_files':
+          scratchWatch?.namelessFiles(msg.byFolder);
+          return;
         case 'shutdown':
           if (statsTimer) clearInterval(statsTimer);
           if (metricsTimer) clearInterval(metricsTimer);

@@ -129,6 +129,11 @@ export async function measureFolder(folder: string, budget: ScratchBudget): Prom
 
 export interface ScratchWatch {
   start(): void;
+  /**
+   * Disk held by files with no name (unlinked while open, or opened nameless), by the first name under the cell's
+   * folder: the front reads it from /proc, which the cell may not (server/cells/nameless-files.ts). Replaces the last.
+   */
+  namelessFiles(byFolder: Iterable<[name: string, bytes: number]>): void;
   /** A run came into the cell: check soon, at the busy pace, even if the watch was resting. */
   runArrived(): void;
   stop(): void;
@@ -151,6 +156,8 @@ export function createScratchWatch(deps: {
   /** Folder names of runs that ended, and when the watch first saw them gone. */
   const ended = new Map<string, number>();
   let live = new Map<string, string>();
+  /** The front's last report of nameless files, by first name under the cell's folder. */
+  let nameless = new Map<string, number>();
   /** Folder names of runs reported over their budget. */
   const reported = new Set<string>();
   let timer: NodeJS.Timeout | null = null;
@@ -173,6 +180,7 @@ export function createScratchWatch(deps: {
       if (!running) return;
       if (reported.has(name)) continue;
       const usage = await measureFolder(path.join(deps.cellDir, name), budget);
+      usage.bytes += nameless.get(name) ?? 0;
       if (overBudget(usage, budget) && running && live.get(name) === runId) {
         reported.add(name);
         deps.onRunOver(runId, usage);
@@ -180,7 +188,10 @@ export function createScratchWatch(deps: {
     }
     // Cells with OS users of their own cannot list their folder (the front's, passable only), and their runs cannot
     // write in it either: nothing loose to count.
-    const loose = await looseUsage(current);
+    // Nameless files of no running run's folder are loose, whether or not the cell may list its folder.
+    const namelessLoose = [...nameless].reduce((sum, [name, bytes]) => (current.has(name) || reported.has(name) ? sum : sum + bytes), 0);
+    const loose = (await looseUsage(current)) ?? (namelessLoose > 0 ? { bytes: 0, entries: 0, unreadable: false } : null);
+    if (loose) loose.bytes += namelessLoose;
     if (loose && overBudget(loose, budget) && running) {
       stop();
       deps.onLooseOver(loose);
@@ -249,6 +260,9 @@ export function createScratchWatch(deps: {
       if (running || (budget.bytes === 0 && budget.entries === 0)) return;
       running = true;
       schedule(BUSY_INTERVAL_MS);
+    },
+    namelessFiles(byFolder) {
+      nameless = new Map(byFolder);
     },
     runArrived() {
       lastBusyAt = now();
