@@ -76,6 +76,13 @@ export function createCellSupervisor(opts: SupervisorOptions) {
   const forSuspects = (c: CellHandle | null): c is CellHandle => !!c && c.quarantine && c.slot !== killerSlot;
   let stopping = false;
   let lastAgents: AgentInfo[] = [];
+  /**
+   * Quarantine cells start when needed, at the pump: one that died before it was ready may start again only after
+   * this moment (the same backoff as serving cells'), or one that cannot start (an agent module whose top-level code
+   * kills it, as only a quarantine cell's folder name can tell) was started again at every pump, 4 times a second.
+   */
+  const quarantineNotBefore = new Array(total).fill(0);
+  const mayStartQuarantine = (slot: number) => slots[slot] === null && Date.now() >= quarantineNotBefore[slot];
   /** Replacements waiting out their backoff: stop() cancels them. */
   const pendingRestarts = new Set<NodeJS.Timeout>();
 
@@ -143,6 +150,8 @@ export function createCellSupervisor(opts: SupervisorOptions) {
         const restarts = !stopping && !rejuvenated && !quarantine;
         const diedAt = Date.now();
         if (restarts && wasReady && Date.now() - cell.spawnedAt > STABLE_AFTER_MS) failures[slot] = 0;
+        // Retired while idle, or dead once ready (a culprit found): it had started. Otherwise it never did.
+        if (quarantine && !stopping) failures[slot] = !wasReady && !retired ? failures[slot] + 1 : 0;
         const delay = failures[slot] === 0 ? 0 : Math.min(MAX_BACKOFF_MS, 100 * 2 ** failures[slot]);
         if (!stopping && rejuvenated) {
           spawn(slot, null).catch((err) => log.error({ err: err.message }, 'cell restart failed'));
@@ -168,8 +177,11 @@ export function createCellSupervisor(opts: SupervisorOptions) {
           if (!stopping && !retired) log.error({ cell: id, code, signal, cause: exit.cause, runs: runIds.length, died_at: new Date(diedAt).toISOString(), ...(restarts ? { restart_in_ms: delay } : {}) }, 'cell died');
           // A cell retired while idle held no runs and did not die: nothing to settle, no death to count.
           if (!retired || runIds.length > 0) tell((l) => l.onCellExit(cell, exit, runIds));
-          // Quarantine cells are started again only when needed.
-          if (quarantine && slots[slot] === cell) slots[slot] = null;
+          // Quarantine cells are started again only when needed, after a backoff from here if this one never started.
+          if (quarantine && slots[slot] === cell) {
+            slots[slot] = null;
+            quarantineNotBefore[slot] = failures[slot] === 0 ? 0 : Date.now() + Math.min(MAX_BACKOFF_MS, 100 * 2 ** failures[slot]);
+          }
         });
       });
     });
@@ -264,7 +276,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
       if (ready || stopping) return ready;
       const starting = slots.filter((c) => forSuspects(c) && c.state === 'starting').length;
       for (let slot = settings.cells, more = waiting - starting; slot < killerSlot && more > 0; slot++) {
-        if (slots[slot] === null) {
+        if (mayStartQuarantine(slot)) {
           spawn(slot, null).catch((err) => log.error({ err: err.message }, 'quarantine cell failed to start'));
           more--;
         }
@@ -275,7 +287,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
     pickKillerCell(): CellHandle | null {
       const cell = slots[killerSlot];
       if (cell) return cell.freeSlots > 0 ? cell : null;
-      if (!stopping) spawn(killerSlot, null).catch((err) => log.error({ err: err.message }, 'quarantine cell failed to start'));
+      if (!stopping && mayStartQuarantine(killerSlot)) spawn(killerSlot, null).catch((err) => log.error({ err: err.message }, 'quarantine cell failed to start'));
       return null;
     },
     cells,
