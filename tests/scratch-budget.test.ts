@@ -14,6 +14,8 @@ import { CELL_WALL_MODES } from './helpers/cell-walls';
 const FILLER = `
 import fs from 'node:fs';
 import path from 'node:path';
+// Kept open past its run: module state outlives a run on the worker that serves its user's next one.
+let kept = null;
 export default class Filler {
   static agentName = 'filler';
   async execute(ctx) {
@@ -44,6 +46,15 @@ export default class Filler {
       if (mode === 'unlinked') fs.unlinkSync(file);
       for (let i = 0; i < mb; i++) fs.writeSync(fd, chunk);
       held.push(fd);
+    }
+    if (mode === 'keep') {
+      kept = fs.openSync(path.join(ctx.scratchDir, 'kept'), 'w');
+      fs.writeSync(kept, chunk);
+      return { done: mode };
+    }
+    if (mode === 'grow') {
+      if (kept === null) throw new Error('nothing kept on this worker');
+      for (let i = 0; i < mb; i++) fs.writeSync(kept, chunk);
     }
     if (mode === 'beside') fill(path.join(path.dirname(ctx.scratchDir), 'beside-' + Math.random().toString(36).slice(2)));
     if (mode === 'sparse') {
@@ -111,6 +122,18 @@ describe.each(CELL_WALL_MODES)('%s', (_name, extraEnv) => {
     const filled = await end(mallory, { mode, mb: 64, holdMs: 60_000 });
     expect([filled.status, filled.error]).toEqual(['failed', expect.objectContaining({ code: 'LIMIT_EXCEEDED' })]);
   }, 90_000);
+
+  test("a file kept open past its run, written on by the user's next run on that worker, counts: its cell exits", async () => {
+    const deaths = () => server.logs.filter((l) => l.msg === 'cell died' && l.cause === 'scratch_limit').length;
+    const before = deaths();
+    const keep = await end(mallory, { mode: 'keep', holdMs: 0 });
+    expect(keep.status).toBe('completed');
+    // Its folder is gone (moved aside, removed): the file has no name and no run's folder.
+    const grown = await end(mallory, { mode: 'grow', mb: 64, holdMs: 60_000 });
+    // Run again alone in quarantine, on a fresh worker with nothing kept: it fails there.
+    expect(grown.status).toBe('failed');
+    expect(deaths()).toBe(before + 1);
+  }, 120_000);
 
   test('within the budget a run completes: disk blocks count, not a sparse file\'s length', async () => {
     const [small, sparse] = await Promise.all([end(mallory, { mode: 'stream', mb: 8 }), end(alice, { mode: 'sparse' })]);

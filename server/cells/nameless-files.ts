@@ -4,8 +4,8 @@
  * open: a run wrote past its budget that way until its deadline (tests/scratch-budget.test.ts).
  *
  * Why in the front: cells may not read /proc (permission model; see cpu-governor.ts), and the open descriptors of a
- * process are only listed there. The front reads /proc/<cell>/fd, keeps the descriptors whose file lies (or lay)
- * under the cell's folder and has no name left, and tells the cell how much each of its folders' nameless files
+ * process are only listed there. The front reads /proc/<cell>/fd, keeps the descriptors whose file has no name left,
+ * and tells the cell how much each of its folders' nameless files
  * hold; the cell's scratch watch adds that to what it measures itself (workers/cell/scratch-watch.ts), and decides.
  * Linux only; elsewhere nothing is found.
  */
@@ -16,8 +16,8 @@ import type { FrontToCell } from '../../protocol/cell-messages.js';
 export const NAMELESS_BUSY_INTERVAL_MS = 100;
 
 /**
- * Bytes of disk held by nameless files under `cellDir`, by the first name under it (a run's folder, or what lay
- * beside them; '' for those in the cell's trash), or null if the cell's descriptors cannot be read (it is gone).
+ * Bytes of disk held by the nameless files a cell holds open, by the first name under `cellDir` (a run's folder, or
+ * what lay beside them; '' for those no longer under it), or null if the cell's descriptors cannot be read (it is gone).
  */
 export function readNamelessFiles(pid: number, cellDir: string): Map<string, number> | null {
   let fds: string[];
@@ -27,8 +27,6 @@ export function readNamelessFiles(pid: number, cellDir: string): Map<string, num
     return null;
   }
   const under = `${cellDir}/`;
-  // A run's folder the front moved aside when the run ended (run-scratch.ts) takes its nameless files with it.
-  const trash = `${cellDir}.trash/`;
   const held = new Map<string, number>();
   for (const fd of fds) {
     const link = `/proc/${pid}/fd/${fd}`;
@@ -38,8 +36,8 @@ export function readNamelessFiles(pid: number, cellDir: string): Map<string, num
     } catch {
       continue; // closed meanwhile
     }
-    const inTrash = target.startsWith(trash);
-    if ((!inTrash && !target.startsWith(under)) || !target.endsWith(' (deleted)')) continue;
+    // A path, not a socket, pipe or anonymous inode.
+    if (!target.startsWith('/') || !target.endsWith(' (deleted)')) continue;
     let st: fs.Stats;
     try {
       st = fs.statSync(link);
@@ -48,8 +46,10 @@ export function readNamelessFiles(pid: number, cellDir: string): Map<string, num
     }
     // " (deleted)" may also end a real name: only a file with no link left holds disk no walk sees.
     if (!st.isFile() || st.nlink !== 0) continue;
-    // Files in the trash belong to no run any more: '' (no run's folder is named so).
-    const first = inTrash ? '' : target.slice(under.length).split('/')[0];
+    // A cell may write nowhere but its folder, so every nameless file it holds was made there; one whose folder was
+    // moved since (to the cell's trash as its run ended, then removed: it was held open past its run, and a later run
+    // of the same worker wrote on into it) belongs to no run any more: '' (no run's folder is named so).
+    const first = target.startsWith(under) ? target.slice(under.length).split('/')[0] : '';
     held.set(first, (held.get(first) ?? 0) + st.blocks * 512);
   }
   return held;
