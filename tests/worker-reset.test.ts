@@ -186,7 +186,10 @@ describe('THREAD_REUSE=any, THREAD_LOCKDOWN=0, one cell, one thread: contaminati
   test('a thread found not clean when a run starts is reported as contaminated, counted, and retired', async () => {
     const before = metricValue(await scrape(server), 'atoll_cross_request_contamination_total') || 0;
     // The attacker's run leaves a global behind only after its own checks are over.
-    const marker = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-late-')), 'set');
+    const markerDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-late-'));
+    // Writable by the cell's own OS user (CELL_SANDBOX=off: no permission model, but still a user of its own as root).
+    fs.chmodSync(markerDir, 0o777);
+    const marker = path.join(markerDir, 'set');
     const attack = await runOnce(mallory, 'attacker', { text: 'x', mode: 'late_global', marker });
     expect(attack.view.isolation).toMatchObject({ globals: [], leaks: {}, recycled: null });
     expect(await eventually(() => fs.existsSync(marker))).toBe(true);

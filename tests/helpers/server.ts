@@ -20,6 +20,20 @@ export function agentsDirWith(files: Record<string, string>): string {
   return dir;
 }
 export const ROOT = path.resolve(__dirname, '../../..');
+
+/**
+ * A test's AGENTS_DIR (mkdtemp makes it 0700) made readable by other users, as an operator's must be for cells with
+ * OS users of their own (the front as root); without it the server would warn and run its cells as its own user,
+ * which startServer refuses.
+ */
+function agentsDirReadable(env: Record<string, string>): void {
+  if (!env.AGENTS_DIR) return;
+  try {
+    fs.chmodSync(env.AGENTS_DIR, fs.statSync(env.AGENTS_DIR).mode | 0o005);
+  } catch {
+    // not there: the server says so
+  }
+}
 export const FIXTURE_AGENTS = path.join(ROOT, 'tests/fixtures/agents');
 
 export interface TestServer {
@@ -41,6 +55,7 @@ export interface TestServer {
  */
 export async function startServer(env: Record<string, string> = {}, options: { dir?: string; wrap?: string[] } = {}): Promise<TestServer> {
   const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-test-'));
+  agentsDirReadable(env);
   const [command, ...prefix] = [...(options.wrap ?? []), process.execPath];
   const proc = spawn(command, [...prefix, path.join(ROOT, 'dist/server/main.js')], {
     cwd: dir,
