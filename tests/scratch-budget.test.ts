@@ -12,6 +12,7 @@ import { UserClient, terminal } from './helpers/client';
 import { CELL_WALL_MODES } from './helpers/cell-walls';
 
 const FILLER = `
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 // Kept open past its run: module state outlives a run on the worker that serves its user's next one.
@@ -28,7 +29,12 @@ export default class Filler {
       for (let i = 0; i < mb; i++) fs.writeSync(fd, chunk);
       fs.closeSync(fd);
     };
-    if (mode === 'stream') fill(path.join(ctx.scratchDir, 'big'));
+    if (mode === 'starve') {
+      // libuv's thread pool (4 threads, the whole cell's) kept busy, for as long as the write takes and longer.
+      for (let i = 0; i < 4; i++) crypto.pbkdf2('p', 's', 1e7, 64, 'sha512', () => undefined);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    if (mode === 'stream' || mode === 'starve') fill(path.join(ctx.scratchDir, 'big'));
     if (mode === 'files') for (let i = 0; i < files; i++) fs.writeFileSync(path.join(ctx.scratchDir, 'f' + i), '');
     if (mode === 'hidden') {
       // Each half within the budget, the two together over it: only a count that reads the hidden half sees it.
@@ -155,4 +161,8 @@ describe.each(CELL_WALL_MODES)('%s', (_name, extraEnv) => {
     const after = await end(alice, { mode: 'stream', mb: 1, holdMs: 0 });
     expect(after.status).toBe('completed');
   }, 120_000);
+  test("with the cell's thread pool kept busy by the run, its writes still count (last: the pool stays busy a while)", async () => {
+    const filled = await end(mallory, { mode: 'starve', mb: 2048, holdMs: 0 });
+    expect([filled.status, filled.error]).toEqual(['failed', expect.objectContaining({ code: 'LIMIT_EXCEEDED' })]);
+  }, 90_000);
 });

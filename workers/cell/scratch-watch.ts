@@ -12,10 +12,18 @@
  *
  * Bytes are disk blocks (st_blocks), so a sparse file counts what it holds, not its length; names are every file,
  * folder and link, at any depth. A walk stops as soon as a budget is passed, so a tree of a million names costs one
- * budget's worth of stat calls; the next check waits at least WALK_SHARE times as long as the walk took.
+ * budget's worth of stat calls.
+ *
+ * Walks are synchronous: agent code can fill libuv's thread pool (four slow crypto jobs), and an asynchronous walk
+ * then waited behind them while a run wrote 1.7 GiB past a 16 MiB budget (helper-68). They are resumable, so no
+ * folder holds the cell's main thread for long: each check walks for CHECK_BUDGET_MS at most (every folder at least a
+ * little), folders whose last walk fit in one check first, then the large ones taking turns to go first. A folder
+ * of thousands of names takes several checks to walk, so its largest files (those of its last complete walk) are
+ * read at every check by their size now: a run that writes into one big file beside thousands of names is seen at
+ * once. When runs beside it were full of names, a run writing in one loop was seen only after 0.9-1 GiB while every
+ * folder waited for the slowest walk (helper-68).
  */
-import type { Dir } from 'node:fs';
-import fs from 'node:fs/promises';
+import fs from 'node:fs';
 import path from 'node:path';
 
 export interface ScratchBudget {
@@ -36,95 +44,158 @@ export interface ScratchUsage {
 export const BUSY_INTERVAL_MS = 50;
 export const REST_INTERVAL_MS = 1000;
 const BUSY_TAIL_MS = 1000;
+/** The largest files of a folder's last walk, looked at between its walks. */
+const HOT_FILES = 4;
 /**
- * The next check waits at least this many times as long as the last one took, so walking a large tree costs a bounded
- * share of the cell; but never more than MAX_PAUSE_MS: on a busy machine a walk's time is mostly waiting its turn.
- */
-const WALK_SHARE = 4;
-const MAX_PAUSE_MS = 500;
-/**
- * A settled run's folder still counts as that run's, not as the cell's, until the front has removed it (it does so
- * as it hears of the end): a few legitimate leftovers at once must not add up to a loose excess.
+ * A settled run's folder is not counted as the cell's until the front has removed it (it does so as it hears of the
+ * end): a few legitimate leftovers at once must not add up to a loose excess. What a run goes on writing there after
+ * its end, through a descriptor it kept, has no name once the front has removed the folder: the front counts it.
  */
 const ENDED_GRACE_MS = 10_000;
 
 export const overBudget = (usage: ScratchUsage, budget: ScratchBudget): boolean =>
   usage.unreadable || (budget.bytes > 0 && usage.bytes > budget.bytes) || (budget.entries > 0 && usage.entries > budget.entries);
 
-/** Adds what `target` holds (itself included unless it is `root`) to `usage`, stopping once it is over `budget`. */
-async function measureInto(usage: ScratchUsage, target: string, budget: ScratchBudget, countSelf: boolean): Promise<void> {
-  if (countSelf) {
-    const st = await fs.lstat(target).catch(() => null);
-    if (!st) return;
-    usage.entries++;
-    usage.bytes += st.blocks * 512;
-    if (!st.isDirectory() || overBudget(usage, budget)) return;
-  }
-  const folders = [target];
-  while (folders.length > 0) {
-    const folder = folders.pop()!;
-    const dir = await openFolder(folder);
-    if (dir === 'gone') continue;
-    if (dir === 'unreadable') {
-      usage.unreadable = true;
-      return;
-    }
-    try {
-      // Names a batch at a time, each batch's stat calls at once: a walk takes a few event-loop turns per
-      // STAT_BATCH names, not one per name (a busy machine made a walk of 500 names take seconds).
-      for (let batch = await readBatch(dir); batch.length > 0; batch = await readBatch(dir)) {
-        const ats = batch.map((name) => path.join(folder, name));
-        // Gone meanwhile (the run removed it): it holds nothing.
-        const stats = await Promise.all(ats.map((at) => fs.lstat(at).catch(() => null)));
-        for (let i = 0; i < stats.length; i++) {
-          const st = stats[i];
-          if (!st) continue;
-          usage.entries++;
-          usage.bytes += st.blocks * 512;
-          if (overBudget(usage, budget)) return;
-          // Links are counted, never followed.
-          if (st.isDirectory()) folders.push(ats[i]);
-        }
-      }
-    } catch {
-      // The folder went away while it was read.
-    } finally {
-      await dir.close().catch(() => undefined);
-    }
+/** The largest files seen in a walk, with their size then. */
+type HotFiles = Map<string, number>;
+
+function noteHot(hot: HotFiles, file: string, bytes: number): void {
+  if (hot.size < HOT_FILES) return void hot.set(file, bytes);
+  let smallest: string | null = null;
+  for (const [f, b] of hot) if (smallest === null || b < hot.get(smallest)!) smallest = f;
+  if (bytes > hot.get(smallest!)!) {
+    hot.delete(smallest!);
+    hot.set(file, bytes);
   }
 }
 
-const STAT_BATCH = 32;
+/**
+ * A walk of one folder, resumable: it goes on from where it stopped at the next check once its share of this one is
+ * spent, so one folder of thousands of names never holds the cell's main thread (or the other folders' checks) for
+ * long. What it has counted so far is a lower bound of what the folder holds: over the budget already is over it.
+ */
+export interface Walk {
+  readonly usage: ScratchUsage;
+  /** Folders still to read. */
+  readonly folders: string[];
+  /** The folder being read, and where. */
+  current: { folder: string; dir: fs.Dir } | null;
+  /** The largest files it found (those it skips too, by their size now). */
+  readonly hot: HotFiles;
+  /** Paths not counted (the caller counts them itself), nor walked into. */
+  readonly skip: (at: string) => boolean;
+}
 
-async function readBatch(dir: Dir): Promise<string[]> {
-  const names: string[] = [];
-  for (let entry = await dir.read(); entry; entry = names.length < STAT_BATCH ? await dir.read() : null) names.push(entry.name);
-  return names;
+export function startWalk(target: string, countSelf: boolean, skip: (at: string) => boolean = () => false): Walk {
+  const walk: Walk = { usage: { bytes: 0, entries: 0, unreadable: false }, folders: [], current: null, hot: new Map(), skip };
+  if (!countSelf) {
+    walk.folders.push(target);
+    return walk;
+  }
+  const st = lstat(target);
+  if (!st) return walk;
+  walk.usage.entries++;
+  walk.usage.bytes += st.blocks * 512;
+  if (st.isDirectory()) walk.folders.push(target);
+  else if (st.isFile()) noteHot(walk.hot, target, st.blocks * 512);
+  return walk;
+}
+
+/** Goes on with `walk` until it is done (true), over `budget` (true), or `until` has passed (false: call again). */
+export function stepWalk(walk: Walk, budget: ScratchBudget, until: number): boolean {
+  const { usage } = walk;
+  for (let n = 0; ; n++) {
+    if (overBudget(usage, budget)) return finish(walk);
+    // The clock is read every 64 names: a name costs microseconds.
+    if ((n & 63) === 63 && Date.now() >= until) return false;
+    if (!walk.current) {
+      const folder = walk.folders.pop();
+      if (folder === undefined) return true;
+      const dir = openFolder(folder);
+      if (dir === 'gone') continue;
+      if (dir === 'unreadable') {
+        usage.unreadable = true;
+        return finish(walk);
+      }
+      walk.current = { folder, dir };
+    }
+    let entry: fs.Dirent | null;
+    try {
+      entry = walk.current.dir.readSync();
+    } catch {
+      entry = null; // the folder went away while it was read
+    }
+    if (!entry) {
+      closeCurrent(walk);
+      continue;
+    }
+    const at = path.join(walk.current.folder, entry.name);
+    // Gone meanwhile (the run removed it): it holds nothing.
+    const st = lstat(at);
+    if (!st) continue;
+    if (walk.skip(at)) {
+      if (st.isFile()) noteHot(walk.hot, at, st.blocks * 512);
+      continue;
+    }
+    usage.entries++;
+    usage.bytes += st.blocks * 512;
+    // Links are counted, never followed.
+    if (st.isDirectory()) walk.folders.push(at);
+    else if (st.isFile()) noteHot(walk.hot, at, st.blocks * 512);
+  }
+}
+
+function closeCurrent(walk: Walk): void {
+  try {
+    walk.current?.dir.closeSync();
+  } catch {
+    // closed already
+  }
+  walk.current = null;
+}
+
+/** Ends a walk early (over its budget, or abandoned): its open folder is closed. */
+export function finish(walk: Walk): true {
+  closeCurrent(walk);
+  walk.folders.length = 0;
+  return true;
+}
+
+function lstat(at: string): fs.Stats | null {
+  try {
+    return fs.lstatSync(at);
+  } catch {
+    return null;
+  }
 }
 
 /**
  * A folder the run made unreadable (mode 0 or write-only) is made readable again: the cell runs as the run's own
  * OS user, so it may, and a run cannot hide what it holds that way.
  */
-async function openFolder(folder: string): Promise<Dir | 'gone' | 'unreadable'> {
+function openFolder(folder: string): fs.Dir | 'gone' | 'unreadable' {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      return await fs.opendir(folder, { bufferSize: 64 });
+      return fs.opendirSync(folder, { bufferSize: 64 });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') return 'gone';
       if (attempt > 0 || (code !== 'EACCES' && code !== 'EPERM')) return 'unreadable';
-      await fs.chmod(folder, 0o700).catch(() => undefined);
+      try {
+        fs.chmodSync(folder, 0o700);
+      } catch {
+        // not ours to change: unreadable
+      }
     }
   }
   return 'unreadable';
 }
 
-/** What `folder` holds, up to the point where it passes `budget`. */
-export async function measureFolder(folder: string, budget: ScratchBudget): Promise<ScratchUsage> {
-  const usage: ScratchUsage = { bytes: 0, entries: 0, unreadable: false };
-  await measureInto(usage, folder, budget, false);
-  return usage;
+/** What `folder` holds, up to the point where it passes `budget`, in one go. */
+export function measureFolder(folder: string, budget: ScratchBudget): ScratchUsage {
+  const walk = startWalk(folder, false);
+  stepWalk(walk, budget, Infinity);
+  return walk.usage;
 }
 
 export interface ScratchWatch {
@@ -139,6 +210,23 @@ export interface ScratchWatch {
   stop(): void;
 }
 
+/** A running run's folder, as the watch last saw it. */
+interface Watched {
+  runId: string;
+  /** The walk in progress. */
+  walk: Walk | null;
+  /**
+   * The largest files of its last complete walk: read at every check, by their size now, and skipped by the walk in
+   * progress, so a file that grows counts at once however long the walk of its folder's other names takes.
+   */
+  hot: HotFiles;
+  /** Its last complete walk took one check or less: it goes first. */
+  small: boolean;
+}
+
+/** Per check, the cell's main thread walks at most this long: a fifth of the busy pace. */
+const CHECK_BUDGET_MS = 10;
+
 export function createScratchWatch(deps: {
   budget: ScratchBudget;
   /** The cell's folder, where the front makes its runs' folders. */
@@ -147,7 +235,7 @@ export function createScratchWatch(deps: {
   runs: () => Iterable<{ runId: string; scratchDir: string }>;
   /** A run's folder is over its budget: called once per run. */
   onRunOver: (runId: string, usage: ScratchUsage) => void;
-  /** What is in the cell's folder beside its runs' (or in an ended run's) is over a run's budget: called once. */
+  /** What is in the cell's folder beside its runs' is over a run's budget: called once. */
   onLooseOver: (usage: ScratchUsage) => void;
   now?: () => number;
 }): ScratchWatch {
@@ -155,104 +243,135 @@ export function createScratchWatch(deps: {
   const { budget } = deps;
   /** Folder names of runs that ended, and when the watch first saw them gone. */
   const ended = new Map<string, number>();
-  let live = new Map<string, string>();
+  /** Running runs' folders by name. */
+  let live = new Map<string, Watched>();
   /** The front's last report of nameless files, by first name under the cell's folder. */
   let nameless = new Map<string, number>();
   /** Folder names of runs reported over their budget. */
   const reported = new Set<string>();
+  /** The walk of what lies beside the runs' folders (null: none in progress, or the cell may not list its folder). */
+  let looseWalk: Walk | null = null;
+  let looseListable = true;
+  /** Which of the large folders goes first: each check, the next one. */
+  let turn = 0;
   let timer: NodeJS.Timeout | null = null;
-  let checking = false;
   let running = false;
   let lastBusyAt = -Infinity;
 
-  async function check(): Promise<void> {
-    const current = new Map<string, string>();
-    for (const run of deps.runs()) current.set(path.basename(run.scratchDir), run.runId);
+  /** The hot files by their size now (gone: nothing), as a usage to add. */
+  function hotNow(hot: HotFiles): ScratchUsage {
+    const usage: ScratchUsage = { bytes: 0, entries: 0, unreadable: false };
+    for (const file of hot.keys()) {
+      const st = lstat(file);
+      if (!st) continue;
+      usage.entries++;
+      usage.bytes += st.blocks * 512;
+    }
+    return usage;
+  }
+
+  const plus = (a: ScratchUsage, b: ScratchUsage, bytes = 0): ScratchUsage => ({ bytes: a.bytes + b.bytes + bytes, entries: a.entries + b.entries, unreadable: a.unreadable || b.unreadable });
+
+  function check(): void {
     const at = now();
+    const current = new Map<string, Watched>();
+    for (const run of deps.runs()) {
+      const name = path.basename(run.scratchDir);
+      const known = live.get(name);
+      current.set(name, known && known.runId === run.runId ? known : { runId: run.runId, walk: null, hot: new Map(), small: true });
+    }
     if (current.size > 0) lastBusyAt = at;
-    for (const name of live.keys()) if (!current.has(name)) ended.set(name, at);
+    for (const [name, w] of live) {
+      if (current.has(name)) continue;
+      ended.set(name, at);
+      if (w.walk) finish(w.walk);
+    }
     for (const [name, since] of ended) if (current.has(name) || at - since > ENDED_GRACE_MS) ended.delete(name);
     live = current;
     // A folder already reported stays so until it is gone: its run failed for it, and the front removes it.
     for (const name of reported) if (!current.has(name) && !ended.has(name)) reported.delete(name);
 
-    for (const [name, runId] of current) {
+    const until = now() + CHECK_BUDGET_MS;
+    const small = [...current].filter(([, w]) => w.small);
+    const large = [...current].filter(([, w]) => !w.small);
+    turn = large.length ? (turn + 1) % large.length : 0;
+    for (const [name, w] of [...small, ...large.slice(turn), ...large.slice(0, turn)]) {
       if (!running) return;
       if (reported.has(name)) continue;
-      const usage = await measureFolder(path.join(deps.cellDir, name), budget);
-      usage.bytes += nameless.get(name) ?? 0;
-      if (overBudget(usage, budget) && running && live.get(name) === runId) {
+      const folder = path.join(deps.cellDir, name);
+      const hot = w.hot;
+      if (!w.walk) w.walk = startWalk(folder, false, (p) => hot.has(p));
+      const started = now();
+      // Every folder walks a little even once the check's time is spent: none waits for the others for ever.
+      const done = stepWalk(w.walk, budget, Math.max(until, started + 1));
+      const usage = plus(w.walk.usage, hotNow(hot), nameless.get(name) ?? 0);
+      if (done) {
+        w.small = now() - started < CHECK_BUDGET_MS;
+        w.hot = w.walk.hot;
+        w.walk = null;
+      }
+      if (overBudget(usage, budget) && running) {
         reported.add(name);
-        deps.onRunOver(runId, usage);
+        if (w.walk) finish(w.walk);
+        w.walk = null;
+        deps.onRunOver(w.runId, usage);
       }
     }
-    // Cells with OS users of their own cannot list their folder (the front's, passable only), and their runs cannot
-    // write in it either: nothing loose to count.
-    // Nameless files of no running run's folder are loose, whether or not the cell may list its folder.
+    checkLoose(current, until);
+  }
+
+  /** What lies beside the runs' folders (and nameless files of no run), against one run's budget. */
+  function checkLoose(current: Map<string, Watched>, until: number): void {
     const namelessLoose = [...nameless].reduce((sum, [name, bytes]) => (current.has(name) || reported.has(name) ? sum : sum + bytes), 0);
-    const loose = (await looseUsage(current)) ?? (namelessLoose > 0 ? { bytes: 0, entries: 0, unreadable: false } : null);
-    if (loose) loose.bytes += namelessLoose;
-    if (loose && overBudget(loose, budget) && running) {
+    // Cells with OS users of their own cannot list their folder (the front's, passable only), and their runs cannot
+    // write in it either: only nameless files can be loose there.
+    if (looseListable && !looseWalk) {
+      try {
+        fs.accessSync(deps.cellDir, fs.constants.R_OK);
+        const top = (p: string) => path.dirname(p) === deps.cellDir;
+        looseWalk = startWalk(deps.cellDir, false, (p) => top(p) && (live.has(path.basename(p)) || ended.has(path.basename(p)) || reported.has(path.basename(p))));
+      } catch {
+        looseListable = false;
+      }
+    }
+    let usage: ScratchUsage = { bytes: namelessLoose, entries: 0, unreadable: false };
+    if (looseWalk) {
+      const done = stepWalk(looseWalk, budget, Math.max(until, now() + 1));
+      usage = plus(usage, looseWalk.usage);
+      if (done) looseWalk = null;
+    }
+    if (overBudget(usage, budget) && running) {
       stop();
-      deps.onLooseOver(loose);
+      deps.onLooseOver(usage);
     }
   }
 
-  /** What is in the cell's folder that no running run owns; null if the cell may not list it. */
-  async function looseUsage(current: Map<string, string>): Promise<ScratchUsage | null> {
-    let dir: Dir;
-    try {
-      dir = await fs.opendir(deps.cellDir, { bufferSize: 64 });
-    } catch {
-      return null;
-    }
-    const loose: ScratchUsage = { bytes: 0, entries: 0, unreadable: false };
-    try {
-      for await (const entry of dir) {
-        if (current.has(entry.name)) continue;
-        if (reported.has(entry.name)) continue;
-        if (ended.has(entry.name)) {
-          // An ended run's folder the front has not removed yet: measured alone, against one run's budget.
-          const own = await measureFolder(path.join(deps.cellDir, entry.name), budget);
-          if (overBudget(own, budget)) return own;
-          continue;
-        }
-        await measureInto(loose, path.join(deps.cellDir, entry.name), budget, true);
-        if (overBudget(loose, budget)) return loose;
-      }
-    } catch {
-      // The cell's folder went away: its cell is ending.
-    }
-    return loose;
-  }
+  /** When the pending check is due. */
+  let nextCheckAt = 0;
 
   function schedule(ms: number): void {
+    nextCheckAt = now() + ms;
     timer = setTimeout(tick, ms);
     timer.unref();
   }
 
   function tick(): void {
     timer = null;
-    checking = true;
-    const started = now();
-    check().then(
-      () => {
-        checking = false;
-        if (!running) return;
-        const pace = now() - lastBusyAt < BUSY_TAIL_MS ? BUSY_INTERVAL_MS : REST_INTERVAL_MS;
-        schedule(Math.max(pace, Math.min(MAX_PAUSE_MS, WALK_SHARE * (now() - started))));
-      },
-      () => {
-        checking = false;
-        if (running) schedule(REST_INTERVAL_MS);
-      },
-    );
+    try {
+      check();
+    } catch {
+      // A walk that failed in a way not foreseen: the next check tries again.
+    }
+    if (running) schedule(now() - lastBusyAt < BUSY_TAIL_MS ? BUSY_INTERVAL_MS : REST_INTERVAL_MS);
   }
 
   function stop(): void {
     running = false;
     if (timer) clearTimeout(timer);
     timer = null;
+    for (const w of live.values()) if (w.walk) finish(w.walk);
+    if (looseWalk) finish(looseWalk);
+    looseWalk = null;
   }
 
   return {
@@ -266,7 +385,8 @@ export function createScratchWatch(deps: {
     },
     runArrived() {
       lastBusyAt = now();
-      if (!running || checking || !timer) return;
+      // Only a resting watch is woken: moving a busy one's check at every arrival would put it off for ever.
+      if (!running || !timer || nextCheckAt <= now() + BUSY_INTERVAL_MS) return;
       clearTimeout(timer);
       schedule(BUSY_INTERVAL_MS);
     },
