@@ -14,6 +14,8 @@ export interface LogLine {
   cell?: string;
   pid?: number;
   port?: number;
+  /** A cell death's cause (`cell died`). */
+  cause?: string;
   run_id?: string;
   /** performance.now() in the bench process when the line arrived */
   receivedAt: number;
