@@ -8,7 +8,7 @@
 import jwt from 'jsonwebtoken';
 import type { Browser, Locator, Page } from 'playwright-core';
 import { launchChromium, screenshot, trackedPage, type TrackedPage } from './helpers/browser';
-import { devLogin, httpCall, UserClient, type Envelope } from './helpers/client';
+import { devLogin, httpCall, terminal, UserClient, type Envelope } from './helpers/client';
 import { startFakeOpenAI, type FakeOpenAI, type Reply, type SeenRequest, type Step } from './helpers/fake-openai';
 import { startServer, type TestServer } from './helpers/server';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy';
@@ -739,7 +739,8 @@ test('the operations view shows cells, threads, runs, failures by code and the i
     await poll(() => p.locator('#runs-active').textContent(), (v) => expect(v).toBe('1'), 30_000);
     const failing = await u.start({ agent: 'chaos', input: 'throw' });
     // Its user's only thread is held: a fresh one starts for it, which beside two CPU burners once took over 30 s.
-    await u.waitForRun(failing.run_id, 60_000);
+    // How it ended, first: the count below waits for an AGENT_ERROR (it once stayed put in CI, cause unseen).
+    expect(terminal(await u.waitForRun(failing.run_id, 60_000)).payload).toMatchObject({ status: 'failed', error: { code: 'AGENT_ERROR' } });
     await poll(() => row('AGENT_ERROR').last().textContent(), (v) => expect(v).toBe(String(agentErrors + 1)), 30_000);
     expect(Number(await row('AGENT_ERROR').first().textContent())).toBeGreaterThanOrEqual(1);
     await screenshot(p, '11-operations');

@@ -229,7 +229,8 @@ describe('the runtime stage, replayed from its COPY lines', () => {
     expect({ status: migrate.status, stderr: migrate.stderr }).toMatchObject({ status: 0, stderr: expect.stringContaining('nothing to build') });
     expect(JSON.parse(migrate.stdout.trim().split('\n').pop()!)).toMatchObject({ applied: [] });
 
-    const exited = new Promise<number | null>((resolve) => server!.once('exit', resolve));
+    // 'close', not 'exit': the last lines it wrote may still be in its stdout pipe when it exits.
+    const exited = new Promise<number | null>((resolve) => server!.once('close', resolve));
     server.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(log.map((l) => l.msg)).toEqual(expect.arrayContaining(['shutting down', 'stopped']));
