@@ -132,6 +132,9 @@ export function createWalCheckpointer(
         stopped = true;
         if (timer) clearTimeout(timer);
         if (writer.open) writer.pragma(`wal_autocheckpoint = ${SQLITE_AUTOCHECKPOINT_PAGES}`);
+        // Held until it has gone: unref'd, the front's event loop could empty while the thread closes, and the process
+        // exit before the rest of the shutdown ran (its 'stopped' line, the last spans: CI, container-image and traces).
+        worker.ref();
         send('stop');
         // A thread that does not end by itself is ended: a close never waits on it for long.
         const stuck = setTimeout(() => void worker.terminate(), 5000);
