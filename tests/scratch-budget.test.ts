@@ -124,6 +124,13 @@ describe.each(CELL_WALL_MODES)('%s', (_name, extraEnv) => {
     expect([filled.status, (filled.error as { code: string } | undefined)?.code]).toEqual(['failed', 'LIMIT_EXCEEDED']);
   }, 90_000);
 
+  test('and is read, not presumed over: an unreadable folder within the budget is no failure', async () => {
+    // A folder the cell cannot read counts as over the budget (its usage is unknown), so only a run within it shows
+    // that the cell made the folder readable and counted it: 2 × 4 MiB, held for 3 s of checks.
+    const within = await end(mallory, { mode: 'hidden', mb: 4 });
+    expect([within.status, within.final_response]).toEqual(['completed', { done: 'hidden' }]);
+  }, 90_000);
+
   test.each(['unlinked', 'nameless'])('a file with no name, held open (%s), counts as long as it is open', async (mode) => {
     const filled = await end(mallory, { mode, mb: 64, holdMs: 60_000 });
     expect([filled.status, filled.error]).toEqual(['failed', expect.objectContaining({ code: 'LIMIT_EXCEEDED' })]);
