@@ -191,13 +191,6 @@ function openFolder(folder: string): fs.Dir | 'gone' | 'unreadable' {
   return 'unreadable';
 }
 
-/** What `folder` holds, up to the point where it passes `budget`, in one go. */
-export function measureFolder(folder: string, budget: ScratchBudget): ScratchUsage {
-  const walk = startWalk(folder, false);
-  stepWalk(walk, budget, Infinity);
-  return walk.usage;
-}
-
 export interface ScratchWatch {
   start(): void;
   /**
