@@ -741,7 +741,8 @@ test('the operations view shows cells, threads, runs, failures by code and the i
     // Its user's only thread is held: a fresh one starts for it, which beside two CPU burners once took over 30 s.
     // How it ended, first: the count below waits for an AGENT_ERROR (it once stayed put in CI, cause unseen).
     expect(terminal(await u.waitForRun(failing.run_id, 60_000)).payload).toMatchObject({ status: 'failed', error: { code: 'AGENT_ERROR' } });
-    await poll(() => row('AGENT_ERROR').last().textContent(), (v) => expect(v).toBe(String(agentErrors + 1)), 30_000);
+    // At least one more: a run of an earlier test that fails late would make it two, and an exact count would wait forever.
+    await poll(() => row('AGENT_ERROR').last().textContent(), (v) => expect(Number(v)).toBeGreaterThanOrEqual(agentErrors + 1), 30_000);
     expect(Number(await row('AGENT_ERROR').first().textContent())).toBeGreaterThanOrEqual(1);
     await screenshot(p, '11-operations');
     await u.ack('stop_agent', { run_id: slow.run_id });
