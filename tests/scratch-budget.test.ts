@@ -5,9 +5,7 @@
  * red without the watch: the run completed.
  */
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { startServer, type TestServer } from './helpers/server';
+import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
 import { CELL_WALL_MODES } from './helpers/cell-walls';
 
@@ -88,9 +86,7 @@ describe.each(CELL_WALL_MODES)('%s', (_name, extraEnv) => {
   let agentsDir: string;
 
   beforeAll(async () => {
-    agentsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-agents-'));
-    fs.chmodSync(agentsDir, 0o755);
-    fs.writeFileSync(path.join(agentsDir, 'filler.mjs'), FILLER);
+    agentsDir = agentsDirWith({ 'filler.mjs': FILLER });
     server = await startServer({ AGENTS_DIR: agentsDir, CELLS: '1', THREADS_PER_CELL: '2', ...BUDGET, ...extraEnv });
     [mallory, alice] = await Promise.all([UserClient.connect(server.url, 'mallory'), UserClient.connect(server.url, 'alice')]);
   });
