@@ -130,6 +130,11 @@ export interface RunLimits {
   /** What the run's scratch folder may hold, in bytes of disk and in names (0: unbounded; workers/cell/scratch-watch.ts). */
   scratchBytes: number;
   scratchEntries: number;
+  /**
+   * Files a worker's runs may hold open at once: descriptors from `fs.open`/`fs.openSync` and FileHandles from
+   * `fs.promises.open` (0: unbounded; workers/worker/fd-guards.ts). They are the whole cell's.
+   */
+  openFiles: number;
 }
 
 
@@ -146,7 +151,7 @@ export type RecycleReason = (typeof RECYCLE_REASONS)[number];
  * egress-guards.ts). The cell adds `port` (a message on the run's port it refused: workers/cell/run-port-check.ts)
  * and `model:<code>`, the front `db:<reason>`.
  */
-export const WORKER_WALLS = ['signal', 'priority', 'worker', 'module_hooks', 'v8', 'sqlite', 'fd', 'egress', 'broadcast_channel'] as const;
+export const WORKER_WALLS = ['signal', 'priority', 'worker', 'module_hooks', 'v8', 'sqlite', 'fd', 'open_files', 'egress', 'broadcast_channel'] as const;
 export type WorkerWall = (typeof WORKER_WALLS)[number];
 
 /** The kinds of resource a run can leave open (each is a label of atoll_leaked_resources_total from start-up). */

@@ -52,13 +52,15 @@ export default class Filler {
       held.push(fd);
     }
     if (mode === 'keep') {
-      kept = fs.openSync(path.join(ctx.scratchDir, 'kept'), 'w');
-      fs.writeSync(kept, chunk);
+      // A FileHandle: a descriptor from fs.openSync left open would retire the worker (RUN_OPEN_FILES), and the
+      // next run would find nothing kept.
+      kept = await fs.promises.open(path.join(ctx.scratchDir, 'kept'), 'w');
+      await kept.write(chunk);
       return { done: mode };
     }
     if (mode === 'grow') {
       if (kept === null) throw new Error('nothing kept on this worker');
-      for (let i = 0; i < mb; i++) fs.writeSync(kept, chunk);
+      for (let i = 0; i < mb; i++) await kept.write(chunk);
     }
     if (mode === 'beside') fill(path.join(path.dirname(ctx.scratchDir), 'beside-' + Math.random().toString(36).slice(2)));
     if (mode === 'sparse') {

@@ -70,7 +70,7 @@ test('with nothing set, every default', () => {
     socketStallTimeoutMs: 30_000,
     httpStallTimeoutMs: 30_000,
     tokenExpiryWarningMs: 60_000,
-    limits: { maxEventsPerRun: 10_000, maxEventBytes: 65_536, maxResultBytes: 1_048_576, scratchBytes: 268_435_456, scratchEntries: 10_000 },
+    limits: { maxEventsPerRun: 10_000, maxEventBytes: 65_536, maxResultBytes: 1_048_576, scratchBytes: 268_435_456, scratchEntries: 10_000, openFiles: 256 },
     jwtSecret: null,
     maxTokenLifetimeS: 86_400,
     corsOrigins: [],
@@ -153,6 +153,7 @@ test('every variable set, each lands in its field', () => {
     MAX_RESULT_BYTES: '200',
     RUN_SCRATCH_MB: '3',
     RUN_SCRATCH_FILES: '21',
+    RUN_OPEN_FILES: '22',
     AUTH_JWT_SECRET: 'a-secret-of-16-chars',
     AUTH_MAX_TOKEN_LIFETIME_S: '61',
     METRICS_TOKEN: 'a-metrics-token-of-24ch',
@@ -224,7 +225,7 @@ test('every variable set, each lands in its field', () => {
     socketStallTimeoutMs: 1500,
     httpStallTimeoutMs: 2500,
     tokenExpiryWarningMs: 16,
-    limits: { maxEventsPerRun: 18, maxEventBytes: 190, maxResultBytes: 200, scratchBytes: 3_145_728, scratchEntries: 21 },
+    limits: { maxEventsPerRun: 18, maxEventBytes: 190, maxResultBytes: 200, scratchBytes: 3_145_728, scratchEntries: 21, openFiles: 22 },
     jwtSecret: 'a-secret-of-16-chars',
     maxTokenLifetimeS: 61,
     corsOrigins: ['https://chat.example.com', 'http://localhost:5173'],
@@ -394,7 +395,8 @@ test('ENV_VARS lists every variable the schema reads', () => {
   expect(ENV_VARS).toContain('LLM_OPERATIONS');
   expect(ENV_VARS).toContain('RUN_SCRATCH_MB');
   expect(ENV_VARS).toContain('RUN_SCRATCH_FILES');
-  expect(ENV_VARS).toHaveLength(80);
+  expect(ENV_VARS).toContain('RUN_OPEN_FILES');
+  expect(ENV_VARS).toHaveLength(81);
 });
 
 test('several nodes: REDIS_URL needs PostgreSQL and a shared token secret; NODE_ID and NODE_LEASE_MS are checked', () => {

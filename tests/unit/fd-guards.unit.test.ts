@@ -154,3 +154,51 @@ test('every fs function of this Node that takes a descriptor is guarded', () => 
   expect(takesDescriptor.length).toBeGreaterThan(20);
   for (const name of takesDescriptor) expect([name, GUARDED_FS_MEMBERS.includes(name)]).toEqual([name, true]);
 });
+
+/** Opens files in a fresh thread, with the wall's open-files budget `max` (0: none), and reports what happened. */
+function openFilesIn(max: number, dir: string): Promise<Record<string, unknown>> {
+  const code = `
+    const { workerData, parentPort } = require('node:worker_threads');
+    const fs = require('node:fs'), path = require('node:path');
+    let limits = 0;
+    const wall = require(${JSON.stringify(FD_GUARDS)}).guardDescriptors(() => undefined, undefined, undefined, { max: workerData.max, onLimit: () => limits++ });
+    const file = path.join(workerData.dir, 'f');
+    const codeOf = async (fn) => { try { await fn(); return 'ok'; } catch (err) { return err.code || String(err); } };
+    (async () => {
+      const fds = [], handles = [];
+      for (let i = 0; i < 3; i++) fds.push(fs.openSync(file, 'r'));
+      fds.push(await new Promise((resolve, reject) => fs.open(file, 'r', (err, fd) => (err ? reject(err) : resolve(fd)))));
+      handles.push(await fs.promises.open(file, 'r'));
+      // Five open: a sixth of each kind, then one after a descriptor and one after a FileHandle is closed.
+      const out = {
+        sync: await codeOf(() => fds.push(fs.openSync(file, 'r'))),
+        callback: await codeOf(() => new Promise((resolve, reject) => fs.open(file, 'r', (err, fd) => (err ? reject(err) : resolve(fds.push(fd)))))),
+        promise: await codeOf(async () => handles.push(await fs.promises.open(file, 'r'))),
+        descriptors: wall.openDescriptors(),
+      };
+      fs.closeSync(fds.pop());
+      out.after_close = await codeOf(() => fds.push(fs.openSync(file, 'r')));
+      await handles.pop().close();
+      out.after_handle_close = await codeOf(async () => handles.push(await fs.promises.open(file, 'r')));
+      out.limits = limits;
+      parentPort.postMessage(out);
+    })();
+  `;
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(code, { eval: true, workerData: { max, dir } });
+    worker.once('message', (out) => void worker.terminate().then(() => resolve(out)));
+    worker.once('error', reject);
+  });
+}
+
+test('a thread may hold at most its budget of open files (descriptors and FileHandles together); closing one makes room', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-open-files-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'f'), 'x');
+    expect(await openFilesIn(5, dir)).toEqual({ sync: 'EMFILE', callback: 'EMFILE', promise: 'EMFILE', descriptors: 4, after_close: 'ok', after_handle_close: 'ok', limits: 3 });
+    // Without a budget each of them opens (so the refusals above are the budget's).
+    expect(await openFilesIn(0, dir)).toEqual({ sync: 'ok', callback: 'ok', promise: 'ok', descriptors: 6, after_close: 'ok', after_handle_close: 'ok', limits: 0 });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -41,6 +41,7 @@ test('a run starts its agent only once the cell has set startRecorded', async ()
     log: pino({ level: 'silent' }),
     refused: new Set(),
     handles: createHandleTracker(createHook),
+    openDescriptors: () => 0,
   });
   await runtime.warm();
   const { port1, port2 } = new MessageChannel();

@@ -28,7 +28,7 @@ test('lines a thread logged just before it was terminated are all written', asyn
         }
       } else {
         // As workers/worker/run-entry.ts and worker-main.ts make it: behind the descriptor wall, with the writer it keeps.
-        const writeLog = require(${JSON.stringify(FD_GUARDS)}).guardDescriptors(() => undefined);
+        const writeLog = require(${JSON.stringify(FD_GUARDS)}).guardDescriptors(() => undefined).writeLog;
         const log = require(${JSON.stringify(LOGGER)}).createLogger('info', { worker: 1 }, { write: writeLog });
         for (let i = 0; i < 20; i++) log.info({ i }, 'line');
         log.warn({}, 'last');

@@ -19,6 +19,7 @@
  */
 import dgram from 'node:dgram';
 import dns from 'node:dns';
+import type { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import net from 'node:net';
@@ -71,19 +72,44 @@ function sameExtras(guarded: AnyFunction, original: AnyFunction): AnyFunction {
 }
 
 /**
- * Installs the wall; returns a synchronous writer to this thread's standard output for the worker's own log
- * (taken before the wall, so it is the only code here that writes fd 1).
+ * How many files the thread may hold open at once (RUN_OPEN_FILES; 0: unbounded): descriptors from `fs.open` and
+ * `fs.openSync` and FileHandles from `fs.promises.open`. Descriptors are the whole cell's: one run that held
+ * 20,000 made every other run of its cell fail with EMFILE, and kept them past its end (helper-69). An open past
+ * the budget fails with EMFILE, as the system's own limit would, and counts `onLimit`.
  */
+export interface OpenFilesBudget {
+  max: number;
+  onLimit: () => void;
+}
+
+/** What the wall gives the worker's own code. */
+export interface DescriptorWall {
+  /** A synchronous writer to this thread's standard output for the worker's own log (taken before the wall). */
+  writeLog: (text: string) => void;
+  /** Descriptors from `fs.open`/`fs.openSync` the thread holds now: a run that ends with some left them open. */
+  openDescriptors(): number;
+}
+
+/** Installs the wall. */
 export function guardDescriptors(
   onRefused: () => void,
   modules: DescriptorModules = { fs, net, dgram, tty, process },
   // The worker finds these once for this wall and the egress wall (run-entry.ts).
   handles: SocketHandles = socketHandles({ net: modules.net, dgram: modules.dgram, dns }),
-): (text: string) => void {
+  budget: OpenFilesBudget = { max: 0, onLimit: () => undefined },
+): DescriptorWall {
   const m = modules.fs as unknown as Record<string, AnyFunction>;
   const writeSync = m.writeSync.bind(modules.fs) as typeof fs.writeSync;
   /** Descriptors this thread opened through fs and has not closed. */
   const own = new Set<number>();
+  /** FileHandles opened and not closed (nor collected), and opens of either kind not answered yet. */
+  const fileHandles = new Set<object>();
+  let opening = 0;
+  const overBudget = (): Error | null => {
+    if (budget.max <= 0 || own.size + fileHandles.size + opening < budget.max) return null;
+    budget.onLimit();
+    return Object.assign(new Error(`EMFILE: too many open files: a run may hold ${budget.max} at once (RUN_OPEN_FILES)`), { code: 'EMFILE', errno: -24, syscall: 'open' });
+  };
   const refuse = (what: string): never => {
     onRefused();
     throw refusal(what);
@@ -130,6 +156,8 @@ export function guardDescriptors(
 
   const openSync = m.openSync;
   replace(m, 'openSync', (...args: unknown[]) => {
+    const over = overBudget();
+    if (over) throw over;
     const fd = openSync(...args) as number;
     own.add(fd);
     return fd;
@@ -138,13 +166,21 @@ export function guardDescriptors(
   replace(m, 'open', (...args: unknown[]) => {
     const last = args.length - 1;
     const callback = args[last];
-    if (typeof callback === 'function') {
-      args[last] = (err: unknown, fd: number) => {
-        if (!err) own.add(fd);
-        (callback as AnyFunction)(err, fd);
-      };
+    if (typeof callback !== 'function') return open(...args);
+    const over = overBudget();
+    if (over) return void modules.process.nextTick(callback as AnyFunction, over);
+    opening++;
+    args[last] = (err: unknown, fd: number) => {
+      opening--;
+      if (!err) own.add(fd);
+      (callback as AnyFunction)(err, fd);
+    };
+    try {
+      return open(...args);
+    } catch (err) {
+      opening--;
+      throw err;
     }
-    return open(...args);
   });
 
   // Sockets, servers and UDP sockets made from a raw descriptor all go through their handle's `open(fd)`.
@@ -163,13 +199,37 @@ export function guardDescriptors(
   const promises = modules.fs.promises as unknown as Record<string, AnyFunction>;
   const openHandle = promises.open;
   let handlesGuarded = false;
+  // A FileHandle stops counting once closed, or once collected (Node closes a dropped one then).
+  const collected = new FinalizationRegistry<object>((token) => fileHandles.delete(token));
+  const tokens = new WeakMap<object, object>();
+  const countClosed = (handle: object) => {
+    const token = tokens.get(handle);
+    if (!token) return;
+    tokens.delete(handle);
+    fileHandles.delete(token);
+    collected.unregister(token);
+  };
   replace(promises, 'open', async (...args: unknown[]) => {
-    const handle = (await openHandle(...args)) as object;
+    const over = overBudget();
+    if (over) throw over;
+    opening++;
+    let handle: object;
+    try {
+      handle = (await openHandle(...args)) as object;
+    } finally {
+      opening--;
+    }
     // The FileHandle classes exist only once one is made: guarded at the first, before agent code holds it.
     if (!handlesGuarded) {
       guardFileHandles(handle, refuse);
       handlesGuarded = true;
     }
+    const token = {};
+    tokens.set(handle, token);
+    fileHandles.add(token);
+    collected.register(handle, token, token);
+    // A FileHandle's `close` is an own property of each (Node 20 to 24), not its class's: its 'close' event it is.
+    (handle as EventEmitter).once('close', () => countClosed(handle));
     return handle;
   });
 
@@ -185,7 +245,7 @@ export function guardDescriptors(
 
   // ES modules importing { writeSync } from 'node:fs' (or from 'node:fs/promises', 'node:tty') see the guarded values.
   syncBuiltinESMExports();
-  return (text: string) => writeAll(writeSync, 1, text);
+  return { writeLog: (text: string) => writeAll(writeSync, 1, text), openDescriptors: () => own.size };
 }
 
 /**

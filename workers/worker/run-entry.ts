@@ -47,13 +47,13 @@ export default (async () => {
     const { createHook } = guardAsyncHooks();
     // The worker's own log keeps the one writer to fd 1 taken before the wall.
     const handles = socketHandles({ net, dgram, dns });
-    const writeLog = guardDescriptors(() => refused.add('fd'), undefined, handles);
+    const descriptors = guardDescriptors(() => refused.add('fd'), undefined, handles, { max: config.limits.openFiles, onLimit: () => refused.add('open_files') });
     guardEgress(config.agentEgress, () => refused.add('egress'), handles);
     guardListening(() => refused.add('egress'), handles);
     const frozen = config.workerLockdown ? freezeShared() : null;
     // Required only now, after the freeze (an import would be hoisted above it).
     const { startWorker } = require('./worker-main.js') as typeof import('./worker-main.js');
-    const handler = await startWorker(config, frozen, refused, queryCompiler, writeLog, createHook);
+    const handler = await startWorker(config, frozen, refused, queryCompiler, descriptors, createHook);
     noteWarm(warmUpLock!, threadId);
     return handler;
   } finally {

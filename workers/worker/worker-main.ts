@@ -6,6 +6,7 @@ import { threadId as workerId } from 'node:worker_threads';
 import { createLogger } from '../../server/logger.js';
 import type { WorkerConfig, WorkerTask } from '../../protocol/worker-messages.js';
 import { loadAgentRegistry } from './agent-registry.js';
+import type { DescriptorWall } from './fd-guards.js';
 import type { FreezeReport } from './freeze-shared.js';
 import { createHandleTracker } from './handle-tracker.js';
 import { createDbChannel, createWorkerPrismaClient } from './db-forwarding.js';
@@ -13,9 +14,9 @@ import { createWorkerRuntime } from './worker-runtime.js';
 
 /** Resolves to the task handler once the worker is warm. */
 /** `createHook`: async_hooks' own, from before its guard (async-hooks-guards.ts): the handle tracker needs the real resources. */
-export function startWorker(config: WorkerConfig, frozen: FreezeReport | null, refused: Set<string>, queryCompiler: WebAssembly.Module | null, writeLog: (line: string) => void, createHook: typeof import('node:async_hooks').createHook) {
+export function startWorker(config: WorkerConfig, frozen: FreezeReport | null, refused: Set<string>, queryCompiler: WebAssembly.Module | null, descriptors: DescriptorWall, createHook: typeof import('node:async_hooks').createHook) {
   // Synchronous: the cell may terminate this thread right after a run's last line (server/logger.ts).
-  const log = createLogger(config.logLevel, { cell: config.cellId, worker: workerId }, { write: writeLog });
+  const log = createLogger(config.logLevel, { cell: config.cellId, worker: workerId }, { write: descriptors.writeLog });
   log.debug({ lockdown: config.workerLockdown, lockdown_ms: frozen ? Math.round(frozen.lockdownMs) : null }, 'thread starting');
   // The worker's own Prisma client, created once: it reaches the database only through the current run's
   // port and the front's gate (db-forwarding.ts); this worker never loads a database driver.
@@ -33,6 +34,7 @@ export function startWorker(config: WorkerConfig, frozen: FreezeReport | null, r
     }),
     log,
     handles: createHandleTracker(createHook),
+    openDescriptors: descriptors.openDescriptors,
   });
   const handle = (task: WorkerTask) => runtime.handle(task);
   return runtime.warm().then(() => handle);

@@ -61,6 +61,12 @@ export function createWorkerRuntime(deps: {
   /** Walls the host guards refused (workers/worker/host-guards.ts): emptied at each run's start, reported at its end. */
   refused: Set<string>;
   handles: HandleTracker;
+  /**
+   * Descriptors from `fs.open`/`fs.openSync` the thread holds (fd-guards.ts). Node closes them when the thread
+   * ends, never before: a run that leaves some open retires its worker, or they would count against the cell's
+   * limit for every later run.
+   */
+  openDescriptors: () => number;
 }) {
   const { config, dbChannel, log, handles } = deps;
   const factory = createAgentFactory();
@@ -241,7 +247,8 @@ export function createWorkerRuntime(deps: {
     // Let callbacks the run scheduled for "right now" (closing sockets, finished reads) settle before counting.
     await new Promise((resolve) => setImmediate(resolve));
 
-    const countLeaks = () => mergeLeaks(leakedResources(resourcesBefore, activeResources()), handles.open());
+    const openFiles = (): Record<string, number> => (deps.openDescriptors() > 0 ? { file: deps.openDescriptors() } : {});
+    const countLeaks = () => mergeLeaks(mergeLeaks(leakedResources(resourcesBefore, activeResources()), handles.open()), openFiles());
     let leaks = countLeaks();
     // An aborted request's socket may still be closing: look again before calling it a leak. Only a run that
     // seems to leak pays for the pauses.

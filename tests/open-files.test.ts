@@ -1,0 +1,107 @@
+/**
+ * Open files are the whole cell's (RUN_OPEN_FILES, workers/worker/fd-guards.ts): a run that opens files until the
+ * system refuses, and holds them, made every other run of its cell fail with EMFILE, and kept them after it ended
+ * (an attacker's-eye review, helper-69). With the budget it holds at most RUN_OPEN_FILES, a run beside it opens
+ * its own, and the files it left open retire its worker, which closes them. Without the budget the same run takes
+ * its whole cell down (the cell's own checks fail with EMFILE), so the test can fail.
+ */
+import fs from 'node:fs';
+import { agentsDirWith, startServer, type TestServer } from './helpers/server';
+import { UserClient, eventually, terminal } from './helpers/client';
+
+const AGENTS = {
+  'hog.mjs': `
+import fs from 'node:fs';
+import path from 'node:path';
+export default class FileHog {
+  static agentName = 'file_hog';
+  async execute(ctx) {
+    const file = path.join(ctx.scratchDir, 'f');
+    fs.writeFileSync(file, 'x');
+    const fds = [];
+    let code = null;
+    while (code === null && fds.length < 100000) {
+      try { fds.push(fs.openSync(file, 'r')); } catch (err) { code = err.code; }
+    }
+    ctx.emit('agent_thinking', { reasoning: 'holding' });
+    await new Promise((resolve) => setTimeout(resolve, ctx.input.hold_ms));
+    return { held: fds.length, code };
+  }
+}
+`,
+  'files.mjs': `
+import fs from 'node:fs';
+import path from 'node:path';
+export default class FileUser {
+  static agentName = 'file_user';
+  static repeatable = false;
+  async execute(ctx) {
+    const fds = [];
+    try {
+      for (let i = 0; i < 64; i++) fds.push(fs.openSync(path.join(ctx.scratchDir, 'f' + i), 'w'));
+      return { opened: fds.length };
+    } finally {
+      for (const fd of fds) fs.closeSync(fd);
+    }
+  }
+}
+`,
+};
+
+/** The hog holds its files while the other user's run opens 64 of its own in the same cell. */
+async function hogBesideUser(server: TestServer) {
+  const [mallory, bob] = await Promise.all([UserClient.connect(server.url, 'mallory'), UserClient.connect(server.url, 'bob')]);
+  try {
+    const hog = await mallory.start({ agent: 'file_hog', input: { hold_ms: 3000 } });
+    await mallory.waitForEvent(hog.run_id, 'agent_thinking', 60_000);
+    const user = await bob.start({ agent: 'file_user', input: {} });
+    const userFinal = terminal(await bob.waitForRun(user.run_id, 60_000)).payload;
+    const hogFinal = terminal(await mallory.waitForRun(hog.run_id, 60_000)).payload;
+    const hogView = (await mallory.http('GET', `/v1/runs/${hog.run_id}`)).body;
+    return { userFinal, hogFinal, hogView };
+  } finally {
+    mallory.close();
+    bob.close();
+  }
+}
+
+const descriptorsOf = (pid: number) => fs.readdirSync(`/proc/${pid}/fd`).length;
+const ONE_CELL = { CELLS: '1', THREADS_PER_CELL: '2' };
+
+describe('open files', () => {
+  let agentsDir: string;
+  let server: TestServer | null = null;
+  beforeAll(() => {
+    agentsDir = agentsDirWith(AGENTS);
+  });
+  afterEach(async () => {
+    await server?.stop();
+    server = null;
+  });
+  afterAll(() => fs.rmSync(agentsDir, { recursive: true, force: true }));
+
+  test('a run holds at most RUN_OPEN_FILES; the run beside it opens its own; what it left open retires its worker and is closed', async () => {
+    server = await startServer({ AGENTS_DIR: agentsDir, ...ONE_CELL, RUN_OPEN_FILES: '256' });
+    const cellPid = server.logs.find((l) => l.msg === 'cell starting')!.pid as number;
+    const before = descriptorsOf(cellPid);
+    const { userFinal, hogFinal, hogView } = await hogBesideUser(server);
+    expect(userFinal).toMatchObject({ status: 'completed', final_response: { opened: 64 } });
+    expect(hogFinal).toMatchObject({ status: 'completed', final_response: { held: 256, code: 'EMFILE' } });
+    expect(hogView.isolation).toMatchObject({ leaks: { file: 256 }, recycled: 'leaked_resources', refused: expect.arrayContaining(['open_files']) });
+    expect(server.logs.filter((l) => l.msg === 'cell died')).toEqual([]);
+    // The retired worker's descriptors are closed with it (a fresh one may be warming meanwhile).
+    expect(await eventually(() => descriptorsOf(cellPid) < before + 40, 20_000)).toBe(true);
+  });
+
+  test('without the budget the same run takes the whole cell down (its own checks fail with EMFILE)', async () => {
+    server = await startServer({ AGENTS_DIR: agentsDir, ...ONE_CELL, RUN_OPEN_FILES: '0' });
+    const mallory = await UserClient.connect(server.url, 'mallory');
+    try {
+      const hog = await mallory.start({ agent: 'file_hog', input: { hold_ms: 3000 } });
+      expect(terminal(await mallory.waitForRun(hog.run_id, 60_000)).payload).toMatchObject({ status: 'failed', error: { code: 'WORKER_CRASHED' } });
+      expect(server.logs.some((l) => l.msg === 'cell died')).toBe(true);
+    } finally {
+      mallory.close();
+    }
+  });
+});
