@@ -243,6 +243,12 @@ export type CellToFront =
   | { type: 'model_call'; runId: string; call: ModelCallTiming }
   /** A worker retired without finishing a run (a run of another user reached it: user_switch). */
   | { type: 'worker_retired'; reason: RecycleReason }
+  /**
+   * A worker thread of the cell is gone (Piscina destroyed it): no code of the runs it served can act any more.
+   * Until then, code a run left behind (a callback that outlives it) may still act in the cell, even while the
+   * worker sits idle (server/cells/user-workers.ts).
+   */
+  | { type: 'worker_gone'; workerId: number }
   /** The cell's memory watchdog fired; the cell exits right after sending this. */
   | { type: 'memory_exceeded'; rssBytes: number; limitBytes: number }
   | { type: 'stats'; stats: CellStats }

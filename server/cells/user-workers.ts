@@ -26,6 +26,13 @@ interface UserEntry {
 export class UserWorkers {
   private readonly users = new Map<string, UserEntry>();
   private readonly runs = new Map<string, { userId: string; workerId: number | null }>();
+  /**
+   * Every worker a run of a user started on, with the users whose runs it served, until the cell says it is gone
+   * (`worker_gone`): not forgotten after a while like `users`. A run can leave code behind that acts later (an
+   * `Atomics.waitAsync` callback holds no handle the isolation check sees), while its worker sits idle for the
+   * user's next run: such a user may have done whatever the cell dies of, and is a suspect of its death.
+   */
+  private readonly served = new Map<number, Set<string>>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -44,6 +51,21 @@ export class UserWorkers {
     const entry = this.entry(run.userId);
     entry.waiting = Math.max(0, entry.waiting - 1);
     entry.workers.set(workerId, null);
+    const users = this.served.get(workerId) ?? new Set<string>();
+    users.add(run.userId);
+    this.served.set(workerId, users);
+  }
+
+  /** The worker thread is gone: nothing of the runs it served acts any more. */
+  gone(workerId: number): void {
+    this.served.delete(workerId);
+  }
+
+  /** Users whose runs ran on a worker of this cell that is not known gone: each may still act in it. */
+  usersWithWorkers(): Set<string> {
+    const users = new Set<string>();
+    for (const served of this.served.values()) for (const userId of served) users.add(userId);
+    return users;
   }
 
   /** The run ended; `workerServesAgain`: its worker stays, idle, for its user (false: recycled, killed, crashed). */

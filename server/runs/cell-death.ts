@@ -13,7 +13,9 @@
  * - Every other run inside is a suspect.
  * - If this is the quarantine cell (one run at a time), or one run that had started was alone in its cell
  *   with no worker killed just before and the front did not kill the cell for wedging, that run caused it
- *   and fails with the exit's error.
+ *   and fails with the exit's error; in a serving cell, unless another user had a worker there, idle or not: a
+ *   run can leave code behind that acts after it ends, so that user may have done it (cell-exits.ts counts it
+ *   among the suspects). A quarantine cell's own lingering workers are not weighed (README, threat model).
  * - Otherwise the culprit is unknown: each suspect runs again alone in quarantine (restart), unless its agent
  *   is not safe to repeat (it fails as collateral, which counts as a failure affecting others) or it has
  *   used its attempts.
@@ -47,6 +49,11 @@ export interface CellDeathInput {
   exit: { cause: string; error: ErrorBody };
   /** The dead cell's channel was read to its end: a run it never reported started never ran agent code. */
   startsKnown: boolean;
+  /**
+   * A user with none of these runs had a worker in the cell, idle or not: code its runs left behind (a callback
+   * that outlives its run) may have killed the cell, so a run inside is not named on being alone (helper-69).
+   */
+  othersMayAct: boolean;
 }
 
 export type CellDeathDecision =
@@ -103,7 +110,7 @@ export function judgeCellDeath(input: CellDeathInput): CellDeathJudgement {
   // cell once asked to stop), so the one suspect beside it is not named on that.
   const stoppedThatRan = runs.filter((r) => r.stopReason && ranAgentCode(r, input.startsKnown));
   const alone = suspects.length === 1 && stoppedThatRan.length === 0 && suspects[0].phase === 'running' && !input.recentWorkerKill && !input.killedAsWedged;
-  if (input.quarantineCell || alone) {
+  if (input.quarantineCell || (alone && !input.othersMayAct)) {
     for (const run of suspects) decisions.push({ kind: 'fail', runId: run.id, error: exit.error, collateral: false, culprit: true });
     return { decisions, affectedOthers: false };
   }

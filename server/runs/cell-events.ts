@@ -51,6 +51,10 @@ export function createCellEvents(deps: {
         metrics.workerRecycles.inc({ reason: msg.reason });
         return;
       }
+      if (msg.type === 'worker_gone') {
+        cell.userWorkers.gone(msg.workerId);
+        return;
+      }
       if (msg.type === 'db_query') {
         if (deps.workerQueries) deps.workerQueries.handle(cell, msg, (runId) => live.get(runId));
         else cell.send({ type: 'db_answer', runId: msg.runId, queryId: msg.queryId, ok: false, error: { code: 'DB_QUERY_REFUSED', message: 'this server executes no database statement for worker threads' } });

@@ -98,6 +98,9 @@ export function createCellExits(deps: {
     onCellExit(cell: CellHandle, exit: CellExit, runIds: string[]): void {
       metrics.cellDeaths.inc({ cause: exit.cause });
       const inside = runIds.map((id) => deps.live.get(id)).filter((r): r is LiveRun => !!r && r.phase !== 'finished' && r.cellId === cell.id);
+      // Users with a worker in the cell and no run inside: what their runs left behind may have killed it.
+      const insideUsers = new Set(inside.map((r) => r.userId));
+      const lingering = [...cell.userWorkers.usersWithWorkers()].filter((u) => !insideUsers.has(u));
       const { decisions, affectedOthers } = judgeCellDeath({
         runs: inside.map((r) => ({
           id: r.id,
@@ -114,6 +117,7 @@ export function createCellExits(deps: {
         maxRunAttempts: deps.settings.maxRunAttempts,
         exit,
         startsKnown: cell.channelDrained,
+        othersMayAct: lingering.length > 0,
       });
       const byId = new Map(inside.map((r) => [r.id, r]));
       // Stopped meanwhile, though they had run: not suspects (they have ended), but their code was in the cell.
@@ -140,7 +144,8 @@ export function createCellExits(deps: {
       if (affectedOthers) finishing.countFailureAffectingOthers();
       if (!decisions.some((d) => d.kind === 'fail' && d.culprit)) {
         // With the user of a stopped run the front settled and the cell still held (it was killed as wedged for it).
-        const users = [...decisions.filter((d) => d.kind === 'restart' || d.kind === 'fail').map((d) => byId.get(d.runId)!), ...stoppedThatRan].map((r) => r.userId);
+        // And the users with a worker there and no run inside.
+        const users = [...[...decisions.filter((d) => d.kind === 'restart' || d.kind === 'fail').map((d) => byId.get(d.runId)!), ...stoppedThatRan].map((r) => r.userId), ...lingering];
         unresolved(cell.wedgedBy === null ? users : [...users, cell.wedgedBy], cell);
       }
       scheduler.pump();

@@ -11,7 +11,7 @@ function inside(id: string, fields: Partial<RunInside> = {}): RunInside {
 }
 
 function judge(runs: RunInside[], fields: Partial<CellDeathInput> = {}) {
-  return judgeCellDeath({ runs, quarantineCell: false, recentWorkerKill: false, killedAsWedged: false, maxRunAttempts: 3, exit: EXIT, startsKnown: false, ...fields });
+  return judgeCellDeath({ runs, quarantineCell: false, recentWorkerKill: false, killedAsWedged: false, maxRunAttempts: 3, exit: EXIT, startsKnown: false, othersMayAct: false, ...fields });
 }
 
 test('one started run alone in its cell is the culprit: it fails with the exit error', () => {
@@ -19,6 +19,16 @@ test('one started run alone in its cell is the culprit: it fails with the exit e
     decisions: [{ kind: 'fail', runId: 'r1', error: EXIT.error, collateral: false, culprit: true }],
     affectedOthers: false,
   });
+});
+
+test("a run alone is not named while another user has a worker in the cell, idle or not: what that user's runs left behind may have done it", () => {
+  expect(judge([inside('r1')], { othersMayAct: true }).decisions).toEqual([{ kind: 'restart', runId: 'r1', reason: 'out_of_memory' }]);
+  expect(judge([inside('r1', { repeatable: false })], { othersMayAct: true })).toEqual({
+    decisions: [{ kind: 'fail', runId: 'r1', error: { code: 'WORKER_CRASHED', message: "the run's cell died (the cell ran out of memory) and agent echo is not safe to repeat" }, collateral: true, culprit: false }],
+    affectedOthers: true,
+  });
+  // The quarantine cell's rule stands: its one run is named.
+  expect(judge([inside('r1')], { othersMayAct: true, quarantineCell: true }).decisions).toEqual([{ kind: 'fail', runId: 'r1', error: EXIT.error, collateral: false, culprit: true }]);
 });
 
 test('a run alone not reported started, its cell\'s channel not read to the end (its started message may be lost), is a suspect, not the culprit', () => {

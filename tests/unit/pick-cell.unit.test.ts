@@ -100,3 +100,20 @@ test("a worker idle for a worker's idle timeout no longer counts (it may have re
   a.finished('r2', true);
   expect(a.idleFor('u')).toBe(1);
 });
+
+test("the users who may still act in a cell: every user a worker there served, busy, idle or long idle, until the cell says it is gone", () => {
+  const t = clock();
+  const w = new UserWorkers(t.now);
+  ran(w, 'r1', 'mallory', 7);
+  ran(w, 'r2', 'bob', 8);
+  // Idle far past the memory the cell choice keeps: its code may still run there.
+  t.advance(10 * USER_WORKER_MEMORY_MS);
+  expect(w.idleFor('mallory')).toBe(0);
+  expect([...w.usersWithWorkers()].sort()).toEqual(['bob', 'mallory']);
+  // THREAD_REUSE=any: a worker serves several users in turn, and keeps them all.
+  ran(w, 'r3', 'carol', 8);
+  w.gone(7);
+  expect([...w.usersWithWorkers()].sort()).toEqual(['bob', 'carol']);
+  w.gone(8);
+  expect([...w.usersWithWorkers()]).toEqual([]);
+});

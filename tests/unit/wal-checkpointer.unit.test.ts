@@ -60,10 +60,11 @@ async function steadyWrites(restartBytes: number, ms: number) {
 
 /**
  * What "bounded" means for 2 MiB restarts: the writer's last copy waits for a commit, and the thread may lag, by
- * more on a busy machine (measured under CI's load on Node 22: 28 MiB of WAL for 129 MiB written). Without the
- * writer's copies the WAL keeps most of what was written (24 MiB of 31): half of it tells the two apart.
+ * more on a busy machine (measured under CI's load on Node 22: 28 MiB of WAL for 129 MiB written; with two test
+ * suites and two CPU burners on 2 cores, load average ~12: 10.4 MiB for 20.1). Without the writer's copies the WAL
+ * keeps most of what was written (24 MiB of 31, 77%): two thirds of it tells the two apart.
  */
-const walBound = (written: number) => written / 2;
+const walBound = (written: number) => (written * 2) / 3;
 
 test('steady commits: no automatic checkpoint, and the WAL stays near its restart size', async () => {
   const got = await steadyWrites(2 * MiB, 3000);

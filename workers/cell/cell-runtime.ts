@@ -142,6 +142,7 @@ export function createCellRuntime(deps: {
     pool.on('workerCreate', (worker: { id: number }) => readyWorkers.add(worker.id));
     pool.on('workerDestroy', (worker: { id: number }) => {
       readyWorkers.delete(worker.id);
+      deps.send({ type: 'worker_gone', workerId: worker.id });
       // Piscina starts its replacement now: the watchdog keeps the busy pace while it warms.
       watchdog?.workerStarting();
     });
