@@ -2,8 +2,8 @@
  * Open files are the whole cell's (RUN_OPEN_FILES, workers/worker/fd-guards.ts): a run that opens files until the
  * system refuses, and holds them, made every other run of its cell fail with EMFILE, and kept them after it ended
  * (an attacker's-eye review, helper-69). With the budget it holds at most RUN_OPEN_FILES, a run beside it opens
- * its own, and the files it left open retire its worker, which closes them. Without the budget the same run takes
- * its whole cell down (the cell's own checks fail with EMFILE), so the test can fail.
+ * its own, and the files it left open retire its worker, which closes them. Without the budget the same run breaks
+ * its cell's own checks (they meet EMFILE, and the cell dies or fails the run), so the test can fail.
  */
 import fs from 'node:fs';
 import { agentsDirWith, startServer, type TestServer } from './helpers/server';
@@ -93,13 +93,15 @@ describe('open files', () => {
     expect(await eventually(() => descriptorsOf(cellPid) < before + 40, 20_000)).toBe(true);
   });
 
-  test('without the budget the same run takes the whole cell down (its own checks fail with EMFILE)', async () => {
+  test("without the budget the same run breaks its cell's own checks (they meet EMFILE): it fails, or its cell dies", async () => {
     server = await startServer({ AGENTS_DIR: agentsDir, ...ONE_CELL, RUN_OPEN_FILES: '0' });
     const mallory = await UserClient.connect(server.url, 'mallory');
     try {
       const hog = await mallory.start({ agent: 'file_hog', input: { hold_ms: 3000 } });
-      expect(terminal(await mallory.waitForRun(hog.run_id, 60_000)).payload).toMatchObject({ status: 'failed', error: { code: 'WORKER_CRASHED' } });
-      expect(server.logs.some((l) => l.msg === 'cell died')).toBe(true);
+      // Whichever of the cell's own checks meets EMFILE first ends it: the memory watchdog (the cell exits:
+      // WORKER_CRASHED) or the scratch watch, which cannot open the run's folder (LIMIT_EXCEEDED, seen under load).
+      const final = terminal(await mallory.waitForRun(hog.run_id, 60_000)).payload;
+      expect(final).toMatchObject({ status: 'failed', error: { code: expect.stringMatching(/^(WORKER_CRASHED|LIMIT_EXCEEDED)$/) } });
     } finally {
       mallory.close();
     }
