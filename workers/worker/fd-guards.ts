@@ -19,7 +19,6 @@
  */
 import dgram from 'node:dgram';
 import dns from 'node:dns';
-import type { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import net from 'node:net';
@@ -228,8 +227,16 @@ export function guardDescriptors(
     tokens.set(handle, token);
     fileHandles.add(token);
     collected.register(handle, token, token);
-    // A FileHandle's `close` is an own property of each (Node 20 to 24), not its class's: its 'close' event it is.
-    (handle as EventEmitter).once('close', () => countClosed(handle));
+    // A FileHandle's `close` is an own property of each (Node 20 to 24), not its class's, and Node's own helpers
+    // (streams, readFile on a handle) call it: wrapped here, on the handle. Not its 'close' event: agent code can
+    // emit that on a handle it keeps open. Code that closes the handle some other way only keeps it counted.
+    const close = (handle as { close: AnyFunction }).close;
+    (handle as { close: AnyFunction }).close = function closeCounted(...closeArgs: unknown[]) {
+      // This handle's, whatever `this` a caller gives: it is the handle the count is for.
+      const closing = Reflect.apply(close, handle, closeArgs) as Promise<void>;
+      void closing.then(() => countClosed(handle), () => undefined);
+      return closing;
+    };
     return handle;
   });
 
