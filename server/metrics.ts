@@ -96,7 +96,7 @@ export const KNOWN_LABELS = {
   atoll_thread_deaths_total: ['out_of_memory', 'exited'].map((cause) => ({ cause })),
   atoll_events_dropped_total: ['run_settled', 'not_logged', 'socket_backpressure'].map((reason) => ({ reason })),
   atoll_db_queries_refused_total: REFUSAL_REASONS.map((reason) => ({ reason })),
-  atoll_walls_hit_total: ['signal', 'priority', 'worker', 'module_hooks', 'v8', 'fd', 'sqlite', 'egress', 'broadcast_channel', 'port', 'model'].map((wall) => ({ wall })),
+  atoll_walls_hit_total: ['signal', 'priority', 'worker', 'module_hooks', 'v8', 'fd', 'open_files', 'sqlite', 'egress', 'broadcast_channel', 'port', 'model'].map((wall) => ({ wall })),
 } as const satisfies Record<string, readonly Record<string, string>[]>;
 
 /** atoll_event_loop_lag_seconds samples the front's event loop this often; the alert is at 100 ms of lag. */
@@ -159,7 +159,7 @@ export function createMetrics(options: MetricsOptions) {
     }),
     wallsHit: new client.Counter({
       name: 'atoll_walls_hit_total',
-      help: 'Runs whose code tried something a wall refused, by wall: signal (a signal to another process), priority (the priority of another thread or process), worker (a worker thread of its own), module_hooks (module.register or registerHooks), v8 (V8 flags, shared by the whole cell process), sqlite (node:sqlite, which the permission model does not check), fd (a file descriptor the thread did not open: the cell channel to the front, its log, its sockets), egress (a connection to an address AGENT_EGRESS does not allow: loopback, private, link-local, unix sockets; or a listening socket, a unix socket, a bind to a chosen port, whatever AGENT_EGRESS says), broadcast_channel (a BroadcastChannel, which would reach every thread of the cell), port (a message to its cell on its port that the worker runtime never sends: the run fails and its worker is retired), model (a model request the broker refused). Refused database statements are counted in atoll_db_queries_refused_total. Each run counts once per wall. Target 0: a non-zero value is agent code probing its walls.',
+      help: 'Runs whose code tried something a wall refused, by wall: signal (a signal to another process), priority (the priority of another thread or process), worker (a worker thread of its own), module_hooks (module.register or registerHooks), v8 (V8 flags, shared by the whole cell process), sqlite (node:sqlite, which the permission model does not check), fd (a file descriptor the thread did not open: the cell channel to the front, its log, its sockets), open_files (an open past RUN_OPEN_FILES: a limit, not an escape; AtollAgentProbingWalls leaves it out), egress (a connection to an address AGENT_EGRESS does not allow: loopback, private, link-local, unix sockets; or a listening socket, a unix socket, a bind to a chosen port, whatever AGENT_EGRESS says), broadcast_channel (a BroadcastChannel, which would reach every thread of the cell), port (a message to its cell on its port that the worker runtime never sends: the run fails and its worker is retired), model (a model request the broker refused). Refused database statements are counted in atoll_db_queries_refused_total. Each run counts once per wall. Target 0: a non-zero value is agent code probing its walls.',
       labelNames: ['wall'],
       registers: [registry],
     }),

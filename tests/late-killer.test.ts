@@ -38,6 +38,7 @@ export default class Victim {
     // Run again after the cell's death (the file is there by then): done at once. The first time, held until the
     // cell dies, however slowly the killer's callback gets the CPU on a busy machine (the governor lowers it).
     if (fs.existsSync(ctx.input.go)) return 'done';
+    ctx.emit('agent_thinking', { reasoning: 'holding' });
     await new Promise((resolve) => setTimeout(resolve, 60_000));
     return 'held a minute';
   }
@@ -64,7 +65,8 @@ describe('a cell killed by code a finished run left behind', () => {
       const late = await mallory.start({ agent: 'late_killer', input: { go } });
       expect(terminal(await mallory.waitForRun(late.run_id)).payload).toMatchObject({ status: 'completed', final_response: 'done' });
       const held = await victor.start({ agent: 'victim', input: { go } });
-      await victor.waitForEvent(held.run_id, 'agent_started', 60_000);
+      // Once it has looked for the file and is holding (agent_started can come before its code runs).
+      await victor.waitForEvent(held.run_id, 'agent_thinking', 60_000);
       fs.writeFileSync(go, '');
       const events = await victor.waitForRun(held.run_id, 180_000);
       expect(server.logs.filter((l) => l.msg === 'cell died').map((l) => l.cause)).toEqual(['memory_limit']);

@@ -12,6 +12,9 @@
  * worker idle that long is no longer counted (it may have retired), so what the front believes cannot pile up.
  */
 
+/** How long a gone worker's users stay suspects of a cell death (as server/runs/cell-exits.ts's RECENT_KILL_MS). */
+export const GONE_SUSPECT_MS = 5000;
+
 /** A cell's idle workers retire after 30 s (Piscina's idleTimeout in workers/cell/cell-runtime.ts). */
 export const USER_WORKER_MEMORY_MS = 30_000;
 
@@ -33,6 +36,7 @@ export class UserWorkers {
    * user's next run: such a user may have done whatever the cell dies of, and is a suspect of its death.
    */
   private readonly served = new Map<number, Set<string>>();
+  private recentlyGone: { at: number; users: Set<string> }[] = [];
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -56,15 +60,24 @@ export class UserWorkers {
     this.served.set(workerId, users);
   }
 
-  /** The worker thread is gone: nothing of the runs it served acts any more. */
+  /**
+   * The worker thread is gone: nothing of the runs it served acts any more. Its users stay suspects for
+   * GONE_SUSPECT_MS: Piscina reports a worker gone when it starts to end it, and what it did (memory it took) can
+   * outlast it for a moment (helper-70).
+   */
   gone(workerId: number): void {
+    const users = this.served.get(workerId);
     this.served.delete(workerId);
+    if (users) this.recentlyGone.push({ at: this.now(), users });
   }
 
-  /** Users whose runs ran on a worker of this cell that is not known gone: each may still act in it. */
+  /** Users whose runs ran on a worker of this cell that is not known gone (or gone a moment ago): each may still act in it. */
   usersWithWorkers(): Set<string> {
     const users = new Set<string>();
     for (const served of this.served.values()) for (const userId of served) users.add(userId);
+    const now = this.now();
+    this.recentlyGone = this.recentlyGone.filter((g) => now - g.at < GONE_SUSPECT_MS);
+    for (const g of this.recentlyGone) for (const userId of g.users) users.add(userId);
     return users;
   }
 

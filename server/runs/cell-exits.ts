@@ -98,8 +98,9 @@ export function createCellExits(deps: {
     onCellExit(cell: CellHandle, exit: CellExit, runIds: string[]): void {
       metrics.cellDeaths.inc({ cause: exit.cause });
       const inside = runIds.map((id) => deps.live.get(id)).filter((r): r is LiveRun => !!r && r.phase !== 'finished' && r.cellId === cell.id);
-      // Users with a worker in the cell and no run inside: what their runs left behind may have killed it.
-      const insideUsers = new Set(inside.map((r) => r.userId));
+      // Users with a worker in the cell and no run inside that ran agent code there: what their runs left behind
+      // may have killed it. (A run of theirs requeued unstarted does not clear them: helper-70.)
+      const insideUsers = new Set(inside.filter((r) => ranAgentCode({ phase: r.phase, undelivered: cell.undelivered.has(r.id) }, cell.channelDrained)).map((r) => r.userId));
       const lingering = [...cell.userWorkers.usersWithWorkers()].filter((u) => !insideUsers.has(u));
       const { decisions, affectedOthers } = judgeCellDeath({
         runs: inside.map((r) => ({

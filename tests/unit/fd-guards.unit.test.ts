@@ -176,9 +176,13 @@ function openFilesIn(max: number, dir: string): Promise<Record<string, unknown>>
         promise: await codeOf(async () => handles.push(await fs.promises.open(file, 'r'))),
         descriptors: wall.openDescriptors(),
       };
-      // A handle's 'close' event, emitted by code that keeps the handle open, frees nothing.
+      // A handle's 'close' event, emitted by code that keeps the handle open, frees nothing; nor does a close Node
+      // refuses before closing, nor an open whose callback is not the last argument (found by a review, helper-70).
       handles[0].emit('close');
       out.fake_close = await codeOf(async () => handles.push(await fs.promises.open(file, 'r')));
+      out.refused_close = await codeOf(() => fs.close(fds[0], 1));
+      out.after_refused_close = await codeOf(() => fds.push(fs.openSync(file, 'r')));
+      out.late_callback = await codeOf(() => new Promise((resolve, reject) => fs.open(file, 'r', (err, fd) => (err ? reject(err) : resolve(fds.push(fd))), 0)));
       fs.closeSync(fds.pop());
       out.after_close = await codeOf(() => fds.push(fs.openSync(file, 'r')));
       await handles.pop().close();
@@ -198,9 +202,9 @@ test('a thread may hold at most its budget of open files (descriptors and FileHa
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-open-files-'));
   try {
     fs.writeFileSync(path.join(dir, 'f'), 'x');
-    expect(await openFilesIn(5, dir)).toEqual({ sync: 'EMFILE', callback: 'EMFILE', promise: 'EMFILE', descriptors: 4, fake_close: 'EMFILE', after_close: 'ok', after_handle_close: 'ok', limits: 4 });
+    expect(await openFilesIn(5, dir)).toEqual({ sync: 'EMFILE', callback: 'EMFILE', promise: 'EMFILE', descriptors: 4, fake_close: 'EMFILE', refused_close: 'ERR_INVALID_ARG_TYPE', after_refused_close: 'EMFILE', late_callback: 'EMFILE', after_close: 'ok', after_handle_close: 'ok', limits: 6 });
     // Without a budget each of them opens (so the refusals above are the budget's).
-    expect(await openFilesIn(0, dir)).toEqual({ sync: 'ok', callback: 'ok', promise: 'ok', descriptors: 6, fake_close: 'ok', after_close: 'ok', after_handle_close: 'ok', limits: 0 });
+    expect(await openFilesIn(0, dir)).toEqual({ sync: 'ok', callback: 'ok', promise: 'ok', descriptors: 6, fake_close: 'ok', refused_close: 'ERR_INVALID_ARG_TYPE', after_refused_close: 'ok', late_callback: 'ok', after_close: 'ok', after_handle_close: 'ok', limits: 0 });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -4,7 +4,7 @@
  * start while that worker sits idle in the other cell.
  */
 import { pickCell } from '../../server/cells/pick-cell';
-import { USER_WORKER_MEMORY_MS, UserWorkers } from '../../server/cells/user-workers';
+import { GONE_SUSPECT_MS, USER_WORKER_MEMORY_MS, UserWorkers } from '../../server/cells/user-workers';
 
 function clock() {
   let t = 1_000_000;
@@ -112,8 +112,12 @@ test("the users who may still act in a cell: every user a worker there served, b
   expect([...w.usersWithWorkers()].sort()).toEqual(['bob', 'mallory']);
   // THREAD_REUSE=any: a worker serves several users in turn, and keeps them all.
   ran(w, 'r3', 'carol', 8);
+  // Gone: its users stay suspects a moment (what it did can outlast it), then no more.
   w.gone(7);
+  expect([...w.usersWithWorkers()].sort()).toEqual(['bob', 'carol', 'mallory']);
+  t.advance(GONE_SUSPECT_MS);
   expect([...w.usersWithWorkers()].sort()).toEqual(['bob', 'carol']);
   w.gone(8);
+  t.advance(GONE_SUSPECT_MS);
   expect([...w.usersWithWorkers()]).toEqual([]);
 });

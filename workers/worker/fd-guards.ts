@@ -107,7 +107,7 @@ export function guardDescriptors(
   const overBudget = (): Error | null => {
     if (budget.max <= 0 || own.size + fileHandles.size + opening < budget.max) return null;
     budget.onLimit();
-    return Object.assign(new Error(`EMFILE: too many open files: a run may hold ${budget.max} at once (RUN_OPEN_FILES)`), { code: 'EMFILE', errno: -24, syscall: 'open' });
+    return Object.assign(new Error(`EMFILE: too many open files: a worker's runs may hold ${budget.max} at once (RUN_OPEN_FILES)`), { code: 'EMFILE', errno: -24, syscall: 'open' });
   };
   const refuse = (what: string): never => {
     onRefused();
@@ -120,11 +120,14 @@ export function guardDescriptors(
   for (const base of DESCRIPTOR_FIRST) {
     for (const name of [base, `${base}Sync`]) {
       const original = m[name];
-      // Forgotten before the close: from then on another thread may get the same number.
+      // Forgotten before the close: from then on another thread may get the same number. Not when Node will refuse
+      // the call before closing anything (`fs.close(fd, notAFunction)`): the descriptor stays open, so it stays
+      // counted (forgotten, it was held uncounted: an attacker's-eye review, helper-70).
       const closes = base === 'close';
       replace(m, name, sameExtras((...args: unknown[]) => {
         check(name, args[0]);
-        if (closes) own.delete(args[0] as number);
+        const refusedByNode = name === 'close' && !!args[1] && typeof args[1] !== 'function';
+        if (closes && !refusedByNode) own.delete(args[0] as number);
         return original(...args);
       }, original));
     }
@@ -163,13 +166,15 @@ export function guardDescriptors(
   });
   const open = m.open;
   replace(m, 'open', (...args: unknown[]) => {
-    const last = args.length - 1;
-    const callback = args[last];
+    // The callback where Node takes it (open(path, cb), open(path, flags, cb), open(path, flags, mode, cb); later
+    // arguments are ignored): the last argument is not always it (helper-70).
+    const at = args.length < 3 ? 1 : typeof args[2] === 'function' ? 2 : 3;
+    const callback = args[at];
     if (typeof callback !== 'function') return open(...args);
     const over = overBudget();
     if (over) return void modules.process.nextTick(callback as AnyFunction, over);
     opening++;
-    args[last] = (err: unknown, fd: number) => {
+    args[at] = (err: unknown, fd: number) => {
       opening--;
       if (!err) own.add(fd);
       (callback as AnyFunction)(err, fd);
