@@ -247,7 +247,10 @@ export function createWorkerRuntime(deps: {
     // Let callbacks the run scheduled for "right now" (closing sockets, finished reads) settle before counting.
     await new Promise((resolve) => setImmediate(resolve));
 
-    const openFiles = (): Record<string, number> => (deps.openDescriptors() > 0 ? { file: deps.openDescriptors() } : {});
+    const openFiles = (): Record<string, number> => {
+      const file = deps.openDescriptors();
+      return file > 0 ? { file } : {};
+    };
     const countLeaks = () => mergeLeaks(mergeLeaks(leakedResources(resourcesBefore, activeResources()), handles.open()), openFiles());
     let leaks = countLeaks();
     // An aborted request's socket may still be closing: look again before calling it a leak. Only a run that
