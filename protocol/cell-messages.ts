@@ -15,6 +15,8 @@ import type { AgentEvent, JsonValue, TerminalStatus } from './events.js';
 export const CELL_EXIT_MEMORY = 70;
 /** Exit code of a cell whose folder held more than a run's scratch budget beside its runs' folders (workers/cell/scratch-watch.ts). */
 export const CELL_EXIT_SCRATCH = 71;
+/** Exit code of a cell left without file descriptors long enough that it could not watch its runs' scratch folders. */
+export const CELL_EXIT_DESCRIPTORS = 72;
 
 /** The nice value the front's CPU governor (server/cells/cpu-governor.ts) has a cell give a hungry OS thread. */
 export const DEMOTED_NICE = 19;

@@ -104,7 +104,8 @@ describe('open files', () => {
     try {
       const hog = await mallory.start({ agent: 'file_hog', input: { hold_ms: 3000 } });
       // Whichever of the cell's own checks meets EMFILE first ends it: the memory watchdog (the cell exits:
-      // WORKER_CRASHED) or the scratch watch, which cannot open the run's folder (LIMIT_EXCEEDED, seen under load).
+      // WORKER_CRASHED) or the scratch watch, which cannot open the run's folder for 2 s (the cell exits:
+      // LIMIT_EXCEEDED, seen under load).
       const final = terminal(await mallory.waitForRun(hog.run_id, 60_000)).payload;
       expect(final).toMatchObject({ status: 'failed', error: { code: expect.stringMatching(/^(WORKER_CRASHED|LIMIT_EXCEEDED)$/) } });
     } finally {

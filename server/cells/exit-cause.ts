@@ -1,8 +1,8 @@
 /** Turns how a cell process ended (code, signal, last stderr) into a cause and a code for its runs. */
-import { CELL_EXIT_MEMORY, CELL_EXIT_SCRATCH } from '../../protocol/cell-messages.js';
+import { CELL_EXIT_DESCRIPTORS, CELL_EXIT_MEMORY, CELL_EXIT_SCRATCH } from '../../protocol/cell-messages.js';
 import type { ErrorBody } from '../../protocol/errors.js';
 
-export const CELL_DEATH_CAUSES = ['out_of_memory', 'memory_limit', 'scratch_limit', 'fatal_error', 'killed', 'exited'] as const;
+export const CELL_DEATH_CAUSES = ['out_of_memory', 'memory_limit', 'scratch_limit', 'descriptors', 'fatal_error', 'killed', 'exited'] as const;
 export type CellDeathCause = (typeof CELL_DEATH_CAUSES)[number];
 
 export interface CellExit {
@@ -19,6 +19,9 @@ export function describeCellExit(code: number | null, signal: NodeJS.Signals | n
   }
   if (code === CELL_EXIT_SCRATCH) {
     return { cause: 'scratch_limit', error: { code: 'LIMIT_EXCEEDED', message: "the run wrote more than a run's scratch budget (RUN_SCRATCH_MB, RUN_SCRATCH_FILES) beside its scratch folder, in its cell's" } };
+  }
+  if (code === CELL_EXIT_DESCRIPTORS) {
+    return { cause: 'descriptors', error: { code: 'LIMIT_EXCEEDED', message: "the run's cell had no file descriptor left for seconds (a run held them all), so it could not watch its runs' scratch folders" } };
   }
   // V8's fatal messages are plain text; a JSON line is the cell's own log or what its workers printed (agent code
   // could print a marker, then end its cell), so only the plain lines are read.

@@ -3,6 +3,7 @@
  * text as a string, split on newlines across writes, long lines cut, backpressure passed through; and a cell's death
  * is named from V8's plain-text messages only, never from a line a worker printed (server/cells/exit-cause.ts).
  */
+import { CELL_EXIT_DESCRIPTORS, CELL_EXIT_MEMORY, CELL_EXIT_SCRATCH } from '../../protocol/cell-messages';
 import { describeCellExit } from '../../server/cells/exit-cause';
 import { MAX_OUTPUT_LINE, tagOutput, type TaggedStream } from '../../workers/cell/worker-output';
 
@@ -60,4 +61,10 @@ test("a cell's death is out of memory from V8's own message, not from a line a w
   expect(describeCellExit(null, 'SIGABRT', v8).cause).toBe('out_of_memory');
   const printed = `${JSON.stringify({ from: 'output', stream: 'stderr', line: 'FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory' })}\n`;
   expect(describeCellExit(1, null, printed).cause).toBe('exited');
+});
+
+test("a cell's own exit codes name their cause: its memory watchdog, its scratch watch, and a watch left without descriptors", () => {
+  expect(describeCellExit(CELL_EXIT_MEMORY, null, '')).toMatchObject({ cause: 'memory_limit', error: { code: 'OUT_OF_MEMORY' } });
+  expect(describeCellExit(CELL_EXIT_SCRATCH, null, '')).toMatchObject({ cause: 'scratch_limit', error: { code: 'LIMIT_EXCEEDED' } });
+  expect(describeCellExit(CELL_EXIT_DESCRIPTORS, null, '')).toMatchObject({ cause: 'descriptors', error: { code: 'LIMIT_EXCEEDED' } });
 });

@@ -6,7 +6,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { Piscina } from 'piscina';
-import { BURST_WORKERS_PER_WORKER, CELL_EXIT_MEMORY, CELL_EXIT_SCRATCH, DEMOTED_NICE, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../protocol/cell-messages.js';
+import { BURST_WORKERS_PER_WORKER, CELL_EXIT_DESCRIPTORS, CELL_EXIT_MEMORY, CELL_EXIT_SCRATCH, DEMOTED_NICE, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../protocol/cell-messages.js';
 import { pick } from '../../protocol/pick.js';
 import { compileQueryCompiler } from '../../prisma/query-compiler.js';
 import { WORKER_SETTINGS, type DescribeReply, type WorkerData } from '../../protocol/worker-messages.js';
@@ -208,6 +208,10 @@ export function createCellRuntime(deps: {
       onLooseOver: (usage) => {
         log({ scratch_bytes: usage.bytes, scratch_entries: usage.entries }, "the cell's folder holds more than a run's scratch budget beside its runs' folders; exiting (its runs run again alone, and the culprit is named)");
         deps.exit(CELL_EXIT_SCRATCH);
+      },
+      onStarved: (forMs) => {
+        log({ starved_ms: forMs }, "the cell has had no file descriptor to open its runs' scratch folders with; exiting, since it cannot see what they write (its runs run again alone, and the culprit is named)");
+        deps.exit(CELL_EXIT_DESCRIPTORS);
       },
     });
     scratchWatch.start();

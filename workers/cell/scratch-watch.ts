@@ -84,10 +84,12 @@ export interface Walk {
   readonly hot: HotFiles;
   /** Paths not counted (the caller counts them itself), nor walked into. */
   readonly skip: (at: string) => boolean;
+  /** Its last step stopped because the cell had no descriptor left to open a folder with: it goes on next time. */
+  starved: boolean;
 }
 
 export function startWalk(target: string, countSelf: boolean, skip: (at: string) => boolean = () => false): Walk {
-  const walk: Walk = { usage: { bytes: 0, entries: 0, unreadable: false }, folders: [], current: null, hot: new Map(), skip };
+  const walk: Walk = { usage: { bytes: 0, entries: 0, unreadable: false }, folders: [], current: null, hot: new Map(), skip, starved: false };
   if (!countSelf) {
     walk.folders.push(target);
     return walk;
@@ -104,6 +106,7 @@ export function startWalk(target: string, countSelf: boolean, skip: (at: string)
 /** Goes on with `walk` until it is done (true), over `budget` (true), or `until` has passed (false: call again). */
 export function stepWalk(walk: Walk, budget: ScratchBudget, until: number): boolean {
   const { usage } = walk;
+  walk.starved = false;
   for (let n = 0; ; n++) {
     if (overBudget(usage, budget)) return finish(walk);
     // The clock is read every 64 names: a name costs microseconds.
@@ -113,6 +116,11 @@ export function stepWalk(walk: Walk, budget: ScratchBudget, until: number): bool
       if (folder === undefined) return true;
       const dir = openFolder(folder);
       if (dir === 'gone') continue;
+      if (dir === 'starved') {
+        walk.folders.push(folder);
+        walk.starved = true;
+        return false;
+      }
       if (dir === 'unreadable') {
         usage.unreadable = true;
         return finish(walk);
@@ -171,15 +179,18 @@ function lstat(at: string): fs.Stats | null {
 
 /**
  * A folder the run made unreadable (mode 0 or write-only) is made readable again: the cell runs as the run's own
- * OS user, so it may, and a run cannot hide what it holds that way.
+ * OS user, so it may, and a run cannot hide what it holds that way. With no descriptor left in the cell (EMFILE,
+ * ENFILE: some run holds them, say as sockets) the folder is 'starved', not unreadable: its run is not the one to
+ * blame, and failing it as over its budget named an innocent run (helper-70).
  */
-function openFolder(folder: string): fs.Dir | 'gone' | 'unreadable' {
+function openFolder(folder: string): fs.Dir | 'gone' | 'unreadable' | 'starved' {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       return fs.opendirSync(folder, { bufferSize: 64 });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') return 'gone';
+      if (code === 'EMFILE' || code === 'ENFILE') return 'starved';
       if (attempt > 0 || (code !== 'EACCES' && code !== 'EPERM')) return 'unreadable';
       try {
         fs.chmodSync(folder, 0o700);
@@ -219,6 +230,11 @@ interface Watched {
 
 /** Per check, the cell's main thread walks at most this long: a fifth of the busy pace. */
 const CHECK_BUDGET_MS = 10;
+/**
+ * A cell out of descriptors is waited for this long: a burst of opens (many reads at once) passes within it, while
+ * a run that holds them (sockets, which RUN_OPEN_FILES does not count) would blind the watch for as long as it likes.
+ */
+export const STARVED_LIMIT_MS = 2000;
 
 export function createScratchWatch(deps: {
   budget: ScratchBudget;
@@ -230,9 +246,19 @@ export function createScratchWatch(deps: {
   onRunOver: (runId: string, usage: ScratchUsage) => void;
   /** What is in the cell's folder beside its runs' is over a run's budget: called once. */
   onLooseOver: (usage: ScratchUsage) => void;
+  /**
+   * The cell has had no descriptor to open a folder with for `starvedLimitMs`: the watch cannot see what its runs
+   * write, and cannot tell which run holds the descriptors. Called once; the watch stops.
+   */
+  onStarved: (forMs: number) => void;
+  /** How long the watch waits for descriptors before it gives up (default STARVED_LIMIT_MS). */
+  starvedLimitMs?: number;
   now?: () => number;
 }): ScratchWatch {
   const now = deps.now ?? Date.now;
+  const starvedLimitMs = deps.starvedLimitMs ?? STARVED_LIMIT_MS;
+  /** Since when every check has found the cell without a descriptor to open a folder with (null: it found one). */
+  let starvedSince: number | null = null;
   const { budget } = deps;
   /** Folder names of runs that ended, and when the watch first saw them gone. */
   const ended = new Map<string, number>();
@@ -285,6 +311,7 @@ export function createScratchWatch(deps: {
     for (const name of reported) if (!current.has(name) && !ended.has(name)) reported.delete(name);
 
     const until = now() + CHECK_BUDGET_MS;
+    let starved = false;
     const small = [...current].filter(([, w]) => w.small);
     const large = [...current].filter(([, w]) => !w.small);
     turn = large.length ? (turn + 1) % large.length : 0;
@@ -297,6 +324,7 @@ export function createScratchWatch(deps: {
       const started = now();
       // Every folder walks a little even once the check's time is spent: none waits for the others for ever.
       const done = stepWalk(w.walk, budget, Math.max(until, started + 1));
+      starved ||= w.walk.starved;
       const usage = plus(w.walk.usage, hotNow(hot), nameless.get(name) ?? 0);
       if (done) {
         w.small = now() - started < CHECK_BUDGET_MS;
@@ -310,11 +338,19 @@ export function createScratchWatch(deps: {
         deps.onRunOver(w.runId, usage);
       }
     }
-    checkLoose(current, until);
+    starved = checkLoose(current, until) || starved;
+    if (!running) return;
+    if (!starved) starvedSince = null;
+    else if (starvedSince === null) starvedSince = at;
+    else if (at - starvedSince >= starvedLimitMs) {
+      const forMs = at - starvedSince;
+      stop();
+      deps.onStarved(forMs);
+    }
   }
 
-  /** What lies beside the runs' folders (and nameless files of no run), against one run's budget. */
-  function checkLoose(current: Map<string, Watched>, until: number): void {
+  /** What lies beside the runs' folders (and nameless files of no run), against one run's budget. True: starved. */
+  function checkLoose(current: Map<string, Watched>, until: number): boolean {
     const namelessLoose = [...nameless].reduce((sum, [name, bytes]) => (current.has(name) || reported.has(name) ? sum : sum + bytes), 0);
     // Cells with OS users of their own cannot list their folder (the front's, passable only), and their runs cannot
     // write in it either: only nameless files can be loose there.
@@ -328,8 +364,10 @@ export function createScratchWatch(deps: {
       }
     }
     let usage: ScratchUsage = { bytes: namelessLoose, entries: 0, unreadable: false };
+    let starved = false;
     if (looseWalk) {
       const done = stepWalk(looseWalk, budget, Math.max(until, now() + 1));
+      starved = looseWalk.starved;
       usage = plus(usage, looseWalk.usage);
       if (done) looseWalk = null;
     }
@@ -337,6 +375,7 @@ export function createScratchWatch(deps: {
       stop();
       deps.onLooseOver(usage);
     }
+    return starved;
   }
 
   /** When the pending check is due. */
