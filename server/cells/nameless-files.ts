@@ -14,22 +14,44 @@ import type { FrontToCell } from '../../protocol/cell-messages.js';
 
 /** While a cell holds runs: how often its descriptors are read. At rest the check is ten times rarer. */
 export const NAMELESS_BUSY_INTERVAL_MS = 100;
+/** Per tick, the front reads one cell's descriptors for this long at most (~400 descriptors). */
+export const STEP_BUDGET_MS = 5;
 
 /**
- * Bytes of disk held by the nameless files a cell holds open, by the first name under `cellDir` (a run's folder, or
- * what lay beside them; '' for those no longer under it), or null if the cell's descriptors cannot be read (it is gone).
+ * One read of a cell's descriptors, resumable: a descriptor costs ~12 µs to read (a link and a stat), and agent code
+ * can hold thousands (sockets are not bounded by RUN_OPEN_FILES): 20,000 of them held the front's event loop ~250 ms
+ * per read, every 100 ms (helper-69). So each tick reads for STEP_BUDGET_MS per cell at most and goes on from there
+ * at the next; a cell's report is sent once a read is complete.
  */
-export function readNamelessFiles(pid: number, cellDir: string): Map<string, number> | null {
-  let fds: string[];
+export interface DescriptorRead {
+  readonly pid: number;
+  readonly under: string;
+  readonly fds: string[];
+  /** The next descriptor to read. */
+  at: number;
+  readonly held: Map<string, number>;
+}
+
+/** A read of `pid`'s descriptors, or null if they cannot be listed (the cell is gone). */
+export function startDescriptorRead(pid: number, cellDir: string): DescriptorRead | null {
   try {
-    fds = fs.readdirSync(`/proc/${pid}/fd`);
+    return { pid, under: `${cellDir}/`, fds: fs.readdirSync(`/proc/${pid}/fd`), at: 0, held: new Map() };
   } catch {
     return null;
   }
-  const under = `${cellDir}/`;
-  const held = new Map<string, number>();
-  for (const fd of fds) {
-    const link = `/proc/${pid}/fd/${fd}`;
+}
+
+/**
+ * Goes on with `read` until `until` (at least 64 descriptors a step, so every read ends). Returns the bytes of disk
+ * held by the nameless files the cell holds open, by the first name under its folder (a run's folder, or what lay
+ * beside them; '' for those no longer under it), once the read is complete; null until then.
+ */
+export function stepDescriptorRead(read: DescriptorRead, until: number): Map<string, number> | null {
+  const { pid, under, fds, held } = read;
+  for (let n = 0; read.at < fds.length; read.at++, n++) {
+    // The clock is read every 64 descriptors, after them: each step reads at least 64.
+    if (n > 0 && (n & 63) === 0 && Date.now() >= until) return null;
+    const link = `/proc/${pid}/fd/${fds[read.at]}`;
     let target: string;
     try {
       target = fs.readlinkSync(link);
@@ -55,6 +77,12 @@ export function readNamelessFiles(pid: number, cellDir: string): Map<string, num
   return held;
 }
 
+/** A whole read at once (tests, and callers that know the cell holds few descriptors); null: the cell is gone. */
+export function readNamelessFiles(pid: number, cellDir: string): Map<string, number> | null {
+  const read = startDescriptorRead(pid, cellDir);
+  return read && stepDescriptorRead(read, Infinity);
+}
+
 export interface NamelessCell {
   pid: number;
   scratchDir: string;
@@ -65,10 +93,13 @@ export interface NamelessCell {
 
 /**
  * Reads every cell's nameless files at the busy pace and tells a cell when what it holds changed (an empty report
- * once they are gone). One timer for all cells.
+ * once they are gone). One timer for all cells; a read under way goes on at the next tick whether the cell is busy.
  */
-export function createNamelessFilesWatch(deps: { cells: () => Iterable<NamelessCell>; intervalMs?: number }) {
+export function createNamelessFilesWatch(deps: { cells: () => Iterable<NamelessCell>; intervalMs?: number; stepBudgetMs?: number }) {
   const interval = deps.intervalMs ?? NAMELESS_BUSY_INTERVAL_MS;
+  const stepBudgetMs = deps.stepBudgetMs ?? STEP_BUDGET_MS;
+  /** Reads under way, by cell pid: a cell of many descriptors is read over several ticks. */
+  const reads = new Map<number, DescriptorRead>();
   /** What each cell (by pid) was last told, as a comparable string. */
   const told = new Map<number, string>();
   let timer: NodeJS.Timeout | null = null;
@@ -79,9 +110,16 @@ export function createNamelessFilesWatch(deps: { cells: () => Iterable<NamelessC
     const seen = new Set<number>();
     for (const cell of deps.cells()) {
       seen.add(cell.pid);
-      if (!cell.busy && ticks % 10 !== 0) continue;
-      const held = readNamelessFiles(cell.pid, cell.scratchDir);
+      let read = reads.get(cell.pid);
+      if (!read) {
+        if (!cell.busy && ticks % 10 !== 0) continue;
+        const started = startDescriptorRead(cell.pid, cell.scratchDir);
+        if (!started) continue;
+        reads.set(cell.pid, (read = started));
+      }
+      const held = stepDescriptorRead(read, Date.now() + stepBudgetMs);
       if (!held) continue;
+      reads.delete(cell.pid);
       const byFolder = [...held].sort(([a], [b]) => (a < b ? -1 : 1));
       const key = JSON.stringify(byFolder);
       if ((told.get(cell.pid) ?? '[]') === key) continue;
@@ -89,6 +127,7 @@ export function createNamelessFilesWatch(deps: { cells: () => Iterable<NamelessC
       cell.send({ type: 'nameless_files', byFolder });
     }
     for (const pid of told.keys()) if (!seen.has(pid)) told.delete(pid);
+    for (const pid of reads.keys()) if (!seen.has(pid)) reads.delete(pid);
   }
 
   return {

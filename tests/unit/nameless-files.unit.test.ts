@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { readNamelessFiles } from '../../server/cells/nameless-files';
+import { createNamelessFilesWatch, readNamelessFiles, startDescriptorRead, stepDescriptorRead } from '../../server/cells/nameless-files';
 
 const MiB = 1024 * 1024;
 const O_TMPFILE = 0o20000000 | 0o200000;
@@ -42,6 +42,51 @@ test("files with no name held open under a cell's folder are found by the folder
     expect([after.has('run-a'), after.has('run-b')]).toEqual([false, false]);
     expect(held.get('')! - (after.get('') ?? 0)).toBeGreaterThanOrEqual(2 * MiB);
     expect(readNamelessFiles(2 ** 22 + 12345, cellDir)).toBeNull();
+  } finally {
+    for (const fd of fds) fs.closeSync(fd);
+    fs.rmSync(base, { recursive: true, force: true });
+  }
+});
+
+test('a cell holding thousands of descriptors is read a step at a time, and the read still finds its nameless file', async () => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-nameless-'));
+  const cellDir = path.join(base, 'cell1');
+  const fds: number[] = [];
+  try {
+    fs.mkdirSync(path.join(cellDir, 'run-a'), { recursive: true });
+    // As sockets would: descriptors RUN_OPEN_FILES does not bound, each a link to read.
+    for (let i = 0; i < 3000; i++) fds.push(fs.openSync('/dev/null', 'r'));
+    const file = path.join(cellDir, 'run-a', 'x');
+    const fd = fs.openSync(file, 'w');
+    fs.unlinkSync(file);
+    fs.writeSync(fd, Buffer.alloc(2 * MiB, 1));
+    fds.push(fd);
+    // A step whose time is spent already reads 64 descriptors, then stops: no step reads them all at once.
+    const read = startDescriptorRead(process.pid, cellDir)!;
+    expect(read.fds.length).toBeGreaterThan(3000);
+    expect(stepDescriptorRead(read, 0)).toBeNull();
+    expect(read.at).toBe(64);
+    let steps = 1;
+    let held: Map<string, number> | null = null;
+    while (!(held = stepDescriptorRead(read, 0))) steps++;
+    expect(steps).toBe(Math.ceil(read.fds.length / 64) - 1);
+    expect(held.get('run-a')).toBeGreaterThanOrEqual(2 * MiB);
+
+    // The watch goes on with a read at each tick, and tells the cell once the read is complete.
+    const sent: [string, number][][] = [];
+    const watch = createNamelessFilesWatch({
+      cells: () => [{ pid: process.pid, scratchDir: cellDir, busy: true, send: (m) => sent.push(m.byFolder) }],
+      intervalMs: 5,
+      stepBudgetMs: 0,
+    });
+    watch.start();
+    try {
+      const end = Date.now() + 20_000;
+      while (sent.length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    } finally {
+      watch.stop();
+    }
+    expect(sent[0].find(([name]) => name === 'run-a')?.[1]).toBeGreaterThanOrEqual(2 * MiB);
   } finally {
     for (const fd of fds) fs.closeSync(fd);
     fs.rmSync(base, { recursive: true, force: true });
