@@ -2,10 +2,11 @@
  * Open files are the whole cell's (RUN_OPEN_FILES, workers/worker/fd-guards.ts): a run that opens files until the
  * system refuses, and holds them, made every other run of its cell fail with EMFILE, and kept them after it ended
  * (an attacker's-eye review, helper-69). With the budget it holds at most RUN_OPEN_FILES, a run beside it opens
- * its own, and the files it left open retire its worker, which closes them. Without the budget the same run breaks
+ * its own, and the files it left open retire its worker, which closes them. Sockets count against the same budget. Without the budget the same run breaks
  * its cell's own checks (they meet EMFILE, and the cell dies or fails the run), so the test can fail.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, eventually, terminal } from './helpers/client';
 
@@ -30,6 +31,27 @@ export default class FileHog {
   }
 }
 `,
+  'sockets.mjs': `
+import net from 'node:net';
+export default class SocketHog {
+  static agentName = 'socket_hog';
+  async execute(ctx) {
+    const sockets = [];
+    let code = null;
+    // Until the budget refuses (the test's listener takes each), whatever the host's limit.
+    while (code === null && sockets.length < 100000) {
+      code = await new Promise((resolve) => {
+        const socket = net.connect(ctx.input.port, '127.0.0.1');
+        socket.once('connect', () => (sockets.push(socket), resolve(null)));
+        socket.once('error', (err) => resolve(err.code));
+      });
+    }
+    ctx.emit('agent_thinking', { reasoning: 'holding' });
+    await new Promise((resolve) => setTimeout(resolve, ctx.input.hold_ms));
+    return { held: sockets.length, code };
+  }
+}
+`,
   'files.mjs': `
 import fs from 'node:fs';
 import path from 'node:path';
@@ -49,11 +71,11 @@ export default class FileUser {
 `,
 };
 
-/** The hog holds its files while the other user's run opens 64 of its own in the same cell. */
-async function hogBesideUser(server: TestServer) {
+/** The hog holds its files (or sockets) while the other user's run opens 64 files of its own in the same cell. */
+async function hogBesideUser(server: TestServer, hogAgent = 'file_hog', hogInput: Record<string, unknown> = {}) {
   const [mallory, bob] = await Promise.all([UserClient.connect(server.url, 'mallory'), UserClient.connect(server.url, 'bob')]);
   try {
-    const hog = await mallory.start({ agent: 'file_hog', input: { hold_ms: 3000 } });
+    const hog = await mallory.start({ agent: hogAgent, input: { hold_ms: 3000, ...hogInput } });
     await mallory.waitForEvent(hog.run_id, 'agent_thinking', 60_000);
     const user = await bob.start({ agent: 'file_user', input: {} });
     const userEvents = await bob.waitForRun(user.run_id, 60_000);
@@ -98,11 +120,37 @@ describe('open files', () => {
     expect(await eventually(() => descriptorsOf(cellPid) < before + 40, 20_000)).toBe(true);
   });
 
+  test('sockets count against the same budget: the run beside a socket hog opens its files', async () => {
+    const peers = new Set<net.Socket>();
+    const listener = net.createServer((socket) => {
+      peers.add(socket);
+      socket.on('error', () => undefined);
+      socket.on('close', () => peers.delete(socket));
+    });
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    try {
+      server = await startServer({ AGENTS_DIR: agentsDir, ...ONE_CELL, RUN_OPEN_FILES: '256', AGENT_EGRESS_ALLOW: '127.0.0.1' });
+      const port = (listener.address() as net.AddressInfo).port;
+      const { userFinal, hogFinal, hogView } = await hogBesideUser(server, 'socket_hog', { port });
+      expect(userFinal).toMatchObject({ status: 'completed', final_response: { opened: 64 } });
+      expect(hogFinal).toMatchObject({ status: 'completed', final_response: { held: 256, code: 'EMFILE' } });
+      // Sockets left open are a leak of their own kind: the worker is retired, and they close with it.
+      expect(hogView.isolation).toMatchObject({ recycled: 'leaked_resources', refused: expect.arrayContaining(['open_files']) });
+      expect(hogView.isolation.leaks.socket).toBeGreaterThanOrEqual(256);
+      expect(server.logs.filter((l) => l.msg === 'cell died')).toEqual([]);
+      expect(await eventually(() => peers.size === 0, 20_000)).toBe(true);
+    } finally {
+      for (const socket of peers) socket.destroy();
+      listener.close();
+    }
+  });
+
   test("without the budget the same run breaks its cell's own checks (they meet EMFILE): it fails, or its cell dies", async () => {
     server = await startServer({ AGENTS_DIR: agentsDir, ...ONE_CELL, RUN_OPEN_FILES: '0' });
     const mallory = await UserClient.connect(server.url, 'mallory');
     try {
-      const hog = await mallory.start({ agent: 'file_hog', input: { hold_ms: 3000 } });
+      // Held past the scratch watch's 2 s wait for descriptors (STARVED_LIMIT_MS), with room for a loaded machine.
+      const hog = await mallory.start({ agent: 'file_hog', input: { hold_ms: 8000 } });
       // Whichever of the cell's own checks meets EMFILE first ends it: the memory watchdog (the cell exits:
       // WORKER_CRASHED) or the scratch watch, which cannot open the run's folder for 2 s (the cell exits:
       // LIMIT_EXCEEDED, seen under load).

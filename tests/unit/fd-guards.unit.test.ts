@@ -209,3 +209,66 @@ test('a thread may hold at most its budget of open files (descriptors and FileHa
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/**
+ * Opens sockets in a fresh thread with the wall's budget `max`, beside one file, and reports what happened. The
+ * listener is the thread's own, made before the wall (the earlier tests' unwalled threads close descriptors of this
+ * process as they end: a listener here lost its socket to them), and its accepted sockets are not the thread's opens.
+ */
+function openSocketsIn(max: number, file: string): Promise<Record<string, unknown>> {
+  const code = `
+    const { workerData, parentPort } = require('node:worker_threads');
+    const fs = require('node:fs'), net = require('node:net'), dgram = require('node:dgram');
+    const listener = net.createServer((s) => s.on('error', () => undefined));
+    listener.listen(0, '127.0.0.1', async () => {
+      const port = listener.address().port;
+      let limits = 0;
+      const wall = require(${JSON.stringify(FD_GUARDS)}).guardDescriptors(() => undefined, undefined, undefined, { max: workerData.max, onLimit: () => limits++ });
+      const connect = () => new Promise((resolve) => {
+        const socket = net.connect(port, '127.0.0.1');
+        socket.once('connect', () => resolve({ code: 'ok', socket }));
+        socket.once('error', (err) => resolve({ code: err.code }));
+      });
+      const bindUdp = () => new Promise((resolve) => {
+        const socket = dgram.createSocket('udp4');
+        socket.once('listening', () => resolve({ code: 'ok', socket }));
+        socket.once('error', (err) => resolve({ code: err.code }));
+        socket.bind(0, '127.0.0.1');
+      });
+      const codeOf = (fn) => { try { fn(); return 'ok'; } catch (err) { return err.code || String(err); } };
+      const fd = fs.openSync(workerData.file, 'r');
+      const a = await connect(), b = await connect(), u = await bindUdp();
+      const out = { a: a.code, b: b.code, udp: u.code, sockets: wall.openSockets() };
+      out.tcp_over = (await connect()).code;
+      out.udp_over = (await bindUdp()).code;
+      out.file_over = codeOf(() => fs.closeSync(fs.openSync(workerData.file, 'r')));
+      // A closed socket makes room, and so does a closed UDP socket.
+      await new Promise((resolve) => { a.socket.once('close', resolve); a.socket.destroy(); });
+      out.after_close = (await connect()).code;
+      await new Promise((resolve) => u.socket.close(resolve));
+      out.after_udp_close = (await bindUdp()).code;
+      out.sockets_end = wall.openSockets();
+      out.limits = limits;
+      parentPort.postMessage(out);
+    });
+  `;
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(code, { eval: true, workerData: { max, file } });
+    worker.once('message', (out) => void worker.terminate().then(() => resolve(out)));
+    worker.once('error', reject);
+  });
+}
+
+test('sockets count against the same budget as files, from their connect or bind to their close', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-open-sockets-'));
+  try {
+    const file = path.join(dir, 'f');
+    fs.writeFileSync(file, 'x');
+    // One file and three sockets fill a budget of four.
+    expect(await openSocketsIn(4, file)).toEqual({ a: 'ok', b: 'ok', udp: 'ok', sockets: 3, tcp_over: 'EMFILE', udp_over: 'EMFILE', file_over: 'EMFILE', after_close: 'ok', after_udp_close: 'ok', sockets_end: 3, limits: 3 });
+    // Without a budget each of them opens (so the refusals above are the budget's).
+    expect(await openSocketsIn(0, file)).toMatchObject({ tcp_over: 'ok', udp_over: 'ok', file_over: 'ok', limits: 0 });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -22,6 +22,7 @@ import dns from 'node:dns';
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import net from 'node:net';
+import os from 'node:os';
 import tty from 'node:tty';
 import { pin, refusal } from './host-guards.js';
 import { socketHandles, type SocketHandles } from './socket-handles.js';
@@ -72,9 +73,11 @@ function sameExtras(guarded: AnyFunction, original: AnyFunction): AnyFunction {
 
 /**
  * How many files the thread may hold open at once (RUN_OPEN_FILES; 0: unbounded): descriptors from `fs.open` and
- * `fs.openSync` and FileHandles from `fs.promises.open`. Descriptors are the whole cell's: one run that held
- * 20,000 made every other run of its cell fail with EMFILE, and kept them past its end (helper-69). An open past
- * the budget fails with EMFILE, as the system's own limit would, and counts `onLimit`.
+ * `fs.openSync`, FileHandles from `fs.promises.open`, and sockets (TCP, Unix, UDP), counted from the call that
+ * gives their handle a descriptor until their handle's `close`. Descriptors are the whole cell's: one run that held
+ * 20,000 files made every other run of its cell fail with EMFILE, and kept them past its end (helper-69); sockets
+ * did the same (helper-70). An open past the budget fails with EMFILE, as the system's own limit would, and counts
+ * `onLimit`.
  */
 export interface OpenFilesBudget {
   max: number;
@@ -87,7 +90,18 @@ export interface DescriptorWall {
   writeLog: (text: string) => void;
   /** Descriptors from `fs.open`/`fs.openSync` the thread holds now: a run that ends with some left them open. */
   openDescriptors(): number;
+  /** Sockets the thread holds now (their leaks are counted as handles: handle-tracker.ts). */
+  openSockets(): number;
 }
+
+/** libuv's error for too many open files: what a socket's call returns when the system's own limit is reached. */
+const UV_EMFILE = -os.constants.errno.EMFILE;
+
+/**
+ * The native members that give a socket's handle its descriptor (libuv makes it at the first of them; `open(fd)` is
+ * refused outright, `listen` and a Unix `bind` by the listening wall), by handle: each counts the handle once.
+ */
+const SOCKET_OPENERS = { tcp: ['connect', 'connect6', 'bind', 'bind6'], pipe: ['connect'], udp: ['bind', 'bind6', 'connect', 'connect6', 'send', 'send6'] } as const;
 
 /** Installs the wall. */
 export function guardDescriptors(
@@ -104,8 +118,12 @@ export function guardDescriptors(
   /** FileHandles opened and not closed (nor collected), and opens of either kind not answered yet. */
   const fileHandles = new Set<object>();
   let opening = 0;
+  /** Socket handles with a descriptor, not closed through their `close` (another way to close keeps one counted). */
+  const sockets = new WeakSet<object>();
+  let socketCount = 0;
+  const full = () => budget.max > 0 && own.size + fileHandles.size + opening + socketCount >= budget.max;
   const overBudget = (): Error | null => {
-    if (budget.max <= 0 || own.size + fileHandles.size + opening < budget.max) return null;
+    if (!full()) return null;
     budget.onLimit();
     return Object.assign(new Error(`EMFILE: too many open files: a worker's runs may hold ${budget.max} at once (RUN_OPEN_FILES)`), { code: 'EMFILE', errno: -24, syscall: 'open' });
   };
@@ -192,6 +210,35 @@ export function guardDescriptors(
     const name = (proto as { constructor?: { name?: string } }).constructor?.name ?? 'handle';
     pin(proto, 'open', (fd: unknown) => refuse(`${name}.open(${String(fd)})`));
   }
+  // Sockets count from the call that makes their descriptor (when it succeeds) to their handle's close. Installed
+  // before the egress wall, which wraps the same members: a connection it refuses never reaches the count.
+  for (const [kind, names] of Object.entries(SOCKET_OPENERS) as [keyof typeof SOCKET_OPENERS, readonly string[]][]) {
+    const proto = handles[kind] as Record<string, AnyFunction>;
+    for (const name of names) {
+      const original = proto[name]!;
+      replace(proto, name, function counted(this: object, ...args: unknown[]) {
+        if (sockets.has(this)) return Reflect.apply(original, this, args);
+        if (full()) {
+          budget.onLimit();
+          return UV_EMFILE;
+        }
+        const result = Reflect.apply(original, this, args);
+        // Not negative: the handle has its descriptor (a failure returns a negative libuv error, and made none to
+        // keep; a UDP send done at once returns its size plus one).
+        if (typeof result === 'number' && result >= 0 && !sockets.has(this)) {
+          sockets.add(this);
+          socketCount++;
+        }
+        return result;
+      });
+    }
+    // HandleWrap's close, inherited: an own member of each socket class, so it sees only their handles.
+    const close = proto.close!;
+    replace(proto, 'close', function closeCounted(this: object, ...args: unknown[]) {
+      if (sockets.delete(this)) socketCount--;
+      return Reflect.apply(close, this, args);
+    });
+  }
   // Not proxies: a proxy hands out the original class as `prototype.constructor`. A worker's own stdout is no
   // terminal, so nothing in it is an instance of these.
   for (const name of ['ReadStream', 'WriteStream'] as const) {
@@ -257,7 +304,7 @@ export function guardDescriptors(
 
   // ES modules importing { writeSync } from 'node:fs' (or from 'node:fs/promises', 'node:tty') see the guarded values.
   syncBuiltinESMExports();
-  return { writeLog: (text: string) => writeAll(writeSync, 1, text), openDescriptors: () => own.size };
+  return { writeLog: (text: string) => writeAll(writeSync, 1, text), openDescriptors: () => own.size, openSockets: () => socketCount };
 }
 
 /**
