@@ -272,3 +272,53 @@ test('sockets count against the same budget as files, from their connect or bind
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** Reads and writes by path at once, and Dirs, in a fresh thread with the wall's budget `max` (0: none). */
+function pathOpensIn(max: number, dir: string): Promise<Record<string, unknown>> {
+  const code = `
+    const { workerData, parentPort } = require('node:worker_threads');
+    const fs = require('node:fs'), path = require('node:path');
+    const wall = require(${JSON.stringify(FD_GUARDS)}).guardDescriptors(() => undefined, undefined, undefined, { max: workerData.max, onLimit: () => undefined });
+    const { dir } = workerData;
+    const file = path.join(dir, 'f');
+    const codeOf = (p) => p.then(() => 'ok', (err) => err.code || String(err));
+    const eight = (fn) => Promise.all(Array.from({ length: 8 }, (_, i) => codeOf(fn(i))));
+    const count = (codes) => codes.filter((c) => c === 'ok').length;
+    (async () => {
+      const out = {};
+      // Eight at once: each holds a descriptor until it is done.
+      out.read_file = count(await eight(() => new Promise((resolve, reject) => fs.readFile(file, (err) => (err ? reject(err) : resolve())))));
+      out.write_file = count(await eight((i) => new Promise((resolve, reject) => fs.writeFile(file + i, 'y', (err) => (err ? reject(err) : resolve())))));
+      out.promise_read = count(await eight(() => fs.promises.readFile(file)));
+      out.promise_write = count(await eight((i) => fs.promises.writeFile(file + i, 'z')));
+      // Dirs are held until closed, or their iteration ends.
+      const dirs = [];
+      try { for (let i = 0; i < 8; i++) dirs.push(fs.opendirSync(dir)); } catch (err) { out.opendir_refused = err.code; }
+      out.dirs = dirs.length;
+      out.open_at_end = wall.openDescriptors();
+      dirs[0].closeSync();
+      await dirs[1].close();
+      for await (const entry of dirs[2]) void entry;
+      out.after_close = await codeOf((async () => { for (let i = 0; i < 3; i++) dirs.push(await fs.promises.opendir(dir)); })());
+      out.one_more = await codeOf(new Promise((resolve, reject) => fs.opendir(dir, (err, d) => (err ? reject(err) : resolve(dirs.push(d))))));
+      for (const d of dirs.slice(3)) d.closeSync();
+      parentPort.postMessage(out);
+    })();
+  `;
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(code, { eval: true, workerData: { max, dir } });
+    worker.once('message', (out) => void worker.terminate().then(() => resolve(out)));
+    worker.once('error', reject);
+  });
+}
+
+test('reads and writes by path in flight and Dirs count against the same budget; a closed or iterated Dir makes room', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-open-paths-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'f'), 'x'.repeat(100_000));
+    expect(await pathOpensIn(5, dir)).toEqual({ read_file: 5, write_file: 5, promise_read: 5, promise_write: 5, opendir_refused: 'EMFILE', dirs: 5, open_at_end: 5, after_close: 'ok', one_more: 'EMFILE' });
+    expect(await pathOpensIn(0, dir)).toEqual({ read_file: 8, write_file: 8, promise_read: 8, promise_write: 8, dirs: 8, open_at_end: 8, after_close: 'ok', one_more: 'ok' });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

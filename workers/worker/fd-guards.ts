@@ -59,7 +59,7 @@ export const GUARDED_FS_MEMBERS: readonly string[] = [
  * which fails on pinned ones. The wall does not need them pinned: the originals are held only here, so whatever
  * code puts in their place can only call the guarded ones.
  */
-function replace(obj: object, key: string, value: unknown): void {
+function replace(obj: object, key: string | symbol, value: unknown): void {
   Object.defineProperty(obj, key, { value, writable: true, configurable: true, enumerable: true });
 }
 
@@ -73,8 +73,9 @@ function sameExtras(guarded: AnyFunction, original: AnyFunction): AnyFunction {
 
 /**
  * How many files the thread may hold open at once (RUN_OPEN_FILES; 0: unbounded): descriptors from `fs.open` and
- * `fs.openSync`, FileHandles from `fs.promises.open`, and sockets (TCP, Unix, UDP), counted from the call that
- * gives their handle a descriptor until their handle's `close`. Descriptors are the whole cell's: one run that held
+ * `fs.openSync`, FileHandles from `fs.promises.open`, Dirs from `fs.opendir`, reads and writes by path in flight,
+ * and sockets (TCP, Unix, UDP), counted from the call that gives their handle a descriptor until their handle's
+ * `close`. Descriptors are the whole cell's: one run that held
  * 20,000 files made every other run of its cell fail with EMFILE, and kept them past its end (helper-69); sockets
  * did the same (helper-70). An open past the budget fails with EMFILE, as the system's own limit would, and counts
  * `onLimit`.
@@ -88,7 +89,7 @@ export interface OpenFilesBudget {
 export interface DescriptorWall {
   /** A synchronous writer to this thread's standard output for the worker's own log (taken before the wall). */
   writeLog: (text: string) => void;
-  /** Descriptors from `fs.open`/`fs.openSync` the thread holds now: a run that ends with some left them open. */
+  /** Descriptors from `fs.open`/`fs.openSync`, and Dirs, the thread holds now: a run that ends with some left them open. */
   openDescriptors(): number;
   /** Sockets the thread holds now (their leaks are counted as handles: handle-tracker.ts). */
   openSockets(): number;
@@ -118,10 +119,14 @@ export function guardDescriptors(
   /** FileHandles opened and not closed (nor collected), and opens of either kind not answered yet. */
   const fileHandles = new Set<object>();
   let opening = 0;
+  /** Reads and writes by path in flight (each holds a descriptor meanwhile). */
+  let inFlight = 0;
+  /** Dirs (fs.opendir) open. */
+  const dirs = new Set<object>();
   /** Socket handles with a descriptor, not closed through their `close` (another way to close keeps one counted). */
   const sockets = new WeakSet<object>();
   let socketCount = 0;
-  const full = () => budget.max > 0 && own.size + fileHandles.size + opening + socketCount >= budget.max;
+  const full = () => budget.max > 0 && own.size + fileHandles.size + dirs.size + opening + inFlight + socketCount >= budget.max;
   const overBudget = (): Error | null => {
     if (!full()) return null;
     budget.onLimit();
@@ -292,6 +297,136 @@ export function guardDescriptors(
     return handle;
   });
 
+  // Reads and writes by path that hold a descriptor while in flight without a counted open: fs.readFile opens
+  // through Node's binding, and fs.promises' path functions through an internal FileHandle (fs.writeFile,
+  // fs.appendFile and fs.truncate call fs.open, counted already). 3,000 reads at once held 3,000 descriptors while
+  // they waited for the thread pool (helper-70).
+  const readFile = m.readFile;
+  replace(m, 'readFile', sameExtras((...args: unknown[]) => {
+    // Node's own reading: the callback is the third argument, or the second.
+    const at = args[2] ? 2 : 1;
+    const callback = args[at];
+    if (typeof args[0] === 'number' || typeof callback !== 'function') return readFile(...args);
+    const over = overBudget();
+    if (over) return void modules.process.nextTick(callback as AnyFunction, over);
+    inFlight++;
+    let answered = false;
+    args[at] = (...answer: unknown[]) => {
+      if (!answered) inFlight--;
+      answered = true;
+      (callback as AnyFunction)(...answer);
+    };
+    try {
+      return readFile(...args);
+    } catch (err) {
+      if (!answered) inFlight--;
+      answered = true;
+      throw err;
+    }
+  }, readFile));
+  for (const name of ['readFile', 'writeFile', 'appendFile', 'truncate']) {
+    const original = promises[name];
+    if (typeof original !== 'function') continue;
+    replace(promises, name, async (...args: unknown[]) => {
+      // A FileHandle of this thread's opens nothing more.
+      if (typeof args[0] === 'object' && args[0] !== null && tokens.has(args[0])) return original(...args);
+      const over = overBudget();
+      if (over) throw over;
+      inFlight++;
+      try {
+        return await original(...args);
+      } finally {
+        inFlight--;
+      }
+    });
+  }
+
+  // A Dir (fs.opendir) holds its descriptor until its close, or the end of its iteration, or until collected.
+  const dirTokens = new WeakMap<object, object>();
+  const dirCollected = new FinalizationRegistry<object>((token) => dirs.delete(token));
+  const countDir = (dir: object) => {
+    const token = {};
+    dirTokens.set(dir, token);
+    dirs.add(token);
+    dirCollected.register(dir, token, token);
+  };
+  const countDirClosed = (dir: object) => {
+    const token = dirTokens.get(dir);
+    if (!token) return;
+    dirTokens.delete(dir);
+    dirs.delete(token);
+    dirCollected.unregister(token);
+  };
+  const opendirSync = m.opendirSync;
+  replace(m, 'opendirSync', (...args: unknown[]) => {
+    const over = overBudget();
+    if (over) throw over;
+    const dir = opendirSync(...args) as object;
+    countDir(dir);
+    return dir;
+  });
+  const opendir = m.opendir;
+  replace(m, 'opendir', (...args: unknown[]) => {
+    // Node's own reading: opendir(path, cb) or opendir(path, options, cb).
+    const at = typeof args[1] === 'function' ? 1 : 2;
+    const callback = args[at];
+    if (typeof callback !== 'function') return opendir(...args);
+    const over = overBudget();
+    if (over) return void modules.process.nextTick(callback as AnyFunction, over);
+    opening++;
+    args[at] = (err: unknown, dir: object) => {
+      opening--;
+      if (!err && dir) countDir(dir);
+      (callback as AnyFunction)(err, dir);
+    };
+    try {
+      return opendir(...args);
+    } catch (err) {
+      opening--;
+      throw err;
+    }
+  });
+  const opendirPromise = promises.opendir;
+  replace(promises, 'opendir', async (...args: unknown[]) => {
+    const over = overBudget();
+    if (over) throw over;
+    opening++;
+    let dir: object;
+    try {
+      dir = (await opendirPromise(...args)) as object;
+    } finally {
+      opening--;
+    }
+    countDir(dir);
+    return dir;
+  });
+  const dirProto = modules.fs.Dir.prototype as unknown as Record<string | symbol, AnyFunction>;
+  // Counted off once a close is under way (a close Node refuses throws, or rejects, before it counts off nothing
+  // it had not: a closed Dir is not counted).
+  const dirClose = dirProto.close!;
+  replace(dirProto, 'close', function closeCounted(this: object, ...args: unknown[]) {
+    const result = Reflect.apply(dirClose, this, args);
+    countDirClosed(this);
+    return result;
+  });
+  const dirCloseSync = dirProto.closeSync!;
+  replace(dirProto, 'closeSync', function closeSyncCounted(this: object, ...args: unknown[]) {
+    const result = Reflect.apply(dirCloseSync, this, args);
+    countDirClosed(this);
+    return result;
+  });
+  // Iteration closes the Dir at its end through Node's own internal close.
+  const entries = dirProto.entries!;
+  const entriesCounted = async function* entriesCounted(this: object) {
+    try {
+      yield* Reflect.apply(entries, this, []) as AsyncGenerator<unknown>;
+    } finally {
+      countDirClosed(this);
+    }
+  };
+  replace(dirProto, 'entries', entriesCounted);
+  replace(dirProto, Symbol.asyncIterator, entriesCounted);
+
   const report = modules.process.report;
   const writeReport = report.writeReport.bind(report);
   pin(modules.process, 'report', Object.freeze({
@@ -304,7 +439,7 @@ export function guardDescriptors(
 
   // ES modules importing { writeSync } from 'node:fs' (or from 'node:fs/promises', 'node:tty') see the guarded values.
   syncBuiltinESMExports();
-  return { writeLog: (text: string) => writeAll(writeSync, 1, text), openDescriptors: () => own.size, openSockets: () => socketCount };
+  return { writeLog: (text: string) => writeAll(writeSync, 1, text), openDescriptors: () => own.size + dirs.size, openSockets: () => socketCount };
 }
 
 /**
