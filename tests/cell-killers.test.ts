@@ -33,7 +33,8 @@ async function twoKills(quarantineMs: string) {
     // The killer's ordinary runs are still served.
     const ok = await killer.start({ agent: 'echo', input: 'still served' });
     expect(terminal(await killer.waitForRun(ok.run_id, 60_000)).payload.final_response).toBe('still served');
-    const okOn = (await killer.http('GET', `/v1/runs/${ok.run_id}`)).body.ran_on.cell as string;
+    const okView = (await killer.http('GET', `/v1/runs/${ok.run_id}`)).body;
+    const okOn = okView.ran_on.cell as string;
 
     // The bystander's run: still running, or already failed by the second kill.
     const unsafeNow = (await other.http('GET', `/v1/runs/${unsafe.run_id}`)).body;
@@ -45,6 +46,8 @@ async function twoKills(quarantineMs: string) {
       secondRestarted: secondEvents.filter((e) => e.type === 'run_restarted').length,
       secondOn,
       okOn,
+      // A quarantine cell's worker serves one run: what a run leaves behind there ends with it.
+      okRecycled: okView.isolation?.recycled ?? null,
       unsafeEnd,
       firstQuarantined: metricValue(afterFirst, 'atoll_cell_killers_quarantined_total'),
       quarantined: metricValue(m, 'atoll_cell_killers_quarantined_total'),
@@ -63,6 +66,7 @@ test('a user whose run killed its cell runs alone in quarantine cells: its next 
   expect(r.secondRestarted).toBe(0);
   expect(r.secondOn).toMatch(KILLERS_CELL);
   expect(r.okOn).toMatch(KILLERS_CELL);
+  expect(r.okRecycled).toBe('max_runs');
   expect(r.unsafeEnd).toMatchObject({ status: 'cancelled', error: { code: 'CANCELLED' } });
   // Counted and logged once, when the user was first named.
   expect({ first: r.firstQuarantined, all: r.quarantined, logged: r.logged, collateral: r.collateral }).toEqual({ first: 1, all: 1, logged: 1, collateral: 0 });

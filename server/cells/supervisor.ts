@@ -105,7 +105,10 @@ export function createCellSupervisor(opts: SupervisorOptions) {
       cell.stderrTail = (cell.stderrTail + chunk).slice(-STDERR_TAIL);
     });
 
-    const config = quarantine ? { ...opts.cellConfig, workersPerCell: 1, quarantine: true } : opts.cellConfig;
+    // A quarantine cell's worker serves one run: what a run leaves behind (a callback that outlives it) ends with its
+    // worker, so the next suspect there cannot be named for it. Lingering workers are weighed in serving cells only
+    // (cell-death.ts); here, where each run is alone by design, they are not kept.
+    const config = quarantine ? { ...opts.cellConfig, workersPerCell: 1, quarantine: true, maxRunsPerWorker: 1 } : opts.cellConfig;
     return new Promise<CellHandle>((resolve, reject) => {
       const receive = (msg: CellToFront) => {
         if (msg.type === 'booting') {

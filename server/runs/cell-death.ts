@@ -15,7 +15,7 @@
  *   with no worker killed just before and the front did not kill the cell for wedging, that run caused it
  *   and fails with the exit's error; in a serving cell, unless another user had a worker there, idle or not: a
  *   run can leave code behind that acts after it ends, so that user may have done it (cell-exits.ts counts it
- *   among the suspects). A quarantine cell's own lingering workers are not weighed (README, threat model).
+ *   among the suspects). A quarantine cell keeps no lingering workers: each serves one run (supervisor.ts).
  * - Otherwise the culprit is unknown: each suspect runs again alone in quarantine (restart), unless its agent
  *   is not safe to repeat (it fails as collateral, which counts as a failure affecting others) or it has
  *   used its attempts.
