@@ -89,7 +89,7 @@ export interface OpenFilesBudget {
 export interface DescriptorWall {
   /** A synchronous writer to this thread's standard output for the worker's own log (taken before the wall). */
   writeLog: (text: string) => void;
-  /** Descriptors from `fs.open`/`fs.openSync`, and Dirs, the thread holds now: a run that ends with some left them open. */
+  /** Descriptors from `fs.open`/`fs.openSync`, FileHandles and Dirs the thread holds now: a run that ends with some left them open. */
   openDescriptors(): number;
   /** Sockets the thread holds now (their leaks are counted as handles: handle-tracker.ts). */
   openSockets(): number;
@@ -439,7 +439,7 @@ export function guardDescriptors(
 
   // ES modules importing { writeSync } from 'node:fs' (or from 'node:fs/promises', 'node:tty') see the guarded values.
   syncBuiltinESMExports();
-  return { writeLog: (text: string) => writeAll(writeSync, 1, text), openDescriptors: () => own.size + dirs.size, openSockets: () => socketCount };
+  return { writeLog: (text: string) => writeAll(writeSync, 1, text), openDescriptors: () => own.size + dirs.size + fileHandles.size, openSockets: () => socketCount };
 }
 
 /**
