@@ -140,17 +140,44 @@ export function guardDescriptors(
     if (!own.has(fd as number)) refuse(`fs.${name}(${String(fd)})`);
   };
 
+  const closeNow = m.closeSync;
   for (const base of DESCRIPTOR_FIRST) {
     for (const name of [base, `${base}Sync`]) {
       const original = m[name];
-      // Forgotten before the close: from then on another thread may get the same number. Not when Node will refuse
-      // the call before closing anything (`fs.close(fd, notAFunction)`): the descriptor stays open, so it stays
-      // counted (forgotten, it was held uncounted: an attacker's-eye review, helper-70).
-      const closes = base === 'close';
+      // Forgotten before the close: from then on another thread may get the same number.
+      if (name === 'closeSync') {
+        replace(m, name, sameExtras((...args: unknown[]) => {
+          check(name, args[0]);
+          own.delete(args[0] as number);
+          return original(...args);
+        }, original));
+        continue;
+      }
+      if (name === 'close') {
+        // Closed at once, the callback called later as Node would: an asynchronous close waits in libuv's thread
+        // pool, which agent code can keep busy, and a worker retired meanwhile never closes it (its descriptors then
+        // stay the cell's for good: 20,000 left by four runs that completed, helper-71). A callback Node refuses
+        // (`fs.close(fd, notAFunction)`) goes to Node, which throws before closing anything: the descriptor stays
+        // counted (forgotten, it was held uncounted: helper-70).
+        replace(m, name, sameExtras((...args: unknown[]) => {
+          const [fd, callback] = args;
+          if (callback !== undefined && typeof callback !== 'function') return original(...args);
+          check(name, fd);
+          own.delete(fd as number);
+          let error: unknown = null;
+          try {
+            closeNow(fd);
+          } catch (err) {
+            error = err;
+          }
+          if (typeof callback === 'function') modules.process.nextTick(callback as AnyFunction, error);
+          else if (error) modules.process.nextTick(() => { throw error; });
+          return undefined;
+        }, original));
+        continue;
+      }
       replace(m, name, sameExtras((...args: unknown[]) => {
         check(name, args[0]);
-        const refusedByNode = name === 'close' && !!args[1] && typeof args[1] !== 'function';
-        if (closes && !refusedByNode) own.delete(args[0] as number);
         return original(...args);
       }, original));
     }
@@ -401,31 +428,44 @@ export function guardDescriptors(
     return dir;
   });
   const dirProto = modules.fs.Dir.prototype as unknown as Record<string | symbol, AnyFunction>;
-  // Counted off once a close is under way (a close Node refuses throws, or rejects, before it counts off nothing
-  // it had not: a closed Dir is not counted).
   const dirClose = dirProto.close!;
-  replace(dirProto, 'close', function closeCounted(this: object, ...args: unknown[]) {
-    const result = Reflect.apply(dirClose, this, args);
-    countDirClosed(this);
-    return result;
-  });
   const dirCloseSync = dirProto.closeSync!;
+  // Closed at once when nothing else is pending on the Dir, the callback or promise answered later as Node would:
+  // an asynchronous close waits in the thread pool (see fs.close above). With a read pending, Node queues the close
+  // behind it and calls `close` again once the read is done: this one, which then closes at once. Counted off only
+  // once closed (a close counted off while queued let one run hold 5,000 Dirs: helper-71).
+  replace(dirProto, 'close', function closeCounted(this: object, ...args: unknown[]) {
+    const callback = args[0];
+    if (callback !== undefined && typeof callback !== 'function') return Reflect.apply(dirClose, this, args);
+    try {
+      Reflect.apply(dirCloseSync, this, []);
+    } catch (err) {
+      // Closed already, or an operation pending: Node's own close answers (and queues behind a pending read).
+      if ((err as { code?: unknown }).code === 'ERR_DIR_CONCURRENT_OPERATION' || (err as { code?: unknown }).code === 'ERR_DIR_CLOSED') {
+        return Reflect.apply(dirClose, this, args);
+      }
+      if (typeof callback === 'function') return void modules.process.nextTick(callback as AnyFunction, err);
+      return Promise.reject(err);
+    }
+    countDirClosed(this);
+    if (typeof callback === 'function') return void modules.process.nextTick(callback as AnyFunction, null);
+    return Promise.resolve();
+  });
   replace(dirProto, 'closeSync', function closeSyncCounted(this: object, ...args: unknown[]) {
     const result = Reflect.apply(dirCloseSync, this, args);
     countDirClosed(this);
     return result;
   });
-  // Iteration closes the Dir at its end through Node's own internal close.
-  const entries = dirProto.entries!;
-  const entriesCounted = async function* entriesCounted(this: object) {
-    try {
-      yield* Reflect.apply(entries, this, []) as AsyncGenerator<unknown>;
-    } finally {
-      countDirClosed(this);
-    }
-  };
-  replace(dirProto, 'entries', entriesCounted);
-  replace(dirProto, Symbol.asyncIterator, entriesCounted);
+  // Iteration closes the Dir at its end through the instance's promisified `close`, taken at construction: the
+  // one above.
+
+  // A Blob backed by a file opens a descriptor for each reader of it, inside Node, none counted: 3,000 readers held
+  // 3,000 of the cell's (helper-71). Refused, as the permission model refuses what it does not allow.
+  if (typeof m.openAsBlob === 'function') {
+    replace(m, 'openAsBlob', () => {
+      throw Object.assign(new Error("fs.openAsBlob is not available to agent code: each reader of its Blob holds a descriptor of the cell's that RUN_OPEN_FILES cannot count (read the file, then make a Blob of it)"), { code: 'ERR_ACCESS_DENIED' });
+    });
+  }
 
   const report = modules.process.report;
   const writeReport = report.writeReport.bind(report);
