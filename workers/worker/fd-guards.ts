@@ -111,6 +111,9 @@ export function guardDescriptors(
   // The worker finds these once for this wall and the egress wall (run-entry.ts).
   handles: SocketHandles = socketHandles({ net: modules.net, dgram: modules.dgram, dns }),
   budget: OpenFilesBudget = { max: 0, onLimit: () => undefined },
+  // A FileHandle opened before the wall: FileHandles are guarded at once, not at the first `fs.promises.open` (Node's
+  // own helpers, fs.promises.readFile and the like, make theirs without it). Closed here.
+  sample: object | null = null,
 ): DescriptorWall {
   const m = modules.fs as unknown as Record<string, AnyFunction>;
   const writeSync = m.writeSync.bind(modules.fs) as typeof fs.writeSync;
@@ -282,6 +285,11 @@ export function guardDescriptors(
   const promises = modules.fs.promises as unknown as Record<string, AnyFunction>;
   const openHandle = promises.open;
   let handlesGuarded = false;
+  if (sample) {
+    guardFileHandles(sample, refuse, closeNow);
+    handlesGuarded = true;
+    void (sample as { close: () => Promise<void> }).close().catch(() => undefined);
+  }
   // A FileHandle stops counting once closed, or once collected (Node closes a dropped one then).
   const collected = new FinalizationRegistry<object>((token) => fileHandles.delete(token));
   const tokens = new WeakMap<object, object>();
@@ -304,7 +312,7 @@ export function guardDescriptors(
     }
     // The FileHandle classes exist only once one is made: guarded at the first, before agent code holds it.
     if (!handlesGuarded) {
-      guardFileHandles(handle, refuse);
+      guardFileHandles(handle, refuse, closeNow);
       handlesGuarded = true;
     }
     const token = {};
@@ -487,7 +495,7 @@ export function guardDescriptors(
  * the class's `fd` getter: the getter now answers only when that number is its native handle's (`kHandle`), and
  * the native class can no longer be reached to make a handle for a number. Fails closed if Node's layout changed.
  */
-function guardFileHandles(handle: object, refuse: (what: string) => never): void {
+function guardFileHandles(handle: object, refuse: (what: string) => never, closeNow: AnyFunction): void {
   const symbol = (description: string) => Object.getOwnPropertySymbols(handle).find((s) => s.description === description);
   const kFd = symbol('kFd');
   const kHandle = symbol('kHandle');
@@ -515,8 +523,30 @@ function guardFileHandles(handle: object, refuse: (what: string) => never): void
     enumerable: false,
     configurable: false,
   });
-  pin(Object.getPrototypeOf(native) as object, 'constructor', function refusedHandle() {
+  const nativeProto = Object.getPrototypeOf(native) as Record<string, AnyFunction>;
+  pin(nativeProto, 'constructor', function refusedHandle() {
     return refuse('a native FileHandle for a descriptor');
+  });
+  // Every FileHandle's close (agent code's, and those Node's own helpers open: fs.promises.readFile and the like)
+  // ends in its native handle's asynchronous close, which waits in the thread pool a run can keep busy; a worker
+  // retired meanwhile never closed them, and their descriptors stayed the cell's (300 of 300 here). Closed at once
+  // instead: the native handle gives its descriptor up (`releaseFD`, so it will not close it again) and it is
+  // closed now; the promise Node awaits is already settled.
+  const releaseFD = nativeProto.releaseFD;
+  const nativeClose = nativeProto.close;
+  if (typeof releaseFD !== 'function' || typeof nativeClose !== 'function') throw new Error("the descriptor wall does not know this Node version's FileHandle");
+  pin(nativeProto, 'close', function closeNowNative(this: object) {
+    // Not a native handle, or closed already: Node's own close answers as it would.
+    const fd = realFd(this);
+    if (typeof fd !== 'number' || fd < 0) return Reflect.apply(nativeClose, this, []);
+    try {
+      // releaseFD returns nothing on some versions: the number is the one read above.
+      Reflect.apply(releaseFD, this, []);
+      closeNow(fd);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return Promise.resolve();
   });
 }
 

@@ -6,6 +6,7 @@
  */
 import dgram from 'node:dgram';
 import dns from 'node:dns';
+import fs from 'node:fs';
 import net from 'node:net';
 import { isMainThread, threadId, workerData } from 'node:worker_threads';
 import { deepFreeze } from '../../protocol/deep-freeze.js';
@@ -47,7 +48,9 @@ export default (async () => {
     const { createHook } = guardAsyncHooks();
     // The worker's own log keeps the one writer to fd 1 taken before the wall.
     const handles = socketHandles({ net, dgram, dns });
-    const descriptors = guardDescriptors(() => refused.add('fd'), undefined, handles, { max: config.limits.openFiles, onLimit: () => refused.add('open_files') });
+    // A FileHandle of this very file, so the wall guards FileHandles before any other code makes one.
+    const sample = await fs.promises.open(__filename, 'r');
+    const descriptors = guardDescriptors(() => refused.add('fd'), undefined, handles, { max: config.limits.openFiles, onLimit: () => refused.add('open_files') }, sample);
     guardEgress(config.agentEgress, () => refused.add('egress'), handles);
     guardListening(() => refused.add('egress'), handles);
     const frozen = config.workerLockdown ? freezeShared() : null;
