@@ -131,7 +131,7 @@ describe('open files', () => {
     try {
       server = await startServer({ AGENTS_DIR: agentsDir, ...ONE_CELL, RUN_OPEN_FILES: '256', AGENT_EGRESS_ALLOW: '127.0.0.1' });
       const port = (listener.address() as net.AddressInfo).port;
-      const { userFinal, hogFinal, hogView } = await hogBesideUser(server, 'socket_hog', { port });
+      const { userFinal, hogFinal, hogView } = await hogBesideUser(server, 'socket_hog', { port, hold_ms: 8000 });
       expect(userFinal).toMatchObject({ status: 'completed', final_response: { opened: 64 } });
       expect(hogFinal).toMatchObject({ status: 'completed', final_response: { held: 256, code: 'EMFILE' } });
       // Sockets left open are a leak of their own kind: the worker is retired, and they close with it.

@@ -21,7 +21,7 @@ export function describeCellExit(code: number | null, signal: NodeJS.Signals | n
     return { cause: 'scratch_limit', error: { code: 'LIMIT_EXCEEDED', message: "the run wrote more than a run's scratch budget (RUN_SCRATCH_MB, RUN_SCRATCH_FILES) beside its scratch folder, in its cell's" } };
   }
   if (code === CELL_EXIT_DESCRIPTORS) {
-    return { cause: 'descriptors', error: { code: 'LIMIT_EXCEEDED', message: "the run's cell had no file descriptor left for seconds (a run held them all), so it could not watch its runs' scratch folders" } };
+    return { cause: 'descriptors', error: { code: 'LIMIT_EXCEEDED', message: "the run's cell had no file descriptor left for seconds (a run held them, or the host ran out), so it could not watch its runs' scratch folders" } };
   }
   // V8's fatal messages are plain text; a JSON line is the cell's own log or what its workers printed (agent code
   // could print a marker, then end its cell), so only the plain lines are read.

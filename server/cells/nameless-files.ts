@@ -14,14 +14,15 @@ import type { FrontToCell } from '../../protocol/cell-messages.js';
 
 /** While a cell holds runs: how often its descriptors are read. At rest the check is ten times rarer. */
 export const NAMELESS_BUSY_INTERVAL_MS = 100;
-/** Per tick, the front reads one cell's descriptors for this long at most (~400 descriptors). */
+/** Per tick, the front reads cells' descriptors for this long in all (~400 descriptors), 64 of each cell at least. */
 export const STEP_BUDGET_MS = 5;
 
 /**
  * One read of a cell's descriptors, resumable: a descriptor costs ~12 µs to read (a link and a stat), and agent code
- * can hold thousands (sockets are not bounded by RUN_OPEN_FILES): 20,000 of them held the front's event loop ~250 ms
- * per read, every 100 ms (helper-69). So each tick reads for STEP_BUDGET_MS per cell at most and goes on from there
- * at the next; a cell's report is sent once a read is complete.
+ * can hold thousands (RUN_OPEN_FILES bounds most ways to open, not all: README, threat model): 20,000 of them held
+ * the front's event loop ~250 ms per read, every 100 ms (helper-69). So each tick reads for STEP_BUDGET_MS in all
+ * (at least 64 descriptors of each cell, the cells taking turns to go first) and goes on from there at the next; a
+ * cell's report is sent once a read is complete.
  */
 export interface DescriptorRead {
   readonly pid: number;
@@ -108,7 +109,11 @@ export function createNamelessFilesWatch(deps: { cells: () => Iterable<NamelessC
   function tick(): void {
     ticks++;
     const seen = new Set<number>();
-    for (const cell of deps.cells()) {
+    const until = Date.now() + stepBudgetMs;
+    const all = [...deps.cells()];
+    // Each tick a different cell goes first: a cell of many descriptors does not always take the budget.
+    const first = all.length ? ticks % all.length : 0;
+    for (const cell of [...all.slice(first), ...all.slice(0, first)]) {
       seen.add(cell.pid);
       let read = reads.get(cell.pid);
       if (!read) {
@@ -117,7 +122,7 @@ export function createNamelessFilesWatch(deps: { cells: () => Iterable<NamelessC
         if (!started) continue;
         reads.set(cell.pid, (read = started));
       }
-      const held = stepDescriptorRead(read, Date.now() + stepBudgetMs);
+      const held = stepDescriptorRead(read, until);
       if (!held) continue;
       reads.delete(cell.pid);
       const byFolder = [...held].sort(([a], [b]) => (a < b ? -1 : 1));

@@ -15,7 +15,8 @@
  *   with no worker killed just before and the front did not kill the cell for wedging, that run caused it
  *   and fails with the exit's error; in a serving cell, unless another user had a worker there, idle or not: a
  *   run can leave code behind that acts after it ends, so that user may have done it (cell-exits.ts counts it
- *   among the suspects). A quarantine cell keeps no lingering workers: each serves one run (supervisor.ts).
+ *   among the suspects). A quarantine cell keeps no lingering workers: each serves one run (supervisor.ts). Nor
+ *   when the cell ran out of descriptors (cause `descriptors`): who took them is not known.
  * - Otherwise the culprit is unknown: each suspect runs again alone in quarantine (restart), unless its agent
  *   is not safe to repeat (it fails as collateral, which counts as a failure affecting others) or it has
  *   used its attempts.
@@ -109,7 +110,9 @@ export function judgeCellDeath(input: CellDeathInput): CellDeathJudgement {
   // stopped meanwhile that had run is company too: its code may still have been running (a run can kill its
   // cell once asked to stop), so the one suspect beside it is not named on that.
   const stoppedThatRan = runs.filter((r) => r.stopReason && ranAgentCode(r, input.startsKnown));
-  const alone = suspects.length === 1 && stoppedThatRan.length === 0 && suspects[0].phase === 'running' && !input.recentWorkerKill && !input.killedAsWedged;
+  // A cell that ran out of descriptors does not say who took them: descriptors outlive what opened them (a retired
+  // worker's, the host's whole table: ENFILE), so the run alone in a serving cell is not named on that (helper-72).
+  const alone = suspects.length === 1 && stoppedThatRan.length === 0 && suspects[0].phase === 'running' && !input.recentWorkerKill && !input.killedAsWedged && input.exit.cause !== 'descriptors';
   if (input.quarantineCell || (alone && !input.othersMayAct)) {
     for (const run of suspects) decisions.push({ kind: 'fail', runId: run.id, error: exit.error, collateral: false, culprit: true });
     return { decisions, affectedOthers: false };

@@ -31,6 +31,13 @@ test("a run alone is not named while another user has a worker in the cell, idle
   expect(judge([inside('r1')], { othersMayAct: true, quarantineCell: true }).decisions).toEqual([{ kind: 'fail', runId: 'r1', error: EXIT.error, collateral: false, culprit: true }]);
 });
 
+test('a run alone in a cell that ran out of descriptors is a suspect, not the culprit: who took them is not known', () => {
+  const descriptors = { cause: 'descriptors', error: { code: 'LIMIT_EXCEEDED' as const, message: 'no descriptor left' } };
+  expect(judge([inside('r1')], { exit: descriptors }).decisions).toEqual([{ kind: 'restart', runId: 'r1', reason: 'descriptors' }]);
+  // Run again alone in quarantine, it is named there.
+  expect(judge([inside('r1')], { exit: descriptors, quarantineCell: true }).decisions).toEqual([{ kind: 'fail', runId: 'r1', error: descriptors.error, collateral: false, culprit: true }]);
+});
+
 test('a run alone not reported started, its cell\'s channel not read to the end (its started message may be lost), is a suspect, not the culprit', () => {
   expect(judge([inside('r1', { phase: 'dispatched' })]).decisions).toEqual([{ kind: 'restart', runId: 'r1', reason: 'out_of_memory' }]);
 });

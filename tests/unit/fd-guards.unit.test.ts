@@ -384,3 +384,62 @@ async function eventuallyTrue(cond: () => boolean, ms = 10_000): Promise<boolean
   }
   return true;
 }
+
+/**
+ * A close while this thread's operations on the descriptor wait in a busy thread pool: its number is free for the
+ * whole process once closed, so a close at once sent the queued write to the file another thread opened next
+ * under that number (helper-72). The close now waits for them, plain descriptors and FileHandles alike.
+ */
+test("a descriptor closed while its writes wait in the thread pool is closed after them: they never reach another thread's file", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-closing-writes-'));
+  try {
+    const code = `
+      const { workerData, parentPort } = require('node:worker_threads');
+      const fs = require('node:fs'), path = require('node:path'), crypto = require('node:crypto');
+      require(${JSON.stringify(FD_GUARDS)}).guardDescriptors(() => undefined);
+      const { dir, kind } = workerData;
+      (async () => {
+        const handle = kind === 'filehandle' ? await fs.promises.open(path.join(dir, 'mine'), 'w') : null;
+        const fd = handle ? handle.fd : fs.openSync(path.join(dir, 'mine'), 'w');
+        for (let i = 0; i < 4; i++) crypto.pbkdf2('x', 'y', 1e6, 64, 'sha512', () => undefined);
+        let written;
+        if (handle) {
+          written = handle.write('queued behind the pool');
+          // Straight to its native handle, as agent code can: Node's own close would wait for the write.
+          const kHandle = Object.getOwnPropertySymbols(handle).find((s) => s.description === 'kHandle');
+          void handle[kHandle].close();
+        } else {
+          written = new Promise((resolve) => fs.write(fd, 'queued behind the pool', () => resolve()));
+          fs.close(fd, () => undefined);
+        }
+        parentPort.postMessage({ fd });
+        await written.catch(() => undefined);
+        await new Promise((r) => setTimeout(r, 50));
+        parentPort.postMessage({ done: true });
+      })();
+    `;
+    for (const kind of ['descriptor', 'filehandle']) {
+      const worker = new Worker(code, { eval: true, workerData: { dir, kind } });
+      const victimFile = path.join(dir, `victim-${kind}`);
+      let victim = -1;
+      let closedFd = -1;
+      await new Promise<void>((resolve, reject) => {
+        worker.on('message', (msg: { fd?: number; done?: boolean }) => {
+          // Another thread opens a file the moment the close was asked for.
+          if (msg.fd !== undefined) {
+            closedFd = msg.fd;
+            victim = fs.openSync(victimFile, 'w');
+          }
+          if (msg.done) resolve();
+        });
+        worker.once('error', reject);
+      });
+      await worker.terminate();
+      fs.closeSync(victim);
+      // The close waited: the other thread got another number, and the write went where it was meant to.
+      expect([kind, victim === closedFd, fs.readFileSync(victimFile, 'utf8'), fs.readFileSync(path.join(dir, 'mine'), 'utf8')]).toEqual([kind, false, '', 'queued behind the pool']);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -110,7 +110,7 @@ test("a cell out of descriptors blames no run's folder; it waits, goes on once s
       // Given up, the watch has stopped: the 5 MiB stay unseen.
       if (phase === 'giveup') setTimeout(done, 500);
       else poll();
-    }, 1000);
+    }, phase === 'giveup' ? 3000 : 1000); // given up after 300 ms: room for a loaded machine's checks
   `;
   const run = (phase: string) =>
     JSON.parse(execFileSync('sh', ['-c', 'ulimit -n 48 && exec "$0" -e "$1" "$2" "$3"', process.execPath, script, cellDir, phase], { encoding: 'utf8' })) as { held: number; starvedSeen: string[]; seen: string[] };

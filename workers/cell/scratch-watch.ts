@@ -180,7 +180,7 @@ function lstat(at: string): fs.Stats | null {
 /**
  * A folder the run made unreadable (mode 0 or write-only) is made readable again: the cell runs as the run's own
  * OS user, so it may, and a run cannot hide what it holds that way. With no descriptor left in the cell (EMFILE,
- * ENFILE: some run holds them, say as sockets) the folder is 'starved', not unreadable: its run is not the one to
+ * ENFILE: some run holds them, or the host ran out) the folder is 'starved', not unreadable: its run is not the one to
  * blame, and failing it as over its budget named an innocent run (helper-70).
  */
 function openFolder(folder: string): fs.Dir | 'gone' | 'unreadable' | 'starved' {
@@ -232,7 +232,7 @@ interface Watched {
 const CHECK_BUDGET_MS = 10;
 /**
  * A cell out of descriptors is waited for this long: a burst of opens (many reads at once) passes within it, while
- * a run that holds them (sockets, which RUN_OPEN_FILES does not count) would blind the watch for as long as it likes.
+ * a run that holds them (through what RUN_OPEN_FILES does not count) would blind the watch for as long as it likes.
  */
 export const STARVED_LIMIT_MS = 2000;
 

@@ -45,6 +45,16 @@ const STREAM_MAKERS = ['createReadStream', 'createWriteStream', 'ReadStream', 'W
 
 type AnyFunction = (...args: unknown[]) => unknown;
 
+// Taken at load, before any agent module: with THREAD_LOCKDOWN=0 agent code could replace `Reflect.apply` or
+// WeakSet's methods, and the socket wrappers below sit inside the egress wall's, so a replaced `apply` handed them
+// the native `connect` (helper-72). Called only in these forms.
+const apply = Reflect.apply;
+const uncurry = <A extends unknown[], R>(f: (...args: A) => R) => Function.prototype.call.bind(f) as unknown as (self: object, ...args: A) => R;
+const weakHas = uncurry(WeakSet.prototype.has);
+const weakAdd = uncurry(WeakSet.prototype.add);
+const weakDelete = uncurry(WeakSet.prototype.delete);
+const then = Promise.prototype.then;
+
 /** Every fs member the wall guards, by name (a test checks no descriptor-taking function of fs is left out). */
 export const GUARDED_FS_MEMBERS: readonly string[] = [
   ...[...DESCRIPTOR_FIRST, ...PATH_OR_DESCRIPTOR].flatMap((name) => [name, `${name}Sync`]),
@@ -129,7 +139,7 @@ export function guardDescriptors(
   /** Socket handles with a descriptor, not closed through their `close` (another way to close keeps one counted). */
   const sockets = new WeakSet<object>();
   let socketCount = 0;
-  const full = () => budget.max > 0 && own.size + fileHandles.size + dirs.size + opening + inFlight + socketCount >= budget.max;
+  const full = () => budget.max > 0 && own.size + closeWhenIdle.size + fileHandles.size + dirs.size + opening + inFlight + socketCount >= budget.max;
   const overBudget = (): Error | null => {
     if (!full()) return null;
     budget.onLimit();
@@ -144,32 +154,83 @@ export function guardDescriptors(
   };
 
   const closeNow = m.closeSync;
+  /**
+   * Asynchronous operations this thread has in flight on each of its descriptors. A descriptor's number is free for
+   * the whole cell once it is closed, so a close while some wait in the thread pool (a run can keep it busy) would
+   * send them to whatever the cell opens next under that number, another user's file (helper-72). Such a close
+   * takes the number from agent code at once, and closes it once the last of them has answered.
+   */
+  const pending = new Map<number, number>();
+  /** Descriptors closed by agent code while operations were in flight on them: still open, still counted. */
+  const closeWhenIdle = new Set<number>();
+  const settle = (fd: number) => {
+    const left = (pending.get(fd) ?? 1) - 1;
+    if (left > 0) return void pending.set(fd, left);
+    pending.delete(fd);
+    if (!closeWhenIdle.delete(fd)) return;
+    try {
+      closeNow(fd);
+    } catch {
+      // closed already: nothing to give back
+    }
+  };
+  /**
+   * Calls an asynchronous fs function on `fd`, counted in flight until Node answers. Every function argument is
+   * wrapped, so whichever one Node takes for the callback (its reading of the arguments varies by function and
+   * form) counts the answer, once.
+   */
+  const inFlightOn = (fd: number, original: AnyFunction, args: unknown[]): unknown => {
+    let answered = false;
+    const answer = () => {
+      if (answered) return;
+      answered = true;
+      settle(fd);
+    };
+    for (let i = 1; i < args.length; i++) {
+      const fn = args[i];
+      if (typeof fn !== 'function') continue;
+      args[i] = function answered(this: unknown, ...answerArgs: unknown[]) {
+        answer();
+        return apply(fn as AnyFunction, this, answerArgs);
+      };
+    }
+    pending.set(fd, (pending.get(fd) ?? 0) + 1);
+    try {
+      return apply(original, undefined, args);
+    } catch (err) {
+      answer();
+      throw err;
+    }
+  };
+  /** Takes `fd` from agent code; closes it now, or once its operations in flight have answered. */
+  const closeOwn = (fd: number): void => {
+    own.delete(fd);
+    if (pending.has(fd)) closeWhenIdle.add(fd);
+    else closeNow(fd);
+  };
   for (const base of DESCRIPTOR_FIRST) {
     for (const name of [base, `${base}Sync`]) {
       const original = m[name];
-      // Forgotten before the close: from then on another thread may get the same number.
       if (name === 'closeSync') {
         replace(m, name, sameExtras((...args: unknown[]) => {
           check(name, args[0]);
-          own.delete(args[0] as number);
-          return original(...args);
+          closeOwn(args[0] as number);
         }, original));
         continue;
       }
       if (name === 'close') {
-        // Closed at once, the callback called later as Node would: an asynchronous close waits in libuv's thread
-        // pool, which agent code can keep busy, and a worker retired meanwhile never closes it (its descriptors then
-        // stay the cell's for good: 20,000 left by four runs that completed, helper-71). A callback Node refuses
-        // (`fs.close(fd, notAFunction)`) goes to Node, which throws before closing anything: the descriptor stays
-        // counted (forgotten, it was held uncounted: helper-70).
+        // Closed at once (or once idle), the callback called later as Node would: an asynchronous close waits in
+        // libuv's thread pool, which agent code can keep busy, and a worker retired meanwhile never closes it (its
+        // descriptors then stay the cell's for good: 20,000 left by four runs that completed, helper-71). A callback
+        // Node refuses (`fs.close(fd, notAFunction)`) goes to Node, which throws before closing anything: the
+        // descriptor stays counted (forgotten, it was held uncounted: helper-70).
         replace(m, name, sameExtras((...args: unknown[]) => {
           const [fd, callback] = args;
           if (callback !== undefined && typeof callback !== 'function') return original(...args);
           check(name, fd);
-          own.delete(fd as number);
           let error: unknown = null;
           try {
-            closeNow(fd);
+            closeOwn(fd as number);
           } catch (err) {
             error = err;
           }
@@ -179,18 +240,21 @@ export function guardDescriptors(
         }, original));
         continue;
       }
+      const asynchronous = !name.endsWith('Sync');
       replace(m, name, sameExtras((...args: unknown[]) => {
         check(name, args[0]);
-        return original(...args);
+        return asynchronous ? inFlightOn(args[0] as number, original, args) : original(...args);
       }, original));
     }
   }
   for (const base of PATH_OR_DESCRIPTOR) {
     for (const name of [base, `${base}Sync`]) {
       const original = m[name];
+      const asynchronous = !name.endsWith('Sync');
       replace(m, name, sameExtras((...args: unknown[]) => {
-        if (typeof args[0] === 'number') check(name, args[0]);
-        return original(...args);
+        if (typeof args[0] !== 'number') return original(...args);
+        check(name, args[0]);
+        return asynchronous ? inFlightOn(args[0], original, args) : original(...args);
       }, original));
     }
   }
@@ -204,7 +268,7 @@ export function guardDescriptors(
     if (typeof original !== 'function') continue;
     // A proxy, not a wrapper: `stream instanceof fs.ReadStream` stays true for the streams fs makes.
     replace(m, name, new Proxy(original, {
-      apply: (target, self, args: unknown[]) => (streamDescriptor(name, args[1]), Reflect.apply(target, self, args)),
+      apply: (target, self, args: unknown[]) => (streamDescriptor(name, args[1]), apply(target, self, args)),
       construct: (target, args: unknown[], newTarget) => (streamDescriptor(name, args[1]), Reflect.construct(target, args, newTarget)),
     }));
   }
@@ -252,16 +316,16 @@ export function guardDescriptors(
     for (const name of names) {
       const original = proto[name]!;
       replace(proto, name, function counted(this: object, ...args: unknown[]) {
-        if (sockets.has(this)) return Reflect.apply(original, this, args);
+        if (weakHas(sockets, this)) return apply(original, this, args);
         if (full()) {
           budget.onLimit();
           return UV_EMFILE;
         }
-        const result = Reflect.apply(original, this, args);
+        const result = apply(original, this, args);
         // Not negative: the handle has its descriptor (a failure returns a negative libuv error, and made none to
         // keep; a UDP send done at once returns its size plus one).
-        if (typeof result === 'number' && result >= 0 && !sockets.has(this)) {
-          sockets.add(this);
+        if (typeof result === 'number' && result >= 0 && !weakHas(sockets, this)) {
+          weakAdd(sockets, this);
           socketCount++;
         }
         return result;
@@ -270,8 +334,8 @@ export function guardDescriptors(
     // HandleWrap's close, inherited: an own member of each socket class, so it sees only their handles.
     const close = proto.close!;
     replace(proto, 'close', function closeCounted(this: object, ...args: unknown[]) {
-      if (sockets.delete(this)) socketCount--;
-      return Reflect.apply(close, this, args);
+      if (weakDelete(sockets, this)) socketCount--;
+      return apply(close, this, args);
     });
   }
   // Not proxies: a proxy hands out the original class as `prototype.constructor`. A worker's own stdout is no
@@ -284,10 +348,26 @@ export function guardDescriptors(
 
   const promises = modules.fs.promises as unknown as Record<string, AnyFunction>;
   const openHandle = promises.open;
-  let handlesGuarded = false;
+  // A FileHandle's descriptor is closed here once its native handle gave it up (guardFileHandles). Node warns of a
+  // descriptor closed that fs.open did not open in this thread ("closed but not opened in unmanaged mode"): once per
+  // close, for the wall's own doing, so that warning is kept quiet for these closes only.
+  let quietWarnings = 0;
+  const emitWarning = modules.process.emitWarning;
+  replace(modules.process, 'emitWarning', function emitWarningUnlessOurs(this: unknown, ...args: unknown[]) {
+    if (quietWarnings > 0 && typeof args[0] === 'string' && args[0].includes('closed but not opened in unmanaged mode')) return;
+    return apply(emitWarning, this, args);
+  });
+  const closeHandleFd = (fd: unknown) => {
+    quietWarnings++;
+    try {
+      closeNow(fd);
+    } finally {
+      quietWarnings--;
+    }
+  };
+  let handleWall: FileHandleWall | null = null;
   if (sample) {
-    guardFileHandles(sample, refuse, closeNow);
-    handlesGuarded = true;
+    handleWall = guardFileHandles(sample, refuse, closeHandleFd);
     void (sample as { close: () => Promise<void> }).close().catch(() => undefined);
   }
   // A FileHandle stops counting once closed, or once collected (Node closes a dropped one then).
@@ -311,10 +391,8 @@ export function guardDescriptors(
       opening--;
     }
     // The FileHandle classes exist only once one is made: guarded at the first, before agent code holds it.
-    if (!handlesGuarded) {
-      guardFileHandles(handle, refuse, closeNow);
-      handlesGuarded = true;
-    }
+    handleWall ??= guardFileHandles(handle, refuse, closeHandleFd);
+    handleWall.adopt(handle);
     const token = {};
     tokens.set(handle, token);
     fileHandles.add(token);
@@ -325,7 +403,7 @@ export function guardDescriptors(
     const close = (handle as { close: AnyFunction }).close;
     (handle as { close: AnyFunction }).close = function closeCounted(...closeArgs: unknown[]) {
       // This handle's, whatever `this` a caller gives: it is the handle the count is for.
-      const closing = Reflect.apply(close, handle, closeArgs) as Promise<void>;
+      const closing = apply(close, handle, closeArgs) as Promise<void>;
       void closing.then(() => countClosed(handle), () => undefined);
       return closing;
     };
@@ -363,8 +441,8 @@ export function guardDescriptors(
     const original = promises[name];
     if (typeof original !== 'function') continue;
     replace(promises, name, async (...args: unknown[]) => {
-      // A FileHandle of this thread's opens nothing more.
-      if (typeof args[0] === 'object' && args[0] !== null && tokens.has(args[0])) return original(...args);
+      // A FileHandle of this thread's opens nothing more; what it does on the handle is an operation in flight on it.
+      if (typeof args[0] === 'object' && args[0] !== null && tokens.has(args[0])) return handleWall!.operation(args[0], () => original(...args) as Promise<unknown>);
       const over = overBudget();
       if (over) throw over;
       inFlight++;
@@ -444,13 +522,13 @@ export function guardDescriptors(
   // once closed (a close counted off while queued let one run hold 5,000 Dirs: helper-71).
   replace(dirProto, 'close', function closeCounted(this: object, ...args: unknown[]) {
     const callback = args[0];
-    if (callback !== undefined && typeof callback !== 'function') return Reflect.apply(dirClose, this, args);
+    if (callback !== undefined && typeof callback !== 'function') return apply(dirClose, this, args);
     try {
-      Reflect.apply(dirCloseSync, this, []);
+      apply(dirCloseSync, this, []);
     } catch (err) {
       // Closed already, or an operation pending: Node's own close answers (and queues behind a pending read).
       if ((err as { code?: unknown }).code === 'ERR_DIR_CONCURRENT_OPERATION' || (err as { code?: unknown }).code === 'ERR_DIR_CLOSED') {
-        return Reflect.apply(dirClose, this, args);
+        return apply(dirClose, this, args);
       }
       if (typeof callback === 'function') return void modules.process.nextTick(callback as AnyFunction, err);
       return Promise.reject(err);
@@ -460,7 +538,7 @@ export function guardDescriptors(
     return Promise.resolve();
   });
   replace(dirProto, 'closeSync', function closeSyncCounted(this: object, ...args: unknown[]) {
-    const result = Reflect.apply(dirCloseSync, this, args);
+    const result = apply(dirCloseSync, this, args);
     countDirClosed(this);
     return result;
   });
@@ -487,7 +565,7 @@ export function guardDescriptors(
 
   // ES modules importing { writeSync } from 'node:fs' (or from 'node:fs/promises', 'node:tty') see the guarded values.
   syncBuiltinESMExports();
-  return { writeLog: (text: string) => writeAll(writeSync, 1, text), openDescriptors: () => own.size + dirs.size + fileHandles.size, openSockets: () => socketCount };
+  return { writeLog: (text: string) => writeAll(writeSync, 1, text), openDescriptors: () => own.size + closeWhenIdle.size + dirs.size + fileHandles.size, openSockets: () => socketCount };
 }
 
 /**
@@ -495,7 +573,17 @@ export function guardDescriptors(
  * the class's `fd` getter: the getter now answers only when that number is its native handle's (`kHandle`), and
  * the native class can no longer be reached to make a handle for a number. Fails closed if Node's layout changed.
  */
-function guardFileHandles(handle: object, refuse: (what: string) => never, closeNow: AnyFunction): void {
+interface FileHandleWall {
+  /** A FileHandle agent code holds: its operations are counted, and its close waits for them. */
+  adopt(handle: object): void;
+  /** Runs `act` (an operation on `handle` through fs.promises) counted as in flight on it. */
+  operation<T>(handle: object, act: () => Promise<T>): Promise<T>;
+}
+
+/** FileHandle methods that act on the descriptor (each returns a promise). */
+const FILE_HANDLE_OPERATIONS = ['appendFile', 'chmod', 'chown', 'datasync', 'sync', 'read', 'readv', 'readFile', 'stat', 'truncate', 'utimes', 'write', 'writev', 'writeFile'] as const;
+
+function guardFileHandles(handle: object, refuse: (what: string) => never, closeNow: AnyFunction): FileHandleWall {
   const symbol = (description: string) => Object.getOwnPropertySymbols(handle).find((s) => s.description === description);
   const kFd = symbol('kFd');
   const kHandle = symbol('kHandle');
@@ -531,23 +619,91 @@ function guardFileHandles(handle: object, refuse: (what: string) => never, close
   // ends in its native handle's asynchronous close, which waits in the thread pool a run can keep busy; a worker
   // retired meanwhile never closed them, and their descriptors stayed the cell's (300 of 300 here). Closed at once
   // instead: the native handle gives its descriptor up (`releaseFD`, so it will not close it again) and it is
-  // closed now; the promise Node awaits is already settled.
+  // closed now; the promise Node awaits is already settled. Not while an operation of agent code's is in flight on
+  // it: its number, free for the cell at once, would send the operation to another file (helper-72). Node's own
+  // count of them (`kRefs`) is the handle's, which agent code can write, so the wall keeps its own: the close then
+  // waits for the last of them, and a worker retired meanwhile closes the handle as its thread ends (Node closes
+  // a FileHandle nobody closed).
   const releaseFD = nativeProto.releaseFD;
   const nativeClose = nativeProto.close;
   if (typeof releaseFD !== 'function' || typeof nativeClose !== 'function') throw new Error("the descriptor wall does not know this Node version's FileHandle");
+  /** Agent code's FileHandles by their native handle, and the operations in flight on each. */
+  const owners = new WeakMap<object, object>();
+  const inFlight = new WeakMap<object, number>();
+  /** Native handles whose close waits for operations in flight: how to answer it. */
+  const waiting = new WeakMap<object, { resolve: () => void; reject: (err: unknown) => void }>();
+  const closeHere = (nativeHandle: object, fd: number) => {
+    apply(releaseFD, nativeHandle, []);
+    closeNow(fd);
+  };
+  const settle = (js: object) => {
+    const left = (inFlight.get(js) ?? 1) - 1;
+    inFlight.set(js, left);
+    if (left > 0) return;
+    const nativeHandle = (js as Record<symbol, object>)[kHandle];
+    const answer = nativeHandle && owners.get(nativeHandle) === js ? waiting.get(nativeHandle) : undefined;
+    if (!answer) return;
+    waiting.delete(nativeHandle);
+    const fd = realFd(nativeHandle);
+    try {
+      if (typeof fd === 'number' && fd >= 0) closeHere(nativeHandle, fd);
+      answer.resolve();
+    } catch (err) {
+      answer.reject(err);
+    }
+  };
+  const operation = <T>(js: object, act: () => Promise<T>): Promise<T> => {
+    inFlight.set(js, (inFlight.get(js) ?? 0) + 1);
+    let result: Promise<T>;
+    try {
+      result = act();
+    } catch (err) {
+      settle(js);
+      throw err;
+    }
+    return apply(then, result, [
+      (value: T) => (settle(js), value),
+      (err: unknown) => {
+        settle(js);
+        throw err;
+      },
+    ]) as Promise<T>;
+  };
+  for (const name of FILE_HANDLE_OPERATIONS) {
+    const original = (proto as Record<string, AnyFunction>)[name];
+    if (typeof original !== 'function') continue;
+    Object.defineProperty(proto, name, {
+      value: function counted(this: object, ...args: unknown[]) {
+        return operation(this, () => apply(original, this, args) as Promise<unknown>);
+      },
+      writable: true,
+      configurable: true,
+      enumerable: false,
+    });
+  }
   pin(nativeProto, 'close', function closeNowNative(this: object) {
     // Not a native handle, or closed already: Node's own close answers as it would.
     const fd = realFd(this);
-    if (typeof fd !== 'number' || fd < 0) return Reflect.apply(nativeClose, this, []);
+    if (typeof fd !== 'number' || fd < 0) return apply(nativeClose, this, []);
+    const js = owners.get(this);
+    if (js && (inFlight.get(js) ?? 0) > 0) {
+      if (waiting.has(this)) return Promise.reject(Object.assign(new Error('EBADF: the file handle is closing'), { code: 'EBADF' }));
+      return new Promise<void>((resolve, reject) => waiting.set(this, { resolve, reject }));
+    }
     try {
-      // releaseFD returns nothing on some versions: the number is the one read above.
-      Reflect.apply(releaseFD, this, []);
-      closeNow(fd);
+      closeHere(this, fd);
     } catch (err) {
       return Promise.reject(err);
     }
     return Promise.resolve();
   });
+  return {
+    adopt(js: object) {
+      const nativeHandle = (js as Record<symbol, object>)[kHandle];
+      if (nativeHandle) owners.set(nativeHandle, js);
+    },
+    operation,
+  };
 }
 
 /** How long the worker's own log waits for a full pipe before it drops the line: a stuck log must not hang runs. */
