@@ -443,3 +443,47 @@ test("a descriptor closed while its writes wait in the thread pool is closed aft
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/**
+ * Without THREAD_LOCKDOWN agent code can replace `Reflect.apply`: the socket wrappers sit inside the egress wall's,
+ * and one that called it there handed the native `connect` to agent code, which then connected to loopback past
+ * the egress wall (helper-72). They call only what they took at load.
+ */
+test('with Reflect.apply replaced, connecting through both walls hands no native socket member to agent code', async () => {
+  const EGRESS = path.join(__dirname, '../../workers/worker/egress-guards.js');
+  const HANDLES = path.join(__dirname, '../../workers/worker/socket-handles.js');
+  const code = `
+    const { parentPort } = require('node:worker_threads');
+    const net = require('node:net'), dgram = require('node:dgram'), dns = require('node:dns');
+    const handles = require(${JSON.stringify(HANDLES)}).socketHandles({ net, dgram, dns });
+    const natives = new Set();
+    for (const proto of [handles.tcp, handles.pipe, handles.udp]) for (const key of Object.getOwnPropertyNames(proto)) { const { value } = Object.getOwnPropertyDescriptor(proto, key); if (typeof value === 'function') natives.add(value); }
+    require(${JSON.stringify(FD_GUARDS)}).guardDescriptors(() => undefined, undefined, handles, { max: 64, onLimit: () => undefined });
+    require(${JSON.stringify(EGRESS)}).guardEgress({ mode: 'public', allow: [] }, () => undefined, handles);
+    const realApply = Reflect.apply;
+    let handedOut = 0;
+    Reflect.apply = function spy(target, self, args) {
+      if (natives.has(target)) handedOut++;
+      return realApply(target, self, args);
+    };
+    (async () => {
+      await new Promise((resolve) => {
+        const s = net.connect({ port: 9, host: '1.1.1.1' });
+        s.on('error', resolve);
+        setTimeout(() => { s.destroy(); resolve(); }, 200);
+      });
+      await new Promise((resolve) => {
+        const u = dgram.createSocket('udp4');
+        u.send('x', 9, '1.1.1.1', () => { u.close(); resolve(); });
+      });
+      Reflect.apply = realApply;
+      parentPort.postMessage({ handedOut });
+    })();
+  `;
+  const out = await new Promise<{ handedOut: number }>((resolve, reject) => {
+    const worker = new Worker(code, { eval: true });
+    worker.once('message', (msg) => void worker.terminate().then(() => resolve(msg)));
+    worker.once('error', reject);
+  });
+  expect(out.handedOut).toBe(0);
+});
