@@ -14,6 +14,15 @@ import { GUARDED_FS_MEMBERS } from '../../workers/worker/fd-guards';
 
 const FD_GUARDS = path.join(__dirname, '../../workers/worker/fd-guards.js');
 
+/** Runs `code` in a fresh thread and answers its first message, once the thread has ended. */
+function firstMessageOf<T = Record<string, unknown>>(code: string, workerData: unknown = {}): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(code, { eval: true, workerData });
+    worker.once('message', (out: T) => void worker.terminate().then(() => resolve(out)));
+    worker.once('error', reject);
+  });
+}
+
 type Outcome = Record<string, string>;
 
 /** What a thread given these descriptors gets when it tries each one, with or without the wall. */
@@ -191,11 +200,7 @@ function openFilesIn(max: number, dir: string): Promise<Record<string, unknown>>
       parentPort.postMessage(out);
     })();
   `;
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(code, { eval: true, workerData: { max, dir } });
-    worker.once('message', (out) => void worker.terminate().then(() => resolve(out)));
-    worker.once('error', reject);
-  });
+  return firstMessageOf(code, { max, dir });
 }
 
 test('a thread may hold at most its budget of open files (descriptors and FileHandles together); closing one makes room', async () => {
@@ -252,11 +257,7 @@ function openSocketsIn(max: number, file: string): Promise<Record<string, unknow
       parentPort.postMessage(out);
     });
   `;
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(code, { eval: true, workerData: { max, file } });
-    worker.once('message', (out) => void worker.terminate().then(() => resolve(out)));
-    worker.once('error', reject);
-  });
+  return firstMessageOf(code, { max, file });
 }
 
 test('sockets count against the same budget as files, from their connect or bind to their close', async () => {
@@ -305,11 +306,7 @@ function pathOpensIn(max: number, dir: string): Promise<Record<string, unknown>>
       parentPort.postMessage(out);
     })();
   `;
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(code, { eval: true, workerData: { max, dir } });
-    worker.once('message', (out) => void worker.terminate().then(() => resolve(out)));
-    worker.once('error', reject);
-  });
+  return firstMessageOf(code, { max, dir });
 }
 
 test('reads and writes by path in flight and Dirs count against the same budget; a closed or iterated Dir makes room', async () => {
@@ -361,11 +358,7 @@ test('a close waiting in a busy thread pool (a descriptor, a FileHandle), or que
       // Ended with its closes still queued: the process must not keep what it had.
       })();
     `;
-    const out = await new Promise<Record<string, unknown>>((resolve, reject) => {
-      const worker = new Worker(code, { eval: true, workerData: { dir } });
-      worker.once('message', (msg) => void worker.terminate().then(() => resolve(msg)));
-      worker.once('error', reject);
-    });
+    const out = await firstMessageOf(code, { dir });
     // The 50 FileHandles closing still count until their close settles (a moment later): 14 of 64 left for Dirs.
     expect(out).toMatchObject({ dir_refused: 'EMFILE', dirs: 14, blob: 'ERR_ACCESS_DENIED' });
     expect(out.closing_held as number).toBeLessThan(20);
@@ -480,10 +473,6 @@ test('with Reflect.apply replaced, connecting through both walls hands no native
       parentPort.postMessage({ handedOut });
     })();
   `;
-  const out = await new Promise<{ handedOut: number }>((resolve, reject) => {
-    const worker = new Worker(code, { eval: true });
-    worker.once('message', (msg) => void worker.terminate().then(() => resolve(msg)));
-    worker.once('error', reject);
-  });
+  const out = await firstMessageOf<{ handedOut: number }>(code);
   expect(out.handedOut).toBe(0);
 });

@@ -114,6 +114,35 @@ const UV_EMFILE = -os.constants.errno.EMFILE;
  */
 const SOCKET_OPENERS = { tcp: ['connect', 'connect6', 'bind', 'bind6'], pipe: ['connect'], udp: ['bind', 'bind6', 'connect', 'connect6', 'send', 'send6'] } as const;
 
+/**
+ * Objects that hold a descriptor until closed (FileHandles, Dirs), counted: each stops counting once closed, or once
+ * collected (Node closes a dropped one then).
+ */
+function heldUntilClosed() {
+  const tokens = new WeakMap<object, object>();
+  const live = new Set<object>();
+  const collected = new FinalizationRegistry<object>((token) => live.delete(token));
+  return {
+    add(held: object): void {
+      const token = {};
+      tokens.set(held, token);
+      live.add(token);
+      collected.register(held, token, token);
+    },
+    closed(held: object): void {
+      const token = tokens.get(held);
+      if (!token) return;
+      tokens.delete(held);
+      live.delete(token);
+      collected.unregister(token);
+    },
+    has: (held: object): boolean => tokens.has(held),
+    get size(): number {
+      return live.size;
+    },
+  };
+}
+
 /** Installs the wall. */
 export function guardDescriptors(
   onRefused: () => void,
@@ -129,13 +158,13 @@ export function guardDescriptors(
   const writeSync = m.writeSync.bind(modules.fs) as typeof fs.writeSync;
   /** Descriptors this thread opened through fs and has not closed. */
   const own = new Set<number>();
-  /** FileHandles opened and not closed (nor collected), and opens of either kind not answered yet. */
-  const fileHandles = new Set<object>();
+  /** FileHandles opened and not closed (nor collected). */
+  const fileHandles = heldUntilClosed();
   let opening = 0;
   /** Reads and writes by path in flight (each holds a descriptor meanwhile). */
   let inFlight = 0;
-  /** Dirs (fs.opendir) open. */
-  const dirs = new Set<object>();
+  /** Dirs (fs.opendir) open: each holds its descriptor until its close, or the end of its iteration. */
+  const dirs = heldUntilClosed();
   /** Socket handles with a descriptor, not closed through their `close` (another way to close keeps one counted). */
   const sockets = new WeakSet<object>();
   let socketCount = 0;
@@ -281,20 +310,20 @@ export function guardDescriptors(
     own.add(fd);
     return fd;
   });
-  const open = m.open;
-  replace(m, 'open', (...args: unknown[]) => {
-    // The callback where Node takes it (open(path, cb), open(path, flags, cb), open(path, flags, mode, cb); later
-    // arguments are ignored): the last argument is not always it (helper-70).
-    const at = args.length < 3 ? 1 : typeof args[2] === 'function' ? 2 : 3;
+  /**
+   * An open with a callback at `args[at]`: refused past the budget (the callback gets EMFILE), counted while it is
+   * answered, `opened` given what it opened.
+   */
+  const openingWithCallback = (open: AnyFunction, args: unknown[], at: number, opened: (what: never) => void): unknown => {
     const callback = args[at];
     if (typeof callback !== 'function') return open(...args);
     const over = overBudget();
     if (over) return void modules.process.nextTick(callback as AnyFunction, over);
     opening++;
-    args[at] = (err: unknown, fd: number) => {
+    args[at] = (err: unknown, what: never) => {
       opening--;
-      if (!err) own.add(fd);
-      (callback as AnyFunction)(err, fd);
+      if (!err && what !== undefined) opened(what);
+      (callback as AnyFunction)(err, what);
     };
     try {
       return open(...args);
@@ -302,7 +331,11 @@ export function guardDescriptors(
       opening--;
       throw err;
     }
-  });
+  };
+  const open = m.open;
+  // The callback where Node takes it (open(path, cb), open(path, flags, cb), open(path, flags, mode, cb); later
+  // arguments are ignored): the last argument is not always it (helper-70).
+  replace(m, 'open', (...args: unknown[]) => openingWithCallback(open, args, args.length < 3 ? 1 : typeof args[2] === 'function' ? 2 : 3, (fd: number) => own.add(fd)));
 
   // Sockets, servers and UDP sockets made from a raw descriptor all go through their handle's `open(fd)`.
   for (const proto of [handles.tcp, handles.pipe, handles.udp]) {
@@ -370,33 +403,23 @@ export function guardDescriptors(
     handleWall = guardFileHandles(sample, refuse, closeHandleFd);
     void (sample as { close: () => Promise<void> }).close().catch(() => undefined);
   }
-  // A FileHandle stops counting once closed, or once collected (Node closes a dropped one then).
-  const collected = new FinalizationRegistry<object>((token) => fileHandles.delete(token));
-  const tokens = new WeakMap<object, object>();
-  const countClosed = (handle: object) => {
-    const token = tokens.get(handle);
-    if (!token) return;
-    tokens.delete(handle);
-    fileHandles.delete(token);
-    collected.unregister(token);
-  };
-  replace(promises, 'open', async (...args: unknown[]) => {
+  /** An asynchronous open through fs.promises: refused past the budget, counted while it is answered. */
+  const openingNow = async (open: AnyFunction, args: unknown[]): Promise<object> => {
     const over = overBudget();
     if (over) throw over;
     opening++;
-    let handle: object;
     try {
-      handle = (await openHandle(...args)) as object;
+      return (await open(...args)) as object;
     } finally {
       opening--;
     }
+  };
+  replace(promises, 'open', async (...args: unknown[]) => {
+    const handle = await openingNow(openHandle, args);
     // The FileHandle classes exist only once one is made: guarded at the first, before agent code holds it.
     handleWall ??= guardFileHandles(handle, refuse, closeHandleFd);
     handleWall.adopt(handle);
-    const token = {};
-    tokens.set(handle, token);
-    fileHandles.add(token);
-    collected.register(handle, token, token);
+    fileHandles.add(handle);
     // A FileHandle's `close` is an own property of each (Node 20 to 24), not its class's, and Node's own helpers
     // (streams, readFile on a handle) call it: wrapped here, on the handle. Not its 'close' event: agent code can
     // emit that on a handle it keeps open. Code that closes the handle some other way only keeps it counted.
@@ -404,7 +427,7 @@ export function guardDescriptors(
     (handle as { close: AnyFunction }).close = function closeCounted(...closeArgs: unknown[]) {
       // This handle's, whatever `this` a caller gives: it is the handle the count is for.
       const closing = apply(close, handle, closeArgs) as Promise<void>;
-      void closing.then(() => countClosed(handle), () => undefined);
+      void closing.then(() => fileHandles.closed(handle), () => undefined);
       return closing;
     };
     return handle;
@@ -442,7 +465,7 @@ export function guardDescriptors(
     if (typeof original !== 'function') continue;
     replace(promises, name, async (...args: unknown[]) => {
       // A FileHandle of this thread's opens nothing more; what it does on the handle is an operation in flight on it.
-      if (typeof args[0] === 'object' && args[0] !== null && tokens.has(args[0])) return handleWall!.operation(args[0], () => original(...args) as Promise<unknown>);
+      if (typeof args[0] === 'object' && args[0] !== null && fileHandles.has(args[0])) return handleWall!.operation(args[0], () => original(...args) as Promise<unknown>);
       const over = overBudget();
       if (over) throw over;
       inFlight++;
@@ -454,22 +477,7 @@ export function guardDescriptors(
     });
   }
 
-  // A Dir (fs.opendir) holds its descriptor until its close, or the end of its iteration, or until collected.
-  const dirTokens = new WeakMap<object, object>();
-  const dirCollected = new FinalizationRegistry<object>((token) => dirs.delete(token));
-  const countDir = (dir: object) => {
-    const token = {};
-    dirTokens.set(dir, token);
-    dirs.add(token);
-    dirCollected.register(dir, token, token);
-  };
-  const countDirClosed = (dir: object) => {
-    const token = dirTokens.get(dir);
-    if (!token) return;
-    dirTokens.delete(dir);
-    dirs.delete(token);
-    dirCollected.unregister(token);
-  };
+  const countDir = (dir: object) => dirs.add(dir);
   const opendirSync = m.opendirSync;
   replace(m, 'opendirSync', (...args: unknown[]) => {
     const over = overBudget();
@@ -479,37 +487,11 @@ export function guardDescriptors(
     return dir;
   });
   const opendir = m.opendir;
-  replace(m, 'opendir', (...args: unknown[]) => {
-    // Node's own reading: opendir(path, cb) or opendir(path, options, cb).
-    const at = typeof args[1] === 'function' ? 1 : 2;
-    const callback = args[at];
-    if (typeof callback !== 'function') return opendir(...args);
-    const over = overBudget();
-    if (over) return void modules.process.nextTick(callback as AnyFunction, over);
-    opening++;
-    args[at] = (err: unknown, dir: object) => {
-      opening--;
-      if (!err && dir) countDir(dir);
-      (callback as AnyFunction)(err, dir);
-    };
-    try {
-      return opendir(...args);
-    } catch (err) {
-      opening--;
-      throw err;
-    }
-  });
+  // Node's own reading: opendir(path, cb) or opendir(path, options, cb).
+  replace(m, 'opendir', (...args: unknown[]) => openingWithCallback(opendir, args, typeof args[1] === 'function' ? 1 : 2, countDir));
   const opendirPromise = promises.opendir;
   replace(promises, 'opendir', async (...args: unknown[]) => {
-    const over = overBudget();
-    if (over) throw over;
-    opening++;
-    let dir: object;
-    try {
-      dir = (await opendirPromise(...args)) as object;
-    } finally {
-      opening--;
-    }
+    const dir = await openingNow(opendirPromise, args);
     countDir(dir);
     return dir;
   });
@@ -533,13 +515,13 @@ export function guardDescriptors(
       if (typeof callback === 'function') return void modules.process.nextTick(callback as AnyFunction, err);
       return Promise.reject(err);
     }
-    countDirClosed(this);
+    dirs.closed(this);
     if (typeof callback === 'function') return void modules.process.nextTick(callback as AnyFunction, null);
     return Promise.resolve();
   });
   replace(dirProto, 'closeSync', function closeSyncCounted(this: object, ...args: unknown[]) {
     const result = apply(dirCloseSync, this, args);
-    countDirClosed(this);
+    dirs.closed(this);
     return result;
   });
   // Iteration closes the Dir at its end through the instance's promisified `close`, taken at construction: the
