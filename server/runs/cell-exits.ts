@@ -100,7 +100,8 @@ export function createCellExits(deps: {
       const inside = runIds.map((id) => deps.live.get(id)).filter((r): r is LiveRun => !!r && r.phase !== 'finished' && r.cellId === cell.id);
       // Users with a worker in the cell and no run inside that ran agent code there: what their runs left behind
       // may have killed it. (A run of theirs requeued unstarted does not clear them: helper-70.)
-      const insideUsers = new Set(inside.filter((r) => ranAgentCode({ phase: r.phase, undelivered: cell.undelivered.has(r.id) }, cell.channelDrained)).map((r) => r.userId));
+      const ran = (r: LiveRun) => ranAgentCode({ phase: r.phase, undelivered: cell.undelivered.has(r.id) }, cell.channelDrained);
+      const insideUsers = new Set(inside.filter(ran).map((r) => r.userId));
       const lingering = [...cell.userWorkers.usersWithWorkers()].filter((u) => !insideUsers.has(u));
       const { decisions, affectedOthers } = judgeCellDeath({
         runs: inside.map((r) => ({
@@ -122,7 +123,7 @@ export function createCellExits(deps: {
       });
       const byId = new Map(inside.map((r) => [r.id, r]));
       // Stopped meanwhile, though they had run: not suspects (they have ended), but their code was in the cell.
-      const stoppedThatRan = inside.filter((r) => r.stopReason && ranAgentCode({ phase: r.phase, undelivered: cell.undelivered.has(r.id) }, cell.channelDrained));
+      const stoppedThatRan = inside.filter((r) => r.stopReason && ran(r));
       for (const d of decisions) {
         const run = byId.get(d.runId)!;
         switch (d.kind) {
