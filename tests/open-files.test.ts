@@ -2,9 +2,11 @@
  * Open files are the whole cell's (RUN_OPEN_FILES, workers/worker/fd-guards.ts): a run that opens files until the
  * system refuses, and holds them, made every other run of its cell fail with EMFILE, and kept them after it ended
  * (an attacker's-eye review, helper-69). With the budget it holds at most RUN_OPEN_FILES, a run beside it opens
- * its own, and the files it left open retire its worker, which closes them. Sockets count against the same budget. Without the budget the same run breaks
+ * its own, and the files it left open retire its worker, which closes them. Sockets count against the same budget, the
+ * DNS resolver's own included. Without the budget the same run breaks
  * its cell's own checks (they meet EMFILE, and the cell dies or fails the run), so the test can fail.
  */
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
 import { agentsDirWith, startServer, type TestServer } from './helpers/server';
@@ -49,6 +51,31 @@ export default class SocketHog {
     ctx.emit('agent_thinking', { reasoning: 'holding' });
     await new Promise((resolve) => setTimeout(resolve, ctx.input.hold_ms));
     return { held: sockets.length, code };
+  }
+}
+`,
+  'resolvers.mjs': `
+import dns from 'node:dns';
+export default class ResolverHog {
+  static agentName = 'resolver_hog';
+  async execute(ctx) {
+    const resolvers = [];
+    let code = null;
+    // A Resolver per query to a server that never answers (the test's): each holds a socket until it times out
+    // (c-ares gives up a try after about 6 s here, whatever the timeout asked: more tries outlast the run).
+    while (code === null && resolvers.length < 100000) {
+      const resolver = new dns.Resolver({ timeout: 60000, tries: 8 });
+      resolver.setServers([ctx.input.server]);
+      try {
+        resolver.resolve4('hog.test', () => undefined);
+        resolvers.push(resolver);
+      } catch (err) {
+        code = err.code;
+      }
+    }
+    ctx.emit('agent_thinking', { reasoning: 'holding' });
+    await new Promise((resolve) => setTimeout(resolve, ctx.input.hold_ms));
+    return { held: resolvers.length, code };
   }
 }
 `,
@@ -142,6 +169,27 @@ describe('open files', () => {
     } finally {
       for (const socket of peers) socket.destroy();
       listener.close();
+    }
+  });
+
+  test("the DNS resolver's sockets count against the same budget: the run beside a resolver hog opens its files", async () => {
+    const silent = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => silent.bind(0, '127.0.0.1', resolve));
+    try {
+      server = await startServer({ AGENTS_DIR: agentsDir, ...ONE_CELL, RUN_OPEN_FILES: '256', AGENT_EGRESS_ALLOW: '127.0.0.1' });
+      const cellPid = server.logs.find((l) => l.msg === 'cell starting')!.pid as number;
+      const before = descriptorsOf(cellPid);
+      const resolverServer = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+      const { userFinal, hogFinal, hogView } = await hogBesideUser(server, 'resolver_hog', { server: resolverServer, hold_ms: 8000 });
+      expect(userFinal).toMatchObject({ status: 'completed', final_response: { opened: 64 } });
+      expect(hogFinal).toMatchObject({ status: 'completed', final_response: { held: 256, code: 'EMFILE' } });
+      // Queries still waiting for their answer hold their sockets: a leak; the worker is retired and they close.
+      expect(hogView.isolation).toMatchObject({ recycled: 'leaked_resources', refused: expect.arrayContaining(['open_files']) });
+      expect(hogView.isolation.leaks.socket).toBeGreaterThanOrEqual(256);
+      expect(server.logs.filter((l) => l.msg === 'cell died')).toEqual([]);
+      expect(await eventually(() => descriptorsOf(cellPid) < before + 40, 20_000)).toBe(true);
+    } finally {
+      silent.close();
     }
   });
 

@@ -274,6 +274,91 @@ test('sockets count against the same budget as files, from their connect or bind
   }
 });
 
+/**
+ * DNS queries to a server that never answers (a UDP socket of the thread's own, made before the wall), in a fresh
+ * thread with the wall's budget `max` beside one file: the resolver's channel holds a socket of its own meanwhile.
+ */
+function resolverQueriesIn(max: number, file: string): Promise<Record<string, unknown>> {
+  const code = `
+    const { workerData, parentPort } = require('node:worker_threads');
+    const fs = require('node:fs'), dgram = require('node:dgram'), dns = require('node:dns');
+    const silent = dgram.createSocket('udp4');
+    silent.bind(0, '127.0.0.1', async () => {
+      const server = '127.0.0.1:' + silent.address().port;
+      let limits = 0;
+      const wall = require(${JSON.stringify(FD_GUARDS)}).guardDescriptors(() => undefined, undefined, undefined, { max: workerData.max, onLimit: () => limits++ });
+      const descriptors = () => fs.readdirSync('/proc/self/fd').length;
+      const answers = [];
+      const resolver = () => {
+        const r = new dns.Resolver({ timeout: 60000, tries: 1 });
+        r.setServers([server]);
+        return r;
+      };
+      const ask = (r, name) => {
+        try {
+          r.resolve4(name, (err) => answers.push(err ? err.code : 'answered'));
+          return 'ok';
+        } catch (err) {
+          return err.code;
+        }
+      };
+      const fd = fs.openSync(workerData.file, 'r');
+      const before = descriptors();
+      const [r1, r2, r3] = [resolver(), resolver(), resolver()];
+      // One file; three queries on one server count two (UDP, and TCP for a truncated answer); one on another
+      // resolver fills a budget of four.
+      const out = { q1: ask(r1, 'a.test'), q2: ask(r1, 'b.test'), q3: ask(r1, 'c.test'), other: ask(r2, 'd.test'), sockets: wall.openSockets() };
+      out.over = ask(r3, 'e.test');
+      const promised = new dns.promises.Resolver({ timeout: 60000, tries: 1 });
+      promised.setServers([server]);
+      const asked = promised.resolve4('f.test').then(() => 'answered', (err) => err.code);
+      out.promise_over = await Promise.race([asked, new Promise((resolve) => setTimeout(() => resolve('pending'), 50))]);
+      try { fs.closeSync(fs.openSync(workerData.file, 'r')); out.file_over = 'ok'; } catch (err) { out.file_over = err.code; }
+      out.counted_at_least_held = wall.openSockets() >= descriptors() - before;
+      // A cancelled query is answered (ECANCELLED), and its socket no longer counts.
+      r2.cancel();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      out.after_cancel = ask(r3, 'g.test');
+      for (const r of [r1, r2, r3, promised]) r.cancel();
+      await asked;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      out.answers = answers.sort();
+      out.sockets_end = wall.openSockets();
+      out.limits = limits;
+      fs.closeSync(fd);
+      parentPort.postMessage(out);
+    });
+  `;
+  return firstMessageOf(code, { max, file });
+}
+
+test("the DNS resolver's own sockets count against the budget while its queries are pending", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-open-resolvers-'));
+  try {
+    const file = path.join(dir, 'f');
+    fs.writeFileSync(file, 'x');
+    expect(await resolverQueriesIn(4, file)).toEqual({
+      q1: 'ok',
+      q2: 'ok',
+      q3: 'ok',
+      other: 'ok',
+      sockets: 3,
+      over: 'EMFILE',
+      promise_over: 'EMFILE',
+      file_over: 'EMFILE',
+      counted_at_least_held: true,
+      after_cancel: 'ok',
+      answers: ['ECANCELLED', 'ECANCELLED', 'ECANCELLED', 'ECANCELLED', 'ECANCELLED'],
+      sockets_end: 0,
+      limits: 3,
+    });
+    // Without a budget each of them is asked (so the refusals above are the budget's); they still count.
+    expect(await resolverQueriesIn(0, file)).toMatchObject({ over: 'ok', promise_over: 'pending', file_over: 'ok', sockets: 3, sockets_end: 0, limits: 0 });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 /** Reads and writes by path at once, and Dirs, in a fresh thread with the wall's budget `max` (0: none). */
 function pathOpensIn(max: number, dir: string): Promise<Record<string, unknown>> {
   const code = `

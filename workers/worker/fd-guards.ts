@@ -25,6 +25,7 @@ import net from 'node:net';
 import os from 'node:os';
 import tty from 'node:tty';
 import { pin, refusal } from './host-guards.js';
+import { countResolverSockets } from './resolver-sockets.js';
 import { socketHandles, type SocketHandles } from './socket-handles.js';
 
 /** Built-ins the wall replaces members of (parameters so a test can hand its own). */
@@ -85,7 +86,7 @@ function sameExtras(guarded: AnyFunction, original: AnyFunction): AnyFunction {
  * How many files the thread may hold open at once (RUN_OPEN_FILES; 0: unbounded): descriptors from `fs.open` and
  * `fs.openSync`, FileHandles from `fs.promises.open`, Dirs from `fs.opendir`, reads and writes by path in flight,
  * and sockets (TCP, Unix, UDP), counted from the call that gives their handle a descriptor until their handle's
- * `close`. Descriptors are the whole cell's: one run that held
+ * `close`, and the DNS resolver's (resolver-sockets.ts). Descriptors are the whole cell's: one run that held
  * 20,000 files made every other run of its cell fail with EMFILE, and kept them past its end (helper-69); sockets
  * did the same (helper-70). An open past the budget fails with EMFILE, as the system's own limit would, and counts
  * `onLimit`.
@@ -101,7 +102,7 @@ export interface DescriptorWall {
   writeLog: (text: string) => void;
   /** Descriptors from `fs.open`/`fs.openSync`, FileHandles and Dirs the thread holds now: a run that ends with some left them open. */
   openDescriptors(): number;
-  /** Sockets the thread holds now (their leaks are counted as handles: handle-tracker.ts). */
+  /** Sockets the thread holds now, its DNS resolvers' included (their leaks are counted as handles: handle-tracker.ts). */
   openSockets(): number;
 }
 
@@ -168,7 +169,7 @@ export function guardDescriptors(
   /** Socket handles with a descriptor, not closed through their `close` (another way to close keeps one counted). */
   const sockets = new WeakSet<object>();
   let socketCount = 0;
-  const full = () => budget.max > 0 && own.size + closeWhenIdle.size + fileHandles.size + dirs.size + opening + inFlight + socketCount >= budget.max;
+  const full = () => budget.max > 0 && own.size + closeWhenIdle.size + fileHandles.size + dirs.size + opening + inFlight + socketCount + resolvers.held() >= budget.max;
   const overBudget = (): Error | null => {
     if (!full()) return null;
     budget.onLimit();
@@ -178,6 +179,8 @@ export function guardDescriptors(
     onRefused();
     throw refusal(what);
   };
+  // The DNS resolver's own sockets, to its servers while queries are pending.
+  const resolvers = countResolverSockets(handles.resolver, { full, onLimit: budget.onLimit, refused: UV_EMFILE }, refuse);
   const check = (name: string, fd: unknown) => {
     if (!own.has(fd as number)) refuse(`fs.${name}(${String(fd)})`);
   };
@@ -547,7 +550,7 @@ export function guardDescriptors(
 
   // ES modules importing { writeSync } from 'node:fs' (or from 'node:fs/promises', 'node:tty') see the guarded values.
   syncBuiltinESMExports();
-  return { writeLog: (text: string) => writeAll(writeSync, 1, text), openDescriptors: () => own.size + closeWhenIdle.size + dirs.size + fileHandles.size, openSockets: () => socketCount };
+  return { writeLog: (text: string) => writeAll(writeSync, 1, text), openDescriptors: () => own.size + closeWhenIdle.size + dirs.size + fileHandles.size, openSockets: () => socketCount + resolvers.held() };
 }
 
 /**

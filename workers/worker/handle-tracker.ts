@@ -10,7 +10,7 @@ import type { ResourceCounts } from './isolation-check.js';
 
 /**
  * Async resource types that are handles a run may leave open, by kind. Everything else (promises, ticks,
- * requests that end by themselves, DNS's lazily created resolver shared by all runs) is not counted.
+ * requests that end by themselves, DNS's lazily created resolver shared by all runs, its DNSCHANNEL) is not counted.
  * TLSWRAP rides on a TCPWRAP that is counted already. FILEHANDLE is left out: its destroy comes only when
  * the closed handle is garbage-collected (Prisma's first query reads its WebAssembly through two).
  */
@@ -21,6 +21,9 @@ const HANDLE_KINDS: Record<string, LeakKind> = {
   PIPEWRAP: 'socket',
   PIPESERVERWRAP: 'socket',
   UDPWRAP: 'socket',
+  // A DNS query still pending: its channel holds a socket to the server until it is answered or times out
+  // (resolver-sockets.ts).
+  QUERYWRAP: 'socket',
   HTTP2SESSION: 'socket',
   PROCESSWRAP: 'process',
   FSEVENTWRAP: 'file',
