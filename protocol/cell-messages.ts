@@ -31,6 +31,9 @@ import type { AgentInput } from './agent-input.js';
  */
 export const BURST_WORKERS_PER_WORKER = 3;
 
+/** The most worker threads a cell's pool may hold: its capacity, burst workers for long runs, and the warm spares. */
+export const maxWorkersPerCell = (config: { readonly workersPerCell: number; readonly warmSpareWorkers: number }) => config.workersPerCell * (1 + BURST_WORKERS_PER_WORKER) + config.warmSpareWorkers;
+
 /** Everything a cell needs to execute one run: the seed of its immutable execution context. */
 export interface RunAssignment {
   runId: string;

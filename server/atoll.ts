@@ -7,6 +7,7 @@ import path from 'node:path';
 import { createTokenService, developmentSecret } from './auth/tokens.js';
 import { launchCells, type LaunchedCells } from './cells/launch-cells.js';
 import { createCpuGovernor } from './cells/cpu-governor.js';
+import type { CellHandle } from './cells/cell-handle.js';
 import { createNamelessFilesWatch } from './cells/nameless-files.js';
 import type { Config } from './config.js';
 import { cpuGovernorSettingsOf, httpSettingsOf, runServiceSettingsOf, socketSettingsOf, storeOptionsOf } from './config-views.js';
@@ -121,14 +122,20 @@ export async function startAtoll(config: Config, log: Logger, launching: Promise
       ),
   });
   governor.start();
+  const maxDescriptors = config.cellMaxDescriptors > 0 ? config.cellMaxDescriptors : null;
+  const overDescriptors = (c: CellHandle) => (held: number) => {
+    log.warn({ cell: c.id, descriptors: held, ceiling: maxDescriptors }, 'cell holds more descriptors than its workers may (RUN_OPEN_FILES): stopping it');
+    c.killForDescriptors(held, maxDescriptors!);
+  };
   const nameless = createNamelessFilesWatch({
     cells: () =>
       cells.cells().flatMap((c) =>
-        c.state === 'ready' && c.child.pid !== undefined ? [{ pid: c.child.pid, scratchDir: c.scratch.dir, busy: c.runs.size > 0, send: c.send.bind(c) }] : [],
+        c.state === 'ready' && c.child.pid !== undefined ? [{ pid: c.child.pid, scratchDir: c.scratch.dir, busy: c.runs.size > 0, send: c.send.bind(c), maxDescriptors, overDescriptors: overDescriptors(c) }] : [],
       ),
+    // Only disk counts nameless files: with RUN_SCRATCH_MB at 0 only the number of descriptors is read.
+    readNameless: config.limits.scratchBytes > 0,
   });
-  // Only disk counts them: with RUN_SCRATCH_MB at 0 nothing is read.
-  if (config.limits.scratchBytes > 0) nameless.start();
+  if (config.limits.scratchBytes > 0 || maxDescriptors !== null) nameless.start();
 
   runs.open();
   const recovered = await runs.recover();

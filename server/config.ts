@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { BURST_WORKERS_PER_WORKER, type AgentEgress, type AgentSettings } from '../protocol/cell-messages.js';
 import { deepFreeze } from '../protocol/deep-freeze.js';
 import { DEFAULT_MODEL_OPERATIONS, parseModelOperations, type ModelOperations } from '../protocol/model-operations.js';
+import { descriptorCeiling } from './cells/descriptor-ceiling.js';
 import { DATABASE_URL_HINT, DATABASE_URL_PATTERN, parseDatabaseUrl, type DatabaseTarget } from './store/database-target.js';
 
 const bool = z
@@ -76,6 +77,7 @@ const EnvSchema = z.object({
   RUN_TIMEOUT_MS: int(100, 86_400_000).default(30_000),
   RUN_MEMORY_MB: int(16, 65_536).default(128),
   CELL_MEMORY_MB: int(64, 1_048_576).optional(),
+  CELL_MAX_DESCRIPTORS: int(0, 10_000_000).optional(),
   MAX_RUNS_PER_WORKER: int(0, 1_000_000_000).default(0),
   WORKER_DB_WARMUP: z.enum(['lazy', 'eager']).default('lazy'),
   THREAD_LOCKDOWN: bool.default(true),
@@ -192,6 +194,8 @@ export interface Config {
   readonly runMemoryMb: number;
   /** Whole-cell memory limit (RSS, off-heap included) enforced by each cell's watchdog. */
   readonly cellMemoryMb: number;
+  /** The most descriptors a cell may hold before the front stops it (server/cells/descriptor-ceiling.ts); 0: no ceiling. */
+  readonly cellMaxDescriptors: number;
   /** 0 = unlimited; 1 = a brand-new worker for every run. */
   readonly maxRunsPerWorker: number;
   /** lazy: a worker loads Prisma's query compiler at its first ctx.db query; eager: while it warms up. */
@@ -342,6 +346,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     // Room for every worker a cell may hold (its capacity and its burst workers) at its heap budget, plus the
     // cell's own baseline (warm spares are idle workers: ~17 MiB each).
     cellMemoryMb: e.CELL_MEMORY_MB ?? 512 + (1 + BURST_WORKERS_PER_WORKER) * e.THREADS_PER_CELL * e.RUN_MEMORY_MB,
+    cellMaxDescriptors: e.CELL_MAX_DESCRIPTORS ?? descriptorCeiling({ workersPerCell: e.THREADS_PER_CELL, warmSpareWorkers: e.WARM_SPARE_THREADS, runOpenFiles: e.RUN_OPEN_FILES }),
     maxRunsPerWorker: e.MAX_RUNS_PER_WORKER,
     workerDbWarmup: e.WORKER_DB_WARMUP,
     workerLockdown: e.THREAD_LOCKDOWN,

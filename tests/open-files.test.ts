@@ -193,6 +193,23 @@ describe('open files', () => {
     }
   });
 
+  test("a cell holding more descriptors than its workers may is stopped by the front; the run that does it again alone in quarantine is named", async () => {
+    // A ceiling below one run's budget stands in for a way to open that the budget does not count (README, threat model).
+    server = await startServer({ AGENTS_DIR: agentsDir, ...ONE_CELL, RUN_OPEN_FILES: '256', CELL_MAX_DESCRIPTORS: '150' });
+    const mallory = await UserClient.connect(server.url, 'mallory');
+    try {
+      const hog = await mallory.start({ agent: 'file_hog', input: { hold_ms: 8000 } });
+      const events = await mallory.waitForRun(hog.run_id, 60_000);
+      expect(terminal(events).payload).toMatchObject({ status: 'failed', error: { code: 'LIMIT_EXCEEDED', message: expect.stringContaining('file descriptors') } });
+      // Stopped in its serving cell (not named there: descriptors do not say who took them), then in quarantine.
+      expect(events.filter((e) => e.type === 'run_restarted')).toHaveLength(1);
+      expect(server.logs.filter((l) => l.msg === 'cell died' && l.cause === 'descriptors').length).toBe(2);
+      expect(server.logs.filter((l) => String(l.msg).startsWith('cell holds more descriptors')).length).toBeGreaterThanOrEqual(2);
+    } finally {
+      mallory.close();
+    }
+  });
+
   test("without the budget the same run breaks its cell's own checks (they meet EMFILE): it fails, or its cell dies", async () => {
     server = await startServer({ AGENTS_DIR: agentsDir, ...ONE_CELL, RUN_OPEN_FILES: '0' });
     const mallory = await UserClient.connect(server.url, 'mallory');

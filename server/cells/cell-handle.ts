@@ -40,6 +40,8 @@ export class CellHandle {
   killedAsWedged = false;
   /** Killed as wedged for holding a stopped run the front had settled: that run's user. */
   wedgedBy: string | null = null;
+  /** Killed by the front for holding more descriptors than its ceiling (descriptor-ceiling.ts): what it held, and the ceiling. */
+  killedForDescriptors: { held: number; ceiling: number } | null = null;
   /** When the cell last sent anything (it reports stats every second once ready). */
   lastHeardAt = Date.now();
   readonly spawnedAt = Date.now();
@@ -102,6 +104,13 @@ export class CellHandle {
   killAsWedged(heldBy?: string): void {
     this.killedAsWedged = true;
     if (heldBy !== undefined) this.wedgedBy = heldBy;
+    this.kill('SIGKILL');
+  }
+
+  /** The cell holds more descriptors than its workers may: its death is the runs' doing (cause `descriptors`). */
+  killForDescriptors(held: number, ceiling: number): void {
+    if (this.killedForDescriptors) return;
+    this.killedForDescriptors = { held, ceiling };
     this.kill('SIGKILL');
   }
 

@@ -12,8 +12,12 @@ export interface CellExit {
 
 const OOM_MARKERS = ['heap out of memory', 'invalid size error', 'Allocation failed', 'out of memory'];
 
-export function describeCellExit(code: number | null, signal: NodeJS.Signals | null, stderrTail: string): CellExit {
+export function describeCellExit(code: number | null, signal: NodeJS.Signals | null, stderrTail: string, killedForDescriptors: { held: number; ceiling: number } | null = null): CellExit {
   const how = signal ? `signal ${signal}` : `exit code ${code}`;
+  if (killedForDescriptors) {
+    const { held, ceiling } = killedForDescriptors;
+    return { cause: 'descriptors', error: { code: 'LIMIT_EXCEEDED', message: `the run's cell held ${held} file descriptors, more than its workers may (${ceiling}: RUN_OPEN_FILES each), so the front stopped it` } };
+  }
   if (code === CELL_EXIT_MEMORY) {
     return { cause: 'memory_limit', error: { code: 'OUT_OF_MEMORY', message: 'the run exceeded its cell\'s memory limit (CELL_MEMORY_MB), counting off-heap buffers' } };
   }

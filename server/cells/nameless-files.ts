@@ -8,6 +8,9 @@
  * and tells the cell how much each of its folders' nameless files
  * hold; the cell's scratch watch adds that to what it measures itself (workers/cell/scratch-watch.ts), and decides.
  * Linux only; elsewhere nothing is found.
+ *
+ * The same read counts the cell's descriptors against its ceiling (descriptor-ceiling.ts) first: that needs only
+ * the list, so it is done whether or not nameless files are read (RUN_SCRATCH_MB=0).
  */
 import fs from 'node:fs';
 import type { FrontToCell } from '../../protocol/cell-messages.js';
@@ -90,13 +93,18 @@ export interface NamelessCell {
   /** Whether runs are in the cell (the busy pace). */
   busy: boolean;
   send: (msg: Extract<FrontToCell, { type: 'nameless_files' }>) => void;
+  /** The most descriptors the cell may hold (descriptor-ceiling.ts); null: no ceiling. */
+  maxDescriptors: number | null;
+  /** The cell holds `held` descriptors, more than its ceiling. */
+  overDescriptors: (held: number) => void;
 }
 
 /**
  * Reads every cell's nameless files at the busy pace and tells a cell when what it holds changed (an empty report
  * once they are gone). One timer for all cells; a read under way goes on at the next tick whether the cell is busy.
  */
-export function createNamelessFilesWatch(deps: { cells: () => Iterable<NamelessCell>; intervalMs?: number; stepBudgetMs?: number }) {
+export function createNamelessFilesWatch(deps: { cells: () => Iterable<NamelessCell>; intervalMs?: number; stepBudgetMs?: number; readNameless?: boolean }) {
+  const readNameless = deps.readNameless ?? true;
   const interval = deps.intervalMs ?? NAMELESS_BUSY_INTERVAL_MS;
   const stepBudgetMs = deps.stepBudgetMs ?? STEP_BUDGET_MS;
   /** Reads under way, by cell pid: a cell of many descriptors is read over several ticks. */
@@ -120,6 +128,11 @@ export function createNamelessFilesWatch(deps: { cells: () => Iterable<NamelessC
         if (!cell.busy && ticks % 10 !== 0) continue;
         const started = startDescriptorRead(cell.pid, cell.scratchDir);
         if (!started) continue;
+        if (cell.maxDescriptors !== null && started.fds.length > cell.maxDescriptors) {
+          cell.overDescriptors(started.fds.length);
+          continue;
+        }
+        if (!readNameless) continue;
         reads.set(cell.pid, (read = started));
       }
       const held = stepDescriptorRead(read, until);

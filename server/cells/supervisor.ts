@@ -174,7 +174,7 @@ export function createCellSupervisor(opts: SupervisorOptions) {
         // Give stderr a moment to deliver the fatal message that names the cause, and the channel every message the
         // cell wrote before it died (the runs it reported started: the others never ran agent code).
         afterDrain(cell, () => {
-          const exit = describeCellExit(code, signal, cell.stderrTail);
+          const exit = describeCellExit(code, signal, cell.stderrTail, cell.killedForDescriptors);
           const runIds = [...cell.runs.keys()];
           cell.runs.clear();
           if (!stopping && !retired) log.error({ cell: id, code, signal, cause: exit.cause, runs: runIds.length, died_at: new Date(diedAt).toISOString(), ...(restarts ? { restart_in_ms: delay } : {}) }, 'cell died');

@@ -34,6 +34,8 @@ test('with nothing set, every default', () => {
     runTimeoutMs: 30_000,
     runMemoryMb: 128,
     cellMemoryMb: 512 + (1 + BURST_WORKERS_PER_WORKER) * 2 * 128,
+    // 64 of the cell's own, and 256 + 16 for each of the 9 workers its pool may hold (2 × 4 + 1 spare).
+    cellMaxDescriptors: 2512,
     maxRunsPerWorker: 0,
     workerDbWarmup: 'lazy',
     workerLockdown: true,
@@ -106,6 +108,7 @@ test('every variable set, each lands in its field', () => {
     RUN_TIMEOUT_MS: '1000',
     RUN_MEMORY_MB: '100',
     CELL_MEMORY_MB: '2048',
+    CELL_MAX_DESCRIPTORS: '3000',
     MAX_RUNS_PER_WORKER: '5',
     WORKER_DB_WARMUP: 'eager',
     THREAD_LOCKDOWN: 'false',
@@ -188,6 +191,7 @@ test('every variable set, each lands in its field', () => {
     runTimeoutMs: 1000,
     runMemoryMb: 100,
     cellMemoryMb: 2048,
+    cellMaxDescriptors: 3000,
     maxRunsPerWorker: 5,
     workerDbWarmup: 'eager',
     workerLockdown: false,
@@ -239,6 +243,11 @@ test('every variable set, each lands in its field', () => {
     llmOperations: 'any',
     tracing: { url: 'http://collector:4318/custom/traces', protocol: 'http/json', serviceName: 'atoll-eu', scheduledDelayMs: 250 },
   });
+});
+
+test("a cell's descriptor ceiling follows its workers and their open files; none without a budget", () => {
+  expect(load({ THREADS_PER_CELL: '3', WARM_SPARE_THREADS: '2', RUN_OPEN_FILES: '100' }).cellMaxDescriptors).toBe(64 + (3 * (1 + BURST_WORKERS_PER_WORKER) + 2) * (100 + 16));
+  expect(load({ RUN_OPEN_FILES: '0' }).cellMaxDescriptors).toBe(0);
 });
 
 test('the cell memory limit follows the threads and their heap budget; quarantine cells follow the threads', () => {
@@ -396,7 +405,7 @@ test('ENV_VARS lists every variable the schema reads', () => {
   expect(ENV_VARS).toContain('RUN_SCRATCH_MB');
   expect(ENV_VARS).toContain('RUN_SCRATCH_FILES');
   expect(ENV_VARS).toContain('RUN_OPEN_FILES');
-  expect(ENV_VARS).toHaveLength(81);
+  expect(ENV_VARS).toHaveLength(82);
 });
 
 test('several nodes: REDIS_URL needs PostgreSQL and a shared token secret; NODE_ID and NODE_LEASE_MS are checked', () => {

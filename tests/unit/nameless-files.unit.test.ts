@@ -75,7 +75,7 @@ test('a cell holding thousands of descriptors is read a step at a time, and the 
     // The watch goes on with a read at each tick, and tells the cell once the read is complete.
     const sent: [string, number][][] = [];
     const watch = createNamelessFilesWatch({
-      cells: () => [{ pid: process.pid, scratchDir: cellDir, busy: true, send: (m) => sent.push(m.byFolder) }],
+      cells: () => [{ pid: process.pid, scratchDir: cellDir, busy: true, send: (m) => sent.push(m.byFolder), maxDescriptors: null, overDescriptors: () => undefined }],
       intervalMs: 5,
       stepBudgetMs: 0,
     });
@@ -87,6 +87,41 @@ test('a cell holding thousands of descriptors is read a step at a time, and the 
       watch.stop();
     }
     expect(sent[0].find(([name]) => name === 'run-a')?.[1]).toBeGreaterThanOrEqual(2 * MiB);
+  } finally {
+    for (const fd of fds) fs.closeSync(fd);
+    fs.rmSync(base, { recursive: true, force: true });
+  }
+});
+
+test("a cell holding more descriptors than its ceiling is reported at the read's start, with or without nameless files read", async () => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-ceiling-'));
+  const fds: number[] = [];
+  try {
+    for (let i = 0; i < 200; i++) fds.push(fs.openSync(path.join(base, 'f'), 'w'));
+    const held = fs.readdirSync('/proc/self/fd').length;
+    const watched = async (maxDescriptors: number | null, readNameless: boolean) => {
+      const over: number[] = [];
+      const sent: unknown[] = [];
+      const watch = createNamelessFilesWatch({
+        cells: () => [{ pid: process.pid, scratchDir: base, busy: true, send: (m) => sent.push(m), maxDescriptors, overDescriptors: (n) => over.push(n) }],
+        intervalMs: 5,
+        readNameless,
+      });
+      watch.start();
+      try {
+        // Long enough for several reads on a busy machine (a read of ~250 descriptors takes one tick).
+        const end = Date.now() + 2_000;
+        while (over.length < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+      } finally {
+        watch.stop();
+      }
+      return { over: over.length > 0, overAtLeast: over.every((n) => n >= held - 5), sent: sent.length };
+    };
+    expect(await watched(100, false)).toEqual({ over: true, overAtLeast: true, sent: 0 });
+    expect(await watched(100, true)).toEqual({ over: true, overAtLeast: true, sent: 0 });
+    // Under the ceiling, or with none: nothing is reported (and nameless files are read when asked).
+    expect(await watched(held + 1000, false)).toEqual({ over: false, overAtLeast: true, sent: 0 });
+    expect(await watched(null, true)).toMatchObject({ over: false });
   } finally {
     for (const fd of fds) fs.closeSync(fd);
     fs.rmSync(base, { recursive: true, force: true });
