@@ -79,6 +79,35 @@ export default class ResolverHog {
   }
 }
 `,
+  'hidden.mjs': `
+import net from 'node:net';
+import { AsyncResource } from 'node:async_hooks';
+export default class HiddenSockets {
+  static agentName = 'hidden_sockets';
+  async execute(ctx) {
+    for (let i = 0; i < 5; i++) {
+      await new Promise((resolve, reject) => {
+        const socket = net.connect(ctx.input.port, '127.0.0.1');
+        socket.once('connect', resolve);
+        socket.once('error', reject);
+        // Unref'd: not in process.getActiveResourcesInfo(), so only the handle tracker sees it.
+        socket.unref();
+      });
+    }
+    // async_hooks' destroy emitted for every id so far, as if each socket had closed (helper-73).
+    const probe = new AsyncResource('probe');
+    const id = Object.getOwnPropertySymbols(probe).find((s) => String(s) === 'Symbol(async_id_symbol)');
+    let forged = 0;
+    for (let n = 1; n < probe.asyncId(); n++) {
+      try {
+        AsyncResource.prototype.emitDestroy.call({ [id]: n });
+        forged++;
+      } catch {}
+    }
+    return { forged: forged > 0 };
+  }
+}
+`,
   'files.mjs': `
 import fs from 'node:fs';
 import path from 'node:path';
@@ -165,6 +194,33 @@ describe('open files', () => {
       expect(hogView.isolation).toMatchObject({ recycled: 'leaked_resources', refused: expect.arrayContaining(['open_files']) });
       expect(hogView.isolation.leaks.socket).toBeGreaterThanOrEqual(256);
       expect(server.logs.filter((l) => l.msg === 'cell died')).toEqual([]);
+      expect(await eventually(() => peers.size === 0, 20_000)).toBe(true);
+    } finally {
+      for (const socket of peers) socket.destroy();
+      listener.close();
+    }
+  });
+
+  test('sockets a run hides from the handle tracker (destroy emitted for their ids) still retire its worker', async () => {
+    const peers = new Set<net.Socket>();
+    const listener = net.createServer((socket) => {
+      peers.add(socket);
+      socket.on('error', () => undefined);
+      socket.on('close', () => peers.delete(socket));
+    });
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    try {
+      server = await startServer({ AGENTS_DIR: agentsDir, ...ONE_CELL, RUN_OPEN_FILES: '256', AGENT_EGRESS_ALLOW: '127.0.0.1' });
+      const mallory = await UserClient.connect(server.url, 'mallory');
+      try {
+        const run = await mallory.start({ agent: 'hidden_sockets', input: { port: (listener.address() as net.AddressInfo).port } });
+        expect(terminal(await mallory.waitForRun(run.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: { forged: true } });
+        const view = (await mallory.http('GET', `/v1/runs/${run.run_id}`)).body;
+        expect(view.isolation).toMatchObject({ recycled: 'leaked_resources', leaks: { socket: 5 } });
+      } finally {
+        mallory.close();
+      }
+      // Closed with the retired worker.
       expect(await eventually(() => peers.size === 0, 20_000)).toBe(true);
     } finally {
       for (const socket of peers) socket.destroy();

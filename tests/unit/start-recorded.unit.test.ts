@@ -42,6 +42,7 @@ test('a run starts its agent only once the cell has set startRecorded', async ()
     refused: new Set(),
     handles: createHandleTracker(createHook),
     openDescriptors: () => 0,
+    openSockets: () => 0,
   });
   await runtime.warm();
   const { port1, port2 } = new MessageChannel();

@@ -159,7 +159,11 @@ export function guardDescriptors(
   const writeSync = m.writeSync.bind(modules.fs) as typeof fs.writeSync;
   /** Descriptors this thread opened through fs and has not closed. */
   const own = new Set<number>();
-  /** FileHandles opened and not closed (nor collected). */
+  /**
+   * FileHandles opened and not closed (nor collected), by their native handle: that holds the descriptor. Counted by
+   * the JavaScript FileHandle, a handle whose `kFd` was set to -1 closed without closing (its close returns at once),
+   * and one dropped while its native handle was kept was collected: either way 100 of 100 held descriptors counted none.
+   */
   const fileHandles = heldUntilClosed();
   let opening = 0;
   /** Reads and writes by path in flight (each holds a descriptor meanwhile). */
@@ -180,7 +184,7 @@ export function guardDescriptors(
     throw refusal(what);
   };
   // The DNS resolver's own sockets, to its servers while queries are pending.
-  const resolvers = countResolverSockets(handles.resolver, { full, onLimit: budget.onLimit, refused: UV_EMFILE }, refuse);
+  const resolvers = countResolverSockets(handles.resolver, handles.tcp, { full, onLimit: budget.onLimit, refused: UV_EMFILE });
   const check = (name: string, fd: unknown) => {
     if (!own.has(fd as number)) refuse(`fs.${name}(${String(fd)})`);
   };
@@ -421,8 +425,8 @@ export function guardDescriptors(
     const handle = await openingNow(openHandle, args);
     // The FileHandle classes exist only once one is made: guarded at the first, before agent code holds it.
     handleWall ??= guardFileHandles(handle, refuse, closeHandleFd);
-    handleWall.adopt(handle);
-    fileHandles.add(handle);
+    const nativeHandle = handleWall.adopt(handle);
+    fileHandles.add(nativeHandle);
     // A FileHandle's `close` is an own property of each (Node 20 to 24), not its class's, and Node's own helpers
     // (streams, readFile on a handle) call it: wrapped here, on the handle. Not its 'close' event: agent code can
     // emit that on a handle it keeps open. Code that closes the handle some other way only keeps it counted.
@@ -430,7 +434,11 @@ export function guardDescriptors(
     (handle as { close: AnyFunction }).close = function closeCounted(...closeArgs: unknown[]) {
       // This handle's, whatever `this` a caller gives: it is the handle the count is for.
       const closing = apply(close, handle, closeArgs) as Promise<void>;
-      void closing.then(() => fileHandles.closed(handle), () => undefined);
+      // Closed once its native handle has given its descriptor up, whatever the JavaScript close did.
+      const closed = () => {
+        if (!handleWall!.holdsDescriptor(nativeHandle)) fileHandles.closed(nativeHandle);
+      };
+      void closing.then(closed, closed);
       return closing;
     };
     return handle;
@@ -468,7 +476,7 @@ export function guardDescriptors(
     if (typeof original !== 'function') continue;
     replace(promises, name, async (...args: unknown[]) => {
       // A FileHandle of this thread's opens nothing more; what it does on the handle is an operation in flight on it.
-      if (typeof args[0] === 'object' && args[0] !== null && fileHandles.has(args[0])) return handleWall!.operation(args[0], () => original(...args) as Promise<unknown>);
+      if (typeof args[0] === 'object' && args[0] !== null && handleWall?.adopted(args[0])) return handleWall.operation(args[0], () => original(...args) as Promise<unknown>);
       const over = overBudget();
       if (over) throw over;
       inFlight++;
@@ -559,8 +567,12 @@ export function guardDescriptors(
  * the native class can no longer be reached to make a handle for a number. Fails closed if Node's layout changed.
  */
 interface FileHandleWall {
-  /** A FileHandle agent code holds: its operations are counted, and its close waits for them. */
-  adopt(handle: object): void;
+  /** A FileHandle agent code holds: its operations are counted, and its close waits for them. Returns its native handle. */
+  adopt(handle: object): object;
+  /** Whether `handle` is a FileHandle adopted here. */
+  adopted(handle: object): boolean;
+  /** Whether a native handle still has its descriptor. */
+  holdsDescriptor(nativeHandle: object): boolean;
   /** Runs `act` (an operation on `handle` through fs.promises) counted as in flight on it. */
   operation<T>(handle: object, act: () => Promise<T>): Promise<T>;
 }
@@ -614,6 +626,8 @@ function guardFileHandles(handle: object, refuse: (what: string) => never, close
   if (typeof releaseFD !== 'function' || typeof nativeClose !== 'function') throw new Error("the descriptor wall does not know this Node version's FileHandle");
   /** Agent code's FileHandles by their native handle, and the operations in flight on each. */
   const owners = new WeakMap<object, object>();
+  /** Each adopted FileHandle's native handle, as it was at its open (`kHandle` is writable). */
+  const nativeOf = new WeakMap<object, object>();
   const inFlight = new WeakMap<object, number>();
   /** Native handles whose close waits for operations in flight: how to answer it. */
   const waiting = new WeakMap<object, { resolve: () => void; reject: (err: unknown) => void }>();
@@ -684,8 +698,15 @@ function guardFileHandles(handle: object, refuse: (what: string) => never, close
   });
   return {
     adopt(js: object) {
-      const nativeHandle = (js as Record<symbol, object>)[kHandle];
-      if (nativeHandle) owners.set(nativeHandle, js);
+      const nativeHandle = (js as Record<symbol, object>)[kHandle]!;
+      owners.set(nativeHandle, js);
+      nativeOf.set(js, nativeHandle);
+      return nativeHandle;
+    },
+    adopted: (js: object) => nativeOf.has(js),
+    holdsDescriptor(nativeHandle: object) {
+      const fd = realFd(nativeHandle);
+      return typeof fd === 'number' && fd >= 0;
     },
     operation,
   };

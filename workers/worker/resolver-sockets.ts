@@ -1,109 +1,80 @@
 /**
  * The DNS resolver's sockets, counted against the thread's open files (RUN_OPEN_FILES, fd-guards.ts). A resolver's
- * channel (c-ares) opens sockets of its own to its servers while it has queries pending and closes them when none
- * are left; they pass through none of the socket handles the descriptor wall counts. helper-71 held 3,001
- * descriptors in a cell with `dns.Resolver`s, each with one query to a server that never answers. Measured here:
- * 50 Resolvers with one query each to a silent server held 50 descriptors; one Resolver with 100 queries to it, 1.
+ * channel (c-ares) opens sockets of its own to its servers while it has queries pending; they pass through none of
+ * the socket handles the descriptor wall counts. helper-71 held 3,001 descriptors in a cell with `dns.Resolver`s,
+ * each with one query to a server that never answers. c-ares shares a socket among a channel's queries at first,
+ * but each query asked again after a try timed out gets one of its own (helper-73: one Resolver, 2,000 queries,
+ * 2,000 descriptors). So each pending query counts one socket, from its native call until the query is over.
  *
- * So a channel counts, while queries are pending, one socket per query up to two per server (a truncated answer is
- * asked again over TCP). A channel's servers cannot change while it has queries pending (c-ares refuses), so they
- * are read at its first. A query past the budget fails with EMFILE, as a socket's would. `dns.lookup` is not a
- * channel's: it asks the system's resolver from the libuv thread pool, whose few threads bound its sockets.
+ * "Over" is read from the request itself, not from its `oncomplete`: agent code can call that (helper-73 settled
+ * the count that way and kept every socket). A pending request is a live native wrap; once c-ares is done with it,
+ * its wrap is freed and its native `getAsyncId` answers -1, which agent code cannot bring about sooner. Requests are
+ * looked at when the count is read. A query past the budget fails with EMFILE, as a socket's would. `dns.lookup` is
+ * not a channel's: it asks the system's resolver from the libuv thread pool, whose four threads bound its sockets.
  */
 type AnyFunction = (...args: unknown[]) => unknown;
 
 // Taken at load, before any agent module (with THREAD_LOCKDOWN=0 agent code could replace them later).
 const apply = Reflect.apply;
 const define = Reflect.defineProperty;
-const uncurry = <A extends unknown[], R>(f: (...args: A) => R) => Function.prototype.call.bind(f) as unknown as (self: object, ...args: A) => R;
-const weakGet = uncurry(WeakMap.prototype.get);
-const weakSet = uncurry(WeakMap.prototype.set);
+const getPrototypeOf = Reflect.getPrototypeOf;
+const hasOwn = Object.prototype.hasOwnProperty;
 
 export interface ResolverSockets {
-  /** Sockets the thread's resolvers hold now (by the count above). */
+  /** Sockets the thread's resolvers hold now: their queries still pending. */
   held(): number;
 }
 
-interface Channel {
-  pending: number;
-  servers: number;
+/** The native `getAsyncId` every async wrap shares (AsyncWrap's), found on a handle prototype's chain. */
+function asyncWrapGetAsyncId(handleProto: object): AnyFunction {
+  for (let proto: object | null = handleProto; proto; proto = getPrototypeOf(proto)) {
+    if (apply(hasOwn, proto, ['getAsyncId'])) {
+      const found = (proto as Record<string, unknown>).getAsyncId;
+      if (typeof found === 'function') return found as AnyFunction;
+    }
+  }
+  throw new Error("the descriptor wall could not find AsyncWrap's getAsyncId on this Node version");
 }
 
-/** Sockets a channel holds with `pending` queries. */
-const socketsOf = (channel: Channel) => (channel.pending < 2 * channel.servers ? channel.pending : 2 * channel.servers);
-
 /**
- * Wraps the channel's native query members (`queryA`, …, `getHostByAddr`: each takes its request object first and
- * calls the request's `oncomplete` once answered, cancelled or timed out). `full()` says the thread's budget is
- * spent; `refused` is the error code a query past it returns (libuv's EMFILE, negative).
+ * Wraps the channel's native query members (`queryA`, …, `getHostByAddr`: each takes its request first).
+ * `anyHandleProto`: a native handle prototype (TCP's) whose chain holds AsyncWrap's members. `full()` says the
+ * thread's budget is spent; `refused` is the error code a query past it returns (libuv's EMFILE, negative).
  */
-export function countResolverSockets(channelProto: object, budget: { full: () => boolean; onLimit: () => void; refused: number }, refuse: (what: string) => never): ResolverSockets {
+export function countResolverSockets(channelProto: object, anyHandleProto: object, budget: { full: () => boolean; onLimit: () => void; refused: number }): ResolverSockets {
   const proto = channelProto as Record<string, AnyFunction>;
-  const getServers = proto.getServers!;
-  const channels = new WeakMap<object, Channel>();
-  let held = 0;
+  const getAsyncId = asyncWrapGetAsyncId(anyHandleProto);
+  /** Requests of queries made and not known to be over. Only indexes below its length are written or read. */
+  const pending: object[] = [];
+  const isOver = (req: object): boolean => {
+    try {
+      return apply(getAsyncId, req, []) === -1;
+    } catch {
+      return true; // not a native request: it holds nothing
+    }
+  };
+  const held = (): number => {
+    let kept = 0;
+    for (let i = 0; i < pending.length; i++) {
+      const req = pending[i]!;
+      if (!isOver(req)) pending[kept++] = req;
+    }
+    pending.length = kept;
+    return kept;
+  };
   for (const name of Object.getOwnPropertyNames(proto)) {
     if (!(name.startsWith('query') || name === 'getHostByAddr') || typeof proto[name] !== 'function') continue;
     const original = proto[name]!;
     Object.defineProperty(proto, name, {
       value: function countedQuery(this: object, ...args: unknown[]) {
         const req = args[0];
-        // Not a request object: the native member refuses it as it would unwrapped.
-        if (typeof req !== 'object' || req === null) return apply(original, this, args);
-        let channel = weakGet(channels, this);
-        if (channel === undefined) {
-          channel = { pending: 0, servers: 0 };
-          // Throws (before any count) if `this` is no channel.
-          const servers = apply(getServers, this, []) as unknown[];
-          channel.servers = servers.length;
-          weakSet(channels, this, channel);
-        } else if (channel.pending === 0) {
-          channel.servers = (apply(getServers, this, []) as unknown[]).length;
-        }
-        const before = socketsOf(channel);
-        if (socketsOf({ pending: channel.pending + 1, servers: channel.servers }) > before && budget.full()) {
+        if (budget.full()) {
           budget.onLimit();
           return budget.refused;
         }
-        const counted = channel;
-        counted.pending++;
-        held += socketsOf(counted) - before;
-        let settled = false;
-        const settle = () => {
-          if (settled) return;
-          settled = true;
-          const was = socketsOf(counted);
-          counted.pending--;
-          held -= was - socketsOf(counted);
-        };
-        // The answer comes through the request's `oncomplete`, read when it comes: an accessor, so one set later
-        // is still the one called, after the count is settled.
-        let oncomplete = (req as { oncomplete?: unknown }).oncomplete;
-        const watched = define(req, 'oncomplete', {
-          get: () =>
-            function answered(this: unknown, ...answer: unknown[]) {
-              settle();
-              return typeof oncomplete === 'function' ? apply(oncomplete as AnyFunction, this, answer) : undefined;
-            },
-          set: (value: unknown) => {
-            oncomplete = value;
-          },
-          configurable: true,
-          enumerable: true,
-        });
-        if (!watched) {
-          settle();
-          return refuse(`a DNS query (${name}) whose request cannot be watched`);
-        }
-        let result: unknown;
-        try {
-          result = apply(original, this, args);
-        } catch (err) {
-          settle();
-          throw err;
-        }
-        // A query that failed at once gets no answer.
-        if (result !== 0 && result !== undefined) settle();
+        const result = apply(original, this, args);
+        // Defined, not assigned: an assignment past the end would call a setter agent code put on Array.prototype.
+        if (typeof req === 'object' && req !== null && !isOver(req)) define(pending, pending.length, { value: req, writable: true, enumerable: true, configurable: true });
         return result;
       },
       writable: true,
@@ -111,5 +82,5 @@ export function countResolverSockets(channelProto: object, budget: { full: () =>
       enumerable: true,
     });
   }
-  return { held: () => held };
+  return { held };
 }

@@ -35,6 +35,7 @@ export function startWorker(config: WorkerConfig, frozen: FreezeReport | null, r
     log,
     handles: createHandleTracker(createHook),
     openDescriptors: descriptors.openDescriptors,
+    openSockets: descriptors.openSockets,
   });
   const handle = (task: WorkerTask) => runtime.handle(task);
   return runtime.warm().then(() => handle);

@@ -67,6 +67,8 @@ export function createWorkerRuntime(deps: {
    * limit for every later run.
    */
   openDescriptors: () => number;
+  /** Sockets the thread holds now, by the descriptor wall's count (fd-guards.ts). */
+  openSockets: () => number;
 }) {
   const { config, dbChannel, log, handles } = deps;
   const factory = createAgentFactory();
@@ -186,6 +188,9 @@ export function createWorkerRuntime(deps: {
     const resourcesBefore = activeResources();
     // ... and every handle the run opens from here, unref'd ones included.
     handles.start();
+    // The wall's count too: the tracker learns of a handle's end from async_hooks' destroy, which agent code can
+    // emit for any id (helper-73 hid its sockets from the tracker so), and it does not see the resolver's.
+    const socketsBefore = deps.openSockets();
     // Rejects when the run is stopped, so a stop wins even against an agent that never settles.
     const stopped = new Promise<never>((_, reject) =>
       controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true }),
@@ -249,7 +254,8 @@ export function createWorkerRuntime(deps: {
 
     const openFiles = (): Record<string, number> => {
       const file = deps.openDescriptors();
-      return file > 0 ? { file } : {};
+      const socket = deps.openSockets() - socketsBefore;
+      return { ...(file > 0 ? { file } : {}), ...(socket > 0 ? { socket } : {}) };
     };
     const countLeaks = () => mergeLeaks(mergeLeaks(leakedResources(resourcesBefore, activeResources()), handles.open()), openFiles());
     let leaks = countLeaks();
