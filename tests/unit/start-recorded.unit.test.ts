@@ -40,7 +40,7 @@ test('a run starts its agent only once the cell has set startRecorded', async ()
     registry: Promise.resolve(registry),
     log: pino({ level: 'silent' }),
     refused: new Set(),
-    handles: createHandleTracker(createHook),
+    handles: createHandleTracker(createHook, function (this: object) { return -1; }),
     openDescriptors: () => 0,
     openSockets: () => 0,
   });

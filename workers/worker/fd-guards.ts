@@ -184,7 +184,7 @@ export function guardDescriptors(
     throw refusal(what);
   };
   // The DNS resolver's own sockets, to its servers while queries are pending.
-  const resolvers = countResolverSockets(handles.resolver, handles.tcp, { full, onLimit: budget.onLimit, refused: UV_EMFILE });
+  const resolvers = countResolverSockets(handles.resolver, handles.getAsyncId, { full, onLimit: budget.onLimit, refused: UV_EMFILE });
   const check = (name: string, fd: unknown) => {
     if (!own.has(fd as number)) refuse(`fs.${name}(${String(fd)})`);
   };

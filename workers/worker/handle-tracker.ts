@@ -42,16 +42,30 @@ export interface HandleTracker {
   stop(): void;
 }
 
-/** `createHook`: async_hooks' own (not the guarded one agent code gets), so `exclude` can name real resources. */
-export function createHandleTracker(createHook: typeof CreateHook): HandleTracker {
-  const live = new Map<number, { kind: string; resource: object }>();
+/**
+ * `createHook`: async_hooks' own (not the guarded one agent code gets), so `exclude` can name real resources.
+ * `getAsyncId`: AsyncWrap's native one (socket-handles.ts): a destroy is taken only for a native handle whose wrap is
+ * freed, or a timer Node marked destroyed. Agent code can emit destroy for any id (`AsyncResource`'s `emitDestroy`
+ * on an object carrying that id): helper-73 hid its open handles from the count so.
+ */
+export function createHandleTracker(createHook: typeof CreateHook, getAsyncId: (this: object) => number): HandleTracker {
+  const live = new Map<number, { type: string; kind: string; resource: object }>();
+  const ended = (type: string, resource: object): boolean => {
+    if (type === 'Timeout') return (resource as { _destroyed?: unknown })._destroyed === true;
+    try {
+      return Reflect.apply(getAsyncId, resource, []) === -1;
+    } catch {
+      return true; // not a native wrap: nothing of Node's holds it
+    }
+  };
   const hook = createHook({
     init(asyncId, type, _triggerAsyncId, resource) {
       const kind = HANDLE_KINDS[type];
-      if (kind) live.set(asyncId, { kind, resource });
+      if (kind) live.set(asyncId, { type, kind, resource });
     },
     destroy(asyncId) {
-      live.delete(asyncId);
+      const entry = live.get(asyncId);
+      if (entry && ended(entry.type, entry.resource)) live.delete(asyncId);
     },
   });
   return {

@@ -17,33 +17,19 @@ type AnyFunction = (...args: unknown[]) => unknown;
 // Taken at load, before any agent module (with THREAD_LOCKDOWN=0 agent code could replace them later).
 const apply = Reflect.apply;
 const define = Reflect.defineProperty;
-const getPrototypeOf = Reflect.getPrototypeOf;
-const hasOwn = Object.prototype.hasOwnProperty;
 
 export interface ResolverSockets {
   /** Sockets the thread's resolvers hold now: their queries still pending. */
   held(): number;
 }
 
-/** The native `getAsyncId` every async wrap shares (AsyncWrap's), found on a handle prototype's chain. */
-function asyncWrapGetAsyncId(handleProto: object): AnyFunction {
-  for (let proto: object | null = handleProto; proto; proto = getPrototypeOf(proto)) {
-    if (apply(hasOwn, proto, ['getAsyncId'])) {
-      const found = (proto as Record<string, unknown>).getAsyncId;
-      if (typeof found === 'function') return found as AnyFunction;
-    }
-  }
-  throw new Error("the descriptor wall could not find AsyncWrap's getAsyncId on this Node version");
-}
-
 /**
  * Wraps the channel's native query members (`queryA`, …, `getHostByAddr`: each takes its request first).
- * `anyHandleProto`: a native handle prototype (TCP's) whose chain holds AsyncWrap's members. `full()` says the
+ * `getAsyncId`: AsyncWrap's own (socket-handles.ts). `full()` says the
  * thread's budget is spent; `refused` is the error code a query past it returns (libuv's EMFILE, negative).
  */
-export function countResolverSockets(channelProto: object, anyHandleProto: object, budget: { full: () => boolean; onLimit: () => void; refused: number }): ResolverSockets {
+export function countResolverSockets(channelProto: object, getAsyncId: (this: object) => number, budget: { full: () => boolean; onLimit: () => void; refused: number }): ResolverSockets {
   const proto = channelProto as Record<string, AnyFunction>;
-  const getAsyncId = asyncWrapGetAsyncId(anyHandleProto);
   /** Requests of queries made and not known to be over. Only indexes below its length are written or read. */
   const pending: object[] = [];
   const isOver = (req: object): boolean => {

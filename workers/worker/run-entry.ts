@@ -56,7 +56,7 @@ export default (async () => {
     const frozen = config.workerLockdown ? freezeShared() : null;
     // Required only now, after the freeze (an import would be hoisted above it).
     const { startWorker } = require('./worker-main.js') as typeof import('./worker-main.js');
-    const handler = await startWorker(config, frozen, refused, queryCompiler, descriptors, createHook);
+    const handler = await startWorker(config, frozen, refused, queryCompiler, descriptors, createHook, handles.getAsyncId);
     noteWarm(warmUpLock!, threadId);
     return handler;
   } finally {

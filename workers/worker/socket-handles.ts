@@ -14,6 +14,12 @@ export interface SocketHandles {
   readonly pipe: object;
   readonly udp: object;
   readonly resolver: object;
+  /**
+   * AsyncWrap's native `getAsyncId`, shared by every native handle and request: it answers -1 once the wrap is
+   * freed (closed, or done), which agent code cannot bring about sooner, where async_hooks' destroy can be emitted
+   * by agent code for any id.
+   */
+  readonly getAsyncId: (this: object) => number;
 }
 
 export function socketHandles(modules: { net: typeof net; dgram: typeof dgram; dns: typeof dns }): SocketHandles {
@@ -41,5 +47,10 @@ export function socketHandles(modules: { net: typeof net; dgram: typeof dgram; d
     // Fail closed: a worker whose walls could not be built must not run agent code.
     throw new Error('the socket walls could not find the TCP, Pipe, UDP and DNS channel classes on this Node version');
   }
-  return { tcp: tcp!, pipe: pipe!, udp: udpProto!, resolver: resolver! };
+  let getAsyncId: unknown;
+  for (let proto: object | null = tcp!; proto && getAsyncId === undefined; proto = Object.getPrototypeOf(proto) as object | null) {
+    if (Object.prototype.hasOwnProperty.call(proto, 'getAsyncId')) getAsyncId = (proto as Record<string, unknown>).getAsyncId;
+  }
+  if (typeof getAsyncId !== 'function') throw new Error("the socket walls could not find AsyncWrap's getAsyncId on this Node version");
+  return { tcp: tcp!, pipe: pipe!, udp: udpProto!, resolver: resolver!, getAsyncId: getAsyncId as (this: object) => number };
 }
