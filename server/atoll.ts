@@ -124,8 +124,7 @@ export async function startAtoll(config: Config, log: Logger, launching: Promise
   governor.start();
   const maxDescriptors = config.cellMaxDescriptors > 0 ? config.cellMaxDescriptors : null;
   const overDescriptors = (c: CellHandle) => (held: number) => {
-    log.warn({ cell: c.id, descriptors: held, ceiling: maxDescriptors }, 'cell holds more descriptors than its workers may (RUN_OPEN_FILES): stopping it');
-    c.killForDescriptors(held, maxDescriptors!);
+    if (c.killForDescriptors(held, maxDescriptors!)) log.warn({ cell: c.id, descriptors: held, ceiling: maxDescriptors }, 'cell holds more descriptors than CELL_MAX_DESCRIPTORS: stopped it');
   };
   const nameless = createNamelessFilesWatch({
     cells: () =>

@@ -107,11 +107,12 @@ export class CellHandle {
     this.kill('SIGKILL');
   }
 
-  /** The cell holds more descriptors than its workers may: its death is the runs' doing (cause `descriptors`). */
-  killForDescriptors(held: number, ceiling: number): void {
-    if (this.killedForDescriptors) return;
+  /** The cell holds more descriptors than its workers may: its death is the runs' doing (cause `descriptors`). False if it was killed so already. */
+  killForDescriptors(held: number, ceiling: number): boolean {
+    if (this.killedForDescriptors) return false;
     this.killedForDescriptors = { held, ceiling };
     this.kill('SIGKILL');
+    return true;
   }
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {

@@ -16,7 +16,7 @@ export function describeCellExit(code: number | null, signal: NodeJS.Signals | n
   const how = signal ? `signal ${signal}` : `exit code ${code}`;
   if (killedForDescriptors) {
     const { held, ceiling } = killedForDescriptors;
-    return { cause: 'descriptors', error: { code: 'LIMIT_EXCEEDED', message: `the run's cell held ${held} file descriptors, more than its workers may (${ceiling}: RUN_OPEN_FILES each), so the front stopped it` } };
+    return { cause: 'descriptors', error: { code: 'LIMIT_EXCEEDED', message: `the run's cell held ${held} file descriptors, more than CELL_MAX_DESCRIPTORS (${ceiling}), so the front stopped it` } };
   }
   if (code === CELL_EXIT_MEMORY) {
     return { cause: 'memory_limit', error: { code: 'OUT_OF_MEMORY', message: 'the run exceeded its cell\'s memory limit (CELL_MEMORY_MB), counting off-heap buffers' } };

@@ -34,8 +34,8 @@ test('with nothing set, every default', () => {
     runTimeoutMs: 30_000,
     runMemoryMb: 128,
     cellMemoryMb: 512 + (1 + BURST_WORKERS_PER_WORKER) * 2 * 128,
-    // 64 of the cell's own, and 256 + 16 for each of the 9 workers its pool may hold (2 × 4 + 1 spare).
-    cellMaxDescriptors: 2512,
+    // 64 of the cell's own, and 256 + 16 for each of the 9 workers its pool may hold (2 × 4 + 1 spare), twice.
+    cellMaxDescriptors: 4960,
     maxRunsPerWorker: 0,
     workerDbWarmup: 'lazy',
     workerLockdown: true,
@@ -246,7 +246,7 @@ test('every variable set, each lands in its field', () => {
 });
 
 test("a cell's descriptor ceiling follows its workers and their open files; none without a budget", () => {
-  expect(load({ THREADS_PER_CELL: '3', WARM_SPARE_THREADS: '2', RUN_OPEN_FILES: '100' }).cellMaxDescriptors).toBe(64 + (3 * (1 + BURST_WORKERS_PER_WORKER) + 2) * (100 + 16));
+  expect(load({ THREADS_PER_CELL: '3', WARM_SPARE_THREADS: '2', RUN_OPEN_FILES: '100' }).cellMaxDescriptors).toBe(64 + 2 * (3 * (1 + BURST_WORKERS_PER_WORKER) + 2) * (100 + 16));
   expect(load({ RUN_OPEN_FILES: '0' }).cellMaxDescriptors).toBe(0);
 });
 

@@ -306,9 +306,21 @@ function resolverQueriesIn(max: number, file: string): Promise<Record<string, un
       // Each query counts, two on one resolver too (c-ares gives each query asked again after a timeout a socket of
       // its own).
       const out = { q1: ask(r1, 'a.test'), q2: ask(r1, 'b.test'), other: ask(r2, 'c.test'), sockets: wall.openSockets() };
-      // A query's answer called by agent code ends nothing: its socket still counts (helper-73).
       const channel = Object.getPrototypeOf(r4._handle);
       const queryA = channel.queryA;
+      // A request already in a query is refused a second one (freeing the second would make the first look over).
+      let inUse = null;
+      channel.queryA = function (req, ...rest) {
+        inUse = req;
+        return queryA.call(this, req, ...rest);
+      };
+      try { r4.resolve4('h.test', () => undefined); } catch {}
+      channel.queryA = queryA;
+      try { out.reused = inUse ? String(r2._handle.queryA(inUse, 'i.test', 0)) : 'no request'; } catch (err) { out.reused = err.code; }
+      out.sockets_in_use = wall.openSockets();
+      r4.cancel();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      // A query's answer called by agent code ends nothing: its socket still counts (helper-73).
       let forged = 'none';
       channel.queryA = function (req, ...rest) {
         const result = queryA.call(this, req, ...rest);
@@ -355,6 +367,8 @@ test("the DNS resolver's own sockets count against the budget while its queries 
       sockets: 3,
       forged: 'called',
       sockets_after_forged: 4,
+      reused: 'ERR_ACCESS_DENIED',
+      sockets_in_use: 4,
       over: 'EMFILE',
       promise_over: 'EMFILE',
       file_over: 'EMFILE',
@@ -365,7 +379,7 @@ test("the DNS resolver's own sockets count against the budget while its queries 
     });
     // Without a budget each of them is asked (so the refusals above are the budget's); they still count, and a
     // forged answer leaves its query counted.
-    expect(await resolverQueriesIn(0, file)).toMatchObject({ over: 'ok', promise_over: 'pending', file_over: 'ok', sockets: 3, forged: 'called', sockets_after_forged: 4, sockets_end: 0, limits: 0 });
+    expect(await resolverQueriesIn(0, file)).toMatchObject({ over: 'ok', promise_over: 'pending', file_over: 'ok', sockets: 3, forged: 'called', sockets_after_forged: 4, reused: 'ERR_ACCESS_DENIED', sockets_end: 0, limits: 0 });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -420,6 +434,51 @@ test("a FileHandle counts until its native handle gives its descriptor up: kFd s
     for (const how of ['kFd', 'dropped'] as const) {
       expect({ how, ...(await handlesAroundTheCountIn(8, file, how)) }).toEqual({ how, code: 'EMFILE', kept: 8, held: 8, counted: 8 });
     }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a FileHandle cannot be transferred (postMessage, structuredClone), nor its native handle: the receiver would hold its descriptor uncounted', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-transfer-handles-'));
+  try {
+    const file = path.join(dir, 'f');
+    fs.writeFileSync(file, 'x');
+    const transfersIn = (walled: boolean) =>
+      firstMessageOf(
+        `
+        const { workerData, parentPort, MessageChannel } = require('node:worker_threads');
+        const fs = require('node:fs');
+        const wall = workerData.walled ? require(${JSON.stringify(FD_GUARDS)}).guardDescriptors(() => undefined, undefined, undefined, { max: 16, onLimit: () => undefined }) : null;
+        (async () => {
+          const out = {};
+          for (const how of ['port', 'native', 'clone']) {
+            const handle = await fs.promises.open(workerData.file, 'r');
+            const native = handle[Object.getOwnPropertySymbols(handle).find((s) => s.description === 'kHandle')];
+            const { port1, port2 } = new MessageChannel();
+            try {
+              if (how === 'port') port1.postMessage(handle, [handle]);
+              else if (how === 'native') port1.postMessage(native, [native]);
+              else structuredClone(handle, { transfer: [handle] });
+              out[how] = 'sent';
+            } catch (err) {
+              out[how] = 'refused';
+            }
+            port1.close();
+            port2.close();
+            out[how + '_kept'] = handle.fd >= 0;
+            // A handle whose native half was sent away aborts the process on close (a Node assertion): left alone.
+            if (out[how] === 'refused') await handle.close();
+          }
+          out.counted_at_end = wall ? wall.openDescriptors() : 0;
+          parentPort.postMessage(out);
+        })();
+      `,
+        { file, walled },
+      );
+    expect(await transfersIn(true)).toEqual({ port: 'refused', port_kept: true, native: 'refused', native_kept: true, clone: 'refused', clone_kept: true, counted_at_end: 0 });
+    // Without the wall each is sent, and the handle left behind has no descriptor.
+    expect(await transfersIn(false)).toMatchObject({ port: 'sent', native: 'sent', clone: 'sent', port_kept: false });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

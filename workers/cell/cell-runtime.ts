@@ -6,7 +6,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { Piscina } from 'piscina';
-import { BURST_WORKERS_PER_WORKER, CELL_EXIT_DESCRIPTORS, maxWorkersPerCell, CELL_EXIT_MEMORY, CELL_EXIT_SCRATCH, DEMOTED_NICE, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../protocol/cell-messages.js';
+import { BURST_WORKERS_PER_WORKER, CELL_EXIT_DESCRIPTORS, CELL_EXIT_MEMORY, CELL_EXIT_SCRATCH, DEMOTED_NICE, maxWorkersPerCell, type CellConfig, type CellStats, type CellToFront, type FrontToCell, type ProcessMetricFamily } from '../../protocol/cell-messages.js';
 import { pick } from '../../protocol/pick.js';
 import { compileQueryCompiler } from '../../prisma/query-compiler.js';
 import { WORKER_SETTINGS, type DescribeReply, type WorkerData } from '../../protocol/worker-messages.js';
@@ -37,7 +37,6 @@ const PROCESS_METRICS_INTERVAL_MS = 5000;
  * 1/128 of theirs, at most 16.
  */
 export const youngGenerationMb = (runMemoryMb: number) => Math.max(2, Math.min(16, Math.floor(runMemoryMb / 128)));
-
 
 export function createCellRuntime(deps: {
   /** `written`: called once `msg` is in the front's channel (the cell may die next and the front still reads it). */

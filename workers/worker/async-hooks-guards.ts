@@ -12,6 +12,7 @@
  */
 import asyncHooks, { type HookCallbacks } from 'node:async_hooks';
 import { syncBuiltinESMExports } from 'node:module';
+import { types } from 'node:util';
 import { MessagePort } from 'node:worker_threads';
 import { pin } from './host-guards.js';
 
@@ -47,6 +48,7 @@ export function guardAsyncHooks(): { createHook: typeof asyncHooks.createHook } 
     return createHook(own);
   });
   guardAsyncLocalStorage(asyncHooks);
+  guardEmitDestroy(asyncHooks);
   // process._getActiveHandles() lists the owner of every ref'd handle: the run's port (it listens for the cell's
   // stop) and Piscina's task port are among them. Filtered without calling anything agent code could replace.
   const getActiveHandles = (process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles;
@@ -99,4 +101,26 @@ function guardAsyncLocalStorage(hooks: typeof asyncHooks): void {
   // The prototype names the guarded class, so `store.constructor` does not lead back to the original.
   pin(proto, 'constructor', Guarded, false);
   pin(hooks, 'AsyncLocalStorage', Guarded);
+}
+
+/**
+ * `AsyncResource`'s `emitDestroy` hands Node's destroy queue whatever its `this` carries as an async id: anything but
+ * a number fails a CHECK there, which aborts the whole cell (helper-74: `emitDestroy.call({})`, one line). So it
+ * runs only for an object (not a proxy) whose id is an own data property holding a positive number: the value Node
+ * reads next is the one checked here.
+ */
+function guardEmitDestroy(hooks: typeof asyncHooks): void {
+  const proto = hooks.AsyncResource.prototype as unknown as Record<string, unknown>;
+  const emitDestroy = proto.emitDestroy;
+  const idSymbol = Object.getOwnPropertySymbols(new hooks.AsyncResource('ATOLL_PROBE')).find((s) => s.description === 'async_id_symbol');
+  if (typeof emitDestroy !== 'function' || !idSymbol) throw new Error("the async_hooks guard does not know this Node version's AsyncResource");
+  const apply = Reflect.apply;
+  const ownDescriptor = Reflect.getOwnPropertyDescriptor;
+  const isProxy = types.isProxy;
+  pin(proto, 'emitDestroy', function emitDestroyChecked(this: unknown) {
+    const held = this !== null && typeof this === 'object' && !isProxy(this) ? ownDescriptor(this, idSymbol) : undefined;
+    const id = held && 'value' in held ? held.value : undefined;
+    if (typeof id !== 'number' || !(id > 0)) throw new TypeError('AsyncResource.emitDestroy: not a resource with an async id of its own');
+    return apply(emitDestroy, this, []);
+  }, false);
 }

@@ -24,6 +24,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
 import tty from 'node:tty';
+import { markAsUntransferable } from 'node:worker_threads';
 import { pin, refusal } from './host-guards.js';
 import { countResolverSockets } from './resolver-sockets.js';
 import { socketHandles, type SocketHandles } from './socket-handles.js';
@@ -55,6 +56,7 @@ const weakHas = uncurry(WeakSet.prototype.has);
 const weakAdd = uncurry(WeakSet.prototype.add);
 const weakDelete = uncurry(WeakSet.prototype.delete);
 const then = Promise.prototype.then;
+const untransferable = markAsUntransferable;
 
 /** Every fs member the wall guards, by name (a test checks no descriptor-taking function of fs is left out). */
 export const GUARDED_FS_MEMBERS: readonly string[] = [
@@ -173,18 +175,18 @@ export function guardDescriptors(
   /** Socket handles with a descriptor, not closed through their `close` (another way to close keeps one counted). */
   const sockets = new WeakSet<object>();
   let socketCount = 0;
+  const refuse = (what: string): never => {
+    onRefused();
+    throw refusal(what);
+  };
+  // The DNS resolver's own sockets, to its servers while queries are pending.
+  const resolvers = countResolverSockets(handles.resolver, handles.getAsyncId, { full: () => full(), onLimit: budget.onLimit, refused: UV_EMFILE }, refuse);
   const full = () => budget.max > 0 && own.size + closeWhenIdle.size + fileHandles.size + dirs.size + opening + inFlight + socketCount + resolvers.held() >= budget.max;
   const overBudget = (): Error | null => {
     if (!full()) return null;
     budget.onLimit();
     return Object.assign(new Error(`EMFILE: too many open files: a worker's runs may hold ${budget.max} at once (RUN_OPEN_FILES)`), { code: 'EMFILE', errno: -24, syscall: 'open' });
   };
-  const refuse = (what: string): never => {
-    onRefused();
-    throw refusal(what);
-  };
-  // The DNS resolver's own sockets, to its servers while queries are pending.
-  const resolvers = countResolverSockets(handles.resolver, handles.getAsyncId, { full, onLimit: budget.onLimit, refused: UV_EMFILE });
   const check = (name: string, fd: unknown) => {
     if (!own.has(fd as number)) refuse(`fs.${name}(${String(fd)})`);
   };
@@ -427,6 +429,11 @@ export function guardDescriptors(
     handleWall ??= guardFileHandles(handle, refuse, closeHandleFd);
     const nativeHandle = handleWall.adopt(handle);
     fileHandles.add(nativeHandle);
+    // Never sent through a MessagePort (or structuredClone): the receiving FileHandle, this thread's or another's,
+    // holds the descriptor uncounted while this one counts as closed (helper-74 hoarded 2,300 so, and got another
+    // user's run killed by the cell's descriptor ceiling). Marked with a private symbol agent code cannot remove.
+    untransferable(handle);
+    untransferable(nativeHandle);
     // A FileHandle's `close` is an own property of each (Node 20 to 24), not its class's, and Node's own helpers
     // (streams, readFile on a handle) call it: wrapped here, on the handle. Not its 'close' event: agent code can
     // emit that on a handle it keeps open. Code that closes the handle some other way only keeps it counted.

@@ -7,6 +7,7 @@
 import type { createHook as CreateHook } from 'node:async_hooks';
 import type { LeakKind } from '../../protocol/cell-messages.js';
 import type { ResourceCounts } from './isolation-check.js';
+import { wrapFreed } from './socket-handles.js';
 
 /**
  * Async resource types that are handles a run may leave open, by kind. Everything else (promises, ticks,
@@ -44,24 +45,25 @@ export interface HandleTracker {
 
 /**
  * `createHook`: async_hooks' own (not the guarded one agent code gets), so `exclude` can name real resources.
- * `getAsyncId`: AsyncWrap's native one (socket-handles.ts): a destroy is taken only for a native handle whose wrap is
- * freed, or a timer Node marked destroyed. Agent code can emit destroy for any id (`AsyncResource`'s `emitDestroy`
- * on an object carrying that id): helper-73 hid its open handles from the count so.
+ * `getAsyncId`: AsyncWrap's native one (socket-handles.ts). A native handle counts until its wrap is freed, whatever
+ * destroys are emitted: agent code can emit one for any id (`AsyncResource`'s `emitDestroy` on an object carrying
+ * that id: helper-73 hid its open handles from the count so), and Node's http Agent gives a reused keep-alive
+ * socket a new id (destroy for the old, init for the new with a plain object), so the handle is looked at itself.
+ * A timer counts until Node marks it destroyed; any other resource until its destroy.
  */
 export function createHandleTracker(createHook: typeof CreateHook, getAsyncId: (this: object) => number): HandleTracker {
   const live = new Map<number, { type: string; kind: string; resource: object }>();
+  /** Whether a tracked resource has ended, at its destroy. */
   const ended = (type: string, resource: object): boolean => {
     if (type === 'Timeout') return (resource as { _destroyed?: unknown })._destroyed === true;
-    try {
-      return Reflect.apply(getAsyncId, resource, []) === -1;
-    } catch {
-      return true; // not a native wrap: nothing of Node's holds it
-    }
+    return wrapFreed(getAsyncId, resource) !== false;
   };
   const hook = createHook({
     init(asyncId, type, _triggerAsyncId, resource) {
       const kind = HANDLE_KINDS[type];
-      if (kind) live.set(asyncId, { type, kind, resource });
+      // An id already live keeps its first resource: `asyncReset` on a native handle emits init again for an id the
+      // caller chooses, with an object of its own, which would then answer for the handle (helper-74).
+      if (kind && !live.has(asyncId)) live.set(asyncId, { type, kind, resource });
     },
     destroy(asyncId) {
       const entry = live.get(asyncId);
@@ -78,7 +80,14 @@ export function createHandleTracker(createHook: typeof CreateHook, getAsyncId: (
     },
     open() {
       const counts: ResourceCounts = {};
-      for (const { kind, resource } of live.values()) if (!firesSoon(resource)) counts[kind] = (counts[kind] ?? 0) + 1;
+      for (const [id, { kind, resource }] of live) {
+        // Freed since under another id (a reused keep-alive socket closed later).
+        if (wrapFreed(getAsyncId, resource) === true) {
+          live.delete(id);
+          continue;
+        }
+        if (!firesSoon(resource)) counts[kind] = (counts[kind] ?? 0) + 1;
+      }
       return counts;
     },
     stop() {

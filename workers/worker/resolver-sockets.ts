@@ -12,6 +12,8 @@
  * looked at when the count is read. A query past the budget fails with EMFILE, as a socket's would. `dns.lookup` is
  * not a channel's: it asks the system's resolver from the libuv thread pool, whose four threads bound its sockets.
  */
+import { wrapFreed } from './socket-handles.js';
+
 type AnyFunction = (...args: unknown[]) => unknown;
 
 // Taken at load, before any agent module (with THREAD_LOCKDOWN=0 agent code could replace them later).
@@ -28,17 +30,14 @@ export interface ResolverSockets {
  * `getAsyncId`: AsyncWrap's own (socket-handles.ts). `full()` says the
  * thread's budget is spent; `refused` is the error code a query past it returns (libuv's EMFILE, negative).
  */
-export function countResolverSockets(channelProto: object, getAsyncId: (this: object) => number, budget: { full: () => boolean; onLimit: () => void; refused: number }): ResolverSockets {
+export function countResolverSockets(channelProto: object, getAsyncId: (this: object) => number, budget: { full: () => boolean; onLimit: () => void; refused: number }, refuse: (what: string) => never): ResolverSockets {
   const proto = channelProto as Record<string, AnyFunction>;
   /** Requests of queries made and not known to be over. Only indexes below its length are written or read. */
   const pending: object[] = [];
-  const isOver = (req: object): boolean => {
-    try {
-      return apply(getAsyncId, req, []) === -1;
-    } catch {
-      return true; // not a native request: it holds nothing
-    }
-  };
+  // Not a native request: it holds nothing.
+  const isOver = (req: object): boolean => wrapFreed(getAsyncId, req) !== false;
+  /** When `pending` is next looked through as a query is made: finished requests are dropped even when nothing reads the count (RUN_OPEN_FILES=0). */
+  let pruneAt = 64;
   const held = (): number => {
     let kept = 0;
     for (let i = 0; i < pending.length; i++) {
@@ -54,11 +53,15 @@ export function countResolverSockets(channelProto: object, getAsyncId: (this: ob
     Object.defineProperty(proto, name, {
       value: function countedQuery(this: object, ...args: unknown[]) {
         const req = args[0];
+        // A request already in a query: a second query would take its wrap's place, and freeing that one would
+        // make the first look over while its socket stays (helper-74). Node makes a fresh request for each query.
+        if (typeof req === 'object' && req !== null && !isOver(req)) return refuse(`a DNS query (${name}) on a request already in use`);
         if (budget.full()) {
           budget.onLimit();
           return budget.refused;
         }
         const result = apply(original, this, args);
+        if (pending.length >= pruneAt) pruneAt = 2 * held() + 64;
         // Defined, not assigned: an assignment past the end would call a setter agent code put on Array.prototype.
         if (typeof req === 'object' && req !== null && !isOver(req)) define(pending, pending.length, { value: req, writable: true, enumerable: true, configurable: true });
         return result;

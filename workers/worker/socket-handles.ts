@@ -54,3 +54,15 @@ export function socketHandles(modules: { net: typeof net; dgram: typeof dgram; d
   if (typeof getAsyncId !== 'function') throw new Error("the socket walls could not find AsyncWrap's getAsyncId on this Node version");
   return { tcp: tcp!, pipe: pipe!, udp: udpProto!, resolver: resolver!, getAsyncId: getAsyncId as (this: object) => number };
 }
+
+/**
+ * Whether a native wrap (a handle or a request) is freed, by AsyncWrap's `getAsyncId` (SocketHandles.getAsyncId): -1
+ * once Node is done with it. null: `resource` is no native wrap (it holds nothing of Node's).
+ */
+export function wrapFreed(getAsyncId: (this: object) => number, resource: object): boolean | null {
+  try {
+    return Reflect.apply(getAsyncId, resource, []) === -1;
+  } catch {
+    return null;
+  }
+}
