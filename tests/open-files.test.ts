@@ -108,6 +108,24 @@ export default class HiddenSockets {
   }
 }
 `,
+  'late.mjs': `
+import net from 'node:net';
+// Module state: the module is loaded once per worker.
+let armed = false;
+export default class LateSockets {
+  static agentName = 'late_sockets';
+  async execute(ctx) {
+    if (armed) return { armed: false };
+    armed = true;
+    const port = ctx.input.port;
+    // A one-shot timer of under a second, which the run-end count lets go, opens sockets after the run (helper-76).
+    setTimeout(() => {
+      for (let i = 0; i < 5; i++) net.connect(port, '127.0.0.1').on('error', () => undefined).unref();
+    }, 900).unref();
+    return { armed: true };
+  }
+}
+`,
   'files.mjs': `
 import fs from 'node:fs';
 import path from 'node:path';
@@ -221,6 +239,37 @@ describe('open files', () => {
         mallory.close();
       }
       // Closed with the retired worker.
+      expect(await eventually(() => peers.size === 0, 20_000)).toBe(true);
+    } finally {
+      for (const socket of peers) socket.destroy();
+      listener.close();
+    }
+  });
+
+  test("sockets a run's late callback opens between runs are counted at the next run's end: its worker is retired", async () => {
+    const peers = new Set<net.Socket>();
+    const listener = net.createServer((socket) => {
+      peers.add(socket);
+      socket.on('error', () => undefined);
+      socket.on('close', () => peers.delete(socket));
+    });
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    try {
+      server = await startServer({ AGENTS_DIR: agentsDir, CELLS: '1', THREADS_PER_CELL: '1', WARM_SPARE_THREADS: '0', RUN_OPEN_FILES: '256', AGENT_EGRESS_ALLOW: '127.0.0.1' });
+      const mallory = await UserClient.connect(server.url, 'mallory');
+      try {
+        const port = (listener.address() as net.AddressInfo).port;
+        const first = await mallory.start({ agent: 'late_sockets', input: { port } });
+        expect(terminal(await mallory.waitForRun(first.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: { armed: true } });
+        expect((await mallory.http('GET', `/v1/runs/${first.run_id}`)).body.isolation).toMatchObject({ recycled: null });
+        expect(await eventually(() => peers.size === 5, 20_000)).toBe(true);
+        // The same worker (one thread, same user) takes the next run: the sockets were there before it started.
+        const second = await mallory.start({ agent: 'late_sockets', input: { port } });
+        expect(terminal(await mallory.waitForRun(second.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: { armed: false } });
+        expect((await mallory.http('GET', `/v1/runs/${second.run_id}`)).body.isolation).toMatchObject({ recycled: 'leaked_resources', leaks: { socket: 5 } });
+      } finally {
+        mallory.close();
+      }
       expect(await eventually(() => peers.size === 0, 20_000)).toBe(true);
     } finally {
       for (const socket of peers) socket.destroy();

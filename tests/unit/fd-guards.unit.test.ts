@@ -497,11 +497,23 @@ function pathOpensIn(max: number, dir: string): Promise<Record<string, unknown>>
     const count = (codes) => codes.filter((c) => c === 'ok').length;
     (async () => {
       const out = {};
-      // Eight at once: each holds a descriptor until it is done.
+      // Eight at once: each holds a descriptor until it is done. Reads and writes by path past the budget wait for
+      // room and all complete; fs.writeFile's callback form opens through fs.open, which refuses past it.
       out.read_file = count(await eight(() => new Promise((resolve, reject) => fs.readFile(file, (err) => (err ? reject(err) : resolve())))));
       out.write_file = count(await eight((i) => new Promise((resolve, reject) => fs.writeFile(file + i, 'y', (err) => (err ? reject(err) : resolve())))));
       out.promise_read = count(await eight(() => fs.promises.readFile(file)));
       out.promise_write = count(await eight((i) => fs.promises.writeFile(file + i, 'z')));
+      // With the budget held by descriptors, a read waits until one is closed.
+      const held = [];
+      try { while (held.length < 5) held.push(fs.openSync(file, 'r')); } catch {}
+      const later = { read: 'pending', callback: 'pending' };
+      fs.promises.readFile(file).then(() => (later.read = 'ok'), (err) => (later.read = err.code));
+      fs.readFile(file, (err) => (later.callback = err ? err.code : 'ok'));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      out.while_held = { ...later };
+      for (const fd of held) fs.closeSync(fd);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      out.after_release = { ...later };
       // Dirs are held until closed, or their iteration ends.
       const dirs = [];
       try { for (let i = 0; i < 8; i++) dirs.push(fs.opendirSync(dir)); } catch (err) { out.opendir_refused = err.code; }
@@ -519,12 +531,33 @@ function pathOpensIn(max: number, dir: string): Promise<Record<string, unknown>>
   return firstMessageOf(code, { max, dir });
 }
 
-test('reads and writes by path in flight and Dirs count against the same budget; a closed or iterated Dir makes room', async () => {
+test('reads and writes by path in flight and Dirs count against the same budget (reads and writes past it wait for room); a closed or iterated Dir makes room', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-open-paths-'));
   try {
     fs.writeFileSync(path.join(dir, 'f'), 'x'.repeat(100_000));
-    expect(await pathOpensIn(5, dir)).toEqual({ read_file: 5, write_file: 5, promise_read: 5, promise_write: 5, opendir_refused: 'EMFILE', dirs: 5, open_at_end: 5, after_close: 'ok', one_more: 'EMFILE' });
-    expect(await pathOpensIn(0, dir)).toEqual({ read_file: 8, write_file: 8, promise_read: 8, promise_write: 8, dirs: 8, open_at_end: 8, after_close: 'ok', one_more: 'ok' });
+    const waited = { while_held: { read: 'pending', callback: 'pending' }, after_release: { read: 'ok', callback: 'ok' } };
+    expect(await pathOpensIn(5, dir)).toEqual({ read_file: 8, write_file: 5, promise_read: 8, promise_write: 8, ...waited, opendir_refused: 'EMFILE', dirs: 5, open_at_end: 5, after_close: 'ok', one_more: 'EMFILE' });
+    const unbounded = { while_held: { read: 'ok', callback: 'ok' }, after_release: { read: 'ok', callback: 'ok' } };
+    expect(await pathOpensIn(0, dir)).toEqual({ read_file: 8, write_file: 8, promise_read: 8, promise_write: 8, ...unbounded, dirs: 8, open_at_end: 8, after_close: 'ok', one_more: 'ok' });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a module graph of more files than the budget loads: Node 20 reads its static imports at once, and they wait their turn', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-open-graph-'));
+  try {
+    for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(dir, `m${i}.mjs`), `export default ${i};`);
+    fs.writeFileSync(path.join(dir, 'index.mjs'), Array.from({ length: 300 }, (_, i) => `import m${i} from './m${i}.mjs';`).join('\n') + `\nexport default m0 + m299;`);
+    const loaded = await firstMessageOf<{ loaded: unknown }>(
+      `
+      const { workerData, parentPort } = require('node:worker_threads');
+      require(${JSON.stringify(FD_GUARDS)}).guardDescriptors(() => undefined, undefined, undefined, { max: 64, onLimit: () => undefined });
+      import(require('node:url').pathToFileURL(workerData.index).href).then((m) => parentPort.postMessage({ loaded: m.default }), (err) => parentPort.postMessage({ loaded: err.code || String(err) }));
+    `,
+      { index: path.join(dir, 'index.mjs') },
+    );
+    expect(loaded).toEqual({ loaded: 299 });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

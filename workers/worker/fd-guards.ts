@@ -57,6 +57,13 @@ const weakAdd = uncurry(WeakSet.prototype.add);
 const weakDelete = uncurry(WeakSet.prototype.delete);
 const then = Promise.prototype.then;
 const untransferable = markAsUntransferable;
+const timeout = setTimeout;
+const define = Reflect.defineProperty;
+const unref = (timer: NodeJS.Timeout) => timer.unref();
+const noop = () => undefined;
+
+/** How often reads and writes by path waiting for room look again while something other than them fills the budget. */
+const WAIT_POLL_MS = 10;
 
 /** Every fs member the wall guards, by name (a test checks no descriptor-taking function of fs is left out). */
 export const GUARDED_FS_MEMBERS: readonly string[] = [
@@ -455,28 +462,61 @@ export function guardDescriptors(
   // through Node's binding, and fs.promises' path functions through an internal FileHandle (fs.writeFile,
   // fs.appendFile and fs.truncate call fs.open, counted already). 3,000 reads at once held 3,000 descriptors while
   // they waited for the thread pool (helper-70).
+  //
+  // Past the budget they wait for room rather than fail: each holds its descriptor only while it runs, and Node 20's
+  // ESM loader reads every static import of a module graph at once through fs.promises.readFile, so a package of
+  // more than RUN_OPEN_FILES modules (lodash-es: ~640) failed to load (helper-76). They go RUN_OPEN_FILES at a time,
+  // woken as one ends, or every WAIT_POLL_MS while something else fills the budget.
+  const waiting: (() => void)[] = [];
+  let next = 0;
+  let poll = false;
+  const wake = (): void => {
+    while (next < waiting.length && !full()) {
+      const start = waiting[next]!;
+      waiting[next++] = noop;
+      start();
+    }
+    if (next === waiting.length) {
+      waiting.length = 0;
+      next = 0;
+    } else if (!poll) {
+      poll = true;
+      unref(timeout(() => ((poll = false), wake()), WAIT_POLL_MS));
+    }
+  };
+  /** Runs `start` now if there is room and nobody waits, else once there is. */
+  const whenRoom = (start: () => void): void => {
+    if (next === waiting.length && !full()) return start();
+    // Defined, not assigned: an assignment past the end would call a setter agent code put on Array.prototype.
+    define(waiting, waiting.length, { value: start, writable: true, enumerable: true, configurable: true });
+    wake();
+  };
+  const ended = (): void => {
+    inFlight--;
+    if (next < waiting.length) wake();
+  };
   const readFile = m.readFile;
   replace(m, 'readFile', sameExtras((...args: unknown[]) => {
     // Node's own reading: the callback is the third argument, or the second.
     const at = args[2] ? 2 : 1;
     const callback = args[at];
     if (typeof args[0] === 'number' || typeof callback !== 'function') return readFile(...args);
-    const over = overBudget();
-    if (over) return void modules.process.nextTick(callback as AnyFunction, over);
-    inFlight++;
     let answered = false;
     args[at] = (...answer: unknown[]) => {
-      if (!answered) inFlight--;
+      if (!answered) ended();
       answered = true;
       (callback as AnyFunction)(...answer);
     };
-    try {
-      return readFile(...args);
-    } catch (err) {
-      if (!answered) inFlight--;
-      answered = true;
-      throw err;
-    }
+    whenRoom(() => {
+      inFlight++;
+      try {
+        readFile(...args);
+      } catch (err) {
+        if (!answered) ended();
+        answered = true;
+        (callback as AnyFunction)(err);
+      }
+    });
   }, readFile));
   for (const name of ['readFile', 'writeFile', 'appendFile', 'truncate']) {
     const original = promises[name];
@@ -484,13 +524,12 @@ export function guardDescriptors(
     replace(promises, name, async (...args: unknown[]) => {
       // A FileHandle of this thread's opens nothing more; what it does on the handle is an operation in flight on it.
       if (typeof args[0] === 'object' && args[0] !== null && handleWall?.adopted(args[0])) return handleWall.operation(args[0], () => original(...args) as Promise<unknown>);
-      const over = overBudget();
-      if (over) throw over;
-      inFlight++;
+      // Counted as it is let through: whatever is let through next sees it.
+      await new Promise<void>((resolve) => whenRoom(() => ((inFlight += 1), resolve())));
       try {
         return await original(...args);
       } finally {
-        inFlight--;
+        ended();
       }
     });
   }

@@ -143,6 +143,8 @@ export function createWorkerRuntime(deps: {
   let servedUser: string | null = null;
   // A run is executing (its task is not answered yet; a refused or recycled run's never is).
   let executing = false;
+  // The descriptor wall's count of sockets when the last run's leaks were counted (none yet: null).
+  let socketsAtLastEnd: number | null = null;
 
   async function execute(run: RunAssignment, port: MessagePort, startRecorded: Int32Array, traceId?: string): Promise<RunOutcome> {
     const post = (msg: WorkerToCell) => apply(postMessage, port, [msg]);
@@ -189,8 +191,10 @@ export function createWorkerRuntime(deps: {
     // ... and every handle the run opens from here, unref'd ones included.
     handles.start();
     // The wall's count too: the tracker learns of a handle's end from async_hooks' destroy, which agent code can
-    // emit for any id (helper-73 hid its sockets from the tracker so), and it does not see the resolver's.
-    const socketsBefore = deps.openSockets();
+    // emit for any id (helper-73 hid its sockets from the tracker so), and it does not see the resolver's. Counted
+    // from the last run's end, not this one's start: a callback of that run (a short timer the tracker lets go) can
+    // open sockets between the runs (helper-76: 50, carried through every later run with clean reports).
+    const socketsBefore = socketsAtLastEnd ?? deps.openSockets();
     // Rejects when the run is stopped, so a stop wins even against an agent that never settles.
     const stopped = new Promise<never>((_, reject) =>
       controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true }),
@@ -268,6 +272,7 @@ export function createWorkerRuntime(deps: {
       leaks = countLeaks();
     }
     handles.stop();
+    socketsAtLastEnd = deps.openSockets();
     const globals = changedGlobals(clean!);
     const priority = priorityAfterRun();
     runsServed++;
