@@ -484,9 +484,10 @@ export function guardDescriptors(
       unref(timeout(() => ((poll = false), wake()), WAIT_POLL_MS));
     }
   };
-  /** Runs `start` now if there is room and nobody waits, else once there is. */
+  /** Whether a read or write by path may start now: there is room, and nobody waits. */
+  const room = (): boolean => next === waiting.length && !full();
+  /** Runs `start` once there is room (it must count itself in flight at once: the next one let through sees it). */
   const whenRoom = (start: () => void): void => {
-    if (next === waiting.length && !full()) return start();
     // Defined, not assigned: an assignment past the end would call a setter agent code put on Array.prototype.
     define(waiting, waiting.length, { value: start, writable: true, enumerable: true, configurable: true });
     wake();
@@ -507,16 +508,20 @@ export function guardDescriptors(
       answered = true;
       (callback as AnyFunction)(...answer);
     };
-    whenRoom(() => {
+    // Arguments Node refuses throw to the caller when the read starts at once, and reach the callback when it waited.
+    const start = (waited: boolean) => {
       inFlight++;
       try {
         readFile(...args);
       } catch (err) {
         if (!answered) ended();
         answered = true;
+        if (!waited) throw err;
         (callback as AnyFunction)(err);
       }
-    });
+    };
+    if (room()) return start(false);
+    whenRoom(() => start(true));
   }, readFile));
   for (const name of ['readFile', 'writeFile', 'appendFile', 'truncate']) {
     const original = promises[name];
@@ -525,7 +530,8 @@ export function guardDescriptors(
       // A FileHandle of this thread's opens nothing more; what it does on the handle is an operation in flight on it.
       if (typeof args[0] === 'object' && args[0] !== null && handleWall?.adopted(args[0])) return handleWall.operation(args[0], () => original(...args) as Promise<unknown>);
       // Counted as it is let through: whatever is let through next sees it.
-      await new Promise<void>((resolve) => whenRoom(() => ((inFlight += 1), resolve())));
+      if (room()) inFlight++;
+      else await new Promise<void>((resolve) => whenRoom(() => ((inFlight += 1), resolve())));
       try {
         return await original(...args);
       } finally {
