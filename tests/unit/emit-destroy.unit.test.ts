@@ -1,8 +1,8 @@
 /**
- * `AsyncResource`'s `emitDestroy` on an object without a numeric async id fails a CHECK in Node's destroy queue,
- * which aborts the process: one line of agent code ended its whole cell (helper-74). The async_hooks guard
- * (workers/worker/async-hooks-guards.ts) refuses it with a TypeError. Run in a child process: the abort would end
- * the test runner.
+ * `AsyncResource`'s `emitDestroy` on an object without a numeric async id fails a CHECK in Node 20's destroy queue,
+ * which aborts the process: one line of agent code ended its whole cell (helper-74; Node 22 and 24 no longer abort).
+ * The async_hooks guard (workers/worker/async-hooks-guards.ts) refuses it with a TypeError on every version. Run in
+ * a child process: the abort would end the test runner.
  */
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
@@ -34,6 +34,7 @@ function emitDestroyOn(target: string, guarded: boolean) {
 test("emitDestroy on an object without an async id of its own is refused instead of aborting the process", () => {
   const ownGetter = `Object.defineProperty({}, Object.getOwnPropertySymbols(new (require('node:async_hooks').AsyncResource)('x')).find((s) => s.description === 'async_id_symbol'), { get: () => 1 })`;
   for (const target of ['{}', 'new Proxy({}, {})', ownGetter]) expect({ target, ...emitDestroyOn(target, true) }).toEqual({ target, out: 'TypeError', signal: null });
-  // Without the guard the process aborts.
-  expect(emitDestroyOn('{}', false)).toEqual({ out: '', signal: 'SIGABRT' });
+  // Without the guard Node 20 aborts; later versions emit.
+  const unguarded = Number(process.versions.node.split('.')[0]) === 20 ? { out: '', signal: 'SIGABRT' } : { out: 'emitted', signal: null };
+  expect(emitDestroyOn('{}', false)).toEqual(unguarded);
 });
