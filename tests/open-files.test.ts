@@ -167,6 +167,24 @@ async function hogBesideUser(server: TestServer, hogAgent = 'file_hog', hogInput
 }
 
 const descriptorsOf = (pid: number) => fs.readdirSync(`/proc/${pid}/fd`).length;
+
+/** Runs `fn` with a listener on an ephemeral port whose accepted sockets are `peers`; they are closed after it. */
+async function withPeers(fn: (port: number, peers: Set<net.Socket>) => Promise<void>): Promise<void> {
+  const peers = new Set<net.Socket>();
+  const listener = net.createServer((socket) => {
+    peers.add(socket);
+    socket.on('error', () => undefined);
+    socket.on('close', () => peers.delete(socket));
+  });
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  try {
+    await fn((listener.address() as net.AddressInfo).port, peers);
+  } finally {
+    for (const socket of peers) socket.destroy();
+    listener.close();
+  }
+}
+
 const ONE_CELL = { CELLS: '1', THREADS_PER_CELL: '2' };
 
 describe('open files', () => {
@@ -195,16 +213,8 @@ describe('open files', () => {
   });
 
   test('sockets count against the same budget: the run beside a socket hog opens its files', async () => {
-    const peers = new Set<net.Socket>();
-    const listener = net.createServer((socket) => {
-      peers.add(socket);
-      socket.on('error', () => undefined);
-      socket.on('close', () => peers.delete(socket));
-    });
-    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
-    try {
+    await withPeers(async (port, peers) => {
       server = await startServer({ AGENTS_DIR: agentsDir, ...ONE_CELL, RUN_OPEN_FILES: '256', AGENT_EGRESS_ALLOW: '127.0.0.1' });
-      const port = (listener.address() as net.AddressInfo).port;
       const { userFinal, hogFinal, hogView } = await hogBesideUser(server, 'socket_hog', { port, hold_ms: 8000 });
       expect(userFinal).toMatchObject({ status: 'completed', final_response: { opened: 64 } });
       expect(hogFinal).toMatchObject({ status: 'completed', final_response: { held: 256, code: 'EMFILE' } });
@@ -213,25 +223,15 @@ describe('open files', () => {
       expect(hogView.isolation.leaks.socket).toBeGreaterThanOrEqual(256);
       expect(server.logs.filter((l) => l.msg === 'cell died')).toEqual([]);
       expect(await eventually(() => peers.size === 0, 20_000)).toBe(true);
-    } finally {
-      for (const socket of peers) socket.destroy();
-      listener.close();
-    }
+    });
   });
 
   test('sockets a run hides from the handle tracker (destroy emitted for their ids) still retire its worker', async () => {
-    const peers = new Set<net.Socket>();
-    const listener = net.createServer((socket) => {
-      peers.add(socket);
-      socket.on('error', () => undefined);
-      socket.on('close', () => peers.delete(socket));
-    });
-    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
-    try {
+    await withPeers(async (port, peers) => {
       server = await startServer({ AGENTS_DIR: agentsDir, ...ONE_CELL, RUN_OPEN_FILES: '256', AGENT_EGRESS_ALLOW: '127.0.0.1' });
       const mallory = await UserClient.connect(server.url, 'mallory');
       try {
-        const run = await mallory.start({ agent: 'hidden_sockets', input: { port: (listener.address() as net.AddressInfo).port } });
+        const run = await mallory.start({ agent: 'hidden_sockets', input: { port } });
         expect(terminal(await mallory.waitForRun(run.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: { forged: true } });
         const view = (await mallory.http('GET', `/v1/runs/${run.run_id}`)).body;
         expect(view.isolation).toMatchObject({ recycled: 'leaked_resources', leaks: { socket: 5 } });
@@ -240,25 +240,14 @@ describe('open files', () => {
       }
       // Closed with the retired worker.
       expect(await eventually(() => peers.size === 0, 20_000)).toBe(true);
-    } finally {
-      for (const socket of peers) socket.destroy();
-      listener.close();
-    }
+    });
   });
 
   test("sockets a run's late callback opens between runs are counted at the next run's end: its worker is retired", async () => {
-    const peers = new Set<net.Socket>();
-    const listener = net.createServer((socket) => {
-      peers.add(socket);
-      socket.on('error', () => undefined);
-      socket.on('close', () => peers.delete(socket));
-    });
-    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
-    try {
+    await withPeers(async (port, peers) => {
       server = await startServer({ AGENTS_DIR: agentsDir, CELLS: '1', THREADS_PER_CELL: '1', WARM_SPARE_THREADS: '0', RUN_OPEN_FILES: '256', AGENT_EGRESS_ALLOW: '127.0.0.1' });
       const mallory = await UserClient.connect(server.url, 'mallory');
       try {
-        const port = (listener.address() as net.AddressInfo).port;
         const first = await mallory.start({ agent: 'late_sockets', input: { port } });
         expect(terminal(await mallory.waitForRun(first.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: { armed: true } });
         expect((await mallory.http('GET', `/v1/runs/${first.run_id}`)).body.isolation).toMatchObject({ recycled: null });
@@ -271,10 +260,7 @@ describe('open files', () => {
         mallory.close();
       }
       expect(await eventually(() => peers.size === 0, 20_000)).toBe(true);
-    } finally {
-      for (const socket of peers) socket.destroy();
-      listener.close();
-    }
+    });
   });
 
   test("the DNS resolver's sockets count against the same budget: the run beside a resolver hog opens its files", async () => {
