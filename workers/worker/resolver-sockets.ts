@@ -27,8 +27,8 @@ export interface ResolverSockets {
 
 /**
  * Wraps the channel's native query members (`queryA`, …, `getHostByAddr`: each takes its request first).
- * `getAsyncId`: AsyncWrap's own (socket-handles.ts). `full()` says the
- * thread's budget is spent; `refused` is the error code a query past it returns (libuv's EMFILE, negative).
+ * `getAsyncId`: AsyncWrap's own (socket-handles.ts). `full()` says the thread's budget is spent; `refused` is the
+ * error code a query past it returns (libuv's EMFILE, negative); `refuse` throws the wall's refusal.
  */
 export function countResolverSockets(channelProto: object, getAsyncId: (this: object) => number, budget: { full: () => boolean; onLimit: () => void; refused: number }, refuse: (what: string) => never): ResolverSockets {
   const proto = channelProto as Record<string, AnyFunction>;
