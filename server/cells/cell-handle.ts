@@ -2,6 +2,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { BURST_WORKERS_PER_WORKER, type AgentInfo, type CellStats, type FrontToCell, type ProcessMetricFamily } from '../../protocol/cell-messages.js';
 import { createBatchedSender } from '../../protocol/ipc-batch.js';
+import type { DescriptorKill } from './exit-cause.js';
 import type { RunScratch } from './run-scratch.js';
 import { UserWorkers } from './user-workers.js';
 
@@ -41,7 +42,7 @@ export class CellHandle {
   /** Killed as wedged for holding a stopped run the front had settled: that run's user. */
   wedgedBy: string | null = null;
   /** Killed by the front for holding more descriptors than its ceiling (descriptor-ceiling.ts): what it held, and the ceiling. */
-  killedForDescriptors: { held: number; ceiling: number } | null = null;
+  killedForDescriptors: DescriptorKill | null = null;
   /** When the cell last sent anything (it reports stats every second once ready). */
   lastHeardAt = Date.now();
   readonly spawnedAt = Date.now();

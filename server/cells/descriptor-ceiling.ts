@@ -1,9 +1,9 @@
 /**
  * The most descriptors a cell may hold (its /proc/<pid>/fd, read by the front: nameless-files.ts): its own, plus
  * RUN_OPEN_FILES and a few of Node's for each worker its pool may hold, twice over: Piscina starts a retired
- * worker's replacement while the retired thread is still ending with its descriptors (helper-75). The descriptor wall counts the ordinary ways
- * a run opens (workers/worker/fd-guards.ts), not all (Node's own helpers' opens, FileHandles closed through Node's
- * internal symbols: README, threat model), so a cell far past what its workers may hold has a run using one of those.
+ * worker's replacement while the retired thread is still ending with its descriptors (helper-75). The descriptor
+ * wall counts the ordinary ways a run opens (workers/worker/fd-guards.ts), not all (Node's own helpers' internal
+ * opens: README, threat model), so a cell far past what its workers may hold has a run opening another way.
  * Before this, such a run held descriptors until the cell's own limit (about 20,000 here), and its neighbours' opens
  * and the cell's own checks met EMFILE. Past the ceiling the front kills the cell (cause `descriptors`): its runs are
  * dealt with as after any cell death, and a run that does it again alone in quarantine is named.

@@ -5,6 +5,12 @@ import type { ErrorBody } from '../../protocol/errors.js';
 export const CELL_DEATH_CAUSES = ['out_of_memory', 'memory_limit', 'scratch_limit', 'descriptors', 'fatal_error', 'killed', 'exited'] as const;
 export type CellDeathCause = (typeof CELL_DEATH_CAUSES)[number];
 
+/** The front killed the cell for holding `held` descriptors, past its ceiling (descriptor-ceiling.ts). */
+export interface DescriptorKill {
+  held: number;
+  ceiling: number;
+}
+
 export interface CellExit {
   cause: CellDeathCause;
   error: ErrorBody;
@@ -12,7 +18,7 @@ export interface CellExit {
 
 const OOM_MARKERS = ['heap out of memory', 'invalid size error', 'Allocation failed', 'out of memory'];
 
-export function describeCellExit(code: number | null, signal: NodeJS.Signals | null, stderrTail: string, killedForDescriptors: { held: number; ceiling: number } | null = null): CellExit {
+export function describeCellExit(code: number | null, signal: NodeJS.Signals | null, stderrTail: string, killedForDescriptors: DescriptorKill | null = null): CellExit {
   const how = signal ? `signal ${signal}` : `exit code ${code}`;
   if (killedForDescriptors) {
     const { held, ceiling } = killedForDescriptors;
