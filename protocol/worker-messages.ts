@@ -72,6 +72,14 @@ export type WorkerSettingsMatch = Assert<SameShape<Pick<CellConfig, (typeof WORK
 export const RUN_SEAL_AT = 1;
 export const RUN_SHARED_INT32S = 3;
 
+/**
+ * Why a worker refuses a run before any agent code runs, and retires: it serves another user (THREAD_REUSE=same_user);
+ * it was lowered in priority and cannot take it back; code of its last run acted after that run ended
+ * (leaked_resources: handle-tracker.ts's leftBehind()).
+ */
+export const REFUSAL_REASONS = ['user_switch', 'priority_not_restored', 'leaked_resources'] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
+
 export type WorkerTask = { kind: 'run'; run: RunAssignment; port: MessagePort; startRecorded: Int32Array; traceId?: string } | { kind: 'describe' };
 
 export type { StopReason } from './stop-errors.js';
@@ -129,10 +137,10 @@ export type WorkerToCell =
   /** Sent once the run's context and agent instance exist, so the cell counts them while the run executes. */
   | { type: 'stats'; stats: WorkerStats }
   /**
-   * THREAD_REUSE=same_user: the run belongs to another user than the one this worker serves. Sent before any
-   * agent code runs; the worker will not return: the cell terminates it and dispatches the run again.
+   * The worker will not take this run (RefusalReason). Sent before any agent code runs; the worker will not
+   * return: the cell terminates it and dispatches the run again.
    */
-  | { type: 'refused'; reason: 'user_switch' | 'priority_not_restored' }
+  | { type: 'refused'; reason: RefusalReason }
   /**
    * `report.recycled` set: the worker will not return; the cell terminates it (Piscina replaces it). `seal`: the
    * run's seal, read from shared memory as the runtime sends it, so code that got hold of the port cannot post a

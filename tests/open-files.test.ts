@@ -115,14 +115,15 @@ let armed = false;
 export default class LateSockets {
   static agentName = 'late_sockets';
   async execute(ctx) {
-    if (armed) return { armed: false };
+    const sameWorker = armed;
+    if (!ctx.input.arm) return { sameWorker };
     armed = true;
     const port = ctx.input.port;
     // A one-shot timer of under a second, which the run-end count lets go, opens sockets after the run (helper-76).
     setTimeout(() => {
       for (let i = 0; i < 5; i++) net.connect(port, '127.0.0.1').on('error', () => undefined).unref();
     }, 900).unref();
-    return { armed: true };
+    return { sameWorker };
   }
 }
 `,
@@ -243,22 +244,25 @@ describe('open files', () => {
     });
   });
 
-  test("sockets a run's late callback opens between runs are counted at the next run's end: its worker is retired", async () => {
+  test("sockets a run's late callback opens between runs retire its worker before the next run starts there", async () => {
     await withPeers(async (port, peers) => {
       server = await startServer({ AGENTS_DIR: agentsDir, CELLS: '1', THREADS_PER_CELL: '1', WARM_SPARE_THREADS: '0', RUN_OPEN_FILES: '256', AGENT_EGRESS_ALLOW: '127.0.0.1' });
       const mallory = await UserClient.connect(server.url, 'mallory');
       try {
-        const first = await mallory.start({ agent: 'late_sockets', input: { port } });
-        expect(terminal(await mallory.waitForRun(first.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: { armed: true } });
+        const first = await mallory.start({ agent: 'late_sockets', input: { port, arm: true } });
+        expect(terminal(await mallory.waitForRun(first.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: { sameWorker: false } });
         expect((await mallory.http('GET', `/v1/runs/${first.run_id}`)).body.isolation).toMatchObject({ recycled: null });
         expect(await eventually(() => peers.size === 5, 20_000)).toBe(true);
-        // The same worker (one thread, same user) takes the next run: the sockets were there before it started.
-        const second = await mallory.start({ agent: 'late_sockets', input: { port } });
-        expect(terminal(await mallory.waitForRun(second.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: { armed: false } });
-        expect((await mallory.http('GET', `/v1/runs/${second.run_id}`)).body.isolation).toMatchObject({ recycled: 'leaked_resources', leaks: { socket: 5 } });
+        // The worker that served the first run (one thread, same user) refuses the next: its sockets were opened
+        // after that run ended (workers/worker/handle-tracker.ts, leftBehind()). The run goes to a fresh worker.
+        const second = await mallory.start({ agent: 'late_sockets', input: { port, arm: false } });
+        expect(terminal(await mallory.waitForRun(second.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: { sameWorker: false } });
+        expect((await mallory.http('GET', `/v1/runs/${second.run_id}`)).body.isolation).toMatchObject({ recycled: null, leaks: {} });
+        expect(server.logs.filter((l) => l.left_behind).map((l) => l.left_behind)).toEqual(['TCPWRAP created between runs']);
       } finally {
         mallory.close();
       }
+      // Closed with the retired worker.
       expect(await eventually(() => peers.size === 0, 20_000)).toBe(true);
     });
   });

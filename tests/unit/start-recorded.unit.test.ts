@@ -4,7 +4,7 @@
  * trusts that a run it never heard start never ran. The worker runtime runs here, in this thread, over a real
  * MessageChannel; another thread plays the cell and sets the flag 300 ms after the run is handed over.
  */
-import { createHook } from 'node:async_hooks';
+import { createHook, executionAsyncResource } from 'node:async_hooks';
 import path from 'node:path';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import pino from 'pino';
@@ -40,7 +40,7 @@ test('a run starts its agent only once the cell has set startRecorded', async ()
     registry: Promise.resolve(registry),
     log: pino({ level: 'silent' }),
     refused: new Set(),
-    handles: createHandleTracker(createHook, function (this: object) { return -1; }),
+    handles: createHandleTracker({ createHook, executionAsyncResource }, function (this: object) { return -1; }),
     openDescriptors: () => 0,
     openSockets: () => 0,
   });

@@ -9,7 +9,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { Piscina } from 'piscina';
 import type { CellToFront, FrontToCell, ModelCallTiming, RunAssignment, RunLimits, RunOutcome, RunReport } from '../../protocol/cell-messages.js';
 import { stopError } from '../../protocol/stop-errors.js';
-import { RUN_SEAL_AT, RUN_SHARED_INT32S, type CellToWorker, type StopReason, type WorkerStats, type WorkerTask } from '../../protocol/worker-messages.js';
+import { RUN_SEAL_AT, RUN_SHARED_INT32S, type CellToWorker, type RefusalReason, type StopReason, type WorkerStats, type WorkerTask } from '../../protocol/worker-messages.js';
 import type { ModelBroker, ModelBrokerSession } from './model-broker.js';
 import { messageOf, type ErrorBody } from '../../protocol/errors.js';
 import { createRunPortCheck, type RunPortCheck } from './run-port-check.js';
@@ -110,11 +110,9 @@ export function createRunDispatcher(deps: {
   }
 
   /**
-   * The worker refused the run (it serves another user, or it was lowered in priority and cannot take it back):
-   * retire it and dispatch the run again. The run
-   * never started, so this is no attempt and no failure; the front only counts the retired worker.
+   * The worker refused the run (RefusalReason): retire it and dispatch the run again. The run never started, so this is no attempt and no failure; the front only counts the retired worker.
    */
-  function redispatch(f: InFlight, reason: 'user_switch' | 'priority_not_restored') {
+  function redispatch(f: InFlight, reason: RefusalReason) {
     if (f.settled) return;
     deps.send({ type: 'worker_retired', reason });
     if (f.stopReason) {

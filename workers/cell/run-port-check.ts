@@ -17,7 +17,7 @@ import { MAX_ARGS, MAX_SQL_CHARS } from '../../protocol/db-messages.js';
 import { ERROR_CODES, MAX_ERROR_MESSAGE } from '../../protocol/errors.js';
 import { checkResult } from '../../protocol/result-check.js';
 import type { AgentEvent, JsonObject } from '../../protocol/events.js';
-import type { WorkerStats, WorkerToCell } from '../../protocol/worker-messages.js';
+import { REFUSAL_REASONS, type WorkerStats, type WorkerToCell } from '../../protocol/worker-messages.js';
 
 /** How far an event's timestamp may be from the cell's clock before the cell's own replaces it. */
 const CLOCK_SLACK_MS = 60_000;
@@ -196,8 +196,9 @@ export function createRunPortCheck(limits: RunLimits, seal: readonly [number, nu
         }
         case 'refused':
           // Sent before the run starts, and only then: afterwards agent code may have written it.
-          if (startedBy !== null || (msg.reason !== 'user_switch' && msg.reason !== 'priority_not_restored')) return refuse('a refusal after started');
-          return { type: 'refused', reason: msg.reason };
+          const reason = REFUSAL_REASONS.find((r) => r === msg.reason);
+          if (startedBy !== null || !reason) return refuse('a refusal after started');
+          return { type: 'refused', reason };
         case 'done': {
           const checkedOutcome = outcome(msg.outcome);
           const checkedReport = report(msg.report);

@@ -16,7 +16,7 @@ import { types } from 'node:util';
 import { MessagePort } from 'node:worker_threads';
 import { pin } from './host-guards.js';
 
-export function guardAsyncHooks(): { createHook: typeof asyncHooks.createHook } {
+export function guardAsyncHooks(): { createHook: typeof asyncHooks.createHook; executionAsyncResource: () => object } {
   const createHook = asyncHooks.createHook;
   const executionAsyncResource = asyncHooks.executionAsyncResource;
   const getPrototypeOf = Reflect.getPrototypeOf;
@@ -68,7 +68,7 @@ export function guardAsyncHooks(): { createHook: typeof asyncHooks.createHook } 
   }
   // ES modules importing { createHook } or { executionAsyncResource } from 'node:async_hooks' get the guarded ones.
   syncBuiltinESMExports();
-  return { createHook };
+  return { createHook, executionAsyncResource };
 }
 
 /**

@@ -1,8 +1,9 @@
 /**
  * Counts the handles a run opened and did not close, unref'd ones included: process.getActiveResourcesInfo()
  * lists only ref'd handles, so a server or an interval the run unref'd would outlive it unseen. An
- * async_hooks init/destroy pair sees every handle, ref'd or not; it is enabled only while a run executes,
- * since with an init hook V8 reports every promise too (~2.5-4 µs each; README, Containment).
+ * async_hooks init/destroy pair sees every handle, ref'd or not; it is enabled from a worker's first run on (between
+ * runs nothing else runs, and with an init hook V8 reports every promise too: ~2.5-4 µs each; README, Containment).
+ * Between runs it also watches for code of the last run acting (leftBehind()).
  */
 import type { createHook as CreateHook } from 'node:async_hooks';
 import type { LeakKind } from '../../protocol/cell-messages.js';
@@ -38,29 +39,54 @@ export interface HandleTracker {
   start(): void;
   /** Not the run's: a handle the runtime itself opened while the run was being counted. */
   exclude(resource: object): void;
-  /** Handles created since start() and not destroyed yet, by kind. Keeps counting until stop(). */
+  /** Handles created since start() and not destroyed yet, by kind. Keeps counting until between() or stop(). */
   open(): ResourceCounts;
+  /**
+   * The run has ended and its worker is kept: watch until the next start() for code of that run acting meanwhile
+   * (leftBehind()). The timers the count let go (one-shot, at most a second) may fire once.
+   */
+  between(): void;
+  /**
+   * What acted between the last run's end and now, if anything (call before the next run's start): a handle or an
+   * immediate created, a timer the count did not know (or had seen end) firing, a timer it let go still scheduled
+   * past its time or rescheduled (`refresh()`). Null: nothing; the next run may start here.
+   */
+  leftBehind(): string | null;
   stop(): void;
 }
 
 /**
- * `createHook`: async_hooks' own (not the guarded one agent code gets), so `exclude` can name real resources.
- * `getAsyncId`: AsyncWrap's native one (socket-handles.ts). A native handle counts until its wrap is freed, whatever
- * destroys are emitted: agent code can emit one for any id (`AsyncResource`'s `emitDestroy` on an object carrying
- * that id: helper-73 hid its open handles from the count so), and Node's http Agent gives a reused keep-alive
- * socket a new id (destroy for the old, init for the new with a plain object), so the handle is looked at itself.
- * A timer counts until Node marks it destroyed; any other resource until its destroy.
+ * `createHook`, `executionAsyncResource`: async_hooks' own (not the guarded ones agent code gets), so `exclude` can
+ * name real resources. `getAsyncId`: AsyncWrap's native one (socket-handles.ts). A native handle counts until its wrap
+ * is freed, whatever destroys are emitted: agent code can emit one for any id (`AsyncResource`'s `emitDestroy` on an
+ * object carrying that id: helper-73 hid its open handles from the count so), and Node's http Agent gives a reused
+ * keep-alive socket a new id (destroy for the old, init for the new with a plain object), so the handle is looked at
+ * itself. A timer counts until Node marks it destroyed; any other resource until its destroy.
  */
-export function createHandleTracker(createHook: typeof CreateHook, getAsyncId: (this: object) => number): HandleTracker {
+export function createHandleTracker(
+  hooks: { createHook: typeof CreateHook; executionAsyncResource: () => object },
+  getAsyncId: (this: object) => number,
+  now: () => number = Date.now,
+): HandleTracker {
   const live = new Map<number, { type: string; kind: string; resource: object }>();
   /** Whether a tracked resource has ended, at its destroy. */
   const ended = (type: string, resource: object): boolean => {
     if (type === 'Timeout') return (resource as { _destroyed?: unknown })._destroyed === true;
     return wrapFreed(getAsyncId, resource) !== false;
   };
-  const hook = createHook({
+  // Between runs (between() .. leftBehind()): what acted, the timers the count let go, and from which async id on
+  // resources are the runs' (what the worker's start-up made, agent modules loading included, is not watched).
+  let watching = false;
+  let stirred: string | null = null;
+  let firstRunId: number | null = null;
+  const letGo = new Map<number, { resource: object; idleStart: unknown; at: number; fired: number }>();
+  const hook = hooks.createHook({
     init(asyncId, type, _triggerAsyncId, resource) {
+      firstRunId ??= asyncId;
       const kind = HANDLE_KINDS[type];
+      // A handle or an immediate made between runs is code of the last run acting after it ended (a timer's
+      // callback arming an interval: helper-76). The next task's own port arrives then: not agent code's doing.
+      if (watching && (kind || type === 'Immediate') && type !== 'MESSAGEPORT') stirred ??= `${type} created between runs`;
       // An id already live keeps its first resource: `asyncReset` on a native handle emits init again for an id the
       // caller chooses, with an object of its own, which would then answer for the handle (helper-74).
       if (kind && !live.has(asyncId)) live.set(asyncId, { type, kind, resource });
@@ -70,9 +96,27 @@ export function createHandleTracker(createHook: typeof CreateHook, getAsyncId: (
       if (entry && ended(entry.type, entry.resource)) live.delete(asyncId);
     },
   });
+  // Only between runs: with a `before` hook V8 reports every promise's callbacks too.
+  const watch = hooks.createHook({
+    before(asyncId) {
+      if (firstRunId === null || asyncId < firstRunId) return;
+      const resource = hooks.executionAsyncResource();
+      if (hasOwn(resource, '_onImmediate')) {
+        stirred ??= 'an immediate ran between runs';
+        return;
+      }
+      if (!hasOwn(resource, '_onTimeout')) return;
+      // A timer the count let go fires once (fetch's own tick). Any other timer or immediate firing now was hidden
+      // from the count: a timer rescheduled after Node ended it (refresh() revives a fired timeout without an init),
+      // or one whose destroy agent code forged after marking it destroyed.
+      const held = letGo.get(asyncId);
+      if (held && held.resource === resource && held.fired++ === 0) return;
+      stirred ??= held ? 'a timer the count let go fired again between runs' : 'a timer the count did not hold fired between runs';
+    },
+  });
   return {
     start() {
-      live.clear();
+      // Timers the count let go and that have not fired yet stay watched: they are the last run's, not this one's.
       hook.enable();
     },
     exclude(resource) {
@@ -90,11 +134,57 @@ export function createHandleTracker(createHook: typeof CreateHook, getAsyncId: (
       }
       return counts;
     },
+    between() {
+      letGo.clear();
+      const at = now();
+      for (const [id, { type, resource }] of live) if (type === 'Timeout') letGo.set(id, { resource, idleStart: ownValue(resource, '_idleStart'), at, fired: 0 });
+      stirred = null;
+      watching = true;
+      watch.enable();
+    },
+    leftBehind() {
+      watch.disable();
+      watching = false;
+      let why = stirred;
+      stirred = null;
+      const at = now();
+      for (const [id, held] of letGo) {
+        if (!live.has(id) || !scheduled(held.resource)) continue;
+        // Still scheduled: it has not fired since (it would have been taken off its list), or it was rescheduled.
+        if (ownValue(held.resource, '_idleStart') !== held.idleStart) why ??= 'a timer the count let go was rescheduled between runs';
+        else if (at - held.at > SOON_MS + LATE_MS) why ??= 'a timer the count let go is still scheduled past its time';
+      }
+      letGo.clear();
+      return why;
+    },
     stop() {
       hook.disable();
+      watch.disable();
+      watching = false;
+      letGo.clear();
       live.clear();
     },
   };
+}
+
+/** How late past its time a timer the count let go may still fire: the next task and the timer wake the same loop. */
+const LATE_MS = 1000;
+
+function hasOwn(o: object, key: string): boolean {
+  return Reflect.getOwnPropertyDescriptor(o, key) !== undefined;
+}
+
+/** An own data property's value; an accessor (agent code answering differently to each reader) reads as itself. */
+function ownValue(o: object, key: string): unknown {
+  const d = Reflect.getOwnPropertyDescriptor(o, key);
+  return d && 'value' in d ? d.value : d;
+}
+
+/** Whether a timer is on one of Node's timer lists (Node 20-24's linked list fields), whatever `_destroyed` says. */
+function scheduled(timer: object): boolean {
+  const next = ownValue(timer, '_idleNext');
+  const prev = ownValue(timer, '_idlePrev');
+  return (next !== null && next !== undefined) || (prev !== null && prev !== undefined);
 }
 
 /**

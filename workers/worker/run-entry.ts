@@ -45,7 +45,7 @@ export default (async () => {
     // before the freeze: the guards replace members the freeze then pins. Nothing but Node and Piscina ran before.
     const refused = new Set<string>();
     guardHost((wall) => refused.add(wall));
-    const { createHook } = guardAsyncHooks();
+    const asyncHooks = guardAsyncHooks();
     // The worker's own log keeps the one writer to fd 1 taken before the wall.
     const handles = socketHandles({ net, dgram, dns });
     // A FileHandle of this very file, so the wall guards FileHandles before any other code makes one.
@@ -56,7 +56,7 @@ export default (async () => {
     const frozen = config.workerLockdown ? freezeShared() : null;
     // Required only now, after the freeze (an import would be hoisted above it).
     const { startWorker } = require('./worker-main.js') as typeof import('./worker-main.js');
-    const handler = await startWorker(config, frozen, refused, queryCompiler, descriptors, createHook, handles.getAsyncId);
+    const handler = await startWorker(config, frozen, refused, queryCompiler, descriptors, asyncHooks, handles.getAsyncId);
     noteWarm(warmUpLock!, threadId);
     return handler;
   } finally {

@@ -159,6 +159,14 @@ export function createWorkerRuntime(deps: {
       post({ type: 'refused', reason: 'priority_not_restored' });
       return new Promise<never>(() => undefined);
     }
+    // Code of the last run acting after it ended (a timer firing or armed between runs, one rescheduled): it would
+    // act in this run too. Retired like a leak found at that run's end.
+    const leftBehind = handles.leftBehind();
+    if (leftBehind) {
+      log.warn({ left_behind: leftBehind }, "code of this worker's last run acted after it ended; retiring the worker");
+      post({ type: 'refused', reason: 'leaked_resources' });
+      return new Promise<never>(() => undefined);
+    }
     servedUser = run.userId;
     await cleanBaseline();
     const contaminated = changedGlobals(clean!).length > 0;
@@ -271,7 +279,8 @@ export function createWorkerRuntime(deps: {
       await new Promise((resolve) => setImmediate(resolve));
       leaks = countLeaks();
     }
-    handles.stop();
+    // Watched on until the next run's start (leftBehind() above): a timer the count let go may still fire once.
+    handles.between();
     socketsAtLastEnd = deps.openSockets();
     const globals = changedGlobals(clean!);
     const priority = priorityAfterRun();
