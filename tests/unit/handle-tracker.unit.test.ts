@@ -154,6 +154,8 @@ describe('between runs', () => {
     expect(afterRun('setTimeout(() => setInterval(() => undefined, 60000).unref(), 100).unref()', 300)).toEqual({ why: 'Timeout created between runs' });
     const connect = "setTimeout(() => require('node:net').connect(9, '127.0.0.1').on('error', () => undefined).unref(), 100).unref()";
     expect(afterRun(connect, 300)).toEqual({ why: 'TCPWRAP created between runs' });
+    // One port arrives between runs with the next task; a MessageChannel's are the run's.
+    expect(afterRun("setTimeout(() => new (require('node:worker_threads').MessageChannel)(), 100).unref()", 300)).toEqual({ why: 'MESSAGEPORT created between runs' });
   });
 
   test('a short timer that refresh()es itself, and one that puts its time back to fire again', () => {

@@ -78,15 +78,19 @@ export function createHandleTracker(
   // resources are the runs' (what the worker's start-up made, agent modules loading included, is not watched).
   let watching = false;
   let stirred: string | null = null;
+  let portsBetween = 0;
   let firstRunId: number | null = null;
   const letGo = new Map<number, { resource: object; idleStart: unknown; at: number; fired: number }>();
   const hook = hooks.createHook({
     init(asyncId, type, _triggerAsyncId, resource) {
       firstRunId ??= asyncId;
+      // The next task's own port arrives between runs: the runtime's, neither a leftover nor the next run's. A
+      // second is code of the last run (a MessageChannel: its ports' messages could keep it going).
+      if (watching && type === 'MESSAGEPORT' && ++portsBetween === 1) return;
       const kind = HANDLE_KINDS[type];
       // A handle or an immediate made between runs is code of the last run acting after it ended (a timer's
-      // callback arming an interval: helper-76). The next task's own port arrives then: not agent code's doing.
-      if (watching && (kind || type === 'Immediate') && type !== 'MESSAGEPORT') stirred ??= `${type} created between runs`;
+      // callback arming an interval: helper-76).
+      if (watching && (kind || type === 'Immediate')) stirred ??= `${type} created between runs`;
       // An id already live keeps its first resource: `asyncReset` on a native handle emits init again for an id the
       // caller chooses, with an object of its own, which would then answer for the handle (helper-74).
       if (kind && !live.has(asyncId)) live.set(asyncId, { type, kind, resource });
@@ -139,6 +143,7 @@ export function createHandleTracker(
       const at = now();
       for (const [id, { type, resource }] of live) if (type === 'Timeout') letGo.set(id, { resource, idleStart: ownValue(resource, '_idleStart'), at, fired: 0 });
       stirred = null;
+      portsBetween = 0;
       watching = true;
       watch.enable();
     },
