@@ -83,4 +83,31 @@ describe('engine.io connections before sign-in', () => {
       socket.close();
     }
   }, 60_000);
+
+  // helper-77: socket.io answers these itself, below the sign-in middleware and the socket's flood guard; one
+  // connection without a token sending CONNECTs to a namespace that does not exist took 25 s of the front's CPU in 33 s.
+  test('a session without a token that sends a CONNECT to another namespace than / is closed at once', async () => {
+    const h = await handshake(server.url);
+    const post = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling&sid=${h.sid}`, { method: 'POST', body: ['40/x,', '40/x,'].join('\x1e'), headers: { 'content-type': 'text/plain;charset=UTF-8' } });
+    await post.arrayBuffer();
+    expect(await alive(server.url, h.sid!)).toBe(false);
+    expect(server.logs.some((l) => l.why === 'a CONNECT to another namespace than /')).toBe(true);
+  }, 60_000);
+
+  test.each([
+    ['an acknowledgement nothing asked for', '31[]'],
+    ['a CONNECT to another namespace than / once its socket joined', '0/x,'],
+    // A header announcing attachments that never come held up to 9 MiB per socket for the socket's life.
+    ['a binary packet', '51-["start_agent",{"_placeholder":true,"num":0}]'],
+  ])('a signed-in socket that sends %s is disconnected', async (_name, packet) => {
+    const socket = rawSocket(server.url, token('engine-p'));
+    try {
+      expect(await connected(socket)).toBeNull();
+      const gone = new Promise<string>((resolve) => socket.once('disconnect', (reason) => resolve(reason)));
+      (socket.io.engine as unknown as { write(data: string): void }).write(packet);
+      expect(await gone).toBe('transport close');
+    } finally {
+      socket.close();
+    }
+  }, 60_000);
 });

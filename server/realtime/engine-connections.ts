@@ -7,6 +7,15 @@
  * (closeNow: a polling client that never polls again would otherwise keep it for engine.io's close timeout, a
  * WebSocket peer that reads nothing for ws's).
  *
+ * What socket.io handles below Atoll's own gates is watched here too, before and after the socket joins (helper-77):
+ * a CONNECT to a namespace that does not exist never reaches the sign-in middleware and is answered by socket.io
+ * itself, and acknowledgements never reach the socket's flood guard, so one connection without a token sending
+ * `40/x,` as fast as it could took 25 s of the front's CPU in 33 s (`/healthz` 5-10 s late for everyone); a binary
+ * packet announcing 10 attachments and sent 9 held 9 MiB per socket for as long as the socket lived. A connection
+ * may send CONNECTs to `/` only (a few: a client whose CONNECT was refused tries again on the same connection), and
+ * once its socket joined, events and its DISCONNECT only; the server asks no acknowledgement and takes no binary
+ * value. Anything else closes it at once.
+ *
  * Per node on purpose: the bound protects this node's memory, needs no round trip before authentication, and
  * the cluster-wide cap still holds for sockets.
  */
@@ -18,7 +27,6 @@ export interface EngineConnection {
   readonly readyState: string;
   once(event: 'close', listener: () => void): unknown;
   on(event: 'packet', listener: (packet: EnginePacket) => void): unknown;
-  off(event: 'packet', listener: (packet: EnginePacket) => void): unknown;
   close(discard?: boolean): unknown;
 }
 
@@ -35,14 +43,33 @@ export interface EngineConnectionOptions {
   connectTimeoutMs: number;
   /** The client address of a handshake request (TRUST_PROXY's rule). */
   addressOf: (req: Pick<IncomingMessage, 'headers' | 'socket'>) => string;
+  /** A connection closed for a packet it may not send (`why`), to log. */
+  onRefusedPacket?: (address: string, why: string) => void;
+}
+
+/** CONNECTs to `/` a connection may send before its socket joins (each refused one may be tried again). */
+export const MAX_CONNECTS_BEFORE_SOCKET = 5;
+
+/**
+ * Why a socket.io packet (an engine.io message's data) may not come from a client, or null when it may. Before the
+ * socket: CONNECT to `/` only (`0`, or `0{` with its auth). After: EVENT (`2`) and DISCONNECT (`1`) to `/`
+ * (socket.io closes a connection sending to a namespace it did not join).
+ */
+function refusedPacket(data: unknown, joined: boolean, connects: number): string | null {
+  if (typeof data !== 'string') return 'a binary frame';
+  if (!joined) {
+    if (data !== '0' && !data.startsWith('0{')) return data.startsWith('0') ? 'a CONNECT to another namespace than /' : 'a packet before CONNECT';
+    return connects > MAX_CONNECTS_BEFORE_SOCKET ? `more than ${MAX_CONNECTS_BEFORE_SOCKET} CONNECTs without a socket` : null;
+  }
+  const type = data.charAt(0);
+  if (type === '2' || type === '1') return null;
+  return type === '0' ? 'a CONNECT once its socket joined' : type === '3' || type === '6' ? 'an acknowledgement nothing asked for' : type === '5' ? 'a binary packet' : 'a packet of no client type';
 }
 
 export function createEngineConnections(options: EngineConnectionOptions) {
   const open = new Map<string, number>();
   /** Connections that carry a socket: the connect timeout leaves them be. */
   const withSocket = new WeakSet<object>();
-  /** The packet watch of each connection without a socket yet (see track), removed when its socket joins. */
-  const watches = new WeakMap<object, (packet: EnginePacket) => void>();
   const refusal = `too many connections from this address (engine.io connections on this node, with a socket or not: at most ${options.maxPerAddress}, twice MAX_CONNECTIONS_PER_IP)`;
 
   return {
@@ -69,20 +96,21 @@ export function createEngineConnections(options: EngineConnectionOptions) {
         else open.delete(address);
       });
       if (count > options.maxPerAddress) return void closeNow(conn);
-      // Before its socket, a client sends socket.io's CONNECT ("0…") and nothing else: socket.io drops anything
-      // else unread, so a flood of it would cost the front its parsing until the connect timeout, for nothing.
-      const watch = (packet: EnginePacket) => {
-        if (packet.type === 'message' && !(typeof packet.data === 'string' && packet.data.startsWith('0'))) closeNow(conn);
-      };
-      conn.on('packet', watch);
-      watches.set(conn, watch);
+      // Seen before socket.io parses it: a packet closed on here costs no parsing, and holds nothing.
+      let connects = 0;
+      conn.on('packet', (packet: EnginePacket) => {
+        if (packet.type !== 'message' || conn.readyState === 'closed') return;
+        const joined = withSocket.has(conn);
+        if (!joined && typeof packet.data === 'string' && packet.data.startsWith('0')) connects++;
+        const why = refusedPacket(packet.data, joined, connects);
+        if (why === null) return;
+        options.onRefusedPacket?.(address, why);
+        closeNow(conn);
+      });
     },
     /** The connection carries a socket now (socket.io's 'connection'). */
     socketJoined(conn: EngineConnection): void {
       withSocket.add(conn);
-      const watch = watches.get(conn);
-      watches.delete(conn);
-      if (watch) conn.off('packet', watch);
     },
     /** Open connections from `address` (for tests and the report). */
     openFrom(address: string): number {

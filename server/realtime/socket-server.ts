@@ -83,7 +83,12 @@ export function createSocketServer(deps: SocketServerDeps) {
   const trust = trustFunction(deps.settings.trustProxy);
   const addressOf = (req: Parameters<typeof clientAddress>[0]) => clientAddress(req, trust) || 'unknown';
   // Twice the socket cap: room for a client's sockets and as many reconnecting or refused handshakes.
-  const engines = createEngineConnections({ maxPerAddress: 2 * deps.settings.maxConnectionsPerIp, connectTimeoutMs: CONNECT_TIMEOUT_MS, addressOf });
+  const engines = createEngineConnections({
+    maxPerAddress: 2 * deps.settings.maxConnectionsPerIp,
+    connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    addressOf,
+    onRefusedPacket: (ip, why) => log.warn({ ip, why }, 'connection sent a packet it may not send; closed'),
+  });
   const io: AtollServer = new Server(deps.http, {
     maxHttpBufferSize: transportCap(deps.settings.maxInputBytes),
     serveClient: false,

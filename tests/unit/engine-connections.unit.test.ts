@@ -62,17 +62,49 @@ describe('engine connections per address', () => {
     expect([polling, upgraded].map((c) => (c.request.socket as unknown as { destroyed: boolean }).destroyed)).toEqual([false, true]);
   });
 
-  test('before its socket, a connection may send CONNECT only: anything else closes it; once its socket joined, anything goes', () => {
-    const engines = make();
-    const [connecting, flooding, joined] = [1, 2, 3].map((i) => new FakeConnection(requestFrom(`10.0.1.${i}`)));
-    [connecting, flooding, joined].forEach((c) => engines.track(c));
+  test('before its socket, a connection may send CONNECT to / only, a few times: anything else closes it', () => {
+    const refused: string[] = [];
+    const engines = createEngineConnections({ maxPerAddress: 10, connectTimeoutMs: 10_000, addressOf: (req) => req.socket.remoteAddress ?? 'unknown', onRefusedPacket: (_ip, why) => refused.push(why) });
+    const conns = [1, 2, 3, 4, 5].map((i) => new FakeConnection(requestFrom(`10.0.1.${i}`)));
+    conns.forEach((c) => engines.track(c));
+    const [connecting, flooding, otherNamespace, binary, retrying] = conns;
     connecting.emit('packet', { type: 'message', data: '0{"token":"t"}' });
     connecting.emit('packet', { type: 'pong' });
-    flooding.emit('packet', { type: 'message', data: '42["x"]' });
-    engines.socketJoined(joined);
-    joined.emit('packet', { type: 'message', data: '42["x"]' });
-    expect([connecting, flooding, joined].map((c) => c.readyState)).toEqual(['open', 'closed', 'open']);
-    expect(joined.listenerCount('packet')).toBe(0);
+    flooding.emit('packet', { type: 'message', data: '2["x"]' });
+    otherNamespace.emit('packet', { type: 'message', data: '0/x,' });
+    binary.emit('packet', { type: 'message', data: Buffer.from('0') });
+    // A client whose CONNECT was refused tries again on the same connection: a few times.
+    for (let i = 0; i < 5; i++) retrying.emit('packet', { type: 'message', data: '0' });
+    const afterFive = retrying.readyState;
+    retrying.emit('packet', { type: 'message', data: '0' });
+    expect({ states: conns.map((c) => c.readyState), afterFive }).toEqual({ states: ['open', 'closed', 'closed', 'closed', 'closed'], afterFive: 'open' });
+    expect(refused).toEqual(['a packet before CONNECT', 'a CONNECT to another namespace than /', 'a binary frame', 'more than 5 CONNECTs without a socket']);
+  });
+
+  test('once its socket joined, a connection may send events and its DISCONNECT only: no CONNECT, acknowledgement or binary packet', () => {
+    const engines = make();
+    const packets: Record<string, unknown> = {
+      event: '2["x",{}]',
+      eventWithAck: '21["x",{}]',
+      disconnect: '1',
+      connectAgain: '0',
+      connectElsewhere: '0/x,',
+      ack: '31[]',
+      binaryEvent: '51-["x",{"_placeholder":true,"num":0}]',
+      binaryAck: '61-[]',
+      binaryFrame: Buffer.alloc(16),
+    };
+    const closed: Record<string, boolean> = {};
+    // An engine.io message's data is the socket.io packet: its type first.
+    Object.entries(packets).forEach(([name, data], i) => {
+      const conn = new FakeConnection(requestFrom(`10.0.2.${i}`));
+      engines.track(conn);
+      conn.emit('packet', { type: 'message', data: '0' });
+      engines.socketJoined(conn);
+      conn.emit('packet', { type: 'message', data });
+      closed[name] = conn.readyState === 'closed';
+    });
+    expect(closed).toEqual({ event: false, eventWithAck: false, disconnect: false, connectAgain: true, connectElsewhere: true, ack: true, binaryEvent: true, binaryAck: true, binaryFrame: true });
   });
 
   test('the connect timeout closes (discarding) a connection without a socket, not one with a socket', () => {
