@@ -97,8 +97,8 @@ describe('engine.io connections before sign-in', () => {
   test.each([
     ['an acknowledgement nothing asked for', '31[]'],
     ['a CONNECT to another namespace than / once its socket joined', '0/x,'],
-    // A header announcing attachments that never come held up to 9 MiB per socket for the socket's life.
-    ['a binary packet', '51-["start_agent",{"_placeholder":true,"num":0}]'],
+    // A header announcing attachments that never all come held up to 9 MiB per socket for the socket's life.
+    ['a binary event of two attachments', '52-["start_agent",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]'],
   ])('a signed-in socket that sends %s is disconnected', async (_name, packet) => {
     const socket = rawSocket(server.url, token('engine-p'));
     try {

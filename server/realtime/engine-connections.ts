@@ -11,10 +11,10 @@
  * a CONNECT to a namespace that does not exist never reaches the sign-in middleware and is answered by socket.io
  * itself, and acknowledgements never reach the socket's flood guard, so one connection without a token sending
  * `40/x,` as fast as it could took 25 s of the front's CPU in 33 s (`/healthz` 5-10 s late for everyone); a binary
- * packet announcing 10 attachments and sent 9 held 9 MiB per socket for as long as the socket lived. A connection
+ * event announcing 10 attachments and sent 9 held 9 MiB per socket for as long as the socket lived. A connection
  * may send CONNECTs to `/` only (a few: a client whose CONNECT was refused tries again on the same connection), and
- * once its socket joined, events and its DISCONNECT only; the server asks no acknowledgement and takes no binary
- * value. Anything else closes it at once.
+ * once its socket joined, events and its DISCONNECT only (a binary event of one attachment included, refused once
+ * whole); the server asks no acknowledgement. Anything else closes it at once (packetWatch).
  *
  * Per node on purpose: the bound protects this node's memory, needs no round trip before authentication, and
  * the cluster-wide cap still holds for sockets.
@@ -50,20 +50,40 @@ export interface EngineConnectionOptions {
 /** CONNECTs to `/` a connection may send before its socket joins (each refused one may be tried again). */
 export const MAX_CONNECTS_BEFORE_SOCKET = 5;
 
+/** Attachments one binary event may carry: its values are refused (BAD_REQUEST) once it is whole. */
+const MAX_ATTACHMENTS = 1;
+
 /**
- * Why a socket.io packet (an engine.io message's data) may not come from a client, or null when it may. Before the
- * socket: CONNECT to `/` only (`0`, or `0{` with its auth). After: EVENT (`2`) and DISCONNECT (`1`) to `/`
- * (socket.io closes a connection sending to a namespace it did not join).
+ * Judges one connection's socket.io packets (engine.io messages' data): why each may not come from a client, or null
+ * when it may. Before the socket: CONNECT to `/` only (`0`, or `0{` with its auth), a few. After: EVENT (`2`) and
+ * DISCONNECT (`1`) to `/` (socket.io closes a connection sending to a namespace it did not join), and a binary event
+ * (`5`) of one attachment followed by that attachment, which socket.io holds until the event is whole: the event
+ * then gets its clear refusal (no value may be binary), and a connection can hold no more than one frame of it.
  */
-function refusedPacket(data: unknown, joined: boolean, connects: number): string | null {
-  if (typeof data !== 'string') return 'a binary frame';
-  if (!joined) {
-    if (data !== '0' && !data.startsWith('0{')) return data.startsWith('0') ? 'a CONNECT to another namespace than /' : 'a packet before CONNECT';
-    return connects > MAX_CONNECTS_BEFORE_SOCKET ? `more than ${MAX_CONNECTS_BEFORE_SOCKET} CONNECTs without a socket` : null;
-  }
-  const type = data.charAt(0);
-  if (type === '2' || type === '1') return null;
-  return type === '0' ? 'a CONNECT once its socket joined' : type === '3' || type === '6' ? 'an acknowledgement nothing asked for' : type === '5' ? 'a binary packet' : 'a packet of no client type';
+function packetWatch(): (data: unknown, joined: boolean) => string | null {
+  let connects = 0;
+  let attachmentsDue = 0;
+  return (data, joined) => {
+    if (typeof data !== 'string') {
+      if (!joined || attachmentsDue === 0) return 'a binary frame nothing announced';
+      attachmentsDue--;
+      return null;
+    }
+    if (attachmentsDue > 0) return 'a packet before the attachment its binary event announced';
+    if (!joined) {
+      if (data !== '0' && !data.startsWith('0{')) return data.startsWith('0') ? 'a CONNECT to another namespace than /' : 'a packet before CONNECT';
+      return ++connects > MAX_CONNECTS_BEFORE_SOCKET ? `more than ${MAX_CONNECTS_BEFORE_SOCKET} CONNECTs without a socket` : null;
+    }
+    const type = data.charAt(0);
+    if (type === '2' || type === '1') return null;
+    if (type === '5') {
+      const announced = /^5(\d{1,6})-/.exec(data);
+      if (!announced || Number(announced[1]) > MAX_ATTACHMENTS) return `a binary event of more than ${MAX_ATTACHMENTS} attachment`;
+      attachmentsDue = Number(announced[1]);
+      return null;
+    }
+    return type === '0' ? 'a CONNECT once its socket joined' : type === '3' || type === '6' ? 'an acknowledgement nothing asked for' : 'a packet of no client type';
+  };
 }
 
 export function createEngineConnections(options: EngineConnectionOptions) {
@@ -97,12 +117,10 @@ export function createEngineConnections(options: EngineConnectionOptions) {
       });
       if (count > options.maxPerAddress) return void closeNow(conn);
       // Seen before socket.io parses it: a packet closed on here costs no parsing, and holds nothing.
-      let connects = 0;
+      const judge = packetWatch();
       conn.on('packet', (packet: EnginePacket) => {
         if (packet.type !== 'message' || conn.readyState === 'closed') return;
-        const joined = withSocket.has(conn);
-        if (!joined && typeof packet.data === 'string' && packet.data.startsWith('0')) connects++;
-        const why = refusedPacket(packet.data, joined, connects);
+        const why = judge(packet.data, withSocket.has(conn));
         if (why === null) return;
         options.onRefusedPacket?.(address, why);
         closeNow(conn);

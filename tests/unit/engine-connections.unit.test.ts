@@ -78,7 +78,7 @@ describe('engine connections per address', () => {
     const afterFive = retrying.readyState;
     retrying.emit('packet', { type: 'message', data: '0' });
     expect({ states: conns.map((c) => c.readyState), afterFive }).toEqual({ states: ['open', 'closed', 'closed', 'closed', 'closed'], afterFive: 'open' });
-    expect(refused).toEqual(['a packet before CONNECT', 'a CONNECT to another namespace than /', 'a binary frame', 'more than 5 CONNECTs without a socket']);
+    expect(refused).toEqual(['a packet before CONNECT', 'a CONNECT to another namespace than /', 'a binary frame nothing announced', 'more than 5 CONNECTs without a socket']);
   });
 
   test('once its socket joined, a connection may send events and its DISCONNECT only: no CONNECT, acknowledgement or binary packet', () => {
@@ -90,7 +90,7 @@ describe('engine connections per address', () => {
       connectAgain: '0',
       connectElsewhere: '0/x,',
       ack: '31[]',
-      binaryEvent: '51-["x",{"_placeholder":true,"num":0}]',
+      binaryEventOfTwo: '52-["x",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]',
       binaryAck: '61-[]',
       binaryFrame: Buffer.alloc(16),
     };
@@ -104,7 +104,26 @@ describe('engine connections per address', () => {
       conn.emit('packet', { type: 'message', data });
       closed[name] = conn.readyState === 'closed';
     });
-    expect(closed).toEqual({ event: false, eventWithAck: false, disconnect: false, connectAgain: true, connectElsewhere: true, ack: true, binaryEvent: true, binaryAck: true, binaryFrame: true });
+    expect(closed).toEqual({ event: false, eventWithAck: false, disconnect: false, connectAgain: true, connectElsewhere: true, ack: true, binaryEventOfTwo: true, binaryAck: true, binaryFrame: true });
+  });
+
+  test('a binary event of one attachment is followed by that attachment, and nothing else', () => {
+    const engines = make();
+    const sequences: Record<string, unknown[]> = {
+      whole: ['51-["x",{"_placeholder":true,"num":0}]', Buffer.alloc(16), '2["y"]'],
+      anotherFrame: ['51-["x",{"_placeholder":true,"num":0}]', Buffer.alloc(16), Buffer.alloc(16)],
+      eventInstead: ['51-["x",{"_placeholder":true,"num":0}]', '2["y"]'],
+    };
+    const states: Record<string, string> = {};
+    Object.entries(sequences).forEach(([name, packets], i) => {
+      const conn = new FakeConnection(requestFrom(`10.0.3.${i}`));
+      engines.track(conn);
+      conn.emit('packet', { type: 'message', data: '0' });
+      engines.socketJoined(conn);
+      for (const data of packets) conn.emit('packet', { type: 'message', data });
+      states[name] = conn.readyState;
+    });
+    expect(states).toEqual({ whole: 'open', anotherFrame: 'closed', eventInstead: 'closed' });
   });
 
   test('the connect timeout closes (discarding) a connection without a socket, not one with a socket', () => {
