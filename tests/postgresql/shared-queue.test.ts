@@ -8,7 +8,8 @@
  *   cannot start a run now never takes a free worker's turn; a full claim says whether a run that could start still
  *   waits (`more`), which is what decides whether the other nodes are woken;
  * - runs a single node left waiting are found by the claims once a node registers;
- * - the runs a claim took whose answer was lost go back to the queue (releaseUnknown), and no others.
+ * - the runs a claim took whose answer was lost go back to the queue (releaseUnknown), and no others;
+ * - a late write of a node whose lease was taken over is refused, even while the takeover still holds the run.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -17,8 +18,11 @@ import type { ClusterStore } from '../../server/cluster/cluster-store';
 import { takeoverRule } from '../../server/cluster/takeover';
 import { migrationsFolder } from '../../server/store/migrations';
 import { applyMigrations } from '../../server/store/postgresql/apply-migrations';
-import { createPgClusterStore } from '../../server/store/postgresql/cluster-store';
+import { createPgClusterStore, queueStatements } from '../../server/store/postgresql/cluster-store';
 import { createPool, writePoolConfig } from '../../server/store/postgresql/pools';
+import { createPgRunWrites } from '../../server/store/postgresql/run-writes';
+import { FencedError } from '../../server/store/run-writes';
+import { envelopeOf } from '../../server/cluster/envelopes';
 import type { NewRun } from '../../server/store/store';
 import { testDatabase, type TestDatabase } from '../helpers/pg-database';
 import { holdCommits } from '../helpers/held-commits';
@@ -437,4 +441,55 @@ describe('claims', () => {
     await finish([first.id]);
     expect((await cluster.claim(lease, 10, 5)).runs.map((r) => r.record.id)).toEqual([second.id]);
   });
+});
+
+// A node cut off from the database keeps its acknowledged writes and sends them again once it answers
+// (group-commit.ts), which can be while another node's takeover holds the run: the fence read the owner from the
+// statement's snapshot, so the write reported success, its events entered the log behind the takeover's back, and its
+// status change was dropped; the run was then claimed again and run from the start after them (helper-78).
+test("a late write of a lease taken over is fenced even when it lands while the takeover holds the run", async () => {
+  const run = newRun(user());
+  await cluster.accept(run, roomy);
+  const { lease: lost } = await cluster.register(`node-${randomUUID()}`, 300);
+  const [claimed] = (await cluster.claim(lost, 1, 5)).runs;
+  expect(claimed!.record.id).toBe(run.id);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  // The sweeping node's takeover, held just before it puts the run back (its rows locked, its decision made).
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  let held!: () => void;
+  const atHold = new Promise<void>((resolve) => (held = resolve));
+  const requeue = queueStatements.requeue([[]]).name;
+  const sweeperPool = aroundQueries(createPool(writePoolConfig(db.url, 2), quiet), async (query, q, rest) => {
+    if ((q as { name?: string })?.name === requeue) {
+      held();
+      await opened;
+    }
+    return query(q, ...rest);
+  });
+  const sweeper = createPgClusterStore(sweeperPool, createPool(writePoolConfig(db.url, 1), quiet), quiet);
+  const writesPool = createPool(writePoolConfig(db.url, 1), quiet);
+  const writes = createPgRunWrites(writesPool, { ...quiet, info: () => undefined });
+  try {
+    const takeover = sweeper.takeOverExpired(takeoverRule({ maxRunAttempts: 3, repeatable: () => false }));
+    await atHold;
+    // The lost lease's kept writes reach the database now: the run started, its first events.
+    const record = claimed!.record;
+    const late = Promise.allSettled([
+      writes.markRunning(run.id, 'cell1-g1', 0, new Date(), 1, lost),
+      writes.appendEvents([envelopeOf(record, 2, 'agent_started', { status: 'running', message: '' } as never), envelopeOf(record, 3, 'partial_result', { text: 'done by the lost lease' } as never)], lost),
+    ]);
+    // Both wait behind the takeover's lock; then it goes on.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    open();
+    await takeover;
+    const settled = await late;
+    expect(settled.map((s) => (s.status === 'rejected' ? (s.reason as Error).constructor.name : s.status))).toEqual([FencedError.name, FencedError.name]);
+    expect(await db.query(`SELECT "seq", "type" FROM "RunEvent" WHERE "runId" = $1 ORDER BY "seq"`, [run.id])).toEqual([{ seq: 1, type: 'message_received' }]);
+  } finally {
+    open();
+    await writes.commits.close(1000);
+    await writesPool.end();
+    await sweeper.close();
+  }
 });

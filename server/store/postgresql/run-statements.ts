@@ -50,8 +50,11 @@ const CORRELATION_KEY = 'Run_userId_correlationId_key';
  * - a write of a run held by a node's lease (several nodes: server/cluster/) names that lease (its owner); `fence`
  *   inserts a lease row with no id when the run's owner is another (taken over), which violates NOT NULL: the
  *   write fails alone, as FencedError, and the final UPDATE skips such a row too. Writes without an owner (one
- *   node, an accept) are not fenced. The check reads the statement's snapshot: a node stops writing before its
- *   lease can expire by its own clock (server/cluster/node-lease.ts), so no takeover commits while its write runs. Releasing a correlation id updates older runs that the final UPDATE
+ *   node, an accept) are not fenced. The check locks the rows it reads (FOR SHARE): a node stops writing before its lease can expire by
+ *   its own clock (server/cluster/node-lease.ts), but its group commit keeps acknowledged writes and sends them again
+ *   once the database answers, which can be while a takeover holds the rows; read from the statement's snapshot, the
+ *   owner was the old one, the write reported success, its events entered the log, and its status change was
+ *   dropped by the final UPDATE's own check (helper-78). Locked, the owner read is the takeover's. Releasing a correlation id updates older runs that the final UPDATE
  * could be finishing: it stays a statement of its own, before (and is rare: runs with a correlation id).
  */
 const BATCH =
@@ -73,9 +76,14 @@ const BATCH =
   'events AS (INSERT INTO "RunEvent" ("id", "runId", "seq", "type", "payload", "size", "timestamp") ' +
   'SELECT v.id, v.r, v.s, v.t, v.p, length(v.p), v.at FROM unnest($24::text[], $25::text[], $26::int[], $27::text[], $28::text[], $29::timestamp(3)[]) AS v(id, r, s, t, p, at) ' +
   'ON CONFLICT ("id") DO NOTHING), ' +
+  // The owned rows are locked (FOR SHARE) before their owner is compared: a takeover holding them is waited for, and
+  // the owner it leaves is what is compared, not the statement's snapshot (helper-78). Only rows a lease writes (one
+  // node writes none). Locked by a plain scan of their ids: locked inside the join with the written rows, they were
+  // still compared with the owner from before the takeover (tests/postgresql/shared-queue.test.ts).
   'fence AS (INSERT INTO "Node" ("id", "nodeId", "startedAt", "expiresAt") SELECT NULL, f.r, now(), now() FROM ' +
-  '(SELECT v.r, v.o FROM unnest($25::text[], $43::text[]) AS v(r, o) UNION ALL SELECT v.r, v.o FROM unnest($30::text[], $44::text[]) AS v(r, o)) AS f ' +
-  'JOIN "Run" AS x ON x."id" = f.r WHERE f.o IS NOT NULL AND x."owner" IS DISTINCT FROM f.o) ' +
+  '(SELECT v.r, v.o FROM unnest($25::text[], $43::text[]) AS v(r, o) WHERE v.o IS NOT NULL UNION ALL SELECT v.r, v.o FROM unnest($30::text[], $44::text[]) AS v(r, o) WHERE v.o IS NOT NULL) AS f ' +
+  'JOIN (SELECT l."id", l."owner" FROM "Run" AS l WHERE l."id" = ANY(ARRAY(SELECT v.r FROM unnest($25::text[], $43::text[]) AS v(r, o) WHERE v.o IS NOT NULL ' +
+  'UNION ALL SELECT v.r FROM unnest($30::text[], $44::text[]) AS v(r, o) WHERE v.o IS NOT NULL)) FOR SHARE) AS x ON x."id" = f.r WHERE x."owner" IS DISTINCT FROM f.o) ' +
   'UPDATE "Run" AS r SET "status" = v.st, ' +
   '"cellId" = CASE WHEN v.ran THEN v.c ELSE r."cellId" END, "workerId" = CASE WHEN v.ran THEN v.w ELSE r."workerId" END, ' +
   '"startedAt" = CASE WHEN v.ran THEN v.s ELSE r."startedAt" END, "attempts" = CASE WHEN v.ran THEN v.a ELSE r."attempts" END, ' +
