@@ -5,6 +5,7 @@
 import { startServer, type TestServer } from './helpers/server';
 import { devLogin, httpCall, metricValue } from './helpers/client';
 import { rawSocket, connected } from './helpers/raw-socket';
+import { MAX_CONNECTS_BEFORE_SOCKET } from '../server/realtime/engine-connections';
 
 /** socket.io over raw engine.io long-polling (protocol 4): one session, packets sent and read by hand. */
 async function pollingSession(url: string) {
@@ -20,6 +21,12 @@ async function pollingSession(url: string) {
     },
     async read(): Promise<string[]> {
       return (await (await fetch(at)).text()).split('\x1e');
+    },
+    /** Whether the server still knows the session (a noop packet is accepted only by a live one). */
+    async alive(): Promise<boolean> {
+      const res = await fetch(at, { method: 'POST', body: '6', headers: { 'content-type': 'text/plain;charset=UTF-8' } });
+      await res.arrayBuffer();
+      return res.status === 200;
     },
   };
 }
@@ -64,20 +71,25 @@ describe('bursts', () => {
     expect(first + second).toBeLessThanOrEqual(20 + dispatchable);
   }, 120_000);
 
-  test('150 CONNECT packets in one long-polling POST open one socket; the others are refused; the gauge counts sockets', async () => {
+  test(`${MAX_CONNECTS_BEFORE_SOCKET} CONNECT packets in one long-polling POST open one socket; the others are refused; the gauge counts sockets; more close the connection`, async () => {
     const token = await devLogin(server.url, 'connect-burst');
     const session = await pollingSession(server.url);
-    await session.post(Array.from({ length: 150 }, () => `40${JSON.stringify({ token })}`));
+    await session.post(Array.from({ length: MAX_CONNECTS_BEFORE_SOCKET }, () => `40${JSON.stringify({ token })}`));
     const answers: string[] = [];
     const deadline = Date.now() + 30_000;
-    while (answers.filter((p) => p.startsWith('40') || p.startsWith('44')).length < 150 && Date.now() < deadline) answers.push(...(await session.read()));
+    while (answers.filter((p) => p.startsWith('40') || p.startsWith('44')).length < MAX_CONNECTS_BEFORE_SOCKET && Date.now() < deadline) answers.push(...(await session.read()));
     const opened = answers.filter((p) => p.startsWith('40'));
     const refused = answers.filter((p) => p.startsWith('44'));
     expect(opened).toHaveLength(1);
-    expect(refused).toHaveLength(149);
+    expect(refused).toHaveLength(MAX_CONNECTS_BEFORE_SOCKET - 1);
     expect(JSON.parse(refused[0].slice(2))).toMatchObject({ message: 'BAD_REQUEST', data: { code: 'BAD_REQUEST', message: expect.stringMatching(/one socket per connection/) } });
     const metrics = (await httpCall(server.url, 'GET', '/metrics')).body as string;
     expect(metricValue(metrics, 'atoll_socket_connections')).toBe(1);
+    // Each CONNECT costs a token check and a slot claim: a connection may not send them on and on
+    // (server/realtime/engine-connections.ts).
+    const flood = await pollingSession(server.url);
+    await flood.post(Array.from({ length: 150 }, () => `40${JSON.stringify({ token })}`));
+    expect(await flood.alive()).toBe(false);
   }, 60_000);
 
   test('failed handshakes cost their address: after the burst a clear RATE_LIMITED, even with a good token', async () => {
@@ -107,15 +119,15 @@ describe('a burst of failed handshakes', () => {
   });
   afterAll(() => server.stop());
 
-  test('150 CONNECT packets with a bad token in one long-polling POST: 3 are UNAUTHORIZED, the other 147 RATE_LIMITED', async () => {
+  test(`${MAX_CONNECTS_BEFORE_SOCKET} CONNECT packets with a bad token in one long-polling POST: 3 are UNAUTHORIZED, the others RATE_LIMITED`, async () => {
     // The handshakes are checked concurrently: each failure must be counted before the next check passes.
     const session = await pollingSession(server.url);
-    await session.post(Array.from({ length: 150 }, () => `40${JSON.stringify({ token: 'not-a-token' })}`));
+    await session.post(Array.from({ length: MAX_CONNECTS_BEFORE_SOCKET }, () => `40${JSON.stringify({ token: 'not-a-token' })}`));
     const answers: string[] = [];
     const deadline = Date.now() + 30_000;
-    while (answers.filter((p) => p.startsWith('44')).length < 150 && Date.now() < deadline) answers.push(...(await session.read()));
+    while (answers.filter((p) => p.startsWith('44')).length < MAX_CONNECTS_BEFORE_SOCKET && Date.now() < deadline) answers.push(...(await session.read()));
     const codes = answers.filter((p) => p.startsWith('44')).map((p) => (JSON.parse(p.slice(2)) as { data: { code: string } }).data.code);
     expect(codes.filter((c) => c === 'UNAUTHORIZED')).toHaveLength(3);
-    expect(codes.filter((c) => c === 'RATE_LIMITED')).toHaveLength(147);
+    expect(codes.filter((c) => c === 'RATE_LIMITED')).toHaveLength(MAX_CONNECTS_BEFORE_SOCKET - 3);
   }, 60_000);
 });

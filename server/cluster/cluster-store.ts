@@ -38,8 +38,11 @@ export interface ClusterStore {
    * will be taken over). Also returns the runs it holds whose stop was asked through another node.
    */
   renew(lease: string, leaseMs: number): Promise<{ alive: boolean; stopsAsked: string[] }>;
-  /** Ends the lease (a drained node): what it still holds goes back to the queue, untouched. */
-  deregister(lease: string): Promise<void>;
+  /**
+   * Ends the lease (a drained node): what it still holds goes back to the queue, untouched, except runs whose stop
+   * was asked meanwhile, which end (`stopped`); returns their terminal events, to publish.
+   */
+  deregister(lease: string, stopped: StoppedEnding): Promise<RunEventEnvelope[]>;
   /**
    * Takes over one expired lease, if any is left and no other node is on it: every run it held gets `decide`'s
    * outcome, all in one transaction with the lease's removal, so each run is taken over exactly once. Returns
@@ -63,9 +66,10 @@ export interface ClusterStore {
   /**
    * Puts back in the queue the runs this lease holds but has not started, except `known`: after a claim failed, the
    * ones it took if it committed anyway, which the node never heard of (they would count against their user's cap
-   * and hold their conversation until the node stopped). Returns how many.
+   * and hold their conversation until the node stopped). Those whose stop was asked meanwhile end instead
+   * (`stopped`). Returns how many went back, and the terminal events written, to publish.
    */
-  releaseUnknown(lease: string, known: string[]): Promise<number>;
+  releaseUnknown(lease: string, known: string[], stopped: StoppedEnding): Promise<{ released: number; ended: RunEventEnvelope[] }>;
   /**
    * Writes `build`'s event for each of `runIds` still waiting in the shared queue (run_queued), in one
    * transaction; returns the events written (none for runs that left it).
@@ -76,11 +80,20 @@ export interface ClusterStore {
    * write); one a node holds is flagged (that node stops it: `owner` says which). null: no such run.
    */
   stop(userId: string, runId: string, build: (run: RunRecord, lastSeq: number) => FinishedRunRow): Promise<{ kind: 'ended'; terminal: RunEventEnvelope } | { kind: 'held'; nodeId: string | null } | { kind: 'over' } | null>;
-  /** Runs this lease holds that wait on this node (drain): back to the shared queue. */
-  release(lease: string, runIds: string[]): Promise<void>;
+  /**
+   * Runs this lease holds that wait on this node (drain): back to the shared queue, except those whose stop was
+   * asked meanwhile, which end (`stopped`); returns their terminal events, to publish.
+   */
+  release(lease: string, runIds: string[], stopped: StoppedEnding): Promise<RunEventEnvelope[]>;
   /** Runs waiting in the shared queue and live nodes now (MAX_QUEUED_RUNS's cluster-wide estimate). */
   census(): Promise<{ queued: number; nodes: number }>;
   close(): Promise<void>;
 }
+
+/**
+ * The ending of a run whose stop was asked while a node held it, written when the node gives it back (it never
+ * goes back to the queue, where it would start elsewhere after its stop was acknowledged).
+ */
+export type StoppedEnding = (run: RunRecord, lastSeq: number) => FinishedRunRow;
 
 export { FencedError } from '../store/run-writes.js';

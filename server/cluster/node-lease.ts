@@ -8,7 +8,8 @@
  * them), and a new lease is registered. The database refuses the late writes of the old one (FencedError).
  */
 import type { Logger } from '../logger.js';
-import type { ClusterStore } from './cluster-store.js';
+import type { RunEventEnvelope } from '../../protocol/events.js';
+import type { ClusterStore, StoppedEnding } from './cluster-store.js';
 
 export function createNodeLease(deps: {
   store: Pick<ClusterStore, 'register' | 'renew' | 'deregister'>;
@@ -21,6 +22,10 @@ export function createNodeLease(deps: {
   onStopsAsked: (runIds: string[]) => void;
   /** A lease was (re)gained: runs may be claimed. */
   onGained: () => void;
+  /** How a run whose stop was asked ends when the lease ends with it still held (deregister). */
+  stopped: StoppedEnding;
+  /** Such runs ended as the lease ended: their terminal events, to publish. */
+  onStoppedEnded: (events: RunEventEnvelope[]) => void;
   now?: () => number;
 }) {
   const { store, nodeId, leaseMs, log } = deps;
@@ -95,7 +100,9 @@ export function createNodeLease(deps: {
       timer = null;
       const held = lease;
       lease = null;
-      if (release && held) await store.deregister(held).catch((err) => log.warn({ err: (err as Error).message }, 'could not end the node lease; it expires by itself'));
+      if (release && held) {
+        await store.deregister(held, deps.stopped).then(deps.onStoppedEnded, (err) => log.warn({ err: (err as Error).message }, 'could not end the node lease; it expires by itself'));
+      }
     },
   };
 }

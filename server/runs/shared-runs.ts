@@ -14,7 +14,7 @@
  */
 import type { EventBus } from '../bus/event-bus.js';
 import type { ClusterSignals } from '../cluster/signals.js';
-import type { ClusterStore } from '../cluster/cluster-store.js';
+import type { ClusterStore, StoppedEnding } from '../cluster/cluster-store.js';
 import { endingOf, envelopeOf } from '../cluster/envelopes.js';
 import { createNodeLease } from '../cluster/node-lease.js';
 import { createQueueBudget } from '../cluster/queue-budget.js';
@@ -23,6 +23,7 @@ import { takeoverRule } from '../cluster/takeover.js';
 import type { CellSupervisor } from '../cells/supervisor.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
+import type { RunEventEnvelope } from '../../protocol/events.js';
 import { stopMessage } from '../../protocol/stop-errors.js';
 import type { NewRun, RunRecord } from '../store/store.js';
 import type { Deadlines } from './deadlines.js';
@@ -68,8 +69,20 @@ export function createSharedRuns(deps: {
   /** A claim failed: if it committed before its answer was lost, this node holds runs it never heard of. */
   let claimInDoubt = false;
 
+  /** A run whose stop was asked while this node held it, given back after all (see ClusterStore's StoppedEnding). */
+  const stopped: StoppedEnding = (run, lastSeq) => endingOf(run, lastSeq, 'cancelled', { code: 'CANCELLED', message: stopMessage('cancelled', 'not_started') });
+  /** Terminal events written by this node outside a run's own path: told to every node, counted. */
+  const publishEnded = (events: RunEventEnvelope[]) => {
+    for (const terminal of events) {
+      bus.publish(terminal);
+      metrics.runsFinished.inc({ status: 'cancelled', code: 'CANCELLED' });
+    }
+  };
+
   const lease = createNodeLease({
     store: cluster,
+    stopped,
+    onStoppedEnded: publishEnded,
     nodeId: settings.nodeId,
     leaseMs: settings.nodeLeaseMs,
     log,
@@ -188,8 +201,9 @@ export function createSharedRuns(deps: {
       }
       if (claimInDoubt) {
         // The scheduler claims one at a time, so every run this lease took is known here by now, except those.
-        const released = await cluster.releaseUnknown(held, [...live.values()].map((r) => r.id));
+        const { released, ended } = await cluster.releaseUnknown(held, [...live.values()].map((r) => r.id), stopped);
         claimInDoubt = false;
+        publishEnded(ended);
         if (released > 0) log.warn({ released }, 'runs of a claim whose answer was lost are back in the queue');
       }
       const { runs: claimed, more } = await cluster.claim(held, max, settings.userMaxConcurrentRuns).catch((err: unknown) => {
@@ -213,10 +227,9 @@ export function createSharedRuns(deps: {
      * and published here); one another node holds is flagged and that node told.
      */
     async stopElsewhere(userId: string, runId: string): Promise<void> {
-      const outcome = await cluster.stop(userId, runId, (run, lastSeq) => endingOf(run, lastSeq, 'cancelled', { code: 'CANCELLED', message: stopMessage('cancelled', 'not_started') }));
+      const outcome = await cluster.stop(userId, runId, stopped);
       if (outcome?.kind === 'ended') {
-        bus.publish(outcome.terminal);
-        metrics.runsFinished.inc({ status: 'cancelled', code: 'CANCELLED' });
+        publishEnded([outcome.terminal]);
       } else if (outcome?.kind === 'held') {
         if (outcome.nodeId === settings.nodeId) stopHeld(runId);
         else if (outcome.nodeId) signals.stopRun(outcome.nodeId, userId, runId);
@@ -242,7 +255,8 @@ export function createSharedRuns(deps: {
             deps.scheduler().release(run);
             run.phase = 'finished'; // what its cell still says about this attempt is dropped
             relay.append(run, 'run_restarted', { attempt: run.attempt + 1, reason: 'node_draining' });
-            relay.queueWrite(run, () => cluster.release(held, [run.id]));
+            // A stop asked meanwhile (it found the run moving, and did nothing) ends it instead.
+            relay.queueWrite(run, () => cluster.release(held, [run.id], stopped).then(publishEnded));
             await relay.written(run);
             relay.forget(run);
             live.delete(run.id);
@@ -272,7 +286,9 @@ export function createSharedRuns(deps: {
     async releaseWaiting(runs: LiveRun[]): Promise<void> {
       draining = true;
       const held = lease.current;
-      if (held) await cluster.release(held, runs.map((r) => r.id)).catch((err) => log.warn({ err: (err as Error).message }, 'could not give waiting runs back; they are taken over when the lease expires'));
+      if (held) {
+        await cluster.release(held, runs.map((r) => r.id), stopped).then(publishEnded, (err) => log.warn({ err: (err as Error).message }, 'could not give waiting runs back; they are taken over when the lease expires'));
+      }
     },
 
     /** Stops the timers; `release`: ends the lease (drained), otherwise it expires and is taken over. */

@@ -22,8 +22,8 @@ import { createPgClusterStore, queueStatements } from '../../server/store/postgr
 import { createPool, writePoolConfig } from '../../server/store/postgresql/pools';
 import { createPgRunWrites } from '../../server/store/postgresql/run-writes';
 import { FencedError } from '../../server/store/run-writes';
-import { envelopeOf } from '../../server/cluster/envelopes';
-import type { NewRun } from '../../server/store/store';
+import { endingOf, envelopeOf } from '../../server/cluster/envelopes';
+import type { NewRun, RunRecord } from '../../server/store/store';
 import { testDatabase, type TestDatabase } from '../helpers/pg-database';
 import { holdCommits } from '../helpers/held-commits';
 import { aroundQueries } from '../helpers/pool-queries';
@@ -69,6 +69,8 @@ function newRun(userId: string, threadId: string | null = null): NewRun {
 }
 
 const roomy = { userMaxQueuedRuns: 100, rejectIfBusy: false };
+/** A run whose stop was asked while a node held it, as shared-runs.ts ends it when the node gives it back. */
+const stoppedEnding = (run: RunRecord, lastSeq: number) => endingOf(run, lastSeq, 'cancelled', { code: 'CANCELLED', message: 'stopped' });
 const user = () => `user-${randomUUID()}`;
 const rowsOf = (runId: string) =>
   db.query(`SELECT 'run' AS what FROM "Run" WHERE id = $1 UNION ALL SELECT 'message' FROM "Message" WHERE "runId" = $1 UNION ALL SELECT 'event' FROM "RunEvent" WHERE "runId" = $1`, [runId]);
@@ -324,8 +326,8 @@ describe('claims', () => {
     // Committed, its answer lost: the run counts against the user's cap, and no node will claim it.
     expect((await cluster.claim(lease, 1, 5)).runs.map((r) => r.record.id)).toEqual([lost.id]);
     expect((await cluster.claim(lease, 10, 2)).runs).toEqual([]);
-    expect(await cluster.releaseUnknown(lease, [known.id])).toBe(1);
-    expect(await cluster.releaseUnknown(lease, [known.id])).toBe(0);
+    expect(await cluster.releaseUnknown(lease, [known.id], stoppedEnding)).toEqual({ released: 1, ended: [] });
+    expect(await cluster.releaseUnknown(lease, [known.id], stoppedEnding)).toEqual({ released: 0, ended: [] });
     const again = await cluster.claim(lease, 10, 2);
     expect(again.runs.map((r) => r.record.id)).toEqual([lost.id]);
     expect(again.runs[0]!.record.attempts).toBe(0); // never started: no attempt spent
@@ -339,7 +341,7 @@ describe('claims', () => {
     const commits = await holdCommits(db, 'Run', 'UPDATE', `NEW.id = '${run.id}' AND NEW.owner IS NOT NULL`);
     try {
       await expect(store.claim(lease, 1, 5)).rejects.toMatchObject({ code: 'DB_UNAVAILABLE' });
-      expect(await store.releaseUnknown(lease, [])).toBe(0);
+      expect(await store.releaseUnknown(lease, [], stoppedEnding)).toEqual({ released: 0, ended: [] });
     } finally {
       // Left running, the claim would commit now, after releaseUnknown looked: the run held by this lease, unknown to it.
       await commits.release();
@@ -408,6 +410,44 @@ describe('claims', () => {
     expect(await db.query(`SELECT status FROM "Run" WHERE id = ANY($1)`, [[started.id, waiting.id]])).toEqual([{ status: 'cancelled' }, { status: 'cancelled' }]);
   });
 
+  // A node that no longer tracks a run it holds (draining, or a claim whose answer it never heard) could not act on a
+  // stop asked through another node, and the claim does not read the flag: given back to the queue, the run was
+  // claimed and started elsewhere after its stop was acknowledged (helper-78).
+  test('runs whose stop was asked while a node held them end cancelled when it gives them back (release, releaseUnknown, deregister): never claimed', async () => {
+    const u = user();
+    const build = () => {
+      throw new Error('a run held by a node is not ended by the stop itself');
+    };
+    const { lease: giving } = await cluster.register(`node-${randomUUID()}`, 60_000);
+    const claimOne = async () => (await cluster.claim(giving, 1, 5)).runs.map((r) => r.record.id);
+    const [released, unknown, deregistered, untouched] = [newRun(u), newRun(u), newRun(u), newRun(u)];
+    const ends: Record<string, string[]> = {};
+    const note = (how: string, events: RunEventEnvelope[]) => (ends[how] = events.map((e) => `${e.run_id === untouched.id ? 'untouched' : e.run_id}:${e.type}:${(e.payload as { status?: string }).status}`));
+    await cluster.accept(released, roomy);
+    expect(await claimOne()).toEqual([released.id]);
+    expect(await cluster.stop(u, released.id, build)).toMatchObject({ kind: 'held' });
+    note('release', await cluster.release(giving, [released.id], stoppedEnding));
+    await cluster.accept(unknown, roomy);
+    expect(await claimOne()).toEqual([unknown.id]);
+    expect(await cluster.stop(u, unknown.id, build)).toMatchObject({ kind: 'held' });
+    const afterLostClaim = await cluster.releaseUnknown(giving, [], stoppedEnding);
+    expect(afterLostClaim.released).toBe(0);
+    note('releaseUnknown', afterLostClaim.ended);
+    for (const r of [deregistered, untouched]) await cluster.accept(r, roomy);
+    expect(await claimOne()).toEqual([deregistered.id]);
+    expect(await cluster.stop(u, deregistered.id, build)).toMatchObject({ kind: 'held' });
+    note('deregister', await cluster.deregister(giving, stoppedEnding));
+    expect(ends).toEqual({
+      release: [`${released.id}:agent_completed:cancelled`],
+      releaseUnknown: [`${unknown.id}:agent_completed:cancelled`],
+      deregister: [`${deregistered.id}:agent_completed:cancelled`],
+    });
+    // None of them goes to another node: only the run nobody stopped.
+    expect((await cluster.claim(lease, 10, 5)).runs.map((r) => r.record.id)).toEqual([untouched.id]);
+    expect(await db.query(`SELECT "status" FROM "Run" WHERE "id" = ANY($1) ORDER BY "status"`, [[released.id, unknown.id, deregistered.id]])).toEqual([{ status: 'cancelled' }, { status: 'cancelled' }, { status: 'cancelled' }]);
+    await finish([untouched.id]);
+  });
+
   test('a drain racing a claim of its own lease leaves no run owned by the lease it deletes', async () => {
     const run = newRun(user());
     await cluster.accept(run, roomy);
@@ -418,7 +458,7 @@ describe('claims', () => {
       await claimer.query('BEGIN');
       const { rows } = await claimer.query('SELECT "id" FROM atoll_claim($1, 1, 5)', [draining]);
       expect(rows).toEqual([{ id: run.id }]);
-      const drained = cluster.deregister(draining);
+      const drained = cluster.deregister(draining, stoppedEnding);
       await new Promise((resolve) => setTimeout(resolve, 200));
       await claimer.query('COMMIT');
       await drained;

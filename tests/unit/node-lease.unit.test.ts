@@ -11,7 +11,11 @@ function rig(renew: () => Promise<{ alive: boolean; stopsAsked: string[] }>) {
   let clock = 0;
   const lost: number[] = [];
   const lease = createNodeLease({
-    store: { register: async () => ({ lease: 'L1', replaced: 0 }), renew, deregister: async () => undefined },
+    store: { register: async () => ({ lease: 'L1', replaced: 0 }), renew, deregister: async () => [] },
+    stopped: () => {
+      throw new Error('no run is given back here');
+    },
+    onStoppedEnded: () => undefined,
     nodeId: 'n1',
     leaseMs: 1000,
     log,

@@ -19,7 +19,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { CodedError, messageOf } from '../../../protocol/errors.js';
 import type { RunEventEnvelope } from '../../../protocol/events.js';
-import type { ClaimedRun, ClusterStore, TakeoverDecision } from '../../cluster/cluster-store.js';
+import type { ClaimedRun, ClusterStore, StoppedEnding, TakeoverDecision } from '../../cluster/cluster-store.js';
 import type { Logger } from '../../logger.js';
 import { RowMissingError } from '../run-writes.js';
 import { acceptedRecordOf, acceptedRowOf, runRecordOf as runRecordOfRow, type RunRow as RunFields } from '../run-record.js';
@@ -76,7 +76,6 @@ const Q = {
     `SELECT "id" FROM "Run" WHERE "owner" = $1 AND "status" = 'queued' AND "cancelRequested" UNION ALL ` +
       `SELECT "id" FROM "Run" WHERE "owner" = $1 AND "status" = 'running' AND "cancelRequested"`,
   ),
-  requeueOwned: statement(`UPDATE "Run" SET "owner" = NULL, "status" = 'queued' WHERE "owner" = $1 AND "status" IN ${ACTIVE}`),
   deleteNode: statement('DELETE FROM "Node" WHERE "id" = $1'),
   expiredNode: statement(`SELECT "id", "nodeId" FROM "Node" WHERE "expiresAt" <= ${NOW} ORDER BY "expiresAt" LIMIT 1 FOR UPDATE SKIP LOCKED`),
   ownedRuns: statement(`SELECT ${RUN_COLUMNS}, "cancelRequested" FROM "Run" WHERE "owner" = $1 AND "status" IN ${ACTIVE} ORDER BY "id" FOR UPDATE`, UTC_TYPES),
@@ -102,8 +101,10 @@ const Q = {
       `SELECT EXISTS (SELECT 1 FROM "Run" WHERE "id" = $1) AS "committed", coalesce((SELECT array_agg(r."id" ORDER BY r."id") FROM "Run" AS r, "mine" ` +
       `WHERE r."threadId" = $2 AND r."status" IN ${ACTIVE} AND r."id" <> $1 AND (SELECT min(m."id") FROM "Message" AS m WHERE m."runId" = r."id") < "mine"."first"), '{}') AS "busy"`,
   ),
-  releaseUnknown: statement(`UPDATE "Run" SET "owner" = NULL WHERE "owner" = $1 AND "status" = 'queued' AND NOT ("id" = ANY($2::text[]))`),
-  release: statement(`UPDATE "Run" SET "owner" = NULL, "status" = 'queued' WHERE "owner" = $1 AND "id" = ANY($2::text[]) AND "status" IN ${ACTIVE}`),
+  // The runs a lease gives back (locked: a stop flags them under the same lock): all it holds, those of `$2`, or
+  // those waiting except `$2`.
+  ownedOf: statement(`SELECT ${RUN_COLUMNS}, "cancelRequested" FROM "Run" WHERE "owner" = $1 AND "id" = ANY($2::text[]) AND "status" IN ${ACTIVE} ORDER BY "id" FOR UPDATE`, UTC_TYPES),
+  ownedWaitingBut: statement(`SELECT ${RUN_COLUMNS}, "cancelRequested" FROM "Run" WHERE "owner" = $1 AND "status" = 'queued' AND NOT ("id" = ANY($2::text[])) ORDER BY "id" FOR UPDATE`, UTC_TYPES),
   census: statement(`SELECT (SELECT count(*) FROM "Run" WHERE "status" = 'queued') AS "queued", (SELECT count(*) FROM "Node" WHERE "expiresAt" > ${NOW}) AS "nodes"`),
 };
 
@@ -131,6 +132,30 @@ async function inTransactionOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient)
   } finally {
     client.release();
   }
+}
+
+/**
+ * Puts the runs `owned` locks back in the shared queue, inside the caller's transaction, except those whose stop was
+ * asked while this node held them: a node that no longer tracks a run (draining, or a claim it never heard the
+ * answer of) could not act on the flag, and the next claim did not read it, so the run started elsewhere after its
+ * stop was acknowledged (helper-78). Those end here, as `stopped` writes them, like a stop of a waiting run.
+ */
+async function giveBack(c: pg.PoolClient, owned: pg.QueryConfig, stopped: StoppedEnding): Promise<{ released: number; ended: RunEventEnvelope[] }> {
+  const { rows } = await c.query<RunRow & { cancelRequested: boolean }>(owned);
+  const flagged = rows.filter((r) => r.cancelRequested);
+  const back = rows.filter((r) => !r.cancelRequested).map((r) => r.id);
+  const ended: RunEventEnvelope[] = [];
+  if (flagged.length) {
+    const seqs = await lastSeqs(c, flagged.map((r) => r.id));
+    const items: RunWrite[] = flagged.map((row) => {
+      const finish = stopped(runRecordOfRow(row), seqs.get(row.id) ?? 0);
+      ended.push(finish.terminal);
+      return { kind: 'finish', row: finish, owner: null };
+    });
+    await write(c, items);
+  }
+  if (back.length) await c.query(Q.requeue([back]));
+  return { released: back.length, ended };
 }
 
 /** Executes a batch of run writes (run-statements.ts) inside the caller's transaction. */
@@ -184,13 +209,13 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pic
       return { alive: true, stopsAsked: rows.map((r) => r.id) };
     },
 
-    async deregister(lease) {
-      await inTransaction(pool, async (c) => {
+    async deregister(lease, stopped) {
+      return inTransaction(pool, async (c) => {
         // The row first: its DELETE waits for a claim of this lease still under way (it holds the row in KEY
         // SHARE), so the requeue after it sees that claim's takes; in the other order they would be left owned by
         // a lease no row names, which no takeover ever finds.
         await c.query(Q.deleteNode([lease]));
-        await c.query(Q.requeueOwned([lease]));
+        return (await giveBack(c, Q.ownedRuns([lease]), stopped)).ended;
       });
     },
 
@@ -291,7 +316,7 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pic
       };
     },
 
-    async releaseUnknown(lease, known) {
+    async releaseUnknown(lease, known, stopped) {
       // A claim given up on may still be executing on the server: what it takes after this look would stay unknown.
       for (const backend of [...claimsInDoubt]) {
         // Not ended for a reason waiting cannot cure (a bug, a setting): look anyway rather than never claim again.
@@ -303,8 +328,7 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pic
         if (ending === 'alive') throw unavailableError();
         claimsInDoubt = claimsInDoubt.filter((b) => b !== backend);
       }
-      const { rowCount } = await pool.query(Q.releaseUnknown([lease, known])).catch(asUnavailable);
-      return rowCount ?? 0;
+      return inTransaction(pool, (c) => giveBack(c, Q.ownedWaitingBut([lease, known]), stopped)).catch(asUnavailable);
     },
 
     async noticeWaiting(runIds, build) {
@@ -341,9 +365,9 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pic
       }).catch(asUnavailable);
     },
 
-    async release(lease, runIds) {
-      if (runIds.length === 0) return;
-      await pool.query(Q.release([lease, runIds])).catch(asUnavailable);
+    async release(lease, runIds, stopped) {
+      if (runIds.length === 0) return [];
+      return (await inTransaction(pool, (c) => giveBack(c, Q.ownedOf([lease, runIds]), stopped)).catch(asUnavailable)).ended;
     },
 
     async census() {
