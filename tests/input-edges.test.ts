@@ -4,6 +4,7 @@
  * (without ever echoing a secret).
  */
 import jwt from 'jsonwebtoken';
+import http from 'node:http';
 import zlib from 'node:zlib';
 import { runServerOnce, startServer, type TestServer } from './helpers/server';
 import { UserClient, devLogin, httpCall } from './helpers/client';
@@ -145,5 +146,24 @@ describe('a live server', () => {
       expect(await connected(good)).toBeNull();
       good.close();
     }
+  });
+
+  // DNS rebinding: a page of any site can have its name resolve to this server; its requests carry that name as Host
+  // and as Origin, so they pass as same-origin. With dev login (npm start's default) it minted tokens (helper-77).
+  test('dev login answers only requests addressed to localhost, an IP address or a CORS_ORIGINS host', async () => {
+    const port = new URL(server.url).port;
+    const login = (host: string) =>
+      new Promise<{ status: number; body: { token?: string; error?: { code: string } } }>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, path: '/v1/auth/dev-login', method: 'POST', headers: { host, origin: `http://${host}`, 'content-type': 'application/json' } }, (res) => {
+          let text = '';
+          res.on('data', (d) => (text += d)).on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify({ user_id: 'alice' }));
+      });
+    const rebound = await login(`rebind.attacker.example:${port}`);
+    expect(rebound).toMatchObject({ status: 403, body: { error: { code: 'FORBIDDEN' } } });
+    expect(rebound.body.token).toBeUndefined();
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, 'app.example']) expect({ host, status: (await login(host)).status }).toEqual({ host, status: 200 });
   });
 });

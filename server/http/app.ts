@@ -16,7 +16,7 @@ import type { RateLimiter, Tickets } from '../shared/shared-state.js';
 import { trustFunction } from './client-address.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { metricsAccess } from './metrics-access.js';
-import { originAllowed } from './origin.js';
+import { devLoginHostAllowed, originAllowed } from './origin.js';
 import { stalledAnswerTimeout } from './server-limits.js';
 import { metaRoutes } from './routes/meta.js';
 import { opsRoutes } from './routes/ops.js';
@@ -88,6 +88,9 @@ export function createHttpApp(deps: HttpDeps): express.Express {
 
   app.post('/v1/auth/dev-login', (req, res) => {
     if (!deps.settings.devLogin) throw new CodedError('FORBIDDEN', 'dev login is disabled (AUTH_DEV_LOGIN is not set)');
+    if (!devLoginHostAllowed(req.headers.host, deps.settings.corsOrigins)) {
+      throw new CodedError('FORBIDDEN', 'dev login answers only requests addressed to localhost, an IP address or a CORS_ORIGINS host (any site can point its name at this server)');
+    }
     const body = parse(DevLoginBody, req.body ?? {}, 'body');
     res.json({ token: deps.tokens.issue(body.user_id), user_id: body.user_id } satisfies DevLoginReply);
   });
