@@ -131,6 +131,14 @@ export function createDelivery(opts: DeliveryOptions) {
     // the replay's to send, not early ones to keep.
     if (state.paused.has(e.run_id)) {
       opts.onDropped(1);
+      // Over: what the socket missed is the replay's, from what it was sent, which is all that is kept of it (and
+      // of at most FINISHED_MEMORY such runs). Kept paused, every run that ended while the socket was over its
+      // budget stayed in its state until it left (helper-77: 17 MiB for 200,000 runs of one socket).
+      if (e.type === 'agent_completed') {
+        state.paused.delete(e.run_id);
+        rememberFinished(state, e.run_id, state.cursors.get(e.run_id) ?? 0);
+        state.cursors.delete(e.run_id);
+      }
       return;
     }
     if (last === undefined && e.seq !== 1) return keepEarly(state, e);
@@ -327,6 +335,11 @@ export function createDelivery(opts: DeliveryOptions) {
     /** Bytes sent to the socket and not yet taken by it. */
     bufferedBytes(socket: Socket): number {
       return bySocket.get(socket.id)?.outbox.bytes() ?? 0;
+    },
+    /** Runs the socket's state holds: followed, paused, or remembered as finished (for tests: it stays bounded). */
+    runsHeld(socket: Socket): number {
+      const state = bySocket.get(socket.id);
+      return state ? new Set([...state.cursors.keys(), ...state.paused, ...state.finished.keys()]).size : 0;
     },
     /** Whether the socket's unsent data is over its budget (then answers that could be large are refused). */
     overBudget(socket: Socket): boolean {

@@ -285,6 +285,23 @@ describe('budgets', () => {
     expect(drops).toEqual([1]);
   });
 
+  test('runs that end while their socket is over budget leave only what it was sent, for at most 1,000 runs; a replay still starts there', async () => {
+    const { d, a } = rig({ maxBufferedPackets: 10 });
+    d.deliver(ev(1, 'message_received', 'first'));
+    d.deliver(ev(2, 'tool_executing', 'first'));
+    a.lag(11);
+    d.deliver(ev(3, 'tool_executing', 'first'));
+    d.deliver(ev(4, 'agent_completed', 'first'));
+    // A client that reads a little now and then stays connected over its budget while its user's runs go on.
+    for (let i = 0; i < 3000; i++) for (const [seq, type] of [[1, 'message_received'], [2, 'tool_executing'], [3, 'agent_completed']] as const) d.deliver(ev(seq, type, `run-${i}`));
+    expect(d.runsHeld(a.socket)).toBeLessThanOrEqual(1001);
+    // The newest are remembered: a replay sends what the socket missed, from what it was sent.
+    a.lag(0);
+    const log = [ev(1, 'message_received', 'run-2999'), ev(2, 'tool_executing', 'run-2999'), ev(3, 'agent_completed', 'run-2999')];
+    await replayOf(d, a.socket, 'run-2999', 0, async (after) => log.filter((e) => e.seq > after));
+    expect(a.sent.filter((s) => s.name !== 'resync_required' && s.body.run_id === 'run-2999').map((s) => s.body.seq)).toEqual([1, 2, 3]);
+  });
+
   test('a socket over budget at a run\'s first event is told to resync from 0', () => {
     const { d, a } = rig({ maxBufferedPackets: 10 });
     a.lag(11);
