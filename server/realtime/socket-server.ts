@@ -311,7 +311,9 @@ export function createSocketServer(deps: SocketServerDeps) {
     for (const cancel of l.expiryTimers) cancel();
     l.expiryTimers = [];
     const expiresAt = socket.data.expiresAt;
-    if (expiresAt === null) return;
+    // A refresh_token admitted after its socket left (its rate-limit take awaited): timers armed now would keep
+    // the socket until its token expires, since its disconnect handler has cancelled the last ones already.
+    if (expiresAt === null || socket.disconnected) return;
     // timeoutAt, not setTimeout: a token may live longer than a Node timer can wait (~24.8 days).
     l.expiryTimers = [
       timeoutAt(expiresAt - deps.settings.tokenExpiryWarningMs, () => socket.emit('token_expiring', { expires_at: new Date(expiresAt).toISOString() })),
