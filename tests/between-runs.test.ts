@@ -46,6 +46,25 @@ export default class LateTimers {
         forgeDestroy(t);
         break;
       }
+      case 'forged_id': {
+        // The same, and its async id rewritten (a property like any other: helper-79).
+        const t = setInterval(act, 100).unref();
+        t._destroyed = true;
+        forgeDestroy(t);
+        t[Object.getOwnPropertySymbols(t).find((s) => String(s) === 'Symbol(asyncId)')] = 1;
+        break;
+      }
+      case 'chain': {
+        // Each link under a second, arming the next: with runs close behind each other, links fired inside them.
+        const link = () => setTimeout(() => (act(), link()), 300).unref();
+        link();
+        break;
+      }
+    }
+    // What acted while this run was running, if it runs a while.
+    if (ctx.input.runMs) {
+      await new Promise((resolve) => setTimeout(resolve, ctx.input.runMs));
+      seen.actedWhileRunning = acted - seen.acted;
     }
     return seen;
   }
@@ -68,6 +87,7 @@ describe('nothing of a run acts after it ends', () => {
     ['interval_armed_late', /^Timeout created between runs$/],
     ['self_refresh', /^a timer the count let go (fired again|was rescheduled) between runs$/],
     ['forged_destroy', /^a timer the count did not hold fired between runs$/],
+    ['forged_id', /^a timer the count did not hold fired between runs$/],
   ])('%s: the next run is refused by that worker and served by a fresh one', async (mode, why) => {
     // One thread: the user's next run goes to the worker that served the first, unless it refuses it.
     server = await startServer({ AGENTS_DIR: agentsDir, CELLS: '1', THREADS_PER_CELL: '1', WARM_SPARE_THREADS: '0' });
@@ -87,6 +107,23 @@ describe('nothing of a run acts after it ends', () => {
       const reasons = server.logs.filter((l) => l.left_behind).map((l) => String(l.left_behind));
       expect(reasons).toEqual([expect.stringMatching(why)]);
       expect((metricValue(await metrics(), 'atoll_worker_recycles_total', { reason: 'leaked_resources' }) || 0) - recycles).toBe(1);
+    } finally {
+      mallory.close();
+    }
+  });
+
+  test("a chain of short timers never acts inside the user's next runs, even right behind each other", async () => {
+    server = await startServer({ AGENTS_DIR: agentsDir, CELLS: '1', THREADS_PER_CELL: '1', WARM_SPARE_THREADS: '0' });
+    const mallory = await UserClient.connect(server.url, 'mallory');
+    try {
+      const first = await mallory.start({ agent: 'late_timers', input: { mode: 'chain' } });
+      expect(terminal(await mallory.waitForRun(first.run_id, 60_000)).payload).toMatchObject({ status: 'completed' });
+      for (let i = 0; i < 3; i++) {
+        const next = await mallory.start({ agent: 'late_timers', input: { runMs: 700 } });
+        expect(terminal(await mallory.waitForRun(next.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: { actedWhileRunning: 0 } });
+      }
+      // The worker that served the first run waited for its link to fire, saw it arm the next, and refused its next run.
+      expect(server.logs.filter((l) => l.left_behind).map((l) => l.left_behind)).toContain('Timeout created between runs');
     } finally {
       mallory.close();
     }

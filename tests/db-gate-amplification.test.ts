@@ -22,6 +22,9 @@ export default class DbHog {
     let biggest = 0;
     const failed = {};
     const refused = (err) => { const why = /refused \\((\\w+)\\)/.exec(String(err && err.message))?.[1] ?? 'other'; failed[why] = (failed[why] ?? 0) + 1; };
+    // The test stops the front meanwhile (see there).
+    ctx.emit('agent_thinking', { reasoning: 'about to flood' });
+    await new Promise((resolve) => setTimeout(resolve, ctx.input.waitMs));
     await Promise.all([
       ...Array.from({ length: ctx.input.big }, () =>
         ctx.db.messages.list({ limit: 100 }).then((rows) => { answered++; biggest = Math.max(biggest, rows.reduce((sum, r) => sum + r.content.length, 0)); }, refused)),
@@ -58,7 +61,14 @@ test('60 concurrent ctx.db reads of a thread of 8 MB and 400 other calls: one at
     const pid = server.proc.pid!;
     const rssBefore = rssMiB(pid);
     const metricsBefore = (await httpCall(server.url, 'GET', '/metrics')).body as string;
-    const { run_id } = await attacker.start({ agent: 'db-hog', input: { mode: 'flood', big: 60, small: 400 }, thread_id: first.thread_id });
+    const { run_id } = await attacker.start({ agent: 'db-hog', input: { mode: 'flood', big: 60, small: 400, waitMs: 1000 }, thread_id: first.thread_id });
+    // The front stopped while the run sends its calls: they all reach it together, as they would from a faster run or
+    // a slower front. Otherwise how many ever wait at once depends on the two sides' speeds: on a busy machine the
+    // front kept up with the run's query compiler and refused none.
+    await attacker.waitForEvent(run_id, 'agent_thinking', 60_000);
+    process.kill(pid, 'SIGSTOP');
+    await new Promise((r) => setTimeout(r, 4000));
+    process.kill(pid, 'SIGCONT');
     // Another user's probe of the front while the flood runs: it must keep answering (its time is printed).
     let worstMs = 0;
     let peakRss = rssBefore;

@@ -70,7 +70,8 @@ export function createSharedRuns(deps: {
   let claimInDoubt = false;
 
   /** A run whose stop was asked while this node held it, given back after all (see ClusterStore's StoppedEnding). */
-  const stopped: StoppedEnding = (run, lastSeq) => endingOf(run, lastSeq, 'cancelled', { code: 'CANCELLED', message: stopMessage('cancelled', 'not_started') });
+  const stopped: StoppedEnding = (run, lastSeq) =>
+    endingOf(run, lastSeq, 'cancelled', { code: 'CANCELLED', message: stopMessage('cancelled', run.status === 'running' ? 'front' : 'not_started') });
   /** Terminal events written by this node outside a run's own path: told to every node, counted. */
   const publishEnded = (events: RunEventEnvelope[]) => {
     for (const terminal of events) {

@@ -47,9 +47,14 @@ export interface HandleTracker {
    */
   between(): void;
   /**
+   * Resolves once every timer the count let go has fired, or could have: at most SOON_MS + LATE_MS after between().
+   * The worker takes no other run meanwhile, so such a timer fires between runs, where the watch sees what it does.
+   */
+  settled(): Promise<void>;
+  /**
    * What acted between the last run's end and now, if anything (call before the next run's start): a handle or an
-   * immediate created, a timer the count did not know (or had seen end) firing, a timer it let go still scheduled
-   * past its time or rescheduled (`refresh()`). Null: nothing; the next run may start here.
+   * immediate created, a timer of a run the count did not hold firing, a timer it let go firing twice or still
+   * scheduled (rescheduled, or not fired by its time). Null: nothing; the next run may start here.
    */
   leftBehind(): string | null;
   stop(): void;
@@ -74,16 +79,18 @@ export function createHandleTracker(
     if (type === 'Timeout') return (resource as { _destroyed?: unknown })._destroyed === true;
     return wrapFreed(getAsyncId, resource) !== false;
   };
-  // Between runs (between() .. leftBehind()): what acted, the timers the count let go, and from which async id on
-  // resources are the runs' (what the worker's start-up made, agent modules loading included, is not watched).
+  // Between runs (between() .. leftBehind()): what acted, and the timers the count let go, by resource: async ids are
+  // agent code's to rewrite (a timer's own id symbol is a writable property: helper-79 hid an interval so).
   let watching = false;
   let stirred: string | null = null;
   let portsBetween = 0;
-  let firstRunId: number | null = null;
-  const letGo = new Map<number, { resource: object; idleStart: unknown; at: number; fired: number }>();
+  let started = false;
+  /** Timers and immediates made since the first run started: what the worker's start-up made (agent modules loading included) is its own. */
+  const runTimers = new WeakSet<object>();
+  const letGo = new Map<object, { fired: number }>();
   const hook = hooks.createHook({
     init(asyncId, type, _triggerAsyncId, resource) {
-      firstRunId ??= asyncId;
+      if (type === 'Timeout' || type === 'Immediate') runTimers.add(resource);
       // The next task's own port arrives between runs: the runtime's, neither a leftover nor the next run's. A
       // second is code of the last run (a MessageChannel: its ports' messages could keep it going).
       if (watching && type === 'MESSAGEPORT' && ++portsBetween === 1) return;
@@ -102,25 +109,27 @@ export function createHandleTracker(
   });
   // Only between runs: with a `before` hook V8 reports every promise's callbacks too.
   const watch = hooks.createHook({
-    before(asyncId) {
-      if (firstRunId === null || asyncId < firstRunId) return;
+    before() {
+      // The resource about to run, as Node hands it over (not its id, which agent code can rewrite).
       const resource = hooks.executionAsyncResource();
+      if (!runTimers.has(resource)) return;
       if (hasOwn(resource, '_onImmediate')) {
         stirred ??= 'an immediate ran between runs';
         return;
       }
-      if (!hasOwn(resource, '_onTimeout')) return;
-      // A timer the count let go fires once (fetch's own tick). Any other timer or immediate firing now was hidden
-      // from the count: a timer rescheduled after Node ended it (refresh() revives a fired timeout without an init),
-      // or one whose destroy agent code forged after marking it destroyed.
-      const held = letGo.get(asyncId);
-      if (held && held.resource === resource && held.fired++ === 0) return;
+      // A timer the count let go fires once (fetch's own tick). Any other timer of a run firing now was hidden from
+      // the count: one whose destroy agent code forged after marking it destroyed.
+      const held = letGo.get(resource);
+      if (held && held.fired++ === 0) return;
       stirred ??= held ? 'a timer the count let go fired again between runs' : 'a timer the count did not hold fired between runs';
     },
   });
+  const stillScheduled = () => [...letGo.keys()].filter(scheduled);
   return {
     start() {
-      // Timers the count let go and that have not fired yet stay watched: they are the last run's, not this one's.
+      // What the last run left is judged (leftBehind) before this one starts: from here, what is open is this run's.
+      live.clear();
+      started = true;
       hook.enable();
     },
     exclude(resource) {
@@ -140,25 +149,24 @@ export function createHandleTracker(
     },
     between() {
       letGo.clear();
-      const at = now();
-      for (const [id, { type, resource }] of live) if (type === 'Timeout') letGo.set(id, { resource, idleStart: ownValue(resource, '_idleStart'), at, fired: 0 });
+      // The others open then are the run's leaks: its worker is retired, and takes no run again.
+      for (const { type, resource } of live.values()) if (type === 'Timeout' && scheduled(resource) && firesSoon(resource)) letGo.set(resource, { fired: 0 });
       stirred = null;
       portsBetween = 0;
-      watching = true;
-      watch.enable();
+      watching = started;
+      if (watching) watch.enable();
+    },
+    async settled() {
+      // Each was due within SOON_MS of the run's end; a starved thread fires it late, but before it reads anything.
+      const deadline = now() + SOON_MS + LATE_MS;
+      const wait = new Int32Array(new SharedArrayBuffer(4));
+      while (watching && stillScheduled().some((t) => (letGo.get(t)?.fired ?? 0) === 0) && now() < deadline) await waitAsync(wait, 0, 0, SETTLE_POLL_MS).value;
     },
     leftBehind() {
       watch.disable();
+      const why = stirred ?? (stillScheduled().length > 0 ? 'a timer the count let go is still scheduled after its time' : null);
       watching = false;
-      let why = stirred;
       stirred = null;
-      const at = now();
-      for (const [id, held] of letGo) {
-        if (!live.has(id) || !scheduled(held.resource)) continue;
-        // Still scheduled: it has not fired since (it would have been taken off its list), or it was rescheduled.
-        if (ownValue(held.resource, '_idleStart') !== held.idleStart) why ??= 'a timer the count let go was rescheduled between runs';
-        else if (at - held.at > SOON_MS + LATE_MS) why ??= 'a timer the count let go is still scheduled past its time';
-      }
       letGo.clear();
       return why;
     },
@@ -171,6 +179,10 @@ export function createHandleTracker(
     },
   };
 }
+
+/** How often settled() looks at the timers the count let go; it waits without a timer of its own (one would be watched). */
+const SETTLE_POLL_MS = 10;
+const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, i: number, v: number, t: number): { value: Promise<string> | string } }).waitAsync;
 
 /** How late past its time a timer the count let go may still fire: the next task and the timer wake the same loop. */
 const LATE_MS = 1000;

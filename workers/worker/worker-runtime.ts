@@ -294,6 +294,10 @@ export function createWorkerRuntime(deps: {
       // Never return: the cell terminates this worker on `done`, so no later run can see what this one left.
       await new Promise<never>(() => undefined);
     }
+    // The run is over for the front; the worker takes no other run until the short timers the count let go have
+    // fired (at most about a second): each fires between runs, where the watch sees what it does, not inside the
+    // next run (helper-79).
+    await handles.settled();
     port.close();
     return outcome;
   }

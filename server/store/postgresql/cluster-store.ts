@@ -80,6 +80,8 @@ const Q = {
   expiredNode: statement(`SELECT "id", "nodeId" FROM "Node" WHERE "expiresAt" <= ${NOW} ORDER BY "expiresAt" LIMIT 1 FOR UPDATE SKIP LOCKED`),
   ownedRuns: statement(`SELECT ${RUN_COLUMNS}, "cancelRequested" FROM "Run" WHERE "owner" = $1 AND "status" IN ${ACTIVE} ORDER BY "id" FOR UPDATE`, UTC_TYPES),
   requeue: statement(`UPDATE "Run" SET "owner" = NULL, "status" = 'queued' WHERE "id" = ANY($1::text[])`),
+  // Runs ended as they are given back: no lease holds them any more, so any late write of this one is fenced.
+  disown: statement(`UPDATE "Run" SET "owner" = NULL WHERE "id" = ANY($1::text[])`),
   lastSeqs: statement('SELECT "runId", max("seq") AS "last" FROM "RunEvent" WHERE "runId" = ANY($1::text[]) GROUP BY "runId"'),
   acceptCheck: statement('SELECT atoll_accept_check($1, $2, $3, $4) AS "busy"'),
   claim: statement(`SELECT ${RUN_COLUMNS}, "lastSeq", "more" FROM atoll_claim($1, $2, $3)`, UTC_TYPES),
@@ -153,6 +155,7 @@ async function giveBack(c: pg.PoolClient, owned: pg.QueryConfig, stopped: Stoppe
       return { kind: 'finish', row: finish, owner: null };
     });
     await write(c, items);
+    await c.query(Q.disown([flagged.map((r) => r.id)]));
   }
   if (back.length) await c.query(Q.requeue([back]));
   return { released: back.length, ended };
