@@ -14,18 +14,22 @@ import { Worker } from 'node:worker_threads';
 const GUARDS = path.join(__dirname, '../../workers/worker/egress-guards.js');
 const HANDLES = path.join(__dirname, '../../workers/worker/socket-handles.js');
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
+/**
+ * Ports free a moment ago, each its own: held together, then let go. (port + 1, + 2… were taken by other processes on
+ * a busy machine now and then: EADDRINUSE without the wall.)
+ */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = Array.from({ length: n }, () => net.createServer());
+  await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))));
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  return ports;
 }
 
-function attemptsIn(walled: boolean, port: number, sockPath: string): Promise<{ results: Record<string, string>; refusals: number }> {
+function attemptsIn(walled: boolean, ports: number[], sockPath: string): Promise<{ results: Record<string, string>; refusals: number }> {
   const code = `
     const { workerData, parentPort } = require('node:worker_threads');
-    const { walled, port, sockPath } = workerData;
+    const { walled, ports, sockPath } = workerData;
     const net = require('node:net'), dgram = require('node:dgram'), dns = require('node:dns');
     let refusals = 0;
     if (walled) require(${JSON.stringify(GUARDS)}).guardListening(() => refusals++, require(${JSON.stringify(HANDLES)}).socketHandles({ net, dgram, dns }));
@@ -41,16 +45,16 @@ function attemptsIn(walled: boolean, port: number, sockPath: string): Promise<{ 
       s.bind(p, host, () => { s.close(); resolve('ok'); });
     });
     (async () => {
-      results.tcp_port = await listen(port, '127.0.0.1');
-      results.tcp_port_v6 = await listen(port + 1, '::1');
-      results.tcp_port_any = await listen(port + 2);
-      results.tcp_port_object = await listen({ port: port + 3, host: '127.0.0.1', exclusive: true });
+      results.tcp_port = await listen(ports[0], '127.0.0.1');
+      results.tcp_port_v6 = await listen(ports[1], '::1');
+      results.tcp_port_any = await listen(ports[2]);
+      results.tcp_port_object = await listen({ port: ports[3], host: '127.0.0.1', exclusive: true });
       results.unix_path = await listen(sockPath);
-      results.unix_abstract = await listen('\\0atoll-listen-guards-' + port);
-      results.udp_port = await udp('udp4', port + 4, '127.0.0.1');
-      results.udp6_port = await udp('udp6', port + 5, '::1');
+      results.unix_abstract = await listen('\\0atoll-listen-guards-' + ports[0]);
+      results.udp_port = await udp('udp4', ports[4], '127.0.0.1');
+      results.udp6_port = await udp('udp6', ports[5], '::1');
       results.client_local_port = await new Promise((resolve) => {
-        const s = net.connect({ port: 9, host: '192.0.2.1', localPort: port + 6, localAddress: '127.0.0.1' });
+        const s = net.connect({ port: 9, host: '192.0.2.1', localPort: ports[6], localAddress: '127.0.0.1' });
         s.once('error', (e) => { s.destroy(); resolve(e.code === 'EACCES' ? 'EACCES' : 'bound'); });
         s.once('connect', () => { s.destroy(); resolve('bound'); });
         setTimeout(() => { s.destroy(); resolve('bound'); }, 300);
@@ -67,7 +71,7 @@ function attemptsIn(walled: boolean, port: number, sockPath: string): Promise<{ 
     })();
   `;
   return new Promise((resolve, reject) => {
-    const w = new Worker(code, { eval: true, workerData: { walled, port, sockPath } });
+    const w = new Worker(code, { eval: true, workerData: { walled, ports, sockPath } });
     w.once('message', (m) => { void w.terminate(); resolve(m); });
     w.once('error', reject);
   });
@@ -78,9 +82,9 @@ const REFUSED = ['tcp_port', 'tcp_port_v6', 'tcp_port_any', 'tcp_port_object', '
 test('without the wall a thread listens where it likes; with it, nowhere, and binds only port 0', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-listen-guards-'));
   try {
-    const open = await attemptsIn(false, await freePort(), path.join(dir, 'open.sock'));
+    const open = await attemptsIn(false, await freePorts(7), path.join(dir, 'open.sock'));
     for (const name of [...REFUSED.filter((n) => n !== 'tcp_port_v6' && n !== 'udp6_port' && n !== 'client_local_port'), 'udp_ephemeral']) expect([name, open.results[name]]).toEqual([name, 'ok']);
-    const walled = await attemptsIn(true, await freePort(), path.join(dir, 'walled.sock'));
+    const walled = await attemptsIn(true, await freePorts(7), path.join(dir, 'walled.sock'));
     for (const name of REFUSED) expect([name, walled.results[name]]).toEqual([name, 'EACCES']);
     expect([walled.results.udp_ephemeral, walled.results.client_port_0]).toEqual(['ok', 'ok']);
     expect(walled.refusals).toBeGreaterThanOrEqual(REFUSED.length);
