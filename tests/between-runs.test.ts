@@ -83,16 +83,24 @@ describe('nothing of a run acts after it ends', () => {
     server = null;
   });
 
+  /** One thread: the user's next run goes to the worker that served its last, unless that worker refuses it. */
+  async function asMallory(body: (mallory: UserClient) => Promise<void>): Promise<void> {
+    server = await startServer({ AGENTS_DIR: agentsDir, CELLS: '1', THREADS_PER_CELL: '1', WARM_SPARE_THREADS: '0' });
+    const mallory = await UserClient.connect(server.url, 'mallory');
+    try {
+      await body(mallory);
+    } finally {
+      mallory.close();
+    }
+  }
+
   test.each([
     ['interval_armed_late', /^Timeout created between runs$/],
     ['self_refresh', /^a timer the count let go (fired again|was rescheduled) between runs$/],
     ['forged_destroy', /^a timer the count did not hold fired between runs$/],
     ['forged_id', /^a timer the count did not hold fired between runs$/],
   ])('%s: the next run is refused by that worker and served by a fresh one', async (mode, why) => {
-    // One thread: the user's next run goes to the worker that served the first, unless it refuses it.
-    server = await startServer({ AGENTS_DIR: agentsDir, CELLS: '1', THREADS_PER_CELL: '1', WARM_SPARE_THREADS: '0' });
-    const mallory = await UserClient.connect(server.url, 'mallory');
-    try {
+    await asMallory(async (mallory) => {
       const first = await mallory.start({ agent: 'late_timers', input: { mode } });
       expect(terminal(await mallory.waitForRun(first.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: { sameWorker: false, acted: 0 } });
       // Nothing left at the run's end as the count sees it: these leftovers are made to pass it.
@@ -104,18 +112,14 @@ describe('nothing of a run acts after it ends', () => {
       const second = await mallory.start({ agent: 'late_timers', input: {} });
       expect(terminal(await mallory.waitForRun(second.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: { sameWorker: false, acted: 0 } });
       expect((await mallory.http('GET', `/v1/runs/${second.run_id}`)).body.isolation).toMatchObject({ recycled: null });
-      const reasons = server.logs.filter((l) => l.left_behind).map((l) => String(l.left_behind));
+      const reasons = server!.logs.filter((l) => l.left_behind).map((l) => String(l.left_behind));
       expect(reasons).toEqual([expect.stringMatching(why)]);
       expect((metricValue(await metrics(), 'atoll_worker_recycles_total', { reason: 'leaked_resources' }) || 0) - recycles).toBe(1);
-    } finally {
-      mallory.close();
-    }
+    });
   });
 
   test("a chain of short timers never acts inside the user's next runs, even right behind each other", async () => {
-    server = await startServer({ AGENTS_DIR: agentsDir, CELLS: '1', THREADS_PER_CELL: '1', WARM_SPARE_THREADS: '0' });
-    const mallory = await UserClient.connect(server.url, 'mallory');
-    try {
+    await asMallory(async (mallory) => {
       const first = await mallory.start({ agent: 'late_timers', input: { mode: 'chain' } });
       expect(terminal(await mallory.waitForRun(first.run_id, 60_000)).payload).toMatchObject({ status: 'completed' });
       for (let i = 0; i < 3; i++) {
@@ -123,25 +127,19 @@ describe('nothing of a run acts after it ends', () => {
         expect(terminal(await mallory.waitForRun(next.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: { actedWhileRunning: 0 } });
       }
       // The worker that served the first run waited for its link to fire, saw it arm the next, and refused its next run.
-      expect(server.logs.filter((l) => l.left_behind).map((l) => l.left_behind)).toContain('Timeout created between runs');
-    } finally {
-      mallory.close();
-    }
+      expect(server!.logs.filter((l) => l.left_behind).map((l) => l.left_behind)).toContain('Timeout created between runs');
+    });
   });
 
   test('a run whose short timer fires once after it ends leaves its worker serving', async () => {
-    server = await startServer({ AGENTS_DIR: agentsDir, CELLS: '1', THREADS_PER_CELL: '1', WARM_SPARE_THREADS: '0' });
-    const mallory = await UserClient.connect(server.url, 'mallory');
-    try {
+    await asMallory(async (mallory) => {
       const first = await mallory.start({ agent: 'late_timers', input: { mode: 'short_once' } });
       expect(terminal(await mallory.waitForRun(first.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: { sameWorker: false } });
       await new Promise((resolve) => setTimeout(resolve, 1000));
       const second = await mallory.start({ agent: 'late_timers', input: {} });
       // It fired once, between the runs (what the watch allows), and the worker serves on.
       expect(terminal(await mallory.waitForRun(second.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: { sameWorker: true, acted: 1 } });
-      expect(server.logs.filter((l) => l.left_behind)).toEqual([]);
-    } finally {
-      mallory.close();
-    }
+      expect(server!.logs.filter((l) => l.left_behind)).toEqual([]);
+    });
   });
 });
