@@ -85,6 +85,12 @@ export interface ClusterStore {
    * asked meanwhile, which end (`stopped`); returns their terminal events, to publish.
    */
   release(lease: string, runIds: string[], stopped: StoppedEnding): Promise<RunEventEnvelope[]>;
+  /**
+   * The events of this store's transactions whose COMMIT's answer was lost (a stop, a give-back, a takeover, a
+   * notice: each threw), now known committed: to publish. Those still in doubt are asked again at the next call;
+   * those known rolled back are forgotten.
+   */
+  settleDoubts(): Promise<RunEventEnvelope[]>;
   /** Runs waiting in the shared queue and live nodes now (MAX_QUEUED_RUNS's cluster-wide estimate). */
   census(): Promise<{ queued: number; nodes: number }>;
   close(): Promise<void>;

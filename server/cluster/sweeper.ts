@@ -3,21 +3,25 @@
  * (server/store/postgresql/cluster-store.ts takeOverExpired: SKIP LOCKED, so two sweeping nodes share the work
  * and no run is taken over twice), publishes the events the takeover wrote, and wakes the nodes to claim the
  * runs that went back to the queue. A run of a dead node therefore runs again within NODE_LEASE_MS plus one
- * sweep of its death.
+ * sweep of its death. Each sweep also publishes the events of this node's transactions whose COMMIT's answer was
+ * lost and that the database now says committed (ClusterStore.settleDoubts): a terminal event is never left unheard.
  */
 import type { EventBus } from '../bus/event-bus.js';
 import type { Logger } from '../logger.js';
+import type { RunEventEnvelope } from '../../protocol/events.js';
 import type { ClusterStore, TakeoverDecision } from './cluster-store.js';
 import type { RunRecord } from '../store/store.js';
 
 export function createSweeper(deps: {
-  store: Pick<ClusterStore, 'takeOverExpired'>;
+  store: Pick<ClusterStore, 'takeOverExpired' | 'settleDoubts'>;
   rule: (run: RunRecord, lastSeq: number, nodeId: string, stopAsked: boolean) => TakeoverDecision;
   bus: Pick<EventBus, 'publish'>;
   log: Logger;
   everyMs: number;
   /** A takeover put runs back in the queue or ended some: claim, and count. */
   onTakenOver: (t: { nodeId: string; rerun: number; failed: number; cancelled: number; requeued: number }) => void;
+  /** Events of transactions found committed after their answer was lost, published: their runs may wait to be claimed. */
+  onSettled: (events: RunEventEnvelope[]) => void;
 }) {
   let timer: NodeJS.Timeout | null = null;
   let busy = false;
@@ -26,6 +30,7 @@ export function createSweeper(deps: {
     if (busy) return;
     busy = true;
     try {
+      await settle();
       for (;;) {
         const taken = await deps.store.takeOverExpired(deps.rule);
         if (!taken) return;
@@ -42,6 +47,18 @@ export function createSweeper(deps: {
     } finally {
       busy = false;
     }
+  }
+
+  /** On its own: a look-up that fails (asked again at the next sweep) holds up no takeover. */
+  async function settle(): Promise<void> {
+    const settled = await deps.store.settleDoubts().catch((err: unknown) => {
+      deps.log.warn({ err: (err as Error).message }, "could not ask whether transactions whose COMMIT's answer was lost committed; asking again at the next sweep");
+      return [];
+    });
+    if (settled.length === 0) return;
+    for (const e of settled) deps.bus.publish(e);
+    deps.log.warn({ events: settled.length }, "published the events of transactions whose COMMIT's answer was lost, found committed");
+    deps.onSettled(settled);
   }
 
   return {

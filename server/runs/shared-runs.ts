@@ -112,6 +112,16 @@ export function createSharedRuns(deps: {
       signals.wake();
       deps.scheduler().pump();
     },
+    onSettled: (events) => {
+      const ended = events.filter((e) => e.type === 'agent_completed');
+      for (const e of ended) {
+        const { status, error } = e.payload as { status: string; error?: { code: string } };
+        metrics.runsFinished.inc({ status, code: error?.code ?? 'none' });
+      }
+      // A takeover or a give-back that committed put runs back in the queue: claim them.
+      signals.wake();
+      deps.scheduler().pump();
+    },
   });
 
   /** A run held here whose stop was asked through another node. */

@@ -534,3 +534,93 @@ test("a late write of a lease taken over is fenced even when it lands while the 
     await sweeper.close();
   }
 });
+
+// A stop, a give-back or a takeover whose COMMIT's answer was lost threw, and its terminal event, committed, was
+// published by nobody: the user's sockets heard it only if they replayed for another reason (nothing follows a
+// terminal event to reveal the gap). The store keeps such events and settleDoubts gives them once the database
+// says the transaction committed (helper-79).
+describe("events of transactions whose COMMIT's answer was lost", () => {
+  /** Ends the runs earlier tests left waiting, so a claim takes `runId`. */
+  const onlyWaiting = (runId: string) => db.query(`UPDATE "Run" SET status = 'completed' WHERE status = 'queued' AND owner IS NULL AND id <> $1`, [runId]);
+  const terminals = (events: RunEventEnvelope[]) => events.map((e) => `${e.run_id}:${e.type}:${(e.payload as { status?: string }).status ?? ''}`);
+
+  test('a stop and a takeover that committed: their events are given once, at the next settle', async () => {
+    const losing = losingCommitAnswers(createPool(writePoolConfig(db.url, 1), quiet));
+    const store = createPgClusterStore(losing.pool, createPool(writePoolConfig(db.url, 1), quiet), quiet);
+    try {
+      const waiting = newRun(user());
+      await cluster.accept(waiting, roomy);
+      losing.loseNext();
+      await expect(store.stop(waiting.userId, waiting.id, stoppedEnding)).rejects.toMatchObject({ code: 'DB_UNAVAILABLE' });
+      expect(await db.query(`SELECT status FROM "Run" WHERE id = $1`, [waiting.id])).toEqual([{ status: 'cancelled' }]);
+      expect(terminals(await store.settleDoubts())).toEqual([`${waiting.id}:agent_completed:cancelled`]);
+      expect(await store.settleDoubts()).toEqual([]);
+
+      const held = newRun(user());
+      await cluster.accept(held, roomy);
+      await onlyWaiting(held.id);
+      const { lease: dying } = await cluster.register(`node-${randomUUID()}`, 300);
+      expect((await cluster.claim(dying, 1, 5)).runs.map((r) => r.record.id)).toEqual([held.id]);
+      await db.query(`UPDATE "Run" SET status = 'running', "startedAt" = now(), attempts = 1 WHERE id = $1`, [held.id]);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      losing.loseNext();
+      await expect(store.takeOverExpired(takeoverRule({ maxRunAttempts: 3, repeatable: () => false }))).rejects.toThrow(/Connection terminated/);
+      expect(terminals(await store.settleDoubts())).toEqual([`${held.id}:agent_completed:failed`]);
+      expect(await store.settleDoubts()).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('a give-back whose COMMIT was rolled back: nothing is given, and the run is still held', async () => {
+    // The server answered the COMMIT with a rollback (as it does for a transaction a statement aborted), and that
+    // answer was lost.
+    let lose = false;
+    const rollingBack = aroundQueries(createPool(writePoolConfig(db.url, 1), quiet), async (query, q, rest) => {
+      if (q === 'COMMIT' && lose) {
+        lose = false;
+        await query('ROLLBACK');
+        throw new Error('Connection terminated unexpectedly');
+      }
+      return query(q, ...rest);
+    });
+    const store = createPgClusterStore(rollingBack, createPool(writePoolConfig(db.url, 1), quiet), quiet);
+    try {
+      const run = newRun(user());
+      await cluster.accept(run, roomy);
+      await onlyWaiting(run.id);
+      const { lease: giving } = await cluster.register(`node-${randomUUID()}`, 60_000);
+      expect((await cluster.claim(giving, 1, 5)).runs.map((r) => r.record.id)).toEqual([run.id]);
+      expect(await cluster.stop(run.userId, run.id, stoppedEnding)).toMatchObject({ kind: 'held' });
+      lose = true;
+      await expect(store.release(giving, [run.id], stoppedEnding)).rejects.toMatchObject({ code: 'DB_UNAVAILABLE' });
+      expect(await store.settleDoubts()).toEqual([]);
+      expect(await db.query(`SELECT status, owner FROM "Run" WHERE id = $1`, [run.id])).toEqual([{ status: 'queued', owner: giving }]);
+      // Given back for real, its ending is told by the call itself.
+      expect(terminals(await store.release(giving, [run.id], stoppedEnding))).toEqual([`${run.id}:agent_completed:cancelled`]);
+      expect(await store.settleDoubts()).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('a COMMIT the server still holds: asked again until it lands, then given', async () => {
+    const store = createPgClusterStore(createPool({ ...writePoolConfig(db.url, 1), query_timeout: 1_000 }, quiet), createPool(writePoolConfig(db.url, 1), quiet), quiet);
+    const run = newRun(user());
+    await cluster.accept(run, roomy);
+    const commits = await holdCommits(db, 'Run', 'UPDATE', `NEW.id = '${run.id}' AND NEW.status = 'cancelled'`);
+    try {
+      await expect(store.stop(run.userId, run.id, stoppedEnding)).rejects.toMatchObject({ code: 'DB_UNAVAILABLE' });
+      expect(await commits.waiting()).toBe(1);
+      expect(await store.settleDoubts()).toEqual([]);
+    } finally {
+      await commits.release();
+    }
+    try {
+      expect(terminals(await store.settleDoubts())).toEqual([`${run.id}:agent_completed:cancelled`]);
+      expect(await store.settleDoubts()).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+});

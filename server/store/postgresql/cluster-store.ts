@@ -107,28 +107,61 @@ const Q = {
   // those waiting except `$2`.
   ownedOf: statement(`SELECT ${RUN_COLUMNS}, "cancelRequested" FROM "Run" WHERE "owner" = $1 AND "id" = ANY($2::text[]) AND "status" IN ${ACTIVE} ORDER BY "id" FOR UPDATE`, UTC_TYPES),
   ownedWaitingBut: statement(`SELECT ${RUN_COLUMNS}, "cancelRequested" FROM "Run" WHERE "owner" = $1 AND "status" = 'queued' AND NOT ("id" = ANY($2::text[])) ORDER BY "id" FOR UPDATE`, UTC_TYPES),
+  xactId: statement('SELECT pg_current_xact_id()::text AS "xid"'),
+  // NULL for a transaction too old for the commit log to tell.
+  xactStatus: statement('SELECT x::text AS "xid", pg_xact_status(x) AS "status" FROM unnest($1::xid8[]) AS x'),
   census: statement(`SELECT (SELECT count(*) FROM "Run" WHERE "status" = 'queued') AS "queued", (SELECT count(*) FROM "Node" WHERE "expiresAt" > ${NOW}) AS "nodes"`),
 };
 
 /** The queue's statements, for tests/postgresql/queue-cost.test.ts, which reads their plans. */
 export const queueStatements = Q;
 
-/** `work` in a transaction; done again from the start if the database rolls it back for a deadlock (rolled-back.ts). */
-function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  return retryRolledBack(() => inTransactionOnce(pool, work));
+/**
+ * Events a transaction wrote whose COMMIT's answer was lost: published once the database says it committed
+ * (settleDoubts). Without this a terminal event written by a stop, a give-back or a takeover stayed unheard by the
+ * user's sockets until they replayed for another reason: nothing follows a terminal event to reveal the gap.
+ */
+interface Doubt {
+  /** The transaction's id (xid8, as text), asked before its COMMIT went out. */
+  xid: string;
+  events: RunEventEnvelope[];
 }
 
-async function inTransactionOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+/** At most this many doubts are kept while the database cannot be asked; the oldest are given up (logged). */
+const MAX_DOUBTS = 10_000;
+
+/** What a transaction that publishes events keeps when its COMMIT's answer is lost: its events, by what it returned. */
+interface Announced<T> {
+  doubts: Doubt[];
+  eventsOf: (result: T) => RunEventEnvelope[];
+}
+
+/** `work` in a transaction; done again from the start if the database rolls it back for a deadlock (rolled-back.ts). */
+function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>, announced?: Announced<T>): Promise<T> {
+  return retryRolledBack(() => inTransactionOnce(pool, work, announced));
+}
+
+async function inTransactionOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>, announced?: Announced<T>): Promise<T> {
   const client = await pool.connect().catch(asUnavailable);
   // BEGIN goes out with the first statement (the connection is pipelined: pools.ts); when it fails, so does that.
   const begun = client.query('BEGIN');
   begun.catch(() => undefined);
+  // Pipelined too: answered long before COMMIT is sent, which waits for the work's own answers.
+  const xid = announced ? client.query<{ xid: string }>(Q.xactId([])) : null;
+  xid?.catch(() => undefined);
+  let result: { value: T } | null = null;
   try {
-    const result = await work(client);
+    result = { value: await work(client) };
     await begun;
     await client.query('COMMIT');
-    return result;
+    return result.value;
   } catch (err) {
+    // The COMMIT went out and its answer is not the server's: it may have committed, and its events with it.
+    if (result && announced && (isUnavailable(err) || !isServerAnswer(err))) {
+      const events = announced.eventsOf(result.value);
+      const id = events.length ? await xid!.then((r) => r.rows[0]?.xid, () => undefined) : undefined;
+      if (id) announced.doubts.push({ xid: id, events });
+    }
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {
@@ -189,6 +222,9 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pic
   const backends = createBackends();
   /** Backends of claims whose answer was lost: ended before releaseUnknown reads what they took. */
   let claimsInDoubt: Backend[] = [];
+  const doubts: Doubt[] = [];
+  /** inTransaction, for one whose events (`eventsOf` its result) are published: kept in doubt if its COMMIT's answer is lost. */
+  const announcing = <T>(work: (client: pg.PoolClient) => Promise<T>, eventsOf: (result: T) => RunEventEnvelope[]): Promise<T> => inTransaction(pool, work, { doubts, eventsOf });
   return {
     async register(nodeId, leaseMs) {
       const lease = randomUUID();
@@ -213,17 +249,17 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pic
     },
 
     async deregister(lease, stopped) {
-      return inTransaction(pool, async (c) => {
+      return announcing(async (c) => {
         // The row first: its DELETE waits for a claim of this lease still under way (it holds the row in KEY
         // SHARE), so the requeue after it sees that claim's takes; in the other order they would be left owned by
         // a lease no row names, which no takeover ever finds.
         await c.query(Q.deleteNode([lease]));
         return (await giveBack(c, Q.ownedRuns([lease]), stopped)).ended;
-      });
+      }, (ended) => ended);
     },
 
     async takeOverExpired(decide) {
-      return inTransaction(pool, async (c) => {
+      return announcing(async (c) => {
         const { rows: nodes } = await c.query<{ id: string; nodeId: string }>(Q.expiredNode([]));
         const node = nodes[0];
         if (!node) return null;
@@ -249,7 +285,7 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pic
         if (back.length) await c.query(Q.requeue([back]));
         await c.query(Q.deleteNode([node.id]));
         return { nodeId: node.nodeId, events, requeued: back.length };
-      });
+      }, (taken) => taken?.events ?? []);
     },
 
     async accept(run, check) {
@@ -331,12 +367,12 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pic
         if (ending === 'alive') throw unavailableError();
         claimsInDoubt = claimsInDoubt.filter((b) => b !== backend);
       }
-      return inTransaction(pool, (c) => giveBack(c, Q.ownedWaitingBut([lease, known]), stopped)).catch(asUnavailable);
+      return announcing((c) => giveBack(c, Q.ownedWaitingBut([lease, known]), stopped), (r) => r.ended).catch(asUnavailable);
     },
 
     async noticeWaiting(runIds, build) {
       if (runIds.length === 0) return [];
-      return inTransaction(pool, async (c) => {
+      return announcing(async (c) => {
         // SKIP LOCKED: a run locked now is being claimed or stopped, and needs no notice; waiting for it while
         // holding the others could deadlock with a claim locking the same runs in another order.
         const { rows } = await c.query<RunRow>(Q.waitingRuns([runIds]));
@@ -347,11 +383,11 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pic
         const events = rows.map((row) => build(runRecordOfRow(row), seqs.get(row.id) ?? 0, positions.get(row.id) ?? 1));
         await write(c, [{ kind: 'events', events, owner: null }]);
         return events;
-      }).catch(asUnavailable);
+      }, (events) => events).catch(asUnavailable);
     },
 
     async stop(userId, runId, build) {
-      return inTransaction(pool, async (c) => {
+      return announcing(async (c) => {
         const { rows } = await c.query<RunRow>(Q.lockRun([runId, userId]));
         const row = rows[0];
         if (!row) return null;
@@ -365,12 +401,27 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pic
         const finish = build(runRecordOfRow(row), seqs.get(row.id) ?? 0);
         await write(c, [{ kind: 'finish', row: finish, owner: null }]);
         return { kind: 'ended' as const, terminal: finish.terminal };
-      }).catch(asUnavailable);
+      }, (outcome) => (outcome?.kind === 'ended' ? [outcome.terminal] : [])).catch(asUnavailable);
     },
 
     async release(lease, runIds, stopped) {
       if (runIds.length === 0) return [];
-      return (await inTransaction(pool, (c) => giveBack(c, Q.ownedOf([lease, runIds]), stopped)).catch(asUnavailable)).ended;
+      return (await announcing((c) => giveBack(c, Q.ownedOf([lease, runIds]), stopped), (r) => r.ended).catch(asUnavailable)).ended;
+    },
+
+    async settleDoubts() {
+      if (doubts.length > MAX_DOUBTS) {
+        log.warn({ given_up: doubts.length - MAX_DOUBTS }, "events of transactions whose COMMIT's answer was lost are given up unpublished (the database could not be asked for too long); their runs' sockets hear them when they replay");
+        doubts.splice(0, doubts.length - MAX_DOUBTS);
+      }
+      if (doubts.length === 0) return [];
+      const asked = doubts.slice();
+      const { rows } = await pool.query<{ xid: string; status: string | null }>(Q.xactStatus([asked.map((d) => d.xid)])).catch(asUnavailable);
+      const status = new Map(rows.map((r) => [r.xid, r.status]));
+      // Still in progress (its backend has not finished that COMMIT yet): asked again next time.
+      const settled = new Set(asked.filter((d) => status.get(d.xid) !== 'in progress'));
+      doubts.splice(0, doubts.length, ...doubts.filter((d) => !settled.has(d)));
+      return [...settled].flatMap((d) => (status.get(d.xid) === 'committed' ? d.events : []));
     },
 
     async census() {
