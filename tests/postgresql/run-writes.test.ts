@@ -17,7 +17,7 @@ import { migrationsFolder } from '../../server/store/migrations';
 import { applyMigrations } from '../../server/store/postgresql/apply-migrations';
 import { createBackends, type Backends } from '../../server/store/postgresql/backends';
 import { createPool, writePoolConfig } from '../../server/store/postgresql/pools';
-import { runStatements, type RunWrite } from '../../server/store/postgresql/run-statements';
+import { runStatements, WRITE_CONNECTION_OPTIONS, type RunWrite } from '../../server/store/postgresql/run-statements';
 import { createPgRunWrites, type PgRunWrites } from '../../server/store/postgresql/run-writes';
 import { CorrelationTakenError, RowMissingError, type AcceptedRunRow, type FinishedRunRow } from '../../server/store/run-writes';
 import { eventually } from '../helpers/client';
@@ -294,6 +294,49 @@ test('a batch committed twice changes nothing the second time', async () => {
     { role: 'assistant', content: `answer of ${a.id}`, status: 'complete' },
     { role: 'assistant', content: 'half', status: 'interrupted' },
   ]);
+});
+
+// A batch locked the runs it changes in the order their writes came in, while a takeover or a give-back locks several
+// runs by id (`ORDER BY "id" FOR UPDATE`): the two could each hold a run the other waits for, and PostgreSQL rolled one
+// back after deadlock_timeout.
+test('a batch locks the runs it changes by id, as the statements locking several runs do: no deadlock with them', async () => {
+  const w = writer();
+  const user = uid('user');
+  const base = uid('order');
+  const [a, b] = [acceptRow({ userId: user, at: ms(0), id: `${base}-a` }), acceptRow({ userId: user, at: ms(1), id: `${base}-b` })];
+  await w.acceptRun(a);
+  await w.acceptRun(b);
+  // The locker finds the deadlock if there is one (its deadlock_timeout is the shorter): it is the one rolled back.
+  const locker = new pg.Client({ connectionString: db.url, options: '-c deadlock_timeout=200ms' });
+  const batcher = new pg.Client({ connectionString: db.url, options: `${WRITE_CONNECTION_OPTIONS} -c deadlock_timeout=30s`, application_name: `atoll-batch-${base}` });
+  await Promise.all([locker.connect(), batcher.connect()]);
+  try {
+    await locker.query('BEGIN');
+    await locker.query('SELECT "id" FROM "Run" WHERE "id" = $1 FOR UPDATE', [a.id]);
+    // The batch's writes came in b first, then a.
+    const items: RunWrite[] = [
+      { kind: 'finish', row: finishRow(b, 2, ms(2)), owner: null },
+      { kind: 'finish', row: finishRow(a, 2, ms(3)), owner: null },
+    ];
+    const batch = (async () => {
+      await batcher.query('BEGIN');
+      for (const s of runStatements(items)) await batcher.query({ name: s.name, text: s.text, values: s.values });
+      await batcher.query('COMMIT');
+    })();
+    batch.catch(() => undefined);
+    const waiting = async () => (await db.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`, [`atoll-batch-${base}`])).length > 0;
+    expect(await eventually(waiting, 10_000, 10)).toBe(true);
+    // Then the locker takes b, in id order, as a takeover would: the batch must not hold it yet.
+    await expect(locker.query('SELECT "id" FROM "Run" WHERE "id" = $1 FOR UPDATE', [b.id])).resolves.toMatchObject({ rowCount: 1 });
+    await locker.query('COMMIT');
+    await batch;
+    expect(await db.query(`SELECT "id", "status" FROM "Run" WHERE "id" = ANY($1) ORDER BY "id"`, [[a.id, b.id]])).toEqual([
+      { id: a.id, status: 'completed' },
+      { id: b.id, status: 'completed' },
+    ]);
+  } finally {
+    await Promise.all([locker.end(), batcher.end()]);
+  }
 });
 
 /**

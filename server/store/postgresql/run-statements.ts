@@ -109,6 +109,8 @@ function columns<N extends number>(n: N): unknown[][] {
 }
 const statement = (name: keyof typeof SQL, values: unknown[]): Statement => ({ name: `atoll_${name}`, text: SQL[name], values });
 
+const byKey = ([a]: [string, unknown], [b]: [string, unknown]): number => (a < b ? -1 : a > b ? 1 : 0);
+
 /** A run's status changes in one batch, folded: the last status, and the last of each group of columns. */
 interface RunUpdate {
   status: string;
@@ -143,8 +145,6 @@ export function runStatements(items: RunWrite[]): Statement[] {
   };
   const update = (runId: string, change: Partial<RunUpdate> & { status: string; owner: string | null }) => {
     const prior = updates.get(runId) ?? { status: change.status, owner: change.owner, running: null, finished: null };
-    // Re-inserted at the end: rows are updated in the order of their last change.
-    updates.delete(runId);
     updates.set(runId, { status: change.status, owner: change.owner, running: change.running ?? prior.running, finished: change.finished ?? prior.finished });
   };
 
@@ -202,12 +202,15 @@ export function runStatements(items: RunWrite[]): Statement[] {
   const createdThreads = new Set(newThreads);
   const updatedNow = columns(14);
   const updatedAfter = columns(14);
-  for (const [id, u] of updates) {
+  // Rows are locked in the order of the arrays: by id, as every other statement that locks several runs (a takeover, a
+  // give-back: `ORDER BY "id" FOR UPDATE`) and the fence's index scan do, so two of them never wait on each other in a
+  // cycle (a deadlock, which PostgreSQL breaks by rolling one back after deadlock_timeout).
+  for (const [id, u] of [...updates].sort(byKey)) {
     const row = [id, u.status, u.running !== null, ...(u.running ?? [null, null, null, null]), u.finished !== null, ...(u.finished ?? [null, null, null, null, null]), u.owner];
     row.forEach((v, i) => (acceptedRuns.has(id) ? updatedAfter : updatedNow)[i]!.push(v));
   }
   const [touchNow, touchAfter] = [columns(2), columns(2)];
-  for (const [id, at] of touches) [id, at].forEach((v, i) => (createdThreads.has(id) ? touchAfter : touchNow)[i]!.push(v));
+  for (const [id, at] of [...touches].sort(byKey)) [id, at].forEach((v, i) => (createdThreads.has(id) ? touchAfter : touchNow)[i]!.push(v));
 
   const out: Statement[] = [];
   if (releases[0]!.length) out.push(statement('releaseCorrelations', releases));
