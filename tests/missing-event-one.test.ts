@@ -57,7 +57,7 @@ function rig() {
     runs: {} as RunService,
     store,
     log: { error: () => undefined, warn: () => undefined, info: () => undefined } as unknown as Logger,
-    settings: { maxInputBytes: 64 * 1024, socketMaxBufferedPackets: 1000, socketMaxBufferedBytes: 1 << 24, socketStallTimeoutMs: 60_000, tokenExpiryWarningMs: 60_000, corsOrigins: [], trustProxy: false, maxConnectionsPerIp: 100 },
+    settings: { maxInputBytes: 64 * 1024, socketMaxBufferedPackets: 1000, socketMaxBufferedBytes: 1 << 24, socketStallTimeoutMs: 60_000, tokenExpiryWarningMs: 60_000, corsOrigins: [], trustProxy: false, ipv6BudgetPrefix: 56, maxConnectionsPerIp: 100 },
     onEventsDropped: () => undefined,
     onStalledDisconnect: () => undefined,
   });

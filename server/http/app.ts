@@ -13,7 +13,7 @@ import type { RunService } from '../runs/run-service.js';
 import type { RunStore } from '../store/store.js';
 import { requireUser, sessionOf, userOf } from './auth.js';
 import type { RateLimiter, Tickets } from '../shared/shared-state.js';
-import { trustFunction } from './client-address.js';
+import { budgetAddress, trustFunction } from './client-address.js';
 import { errorHandler, notFoundHandler } from './errors.js';
 import { metricsAccess } from './metrics-access.js';
 import { devLoginHostAllowed, originAllowed } from './origin.js';
@@ -31,7 +31,7 @@ export interface HttpDeps {
   tokens: TokenService;
   metrics: Metrics;
   log: Logger;
-  /** devLogin (AUTH_DEV_LOGIN), maxInputBytes (MAX_INPUT_BYTES), corsOrigins (CORS_ORIGINS: browser origins allowed besides the server's own), trustProxy (TRUST_PROXY), httpStallTimeoutMs (HTTP_STALL_TIMEOUT_MS), metricsToken (METRICS_TOKEN). */
+  /** devLogin (AUTH_DEV_LOGIN), maxInputBytes (MAX_INPUT_BYTES), corsOrigins (CORS_ORIGINS: browser origins allowed besides the server's own), trustProxy (TRUST_PROXY), ipv6BudgetPrefix (IPV6_BUDGET_PREFIX), httpStallTimeoutMs (HTTP_STALL_TIMEOUT_MS), metricsToken (METRICS_TOKEN). */
   settings: HttpSettings;
   tickets: Tickets;
   /** Shared with the socket server: one budget per user and per IP across HTTP and socket messages. */
@@ -63,7 +63,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   app.use(cors({ origin: [...deps.settings.corsOrigins], allowedHeaders: ['authorization', 'content-type', 'idempotency-key'], exposedHeaders: ['retry-after', 'idempotent-replayed'], maxAge: 600 }));
   // Per-IP budget first, before a body is even parsed; health and metrics stay free for probes.
   app.use('/v1', async (req, _res, next) => {
-    await deps.limits.ip.take(`ip:${req.ip ?? 'unknown'}`, 'requests from this address');
+    await deps.limits.ip.take(`ip:${budgetAddress(req.ip ?? 'unknown', deps.settings.ipv6BudgetPrefix)}`, 'requests from this address');
     next();
   });
   app.use(express.json({ limit: Math.max(deps.settings.maxInputBytes * 2, 100_000) }));

@@ -6,6 +6,7 @@
  * many hops; addresses and subnets: those proxies).
  */
 import type { IncomingMessage } from 'node:http';
+import ipaddr from 'ipaddr.js';
 import proxyAddr from 'proxy-addr';
 import type { TrustProxy } from '../config.js';
 
@@ -22,4 +23,19 @@ export function trustFunction(setting: TrustProxy): TrustFunction {
 /** The client's address of a request (or of a socket.io handshake: its headers and the peer's address). */
 export function clientAddress(req: Pick<IncomingMessage, 'headers'> & { socket: { remoteAddress?: string } }, trust: TrustFunction): string {
   return proxyAddr(req as IncomingMessage, trust);
+}
+
+/**
+ * What the per-address limits count a client address as (IPV6_BUDGET_PREFIX): an IPv4 address as it is (also one
+ * written IPv4-mapped, `::ffff:198.51.100.1`), an IPv6 address as its first `ipv6Prefix` bits (`2001:db8:1::/56`).
+ * Keyed on the whole IPv6 address, a client holding a /64 (any host with IPv6) had 2^64 budgets: one per request
+ * if it liked (helper-77). /56 by default, as express-rate-limit's `ipKeyGenerator`: what ISPs commonly give a
+ * household. Anything else (`unknown`, a name) stays as it is.
+ */
+export function budgetAddress(address: string, ipv6Prefix: number): string {
+  if (!ipaddr.isValid(address)) return address;
+  const parsed = ipaddr.process(address);
+  if (parsed.kind() === 'ipv4') return parsed.toString();
+  const bare = parsed.toString().replace(/%.*$/, ''); // a zone (fe80::1%eth0) names the node's interface, not the client
+  return `${ipaddr.IPv6.networkAddressFromCIDR(`${bare}/${ipv6Prefix}`).toString()}/${ipv6Prefix}`;
 }

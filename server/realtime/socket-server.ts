@@ -14,7 +14,7 @@ import type { Logger } from '../logger.js';
 import { CodedError, toErrorBody, type ErrorBody } from '../../protocol/errors.js';
 import type { Ack, ClientToServerEvents, ReplyOf } from '../../protocol/socket-events.js';
 import { RefreshTokenBody, StartRunBody, StopRunBody, SubscribeRunBody, ThreadHistoryBody, normalizeInput, parse } from '../../protocol/requests.js';
-import { clientAddress, trustFunction } from '../http/client-address.js';
+import { budgetAddress, clientAddress, trustFunction } from '../http/client-address.js';
 import { originAllowed } from '../http/origin.js';
 import { messageView, pageBySize } from '../http/views.js';
 import type { RunService } from '../runs/run-service.js';
@@ -79,9 +79,10 @@ const MISSED_RUNS_MAX = 100;
 export function createSocketServer(deps: SocketServerDeps) {
   const { tokens, runs, store, log } = deps;
   const { tickets, limits } = deps.shared;
-  // The client address behind trusted proxies (TRUST_PROXY), by the rule express's req.ip follows.
+  // The client address behind trusted proxies (TRUST_PROXY), by the rule express's req.ip follows, as the
+  // per-address limits count it (an IPv6 one by its prefix: IPV6_BUDGET_PREFIX).
   const trust = trustFunction(deps.settings.trustProxy);
-  const addressOf = (req: Parameters<typeof clientAddress>[0]) => clientAddress(req, trust) || 'unknown';
+  const addressOf = (req: Parameters<typeof clientAddress>[0]) => budgetAddress(clientAddress(req, trust) || 'unknown', deps.settings.ipv6BudgetPrefix);
   // Twice the socket cap: room for a client's sockets and as many reconnecting or refused handshakes.
   const engines = createEngineConnections({
     maxPerAddress: 2 * deps.settings.maxConnectionsPerIp,

@@ -1,8 +1,9 @@
 /**
  * The client's address under each kind of TRUST_PROXY value, as express reads `trust proxy`: the rightmost
- * address of X-Forwarded-For that is not itself a trusted proxy; the peer's when nothing is trusted.
+ * address of X-Forwarded-For that is not itself a trusted proxy; the peer's when nothing is trusted. And what the
+ * per-address limits count it as: an IPv6 address by its prefix (IPV6_BUDGET_PREFIX), an IPv4 one whole.
  */
-import { clientAddress, trustFunction } from '../../server/http/client-address';
+import { budgetAddress, clientAddress, trustFunction } from '../../server/http/client-address';
 
 const request = (peer: string, forwardedFor?: string) => ({ headers: forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor }, socket: { remoteAddress: peer } });
 const chain = request('127.0.0.1', '203.0.113.9, 10.0.0.5, 198.51.100.7');
@@ -17,4 +18,17 @@ test('each TRUST_PROXY value picks its address from the same chain', () => {
   // A peer that is not a trusted proxy is the client, whatever it says.
   expect(clientAddress(request('192.0.2.1', '203.0.113.9'), trustFunction(['loopback']))).toBe('192.0.2.1');
   expect(clientAddress(request('127.0.0.1'), trustFunction(true))).toBe('127.0.0.1');
+});
+
+test('an IPv6 client counts by its prefix, however it writes its address; an IPv4 client by its whole address', () => {
+  // A host picking new addresses in its /64 (or a household in its /56) stays one client.
+  const rotated = ['2001:db8:1:2::1', '2001:db8:1:2:ffff:ffff:ffff:ffff', '2001:0db8:0001:00ff::9', '2001:DB8:1:2::1', 'fe80::1%eth0'];
+  expect(rotated.map((a) => budgetAddress(a, 56))).toEqual(['2001:db8:1::/56', '2001:db8:1::/56', '2001:db8:1::/56', '2001:db8:1::/56', 'fe80::/56']);
+  expect(budgetAddress('2001:db8:1:100::1', 56)).toBe('2001:db8:1:100::/56'); // the next /56 is another client
+  expect(['2001:db8:1:2::1', '2001:db8:1:3::1'].map((a) => budgetAddress(a, 64))).toEqual(['2001:db8:1:2::/64', '2001:db8:1:3::/64']);
+  expect(budgetAddress('2001:db8::7', 128)).toBe('2001:db8::7/128');
+  // IPv4, also written IPv4-mapped (a dual-stack listener's peers), is one address per client.
+  expect(['198.51.100.7', '::ffff:198.51.100.7', '::ffff:c633:6407'].map((a) => budgetAddress(a, 56))).toEqual(['198.51.100.7', '198.51.100.7', '198.51.100.7']);
+  expect(budgetAddress('198.51.100.8', 56)).toBe('198.51.100.8');
+  expect(budgetAddress('unknown', 56)).toBe('unknown');
 });

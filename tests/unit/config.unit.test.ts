@@ -67,6 +67,7 @@ test('with nothing set, every default', () => {
     maxConnectionsPerUser: 20,
     maxConnectionsPerIp: 100,
     trustProxy: false,
+    ipv6BudgetPrefix: 56,
     socketMaxBufferedPackets: 1000,
     socketMaxBufferedBytes: 4_194_304,
     socketStallTimeoutMs: 30_000,
@@ -145,6 +146,7 @@ test('every variable set, each lands in its field', () => {
     MAX_CONNECTIONS_PER_USER: '12',
     MAX_CONNECTIONS_PER_IP: '13',
     TRUST_PROXY: '10.0.0.0/8, 172.16.0.0/12',
+    IPV6_BUDGET_PREFIX: '64',
     SOCKET_MAX_BUFFERED_PACKETS: '14',
     SOCKET_MAX_BUFFERED_BYTES: '70000',
     SOCKET_STALL_TIMEOUT_MS: '1500',
@@ -224,6 +226,7 @@ test('every variable set, each lands in its field', () => {
     maxConnectionsPerUser: 12,
     maxConnectionsPerIp: 13,
     trustProxy: ['10.0.0.0/8', '172.16.0.0/12'],
+    ipv6BudgetPrefix: 64,
     socketMaxBufferedPackets: 14,
     socketMaxBufferedBytes: 70_000,
     socketStallTimeoutMs: 1500,
@@ -405,7 +408,7 @@ test('ENV_VARS lists every variable the schema reads', () => {
   expect(ENV_VARS).toContain('RUN_SCRATCH_MB');
   expect(ENV_VARS).toContain('RUN_SCRATCH_FILES');
   expect(ENV_VARS).toContain('RUN_OPEN_FILES');
-  expect(ENV_VARS).toHaveLength(82);
+  expect(ENV_VARS).toHaveLength(83);
 });
 
 test('several nodes: REDIS_URL needs PostgreSQL and a shared token secret; NODE_ID and NODE_LEASE_MS are checked', () => {
