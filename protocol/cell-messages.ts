@@ -148,7 +148,7 @@ export type RunOutcome =
   | { status: Exclude<TerminalStatus, 'completed'>; error: ErrorBody; executionTimeMs: number };
 
 /** Why a worker was replaced after a run instead of serving the next one (every one is a metric label from start-up). */
-export const RECYCLE_REASONS = ['leaked_resources', 'globals_changed', 'max_runs', 'unsettled_after_stop', 'contaminated', 'priority_not_restored', 'user_switch', 'invalid_message'] as const;
+export const RECYCLE_REASONS = ['leaked_resources', 'globals_changed', 'max_runs', 'unsettled_after_stop', 'contaminated', 'priority_not_restored', 'user_switch', 'invalid_message', 'tampered'] as const;
 export type RecycleReason = (typeof RECYCLE_REASONS)[number];
 
 /**

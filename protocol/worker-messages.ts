@@ -75,9 +75,10 @@ export const RUN_SHARED_INT32S = 3;
 /**
  * Why a worker refuses a run before any agent code runs, and retires: it serves another user (THREAD_REUSE=same_user);
  * it was lowered in priority and cannot take it back; code of its last run acted after that run ended
- * (leaked_resources: handle-tracker.ts's leftBehind()).
+ * (leaked_resources: handle-tracker.ts's leftBehind()); code of a run called the worker's task handler itself
+ * (tampered: worker-runtime.ts).
  */
-export const REFUSAL_REASONS = ['user_switch', 'priority_not_restored', 'leaked_resources'] as const;
+export const REFUSAL_REASONS = ['user_switch', 'priority_not_restored', 'leaked_resources', 'tampered'] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 export type WorkerTask = { kind: 'run'; run: RunAssignment; port: MessagePort; startRecorded: Int32Array; traceId?: string } | { kind: 'describe' };

@@ -143,6 +143,9 @@ export function createWorkerRuntime(deps: {
   let servedUser: string | null = null;
   // A run is executing (its task is not answered yet; a refused or recycled run's never is).
   let executing = false;
+  // A run task came in while another executed: code of a run called this handler itself (handle()). No run is
+  // taken here any more.
+  let tampered = false;
   // The descriptor wall's count of sockets when the last run's leaks were counted (none yet: null).
   let socketsAtLastEnd: number | null = null;
 
@@ -317,9 +320,21 @@ export function createWorkerRuntime(deps: {
       if (task.kind === 'describe') return describe();
       if (task.kind === 'run') {
         // One run at a time (Piscina gives a worker one task at a time): a run task while one executes is not
-        // Piscina's but code of the run's own, which found this handler (run-entry's export, in require.cache).
-        // Refused before it touches anything the runs share: the walls hit, the handle tracker, the database channel.
-        if (executing) return Promise.reject(new Error('a run is already executing on this worker'));
+        // Piscina's but code of a run, which found this handler (run-entry's export, in require.cache), or Piscina's
+        // after such code made the worker busy for good while Piscina saw it idle (a forged task refused, as one of
+        // another user's, never ends: helper-80). Refused before it touches anything the runs share (the walls hit,
+        // the handle tracker, the database channel), on the task's own port, as is every run task after it: a real
+        // one is then run elsewhere and this worker retired (it was rejected, and the cell failed it WORKER_CRASHED
+        // without retiring the worker: every other user's run sent here failed so).
+        if (executing || tampered) {
+          tampered = true;
+          try {
+            apply(postMessage, task.port, [{ type: 'refused', reason: 'tampered' } satisfies WorkerToCell]);
+          } catch {
+            // Not a port: a forged task, nobody to tell.
+          }
+          return new Promise<never>(() => undefined);
+        }
         executing = true;
         return execute(task.run, task.port, task.startRecorded, task.traceId).finally(() => (executing = false));
       }
