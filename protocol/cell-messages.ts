@@ -131,6 +131,8 @@ export interface AgentEgress {
 export interface RunLimits {
   maxEventsPerRun: number;
   maxEventBytes: number;
+  /** The payload bytes of all of a run's events together (MAX_RUN_EVENT_BYTES). */
+  maxRunEventBytes: number;
   maxResultBytes: number;
   /** What the run's scratch folder may hold, in bytes of disk and in names (0: unbounded; workers/cell/scratch-watch.ts). */
   scratchBytes: number;

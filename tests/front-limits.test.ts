@@ -2,7 +2,7 @@
  * Caps the README promises, each checked at its edge: USER_MAX_QUEUED_RUNS (the run beyond it is refused,
  * the ones before it all run), MAX_CONNECTIONS_PER_IP (the n+1-th socket is refused, also when they all
  * arrive together, and a freed slot is reusable), the run's output caps (the front never receives, stores
- * or sends more than MAX_EVENTS_PER_RUN / MAX_EVENT_BYTES / MAX_RESULT_BYTES allow), and ctx.db refusing
+ * or sends more than MAX_EVENTS_PER_RUN / MAX_EVENT_BYTES / MAX_RUN_EVENT_BYTES / MAX_RESULT_BYTES allow), and ctx.db refusing
  * interactive transactions.
  */
 import type { Socket } from 'socket.io-client';
@@ -104,12 +104,14 @@ describe('output caps and ctx.db', () => {
   const MAX_EVENTS = 25;
   const MAX_EVENT_BYTES = 2048;
   const MAX_RESULT_BYTES = 8192;
+  const MAX_RUN_EVENT_BYTES = 20_000;
   beforeAll(async () => {
     server = await startServer({
       AGENTS_DIR: FIXTURE_AGENTS,
       MAX_EVENTS_PER_RUN: String(MAX_EVENTS),
       MAX_EVENT_BYTES: String(MAX_EVENT_BYTES),
       MAX_RESULT_BYTES: String(MAX_RESULT_BYTES),
+      MAX_RUN_EVENT_BYTES: String(MAX_RUN_EVENT_BYTES),
     });
     u = await UserClient.connect(server.url, 'capped');
   });
@@ -145,6 +147,17 @@ describe('output caps and ctx.db', () => {
     expect(r.agentEvents(r.stored)).toEqual([]);
     for (const e of [...r.stored, ...r.live]) expect(Buffer.byteLength(JSON.stringify(e.payload))).toBeLessThan(MAX_EVENT_BYTES);
     expect(r.end.payload).toMatchObject({ status: 'failed', error: { code: 'LIMIT_EXCEEDED', message: expect.stringMatching(/MAX_EVENT_BYTES/) } });
+  });
+
+  // Each event under MAX_EVENT_BYTES, fewer than MAX_EVENTS_PER_RUN: the default caps let one run send 655 MB, all of
+  // it held by the front on its way to the log (helper-80: +650 MiB of its memory per run).
+  test('MAX_RUN_EVENT_BYTES: the event that takes the run past it never leaves the thread; LIMIT_EXCEEDED', async () => {
+    const r = await overflow({ mode: 'run_event_bytes', n: 20, bytes: 2000 });
+    const bytes = (events: Envelope[]) => r.agentEvents(events).reduce((n, e) => n + Buffer.byteLength(JSON.stringify(e.payload)), 0);
+    expect(r.agentEvents(r.stored).length).toBeGreaterThan(0);
+    expect(bytes(r.stored)).toBeLessThanOrEqual(MAX_RUN_EVENT_BYTES);
+    expect(r.agentEvents(r.live)).toEqual(r.agentEvents(r.stored));
+    expect(r.end.payload).toMatchObject({ status: 'failed', error: { code: 'LIMIT_EXCEEDED', message: expect.stringMatching(/MAX_RUN_EVENT_BYTES/) } });
   });
 
   test('MAX_RESULT_BYTES: a result over it is neither stored nor sent; LIMIT_EXCEEDED', async () => {

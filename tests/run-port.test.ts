@@ -34,6 +34,10 @@ ${FIND_RUN_PORT}
       case 'flood':
         for (let i = 0; i < 40; i++) event('partial_result', { text: 'flood ' + i });
         break;
+      case 'bytes':
+        // 10 events (under MAX_EVENTS_PER_RUN), each under MAX_EVENT_BYTES: 600 kB in all.
+        for (let i = 0; i < 10; i++) event('agent_thinking', { reasoning: String(i).repeat(60000) });
+        break;
       case 'bigint':
         post({ type: 'done', outcome: { status: 'completed', result: { n: 10n }, executionTimeMs: 1 }, stats, report });
         break;
@@ -81,8 +85,9 @@ let bystander: UserClient;
 beforeAll(async () => {
   const agentsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-run-port-'));
   fs.writeFileSync(path.join(agentsDir, 'forger.mjs'), FORGER);
-  // MAX_EVENTS_PER_RUN=20 and MAX_EVENT_BYTES=65536: a flood of 40 and an event of 200 kB are over them.
-  server = await startServer({ AGENTS_DIR: agentsDir, THREAD_LOCKDOWN: '0', MAX_EVENTS_PER_RUN: '20', CELLS: '1', THREADS_PER_CELL: '2' });
+  // MAX_EVENTS_PER_RUN=20, MAX_EVENT_BYTES=65536 and MAX_RUN_EVENT_BYTES=200000: a flood of 40, an event of 200 kB and
+  // 10 events of 60 kB are over them.
+  server = await startServer({ AGENTS_DIR: agentsDir, THREAD_LOCKDOWN: '0', MAX_EVENTS_PER_RUN: '20', MAX_RUN_EVENT_BYTES: '200000', CELLS: '1', THREADS_PER_CELL: '2' });
   [forger, bystander] = await Promise.all([UserClient.connect(server.url, 'port-forger'), UserClient.connect(server.url, 'port-bystander')]);
 });
 afterAll(async () => {
@@ -121,6 +126,12 @@ test('events past MAX_EVENTS_PER_RUN are refused by the cell too', async () => {
   const got = await forged('flood');
   expectRefused(got);
   expect(got.events.filter((e) => e.type === 'partial_result' || e.type === 'agent_thinking').length).toBeLessThanOrEqual(20);
+});
+
+test('events past MAX_RUN_EVENT_BYTES in all are refused by the cell too', async () => {
+  const got = await forged('bytes');
+  expectRefused(got);
+  expect(got.events.reduce((n, e) => n + (e.type === 'agent_thinking' ? JSON.stringify(e.payload).length : 0), 0)).toBeLessThanOrEqual(200_000);
 });
 
 test('an outcome that is not JSON (a BigInt in the result) fails the run instead of leaving it running', async () => {

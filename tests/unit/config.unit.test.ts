@@ -73,7 +73,7 @@ test('with nothing set, every default', () => {
     socketStallTimeoutMs: 30_000,
     httpStallTimeoutMs: 30_000,
     tokenExpiryWarningMs: 60_000,
-    limits: { maxEventsPerRun: 10_000, maxEventBytes: 65_536, maxResultBytes: 1_048_576, scratchBytes: 268_435_456, scratchEntries: 10_000, openFiles: 256 },
+    limits: { maxEventsPerRun: 10_000, maxEventBytes: 65_536, maxRunEventBytes: 16_777_216, maxResultBytes: 1_048_576, scratchBytes: 268_435_456, scratchEntries: 10_000, openFiles: 256 },
     jwtSecret: null,
     maxTokenLifetimeS: 86_400,
     corsOrigins: [],
@@ -155,6 +155,7 @@ test('every variable set, each lands in its field', () => {
     MAX_INPUT_BYTES: '17',
     MAX_EVENTS_PER_RUN: '18',
     MAX_EVENT_BYTES: '190',
+    MAX_RUN_EVENT_BYTES: '1900',
     MAX_RESULT_BYTES: '200',
     RUN_SCRATCH_MB: '3',
     RUN_SCRATCH_FILES: '21',
@@ -232,7 +233,7 @@ test('every variable set, each lands in its field', () => {
     socketStallTimeoutMs: 1500,
     httpStallTimeoutMs: 2500,
     tokenExpiryWarningMs: 16,
-    limits: { maxEventsPerRun: 18, maxEventBytes: 190, maxResultBytes: 200, scratchBytes: 3_145_728, scratchEntries: 21, openFiles: 22 },
+    limits: { maxEventsPerRun: 18, maxEventBytes: 190, maxRunEventBytes: 1900, maxResultBytes: 200, scratchBytes: 3_145_728, scratchEntries: 21, openFiles: 22 },
     jwtSecret: 'a-secret-of-16-chars',
     maxTokenLifetimeS: 61,
     corsOrigins: ['https://chat.example.com', 'http://localhost:5173'],
@@ -408,7 +409,7 @@ test('ENV_VARS lists every variable the schema reads', () => {
   expect(ENV_VARS).toContain('RUN_SCRATCH_MB');
   expect(ENV_VARS).toContain('RUN_SCRATCH_FILES');
   expect(ENV_VARS).toContain('RUN_OPEN_FILES');
-  expect(ENV_VARS).toHaveLength(83);
+  expect(ENV_VARS).toHaveLength(84);
 });
 
 test('several nodes: REDIS_URL needs PostgreSQL and a shared token secret; NODE_ID and NODE_LEASE_MS are checked', () => {

@@ -5,11 +5,11 @@
  */
 import { createRunEmitter, LimitExceededError, STREAM_INTERVAL_MS } from '../../workers/worker/run-emitter';
 
-function rig(limits: { maxEventsPerRun?: number; maxEventBytes?: number } = {}) {
+function rig(limits: { maxEventsPerRun?: number; maxEventBytes?: number; maxRunEventBytes?: number } = {}) {
   const posted: { type: string; payload: any; timestamp: number }[] = [];
   const violations: LimitExceededError[] = [];
   const port = { postMessage: (m: any) => (expect(m.type).toBe('event'), posted.push(m.event)) } as never;
-  const full = { maxEventsPerRun: 1000, maxEventBytes: 1000, maxResultBytes: 10_000, ...limits } as never;
+  const full = { maxEventsPerRun: 1000, maxEventBytes: 1000, maxRunEventBytes: 1_000_000, maxResultBytes: 10_000, ...limits } as never;
   return { posted, violations, emitter: createRunEmitter(port, full, (err) => violations.push(err)) };
 }
 
@@ -117,6 +117,21 @@ describe('caps', () => {
     const { emitter } = rig({ maxEventBytes: 100 });
     const room = 100 - JSON.stringify({ reasoning: '' }).length;
     expect(() => emitter.emit('agent_thinking', { reasoning: 'é'.repeat(room / 2 + 1) })).toThrow(LimitExceededError);
+  });
+
+  // Within the count and the size of each, a run could emit MAX_EVENTS_PER_RUN × MAX_EVENT_BYTES (655 MB by
+  // default), all held by the front on its way to the log: +650 MiB of its memory per run (helper-80).
+  test('the event that takes the run past MAX_RUN_EVENT_BYTES in all is refused; what fits passes', () => {
+    const { emitter, posted, violations } = rig({ maxEventBytes: 100, maxRunEventBytes: 250 });
+    const hundred = { reasoning: 'x'.repeat(100 - JSON.stringify({ reasoning: '' }).length) };
+    emitter.emit('agent_thinking', hundred);
+    emitter.emit('agent_thinking', hundred);
+    emitter.emit('agent_thinking', { reasoning: 'x'.repeat(50 - JSON.stringify({ reasoning: '' }).length) });
+    expect(emitter.violation).toBeNull();
+    expect(() => emitter.emit('agent_thinking', { reasoning: '' })).toThrow('run emitted more than MAX_RUN_EVENT_BYTES (250) bytes of events');
+    expect(posted).toHaveLength(3);
+    expect(violations).toHaveLength(1);
+    expect(emitter.violation?.code).toBe('LIMIT_EXCEEDED');
   });
 
   test('the event after MAX_EVENTS_PER_RUN is refused; exactly that many pass', () => {

@@ -99,6 +99,8 @@ export function createRunPortCheck(limits: RunLimits, seal: readonly [number, nu
   let startedAt: number | null = null;
   let startedBy: number | null = null;
   let events = 0;
+  /** Payload bytes of the run's events so far (MAX_RUN_EVENT_BYTES). */
+  let eventBytes = 0;
   let done = false;
   let refused = false;
   const refuse = (why: string): null => {
@@ -117,7 +119,8 @@ export function createRunPortCheck(limits: RunLimits, seal: readonly [number, nu
     return { workerId: s.workerId, activeContexts: s.activeContexts, liveAgentInstances: s.liveAgentInstances, dbClients: s.dbClients };
   }
 
-  function event(e: unknown): AgentEvent | null {
+  /** The event as it goes on, and its payload's size in bytes. */
+  function event(e: unknown): { event: AgentEvent; bytes: number } | null {
     if (!isObject(e) || !isAgentEventType(e.type)) return null;
     if (payloadProblem(e.type, e.payload) !== null) return null;
     let text: string;
@@ -126,11 +129,12 @@ export function createRunPortCheck(limits: RunLimits, seal: readonly [number, nu
     } catch {
       return null;
     }
-    if (Buffer.byteLength(text) > limits.maxEventBytes) return null;
+    const bytes = Buffer.byteLength(text);
+    if (bytes > limits.maxEventBytes) return null;
     const now = Date.now();
     const at = typeof e.timestamp === 'number' && Math.abs(e.timestamp - now) <= CLOCK_SLACK_MS ? e.timestamp : now;
     // What was checked is what goes on: plain JSON, whatever structured clone carried (a Map, a BigInt, a Date).
-    return { type: e.type, payload: JSON.parse(text) as JsonObject, timestamp: at };
+    return { event: { type: e.type, payload: JSON.parse(text) as JsonObject, timestamp: at }, bytes };
   }
 
   function outcome(o: unknown): RunOutcome | null {
@@ -188,7 +192,9 @@ export function createRunPortCheck(limits: RunLimits, seal: readonly [number, nu
           const checked = event(msg.event);
           if (!checked) return refuse('an event ctx.emit would have refused');
           if (++events > limits.maxEventsPerRun) return refuse('more events than MAX_EVENTS_PER_RUN');
-          return { type: 'event', event: checked };
+          eventBytes += checked.bytes;
+          if (eventBytes > limits.maxRunEventBytes) return refuse('more event bytes than MAX_RUN_EVENT_BYTES');
+          return { type: 'event', event: checked.event };
         }
         case 'stats': {
           const checked = stats(msg.stats);

@@ -32,6 +32,8 @@ export const STREAM_INTERVAL_MS = 20;
 
 export function createRunEmitter(port: MessagePort, limits: RunLimits, onViolation: (err: LimitExceededError) => void): RunEmitter {
   let count = 0;
+  /** Payload bytes emitted so far (as checked, before any merge: never less than what reaches the cell). */
+  let total = 0;
   let released = false;
   let lastStreamPost = -Infinity;
   /** partial_result texts waiting for the end of the interval, their JSON size, and the first one's time. */
@@ -98,6 +100,8 @@ export function createRunEmitter(port: MessagePort, limits: RunLimits, onViolati
       const bytes = Buffer.byteLength(text);
       if (bytes > limits.maxEventBytes) fail(new LimitExceededError(`event ${type} is over MAX_EVENT_BYTES (${limits.maxEventBytes})`));
       if (++count > limits.maxEventsPerRun) fail(new LimitExceededError(`run emitted more than MAX_EVENTS_PER_RUN (${limits.maxEventsPerRun}) events`));
+      total += bytes;
+      if (total > limits.maxRunEventBytes) fail(new LimitExceededError(`run emitted more than MAX_RUN_EVENT_BYTES (${limits.maxRunEventBytes}) bytes of events`));
       const now = Date.now();
       // What was checked is what is sent: the parsed JSON, never the agent's own object (a getter or a
       // toJSON could answer differently the second time).
