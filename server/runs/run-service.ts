@@ -132,7 +132,11 @@ export function createRunService(deps: {
     if (!record) throw new CodedError('NOT_FOUND', 'no such run');
     const run = live.get(runId);
     if (run && run.phase !== 'finished') deadlines.requestStop(run, 'cancelled');
-    else if (!run && shared && (record.status === 'queued' || record.status === 'running')) await shared.stopElsewhere(userId, runId);
+    // Not held here (any more): through the database, which the run's holder reads. Also for a run still known here
+    // as finished: one moving off a draining node is that until it is given back, and a stop that did nothing then
+    // was acknowledged and lost: the run ran again elsewhere (helper-82). Flagged under the lock the give-back takes,
+    // the run ends cancelled there, or, back in the queue already, here.
+    else if (shared && (record.status === 'queued' || record.status === 'running')) await shared.stopElsewhere(userId, runId);
     return record;
   }
   const cellEvents = createCellEvents({ store, relay, live, finishing, deadlines, pump: scheduler.pump, metrics, log, workerQueries: deps.workerQueries, tracer });
