@@ -3,7 +3,7 @@
  * delay others; what a run leaves behind is reported and its worker recycled; bystanders of a cell death
  * are run again and the culprit named; agents that are unsafe to repeat are the only collateral.
  */
-import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
+import { FIXTURE_AGENTS, agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { FRONT_DB_CONNECTIONS } from './helpers/test-database';
 import { UserClient, eventually, httpCall, metricValue, terminal, type Envelope } from './helpers/client';
 import { boundedStatus, expectPersistedTerminal } from './helpers/run-checks';
@@ -277,6 +277,35 @@ describe('leaks, globals and recycling', () => {
       await capless.stop();
     }
   }, 30_000);
+
+  // A worker warming up beside a hungry run is hungry too (here an agent module that computes as it loads; on a busy
+  // machine, any warm-up). The governor sees OS threads, not runs: it lowered the warming worker, which then could not
+  // take its priority back, refused the run given to it, and so did each fresh worker after it: the run failed
+  // WORKER_CRASHED without ever starting (helper-81: a run moved after its node's SIGKILL, under two busy loops).
+  (setpriv && process.platform === 'linux' ? test : test.skip)('a worker warming up beside a hungry run is not lowered: the run given to it starts at once', async () => {
+    const slowLoad = `const end = Date.now() + 2000; while (Date.now() < end) {}
+export default class SlowLoad { static agentName = 'slow_load'; async execute() { return 'loaded'; } }`;
+    const capless = await startServer(
+      { ...BASE_ENV, AGENTS_DIR: agentsDirWith({ 'slow-load.mjs': slowLoad }), CELLS: '1', THREADS_PER_CELL: '1', WARM_SPARE_THREADS: '0', CPU_DEMOTE_AFTER_MS: '500' },
+      { wrap: [setpriv!, '--bounding-set=-sys_nice', '--inh-caps=-sys_nice'] },
+    );
+    const hungry = await UserClient.connect(capless.url, 'hungry');
+    const newcomer = await UserClient.connect(capless.url, 'newcomer');
+    try {
+      // Busy for long, so its cell is sampled while the newcomer's worker warms (2 s of its module's computing).
+      const busy = await hungry.start({ agent: 'chaos', input: { mode: 'busy', ms: 60_000, text: 'busy' } });
+      await hungry.waitForEvent(busy.run_id, 'agent_started', 30_000);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const next = await newcomer.start({ agent: 'slow_load', input: 'x' });
+      expect(terminal(await newcomer.waitForRun(next.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: 'loaded' });
+      expect(metricValue(await scrape(capless), 'atoll_worker_recycles_total', { reason: 'priority_not_restored' }) || 0).toBe(0);
+      await hungry.ack('stop_agent', { run_id: busy.run_id });
+    } finally {
+      hungry.close();
+      newcomer.close();
+      await capless.stop();
+    }
+  }, 90_000);
 
   test('a clean run keeps its thread and reports nothing', async () => {
     const before = metricValue(await scrape(server), 'atoll_cross_request_contamination_total') || 0;

@@ -78,8 +78,9 @@ export function createWorkerRuntime(deps: {
   const counters = { activeContexts: 0, liveAgentInstances: 0 };
   // The front's CPU governor may have had this worker lowered to nice 19 during a run. When the run ends the
   // worker takes its priority back; where the OS refuses (no CAP_SYS_NICE: the Docker image's user, a cell
-  // with an OS user of its own) it retires instead of serving the next run at nice 19.
-  const niceAtStart = niceNow() ?? 0;
+  // with an OS user of its own) it retires instead of serving the next run at nice 19. Its normal is the cell's:
+  // one lowered while it warmed up must not take 19 for it.
+  const niceAtStart = config.startNice;
   const priorityAfterRun = (): { demoted: boolean; restored: boolean } => {
     const nice = niceNow();
     if (nice === null || nice < DEMOTED_NICE || nice <= niceAtStart) return { demoted: false, restored: true };
