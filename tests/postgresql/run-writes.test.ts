@@ -339,6 +339,49 @@ test('a batch locks the runs it changes by id, as the statements locking several
   }
 });
 
+// The final UPDATE locked the runs it changes by id, but the fence, which locks the runs that only get events, ran
+// after it: a batch changing run b and writing an event of run a still locked b, then a (helper-83).
+test('a batch changing one run and writing only an event of another locks both by id: no deadlock with a takeover', async () => {
+  const w = writer();
+  const user = uid('user');
+  const base = uid('fenced');
+  const [a, b] = [acceptRow({ userId: user, at: ms(0), id: `${base}-a` }), acceptRow({ userId: user, at: ms(1), id: `${base}-b` })];
+  await w.acceptRun(a);
+  await w.acceptRun(b);
+  const lease = `lease-${base}`;
+  await db.query(`INSERT INTO "Node" ("id", "nodeId", "startedAt", "expiresAt") VALUES ($1, $1, now(), now() + interval '1 hour')`, [lease]);
+  await db.query(`UPDATE "Run" SET "owner" = $2, "status" = 'running' WHERE "id" = ANY($1)`, [[a.id, b.id], lease]);
+  const locker = new pg.Client({ connectionString: db.url, options: '-c deadlock_timeout=200ms' });
+  const batcher = new pg.Client({ connectionString: db.url, options: `${WRITE_CONNECTION_OPTIONS} -c deadlock_timeout=30s`, application_name: `atoll-batch-${base}` });
+  await Promise.all([locker.connect(), batcher.connect()]);
+  try {
+    await locker.query('BEGIN');
+    await locker.query('SELECT "id" FROM "Run" WHERE "id" = $1 FOR UPDATE', [a.id]);
+    const items: RunWrite[] = [
+      { kind: 'events', events: [envelope(a.id, 2, 'agent_thinking', { reasoning: 'r' }, ms(2), user, threadOf(a))], owner: lease },
+      { kind: 'requeued', runId: b.id, owner: lease },
+    ];
+    const batch = (async () => {
+      await batcher.query('BEGIN');
+      for (const s of runStatements(items)) await batcher.query({ name: s.name, text: s.text, values: s.values });
+      await batcher.query('COMMIT');
+    })();
+    batch.catch(() => undefined);
+    const waiting = async () => (await db.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`, [`atoll-batch-${base}`])).length > 0;
+    expect(await eventually(waiting, 10_000, 10)).toBe(true);
+    // As a takeover would (ORDER BY "id" FOR UPDATE): b after a.
+    await expect(locker.query('SELECT "id" FROM "Run" WHERE "id" = $1 FOR UPDATE', [b.id])).resolves.toMatchObject({ rowCount: 1 });
+    await locker.query('COMMIT');
+    await batch;
+    expect(await db.query(`SELECT "id", "status" FROM "Run" WHERE "id" = ANY($1) ORDER BY "id"`, [[a.id, b.id]])).toEqual([
+      { id: a.id, status: 'running' },
+      { id: b.id, status: 'queued' },
+    ]);
+  } finally {
+    await Promise.all([locker.end(), batcher.end()]);
+  }
+});
+
 /**
  * A pool whose connections note each query as it is issued: its text or statement name, and how many of the
  * queries issued before it had answered by then. A commit that goes out in one round trip issues everything

@@ -80,6 +80,12 @@ const BATCH =
   // the owner it leaves is what is compared, not the statement's snapshot (helper-78). Only rows a lease writes (one
   // node writes none). Locked by a plain scan of their ids: locked inside the join with the written rows, they were
   // still compared with the owner from before the takeover (tests/postgresql/shared-queue.test.ts).
+  // Every owned run the batch writes, locked first and in id order, as a takeover and a give-back lock runs (ORDER BY
+  // "id" FOR UPDATE): the UPDATE below waits for this (its one-time filter), and the fence runs after it (an
+  // unreferenced sub-statement). Locked as each of those came to it, a batch changing run b and writing an event of
+  // run a took b, then a, and deadlocked with a takeover of both (helper-83).
+  'owned AS (SELECT l."id" FROM "Run" AS l WHERE l."id" = ANY(ARRAY(SELECT v.r FROM unnest($25::text[], $43::text[]) AS v(r, o) WHERE v.o IS NOT NULL ' +
+  'UNION ALL SELECT v.r FROM unnest($30::text[], $44::text[]) AS v(r, o) WHERE v.o IS NOT NULL)) ORDER BY l."id" FOR NO KEY UPDATE), ' +
   'fence AS (INSERT INTO "Node" ("id", "nodeId", "startedAt", "expiresAt") SELECT NULL, f.r, now(), now() FROM ' +
   '(SELECT v.r, v.o FROM unnest($25::text[], $43::text[]) AS v(r, o) WHERE v.o IS NOT NULL UNION ALL SELECT v.r, v.o FROM unnest($30::text[], $44::text[]) AS v(r, o) WHERE v.o IS NOT NULL) AS f ' +
   'JOIN (SELECT l."id", l."owner" FROM "Run" AS l WHERE l."id" = ANY(ARRAY(SELECT v.r FROM unnest($25::text[], $43::text[]) AS v(r, o) WHERE v.o IS NOT NULL ' +
@@ -91,7 +97,7 @@ const BATCH =
   '"result" = CASE WHEN v.fin THEN v.res ELSE r."result" END, "report" = CASE WHEN v.fin THEN v.rep ELSE r."report" END, ' +
   '"finishedAt" = CASE WHEN v.fin THEN v.fa ELSE r."finishedAt" END ' +
   'FROM unnest($30::text[], $31::text[], $32::bool[], $33::text[], $34::int[], $35::timestamp(3)[], $36::int[], $37::bool[], $38::text[], $39::text[], $40::text[], $41::text[], $42::timestamp(3)[], $44::text[]) ' +
-  'AS v(id, st, ran, c, w, s, a, fin, ec, em, res, rep, fa, ow) WHERE r."id" = v.id AND (v.ow IS NULL OR r."owner" IS NOT DISTINCT FROM v.ow)';
+  'AS v(id, st, ran, c, w, s, a, fin, ec, em, res, rep, fa, ow) WHERE r."id" = v.id AND (v.ow IS NULL OR r."owner" IS NOT DISTINCT FROM v.ow) AND (SELECT count(*) FROM owned) >= 0';
 
 const SQL = {
   batch: BATCH,
