@@ -87,10 +87,10 @@ export interface ClusterStore {
   release(lease: string, runIds: string[], stopped: StoppedEnding): Promise<RunEventEnvelope[]>;
   /**
    * The events of this store's transactions whose COMMIT's answer was lost (a stop, a give-back, a takeover, a
-   * notice: each threw), now known committed: to publish. Those still in doubt are asked again at the next call;
-   * those known rolled back are forgotten.
+   * notice: each threw), now found in the log: to publish. Those whose transaction is still in progress are asked
+   * again at the next call (`pending`: how many); the others are forgotten.
    */
-  settleDoubts(): Promise<RunEventEnvelope[]>;
+  settleDoubts(): Promise<{ events: RunEventEnvelope[]; pending: number }>;
   /** Runs waiting in the shared queue and live nodes now (MAX_QUEUED_RUNS's cluster-wide estimate). */
   census(): Promise<{ queued: number; nodes: number }>;
   close(): Promise<void>;

@@ -4,7 +4,9 @@
  * and no run is taken over twice), publishes the events the takeover wrote, and wakes the nodes to claim the
  * runs that went back to the queue. A run of a dead node therefore runs again within NODE_LEASE_MS plus one
  * sweep of its death. Each sweep also publishes the events of this node's transactions whose COMMIT's answer was
- * lost and that the database now says committed (ClusterStore.settleDoubts): a terminal event is never left unheard.
+ * lost and that the log turns out to hold (ClusterStore.settleDoubts); a drained node, whose sweeps are over, settles
+ * its last ones as it leaves (shared-runs.ts). What stays unheard then: doubts of a node that dies, or that cannot
+ * reach its database for the 2 s it waits at its end; their sockets hear those events when they replay.
  */
 import type { EventBus } from '../bus/event-bus.js';
 import type { Logger } from '../logger.js';
@@ -51,9 +53,9 @@ export function createSweeper(deps: {
 
   /** On its own: a look-up that fails (asked again at the next sweep) holds up no takeover. */
   async function settle(): Promise<void> {
-    const settled = await deps.store.settleDoubts().catch((err: unknown) => {
+    const { events: settled } = await deps.store.settleDoubts().catch((err: unknown) => {
       deps.log.warn({ err: (err as Error).message }, "could not ask whether transactions whose COMMIT's answer was lost committed; asking again at the next sweep");
-      return [];
+      return { events: [] };
     });
     if (settled.length === 0) return;
     for (const e of settled) deps.bus.publish(e);

@@ -38,6 +38,8 @@ const QUEUED_NOTICE_MS = 1000;
 const NOTICE_EVERY_MS = 250;
 /** How often MAX_QUEUED_RUNS's share is read again (queue-budget.ts). */
 const BUDGET_EVERY_MS = 250;
+/** How long a drained node waits, at most, for the database to tell whether its last give-back committed. */
+const SETTLE_AT_STOP_MS = 2000;
 
 export interface SharedRunsSettings {
   nodeId: string;
@@ -128,6 +130,15 @@ export function createSharedRuns(deps: {
   function stopHeld(runId: string): void {
     const run = live.get(runId);
     if (run && run.phase !== 'finished') deps.deadlines().requestStop(run, 'cancelled');
+  }
+
+  /** Publishes what the store's doubts settle to, asking every 100 ms until none is left or SETTLE_AT_STOP_MS passed. */
+  async function settleBeforeLeaving(): Promise<void> {
+    for (const until = Date.now() + SETTLE_AT_STOP_MS; ; await new Promise((resolve) => setTimeout(resolve, 100))) {
+      const { events, pending } = await cluster.settleDoubts().catch(() => ({ events: [], pending: 1 }));
+      events.forEach((e) => bus.publish(e));
+      if (pending === 0 || Date.now() >= until) return;
+    }
   }
 
   /** Forgets a run this node no longer holds, without writing or publishing anything; its cell drops it. */
@@ -311,6 +322,9 @@ export function createSharedRuns(deps: {
       sweeper.stop();
       budget.stop();
       await lease.stop(release);
+      // No sweep comes after this: the endings of the drain's last give-back (deregister) whose COMMIT's answer was
+      // lost are settled now, for a bounded moment, and published while the bus is still up (helper-83).
+      if (release) await settleBeforeLeaving();
     },
   };
 }

@@ -542,7 +542,7 @@ test("a late write of a lease taken over is fenced even when it lands while the 
 describe("events of transactions whose COMMIT's answer was lost", () => {
   /** Ends the runs earlier tests left waiting, so a claim takes `runId`. */
   const onlyWaiting = (runId: string) => db.query(`UPDATE "Run" SET status = 'completed' WHERE status = 'queued' AND owner IS NULL AND id <> $1`, [runId]);
-  const terminals = (events: RunEventEnvelope[]) => events.map((e) => `${e.run_id}:${e.type}:${(e.payload as { status?: string }).status ?? ''}`);
+  const terminals = ({ events }: { events: RunEventEnvelope[] }) => events.map((e) => `${e.run_id}:${e.type}:${(e.payload as { status?: string }).status ?? ''}`);
 
   test('a stop and a takeover that committed: their events are given once, at the next settle', async () => {
     const losing = losingCommitAnswers(createPool(writePoolConfig(db.url, 1), quiet));
@@ -554,7 +554,7 @@ describe("events of transactions whose COMMIT's answer was lost", () => {
       await expect(store.stop(waiting.userId, waiting.id, stoppedEnding)).rejects.toMatchObject({ code: 'DB_UNAVAILABLE' });
       expect(await db.query(`SELECT status FROM "Run" WHERE id = $1`, [waiting.id])).toEqual([{ status: 'cancelled' }]);
       expect(terminals(await store.settleDoubts())).toEqual([`${waiting.id}:agent_completed:cancelled`]);
-      expect(await store.settleDoubts()).toEqual([]);
+      expect(await store.settleDoubts()).toEqual({ events: [], pending: 0 });
 
       const held = newRun(user());
       await cluster.accept(held, roomy);
@@ -566,7 +566,7 @@ describe("events of transactions whose COMMIT's answer was lost", () => {
       losing.loseNext();
       await expect(store.takeOverExpired(takeoverRule({ maxRunAttempts: 3, repeatable: () => false }))).rejects.toThrow(/Connection terminated/);
       expect(terminals(await store.settleDoubts())).toEqual([`${held.id}:agent_completed:failed`]);
-      expect(await store.settleDoubts()).toEqual([]);
+      expect(await store.settleDoubts()).toEqual({ events: [], pending: 0 });
     } finally {
       await store.close();
     }
@@ -594,11 +594,11 @@ describe("events of transactions whose COMMIT's answer was lost", () => {
       expect(await cluster.stop(run.userId, run.id, stoppedEnding)).toMatchObject({ kind: 'held' });
       lose = true;
       await expect(store.release(giving, [run.id], stoppedEnding)).rejects.toMatchObject({ code: 'DB_UNAVAILABLE' });
-      expect(await store.settleDoubts()).toEqual([]);
+      expect(await store.settleDoubts()).toEqual({ events: [], pending: 0 });
       expect(await db.query(`SELECT status, owner FROM "Run" WHERE id = $1`, [run.id])).toEqual([{ status: 'queued', owner: giving }]);
       // Given back for real, its ending is told by the call itself.
-      expect(terminals(await store.release(giving, [run.id], stoppedEnding))).toEqual([`${run.id}:agent_completed:cancelled`]);
-      expect(await store.settleDoubts()).toEqual([]);
+      expect(terminals({ events: await store.release(giving, [run.id], stoppedEnding) })).toEqual([`${run.id}:agent_completed:cancelled`]);
+      expect(await store.settleDoubts()).toEqual({ events: [], pending: 0 });
     } finally {
       await store.close();
     }
@@ -612,13 +612,47 @@ describe("events of transactions whose COMMIT's answer was lost", () => {
     try {
       await expect(store.stop(run.userId, run.id, stoppedEnding)).rejects.toMatchObject({ code: 'DB_UNAVAILABLE' });
       expect(await commits.waiting()).toBe(1);
-      expect(await store.settleDoubts()).toEqual([]);
+      expect(await store.settleDoubts()).toEqual({ events: [], pending: 1 });
     } finally {
       await commits.release();
     }
     try {
       expect(terminals(await store.settleDoubts())).toEqual([`${run.id}:agent_completed:cancelled`]);
-      expect(await store.settleDoubts()).toEqual([]);
+      expect(await store.settleDoubts()).toEqual({ events: [], pending: 0 });
+    } finally {
+      await store.close();
+    }
+  });
+
+  // After a failover to a standby that never had the transaction, or a restore, its id is one the database has not
+  // reached: pg_xact_status raised an error, and that one doubt held up every other for good (helper-83).
+  test('a doubt whose id the database has not reached holds up no other, and is settled by the rows it wrote', async () => {
+    let lose = 0;
+    let forge = false;
+    const pool = aroundQueries(createPool(writePoolConfig(db.url, 1), quiet), async (query, q, rest) => {
+      const result = (await query(q, ...rest)) as { rows: { xid?: string }[] };
+      if (forge && typeof q === 'object' && (q as { text?: string }).text?.includes('pg_current_xact_id')) {
+        forge = false;
+        result.rows[0]!.xid = '999999999999';
+      }
+      if (q === 'COMMIT' && lose > 0) {
+        lose--;
+        throw new Error('Connection terminated unexpectedly');
+      }
+      return result;
+    });
+    const store = createPgClusterStore(pool, createPool(writePoolConfig(db.url, 1), quiet), quiet);
+    try {
+      const [first, second] = [newRun(user()), newRun(user())];
+      await cluster.accept(first, roomy);
+      await cluster.accept(second, roomy);
+      lose = 2;
+      forge = true;
+      await expect(store.stop(first.userId, first.id, stoppedEnding)).rejects.toMatchObject({ code: 'DB_UNAVAILABLE' });
+      await expect(store.stop(second.userId, second.id, stoppedEnding)).rejects.toMatchObject({ code: 'DB_UNAVAILABLE' });
+      // Both committed: the log holds both endings, whatever the first's id says.
+      expect(terminals(await store.settleDoubts()).sort()).toEqual([`${first.id}:agent_completed:cancelled`, `${second.id}:agent_completed:cancelled`].sort());
+      expect(await store.settleDoubts()).toEqual({ events: [], pending: 0 });
     } finally {
       await store.close();
     }

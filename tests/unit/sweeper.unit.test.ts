@@ -13,12 +13,12 @@ const event = (runId: string, type: string) => ({ run_id: runId, type, seq: 2, p
 test("a sweep publishes what settleDoubts found committed, says so, and then takes over as before", async () => {
   const published: string[] = [];
   const settled: string[][] = [];
-  const answers: (() => Promise<RunEventEnvelope[]>)[] = [
+  const answers: (() => Promise<{ events: RunEventEnvelope[]; pending: number }>)[] = [
     async () => {
       throw new Error('the database cannot be reached right now');
     },
-    async () => [event('r1', 'agent_completed'), event('r2', 'run_restarted')],
-    async () => [],
+    async () => ({ events: [event('r1', 'agent_completed'), event('r2', 'run_restarted')], pending: 0 }),
+    async () => ({ events: [], pending: 0 }),
   ];
   let takeovers = 0;
   // Each sweep: one takeover, then none left.

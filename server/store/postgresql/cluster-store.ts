@@ -108,8 +108,11 @@ const Q = {
   ownedOf: statement(`SELECT ${RUN_COLUMNS}, "cancelRequested" FROM "Run" WHERE "owner" = $1 AND "id" = ANY($2::text[]) AND "status" IN ${ACTIVE} ORDER BY "id" FOR UPDATE`, UTC_TYPES),
   ownedWaitingBut: statement(`SELECT ${RUN_COLUMNS}, "cancelRequested" FROM "Run" WHERE "owner" = $1 AND "status" = 'queued' AND NOT ("id" = ANY($2::text[])) ORDER BY "id" FOR UPDATE`, UTC_TYPES),
   xactId: statement('SELECT pg_current_xact_id()::text AS "xid"'),
-  // NULL for a transaction too old for the commit log to tell.
-  xactStatus: statement('SELECT x::text AS "xid", pg_xact_status(x) AS "status" FROM unnest($1::xid8[]) AS x'),
+  // NULL for a transaction too old for the commit log to tell, and (rather than an error that would hold up every
+  // other doubt) for one the database has not reached: a doubt kept across a failover or a restore. The id this
+  // statement takes is newer than every one given out before it (a snapshot's xmax is not: it may be the doubt's own).
+  xactStatus: statement('SELECT x::text AS "xid", CASE WHEN x < pg_current_xact_id() THEN pg_xact_status(x) END AS "status" FROM unnest($1::xid8[]) AS x'),
+  eventsWritten: statement('SELECT "id" FROM "RunEvent" WHERE "id" = ANY($1::text[])'),
   census: statement(`SELECT (SELECT count(*) FROM "Run" WHERE "status" = 'queued') AS "queued", (SELECT count(*) FROM "Node" WHERE "expiresAt" > ${NOW}) AS "nodes"`),
 };
 
@@ -125,10 +128,17 @@ interface Doubt {
   /** The transaction's id (xid8, as text), asked before its COMMIT went out. */
   xid: string;
   events: RunEventEnvelope[];
+  /** When its COMMIT was about to go out (Date.now()). */
+  since: number;
 }
 
 /** At most this many doubts are kept while the database cannot be asked; the oldest are given up (logged). */
 const MAX_DOUBTS = 10_000;
+/**
+ * A doubt whose transaction still reads as in progress this long is settled by its rows anyway: after a failover to a
+ * standby that never had it, its id may name another transaction of the new primary.
+ */
+const DOUBT_MAX_MS = 60_000;
 
 /** What a transaction that publishes events keeps when its COMMIT's answer is lost: its events, by what it returned. */
 interface Announced<T> {
@@ -146,22 +156,19 @@ async function inTransactionOnce<T>(pool: pg.Pool, work: (client: pg.PoolClient)
   // BEGIN goes out with the first statement (the connection is pipelined: pools.ts); when it fails, so does that.
   const begun = client.query('BEGIN');
   begun.catch(() => undefined);
-  // Pipelined too: answered long before COMMIT is sent, which waits for the work's own answers.
-  const xid = announced ? client.query<{ xid: string }>(Q.xactId([])) : null;
-  xid?.catch(() => undefined);
-  let result: { value: T } | null = null;
+  let doubt: Doubt | null = null;
   try {
-    result = { value: await work(client) };
+    const value = await work(client);
     await begun;
+    const events = announced?.eventsOf(value) ?? [];
+    // Only a transaction that wrote events asks (one round trip more, on paths that are rare: a stop, a give-back
+    // that ends runs, a takeover, the notices); asked of one that wrote nothing, it would take an id for nothing.
+    if (events.length) doubt = { xid: (await client.query<{ xid: string }>(Q.xactId([]))).rows[0]!.xid, events, since: Date.now() };
     await client.query('COMMIT');
-    return result.value;
+    return value;
   } catch (err) {
     // The COMMIT went out and its answer is not the server's: it may have committed, and its events with it.
-    if (result && announced && (isUnavailable(err) || !isServerAnswer(err))) {
-      const events = announced.eventsOf(result.value);
-      const id = events.length ? await xid!.then((r) => r.rows[0]?.xid, () => undefined) : undefined;
-      if (id) announced.doubts.push({ xid: id, events });
-    }
+    if (doubt && (isUnavailable(err) || !isServerAnswer(err))) announced!.doubts.push(doubt);
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {
@@ -414,14 +421,21 @@ export function createPgClusterStore(pool: pg.Pool, leasePool: pg.Pool, log: Pic
         log.warn({ given_up: doubts.length - MAX_DOUBTS }, "events of transactions whose COMMIT's answer was lost are given up unpublished (the database could not be asked for too long); their runs' sockets hear them when they replay");
         doubts.splice(0, doubts.length - MAX_DOUBTS);
       }
-      if (doubts.length === 0) return [];
+      if (doubts.length === 0) return { events: [], pending: 0 };
       const asked = doubts.slice();
       const { rows } = await pool.query<{ xid: string; status: string | null }>(Q.xactStatus([asked.map((d) => d.xid)])).catch(asUnavailable);
       const status = new Map(rows.map((r) => [r.xid, r.status]));
       // Still in progress (its backend has not finished that COMMIT yet): asked again next time.
-      const settled = new Set(asked.filter((d) => status.get(d.xid) !== 'in progress'));
-      doubts.splice(0, doubts.length, ...doubts.filter((d) => !settled.has(d)));
-      return [...settled].flatMap((d) => (status.get(d.xid) === 'committed' ? d.events : []));
+      const settled = asked.filter((d) => status.get(d.xid) !== 'in progress' || Date.now() - d.since > DOUBT_MAX_MS);
+      if (settled.length === 0) return { events: [], pending: doubts.length };
+      // What committed is what the log holds, whatever the status said (an id the database does not know, one too old
+      // for its commit log, one that names another transaction after a failover): event ids are random, so a row
+      // with one is that event.
+      const { rows: found } = await pool.query<{ id: string }>(Q.eventsWritten([settled.flatMap((d) => d.events.map((e) => e.event_id))])).catch(asUnavailable);
+      const written = new Set(found.map((r) => r.id));
+      const done = new Set(settled);
+      doubts.splice(0, doubts.length, ...doubts.filter((d) => !done.has(d)));
+      return { events: settled.flatMap((d) => d.events.filter((e) => written.has(e.event_id))), pending: doubts.length };
     },
 
     async census() {
