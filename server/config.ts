@@ -115,7 +115,7 @@ const EnvSchema = z.object({
   MAX_CONNECTIONS_PER_USER: int(1, 100_000).default(20),
   MAX_CONNECTIONS_PER_IP: int(1, 100_000).default(100),
   TRUST_PROXY: trustProxy.default(false),
-  IPV6_BUDGET_PREFIX: int(8, 128).default(56),
+  IPV6_BUDGET_PREFIX: int(8, 128).default(64),
   SOCKET_MAX_BUFFERED_PACKETS: int(10, 1_000_000).default(1000),
   SOCKET_MAX_BUFFERED_BYTES: int(65_536, 1_073_741_824).default(4_194_304),
   SOCKET_STALL_TIMEOUT_MS: int(1000, 3_600_000).default(30_000),
@@ -265,7 +265,7 @@ export interface Config {
   readonly trustProxy: TrustProxy;
   /**
    * IPV6_BUDGET_PREFIX: an IPv6 client counts against the per-address limits by this many leading bits of its
-   * address (an IPv4 address by all of it): a host picks any address of its /64, a household often of a /56.
+   * address (an IPv4 address by all of it): a host picks any address of its /64.
    */
   readonly ipv6BudgetPrefix: number;
   readonly socketMaxBufferedPackets: number;

@@ -3,7 +3,7 @@
  * ignored: a client cannot pick its own budget by naming another address, and every request from one peer shares
  * its per-address rate limit (RATE_LIMIT_IP_*) and connection cap (MAX_CONNECTIONS_PER_IP). On (here `loopback`:
  * the test's own address is the trusted proxy), each forwarded client gets a budget and a cap of its own, over HTTP
- * and at the socket handshake alike, and each is still enforced; an IPv6 client's is its /56's (IPV6_BUDGET_PREFIX).
+ * and at the socket handshake alike, and each is still enforced; an IPv6 client's is its /64's (IPV6_BUDGET_PREFIX).
  */
 import jwt from 'jsonwebtoken';
 import type { Socket } from 'socket.io-client';
@@ -93,14 +93,14 @@ describe('TRUST_PROXY=loopback: each forwarded client has its own budget and cap
   });
 
   // Keyed on the whole address, an IPv6 client (a /64 per host) had a fresh budget and cap at each address it picked.
-  test('an IPv6 client picking a new address of its /56 for each request or socket keeps one budget and one cap', async () => {
-    const rotating = Array.from({ length: BURST * 2 }, (_, i) => `2001:db8:7:${(i + 1).toString(16)}::${(i + 1).toString(16)}`);
+  test('an IPv6 client picking a new address of its /64 for each request or socket keeps one budget and one cap', async () => {
+    const rotating = Array.from({ length: BURST * 2 }, (_, i) => `2001:db8:7:1:${(i + 1).toString(16)}::${(i + 1).toString(16)}`);
     const got = await statuses(server, rotating);
     expect(count(got, 200) + count(got, 429)).toBe(BURST * 2);
     expect(count(got, 429)).toBeGreaterThan(0);
-    // Another /56 is another client.
-    expect(await statuses(server, ['2001:db8:7:100::1'])).toEqual([200]);
-    const sockets6 = await openSockets(server, ['2001:db8:9:1::1', '2001:db8:9:2::2', '2001:db8:9:3::3'], sockets);
+    // Another /64 is another client.
+    expect(await statuses(server, ['2001:db8:7:2::1'])).toEqual([200]);
+    const sockets6 = await openSockets(server, ['2001:db8:9:1::1', '2001:db8:9:1::2', '2001:db8:9:1::3'], sockets);
     expect(sockets6.slice(0, PER_IP)).toEqual([null, null]);
     expect(sockets6[PER_IP]).toMatch(/^RATE_LIMITED: .*MAX_CONNECTIONS_PER_IP/);
   });

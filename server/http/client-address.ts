@@ -26,16 +26,23 @@ export function clientAddress(req: Pick<IncomingMessage, 'headers'> & { socket: 
 }
 
 /**
- * What the per-address limits count a client address as (IPV6_BUDGET_PREFIX): an IPv4 address as it is (also one
- * written IPv4-mapped, `::ffff:198.51.100.1`), an IPv6 address as its first `ipv6Prefix` bits (`2001:db8:1::/56`).
- * Keyed on the whole IPv6 address, a client holding a /64 (any host with IPv6) had 2^64 budgets: one per request
- * if it liked (helper-77). /56 by default, as express-rate-limit's `ipKeyGenerator`: what ISPs commonly give a
- * household. Anything else (`unknown`, a name) stays as it is.
+ * What the per-address limits count a client address as (IPV6_BUDGET_PREFIX): an IPv4 address as it is, however it
+ * comes (`::ffff:198.51.100.1`; through a NAT64 or SIIT translator, `64:ff9b::198.51.100.1`, each IPv4 client its
+ * own; through Teredo, the client's IPv4 address it carries), any other IPv6 address as its first `ipv6Prefix` bits
+ * (`2001:db8:1:2::/64`). Keyed on the whole IPv6 address, a client holding a /64 (any host with IPv6) had 2^64
+ * budgets: one per request if it liked (helper-77). /64 by default: what one host holds; a /56 is often a household,
+ * but mobile networks give each device a /64 out of shared ones, so a /56 would put strangers on one budget.
+ * Anything else (`unknown`, a name) stays as it is.
  */
 export function budgetAddress(address: string, ipv6Prefix: number): string {
   if (!ipaddr.isValid(address)) return address;
   const parsed = ipaddr.process(address);
   if (parsed.kind() === 'ipv4') return parsed.toString();
+  const range = parsed.range();
+  const bytes = parsed.toByteArray();
+  if (range === 'rfc6052' || range === 'rfc6145') return bytes.slice(12).join('.');
+  if (range === 'teredo') return bytes.slice(12).map((b) => b ^ 0xff).join('.');
   const bare = parsed.toString().replace(/%.*$/, ''); // a zone (fe80::1%eth0) names the node's interface, not the client
+  if (range === 'loopback' || range === 'unspecified') return bare;
   return `${ipaddr.IPv6.networkAddressFromCIDR(`${bare}/${ipv6Prefix}`).toString()}/${ipv6Prefix}`;
 }

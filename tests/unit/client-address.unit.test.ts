@@ -20,15 +20,21 @@ test('each TRUST_PROXY value picks its address from the same chain', () => {
   expect(clientAddress(request('127.0.0.1'), trustFunction(true))).toBe('127.0.0.1');
 });
 
-test('an IPv6 client counts by its prefix, however it writes its address; an IPv4 client by its whole address', () => {
-  // A host picking new addresses in its /64 (or a household in its /56) stays one client.
-  const rotated = ['2001:db8:1:2::1', '2001:db8:1:2:ffff:ffff:ffff:ffff', '2001:0db8:0001:00ff::9', '2001:DB8:1:2::1', 'fe80::1%eth0'];
-  expect(rotated.map((a) => budgetAddress(a, 56))).toEqual(['2001:db8:1::/56', '2001:db8:1::/56', '2001:db8:1::/56', '2001:db8:1::/56', 'fe80::/56']);
-  expect(budgetAddress('2001:db8:1:100::1', 56)).toBe('2001:db8:1:100::/56'); // the next /56 is another client
-  expect(['2001:db8:1:2::1', '2001:db8:1:3::1'].map((a) => budgetAddress(a, 64))).toEqual(['2001:db8:1:2::/64', '2001:db8:1:3::/64']);
+test('an IPv6 client counts by its prefix, however it writes its address; an IPv4 client by its whole address, however it comes', () => {
+  // A host picking new addresses in its /64 stays one client.
+  const rotated = ['2001:db8:1:2::1', '2001:db8:1:2:ffff:ffff:ffff:ffff', '2001:0db8:0001:0002::9', '2001:DB8:1:2::1'];
+  expect(rotated.map((a) => budgetAddress(a, 64))).toEqual(Array(4).fill('2001:db8:1:2::/64'));
+  expect(budgetAddress('2001:db8:1:3::1', 64)).toBe('2001:db8:1:3::/64'); // the next /64 is another client
+  expect(['2001:db8:1:2::1', '2001:db8:1:3::1'].map((a) => budgetAddress(a, 56))).toEqual(['2001:db8:1::/56', '2001:db8:1::/56']);
   expect(budgetAddress('2001:db8::7', 128)).toBe('2001:db8::7/128');
+  expect(budgetAddress('fe80::1%eth0', 64)).toBe('fe80::/64');
   // IPv4, also written IPv4-mapped (a dual-stack listener's peers), is one address per client.
-  expect(['198.51.100.7', '::ffff:198.51.100.7', '::ffff:c633:6407'].map((a) => budgetAddress(a, 56))).toEqual(['198.51.100.7', '198.51.100.7', '198.51.100.7']);
-  expect(budgetAddress('198.51.100.8', 56)).toBe('198.51.100.8');
-  expect(budgetAddress('unknown', 56)).toBe('unknown');
+  expect(['198.51.100.7', '::ffff:198.51.100.7', '::ffff:c633:6407'].map((a) => budgetAddress(a, 64))).toEqual(Array(3).fill('198.51.100.7'));
+  expect(budgetAddress('198.51.100.8', 64)).toBe('198.51.100.8');
+  // IPv4 clients through a NAT64 or SIIT translator, or Teredo, each their own: as one /64 they would be every IPv4
+  // client of the translator on one budget (helper-83).
+  expect(['64:ff9b::198.51.100.7', '64:ff9b::203.0.113.9', '::ffff:0:198.51.100.7'].map((a) => budgetAddress(a, 64))).toEqual(['198.51.100.7', '203.0.113.9', '198.51.100.7']);
+  expect(budgetAddress('2001:0:4136:e378:8000:63bf:3fff:fdd2', 64)).toBe('192.0.2.45'); // RFC 4380's example client
+  expect(['::1', '::'].map((a) => budgetAddress(a, 64))).toEqual(['::1', '::']);
+  expect(budgetAddress('unknown', 64)).toBe('unknown');
 });
