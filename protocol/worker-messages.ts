@@ -42,12 +42,6 @@ export interface WorkerConfig {
   readonly logLevel: CellConfig['logLevel'];
   readonly agentSettings: CellConfig['agentSettings'];
   readonly builtinAgentsDir: string;
-  /**
-   * The cell's nice value when it made its pool: what its workers start at. A worker compares its own with this,
-   * not with what it reads when its runtime starts: lowered by the CPU governor before that, it took nice 19 for
-   * its normal and served every run at it (helper-81).
-   */
-  readonly startNice: number;
 }
 
 /**
@@ -62,7 +56,7 @@ export interface WorkerData extends WorkerConfig {
 }
 
 /** Checked by the compiler: WORKER_SETTINGS names exactly the fields of WorkerConfig that come from the cell's config. */
-export type WorkerSettingsMatch = Assert<SameShape<Pick<CellConfig, (typeof WORKER_SETTINGS)[number]>, Omit<WorkerConfig, 'builtinAgentsDir' | 'startNice'>>>;
+export type WorkerSettingsMatch = Assert<SameShape<Pick<CellConfig, (typeof WORKER_SETTINGS)[number]>, Omit<WorkerConfig, 'builtinAgentsDir'>>>;
 
 /**
  * traceId: the run is traced (the front's run message had a traceparent); the worker names the trace on the

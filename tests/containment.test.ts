@@ -298,6 +298,11 @@ export default class SlowLoad { static agentName = 'slow_load'; async execute() 
       await new Promise((resolve) => setTimeout(resolve, 1000));
       const next = await newcomer.start({ agent: 'slow_load', input: 'x' });
       expect(terminal(await newcomer.waitForRun(next.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: 'loaded' });
+      // Nor just after it warmed up (the samples that follow still count the warm-up's CPU): its next run is served.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const again = await newcomer.start({ agent: 'slow_load', input: 'y' });
+      expect(terminal(await newcomer.waitForRun(again.run_id, 60_000)).payload).toMatchObject({ status: 'completed', final_response: 'loaded' });
+      expect((await newcomer.http('GET', `/v1/runs/${again.run_id}`)).body.ran_on.worker).toBe((await newcomer.http('GET', `/v1/runs/${next.run_id}`)).body.ran_on.worker);
       expect(metricValue(await scrape(capless), 'atoll_worker_recycles_total', { reason: 'priority_not_restored' }) || 0).toBe(0);
       await hungry.ack('stop_agent', { run_id: busy.run_id });
     } finally {

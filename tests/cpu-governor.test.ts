@@ -3,7 +3,7 @@
  * cells get demoted, and when. Plus one real reading of a live process's OS threads.
  */
 import { Worker } from 'node:worker_threads';
-import { createCpuGovernor, DEMOTED_NICE, readCellOsThreads, type OsThreadSample } from '../server/cells/cpu-governor';
+import { createCpuGovernor, DEMOTED_NICE, readCellOsThreads, WARM_UP_GRACE_MS, type OsThreadSample } from '../server/cells/cpu-governor';
 
 function rig(demoteAfterMs: number) {
   let t = 0;
@@ -24,16 +24,19 @@ function rig(demoteAfterMs: number) {
       osThreads.get(tid)!.nice = DEMOTED_NICE;
     } }],
   });
+  /** OS threads started at a known time (the others started long ago). */
+  const born = new Map<number, number>();
   // Advance the clock by `ms`, charging each OS thread its share of it, then sample.
   const advance = (ms: number, shares: Record<number, number>) => {
     t += ms;
     for (const [tid, share] of Object.entries(shares)) {
       const s = osThreads.get(Number(tid)) ?? { cpuMs: 0, nice: 0 };
-      osThreads.set(Number(tid), { ...s, cpuMs: s.cpuMs + ms * share });
+      const at = born.get(Number(tid));
+      osThreads.set(Number(tid), { ...s, cpuMs: s.cpuMs + ms * share, ...(at === undefined ? {} : { ageMs: t - at }) });
     }
     g.sample();
   };
-  return { g, osThreads, demoted, runStarts, advance, reads: () => reads, now: () => t };
+  return { g, osThreads, demoted, runStarts, advance, born, reads: () => reads, now: () => t };
 }
 
 const linux = process.platform === 'linux' ? test : test.skip;
@@ -59,6 +62,35 @@ linux("the cell's own threads (V8's platform, libuv) are never demoted, however 
   r.advance(600, { 99: 0, 11: 0 });
   for (let i = 0; i < 8; i++) r.advance(250, { 99: 1, 11: 1 });
   expect(r.demoted).toEqual([11]);
+  r.g.stop();
+});
+
+// A worker warming up (its modules, lockdown; seconds on a busy machine) is as hungry as a busy run. Lowered, it could
+// not take its priority back without CAP_SYS_NICE and refused its run, as did each fresh worker after it (helper-81);
+// deferring to the cell while any worker warmed let a hungry run escape while workers kept warming (helper-84).
+linux("an OS thread's first WARM_UP_GRACE_MS are not held against it: a warming worker is not lowered, a run on it is, later", () => {
+  const r = rig(500);
+  r.runStarts.push(0);
+  r.advance(600, { 11: 0 });
+  r.born.set(55, r.now()); // a worker starts warming, hungry for 2.5 s, then idle
+  for (let i = 0; i < 10; i++) r.advance(250, { 55: 1 });
+  for (let i = 0; i < 8; i++) r.advance(250, { 55: 0.01 });
+  expect(r.demoted).toEqual([]);
+  // A run on it that keeps a core busy is lowered once the thread is past the grace and hungry for CPU_DEMOTE_AFTER_MS.
+  for (let i = 0; i < 4; i++) r.advance(250, { 55: 1 });
+  expect(r.demoted).toEqual([55]);
+  r.g.stop();
+});
+
+linux('a young thread hungry from its start is lowered only once past the grace', () => {
+  const r = rig(500);
+  r.runStarts.push(0);
+  r.advance(600, { 11: 0 });
+  r.born.set(66, r.now());
+  for (let t = 0; t < WARM_UP_GRACE_MS; t += 250) r.advance(250, { 66: 1 });
+  expect(r.demoted).toEqual([]);
+  for (let i = 0; i < 3; i++) r.advance(250, { 66: 1 });
+  expect(r.demoted).toEqual([66]);
   r.g.stop();
 });
 
@@ -120,6 +152,9 @@ linux("readCellOsThreads reads a live process's threads (not its main thread), a
   // Even on a loaded machine a spinning OS thread gets some of a core in half a second.
   const grew = [...after].filter(([tid, s]) => before.has(tid) && s.cpuMs - before.get(tid)!.cpuMs >= 30);
   expect(grew.length).toBeGreaterThanOrEqual(1);
+  // Each with its age: the spinner started within the last few seconds, this process's threads before it.
+  for (const [, s] of after) expect(s.ageMs).toBeGreaterThanOrEqual(0);
+  expect(Math.min(...[...after.values()].map((s) => s.ageMs!))).toBeLessThan(60_000);
   expect(readCellOsThreads(999_999_999)).toBeNull();
   await spinner.terminate();
 });

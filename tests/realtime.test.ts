@@ -275,6 +275,8 @@ describe('limits and hostile input', () => {
       MAX_INPUT_BYTES: '4096',
       SOCKET_MAX_BUFFERED_PACKETS: '20',
       MAX_EVENT_BYTES: '70000',
+      // The stalled socket's run streams 400 × 61 kB, over the default MAX_RUN_EVENT_BYTES.
+      MAX_RUN_EVENT_BYTES: String(64 * 1024 * 1024),
     });
   });
   afterAll(() => server.stop());

@@ -31,6 +31,7 @@ describe('a client that stops reading', () => {
       SOCKET_STALL_TIMEOUT_MS: '3600000',
       MAX_EVENT_BYTES: String(PAD + 10_000),
       MAX_EVENTS_PER_RUN: '100000',
+      MAX_RUN_EVENT_BYTES: String(2 * STREAMED),
       CELLS: '1',
     });
   });

@@ -17,10 +17,20 @@ import type { CpuGovernorSettings } from '../config-views.js';
 
 export { DEMOTED_NICE };
 const CLOCK_TICK_MS = 10; // USER_HZ is 100 on Linux
+/**
+ * The front names OS threads, not runs or workers (cells may not say which OS thread is which worker). A worker
+ * warming up is as hungry as a busy run for a while (its modules, lockdown; seconds on a busy machine): lowered then,
+ * it could not take its priority back (no CAP_SYS_NICE), refused the run given to it, and so did each fresh worker
+ * after it (helper-81). So an OS thread's first seconds are not held against it. The cost: a hungry run on a worker
+ * that started less than this ago is lowered up to this much later.
+ */
+export const WARM_UP_GRACE_MS = 5000;
 
 export interface OsThreadSample {
   cpuMs: number;
   nice: number;
+  /** How long ago the OS thread started (absent: long ago). */
+  ageMs?: number;
 }
 
 /** CPU time (user + system) and nice value of each OS thread of `pid` except its main thread, or null if it is gone. */
@@ -31,6 +41,12 @@ export function readCellOsThreads(pid: number): Map<number, OsThreadSample> | nu
   } catch {
     return null;
   }
+  let uptimeMs: number;
+  try {
+    uptimeMs = Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000;
+  } catch {
+    uptimeMs = Infinity;
+  }
   const out = new Map<number, OsThreadSample>();
   for (const t of tids) {
     const tid = Number(t);
@@ -39,7 +55,8 @@ export function readCellOsThreads(pid: number): Map<number, OsThreadSample> | nu
       const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
       // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(tid, { cpuMs: (Number(f[11]) + Number(f[12])) * CLOCK_TICK_MS, nice: Number(f[16]) });
+      // Field 22, the start time in clock ticks since boot.
+      out.set(tid, { cpuMs: (Number(f[11]) + Number(f[12])) * CLOCK_TICK_MS, nice: Number(f[16]), ageMs: uptimeMs - Number(f[19]) * CLOCK_TICK_MS });
     } catch {
       // the OS thread ended between readdir and read
     }
@@ -67,6 +84,8 @@ export interface CpuGovernorOptions {
   sampleMs?: number;
   /** Share of one core, between two samples, that counts as hungry (default 0.25). */
   hungryShare?: number;
+  /** An OS thread younger than this is never hungry: a worker warming up (default WARM_UP_GRACE_MS). */
+  warmUpGraceMs?: number;
   readOsThreads?: (pid: number) => Map<number, OsThreadSample> | null;
   now?: () => number;
 }
@@ -74,6 +93,7 @@ export interface CpuGovernorOptions {
 interface Seen {
   cpuMs: number;
   at: number;
+  ageMs: number | undefined;
   /** Since when it has been hungry in every sample (null: not hungry at the last sample). */
   hungrySince: number | null;
 }
@@ -92,6 +112,7 @@ export function createCpuGovernor(opts: CpuGovernorOptions): CpuGovernor {
   // A quarter, not a half: on saturated cores a spinning OS thread gets only its share of them, and must still
   // be told from one waiting on I/O (which uses next to none).
   const hungryShare = opts.hungryShare ?? 0.25;
+  const warmUpGraceMs = opts.warmUpGraceMs ?? WARM_UP_GRACE_MS;
   const seen = new Map<string, Map<number, Seen>>();
 
   function sample(): void {
@@ -113,9 +134,12 @@ export function createCpuGovernor(opts: CpuGovernorOptions): CpuGovernor {
       for (const [tid, s] of osThreads) {
         if (cell.systemOsThreads.has(tid)) continue;
         const prev = before.get(tid);
-        const hungry = prev !== undefined && t > prev.at && (s.cpuMs - prev.cpuMs) / (t - prev.at) >= hungryShare;
+        // A thread's CPU is held against it only once it is older than the grace: until then it may be a worker
+        // warming up, hungry and no run's.
+        const grown = prev !== undefined && (prev.ageMs ?? Infinity) >= warmUpGraceMs;
+        const hungry = grown && t > prev!.at && (s.cpuMs - prev!.cpuMs) / (t - prev!.at) >= hungryShare;
         const hungrySince = hungry ? (prev!.hungrySince ?? prev!.at) : null;
-        after.set(tid, { cpuMs: s.cpuMs, at: t, hungrySince });
+        after.set(tid, { cpuMs: s.cpuMs, at: t, hungrySince, ageMs: s.ageMs });
         if (hungrySince !== null && t - hungrySince >= opts.settings.cpuDemoteAfterMs && s.nice < DEMOTED_NICE) cell.demote(tid);
       }
       seen.set(cell.id, after);

@@ -132,12 +132,21 @@ export function createSharedRuns(deps: {
     if (run && run.phase !== 'finished') deps.deadlines().requestStop(run, 'cancelled');
   }
 
-  /** Publishes what the store's doubts settle to, asking every 100 ms until none is left or SETTLE_AT_STOP_MS passed. */
+  /**
+   * Publishes what the store's doubts settle to, asking every 100 ms until none is left or SETTLE_AT_STOP_MS passed,
+   * however long the database takes to answer (a half-open connection waits out the pool's read timeout).
+   */
   async function settleBeforeLeaving(): Promise<void> {
-    for (const until = Date.now() + SETTLE_AT_STOP_MS; ; await new Promise((resolve) => setTimeout(resolve, 100))) {
-      const { events, pending } = await cluster.settleDoubts().catch(() => ({ events: [], pending: 1 }));
-      events.forEach((e) => bus.publish(e));
-      if (pending === 0 || Date.now() >= until) return;
+    const until = Date.now() + SETTLE_AT_STOP_MS;
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<null>((resolve) => (timer = setTimeout(resolve, Math.max(0, until - Date.now()), null)));
+      const settled = await Promise.race([cluster.settleDoubts().catch(() => ({ events: [], pending: 1 })), late]);
+      clearTimeout(timer);
+      if (!settled) return;
+      settled.events.forEach((e) => bus.publish(e));
+      if (settled.pending === 0 || Date.now() >= until) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
 

@@ -35,6 +35,9 @@ test('an IPv6 client counts by its prefix, however it writes its address; an IPv
   // client of the translator on one budget (helper-83).
   expect(['64:ff9b::198.51.100.7', '64:ff9b::203.0.113.9', '::ffff:0:198.51.100.7'].map((a) => budgetAddress(a, 64))).toEqual(['198.51.100.7', '203.0.113.9', '198.51.100.7']);
   expect(budgetAddress('2001:0:4136:e378:8000:63bf:3fff:fdd2', 64)).toBe('192.0.2.45'); // RFC 4380's example client
+  expect(budgetAddress('2002:c633:6407::1', 64)).toBe('198.51.100.7'); // 6to4: one IPv4 host, not 65,536 /64s
+  // RFC 8215's local-use prefix: a translator may put the IPv4 address elsewhere, so the prefix rule (helper-84).
+  expect(['64:ff9b:1:c633:64:700::', '64:ff9b:1:cb00:71:100::'].map((a) => budgetAddress(a, 64))).toEqual(['64:ff9b:1:c633::/64', '64:ff9b:1:cb00::/64']);
   expect(['::1', '::'].map((a) => budgetAddress(a, 64))).toEqual(['::1', '::']);
   expect(budgetAddress('unknown', 64)).toBe('unknown');
 });

@@ -32,7 +32,7 @@ test('a run starts its agent only once the cell has set startRecorded', async ()
   }
   const entry = { name: 'probe', source: 'plugin' as const, file: 'probe.js', ctor: Probe, description: null, repeatable: true, input: null };
   const registry: AgentRegistry = { get: (name) => (name === 'probe' ? entry : undefined), list: () => [] };
-  const config = { ...pick({ ...cellConfigOf(loadConfig({}, process.cwd()), 'sqlite', []), cellId: 'cell1-g1' }, WORKER_SETTINGS), builtinAgentsDir: BUILTIN, startNice: 0, workerLockdown: false };
+  const config = { ...pick({ ...cellConfigOf(loadConfig({}, process.cwd()), 'sqlite', []), cellId: 'cell1-g1' }, WORKER_SETTINGS), builtinAgentsDir: BUILTIN, workerLockdown: false };
   const runtime = createWorkerRuntime({
     config,
     createPrisma: () => ({}) as never,

@@ -53,8 +53,6 @@ export function createCellRuntime(deps: {
   let watchdog: ReturnType<typeof createMemoryWatchdog> | null = null;
   let scratchWatch: ScratchWatch | null = null;
   const readyWorkers = new Set<number>();
-  /** Whether a worker of the pool has not finished warming up (set once the pool exists). */
-  let workerWarming = (): boolean => false;
   let cellId = '';
   // Every cell log line names its cell, like the front's and the workers' lines do.
   const log = (obj: object, msg: string) => deps.log({ cell: cellId || undefined, ...obj }, msg);
@@ -85,7 +83,6 @@ export function createCellRuntime(deps: {
     const workerConfig: WorkerData = {
       ...pick(config, WORKER_SETTINGS),
       builtinAgentsDir: path.join(__dirname, '../agents'),
-      startNice: niceOfCell(),
       warmUpLock: new Int32Array(new SharedArrayBuffer(4 * (1 + maxWorkersPerCell(config)))),
       // eager: every worker loads it while warming up, with no run's port to ask on.
       queryCompiler: config.workerDbWarmup === 'eager' ? await queryCompiler() : null,
@@ -137,7 +134,6 @@ export function createCellRuntime(deps: {
       notYetWarm.delete(id);
       return true;
     };
-    workerWarming = () => (pool?.threads ?? []).some((t) => !knownWarm(t.threadId));
     if (affinity) pool.on('workerDestroy', (worker: { id: number }) => affinity.forget(worker.id));
     // Workers Piscina reports ready; pool.threads counts the others too.
     pool.on('workerCreate', (worker: { id: number }) => readyWorkers.add(worker.id));
@@ -253,13 +249,6 @@ export function createCellRuntime(deps: {
           dispatcher?.stop(msg.runId, msg.reason);
           return;
         case 'demote_os_thread':
-          // The front names an OS thread, not a run: while a worker warms up (a replacement, a spare, a new user's),
-          // the hungry thread may be that worker's. Lowered, it warmed up behind every other process, and the run
-          // given to it (a new user's, one moved from a dead node) waited for it, then found it unable to take its
-          // priority back and was refused, by each such worker in turn: on a machine with two busy loops a run moved
-          // after its node's SIGKILL never started (helper-81). The front asks again at its next sample while the
-          // thread stays hungry: a run's thread is lowered once no worker warms.
-          if (workerWarming()) return;
           try {
             os.setPriority(msg.tid, DEMOTED_NICE);
           } catch {
@@ -284,13 +273,4 @@ export function createCellRuntime(deps: {
       }
     },
   };
-}
-
-/** This process's nice value (what its workers start at), 0 where it cannot be read. */
-function niceOfCell(): number {
-  try {
-    return os.getPriority();
-  } catch {
-    return 0;
-  }
 }

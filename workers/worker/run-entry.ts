@@ -8,6 +8,7 @@ import dgram from 'node:dgram';
 import dns from 'node:dns';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import { isMainThread, threadId, workerData } from 'node:worker_threads';
 import { deepFreeze } from '../../protocol/deep-freeze.js';
 import type { WorkerConfig, WorkerData } from '../../protocol/worker-messages.js';
@@ -21,6 +22,14 @@ import { noteWarm, takeWarmUpTurn } from './warm-up-turn.js';
 
 if (isMainThread) throw new Error('workers/worker/run-entry must run inside a worker thread, never in the front');
 
+// This thread's priority as it was born: what it takes back after a run the CPU governor lowered (worker-runtime.ts).
+const bornNice = (() => {
+  try {
+    return os.getPriority(0);
+  } catch {
+    return null;
+  }
+})();
 const data = workerData as WorkerData;
 // The warm-up lock is memory shared by the cell's workers, whoever they serve: it leaves workerData before any
 // other code runs, and this module drops it once its turn is over, so no agent code can ever reach it.
@@ -56,7 +65,7 @@ export default (async () => {
     const frozen = config.workerLockdown ? freezeShared() : null;
     // Required only now, after the freeze (an import would be hoisted above it).
     const { startWorker } = require('./worker-main.js') as typeof import('./worker-main.js');
-    const handler = await startWorker(config, frozen, refused, queryCompiler, descriptors, asyncHooks, handles.getAsyncId);
+    const handler = await startWorker(config, frozen, refused, queryCompiler, descriptors, asyncHooks, handles.getAsyncId, bornNice);
     noteWarm(warmUpLock!, threadId);
     return handler;
   } finally {

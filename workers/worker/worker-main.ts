@@ -14,7 +14,7 @@ import { createWorkerRuntime } from './worker-runtime.js';
 
 /** Resolves to the task handler once the worker is warm. */
 /** `asyncHooks`: async_hooks' own, from before its guard (async-hooks-guards.ts): the handle tracker needs the real resources. */
-export function startWorker(config: WorkerConfig, frozen: FreezeReport | null, refused: Set<string>, queryCompiler: WebAssembly.Module | null, descriptors: DescriptorWall, asyncHooks: { createHook: typeof import('node:async_hooks').createHook; executionAsyncResource: () => object }, getAsyncId: (this: object) => number) {
+export function startWorker(config: WorkerConfig, frozen: FreezeReport | null, refused: Set<string>, queryCompiler: WebAssembly.Module | null, descriptors: DescriptorWall, asyncHooks: { createHook: typeof import('node:async_hooks').createHook; executionAsyncResource: () => object }, getAsyncId: (this: object) => number, bornNice: number | null) {
   // Synchronous: the cell may terminate this thread right after a run's last line (server/logger.ts).
   const log = createLogger(config.logLevel, { cell: config.cellId, worker: workerId }, { write: descriptors.writeLog });
   log.debug({ lockdown: config.workerLockdown, lockdown_ms: frozen ? Math.round(frozen.lockdownMs) : null }, 'thread starting');
@@ -36,6 +36,7 @@ export function startWorker(config: WorkerConfig, frozen: FreezeReport | null, r
     handles: createHandleTracker(asyncHooks, getAsyncId),
     openDescriptors: descriptors.openDescriptors,
     openSockets: descriptors.openSockets,
+    bornNice,
   });
   const handle = (task: WorkerTask) => runtime.handle(task);
   return runtime.warm().then(() => handle);

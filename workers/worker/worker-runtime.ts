@@ -69,6 +69,8 @@ export function createWorkerRuntime(deps: {
   openDescriptors: () => number;
   /** Sockets the thread holds now, by the descriptor wall's count (fd-guards.ts). */
   openSockets: () => number;
+  /** This thread's nice value when it started (null: unknown). */
+  bornNice?: number | null;
 }) {
   const { config, dbChannel, log, handles } = deps;
   const factory = createAgentFactory();
@@ -78,9 +80,10 @@ export function createWorkerRuntime(deps: {
   const counters = { activeContexts: 0, liveAgentInstances: 0 };
   // The front's CPU governor may have had this worker lowered to nice 19 during a run. When the run ends the
   // worker takes its priority back; where the OS refuses (no CAP_SYS_NICE: the Docker image's user, a cell
-  // with an OS user of its own) it retires instead of serving the next run at nice 19. Its normal is the cell's:
-  // one lowered while it warmed up must not take 19 for it.
-  const niceAtStart = config.startNice;
+  // with an OS user of its own) it retires instead of serving the next run at nice 19. Its normal is what it was
+  // born with (read first thing, run-entry.ts): the governor lowers no thread in its first seconds
+  // (server/cells/cpu-governor.ts), so that cannot be a demotion already, as what it read here once warm could be.
+  const niceAtStart = deps.bornNice ?? niceNow() ?? 0;
   const priorityAfterRun = (): { demoted: boolean; restored: boolean } => {
     const nice = niceNow();
     if (nice === null || nice < DEMOTED_NICE || nice <= niceAtStart) return { demoted: false, restored: true };

@@ -136,9 +136,10 @@ interface Doubt {
 const MAX_DOUBTS = 10_000;
 /**
  * A doubt whose transaction still reads as in progress this long is settled by its rows anyway: after a failover to a
- * standby that never had it, its id may name another transaction of the new primary.
+ * standby that never had it, its id may name another transaction of the new primary. Long: a COMMIT held up this
+ * long (a synchronous standby down) whose rows land later is published by nobody.
  */
-const DOUBT_MAX_MS = 60_000;
+const DOUBT_MAX_MS = 600_000;
 
 /** What a transaction that publishes events keeps when its COMMIT's answer is lost: its events, by what it returned. */
 interface Announced<T> {
