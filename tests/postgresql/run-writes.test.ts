@@ -296,90 +296,79 @@ test('a batch committed twice changes nothing the second time', async () => {
   ]);
 });
 
-// A batch locked the runs it changes in the order their writes came in, while a takeover or a give-back locks several
-// runs by id (`ORDER BY "id" FOR UPDATE`): the two could each hold a run the other waits for, and PostgreSQL rolled one
-// back after deadlock_timeout.
-test('a batch locks the runs it changes by id, as the statements locking several runs do: no deadlock with them', async () => {
+/** Two runs of one user, ids `<base>-a` < `<base>-b`, accepted. */
+async function twoRuns(base: string): Promise<[AcceptedRunRow, AcceptedRunRow, string]> {
   const w = writer();
   const user = uid('user');
-  const base = uid('order');
   const [a, b] = [acceptRow({ userId: user, at: ms(0), id: `${base}-a` }), acceptRow({ userId: user, at: ms(1), id: `${base}-b` })];
   await w.acceptRun(a);
   await w.acceptRun(b);
-  // The locker finds the deadlock if there is one (its deadlock_timeout is the shorter): it is the one rolled back.
+  return [a, b, user];
+}
+
+/**
+ * A batch of `items` against a transaction that locks run a, then (once the batch waits) run b, as a takeover or a
+ * give-back locks runs (`ORDER BY "id" FOR UPDATE`). The locker finds the deadlock if there is one (its
+ * deadlock_timeout is the shorter): its second lock is then rejected, rolled back.
+ */
+async function batchBesideLocker(a: AcceptedRunRow, b: AcceptedRunRow, items: RunWrite[]): Promise<void> {
+  const name = `atoll-batch-${a.id}`;
   const locker = new pg.Client({ connectionString: db.url, options: '-c deadlock_timeout=200ms' });
-  const batcher = new pg.Client({ connectionString: db.url, options: `${WRITE_CONNECTION_OPTIONS} -c deadlock_timeout=30s`, application_name: `atoll-batch-${base}` });
+  const batcher = new pg.Client({ connectionString: db.url, options: `${WRITE_CONNECTION_OPTIONS} -c deadlock_timeout=30s`, application_name: name });
   await Promise.all([locker.connect(), batcher.connect()]);
   try {
     await locker.query('BEGIN');
     await locker.query('SELECT "id" FROM "Run" WHERE "id" = $1 FOR UPDATE', [a.id]);
-    // The batch's writes came in b first, then a.
-    const items: RunWrite[] = [
-      { kind: 'finish', row: finishRow(b, 2, ms(2)), owner: null },
-      { kind: 'finish', row: finishRow(a, 2, ms(3)), owner: null },
-    ];
     const batch = (async () => {
       await batcher.query('BEGIN');
       for (const s of runStatements(items)) await batcher.query({ name: s.name, text: s.text, values: s.values });
       await batcher.query('COMMIT');
     })();
     batch.catch(() => undefined);
-    const waiting = async () => (await db.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`, [`atoll-batch-${base}`])).length > 0;
+    const waiting = async () => (await db.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`, [name])).length > 0;
     expect(await eventually(waiting, 10_000, 10)).toBe(true);
-    // Then the locker takes b, in id order, as a takeover would: the batch must not hold it yet.
+    // The batch must not hold b yet.
     await expect(locker.query('SELECT "id" FROM "Run" WHERE "id" = $1 FOR UPDATE', [b.id])).resolves.toMatchObject({ rowCount: 1 });
     await locker.query('COMMIT');
     await batch;
-    expect(await db.query(`SELECT "id", "status" FROM "Run" WHERE "id" = ANY($1) ORDER BY "id"`, [[a.id, b.id]])).toEqual([
-      { id: a.id, status: 'completed' },
-      { id: b.id, status: 'completed' },
-    ]);
   } finally {
     await Promise.all([locker.end(), batcher.end()]);
   }
+}
+
+const statuses = (a: AcceptedRunRow, b: AcceptedRunRow) => db.query(`SELECT "id", "status" FROM "Run" WHERE "id" = ANY($1) ORDER BY "id"`, [[a.id, b.id]]);
+
+// A batch locked the runs it changes in the order their writes came in, while a takeover or a give-back locks several
+// runs by id: the two could each hold a run the other waits for, and PostgreSQL rolled one back after deadlock_timeout.
+test('a batch locks the runs it changes by id, as the statements locking several runs do: no deadlock with them', async () => {
+  const [a, b] = await twoRuns(uid('order'));
+  // The batch's writes came in b first, then a.
+  await batchBesideLocker(a, b, [
+    { kind: 'finish', row: finishRow(b, 2, ms(2)), owner: null },
+    { kind: 'finish', row: finishRow(a, 2, ms(3)), owner: null },
+  ]);
+  expect(await statuses(a, b)).toEqual([
+    { id: a.id, status: 'completed' },
+    { id: b.id, status: 'completed' },
+  ]);
 });
 
 // The final UPDATE locked the runs it changes by id, but the fence, which locks the runs that only get events, ran
 // after it: a batch changing run b and writing an event of run a still locked b, then a (helper-83).
 test('a batch changing one run and writing only an event of another locks both by id: no deadlock with a takeover', async () => {
-  const w = writer();
-  const user = uid('user');
   const base = uid('fenced');
-  const [a, b] = [acceptRow({ userId: user, at: ms(0), id: `${base}-a` }), acceptRow({ userId: user, at: ms(1), id: `${base}-b` })];
-  await w.acceptRun(a);
-  await w.acceptRun(b);
+  const [a, b, user] = await twoRuns(base);
   const lease = `lease-${base}`;
   await db.query(`INSERT INTO "Node" ("id", "nodeId", "startedAt", "expiresAt") VALUES ($1, $1, now(), now() + interval '1 hour')`, [lease]);
   await db.query(`UPDATE "Run" SET "owner" = $2, "status" = 'running' WHERE "id" = ANY($1)`, [[a.id, b.id], lease]);
-  const locker = new pg.Client({ connectionString: db.url, options: '-c deadlock_timeout=200ms' });
-  const batcher = new pg.Client({ connectionString: db.url, options: `${WRITE_CONNECTION_OPTIONS} -c deadlock_timeout=30s`, application_name: `atoll-batch-${base}` });
-  await Promise.all([locker.connect(), batcher.connect()]);
-  try {
-    await locker.query('BEGIN');
-    await locker.query('SELECT "id" FROM "Run" WHERE "id" = $1 FOR UPDATE', [a.id]);
-    const items: RunWrite[] = [
-      { kind: 'events', events: [envelope(a.id, 2, 'agent_thinking', { reasoning: 'r' }, ms(2), user, threadOf(a))], owner: lease },
-      { kind: 'requeued', runId: b.id, owner: lease },
-    ];
-    const batch = (async () => {
-      await batcher.query('BEGIN');
-      for (const s of runStatements(items)) await batcher.query({ name: s.name, text: s.text, values: s.values });
-      await batcher.query('COMMIT');
-    })();
-    batch.catch(() => undefined);
-    const waiting = async () => (await db.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`, [`atoll-batch-${base}`])).length > 0;
-    expect(await eventually(waiting, 10_000, 10)).toBe(true);
-    // As a takeover would (ORDER BY "id" FOR UPDATE): b after a.
-    await expect(locker.query('SELECT "id" FROM "Run" WHERE "id" = $1 FOR UPDATE', [b.id])).resolves.toMatchObject({ rowCount: 1 });
-    await locker.query('COMMIT');
-    await batch;
-    expect(await db.query(`SELECT "id", "status" FROM "Run" WHERE "id" = ANY($1) ORDER BY "id"`, [[a.id, b.id]])).toEqual([
-      { id: a.id, status: 'running' },
-      { id: b.id, status: 'queued' },
-    ]);
-  } finally {
-    await Promise.all([locker.end(), batcher.end()]);
-  }
+  await batchBesideLocker(a, b, [
+    { kind: 'events', events: [envelope(a.id, 2, 'agent_thinking', { reasoning: 'r' }, ms(2), user, threadOf(a))], owner: lease },
+    { kind: 'requeued', runId: b.id, owner: lease },
+  ]);
+  expect(await statuses(a, b)).toEqual([
+    { id: a.id, status: 'running' },
+    { id: b.id, status: 'queued' },
+  ]);
 });
 
 /**
