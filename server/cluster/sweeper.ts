@@ -51,20 +51,26 @@ export function createSweeper(deps: {
     }
   }
 
-  /** On its own: a look-up that fails (asked again at the next sweep) holds up no takeover. */
-  async function settle(): Promise<void> {
-    const { events: settled } = await deps.store.settleDoubts().catch((err: unknown) => {
+  /**
+   * Publishes what the store's doubts settle to; how many are still pending (a look-up that failed counts them all,
+   * asked again next time). On its own in a sweep: a failed look-up holds up no takeover.
+   */
+  async function settle(): Promise<number> {
+    const { events: settled, pending } = await deps.store.settleDoubts().catch((err: unknown) => {
       deps.log.warn({ err: (err as Error).message }, "could not ask whether transactions whose COMMIT's answer was lost committed; asking again at the next sweep");
-      return { events: [] };
+      return { events: [], pending: Infinity };
     });
-    if (settled.length === 0) return;
-    for (const e of settled) deps.bus.publish(e);
-    deps.log.warn({ events: settled.length }, "published the events of transactions whose COMMIT's answer was lost, found committed");
-    deps.onSettled(settled);
+    if (settled.length > 0) {
+      for (const e of settled) deps.bus.publish(e);
+      deps.log.warn({ events: settled.length }, "published the events of transactions whose COMMIT's answer was lost, found committed");
+      deps.onSettled(settled);
+    }
+    return pending;
   }
 
   return {
     sweep,
+    settle,
     start(): void {
       timer ??= setInterval(() => void sweep(), deps.everyMs);
       timer.unref();

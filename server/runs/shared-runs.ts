@@ -133,19 +133,18 @@ export function createSharedRuns(deps: {
   }
 
   /**
-   * Publishes what the store's doubts settle to, asking every 100 ms until none is left or SETTLE_AT_STOP_MS passed,
-   * however long the database takes to answer (a half-open connection waits out the pool's read timeout).
+   * Publishes what the store's doubts settle to, as a sweep does (sweeper.settle), asking every 100 ms until none is
+   * left or SETTLE_AT_STOP_MS passed, however long the database takes to answer (a half-open connection waits out the
+   * pool's read timeout).
    */
   async function settleBeforeLeaving(): Promise<void> {
     const until = Date.now() + SETTLE_AT_STOP_MS;
     for (;;) {
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<null>((resolve) => (timer = setTimeout(resolve, Math.max(0, until - Date.now()), null)));
-      const settled = await Promise.race([cluster.settleDoubts().catch(() => ({ events: [], pending: 1 })), late]);
+      const pending = await Promise.race([sweeper.settle(), late]);
       clearTimeout(timer);
-      if (!settled) return;
-      settled.events.forEach((e) => bus.publish(e));
-      if (settled.pending === 0 || Date.now() >= until) return;
+      if (pending === null || pending === 0 || Date.now() >= until) return;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
