@@ -4,6 +4,7 @@
  * that arrives on the run's port (workers/cell/run-port-check.ts), which agent code can reach.
  */
 import type { JsonValue } from './events.js';
+import { MAX_OUTPUT_DEPTH, nestsDeeperThan } from './json-nesting.js';
 
 export type CheckedResult = { ok: true; result: JsonValue } | { ok: false; code: 'AGENT_ERROR' | 'LIMIT_EXCEEDED'; message: string };
 
@@ -19,5 +20,7 @@ export function checkResult(result: unknown, maxResultBytes: number): CheckedRes
   }
   if (Buffer.byteLength(text) > maxResultBytes) return { ok: false, code: 'LIMIT_EXCEEDED', message: `result is over MAX_RESULT_BYTES (${maxResultBytes})` };
   // What was checked is what goes on: the parsed JSON, never the agent's own object (a getter or a toJSON could answer differently the second time).
-  return { ok: true, result: JSON.parse(text) as JsonValue };
+  const parsed = JSON.parse(text) as JsonValue;
+  if (nestsDeeperThan(parsed, MAX_OUTPUT_DEPTH)) return { ok: false, code: 'AGENT_ERROR', message: `execute() returned a value that nests objects and arrays deeper than ${MAX_OUTPUT_DEPTH} levels` };
+  return { ok: true, result: parsed };
 }

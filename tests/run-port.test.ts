@@ -67,6 +67,17 @@ ${FIND_RUN_PORT}
         } catch {}
         post({ type: 'done', outcome: { status: 'completed', result: 'FORGED done', executionTimeMs: 1 }, stats: { ...stats, activeContexts: 1, liveAgentInstances: 1 }, report: ctx.input.mode === 'hide_walls' ? report : { ...report, recycled: 'max_runs' } });
         return 'returned normally';
+      case 'deep_event':
+      case 'deep_result':
+      case 'unreadable': {
+        // Nested past what the front's channel reads back (~1,950 objects): posted as it is, the cell forwarded it
+        // and the front exited. Past ~1,955 the cell's port cannot read it back either ('unreadable').
+        let deep = { leaf: 1 };
+        for (let i = 0; i < (ctx.input.mode === 'unreadable' ? 3000 : 1930); i++) deep = { x: deep };
+        if (ctx.input.mode === 'deep_result') post({ type: 'done', outcome: { status: 'completed', result: { deep }, executionTimeMs: 1 }, stats, report });
+        else event('tool_completed', { tool_call_id: 't', tool_name: 'deep', status: 'success', results: deep, execution_time_ms: 1 });
+        break;
+      }
       case 'shared_memory_db':
         post({ type: 'db_query', id: 1000002, kind: 'query', query: { sql: 'SELECT 1', args: [new SharedArrayBuffer(8)], argTypes: [] } });
         break;
@@ -155,6 +166,17 @@ test.each(['malformed_db', 'unclonable_db', 'shared_memory_db'])('a db_query tha
   expect((await httpCall(server.url, 'GET', '/healthz')).status).toBe(200);
   expect(server.proc.exitCode).toBeNull();
   expect((await httpCall(server.url, 'GET', '/readyz')).status).toBe(ready);
+  expect(server.logs.filter((l) => l.msg === 'cell died')).toEqual([]);
+});
+
+// The cell's channel to the front reads nesting by recursion: ~1,930 nested objects made it throw where nothing
+// catches it, and the front exited (every user's runs and sockets with it). An event or a result nested deeper than
+// MAX_OUTPUT_DEPTH is refused; one the cell's port cannot read back at all ('messageerror') is refused too (the run
+// waited for its deadline, its done unread).
+test.each(['deep_event', 'deep_result', 'unreadable'])('a message nested thousands deep (%s) is refused, and the front and the cell stay up', async (mode) => {
+  expectRefused(await forged(mode));
+  expect(server.proc.exitCode).toBeNull();
+  expect((await httpCall(server.url, 'GET', '/healthz')).status).toBe(200);
   expect(server.logs.filter((l) => l.msg === 'cell died')).toEqual([]);
 });
 

@@ -4,6 +4,7 @@
  * boundaries (the interval, the size cap, the clock flush).
  */
 import { createRunEmitter, LimitExceededError, STREAM_INTERVAL_MS } from '../../workers/worker/run-emitter';
+import { MAX_OUTPUT_DEPTH } from '../../protocol/json-nesting';
 
 function rig(limits: { maxEventsPerRun?: number; maxEventBytes?: number; maxRunEventBytes?: number } = {}) {
   const posted: { type: string; payload: any; timestamp: number }[] = [];
@@ -151,6 +152,21 @@ describe('caps', () => {
     emitter.emit('agent_thinking', { reasoning: 'a' });
     emitter.emit('agent_thinking', { reasoning: 'b' });
     expect(posted).toHaveLength(2);
+  });
+
+  // The cell's channel to the front reads nesting by recursion (protocol/json-nesting.ts): ~1,930 levels made it throw.
+  test('a payload nested deeper than MAX_OUTPUT_DEPTH is refused with the reason, and not counted', () => {
+    const { emitter, posted } = rig({ maxEventsPerRun: 1, maxEventBytes: 100_000 });
+    const nested = (levels: number) => {
+      let v: unknown = { leaf: 1 };
+      for (let i = 1; i < levels; i++) v = { x: v };
+      return v;
+    };
+    // The payload is one level, `parameters` the rest.
+    expect(() => emitter.emit('tool_executing', { ...TOOL, parameters: nested(MAX_OUTPUT_DEPTH) })).toThrow(/^ctx\.emit\(tool_executing\): payload nests objects and arrays deeper than 64 levels$/);
+    expect(() => emitter.emit('tool_executing', { ...TOOL, parameters: [nested(2000)] })).toThrow(TypeError);
+    emitter.emit('tool_executing', { ...TOOL, parameters: nested(MAX_OUTPUT_DEPTH - 1) });
+    expect(posted).toHaveLength(1);
   });
 
   test('a violation is reported once even if the agent swallows the error and goes on', () => {

@@ -210,6 +210,8 @@ export function createRunDispatcher(deps: {
       ),
     };
     inFlight.set(run.runId, f);
+    // A message the port could not read back arrives as 'messageerror': unheard, a lost `done` left the run to its deadline.
+    port1.on('messageerror', () => f.settled || f.check.unreadable());
     port1.on('message', (raw: unknown) => {
       if (f.settled) return;
       const msg = f.check.admit(raw);

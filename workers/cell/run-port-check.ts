@@ -16,6 +16,7 @@ import { isAgentEventType, payloadProblem } from '../../protocol/agent-event-sha
 import { MAX_ARGS, MAX_SQL_CHARS } from '../../protocol/db-messages.js';
 import { ERROR_CODES, MAX_ERROR_MESSAGE } from '../../protocol/errors.js';
 import { checkResult } from '../../protocol/result-check.js';
+import { MAX_OUTPUT_DEPTH, nestsDeeperThan } from '../../protocol/json-nesting.js';
 import type { AgentEvent, JsonObject } from '../../protocol/events.js';
 import { REFUSAL_REASONS, type WorkerStats, type WorkerToCell } from '../../protocol/worker-messages.js';
 
@@ -88,6 +89,8 @@ export interface RunPortCheck {
   report(r: RunReport | null): RunReport | null;
   /** Something on the port was refused: the worker must not serve again. */
   readonly refused: boolean;
+  /** A message arrived that the cell could not even read (its 'messageerror'): refused like one it read. */
+  unreadable(): void;
 }
 
 /**
@@ -134,7 +137,9 @@ export function createRunPortCheck(limits: RunLimits, seal: readonly [number, nu
     const now = Date.now();
     const at = typeof e.timestamp === 'number' && Math.abs(e.timestamp - now) <= CLOCK_SLACK_MS ? e.timestamp : now;
     // What was checked is what goes on: plain JSON, whatever structured clone carried (a Map, a BigInt, a Date).
-    return { event: { type: e.type, payload: JSON.parse(text) as JsonObject, timestamp: at }, bytes };
+    const payload = JSON.parse(text) as JsonObject;
+    if (nestsDeeperThan(payload, MAX_OUTPUT_DEPTH)) return null;
+    return { event: { type: e.type, payload, timestamp: at }, bytes };
   }
 
   function outcome(o: unknown): RunOutcome | null {
@@ -227,6 +232,9 @@ export function createRunPortCheck(limits: RunLimits, seal: readonly [number, nu
         default:
           return refuse(`an unknown message type ${JSON.stringify(msg.type).slice(0, 40)}`);
       }
+    },
+    unreadable() {
+      refuse('a message the cell could not read (nested past what structured clone reads back, say)');
     },
     report(r) {
       if (!refused) return r;

@@ -13,6 +13,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { RunLimits } from '../../protocol/cell-messages.js';
 import { isAgentEventType, payloadProblem } from '../../protocol/agent-event-shapes.js';
 import { AGENT_EVENT_TYPES, type AgentEventType, type JsonObject } from '../../protocol/events.js';
+import { MAX_OUTPUT_DEPTH, nestsDeeperThan } from '../../protocol/json-nesting.js';
 import type { WorkerToCell } from '../../protocol/worker-messages.js';
 
 export class LimitExceededError extends Error {
@@ -99,13 +100,14 @@ export function createRunEmitter(port: MessagePort, limits: RunLimits, onViolati
       }
       const bytes = Buffer.byteLength(text);
       if (bytes > limits.maxEventBytes) fail(new LimitExceededError(`event ${type} is over MAX_EVENT_BYTES (${limits.maxEventBytes})`));
+      // What was checked is what is sent: the parsed JSON, never the agent's own object (a getter or a
+      // toJSON could answer differently the second time).
+      const checked = JSON.parse(text) as JsonObject;
+      if (nestsDeeperThan(checked, MAX_OUTPUT_DEPTH)) throw new TypeError(`ctx.emit(${type}): payload nests objects and arrays deeper than ${MAX_OUTPUT_DEPTH} levels`);
       if (++count > limits.maxEventsPerRun) fail(new LimitExceededError(`run emitted more than MAX_EVENTS_PER_RUN (${limits.maxEventsPerRun}) events`));
       total += bytes;
       if (total > limits.maxRunEventBytes) fail(new LimitExceededError(`run emitted more than MAX_RUN_EVENT_BYTES (${limits.maxRunEventBytes}) bytes of events`));
       const now = Date.now();
-      // What was checked is what is sent: the parsed JSON, never the agent's own object (a getter or a
-      // toJSON could answer differently the second time).
-      const checked = JSON.parse(text) as JsonObject;
       // Only plain {text} payloads are merged; one with more fields goes out as it is, in order.
       if (type === 'partial_result' && typeof checked.text === 'string' && Object.keys(checked).length === 1) {
         return stream(checked.text, bytes - 11, now);
