@@ -12,7 +12,7 @@
  * itself, and acknowledgements never reach the socket's flood guard, so one connection without a token sending
  * `40/x,` as fast as it could took 25 s of the front's CPU in 33 s (`/healthz` 5-10 s late for everyone); a binary
  * event announcing 10 attachments and sent 9 held 9 MiB per socket for as long as the socket lived. A connection
- * may send CONNECTs to `/` only (a few: a client whose CONNECT was refused tries again on the same connection), and
+ * may send CONNECTs to `/` only (a few, of 16 KiB at most: a client whose CONNECT was refused tries again on the same connection), and
  * once its socket joined, events and its DISCONNECT only (a binary event of one attachment included, refused once
  * whole); the server asks no acknowledgement. Anything else closes it at once (packetWatch).
  *
@@ -50,6 +50,14 @@ export interface EngineConnectionOptions {
 /** CONNECTs to `/` a connection may send before its socket joins (each refused one may be tried again). */
 export const MAX_CONNECTS_BEFORE_SOCKET = 5;
 
+/**
+ * The longest CONNECT packet (`0{"token":…}`): a token must also fit an HTTP request's headers (Node's default
+ * maxHeaderSize, 16 KiB). socket.io parsed whatever a CONNECT held and kept it as the socket's handshake.auth for
+ * the socket's life: 90,000 keys beside a valid token held ~6 MiB per socket, 100 sockets of one address took the
+ * front from 205 to 816 MB RSS (helper-86).
+ */
+export const MAX_CONNECT_CHARS = 16 * 1024;
+
 /** Attachments one binary event may carry: its values are refused (BAD_REQUEST) once it is whole. */
 const MAX_ATTACHMENTS = 1;
 
@@ -72,6 +80,7 @@ function packetWatch(): (data: unknown, joined: boolean) => string | null {
     if (attachmentsDue > 0) return 'a packet before the attachment its binary event announced';
     if (!joined) {
       if (data !== '0' && !data.startsWith('0{')) return data.startsWith('0') ? 'a CONNECT to another namespace than /' : 'a packet before CONNECT';
+      if (data.length > MAX_CONNECT_CHARS) return `a CONNECT of more than ${MAX_CONNECT_CHARS} characters`;
       return ++connects > MAX_CONNECTS_BEFORE_SOCKET ? `more than ${MAX_CONNECTS_BEFORE_SOCKET} CONNECTs without a socket` : null;
     }
     const type = data.charAt(0);

@@ -245,6 +245,8 @@ export function createSocketServer(deps: SocketServerDeps) {
     }
     socket.data.userId = session.userId;
     socket.data.expiresAt = session.expiresAt;
+    // socket.io keeps the handshake for the socket's life: nothing of what the client sent to sign in is kept.
+    socket.handshake.auth = {};
   }
 
   io.use((socket, next) => {
