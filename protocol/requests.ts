@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import type { AgentInput } from './agent-input.js';
 import { CodedError } from './errors.js';
+import { jsonBytesWithin } from './json-size.js';
 import { assertSafePayload } from './safe-json.js';
 
 const id = z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/, 'must be an id (letters, digits, . _ : -)');
@@ -89,6 +90,22 @@ export function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T 
   if (result.success) return result.data;
   const problems = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : what}: ${i.message}`);
   throw new CodedError('BAD_REQUEST', `invalid ${what}: ${problems.join('; ')}`);
+}
+
+/**
+ * parse, for a payload that starts a run: its input's size is checked first, looking at no more than
+ * MAX_INPUT_BYTES of it, so an oversize input is refused before the checks that walk all of it (the payload
+ * checks, the schema, normalizeInput's JSON.stringify) cost the front per key.
+ */
+export function parseRunStart<T>(schema: z.ZodType<T>, value: unknown, what: string, maxInputBytes: number): T {
+  if (value !== null && typeof value === 'object' && Object.hasOwn(value, 'input')) {
+    const input = (value as { input: unknown }).input;
+    // Measured as normalizeInput measures it: a string as { text }.
+    if (jsonBytesWithin(typeof input === 'string' ? { text: input } : input, maxInputBytes) === null) {
+      throw new CodedError('PAYLOAD_TOO_LARGE', `input is over ${maxInputBytes} bytes; MAX_INPUT_BYTES is ${maxInputBytes}`);
+    }
+  }
+  return parse(schema, value, what);
 }
 
 /** A string input becomes { text }; the serialized size is capped. */

@@ -11,25 +11,35 @@ const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
 export const MAX_DEPTH = 20;
 
 export function assertSafePayload(value: unknown, what: string): void {
-  const visit = (v: unknown, path: string, depth: number): void => {
-    if (depth > MAX_DEPTH) throw new CodedError('BAD_REQUEST', `invalid ${what}: nested deeper than ${MAX_DEPTH} levels at ${path}`);
+  // The keys from the payload down to the value being looked at. The place is written out only for a refusal:
+  // a string per value would cost a wide payload more than all the checks (~1 µs per key).
+  const trail: (string | number)[] = [];
+  const at = () => what + trail.map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('');
+  const visit = (v: unknown, depth: number): void => {
+    if (depth > MAX_DEPTH) throw new CodedError('BAD_REQUEST', `invalid ${what}: nested deeper than ${MAX_DEPTH} levels at ${at()}`);
     if (typeof v === 'string') {
-      if (CONTROL.test(v)) throw new CodedError('BAD_REQUEST', `invalid ${what}: control characters in ${path}`);
+      if (CONTROL.test(v)) throw new CodedError('BAD_REQUEST', `invalid ${what}: control characters in ${at()}`);
       return;
     }
     if (v === null || typeof v !== 'object') return;
     // socket.io carries binary (it arrives as a Buffer): no agent input or field is binary, so refuse it here
     // rather than let it fail later as an agent error.
-    if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) throw new CodedError('BAD_REQUEST', `invalid ${what}: binary value at ${path}; send text or JSON`);
+    if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) throw new CodedError('BAD_REQUEST', `invalid ${what}: binary value at ${at()}; send text or JSON`);
     if (Array.isArray(v)) {
-      v.forEach((item, i) => visit(item, `${path}[${i}]`, depth + 1));
+      for (let i = 0; i < v.length; i++) {
+        trail.push(i);
+        visit(v[i], depth + 1);
+        trail.pop();
+      }
       return;
     }
     for (const key of Object.keys(v)) {
-      if (FORBIDDEN_KEYS.has(key)) throw new CodedError('BAD_REQUEST', `invalid ${what}: key "${key}" is not allowed (at ${path})`);
-      if (CONTROL.test(key)) throw new CodedError('BAD_REQUEST', `invalid ${what}: control characters in a key at ${path}`);
-      visit((v as Record<string, unknown>)[key], `${path}.${key}`, depth + 1);
+      if (FORBIDDEN_KEYS.has(key)) throw new CodedError('BAD_REQUEST', `invalid ${what}: key "${key}" is not allowed (at ${at()})`);
+      if (CONTROL.test(key)) throw new CodedError('BAD_REQUEST', `invalid ${what}: control characters in a key at ${at()}`);
+      trail.push(key);
+      visit((v as Record<string, unknown>)[key], depth + 1);
+      trail.pop();
     }
   };
-  visit(value, what, 0);
+  visit(value, 0);
 }

@@ -13,7 +13,7 @@ import type { SocketSettings } from '../config-views.js';
 import type { Logger } from '../logger.js';
 import { CodedError, toErrorBody, type ErrorBody } from '../../protocol/errors.js';
 import type { Ack, ClientToServerEvents, ReplyOf } from '../../protocol/socket-events.js';
-import { RefreshTokenBody, StartRunBody, StopRunBody, SubscribeRunBody, ThreadHistoryBody, normalizeInput, parse } from '../../protocol/requests.js';
+import { RefreshTokenBody, StartRunBody, StopRunBody, SubscribeRunBody, ThreadHistoryBody, normalizeInput, parse, parseRunStart } from '../../protocol/requests.js';
 import { budgetAddress, clientAddress, trustFunction } from '../http/client-address.js';
 import { originAllowed } from '../http/origin.js';
 import { messageView, pageBySize } from '../http/views.js';
@@ -58,10 +58,14 @@ export interface SocketServerDeps {
 }
 
 /**
- * The transport's cap on one message, well above MAX_INPUT_BYTES: a message over MAX_INPUT_BYTES but under
- * this gets PAYLOAD_TOO_LARGE on its ack; only one over this is cut off by socket.io (the socket closes).
+ * The transport's cap on one message (socket.io's maxHttpBufferSize): MAX_INPUT_BYTES, an eighth more and
+ * 16 KiB. A client's message carries its input as JSON.stringify wrote it, the very bytes MAX_INPUT_BYTES counts
+ * (non-ASCII raw; the escapes of control characters are refused anyway), in an envelope of a few hundred bytes
+ * at most; the rest is room so a moderately oversize message still gets PAYLOAD_TOO_LARGE on its ack. Only one
+ * over this is cut off by socket.io (the socket closes). Not more: socket.io parses every frame before the front
+ * sees it, refused or not, and a wide object costs ~110 ns per byte to parse (~10 ms at this cap's default).
  */
-export const transportCap = (maxInputBytes: number) => Math.max(4 * maxInputBytes + 64 * 1024, 1024 * 1024);
+export const transportCap = (maxInputBytes: number) => maxInputBytes + Math.ceil(maxInputBytes / 8) + 16 * 1024;
 
 /**
  * How long an engine.io connection may go without a socket (socket.io's CONNECT, handshake included): a real
@@ -265,7 +269,7 @@ export function createSocketServer(deps: SocketServerDeps) {
   /** One per client event: the payload arrives unchecked (parsed here), the answer is the contract's ack. */
   const handlers: { [E in keyof ClientToServerEvents]: (socket: AtollSocket, payload: unknown) => Promise<ReplyOf<E>> } = {
     async start_agent(socket, payload) {
-      const body = parse(StartRunBody, payload, 'start_agent payload');
+      const body = parseRunStart(StartRunBody, payload, 'start_agent payload', deps.settings.maxInputBytes);
       const run = await runs.start(socket.data.userId, {
         agent: body.agent,
         input: normalizeInput(body.input, deps.settings.maxInputBytes),

@@ -12,6 +12,7 @@ import {
   normalizeInput,
   PageQuery,
   parse,
+  parseRunStart,
   RefreshTokenBody,
   StartRunBody,
   StopRunBody,
@@ -141,4 +142,16 @@ test('normalizeInput: a string becomes { text }; an object stays; the JSON size 
   const exact = JSON.stringify({ text: 'é' }).length + 1; // é is 2 bytes in UTF-8
   expect(normalizeInput('é', exact)).toEqual({ text: 'é' });
   expect(refusal(() => normalizeInput('é', exact - 1))).toEqual({ code: 'PAYLOAD_TOO_LARGE', message: `input is ${exact} bytes; MAX_INPUT_BYTES is ${exact - 1}` });
+});
+
+test('parseRunStart: an input over the cap is PAYLOAD_TOO_LARGE before any other check; within it, parse as usual', () => {
+  const exact = Buffer.byteLength(JSON.stringify({ text: 'é' }));
+  // A string is measured as normalizeInput measures it, as { text }: the same bytes, inclusive.
+  expect(parseRunStart(StartRunBody, { agent: 'a', input: 'é' }, 'body', exact)).toEqual({ agent: 'a', input: 'é', multitask: 'enqueue' });
+  expect(refusal(() => parseRunStart(StartRunBody, { agent: 'a', input: 'é' }, 'body', exact - 1))).toEqual({ code: 'PAYLOAD_TOO_LARGE', message: `input is over ${exact - 1} bytes; MAX_INPUT_BYTES is ${exact - 1}` });
+  const wide = JSON.parse(`{"agent":"a","input":{"__proto__":{},${Array.from({ length: 1000 }, (_, i) => `"k${i}":0`).join(',')}}}`);
+  expect(refusal(() => parseRunStart(StartRunBody, wide, 'body', 1000))).toEqual({ code: 'PAYLOAD_TOO_LARGE', message: 'input is over 1000 bytes; MAX_INPUT_BYTES is 1000' });
+  expect(refusal(() => parseRunStart(StartRunBody, wide, 'body', 100_000))).toEqual({ code: 'BAD_REQUEST', message: expect.stringContaining('"__proto__" is not allowed') });
+  expect(refusal(() => parseRunStart(StartRunBody, { agent: 'a' }, 'body', 1000))).toEqual({ code: 'BAD_REQUEST', message: expect.stringMatching(/^invalid body: input: /) });
+  expect(refusal(() => parseRunStart(StartRunBody, 'x'.repeat(5000), 'body', 1000))).toEqual({ code: 'BAD_REQUEST', message: expect.stringMatching(/^invalid body: body: /) });
 });

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { Router } from 'express';
 import { CodedError } from '../../../protocol/errors.js';
 import type { AnyRunEventEnvelope } from '../../../protocol/events.js';
-import { CreateThreadBody, EventsQuery, IdParam, IdempotencyKey, PageQuery, ThreadRunBody, ThreadsQuery, normalizeInput, parse } from '../../../protocol/requests.js';
+import { CreateThreadBody, EventsQuery, IdParam, IdempotencyKey, PageQuery, ThreadRunBody, ThreadsQuery, normalizeInput, parse, parseRunStart } from '../../../protocol/requests.js';
 import type { HttpSettings } from '../../config-views.js';
 import type { RunService } from '../../runs/run-service.js';
 import type { RunStore } from '../../store/store.js';
@@ -57,7 +57,7 @@ export function runRoutes(deps: { store: RunStore; runs: RunService; settings: P
   r.post('/threads/:id/runs', async (req, res) => {
     const userId = userOf(res);
     const thread = await ownThread(userId, req.params.id);
-    const body = parse(ThreadRunBody, req.body ?? {}, 'body');
+    const body = parseRunStart(ThreadRunBody, req.body ?? {}, 'body', deps.settings.maxInputBytes);
     // The Idempotency-Key header, when present, is the correlation id.
     const header = req.get('idempotency-key');
     const correlationId = body.correlation_id ?? (header ? parse(IdempotencyKey, header, 'Idempotency-Key header') : null);

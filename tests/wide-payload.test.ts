@@ -1,0 +1,110 @@
+/**
+ * A wide input (tens of thousands of tiny keys) costs the front per byte far more than a string of the same
+ * size: socket.io's JSON.parse, then every check that walks it. One user's message budget of them must not
+ * hold the front: the transport cap keeps a frame near MAX_INPUT_BYTES, and the input's size is measured
+ * first, bounded, before the walks that cost per key.
+ */
+import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { io, type Socket } from 'socket.io-client';
+import { startServer, type TestServer } from './helpers/server';
+import { devLogin } from './helpers/client';
+import { transportCap } from '../server/realtime/socket-server';
+
+const MAX_INPUT_BYTES = 65_536; // the default
+const TICKS_PER_SEC = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** CPU the process has spent (user + system, all its threads), in ms. */
+function cpuMs(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces): utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SEC;
+}
+
+/** `{"k0":0,"k1":0,…}` with as many keys as fit in `bytes` of JSON. */
+function wideInput(bytes: number): Record<string, number> {
+  const input: Record<string, number> = {};
+  let size = 2;
+  for (let i = 0; ; i++) {
+    const add = `"k${i}":0`.length + (i > 0 ? 1 : 0);
+    if (size + add > bytes) return input;
+    input[`k${i}`] = 0;
+    size += add;
+  }
+}
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startServer({ RATE_LIMIT_USER_PER_SEC: '20', RATE_LIMIT_USER_BURST: '40', RATE_LIMIT_IP_PER_SEC: '50', RATE_LIMIT_IP_BURST: '100' });
+});
+afterAll(async () => {
+  await server.stop();
+});
+
+async function connect(user: string): Promise<Socket> {
+  const token = await devLogin(server.url, user);
+  const socket: Socket = io(server.url, { transports: ['websocket'], auth: { token }, reconnection: false, forceNew: true });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve());
+    socket.once('connect_error', reject);
+  });
+  return socket;
+}
+
+/** Sends `count` start_agent messages with `input`, polling /healthz until all are answered (or the socket closes). */
+async function flood(socket: Socket, input: Record<string, number>, count: number) {
+  const acks: Promise<any>[] = [];
+  const closed = new Promise((resolve) => socket.once('disconnect', () => resolve({ error: { code: 'CLOSED' } })));
+  const cpuBefore = cpuMs(server.proc.pid!);
+  for (let i = 0; i < count; i++) acks.push(Promise.race([closed, new Promise((resolve) => socket.emit('start_agent', { agent: 'echo', input }, resolve))]));
+  const healthz = () => fetch(`${server.url}/healthz`).then((r) => r.text());
+  let worst = 0;
+  let done = false;
+  void Promise.all(acks).then(() => (done = true));
+  const until = Date.now() + 60_000;
+  while (!done && Date.now() < until) {
+    const t = Date.now();
+    // A keep-alive connection the server closed just as it was reused (this process busy encoding the messages)
+    // fails once with "other side closed": asked again, the time of both counted.
+    await healthz().catch(healthz);
+    worst = Math.max(worst, Date.now() - t);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const replies = await Promise.all(acks);
+  // What the front spent on the messages (and the few /healthz polls, a millisecond or so each).
+  const cpu = cpuMs(server.proc.pid!) - cpuBefore;
+  return { replies, worst, cpu };
+}
+
+test('wide inputs over MAX_INPUT_BYTES are refused without holding the front for seconds', async () => {
+  const socket = await connect('mallory');
+  const input: Record<string, number> = {};
+  for (let i = 0; i < 90_000; i++) input[`k${i}`] = 0;
+  const { replies, worst, cpu } = await flood(socket, input, 10);
+  socket.close();
+  expect(replies.every((r) => ['PAYLOAD_TOO_LARGE', 'BAD_REQUEST', 'CLOSED'].includes(r.error?.code))).toBe(true);
+  expect(worst).toBeLessThan(1000);
+  // Before the fix: 300-400 ms of front CPU per message (3-4 s for these 10); now the frame is refused by its length.
+  expect(cpu).toBeLessThan(1000);
+  // Over the transport cap: socket.io cuts the socket off at the frame's length, before parsing it.
+  expect(replies[0].error.code).toBe('CLOSED');
+}, 120_000);
+
+test('the widest input a client can still send (just under the transport cap) gets PAYLOAD_TOO_LARGE at a bounded cost', async () => {
+  const socket = await connect('mallory-2');
+  // The frame is `42<ack id>["start_agent",{"agent":"echo","input":…}]`: leave room for that envelope.
+  const input = wideInput(transportCap(MAX_INPUT_BYTES) - 100);
+  const frame = Buffer.byteLength(`421000${JSON.stringify(['start_agent', { agent: 'echo', input }])}`);
+  expect(frame).toBeLessThanOrEqual(transportCap(MAX_INPUT_BYTES));
+  expect(frame).toBeGreaterThan(transportCap(MAX_INPUT_BYTES) - 200);
+  // One second of this server's per-user budget.
+  const { replies, worst, cpu } = await flood(socket, input, 20);
+  expect(replies.map((r) => r.error?.code)).toEqual(Array(20).fill('PAYLOAD_TOO_LARGE'));
+  expect(replies[0].error.message).toMatch(/MAX_INPUT_BYTES/);
+  expect(socket.connected).toBe(true);
+  socket.close();
+  expect(worst).toBeLessThan(1000);
+  // socket.io's JSON.parse of the frame is most of it (~10-20 ms; 300 ms before the fix, at 1 MiB); the size check stops early.
+  expect(cpu / 20).toBeLessThan(60);
+}, 120_000);
