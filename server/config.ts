@@ -12,7 +12,7 @@ import { BURST_WORKERS_PER_WORKER, type AgentEgress, type AgentSettings } from '
 import { deepFreeze } from '../protocol/deep-freeze.js';
 import { DEFAULT_MODEL_OPERATIONS, parseModelOperations, type ModelOperations } from '../protocol/model-operations.js';
 import { descriptorCeiling } from './cells/descriptor-ceiling.js';
-import { DATABASE_URL_HINT, DATABASE_URL_PATTERN, parseDatabaseUrl, type DatabaseTarget } from './store/database-target.js';
+import { DATABASE_URL_HINT, DATABASE_URL_PATTERN, maskQueryPasswords, parseDatabaseUrl, type DatabaseTarget } from './store/database-target.js';
 
 const bool = z
   .enum(['0', '1', 'true', 'false', ''])
@@ -175,11 +175,15 @@ export const ENV_VARS = Object.keys(EnvSchema.shape);
 /** Variables whose value a configuration error must never print (logs and terminals are not secret). */
 const SECRET_VARS = new Set(['AUTH_JWT_SECRET', 'LLM_API_KEY', 'METRICS_TOKEN']);
 
-/** How a configuration error shows a value: secrets hidden, credentials inside URLs masked. */
+/**
+ * How a configuration error shows a value: secrets hidden, credentials inside URLs masked (the whole userinfo,
+ * and password query parameters as maskPassword finds them). Not maskPassword itself: it would print the value
+ * as WHATWG URL reads it (C:\x becomes c:\x), and the refused value should read as it was typed.
+ */
 function shown(name: string, value: string | undefined): string {
   if (value === undefined) return 'unset';
   if (SECRET_VARS.has(name)) return `value hidden, ${value.length} characters`;
-  return `got ${JSON.stringify(value.replace(/\/\/[^/@\s]*@/, '//***@'))}`;
+  return `got ${JSON.stringify(maskQueryPasswords(value.replace(/\/\/[^/@\s]*@/, '//***@')))}`;
 }
 
 export interface Config {

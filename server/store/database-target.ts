@@ -20,7 +20,7 @@ export interface PostgresqlTarget {
   readonly kind: 'postgresql';
   /** The URL as given (it may hold a password: never log it, use `masked`). */
   readonly url: string;
-  /** The URL with its password replaced by `***`: for logs and error messages. */
+  /** The URL with its passwords (userinfo, query) replaced by `***`: for logs and error messages. */
   readonly masked: string;
   /** The database's name (the URL's path). */
   readonly database: string;
@@ -35,15 +35,39 @@ export type DatabaseKind = DatabaseTarget['kind'];
 export const DATABASE_URL_PATTERN = /^(file:.+|postgres(ql)?:\/\/[^/]+\/[^/?#]+([?#].*)?)$/;
 export const DATABASE_URL_HINT = 'must be a SQLite URL like file:./data/atoll.db or a PostgreSQL URL like postgresql://user:password@host:5432/atoll';
 
-/** The URL with its password (if any) replaced by `***`. */
+/**
+ * Query parameters a client takes a password from: both clients read every parameter into their options, so
+ * `?password=` works as well as the userinfo (pg: password, sslpassword; ioredis: password, sentinelPassword).
+ */
+const PASSWORD_PARAM = /pass(word)?$/i;
+
+/** The URL with its passwords (userinfo and query parameters, if any) replaced by `***`. */
 export function maskPassword(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
-    return u.toString();
+    return maskQueryPasswords(u.toString());
   } catch {
-    return url.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@');
+    return maskQueryPasswords(url.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@'));
   }
+}
+
+/** `text` with the value of each password query parameter replaced by `***`; the rest left as written. */
+export function maskQueryPasswords(text: string): string {
+  const start = text.indexOf('?');
+  if (start < 0) return text;
+  const hash = text.indexOf('#', start);
+  const end = hash < 0 ? text.length : hash;
+  const query = text
+    .slice(start + 1, end)
+    .split('&')
+    .map((pair) => {
+      // The name as the clients see it (URLSearchParams: percent-decoded, + as space), so pass%77ord is caught too.
+      const [name] = new URLSearchParams(pair).keys();
+      return name !== undefined && PASSWORD_PARAM.test(name.trim()) ? `${pair.split('=')[0]}=***` : pair;
+    })
+    .join('&');
+  return `${text.slice(0, start + 1)}${query}${text.slice(end)}`;
 }
 
 /** A DATABASE_URL that matched DATABASE_URL_PATTERN; relative SQLite paths are resolved against `cwd`. */
