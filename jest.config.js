@@ -55,6 +55,7 @@ const STORE_BLIND = [
   'socket-flood', // a socket flooding messages is cut off
   'long-token', // a socket's expiry timer for tokens living over ~24.8 days
   'traces', // OpenTelemetry spans of runs
+  'trace-name-cardinality', // how many tool span names a front gives out
   'ts-agents', // TypeScript agents compiled at start-up, input declarations checked at acceptance
   'egress', // AGENT_EGRESS_ALLOW reaching the workers
   'http-page-size', // the HTTP pages' size cap (the route's; the reads under it are http-api's)

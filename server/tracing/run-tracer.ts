@@ -52,6 +52,14 @@ export interface OtelParts {
 const MAX_TOOL_NAME = 64;
 /** Open tool call spans per run: an agent emitting tool_executing in a loop must not grow the front. */
 const MAX_OPEN_TOOL_CALLS = 64;
+/**
+ * Distinct tool span names per tracer, OTHER_TOOL_SPAN included: span names are the backend's index (Jaeger's
+ * operations, Tempo's span-metrics labels), and tool names are the model's or the agent's choice. The first
+ * MAX_TOOL_SPAN_NAMES - 1 tools seen get a name of their own, later ones share OTHER_TOOL_SPAN; every tool's own
+ * name stays in the `gen_ai.tool.name` attribute.
+ */
+const MAX_TOOL_SPAN_NAMES = 32;
+const OTHER_TOOL_SPAN = 'execute_tool (other)';
 
 interface RunSpans {
   root: Otel.Span;
@@ -65,6 +73,15 @@ interface RunSpans {
 export function createRunTracer({ api, tracer, propagator }: OtelParts): RunTracer {
   // Per live run, dropped with it (a run that leaves the front without settling leaves nothing behind).
   const spans = new WeakMap<LiveRun, RunSpans>();
+  // The tools with a span name of their own: the first ones this tracer (the process's one) saw.
+  const namedTools = new Set<string>();
+  const toolSpanName = (tool: string): string => {
+    if (!namedTools.has(tool)) {
+      if (namedTools.size >= MAX_TOOL_SPAN_NAMES - 1) return OTHER_TOOL_SPAN;
+      namedTools.add(tool);
+    }
+    return `execute_tool ${tool}`;
+  };
   const under = (parent: Otel.Span) => api.trace.setSpan(api.ROOT_CONTEXT, parent);
   const child = (parent: Otel.Span, name: string, startTime: number, attributes: Otel.Attributes = {}, kind = api.SpanKind.INTERNAL) =>
     tracer.startSpan(name, { startTime, attributes, kind }, under(parent));
@@ -139,7 +156,7 @@ export function createRunTracer({ api, tracer, propagator }: OtelParts): RunTrac
       if (event.type === 'tool_executing') {
         if (s.tools.size >= MAX_OPEN_TOOL_CALLS || s.tools.has(id)) return;
         const name = String(event.payload.tool_name ?? '').slice(0, MAX_TOOL_NAME);
-        s.tools.set(id, child(s.execute, `execute_tool ${name}`, event.timestamp, { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': name, 'gen_ai.tool.call.id': id }));
+        s.tools.set(id, child(s.execute, toolSpanName(name), event.timestamp, { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': name, 'gen_ai.tool.call.id': id }));
         return;
       }
       const span = s.tools.get(id);
