@@ -688,6 +688,21 @@ test('two users never see each other\'s conversations, on the page or on the wir
   expect(frank.framesReceived.join('\n')).toContain('frank-secret-3333');
 });
 
+test('a link whose #thread= is not valid percent-encoding opens a new conversation, on a reload as on a hash change', async () => {
+  const tab = await page();
+  const p = tab.page;
+  await signIn(p, server.url, 'olga');
+  const broken = `${server.url}/#thread=%E0%A4%A`;
+  // Same document, another hash: the hashchange listener reads it.
+  await p.goto(broken);
+  // A reload (the session stays): the first connection reads it.
+  await p.reload();
+  await poll(() => p.locator('#connection').textContent(), (v) => expect(v).toBe('Connected'), 15_000);
+  await poll(() => p.locator('#conversation-title').textContent(), (v) => expect(v).toBe('New conversation'));
+  expect(new URL(p.url()).hash).toBe('');
+  expect(tab.errors).toEqual([]);
+});
+
 test('at phone width (375 px) everything fits, and the conversation list folds behind a button', async () => {
   const { page: p } = await page({ width: 375, height: 740 });
   await signIn(p, server.url, 'ivy');

@@ -25,10 +25,16 @@ import { createThreadList } from './thread-list';
 
 const HISTORY_PAGE = 100;
 
-/** The conversation named by the URL (`#thread=<id>`), which survives a reload. */
+/** The conversation named by the URL (`#thread=<id>`), which survives a reload; a malformed link names none. */
 function threadInUrl(): string | null {
   const m = /^#thread=(.+)$/.exec(location.hash);
-  return m ? decodeURIComponent(m[1]) : null;
+  if (!m) return null;
+  try {
+    return decodeURIComponent(m[1]);
+  } catch {
+    // Not valid percent-encoding (`%E0%A4%A`): a hand-edited or cut link, not a thread id this page made.
+    return null;
+  }
 }
 
 function startChatPage(): void {
