@@ -184,6 +184,7 @@ export async function startAtoll(config: Config, log: Logger, launching: Promise
     onEventsDropped: (n) => metrics.eventsDropped.inc({ reason: 'socket_backpressure' }, n),
   });
   sockets.start();
+  const live = () => cells.cells().filter((c) => c.state !== 'dead');
   metrics.start({
     capacity: () => {
       const ready = cells.cells().filter((c) => c.state === 'ready');
@@ -197,25 +198,26 @@ export async function startAtoll(config: Config, log: Logger, launching: Promise
         activeContexts: sum((s) => s.activeContexts),
         liveAgentInstances: sum((s) => s.liveAgentInstances),
         // The front: its store's connections (server/store/backend.ts). A cell: its workers' Prisma clients (no
-        // connection each).
-        dbConnections: [{ process: 'front', count: database.connections }, ...ready.map((c) => ({ process: c.id, count: c.stats?.dbClients ?? 0 }))],
+        // connection each). Cells are labelled by slot (cell-handle.ts says why).
+        dbConnections: [{ process: 'front', count: database.connections }, ...ready.map((c) => ({ process: c.slotName, count: c.stats?.dbClients ?? 0 }))],
         cellMemory: ready.flatMap((c) =>
           c.stats
             ? [
-                { cell: c.id, kind: 'heap' as const, bytes: c.stats.heapUsedBytes },
-                { cell: c.id, kind: 'rss' as const, bytes: c.stats.rssBytes },
-                { cell: c.id, kind: 'external' as const, bytes: c.stats.externalBytes },
+                { cell: c.slotName, kind: 'heap' as const, bytes: c.stats.heapUsedBytes },
+                { cell: c.slotName, kind: 'rss' as const, bytes: c.stats.rssBytes },
+                { cell: c.slotName, kind: 'external' as const, bytes: c.stats.externalBytes },
               ]
             : [],
         ),
+        cellGenerations: live().map((c) => ({ cell: c.slotName, generation: c.generation })),
         socketConnections: sockets.connections(),
         redisConnections: redis?.connections.connected() ?? [],
         socketOutboundBytes: sockets.outboundBytes(),
         userMaxima: userMaxima(runs.liveRuns()),
       };
     },
-    // Only live cells: a dead cell's process series leave the scrape with it.
-    cellProcessMetrics: () => cells.cells().filter((c) => c.state !== 'dead').map((c) => ({ cell: c.id, metrics: c.processMetrics })),
+    // Only live cells: a dead cell's process series leave the scrape with it, until its replacement reports.
+    cellProcessMetrics: () => live().map((c) => ({ cell: c.slotName, metrics: c.processMetrics })),
   });
 
   await new Promise<void>((resolve, reject) => {

@@ -1,7 +1,7 @@
 /**
  * The front's Prometheus registry (one per process, never prom-client's global). Cells report their
  * numbers as IPC messages; the front turns them into gauges here, and merges each live cell's own
- * default process metrics (labelled `cell`) into the scrape, so one scrape shows the whole node.
+ * default process metrics (labelled `cell`, by slot) into the scrape, so one scrape shows the whole node.
  * Every series carries `node` (NODE_ID): several nodes' scrapes can be summed or told apart.
  * docs/metrics.md is generated from this file (scripts/metrics-doc.ts); a test keeps them equal.
  */
@@ -27,7 +27,10 @@ export interface CapacitySnapshot {
   dbConnections: { process: string; count: number }[];
   /** Several nodes: whether each of the node's two Redis connections is up (none on a single node). */
   redisConnections: { connection: string; up: boolean }[];
+  /** `cell` is the slot's name (`cell1`), never the generation's id: a cell that keeps dying mints no new series. */
   cellMemory: { cell: string; kind: 'heap' | 'rss' | 'external'; bytes: number }[];
+  /** The generation of the cell in each slot now: which process the slot's series are, as logs name it (`cell1-g7`). */
+  cellGenerations: { cell: string; generation: number }[];
   socketConnections: number;
   /** Bytes sent to sockets and not yet taken by them, all sockets together (what slow clients cost the front). */
   socketOutboundBytes: number;
@@ -50,6 +53,7 @@ export const IDLE_CAPACITY: CapacitySnapshot = {
   dbConnections: [],
   redisConnections: [],
   cellMemory: [],
+  cellGenerations: [],
   socketConnections: 0,
   socketOutboundBytes: 0,
   isolation: { finished: 0, finishedWithViolations: 0, failures: 0, failuresAffectingOthers: 0 },
@@ -218,7 +222,7 @@ export function createMetrics(options: MetricsOptions) {
   gauge('atoll_socket_outbound_bytes', 'Bytes the front has sent to its sockets that they have not taken yet, all sockets together: the memory slow clients cost (each socket is held to SOCKET_MAX_BUFFERED_BYTES plus about one message).', (s) => s.socketOutboundBytes);
   new client.Gauge({
     name: 'atoll_db_connections',
-    help: 'Database clients, by process: the front (its connections: on SQLite two, reads (which also run the worker threads\' statements its gate allows) and writes; on PostgreSQL DB_POOL_SIZE for reads and the gate plus one for writes), or a cell id (one Prisma client per worker thread that has loaded it, at its first ctx.db query unless WORKER_DB_WARMUP=eager; it opens no connection: its statements go to the front).',
+    help: 'Database clients, by process: the front (its connections: on SQLite two, reads (which also run the worker threads\' statements its gate allows) and writes; on PostgreSQL DB_POOL_SIZE for reads and the gate plus one for writes), or a cell slot (`cell1`, `quarantine1`: one Prisma client per worker thread that has loaded it, at its first ctx.db query unless WORKER_DB_WARMUP=eager; it opens no connection: its statements go to the front).',
     labelNames: ['process'],
     registers: [registry],
     collect() {
@@ -238,12 +242,22 @@ export function createMetrics(options: MetricsOptions) {
   });
   new client.Gauge({
     name: 'atoll_cell_memory_bytes',
-    help: 'Memory of each cell process, by kind (heap, rss, external = off-heap buffers).',
+    help: 'Memory of each cell process, by cell slot (cell1, quarantine1: the same for every generation) and kind (heap, rss, external = off-heap buffers).',
     labelNames: ['cell', 'kind'],
     registers: [registry],
     collect() {
       this.reset();
       for (const c of snapshot().cellMemory) this.set({ cell: c.cell, kind: c.kind }, c.bytes);
+    },
+  });
+  new client.Gauge({
+    name: 'atoll_cell_generation',
+    help: 'The generation of the cell now in each slot (1 for its first cell, one more for each replacement): the `cell1-g7` that logs and ran_on name. One series per slot, replaced in place, so cell deaths add no series.',
+    labelNames: ['cell'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of snapshot().cellGenerations) this.set({ cell: c.cell }, c.generation);
     },
   });
   new client.Gauge({

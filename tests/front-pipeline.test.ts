@@ -233,7 +233,8 @@ onPostgresql('PostgreSQL: a value its column cannot take (SQLSTATE class 22) fai
 type CellKind = 'instant' | 'answering' | 'gone' | 'failing';
 
 /** A run service on the real store, with real CellHandles around stand-in child processes. */
-function serviceRig(cells: { id: string; kind: CellKind; events?: number }[]) {
+/** Each stand-in is the first generation of its slot: `cell1` runs as `cell1-g1`. */
+function serviceRig(cells: { slot: string; kind: CellKind; events?: number }[]) {
   const delivered: RunEventEnvelope[] = [];
   const written: FrontToCell[][] = [];
   const log = createLogger('silent');
@@ -246,7 +247,7 @@ function serviceRig(cells: { id: string; kind: CellKind; events?: number }[]) {
     for (let i = 0; i < events; i++) service.onCellMessage(handle, { type: 'run_event', runId, event: { type: 'partial_result', payload: { text: 'x' }, timestamp: Date.now() } as never });
     service.onCellMessage(handle, { type: 'run_finished', runId, outcome: { status: 'completed', result: 'x', executionTimeMs: 0 }, report: null });
   };
-  const handles = cells.map(({ id, kind, events = 0 }) => {
+  const handles = cells.map(({ slot, kind, events = 0 }) => {
     const child = {
       connected: kind !== 'gone',
       exitCode: null,
@@ -262,7 +263,7 @@ function serviceRig(cells: { id: string; kind: CellKind; events?: number }[]) {
         return true;
       },
     };
-    const handle = new CellHandle(id, 0, child as unknown as ChildProcess, 4, false, scratch);
+    const handle = new CellHandle(slot, 1, 0, child as unknown as ChildProcess, 4, false, scratch);
     handle.state = 'ready';
     // The instant cell skips the IPC batch: it answers inside the dispatch itself.
     if (kind === 'instant') handle.send = (msg: FrontToCell) => void (msg.type === 'run' && answer(handle, msg.run.runId, events));
@@ -297,7 +298,7 @@ async function until(check: () => boolean, what: string, ms = 10_000): Promise<v
 }
 
 test("a run's events never overtake its event 1, even when its cell answers at once", async () => {
-  const { service, delivered, start, stop } = serviceRig([{ id: 'cell1-g1', kind: 'instant', events: 1 }]);
+  const { service, delivered, start, stop } = serviceRig([{ slot: 'cell1', kind: 'instant', events: 1 }]);
   try {
     const started = [];
     for (let i = 0; i < 5; i++) {
@@ -323,8 +324,8 @@ async function runRow(runId: string) {
 
 test.each(['gone', 'failing'] as const)('a run sent to a cell whose channel is %s, never delivered, is dispatched again without suspicion', async (kind) => {
   const { service, delivered, written, cells, pick, start, stop } = serviceRig([
-    { id: 'cell1-g1', kind },
-    { id: 'cell2-g1', kind: 'answering' },
+    { slot: 'cell1', kind },
+    { slot: 'cell2', kind: 'answering' },
   ]);
   const [dead, live] = cells;
   try {
@@ -353,8 +354,8 @@ test.each(['gone', 'failing'] as const)('a run sent to a cell whose channel is %
  */
 async function diesHoldingUnstartedRun(userId: string, drained: boolean) {
   const rig = serviceRig([
-    { id: 'cell1-g1', kind: 'answering', events: 0 },
-    { id: 'cell2-g1', kind: 'answering' },
+    { slot: 'cell1', kind: 'answering', events: 0 },
+    { slot: 'cell2', kind: 'answering' },
   ]);
   const { service, written, cells, pick, start } = rig;
   const [first, second] = cells;

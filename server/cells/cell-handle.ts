@@ -11,6 +11,9 @@ export type CellState = 'starting' | 'ready' | 'stopping' | 'dead';
 /** A run that has been executing this long no longer counts against its cell's capacity (burst workers). */
 export const LONG_RUN_MS = 1000;
 
+/** A cell's id: its slot's name and generation (`cell1-g2`). */
+export const cellId = (slotName: string, generation: number) => `${slotName}-g${generation}`;
+
 export class CellHandle {
   state: CellState = 'starting';
   agents: AgentInfo[] = [];
@@ -68,8 +71,20 @@ export class CellHandle {
     });
   });
 
+  /**
+   * The cell's id: its slot's name and generation (`cell1-g2`), unique for the front's life. Logs, run rows
+   * (`ran_on.cell`) and the routing of a run to the cell it was sent to name this process, never its replacement.
+   */
+  readonly id: string;
+
   constructor(
-    readonly id: string,
+    /**
+     * The slot's name (`cell1`, `quarantine1`): the `cell` label of its metrics, the same for every generation, so a
+     * cell that keeps dying replaces its series rather than adding new ones.
+     */
+    readonly slotName: string,
+    /** How many cells this slot has had, this one included. */
+    readonly generation: number,
     readonly slot: number,
     readonly child: ChildProcess,
     readonly capacity: number,
@@ -77,7 +92,9 @@ export class CellHandle {
     readonly quarantine: boolean,
     /** The scratch folders of the runs inside (server/cells/run-scratch.ts). */
     readonly scratch: RunScratch,
-  ) {}
+  ) {
+    this.id = cellId(slotName, generation);
+  }
 
   /**
    * Workers free for a new run. Runs executing longer than LONG_RUN_MS stop counting (up to

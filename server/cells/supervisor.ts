@@ -11,7 +11,7 @@ import { fork } from 'node:child_process';
 import type { SupervisorSettings } from '../config-views.js';
 import type { Logger } from '../logger.js';
 import type { AgentInfo, CellConfig, CellToFront } from '../../protocol/cell-messages.js';
-import { CellHandle } from './cell-handle.js';
+import { CellHandle, cellId } from './cell-handle.js';
 import { cellLaunch, type CellSandboxOptions } from './cell-sandbox.js';
 import { createRunScratch } from './run-scratch.js';
 import { readCellOsThreads } from './cpu-governor.js';
@@ -89,13 +89,14 @@ export function createCellSupervisor(opts: SupervisorOptions) {
   function spawn(slot: number, diedAt: number | null): Promise<CellHandle> {
     generation[slot]++;
     const quarantine = isQuarantine(slot);
-    const id = quarantine ? `quarantine${slot - settings.cells + 1}-g${generation[slot]}` : `cell${slot + 1}-g${generation[slot]}`;
+    const slotName = quarantine ? `quarantine${slot - settings.cells + 1}` : `cell${slot + 1}`;
+    const id = cellId(slotName, generation[slot]);
     // An allow-listed environment (no secrets; no NODE_OPTIONS, whose --max-old-space-size would silently
     // override every worker's heap budget: nodejs/node#43991), the permission model, and an OS user of its own.
     const launch = cellLaunch(opts.sandbox, id, slot, process.env);
     const child = fork(opts.cellEntry, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'pipe', 'ipc'], execArgv: launch.execArgv, env: launch.env, uid: launch.uid, gid: launch.gid, cwd: launch.scratchDir });
     const owner = launch.uid === undefined ? null : { uid: launch.uid, gid: launch.gid! };
-    const cell = new CellHandle(id, slot, child, quarantine ? 1 : opts.cellConfig.workersPerCell, quarantine, createRunScratch(launch.scratchDir, owner));
+    const cell = new CellHandle(slotName, generation[slot], slot, child, quarantine ? 1 : opts.cellConfig.workersPerCell, quarantine, createRunScratch(launch.scratchDir, owner));
     slots[slot] = cell;
     // With 'cell died' (restart_in_ms), shows the backoff a slot that keeps dying actually waited.
     log.info({ cell: id, pid: child.pid }, 'cell starting');
