@@ -38,6 +38,25 @@ export default class DbHog {
 }
 `;
 
+const childrenOf = (pid: number): number[] => fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+const cpuTicks = (pid: number): number => {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+};
+/** Waits (at least `minMs`, at most `maxMs`) until the processes used no CPU for a second. */
+async function cpuQuiet(pids: number[], minMs: number, maxMs: number): Promise<void> {
+  const start = Date.now();
+  const total = () => pids.reduce((n, p) => n + cpuTicks(p), 0);
+  let last = total();
+  let quietSince = Date.now();
+  while (Date.now() - start < maxMs) {
+    await new Promise((r) => setTimeout(r, 100));
+    const now = total();
+    if (now !== last) [last, quietSince] = [now, Date.now()];
+    else if (Date.now() - quietSince >= 1000 && Date.now() - start >= minMs) return;
+  }
+}
+
 const rssMiB = (pid: number) => Number(/^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
 let server: TestServer;
@@ -65,10 +84,15 @@ test('60 concurrent ctx.db reads of a thread of 8 MB and 400 other calls: one at
     // The front stopped while the run sends its calls: they all reach it together, as they would from a faster run or
     // a slower front. Otherwise how many ever wait at once depends on the two sides' speeds: on a busy machine the
     // front kept up with the run's query compiler and refused none.
+    // Stopped until its cell is quiet (its worker has sent them all: each is compiled by the worker's query compiler
+    // first, ~1-8 ms each, and a fixed 4 s was too short on a machine under a load of 15).
     await attacker.waitForEvent(run_id, 'agent_thinking', 60_000);
     process.kill(pid, 'SIGSTOP');
-    await new Promise((r) => setTimeout(r, 4000));
-    process.kill(pid, 'SIGCONT');
+    try {
+      await cpuQuiet(childrenOf(pid), 4000, 30_000);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
     // Another user's probe of the front while the flood runs: it must keep answering (its time is printed).
     let worstMs = 0;
     let peakRss = rssBefore;
