@@ -58,14 +58,15 @@ export interface SocketServerDeps {
 }
 
 /**
- * The transport's cap on one message (socket.io's maxHttpBufferSize): MAX_INPUT_BYTES, an eighth more and
- * 16 KiB. A client's message carries its input as JSON.stringify wrote it, the very bytes MAX_INPUT_BYTES counts
- * (non-ASCII raw; the escapes of control characters are refused anyway), in an envelope of a few hundred bytes
- * at most; the rest is room so a moderately oversize message still gets PAYLOAD_TOO_LARGE on its ack. Only one
- * over this is cut off by socket.io (the socket closes). Not more: socket.io parses every frame before the front
- * sees it, refused or not, and a wide object costs ~110 ns per byte to parse (~10 ms at this cap's default).
+ * The transport's cap on one message (socket.io's maxHttpBufferSize): three times MAX_INPUT_BYTES and 16 KiB.
+ * MAX_INPUT_BYTES counts the input as JSON.stringify writes it (non-ASCII raw), but a client's encoder may escape
+ * every non-ASCII character (Python's json.dumps does by default, so python-socketio does): `\u0436` is 6 bytes
+ * for the 2 of `ж`, 12 for an emoji's 4, never more than three times; the 16 KiB hold the envelope and room for a
+ * moderately oversize message to get PAYLOAD_TOO_LARGE on its ack. Only a message over this is cut off by
+ * socket.io (the socket closes). Not more: socket.io parses every frame before the front sees it, refused or
+ * not, and a wide object costs ~110 ns per byte to parse (~25 ms at this cap's default, 208 KiB).
  */
-export const transportCap = (maxInputBytes: number) => maxInputBytes + Math.ceil(maxInputBytes / 8) + 16 * 1024;
+export const transportCap = (maxInputBytes: number) => 3 * maxInputBytes + 16 * 1024;
 
 /**
  * How long an engine.io connection may go without a socket (socket.io's CONNECT, handshake included): a real
