@@ -108,6 +108,18 @@ export function parseRunStart<T>(schema: z.ZodType<T>, value: unknown, what: str
   return parse(schema, value, what);
 }
 
+/**
+ * The most a message that starts a run may hold on the wire: a socket message (socket.io's maxHttpBufferSize) or an
+ * HTTP body. Three times MAX_INPUT_BYTES and 16 KiB: MAX_INPUT_BYTES counts the input as JSON.stringify writes it
+ * (non-ASCII raw), but a client's encoder may escape every non-ASCII character (Python's json.dumps does by default,
+ * so python-socketio and requests' `json=` do): `\u0436` is 6 bytes for the 2 of `ж`, 12 for an emoji's 4, never
+ * more than three times; the 16 KiB hold the envelope and room for a moderately oversize input to get
+ * PAYLOAD_TOO_LARGE. A socket message over this is cut off by socket.io (the socket closes), a body gets 413. Not
+ * more: socket.io parses every frame before the front sees it, refused or not, and a wide object costs ~110 ns per
+ * byte to parse (~25 ms at this cap's default, 208 KiB).
+ */
+export const messageCap = (maxInputBytes: number): number => 3 * maxInputBytes + 16 * 1024;
+
 /** A string input becomes { text }; the serialized size is capped. */
 export function normalizeInput(input: z.infer<typeof InputSchema>, maxBytes: number): AgentInput {
   const normalized = (typeof input === 'string' ? { text: input } : input) as AgentInput;

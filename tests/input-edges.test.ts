@@ -70,7 +70,7 @@ describe('a live server', () => {
     const u = await UserClient.connect(server.url, 'binary');
     const binary = await u.ack('start_agent', { agent: 'echo', input: { text: 'x', blob: Buffer.from('abc') } });
     expect(binary.error).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringMatching(/binary value at .*input\.blob/) });
-    // 70 KB: over MAX_INPUT_BYTES (64 KiB), under the transport cap (208 KiB: socket-server.ts transportCap).
+    // 70 KB: over MAX_INPUT_BYTES (64 KiB), under the transport cap (208 KiB: protocol/requests.ts messageCap).
     const big = await u.ack('start_agent', { agent: 'echo', input: 'x'.repeat(70_000) });
     expect(big.error).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', message: expect.stringMatching(/MAX_INPUT_BYTES/) });
     expect(u.socket.connected).toBe(true);

@@ -10,7 +10,7 @@ import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
 import { startServer, type TestServer } from './helpers/server';
 import { devLogin } from './helpers/client';
-import { transportCap } from '../server/realtime/socket-server';
+import { messageCap } from '../protocol/requests';
 
 const MAX_INPUT_BYTES = 65_536; // the default
 const TICKS_PER_SEC = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
@@ -95,10 +95,10 @@ test('wide inputs over MAX_INPUT_BYTES are refused without holding the front for
 test('the widest input a client can still send (just under the transport cap) gets PAYLOAD_TOO_LARGE at a bounded cost', async () => {
   const socket = await connect('mallory-2');
   // The frame is `42<ack id>["start_agent",{"agent":"echo","input":…}]`: leave room for that envelope.
-  const input = wideInput(transportCap(MAX_INPUT_BYTES) - 100);
+  const input = wideInput(messageCap(MAX_INPUT_BYTES) - 100);
   const frame = Buffer.byteLength(`421000${JSON.stringify(['start_agent', { agent: 'echo', input }])}`);
-  expect(frame).toBeLessThanOrEqual(transportCap(MAX_INPUT_BYTES));
-  expect(frame).toBeGreaterThan(transportCap(MAX_INPUT_BYTES) - 200);
+  expect(frame).toBeLessThanOrEqual(messageCap(MAX_INPUT_BYTES));
+  expect(frame).toBeGreaterThan(messageCap(MAX_INPUT_BYTES) - 200);
   // One second of this server's per-user budget.
   const { replies, worst, cpu } = await flood(socket, input, 20);
   expect(replies.map((r) => r.error?.code)).toEqual(Array(20).fill('PAYLOAD_TOO_LARGE'));
@@ -113,7 +113,7 @@ test('the widest input a client can still send (just under the transport cap) ge
 // MAX_INPUT_BYTES counts the input as JSON.stringify writes it (non-ASCII raw); Python's json.dumps (python-socketio's
 // encoder) escapes every non-ASCII character by default: `\u0436` is 6 bytes for the 2 of `ж`. Such an input of
 // MAX_INPUT_BYTES is three times that on the wire, and must be taken, not cut off by the transport.
-test('an input of MAX_INPUT_BYTES whose every character the client escaped (as Python does) is accepted', async () => {
+test('an input of MAX_INPUT_BYTES whose every character the client escaped (as Python does) is accepted, on the socket and over HTTP', async () => {
   const token = await devLogin(server.url, 'escaping-client');
   const text = 'ж'.repeat(Math.floor((MAX_INPUT_BYTES - 100) / 2));
   expect(Buffer.byteLength(JSON.stringify({ text }))).toBeLessThanOrEqual(MAX_INPUT_BYTES);
@@ -132,4 +132,10 @@ test('an input of MAX_INPUT_BYTES whose every character the client escaped (as P
     ws.on('close', () => resolve('closed'));
   });
   expect(JSON.parse(reply.slice(3))[0]).toMatchObject({ run_id: expect.any(String) });
+  // The same over HTTP (Python's requests with `json=` escapes the same way): the body cap is the same.
+  const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  const thread = (await (await fetch(`${server.url}/v1/threads`, { method: 'POST', headers: auth, body: '{}' })).json()) as { id: string };
+  const body = JSON.stringify({ agent: 'echo', input: { text } }).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  expect(Buffer.byteLength(body)).toBeGreaterThan(2.9 * MAX_INPUT_BYTES);
+  expect((await fetch(`${server.url}/v1/threads/${thread.id}/runs`, { method: 'POST', headers: auth, body })).status).toBe(202);
 }, 60_000);

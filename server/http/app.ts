@@ -7,7 +7,7 @@ import type { HttpSettings } from '../config-views.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { CodedError } from '../../protocol/errors.js';
-import { DevLoginBody, parse } from '../../protocol/requests.js';
+import { DevLoginBody, messageCap, parse } from '../../protocol/requests.js';
 import type { AgentList, DevLoginReply, TicketReply } from '../../protocol/views.js';
 import type { RunService } from '../runs/run-service.js';
 import type { RunStore } from '../store/store.js';
@@ -69,7 +69,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
   // Bodies are parsed only for whom they are meant: the dev login's, and a signed-in user's within their budget.
   // Parsed for everyone, a client without a token made the front parse 119 KB of 10,000 values (~12 ms) for a 401,
   // 50 a second per address (helper-86).
-  const jsonBody = express.json({ limit: Math.max(deps.settings.maxInputBytes * 2, 100_000) });
+  const jsonBody = express.json({ limit: messageCap(deps.settings.maxInputBytes) });
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', draining: deps.runs.draining, cells_ready: deps.cells.cells().filter((c) => c.state === 'ready').length });

@@ -15,6 +15,7 @@ import { CodedError, toErrorBody, type ErrorBody } from '../../protocol/errors.j
 import type { Ack, ClientToServerEvents, ReplyOf } from '../../protocol/socket-events.js';
 import { RefreshTokenBody, StartRunBody, StopRunBody, SubscribeRunBody, ThreadHistoryBody, normalizeInput, parse, parseRunStart } from '../../protocol/requests.js';
 import { budgetAddress, clientAddress, trustFunction } from '../http/client-address.js';
+import { messageCap } from '../../protocol/requests.js';
 import { originAllowed } from '../http/origin.js';
 import { messageView, pageBySize } from '../http/views.js';
 import type { RunService } from '../runs/run-service.js';
@@ -57,16 +58,6 @@ export interface SocketServerDeps {
   onStalledDisconnect: () => void;
 }
 
-/**
- * The transport's cap on one message (socket.io's maxHttpBufferSize): three times MAX_INPUT_BYTES and 16 KiB.
- * MAX_INPUT_BYTES counts the input as JSON.stringify writes it (non-ASCII raw), but a client's encoder may escape
- * every non-ASCII character (Python's json.dumps does by default, so python-socketio does): `\u0436` is 6 bytes
- * for the 2 of `ж`, 12 for an emoji's 4, never more than three times; the 16 KiB hold the envelope and room for a
- * moderately oversize message to get PAYLOAD_TOO_LARGE on its ack. Only a message over this is cut off by
- * socket.io (the socket closes). Not more: socket.io parses every frame before the front sees it, refused or
- * not, and a wide object costs ~110 ns per byte to parse (~25 ms at this cap's default, 208 KiB).
- */
-export const transportCap = (maxInputBytes: number) => 3 * maxInputBytes + 16 * 1024;
 
 /**
  * How long an engine.io connection may go without a socket (socket.io's CONNECT, handshake included): a real
@@ -96,7 +87,7 @@ export function createSocketServer(deps: SocketServerDeps) {
     onRefusedPacket: (ip, why) => log.warn({ ip, why }, 'connection sent a packet it may not send; closed'),
   });
   const io: AtollServer = new Server(deps.http, {
-    maxHttpBufferSize: transportCap(deps.settings.maxInputBytes),
+    maxHttpBufferSize: messageCap(deps.settings.maxInputBytes),
     serveClient: false,
     // A backstop only: engine-connections.ts closes a connection without a socket first, discarding what it holds.
     // socket.io's own close would wait up to engine.io's close timeout (30 s) for a poll a bare session never sends.
