@@ -6,6 +6,7 @@
  */
 import type { UserExecutionContext } from '../agent-contract.js';
 import type { JsonValue } from '../../protocol/events.js';
+import { MAX_OUTPUT_DEPTH, nestsDeeperThan } from '../../protocol/json-nesting.js';
 import { abortable } from './abortable.js';
 import { describeSchemaErrors, type ToolSet } from './tool-set.js';
 
@@ -112,11 +113,16 @@ function toJson(value: unknown): { ok: true; value: JsonValue } | { ok: false; e
   }
 }
 
-/** Keeps a tool event small whatever the model or the tool produced. */
+/**
+ * Keeps a tool event small and shallow whatever the model or the tool produced: an event nests at most
+ * MAX_OUTPUT_DEPTH levels, its payload being one of them, and ctx.emit throws past it (a model asked for
+ * arguments 70 arrays deep would otherwise fail the run).
+ */
 function eventValue(value: JsonValue): JsonValue {
   const text = JSON.stringify(value);
-  if (Buffer.byteLength(text) <= MAX_EVENT_VALUE_BYTES) return value;
-  return { truncated: true, bytes: Buffer.byteLength(text), preview: text.slice(0, PREVIEW_CHARS) };
+  const bytes = Buffer.byteLength(text);
+  if (bytes <= MAX_EVENT_VALUE_BYTES && !nestsDeeperThan(value, MAX_OUTPUT_DEPTH - 1)) return value;
+  return { truncated: true, bytes, preview: text.slice(0, PREVIEW_CHARS) };
 }
 
 function errorMessage(err: unknown): string {
