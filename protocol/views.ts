@@ -62,6 +62,8 @@ export interface AgentInfo {
 export interface PageMeta {
   dev_login: boolean;
   llm_configured: boolean;
+  /** MAX_INPUT_BYTES: the page refuses a longer message itself, keeping its text (past the transport's cap the socket would be cut). */
+  max_input_bytes: number;
 }
 
 /** What Atoll found about a run's isolation (GET /v1/runs/:id shows it). */

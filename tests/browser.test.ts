@@ -306,6 +306,21 @@ describe('one user in one tab', () => {
     expect(await p.title()).toBe('Atoll chat');
   });
 
+  // Past the transport's cap (three times MAX_INPUT_BYTES + 16 KiB) socket.io cuts the socket off before any answer,
+  // and a message without an answer is not offered again: the text was lost (helper-91). The page checks first.
+  test('a message over MAX_INPUT_BYTES is refused by the page itself: its text stays, the connection too', async () => {
+    const p = alice.page;
+    const before = await p.locator('.turn').count();
+    const text = 'x'.repeat(300_000);
+    await p.getByLabel('Your message').fill(text);
+    await p.getByLabel('Your message').press('Enter');
+    await poll(() => p.locator('#composer-error').textContent(), (v) => expect(v).toMatch(/^Not sent: PAYLOAD_TOO_LARGE\. .*at most 65536/));
+    expect(await p.getByLabel('Your message').inputValue()).toBe(text);
+    expect(await p.locator('.turn').count()).toBe(before);
+    expect(await p.locator('#connection').textContent()).toBe('Connected');
+    await p.getByLabel('Your message').fill('');
+  });
+
   test('Stop cancels a running answer; what was streamed stays, and the composer keeps working', async () => {
     const p = alice.page;
     const turn = await send(p, 'stall', 'llm');

@@ -101,7 +101,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     res.json({ token: deps.tokens.issue(body.user_id), user_id: body.user_id } satisfies DevLoginReply);
   });
 
-  app.use(metaRoutes({ devLogin: deps.settings.devLogin, llmConfigured: deps.web.llmConfigured }));
+  app.use(metaRoutes({ devLogin: deps.settings.devLogin, llmConfigured: deps.web.llmConfigured, maxInputBytes: deps.settings.maxInputBytes }));
 
   const v1 = express.Router();
   v1.use(requireUser(deps.tokens));

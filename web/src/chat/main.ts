@@ -55,7 +55,7 @@ function startChatPage(): void {
   };
   const store = createSessionStore(sessionStorage);
   let session: Session | null = null;
-  let meta: PageMeta = { dev_login: false, llm_configured: false };
+  let meta: PageMeta = { dev_login: false, llm_configured: false, max_input_bytes: Infinity };
   let conn: Connection | null = null;
   let threads: ThreadView[] = [];
   let conversation: Conversation | null = null;
@@ -234,6 +234,15 @@ function startChatPage(): void {
   async function send(text: string, agent: string): Promise<void> {
     if (!conn || !conversation) return;
     els.composerError.textContent = '';
+    // Refused here, the text stays: the server would answer PAYLOAD_TOO_LARGE, or past the transport's cap cut the
+    // socket off before answering, and a message without an answer is not offered again (it may have arrived).
+    const bytes = new TextEncoder().encode(JSON.stringify({ text })).length;
+    if (bytes > meta.max_input_bytes) {
+      composer.restore(text);
+      els.composerError.textContent = `Not sent: PAYLOAD_TOO_LARGE. ${sentenceFor('PAYLOAD_TOO_LARGE')} (${bytes} bytes; at most ${meta.max_input_bytes})`;
+      announce(`Not sent: PAYLOAD_TOO_LARGE. ${sentenceFor('PAYLOAD_TOO_LARGE')}`);
+      return;
+    }
     const conv = conversation;
     const correlationId = randomId();
     const run = conv.addPending(text, agent, correlationId);
