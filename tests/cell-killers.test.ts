@@ -92,11 +92,13 @@ test('the suspects of another cell\'s death do not wait for a cell killer\'s run
     await killer.waitForEvent(long.run_id, 'agent_started', 60_000);
     expect((await killer.http('GET', `/v1/runs/${long.run_id}`)).body.ran_on.cell).toMatch(KILLERS_CELL);
     // A death with company in the serving cell: the company is a suspect and needs the one suspects' cell.
-    const bystander = await company.start({ agent: 'chaos', input: { mode: 'slow', text: 's', ms: 2000 } });
+    // Long enough to be running when the culprit's run starts: that run needs a fresh worker of its own first, which
+    // took over 2 s on a loaded machine, and a bystander of 2 s had ended (no restart to see).
+    const bystander = await company.start({ agent: 'chaos', input: { mode: 'slow', text: 's', ms: 10_000 } });
     await company.waitForEvent(bystander.run_id, 'agent_started', 60_000);
     const bad = await culprit.start({ agent: 'chaos', input: { mode: 'abort', text: 'boom' } });
     const events = await company.waitForRun(bystander.run_id, 120_000);
-    expect(terminal(events).payload).toMatchObject({ status: 'completed', final_response: 'slept 2000 ms' });
+    expect(terminal(events).payload).toMatchObject({ status: 'completed', final_response: 'slept 10000 ms' });
     expect(events.filter((e) => e.type === 'run_restarted')).toHaveLength(1);
     expect(terminal(await culprit.waitForRun(bad.run_id, 60_000)).payload.error.code).toBe('WORKER_CRASHED');
     // All that while, the killer's run held its own cell.
