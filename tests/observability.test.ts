@@ -139,6 +139,9 @@ describe('a live server under chaos', () => {
     expect(cellsReported).toBe(true);
     const cells = [...new Set(labelValues(m, 'atoll_cell_memory_bytes', 'cell'))].sort();
     expect([...new Set(labelValues(m, 'process_resident_memory_bytes', 'cell'))].sort()).toEqual(cells);
+    // Read inside the cell, whose permission model keeps /proc/self from it (prom-client's source): a real size.
+    for (const cell of cells) expect(value(m, 'process_resident_memory_bytes', { cell })).toBeGreaterThan(20 * 1024 * 1024);
+    expect(labelValues(m, 'process_open_fds', 'cell')).toEqual([]);
     expect([...new Set(labelValues(m, 'nodejs_heap_size_used_bytes', 'cell'))].sort()).toEqual(cells);
     // The front's own series: one sample each, labelled with the node only.
     expect(m).toMatch(/^process_cpu_seconds_total\{node="observed-node"\} \d/m);

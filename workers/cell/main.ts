@@ -24,6 +24,19 @@ function processRegistry(): Registry {
   const client = require('prom-client') as typeof import('prom-client');
   registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
+  // prom-client reads these from /proc/self, which the permission model keeps from this process: they reported 0
+  // (memory) or nothing. Resident memory comes from libuv instead; the rest are dropped rather than shown as 0.
+  for (const unreadable of ['process_resident_memory_bytes', 'process_virtual_memory_bytes', 'process_heap_bytes', 'process_open_fds', 'process_max_fds']) {
+    registry.removeSingleMetric(unreadable);
+  }
+  new client.Gauge({
+    name: 'process_resident_memory_bytes',
+    help: 'Resident memory size in bytes.',
+    registers: [registry],
+    collect() {
+      this.set(process.memoryUsage.rss());
+    },
+  });
   return registry;
 }
 
