@@ -718,6 +718,28 @@ test('a link whose #thread= is not valid percent-encoding opens a new conversati
   expect(tab.errors).toEqual([]);
 });
 
+test('a page of another origin that opens the chat page keeps no handle on it (Cross-Origin-Opener-Policy)', async () => {
+  // Not a tracked page: its one request goes to a made-up origin, answered here, not by any server.
+  const context = await browser.newContext();
+  try {
+    const opener = await context.newPage();
+    await opener.route('http://elsewhere.test/', (route) => route.fulfill({ contentType: 'text/html', body: '<!doctype html><title>elsewhere</title>' }));
+    await opener.goto('http://elsewhere.test/');
+    const popupOpened = context.waitForEvent('page');
+    await opener.evaluate((url) => {
+      (window as unknown as { chat: Window | null }).chat = window.open(url);
+    }, server.url + '/');
+    const popup = await popupOpened;
+    await popup.waitForLoadState('load');
+    expect(popup.url()).toBe(server.url + '/');
+    // The browser moved the chat page to a browsing context group of its own: the opener's handle reads closed.
+    await poll(() => opener.evaluate(() => (window as unknown as { chat: Window }).chat.closed), (v) => expect(v).toBe(true));
+    expect(await popup.evaluate(() => window.opener)).toBeNull();
+  } finally {
+    await context.close();
+  }
+});
+
 test('at phone width (375 px) everything fits, and the conversation list folds behind a button', async () => {
   const { page: p } = await page({ width: 375, height: 740 });
   await signIn(p, server.url, 'ivy');

@@ -24,6 +24,10 @@ function secure(res: Response): void {
   res.setHeader('Content-Security-Policy', PAGE_CSP);
   res.setHeader('X-Content-Type-Options', 'nosniff');
   res.setHeader('Referrer-Policy', 'no-referrer');
+  // A page of another origin that opens this one (window.open) keeps no handle on it: no navigating it away, no
+  // counting its frames, no postMessage; and no other origin may embed its scripts or styles.
+  res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
+  res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');
   // The files are not content-hashed, so browsers revalidate (cheap: ETag) instead of keeping a stale build.
   res.setHeader('Cache-Control', 'no-cache');
 }
