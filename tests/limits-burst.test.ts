@@ -94,7 +94,7 @@ describe('bursts', () => {
 
   test('failed handshakes cost their address: after the burst a clear RATE_LIMITED, even with a good token', async () => {
     const token = await devLogin(server.url, 'handshaker');
-    // Successful handshakes cost nothing.
+    // Successful handshakes cost nothing of this budget.
     for (let i = 0; i < 4; i++) {
       const ok = rawSocket(server.url, token);
       expect(await connected(ok)).toBeNull();
@@ -129,5 +129,54 @@ describe('a burst of failed handshakes', () => {
     const codes = answers.filter((p) => p.startsWith('44')).map((p) => (JSON.parse(p.slice(2)) as { data: { code: string } }).data.code);
     expect(codes.filter((c) => c === 'UNAUTHORIZED')).toHaveLength(3);
     expect(codes.filter((c) => c === 'RATE_LIMITED')).toHaveLength(MAX_CONNECTS_BEFORE_SOCKET - 3);
+  }, 60_000);
+});
+
+/**
+ * Connects one after another, each socket closed once it is in; returns the outcomes and how long it took. A
+ * handshake costs the front ~1.5 ms (the transport, the token, the slot, the bus subscription): unbudgeted, one
+ * user connecting and disconnecting in a loop took half of the front's core.
+ */
+async function connectInTurn(url: string, tokens: string[]): Promise<{ admitted: number; refusals: any[]; seconds: number }> {
+  const started = Date.now();
+  const refusals: any[] = [];
+  let admitted = 0;
+  for (const token of tokens) {
+    const s = rawSocket(url, token);
+    const err = (await connected(s)) as any;
+    s.close();
+    if (err) refusals.push(err.data);
+    else admitted++;
+  }
+  return { admitted, refusals, seconds: (Date.now() - started) / 1000 };
+}
+
+describe('successful handshakes spend the request budgets', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer({ CELLS: '1', THREADS_PER_CELL: '1', RATE_LIMIT_USER_PER_SEC: '1', RATE_LIMIT_USER_BURST: '4', RATE_LIMIT_IP_PER_SEC: '1', RATE_LIMIT_IP_BURST: '20', SHUTDOWN_GRACE_MS: '0' });
+  });
+  afterAll(() => server.stop());
+
+  test('one user connecting in a loop: past its burst each handshake is RATE_LIMITED with a retry time; another user still gets in', async () => {
+    const [churner, other] = [await devLogin(server.url, 'churner'), await devLogin(server.url, 'steady')];
+    const { admitted, refusals, seconds } = await connectInTurn(server.url, Array(10).fill(churner));
+    // The burst, plus what refilled at 1 a second meanwhile.
+    expect(admitted).toBeGreaterThanOrEqual(4);
+    expect(admitted).toBeLessThanOrEqual(4 + Math.ceil(seconds));
+    expect(refusals.length).toBe(10 - admitted);
+    for (const r of refusals) expect(r).toMatchObject({ code: 'RATE_LIMITED', message: expect.stringMatching(/requests for this user/), retry_after_ms: expect.any(Number) });
+    const ok = rawSocket(server.url, other);
+    expect(await connected(ok)).toBeNull();
+    ok.close();
+  }, 60_000);
+
+  test('many users from one address: past the address\'s burst each handshake is RATE_LIMITED', async () => {
+    // The address's budget is shared with the HTTP requests (the sign-ins) and the handshakes above: spent to its last token here.
+    const tokens = await Promise.all(['a', 'b', 'c', 'd', 'e', 'f'].map((u) => devLogin(server.url, `crowd-${u}`)));
+    const { admitted, refusals, seconds } = await connectInTurn(server.url, [...tokens, ...tokens, ...tokens, ...tokens]);
+    expect(admitted).toBeLessThanOrEqual(20 + Math.ceil(seconds));
+    expect(refusals.length).toBeGreaterThan(0);
+    expect(refusals.filter((r) => r.code === 'RATE_LIMITED' && /requests from this address/.test(r.message)).length).toBeGreaterThan(0);
   }, 60_000);
 });

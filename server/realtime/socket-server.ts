@@ -230,7 +230,12 @@ export function createSocketServer(deps: SocketServerDeps) {
    * run started right after connecting is followed from its first event.
    */
   async function admit(socket: AtollSocket): Promise<void> {
+    // A handshake costs the front more than a message (~1.5 ms: the transport, the token, the slot, the bus
+    // subscription), so it spends a token of the same budgets as every request: unbudgeted, one signed-in user
+    // connecting and disconnecting in a loop (~300 a second from one client process) took half of the front's core.
+    await limits.ip.take(`ip:${ipOf(socket)}`, 'requests from this address');
     const session = await authenticate(socket);
+    await limits.user.take(`user:${session.userId}`, 'requests for this user');
     const l = localOf(socket);
     l.releaseSlot = await slots.claim(socket.id, session.userId, ipOf(socket), socket.conn);
     try {
@@ -253,7 +258,8 @@ export function createSocketServer(deps: SocketServerDeps) {
         // INTERNAL: said here, as the HTTP side's error handler does.
         if (!(err instanceof CodedError)) log.error({ err: String((err as Error)?.stack ?? err), socket_id: socket.id }, 'unhandled socket handshake error');
         const body = toErrorBody(err);
-        next(Object.assign(new Error(body.code), { data: body }));
+        const retry = (err as CodedError).retryAfterSeconds;
+        next(Object.assign(new Error(body.code), { data: retry ? { ...body, retry_after_ms: retry * 1000 } : body }));
       },
     );
   });

@@ -72,8 +72,10 @@ export function openConnection(token: () => string, on: ConnectionEvents): Conne
   socket.on('connect_error', (err: Error & { data?: ErrorBody }) => {
     if (!err.data?.code) return; // the server is unreachable: the manager retries with backoff
     on.refused(err.data);
-    // A refused handshake is not retried by socket.io; one over a connection cap is worth another try.
-    if (err.data.code !== 'UNAUTHORIZED' && !socket.active) setTimeout(() => socket.connect(), 2000 + Math.random() * 2000);
+    // A refused handshake is not retried by socket.io; one over a connection cap or a budget is worth another
+    // try, not before the retry time a budget's refusal names.
+    const notBefore = Math.min(Math.max(err.data.retry_after_ms ?? 0, 0), MAX_COME_BACK_MS);
+    if (err.data.code !== 'UNAUTHORIZED' && !socket.active) setTimeout(() => socket.connect(), Math.max(notBefore, 2000) + Math.random() * 2000);
   });
   socket.io.on('reconnect_attempt', (n) => on.reconnecting(n));
   socket.on('resync_required', (p) => on.resyncRequired(p.run_id, p.last_seq));
