@@ -37,6 +37,9 @@ export type StartedRun = RunRecord & { deduplicated?: boolean };
 
 const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
 
+/** Refusals a duplicate gets from its twin's run, accepted by another node between its look-up and its checks. */
+const refusedByTwin = (err: unknown): boolean => err instanceof CodedError && (err.code === 'THREAD_BUSY' || err.code === 'OVERLOADED');
+
 export function createIntake(deps: {
   store: RunStore;
   relay: EventRelay;
@@ -178,8 +181,11 @@ export function createIntake(deps: {
         try {
           return await accept(userId, req);
         } catch (err) {
-          // Accepted at the same moment by another node (the database's unique index decided): that run is the answer.
-          if (!(err instanceof CorrelationTakenError)) throw err;
+          // Accepted at the same moment by another node: that run is the answer. The database's unique index decides
+          // when both wrote; when the other committed first, this one's checks under the user's lock saw its run (the
+          // conversation busy, the user's last waiting place taken) and refused before writing: answered so, a retry
+          // of an accepted request was told THREAD_BUSY or "nothing was accepted".
+          if (!(err instanceof CorrelationTakenError || refusedByTwin(err))) throw err;
           const winner = await store.findRunByCorrelation(userId, correlationId, since);
           if (!winner) throw err;
           return { ...winner, deduplicated: true };
