@@ -45,6 +45,9 @@ async function claims(on: RedisCluster[], n: number, tag: string, userId: (i: nu
   );
 }
 
+/** The lease keys of node `id`'s processes (`conns:lease:<id>.<random>`: one per process, see connection-counts.ts). */
+const leaseKeys = (id: string) => admin.keys(`${prefix}conns:lease:${id}.*`);
+
 const passed = (cs: Claim[]) => cs.filter((c) => c.release);
 const refusals = (cs: Claim[]) => cs.filter((c) => c.error).map((c) => `${c.error!.code}: ${c.error!.message}`);
 
@@ -78,7 +81,8 @@ test('the slots of a node that stops renewing its lease are freed once it lapses
   expect(passed(await claims([b], 2, 'b', () => 'frank', () => '10.1.1.1'))).toHaveLength(0);
   // Cut off from Redis (as a killed node): no release, no renewal.
   dying.connections.command.disconnect();
-  expect(await eventually(async () => (await admin.exists(`${prefix}conns:lease:node-dying`)) === 0, 30_000, 50)).toBe(true);
+  expect(await leaseKeys('node-dying')).toHaveLength(1);
+  expect(await eventually(async () => (await leaseKeys('node-dying')).length === 0, 30_000, 50)).toBe(true);
   const after = await claims([b], 5, 'c', () => 'frank', () => '10.1.1.1');
   expect(passed(after)).toHaveLength(3);
   expect(await admin.smembers(`${prefix}conns:user:frank`)).toEqual(expect.not.arrayContaining([expect.stringMatching(/^node-dying:/)]));
@@ -88,7 +92,7 @@ test('a live node whose lease lapsed (Redis lost it) adds its slots again at its
   const a = await node('node-a', 1_500);
   const b = await node('node-b');
   expect(passed(await claims([a], 3, 'a', () => 'gina', () => '10.2.0.1'))).toHaveLength(3);
-  await admin.del(`${prefix}conns:lease:node-a`);
+  await admin.del(...(await leaseKeys('node-a')));
   // b's claim at the cap drops a's members, since a's lease is gone, and takes one slot.
   expect(passed(await claims([b], 1, 'b', () => 'gina', () => '10.2.0.2'))).toHaveLength(1);
   expect(await admin.scard(`${prefix}conns:user:gina`)).toBe(1);
@@ -104,4 +108,16 @@ test('stop() ends the lease at once: what the node still counted is freed by the
   await stopNode(a);
   nodes.splice(nodes.indexOf(a), 1);
   expect(passed(await claims([b], 4, 'b', () => 'hank', () => '10.3.0.2'))).toHaveLength(3);
+});
+
+test("a node restarted under the same NODE_ID does not make the slots of the process before it count again", async () => {
+  const dead = await node('node-a', 1_000);
+  const b = await node('node-b');
+  expect(passed(await claims([dead], 3, 'a', () => 'ivan', () => '10.4.0.1'))).toHaveLength(3);
+  // Killed: no release, no renewal; a new process of the same name starts, and renews its own lease.
+  dead.connections.command.disconnect();
+  const again = await node('node-a', 1_000);
+  await new Promise((r) => setTimeout(r, 1_500));
+  expect(passed(await claims([b], 2, 'b', () => 'ivan', () => '10.4.0.2'))).toHaveLength(2);
+  expect(passed(await claims([again], 2, 'c', () => 'ivan', () => '10.4.0.3'))).toHaveLength(1);
 });

@@ -3,12 +3,15 @@
  * MAX_CONNECTIONS_PER_USER and MAX_CONNECTIONS_PER_IP.
  *
  * A Redis set per user (`<prefix>conns:user:<userId>`) and per address (`<prefix>conns:ip:<ip>`) holds a
- * member `<nodeId>:<socketId>` per slot. A claim is one Lua script (atomic: claims on any nodes that arrive
+ * member `<holder>:<socketId>` per slot (the holder: below). A claim is one Lua script (atomic: claims on any nodes that arrive
  * together are decided one by one): it checks both caps and adds both members, or refuses. Release removes
  * both members.
  *
- * A node that dies cannot release its slots, so each node keeps a lease key, `<prefix>conns:lease:<nodeId>`,
- * renewed every leaseMs / 3 with a PX expiry of leaseMs (NODE_LEASE_MS). A claim that finds a set at its cap
+ * A node that dies cannot release its slots, so each node keeps a lease key, `<prefix>conns:lease:<holder>`,
+ * renewed every leaseMs / 3 with a PX expiry of leaseMs (NODE_LEASE_MS). The holder, `<nodeId>.<random>`, names this
+ * process, not the node: a node restarted under the same NODE_ID (a stable name, as deploy/compose.yaml gives) renewed
+ * its predecessor's lease, whose slots then counted for good (a user with sockets on a SIGKILLed node was refused at
+ * every handshake on every node afterwards; tests/cluster/connection-slots-restart.test.ts). A claim that finds a set at its cap
  * drops the members of nodes whose lease lapsed before it counts again. The bound: a dead node's slots count
  * for at most NODE_LEASE_MS after its last renewal, and no longer than that against anyone's claim. (A set
  * whose members all belong to dead nodes stays in Redis until the next claim on it: a few bytes per user or
@@ -22,6 +25,7 @@
  * The script reads lease keys it is not given in KEYS: fine on one Redis server (what Atoll uses), not on a
  * Redis Cluster, where the keys would need one hash tag.
  */
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { CodedError } from '../../../protocol/errors.js';
 import type { Logger } from '../../logger.js';
@@ -71,8 +75,10 @@ interface Slot {
 
 export function createRedisConnectionCounts(opts: RedisConnectionCountsOptions): ConnectionCounts & { start(): Promise<void>; stop(): Promise<void> } {
   const { redis, nodeId, leaseMs, limits, log } = opts;
+  // This process (see the top): NODE_ID allows no ':', so the script still finds the holder before the first one.
+  const holder = `${nodeId}.${randomBytes(6).toString('hex')}`;
   const leasePrefix = `${opts.keyPrefix}conns:lease:`;
-  const leaseKey = `${leasePrefix}${nodeId}`;
+  const leaseKey = `${leasePrefix}${holder}`;
   redis.defineCommand('atollClaimSlot', { numberOfKeys: 2, lua: CLAIM_LUA });
   const claimScript = redis as unknown as ClaimCommand;
   /** The slots this node holds, by member: added again if its lease lapsed. */
@@ -113,7 +119,7 @@ export function createRedisConnectionCounts(opts: RedisConnectionCountsOptions):
 
   return {
     async claim(socketId, userId, ip) {
-      const member = `${nodeId}:${socketId}`;
+      const member = `${holder}:${socketId}`;
       const slot: Slot = { userKey: `${opts.keyPrefix}conns:user:${userId}`, ipKey: `${opts.keyPrefix}conns:ip:${ip}` };
       const verdict: number = await claimScript.atollClaimSlot(slot.userKey, slot.ipKey, member, limits.perUser, limits.perIp, leasePrefix).catch((err: unknown) => {
         // Its outcome is unknown (Redis may still run it): undo it, after it on the same connection.
