@@ -46,6 +46,26 @@ test('bad bodies: 400 BAD_REQUEST saying what is wrong; oversized input 413', as
   expect((await u.ack('no_such_event', {})).error).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringMatching(/unknown event/) });
 });
 
+// README, "socket.io: server → client": a bad client event sent without an ack callback is answered with
+// `request_error {event, error}`. A client without acks learns of its refusal only so; nothing else checked that it
+// comes (socket-flood.test.ts counts these refusals, but passes when none arrives).
+test('a bad event sent without an ack callback is answered with request_error {event, error}', async () => {
+  const heard: any[] = [];
+  const listener = (p: unknown) => void heard.push(p);
+  u.socket.on('request_error' as any, listener);
+  try {
+    u.socket.emit('no_such_event' as any, {});
+    u.socket.emit('start_agent' as any, { agent: 'echo' });
+    for (const deadline = Date.now() + 10_000; heard.length < 2 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
+    expect(heard).toEqual([
+      { event: 'no_such_event', error: { code: 'BAD_REQUEST', message: expect.stringMatching(/unknown event/) } },
+      { event: 'start_agent', error: { code: 'BAD_REQUEST', message: expect.stringMatching(/input/) } },
+    ]);
+  } finally {
+    u.socket.off('request_error' as any, listener);
+  }
+});
+
 test('threads, runs over HTTP (202), run view, agents', async () => {
   const created = await u.http('POST', '/v1/threads', { title: 'my thread' });
   expect(created.status).toBe(201);
