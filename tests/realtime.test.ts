@@ -212,6 +212,9 @@ describe('admission', () => {
     const busy = await u.start({ agent: 'chaos', input: { mode: 'slow', text: 'c', ms: 2000 } });
     await u.waitForEvent(busy.run_id, 'agent_started');
     expect(await u.ack('start_agent', { agent: 'echo', input: 'd', thread_id: busy.thread_id, multitask: 'reject' })).toMatchObject({ error: { code: 'THREAD_BUSY' } });
+    // Over HTTP the same refusal is 409 THREAD_BUSY (README, "Error codes"): a client retries a 409, not a 400 or a 500.
+    const busyHttp = await u.http('POST', `/v1/threads/${busy.thread_id}/runs`, { agent: 'echo', input: 'd', multitask: 'reject' });
+    expect([busyHttp.status, busyHttp.body.error?.code]).toEqual([409, 'THREAD_BUSY']);
     const interrupt = await u.start({ agent: 'echo', input: 'e', thread_id: busy.thread_id, multitask: 'interrupt' });
     expect(terminal(await u.waitForRun(busy.run_id)).payload.status).toBe('cancelled');
     expect(terminal(await u.waitForRun(interrupt.run_id)).payload).toMatchObject({ status: 'completed', final_response: 'e' });
