@@ -198,6 +198,24 @@ test('README documents every error code and every environment variable', () => {
   for (const name of ENV_VARS) expect([name, readme.includes(`\`${name}\``)]).toEqual([name, true]);
 });
 
+// Clients branch on an error's code and its HTTP status (README, "Error codes": "Branch on `code`"). The test above
+// finds each code anywhere in README; this one reads the table's row for it, so a status there that is not the one
+// the front answers with (ERROR_CODES[code].http) fails. A row marked "–" is a run's outcome, never an HTTP answer.
+test("README's Error codes table has one row per code, with the HTTP status the front answers", () => {
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### Error codes'), readme.indexOf('### HTTP API'));
+  const rows = new Map([...section.matchAll(/^\| `([A-Z_]+)` \| ([^|]+) \|/gm)].map((m) => [m[1], m[2].trim()]));
+  expect([...rows.keys()].sort()).toEqual(Object.keys(ERROR_CODES).sort());
+  for (const [code, http] of rows) {
+    if (http === '–') continue;
+    expect([code, http]).toEqual([code, String(ERROR_CODES[code as keyof typeof ERROR_CODES].http)]);
+  }
+  // The codes an HTTP client can get at all carry a status in the table.
+  for (const code of ['BAD_REQUEST', 'UNAUTHORIZED', 'FORBIDDEN', 'NOT_FOUND', 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'THREAD_BUSY', 'RATE_LIMITED', 'OVERLOADED', 'DB_UNAVAILABLE', 'REDIS_UNAVAILABLE', 'SHUTTING_DOWN', 'INTERNAL']) {
+    expect([code, rows.get(code)]).not.toEqual([code, '–']);
+  }
+});
+
 test('README gives the two commands, and .ci/run calls the README\'s test command', () => {
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
   expect(readme).toContain('npm install && npm start');
