@@ -64,6 +64,7 @@ const STORE_BLIND = [
   'haproxy-metrics', // the shipped HAProxy file's /metrics deny
   'scratch-deep-tree', // runs' scratch leftovers removed
   'scratch-deep-restart', // a start on a SCRATCH_DIR a former front left
+  'threadpool-demotion', // the CPU governor and the cell's own OS threads
 ].map(file);
 
 module.exports = {

@@ -1,4 +1,5 @@
 /** Cell process entry (forked by the front's supervisor): wires IPC to the cell runtime. */
+import { randomFill } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { CellToFront, FrontToCell, ProcessMetricFamily } from '../../protocol/cell-messages.js';
 import { createBatchedSender } from '../../protocol/ipc-batch.js';
@@ -6,6 +7,12 @@ import { createCellRuntime } from './cell-runtime.js';
 import { tagOutput } from './worker-output.js';
 
 if (!process.send) throw new Error('workers/cell/main must be forked with an IPC channel');
+// libuv starts its thread pool (fs, crypto, zlib, dns.lookup: every worker's and this thread's) at its first job, all
+// of its OS threads at once, synchronously. Started now, they are among the threads the front notes below as Node's
+// own and never demotes: started later by a run's first job, a run that kept them busy had them lowered to nice 19
+// for the cell's life, every later run's (another user's) file, crypto and DNS work with them, and no worker could
+// take their priority back.
+randomFill(new Uint8Array(1), () => undefined);
 // Before the pool exists: every OS thread of this process now is Node's own (V8's platform, libuv), none a run's.
 process.send([{ type: 'booting' }] satisfies CellToFront[]);
 
