@@ -65,6 +65,7 @@ const STORE_BLIND = [
   'scratch-deep-tree', // runs' scratch leftovers removed
   'scratch-deep-restart', // a start on a SCRATCH_DIR a former front left
   'threadpool-demotion', // the CPU governor and the cell's own OS threads
+  'idle-spin', // a worker kept busy by what its run left
 ].map(file);
 
 module.exports = {

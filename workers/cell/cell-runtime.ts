@@ -13,6 +13,7 @@ import { WORKER_SETTINGS, type DescribeReply, type WorkerData } from '../../prot
 import { createMemoryWatchdog } from './memory-watchdog.js';
 import { createModelBroker, settleFetch } from './model-broker.js';
 import { createRunDispatcher, type RunDispatcher } from './run-dispatcher.js';
+import { createIdleWatch, type IdleWatch } from './idle-watch.js';
 import { createScratchWatch, type ScratchUsage, type ScratchWatch } from './scratch-watch.js';
 import { createSpareWorkers, spareTasks } from './spare-workers.js';
 import { createUserAffinity, routeOptions } from './user-affinity.js';
@@ -52,6 +53,7 @@ export function createCellRuntime(deps: {
   let metricsTimer: NodeJS.Timeout | null = null;
   let watchdog: ReturnType<typeof createMemoryWatchdog> | null = null;
   let scratchWatch: ScratchWatch | null = null;
+  let idleWatch: IdleWatch | null = null;
   const readyWorkers = new Set<number>();
   let cellId = '';
   // Every cell log line names its cell, like the front's and the workers' lines do.
@@ -212,6 +214,17 @@ export function createCellRuntime(deps: {
       },
     });
     scratchWatch.start();
+    // A warm worker without a started run whose thread stays busy runs code an earlier run left: it is ended.
+    idleWatch = createIdleWatch({
+      workers: () => pool?.threads ?? [],
+      running: () => dispatcher?.runningWorkers() ?? new Set(),
+      warm: (id) => knownWarm(id),
+      onBusyIdle: (worker, busyMs) => {
+        log({ worker: worker.threadId, busy_ms: busyMs }, 'a worker without a run kept its thread busy (code an earlier run left behind); ending it');
+        void pool?.threads.find((t) => t.threadId === worker.threadId)?.terminate();
+      },
+    });
+    idleWatch.start();
   }
 
   function stats(): CellStats {
@@ -267,6 +280,7 @@ export function createCellRuntime(deps: {
           // The cell is ending at the front's request: an exit for memory now would be misread as a run's doing.
           watchdog?.stop();
           scratchWatch?.stop();
+          idleWatch?.stop();
           await pool?.destroy().catch(() => undefined);
           deps.exit(0);
           return;

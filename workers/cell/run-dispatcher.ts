@@ -48,6 +48,8 @@ export interface RunDispatcher {
   scratchFolders(): Iterable<{ runId: string; scratchDir: string }>;
   /** Fails a run the cell found over a budget (its scratch folder): its worker is terminated. */
   fail(runId: string, error: ErrorBody): void;
+  /** The workers running a started run of the cell (workers/cell/idle-watch.ts watches the others). */
+  runningWorkers(): Set<number>;
 }
 
 /** W3C Trace Context's traceparent (version 00): its second field is the trace id. */
@@ -121,6 +123,11 @@ export function createRunDispatcher(deps: {
       deps.onWorkerEnded?.();
       return;
     }
+    sendAgain(f);
+  }
+
+  /** The run never started (no agent code of it ran): it goes to another worker, as no attempt and no failure. */
+  function sendAgain(f: InFlight) {
     f.settled = true;
     f.timers.forEach(clearTimeout);
     f.model.close();
@@ -153,6 +160,11 @@ export function createRunDispatcher(deps: {
     stop(runId, reason) {
       const f = inFlight.get(runId);
       if (f) stop(f, reason);
+    },
+    runningWorkers() {
+      const ids = new Set<number>();
+      for (const f of inFlight.values()) if (f.workerId !== null) ids.add(f.workerId);
+      return ids;
     },
     *scratchFolders() {
       for (const f of inFlight.values()) yield { runId: f.run.runId, scratchDir: f.run.scratchDir };
@@ -277,6 +289,9 @@ export function createRunDispatcher(deps: {
       (err: unknown) => {
         // Let messages the worker posted before it ended drain first; a `done` among them wins.
         setImmediate(() => {
+          // Its worker ended before the run started (one the idle watch ended: code of an earlier run kept it busy,
+          // so it never read this task): nothing of this run ran, and another worker takes it.
+          if (!f.settled && f.startedAt === null && !f.stopReason && f.redispatches < MAX_REDISPATCHES) return sendAgain(f);
           settle(f, crashOutcome(f, err));
           // A started run's task failed without its done: its worker ended already (terminated, crashed, out of
           // memory), or its runtime threw before the done (agent code can make it: a getter it put on a timer it
