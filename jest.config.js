@@ -66,6 +66,7 @@ const STORE_BLIND = [
   'scratch-deep-restart', // a start on a SCRATCH_DIR a former front left
   'threadpool-demotion', // the CPU governor and the cell's own OS threads
   'idle-spin', // a worker kept busy by what its run left
+  'log-interleave', // what runs print beside the front's own log lines
 ].map(file);
 
 module.exports = {

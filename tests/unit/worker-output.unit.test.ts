@@ -5,7 +5,7 @@
  */
 import { CELL_EXIT_DESCRIPTORS, CELL_EXIT_MEMORY, CELL_EXIT_SCRATCH } from '../../protocol/cell-messages';
 import { describeCellExit } from '../../server/cells/exit-cause';
-import { MAX_OUTPUT_LINE, tagOutput, type TaggedStream } from '../../workers/cell/worker-output';
+import { ATOMIC_WRITE_BYTES, MAX_OUTPUT_LINE, tagOutput, type TaggedStream } from '../../workers/cell/worker-output';
 
 function fakeStream(accept = true) {
   const written: string[] = [];
@@ -44,6 +44,22 @@ test('a line with no end is cut at MAX_OUTPUT_LINE; a write with no complete lin
   expect(records().map((r) => (r.line as string).length)).toEqual([MAX_OUTPUT_LINE, MAX_OUTPUT_LINE]);
   stream.write('\n');
   expect(records().map((r) => (r.line as string).length)).toEqual([MAX_OUTPUT_LINE, MAX_OUTPUT_LINE, 'partial'.length + 10]);
+});
+
+// The cell's stdout is the front's pipe: only writes of at most PIPE_BUF stay whole beside the front's own lines.
+test('every write holds whole records and at most ATOMIC_WRITE_BYTES, whatever was printed at once', () => {
+  const { stream, written, records } = fakeStream();
+  tagOutput(stream, 'stdout', { cell_pid: 42 });
+  const escaped = '\u0001'.repeat(10_000); // six bytes each once escaped
+  stream.write(`${'y'.repeat(100)}\n`.repeat(500) + `${escaped}\n`);
+  expect(written.length).toBeGreaterThan(1);
+  for (const w of written) {
+    expect(Buffer.byteLength(w)).toBeLessThanOrEqual(ATOMIC_WRITE_BYTES);
+    expect(w.endsWith('\n')).toBe(true);
+  }
+  const lines = records().map((r) => r.line as string);
+  expect(lines.slice(0, 500)).toEqual(new Array(500).fill('y'.repeat(100)));
+  expect(lines.slice(500).join('')).toBe(escaped);
 });
 
 test("the underlying stream's backpressure and callback are the writer's", () => {

@@ -9,14 +9,35 @@
  * before this), nor V8's fatal messages (written by C++ straight to fd 2, read by the front to name a cell's death).
  */
 
-/** Longer lines are cut into pieces of this many characters (a line without a newline must not grow forever). */
-export const MAX_OUTPUT_LINE = 16 * 1024;
+/**
+ * Longer lines are cut into pieces of this many characters (a line without a newline must not grow forever), so that
+ * a record of the cell's usually fits in one atomic write (below).
+ */
+export const MAX_OUTPUT_LINE = 3 * 1024;
+
+/**
+ * The cell's stdout is the front's (inherited): the front writes its own lines to the same pipe. A write to a pipe is
+ * atomic only up to PIPE_BUF (4 KiB on Linux): a bigger one (a batch of printed lines, megabytes) was split by the
+ * kernel, and a line the front wrote meanwhile landed inside one of the cell's, so that neither parsed (a run printing
+ * without pause made the front's own lines vanish from a JSON log: tests/log-interleave.test.ts). So each write holds
+ * whole records and at most this many bytes, and a record longer than that (a line whose characters JSON escapes, six
+ * bytes each) is cut again.
+ */
+export const ATOMIC_WRITE_BYTES = 4096;
 
 function cut(line: string): string[] {
   if (line.length <= MAX_OUTPUT_LINE) return [line];
   const pieces: string[] = [];
   for (let at = 0; at < line.length; at += MAX_OUTPUT_LINE) pieces.push(line.slice(at, at + MAX_OUTPUT_LINE));
   return pieces;
+}
+
+/** The records of one piece of a line, each at most ATOMIC_WRITE_BYTES (halved until they fit). */
+function fit(piece: string, record: (line: string) => string): string[] {
+  const r = record(piece);
+  if (Buffer.byteLength(r) <= ATOMIC_WRITE_BYTES || piece.length < 2) return [r];
+  const half = Math.ceil(piece.length / 2);
+  return [...fit(piece.slice(0, half), record), ...fit(piece.slice(half), record)];
 }
 
 type Write = (chunk: string, callback?: (err?: Error | null) => void) => boolean;
@@ -39,12 +60,28 @@ export function tagOutput(stream: TaggedStream, name: 'stdout' | 'stderr', bindi
       lines.push(partial.slice(0, MAX_OUTPUT_LINE));
       partial = partial.slice(MAX_OUTPUT_LINE);
     }
-    const pieces = lines.flatMap(cut);
-    if (pieces.length === 0) {
+    const records = lines.flatMap(cut).flatMap((piece) => fit(piece, record));
+    if (records.length === 0) {
       if (done) process.nextTick(done);
       return true;
     }
-    // One write: the stream's backpressure (its return value, its callback) is the underlying one's.
-    return write(pieces.map(record).join(''), done);
+    // Whole records, at most ATOMIC_WRITE_BYTES a write; the stream's backpressure (the last write's return value,
+    // its callback) is the underlying one's.
+    const writes: string[] = [];
+    let batch = '';
+    let bytes = 0;
+    for (const r of records) {
+      const n = Buffer.byteLength(r);
+      if (batch && bytes + n > ATOMIC_WRITE_BYTES) {
+        writes.push(batch);
+        batch = '';
+        bytes = 0;
+      }
+      batch += r;
+      bytes += n;
+    }
+    writes.push(batch);
+    for (let i = 0; i < writes.length - 1; i++) write(writes[i]!);
+    return write(writes[writes.length - 1]!, done);
   } as TaggedStream['write'];
 }
