@@ -20,7 +20,7 @@ import { originAllowed } from '../http/origin.js';
 import { messageView, pageBySize } from '../http/views.js';
 import type { RunService } from '../runs/run-service.js';
 import type { SharedState } from '../shared/shared-state.js';
-import type { RunStore } from '../store/store.js';
+import type { RunRecord, RunStore } from '../store/store.js';
 import { createConnectionSlots } from './connection-slots.js';
 import { createDelivery } from './delivery.js';
 import { closeNow, createEngineConnections } from './engine-connections.js';
@@ -115,14 +115,35 @@ export function createSocketServer(deps: SocketServerDeps) {
    */
   async function withRoom<T>(socket: AtollSocket, answer: () => Promise<T>): Promise<T> {
     const l = localOf(socket);
-    const preparing = l.preparing;
-    const buffered = delivery.bufferedBytes(socket);
-    if (delivery.overBudget(socket) || buffered + (preparing + 1) * maxAckBytes > deps.settings.socketMaxBufferedBytes) {
-      throw new CodedError('RATE_LIMITED', `this connection has ${buffered} bytes it has not read yet and ${preparing} answers on their way (SOCKET_MAX_BUFFERED_BYTES=${deps.settings.socketMaxBufferedBytes}); read them, then retry`, { retryAfterSeconds: 1 });
+    if (!hasRoom(socket)) {
+      throw new CodedError('RATE_LIMITED', `this connection has ${delivery.bufferedBytes(socket)} bytes it has not read yet and ${l.preparing} answers on their way (SOCKET_MAX_BUFFERED_BYTES=${deps.settings.socketMaxBufferedBytes}); read them, then retry`, { retryAfterSeconds: 1 });
     }
-    l.preparing = preparing + 1;
+    l.preparing++;
     try {
       return await answer();
+    } finally {
+      l.preparing--;
+    }
+  }
+  function hasRoom(socket: AtollSocket): boolean {
+    return !delivery.overBudget(socket) && delivery.bufferedBytes(socket) + (localOf(socket).preparing + 1) * maxAckBytes <= deps.settings.socketMaxBufferedBytes;
+  }
+  /**
+   * Sends a socket the log of a run it missed and did not ask for (below), within its budget as an asked replay is:
+   * without room it is told resync_required from 0 and asks with subscribe_run once it reads again. Unbudgeted, a
+   * socket that read nothing was sent up to MISSED_RUNS_MAX logs of up to maxAckBytes each after one bus gap.
+   */
+  async function replayUnasked(socket: AtollSocket, run: RunRecord): Promise<'sent' | 'asked'> {
+    if (!hasRoom(socket)) {
+      delivery.askResync(socket, run.id, 0);
+      return 'asked';
+    }
+    const l = localOf(socket);
+    l.preparing++;
+    try {
+      const replayed = await delivery.replay(socket, run.id, 0, (after) => store.listEvents(run, after, REPLAY_PAGE, maxAckBytes));
+      if (replayed.nextAfterSeq != null) delivery.askResync(socket, run.id, replayed.nextAfterSeq);
+      return 'sent';
     } finally {
       l.preparing--;
     }
@@ -158,11 +179,12 @@ export function createSocketServer(deps: SocketServerDeps) {
   async function announceMissedRuns(userId: string): Promise<void> {
     for (const { socket, since, knows } of delivery.socketStates(userId)) {
       const runs = await store.listRunsSince(userId, new Date(since), MISSED_RUNS_MAX).catch(() => []);
+      const missed = { sent: 0, asked: 0, failed: 0 };
       for (const run of runs) {
         if (knows(run.id)) continue;
-        const replayed = await delivery.replay(socket, run.id, 0, (after) => store.listEvents(run, after, REPLAY_PAGE, maxAckBytes)).catch(() => null);
-        if (replayed?.nextAfterSeq != null) delivery.askResync(socket, run.id, replayed.nextAfterSeq);
+        missed[await replayUnasked(socket, run).catch(() => 'failed' as const)]++;
       }
+      if (missed.sent + missed.asked + missed.failed > 0) log.info({ socket_id: socket.id, user_id: userId, ...missed }, 'runs missed during a bus gap sent or announced');
     }
   }
   /**
@@ -179,8 +201,7 @@ export function createSocketServer(deps: SocketServerDeps) {
         notFollowed.push(runId);
         continue;
       }
-      const replayed = await delivery.replay(socket, run.id, 0, (after) => store.listEvents(run, after, REPLAY_PAGE, maxAckBytes));
-      if (replayed.nextAfterSeq != null) delivery.askResync(socket, run.id, replayed.nextAfterSeq);
+      await replayUnasked(socket, run);
     }
     return notFollowed;
   }
