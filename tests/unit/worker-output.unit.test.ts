@@ -3,6 +3,7 @@
  * text as a string, split on newlines across writes, long lines cut, backpressure passed through; and a cell's death
  * is named from V8's plain-text messages only, never from a line a worker printed (server/cells/exit-cause.ts).
  */
+import { Writable } from 'node:stream';
 import { CELL_EXIT_DESCRIPTORS, CELL_EXIT_MEMORY, CELL_EXIT_SCRATCH } from '../../protocol/cell-messages';
 import { describeCellExit } from '../../server/cells/exit-cause';
 import { ATOMIC_WRITE_BYTES, MAX_OUTPUT_LINE, tagOutput, type TaggedStream } from '../../workers/cell/worker-output';
@@ -83,4 +84,35 @@ test("a cell's own exit codes name their cause: its memory watchdog, its scratch
   expect(describeCellExit(CELL_EXIT_MEMORY, null, '')).toMatchObject({ cause: 'memory_limit', error: { code: 'OUT_OF_MEMORY' } });
   expect(describeCellExit(CELL_EXIT_SCRATCH, null, '')).toMatchObject({ cause: 'scratch_limit', error: { code: 'LIMIT_EXCEEDED' } });
   expect(describeCellExit(CELL_EXIT_DESCRIPTORS, null, '')).toMatchObject({ cause: 'descriptors', error: { code: 'LIMIT_EXCEEDED' } });
+});
+
+// A pipe the front does not drain at once: the stream queues what it cannot write yet and, given `_writev`, hands it
+// all to one writev later, which the kernel may cut anywhere past PIPE_BUF (a line of the front's then lands inside
+// a record: tests/log-interleave.test.ts passed only while the pipe had room).
+test('with the pipe full, queued records still reach it in writes of at most ATOMIC_WRITE_BYTES, each whole', async () => {
+  const syscalls: string[] = [];
+  const pending: (() => void)[] = [];
+  const stream = new Writable({
+    highWaterMark: 1 << 20,
+    write(chunk: Buffer, _enc, cb) {
+      syscalls.push(chunk.toString());
+      pending.push(() => cb());
+    },
+    writev(chunks, cb) {
+      syscalls.push(chunks.map((c) => c.chunk.toString()).join(''));
+      pending.push(() => cb());
+    },
+  });
+  tagOutput(stream as unknown as TaggedStream, 'stdout', { cell_pid: 42 });
+  stream.write(`${'y'.repeat(100)}\n`.repeat(500));
+  while (pending.length) {
+    pending.shift()!();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const all = syscalls.join('');
+  expect(all.split('\n').filter(Boolean)).toHaveLength(500);
+  for (const s of syscalls) {
+    expect(Buffer.byteLength(s)).toBeLessThanOrEqual(ATOMIC_WRITE_BYTES);
+    expect(s.endsWith('\n')).toBe(true);
+  }
 });

@@ -49,6 +49,11 @@ export interface TaggedStream {
 /** Replaces `stream.write` with one that writes each line as `{"from":"output","stream":…,"line":…}`. */
 export function tagOutput(stream: TaggedStream, name: 'stdout' | 'stderr', bindings: Record<string, unknown>): void {
   const write = stream.write.bind(stream) as Write;
+  // A pipe the front does not drain at once takes part of a write (it is non-blocking: libuv makes it so): the stream
+  // queues the rest and every write after it, and, given a `_writev`, hands them all to one writev later, which the
+  // kernel cuts anywhere past PIPE_BUF, then writes on from inside a record. Without it each queued write goes to the
+  // pipe alone, and one of at most PIPE_BUF bytes is taken whole or not at all (Node does the same for Windows pipes).
+  if ('_writev' in stream) (stream as { _writev?: unknown })._writev = null;
   let partial = '';
   const record = (line: string) => `${JSON.stringify({ level: 30, time: new Date().toISOString(), ...bindings, from: 'output', stream: name, line })}\n`;
   stream.write = function writeTagged(chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
