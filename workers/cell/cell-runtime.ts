@@ -218,6 +218,7 @@ export function createCellRuntime(deps: {
     idleWatch = createIdleWatch({
       workers: () => pool?.threads ?? [],
       running: () => dispatcher?.runningWorkers() ?? new Set(),
+      lastRunEnded: (id) => dispatcher?.lastRunEnded(id),
       warm: (id) => knownWarm(id),
       onBusyIdle: (worker, busyMs) => {
         log({ worker: worker.threadId, busy_ms: busyMs }, 'a worker without a run kept its thread busy (code an earlier run left behind); ending it');

@@ -27,6 +27,11 @@ export interface IdleWatchOptions {
   workers: () => readonly WatchedWorker[];
   /** Workers that may be busy: those running a started run. */
   running: () => ReadonlySet<number>;
+  /**
+   * When the worker last ended a run (undefined: never). A worker that ran a whole run between two checks is seen
+   * idle at both, and its loop busy between them with that run: that interval is no evidence and is not counted.
+   */
+  lastRunEnded?: (workerId: number) => number | undefined;
   /** Warm workers only: one warming up (lockdown, its agents' modules) is busy and no run's. */
   warm: (workerId: number) => boolean;
   /** The worker kept its loop busy while it held no run: end it. */
@@ -50,7 +55,7 @@ export function createIdleWatch(opts: IdleWatchOptions): IdleWatch {
   const busyForMs = opts.busyForMs ?? 2000;
   const now = opts.now ?? Date.now;
   /** Per watched worker: its loop's figures at the last check, and since when it has been busy at every check. */
-  const seen = new Map<number, { elu: EventLoopUtilization; busySince: number | null }>();
+  const seen = new Map<number, { elu: EventLoopUtilization; at: number; busySince: number | null }>();
   let timer: NodeJS.Timeout | null = null;
 
   function check(): void {
@@ -68,13 +73,16 @@ export function createIdleWatch(opts: IdleWatchOptions): IdleWatch {
       }
       watched.add(id);
       const prev = seen.get(id);
-      if (!prev) {
-        seen.set(id, { elu, busySince: null });
+      // First seen without a run, or it held one since the last check (runs back to back, each between two checks):
+      // its loop's figures from now on are what it does without a run.
+      const ranSince = (opts.lastRunEnded?.(id) ?? -Infinity) >= (prev?.at ?? Infinity);
+      if (!prev || ranSince) {
+        seen.set(id, { elu, at: t, busySince: null });
         continue;
       }
       const busy = w.performance.eventLoopUtilization(elu, prev.elu).utilization >= busyShare;
       const busySince = busy ? (prev.busySince ?? t) : null;
-      seen.set(id, { elu, busySince });
+      seen.set(id, { elu, at: t, busySince });
       if (busySince !== null && t - busySince >= busyForMs) {
         seen.delete(id);
         opts.onBusyIdle(w, t - busySince);

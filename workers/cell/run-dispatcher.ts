@@ -50,6 +50,8 @@ export interface RunDispatcher {
   fail(runId: string, error: ErrorBody): void;
   /** The workers running a started run of the cell (workers/cell/idle-watch.ts watches the others). */
   runningWorkers(): Set<number>;
+  /** When a worker last ended a started run (Date.now()); undefined if it never did. */
+  lastRunEnded(workerId: number): number | undefined;
 }
 
 /** W3C Trace Context's traceparent (version 00): its second field is the trace id. */
@@ -82,10 +84,13 @@ export function createRunDispatcher(deps: {
 }): RunDispatcher {
   const inFlight = new Map<string, InFlight>();
   const statsByWorker = new Map<number, WorkerStats>();
+  /** Per worker, when a started run of it last ended (idle-watch.ts: a run between two checks is no idle time). */
+  const runEndedAt = new Map<number, number>();
 
   function settle(f: InFlight, outcome: RunOutcome, report: RunReport | null = null) {
     if (f.settled) return;
     f.settled = true;
+    if (f.workerId !== null) runEndedAt.set(f.workerId, Date.now());
     // Once anything on the port was refused, the report says `port` and the worker is retired.
     report = f.check.report(report);
     f.timers.forEach(clearTimeout);
@@ -155,6 +160,7 @@ export function createRunDispatcher(deps: {
     workerStats() {
       const alive = new Set(deps.pool.threads.map((t) => t.threadId));
       for (const id of statsByWorker.keys()) if (!alive.has(id)) statsByWorker.delete(id);
+      for (const id of runEndedAt.keys()) if (!alive.has(id)) runEndedAt.delete(id);
       return [...statsByWorker.values()];
     },
     stop(runId, reason) {
@@ -165,6 +171,9 @@ export function createRunDispatcher(deps: {
       const ids = new Set<number>();
       for (const f of inFlight.values()) if (f.workerId !== null) ids.add(f.workerId);
       return ids;
+    },
+    lastRunEnded(workerId) {
+      return runEndedAt.get(workerId);
     },
     *scratchFolders() {
       for (const f of inFlight.values()) yield { runId: f.run.runId, scratchDir: f.run.scratchDir };
