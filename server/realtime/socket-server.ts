@@ -182,7 +182,14 @@ export function createSocketServer(deps: SocketServerDeps) {
       const missed = { sent: 0, asked: 0, failed: 0 };
       for (const run of runs) {
         if (knows(run.id)) continue;
-        missed[await replayUnasked(socket, run).catch(() => 'failed' as const)]++;
+        missed[
+          await replayUnasked(socket, run).catch(() => {
+            // Its log could not be read (the database did not answer): the socket now counts it as known (a cursor
+            // where the replay stopped), and no later gap names it again. Told to ask, it asks once it can.
+            delivery.askResync(socket, run.id, 0);
+            return 'failed' as const;
+          })
+        ]++;
       }
       if (missed.sent + missed.asked + missed.failed > 0) log.info({ socket_id: socket.id, user_id: userId, ...missed }, 'runs missed during a bus gap sent or announced');
     }
