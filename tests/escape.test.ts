@@ -7,6 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { startServer, ROOT, testDatabaseUrl, type TestServer } from './helpers/server';
+import { cellPids } from './helpers/cell-processes';
 import { TEST_STORE } from './helpers/test-database';
 import { UserClient, eventually, terminal } from './helpers/client';
 import { CELL_ENV_ALLOWLIST } from '../server/cells/cell-sandbox';
@@ -19,21 +20,6 @@ let mallory: UserClient;
 let victim: UserClient;
 const ownUsers = process.getuid?.() === 0 && !extraEnv.CELL_UID_BASE;
 
-function cellPids(frontPid: number): number[] {
-  return fs
-    .readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .filter((d) => {
-      try {
-        const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-        return ppid === frontPid && fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('workers/cell/main.js');
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
 const linux = process.platform === 'linux' ? test : test.skip;
 const uidOf = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
 

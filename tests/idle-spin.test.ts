@@ -7,6 +7,7 @@
  */
 import fs from 'node:fs';
 import { agentsDirWith, startServer, type TestServer } from './helpers/server';
+import { cellPids } from './helpers/cell-processes';
 import { UserClient, terminal } from './helpers/client';
 
 const linux = process.platform === 'linux' ? test : test.skip;
@@ -40,16 +41,9 @@ afterAll(async () => {
 });
 
 function cellPid(frontPid: number): number {
-  const pids = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
-    try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === frontPid && fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('workers/cell/main.js');
-    } catch {
-      return false;
-    }
-  });
+  const pids = cellPids(frontPid);
   expect(pids).toHaveLength(1);
-  return Number(pids[0]);
+  return pids[0];
 }
 
 /** CPU time (ms) of the cell's busiest OS thread but its main one over `ms`. */

@@ -7,6 +7,7 @@
  */
 import fs from 'node:fs';
 import { agentsDirWith, startServer, type TestServer } from './helpers/server';
+import { cellPids } from './helpers/cell-processes';
 import { UserClient, terminal } from './helpers/client';
 import { DEMOTED_NICE } from '../protocol/cell-messages';
 
@@ -54,16 +55,9 @@ afterAll(async () => {
 });
 
 function cellPid(frontPid: number): number {
-  const pids = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
-    try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === frontPid && fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('workers/cell/main.js');
-    } catch {
-      return false;
-    }
-  });
+  const pids = cellPids(frontPid);
   expect(pids).toHaveLength(1);
-  return Number(pids[0]);
+  return pids[0];
 }
 
 /** The cell's OS threads at DEMOTED_NICE, with their CPU time (clock ticks). */
