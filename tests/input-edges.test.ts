@@ -141,6 +141,9 @@ describe('a live server', () => {
     const evil = socketWith(server.url, { token }, { origin: 'http://evil.example' });
     expect(await connected(evil)).not.toBeNull();
     evil.close();
+    // The transport's own handshake is what refuses it, before any token is read: HTTP 403 naming the setting.
+    const polling = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`, { headers: { origin: 'http://evil.example' } });
+    expect({ status: polling.status, body: await polling.text() }).toEqual({ status: 403, body: expect.stringMatching(/CORS_ORIGINS/) });
     for (const origin of ['http://app.example', server.url]) {
       const good = socketWith(server.url, { token }, { origin });
       expect(await connected(good)).toBeNull();
