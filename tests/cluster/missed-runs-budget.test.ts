@@ -11,6 +11,7 @@
  */
 import { httpCall } from '../helpers/client';
 import { startTestCluster, type TestCluster } from '../helpers/cluster';
+import { pollingSession } from '../helpers/polling-session';
 
 jest.setTimeout(240_000);
 
@@ -29,21 +30,6 @@ afterAll(async () => {
   await cluster?.destroy();
 });
 
-/** socket.io over raw engine.io long-polling (protocol 4), packets sent and read by hand. */
-async function pollingSession(url: string) {
-  const base = `${url}/socket.io/?EIO=4&transport=polling`;
-  const open = await (await fetch(base)).text();
-  const at = `${base}&sid=${(JSON.parse(open.slice(1)) as { sid: string }).sid}`;
-  return {
-    async post(packets: string[]): Promise<void> {
-      const res = await fetch(at, { method: 'POST', body: packets.join('\x1e'), headers: { 'content-type': 'text/plain;charset=UTF-8' } });
-      if (res.status !== 200) throw new Error(`POST ${res.status}: ${await res.text()}`);
-    },
-    async read(): Promise<string[]> {
-      return (await (await fetch(at)).text()).split('\x1e');
-    },
-  };
-}
 
 async function finished(runId: string, token: string): Promise<void> {
   for (const deadline = Date.now() + 120_000; ; await new Promise((r) => setTimeout(r, 100))) {
