@@ -235,6 +235,11 @@ export async function startAtoll(config: Config, log: Logger, launching: Promise
       stopping ??= (async () => {
         log.info({ grace_ms: config.shutdownGraceMs }, 'shutting down');
         await runs.drain(config.shutdownGraceMs);
+        // What a client sent before the close is answered (a stop_agent sent as its run moved off this node, its
+        // answer a database round trip away), not cut off, a bounded moment (a client that keeps sending does
+        // not hold the stop).
+        const answerBy = Date.now() + SHUTDOWN_NOTICE_MS;
+        while (sockets.unanswered() > 0 && Date.now() < answerBy) await new Promise((r) => setTimeout(r, 10));
         sockets.io.emit('server_shutdown', { reason: 'the server is shutting down' });
         // Closing discards what engine.io has not written yet: let the notice (and the last runs' terminal
         // events queued before it) go out first, a bounded moment (a stalled client does not hold the stop).

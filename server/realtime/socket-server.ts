@@ -161,6 +161,16 @@ export function createSocketServer(deps: SocketServerDeps) {
     }
   }
   let stallSweep: NodeJS.Timeout | null = null;
+  /** Messages received and not yet answered (a stopping node answers them before it closes its sockets). */
+  let unanswered = 0;
+  function countUnanswered(): () => void {
+    unanswered += 1;
+    let settled = false;
+    return () => {
+      if (!settled) unanswered -= 1;
+      settled = true;
+    };
+  }
   const subscriptions = createUserSubscriptions(deps.bus, (userId) => ({
     onEvent: (envelope) => delivery.deliver(envelope),
     onGap: () => {
@@ -381,17 +391,23 @@ export function createSocketServer(deps: SocketServerDeps) {
     socket.onAny((event: unknown, ...args: unknown[]) => {
       if (socket.disconnected) return;
       if (!guard.arrive()) return cutOff(`over ${SOCKET_FLOOD_LIMITS.maxWaiting} messages waiting for admission`);
+      const settle = countUnanswered();
       l.admitted = l.admitted
         .then(async () => {
           try {
             // Messages already queued when the socket was cut off cost nothing more.
-            if (!socket.disconnected) await admitEvent(event, args);
+            const handling = socket.disconnected ? null : await admitEvent(event, args);
+            if (handling) void handling.answered.finally(settle);
+            else settle();
           } finally {
             guard.settle();
           }
         })
         // A rejected link would skip every later message of the socket: log it and go on.
-        .catch((err) => log.error({ err: String((err as Error)?.stack ?? err), user_id: userId }, 'socket event admission failed'));
+        .catch((err) => {
+          settle();
+          log.error({ err: String((err as Error)?.stack ?? err), user_id: userId }, 'socket event admission failed');
+        });
     });
     /** Disconnects a flooding socket, telling it why and when to come back (if it reads at all). */
     function cutOff(why: string): void {
@@ -406,8 +422,8 @@ export function createSocketServer(deps: SocketServerDeps) {
       socket.disconnect(true);
       setTimeout(() => closeNow(conn), CUT_OFF_DRAIN_MS).unref();
     }
-    /** Takes the message's rate-limit tokens, then starts its handler without waiting for it. */
-    async function admitEvent(event: unknown, args: unknown[]): Promise<void> {
+    /** Takes the message's rate-limit tokens, then starts its handler without waiting for it (`answered`). */
+    async function admitEvent(event: unknown, args: unknown[]): Promise<{ answered: Promise<void> } | null> {
       type AnyAck = Ack<ReplyOf<keyof ClientToServerEvents>>;
       const ack: AnyAck | null = typeof args.at(-1) === 'function' ? (args.at(-1) as AnyAck) : null;
       const name = typeof event === 'string' ? event : String(event);
@@ -420,13 +436,17 @@ export function createSocketServer(deps: SocketServerDeps) {
         // An INTERNAL answer is logged, as the handlers' are (a limiter's store failing in a way it does not cover).
         if (!(err instanceof CodedError)) log.error({ err: String((err as Error)?.stack ?? err), event: typeof event === 'string' ? event.slice(0, 64) : null, user_id: userId }, 'rate limit check failed');
         const body = toErrorBody(err);
-        if (body.code === 'RATE_LIMITED' && !guard.refused()) return cutOff(`over ${SOCKET_FLOOD_LIMITS.maxRefusals} messages refused RATE_LIMITED within ${SOCKET_FLOOD_LIMITS.windowMs / 1000} s`);
-        return fail({ ...body, retry_after_ms: ((err as CodedError).retryAfterSeconds ?? 1) * 1000 });
+        if (body.code === 'RATE_LIMITED' && !guard.refused()) cutOff(`over ${SOCKET_FLOOD_LIMITS.maxRefusals} messages refused RATE_LIMITED within ${SOCKET_FLOOD_LIMITS.windowMs / 1000} s`);
+        else fail({ ...body, retry_after_ms: ((err as CodedError).retryAfterSeconds ?? 1) * 1000 });
+        return null;
       }
       const handler = Object.prototype.hasOwnProperty.call(handlers, name) ? handlers[name as keyof ClientToServerEvents] : undefined;
-      if (!handler) return fail({ code: 'BAD_REQUEST', message: `unknown event ${JSON.stringify(name.slice(0, 64))}` });
+      if (!handler) {
+        fail({ code: 'BAD_REQUEST', message: `unknown event ${JSON.stringify(name.slice(0, 64))}` });
+        return null;
+      }
       const payload = ack ? (args.length > 1 ? args[0] : undefined) : args[0];
-      handler(socket, payload).then(
+      const answered = handler(socket, payload).then(
         (reply) => ack?.(reply),
         (err) => {
           if (!(err instanceof CodedError)) log.error({ err: String((err as Error)?.stack ?? err), event: name, user_id: userId }, 'socket handler failed');
@@ -434,6 +454,7 @@ export function createSocketServer(deps: SocketServerDeps) {
           fail((err as CodedError).retryAfterSeconds ? { ...body, retry_after_ms: (err as CodedError).retryAfterSeconds! * 1000 } : body);
         },
       );
+      return { answered };
     }
   });
 
@@ -441,6 +462,8 @@ export function createSocketServer(deps: SocketServerDeps) {
     io,
     /** Connected sockets (not engine.io connections: one of those may have tried to carry several). */
     connections: () => io.of('/').sockets.size,
+    /** Messages the sockets sent that have no answer yet. */
+    unanswered: () => unanswered,
     /** Bytes sent to sockets and not yet taken by them. */
     outboundBytes: () => delivery.outboundBytes(),
     /** Starts the stall sweep (the bus's events arrive per user, subscribed as their sockets connect). */
