@@ -142,7 +142,16 @@ export interface RunLimits {
    * `fs.promises.open` (0: unbounded; workers/worker/fd-guards.ts). They are the whole cell's.
    */
   openFiles: number;
+  /**
+   * What a worker thread prints (console, process.stdout and stderr) and, apart, what a run logs through ctx.log:
+   * each may reach the log at this many bytes a second, after a burst of LOG_BURST_SECONDS of it; the rest is dropped
+   * and counted (0: unbounded; workers/cell/print-budget.ts, workers/worker/execution-context.ts).
+   */
+  logBytesPerSecond: number;
 }
+
+/** How many seconds of RunLimits.logBytesPerSecond a thread or a run may write at once. */
+export const LOG_BURST_SECONDS = 16;
 
 
 export type RunOutcome =

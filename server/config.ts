@@ -129,6 +129,7 @@ const EnvSchema = z.object({
   RUN_SCRATCH_MB: int(0, 1_048_576).default(256),
   RUN_SCRATCH_FILES: int(0, 10_000_000).default(10_000),
   RUN_OPEN_FILES: int(0, 1_000_000).default(256),
+  RUN_LOG_BYTES_PER_S: int(0, 1_073_741_824).default(65_536),
   AUTH_JWT_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   AUTH_MAX_TOKEN_LIFETIME_S: int(60, 31_536_000).default(86_400),
   METRICS_TOKEN: z
@@ -281,7 +282,7 @@ export interface Config {
   readonly httpStallTimeoutMs: number;
   readonly tokenExpiryWarningMs: number;
   /** The run's output caps, and what its scratch folder may hold (0: unbounded; workers/cell/scratch-watch.ts). */
-  readonly limits: { readonly maxEventsPerRun: number; readonly maxEventBytes: number; readonly maxRunEventBytes: number; readonly maxResultBytes: number; readonly scratchBytes: number; readonly scratchEntries: number; readonly openFiles: number };
+  readonly limits: { readonly maxEventsPerRun: number; readonly maxEventBytes: number; readonly maxRunEventBytes: number; readonly maxResultBytes: number; readonly scratchBytes: number; readonly scratchEntries: number; readonly openFiles: number; readonly logBytesPerSecond: number };
   /** null: not configured; the composition root then provisions a development secret. */
   readonly jwtSecret: string | null;
   /** Tokens whose exp - iat exceeds this are refused (tokens without exp always are). */
@@ -401,7 +402,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     socketStallTimeoutMs: e.SOCKET_STALL_TIMEOUT_MS,
     httpStallTimeoutMs: e.HTTP_STALL_TIMEOUT_MS,
     tokenExpiryWarningMs: e.TOKEN_EXPIRY_WARNING_MS,
-    limits: { maxEventsPerRun: e.MAX_EVENTS_PER_RUN, maxEventBytes: e.MAX_EVENT_BYTES, maxRunEventBytes: e.MAX_RUN_EVENT_BYTES, maxResultBytes: e.MAX_RESULT_BYTES, scratchBytes: e.RUN_SCRATCH_MB * 1024 * 1024, scratchEntries: e.RUN_SCRATCH_FILES, openFiles: e.RUN_OPEN_FILES },
+    limits: { maxEventsPerRun: e.MAX_EVENTS_PER_RUN, maxEventBytes: e.MAX_EVENT_BYTES, maxRunEventBytes: e.MAX_RUN_EVENT_BYTES, maxResultBytes: e.MAX_RESULT_BYTES, scratchBytes: e.RUN_SCRATCH_MB * 1024 * 1024, scratchEntries: e.RUN_SCRATCH_FILES, openFiles: e.RUN_OPEN_FILES, logBytesPerSecond: e.RUN_LOG_BYTES_PER_S },
     jwtSecret: e.AUTH_JWT_SECRET ?? null,
     maxTokenLifetimeS: e.AUTH_MAX_TOKEN_LIFETIME_S,
     corsOrigins: e.CORS_ORIGINS ?? [],

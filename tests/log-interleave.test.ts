@@ -25,7 +25,7 @@ let mallory: UserClient;
 let victim: UserClient;
 
 beforeAll(async () => {
-  server = await startServer({ AGENTS_DIR: agentsDirWith({ 'printer.mjs': PRINTER }), CELLS: '2', THREADS_PER_CELL: '1' });
+  server = await startServer({ AGENTS_DIR: agentsDirWith({ 'printer.mjs': PRINTER }), CELLS: '2', THREADS_PER_CELL: '1', RUN_LOG_BYTES_PER_S: '0' });
   [mallory, victim] = await Promise.all([UserClient.connect(server.url, 'mallory'), UserClient.connect(server.url, 'victim')]);
 }, 60_000);
 afterAll(async () => {

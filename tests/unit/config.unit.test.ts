@@ -73,7 +73,7 @@ test('with nothing set, every default', () => {
     socketStallTimeoutMs: 30_000,
     httpStallTimeoutMs: 30_000,
     tokenExpiryWarningMs: 60_000,
-    limits: { maxEventsPerRun: 10_000, maxEventBytes: 65_536, maxRunEventBytes: 16_777_216, maxResultBytes: 1_048_576, scratchBytes: 268_435_456, scratchEntries: 10_000, openFiles: 256 },
+    limits: { maxEventsPerRun: 10_000, maxEventBytes: 65_536, maxRunEventBytes: 16_777_216, maxResultBytes: 1_048_576, scratchBytes: 268_435_456, scratchEntries: 10_000, openFiles: 256, logBytesPerSecond: 65_536 },
     jwtSecret: null,
     maxTokenLifetimeS: 86_400,
     corsOrigins: [],
@@ -160,6 +160,7 @@ test('every variable set, each lands in its field', () => {
     RUN_SCRATCH_MB: '3',
     RUN_SCRATCH_FILES: '21',
     RUN_OPEN_FILES: '22',
+    RUN_LOG_BYTES_PER_S: '23',
     AUTH_JWT_SECRET: 'a-secret-of-16-chars',
     AUTH_MAX_TOKEN_LIFETIME_S: '61',
     METRICS_TOKEN: 'a-metrics-token-of-24ch',
@@ -233,7 +234,7 @@ test('every variable set, each lands in its field', () => {
     socketStallTimeoutMs: 1500,
     httpStallTimeoutMs: 2500,
     tokenExpiryWarningMs: 16,
-    limits: { maxEventsPerRun: 18, maxEventBytes: 190, maxRunEventBytes: 1900, maxResultBytes: 200, scratchBytes: 3_145_728, scratchEntries: 21, openFiles: 22 },
+    limits: { maxEventsPerRun: 18, maxEventBytes: 190, maxRunEventBytes: 1900, maxResultBytes: 200, scratchBytes: 3_145_728, scratchEntries: 21, openFiles: 22, logBytesPerSecond: 23 },
     jwtSecret: 'a-secret-of-16-chars',
     maxTokenLifetimeS: 61,
     corsOrigins: ['https://chat.example.com', 'http://localhost:5173'],
@@ -409,7 +410,8 @@ test('ENV_VARS lists every variable the schema reads', () => {
   expect(ENV_VARS).toContain('RUN_SCRATCH_MB');
   expect(ENV_VARS).toContain('RUN_SCRATCH_FILES');
   expect(ENV_VARS).toContain('RUN_OPEN_FILES');
-  expect(ENV_VARS).toHaveLength(84);
+  expect(ENV_VARS).toContain('RUN_LOG_BYTES_PER_S');
+  expect(ENV_VARS).toHaveLength(85);
 });
 
 test('several nodes: REDIS_URL needs PostgreSQL and a shared token secret; NODE_ID and NODE_LEASE_MS are checked', () => {

@@ -35,7 +35,7 @@ function dispatcherWith(answer: Promise<unknown>) {
     },
     runTimeoutMs: 60_000,
     cancelGraceMs: 1000,
-    limits: { maxEventsPerRun: 100, maxEventBytes: 65_536, maxRunEventBytes: 16_777_216, maxResultBytes: 1_048_576, scratchBytes: 0, scratchEntries: 0, openFiles: 0 },
+    limits: { maxEventsPerRun: 100, maxEventBytes: 65_536, maxRunEventBytes: 16_777_216, maxResultBytes: 1_048_576, scratchBytes: 0, scratchEntries: 0, openFiles: 0, logBytesPerSecond: 0 },
     log: () => undefined,
     onCountsChanged: () => undefined,
     queryCompiler: async () => null,

@@ -18,6 +18,7 @@ import { createScratchWatch, type ScratchUsage, type ScratchWatch } from './scra
 import { createSpareWorkers, spareTasks } from './spare-workers.js';
 import { createUserAffinity, routeOptions } from './user-affinity.js';
 import { describeFirstWarm, describeOn, firstIdle } from './warm-first.js';
+import { budgetWorkerPrints } from './print-budget.js';
 import { firstWarmWorker, warmWorkers } from '../worker/warm-up-turn.js';
 import { messageOf } from '../../protocol/errors.js';
 
@@ -44,6 +45,8 @@ export function createCellRuntime(deps: {
   send: (msg: CellToFront, written?: () => void) => void;
   exit: (code: number) => void;
   log: (obj: object, msg: string) => void;
+  /** The process's stdout and stderr, into which Node pipes each worker's (print-budget.ts keeps their budget). */
+  outputs: NodeJS.WritableStream[];
   /** The cell's default process metrics (its own prom-client registry), reported to the front. */
   processMetrics?: () => Promise<ProcessMetricFamily[]>;
 }) {
@@ -103,6 +106,14 @@ export function createCellRuntime(deps: {
             onFreshTaken: () => setImmediate(() => spares?.freshTaken()),
           })
         : null;
+    // Before the first worker starts: Node pipes its output as it does.
+    budgetWorkerPrints({
+      outputs: deps.outputs,
+      bytesPerSecond: config.limits.logBytesPerSecond,
+      threads: () => pool?.threads ?? [],
+      runOn: (id) => dispatcher?.runOn(id),
+      report: (fields) => log(fields, 'a worker thread printed past RUN_LOG_BYTES_PER_S; what did not fit was dropped'),
+    });
     pool = new Piscina({
       filename: path.join(__dirname, '../worker/run-entry.js'),
       // Warm spares: workers beyond the cell's capacity, idle and warm, so a run never waits for a worker

@@ -67,6 +67,7 @@ const runtime = createCellRuntime({
     process.exit(code);
   },
   processMetrics: async () => (await processRegistry().getMetricsAsJSON()) as unknown as ProcessMetricFamily[],
+  outputs: [process.stdout, process.stderr],
   log: (obj, msg) => writeOwnLog(JSON.stringify({ level: 40, msg, ...obj, cell_pid: process.pid }) + '\n'),
 });
 process.on('message', (received: FrontToCell[]) => {

@@ -52,6 +52,8 @@ export interface RunDispatcher {
   runningWorkers(): Set<number>;
   /** When a worker last ended a started run (Date.now()); undefined if it never did. */
   lastRunEnded(workerId: number): number | undefined;
+  /** The started run a worker runs now, if any. */
+  runOn(workerId: number): string | undefined;
 }
 
 /** W3C Trace Context's traceparent (version 00): its second field is the trace id. */
@@ -174,6 +176,10 @@ export function createRunDispatcher(deps: {
     },
     lastRunEnded(workerId) {
       return runEndedAt.get(workerId);
+    },
+    runOn(workerId) {
+      for (const f of inFlight.values()) if (f.workerId === workerId) return f.run.runId;
+      return undefined;
     },
     *scratchFolders() {
       for (const f of inFlight.values()) yield { runId: f.run.runId, scratchDir: f.run.scratchDir };

@@ -5,8 +5,10 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Db } from '../../prisma/client-type.js';
-import type { AgentSettings, RunAssignment, RunLimits } from '../../protocol/cell-messages.js';
+import { LOG_BURST_SECONDS, type AgentSettings, type RunAssignment, type RunLimits } from '../../protocol/cell-messages.js';
 import { inputTextOf } from '../../protocol/agent-input.js';
+import { createByteBucket } from '../../protocol/byte-bucket.js';
+import { jsonBytesWithin } from '../../protocol/json-size.js';
 import { deepFreeze } from '../../protocol/deep-freeze.js';
 import type { AgentLogger, UserExecutionContext } from '../agent-contract.js';
 import { createRunLlm } from '../llm/run-llm.js';
@@ -36,7 +38,7 @@ export function createExecutionContext(deps: {
   const { run } = deps;
   const emitter = createRunEmitter(deps.port, deps.limits, deps.onViolation);
   const scoped = createScopedDb(deps.prisma, run.userId, run.threadId, deps.onDbQuery);
-  const log = agentLogger(deps.log);
+  const { log, release: releaseLog } = agentLogger(deps.log, deps.limits.logBytesPerSecond);
   const emit = (type: unknown, payload: unknown) => emitter.emit(type, payload);
   const input = deepFreeze(structuredClone(run.input));
   const ctx: UserExecutionContext = Object.freeze({
@@ -61,6 +63,7 @@ export function createExecutionContext(deps: {
     release() {
       emitter.release();
       scoped.release();
+      releaseLog();
     },
   };
 }
@@ -70,8 +73,30 @@ export function createExecutionContext(deps: {
  * `user_id` or `process` would come after the worker's in the JSON and win when it is read, so a line could claim
  * another run, another user or the front (README, threat model).
  */
-function agentLogger(log: Logger): AgentLogger {
-  const at = (level: 'debug' | 'info' | 'warn' | 'error') => (msg: string, fields?: Record<string, unknown>) =>
-    log[level]({ from: 'agent', ...(fields === undefined ? {} : { fields }) }, String(msg));
-  return Object.freeze({ debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') });
+function agentLogger(log: Logger, bytesPerSecond: number): { log: AgentLogger; release(): void } {
+  // RUN_LOG_BYTES_PER_S, as for what the run's thread prints (workers/cell/print-budget.ts): a run logging without
+  // pause would write the front's log (every user's, the host's disk) at its pace. Lines that do not fit are dropped,
+  // and counted once at the run's end (and said once as it starts dropping).
+  const capacity = bytesPerSecond * LOG_BURST_SECONDS;
+  const bucket = bytesPerSecond === 0 ? null : createByteBucket(bytesPerSecond, capacity);
+  const dropped = { lines: 0, bytes: 0 };
+  const at = (level: 'debug' | 'info' | 'warn' | 'error') => (msg: string, fields?: Record<string, unknown>) => {
+    const text = String(msg);
+    if (bucket && log.isLevelEnabled(level)) {
+      const bytes = Buffer.byteLength(text) + (fields === undefined ? 0 : (jsonBytesWithin(fields, capacity) ?? capacity + 1));
+      if (!bucket.take(bytes)) {
+        if (dropped.lines === 0) log.warn('ctx.log past RUN_LOG_BYTES_PER_S: lines that do not fit are dropped (counted at the run end)');
+        dropped.lines += 1;
+        dropped.bytes += bytes;
+        return;
+      }
+    }
+    log[level]({ from: 'agent', ...(fields === undefined ? {} : { fields }) }, text);
+  };
+  return {
+    log: Object.freeze({ debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }),
+    release() {
+      if (dropped.lines > 0) log.warn({ dropped_lines: dropped.lines, dropped_bytes: dropped.bytes }, 'ctx.log lines dropped past RUN_LOG_BYTES_PER_S');
+    },
+  };
 }

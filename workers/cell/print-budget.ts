@@ -1,0 +1,90 @@
+/**
+ * What a worker thread prints reaches the log within a budget (RUN_LOG_BYTES_PER_S): a run printing without pause
+ * wrote 18 MB a second into the front's log (helper-93), the log of every user, the host's disk, and a cell's main
+ * thread busy tagging it while its other runs waited on it.
+ *
+ * Node pipes each worker's stdout and stderr into the process's own (a Readable here, fed by the worker's port) as
+ * the worker starts. Agent code owns everything on the worker's side of that port, so the budget is kept here: each
+ * worker's streams are piped through its bucket instead. What does not fit is dropped and counted, and holds the
+ * stream a moment; the cell logs how much, naming the thread and its run, at most about once a second per thread.
+ */
+import { Writable, type Readable } from 'node:stream';
+import { createByteBucket, type ByteBucket } from '../../protocol/byte-bucket.js';
+import { LOG_BURST_SECONDS } from '../../protocol/cell-messages.js';
+
+/** A worker thread as Piscina lists it (pool.threads). */
+interface Thread {
+  readonly threadId: number;
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+}
+
+interface Spending {
+  bucket: ByteBucket;
+  dropped: number;
+  /** The run that printed what was dropped, as the worker's last drop found it (a report may come after its end). */
+  runId: string | undefined;
+  reporting: NodeJS.Timeout | null;
+}
+
+const REPORT_EVERY_MS = 1000;
+/** The longest a dropped chunk holds its stream (below). */
+const MAX_HOLD_MS = 1000;
+
+export function budgetWorkerPrints(deps: {
+  /** The process's stdout and stderr (tagged: worker-output.ts), into which Node pipes each worker's. */
+  outputs: NodeJS.WritableStream[];
+  bytesPerSecond: number;
+  /** The workers alive; the one a stream belongs to is looked up as its first chunk arrives. */
+  threads: () => readonly Thread[];
+  /** The run a worker runs now, if any (named in the report). */
+  runOn: (threadId: number) => string | undefined;
+  report: (fields: { worker: number; run_id?: string; dropped_bytes: number }) => void;
+}): void {
+  if (deps.bytesPerSecond === 0) return;
+  // Per worker (its stdout and stderr share it); weak: a worker gone takes its spending with it.
+  const spendings = new WeakMap<object, Spending>();
+  const spendingOf = (owner: object): Spending => {
+    let s = spendings.get(owner);
+    if (!s) spendings.set(owner, (s = { bucket: createByteBucket(deps.bytesPerSecond, deps.bytesPerSecond * LOG_BURST_SECONDS), dropped: 0, runId: undefined, reporting: null }));
+    return s;
+  };
+  const report = (s: Spending, threadId: number | undefined) => {
+    if (s.dropped === 0) return;
+    deps.report({ worker: threadId ?? -1, ...(s.runId ? { run_id: s.runId } : {}), dropped_bytes: s.dropped });
+    s.dropped = 0;
+  };
+  for (const output of deps.outputs) {
+    output.on('pipe', (source: Readable) => {
+      source.unpipe(output);
+      let owner: Thread | undefined;
+      source.pipe(
+        new Writable({
+          write(chunk: Buffer, _encoding, done) {
+            owner ??= deps.threads().find((t) => t.stdout === source || t.stderr === source);
+            const s = spendingOf(owner ?? source);
+            if (s.bucket.take(chunk.length)) {
+              output.write(chunk, () => done());
+              return;
+            }
+            s.dropped += chunk.length;
+            const threadId = owner?.threadId;
+            s.runId = (threadId === undefined ? undefined : deps.runOn(threadId)) ?? s.runId;
+            if (!s.reporting) {
+              report(s, threadId);
+              s.reporting = setTimeout(() => {
+                s.reporting = null;
+                report(s, threadId);
+              }, REPORT_EVERY_MS);
+              s.reporting.unref();
+            }
+            // Dropped, and the stream held for as long as the chunk would take to fit: the worker's writes wait (Node
+            // answers them as this side reads), so a run printing without pause is slowed to about its budget rather
+            // than keep this thread busy receiving what it drops (~115 MB a second, when dropped at once).
+            setTimeout(done, Math.min(MAX_HOLD_MS, (chunk.length / deps.bytesPerSecond) * 1000)).unref();
+          },
+        }),
+      );
+    });
+  }
+}
