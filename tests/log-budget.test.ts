@@ -23,6 +23,7 @@ export default class Logger {
   static agentName = 'logger';
   async execute(ctx) {
     const end = Date.now() + ctx.input.ms;
+    ctx.log.info('a long one', { blob: 'z'.repeat(10000) });
     for (let i = 0; Date.now() < end; i++) {
       ctx.log.info('y'.repeat(100), { i });
       if (i % 100 === 0) await new Promise((r) => setImmediate(r));
@@ -115,6 +116,8 @@ test('a run printing, and one logging, without pause reach the log within RUN_LO
   expect(logged.length).toBeGreaterThan(0);
   expect(loggedBytes).toBeLessThanOrEqual(allowance(elapsedMs));
   expect(loggedEnd).toMatchObject({ run_id: logging.run_id });
+  // A line over PIPE_BUF is cut to fit in one atomic write (workers/worker/log-line.ts), its ids kept.
+  expect(logged.find((l) => l.msg === 'a long one')).toMatchObject({ cut: true, fields: expect.stringMatching(/^\[cut: \d+ bytes\]$/) });
   expect(loggedEnd!.dropped_lines as number).toBeGreaterThan(logged.length);
 
   // Another user's run in the same cell printed within its own thread's budget: every line arrived.
