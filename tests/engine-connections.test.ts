@@ -5,6 +5,8 @@
  * no socket after the connect timeout (10 s), or sends anything but CONNECT before its socket, is closed, freeing
  * its place.
  */
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { eventually } from './helpers/client';
 import { connected, rawSocket } from './helpers/raw-socket';
 import { startServer, type TestServer } from './helpers/server';
@@ -20,6 +22,27 @@ async function handshake(url: string): Promise<{ status: number; sid: string | n
   const res = await fetch(`${url}/socket.io/?EIO=4&transport=polling`);
   const body = await res.text();
   return { status: res.status, sid: res.status === 200 ? (JSON.parse(body.slice(1)) as { sid: string }).sid : null, body };
+}
+
+/** One WebSocket upgrade request (engine.io's websocket transport, no session): its status and body. */
+function upgrade(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${url}/socket.io/?EIO=4&transport=websocket`, {
+      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': randomBytes(16).toString('base64') },
+    });
+    req.once('upgrade', (res, socket) => {
+      socket.destroy();
+      resolve({ status: res.statusCode!, body: '' });
+    });
+    req.once('response', (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.once('end', () => resolve({ status: res.statusCode!, body }));
+    });
+    req.once('error', reject);
+    req.end();
+  });
 }
 
 /** Whether the server still knows engine.io session `sid` (a noop packet is accepted only by a live session). */
@@ -50,6 +73,10 @@ describe('engine.io connections before sign-in', () => {
       const over = await handshake(server.url);
       expect(over.status).toBe(403);
       expect(JSON.parse(over.body)).toMatchObject({ message: expect.stringMatching(/too many connections from this address/) });
+      // A WebSocket upgrade is refused before it upgrades: 400 with the same reason (README, MAX_CONNECTIONS_PER_IP).
+      const overWs = await upgrade(server.url);
+      expect(overWs.status).toBe(400);
+      expect(overWs.body).toMatch(/too many connections from this address/);
       const refused = rawSocket(server.url, token('engine-b'));
       expect(await connected(refused)).not.toBeNull();
       refused.close();
@@ -59,6 +86,7 @@ describe('engine.io connections before sign-in', () => {
       for (const sid of sessions) expect(await alive(server.url, sid)).toBe(false);
       const again = await handshake(server.url);
       expect(again.status).toBe(200);
+      expect((await upgrade(server.url)).status).toBe(101);
       // The socket's connection carries a socket: the connect timeout left it open, and it still answers.
       expect(socket.connected).toBe(true);
       const ack = await socket.timeout(10_000).emitWithAck('no_such_event', {});
