@@ -1,6 +1,9 @@
 /** The HTTP API: auth, coded errors, threads, runs, pagination, agents, health and metrics. */
 import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
 import { UserClient, httpCall, metricValue } from './helpers/client';
+import jwt from 'jsonwebtoken';
+
+const SECRET = 'test-secret-test-secret-test-secret'; // startServer's AUTH_JWT_SECRET
 
 let server: TestServer;
 let u: UserClient;
@@ -14,12 +17,18 @@ afterAll(async () => {
   await server.stop();
 });
 
-test('no or bad token: 401 UNAUTHORIZED', async () => {
-  for (const token of [null, 'garbage']) {
+test('no, bad, wrongly signed or expired token: 401 UNAUTHORIZED saying which', async () => {
+  const wronglySigned = jwt.sign({}, 'another-secret-another-secret', { algorithm: 'HS256', subject: 'http-user', expiresIn: 600 });
+  const expired = jwt.sign({ iat: Math.floor(Date.now() / 1000) - 600 }, SECRET, { algorithm: 'HS256', subject: 'http-user', expiresIn: 300 });
+  const cases: [string | null, RegExp][] = [[null, /missing bearer token/], ['garbage', /invalid token/], [wronglySigned, /invalid token/], [expired, /token expired/]];
+  for (const [token, message] of cases) {
     const res = await httpCall(server.url, 'GET', '/v1/threads', undefined, token);
-    expect(res.status).toBe(401);
-    expect(res.body.error.code).toBe('UNAUTHORIZED');
+    expect([token, res.status]).toEqual([token, 401]);
+    expect(res.body.error).toMatchObject({ code: 'UNAUTHORIZED', message: expect.stringMatching(message) });
   }
+  // The same user with a live token is let in: what was refused above was the token.
+  const live = jwt.sign({}, SECRET, { algorithm: 'HS256', subject: 'http-user', expiresIn: 300 });
+  expect((await httpCall(server.url, 'GET', '/v1/threads', undefined, live)).status).toBe(200);
 });
 
 test('bad bodies: 400 BAD_REQUEST saying what is wrong; oversized input 413', async () => {
