@@ -8,6 +8,7 @@ import type { Socket } from 'socket.io-client';
 import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
 import { UserClient, devLogin, httpCall, terminal, type Envelope } from './helpers/client';
 import { rawSocket, connected } from './helpers/raw-socket';
+import { queryTestDatabase } from './helpers/test-database';
 import { ERROR_CODES } from '../protocol/errors';
 
 const SECRET = 'test-secret-test-secret-test-secret';
@@ -264,6 +265,35 @@ describe('admission', () => {
     expect(h2res.headers.get('idempotent-replayed')).toBe('true');
     [u, other].forEach((c) => c.close());
     await server.stop();
+  });
+
+  // README: a correlation_id repeated "within 24 h returns the first run"; "an id reused after the 24-hour window
+  // moves to the new run" (server/runs/intake.ts IDEMPOTENCY_WINDOW_MS). The first run is made older in the database.
+  test('idempotency window: a correlation_id names its run for 24 h; past that it starts a new run and moves to it', async () => {
+    const HOUR = 3600 * 1000;
+    const server = await startServer({});
+    const u = await UserClient.connect(server.url, 'idem-window');
+    try {
+      const queuedAgo = (runId: string, ms: number) =>
+        queryTestDatabase(server.dir, 'UPDATE "Run" SET "queuedAt" = ? WHERE "id" = ?', [new Date(Date.now() - ms).toISOString().replace('Z', '+00:00'), runId]);
+      const again = () => u.ack('start_agent', { agent: 'echo', input: 'day', correlation_id: 'day-1' });
+      const first = await u.start({ agent: 'echo', input: 'day', correlation_id: 'day-1' });
+      await u.waitForRun(first.run_id);
+      await queuedAgo(first.run_id, 23 * HOUR);
+      expect(await again()).toEqual({ run_id: first.run_id, thread_id: first.thread_id, deduplicated: true });
+      await queuedAgo(first.run_id, 24 * HOUR + 60_000);
+      const second = await again();
+      expect(second.run_id).toEqual(expect.any(String));
+      expect(second.run_id).not.toBe(first.run_id);
+      expect(second.deduplicated).toBeFalsy();
+      expect(terminal(await u.waitForRun(second.run_id)).payload.status).toBe('completed');
+      // The id is the new run's now: repeated, it returns that one; the old run keeps no claim on it.
+      expect(await again()).toEqual({ run_id: second.run_id, thread_id: second.thread_id, deduplicated: true });
+      expect(await queryTestDatabase(server.dir, 'SELECT "id" FROM "Run" WHERE "correlationId" = ?', ['day-1'])).toEqual([{ id: second.run_id }]);
+    } finally {
+      u.close();
+      await server.stop();
+    }
   });
 });
 
