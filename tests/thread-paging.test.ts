@@ -56,3 +56,34 @@ test('before also takes an ISO time (the threads updated before it), and refuses
     expect([bad, res.status, res.body.error?.code]).toEqual([bad, 400, 'BAD_REQUEST']);
   }
 });
+
+// README, get_thread_history: "default 50, max 100; `after` = message id cursor", and `next_after` non-null
+// whenever more may follow, null at the end. (The size cap and its cursor: outbound-budget.test.ts.)
+test('get_thread_history: 50 messages by default, at most 100 (101 is refused), next_after until null', async () => {
+  const h = await UserClient.connect(server.url, 'history-pager');
+  try {
+    // 30 runs on one thread: 60 messages (each run's input and its answer).
+    const first = await h.start({ agent: 'echo', input: 'm0' });
+    const runs = [first.run_id];
+    for (let i = 1; i < 30; i++) runs.push((await h.start({ agent: 'echo', input: `m${i}`, thread_id: first.thread_id })).run_id);
+    for (const runId of runs) await h.waitForRun(runId);
+    const thread_id = first.thread_id;
+
+    const page = await h.ack('get_thread_history', { thread_id });
+    expect(page.messages).toHaveLength(50);
+    expect(page.next_after).toBe(page.messages[49].id);
+    const rest = await h.ack('get_thread_history', { thread_id, after: page.next_after });
+    expect(rest.messages).toHaveLength(10);
+    expect(rest.next_after).toBeNull();
+    const ids = [...page.messages, ...rest.messages].map((m: { id: number }) => m.id);
+    expect(new Set(ids).size).toBe(60);
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+
+    const whole = await h.ack('get_thread_history', { thread_id, limit: 100 });
+    expect(whole.messages.map((m: { id: number }) => m.id)).toEqual(ids);
+    expect(whole.next_after).toBeNull();
+    expect(await h.ack('get_thread_history', { thread_id, limit: 101 })).toMatchObject({ error: { code: 'BAD_REQUEST', message: expect.stringMatching(/limit/) } });
+  } finally {
+    h.close();
+  }
+}, 120_000);
