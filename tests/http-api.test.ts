@@ -1,6 +1,7 @@
 /** The HTTP API: auth, coded errors, threads, runs, pagination, agents, health and metrics. */
 import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
-import { UserClient, httpCall, metricValue } from './helpers/client';
+import { UserClient, eventually, httpCall, metricValue } from './helpers/client';
+import { queryTestDatabase } from './helpers/test-database';
 import jwt from 'jsonwebtoken';
 
 const SECRET = 'test-secret-test-secret-test-secret'; // startServer's AUTH_JWT_SECRET
@@ -125,4 +126,28 @@ test('healthz, metrics and unknown routes', async () => {
   const missing = await httpCall(server.url, 'GET', '/nope');
   expect(missing.status).toBe(404);
   expect(missing.body.error.code).toBe('NOT_FOUND');
+});
+
+// README, Error codes: INTERNAL (500) is "an unexpected fault (logged)". Nothing a client sends makes one (each
+// mistake of a client's has its own code); a database that stops answering as the server expects does: here a
+// table renamed behind the server's back, as an operator's mistake would. No hook in the server.
+test('an unexpected fault (a table renamed behind the server): 500 INTERNAL over HTTP and on a socket ack, logged, its details kept out of the answer', async () => {
+  const thread = (await u.http('POST', '/v1/threads', { title: 'kept' })).body;
+  await queryTestDatabase(server.dir, 'ALTER TABLE "Thread" RENAME TO "ThreadAway"');
+  try {
+    const res = await u.http('GET', '/v1/threads');
+    expect(res.status).toBe(500);
+    expect(res.body).toEqual({ error: { code: 'INTERNAL', message: 'internal error' } });
+    expect(await u.ack('get_thread_history', { thread_id: thread.id })).toEqual({ error: { code: 'INTERNAL', message: 'internal error' } });
+    // Logged with what went wrong (the log reaches the test through a pipe: waited for).
+    const logged = (msg: string) => server.logs.find((l) => l.msg === msg);
+    await eventually(() => logged('unhandled HTTP error') !== undefined && logged('socket handler failed') !== undefined);
+    expect(logged('unhandled HTTP error')).toMatchObject({ path: '/v1/threads', err: expect.stringMatching(/Thread/) });
+    expect(logged('socket handler failed')).toMatchObject({ event: 'get_thread_history', user_id: 'http-user', err: expect.stringMatching(/Thread/) });
+  } finally {
+    await queryTestDatabase(server.dir, 'ALTER TABLE "ThreadAway" RENAME TO "Thread"');
+  }
+  // A fault, not a state: the same requests answer again once the table is back.
+  expect((await u.http('GET', '/v1/threads')).status).toBe(200);
+  expect((await u.ack('get_thread_history', { thread_id: thread.id })).messages).toEqual([]);
 });
