@@ -17,6 +17,26 @@ import { runLogFields, type LiveRun } from './live-run.js';
 
 /** Events per write: a flooding run's backlog is written in slices, so other runs' writes share its commits. */
 const MAX_BATCH = 200;
+/**
+ * Payload characters per write (one event over it goes alone). A node's writes go out one group commit at a time,
+ * and every run's events wait for the commit before theirs: sliced by count alone, a run of 64 KiB events wrote
+ * 12.8 MiB at once, three runs of one user made one 38 MiB commit, and another user's stream on the node (its
+ * local sockets and, through Redis, the other nodes') waited 3.5-4 s for it (p99; 65 ms without the flood;
+ * review-c). Each run has at most one write in a commit, so a commit holds at most about this much per run.
+ */
+const MAX_BATCH_CHARS = 1_048_576;
+
+/** The next slice of `pending`: at most MAX_BATCH events and MAX_BATCH_CHARS of payload, at least one event. */
+function nextBatch(pending: RunEventEnvelope[]): RunEventEnvelope[] {
+  let n = 0;
+  let chars = 0;
+  while (n < pending.length && n < MAX_BATCH) {
+    chars += JSON.stringify(pending[n].payload).length;
+    if (n > 0 && chars > MAX_BATCH_CHARS) break;
+    n++;
+  }
+  return pending.splice(0, n);
+}
 
 /** One run's event log, as the relay keeps it between `open` and the terminal event (or `forget`). */
 export interface RunLog {
@@ -73,7 +93,7 @@ export function createEventRelay(deps: {
   }
 
   async function flush(run: LiveRun, runLog: RunLog): Promise<void> {
-    while (runLog.pending.length > 0) await flushBatch(run, runLog.pending.splice(0, MAX_BATCH));
+    while (runLog.pending.length > 0) await flushBatch(run, nextBatch(runLog.pending));
   }
 
   async function flushBatch(run: LiveRun, batch: RunEventEnvelope[]): Promise<void> {
