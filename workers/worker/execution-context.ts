@@ -82,8 +82,11 @@ function agentLogger(log: Logger, bytesPerSecond: number): { log: AgentLogger; r
   const dropped = { lines: 0, bytes: 0 };
   const at = (level: 'debug' | 'info' | 'warn' | 'error') => (msg: string, fields?: Record<string, unknown>) => {
     const text = String(msg);
+    let written: unknown = fields;
     if (bucket && log.isLevelEnabled(level)) {
-      const bytes = Buffer.byteLength(text) + (fields === undefined ? 0 : (jsonBytesWithin(fields, capacity) ?? capacity + 1));
+      const copy = fields === undefined ? { json: '', value: undefined } : snapshotOf(fields, capacity);
+      written = copy?.value;
+      const bytes = Buffer.byteLength(text) + (copy === null ? capacity + 1 : Buffer.byteLength(copy.json));
       if (!bucket.take(bytes)) {
         if (dropped.lines === 0) log.warn('ctx.log past RUN_LOG_BYTES_PER_S: lines that do not fit are dropped (counted at the run end)');
         dropped.lines += 1;
@@ -91,7 +94,7 @@ function agentLogger(log: Logger, bytesPerSecond: number): { log: AgentLogger; r
         return;
       }
     }
-    log[level]({ from: 'agent', ...(fields === undefined ? {} : { fields }) }, text);
+    log[level]({ from: 'agent', ...(written === undefined ? {} : { fields: written }) }, text);
   };
   return {
     log: Object.freeze({ debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }),
@@ -99,4 +102,25 @@ function agentLogger(log: Logger, bytesPerSecond: number): { log: AgentLogger; r
       if (dropped.lines > 0) log.warn({ dropped_lines: dropped.lines, dropped_bytes: dropped.bytes }, 'ctx.log lines dropped past RUN_LOG_BYTES_PER_S');
     },
   };
+}
+
+/**
+ * The fields as the line carries them, read once (null: over `limit`, or not JSON). The budget measures this copy and
+ * pino writes it: a `toJSON`, a getter or a Proxy among the agent's fields answers each time it is read, and measured
+ * on the fields themselves 8 lines of 256 KiB each went through a budget of 8 KiB a second (a few bytes when measured,
+ * the whole string when written; tests/log-budget-edges.test.ts).
+ */
+function snapshotOf(fields: unknown, limit: number): { json: string; value: unknown } | null {
+  // Plain data over the limit is refused without being stringified whole.
+  if (jsonBytesWithin(fields, limit) === null) return null;
+  let json: string | undefined;
+  try {
+    // pino would write a BigInt as a number (its fallback serializer); the copy keeps its digits as a string.
+    json = JSON.stringify(fields, (_key, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+  } catch {
+    return null;
+  }
+  if (json === undefined) return { json: '', value: undefined };
+  if (Buffer.byteLength(json) > limit) return null;
+  return { json, value: JSON.parse(json) as unknown };
 }
