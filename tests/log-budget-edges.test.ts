@@ -2,6 +2,9 @@
  * RUN_LOG_BYTES_PER_S at its edges (an attacker's-eye review of tests/log-budget.test.ts's budget):
  * - ctx.log measured a field with a `toJSON` as 0 bytes, and a getter as whatever it said the first time it was read;
  *   pino then read them again: a few bytes for the budget, megabytes for the log.
+ * - a run that printed without heeding backpressure and ended left its output queued in its cell behind the budget's
+ *   holds (its worker's writes go out in one batch): memory and timers of the cell's, for minutes after the run, that no
+ *   run answers for (the worker is retired: its writes were pending).
  */
 import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
@@ -20,6 +23,25 @@ export default class Smuggler {
   }
 }
 `;
+const FLOODER = `
+export default class Flooder {
+  static agentName = 'flooder';
+  async execute() {
+    const line = 'f'.repeat(1023) + '\\n';
+    for (let i = 0; i < 4096; i++) process.stdout.write(line);
+    return 'flooded';
+  }
+}
+`;
+const SAYER = `
+export default class Sayer {
+  static agentName = 'sayer';
+  async execute(ctx) {
+    console.log('sayer says next');
+    return 'said';
+  }
+}
+`;
 
 const RATE = 8192;
 const BURST = 16 * RATE;
@@ -29,8 +51,11 @@ let mallory: UserClient;
 
 beforeAll(async () => {
   server = await startServer({
-    AGENTS_DIR: agentsDirWith({ 'smuggler.mjs': SMUGGLER }),
+    AGENTS_DIR: agentsDirWith({ 'smuggler.mjs': SMUGGLER, 'flooder.mjs': FLOODER, 'sayer.mjs': SAYER }),
     CELLS: '1',
+    // One thread, no spare: the flooder's next run is on its thread.
+    THREADS_PER_CELL: '1',
+    WARM_SPARE_THREADS: '0',
     RUN_LOG_BYTES_PER_S: String(RATE),
   });
   mallory = await UserClient.connect(server.url, 'mallory');
@@ -48,4 +73,29 @@ test('ctx.log fields with a toJSON or a getter are counted as they are written',
   const logged = server.logs.filter((l) => l.from === 'agent' && l.run_id === run.run_id);
   const loggedBytes = logged.reduce((n, l) => n + String(l.msg).length + JSON.stringify(l.fields ?? null).length, 0);
   expect(loggedBytes).toBeLessThanOrEqual(BURST + (RATE * elapsedMs) / 1000);
+}, 60_000);
+
+test('what a run printed past its budget is not kept in its cell after the run ends; the next run prints at once', async () => {
+  const flood = await mallory.start({ agent: 'flooder', input: 'x' });
+  expect(terminal(await mallory.waitForRun(flood.run_id, 30_000)).payload.final_response).toBe('flooded');
+  const endedAt = Date.now();
+  // The flooder's 4 MiB beyond its burst: all dropped within seconds of its end (held at 8 KiB a second, the cell kept
+  // them for minutes, dropping about 16 KiB a second).
+  const reports = () =>
+    server
+      .stderr()
+      .split('\n')
+      .filter((line) => line.includes('printed past RUN_LOG_BYTES_PER_S'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  const droppedOf = (runId: string) => reports().reduce((n, r) => n + (r.run_id === runId ? (r.dropped_bytes as number) : 0), 0);
+  const expected = 4096 * 1024 - BURST - RATE * 10;
+  while (droppedOf(flood.run_id) < expected && Date.now() - endedAt < 5000) await new Promise((r) => setTimeout(r, 100));
+  expect(droppedOf(flood.run_id)).toBeGreaterThanOrEqual(expected);
+
+  const next = await mallory.start({ agent: 'sayer', input: 'x' });
+  expect(terminal(await mallory.waitForRun(next.run_id, 30_000)).payload.final_response).toBe('said');
+  const said = () => server.logs.some((l) => l.from === 'output' && l.line === 'sayer says next');
+  for (const deadline = Date.now() + 5000; !said() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
+  expect(said()).toBe(true);
+  expect(droppedOf(next.run_id)).toBe(0);
 }, 60_000);

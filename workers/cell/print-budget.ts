@@ -5,8 +5,9 @@
  *
  * Node pipes each worker's stdout and stderr into the process's own (a Readable here, fed by the worker's port) as
  * the worker starts. Agent code owns everything on the worker's side of that port, so the budget is kept here: each
- * worker's streams are piped through its bucket instead. What does not fit is dropped and counted, and holds the
- * stream a moment; the cell logs how much, naming the thread and its run, at most about once a second per thread.
+ * worker's streams are piped through its bucket instead. What does not fit is dropped and counted, and, while a run
+ * is on the worker, holds the stream a moment; the cell logs how much, naming the thread and its run, at most about
+ * once a second per thread.
  */
 import { Writable, type Readable } from 'node:stream';
 import { createByteBucket, type ByteBucket } from '../../protocol/byte-bucket.js';
@@ -69,7 +70,8 @@ export function budgetWorkerPrints(deps: {
             }
             s.dropped += chunk.length;
             const threadId = owner?.threadId;
-            s.runId = (threadId === undefined ? undefined : deps.runOn(threadId)) ?? s.runId;
+            const running = threadId === undefined ? undefined : deps.runOn(threadId);
+            s.runId = running ?? s.runId;
             if (!s.reporting) {
               report(s, threadId);
               s.reporting = setTimeout(() => {
@@ -81,6 +83,11 @@ export function budgetWorkerPrints(deps: {
             // Dropped, and the stream held for as long as the chunk would take to fit: the worker's writes wait (Node
             // answers them as this side reads), so a run printing without pause is slowed to about its budget rather
             // than keep this thread busy receiving what it drops (~115 MB a second, when dropped at once).
+            // With no run on the worker (its run ended, the worker retired with it), nobody is left to slow down: what
+            // is left was sent before the end, in one batch (the worker's writes queue while the stream is held, then
+            // go out at once), and held at the budget's pace it stayed in this process, memory no run answers for,
+            // long after the run (4 MiB at 8 KiB a second: minutes; tests/log-budget-edges.test.ts).
+            if (running === undefined) return done();
             setTimeout(done, Math.min(MAX_HOLD_MS, (chunk.length / deps.bytesPerSecond) * 1000)).unref();
           },
         }),
