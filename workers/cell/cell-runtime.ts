@@ -19,6 +19,7 @@ import { createSpareWorkers, spareTasks } from './spare-workers.js';
 import { createUserAffinity, routeOptions } from './user-affinity.js';
 import { describeFirstWarm, describeOn, firstIdle } from './warm-first.js';
 import { budgetWorkerPrints } from './print-budget.js';
+import { checkWorkerMessages } from './worker-messages.js';
 import { firstWarmWorker, warmWorkers } from '../worker/warm-up-turn.js';
 import { messageOf } from '../../protocol/errors.js';
 
@@ -106,7 +107,9 @@ export function createCellRuntime(deps: {
             onFreshTaken: () => setImmediate(() => spares?.freshTaken()),
           })
         : null;
-    // Before the first worker starts: Node pipes its output as it does.
+    // Before the first worker starts: what its code sends as Node's own messages is checked, and Node pipes its
+    // output as it does.
+    checkWorkerMessages((worker, why) => log({ worker, refused: why }, "a worker thread sent a message of Node's that Node never sends (its code wrote it); the worker is terminated"));
     budgetWorkerPrints({
       outputs: deps.outputs,
       bytesPerSecond: config.limits.logBytesPerSecond,
