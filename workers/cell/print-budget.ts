@@ -5,9 +5,9 @@
  *
  * Node pipes each worker's stdout and stderr into the process's own (a Readable here, fed by the worker's port) as
  * the worker starts. Agent code owns everything on the worker's side of that port, so the budget is kept here: each
- * worker's streams are piped through its bucket instead. What does not fit is dropped and counted, and, while a run
- * is on the worker, holds the stream a moment; the cell logs how much, naming the thread and its run, at most about
- * once a second per thread.
+ * worker's streams are piped through a bucket of the run on it instead. What does not fit is dropped and counted,
+ * and, while a run is on the worker, holds the stream a moment; the cell logs how much, naming the thread and its
+ * run, at most about once a second per thread.
  */
 import { Writable, type Readable } from 'node:stream';
 import { createByteBucket, type ByteBucket } from '../../protocol/byte-bucket.js';
@@ -23,7 +23,7 @@ interface Thread {
 interface Spending {
   bucket: ByteBucket;
   dropped: number;
-  /** The run that printed what was dropped, as the worker's last drop found it (a report may come after its end). */
+  /** The last run started on the worker, whose budget `bucket` is (a report may come after its end). */
   runId: string | undefined;
   reporting: NodeJS.Timeout | null;
 }
@@ -45,9 +45,10 @@ export function budgetWorkerPrints(deps: {
   if (deps.bytesPerSecond === 0) return;
   // Per worker (its stdout and stderr share it); weak: a worker gone takes its spending with it.
   const spendings = new WeakMap<object, Spending>();
+  const newBucket = () => createByteBucket(deps.bytesPerSecond, deps.bytesPerSecond * LOG_BURST_SECONDS);
   const spendingOf = (owner: object): Spending => {
     let s = spendings.get(owner);
-    if (!s) spendings.set(owner, (s = { bucket: createByteBucket(deps.bytesPerSecond, deps.bytesPerSecond * LOG_BURST_SECONDS), dropped: 0, runId: undefined, reporting: null }));
+    if (!s) spendings.set(owner, (s = { bucket: newBucket(), dropped: 0, runId: undefined, reporting: null }));
     return s;
   };
   const report = (s: Spending, threadId: number | undefined) => {
@@ -64,14 +65,22 @@ export function budgetWorkerPrints(deps: {
           write(chunk: Buffer, _encoding, done) {
             owner ??= deps.threads().find((t) => t.stdout === source || t.stderr === source);
             const s = spendingOf(owner ?? source);
+            const threadId = owner?.threadId;
+            const running = threadId === undefined ? undefined : deps.runOn(threadId);
+            // Each run on the worker has a budget of its own: kept per worker, a run that printed its burst left the
+            // worker's next run (another user's, under THREAD_REUSE=any) an empty bucket, 1 of its 32 lines printed
+            // within its own budget reached the log (tests/log-budget-reuse.test.ts). What the last run dropped is
+            // reported under its id first.
+            if (running !== undefined && running !== s.runId) {
+              report(s, threadId);
+              s.runId = running;
+              s.bucket = newBucket();
+            }
             if (s.bucket.take(chunk.length)) {
               output.write(chunk, () => done());
               return;
             }
             s.dropped += chunk.length;
-            const threadId = owner?.threadId;
-            const running = threadId === undefined ? undefined : deps.runOn(threadId);
-            s.runId = running ?? s.runId;
             if (!s.reporting) {
               report(s, threadId);
               s.reporting = setTimeout(() => {
