@@ -5,6 +5,9 @@
  * - a run that printed without heeding backpressure and ended left its output queued in its cell behind the budget's
  *   holds (its worker's writes go out in one batch): memory and timers of the cell's, for minutes after the run, that no
  *   run answers for (the worker is retired: its writes were pending).
+ * - what a worker printed was counted as its raw bytes, and each of its lines becomes a record of the cell's in the log
+ *   (110 bytes more), each control character 6 bytes of JSON: printing newlines alone, or control characters, wrote
+ *   100 and 6 times the budget into the log.
  */
 import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
@@ -33,6 +36,18 @@ export default class Flooder {
   }
 }
 `;
+const SHAPER = `
+export default class Shaper {
+  static agentName = 'shaper';
+  async execute(ctx) {
+    const chunk = ctx.input.kind === 'newlines' ? '\\n'.repeat(1024) : '\\u0001'.repeat(1023) + '\\n';
+    // Each write waits for the one before it, held while the run prints past its budget (its own time).
+    const end = Date.now() + 1000;
+    while (Date.now() < end) await new Promise((r) => process.stdout.write(chunk, r));
+    return 'shaped';
+  }
+}
+`;
 const SAYER = `
 export default class Sayer {
   static agentName = 'sayer';
@@ -51,7 +66,7 @@ let mallory: UserClient;
 
 beforeAll(async () => {
   server = await startServer({
-    AGENTS_DIR: agentsDirWith({ 'smuggler.mjs': SMUGGLER, 'flooder.mjs': FLOODER, 'sayer.mjs': SAYER }),
+    AGENTS_DIR: agentsDirWith({ 'smuggler.mjs': SMUGGLER, 'flooder.mjs': FLOODER, 'sayer.mjs': SAYER, 'shaper.mjs': SHAPER }),
     CELLS: '1',
     // One thread, no spare: the flooder's next run is on its thread.
     THREADS_PER_CELL: '1',
@@ -98,4 +113,17 @@ test('what a run printed past its budget is not kept in its cell after the run e
   for (const deadline = Date.now() + 5000; !said() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
   expect(said()).toBe(true);
   expect(droppedOf(next.run_id)).toBe(0);
+}, 60_000);
+
+test.each(['newlines', 'control'])('what a run prints is budgeted as what it becomes in the log (%s)', async (kind) => {
+  const before = server.logs.length;
+  const startedAt = Date.now();
+  const run = await mallory.start({ agent: 'shaper', input: { kind } });
+  expect(terminal(await mallory.waitForRun(run.run_id, 30_000)).payload.final_response).toBe('shaped');
+  await new Promise((r) => setTimeout(r, 1500));
+  const elapsedMs = Date.now() - startedAt;
+  const records = server.logs.slice(before).filter((l) => l.from === 'output');
+  const logBytes = records.reduce((n, l) => n + JSON.stringify(l).length + 1, 0);
+  expect(records.length).toBeGreaterThan(0);
+  expect(logBytes).toBeLessThanOrEqual(BURST + (RATE * elapsedMs) / 1000);
 }, 60_000);

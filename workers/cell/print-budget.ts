@@ -12,6 +12,7 @@
 import { Writable, type Readable } from 'node:stream';
 import { createByteBucket, type ByteBucket } from '../../protocol/byte-bucket.js';
 import { LOG_BURST_SECONDS } from '../../protocol/cell-messages.js';
+import { RECORD_BYTES } from './worker-output.js';
 
 /** A worker thread as Piscina lists it (pool.threads). */
 interface Thread {
@@ -29,6 +30,21 @@ interface Spending {
 }
 
 const REPORT_EVERY_MS = 1000;
+
+/**
+ * What a chunk a worker printed becomes in the log, each of its lines a record of the cell's (worker-output.ts): its
+ * text as JSON writes it, and a record's bytes a line. Counted as its raw bytes, a run printing newlines alone wrote
+ * 16.7 MB into the log within a budget of 168 KB (110 bytes a record for each byte of its), one printing control
+ * characters (6 bytes each in JSON) 921 KB (tests/log-budget-edges.test.ts). A chunk over the budget's capacity is
+ * dropped whatever it becomes, and not read.
+ */
+function logBytesOf(chunk: Buffer, capacity: number): number {
+  if (chunk.length > capacity) return chunk.length;
+  let lines = 0;
+  for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) lines++;
+  // A byte that is not UTF-8 is written as U+FFFD (3 bytes), as the tagging decodes it.
+  return Buffer.byteLength(JSON.stringify(chunk.toString('utf8'))) - 2 + lines * RECORD_BYTES;
+}
 /** The longest a dropped chunk holds its stream (below). */
 const MAX_HOLD_MS = 1000;
 
@@ -45,7 +61,8 @@ export function budgetWorkerPrints(deps: {
   if (deps.bytesPerSecond === 0) return;
   // Per worker (its stdout and stderr share it); weak: a worker gone takes its spending with it.
   const spendings = new WeakMap<object, Spending>();
-  const newBucket = () => createByteBucket(deps.bytesPerSecond, deps.bytesPerSecond * LOG_BURST_SECONDS);
+  const capacity = deps.bytesPerSecond * LOG_BURST_SECONDS;
+  const newBucket = () => createByteBucket(deps.bytesPerSecond, capacity);
   const spendingOf = (owner: object): Spending => {
     let s = spendings.get(owner);
     if (!s) spendings.set(owner, (s = { bucket: newBucket(), dropped: 0, runId: undefined, reporting: null }));
@@ -76,7 +93,8 @@ export function budgetWorkerPrints(deps: {
               s.runId = running;
               s.bucket = newBucket();
             }
-            if (s.bucket.take(chunk.length)) {
+            const bytes = logBytesOf(chunk, capacity);
+            if (s.bucket.take(bytes)) {
               output.write(chunk, () => done());
               return;
             }
@@ -97,7 +115,7 @@ export function budgetWorkerPrints(deps: {
             // go out at once), and held at the budget's pace it stayed in this process, memory no run answers for,
             // long after the run (4 MiB at 8 KiB a second: minutes; tests/log-budget-edges.test.ts).
             if (running === undefined) return done();
-            setTimeout(done, Math.min(MAX_HOLD_MS, (chunk.length / deps.bytesPerSecond) * 1000)).unref();
+            setTimeout(done, Math.min(MAX_HOLD_MS, (bytes / deps.bytesPerSecond) * 1000)).unref();
           },
         }),
       );

@@ -25,6 +25,12 @@ export const MAX_OUTPUT_LINE = 3 * 1024;
  */
 export const ATOMIC_WRITE_BYTES = 4096;
 
+/**
+ * The bytes a record adds to the line it carries (level, time, the cell's pid, from, stream, the quotes and the
+ * newline: 110 with a 7-digit pid). What a worker prints is budgeted as what it becomes in the log (print-budget.ts).
+ */
+export const RECORD_BYTES = 110;
+
 function cut(line: string): string[] {
   if (line.length <= MAX_OUTPUT_LINE) return [line];
   const pieces: string[] = [];
