@@ -26,6 +26,20 @@ export default class Smuggler {
   }
 }
 `;
+const MUMBLER = `
+export default class Mumbler {
+  static agentName = 'mumbler';
+  async execute(ctx) {
+    const msg = ctx.input.kind === 'empty' ? '' : '\\u0001'.repeat(100);
+    const end = Date.now() + 1000;
+    for (let i = 0; Date.now() < end; i++) {
+      ctx.log.info(msg);
+      if (i % 100 === 0) await new Promise((r) => setImmediate(r));
+    }
+    return 'mumbled';
+  }
+}
+`;
 const FLOODER = `
 export default class Flooder {
   static agentName = 'flooder';
@@ -66,7 +80,7 @@ let mallory: UserClient;
 
 beforeAll(async () => {
   server = await startServer({
-    AGENTS_DIR: agentsDirWith({ 'smuggler.mjs': SMUGGLER, 'flooder.mjs': FLOODER, 'sayer.mjs': SAYER, 'shaper.mjs': SHAPER }),
+    AGENTS_DIR: agentsDirWith({ 'smuggler.mjs': SMUGGLER, 'mumbler.mjs': MUMBLER, 'flooder.mjs': FLOODER, 'sayer.mjs': SAYER, 'shaper.mjs': SHAPER }),
     CELLS: '1',
     // One thread, no spare: the flooder's next run is on its thread.
     THREADS_PER_CELL: '1',
@@ -87,6 +101,17 @@ test('ctx.log fields with a toJSON or a getter are counted as they are written',
   const elapsedMs = Date.now() - startedAt;
   const logged = server.logs.filter((l) => l.from === 'agent' && l.run_id === run.run_id);
   const loggedBytes = logged.reduce((n, l) => n + String(l.msg).length + JSON.stringify(l.fields ?? null).length, 0);
+  expect(loggedBytes).toBeLessThanOrEqual(BURST + (RATE * elapsedMs) / 1000);
+}, 60_000);
+
+test.each(['empty', 'control'])('ctx.log lines are counted as they are written, the line around the message included (%s)', async (kind) => {
+  const startedAt = Date.now();
+  const run = await mallory.start({ agent: 'mumbler', input: { kind } });
+  expect(terminal(await mallory.waitForRun(run.run_id, 30_000)).payload.final_response).toBe('mumbled');
+  const elapsedMs = Date.now() - startedAt;
+  const logged = server.logs.filter((l) => l.from === 'agent' && l.run_id === run.run_id);
+  const loggedBytes = logged.reduce((n, l) => n + JSON.stringify(l).length + 1, 0);
+  expect(logged.length).toBeGreaterThan(0);
   expect(loggedBytes).toBeLessThanOrEqual(BURST + (RATE * elapsedMs) / 1000);
 }, 60_000);
 

@@ -3,7 +3,7 @@
  * assignment the front persisted. Released (emit and db refuse) the moment the run ends.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { Logger } from 'pino';
+import pino, { type Logger } from 'pino';
 import type { Db } from '../../prisma/client-type.js';
 import { LOG_BURST_SECONDS, type AgentSettings, type RunAssignment, type RunLimits } from '../../protocol/cell-messages.js';
 import { inputTextOf } from '../../protocol/agent-input.js';
@@ -80,13 +80,21 @@ function agentLogger(log: Logger, bytesPerSecond: number): { log: AgentLogger; r
   const capacity = bytesPerSecond * LOG_BURST_SECONDS;
   const bucket = bytesPerSecond === 0 ? null : createByteBucket(bytesPerSecond, capacity);
   const dropped = { lines: 0, bytes: 0 };
+  // Each line is counted as it is written: its message as JSON writes it (a control character in 6 bytes), its fields,
+  // and the line around them (level, time, the run's bindings: ~250 bytes). Counted as the message's bytes alone, an
+  // empty message cost nothing, and 10,110 lines of 260 bytes went through a budget of 8 KiB a second in a second
+  // (tests/log-budget-edges.test.ts).
+  const bound = (log as unknown as Record<symbol, string | undefined>)[pino.symbols.chindingsSym] ?? '';
+  const lineBytes = Buffer.byteLength(`{"level":30,"time":"${new Date().toISOString()}"${bound},"from":"agent","msg":""}\n`);
   const at = (level: 'debug' | 'info' | 'warn' | 'error') => (msg: string, fields?: Record<string, unknown>) => {
     const text = String(msg);
     let written: unknown = fields;
     if (bucket && log.isLevelEnabled(level)) {
       const copy = fields === undefined ? { json: '', value: undefined } : snapshotOf(fields, capacity);
       written = copy?.value;
-      const bytes = Buffer.byteLength(text) + (copy === null ? capacity + 1 : Buffer.byteLength(copy.json));
+      const textBytes = text.length > capacity ? capacity + 1 : Buffer.byteLength(JSON.stringify(text)) - 2;
+      const fieldsBytes = copy === null ? capacity + 1 : copy.json === '' ? 0 : Buffer.byteLength(copy.json) + ',"fields":'.length;
+      const bytes = lineBytes + textBytes + fieldsBytes;
       if (!bucket.take(bytes)) {
         if (dropped.lines === 0) log.warn('ctx.log past RUN_LOG_BYTES_PER_S: lines that do not fit are dropped (counted at the run end)');
         dropped.lines += 1;
