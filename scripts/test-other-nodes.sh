@@ -12,7 +12,7 @@ majors=("$@")
 # What differs between versions: worker threads, the permission model, native addons, V8's limits, the store.
 SQLITE_FILES=(dist/tests/unit/ dist/tests/spine.test.js dist/tests/escape.test.js dist/tests/egress.test.js dist/tests/listen-wall.test.js dist/tests/cp-links.test.js dist/tests/worker-reset.test.js dist/tests/db-wall.test.js dist/tests/containment.test.js dist/tests/cross-user.test.js dist/tests/http-api.test.js
   dist/tests/run-port.test.js dist/tests/port-capture.test.js dist/tests/handler-reentry.test.js dist/tests/thread-messaging.test.js dist/tests/seal-query.test.js
-  dist/tests/done-suppressed.test.js dist/tests/web-locks.test.js dist/tests/next-task.test.js dist/tests/lockdown-off-done.test.js dist/tests/scratch-budget.test.js dist/tests/open-files.test.js dist/tests/log-budget.test.js)
+  dist/tests/done-suppressed.test.js dist/tests/web-locks.test.js dist/tests/next-task.test.js dist/tests/lockdown-off-done.test.js dist/tests/scratch-budget.test.js dist/tests/open-files.test.js dist/tests/log-budget.test.js dist/tests/worker-stdio-forgery.test.js)
 POSTGRESQL_FILES=(dist/tests/spine.test.js dist/tests/db-wall.test.js)
 failed=()
 for major in "${majors[@]}"; do

@@ -45,7 +45,12 @@ function logBytesOf(chunk: Buffer, capacity: number): number {
   // A byte that is not UTF-8 is written as U+FFFD (3 bytes), as the tagging decodes it.
   return Buffer.byteLength(JSON.stringify(chunk.toString('utf8'))) - 2 + lines * RECORD_BYTES;
 }
-/** The longest a dropped chunk holds its stream (below). */
+/**
+ * What this thread receives, at most, of what a worker prints past its budget (raw bytes a second): each dropped
+ * chunk holds the stream for as long as this rate takes to pass it (below).
+ */
+const DROP_BYTES_PER_S = 4 * 1024 * 1024;
+/** The longest a dropped chunk holds its stream. */
 const MAX_HOLD_MS = 1000;
 
 export function budgetWorkerPrints(deps: {
@@ -107,15 +112,17 @@ export function budgetWorkerPrints(deps: {
               }, REPORT_EVERY_MS);
               s.reporting.unref();
             }
-            // Dropped, and the stream held for as long as the chunk would take to fit: the worker's writes wait (Node
-            // answers them as this side reads), so a run printing without pause is slowed to about its budget rather
-            // than keep this thread busy receiving what it drops (~115 MB a second, when dropped at once).
+            // Dropped, and the stream held a moment: the worker's writes wait (Node answers them as this side reads),
+            // so a run printing without pause past its budget is slowed to DROP_BYTES_PER_S rather than keep this
+            // thread busy receiving what it drops (~115 MB a second, when dropped at once). Not to the budget itself:
+            // held for as long as each chunk would take to fit, a run that awaited its writes took 8 to 30 s for 1 s
+            // of printing (Node 20 to 24), its deadline spent on output nobody reads.
             // With no run on the worker (its run ended, the worker retired with it), nobody is left to slow down: what
             // is left was sent before the end, in one batch (the worker's writes queue while the stream is held, then
             // go out at once), and held at the budget's pace it stayed in this process, memory no run answers for,
             // long after the run (4 MiB at 8 KiB a second: minutes; tests/log-budget-edges.test.ts).
             if (running === undefined) return done();
-            setTimeout(done, Math.min(MAX_HOLD_MS, (bytes / deps.bytesPerSecond) * 1000)).unref();
+            setTimeout(done, Math.min(MAX_HOLD_MS, (chunk.length / DROP_BYTES_PER_S) * 1000)).unref();
           },
         }),
       );
