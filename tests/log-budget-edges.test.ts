@@ -11,6 +11,7 @@
  */
 import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
+import { droppedOf } from './helpers/print-reports';
 
 const SMUGGLER = `
 export default class Smuggler {
@@ -121,23 +122,16 @@ test('what a run printed past its budget is not kept in its cell after the run e
   const endedAt = Date.now();
   // The flooder's 4 MiB beyond its burst: all dropped within seconds of its end (held at 8 KiB a second, the cell kept
   // them for minutes, dropping about 16 KiB a second).
-  const reports = () =>
-    server
-      .stderr()
-      .split('\n')
-      .filter((line) => line.includes('printed past RUN_LOG_BYTES_PER_S'))
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
-  const droppedOf = (runId: string) => reports().reduce((n, r) => n + (r.run_id === runId ? (r.dropped_bytes as number) : 0), 0);
   const expected = 4096 * 1024 - BURST - RATE * 10;
-  while (droppedOf(flood.run_id) < expected && Date.now() - endedAt < 5000) await new Promise((r) => setTimeout(r, 100));
-  expect(droppedOf(flood.run_id)).toBeGreaterThanOrEqual(expected);
+  while (droppedOf(server, flood.run_id) < expected && Date.now() - endedAt < 5000) await new Promise((r) => setTimeout(r, 100));
+  expect(droppedOf(server, flood.run_id)).toBeGreaterThanOrEqual(expected);
 
   const next = await mallory.start({ agent: 'sayer', input: 'x' });
   expect(terminal(await mallory.waitForRun(next.run_id, 30_000)).payload.final_response).toBe('said');
   const said = () => server.logs.some((l) => l.from === 'output' && l.line === 'sayer says next');
   for (const deadline = Date.now() + 5000; !said() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
   expect(said()).toBe(true);
-  expect(droppedOf(next.run_id)).toBe(0);
+  expect(droppedOf(server, next.run_id)).toBe(0);
 }, 60_000);
 
 test.each(['newlines', 'control'])('what a run prints is budgeted as what it becomes in the log (%s)', async (kind) => {

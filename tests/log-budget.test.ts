@@ -6,6 +6,7 @@
  */
 import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
+import { printReports } from './helpers/print-reports';
 
 const PRINTER = `
 export default class Printer {
@@ -81,13 +82,7 @@ test('a run printing, and one logging, without pause reach the log within RUN_LO
   expect(terminal(await mallory.waitForRun(logging.run_id, 60_000)).payload.final_response).toBe('logged');
   expect(terminal(await victim.waitForRun(neighbour.run_id, 60_000)).payload.final_response).toBe('done');
   // The report of what was dropped comes within a second of the last drop.
-  // A cell's own lines go to its stderr (its stdout carries what its workers print).
-  const reportsOf = () =>
-    server
-      .stderr()
-      .split('\n')
-      .filter((line) => line.includes('printed past RUN_LOG_BYTES_PER_S'))
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  const reportsOf = () => printReports(server);
   for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
     if (reportsOf().length > 0 && server.logs.some((l) => l.msg === 'ctx.log lines dropped past RUN_LOG_BYTES_PER_S')) break;
   }
@@ -98,7 +93,7 @@ test('a run printing, and one logging, without pause reach the log within RUN_LO
   const printed = server.logs.filter((l) => l.from === 'output' && typeof l.line === 'string' && (l.line as string).startsWith('xxxx'));
   const printedBytes = printed.reduce((n, l) => n + (l.line as string).length + 1, 0);
   const reports = reportsOf();
-  const droppedPrinted = reports.reduce((n, l) => n + (l.dropped_bytes as number), 0);
+  const droppedPrinted = reports.reduce((n, l) => n + l.dropped_bytes, 0);
   const logged = server.logs.filter((l) => l.from === 'agent' && l.run_id === logging.run_id);
   const loggedEnd = server.logs.find((l) => l.msg === 'ctx.log lines dropped past RUN_LOG_BYTES_PER_S');
   console.log(
