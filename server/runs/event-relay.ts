@@ -26,12 +26,21 @@ const MAX_BATCH = 200;
  */
 const MAX_BATCH_CHARS = 1_048_576;
 
-/** The next slice of `pending`: at most MAX_BATCH events and MAX_BATCH_CHARS of payload, at least one event. */
+/**
+ * The next slice of `pending`: at most MAX_BATCH events and MAX_BATCH_CHARS of payload (UTF-16 characters, as
+ * JSON.stringify gives them: up to 3 bytes each in UTF-8), at least one event. A payload that does not stringify
+ * (none does today: they come from JSON.parse or literals) ends the slice rather than stop the run's log.
+ */
 function nextBatch(pending: RunEventEnvelope[]): RunEventEnvelope[] {
+  if (pending.length <= 1) return pending.splice(0, 1);
   let n = 0;
   let chars = 0;
   while (n < pending.length && n < MAX_BATCH) {
-    chars += JSON.stringify(pending[n].payload).length;
+    try {
+      chars += (JSON.stringify(pending[n].payload) ?? '').length;
+    } catch {
+      chars = Infinity;
+    }
     if (n > 0 && chars > MAX_BATCH_CHARS) break;
     n++;
   }

@@ -36,11 +36,12 @@ test('a request waiting on the database when SIGTERM comes is answered before th
     (a) => ({ a }),
     (e) => ({ e: String(e) }),
   );
-  // The request reaches the node and waits on the frozen database (a moment, even on a busy machine).
-  await new Promise((r) => setTimeout(r, 500));
+  // The request reaches the node and waits on the frozen database (a moment; this waits far longer, for busy machines).
+  await new Promise((r) => setTimeout(r, 1500));
   const stopped = server.stop();
-  // Back well within the second a stopping node gives what its sockets sent.
-  await new Promise((r) => setTimeout(r, 200));
+  // Back as soon as the node says it is stopping: within the second a stopping node gives what its sockets sent,
+  // counted on its clock, not this process's. Without that second it closes its sockets a few ms after saying so.
+  while (!server.logs.some((l) => l.msg === 'shutting down')) await new Promise((r) => setTimeout(r, 5));
   proxy.restore();
   expect(await answer).toEqual({ a: { thread_id: thread.body.id, messages: [], next_after: null } });
   expect(await stopped).toBe(0);
