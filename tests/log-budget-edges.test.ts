@@ -11,7 +11,7 @@
  */
 import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
-import { droppedOf } from './helpers/print-reports';
+import { BURST, RATE, allowance, droppedOf } from './helpers/log-budget';
 
 const SMUGGLER = `
 export default class Smuggler {
@@ -73,8 +73,6 @@ export default class Sayer {
 }
 `;
 
-const RATE = 8192;
-const BURST = 16 * RATE;
 
 let server: TestServer;
 let mallory: UserClient;
@@ -102,7 +100,7 @@ test('ctx.log fields with a toJSON or a getter are counted as they are written',
   const elapsedMs = Date.now() - startedAt;
   const logged = server.logs.filter((l) => l.from === 'agent' && l.run_id === run.run_id);
   const loggedBytes = logged.reduce((n, l) => n + String(l.msg).length + JSON.stringify(l.fields ?? null).length, 0);
-  expect(loggedBytes).toBeLessThanOrEqual(BURST + (RATE * elapsedMs) / 1000);
+  expect(loggedBytes).toBeLessThanOrEqual(allowance(elapsedMs));
 }, 60_000);
 
 test.each(['empty', 'control'])('ctx.log lines are counted as they are written, the line around the message included (%s)', async (kind) => {
@@ -113,7 +111,7 @@ test.each(['empty', 'control'])('ctx.log lines are counted as they are written, 
   const logged = server.logs.filter((l) => l.from === 'agent' && l.run_id === run.run_id);
   const loggedBytes = logged.reduce((n, l) => n + JSON.stringify(l).length + 1, 0);
   expect(logged.length).toBeGreaterThan(0);
-  expect(loggedBytes).toBeLessThanOrEqual(BURST + (RATE * elapsedMs) / 1000);
+  expect(loggedBytes).toBeLessThanOrEqual(allowance(elapsedMs));
 }, 60_000);
 
 test('what a run printed past its budget is not kept in its cell after the run ends; the next run prints at once', async () => {
@@ -144,5 +142,5 @@ test.each(['newlines', 'control'])('what a run prints is budgeted as what it bec
   const records = server.logs.slice(before).filter((l) => l.from === 'output');
   const logBytes = records.reduce((n, l) => n + JSON.stringify(l).length + 1, 0);
   expect(records.length).toBeGreaterThan(0);
-  expect(logBytes).toBeLessThanOrEqual(BURST + (RATE * elapsedMs) / 1000);
+  expect(logBytes).toBeLessThanOrEqual(allowance(elapsedMs));
 }, 60_000);

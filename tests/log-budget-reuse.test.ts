@@ -6,6 +6,7 @@
  */
 import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
+import { BURST, RATE } from './helpers/log-budget';
 
 const FILLER = `
 export default class Filler {
@@ -27,8 +28,6 @@ export default class Talker {
 }
 `;
 
-const RATE = 8192;
-const BURST = 16 * RATE;
 
 let server: TestServer;
 let mallory: UserClient;

@@ -6,7 +6,7 @@
  */
 import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
-import { printReports } from './helpers/print-reports';
+import { RATE, allowance, printReports } from './helpers/log-budget';
 
 const PRINTER = `
 export default class Printer {
@@ -46,8 +46,6 @@ export default class Neighbour {
 }
 `;
 
-const RATE = 8192;
-const BURST = 16 * RATE;
 
 let server: TestServer;
 let mallory: UserClient;
@@ -68,8 +66,6 @@ afterAll(async () => {
   await server?.stop();
 });
 
-/** The most a budget lets through in `ms`: its burst, then its rate. */
-const allowance = (ms: number) => BURST + (RATE * ms) / 1000;
 
 test('a run printing, and one logging, without pause reach the log within RUN_LOG_BYTES_PER_S; the rest is counted; a neighbour is untouched', async () => {
   const startedAt = Date.now();
