@@ -319,7 +319,7 @@ describe('deploy/compose.yaml against the code', () => {
   test('health checks ask /readyz on PORT, nodes wait for a healthy PostgreSQL and Redis and have time to drain', () => {
     expect(checkNodeServices(load(), nodes)).toEqual([]);
     // /readyz is a route the server has (server/http/routes/ops.ts).
-    const router = opsRoutes({ ping: async () => undefined, cells: () => [], draining: () => false }) as unknown as { stack: { route?: { path: string } }[] };
+    const router = opsRoutes({ operator: () => true, ping: async () => undefined, cells: () => [], draining: () => false }) as unknown as { stack: { route?: { path: string } }[] };
     expect(router.stack.map((l) => l.route?.path)).toContain('/readyz');
     const healthz = broken((c) => {
       const hc = c.services['atoll-2'].healthcheck!;

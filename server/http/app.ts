@@ -15,7 +15,7 @@ import { requireUser, sessionOf, userOf } from './auth.js';
 import type { RateLimiter, Tickets } from '../shared/shared-state.js';
 import { budgetAddress, trustFunction } from './client-address.js';
 import { errorHandler, notFoundHandler } from './errors.js';
-import { metricsAccess } from './metrics-access.js';
+import { metricsAccess, operatorCheck } from './metrics-access.js';
 import { devLoginHostAllowed, originAllowed } from './origin.js';
 import { stalledAnswerTimeout } from './server-limits.js';
 import { metaRoutes } from './routes/meta.js';
@@ -75,7 +75,7 @@ export function createHttpApp(deps: HttpDeps): express.Express {
     res.json({ status: 'ok', draining: deps.runs.draining, cells_ready: deps.cells.cells().filter((c) => c.state === 'ready').length });
   });
 
-  app.use(opsRoutes({ ping: () => deps.store.ping(), cells: () => deps.cells.cells(), draining: () => deps.runs.draining, pingRedis: deps.pingRedis }));
+  app.use(opsRoutes({ operator: operatorCheck(deps.settings.metricsToken), ping: () => deps.store.ping(), cells: () => deps.cells.cells(), draining: () => deps.runs.draining, pingRedis: deps.pingRedis }));
 
   app.get('/metrics', metricsAccess(deps.settings.metricsToken), async (req, res, next) => {
     try {

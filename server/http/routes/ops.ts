@@ -6,8 +6,11 @@
  * unready: every node shares the one Redis, so an outage would take every node out of the load balancer at once,
  * while without Redis a node still accepts, runs and serves runs over HTTP (only new sockets and tickets are
  * refused, REDIS_UNAVAILABLE, and live delivery waits for the replay). The AtollRedisUnreachable alert covers it.
+ *
+ * Why a check fails is for operators (the same access as /metrics): a driver's error names hosts, ports, database
+ * and role names. Anyone else reads `unreachable` alone; /readyz needs no token, since load balancers ask it.
  */
-import { Router } from 'express';
+import { Router, type Request } from 'express';
 import type { CellHandle } from '../../cells/cell-handle.js';
 import { messageOf } from '../../../protocol/errors.js';
 
@@ -64,11 +67,23 @@ export async function readiness(deps: ReadinessDeps): Promise<Readiness> {
   };
 }
 
-export function opsRoutes(deps: ReadinessDeps): Router {
+/** `unreachable: <why>` → `unreachable`. */
+function withoutWhy(checks: Readiness['checks']): Readiness['checks'] {
+  const bare = (check: string) => check.replace(/^unreachable: .*$/s, 'unreachable');
+  return { ...checks, database: bare(checks.database), ...(checks.redis === undefined ? {} : { redis: bare(checks.redis) }) };
+}
+
+export interface OpsDeps extends ReadinessDeps {
+  /** Whether this request may read why a check fails (METRICS_TOKEN's holder, or anyone when it is unset). */
+  operator: (req: Request) => boolean;
+}
+
+export function opsRoutes(deps: OpsDeps): Router {
   const r = Router();
-  r.get('/readyz', async (_req, res) => {
+  r.get('/readyz', async (req, res) => {
     const result = await readiness(deps);
-    res.status(result.ready ? 200 : 503).json({ status: result.ready ? 'ready' : 'not_ready', checks: result.checks, failing: result.failing, degraded: result.degraded });
+    const checks = deps.operator(req) ? result.checks : withoutWhy(result.checks);
+    res.status(result.ready ? 200 : 503).json({ status: result.ready ? 'ready' : 'not_ready', checks, failing: result.failing, degraded: result.degraded });
   });
   return r;
 }
