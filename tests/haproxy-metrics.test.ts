@@ -2,7 +2,8 @@
  * The public side of deploy/haproxy/haproxy.cfg serves no metrics page under any spelling of /metrics: express routes
  * paths case-insensitively and without strict trailing slashes, so the exact `{ path /metrics }` deny let /METRICS
  * and /metrics/ through to the whole page (helper-64). Runs the real haproxy (Debian's package) with the shipped
- * file, its backends pointed at one live node.
+ * file, its backends pointed at one live node. And it refuses one address's flood of any path, not only /v1 (the
+ * node budgets /v1 itself, and a 429 costs it about what /healthz does).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -66,3 +67,19 @@ test('the public frontend serves no metrics page under any spelling of /metrics'
   // Positive: the metrics page was served; negative: refused with that status.
   expect(seen).toEqual({ '/metrics': -404, '/metrics?x=1': -404, '/metrics/': -404, '/METRICS': -404, '/Metrics': -404 });
 }, 60_000);
+
+test('one address past 500 requests in 10 s is refused by HAProxy on every path, /healthz included', async () => {
+  // The node never refuses /healthz, so a 429 there is HAProxy's. Sent 25 at a time: the window is 10 s.
+  const statuses: number[] = [];
+  while (statuses.length < 700) {
+    const batch = await Promise.all(Array.from({ length: 25 }, () => fetch(`${publicUrl}/healthz`).then(async (r) => (await r.text(), r.status))));
+    statuses.push(...batch);
+  }
+  const refused = statuses.filter((s) => s === 429).length;
+  expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([]);
+  // At most 500 pass in the window (a few more if the first ones have left it on a slow machine).
+  expect(refused).toBeGreaterThanOrEqual(100);
+  expect((await fetch(`${publicUrl}/`)).status).toBe(429);
+  // The node itself still answers: the refusals were HAProxy's.
+  expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+}, 120_000);
