@@ -8,6 +8,8 @@
  * - what a worker printed was counted as its raw bytes, and each of its lines becomes a record of the cell's in the log
  *   (110 bytes more), each control character 6 bytes of JSON: printing newlines alone, or control characters, wrote
  *   100 and 6 times the budget into the log.
+ * - a chunk printed from a SharedArrayBuffer reaches the cell as a view of memory the worker still writes: counted as
+ *   8 KiB of letters, written as 8,192 newlines a moment later (helper-100: 21 times the budget in the log).
  */
 import { agentsDirWith, startServer, type TestServer } from './helpers/server';
 import { UserClient, terminal } from './helpers/client';
@@ -63,6 +65,28 @@ export default class Shaper {
   }
 }
 `;
+const FLIPPER = `
+export default class Flipper {
+  static agentName = 'flipper';
+  async execute(ctx) {
+    // Printed from shared memory: the cell receives a view of these bytes, not a copy of them.
+    const bytes = new Uint8Array(new SharedArrayBuffer(8192)).fill(65);
+    const end = Date.now() + 2000;
+    while (Date.now() < end) {
+      await new Promise((resolve) => {
+        process.stdout.write(bytes, resolve);
+        // Letters and newlines in turn while the cell counts the chunk and then writes it.
+        const until = performance.now() + 20;
+        while (performance.now() < until) {
+          bytes.fill(10);
+          bytes.fill(65);
+        }
+      });
+    }
+    return 'flipped';
+  }
+}
+`;
 const SAYER = `
 export default class Sayer {
   static agentName = 'sayer';
@@ -79,7 +103,7 @@ let mallory: UserClient;
 
 beforeAll(async () => {
   server = await startServer({
-    AGENTS_DIR: agentsDirWith({ 'smuggler.mjs': SMUGGLER, 'mumbler.mjs': MUMBLER, 'flooder.mjs': FLOODER, 'sayer.mjs': SAYER, 'shaper.mjs': SHAPER }),
+    AGENTS_DIR: agentsDirWith({ 'smuggler.mjs': SMUGGLER, 'mumbler.mjs': MUMBLER, 'flooder.mjs': FLOODER, 'sayer.mjs': SAYER, 'shaper.mjs': SHAPER, 'flipper.mjs': FLIPPER }),
     CELLS: '1',
     // One thread, no spare: the flooder's next run is on its thread.
     THREADS_PER_CELL: '1',
@@ -137,6 +161,19 @@ test.each(['newlines', 'control'])('what a run prints is budgeted as what it bec
   const startedAt = Date.now();
   const run = await mallory.start({ agent: 'shaper', input: { kind } });
   expect(terminal(await mallory.waitForRun(run.run_id, 30_000)).payload.final_response).toBe('shaped');
+  await new Promise((r) => setTimeout(r, 1500));
+  const elapsedMs = Date.now() - startedAt;
+  const records = server.logs.slice(before).filter((l) => l.from === 'output');
+  const logBytes = records.reduce((n, l) => n + JSON.stringify(l).length + 1, 0);
+  expect(records.length).toBeGreaterThan(0);
+  expect(logBytes).toBeLessThanOrEqual(allowance(elapsedMs));
+}, 60_000);
+
+test('what a run prints from shared memory is budgeted as what is written, however the worker changes it meanwhile', async () => {
+  const before = server.logs.length;
+  const startedAt = Date.now();
+  const run = await mallory.start({ agent: 'flipper', input: 'x' });
+  expect(terminal(await mallory.waitForRun(run.run_id, 30_000)).payload.final_response).toBe('flipped');
   await new Promise((r) => setTimeout(r, 1500));
   const elapsedMs = Date.now() - startedAt;
   const records = server.logs.slice(before).filter((l) => l.from === 'output');
