@@ -10,6 +10,7 @@
  * run, at most about once a second per thread.
  */
 import { Writable, type Readable } from 'node:stream';
+import { isSharedArrayBuffer } from 'node:util/types';
 import { createByteBucket, type ByteBucket } from '../../protocol/byte-bucket.js';
 import { LOG_BURST_SECONDS } from '../../protocol/cell-messages.js';
 import { RECORD_BYTES } from './worker-output.js';
@@ -86,7 +87,11 @@ export function budgetWorkerPrints(deps: {
       let owner: Thread | undefined;
       source.pipe(
         new Writable({
-          write(chunk: Buffer, _encoding, done) {
+          write(printed: Buffer, _encoding, done) {
+            // A chunk printed from a SharedArrayBuffer arrives as a view of memory the worker still writes: counted as
+            // letters, it was written a moment later as so many newlines, a record each (helper-100: 16 times the
+            // budget). What is counted and written is then a copy of this thread's own.
+            const chunk = isSharedArrayBuffer(printed.buffer) ? Buffer.from(printed) : printed;
             owner ??= deps.threads().find((t) => t.stdout === source || t.stderr === source);
             const s = spendingOf(owner ?? source);
             const threadId = owner?.threadId;
