@@ -6,8 +6,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT, runServerOnce, startServer, type TestServer } from './helpers/server';
-import { UserClient } from './helpers/client';
+import { ROOT, agentsDirWith, runServerOnce, startServer, type TestServer } from './helpers/server';
+import { UserClient, eventually } from './helpers/client';
+import { cellPids } from './helpers/cell-processes';
 import { runToExit } from './helpers/run-to-exit';
 
 const FIXTURES = path.join(ROOT, 'tests/fixtures');
@@ -154,4 +155,52 @@ describe('a server with a TypeScript agent that takes { numbers }', () => {
     const run = await u.start({ agent: 'sum', input: { numbers: [2, 3] } });
     expect((await u.waitForRun(run.run_id)).at(-1)!.payload).toMatchObject({ status: 'completed', final_response: { sum: 5 } });
   }, 90_000);
+});
+
+describe('input schemas declaring an $id', () => {
+  const ID = 'https://example.test/atoll-input';
+  const agent = (name: string, field: string, type: string) => `export default class A {
+  static agentName = ${JSON.stringify(name)};
+  static description = 'takes { ${field} }';
+  static input = { $id: ${JSON.stringify(ID)}, type: 'object', required: [${JSON.stringify(field)}], properties: { ${field}: { type: ${JSON.stringify(type)} } } };
+  async execute(ctx) { return 'took ' + Object.keys(ctx.input).join(','); }
+}`;
+  let agentsDir: string;
+  let server: TestServer;
+  let u: UserClient;
+
+  beforeAll(async () => {
+    agentsDir = agentsDirWith({ 'first.mjs': agent('first', 'a', 'string'), 'second.mjs': agent('second', 'b', 'number') });
+    server = await startServer({ AGENTS_DIR: agentsDir, CELLS: '1' });
+    u = await UserClient.connect(server.url, 'schema-id-user');
+  }, 60_000);
+  afterAll(async () => {
+    u?.close();
+    await server?.stop();
+    fs.rmSync(agentsDir, { recursive: true, force: true });
+  });
+
+  const outcome = async (payload: Record<string, unknown>) => {
+    const ack = await u.ack('start_agent', payload);
+    if (ack.error) return ack.error.code as string;
+    return (await u.waitForRun(ack.run_id)).at(-1)!.payload.final_response as string;
+  };
+
+  // One Ajv for every agent refused the second schema with an $id it already held: every run of that agent failed
+  // with INTERNAL until the front restarted.
+  test('two agents declaring one $id are each checked against their own schema', async () => {
+    expect(await outcome({ agent: 'first', input: { a: 'x' } })).toBe('took a');
+    expect(await outcome({ agent: 'second', input: { b: 1 } })).toBe('took b');
+    expect(await outcome({ agent: 'second', input: { a: 'x' } })).toBe('BAD_REQUEST');
+    expect(await outcome({ agent: 'first', input: { b: 1 } })).toBe('BAD_REQUEST');
+  });
+
+  test('an agent redeployed with another schema under the same $id is checked against the new one once its cell restarts', async () => {
+    fs.writeFileSync(path.join(agentsDir, 'second.mjs'), agent('second', 'c', 'boolean'));
+    for (const pid of cellPids(server.proc.pid!)) process.kill(pid, 'SIGKILL');
+    const takesC = async () => ((await u.http('GET', '/v1/agents')).body.agents ?? []).find((a: { name: string }) => a.name === 'second')?.input?.required?.[0] === 'c';
+    expect(await eventually(takesC, 30_000, 100)).toBe(true);
+    expect(await outcome({ agent: 'second', input: { c: true } })).toBe('took c');
+    expect(await outcome({ agent: 'second', input: { b: 1 } })).toBe('BAD_REQUEST');
+  });
 });
