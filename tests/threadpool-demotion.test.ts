@@ -39,12 +39,27 @@ export default class Hasher {
 }
 `;
 
+// The governor's own check, on the same server: a run that keeps its own OS thread busy is lowered. Without it the
+// test above passes on a governor that lowers nothing (turned off, or its demote lost on the way to the cell).
+const SPIN = `
+import os from 'node:os';
+export default class Spin {
+  static agentName = 'spin';
+  async execute(ctx) {
+    const end = Date.now() + ctx.input.ms;
+    const priority = os.getPriority(0);
+    for (let i = 1; Date.now() < end; i++) if (i % 100000 === 0 && os.getPriority(0) > priority) return 'demoted';
+    return 'never demoted';
+  }
+}
+`;
+
 let server: TestServer;
 let mallory: UserClient;
 let victim: UserClient;
 
 beforeAll(async () => {
-  const dir = agentsDirWith({ 'pool-hog.mjs': HOG, 'hasher.mjs': HASHER });
+  const dir = agentsDirWith({ 'pool-hog.mjs': HOG, 'hasher.mjs': HASHER, 'spin.mjs': SPIN });
   server = await startServer({ AGENTS_DIR: dir, CELLS: '1', THREADS_PER_CELL: '1', CPU_DEMOTE_AFTER_MS: '300' });
   [mallory, victim] = await Promise.all([UserClient.connect(server.url, 'mallory'), UserClient.connect(server.url, 'victim')]);
 }, 60_000);
@@ -93,4 +108,9 @@ linux("a run that keeps the thread pool busy leaves none of the cell's OS thread
   // The run's worker took its own priority back; nothing else of the cell was lowered.
   expect([...left.keys()]).toEqual([]);
   expect([...after.keys()]).toEqual([]);
-}, 60_000);
+  // ...and not because the governor lowers nothing here: a run spinning on its own OS thread is lowered (a state, not
+  // a time: it spins until its priority drops, or 30 s).
+  const spin = await mallory.start({ agent: 'spin', input: { ms: 30_000 } });
+  expect(terminal(await mallory.waitForRun(spin.run_id, 45_000)).payload.final_response).toBe('demoted');
+  expect((await mallory.http('GET', `/v1/runs/${spin.run_id}`)).body.isolation).toMatchObject({ cpu_demoted: true });
+}, 120_000);
