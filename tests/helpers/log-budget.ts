@@ -10,6 +10,11 @@ import type { TestServer } from './server';
 export const RATE = 8192;
 /** What a run may write at once. */
 export const BURST = LOG_BURST_SECONDS * RATE;
+/**
+ * How fast a run printing past its budget may go on printing (README: "slowed to 4 MiB a second of output"): what its
+ * cell receives, and drops, of it.
+ */
+export const DROP_RATE = 4 * 1024 * 1024;
 /** The most the budget lets through in `ms`: its burst, then its rate. */
 export const allowance = (ms: number) => BURST + (RATE * ms) / 1000;
 
