@@ -72,8 +72,11 @@ test.each(['object-chunk', 'buffer-encoding', 'stream-name', 'message-type', 'er
     const bystander = await victim.start({ agent: 'bystander', input: 'x' });
     await new Promise((r) => setTimeout(r, 200));
     const forger = await mallory.start({ agent: 'forger', input: { kind } });
-    terminal(await mallory.waitForRun(forger.run_id, 30_000));
+    const forged = terminal(await mallory.waitForRun(forger.run_id, 30_000)).payload;
     mallory.close();
+    // Its own run ends: its worker was terminated before the run could answer (the message dropped alone, the forger
+    // went on and completed).
+    expect(forged).toMatchObject({ status: 'failed', error: { code: 'WORKER_CRASHED' } });
     expect(terminal(await victim.waitForRun(bystander.run_id, 30_000)).payload.final_response).toBe('alive');
     const finished = server.logs.find((l) => l.msg === 'run finished' && l.run_id === bystander.run_id);
     expect(finished).toMatchObject({ status: 'completed', attempts: 1, restarts: 0 });
