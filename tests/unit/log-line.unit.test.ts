@@ -30,6 +30,8 @@ test('a long message is shortened to fit, counted as JSON escapes it', () => {
     expect(out).toMatchObject({ run_id: 'r1', user_id: 'u1', cut: true });
     expect((out.msg as string).endsWith('…')).toBe(true);
     expect((out.msg as string).length).toBeGreaterThan(100);
+    // The longest prefix that fits: one character more (6 bytes as JSON at most) would not.
+    expect(Buffer.byteLength(fitLogLine(line({ ...ids, msg })))).toBeGreaterThan(MAX_LOG_LINE_BYTES - 6);
   }
 });
 
@@ -37,4 +39,17 @@ test('many keys, each small, are cut too', () => {
   const fields = Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`k${i}`, i]));
   const out = fitted({ ...ids, fields, msg: 'many' });
   expect(out.msg).toBe('many');
+});
+
+test.each(['time', 'cell', 'run_id', 'user_id', 'agent', 'from'])('the id %s is never cut, however long: the message is shortened instead', (id) => {
+  const out = fitted({ ...ids, [id]: 'i'.repeat(1000), msg: 'm'.repeat(3500) });
+  expect(out[id]).toBe('i'.repeat(1000));
+  expect(out).toMatchObject({ cut: true, msg: expect.stringMatching(/^m+…$/) });
+});
+
+test('a line that is not JSON, or whose ids alone are too long, is replaced by a short line saying so', () => {
+  const garbage = `${'x'.repeat(5000)}\n`;
+  expect(JSON.parse(fitLogLine(garbage))).toMatchObject({ level: 50, msg: 'a log line that did not parse, cut', bytes: 5001 });
+  const out = fitted({ ...ids, user_id: 'u'.repeat(5000), msg: 'hi' });
+  expect(out).toMatchObject({ level: 50, msg: 'a log line too long to fit, cut' });
 });
