@@ -313,3 +313,22 @@ test('a run lost and claimed again here: what the old one still had under way ne
   await settle(newLog);
   expect(sent.map((e) => e.seq)).toEqual([5, 6]);
 });
+
+test('a payload that does not stringify ends its slice, and the log goes on (it is not stopped)', async () => {
+  const { relay, run, runLog, batches } = rig();
+  relay.append(run, 'partial_result', { text: 'a' });
+  relay.append(run, 'partial_result', { n: 1n } as unknown as { text: string });
+  relay.append(run, 'partial_result', { text: 'c' });
+  relay.append(run, 'partial_result', { text: 'd' });
+  await settle(runLog);
+  expect(batches.flat()).toEqual([2, 3, 4, 5]);
+});
+
+test('a slice takes events up to exactly 1 MiB of payload characters', async () => {
+  const { relay, run, runLog, batches } = rig();
+  // {"text":"…"}: 11 characters around the text; two of them make 1,048,576 characters.
+  const text = 'x'.repeat(1_048_576 / 2 - 11);
+  for (let i = 0; i < 3; i++) relay.append(run, 'partial_result', { text });
+  await settle(runLog);
+  expect(batches).toEqual([[2, 3], [4]]);
+});
