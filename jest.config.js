@@ -25,8 +25,9 @@ const STORE_FREE = [
   file('schema'),
   // deploy/ against the config schema, promtool and haproxy: files only.
   file('deploy-compose'),
-  // `npm start`, the container image's runtime stage and an unwritable SQLite folder: SQLite files of their own.
-  ...['start', 'container-image', 'database-path'].map(file),
+  // `npm start`, the container image's runtime stage, an unwritable SQLite folder and a full disk: SQLite files of
+  // their own.
+  ...['start', 'container-image', 'database-path', 'disk-full'].map(file),
   // run-scratch.ts on a folder of its own, as a non-root user.
   file('run-scratch'),
 ];

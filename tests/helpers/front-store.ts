@@ -41,7 +41,7 @@ export async function openFrontStore(dir: string): Promise<FrontStore> {
     case 'sqlite': {
       applyMigrations(target.file, migrationsFolder('sqlite'));
       const prisma = createPrismaClient(target.file);
-      const writes = createRunWrites(target.file, { busyTimeoutMs: 5000 });
+      const writes = createRunWrites(target.file, { busyTimeoutMs: 5000, log: createLogger('silent') });
       return {
         store: createPrismaRunStore(prisma, writes),
         url,

@@ -4,7 +4,7 @@
  * down or not yet accepting, too many connections, a pool that timed out waiting: from pg itself, from the
  * Prisma adapter's error kinds, or from Prisma's own codes.
  */
-import { CodedError } from '../../../protocol/errors.js';
+import { unavailableError } from '../db-unavailable.js';
 
 const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
 // Class 08 (connection exception), 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now), 53300 (too
@@ -36,10 +36,7 @@ export function isServerAnswer(err: unknown): boolean {
   return typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && typeof e.severity === 'string';
 }
 
-/** The error a request gets while the database is unreachable: retryable, with a hint. */
-export function unavailableError(): CodedError {
-  return new CodedError('DB_UNAVAILABLE', 'the database cannot be reached right now; retry shortly (with the same correlation_id a retry is safe)', { retryAfterSeconds: 2 });
-}
+export { unavailableError };
 
 /** Rethrows a reachability failure as DB_UNAVAILABLE; anything else as it was. */
 export function asUnavailable(err: unknown): never {

@@ -12,7 +12,7 @@
 import Database from 'better-sqlite3';
 import type { RunEventEnvelope } from '../../../protocol/events.js';
 import { answerOf, CorrelationTakenError, RowMissingError, type AcceptedRunRow, type FinishedRunRow, type RunWrites } from '../run-writes.js';
-import { createGroupCommit, type GroupCommit } from './group-commit.js';
+import { createGroupCommit, type GroupCommit, type GroupCommitLog } from './group-commit.js';
 import { createWalCheckpointer, type WalCheckpointer } from './wal-checkpointer.js';
 
 /**
@@ -27,7 +27,7 @@ export const prismaDateTime = (d: Date | number | string): string => new Date(d)
 
 export function createRunWrites(
   databaseFile: string,
-  opts: { busyTimeoutMs: number; synchronous?: 'normal' | 'full'; onCheckpointFailure?: (err: string) => void },
+  opts: { busyTimeoutMs: number; synchronous?: 'normal' | 'full'; onCheckpointFailure?: (err: string) => void; log: GroupCommitLog },
 ): SqliteRunWrites {
   const db = new Database(databaseFile, { timeout: opts.busyTimeoutMs });
   // WAL with NORMAL: a commit survives a crash of this process; FULL also syncs every commit to disk.
@@ -35,7 +35,7 @@ export function createRunWrites(
   const checkpointer = createWalCheckpointer(db, databaseFile, { busyTimeoutMs: opts.busyTimeoutMs, minIntervalMs: CHECKPOINT_EVERY_MS, restartBytes: WAL_RESTART_BYTES, onFailure: opts.onCheckpointFailure });
   // A write's own failure: a constraint it breaks, or a row it needs that is gone.
   const isWriteError = (err: unknown) => err instanceof RowMissingError || err instanceof CorrelationTakenError || /^SQLITE_CONSTRAINT/.test(String((err as { code?: unknown })?.code));
-  const commits: GroupCommit = createGroupCommit(db, isWriteError, () => checkpointer.committed());
+  const commits: GroupCommit = createGroupCommit(db, isWriteError, opts.log, () => checkpointer.committed());
 
   const upsertUser = db.prepare('INSERT INTO "User" ("id", "createdAt") VALUES (?, ?) ON CONFLICT ("id") DO NOTHING');
   const insertThread = db.prepare('INSERT INTO "Thread" ("id", "userId", "title", "createdAt", "updatedAt") VALUES (?, ?, ?, ?, ?)');
@@ -65,10 +65,13 @@ export function createRunWrites(
 
     createThread(userId: string, id: string, title: string | null, at: Date): Promise<void> {
       const now = prismaDateTime(at);
-      return commits.run(() => {
-        upsertUser.run(userId, now);
-        insertThread.run(id, userId, title, now, now);
-      });
+      return commits.run(
+        () => {
+          upsertUser.run(userId, now);
+          insertThread.run(id, userId, title, now, now);
+        },
+        { request: true },
+      );
     },
 
     /** User, thread, the user's message, the run and its event 1: all or nothing, before the acknowledgement. */
@@ -94,7 +97,7 @@ export function createRunWrites(
           throw err;
         }
         event(r.firstEvent);
-      });
+      }, { request: true });
     },
 
     markRunning(runId: string, cellId: string, workerId: number, startedAt: Date, attempts: number): Promise<void> {

@@ -32,16 +32,28 @@ export function createSqliteBackend(target: SqliteTarget, options: StoreOptions)
         busyTimeoutMs: 10_000,
         synchronous: options.synchronous,
         onCheckpointFailure: (err) => options.log.warn({ err }, 'the WAL checkpoint thread failed; SQLite checkpoints on the write connection again'),
+        log: options.log,
       });
+      const store = createPrismaRunStore(database.prisma, writes);
       let unlock: (() => Promise<void>) | null = null;
       return {
-        store: createPrismaRunStore(database.prisma, writes),
+        // Reads still work while the disk is full: the database is reported failing (/readyz) while the writes of
+        // runs already acknowledged wait for it.
+        store: {
+          ...store,
+          async ping() {
+            const failing = writes.commits.failing;
+            if (failing !== null) throw new Error(`acknowledged writes wait for the database file (${failing})`);
+            await store.ping();
+          },
+        },
         async lockNode() {
           unlock = lockSqlite(target);
         },
         cluster: null,
         gateConnection: database.connection,
-        // A local file: never unreachable, only failing.
+        // The workers' statements on a failing file fail as statements (DB_QUERY_FAILED); the front's own writes
+        // wait for it (group-commit.ts).
         isUnavailable: () => false,
         connections: 2,
         async close(): Promise<void> {
