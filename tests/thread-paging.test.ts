@@ -4,7 +4,8 @@
  */
 import { startServer, type TestServer } from './helpers/server';
 import { UserClient } from './helpers/client';
-import { queryTestDatabase } from './helpers/test-database';
+import fs from 'node:fs';
+import { queryTestDatabase, TEST_STORE } from './helpers/test-database';
 
 let server: TestServer;
 let u: UserClient;
@@ -85,5 +86,47 @@ test('get_thread_history: 50 messages by default, at most 100 (101 is refused), 
     expect(await h.ack('get_thread_history', { thread_id, limit: 101 })).toMatchObject({ error: { code: 'BAD_REQUEST', message: expect.stringMatching(/limit/) } });
   } finally {
     h.close();
+  }
+}, 120_000);
+
+/** CPU the process has spent (user + system, all its threads), in ms. */
+const cpuMs = (pid: number): number => {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+};
+
+// A user may hold any number of threads (20 a second of POST /v1/threads, within its budget, are 72,000 an hour).
+// The cursor's OR hid the (userId, updatedAt) range from SQLite, which walked every thread newer than the cursor
+// for each page on the front's event loop: ~30 ms per page 100,000 threads deep (the ISO form, a plain range: ~4),
+// so one user paging deep at its budget took the front's CPU from ~110 to ~440 ms a second and another user's run
+// p95 from 22 to 83 ms (helper-102).
+test('a page deep in a user\'s 100,000 threads costs the front what a page near the top does', async () => {
+  const many = await UserClient.connect(server.url, 'thread-hoarder');
+  try {
+    expect((await many.http('POST', '/v1/threads', {})).status).toBe(201); // its User row
+    const count = 100_000;
+    // Inserted directly, 50 ms apart (as fast as its budget creates them), in 2025: older than the one above.
+    const insert =
+      TEST_STORE === 'sqlite'
+        ? `WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ${count - 1}) INSERT INTO "Thread" ("id", "userId", "title", "createdAt", "updatedAt") SELECT 'bulk-' || i, ?, NULL, t, t FROM (SELECT i, strftime('%Y-%m-%dT%H:%M:%f', 1764979200 + i * 0.05, 'unixepoch') || '+00:00' AS t FROM n)`
+        : `INSERT INTO "Thread" ("id", "userId", "title", "createdAt", "updatedAt") SELECT 'bulk-' || i, ?, NULL, t, t FROM (SELECT i, timestamp '2025-12-06' + i * interval '50 milliseconds' AS t FROM generate_series(0, ${count - 1}) i) s`;
+    await queryTestDatabase(server.dir, insert, ['thread-hoarder']);
+    // The fifth thread's time: a cursor there has (nearly) every thread newer than it; the ISO time reads the same page.
+    const deep = '2025-12-06T00:00:00.250Z';
+    const cursorPage = await many.http('GET', `/v1/threads?limit=100&before=${encodeURIComponent(`${deep}~bulk-5`)}`);
+    expect(cursorPage.body.threads.map((t: { id: string }) => t.id)).toEqual(['bulk-4', 'bulk-3', 'bulk-2', 'bulk-1', 'bulk-0']);
+    const cost = async (before: string) => {
+      const cpu = cpuMs(server.proc.pid!);
+      for (let i = 0; i < 30; i++) expect((await many.http('GET', `/v1/threads?limit=100&before=${encodeURIComponent(before)}`)).status).toBe(200);
+      return cpuMs(server.proc.pid!) - cpu;
+    };
+    await cost(deep); // warm
+    const isoMs = await cost(deep);
+    const cursorMs = await cost(`${deep}~bulk-5`);
+    process.stdout.write(`30 pages 100,000 threads deep: front CPU ${cursorMs} ms by cursor, ${isoMs} ms by ISO time\n`);
+    // Before the fix, on SQLite: 880 ms against 50 (PostgreSQL planned both well: BitmapOr or a backward index scan).
+    expect(cursorMs).toBeLessThan(2 * isoMs + 150);
+  } finally {
+    many.close();
   }
 }, 120_000);
