@@ -65,6 +65,8 @@ function script(req: SeenRequest): Reply {
       return { steps: [{ toolCall: { id: `call_loop_${req.toolResults.length}`, name: 'calculator', arguments: '{"expression":"1+1"}' } }] };
     case 'fail please':
       return { status: 500, message: 'the fake model is on fire' };
+    case 'refuse my key':
+      return { status: 401, message: 'Incorrect API key provided: sk-fake-***-wxyz' };
     case 'stall':
     case 'stall until the timeout':
       return { steps: [{ text: 'Partial ' }, { text: 'answer' }, { stall: true }] };
@@ -295,7 +297,16 @@ describe('the llm agent against an OpenAI-compatible endpoint', () => {
     const failed = await u.start({ agent: 'llm', input: 'fail please' });
     const t = terminal(await u.waitForRun(failed.run_id)).payload;
     expect(t).toMatchObject({ status: 'failed', success: false, error: { code: 'AGENT_ERROR' } });
-    expect(t.error.message).toBe(`the model endpoint ${fake.url}/v1 answered HTTP 500: the fake model is on fire`);
+    // What went wrong, not where: the endpoint's address is in the run's log line, which the end user never reads.
+    expect(t.error.message).toBe('the model endpoint answered HTTP 500: the fake model is on fire');
+    const logged = (runId: string) => server.logs.find((l) => l.from === 'agent' && l.run_id === runId && l.msg === 'the model endpoint answered an error');
+    expect(logged(failed.run_id)?.fields).toEqual({ endpoint: `${fake.url}/v1`, status: 500, detail: 'the fake model is on fire' });
+    // A refusal of the server's credentials: the endpoint's text (it names the key's last characters) and the hint
+    // stay in the log.
+    const refused = await u.start({ agent: 'llm', input: 'refuse my key' });
+    const r = terminal(await u.waitForRun(refused.run_id)).payload;
+    expect(r.error).toEqual({ code: 'AGENT_ERROR', message: "the model endpoint refused this server's credentials (HTTP 401)" });
+    expect(logged(refused.run_id)?.fields).toEqual({ endpoint: `${fake.url}/v1`, status: 401, detail: 'Incorrect API key provided: sk-fake-***-wxyz', hint: 'check LLM_API_KEY' });
 
     const next = await u.start({ agent: 'llm', input: 'are you back?', thread_id: failed.thread_id });
     expect(terminal(await u.waitForRun(next.run_id)).payload).toMatchObject({ status: 'completed', final_response: 'You said: are you back?' });

@@ -240,7 +240,10 @@ describe('LLM_API_KEY stays in the cell', () => {
     for (const r of replies) {
       expect(r.replies).toEqual([{ type: 'model_error', code: r.method === 'PUT' ? 'METHOD_NOT_ALLOWED' : 'URL_NOT_ALLOWED', message: expect.stringMatching(/^model broker: /) }]);
     }
-    expect(chatError).toMatch(/cannot reach the model at .*URL_NOT_ALLOWED model broker: requests may only go to the model endpoint/);
+    // The agent is told the model cannot be reached; why (the broker's refusal) is in the run's log line.
+    expect(chatError).toBe('cannot reach the model endpoint; try again later');
+    const why = server.logs.find((l) => l.from === 'agent' && l.run_id === run_id && l.msg === 'cannot reach the model endpoint') as { fields?: { cause?: string } } | undefined;
+    expect(why?.fields?.cause).toMatch(/URL_NOT_ALLOWED model broker: requests may only go to the model endpoint/);
     expect(JSON.stringify(events)).not.toContain(SECRET_PREFIX);
     // Each refusal is logged by the cell (on its stderr), without the key.
     expect(server.stderr().split('model request refused').length - 1).toBeGreaterThanOrEqual(targets.length);

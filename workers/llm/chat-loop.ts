@@ -6,7 +6,7 @@
 import type OpenAI from 'openai';
 import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import { APIConnectionError, APIError, APIUserAbortError } from 'openai';
-import type { UserExecutionContext } from '../agent-contract.js';
+import type { AgentLogger, UserExecutionContext } from '../agent-contract.js';
 import { createCoalescer } from './coalescer.js';
 import { streamTurn } from './stream-turn.js';
 import { runToolCall } from './tool-runner.js';
@@ -28,6 +28,8 @@ export interface ChatLoopInput {
   maxTurns: number;
   emit: UserExecutionContext['emit'];
   signal: AbortSignal;
+  /** The run's log: where a model error's address, cause and hint go (the operator reads it, not the end user). */
+  log: AgentLogger;
 }
 
 export async function runChatLoop(input: ChatLoopInput): Promise<ChatResult> {
@@ -116,23 +118,31 @@ async function requestTurn(
       { signal: input.signal, ...sinks },
     );
   } catch (err) {
-    throw modelError(err, input.baseUrl);
+    throw modelError(err, input.baseUrl, input.log);
   }
 }
 
-/** The library's errors, reworded for the person reading agent_completed.error.message. */
-function modelError(err: unknown, baseUrl: string): unknown {
+/**
+ * The library's errors, reworded for the person reading agent_completed.error.message: what went wrong, not where.
+ * The endpoint's address, a connection's cause and the operator's hint (check LLM_API_KEY...) go to the run's log
+ * line instead: an end user had read `cannot reach the model at http://10.0.0.5:11434/v1: ... ECONNREFUSED` (helper-102).
+ * A refusal of the credentials (401, 403) keeps the endpoint's own text in the log too (OpenAI's names the key's
+ * last characters); other answers keep it, since it is about the request (a context too long, a policy).
+ */
+function modelError(err: unknown, baseUrl: string, log: AgentLogger): unknown {
   if (err instanceof APIUserAbortError) return err; // the run was stopped; its outcome is decided already
   if (err instanceof APIConnectionError) {
     const cause = (err as { cause?: { message?: unknown; code?: unknown } }).cause;
     const detail = [cause?.code, cause?.message].filter((x) => typeof x === 'string' && x).join(' ');
-    return new Error(`cannot reach the model at ${baseUrl}: ${err.message}${detail ? ` (${detail})` : ''}`);
+    log.warn('cannot reach the model endpoint', { endpoint: baseUrl, error: err.message, ...(detail ? { cause: detail } : {}) });
+    return new Error('cannot reach the model endpoint; try again later');
   }
   if (err instanceof APIError) {
     if (err.status === undefined) return new Error(`the model endpoint reported an error: ${err.message}`);
     const detail = err.message.startsWith(`${err.status} `) ? err.message.slice(String(err.status).length + 1) : err.message;
-    const hint = HINTS[err.status] ? ` (${HINTS[err.status]})` : '';
-    return new Error(`the model endpoint ${baseUrl} answered HTTP ${err.status}: ${detail}${hint}`);
+    log.warn('the model endpoint answered an error', { endpoint: baseUrl, status: err.status, detail, ...(HINTS[err.status] ? { hint: HINTS[err.status] } : {}) });
+    if (err.status === 401 || err.status === 403) return new Error(`the model endpoint refused this server's credentials (HTTP ${err.status})`);
+    return new Error(`the model endpoint answered HTTP ${err.status}: ${detail}`);
   }
   return err;
 }

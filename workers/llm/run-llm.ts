@@ -69,6 +69,7 @@ async function chat(deps: RunLlmDeps, options: ChatOptions): Promise<ChatResult>
     maxTurns,
     emit: deps.emit,
     signal: deps.signal,
+    log: deps.log,
   });
 }
 
