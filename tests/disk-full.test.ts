@@ -9,7 +9,7 @@
  *   one terminal event, last).
  * Before group-commit.ts kept acknowledged writes through storage failures, every refusal was INTERNAL and the
  * runs whose events or finish met the full disk never ended (4 of 57 in one try).
- * Mounting a tmpfs takes root, as CI runs; elsewhere this file is skipped.
+ * Mounting a tmpfs takes root (CI runs as root); where this process may not mount one, the test is skipped.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -19,8 +19,22 @@ import { UserClient, eventually, httpCall, sleep } from './helpers/client';
 import { expectPersistedTerminal } from './helpers/run-checks';
 import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
 
-const asRoot = process.getuid?.() === 0;
-const maybe = asRoot ? test : test.skip;
+/** Whether this process may mount a tmpfs (root, and not in a container without CAP_SYS_ADMIN). */
+function mayMount(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  const probe = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-mount-probe-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe], { stdio: 'ignore' });
+    execFileSync('umount', [probe]);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    fs.rmSync(probe, { recursive: true, force: true });
+  }
+}
+const canMount = mayMount();
+const maybe = canMount ? test : test.skip;
 
 let dir: string;
 let mounted = false;
@@ -28,7 +42,7 @@ let server: TestServer;
 let user: UserClient;
 
 beforeAll(async () => {
-  if (!asRoot) return;
+  if (!canMount) return;
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-disk-full-'));
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0755', 'tmpfs', dir]);
   mounted = true;
