@@ -10,6 +10,14 @@ import type { LiveRun } from './live-run.js';
 import type { LiveRuns } from './live-runs.js';
 import type { Scheduler } from './scheduler.js';
 
+/**
+ * How long the drain waits for the terminal writes of finished runs. They are committed in milliseconds unless the
+ * database cannot take them (PostgreSQL unreachable, SQLite's disk full): then they are kept and retried until it
+ * can, and waiting for them held the stop forever, before the database's close, which is what gives up on them
+ * (one last attempt on SQLite, CLOSE_GRACE_MS on PostgreSQL; the next start's recovery settles those runs).
+ */
+export const SETTLE_AT_SHUTDOWN_MS = 5_000;
+
 export function createDrain(deps: {
   live: LiveRuns;
   scheduler: Scheduler;
@@ -42,8 +50,14 @@ export function createDrain(deps: {
       await untilNone(inFlight, graceMs);
       if (deps.move) await deps.move(inFlight());
       await deps.deadlines.stopAtShutdown(inFlight);
-      await Promise.all([...deps.live.values()].filter((r) => r.phase === 'finished').map((r) => r.settled));
-      // Every run is settled: no deadline is left to keep, not even a wedged-cell watch (the cells stop next).
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all([...deps.live.values()].filter((r) => r.phase === 'finished').map((r) => r.settled)),
+        new Promise((resolve) => (timer = setTimeout(resolve, SETTLE_AT_SHUTDOWN_MS))),
+      ]);
+      clearTimeout(timer);
+      // Every run is settled (or its terminal write waits for a database that the close gives up on): no deadline is
+      // left to keep, not even a wedged-cell watch (the cells stop next).
       deps.deadlines.stop();
     },
   };
