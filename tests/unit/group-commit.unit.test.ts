@@ -214,3 +214,34 @@ describe('the storage failing (disk full, I/O error, locked past the timeout)', 
     expect(values()).toEqual([]);
   });
 });
+
+test('a disk with room for some of the kept writes takes those, in order, and the rest once there is room', async () => {
+  // SQLite's max_page_count stands for the disk's free space: SQLITE_FULL past it, as on a full disk.
+  const db = new Database(':memory:');
+  db.exec('CREATE TABLE b (v INTEGER NOT NULL, p BLOB NOT NULL)');
+  const gc = createGroupCommit(db, () => false, { warn: () => undefined, info: () => undefined });
+  const room = (pages: number) => db.pragma(`max_page_count = ${(db.pragma('page_count', { simple: true }) as number) + pages}`);
+  const values = () => (db.prepare('SELECT v FROM b ORDER BY rowid').all() as { v: number }[]).map((row) => row.v);
+  const blob = Buffer.alloc(64 * 1024, 7); // 17 pages of 4 KiB
+  const insert = db.prepare('INSERT INTO b (v, p) VALUES (?, ?)');
+  room(0);
+  const done: number[] = [];
+  const kept = Array.from({ length: 10 }, (_, v) => gc.run(() => insert.run(v, blob)).then(() => void done.push(v)));
+  const until = async (check: () => boolean, ms: number) => {
+    for (const end = Date.now() + ms; !check() && Date.now() < end; ) await new Promise((res) => setTimeout(res, 10));
+    return check();
+  };
+  expect(await until(() => gc.failing === 'SQLITE_FULL', 5000)).toBe(true);
+  // Room for about 5 of the 10: retried whole, the batch never fit.
+  room(5 * 17 + 8);
+  expect(await until(() => done.length >= 4, 15_000)).toBe(true);
+  // The first ones, in order; not all (no room for them).
+  expect(done).toEqual(values());
+  expect(values()).toEqual(Array.from({ length: values().length }, (_, i) => i));
+  expect(values().length).toBeLessThan(10);
+  expect(gc.failing).toBe('SQLITE_FULL');
+  room(1000);
+  await Promise.all(kept);
+  expect(values()).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  expect(gc.failing).toBeNull();
+}, 30_000);

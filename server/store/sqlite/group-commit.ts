@@ -64,13 +64,21 @@ export function createGroupCommit(db: Database.Database, isWriteError: (err: unk
   let retry: NodeJS.Timeout | null = null;
   let retryMs = RETRY_FIRST_MS;
   let failing: string | null = null;
+  /**
+   * Writes per commit: halved by each attempt the storage refuses, doubled by each commit, up to
+   * MAX_WRITES_PER_COMMIT. A disk with room for some of the kept writes takes those, in order: retried whole, a
+   * batch larger than the room freed never committed (50 kept writes of 1 MiB, 24 MiB freed: none, ever), and a
+   * failing attempt re-applies fewer writes.
+   */
+  let slice = MAX_WRITES_PER_COMMIT;
   const stats = { writes: 0, commits: 0, retriedAlone: 0, kept: 0 };
 
   const applyAll = db.transaction((batch: Pending[]) => batch.map((p) => p.write()));
 
   /** The storage refused `batch` (the rest of it, in order): requests fail, the others go first in line. */
-  function storageFailed(batch: Pending[], err: unknown, final: boolean): void {
+  function storageFailed(batch: Pending[], err: unknown, final: boolean, attempted = batch.length): void {
     const kept = final ? [] : batch.filter((p) => !p.request);
+    slice = Math.max(1, Math.ceil(attempted / 2));
     if (failing === null) log.warn({ err: storageCodeOf(err), writes_kept: kept.length }, 'the database cannot write (storage failing); requests fail with DB_UNAVAILABLE, acknowledged writes are kept and retried');
     failing = storageCodeOf(err);
     for (const p of batch) if (final || p.request) p.reject(p.request ? unavailableError() : err);
@@ -83,6 +91,7 @@ export function createGroupCommit(db: Database.Database, isWriteError: (err: unk
     if (failing !== null) log.info({ kept_writes: stats.kept }, 'the database writes again; kept writes committed');
     failing = null;
     retryMs = RETRY_FIRST_MS;
+    slice = Math.min(MAX_WRITES_PER_COMMIT, slice * 2);
   }
 
   /** `final`: shutdown's last attempt, nothing is kept for another. */
@@ -106,7 +115,7 @@ export function createGroupCommit(db: Database.Database, isWriteError: (err: unk
           succeeded();
           p.resolve(value);
         } catch (aloneErr) {
-          if (isStorageFailure(aloneErr)) return storageFailed(batch.slice(i), aloneErr, final);
+          if (isStorageFailure(aloneErr)) return storageFailed(batch.slice(i), aloneErr, final, 1);
           p.reject(aloneErr);
         }
       }
@@ -119,7 +128,8 @@ export function createGroupCommit(db: Database.Database, isWriteError: (err: unk
   }
 
   function commitNext(final: boolean): void {
-    commit(queue.splice(0, MAX_WRITES_PER_COMMIT), final);
+    // Shutdown's last attempt is made in full batches: what the storage refuses then fails either way.
+    commit(queue.splice(0, final ? MAX_WRITES_PER_COMMIT : slice), final);
     afterCommit();
   }
 
