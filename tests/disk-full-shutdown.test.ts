@@ -4,62 +4,28 @@
  * every finished run's terminal write (drain.ts), which group-commit.ts keeps retrying until the disk takes it: the
  * front never reached that last attempt and never exited. Mounting a tmpfs takes root, as in disk-full.test.ts.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { UserClient, eventually } from './helpers/client';
 import { expectPersistedTerminal } from './helpers/run-checks';
 import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
+import { canMount, fillDisk, mountSmallDisk, type SmallDisk } from './helpers/small-disk';
 
-function mayMount(): boolean {
-  if (process.getuid?.() !== 0) return false;
-  const probe = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-mount-probe-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe], { stdio: 'ignore' });
-    execFileSync('umount', [probe]);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    fs.rmSync(probe, { recursive: true, force: true });
-  }
-}
-const canMount = mayMount();
 const maybe = canMount ? test : test.skip;
 
-let dir: string;
-let mounted = false;
+let disk: SmallDisk | undefined;
 let server: TestServer | undefined;
 let user: UserClient | undefined;
 
 afterAll(async () => {
   user?.close();
   if (server && server.proc.exitCode === null && server.proc.signalCode === null) await server.stop('SIGKILL');
-  if (mounted) execFileSync('umount', ['-l', dir]);
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  disk?.remove();
 });
 
-function fillDisk(file: string): void {
-  const fd = fs.openSync(file, 'w');
-  try {
-    for (let size = 1 << 20; size >= 512; size >>= 1) {
-      const block = Buffer.alloc(size, 1);
-      try {
-        for (;;) fs.writeSync(fd, block);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-      }
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 maybe('SIGTERM with the disk still full: the front makes its last attempt and exits; the next start settles the run', async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-disk-full-stop-'));
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0755', 'tmpfs', dir]);
-  mounted = true;
+  disk = mountSmallDisk('atoll-disk-full-stop-', 16);
+  const dir = disk.dir;
   const env = { DATABASE_URL: `file:${path.join(dir, 'atoll.db')}`, AGENTS_DIR: FIXTURE_AGENTS, CELLS: '1', THREADS_PER_CELL: '2', SHUTDOWN_GRACE_MS: '1000' };
   server = await startServer(env);
   user = await UserClient.connect(server.url, 'disk-full-stop');

@@ -11,67 +11,32 @@
  * runs whose events or finish met the full disk never ended (4 of 57 in one try).
  * Mounting a tmpfs takes root (CI runs as root); where this process may not mount one, the test is skipped.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { UserClient, eventually, httpCall, sleep } from './helpers/client';
 import { expectPersistedTerminal } from './helpers/run-checks';
 import { FIXTURE_AGENTS, startServer, type TestServer } from './helpers/server';
+import { canMount, fillDisk, mountSmallDisk, type SmallDisk } from './helpers/small-disk';
 
-/** Whether this process may mount a tmpfs (root, and not in a container without CAP_SYS_ADMIN). */
-function mayMount(): boolean {
-  if (process.getuid?.() !== 0) return false;
-  const probe = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-mount-probe-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe], { stdio: 'ignore' });
-    execFileSync('umount', [probe]);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    fs.rmSync(probe, { recursive: true, force: true });
-  }
-}
-const canMount = mayMount();
 const maybe = canMount ? test : test.skip;
 
+let disk: SmallDisk | undefined;
 let dir: string;
-let mounted = false;
 let server: TestServer;
 let user: UserClient;
 
 beforeAll(async () => {
   if (!canMount) return;
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atoll-disk-full-'));
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0755', 'tmpfs', dir]);
-  mounted = true;
+  disk = mountSmallDisk('atoll-disk-full-', 16);
+  dir = disk.dir;
   server = await startServer({ DATABASE_URL: `file:${path.join(dir, 'atoll.db')}`, AGENTS_DIR: FIXTURE_AGENTS, CELLS: '1', THREADS_PER_CELL: '4', RUN_TIMEOUT_MS: '120000' });
   user = await UserClient.connect(server.url, 'disk-full-user');
 }, 60_000);
 afterAll(async () => {
   user?.close();
   await server?.stop();
-  if (mounted) execFileSync('umount', ['-l', dir]);
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  disk?.remove();
 });
-
-/** Writes `file` until the file system has no block left. */
-function fillDisk(file: string): void {
-  const fd = fs.openSync(file, 'w');
-  try {
-    for (let size = 1 << 20; size >= 512; size >>= 1) {
-      const block = Buffer.alloc(size, 1);
-      try {
-        for (;;) fs.writeSync(fd, block);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-      }
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 maybe('the disk fills while runs stream: requests get DB_UNAVAILABLE, /readyz names the database, and every acknowledged run completes once space is back', async () => {
   const input = (text: string, parts: number) => ({ text, parts, delay: 50, pad: 2000 });
