@@ -27,6 +27,8 @@ interface Pending {
   write: Write<unknown>;
   /** A request's write: fails with DB_UNAVAILABLE while the storage fails, instead of waiting for it. */
   request: boolean;
+  /** Kept through a storage failure at least once (counted once in stats.kept). */
+  kept?: boolean;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
 }
@@ -47,7 +49,7 @@ export interface GroupCommit {
    * Null otherwise, also while requests alone fail: each of those is itself an attempt, and reads still work.
    */
   readonly failing: string | null;
-  /** Writes committed and commits made since start (metrics, benchmarks); writes kept for a retry. */
+  /** Writes committed and commits made since start (metrics, benchmarks); writes kept through a storage failure. */
   readonly stats: { writes: number; commits: number; retriedAlone: number; kept: number };
 }
 
@@ -82,7 +84,7 @@ export function createGroupCommit(db: Database.Database, isWriteError: (err: unk
     if (failing === null) log.warn({ err: storageCodeOf(err), writes_kept: kept.length }, 'the database cannot write (storage failing); requests fail with DB_UNAVAILABLE, acknowledged writes are kept and retried');
     failing = storageCodeOf(err);
     for (const p of batch) if (final || p.request) p.reject(p.request ? unavailableError() : err);
-    stats.kept += kept.length;
+    for (const p of kept) if (!p.kept) (p.kept = true), stats.kept++;
     // Kept writes go first: a run's events stay in order.
     queue = [...kept, ...queue];
   }
@@ -119,6 +121,8 @@ export function createGroupCommit(db: Database.Database, isWriteError: (err: unk
           p.reject(aloneErr);
         }
       }
+      // Each write failed on its own account, if any did not commit: the storage answered all the same.
+      succeeded();
       return;
     }
     stats.writes += batch.length;
