@@ -156,28 +156,20 @@ test('what a run printed past its budget is not kept in its cell after the run e
   expect(droppedOf(server, next.run_id)).toBe(0);
 }, 60_000);
 
-test.each(['newlines', 'control'])('what a run prints is budgeted as what it becomes in the log (%s)', async (kind) => {
+/** Runs `agent` to its end, then checks that what it printed reached the log as records within the budget. */
+async function printsWithinBudget(agent: string, input: unknown, answer: string): Promise<void> {
   const before = server.logs.length;
   const startedAt = Date.now();
-  const run = await mallory.start({ agent: 'shaper', input: { kind } });
-  expect(terminal(await mallory.waitForRun(run.run_id, 30_000)).payload.final_response).toBe('shaped');
+  const run = await mallory.start({ agent, input });
+  expect(terminal(await mallory.waitForRun(run.run_id, 30_000)).payload.final_response).toBe(answer);
   await new Promise((r) => setTimeout(r, 1500));
   const elapsedMs = Date.now() - startedAt;
   const records = server.logs.slice(before).filter((l) => l.from === 'output');
   const logBytes = records.reduce((n, l) => n + JSON.stringify(l).length + 1, 0);
   expect(records.length).toBeGreaterThan(0);
   expect(logBytes).toBeLessThanOrEqual(allowance(elapsedMs));
-}, 60_000);
+}
 
-test('what a run prints from shared memory is budgeted as what is written, however the worker changes it meanwhile', async () => {
-  const before = server.logs.length;
-  const startedAt = Date.now();
-  const run = await mallory.start({ agent: 'flipper', input: 'x' });
-  expect(terminal(await mallory.waitForRun(run.run_id, 30_000)).payload.final_response).toBe('flipped');
-  await new Promise((r) => setTimeout(r, 1500));
-  const elapsedMs = Date.now() - startedAt;
-  const records = server.logs.slice(before).filter((l) => l.from === 'output');
-  const logBytes = records.reduce((n, l) => n + JSON.stringify(l).length + 1, 0);
-  expect(records.length).toBeGreaterThan(0);
-  expect(logBytes).toBeLessThanOrEqual(allowance(elapsedMs));
-}, 60_000);
+test.each(['newlines', 'control'])('what a run prints is budgeted as what it becomes in the log (%s)', (kind) => printsWithinBudget('shaper', { kind }, 'shaped'), 60_000);
+
+test('what a run prints from shared memory is budgeted as what is written, however the worker changes it meanwhile', () => printsWithinBudget('flipper', 'x', 'flipped'), 60_000);
