@@ -42,7 +42,8 @@ async function answers(ping: () => Promise<void>): Promise<string> {
     await Promise.race([ping(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer in ${PING_TIMEOUT_MS} ms`)), PING_TIMEOUT_MS)))]);
     return 'ok';
   } catch (err) {
-    return `unreachable: ${messageOf(err)}`;
+    // On one line: a Prisma error's message starts with a line break and spans several.
+    return `unreachable: ${messageOf(err).replace(/\s+/g, ' ').trim()}`;
   } finally {
     clearTimeout(timer);
   }
