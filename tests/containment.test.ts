@@ -276,7 +276,9 @@ describe('leaks, globals and recycling', () => {
       c.close();
       await capless.stop();
     }
-  }, 30_000);
+    // Above the waits inside (the busy run alone may take 25 s, and 45 s are given to it): with 30 s, a CI run on Node
+    // 22 beside four busy processes timed out while the run was still busy.
+  }, 90_000);
 
   // A worker warming up beside a hungry run is hungry too (here an agent module that computes as it loads; on a busy
   // machine, any warm-up). The governor sees OS threads, not runs: it lowered the warming worker, which then could not
