@@ -27,7 +27,8 @@ import { createBackends, type Backend } from './backends.js';
 import { explain, runStatements, type RunWrite } from './run-statements.js';
 import { causeOfFailure, pipelinedTransaction, TransactionFailed } from './pipelined-transaction.js';
 import { retryRolledBack } from './rolled-back.js';
-import { asUnavailable, isServerAnswer, isUnavailable, unavailableError } from './unavailable.js';
+import { unavailableError } from '../db-unavailable.js';
+import { asUnavailable, isServerAnswer, isUnavailable } from './unavailable.js';
 
 type RunRow = RunFields & { owner: string | null };
 

@@ -26,7 +26,8 @@ import type { Logger } from '../../logger.js';
 import { createBackends, type Backend, type Backends } from './backends.js';
 import { causeOfFailure, convertedValues, pipelinedTransaction, TransactionFailed } from './pipelined-transaction.js';
 import { retryRolledBack } from './rolled-back.js';
-import { isServerAnswer, isUnavailable, unavailableError } from './unavailable.js';
+import { unavailableError } from '../db-unavailable.js';
+import { isServerAnswer, isUnavailable } from './unavailable.js';
 
 export interface Statement {
   name: string;

@@ -19,7 +19,8 @@ import { lockPostgresql } from './node-lock.js';
 import { createPool, poolConfig, writePoolConfig } from './pools.js';
 import { openReadClient, prismaClientOver } from './prisma-client.js';
 import { createPgRunWrites } from './run-writes.js';
-import { asUnavailable, isUnavailable, unavailableError } from './unavailable.js';
+import { unavailableError } from '../db-unavailable.js';
+import { asUnavailable, isUnavailable } from './unavailable.js';
 
 /** Connections of the shared queue's pool (claims, takeovers, accepts of several nodes); opened on first use. */
 const CLUSTER_POOL_SIZE = 2;

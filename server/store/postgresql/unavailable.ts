@@ -36,7 +36,6 @@ export function isServerAnswer(err: unknown): boolean {
   return typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && typeof e.severity === 'string';
 }
 
-export { unavailableError };
 
 /** Rethrows a reachability failure as DB_UNAVAILABLE; anything else as it was. */
 export function asUnavailable(err: unknown): never {
