@@ -2,7 +2,8 @@
  * Front ↔ cell messages travel in batches: everything one side sends in a turn of its event loop goes as
  * one IPC message (an array) at the next setImmediate. A process.send costs a serialization and a pipe
  * write each; a busy cell sends four or five per run, so batching saves both sides most of that work.
- * Order is kept. `flush` sends at once: a cell calls it before it exits on purpose. The Redis event bus batches
+ * Order is kept. `flush` sends at once. The front sends its cells this way; a cell sends the front through
+ * workers/cell/fair-outbox.ts, which batches the same way but takes turns between its workers. The Redis event bus batches
  * its PUBLISHes per turn the same way (server/bus/redis/redis-bus.ts).
  */
 export interface BatchedSender<T> {

@@ -42,8 +42,11 @@ const PROCESS_METRICS_INTERVAL_MS = 5000;
 export const youngGenerationMb = (runMemoryMb: number) => Math.max(2, Math.min(16, Math.floor(runMemoryMb / 128)));
 
 export function createCellRuntime(deps: {
-  /** `written`: called once `msg` is in the front's channel (the cell may die next and the front still reads it). */
-  send: (msg: CellToFront, written?: () => void) => void;
+  /**
+   * `written`: called once `msg` is in the front's channel (the cell may die next and the front still reads it).
+   * `bytes`: its payload's size (a run event's), for the outbox's fair shares (fair-outbox.ts).
+   */
+  send: (msg: CellToFront, written?: () => void, bytes?: number) => void;
   exit: (code: number) => void;
   log: (obj: object, msg: string) => void;
   /** The process's stdout and stderr, into which Node pipes each worker's (print-budget.ts keeps their budget). */

@@ -2,7 +2,7 @@
 import { randomFill } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { CellToFront, FrontToCell, ProcessMetricFamily } from '../../protocol/cell-messages.js';
-import { createBatchedSender } from '../../protocol/ipc-batch.js';
+import { createFairOutbox } from './fair-outbox.js';
 import { createCellRuntime } from './cell-runtime.js';
 import { tagOutput } from './worker-output.js';
 
@@ -48,22 +48,23 @@ function processRegistry(): Registry {
 }
 
 // A batch's callbacks run once it is in the pipe: what is there reaches the front even if this process dies next.
-const toFront = createBatchedSender<CellToFront>((batch, done) => {
+const toFront = createFairOutbox((batch, done) => {
   if (process.connected) process.send!(batch, (err: Error | null) => done(err));
 });
 /**
- * A run's end goes out at once (with whatever is batched before it, in order): if this cell dies a moment
- * later, the front must already know the run finished, or it would take it for a suspect and run it again.
+ * A run's end goes out at once (with its worker's messages before it, in order; after the batch already in the
+ * channel): if this cell dies a moment later, the front must already know the run finished, or it would take it
+ * for a suspect and run it again.
  * A lost start costs less (a suspect is re-run alone in quarantine and found there), so starts are batched.
  */
 const URGENT: ReadonlySet<CellToFront['type']> = new Set(['run_finished', 'memory_exceeded', 'ready', 'init_failed']);
 const runtime = createCellRuntime({
-  send: (msg, written) => {
-    toFront.send(msg, written);
+  send: (msg, written, bytes) => {
+    toFront.send(msg, written, bytes);
     if (URGENT.has(msg.type)) toFront.flush();
   },
   exit: (code) => {
-    toFront.flush();
+    toFront.drain();
     process.exit(code);
   },
   processMetrics: async () => (await processRegistry().getMetricsAsJSON()) as unknown as ProcessMetricFamily[],

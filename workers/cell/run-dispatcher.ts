@@ -68,7 +68,7 @@ const DONE_GRACE_MS = 2000;
 export function createRunDispatcher(deps: {
   pool: Piscina;
   /** `written`: called once `msg` is in the front's channel. */
-  send: (msg: CellToFront, written?: () => void) => void;
+  send: (msg: CellToFront, written?: () => void, bytes?: number) => void;
   runTimeoutMs: number;
   cancelGraceMs: number;
   /** The run's output caps, checked again on everything its port carries (run-port-check.ts). */
@@ -256,7 +256,7 @@ export function createRunDispatcher(deps: {
           Atomics.notify(startRecorded, 0);
         });
       } else if (msg.type === 'event') {
-        deps.send({ type: 'run_event', runId: run.runId, event: msg.event });
+        deps.send({ type: 'run_event', runId: run.runId, event: msg.event }, undefined, msg.bytes);
       } else if (msg.type === 'refused') {
         if (f.redispatches >= MAX_REDISPATCHES) {
           settle(f, { status: 'failed', error: { code: 'WORKER_CRASHED', message: `the run was refused by ${MAX_REDISPATCHES + 1} workers in a row (${msg.reason})` }, executionTimeMs: 0 });

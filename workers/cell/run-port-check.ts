@@ -50,7 +50,7 @@ const isId = (v: unknown): v is number => isCount(v);
  * SharedArrayBuffer) would be forwarded to the front's channel, where it cannot be read back (a WebAssembly.Module
  * made the front's channel throw and the front exit). The gate then checks the statement itself.
  */
-function dbQuery(msg: Record<string, unknown>): WorkerToCell | null {
+function dbQuery(msg: Record<string, unknown>): Extract<WorkerToCell, { type: 'db_query' }> | null {
   const query = msg.query;
   if (!isId(msg.id) || (msg.kind !== 'query' && msg.kind !== 'execute') || !isObject(query) || !isString(query.sql, MAX_SQL_CHARS)) return null;
   const { args, argTypes } = query;
@@ -70,7 +70,7 @@ function dbQuery(msg: Record<string, unknown>): WorkerToCell | null {
 }
 
 /** A model request rebuilt from plain values, its body copied (a view of shared memory could change after the check). */
-function modelRequest(msg: Record<string, unknown>): WorkerToCell | null {
+function modelRequest(msg: Record<string, unknown>): Extract<WorkerToCell, { type: 'model_request' }> | null {
   const { id, url, method, headers, body } = msg;
   if (!isId(id) || !isString(url, MAX_URL_CHARS) || !isString(method, 16) || !Array.isArray(headers) || headers.length > MAX_HEADERS) return null;
   const plainHeaders: [string, string][] = [];
@@ -82,9 +82,12 @@ function modelRequest(msg: Record<string, unknown>): WorkerToCell | null {
   return { type: 'model_request', id, url, method, headers: plainHeaders, body: body === null ? null : new Uint8Array(body) };
 }
 
+/** A message as the cell acts on it: an event with its payload's size in bytes (UTF-8 JSON). */
+export type AdmittedMessage = Exclude<WorkerToCell, { type: 'event' }> | (Extract<WorkerToCell, { type: 'event' }> & { bytes: number });
+
 export interface RunPortCheck {
   /** The message to act on (`started` carries the cell's clock), or null: refused. */
-  admit(msg: unknown): WorkerToCell | null;
+  admit(msg: unknown): AdmittedMessage | null;
   /** The report as the front may take it: with `port` among `refused` and the worker retired once anything was refused. */
   report(r: RunReport | null): RunReport | null;
   /** Something on the port was refused: the worker must not serve again. */
@@ -182,7 +185,7 @@ export function createRunPortCheck(limits: RunLimits, seal: readonly [number, nu
     get refused() {
       return refused;
     },
-    admit(raw) {
+    admit(raw): AdmittedMessage | null {
       if (!isObject(raw) || typeof raw.type !== 'string') return refuse('a message that is not one');
       const msg = raw as { type: string } & Record<string, unknown>;
       if (done && msg.type !== 'model_abort') return refuse(`${msg.type} after done`);
@@ -199,7 +202,7 @@ export function createRunPortCheck(limits: RunLimits, seal: readonly [number, nu
           if (++events > limits.maxEventsPerRun) return refuse('more events than MAX_EVENTS_PER_RUN');
           eventBytes += checked.bytes;
           if (eventBytes > limits.maxRunEventBytes) return refuse('more event bytes than MAX_RUN_EVENT_BYTES');
-          return { type: 'event', event: checked.event };
+          return { type: 'event', event: checked.event, bytes: checked.bytes };
         }
         case 'stats': {
           const checked = stats(msg.stats);
