@@ -3,6 +3,7 @@
  * test says: one batch in the channel at a time, turns between workers, each worker's order kept, the cell's own
  * messages first, `written` once in the channel, everything at once before an exit.
  */
+import v8 from 'node:v8';
 import { createFairOutbox } from '../../workers/cell/fair-outbox';
 import type { CellToFront } from '../../protocol/cell-messages';
 
@@ -123,4 +124,27 @@ test('drain sends everything left at once, even with a batch still in the channe
   outbox.drain();
   expect(batches).toHaveLength(2);
   expect(batches[1]).toHaveLength(21);
+});
+
+test("a worker's database statements count their size: a flood of them takes a share, not a batch of megabytes", async () => {
+  // Default shares. The dispatcher forwards a run's db_query with no size (only events come measured); agent code
+  // can send as many as it likes, each up to MAX_SQL_CHARS of statement and MAX_ARGS string arguments of 64 Ki.
+  const batches: CellToFront[][] = [];
+  const pending: ((err?: Error | null) => void)[] = [];
+  const outbox = createFairOutbox((batch, done) => {
+    batches.push(batch);
+    pending.push(done);
+  });
+  outbox.send(started('flood', 1));
+  outbox.send(started('small', 2));
+  await tick();
+  const sql = `SELECT '${'x'.repeat(16_000)}'`;
+  for (let i = 0; i < 300; i++) outbox.send({ type: 'db_query', runId: 'flood', queryId: i, kind: 'query', query: { sql, args: [], argTypes: [] } });
+  outbox.send(event('small', 1), undefined, 10);
+  pending.shift()!(null);
+  await tick();
+  const next = batches[1];
+  expect(names(next)).toContain('small:1');
+  // About BATCH_BYTES (64 KiB), give or take one message: not 256 statements of 16 KB (4 MB) ahead of the event.
+  expect(v8.serialize(next).length).toBeLessThan(2 * 64 * 1024 + 20_000);
 });

@@ -23,6 +23,17 @@ export const BATCH_BYTES = 64 * 1024;
 /** What a message of no payload counts for: a flood of small messages takes turns too. */
 const MESSAGE_BYTES = 64;
 
+/**
+ * A db_query's size, which no caller measures: up to MAX_SQL_CHARS of statement and MAX_ARGS arguments of 64 Ki
+ * characters (4 MiB), as many as the run's code sends. Counted as MESSAGE_BYTES, one turn held 256 of them (a batch of
+ * 4 MiB to 1 GiB ahead of every other worker's messages).
+ */
+function queryBytes(query: { sql: string; args: unknown[] }): number {
+  let bytes = query.sql.length;
+  for (const a of query.args) bytes += typeof a === 'string' ? a.length : 8;
+  return bytes;
+}
+
 export interface FairOutbox {
   /** `bytes`: the message's payload (an event's, as the cell measured it). `written`: once it is in the channel. */
   send(msg: CellToFront, written?: () => void, bytes?: number): void;
@@ -136,7 +147,7 @@ export function createFairOutbox(write: OutboxWrite, limits: { shareBytes?: numb
   }
 
   return {
-    send(msg, written, bytes = MESSAGE_BYTES) {
+    send(msg, written, bytes = msg.type === 'db_query' ? queryBytes(msg.query) : MESSAGE_BYTES) {
       const worker = laneOf(msg);
       const entry: Entry = { msg, written, bytes: Math.max(bytes, MESSAGE_BYTES) };
       if (worker === null) cellLane.push(entry);
