@@ -4,6 +4,7 @@
  * messages first, `written` once in the channel, everything at once before an exit.
  */
 import v8 from 'node:v8';
+import vm from 'node:vm';
 import { createFairOutbox } from '../../workers/cell/fair-outbox';
 import type { CellToFront } from '../../protocol/cell-messages';
 
@@ -147,4 +148,32 @@ test("a worker's database statements count their size: a flood of them takes a s
   expect(names(next)).toContain('small:1');
   // About BATCH_BYTES (64 KiB), give or take one message: not 256 statements of 16 KB (4 MB) ahead of the event.
   expect(v8.serialize(next).length).toBeLessThan(2 * 64 * 1024 + 20_000);
+});
+
+test('what a lane has sent is not kept while the lane stays busy', async () => {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  // A channel that keeps nothing it wrote.
+  const pending: ((err?: Error | null) => void)[] = [];
+  const outbox = createFairOutbox((_batch, done) => void pending.push(done), { shareBytes: 100, batchBytes: 300 });
+  const written = () => pending.shift()!(null);
+  outbox.send(started('a', 1));
+  await tick();
+  // One large event, then a busy lane: a few hundred more, each sent a batch at a time, more always behind them.
+  let first: WeakRef<object> | null = null;
+  (() => {
+    const msg: CellToFront = { type: 'run_event', runId: 'a', event: { type: 'agent_thinking', payload: { reasoning: 'x'.repeat(1 << 20) }, timestamp: 0 } };
+    first = new WeakRef(msg);
+    outbox.send(msg, undefined, 100);
+  })();
+  for (let i = 1; i <= 600; i++) outbox.send(event('a', i), undefined, 100);
+  // 3 events a batch here: 100 batches leave half the lane queued.
+  for (let i = 0; i < 100; i++) {
+    written();
+    await tick();
+  }
+  gc();
+  await tick();
+  gc();
+  expect(first!.deref()).toBeUndefined();
 });
