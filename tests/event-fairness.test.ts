@@ -24,6 +24,15 @@ jest.setTimeout(120_000);
 const EVENT_CHARS = 65_500;
 const FLOOD_EVENTS = 256;
 
+/** The cell's IPC socket's send buffer: Linux's default for sockets that set none, as Node's channel does. */
+function socketBufferBytes(): number {
+  try {
+    return Number(fs.readFileSync('/proc/sys/net/core/wmem_default', 'utf8')) || 212_992;
+  } catch {
+    return 212_992;
+  }
+}
+
 let cell: ChildProcess;
 let dir: string;
 const received: CellToFront[] = [];
@@ -112,7 +121,9 @@ test("a run's small event is not sent behind another run's flood queued before i
     const after = events.length - 1 - events.indexOf(smallEvent);
     console.log(`flood events after the small one: ${after} of ${FLOOD_EVENTS}`);
     // First come, first served: 0. Fair: all but what was in the channel and the flood's turn before the small event's.
-    expect(after).toBeGreaterThan(FLOOD_EVENTS - 8);
+    // In the channel: the batch being written and what the socket held, its send buffer (net.core.wmem_default:
+    // 208 KiB here, 3 events, 250 of 256 after; a host that raised it holds more before the small event).
+    expect(after).toBeGreaterThan(FLOOD_EVENTS - 4 - Math.ceil(socketBufferBytes() / EVENT_CHARS));
     // Each run's own messages keep their order: start, events, end.
     for (const runId of [flood, small]) {
       const mine = received.filter((m) => 'runId' in m && m.runId === runId).map((m) => m.type);
