@@ -28,7 +28,11 @@ export default class FileHog {
       try { fds.push(fs.openSync(file, 'r')); } catch (err) { code = err.code; }
     }
     ctx.emit('agent_thinking', { reasoning: 'holding' });
+    // \`grab\`: take every descriptor the cell frees meanwhile too (a /proc read of its own that was open when the
+    // loop above met EMFILE): left to the cell, one free descriptor is enough for its checks to go on.
+    const grab = ctx.input.grab ? setInterval(() => { try { fds.push(fs.openSync(file, 'r')); } catch {} }, 1) : null;
     await new Promise((resolve) => setTimeout(resolve, ctx.input.hold_ms));
+    if (grab) clearInterval(grab);
     return { held: fds.length, code };
   }
 }
@@ -310,7 +314,7 @@ describe('open files', () => {
     const mallory = await UserClient.connect(server.url, 'mallory');
     try {
       // Held past the scratch watch's 2 s wait for descriptors (STARVED_LIMIT_MS), with room for a loaded machine.
-      const hog = await mallory.start({ agent: 'file_hog', input: { hold_ms: 8000 } });
+      const hog = await mallory.start({ agent: 'file_hog', input: { hold_ms: 8000, grab: true } });
       // Whichever of the cell's own checks meets EMFILE first ends it: the memory watchdog (the cell exits:
       // WORKER_CRASHED) or the scratch watch, which cannot open the run's folder for 2 s (the cell exits:
       // LIMIT_EXCEEDED, seen under load).

@@ -112,7 +112,8 @@ describe('between runs', () => {
    * A run (start .. between) that runs `run` and lasts `runMs` (20), then `gapMs` between runs, then leftBehind(), printed with `result()`'s
    * value. `clockStepMs`: the tracker's clock moves by that much at each reading (default: the real one).
    */
-  function afterRun(run: string, gapMs: number, opts: { result?: string; clockStepMs?: number; runMs?: number } = {}): { why: string | null; result?: unknown } {
+  /** `until`: an expression the run's end also waits for (what the run does in its time, on a machine too busy to do it in `runMs`). */
+  function afterRun(run: string, gapMs: number, opts: { result?: string; clockStepMs?: number; runMs?: number; until?: string } = {}): { why: string | null; result?: unknown } {
     const code = `
       const hooks = require('node:async_hooks');
       const { AsyncResource } = hooks;
@@ -129,6 +130,7 @@ describe('between runs', () => {
         tracker.start();
         ${run};
         await sleep(${opts.runMs ?? 20});
+        ${opts.until ? `while (!(${opts.until})) await sleep(5);` : ''}
         const openAtEnd = tracker.open();
         tracker.between();
         // As the worker does: it takes no other run before the timers the count let go have fired.
@@ -178,8 +180,8 @@ describe('between runs', () => {
   test('a timer revived by refresh() after it fired is held again; an interval whose destroy was forged fires between runs', () => {
     // Fired (Node marks it destroyed and emits its destroy), then rescheduled: Node gives it a new id, so the count
     // holds it again: a leak at the run's end.
-    const revivedLong = 'const t = setTimeout(() => undefined, 1).unref(); setTimeout(() => { t._idleTimeout = 5000; t.refresh(); }, 10).unref()';
-    expect(afterRun(revivedLong, 10, { result: 'openAtEnd', runMs: 100 })).toEqual({ why: null, result: { timer: 1 } });
+    const revivedLong = 'const t = setTimeout(() => undefined, 1).unref(); setTimeout(() => { t._idleTimeout = 5000; t.refresh(); globalThis.revived = true; }, 10).unref()';
+    expect(afterRun(revivedLong, 10, { result: 'openAtEnd', runMs: 100, until: 'globalThis.revived' })).toEqual({ why: null, result: { timer: 1 } });
     // As forgeDestroys() above: an object carrying the timer's id under AsyncResource's symbol.
     const forged = `const t = setInterval(() => undefined, 100).unref(); t._destroyed = true;
       const idOf = (o, name) => o[Object.getOwnPropertySymbols(o).find((s) => String(s) === name)];
