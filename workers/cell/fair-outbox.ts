@@ -4,7 +4,8 @@
  * One IPC channel carries every run of the cell. Sent first come, first served (protocol/ipc-batch.ts), a run
  * emitting as fast as its caps allow (MAX_RUN_EVENT_BYTES: 16 MiB, three runs of the user at once) filled the
  * channel faster than the front could read it, and another user's event in the same cell waited behind all of it:
- * p50 0.25-1 s instead of 2 ms (tests/event-fairness.test.ts). Here one batch at most is in the channel at a time,
+ * p50 0.3-0.7 s instead of 2 ms (measured ad hoc: README, threat model; tests/event-fairness.test.ts checks the
+ * order). Here one batch at most is in the channel at a time,
  * and each batch is made of turns: every worker with something to send adds up to SHARE_BYTES of it, round robin,
  * until the batch holds BATCH_BYTES. A message sent now waits for the batch in the channel and its worker's turn,
  * not for what other workers queued before it.
