@@ -17,7 +17,7 @@ import { loadConfig } from '../server/config';
 import { cellConfigOf } from '../server/config-views';
 import type { CellConfig, CellToFront, FrontToCell, RunAssignment } from '../protocol/cell-messages';
 import { agentsDirWith, ROOT } from './helpers/server';
-import { sleep } from './helpers/client';
+import { eventually } from './helpers/client';
 
 jest.setTimeout(120_000);
 
@@ -41,14 +41,9 @@ function send(msg: FrontToCell): void {
   cell.send([msg]);
 }
 
-async function until<T>(find: () => T | undefined, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = find();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; received: ${received.map((m) => m.type).join(' ')}`);
-    await sleep(20);
-  }
+/** Waits for a message the cell sent (the shared poll, tests/helpers/client.ts), naming what it got if none came. */
+async function until(found: () => unknown, what: string, timeoutMs = 60_000): Promise<void> {
+  if (!(await eventually(() => found() !== undefined, timeoutMs, 20))) throw new Error(`timed out waiting for ${what}; received: ${received.map((m) => m.type).join(' ')}`);
 }
 
 beforeAll(async () => {
