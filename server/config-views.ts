@@ -40,7 +40,7 @@ export function cellConfigOf(config: Config, dbProvider: CellConfig['dbProvider'
 }
 
 /** The run service's settings: admission limits, attempts, and the deadlines it keeps. */
-export const RUN_SERVICE_SETTINGS = ['maxQueuedRuns', 'userMaxConcurrentRuns', 'userMaxQueuedRuns', 'maxRunAttempts', 'cellKillerQuarantineMs', 'runTimeoutMs', 'cancelGraceMs'] as const satisfies readonly (keyof Config)[];
+export const RUN_SERVICE_SETTINGS = ['maxQueuedRuns', 'userMaxConcurrentRuns', 'userMaxQueuedRuns', 'userMaxStoredBytes', 'maxRunAttempts', 'cellKillerQuarantineMs', 'runTimeoutMs', 'cancelGraceMs'] as const satisfies readonly (keyof Config)[];
 export type RunServiceSettings = Pick<Config, (typeof RUN_SERVICE_SETTINGS)[number]>;
 
 export function runServiceSettingsOf(config: Config): RunServiceSettings {

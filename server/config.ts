@@ -106,6 +106,7 @@ const EnvSchema = z.object({
   MAX_QUEUED_RUNS: int(0, 1_000_000).default(1000),
   USER_MAX_CONCURRENT_RUNS: int(1, 10_000).default(3),
   USER_MAX_QUEUED_RUNS: int(1, 1_000_000).default(100),
+  USER_MAX_STORED_BYTES: int(0, Number.MAX_SAFE_INTEGER).default(1_073_741_824),
   RATE_LIMIT_USER_PER_SEC: int(1, 1_000_000).default(20),
   RATE_LIMIT_USER_BURST: int(1, 1_000_000).default(40),
   RATE_LIMIT_IP_PER_SEC: int(1, 1_000_000).default(50),
@@ -255,6 +256,8 @@ export interface Config {
   readonly maxInputBytes: number;
   readonly userMaxConcurrentRuns: number;
   readonly userMaxQueuedRuns: number;
+  /** USER_MAX_STORED_BYTES: a user storing this much (events and messages) has new runs refused; 0: no cap. */
+  readonly userMaxStoredBytes: number;
   readonly rateLimits: {
     readonly user: { readonly rate: number; readonly burst: number };
     readonly ip: { readonly rate: number; readonly burst: number };
@@ -388,6 +391,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): Config {
     maxInputBytes: e.MAX_INPUT_BYTES,
     userMaxConcurrentRuns: e.USER_MAX_CONCURRENT_RUNS,
     userMaxQueuedRuns: e.USER_MAX_QUEUED_RUNS,
+    userMaxStoredBytes: e.USER_MAX_STORED_BYTES,
     rateLimits: {
       user: { rate: e.RATE_LIMIT_USER_PER_SEC, burst: e.RATE_LIMIT_USER_BURST },
       ip: { rate: e.RATE_LIMIT_IP_PER_SEC, burst: e.RATE_LIMIT_IP_BURST },

@@ -278,7 +278,7 @@ function serviceRig(cells: { slot: string; kind: CellKind; events?: number }[]) 
   } as unknown as CellSupervisor;
   service = createRunService({
     store, relay, metrics, log, cells: supervisor, accepting: createAccepting(),
-    settings: { maxQueuedRuns: 100, userMaxConcurrentRuns: 100, userMaxQueuedRuns: 100, maxRunAttempts: 3, cellKillerQuarantineMs: 600_000, runTimeoutMs: 5000, cancelGraceMs: 100 },
+    settings: { maxQueuedRuns: 100, userMaxConcurrentRuns: 100, userMaxQueuedRuns: 100, maxRunAttempts: 3, cellKillerQuarantineMs: 600_000, runTimeoutMs: 5000, cancelGraceMs: 100, userMaxStoredBytes: 1_073_741_824 },
   });
   const start = (userId: string, text: string) => service.start(userId, { agent: 'fast', input: { text }, threadId: null, correlationId: null, multitask: 'enqueue' });
   const stop = async () => {

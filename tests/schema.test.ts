@@ -27,7 +27,7 @@ test('the migrated database has every model, column and index that the Prisma sc
   expect(report.applied).toEqual(listMigrations(MIGRATIONS).map((m) => m.name));
   const db = new Database(file, { readonly: true });
   const models = readSchema(schemaText('sqlite'));
-  expect(models.map((m) => m.name).sort()).toEqual(['Message', 'Node', 'QueueUser', 'Run', 'RunEvent', 'Thread', 'User']);
+  expect(models.map((m) => m.name).sort()).toEqual(['Message', 'Node', 'QueueUser', 'Run', 'RunEvent', 'Thread', 'User', 'UserStorage']);
   for (const model of models) {
     const columns = (db.prepare(`PRAGMA table_info("${model.name}")`).all() as { name: string }[]).map((c) => c.name);
     expect([model.name, columns.sort()]).toEqual([model.name, model.fields.map((f) => f.name).sort()]);
@@ -112,8 +112,10 @@ test('a database of the schema before stored sizes migrates: old rows get their 
   const [messages, events] = [rowsOf('Message'), rowsOf('RunEvent')];
   db.close();
 
-  expect(applyMigrations(file, MIGRATIONS).applied).toEqual(['20261208000000_stored_sizes']);
+  expect(applyMigrations(file, MIGRATIONS).applied).toEqual(['20261208000000_stored_sizes', '20261209000000_user_storage']);
   const after = new Database(file);
+  // What the user stores is counted once, in bytes (UTF-8): 11 + 70,000 of messages, 22 + 70,011 of events.
+  expect(after.prepare('SELECT "userId", "bytes" FROM "UserStorage"').all()).toEqual([{ userId: 'u', bytes: 140_044 }]);
   const migrated = (table: string) => after.prepare(`SELECT * FROM "${table}" ORDER BY "id"`).all() as Record<string, unknown>[];
   expect(migrated('Message')).toEqual(messages.map((m, i) => ({ ...m, size: [7, 70_000][i] })));
   expect(migrated('RunEvent')).toEqual(events.map((e, i) => ({ ...e, size: [18, 70_011][i] })));

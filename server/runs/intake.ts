@@ -10,7 +10,7 @@ import type { Metrics } from '../metrics.js';
 import type { AgentInput } from '../../protocol/cell-messages.js';
 import { CodedError } from '../../protocol/errors.js';
 import type { Accepting } from '../shared/shared-state.js';
-import { CorrelationTakenError } from '../store/run-writes.js';
+import { CorrelationTakenError, RowMissingError } from '../store/run-writes.js';
 import type { RunRecord, RunStore } from '../store/store.js';
 import type { Deadlines } from './deadlines.js';
 import type { EventRelay } from './event-relay.js';
@@ -56,6 +56,8 @@ export function createIntake(deps: {
   /** Stops a run wherever it is (a double-texting interrupt of a run on another node). */
   stopRun: (userId: string, runId: string) => Promise<unknown>;
   tracer: RunTracer;
+  /** USER_MAX_STORED_BYTES (0: no cap). */
+  userMaxStoredBytes: number;
 }) {
   const { store, relay, live, scheduler, metrics } = deps;
   const inputs = createInputChecks();
@@ -95,12 +97,29 @@ export function createIntake(deps: {
     }
   }
 
+  /**
+   * A user at its storage cap gets no new run. Read before the accept, not under its lock: runs already accepted
+   * may each still add up to MAX_RUN_EVENT_BYTES and their answers, which the cap does not wait for.
+   */
+  async function checkStorage(userId: string): Promise<void> {
+    const limit = deps.userMaxStoredBytes;
+    if (limit === 0) return;
+    const stored = await store.storedBytes(userId);
+    if (stored >= limit) {
+      throw new CodedError(
+        'STORAGE_QUOTA_EXCEEDED',
+        `you store ${stored} bytes of events and messages, at or past your limit of ${limit} (USER_MAX_STORED_BYTES); delete threads you no longer need (DELETE /v1/threads/:id). Nothing was accepted`,
+      );
+    }
+  }
+
   async function accept(userId: string, req: StartRunRequest): Promise<RunRecord> {
     const receivedAt = Date.now();
     if (deps.draining()) throw new CodedError('SHUTTING_DOWN', 'the server is shutting down; retry shortly', { retryAfterSeconds: 5 });
     const agent = deps.cells.agents().find((a) => a.name === req.agent);
     if (!agent) throw new CodedError('BAD_REQUEST', `unknown agent ${JSON.stringify(req.agent)}; GET /v1/agents lists the agents`);
     inputs.check(agent, req.input);
+    await checkStorage(userId);
     if (deps.shared) return acceptShared(userId, req, deps.shared);
     // The queue's caps (scheduler.ts): checked and a place held at once, so the awaits below let no burst by.
     const release = await scheduler.admit(userId);
@@ -152,6 +171,8 @@ export function createIntake(deps: {
       });
     } catch (err) {
       relay.forget(run); // nothing was accepted
+      // The thread was deleted between the look-up above and the write.
+      if (err instanceof RowMissingError) throw new CodedError('NOT_FOUND', 'no such thread');
       throw err;
     }
     metrics.runsAccepted.inc();

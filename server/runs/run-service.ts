@@ -124,6 +124,7 @@ export function createRunService(deps: {
     shared,
     stopRun: (userId, runId) => cancel(userId, runId),
     tracer,
+    userMaxStoredBytes: settings.userMaxStoredBytes,
   });
 
   /** Stops a run in any state, wherever it is; idempotent. Another user's run is NOT_FOUND. */

@@ -95,6 +95,10 @@ export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
     },
 
     /** Persists the request before it is acknowledged: user, thread, the user's message, the run, event 1. */
+    deleteThread: (userId, threadId) => writes.deleteThread(userId, threadId),
+
+    storedBytes: (userId) => writes.storedBytes(userId),
+
     async acceptRun(r: NewRun): Promise<RunRecord> {
       await writes.acceptRun(acceptedRowOf(r));
       return acceptedRecordOf(r);

@@ -48,7 +48,19 @@ export interface RunWrites {
   appendEvents(events: RunEventEnvelope[], owner?: string | null): Promise<void>;
   /** The terminal event, the run's status, error, result and report, and the answer (or the interrupted part). */
   finishRun(f: FinishedRunRow, owner?: string | null): Promise<void>;
+  /**
+   * What the user holds (UserStorage): the UTF-8 bytes of its events' payloads and its messages' contents, counted
+   * by the writes above in the transactions that add them.
+   */
+  storedBytes(userId: string): Promise<number>;
+  /**
+   * Removes the user's thread with its messages, runs and events, and their bytes from the user's count, unless
+   * a run of it is queued or running ('busy'); 'missing': no such thread of this user.
+   */
+  deleteThread(userId: string, threadId: string): Promise<DeletedThread>;
 }
+
+export type DeletedThread = 'deleted' | 'busy' | 'missing';
 
 /** A thread the run continues was not there (deleted, or never existed): the accept fails alone. */
 export class RowMissingError extends Error {

@@ -9,6 +9,7 @@ import type { AgentInput } from '../../protocol/cell-messages.js';
 import type { ErrorBody } from '../../protocol/errors.js';
 import type { JsonValue, RunEventEnvelope, RunStatus, TerminalStatus } from '../../protocol/events.js';
 import type { IsolationReport } from '../../protocol/views.js';
+import type { DeletedThread } from './run-writes.js';
 
 export interface RunRecord {
   id: string;
@@ -85,6 +86,13 @@ export interface RunStore {
   ping(): Promise<void>;
   createThread(userId: string, id: string, title: string | null): Promise<ThreadRecord>;
   findThread(userId: string, threadId: string): Promise<ThreadRecord | null>;
+  /**
+   * Removes the user's thread, its messages, runs and events, and takes their bytes off what the user stores; not
+   * while a run of it is queued or running ('busy'). 'missing': the user has no such thread.
+   */
+  deleteThread(userId: string, threadId: string): Promise<DeletedThread>;
+  /** What the user stores, in bytes: its events' payloads and its messages' contents (USER_MAX_STORED_BYTES). */
+  storedBytes(userId: string): Promise<number>;
   /**
    * The user's threads, most recently updated first (then by id, descending), those after `before` in that order
    * when given: updated before its time, or at its time with a lower id (`threadId` null: before its time only).

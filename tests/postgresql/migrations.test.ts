@@ -243,7 +243,9 @@ test('a database of the schema before stored sizes migrates: old rows get their 
   const rowsOf = async (table: string) => (await client.query(`SELECT * FROM "${table}" ORDER BY "id"`)).rows as Record<string, unknown>[];
   const [messages, events] = [await rowsOf('Message'), await rowsOf('RunEvent')];
 
-  expect((await applyMigrations(client, MIGRATIONS)).applied).toEqual(['20261208000000_stored_sizes']);
+  expect((await applyMigrations(client, MIGRATIONS)).applied).toEqual(['20261208000000_stored_sizes', '20261209000000_user_storage']);
+  // What the user stores is counted once, in bytes (UTF-8): 11 + 70,000 of messages, 22 + 70,011 of events.
+  expect((await client.query('SELECT "userId", "bytes"::int AS "bytes" FROM "UserStorage"')).rows).toEqual([{ userId: 'u', bytes: 140_044 }]);
   expect(await rowsOf('Message')).toEqual(messages.map((m, i) => ({ ...m, size: [7, 70_000][i] })));
   expect(await rowsOf('RunEvent')).toEqual(events.map((e, i) => ({ ...e, size: [18, 70_011][i] })));
   // A row written without it (a node older than the column, during a rolling upgrade) still inserts, measured by

@@ -438,6 +438,17 @@ test('a writer in another time zone (TZ=America/New_York) writes the same instan
   ]);
 });
 
+/** What the writes counted for the user (UserStorage) and what its rows hold, in bytes: equal after every write and undo. */
+async function storedOf(user: string): Promise<{ counted: number; held: number }> {
+  const [row] = await db.query(
+    'SELECT coalesce((SELECT "bytes" FROM "UserStorage" WHERE "userId" = $1), 0)::int AS counted, ' +
+      '((SELECT coalesce(sum(octet_length(e."payload")), 0) FROM "RunEvent" AS e JOIN "Run" AS r ON r."id" = e."runId" WHERE r."userId" = $1) + ' +
+      '(SELECT coalesce(sum(octet_length(m."content")), 0) FROM "Message" AS m JOIN "Thread" AS t ON t."id" = m."threadId" WHERE t."userId" = $1))::int AS held',
+    [user],
+  );
+  return row as { counted: number; held: number };
+}
+
 test("a request whose COMMIT's answer is an error raised on this side (not the server's) fails with DB_UNAVAILABLE, and what it committed is undone", async () => {
   let lose = false;
   const base = createPool(writePoolConfig(db.url, 1), quiet);
@@ -458,6 +469,10 @@ test("a request whose COMMIT's answer is an error raised on this side (not the s
   await expect(w.acceptRun(r)).rejects.toMatchObject({ name: 'CodedError', code: 'DB_UNAVAILABLE' });
   // It did commit; refused, so undone by itself (after the connection's backend has ended).
   expect(await eventually(async () => !w.commits.undoPending && (await db.query(`SELECT id FROM "Run" WHERE id = $1`, [r.id])).length === 0, 15_000, 20)).toBe(true);
+  // The undo took what it removed off the user's count as well.
+  const stored = await storedOf(user);
+  expect(stored.counted).toBeGreaterThan(0);
+  expect(stored.counted).toBe(stored.held);
   await expect(w.acceptRun(acceptRow({ userId: user, at: ms(2), correlationId: 'unrecognised' }))).resolves.toBeUndefined();
 });
 
@@ -531,6 +546,8 @@ describe('while the database cannot be reached (a TCP proxy in between)', () => 
     // Undone by itself once the database answers, before anything else is written.
     expect(await eventually(() => !w.commits.undoPending, 15_000, 20)).toBe(true);
     expect(await rowsOf()).toEqual([]);
+    const stored = await storedOf(user);
+    expect(stored.counted).toBe(stored.held);
     await expect(w.acceptRun(acceptRow({ userId: user, at: ms(2), correlationId: 'lost-commit' }))).resolves.toBeUndefined();
   });
 

@@ -159,7 +159,7 @@ const MODELS = readSchema(schemaText('postgresql'));
 test('the migrated database holds exactly the tables, columns, keys and indexes that the Prisma schema declares', async () => {
   // The expectation is not vacuous: every model, and the details that are easy to get wrong by hand.
   const want = expected(MODELS);
-  expect(Object.keys(want).sort()).toEqual(['Message', 'Node', 'QueueUser', 'Run', 'RunEvent', 'Thread', 'User']);
+  expect(Object.keys(want).sort()).toEqual(['Message', 'Node', 'QueueUser', 'Run', 'RunEvent', 'Thread', 'User', 'UserStorage']);
   expect(want.Message.columns.id).toEqual({ type: 'INTEGER', nullable: false, default: `nextval('"Message_id_seq"'::regclass)` });
   expect(want.Message.columns.status).toEqual({ type: 'TEXT', nullable: false, default: "'complete'::text" });
   expect(want.Run.columns.queuedAt).toEqual({ type: 'TIMESTAMP(3)', nullable: false, default: 'CURRENT_TIMESTAMP' });

@@ -63,6 +63,7 @@ test('with nothing set, every default', () => {
     maxInputBytes: 65_536,
     userMaxConcurrentRuns: 3,
     userMaxQueuedRuns: 100,
+    userMaxStoredBytes: 1_073_741_824,
     rateLimits: { user: { rate: 20, burst: 40 }, ip: { rate: 50, burst: 100 }, authFailures: { rate: 30 / 60, burst: 10 } },
     maxConnectionsPerUser: 20,
     maxConnectionsPerIp: 100,
@@ -137,6 +138,7 @@ test('every variable set, each lands in its field', () => {
     MAX_QUEUED_RUNS: '3',
     USER_MAX_CONCURRENT_RUNS: '4',
     USER_MAX_QUEUED_RUNS: '5',
+    USER_MAX_STORED_BYTES: '123456',
     RATE_LIMIT_USER_PER_SEC: '6',
     RATE_LIMIT_USER_BURST: '7',
     RATE_LIMIT_IP_PER_SEC: '8',
@@ -224,6 +226,7 @@ test('every variable set, each lands in its field', () => {
     maxInputBytes: 17,
     userMaxConcurrentRuns: 4,
     userMaxQueuedRuns: 5,
+    userMaxStoredBytes: 123_456,
     rateLimits: { user: { rate: 6, burst: 7 }, ip: { rate: 8, burst: 9 }, authFailures: { rate: 2, burst: 11 } },
     maxConnectionsPerUser: 12,
     maxConnectionsPerIp: 13,
@@ -411,7 +414,8 @@ test('ENV_VARS lists every variable the schema reads', () => {
   expect(ENV_VARS).toContain('RUN_SCRATCH_FILES');
   expect(ENV_VARS).toContain('RUN_OPEN_FILES');
   expect(ENV_VARS).toContain('RUN_LOG_BYTES_PER_S');
-  expect(ENV_VARS).toHaveLength(85);
+  expect(ENV_VARS).toContain('USER_MAX_STORED_BYTES');
+  expect(ENV_VARS).toHaveLength(86);
 });
 
 test('several nodes: REDIS_URL needs PostgreSQL and a shared token secret; NODE_ID and NODE_LEASE_MS are checked', () => {

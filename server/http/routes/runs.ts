@@ -47,6 +47,17 @@ export function runRoutes(deps: { store: RunStore; runs: RunService; settings: P
     res.json({ threads: threads.map(threadView), next_before: threads.length === q.limit && last ? threadCursorOf(last) : null } satisfies ThreadPage);
   });
 
+  // A thread with everything in it (messages, runs, their events), and its bytes off the user's stored total
+  // (USER_MAX_STORED_BYTES). Not while a run of it waits or runs: stop it first.
+  r.delete('/threads/:id', async (req, res) => {
+    const userId = userOf(res);
+    const threadId = parse(IdParam, req.params.id, 'thread id');
+    const outcome = await store.deleteThread(userId, threadId);
+    if (outcome === 'missing') throw new CodedError('NOT_FOUND', 'no such thread');
+    if (outcome === 'busy') throw new CodedError('THREAD_BUSY', `thread ${threadId} has a run queued or in progress; stop it (POST /v1/runs/:id/cancel) and delete the thread once it has ended`, { retryAfterSeconds: 1 });
+    res.status(204).end();
+  });
+
   r.get('/threads/:id/messages', async (req, res) => {
     const thread = await ownThread(userOf(res), req.params.id);
     const q = parse(PageQuery, req.query, 'query');

@@ -46,7 +46,7 @@ export function createPostgresqlBackend(target: PostgresqlTarget, options: Store
       const readPool = createPool(poolConfig(target.url, options.poolSize), options.log);
       const writePool = createPool(writePoolConfig(target.url, 1), options.log);
       const reads = openReadClient(readPool);
-      const writes = createPgRunWrites(writePool, options.log);
+      const writes = createPgRunWrites(writePool, options.log, undefined, readPool);
       const store = guarded(createPrismaRunStore(reads.prisma, writes), () => writes.commits.undoPending);
       // The shared queue's transactions (several nodes): a pool of their own, so a claim never waits behind reads.
       // The queue's statements are keyed lookups too: set up as the write connection is.

@@ -72,10 +72,17 @@ const BATCH =
   // "size": length() of the text, the measure pages cut by size read (prisma-run-store.ts).
   'messages AS (INSERT INTO "Message" ("threadId", "runId", "role", "content", "size", "status", "createdAt") ' +
   'SELECT v.th, v.r, v.role, v.content, length(v.content), v.status, v.at FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::timestamp(3)[]) WITH ORDINALITY AS v(th, r, role, content, status, at, ord) ' +
-  'WHERE NOT EXISTS (SELECT 1 FROM "Message" AS m WHERE m."runId" = v.r AND m."role" = v.role) ORDER BY v.ord), ' +
+  'WHERE NOT EXISTS (SELECT 1 FROM "Message" AS m WHERE m."runId" = v.r AND m."role" = v.role) ORDER BY v.ord RETURNING "runId", "role"), ' +
   'events AS (INSERT INTO "RunEvent" ("id", "runId", "seq", "type", "payload", "size", "timestamp") ' +
   'SELECT v.id, v.r, v.s, v.t, v.p, length(v.p), v.at FROM unnest($24::text[], $25::text[], $26::int[], $27::text[], $28::text[], $29::timestamp(3)[]) AS v(id, r, s, t, p, at) ' +
-  'ON CONFLICT ("id") DO NOTHING), ' +
+  'ON CONFLICT ("id") DO NOTHING RETURNING "id"), ' +
+  // What each user holds (UserStorage): the bytes of the events and messages this execution inserted (RETURNING: a
+  // batch committed again after a lost COMMIT inserts nothing twice, so it counts nothing twice), one row per user,
+  // locked in user order. $45: each event's user, $46: each message's.
+  'stored AS (INSERT INTO "UserStorage" ("userId", "bytes") SELECT x.u, sum(x.b) FROM (' +
+  'SELECT v.u, octet_length(v.p) AS b FROM unnest($24::text[], $45::text[], $28::text[]) AS v(id, u, p) WHERE v.id IN (SELECT "id" FROM events) ' +
+  'UNION ALL SELECT v.u, octet_length(v.content) FROM unnest($19::text[], $20::text[], $21::text[], $46::text[]) AS v(r, role, content, u) WHERE (v.r, v.role) IN (SELECT "runId", "role" FROM messages)' +
+  ') AS x GROUP BY x.u ORDER BY x.u ON CONFLICT ("userId") DO UPDATE SET "bytes" = "UserStorage"."bytes" + excluded."bytes"), ' +
   // The owned rows are locked (FOR SHARE) before their owner is compared: a takeover holding them is waited for, and
   // the owner it leaves is what is compared, not the statement's snapshot (helper-78). Only rows a lease writes (one
   // node writes none). Locked by a plain scan of their ids: locked inside the join with the written rows, they were
@@ -104,8 +111,13 @@ const SQL = {
   releaseCorrelations:
     'UPDATE "Run" AS r SET "correlationId" = NULL FROM unnest($1::text[], $2::text[], $3::timestamp(3)[], $4::text[]) AS v(u, c, since, id) ' +
     'WHERE r."userId" = v.u AND r."correlationId" = v.c AND r."queuedAt" < v.since AND r."id" <> v.id',
-  undoMessages: 'DELETE FROM "Message" WHERE "runId" = ANY($1::text[])',
-  undoRuns: 'DELETE FROM "Run" WHERE "id" = ANY($1::text[]) AND "status" = \'queued\'',
+  // Each takes what it removes off its user's stored bytes, as the batch added it (events go with their runs).
+  undoMessages:
+    'WITH gone AS (DELETE FROM "Message" WHERE "runId" = ANY($1::text[]) RETURNING "threadId", octet_length("content") AS b) ' +
+    'UPDATE "UserStorage" AS s SET "bytes" = s."bytes" - x.b FROM (SELECT t."userId" AS u, sum(g.b) AS b FROM gone AS g JOIN "Thread" AS t ON t."id" = g."threadId" GROUP BY t."userId") AS x WHERE s."userId" = x.u',
+  undoRuns:
+    'WITH gone AS (DELETE FROM "Run" WHERE "id" = ANY($1::text[]) AND "status" = \'queued\' RETURNING "id", "userId") ' +
+    'UPDATE "UserStorage" AS s SET "bytes" = s."bytes" - x.b FROM (SELECT g."userId" AS u, sum(octet_length(e."payload")) AS b FROM gone AS g JOIN "RunEvent" AS e ON e."runId" = g."id" GROUP BY g."userId") AS x WHERE s."userId" = x.u',
   undoThreads: 'DELETE FROM "Thread" AS t WHERE t."id" = ANY($1::text[]) AND NOT EXISTS (SELECT 1 FROM "Run" AS r WHERE r."threadId" = t."id")',
 } as const;
 
@@ -134,15 +146,19 @@ export function runStatements(items: RunWrite[]): Statement[] {
   const runs = columns(9);
   const messages = columns(6);
   const events = columns(6);
+  /** Each event's and each message's user ($45, $46): whose stored bytes they add to. */
+  const [eventUsers, messageUsers]: [string[], string[]] = [[], []];
   /** The lease each event's write names ($43; null: not fenced). */
   const eventOwners: (string | null)[] = [];
   const updates = new Map<string, RunUpdate>();
 
-  const message = (th: string, r: string, role: string, content: string, status: string, at: string) => {
+  const message = (u: string, th: string, r: string, role: string, content: string, status: string, at: string) => {
+    messageUsers.push(u);
     messages[0]!.push(th), messages[1]!.push(r), messages[2]!.push(role), messages[3]!.push(content), messages[4]!.push(status), messages[5]!.push(at);
   };
   const event = (e: RunEventEnvelope, owner: string | null) => {
     eventOwners.push(owner);
+    eventUsers.push(e.user_id);
     events[0]!.push(e.event_id), events[1]!.push(e.run_id), events[2]!.push(e.seq), events[3]!.push(e.type), events[4]!.push(JSON.stringify(e.payload)), events[5]!.push(utc(e.timestamp));
   };
   const touch = (id: string, at: string) => {
@@ -174,7 +190,7 @@ export function runStatements(items: RunWrite[]): Statement[] {
         if (r.correlationId !== null) releases[0]!.push(r.userId), releases[1]!.push(r.correlationId), releases[2]!.push(utc(r.correlationSince)), releases[3]!.push(r.id);
         const row = [r.id, threadId, r.userId, r.agentName, r.input, r.correlationId, r.requestId, at, r.replayOf];
         row.forEach((v, i) => runs[i]!.push(v));
-        message(threadId, r.id, 'user', r.inputText, 'complete', at);
+        message(r.userId, threadId, r.id, 'user', r.inputText, 'complete', at);
         event(r.firstEvent, null);
         break;
       }
@@ -193,7 +209,7 @@ export function runStatements(items: RunWrite[]): Statement[] {
         event(f.terminal, item.owner);
         update(f.runId, { status: f.status, owner: item.owner, finished: [f.error?.code ?? null, f.error?.message ?? null, f.result === null ? null : JSON.stringify(f.result), f.report, at] });
         const answer = answerOf(f);
-        if (answer) message(f.threadId, f.runId, 'assistant', answer.content, answer.status, at);
+        if (answer) message(f.terminal.user_id, f.threadId, f.runId, 'assistant', answer.content, answer.status, at);
         if (answer?.status === 'complete') touch(f.threadId, at);
         break;
       }
@@ -220,12 +236,12 @@ export function runStatements(items: RunWrite[]): Statement[] {
 
   const out: Statement[] = [];
   if (releases[0]!.length) out.push(statement('releaseCorrelations', releases));
-  // $1-$42 in the order of the statement's sub-statements; the owners ($43 events', $44 updates') last.
+  // $1-$42 in the order of the statement's sub-statements; the owners ($43 events', $44 updates'), then the users ($45 events', $46 messages').
   const [updateColumns, updateOwners] = [updatedNow.slice(0, 13), updatedNow[13]!];
-  out.push(statement('batch', [[...users.keys()], [...users.values()], ...threads, ...touchNow, ...runs, ...messages, ...events, ...updateColumns, eventOwners, updateOwners]));
+  out.push(statement('batch', [[...users.keys()], [...users.values()], ...threads, ...touchNow, ...runs, ...messages, ...events, ...updateColumns, eventOwners, updateOwners, eventUsers, messageUsers]));
   if (updatedAfter[0]!.length > 0 || touchAfter[0]!.length > 0) {
     const none = (n: number) => Array.from({ length: n }, () => []);
-    out.push(statement('batch', [...none(6), ...touchAfter, ...none(9 + 6 + 6), ...updatedAfter.slice(0, 13), [], updatedAfter[13]!]));
+    out.push(statement('batch', [...none(6), ...touchAfter, ...none(9 + 6 + 6), ...updatedAfter.slice(0, 13), [], updatedAfter[13]!, [], []]));
   }
   return out;
 }

@@ -1,7 +1,7 @@
 /** The RunWrites (../run-writes.ts) on PostgreSQL: each write is an item of the next group commit. */
 import type pg from 'pg';
 import type { Logger } from '../../logger.js';
-import type { RunWrites } from '../run-writes.js';
+import type { DeletedThread, RunWrites } from '../run-writes.js';
 import type { Backends } from './backends.js';
 import { createPgGroupCommit, type PgGroupCommit } from './group-commit.js';
 import { explain, isRequest, isWriteError, runStatements, undoStatements, utc, type RunWrite } from './run-statements.js';
@@ -10,8 +10,24 @@ export interface PgRunWrites extends RunWrites {
   readonly commits: PgGroupCommit<RunWrite>;
 }
 
-/** `backends`: how connections given up on are ended (backends.ts; a test can stall it). */
-export function createPgRunWrites(pool: pg.Pool, log: Pick<Logger, 'info' | 'warn'>, backends?: Backends): PgRunWrites {
+const Q = {
+  stored: 'SELECT "bytes" FROM "UserStorage" WHERE "userId" = $1',
+  // The thread's row locked first: an accept continuing it waits (its run's foreign key), then finds it gone.
+  lockThread: 'SELECT "id" FROM "Thread" WHERE "id" = $1 AND "userId" = $2 FOR UPDATE',
+  unfinished: 'SELECT 1 FROM "Run" WHERE "threadId" = $1 AND "status" IN (\'queued\', \'running\') LIMIT 1',
+  threadBytes:
+    'SELECT (SELECT coalesce(sum(octet_length(e."payload")), 0) FROM "RunEvent" AS e JOIN "Run" AS r ON r."id" = e."runId" WHERE r."threadId" = $1) + ' +
+    '(SELECT coalesce(sum(octet_length(m."content")), 0) FROM "Message" AS m WHERE m."threadId" = $1) AS "bytes"',
+  // Its messages and runs (and their events) go with it: ON DELETE CASCADE.
+  deleteThread: 'DELETE FROM "Thread" WHERE "id" = $1',
+  release: 'UPDATE "UserStorage" SET "bytes" = "bytes" - $2 WHERE "userId" = $1',
+};
+
+/**
+ * `backends`: how connections given up on are ended (backends.ts; a test can stall it). `reads`: where the user's
+ * stored bytes are read and a thread deleted (the front's read pool), off the group commit's one connection.
+ */
+export function createPgRunWrites(pool: pg.Pool, log: Pick<Logger, 'info' | 'warn'>, backends?: Backends, reads: pg.Pool = pool): PgRunWrites {
   const commits = createPgGroupCommit<RunWrite>(pool, { statements: runStatements, undo: undoStatements, isRequest, isWriteError, explain }, log, backends);
   return {
     commits,
@@ -21,5 +37,33 @@ export function createPgRunWrites(pool: pg.Pool, log: Pick<Logger, 'info' | 'war
     markRequeued: (runId, owner = null) => commits.run({ kind: 'requeued', runId, owner }),
     appendEvents: (events, owner = null) => commits.run({ kind: 'events', events, owner }),
     finishRun: (row, owner = null) => commits.run({ kind: 'finish', row, owner }),
+
+    async storedBytes(userId) {
+      const { rows } = await reads.query<{ bytes: string }>(Q.stored, [userId]);
+      return Number(rows[0]?.bytes ?? 0);
+    },
+
+    async deleteThread(userId, threadId): Promise<DeletedThread> {
+      const client = await reads.connect();
+      let broken: Error | undefined;
+      try {
+        await client.query('BEGIN');
+        let outcome: DeletedThread = 'deleted';
+        if ((await client.query(Q.lockThread, [threadId, userId])).rowCount === 0) outcome = 'missing';
+        else if ((await client.query(Q.unfinished, [threadId])).rowCount! > 0) outcome = 'busy';
+        else {
+          const { rows } = await client.query<{ bytes: string }>(Q.threadBytes, [threadId]);
+          await client.query(Q.deleteThread, [threadId]);
+          await client.query(Q.release, [userId, rows[0]!.bytes]);
+        }
+        await client.query(outcome === 'deleted' ? 'COMMIT' : 'ROLLBACK');
+        return outcome;
+      } catch (err) {
+        await client.query('ROLLBACK').catch((e: Error) => (broken = e));
+        throw err;
+      } finally {
+        client.release(broken);
+      }
+    },
   };
 }

@@ -11,7 +11,7 @@
  */
 import Database from 'better-sqlite3';
 import type { RunEventEnvelope } from '../../../protocol/events.js';
-import { answerOf, CorrelationTakenError, RowMissingError, type AcceptedRunRow, type FinishedRunRow, type RunWrites } from '../run-writes.js';
+import { answerOf, CorrelationTakenError, RowMissingError, type AcceptedRunRow, type DeletedThread, type FinishedRunRow, type RunWrites } from '../run-writes.js';
 import { createGroupCommit, type GroupCommit, type GroupCommitLog } from './group-commit.js';
 import { createWalCheckpointer, type WalCheckpointer } from './wal-checkpointer.js';
 
@@ -57,8 +57,37 @@ export function createRunWrites(
     'UPDATE "Run" SET "status" = ?, "errorCode" = ?, "errorMessage" = ?, "result" = ?, "report" = ?, "finishedAt" = ? WHERE "id" = ?',
   );
 
-  const event = (e: RunEventEnvelope) => insertEvent.run({ id: e.event_id, runId: e.run_id, seq: e.seq, type: e.type, payload: JSON.stringify(e.payload), at: prismaDateTime(e.timestamp) });
-  const message = (threadId: string, runId: string, role: string, content: string, status: string, at: string) => insertMessage.run({ threadId, runId, role, content, status, at });
+  // What each user holds (UserStorage): bytes added by the writes below, in the same transaction, and removed
+  // with a thread; read before an accept (USER_MAX_STORED_BYTES).
+  const addStored = db.prepare('INSERT INTO "UserStorage" ("userId", "bytes") VALUES (?, ?) ON CONFLICT ("userId") DO UPDATE SET "bytes" = "bytes" + excluded."bytes"');
+  const readStored = db.prepare<[string], { bytes: number | bigint }>('SELECT "bytes" FROM "UserStorage" WHERE "userId" = ?');
+  const threadOf = db.prepare<[string, string], { id: string }>('SELECT "id" FROM "Thread" WHERE "id" = ? AND "userId" = ?');
+  const unfinishedIn = db.prepare<[string], { id: string }>('SELECT "id" FROM "Run" WHERE "threadId" = ? AND "status" IN (\'queued\', \'running\') LIMIT 1');
+  // length() of a BLOB is its bytes: the text's UTF-8, what Buffer.byteLength counted when it was added.
+  const threadBytes = db.prepare<[string, string], { bytes: number | bigint | null }>(
+    'SELECT (SELECT coalesce(sum(length(CAST(e."payload" AS BLOB))), 0) FROM "RunEvent" AS e JOIN "Run" AS r ON r."id" = e."runId" WHERE r."threadId" = ?) + ' +
+      '(SELECT coalesce(sum(length(CAST(m."content" AS BLOB))), 0) FROM "Message" AS m WHERE m."threadId" = ?) AS "bytes"',
+  );
+  // Each table named, not left to ON DELETE CASCADE: that needs foreign_keys on the connection.
+  const deleteThreadRows = [
+    'DELETE FROM "RunEvent" WHERE "runId" IN (SELECT "id" FROM "Run" WHERE "threadId" = ?)',
+    'DELETE FROM "Message" WHERE "threadId" = ?',
+    'DELETE FROM "Run" WHERE "threadId" = ?',
+    'DELETE FROM "Thread" WHERE "id" = ?',
+  ].map((sql) => db.prepare(sql));
+
+  /** Inserts an event; returns its payload's bytes. */
+  const event = (e: RunEventEnvelope): number => {
+    const payload = JSON.stringify(e.payload);
+    insertEvent.run({ id: e.event_id, runId: e.run_id, seq: e.seq, type: e.type, payload, at: prismaDateTime(e.timestamp) });
+    return Buffer.byteLength(payload);
+  };
+  /** Inserts a message; returns its content's bytes. */
+  const message = (threadId: string, runId: string, role: string, content: string, status: string, at: string): number => {
+    insertMessage.run({ threadId, runId, role, content, status, at });
+    return Buffer.byteLength(content);
+  };
+  const stored = (userId: string): number => Number(readStored.get(userId)?.bytes ?? 0);
 
   return {
     commits,
@@ -85,7 +114,7 @@ export function createRunWrites(
         } else {
           insertThread.run(threadId, r.userId, r.inputText.slice(0, 80) || null, now, now);
         }
-        message(threadId, r.id, 'user', r.inputText, 'complete', now);
+        let bytes = message(threadId, r.id, 'user', r.inputText, 'complete', now);
         // A correlation id is unique per user (an index): one used before the idempotency window is given up.
         if (r.correlationId !== null) releaseCorrelation.run(r.userId, r.correlationId, prismaDateTime(r.correlationSince));
         try {
@@ -96,7 +125,8 @@ export function createRunWrites(
           }
           throw err;
         }
-        event(r.firstEvent);
+        bytes += event(r.firstEvent);
+        addStored.run(r.userId, bytes);
       }, { request: true });
     },
 
@@ -109,18 +139,41 @@ export function createRunWrites(
     },
 
     appendEvents(events: RunEventEnvelope[]): Promise<void> {
-      return commits.run(() => events.forEach(event));
+      return commits.run(() => {
+        const byUser = new Map<string, number>();
+        for (const e of events) byUser.set(e.user_id, (byUser.get(e.user_id) ?? 0) + event(e));
+        for (const [userId, bytes] of byUser) addStored.run(userId, bytes);
+      });
     },
 
     finishRun(f: FinishedRunRow): Promise<void> {
       const finishedAt = prismaDateTime(f.terminal.timestamp);
       return commits.run(() => {
-        event(f.terminal);
+        let bytes = event(f.terminal);
         setFinished.run(f.status, f.error?.code ?? null, f.error?.message ?? null, f.result === null ? null : JSON.stringify(f.result), f.report, finishedAt, f.runId);
         const answer = answerOf(f);
-        if (answer) message(f.threadId, f.runId, 'assistant', answer.content, answer.status, finishedAt);
+        if (answer) bytes += message(f.threadId, f.runId, 'assistant', answer.content, answer.status, finishedAt);
         if (answer?.status === 'complete') touchThread.run(finishedAt, f.threadId);
+        addStored.run(f.terminal.user_id, bytes);
       });
+    },
+
+    async storedBytes(userId: string): Promise<number> {
+      return stored(userId);
+    },
+
+    deleteThread(userId: string, threadId: string): Promise<DeletedThread> {
+      return commits.run(
+        (): DeletedThread => {
+          if (!threadOf.get(threadId, userId)) return 'missing';
+          if (unfinishedIn.get(threadId)) return 'busy';
+          const bytes = Number(threadBytes.get(threadId, threadId)?.bytes ?? 0);
+          for (const statement of deleteThreadRows) statement.run(threadId);
+          addStored.run(userId, -bytes);
+          return 'deleted';
+        },
+        { request: true },
+      );
     },
 
     /** SQLite's synchronous level on this connection as it really is (1 NORMAL, 2 FULL). */
