@@ -703,6 +703,38 @@ test('two users never see each other\'s conversations, on the page or on the wir
   expect(frank.framesReceived.join('\n')).toContain('frank-secret-3333');
 });
 
+test('a conversation is deleted from its × button once confirmed: gone from the list and from the server; dismissed, it stays', async () => {
+  const henry = await page();
+  const p = henry.page;
+  await signIn(p, server.url, 'henry');
+  await waitPhase(await send(p, 'henry-one', 'echo'), 'completed');
+  await p.locator('#new-thread').click();
+  await waitPhase(await send(p, 'henry-two', 'echo'), 'completed');
+  const titles = () => p.locator('#thread-list .thread-title').allTextContents();
+  await poll(titles, (v) => expect(v.sort()).toEqual(['henry-one', 'henry-two']));
+
+  // Another conversation than the one shown: it leaves the list, the shown one stays.
+  p.once('dialog', (d) => void d.accept());
+  await p.getByRole('button', { name: 'Delete conversation henry-one' }).click();
+  await poll(titles, (v) => expect(v).toEqual(['henry-two']));
+  expect(await p.locator('#thread-list button[aria-current="true"] .thread-title').textContent()).toBe('henry-two');
+  // Dismissed: nothing happens.
+  p.once('dialog', (d) => void d.dismiss());
+  await p.getByRole('button', { name: 'Delete conversation henry-two' }).click();
+  await p.waitForTimeout(300);
+  expect(await titles()).toEqual(['henry-two']);
+  // The one shown: the page opens a new conversation.
+  p.once('dialog', (d) => void d.accept());
+  await p.getByRole('button', { name: 'Delete conversation henry-two' }).click();
+  await poll(() => p.locator('#thread-list').innerText(), (v) => expect(v).toBe('No conversations yet.'));
+  expect(new URL(p.url()).hash).toBe('');
+  expect(await p.locator('body').innerText()).not.toContain('henry-two');
+
+  const token = await devLogin(server.url, 'henry');
+  expect((await httpCall(server.url, 'GET', '/v1/threads', undefined, token)).body.threads).toEqual([]);
+  expect(henry.errors).toEqual([]);
+});
+
 test('a link whose #thread= is not valid percent-encoding opens a new conversation, on a reload as on a hash change', async () => {
   const tab = await page();
   const p = tab.page;

@@ -84,11 +84,28 @@ function startChatPage(): void {
   };
 
   // ---- threads ----
-  const threadList = createThreadList(byId<HTMLUListElement>('thread-list'), (id) => {
-    void selectThread(id);
-    if (matchMedia('(max-width: 760px)').matches) setThreadsOpen(false);
-    composer.focus();
-  });
+  const threadList = createThreadList(
+    byId<HTMLUListElement>('thread-list'),
+    (id) => {
+      void selectThread(id);
+      if (matchMedia('(max-width: 760px)').matches) setThreadsOpen(false);
+      composer.focus();
+    },
+    (id, label) => void deleteThread(id, label),
+  );
+  async function deleteThread(threadId: string, label: string): Promise<void> {
+    if (!confirm(`Delete the conversation "${label}"? Its messages and answers are removed for good.`)) return;
+    try {
+      await api.deleteThread(threadId);
+    } catch (err) {
+      showError(err, 'Could not delete the conversation');
+      return;
+    }
+    threads = threads.filter((t) => t.id !== threadId);
+    if (conversation?.threadId === threadId) void selectThread(null);
+    else renderThreads();
+    announce('Conversation deleted.');
+  }
   const renderThreads = () => threadList.render(threads, conversation?.threadId ?? null);
   const refreshThreads = coalesce(async () => {
     if (!session) return;

@@ -1,4 +1,4 @@
-/** The user's conversations: one button each, the selected one marked with aria-current. */
+/** The user's conversations: one button each, the selected one marked with aria-current, and a button to delete it. */
 import { h, replace } from '../shared/dom';
 import { type ThreadView } from '../../../protocol/views';
 
@@ -12,7 +12,7 @@ function label(t: ThreadView): string {
   return t.title?.trim() || `Conversation of ${new Date(t.created_at).toLocaleString()}`;
 }
 
-export function createThreadList(list: HTMLUListElement, onSelect: (threadId: string) => void): ThreadList {
+export function createThreadList(list: HTMLUListElement, onSelect: (threadId: string) => void, onDelete: (threadId: string, label: string) => void): ThreadList {
   const active = new Set<string>();
   return {
     render(threads, selected) {
@@ -28,7 +28,7 @@ export function createThreadList(list: HTMLUListElement, onSelect: (threadId: st
         ...threads.map((t) =>
           h(
             'li',
-            {},
+            { class: 'thread-row' },
             h(
               'button',
               {
@@ -42,6 +42,7 @@ export function createThreadList(list: HTMLUListElement, onSelect: (threadId: st
               h('time', { datetime: t.updated_at, text: new Date(t.updated_at).toLocaleString([], { dateStyle: 'short', timeStyle: 'short' }) }),
               active.has(t.id) ? h('span', { class: 'visually-hidden', text: ' (new activity)' }) : null,
             ),
+            h('button', { type: 'button', class: 'thread-delete', 'aria-label': `Delete conversation ${label(t)}`, title: 'Delete this conversation', text: '×', onclick: () => onDelete(t.id, label(t)) }),
           ),
         ),
       );

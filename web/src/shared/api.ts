@@ -20,6 +20,8 @@ export interface Api {
   agents(): Promise<AgentInfo[]>;
   threads(): Promise<ThreadView[]>;
   createThread(title: string): Promise<ThreadView>;
+  /** Removes a conversation with everything in it (THREAD_BUSY while it is answering). */
+  deleteThread(threadId: string): Promise<void>;
   /** A run's logged events (the whole log of a finished run fits in one page of 1000). */
   runEvents(runId: string): Promise<Envelope[]>;
 }
@@ -50,6 +52,7 @@ export function createApi(token: () => string | null): Api {
     agents: async () => (await call<AgentList>('GET', '/v1/agents')).agents,
     threads: async () => (await call<ThreadPage>('GET', '/v1/threads?limit=50')).threads,
     createThread: (title) => call<ThreadView>('POST', '/v1/threads', { title }),
+    deleteThread: async (threadId) => void (await call<null>('DELETE', `/v1/threads/${encodeURIComponent(threadId)}`)),
     runEvents: async (runId) => {
       // Pages are capped by size as well as by count: read on while the server names a next page.
       const events: Envelope[] = [];

@@ -6,6 +6,7 @@ const SENTENCES: Record<string, string> = {
   NOT_FOUND: 'This conversation or run does not exist (or belongs to someone else).',
   PAYLOAD_TOO_LARGE: 'The message is too long for this server.',
   THREAD_BUSY: 'This conversation is still answering. Wait for it, or stop it.',
+  STORAGE_QUOTA_EXCEEDED: 'You have stored as much as this server allows. Delete conversations you no longer need, then send again.',
   RATE_LIMITED: 'Too many requests at once. Wait a moment and try again.',
   OVERLOADED: 'The server is too busy to take this now. Nothing was lost: try again in a moment.',
   SHUTTING_DOWN: 'The server is restarting. Try again in a moment.',
