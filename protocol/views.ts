@@ -80,6 +80,13 @@ export interface IsolationReport {
   restarts: { attempt: number; cell: string | null; reason: string }[];
 }
 
+/** GET /v1/usage: what the user stores (its events' payloads and messages' contents, UTF-8 bytes) against its cap. */
+export interface UsageView {
+  stored_bytes: number;
+  /** USER_MAX_STORED_BYTES; null: no cap. At or past it, new runs get STORAGE_QUOTA_EXCEEDED. */
+  max_stored_bytes: number | null;
+}
+
 /** GET /v1/threads */
 export interface ThreadPage {
   threads: ThreadView[];

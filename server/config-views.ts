@@ -64,7 +64,7 @@ export function cpuGovernorSettingsOf(config: Config): CpuGovernorSettings {
 }
 
 /** The HTTP app's (server/http/app.ts and its routes). */
-export const HTTP_SETTINGS = ['devLogin', 'maxInputBytes', 'corsOrigins', 'trustProxy', 'ipv6BudgetPrefix', 'httpStallTimeoutMs', 'metricsToken'] as const satisfies readonly (keyof Config)[];
+export const HTTP_SETTINGS = ['devLogin', 'maxInputBytes', 'userMaxStoredBytes', 'corsOrigins', 'trustProxy', 'ipv6BudgetPrefix', 'httpStallTimeoutMs', 'metricsToken'] as const satisfies readonly (keyof Config)[];
 export type HttpSettings = Pick<Config, (typeof HTTP_SETTINGS)[number]>;
 
 export function httpSettingsOf(config: Config): HttpSettings {

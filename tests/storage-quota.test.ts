@@ -59,6 +59,7 @@ test('a user storing USER_MAX_STORED_BYTES gets STORAGE_QUOTA_EXCEEDED on the so
     // Counted in bytes, not characters: the characters alone would still be under the cap.
     expect(held).toBeGreaterThan(threads.length * 3 * text.length);
     expect(await counted('quota-alice')).toBe(held);
+    expect((await alice.http('GET', '/v1/usage')).body).toEqual({ stored_bytes: held, max_stored_bytes: LIMIT });
 
     // Over HTTP too, on a thread of hers; nothing was accepted (no run, no message).
     const runsBefore = await queryTestDatabase<{ n: number }>(server.dir, 'SELECT COUNT(*) AS "n" FROM "Run" WHERE "userId" = ?', ['quota-alice']);
@@ -92,6 +93,7 @@ test('a user storing USER_MAX_STORED_BYTES gets STORAGE_QUOTA_EXCEEDED on the so
     for (const id of threads.slice(1)) expect((await alice.http('DELETE', `/v1/threads/${id}`)).status).toBe(204);
     expect(await heldInRows('quota-alice')).toBe(0);
     expect(await counted('quota-alice')).toBe(0);
+    expect((await alice.http('GET', '/v1/usage')).body).toEqual({ stored_bytes: 0, max_stored_bytes: LIMIT });
     const again = await alice.start({ agent: 'echo', input: 'back' });
     expect(terminal(await alice.waitForRun(again.run_id, 60_000)).payload.final_response).toBe('back');
     expect(await counted('quota-alice')).toBe(await heldInRows('quota-alice'));

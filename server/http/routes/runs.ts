@@ -8,7 +8,7 @@ import type { HttpSettings } from '../../config-views.js';
 import type { RunService } from '../../runs/run-service.js';
 import type { RunStore } from '../../store/store.js';
 import { userOf } from '../auth.js';
-import type { MessagePage, RunEventsPage, ThreadPage } from '../../../protocol/views.js';
+import type { MessagePage, RunEventsPage, ThreadPage, UsageView } from '../../../protocol/views.js';
 import { messageView, pageBySize, runView, threadCursorOf, threadView } from '../views.js';
 
 /**
@@ -18,7 +18,7 @@ import { messageView, pageBySize, runView, threadCursorOf, threadView } from '..
  */
 export const PAGE_MAX_BYTES = 1024 * 1024;
 
-export function runRoutes(deps: { store: RunStore; runs: RunService; settings: Pick<HttpSettings, 'maxInputBytes'> }): Router {
+export function runRoutes(deps: { store: RunStore; runs: RunService; settings: Pick<HttpSettings, 'maxInputBytes' | 'userMaxStoredBytes'> }): Router {
   const { store, runs } = deps;
   const r = Router();
 
@@ -45,6 +45,11 @@ export function runRoutes(deps: { store: RunStore; runs: RunService; settings: P
     const threads = await store.listThreads(userOf(res), q.limit, before);
     const last = threads.at(-1);
     res.json({ threads: threads.map(threadView), next_before: threads.length === q.limit && last ? threadCursorOf(last) : null } satisfies ThreadPage);
+  });
+
+  r.get('/usage', async (_req, res) => {
+    const limit = deps.settings.userMaxStoredBytes;
+    res.json({ stored_bytes: await store.storedBytes(userOf(res)), max_stored_bytes: limit === 0 ? null : limit } satisfies UsageView);
   });
 
   // A thread with everything in it (messages, runs, their events), and its bytes off the user's stored total
