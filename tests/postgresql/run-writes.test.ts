@@ -371,6 +371,42 @@ test('a batch changing one run and writing only an event of another locks both b
   ]);
 });
 
+// A thread's delete locks the thread, then (last) its user's stored bytes; a batch continuing the thread locked the
+// user's stored bytes (the `stored` CTE), then waited for the thread: a deadlock, which PostgreSQL broke after
+// deadlock_timeout (1 s, the node's one write connection held that long for every user) by rolling one back.
+test("a thread's delete and an accept continuing it do not deadlock (the batch locks the thread before the user's stored bytes)", async () => {
+  const reads = createPool(writePoolConfig(db.url, 2), quiet);
+  pools.push(reads);
+  const wpool = createPool(writePoolConfig(db.url, 1), quiet);
+  pools.push(wpool);
+  const w = createPgRunWrites(wpool, quiet, undefined, reads);
+  const user = uid('delete-race');
+  const first = acceptRow({ userId: user, at: ms(0) });
+  await w.acceptRun(first);
+  await w.finishRun(finishRow(first, 2, ms(1)));
+  const thread = threadOf(first);
+  // A reader holding the thread's message (KEY SHARE) keeps the delete waiting once it has locked the thread.
+  const holder = new pg.Client({ connectionString: db.url });
+  await holder.connect();
+  try {
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM "Message" WHERE "threadId" = $1 FOR KEY SHARE', [thread]);
+    const deleting = w.deleteThread(user, thread);
+    await eventually(async () => (await db.query(`SELECT 1 FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'`)).length > 0, 10_000, 10);
+    const accepting = w.acceptRun(acceptRow({ userId: user, at: ms(2), threadId: thread })).then(() => 'accepted', (err: Error) => err.name);
+    await eventually(async () => (await db.query(`SELECT 1 FROM pg_locks WHERE NOT granted AND locktype IN ('transactionid', 'tuple')`)).length > 1, 10_000, 10);
+    const released = Date.now();
+    await holder.query('ROLLBACK');
+    await expect(deleting).resolves.toBe('deleted');
+    expect(await accepting).toBe('RowMissingError');
+    // No deadlock to detect: done well within deadlock_timeout.
+    expect(Date.now() - released).toBeLessThan(700);
+    expect(await storedOf(user)).toEqual({ counted: 0, held: 0 });
+  } finally {
+    await holder.end();
+  }
+});
+
 /**
  * A pool whose connections note each query as it is issued: its text or statement name, and how many of the
  * queries issued before it had answered by then. A commit that goes out in one round trip issues everything

@@ -64,7 +64,7 @@ const BATCH =
   // A new thread id that another user holds already, or that another user asks for in the same batch.
   'taken AS (INSERT INTO "Thread" ("id", "userId", "createdAt", "updatedAt") SELECT v.id, NULL, v.at, v.at FROM unnest($3::text[], $4::text[], $6::timestamp(3)[]) AS v(id, u, at) ' +
   'WHERE EXISTS (SELECT 1 FROM "Thread" AS t WHERE t."id" = v.id AND t."userId" <> v.u) OR EXISTS (SELECT 1 FROM unnest($3::text[], $4::text[]) AS o(id, u) WHERE o.id = v.id AND o.u <> v.u)), ' +
-  'touched AS (UPDATE "Thread" AS t SET "updatedAt" = v.at FROM unnest($7::text[], $8::timestamp(3)[]) AS v(id, at) WHERE t."id" = v.id), ' +
+  'touched AS (UPDATE "Thread" AS t SET "updatedAt" = v.at FROM unnest($7::text[], $8::timestamp(3)[]) AS v(id, at) WHERE t."id" = v.id RETURNING t."id"), ' +
   'runs AS (INSERT INTO "Run" ("id", "threadId", "userId", "agentName", "input", "correlationId", "requestId", "status", "queuedAt", "attempts", "replayOf") ' +
   "SELECT v.id, v.th, v.u, v.a, v.i, v.c, v.r, 'queued', v.at, 0, v.rp FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::timestamp(3)[], $17::text[]) AS v(id, th, u, a, i, c, r, at, rp) " +
   'ON CONFLICT ("id") DO NOTHING), ' +
@@ -78,11 +78,13 @@ const BATCH =
   'ON CONFLICT ("id") DO NOTHING RETURNING "id"), ' +
   // What each user holds (UserStorage): the bytes of the events and messages this execution inserted (RETURNING: a
   // batch committed again after a lost COMMIT inserts nothing twice, so it counts nothing twice), one row per user,
-  // locked in user order. $45: each event's user, $46: each message's.
+  // locked in user order. $45: each event's user, $46: each message's. After the threads the batch touches (it reads
+  // `touched`, which runs first): a thread's delete (run-writes.ts) locks the thread, then the user's row; a batch
+  // continuing that thread that locked the user's row first, then waited for the thread, deadlocked with it.
   'stored AS (INSERT INTO "UserStorage" ("userId", "bytes") SELECT x.u, sum(x.b) FROM (' +
   'SELECT v.u, octet_length(v.p) AS b FROM unnest($24::text[], $45::text[], $28::text[]) AS v(id, u, p) WHERE v.id IN (SELECT "id" FROM events) ' +
   'UNION ALL SELECT v.u, octet_length(v.content) FROM unnest($19::text[], $20::text[], $21::text[], $46::text[]) AS v(r, role, content, u) WHERE (v.r, v.role) IN (SELECT "runId", "role" FROM messages)' +
-  ') AS x GROUP BY x.u ORDER BY x.u ON CONFLICT ("userId") DO UPDATE SET "bytes" = "UserStorage"."bytes" + excluded."bytes"), ' +
+  ') AS x WHERE (SELECT count(*) FROM touched) >= 0 GROUP BY x.u ORDER BY x.u ON CONFLICT ("userId") DO UPDATE SET "bytes" = "UserStorage"."bytes" + excluded."bytes"), ' +
   // The owned rows are locked (FOR SHARE) before their owner is compared: a takeover holding them is waited for, and
   // the owner it leaves is what is compared, not the statement's snapshot (helper-78). Only rows a lease writes (one
   // node writes none). Locked by a plain scan of their ids: locked inside the join with the written rows, they were
