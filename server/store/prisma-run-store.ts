@@ -49,6 +49,8 @@ export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
     },
 
     async findThread(userId: string, threadId: string): Promise<ThreadRecord | null> {
+      // A thread being deleted here is gone already, for reads and for accepts.
+      if (writes.isDeleting(threadId)) return null;
       return db.thread.findFirst({ where: { id: threadId, userId } });
     },
 

@@ -58,6 +58,8 @@ export interface RunWrites {
    * a run of it is queued or running ('busy'); 'missing': no such thread of this user.
    */
   deleteThread(userId: string, threadId: string): Promise<DeletedThread>;
+  /** A delete of this thread is under way here: it reads as gone, and an accept continuing it fails with RowMissingError. */
+  isDeleting(threadId: string): boolean;
 }
 
 export type DeletedThread = 'deleted' | 'busy' | 'missing';

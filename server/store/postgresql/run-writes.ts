@@ -1,7 +1,7 @@
 /** The RunWrites (../run-writes.ts) on PostgreSQL: each write is an item of the next group commit. */
 import type pg from 'pg';
 import type { Logger } from '../../logger.js';
-import type { DeletedThread, RunWrites } from '../run-writes.js';
+import { RowMissingError, type DeletedThread, type RunWrites } from '../run-writes.js';
 import type { Backends } from './backends.js';
 import { createPgGroupCommit, type PgGroupCommit } from './group-commit.js';
 import { explain, isRequest, isWriteError, runStatements, undoStatements, utc, type RunWrite } from './run-statements.js';
@@ -28,11 +28,16 @@ const Q = {
  * stored bytes are read and a thread deleted (the front's read pool), off the group commit's one connection.
  */
 export function createPgRunWrites(pool: pg.Pool, log: Pick<Logger, 'info' | 'warn'>, backends?: Backends, reads: pg.Pool = pool): PgRunWrites {
+  /**
+   * Threads this node is deleting: an accept continuing one fails as if it were gone, rather than wait for the
+   * delete's lock on the thread inside the group commit, which every user's writes on this node go through.
+   */
+  const deleting = new Set<string>();
   const commits = createPgGroupCommit<RunWrite>(pool, { statements: runStatements, undo: undoStatements, isRequest, isWriteError, explain }, log, backends);
   return {
     commits,
     createThread: (userId, id, title, at) => commits.run({ kind: 'thread', userId, id, title, at: utc(at) }),
-    acceptRun: (row) => commits.run({ kind: 'accept', row }),
+    acceptRun: (row) => (row.threadId !== null && deleting.has(row.threadId) ? Promise.reject(new RowMissingError(`thread ${row.threadId} does not exist`)) : commits.run({ kind: 'accept', row })),
     markRunning: (runId, cellId, workerId, startedAt, attempts, owner = null) => commits.run({ kind: 'running', runId, cellId, workerId, startedAt: utc(startedAt), attempts, owner }),
     markRequeued: (runId, owner = null) => commits.run({ kind: 'requeued', runId, owner }),
     appendEvents: (events, owner = null) => commits.run({ kind: 'events', events, owner }),
@@ -43,8 +48,15 @@ export function createPgRunWrites(pool: pg.Pool, log: Pick<Logger, 'info' | 'war
       return Number(rows[0]?.bytes ?? 0);
     },
 
+    isDeleting: (threadId) => deleting.has(threadId),
+
     async deleteThread(userId, threadId): Promise<DeletedThread> {
-      const client = await reads.connect();
+      if (deleting.has(threadId)) return 'missing';
+      deleting.add(threadId);
+      const client = await reads.connect().catch((err: unknown) => {
+        deleting.delete(threadId);
+        throw err;
+      });
       let broken: Error | undefined;
       try {
         await client.query('BEGIN');
@@ -63,6 +75,7 @@ export function createPgRunWrites(pool: pg.Pool, log: Pick<Logger, 'info' | 'war
         throw err;
       } finally {
         client.release(broken);
+        deleting.delete(threadId);
       }
     },
   };

@@ -21,6 +21,9 @@ import { createWalCheckpointer, type WalCheckpointer } from './wal-checkpointer.
  */
 const CHECKPOINT_EVERY_MS = 100;
 const WAL_RESTART_BYTES = 16 * 1024 * 1024;
+/** A thread's delete commits at most this many rows, or this many characters of text (one row at least), at a time. */
+const DELETE_CHUNK_ROWS = 1000;
+const DELETE_CHUNK_CHARS = 8 * 1024 * 1024;
 
 /** Prisma's DateTime text on SQLite (its adapter's default "iso8601" format). */
 export const prismaDateTime = (d: Date | number | string): string => new Date(d).toISOString().replace('Z', '+00:00');
@@ -63,18 +66,40 @@ export function createRunWrites(
   const readStored = db.prepare<[string], { bytes: number | bigint }>('SELECT "bytes" FROM "UserStorage" WHERE "userId" = ?');
   const threadOf = db.prepare<[string, string], { id: string }>('SELECT "id" FROM "Thread" WHERE "id" = ? AND "userId" = ?');
   const unfinishedIn = db.prepare<[string], { id: string }>('SELECT "id" FROM "Run" WHERE "threadId" = ? AND "status" IN (\'queued\', \'running\') LIMIT 1');
-  // length() of a BLOB is its bytes: the text's UTF-8, what Buffer.byteLength counted when it was added.
-  const threadBytes = db.prepare<[string, string], { bytes: number | bigint | null }>(
-    'SELECT (SELECT coalesce(sum(length(CAST(e."payload" AS BLOB))), 0) FROM "RunEvent" AS e JOIN "Run" AS r ON r."id" = e."runId" WHERE r."threadId" = ?) + ' +
-      '(SELECT coalesce(sum(length(CAST(m."content" AS BLOB))), 0) FROM "Message" AS m WHERE m."threadId" = ?) AS "bytes"',
+  // A thread is deleted in commits of at most DELETE_CHUNK_ROWS rows or DELETE_CHUNK_CHARS of text each ("size":
+  // characters, read without the text), so that the front's event loop, which runs every commit, is never held for
+  // longer than one of them: removing a row reads its text's overflow pages, ~1 ms per MiB (one commit of a 1 GiB
+  // thread held every user's sockets 1.3 s, helper-106). octet_length() is the bytes Buffer.byteLength counted.
+  const eventsOfThread = db.prepare<[string, number], { row: number; size: number }>(
+    'SELECT e."rowid" AS "row", e."size" AS "size" FROM "RunEvent" AS e WHERE e."runId" IN (SELECT "id" FROM "Run" WHERE "threadId" = ?) LIMIT ?',
   );
-  // Each table named, not left to ON DELETE CASCADE: that needs foreign_keys on the connection.
-  const deleteThreadRows = [
-    'DELETE FROM "RunEvent" WHERE "runId" IN (SELECT "id" FROM "Run" WHERE "threadId" = ?)',
-    'DELETE FROM "Message" WHERE "threadId" = ?',
-    'DELETE FROM "Run" WHERE "threadId" = ?',
-    'DELETE FROM "Thread" WHERE "id" = ?',
-  ].map((sql) => db.prepare(sql));
+  const messagesOfThread = db.prepare<[string, number], { row: number; size: number }>('SELECT "id" AS "row", "size" FROM "Message" WHERE "threadId" = ? LIMIT ?');
+  const deleteEvent = db.prepare<[number], { bytes: number }>('DELETE FROM "RunEvent" WHERE "rowid" = ? RETURNING octet_length("payload") AS "bytes"');
+  const deleteMessage = db.prepare<[number], { bytes: number }>('DELETE FROM "Message" WHERE "id" = ? RETURNING octet_length("content") AS "bytes"');
+  const deleteRunsOf = db.prepare('DELETE FROM "Run" WHERE "threadId" = ?');
+  const deleteThreadRow = db.prepare('DELETE FROM "Thread" WHERE "id" = ?');
+  /** Threads being deleted: an accept continuing one fails as if it were gone (RowMissingError), so none lands in it. */
+  const deleting = new Set<string>();
+
+  /** Deletes the next chunk of a thread's rows (events first, then messages), off its user's count; false: none left. */
+  const deleteChunk = (userId: string, threadId: string): boolean => {
+    for (const [rowsOf, remove] of [
+      [eventsOfThread, deleteEvent],
+      [messagesOfThread, deleteMessage],
+    ] as const) {
+      const rows = rowsOf.all(threadId, DELETE_CHUNK_ROWS);
+      if (rows.length === 0) continue;
+      let [chars, bytes] = [0, 0];
+      for (const r of rows) {
+        if (chars > 0 && chars + r.size > DELETE_CHUNK_CHARS) break;
+        chars += r.size;
+        bytes += remove.get(r.row)?.bytes ?? 0;
+      }
+      addStored.run(userId, -bytes);
+      return true;
+    }
+    return false;
+  };
 
   /** Inserts an event; returns its payload's bytes. */
   const event = (e: RunEventEnvelope): number => {
@@ -110,7 +135,7 @@ export function createRunWrites(
       return commits.run(() => {
         upsertUser.run(r.userId, now);
         if (r.threadId) {
-          if (touchThread.run(now, r.threadId).changes === 0) throw new RowMissingError(`thread ${r.threadId} does not exist`);
+          if (deleting.has(r.threadId) || touchThread.run(now, r.threadId).changes === 0) throw new RowMissingError(`thread ${r.threadId} does not exist`);
         } else {
           insertThread.run(threadId, r.userId, r.inputText.slice(0, 80) || null, now, now);
         }
@@ -162,19 +187,32 @@ export function createRunWrites(
       return stored(userId);
     },
 
-    deleteThread(userId: string, threadId: string): Promise<DeletedThread> {
-      return commits.run(
-        (): DeletedThread => {
-          if (!threadOf.get(threadId, userId)) return 'missing';
+    async deleteThread(userId: string, threadId: string): Promise<DeletedThread> {
+      // Checked and marked in one commit: an accept continuing the thread commits before it (and the thread is busy)
+      // or after it (and finds the thread gone).
+      const outcome = await commits.run(
+        (): DeletedThread | null => {
+          if (deleting.has(threadId) || !threadOf.get(threadId, userId)) return 'missing';
           if (unfinishedIn.get(threadId)) return 'busy';
-          const bytes = Number(threadBytes.get(threadId, threadId)?.bytes ?? 0);
-          for (const statement of deleteThreadRows) statement.run(threadId);
-          addStored.run(userId, -bytes);
-          return 'deleted';
+          deleting.add(threadId);
+          return null;
         },
         { request: true },
       );
+      if (outcome) return outcome;
+      try {
+        while (await commits.run(() => deleteChunk(userId, threadId)));
+        await commits.run(() => {
+          deleteRunsOf.run(threadId);
+          deleteThreadRow.run(threadId);
+        });
+        return 'deleted';
+      } finally {
+        deleting.delete(threadId);
+      }
     },
+
+    isDeleting: (threadId: string) => deleting.has(threadId),
 
     /** SQLite's synchronous level on this connection as it really is (1 NORMAL, 2 FULL). */
     synchronousLevel(): number {
