@@ -44,7 +44,8 @@ export function createPgRunWrites(pool: pg.Pool, log: Pick<Logger, 'info' | 'war
     finishRun: (row, owner = null) => commits.run({ kind: 'finish', row, owner }),
 
     async storedBytes(userId) {
-      const { rows } = await reads.query<{ bytes: string }>(Q.stored, [userId]);
+      // Named: prepared once per connection, since every accept asks.
+      const { rows } = await reads.query<{ bytes: string }>({ name: 'atoll_stored_bytes', text: Q.stored, values: [userId] });
       return Number(rows[0]?.bytes ?? 0);
     },
 
