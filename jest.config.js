@@ -32,6 +32,8 @@ const STORE_FREE = [
   file('event-fairness'),
   // run-scratch.ts on a folder of its own, as a non-root user.
   file('run-scratch'),
+  // SQLite's chunked thread delete, on a database file of its own.
+  file('thread-delete-stall'),
 ];
 
 /**
