@@ -34,6 +34,7 @@ const STORE_FREE = [
   file('run-scratch'),
   // SQLite's chunked thread delete, on a database file of its own.
   file('thread-delete-stall'),
+  file('thread-delete-races'),
 ];
 
 /**
