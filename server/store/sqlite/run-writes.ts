@@ -189,26 +189,46 @@ export function createRunWrites(
 
     async deleteThread(userId: string, threadId: string): Promise<DeletedThread> {
       // Checked and marked in one commit: an accept continuing the thread commits before it (and the thread is busy)
-      // or after it (and finds the thread gone).
-      const outcome = await commits.run(
-        (): DeletedThread | null => {
-          if (deleting.has(threadId) || !threadOf.get(threadId, userId)) return 'missing';
-          if (unfinishedIn.get(threadId)) return 'busy';
-          deleting.add(threadId);
-          return null;
-        },
-        { request: true },
-      );
+      // or after it (and finds the thread gone). The mark follows what was committed: the check is applied again
+      // when another write of its batch fails on its own account (group-commit.ts), and rolled back with the batch
+      // when the storage refuses it; a mark left by either read as gone until the node restarted.
+      let marked = false;
+      const unmark = () => {
+        if (marked) deleting.delete(threadId);
+        marked = false;
+      };
+      let outcome: DeletedThread | null;
+      try {
+        outcome = await commits.run(
+          (): DeletedThread | null => {
+            unmark();
+            if (deleting.has(threadId) || !threadOf.get(threadId, userId)) return 'missing';
+            if (unfinishedIn.get(threadId)) return 'busy';
+            deleting.add(threadId);
+            marked = true;
+            return null;
+          },
+          { request: true },
+        );
+      } catch (err) {
+        unmark();
+        throw err;
+      }
       if (outcome) return outcome;
       try {
-        while (await commits.run(() => deleteChunk(userId, threadId)));
-        await commits.run(() => {
-          deleteRunsOf.run(threadId);
-          deleteThreadRow.run(threadId);
-        });
+        // Request writes: the storage failing fails the DELETE (DB_UNAVAILABLE) rather than keep it waiting for as
+        // long as the storage fails; each commit is whole, so the count stays exact and a retry finishes the thread.
+        while (await commits.run(() => deleteChunk(userId, threadId), { request: true }));
+        await commits.run(
+          () => {
+            deleteRunsOf.run(threadId);
+            deleteThreadRow.run(threadId);
+          },
+          { request: true },
+        );
         return 'deleted';
       } finally {
-        deleting.delete(threadId);
+        unmark();
       }
     },
 
