@@ -407,6 +407,55 @@ test("a thread's delete and an accept continuing it do not deadlock (the batch l
   }
 });
 
+test("the same race with the accept from another node's writer (its own group commit, no `deleting` mark of this node): no deadlock", async () => {
+  const reads = createPool(writePoolConfig(db.url, 2), quiet);
+  pools.push(reads);
+  const w = createPgRunWrites(createPool(writePoolConfig(db.url, 1), quiet), quiet, undefined, reads);
+  const other = writer();
+  const user = uid('delete-race-nodes');
+  const first = acceptRow({ userId: user, at: ms(0) });
+  await w.acceptRun(first);
+  await w.finishRun(finishRow(first, 2, ms(1)));
+  const thread = threadOf(first);
+  const holder = new pg.Client({ connectionString: db.url });
+  await holder.connect();
+  try {
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM "Message" WHERE "threadId" = $1 FOR KEY SHARE', [thread]);
+    const deleting = w.deleteThread(user, thread);
+    await eventually(async () => (await db.query(`SELECT 1 FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'`)).length > 0, 10_000, 10);
+    const accepting = other.acceptRun(acceptRow({ userId: user, at: ms(2), threadId: thread })).then(() => 'accepted', (err: Error) => err.name);
+    // The accept really waits for the thread (the same node's accept is refused at once by its `deleting` mark, so
+    // the test above no longer gets here: its wait for a second waiter times out after 10 s and goes on).
+    expect(await eventually(async () => (await db.query(`SELECT 1 FROM pg_locks WHERE NOT granted AND locktype IN ('transactionid', 'tuple')`)).length > 1, 10_000, 10)).toBe(true);
+    const released = Date.now();
+    await holder.query('ROLLBACK');
+    await expect(deleting).resolves.toBe('deleted');
+    expect(await accepting).toBe('RowMissingError');
+    expect(Date.now() - released).toBeLessThan(700);
+    expect(await storedOf(user)).toEqual({ counted: 0, held: 0 });
+  } finally {
+    await holder.end();
+  }
+});
+
+test("another user's DELETE of a thread id does not make the owner's thread read as gone, nor refuse the owner's accept continuing it", async () => {
+  const w = writer();
+  const alice = uid('owner');
+  const first = acceptRow({ userId: alice, at: ms(0) });
+  await w.acceptRun(first);
+  await w.finishRun(finishRow(first, 2, ms(1)));
+  const thread = threadOf(first);
+  // Bob asks to delete alice's thread (an id he should not be able to tell from an unknown one): while his
+  // DELETE looks it up, alice's thread is hers as before.
+  const bobs = w.deleteThread(uid('other'), thread);
+  const seenByAlice = w.isDeleting(thread);
+  const continued = w.acceptRun(acceptRow({ userId: alice, at: ms(2), threadId: thread })).then(() => 'accepted', (err: Error) => err.name);
+  await expect(bobs).resolves.toBe('missing');
+  expect(seenByAlice).toBe(false);
+  expect(await continued).toBe('accepted');
+});
+
 /**
  * A pool whose connections note each query as it is issued: its text or statement name, and how many of the
  * queries issued before it had answered by then. A commit that goes out in one round trip issues everything
