@@ -56,7 +56,7 @@ test("another user's accept refused in the same commit (its correlation id taken
     const [alices, bobs] = await Promise.allSettled([w.deleteThread('alice', 'alice-thread'), w.acceptRun(accept('b-2', 'bob', null, 'bob-thread-2', new Date(), 'same'))]);
     expect(bobs).toMatchObject({ status: 'rejected', reason: { name: 'CorrelationTakenError' } });
     expect(alices).toEqual({ status: 'fulfilled', value: 'deleted' });
-    expect(w.isDeleting('alice-thread')).toBe(false);
+    expect(w.isDeleting('alice', 'alice-thread')).toBe(false);
     expect(await w.storedBytes('alice')).toBe(0);
   });
 });
@@ -67,7 +67,7 @@ test('an accept continuing the thread in the same commit as its DELETE: the dele
     const [del, cont] = await Promise.allSettled([w.deleteThread('alice', 'alice-thread'), w.acceptRun(accept('a-late', 'alice', 'alice-thread', 'unused', new Date()))]);
     expect(cont).toMatchObject({ status: 'rejected', reason: { name: 'RowMissingError' } });
     expect(del).toEqual({ status: 'fulfilled', value: 'deleted' });
-    expect(w.isDeleting('alice-thread')).toBe(false);
+    expect(w.isDeleting('alice', 'alice-thread')).toBe(false);
     expect(await w.storedBytes('alice')).toBe(0);
   });
 });
@@ -85,7 +85,7 @@ test("the storage refusing the DELETE's first commit (another user's write in it
       other.exec('ROLLBACK');
       other.close();
     }
-    expect(w.isDeleting('alice-thread')).toBe(false);
+    expect(w.isDeleting('alice', 'alice-thread')).toBe(false);
     await expect(w.deleteThread('alice', 'alice-thread')).resolves.toBe('deleted');
     expect(await w.storedBytes('alice')).toBe(0);
   });
@@ -112,7 +112,7 @@ test('the storage failing in the middle of a delete: the DELETE answers DB_UNAVA
       other.close();
     }
     await new Promise((r) => setTimeout(r, 50));
-    expect(w.isDeleting('alice-thread')).toBe(false);
+    expect(w.isDeleting('alice', 'alice-thread')).toBe(false);
     const db = new Database(file, { readonly: true });
     const held = db.prepare(
       "SELECT (SELECT coalesce(sum(octet_length(payload)), 0) FROM RunEvent WHERE runId IN (SELECT id FROM Run WHERE threadId = 'alice-thread')) + (SELECT coalesce(sum(octet_length(content)), 0) FROM Message WHERE threadId = 'alice-thread') AS b",

@@ -52,7 +52,7 @@ test('deleting a 64 MiB thread on SQLite goes in commits of its own: another use
     const deletion = w.deleteThread('user', 'thread').then((outcome) => ((deleted = true), outcome));
     // Once a first part of the thread is gone (its bytes off the count)...
     while ((await w.storedBytes('user')) === start) await new Promise((r) => setImmediate(r));
-    expect(w.isDeleting('thread')).toBe(true);
+    expect(w.isDeleting('user', 'thread')).toBe(true);
     const at = new Date();
     const [theirs, continued] = await Promise.allSettled([
       w.acceptRun(accept('other-run', 'other', null, 'other-thread', at)).then(async () => ({ deleted, left: await w.storedBytes('user') })),
@@ -66,7 +66,7 @@ test('deleting a 64 MiB thread on SQLite goes in commits of its own: another use
     await new Promise((r) => setTimeout(r, 30));
     clearInterval(tick);
     expect(await w.storedBytes('user')).toBe(0);
-    expect(w.isDeleting('thread')).toBe(false);
+    expect(w.isDeleting('user', 'thread')).toBe(false);
     process.stdout.write(`deleting a 64 MiB thread: the event loop was held at most ${longest} ms at a time\n`);
   } finally {
     await w.close();

@@ -50,7 +50,7 @@ export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
 
     async findThread(userId: string, threadId: string): Promise<ThreadRecord | null> {
       // A thread being deleted here is gone already, for reads and for accepts.
-      if (writes.isDeleting(threadId)) return null;
+      if (writes.isDeleting(userId, threadId)) return null;
       return db.thread.findFirst({ where: { id: threadId, userId } });
     },
 

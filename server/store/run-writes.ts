@@ -58,8 +58,11 @@ export interface RunWrites {
    * a run of it is queued or running ('busy'); 'missing': no such thread of this user.
    */
   deleteThread(userId: string, threadId: string): Promise<DeletedThread>;
-  /** A delete of this thread is under way here: it reads as gone, and an accept continuing it fails with RowMissingError. */
-  isDeleting(threadId: string): boolean;
+  /**
+   * A delete of this thread asked by this user is under way here: it reads as gone to them, and their accept
+   * continuing it fails with RowMissingError. Another user's DELETE of the same id changes nothing for its owner.
+   */
+  isDeleting(userId: string, threadId: string): boolean;
 }
 
 export type DeletedThread = 'deleted' | 'busy' | 'missing';

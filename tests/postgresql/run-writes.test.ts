@@ -449,7 +449,7 @@ test("another user's DELETE of a thread id does not make the owner's thread read
   // Bob asks to delete alice's thread (an id he should not be able to tell from an unknown one): while his
   // DELETE looks it up, alice's thread is hers as before.
   const bobs = w.deleteThread(uid('other'), thread);
-  const seenByAlice = w.isDeleting(thread);
+  const seenByAlice = w.isDeleting(alice, thread);
   const continued = w.acceptRun(acceptRow({ userId: alice, at: ms(2), threadId: thread })).then(() => 'accepted', (err: Error) => err.name);
   await expect(bobs).resolves.toBe('missing');
   expect(seenByAlice).toBe(false);

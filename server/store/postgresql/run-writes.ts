@@ -33,11 +33,17 @@ export function createPgRunWrites(pool: pg.Pool, log: Pick<Logger, 'info' | 'war
    * delete's lock on the thread inside the group commit, which every user's writes on this node go through.
    */
   const deleting = new Set<string>();
+  /**
+   * Marked before the thread is found to be the user's (its lock is the delete's first statement), so keyed by who
+   * asked too: another user's DELETE of the id leaves the owner's thread, accepts and DELETE alone.
+   */
+  const keyOf = (userId: string, threadId: string) => `${userId}\u0000${threadId}`;
+  const isDeleting = (userId: string, threadId: string) => deleting.has(keyOf(userId, threadId));
   const commits = createPgGroupCommit<RunWrite>(pool, { statements: runStatements, undo: undoStatements, isRequest, isWriteError, explain }, log, backends);
   return {
     commits,
     createThread: (userId, id, title, at) => commits.run({ kind: 'thread', userId, id, title, at: utc(at) }),
-    acceptRun: (row) => (row.threadId !== null && deleting.has(row.threadId) ? Promise.reject(new RowMissingError(`thread ${row.threadId} does not exist`)) : commits.run({ kind: 'accept', row })),
+    acceptRun: (row) => (row.threadId !== null && isDeleting(row.userId, row.threadId) ? Promise.reject(new RowMissingError(`thread ${row.threadId} does not exist`)) : commits.run({ kind: 'accept', row })),
     markRunning: (runId, cellId, workerId, startedAt, attempts, owner = null) => commits.run({ kind: 'running', runId, cellId, workerId, startedAt: utc(startedAt), attempts, owner }),
     markRequeued: (runId, owner = null) => commits.run({ kind: 'requeued', runId, owner }),
     appendEvents: (events, owner = null) => commits.run({ kind: 'events', events, owner }),
@@ -49,13 +55,17 @@ export function createPgRunWrites(pool: pg.Pool, log: Pick<Logger, 'info' | 'war
       return Number(rows[0]?.bytes ?? 0);
     },
 
-    isDeleting: (threadId) => deleting.has(threadId),
+    isDeleting,
 
     async deleteThread(userId, threadId): Promise<DeletedThread> {
-      if (deleting.has(threadId)) return 'missing';
-      deleting.add(threadId);
+      // One delete of a thread at a time per user on this node: a second of the same user's finds it gone. Another
+      // user's DELETE of the id (whose it cannot be) neither hides it from its owner nor turns the owner's away.
+      const key = keyOf(userId, threadId);
+      if (deleting.has(key)) return 'missing';
+      deleting.add(key);
+      const unmark = () => void deleting.delete(key);
       const client = await reads.connect().catch((err: unknown) => {
-        deleting.delete(threadId);
+        unmark();
         throw err;
       });
       let broken: Error | undefined;
@@ -76,7 +86,7 @@ export function createPgRunWrites(pool: pg.Pool, log: Pick<Logger, 'info' | 'war
         throw err;
       } finally {
         client.release(broken);
-        deleting.delete(threadId);
+        unmark();
       }
     },
   };

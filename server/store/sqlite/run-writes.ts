@@ -232,7 +232,8 @@ export function createRunWrites(
       }
     },
 
-    isDeleting: (threadId: string) => deleting.has(threadId),
+    // Marked only once the thread is known to be the user's (its check): the user needs no comparing here.
+    isDeleting: (_userId: string, threadId: string) => deleting.has(threadId),
 
     /** SQLite's synchronous level on this connection as it really is (1 NORMAL, 2 FULL). */
     synchronousLevel(): number {
