@@ -133,7 +133,8 @@ export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
 
     async findRun(userId: string, runId: string): Promise<RunRecord | null> {
       const row = await db.run.findFirst({ where: { id: runId, userId } });
-      return row ? toRun(row) : null;
+      // A run of a thread being deleted here is gone with it (its events are going first).
+      return row && !writes.isDeleting(userId, row.threadId) ? toRun(row) : null;
     },
 
     async listRunsSince(userId: string, since: Date, limit: number): Promise<RunRecord[]> {
