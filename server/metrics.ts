@@ -83,7 +83,7 @@ export interface MetricsSources {
  * see the first event. tests/alerts.test.ts checks that every counter they read is there at 0 on a fresh server.
  */
 export const KNOWN_LABELS = {
-  atoll_runs_refused_total: [{ code: 'OVERLOADED' }],
+  atoll_runs_refused_total: [{ code: 'OVERLOADED' }, { code: 'STORAGE_QUOTA_EXCEEDED' }],
   atoll_runs_finished_total: [
     { status: 'completed', code: 'none' },
     { status: 'cancelled', code: 'CANCELLED' },

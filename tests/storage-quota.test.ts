@@ -5,7 +5,7 @@
  * bytes away, and the user is accepted again. A thread with a run queued or running is not deleted.
  */
 import { startServer, type TestServer } from './helpers/server';
-import { UserClient, terminal } from './helpers/client';
+import { UserClient, httpCall, metricValue, terminal } from './helpers/client';
 import { TEST_STORE, queryTestDatabase } from './helpers/test-database';
 
 const LIMIT = 100_000;
@@ -68,6 +68,9 @@ test('a user storing USER_MAX_STORED_BYTES gets STORAGE_QUOTA_EXCEEDED on the so
     expect(http.body.error.code).toBe('STORAGE_QUOTA_EXCEEDED');
     expect(await queryTestDatabase(server.dir, 'SELECT COUNT(*) AS "n" FROM "Run" WHERE "userId" = ?', ['quota-alice'])).toEqual(runsBefore);
     expect(await counted('quota-alice')).toBe(held);
+    // Both refusals counted for the operator.
+    const metrics = (await httpCall(server.url, 'GET', '/metrics')).body as string;
+    expect(metricValue(metrics, 'atoll_runs_refused_total', { code: 'STORAGE_QUOTA_EXCEEDED' })).toBe(2);
 
     // Per user: bob is not refused.
     const theirs = await bob.start({ agent: 'echo', input: 'mine' });

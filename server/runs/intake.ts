@@ -106,6 +106,7 @@ export function createIntake(deps: {
     if (limit === 0) return;
     const stored = await store.storedBytes(userId);
     if (stored >= limit) {
+      metrics.runsRefused.inc({ code: 'STORAGE_QUOTA_EXCEEDED' });
       throw new CodedError(
         'STORAGE_QUOTA_EXCEEDED',
         `you store ${stored} bytes of events and messages, at or past your limit of ${limit} (USER_MAX_STORED_BYTES); delete threads you no longer need (DELETE /v1/threads/:id). Nothing was accepted`,
