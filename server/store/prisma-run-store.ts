@@ -50,7 +50,7 @@ export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
 
     async findThread(userId: string, threadId: string): Promise<ThreadRecord | null> {
       // A thread being deleted here is gone already, for reads and for accepts.
-      if (writes.isDeleting(userId, threadId)) return null;
+      if (writes?.isDeleting(userId, threadId)) return null;
       return db.thread.findFirst({ where: { id: threadId, userId } });
     },
 
@@ -134,7 +134,7 @@ export function createPrismaRunStore(db: Db, writes: RunWrites): RunStore {
     async findRun(userId: string, runId: string): Promise<RunRecord | null> {
       const row = await db.run.findFirst({ where: { id: runId, userId } });
       // A run of a thread being deleted here is gone with it (its events are going first).
-      return row && !writes.isDeleting(userId, row.threadId) ? toRun(row) : null;
+      return row && !writes?.isDeleting(userId, row.threadId) ? toRun(row) : null;
     },
 
     async listRunsSince(userId: string, since: Date, limit: number): Promise<RunRecord[]> {

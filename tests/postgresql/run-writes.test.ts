@@ -371,21 +371,20 @@ test('a batch changing one run and writing only an event of another locks both b
   ]);
 });
 
-// A thread's delete locks the thread, then (last) its user's stored bytes; a batch continuing the thread locked the
-// user's stored bytes (the `stored` CTE), then waited for the thread: a deadlock, which PostgreSQL broke after
+// A thread's delete removes the thread's rows in statements of their own, without its lock, then locks the thread
+// and, last, its user's stored bytes in a short transaction. A batch continuing the thread locked the user's stored
+// bytes (the `stored` CTE) before the thread: against that last transaction, a deadlock, which PostgreSQL broke after
 // deadlock_timeout (1 s, the node's one write connection held that long for every user) by rolling one back.
-test("a thread's delete and an accept continuing it do not deadlock (the batch locks the thread before the user's stored bytes)", async () => {
+test("an accept continuing a thread while this node deletes it is refused at once (RowMissingError); the delete ends, the count exact", async () => {
   const reads = createPool(writePoolConfig(db.url, 2), quiet);
   pools.push(reads);
-  const wpool = createPool(writePoolConfig(db.url, 1), quiet);
-  pools.push(wpool);
-  const w = createPgRunWrites(wpool, quiet, undefined, reads);
+  const w = createPgRunWrites(createPool(writePoolConfig(db.url, 1), quiet), quiet, undefined, reads);
   const user = uid('delete-race');
   const first = acceptRow({ userId: user, at: ms(0) });
   await w.acceptRun(first);
   await w.finishRun(finishRow(first, 2, ms(1)));
   const thread = threadOf(first);
-  // A reader holding the thread's message (KEY SHARE) keeps the delete waiting once it has locked the thread.
+  // A reader holding the thread's message (KEY SHARE) keeps the delete waiting in its removal of the messages.
   const holder = new pg.Client({ connectionString: db.url });
   await holder.connect();
   try {
@@ -393,21 +392,16 @@ test("a thread's delete and an accept continuing it do not deadlock (the batch l
     await holder.query('SELECT 1 FROM "Message" WHERE "threadId" = $1 FOR KEY SHARE', [thread]);
     const deleting = w.deleteThread(user, thread);
     await eventually(async () => (await db.query(`SELECT 1 FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'`)).length > 0, 10_000, 10);
-    const accepting = w.acceptRun(acceptRow({ userId: user, at: ms(2), threadId: thread })).then(() => 'accepted', (err: Error) => err.name);
-    await eventually(async () => (await db.query(`SELECT 1 FROM pg_locks WHERE NOT granted AND locktype IN ('transactionid', 'tuple')`)).length > 1, 10_000, 10);
-    const released = Date.now();
+    expect(await w.acceptRun(acceptRow({ userId: user, at: ms(2), threadId: thread })).then(() => 'accepted', (err: Error) => err.name)).toBe('RowMissingError');
     await holder.query('ROLLBACK');
     await expect(deleting).resolves.toBe('deleted');
-    expect(await accepting).toBe('RowMissingError');
-    // No deadlock to detect: done well within deadlock_timeout.
-    expect(Date.now() - released).toBeLessThan(700);
     expect(await storedOf(user)).toEqual({ counted: 0, held: 0 });
   } finally {
     await holder.end();
   }
 });
 
-test("the same race with the accept from another node's writer (its own group commit, no `deleting` mark of this node): no deadlock", async () => {
+test("while a thread's rows are removed its lock is not held: an accept continuing it through another node's writer does not wait; the delete then answers busy and leaves that run whole", async () => {
   const reads = createPool(writePoolConfig(db.url, 2), quiet);
   pools.push(reads);
   const w = createPgRunWrites(createPool(writePoolConfig(db.url, 1), quiet), quiet, undefined, reads);
@@ -422,20 +416,44 @@ test("the same race with the accept from another node's writer (its own group co
   try {
     await holder.query('BEGIN');
     await holder.query('SELECT 1 FROM "Message" WHERE "threadId" = $1 FOR KEY SHARE', [thread]);
-    const deleting = w.deleteThread(user, thread);
+    let settled = false;
+    const deleting = w.deleteThread(user, thread).finally(() => (settled = true));
     await eventually(async () => (await db.query(`SELECT 1 FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'`)).length > 0, 10_000, 10);
-    const accepting = other.acceptRun(acceptRow({ userId: user, at: ms(2), threadId: thread })).then(() => 'accepted', (err: Error) => err.name);
-    // The accept really waits for the thread (the same node's accept is refused at once by its `deleting` mark, so
-    // the test above no longer gets here: its wait for a second waiter times out after 10 s and goes on).
-    expect(await eventually(async () => (await db.query(`SELECT 1 FROM pg_locks WHERE NOT granted AND locktype IN ('transactionid', 'tuple')`)).length > 1, 10_000, 10)).toBe(true);
-    const released = Date.now();
+    const late = acceptRow({ userId: user, at: ms(2), threadId: thread });
+    await other.acceptRun(late);
+    expect(settled).toBe(false);
     await holder.query('ROLLBACK');
-    await expect(deleting).resolves.toBe('deleted');
-    expect(await accepting).toBe('RowMissingError');
-    expect(Date.now() - released).toBeLessThan(700);
-    expect(await storedOf(user)).toEqual({ counted: 0, held: 0 });
+    await expect(deleting).resolves.toBe('busy');
+    // The ended run's events went; the new run's message and event 1 are there, and counted.
+    expect(await db.query('SELECT "runId", "seq" FROM "RunEvent" WHERE "runId" = ANY($1) ORDER BY 1, 2', [[first.id, late.id]])).toEqual([{ runId: late.id, seq: 1 }]);
+    const stored = await storedOf(user);
+    expect(stored.counted).toBeGreaterThan(0);
+    expect(stored.counted).toBe(stored.held);
   } finally {
     await holder.end();
+  }
+});
+
+test("a batch continuing a thread locks the thread before its user's stored bytes: no deadlock with the delete's last transaction (the thread, then the bytes)", async () => {
+  const w = writer();
+  const user = uid('delete-order');
+  const first = acceptRow({ userId: user, at: ms(0) });
+  await w.acceptRun(first);
+  const thread = threadOf(first);
+  // Its deadlock_timeout is the shorter: a deadlock, if there is one, is found by this side, whose update then fails.
+  const last = new pg.Client({ connectionString: db.url, options: '-c deadlock_timeout=100ms' });
+  await last.connect();
+  try {
+    await last.query('BEGIN');
+    await last.query('SELECT 1 FROM "Thread" WHERE "id" = $1 FOR UPDATE', [thread]);
+    const accepting = w.acceptRun(acceptRow({ userId: user, at: ms(2), threadId: thread })).then(() => 'accepted', (err: Error) => err.name);
+    // The batch waits for the thread; had it taken the user's stored bytes first, this update would wait for it in turn.
+    await eventually(async () => (await db.query(`SELECT 1 FROM pg_locks WHERE NOT granted AND locktype IN ('transactionid', 'tuple')`)).length > 0, 10_000, 10);
+    await last.query('UPDATE "UserStorage" SET "bytes" = "bytes" WHERE "userId" = $1', [user]);
+    await last.query('COMMIT');
+    expect(await accepting).toBe('accepted');
+  } finally {
+    await last.end();
   }
 });
 
