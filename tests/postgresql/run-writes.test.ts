@@ -375,62 +375,57 @@ test('a batch changing one run and writing only an event of another locks both b
 // and, last, its user's stored bytes in a short transaction. A batch continuing the thread locked the user's stored
 // bytes (the `stored` CTE) before the thread: against that last transaction, a deadlock, which PostgreSQL broke after
 // deadlock_timeout (1 s, the node's one write connection held that long for every user) by rolling one back.
-test("an accept continuing a thread while this node deletes it is refused at once (RowMissingError); the delete ends, the count exact", async () => {
+/**
+ * A thread with one ended run, whose delete (on a writer of its own, reading through a pool of its own) has begun and
+ * waits: a reader holding the thread's message (KEY SHARE) keeps it in its removal of the messages until released.
+ */
+async function deletionHeldUp(name: string) {
   const reads = createPool(writePoolConfig(db.url, 2), quiet);
-  pools.push(reads);
-  const w = createPgRunWrites(createPool(writePoolConfig(db.url, 1), quiet), quiet, undefined, reads);
-  const user = uid('delete-race');
+  const writes = createPool(writePoolConfig(db.url, 1), quiet);
+  pools.push(reads, writes);
+  const w = createPgRunWrites(writes, quiet, undefined, reads);
+  const user = uid(name);
   const first = acceptRow({ userId: user, at: ms(0) });
   await w.acceptRun(first);
   await w.finishRun(finishRow(first, 2, ms(1)));
   const thread = threadOf(first);
-  // A reader holding the thread's message (KEY SHARE) keeps the delete waiting in its removal of the messages.
   const holder = new pg.Client({ connectionString: db.url });
   await holder.connect();
+  await holder.query('BEGIN');
+  await holder.query('SELECT 1 FROM "Message" WHERE "threadId" = $1 FOR KEY SHARE', [thread]);
+  let settled = false;
+  const deleting = w.deleteThread(user, thread).finally(() => (settled = true));
+  await eventually(async () => (await db.query(`SELECT 1 FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'`)).length > 0, 10_000, 10);
+  return { w, user, first, thread, deleting, settled: () => settled, release: () => holder.query('ROLLBACK'), end: () => holder.end() };
+}
+
+test("an accept continuing a thread while this node deletes it is refused at once (RowMissingError); the delete ends, the count exact", async () => {
+  const d = await deletionHeldUp('delete-race');
   try {
-    await holder.query('BEGIN');
-    await holder.query('SELECT 1 FROM "Message" WHERE "threadId" = $1 FOR KEY SHARE', [thread]);
-    const deleting = w.deleteThread(user, thread);
-    await eventually(async () => (await db.query(`SELECT 1 FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'`)).length > 0, 10_000, 10);
-    expect(await w.acceptRun(acceptRow({ userId: user, at: ms(2), threadId: thread })).then(() => 'accepted', (err: Error) => err.name)).toBe('RowMissingError');
-    await holder.query('ROLLBACK');
-    await expect(deleting).resolves.toBe('deleted');
-    expect(await storedOf(user)).toEqual({ counted: 0, held: 0 });
+    expect(await d.w.acceptRun(acceptRow({ userId: d.user, at: ms(2), threadId: d.thread })).then(() => 'accepted', (err: Error) => err.name)).toBe('RowMissingError');
+    await d.release();
+    await expect(d.deleting).resolves.toBe('deleted');
+    expect(await storedOf(d.user)).toEqual({ counted: 0, held: 0 });
   } finally {
-    await holder.end();
+    await d.end();
   }
 });
 
 test("while a thread's rows are removed its lock is not held: an accept continuing it through another node's writer does not wait; the delete then answers busy and leaves that run whole", async () => {
-  const reads = createPool(writePoolConfig(db.url, 2), quiet);
-  pools.push(reads);
-  const w = createPgRunWrites(createPool(writePoolConfig(db.url, 1), quiet), quiet, undefined, reads);
-  const other = writer();
-  const user = uid('delete-race-nodes');
-  const first = acceptRow({ userId: user, at: ms(0) });
-  await w.acceptRun(first);
-  await w.finishRun(finishRow(first, 2, ms(1)));
-  const thread = threadOf(first);
-  const holder = new pg.Client({ connectionString: db.url });
-  await holder.connect();
+  const d = await deletionHeldUp('delete-race-nodes');
   try {
-    await holder.query('BEGIN');
-    await holder.query('SELECT 1 FROM "Message" WHERE "threadId" = $1 FOR KEY SHARE', [thread]);
-    let settled = false;
-    const deleting = w.deleteThread(user, thread).finally(() => (settled = true));
-    await eventually(async () => (await db.query(`SELECT 1 FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'`)).length > 0, 10_000, 10);
-    const late = acceptRow({ userId: user, at: ms(2), threadId: thread });
-    await other.acceptRun(late);
-    expect(settled).toBe(false);
-    await holder.query('ROLLBACK');
-    await expect(deleting).resolves.toBe('busy');
+    const late = acceptRow({ userId: d.user, at: ms(2), threadId: d.thread });
+    await writer().acceptRun(late);
+    expect(d.settled()).toBe(false);
+    await d.release();
+    await expect(d.deleting).resolves.toBe('busy');
     // The ended run's events went; the new run's message and event 1 are there, and counted.
-    expect(await db.query('SELECT "runId", "seq" FROM "RunEvent" WHERE "runId" = ANY($1) ORDER BY 1, 2', [[first.id, late.id]])).toEqual([{ runId: late.id, seq: 1 }]);
-    const stored = await storedOf(user);
+    expect(await db.query('SELECT "runId", "seq" FROM "RunEvent" WHERE "runId" = ANY($1) ORDER BY 1, 2', [[d.first.id, late.id]])).toEqual([{ runId: late.id, seq: 1 }]);
+    const stored = await storedOf(d.user);
     expect(stored.counted).toBeGreaterThan(0);
     expect(stored.counted).toBe(stored.held);
   } finally {
-    await holder.end();
+    await d.end();
   }
 });
 
