@@ -223,7 +223,10 @@ test('bench --quick: every design measured, figures consistent, a markdown table
     expect(r.ratios.postgresql_over_sqlite.thread_reuse_any).toBeCloseTo(t.atoll_thread_reuse_any_postgresql.runs_per_s / t.atoll_thread_reuse_any.runs_per_s, 3);
     expect(r.ratios.postgresql_over_sqlite.max_runs_per_worker_1).toBeCloseTo(t.atoll_max_runs_per_worker_1_postgresql.runs_per_s / t.atoll_max_runs_per_worker_1.runs_per_s, 3);
     expect(r.settings.postgresql).toBe(new URL(POSTGRESQL_SERVER).password ? expect.stringContaining(':***@') : POSTGRESQL_SERVER);
-    expect(t.atoll_max_runs_per_worker_1_postgresql.default_distinct_workers.workers).toBeLessThan(t.atoll_max_runs_per_worker_1_postgresql.default_distinct_workers.runs);
+    // Its default's sample is its own server's; fewer threads than runs depends on timing, as below (a CI machine kept
+    // busy by two CPU burners gave 10 of 10 on PostgreSQL too).
+    const dp = t.atoll_max_runs_per_worker_1_postgresql.default_distinct_workers;
+    expect(dp.runs >= 1 && dp.workers >= 1 && dp.workers <= dp.runs).toBe(true);
   } else {
     expect(r.ratios).not.toHaveProperty('postgresql_over_sqlite');
     expect(r.settings.postgresql).toBeNull();
