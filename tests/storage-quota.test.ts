@@ -6,11 +6,9 @@
  */
 import { startServer, type TestServer } from './helpers/server';
 import { UserClient, httpCall, metricValue, terminal } from './helpers/client';
-import { TEST_STORE, queryTestDatabase } from './helpers/test-database';
+import { queryTestDatabase, storedAndHeld } from './helpers/test-database';
 
 const LIMIT = 100_000;
-/** UTF-8 bytes of a text column, on either database. */
-const bytesOf = (column: string) => (TEST_STORE === 'sqlite' ? `length(CAST(${column} AS BLOB))` : `octet_length(${column})`);
 
 let server: TestServer;
 beforeAll(async () => {
@@ -19,21 +17,9 @@ beforeAll(async () => {
 afterAll(() => server.stop());
 
 /** What the user's rows hold: its events' payloads and its threads' messages, in bytes. */
-async function heldInRows(userId: string): Promise<number> {
-  const [row] = await queryTestDatabase<{ bytes: number | null }>(
-    server.dir,
-    `SELECT (SELECT coalesce(sum(${bytesOf('e."payload"')}), 0) FROM "RunEvent" AS e JOIN "Run" AS r ON r."id" = e."runId" WHERE r."userId" = ?) + ` +
-      `(SELECT coalesce(sum(${bytesOf('m."content"')}), 0) FROM "Message" AS m JOIN "Thread" AS t ON t."id" = m."threadId" WHERE t."userId" = ?) AS "bytes"`,
-    [userId, userId],
-  );
-  return Number(row!.bytes);
-}
-
+const heldInRows = async (userId: string): Promise<number> => (await storedAndHeld(server.dir, userId)).held;
 /** What the server counted for the user. */
-async function counted(userId: string): Promise<number> {
-  const rows = await queryTestDatabase<{ bytes: number | string }>(server.dir, 'SELECT "bytes" FROM "UserStorage" WHERE "userId" = ?', [userId]);
-  return Number(rows[0]?.bytes ?? 0);
-}
+const counted = async (userId: string): Promise<number> => (await storedAndHeld(server.dir, userId)).counted;
 
 test('a user storing USER_MAX_STORED_BYTES gets STORAGE_QUOTA_EXCEEDED on the socket and over HTTP, nothing accepted; another user runs; the count is what its rows hold; deleting its threads frees it', async () => {
   const alice = await UserClient.connect(server.url, 'quota-alice');

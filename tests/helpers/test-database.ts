@@ -119,6 +119,21 @@ export async function queryTestDatabase<R = Record<string, unknown>>(dirOrUrl: s
   }
 }
 
+/**
+ * What the front counted for a user (UserStorage) and what its rows hold, in UTF-8 bytes (its events' payloads and its
+ * threads' messages; octet_length on both databases, SQLite's since 3.43): equal after every write, undo and delete.
+ */
+export async function storedAndHeld(dirOrUrl: string, userId: string): Promise<{ counted: number; held: number }> {
+  const [row] = await queryTestDatabase<{ counted: number | string; held: number | string }>(
+    dirOrUrl,
+    'SELECT coalesce((SELECT "bytes" FROM "UserStorage" WHERE "userId" = ?), 0) AS "counted", ' +
+      '(SELECT coalesce(sum(octet_length(e."payload")), 0) FROM "RunEvent" AS e JOIN "Run" AS r ON r."id" = e."runId" WHERE r."userId" = ?) + ' +
+      '(SELECT coalesce(sum(octet_length(m."content")), 0) FROM "Message" AS m JOIN "Thread" AS t ON t."id" = m."threadId" WHERE t."userId" = ?) AS "held"',
+    [userId, userId, userId],
+  );
+  return { counted: Number(row!.counted), held: Number(row!.held) };
+}
+
 /** Drops every test database whose name starts with `prefix` (their connections are ended); returns their names. */
 export async function dropTestDatabases(prefix: string): Promise<string[]> {
   if (!prefix.startsWith(TEST_DATABASE_PREFIX) || prefix.length <= TEST_DATABASE_PREFIX.length) throw new Error(`refusing to drop databases by the prefix ${prefix}`);

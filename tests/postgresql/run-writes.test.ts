@@ -26,6 +26,7 @@ import { testDatabase, type TestDatabase } from '../helpers/pg-database';
 import { aroundQueries } from '../helpers/pool-queries';
 import { ROOT } from '../helpers/server';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy';
+import { storedAndHeld } from '../helpers/test-database';
 
 const run = promisify(execFile);
 const quiet = { info: () => undefined, warn: () => undefined };
@@ -536,16 +537,7 @@ test('a writer in another time zone (TZ=America/New_York) writes the same instan
   ]);
 });
 
-/** What the writes counted for the user (UserStorage) and what its rows hold, in bytes: equal after every write and undo. */
-async function storedOf(user: string): Promise<{ counted: number; held: number }> {
-  const [row] = await db.query(
-    'SELECT coalesce((SELECT "bytes" FROM "UserStorage" WHERE "userId" = $1), 0)::int AS counted, ' +
-      '((SELECT coalesce(sum(octet_length(e."payload")), 0) FROM "RunEvent" AS e JOIN "Run" AS r ON r."id" = e."runId" WHERE r."userId" = $1) + ' +
-      '(SELECT coalesce(sum(octet_length(m."content")), 0) FROM "Message" AS m JOIN "Thread" AS t ON t."id" = m."threadId" WHERE t."userId" = $1))::int AS held',
-    [user],
-  );
-  return row as { counted: number; held: number };
-}
+const storedOf = (user: string) => storedAndHeld(db.url, user);
 
 test("a request whose COMMIT's answer is an error raised on this side (not the server's) fails with DB_UNAVAILABLE, and what it committed is undone", async () => {
   let lose = false;
