@@ -26,7 +26,7 @@ import { createPgGroupCommit } from '../server/store/postgresql/group-commit';
 import { createGroupCommit } from '../server/store/sqlite/group-commit';
 import { createRunWrites } from '../server/store/sqlite/run-writes';
 import { createAccepting } from '../server/shared/in-process/accepting';
-import type { RunStore } from '../server/store/store';
+import type { RunRecord, RunStore } from '../server/store/store';
 import { openFrontStore, readThroughPrisma, type FrontStore } from './helpers/front-store';
 import { queryTestDatabase, TEST_STORE } from './helpers/test-database';
 
@@ -227,19 +227,21 @@ onPostgresql('PostgreSQL: a value its column cannot take (SQLSTATE class 22) fai
  * How a stand-in cell process behaves: `instant` answers a run within the very call that assigns it (faster
  * than any real cell, which answers after an IPC round trip); `answering` is a live child whose IPC channel
  * delivers each batch, and which answers every run in it; `gone` is a child whose channel already closed;
- * `failing` is connected but its channel write fails (EPIPE, as when the cell dies mid-write).
+ * `failing` is connected but its channel write fails (EPIPE, as when the cell dies mid-write); `held` starts each
+ * run it receives and finishes it when the test says (`finish`), or cancelled when the front cancels it.
  * The stand-ins only carry raw messages: whether an assignment reached its cell is the real CellHandle's call.
  */
-type CellKind = 'instant' | 'answering' | 'gone' | 'failing';
+type CellKind = 'instant' | 'answering' | 'gone' | 'failing' | 'held';
 
 /** A run service on the real store, with real CellHandles around stand-in child processes. */
 /** Each stand-in is the first generation of its slot: `cell1` runs as `cell1-g1`. */
-function serviceRig(cells: { slot: string; kind: CellKind; events?: number }[]) {
+function serviceRig(cells: { slot: string; kind: CellKind; events?: number }[], runStore: RunStore = store) {
   const delivered: RunEventEnvelope[] = [];
+  const held = new Map<string, CellHandle>();
   const written: FrontToCell[][] = [];
   const log = createLogger('silent');
   const metrics = createMetrics({ alertActiveContexts: 100, nodeId: 'front-pipeline' });
-  const relay = createEventRelay({ store, bus: { publish: (e) => delivered.push(e) }, metrics, log });
+  const relay = createEventRelay({ store: runStore, bus: { publish: (e) => delivered.push(e) }, metrics, log });
   let service: RunService;
   const scratch = { dir: '/nonexistent', open: (runId: string) => `/nonexistent/${runId}`, close: () => undefined, removeAll: () => undefined };
   const answer = (handle: CellHandle, runId: string, events: number) => {
@@ -259,7 +261,17 @@ function serviceRig(cells: { slot: string; kind: CellKind; events?: number }[]) 
         // Node reports a failed channel write to the send callback, asynchronously.
         if (kind === 'failing') return void setImmediate(() => callback(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' })));
         setImmediate(() => callback(null));
-        for (const msg of batch) if (msg.type === 'run') answer(handle, msg.run.runId, events);
+        for (const msg of batch) {
+          if (msg.type === 'cancel' && held.delete(msg.runId)) {
+            service.onCellMessage(handle, { type: 'run_finished', runId: msg.runId, outcome: { status: 'cancelled', error: { code: 'CANCELLED', message: 'stopped' }, executionTimeMs: 0 }, report: null });
+          }
+          if (msg.type !== 'run') continue;
+          if (kind !== 'held') answer(handle, msg.run.runId, events);
+          else {
+            service.onCellMessage(handle, { type: 'run_started', runId: msg.run.runId, workerId: 1, startedAt: Date.now() });
+            held.set(msg.run.runId, handle);
+          }
+        }
         return true;
       },
     };
@@ -272,12 +284,12 @@ function serviceRig(cells: { slot: string; kind: CellKind; events?: number }[]) 
   let picked = handles[0];
   const supervisor = {
     cells: () => handles,
-    pick: () => picked,
+    pick: () => (picked.state === 'ready' ? picked : null), // a cell still starting takes no run
     pickQuarantine: () => null,
     agents: () => [{ name: 'fast', repeatable: true, source: 'plugin', description: null }],
   } as unknown as CellSupervisor;
   service = createRunService({
-    store, relay, metrics, log, cells: supervisor, accepting: createAccepting(),
+    store: runStore, relay, metrics, log, cells: supervisor, accepting: createAccepting(),
     settings: { maxQueuedRuns: 100, userMaxConcurrentRuns: 100, userMaxQueuedRuns: 100, maxRunAttempts: 3, cellKillerQuarantineMs: 600_000, runTimeoutMs: 5000, cancelGraceMs: 100, userMaxStoredBytes: 1_073_741_824 },
   });
   const start = (userId: string, text: string) => service.start(userId, { agent: 'fast', input: { text }, threadId: null, correlationId: null, multitask: 'enqueue' });
@@ -285,7 +297,9 @@ function serviceRig(cells: { slot: string; kind: CellKind; events?: number }[]) 
     await service.drain(0);
     metrics.stop();
   };
-  return { service, delivered, written, cells: handles, pick: (cell: CellHandle) => (picked = cell), start, stop };
+  /** A `held` cell's run ends now, completed. */
+  const finish = (runId: string) => service.onCellMessage(held.get(runId)!, { type: 'run_finished', runId, outcome: { status: 'completed', result: 'x', executionTimeMs: 0 }, report: null });
+  return { service, delivered, written, cells: handles, pick: (cell: CellHandle) => (picked = cell), start, stop, finish };
 }
 
 /** Resolves once `check` holds; the IPC stand-ins answer on later turns. */
@@ -375,6 +389,68 @@ async function diesHoldingUnstartedRun(userId: string, drained: boolean) {
   const types = () => rig.delivered.filter((e) => e.run_id === run.id).map((e) => e.type);
   return { ...rig, run, types };
 }
+
+/**
+ * A store whose `findRun` reads the row's status (with SQL: Prisma's client does not load inside Jest), then, once,
+ * waits for `meanwhile` before it answers: what happens between a read and its answer.
+ */
+function heldReads() {
+  const held: { meanwhile: (() => Promise<void>) | null } = { meanwhile: null };
+  const runStore: RunStore = {
+    ...store,
+    async findRun(userId, runId) {
+      const [row] = await queryTestDatabase<{ status: RunRecord['status'] }>(front.url, 'SELECT "status" FROM "Run" WHERE "id" = ? AND "userId" = ?', [runId, userId]);
+      const then = held.meanwhile;
+      held.meanwhile = null;
+      await then?.();
+      return row ? ({ id: runId, userId, status: row.status } as RunRecord) : null;
+    },
+  };
+  return { runStore, held };
+}
+
+test("a stop's answer says how the run ended when it ended while the stop read its row, not that read's `running`", async () => {
+  // The stop's read of the row is held until the run has completed and its end is written.
+  const { runStore, held } = heldReads();
+  const { service, delivered, start, stop, finish } = serviceRig([{ slot: 'cell1', kind: 'held' }], runStore);
+  try {
+    const run = await start('u8', 'held');
+    await until(() => delivered.some((e) => e.run_id === run.id && e.type === 'agent_started'), 'the run to start');
+    held.meanwhile = async () => {
+      finish(run.id);
+      await service.settled(run.id);
+    };
+    const stopped = await service.cancel('u8', run.id);
+    expect(held.meanwhile).toBeNull(); // the read was held
+    expect(stopped.status).toBe('completed');
+    expect(delivered.filter((e) => e.run_id === run.id).map((e) => e.type)).toEqual(['message_received', 'agent_started', 'agent_completed']);
+  } finally {
+    await stop();
+  }
+});
+
+test("a stop's answer says `running` of a run that started while the stop read its row as `queued`; the run ends cancelled", async () => {
+  const { runStore, held } = heldReads();
+  // No cell can take the run until the test picks one: it stays queued.
+  const { service, delivered, start, stop, cells } = serviceRig([{ slot: 'cell1', kind: 'held' }], runStore);
+  try {
+    cells[0].state = 'starting';
+    const run = await start('u9', 'queued');
+    held.meanwhile = async () => {
+      cells[0].state = 'ready';
+      service.onCellReady(cells[0], null);
+      await until(() => delivered.some((e) => e.run_id === run.id && e.type === 'agent_started'), 'the run to start');
+    };
+    const stopped = await service.cancel('u9', run.id);
+    expect(held.meanwhile).toBeNull();
+    expect(stopped.status).toBe('running');
+    await service.settled(run.id);
+    const end = delivered.filter((e) => e.run_id === run.id).at(-1)!;
+    expect([end.type, (end.payload as { status: string }).status]).toEqual(['agent_completed', 'cancelled']);
+  } finally {
+    await stop();
+  }
+});
 
 test('a run its cell received but never reported started is dispatched again unsuspected once the dead cell\'s channel is read to its end', async () => {
   const { service, run, types, stop } = await diesHoldingUnstartedRun('u6', true);

@@ -131,14 +131,24 @@ export function createRunService(deps: {
   async function cancel(userId: string, runId: string): Promise<RunRecord> {
     const record = await store.findRun(userId, runId);
     if (!record) throw new CodedError('NOT_FOUND', 'no such run');
+    const wasLive = record.status === 'queued' || record.status === 'running';
     const run = live.get(runId);
-    if (run && run.phase !== 'finished') deadlines.requestStop(run, 'cancelled');
+    if (run && run.phase !== 'finished') {
+      deadlines.requestStop(run, 'cancelled');
+      // The row was read a moment ago: the run may have started since.
+      return run.phase === 'running' && record.status === 'queued' ? { ...record, status: 'running' } : record;
+    }
+    if (!wasLive) return record;
     // Not held here (any more): through the database, which the run's holder reads. Also for a run still known here
     // as finished: one moving off a draining node is that until it is given back, and a stop that did nothing then
     // was acknowledged and lost: the run ran again elsewhere (helper-82). Flagged under the lock the give-back takes,
     // the run ends cancelled there, or, back in the queue already, here.
-    else if (shared && (record.status === 'queued' || record.status === 'running')) await shared.stopElsewhere(userId, runId);
-    return record;
+    if (shared) {
+      if (await shared.stopElsewhere(userId, runId)) return record;
+    } else if (run) await run.settled; // its end is being written
+    // Nothing was left to stop: the run ended while its row was being read. The answer says how, not the `queued`
+    // or `running` of that read (helper-102: 41 stops of 79 in a fast burst said so of runs that had completed).
+    return (await store.findRun(userId, runId)) ?? record;
   }
   const cellEvents = createCellEvents({ store, relay, live, finishing, deadlines, pump: scheduler.pump, metrics, log, workerQueries: deps.workerQueries, tracer });
   const cellExits = createCellExits({

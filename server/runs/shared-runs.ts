@@ -254,9 +254,9 @@ export function createSharedRuns(deps: {
 
     /**
      * Stops a run that is not held here: one waiting in the shared queue ends now (its terminal event written
-     * and published here); one another node holds is flagged and that node told.
+     * and published here); one another node holds is flagged and that node told. False: it had ended already.
      */
-    async stopElsewhere(userId: string, runId: string): Promise<void> {
+    async stopElsewhere(userId: string, runId: string): Promise<boolean> {
       const outcome = await cluster.stop(userId, runId, stopped);
       if (outcome?.kind === 'ended') {
         publishEnded([outcome.terminal]);
@@ -264,6 +264,7 @@ export function createSharedRuns(deps: {
         if (outcome.nodeId === settings.nodeId) stopHeld(runId);
         else if (outcome.nodeId) signals.stopRun(outcome.nodeId, userId, runId);
       }
+      return outcome?.kind === 'ended' || outcome?.kind === 'held';
     },
 
     /**
