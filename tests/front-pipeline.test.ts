@@ -452,6 +452,37 @@ test("a stop's answer says `running` of a run that started while the stop read i
   }
 });
 
+test("a stop of a run that ended here but whose end is not written yet (its write kept while the storage fails) answers at once how it ended", async () => {
+  // The group commit keeps a run's terminal write, and retries it, for as long as the storage refuses it (a full disk,
+  // PostgreSQL unreachable): reads still answer meanwhile, and the row says `running`. Stopping that run awaited the
+  // write (run.settled): the stop's answer (stop_agent's ack, POST /v1/runs/:id/cancel) waited as long as the disk
+  // stayed full, though requests are meant to fail or answer, never wait for the storage.
+  let release!: () => void;
+  const kept = new Promise<void>((resolve) => (release = resolve));
+  const runStore: RunStore = {
+    ...heldReads().runStore, // its reads through SQL (none held)
+    finishRun: async (...args: Parameters<RunStore['finishRun']>) => {
+      await kept;
+      return store.finishRun(...args);
+    },
+  };
+  const { service, delivered, start, stop, finish } = serviceRig([{ slot: 'cell1', kind: 'held' }], runStore);
+  try {
+    const run = await start('u10', 'kept');
+    await until(() => delivered.some((e) => e.run_id === run.id && e.type === 'agent_started'), 'the run to start');
+    finish(run.id); // completed; its terminal write is kept
+    const answer = await Promise.race([service.cancel('u10', run.id), new Promise<null>((resolve) => setTimeout(resolve, 2000, null))]);
+    expect(answer?.status ?? 'no answer within 2 s').toBe('completed');
+    release();
+    await service.settled(run.id);
+    expect(delivered.filter((e) => e.run_id === run.id).map((e) => e.type)).toEqual(['message_received', 'agent_started', 'agent_completed']);
+    expect((await runStore.findRun('u10', run.id))?.status).toBe('completed');
+  } finally {
+    release();
+    await stop();
+  }
+});
+
 test('a run its cell received but never reported started is dispatched again unsuspected once the dead cell\'s channel is read to its end', async () => {
   const { service, run, types, stop } = await diesHoldingUnstartedRun('u6', true);
   try {

@@ -76,6 +76,7 @@ export function createFinishing(deps: {
   ): void {
     if (run.phase === 'finished') return; // exactly one terminal event
     run.phase = 'finished';
+    run.ending = status;
     deps.release(run);
     countIsolation(report, error);
     if (status === 'failed' || status === 'timeout') tally.failures++;

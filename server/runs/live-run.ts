@@ -4,6 +4,7 @@
  * scheduler's, its place in the per-user counts the scheduler's.
  */
 import type { AgentInput, RunAssignment } from '../../protocol/cell-messages.js';
+import type { TerminalStatus } from '../../protocol/events.js';
 import type { StopReason } from '../../protocol/stop-errors.js';
 import type { RunRecord } from '../store/store.js';
 
@@ -21,6 +22,8 @@ export interface LiveRun {
   /** The lease of the node holding the run (several nodes: its writes name it, server/runs/shared-runs.ts); null on one node. */
   readonly owner: string | null;
   phase: RunPhase;
+  /** How it ended here (finishing.ts), set with phase `finished`; its terminal write may still be under way. */
+  ending: TerminalStatus | null;
   attempt: number;
   cellId: string | null;
   /** The worker running the current attempt (for log lines). */
@@ -65,6 +68,7 @@ export function newLiveRun(fields: {
     attempt: fields.attempt ?? 0,
     owner: fields.owner ?? null,
     phase: 'queued',
+    ending: null,
     cellId: null,
     workerId: null,
     dispatchedAt: null,

@@ -145,7 +145,12 @@ export function createRunService(deps: {
     // the run ends cancelled there, or, back in the queue already, here.
     if (shared) {
       if (await shared.stopElsewhere(userId, runId)) return record;
-    } else if (run) await run.settled; // its end is being written
+    } else if (run?.ending) {
+      // Ended here, its end not written yet: that write is kept and retried for as long as the storage refuses it (a
+      // full disk, the database unreachable), and a long backlog of the run's events goes first. The answer says how
+      // it ended without waiting for it: awaiting `run.settled` held the stop's answer for as long as the disk was full.
+      return { ...record, status: run.ending };
+    }
     // Nothing was left to stop: the run ended while its row was being read. The answer says how, not the `queued`
     // or `running` of that read (helper-102: 41 stops of 79 in a fast burst said so of runs that had completed).
     return (await store.findRun(userId, runId)) ?? record;
