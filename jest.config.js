@@ -27,7 +27,7 @@ const STORE_FREE = [
   file('deploy-compose'),
   // `npm start`, the container image's runtime stage, an unwritable SQLite folder and a full disk: SQLite files of
   // their own.
-  ...['start', 'container-image', 'database-path', 'disk-full', 'disk-full-shutdown'].map(file),
+  ...['start', 'container-image', 'database-path', 'disk-full', 'disk-full-shutdown', 'stop-disk-full'].map(file),
   // A cell process played by the test, no front.
   file('event-fairness'),
   // run-scratch.ts on a folder of its own, as a non-root user.
