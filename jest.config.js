@@ -18,7 +18,7 @@ const STORE_FREE = [
   '/dist/tests/unit/',
   // The Redis parts (bus, shared state, node messages) against the real Redis, no database.
   '/dist/tests/redis/',
-  ...['architecture', 'cpu-governor', 'delivery', 'docs-paths', 'run-emitter', 'socket-order'].map(file),
+  ...['architecture', 'cpu-governor', 'delivery', 'docs-paths', 'event-window', 'run-emitter', 'socket-order'].map(file),
   // Learns both providers' statements with no database.
   file('worker-query-gate'),
   // SQLite's migrations against the schema (PostgreSQL's are a PostgreSQL-only file).

@@ -81,7 +81,20 @@ export const RUN_SHARED_INT32S = 3;
 export const REFUSAL_REASONS = ['user_switch', 'priority_not_restored', 'leaked_resources', 'tampered'] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
-export type WorkerTask = { kind: 'run'; run: RunAssignment; port: MessagePort; startRecorded: Int32Array; traceId?: string } | { kind: 'describe' };
+/**
+ * `eventsTaken`: an Int32 in a SharedArrayBuffer of this run's own (not the seal's), which the cell adds 1 to for each
+ * `event` message it has read off the run's port. The worker posts at most EVENTS_IN_FLIGHT events its cell has not
+ * read yet, and keeps the rest until it has (workers/worker/run-emitter.ts).
+ */
+export type WorkerTask = { kind: 'run'; run: RunAssignment; port: MessagePort; startRecorded: Int32Array; eventsTaken: Int32Array; traceId?: string } | { kind: 'describe' };
+
+/**
+ * Why a window: Node hands a port's queued messages to its listener all at once, and the cell checks each event
+ * (its JSON, up to 64 KiB) as it reads it, so another run's message in the same cell waited behind everything a
+ * flooding run had posted (hundreds of events: p99 ~0.4 s, README, threat model). With the window, at most this many
+ * per run.
+ */
+export const EVENTS_IN_FLIGHT = 8;
 
 export type { StopReason } from './stop-errors.js';
 

@@ -4,13 +4,14 @@
  * place, and no merged event is over MAX_EVENT_BYTES.
  */
 import { createRunEmitter, STREAM_INTERVAL_MS } from '../workers/worker/run-emitter';
+import { portReadAtOnce } from './helpers/emitter-port';
 
 const LIMITS = { maxEventsPerRun: 100_000, maxEventBytes: 2000, maxResultBytes: 10_000 } as never;
 
 function rig() {
   const posted: { type: string; payload: any }[] = [];
-  const port = { postMessage: (m: any) => posted.push(m.event) } as never;
-  return { posted, emitter: createRunEmitter(port, LIMITS, () => undefined) };
+  const { port, eventsTaken } = portReadAtOnce((m) => posted.push(m.event));
+  return { posted, emitter: createRunEmitter(port, LIMITS, () => undefined, eventsTaken) };
 }
 
 beforeEach(() => jest.useFakeTimers());

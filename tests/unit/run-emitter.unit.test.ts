@@ -4,14 +4,16 @@
  * boundaries (the interval, the size cap, the clock flush).
  */
 import { createRunEmitter, LimitExceededError, STREAM_INTERVAL_MS } from '../../workers/worker/run-emitter';
+import { EVENTS_IN_FLIGHT } from '../../protocol/worker-messages';
 import { MAX_OUTPUT_DEPTH } from '../../protocol/json-nesting';
+import { portReadAtOnce } from '../helpers/emitter-port';
 
 function rig(limits: { maxEventsPerRun?: number; maxEventBytes?: number; maxRunEventBytes?: number } = {}) {
   const posted: { type: string; payload: any; timestamp: number }[] = [];
   const violations: LimitExceededError[] = [];
-  const port = { postMessage: (m: any) => (expect(m.type).toBe('event'), posted.push(m.event)) } as never;
+  const { port, eventsTaken } = portReadAtOnce((m) => (expect(m.type).toBe('event'), posted.push(m.event)));
   const full = { maxEventsPerRun: 1000, maxEventBytes: 1000, maxRunEventBytes: 1_000_000, maxResultBytes: 10_000, ...limits } as never;
-  return { posted, violations, emitter: createRunEmitter(port, full, (err) => violations.push(err)) };
+  return { posted, violations, emitter: createRunEmitter(port, full, (err) => violations.push(err), eventsTaken) };
 }
 
 const TOOL = { tool_call_id: '1', tool_name: 'x', parameters: { a: 1 } };
@@ -282,5 +284,49 @@ describe('stream merging', () => {
     jest.advanceTimersByTime(STREAM_INTERVAL_MS);
     expect(posted).toHaveLength(6);
     expect(jest.getTimerCount()).toBe(0);
+  });
+});
+
+describe('events in flight (EVENTS_IN_FLIGHT)', () => {
+  /** A port whose cell reads only when the test says. */
+  function slowCell() {
+    const posted: { type: string; payload: any }[] = [];
+    const eventsTaken = new Int32Array(new SharedArrayBuffer(4));
+    const port = { postMessage: (m: any) => posted.push(m.event) } as never;
+    const limits = { maxEventsPerRun: 1000, maxEventBytes: 1000, maxRunEventBytes: 1_000_000, maxResultBytes: 10_000 } as never;
+    const read = (n: number) => {
+      Atomics.add(eventsTaken, 0, n);
+      Atomics.notify(eventsTaken, 0);
+    };
+    return { posted, read, emitter: createRunEmitter(port, limits, () => undefined, eventsTaken) };
+  }
+  const settle = () => new Promise((r) => jest.requireActual<typeof import('node:timers')>('node:timers').setImmediate(r));
+
+  test('no more than the window is posted before the cell reads; the rest follow in order as it reads, and drained() waits for them', async () => {
+    const { posted, read, emitter } = slowCell();
+    for (let i = 0; i < 20; i++) emitter.emit('agent_thinking', { reasoning: `r${i}` });
+    expect(posted).toHaveLength(EVENTS_IN_FLIGHT);
+    let drained = false;
+    void emitter.drained().then(() => (drained = true));
+    await settle();
+    expect(posted).toHaveLength(EVENTS_IN_FLIGHT);
+    expect(drained).toBe(false);
+    read(3);
+    await settle();
+    expect(posted).toHaveLength(EVENTS_IN_FLIGHT + 3);
+    read(20);
+    await settle();
+    await settle();
+    expect(posted.map((e) => e.payload.reasoning)).toEqual(Array.from({ length: 20 }, (_, i) => `r${i}`));
+    expect(drained).toBe(true);
+  });
+
+  test('with nothing waiting, drained() resolves at once', async () => {
+    const { posted, emitter } = slowCell();
+    emitter.emit('agent_thinking', { reasoning: 'one' });
+    let drained = false;
+    void emitter.drained().then(() => (drained = true));
+    await settle();
+    expect([posted.length, drained]).toEqual([1, true]);
   });
 });

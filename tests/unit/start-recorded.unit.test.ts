@@ -64,7 +64,7 @@ test('a run starts its agent only once the cell has set startRecorded', async ()
   await new Promise((resolve) => cell.once('online', resolve));
   const handedAt = Date.now();
   cell.postMessage('go');
-  const outcome = await runtime.handle({ kind: 'run', run, port: port2, startRecorded });
+  const outcome = await runtime.handle({ kind: 'run', run, port: port2, startRecorded, eventsTaken: new Int32Array(new SharedArrayBuffer(4)) });
   await finished;
   await cell.terminate();
   expect(outcome).toMatchObject({ status: 'completed', result: 'ran' });

@@ -7,6 +7,7 @@
 import { runToolCall } from '../../workers/llm/tool-runner';
 import { prepareTools } from '../../workers/llm/tool-set';
 import { createRunEmitter } from '../../workers/worker/run-emitter';
+import { portReadAtOnce } from '../helpers/emitter-port';
 
 const nested = (levels: number): unknown => {
   let v: unknown = 1;
@@ -16,9 +17,9 @@ const nested = (levels: number): unknown => {
 
 function rig() {
   const posted: { type: string; payload: any }[] = [];
-  const port = { postMessage: (m: any) => posted.push(m.event) } as never;
+  const { port, eventsTaken } = portReadAtOnce((m) => posted.push(m.event));
   const limits = { maxEventsPerRun: 100, maxEventBytes: 65_536, maxRunEventBytes: 1_000_000, maxResultBytes: 100_000 } as never;
-  const emitter = createRunEmitter(port, limits, () => undefined);
+  const emitter = createRunEmitter(port, limits, () => undefined, eventsTaken);
   const tools = prepareTools([{ name: 'echo', description: 'returns what it is given, nested once more', parameters: { type: 'object' }, handler: (a: { tree: unknown }) => ({ tree: [a.tree] }) }], 1000);
   return { posted, call: (args: unknown) => runToolCall({ id: 'c1', name: 'echo', arguments: JSON.stringify(args) }, tools, { emit: (t, p) => emitter.emit(t, p), signal: new AbortController().signal }) };
 }

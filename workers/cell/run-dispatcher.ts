@@ -207,6 +207,7 @@ export function createRunDispatcher(deps: {
     const startRecorded = new Int32Array(new SharedArrayBuffer(RUN_SHARED_INT32S * 4));
     crypto.getRandomValues(startRecorded.subarray(RUN_SEAL_AT, RUN_SEAL_AT + 2));
     const seal: [number, number] = [startRecorded[RUN_SEAL_AT], startRecorded[RUN_SEAL_AT + 1]];
+    const eventsTaken = new Int32Array(new SharedArrayBuffer(4));
     // Traced runs only: each model request's timing goes to the front, which makes its span.
     const traceId = traceparent ? TRACEPARENT.exec(traceparent)?.[1] : undefined;
     const tracing = traceId ? { traceId, onCall: (call: ModelCallTiming) => deps.send({ type: 'model_call', runId: run.runId, call }) } : undefined;
@@ -240,6 +241,11 @@ export function createRunDispatcher(deps: {
     // A message the port could not read back arrives as 'messageerror': unheard, a lost `done` left the run to its deadline.
     port1.on('messageerror', () => f.settled || f.check.unreadable());
     port1.on('message', (raw: unknown) => {
+      // Every event read counts, refused or late ones too: the worker waits for the count to post more.
+      if ((raw as { type?: unknown } | null)?.type === 'event') {
+        Atomics.add(eventsTaken, 0, 1);
+        Atomics.notify(eventsTaken, 0);
+      }
       if (f.settled) return;
       const msg = f.check.admit(raw);
       if (!msg) return;
@@ -284,7 +290,7 @@ export function createRunDispatcher(deps: {
         else f.done = { outcome: msg.outcome, report: msg.report };
       }
     });
-    const task: WorkerTask = { kind: 'run', run, port: port2, startRecorded, ...(tracing ? { traceId: tracing.traceId } : {}) };
+    const task: WorkerTask = { kind: 'run', run, port: port2, startRecorded, eventsTaken, ...(tracing ? { traceId: tracing.traceId } : {}) };
     Object.assign(task, deps.route?.(run));
     deps.pool.run(task, { transferList: [port2], signal: f.abort.signal }).then(
       () => {

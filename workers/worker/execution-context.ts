@@ -24,6 +24,8 @@ export interface ExecutionContextHandle {
 export function createExecutionContext(deps: {
   run: RunAssignment;
   port: MessagePort;
+  /** The cell's count of this run's events it has read (protocol/worker-messages.ts, WorkerTask). */
+  eventsTaken: Int32Array;
   signal: AbortSignal;
   prisma: () => Db;
   limits: RunLimits;
@@ -36,7 +38,7 @@ export function createExecutionContext(deps: {
   onDbQuery?: () => void;
 }): ExecutionContextHandle {
   const { run } = deps;
-  const emitter = createRunEmitter(deps.port, deps.limits, deps.onViolation);
+  const emitter = createRunEmitter(deps.port, deps.limits, deps.onViolation, deps.eventsTaken);
   const scoped = createScopedDb(deps.prisma, run.userId, run.threadId, deps.onDbQuery);
   const { log, release: releaseLog } = agentLogger(deps.log, deps.limits.logBytesPerSecond);
   const emit = (type: unknown, payload: unknown) => emitter.emit(type, payload);

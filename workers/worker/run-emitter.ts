@@ -8,13 +8,22 @@
  * clients at most every 20 ms per run, whatever the agent does, so one run emitting in a tight loop costs
  * the front (which logs and delivers every event) a few events instead of thousands. The first event after
  * a pause goes out at once; any other event type first sends what is merged, so order is kept.
+ *
+ * At most EVENTS_IN_FLIGHT events are on the port unread by the cell (`eventsTaken`, which the cell counts up);
+ * the rest wait here, in the run's own heap, and go as the cell reads. A run emitting without pause then holds up
+ * another run's message in the cell by that many events, not by all it emitted. The run's `done` waits for them
+ * (`drained`).
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { RunLimits } from '../../protocol/cell-messages.js';
 import { isAgentEventType, payloadProblem } from '../../protocol/agent-event-shapes.js';
 import { AGENT_EVENT_TYPES, type AgentEventType, type JsonObject } from '../../protocol/events.js';
 import { MAX_OUTPUT_DEPTH, nestsDeeperThan } from '../../protocol/json-nesting.js';
-import type { WorkerToCell } from '../../protocol/worker-messages.js';
+import { EVENTS_IN_FLIGHT, type WorkerToCell } from '../../protocol/worker-messages.js';
+
+// Taken before any agent code runs: a run that replaced them could not skip the window (or stall its own done).
+const atomicsLoad = Atomics.load;
+const waitAsync = (Atomics as unknown as { waitAsync: (a: Int32Array, i: number, v: number) => { async: boolean; value: Promise<unknown> | string } }).waitAsync;
 
 export class LimitExceededError extends Error {
   readonly code = 'LIMIT_EXCEEDED';
@@ -27,12 +36,19 @@ export interface RunEmitter {
   release(): void;
   /** Set when a cap was crossed, even if the agent swallowed the error. */
   readonly violation: LimitExceededError | null;
+  /** Resolves once every event emitted is on the port (the run's `done` must come after them). */
+  drained(): Promise<void>;
 }
 
 export const STREAM_INTERVAL_MS = 20;
 
-export function createRunEmitter(port: MessagePort, limits: RunLimits, onViolation: (err: LimitExceededError) => void): RunEmitter {
+export function createRunEmitter(port: MessagePort, limits: RunLimits, onViolation: (err: LimitExceededError) => void, eventsTaken: Int32Array): RunEmitter {
   let count = 0;
+  /** Events put on the port; the cell counts those it read in `eventsTaken`. */
+  let posted = 0;
+  /** Events waiting for the cell to read some of those before them, and whether a wait for that is armed. */
+  const waiting: WorkerToCell[] = [];
+  let armed: Promise<void> | null = null;
   /** Payload bytes emitted so far (as checked, before any merge: never less than what reaches the cell). */
   let total = 0;
   let released = false;
@@ -41,7 +57,27 @@ export function createRunEmitter(port: MessagePort, limits: RunLimits, onViolati
   let merged: { texts: string[]; bytes: number; timestamp: number } | null = null;
   let mergeTimer: NodeJS.Timeout | null = null;
 
-  const post = (type: AgentEventType, payload: JsonObject, timestamp: number) => port.postMessage({ type: 'event', event: { type, payload, timestamp } } satisfies WorkerToCell);
+  const room = () => posted - atomicsLoad(eventsTaken, 0) < EVENTS_IN_FLIGHT;
+  function send(): void {
+    while (waiting.length > 0 && room()) {
+      posted++;
+      port.postMessage(waiting.shift());
+    }
+    if (waiting.length > 0) arm();
+  }
+  /** Wakes when the cell's count moves (at once if it already has). */
+  function arm(): void {
+    if (armed) return;
+    const wait = waitAsync(eventsTaken, 0, atomicsLoad(eventsTaken, 0));
+    armed = (wait.async ? (wait.value as Promise<unknown>) : Promise.resolve()).then(() => {
+      armed = null;
+      send();
+    });
+  }
+  const post = (type: AgentEventType, payload: JsonObject, timestamp: number) => {
+    waiting.push({ type: 'event', event: { type, payload, timestamp } } satisfies WorkerToCell);
+    send();
+  };
   function flushMerged(): void {
     if (mergeTimer) clearTimeout(mergeTimer);
     mergeTimer = null;
@@ -83,6 +119,9 @@ export function createRunEmitter(port: MessagePort, limits: RunLimits, onViolati
       // What the agent streamed last still goes out, before the run's end is reported.
       flushMerged();
       released = true;
+    },
+    async drained() {
+      while (armed) await armed;
     },
     emit(type, payload) {
       if (released) throw new Error('ctx.emit called after the run ended: the execution context is released');

@@ -153,7 +153,7 @@ export function createWorkerRuntime(deps: {
   // The descriptor wall's count of sockets when the last run's leaks were counted (none yet: null).
   let socketsAtLastEnd: number | null = null;
 
-  async function execute(run: RunAssignment, port: MessagePort, startRecorded: Int32Array, traceId?: string): Promise<RunOutcome> {
+  async function execute(run: RunAssignment, port: MessagePort, startRecorded: Int32Array, eventsTaken: Int32Array, traceId?: string): Promise<RunOutcome> {
     const post = (msg: WorkerToCell) => apply(postMessage, port, [msg]);
     if (config.workerReuse === 'same_user' && servedUser !== null && servedUser !== run.userId) {
       // Before any agent code: what earlier runs left in modules and closures must never meet another user.
@@ -224,7 +224,7 @@ export function createWorkerRuntime(deps: {
     try {
       const entry = (await deps.registry).get(run.agentName);
       if (!entry) throw Object.assign(new Error(`agent "${run.agentName}" is not registered in this cell`), { code: 'AGENT_ERROR' });
-      handle = createExecutionContext({ run, port, signal: controller.signal, prisma, limits: config.limits, log: runLog, settings, modelFetch: broker.fetch, onViolation: () => stop('limit'), onDbQuery: () => (dbOpen = true) });
+      handle = createExecutionContext({ run, port, eventsTaken, signal: controller.signal, prisma, limits: config.limits, log: runLog, settings, modelFetch: broker.fetch, onViolation: () => stop('limit'), onDbQuery: () => (dbOpen = true) });
       counters.activeContexts++;
       agent = factory.create(entry);
       counters.liveAgentInstances++;
@@ -262,6 +262,8 @@ export function createWorkerRuntime(deps: {
     broker.close();
     if (handle) {
       handle.release();
+      // Events still waiting for the cell to read those before them go out before anything else of the run's end.
+      await handle.emitter.drained();
       counters.activeContexts--;
     }
     dbChannel.release();
@@ -340,7 +342,7 @@ export function createWorkerRuntime(deps: {
           return new Promise<never>(() => undefined);
         }
         executing = true;
-        return execute(task.run, task.port, task.startRecorded, task.traceId).finally(() => (executing = false));
+        return execute(task.run, task.port, task.startRecorded, task.eventsTaken, task.traceId).finally(() => (executing = false));
       }
       return Promise.reject(new Error(`unknown worker task ${JSON.stringify((task as { kind?: unknown }).kind)}`));
     },
