@@ -18,7 +18,7 @@ import { CellHandle } from '../server/cells/cell-handle';
 import type { CellSupervisor } from '../server/cells/supervisor';
 import { createLogger } from '../server/logger';
 import { createMetrics } from '../server/metrics';
-import type { FrontToCell } from '../protocol/cell-messages';
+import type { FrontToCell, RunOutcome } from '../protocol/cell-messages';
 import type { RunEventEnvelope } from '../protocol/events';
 import { createEventRelay } from '../server/runs/event-relay';
 import { createRunService, type RunService } from '../server/runs/run-service';
@@ -244,10 +244,13 @@ function serviceRig(cells: { slot: string; kind: CellKind; events?: number }[], 
   const relay = createEventRelay({ store: runStore, bus: { publish: (e) => delivered.push(e) }, metrics, log });
   let service: RunService;
   const scratch = { dir: '/nonexistent', open: (runId: string) => `/nonexistent/${runId}`, close: () => undefined, removeAll: () => undefined };
+  /** The stand-in cell reports the run's end. */
+  const ended = (handle: CellHandle, runId: string, outcome: RunOutcome) => service.onCellMessage(handle, { type: 'run_finished', runId, outcome, report: null });
+  const completed: RunOutcome = { status: 'completed', result: 'x', executionTimeMs: 0 };
   const answer = (handle: CellHandle, runId: string, events: number) => {
     service.onCellMessage(handle, { type: 'run_started', runId, workerId: 1, startedAt: Date.now() });
     for (let i = 0; i < events; i++) service.onCellMessage(handle, { type: 'run_event', runId, event: { type: 'partial_result', payload: { text: 'x' }, timestamp: Date.now() } as never });
-    service.onCellMessage(handle, { type: 'run_finished', runId, outcome: { status: 'completed', result: 'x', executionTimeMs: 0 }, report: null });
+    ended(handle, runId, completed);
   };
   const handles = cells.map(({ slot, kind, events = 0 }) => {
     const child = {
@@ -263,7 +266,7 @@ function serviceRig(cells: { slot: string; kind: CellKind; events?: number }[], 
         setImmediate(() => callback(null));
         for (const msg of batch) {
           if (msg.type === 'cancel' && held.delete(msg.runId)) {
-            service.onCellMessage(handle, { type: 'run_finished', runId: msg.runId, outcome: { status: 'cancelled', error: { code: 'CANCELLED', message: 'stopped' }, executionTimeMs: 0 }, report: null });
+            ended(handle, msg.runId, { status: 'cancelled', error: { code: 'CANCELLED', message: 'stopped' }, executionTimeMs: 0 });
           }
           if (msg.type !== 'run') continue;
           if (kind !== 'held') answer(handle, msg.run.runId, events);
@@ -298,7 +301,7 @@ function serviceRig(cells: { slot: string; kind: CellKind; events?: number }[], 
     metrics.stop();
   };
   /** A `held` cell's run ends now, completed. */
-  const finish = (runId: string) => service.onCellMessage(held.get(runId)!, { type: 'run_finished', runId, outcome: { status: 'completed', result: 'x', executionTimeMs: 0 }, report: null });
+  const finish = (runId: string) => ended(held.get(runId)!, runId, completed);
   return { service, delivered, written, cells: handles, pick: (cell: CellHandle) => (picked = cell), start, stop, finish };
 }
 
